@@ -1,0 +1,616 @@
+//! The reference engine: DESIGN §3 as a pure state machine.
+//!
+//! `state + command + now -> state' + outcome`. [`Ledger::apply`] does all of a command in
+//! one step, which is what makes it the oracle: every invariant of DESIGN §4 holds after
+//! every command, whatever the order, repetition or timing of commands.
+//!
+//! Lookups use `FxHashMap` for speed; nothing iterates a hash map into an outcome, so its
+//! order cannot leak. Deadlines are kept in a sorted queue, so `expire` is ordered by
+//! `(deadline, request_id)`.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::command::{Command, Decision, GateReason, Outcome, Refusal};
+use crate::config::Config;
+use crate::engine::Movement;
+use crate::ids::{PaymentId, Pubkey, RequestId, Tier, TimeMs, DAY_MS};
+use crate::sats::Sats;
+
+/// One identity's standing: tier and daily window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// Current tier.
+    pub tier: Tier,
+    /// Absorbed in the window that began at `absorbed_reset_at`.
+    pub sats_absorbed_today: Sats,
+    /// Start of the current daily window.
+    pub absorbed_reset_at: TimeMs,
+    /// Outstanding reservations, which count against the daily remaining.
+    pub reserved_sats: Sats,
+}
+
+impl Identity {
+    /// Absorption of the window containing `now` (zero once 24 h have passed since its start).
+    pub fn absorbed_in_window(&self, now: TimeMs) -> Sats {
+        if now.since(self.absorbed_reset_at) >= DAY_MS {
+            Sats::ZERO
+        } else {
+            self.sats_absorbed_today
+        }
+    }
+
+    /// What the identity may still be granted at `now` under `budget`.
+    pub fn daily_remaining(&self, budget: Sats, now: TimeMs) -> Sats {
+        let used = self
+            .absorbed_in_window(now)
+            .checked_add(self.reserved_sats)
+            .unwrap_or(Sats::MAX);
+        budget.saturating_sub(used)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReservationState {
+    Outstanding,
+    Recorded {
+        actual: Sats,
+        absorbed: Sats,
+        returned: Sats,
+        overrun: Sats,
+    },
+    Released,
+    Expired,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Reservation {
+    amount: Sats,
+    by_decide: bool,
+    deadline: TimeMs,
+    state: ReservationState,
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    pubkey: Pubkey,
+    estimated: Sats,
+    decision: Decision,
+    reservation: Option<Reservation>,
+}
+
+/// Running totals: the ledger's balance sheet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// The pool's balance.
+    pub pool_sats: Sats,
+    /// Sum of outstanding reservations.
+    pub reserved_sats: Sats,
+    /// Sum of all absorbed (recorded) sats: the sum of audit grants.
+    pub absorbed_sats: Sats,
+    /// Sum of credits, once per payment.
+    pub credited_sats: Sats,
+    /// Sum of overruns reported by `record` (paid outside the pool).
+    pub overrun_sats: Sats,
+    /// Number of audit grants written.
+    pub n_grants: u64,
+}
+
+/// The reference ledger.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    config: Config,
+    totals: Totals,
+    identities: FxHashMap<Pubkey, Identity>,
+    requests: FxHashMap<RequestId, Request>,
+    payments: FxHashMap<PaymentId, (Sats, Sats)>,
+    /// `(deadline, request)` of reservations, sorted; entries of closed reservations are
+    /// skipped when they reach the front.
+    deadlines: VecDeque<(TimeMs, RequestId)>,
+}
+
+impl Ledger {
+    /// A ledger at genesis: the pool holds `config.pool_initial_sats`.
+    pub fn new(config: Config) -> Ledger {
+        Ledger {
+            config,
+            totals: Totals {
+                pool_sats: config.pool_initial_sats,
+                ..Totals::default()
+            },
+            identities: FxHashMap::default(),
+            requests: FxHashMap::default(),
+            payments: FxHashMap::default(),
+            deadlines: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The balance sheet.
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// An identity's standing.
+    pub fn identity(&self, pubkey: &Pubkey) -> Option<Identity> {
+        self.identities.get(pubkey).copied()
+    }
+
+    /// Number of requests ever decided (for capacity figures).
+    pub fn n_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Apply `command` at `now`, appending every pool movement it makes to `journal`.
+    /// A repeat of an earlier command returns the first outcome and appends nothing.
+    pub fn apply(
+        &mut self,
+        command: &Command,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, Refusal> {
+        match *command {
+            Command::SetTier { pubkey, tier } => Ok(self.set_tier(pubkey, tier, now)),
+            Command::Decide {
+                request_id,
+                pubkey,
+                estimated_sats,
+            } => self.decide(request_id, pubkey, estimated_sats, now, journal),
+            Command::ReservePartial {
+                request_id,
+                pubkey,
+                amount_sats,
+            } => self.reserve_partial(request_id, pubkey, amount_sats, now, journal),
+            Command::Release { request_id } => self.release(request_id, journal),
+            Command::Record {
+                request_id,
+                actual_sats,
+            } => self.record(request_id, actual_sats, now, journal),
+            Command::Credit {
+                payment_id,
+                paid_sats,
+            } => self.credit(payment_id, paid_sats, journal),
+            Command::Expire => Ok(self.expire(now, journal)),
+        }
+    }
+
+    fn set_tier(&mut self, pubkey: Pubkey, tier: Tier, now: TimeMs) -> Outcome {
+        match self.identities.get_mut(&pubkey) {
+            Some(identity) => {
+                let previous = identity.tier;
+                identity.tier = tier;
+                Outcome::TierSet {
+                    previous: Some(previous),
+                }
+            }
+            None => {
+                let identity = Identity {
+                    tier,
+                    sats_absorbed_today: Sats::ZERO,
+                    absorbed_reset_at: now,
+                    reserved_sats: Sats::ZERO,
+                };
+                self.identities.insert(pubkey, identity);
+                Outcome::TierSet { previous: None }
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        request_id: RequestId,
+        pubkey: Pubkey,
+        estimated: Sats,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, Refusal> {
+        if let Some(request) = self.requests.get(&request_id) {
+            if request.pubkey != pubkey {
+                return Err(Refusal::ExistsWithDifferentPubkey);
+            }
+            if request.estimated != estimated {
+                return Err(Refusal::ExistsWithDifferentEstimate {
+                    estimated_sats: request.estimated,
+                });
+            }
+            return Ok(Outcome::Decided {
+                decision: request.decision,
+            });
+        }
+        let decision = self.decision_for(pubkey, estimated, now);
+        let reservation = match decision {
+            Decision::Free { reserved_sats } => {
+                self.debit(request_id, pubkey, reserved_sats, journal);
+                Some(self.reservation(request_id, reserved_sats, true, now))
+            }
+            Decision::Partial { .. } | Decision::Gate { .. } => None,
+        };
+        self.requests.insert(
+            request_id,
+            Request {
+                pubkey,
+                estimated,
+                decision,
+                reservation,
+            },
+        );
+        Ok(Outcome::Decided { decision })
+    }
+
+    /// The decision for a new request, without changing anything.
+    fn decision_for(&self, pubkey: Pubkey, estimated: Sats, now: TimeMs) -> Decision {
+        let gate = |reason| Decision::Gate {
+            reason,
+            charge_sats: estimated,
+        };
+        if estimated.is_zero() {
+            return gate(GateReason::ZeroEstimate);
+        }
+        let Some(identity) = self.identities.get(&pubkey) else {
+            return gate(GateReason::UnknownIdentity);
+        };
+        let budget = self.config.budget(identity.tier);
+        if budget.is_zero() {
+            return gate(GateReason::ZeroBudget);
+        }
+        let remaining = identity.daily_remaining(budget, now);
+        if remaining.is_zero() {
+            return gate(GateReason::DailyBudgetExhausted);
+        }
+        if self.totals.pool_sats.is_zero() {
+            return gate(GateReason::PoolEmpty);
+        }
+        let can_absorb = remaining.min(self.totals.pool_sats).min(estimated);
+        if can_absorb == estimated {
+            Decision::Free {
+                reserved_sats: estimated,
+            }
+        } else {
+            let charge_sats = estimated
+                .checked_sub(can_absorb)
+                .expect("can_absorb <= estimated");
+            Decision::Partial {
+                offer_sats: can_absorb,
+                charge_sats,
+            }
+        }
+    }
+
+    fn reserve_partial(
+        &mut self,
+        request_id: RequestId,
+        pubkey: Pubkey,
+        amount: Sats,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, Refusal> {
+        let request = self
+            .requests
+            .get(&request_id)
+            .ok_or(Refusal::UnknownRequest)?;
+        if request.pubkey != pubkey {
+            return Err(Refusal::ExistsWithDifferentPubkey);
+        }
+        if let Some(r) = request.reservation {
+            return if !r.by_decide && r.amount == amount {
+                Ok(Outcome::Reserved {
+                    reserved_sats: amount,
+                })
+            } else {
+                Err(Refusal::ReservationExists {
+                    reserved_sats: r.amount,
+                })
+            };
+        }
+        if amount.is_zero() {
+            return Err(Refusal::ZeroAmount);
+        }
+        if amount > request.estimated {
+            return Err(Refusal::AmountAboveEstimate {
+                estimated_sats: request.estimated,
+            });
+        }
+        let identity = self
+            .identities
+            .get(&pubkey)
+            .ok_or(Refusal::UnknownIdentity)?;
+        let available = identity
+            .daily_remaining(self.config.budget(identity.tier), now)
+            .min(self.totals.pool_sats);
+        if amount > available {
+            return Err(Refusal::InsufficientFunds {
+                available_sats: available,
+            });
+        }
+        self.debit(request_id, pubkey, amount, journal);
+        let reservation = self.reservation(request_id, amount, false, now);
+        self.requests
+            .get_mut(&request_id)
+            .expect("looked up above")
+            .reservation = Some(reservation);
+        Ok(Outcome::Reserved {
+            reserved_sats: amount,
+        })
+    }
+
+    /// Move `amount` from the pool into a reservation of `pubkey`. The caller checked that
+    /// the pool and the daily remaining cover it.
+    fn debit(
+        &mut self,
+        request_id: RequestId,
+        pubkey: Pubkey,
+        amount: Sats,
+        journal: &mut Vec<Movement>,
+    ) {
+        let t = &mut self.totals;
+        t.pool_sats = t
+            .pool_sats
+            .checked_sub(amount)
+            .expect("debit is covered by the pool");
+        t.reserved_sats = t
+            .reserved_sats
+            .checked_add(amount)
+            .expect("reservations are bounded by the pool");
+        let identity = self
+            .identities
+            .get_mut(&pubkey)
+            .expect("debit for a known identity");
+        identity.reserved_sats = identity
+            .reserved_sats
+            .checked_add(amount)
+            .expect("bounded by the pool");
+        journal.push(Movement::Debit {
+            request_id,
+            pubkey,
+            amount_sats: amount,
+        });
+    }
+
+    fn reservation(
+        &mut self,
+        request_id: RequestId,
+        amount: Sats,
+        by_decide: bool,
+        now: TimeMs,
+    ) -> Reservation {
+        let deadline = now.plus_ms(self.config.reservation_ttl_ms);
+        let key = (deadline, request_id);
+        // Nearly always appended at the back: deadlines grow with `now`.
+        let at = self.deadlines.partition_point(|k| *k < key);
+        self.deadlines.insert(at, key);
+        Reservation {
+            amount,
+            by_decide,
+            deadline,
+            state: ReservationState::Outstanding,
+        }
+    }
+
+    /// Close an outstanding reservation: it leaves the identity's and the ledger's
+    /// outstanding sums, and `returned` goes back to the pool.
+    fn close(&mut self, pubkey: Pubkey, amount: Sats, returned: Sats) {
+        let identity = self
+            .identities
+            .get_mut(&pubkey)
+            .expect("reservation of a known identity");
+        identity.reserved_sats = identity
+            .reserved_sats
+            .checked_sub(amount)
+            .expect("identity holds the reservation");
+        let t = &mut self.totals;
+        t.reserved_sats = t
+            .reserved_sats
+            .checked_sub(amount)
+            .expect("ledger holds the reservation");
+        // Returned sats were in the pool before, so the pool cannot overflow taking them back.
+        t.pool_sats = t
+            .pool_sats
+            .checked_add(returned)
+            .expect("returned sats came from the pool");
+    }
+
+    fn release(
+        &mut self,
+        request_id: RequestId,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, Refusal> {
+        let request = self
+            .requests
+            .get(&request_id)
+            .ok_or(Refusal::UnknownRequest)?;
+        let r = request.reservation.ok_or(Refusal::NotReserved)?;
+        match r.state {
+            ReservationState::Outstanding => {}
+            ReservationState::Released => {
+                return Ok(Outcome::Released {
+                    returned_sats: r.amount,
+                })
+            }
+            ReservationState::Recorded { .. } => return Err(Refusal::AlreadyRecorded),
+            ReservationState::Expired => return Err(Refusal::ReservationExpired),
+        }
+        let pubkey = request.pubkey;
+        self.close(pubkey, r.amount, r.amount);
+        self.set_state(request_id, ReservationState::Released);
+        journal.push(Movement::Release {
+            request_id,
+            amount_sats: r.amount,
+        });
+        Ok(Outcome::Released {
+            returned_sats: r.amount,
+        })
+    }
+
+    fn record(
+        &mut self,
+        request_id: RequestId,
+        actual: Sats,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, Refusal> {
+        let request = self
+            .requests
+            .get(&request_id)
+            .ok_or(Refusal::UnknownRequest)?;
+        let r = request.reservation.ok_or(Refusal::NotReserved)?;
+        match r.state {
+            ReservationState::Outstanding => {}
+            ReservationState::Recorded {
+                actual: first,
+                absorbed,
+                returned,
+                overrun,
+            } => {
+                return if first == actual {
+                    Ok(Outcome::Recorded {
+                        absorbed_sats: absorbed,
+                        returned_sats: returned,
+                        overrun_sats: overrun,
+                    })
+                } else {
+                    Err(Refusal::RecordedWithDifferentAmount { actual_sats: first })
+                };
+            }
+            ReservationState::Released => return Err(Refusal::AlreadyReleased),
+            ReservationState::Expired => return Err(Refusal::ReservationExpired),
+        }
+        let pubkey = request.pubkey;
+        let absorbed = actual.min(r.amount);
+        let returned = r
+            .amount
+            .checked_sub(absorbed)
+            .expect("absorbed <= reserved");
+        let overrun = actual.checked_sub(absorbed).expect("absorbed <= actual");
+        let overrun_total = self
+            .totals
+            .overrun_sats
+            .checked_add(overrun)
+            .ok_or(Refusal::Overflow)?;
+        self.close(pubkey, r.amount, returned);
+        let t = &mut self.totals;
+        t.absorbed_sats = t
+            .absorbed_sats
+            .checked_add(absorbed)
+            .expect("absorbed sats came from the pool");
+        t.overrun_sats = overrun_total;
+        t.n_grants = t.n_grants.checked_add(1).expect("fewer than 2^64 grants");
+        if !absorbed.is_zero() {
+            // The seed's CASE: the first absorption after the window ran out starts a new one.
+            let identity = self
+                .identities
+                .get_mut(&pubkey)
+                .expect("reservation of a known identity");
+            if now.since(identity.absorbed_reset_at) >= DAY_MS {
+                identity.sats_absorbed_today = absorbed;
+                identity.absorbed_reset_at = now;
+            } else {
+                identity.sats_absorbed_today = identity
+                    .sats_absorbed_today
+                    .checked_add(absorbed)
+                    .expect("bounded by the pool");
+            }
+        }
+        self.set_state(
+            request_id,
+            ReservationState::Recorded {
+                actual,
+                absorbed,
+                returned,
+                overrun,
+            },
+        );
+        journal.push(Movement::Record {
+            request_id,
+            pubkey,
+            absorbed_sats: absorbed,
+            returned_sats: returned,
+        });
+        Ok(Outcome::Recorded {
+            absorbed_sats: absorbed,
+            returned_sats: returned,
+            overrun_sats: overrun,
+        })
+    }
+
+    fn set_state(&mut self, request_id: RequestId, state: ReservationState) {
+        let request = self.requests.get_mut(&request_id).expect("known request");
+        request
+            .reservation
+            .as_mut()
+            .expect("reserved request")
+            .state = state;
+    }
+
+    fn credit(
+        &mut self,
+        payment_id: PaymentId,
+        paid: Sats,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, Refusal> {
+        if let Some(&(first_paid, credited)) = self.payments.get(&payment_id) {
+            return if first_paid == paid {
+                Ok(Outcome::Credited {
+                    credited_sats: credited,
+                })
+            } else {
+                Err(Refusal::PaymentWithDifferentAmount {
+                    paid_sats: first_paid,
+                })
+            };
+        }
+        let credited = paid.share_bps(self.config.credit_bps);
+        let pool = self
+            .totals
+            .pool_sats
+            .checked_add(credited)
+            .ok_or(Refusal::Overflow)?;
+        let total = self
+            .totals
+            .credited_sats
+            .checked_add(credited)
+            .ok_or(Refusal::Overflow)?;
+        self.totals.pool_sats = pool;
+        self.totals.credited_sats = total;
+        self.payments.insert(payment_id, (paid, credited));
+        journal.push(Movement::Credit {
+            payment_id,
+            amount_sats: credited,
+        });
+        Ok(Outcome::Credited {
+            credited_sats: credited,
+        })
+    }
+
+    fn expire(&mut self, now: TimeMs, journal: &mut Vec<Movement>) -> Outcome {
+        let mut released = Vec::new();
+        while let Some(&(deadline, request_id)) = self.deadlines.front() {
+            if deadline >= now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let request = self
+                .requests
+                .get(&request_id)
+                .expect("deadline of a known request");
+            let r = request.reservation.expect("deadline of a reservation");
+            if r.state != ReservationState::Outstanding || r.deadline != deadline {
+                continue;
+            }
+            let pubkey = request.pubkey;
+            self.close(pubkey, r.amount, r.amount);
+            self.set_state(request_id, ReservationState::Expired);
+            journal.push(Movement::Expire {
+                request_id,
+                amount_sats: r.amount,
+            });
+            released.push((request_id, r.amount));
+        }
+        Outcome::Expired { released }
+    }
+}
