@@ -1,0 +1,391 @@
+//! A throwaway PostgreSQL for tests and simulator runs.
+//!
+//! [`TestPg::new`] gives each caller a fresh, empty database. The database lives on the server
+//! named by `DATABASE_URL` when that variable is set, and otherwise on a private cluster that this
+//! module creates with the machine's `initdb` and `pg_ctl`: a temporary directory, a free
+//! loopback port, trust authentication for `127.0.0.1` only, the unix socket inside the
+//! directory. When the process runs as root, the cluster runs as the `postgres` user, because
+//! `initdb` refuses root.
+//!
+//! The private cluster is shared by every [`TestPg`] alive at the same time in one process (tests
+//! run in parallel, and `initdb` costs a second or two), and is stopped and removed when the last
+//! of them is dropped. Failing to start is an error, never a skip: a test that needs Postgres and
+//! cannot have it must fail.
+//!
+//! `scripts/pg-throwaway.sh` does the same from the shell.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+/// Why a throwaway database could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TestPgError {
+    /// A PostgreSQL program (`initdb`, `pg_ctl`) is not installed where we looked.
+    #[error("cannot find the PostgreSQL program {0} (set PG_BIN to its directory)")]
+    MissingProgram(&'static str),
+    /// A program ran and failed; its output is attached.
+    #[error("{program} failed: {output}")]
+    Program {
+        /// What was run.
+        program: String,
+        /// Its standard output and error.
+        output: String,
+    },
+    /// A file-system operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The server refused a connection or a statement.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestPgError {
+    let what = what.into();
+    move |source| TestPgError::Io { what, source }
+}
+
+/// A private cluster: stopped and its directory removed on drop.
+#[derive(Debug)]
+struct Cluster {
+    dir: PathBuf,
+    pg_ctl: PathBuf,
+    port: u16,
+}
+
+/// The cluster shared by the live [`TestPg`]s of this process.
+static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+static NEXT_DB: AtomicU64 = AtomicU64::new(0);
+
+fn find_program(name: &'static str) -> Result<PathBuf, TestPgError> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        candidates.push(PathBuf::from(dir).join(name));
+    }
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        // Newest major version first.
+        versions.sort();
+        versions.reverse();
+        candidates.extend(versions.into_iter().map(|v| v.join("bin").join(name)));
+    }
+    candidates.push(PathBuf::from("/usr/local/bin").join(name));
+    candidates.push(PathBuf::from("/usr/bin").join(name));
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or(TestPgError::MissingProgram(name))
+}
+
+fn running_as_root() -> bool {
+    // `id -u` avoids a libc dependency for one question.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs `program args` as the cluster owner (`postgres` when we are root).
+fn run_as_owner(as_root: bool, program: &Path, args: &[&str]) -> Result<Output, TestPgError> {
+    let mut cmd = if as_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    let out = cmd
+        .args(args)
+        .output()
+        .map_err(io_err(format!("running {}", program.display())))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(TestPgError::Program {
+            program: format!("{} {}", program.display(), args.join(" ")),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
+    }
+}
+
+fn free_port() -> Result<u16, TestPgError> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(io_err("finding a free port"))?
+        .port();
+    Ok(port)
+}
+
+impl Cluster {
+    fn start() -> Result<Cluster, TestPgError> {
+        let initdb = find_program("initdb")?;
+        let pg_ctl = find_program("pg_ctl")?;
+        let as_root = running_as_root();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("ledger-pg-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        // From here on, dropping `cluster` removes the directory (and stops a started server).
+        let mut cluster = Cluster {
+            dir,
+            pg_ctl,
+            port: 0,
+        };
+        let dir_str = cluster.dir.to_string_lossy().into_owned();
+        if as_root {
+            run_as_owner(false, Path::new("chown"), &["postgres:", &dir_str])?;
+        }
+        let data = cluster.dir.join("data");
+        let data_str = data.to_string_lossy().into_owned();
+        run_as_owner(
+            as_root,
+            &initdb,
+            &[
+                "-D",
+                &data_str,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        )?;
+        // Trust only the private socket and loopback; the file is owned by the cluster owner.
+        let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).map_err(io_err("writing pg_hba.conf"))?;
+        let mut last_err = None;
+        // A port found free can be taken before the server binds it; try a few.
+        for _ in 0..5 {
+            cluster.port = free_port()?;
+            let opts = format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {dir_str} -c fsync=off \
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+                cluster.port
+            );
+            let log = cluster
+                .dir
+                .join("server.log")
+                .to_string_lossy()
+                .into_owned();
+            let started = run_as_owner(
+                as_root,
+                &cluster.pg_ctl,
+                &[
+                    "-D", &data_str, "-l", &log, "-w", "-t", "60", "-o", &opts, "start",
+                ],
+            );
+            match started {
+                Ok(_) => return Ok(cluster),
+                Err(e) => {
+                    let log =
+                        std::fs::read_to_string(cluster.dir.join("server.log")).unwrap_or_default();
+                    last_err = Some(TestPgError::Program {
+                        program: "pg_ctl start".into(),
+                        output: format!("{e}\nserver log:\n{log}"),
+                    });
+                }
+            }
+        }
+        Err(last_err.expect("the loop ran at least once"))
+    }
+
+    fn admin_options(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .username("postgres")
+            .database("postgres")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        if data.join("postmaster.pid").exists() {
+            let data_str = data.to_string_lossy().into_owned();
+            let _ = run_as_owner(
+                running_as_root(),
+                &self.pg_ctl,
+                &["-D", &data_str, "-m", "immediate", "-w", "stop"],
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh database on a throwaway (or `DATABASE_URL`) server, for one test or one run.
+///
+/// Dropping it drops the database when it lives on a `DATABASE_URL` server, and stops and
+/// removes the private cluster when it is the last user of it.
+#[derive(Debug)]
+pub struct TestPg {
+    cluster: Option<Arc<Cluster>>,
+    admin: PgConnectOptions,
+    db_name: String,
+    url: String,
+}
+
+impl TestPg {
+    /// Creates a fresh, empty database (no migrations applied).
+    ///
+    /// Blocking; it may be called from inside or outside a tokio runtime.
+    pub fn new() -> Result<TestPg, TestPgError> {
+        let (cluster, admin, base_url) = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => (None, PgConnectOptions::from_str(&url)?, url),
+            _ => {
+                let cluster = shared_cluster()?;
+                let admin = cluster.admin_options();
+                let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+                (Some(cluster), admin, url)
+            }
+        };
+        let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let db_name = format!("ledger_test_{}_{n}_{nanos}", std::process::id());
+        let create = format!("CREATE DATABASE {db_name}");
+        block_on_side_thread(admin.clone(), move |mut conn| async move {
+            sqlx::query(&create).execute(&mut conn).await?;
+            conn.close().await
+        })?;
+        let url = with_database(&base_url, &db_name);
+        Ok(TestPg {
+            cluster,
+            admin,
+            db_name,
+            url,
+        })
+    }
+
+    /// The `postgres://` URL of the fresh database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The name of the fresh database.
+    pub fn database_name(&self) -> &str {
+        &self.db_name
+    }
+
+    /// Connection options for the fresh database.
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.admin.clone().database(&self.db_name)
+    }
+
+    /// A connection pool on the fresh database.
+    pub async fn pool(&self) -> Result<PgPool, sqlx::Error> {
+        PgPoolOptions::new()
+            .max_connections(40)
+            .connect_with(self.connect_options())
+            .await
+    }
+
+    /// One connection to the fresh database.
+    pub async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
+        self.connect_options().connect().await
+    }
+}
+
+impl Drop for TestPg {
+    fn drop(&mut self) {
+        if self.cluster.is_none() {
+            // A shared server outlives us: remove what we made.
+            let drop_db = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
+            let _ = block_on_side_thread(self.admin.clone(), move |mut conn| async move {
+                sqlx::query(&drop_db).execute(&mut conn).await?;
+                conn.close().await
+            });
+        }
+        // Dropping the last Arc<Cluster> stops and removes the cluster.
+    }
+}
+
+fn shared_cluster() -> Result<Arc<Cluster>, TestPgError> {
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = shared.upgrade() {
+        return Ok(c);
+    }
+    let c = Arc::new(Cluster::start()?);
+    *shared = Arc::downgrade(&c);
+    Ok(c)
+}
+
+/// Replaces the database part of a `postgres://` URL.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// Runs one admin connection's work on a separate thread with its own runtime, so that the
+/// caller may be synchronous or already inside a tokio runtime.
+fn block_on_side_thread<F, Fut>(opts: PgConnectOptions, work: F) -> Result<(), TestPgError>
+where
+    F: FnOnce(PgConnection) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
+{
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_err("building a tokio runtime"))?;
+        rt.block_on(async move {
+            let conn = opts.connect().await?;
+            work(conn).await?;
+            Ok(())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| panic!("the admin-connection thread panicked"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_is_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://u@h:1/postgres", "x"),
+            "postgres://u@h:1/x"
+        );
+        assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+        assert_eq!(
+            with_database("postgres://u@h:1/db?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+    }
+}
