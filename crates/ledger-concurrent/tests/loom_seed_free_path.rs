@@ -91,7 +91,9 @@ fn decide(db: &Db, trace: &Trace, who: &str, estimated_sats: u64) -> Answer {
         }
         trace.step(
             who,
-            format!("answers free: absorbSats {debited_sats}, chargeSats 0 (estimate {estimated_sats})"),
+            format!(
+                "answers free: absorbSats {debited_sats}, chargeSats 0 (estimate {estimated_sats})"
+            ),
         );
         return Answer {
             serve: "free",
@@ -115,7 +117,13 @@ fn model(trace: &Trace) -> Option<String> {
     let spawn_decide = |who: &'static str, estimated_sats: u64| {
         let db = Arc::clone(&db);
         let trace = trace.clone();
-        thread::spawn(move || (who, estimated_sats, decide(&db, &trace, who, estimated_sats)))
+        thread::spawn(move || {
+            (
+                who,
+                estimated_sats,
+                decide(&db, &trace, who, estimated_sats),
+            )
+        })
     };
     let a = spawn_decide("decide A", ESTIMATE_A_SATS);
     let b = spawn_decide("decide B", ESTIMATE_B_SATS);
@@ -130,7 +138,10 @@ fn model(trace: &Trace) -> Option<String> {
     // Sanity of the model itself: the seed's debits never overdraw and every sat is accounted.
     let pool_sats = *db.pool_sats.lock().unwrap();
     let debited_sats: u64 = answers.iter().map(|(_, _, a)| a.debited_sats).sum();
-    assert_eq!(pool_sats + debited_sats + other_debited_sats, POOL_INITIAL_SATS);
+    assert_eq!(
+        pool_sats + debited_sats + other_debited_sats,
+        POOL_INITIAL_SATS
+    );
 
     answers.iter().find_map(|(who, estimated_sats, answer)| {
         let reduction_sats = estimated_sats - answer.charge_sats;
