@@ -229,6 +229,12 @@ pub trait Engine {
 
     /// The engine's observable state.
     fn observe(&self) -> Observed;
+
+    /// What `pubkey` may still be granted today, as the engine sees it (for coverage marks).
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        let _ = (pubkey, now);
+        None
+    }
 }
 
 /// The reference engine behind the [`Engine`] interface: every call is one step.
@@ -286,5 +292,10 @@ impl Engine for ReferenceEngine {
             granted_sats: t.absorbed_sats.to_i128(),
             n_grants: t.n_grants,
         }
+    }
+
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        let id = self.ledger.identity(pubkey)?;
+        Some(id.daily_remaining(self.ledger.config().budget(id.tier), now))
     }
 }

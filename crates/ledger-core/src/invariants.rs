@@ -150,6 +150,9 @@ pub struct Checker {
     violations: Vec<Violation>,
     first_step_of: [Option<u64>; 6],
     step: u64,
+    /// The last reported gap of each global check, so a standing discrepancy is reported
+    /// once (and again only when it changes), not after every step.
+    last_gap: [i128; 4],
 }
 
 impl Checker {
@@ -168,6 +171,7 @@ impl Checker {
             violations: Vec::new(),
             first_step_of: [None; 6],
             step: 0,
+            last_gap: [0; 4],
         }
     }
 
@@ -455,7 +459,7 @@ impl Checker {
             );
         }
         let rhs = observed.pool_sats + self.outstanding + self.absorbed;
-        if self.expected_in != rhs {
+        if self.gap_changed(0, self.expected_in - rhs) {
             self.violate(
                 Invariant::I2,
                 None,
@@ -465,7 +469,7 @@ impl Checker {
                 ),
             );
         }
-        if self.journal_pool != observed.pool_sats {
+        if self.gap_changed(1, self.journal_pool - observed.pool_sats) {
             self.violate(
                 Invariant::I2,
                 None,
@@ -476,7 +480,7 @@ impl Checker {
             );
         }
         if let Some(reserved) = observed.reserved_sats {
-            if reserved != self.outstanding {
+            if self.gap_changed(2, reserved - self.outstanding) {
                 self.violate(
                     Invariant::I2,
                     None,
@@ -487,7 +491,7 @@ impl Checker {
                 );
             }
         }
-        if observed.granted_sats != self.absorbed {
+        if self.gap_changed(3, observed.granted_sats - self.absorbed) {
             self.violate(
                 Invariant::I5,
                 None,
@@ -497,6 +501,13 @@ impl Checker {
                 ),
             );
         }
+    }
+
+    /// Record the gap of global check `k`; true when it is non-zero and new.
+    fn gap_changed(&mut self, k: usize, gap: i128) -> bool {
+        let changed = gap != self.last_gap[k];
+        self.last_gap[k] = gap;
+        changed && gap != 0
     }
 
     /// After the drain (traffic stopped, deadlines passed, `expire` run): every reservation

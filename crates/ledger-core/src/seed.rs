@@ -144,7 +144,7 @@ impl SeedEngine {
     }
 
     /// The daily remaining as `decide` and `reservePartialGrant` compute it from a read row.
-    fn daily_remaining(&self, identity: &SeedIdentity, now: TimeMs) -> i64 {
+    fn remaining_of(&self, identity: &SeedIdentity, now: TimeMs) -> i64 {
         let budget = self.daily_budget(identity.tier);
         let today_absorbed = if now.since(identity.absorbed_reset_at) >= DAY_MS {
             0
@@ -226,7 +226,7 @@ impl SeedEngine {
                 if self.daily_budget(identity.tier) == 0 {
                     return Ok(Some(gate(GateReason::ZeroBudget)));
                 }
-                let remaining = self.daily_remaining(&identity, now);
+                let remaining = self.remaining_of(&identity, now);
                 if remaining == 0 {
                     return Ok(Some(gate(GateReason::DailyBudgetExhausted)));
                 }
@@ -527,7 +527,7 @@ impl Engine for SeedEngine {
                     let identity = self.identities.get(pubkey).copied();
                     match identity {
                         Some(identity) if *requested > 0 => {
-                            let can = (*requested).min(self.daily_remaining(&identity, now));
+                            let can = (*requested).min(self.remaining_of(&identity, now));
                             if can <= 0 {
                                 Ok(Some(Outcome::Reserved {
                                     reserved_sats: Sats::ZERO,
@@ -574,5 +574,10 @@ impl Engine for SeedEngine {
             granted_sats: self.granted_sats,
             n_grants: self.n_grants,
         }
+    }
+
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        let identity = self.identities.get(pubkey)?;
+        Sats::new(u64::try_from(self.remaining_of(identity, now)).ok()?).ok()
     }
 }
