@@ -11,6 +11,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod engine;
+pub mod reference;
 pub mod seed;
 pub mod testpg;
 

@@ -162,16 +162,17 @@ pub async fn atomic_pool_debit(
 }
 
 /// `releaseReservation(absorbSats)`: `value = (value::int + n)::text`, no transaction, no check
-/// that anything was reserved. Makes no round trip when `absorb_sats <= 0`.
+/// that anything was reserved. Makes no round trip when `absorb_sats <= 0`. Returns whether a
+/// pool row was updated (before first boot there is none, and the sats vanish).
 pub async fn release_reservation(
     conn: &mut PgConnection,
     absorb_sats: i32,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     if absorb_sats <= 0 {
-        return Ok(());
+        return Ok(false);
     }
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE timmy_config SET value = (value::int + $1)::text, updated_at = $2 WHERE key = $3",
     )
     .bind(absorb_sats)
@@ -179,7 +180,7 @@ pub async fn release_reservation(
     .bind(POOL_KEY)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// The seed's `creditSats = Math.floor(paidSats * POOL_CREDIT_PCT / 100)`, in floating point as
@@ -219,7 +220,8 @@ pub async fn credit(
 /// daily reset, reads the pool and inserts the audit row. `grant_id` is the seed's
 /// `randomUUID()`, chosen by the caller so that runs stay deterministic.
 ///
-/// Returns `false` without a round trip when there is nothing to record or return.
+/// Returns `None` without a round trip when there is nothing to record or return, otherwise
+/// whether the over-reservation reached a pool row (`false` also when there was none to return).
 pub async fn record_grant(
     conn: &mut PgConnection,
     grant_id: &str,
@@ -228,22 +230,25 @@ pub async fn record_grant(
     actual_absorbed: i32,
     reserved_absorbed: i32,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<bool>, sqlx::Error> {
     let to_record = actual_absorbed.max(0);
     let over_reserved = reserved_absorbed.saturating_sub(to_record).max(0);
     if to_record <= 0 && over_reserved <= 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let mut tx = conn.begin().await?;
+    let mut returned = false;
     if over_reserved > 0 {
-        sqlx::query(
+        returned = sqlx::query(
             "UPDATE timmy_config SET value = (value::int + $1)::text, updated_at = $2 WHERE key = $3",
         )
         .bind(over_reserved)
         .bind(now)
         .bind(POOL_KEY)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            > 0;
     }
     if to_record > 0 {
         sqlx::query(
@@ -295,7 +300,7 @@ pub async fn record_grant(
         .await?;
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(returned))
 }
 
 /// Harness operation, not a seed statement: creates or replaces an identity (the trust service's
@@ -323,18 +328,27 @@ pub async fn upsert_identity(
     Ok(())
 }
 
-/// Harness operation, not a seed statement: a tier change by the trust service.
+/// Harness operation, not a seed statement: the trust service creates an identity (its window
+/// starting at `now`) or changes its tier. Returns the previous tier, `None` when created.
 pub async fn set_tier(
     conn: &mut PgConnection,
     pubkey: &str,
     tier: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE nostr_identities SET tier = $1 WHERE pubkey = $2")
-        .bind(tier)
-        .bind(pubkey)
-        .execute(conn)
-        .await?;
-    Ok(())
+    now: DateTime<Utc>,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH old AS (SELECT tier FROM nostr_identities WHERE pubkey = $1 FOR UPDATE), \
+              up AS (INSERT INTO nostr_identities \
+                       (pubkey, tier, sats_absorbed_today, absorbed_reset_at, updated_at) \
+                     VALUES ($1, $2, 0, $3, $3) \
+                     ON CONFLICT (pubkey) DO UPDATE SET tier = EXCLUDED.tier) \
+         SELECT tier FROM old",
+    )
+    .bind(pubkey)
+    .bind(tier)
+    .bind(now)
+    .fetch_optional(conn)
+    .await
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ async fn record_grant_returns_over_reservation_and_resets_the_day() {
     let wrote = seed::record_grant(&mut c, "g1", PK, "r1", 30, 80, timestamp(t0 + 1_000))
         .await
         .unwrap();
-    assert!(wrote);
+    assert_eq!(wrote, Some(true));
     assert_eq!(pool_value(&mut c).await.as_deref(), Some("970"));
     let id = seed::get_identity(&mut c, PK).await.unwrap().unwrap();
     assert_eq!(id.sats_absorbed_today, 30);
@@ -150,10 +150,11 @@ async fn record_grant_returns_over_reservation_and_resets_the_day() {
     assert_eq!(after, 970);
 
     // Nothing to record and nothing to return: no round trip, no row.
-    assert!(
-        !seed::record_grant(&mut c, "g4", PK, "r4", 0, 0, timestamp(t1))
+    assert_eq!(
+        seed::record_grant(&mut c, "g4", PK, "r4", 0, 0, timestamp(t1))
             .await
-            .unwrap()
+            .unwrap(),
+        None
     );
 }
 
@@ -164,7 +165,19 @@ async fn unknown_identity_reads_as_none() {
     seed::upsert_identity(&mut c, PK, "new", 0, timestamp(5))
         .await
         .unwrap();
-    seed::set_tier(&mut c, PK, "elite").await.unwrap();
+    let previous = seed::set_tier(&mut c, PK, "elite", timestamp(9))
+        .await
+        .unwrap();
+    assert_eq!(previous.as_deref(), Some("new"));
+    let created = seed::set_tier(&mut c, "bb", "trusted", timestamp(9))
+        .await
+        .unwrap();
+    assert_eq!(created, None);
+    let bb = seed::get_identity(&mut c, "bb").await.unwrap().unwrap();
+    assert_eq!(
+        (bb.sats_absorbed_today, bb.absorbed_reset_at),
+        (0, timestamp(9))
+    );
     assert_eq!(
         seed::get_identity(&mut c, PK).await.unwrap().unwrap().tier,
         "elite"

@@ -1,0 +1,549 @@
+//! `pg-reference` and `pg-seed`: the simulator's [`Engine`] interface on a real PostgreSQL.
+//!
+//! Both run in lockstep: each [`Engine::step`] sends what one atomic step sends (one statement
+//! or one transaction) and blocks on an internal single-threaded tokio runtime until the
+//! server answers. `pg-reference` finishes every call in one step, a call of a server-side
+//! function. `pg-seed` takes exactly the steps of `ledger_core::seed::SeedEngine`, one per
+//! database round trip of the TypeScript, so the same schedule runs on both.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use ledger_core::seed::{DecideStage, SeedOp};
+use ledger_core::{
+    Call, Command, Config, Decision, Engine, GateReason, Movement, Observed, Outcome, Pubkey,
+    Reply, RequestId, Sats, Tier, TimeMs, DAY_MS,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::reference::{self, PgError};
+use crate::seed;
+
+fn runtime() -> Result<tokio::runtime::Runtime, PgError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PgError::Protocol(format!("cannot build a tokio runtime: {e}")))
+}
+
+async fn connect_and_migrate(opts: PgConnectOptions) -> Result<PgPool, PgError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts)
+        .await?;
+    crate::MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| PgError::Protocol(format!("migrations: {e}")))?;
+    Ok(pool)
+}
+
+/// The reference semantics on PostgreSQL, one server-side function call per step.
+#[derive(Debug)]
+pub struct PgReferenceEngine {
+    rt: tokio::runtime::Runtime,
+    pool: PgPool,
+    config: Config,
+    last_observed: Mutex<Observed>,
+}
+
+impl PgReferenceEngine {
+    /// Connects, applies the migrations and writes genesis for `config` (the database must be
+    /// fresh, or hold the same genesis).
+    pub fn connect(opts: PgConnectOptions, config: Config) -> Result<PgReferenceEngine, PgError> {
+        let rt = runtime()?;
+        let pool = rt.block_on(async {
+            let pool = connect_and_migrate(opts).await?;
+            reference::genesis(&pool, &config, TimeMs(0)).await?;
+            Ok::<_, PgError>(pool)
+        })?;
+        Ok(PgReferenceEngine {
+            rt,
+            pool,
+            config,
+            last_observed: Mutex::new(Observed::default()),
+        })
+    }
+
+    /// The connection pool (for audits and fault injection).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The read-only I1/I2/I5 audit of the database (`ledger_audit()`).
+    pub fn audit(&self) -> Result<Vec<reference::AuditFinding>, PgError> {
+        self.rt.block_on(reference::audit(&self.pool))
+    }
+}
+
+impl Engine for PgReferenceEngine {
+    type Op = Command;
+
+    fn name(&self) -> &'static str {
+        "pg-reference"
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn begin(&mut self, call: &Call) -> Command {
+        call.to_command()
+    }
+
+    fn step(
+        &mut self,
+        op: &mut Command,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Option<Reply> {
+        let applied = self.rt.block_on(reference::apply(&self.pool, op, now));
+        Some(match applied {
+            Ok(applied) => {
+                journal.extend(applied.movements);
+                match applied.result {
+                    Ok(outcome) => Reply::Ok(outcome),
+                    Err(refusal) => Reply::Refused(refusal),
+                }
+            }
+            Err(e) => Reply::Failed {
+                error: e.to_string(),
+            },
+        })
+    }
+
+    fn observe(&self) -> Observed {
+        let mut last = self.last_observed.lock().unwrap_or_else(|p| p.into_inner());
+        // A failed read (a killed connection) keeps the last state seen.
+        if let Ok(t) = self.rt.block_on(reference::totals(&self.pool)) {
+            *last = Observed {
+                pool_sats: i128::from(t.balance_sats),
+                reserved_sats: Some(i128::from(t.reserved_sats)),
+                granted_sats: i128::from(t.absorbed_sats),
+                n_grants: u64::try_from(t.n_grants).unwrap_or(0),
+            };
+        }
+        *last
+    }
+}
+
+/// The seed's statements on PostgreSQL, one database round trip per step.
+#[derive(Debug)]
+pub struct PgSeedEngine {
+    rt: tokio::runtime::Runtime,
+    pool: PgPool,
+    config: Config,
+    n_grant_ids: AtomicU64,
+    last_observed: Mutex<Observed>,
+}
+
+impl PgSeedEngine {
+    /// Connects and applies the migrations. The seed's tables start empty: no pool row until
+    /// first boot, as in production.
+    pub fn connect(opts: PgConnectOptions, config: Config) -> Result<PgSeedEngine, PgError> {
+        let rt = runtime()?;
+        let pool = rt.block_on(connect_and_migrate(opts))?;
+        Ok(PgSeedEngine {
+            rt,
+            pool,
+            config,
+            n_grant_ids: AtomicU64::new(0),
+            last_observed: Mutex::new(Observed::default()),
+        })
+    }
+
+    /// The connection pool (for audits and fault injection).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn initial(&self) -> i64 {
+        to_i64(self.config.pool_initial_sats)
+    }
+
+    /// `dailyBudgetForTier`; a tier the seed does not know falls to `new`, as its `default:`.
+    fn budget(&self, tier: &str) -> i64 {
+        to_i64(self.config.budget(tier.parse().unwrap_or(Tier::New)))
+    }
+
+    fn daily_remaining(&self, identity: &seed::SeedIdentity, now: TimeMs) -> i64 {
+        let reset = TimeMs(u64::try_from(seed::millis(identity.absorbed_reset_at)).unwrap_or(0));
+        let today_absorbed = if now.since(reset) >= DAY_MS {
+            0
+        } else {
+            i64::from(identity.sats_absorbed_today)
+        };
+        (self.budget(&identity.tier) - today_absorbed).max(0)
+    }
+
+    async fn step_decide(
+        &self,
+        conn: &mut PgConnection,
+        (request_id, pubkey, estimated): (RequestId, Pubkey, i64),
+        stage: &mut DecideStage,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Option<Decision>, sqlx::Error> {
+        let gate = |reason| Decision::Gate {
+            reason,
+            charge_sats: from_i64(estimated),
+        };
+        match *stage {
+            DecideStage::ReadIdentity => {
+                if estimated <= 0 {
+                    return Ok(Some(gate(GateReason::ZeroEstimate)));
+                }
+                let Some(identity) = seed::get_identity(conn, &pubkey.to_string()).await? else {
+                    return Ok(Some(gate(GateReason::UnknownIdentity)));
+                };
+                if self.budget(&identity.tier) == 0 {
+                    return Ok(Some(gate(GateReason::ZeroBudget)));
+                }
+                let remaining = self.daily_remaining(&identity, now);
+                if remaining == 0 {
+                    return Ok(Some(gate(GateReason::DailyBudgetExhausted)));
+                }
+                *stage = DecideStage::ReadPool { remaining };
+                Ok(None)
+            }
+            DecideStage::ReadPool { remaining } => match seed::select_pool_value(conn).await? {
+                Some(v) => {
+                    let balance = seed::js_parse_int_or_zero(&v);
+                    Ok(after_pool_read(remaining, balance, estimated, stage))
+                }
+                None => {
+                    *stage = DecideStage::SeedPool { remaining };
+                    Ok(None)
+                }
+            },
+            DecideStage::SeedPool { remaining } => {
+                seed::insert_pool_if_missing(conn, self.initial()).await?;
+                // getPoolBalance() returns POOL_INITIAL_SATS whatever the row holds now.
+                Ok(after_pool_read(remaining, self.initial(), estimated, stage))
+            }
+            DecideStage::Debit { can_absorb } => {
+                let debited =
+                    seed::atomic_pool_debit(conn, can_absorb, self.initial(), timestamp(now))
+                        .await?;
+                if debited <= 0 {
+                    return Ok(Some(gate(GateReason::PoolEmpty)));
+                }
+                journal.push(Movement::Debit {
+                    request_id,
+                    pubkey,
+                    amount_sats: from_i64(debited),
+                });
+                Ok(Some(Decision::Free {
+                    reserved_sats: from_i64(debited),
+                }))
+            }
+        }
+    }
+
+    async fn step_reserve_partial(
+        &self,
+        conn: &mut PgConnection,
+        (request_id, pubkey, requested): (RequestId, Pubkey, i64),
+        can_absorb: &mut Option<i64>,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Option<Outcome>, sqlx::Error> {
+        let nothing = Outcome::Reserved {
+            reserved_sats: Sats::ZERO,
+        };
+        match *can_absorb {
+            None => {
+                if requested <= 0 {
+                    return Ok(Some(nothing));
+                }
+                let Some(identity) = seed::get_identity(conn, &pubkey.to_string()).await? else {
+                    return Ok(Some(nothing));
+                };
+                let can = requested.min(self.daily_remaining(&identity, now));
+                if can <= 0 {
+                    return Ok(Some(nothing));
+                }
+                *can_absorb = Some(can);
+                Ok(None)
+            }
+            Some(can) => {
+                let debited =
+                    seed::atomic_pool_debit(conn, can, self.initial(), timestamp(now)).await?;
+                if debited > 0 {
+                    journal.push(Movement::Debit {
+                        request_id,
+                        pubkey,
+                        amount_sats: from_i64(debited),
+                    });
+                }
+                Ok(Some(Outcome::Reserved {
+                    reserved_sats: from_i64(debited),
+                }))
+            }
+        }
+    }
+
+    async fn step_single(
+        &self,
+        conn: &mut PgConnection,
+        call: &Call,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, sqlx::Error> {
+        let at = timestamp(now);
+        match *call {
+            Call::SetTier { pubkey, tier } => {
+                let previous = seed::set_tier(conn, &pubkey.to_string(), tier.as_str(), at).await?;
+                Ok(Outcome::TierSet {
+                    previous: previous.map(|t| t.parse().unwrap_or(Tier::New)),
+                })
+            }
+            Call::Release {
+                request_id,
+                amount_sats,
+            } => {
+                let n = to_i64(amount_sats);
+                if n > 0 && seed::release_reservation(conn, int4(n)?, at).await? {
+                    journal.push(Movement::Release {
+                        request_id,
+                        amount_sats,
+                    });
+                    return Ok(Outcome::Released {
+                        returned_sats: amount_sats,
+                    });
+                }
+                Ok(Outcome::Released {
+                    returned_sats: Sats::ZERO,
+                })
+            }
+            Call::Credit {
+                payment_id,
+                paid_sats,
+            } => {
+                let pct = f64::from(self.config.credit_bps.to_u16()) / 100.0;
+                let credit = seed::credit_sats(to_i64(paid_sats), pct);
+                if to_i64(paid_sats) <= 0 || credit <= 0 {
+                    return Ok(Outcome::Credited {
+                        credited_sats: Sats::ZERO,
+                    });
+                }
+                seed::credit(conn, int4(credit)?, at).await?;
+                journal.push(Movement::Credit {
+                    payment_id,
+                    amount_sats: from_i64(credit),
+                });
+                Ok(Outcome::Credited {
+                    credited_sats: from_i64(credit),
+                })
+            }
+            Call::Record {
+                request_id,
+                pubkey,
+                actual_sats,
+                reserved_sats,
+            } => {
+                let to_record = to_i64(actual_sats).max(0);
+                let over_reserved = (to_i64(reserved_sats) - to_record).max(0);
+                // The seed's randomUUID(), made deterministic.
+                let n = self.n_grant_ids.fetch_add(1, Ordering::Relaxed);
+                let grant_id = format!("grant-{}-{n}", request_id.0);
+                let recorded = seed::record_grant(
+                    conn,
+                    &grant_id,
+                    &pubkey.to_string(),
+                    &request_id.0.to_string(),
+                    int4(to_record)?,
+                    int4(to_i64(reserved_sats))?,
+                    at,
+                )
+                .await?;
+                let Some(returned_any) = recorded else {
+                    return Ok(Outcome::Recorded {
+                        absorbed_sats: Sats::ZERO,
+                        returned_sats: Sats::ZERO,
+                        overrun_sats: Sats::ZERO,
+                    });
+                };
+                let returned = if returned_any { over_reserved } else { 0 };
+                journal.push(Movement::Record {
+                    request_id,
+                    pubkey,
+                    absorbed_sats: from_i64(to_record),
+                    returned_sats: from_i64(returned),
+                });
+                Ok(Outcome::Recorded {
+                    absorbed_sats: from_i64(to_record),
+                    returned_sats: from_i64(returned),
+                    overrun_sats: Sats::ZERO,
+                })
+            }
+            // The seed has no expiry.
+            Call::Expire => Ok(Outcome::Expired {
+                released: Vec::new(),
+            }),
+            Call::Decide { .. } | Call::ReservePartial { .. } => {
+                unreachable!("multi-step calls have their own ops")
+            }
+        }
+    }
+}
+
+/// The synchronous part of `decide` after `getPoolBalance()` returned `balance`.
+fn after_pool_read(
+    remaining: i64,
+    balance: i64,
+    estimated: i64,
+    stage: &mut DecideStage,
+) -> Option<Decision> {
+    let can_absorb = remaining.min(balance).min(estimated);
+    if balance <= 0 || can_absorb <= 0 {
+        return Some(Decision::Gate {
+            reason: GateReason::PoolEmpty,
+            charge_sats: from_i64(estimated),
+        });
+    }
+    if can_absorb >= estimated {
+        *stage = DecideStage::Debit { can_absorb };
+        return None;
+    }
+    Some(Decision::Partial {
+        offer_sats: from_i64(can_absorb),
+        charge_sats: from_i64(estimated - can_absorb),
+    })
+}
+
+impl Engine for PgSeedEngine {
+    type Op = SeedOp;
+
+    fn name(&self) -> &'static str {
+        "pg-seed"
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn begin(&mut self, call: &Call) -> SeedOp {
+        match *call {
+            Call::Decide {
+                request_id,
+                pubkey,
+                estimated_sats,
+            } => SeedOp::Decide {
+                request_id,
+                pubkey,
+                estimated: to_i64(estimated_sats),
+                stage: DecideStage::ReadIdentity,
+            },
+            Call::ReservePartial {
+                request_id,
+                pubkey,
+                amount_sats,
+            } => SeedOp::ReservePartial {
+                request_id,
+                pubkey,
+                requested: to_i64(amount_sats),
+                can_absorb: None,
+            },
+            ref other => SeedOp::Single(other.clone()),
+        }
+    }
+
+    fn step(&mut self, op: &mut SeedOp, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
+        let result = self.rt.block_on(async {
+            let mut conn = self.pool.acquire().await?;
+            match op {
+                SeedOp::Decide {
+                    request_id,
+                    pubkey,
+                    estimated,
+                    stage,
+                } => self
+                    .step_decide(
+                        &mut conn,
+                        (*request_id, *pubkey, *estimated),
+                        stage,
+                        now,
+                        journal,
+                    )
+                    .await
+                    .map(|d| d.map(|decision| Outcome::Decided { decision })),
+                SeedOp::ReservePartial {
+                    request_id,
+                    pubkey,
+                    requested,
+                    can_absorb,
+                } => {
+                    self.step_reserve_partial(
+                        &mut conn,
+                        (*request_id, *pubkey, *requested),
+                        can_absorb,
+                        now,
+                        journal,
+                    )
+                    .await
+                }
+                SeedOp::Single(call) => self
+                    .step_single(&mut conn, call, now, journal)
+                    .await
+                    .map(Some),
+            }
+        });
+        match result {
+            Ok(Some(outcome)) => Some(Reply::Ok(outcome)),
+            Ok(None) => None,
+            Err(e) => Some(Reply::Failed {
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    fn observe(&self) -> Observed {
+        let mut last = self.last_observed.lock().unwrap_or_else(|p| p.into_inner());
+        let read = self.rt.block_on(
+            sqlx::query(
+                "SELECT (SELECT value FROM timmy_config WHERE key = $1), \
+                        (SELECT coalesce(sum(sats_absorbed), 0)::bigint FROM free_tier_grants), \
+                        (SELECT count(*) FROM free_tier_grants)",
+            )
+            .bind(seed::POOL_KEY)
+            .fetch_one(&self.pool),
+        );
+        // A failed read (a killed connection) keeps the last state seen.
+        if let Ok(r) = read {
+            let value: Option<String> = r.try_get(0).unwrap_or(None);
+            let granted: i64 = r.try_get(1).unwrap_or(0);
+            let n: i64 = r.try_get(2).unwrap_or(0);
+            *last = Observed {
+                // Before first boot the pool is what getPoolBalance() would answer.
+                pool_sats: i128::from(
+                    value.map_or(self.initial(), |v| seed::js_parse_int_or_zero(&v)),
+                ),
+                reserved_sats: None,
+                granted_sats: i128::from(granted),
+                n_grants: u64::try_from(n).unwrap_or(0),
+            };
+        }
+        *last
+    }
+}
+
+fn timestamp(now: TimeMs) -> DateTime<Utc> {
+    seed::timestamp(now.0)
+}
+
+fn to_i64(s: Sats) -> i64 {
+    i64::try_from(s.to_u64()).expect("Sats::MAX fits i64")
+}
+
+fn from_i64(v: i64) -> Sats {
+    Sats::new(u64::try_from(v).expect("seed amounts handed out are positive")).expect("fits")
+}
+
+/// The seed's JavaScript number sent into an `integer` context: out of range fails on the
+/// server, as it would in production.
+fn int4(v: i64) -> Result<i32, sqlx::Error> {
+    i32::try_from(v).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}

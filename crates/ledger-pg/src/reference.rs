@@ -1,0 +1,448 @@
+//! The reference semantics on PostgreSQL: one statement per command.
+//!
+//! Each [`Command`] is one call of a server-side function from
+//! `migrations/0003_reference_functions.sql`, run as its own transaction. A repeat by id
+//! answers as the first call did and changes nothing, so a retry after a lost acknowledgement
+//! is safe; serialization failures and deadlocks are retried here.
+
+use ledger_core::{
+    Command, Config, Decision, GateReason, Movement, Outcome, Pubkey, Refusal, RequestId, Sats,
+    Tier, TimeMs,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Row};
+
+/// An adapter failure: the database, or a value the reference schema cannot hold.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The database failed (after retries, where retrying is safe).
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// An id or time above `i64::MAX`, which a `BIGINT` cannot hold.
+    #[error("{what} {value} does not fit a BIGINT")]
+    TooLarge {
+        /// Which value.
+        what: &'static str,
+        /// The value.
+        value: u64,
+    },
+    /// The server answered something this adapter does not know (a schema mismatch).
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+/// How many times a serialization failure or deadlock is retried before it is reported.
+pub const MAX_RETRIES: u32 = 20;
+
+fn bigint(what: &'static str, value: u64) -> Result<i64, PgError> {
+    i64::try_from(value).map_err(|_| PgError::TooLarge { what, value })
+}
+
+fn sats_arg(s: Sats) -> i64 {
+    // Sats::MAX is i64::MAX, asserted at compile time in ledger-core.
+    i64::try_from(s.to_u64()).expect("Sats fit a BIGINT")
+}
+
+fn sats_of(v: Option<i64>) -> Result<Sats, PgError> {
+    let v = v.ok_or_else(|| PgError::Protocol("missing amount".into()))?;
+    u64::try_from(v)
+        .ok()
+        .and_then(|v| Sats::new(v).ok())
+        .ok_or_else(|| PgError::Protocol(format!("amount {v} out of range")))
+}
+
+/// True for errors after which running the same statement again is the right thing to do.
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+        _ => false,
+    }
+}
+
+/// Writes the rules and the pool's genesis balance. Idempotent for the same `config`.
+pub async fn genesis<'e>(
+    db: impl PgExecutor<'e>,
+    config: &Config,
+    now: TimeMs,
+) -> Result<(), PgError> {
+    let b = &config.budget_sats;
+    sqlx::query("SELECT ledger_genesis($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(sats_arg(b.new))
+        .bind(sats_arg(b.established))
+        .bind(sats_arg(b.trusted))
+        .bind(sats_arg(b.elite))
+        .bind(sats_arg(config.pool_initial_sats))
+        .bind(i32::from(config.credit_bps.to_u16()))
+        .bind(bigint("reservation_ttl_ms", config.reservation_ttl_ms)?)
+        .bind(bigint("now", now.0)?)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// What a command did on the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The outcome, or the refusal (nothing changed).
+    pub result: Result<Outcome, Refusal>,
+    /// True when this call made the change; false for an idempotent repeat or a refusal.
+    pub fresh: bool,
+    /// The pool movements this call made (empty unless `fresh`).
+    pub movements: Vec<Movement>,
+}
+
+/// The totals of the pool row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolTotals {
+    /// The pool's balance.
+    pub balance_sats: i64,
+    /// Outstanding reservations.
+    pub reserved_sats: i64,
+    /// Sum of absorbed sats (of grants).
+    pub absorbed_sats: i64,
+    /// Sum of credits.
+    pub credited_sats: i64,
+    /// Number of grants.
+    pub n_grants: i64,
+}
+
+/// Reads the pool row's totals.
+pub async fn totals<'e>(db: impl PgExecutor<'e>) -> Result<PoolTotals, PgError> {
+    let r = sqlx::query(
+        "SELECT balance_sats, reserved_sats, absorbed_sats, credited_sats, n_grants \
+         FROM pool WHERE id = 1",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(PoolTotals {
+        balance_sats: r.try_get(0)?,
+        reserved_sats: r.try_get(1)?,
+        absorbed_sats: r.try_get(2)?,
+        credited_sats: r.try_get(3)?,
+        n_grants: r.try_get(4)?,
+    })
+}
+
+/// One violation found by [`audit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditFinding {
+    /// `I1`, `I2`, `I5` or `genesis`.
+    pub invariant: String,
+    /// The numbers.
+    pub detail: String,
+}
+
+/// The read-only I1/I2/I5 check of the reference schema (`ledger_audit()`).
+pub async fn audit<'e>(db: impl PgExecutor<'e>) -> Result<Vec<AuditFinding>, PgError> {
+    let rows = sqlx::query("SELECT invariant, detail FROM ledger_audit()")
+        .fetch_all(db)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(AuditFinding {
+                invariant: r.try_get(0)?,
+                detail: r.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+/// Runs `command` at `now` as one statement, retrying serialization failures and deadlocks.
+pub async fn apply(
+    pool: &sqlx::PgPool,
+    command: &Command,
+    now: TimeMs,
+) -> Result<Applied, PgError> {
+    let mut attempt = 0;
+    loop {
+        match apply_once(pool, command, now).await {
+            Err(PgError::Sql(e)) if is_retryable(&e) && attempt < MAX_RETRIES => {
+                attempt += 1;
+                tracing::debug!(attempt, error = %e, "retrying {}", command.name());
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs `command` at `now` as one statement, once.
+pub async fn apply_once<'e>(
+    db: impl PgExecutor<'e>,
+    command: &Command,
+    now: TimeMs,
+) -> Result<Applied, PgError> {
+    const COLS: &str = "SELECT ok, code, fresh, a, b, c, t FROM";
+    let now_ms = bigint("now", now.0)?;
+    let row = match *command {
+        Command::SetTier { pubkey, tier } => {
+            sqlx::query(&format!("{COLS} ledger_set_tier($1, $2, $3)"))
+                .bind(pubkey.to_string())
+                .bind(tier.as_str())
+                .bind(now_ms)
+                .fetch_one(db)
+                .await?
+        }
+        Command::Decide {
+            request_id,
+            pubkey,
+            estimated_sats,
+        } => {
+            sqlx::query(&format!("{COLS} ledger_decide($1, $2, $3, $4)"))
+                .bind(bigint("request_id", request_id.0)?)
+                .bind(pubkey.to_string())
+                .bind(sats_arg(estimated_sats))
+                .bind(now_ms)
+                .fetch_one(db)
+                .await?
+        }
+        Command::ReservePartial {
+            request_id,
+            pubkey,
+            amount_sats,
+        } => {
+            sqlx::query(&format!("{COLS} ledger_reserve_partial($1, $2, $3, $4)"))
+                .bind(bigint("request_id", request_id.0)?)
+                .bind(pubkey.to_string())
+                .bind(sats_arg(amount_sats))
+                .bind(now_ms)
+                .fetch_one(db)
+                .await?
+        }
+        Command::Release { request_id } => {
+            sqlx::query(&format!("{COLS} ledger_release($1, $2)"))
+                .bind(bigint("request_id", request_id.0)?)
+                .bind(now_ms)
+                .fetch_one(db)
+                .await?
+        }
+        Command::Record {
+            request_id,
+            actual_sats,
+        } => {
+            sqlx::query(&format!("{COLS} ledger_record($1, $2, $3)"))
+                .bind(bigint("request_id", request_id.0)?)
+                .bind(sats_arg(actual_sats))
+                .bind(now_ms)
+                .fetch_one(db)
+                .await?
+        }
+        Command::Credit {
+            payment_id,
+            paid_sats,
+        } => {
+            sqlx::query(&format!("{COLS} ledger_credit($1, $2, $3)"))
+                .bind(bigint("payment_id", payment_id.0)?)
+                .bind(sats_arg(paid_sats))
+                .bind(now_ms)
+                .fetch_one(db)
+                .await?
+        }
+        Command::Expire => {
+            let rows = sqlx::query("SELECT request_id, amount_sats FROM ledger_expire($1)")
+                .bind(now_ms)
+                .fetch_all(db)
+                .await?;
+            return expired(rows);
+        }
+    };
+    decode(command, &row)
+}
+
+fn expired(rows: Vec<PgRow>) -> Result<Applied, PgError> {
+    let mut released = Vec::with_capacity(rows.len());
+    let mut movements = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: i64 = r.try_get(0)?;
+        let request_id = RequestId(
+            u64::try_from(id).map_err(|_| PgError::Protocol(format!("request id {id}")))?,
+        );
+        let amount_sats = sats_of(Some(r.try_get(1)?))?;
+        released.push((request_id, amount_sats));
+        movements.push(Movement::Expire {
+            request_id,
+            amount_sats,
+        });
+    }
+    Ok(Applied {
+        fresh: !released.is_empty(),
+        result: Ok(Outcome::Expired { released }),
+        movements,
+    })
+}
+
+fn decode(command: &Command, row: &PgRow) -> Result<Applied, PgError> {
+    let ok: bool = row.try_get(0)?;
+    let code: String = row.try_get(1)?;
+    let fresh: bool = row.try_get(2)?;
+    let a: Option<i64> = row.try_get(3)?;
+    let b: Option<i64> = row.try_get(4)?;
+    let c: Option<i64> = row.try_get(5)?;
+    let t: Option<String> = row.try_get(6)?;
+    if !ok {
+        return Ok(Applied {
+            result: Err(refusal(&code, a)?),
+            fresh: false,
+            movements: Vec::new(),
+        });
+    }
+    let outcome = match code.as_str() {
+        "tier_set" => Outcome::TierSet {
+            previous: t
+                .as_deref()
+                .map(str::parse::<Tier>)
+                .transpose()
+                .map_err(|e| PgError::Protocol(e.to_string()))?,
+        },
+        "free" => Outcome::Decided {
+            decision: Decision::Free {
+                reserved_sats: sats_of(a)?,
+            },
+        },
+        "partial" => Outcome::Decided {
+            decision: Decision::Partial {
+                offer_sats: sats_of(a)?,
+                charge_sats: sats_of(b)?,
+            },
+        },
+        "gate" => Outcome::Decided {
+            decision: Decision::Gate {
+                reason: gate_reason(t.as_deref())?,
+                charge_sats: sats_of(b)?,
+            },
+        },
+        "reserved" => Outcome::Reserved {
+            reserved_sats: sats_of(a)?,
+        },
+        "released" => Outcome::Released {
+            returned_sats: sats_of(a)?,
+        },
+        "recorded" => Outcome::Recorded {
+            absorbed_sats: sats_of(a)?,
+            returned_sats: sats_of(b)?,
+            overrun_sats: sats_of(c)?,
+        },
+        "credited" => Outcome::Credited {
+            credited_sats: sats_of(a)?,
+        },
+        other => return Err(PgError::Protocol(format!("unknown outcome {other:?}"))),
+    };
+    let movements = if fresh {
+        movements(command, &outcome, t.as_deref())?
+    } else {
+        Vec::new()
+    };
+    Ok(Applied {
+        result: Ok(outcome),
+        fresh,
+        movements,
+    })
+}
+
+/// The pool movements of a fresh outcome, as the reference engine journals them.
+fn movements(
+    command: &Command,
+    outcome: &Outcome,
+    t: Option<&str>,
+) -> Result<Vec<Movement>, PgError> {
+    let m = match (command, outcome) {
+        (
+            Command::Decide {
+                request_id, pubkey, ..
+            },
+            Outcome::Decided {
+                decision: Decision::Free { reserved_sats },
+            },
+        ) => Some(Movement::Debit {
+            request_id: *request_id,
+            pubkey: *pubkey,
+            amount_sats: *reserved_sats,
+        }),
+        (
+            Command::ReservePartial {
+                request_id, pubkey, ..
+            },
+            Outcome::Reserved { reserved_sats },
+        ) => Some(Movement::Debit {
+            request_id: *request_id,
+            pubkey: *pubkey,
+            amount_sats: *reserved_sats,
+        }),
+        (Command::Release { request_id }, Outcome::Released { returned_sats }) => {
+            Some(Movement::Release {
+                request_id: *request_id,
+                amount_sats: *returned_sats,
+            })
+        }
+        (
+            Command::Record { request_id, .. },
+            Outcome::Recorded {
+                absorbed_sats,
+                returned_sats,
+                ..
+            },
+        ) => {
+            let pubkey: Pubkey = t
+                .ok_or_else(|| PgError::Protocol("record without pubkey".into()))?
+                .parse()
+                .map_err(|e: ledger_core::PubkeyError| PgError::Protocol(e.to_string()))?;
+            Some(Movement::Record {
+                request_id: *request_id,
+                pubkey,
+                absorbed_sats: *absorbed_sats,
+                returned_sats: *returned_sats,
+            })
+        }
+        (Command::Credit { payment_id, .. }, Outcome::Credited { credited_sats }) => {
+            Some(Movement::Credit {
+                payment_id: *payment_id,
+                amount_sats: *credited_sats,
+            })
+        }
+        _ => None,
+    };
+    Ok(m.into_iter().collect())
+}
+
+fn gate_reason(t: Option<&str>) -> Result<GateReason, PgError> {
+    Ok(match t {
+        Some("unknown_identity") => GateReason::UnknownIdentity,
+        Some("zero_estimate") => GateReason::ZeroEstimate,
+        Some("zero_budget") => GateReason::ZeroBudget,
+        Some("daily_budget_exhausted") => GateReason::DailyBudgetExhausted,
+        Some("pool_empty") => GateReason::PoolEmpty,
+        other => return Err(PgError::Protocol(format!("unknown gate reason {other:?}"))),
+    })
+}
+
+fn refusal(code: &str, a: Option<i64>) -> Result<Refusal, PgError> {
+    Ok(match code {
+        "unknown_identity" => Refusal::UnknownIdentity,
+        "unknown_request" => Refusal::UnknownRequest,
+        "zero_amount" => Refusal::ZeroAmount,
+        "insufficient_funds" => Refusal::InsufficientFunds {
+            available_sats: sats_of(a)?,
+        },
+        "exists_with_different_pubkey" => Refusal::ExistsWithDifferentPubkey,
+        "exists_with_different_estimate" => Refusal::ExistsWithDifferentEstimate {
+            estimated_sats: sats_of(a)?,
+        },
+        "reservation_exists" => Refusal::ReservationExists {
+            reserved_sats: sats_of(a)?,
+        },
+        "amount_above_estimate" => Refusal::AmountAboveEstimate {
+            estimated_sats: sats_of(a)?,
+        },
+        "recorded_with_different_amount" => Refusal::RecordedWithDifferentAmount {
+            actual_sats: sats_of(a)?,
+        },
+        "payment_with_different_amount" => Refusal::PaymentWithDifferentAmount {
+            paid_sats: sats_of(a)?,
+        },
+        "not_reserved" => Refusal::NotReserved,
+        "already_recorded" => Refusal::AlreadyRecorded,
+        "already_released" => Refusal::AlreadyReleased,
+        "reservation_expired" => Refusal::ReservationExpired,
+        "overflow" => Refusal::Overflow,
+        other => return Err(PgError::Protocol(format!("unknown refusal {other:?}"))),
+    })
+}

@@ -1,0 +1,188 @@
+//! Differential tests: `pg-reference` against the in-memory reference engine and `pg-seed`
+//! against the in-memory seed model, on the same seeded schedule, compared after every step
+//! (reply, journalled movements, observed state).
+
+use ledger_core::seed::SeedOp;
+use ledger_core::{
+    Call, Config, Engine, Movement, PaymentId, Pubkey, ReferenceEngine, RequestId, Sats,
+    SeedEngine, Tier, TimeMs, DAY_MS,
+};
+use ledger_pg::engine::{PgReferenceEngine, PgSeedEngine};
+use ledger_pg::testpg::TestPg;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const N_USERS: u64 = 5;
+const T0: u64 = 1_700_000_000_000;
+
+fn sats(v: u64) -> Sats {
+    Sats::new(v).unwrap()
+}
+
+fn random_call(rng: &mut ChaCha8Rng, n_requests: u64) -> Call {
+    let user = Pubkey::for_user(rng.gen_range(0..N_USERS));
+    let request_id = RequestId(rng.gen_range(0..n_requests));
+    match rng.gen_range(0..100) {
+        0..=4 => Call::SetTier {
+            pubkey: user,
+            tier: Tier::ALL[rng.gen_range(0..4)],
+        },
+        5..=39 => Call::Decide {
+            request_id,
+            pubkey: user,
+            estimated_sats: sats(rng.gen_range(0..400)),
+        },
+        40..=54 => Call::ReservePartial {
+            request_id,
+            pubkey: user,
+            amount_sats: sats(rng.gen_range(0..250)),
+        },
+        55..=64 => Call::Release {
+            request_id,
+            amount_sats: sats(rng.gen_range(0..300)),
+        },
+        65..=84 => Call::Record {
+            request_id,
+            pubkey: user,
+            actual_sats: sats(rng.gen_range(0..400)),
+            reserved_sats: sats(rng.gen_range(0..400)),
+        },
+        85..=94 => Call::Credit {
+            payment_id: PaymentId(rng.gen_range(0..30)),
+            paid_sats: sats(rng.gen_range(0..3_000)),
+        },
+        _ => Call::Expire,
+    }
+}
+
+fn advance(rng: &mut ChaCha8Rng, now: &mut TimeMs) {
+    let step_ms = match rng.gen_range(0..100) {
+        0..=1 => DAY_MS,
+        2..=6 => 11 * 60 * 1000,
+        _ => rng.gen_range(0..20_000),
+    };
+    *now = now.plus_ms(step_ms);
+}
+
+fn small_config() -> Config {
+    // A small pool, so that it runs dry and refills during the run.
+    Config {
+        pool_initial_sats: sats(1_500),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn pg_reference_agrees_with_the_reference_engine() {
+    let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    let config = small_config();
+    let mut mem = ReferenceEngine::new(config);
+    let mut db = PgReferenceEngine::connect(pg.connect_options(), config).expect("engine");
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut now = TimeMs(T0);
+    for user_idx in 0..N_USERS {
+        let call = Call::SetTier {
+            pubkey: Pubkey::for_user(user_idx),
+            tier: Tier::ALL[(user_idx % 4) as usize],
+        };
+        let (mut a, mut b) = (mem.begin(&call), db.begin(&call));
+        assert_eq!(
+            mem.step(&mut a, now, &mut Vec::new()),
+            db.step(&mut b, now, &mut Vec::new())
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for step_idx in 0..1_500 {
+        advance(&mut rng, &mut now);
+        let call = random_call(&mut rng, 120);
+        let (mut jm, mut jd) = (Vec::<Movement>::new(), Vec::<Movement>::new());
+        let mut a = mem.begin(&call);
+        let mut b = db.begin(&call);
+        let ra = mem.step(&mut a, now, &mut jm);
+        let rb = db.step(&mut b, now, &mut jd);
+        assert_eq!(ra, rb, "step {step_idx}: {call:?}");
+        assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
+        assert_eq!(
+            mem.observe(),
+            db.observe(),
+            "step {step_idx}: state after {call:?}"
+        );
+        seen.insert(kind(ra.as_ref().expect("one step")));
+    }
+    // The schedule reached every kind of answer, so the comparison means something.
+    for k in [
+        "free", "partial", "gate", "reserved", "released", "recorded", "credited", "expired",
+        "refused",
+    ] {
+        assert!(seen.contains(k), "no {k} answer in the run: {seen:?}");
+    }
+    let findings = db.audit().expect("audit runs");
+    assert_eq!(findings, Vec::new());
+}
+
+#[test]
+fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
+    let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    let config = small_config();
+    let mut mem = SeedEngine::new(config);
+    let mut db = PgSeedEngine::connect(pg.connect_options(), config).expect("engine");
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut now = TimeMs(T0);
+    let mut in_flight: Vec<(Call, SeedOp, SeedOp)> = Vec::new();
+    let mut n_replies = 0;
+    for step_idx in 0..1_500 {
+        advance(&mut rng, &mut now);
+        if in_flight.is_empty() || (in_flight.len() < 6 && rng.gen_bool(0.4)) {
+            let call = if step_idx < N_USERS as usize {
+                Call::SetTier {
+                    pubkey: Pubkey::for_user(step_idx as u64),
+                    tier: Tier::ALL[step_idx % 4],
+                }
+            } else {
+                random_call(&mut rng, 120)
+            };
+            let (a, b) = (mem.begin(&call), db.begin(&call));
+            in_flight.push((call, a, b));
+        }
+        let idx = rng.gen_range(0..in_flight.len());
+        let (call, a, b) = &mut in_flight[idx];
+        let (mut jm, mut jd) = (Vec::<Movement>::new(), Vec::<Movement>::new());
+        let ra = mem.step(a, now, &mut jm);
+        let rb = db.step(b, now, &mut jd);
+        assert_eq!(ra, rb, "step {step_idx}: {call:?}");
+        assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
+        assert_eq!(
+            mem.observe(),
+            db.observe(),
+            "step {step_idx}: state after {call:?}"
+        );
+        if ra.is_some() {
+            n_replies += 1;
+            in_flight.swap_remove(idx);
+        }
+    }
+    assert!(n_replies > 500, "only {n_replies} calls finished");
+}
+
+fn kind(reply: &ledger_core::Reply) -> &'static str {
+    use ledger_core::{Decision, Outcome, Reply};
+    match reply {
+        Reply::Ok(Outcome::Decided {
+            decision: Decision::Free { .. },
+        }) => "free",
+        Reply::Ok(Outcome::Decided {
+            decision: Decision::Partial { .. },
+        }) => "partial",
+        Reply::Ok(Outcome::Decided {
+            decision: Decision::Gate { .. },
+        }) => "gate",
+        Reply::Ok(Outcome::Reserved { .. }) => "reserved",
+        Reply::Ok(Outcome::Released { .. }) => "released",
+        Reply::Ok(Outcome::Recorded { .. }) => "recorded",
+        Reply::Ok(Outcome::Credited { .. }) => "credited",
+        Reply::Ok(Outcome::Expired { released }) if !released.is_empty() => "expired",
+        Reply::Ok(_) => "other",
+        Reply::Refused(_) => "refused",
+        Reply::Failed { .. } => "failed",
+    }
+}
