@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use ledger_core::seed::{DecideStage, SeedOp};
 use ledger_core::{
-    Call, Command, Config, Decision, Engine, GateReason, Movement, Observed, Outcome, Pubkey,
-    Reply, RequestId, Sats, Tier, TimeMs, DAY_MS,
+    Call, Command, Config, Decision, Engine, GateReason, Movement, Observed, Outcome, Pubkey, Reply, RequestId, Sats,
+    Tier, TimeMs, DAY_MS,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
@@ -29,14 +29,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, PgError> {
 }
 
 async fn connect_and_migrate(opts: PgConnectOptions) -> Result<PgPool, PgError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(opts)
-        .await?;
-    crate::MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| PgError::Protocol(format!("migrations: {e}")))?;
+    let pool = PgPoolOptions::new().max_connections(2).connect_with(opts).await?;
+    crate::MIGRATOR.run(&pool).await.map_err(|e| PgError::Protocol(format!("migrations: {e}")))?;
     Ok(pool)
 }
 
@@ -59,12 +53,7 @@ impl PgReferenceEngine {
             reference::genesis(&pool, &config, TimeMs(0)).await?;
             Ok::<_, PgError>(pool)
         })?;
-        Ok(PgReferenceEngine {
-            rt,
-            pool,
-            config,
-            last_observed: Mutex::new(Observed::default()),
-        })
+        Ok(PgReferenceEngine { rt, pool, config, last_observed: Mutex::new(Observed::default()) })
     }
 
     /// The connection pool (for audits and fault injection).
@@ -93,12 +82,7 @@ impl Engine for PgReferenceEngine {
         call.to_command()
     }
 
-    fn step(
-        &mut self,
-        op: &mut Command,
-        now: TimeMs,
-        journal: &mut Vec<Movement>,
-    ) -> Option<Reply> {
+    fn step(&mut self, op: &mut Command, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
         let applied = self.rt.block_on(reference::apply(&self.pool, op, now));
         Some(match applied {
             Ok(applied) => {
@@ -108,9 +92,7 @@ impl Engine for PgReferenceEngine {
                     Err(refusal) => Reply::Refused(refusal),
                 }
             }
-            Err(e) => Reply::Failed {
-                error: e.to_string(),
-            },
+            Err(e) => Reply::Failed { error: e.to_string() },
         })
     }
 
@@ -170,11 +152,7 @@ impl PgSeedEngine {
 
     fn daily_remaining(&self, identity: &seed::SeedIdentity, now: TimeMs) -> i64 {
         let reset = TimeMs(u64::try_from(seed::millis(identity.absorbed_reset_at)).unwrap_or(0));
-        let today_absorbed = if now.since(reset) >= DAY_MS {
-            0
-        } else {
-            i64::from(identity.sats_absorbed_today)
-        };
+        let today_absorbed = if now.since(reset) >= DAY_MS { 0 } else { i64::from(identity.sats_absorbed_today) };
         (self.budget(&identity.tier) - today_absorbed).max(0)
     }
 
@@ -186,10 +164,7 @@ impl PgSeedEngine {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Option<Decision>, sqlx::Error> {
-        let gate = |reason| Decision::Gate {
-            reason,
-            charge_sats: from_i64(estimated),
-        };
+        let gate = |reason| Decision::Gate { reason, charge_sats: from_i64(estimated) };
         match *stage {
             DecideStage::ReadIdentity => {
                 if estimated <= 0 {
@@ -224,20 +199,12 @@ impl PgSeedEngine {
                 Ok(after_pool_read(remaining, self.initial(), estimated, stage))
             }
             DecideStage::Debit { can_absorb } => {
-                let debited =
-                    seed::atomic_pool_debit(conn, can_absorb, self.initial(), timestamp(now))
-                        .await?;
+                let debited = seed::atomic_pool_debit(conn, can_absorb, self.initial(), timestamp(now)).await?;
                 if debited <= 0 {
                     return Ok(Some(gate(GateReason::PoolEmpty)));
                 }
-                journal.push(Movement::Debit {
-                    request_id,
-                    pubkey,
-                    amount_sats: from_i64(debited),
-                });
-                Ok(Some(Decision::Free {
-                    reserved_sats: from_i64(debited),
-                }))
+                journal.push(Movement::Debit { request_id, pubkey, amount_sats: from_i64(debited) });
+                Ok(Some(Decision::Free { reserved_sats: from_i64(debited) }))
             }
         }
     }
@@ -250,9 +217,7 @@ impl PgSeedEngine {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Option<Outcome>, sqlx::Error> {
-        let nothing = Outcome::Reserved {
-            reserved_sats: Sats::ZERO,
-        };
+        let nothing = Outcome::Reserved { reserved_sats: Sats::ZERO };
         match *can_absorb {
             None => {
                 if requested <= 0 {
@@ -269,18 +234,11 @@ impl PgSeedEngine {
                 Ok(None)
             }
             Some(can) => {
-                let debited =
-                    seed::atomic_pool_debit(conn, can, self.initial(), timestamp(now)).await?;
+                let debited = seed::atomic_pool_debit(conn, can, self.initial(), timestamp(now)).await?;
                 if debited > 0 {
-                    journal.push(Movement::Debit {
-                        request_id,
-                        pubkey,
-                        amount_sats: from_i64(debited),
-                    });
+                    journal.push(Movement::Debit { request_id, pubkey, amount_sats: from_i64(debited) });
                 }
-                Ok(Some(Outcome::Reserved {
-                    reserved_sats: from_i64(debited),
-                }))
+                Ok(Some(Outcome::Reserved { reserved_sats: from_i64(debited) }))
             }
         }
     }
@@ -296,54 +254,27 @@ impl PgSeedEngine {
         match *call {
             Call::SetTier { pubkey, tier } => {
                 let previous = seed::set_tier(conn, &pubkey.to_string(), tier.as_str(), at).await?;
-                Ok(Outcome::TierSet {
-                    previous: previous.map(|t| t.parse().unwrap_or(Tier::New)),
-                })
+                Ok(Outcome::TierSet { previous: previous.map(|t| t.parse().unwrap_or(Tier::New)) })
             }
-            Call::Release {
-                request_id,
-                amount_sats,
-            } => {
+            Call::Release { request_id, amount_sats } => {
                 let n = to_i64(amount_sats);
                 if n > 0 && seed::release_reservation(conn, int4(n)?, at).await? {
-                    journal.push(Movement::Release {
-                        request_id,
-                        amount_sats,
-                    });
-                    return Ok(Outcome::Released {
-                        returned_sats: amount_sats,
-                    });
+                    journal.push(Movement::Release { request_id, amount_sats });
+                    return Ok(Outcome::Released { returned_sats: amount_sats });
                 }
-                Ok(Outcome::Released {
-                    returned_sats: Sats::ZERO,
-                })
+                Ok(Outcome::Released { returned_sats: Sats::ZERO })
             }
-            Call::Credit {
-                payment_id,
-                paid_sats,
-            } => {
+            Call::Credit { payment_id, paid_sats } => {
                 let pct = f64::from(self.config.credit_bps.to_u16()) / 100.0;
                 let credit = seed::credit_sats(to_i64(paid_sats), pct);
                 if to_i64(paid_sats) <= 0 || credit <= 0 {
-                    return Ok(Outcome::Credited {
-                        credited_sats: Sats::ZERO,
-                    });
+                    return Ok(Outcome::Credited { credited_sats: Sats::ZERO });
                 }
                 seed::credit(conn, int4(credit)?, at).await?;
-                journal.push(Movement::Credit {
-                    payment_id,
-                    amount_sats: from_i64(credit),
-                });
-                Ok(Outcome::Credited {
-                    credited_sats: from_i64(credit),
-                })
+                journal.push(Movement::Credit { payment_id, amount_sats: from_i64(credit) });
+                Ok(Outcome::Credited { credited_sats: from_i64(credit) })
             }
-            Call::Record {
-                request_id,
-                pubkey,
-                actual_sats,
-                reserved_sats,
-            } => {
+            Call::Record { request_id, pubkey, actual_sats, reserved_sats } => {
                 let to_record = to_i64(actual_sats).max(0);
                 let over_reserved = (to_i64(reserved_sats) - to_record).max(0);
                 // The seed's randomUUID(), made deterministic.
@@ -380,9 +311,7 @@ impl PgSeedEngine {
                 })
             }
             // The seed has no expiry.
-            Call::Expire => Ok(Outcome::Expired {
-                released: Vec::new(),
-            }),
+            Call::Expire => Ok(Outcome::Expired { released: Vec::new() }),
             Call::Decide { .. } | Call::ReservePartial { .. } => {
                 unreachable!("multi-step calls have their own ops")
             }
@@ -391,27 +320,16 @@ impl PgSeedEngine {
 }
 
 /// The synchronous part of `decide` after `getPoolBalance()` returned `balance`.
-fn after_pool_read(
-    remaining: i64,
-    balance: i64,
-    estimated: i64,
-    stage: &mut DecideStage,
-) -> Option<Decision> {
+fn after_pool_read(remaining: i64, balance: i64, estimated: i64, stage: &mut DecideStage) -> Option<Decision> {
     let can_absorb = remaining.min(balance).min(estimated);
     if balance <= 0 || can_absorb <= 0 {
-        return Some(Decision::Gate {
-            reason: GateReason::PoolEmpty,
-            charge_sats: from_i64(estimated),
-        });
+        return Some(Decision::Gate { reason: GateReason::PoolEmpty, charge_sats: from_i64(estimated) });
     }
     if can_absorb >= estimated {
         *stage = DecideStage::Debit { can_absorb };
         return None;
     }
-    Some(Decision::Partial {
-        offer_sats: from_i64(can_absorb),
-        charge_sats: from_i64(estimated - can_absorb),
-    })
+    Some(Decision::Partial { offer_sats: from_i64(can_absorb), charge_sats: from_i64(estimated - can_absorb) })
 }
 
 impl Engine for PgSeedEngine {
@@ -427,26 +345,15 @@ impl Engine for PgSeedEngine {
 
     fn begin(&mut self, call: &Call) -> SeedOp {
         match *call {
-            Call::Decide {
-                request_id,
-                pubkey,
-                estimated_sats,
-            } => SeedOp::Decide {
+            Call::Decide { request_id, pubkey, estimated_sats } => SeedOp::Decide {
                 request_id,
                 pubkey,
                 estimated: to_i64(estimated_sats),
                 stage: DecideStage::ReadIdentity,
             },
-            Call::ReservePartial {
-                request_id,
-                pubkey,
-                amount_sats,
-            } => SeedOp::ReservePartial {
-                request_id,
-                pubkey,
-                requested: to_i64(amount_sats),
-                can_absorb: None,
-            },
+            Call::ReservePartial { request_id, pubkey, amount_sats } => {
+                SeedOp::ReservePartial { request_id, pubkey, requested: to_i64(amount_sats), can_absorb: None }
+            }
             ref other => SeedOp::Single(other.clone()),
         }
     }
@@ -455,48 +362,21 @@ impl Engine for PgSeedEngine {
         let result = self.rt.block_on(async {
             let mut conn = self.pool.acquire().await?;
             match op {
-                SeedOp::Decide {
-                    request_id,
-                    pubkey,
-                    estimated,
-                    stage,
-                } => self
-                    .step_decide(
-                        &mut conn,
-                        (*request_id, *pubkey, *estimated),
-                        stage,
-                        now,
-                        journal,
-                    )
+                SeedOp::Decide { request_id, pubkey, estimated, stage } => self
+                    .step_decide(&mut conn, (*request_id, *pubkey, *estimated), stage, now, journal)
                     .await
                     .map(|d| d.map(|decision| Outcome::Decided { decision })),
-                SeedOp::ReservePartial {
-                    request_id,
-                    pubkey,
-                    requested,
-                    can_absorb,
-                } => {
-                    self.step_reserve_partial(
-                        &mut conn,
-                        (*request_id, *pubkey, *requested),
-                        can_absorb,
-                        now,
-                        journal,
-                    )
-                    .await
+                SeedOp::ReservePartial { request_id, pubkey, requested, can_absorb } => {
+                    self.step_reserve_partial(&mut conn, (*request_id, *pubkey, *requested), can_absorb, now, journal)
+                        .await
                 }
-                SeedOp::Single(call) => self
-                    .step_single(&mut conn, call, now, journal)
-                    .await
-                    .map(Some),
+                SeedOp::Single(call) => self.step_single(&mut conn, call, now, journal).await.map(Some),
             }
         });
         match result {
             Ok(Some(outcome)) => Some(Reply::Ok(outcome)),
             Ok(None) => None,
-            Err(e) => Some(Reply::Failed {
-                error: e.to_string(),
-            }),
+            Err(e) => Some(Reply::Failed { error: e.to_string() }),
         }
     }
 
@@ -518,9 +398,7 @@ impl Engine for PgSeedEngine {
             let n: i64 = r.try_get(2).unwrap_or(0);
             *last = Observed {
                 // Before first boot the pool is what getPoolBalance() would answer.
-                pool_sats: i128::from(
-                    value.map_or(self.initial(), |v| seed::js_parse_int_or_zero(&v)),
-                ),
+                pool_sats: i128::from(value.map_or(self.initial(), |v| seed::js_parse_int_or_zero(&v))),
                 reserved_sats: None,
                 granted_sats: i128::from(granted),
                 n_grants: u64::try_from(n).unwrap_or(0),

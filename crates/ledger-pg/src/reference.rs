@@ -6,8 +6,7 @@
 //! is safe; serialization failures and deadlocks are retried here.
 
 use ledger_core::{
-    Command, Config, Decision, GateReason, Movement, Outcome, Pubkey, Refusal, RequestId, Sats,
-    Tier, TimeMs,
+    Command, Config, Decision, GateReason, Movement, Outcome, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
@@ -60,11 +59,7 @@ pub fn is_retryable(e: &sqlx::Error) -> bool {
 }
 
 /// Writes the rules and the pool's genesis balance. Idempotent for the same `config`.
-pub async fn genesis<'e>(
-    db: impl PgExecutor<'e>,
-    config: &Config,
-    now: TimeMs,
-) -> Result<(), PgError> {
+pub async fn genesis<'e>(db: impl PgExecutor<'e>, config: &Config, now: TimeMs) -> Result<(), PgError> {
     let b = &config.budget_sats;
     sqlx::query("SELECT ledger_genesis($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(sats_arg(b.new))
@@ -134,25 +129,12 @@ pub struct AuditFinding {
 
 /// The read-only I1/I2/I5 check of the reference schema (`ledger_audit()`).
 pub async fn audit<'e>(db: impl PgExecutor<'e>) -> Result<Vec<AuditFinding>, PgError> {
-    let rows = sqlx::query("SELECT invariant, detail FROM ledger_audit()")
-        .fetch_all(db)
-        .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(AuditFinding {
-                invariant: r.try_get(0)?,
-                detail: r.try_get(1)?,
-            })
-        })
-        .collect()
+    let rows = sqlx::query("SELECT invariant, detail FROM ledger_audit()").fetch_all(db).await?;
+    rows.into_iter().map(|r| Ok(AuditFinding { invariant: r.try_get(0)?, detail: r.try_get(1)? })).collect()
 }
 
 /// Runs `command` at `now` as one statement, retrying serialization failures and deadlocks.
-pub async fn apply(
-    pool: &sqlx::PgPool,
-    command: &Command,
-    now: TimeMs,
-) -> Result<Applied, PgError> {
+pub async fn apply(pool: &sqlx::PgPool, command: &Command, now: TimeMs) -> Result<Applied, PgError> {
     let mut attempt = 0;
     loop {
         match apply_once(pool, command, now).await {
@@ -166,11 +148,7 @@ pub async fn apply(
 }
 
 /// Runs `command` at `now` as one statement, once.
-pub async fn apply_once<'e>(
-    db: impl PgExecutor<'e>,
-    command: &Command,
-    now: TimeMs,
-) -> Result<Applied, PgError> {
+pub async fn apply_once<'e>(db: impl PgExecutor<'e>, command: &Command, now: TimeMs) -> Result<Applied, PgError> {
     const COLS: &str = "SELECT ok, code, fresh, a, b, c, t FROM";
     let now_ms = bigint("now", now.0)?;
     let row = match *command {
@@ -182,11 +160,7 @@ pub async fn apply_once<'e>(
                 .fetch_one(db)
                 .await?
         }
-        Command::Decide {
-            request_id,
-            pubkey,
-            estimated_sats,
-        } => {
+        Command::Decide { request_id, pubkey, estimated_sats } => {
             sqlx::query(&format!("{COLS} ledger_decide($1, $2, $3, $4)"))
                 .bind(bigint("request_id", request_id.0)?)
                 .bind(pubkey.to_string())
@@ -195,11 +169,7 @@ pub async fn apply_once<'e>(
                 .fetch_one(db)
                 .await?
         }
-        Command::ReservePartial {
-            request_id,
-            pubkey,
-            amount_sats,
-        } => {
+        Command::ReservePartial { request_id, pubkey, amount_sats } => {
             sqlx::query(&format!("{COLS} ledger_reserve_partial($1, $2, $3, $4)"))
                 .bind(bigint("request_id", request_id.0)?)
                 .bind(pubkey.to_string())
@@ -215,10 +185,7 @@ pub async fn apply_once<'e>(
                 .fetch_one(db)
                 .await?
         }
-        Command::Record {
-            request_id,
-            actual_sats,
-        } => {
+        Command::Record { request_id, actual_sats } => {
             sqlx::query(&format!("{COLS} ledger_record($1, $2, $3)"))
                 .bind(bigint("request_id", request_id.0)?)
                 .bind(sats_arg(actual_sats))
@@ -226,10 +193,7 @@ pub async fn apply_once<'e>(
                 .fetch_one(db)
                 .await?
         }
-        Command::Credit {
-            payment_id,
-            paid_sats,
-        } => {
+        Command::Credit { payment_id, paid_sats } => {
             sqlx::query(&format!("{COLS} ledger_credit($1, $2, $3)"))
                 .bind(bigint("payment_id", payment_id.0)?)
                 .bind(sats_arg(paid_sats))
@@ -238,10 +202,8 @@ pub async fn apply_once<'e>(
                 .await?
         }
         Command::Expire => {
-            let rows = sqlx::query("SELECT request_id, amount_sats FROM ledger_expire($1)")
-                .bind(now_ms)
-                .fetch_all(db)
-                .await?;
+            let rows =
+                sqlx::query("SELECT request_id, amount_sats FROM ledger_expire($1)").bind(now_ms).fetch_all(db).await?;
             return expired(rows);
         }
     };
@@ -253,21 +215,12 @@ fn expired(rows: Vec<PgRow>) -> Result<Applied, PgError> {
     let mut movements = Vec::with_capacity(rows.len());
     for r in rows {
         let id: i64 = r.try_get(0)?;
-        let request_id = RequestId(
-            u64::try_from(id).map_err(|_| PgError::Protocol(format!("request id {id}")))?,
-        );
+        let request_id = RequestId(u64::try_from(id).map_err(|_| PgError::Protocol(format!("request id {id}")))?);
         let amount_sats = sats_of(Some(r.try_get(1)?))?;
         released.push((request_id, amount_sats));
-        movements.push(Movement::Expire {
-            request_id,
-            amount_sats,
-        });
+        movements.push(Movement::Expire { request_id, amount_sats });
     }
-    Ok(Applied {
-        fresh: !released.is_empty(),
-        result: Ok(Outcome::Expired { released }),
-        movements,
-    })
+    Ok(Applied { fresh: !released.is_empty(), result: Ok(Outcome::Expired { released }), movements })
 }
 
 fn decode(command: &Command, row: &PgRow) -> Result<Applied, PgError> {
@@ -279,108 +232,45 @@ fn decode(command: &Command, row: &PgRow) -> Result<Applied, PgError> {
     let c: Option<i64> = row.try_get(5)?;
     let t: Option<String> = row.try_get(6)?;
     if !ok {
-        return Ok(Applied {
-            result: Err(refusal(&code, a)?),
-            fresh: false,
-            movements: Vec::new(),
-        });
+        return Ok(Applied { result: Err(refusal(&code, a)?), fresh: false, movements: Vec::new() });
     }
     let outcome = match code.as_str() {
         "tier_set" => Outcome::TierSet {
-            previous: t
-                .as_deref()
-                .map(str::parse::<Tier>)
-                .transpose()
-                .map_err(|e| PgError::Protocol(e.to_string()))?,
+            previous: t.as_deref().map(str::parse::<Tier>).transpose().map_err(|e| PgError::Protocol(e.to_string()))?,
         },
-        "free" => Outcome::Decided {
-            decision: Decision::Free {
-                reserved_sats: sats_of(a)?,
-            },
-        },
-        "partial" => Outcome::Decided {
-            decision: Decision::Partial {
-                offer_sats: sats_of(a)?,
-                charge_sats: sats_of(b)?,
-            },
-        },
+        "free" => Outcome::Decided { decision: Decision::Free { reserved_sats: sats_of(a)? } },
+        "partial" => {
+            Outcome::Decided { decision: Decision::Partial { offer_sats: sats_of(a)?, charge_sats: sats_of(b)? } }
+        }
         "gate" => Outcome::Decided {
-            decision: Decision::Gate {
-                reason: gate_reason(t.as_deref())?,
-                charge_sats: sats_of(b)?,
-            },
+            decision: Decision::Gate { reason: gate_reason(t.as_deref())?, charge_sats: sats_of(b)? },
         },
-        "reserved" => Outcome::Reserved {
-            reserved_sats: sats_of(a)?,
-        },
-        "released" => Outcome::Released {
-            returned_sats: sats_of(a)?,
-        },
-        "recorded" => Outcome::Recorded {
-            absorbed_sats: sats_of(a)?,
-            returned_sats: sats_of(b)?,
-            overrun_sats: sats_of(c)?,
-        },
-        "credited" => Outcome::Credited {
-            credited_sats: sats_of(a)?,
-        },
+        "reserved" => Outcome::Reserved { reserved_sats: sats_of(a)? },
+        "released" => Outcome::Released { returned_sats: sats_of(a)? },
+        "recorded" => {
+            Outcome::Recorded { absorbed_sats: sats_of(a)?, returned_sats: sats_of(b)?, overrun_sats: sats_of(c)? }
+        }
+        "credited" => Outcome::Credited { credited_sats: sats_of(a)? },
         other => return Err(PgError::Protocol(format!("unknown outcome {other:?}"))),
     };
-    let movements = if fresh {
-        movements(command, &outcome, t.as_deref())?
-    } else {
-        Vec::new()
-    };
-    Ok(Applied {
-        result: Ok(outcome),
-        fresh,
-        movements,
-    })
+    let movements = if fresh { movements(command, &outcome, t.as_deref())? } else { Vec::new() };
+    Ok(Applied { result: Ok(outcome), fresh, movements })
 }
 
 /// The pool movements of a fresh outcome, as the reference engine journals them.
-fn movements(
-    command: &Command,
-    outcome: &Outcome,
-    t: Option<&str>,
-) -> Result<Vec<Movement>, PgError> {
+fn movements(command: &Command, outcome: &Outcome, t: Option<&str>) -> Result<Vec<Movement>, PgError> {
     let m = match (command, outcome) {
         (
-            Command::Decide {
-                request_id, pubkey, ..
-            },
-            Outcome::Decided {
-                decision: Decision::Free { reserved_sats },
-            },
-        ) => Some(Movement::Debit {
-            request_id: *request_id,
-            pubkey: *pubkey,
-            amount_sats: *reserved_sats,
-        }),
-        (
-            Command::ReservePartial {
-                request_id, pubkey, ..
-            },
-            Outcome::Reserved { reserved_sats },
-        ) => Some(Movement::Debit {
-            request_id: *request_id,
-            pubkey: *pubkey,
-            amount_sats: *reserved_sats,
-        }),
-        (Command::Release { request_id }, Outcome::Released { returned_sats }) => {
-            Some(Movement::Release {
-                request_id: *request_id,
-                amount_sats: *returned_sats,
-            })
+            Command::Decide { request_id, pubkey, .. },
+            Outcome::Decided { decision: Decision::Free { reserved_sats } },
+        ) => Some(Movement::Debit { request_id: *request_id, pubkey: *pubkey, amount_sats: *reserved_sats }),
+        (Command::ReservePartial { request_id, pubkey, .. }, Outcome::Reserved { reserved_sats }) => {
+            Some(Movement::Debit { request_id: *request_id, pubkey: *pubkey, amount_sats: *reserved_sats })
         }
-        (
-            Command::Record { request_id, .. },
-            Outcome::Recorded {
-                absorbed_sats,
-                returned_sats,
-                ..
-            },
-        ) => {
+        (Command::Release { request_id }, Outcome::Released { returned_sats }) => {
+            Some(Movement::Release { request_id: *request_id, amount_sats: *returned_sats })
+        }
+        (Command::Record { request_id, .. }, Outcome::Recorded { absorbed_sats, returned_sats, .. }) => {
             let pubkey: Pubkey = t
                 .ok_or_else(|| PgError::Protocol("record without pubkey".into()))?
                 .parse()
@@ -393,10 +283,7 @@ fn movements(
             })
         }
         (Command::Credit { payment_id, .. }, Outcome::Credited { credited_sats }) => {
-            Some(Movement::Credit {
-                payment_id: *payment_id,
-                amount_sats: *credited_sats,
-            })
+            Some(Movement::Credit { payment_id: *payment_id, amount_sats: *credited_sats })
         }
         _ => None,
     };
@@ -419,25 +306,13 @@ fn refusal(code: &str, a: Option<i64>) -> Result<Refusal, PgError> {
         "unknown_identity" => Refusal::UnknownIdentity,
         "unknown_request" => Refusal::UnknownRequest,
         "zero_amount" => Refusal::ZeroAmount,
-        "insufficient_funds" => Refusal::InsufficientFunds {
-            available_sats: sats_of(a)?,
-        },
+        "insufficient_funds" => Refusal::InsufficientFunds { available_sats: sats_of(a)? },
         "exists_with_different_pubkey" => Refusal::ExistsWithDifferentPubkey,
-        "exists_with_different_estimate" => Refusal::ExistsWithDifferentEstimate {
-            estimated_sats: sats_of(a)?,
-        },
-        "reservation_exists" => Refusal::ReservationExists {
-            reserved_sats: sats_of(a)?,
-        },
-        "amount_above_estimate" => Refusal::AmountAboveEstimate {
-            estimated_sats: sats_of(a)?,
-        },
-        "recorded_with_different_amount" => Refusal::RecordedWithDifferentAmount {
-            actual_sats: sats_of(a)?,
-        },
-        "payment_with_different_amount" => Refusal::PaymentWithDifferentAmount {
-            paid_sats: sats_of(a)?,
-        },
+        "exists_with_different_estimate" => Refusal::ExistsWithDifferentEstimate { estimated_sats: sats_of(a)? },
+        "reservation_exists" => Refusal::ReservationExists { reserved_sats: sats_of(a)? },
+        "amount_above_estimate" => Refusal::AmountAboveEstimate { estimated_sats: sats_of(a)? },
+        "recorded_with_different_amount" => Refusal::RecordedWithDifferentAmount { actual_sats: sats_of(a)? },
+        "payment_with_different_amount" => Refusal::PaymentWithDifferentAmount { paid_sats: sats_of(a)? },
         "not_reserved" => Refusal::NotReserved,
         "already_recorded" => Refusal::AlreadyRecorded,
         "already_released" => Refusal::AlreadyReleased,

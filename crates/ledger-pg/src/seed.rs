@@ -40,13 +40,8 @@ pub fn js_parse_int_or_zero(s: &str) -> i64 {
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    let end = digits
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(digits.len());
-    let magnitude = digits[..end]
-        .parse::<i64>()
-        .unwrap_or(if end == 0 { 0 } else { i64::MAX });
+    let end = digits.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+    let magnitude = digits[..end].parse::<i64>().unwrap_or(if end == 0 { 0 } else { i64::MAX });
     if neg {
         -magnitude
     } else {
@@ -67,10 +62,7 @@ pub struct SeedIdentity {
 
 /// `trustService.getIdentityWithDecay(pubkey)`, reduced to the read it makes of the identity
 /// (the trust decay itself is not in the seed; the harness changes tiers directly).
-pub async fn get_identity(
-    conn: &mut PgConnection,
-    pubkey: &str,
-) -> Result<Option<SeedIdentity>, sqlx::Error> {
+pub async fn get_identity(conn: &mut PgConnection, pubkey: &str) -> Result<Option<SeedIdentity>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT tier, sats_absorbed_today, absorbed_reset_at FROM nostr_identities \
          WHERE pubkey = $1 LIMIT 1",
@@ -79,11 +71,7 @@ pub async fn get_identity(
     .fetch_optional(conn)
     .await?;
     row.map(|r| {
-        Ok(SeedIdentity {
-            tier: r.try_get(0)?,
-            sats_absorbed_today: r.try_get(1)?,
-            absorbed_reset_at: r.try_get(2)?,
-        })
+        Ok(SeedIdentity { tier: r.try_get(0)?, sats_absorbed_today: r.try_get(1)?, absorbed_reset_at: r.try_get(2)? })
     })
     .transpose()
 }
@@ -101,10 +89,7 @@ pub async fn select_pool_value(conn: &mut PgConnection) -> Result<Option<String>
 /// `getPoolBalance`, second round trip on first boot: seed the pool unless a row exists
 /// (`onConflictDoNothing`). `updated_at` takes its column default, as drizzle sends `default`
 /// for a column it is not given.
-pub async fn insert_pool_if_missing(
-    conn: &mut PgConnection,
-    initial_sats: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn insert_pool_if_missing(conn: &mut PgConnection, initial_sats: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO timmy_config (key, value, updated_at) VALUES ($1, $2, default) \
          ON CONFLICT DO NOTHING",
@@ -138,12 +123,11 @@ pub async fn atomic_pool_debit(
     .bind(initial_sats.to_string())
     .execute(&mut *tx)
     .await?;
-    let balance: Option<i32> = sqlx::query_scalar(
-        "SELECT value::int AS balance FROM timmy_config WHERE key = $1 FOR UPDATE",
-    )
-    .bind(POOL_KEY)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let balance: Option<i32> =
+        sqlx::query_scalar("SELECT value::int AS balance FROM timmy_config WHERE key = $1 FOR UPDATE")
+            .bind(POOL_KEY)
+            .fetch_optional(&mut *tx)
+            .await?;
     let pool_balance = i64::from(balance.unwrap_or(0));
     if pool_balance <= 0 {
         tx.commit().await?;
@@ -172,14 +156,12 @@ pub async fn release_reservation(
     if absorb_sats <= 0 {
         return Ok(false);
     }
-    let done = sqlx::query(
-        "UPDATE timmy_config SET value = (value::int + $1)::text, updated_at = $2 WHERE key = $3",
-    )
-    .bind(absorb_sats)
-    .bind(now)
-    .bind(POOL_KEY)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query("UPDATE timmy_config SET value = (value::int + $1)::text, updated_at = $2 WHERE key = $3")
+        .bind(absorb_sats)
+        .bind(now)
+        .bind(POOL_KEY)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -193,11 +175,7 @@ pub fn credit_sats(paid_sats: i64, credit_pct: f64) -> i64 {
 /// `credit(paidSats)`'s statement: insert the pool row with `creditSats` (on a pool that was
 /// never read, this *is* genesis) or add to it with `ON CONFLICT DO UPDATE`. Makes no round trip
 /// when `credit_sats <= 0`.
-pub async fn credit(
-    conn: &mut PgConnection,
-    credit_sats: i32,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+pub async fn credit(conn: &mut PgConnection, credit_sats: i32, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     if credit_sats <= 0 {
         return Ok(());
     }
@@ -239,16 +217,15 @@ pub async fn record_grant(
     let mut tx = conn.begin().await?;
     let mut returned = false;
     if over_reserved > 0 {
-        returned = sqlx::query(
-            "UPDATE timmy_config SET value = (value::int + $1)::text, updated_at = $2 WHERE key = $3",
-        )
-        .bind(over_reserved)
-        .bind(now)
-        .bind(POOL_KEY)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
+        returned =
+            sqlx::query("UPDATE timmy_config SET value = (value::int + $1)::text, updated_at = $2 WHERE key = $3")
+                .bind(over_reserved)
+                .bind(now)
+                .bind(POOL_KEY)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
     }
     if to_record > 0 {
         sqlx::query(
@@ -277,16 +254,14 @@ pub async fn record_grant(
         .bind(pubkey)
         .execute(&mut *tx)
         .await?;
-        let pool_value: Option<String> =
-            sqlx::query_scalar("SELECT value FROM timmy_config WHERE key = $1 LIMIT 1")
-                .bind(POOL_KEY)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let pool_value: Option<String> = sqlx::query_scalar("SELECT value FROM timmy_config WHERE key = $1 LIMIT 1")
+            .bind(POOL_KEY)
+            .fetch_optional(&mut *tx)
+            .await?;
         let pool_balance_after = pool_value.map_or(0, |v| js_parse_int_or_zero(&v));
         // The seed parses without `|| 0` here, so NaN would reach the insert and fail; a value
         // that parses fits the integer column unless the pool outgrew 32 bits, which fails too.
-        let pool_balance_after =
-            i32::try_from(pool_balance_after).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let pool_balance_after = i32::try_from(pool_balance_after).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         sqlx::query(
             "INSERT INTO free_tier_grants (id, pubkey, request_hash, sats_absorbed, pool_balance_after) \
              VALUES ($1, $2, $3, $4, $5)",

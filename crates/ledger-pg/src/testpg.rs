@@ -82,19 +82,12 @@ fn find_program(name: &'static str) -> Result<PathBuf, TestPgError> {
     }
     candidates.push(PathBuf::from("/usr/local/bin").join(name));
     candidates.push(PathBuf::from("/usr/bin").join(name));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or(TestPgError::MissingProgram(name))
+    candidates.into_iter().find(|p| p.is_file()).ok_or(TestPgError::MissingProgram(name))
 }
 
 fn running_as_root() -> bool {
     // `id -u` avoids a libc dependency for one question.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// Runs `program args` as the cluster owner (`postgres` when we are root).
@@ -106,31 +99,20 @@ fn run_as_owner(as_root: bool, program: &Path, args: &[&str]) -> Result<Output, 
     } else {
         Command::new(program)
     };
-    let out = cmd
-        .args(args)
-        .output()
-        .map_err(io_err(format!("running {}", program.display())))?;
+    let out = cmd.args(args).output().map_err(io_err(format!("running {}", program.display())))?;
     if out.status.success() {
         Ok(out)
     } else {
         Err(TestPgError::Program {
             program: format!("{} {}", program.display(), args.join(" ")),
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
         })
     }
 }
 
 fn free_port() -> Result<u16, TestPgError> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(io_err("finding a free port"))?
-        .port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port"))?;
+    let port = listener.local_addr().map_err(io_err("finding a free port"))?.port();
     Ok(port)
 }
 
@@ -139,18 +121,11 @@ impl Cluster {
         let initdb = find_program("initdb")?;
         let pg_ctl = find_program("pg_ctl")?;
         let as_root = running_as_root();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("ledger-pg-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         // From here on, dropping `cluster` removes the directory (and stops a started server).
-        let mut cluster = Cluster {
-            dir,
-            pg_ctl,
-            port: 0,
-        };
+        let mut cluster = Cluster { dir, pg_ctl, port: 0 };
         let dir_str = cluster.dir.to_string_lossy().into_owned();
         if as_root {
             run_as_owner(false, Path::new("chown"), &["postgres:", &dir_str])?;
@@ -160,16 +135,7 @@ impl Cluster {
         run_as_owner(
             as_root,
             &initdb,
-            &[
-                "-D",
-                &data_str,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
+            &["-D", &data_str, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
         )?;
         // Trust only the private socket and loopback; the file is owned by the cluster owner.
         let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
@@ -183,23 +149,16 @@ impl Cluster {
                  -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
                 cluster.port
             );
-            let log = cluster
-                .dir
-                .join("server.log")
-                .to_string_lossy()
-                .into_owned();
+            let log = cluster.dir.join("server.log").to_string_lossy().into_owned();
             let started = run_as_owner(
                 as_root,
                 &cluster.pg_ctl,
-                &[
-                    "-D", &data_str, "-l", &log, "-w", "-t", "60", "-o", &opts, "start",
-                ],
+                &["-D", &data_str, "-l", &log, "-w", "-t", "60", "-o", &opts, "start"],
             );
             match started {
                 Ok(_) => return Ok(cluster),
                 Err(e) => {
-                    let log =
-                        std::fs::read_to_string(cluster.dir.join("server.log")).unwrap_or_default();
+                    let log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap_or_default();
                     last_err = Some(TestPgError::Program {
                         program: "pg_ctl start".into(),
                         output: format!("{e}\nserver log:\n{log}"),
@@ -210,12 +169,21 @@ impl Cluster {
         Err(last_err.expect("the loop ran at least once"))
     }
 
+    /// Stops the server (fast: open connections are cut) and starts it again on the same port.
+    fn restart(&self) -> Result<(), TestPgError> {
+        let data_str = self.dir.join("data").to_string_lossy().into_owned();
+        let log = self.dir.join("server.log").to_string_lossy().into_owned();
+        // Without -o, pg_ctl restarts with the options of the last start (postmaster.opts).
+        run_as_owner(
+            running_as_root(),
+            &self.pg_ctl,
+            &["-D", &data_str, "-l", &log, "-m", "fast", "-w", "-t", "60", "restart"],
+        )?;
+        Ok(())
+    }
+
     fn admin_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .username("postgres")
-            .database("postgres")
+        PgConnectOptions::new().host("127.0.0.1").port(self.port).username("postgres").database("postgres")
     }
 }
 
@@ -224,11 +192,7 @@ impl Drop for Cluster {
         let data = self.dir.join("data");
         if data.join("postmaster.pid").exists() {
             let data_str = data.to_string_lossy().into_owned();
-            let _ = run_as_owner(
-                running_as_root(),
-                &self.pg_ctl,
-                &["-D", &data_str, "-m", "immediate", "-w", "stop"],
-            );
+            let _ = run_as_owner(running_as_root(), &self.pg_ctl, &["-D", &data_str, "-m", "immediate", "-w", "stop"]);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -251,33 +215,38 @@ impl TestPg {
     ///
     /// Blocking; it may be called from inside or outside a tokio runtime.
     pub fn new() -> Result<TestPg, TestPgError> {
-        let (cluster, admin, base_url) = match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => (None, PgConnectOptions::from_str(&url)?, url),
-            _ => {
-                let cluster = shared_cluster()?;
-                let admin = cluster.admin_options();
-                let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
-                (Some(cluster), admin, url)
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                let admin = PgConnectOptions::from_str(&url)?;
+                TestPg::on(None, admin, &url)
             }
-        };
+            _ => TestPg::on_cluster(shared_cluster()?),
+        }
+    }
+
+    /// Like [`TestPg::new`], but on a cluster of its own that no other `TestPg` shares, even
+    /// when `DATABASE_URL` is set: for tests that restart or break the server.
+    pub fn new_private_cluster() -> Result<TestPg, TestPgError> {
+        TestPg::on_cluster(Arc::new(Cluster::start()?))
+    }
+
+    fn on_cluster(cluster: Arc<Cluster>) -> Result<TestPg, TestPgError> {
+        let admin = cluster.admin_options();
+        let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+        TestPg::on(Some(cluster), admin, &url)
+    }
+
+    fn on(cluster: Option<Arc<Cluster>>, admin: PgConnectOptions, base_url: &str) -> Result<TestPg, TestPgError> {
         let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let db_name = format!("ledger_test_{}_{n}_{nanos}", std::process::id());
         let create = format!("CREATE DATABASE {db_name}");
         block_on_side_thread(admin.clone(), move |mut conn| async move {
             sqlx::query(&create).execute(&mut conn).await?;
             conn.close().await
         })?;
-        let url = with_database(&base_url, &db_name);
-        Ok(TestPg {
-            cluster,
-            admin,
-            db_name,
-            url,
-        })
+        let url = with_database(base_url, &db_name);
+        Ok(TestPg { cluster, admin, db_name, url })
     }
 
     /// The `postgres://` URL of the fresh database.
@@ -297,10 +266,21 @@ impl TestPg {
 
     /// A connection pool on the fresh database.
     pub async fn pool(&self) -> Result<PgPool, sqlx::Error> {
-        PgPoolOptions::new()
-            .max_connections(40)
-            .connect_with(self.connect_options())
-            .await
+        PgPoolOptions::new().max_connections(40).connect_with(self.connect_options()).await
+    }
+
+    /// Restarts the server under this database (a fault the simulator injects): every open
+    /// connection is cut, committed data survives. Only a private cluster can be restarted;
+    /// with `DATABASE_URL` this is an error. Other `TestPg`s sharing the cluster see the
+    /// restart too: use [`TestPg::new_private_cluster`] for a test that restarts.
+    pub fn restart_server(&self) -> Result<(), TestPgError> {
+        match &self.cluster {
+            Some(c) => c.restart(),
+            None => Err(TestPgError::Program {
+                program: "restart".into(),
+                output: "cannot restart a DATABASE_URL server".into(),
+            }),
+        }
     }
 
     /// One connection to the fresh database.
@@ -378,14 +358,8 @@ mod tests {
 
     #[test]
     fn database_is_replaced_in_urls() {
-        assert_eq!(
-            with_database("postgres://u@h:1/postgres", "x"),
-            "postgres://u@h:1/x"
-        );
+        assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
         assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-        assert_eq!(
-            with_database("postgres://u@h:1/db?sslmode=disable", "x"),
-            "postgres://u@h:1/x?sslmode=disable"
-        );
+        assert_eq!(with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
     }
 }

@@ -4,8 +4,8 @@
 
 use ledger_core::seed::SeedOp;
 use ledger_core::{
-    Call, Config, Engine, Movement, PaymentId, Pubkey, ReferenceEngine, RequestId, Sats,
-    SeedEngine, Tier, TimeMs, DAY_MS,
+    Call, Config, Engine, Movement, PaymentId, Pubkey, ReferenceEngine, RequestId, Sats, SeedEngine, Tier, TimeMs,
+    DAY_MS,
 };
 use ledger_pg::engine::{PgReferenceEngine, PgSeedEngine};
 use ledger_pg::testpg::TestPg;
@@ -23,34 +23,19 @@ fn random_call(rng: &mut ChaCha8Rng, n_requests: u64) -> Call {
     let user = Pubkey::for_user(rng.gen_range(0..N_USERS));
     let request_id = RequestId(rng.gen_range(0..n_requests));
     match rng.gen_range(0..100) {
-        0..=4 => Call::SetTier {
-            pubkey: user,
-            tier: Tier::ALL[rng.gen_range(0..4)],
-        },
-        5..=39 => Call::Decide {
-            request_id,
-            pubkey: user,
-            estimated_sats: sats(rng.gen_range(0..400)),
-        },
-        40..=54 => Call::ReservePartial {
-            request_id,
-            pubkey: user,
-            amount_sats: sats(rng.gen_range(0..250)),
-        },
-        55..=64 => Call::Release {
-            request_id,
-            amount_sats: sats(rng.gen_range(0..300)),
-        },
+        0..=4 => Call::SetTier { pubkey: user, tier: Tier::ALL[rng.gen_range(0..4)] },
+        5..=39 => Call::Decide { request_id, pubkey: user, estimated_sats: sats(rng.gen_range(0..400)) },
+        40..=54 => Call::ReservePartial { request_id, pubkey: user, amount_sats: sats(rng.gen_range(0..250)) },
+        55..=64 => Call::Release { request_id, amount_sats: sats(rng.gen_range(0..300)) },
         65..=84 => Call::Record {
             request_id,
             pubkey: user,
             actual_sats: sats(rng.gen_range(0..400)),
             reserved_sats: sats(rng.gen_range(0..400)),
         },
-        85..=94 => Call::Credit {
-            payment_id: PaymentId(rng.gen_range(0..30)),
-            paid_sats: sats(rng.gen_range(0..3_000)),
-        },
+        85..=94 => {
+            Call::Credit { payment_id: PaymentId(rng.gen_range(0..30)), paid_sats: sats(rng.gen_range(0..3_000)) }
+        }
         _ => Call::Expire,
     }
 }
@@ -66,10 +51,7 @@ fn advance(rng: &mut ChaCha8Rng, now: &mut TimeMs) {
 
 fn small_config() -> Config {
     // A small pool, so that it runs dry and refills during the run.
-    Config {
-        pool_initial_sats: sats(1_500),
-        ..Config::default()
-    }
+    Config { pool_initial_sats: sats(1_500), ..Config::default() }
 }
 
 #[test]
@@ -81,15 +63,9 @@ fn pg_reference_agrees_with_the_reference_engine() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut now = TimeMs(T0);
     for user_idx in 0..N_USERS {
-        let call = Call::SetTier {
-            pubkey: Pubkey::for_user(user_idx),
-            tier: Tier::ALL[(user_idx % 4) as usize],
-        };
+        let call = Call::SetTier { pubkey: Pubkey::for_user(user_idx), tier: Tier::ALL[(user_idx % 4) as usize] };
         let (mut a, mut b) = (mem.begin(&call), db.begin(&call));
-        assert_eq!(
-            mem.step(&mut a, now, &mut Vec::new()),
-            db.step(&mut b, now, &mut Vec::new())
-        );
+        assert_eq!(mem.step(&mut a, now, &mut Vec::new()), db.step(&mut b, now, &mut Vec::new()));
     }
     let mut seen = std::collections::BTreeSet::new();
     for step_idx in 0..1_500 {
@@ -102,18 +78,11 @@ fn pg_reference_agrees_with_the_reference_engine() {
         let rb = db.step(&mut b, now, &mut jd);
         assert_eq!(ra, rb, "step {step_idx}: {call:?}");
         assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
-        assert_eq!(
-            mem.observe(),
-            db.observe(),
-            "step {step_idx}: state after {call:?}"
-        );
+        assert_eq!(mem.observe(), db.observe(), "step {step_idx}: state after {call:?}");
         seen.insert(kind(ra.as_ref().expect("one step")));
     }
     // The schedule reached every kind of answer, so the comparison means something.
-    for k in [
-        "free", "partial", "gate", "reserved", "released", "recorded", "credited", "expired",
-        "refused",
-    ] {
+    for k in ["free", "partial", "gate", "reserved", "released", "recorded", "credited", "expired", "refused"] {
         assert!(seen.contains(k), "no {k} answer in the run: {seen:?}");
     }
     let findings = db.audit().expect("audit runs");
@@ -134,10 +103,7 @@ fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
         advance(&mut rng, &mut now);
         if in_flight.is_empty() || (in_flight.len() < 6 && rng.gen_bool(0.4)) {
             let call = if step_idx < N_USERS as usize {
-                Call::SetTier {
-                    pubkey: Pubkey::for_user(step_idx as u64),
-                    tier: Tier::ALL[step_idx % 4],
-                }
+                Call::SetTier { pubkey: Pubkey::for_user(step_idx as u64), tier: Tier::ALL[step_idx % 4] }
             } else {
                 random_call(&mut rng, 120)
             };
@@ -151,11 +117,7 @@ fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
         let rb = db.step(b, now, &mut jd);
         assert_eq!(ra, rb, "step {step_idx}: {call:?}");
         assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
-        assert_eq!(
-            mem.observe(),
-            db.observe(),
-            "step {step_idx}: state after {call:?}"
-        );
+        assert_eq!(mem.observe(), db.observe(), "step {step_idx}: state after {call:?}");
         if ra.is_some() {
             n_replies += 1;
             in_flight.swap_remove(idx);
@@ -167,15 +129,9 @@ fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
 fn kind(reply: &ledger_core::Reply) -> &'static str {
     use ledger_core::{Decision, Outcome, Reply};
     match reply {
-        Reply::Ok(Outcome::Decided {
-            decision: Decision::Free { .. },
-        }) => "free",
-        Reply::Ok(Outcome::Decided {
-            decision: Decision::Partial { .. },
-        }) => "partial",
-        Reply::Ok(Outcome::Decided {
-            decision: Decision::Gate { .. },
-        }) => "gate",
+        Reply::Ok(Outcome::Decided { decision: Decision::Free { .. } }) => "free",
+        Reply::Ok(Outcome::Decided { decision: Decision::Partial { .. } }) => "partial",
+        Reply::Ok(Outcome::Decided { decision: Decision::Gate { .. } }) => "gate",
         Reply::Ok(Outcome::Reserved { .. }) => "reserved",
         Reply::Ok(Outcome::Released { .. }) => "released",
         Reply::Ok(Outcome::Recorded { .. }) => "recorded",
@@ -185,4 +141,49 @@ fn kind(reply: &ledger_core::Reply) -> &'static str {
         Reply::Refused(_) => "refused",
         Reply::Failed { .. } => "failed",
     }
+}
+
+/// A server restart in the middle of a run: commands in flight fail, the caller retries, and
+/// nothing is lost or counted twice.
+#[test]
+fn pg_reference_survives_a_server_restart() {
+    let pg = TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start for this test");
+    let config = small_config();
+    let mut mem = ReferenceEngine::new(config);
+    let mut db = PgReferenceEngine::connect(pg.connect_options(), config).expect("engine");
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut now = TimeMs(T0);
+    let mut n_failed = 0;
+    for step_idx in 0..400 {
+        advance(&mut rng, &mut now);
+        if step_idx == 200 {
+            pg.restart_server().expect("restart");
+        }
+        let call = if step_idx < N_USERS as usize {
+            Call::SetTier { pubkey: Pubkey::for_user(step_idx as u64), tier: Tier::Elite }
+        } else {
+            random_call(&mut rng, 80)
+        };
+        let (mut jm, mut jd) = (Vec::<Movement>::new(), Vec::<Movement>::new());
+        let mut a = mem.begin(&call);
+        let ra = mem.step(&mut a, now, &mut jm);
+        // The caller retries a failed call: idempotency makes that safe whether or not the
+        // failed attempt committed.
+        let rb = loop {
+            let mut b = db.begin(&call);
+            match db.step(&mut b, now, &mut jd) {
+                Some(ledger_core::Reply::Failed { .. }) => {
+                    n_failed += 1;
+                    assert!(n_failed < 50, "the server did not come back");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(ra, rb, "step {step_idx}: {call:?}");
+        assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
+        assert_eq!(mem.observe(), db.observe(), "step {step_idx}: state after {call:?}");
+    }
+    eprintln!("calls failed by the restart: {n_failed}");
+    assert_eq!(db.audit().expect("audit"), Vec::new());
 }

@@ -34,32 +34,12 @@ async fn debit_takes_what_is_there_and_no_more() {
     let (_pg, mut c) = setup().await;
     let now = timestamp(1_700_000_000_000);
     // The debit itself ensures the pool row: genesis by whichever write comes first.
-    assert_eq!(
-        seed::atomic_pool_debit(&mut c, 300, 1_000, now)
-            .await
-            .unwrap(),
-        300
-    );
+    assert_eq!(seed::atomic_pool_debit(&mut c, 300, 1_000, now).await.unwrap(), 300);
     assert_eq!(pool_value(&mut c).await.as_deref(), Some("700"));
-    assert_eq!(
-        seed::atomic_pool_debit(&mut c, 900, 1_000, now)
-            .await
-            .unwrap(),
-        700
-    );
+    assert_eq!(seed::atomic_pool_debit(&mut c, 900, 1_000, now).await.unwrap(), 700);
     assert_eq!(pool_value(&mut c).await.as_deref(), Some("0"));
-    assert_eq!(
-        seed::atomic_pool_debit(&mut c, 1, 1_000, now)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        seed::atomic_pool_debit(&mut c, 0, 1_000, now)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(seed::atomic_pool_debit(&mut c, 1, 1_000, now).await.unwrap(), 0);
+    assert_eq!(seed::atomic_pool_debit(&mut c, 0, 1_000, now).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -91,9 +71,7 @@ async fn credit_before_first_read_is_genesis() {
 async fn pool_overflows_32_bits_on_the_server() {
     let (_pg, mut c) = setup().await;
     let now = timestamp(1_700_000_000_000);
-    seed::insert_pool_if_missing(&mut c, i64::from(i32::MAX) - 1)
-        .await
-        .unwrap();
+    seed::insert_pool_if_missing(&mut c, i64::from(i32::MAX) - 1).await.unwrap();
     let err = seed::release_reservation(&mut c, 2, now).await.unwrap_err();
     assert!(err.to_string().contains("out of range"), "{err}");
 }
@@ -103,20 +81,11 @@ async fn record_grant_returns_over_reservation_and_resets_the_day() {
     let (_pg, mut c) = setup().await;
     let t0 = 1_700_000_000_000u64;
     seed::insert_pool_if_missing(&mut c, 1_000).await.unwrap();
-    seed::upsert_identity(&mut c, PK, "trusted", 0, timestamp(t0))
-        .await
-        .unwrap();
-    assert_eq!(
-        seed::atomic_pool_debit(&mut c, 80, 1_000, timestamp(t0))
-            .await
-            .unwrap(),
-        80
-    );
+    seed::upsert_identity(&mut c, PK, "trusted", 0, timestamp(t0)).await.unwrap();
+    assert_eq!(seed::atomic_pool_debit(&mut c, 80, 1_000, timestamp(t0)).await.unwrap(), 80);
 
     // Actual 30 of 80 reserved: 50 goes back, 30 is absorbed within the window.
-    let wrote = seed::record_grant(&mut c, "g1", PK, "r1", 30, 80, timestamp(t0 + 1_000))
-        .await
-        .unwrap();
+    let wrote = seed::record_grant(&mut c, "g1", PK, "r1", 30, 80, timestamp(t0 + 1_000)).await.unwrap();
     assert_eq!(wrote, Some(true));
     assert_eq!(pool_value(&mut c).await.as_deref(), Some("970"));
     let id = seed::get_identity(&mut c, PK).await.unwrap().unwrap();
@@ -125,61 +94,38 @@ async fn record_grant_returns_over_reservation_and_resets_the_day() {
 
     // Exactly one day later the window restarts at `now`.
     let t1 = t0 + DAY_MS as u64;
-    seed::record_grant(&mut c, "g2", PK, "r2", 20, 20, timestamp(t1))
-        .await
-        .unwrap();
+    seed::record_grant(&mut c, "g2", PK, "r2", 20, 20, timestamp(t1)).await.unwrap();
     let id = seed::get_identity(&mut c, PK).await.unwrap().unwrap();
     assert_eq!(id.sats_absorbed_today, 20);
     assert_eq!(id.absorbed_reset_at, timestamp(t1));
 
     // The same request recorded twice writes two grants: no uniqueness in the seed.
-    seed::record_grant(&mut c, "g3", PK, "r2", 20, 20, timestamp(t1))
+    seed::record_grant(&mut c, "g3", PK, "r2", 20, 20, timestamp(t1)).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM free_tier_grants WHERE request_hash = 'r2'")
+        .fetch_one(&mut c)
         .await
         .unwrap();
-    let n: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM free_tier_grants WHERE request_hash = 'r2'")
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
     assert_eq!(n, 2);
-    let after: i32 =
-        sqlx::query_scalar("SELECT pool_balance_after FROM free_tier_grants WHERE id = 'g1'")
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
+    let after: i32 = sqlx::query_scalar("SELECT pool_balance_after FROM free_tier_grants WHERE id = 'g1'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     assert_eq!(after, 970);
 
     // Nothing to record and nothing to return: no round trip, no row.
-    assert_eq!(
-        seed::record_grant(&mut c, "g4", PK, "r4", 0, 0, timestamp(t1))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(seed::record_grant(&mut c, "g4", PK, "r4", 0, 0, timestamp(t1)).await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn unknown_identity_reads_as_none() {
     let (_pg, mut c) = setup().await;
     assert_eq!(seed::get_identity(&mut c, "nobody").await.unwrap(), None);
-    seed::upsert_identity(&mut c, PK, "new", 0, timestamp(5))
-        .await
-        .unwrap();
-    let previous = seed::set_tier(&mut c, PK, "elite", timestamp(9))
-        .await
-        .unwrap();
+    seed::upsert_identity(&mut c, PK, "new", 0, timestamp(5)).await.unwrap();
+    let previous = seed::set_tier(&mut c, PK, "elite", timestamp(9)).await.unwrap();
     assert_eq!(previous.as_deref(), Some("new"));
-    let created = seed::set_tier(&mut c, "bb", "trusted", timestamp(9))
-        .await
-        .unwrap();
+    let created = seed::set_tier(&mut c, "bb", "trusted", timestamp(9)).await.unwrap();
     assert_eq!(created, None);
     let bb = seed::get_identity(&mut c, "bb").await.unwrap().unwrap();
-    assert_eq!(
-        (bb.sats_absorbed_today, bb.absorbed_reset_at),
-        (0, timestamp(9))
-    );
-    assert_eq!(
-        seed::get_identity(&mut c, PK).await.unwrap().unwrap().tier,
-        "elite"
-    );
+    assert_eq!((bb.sats_absorbed_today, bb.absorbed_reset_at), (0, timestamp(9)));
+    assert_eq!(seed::get_identity(&mut c, PK).await.unwrap().unwrap().tier, "elite");
 }
