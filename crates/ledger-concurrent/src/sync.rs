@@ -6,16 +6,16 @@
 //! `--cfg loom` would also switch tokio (pulled in by sqlx) into its own loom mode.
 
 #[cfg(not(ledger_loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(ledger_loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, RwLock};
+pub(crate) use loom::sync::{Mutex, MutexGuard};
 
 /// Atomics, from `std` normally and from loom under `--cfg ledger_loom`.
 pub(crate) mod atomic {
     #[cfg(not(ledger_loom))]
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 
     #[cfg(ledger_loom)]
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 }

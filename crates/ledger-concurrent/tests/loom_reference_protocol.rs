@@ -108,19 +108,10 @@ impl Db {
     fn new(budget_sats: u64, initial_pool_sats: u64) -> Db {
         Db {
             initial_pool_sats,
-            identity: Mutex::new(IdentityRow {
-                budget_sats,
-                absorbed_sats: 0,
-                reserved_sats: 0,
-            }),
-            pool: Mutex::new(PoolRow {
-                balance_sats: initial_pool_sats,
-                credited_sats: 0,
-            }),
+            identity: Mutex::new(IdentityRow { budget_sats, absorbed_sats: 0, reserved_sats: 0 }),
+            pool: Mutex::new(PoolRow { balance_sats: initial_pool_sats, credited_sats: 0 }),
             requests: (0..N_REQUESTS).map(|_| Mutex::new(None)).collect(),
-            reservations: (0..N_REQUESTS)
-                .map(|_| Mutex::new(ResState::Absent))
-                .collect(),
+            reservations: (0..N_REQUESTS).map(|_| Mutex::new(ResState::Absent)).collect(),
             payments: (0..N_PAYMENTS).map(|_| Mutex::new(None)).collect(),
             audit: std::sync::Mutex::default(),
         }
@@ -141,10 +132,7 @@ fn check_rows(db: &Db, identity: &IdentityRow, pool: &PoolRow) {
 /// I4 against the budget of the tier held now, when the sats are granted. A later tier decay may
 /// leave earlier grants above the new budget; that is allowed, granting more is not.
 fn debit(identity: &mut IdentityRow, pool: &mut PoolRow, amount_sats: u64) {
-    pool.balance_sats = pool
-        .balance_sats
-        .checked_sub(amount_sats)
-        .expect("I1: pool never negative");
+    pool.balance_sats = pool.balance_sats.checked_sub(amount_sats).expect("I1: pool never negative");
     identity.reserved_sats += amount_sats;
     assert!(
         identity.absorbed_sats + identity.reserved_sats <= identity.budget_sats,
@@ -160,67 +148,35 @@ fn decide(db: &Db, trace: &Trace, who: &str, r: usize, estimated_sats: u64) -> D
     let mut pool = db.pool.lock().unwrap();
     let mut request = db.requests[r].lock().unwrap();
     if let Some(first) = *request {
-        assert_eq!(
-            first.estimated_sats, estimated_sats,
-            "model: same estimate on repeat"
-        );
+        assert_eq!(first.estimated_sats, estimated_sats, "model: same estimate on repeat");
         trace.step(who, format!("decide(r{r}) repeated: {:?}", first.decision));
         return first.decision;
     }
-    let remaining_sats = identity
-        .budget_sats
-        .saturating_sub(identity.absorbed_sats + identity.reserved_sats);
+    let remaining_sats = identity.budget_sats.saturating_sub(identity.absorbed_sats + identity.reserved_sats);
     let can_absorb_sats = remaining_sats.min(pool.balance_sats).min(estimated_sats);
     let decision = if can_absorb_sats == 0 {
         Decision::Gate
     } else if can_absorb_sats == estimated_sats {
-        Decision::Free {
-            reserved_sats: estimated_sats,
-        }
+        Decision::Free { reserved_sats: estimated_sats }
     } else {
-        Decision::Partial {
-            offer_sats: can_absorb_sats,
-        }
+        Decision::Partial { offer_sats: can_absorb_sats }
     };
     let mut reserved_sats = None;
-    if let Decision::Free {
-        reserved_sats: amount_sats,
-    } = decision
-    {
+    if let Decision::Free { reserved_sats: amount_sats } = decision {
         let mut reservation = db.reservations[r].lock().unwrap();
-        assert_eq!(
-            *reservation,
-            ResState::Absent,
-            "model: the request row said none"
-        );
+        assert_eq!(*reservation, ResState::Absent, "model: the request row said none");
         debit(&mut identity, &mut pool, amount_sats);
         *reservation = ResState::Outstanding { amount_sats };
         reserved_sats = Some(amount_sats);
     }
-    *request = Some(RequestRow {
-        estimated_sats,
-        decision,
-        reserved_sats,
-    });
+    *request = Some(RequestRow { estimated_sats, decision, reserved_sats });
     check_rows(db, &identity, &pool);
-    trace.step(
-        who,
-        format!(
-            "decide(r{r}, {estimated_sats}): {decision:?}, pool now {}",
-            pool.balance_sats
-        ),
-    );
+    trace.step(who, format!("decide(r{r}, {estimated_sats}): {decision:?}, pool now {}", pool.balance_sats));
     decision
 }
 
 /// All or nothing: `Ok(amount)` when exactly `amount` was reserved, `Err(available)` otherwise.
-fn reserve_partial(
-    db: &Db,
-    trace: &Trace,
-    who: &str,
-    r: usize,
-    amount_sats: u64,
-) -> Result<u64, u64> {
+fn reserve_partial(db: &Db, trace: &Trace, who: &str, r: usize, amount_sats: u64) -> Result<u64, u64> {
     let mut identity = db.identity.lock().unwrap();
     let mut pool = db.pool.lock().unwrap();
     let mut request_row = db.requests[r].lock().unwrap();
@@ -229,107 +185,64 @@ fn reserve_partial(
         return Err(0);
     };
     if let Some(existing_sats) = request.reserved_sats {
-        trace.step(
-            who,
-            format!("reserve_partial(r{r}) repeated: {existing_sats} reserved before"),
-        );
-        return if existing_sats == amount_sats {
-            Ok(amount_sats)
-        } else {
-            Err(0)
-        };
+        trace.step(who, format!("reserve_partial(r{r}) repeated: {existing_sats} reserved before"));
+        return if existing_sats == amount_sats { Ok(amount_sats) } else { Err(0) };
     }
-    let remaining_sats = identity
-        .budget_sats
-        .saturating_sub(identity.absorbed_sats + identity.reserved_sats);
+    let remaining_sats = identity.budget_sats.saturating_sub(identity.absorbed_sats + identity.reserved_sats);
     let available_sats = remaining_sats.min(pool.balance_sats);
     if amount_sats == 0 || amount_sats > request.estimated_sats || amount_sats > available_sats {
-        trace.step(
-            who,
-            format!("reserve_partial(r{r}, {amount_sats}): refused, {available_sats} available"),
-        );
+        trace.step(who, format!("reserve_partial(r{r}, {amount_sats}): refused, {available_sats} available"));
         return Err(available_sats);
     }
     let mut reservation = db.reservations[r].lock().unwrap();
-    assert_eq!(
-        *reservation,
-        ResState::Absent,
-        "model: the request row said none"
-    );
+    assert_eq!(*reservation, ResState::Absent, "model: the request row said none");
     debit(&mut identity, &mut pool, amount_sats);
     *reservation = ResState::Outstanding { amount_sats };
     request.reserved_sats = Some(amount_sats);
     check_rows(db, &identity, &pool);
-    trace.step(
-        who,
-        format!(
-            "reserve_partial(r{r}, {amount_sats}): reserved, pool now {}",
-            pool.balance_sats
-        ),
-    );
+    trace.step(who, format!("reserve_partial(r{r}, {amount_sats}): reserved, pool now {}", pool.balance_sats));
     Ok(amount_sats)
 }
 
 fn record(db: &Db, trace: &Trace, who: &str, r: usize, actual_sats: u64) {
     let mut reservation = db.reservations[r].lock().unwrap();
     let ResState::Outstanding { amount_sats } = *reservation else {
-        trace.step(
-            who,
-            format!(
-                "record(r{r}, {actual_sats}): nothing outstanding ({:?})",
-                *reservation
-            ),
-        );
+        trace.step(who, format!("record(r{r}, {actual_sats}): nothing outstanding ({:?})", *reservation));
         return;
     };
     let mut identity = db.identity.lock().unwrap();
     let mut pool = db.pool.lock().unwrap();
     let absorbed_sats = actual_sats.min(amount_sats);
     let returned_sats = amount_sats - absorbed_sats;
-    identity.reserved_sats = identity
-        .reserved_sats
-        .checked_sub(amount_sats)
-        .expect("identity holds it");
+    identity.reserved_sats = identity.reserved_sats.checked_sub(amount_sats).expect("identity holds it");
     identity.absorbed_sats += absorbed_sats;
     pool.balance_sats += returned_sats;
-    *reservation = ResState::Recorded {
-        actual_sats,
-        absorbed_sats,
-    };
+    *reservation = ResState::Recorded { actual_sats, absorbed_sats };
     db.audit.lock().unwrap().grants.push((r, absorbed_sats));
     check_rows(db, &identity, &pool);
     trace.step(
         who,
-        format!("record(r{r}, {actual_sats}): absorbed {absorbed_sats}, returned {returned_sats}, pool now {}", pool.balance_sats),
+        format!(
+            "record(r{r}, {actual_sats}): absorbed {absorbed_sats}, returned {returned_sats}, pool now {}",
+            pool.balance_sats
+        ),
     );
 }
 
 fn release(db: &Db, trace: &Trace, who: &str, r: usize) {
     let mut reservation = db.reservations[r].lock().unwrap();
     let ResState::Outstanding { amount_sats } = *reservation else {
-        trace.step(
-            who,
-            format!("release(r{r}): nothing outstanding ({:?})", *reservation),
-        );
+        trace.step(who, format!("release(r{r}): nothing outstanding ({:?})", *reservation));
         return;
     };
     let mut identity = db.identity.lock().unwrap();
     let mut pool = db.pool.lock().unwrap();
-    identity.reserved_sats = identity
-        .reserved_sats
-        .checked_sub(amount_sats)
-        .expect("identity holds it");
+    identity.reserved_sats = identity.reserved_sats.checked_sub(amount_sats).expect("identity holds it");
     pool.balance_sats += amount_sats;
     *reservation = ResState::Released { amount_sats };
     db.audit.lock().unwrap().releases.push(r);
     check_rows(db, &identity, &pool);
-    trace.step(
-        who,
-        format!(
-            "release(r{r}): returned {amount_sats}, pool now {}",
-            pool.balance_sats
-        ),
-    );
+    trace.step(who, format!("release(r{r}): returned {amount_sats}, pool now {}", pool.balance_sats));
 }
 
 fn credit(db: &Db, trace: &Trace, who: &str, p: usize, paid_sats: u64) {
@@ -343,13 +256,7 @@ fn credit(db: &Db, trace: &Trace, who: &str, p: usize, paid_sats: u64) {
     pool.balance_sats += credited_sats;
     pool.credited_sats += credited_sats;
     *payment = Some(credited_sats);
-    trace.step(
-        who,
-        format!(
-            "credit(p{p}, {paid_sats}): +{credited_sats}, pool now {}",
-            pool.balance_sats
-        ),
-    );
+    trace.step(who, format!("credit(p{p}, {paid_sats}): +{credited_sats}, pool now {}", pool.balance_sats));
 }
 
 /// Sets the identity's budget (its tier changed); I4 counts against the budget at grant time,
@@ -363,14 +270,7 @@ fn set_budget(db: &Db, trace: &Trace, who: &str, budget_sats: u64) {
 /// A job as DESIGN §1 runs it: decide; a free answer starts work at once; a partial answer is
 /// reserved on payment, and the charge is reduced only by what `reserve_partial` reserved; the
 /// work then succeeds (`record`) or fails (`release`). Returns the charge reduction.
-fn job(
-    db: &Db,
-    trace: &Trace,
-    who: &str,
-    r: usize,
-    estimated_sats: u64,
-    actual_sats: Option<u64>,
-) -> u64 {
+fn job(db: &Db, trace: &Trace, who: &str, r: usize, estimated_sats: u64, actual_sats: Option<u64>) -> u64 {
     let reduction_sats = match decide(db, trace, who, r, estimated_sats) {
         Decision::Free { reserved_sats } => reserved_sats,
         Decision::Partial { offer_sats } => match reserve_partial(db, trace, who, r, offer_sats) {
@@ -398,42 +298,25 @@ fn check_end(db: &Db, reductions: &[(usize, u64)]) {
     );
     let audit = db.audit.lock().unwrap();
     let granted_sats: u64 = audit.grants.iter().map(|(_, sats)| sats).sum();
-    assert_eq!(
-        granted_sats, identity.absorbed_sats,
-        "I5: grants sum to the absorption"
-    );
+    assert_eq!(granted_sats, identity.absorbed_sats, "I5: grants sum to the absorption");
     for r in 0..N_REQUESTS {
-        let n_closes = audit.grants.iter().filter(|(g, _)| *g == r).count()
-            + audit.releases.iter().filter(|g| **g == r).count();
+        let n_closes =
+            audit.grants.iter().filter(|(g, _)| *g == r).count() + audit.releases.iter().filter(|g| **g == r).count();
         assert!(n_closes <= 1, "I5: r{r} closed {n_closes} times");
         let state = *db.reservations[r].lock().unwrap();
-        assert!(
-            !matches!(state, ResState::Outstanding { .. }),
-            "I6: r{r} left outstanding"
-        );
+        assert!(!matches!(state, ResState::Outstanding { .. }), "I6: r{r} left outstanding");
         let gross_debit_sats = match state {
             ResState::Absent => 0,
-            ResState::Outstanding { amount_sats } | ResState::Released { amount_sats } => {
-                amount_sats
-            }
-            ResState::Recorded {
-                actual_sats,
-                absorbed_sats,
-            } => {
-                let request = db.requests[r]
-                    .lock()
-                    .unwrap()
-                    .expect("recorded, so decided");
+            ResState::Outstanding { amount_sats } | ResState::Released { amount_sats } => amount_sats,
+            ResState::Recorded { actual_sats, absorbed_sats } => {
+                let request = db.requests[r].lock().unwrap().expect("recorded, so decided");
                 let reserved_sats = request.reserved_sats.expect("recorded, so reserved");
                 assert_eq!(absorbed_sats, actual_sats.min(reserved_sats));
                 reserved_sats
             }
         };
         for (_, reduction_sats) in reductions.iter().filter(|(q, _)| *q == r) {
-            assert_eq!(
-                *reduction_sats, gross_debit_sats,
-                "I3: r{r} charge reduction equals its debit"
-            );
+            assert_eq!(*reduction_sats, gross_debit_sats, "I3: r{r} charge reduction equals its debit");
         }
     }
     assert_eq!(identity.reserved_sats, 0, "I6: nothing reserved at the end");
@@ -442,12 +325,7 @@ fn check_end(db: &Db, reductions: &[(usize, u64)]) {
 type Client = Box<dyn FnOnce(&Db, &Trace) -> Vec<(usize, u64)> + Send>;
 
 /// Runs three clients against one fresh database and checks the end state.
-fn run(
-    trace: &Trace,
-    budget_sats: u64,
-    initial_pool_sats: u64,
-    clients: [Client; 3],
-) -> Option<String> {
+fn run(trace: &Trace, budget_sats: u64, initial_pool_sats: u64, clients: [Client; 3]) -> Option<String> {
     let db = Arc::new(Db::new(budget_sats, initial_pool_sats));
     let handles: Vec<_> = clients
         .into_iter()
@@ -457,10 +335,7 @@ fn run(
             thread::spawn(move || client(&db, &trace))
         })
         .collect();
-    let reductions: Vec<(usize, u64)> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let reductions: Vec<(usize, u64)> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     check_end(&db, &reductions);
     None
 }
@@ -522,26 +397,22 @@ fn loom_reference_duplicates() {
 /// refills it, and a tier decay that shrinks the budget mid-flight.
 #[test]
 fn loom_reference_partial_and_tier_change() {
-    let report = explore(
-        "reference: partial + tier change",
-        PREEMPTION_BOUND,
-        |trace| {
-            run(
-                trace,
-                50,
-                20,
-                [
-                    Box::new(|db, t| vec![(0, job(db, t, "job r0", 0, 30, Some(30)))]),
-                    Box::new(|db, t| vec![(1, job(db, t, "job r1", 1, 15, Some(10)))]),
-                    Box::new(|db, t| {
-                        credit(db, t, "webhook", 0, 100);
-                        set_budget(db, t, "trust", 20);
-                        vec![]
-                    }),
-                ],
-            )
-        },
-    );
+    let report = explore("reference: partial + tier change", PREEMPTION_BOUND, |trace| {
+        run(
+            trace,
+            50,
+            20,
+            [
+                Box::new(|db, t| vec![(0, job(db, t, "job r0", 0, 30, Some(30)))]),
+                Box::new(|db, t| vec![(1, job(db, t, "job r1", 1, 15, Some(10)))]),
+                Box::new(|db, t| {
+                    credit(db, t, "webhook", 0, 100);
+                    set_budget(db, t, "trust", 20);
+                    vec![]
+                }),
+            ],
+        )
+    });
     report.print();
     assert_eq!(report.violating_executions, 0);
 }

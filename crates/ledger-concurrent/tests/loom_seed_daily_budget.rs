@@ -44,7 +44,9 @@ fn decide(db: &Db, trace: &Trace, who: &str, estimated_sats: u64) -> u64 {
     let daily_remaining_sats = DAILY_BUDGET_SATS.saturating_sub(absorbed_today_sats);
     trace.step(
         who,
-        format!("getIdentityWithDecay reads sats_absorbed_today {absorbed_today_sats}, remaining {daily_remaining_sats}"),
+        format!(
+            "getIdentityWithDecay reads sats_absorbed_today {absorbed_today_sats}, remaining {daily_remaining_sats}"
+        ),
     );
     if daily_remaining_sats == 0 {
         trace.step(who, "answers gate");
@@ -52,14 +54,9 @@ fn decide(db: &Db, trace: &Trace, who: &str, estimated_sats: u64) -> u64 {
     }
     // getPoolBalance: one SELECT.
     let pool_balance_sats = *db.pool_sats.lock().unwrap();
-    let can_absorb_sats = daily_remaining_sats
-        .min(pool_balance_sats)
-        .min(estimated_sats);
+    let can_absorb_sats = daily_remaining_sats.min(pool_balance_sats).min(estimated_sats);
     if can_absorb_sats < estimated_sats {
-        trace.step(
-            who,
-            format!("answers partial, advisory absorbSats {can_absorb_sats}; the user walks away"),
-        );
+        trace.step(who, format!("answers partial, advisory absorbSats {can_absorb_sats}; the user walks away"));
         return 0;
     }
     // _atomicPoolDebit: SELECT .. FOR UPDATE; UPDATE; COMMIT.
@@ -86,15 +83,15 @@ fn record_grant(db: &Db, trace: &Trace, who: &str, actual_sats: u64, reserved_sa
     let pool_after_sats = *db.pool_sats.lock().unwrap();
     trace.step(
         who,
-        format!("recordGrant({actual_sats}): sats_absorbed_today now {}, grant row pool_balance_after {pool_after_sats}", *absorbed),
+        format!(
+            "recordGrant({actual_sats}): sats_absorbed_today now {}, grant row pool_balance_after {pool_after_sats}",
+            *absorbed
+        ),
     );
 }
 
 fn model(trace: &Trace) -> Option<String> {
-    let db = Arc::new(Db {
-        absorbed_today_sats: Mutex::new(0),
-        pool_sats: Mutex::new(POOL_INITIAL_SATS),
-    });
+    let db = Arc::new(Db { absorbed_today_sats: Mutex::new(0), pool_sats: Mutex::new(POOL_INITIAL_SATS) });
     let jobs: Vec<_> = ["job A", "job B"]
         .into_iter()
         .map(|who| {
@@ -114,7 +111,9 @@ fn model(trace: &Trace) -> Option<String> {
     }
     let absorbed_today_sats = *db.absorbed_today_sats.lock().unwrap();
     (absorbed_today_sats > DAILY_BUDGET_SATS).then(|| {
-        format!("I4 broken: the identity absorbed {absorbed_today_sats} sats today, its tier budget is {DAILY_BUDGET_SATS}")
+        format!(
+            "I4 broken: the identity absorbed {absorbed_today_sats} sats today, its tier budget is {DAILY_BUDGET_SATS}"
+        )
     })
 }
 
@@ -122,9 +121,7 @@ fn model(trace: &Trace) -> Option<String> {
 fn loom_finds_two_decides_over_one_budget() {
     let report = explore("seed daily budget", PREEMPTION_BOUND, model);
     report.print();
-    let (what, _) = report
-        .first
-        .as_ref()
-        .expect("loom must find two free answers that together exceed the daily budget");
+    let (what, _) =
+        report.first.as_ref().expect("loom must find two free answers that together exceed the daily budget");
     assert!(what.starts_with("I4 broken"), "{what}");
 }

@@ -74,11 +74,7 @@ fn atomic_pool_debit(db: &Db, trace: &Trace, who: &str, requested_sats: u64) -> 
 
 /// The seed's `decide`, from the pool read on (the identity has budget to spare).
 fn decide(db: &Db, trace: &Trace, who: &str, estimated_sats: u64) -> Answer {
-    let gate = Answer {
-        serve: "gate",
-        charge_sats: estimated_sats,
-        debited_sats: 0,
-    };
+    let gate = Answer { serve: "gate", charge_sats: estimated_sats, debited_sats: 0 };
     let pool_balance_sats = get_pool_balance(db, trace, who);
     if pool_balance_sats == 0 {
         return gate;
@@ -89,41 +85,20 @@ fn decide(db: &Db, trace: &Trace, who: &str, estimated_sats: u64) -> Answer {
         if debited_sats == 0 {
             return gate;
         }
-        trace.step(
-            who,
-            format!(
-                "answers free: absorbSats {debited_sats}, chargeSats 0 (estimate {estimated_sats})"
-            ),
-        );
-        return Answer {
-            serve: "free",
-            charge_sats: 0,
-            debited_sats,
-        };
+        trace.step(who, format!("answers free: absorbSats {debited_sats}, chargeSats 0 (estimate {estimated_sats})"));
+        return Answer { serve: "free", charge_sats: 0, debited_sats };
     }
     // Partial is advisory: no debit now, and no charge reduction until the payment.
-    Answer {
-        serve: "partial",
-        charge_sats: estimated_sats,
-        debited_sats: 0,
-    }
+    Answer { serve: "partial", charge_sats: estimated_sats, debited_sats: 0 }
 }
 
 /// One execution; `Some` when a free answer reduced a charge by more than the pool gave up.
 fn model(trace: &Trace) -> Option<String> {
-    let db = Arc::new(Db {
-        pool_sats: Mutex::new(POOL_INITIAL_SATS),
-    });
+    let db = Arc::new(Db { pool_sats: Mutex::new(POOL_INITIAL_SATS) });
     let spawn_decide = |who: &'static str, estimated_sats: u64| {
         let db = Arc::clone(&db);
         let trace = trace.clone();
-        thread::spawn(move || {
-            (
-                who,
-                estimated_sats,
-                decide(&db, &trace, who, estimated_sats),
-            )
-        })
+        thread::spawn(move || (who, estimated_sats, decide(&db, &trace, who, estimated_sats)))
     };
     let a = spawn_decide("decide A", ESTIMATE_A_SATS);
     let b = spawn_decide("decide B", ESTIMATE_B_SATS);
@@ -138,10 +113,7 @@ fn model(trace: &Trace) -> Option<String> {
     // Sanity of the model itself: the seed's debits never overdraw and every sat is accounted.
     let pool_sats = *db.pool_sats.lock().unwrap();
     let debited_sats: u64 = answers.iter().map(|(_, _, a)| a.debited_sats).sum();
-    assert_eq!(
-        pool_sats + debited_sats + other_debited_sats,
-        POOL_INITIAL_SATS
-    );
+    assert_eq!(pool_sats + debited_sats + other_debited_sats, POOL_INITIAL_SATS);
 
     answers.iter().find_map(|(who, estimated_sats, answer)| {
         let reduction_sats = estimated_sats - answer.charge_sats;
@@ -159,10 +131,8 @@ fn model(trace: &Trace) -> Option<String> {
 fn loom_finds_free_answer_with_short_debit() {
     let report = explore("seed free path", PREEMPTION_BOUND, model);
     report.print();
-    let (what, interleaving) = report
-        .first
-        .as_ref()
-        .expect("loom must find the free answer whose debit is short of the estimate");
+    let (what, interleaving) =
+        report.first.as_ref().expect("loom must find the free answer whose debit is short of the estimate");
     assert!(what.starts_with("I3 broken"), "{what}");
     assert!(interleaving.len() >= 4, "{interleaving:?}");
 }

@@ -42,11 +42,7 @@ impl Report {
     pub fn print(&self) {
         println!(
             "{}: preemption bound {}, {} executions, {} violating, {:.1?}",
-            self.name,
-            self.preemption_bound,
-            self.executions,
-            self.violating_executions,
-            self.elapsed
+            self.name, self.preemption_bound, self.executions, self.violating_executions, self.elapsed
         );
         if let Some((what, lines)) = &self.first {
             println!("  first counterexample: {what}");
@@ -92,11 +88,7 @@ where
             }
         });
     }
-    let tally = Arc::try_unwrap(tally)
-        .ok()
-        .expect("the model closure is dropped after check")
-        .into_inner()
-        .unwrap();
+    let tally = Arc::try_unwrap(tally).ok().expect("the model closure is dropped after check").into_inner().unwrap();
     Report {
         name,
         preemption_bound,

@@ -1,0 +1,136 @@
+//! `SharedLedger` against the reference: the same outcomes, journal and balance sheet for the same
+//! commands one at a time, and the invariants after many threads ran at once.
+#![cfg(not(ledger_loom))]
+
+use std::sync::Arc;
+use std::thread;
+
+use ledger_concurrent::SharedLedger;
+use ledger_core::{Command, Config, Ledger, Outcome, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, Totals};
+
+/// A small deterministic generator, so the test needs no dependency and replays exactly.
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn sats(v: u64) -> Sats {
+    Sats::new(v).unwrap()
+}
+
+fn small_config() -> Config {
+    Config { pool_initial_sats: sats(500), reservation_ttl_ms: 1_000, ..Config::default() }
+}
+
+/// A random command over a few users, requests and payments, so ids repeat and collide.
+fn command(rng: &mut XorShift) -> Command {
+    let pubkey = Pubkey::for_user(rng.below(6));
+    let request_id = RequestId(rng.below(40));
+    match rng.below(10) {
+        0 => Command::SetTier { pubkey, tier: Tier::ALL[rng.below(4) as usize] },
+        1..=3 => Command::Decide { request_id, pubkey, estimated_sats: sats(rng.below(120)) },
+        4 => Command::ReservePartial { request_id, pubkey, amount_sats: sats(rng.below(80)) },
+        5 => Command::Release { request_id },
+        6 | 7 => Command::Record { request_id, actual_sats: sats(rng.below(150)) },
+        8 => Command::Credit { payment_id: PaymentId(rng.below(10)), paid_sats: sats(rng.below(2_000)) },
+        _ => Command::Expire,
+    }
+}
+
+#[test]
+fn one_at_a_time_it_is_the_reference() {
+    for seed in 1..=20u64 {
+        let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let config = small_config();
+        let mut reference = Ledger::new(config);
+        let shared = SharedLedger::with_shards(config, 4);
+        let mut now = TimeMs(1_000_000);
+        for step_idx in 0..3_000 {
+            let max_step_ms = if rng.below(50) == 0 { 90_000_000 } else { 400 };
+            now = now.plus_ms(rng.below(max_step_ms));
+            let command = command(&mut rng);
+            let (mut want_journal, mut got_journal) = (Vec::new(), Vec::new());
+            let want = reference.apply(&command, now, &mut want_journal);
+            let got = shared.apply(&command, now, &mut got_journal);
+            let at = format!("seed {seed} step {step_idx}: {command:?}");
+            assert_eq!(got, want, "{at}");
+            assert_eq!(got_journal, want_journal, "{at}");
+            assert_eq!(shared.totals(), reference.totals(), "{at}");
+        }
+        assert_eq!(shared.n_requests(), reference.n_requests());
+    }
+}
+
+fn check_balance_sheet(config: &Config, t: &Totals) {
+    let held =
+        [t.pool_sats, t.reserved_sats, t.absorbed_sats].into_iter().try_fold(Sats::ZERO, Sats::checked_add).unwrap();
+    assert_eq!(
+        config.pool_initial_sats.checked_add(t.credited_sats),
+        Some(held),
+        "I2: initial + credits = pool + reserved + absorbed: {t:?}"
+    );
+}
+
+#[test]
+fn many_threads_keep_the_invariants() {
+    let config = small_config();
+    let shared = Arc::new(SharedLedger::new(config));
+    let n_threads = 4u64;
+    let n_users_per_thread = 8u64;
+    let now = TimeMs(5_000);
+    for user_idx in 0..n_threads * n_users_per_thread {
+        shared.set_tier(Pubkey::for_user(user_idx), Tier::Trusted, now);
+    }
+    let workers: Vec<_> = (0..n_threads)
+        .map(|thread_idx| {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                let mut rng = XorShift(thread_idx * 7919 + 1);
+                let mut journal = Vec::new();
+                for i in 0..5_000u64 {
+                    let user_idx = thread_idx * n_users_per_thread + rng.below(n_users_per_thread);
+                    let pubkey = Pubkey::for_user(user_idx);
+                    let request_id = RequestId((thread_idx << 32) | i);
+                    let estimated = sats(1 + rng.below(60));
+                    match shared.decide(request_id, pubkey, estimated, now, &mut journal) {
+                        Ok(Outcome::Decided { decision }) => {
+                            if let ledger_core::Decision::Partial { offer_sats, .. } = decision {
+                                let _ = shared.reserve_partial(request_id, pubkey, offer_sats, now, &mut journal);
+                            }
+                        }
+                        other => panic!("decide: {other:?}"),
+                    }
+                    if rng.below(4) == 0 {
+                        let _ = shared.release(request_id, &mut journal);
+                    } else {
+                        let _ = shared.record(request_id, sats(rng.below(70)), now, &mut journal);
+                    }
+                    if rng.below(10) == 0 {
+                        let payment_id = PaymentId(rng.below(2_000));
+                        shared.credit(payment_id, sats(300), &mut journal).unwrap();
+                    }
+                    if i % 500 == 0 {
+                        check_balance_sheet(&config, &shared.totals());
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let totals = shared.totals();
+    check_balance_sheet(&config, &totals);
+    assert_eq!(totals.reserved_sats, Sats::ZERO, "I6: every request closed");
+    let budget = config.budget(Tier::Trusted);
+    for user_idx in 0..n_threads * n_users_per_thread {
+        let identity = shared.identity(&Pubkey::for_user(user_idx)).unwrap();
+        assert!(identity.sats_absorbed_today <= budget, "I4: {identity:?}");
+    }
+}
