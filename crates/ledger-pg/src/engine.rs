@@ -115,9 +115,7 @@ impl Engine for PgReferenceEngine {
 #[derive(Debug)]
 pub struct PgSeedEngine {
     rt: tokio::runtime::Runtime,
-    pool: PgPool,
-    config: Config,
-    n_grant_ids: AtomicU64,
+    client: SeedClient,
     last_observed: Mutex<Observed>,
 }
 
@@ -127,18 +125,106 @@ impl PgSeedEngine {
     pub fn connect(opts: PgConnectOptions, config: Config) -> Result<PgSeedEngine, PgError> {
         let rt = runtime()?;
         let pool = rt.block_on(connect_and_migrate(opts))?;
-        Ok(PgSeedEngine {
-            rt,
-            pool,
-            config,
-            n_grant_ids: AtomicU64::new(0),
-            last_observed: Mutex::new(Observed::default()),
-        })
+        Ok(PgSeedEngine { rt, client: SeedClient::new(pool, config), last_observed: Mutex::new(Observed::default()) })
     }
 
     /// The connection pool (for audits and fault injection).
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.client.pool
+    }
+}
+
+/// The seed's service on a connection pool, for lockstep ([`PgSeedEngine`]) and for real
+/// concurrency (share it between tokio tasks behind an `Arc`). Each [`SeedClient::step`] is one
+/// database round trip of the TypeScript, on a connection taken from the pool for that trip.
+#[derive(Debug)]
+pub struct SeedClient {
+    pool: PgPool,
+    config: Config,
+    n_grant_ids: AtomicU64,
+}
+
+impl SeedClient {
+    /// A client on `pool` (migrated) under `config`.
+    pub fn new(pool: PgPool, config: Config) -> SeedClient {
+        SeedClient { pool, config, n_grant_ids: AtomicU64::new(0) }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The operation that runs `call`, before its first step.
+    pub fn begin(call: &Call) -> SeedOp {
+        match *call {
+            Call::Decide { request_id, pubkey, estimated_sats } => SeedOp::Decide {
+                request_id,
+                pubkey,
+                estimated: to_i64(estimated_sats),
+                stage: DecideStage::ReadIdentity,
+            },
+            Call::ReservePartial { request_id, pubkey, amount_sats } => {
+                SeedOp::ReservePartial { request_id, pubkey, requested: to_i64(amount_sats), can_absorb: None }
+            }
+            ref other => SeedOp::Single(other.clone()),
+        }
+    }
+
+    /// Runs the next round trip of `op` at `now`; the reply once the call is finished.
+    pub async fn step(&self, op: &mut SeedOp, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
+        let result = async {
+            let mut conn = self.pool.acquire().await?;
+            match op {
+                SeedOp::Decide { request_id, pubkey, estimated, stage } => self
+                    .step_decide(&mut conn, (*request_id, *pubkey, *estimated), stage, now, journal)
+                    .await
+                    .map(|d| d.map(|decision| Outcome::Decided { decision })),
+                SeedOp::ReservePartial { request_id, pubkey, requested, can_absorb } => {
+                    self.step_reserve_partial(&mut conn, (*request_id, *pubkey, *requested), can_absorb, now, journal)
+                        .await
+                }
+                SeedOp::Single(call) => self.step_single(&mut conn, call, now, journal).await.map(Some),
+            }
+        }
+        .await;
+        match result {
+            Ok(Some(outcome)) => Some(Reply::Ok(outcome)),
+            Ok(None) => None,
+            Err(e) => Some(Reply::Failed { error: e.to_string() }),
+        }
+    }
+
+    /// Runs all of `call` at `now`, round trip after round trip, as one caller of the seed does.
+    pub async fn call(&self, call: &Call, now: TimeMs, journal: &mut Vec<Movement>) -> Reply {
+        let mut op = SeedClient::begin(call);
+        loop {
+            if let Some(reply) = self.step(&mut op, now, journal).await {
+                return reply;
+            }
+        }
+    }
+
+    /// The seed's observable state: the pool row (or what `getPoolBalance()` would answer
+    /// before first boot), and the sum and count of `free_tier_grants`.
+    pub async fn observe(&self) -> Result<Observed, sqlx::Error> {
+        let r = sqlx::query(
+            "SELECT (SELECT value FROM timmy_config WHERE key = $1), \
+                    (SELECT coalesce(sum(sats_absorbed), 0)::bigint FROM free_tier_grants), \
+                    (SELECT count(*) FROM free_tier_grants)",
+        )
+        .bind(seed::POOL_KEY)
+        .fetch_one(&self.pool)
+        .await?;
+        let value: Option<String> = r.try_get(0)?;
+        let granted: i64 = r.try_get(1)?;
+        let n: i64 = r.try_get(2)?;
+        Ok(Observed {
+            pool_sats: i128::from(value.map_or(self.initial(), |v| seed::js_parse_int_or_zero(&v))),
+            reserved_sats: None,
+            granted_sats: i128::from(granted),
+            n_grants: u64::try_from(n).unwrap_or(0),
+        })
     }
 
     fn initial(&self) -> i64 {
@@ -340,74 +426,26 @@ impl Engine for PgSeedEngine {
     }
 
     fn config(&self) -> &Config {
-        &self.config
+        &self.client.config
     }
 
     fn begin(&mut self, call: &Call) -> SeedOp {
-        match *call {
-            Call::Decide { request_id, pubkey, estimated_sats } => SeedOp::Decide {
-                request_id,
-                pubkey,
-                estimated: to_i64(estimated_sats),
-                stage: DecideStage::ReadIdentity,
-            },
-            Call::ReservePartial { request_id, pubkey, amount_sats } => {
-                SeedOp::ReservePartial { request_id, pubkey, requested: to_i64(amount_sats), can_absorb: None }
-            }
-            ref other => SeedOp::Single(other.clone()),
-        }
+        SeedClient::begin(call)
     }
 
     fn step(&mut self, op: &mut SeedOp, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
-        let result = self.rt.block_on(async {
-            let mut conn = self.pool.acquire().await?;
-            match op {
-                SeedOp::Decide { request_id, pubkey, estimated, stage } => self
-                    .step_decide(&mut conn, (*request_id, *pubkey, *estimated), stage, now, journal)
-                    .await
-                    .map(|d| d.map(|decision| Outcome::Decided { decision })),
-                SeedOp::ReservePartial { request_id, pubkey, requested, can_absorb } => {
-                    self.step_reserve_partial(&mut conn, (*request_id, *pubkey, *requested), can_absorb, now, journal)
-                        .await
-                }
-                SeedOp::Single(call) => self.step_single(&mut conn, call, now, journal).await.map(Some),
-            }
-        });
-        match result {
-            Ok(Some(outcome)) => Some(Reply::Ok(outcome)),
-            Ok(None) => None,
-            Err(e) => Some(Reply::Failed { error: e.to_string() }),
-        }
+        self.rt.block_on(self.client.step(op, now, journal))
     }
 
     fn observe(&self) -> Observed {
         let mut last = self.last_observed.lock().unwrap_or_else(|p| p.into_inner());
-        let read = self.rt.block_on(
-            sqlx::query(
-                "SELECT (SELECT value FROM timmy_config WHERE key = $1), \
-                        (SELECT coalesce(sum(sats_absorbed), 0)::bigint FROM free_tier_grants), \
-                        (SELECT count(*) FROM free_tier_grants)",
-            )
-            .bind(seed::POOL_KEY)
-            .fetch_one(&self.pool),
-        );
         // A failed read (a killed connection) keeps the last state seen.
-        if let Ok(r) = read {
-            let value: Option<String> = r.try_get(0).unwrap_or(None);
-            let granted: i64 = r.try_get(1).unwrap_or(0);
-            let n: i64 = r.try_get(2).unwrap_or(0);
-            *last = Observed {
-                // Before first boot the pool is what getPoolBalance() would answer.
-                pool_sats: i128::from(value.map_or(self.initial(), |v| seed::js_parse_int_or_zero(&v))),
-                reserved_sats: None,
-                granted_sats: i128::from(granted),
-                n_grants: u64::try_from(n).unwrap_or(0),
-            };
+        if let Ok(observed) = self.rt.block_on(self.client.observe()) {
+            *last = observed;
         }
         *last
     }
 }
-
 fn timestamp(now: TimeMs) -> DateTime<Utc> {
     seed::timestamp(now.0)
 }

@@ -326,6 +326,50 @@ pub async fn set_tier(
     .await
 }
 
+/// One violation found by [`audit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedFinding {
+    /// `I1` or `I5`.
+    pub invariant: &'static str,
+    /// The numbers.
+    pub detail: String,
+}
+
+/// A read-only check of what the seed's own tables can show: I1 (the pool row is a
+/// non-negative number) and I5 (no request has more than one grant, no grant is negative).
+/// I2 needs a journal of movements, which the seed does not keep: the simulator checks it from
+/// its own journal instead.
+pub async fn audit(conn: &mut PgConnection) -> Result<Vec<SeedFinding>, sqlx::Error> {
+    let mut findings = Vec::new();
+    if let Some(v) = select_pool_value(conn).await? {
+        if v.trim().parse::<i64>().map_or(true, |n| n < 0) {
+            findings.push(SeedFinding { invariant: "I1", detail: format!("pool value is {v:?}") });
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT request_hash, count(*), sum(sats_absorbed)::bigint FROM free_tier_grants \
+         GROUP BY request_hash HAVING count(*) > 1 ORDER BY request_hash",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        let hash: String = r.try_get(0)?;
+        let n: i64 = r.try_get(1)?;
+        let sum: i64 = r.try_get(2)?;
+        findings.push(SeedFinding {
+            invariant: "I5",
+            detail: format!("request {hash} recorded {n} times, absorbing {sum} sats"),
+        });
+    }
+    let negative: i64 = sqlx::query_scalar("SELECT count(*) FROM free_tier_grants WHERE sats_absorbed < 0")
+        .fetch_one(&mut *conn)
+        .await?;
+    if negative > 0 {
+        findings.push(SeedFinding { invariant: "I5", detail: format!("{negative} grants absorb a negative amount") });
+    }
+    Ok(findings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

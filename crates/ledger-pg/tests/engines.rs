@@ -187,3 +187,70 @@ fn pg_reference_survives_a_server_restart() {
     eprintln!("calls failed by the restart: {n_failed}");
     assert_eq!(db.audit().expect("audit"), Vec::new());
 }
+
+/// Real concurrency on the seed's statements: twenty requests of one `established` user (a
+/// daily budget of 50) decided at once. The seed reads the budget in `decide` and writes it
+/// only in `recordGrant`, so more than one of them is served free: the I4 break the harness
+/// exists to find, here on the real server. The same burst on `pg-reference` grants one.
+#[test]
+fn concurrent_seed_overspends_the_daily_budget_and_the_reference_does_not() {
+    use ledger_core::{Command, Decision, Outcome, Reply};
+    use ledger_pg::engine::SeedClient;
+    use std::sync::Arc;
+
+    let config = Config::default();
+    let pk = Pubkey::for_user(1);
+    let burst = move |i: u64| Call::Decide { request_id: RequestId(i), pubkey: pk, estimated_sats: sats(40) };
+    let is_free = |r: &Reply| matches!(r, Reply::Ok(Outcome::Decided { decision: Decision::Free { .. } }));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+
+    let seed_pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    let n_free_seed = rt.block_on(async {
+        let pool = seed_pg.pool().await.unwrap();
+        ledger_pg::migrate(&pool).await.unwrap();
+        let client = Arc::new(SeedClient::new(pool, config));
+        let set = Call::SetTier { pubkey: pk, tier: Tier::Established };
+        client.call(&set, TimeMs(T0), &mut Vec::new()).await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let client = Arc::clone(&client);
+                tokio::spawn(async move { client.call(&burst(i), TimeMs(T0 + 1), &mut Vec::new()).await })
+            })
+            .collect();
+        let mut n_free = 0;
+        for t in tasks {
+            n_free += usize::from(is_free(&t.await.unwrap()));
+        }
+        n_free
+    });
+
+    let ref_pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    let n_free_ref = rt.block_on(async {
+        let pool = ref_pg.pool().await.unwrap();
+        ledger_pg::migrate(&pool).await.unwrap();
+        ledger_pg::reference::genesis(&pool, &config, TimeMs(0)).await.unwrap();
+        let set = Command::SetTier { pubkey: pk, tier: Tier::Established };
+        ledger_pg::reference::apply(&pool, &set, TimeMs(T0)).await.unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let cmd = burst(i).to_command();
+                    let applied = ledger_pg::reference::apply(&pool, &cmd, TimeMs(T0 + 1)).await.unwrap();
+                    match applied.result {
+                        Ok(o) => Reply::Ok(o),
+                        Err(r) => Reply::Refused(r),
+                    }
+                })
+            })
+            .collect();
+        let mut n_free = 0;
+        for t in tasks {
+            n_free += usize::from(is_free(&t.await.unwrap()));
+        }
+        n_free
+    });
+    assert_eq!(n_free_ref, 1, "the reference grants one 40-sat request of a 50-sat budget");
+    // Every decide reads the identity before any grant is recorded: all twenty are free.
+    assert!(n_free_seed > 1, "the seed granted {n_free_seed} free requests");
+}

@@ -111,6 +111,10 @@ async fn record_grant_returns_over_reservation_and_resets_the_day() {
         .await
         .unwrap();
     assert_eq!(after, 970);
+    let findings = seed::audit(&mut c).await.unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].invariant, "I5");
+    assert_eq!(findings[0].detail, "request r2 recorded 2 times, absorbing 40 sats");
 
     // Nothing to record and nothing to return: no round trip, no row.
     assert_eq!(seed::record_grant(&mut c, "g4", PK, "r4", 0, 0, timestamp(t1)).await.unwrap(), None);
