@@ -44,18 +44,53 @@ pub enum EngineKind {
     Seed,
 }
 
-impl EngineKind {
-    fn name(self) -> &'static str {
-        match self {
-            EngineKind::Reference => "reference",
-            EngineKind::Seed => "seed",
+/// An engine with, for the reference, an optional deliberate bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineSpec {
+    /// The engine.
+    pub kind: EngineKind,
+    /// A mutant of the reference engine (only with the `mutants` feature).
+    pub mutant: Option<ledger_core::mutants::Mutant>,
+}
+
+type MakeReference = Box<dyn Fn(Config) -> ReferenceEngine + Send + Sync>;
+
+impl EngineSpec {
+    /// The name recorded in traces: `reference`, `seed` or `reference+mutant=NAME`.
+    pub fn name(self) -> String {
+        match (self.kind, self.mutant) {
+            (EngineKind::Reference, Some(m)) => format!("reference+mutant={}", m.name()),
+            (EngineKind::Reference, None) => "reference".to_owned(),
+            (EngineKind::Seed, _) => "seed".to_owned(),
         }
     }
 
-    fn from_name(name: &str) -> Option<EngineKind> {
-        [EngineKind::Reference, EngineKind::Seed]
-            .into_iter()
-            .find(|e| e.name() == name)
+    /// Parse a name written by [`EngineSpec::name`].
+    pub fn from_name(name: &str) -> anyhow::Result<EngineSpec> {
+        let (base, mutant) = match name.split_once("+mutant=") {
+            Some((base, m)) => {
+                let m = ledger_core::mutants::Mutant::from_name(m)
+                    .ok_or_else(|| anyhow::anyhow!("unknown mutant {m:?}"))?;
+                (base, Some(m))
+            }
+            None => (name, None),
+        };
+        let kind = match base {
+            "reference" => EngineKind::Reference,
+            "seed" if mutant.is_none() => EngineKind::Seed,
+            _ => anyhow::bail!("unknown engine {name:?}"),
+        };
+        Ok(EngineSpec { kind, mutant })
+    }
+
+    fn make_reference(self) -> anyhow::Result<MakeReference> {
+        match self.mutant {
+            None => Ok(Box::new(ReferenceEngine::new)),
+            #[cfg(feature = "mutants")]
+            Some(m) => Ok(Box::new(move |c| ReferenceEngine::with_mutant(c, m))),
+            #[cfg(not(feature = "mutants"))]
+            Some(m) => anyhow::bail!("mutant {} needs a build with `--features mutants`", m.name()),
+        }
     }
 }
 
@@ -64,6 +99,9 @@ struct RunArgs {
     /// The engine.
     #[arg(long, value_enum, default_value_t = EngineKind::Reference)]
     engine: EngineKind,
+    /// Run a named mutant of the reference engine (builds with `--features mutants` only).
+    #[arg(long, value_parser = parse_mutant)]
+    mutant: Option<ledger_core::mutants::Mutant>,
     /// Run one seed.
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
@@ -105,10 +143,15 @@ struct ReplayArgs {
     json: bool,
 }
 
+fn parse_mutant(s: &str) -> Result<ledger_core::mutants::Mutant, String> {
+    ledger_core::mutants::Mutant::from_name(s).ok_or_else(|| {
+        let names: Vec<String> = ledger_core::mutants::Mutant::ALL.iter().map(|m| m.name()).collect();
+        format!("unknown mutant {s:?}; one of {}", names.join(", "))
+    })
+}
+
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s
-        .split_once("..")
-        .ok_or_else(|| format!("expected A..B, got {s:?}"))?;
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("expected A..B, got {s:?}"))?;
     let a: u64 = a.parse().map_err(|_| format!("bad range start {a:?}"))?;
     let b: u64 = b.parse().map_err(|_| format!("bad range end {b:?}"))?;
     if a >= b {
@@ -146,7 +189,7 @@ pub struct ViolationReport {
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     /// The engine.
-    pub engine: &'static str,
+    pub engine: String,
     /// The scheduler.
     pub scheduler: SchedulerKind,
     /// The seeds, as `A..B`.
@@ -191,8 +234,7 @@ pub fn main() -> ExitCode {
 fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
     let mut s = match &args.scenario {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Scenario::from_toml_str(&text, &path.display().to_string())?
         }
         None => Scenario::default(),
@@ -209,13 +251,15 @@ fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
 
 /// Run one engine over seeds, in parallel, results in seed order.
 fn run_seeds(
-    engine: EngineKind,
+    engine: EngineSpec,
     s: &Scenario,
     seeds: (u64, u64),
     sched: SchedulerKind,
     fail_fast: bool,
     progress: bool,
-) -> Vec<(u64, RunResult, Option<History>)> {
+) -> anyhow::Result<Vec<(u64, RunResult, Option<History>)>> {
+    let make_reference = engine.make_reference()?;
+    let name = engine.name();
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(seeds.1 - seeds.0);
         bar.set_style(
@@ -225,9 +269,9 @@ fn run_seeds(
         bar
     });
     let one = |seed: u64| {
-        let (r, h) = match engine {
-            EngineKind::Reference => run_seed(ReferenceEngine::new, engine.name(), s, seed, sched),
-            EngineKind::Seed => run_seed(SeedEngine::new, engine.name(), s, seed, sched),
+        let (r, h) = match engine.kind {
+            EngineKind::Reference => run_seed(&make_reference, &name, s, seed, sched),
+            EngineKind::Seed => run_seed(SeedEngine::new, &name, s, seed, sched),
         };
         if let Some(b) = &bar {
             b.inc(1);
@@ -253,30 +297,23 @@ fn run_seeds(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    out
+    Ok(out)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<bool> {
     let scenario = load_scenario(&args)?;
     let seeds = match (args.seed, args.seeds) {
-        (Some(s), _) => (
-            s,
-            s.checked_add(1)
-                .ok_or_else(|| anyhow::anyhow!("--seed {s} is too large"))?,
-        ),
+        (Some(s), _) => (s, s.checked_add(1).ok_or_else(|| anyhow::anyhow!("--seed {s} is too large"))?),
         (None, Some(r)) => r,
         (None, None) => (0, 1),
     };
     let progress = !args.json && std::io::stderr().is_terminal() && seeds.1 - seeds.0 > 1;
     let started = Instant::now();
-    let results = run_seeds(
-        args.engine,
-        &scenario,
-        seeds,
-        args.scheduler,
-        args.fail_fast,
-        progress,
-    );
+    if args.mutant.is_some() && args.engine != EngineKind::Reference {
+        anyhow::bail!("--mutant applies to --engine reference only");
+    }
+    let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
+    let results = run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress)?;
     let elapsed = started.elapsed();
     let steps: u64 = results.iter().map(|r| r.1.n_events).sum();
     let requests: u64 = results.iter().map(|r| r.1.n_requests).sum();
@@ -286,15 +323,11 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         coverage.merge(&r.coverage);
         hash = (hash ^ r.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    let violations = counterexamples(args.engine, &results, &args.trace_dir, args.max_replays)?;
+    let violations = counterexamples(engine, &results, &args.trace_dir, args.max_replays)?;
     let report = RunReport {
-        engine: args.engine.name(),
+        engine: engine.name(),
         scheduler: args.scheduler,
-        seeds: format!(
-            "{}..{}",
-            seeds.0,
-            results.last().map_or(seeds.1, |r| r.0 + 1)
-        ),
+        seeds: format!("{}..{}", seeds.0, results.last().map_or(seeds.1, |r| r.0 + 1)),
         steps,
         requests,
         violations,
@@ -309,27 +342,21 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         writeln!(out)?;
     } else {
         print_report(&mut out, &report)?;
-        eprintln!(
-            "{} steps in {:.2?} ({} steps/s)",
-            steps, elapsed, report.steps_per_sec
-        );
+        eprintln!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
     }
     Ok(ok)
 }
 
 fn counterexamples(
-    engine: EngineKind,
+    engine: EngineSpec,
     results: &[(u64, RunResult, Option<History>)],
     dir: &Path,
     max_replays: usize,
 ) -> anyhow::Result<Vec<ViolationReport>> {
     let mut out = Vec::new();
     for inv in Invariant::ALL {
-        let breaking: Vec<u64> = results
-            .iter()
-            .filter(|r| r.1.violations.iter().any(|v| v.invariant == inv))
-            .map(|r| r.0)
-            .collect();
+        let breaking: Vec<u64> =
+            results.iter().filter(|r| r.1.violations.iter().any(|v| v.invariant == inv)).map(|r| r.0).collect();
         let Some(&seed) = breaking.first() else {
             continue;
         };
@@ -338,19 +365,15 @@ fn counterexamples(
             .find(|r| r.0 == seed)
             .and_then(|r| r.2.as_ref())
             .expect("histories of violating seeds are kept");
-        let shrunk = match engine {
-            EngineKind::Reference => shrink(&ReferenceEngine::new, history, inv, max_replays),
+        let shrunk = match engine.kind {
+            EngineKind::Reference => shrink(&engine.make_reference()?, history, inv, max_replays),
             EngineKind::Seed => shrink(&SeedEngine::new, history, inv, max_replays),
         };
         let h = shrunk.history;
         let replayed = replay_any(&h, true)?;
-        let detail = replayed
-            .violations
-            .iter()
-            .find(|v| v.invariant == inv)
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        let path = dir.join(format!("{}-seed{}-{}.jsonl", engine.name(), seed, inv.id()));
+        let detail = replayed.violations.iter().find(|v| v.invariant == inv).map(|v| v.to_string()).unwrap_or_default();
+        let file_engine = engine.name().replace("+mutant=", "-");
+        let path = dir.join(format!("{file_engine}-seed{seed}-{}.jsonl", inv.id()));
         write_trace(&h, &path)?;
         out.push(ViolationReport {
             invariant: inv.id().to_owned(),
@@ -383,54 +406,29 @@ fn write_trace(h: &History, path: &Path) -> anyhow::Result<()> {
 
 /// Replay a history on the engine it names.
 pub fn replay_any(h: &History, log: bool) -> anyhow::Result<RunResult> {
-    let kind = EngineKind::from_name(&h.engine)
-        .ok_or_else(|| anyhow::anyhow!("unknown engine {:?} in trace", h.engine))?;
-    Ok(match kind {
-        EngineKind::Reference => replay(ReferenceEngine::new, h, log),
+    let spec = EngineSpec::from_name(&h.engine)?;
+    Ok(match spec.kind {
+        EngineKind::Reference => replay(spec.make_reference()?, h, log),
         EngineKind::Seed => replay(SeedEngine::new, h, log),
     })
 }
 
 fn print_report(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "ledger-sim run: engine={} scheduler={:?} seeds={}",
-        r.engine, r.scheduler, r.seeds
-    )?;
-    writeln!(
-        out,
-        "  {} steps, {} requests, trace hash {}",
-        r.steps, r.requests, r.trace_hash
-    )?;
+    writeln!(out, "ledger-sim run: engine={} scheduler={:?} seeds={}", r.engine, r.scheduler, r.seeds)?;
+    writeln!(out, "  {} steps, {} requests, trace hash {}", r.steps, r.requests, r.trace_hash)?;
     writeln!(
         out,
         "  coverage: {}",
-        r.coverage
-            .0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        r.coverage.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     )?;
     if r.violations.is_empty() {
         writeln!(out, "no invariant broke")?;
     }
     for v in &r.violations {
         writeln!(out)?;
-        writeln!(
-            out,
-            "VIOLATION {} {} (seed {}; {} seed(s) broke it)",
-            v.invariant,
-            v.name,
-            v.seed,
-            v.seeds.len()
-        )?;
+        writeln!(out, "VIOLATION {} {} (seed {}; {} seed(s) broke it)", v.invariant, v.name, v.seed, v.seeds.len())?;
         writeln!(out, "  {}", v.detail)?;
-        writeln!(
-            out,
-            "  shrunk to {} flow(s), {} event(s):",
-            v.shrunk_flows, v.shrunk_events
-        )?;
+        writeln!(out, "  shrunk to {} flow(s), {} event(s):", v.shrunk_flows, v.shrunk_events)?;
         for s in &v.steps {
             writeln!(out, "    {s}")?;
         }
@@ -456,7 +454,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     let path = args.file.display().to_string();
     let file = std::fs::File::open(&args.file).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
     let h = History::read_jsonl(std::io::BufReader::new(file), &path)?;
-    let _ = Config::default();
+
     let r = replay_any(&h, true)?;
     let report = ReplayReport {
         engine: h.engine.clone(),

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use ledger_core::{
-    Call, Checker, Decision, Engine, GateReason, Invariant, Movement, Outcome, PaymentId, Pubkey,
-    Refusal, Reply, RequestId, Sats, Tier, TimeMs, Violation,
+    Call, Checker, Decision, Engine, GateReason, Invariant, Movement, Outcome, PaymentId, Pubkey, Refusal, Reply,
+    RequestId, Sats, Tier, TimeMs, Violation,
 };
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -191,11 +191,7 @@ impl<E: Engine> Exec<E> {
     /// genesis under the same configuration). Identities known to the trust service are
     /// created first, in user order, outside the schedule.
     pub fn new(mut engine: E, history: &History, log: bool) -> Exec<E> {
-        assert_eq!(
-            *engine.config(),
-            history.config,
-            "engine and history must share a config"
-        );
+        assert_eq!(*engine.config(), history.config, "engine and history must share a config");
         let mut checker = Checker::new(&history.config);
         let mut journal = Vec::new();
         for (&user, tier) in &history.users {
@@ -305,12 +301,7 @@ impl<E: Engine> Exec<E> {
         self.feed_checker();
         let observed = self.engine.observe();
         self.checker.after_step(&observed);
-        if observed.pool_sats == 0
-            && self
-                .journal
-                .iter()
-                .any(|m| matches!(m, Movement::Debit { .. }))
-        {
+        if observed.pool_sats == 0 && self.journal.iter().any(|m| matches!(m, Movement::Debit { .. })) {
             self.coverage.hit("pool_exactly_zero");
         }
         for m in &self.journal {
@@ -347,21 +338,14 @@ impl<E: Engine> Exec<E> {
     /// Hand the movements of the step just taken to the checker, before the caller reacts
     /// to the reply (a request is closed against its settled books).
     fn feed_checker(&mut self) {
-        self.checker
-            .on_movements(&self.journal[self.fed..], self.now);
+        self.checker.on_movements(&self.journal[self.fed..], self.now);
         self.fed = self.journal.len();
     }
 
     fn note(&mut self, line: impl FnOnce() -> String) {
         if self.log.is_some() {
             let t = self.now.since(EPOCH);
-            let text = format!(
-                "[{:>5}] t+{}.{:03}s  {}",
-                self.n_events,
-                t / 1000,
-                t % 1000,
-                line()
-            );
+            let text = format!("[{:>5}] t+{}.{:03}s  {}", self.n_events, t / 1000, t % 1000, line());
             self.log.as_mut().expect("checked").push(text);
         }
     }
@@ -389,18 +373,9 @@ impl<E: Engine> Exec<E> {
                 self.n_active_flows += 1;
                 *self.in_flight_by_user.entry(flow.user).or_insert(0) += 1;
                 let estimated_sats = sats(flow.estimated_sats);
-                (
-                    Call::Decide {
-                        request_id: RequestId(u64::from(id)),
-                        pubkey,
-                        estimated_sats,
-                    },
-                    Purpose::Decide,
-                )
+                (Call::Decide { request_id: RequestId(u64::from(id)), pubkey, estimated_sats }, Purpose::Decide)
             }
-            FlowKind::SetTier { tier } => {
-                (Call::SetTier { pubkey, tier }, Purpose::SetTier { tier })
-            }
+            FlowKind::SetTier { tier } => (Call::SetTier { pubkey, tier }, Purpose::SetTier { tier }),
             FlowKind::Expire => (Call::Expire, Purpose::Expire),
         };
         self.activate((id, 0));
@@ -413,15 +388,9 @@ impl<E: Engine> Exec<E> {
         f.n_calls = f.n_calls.saturating_add(1);
         let no = f.n_calls;
         let duplicate = self.faults_on
-            && (f.flow.duplicate == Some(no)
-                || (f.flow.duplicate_credit && matches!(call, Call::Credit { .. })));
+            && (f.flow.duplicate == Some(no) || (f.flow.duplicate_credit && matches!(call, Call::Credit { .. })));
         if duplicate {
-            let ghost = CallRt {
-                call: call.clone(),
-                op: None,
-                no,
-                purpose,
-            };
+            let ghost = CallRt { call: call.clone(), op: None, no, purpose };
             f.ghosts.push(Some(ghost));
             let n = u8::try_from(f.ghosts.len()).expect("few ghosts per flow");
             let id = f.flow.id;
@@ -429,12 +398,7 @@ impl<E: Engine> Exec<E> {
             self.activate((id, n));
         }
         let f = &mut self.flows[idx];
-        f.call = Some(CallRt {
-            call,
-            op: None,
-            no,
-            purpose,
-        });
+        f.call = Some(CallRt { call, op: None, no, purpose });
         f.stage = Stage::Call;
     }
 
@@ -454,13 +418,7 @@ impl<E: Engine> Exec<E> {
         match reply {
             None => self.flows[idx].ghosts[slot] = Some(g),
             Some(reply) => {
-                self.note(|| {
-                    format!(
-                        "flow {id} duplicate of {} -> {}",
-                        show_call(&g.call),
-                        show_reply(&reply)
-                    )
-                });
+                self.note(|| format!("flow {id} duplicate of {} -> {}", show_call(&g.call), show_reply(&reply)));
                 if self.journal.is_empty()
                     && matches!(reply, Reply::Ok(_))
                     && !matches!(g.call, Call::SetTier { .. } | Call::Expire)
@@ -491,10 +449,7 @@ impl<E: Engine> Exec<E> {
     }
 
     fn step_call(&mut self, idx: usize) {
-        let mut c = self.flows[idx]
-            .call
-            .take()
-            .expect("a flow in the call stage has a call");
+        let mut c = self.flows[idx].call.take().expect("a flow in the call stage has a call");
         let op = c.op.get_or_insert_with(|| self.engine.begin(&c.call));
         let reply = self.engine.step(op, self.now, &mut self.journal);
         self.feed_checker();
@@ -525,18 +480,12 @@ impl<E: Engine> Exec<E> {
             return;
         }
         if let Reply::Refused(Refusal::Overflow) = reply {
-            self.checker.on_overflow(
-                Some(RequestId(u64::from(id))),
-                &format!("{} refused with overflow", c.call.name()),
-            );
+            self.checker
+                .on_overflow(Some(RequestId(u64::from(id))), &format!("{} refused with overflow", c.call.name()));
         }
         self.on_reply(idx, &c, reply);
         let f = &self.flows[idx];
-        if self.faults_on
-            && f.live
-            && f.flow.crash_after == Some(c.no)
-            && !matches!(f.stage, Stage::Done)
-        {
+        if self.faults_on && f.live && f.flow.crash_after == Some(c.no) && !matches!(f.stage, Stage::Done) {
             self.coverage.hit("worker_crash");
             self.note(|| format!("flow {id} worker crashes"));
             self.finish(idx, None);
@@ -558,8 +507,7 @@ impl<E: Engine> Exec<E> {
             }
         }
         if let Some((reduction, overrun)) = close {
-            self.checker
-                .on_close(RequestId(u64::from(id)), reduction, overrun);
+            self.checker.on_close(RequestId(u64::from(id)), reduction, overrun);
         }
         self.deactivate((id, 0));
     }
@@ -584,100 +532,55 @@ impl<E: Engine> Exec<E> {
                 self.cover_decision(decision, pubkey);
                 let stage = match decision {
                     Decision::Free { reserved_sats } if session => {
-                        Stage::Work(AfterWork::SessionFree {
-                            reserved: reserved_sats,
-                        })
+                        Stage::Work(AfterWork::SessionFree { reserved: reserved_sats })
                     }
-                    Decision::Free { reserved_sats } => Stage::Work(AfterWork::JobFree {
-                        reserved: reserved_sats,
-                    }),
+                    Decision::Free { reserved_sats } => Stage::Work(AfterWork::JobFree { reserved: reserved_sats }),
                     Decision::Partial { offer_sats, .. } if session => {
                         Stage::Work(AfterWork::SessionPartial { offer: offer_sats })
                     }
-                    Decision::Partial {
-                        offer_sats,
-                        charge_sats,
-                    } => Stage::Pay {
+                    Decision::Partial { offer_sats, charge_sats } => Stage::Pay {
                         sats: charge_sats,
-                        then: AfterPay::JobPartial {
-                            offer: offer_sats,
-                            charge: charge_sats,
-                        },
+                        then: AfterPay::JobPartial { offer: offer_sats, charge: charge_sats },
                     },
-                    Decision::Gate { .. } if session => {
-                        Stage::Work(AfterWork::Paid { session: true })
-                    }
-                    Decision::Gate { .. } => Stage::Pay {
-                        sats: estimated,
-                        then: AfterPay::JobPaid,
-                    },
+                    Decision::Gate { .. } if session => Stage::Work(AfterWork::Paid { session: true }),
+                    Decision::Gate { .. } => Stage::Pay { sats: estimated, then: AfterPay::JobPaid },
                 };
                 self.flows[idx].stage = stage;
             }
             // A refused decision (it cannot happen to a well-formed flow): the user pays all.
             (Purpose::Decide, _) => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
-            (
-                Purpose::JobReserve { charge, .. },
-                Reply::Ok(Outcome::Reserved { reserved_sats }),
-            ) if !reserved_sats.is_zero() => {
+            (Purpose::JobReserve { charge, .. }, Reply::Ok(Outcome::Reserved { reserved_sats }))
+                if !reserved_sats.is_zero() =>
+            {
                 // The seed may grant less than asked; its caller runs the work with it anyway.
                 self.cover_exhaustion(pubkey);
-                self.flows[idx].stage = Stage::Work(AfterWork::JobPartial {
-                    reserved: reserved_sats,
-                    charge,
-                });
+                self.flows[idx].stage = Stage::Work(AfterWork::JobPartial { reserved: reserved_sats, charge });
             }
             (Purpose::JobReserve { offer, .. }, _) => {
                 // Re-quote before any charge is reduced: the user is asked for the rest.
                 self.coverage.hit("reserve_refused_requote");
-                self.flows[idx].stage = Stage::Pay {
-                    sats: offer,
-                    then: AfterPay::JobPaid,
-                };
+                self.flows[idx].stage = Stage::Pay { sats: offer, then: AfterPay::JobPaid };
             }
-            (
-                Purpose::SessionReserve { amount, .. },
-                Reply::Ok(Outcome::Reserved { reserved_sats }),
-            ) if !reserved_sats.is_zero() => {
+            (Purpose::SessionReserve { amount, .. }, Reply::Ok(Outcome::Reserved { reserved_sats }))
+                if !reserved_sats.is_zero() =>
+            {
                 self.cover_exhaustion(pubkey);
-                let call = Call::Record {
-                    request_id,
-                    pubkey,
-                    actual_sats: amount,
-                    reserved_sats,
-                };
+                let call = Call::Record { request_id, pubkey, actual_sats: amount, reserved_sats };
                 self.call(idx, call, Purpose::Record { reduction: amount });
             }
             (
-                Purpose::SessionReserve {
-                    amount,
-                    requoted: false,
-                },
+                Purpose::SessionReserve { amount, requoted: false },
                 Reply::Refused(Refusal::InsufficientFunds { available_sats }),
             ) if !available_sats.is_zero() => {
                 self.coverage.hit("reserve_refused_requote");
                 let amount = amount.min(available_sats);
-                let call = Call::ReservePartial {
-                    request_id,
-                    pubkey,
-                    amount_sats: amount,
-                };
-                self.call(
-                    idx,
-                    call,
-                    Purpose::SessionReserve {
-                        amount,
-                        requoted: true,
-                    },
-                );
+                let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
+                self.call(idx, call, Purpose::SessionReserve { amount, requoted: true });
             }
             (Purpose::SessionReserve { .. }, _) => {
                 // Nothing reserved: the session is charged in full.
                 self.coverage.hit("reserve_refused_requote");
-                self.flows[idx].stage = Stage::Pay {
-                    sats: actual,
-                    then: AfterPay::SessionDone,
-                };
+                self.flows[idx].stage = Stage::Pay { sats: actual, then: AfterPay::SessionDone };
             }
             (Purpose::Release, _) => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
             (Purpose::Record { reduction }, Reply::Ok(Outcome::Recorded { overrun_sats, .. })) => {
@@ -700,14 +603,10 @@ impl<E: Engine> Exec<E> {
     fn cover_decision(&mut self, decision: Decision, pubkey: Pubkey) {
         match decision {
             Decision::Partial { .. } => self.coverage.hit("decision_partial"),
-            Decision::Gate {
-                reason: GateReason::DailyBudgetExhausted,
-                ..
-            } => self.coverage.hit("gate_daily_budget_exhausted"),
-            Decision::Gate {
-                reason: GateReason::PoolEmpty,
-                ..
-            } => self.coverage.hit("gate_pool_empty"),
+            Decision::Gate { reason: GateReason::DailyBudgetExhausted, .. } => {
+                self.coverage.hit("gate_daily_budget_exhausted")
+            }
+            Decision::Gate { reason: GateReason::PoolEmpty, .. } => self.coverage.hit("gate_pool_empty"),
             _ => {}
         }
         if matches!(decision, Decision::Free { .. }) {
@@ -717,11 +616,7 @@ impl<E: Engine> Exec<E> {
 
     /// A grant just left the user's daily remaining at exactly zero.
     fn cover_exhaustion(&mut self, pubkey: Pubkey) {
-        if self
-            .engine
-            .daily_remaining(&pubkey, self.now)
-            .is_some_and(|d| d.is_zero())
-        {
+        if self.engine.daily_remaining(&pubkey, self.now).is_some_and(|d| d.is_zero()) {
             self.coverage.hit("daily_budget_exactly_exhausted");
         }
     }
@@ -733,55 +628,26 @@ impl<E: Engine> Exec<E> {
         let request_id = RequestId(u64::from(f.flow.id));
         let pubkey = Pubkey::for_user(u64::from(f.flow.user));
         let id = f.flow.id;
-        self.note(|| {
-            format!(
-                "flow {id} work {}",
-                if fails { "fails" } else { "succeeds" }
-            )
-        });
+        self.note(|| format!("flow {id} work {}", if fails { "fails" } else { "succeeds" }));
         if fails {
             self.coverage.hit("work_failure");
         }
         match after {
             AfterWork::JobFree { reserved } | AfterWork::SessionFree { reserved } => {
                 if fails {
-                    self.call(
-                        idx,
-                        Call::Release {
-                            request_id,
-                            amount_sats: reserved,
-                        },
-                        Purpose::Release,
-                    );
+                    self.call(idx, Call::Release { request_id, amount_sats: reserved }, Purpose::Release);
                 } else {
-                    let call = Call::Record {
-                        request_id,
-                        pubkey,
-                        actual_sats: actual,
-                        reserved_sats: reserved,
-                    };
+                    let call = Call::Record { request_id, pubkey, actual_sats: actual, reserved_sats: reserved };
                     self.call(idx, call, Purpose::Record { reduction: actual });
                 }
             }
             AfterWork::JobPartial { reserved, charge } => {
                 if fails {
                     // The reduced charge is refunded outside the pool.
-                    self.call(
-                        idx,
-                        Call::Release {
-                            request_id,
-                            amount_sats: reserved,
-                        },
-                        Purpose::Release,
-                    );
+                    self.call(idx, Call::Release { request_id, amount_sats: reserved }, Purpose::Release);
                 } else {
                     let share = actual.saturating_sub(charge);
-                    let call = Call::Record {
-                        request_id,
-                        pubkey,
-                        actual_sats: share,
-                        reserved_sats: reserved,
-                    };
+                    let call = Call::Record { request_id, pubkey, actual_sats: share, reserved_sats: reserved };
                     self.call(idx, call, Purpose::Record { reduction: share });
                 }
             }
@@ -793,27 +659,13 @@ impl<E: Engine> Exec<E> {
                     if amount.is_zero() {
                         self.finish(idx, Some((Sats::ZERO, Sats::ZERO)));
                     } else {
-                        let call = Call::ReservePartial {
-                            request_id,
-                            pubkey,
-                            amount_sats: amount,
-                        };
-                        self.call(
-                            idx,
-                            call,
-                            Purpose::SessionReserve {
-                                amount,
-                                requoted: false,
-                            },
-                        );
+                        let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
+                        self.call(idx, call, Purpose::SessionReserve { amount, requoted: false });
                     }
                 }
             }
             AfterWork::Paid { session: true } if !fails => {
-                self.flows[idx].stage = Stage::Pay {
-                    sats: actual,
-                    then: AfterPay::SessionDone,
-                };
+                self.flows[idx].stage = Stage::Pay { sats: actual, then: AfterPay::SessionDone };
             }
             AfterWork::Paid { .. } => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
         }
@@ -836,21 +688,9 @@ impl<E: Engine> Exec<E> {
         }
         f.n_invoices += 1;
         let payment_id = PaymentId(u64::from(id) * 8 + u64::from(f.n_invoices));
-        self.note(|| {
-            format!(
-                "flow {id} user pays {amount} sats (payment {})",
-                payment_id.0
-            )
-        });
+        self.note(|| format!("flow {id} user pays {amount} sats (payment {})", payment_id.0));
         self.checker.on_payment(payment_id, amount);
-        self.call(
-            idx,
-            Call::Credit {
-                payment_id,
-                paid_sats: amount,
-            },
-            Purpose::Credit { then },
-        );
+        self.call(idx, Call::Credit { payment_id, paid_sats: amount }, Purpose::Credit { then });
     }
 
     fn after_pay(&mut self, idx: usize, then: AfterPay) {
@@ -859,16 +699,10 @@ impl<E: Engine> Exec<E> {
         let pubkey = Pubkey::for_user(u64::from(f.flow.user));
         match then {
             AfterPay::JobPartial { offer, charge } => {
-                let call = Call::ReservePartial {
-                    request_id,
-                    pubkey,
-                    amount_sats: offer,
-                };
+                let call = Call::ReservePartial { request_id, pubkey, amount_sats: offer };
                 self.call(idx, call, Purpose::JobReserve { offer, charge });
             }
-            AfterPay::JobPaid => {
-                self.flows[idx].stage = Stage::Work(AfterWork::Paid { session: false })
-            }
+            AfterPay::JobPaid => self.flows[idx].stage = Stage::Work(AfterWork::Paid { session: false }),
             AfterPay::SessionDone => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
         }
     }
@@ -883,29 +717,20 @@ impl<E: Engine> Exec<E> {
             actors.sort_unstable();
             for (id, n) in actors {
                 if self.active_pos.contains_key(&(id, n)) {
-                    self.apply(if n == 0 {
-                        Event::Step(id)
-                    } else {
-                        Event::Ghost(id, n)
-                    });
+                    self.apply(if n == 0 { Event::Step(id) } else { Event::Ghost(id, n) });
                 }
             }
             rounds += 1;
             if rounds > 10_000 {
                 // Liveness: every flow must end within a bound once faults stop.
-                self.checker
-                    .on_overflow(None, "the drain did not finish within 10000 rounds");
+                self.checker.on_overflow(None, "the drain did not finish within 10000 rounds");
                 break;
             }
         }
         self.apply(Event::Jump(self.engine.config().reservation_ttl_ms + 1));
         let mut op = self.engine.begin(&Call::Expire);
         self.journal.clear();
-        while self
-            .engine
-            .step(&mut op, self.now, &mut self.journal)
-            .is_none()
-        {}
+        while self.engine.step(&mut op, self.now, &mut self.journal).is_none() {}
         self.note(|| "the sweeper runs expire".to_owned());
         self.checker.on_movements(&self.journal, self.now);
         for m in &self.journal {
@@ -947,22 +772,13 @@ fn sats(v: u64) -> Sats {
 fn show_call(c: &Call) -> String {
     match c {
         Call::SetTier { pubkey, tier } => format!("set_tier({pubkey:?}, {tier})"),
-        Call::Decide {
-            pubkey,
-            estimated_sats,
-            ..
-        } => format!("decide({pubkey:?}, est={estimated_sats})"),
+        Call::Decide { pubkey, estimated_sats, .. } => format!("decide({pubkey:?}, est={estimated_sats})"),
         Call::ReservePartial { amount_sats, .. } => format!("reserve_partial({amount_sats})"),
         Call::Release { amount_sats, .. } => format!("release({amount_sats})"),
-        Call::Record {
-            actual_sats,
-            reserved_sats,
-            ..
-        } => format!("record(actual={actual_sats}, reserved={reserved_sats})"),
-        Call::Credit {
-            payment_id,
-            paid_sats,
-        } => format!("credit(payment {}, paid={paid_sats})", payment_id.0),
+        Call::Record { actual_sats, reserved_sats, .. } => {
+            format!("record(actual={actual_sats}, reserved={reserved_sats})")
+        }
+        Call::Credit { payment_id, paid_sats } => format!("credit(payment {}, paid={paid_sats})", payment_id.0),
         Call::Expire => "expire".to_owned(),
     }
 }
@@ -971,14 +787,10 @@ fn show_reply(r: &Reply) -> String {
     match r {
         Reply::Ok(Outcome::Decided { decision }) => match decision {
             Decision::Free { reserved_sats } => format!("free, reserved {reserved_sats}"),
-            Decision::Partial {
-                offer_sats,
-                charge_sats,
-            } => format!("partial, offer {offer_sats}, charge {charge_sats}"),
-            Decision::Gate {
-                reason,
-                charge_sats,
-            } => format!("gate ({reason:?}), charge {charge_sats}"),
+            Decision::Partial { offer_sats, charge_sats } => {
+                format!("partial, offer {offer_sats}, charge {charge_sats}")
+            }
+            Decision::Gate { reason, charge_sats } => format!("gate ({reason:?}), charge {charge_sats}"),
         },
         Reply::Ok(o) => serde_json::to_string(o).unwrap_or_default(),
         Reply::Refused(r) => format!("refused: {r}"),

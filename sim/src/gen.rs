@@ -43,14 +43,7 @@ struct Mix {
 
 impl Mix {
     fn plain(s: &Scenario) -> Mix {
-        Mix {
-            jobs: true,
-            sessions: true,
-            faults: s.faults.clone(),
-            n_hot: 0,
-            hot_share: 0.0,
-            one_tier: None,
-        }
+        Mix { jobs: true, sessions: true, faults: s.faults.clone(), n_hot: 0, hot_share: 0.0, one_tier: None }
     }
 
     fn draw(rng: &mut ChaCha8Rng, s: &Scenario, config: &mut ledger_core::Config) -> Mix {
@@ -71,11 +64,7 @@ impl Mix {
             &mut f.tier_change,
             &mut f.duplicate_credit,
         ] {
-            *rate = if rng.gen_bool(0.3) {
-                0.0
-            } else {
-                (*rate * rng.gen_range(0.25..4.0)).min(1.0)
-            };
+            *rate = if rng.gen_bool(0.3) { 0.0 } else { (*rate * rng.gen_range(0.25..4.0)).min(1.0) };
         }
         if rng.gen_bool(0.4) {
             m.n_hot = rng.gen_range(1..=8.min(s.n_users));
@@ -95,12 +84,7 @@ impl Mix {
 /// Chooses the next actor.
 enum Scheduler {
     Random,
-    Pct {
-        order: BTreeSet<(Reverse<u64>, Actor)>,
-        prio: FxHashMap<Actor, u64>,
-        change_at: Vec<u64>,
-        low: u64,
-    },
+    Pct { order: BTreeSet<(Reverse<u64>, Actor)>, prio: FxHashMap<Actor, u64>, change_at: Vec<u64>, low: u64 },
 }
 
 impl Scheduler {
@@ -108,9 +92,7 @@ impl Scheduler {
         match kind {
             SchedulerKind::Random => Scheduler::Random,
             SchedulerKind::Pct => {
-                let mut change_at: Vec<u64> = (0..PCT_DEPTH)
-                    .map(|_| rng.gen_range(0..n_steps.max(1)))
-                    .collect();
+                let mut change_at: Vec<u64> = (0..PCT_DEPTH).map(|_| rng.gen_range(0..n_steps.max(1))).collect();
                 change_at.sort_unstable();
                 Scheduler::Pct {
                     order: BTreeSet::new(),
@@ -142,12 +124,7 @@ impl Scheduler {
     fn pick(&mut self, active: &[Actor], rng: &mut ChaCha8Rng, step: u64) -> Actor {
         match self {
             Scheduler::Random => active[rng.gen_range(0..active.len())],
-            Scheduler::Pct {
-                order,
-                prio,
-                change_at,
-                low,
-            } => {
+            Scheduler::Pct { order, prio, change_at, low } => {
                 let &(Reverse(p), top) = order.first().expect("active actors are ordered");
                 if change_at.first() == Some(&step) {
                     change_at.remove(0);
@@ -172,11 +149,7 @@ pub fn run_seed<E: Engine>(
 ) -> (RunResult, History) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut config = scenario.ledger;
-    let mix = if scenario.swarm {
-        Mix::draw(&mut rng, scenario, &mut config)
-    } else {
-        Mix::plain(scenario)
-    };
+    let mix = if scenario.swarm { Mix::draw(&mut rng, scenario, &mut config) } else { Mix::plain(scenario) };
     let users = draw_users(&mut rng, scenario, &mix);
     let mut history = History {
         engine: engine_name.to_owned(),
@@ -197,13 +170,7 @@ pub fn run_seed<E: Engine>(
         } else if mix.faults.tier_change > 0.0 && rng.gen_bool(mix.faults.tier_change) {
             let user = pick_user(&mut rng, scenario, &mix);
             let tier = Tier::ALL[rng.gen_range(0..4)];
-            new_flow(
-                &mut history,
-                &mut exec,
-                FlowKind::SetTier { tier },
-                user,
-                |_| {},
-            )
+            new_flow(&mut history, &mut exec, FlowKind::SetTier { tier }, user, |_| {})
         } else if step % expire_every == expire_every - 1 {
             new_flow(&mut history, &mut exec, FlowKind::Expire, 0, |_| {})
         } else if exec.active().is_empty()
@@ -213,11 +180,7 @@ pub fn run_seed<E: Engine>(
                 (true, true) => rng.gen_bool(scenario.session_share),
                 (jobs, _) => !jobs,
             };
-            let kind = if session {
-                FlowKind::Session
-            } else {
-                FlowKind::Job
-            };
+            let kind = if session { FlowKind::Session } else { FlowKind::Job };
             let user = pick_user(&mut rng, scenario, &mix);
             let estimated = rng.gen_range(scenario.estimate_min_sats..=scenario.estimate_max_sats);
             let pct = u64::from(rng.gen_range(scenario.actual_min_pct..=scenario.actual_max_pct));
@@ -225,11 +188,8 @@ pub fn run_seed<E: Engine>(
             let crash = rng.gen_bool(f.crash).then(|| rng.gen_range(1..=4));
             let duplicate = rng.gen_bool(f.duplicate).then(|| rng.gen_range(1..=4));
             let lost_ack = rng.gen_bool(f.lost_ack).then(|| rng.gen_range(1..=4));
-            let (abandon, work_fails, dup_credit) = (
-                rng.gen_bool(f.abandon),
-                rng.gen_bool(f.work_failure),
-                rng.gen_bool(f.duplicate_credit),
-            );
+            let (abandon, work_fails, dup_credit) =
+                (rng.gen_bool(f.abandon), rng.gen_bool(f.work_failure), rng.gen_bool(f.duplicate_credit));
             new_flow(&mut history, &mut exec, kind, user, |fl| {
                 fl.estimated_sats = estimated;
                 fl.actual_sats = estimated * pct / 100;
@@ -295,11 +255,7 @@ fn draw_users(rng: &mut ChaCha8Rng, s: &Scenario, mix: &Mix) -> BTreeMap<u32, Op
                 }
                 x -= wi;
             }
-            let tier = if pick == 4 {
-                None
-            } else {
-                Some(mix.one_tier.unwrap_or(Tier::ALL[pick]))
-            };
+            let tier = if pick == 4 { None } else { Some(mix.one_tier.unwrap_or(Tier::ALL[pick])) };
             (u, tier)
         })
         .collect()
@@ -314,11 +270,7 @@ fn pick_user(rng: &mut ChaCha8Rng, s: &Scenario, mix: &Mix) -> u32 {
 }
 
 /// Re-run a recorded history exactly (replay, shrinking, saved counterexamples).
-pub fn replay<E: Engine>(
-    make: impl Fn(ledger_core::Config) -> E,
-    history: &History,
-    log: bool,
-) -> RunResult {
+pub fn replay<E: Engine>(make: impl Fn(ledger_core::Config) -> E, history: &History, log: bool) -> RunResult {
     let mut exec = Exec::new(make(history.config), history, log);
     for f in &history.flows {
         exec.add_flow(f.clone());

@@ -127,22 +127,10 @@ pub struct History {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "line", rename_all = "snake_case")]
 enum Line {
-    Header {
-        format: String,
-        version: u32,
-        engine: String,
-        seed: u64,
-        step_ms: u64,
-        config: Config,
-    },
-    User {
-        user: u32,
-        tier: Option<Tier>,
-    },
+    Header { format: String, version: u32, engine: String, seed: u64, step_ms: u64, config: Config },
+    User { user: u32, tier: Option<Tier> },
     Flow(Flow),
-    Event {
-        ev: Event,
-    },
+    Event { ev: Event },
 }
 
 /// A trace file that cannot be read.
@@ -201,35 +189,16 @@ impl History {
         let mut history: Option<History> = None;
         for (i, line) in input.lines().enumerate() {
             let line_no = i + 1;
-            let text = line.map_err(|source| TraceError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+            let text = line.map_err(|source| TraceError::Io { path: path.to_owned(), source })?;
             if text.trim().is_empty() {
                 continue;
             }
-            let bad = |message: String| TraceError::Line {
-                path: path.to_owned(),
-                line: line_no,
-                message,
-            };
+            let bad = |message: String| TraceError::Line { path: path.to_owned(), line: line_no, message };
             let parsed: Line = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
             match (parsed, history.as_mut()) {
-                (
-                    Line::Header {
-                        format,
-                        version,
-                        engine,
-                        seed,
-                        step_ms,
-                        config,
-                    },
-                    None,
-                ) => {
+                (Line::Header { format, version, engine, seed, step_ms, config }, None) => {
                     if format != "ledger-sim-trace" || version != TRACE_VERSION {
-                        return Err(bad(format!(
-                            "unsupported trace {format:?} version {version}"
-                        )));
+                        return Err(bad(format!("unsupported trace {format:?} version {version}")));
                     }
                     history = Some(History {
                         engine,
@@ -251,10 +220,7 @@ impl History {
                         return Err(bad(format!("flow ids must increase (flow {})", f.id)));
                     }
                     if !h.users.contains_key(&f.user) {
-                        return Err(bad(format!(
-                            "flow {} names user {} with no user line",
-                            f.id, f.user
-                        )));
+                        return Err(bad(format!("flow {} names user {} with no user line", f.id, f.user)));
                     }
                     h.flows.push(f);
                 }
@@ -265,19 +231,13 @@ impl History {
                     };
                     if let Some(id) = id {
                         if h.flows.binary_search_by_key(&id, |f| f.id).is_err() {
-                            return Err(bad(format!(
-                                "event names flow {id}, which has no flow line"
-                            )));
+                            return Err(bad(format!("event names flow {id}, which has no flow line")));
                         }
                     }
                     h.events.push(ev);
                 }
             }
         }
-        history.ok_or_else(|| TraceError::Line {
-            path: path.to_owned(),
-            line: 0,
-            message: "empty trace".into(),
-        })
+        history.ok_or_else(|| TraceError::Line { path: path.to_owned(), line: 0, message: "empty trace".into() })
     }
 }

@@ -91,26 +91,14 @@ pub struct TierMix {
 
 impl Default for TierMix {
     fn default() -> TierMix {
-        TierMix {
-            new: 0.3,
-            established: 0.35,
-            trusted: 0.2,
-            elite: 0.1,
-            unknown: 0.05,
-        }
+        TierMix { new: 0.3, established: 0.35, trusted: 0.2, elite: 0.1, unknown: 0.05 }
     }
 }
 
 impl TierMix {
     /// The weights in [`Tier::ALL`] order, then unknown.
     pub fn weights(&self) -> [f64; 5] {
-        [
-            self.new,
-            self.established,
-            self.trusted,
-            self.elite,
-            self.unknown,
-        ]
+        [self.new, self.established, self.trusted, self.elite, self.unknown]
     }
 }
 
@@ -194,61 +182,32 @@ pub enum ScenarioError {
 impl Scenario {
     /// Parse and validate a scenario; `path` names it in errors.
     pub fn from_toml_str(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
-        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Toml {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let s: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Toml { path: path.to_owned(), message: e.to_string() })?;
         s.validate(path)?;
         Ok(s)
     }
 
     /// Check every range; `path` names the scenario in errors.
     pub fn validate(&self, path: &str) -> Result<(), ScenarioError> {
-        let err = |key, value: String, reason| {
-            Err(ScenarioError::Range {
-                path: path.to_owned(),
-                key,
-                value,
-                reason,
-            })
-        };
+        let err = |key, value: String, reason| Err(ScenarioError::Range { path: path.to_owned(), key, value, reason });
         if self.n_users == 0 {
             return err("n_users", self.n_users.to_string(), "must be at least 1");
         }
         if self.max_in_flight == 0 {
-            return err(
-                "max_in_flight",
-                self.max_in_flight.to_string(),
-                "must be at least 1",
-            );
+            return err("max_in_flight", self.max_in_flight.to_string(), "must be at least 1");
         }
         if self.estimate_min_sats == 0 || self.estimate_min_sats > self.estimate_max_sats {
-            return err(
-                "estimate_min_sats",
-                self.estimate_min_sats.to_string(),
-                "must be in 1..=estimate_max_sats",
-            );
+            return err("estimate_min_sats", self.estimate_min_sats.to_string(), "must be in 1..=estimate_max_sats");
         }
         if self.estimate_max_sats > 1_000_000_000 {
-            return err(
-                "estimate_max_sats",
-                self.estimate_max_sats.to_string(),
-                "must be at most 1e9",
-            );
+            return err("estimate_max_sats", self.estimate_max_sats.to_string(), "must be at most 1e9");
         }
         if self.actual_min_pct > self.actual_max_pct || self.actual_max_pct > 10_000 {
-            return err(
-                "actual_min_pct",
-                self.actual_min_pct.to_string(),
-                "must be <= actual_max_pct <= 10000",
-            );
+            return err("actual_min_pct", self.actual_min_pct.to_string(), "must be <= actual_max_pct <= 10000");
         }
         if !(0.0..=1.0).contains(&self.session_share) {
-            return err(
-                "session_share",
-                self.session_share.to_string(),
-                "must be in 0..=1",
-            );
+            return err("session_share", self.session_share.to_string(), "must be in 0..=1");
         }
         for (key, v) in self.faults.fields() {
             if !(0.0..=1.0).contains(&v) {
@@ -257,23 +216,14 @@ impl Scenario {
         }
         let w = self.tiers.weights();
         if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
-            return err(
-                "tiers",
-                format!("{w:?}"),
-                "weights must be non-negative with a positive sum",
-            );
+            return err("tiers", format!("{w:?}"), "weights must be non-negative with a positive sum");
         }
         Ok(())
     }
 
     /// A small scenario for many-seed runs in tests and CI.
     pub fn small() -> Scenario {
-        Scenario {
-            n_users: 40,
-            n_steps: 600,
-            max_in_flight: 24,
-            ..Scenario::default()
-        }
+        Scenario { n_users: 40, n_steps: 600, max_in_flight: 24, ..Scenario::default() }
     }
 }
 

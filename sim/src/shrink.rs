@@ -70,12 +70,7 @@ pub fn shrink<E: Engine, F: Fn(Config) -> E>(
     invariant: Invariant,
     max_replays: usize,
 ) -> Shrunk {
-    let mut s = Shrinker {
-        make,
-        invariant,
-        n_replays: 0,
-        max_replays,
-    };
+    let mut s = Shrinker { make, invariant, n_replays: 0, max_replays };
     let mut h = history.clone();
     // The schedule after the first break only hides it: cut it (the drain still runs).
     if let Some(Some(at)) = s.fails(&h) {
@@ -86,11 +81,7 @@ pub fn shrink<E: Engine, F: Fn(Config) -> E>(
         }
     }
     loop {
-        let mut progress = s.chunks(
-            &mut h,
-            |h| h.flows.len(),
-            |h, start, len| without_flows(h, start, len),
-        );
+        let mut progress = s.chunks(&mut h, |h| h.flows.len(), |h, start, len| without_flows(h, start, len));
         progress |= s.chunks(
             &mut h,
             |h| h.events.len(),
@@ -109,10 +100,7 @@ pub fn shrink<E: Engine, F: Fn(Config) -> E>(
     // Users no flow names play no part.
     let named: FxHashSet<u32> = h.flows.iter().map(|f| f.user).collect();
     h.users.retain(|u, _| named.contains(u));
-    Shrunk {
-        history: h,
-        n_replays: s.n_replays,
-    }
+    Shrunk { history: h, n_replays: s.n_replays }
 }
 
 fn without_flows(h: &History, start: usize, len: usize) -> History {

@@ -73,12 +73,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            budget_sats: Budgets {
-                new: Sats::ZERO,
-                established: sats(50),
-                trusted: sats(200),
-                elite: sats(1_000),
-            },
+            budget_sats: Budgets { new: Sats::ZERO, established: sats(50), trusted: sats(200), elite: sats(1_000) },
             pool_initial_sats: sats(10_000),
             credit_bps: Bps::new(1_000).expect("10 % is a valid rate"),
             reservation_ttl_ms: 10 * 60 * 1000,
@@ -140,11 +135,7 @@ impl Config {
 }
 
 fn bad(name: &str, value: &str, reason: impl ToString) -> ConfigError {
-    ConfigError::BadValue {
-        name: name.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_string(),
-    }
+    ConfigError::BadValue { name: name.to_owned(), value: value.to_owned(), reason: reason.to_string() }
 }
 
 fn parse_sats(name: &str, value: &str) -> Result<Sats, ConfigError> {
@@ -159,11 +150,7 @@ pub fn parse_pct(name: &str, value: &str) -> Result<Bps, ConfigError> {
     let t = value.trim();
     let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
     let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty()
-        || !digits_ok(whole)
-        || !digits_ok(frac)
-        || (t.contains('.') && frac.is_empty())
-    {
+    if whole.is_empty() || !digits_ok(whole) || !digits_ok(frac) || (t.contains('.') && frac.is_empty()) {
         let reason = if t.starts_with('-') {
             "a percentage cannot be negative"
         } else {
@@ -172,19 +159,11 @@ pub fn parse_pct(name: &str, value: &str) -> Result<Bps, ConfigError> {
         return Err(bad(name, value, reason));
     }
     if frac.len() > 2 {
-        return Err(bad(
-            name,
-            value,
-            "at most two decimals (a basis point) are allowed",
-        ));
+        return Err(bad(name, value, "at most two decimals (a basis point) are allowed"));
     }
-    let whole_pct: u64 = whole
-        .parse()
-        .map_err(|_| bad(name, value, "percentage over 100"))?;
+    let whole_pct: u64 = whole.parse().map_err(|_| bad(name, value, "percentage over 100"))?;
     let frac_bp: u64 = format!("{frac:0<2}").parse().expect("two digits");
-    let bp = whole_pct
-        .checked_mul(100)
-        .and_then(|w| w.checked_add(frac_bp));
+    let bp = whole_pct.checked_mul(100).and_then(|w| w.checked_add(frac_bp));
     match bp {
         Some(bp) if bp <= 10_000 => Ok(Bps::new(bp as u16).expect("checked range")),
         _ => Err(bad(name, value, "percentage over 100")),
@@ -221,10 +200,7 @@ impl TryFrom<ConfigToml> for Config {
     fn try_from(raw: ConfigToml) -> Result<Config, String> {
         let mut c = Config::default();
         if let Some(b) = raw.budget_sats {
-            for (tier, v) in Tier::ALL
-                .into_iter()
-                .zip([b.new, b.established, b.trusted, b.elite])
-            {
+            for (tier, v) in Tier::ALL.into_iter().zip([b.new, b.established, b.trusted, b.elite]) {
                 if let Some(v) = v {
                     *c.budget_sats.of_mut(tier) = v;
                 }
@@ -240,12 +216,7 @@ impl TryFrom<ConfigToml> for Config {
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Float(f) => format!("{f}"),
                     toml::Value::String(s) => s,
-                    other => {
-                        return Err(format!(
-                            "credit_pct: expected a number, got {}",
-                            other.type_str()
-                        ))
-                    }
+                    other => return Err(format!("credit_pct: expected a number, got {}", other.type_str())),
                 };
                 c.credit_bps = parse_pct("credit_pct", &text).map_err(|e| e.to_string())?;
             }

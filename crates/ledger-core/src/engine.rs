@@ -84,40 +84,15 @@ impl Call {
     pub fn to_command(&self) -> Command {
         match *self {
             Call::SetTier { pubkey, tier } => Command::SetTier { pubkey, tier },
-            Call::Decide {
-                request_id,
-                pubkey,
-                estimated_sats,
-            } => Command::Decide {
-                request_id,
-                pubkey,
-                estimated_sats,
-            },
-            Call::ReservePartial {
-                request_id,
-                pubkey,
-                amount_sats,
-            } => Command::ReservePartial {
-                request_id,
-                pubkey,
-                amount_sats,
-            },
+            Call::Decide { request_id, pubkey, estimated_sats } => {
+                Command::Decide { request_id, pubkey, estimated_sats }
+            }
+            Call::ReservePartial { request_id, pubkey, amount_sats } => {
+                Command::ReservePartial { request_id, pubkey, amount_sats }
+            }
             Call::Release { request_id, .. } => Command::Release { request_id },
-            Call::Record {
-                request_id,
-                actual_sats,
-                ..
-            } => Command::Record {
-                request_id,
-                actual_sats,
-            },
-            Call::Credit {
-                payment_id,
-                paid_sats,
-            } => Command::Credit {
-                payment_id,
-                paid_sats,
-            },
+            Call::Record { request_id, actual_sats, .. } => Command::Record { request_id, actual_sats },
+            Call::Credit { payment_id, paid_sats } => Command::Credit { payment_id, paid_sats },
             Call::Expire => Command::Expire,
         }
     }
@@ -220,12 +195,7 @@ pub trait Engine {
 
     /// Run the next atomic step of `op` at `now`, appending its pool movements to
     /// `journal`. Returns the reply once the call is finished.
-    fn step(
-        &mut self,
-        op: &mut Self::Op,
-        now: TimeMs,
-        journal: &mut Vec<Movement>,
-    ) -> Option<Reply>;
+    fn step(&mut self, op: &mut Self::Op, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply>;
 
     /// The engine's observable state.
     fn observe(&self) -> Observed;
@@ -246,9 +216,13 @@ pub struct ReferenceEngine {
 impl ReferenceEngine {
     /// A reference engine at genesis.
     pub fn new(config: Config) -> ReferenceEngine {
-        ReferenceEngine {
-            ledger: Ledger::new(config),
-        }
+        ReferenceEngine { ledger: Ledger::new(config) }
+    }
+
+    /// A reference engine with one deliberate bug (see [`crate::mutants`]).
+    #[cfg(feature = "mutants")]
+    pub fn with_mutant(config: Config, mutant: crate::mutants::Mutant) -> ReferenceEngine {
+        ReferenceEngine { ledger: Ledger::with_mutant(config, mutant) }
     }
 
     /// The ledger inside.
@@ -272,12 +246,7 @@ impl Engine for ReferenceEngine {
         call.to_command()
     }
 
-    fn step(
-        &mut self,
-        op: &mut Command,
-        now: TimeMs,
-        journal: &mut Vec<Movement>,
-    ) -> Option<Reply> {
+    fn step(&mut self, op: &mut Command, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
         Some(match self.ledger.apply(op, now, journal) {
             Ok(outcome) => Reply::Ok(outcome),
             Err(refusal) => Reply::Refused(refusal),
@@ -285,13 +254,7 @@ impl Engine for ReferenceEngine {
     }
 
     fn observe(&self) -> Observed {
-        let t = self.ledger.totals();
-        Observed {
-            pool_sats: t.pool_sats.to_i128(),
-            reserved_sats: Some(t.reserved_sats.to_i128()),
-            granted_sats: t.absorbed_sats.to_i128(),
-            n_grants: t.n_grants,
-        }
+        self.ledger.observed()
     }
 
     fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {

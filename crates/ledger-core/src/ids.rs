@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A point in time: milliseconds since the Unix epoch, always passed in by the caller.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TimeMs(pub u64);
 
@@ -86,10 +84,7 @@ pub struct UnknownTier(pub String);
 impl FromStr for Tier {
     type Err = UnknownTier;
     fn from_str(s: &str) -> Result<Tier, UnknownTier> {
-        Tier::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownTier(s.to_owned()))
+        Tier::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownTier(s.to_owned()))
     }
 }
 
@@ -136,8 +131,7 @@ impl Pubkey {
     pub fn user_idx(&self) -> Option<u64> {
         let mut head = [0u8; 8];
         head.copy_from_slice(&self.0[..8]);
-        (self.0[8..31].iter().all(|&b| b == 0) && self.0[31] == 0x5a)
-            .then(|| u64::from_be_bytes(head))
+        (self.0[8..31].iter().all(|&b| b == 0) && self.0[31] == 0x5a).then(|| u64::from_be_bytes(head))
     }
 }
 
@@ -145,11 +139,7 @@ impl FromStr for Pubkey {
     type Err = PubkeyError;
     fn from_str(s: &str) -> Result<Pubkey, PubkeyError> {
         let n_chars = s.chars().count();
-        if let Some((position, found)) = s
-            .chars()
-            .enumerate()
-            .find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f'))
-        {
+        if let Some((position, found)) = s.chars().enumerate().find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f')) {
             if n_chars == 64 || position < 64 {
                 return Err(PubkeyError::NotLowercaseHex { position, found });
             }
@@ -218,10 +208,7 @@ mod tests {
         assert_eq!(k.user_idx(), Some(42));
         assert_eq!("abc".parse::<Pubkey>(), Err(PubkeyError::WrongLength(3)));
         let upper = s.to_uppercase();
-        assert!(matches!(
-            upper.parse::<Pubkey>(),
-            Err(PubkeyError::NotLowercaseHex { .. })
-        ));
+        assert!(matches!(upper.parse::<Pubkey>(), Err(PubkeyError::NotLowercaseHex { .. })));
     }
 
     #[test]

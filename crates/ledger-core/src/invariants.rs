@@ -34,14 +34,8 @@ pub enum Invariant {
 
 impl Invariant {
     /// All six, in order.
-    pub const ALL: [Invariant; 6] = [
-        Invariant::I1,
-        Invariant::I2,
-        Invariant::I3,
-        Invariant::I4,
-        Invariant::I5,
-        Invariant::I6,
-    ];
+    pub const ALL: [Invariant; 6] =
+        [Invariant::I1, Invariant::I2, Invariant::I3, Invariant::I4, Invariant::I5, Invariant::I6];
 
     /// `"I1"` ... `"I6"`.
     pub const fn id(self) -> &'static str {
@@ -69,9 +63,7 @@ impl Invariant {
 
     /// Parse `"I3"` (or `"i3"`).
     pub fn from_id(s: &str) -> Option<Invariant> {
-        Invariant::ALL
-            .into_iter()
-            .find(|i| i.id().eq_ignore_ascii_case(s))
+        Invariant::ALL.into_iter().find(|i| i.id().eq_ignore_ascii_case(s))
     }
 }
 
@@ -195,11 +187,7 @@ impl Checker {
         if first.is_none() {
             *first = Some(self.step);
         }
-        self.violations.push(Violation {
-            invariant,
-            request_id,
-            detail,
-        });
+        self.violations.push(Violation { invariant, request_id, detail });
     }
 
     /// A `SetTier` finished: `pubkey` now holds `tier` (a new identity starts its window).
@@ -247,11 +235,7 @@ impl Checker {
 
     fn on_movement(&mut self, m: &Movement, now: TimeMs) {
         match *m {
-            Movement::Debit {
-                request_id,
-                pubkey,
-                amount_sats,
-            } => {
+            Movement::Debit { request_id, pubkey, amount_sats } => {
                 let a = amount_sats.to_i128();
                 self.journal_pool -= a;
                 let book = self.request(request_id);
@@ -261,14 +245,7 @@ impl Checker {
                 self.rebook(request_id, before);
                 self.check_budget(request_id, pubkey, now, "granted");
             }
-            Movement::Release {
-                request_id,
-                amount_sats,
-            }
-            | Movement::Expire {
-                request_id,
-                amount_sats,
-            } => {
+            Movement::Release { request_id, amount_sats } | Movement::Expire { request_id, amount_sats } => {
                 let a = amount_sats.to_i128();
                 self.journal_pool += a;
                 let expire = matches!(m, Movement::Expire { .. });
@@ -283,11 +260,7 @@ impl Checker {
                 }
                 self.rebook(request_id, before);
                 if records > 0 {
-                    self.violate(
-                        Invariant::I5,
-                        Some(request_id),
-                        format!("released {a} sats after being recorded"),
-                    );
+                    self.violate(Invariant::I5, Some(request_id), format!("released {a} sats after being recorded"));
                 } else if ends > 0 {
                     self.violate(
                         Invariant::I5,
@@ -303,12 +276,7 @@ impl Checker {
                     );
                 }
             }
-            Movement::Record {
-                request_id,
-                pubkey,
-                absorbed_sats,
-                returned_sats,
-            } => {
+            Movement::Record { request_id, pubkey, absorbed_sats, returned_sats } => {
                 let (a, r) = (absorbed_sats.to_i128(), returned_sats.to_i128());
                 self.journal_pool += r;
                 self.absorbed += a;
@@ -321,17 +289,9 @@ impl Checker {
                 book.n_records += 1;
                 self.rebook(request_id, before);
                 if records > 0 {
-                    self.violate(
-                        Invariant::I5,
-                        Some(request_id),
-                        format!("recorded twice (again {a} absorbed)"),
-                    );
+                    self.violate(Invariant::I5, Some(request_id), format!("recorded twice (again {a} absorbed)"));
                 } else if releases > 0 {
-                    self.violate(
-                        Invariant::I5,
-                        Some(request_id),
-                        "recorded after being released".to_owned(),
-                    );
+                    self.violate(Invariant::I5, Some(request_id), "recorded after being released".to_owned());
                 }
                 self.absorb_into_window(pubkey, a, now);
                 if a + r > before {
@@ -344,10 +304,7 @@ impl Checker {
                     self.check_budget(request_id, pubkey, now, "absorbed beyond the reservation");
                 }
             }
-            Movement::Credit {
-                payment_id,
-                amount_sats,
-            } => {
+            Movement::Credit { payment_id, amount_sats } => {
                 let a = amount_sats.to_i128();
                 self.journal_pool += a;
                 let bps = self.config.credit_bps;
@@ -361,15 +318,17 @@ impl Checker {
                             self.violate(
                                 Invariant::I2,
                                 None,
-                                format!("payment {} of {paid} sats credited {a}, but floor(paid * {} bp / 10000) = {due}", payment_id.0, bps.to_u16()),
+                                format!(
+                                    "payment {} of {paid} sats credited {a}, but floor(paid * {} bp / 10000) = {due}",
+                                    payment_id.0,
+                                    bps.to_u16()
+                                ),
                             );
                         }
                     }
-                    Some(_) => self.violate(
-                        Invariant::I2,
-                        None,
-                        format!("payment {} credited again: +{a} sats", payment_id.0),
-                    ),
+                    Some(_) => {
+                        self.violate(Invariant::I2, None, format!("payment {} credited again: +{a} sats", payment_id.0))
+                    }
                     None => self.violate(
                         Invariant::I2,
                         None,
@@ -406,11 +365,7 @@ impl Checker {
         };
         let tier = id.tier.expect("identities are created with a tier");
         let budget = self.config.budget(tier).to_i128();
-        let absorbed = if now.since(id.window_start) >= DAY_MS {
-            0
-        } else {
-            id.window_absorbed
-        };
+        let absorbed = if now.since(id.window_start) >= DAY_MS { 0 } else { id.window_absorbed };
         if absorbed + id.outstanding > budget {
             self.violate(
                 Invariant::I4,
@@ -432,11 +387,7 @@ impl Checker {
         let gave = book.debited - book.returned;
         let (reduction, overrun) = (reduction.to_i128(), overrun.to_i128());
         if reduction != gave + overrun {
-            let more = if reduction > gave + overrun {
-                "more than"
-            } else {
-                "less than"
-            };
+            let more = if reduction > gave + overrun { "more than" } else { "less than" };
             self.violate(
                 Invariant::I3,
                 Some(request_id),
@@ -452,11 +403,7 @@ impl Checker {
     pub fn after_step(&mut self, observed: &Observed) {
         self.step += 1;
         if observed.pool_sats < 0 || observed.pool_sats > Sats::MAX.to_i128() {
-            self.violate(
-                Invariant::I1,
-                None,
-                format!("pool balance {} out of 0..=Sats::MAX", observed.pool_sats),
-            );
+            self.violate(Invariant::I1, None, format!("pool balance {} out of 0..=Sats::MAX", observed.pool_sats));
         }
         let rhs = observed.pool_sats + self.outstanding + self.absorbed;
         if self.gap_changed(0, self.expected_in - rhs) {
@@ -484,10 +431,7 @@ impl Checker {
                 self.violate(
                     Invariant::I2,
                     None,
-                    format!(
-                        "engine books {reserved} sats outstanding, the journal {}",
-                        self.outstanding
-                    ),
+                    format!("engine books {reserved} sats outstanding, the journal {}", self.outstanding),
                 );
             }
         }
@@ -495,10 +439,7 @@ impl Checker {
             self.violate(
                 Invariant::I5,
                 None,
-                format!(
-                    "audit grants sum to {} but absorption is {}",
-                    observed.granted_sats, self.absorbed
-                ),
+                format!("audit grants sum to {} but absorption is {}", observed.granted_sats, self.absorbed),
             );
         }
     }
@@ -529,11 +470,7 @@ impl Checker {
                 );
             }
             if held > 0 {
-                self.violate(
-                    Invariant::I6,
-                    Some(request_id),
-                    format!("{held} sats still held after the drain"),
-                );
+                self.violate(Invariant::I6, Some(request_id), format!("{held} sats still held after the drain"));
             }
         }
     }

@@ -22,6 +22,7 @@ pub mod config;
 pub mod engine;
 pub mod ids;
 pub mod invariants;
+pub mod mutants;
 pub mod reference;
 pub mod sats;
 pub mod seed;

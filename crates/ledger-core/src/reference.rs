@@ -17,6 +17,7 @@ use crate::command::{Command, Decision, GateReason, Outcome, Refusal};
 use crate::config::Config;
 use crate::engine::Movement;
 use crate::ids::{PaymentId, Pubkey, RequestId, Tier, TimeMs, DAY_MS};
+use crate::mutants::Mutant;
 use crate::sats::Sats;
 
 /// One identity's standing: tier and daily window.
@@ -44,10 +45,7 @@ impl Identity {
 
     /// What the identity may still be granted at `now` under `budget`.
     pub fn daily_remaining(&self, budget: Sats, now: TimeMs) -> Sats {
-        let used = self
-            .absorbed_in_window(now)
-            .checked_add(self.reserved_sats)
-            .unwrap_or(Sats::MAX);
+        let used = self.absorbed_in_window(now).checked_add(self.reserved_sats).unwrap_or(Sats::MAX);
         budget.saturating_sub(used)
     }
 }
@@ -55,12 +53,7 @@ impl Identity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReservationState {
     Outstanding,
-    Recorded {
-        actual: Sats,
-        absorbed: Sats,
-        returned: Sats,
-        overrun: Sats,
-    },
+    Recorded { actual: Sats, absorbed: Sats, returned: Sats, overrun: Sats },
     Released,
     Expired,
 }
@@ -69,6 +62,8 @@ enum ReservationState {
 struct Reservation {
     amount: Sats,
     by_decide: bool,
+    /// Only under [`Mutant::DebitOutsideAtomicStep`]: reserved but never debited.
+    undebited: bool,
     deadline: TimeMs,
     state: ReservationState,
 }
@@ -79,6 +74,10 @@ struct Request {
     estimated: Sats,
     decision: Decision,
     reservation: Option<Reservation>,
+    /// `(amount, available)` of each refused `reserve_partial`: a repeat of a refused
+    /// command (a duplicate delivered late) must be refused again, never succeed after the
+    /// caller has re-quoted and moved on.
+    refused: Vec<(Sats, Sats)>,
 }
 
 /// Running totals: the ledger's balance sheet.
@@ -109,21 +108,60 @@ pub struct Ledger {
     /// `(deadline, request)` of reservations, sorted; entries of closed reservations are
     /// skipped when they reach the front.
     deadlines: VecDeque<(TimeMs, RequestId)>,
+    mutant: Option<Mutant>,
 }
 
 impl Ledger {
+    /// A ledger at genesis with one deliberate bug, to measure the harness.
+    #[cfg(feature = "mutants")]
+    pub fn with_mutant(config: Config, mutant: Mutant) -> Ledger {
+        Ledger { mutant: Some(mutant), ..Ledger::new(config) }
+    }
+
+    /// Is `m` the mutant in force? Always false without the `mutants` feature.
+    #[inline(always)]
+    fn mutant(&self, m: Mutant) -> bool {
+        cfg!(feature = "mutants") && self.mutant == Some(m)
+    }
+
+    /// The tier budget that applies to `identity`.
+    fn budget_of(&self, identity: &Identity) -> Sats {
+        let tier = if self.mutant(Mutant::BudgetIgnoresTier) { Tier::Elite } else { identity.tier };
+        self.config.budget(tier)
+    }
+
+    fn window_ms(&self) -> u64 {
+        if self.mutant(Mutant::WindowHourShort) {
+            DAY_MS - 3_600_000
+        } else {
+            DAY_MS
+        }
+    }
+
+    /// What `identity` may still be granted at `now`: its budget less the window's
+    /// absorption and its outstanding reservations.
+    fn remaining(&self, identity: &Identity, now: TimeMs) -> Sats {
+        let absorbed = if now.since(identity.absorbed_reset_at) >= self.window_ms() {
+            Sats::ZERO
+        } else {
+            identity.sats_absorbed_today
+        };
+        let reserved =
+            if self.mutant(Mutant::RemainingIgnoresReservations) { Sats::ZERO } else { identity.reserved_sats };
+        let used = absorbed.checked_add(reserved).unwrap_or(Sats::MAX);
+        self.budget_of(identity).saturating_sub(used)
+    }
+
     /// A ledger at genesis: the pool holds `config.pool_initial_sats`.
     pub fn new(config: Config) -> Ledger {
         Ledger {
             config,
-            totals: Totals {
-                pool_sats: config.pool_initial_sats,
-                ..Totals::default()
-            },
+            totals: Totals { pool_sats: config.pool_initial_sats, ..Totals::default() },
             identities: FxHashMap::default(),
             requests: FxHashMap::default(),
             payments: FxHashMap::default(),
             deadlines: VecDeque::new(),
+            mutant: None,
         }
     }
 
@@ -135,6 +173,17 @@ impl Ledger {
     /// The balance sheet.
     pub fn totals(&self) -> Totals {
         self.totals
+    }
+
+    /// The balance sheet as the invariant checker reads it.
+    pub fn observed(&self) -> crate::engine::Observed {
+        let t = self.totals;
+        crate::engine::Observed {
+            pool_sats: t.pool_sats.to_i128(),
+            reserved_sats: Some(t.reserved_sats.to_i128()),
+            granted_sats: t.absorbed_sats.to_i128(),
+            n_grants: t.n_grants,
+        }
     }
 
     /// An identity's standing.
@@ -149,33 +198,18 @@ impl Ledger {
 
     /// Apply `command` at `now`, appending every pool movement it makes to `journal`.
     /// A repeat of an earlier command returns the first outcome and appends nothing.
-    pub fn apply(
-        &mut self,
-        command: &Command,
-        now: TimeMs,
-        journal: &mut Vec<Movement>,
-    ) -> Result<Outcome, Refusal> {
+    pub fn apply(&mut self, command: &Command, now: TimeMs, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
         match *command {
             Command::SetTier { pubkey, tier } => Ok(self.set_tier(pubkey, tier, now)),
-            Command::Decide {
-                request_id,
-                pubkey,
-                estimated_sats,
-            } => self.decide(request_id, pubkey, estimated_sats, now, journal),
-            Command::ReservePartial {
-                request_id,
-                pubkey,
-                amount_sats,
-            } => self.reserve_partial(request_id, pubkey, amount_sats, now, journal),
+            Command::Decide { request_id, pubkey, estimated_sats } => {
+                self.decide(request_id, pubkey, estimated_sats, now, journal)
+            }
+            Command::ReservePartial { request_id, pubkey, amount_sats } => {
+                self.reserve_partial(request_id, pubkey, amount_sats, now, journal)
+            }
             Command::Release { request_id } => self.release(request_id, journal),
-            Command::Record {
-                request_id,
-                actual_sats,
-            } => self.record(request_id, actual_sats, now, journal),
-            Command::Credit {
-                payment_id,
-                paid_sats,
-            } => self.credit(payment_id, paid_sats, journal),
+            Command::Record { request_id, actual_sats } => self.record(request_id, actual_sats, now, journal),
+            Command::Credit { payment_id, paid_sats } => self.credit(payment_id, paid_sats, journal),
             Command::Expire => Ok(self.expire(now, journal)),
         }
     }
@@ -185,9 +219,7 @@ impl Ledger {
             Some(identity) => {
                 let previous = identity.tier;
                 identity.tier = tier;
-                Outcome::TierSet {
-                    previous: Some(previous),
-                }
+                Outcome::TierSet { previous: Some(previous) }
             }
             None => {
                 let identity = Identity {
@@ -215,51 +247,41 @@ impl Ledger {
                 return Err(Refusal::ExistsWithDifferentPubkey);
             }
             if request.estimated != estimated {
-                return Err(Refusal::ExistsWithDifferentEstimate {
-                    estimated_sats: request.estimated,
-                });
+                return Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: request.estimated });
             }
-            return Ok(Outcome::Decided {
-                decision: request.decision,
-            });
+            return Ok(Outcome::Decided { decision: request.decision });
         }
         let decision = self.decision_for(pubkey, estimated, now);
         let reservation = match decision {
+            Decision::Free { reserved_sats } if self.mutant(Mutant::DebitOutsideAtomicStep) => {
+                self.book_reservation(pubkey, reserved_sats);
+                let mut r = self.reservation(request_id, reserved_sats, true, now);
+                r.undebited = true;
+                Some(r)
+            }
             Decision::Free { reserved_sats } => {
                 self.debit(request_id, pubkey, reserved_sats, journal);
                 Some(self.reservation(request_id, reserved_sats, true, now))
             }
             Decision::Partial { .. } | Decision::Gate { .. } => None,
         };
-        self.requests.insert(
-            request_id,
-            Request {
-                pubkey,
-                estimated,
-                decision,
-                reservation,
-            },
-        );
+        self.requests.insert(request_id, Request { pubkey, estimated, decision, reservation, refused: Vec::new() });
         Ok(Outcome::Decided { decision })
     }
 
     /// The decision for a new request, without changing anything.
     fn decision_for(&self, pubkey: Pubkey, estimated: Sats, now: TimeMs) -> Decision {
-        let gate = |reason| Decision::Gate {
-            reason,
-            charge_sats: estimated,
-        };
+        let gate = |reason| Decision::Gate { reason, charge_sats: estimated };
         if estimated.is_zero() {
             return gate(GateReason::ZeroEstimate);
         }
         let Some(identity) = self.identities.get(&pubkey) else {
             return gate(GateReason::UnknownIdentity);
         };
-        let budget = self.config.budget(identity.tier);
-        if budget.is_zero() {
+        if self.budget_of(identity).is_zero() {
             return gate(GateReason::ZeroBudget);
         }
-        let remaining = identity.daily_remaining(budget, now);
+        let remaining = self.remaining(identity, now);
         if remaining.is_zero() {
             return gate(GateReason::DailyBudgetExhausted);
         }
@@ -268,17 +290,10 @@ impl Ledger {
         }
         let can_absorb = remaining.min(self.totals.pool_sats).min(estimated);
         if can_absorb == estimated {
-            Decision::Free {
-                reserved_sats: estimated,
-            }
+            Decision::Free { reserved_sats: estimated }
         } else {
-            let charge_sats = estimated
-                .checked_sub(can_absorb)
-                .expect("can_absorb <= estimated");
-            Decision::Partial {
-                offer_sats: can_absorb,
-                charge_sats,
-            }
+            let charge_sats = estimated.checked_sub(can_absorb).expect("can_absorb <= estimated");
+            Decision::Partial { offer_sats: can_absorb, charge_sats }
         }
     }
 
@@ -290,161 +305,102 @@ impl Ledger {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        let request = self
-            .requests
-            .get(&request_id)
-            .ok_or(Refusal::UnknownRequest)?;
+        let request = self.requests.get(&request_id).ok_or(Refusal::UnknownRequest)?;
         if request.pubkey != pubkey {
             return Err(Refusal::ExistsWithDifferentPubkey);
         }
         if let Some(r) = request.reservation {
             return if !r.by_decide && r.amount == amount {
-                Ok(Outcome::Reserved {
-                    reserved_sats: amount,
-                })
+                Ok(Outcome::Reserved { reserved_sats: amount })
             } else {
-                Err(Refusal::ReservationExists {
-                    reserved_sats: r.amount,
-                })
+                Err(Refusal::ReservationExists { reserved_sats: r.amount })
             };
         }
         if amount.is_zero() {
             return Err(Refusal::ZeroAmount);
         }
         if amount > request.estimated {
-            return Err(Refusal::AmountAboveEstimate {
-                estimated_sats: request.estimated,
-            });
+            return Err(Refusal::AmountAboveEstimate { estimated_sats: request.estimated });
         }
-        let identity = self
-            .identities
-            .get(&pubkey)
-            .ok_or(Refusal::UnknownIdentity)?;
-        let available = identity
-            .daily_remaining(self.config.budget(identity.tier), now)
-            .min(self.totals.pool_sats);
+        if let Some(&(_, available_sats)) = request.refused.iter().find(|(a, _)| *a == amount) {
+            return Err(Refusal::InsufficientFunds { available_sats });
+        }
+        let identity = self.identities.get(&pubkey).ok_or(Refusal::UnknownIdentity)?;
+        let available = self.remaining(identity, now).min(self.totals.pool_sats);
+        let amount = if amount > available && !available.is_zero() && self.mutant(Mutant::ReservePartialShort) {
+            available
+        } else {
+            amount
+        };
         if amount > available {
-            return Err(Refusal::InsufficientFunds {
-                available_sats: available,
-            });
+            let request = self.requests.get_mut(&request_id).expect("looked up above");
+            request.refused.push((amount, available));
+            return Err(Refusal::InsufficientFunds { available_sats: available });
         }
         self.debit(request_id, pubkey, amount, journal);
         let reservation = self.reservation(request_id, amount, false, now);
-        self.requests
-            .get_mut(&request_id)
-            .expect("looked up above")
-            .reservation = Some(reservation);
-        Ok(Outcome::Reserved {
-            reserved_sats: amount,
-        })
+        self.requests.get_mut(&request_id).expect("looked up above").reservation = Some(reservation);
+        Ok(Outcome::Reserved { reserved_sats: amount })
     }
 
     /// Move `amount` from the pool into a reservation of `pubkey`. The caller checked that
     /// the pool and the daily remaining cover it.
-    fn debit(
-        &mut self,
-        request_id: RequestId,
-        pubkey: Pubkey,
-        amount: Sats,
-        journal: &mut Vec<Movement>,
-    ) {
+    fn debit(&mut self, request_id: RequestId, pubkey: Pubkey, amount: Sats, journal: &mut Vec<Movement>) {
         let t = &mut self.totals;
-        t.pool_sats = t
-            .pool_sats
-            .checked_sub(amount)
-            .expect("debit is covered by the pool");
-        t.reserved_sats = t
-            .reserved_sats
-            .checked_add(amount)
-            .expect("reservations are bounded by the pool");
-        let identity = self
-            .identities
-            .get_mut(&pubkey)
-            .expect("debit for a known identity");
-        identity.reserved_sats = identity
-            .reserved_sats
-            .checked_add(amount)
-            .expect("bounded by the pool");
-        journal.push(Movement::Debit {
-            request_id,
-            pubkey,
-            amount_sats: amount,
-        });
+        t.pool_sats = t.pool_sats.checked_sub(amount).expect("debit is covered by the pool");
+        self.book_reservation(pubkey, amount);
+        journal.push(Movement::Debit { request_id, pubkey, amount_sats: amount });
     }
 
-    fn reservation(
-        &mut self,
-        request_id: RequestId,
-        amount: Sats,
-        by_decide: bool,
-        now: TimeMs,
-    ) -> Reservation {
+    /// Count `amount` as outstanding for `pubkey` and for the ledger.
+    fn book_reservation(&mut self, pubkey: Pubkey, amount: Sats) {
+        let t = &mut self.totals;
+        t.reserved_sats = t.reserved_sats.checked_add(amount).expect("reservations are bounded by the pool");
+        let identity = self.identities.get_mut(&pubkey).expect("reservation for a known identity");
+        identity.reserved_sats = identity.reserved_sats.checked_add(amount).expect("bounded by the pool");
+    }
+
+    fn reservation(&mut self, request_id: RequestId, amount: Sats, by_decide: bool, now: TimeMs) -> Reservation {
         let deadline = now.plus_ms(self.config.reservation_ttl_ms);
         let key = (deadline, request_id);
         // Nearly always appended at the back: deadlines grow with `now`.
         let at = self.deadlines.partition_point(|k| *k < key);
         self.deadlines.insert(at, key);
-        Reservation {
-            amount,
-            by_decide,
-            deadline,
-            state: ReservationState::Outstanding,
-        }
+        Reservation { amount, by_decide, undebited: false, deadline, state: ReservationState::Outstanding }
     }
 
     /// Close an outstanding reservation: it leaves the identity's and the ledger's
     /// outstanding sums, and `returned` goes back to the pool.
     fn close(&mut self, pubkey: Pubkey, amount: Sats, returned: Sats) {
-        let identity = self
-            .identities
-            .get_mut(&pubkey)
-            .expect("reservation of a known identity");
-        identity.reserved_sats = identity
-            .reserved_sats
-            .checked_sub(amount)
-            .expect("identity holds the reservation");
+        let identity = self.identities.get_mut(&pubkey).expect("reservation of a known identity");
+        identity.reserved_sats = identity.reserved_sats.checked_sub(amount).expect("identity holds the reservation");
         let t = &mut self.totals;
-        t.reserved_sats = t
-            .reserved_sats
-            .checked_sub(amount)
-            .expect("ledger holds the reservation");
+        t.reserved_sats = t.reserved_sats.checked_sub(amount).expect("ledger holds the reservation");
         // Returned sats were in the pool before, so the pool cannot overflow taking them back.
-        t.pool_sats = t
-            .pool_sats
-            .checked_add(returned)
-            .expect("returned sats came from the pool");
+        t.pool_sats = t.pool_sats.checked_add(returned).expect("returned sats came from the pool");
     }
 
-    fn release(
-        &mut self,
-        request_id: RequestId,
-        journal: &mut Vec<Movement>,
-    ) -> Result<Outcome, Refusal> {
-        let request = self
-            .requests
-            .get(&request_id)
-            .ok_or(Refusal::UnknownRequest)?;
+    fn release(&mut self, request_id: RequestId, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
+        let request = self.requests.get(&request_id).ok_or(Refusal::UnknownRequest)?;
         let r = request.reservation.ok_or(Refusal::NotReserved)?;
         match r.state {
             ReservationState::Outstanding => {}
-            ReservationState::Released => {
-                return Ok(Outcome::Released {
-                    returned_sats: r.amount,
-                })
+            ReservationState::Released | ReservationState::Recorded { .. }
+                if self.mutant(Mutant::ReleaseIgnoresState) =>
+            {
+                self.totals.pool_sats = self.totals.pool_sats.checked_add(r.amount).ok_or(Refusal::Overflow)?;
+                journal.push(Movement::Release { request_id, amount_sats: r.amount });
+                return Ok(Outcome::Released { returned_sats: r.amount });
             }
+            ReservationState::Released => return Ok(Outcome::Released { returned_sats: r.amount }),
             ReservationState::Recorded { .. } => return Err(Refusal::AlreadyRecorded),
             ReservationState::Expired => return Err(Refusal::ReservationExpired),
         }
         let pubkey = request.pubkey;
         self.close(pubkey, r.amount, r.amount);
         self.set_state(request_id, ReservationState::Released);
-        journal.push(Movement::Release {
-            request_id,
-            amount_sats: r.amount,
-        });
-        Ok(Outcome::Released {
-            returned_sats: r.amount,
-        })
+        journal.push(Movement::Release { request_id, amount_sats: r.amount });
+        Ok(Outcome::Released { returned_sats: r.amount })
     }
 
     fn record(
@@ -454,25 +410,23 @@ impl Ledger {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        let request = self
-            .requests
-            .get(&request_id)
-            .ok_or(Refusal::UnknownRequest)?;
+        let request = self.requests.get(&request_id).ok_or(Refusal::UnknownRequest)?;
         let r = request.reservation.ok_or(Refusal::NotReserved)?;
         match r.state {
             ReservationState::Outstanding => {}
-            ReservationState::Recorded {
-                actual: first,
-                absorbed,
-                returned,
-                overrun,
-            } => {
-                return if first == actual {
-                    Ok(Outcome::Recorded {
+            ReservationState::Recorded { actual: first, absorbed, returned, overrun } => {
+                if self.mutant(Mutant::RecordNotIdempotent) {
+                    let pubkey = request.pubkey;
+                    self.absorb(pubkey, absorbed, now);
+                    journal.push(Movement::Record {
+                        request_id,
+                        pubkey,
                         absorbed_sats: absorbed,
-                        returned_sats: returned,
-                        overrun_sats: overrun,
-                    })
+                        returned_sats: Sats::ZERO,
+                    });
+                }
+                return if first == actual {
+                    Ok(Outcome::Recorded { absorbed_sats: absorbed, returned_sats: returned, overrun_sats: overrun })
                 } else {
                     Err(Refusal::RecordedWithDifferentAmount { actual_sats: first })
                 };
@@ -481,110 +435,74 @@ impl Ledger {
             ReservationState::Expired => return Err(Refusal::ReservationExpired),
         }
         let pubkey = request.pubkey;
-        let absorbed = actual.min(r.amount);
-        let returned = r
-            .amount
-            .checked_sub(absorbed)
-            .expect("absorbed <= reserved");
-        let overrun = actual.checked_sub(absorbed).expect("absorbed <= actual");
-        let overrun_total = self
-            .totals
-            .overrun_sats
-            .checked_add(overrun)
-            .ok_or(Refusal::Overflow)?;
-        self.close(pubkey, r.amount, returned);
-        let t = &mut self.totals;
-        t.absorbed_sats = t
-            .absorbed_sats
-            .checked_add(absorbed)
-            .expect("absorbed sats came from the pool");
-        t.overrun_sats = overrun_total;
-        t.n_grants = t.n_grants.checked_add(1).expect("fewer than 2^64 grants");
-        if !absorbed.is_zero() {
-            // The seed's CASE: the first absorption after the window ran out starts a new one.
-            let identity = self
-                .identities
-                .get_mut(&pubkey)
-                .expect("reservation of a known identity");
-            if now.since(identity.absorbed_reset_at) >= DAY_MS {
-                identity.sats_absorbed_today = absorbed;
-                identity.absorbed_reset_at = now;
-            } else {
-                identity.sats_absorbed_today = identity
-                    .sats_absorbed_today
-                    .checked_add(absorbed)
-                    .expect("bounded by the pool");
-            }
+        if r.undebited {
+            // Mutant::DebitOutsideAtomicStep: the debit comes late, and may come short.
+            let late = r.amount.min(self.totals.pool_sats);
+            self.totals.pool_sats = self.totals.pool_sats.checked_sub(late).expect("min with the pool");
+            journal.push(Movement::Debit { request_id, pubkey, amount_sats: late });
         }
-        self.set_state(
-            request_id,
-            ReservationState::Recorded {
-                actual,
-                absorbed,
-                returned,
-                overrun,
-            },
-        );
-        journal.push(Movement::Record {
-            request_id,
-            pubkey,
-            absorbed_sats: absorbed,
-            returned_sats: returned,
-        });
-        Ok(Outcome::Recorded {
-            absorbed_sats: absorbed,
-            returned_sats: returned,
-            overrun_sats: overrun,
-        })
+        let absorbed = if self.mutant(Mutant::RecordUncapped) { actual } else { actual.min(r.amount) };
+        let returned = r.amount.saturating_sub(absorbed);
+        let overrun = actual.checked_sub(absorbed).expect("absorbed <= actual");
+        let overrun_total = self.totals.overrun_sats.checked_add(overrun).ok_or(Refusal::Overflow)?;
+        let back = if self.mutant(Mutant::RecordKeepsOverReservation) { Sats::ZERO } else { returned };
+        self.close(pubkey, r.amount, back);
+        self.absorb(pubkey, absorbed, now);
+        self.totals.overrun_sats = overrun_total;
+        self.set_state(request_id, ReservationState::Recorded { actual, absorbed, returned, overrun });
+        journal.push(Movement::Record { request_id, pubkey, absorbed_sats: absorbed, returned_sats: returned });
+        Ok(Outcome::Recorded { absorbed_sats: absorbed, returned_sats: returned, overrun_sats: overrun })
+    }
+
+    /// Count `absorbed` in the ledger's grants and the identity's daily window.
+    fn absorb(&mut self, pubkey: Pubkey, absorbed: Sats, now: TimeMs) {
+        let t = &mut self.totals;
+        t.absorbed_sats = t.absorbed_sats.checked_add(absorbed).expect("absorbed sats came from the pool");
+        t.n_grants = t.n_grants.checked_add(1).expect("fewer than 2^64 grants");
+        if absorbed.is_zero() {
+            return;
+        }
+        let window_ms = self.window_ms();
+        let overwrite = self.mutant(Mutant::WindowOverwrites);
+        // The seed's CASE: the first absorption after the window ran out starts a new one.
+        let identity = self.identities.get_mut(&pubkey).expect("reservation of a known identity");
+        if now.since(identity.absorbed_reset_at) >= window_ms {
+            identity.sats_absorbed_today = absorbed;
+            identity.absorbed_reset_at = now;
+        } else if overwrite {
+            identity.sats_absorbed_today = absorbed;
+        } else {
+            identity.sats_absorbed_today =
+                identity.sats_absorbed_today.checked_add(absorbed).expect("bounded by the pool");
+        }
     }
 
     fn set_state(&mut self, request_id: RequestId, state: ReservationState) {
         let request = self.requests.get_mut(&request_id).expect("known request");
-        request
-            .reservation
-            .as_mut()
-            .expect("reserved request")
-            .state = state;
+        request.reservation.as_mut().expect("reserved request").state = state;
     }
 
-    fn credit(
-        &mut self,
-        payment_id: PaymentId,
-        paid: Sats,
-        journal: &mut Vec<Movement>,
-    ) -> Result<Outcome, Refusal> {
-        if let Some(&(first_paid, credited)) = self.payments.get(&payment_id) {
+    fn credit(&mut self, payment_id: PaymentId, paid: Sats, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
+        let repeat = self.payments.get(&payment_id).filter(|_| !self.mutant(Mutant::CreditNotIdempotent));
+        if let Some(&(first_paid, credited)) = repeat {
             return if first_paid == paid {
-                Ok(Outcome::Credited {
-                    credited_sats: credited,
-                })
+                Ok(Outcome::Credited { credited_sats: credited })
             } else {
-                Err(Refusal::PaymentWithDifferentAmount {
-                    paid_sats: first_paid,
-                })
+                Err(Refusal::PaymentWithDifferentAmount { paid_sats: first_paid })
             };
         }
-        let credited = paid.share_bps(self.config.credit_bps);
-        let pool = self
-            .totals
-            .pool_sats
-            .checked_add(credited)
-            .ok_or(Refusal::Overflow)?;
-        let total = self
-            .totals
-            .credited_sats
-            .checked_add(credited)
-            .ok_or(Refusal::Overflow)?;
+        let mut credited = paid.share_bps(self.config.credit_bps);
+        let exact = u128::from(paid.to_u64()) * u128::from(self.config.credit_bps.to_u16()) % 10_000 == 0;
+        if self.mutant(Mutant::CreditRoundsUp) && !exact {
+            credited = credited.checked_add(Sats::new(1).expect("one")).ok_or(Refusal::Overflow)?;
+        }
+        let pool = self.totals.pool_sats.checked_add(credited).ok_or(Refusal::Overflow)?;
+        let total = self.totals.credited_sats.checked_add(credited).ok_or(Refusal::Overflow)?;
         self.totals.pool_sats = pool;
         self.totals.credited_sats = total;
         self.payments.insert(payment_id, (paid, credited));
-        journal.push(Movement::Credit {
-            payment_id,
-            amount_sats: credited,
-        });
-        Ok(Outcome::Credited {
-            credited_sats: credited,
-        })
+        journal.push(Movement::Credit { payment_id, amount_sats: credited });
+        Ok(Outcome::Credited { credited_sats: credited })
     }
 
     fn expire(&mut self, now: TimeMs, journal: &mut Vec<Movement>) -> Outcome {
@@ -594,21 +512,16 @@ impl Ledger {
                 break;
             }
             self.deadlines.pop_front();
-            let request = self
-                .requests
-                .get(&request_id)
-                .expect("deadline of a known request");
+            let request = self.requests.get(&request_id).expect("deadline of a known request");
             let r = request.reservation.expect("deadline of a reservation");
             if r.state != ReservationState::Outstanding || r.deadline != deadline {
                 continue;
             }
             let pubkey = request.pubkey;
-            self.close(pubkey, r.amount, r.amount);
+            let back = if self.mutant(Mutant::ExpireKeepsSats) { Sats::ZERO } else { r.amount };
+            self.close(pubkey, r.amount, back);
             self.set_state(request_id, ReservationState::Expired);
-            journal.push(Movement::Expire {
-                request_id,
-                amount_sats: r.amount,
-            });
+            journal.push(Movement::Expire { request_id, amount_sats: r.amount });
             released.push((request_id, r.amount));
         }
         Outcome::Expired { released }

@@ -132,12 +132,7 @@ impl std::str::FromStr for Sats {
     type Err = AmountError;
     fn from_str(s: &str) -> Result<Sats, AmountError> {
         let t = s.trim();
-        if t.is_empty()
-            || !t
-                .bytes()
-                .enumerate()
-                .all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-'))
-        {
+        if t.is_empty() || !t.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-')) {
             return Err(AmountError::Malformed(s.to_owned()));
         }
         if let Some(rest) = t.strip_prefix('-') {
@@ -147,9 +142,7 @@ impl std::str::FromStr for Sats {
             if rest.bytes().all(|b| b == b'0') {
                 return Ok(Sats::ZERO);
             }
-            return Err(AmountError::Negative(
-                rest.parse::<i128>().map(|v| -v).unwrap_or(i128::MIN),
-            ));
+            return Err(AmountError::Negative(rest.parse::<i128>().map(|v| -v).unwrap_or(i128::MIN)));
         }
         match t.parse::<u128>() {
             Ok(v) => match u64::try_from(v) {
@@ -233,19 +226,13 @@ mod tests {
         assert_eq!(Sats::MAX.checked_add(Sats::new(1).unwrap()), None);
         assert_eq!(Sats::ZERO.checked_sub(Sats::new(1).unwrap()), None);
         assert!(Sats::new(u64::MAX).is_err());
-        assert_eq!(
-            Sats::new(7).unwrap().saturating_sub(Sats::new(9).unwrap()),
-            Sats::ZERO
-        );
+        assert_eq!(Sats::new(7).unwrap().saturating_sub(Sats::new(9).unwrap()), Sats::ZERO);
     }
 
     #[test]
     fn share_rounds_down() {
         let ten_pct = Bps::new(1000).unwrap();
-        assert_eq!(
-            Sats::new(19).unwrap().share_bps(ten_pct),
-            Sats::new(1).unwrap()
-        );
+        assert_eq!(Sats::new(19).unwrap().share_bps(ten_pct), Sats::new(1).unwrap());
         assert_eq!(Sats::new(9).unwrap().share_bps(ten_pct), Sats::ZERO);
         assert_eq!(Sats::MAX.share_bps(Bps::FULL), Sats::MAX);
     }
@@ -254,14 +241,8 @@ mod tests {
     fn parse_rejects_negative_and_huge() {
         assert_eq!("12".parse::<Sats>(), Ok(Sats::new(12).unwrap()));
         assert_eq!("-5".parse::<Sats>(), Err(AmountError::Negative(-5)));
-        assert!(matches!(
-            "99999999999999999999".parse::<Sats>(),
-            Err(AmountError::TooLarge(_))
-        ));
-        assert!(matches!(
-            "1e9".parse::<Sats>(),
-            Err(AmountError::Malformed(_))
-        ));
+        assert!(matches!("99999999999999999999".parse::<Sats>(), Err(AmountError::TooLarge(_))));
+        assert!(matches!("1e9".parse::<Sats>(), Err(AmountError::Malformed(_))));
         assert!(matches!("".parse::<Sats>(), Err(AmountError::Malformed(_))));
     }
 }

@@ -115,13 +115,7 @@ struct DbError(&'static str);
 impl SeedEngine {
     /// The seed's database before first boot: no pool row yet.
     pub fn new(config: Config) -> SeedEngine {
-        SeedEngine {
-            config,
-            pool_row: None,
-            identities: FxHashMap::default(),
-            granted_sats: 0,
-            n_grants: 0,
-        }
+        SeedEngine { config, pool_row: None, identities: FxHashMap::default(), granted_sats: 0, n_grants: 0 }
     }
 
     /// The pool row's value, `None` before it exists.
@@ -146,11 +140,8 @@ impl SeedEngine {
     /// The daily remaining as `decide` and `reservePartialGrant` compute it from a read row.
     fn remaining_of(&self, identity: &SeedIdentity, now: TimeMs) -> i64 {
         let budget = self.daily_budget(identity.tier);
-        let today_absorbed = if now.since(identity.absorbed_reset_at) >= DAY_MS {
-            0
-        } else {
-            identity.sats_absorbed_today
-        };
+        let today_absorbed =
+            if now.since(identity.absorbed_reset_at) >= DAY_MS { 0 } else { identity.sats_absorbed_today };
         (budget - today_absorbed).max(0)
     }
 
@@ -211,10 +202,7 @@ impl SeedEngine {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Option<Decision>, DbError> {
-        let gate = |reason| Decision::Gate {
-            reason,
-            charge_sats: from_i64(estimated),
-        };
+        let gate = |reason| Decision::Gate { reason, charge_sats: from_i64(estimated) };
         match *stage {
             DecideStage::ReadIdentity => {
                 if estimated <= 0 {
@@ -255,15 +243,9 @@ impl SeedEngine {
                 if debited <= 0 {
                     return Ok(Some(gate(GateReason::PoolEmpty)));
                 }
-                journal.push(Movement::Debit {
-                    request_id,
-                    pubkey,
-                    amount_sats: from_i64(debited),
-                });
+                journal.push(Movement::Debit { request_id, pubkey, amount_sats: from_i64(debited) });
                 // The seed answers free with charge 0 even when it debited less than asked.
-                Ok(Some(Decision::Free {
-                    reserved_sats: from_i64(debited),
-                }))
+                Ok(Some(Decision::Free { reserved_sats: from_i64(debited) }))
             }
         }
     }
@@ -277,86 +259,49 @@ impl SeedEngine {
         stage: &mut DecideStage,
     ) -> Option<Decision> {
         if balance <= 0 {
-            return Some(Decision::Gate {
-                reason: GateReason::PoolEmpty,
-                charge_sats: from_i64(estimated),
-            });
+            return Some(Decision::Gate { reason: GateReason::PoolEmpty, charge_sats: from_i64(estimated) });
         }
         let can_absorb = remaining.min(balance).min(estimated);
         if can_absorb <= 0 {
-            return Some(Decision::Gate {
-                reason: GateReason::PoolEmpty,
-                charge_sats: from_i64(estimated),
-            });
+            return Some(Decision::Gate { reason: GateReason::PoolEmpty, charge_sats: from_i64(estimated) });
         }
         if can_absorb >= estimated {
             *stage = DecideStage::Debit { can_absorb };
             return None;
         }
-        Some(Decision::Partial {
-            offer_sats: from_i64(can_absorb),
-            charge_sats: from_i64(estimated - can_absorb),
-        })
+        Some(Decision::Partial { offer_sats: from_i64(can_absorb), charge_sats: from_i64(estimated - can_absorb) })
     }
 
-    fn step_single(
-        &mut self,
-        call: &Call,
-        now: TimeMs,
-        journal: &mut Vec<Movement>,
-    ) -> Result<Outcome, DbError> {
+    fn step_single(&mut self, call: &Call, now: TimeMs, journal: &mut Vec<Movement>) -> Result<Outcome, DbError> {
         match *call {
             Call::SetTier { pubkey, tier } => {
                 // PORT: the trust service's upsert; a new identity starts its window now.
                 let previous = self.identities.get(&pubkey).map(|i| i.tier);
-                self.identities
-                    .entry(pubkey)
-                    .and_modify(|i| i.tier = tier)
-                    .or_insert(SeedIdentity {
-                        tier,
-                        sats_absorbed_today: 0,
-                        absorbed_reset_at: now,
-                    });
+                self.identities.entry(pubkey).and_modify(|i| i.tier = tier).or_insert(SeedIdentity {
+                    tier,
+                    sats_absorbed_today: 0,
+                    absorbed_reset_at: now,
+                });
                 Ok(Outcome::TierSet { previous })
             }
-            Call::Release {
-                request_id,
-                amount_sats,
-            } => {
+            Call::Release { request_id, amount_sats } => {
                 let n = to_i64(amount_sats);
                 if n <= 0 {
-                    return Ok(Outcome::Released {
-                        returned_sats: Sats::ZERO,
-                    });
+                    return Ok(Outcome::Released { returned_sats: Sats::ZERO });
                 }
                 if self.pool_add(n)? {
-                    journal.push(Movement::Release {
-                        request_id,
-                        amount_sats,
-                    });
-                    Ok(Outcome::Released {
-                        returned_sats: amount_sats,
-                    })
+                    journal.push(Movement::Release { request_id, amount_sats });
+                    Ok(Outcome::Released { returned_sats: amount_sats })
                 } else {
-                    Ok(Outcome::Released {
-                        returned_sats: Sats::ZERO,
-                    })
+                    Ok(Outcome::Released { returned_sats: Sats::ZERO })
                 }
             }
-            Call::Credit {
-                payment_id,
-                paid_sats,
-            } => self.credit(payment_id, paid_sats, journal),
-            Call::Record {
-                request_id,
-                pubkey,
-                actual_sats,
-                reserved_sats,
-            } => self.record_grant(request_id, pubkey, actual_sats, reserved_sats, now, journal),
+            Call::Credit { payment_id, paid_sats } => self.credit(payment_id, paid_sats, journal),
+            Call::Record { request_id, pubkey, actual_sats, reserved_sats } => {
+                self.record_grant(request_id, pubkey, actual_sats, reserved_sats, now, journal)
+            }
             // The seed has no expiry: a crashed worker's reservation is never returned.
-            Call::Expire => Ok(Outcome::Expired {
-                released: Vec::new(),
-            }),
+            Call::Expire => Ok(Outcome::Expired { released: Vec::new() }),
             Call::Decide { .. } | Call::ReservePartial { .. } => {
                 unreachable!("multi-step calls have their own ops")
             }
@@ -364,25 +309,16 @@ impl SeedEngine {
     }
 
     /// `credit(paidSats)`: the upsert.
-    fn credit(
-        &mut self,
-        payment_id: PaymentId,
-        paid: Sats,
-        journal: &mut Vec<Movement>,
-    ) -> Result<Outcome, DbError> {
+    fn credit(&mut self, payment_id: PaymentId, paid: Sats, journal: &mut Vec<Movement>) -> Result<Outcome, DbError> {
         let paid = to_i64(paid);
         if paid <= 0 {
-            return Ok(Outcome::Credited {
-                credited_sats: Sats::ZERO,
-            });
+            return Ok(Outcome::Credited { credited_sats: Sats::ZERO });
         }
         // Math.floor(paidSats * POOL_CREDIT_PCT / 100), in doubles as JavaScript does it.
         let pct = f64::from(self.config.credit_bps.to_u16()) / 100.0;
         let credit = (paid as f64 * pct / 100.0).floor() as i64;
         if credit <= 0 {
-            return Ok(Outcome::Credited {
-                credited_sats: Sats::ZERO,
-            });
+            return Ok(Outcome::Credited { credited_sats: Sats::ZERO });
         }
         match self.pool_row {
             // INSERT ... VALUES (String(creditSats)): the first write wins, and it is not genesis.
@@ -392,13 +328,8 @@ impl SeedEngine {
                 self.pool_add(credit)?;
             }
         }
-        journal.push(Movement::Credit {
-            payment_id,
-            amount_sats: from_i64(credit),
-        });
-        Ok(Outcome::Credited {
-            credited_sats: from_i64(credit),
-        })
+        journal.push(Movement::Credit { payment_id, amount_sats: from_i64(credit) });
+        Ok(Outcome::Credited { credited_sats: from_i64(credit) })
     }
 
     /// `recordGrant(pubkey, requestHash, actualAbsorbed, reservedAbsorbed)`: one transaction.
@@ -413,21 +344,14 @@ impl SeedEngine {
     ) -> Result<Outcome, DbError> {
         let to_record = to_i64(actual).max(0);
         let over_reserved = (to_i64(reserved) - to_record).max(0);
-        let nothing = Outcome::Recorded {
-            absorbed_sats: Sats::ZERO,
-            returned_sats: Sats::ZERO,
-            overrun_sats: Sats::ZERO,
-        };
+        let nothing =
+            Outcome::Recorded { absorbed_sats: Sats::ZERO, returned_sats: Sats::ZERO, overrun_sats: Sats::ZERO };
         if to_record <= 0 && over_reserved <= 0 {
             return Ok(nothing);
         }
         // The transaction: the only statement that can fail is the pool update, so it is
         // computed first and nothing is written unless it succeeds.
-        let new_pool = if over_reserved > 0 {
-            self.pool_plus(over_reserved)?
-        } else {
-            None
-        };
+        let new_pool = if over_reserved > 0 { self.pool_plus(over_reserved)? } else { None };
         let mut returned = 0;
         if let Some(v) = new_pool {
             self.pool_row = Some(v);
@@ -482,46 +406,25 @@ impl Engine for SeedEngine {
 
     fn begin(&mut self, call: &Call) -> SeedOp {
         match *call {
-            Call::Decide {
-                request_id,
-                pubkey,
-                estimated_sats,
-            } => SeedOp::Decide {
+            Call::Decide { request_id, pubkey, estimated_sats } => SeedOp::Decide {
                 request_id,
                 pubkey,
                 estimated: to_i64(estimated_sats),
                 stage: DecideStage::ReadIdentity,
             },
-            Call::ReservePartial {
-                request_id,
-                pubkey,
-                amount_sats,
-            } => SeedOp::ReservePartial {
-                request_id,
-                pubkey,
-                requested: to_i64(amount_sats),
-                can_absorb: None,
-            },
+            Call::ReservePartial { request_id, pubkey, amount_sats } => {
+                SeedOp::ReservePartial { request_id, pubkey, requested: to_i64(amount_sats), can_absorb: None }
+            }
             ref other => SeedOp::Single(other.clone()),
         }
     }
 
     fn step(&mut self, op: &mut SeedOp, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
         let result = match op {
-            SeedOp::Decide {
-                request_id,
-                pubkey,
-                estimated,
-                stage,
-            } => self
+            SeedOp::Decide { request_id, pubkey, estimated, stage } => self
                 .step_decide(*request_id, *pubkey, *estimated, stage, now, journal)
                 .map(|d| d.map(|decision| Outcome::Decided { decision })),
-            SeedOp::ReservePartial {
-                request_id,
-                pubkey,
-                requested,
-                can_absorb,
-            } => match *can_absorb {
+            SeedOp::ReservePartial { request_id, pubkey, requested, can_absorb } => match *can_absorb {
                 None => {
                     // `if (requestedAbsorbSats <= 0) return 0;` then the identity read.
                     let identity = self.identities.get(pubkey).copied();
@@ -529,17 +432,13 @@ impl Engine for SeedEngine {
                         Some(identity) if *requested > 0 => {
                             let can = (*requested).min(self.remaining_of(&identity, now));
                             if can <= 0 {
-                                Ok(Some(Outcome::Reserved {
-                                    reserved_sats: Sats::ZERO,
-                                }))
+                                Ok(Some(Outcome::Reserved { reserved_sats: Sats::ZERO }))
                             } else {
                                 *can_absorb = Some(can);
                                 Ok(None)
                             }
                         }
-                        _ => Ok(Some(Outcome::Reserved {
-                            reserved_sats: Sats::ZERO,
-                        })),
+                        _ => Ok(Some(Outcome::Reserved { reserved_sats: Sats::ZERO })),
                     }
                 }
                 Some(can) => self.atomic_pool_debit(can).map(|debited| {
@@ -550,9 +449,7 @@ impl Engine for SeedEngine {
                             amount_sats: from_i64(debited),
                         });
                     }
-                    Some(Outcome::Reserved {
-                        reserved_sats: from_i64(debited),
-                    })
+                    Some(Outcome::Reserved { reserved_sats: from_i64(debited) })
                 }),
             },
             SeedOp::Single(call) => self.step_single(call, now, journal).map(Some),
@@ -560,9 +457,7 @@ impl Engine for SeedEngine {
         match result {
             Ok(Some(outcome)) => Some(Reply::Ok(outcome)),
             Ok(None) => None,
-            Err(DbError(error)) => Some(Reply::Failed {
-                error: error.to_owned(),
-            }),
+            Err(DbError(error)) => Some(Reply::Failed { error: error.to_owned() }),
         }
     }
 
