@@ -56,6 +56,11 @@ impl PgReferenceEngine {
         Ok(PgReferenceEngine { rt, pool, config, last_observed: Mutex::new(Observed::default()) })
     }
 
+    /// [`PgReferenceEngine::connect`] on a `postgres://` URL.
+    pub fn connect_url(url: &str, config: Config) -> Result<PgReferenceEngine, PgError> {
+        PgReferenceEngine::connect(url.parse()?, config)
+    }
+
     /// The connection pool (for audits and fault injection).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -126,6 +131,11 @@ impl PgSeedEngine {
         let rt = runtime()?;
         let pool = rt.block_on(connect_and_migrate(opts))?;
         Ok(PgSeedEngine { rt, client: SeedClient::new(pool, config), last_observed: Mutex::new(Observed::default()) })
+    }
+
+    /// [`PgSeedEngine::connect`] on a `postgres://` URL.
+    pub fn connect_url(url: &str, config: Config) -> Result<PgSeedEngine, PgError> {
+        PgSeedEngine::connect(url.parse()?, config)
     }
 
     /// The connection pool (for audits and fault injection).

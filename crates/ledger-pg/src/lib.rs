@@ -5,6 +5,14 @@
 //! one round trip at a time ([`seed`]), and a throwaway PostgreSQL for tests and runs
 //! ([`testpg`]).
 //!
+//! - [`reference`]: each DESIGN §3 command as one call of a server-side function, idempotent by
+//!   id, with serialization failures and deadlocks retried; [`reference::audit`] checks I1, I2
+//!   and I5 on a live database.
+//! - [`seed`]: one async function per database round trip of `free-tier.ts`.
+//! - [`engine`]: `pg-reference` and `pg-seed` behind `ledger_core::Engine` (lockstep, blocking
+//!   on an internal runtime), and [`engine::SeedClient`] for real concurrency.
+//! - [`testpg`]: a fresh database on a private throwaway cluster, or on `DATABASE_URL`.
+//!
 //! It is not the specification: the in-memory reference engine in `ledger-core` is, and the SQL
 //! here must agree with it outcome for outcome. It owns no clock: every time is passed in by the
 //! caller, as in the core.
@@ -22,4 +30,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Applies every pending migration.
 pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
+}
+
+/// Drops everything in the `public` schema, migrations included, so that a run can start from
+/// genesis on a database it owns. Destructive: for throwaway databases only.
+pub async fn reset_database(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(pool).await?;
+    Ok(())
 }

@@ -209,3 +209,18 @@ async fn killed_connection_mid_command_loses_nothing_and_counts_nothing_twice() 
     assert_eq!((t.balance_sats, t.reserved_sats), (10_000 - 300, 300));
     assert_audit_clean(&pool).await;
 }
+
+#[tokio::test]
+async fn genesis_is_fixed_until_the_database_is_reset() {
+    let (_pg, pool) = setup(Config::default()).await;
+    // The same genesis again is a no-op; another one is refused.
+    reference::genesis(&pool, &Config::default(), TimeMs(5)).await.unwrap();
+    let other = Config { pool_initial_sats: sats(1), ..Config::default() };
+    let err = reference::genesis(&pool, &other, TimeMs(5)).await.unwrap_err();
+    assert!(err.to_string().contains("different genesis"), "{err}");
+    ledger_pg::reset_database(&pool).await.unwrap();
+    ledger_pg::migrate(&pool).await.unwrap();
+    reference::genesis(&pool, &other, TimeMs(5)).await.unwrap();
+    assert_eq!(reference::totals(&pool).await.unwrap().balance_sats, 1);
+    assert_audit_clean(&pool).await;
+}
