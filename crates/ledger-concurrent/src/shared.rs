@@ -175,8 +175,14 @@ impl SharedLedger {
         }
     }
 
+    /// Which identity shard holds `pubkey`: identities in different shards never wait for each
+    /// other's locks. Placement is deterministic (for tests and metrics).
+    pub fn identity_shard_idx(&self, pubkey: &Pubkey) -> usize {
+        shard_idx(pubkey, self.identity_shards.len())
+    }
+
     fn identity_shard(&self, pubkey: &Pubkey) -> MutexGuard<'_, IdentityShard> {
-        lock(&self.identity_shards[shard_idx(pubkey, self.identity_shards.len())])
+        lock(&self.identity_shards[self.identity_shard_idx(pubkey)])
     }
 
     fn owner_shard(&self, request_id: RequestId) -> MutexGuard<'_, FxHashMap<RequestId, Pubkey>> {
