@@ -1,0 +1,107 @@
+//! The command line contract: exit codes, JSON fields, errors that name what and where.
+
+use std::process::{Command, Output};
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ledger-sim")).args(args).output().unwrap()
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ledger-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn clean_run_exits_zero_with_the_contract_fields() {
+    let out = sim(&["run", "--seeds", "0..3", "--users", "50", "--steps", "500", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["engine", "seeds", "steps", "requests", "violations", "coverage", "trace_hash", "steps_per_sec"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["engine"], "reference");
+    assert_eq!(v["seeds"], "0..3");
+    assert_eq!(v["violations"].as_array().unwrap().len(), 0);
+    assert!(v["coverage"]["lost_ack_retry"].is_u64());
+}
+
+#[test]
+fn violation_exits_one_and_its_trace_replays() {
+    let dir = tmp("traces");
+    let out = sim(&[
+        "run",
+        "--engine",
+        "seed",
+        "--seed",
+        "0",
+        "--users",
+        "40",
+        "--steps",
+        "600",
+        "--json",
+        "--trace-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &v["violations"][0];
+    assert!(first["invariant"].as_str().unwrap().starts_with('I'));
+    assert_eq!(first["seed"], 0);
+    let trace = first["trace"].as_str().unwrap();
+    assert_eq!(first["replay"].as_str().unwrap(), format!("ledger-sim replay {trace}"));
+    let replayed = sim(&["replay", trace, "--json"]);
+    assert_eq!(replayed.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert!(r["violations"].as_array().unwrap().iter().any(|x| x["invariant"] == first["invariant"]));
+}
+
+#[test]
+fn bad_input_exits_two_naming_what_and_where() {
+    let scenario = tmp("bad.toml");
+    std::fs::write(&scenario, "n_users = 10\nn_stepz = 5\n").unwrap();
+    let out = sim(&["run", "--scenario", scenario.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("n_stepz") && err.contains("line 2"), "{err}");
+
+    std::fs::write(&scenario, "[ledger]\ncredit_pct = 150\n").unwrap();
+    let err = String::from_utf8_lossy(&sim(&["run", "--scenario", scenario.to_str().unwrap()]).stderr).to_string();
+    assert!(err.contains("credit_pct"), "{err}");
+
+    std::fs::write(&scenario, "[faults]\ncrash = 1.5\n").unwrap();
+    let out = sim(&["run", "--scenario", scenario.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("faults.crash"));
+
+    let out = sim(&["run", "--seeds", "5..5"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = sim(&["run", "--engine", "postgres-of-my-dreams"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let trace = tmp("garbled.jsonl");
+    let good = tmp("good");
+    let run = sim(&[
+        "run",
+        "--engine",
+        "seed",
+        "--seed",
+        "0",
+        "--users",
+        "40",
+        "--steps",
+        "600",
+        "--json",
+        "--trace-dir",
+        good.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let text = std::fs::read_to_string(v["violations"][0]["trace"].as_str().unwrap()).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(2, "{\"line\":\"flow\",\"id\":");
+    std::fs::write(&trace, lines.join("\n")).unwrap();
+    let out = sim(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("garbled.jsonl:3:"), "{err}");
+}
