@@ -114,6 +114,20 @@ impl Engine for PgReferenceEngine {
         }
         *last
     }
+
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        let now_ms = i64::try_from(now.0).ok()?;
+        let v: Option<i64> = self
+            .rt
+            .block_on(
+                sqlx::query_scalar("SELECT ledger_daily_remaining(i, $2) FROM identities i WHERE pubkey = $1")
+                    .bind(pubkey.to_string())
+                    .bind(now_ms)
+                    .fetch_optional(&self.pool),
+            )
+            .ok()?;
+        Sats::new(u64::try_from(v?).ok()?).ok()
+    }
 }
 
 /// The seed's statements on PostgreSQL, one database round trip per step.
@@ -454,6 +468,17 @@ impl Engine for PgSeedEngine {
             *last = observed;
         }
         *last
+    }
+
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        let identity = self
+            .rt
+            .block_on(async {
+                let mut conn = self.client.pool.acquire().await?;
+                seed::get_identity(&mut conn, &pubkey.to_string()).await
+            })
+            .ok()??;
+        Sats::new(u64::try_from(self.client.daily_remaining(&identity, now)).ok()?).ok()
     }
 }
 fn timestamp(now: TimeMs) -> DateTime<Utc> {

@@ -79,6 +79,8 @@ fn pg_reference_agrees_with_the_reference_engine() {
         assert_eq!(ra, rb, "step {step_idx}: {call:?}");
         assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
         assert_eq!(mem.observe(), db.observe(), "step {step_idx}: state after {call:?}");
+        let probe = Pubkey::for_user(step_idx % N_USERS);
+        assert_eq!(mem.daily_remaining(&probe, now), db.daily_remaining(&probe, now), "step {step_idx}");
         seen.insert(kind(ra.as_ref().expect("one step")));
     }
     // The schedule reached every kind of answer, so the comparison means something.
@@ -118,6 +120,8 @@ fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
         assert_eq!(ra, rb, "step {step_idx}: {call:?}");
         assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
         assert_eq!(mem.observe(), db.observe(), "step {step_idx}: state after {call:?}");
+        let probe = Pubkey::for_user(step_idx as u64 % N_USERS);
+        assert_eq!(mem.daily_remaining(&probe, now), db.daily_remaining(&probe, now), "step {step_idx}");
         if ra.is_some() {
             n_replies += 1;
             in_flight.swap_remove(idx);
@@ -253,4 +257,45 @@ fn concurrent_seed_overspends_the_daily_budget_and_the_reference_does_not() {
     assert_eq!(n_free_ref, 1, "the reference grants one 40-sat request of a 50-sat budget");
     // Every decide reads the identity before any grant is recorded: all twenty are free.
     assert!(n_free_seed > 1, "the seed granted {n_free_seed} free requests");
+}
+
+/// Runs `calls` on the in-memory reference and on `pg-reference`, comparing every answer.
+fn lockstep_reference(calls: &[(u64, Call)]) {
+    let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    let config = small_config();
+    let mut mem = ReferenceEngine::new(config);
+    let mut db = PgReferenceEngine::connect(pg.connect_options(), config).expect("engine");
+    for (step_idx, (now_ms, call)) in calls.iter().enumerate() {
+        let now = TimeMs(T0 + now_ms);
+        let (mut jm, mut jd) = (Vec::<Movement>::new(), Vec::<Movement>::new());
+        let mut a = mem.begin(call);
+        let mut b = db.begin(call);
+        let ra = mem.step(&mut a, now, &mut jm);
+        let rb = db.step(&mut b, now, &mut jd);
+        assert_eq!(ra, rb, "step {step_idx}: {call:?}");
+        assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
+        assert_eq!(mem.observe(), db.observe(), "step {step_idx}: state after {call:?}");
+    }
+    assert_eq!(db.audit().expect("audit"), Vec::new());
+}
+
+#[test]
+fn refused_partial_reservation_stays_refused_on_repeat() {
+    let pk = Pubkey::for_user(1);
+    let r = RequestId(1);
+    let reserve = |amount| Call::ReservePartial { request_id: r, pubkey: pk, amount_sats: sats(amount) };
+    lockstep_reference(&[
+        (0, Call::SetTier { pubkey: pk, tier: Tier::Established }),
+        (1, Call::Decide { request_id: r, pubkey: pk, estimated_sats: sats(80) }),
+        // 50 is the budget: 70 is refused, with 50 available.
+        (2, reserve(70)),
+        // A day later the window is fresh, and the tier grew; the late duplicate of 70 is
+        // still refused with the first answer, while a re-quoted amount goes through.
+        (DAY_MS + 3, Call::SetTier { pubkey: pk, tier: Tier::Elite }),
+        (DAY_MS + 4, reserve(70)),
+        (DAY_MS + 5, reserve(60)),
+        (DAY_MS + 6, reserve(60)),
+        (DAY_MS + 7, reserve(70)),
+        (DAY_MS + 8, Call::Record { request_id: r, pubkey: pk, actual_sats: sats(55), reserved_sats: sats(60) }),
+    ]);
 }
