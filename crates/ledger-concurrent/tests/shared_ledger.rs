@@ -45,6 +45,8 @@ fn command(rng: &mut XorShift) -> Command {
 
 #[test]
 fn one_at_a_time_it_is_the_reference() {
+    // How often each kind of outcome came up, so the comparison is known to cover them all.
+    let mut seen = std::collections::BTreeMap::<&str, u64>::new();
     for seed in 1..=20u64 {
         let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let config = small_config();
@@ -60,10 +62,27 @@ fn one_at_a_time_it_is_the_reference() {
             let got = shared.apply(&command, now, &mut got_journal);
             let at = format!("seed {seed} step {step_idx}: {command:?}");
             assert_eq!(got, want, "{at}");
+            let kind = match &want {
+                Ok(Outcome::Decided { decision }) => match decision {
+                    ledger_core::Decision::Free { .. } => "free",
+                    ledger_core::Decision::Partial { .. } => "partial",
+                    ledger_core::Decision::Gate { .. } => "gate",
+                },
+                Ok(Outcome::Reserved { .. }) => "reserved",
+                Ok(Outcome::Recorded { .. }) => "recorded",
+                Ok(Outcome::Released { .. }) => "released",
+                Ok(Outcome::Expired { released }) if !released.is_empty() => "expired",
+                Ok(_) => "other",
+                Err(_) => "refused",
+            };
+            *seen.entry(kind).or_default() += 1;
             assert_eq!(got_journal, want_journal, "{at}");
             assert_eq!(shared.totals(), reference.totals(), "{at}");
         }
         assert_eq!(shared.n_requests(), reference.n_requests());
+    }
+    for kind in ["free", "partial", "gate", "reserved", "recorded", "released", "expired", "refused"] {
+        assert!(seen.get(kind).copied().unwrap_or(0) > 0, "no {kind} outcome: {seen:?}");
     }
 }
 
