@@ -61,6 +61,10 @@ struct Request {
     estimated: Sats,
     decision: Decision,
     reservation: Option<Reservation>,
+    /// `(amount, available)` of each refused `reserve_partial`, as in the reference: a repeat of
+    /// a refused command (a duplicate delivered late) is refused again, never succeeds after the
+    /// caller re-quoted.
+    refused: Vec<(Sats, Sats)>,
 }
 
 /// The identities of one shard, their requests, and this shard's part of the balance sheet.
@@ -250,7 +254,7 @@ impl SharedLedger {
             }
             Decision::Partial { .. } | Decision::Gate { .. } => None,
         };
-        shard.requests.insert(request_id, Request { pubkey, estimated, decision, reservation });
+        shard.requests.insert(request_id, Request { pubkey, estimated, decision, reservation, refused: Vec::new() });
         Ok(Outcome::Decided { decision })
     }
 
@@ -318,13 +322,17 @@ impl SharedLedger {
         if amount > request.estimated {
             return Err(Refusal::AmountAboveEstimate { estimated_sats: request.estimated });
         }
+        if let Some(&(_, available_sats)) = request.refused.iter().find(|(a, _)| *a == amount) {
+            return Err(Refusal::InsufficientFunds { available_sats });
+        }
         let identity = shard.identities.get(&pubkey).ok_or(Refusal::UnknownIdentity)?;
         let remaining = identity.daily_remaining(self.config.budget(identity.tier), now);
-        if amount > remaining {
-            return Err(Refusal::InsufficientFunds { available_sats: remaining.min(self.pool.load()) });
-        }
-        if let Err(pool) = self.pool.debit(amount) {
-            return Err(Refusal::InsufficientFunds { available_sats: remaining.min(pool) });
+        let debit = if amount > remaining { Err(self.pool.load()) } else { self.pool.debit(amount) };
+        if let Err(pool) = debit {
+            let available = remaining.min(pool);
+            let request = shard.requests.get_mut(&request_id).expect("looked up above");
+            request.refused.push((amount, available));
+            return Err(Refusal::InsufficientFunds { available_sats: available });
         }
         book_debit(&mut shard, request_id, pubkey, amount, journal);
         let reservation = self.reservation(&mut shard, request_id, amount, false, now);

@@ -153,3 +153,31 @@ fn many_threads_keep_the_invariants() {
         assert!(identity.sats_absorbed_today <= budget, "I4: {identity:?}");
     }
 }
+
+/// A refused `reserve_partial` delivered again after the pool was refilled stays refused, as in
+/// the reference (the caller re-quoted and moved on).
+#[test]
+fn a_refused_reservation_stays_refused_on_repeat() {
+    let config = small_config();
+    let mut reference = Ledger::new(config);
+    let shared = SharedLedger::with_shards(config, 4);
+    let pubkey = Pubkey::for_user(1);
+    let now = TimeMs(10);
+    let commands = [
+        Command::SetTier { pubkey, tier: Tier::Elite },
+        Command::Decide { request_id: RequestId(1), pubkey, estimated_sats: sats(400) },
+        Command::Decide { request_id: RequestId(2), pubkey, estimated_sats: sats(600) },
+        Command::ReservePartial { request_id: RequestId(2), pubkey, amount_sats: sats(300) },
+        Command::Credit { payment_id: PaymentId(1), paid_sats: sats(5_000) },
+        Command::ReservePartial { request_id: RequestId(2), pubkey, amount_sats: sats(300) },
+        Command::ReservePartial { request_id: RequestId(2), pubkey, amount_sats: sats(100) },
+    ];
+    for command in &commands {
+        let (mut want_journal, mut got_journal) = (Vec::new(), Vec::new());
+        let want = reference.apply(command, now, &mut want_journal);
+        let got = shared.apply(command, now, &mut got_journal);
+        assert_eq!(got, want, "{command:?}");
+        assert_eq!(got_journal, want_journal, "{command:?}");
+    }
+    assert_eq!(shared.totals(), reference.totals());
+}
