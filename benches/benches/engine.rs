@@ -1,0 +1,69 @@
+//! The reference engine: decide + record lifecycles for 10,000 identities, on one core.
+//!
+//! `cargo bench -p ledger-benches --bench engine`. Throughput is in commands (two per
+//! lifecycle); the baseline in the same run is a bare `FxHashMap` insert + remove per
+//! lifecycle, the floor of any engine that keeps requests in a hash map.
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ledger_core::{Command, Config, Ledger, Pubkey, RequestId, Sats, Tier, TimeMs};
+use rustc_hash::FxHashMap;
+
+const N_IDENTITIES: u64 = 10_000;
+const N_LIFECYCLES: u64 = 100_000;
+const T0: TimeMs = TimeMs(1_700_000_000_000);
+
+fn ledger() -> Ledger {
+    let mut config = Config::default();
+    config.pool_initial_sats = Sats::new(1 << 50).unwrap();
+    config.budget_sats.elite = Sats::new(1 << 40).unwrap();
+    let mut ledger = Ledger::new(config);
+    let mut journal = Vec::new();
+    for u in 0..N_IDENTITIES {
+        ledger.apply(&Command::SetTier { pubkey: Pubkey::for_user(u), tier: Tier::Elite }, T0, &mut journal).unwrap();
+    }
+    ledger
+}
+
+fn lifecycles(c: &mut Criterion) {
+    let base = ledger();
+    let mut g = c.benchmark_group("reference");
+    g.throughput(Throughput::Elements(2 * N_LIFECYCLES));
+    g.bench_function("decide+record x100k, 10k identities", |b| {
+        b.iter_batched(
+            || base.clone(),
+            |mut ledger| {
+                let mut journal = Vec::with_capacity(4);
+                let est = Sats::new(10).unwrap();
+                let actual = Sats::new(8).unwrap();
+                for i in 0..N_LIFECYCLES {
+                    let request_id = RequestId(i);
+                    let pubkey = Pubkey::for_user(i % N_IDENTITIES);
+                    let now = T0.plus_ms(i);
+                    journal.clear();
+                    let d = ledger.apply(&Command::Decide { request_id, pubkey, estimated_sats: est }, now, &mut journal);
+                    let r = ledger.apply(&Command::Record { request_id, actual_sats: actual }, now, &mut journal);
+                    black_box((d, r));
+                }
+                ledger
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("baseline: FxHashMap insert+remove x100k", |b| {
+        b.iter_batched(
+            FxHashMap::<u64, [u64; 8]>::default,
+            |mut m| {
+                for i in 0..N_LIFECYCLES {
+                    m.insert(i, [i; 8]);
+                    black_box(m.get(&(i % N_IDENTITIES)));
+                }
+                m
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lifecycles);
+criterion_main!(benches);
