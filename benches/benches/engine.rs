@@ -12,11 +12,15 @@ const N_IDENTITIES: u64 = 10_000;
 const N_LIFECYCLES: u64 = 100_000;
 const T0: TimeMs = TimeMs(1_700_000_000_000);
 
-fn ledger() -> Ledger {
+fn ledger(preallocated: bool) -> Ledger {
     let mut config = Config::default();
     config.pool_initial_sats = Sats::new(1 << 50).unwrap();
     config.budget_sats.elite = Sats::new(1 << 40).unwrap();
-    let mut ledger = Ledger::new(config);
+    let mut ledger = if preallocated {
+        Ledger::with_capacity(config, N_IDENTITIES as usize, N_LIFECYCLES as usize)
+    } else {
+        Ledger::new(config)
+    };
     let mut journal = Vec::new();
     for u in 0..N_IDENTITIES {
         ledger.apply(&Command::SetTier { pubkey: Pubkey::for_user(u), tier: Tier::Elite }, T0, &mut journal).unwrap();
@@ -24,11 +28,31 @@ fn ledger() -> Ledger {
     ledger
 }
 
+fn run(mut ledger: Ledger) -> Ledger {
+    let mut journal = Vec::with_capacity(4);
+    let est = Sats::new(10).unwrap();
+    let actual = Sats::new(8).unwrap();
+    for i in 0..N_LIFECYCLES {
+        let request_id = RequestId(i);
+        let pubkey = Pubkey::for_user(i % N_IDENTITIES);
+        let now = T0.plus_ms(i);
+        journal.clear();
+        let d = ledger.apply(&Command::Decide { request_id, pubkey, estimated_sats: est }, now, &mut journal);
+        let r = ledger.apply(&Command::Record { request_id, actual_sats: actual }, now, &mut journal);
+        black_box((d, r));
+    }
+    ledger
+}
+
 fn lifecycles(c: &mut Criterion) {
-    let base = ledger();
     let mut g = c.benchmark_group("reference");
     g.throughput(Throughput::Elements(2 * N_LIFECYCLES));
-    g.bench_function("decide+record x100k, 10k identities", |b| {
+    let preallocated = ledger(true);
+    g.bench_function("decide+record x100k, 10k identities, preallocated", |b| {
+        b.iter_batched(|| preallocated.clone(), run, BatchSize::LargeInput)
+    });
+    let base = ledger(false);
+    g.bench_function("decide+record x100k, 10k identities, growing", |b| {
         b.iter_batched(
             || base.clone(),
             |mut ledger| {
@@ -40,7 +64,8 @@ fn lifecycles(c: &mut Criterion) {
                     let pubkey = Pubkey::for_user(i % N_IDENTITIES);
                     let now = T0.plus_ms(i);
                     journal.clear();
-                    let d = ledger.apply(&Command::Decide { request_id, pubkey, estimated_sats: est }, now, &mut journal);
+                    let d =
+                        ledger.apply(&Command::Decide { request_id, pubkey, estimated_sats: est }, now, &mut journal);
                     let r = ledger.apply(&Command::Record { request_id, actual_sats: actual }, now, &mut journal);
                     black_box((d, r));
                 }

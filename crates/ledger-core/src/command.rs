@@ -121,6 +121,19 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// The estimate the decision was made for: what the pool and the user share.
+    pub fn estimated_sats(&self) -> Sats {
+        match *self {
+            Decision::Free { reserved_sats } => reserved_sats,
+            Decision::Partial { offer_sats, charge_sats } => {
+                offer_sats.checked_add(charge_sats).expect("offer + charge is the estimate")
+            }
+            Decision::Gate { charge_sats, .. } => charge_sats,
+        }
+    }
+}
+
 /// What a command did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]

@@ -10,6 +10,8 @@
 
 use std::collections::VecDeque;
 
+use std::collections::hash_map::Entry;
+
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -53,7 +55,10 @@ impl Identity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReservationState {
     Outstanding,
-    Recorded { actual: Sats, absorbed: Sats, returned: Sats, overrun: Sats },
+    /// Recorded against `actual`; what was absorbed, returned and overrun follows from it.
+    Recorded {
+        actual: Sats,
+    },
     Released,
     Expired,
 }
@@ -61,23 +66,31 @@ enum ReservationState {
 #[derive(Clone, Copy, Debug)]
 struct Reservation {
     amount: Sats,
+    deadline: TimeMs,
+    state: ReservationState,
     by_decide: bool,
     /// Only under [`Mutant::DebitOutsideAtomicStep`]: reserved but never debited.
     undebited: bool,
-    deadline: TimeMs,
-    state: ReservationState,
 }
 
+/// Index of an identity in `Ledger::identities`; [`NO_IDENTITY`] for a request decided
+/// for a pubkey no identity had (its pubkey is then in `Ledger::unknown_pubkeys`).
+type IdentityIdx = u32;
+const NO_IDENTITY: IdentityIdx = IdentityIdx::MAX;
+
+/// A request, kept small: the ledger holds one per request id forever (idempotency).
 #[derive(Clone, Debug)]
 struct Request {
-    pubkey: Pubkey,
-    estimated: Sats,
+    identity: IdentityIdx,
+    /// The decision; the estimate is its total.
     decision: Decision,
     reservation: Option<Reservation>,
     /// `(amount, available)` of each refused `reserve_partial`: a repeat of a refused
     /// command (a duplicate delivered late) must be refused again, never succeed after the
-    /// caller has re-quoted and moved on.
-    refused: Vec<(Sats, Sats)>,
+    /// caller has re-quoted and moved on. Boxed: almost every request has none, and a
+    /// box is one word where a `Vec` is three, in a table of every request ever made.
+    #[allow(clippy::box_collection)]
+    refused: Option<Box<Vec<(Sats, Sats)>>>,
 }
 
 /// Running totals: the ledger's balance sheet.
@@ -102,8 +115,11 @@ pub struct Totals {
 pub struct Ledger {
     config: Config,
     totals: Totals,
-    identities: FxHashMap<Pubkey, Identity>,
+    /// Identities by index, so a request reaches its identity without hashing a pubkey.
+    identities: Vec<(Pubkey, Identity)>,
+    identity_index: FxHashMap<Pubkey, IdentityIdx>,
     requests: FxHashMap<RequestId, Request>,
+    unknown_pubkeys: FxHashMap<RequestId, Pubkey>,
     payments: FxHashMap<PaymentId, (Sats, Sats)>,
     /// `(deadline, request)` of reservations, sorted; entries of closed reservations are
     /// skipped when they reach the front.
@@ -157,12 +173,26 @@ impl Ledger {
         Ledger {
             config,
             totals: Totals { pool_sats: config.pool_initial_sats, ..Totals::default() },
-            identities: FxHashMap::default(),
+            identities: Vec::new(),
+            identity_index: FxHashMap::default(),
             requests: FxHashMap::default(),
+            unknown_pubkeys: FxHashMap::default(),
             payments: FxHashMap::default(),
             deadlines: VecDeque::new(),
             mutant: None,
         }
+    }
+
+    /// A ledger at genesis with room for `n_identities` and `n_requests` before its tables
+    /// grow: a service that knows its scale allocates once, up front, and never rehashes on
+    /// the hot path.
+    pub fn with_capacity(config: Config, n_identities: usize, n_requests: usize) -> Ledger {
+        let mut ledger = Ledger::new(config);
+        ledger.identities.reserve(n_identities);
+        ledger.identity_index.reserve(n_identities);
+        ledger.requests.reserve(n_requests);
+        ledger.deadlines.reserve(n_requests);
+        ledger
     }
 
     /// The configuration.
@@ -188,7 +218,8 @@ impl Ledger {
 
     /// An identity's standing.
     pub fn identity(&self, pubkey: &Pubkey) -> Option<Identity> {
-        self.identities.get(pubkey).copied()
+        let idx = *self.identity_index.get(pubkey)?;
+        Some(self.identities[idx as usize].1)
     }
 
     /// Number of requests ever decided (for capacity figures).
@@ -215,22 +246,27 @@ impl Ledger {
     }
 
     fn set_tier(&mut self, pubkey: Pubkey, tier: Tier, now: TimeMs) -> Outcome {
-        match self.identities.get_mut(&pubkey) {
-            Some(identity) => {
-                let previous = identity.tier;
-                identity.tier = tier;
-                Outcome::TierSet { previous: Some(previous) }
-            }
-            None => {
-                let identity = Identity {
-                    tier,
-                    sats_absorbed_today: Sats::ZERO,
-                    absorbed_reset_at: now,
-                    reserved_sats: Sats::ZERO,
-                };
-                self.identities.insert(pubkey, identity);
-                Outcome::TierSet { previous: None }
-            }
+        if let Some(&idx) = self.identity_index.get(&pubkey) {
+            let identity = &mut self.identities[idx as usize].1;
+            let previous = identity.tier;
+            identity.tier = tier;
+            return Outcome::TierSet { previous: Some(previous) };
+        }
+        let idx = IdentityIdx::try_from(self.identities.len()).expect("fewer than 2^32 - 1 identities");
+        assert!(idx != NO_IDENTITY, "identity table full");
+        let identity =
+            Identity { tier, sats_absorbed_today: Sats::ZERO, absorbed_reset_at: now, reserved_sats: Sats::ZERO };
+        self.identities.push((pubkey, identity));
+        self.identity_index.insert(pubkey, idx);
+        Outcome::TierSet { previous: None }
+    }
+
+    /// The pubkey a request was decided for.
+    fn pubkey_of(&self, request_id: RequestId, request: &Request) -> Pubkey {
+        if request.identity == NO_IDENTITY {
+            self.unknown_pubkeys[&request_id]
+        } else {
+            self.identities[request.identity as usize].0
         }
     }
 
@@ -242,40 +278,65 @@ impl Ledger {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        if let Some(request) = self.requests.get(&request_id) {
-            if request.pubkey != pubkey {
-                return Err(Refusal::ExistsWithDifferentPubkey);
+        // One probe of the request table for both the repeat check and the insert: the table
+        // is set aside while the decision is made (nothing below reads it).
+        let mut requests = std::mem::take(&mut self.requests);
+        let result = self.decide_into(&mut requests, request_id, pubkey, estimated, now, journal);
+        self.requests = requests;
+        result
+    }
+
+    fn decide_into(
+        &mut self,
+        requests: &mut FxHashMap<RequestId, Request>,
+        request_id: RequestId,
+        pubkey: Pubkey,
+        estimated: Sats,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, Refusal> {
+        let slot = match requests.entry(request_id) {
+            Entry::Occupied(e) => {
+                let request = e.get();
+                if self.pubkey_of(request_id, request) != pubkey {
+                    return Err(Refusal::ExistsWithDifferentPubkey);
+                }
+                let first = request.decision.estimated_sats();
+                if first != estimated {
+                    return Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: first });
+                }
+                return Ok(Outcome::Decided { decision: request.decision });
             }
-            if request.estimated != estimated {
-                return Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: request.estimated });
-            }
-            return Ok(Outcome::Decided { decision: request.decision });
-        }
-        let decision = self.decision_for(pubkey, estimated, now);
+            Entry::Vacant(e) => e,
+        };
+        let idx = self.identity_index.get(&pubkey).copied().unwrap_or(NO_IDENTITY);
+        let decision = self.decision_for(idx, estimated, now);
         let reservation = match decision {
-            Decision::Free { reserved_sats } if self.mutant(Mutant::DebitOutsideAtomicStep) => {
-                self.book_reservation(pubkey, reserved_sats);
-                let mut r = self.reservation(request_id, reserved_sats, true, now);
-                r.undebited = true;
-                Some(r)
-            }
             Decision::Free { reserved_sats } => {
-                self.debit(request_id, pubkey, reserved_sats, journal);
-                Some(self.reservation(request_id, reserved_sats, true, now))
+                let undebited = self.mutant(Mutant::DebitOutsideAtomicStep);
+                if undebited {
+                    self.book_reservation(idx, reserved_sats);
+                } else {
+                    self.debit(request_id, idx, reserved_sats, journal);
+                }
+                Some(self.reservation(request_id, reserved_sats, true, undebited, now))
             }
             Decision::Partial { .. } | Decision::Gate { .. } => None,
         };
-        self.requests.insert(request_id, Request { pubkey, estimated, decision, reservation, refused: Vec::new() });
+        if idx == NO_IDENTITY {
+            self.unknown_pubkeys.insert(request_id, pubkey);
+        }
+        slot.insert(Request { identity: idx, decision, reservation, refused: None });
         Ok(Outcome::Decided { decision })
     }
 
     /// The decision for a new request, without changing anything.
-    fn decision_for(&self, pubkey: Pubkey, estimated: Sats, now: TimeMs) -> Decision {
+    fn decision_for(&self, idx: IdentityIdx, estimated: Sats, now: TimeMs) -> Decision {
         let gate = |reason| Decision::Gate { reason, charge_sats: estimated };
         if estimated.is_zero() {
             return gate(GateReason::ZeroEstimate);
         }
-        let Some(identity) = self.identities.get(&pubkey) else {
+        let Some((_, identity)) = self.identities.get(idx as usize) else {
             return gate(GateReason::UnknownIdentity);
         };
         if self.budget_of(identity).is_zero() {
@@ -306,7 +367,7 @@ impl Ledger {
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
         let request = self.requests.get(&request_id).ok_or(Refusal::UnknownRequest)?;
-        if request.pubkey != pubkey {
+        if self.pubkey_of(request_id, request) != pubkey {
             return Err(Refusal::ExistsWithDifferentPubkey);
         }
         if let Some(r) = request.reservation {
@@ -319,13 +380,16 @@ impl Ledger {
         if amount.is_zero() {
             return Err(Refusal::ZeroAmount);
         }
-        if amount > request.estimated {
-            return Err(Refusal::AmountAboveEstimate { estimated_sats: request.estimated });
+        let estimated = request.decision.estimated_sats();
+        if amount > estimated {
+            return Err(Refusal::AmountAboveEstimate { estimated_sats: estimated });
         }
-        if let Some(&(_, available_sats)) = request.refused.iter().find(|(a, _)| *a == amount) {
+        if let Some(&(_, available_sats)) = request.refused.iter().flat_map(|r| r.iter()).find(|(a, _)| *a == amount) {
             return Err(Refusal::InsufficientFunds { available_sats });
         }
-        let identity = self.identities.get(&pubkey).ok_or(Refusal::UnknownIdentity)?;
+        // The identity may have been created since the decision.
+        let idx = *self.identity_index.get(&pubkey).ok_or(Refusal::UnknownIdentity)?;
+        let identity = &self.identities[idx as usize].1;
         let available = self.remaining(identity, now).min(self.totals.pool_sats);
         let amount = if amount > available && !available.is_zero() && self.mutant(Mutant::ReservePartialShort) {
             available
@@ -334,45 +398,59 @@ impl Ledger {
         };
         if amount > available {
             let request = self.requests.get_mut(&request_id).expect("looked up above");
-            request.refused.push((amount, available));
+            request.refused.get_or_insert_with(Default::default).push((amount, available));
             return Err(Refusal::InsufficientFunds { available_sats: available });
         }
-        self.debit(request_id, pubkey, amount, journal);
-        let reservation = self.reservation(request_id, amount, false, now);
-        self.requests.get_mut(&request_id).expect("looked up above").reservation = Some(reservation);
+        self.debit(request_id, idx, amount, journal);
+        let reservation = self.reservation(request_id, amount, false, false, now);
+        let request = self.requests.get_mut(&request_id).expect("looked up above");
+        request.identity = idx;
+        request.reservation = Some(reservation);
         Ok(Outcome::Reserved { reserved_sats: amount })
     }
 
-    /// Move `amount` from the pool into a reservation of `pubkey`. The caller checked that
-    /// the pool and the daily remaining cover it.
-    fn debit(&mut self, request_id: RequestId, pubkey: Pubkey, amount: Sats, journal: &mut Vec<Movement>) {
+    /// Move `amount` from the pool into a reservation of identity `idx`. The caller checked
+    /// that the pool and the daily remaining cover it.
+    fn debit(&mut self, request_id: RequestId, idx: IdentityIdx, amount: Sats, journal: &mut Vec<Movement>) {
         let t = &mut self.totals;
         t.pool_sats = t.pool_sats.checked_sub(amount).expect("debit is covered by the pool");
-        self.book_reservation(pubkey, amount);
+        self.book_reservation(idx, amount);
+        let pubkey = self.identities[idx as usize].0;
         journal.push(Movement::Debit { request_id, pubkey, amount_sats: amount });
     }
 
-    /// Count `amount` as outstanding for `pubkey` and for the ledger.
-    fn book_reservation(&mut self, pubkey: Pubkey, amount: Sats) {
+    /// Count `amount` as outstanding for identity `idx` and for the ledger.
+    fn book_reservation(&mut self, idx: IdentityIdx, amount: Sats) {
         let t = &mut self.totals;
         t.reserved_sats = t.reserved_sats.checked_add(amount).expect("reservations are bounded by the pool");
-        let identity = self.identities.get_mut(&pubkey).expect("reservation for a known identity");
+        let identity = &mut self.identities[idx as usize].1;
         identity.reserved_sats = identity.reserved_sats.checked_add(amount).expect("bounded by the pool");
     }
 
-    fn reservation(&mut self, request_id: RequestId, amount: Sats, by_decide: bool, now: TimeMs) -> Reservation {
+    fn reservation(
+        &mut self,
+        request_id: RequestId,
+        amount: Sats,
+        by_decide: bool,
+        undebited: bool,
+        now: TimeMs,
+    ) -> Reservation {
         let deadline = now.plus_ms(self.config.reservation_ttl_ms);
         let key = (deadline, request_id);
-        // Nearly always appended at the back: deadlines grow with `now`.
-        let at = self.deadlines.partition_point(|k| *k < key);
-        self.deadlines.insert(at, key);
-        Reservation { amount, by_decide, undebited: false, deadline, state: ReservationState::Outstanding }
+        // Deadlines grow with `now`, so nearly every key goes at the back.
+        if self.deadlines.back().is_none_or(|last| *last <= key) {
+            self.deadlines.push_back(key);
+        } else {
+            let at = self.deadlines.partition_point(|k| *k < key);
+            self.deadlines.insert(at, key);
+        }
+        Reservation { amount, deadline, state: ReservationState::Outstanding, by_decide, undebited }
     }
 
-    /// Close an outstanding reservation: it leaves the identity's and the ledger's
-    /// outstanding sums, and `returned` goes back to the pool.
-    fn close(&mut self, pubkey: Pubkey, amount: Sats, returned: Sats) {
-        let identity = self.identities.get_mut(&pubkey).expect("reservation of a known identity");
+    /// Close an outstanding reservation of identity `idx`: it leaves the identity's and the
+    /// ledger's outstanding sums, and `returned` goes back to the pool.
+    fn close(&mut self, idx: IdentityIdx, amount: Sats, returned: Sats) {
+        let identity = &mut self.identities[idx as usize].1;
         identity.reserved_sats = identity.reserved_sats.checked_sub(amount).expect("identity holds the reservation");
         let t = &mut self.totals;
         t.reserved_sats = t.reserved_sats.checked_sub(amount).expect("ledger holds the reservation");
@@ -380,9 +458,20 @@ impl Ledger {
         t.pool_sats = t.pool_sats.checked_add(returned).expect("returned sats came from the pool");
     }
 
-    fn release(&mut self, request_id: RequestId, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
+    /// The reservation of a request, for commands that need one.
+    fn reserved(&self, request_id: RequestId) -> Result<(IdentityIdx, Reservation), Refusal> {
         let request = self.requests.get(&request_id).ok_or(Refusal::UnknownRequest)?;
         let r = request.reservation.ok_or(Refusal::NotReserved)?;
+        Ok((request.identity, r))
+    }
+
+    fn set_state(&mut self, request_id: RequestId, state: ReservationState) {
+        let request = self.requests.get_mut(&request_id).expect("known request");
+        request.reservation.as_mut().expect("reserved request").state = state;
+    }
+
+    fn release(&mut self, request_id: RequestId, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
+        let (idx, r) = self.reserved(request_id)?;
         match r.state {
             ReservationState::Outstanding => {}
             ReservationState::Released | ReservationState::Recorded { .. }
@@ -396,11 +485,18 @@ impl Ledger {
             ReservationState::Recorded { .. } => return Err(Refusal::AlreadyRecorded),
             ReservationState::Expired => return Err(Refusal::ReservationExpired),
         }
-        let pubkey = request.pubkey;
-        self.close(pubkey, r.amount, r.amount);
+        self.close(idx, r.amount, r.amount);
         self.set_state(request_id, ReservationState::Released);
         journal.push(Movement::Release { request_id, amount_sats: r.amount });
         Ok(Outcome::Released { returned_sats: r.amount })
+    }
+
+    /// What recording `actual` against a reservation of `amount` absorbs, returns and overruns.
+    fn settle(&self, amount: Sats, actual: Sats) -> (Sats, Sats, Sats) {
+        let absorbed = if self.mutant(Mutant::RecordUncapped) { actual } else { actual.min(amount) };
+        let returned = amount.saturating_sub(absorbed);
+        let overrun = actual.checked_sub(absorbed).expect("absorbed <= actual");
+        (absorbed, returned, overrun)
     }
 
     fn record(
@@ -410,14 +506,31 @@ impl Ledger {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        let request = self.requests.get(&request_id).ok_or(Refusal::UnknownRequest)?;
-        let r = request.reservation.ok_or(Refusal::NotReserved)?;
+        // One probe of the request table: it is set aside while the reservation is settled.
+        let mut requests = std::mem::take(&mut self.requests);
+        let result = self.record_in(&mut requests, request_id, actual, now, journal);
+        self.requests = requests;
+        result
+    }
+
+    fn record_in(
+        &mut self,
+        requests: &mut FxHashMap<RequestId, Request>,
+        request_id: RequestId,
+        actual: Sats,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> Result<Outcome, Refusal> {
+        let request = requests.get_mut(&request_id).ok_or(Refusal::UnknownRequest)?;
+        let idx = request.identity;
+        let r = request.reservation.as_mut().ok_or(Refusal::NotReserved)?;
         match r.state {
             ReservationState::Outstanding => {}
-            ReservationState::Recorded { actual: first, absorbed, returned, overrun } => {
+            ReservationState::Recorded { actual: first } => {
+                let (absorbed, returned, overrun) = self.settle(r.amount, first);
                 if self.mutant(Mutant::RecordNotIdempotent) {
-                    let pubkey = request.pubkey;
-                    self.absorb(pubkey, absorbed, now);
+                    self.absorb(idx, absorbed, now);
+                    let pubkey = self.identities[idx as usize].0;
                     journal.push(Movement::Record {
                         request_id,
                         pubkey,
@@ -434,28 +547,26 @@ impl Ledger {
             ReservationState::Released => return Err(Refusal::AlreadyReleased),
             ReservationState::Expired => return Err(Refusal::ReservationExpired),
         }
-        let pubkey = request.pubkey;
+        let pubkey = self.identities[idx as usize].0;
         if r.undebited {
             // Mutant::DebitOutsideAtomicStep: the debit comes late, and may come short.
             let late = r.amount.min(self.totals.pool_sats);
             self.totals.pool_sats = self.totals.pool_sats.checked_sub(late).expect("min with the pool");
             journal.push(Movement::Debit { request_id, pubkey, amount_sats: late });
         }
-        let absorbed = if self.mutant(Mutant::RecordUncapped) { actual } else { actual.min(r.amount) };
-        let returned = r.amount.saturating_sub(absorbed);
-        let overrun = actual.checked_sub(absorbed).expect("absorbed <= actual");
+        let (absorbed, returned, overrun) = self.settle(r.amount, actual);
         let overrun_total = self.totals.overrun_sats.checked_add(overrun).ok_or(Refusal::Overflow)?;
         let back = if self.mutant(Mutant::RecordKeepsOverReservation) { Sats::ZERO } else { returned };
-        self.close(pubkey, r.amount, back);
-        self.absorb(pubkey, absorbed, now);
+        self.close(idx, r.amount, back);
+        self.absorb(idx, absorbed, now);
         self.totals.overrun_sats = overrun_total;
-        self.set_state(request_id, ReservationState::Recorded { actual, absorbed, returned, overrun });
+        r.state = ReservationState::Recorded { actual };
         journal.push(Movement::Record { request_id, pubkey, absorbed_sats: absorbed, returned_sats: returned });
         Ok(Outcome::Recorded { absorbed_sats: absorbed, returned_sats: returned, overrun_sats: overrun })
     }
 
     /// Count `absorbed` in the ledger's grants and the identity's daily window.
-    fn absorb(&mut self, pubkey: Pubkey, absorbed: Sats, now: TimeMs) {
+    fn absorb(&mut self, idx: IdentityIdx, absorbed: Sats, now: TimeMs) {
         let t = &mut self.totals;
         t.absorbed_sats = t.absorbed_sats.checked_add(absorbed).expect("absorbed sats came from the pool");
         t.n_grants = t.n_grants.checked_add(1).expect("fewer than 2^64 grants");
@@ -465,7 +576,7 @@ impl Ledger {
         let window_ms = self.window_ms();
         let overwrite = self.mutant(Mutant::WindowOverwrites);
         // The seed's CASE: the first absorption after the window ran out starts a new one.
-        let identity = self.identities.get_mut(&pubkey).expect("reservation of a known identity");
+        let identity = &mut self.identities[idx as usize].1;
         if now.since(identity.absorbed_reset_at) >= window_ms {
             identity.sats_absorbed_today = absorbed;
             identity.absorbed_reset_at = now;
@@ -475,11 +586,6 @@ impl Ledger {
             identity.sats_absorbed_today =
                 identity.sats_absorbed_today.checked_add(absorbed).expect("bounded by the pool");
         }
-    }
-
-    fn set_state(&mut self, request_id: RequestId, state: ReservationState) {
-        let request = self.requests.get_mut(&request_id).expect("known request");
-        request.reservation.as_mut().expect("reserved request").state = state;
     }
 
     fn credit(&mut self, payment_id: PaymentId, paid: Sats, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
@@ -512,14 +618,12 @@ impl Ledger {
                 break;
             }
             self.deadlines.pop_front();
-            let request = self.requests.get(&request_id).expect("deadline of a known request");
-            let r = request.reservation.expect("deadline of a reservation");
+            let (idx, r) = self.reserved(request_id).expect("a deadline belongs to a reservation");
             if r.state != ReservationState::Outstanding || r.deadline != deadline {
                 continue;
             }
-            let pubkey = request.pubkey;
             let back = if self.mutant(Mutant::ExpireKeepsSats) { Sats::ZERO } else { r.amount };
-            self.close(pubkey, r.amount, back);
+            self.close(idx, r.amount, back);
             self.set_state(request_id, ReservationState::Expired);
             journal.push(Movement::Expire { request_id, amount_sats: r.amount });
             released.push((request_id, r.amount));

@@ -178,9 +178,7 @@ fn expire_releases_after_the_deadline() {
 
 #[test]
 fn amounts_at_the_limits() {
-    let mut config = Config::default();
-    config.pool_initial_sats = Sats::MAX;
-    config.credit_bps = ledger_core::Bps::FULL;
+    let config = Config { pool_initial_sats: Sats::MAX, credit_bps: ledger_core::Bps::FULL, ..Config::default() };
     let out = run(config, &[(0, credit(1, 1)), (0, credit(2, 0))]);
     insta::assert_snapshot!("limits", out);
 }

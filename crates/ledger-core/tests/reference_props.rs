@@ -144,9 +144,7 @@ impl Harness {
 }
 
 fn small_config() -> Config {
-    let mut c = Config::default();
-    c.pool_initial_sats = Sats::new(700).unwrap();
-    c
+    Config { pool_initial_sats: Sats::new(700).unwrap(), ..Config::default() }
 }
 
 /// The reference engine under random histories.

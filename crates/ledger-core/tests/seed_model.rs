@@ -174,8 +174,7 @@ fn flaw_record_is_uncapped() {
 #[test]
 fn flaw_pool_is_an_integer_column() {
     // `value::int` fails above i32::MAX: the credit that would cross it fails.
-    let mut config = Config::default();
-    config.pool_initial_sats = s(i32::MAX as u64 - 5);
+    let config = Config { pool_initial_sats: s(i32::MAX as u64 - 5), ..Config::default() };
     let mut engine = SeedEngine::new(config);
     let mut journal = Vec::new();
     let boot = Call::Decide { request_id: RequestId(1), pubkey: user(9), estimated_sats: s(1) };
