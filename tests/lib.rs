@@ -1,1 +1,1 @@
-//! Cross-crate tests live in `tests/`.
+//! Cross-crate tests of the workspace live in `tests/`; this library is empty.
