@@ -343,10 +343,10 @@ impl<E: Engine> Exec<E> {
     }
 
     fn note(&mut self, line: impl FnOnce() -> String) {
-        if self.log.is_some() {
-            let t = self.now.since(EPOCH);
-            let text = format!("[{:>5}] t+{}.{:03}s  {}", self.n_events, t / 1000, t % 1000, line());
-            self.log.as_mut().expect("checked").push(text);
+        let t = self.now.since(EPOCH);
+        let n_events = self.n_events;
+        if let Some(log) = &mut self.log {
+            log.push(format!("[{n_events:>5}] t+{}.{:03}s  {}", t / 1000, t % 1000, line()));
         }
     }
 

@@ -81,7 +81,7 @@ pub fn shrink<E: Engine, F: Fn(Config) -> E>(
         }
     }
     loop {
-        let mut progress = s.chunks(&mut h, |h| h.flows.len(), |h, start, len| without_flows(h, start, len));
+        let mut progress = s.chunks(&mut h, |h| h.flows.len(), without_flows);
         progress |= s.chunks(
             &mut h,
             |h| h.events.len(),
