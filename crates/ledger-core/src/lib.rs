@@ -19,6 +19,7 @@
 
 pub mod command;
 pub mod config;
+pub mod conformance;
 pub mod engine;
 pub mod ids;
 pub mod invariants;
