@@ -32,6 +32,8 @@ enum Command {
     Run(RunArgs),
     /// Replay a saved trace and report its violations.
     Replay(ReplayArgs),
+    /// Read-only check of I1, I2 and I5 on a live PostgreSQL database (either schema).
+    Audit(crate::pg::AuditArgs),
 }
 
 /// Which engine to drive.
@@ -42,6 +44,12 @@ pub enum EngineKind {
     Reference,
     /// The faithful model of the seed's TypeScript.
     Seed,
+    /// The reference semantics on PostgreSQL, compared step by step with `reference`.
+    #[serde(rename = "pg-reference")]
+    PgReference,
+    /// The seed's SQL statements on PostgreSQL.
+    #[serde(rename = "pg-seed")]
+    PgSeed,
 }
 
 /// An engine with, for the reference, an optional deliberate bug.
@@ -62,6 +70,8 @@ impl EngineSpec {
             (EngineKind::Reference, Some(m)) => format!("reference+mutant={}", m.name()),
             (EngineKind::Reference, None) => "reference".to_owned(),
             (EngineKind::Seed, _) => "seed".to_owned(),
+            (EngineKind::PgReference, _) => "pg-reference".to_owned(),
+            (EngineKind::PgSeed, _) => "pg-seed".to_owned(),
         }
     }
 
@@ -78,6 +88,8 @@ impl EngineSpec {
         let kind = match base {
             "reference" => EngineKind::Reference,
             "seed" if mutant.is_none() => EngineKind::Seed,
+            "pg-reference" if mutant.is_none() => EngineKind::PgReference,
+            "pg-seed" if mutant.is_none() => EngineKind::PgSeed,
             _ => anyhow::bail!("unknown engine {name:?}"),
         };
         Ok(EngineSpec { kind, mutant })
@@ -132,6 +144,9 @@ struct RunArgs {
     /// Replays the shrinker may spend per counterexample.
     #[arg(long, default_value_t = 3000)]
     max_replays: usize,
+    /// PostgreSQL options (`--engine pg-reference|pg-seed` only).
+    #[command(flatten)]
+    pg: crate::pg::PgArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -220,6 +235,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay_cmd(args),
+        Command::Audit(args) => crate::pg::audit_cmd(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -272,6 +288,7 @@ fn run_seeds(
         let (r, h) = match engine.kind {
             EngineKind::Reference => run_seed(&make_reference, &name, s, seed, sched),
             EngineKind::Seed => run_seed(SeedEngine::new, &name, s, seed, sched),
+            EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through sim::pg"),
         };
         if let Some(b) = &bar {
             b.inc(1);
@@ -313,6 +330,29 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         anyhow::bail!("--mutant applies to --engine reference only");
     }
     let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
+    if matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed) {
+        let run = crate::pg::PgRun {
+            kind: args.engine,
+            scenario: &scenario,
+            seeds,
+            scheduler: args.scheduler,
+            fail_fast: args.fail_fast,
+            trace_dir: &args.trace_dir,
+            max_replays: args.max_replays,
+        };
+        let report = crate::pg::run(&run, &args.pg)?;
+        let ok = report.violations.is_empty();
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        } else {
+            print_report(&mut out, &report)?;
+        }
+        return Ok(ok);
+    } else if args.pg.is_set() {
+        anyhow::bail!("--database-url, --concurrency and the Postgres faults need --engine pg-reference|pg-seed");
+    }
     let results = run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress)?;
     let elapsed = started.elapsed();
     let steps: u64 = results.iter().map(|r| r.1.n_events).sum();
@@ -368,6 +408,7 @@ fn counterexamples(
         let shrunk = match engine.kind {
             EngineKind::Reference => shrink(&engine.make_reference()?, history, inv, max_replays),
             EngineKind::Seed => shrink(&SeedEngine::new, history, inv, max_replays),
+            EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through sim::pg"),
         };
         let h = shrunk.history;
         let replayed = replay_any(&h, true)?;
@@ -392,7 +433,7 @@ fn counterexamples(
 }
 
 /// Write a trace whole or not at all: to a temporary file, then renamed into place.
-fn write_trace(h: &History, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_trace(h: &History, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
@@ -410,10 +451,11 @@ pub fn replay_any(h: &History, log: bool) -> anyhow::Result<RunResult> {
     Ok(match spec.kind {
         EngineKind::Reference => replay(spec.make_reference()?, h, log),
         EngineKind::Seed => replay(SeedEngine::new, h, log),
+        EngineKind::PgReference | EngineKind::PgSeed => crate::pg::replay_on_pg(spec.kind, h, log)?,
     })
 }
 
-fn print_report(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
+pub(crate) fn print_report(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
     writeln!(out, "ledger-sim run: engine={} scheduler={:?} seeds={}", r.engine, r.scheduler, r.seeds)?;
     writeln!(out, "  {} steps, {} requests, trace hash {}", r.steps, r.requests, r.trace_hash)?;
     writeln!(

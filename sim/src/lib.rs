@@ -14,5 +14,6 @@ pub mod cli;
 pub mod exec;
 pub mod gen;
 pub mod history;
+pub mod pg;
 pub mod scenario;
 pub mod shrink;
