@@ -34,6 +34,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Read-only check of I1, I2 and I5 on a live PostgreSQL database (either schema).
     Audit(crate::pg::AuditArgs),
+    /// Replay a conformance trace from any implementation against the reference engine.
+    CheckTrace(crate::check_trace::CheckTraceArgs),
 }
 
 /// Which engine to drive.
@@ -236,6 +238,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay_cmd(args),
         Command::Audit(args) => crate::pg::audit_cmd(&args),
+        Command::CheckTrace(args) => crate::check_trace::check_trace_cmd(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

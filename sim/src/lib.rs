@@ -10,6 +10,7 @@
 //! result (only the `steps_per_sec` figure of a report is measured).
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod check_trace;
 pub mod cli;
 pub mod exec;
 pub mod gen;
