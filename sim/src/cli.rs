@@ -36,6 +36,10 @@ enum Command {
     Audit(crate::pg::AuditArgs),
     /// Replay a conformance trace from any implementation against the reference engine.
     CheckTrace(crate::check_trace::CheckTraceArgs),
+    /// Capacity planning: many simulated days under chosen budgets and credit percentages.
+    Plan(crate::plan::PlanArgs),
+    /// Combine `plan --shard I/N --json` outputs into the report of the whole plan.
+    Merge(crate::plan::MergeArgs),
 }
 
 /// Which engine to drive.
@@ -237,6 +241,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay_cmd(args),
+        Command::Plan(args) => crate::plan::plan_cmd(args),
+        Command::Merge(args) => crate::plan::merge_cmd(args),
         Command::Audit(args) => crate::pg::audit_cmd(&args),
         Command::CheckTrace(args) => crate::check_trace::check_trace_cmd(&args),
     };

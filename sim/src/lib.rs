@@ -16,5 +16,6 @@ pub mod exec;
 pub mod gen;
 pub mod history;
 pub mod pg;
+pub mod plan;
 pub mod scenario;
 pub mod shrink;

@@ -1,0 +1,719 @@
+//! The planner's scenario: a TOML schema of its own, documented field by field.
+//!
+//! It describes a population and its traffic over many days, not interleavings: how many
+//! users of each tier there are and how the population grows, how many requests each sends
+//! per day and when, what requests cost, how users answer invoices, how tiers change, and
+//! the ledger's configuration. Every key has a default, so an empty file is a (small) valid
+//! scenario. Unknown keys are errors naming the key and line (`deny_unknown_fields`); values
+//! out of range are errors naming the dotted key and, when it is in the file, its line.
+//!
+//! # Fields
+//!
+//! Top level:
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `name` | `""` | a label for reports |
+//! | `days` | `30` | days to simulate, `1..=3650` |
+//! | `seeds` | `20` | Monte Carlo runs per configuration, `1..=100000` (`--seeds` overrides) |
+//! | `seed` | `1` | first seed; run `k` uses seed `seed + k` |
+//! | `start_ms` | `1704067200000` | virtual time of day 0, midnight (2024-01-01 UTC) |
+//! | `pool_initial_sats` | `10000` | the pool's genesis balance (`FREE_TIER_POOL_INITIAL_SATS`) |
+//! | `credit_pct` | `10` | share of every paid invoice credited to the pool, `0..=100`, at most two decimals (`FREE_TIER_POOL_CREDIT_PCT`) |
+//! | `reservation_ttl_ms` | `600000` | how long a reservation may stay outstanding before `expire` |
+//!
+//! `[population]`: users at day 0, per tier, and growth.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `new`, `established`, `trusted`, `elite` | `300, 150, 40, 10` | users of each tier at day 0 (total `1..=10000000`) |
+//! | `growth_pct_per_day` | `0` | users joining per day as a percentage of the current population, `0..=100`; they join as `new` |
+//!
+//! `[requests]`: traffic.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `per_user_per_day` | `{ dist = "poisson", mean = 2 }` | requests each user sends per day, a [`Dist`] (rounded to whole requests) |
+//! | `hourly_weights` | 24 × `1` | the daily cycle: relative traffic of each hour (UTC), 24 non-negative numbers with a positive sum |
+//! | `even` | `false` | deterministic arrivals: a user's `n` requests of a day are spaced evenly (at `(2k+1)/2n` of the day) instead of drawn from the cycle |
+//! | `session_share` | `0.3` | share of requests that are synchronous sessions (the rest are asynchronous jobs), `0..=1` |
+//!
+//! `[cost]`: what requests cost and how long work runs.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `estimate_sats` | `{ dist = "lognormal", median = 30, sigma = 0.8, max = 2000 }` | the estimated cost `decide` sees, a [`Dist`] (rounded, at least 1) |
+//! | `actual_pct` | `{ dist = "uniform", min = 60, max = 110 }` | the actual cost as a percentage of the estimate, a [`Dist`] in `0..=1000` |
+//! | `work_ms` | `30000` | how long work runs (reservations are held meanwhile), `0..=86400000` |
+//! | `work_failure` | `0.02` | probability that work fails (the reservation is released), `0..=1` |
+//!
+//! `[payment]`: how users answer invoices.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `gate_paid` | `0.5` | probability that a user pays a full (gated) invoice; otherwise the request is abandoned |
+//! | `partial_paid` | `0.85` | probability that a user pays the reduced invoice of a partial offer; otherwise it is abandoned and nothing is reserved |
+//! | `pay_delay_ms` | `60000` | time from a job's decision to its invoice being paid (other traffic runs meanwhile, so a partial offer can go stale) |
+//!
+//! `[tiers]`: trust changes, applied to each user at the end of each day.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `promote_per_day` | `{ new = 0.02, established = 0.005, trusted = 0.001 }` | probability per day of moving one tier up; `elite` must be 0 |
+//! | `decay_per_day` | `{ established = 0.001, trusted = 0.001, elite = 0.001 }` | probability per day of moving one tier down; `new` must be 0 |
+//!
+//! Each holds `new`, `established`, `trusted`, `elite` (default 0), each in `0..=1`, and
+//! promotion plus decay of a tier at most 1.
+//!
+//! `[budget]`: daily free budget per tier in sats (`FREE_TIER_BUDGET_*`): `new = 0`,
+//! `established = 50`, `trusted = 200`, `elite = 1000`.
+//!
+//! `[partial]`: what the service does with a partial offer.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `enabled` | `true` | `false`: the service never makes partial offers; a partial decision is charged in full like a gate |
+//! | `min_offer_sats` | `1` | offers below this are not made (charged in full), `1..` |
+//! | `on_refused` | `"requote"` | when `reserve_partial` is refused because the offer went stale: `"requote"` reserves what is available and invoices the rest, `"charge_full"` invoices the whole offer |
+//!
+//! A [`Dist`] is an inline table with a `dist` kind and its parameters:
+//! `{ dist = "fixed", value = V }`, `{ dist = "uniform", min = A, max = B }`,
+//! `{ dist = "poisson", mean = M }` (`M <= 1000`), or
+//! `{ dist = "lognormal", median = M, sigma = S, min = A, max = B }` (`min` and `max`
+//! optional clamps, `S <= 5`). A parameter the kind does not use is an error.
+
+use std::fmt;
+
+use ledger_core::{Bps, Budgets, Config, Sats, Tier};
+use serde::{Deserialize, Serialize};
+
+/// A scenario for `ledger-sim plan`. See the [module documentation](self) for every field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanScenario {
+    /// A label for reports.
+    pub name: String,
+    /// Days to simulate.
+    pub days: u32,
+    /// Monte Carlo runs per configuration.
+    pub seeds: u32,
+    /// First seed.
+    pub seed: u64,
+    /// Virtual time of day 0 (a midnight).
+    pub start_ms: u64,
+    /// Users at day 0 and growth.
+    pub population: Population,
+    /// Traffic.
+    pub requests: Requests,
+    /// Costs and work.
+    pub cost: Cost,
+    /// How users answer invoices.
+    pub payment: Payment,
+    /// Trust changes.
+    pub tiers: TierMoves,
+    /// Daily free budget per tier.
+    pub budget: BudgetSats,
+    /// The pool's genesis balance.
+    pub pool_initial_sats: u64,
+    /// Credit percentage of paid invoices.
+    pub credit_pct: f64,
+    /// Reservation deadline.
+    pub reservation_ttl_ms: u64,
+    /// Partial-offer behaviour.
+    pub partial: PartialOffers,
+}
+
+impl Default for PlanScenario {
+    fn default() -> PlanScenario {
+        PlanScenario {
+            name: String::new(),
+            days: 30,
+            seeds: 20,
+            seed: 1,
+            start_ms: 1_704_067_200_000,
+            population: Population::default(),
+            requests: Requests::default(),
+            cost: Cost::default(),
+            payment: Payment::default(),
+            tiers: TierMoves::default(),
+            budget: BudgetSats::default(),
+            pool_initial_sats: 10_000,
+            credit_pct: 10.0,
+            reservation_ttl_ms: 600_000,
+            partial: PartialOffers::default(),
+        }
+    }
+}
+
+/// Users at day 0 per tier, and growth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Population {
+    /// Users of tier `new`.
+    pub new: u64,
+    /// Users of tier `established`.
+    pub established: u64,
+    /// Users of tier `trusted`.
+    pub trusted: u64,
+    /// Users of tier `elite`.
+    pub elite: u64,
+    /// New users per day, percent of the population.
+    pub growth_pct_per_day: f64,
+}
+
+impl Default for Population {
+    fn default() -> Population {
+        Population { new: 300, established: 150, trusted: 40, elite: 10, growth_pct_per_day: 0.0 }
+    }
+}
+
+impl Population {
+    /// Users per tier in [`Tier::ALL`] order.
+    pub fn by_tier(&self) -> [u64; 4] {
+        [self.new, self.established, self.trusted, self.elite]
+    }
+}
+
+/// A distribution kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistKind {
+    /// Always `value`.
+    Fixed,
+    /// Uniform on `min..=max`.
+    Uniform,
+    /// Poisson with `mean`.
+    Poisson,
+    /// Log-normal with `median` and `sigma` (of the underlying normal), clamped to `min..=max`.
+    Lognormal,
+}
+
+/// A distribution: `{ dist = "...", ... }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dist {
+    /// The kind.
+    pub dist: DistKind,
+    /// `fixed`: the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// `poisson`: the mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    /// `lognormal`: the median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median: Option<f64>,
+    /// `lognormal`: sigma of the underlying normal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
+    /// `uniform`: lower bound; `lognormal`: optional clamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// `uniform`: upper bound; `lognormal`: optional clamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl Dist {
+    /// `{ dist = "fixed", value = v }`.
+    pub fn fixed(v: f64) -> Dist {
+        Dist { dist: DistKind::Fixed, value: Some(v), mean: None, median: None, sigma: None, min: None, max: None }
+    }
+
+    /// `{ dist = "uniform", min, max }`.
+    pub fn uniform(min: f64, max: f64) -> Dist {
+        Dist { min: Some(min), max: Some(max), dist: DistKind::Uniform, value: None, ..Dist::fixed(0.0) }
+    }
+
+    /// `{ dist = "poisson", mean }`.
+    pub fn poisson(mean: f64) -> Dist {
+        Dist { dist: DistKind::Poisson, value: None, mean: Some(mean), ..Dist::fixed(0.0) }
+    }
+
+    /// `{ dist = "lognormal", median, sigma, max }`.
+    pub fn lognormal(median: f64, sigma: f64, max: Option<f64>) -> Dist {
+        Dist {
+            dist: DistKind::Lognormal,
+            value: None,
+            median: Some(median),
+            sigma: Some(sigma),
+            max,
+            ..Dist::fixed(0.0)
+        }
+    }
+
+    /// Check the parameters of the kind; `key` is the dotted key, `lo..=hi` the range of the
+    /// values the distribution may produce.
+    fn check(&self, key: &str, lo: f64, hi: f64, errs: &mut Checks) {
+        let params = [
+            ("value", self.value),
+            ("mean", self.mean),
+            ("median", self.median),
+            ("sigma", self.sigma),
+            ("min", self.min),
+            ("max", self.max),
+        ];
+        let (needed, optional): (&[&str], &[&str]) = match self.dist {
+            DistKind::Fixed => (&["value"], &[]),
+            DistKind::Uniform => (&["min", "max"], &[]),
+            DistKind::Poisson => (&["mean"], &[]),
+            DistKind::Lognormal => (&["median", "sigma"], &["min", "max"]),
+        };
+        for (name, v) in params {
+            let k = format!("{key}.{name}");
+            match v {
+                Some(_) if !needed.contains(&name) && !optional.contains(&name) => errs.fail(
+                    &k,
+                    fmt_f64(v.unwrap_or(0.0)),
+                    format!("not a parameter of dist = {:?}", self.dist_name()),
+                ),
+                None if needed.contains(&name) => {
+                    errs.fail(&k, "missing", format!("dist = {:?} needs it", self.dist_name()))
+                }
+                Some(x) => {
+                    let (a, b) = match name {
+                        "sigma" => (0.0, 5.0),
+                        "mean" => (0.0, hi.min(1000.0)),
+                        "median" => (f64::MIN_POSITIVE, hi),
+                        _ => (lo, hi),
+                    };
+                    if !(x.is_finite() && x >= a && x <= b) {
+                        errs.fail(&k, fmt_f64(x), format!("must be in {}..={}", fmt_f64(a), fmt_f64(b)));
+                    }
+                }
+                None => {}
+            }
+        }
+        if let (Some(a), Some(b)) = (self.min, self.max) {
+            if a > b {
+                errs.fail(&format!("{key}.min"), fmt_f64(a), format!("must be at most max = {}", fmt_f64(b)));
+            }
+        }
+    }
+
+    fn dist_name(&self) -> &'static str {
+        match self.dist {
+            DistKind::Fixed => "fixed",
+            DistKind::Uniform => "uniform",
+            DistKind::Poisson => "poisson",
+            DistKind::Lognormal => "lognormal",
+        }
+    }
+}
+
+/// Traffic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Requests {
+    /// Requests per user per day.
+    pub per_user_per_day: Dist,
+    /// Relative traffic of each hour of the day.
+    pub hourly_weights: Vec<f64>,
+    /// Evenly spaced arrivals instead of random ones.
+    pub even: bool,
+    /// Share of requests that are sessions.
+    pub session_share: f64,
+}
+
+impl Default for Requests {
+    fn default() -> Requests {
+        Requests {
+            per_user_per_day: Dist::poisson(2.0),
+            hourly_weights: vec![1.0; 24],
+            even: false,
+            session_share: 0.3,
+        }
+    }
+}
+
+/// Costs and work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cost {
+    /// Estimated cost in sats.
+    pub estimate_sats: Dist,
+    /// Actual cost in percent of the estimate.
+    pub actual_pct: Dist,
+    /// Work duration.
+    pub work_ms: u64,
+    /// Probability that work fails.
+    pub work_failure: f64,
+}
+
+impl Default for Cost {
+    fn default() -> Cost {
+        Cost {
+            estimate_sats: Dist::lognormal(30.0, 0.8, Some(2000.0)),
+            actual_pct: Dist::uniform(60.0, 110.0),
+            work_ms: 30_000,
+            work_failure: 0.02,
+        }
+    }
+}
+
+/// How users answer invoices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Payment {
+    /// Probability that a full invoice is paid.
+    pub gate_paid: f64,
+    /// Probability that a partial invoice is paid.
+    pub partial_paid: f64,
+    /// Decision to payment of a job's invoice.
+    pub pay_delay_ms: u64,
+}
+
+impl Default for Payment {
+    fn default() -> Payment {
+        Payment { gate_paid: 0.5, partial_paid: 0.85, pay_delay_ms: 60_000 }
+    }
+}
+
+/// A probability per tier.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierRates {
+    /// `new`.
+    pub new: f64,
+    /// `established`.
+    pub established: f64,
+    /// `trusted`.
+    pub trusted: f64,
+    /// `elite`.
+    pub elite: f64,
+}
+
+impl TierRates {
+    /// The rates in [`Tier::ALL`] order.
+    pub fn by_tier(&self) -> [f64; 4] {
+        [self.new, self.established, self.trusted, self.elite]
+    }
+}
+
+/// Trust changes per day.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierMoves {
+    /// Probability per day of moving up one tier.
+    pub promote_per_day: TierRates,
+    /// Probability per day of moving down one tier.
+    pub decay_per_day: TierRates,
+}
+
+impl Default for TierMoves {
+    fn default() -> TierMoves {
+        TierMoves {
+            promote_per_day: TierRates { new: 0.02, established: 0.005, trusted: 0.001, elite: 0.0 },
+            decay_per_day: TierRates { new: 0.0, established: 0.001, trusted: 0.001, elite: 0.001 },
+        }
+    }
+}
+
+/// Daily free budget per tier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSats {
+    /// `new`.
+    pub new: u64,
+    /// `established`.
+    pub established: u64,
+    /// `trusted`.
+    pub trusted: u64,
+    /// `elite`.
+    pub elite: u64,
+}
+
+impl Default for BudgetSats {
+    fn default() -> BudgetSats {
+        BudgetSats { new: 0, established: 50, trusted: 200, elite: 1_000 }
+    }
+}
+
+/// What to do when `reserve_partial` is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRefused {
+    /// Reserve what is available now and invoice the rest.
+    Requote,
+    /// Invoice the whole offer.
+    ChargeFull,
+}
+
+/// Partial-offer behaviour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartialOffers {
+    /// Whether partial offers are made at all.
+    pub enabled: bool,
+    /// Smallest offer made.
+    pub min_offer_sats: u64,
+    /// What a refused reservation leads to.
+    pub on_refused: OnRefused,
+}
+
+impl Default for PartialOffers {
+    fn default() -> PartialOffers {
+        PartialOffers { enabled: true, min_offer_sats: 1, on_refused: OnRefused::Requote }
+    }
+}
+
+/// A scenario that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The TOML did not parse or match the schema (toml's message names the key and line).
+    #[error("{origin}: {message}")]
+    Toml {
+        /// The file (or `--sweep`).
+        origin: String,
+        /// What toml said.
+        message: String,
+    },
+    /// A value out of its range.
+    #[error("{origin}{line}: {key} = {value}: {reason}", line = line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Range {
+        /// The file (or `--sweep`).
+        origin: String,
+        /// The 1-based line of the key in the file, when it is there.
+        line: Option<usize>,
+        /// The dotted key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A `--sweep` that cannot be applied.
+    #[error("--sweep {0}")]
+    Sweep(String),
+}
+
+/// Collects the first range error.
+struct Checks {
+    first: Option<(String, String, String)>,
+}
+
+impl Checks {
+    fn fail(&mut self, key: &str, value: impl fmt::Display, reason: impl fmt::Display) {
+        if self.first.is_none() {
+            self.first = Some((key.to_owned(), value.to_string(), reason.to_string()));
+        }
+    }
+
+    fn range(&mut self, key: &str, v: f64, lo: f64, hi: f64) {
+        if !(v.is_finite() && v >= lo && v <= hi) {
+            self.fail(key, fmt_f64(v), format!("must be in {}..={}", fmt_f64(lo), fmt_f64(hi)));
+        }
+    }
+
+    fn range_u(&mut self, key: &str, v: u64, lo: u64, hi: u64) {
+        if !(lo..=hi).contains(&v) {
+            self.fail(key, v, format!("must be in {lo}..={hi}"));
+        }
+    }
+}
+
+/// A number as TOML would show it (`10` rather than `10.0` for whole numbers).
+pub fn fmt_f64(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+impl PlanScenario {
+    /// Parse and validate a scenario; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<PlanScenario, PlanError> {
+        let s: PlanScenario =
+            toml::from_str(text).map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: e.to_string() })?;
+        s.validate(origin, Some(text))?;
+        Ok(s)
+    }
+
+    /// Check every range. `text`, when given, is the TOML the scenario came from: errors
+    /// then carry the line of the key.
+    pub fn validate(&self, origin: &str, text: Option<&str>) -> Result<(), PlanError> {
+        let mut c = Checks { first: None };
+        c.range_u("days", u64::from(self.days), 1, 3650);
+        c.range_u("seeds", u64::from(self.seeds), 1, 100_000);
+        c.range_u("start_ms", self.start_ms, 0, 4_102_444_800_000);
+        let p = &self.population;
+        for (name, v) in ["new", "established", "trusted", "elite"].iter().zip(p.by_tier()) {
+            c.range_u(&format!("population.{name}"), v, 0, 10_000_000);
+        }
+        let total: u64 = p.by_tier().iter().sum();
+        if !(1..=10_000_000).contains(&total) {
+            c.fail("population", total, "the total population must be in 1..=10000000");
+        }
+        c.range("population.growth_pct_per_day", p.growth_pct_per_day, 0.0, 100.0);
+        let r = &self.requests;
+        r.per_user_per_day.check("requests.per_user_per_day", 0.0, 10_000.0, &mut c);
+        if r.hourly_weights.len() != 24 {
+            c.fail("requests.hourly_weights", format!("{} numbers", r.hourly_weights.len()), "must hold 24 numbers");
+        } else if r.hourly_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+            || r.hourly_weights.iter().sum::<f64>() <= 0.0
+        {
+            c.fail(
+                "requests.hourly_weights",
+                format!("{:?}", r.hourly_weights),
+                "must be non-negative with a positive sum",
+            );
+        }
+        c.range("requests.session_share", r.session_share, 0.0, 1.0);
+        self.cost.estimate_sats.check("cost.estimate_sats", 1.0, 1e9, &mut c);
+        self.cost.actual_pct.check("cost.actual_pct", 0.0, 1000.0, &mut c);
+        c.range_u("cost.work_ms", self.cost.work_ms, 0, 86_400_000);
+        c.range("cost.work_failure", self.cost.work_failure, 0.0, 1.0);
+        c.range("payment.gate_paid", self.payment.gate_paid, 0.0, 1.0);
+        c.range("payment.partial_paid", self.payment.partial_paid, 0.0, 1.0);
+        c.range_u("payment.pay_delay_ms", self.payment.pay_delay_ms, 0, 86_400_000);
+        let (up, down) = (self.tiers.promote_per_day.by_tier(), self.tiers.decay_per_day.by_tier());
+        for (i, tier) in Tier::ALL.iter().enumerate() {
+            c.range(&format!("tiers.promote_per_day.{tier}"), up[i], 0.0, 1.0);
+            c.range(&format!("tiers.decay_per_day.{tier}"), down[i], 0.0, 1.0);
+            if up[i] + down[i] > 1.0 {
+                c.fail(
+                    &format!("tiers.decay_per_day.{tier}"),
+                    down[i],
+                    "promotion + decay of a tier must be at most 1",
+                );
+            }
+        }
+        if up[3] != 0.0 {
+            c.fail("tiers.promote_per_day.elite", up[3], "elite is the highest tier");
+        }
+        if down[0] != 0.0 {
+            c.fail("tiers.decay_per_day.new", down[0], "new is the lowest tier");
+        }
+        let b = &self.budget;
+        for (name, v) in
+            ["new", "established", "trusted", "elite"].iter().zip([b.new, b.established, b.trusted, b.elite])
+        {
+            c.range_u(&format!("budget.{name}"), v, 0, 1_000_000_000_000);
+        }
+        c.range_u("pool_initial_sats", self.pool_initial_sats, 0, 1_000_000_000_000_000);
+        if let Err(e) = ledger_core::config::parse_pct("credit_pct", &fmt_f64(self.credit_pct)) {
+            let reason = match e {
+                ledger_core::ConfigError::BadValue { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            c.fail("credit_pct", fmt_f64(self.credit_pct), reason);
+        }
+        c.range_u("reservation_ttl_ms", self.reservation_ttl_ms, 1, 30 * 86_400_000);
+        c.range_u("partial.min_offer_sats", self.partial.min_offer_sats, 1, 1_000_000_000);
+        match c.first {
+            None => Ok(()),
+            Some((key, value, reason)) => {
+                let line = text.and_then(|t| line_of(t, &key));
+                Err(PlanError::Range { origin: origin.to_owned(), line, key, value, reason })
+            }
+        }
+    }
+
+    /// The ledger configuration the scenario runs under.
+    pub fn config(&self) -> Config {
+        let s = |v: u64| Sats::new(v).expect("validated range");
+        let bps = ledger_core::config::parse_pct("credit_pct", &fmt_f64(self.credit_pct)).expect("validated");
+        Config {
+            budget_sats: Budgets {
+                new: s(self.budget.new),
+                established: s(self.budget.established),
+                trusted: s(self.budget.trusted),
+                elite: s(self.budget.elite),
+            },
+            pool_initial_sats: s(self.pool_initial_sats),
+            credit_bps: bps,
+            reservation_ttl_ms: self.reservation_ttl_ms,
+        }
+    }
+
+    /// The credit rate.
+    pub fn credit_bps(&self) -> Bps {
+        self.config().credit_bps
+    }
+}
+
+/// The 1-based line where dotted `key` (or the longest prefix of it) is set in `text`.
+///
+/// A small line scanner, enough for the files people write: it follows `[table]` headers
+/// and matches `key =` lines, including dotted keys and keys of inline tables.
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    let mut table = String::new();
+    let mut best: Option<(usize, usize)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if let Some(h) = line.strip_prefix('[') {
+            table = h.trim_end_matches(']').trim().to_owned();
+            if key == table || key.starts_with(&format!("{table}.")) {
+                let len = table.len();
+                if best.is_none_or(|(l, _)| len > l) {
+                    best = Some((len, i + 1));
+                }
+            }
+            continue;
+        }
+        let Some((k, rest)) = line.split_once('=') else { continue };
+        let k = k.trim().replace(' ', "");
+        let full = if table.is_empty() { k } else { format!("{table}.{k}") };
+        let mut candidates = vec![full.clone()];
+        // Keys inside an inline table on this line: `k = { a = 1, b = 2 }`.
+        if let Some(inner) = rest.trim().strip_prefix('{') {
+            for part in inner.trim_end_matches('}').split(',') {
+                if let Some((ik, _)) = part.split_once('=') {
+                    candidates.push(format!("{full}.{}", ik.trim()));
+                }
+            }
+        }
+        for c in candidates {
+            if key == c || key.starts_with(&format!("{c}.")) {
+                let len = c.len();
+                if best.is_none_or(|(l, _)| len > l) {
+                    best = Some((len, i + 1));
+                }
+            }
+        }
+    }
+    best.map(|(_, line)| line)
+}
+
+/// Keys that cannot be swept: they say how many runs there are, not what is run.
+const NOT_SWEPT: [&str; 2] = ["seeds", "seed"];
+
+/// Set dotted `key` to the number `value` (as written) in a TOML document.
+pub fn set_number(doc: &mut toml::Table, key: &str, value: &str) -> Result<(), PlanError> {
+    if NOT_SWEPT.contains(&key) {
+        return Err(PlanError::Sweep(format!("{key}: the number of runs cannot be swept")));
+    }
+    let v = if let Ok(i) = value.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = value.parse::<f64>() {
+        toml::Value::Float(f)
+    } else {
+        return Err(PlanError::Sweep(format!("{key}={value}: not a number")));
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut table = doc;
+    for p in &parts[..parts.len() - 1] {
+        let entry = table.entry((*p).to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(PlanError::Sweep(format!("{key}: {p} is not a table"))),
+        };
+    }
+    let last = parts[parts.len() - 1];
+    if let Some(old) = table.get(last) {
+        if !matches!(old, toml::Value::Integer(_) | toml::Value::Float(_)) {
+            return Err(PlanError::Sweep(format!("{key}: not a numeric key")));
+        }
+    }
+    table.insert(last.to_owned(), v);
+    Ok(())
+}
+
+/// A scenario from a TOML document with sweep overrides applied; `label` names it in errors.
+pub fn from_table(doc: toml::Table, label: &str) -> Result<PlanScenario, PlanError> {
+    let s = PlanScenario::deserialize(toml::Value::Table(doc))
+        .map_err(|e| PlanError::Toml { origin: label.to_owned(), message: e.to_string().trim().to_owned() })?;
+    s.validate(label, None)?;
+    Ok(s)
+}
