@@ -64,12 +64,15 @@ fn replay(file: &str, seg: &Segment, ledger: &mut Ledger, checker: &mut Checker)
     let mut failures = Vec::new();
     for (line, step) in &seg.steps {
         let mut journal: Vec<Movement> = Vec::new();
-        match step.command {
-            Command::SetTier { pubkey, tier } => checker.on_tier(pubkey, tier, step.now),
-            Command::Credit { payment_id, paid_sats } => checker.on_payment(payment_id, paid_sats),
+        let got = Expect::from(ledger.apply(&step.command, step.now, &mut journal));
+        // The caller's facts; a refused credit is no payment.
+        match (&step.command, &got) {
+            (Command::SetTier { pubkey, tier }, _) => checker.on_tier(*pubkey, *tier, step.now),
+            (Command::Credit { payment_id, paid_sats }, Expect::Outcome(_)) => {
+                checker.on_payment(*payment_id, *paid_sats)
+            }
             _ => {}
         }
-        let got = Expect::from(ledger.apply(&step.command, step.now, &mut journal));
         checker.on_movements(&journal, step.now);
         checker.after_step(&ledger.observed());
         let totals = Balances::from(ledger.totals());
