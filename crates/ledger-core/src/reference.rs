@@ -602,8 +602,12 @@ impl Ledger {
         if self.mutant(Mutant::CreditRoundsUp) && !exact {
             credited = credited.checked_add(Sats::new(1).expect("one")).ok_or(Refusal::Overflow)?;
         }
-        let pool = self.totals.pool_sats.checked_add(credited).ok_or(Refusal::Overflow)?;
+        // Every sat ever in the ledger (genesis plus credits) must fit: the pool, the
+        // reservations and the absorption are parts of it, so none of them can overflow
+        // when reserved sats come back. Checking the pool alone is not enough.
         let total = self.totals.credited_sats.checked_add(credited).ok_or(Refusal::Overflow)?;
+        self.config.pool_initial_sats.checked_add(total).ok_or(Refusal::Overflow)?;
+        let pool = self.totals.pool_sats.checked_add(credited).expect("pool <= genesis + credits");
         self.totals.pool_sats = pool;
         self.totals.credited_sats = total;
         self.payments.insert(payment_id, (paid, credited));

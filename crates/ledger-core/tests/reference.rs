@@ -182,3 +182,21 @@ fn amounts_at_the_limits() {
     let out = run(config, &[(0, credit(1, 1)), (0, credit(2, 0))]);
     insta::assert_snapshot!("limits", out);
 }
+
+/// Found by the fuzzer: a credit that fits the pool but not the ledger (reserved sats would
+/// overflow the pool on their way back) is refused, and the release that follows works.
+#[test]
+fn credit_that_would_overflow_a_later_release_is_refused() {
+    let config = Config { credit_bps: ledger_core::Bps::FULL, ..Config::default() };
+    let out = run(
+        config,
+        &[
+            (0, set_tier(1, Tier::Elite)),
+            (0, decide(1, 1, 40)),
+            (0, credit(1, Sats::MAX.to_u64() - 9_960)),
+            (0, credit(2, Sats::MAX.to_u64() - 10_000)),
+            (0, release(1)),
+        ],
+    );
+    insta::assert_snapshot!("credit_overflow", out);
+}
