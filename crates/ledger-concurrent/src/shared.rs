@@ -445,7 +445,12 @@ impl SharedLedger {
             };
         }
         let credited = paid.share_bps(self.config.credit_bps);
-        self.credited.credit(credited).map_err(|_| Refusal::Overflow)?;
+        // As the reference: genesis plus every credit must fit, so reserved sats can always
+        // come back to the pool.
+        let initial = self.config.pool_initial_sats;
+        self.credited
+            .update(|total| total.checked_add(credited).filter(|t| initial.checked_add(*t).is_some()))
+            .map_err(|_| Refusal::Overflow)?;
         if self.pool.credit(credited).is_err() {
             // Undo the total; nobody has seen it, `totals` needs this payment shard.
             self.credited.debit(credited).expect("the total was raised by this amount just above");
