@@ -47,17 +47,6 @@ impl Sats {
         }
     }
 
-    /// `amount_sats` from a signed value, rejecting negatives and values above the maximum.
-    pub fn from_i128(amount_sats: i128) -> Result<Sats, AmountError> {
-        if amount_sats < 0 {
-            return Err(AmountError::Negative(amount_sats));
-        }
-        match u64::try_from(amount_sats) {
-            Ok(v) => Sats::new(v),
-            Err(_) => Err(AmountError::TooLarge(amount_sats.unsigned_abs())),
-        }
-    }
-
     /// The amount as a plain number of sats.
     pub const fn to_u64(self) -> u64 {
         self.0

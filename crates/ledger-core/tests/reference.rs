@@ -200,3 +200,35 @@ fn credit_that_would_overflow_a_later_release_is_refused() {
     );
     insta::assert_snapshot!("credit_overflow", out);
 }
+
+#[test]
+fn identity_window_arithmetic() {
+    use ledger_core::Identity;
+    let id = Identity { tier: Tier::Trusted, sats_absorbed_today: s(150), absorbed_reset_at: T0, reserved_sats: s(30) };
+    assert_eq!(id.absorbed_in_window(T0.plus_ms(DAY_MS - 1)), s(150));
+    assert_eq!(id.absorbed_in_window(T0.plus_ms(DAY_MS)), Sats::ZERO);
+    assert_eq!(id.daily_remaining(s(200), T0.plus_ms(1)), s(20));
+    assert_eq!(id.daily_remaining(s(200), T0.plus_ms(DAY_MS)), s(170));
+    assert_eq!(id.daily_remaining(s(100), T0), Sats::ZERO);
+}
+
+#[test]
+fn expire_releases_in_deadline_order_when_the_clock_went_back() {
+    let ttl = Config::default().reservation_ttl_ms;
+    let mut ledger = Ledger::new(Config::default());
+    let mut journal = Vec::new();
+    let mut at = |ledger: &mut Ledger, offset: u64, cmd: Command| ledger.apply(&cmd, T0.plus_ms(offset), &mut journal);
+    at(&mut ledger, 0, set_tier(1, Tier::Elite)).unwrap();
+    at(&mut ledger, 1_000, decide(1, 1, 10)).unwrap();
+    at(&mut ledger, 0, decide(2, 1, 10)).unwrap();
+    at(&mut ledger, 500, decide(3, 1, 10)).unwrap();
+    at(&mut ledger, 1_000, decide(4, 1, 10)).unwrap();
+    assert_eq!(ledger.n_requests(), 4);
+    assert_eq!(ledger.config(), &Config::default());
+    let out = at(&mut ledger, ttl + 2_000, Command::Expire).unwrap();
+    let order: Vec<u64> = match out {
+        ledger_core::Outcome::Expired { released } => released.iter().map(|(r, _)| r.0).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(order, [2, 3, 1, 4]);
+}
