@@ -219,6 +219,13 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_units() {
+        assert_eq!(format!("{:?}", Sats::new(5).unwrap()), "5 sats");
+        assert_eq!(format!("{:?}", Bps::new(1000).unwrap()), "1000 bp");
+        assert_eq!(Sats::new(5).unwrap().to_string(), "5");
+    }
+
+    #[test]
     fn share_rounds_down() {
         let ten_pct = Bps::new(1000).unwrap();
         assert_eq!(Sats::new(19).unwrap().share_bps(ten_pct), Sats::new(1).unwrap());
