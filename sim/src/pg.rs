@@ -1111,7 +1111,7 @@ async fn journal_movements(pool: &PgPool) -> anyhow::Result<Vec<Movement>> {
     let rows = sqlx::query(
         "SELECT j.kind, j.request_id, j.payment_id, j.amount_sats, j.d_absorbed_sats, r.pubkey \
          FROM pool_journal j LEFT JOIN reservations r ON r.request_id = j.request_id \
-         WHERE j.kind <> 'genesis' ORDER BY j.seq",
+         WHERE j.kind NOT IN ('genesis', 'rebalance') ORDER BY j.seq",
     )
     .fetch_all(pool)
     .await?;

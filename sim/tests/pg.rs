@@ -183,10 +183,13 @@ fn audit_checks_a_live_database_read_only() {
 
     // Break conservation behind the guards' back: the audit must name it.
     rt.block_on(async {
-        sqlx::raw_sql("ALTER TABLE pool DISABLE TRIGGER USER; UPDATE pool SET balance_sats = balance_sats + 7;")
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::raw_sql(
+            "ALTER TABLE pool_stripes DISABLE TRIGGER USER; \
+             UPDATE pool_stripes SET balance_sats = balance_sats + 7 WHERE stripe = 3;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
     });
     let (code, text) = audit(pg.url());
     assert_eq!(code, 1, "{text}");

@@ -4,6 +4,11 @@
 //! `migrations/0003_reference_functions.sql`, run as its own transaction. A repeat by id
 //! answers as the first call did and changes nothing, so a retry after a lost acknowledgement
 //! is safe; serialization failures and deadlocks are retried here.
+//!
+//! The pool is striped over several rows (`migrations/0005_striped_pool.sql`): a debit takes
+//! its request's home stripe alone when that stripe covers it, and otherwise locks every
+//! stripe, answers from their exact sum and evens them out, so outcomes are the reference
+//! engine's while concurrent requests rarely wait on one another. `pool` is a view of the sums.
 
 use ledger_core::{
     Command, Config, Decision, GateReason, Movement, Outcome, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs,
@@ -127,9 +132,15 @@ pub struct AuditFinding {
     pub detail: String,
 }
 
-/// The read-only I1/I2/I5 check of the reference schema (`ledger_audit()`).
+/// The read-only I1/I2/I5 check of the reference schema (`ledger_audit()`, and each pool
+/// stripe against its journal).
 pub async fn audit<'e>(db: impl PgExecutor<'e>) -> Result<Vec<AuditFinding>, PgError> {
-    let rows = sqlx::query("SELECT invariant, detail FROM ledger_audit()").fetch_all(db).await?;
+    let rows = sqlx::query(
+        "SELECT invariant, detail FROM ledger_audit() \
+         UNION ALL SELECT invariant, detail FROM ledger_audit_stripes()",
+    )
+    .fetch_all(db)
+    .await?;
     rows.into_iter().map(|r| Ok(AuditFinding { invariant: r.try_get(0)?, detail: r.try_get(1)? })).collect()
 }
 

@@ -167,10 +167,11 @@ async fn killed_connection_mid_command_loses_nothing_and_counts_nothing_twice() 
     let pk = user(3);
     run(&pool, Command::SetTier { pubkey: pk, tier: Tier::Elite }, 1).await;
 
-    // Hold the pool row so that the victim blocks inside ledger_decide, after its first writes.
+    // Hold every pool stripe so that the victim blocks inside ledger_decide, after its first
+    // writes.
     let mut holder = pg.connect().await.unwrap();
     sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT * FROM pool WHERE id = 1 FOR UPDATE").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT * FROM pool_stripes FOR UPDATE").execute(&mut holder).await.unwrap();
 
     let mut victim = pg.connect().await.unwrap();
     let victim_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut victim).await.unwrap();
