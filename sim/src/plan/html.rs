@@ -111,12 +111,12 @@ fn pool_chart(s: &Summary, y_max: f64, initial: u64, w: f64, h: f64) -> String {
 
 /// Stacked bars of free / partial / gated shares per tier.
 fn tier_chart(s: &Summary, w: f64) -> String {
-    let (l, r, t, row) = (84.0, 10.0, 22.0, 20.0);
+    let (l, r, t, row) = (130.0, 10.0, 22.0, 20.0);
     let pw = w - l - r;
     let h = t + row * s.tiers.len() as f64 + 8.0;
     let mut o = String::new();
     let _ = write!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#);
-    let _ = write!(o, r##"<text x="{l}" y="14" font-size="12" font-weight="600">{}</text>"##, esc(&s.label));
+    let _ = write!(o, r##"<text x="4" y="14" font-size="12" font-weight="600">{}</text>"##, esc(&s.label));
     for (i, ts) in s.tiers.iter().enumerate() {
         let yy = t + row * i as f64;
         let _ = write!(
