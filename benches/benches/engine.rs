@@ -57,11 +57,7 @@ fn lifecycles(c: &mut Criterion) {
     });
     let base = ledger(false);
     g.bench_function("decide+record x100k, 10k identities, growing", |b| {
-        b.iter_batched(
-            || base.clone(),
-            run,
-            BatchSize::LargeInput,
-        )
+        b.iter_batched(|| base.clone(), run, BatchSize::LargeInput)
     });
     g.bench_function("baseline: FxHashMap insert+get x100k", |b| {
         b.iter_batched(
