@@ -8,8 +8,11 @@
 //! - **Concurrent** (`--concurrency N`): N tokio tasks on one connection pool run job and session
 //!   flows drawn from the seed, with real concurrency, and record every call and its outcome.
 //!   The invariants are checked on the final database (the audits) and on the history
-//!   ([`check_history`]). The faults of the real server live here: killed connections, lost
-//!   acknowledgements and a server restart.
+//!   (`final_checks`). The faults of the real server live here: killed connections, lost
+//!   acknowledgements and a server restart. The movements checked come from the server's
+//!   `pool_journal` for `pg-reference` (so a call that committed but was cut off before it
+//!   answered still counts), and from the replies for `pg-seed`, which keeps no journal: under
+//!   `--kill-connections` a seed call cut off after its commit is missing from its history.
 //! - **Audit** (`audit --database-url URL`): the read-only I1/I2/I5 check of a live database.
 //!
 //! Every seed gets a fresh database. This module is not a load generator: its schedules are
