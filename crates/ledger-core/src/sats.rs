@@ -223,6 +223,8 @@ mod tests {
         assert_eq!(format!("{:?}", Sats::new(5).unwrap()), "5 sats");
         assert_eq!(format!("{:?}", Bps::new(1000).unwrap()), "1000 bp");
         assert_eq!(Sats::new(5).unwrap().to_string(), "5");
+        assert_eq!(Sats::new(5).unwrap().to_i128(), 5);
+        assert_eq!(Sats::MAX.to_i128(), i128::from(i64::MAX));
     }
 
     #[test]

@@ -225,6 +225,8 @@ fn expire_releases_in_deadline_order_when_the_clock_went_back() {
     at(&mut ledger, 1_000, decide(4, 1, 10)).unwrap();
     assert_eq!(ledger.n_requests(), 4);
     assert_eq!(ledger.config(), &Config::default());
+    let odd = Config { pool_initial_sats: s(123), ..Config::default() };
+    assert_eq!(Ledger::new(odd).config(), &odd);
     let out = at(&mut ledger, ttl + 2_000, Command::Expire).unwrap();
     let order: Vec<u64> = match out {
         ledger_core::Outcome::Expired { released } => released.iter().map(|(r, _)| r.0).collect(),
