@@ -20,7 +20,8 @@ impl Trace {
         self.0.lock().unwrap().push(line);
     }
 
-    fn lines(&self) -> Vec<String> {
+    /// The statements so far, in the order they ran.
+    pub fn lines(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
 }
