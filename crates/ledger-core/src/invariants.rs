@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::engine::{Movement, Observed};
 use crate::ids::{PaymentId, Pubkey, RequestId, Tier, TimeMs, DAY_MS};
+use crate::reference::IdMap;
 use crate::sats::Sats;
 
 /// One of the invariants of DESIGN §4.
@@ -94,31 +95,92 @@ impl fmt::Display for Violation {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+/// Index of an identity in `Checker::identities`; [`NO_IDENTITY`] before a request is
+/// tied to a pubkey.
+type IdentityIdx = u32;
+const NO_IDENTITY: IdentityIdx = IdentityIdx::MAX;
+
+/// `RequestBook::debited` when the request's sums no longer fit an `i64` and live in
+/// `Checker::wide` (never with a sound engine: one request's sums stay within `Sats::MAX`).
+const WIDE: i64 = -1;
+
+/// One request's book, kept small: the checker holds one per request that touched the pool,
+/// forever (so that a second record or a late release is caught).
+#[derive(Clone, Copy, Debug)]
 struct RequestBook {
-    pubkey: Option<Pubkey>,
-    debited: i128,
-    returned: i128,
-    absorbed: i128,
+    /// The identity of the first pubkey the journal named for the request.
+    identity: IdentityIdx,
     n_records: u32,
     n_releases: u32,
     n_expiries: u32,
-    closed: bool,
+    /// The sums below, or [`WIDE`].
+    debited: i64,
+    returned: i64,
+    absorbed: i64,
 }
 
-impl RequestBook {
+impl Default for RequestBook {
+    fn default() -> RequestBook {
+        RequestBook {
+            identity: NO_IDENTITY,
+            n_records: 0,
+            n_releases: 0,
+            n_expiries: 0,
+            debited: 0,
+            returned: 0,
+            absorbed: 0,
+        }
+    }
+}
+
+/// A request's sums, exact.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sums {
+    debited: i128,
+    returned: i128,
+    absorbed: i128,
+}
+
+impl Sums {
     /// Sats the pool gave up for this request and that are neither absorbed nor back.
     fn held(&self) -> i128 {
         self.debited - self.returned - self.absorbed
     }
+}
 
+impl RequestBook {
     fn ends(&self) -> u32 {
         self.n_records + self.n_releases + self.n_expiries
+    }
+
+    fn sums(&self, request_id: RequestId, wide: &FxHashMap<RequestId, Sums>) -> Sums {
+        if self.debited == WIDE {
+            wide[&request_id]
+        } else {
+            Sums { debited: self.debited.into(), returned: self.returned.into(), absorbed: self.absorbed.into() }
+        }
+    }
+
+    fn set_sums(&mut self, request_id: RequestId, wide: &mut FxHashMap<RequestId, Sums>, sums: Sums) {
+        let narrow = (i64::try_from(sums.debited), i64::try_from(sums.returned), i64::try_from(sums.absorbed));
+        match narrow {
+            (Ok(d), Ok(r), Ok(a)) if d != WIDE => {
+                if self.debited == WIDE {
+                    wide.remove(&request_id);
+                }
+                (self.debited, self.returned, self.absorbed) = (d, r, a);
+            }
+            _ => {
+                wide.insert(request_id, sums);
+                self.debited = WIDE;
+            }
+        }
     }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct IdentityBook {
+    /// `None` for a pubkey the journal named but no `on_tier` created.
     tier: Option<Tier>,
     window_start: TimeMs,
     window_absorbed: i128,
@@ -136,9 +198,13 @@ pub struct Checker {
     absorbed: i128,
     /// Sum over requests of `max(0, held)`.
     outstanding: i128,
-    requests: FxHashMap<RequestId, RequestBook>,
-    identities: FxHashMap<Pubkey, IdentityBook>,
-    payments: FxHashMap<PaymentId, (Sats, bool)>,
+    requests: IdMap<RequestBook>,
+    /// Sums of requests whose book is [`WIDE`].
+    wide: FxHashMap<RequestId, Sums>,
+    identities: Vec<IdentityBook>,
+    identity_index: FxHashMap<Pubkey, IdentityIdx>,
+    /// Paid sats of each payment, with [`CREDITED`] set once it was credited.
+    payments: IdMap<u64>,
     violations: Vec<Violation>,
     first_step_of: [Option<u64>; 6],
     step: u64,
@@ -146,6 +212,10 @@ pub struct Checker {
     /// once (and again only when it changes), not after every step.
     last_gap: [i128; 4],
 }
+
+/// The bit of a `Checker::payments` value that says the payment was credited (paid sats
+/// are at most `Sats::MAX = i64::MAX`, so the top bit is free).
+const CREDITED: u64 = 1 << 63;
 
 impl Checker {
     /// A checker for a ledger at genesis under `config`.
@@ -157,9 +227,11 @@ impl Checker {
             expected_in: initial,
             absorbed: 0,
             outstanding: 0,
-            requests: FxHashMap::default(),
-            identities: FxHashMap::default(),
-            payments: FxHashMap::default(),
+            requests: IdMap::default(),
+            wide: FxHashMap::default(),
+            identities: Vec::new(),
+            identity_index: FxHashMap::default(),
+            payments: IdMap::default(),
             violations: Vec::new(),
             first_step_of: [None; 6],
             step: 0,
@@ -190,20 +262,30 @@ impl Checker {
         self.violations.push(Violation { invariant, request_id, detail });
     }
 
+    /// The index of `pubkey`'s book, made (not yet created by a tier) on first sight.
+    fn identity_idx(&mut self, pubkey: Pubkey) -> IdentityIdx {
+        let identities = &mut self.identities;
+        *self.identity_index.entry(pubkey).or_insert_with(|| {
+            let idx = IdentityIdx::try_from(identities.len()).expect("fewer than 2^32 - 1 identities");
+            assert!(idx != NO_IDENTITY, "identity table full");
+            identities.push(IdentityBook { tier: None, window_start: TimeMs(0), window_absorbed: 0, outstanding: 0 });
+            idx
+        })
+    }
+
     /// A `SetTier` finished: `pubkey` now holds `tier` (a new identity starts its window).
     pub fn on_tier(&mut self, pubkey: Pubkey, tier: Tier, now: TimeMs) {
-        let book = self.identities.entry(pubkey).or_insert(IdentityBook {
-            tier: None,
-            window_start: now,
-            window_absorbed: 0,
-            outstanding: 0,
-        });
+        let idx = self.identity_idx(pubkey);
+        let book = &mut self.identities[idx as usize];
+        if book.tier.is_none() {
+            *book = IdentityBook { tier: None, window_start: now, window_absorbed: 0, outstanding: 0 };
+        }
         book.tier = Some(tier);
     }
 
     /// A user paid `paid` for invoice `payment_id`: the pool is owed its share, once.
     pub fn on_payment(&mut self, payment_id: PaymentId, paid: Sats) {
-        self.payments.entry(payment_id).or_insert((paid, false));
+        self.payments.get_or_insert_with(payment_id.0, || paid.to_u64());
     }
 
     /// An engine reported an overflow: I1 ("no overflow anywhere").
@@ -218,19 +300,34 @@ impl Checker {
         }
     }
 
-    fn request(&mut self, request_id: RequestId) -> &mut RequestBook {
-        self.requests.entry(request_id).or_default()
-    }
-
-    /// Apply a change of `held` for one request to the outstanding sums.
-    fn rebook(&mut self, request_id: RequestId, held_before: i128) {
-        let book = &self.requests[&request_id];
-        let (held_after, pubkey) = (book.held(), book.pubkey);
-        let delta = held_after.max(0) - held_before.max(0);
-        self.outstanding += delta;
-        if let Some(id) = pubkey.and_then(|p| self.identities.get_mut(&p)) {
-            id.outstanding += delta;
+    /// Change the sums of `request_id` with `change`, and its held sats in the outstanding
+    /// sums. `pubkey` ties a request not yet tied to an identity. Returns the book (as it
+    /// was before the change) and the sums before the change.
+    fn rebook(
+        &mut self,
+        request_id: RequestId,
+        identity: Option<IdentityIdx>,
+        change: impl FnOnce(&mut Sums, &mut RequestBook),
+    ) -> (RequestBook, Sums) {
+        let book = self.requests.get_or_default(request_id.0);
+        if let Some(idx) = identity {
+            if book.identity == NO_IDENTITY {
+                book.identity = idx;
+            }
         }
+        let before_book = *book;
+        let before = book.sums(request_id, &self.wide);
+        let mut after = before;
+        change(&mut after, book);
+        book.set_sums(request_id, &mut self.wide, after);
+        let delta = after.held().max(0) - before.held().max(0);
+        self.outstanding += delta;
+        if let Some(id) = self.identities.get_mut(book.identity as usize) {
+            if id.tier.is_some() {
+                id.outstanding += delta;
+            }
+        }
+        (before_book, before)
     }
 
     fn on_movement(&mut self, m: &Movement, now: TimeMs) {
@@ -238,30 +335,26 @@ impl Checker {
             Movement::Debit { request_id, pubkey, amount_sats } => {
                 let a = amount_sats.to_i128();
                 self.journal_pool -= a;
-                let book = self.request(request_id);
-                book.pubkey.get_or_insert(pubkey);
-                let before = book.held();
-                book.debited += a;
-                self.rebook(request_id, before);
-                self.check_budget(request_id, pubkey, now, "granted");
+                let idx = self.identity_idx(pubkey);
+                self.rebook(request_id, Some(idx), |s, _| s.debited += a);
+                self.check_budget(request_id, idx, pubkey, now, "granted");
             }
             Movement::Release { request_id, amount_sats } | Movement::Expire { request_id, amount_sats } => {
                 let a = amount_sats.to_i128();
                 self.journal_pool += a;
                 let expire = matches!(m, Movement::Expire { .. });
-                let book = self.request(request_id);
-                let before = book.held();
-                let (records, ends) = (book.n_records, book.ends());
-                book.returned += a;
-                if expire {
-                    book.n_expiries += 1;
-                } else {
-                    book.n_releases += 1;
-                }
-                self.rebook(request_id, before);
-                if records > 0 {
+                let (book, before) = self.rebook(request_id, None, |s, book| {
+                    s.returned += a;
+                    if expire {
+                        book.n_expiries += 1;
+                    } else {
+                        book.n_releases += 1;
+                    }
+                });
+                let before = before.held();
+                if book.n_records > 0 {
                     self.violate(Invariant::I5, Some(request_id), format!("released {a} sats after being recorded"));
-                } else if ends > 0 {
+                } else if book.ends() > 0 {
                     self.violate(
                         Invariant::I5,
                         Some(request_id),
@@ -280,20 +373,19 @@ impl Checker {
                 let (a, r) = (absorbed_sats.to_i128(), returned_sats.to_i128());
                 self.journal_pool += r;
                 self.absorbed += a;
-                let book = self.request(request_id);
-                book.pubkey.get_or_insert(pubkey);
-                let before = book.held();
-                let (records, releases) = (book.n_records, book.n_releases + book.n_expiries);
-                book.absorbed += a;
-                book.returned += r;
-                book.n_records += 1;
-                self.rebook(request_id, before);
-                if records > 0 {
+                let idx = self.identity_idx(pubkey);
+                let (book, before) = self.rebook(request_id, Some(idx), |s, book| {
+                    s.absorbed += a;
+                    s.returned += r;
+                    book.n_records += 1;
+                });
+                let before = before.held();
+                if book.n_records > 0 {
                     self.violate(Invariant::I5, Some(request_id), format!("recorded twice (again {a} absorbed)"));
-                } else if releases > 0 {
+                } else if book.n_releases + book.n_expiries > 0 {
                     self.violate(Invariant::I5, Some(request_id), "recorded after being released".to_owned());
                 }
-                self.absorb_into_window(pubkey, a, now);
+                self.absorb_into_window(idx, a, now);
                 if a + r > before {
                     // Absorbed sats the pool never gave up for this request: granted now.
                     self.violate(
@@ -301,20 +393,20 @@ impl Checker {
                         Some(request_id),
                         format!("recorded {a} absorbed + {r} returned but the pool held only {before} sats for it"),
                     );
-                    self.check_budget(request_id, pubkey, now, "absorbed beyond the reservation");
+                    self.check_budget(request_id, idx, pubkey, now, "absorbed beyond the reservation");
                 }
             }
             Movement::Credit { payment_id, amount_sats } => {
                 let a = amount_sats.to_i128();
                 self.journal_pool += a;
                 let bps = self.config.credit_bps;
-                match self.payments.get_mut(&payment_id) {
-                    Some((paid, credited)) if !*credited => {
-                        *credited = true;
+                match self.payments.get_mut(payment_id.0) {
+                    Some(entry) if *entry & CREDITED == 0 => {
+                        let paid = Sats::new(*entry).expect("paid sats are at most Sats::MAX");
+                        *entry |= CREDITED;
                         let due = paid.share_bps(bps).to_i128();
                         self.expected_in += due;
                         if a != due {
-                            let paid = *paid;
                             self.violate(
                                 Invariant::I2,
                                 None,
@@ -339,11 +431,12 @@ impl Checker {
         }
     }
 
-    fn absorb_into_window(&mut self, pubkey: Pubkey, absorbed: i128, now: TimeMs) {
+    fn absorb_into_window(&mut self, idx: IdentityIdx, absorbed: i128, now: TimeMs) {
         if absorbed <= 0 {
             return;
         }
-        if let Some(id) = self.identities.get_mut(&pubkey) {
+        let id = &mut self.identities[idx as usize];
+        if id.tier.is_some() {
             if now.since(id.window_start) >= DAY_MS {
                 id.window_start = now;
                 id.window_absorbed = absorbed;
@@ -353,9 +446,10 @@ impl Checker {
         }
     }
 
-    /// I4 at the moment sats are granted to `pubkey`.
-    fn check_budget(&mut self, request_id: RequestId, pubkey: Pubkey, now: TimeMs, what: &str) {
-        let Some(&id) = self.identities.get(&pubkey) else {
+    /// I4 at the moment sats are granted to `pubkey` (identity `idx`).
+    fn check_budget(&mut self, request_id: RequestId, idx: IdentityIdx, pubkey: Pubkey, now: TimeMs, what: &str) {
+        let id = self.identities[idx as usize];
+        let Some(tier) = id.tier else {
             self.violate(
                 Invariant::I4,
                 Some(request_id),
@@ -363,7 +457,6 @@ impl Checker {
             );
             return;
         };
-        let tier = id.tier.expect("identities are created with a tier");
         let budget = self.config.budget(tier).to_i128();
         let absorbed = if now.since(id.window_start) >= DAY_MS { 0 } else { id.window_absorbed };
         if absorbed + id.outstanding > budget {
@@ -382,9 +475,9 @@ impl Checker {
     /// The caller finished a request: it let the user off `reduction` sats of the actual
     /// cost (the pool's share), and was told of `overrun` sats paid outside the pool.
     pub fn on_close(&mut self, request_id: RequestId, reduction: Sats, overrun: Sats) {
-        let book = self.request(request_id);
-        book.closed = true;
-        let gave = book.debited - book.returned;
+        // A request with no book has a book of zeros.
+        let sums = self.requests.get(request_id.0).map(|b| b.sums(request_id, &self.wide)).unwrap_or_default();
+        let gave = sums.debited - sums.returned;
         let (reduction, overrun) = (reduction.to_i128(), overrun.to_i128());
         if reduction != gave + overrun {
             let more = if reduction > gave + overrun { "more than" } else { "less than" };
@@ -393,7 +486,7 @@ impl Checker {
                 Some(request_id),
                 format!(
                     "charge reduced by {reduction} sats, {more} the pool's net debit {gave} (debited {}, returned {}) + reported overrun {overrun}",
-                    self.requests[&request_id].debited, self.requests[&request_id].returned
+                    sums.debited, sums.returned
                 ),
             );
         }
@@ -457,8 +550,9 @@ impl Checker {
         let mut open: Vec<(RequestId, i128, u32)> = self
             .requests
             .iter()
-            .filter(|(_, b)| b.debited > 0 && (b.ends() == 0 || b.held() > 0))
-            .map(|(r, b)| (*r, b.held(), b.ends()))
+            .map(|(r, b)| (RequestId(r), b.sums(RequestId(r), &self.wide), b.ends()))
+            .filter(|(_, s, ends)| s.debited > 0 && (*ends == 0 || s.held() > 0))
+            .map(|(r, s, ends)| (r, s.held(), ends))
             .collect();
         open.sort_unstable_by_key(|(r, ..)| *r);
         for (request_id, held, ends) in open {

@@ -10,8 +10,6 @@
 
 use std::collections::VecDeque;
 
-use std::collections::hash_map::Entry;
-
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -93,6 +91,18 @@ struct Request {
     refused: Option<Box<Vec<(Sats, Sats)>>>,
 }
 
+/// Only fills the gaps of [`IdMap`]'s vector; never read as a request.
+impl Default for Request {
+    fn default() -> Request {
+        Request {
+            identity: NO_IDENTITY,
+            decision: Decision::Gate { reason: GateReason::ZeroEstimate, charge_sats: Sats::ZERO },
+            reservation: None,
+            refused: None,
+        }
+    }
+}
+
 /// Running totals: the ledger's balance sheet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -118,9 +128,9 @@ pub struct Ledger {
     /// Identities by index, so a request reaches its identity without hashing a pubkey.
     identities: Vec<(Pubkey, Identity)>,
     identity_index: FxHashMap<Pubkey, IdentityIdx>,
-    requests: FxHashMap<RequestId, Request>,
+    requests: IdMap<Request>,
     unknown_pubkeys: FxHashMap<RequestId, Pubkey>,
-    payments: FxHashMap<PaymentId, (Sats, Sats)>,
+    payments: IdMap<(Sats, Sats)>,
     /// `(deadline, request)` of reservations, sorted; entries of closed reservations are
     /// skipped when they reach the front.
     deadlines: VecDeque<(TimeMs, RequestId)>,
@@ -175,9 +185,9 @@ impl Ledger {
             totals: Totals { pool_sats: config.pool_initial_sats, ..Totals::default() },
             identities: Vec::new(),
             identity_index: FxHashMap::default(),
-            requests: FxHashMap::default(),
+            requests: IdMap::default(),
             unknown_pubkeys: FxHashMap::default(),
-            payments: FxHashMap::default(),
+            payments: IdMap::default(),
             deadlines: VecDeque::new(),
             mutant: None,
         }
@@ -278,8 +288,7 @@ impl Ledger {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        // One probe of the request table for both the repeat check and the insert: the table
-        // is set aside while the decision is made (nothing below reads it).
+        // The request table is set aside while the decision is made (nothing below reads it).
         let mut requests = std::mem::take(&mut self.requests);
         let result = self.decide_into(&mut requests, request_id, pubkey, estimated, now, journal);
         self.requests = requests;
@@ -288,27 +297,23 @@ impl Ledger {
 
     fn decide_into(
         &mut self,
-        requests: &mut FxHashMap<RequestId, Request>,
+        requests: &mut IdMap<Request>,
         request_id: RequestId,
         pubkey: Pubkey,
         estimated: Sats,
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        let slot = match requests.entry(request_id) {
-            Entry::Occupied(e) => {
-                let request = e.get();
-                if self.pubkey_of(request_id, request) != pubkey {
-                    return Err(Refusal::ExistsWithDifferentPubkey);
-                }
-                let first = request.decision.estimated_sats();
-                if first != estimated {
-                    return Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: first });
-                }
-                return Ok(Outcome::Decided { decision: request.decision });
+        if let Some(request) = requests.get(request_id.0) {
+            if self.pubkey_of(request_id, request) != pubkey {
+                return Err(Refusal::ExistsWithDifferentPubkey);
             }
-            Entry::Vacant(e) => e,
-        };
+            let first = request.decision.estimated_sats();
+            if first != estimated {
+                return Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: first });
+            }
+            return Ok(Outcome::Decided { decision: request.decision });
+        }
         let idx = self.identity_index.get(&pubkey).copied().unwrap_or(NO_IDENTITY);
         let decision = self.decision_for(idx, estimated, now);
         let reservation = match decision {
@@ -326,7 +331,7 @@ impl Ledger {
         if idx == NO_IDENTITY {
             self.unknown_pubkeys.insert(request_id, pubkey);
         }
-        slot.insert(Request { identity: idx, decision, reservation, refused: None });
+        requests.insert(request_id.0, Request { identity: idx, decision, reservation, refused: None });
         Ok(Outcome::Decided { decision })
     }
 
@@ -366,7 +371,7 @@ impl Ledger {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        let request = self.requests.get(&request_id).ok_or(Refusal::UnknownRequest)?;
+        let request = self.requests.get(request_id.0).ok_or(Refusal::UnknownRequest)?;
         if self.pubkey_of(request_id, request) != pubkey {
             return Err(Refusal::ExistsWithDifferentPubkey);
         }
@@ -397,13 +402,13 @@ impl Ledger {
             amount
         };
         if amount > available {
-            let request = self.requests.get_mut(&request_id).expect("looked up above");
+            let request = self.requests.get_mut(request_id.0).expect("looked up above");
             request.refused.get_or_insert_with(Default::default).push((amount, available));
             return Err(Refusal::InsufficientFunds { available_sats: available });
         }
         self.debit(request_id, idx, amount, journal);
         let reservation = self.reservation(request_id, amount, false, false, now);
-        let request = self.requests.get_mut(&request_id).expect("looked up above");
+        let request = self.requests.get_mut(request_id.0).expect("looked up above");
         request.identity = idx;
         request.reservation = Some(reservation);
         Ok(Outcome::Reserved { reserved_sats: amount })
@@ -460,13 +465,13 @@ impl Ledger {
 
     /// The reservation of a request, for commands that need one.
     fn reserved(&self, request_id: RequestId) -> Result<(IdentityIdx, Reservation), Refusal> {
-        let request = self.requests.get(&request_id).ok_or(Refusal::UnknownRequest)?;
+        let request = self.requests.get(request_id.0).ok_or(Refusal::UnknownRequest)?;
         let r = request.reservation.ok_or(Refusal::NotReserved)?;
         Ok((request.identity, r))
     }
 
     fn set_state(&mut self, request_id: RequestId, state: ReservationState) {
-        let request = self.requests.get_mut(&request_id).expect("known request");
+        let request = self.requests.get_mut(request_id.0).expect("known request");
         request.reservation.as_mut().expect("reserved request").state = state;
     }
 
@@ -506,7 +511,7 @@ impl Ledger {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        // One probe of the request table: it is set aside while the reservation is settled.
+        // The request table is set aside while the reservation is settled.
         let mut requests = std::mem::take(&mut self.requests);
         let result = self.record_in(&mut requests, request_id, actual, now, journal);
         self.requests = requests;
@@ -515,13 +520,13 @@ impl Ledger {
 
     fn record_in(
         &mut self,
-        requests: &mut FxHashMap<RequestId, Request>,
+        requests: &mut IdMap<Request>,
         request_id: RequestId,
         actual: Sats,
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        let request = requests.get_mut(&request_id).ok_or(Refusal::UnknownRequest)?;
+        let request = requests.get_mut(request_id.0).ok_or(Refusal::UnknownRequest)?;
         let idx = request.identity;
         let r = request.reservation.as_mut().ok_or(Refusal::NotReserved)?;
         match r.state {
@@ -589,7 +594,7 @@ impl Ledger {
     }
 
     fn credit(&mut self, payment_id: PaymentId, paid: Sats, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
-        let repeat = self.payments.get(&payment_id).filter(|_| !self.mutant(Mutant::CreditNotIdempotent));
+        let repeat = self.payments.get(payment_id.0).filter(|_| !self.mutant(Mutant::CreditNotIdempotent));
         if let Some(&(first_paid, credited)) = repeat {
             return if first_paid == paid {
                 Ok(Outcome::Credited { credited_sats: credited })
@@ -610,7 +615,7 @@ impl Ledger {
         let pool = self.totals.pool_sats.checked_add(credited).expect("pool <= genesis + credits");
         self.totals.pool_sats = pool;
         self.totals.credited_sats = total;
-        self.payments.insert(payment_id, (paid, credited));
+        self.payments.insert(payment_id.0, (paid, credited));
         journal.push(Movement::Credit { payment_id, amount_sats: credited });
         Ok(Outcome::Credited { credited_sats: credited })
     }
@@ -633,5 +638,151 @@ impl Ledger {
             released.push((request_id, r.amount));
         }
         Outcome::Expired { released }
+    }
+}
+
+/// A table keyed by a `u64` id that is nearly always handed out in sequence (request and
+/// payment ids): ids that keep the table at least half full live in a vector indexed by
+/// id, with a presence bit each, so a lookup is an index and the table grows without
+/// rehashing; any other id goes to a hash map. Which side holds an id is invisible: every
+/// id lives on exactly one side, and nothing here depends on the order of the hash map.
+#[derive(Clone, Debug)]
+pub(crate) struct IdMap<V> {
+    dense: Vec<V>,
+    present: Vec<u64>,
+    sparse: FxHashMap<u64, V>,
+    len: usize,
+}
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        IdMap { dense: Vec::new(), present: Vec::new(), sparse: FxHashMap::default(), len: 0 }
+    }
+}
+
+impl<V: Default> IdMap<V> {
+    /// Ids below this always go in the vector; above it, only while it stays half full.
+    const SLACK: u64 = 4096;
+
+    /// Room for `n` ids in sequence.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.dense.reserve(n);
+        self.present.reserve(n.div_ceil(64));
+    }
+
+    /// Number of ids held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn in_dense(&self, k: u64) -> bool {
+        k < self.dense.len() as u64 && self.present[(k / 64) as usize] & (1 << (k % 64)) != 0
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, k: u64) -> Option<&V> {
+        if self.in_dense(k) {
+            Some(&self.dense[k as usize])
+        } else if self.sparse.is_empty() {
+            None
+        } else {
+            self.sparse.get(&k)
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, k: u64) -> Option<&mut V> {
+        if self.in_dense(k) {
+            Some(&mut self.dense[k as usize])
+        } else if self.sparse.is_empty() {
+            None
+        } else {
+            self.sparse.get_mut(&k)
+        }
+    }
+
+    /// The value of `k`, inserting `V::default()` first if it has none.
+    #[inline]
+    pub(crate) fn get_or_default(&mut self, k: u64) -> &mut V {
+        self.get_or_insert_with(k, V::default)
+    }
+
+    /// The value of `k`, inserting `make()` first if it has none.
+    #[inline]
+    pub(crate) fn get_or_insert_with(&mut self, k: u64, make: impl FnOnce() -> V) -> &mut V {
+        if self.in_dense(k) {
+            return &mut self.dense[k as usize];
+        }
+        if !self.sparse.is_empty() && self.sparse.contains_key(&k) {
+            return self.sparse.get_mut(&k).expect("just checked");
+        }
+        self.insert_new(k, make())
+    }
+
+    /// Insert `v` for `k`, which has no value.
+    fn insert_new(&mut self, k: u64, v: V) -> &mut V {
+        self.len += 1;
+        let n = self.dense.len() as u64;
+        // Dense while at least about half the slots up to `k` are used.
+        if k < n || k < Self::SLACK.max(2 * self.len as u64) {
+            if k >= n {
+                self.dense.resize_with(k as usize + 1, V::default);
+                self.present.resize((k as usize + 1).div_ceil(64), 0);
+            }
+            self.present[(k / 64) as usize] |= 1 << (k % 64);
+            let slot = &mut self.dense[k as usize];
+            *slot = v;
+            slot
+        } else {
+            self.sparse.entry(k).or_insert(v)
+        }
+    }
+
+    /// Insert or replace the value of `k`.
+    pub(crate) fn insert(&mut self, k: u64, v: V) {
+        match self.get_mut(k) {
+            Some(slot) => *slot = v,
+            None => {
+                self.insert_new(k, v);
+            }
+        }
+    }
+
+    /// Every `(id, value)`, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
+        let dense = self.dense.iter().enumerate().map(|(k, v)| (k as u64, v)).filter(|(k, _)| self.in_dense(*k));
+        dense.chain(self.sparse.iter().map(|(k, v)| (*k, v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdMap;
+
+    #[test]
+    fn id_map_holds_sequential_sparse_and_mixed_ids() {
+        let mut m: IdMap<u64> = IdMap::default();
+        let mut model = std::collections::BTreeMap::new();
+        // Sequential ids, huge ids, and ids that a later growth of the vector covers.
+        let ids = (0..10_000u64).chain([u64::MAX, 1 << 40, 50_000, 30_000, 12_000, 25_000]).chain(10_000..40_000);
+        for k in ids {
+            let v = k.wrapping_mul(7);
+            let before = m.get(k).copied();
+            assert_eq!(before, model.get(&k).copied());
+            *m.get_or_insert_with(k, || v) += 1;
+            *model.entry(k).or_insert(v) += 1;
+        }
+        m.insert(3, 1);
+        model.insert(3, 1);
+        assert_eq!(m.len(), model.len());
+        for (k, v) in &model {
+            assert_eq!(m.get(*k), Some(v));
+        }
+        assert_eq!(m.get(40_001), None);
+        assert_eq!(m.get_mut(1 << 41), None);
+        let mut all: Vec<(u64, u64)> = m.iter().map(|(k, v)| (k, *v)).collect();
+        all.sort_unstable();
+        assert_eq!(all, model.into_iter().collect::<Vec<_>>());
     }
 }

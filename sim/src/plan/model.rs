@@ -182,9 +182,15 @@ pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
         hour_cdf[h] = acc;
     }
     hour_cdf[23] = f64::INFINITY;
+    // Size the ledger's tables for the whole run up front, so they never grow mid-run.
+    let users0: u64 = s.population.by_tier().iter().sum();
+    let growth = (1.0 + s.population.growth_pct_per_day / 100.0).powf(f64::from(s.days));
+    let n_users = (users0 as f64 * growth).ceil().min(1e8) as usize;
+    let per_day = expected(&s.requests.per_user_per_day).max(0.0);
+    let n_requests = (n_users as f64 * per_day * f64::from(s.days) * 1.05).ceil().min(1e9) as usize;
     let mut r = Run {
         s,
-        ledger: Ledger::new(ledger_config),
+        ledger: Ledger::with_capacity(ledger_config, n_users, n_requests),
         checker: Checker::new(&ledger_config),
         journal: Vec::with_capacity(4),
         rng: ChaCha8Rng::seed_from_u64(seed),
@@ -263,6 +269,19 @@ pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
     r.out.violations = v.len() as u64;
     r.out.first_violation = v.first().map(|v| v.to_string());
     r.out
+}
+
+/// The mean of a distribution, roughly (for sizing tables only).
+fn expected(d: &Dist) -> f64 {
+    match d.dist {
+        DistKind::Fixed => d.value.unwrap_or(0.0),
+        DistKind::Uniform => (d.min.unwrap_or(0.0) + d.max.unwrap_or(0.0)) / 2.0,
+        DistKind::Poisson => d.mean.unwrap_or(0.0),
+        DistKind::Lognormal => {
+            let sigma = d.sigma.unwrap_or(0.0);
+            (d.median.unwrap_or(0.0) * (sigma * sigma / 2.0).exp()).min(d.max.unwrap_or(f64::MAX))
+        }
+    }
 }
 
 fn sats(v: u64) -> Sats {
