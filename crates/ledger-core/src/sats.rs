@@ -241,6 +241,8 @@ mod tests {
         assert_eq!("-5".parse::<Sats>(), Err(AmountError::Negative(-5)));
         assert!(matches!("99999999999999999999".parse::<Sats>(), Err(AmountError::TooLarge(_))));
         assert!(matches!("1e9".parse::<Sats>(), Err(AmountError::Malformed(_))));
+        assert!(matches!("5-3".parse::<Sats>(), Err(AmountError::Malformed(_))));
+        assert!(matches!("a5".parse::<Sats>(), Err(AmountError::Malformed(_))));
         assert!(matches!("".parse::<Sats>(), Err(AmountError::Malformed(_))));
     }
 }
