@@ -3,7 +3,12 @@
 //! `cargo bench -p ledger-benches --bench plan`. Every request goes through the reference
 //! engine with the invariant checker fed after every command. The sweep is 4
 //! configurations × 4 seeds of the launch fixture cut to 5 days; its 2-thread time over its
-//! 1-thread time is the parallel speed-up.
+//! 1-thread time is the parallel speed-up. Other processes on the machine skew a
+//! comparison of two benchmarks run one after the other, so the last one runs the sweep on
+//! 1 and then on 2 threads back to back in each iteration and prints the median of the
+//! paired ratios, with the load average before and after.
+
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ledger_sim::plan::{parse_sweep, Plan};
@@ -34,7 +39,45 @@ fn plan(c: &mut Criterion) {
     g.bench_function("sweep 4x4, 1 thread", |b| b.iter(|| pool1.install(|| requests(&sweep))));
     let pool2 = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
     g.bench_function("sweep 4x4, 2 threads", |b| b.iter(|| pool2.install(|| requests(&sweep))));
+
+    let mut ratios = Vec::new();
+    let load_before = loadavg();
+    g.bench_function("sweep 4x4, 1 then 2 threads (paired)", |b| {
+        b.iter_custom(|iters| {
+            let mut both = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                pool1.install(|| requests(&sweep));
+                let one = t.elapsed();
+                let t = Instant::now();
+                pool2.install(|| requests(&sweep));
+                let two = t.elapsed();
+                ratios.push(one.as_secs_f64() / two.as_secs_f64());
+                both += one + two;
+            }
+            both
+        })
+    });
+    if !ratios.is_empty() {
+        ratios.sort_by(f64::total_cmp);
+        eprintln!(
+            "sweep 4x4: 1-thread time / 2-thread time, median of {} pairs = {:.2} (min {:.2}, max {:.2}); \
+             load average before {load_before}, after {}",
+            ratios.len(),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+            loadavg()
+        );
+    }
     g.finish();
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 criterion_group!(benches, plan);
