@@ -202,6 +202,8 @@ pub struct Checker {
     /// Sums of requests whose book is [`WIDE`].
     wide: FxHashMap<RequestId, Sums>,
     identities: Vec<IdentityBook>,
+    /// The pubkey of each identity book.
+    pubkeys: Vec<Pubkey>,
     identity_index: FxHashMap<Pubkey, IdentityIdx>,
     /// Paid sats of each payment, with [`CREDITED`] set once it was credited.
     payments: IdMap<u64>,
@@ -230,6 +232,7 @@ impl Checker {
             requests: IdMap::default(),
             wide: FxHashMap::default(),
             identities: Vec::new(),
+            pubkeys: Vec::new(),
             identity_index: FxHashMap::default(),
             payments: IdMap::default(),
             violations: Vec::new(),
@@ -264,13 +267,23 @@ impl Checker {
 
     /// The index of `pubkey`'s book, made (not yet created by a tier) on first sight.
     fn identity_idx(&mut self, pubkey: Pubkey) -> IdentityIdx {
-        let identities = &mut self.identities;
+        let (identities, pubkeys) = (&mut self.identities, &mut self.pubkeys);
         *self.identity_index.entry(pubkey).or_insert_with(|| {
             let idx = IdentityIdx::try_from(identities.len()).expect("fewer than 2^32 - 1 identities");
             assert!(idx != NO_IDENTITY, "identity table full");
             identities.push(IdentityBook { tier: None, window_start: TimeMs(0), window_absorbed: 0, outstanding: 0 });
+            pubkeys.push(pubkey);
             idx
         })
+    }
+
+    /// [`Checker::identity_idx`] of `pubkey`, without hashing it when `request_id` is
+    /// already tied to it (a record after its debit).
+    fn identity_idx_of(&mut self, request_id: RequestId, pubkey: Pubkey) -> IdentityIdx {
+        match self.requests.get(request_id.0) {
+            Some(book) if self.pubkeys.get(book.identity as usize) == Some(&pubkey) => book.identity,
+            _ => self.identity_idx(pubkey),
+        }
     }
 
     /// A `SetTier` finished: `pubkey` now holds `tier` (a new identity starts its window).
@@ -373,7 +386,7 @@ impl Checker {
                 let (a, r) = (absorbed_sats.to_i128(), returned_sats.to_i128());
                 self.journal_pool += r;
                 self.absorbed += a;
-                let idx = self.identity_idx(pubkey);
+                let idx = self.identity_idx_of(request_id, pubkey);
                 let (book, before) = self.rebook(request_id, Some(idx), |s, book| {
                     s.absorbed += a;
                     s.returned += r;
