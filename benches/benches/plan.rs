@@ -40,17 +40,37 @@ fn plan(c: &mut Criterion) {
     let pool2 = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
     g.bench_function("sweep 4x4, 2 threads", |b| b.iter(|| pool2.install(|| requests(&sweep))));
 
+    // A paired iteration runs the sweep twice.
+    g.throughput(Throughput::Elements(2 * n));
+    paired(&mut g, "sweep 4x4, 1 then 2 threads (paired)", &sweep, &pool1, &pool2);
+    // The same work cut into twice as many items: a thread left without an item at the end
+    // of a sweep idles for at most one item, a smaller share of a sweep with more items.
+    let finer = launch("3", "8", &["credit_pct=10,30", "budget.established=50,100"]);
+    g.throughput(Throughput::Elements(2 * pool1.install(|| requests(&finer))));
+    paired(&mut g, "sweep 4x8 of 3 days, 1 then 2 threads (paired)", &finer, &pool1, &pool2);
+    g.finish();
+}
+
+/// Bench `name`: run `plan` on `pool1` then on `pool2` in each iteration, and print the
+/// median of the paired time ratios with the load average around the measurement.
+fn paired(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    plan: &Plan,
+    pool1: &rayon::ThreadPool,
+    pool2: &rayon::ThreadPool,
+) {
     let mut ratios = Vec::new();
     let load_before = loadavg();
-    g.bench_function("sweep 4x4, 1 then 2 threads (paired)", |b| {
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut both = Duration::ZERO;
             for _ in 0..iters {
                 let t = Instant::now();
-                pool1.install(|| requests(&sweep));
+                pool1.install(|| requests(plan));
                 let one = t.elapsed();
                 let t = Instant::now();
-                pool2.install(|| requests(&sweep));
+                pool2.install(|| requests(plan));
                 let two = t.elapsed();
                 ratios.push(one.as_secs_f64() / two.as_secs_f64());
                 both += one + two;
@@ -61,7 +81,7 @@ fn plan(c: &mut Criterion) {
     if !ratios.is_empty() {
         ratios.sort_by(f64::total_cmp);
         eprintln!(
-            "sweep 4x4: 1-thread time / 2-thread time, median of {} pairs = {:.2} (min {:.2}, max {:.2}); \
+            "{name}: 1-thread time / 2-thread time, median of {} pairs = {:.2} (min {:.2}, max {:.2}); \
              load average before {load_before}, after {}",
             ratios.len(),
             ratios[ratios.len() / 2],
@@ -70,7 +90,6 @@ fn plan(c: &mut Criterion) {
             loadavg()
         );
     }
-    g.finish();
 }
 
 /// The 1, 5 and 15 minute load averages.
