@@ -582,3 +582,34 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request whose sums outgrow an `i64` (only a broken engine can do that) keeps exact
+    /// books: the numbers in the violations are the true sums.
+    #[test]
+    fn sums_beyond_i64_stay_exact() {
+        let config = Config::default();
+        let mut c = Checker::new(&config);
+        let (r, p, now) = (RequestId(7), Pubkey::for_user(1), TimeMs(1));
+        c.on_tier(p, Tier::Elite, now);
+        let debit = Movement::Debit { request_id: r, pubkey: p, amount_sats: Sats::MAX };
+        c.on_movements(&[debit, debit, debit], now);
+        let max = Sats::MAX.to_i128();
+        assert_eq!(c.outstanding_sats(), 3 * max);
+        c.on_movements(&[Movement::Release { request_id: r, amount_sats: Sats::MAX }], now);
+        assert_eq!(c.outstanding_sats(), 2 * max);
+        c.on_close(r, Sats::ZERO, Sats::ZERO);
+        let i3 = c.violations().iter().find(|v| v.invariant == Invariant::I3).expect("I3");
+        assert!(i3.detail.contains(&format!("net debit {} (debited {}, returned {max})", 2 * max, 3 * max)), "{i3}");
+        c.on_movements(&[Movement::Release { request_id: r, amount_sats: Sats::MAX }], now);
+        c.on_movements(&[Movement::Release { request_id: r, amount_sats: Sats::MAX }], now);
+        // Nothing is held, and the sums (which only grow) stay wide.
+        assert_eq!(c.outstanding_sats(), 0);
+        assert_eq!(c.wide[&r].debited, 3 * max);
+        c.finish();
+        assert!(c.violations().iter().all(|v| v.invariant != Invariant::I6));
+    }
+}
