@@ -31,12 +31,28 @@ fn ledger(preallocated: bool) -> Ledger {
     ledger
 }
 
-fn run(mut ledger: Ledger) -> Ledger {
+/// Request ids as a service that hashes its requests would have them: scattered over u64.
+fn scattered(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn run(ledger: Ledger) -> Ledger {
+    run_with(ledger, |i| i)
+}
+
+fn run_scattered(ledger: Ledger) -> Ledger {
+    run_with(ledger, scattered)
+}
+
+fn run_with(mut ledger: Ledger, id: impl Fn(u64) -> u64) -> Ledger {
     let mut journal = Vec::with_capacity(4);
     let est = Sats::new(10).unwrap();
     let actual = Sats::new(8).unwrap();
     for i in 0..N_LIFECYCLES {
-        let request_id = RequestId(i);
+        let request_id = RequestId(id(i));
         let pubkey = Pubkey::for_user(i % N_IDENTITIES);
         let now = T0.plus_ms(i);
         journal.clear();
@@ -54,6 +70,9 @@ fn lifecycles(c: &mut Criterion) {
     let preallocated = ledger(true);
     g.bench_function("decide+record x100k, 10k identities, preallocated", |b| {
         b.iter_batched(|| preallocated.clone(), run, BatchSize::LargeInput)
+    });
+    g.bench_function("decide+record x100k, 10k identities, scattered request ids", |b| {
+        b.iter_batched(|| preallocated.clone(), run_scattered, BatchSize::LargeInput)
     });
     let base = ledger(false);
     g.bench_function("decide+record x100k, 10k identities, growing", |b| {
