@@ -3,6 +3,24 @@
 //!
 //! Nothing here draws random numbers or reads a clock: the same events give the same steps,
 //! the same replies and the same trace hash. The random choices live in [`crate::gen`].
+//!
+//! The callers follow DESIGN §1 and the seed's comments. What each tells the checker as the
+//! request's *charge reduction* (the part of the work's actual cost the user did not pay,
+//! which I3 compares with the pool's net debit plus any overrun the engine reported):
+//! - free job or session: the actual cost (the user pays nothing); `record(actual, reserved)`;
+//! - partial job: the user paid `charge = estimate - offer` up front, so the reduction is
+//!   `actual - charge` (at least 0), recorded as the pool's share; if the reservation comes
+//!   back empty or refused, the caller re-quotes (a top-up invoice) and the reduction is 0;
+//!   if it comes back short (only the seed does that), the caller runs the work anyway, as
+//!   the seed's caller does, with the charge already reduced;
+//! - partial session: the work runs first, then `reserve_partial(min(actual, offer))`; the
+//!   reduction is that amount when anything was reserved (the seed's caller computes the
+//!   charge from the advisory offer), and the reference's caller re-quotes once with what a
+//!   refusal says is available;
+//! - gated request, failed work, abandoned invoice: 0;
+//! - a record refused because the reservation expired: the whole pool share is an overrun
+//!   paid outside the pool.
+//! A crashed worker reports nothing: its reservation is left to `expire` (and to I6).
 
 use std::collections::BTreeMap;
 
