@@ -20,6 +20,7 @@
 //! - gated request, failed work, abandoned invoice: 0;
 //! - a record refused because the reservation expired: the whole pool share is an overrun
 //!   paid outside the pool.
+//!
 //! A crashed worker reports nothing: its reservation is left to `expire` (and to I6).
 
 use std::collections::BTreeMap;
