@@ -28,10 +28,7 @@ impl Engine for SharedEngine {
     }
 
     fn step(&mut self, op: &mut Command, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
-        Some(match self.0.apply(op, now, journal) {
-            Ok(outcome) => Reply::Ok(outcome),
-            Err(refusal) => Reply::Refused(refusal),
-        })
+        Some(self.0.apply(op, now, journal).into())
     }
 
     fn observe(&self) -> Observed {

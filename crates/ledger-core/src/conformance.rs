@@ -77,35 +77,7 @@ impl Expect {
 }
 
 /// The ledger's balances after a step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Balances {
-    /// The pool's balance.
-    pub pool_sats: Sats,
-    /// Sum of outstanding reservations.
-    pub reserved_sats: Sats,
-    /// Sum of absorbed sats (of audit grants).
-    pub absorbed_sats: Sats,
-    /// Sum of credits.
-    pub credited_sats: Sats,
-    /// Sum of overruns reported by `record`.
-    pub overrun_sats: Sats,
-    /// Number of audit grants.
-    pub n_grants: u64,
-}
-
-impl From<Totals> for Balances {
-    fn from(t: Totals) -> Balances {
-        Balances {
-            pool_sats: t.pool_sats,
-            reserved_sats: t.reserved_sats,
-            absorbed_sats: t.absorbed_sats,
-            credited_sats: t.credited_sats,
-            overrun_sats: t.overrun_sats,
-            n_grants: t.n_grants,
-        }
-    }
-}
+pub type Balances = Totals;
 
 /// An identity's standing after a step, as stored (the window is not re-evaluated at `now`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -118,6 +118,15 @@ pub enum Reply {
     },
 }
 
+impl From<Result<Outcome, Refusal>> for Reply {
+    fn from(result: Result<Outcome, Refusal>) -> Reply {
+        match result {
+            Ok(outcome) => Reply::Ok(outcome),
+            Err(refusal) => Reply::Refused(refusal),
+        }
+    }
+}
+
 /// One movement of sats, as the engine made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "move", rename_all = "snake_case")]
@@ -247,10 +256,7 @@ impl Engine for ReferenceEngine {
     }
 
     fn step(&mut self, op: &mut Command, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
-        Some(match self.ledger.apply(op, now, journal) {
-            Ok(outcome) => Reply::Ok(outcome),
-            Err(refusal) => Reply::Refused(refusal),
-        })
+        Some(self.ledger.apply(op, now, journal).into())
     }
 
     fn observe(&self) -> Observed {

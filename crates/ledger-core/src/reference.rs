@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Decision, GateReason, Outcome, Refusal};
 use crate::config::Config;
@@ -103,8 +103,9 @@ impl Default for Request {
     }
 }
 
-/// Running totals: the ledger's balance sheet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// Running totals: the ledger's balance sheet (also the `totals` of a conformance step).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Totals {
     /// The pool's balance.
     pub pool_sats: Sats,

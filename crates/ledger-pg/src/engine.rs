@@ -92,10 +92,7 @@ impl Engine for PgReferenceEngine {
         Some(match applied {
             Ok(applied) => {
                 journal.extend(applied.movements);
-                match applied.result {
-                    Ok(outcome) => Reply::Ok(outcome),
-                    Err(refusal) => Reply::Refused(refusal),
-                }
+                Reply::from(applied.result)
             }
             Err(e) => Reply::Failed { error: e.to_string() },
         })
