@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger_core::{Call, Command, Config, Pubkey, RequestId, Sats, Tier, TimeMs};
+use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::engine::SeedClient;
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;
@@ -36,6 +37,7 @@ fn config() -> Config {
 #[derive(Clone, Copy)]
 enum Subject {
     Reference,
+    Batched,
     Seed,
     HotRow,
 }
@@ -47,7 +49,7 @@ struct Cell {
     n_failed: u64,
 }
 
-async fn one(subject: Subject, pool: &PgPool, seed: &SeedClient, client_idx: u64, i: u64) -> bool {
+async fn one(subject: Subject, pool: &PgPool, seed: &SeedClient, batcher: &Batcher, client_idx: u64, i: u64) -> bool {
     let request_id = RequestId(client_idx * 10_000_000 + i);
     let pubkey = Pubkey::for_user((client_idx * 7919 + i) % N_USERS);
     let now = TimeMs(T0 + i);
@@ -56,6 +58,11 @@ async fn one(subject: Subject, pool: &PgPool, seed: &SeedClient, client_idx: u64
             let d = Command::Decide { request_id, pubkey, estimated_sats: sats(10) };
             let r = Command::Record { request_id, actual_sats: sats(8) };
             reference::apply(pool, &d, now).await.is_ok() && reference::apply(pool, &r, now).await.is_ok()
+        }
+        Subject::Batched => {
+            let d = Command::Decide { request_id, pubkey, estimated_sats: sats(10) };
+            let r = Command::Record { request_id, actual_sats: sats(8) };
+            batcher.apply(&d, now).await.is_ok() && batcher.apply(&r, now).await.is_ok()
         }
         Subject::Seed => {
             let d = Call::Decide { request_id, pubkey, estimated_sats: sats(10) };
@@ -68,18 +75,26 @@ async fn one(subject: Subject, pool: &PgPool, seed: &SeedClient, client_idx: u64
     }
 }
 
-async fn measure(subject: Subject, pool: PgPool, seed: Arc<SeedClient>, n_clients: u64, secs: f64) -> Cell {
+async fn measure(
+    subject: Subject,
+    pool: PgPool,
+    seed: Arc<SeedClient>,
+    batcher: Batcher,
+    n_clients: u64,
+    secs: f64,
+) -> Cell {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let tasks: Vec<_> = (0..n_clients)
         .map(|client_idx| {
             let pool = pool.clone();
             let seed = Arc::clone(&seed);
+            let batcher = batcher.clone();
             tokio::spawn(async move {
                 let (mut lat, mut failed, mut i) = (Vec::new(), 0u64, 0u64);
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    if !one(subject, &pool, &seed, client_idx, i).await {
+                    if !one(subject, &pool, &seed, &batcher, client_idx, i).await {
                         failed += 1;
                     }
                     lat.push(t.elapsed());
@@ -112,6 +127,8 @@ async fn main() -> anyhow::Result<()> {
     sqlx::query("CREATE TABLE bench_hot (id int PRIMARY KEY, v bigint NOT NULL)").execute(&pool).await?;
     sqlx::query("INSERT INTO bench_hot VALUES (1, 0)").execute(&pool).await?;
     let seed = Arc::new(SeedClient::new(pool.clone(), config));
+    let lanes: usize = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(2);
+    let batcher = Batcher::new(pool.clone(), BatcherOptions { lanes, ..BatcherOptions::default() })?;
     for u in 0..N_USERS {
         let pubkey = Pubkey::for_user(u);
         reference::apply(&pool, &Command::SetTier { pubkey, tier: Tier::Elite }, TimeMs(T0)).await?;
@@ -123,13 +140,16 @@ async fn main() -> anyhow::Result<()> {
         ("pg-reference", Subject::Reference, 1),
         ("pg-reference", Subject::Reference, 8),
         ("pg-reference", Subject::Reference, 32),
+        ("pg-reference, batched", Subject::Batched, 1),
+        ("pg-reference, batched", Subject::Batched, 8),
+        ("pg-reference, batched", Subject::Batched, 32),
         ("pg-seed", Subject::Seed, 1),
         ("pg-seed", Subject::Seed, 8),
         ("pg-seed", Subject::Seed, 32),
         ("hot-row update (ceiling, 1 statement)", Subject::HotRow, 32),
     ];
     for (name, subject, n_clients) in cells {
-        let c = measure(subject, pool.clone(), Arc::clone(&seed), n_clients, secs).await;
+        let c = measure(subject, pool.clone(), Arc::clone(&seed), batcher.clone(), n_clients, secs).await;
         println!(
             "| {name} | {n_clients} | {:.0} | {:.2} | {:.2} | {} |",
             c.lifecycles_per_s, c.p50_ms, c.p99_ms, c.n_failed

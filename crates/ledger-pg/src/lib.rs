@@ -8,6 +8,8 @@
 //! - [`reference`]: each DESIGN §3 command as one call of a server-side function, idempotent by
 //!   id, with serialization failures and deadlocks retried; [`reference::audit`] checks I1, I2
 //!   and I5 on a live database.
+//! - [`batch`]: the same commands from many concurrent callers, sent in batches (one round
+//!   trip and one commit per batch) on lanes that cannot deadlock one another.
 //! - [`seed`]: one async function per database round trip of `free-tier.ts`.
 //! - [`engine`]: `pg-reference` and `pg-seed` behind `ledger_core::Engine` (lockstep, blocking
 //!   on an internal runtime), and [`engine::SeedClient`] for real concurrency.
@@ -19,6 +21,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod batch;
 pub mod engine;
 pub mod reference;
 pub mod seed;

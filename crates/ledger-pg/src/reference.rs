@@ -234,7 +234,7 @@ fn expired(rows: Vec<PgRow>) -> Result<Applied, PgError> {
     Ok(Applied { fresh: !released.is_empty(), result: Ok(Outcome::Expired { released }), movements })
 }
 
-fn decode(command: &Command, row: &PgRow) -> Result<Applied, PgError> {
+pub(crate) fn decode(command: &Command, row: &PgRow) -> Result<Applied, PgError> {
     let ok: bool = row.try_get(0)?;
     let code: String = row.try_get(1)?;
     let fresh: bool = row.try_get(2)?;

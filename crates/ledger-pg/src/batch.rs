@@ -1,0 +1,308 @@
+//! Many callers' commands, one transaction: the reference semantics at the server's speed.
+//!
+//! A [`Batcher`] queues the commands of any number of concurrent callers and sends them on a
+//! few *lanes*, each a task with its own connection that takes whatever is queued (up to
+//! [`BatcherOptions::max_batch`]) and runs it as one call of `ledger_apply_batch`
+//! (`migrations/0007_batches.sql`): one round trip and one commit for the whole batch. Each
+//! command runs the same server-side function as [`reference::apply`] and gets the same answer
+//! it would get alone, in the order of the batch; a caller waits for its own answer only.
+//!
+//! Why several lanes cannot deadlock (the SQL file has the details): a lane carries the
+//! requests whose home pool stripe is its own (`request_id % lanes`, payments by payment id),
+//! so lanes never share a stripe; a batch locks its identities, the rows lanes do share, first
+//! and in one order; and a command that needs every stripe (the pool is nearly empty) makes its
+//! batch fail with `LDB01`, after which the lane runs it again holding the batch lock alone.
+//! A lane that had to do that stays exclusive for [`EXCLUSIVE_STREAK`] batches, since the next
+//! batches will likely need it too.
+//!
+//! Failures: serialization failures and deadlocks rerun the batch (every command is idempotent
+//! by id, so a rerun changes nothing twice); a database error of one command (a constraint the
+//! server enforces) reruns the batch's commands one by one so that only that command fails; a
+//! lost connection fails every command of the batch, whose callers retry as they would any
+//! failed call. `expire` touches every stripe and is never batched: it runs alone.
+
+use std::sync::Arc;
+
+use ledger_core::{Command, TimeMs};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::reference::{self, Applied, PgError, MAX_RETRIES};
+
+/// How many batches a lane keeps the batch lock exclusively after one needed every stripe.
+pub const EXCLUSIVE_STREAK: u32 = 16;
+
+/// The shape of a [`Batcher`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatcherOptions {
+    /// Lanes (connections) that run batches at once: 1, 2, 4, 8 or 16 (a divisor of the number
+    /// of pool stripes, so that lanes never share one).
+    pub lanes: usize,
+    /// The most commands in one batch.
+    pub max_batch: usize,
+}
+
+impl Default for BatcherOptions {
+    fn default() -> BatcherOptions {
+        BatcherOptions { lanes: 2, max_batch: 64 }
+    }
+}
+
+/// The number of pool stripes (`ledger_n_stripes()` in the migrations).
+pub const N_STRIPES: usize = 16;
+
+/// A bad [`BatcherOptions`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatcherOptionsError {
+    /// Lanes must divide the number of stripes.
+    #[error("lanes must be 1, 2, 4, 8 or 16 (a divisor of the {N_STRIPES} pool stripes), not {0}")]
+    Lanes(usize),
+    /// A batch holds at least one command.
+    #[error("max_batch must be at least 1")]
+    MaxBatch,
+}
+
+struct Job {
+    command: Command,
+    now: TimeMs,
+    reply: oneshot::Sender<Result<Applied, PgError>>,
+}
+
+/// Queues commands and runs them in batches; cheap to clone (the lanes are shared).
+#[derive(Clone)]
+pub struct Batcher {
+    pool: PgPool,
+    lanes: Arc<Vec<mpsc::UnboundedSender<Job>>>,
+}
+
+impl Batcher {
+    /// Starts the lanes on the current tokio runtime. `pool` must be migrated and hold at least
+    /// `options.lanes` connections (more if the same pool serves other callers).
+    pub fn new(pool: PgPool, options: BatcherOptions) -> Result<Batcher, BatcherOptionsError> {
+        if options.lanes == 0 || N_STRIPES % options.lanes != 0 {
+            return Err(BatcherOptionsError::Lanes(options.lanes));
+        }
+        if options.max_batch == 0 {
+            return Err(BatcherOptionsError::MaxBatch);
+        }
+        let lanes = (0..options.lanes)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(Lane { pool: pool.clone(), rx, max_batch: options.max_batch, exclusive_left: 0 }.run());
+                tx
+            })
+            .collect();
+        Ok(Batcher { pool, lanes: Arc::new(lanes) })
+    }
+
+    /// Runs `command` at `now` in the next batch of its lane and answers as
+    /// [`reference::apply`] would.
+    pub async fn apply(&self, command: &Command, now: TimeMs) -> Result<Applied, PgError> {
+        let Some(lane) = self.lane_of(command) else {
+            return reference::apply(&self.pool, command, now).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = Job { command: command.clone(), now, reply };
+        if self.lanes[lane].send(job).is_err() {
+            return Err(PgError::Protocol("the batcher's lane has stopped".into()));
+        }
+        answer.await.map_err(|_| PgError::Protocol("the batcher's lane dropped a command".into()))?
+    }
+
+    /// The lane that owns `command`'s stripe; `None` for commands that run alone.
+    fn lane_of(&self, command: &Command) -> Option<usize> {
+        let n = self.lanes.len() as u64;
+        let id = match *command {
+            Command::Decide { request_id, .. }
+            | Command::ReservePartial { request_id, .. }
+            | Command::Release { request_id }
+            | Command::Record { request_id, .. } => request_id.0,
+            Command::Credit { payment_id, .. } => payment_id.0,
+            // Identities only: any lane serialises them; one lane keeps new identities'
+            // inserts from waiting on each other across lanes.
+            Command::SetTier { .. } => 0,
+            Command::Expire => return None,
+        };
+        // The home stripe is `id % N_STRIPES`, and lanes divide N_STRIPES.
+        Some(((id % N_STRIPES as u64) % n) as usize)
+    }
+}
+
+struct Lane {
+    pool: PgPool,
+    rx: mpsc::UnboundedReceiver<Job>,
+    max_batch: usize,
+    exclusive_left: u32,
+}
+
+/// One batch's arguments, as arrays.
+#[derive(Default)]
+struct Args {
+    kinds: Vec<&'static str>,
+    ids: Vec<Option<i64>>,
+    pubkeys: Vec<Option<String>>,
+    tiers: Vec<Option<&'static str>>,
+    amounts: Vec<Option<i64>>,
+    nows: Vec<i64>,
+}
+
+impl Args {
+    fn push(&mut self, command: &Command, now: TimeMs) -> Result<(), PgError> {
+        let now = bigint("now", now.0)?;
+        let (kind, id, pubkey, tier, amount) = match *command {
+            Command::SetTier { pubkey, tier } => ("set_tier", None, Some(pubkey), Some(tier.as_str()), None),
+            Command::Decide { request_id, pubkey, estimated_sats } => {
+                ("decide", Some(bigint("request_id", request_id.0)?), Some(pubkey), None, Some(estimated_sats))
+            }
+            Command::ReservePartial { request_id, pubkey, amount_sats } => {
+                ("reserve_partial", Some(bigint("request_id", request_id.0)?), Some(pubkey), None, Some(amount_sats))
+            }
+            Command::Release { request_id } => ("release", Some(bigint("request_id", request_id.0)?), None, None, None),
+            Command::Record { request_id, actual_sats } => {
+                ("record", Some(bigint("request_id", request_id.0)?), None, None, Some(actual_sats))
+            }
+            Command::Credit { payment_id, paid_sats } => {
+                ("credit", Some(bigint("payment_id", payment_id.0)?), None, None, Some(paid_sats))
+            }
+            Command::Expire => unreachable!("expire is never batched"),
+        };
+        self.kinds.push(kind);
+        self.ids.push(id);
+        self.pubkeys.push(pubkey.map(|p| p.to_string()));
+        self.tiers.push(tier);
+        // Sats::MAX is i64::MAX, asserted at compile time in ledger-core.
+        self.amounts.push(amount.map(|s| i64::try_from(s.to_u64()).expect("Sats fit a BIGINT")));
+        self.nows.push(now);
+        Ok(())
+    }
+}
+
+fn bigint(what: &'static str, value: u64) -> Result<i64, PgError> {
+    i64::try_from(value).map_err(|_| PgError::TooLarge { what, value })
+}
+
+/// Why a batch did not answer.
+enum BatchError {
+    /// A command needs every stripe: run it again with the batch lock held exclusively.
+    NeedsExclusive,
+    /// A database error a rerun of the whole batch cannot fix (one command's).
+    Database(sqlx::Error),
+    /// The connection or anything else: every command of the batch fails with it.
+    Other(PgError),
+}
+
+impl Lane {
+    async fn run(mut self) {
+        while let Some(first) = self.rx.recv().await {
+            let mut jobs = vec![first];
+            // Callers just answered by the last batch are about to send their next command:
+            // let them, so that it joins this batch rather than the next.
+            tokio::task::yield_now().await;
+            while jobs.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(jobs).await;
+        }
+    }
+
+    async fn run_batch(&mut self, jobs: Vec<Job>) {
+        // Values a BIGINT cannot hold fail their own command before anything is sent.
+        let mut args = Args::default();
+        let mut sent = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match args.push(&job.command, job.now) {
+                Ok(()) => sent.push(job),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        if sent.is_empty() {
+            return;
+        }
+        let mut attempt = 0;
+        loop {
+            let exclusive = self.exclusive_left > 0;
+            match self.send(&args, &sent, exclusive).await {
+                Ok(answers) => {
+                    self.exclusive_left = self.exclusive_left.saturating_sub(1);
+                    for (job, answer) in sent.into_iter().zip(answers) {
+                        let _ = job.reply.send(answer);
+                    }
+                    return;
+                }
+                Err(BatchError::NeedsExclusive) if !exclusive => {
+                    tracing::debug!(n = sent.len(), "batch needs every stripe: running it exclusively");
+                    self.exclusive_left = EXCLUSIVE_STREAK;
+                }
+                Err(BatchError::Database(e)) if reference::is_retryable(&e) && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "retrying a batch of {}", sent.len());
+                }
+                Err(BatchError::Database(e)) if sent.len() > 1 => {
+                    // One command's error: each alone, so that only it fails.
+                    tracing::debug!(error = %e, "batch failed: running its {} commands one by one", sent.len());
+                    for job in sent {
+                        let answer = reference::apply(&self.pool, &job.command, job.now).await;
+                        let _ = job.reply.send(answer);
+                    }
+                    return;
+                }
+                Err(BatchError::Database(e)) => {
+                    let job = sent.pop().expect("one job");
+                    let _ = job.reply.send(Err(PgError::Sql(e)));
+                    return;
+                }
+                Err(BatchError::NeedsExclusive) => {
+                    for job in sent {
+                        let e = PgError::Protocol("an exclusive batch asked for exclusivity".into());
+                        let _ = job.reply.send(Err(e));
+                    }
+                    return;
+                }
+                Err(BatchError::Other(e)) => {
+                    let msg = e.to_string();
+                    for job in sent {
+                        let _ = job.reply.send(Err(PgError::Protocol(format!("batch failed: {msg}"))));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        args: &Args,
+        jobs: &[Job],
+        exclusive: bool,
+    ) -> Result<Vec<Result<Applied, PgError>>, BatchError> {
+        let rows =
+            sqlx::query("SELECT ok, code, fresh, a, b, c, t FROM ledger_apply_batch($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&args.kinds)
+                .bind(&args.ids)
+                .bind(&args.pubkeys)
+                .bind(&args.tiers)
+                .bind(&args.amounts)
+                .bind(&args.nows)
+                .bind(exclusive)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some("LDB01") => BatchError::NeedsExclusive,
+                    sqlx::Error::Database(_) => BatchError::Database(e),
+                    _ => BatchError::Other(PgError::Sql(e)),
+                })?;
+        if rows.len() != jobs.len() {
+            return Err(BatchError::Other(PgError::Protocol(format!(
+                "a batch of {} commands answered {} rows",
+                jobs.len(),
+                rows.len()
+            ))));
+        }
+        Ok(jobs.iter().zip(&rows).map(|(job, row)| reference::decode(&job.command, row)).collect())
+    }
+}
