@@ -18,12 +18,15 @@
 --    cache), where a table's CHECK constraints are read back from their stored text and planned
 --    again by every statement that writes the table: a third of a command's server time went
 --    there. The rules are the same (amounts are BIGINT >= 0; states and kinds from their lists);
---    checks across columns stay table checks.
+--    checks across columns stay table checks, or move into a trigger that runs anyway.
+-- 3. A grant's insert closes its reservation (no deferred check at commit), and `decide`
+--    debits its home stripe itself and calls `ledger_pool_debit` only when it is short.
 
 -- ── 2. domains ──────────────────────────────────────────────────────────────────────────────
 
 CREATE DOMAIN sats AS bigint CHECK (VALUE >= 0);
 CREATE DOMAIN positive_sats AS bigint CHECK (VALUE > 0);
+CREATE DOMAIN stripe_no AS smallint CHECK (VALUE >= 0);
 CREATE DOMAIN ledger_id AS bigint CHECK (VALUE >= 0);
 CREATE DOMAIN tier_name AS text CHECK (VALUE IN ('new', 'established', 'trusted', 'elite'));
 CREATE DOMAIN decision_kind AS text CHECK (VALUE IN ('free', 'partial', 'gate'));
@@ -59,12 +62,35 @@ ALTER TABLE reservations
     DROP CONSTRAINT reservations_state_check,
     ALTER COLUMN amount_sats TYPE positive_sats,
     ALTER COLUMN state TYPE reservation_state;
-CREATE CONSTRAINT TRIGGER reservation_recorded_has_grant
-    AFTER UPDATE ON reservations DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW WHEN (NEW.state = 'recorded')
-    EXECUTE FUNCTION reservation_recorded_has_grant();
+
+-- A reservation becomes `recorded` only by the insert of its grant (the grant's guard closes
+-- it, in the same statement), so a recorded reservation has its grant without the deferred
+-- check at commit that `reservation_recorded_has_grant` was.
+DROP FUNCTION reservation_recorded_has_grant();
+
+CREATE OR REPLACE FUNCTION reservation_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'reservations are never deleted' USING ERRCODE = 'P0001';
+    END IF;
+    IF OLD.state <> 'reserved'
+       OR NEW.request_id <> OLD.request_id OR NEW.pubkey <> OLD.pubkey
+       OR NEW.amount_sats <> OLD.amount_sats OR NEW.by_decide <> OLD.by_decide
+       OR NEW.deadline_ms <> OLD.deadline_ms THEN
+        RAISE EXCEPTION 'reservation % is closed or immutable', OLD.request_id
+            USING ERRCODE = 'P0001';
+    END IF;
+    -- Depth 2: from the grant's guard.
+    IF NEW.state = 'recorded' AND pg_trigger_depth() < 2 THEN
+        RAISE EXCEPTION 'reservation % is recorded only by inserting its grant', OLD.request_id
+            USING ERRCODE = 'P0001';
+    END IF;
+    RETURN NEW;
+END $$;
 
 ALTER TABLE grants
+    DROP CONSTRAINT grants_request_id_fkey,
+    DROP CONSTRAINT grants_check,
     DROP CONSTRAINT grants_absorbed_sats_check,
     DROP CONSTRAINT grants_actual_sats_check,
     DROP CONSTRAINT grants_overrun_sats_check,
@@ -86,9 +112,69 @@ ALTER TABLE refused_reservations
     DROP CONSTRAINT refused_reservations_amount_sats_check,
     ALTER COLUMN amount_sats TYPE positive_sats;
 
+-- The journal's row checks move into its BEFORE INSERT trigger (it runs for every row, and
+-- the journal is append-only), the grant's into its guard (likewise); the grant's foreign key
+-- is the guard's own check (a recorded reservation of the same pubkey and amount; reservations
+-- are never deleted), so it goes too.
 ALTER TABLE pool_journal
     DROP CONSTRAINT pool_journal_kind_check,
+    DROP CONSTRAINT pool_journal_check,
+    DROP CONSTRAINT pool_journal_request_check,
     ALTER COLUMN kind TYPE journal_kind;
+
+CREATE OR REPLACE FUNCTION pool_journal_move() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.kind = 'credit') <> (NEW.payment_id IS NOT NULL)
+       OR (NEW.kind IN ('genesis', 'credit', 'rebalance')) <> (NEW.request_id IS NULL) THEN
+        RAISE EXCEPTION 'pool_journal: a % row with request % and payment %', NEW.kind, NEW.request_id,
+            NEW.payment_id USING ERRCODE = 'check_violation';
+    END IF;
+    UPDATE pool_stripes SET
+        balance_sats  = balance_sats  + NEW.amount_sats,
+        reserved_sats = reserved_sats + NEW.d_reserved_sats,
+        absorbed_sats = absorbed_sats + NEW.d_absorbed_sats,
+        credited_sats = credited_sats + NEW.d_credited_sats,
+        overrun_sats  = overrun_sats  + NEW.d_overrun_sats,
+        n_grants      = n_grants      + NEW.d_grants
+    WHERE stripe = NEW.stripe AND balance_sats + NEW.amount_sats >= 0;
+    IF FOUND THEN
+        RETURN NEW;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pool_stripes WHERE stripe = NEW.stripe) THEN
+        RAISE EXCEPTION 'pool stripe % missing: run ledger_genesis first', NEW.stripe
+            USING ERRCODE = 'P0001';
+    END IF;
+    IF NEW.kind = 'debit' THEN
+        -- Short: nothing is debited, nothing is journalled.
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'pool stripe %: balance_sats would go below zero (check constraint)', NEW.stripe
+        USING ERRCODE = 'check_violation';
+END $$;
+CREATE OR REPLACE FUNCTION grant_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_pubkey text;
+    v_amount bigint;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        RAISE EXCEPTION 'grants are append-only' USING ERRCODE = 'P0001';
+    END IF;
+    IF NEW.absorbed_sats + NEW.overrun_sats <> NEW.actual_sats THEN
+        RAISE EXCEPTION 'grant %: absorbed + overrun <> actual', NEW.request_id USING ERRCODE = 'check_violation';
+    END IF;
+    -- The grant closes its reservation, which must be open (the reservation's guard says so),
+    -- of the same pubkey, and of absorbed + returned. (By its key alone: a condition on the
+    -- state would let the planner pick the partial index of outstanding reservations.)
+    UPDATE reservations SET state = 'recorded', closed_at_ms = NEW.at_ms
+    WHERE request_id = NEW.request_id
+    RETURNING pubkey, amount_sats INTO v_pubkey, v_amount;
+    IF NOT FOUND OR v_pubkey <> NEW.pubkey OR v_amount <> NEW.absorbed_sats + NEW.returned_sats THEN
+        RAISE EXCEPTION 'grant % does not match an open reservation', NEW.request_id
+            USING ERRCODE = 'P0001';
+    END IF;
+    RETURN NEW;
+END $$;
+
 
 ALTER TABLE pool_stripes
     DROP CONSTRAINT pool_stripes_absorbed_sats_check,
@@ -104,7 +190,7 @@ ALTER TABLE pool_stripes
     ALTER COLUMN credited_sats TYPE sats,
     ALTER COLUMN overrun_sats TYPE sats,
     ALTER COLUMN n_grants TYPE sats,
-    ADD CHECK (stripe >= 0);
+    ALTER COLUMN stripe TYPE stripe_no;
 
 CREATE VIEW pool AS
 SELECT 1::smallint AS id,
@@ -211,13 +297,125 @@ BEGIN
             WHEN v_absorbed > 0 AND p_now - absorbed_reset_at_ms >= 86400000 THEN p_now
             ELSE absorbed_reset_at_ms END
     WHERE pubkey = res.pubkey;
-    UPDATE reservations SET state = 'recorded', closed_at_ms = p_now WHERE request_id = p_request_id;
+    -- The grant's guard closes the reservation.
     INSERT INTO grants VALUES (p_request_id, res.pubkey, p_actual, v_absorbed, v_returned,
         v_overrun, p_now);
     INSERT INTO pool_journal (kind, stripe, request_id, amount_sats, d_reserved_sats, d_absorbed_sats,
         d_overrun_sats, d_grants, at_ms)
     VALUES ('record', res.stripe, p_request_id, v_returned, -res.amount_sats, v_absorbed, v_overrun, 1, p_now);
     RETURN ROW(true, 'recorded', true, v_absorbed, v_returned, v_overrun, res.pubkey)::ledger_result;
+END $$;
+
+-- ── decide: the one-stripe debit inline ───────────────────────────────────────────────────
+
+-- `decide` under the request's advisory lock, with the rules `cfg`: a batch takes the locks of
+-- all its decides in one statement and reads the rules once.
+CREATE FUNCTION ledger_decide_locked(p_request_id bigint, p_pubkey text, p_estimated bigint, p_now bigint,
+    cfg ledger_config)
+RETURNS ledger_result LANGUAGE plpgsql AS $$
+DECLARE
+    req requests%ROWTYPE;
+    idn identities%ROWTYPE;
+    dr record;
+    v_debited boolean;
+    v_home smallint := (p_request_id % ledger_n_stripes())::smallint;
+    v_budget bigint;
+    v_pool bigint;
+    v_remaining bigint;
+    v_can bigint;
+    v_decision text := 'gate';
+    v_offer bigint := 0;
+    v_charge bigint := p_estimated;
+    v_reason text;
+BEGIN
+    SELECT * INTO req FROM requests WHERE request_id = p_request_id;
+    IF NOT FOUND THEN
+        IF p_estimated = 0 THEN
+            v_reason := 'zero_estimate';
+        ELSE
+            SELECT * INTO idn FROM identities WHERE pubkey = p_pubkey FOR UPDATE;
+            IF NOT FOUND THEN
+                v_reason := 'unknown_identity';
+            ELSE
+                v_budget := CASE idn.tier
+                    WHEN 'new' THEN cfg.budget_new
+                    WHEN 'established' THEN cfg.budget_established
+                    WHEN 'trusted' THEN cfg.budget_trusted
+                    WHEN 'elite' THEN cfg.budget_elite END;
+                IF v_budget = 0 THEN
+                    v_reason := 'zero_budget';
+                ELSE
+                    -- `ledger_daily_remaining`, inline (numeric: no sum can overflow).
+                    v_remaining := greatest(v_budget::numeric
+                        - (CASE WHEN p_now - idn.absorbed_reset_at_ms >= 86400000 THEN 0
+                                ELSE idn.sats_absorbed_today END)::numeric
+                        - idn.reserved_sats::numeric, 0)::bigint;
+                    IF v_remaining = 0 THEN
+                        v_reason := 'daily_budget_exhausted';
+                    ELSIF v_remaining >= p_estimated THEN
+                        -- Free if the pool covers it: debit the home stripe (the journal's
+                        -- trigger inserts nothing when it is short), or go through every stripe.
+                        INSERT INTO pool_journal (kind, stripe, request_id, amount_sats, d_reserved_sats, at_ms)
+                        VALUES ('debit', v_home, p_request_id, -p_estimated, p_estimated, p_now);
+                        v_debited := FOUND;
+                        IF NOT v_debited THEN
+                            SELECT * INTO dr FROM ledger_pool_debit(v_home, p_request_id, p_estimated, p_now);
+                            v_debited := dr.ok;
+                        END IF;
+                        IF v_debited THEN
+                            v_decision := 'free';
+                            v_offer := p_estimated;
+                            v_charge := 0;
+                        ELSE
+                            v_pool := dr.total;
+                        END IF;
+                    ELSIF ledger_pool_at_least(v_home, v_remaining) THEN
+                        -- The offer is the daily remaining whatever the rest of the pool holds.
+                        v_pool := v_remaining;
+                    ELSE
+                        v_pool := ledger_pool_lock_all(p_now);
+                    END IF;
+                    IF v_decision <> 'free' AND v_reason IS NULL THEN
+                        IF v_pool = 0 THEN
+                            v_reason := 'pool_empty';
+                        ELSE
+                            v_can := least(v_remaining, v_pool, p_estimated);
+                            v_offer := v_can;
+                            v_charge := p_estimated - v_can;
+                            v_decision := 'partial';
+                        END IF;
+                    END IF;
+                END IF;
+            END IF;
+        END IF;
+        INSERT INTO requests VALUES (p_request_id, p_pubkey, p_estimated, v_decision, v_offer,
+            v_charge, v_reason);
+        IF v_decision = 'free' THEN
+            INSERT INTO reservations (request_id, pubkey, amount_sats, by_decide, deadline_ms, stripe)
+            VALUES (p_request_id, p_pubkey, p_estimated, true,
+                CASE WHEN p_now > 9223372036854775807 - cfg.reservation_ttl_ms THEN 9223372036854775807
+                     ELSE p_now + cfg.reservation_ttl_ms END, v_home);
+            UPDATE identities SET reserved_sats = reserved_sats + p_estimated
+            WHERE pubkey = p_pubkey;
+        END IF;
+        RETURN ROW(true, v_decision, true, v_offer, v_charge, NULL, v_reason)::ledger_result;
+    END IF;
+    IF req.pubkey <> p_pubkey THEN
+        RETURN ledger_refuse('exists_with_different_pubkey');
+    END IF;
+    IF req.estimated_sats <> p_estimated THEN
+        RETURN ledger_refuse('exists_with_different_estimate', req.estimated_sats);
+    END IF;
+    RETURN ROW(true, req.decision, false, req.offer_sats, req.charge_sats, NULL, req.gate_reason)::ledger_result;
+END $$;
+
+CREATE OR REPLACE FUNCTION ledger_decide(p_request_id bigint, p_pubkey text, p_estimated bigint, p_now bigint)
+RETURNS ledger_result LANGUAGE plpgsql AS $$
+BEGIN
+    -- Duplicates of this decide wait here, then see the first one's answer.
+    PERFORM pg_advisory_xact_lock(p_request_id);
+    RETURN ledger_decide_locked(p_request_id, p_pubkey, p_estimated, p_now,
+        (SELECT c FROM ledger_config c WHERE id = 1));
 END $$;
 
 -- ── credit ──────────────────────────────────────────────────────────────────────────────────
@@ -271,9 +469,17 @@ END $$;
 -- Answers one `ledger_result` per command, in order. `expire` is not batched.
 CREATE FUNCTION ledger_apply_batch(p_kinds text[], p_ids bigint[], p_pubkeys text[], p_tiers text[],
     p_amounts bigint[], p_nows bigint[], p_exclusive boolean)
-RETURNS SETOF ledger_result LANGUAGE plpgsql AS $$
+RETURNS SETOF ledger_result LANGUAGE plpgsql
+-- Every statement of a batch is a key lookup. Cached generic plans of `= ANY (array)` on small
+-- tables come out as sequential scans, which cost more the more rows there are.
+SET enable_seqscan = off
+AS $$
 DECLARE
     n integer := coalesce(array_length(p_kinds, 1), 0);
+    v_ids bigint[] := '{}';
+    v_decides bigint[] := '{}';
+    v_pubkeys text[] := '{}';
+    cfg ledger_config%ROWTYPE;
 BEGIN
     IF p_exclusive THEN
         PERFORM pg_advisory_xact_lock(1279607111, 1);
@@ -282,21 +488,32 @@ BEGIN
         PERFORM pg_advisory_xact_lock_shared(1279607111, 1);
         PERFORM set_config('ledger.batch', 'shared', true);
     END IF;
-    -- Every identity the batch will lock, in one order, first. A record's or release's
+    -- The locks in the order every command takes them: the decides' request locks, then
+    -- every identity the batch will lock, each set in one order. A record's or release's
     -- identity is its reservation's (immutable: read without a lock).
-    PERFORM 1 FROM identities
-    WHERE pubkey IN (
-        SELECT p_pubkeys[k] FROM generate_subscripts(p_kinds, 1) k
-        WHERE p_kinds[k] IN ('decide', 'reserve_partial', 'set_tier')
-        UNION
-        SELECT r.pubkey FROM reservations r
-        WHERE r.request_id IN (
-            SELECT p_ids[k] FROM generate_subscripts(p_kinds, 1) k WHERE p_kinds[k] IN ('record', 'release')))
-    ORDER BY pubkey FOR UPDATE;
+    FOR i IN 1 .. n LOOP
+        IF p_kinds[i] IN ('record', 'release') THEN
+            v_ids := v_ids || p_ids[i];
+        ELSE
+            v_pubkeys := v_pubkeys || p_pubkeys[i];
+            IF p_kinds[i] = 'decide' THEN
+                v_decides := v_decides || p_ids[i];
+            END IF;
+        END IF;
+    END LOOP;
+    IF cardinality(v_decides) > 0 THEN
+        -- A volatile function in the target list runs after the sort.
+        PERFORM pg_advisory_xact_lock(d) FROM unnest(v_decides) d ORDER BY d;
+        SELECT * INTO cfg FROM ledger_config WHERE id = 1;
+    END IF;
+    IF cardinality(v_ids) > 0 THEN
+        v_pubkeys := v_pubkeys || ARRAY(SELECT pubkey FROM reservations WHERE request_id = ANY (v_ids));
+    END IF;
+    PERFORM 1 FROM identities WHERE pubkey = ANY (v_pubkeys) ORDER BY pubkey FOR UPDATE;
     FOR i IN 1 .. n LOOP
         CASE p_kinds[i]
             WHEN 'decide' THEN
-                RETURN NEXT ledger_decide(p_ids[i], p_pubkeys[i], p_amounts[i], p_nows[i]);
+                RETURN NEXT ledger_decide_locked(p_ids[i], p_pubkeys[i], p_amounts[i], p_nows[i], cfg);
             WHEN 'record' THEN
                 RETURN NEXT ledger_record(p_ids[i], p_amounts[i], p_nows[i]);
             WHEN 'release' THEN

@@ -21,10 +21,12 @@
 //! lost connection fails every command of the batch, whose callers retry as they would any
 //! failed call. `expire` touches every stripe and is never batched: it runs alone.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ledger_core::{Command, TimeMs};
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::reference::{self, Applied, PgError, MAX_RETRIES};
@@ -62,6 +64,37 @@ pub enum BatcherOptionsError {
     MaxBatch,
 }
 
+/// What the lanes have done so far (counts since the batcher started).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Batches that answered.
+    pub batches: u64,
+    /// Commands those batches answered.
+    pub commands: u64,
+    /// Batches run again holding the batch lock exclusively (a command needed every stripe).
+    pub exclusive_reruns: u64,
+    /// Batches run again after a serialization failure or a deadlock.
+    pub retries: u64,
+    /// Batches whose commands were run one by one after a command's database error.
+    pub split: u64,
+    /// Batches that failed as a whole (the connection was lost).
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    commands: AtomicU64,
+    exclusive_reruns: AtomicU64,
+    retries: AtomicU64,
+    split: AtomicU64,
+    failed: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
 struct Job {
     command: Command,
     now: TimeMs,
@@ -73,6 +106,7 @@ struct Job {
 pub struct Batcher {
     pool: PgPool,
     lanes: Arc<Vec<mpsc::UnboundedSender<Job>>>,
+    counters: Arc<Counters>,
 }
 
 impl Batcher {
@@ -85,14 +119,37 @@ impl Batcher {
         if options.max_batch == 0 {
             return Err(BatcherOptionsError::MaxBatch);
         }
+        let counters = Arc::new(Counters::default());
         let lanes = (0..options.lanes)
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(Lane { pool: pool.clone(), rx, max_batch: options.max_batch, exclusive_left: 0 }.run());
+                let lane = Lane {
+                    pool: pool.clone(),
+                    conn: None,
+                    rx,
+                    max_batch: options.max_batch,
+                    exclusive_left: 0,
+                    counters: Arc::clone(&counters),
+                };
+                tokio::spawn(lane.run());
                 tx
             })
             .collect();
-        Ok(Batcher { pool, lanes: Arc::new(lanes) })
+        Ok(Batcher { pool, lanes: Arc::new(lanes), counters })
+    }
+
+    /// What the lanes have done so far.
+    pub fn stats(&self) -> BatchStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BatchStats {
+            batches: get(&c.batches),
+            commands: get(&c.commands),
+            exclusive_reruns: get(&c.exclusive_reruns),
+            retries: get(&c.retries),
+            split: get(&c.split),
+            failed: get(&c.failed),
+        }
     }
 
     /// Runs `command` at `now` in the next batch of its lane and answers as
@@ -130,9 +187,12 @@ impl Batcher {
 
 struct Lane {
     pool: PgPool,
+    /// The lane's own connection: one backend runs all of its batches, with warm caches.
+    conn: Option<PoolConnection<Postgres>>,
     rx: mpsc::UnboundedReceiver<Job>,
     max_batch: usize,
     exclusive_left: u32,
+    counters: Arc<Counters>,
 }
 
 /// One batch's arguments, as arrays.
@@ -229,6 +289,8 @@ impl Lane {
             match self.send(&args, &sent, exclusive).await {
                 Ok(answers) => {
                     self.exclusive_left = self.exclusive_left.saturating_sub(1);
+                    bump(&self.counters.batches, 1);
+                    bump(&self.counters.commands, answers.len() as u64);
                     for (job, answer) in sent.into_iter().zip(answers) {
                         let _ = job.reply.send(answer);
                     }
@@ -237,14 +299,17 @@ impl Lane {
                 Err(BatchError::NeedsExclusive) if !exclusive => {
                     tracing::debug!(n = sent.len(), "batch needs every stripe: running it exclusively");
                     self.exclusive_left = EXCLUSIVE_STREAK;
+                    bump(&self.counters.exclusive_reruns, 1);
                 }
                 Err(BatchError::Database(e)) if reference::is_retryable(&e) && attempt < MAX_RETRIES => {
                     attempt += 1;
+                    bump(&self.counters.retries, 1);
                     tracing::debug!(attempt, error = %e, "retrying a batch of {}", sent.len());
                 }
                 Err(BatchError::Database(e)) if sent.len() > 1 => {
                     // One command's error: each alone, so that only it fails.
                     tracing::debug!(error = %e, "batch failed: running its {} commands one by one", sent.len());
+                    bump(&self.counters.split, 1);
                     for job in sent {
                         let answer = reference::apply(&self.pool, &job.command, job.now).await;
                         let _ = job.reply.send(answer);
@@ -264,6 +329,7 @@ impl Lane {
                     return;
                 }
                 Err(BatchError::Other(e)) => {
+                    bump(&self.counters.failed, 1);
                     let msg = e.to_string();
                     for job in sent {
                         let _ = job.reply.send(Err(PgError::Protocol(format!("batch failed: {msg}"))));
@@ -275,11 +341,15 @@ impl Lane {
     }
 
     async fn send(
-        &self,
+        &mut self,
         args: &Args,
         jobs: &[Job],
         exclusive: bool,
     ) -> Result<Vec<Result<Applied, PgError>>, BatchError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.pool.acquire().await.map_err(|e| BatchError::Other(PgError::Sql(e)))?),
+        };
         let rows =
             sqlx::query("SELECT ok, code, fresh, a, b, c, t FROM ledger_apply_batch($1, $2, $3, $4, $5, $6, $7)")
                 .bind(&args.kinds)
@@ -289,13 +359,22 @@ impl Lane {
                 .bind(&args.amounts)
                 .bind(&args.nows)
                 .bind(exclusive)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| match &e {
-                    sqlx::Error::Database(db) if db.code().as_deref() == Some("LDB01") => BatchError::NeedsExclusive,
-                    sqlx::Error::Database(_) => BatchError::Database(e),
-                    _ => BatchError::Other(PgError::Sql(e)),
-                })?;
+                .fetch_all(&mut **conn)
+                .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("LDB01") => {
+                return Err(BatchError::NeedsExclusive)
+            }
+            Err(e) if !is_connection_lost(&e) => return Err(BatchError::Database(e)),
+            Err(e) => {
+                // The connection may be gone: the next batch takes another.
+                if let Some(conn) = self.conn.take() {
+                    let _ = conn.close().await;
+                }
+                return Err(BatchError::Other(PgError::Sql(e)));
+            }
+        };
         if rows.len() != jobs.len() {
             return Err(BatchError::Other(PgError::Protocol(format!(
                 "a batch of {} commands answered {} rows",
@@ -304,5 +383,14 @@ impl Lane {
             ))));
         }
         Ok(jobs.iter().zip(&rows).map(|(job, row)| reference::decode(&job.command, row)).collect())
+    }
+}
+
+/// True for the errors of a connection the server ended (operator intervention, class 57: a
+/// terminated backend, a shutdown) or lost (class 08).
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")),
+        _ => true,
     }
 }

@@ -1,5 +1,7 @@
 //! The conformance vectors of `fixtures/conformance/` against `pg-reference`: every command
-//! through `ledger_pg::reference::apply` on a real server, each case from genesis on a fresh
+//! through `ledger_pg::reference::apply` on a real server, then again through a
+//! `ledger_pg::batch::Batcher` (each command in a batch of its own, on two lanes: the batch
+//! function must answer as the command's own function does), each case from genesis on a fresh
 //! schema, its outcome, totals and identity standing compared with the vector.
 //!
 //! Needs PostgreSQL (a private throwaway cluster, or `DATABASE_URL`); without it the test
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use ledger_core::conformance::{self, named_pubkey, Balances, Expect, Segment, Standing};
 use ledger_core::{Pubkey, Sats, Tier, TimeMs};
+use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;
 use sqlx::postgres::PgPoolOptions;
@@ -57,12 +60,17 @@ async fn standing(pool: &PgPool, pubkey: Pubkey) -> Option<Standing> {
 
 /// Runs one case from genesis on `pool` (a fresh copy of the migrated template); the
 /// differences found.
-async fn run_case(pool: &PgPool, file: &str, seg: &Segment) -> Vec<String> {
+async fn run_case(pool: &PgPool, batched: bool, file: &str, seg: &Segment) -> Vec<String> {
     reference::genesis(pool, &seg.header.config, TimeMs(0)).await.expect("genesis");
+    let batcher = batched.then(|| Batcher::new(pool.clone(), BatcherOptions::default()).expect("batcher"));
     let mut failures = Vec::new();
     for (line, step) in &seg.steps {
         let at = format!("{file}:{line} ({})", seg.header.case);
-        let got = match reference::apply(pool, &step.command, step.now).await {
+        let applied = match &batcher {
+            Some(b) => b.apply(&step.command, step.now).await,
+            None => reference::apply(pool, &step.command, step.now).await,
+        };
+        let got = match applied {
             Ok(applied) => Expect::from(applied.result),
             Err(e) => {
                 failures.push(format!("{at}: {} failed: {e}", step.command.name()));
@@ -96,6 +104,15 @@ const N_WORKERS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_vector_holds_for_pg_reference() {
+    every_vector_holds(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_vector_holds_for_pg_reference_in_batches() {
+    every_vector_holds(true).await;
+}
+
+async fn every_vector_holds(batched: bool) {
     let pg = TestPg::new().expect("a throwaway PostgreSQL must start for the conformance test");
     // The fresh database, migrated once, is the template of one database per case: copying
     // it is much cheaper than migrating 300 times.
@@ -129,14 +146,14 @@ async fn every_vector_holds_for_pg_reference() {
                 PgPoolOptions::new().max_connections(1).connect_with(admin_options.clone()).await.expect("admin");
             let mut failures = Vec::new();
             for (i, (file, seg)) in cases.iter().enumerate().skip(w).step_by(N_WORKERS) {
-                let db = format!("{template}_c{i}");
+                let db = format!("{template}_c{i}_{}", u8::from(batched));
                 sqlx::query(&format!("CREATE DATABASE {db} TEMPLATE {template}")).execute(&admin).await.expect("copy");
                 let pool = PgPoolOptions::new()
-                    .max_connections(2)
+                    .max_connections(4)
                     .connect_with(admin_options.clone().database(&db))
                     .await
                     .expect("connect");
-                failures.extend(run_case(&pool, file, seg).await);
+                failures.extend(run_case(&pool, batched, file, seg).await);
                 pool.close().await;
                 sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)")).execute(&admin).await.expect("drop");
             }

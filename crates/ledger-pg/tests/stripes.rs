@@ -1,8 +1,10 @@
 //! The striped pool (migration 0005) answers from the whole pool, exactly as the single
 //! balance of the reference engine does, under real concurrency: when the stripes run short,
-//! the fallback locks them all, spreads the debit and evens them out.
+//! the fallback locks them all, spreads the debit and evens them out. The same through the
+//! batcher, where taking every stripe makes a batch run again holding the batch lock alone.
 
 use ledger_core::{Command, Config, Decision, Outcome, Pubkey, RequestId, Sats, Tier, TimeMs};
+use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;
 
@@ -13,7 +15,7 @@ fn sats(v: u64) -> Sats {
 /// `n_clients` concurrent decides of `estimated` each on a pool of `pool_sats`: the answers
 /// must be those of some serial order, i.e. exactly `pool / estimated` free, then partial
 /// offers of the remainder (or gates when nothing is left).
-async fn contend(pool_sats: u64, estimated: u64, n_clients: u64) {
+async fn contend(pool_sats: u64, estimated: u64, n_clients: u64, lanes: Option<usize>) {
     let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
     let db = pg.pool().await.expect("connect");
     ledger_pg::migrate(&db).await.expect("migrate");
@@ -23,16 +25,21 @@ async fn contend(pool_sats: u64, estimated: u64, n_clients: u64) {
         let cmd = Command::SetTier { pubkey: Pubkey::for_user(u), tier: Tier::Elite };
         reference::apply(&db, &cmd, TimeMs(1)).await.expect("set_tier");
     }
+    let batcher = lanes.map(|lanes| Batcher::new(db.clone(), BatcherOptions { lanes, max_batch: 8 }).unwrap());
     let tasks: Vec<_> = (0..n_clients)
         .map(|u| {
             let db = db.clone();
+            let batcher = batcher.clone();
             tokio::spawn(async move {
                 let cmd = Command::Decide {
                     request_id: RequestId(1000 + u),
                     pubkey: Pubkey::for_user(u),
                     estimated_sats: sats(estimated),
                 };
-                reference::apply(&db, &cmd, TimeMs(2)).await.expect("decide")
+                match batcher {
+                    Some(b) => b.apply(&cmd, TimeMs(2)).await.expect("decide"),
+                    None => reference::apply(&db, &cmd, TimeMs(2)).await.expect("decide"),
+                }
             })
         })
         .collect();
@@ -56,6 +63,12 @@ async fn contend(pool_sats: u64, estimated: u64, n_clients: u64) {
     } else {
         assert_eq!(gate, n_clients - n_free, "gates");
     }
+    if let Some(b) = &batcher {
+        let stats = b.stats();
+        assert_eq!(stats.commands, n_clients, "{stats:?}");
+        // The pool ran short: some batch needed every stripe and ran again exclusively.
+        assert!(stats.exclusive_reruns > 0, "{stats:?}");
+    }
     let t = reference::totals(&db).await.unwrap();
     assert_eq!(t.balance_sats, i64::try_from(left).unwrap());
     assert_eq!(reference::audit(&db).await.unwrap(), Vec::new());
@@ -64,16 +77,31 @@ async fn contend(pool_sats: u64, estimated: u64, n_clients: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripes_run_short_and_outcomes_stay_exact() {
     // 16 stripes of 100: every stripe is short for a 150 after its first grant.
-    contend(1_600, 150, 24).await;
+    contend(1_600, 150, 24, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_sats_are_offered_whole() {
-    contend(1_000, 30, 40).await;
+    contend(1_000, 30, 40, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_estimate_above_any_stripe_is_still_free_when_the_pool_covers_it() {
     // 16 stripes of 62 or 63: each 700 needs the whole pool's view.
-    contend(1_000, 700, 8).await;
+    contend(1_000, 700, 8, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_on_two_lanes_run_short_and_outcomes_stay_exact() {
+    contend(1_600, 150, 24, Some(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_on_four_lanes_offer_the_last_sats_whole() {
+    contend(1_000, 30, 40, Some(4)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_on_one_lane_debit_the_whole_pool_for_one_estimate() {
+    contend(1_000, 700, 8, Some(1)).await;
 }
