@@ -29,6 +29,7 @@ use ledger_core::{
     Call, Command, Config, Decision, Engine, Invariant, Movement, Observed, Outcome, PaymentId, Pubkey,
     ReferenceEngine, Refusal, Reply, RequestId, Sats, SeedEngine, Tier, TimeMs, Violation,
 };
+use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::engine::{PgReferenceEngine, PgSeedEngine, SeedClient};
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;
@@ -67,6 +68,11 @@ pub struct PgArgs {
     /// Concurrent mode: restart the server after this many calls (a private cluster only).
     #[arg(long)]
     pub restart_server_at: Option<u64>,
+    /// Concurrent mode, pg-reference: send the clients' commands in batches
+    /// (`ledger_pg::batch`) on N lanes (1, 2, 4, 8 or 16), each a connection of its own,
+    /// instead of one call per command.
+    #[arg(long, value_name = "N")]
+    pub batch_lanes: Option<usize>,
 }
 
 impl PgArgs {
@@ -77,6 +83,7 @@ impl PgArgs {
             || self.kill_connections > 0.0
             || self.lost_ack > 0.0
             || self.restart_server_at.is_some()
+            || self.batch_lanes.is_some()
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -94,6 +101,17 @@ impl PgArgs {
         }
         if self.concurrency == Some(0) {
             anyhow::bail!("--concurrency must be at least 1");
+        }
+        if let Some(n) = self.batch_lanes {
+            if self.concurrency.is_none() {
+                anyhow::bail!("--batch-lanes needs --concurrency N");
+            }
+            if n == 0 || ledger_pg::batch::N_STRIPES % n != 0 {
+                anyhow::bail!(
+                    "--batch-lanes {n}: must be 1, 2, 4, 8 or 16 (a divisor of the {} pool stripes)",
+                    ledger_pg::batch::N_STRIPES
+                );
+            }
         }
         Ok(())
     }
@@ -298,6 +316,9 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
 /// Runs the seeds of `run` on PostgreSQL, sequentially, each on a fresh database.
 pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
     args.validate()?;
+    if args.batch_lanes.is_some() && run.kind != EngineKind::PgReference {
+        anyhow::bail!("--batch-lanes: only pg-reference runs in batches");
+    }
     let server = Server::new(args)?;
     match args.concurrency {
         Some(n) => concurrent_run(run, args, &server, n),
@@ -582,7 +603,8 @@ fn draw_workload(s: &Scenario, seed: u64) -> (BTreeMap<u32, Tier>, Vec<ConcFlow>
 
 /// The engine a concurrent run drives.
 enum Client {
-    Reference(PgPool),
+    /// `pg-reference`, one call per command, or in batches.
+    Reference(PgPool, Option<Batcher>),
     Seed(SeedClient),
 }
 
@@ -618,8 +640,24 @@ impl Ctx {
     /// Sends `call` once; `kill` cuts a connection in the middle of a transaction.
     async fn send(&self, call: &Call, now: TimeMs, kill: bool) -> (Reply, Vec<Movement>) {
         match &self.client {
-            Client::Reference(pool) if kill => (self.apply_then_kill(pool, &call.to_command(), now).await, Vec::new()),
-            Client::Reference(pool) => match reference::apply(pool, &call.to_command(), now).await {
+            Client::Reference(pool, None) if kill => {
+                (self.apply_then_kill(pool, &call.to_command(), now).await, Vec::new())
+            }
+            Client::Reference(_, Some(batcher)) if kill => {
+                // A batch runs on a lane's connection with other callers' commands: kill
+                // whichever backend is inside a statement or transaction right now.
+                let command = call.to_command();
+                let (applied, _) = tokio::join!(batcher.apply(&command, now), self.kill_some_backend());
+                match applied {
+                    Ok(a) => (Reply::from(a.result), a.movements),
+                    Err(e) => (Reply::Failed { error: e.to_string() }, Vec::new()),
+                }
+            }
+            Client::Reference(_, Some(batcher)) => match batcher.apply(&call.to_command(), now).await {
+                Ok(a) => (Reply::from(a.result), a.movements),
+                Err(e) => (Reply::Failed { error: e.to_string() }, Vec::new()),
+            },
+            Client::Reference(pool, None) => match reference::apply(pool, &call.to_command(), now).await {
                 Ok(a) => {
                     let reply = match a.result {
                         Ok(o) => Reply::Ok(o),
@@ -958,6 +996,9 @@ fn fault_flags(args: &PgArgs) -> String {
     if let Some(n) = args.restart_server_at {
         s.push_str(&format!(" --restart-server-at {n}"));
     }
+    if let Some(n) = args.batch_lanes {
+        s.push_str(&format!(" --batch-lanes {n}"));
+    }
     s
 }
 
@@ -1004,7 +1045,13 @@ fn concurrent_seed(
             EngineKind::PgSeed => Client::Seed(SeedClient::new(pool.clone(), config)),
             _ => {
                 reference::genesis(&pool, &config, TimeMs(0)).await?;
-                Client::Reference(pool.clone())
+                let batcher = match args.batch_lanes {
+                    Some(lanes) => {
+                        Some(Batcher::new(pool.clone(), BatcherOptions { lanes, ..BatcherOptions::default() })?)
+                    }
+                    None => None,
+                };
+                Client::Reference(pool.clone(), batcher)
             }
         };
         let ctx = Arc::new(Ctx {
@@ -1171,7 +1218,7 @@ async fn final_checks(
         out.push(Violation { invariant, request_id: request.map(|r| RequestId(u64::from(r))), detail });
     };
     let (movements, observed) = match &ctx.client {
-        Client::Reference(pool) => {
+        Client::Reference(pool, _) => {
             for f in reference::audit(pool).await? {
                 violate(invariant_of(&f.invariant), None, format!("server audit: {}", f.detail));
             }
@@ -1247,7 +1294,7 @@ async fn final_checks(
     let n_records: u64 = books.values().map(|b| u64::from(b.n_records)).sum();
     // The seed writes no grant row for a zero absorption, so only the reference's grants are
     // counted one per record.
-    let counted = matches!(ctx.client, Client::Reference(_));
+    let counted = matches!(ctx.client, Client::Reference(..));
     if observed.granted_sats != absorbed || (counted && observed.n_grants != n_records) {
         violate(
             Invariant::I5,

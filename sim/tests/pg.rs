@@ -101,6 +101,28 @@ fn concurrent_pg_seed_breaks_and_pg_reference_holds_on_the_same_workload() {
     let reference = run(EngineKind::PgReference, &s, (0, 1), &args, "conc-ref");
     assert_eq!(invariants(&reference), Vec::<&str>::new(), "{:#?}", reference.violations);
     assert!(mark(&reference, "lost_ack_retry") > 0);
+    let batched = PgArgs { batch_lanes: Some(2), ..args };
+    let reference = run(EngineKind::PgReference, &s, (0, 1), &batched, "conc-ref-batched");
+    assert_eq!(invariants(&reference), Vec::<&str>::new(), "{:#?}", reference.violations);
+}
+
+#[test]
+fn batches_lose_nothing_and_count_nothing_twice_under_every_fault() {
+    // Connections killed (a lane's among them), acknowledgements lost, and the server
+    // restarted under lanes that hold their connections across batches.
+    let args = PgArgs {
+        kill_connections: 0.03,
+        lost_ack: 0.05,
+        restart_server_at: Some(500),
+        batch_lanes: Some(2),
+        ..concurrent(32)
+    };
+    let r = run(EngineKind::PgReference, &scenario(40, 1_000), (0, 1), &args, "batched-faults");
+    assert!(mark(&r, "connection_killed") > 0, "{:?}", r.coverage);
+    assert!(mark(&r, "lost_ack_retry") > 0, "{:?}", r.coverage);
+    assert_eq!(mark(&r, "server_restart"), 1, "{:?}", r.coverage);
+    assert!(mark(&r, "failed_call_retried") > 0, "no fault cut a call: {:?}", r.coverage);
+    assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
 }
 
 #[test]
@@ -149,6 +171,17 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
         ..concurrent(2)
     };
     assert!(ledger_sim::pg::run(&run, &restart_on_url).is_err());
+    for bad in [
+        PgArgs { batch_lanes: Some(3), ..concurrent(2) },
+        PgArgs { batch_lanes: Some(0), ..concurrent(2) },
+        PgArgs { batch_lanes: Some(2), ..PgArgs::default() },
+    ] {
+        let e = ledger_sim::pg::run(&run, &bad).expect_err("bad --batch-lanes");
+        assert!(e.to_string().contains("--batch-lanes"), "{e}");
+    }
+    let seed_in_batches = PgRun { kind: EngineKind::PgSeed, ..run };
+    let e = ledger_sim::pg::run(&seed_in_batches, &PgArgs { batch_lanes: Some(2), ..concurrent(2) }).unwrap_err();
+    assert!(e.to_string().contains("only pg-reference"), "{e}");
 }
 
 fn audit(url: &str) -> (i32, String) {
