@@ -19,7 +19,8 @@
 //! by id, so a rerun changes nothing twice); a database error of one command (a constraint the
 //! server enforces) reruns the batch's commands one by one so that only that command fails; a
 //! lost connection fails every command of the batch, whose callers retry as they would any
-//! failed call. `expire` touches every stripe and is never batched: it runs alone.
+//! failed call. `expire` touches every stripe and is never batched: it runs alone, holding the
+//! batch lock exclusively.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -156,7 +157,7 @@ impl Batcher {
     /// [`reference::apply`] would.
     pub async fn apply(&self, command: &Command, now: TimeMs) -> Result<Applied, PgError> {
         let Some(lane) = self.lane_of(command) else {
-            return reference::apply(&self.pool, command, now).await;
+            return expire_alone(&self.pool, now).await;
         };
         let (reply, answer) = oneshot::channel();
         let job = Job { command: command.clone(), now, reply };
@@ -182,6 +183,33 @@ impl Batcher {
         };
         // The home stripe is `id % N_STRIPES`, and lanes divide N_STRIPES.
         Some(((id % N_STRIPES as u64) % n) as usize)
+    }
+}
+
+/// The batch lock's key (`ledger_apply_batch` takes it shared, or exclusively).
+const BATCH_LOCK: (i32, i32) = (1_279_607_111, 1);
+
+/// `expire` holding the batch lock exclusively: it locks outstanding reservations before
+/// identities, the reverse of a batch's order, so it never runs beside one.
+async fn expire_alone(pool: &PgPool, now: TimeMs) -> Result<Applied, PgError> {
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind(BATCH_LOCK.0)
+                .bind(BATCH_LOCK.1)
+                .execute(&mut *tx)
+                .await?;
+            let applied = reference::apply_once(&mut *tx, &Command::Expire, now).await?;
+            tx.commit().await?;
+            Ok(applied)
+        }
+        .await;
+        match result {
+            Err(PgError::Sql(e)) if reference::is_retryable(&e) && attempt < MAX_RETRIES => attempt += 1,
+            other => return other,
+        }
     }
 }
 

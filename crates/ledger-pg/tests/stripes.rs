@@ -68,6 +68,8 @@ async fn contend(pool_sats: u64, estimated: u64, n_clients: u64, lanes: Option<u
         assert_eq!(stats.commands, n_clients, "{stats:?}");
         // The pool ran short: some batch needed every stripe and ran again exclusively.
         assert!(stats.exclusive_reruns > 0, "{stats:?}");
+        // Lanes never deadlock (nor fail to serialize): no batch was retried.
+        assert_eq!(stats.retries, 0, "{stats:?}");
     }
     let t = reference::totals(&db).await.unwrap();
     assert_eq!(t.balance_sats, i64::try_from(left).unwrap());
