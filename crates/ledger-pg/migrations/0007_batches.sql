@@ -18,7 +18,9 @@
 --    cache), where a table's CHECK constraints are read back from their stored text and planned
 --    again by every statement that writes the table: a third of a command's server time went
 --    there. The rules are the same (amounts are BIGINT >= 0; states and kinds from their lists);
---    checks across columns stay table checks, or move into a trigger that runs anyway.
+--    checks across columns stay table checks, or move into a trigger that runs anyway. The
+--    reservation's two foreign keys give way to guards that cost nothing on insert and to an
+--    audit (see below).
 -- 3. A grant's insert closes its reservation (no deferred check at commit), and `decide`
 --    debits its home stripe itself and calls `ledger_pool_debit` only when it is short.
 
@@ -57,6 +59,17 @@ ALTER TABLE requests
     ALTER COLUMN charge_sats TYPE sats;
 
 DROP TRIGGER reservation_recorded_has_grant ON reservations;
+-- The reservation's foreign keys (to its request and its identity) cost a sixth of a batched
+-- request's server time (two referential checks, each a query, per reservation). They guard
+-- none of I1, I5 or idempotency, which stay with keys, domains and guards; what they did guard
+-- is kept otherwise: a reservation is only ever written by `decide` and `reserve_partial`, under
+-- the locks of its request and identity; requests become append-only and identities
+-- undeletable (guards below, which cost nothing on insert), so what a reservation refers to
+-- cannot go away; and `ledger_audit_links()` reports any reservation whose request or identity
+-- is missing or disagrees.
+ALTER TABLE reservations
+    DROP CONSTRAINT reservations_pubkey_fkey,
+    DROP CONSTRAINT reservations_request_id_fkey;
 ALTER TABLE reservations
     DROP CONSTRAINT reservations_amount_sats_check,
     DROP CONSTRAINT reservations_state_check,
@@ -126,8 +139,8 @@ CREATE OR REPLACE FUNCTION pool_journal_move() RETURNS trigger LANGUAGE plpgsql 
 BEGIN
     IF (NEW.kind = 'credit') <> (NEW.payment_id IS NOT NULL)
        OR (NEW.kind IN ('genesis', 'credit', 'rebalance')) <> (NEW.request_id IS NULL) THEN
-        RAISE EXCEPTION 'pool_journal: a % row with request % and payment %', NEW.kind, NEW.request_id,
-            NEW.payment_id USING ERRCODE = 'check_violation';
+        RAISE EXCEPTION 'pool_journal: a % row with request % and payment % (check constraint)', NEW.kind,
+            NEW.request_id, NEW.payment_id USING ERRCODE = 'check_violation';
     END IF;
     UPDATE pool_stripes SET
         balance_sats  = balance_sats  + NEW.amount_sats,
@@ -205,6 +218,38 @@ HAVING count(*) > 0;
 
 CREATE TRIGGER pool_view_guard INSTEAD OF INSERT OR UPDATE OR DELETE ON pool
     FOR EACH ROW EXECUTE FUNCTION pool_view_guard();
+
+CREATE FUNCTION requests_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'requests are append-only: a decision never changes' USING ERRCODE = 'P0001';
+END $$;
+CREATE TRIGGER requests_append_only BEFORE UPDATE OR DELETE ON requests
+    FOR EACH ROW EXECUTE FUNCTION requests_append_only();
+CREATE TRIGGER requests_no_truncate BEFORE TRUNCATE ON requests
+    FOR EACH STATEMENT EXECUTE FUNCTION requests_append_only();
+
+CREATE FUNCTION identities_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'identities are never deleted' USING ERRCODE = 'P0001';
+END $$;
+CREATE TRIGGER identities_kept BEFORE DELETE ON identities
+    FOR EACH ROW EXECUTE FUNCTION identities_kept();
+CREATE TRIGGER identities_no_truncate BEFORE TRUNCATE ON identities
+    FOR EACH STATEMENT EXECUTE FUNCTION identities_kept();
+
+-- What the reservation's foreign keys checked, as a read-only audit.
+CREATE FUNCTION ledger_audit_links() RETURNS TABLE (invariant text, detail text)
+LANGUAGE sql STABLE AS $$
+    SELECT 'I2', format('reservation %s of %s: %s', r.request_id, r.pubkey,
+        CASE WHEN q.request_id IS NULL THEN 'no request'
+             WHEN q.pubkey <> r.pubkey THEN format('its request is of %s', q.pubkey)
+             ELSE 'no identity' END)
+    FROM reservations r
+    LEFT JOIN requests q ON q.request_id = r.request_id
+    LEFT JOIN identities i ON i.pubkey = r.pubkey
+    WHERE q.request_id IS NULL OR q.pubkey <> r.pubkey OR i.pubkey IS NULL
+    ORDER BY r.request_id
+$$;
 
 -- ── 1. batches ──────────────────────────────────────────────────────────────────────────────
 

@@ -132,12 +132,13 @@ pub struct AuditFinding {
     pub detail: String,
 }
 
-/// The read-only I1/I2/I5 check of the reference schema (`ledger_audit()`, and each pool
-/// stripe against its journal).
+/// The read-only I1/I2/I5 check of the reference schema (`ledger_audit()`, each pool stripe
+/// against its journal, and every reservation against its request and identity).
 pub async fn audit<'e>(db: impl PgExecutor<'e>) -> Result<Vec<AuditFinding>, PgError> {
     let rows = sqlx::query(
         "SELECT invariant, detail FROM ledger_audit() \
-         UNION ALL SELECT invariant, detail FROM ledger_audit_stripes()",
+         UNION ALL SELECT invariant, detail FROM ledger_audit_stripes() \
+         UNION ALL SELECT invariant, detail FROM ledger_audit_links()",
     )
     .fetch_all(db)
     .await?;

@@ -65,10 +65,43 @@ async fn constraints_hold_against_a_buggy_client() {
         "INSERT INTO grants VALUES (1, (SELECT pubkey FROM reservations WHERE request_id = 1), 40, 40, 0, 0, 5)"
     )
     .await
+    .contains("closed or immutable"));
+    // A reservation is recorded only by its grant.
+    let open = Command::Decide { request_id: RequestId(2), pubkey: pk, estimated_sats: sats(10) };
+    run(&pool, open, 4).await;
+    assert!(refused("UPDATE reservations SET state = 'recorded', closed_at_ms = 5 WHERE request_id = 2")
+        .await
+        .contains("only by inserting its grant"));
+    assert!(refused(
+        "INSERT INTO grants VALUES (2, (SELECT pubkey FROM reservations WHERE request_id = 2), 40, 40, 0, 0, 5)"
+    )
+    .await
     .contains("does not match"));
-    // Idempotency keys.
+    // Idempotency keys, and decisions that never change or go away.
     assert!(refused("INSERT INTO requests SELECT * FROM requests").await.contains("duplicate key"));
+    assert!(refused("UPDATE requests SET offer_sats = 0, charge_sats = estimated_sats").await.contains("append-only"));
+    assert!(refused("DELETE FROM requests").await.contains("append-only"));
+    assert!(refused("DELETE FROM identities").await.contains("never deleted"));
     assert_audit_clean(&pool).await;
+}
+
+#[tokio::test]
+async fn the_audit_reports_a_reservation_without_its_request_or_identity() {
+    let (_pg, pool) = setup(Config::default()).await;
+    assert_audit_clean(&pool).await;
+    // A buggy client writes a reservation nothing decided (no journal row: the pool is intact).
+    sqlx::query(
+        "INSERT INTO reservations (request_id, pubkey, amount_sats, by_decide, deadline_ms, stripe) \
+         VALUES (77, 'nobody', 5, true, 10, 13)",
+    )
+    .execute(&pool)
+    .await
+    .expect("reservations take no foreign key");
+    let findings = reference::audit(&pool).await.unwrap();
+    assert!(
+        findings.iter().any(|f| f.invariant == "I2" && f.detail == "reservation 77 of nobody: no request"),
+        "{findings:?}"
+    );
 }
 
 #[tokio::test]
