@@ -512,13 +512,22 @@ END $$;
 -- Runs command i (1-based) of the batch: kind, id (request, or payment for `credit`), text
 -- (pubkey, or the tier for `set_tier` whose pubkey is then in p_pubkeys), amount and time.
 -- Answers one `ledger_result` per command, in order. `expire` is not batched.
+-- Locks, in pubkey order, the identities of `p_pubkeys` and of the reservations of `p_ids`.
+-- Both are key lookups: the cached generic plan of `= ANY (array)` can come out as a sequential
+-- scan, which costs more the more rows a table has, so scans are off here (only here: the
+-- commands' own sums over the stripes want them).
+CREATE FUNCTION ledger_batch_lock_identities(p_ids bigint[], p_pubkeys text[]) RETURNS void
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
+BEGIN
+    IF cardinality(p_ids) > 0 THEN
+        p_pubkeys := p_pubkeys || ARRAY(SELECT pubkey FROM reservations WHERE request_id = ANY (p_ids));
+    END IF;
+    PERFORM 1 FROM identities WHERE pubkey = ANY (p_pubkeys) ORDER BY pubkey FOR UPDATE;
+END $$;
+
 CREATE FUNCTION ledger_apply_batch(p_kinds text[], p_ids bigint[], p_pubkeys text[], p_tiers text[],
     p_amounts bigint[], p_nows bigint[], p_exclusive boolean)
-RETURNS SETOF ledger_result LANGUAGE plpgsql
--- Every statement of a batch is a key lookup. Cached generic plans of `= ANY (array)` on small
--- tables come out as sequential scans, which cost more the more rows there are.
-SET enable_seqscan = off
-AS $$
+RETURNS SETOF ledger_result LANGUAGE plpgsql AS $$
 DECLARE
     n integer := coalesce(array_length(p_kinds, 1), 0);
     v_ids bigint[] := '{}';
@@ -551,10 +560,7 @@ BEGIN
         PERFORM pg_advisory_xact_lock(d) FROM unnest(v_decides) d ORDER BY d;
         SELECT * INTO cfg FROM ledger_config WHERE id = 1;
     END IF;
-    IF cardinality(v_ids) > 0 THEN
-        v_pubkeys := v_pubkeys || ARRAY(SELECT pubkey FROM reservations WHERE request_id = ANY (v_ids));
-    END IF;
-    PERFORM 1 FROM identities WHERE pubkey = ANY (v_pubkeys) ORDER BY pubkey FOR UPDATE;
+    PERFORM ledger_batch_lock_identities(v_ids, v_pubkeys);
     FOR i IN 1 .. n LOOP
         CASE p_kinds[i]
             WHEN 'decide' THEN
