@@ -1,6 +1,11 @@
-//! loom model of the locking protocol `ledger-pg` really runs (migrations 0003-0006: the striped
-//! pool with its one-stripe fast path and its lock-every-stripe slow path), checked over every
-//! interleaving of three client threads within the preemption bound.
+//! loom model of the locking protocol `ledger-pg` really runs for one command per transaction
+//! (migrations 0003-0006: the striped pool with its one-stripe fast path and its
+//! lock-every-stripe slow path; 0007 leaves these locks as they were: a grant's insert closes
+//! the reservation `record` already holds, and the reservation's foreign-key checks took only
+//! shared locks on rows the command holds already), checked over every interleaving of three
+//! client threads within the preemption bound. The batch protocol of 0007 (lanes, the batch
+//! lock) is not modelled here; its argument is in that migration and `ledger_pg::batch`, and
+//! the contention tests of `ledger-pg` check that no batch is ever retried.
 //!
 //! Rows are `loom::sync::Mutex`es, and each SQL statement is one step that takes exactly the row
 //! locks PostgreSQL would take, held to commit (READ COMMITTED, as the adapter runs):

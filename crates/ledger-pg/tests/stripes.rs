@@ -3,7 +3,7 @@
 //! the fallback locks them all, spreads the debit and evens them out. The same through the
 //! batcher, where taking every stripe makes a batch run again holding the batch lock alone.
 
-use ledger_core::{Command, Config, Decision, Outcome, Pubkey, RequestId, Sats, Tier, TimeMs};
+use ledger_core::{Command, Config, Decision, Outcome, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs};
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;
@@ -106,4 +106,75 @@ async fn batches_on_four_lanes_offer_the_last_sats_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_on_one_lane_debit_the_whole_pool_for_one_estimate() {
     contend(1_000, 700, 8, Some(1)).await;
+}
+
+/// `expire` at a time past every deadline, again and again while lifecycles run through the
+/// batcher: it holds the batch lock alone, so it never deadlocks with a batch; records that
+/// come after it are refused; the books balance at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expire_beside_batches_keeps_the_books() {
+    let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    let db = pg.pool().await.expect("connect");
+    ledger_pg::migrate(&db).await.expect("migrate");
+    let config = Config { pool_initial_sats: sats(1_000_000), ..Config::default() };
+    reference::genesis(&db, &config, TimeMs(0)).await.expect("genesis");
+    let batcher = Batcher::new(db.clone(), BatcherOptions { lanes: 2, max_batch: 16 }).unwrap();
+    let n_users = 20;
+    for u in 0..n_users {
+        let cmd = Command::SetTier { pubkey: Pubkey::for_user(u), tier: Tier::Elite };
+        batcher.apply(&cmd, TimeMs(1)).await.expect("set_tier");
+    }
+    let far = TimeMs(config.reservation_ttl_ms + 1_000_000);
+    let sweeper = {
+        let batcher = batcher.clone();
+        tokio::spawn(async move {
+            let mut released = 0;
+            for _ in 0..40 {
+                match batcher.apply(&Command::Expire, far).await.expect("expire").result {
+                    Ok(Outcome::Expired { released: r }) => released += r.len(),
+                    other => panic!("expire answered {other:?}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            released
+        })
+    };
+    let tasks: Vec<_> = (0..n_users)
+        .map(|u| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move {
+                let (mut recorded, mut expired) = (0u64, 0u64);
+                for i in 0..30 {
+                    let request_id = RequestId(10_000 * (u + 1) + i);
+                    let d = Command::Decide { request_id, pubkey: Pubkey::for_user(u), estimated_sats: sats(20) };
+                    batcher.apply(&d, TimeMs(2)).await.expect("decide");
+                    let r = Command::Record { request_id, actual_sats: sats(15) };
+                    match batcher.apply(&r, TimeMs(3)).await.expect("record").result {
+                        Ok(Outcome::Recorded { absorbed_sats, .. }) => recorded += absorbed_sats.to_u64(),
+                        Err(Refusal::ReservationExpired) => expired += 1,
+                        other => panic!("record answered {other:?}"),
+                    }
+                }
+                (recorded, expired)
+            })
+        })
+        .collect();
+    let (mut absorbed, mut n_expired) = (0, 0);
+    for t in tasks {
+        let (a, e) = t.await.unwrap();
+        absorbed += a;
+        n_expired += e;
+    }
+    let released = sweeper.await.unwrap();
+    // What the sweeper released is exactly what the records found expired.
+    assert_eq!(released as u64, n_expired);
+    assert!(n_expired > 0, "the sweeper never overtook a record");
+    let t = reference::totals(&db).await.unwrap();
+    assert_eq!(t.reserved_sats, 0);
+    assert_eq!(t.absorbed_sats, i64::try_from(absorbed).unwrap());
+    assert_eq!(t.balance_sats, 1_000_000 - i64::try_from(absorbed).unwrap());
+    assert_eq!(reference::audit(&db).await.unwrap(), Vec::new());
+    let stats = batcher.stats();
+    assert_eq!(stats.retries, 0, "{stats:?}");
+    assert_eq!(stats.failed + stats.split, 0, "{stats:?}");
 }
