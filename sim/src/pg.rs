@@ -106,11 +106,8 @@ impl PgArgs {
             if self.concurrency.is_none() {
                 anyhow::bail!("--batch-lanes needs --concurrency N");
             }
-            if n == 0 || ledger_pg::batch::N_STRIPES % n != 0 {
-                anyhow::bail!(
-                    "--batch-lanes {n}: must be 1, 2, 4, 8 or 16 (a divisor of the {} pool stripes)",
-                    ledger_pg::batch::N_STRIPES
-                );
+            if let Err(e) = (BatcherOptions { lanes: n, ..BatcherOptions::default() }).check() {
+                anyhow::bail!("--batch-lanes {n}: {e}");
             }
         }
         Ok(())
@@ -625,6 +622,14 @@ struct Ctx {
     marks: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+/// The reply and movements of a `pg-reference` call.
+fn answered(applied: Result<reference::Applied, reference::PgError>) -> (Reply, Vec<Movement>) {
+    match applied {
+        Ok(a) => (Reply::from(a.result), a.movements),
+        Err(e) => (Reply::Failed { error: e.to_string() }, Vec::new()),
+    }
+}
+
 const ADMIN_APP: &str = "ledger-sim-admin";
 
 impl Ctx {
@@ -648,25 +653,10 @@ impl Ctx {
                 // whichever backend is inside a statement or transaction right now.
                 let command = call.to_command();
                 let (applied, _) = tokio::join!(batcher.apply(&command, now), self.kill_some_backend());
-                match applied {
-                    Ok(a) => (Reply::from(a.result), a.movements),
-                    Err(e) => (Reply::Failed { error: e.to_string() }, Vec::new()),
-                }
+                answered(applied)
             }
-            Client::Reference(_, Some(batcher)) => match batcher.apply(&call.to_command(), now).await {
-                Ok(a) => (Reply::from(a.result), a.movements),
-                Err(e) => (Reply::Failed { error: e.to_string() }, Vec::new()),
-            },
-            Client::Reference(pool, None) => match reference::apply(pool, &call.to_command(), now).await {
-                Ok(a) => {
-                    let reply = match a.result {
-                        Ok(o) => Reply::Ok(o),
-                        Err(r) => Reply::Refused(r),
-                    };
-                    (reply, a.movements)
-                }
-                Err(e) => (Reply::Failed { error: e.to_string() }, Vec::new()),
-            },
+            Client::Reference(_, Some(batcher)) => answered(batcher.apply(&call.to_command(), now).await),
+            Client::Reference(pool, None) => answered(reference::apply(pool, &call.to_command(), now).await),
             Client::Seed(client) => {
                 let mut journal = Vec::new();
                 let reply = if kill {

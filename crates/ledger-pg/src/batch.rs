@@ -30,7 +30,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::reference::{self, Applied, PgError, MAX_RETRIES};
+use crate::reference::{self, bigint, sats_arg, Applied, PgError, MAX_RETRIES};
 
 /// How many batches a lane keeps the batch lock exclusively after one needed every stripe.
 pub const EXCLUSIVE_STREAK: u32 = 16;
@@ -43,6 +43,19 @@ pub struct BatcherOptions {
     pub lanes: usize,
     /// The most commands in one batch.
     pub max_batch: usize,
+}
+
+impl BatcherOptions {
+    /// Whether a batcher can run with these options.
+    pub fn check(&self) -> Result<(), BatcherOptionsError> {
+        if self.lanes == 0 || N_STRIPES % self.lanes != 0 {
+            return Err(BatcherOptionsError::Lanes(self.lanes));
+        }
+        if self.max_batch == 0 {
+            return Err(BatcherOptionsError::MaxBatch);
+        }
+        Ok(())
+    }
 }
 
 impl Default for BatcherOptions {
@@ -114,12 +127,7 @@ impl Batcher {
     /// Starts the lanes on the current tokio runtime. `pool` must be migrated and hold at least
     /// `options.lanes` connections (more if the same pool serves other callers).
     pub fn new(pool: PgPool, options: BatcherOptions) -> Result<Batcher, BatcherOptionsError> {
-        if options.lanes == 0 || N_STRIPES % options.lanes != 0 {
-            return Err(BatcherOptionsError::Lanes(options.lanes));
-        }
-        if options.max_batch == 0 {
-            return Err(BatcherOptionsError::MaxBatch);
-        }
+        options.check()?;
         let counters = Arc::new(Counters::default());
         let lanes = (0..options.lanes)
             .map(|_| {
@@ -258,15 +266,10 @@ impl Args {
         self.ids.push(id);
         self.pubkeys.push(pubkey.map(|p| p.to_string()));
         self.tiers.push(tier);
-        // Sats::MAX is i64::MAX, asserted at compile time in ledger-core.
-        self.amounts.push(amount.map(|s| i64::try_from(s.to_u64()).expect("Sats fit a BIGINT")));
+        self.amounts.push(amount.map(sats_arg));
         self.nows.push(now);
         Ok(())
     }
-}
-
-fn bigint(what: &'static str, value: u64) -> Result<i64, PgError> {
-    i64::try_from(value).map_err(|_| PgError::TooLarge { what, value })
 }
 
 /// Why a batch did not answer.

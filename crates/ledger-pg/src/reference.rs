@@ -38,11 +38,11 @@ pub enum PgError {
 /// How many times a serialization failure or deadlock is retried before it is reported.
 pub const MAX_RETRIES: u32 = 20;
 
-fn bigint(what: &'static str, value: u64) -> Result<i64, PgError> {
+pub(crate) fn bigint(what: &'static str, value: u64) -> Result<i64, PgError> {
     i64::try_from(value).map_err(|_| PgError::TooLarge { what, value })
 }
 
-fn sats_arg(s: Sats) -> i64 {
+pub(crate) fn sats_arg(s: Sats) -> i64 {
     // Sats::MAX is i64::MAX, asserted at compile time in ledger-core.
     i64::try_from(s.to_u64()).expect("Sats fit a BIGINT")
 }
