@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ledger_sim::plan::{parse_sweep, Plan};
+use ledger_plan::{parse_sweep, Plan};
 
 fn launch(days: &str, seeds: &str, sweep: &[&str]) -> Plan {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/scenarios/plan-launch.toml");

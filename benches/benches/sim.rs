@@ -5,9 +5,9 @@
 //! the seed model.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ledger_core::{ReferenceEngine, SeedEngine};
-use ledger_sim::gen::{run_seed, SchedulerKind};
-use ledger_sim::scenario::Scenario;
+use ledger_harness::{ReferenceEngine, SeedEngine};
+use ledger_simulator::gen::{run_seed, SchedulerKind};
+use ledger_simulator::scenario::Scenario;
 
 fn steps(c: &mut Criterion) {
     let s = Scenario { n_steps: 100_000, ..Scenario::default() };

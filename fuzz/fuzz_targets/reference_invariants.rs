@@ -7,10 +7,9 @@
 //! step also goes through the conformance writer and reader, which must agree.
 #![no_main]
 
-use ledger_core::conformance::{named_pubkey, parse_line, Balances, Expect, Line, Step};
-use ledger_core::{
-    Bps, Budgets, Checker, Command, Config, Ledger, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS,
-};
+use ledger_harness::conformance::{named_pubkey, parse_line, Balances, Expect, Line, Step};
+use ledger_core::{Bps, Budgets, Command, Config, Ledger, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS};
+use ledger_harness::Checker;
 use libfuzzer_sys::fuzz_target;
 
 struct Bytes<'a>(&'a [u8]);

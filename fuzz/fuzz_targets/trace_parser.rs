@@ -2,7 +2,7 @@
 //! it writes back as a trace that reads the same, line for line.
 #![no_main]
 
-use ledger_core::conformance::{read_bytes, read_str, write_string};
+use ledger_harness::conformance::{read_bytes, read_str, write_string};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

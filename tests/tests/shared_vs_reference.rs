@@ -4,9 +4,10 @@
 //! invariant.
 
 use ledger_concurrent::SharedLedger;
-use ledger_core::{Call, Command, Config, Engine, Movement, Observed, ReferenceEngine, Reply, TimeMs};
-use ledger_sim::gen::{run_seed, SchedulerKind};
-use ledger_sim::scenario::Scenario;
+use ledger_core::{Command, Config, Movement, TimeMs};
+use ledger_harness::{Call, Engine, Observed, ReferenceEngine, Reply};
+use ledger_simulator::gen::{run_seed, SchedulerKind};
+use ledger_simulator::scenario::Scenario;
 use rayon::prelude::*;
 
 /// `SharedLedger` behind the simulator's interface: every call is one step.

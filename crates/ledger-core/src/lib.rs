@@ -1,38 +1,50 @@
-//! `ledger-core`: the generosity-pool ledger's types, reference engine, seed model,
-//! invariant checker and trace format.
+//! `ledger-core`: the generosity-pool ledger, as a service embeds it.
 //!
-//! This crate is the executable specification (DESIGN §3) and the oracle for everything
-//! else. It is sans-IO in the manner of `quinn-proto`: it does no I/O, reads no clock, draws
-//! no random numbers and starts no threads. Time comes in as a `now` argument; the caller
-//! owns the clock, the database and the threads.
+//! The domain types, the configuration, the commands and their outcomes, and the reference
+//! [`Ledger`]: the rules as a pure, deterministic state machine,
+//! `state + command + now -> state' + outcome + movements`. It is the executable
+//! specification and the oracle every other implementation is held to.
 //!
-//! It is not a service: there is no persistence, no network and no concurrency here. The
-//! Postgres adapter (`ledger-pg`), the concurrent engine (`ledger-concurrent`) and the
-//! simulator (`ledger-sim`) build on it.
+//! It is sans-IO in the manner of `quinn-proto`: it does no I/O, reads no clock, draws no
+//! random numbers and starts no threads. Time comes in as a `now` argument; the caller owns
+//! the clock, the database and the threads.
+//!
+//! It is not the test harness: the engine interface the simulator drives, the model of the
+//! original TypeScript service, the invariant checker and the conformance format are
+//! `ledger-harness`. There is no persistence, no network and no concurrency here; the
+//! Postgres adapter (`ledger-pg`) and the concurrent engine (`ledger-concurrent`) build on it.
 //!
 //! - [`sats`], [`ids`], [`config`]: domain types that make wrong states hard to write.
-//! - [`reference`]: the reference engine, [`Ledger`].
-//! - [`seed`]: the original TypeScript, ported one database round trip per step.
-//! - [`engine`]: the [`Engine`] interface the simulator drives.
-//! - [`invariants`]: I1-I6 as an incremental [`Checker`].
-#![warn(missing_docs, unreachable_pub)]
+//! - [`command`]: what a caller asks and what the ledger answers.
+//! - [`reference`]: the reference engine, [`Ledger`]; [`journal`]: the [`Movement`]s it makes.
+//!
+//! ```
+//! use ledger_core::{Command, Config, Decision, Ledger, Outcome, Pubkey, RequestId, Sats, Tier, TimeMs};
+//!
+//! let mut ledger = Ledger::new(Config::default());
+//! let alice = Pubkey::from_bytes([7; 32]);
+//! let mut journal = Vec::new();
+//! ledger.apply(&Command::SetTier { pubkey: alice, tier: Tier::Trusted }, TimeMs(0), &mut journal).unwrap();
+//! let decide = Command::Decide { request_id: RequestId(1), pubkey: alice, estimated_sats: Sats::new(20).unwrap() };
+//! let outcome = ledger.apply(&decide, TimeMs(1_000), &mut journal).unwrap();
+//! assert!(matches!(outcome, Outcome::Decided { decision: Decision::Free { .. } }));
+//! ```
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod command;
 pub mod config;
-pub mod conformance;
-pub mod engine;
+pub mod idmap;
 pub mod ids;
-pub mod invariants;
+pub mod journal;
 pub mod mutants;
 pub mod reference;
 pub mod sats;
-pub mod seed;
 
 pub use command::{Command, Decision, GateReason, Outcome, Refusal};
 pub use config::{Budgets, Config, ConfigError};
-pub use engine::{Call, Engine, Movement, Observed, ReferenceEngine, Reply};
+pub use idmap::IdMap;
 pub use ids::{PaymentId, Pubkey, PubkeyError, RequestId, Tier, TimeMs, DAY_MS};
-pub use invariants::{Checker, Invariant, Violation};
+pub use journal::Movement;
 pub use reference::{Identity, Ledger, Totals};
 pub use sats::{AmountError, Bps, Sats};
-pub use seed::SeedEngine;

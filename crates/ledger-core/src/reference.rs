@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Decision, GateReason, Outcome, Refusal};
 use crate::config::Config;
-use crate::engine::Movement;
+use crate::idmap::IdMap;
 use crate::ids::{PaymentId, Pubkey, RequestId, Tier, TimeMs, DAY_MS};
+use crate::journal::Movement;
 use crate::mutants::Mutant;
 use crate::sats::Sats;
 
@@ -214,17 +215,6 @@ impl Ledger {
     /// The balance sheet.
     pub fn totals(&self) -> Totals {
         self.totals
-    }
-
-    /// The balance sheet as the invariant checker reads it.
-    pub fn observed(&self) -> crate::engine::Observed {
-        let t = self.totals;
-        crate::engine::Observed {
-            pool_sats: t.pool_sats.to_i128(),
-            reserved_sats: Some(t.reserved_sats.to_i128()),
-            granted_sats: t.absorbed_sats.to_i128(),
-            n_grants: t.n_grants,
-        }
     }
 
     /// An identity's standing.
@@ -639,151 +629,5 @@ impl Ledger {
             released.push((request_id, r.amount));
         }
         Outcome::Expired { released }
-    }
-}
-
-/// A table keyed by a `u64` id that is nearly always handed out in sequence (request and
-/// payment ids): ids that keep the table at least half full live in a vector indexed by
-/// id, with a presence bit each, so a lookup is an index and the table grows without
-/// rehashing; any other id goes to a hash map. Which side holds an id is invisible: every
-/// id lives on exactly one side, and nothing here depends on the order of the hash map.
-#[derive(Clone, Debug)]
-pub(crate) struct IdMap<V> {
-    dense: Vec<V>,
-    present: Vec<u64>,
-    sparse: FxHashMap<u64, V>,
-    len: usize,
-}
-
-impl<V> Default for IdMap<V> {
-    fn default() -> Self {
-        IdMap { dense: Vec::new(), present: Vec::new(), sparse: FxHashMap::default(), len: 0 }
-    }
-}
-
-impl<V: Default> IdMap<V> {
-    /// Ids below this always go in the vector; above it, only while it stays half full.
-    const SLACK: u64 = 4096;
-
-    /// Room for `n` ids in sequence.
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.dense.reserve(n);
-        self.present.reserve(n.div_ceil(64));
-    }
-
-    /// Number of ids held.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    #[inline]
-    fn in_dense(&self, k: u64) -> bool {
-        k < self.dense.len() as u64 && self.present[(k / 64) as usize] & (1 << (k % 64)) != 0
-    }
-
-    #[inline]
-    pub(crate) fn get(&self, k: u64) -> Option<&V> {
-        if self.in_dense(k) {
-            Some(&self.dense[k as usize])
-        } else if self.sparse.is_empty() {
-            None
-        } else {
-            self.sparse.get(&k)
-        }
-    }
-
-    #[inline]
-    pub(crate) fn get_mut(&mut self, k: u64) -> Option<&mut V> {
-        if self.in_dense(k) {
-            Some(&mut self.dense[k as usize])
-        } else if self.sparse.is_empty() {
-            None
-        } else {
-            self.sparse.get_mut(&k)
-        }
-    }
-
-    /// The value of `k`, inserting `V::default()` first if it has none.
-    #[inline]
-    pub(crate) fn get_or_default(&mut self, k: u64) -> &mut V {
-        self.get_or_insert_with(k, V::default)
-    }
-
-    /// The value of `k`, inserting `make()` first if it has none.
-    #[inline]
-    pub(crate) fn get_or_insert_with(&mut self, k: u64, make: impl FnOnce() -> V) -> &mut V {
-        if self.in_dense(k) {
-            return &mut self.dense[k as usize];
-        }
-        if !self.sparse.is_empty() && self.sparse.contains_key(&k) {
-            return self.sparse.get_mut(&k).expect("just checked");
-        }
-        self.insert_new(k, make())
-    }
-
-    /// Insert `v` for `k`, which has no value.
-    fn insert_new(&mut self, k: u64, v: V) -> &mut V {
-        self.len += 1;
-        let n = self.dense.len() as u64;
-        // Dense while at least about half the slots up to `k` are used.
-        if k < n || k < Self::SLACK.max(2 * self.len as u64) {
-            if k >= n {
-                self.dense.resize_with(k as usize + 1, V::default);
-                self.present.resize((k as usize + 1).div_ceil(64), 0);
-            }
-            self.present[(k / 64) as usize] |= 1 << (k % 64);
-            let slot = &mut self.dense[k as usize];
-            *slot = v;
-            slot
-        } else {
-            self.sparse.entry(k).or_insert(v)
-        }
-    }
-
-    /// Insert or replace the value of `k`.
-    pub(crate) fn insert(&mut self, k: u64, v: V) {
-        match self.get_mut(k) {
-            Some(slot) => *slot = v,
-            None => {
-                self.insert_new(k, v);
-            }
-        }
-    }
-
-    /// Every `(id, value)`, in no particular order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
-        let dense = self.dense.iter().enumerate().map(|(k, v)| (k as u64, v)).filter(|(k, _)| self.in_dense(*k));
-        dense.chain(self.sparse.iter().map(|(k, v)| (*k, v)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::IdMap;
-
-    #[test]
-    fn id_map_holds_sequential_sparse_and_mixed_ids() {
-        let mut m: IdMap<u64> = IdMap::default();
-        let mut model = std::collections::BTreeMap::new();
-        // Sequential ids, huge ids, and ids that a later growth of the vector covers.
-        let ids = (0..10_000u64).chain([u64::MAX, 1 << 40, 50_000, 30_000, 12_000, 25_000]).chain(10_000..40_000);
-        for k in ids {
-            let v = k.wrapping_mul(7);
-            let before = m.get(k).copied();
-            assert_eq!(before, model.get(&k).copied());
-            *m.get_or_insert_with(k, || v) += 1;
-            *model.entry(k).or_insert(v) += 1;
-        }
-        m.insert(3, 1);
-        model.insert(3, 1);
-        assert_eq!(m.len(), model.len());
-        for (k, v) in &model {
-            assert_eq!(m.get(*k), Some(v));
-        }
-        assert_eq!(m.get(40_001), None);
-        assert_eq!(m.get_mut(1 << 41), None);
-        let mut all: Vec<(u64, u64)> = m.iter().map(|(k, v)| (k, *v)).collect();
-        all.sort_unstable();
-        assert_eq!(all, model.into_iter().collect::<Vec<_>>());
     }
 }

@@ -15,7 +15,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_core::{Call, Command, Config, Pubkey, RequestId, Sats, Tier, TimeMs};
+use ledger_core::{Command, Config, Pubkey, RequestId, Sats, Tier, TimeMs};
+use ledger_harness::Call;
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::engine::SeedClient;
 use ledger_pg::reference;
@@ -76,7 +77,7 @@ async fn one(
             let d = Call::Decide { request_id, pubkey, estimated_sats: sats(10) };
             let r = Call::Record { request_id, pubkey, actual_sats: sats(8), reserved_sats: sats(10) };
             let mut j = Vec::new();
-            let ok = |r: &ledger_core::Reply| !matches!(r, ledger_core::Reply::Failed { .. });
+            let ok = |r: &ledger_harness::Reply| !matches!(r, ledger_harness::Reply::Failed { .. });
             ok(&seed.call(&d, now, &mut j).await) && ok(&seed.call(&r, now, &mut j).await)
         }
         Subject::HotRow => sqlx::query("UPDATE bench_hot SET v = v + 1 WHERE id = 1").execute(pool).await.is_ok(),

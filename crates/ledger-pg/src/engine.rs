@@ -3,18 +3,18 @@
 //! Both run in lockstep: each [`Engine::step`] sends what one atomic step sends (one statement
 //! or one transaction) and blocks on an internal single-threaded tokio runtime until the
 //! server answers. `pg-reference` finishes every call in one step, a call of a server-side
-//! function. `pg-seed` takes exactly the steps of `ledger_core::seed::SeedEngine`, one per
+//! function. `pg-seed` takes exactly the steps of `ledger_harness::seed::SeedEngine`, one per
 //! database round trip of the TypeScript, so the same schedule runs on both.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use ledger_core::seed::{DecideStage, SeedOp};
 use ledger_core::{
-    Call, Command, Config, Decision, Engine, GateReason, Movement, Observed, Outcome, Pubkey, Reply, RequestId, Sats,
-    Tier, TimeMs, DAY_MS,
+    Command, Config, Decision, GateReason, Movement, Outcome, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS,
 };
+use ledger_harness::seed::{DecideStage, SeedOp};
+use ledger_harness::{Call, Engine, Observed, Reply};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 

@@ -11,7 +11,7 @@
 //! - [`batch`]: the same commands from many concurrent callers, sent in batches (one round
 //!   trip and one commit per batch) on lanes that cannot deadlock one another.
 //! - [`seed`]: one async function per database round trip of `free-tier.ts`.
-//! - [`engine`]: `pg-reference` and `pg-seed` behind `ledger_core::Engine` (lockstep, blocking
+//! - [`engine`]: `pg-reference` and `pg-seed` behind `ledger_harness::Engine` (lockstep, blocking
 //!   on an internal runtime), and [`engine::SeedClient`] for real concurrency.
 //! - [`testpg`]: a fresh database on a private throwaway cluster, or on `DATABASE_URL`.
 //!

@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ledger_core::conformance::{self, named_pubkey, Balances, Expect, Segment, Standing};
 use ledger_core::{Pubkey, Sats, Tier, TimeMs};
+use ledger_harness::conformance::{self, named_pubkey, Balances, Expect, Segment, Standing};
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;

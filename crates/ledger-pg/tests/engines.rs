@@ -2,11 +2,9 @@
 //! against the in-memory seed model, on the same seeded schedule, compared after every step
 //! (reply, journalled movements, observed state).
 
-use ledger_core::seed::SeedOp;
-use ledger_core::{
-    Call, Config, Engine, Movement, PaymentId, Pubkey, ReferenceEngine, RequestId, Sats, SeedEngine, Tier, TimeMs,
-    DAY_MS,
-};
+use ledger_core::{Config, Movement, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS};
+use ledger_harness::seed::SeedOp;
+use ledger_harness::{Call, Engine, ReferenceEngine, SeedEngine};
 use ledger_pg::engine::{PgReferenceEngine, PgSeedEngine};
 use ledger_pg::testpg::TestPg;
 use rand::{Rng, SeedableRng};
@@ -130,8 +128,9 @@ fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
     assert!(n_replies > 500, "only {n_replies} calls finished");
 }
 
-fn kind(reply: &ledger_core::Reply) -> &'static str {
-    use ledger_core::{Decision, Outcome, Reply};
+fn kind(reply: &ledger_harness::Reply) -> &'static str {
+    use ledger_core::{Decision, Outcome};
+    use ledger_harness::Reply;
     match reply {
         Reply::Ok(Outcome::Decided { decision: Decision::Free { .. } }) => "free",
         Reply::Ok(Outcome::Decided { decision: Decision::Partial { .. } }) => "partial",
@@ -176,7 +175,7 @@ fn pg_reference_survives_a_server_restart() {
         let rb = loop {
             let mut b = db.begin(&call);
             match db.step(&mut b, now, &mut jd) {
-                Some(ledger_core::Reply::Failed { .. }) => {
+                Some(ledger_harness::Reply::Failed { .. }) => {
                     n_failed += 1;
                     assert!(n_failed < 50, "the server did not come back");
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -198,7 +197,8 @@ fn pg_reference_survives_a_server_restart() {
 /// exists to find, here on the real server. The same burst on `pg-reference` grants one.
 #[test]
 fn concurrent_seed_overspends_the_daily_budget_and_the_reference_does_not() {
-    use ledger_core::{Command, Decision, Outcome, Reply};
+    use ledger_core::{Command, Decision, Outcome};
+    use ledger_harness::Reply;
     use ledger_pg::engine::SeedClient;
     use std::sync::Arc;
 

@@ -1,0 +1,61 @@
+//! Writes the conformance vectors to `fixtures/conformance/` (or the directory given).
+//!
+//! ```text
+//! cargo run -p ledger-harness --example gen_conformance            # regenerate
+//! cargo run -p ledger-harness --example gen_conformance -- --check # exit 1 if stale
+//! ```
+//!
+//! Output is deterministic: regenerating gives identical bytes, and the test
+//! `conformance_vectors_are_fresh` fails when the committed files differ.
+
+mod vectors;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut check = false;
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance");
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--check" => check = true,
+            "-h" | "--help" => {
+                eprintln!("usage: gen_conformance [--check] [DIR]");
+                return ExitCode::SUCCESS;
+            }
+            other => dir = PathBuf::from(other),
+        }
+    }
+    let files = vectors::generate();
+    let mut stale = 0;
+    let mut n_cases = 0;
+    for (file, n) in &files {
+        n_cases += n;
+        let path = dir.join(&file.path);
+        let same = std::fs::read(&path).map(|b| b == file.bytes).unwrap_or(false);
+        if same {
+            continue;
+        }
+        stale += 1;
+        if check {
+            eprintln!("stale: {}", path.display());
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                eprintln!("{}: {e}", parent.display());
+                return ExitCode::from(2);
+            }
+        }
+        if let Err(e) = std::fs::write(&path, &file.bytes) {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    eprintln!("{} files, {n_cases} cases, {stale} {}", files.len(), if check { "stale" } else { "written" });
+    if check && stale > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,330 @@
+//! The checker behind `ledger-sim check-trace FILE`: a conformance trace written by any
+//! implementation, replayed against the reference.
+//!
+//! The trace ([`crate::conformance`], version 1) is replayed against the reference engine,
+//! segment by segment from genesis. The first step whose outcome, totals or identity standing
+//! differs from the reference is reported with the lines around it. Independently, the
+//! invariant checker runs over what the *trace* claims: the pool movements its outcomes imply
+//! and the balances it reports, so a trace that breaks conservation or the daily budget is
+//! caught even where the reference agrees with nothing. I3 needs the caller's charges, which a
+//! trace does not carry, and is not checked; I5/I6 at the drain are checked when a segment ends
+//! with an `expire` after which the trace reports nothing reserved.
+//!
+//! Exit codes as for `run`: 0 when the trace matches and no invariant broke, 1 otherwise, 2 on
+//! input that is not a valid trace (the error names the line).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use ledger_core::{Command, Decision, Ledger, Movement, Outcome, PaymentId, Pubkey, RequestId};
+
+use crate::conformance::{self, named_pubkey, Balances, Expect, Segment, Standing};
+use crate::{Checker, Observed};
+use serde::Serialize;
+
+/// One field where the trace and the reference disagree.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldDiff {
+    /// `expect`, `totals.pool_sats`, `identity`...
+    pub field: String,
+    /// What the trace says.
+    pub trace: serde_json::Value,
+    /// What the reference engine gives.
+    pub reference: serde_json::Value,
+}
+
+/// A line of the trace, for context.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ContextLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line (cut at 240 characters).
+    pub text: String,
+}
+
+/// The first step where the trace and the reference engine disagree.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Divergence {
+    /// The step's line.
+    pub line: usize,
+    /// The case (segment) it belongs to.
+    pub case: String,
+    /// The command's name.
+    pub command: String,
+    /// Every field that differs.
+    pub fields: Vec<FieldDiff>,
+    /// The lines around it.
+    pub context: Vec<ContextLine>,
+}
+
+/// An invariant the trace's own claims break.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceViolation {
+    /// The line after which it was found.
+    pub line: usize,
+    /// The case.
+    pub case: String,
+    /// `I1` ... `I6`.
+    pub invariant: String,
+    /// Its name.
+    pub name: String,
+    /// The numbers.
+    pub detail: String,
+}
+
+/// What `check-trace` found.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckReport {
+    /// The file.
+    pub file: String,
+    /// Number of segments (cases).
+    pub segments: usize,
+    /// Number of steps.
+    pub steps: usize,
+    /// The first divergence from the reference engine, if any.
+    pub divergence: Option<Divergence>,
+    /// Every invariant violation of the trace's claims, in line order.
+    pub violations: Vec<TraceViolation>,
+}
+
+impl CheckReport {
+    /// True when the trace matches the reference and breaks no invariant.
+    pub fn ok(&self) -> bool {
+        self.divergence.is_none() && self.violations.is_empty()
+    }
+}
+
+/// What the trace claims happened to each request and payment, to turn its outcomes into the
+/// pool movements they imply (a repeat implies none).
+#[derive(Default)]
+struct Claims {
+    pubkeys: BTreeMap<RequestId, Pubkey>,
+    debited: BTreeSet<RequestId>,
+    closed: BTreeSet<RequestId>,
+    credited: BTreeSet<PaymentId>,
+}
+
+impl Claims {
+    // Each `if` records what the trace has done so far; as a match guard that side effect
+    // would hide in the pattern.
+    #[allow(clippy::collapsible_match)]
+    fn movements(&mut self, command: &Command, expect: &Expect) -> Vec<Movement> {
+        let Expect::Outcome(outcome) = expect else { return Vec::new() };
+        let mut out = Vec::new();
+        match (command, outcome) {
+            (Command::Decide { request_id, pubkey, .. }, Outcome::Decided { decision }) => {
+                let first = !self.pubkeys.contains_key(request_id);
+                self.pubkeys.entry(*request_id).or_insert(*pubkey);
+                if let (true, Decision::Free { reserved_sats }) = (first, decision) {
+                    self.debited.insert(*request_id);
+                    out.push(Movement::Debit { request_id: *request_id, pubkey: *pubkey, amount_sats: *reserved_sats });
+                }
+            }
+            (Command::ReservePartial { request_id, pubkey, .. }, Outcome::Reserved { reserved_sats }) => {
+                self.pubkeys.entry(*request_id).or_insert(*pubkey);
+                if self.debited.insert(*request_id) {
+                    out.push(Movement::Debit { request_id: *request_id, pubkey: *pubkey, amount_sats: *reserved_sats });
+                }
+            }
+            (Command::Release { request_id }, Outcome::Released { returned_sats }) => {
+                if self.closed.insert(*request_id) {
+                    out.push(Movement::Release { request_id: *request_id, amount_sats: *returned_sats });
+                }
+            }
+            (Command::Record { request_id, .. }, Outcome::Recorded { absorbed_sats, returned_sats, .. }) => {
+                if self.closed.insert(*request_id) {
+                    // A record for a request the trace never reserved: the checker reports it.
+                    let pubkey = self.pubkeys.get(request_id).copied().unwrap_or(Pubkey::from_bytes([0; 32]));
+                    out.push(Movement::Record {
+                        request_id: *request_id,
+                        pubkey,
+                        absorbed_sats: *absorbed_sats,
+                        returned_sats: *returned_sats,
+                    });
+                }
+            }
+            (Command::Credit { payment_id, .. }, Outcome::Credited { credited_sats }) => {
+                if self.credited.insert(*payment_id) {
+                    out.push(Movement::Credit { payment_id: *payment_id, amount_sats: *credited_sats });
+                }
+            }
+            (Command::Expire, Outcome::Expired { released }) => {
+                for (request_id, amount_sats) in released {
+                    self.closed.insert(*request_id);
+                    out.push(Movement::Expire { request_id: *request_id, amount_sats: *amount_sats });
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+fn observed(b: &Balances) -> Observed {
+    Observed {
+        pool_sats: b.pool_sats.to_i128(),
+        reserved_sats: Some(b.reserved_sats.to_i128()),
+        granted_sats: b.absorbed_sats.to_i128(),
+        n_grants: b.n_grants,
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// The fields of one step where the trace and the reference differ.
+fn diff_step(
+    expect: &Expect,
+    totals: &Balances,
+    identity: Option<&Option<Standing>>,
+    ref_expect: &Expect,
+    ref_totals: &Balances,
+    ref_identity: &Option<Standing>,
+) -> Vec<FieldDiff> {
+    let mut fields = Vec::new();
+    if expect != ref_expect {
+        fields.push(FieldDiff { field: "expect".into(), trace: json(expect), reference: json(ref_expect) });
+    }
+    if let (serde_json::Value::Object(t), serde_json::Value::Object(r)) = (json(totals), json(ref_totals)) {
+        for (k, tv) in &t {
+            if Some(tv) != r.get(k) {
+                let reference = r.get(k).cloned().unwrap_or_default();
+                fields.push(FieldDiff { field: format!("totals.{k}"), trace: tv.clone(), reference });
+            }
+        }
+    }
+    if let Some(identity) = identity {
+        if identity != ref_identity {
+            fields.push(FieldDiff { field: "identity".into(), trace: json(identity), reference: json(ref_identity) });
+        }
+    }
+    fields
+}
+
+/// Checks a trace given as bytes. `Err` is bad input (not a valid trace), naming the line.
+pub fn check_bytes(file: &str, bytes: &[u8], context: usize) -> Result<CheckReport, conformance::ReadError> {
+    let segments = conformance::read_bytes(bytes)?;
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let mut report = CheckReport {
+        file: file.to_owned(),
+        segments: segments.len(),
+        steps: segments.iter().map(|s| s.steps.len()).sum(),
+        divergence: None,
+        violations: Vec::new(),
+    };
+    for seg in &segments {
+        check_segment(seg, &lines, context, &mut report);
+    }
+    Ok(report)
+}
+
+fn check_segment(seg: &Segment, lines: &[&[u8]], context: usize, report: &mut CheckReport) {
+    let config = seg.header.config;
+    let mut ledger = Ledger::new(config);
+    let mut checker = Checker::new(&config);
+    let mut claims = Claims::default();
+    let mut n_seen = 0;
+    let case = &seg.header.case;
+    let mut take_violations = |checker: &Checker, line: usize, report: &mut CheckReport| {
+        for v in &checker.violations()[n_seen..] {
+            report.violations.push(TraceViolation {
+                line,
+                case: case.clone(),
+                invariant: v.invariant.id().to_owned(),
+                name: v.invariant.name().to_owned(),
+                detail: v.to_string(),
+            });
+        }
+        n_seen = checker.violations().len();
+    };
+    for (line, step) in &seg.steps {
+        // The reference's answer.
+        let ref_expect = Expect::from(ledger.apply(&step.command, step.now, &mut Vec::new()));
+        let ref_totals = Balances::from(ledger.totals());
+        let named = named_pubkey(&step.command);
+        let ref_identity = named.and_then(|p| ledger.identity(&p)).map(Standing::from);
+        if report.divergence.is_none() {
+            let identity = named.map(|_| &step.identity);
+            let fields = diff_step(&step.expect, &step.totals, identity, &ref_expect, &ref_totals, &ref_identity);
+            if !fields.is_empty() {
+                report.divergence = Some(Divergence {
+                    line: *line,
+                    case: case.clone(),
+                    command: step.command.name().to_owned(),
+                    fields,
+                    context: around(lines, *line, context),
+                });
+            }
+        }
+        // The trace's own claims, under the checker.
+        match (&step.command, &step.expect) {
+            (Command::SetTier { pubkey, tier }, Expect::Outcome(Outcome::TierSet { .. })) => {
+                checker.on_tier(*pubkey, *tier, step.now)
+            }
+            // A refused credit is no payment: its id may come back with another amount.
+            (Command::Credit { payment_id, paid_sats }, Expect::Outcome(Outcome::Credited { .. })) => {
+                checker.on_payment(*payment_id, *paid_sats)
+            }
+            _ => {}
+        }
+        let movements = claims.movements(&step.command, &step.expect);
+        checker.on_movements(&movements, step.now);
+        checker.after_step(&observed(&step.totals));
+        take_violations(&checker, *line, report);
+    }
+    // The drain: a segment that ends with an expire and nothing reserved must have ended
+    // every reservation it made.
+    if let Some((line, last)) = seg.steps.last() {
+        if last.command == Command::Expire && last.totals.reserved_sats.is_zero() {
+            checker.finish();
+            take_violations(&checker, *line, report);
+        }
+    }
+}
+
+fn around(lines: &[&[u8]], line: usize, context: usize) -> Vec<ContextLine> {
+    let first = line.saturating_sub(context).max(1);
+    let last = line.saturating_add(context).min(lines.len());
+    (first..=last)
+        .filter_map(|n| {
+            let raw = lines.get(n - 1)?;
+            if raw.is_empty() && n == lines.len() {
+                return None;
+            }
+            let text = String::from_utf8_lossy(raw);
+            let text: String = if text.chars().count() > 240 {
+                text.chars().take(240).chain("...".chars()).collect()
+            } else {
+                text.into()
+            };
+            Some(ContextLine { line: n, text })
+        })
+        .collect()
+}
+
+/// Writes a report as text, the way `ledger-sim check-trace` prints it.
+pub fn write_text(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
+    writeln!(out, "check-trace {}: {} segments, {} steps", r.file, r.segments, r.steps)?;
+    if let Some(d) = &r.divergence {
+        writeln!(
+            out,
+            "DIVERGENCE at line {} (case {}): {} differs from the reference engine",
+            d.line, d.case, d.command
+        )?;
+        for f in &d.fields {
+            writeln!(out, "  {}: trace {} / reference {}", f.field, f.trace, f.reference)?;
+        }
+        for c in &d.context {
+            let mark = if c.line == d.line { '>' } else { ' ' };
+            writeln!(out, "  {mark} {:>6} | {}", c.line, c.text)?;
+        }
+    }
+    for v in &r.violations {
+        writeln!(out, "VIOLATION line {} (case {}): {}", v.line, v.case, v.detail)?;
+    }
+    if r.ok() {
+        writeln!(out, "ok: the trace matches the reference engine and breaks no invariant")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! The conformance vectors of `fixtures/conformance/`: fresh, complete, and true of the
+//! reference engine; the bad inputs refused with the line and kind they promise.
+
+#[path = "../examples/gen_conformance/vectors.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod vectors;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use ledger_core::{Command, Ledger, Movement, Outcome};
+use ledger_harness::conformance::{self, named_pubkey, Balances, ErrorKind, Expect, Segment, Standing};
+use ledger_harness::Checker;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance")
+}
+
+/// The valid vector files, read.
+fn vector_files() -> Vec<(String, Vec<Segment>)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .expect("fixtures/conformance exists")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".jsonl"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(dir().join(&n)).expect("readable");
+            let segs = conformance::read_bytes(&bytes).unwrap_or_else(|e| panic!("{n}: {e}"));
+            (n, segs)
+        })
+        .collect()
+}
+
+#[test]
+fn conformance_vectors_are_fresh() {
+    let files = vectors::generate();
+    let mut owned = BTreeSet::new();
+    for (file, _) in &files {
+        let on_disk = std::fs::read(dir().join(&file.path)).unwrap_or_default();
+        assert!(
+            on_disk == file.bytes,
+            "fixtures/conformance/{} is stale: run `cargo run -p ledger-harness --example gen_conformance`",
+            file.path
+        );
+        owned.insert(file.path.clone());
+    }
+    // Nothing else may sit among the vectors, or a deleted case would live on.
+    for sub in ["", "bad-input/"] {
+        for e in std::fs::read_dir(dir().join(sub)).expect("dir") {
+            let name = format!("{sub}{}", e.expect("entry").file_name().to_string_lossy());
+            let extra = name.ends_with(".jsonl") && !owned.contains(&name);
+            assert!(!extra, "fixtures/conformance/{name} is not generated; remove it or add it to the generator");
+        }
+    }
+    // Generating twice gives the same bytes.
+    let again = vectors::generate();
+    assert!(files.iter().zip(&again).all(|(a, b)| a.0.path == b.0.path && a.0.bytes == b.0.bytes));
+}
+
+/// Replays one segment on the reference engine under the checker; the differences found.
+fn replay(file: &str, seg: &Segment, ledger: &mut Ledger, checker: &mut Checker) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (line, step) in &seg.steps {
+        let mut journal: Vec<Movement> = Vec::new();
+        let got = Expect::from(ledger.apply(&step.command, step.now, &mut journal));
+        // The caller's facts; a refused credit is no payment.
+        match (&step.command, &got) {
+            (Command::SetTier { pubkey, tier }, _) => checker.on_tier(*pubkey, *tier, step.now),
+            (Command::Credit { payment_id, paid_sats }, Expect::Outcome(_)) => {
+                checker.on_payment(*payment_id, *paid_sats)
+            }
+            _ => {}
+        }
+        checker.on_movements(&journal, step.now);
+        checker.after_step(&ledger_harness::Observed::of(ledger));
+        let totals = Balances::from(ledger.totals());
+        let identity: Option<Standing> = named_pubkey(&step.command).and_then(|p| ledger.identity(&p)).map(Into::into);
+        let at = format!("{file}:{line} ({})", seg.header.case);
+        if got != step.expect {
+            failures.push(format!("{at}: expected {:?}, reference gave {got:?}", step.expect));
+        }
+        if totals != step.totals {
+            failures.push(format!("{at}: expected totals {:?}, reference has {totals:?}", step.totals));
+        }
+        if identity != step.identity {
+            failures.push(format!("{at}: expected identity {:?}, reference has {identity:?}", step.identity));
+        }
+    }
+    failures
+}
+
+#[test]
+fn every_vector_holds_for_the_reference_engine() {
+    let mut failures = Vec::new();
+    let mut n_cases = 0;
+    let mut n_steps = 0;
+    for (file, segs) in vector_files() {
+        for seg in &segs {
+            let mut checker = Checker::new(&seg.header.config);
+            let mut ledger = Ledger::new(seg.header.config);
+            failures.extend(replay(&file, seg, &mut ledger, &mut checker));
+            // The drain (I6): once every deadline has passed, expire leaves nothing held.
+            let last = seg.steps.iter().map(|(_, s)| s.now).max().unwrap_or_default();
+            let after = last.plus_ms(seg.header.config.reservation_ttl_ms).plus_ms(1);
+            let mut journal = Vec::new();
+            ledger.apply(&Command::Expire, after, &mut journal).expect("expire is never refused");
+            checker.on_movements(&journal, after);
+            checker.after_step(&ledger_harness::Observed::of(&ledger));
+            checker.finish();
+            for v in checker.violations() {
+                failures.push(format!("{file} ({}): {v}", seg.header.case));
+            }
+            n_cases += 1;
+            n_steps += seg.steps.len();
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(n_cases >= 300, "only {n_cases} cases");
+    assert!(n_steps >= 3000, "only {n_steps} steps");
+}
+
+#[test]
+fn case_names_are_unique() {
+    let mut seen = BTreeSet::new();
+    for (file, segs) in vector_files() {
+        for seg in segs {
+            assert!(seen.insert(seg.header.case.clone()), "{file}: case {} twice", seg.header.case);
+        }
+    }
+}
+
+#[test]
+fn vectors_cover_every_command_outcome_and_refusal() {
+    let mut seen = BTreeSet::new();
+    for (_, segs) in vector_files() {
+        for seg in segs {
+            for (_, step) in seg.steps {
+                seen.insert(format!("cmd:{}", step.command.name()));
+                seen.insert(vectors::label(&step.expect.to_result()));
+                if let Expect::Outcome(Outcome::Expired { released }) = &step.expect {
+                    if released.len() > 1 {
+                        seen.insert("expired:several".into());
+                    }
+                }
+                if let Expect::Outcome(Outcome::TierSet { previous: Some(_) }) = &step.expect {
+                    seen.insert("tier_set:previous".into());
+                }
+            }
+        }
+    }
+    let want = [
+        "cmd:set_tier",
+        "cmd:decide",
+        "cmd:reserve_partial",
+        "cmd:release",
+        "cmd:record",
+        "cmd:credit",
+        "cmd:expire",
+        "tier_set",
+        "tier_set:previous",
+        "decided:free",
+        "decided:partial",
+        "decided:gate:unknown_identity",
+        "decided:gate:zero_estimate",
+        "decided:gate:zero_budget",
+        "decided:gate:daily_budget_exhausted",
+        "decided:gate:pool_empty",
+        "reserved",
+        "released",
+        "recorded",
+        "credited",
+        "expired",
+        "expired:several",
+        "unknown_identity",
+        "unknown_request",
+        "zero_amount",
+        "insufficient_funds",
+        "exists_with_different_pubkey",
+        "exists_with_different_estimate",
+        "reservation_exists",
+        "amount_above_estimate",
+        "recorded_with_different_amount",
+        "payment_with_different_amount",
+        "not_reserved",
+        "already_recorded",
+        "already_released",
+        "reservation_expired",
+        "overflow",
+    ];
+    let missing: Vec<&str> = want.iter().copied().filter(|w| !seen.contains(*w)).collect();
+    assert!(missing.is_empty(), "not covered: {missing:?}");
+    // A refusal added to the engine must be added here (and to the vectors).
+    let refusals = seen.iter().filter(|s| !s.contains(':') && !want.contains(&s.as_str())).count();
+    assert_eq!(refusals, 0, "answers seen but not listed: {seen:?}");
+}
+
+#[test]
+fn bad_inputs_are_refused_with_their_line_and_kind() {
+    let index = std::fs::read_to_string(dir().join("bad-input/expected.jsonl")).expect("index");
+    let mut n = 0;
+    let mut kinds = BTreeSet::new();
+    for line in index.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).expect("index line");
+        let file = e["file"].as_str().expect("file");
+        let want_line = e["line"].as_u64().expect("line") as usize;
+        let want_kind: ErrorKind = serde_json::from_value(e["kind"].clone()).expect("kind");
+        let bytes = std::fs::read(dir().join("bad-input").join(file)).expect("bad file");
+        let err = match conformance::read_bytes(&bytes) {
+            Ok(_) => panic!("{file}: accepted"),
+            Err(err) => err,
+        };
+        assert_eq!((err.line, err.kind), (want_line, want_kind), "{file}: {err}");
+        assert!(err.to_string().starts_with(&format!("line {want_line}: ")), "{err}");
+        kinds.insert(want_kind);
+        n += 1;
+    }
+    assert!(n >= 40, "only {n} bad inputs");
+    assert_eq!(kinds.len(), 7, "every error kind has a bad input: {kinds:?}");
+}
+
+#[test]
+fn a_value_above_i64_max_is_refused_clearly() {
+    let bytes = std::fs::read(dir().join("bad-input/paid-i64-max-plus-1.jsonl")).expect("file");
+    let err = conformance::read_bytes(&bytes).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "line 2: number_out_of_range: command.paid_sats: 9223372036854775808 is not an integer in \
+         0..=9223372036854775807 (a BIGINT)"
+    );
+}
+
+#[test]
+fn the_reader_survives_every_prefix_and_byte_flip() {
+    // A cheap stand-in for the fuzzer in the ordinary test run: no input may panic.
+    let bytes = std::fs::read(dir().join("commands.jsonl")).expect("file");
+    let head = &bytes[..bytes.len().min(4000)];
+    for cut in 0..head.len() {
+        let _ = conformance::read_bytes(&head[..cut]);
+    }
+    for i in (0..head.len()).step_by(7) {
+        let mut b = head.to_vec();
+        b[i] ^= 0x55;
+        let _ = conformance::read_bytes(&b);
+    }
+}

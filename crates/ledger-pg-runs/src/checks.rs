@@ -1,0 +1,233 @@
+//! The checks of a concurrent run: invariants on the final database and on the history.
+
+use std::collections::BTreeMap;
+
+use ledger_core::{Config, Movement, PaymentId, Pubkey, RequestId, Sats, Tier};
+use ledger_harness::{Invariant, Observed, Violation};
+use ledger_pg::reference;
+use sqlx::{PgPool, Row};
+
+use std::sync::Mutex;
+
+use crate::client::Client;
+use crate::record::{Close, ConcFlow, OpRecord};
+
+/// What the movements say about one request.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Book {
+    debited: i128,
+    returned: i128,
+    absorbed: i128,
+    n_records: u32,
+    n_releases: u32,
+}
+
+/// The reference schema's journal as movements, in commit order. It is authoritative: a call
+/// whose acknowledgement was lost moved the pool all the same.
+async fn journal_movements(pool: &PgPool) -> anyhow::Result<Vec<Movement>> {
+    let rows = sqlx::query(
+        "SELECT j.kind, j.request_id, j.payment_id, j.amount_sats, j.d_absorbed_sats, r.pubkey \
+         FROM pool_journal j LEFT JOIN reservations r ON r.request_id = j.request_id \
+         WHERE j.kind NOT IN ('genesis', 'rebalance') ORDER BY j.seq",
+    )
+    .fetch_all(pool)
+    .await?;
+    let amount = |v: i64| Sats::new(v.unsigned_abs()).map_err(|e| anyhow::anyhow!("journal amount {v}: {e}"));
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let kind: String = r.try_get(0)?;
+        let request_id = r.try_get::<Option<i64>, _>(1)?.map(|v| RequestId(v.unsigned_abs()));
+        let payment_id: Option<i64> = r.try_get(2)?;
+        let amount_sats: i64 = r.try_get(3)?;
+        let absorbed: i64 = r.try_get(4)?;
+        let pubkey = r.try_get::<Option<String>, _>(5)?.map(|p| p.parse::<Pubkey>()).transpose()?;
+        let rid = || request_id.ok_or_else(|| anyhow::anyhow!("{kind} without a request"));
+        let pk = || pubkey.ok_or_else(|| anyhow::anyhow!("{kind} without a reservation"));
+        out.push(match kind.as_str() {
+            "debit" => Movement::Debit { request_id: rid()?, pubkey: pk()?, amount_sats: amount(amount_sats)? },
+            "release" => Movement::Release { request_id: rid()?, amount_sats: amount(amount_sats)? },
+            "expire" => Movement::Expire { request_id: rid()?, amount_sats: amount(amount_sats)? },
+            "record" => Movement::Record {
+                request_id: rid()?,
+                pubkey: pk()?,
+                absorbed_sats: amount(absorbed)?,
+                returned_sats: amount(amount_sats)?,
+            },
+            "credit" => Movement::Credit {
+                payment_id: PaymentId(payment_id.unwrap_or(0).unsigned_abs()),
+                amount_sats: amount(amount_sats)?,
+            },
+            other => anyhow::bail!("unknown journal kind {other:?}"),
+        });
+    }
+    Ok(out)
+}
+
+/// The invariant a server-side audit finding names; an id the harness does not know is an
+/// error, never silently another invariant.
+fn invariant_of(id: &str) -> anyhow::Result<Invariant> {
+    Invariant::from_id(id).ok_or_else(|| anyhow::anyhow!("the server audit names an unknown invariant {id:?}"))
+}
+
+/// The checks of a concurrent run, once traffic has stopped and the sweeper has run: the
+/// server-side audit (I1, I2, I5 on the final state) and the history (I2-I6).
+pub(crate) async fn final_checks(
+    client: &Client,
+    pool: &PgPool,
+    ops: &Mutex<Vec<OpRecord>>,
+    config: &Config,
+    users: &BTreeMap<u32, Tier>,
+    flows: &[ConcFlow],
+    closes: &BTreeMap<u32, Close>,
+) -> anyhow::Result<Vec<Violation>> {
+    let mut out = Vec::new();
+    let mut violate = |invariant, request: Option<u32>, detail: String| {
+        out.push(Violation { invariant, request_id: request.map(|r| RequestId(u64::from(r))), detail });
+    };
+    let (movements, observed) = match client {
+        Client::Reference(pool, _) => {
+            for f in reference::audit(pool).await? {
+                violate(invariant_of(&f.invariant)?, None, format!("server audit: {}", f.detail));
+            }
+            let t = reference::totals(pool).await?;
+            let observed = Observed {
+                pool_sats: i128::from(t.balance_sats),
+                reserved_sats: Some(i128::from(t.reserved_sats)),
+                granted_sats: i128::from(t.absorbed_sats),
+                n_grants: u64::try_from(t.n_grants).unwrap_or(0),
+            };
+            (journal_movements(pool).await?, observed)
+        }
+        Client::Seed(client) => {
+            let mut conn = pool.acquire().await?;
+            for f in ledger_pg::seed::audit(&mut conn).await? {
+                violate(invariant_of(f.invariant)?, None, format!("server audit: {}", f.detail));
+            }
+            let movements: Vec<Movement> = {
+                let ops = ops.lock().unwrap_or_else(|p| p.into_inner());
+                ops.iter().flat_map(|o| o.movements.iter().copied()).collect()
+            };
+            (movements, client.observe().await?)
+        }
+    };
+    let mut books: BTreeMap<RequestId, Book> = BTreeMap::new();
+    let mut absorbed_by: BTreeMap<Pubkey, i128> = BTreeMap::new();
+    let (mut credits, mut debits, mut returned, mut absorbed) = (0i128, 0i128, 0i128, 0i128);
+    for m in &movements {
+        match *m {
+            Movement::Debit { request_id, amount_sats, .. } => {
+                debits += amount_sats.to_i128();
+                books.entry(request_id).or_default().debited += amount_sats.to_i128();
+            }
+            Movement::Release { request_id, amount_sats } | Movement::Expire { request_id, amount_sats } => {
+                returned += amount_sats.to_i128();
+                let b = books.entry(request_id).or_default();
+                b.returned += amount_sats.to_i128();
+                b.n_releases += 1;
+            }
+            Movement::Record { request_id, pubkey, absorbed_sats, returned_sats } => {
+                returned += returned_sats.to_i128();
+                absorbed += absorbed_sats.to_i128();
+                *absorbed_by.entry(pubkey).or_default() += absorbed_sats.to_i128();
+                let b = books.entry(request_id).or_default();
+                b.returned += returned_sats.to_i128();
+                b.absorbed += absorbed_sats.to_i128();
+                b.n_records += 1;
+            }
+            Movement::Credit { amount_sats, .. } => credits += amount_sats.to_i128(),
+        }
+    }
+    let initial = config.pool_initial_sats.to_i128();
+    if observed.pool_sats < 0 {
+        violate(Invariant::I1, None, format!("pool balance {} < 0", observed.pool_sats));
+    }
+    let journal_pool = initial + credits - debits + returned;
+    if journal_pool != observed.pool_sats {
+        violate(
+            Invariant::I2,
+            None,
+            format!(
+                "initial {initial} + credits {credits} - debits {debits} + returns {returned} = {journal_pool}, but the pool holds {}",
+                observed.pool_sats
+            ),
+        );
+    }
+    let outstanding = debits - returned - absorbed;
+    if let Some(reserved) = observed.reserved_sats {
+        if reserved != outstanding {
+            violate(Invariant::I2, None, format!("the books hold {reserved} reserved, the movements {outstanding}"));
+        }
+    }
+    let n_records: u64 = books.values().map(|b| u64::from(b.n_records)).sum();
+    // The seed writes no grant row for a zero absorption, so only the reference's grants are
+    // counted one per record.
+    let counted = matches!(client, Client::Reference(..));
+    if observed.granted_sats != absorbed || (counted && observed.n_grants != n_records) {
+        violate(
+            Invariant::I5,
+            None,
+            format!(
+                "{} audit grants absorb {}, but {n_records} records absorbed {absorbed}",
+                observed.n_grants, observed.granted_sats
+            ),
+        );
+    }
+    let (mut total_reduction, mut total_gave) = (0i128, 0i128);
+    for f in flows {
+        let b = books.get(&RequestId(u64::from(f.id))).cloned().unwrap_or_default();
+        if b.n_records > 1 {
+            violate(Invariant::I5, Some(f.id), format!("recorded {} times, absorbing {}", b.n_records, b.absorbed));
+        }
+        if b.n_records > 0 && b.n_releases > 0 {
+            violate(Invariant::I5, Some(f.id), "both recorded and released".to_owned());
+        }
+        let held = b.debited - b.returned - b.absorbed;
+        if held > 0 {
+            violate(
+                Invariant::I6,
+                Some(f.id),
+                format!("{held} sats still held after traffic stopped and deadlines passed"),
+            );
+        }
+        let Some(close) = closes.get(&f.id) else { continue };
+        let gave = b.debited - b.returned;
+        let (reduction, overrun) = (close.reduction.to_i128(), close.overrun.to_i128());
+        total_reduction += reduction - overrun;
+        total_gave += gave;
+        if reduction != gave + overrun {
+            violate(
+                Invariant::I3,
+                Some(f.id),
+                format!(
+                    "charge reduced by {reduction}, the pool's net debit is {gave} (debited {}, returned {}) + overrun {overrun}",
+                    b.debited, b.returned
+                ),
+            );
+        }
+    }
+    if total_reduction != total_gave {
+        violate(
+            Invariant::I3,
+            None,
+            format!(
+                "charge reductions net of overruns sum to {total_reduction}, the pool's net debits to {total_gave}"
+            ),
+        );
+    }
+    // One daily window (virtual time stays inside it) and no tier changes: each user's
+    // absorption must fit the budget of its tier.
+    for (&user, &tier) in users {
+        let pubkey = Pubkey::for_user(u64::from(user));
+        let got = absorbed_by.get(&pubkey).copied().unwrap_or(0);
+        let budget = config.budget(tier).to_i128();
+        if got > budget {
+            violate(Invariant::I4, None, format!("{pubkey:?} ({tier}, budget {budget}) absorbed {got} in one window"));
+        }
+    }
+    for (pubkey, got) in &absorbed_by {
+        if got > &0 && !users.keys().any(|u| Pubkey::for_user(u64::from(*u)) == *pubkey) {
+            violate(Invariant::I4, None, format!("{pubkey:?} has no identity but absorbed {got}"));
+        }
+    }
+    Ok(out)
+}

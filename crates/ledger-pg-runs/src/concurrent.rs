@@ -1,0 +1,631 @@
+//! Concurrent runs: N tokio tasks run job and session flows with real concurrency and
+//! server faults (killed connections, lost acknowledgements, a restart).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ledger_core::{Command, Decision, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs};
+use ledger_harness::{Call, Invariant, Reply, Violation};
+use ledger_pg::batch::{Batcher, BatcherOptions};
+use ledger_pg::engine::SeedClient;
+use ledger_pg::reference;
+use ledger_pg::testpg::TestPg;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
+
+use crate::args::{engine_name, PgArgs, PgRun};
+use crate::checks::final_checks;
+use crate::client::Client;
+use crate::record::{Close, ConcFlow, OpRecord, ZERO};
+use crate::server::{Db, Server};
+use ledger_simulator::coverage::{Coverage, Mark};
+use ledger_simulator::exec::EPOCH;
+use ledger_simulator::report::{EngineKind, RunReport, ViolationReport};
+use ledger_simulator::scenario::Scenario;
+
+/// A call that keeps failing this many times kills its flow.
+const MAX_ATTEMPTS: u32 = 60;
+
+fn sats(v: u64) -> Sats {
+    Sats::new(v).expect("scenario amounts are validated")
+}
+
+fn draw_workload(s: &Scenario, seed: u64) -> (BTreeMap<u32, Tier>, Vec<ConcFlow>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let w = s.tiers.weights();
+    let total: f64 = w.iter().sum();
+    let mut users = BTreeMap::new();
+    for u in 0..s.n_users {
+        let mut x = rng.gen_range(0.0..total);
+        for (i, wi) in w.iter().enumerate() {
+            if x < *wi {
+                if i < 4 {
+                    users.insert(u, Tier::ALL[i]);
+                }
+                break;
+            }
+            x -= wi;
+        }
+    }
+    let f = &s.faults;
+    let n_hot = s.n_users.min(4);
+    let flows = (0..s.n_steps)
+        .map(|i| {
+            // Half the traffic on a few hot users, so that concurrent requests meet.
+            let user = if rng.gen_bool(0.5) { rng.gen_range(0..n_hot) } else { rng.gen_range(0..s.n_users) };
+            let estimated = rng.gen_range(s.estimate_min_sats..=s.estimate_max_sats);
+            let pct = u64::from(rng.gen_range(s.actual_min_pct..=s.actual_max_pct));
+            ConcFlow {
+                id: u32::try_from(i).expect("fewer than 2^32 flows"),
+                user,
+                session: rng.gen_bool(s.session_share),
+                estimated_sats: estimated,
+                actual_sats: estimated * pct / 100,
+                abandon: rng.gen_bool(f.abandon),
+                work_fails: rng.gen_bool(f.work_failure),
+                crash_after: rng.gen_bool(f.crash).then(|| rng.gen_range(1..=4)),
+                duplicate: rng.gen_bool(f.duplicate).then(|| rng.gen_range(1..=4)),
+                duplicate_credit: rng.gen_bool(f.duplicate_credit),
+            }
+        })
+        .collect();
+    (users, flows)
+}
+
+/// What every task of a concurrent run shares.
+pub(crate) struct Ctx {
+    pub(crate) client: Client,
+    pub(crate) pool: PgPool,
+    /// For `pg_terminate_backend`: a connection pool no fault touches.
+    pub(crate) admin: PgPool,
+    pub(crate) seed: u64,
+    pub(crate) kill_rate: f64,
+    pub(crate) lost_ack_rate: f64,
+    pub(crate) restart_at: Option<u64>,
+    pub(crate) restarter: Option<Arc<TestPg>>,
+    pub(crate) restart: Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
+    pub(crate) n_calls: AtomicU64,
+    pub(crate) ops: Mutex<Vec<OpRecord>>,
+    pub(crate) marks: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// The reply and movements of a `pg-reference` call.
+fn answered(applied: Result<reference::Applied, reference::PgError>) -> (Reply, Vec<Movement>) {
+    match applied {
+        Ok(a) => (Reply::from(a.result), a.movements),
+        Err(e) => (Reply::Failed { error: e.to_string() }, Vec::new()),
+    }
+}
+
+const ADMIN_APP: &str = "ledger-sim-admin";
+
+impl Ctx {
+    fn mark(&self, m: Mark) {
+        *self.marks.lock().unwrap_or_else(|p| p.into_inner()).entry(m.name()).or_insert(0) += 1;
+    }
+
+    fn record(&self, flow: u32, call: &Call, reply: &Reply, movements: Vec<Movement>, fault: Option<&'static str>) {
+        let op = OpRecord { flow, call: call.clone(), reply: reply.clone(), movements, fault };
+        self.ops.lock().unwrap_or_else(|p| p.into_inner()).push(op);
+    }
+
+    /// Sends `call` once; `kill` cuts a connection in the middle of a transaction.
+    async fn send(&self, call: &Call, now: TimeMs, kill: bool) -> (Reply, Vec<Movement>) {
+        match &self.client {
+            Client::Reference(pool, None) if kill => {
+                (self.apply_then_kill(pool, &call.to_command(), now).await, Vec::new())
+            }
+            Client::Reference(_, Some(batcher)) if kill => {
+                // A batch runs on a lane's connection with other callers' commands: kill
+                // whichever backend is inside a statement or transaction right now.
+                let command = call.to_command();
+                let (applied, _) = tokio::join!(batcher.apply(&command, now), self.kill_some_backend());
+                answered(applied)
+            }
+            Client::Reference(_, Some(batcher)) => answered(batcher.apply(&call.to_command(), now).await),
+            Client::Reference(pool, None) => answered(reference::apply(pool, &call.to_command(), now).await),
+            Client::Seed(client) => {
+                let mut journal = Vec::new();
+                let reply = if kill {
+                    // The seed's calls take connections from the pool step by step: kill
+                    // whichever backend is inside a statement or transaction right now.
+                    let (reply, _) = tokio::join!(client.call(call, now, &mut journal), self.kill_some_backend());
+                    reply
+                } else {
+                    client.call(call, now, &mut journal).await
+                };
+                (reply, journal)
+            }
+        }
+    }
+
+    /// Runs `command` inside an explicit transaction, then terminates the backend before
+    /// `COMMIT`: the server must roll it back, and the caller sees a failure.
+    async fn apply_then_kill(&self, pool: &PgPool, command: &Command, now: TimeMs) -> Reply {
+        let result = async {
+            let mut conn = pool.acquire().await?;
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await?;
+            let mut tx = conn.begin().await?;
+            let applied = reference::apply_once(&mut *tx, command, now).await;
+            sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&self.admin).await?;
+            let committed = tx.commit().await;
+            Ok::<_, sqlx::Error>((applied, committed))
+        }
+        .await;
+        match result {
+            Ok((_, Ok(()))) => {
+                // pg_terminate_backend is a signal: the backend may see it only after COMMIT.
+                Reply::Failed { error: "connection killed (after commit: the acknowledgement is lost)".into() }
+            }
+            Ok((_, Err(e))) | Err(e) => Reply::Failed { error: format!("connection killed: {e}") },
+        }
+    }
+
+    async fn kill_some_backend(&self) {
+        let _ = sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND application_name <> $1 AND state IN ('active', 'idle in transaction') \
+             ORDER BY random() LIMIT 1",
+        )
+        .bind(ADMIN_APP)
+        .execute(&self.admin)
+        .await;
+    }
+
+    fn maybe_restart(&self) {
+        let n = self.n_calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if Some(n) != self.restart_at {
+            return;
+        }
+        let Some(pg) = self.restarter.clone() else { return };
+        self.mark(Mark::ServerRestart);
+        let handle = tokio::task::spawn_blocking(move || {
+            pg.restart_server().map_err(|e| anyhow::anyhow!("restarting the server: {e}"))
+        });
+        *self.restart.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+
+    /// Delivers `call` until it gets an answer, as an at-least-once caller does: a failure is
+    /// retried with the same ids, a lost acknowledgement too. `None` when it never answered.
+    async fn deliver(&self, flow: u32, call: &Call, now: TimeMs, rng: &mut ChaCha8Rng) -> Option<Reply> {
+        let mut fault = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            self.maybe_restart();
+            let kill = self.kill_rate > 0.0 && rng.gen_bool(self.kill_rate);
+            let (reply, movements) = self.send(call, now, kill).await;
+            let lost =
+                self.lost_ack_rate > 0.0 && !matches!(reply, Reply::Failed { .. }) && rng.gen_bool(self.lost_ack_rate);
+            let this_fault = if kill {
+                Some("killed")
+            } else if lost {
+                Some("lost_ack")
+            } else {
+                fault
+            };
+            self.record(flow, call, &reply, movements, this_fault);
+            if kill {
+                self.mark(Mark::ConnectionKilled);
+            }
+            if lost {
+                self.mark(Mark::LostAckRetry);
+                fault = Some("retry");
+                continue;
+            }
+            if let Reply::Failed { .. } = reply {
+                self.mark(Mark::FailedCallRetried);
+                fault = Some("retry");
+                // Back off: the server may be restarting.
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(20)))).await;
+                continue;
+            }
+            return Some(reply);
+        }
+        self.mark(Mark::CallGaveUp);
+        None
+    }
+}
+
+/// One flow's caller: numbers its calls, injects the flow's own faults.
+struct Caller<'a> {
+    ctx: &'a Ctx,
+    flow: &'a ConcFlow,
+    rng: ChaCha8Rng,
+    now: TimeMs,
+    n_calls: u8,
+    n_invoices: u8,
+}
+
+impl Caller<'_> {
+    fn request_id(&self) -> RequestId {
+        RequestId(u64::from(self.flow.id))
+    }
+
+    fn pubkey(&self) -> Pubkey {
+        Pubkey::for_user(u64::from(self.flow.user))
+    }
+
+    /// `None` when the worker died: it crashed after this call, or the call never answered.
+    async fn call(&mut self, call: Call) -> Option<Reply> {
+        self.n_calls = self.n_calls.saturating_add(1);
+        self.now = self.now.plus_ms(1);
+        let reply = self.ctx.deliver(self.flow.id, &call, self.now, &mut self.rng).await?;
+        let dup = self.flow.duplicate == Some(self.n_calls)
+            || (self.flow.duplicate_credit && matches!(call, Call::Credit { .. }));
+        if dup {
+            // At-least-once delivery: the same call arrives again.
+            self.ctx.mark(Mark::DuplicateDelivered);
+            let (r, m) = self.ctx.send(&call, self.now, false).await;
+            self.ctx.record(self.flow.id, &call, &r, m, Some("duplicate"));
+        }
+        if self.flow.crash_after == Some(self.n_calls) {
+            self.ctx.mark(Mark::WorkerCrash);
+            return None;
+        }
+        Some(reply)
+    }
+
+    /// The user pays an invoice of `amount` (job invoices may be abandoned). `Some(false)`
+    /// when abandoned.
+    async fn pay(&mut self, amount: Sats, may_abandon: bool) -> Option<bool> {
+        if may_abandon && self.flow.abandon {
+            self.ctx.mark(Mark::InvoiceAbandoned);
+            return Some(false);
+        }
+        if amount.is_zero() {
+            return Some(true);
+        }
+        self.n_invoices += 1;
+        let payment_id = PaymentId(u64::from(self.flow.id) * 8 + u64::from(self.n_invoices));
+        self.call(Call::Credit { payment_id, paid_sats: amount }).await?;
+        Some(true)
+    }
+
+    async fn record(&mut self, actual: Sats, reserved: Sats) -> Option<Close> {
+        let (request_id, pubkey) = (self.request_id(), self.pubkey());
+        let r = self.call(Call::Record { request_id, pubkey, actual_sats: actual, reserved_sats: reserved }).await?;
+        Some(match r {
+            Reply::Ok(Outcome::Recorded { overrun_sats, .. }) => Close { reduction: actual, overrun: overrun_sats },
+            // The reservation is gone: the pool's share is paid outside it.
+            _ => Close { reduction: actual, overrun: actual },
+        })
+    }
+
+    async fn release(&mut self, reserved: Sats) -> Option<Close> {
+        let request_id = self.request_id();
+        self.call(Call::Release { request_id, amount_sats: reserved }).await?;
+        Some(ZERO)
+    }
+
+    /// The flows of DESIGN §1, as `crate::exec` plays them.
+    async fn run(&mut self) -> Option<Close> {
+        let f = self.flow;
+        let (request_id, pubkey) = (self.request_id(), self.pubkey());
+        let (estimated, actual) = (sats(f.estimated_sats), sats(f.actual_sats));
+        let d = self.call(Call::Decide { request_id, pubkey, estimated_sats: estimated }).await?;
+        let Reply::Ok(Outcome::Decided { decision }) = d else { return Some(ZERO) };
+        match decision {
+            Decision::Free { reserved_sats } => {
+                self.ctx.mark(Mark::DecisionFree);
+                if f.work_fails {
+                    return self.release(reserved_sats).await;
+                }
+                self.record(actual, reserved_sats).await
+            }
+            Decision::Partial { offer_sats, charge_sats } if !f.session => {
+                self.ctx.mark(Mark::DecisionPartial);
+                if !self.pay(charge_sats, true).await? {
+                    return Some(ZERO);
+                }
+                let r = self.call(Call::ReservePartial { request_id, pubkey, amount_sats: offer_sats }).await?;
+                match r {
+                    Reply::Ok(Outcome::Reserved { reserved_sats }) if !reserved_sats.is_zero() => {
+                        if f.work_fails {
+                            return self.release(reserved_sats).await;
+                        }
+                        self.record(actual.saturating_sub(charge_sats), reserved_sats).await
+                    }
+                    _ => {
+                        self.ctx.mark(Mark::ReserveRefusedRequote);
+                        self.pay(offer_sats, false).await?;
+                        Some(ZERO)
+                    }
+                }
+            }
+            Decision::Partial { offer_sats, .. } => {
+                self.ctx.mark(Mark::DecisionPartial);
+                if f.work_fails {
+                    return Some(ZERO);
+                }
+                let mut amount = actual.min(offer_sats);
+                let mut requoted = false;
+                while !amount.is_zero() {
+                    let r = self.call(Call::ReservePartial { request_id, pubkey, amount_sats: amount }).await?;
+                    match r {
+                        Reply::Ok(Outcome::Reserved { reserved_sats }) if !reserved_sats.is_zero() => {
+                            return self.record(amount, reserved_sats).await;
+                        }
+                        Reply::Refused(Refusal::InsufficientFunds { available_sats })
+                            if !requoted && !available_sats.is_zero() =>
+                        {
+                            self.ctx.mark(Mark::ReserveRefusedRequote);
+                            requoted = true;
+                            amount = amount.min(available_sats);
+                        }
+                        _ => {
+                            self.pay(actual, false).await?;
+                            return Some(ZERO);
+                        }
+                    }
+                }
+                Some(ZERO)
+            }
+            Decision::Gate { .. } => {
+                self.ctx.mark(Mark::DecisionGate);
+                if !f.session {
+                    self.pay(estimated, true).await?;
+                } else if !f.work_fails {
+                    self.pay(actual, false).await?;
+                }
+                Some(ZERO)
+            }
+        }
+    }
+}
+
+/// What a concurrent seed produced.
+struct ConcSeed {
+    violations: Vec<Violation>,
+    n_calls: u64,
+    n_requests: u64,
+    marks: BTreeMap<&'static str, u64>,
+    ops: Vec<OpRecord>,
+}
+
+pub(crate) fn concurrent_run(
+    run: &PgRun<'_>,
+    args: &PgArgs,
+    server: &Server,
+    n_tasks: u32,
+) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let mut per_seed = Vec::new();
+    for seed in run.seeds.0..run.seeds.1 {
+        let db = server.fresh()?;
+        let r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks)?;
+        let bad = !r.violations.is_empty();
+        per_seed.push((seed, r));
+        if bad && run.fail_fast {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let name = engine_name(run.kind);
+    let mut coverage = Coverage::default();
+    let mut violations = Vec::new();
+    for (_, r) in &per_seed {
+        coverage.merge(&Coverage(r.marks.clone()));
+    }
+    let mut kinds: Vec<&str> = Invariant::ALL.iter().map(|i| i.id()).collect();
+    kinds.push("audit");
+    for inv in Invariant::ALL {
+        let breaking: Vec<&(u64, ConcSeed)> =
+            per_seed.iter().filter(|(_, r)| r.violations.iter().any(|v| v.invariant == inv)).collect();
+        let Some((seed, first)) = breaking.first() else { continue };
+        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}.jsonl"));
+        write_ops(&first.ops, &path)?;
+        let mine: Vec<&Violation> = first.violations.iter().filter(|v| v.invariant == inv).collect();
+        violations.push(ViolationReport {
+            invariant: inv.id().to_owned(),
+            name: inv.name().to_owned(),
+            seed: *seed,
+            seeds: breaking.iter().map(|(s, _)| *s).collect(),
+            detail: format!("{} ({} violation(s) in this seed)", mine[0], mine.len()),
+            shrunk_flows: 0,
+            shrunk_events: 0,
+            steps: mine.iter().take(8).map(|v| v.to_string()).collect(),
+            trace: path.display().to_string(),
+            replay: format!(
+                "not replayable (real concurrency); run again: ledger-sim run --engine {name} --seed {seed} --users {} --steps {} --concurrency {n_tasks}{}",
+                run.scenario.n_users,
+                run.scenario.n_steps,
+                fault_flags(args)
+            ),
+        });
+    }
+    let n_calls: u64 = per_seed.iter().map(|(_, r)| r.n_calls).sum();
+    Ok(RunReport {
+        engine: format!("{name} (concurrency {n_tasks})"),
+        scheduler: run.scheduler,
+        seeds: format!("{}..{}", run.seeds.0, per_seed.last().map_or(run.seeds.1, |r| r.0 + 1)),
+        steps: n_calls,
+        requests: per_seed.iter().map(|(_, r)| r.n_requests).sum(),
+        violations,
+        coverage,
+        trace_hash: "concurrent (not deterministic)".to_owned(),
+        steps_per_sec: (n_calls as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
+    })
+}
+
+fn fault_flags(args: &PgArgs) -> String {
+    let mut s = String::new();
+    if args.kill_connections > 0.0 {
+        s.push_str(&format!(" --kill-connections {}", args.kill_connections));
+    }
+    if args.lost_ack > 0.0 {
+        s.push_str(&format!(" --lost-ack {}", args.lost_ack));
+    }
+    if let Some(n) = args.restart_server_at {
+        s.push_str(&format!(" --restart-server-at {n}"));
+    }
+    if let Some(n) = args.batch_lanes {
+        s.push_str(&format!(" --batch-lanes {n}"));
+    }
+    s
+}
+
+/// How long closing a connection pool may wait for its connections to come back.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Closes `pool`, waiting at most [`CLOSE_TIMEOUT`] for its checked-out connections; `what`
+/// names it in the error.
+async fn close_pool(pool: &PgPool, what: &str) -> anyhow::Result<()> {
+    if tokio::time::timeout(CLOSE_TIMEOUT, pool.close()).await.is_err() {
+        anyhow::bail!(
+            "closing {what}: {} connection(s) still checked out after {} s",
+            pool.size().saturating_sub(u32::try_from(pool.num_idle()).unwrap_or(u32::MAX)),
+            CLOSE_TIMEOUT.as_secs()
+        );
+    }
+    Ok(())
+}
+
+fn write_ops(ops: &[OpRecord], path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    }
+    let mut buf = Vec::new();
+    for op in ops {
+        serde_json::to_writer(&mut buf, op)?;
+        buf.push(b'\n');
+    }
+    std::fs::write(path, buf).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+fn concurrent_seed(
+    kind: EngineKind,
+    s: &Scenario,
+    seed: u64,
+    db: &Db,
+    args: &PgArgs,
+    n_tasks: u32,
+) -> anyhow::Result<ConcSeed> {
+    let (users, flows) = draw_workload(s, seed);
+    let config = s.ledger;
+    let opts: PgConnectOptions = db.url.parse()?;
+    let restarter = match (&db.test, args.restart_server_at) {
+        (Some(t), Some(_)) => Some(Arc::clone(t)),
+        (None, Some(_)) => anyhow::bail!("--restart-server-at needs a private cluster"),
+        _ => None,
+    };
+    let args = args.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = rt.block_on(async move {
+        let pool = PgPoolOptions::new()
+            .max_connections(n_tasks + 4)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts.clone())
+            .await?;
+        let admin = PgPoolOptions::new().max_connections(2).connect_with(opts.application_name(ADMIN_APP)).await?;
+        ledger_pg::migrate(&pool).await?;
+        let client = match kind {
+            EngineKind::PgSeed => Client::Seed(SeedClient::new(pool.clone(), config)),
+            _ => {
+                reference::genesis(&pool, &config, TimeMs(0)).await?;
+                let batcher = match args.batch_lanes {
+                    Some(lanes) => {
+                        Some(Batcher::new(pool.clone(), BatcherOptions { lanes, ..BatcherOptions::default() })?)
+                    }
+                    None => None,
+                };
+                Client::Reference(pool.clone(), batcher)
+            }
+        };
+        let ctx = Arc::new(Ctx {
+            client,
+            pool: pool.clone(),
+            admin,
+            seed,
+            kill_rate: args.kill_connections,
+            lost_ack_rate: args.lost_ack,
+            restart_at: args.restart_server_at,
+            restarter,
+            restart: Mutex::new(None),
+            n_calls: AtomicU64::new(0),
+            ops: Mutex::new(Vec::new()),
+            marks: Mutex::new(BTreeMap::new()),
+        });
+        // The trust service's identities, before any traffic.
+        for (&user, &tier) in &users {
+            let call = Call::SetTier { pubkey: Pubkey::for_user(u64::from(user)), tier };
+            let (reply, _) = ctx.send(&call, EPOCH, false).await;
+            if !matches!(reply, Reply::Ok(_)) {
+                anyhow::bail!("set_tier failed: {reply:?}");
+            }
+        }
+        let flows = Arc::new(flows);
+        let next = Arc::new(AtomicU64::new(0));
+        let closes = Arc::new(Mutex::new(BTreeMap::new()));
+        let tasks: Vec<_> = (0..n_tasks)
+            .map(|_| {
+                let (ctx, flows, next, closes) =
+                    (Arc::clone(&ctx), Arc::clone(&flows), Arc::clone(&next), Arc::clone(&closes));
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(flow) = usize::try_from(i).ok().and_then(|i| flows.get(i)) else { break };
+                        let mut caller = Caller {
+                            ctx: &ctx,
+                            flow,
+                            rng: ChaCha8Rng::seed_from_u64(ctx.seed ^ (u64::from(flow.id) << 20) ^ 0x9e37_79b9),
+                            // Virtual time: 10 ms between flow starts, all inside one daily window.
+                            now: EPOCH.plus_ms(10 * u64::from(flow.id)),
+                            n_calls: 0,
+                            n_invoices: 0,
+                        };
+                        if let Some(close) = caller.run().await {
+                            closes.lock().unwrap_or_else(|p| p.into_inner()).insert(flow.id, close);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await?;
+        }
+        let restart = ctx.restart.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = restart {
+            h.await??;
+        }
+        // Traffic stopped: let every deadline pass and run the sweeper (the seed has none).
+        let end = EPOCH.plus_ms(10 * u64::try_from(flows.len()).unwrap_or(0) + config.reservation_ttl_ms + 1000);
+        let mut swept = false;
+        for attempt in 0..MAX_ATTEMPTS {
+            let (reply, movements) = ctx.send(&Call::Expire, end, false).await;
+            ctx.record(u32::MAX, &Call::Expire, &reply, movements, None);
+            if !matches!(reply, Reply::Failed { .. }) {
+                swept = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(20)))).await;
+        }
+        if !swept {
+            anyhow::bail!("the final expire never succeeded");
+        }
+        let closes = std::mem::take(&mut *closes.lock().unwrap_or_else(|p| p.into_inner()));
+        let violations = final_checks(&ctx.client, &ctx.pool, &ctx.ops, &config, &users, &flows, &closes).await?;
+        // Every caller task has ended, so this is the last handle on the context.
+        let ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("a caller task outlived the run"))?;
+        let Ctx { client, admin, n_calls, ops, marks, .. } = ctx;
+        // The batcher's lanes hold a connection each until their queues close: end them first,
+        // or closing the pool waits for those connections forever.
+        drop(client);
+        close_pool(&pool, "the run's connection pool").await?;
+        close_pool(&admin, "the admin connection pool").await?;
+        Ok::<_, anyhow::Error>(ConcSeed {
+            violations,
+            n_calls: n_calls.into_inner(),
+            n_requests: flows.len() as u64,
+            marks: marks.into_inner().unwrap_or_else(|p| p.into_inner()),
+            ops: ops.into_inner().unwrap_or_else(|p| p.into_inner()),
+        })
+    });
+    drop(rt);
+    result
+}

@@ -1,0 +1,109 @@
+//! Differential testing: two engines stepped together, the first disagreement reported.
+
+use std::sync::{Arc, Mutex};
+
+use ledger_core::{Config, Movement, Pubkey, Sats, TimeMs};
+use ledger_harness::{Call, Engine, Observed, Reply};
+use serde::Serialize;
+
+/// The first disagreement between the two engines of a [`Differential`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Divergence {
+    /// How many engine steps had been taken (0-based index of the step that disagreed).
+    pub step: u64,
+    /// What disagreed, with both sides.
+    pub detail: String,
+}
+
+/// An engine that steps `A` (the one under test) and `B` (the oracle) together and remembers
+/// the first step at which their replies, movements, observed state or daily remaining
+/// differ. It answers as `A` does, so the run goes on as it would on `A` alone.
+///
+/// Both engines must take the same number of steps per call (`pg-reference` and `reference`
+/// take one). A failed step of `A` (a database error) is not compared: `B` is not stepped, and
+/// the caller's retry begins a new operation on both.
+pub struct Differential<A: Engine, B: Engine> {
+    a: A,
+    b: B,
+    n_steps: u64,
+    found: Arc<Mutex<Option<Divergence>>>,
+}
+
+/// An operation in flight on both engines of a [`Differential`].
+#[derive(Debug)]
+pub struct DiffOp<A, B> {
+    call: Call,
+    a: A,
+    b: B,
+}
+
+impl<A: Engine, B: Engine> Differential<A, B> {
+    /// Compare `a` with `b`; the first divergence is written to `found`.
+    pub fn new(a: A, b: B, found: Arc<Mutex<Option<Divergence>>>) -> Differential<A, B> {
+        assert_eq!(a.config(), b.config(), "both engines must run under the same config");
+        Differential { a, b, n_steps: 0, found }
+    }
+
+    fn diverge(&self, detail: impl FnOnce() -> String) {
+        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        if found.is_none() {
+            *found = Some(Divergence { step: self.n_steps, detail: detail() });
+        }
+    }
+}
+
+impl<A: Engine, B: Engine> Engine for Differential<A, B> {
+    type Op = DiffOp<A::Op, B::Op>;
+
+    fn name(&self) -> &'static str {
+        self.a.name()
+    }
+
+    fn config(&self) -> &Config {
+        self.a.config()
+    }
+
+    fn begin(&mut self, call: &Call) -> Self::Op {
+        DiffOp { call: call.clone(), a: self.a.begin(call), b: self.b.begin(call) }
+    }
+
+    fn step(&mut self, op: &mut Self::Op, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
+        let from = journal.len();
+        let ra = self.a.step(&mut op.a, now, journal);
+        if let Some(Reply::Failed { .. }) = ra {
+            self.n_steps += 1;
+            return ra;
+        }
+        let mut jb = Vec::new();
+        let rb = self.b.step(&mut op.b, now, &mut jb);
+        if ra != rb {
+            self.diverge(|| {
+                format!("{:?}: {} replied {ra:?}, {} replied {rb:?}", op.call, self.a.name(), self.b.name())
+            });
+        } else if journal[from..] != jb[..] {
+            self.diverge(|| {
+                format!("{:?}: {} moved {:?}, {} moved {jb:?}", op.call, self.a.name(), &journal[from..], self.b.name())
+            });
+        }
+        self.n_steps += 1;
+        ra
+    }
+
+    fn observe(&self) -> Observed {
+        let (oa, ob) = (self.a.observe(), self.b.observe());
+        if oa != ob {
+            self.diverge(|| format!("after the step, {} shows {oa:?}, {} shows {ob:?}", self.a.name(), self.b.name()));
+        }
+        oa
+    }
+
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        let (da, db) = (self.a.daily_remaining(pubkey, now), self.b.daily_remaining(pubkey, now));
+        if da != db {
+            self.diverge(|| {
+                format!("daily remaining of {pubkey:?}: {} says {da:?}, {} says {db:?}", self.a.name(), self.b.name())
+            });
+        }
+        da
+    }
+}

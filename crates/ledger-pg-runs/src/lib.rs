@@ -1,0 +1,57 @@
+//! `ledger-pg-runs`: `ledger-sim` on a real PostgreSQL: the `pg-reference` and `pg-seed` engines of `ledger-pg`.
+//!
+//! - **Lockstep** (`run --engine pg-reference|pg-seed`): the seeded scheduler of [`ledger_simulator::gen`]
+//!   drives the database one statement at a time, exactly as it drives the in-memory engines.
+//!   For `pg-reference` every step also runs on the in-memory reference engine through
+//!   [`Differential`], and the first disagreement of a reply, a movement or an observed balance
+//!   is reported as a violation named `divergence`.
+//! - **Concurrent** (`--concurrency N`): N tokio tasks on one connection pool run job and session
+//!   flows drawn from the seed, with real concurrency, and record every call and its outcome.
+//!   The invariants are checked on the final database (the audits) and on the history
+//!   (`final_checks`). The faults of the real server live here: killed connections, lost
+//!   acknowledgements and a server restart. The movements checked come from the server's
+//!   `pool_journal` for `pg-reference` (so a call that committed but was cut off before it
+//!   answered still counts), and from the replies for `pg-seed`, which keeps no journal: under
+//!   `--kill-connections` a seed call cut off after its commit is missing from its history.
+//! - **Audit** (`audit --database-url URL`): the read-only I1/I2/I5 check of a live database.
+//!
+//! Every seed gets a fresh database. This module is not a load generator: its schedules are
+//! seeded, but in concurrent mode the interleaving is the server's, so only lockstep runs are
+//! reproducible bit for bit.
+
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod args;
+mod audit;
+mod checks;
+mod client;
+mod concurrent;
+mod differential;
+mod lockstep;
+mod record;
+mod server;
+
+pub use args::{PgArgs, PgRun};
+pub use audit::{audit_cmd, AuditArgs};
+pub use differential::{DiffOp, Differential, Divergence};
+pub use lockstep::replay_on_pg;
+
+use ledger_simulator::report::{EngineKind, RunReport};
+
+use crate::concurrent::concurrent_run;
+use crate::lockstep::lockstep_run;
+use crate::server::Server;
+
+/// Runs the seeds of `run` on PostgreSQL, sequentially, each on a fresh database.
+pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
+    args.validate()?;
+    if args.batch_lanes.is_some() && run.kind != EngineKind::PgReference {
+        anyhow::bail!("--batch-lanes: only pg-reference runs in batches");
+    }
+    let server = Server::new(args)?;
+    match args.concurrency {
+        Some(n) => concurrent_run(run, args, &server, n),
+        None => lockstep_run(run, &server),
+    }
+}

@@ -1,0 +1,197 @@
+//! Lockstep runs: the seeded scheduler drives the database one statement at a time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ledger_harness::{Invariant, ReferenceEngine, SeedEngine};
+use ledger_pg::engine::{PgReferenceEngine, PgSeedEngine};
+use ledger_pg::testpg::TestPg;
+
+use crate::args::{engine_name, PgRun};
+use crate::differential::{Differential, Divergence};
+use crate::server::Server;
+use ledger_simulator::exec::{Coverage, RunResult};
+use ledger_simulator::gen::{replay, run_seed, SchedulerKind};
+use ledger_simulator::history::History;
+use ledger_simulator::report::{EngineKind, RunReport, ViolationReport};
+use ledger_simulator::scenario::Scenario;
+use ledger_simulator::shrink::shrink;
+struct SeedRun {
+    seed: u64,
+    result: RunResult,
+    history: History,
+    divergence: Option<Divergence>,
+}
+
+/// One lockstep seed on the database at `url`.
+fn lockstep_seed(kind: EngineKind, url: &str, s: &Scenario, seed: u64, sched: SchedulerKind) -> SeedRun {
+    let name = engine_name(kind);
+    let found = Arc::new(Mutex::new(None));
+    let (result, history) = match kind {
+        EngineKind::PgSeed => run_seed(
+            |c| PgSeedEngine::connect_url(url, c).unwrap_or_else(|e| panic!("pg-seed cannot connect to {url}: {e}")),
+            name,
+            s,
+            seed,
+            sched,
+        ),
+        _ => run_seed(
+            |c| {
+                let db = PgReferenceEngine::connect_url(url, c)
+                    .unwrap_or_else(|e| panic!("pg-reference cannot connect to {url}: {e}"));
+                Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found))
+            },
+            name,
+            s,
+            seed,
+            sched,
+        ),
+    };
+    let divergence = found.lock().unwrap_or_else(|p| p.into_inner()).take();
+    SeedRun { seed, result, history, divergence }
+}
+
+pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    for seed in run.seeds.0..run.seeds.1 {
+        let db = server.fresh()?;
+        let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler);
+        drop(db);
+        let bad = !r.result.violations.is_empty() || r.divergence.is_some();
+        runs.push(r);
+        if bad && run.fail_fast {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut coverage = Coverage::default();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for r in &runs {
+        coverage.merge(&r.result.coverage);
+        hash = (hash ^ r.result.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let steps: u64 = runs.iter().map(|r| r.result.n_events).sum();
+    let mut violations = Vec::new();
+    for inv in Invariant::ALL {
+        let breaking: Vec<&SeedRun> =
+            runs.iter().filter(|r| r.result.violations.iter().any(|v| v.invariant == inv)).collect();
+        if let Some(first) = breaking.first() {
+            let seeds = breaking.iter().map(|r| r.seed).collect();
+            violations.push(lockstep_counterexample(run, first, inv, seeds)?);
+        }
+    }
+    let diverging: Vec<&SeedRun> = runs.iter().filter(|r| r.divergence.is_some()).collect();
+    if let Some(first) = diverging.first() {
+        let d = first.divergence.as_ref().expect("filtered");
+        let path = run.trace_dir.join(format!("{}-seed{}-divergence.jsonl", engine_name(run.kind), first.seed));
+        ledger_simulator::report::write_trace(&first.history, &path)?;
+        violations.push(ViolationReport {
+            invariant: "divergence".to_owned(),
+            name: "pg-reference disagrees with the reference engine".to_owned(),
+            seed: first.seed,
+            seeds: diverging.iter().map(|r| r.seed).collect(),
+            detail: format!("at engine step {}: {}", d.step, d.detail),
+            shrunk_flows: first.history.flows.len(),
+            shrunk_events: first.history.events.len(),
+            steps: Vec::new(),
+            trace: path.display().to_string(),
+            replay: format!("ledger-sim replay {}", path.display()),
+        });
+    }
+    Ok(RunReport {
+        engine: engine_name(run.kind).to_owned(),
+        scheduler: run.scheduler,
+        seeds: format!("{}..{}", run.seeds.0, runs.last().map_or(run.seeds.1, |r| r.seed + 1)),
+        steps,
+        requests: runs.iter().map(|r| r.result.n_requests).sum(),
+        violations,
+        coverage: coverage.with_all_marks(),
+        trace_hash: format!("{hash:016x}"),
+        steps_per_sec: (steps as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
+    })
+}
+
+/// Shrinks a lockstep counterexample on the in-memory twin of the engine (the seed model for
+/// `pg-seed`, the reference for `pg-reference`: `ledger-pg`'s differential tests hold them
+/// step for step equal), then replays the shrunk trace on a fresh database to confirm it.
+fn lockstep_counterexample(
+    run: &PgRun<'_>,
+    first: &SeedRun,
+    inv: Invariant,
+    seeds: Vec<u64>,
+) -> anyhow::Result<ViolationReport> {
+    let shrunk = match run.kind {
+        EngineKind::PgSeed => shrink(&SeedEngine::new, &first.history, inv, run.max_replays),
+        _ => shrink(&ReferenceEngine::new, &first.history, inv, run.max_replays),
+    };
+    let mut h = shrunk.history;
+    let (mut confirmed, _) = replay_pg(run.kind, &h, true)?;
+    if !confirmed.violations.iter().any(|v| v.invariant == inv) {
+        // The twin's shrink does not reproduce on the server: report the whole seed.
+        h = first.history.clone();
+        confirmed = replay_pg(run.kind, &h, true)?.0;
+    }
+    let detail = confirmed
+        .violations
+        .iter()
+        .chain(&first.result.violations)
+        .find(|v| v.invariant == inv)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let path = run.trace_dir.join(format!("{}-seed{}-{}.jsonl", engine_name(run.kind), first.seed, inv.id()));
+    ledger_simulator::report::write_trace(&h, &path)?;
+    Ok(ViolationReport {
+        invariant: inv.id().to_owned(),
+        name: inv.name().to_owned(),
+        seed: first.seed,
+        seeds,
+        detail,
+        shrunk_flows: h.flows.len(),
+        shrunk_events: h.events.len(),
+        steps: confirmed.log,
+        trace: path.display().to_string(),
+        replay: format!("ledger-sim replay {}", path.display()),
+    })
+}
+
+fn replay_pg(kind: EngineKind, h: &History, log: bool) -> anyhow::Result<(RunResult, Option<Divergence>)> {
+    let pg = TestPg::new().map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
+    let url = pg.url().to_owned();
+    let r = lockstep_replay(kind, &url, h, log);
+    drop(pg);
+    Ok(r)
+}
+
+fn lockstep_replay(kind: EngineKind, url: &str, h: &History, log: bool) -> (RunResult, Option<Divergence>) {
+    let found = Arc::new(Mutex::new(None));
+    let r = match kind {
+        EngineKind::PgSeed => replay(
+            |c| PgSeedEngine::connect_url(url, c).unwrap_or_else(|e| panic!("pg-seed cannot connect to {url}: {e}")),
+            h,
+            log,
+        ),
+        _ => replay(
+            |c| {
+                let db = PgReferenceEngine::connect_url(url, c)
+                    .unwrap_or_else(|e| panic!("pg-reference cannot connect to {url}: {e}"));
+                Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found))
+            },
+            h,
+            log,
+        ),
+    };
+    let d = found.lock().unwrap_or_else(|p| p.into_inner()).take();
+    (r, d)
+}
+
+/// Replays a lockstep trace of a Postgres engine on a fresh database (of `DATABASE_URL`'s
+/// server or a throwaway cluster). A divergence from the reference engine is an error that
+/// names the step.
+pub fn replay_on_pg(kind: EngineKind, h: &History, log: bool) -> anyhow::Result<RunResult> {
+    let (r, d) = replay_pg(kind, h, log)?;
+    if let Some(d) = d {
+        anyhow::bail!("divergence at engine step {}: {}", d.step, d.detail);
+    }
+    Ok(r)
+}

@@ -1,0 +1,184 @@
+//! The simulator on a real PostgreSQL: lockstep differential runs, concurrent runs, the faults
+//! of the real server, and `ledger-sim audit`. Every test needs PostgreSQL and fails (never
+//! skips) when a throwaway cluster cannot start.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use ledger_core::mutants::Mutant;
+use ledger_core::Config;
+use ledger_harness::ReferenceEngine;
+use ledger_pg_runs::{Differential, PgArgs, PgRun};
+use ledger_simulator::gen::{run_seed, SchedulerKind};
+use ledger_simulator::report::{EngineKind, RunReport};
+use ledger_simulator::scenario::Scenario;
+
+fn scenario(n_users: u32, n_steps: u64) -> Scenario {
+    Scenario { n_users, n_steps, max_in_flight: 64, ..Scenario::default() }
+}
+
+fn trace_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ledger-sim-pg-test-{}-{name}", std::process::id()))
+}
+
+fn run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, name: &str) -> RunReport {
+    let dir = trace_dir(name);
+    let run = PgRun {
+        kind,
+        scenario: s,
+        seeds,
+        scheduler: SchedulerKind::Random,
+        fail_fast: false,
+        trace_dir: &dir,
+        max_replays: 300,
+    };
+    ledger_pg_runs::run(&run, args).expect("a throwaway PostgreSQL must start, and the run must finish")
+}
+
+fn invariants(r: &RunReport) -> Vec<&str> {
+    r.violations.iter().map(|v| v.invariant.as_str()).collect()
+}
+
+fn mark(r: &RunReport, m: &str) -> u64 {
+    r.coverage.0.get(m).copied().unwrap_or(0)
+}
+
+#[test]
+fn differential_reports_the_first_divergence() {
+    // No database needed: a mutant of the reference against the reference.
+    let s = scenario(50, 2_000);
+    let found = Arc::new(Mutex::new(None));
+    let make = |c: Config| {
+        Differential::new(
+            ReferenceEngine::with_mutant(c, Mutant::BudgetIgnoresTier),
+            ReferenceEngine::new(c),
+            Arc::clone(&found),
+        )
+    };
+    let mut diverged = false;
+    for seed in 0..20 {
+        run_seed(make, "reference", &s, seed, SchedulerKind::Random);
+        if let Some(d) = found.lock().unwrap().take() {
+            assert!(!d.detail.is_empty());
+            diverged = true;
+            break;
+        }
+    }
+    assert!(diverged, "mutant {} never diverged from the reference", Mutant::BudgetIgnoresTier.name());
+}
+
+#[test]
+fn lockstep_pg_reference_agrees_with_the_reference_and_breaks_nothing() {
+    let r = run(EngineKind::PgReference, &scenario(50, 2_000), (0, 2), &PgArgs::default(), "lockstep-ref");
+    assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
+    assert!(r.requests > 500, "{r:?}");
+}
+
+#[test]
+fn lockstep_pg_seed_shows_the_seeds_violations() {
+    let r = run(EngineKind::PgSeed, &scenario(50, 2_000), (0, 1), &PgArgs::default(), "lockstep-seed");
+    let found = invariants(&r);
+    for inv in ["I3", "I4"] {
+        assert!(found.contains(&inv), "pg-seed should break {inv}: {found:?}");
+    }
+    for v in &r.violations {
+        assert!(v.replay.starts_with("ledger-sim replay "), "{v:?}");
+    }
+}
+
+fn concurrent(n: u32) -> PgArgs {
+    PgArgs { concurrency: Some(n), ..PgArgs::default() }
+}
+
+#[test]
+fn concurrent_pg_seed_breaks_and_pg_reference_holds_on_the_same_workload() {
+    let s = scenario(50, 2_000);
+    let args = PgArgs { lost_ack: 0.02, ..concurrent(32) };
+    let seed = run(EngineKind::PgSeed, &s, (0, 1), &args, "conc-seed");
+    let found = invariants(&seed);
+    assert!(found.contains(&"I4") || found.contains(&"I3"), "pg-seed under 32 clients: {found:?}");
+    let reference = run(EngineKind::PgReference, &s, (0, 1), &args, "conc-ref");
+    assert_eq!(invariants(&reference), Vec::<&str>::new(), "{:#?}", reference.violations);
+    assert!(mark(&reference, "lost_ack_retry") > 0);
+    let batched = PgArgs { batch_lanes: Some(2), ..args };
+    let reference = run(EngineKind::PgReference, &s, (0, 1), &batched, "conc-ref-batched");
+    assert_eq!(invariants(&reference), Vec::<&str>::new(), "{:#?}", reference.violations);
+}
+
+#[test]
+fn batches_lose_nothing_and_count_nothing_twice_under_every_fault() {
+    // Connections killed (a lane's among them), acknowledgements lost, and the server
+    // restarted under lanes that hold their connections across batches.
+    let args = PgArgs {
+        kill_connections: 0.03,
+        lost_ack: 0.05,
+        restart_server_at: Some(500),
+        batch_lanes: Some(2),
+        ..concurrent(32)
+    };
+    let r = run(EngineKind::PgReference, &scenario(40, 1_000), (0, 1), &args, "batched-faults");
+    assert!(mark(&r, "connection_killed") > 0, "{:?}", r.coverage);
+    assert!(mark(&r, "lost_ack_retry") > 0, "{:?}", r.coverage);
+    assert_eq!(mark(&r, "server_restart"), 1, "{:?}", r.coverage);
+    assert!(mark(&r, "failed_call_retried") > 0, "no fault cut a call: {:?}", r.coverage);
+    assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
+}
+
+#[test]
+fn killed_connections_lose_nothing_and_count_nothing_twice() {
+    let args = PgArgs { kill_connections: 0.05, ..concurrent(16) };
+    let r = run(EngineKind::PgReference, &scenario(40, 800), (0, 1), &args, "kill");
+    assert!(mark(&r, "connection_killed") > 0, "{:?}", r.coverage);
+    assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
+}
+
+#[test]
+fn lost_acknowledgements_are_retried_without_double_counting() {
+    let args = PgArgs { lost_ack: 0.2, ..concurrent(16) };
+    let r = run(EngineKind::PgReference, &scenario(40, 800), (0, 1), &args, "lost-ack");
+    assert!(mark(&r, "lost_ack_retry") > 50, "{:?}", r.coverage);
+    assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
+}
+
+#[test]
+fn a_server_restart_mid_run_loses_nothing() {
+    let args = PgArgs { restart_server_at: Some(400), ..concurrent(16) };
+    let r = run(EngineKind::PgReference, &scenario(40, 800), (0, 1), &args, "restart");
+    assert_eq!(mark(&r, "server_restart"), 1, "{:?}", r.coverage);
+    assert!(mark(&r, "failed_call_retried") > 0, "the restart cut no call: {:?}", r.coverage);
+    assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
+}
+
+#[test]
+fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
+    let s = scenario(10, 10);
+    let dir = trace_dir("bad-args");
+    let run = PgRun {
+        kind: EngineKind::PgReference,
+        scenario: &s,
+        seeds: (0, 1),
+        scheduler: SchedulerKind::Random,
+        fail_fast: false,
+        trace_dir: &dir,
+        max_replays: 1,
+    };
+    let lockstep_fault = PgArgs { lost_ack: 0.1, ..PgArgs::default() };
+    assert!(ledger_pg_runs::run(&run, &lockstep_fault).is_err());
+    let restart_on_url = PgArgs {
+        database_url: Some("postgres://nobody@127.0.0.1:1/x".into()),
+        restart_server_at: Some(1),
+        ..concurrent(2)
+    };
+    assert!(ledger_pg_runs::run(&run, &restart_on_url).is_err());
+    for bad in [
+        PgArgs { batch_lanes: Some(3), ..concurrent(2) },
+        PgArgs { batch_lanes: Some(0), ..concurrent(2) },
+        PgArgs { batch_lanes: Some(2), ..PgArgs::default() },
+    ] {
+        let e = ledger_pg_runs::run(&run, &bad).expect_err("bad --batch-lanes");
+        assert!(e.to_string().contains("--batch-lanes"), "{e}");
+    }
+    let seed_in_batches = PgRun { kind: EngineKind::PgSeed, ..run };
+    let e = ledger_pg_runs::run(&seed_in_batches, &PgArgs { batch_lanes: Some(2), ..concurrent(2) }).unwrap_err();
+    assert!(e.to_string().contains("only pg-reference"), "{e}");
+}

@@ -1,0 +1,184 @@
+//! `ledger-plan`: capacity planning, the library behind `ledger-sim plan` and `ledger-sim merge`.
+//!
+//! `plan` runs many simulated days of traffic ([`scenario::PlanScenario`]) on the reference
+//! engine under chosen budgets and credit percentages, K seeds per configuration, over a
+//! grid of `--sweep KEY=V1,V2,...` values, and reports the pool's balance as a confidence
+//! band, the chance and day of depletion, who is served free, partial or gated, and the
+//! money that moved, with every invariant checked after every command.
+//!
+//! Work is a list of `(configuration, seed)` items in a fixed order. Each item is one
+//! [`model::run`] with its own `ChaCha8Rng`, so results do not depend on the number of
+//! threads; `--shard I/N` runs items `i` with `i % N == I - 1`, and `merge` puts shards
+//! back together into the same bytes a single run writes.
+//!
+//! It is not a load test of a real service, and it does not explore interleavings (that is
+//! `ledger-sim run`).
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+pub mod html;
+pub mod model;
+pub mod report;
+pub mod scenario;
+
+use rayon::prelude::*;
+
+use self::model::SeedResult;
+use self::report::{Axis, ConfigInfo, PlanOutput, Shard, FORMAT};
+use self::scenario::{from_table, set_number, PlanError, PlanScenario};
+
+/// A parsed plan: the base scenario and one scenario per point of the sweep grid.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The scenario file with command-line overrides, without the sweep.
+    pub base: PlanScenario,
+    /// The sweep axes.
+    pub sweep: Vec<Axis>,
+    /// The grid.
+    pub configs: Vec<ConfigInfo>,
+    /// The scenario of each configuration.
+    pub scenarios: Vec<PlanScenario>,
+}
+
+/// Parse `--sweep KEY=V1,V2,...`.
+pub fn parse_sweep(s: &str) -> Result<Axis, PlanError> {
+    let (key, values) = s.split_once('=').ok_or_else(|| PlanError::Sweep(format!("{s}: expected KEY=V1,V2,...")))?;
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+    if values.is_empty() {
+        return Err(PlanError::Sweep(format!("{s}: no values")));
+    }
+    Ok(Axis { key: key.trim().to_owned(), values })
+}
+
+/// Parse `I/N` (1-based).
+pub fn parse_shard(s: &str) -> Result<Shard, String> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("expected I/N, got {s:?}"))?;
+    let index: u32 = i.parse().map_err(|_| format!("bad shard index {i:?}"))?;
+    let count: u32 = n.parse().map_err(|_| format!("bad shard count {n:?}"))?;
+    if count == 0 || index == 0 || index > count {
+        return Err(format!("shard {s}: need 1 <= I <= N"));
+    }
+    Ok(Shard { index, count })
+}
+
+impl Plan {
+    /// A plan from scenario TOML (`origin` names it in errors), top-level overrides such as
+    /// `("seeds", "100")`, and sweep axes.
+    pub fn new(text: &str, origin: &str, overrides: &[(&str, String)], sweep: Vec<Axis>) -> Result<Plan, PlanError> {
+        PlanScenario::from_toml_str(text, origin)?;
+        let mut doc: toml::Table =
+            toml::from_str(text).map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: e.to_string() })?;
+        for (key, value) in overrides {
+            let v: i64 = value.parse().map_err(|_| PlanError::Sweep(format!("{key}={value}: not a whole number")))?;
+            doc.insert((*key).to_owned(), toml::Value::Integer(v));
+        }
+        let base = from_table(doc.clone(), "command line")?;
+        let mut configs = Vec::new();
+        let mut scenarios = Vec::new();
+        let n: usize = sweep.iter().map(|a| a.values.len()).product();
+        for index in 0..n {
+            // Row-major: the first axis varies slowest.
+            let mut at = vec![0; sweep.len()];
+            let mut rest = index;
+            for (k, axis) in sweep.iter().enumerate().rev() {
+                at[k] = rest % axis.values.len();
+                rest /= axis.values.len();
+            }
+            let mut d = doc.clone();
+            let mut parts = Vec::new();
+            for (axis, &i) in sweep.iter().zip(&at) {
+                set_number(&mut d, &axis.key, &axis.values[i])?;
+                parts.push(format!("{}={}", axis.key, axis.values[i]));
+            }
+            let label = if parts.is_empty() { "base".to_owned() } else { parts.join(" ") };
+            scenarios.push(from_table(d, &format!("--sweep {label}"))?);
+            configs.push(ConfigInfo { index, label, at });
+        }
+        Ok(Plan { base, sweep, configs, scenarios })
+    }
+
+    /// Number of `(configuration, seed)` items.
+    pub fn n_items(&self) -> usize {
+        self.configs.len() * self.base.seeds as usize
+    }
+
+    /// Item `i`: its configuration and seed.
+    pub fn item(&self, i: usize) -> (usize, u64) {
+        let k = self.base.seeds as usize;
+        (i / k, self.base.seed + (i % k) as u64)
+    }
+
+    /// Run the items of `shard` (all of them for `None`) on the current rayon pool.
+    pub fn run(&self, shard: Option<Shard>, progress: Option<&indicatif::ProgressBar>) -> PlanOutput {
+        let items: Vec<usize> = (0..self.n_items())
+            .filter(|i| shard.is_none_or(|s| i % s.count as usize == (s.index - 1) as usize))
+            .collect();
+        if let Some(p) = progress {
+            p.set_length(items.len() as u64);
+        }
+        let runs: Vec<SeedResult> = items
+            .par_iter()
+            .with_max_len(1)
+            .map(|&i| {
+                let (config, seed) = self.item(i);
+                let r = model::run(&self.scenarios[config], config, seed);
+                if let Some(p) = progress {
+                    p.inc(1);
+                }
+                r
+            })
+            .collect();
+        self.output(shard, runs)
+    }
+
+    fn output(&self, shard: Option<Shard>, runs: Vec<SeedResult>) -> PlanOutput {
+        let summaries = report::summarize_all(&self.configs, &runs);
+        PlanOutput {
+            format: FORMAT.to_owned(),
+            scenario: self.base.clone(),
+            sweep: self.sweep.clone(),
+            configs: self.configs.clone(),
+            shard,
+            summaries,
+            runs,
+        }
+    }
+}
+
+/// Combine shard outputs into the output of the whole plan.
+pub fn merge(parts: Vec<PlanOutput>) -> anyhow::Result<PlanOutput> {
+    let mut parts = parts.into_iter();
+    let first = parts.next().ok_or_else(|| anyhow::anyhow!("merge needs at least one file"))?;
+    let mut runs = first.runs;
+    for p in parts {
+        anyhow::ensure!(p.format == first.format, "format {} differs from {}", p.format, first.format);
+        anyhow::ensure!(
+            p.scenario == first.scenario && p.sweep == first.sweep && p.configs == first.configs,
+            "the outputs come from different scenarios or sweeps"
+        );
+        runs.extend(p.runs);
+    }
+    anyhow::ensure!(first.format == FORMAT, "unknown format {:?}", first.format);
+    runs.sort_by_key(|r| (r.config, r.seed));
+    let k = first.scenario.seeds as usize;
+    for w in runs.windows(2) {
+        anyhow::ensure!(
+            (w[0].config, w[0].seed) != (w[1].config, w[1].seed),
+            "run (config {}, seed {}) appears twice: a shard was given twice",
+            w[0].config,
+            w[0].seed
+        );
+    }
+    let expected = first.configs.len() * k;
+    anyhow::ensure!(runs.len() == expected, "{} of {expected} runs present: a shard is missing", runs.len());
+    let summaries = report::summarize_all(&first.configs, &runs);
+    Ok(PlanOutput {
+        format: first.format,
+        scenario: first.scenario,
+        sweep: first.sweep,
+        configs: first.configs,
+        shard: None,
+        summaries,
+        runs,
+    })
+}

@@ -1,0 +1,186 @@
+//! `ledger-sim plan`: a closed form, shards against a single run, thread-count
+//! independence, scenario errors, and snapshots of the fixture scenarios' reports.
+
+use ledger_plan::report::{self, PlanOutput, Shard};
+use ledger_plan::scenario::PlanScenario;
+use ledger_plan::{html, merge, parse_sweep, Plan};
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/../../fixtures/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn plan(text: &str, overrides: &[(&str, &str)], sweeps: &[&str]) -> Plan {
+    let overrides: Vec<(&str, String)> = overrides.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    let sweep = sweeps.iter().map(|s| parse_sweep(s).unwrap()).collect();
+    Plan::new(text, "test.toml", &overrides, sweep).unwrap()
+}
+
+fn json(out: &PlanOutput) -> String {
+    serde_json::to_string_pretty(out).unwrap()
+}
+
+/// Deterministic arrivals, no concurrency (work and payment take no time), no faults.
+const CLOSED_FORM: &str = r#"
+days = 10
+seeds = 1
+pool_initial_sats = 1000000
+credit_pct = 10
+
+[population]
+new = 50
+established = 100
+trusted = 0
+elite = 0
+
+[requests]
+per_user_per_day = { dist = "fixed", value = 4 }
+even = true
+session_share = 0
+
+[cost]
+estimate_sats = { dist = "fixed", value = 15 }
+actual_pct = { dist = "fixed", value = 100 }
+work_ms = 0
+work_failure = 0
+
+[payment]
+gate_paid = 1
+partial_paid = 1
+pay_delay_ms = 0
+
+[tiers]
+promote_per_day = {}
+decay_per_day = {}
+
+[budget]
+new = 0
+established = 50
+"#;
+
+#[test]
+fn pool_trajectory_matches_the_closed_form() {
+    let out = plan(CLOSED_FORM, &[], &[]).run(None, None);
+    let run = &out.runs[0];
+    // Each established user sends 4 requests of 15 sats a day against a budget of 50: three
+    // are free (45 absorbed), the fourth is offered a partial of 5 and charged 10, pays, and
+    // the pool absorbs the 5. Credit floor(10 * 10 %) = 1. Each new user (budget 0) is gated
+    // 4 times, pays 15 each time, credit floor(15 * 10 %) = 1 each.
+    let (n_new, n_est, per_day) = (50u64, 100u64, 4u64);
+    let absorbed_per_day = n_est * 50;
+    let credit = |paid: u64| paid * 1000 / 10_000;
+    let credits_per_day = n_est * credit(10) + n_new * per_day * credit(15);
+    let expected: Vec<u64> = (1..=10).map(|d| 1_000_000 - d * (absorbed_per_day - credits_per_day)).collect();
+    assert_eq!(absorbed_per_day - credits_per_day, 4_700);
+    assert_eq!(run.pool_by_day, expected);
+    assert_eq!(run.absorbed_sats, 10 * absorbed_per_day);
+    assert_eq!(run.credited_sats, 10 * credits_per_day);
+    assert_eq!(run.paid_sats, 10 * (n_new * per_day * 15 + n_est * 10));
+    assert_eq!(run.served[0], [0, 0, 10 * n_new * per_day]);
+    assert_eq!(run.served[1], [10 * n_est * 3, 10 * n_est, 0]);
+    assert_eq!(run.reserved_by_day, vec![0; 10]);
+    assert_eq!(run.depleted_day, None);
+    assert_eq!(run.violations, 0, "{:?}", run.first_violation);
+}
+
+fn small_sweep() -> Plan {
+    plan(
+        &fixture("plan-promo.toml"),
+        &[("seeds", "3"), ("days", "4")],
+        &["credit_pct=10,30", "budget.established=20,50"],
+    )
+}
+
+#[test]
+fn merged_shards_equal_a_single_run_byte_for_byte() {
+    let p = small_sweep();
+    assert_eq!(p.n_items(), 12);
+    let single = json(&p.run(None, None));
+    let mut parts = Vec::new();
+    for index in [2, 3, 1] {
+        let shard = p.run(Some(Shard { index, count: 3 }), None);
+        assert_eq!(shard.runs.len(), 4);
+        // Through the bytes a shard writes, as `merge` reads them from files.
+        parts.push(serde_json::from_str::<PlanOutput>(&json(&shard)).unwrap());
+    }
+    let merged = json(&merge(parts).unwrap());
+    assert!(merged == single, "merge(shards) differs from the single run");
+    // A missing or repeated shard is an error, not a smaller report.
+    let one = p.run(Some(Shard { index: 1, count: 3 }), None);
+    assert!(merge(vec![one.clone()]).unwrap_err().to_string().contains("a shard is missing"));
+    assert!(merge(vec![one.clone(), one]).unwrap_err().to_string().contains("appears twice"));
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let p = small_sweep();
+    let with = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(|| json(&p.run(None, None)));
+    assert_eq!(with(1), with(2));
+}
+
+#[test]
+fn fixtures_run_clean_and_their_reports_are_stable() {
+    for name in ["plan-launch", "plan-steady", "plan-promo"] {
+        let text = fixture(&format!("{name}.toml"));
+        PlanScenario::from_toml_str(&text, name).unwrap();
+        let out = plan(&text, &[("seeds", "2"), ("days", "3")], &[]).run(None, None);
+        assert!(out.summaries.iter().all(|s| s.violations == 0), "{name}: {:?}", out.summaries[0].first_violation);
+        let page = html::render(&out);
+        assert!(page.starts_with("<!doctype html>") && !page.contains("http://") || page.contains("xmlns"));
+        assert!(!page.contains("<script"), "the report needs no script");
+        insta::assert_snapshot!(format!("{name}-table"), report::table(&out));
+        insta::assert_snapshot!(format!("{name}-csv"), report::csv(&out));
+    }
+}
+
+fn error(text: &str) -> String {
+    PlanScenario::from_toml_str(text, "s.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_the_key_and_line() {
+    insta::assert_snapshot!(error("days = 3\n[budget]\ntrusted = 10\nplatinum = 5\n"), @r"
+    s.toml: TOML parse error at line 4, column 1
+      |
+    4 | platinum = 5
+      | ^^^^^^^^
+    unknown field `platinum`, expected one of `new`, `established`, `trusted`, `elite`
+    ");
+    insta::assert_snapshot!(error("days = 3\n\n[payment]\ngate_paid = 1.5\n"), @"s.toml:4: payment.gate_paid = 1.5: must be in 0..=1");
+    insta::assert_snapshot!(error("credit_pct = 12.345\n"), @"s.toml:1: credit_pct = 12.345: at most two decimals (a basis point) are allowed");
+    insta::assert_snapshot!(
+        error("[cost]\nestimate_sats = { dist = \"poisson\", mean = 3, sigma = 1 }\n"),
+        @r#"s.toml:2: cost.estimate_sats.sigma = 1: not a parameter of dist = "poisson""#
+    );
+    insta::assert_snapshot!(error("days = 0\n"), @"s.toml:1: days = 0: must be in 1..=3650");
+    insta::assert_snapshot!(
+        error("[tiers]\npromote_per_day = { elite = 0.1 }\n"),
+        @"s.toml:2: tiers.promote_per_day.elite = 0.1: elite is the highest tier"
+    );
+}
+
+#[test]
+fn sweeps_name_bad_keys_and_values() {
+    let bad = |s: &str| {
+        let sweep = vec![parse_sweep(s).unwrap()];
+        Plan::new("", "s.toml", &[], sweep).unwrap_err().to_string()
+    };
+    assert!(bad("budget.platinum=1,2").contains("unknown field `platinum`"), "{}", bad("budget.platinum=1,2"));
+    assert_eq!(bad("payment.gate_paid=0.5,2"), "--sweep payment.gate_paid=2: payment.gate_paid = 2: must be in 0..=1");
+    assert_eq!(bad("seeds=1,2"), "--sweep seeds: the number of runs cannot be swept");
+    let not_numeric = bad("requests.even=1");
+    assert!(not_numeric.contains("expected a boolean") && not_numeric.contains("requests.even"), "{not_numeric}");
+    let p = plan("", &[("seeds", "1")], &["credit_pct=5,12.5", "budget.trusted=100,400"]);
+    let labels: Vec<&str> = p.configs.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "credit_pct=5 budget.trusted=100",
+            "credit_pct=5 budget.trusted=400",
+            "credit_pct=12.5 budget.trusted=100",
+            "credit_pct=12.5 budget.trusted=400"
+        ]
+    );
+    assert_eq!(p.scenarios[2].config().credit_bps.to_u16(), 1250);
+    assert_eq!(p.scenarios[3].budget.trusted, 400);
+}

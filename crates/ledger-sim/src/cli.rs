@@ -1,0 +1,285 @@
+//! The command line: `ledger-sim run` and `ledger-sim replay`.
+//!
+//! Exit codes: 0 when no invariant broke, 1 on a violation, 2 on bad input.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use ledger_simulator::exec::{Coverage, RunResult};
+use ledger_simulator::gen::SchedulerKind;
+use ledger_simulator::history::History;
+use ledger_simulator::report::{
+    counterexamples, print_report, replay_in_memory, run_seeds, EngineKind, EngineSpec, RunReport,
+};
+use ledger_simulator::scenario::Scenario;
+use serde::Serialize;
+
+/// The simulator of the generosity-pool ledger.
+#[derive(Parser, Debug)]
+#[command(name = "ledger-sim", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run seeds of a scenario against an engine and check I1-I6 after every step.
+    Run(RunArgs),
+    /// Replay a saved trace and report its violations.
+    Replay(ReplayArgs),
+    /// Read-only check of I1, I2 and I5 on a live PostgreSQL database (either schema).
+    Audit(ledger_pg_runs::AuditArgs),
+    /// Replay a conformance trace from any implementation against the reference engine.
+    CheckTrace(crate::check_trace::CheckTraceArgs),
+    /// Capacity planning: many simulated days under chosen budgets and credit percentages.
+    Plan(crate::plan_cmd::PlanArgs),
+    /// Combine `plan --shard I/N --json` outputs into the report of the whole plan.
+    Merge(crate::plan_cmd::MergeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The engine.
+    #[arg(long, value_enum, default_value_t = EngineKind::Reference)]
+    engine: EngineKind,
+    /// Run a named mutant of the reference engine (builds with `--features mutants` only).
+    #[arg(long, value_parser = parse_mutant)]
+    mutant: Option<ledger_core::mutants::Mutant>,
+    /// Run one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run every seed of a half-open range `A..B`.
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<(u64, u64)>,
+    /// Number of users (overrides the scenario).
+    #[arg(long)]
+    users: Option<u32>,
+    /// Scheduler steps per seed in the fault phase (overrides the scenario).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// A scenario TOML file.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// How the next step is chosen.
+    #[arg(long, value_enum, default_value_t = SchedulerKind::Random)]
+    scheduler: SchedulerKind,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Stop at the first seed with a violation.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Where counterexample traces are written.
+    #[arg(long, default_value = "target/ledger-sim/counterexamples")]
+    trace_dir: PathBuf,
+    /// Replays the shrinker may spend per counterexample.
+    #[arg(long, default_value_t = 3000)]
+    max_replays: usize,
+    /// PostgreSQL options (`--engine pg-reference|pg-seed` only).
+    #[command(flatten)]
+    pg: ledger_pg_runs::PgArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// A trace written by `run`.
+    file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_mutant(s: &str) -> Result<ledger_core::mutants::Mutant, String> {
+    ledger_core::mutants::Mutant::from_name(s).ok_or_else(|| {
+        let names: Vec<String> = ledger_core::mutants::Mutant::ALL.iter().map(|m| m.name()).collect();
+        format!("unknown mutant {s:?}; one of {}", names.join(", "))
+    })
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("expected A..B, got {s:?}"))?;
+    let a: u64 = a.parse().map_err(|_| format!("bad range start {a:?}"))?;
+    let b: u64 = b.parse().map_err(|_| format!("bad range end {b:?}"))?;
+    if a >= b {
+        return Err(format!("empty range {a}..{b}"));
+    }
+    Ok((a, b))
+}
+
+/// Entry point: parse, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Replay(args) => replay_cmd(args),
+        Command::Plan(args) => crate::plan_cmd::plan_cmd(args),
+        Command::Merge(args) => crate::plan_cmd::merge_cmd(args),
+        Command::Audit(args) => ledger_pg_runs::audit_cmd(&args),
+        Command::CheckTrace(args) => crate::check_trace::check_trace_cmd(&args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ledger-sim: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
+    let mut s = match &args.scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Scenario::from_toml_str(&text, &path.display().to_string())?
+        }
+        None => Scenario::default(),
+    };
+    if let Some(n) = args.users {
+        s.n_users = n;
+    }
+    if let Some(n) = args.steps {
+        s.n_steps = n;
+    }
+    s.validate("command line")?;
+    Ok(s)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<bool> {
+    let scenario = load_scenario(&args)?;
+    let seeds = match (args.seed, args.seeds) {
+        (Some(s), _) => (s, s.checked_add(1).ok_or_else(|| anyhow::anyhow!("--seed {s} is too large"))?),
+        (None, Some(r)) => r,
+        (None, None) => (0, 1),
+    };
+    let progress = !args.json && std::io::stderr().is_terminal() && seeds.1 - seeds.0 > 1;
+    let started = Instant::now();
+    if args.mutant.is_some() && args.engine != EngineKind::Reference {
+        anyhow::bail!("--mutant applies to --engine reference only");
+    }
+    let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
+    if matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed) {
+        let run = ledger_pg_runs::PgRun {
+            kind: args.engine,
+            scenario: &scenario,
+            seeds,
+            scheduler: args.scheduler,
+            fail_fast: args.fail_fast,
+            trace_dir: &args.trace_dir,
+            max_replays: args.max_replays,
+        };
+        let report = ledger_pg_runs::run(&run, &args.pg)?;
+        let ok = report.violations.is_empty();
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        } else {
+            print_report(&mut out, &report)?;
+        }
+        return Ok(ok);
+    } else if args.pg.is_set() {
+        anyhow::bail!("--database-url, --concurrency and the Postgres faults need --engine pg-reference|pg-seed");
+    }
+    let results = run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress)?;
+    let elapsed = started.elapsed();
+    let steps: u64 = results.iter().map(|r| r.1.n_events).sum();
+    let requests: u64 = results.iter().map(|r| r.1.n_requests).sum();
+    let mut coverage = Coverage::default();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (_, r, _) in &results {
+        coverage.merge(&r.coverage);
+        hash = (hash ^ r.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let violations = counterexamples(engine, &results, &args.trace_dir, args.max_replays)?;
+    let report = RunReport {
+        engine: engine.name(),
+        scheduler: args.scheduler,
+        seeds: format!("{}..{}", seeds.0, results.last().map_or(seeds.1, |r| r.0 + 1)),
+        steps,
+        requests,
+        violations,
+        coverage: coverage.with_all_marks(),
+        trace_hash: format!("{hash:016x}"),
+        steps_per_sec: (steps as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
+    };
+    let ok = report.violations.is_empty();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_report(&mut out, &report)?;
+        eprintln!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
+    }
+    Ok(ok)
+}
+
+/// What `replay` prints with `--json`.
+#[derive(Debug, Serialize)]
+struct ReplayReport {
+    engine: String,
+    seed: u64,
+    flows: usize,
+    events: usize,
+    violations: Vec<ledger_harness::Violation>,
+    trace_hash: String,
+    steps: Vec<String>,
+}
+
+fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
+    let path = args.file.display().to_string();
+    let file = std::fs::File::open(&args.file).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let h = History::read_jsonl(std::io::BufReader::new(file), &path)?;
+
+    let r = replay_any(&h, true)?;
+    let report = ReplayReport {
+        engine: h.engine.clone(),
+        seed: h.seed,
+        flows: h.flows.len(),
+        events: h.events.len(),
+        violations: r.violations.clone(),
+        trace_hash: format!("{:016x}", r.trace_hash),
+        steps: r.log,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "replay {path}: engine={} seed={} flows={} events={}",
+            report.engine, report.seed, report.flows, report.events
+        )?;
+        for s in &report.steps {
+            writeln!(out, "  {s}")?;
+        }
+        if report.violations.is_empty() {
+            writeln!(out, "no invariant broke")?;
+        }
+        for v in &report.violations {
+            writeln!(out, "VIOLATION {v}")?;
+        }
+    }
+    Ok(report.violations.is_empty())
+}
+
+/// Replays a history on the engine it names: in memory, or on a fresh PostgreSQL database.
+fn replay_any(h: &History, log: bool) -> anyhow::Result<RunResult> {
+    let spec = EngineSpec::from_name(&h.engine)?;
+    match spec.kind {
+        EngineKind::Reference | EngineKind::Seed => replay_in_memory(spec, h, log),
+        EngineKind::PgReference | EngineKind::PgSeed => ledger_pg_runs::replay_on_pg(spec.kind, h, log),
+    }
+}

@@ -1,0 +1,13 @@
+//! `ledger-sim`: the command line of the generosity-pool ledger's simulator, planner and
+//! conformance checker. A thin layer: parsing, printing and exit codes; the work is done by
+//! `ledger-simulator`, `ledger-pg-runs`, `ledger-plan` and `ledger-harness`.
+//!
+//! Exit codes: 0 when no invariant broke, 1 on a violation, 2 on bad input.
+
+mod check_trace;
+mod cli;
+mod plan_cmd;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,125 @@
+//! `ledger-sim plan` and `ledger-sim merge`: arguments, output, progress. The planning itself
+//! is the `ledger-plan` crate.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ledger_plan::model::SeedResult;
+use ledger_plan::report::{self, PlanOutput, Shard};
+use ledger_plan::{html, merge, parse_shard, parse_sweep, Plan};
+
+/// `ledger-sim plan` arguments.
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// The planner scenario (TOML; see `fixtures/scenarios/plan-*.toml`).
+    pub scenario: PathBuf,
+    /// Seeds per configuration (overrides `seeds`).
+    #[arg(long)]
+    pub seeds: Option<u32>,
+    /// Days to simulate (overrides `days`).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// A sweep axis `KEY=V1,V2,...` over a numeric key (dotted: `budget.trusted`);
+    /// repeat for a grid.
+    #[arg(long = "sweep", value_name = "KEY=V1,V2,...")]
+    pub sweep: Vec<String>,
+    /// Run only the slice `I/N` (1-based) of the `(configuration, seed)` items; combine the
+    /// `--json` outputs with `ledger-sim merge`.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Output options.
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// `ledger-sim merge` arguments.
+#[derive(clap::Args, Debug)]
+pub struct MergeArgs {
+    /// `--json` outputs of `plan --shard I/N`.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output options.
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// Output options shared by `plan` and `merge`.
+#[derive(clap::Args, Debug)]
+pub struct OutputArgs {
+    /// Print the whole output (summaries and every run) as JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print one CSV row per configuration.
+    #[arg(long)]
+    pub csv: bool,
+    /// Write a self-contained HTML report.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+}
+
+fn emit(out: &PlanOutput, args: &OutputArgs) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(out)?)?;
+    } else if args.csv {
+        write!(stdout, "{}", report::csv(out))?;
+    } else {
+        write!(stdout, "{}", report::table(out))?;
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, html::render(out)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(out.summaries.iter().all(|s| s.violations == 0))
+}
+
+/// `ledger-sim plan`: true when no invariant broke.
+pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
+    let origin = args.scenario.display().to_string();
+    let text = std::fs::read_to_string(&args.scenario).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let mut overrides = Vec::new();
+    if let Some(n) = args.seeds {
+        overrides.push(("seeds", n.to_string()));
+    }
+    if let Some(n) = args.days {
+        overrides.push(("days", n.to_string()));
+    }
+    let sweep = args.sweep.iter().map(|s| parse_sweep(s)).collect::<Result<Vec<_>, _>>()?;
+    let plan = Plan::new(&text, &origin, &overrides, sweep)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs {elapsed}/{eta}")
+                .expect("valid template"),
+        );
+        bar
+    });
+    let started = Instant::now();
+    let out = plan.run(args.shard, bar.as_ref());
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let requests: u64 = out.runs.iter().map(SeedResult::requests).sum();
+    eprintln!(
+        "{} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
+        out.runs.len(),
+        requests,
+        requests as f64 / elapsed.max(1e-9),
+        rayon::current_num_threads()
+    );
+    emit(&out, &args.out)
+}
+
+/// `ledger-sim merge`: true when no invariant broke.
+pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
+    let mut parts = Vec::new();
+    for f in &args.files {
+        let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        let p: PlanOutput = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        parts.push(p);
+    }
+    let out = merge(parts)?;
+    emit(&out, &args.out)
+}

@@ -1,0 +1,109 @@
+//! `ledger-sim check-trace`: clean vectors pass, a tampered trace is caught at its first
+//! divergence with the invariants it breaks, bad input exits 2 naming the line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ledger_harness::conformance::check::check_bytes;
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ledger-sim")).args(args).output().unwrap()
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance")
+}
+
+fn tmp(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("ledger-sim-check-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn commands_jsonl() -> String {
+    std::fs::read_to_string(fixtures().join("commands.jsonl")).unwrap()
+}
+
+#[test]
+fn every_conformance_vector_checks_clean() {
+    let mut n = 0;
+    for e in std::fs::read_dir(fixtures()).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "jsonl") {
+            let bytes = std::fs::read(&path).unwrap();
+            let report = check_bytes(&path.display().to_string(), &bytes, 3).unwrap();
+            assert!(report.ok(), "{}: {report:#?}", path.display());
+            n += report.segments;
+        }
+    }
+    assert!(n >= 300);
+    let out = sim(&["check-trace", fixtures().join("daily-window.jsonl").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: the trace matches"));
+}
+
+#[test]
+fn a_wrong_balance_is_the_first_divergence_and_breaks_conservation() {
+    // An implementation whose pool forgot one debit of 40 in the `decide/free` case.
+    let text = commands_jsonl();
+    let i = text.find("\"case\":\"decide/free\"").unwrap();
+    let (head, tail) = text.split_at(i);
+    let tampered = format!("{head}{}", tail.replacen("\"pool_sats\":9960", "\"pool_sats\":10000", 1));
+    let line = head.lines().count() + 2;
+    let out = sim(&["check-trace", "--json", &tmp("wrong-balance.jsonl", &tampered)]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &v["divergence"];
+    assert_eq!(d["line"], line);
+    assert_eq!(d["case"], "decide/free");
+    assert_eq!(d["fields"][0]["field"], "totals.pool_sats");
+    assert_eq!(d["fields"][0]["trace"], 10000);
+    assert_eq!(d["fields"][0]["reference"], 9960);
+    let context: Vec<u64> = d["context"].as_array().unwrap().iter().map(|c| c["line"].as_u64().unwrap()).collect();
+    assert!(context.contains(&(line as u64 - 1)) && context.contains(&(line as u64 + 1)), "{context:?}");
+    let violations = v["violations"].as_array().unwrap();
+    assert!(violations.iter().any(|x| x["invariant"] == "I2" && x["line"] == line), "{violations:?}");
+}
+
+#[test]
+fn a_double_credit_is_caught_as_divergence_and_violation() {
+    // An implementation that credits a webhook delivered twice: the repeat's totals grow.
+    let text = commands_jsonl();
+    let case = text.find("\"case\":\"credit/credited\"").unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let n = text[..case].lines().count();
+    // Line n+1 credits payment 1 (1000 paid, 100 credited); deliver it again, credited again.
+    let first = lines[n].clone();
+    let again = first
+        .replace("\"pool_sats\":10100", "\"pool_sats\":10200")
+        .replace("\"credited_sats\":100,\"overrun", "\"credited_sats\":200,\"overrun");
+    assert_ne!(first, again);
+    lines.insert(n + 1, again);
+    let out = sim(&["check-trace", &tmp("double-credit.jsonl", &(lines.join("\n") + "\n"))]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("DIVERGENCE at line {} (case credit/credited)", n + 2)), "{stdout}");
+    assert!(stdout.contains("VIOLATION") && stdout.contains("I2 conservation"), "{stdout}");
+}
+
+#[test]
+fn a_garbled_line_exits_two_with_its_line_number() {
+    let text = commands_jsonl();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[4] = "{\"now\": 1, \"command\": ";
+    let out = sim(&["check-trace", &tmp("garbled.jsonl", &lines.join("\n"))]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 5: not_json"), "{stderr}");
+
+    let big = fixtures().join("bad-input/paid-i64-max-plus-1.jsonl");
+    let out = sim(&["check-trace", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2: number_out_of_range") && stderr.contains("9223372036854775808"), "{stderr}");
+
+    let out = sim(&["check-trace", "/nonexistent/trace.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,772 @@
+//! The executor: runs a [`History`] (or a live schedule) against an engine, playing every
+//! caller's flow, injecting its faults, and feeding the invariant checker after each event.
+//!
+//! Nothing here draws random numbers or reads a clock: the same events give the same steps,
+//! the same replies and the same trace hash. The random choices live in [`crate::gen`].
+//!
+//! The callers follow DESIGN §1 and the seed's comments. What each tells the checker as the
+//! request's *charge reduction* (the part of the work's actual cost the user did not pay,
+//! which I3 compares with the pool's net debit plus any overrun the engine reported):
+//! - free job or session: the actual cost (the user pays nothing); `record(actual, reserved)`;
+//! - partial job: the user paid `charge = estimate - offer` up front, so the reduction is
+//!   `actual - charge` (at least 0), recorded as the pool's share; if the reservation comes
+//!   back empty or refused, the caller re-quotes (a top-up invoice) and the reduction is 0;
+//!   if it comes back short (only the seed does that), the caller runs the work anyway, as
+//!   the seed's caller does, with the charge already reduced;
+//! - partial session: the work runs first, then `reserve_partial(min(actual, offer))`; the
+//!   reduction is that amount when anything was reserved (the seed's caller computes the
+//!   charge from the advisory offer), and the reference's caller re-quotes once with what a
+//!   refusal says is available;
+//! - gated request, failed work, abandoned invoice: 0;
+//! - a record refused because the reservation expired: the whole pool share is an overrun
+//!   paid outside the pool.
+//!
+//! A crashed worker reports nothing: its reservation is left to `expire` (and to I6).
+
+use std::collections::BTreeMap;
+
+use ledger_core::{Decision, GateReason, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs};
+use ledger_harness::{Call, Checker, Engine, Invariant, Reply, Violation};
+use rustc_hash::FxHashMap;
+
+pub use crate::coverage::Coverage;
+use crate::coverage::Mark;
+use crate::history::{Event, Flow, FlowKind, History};
+
+/// Simulated time of the first event: 2023-11-14T22:13:20Z.
+pub const EPOCH: TimeMs = TimeMs(1_700_000_000_000);
+
+/// A schedulable thing: a flow's own calls (`0`) or a duplicate delivery (`1..`).
+pub type Actor = (u32, u8);
+
+#[derive(Clone, Copy, Debug)]
+enum Purpose {
+    Decide,
+    JobReserve { offer: Sats, charge: Sats },
+    SessionReserve { amount: Sats, requoted: bool },
+    Release,
+    Record { reduction: Sats },
+    Credit { then: AfterPay },
+    SetTier { tier: Tier },
+    Expire,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum AfterWork {
+    JobFree {
+        reserved: Sats,
+    },
+    JobPartial {
+        reserved: Sats,
+        charge: Sats,
+    },
+    SessionFree {
+        reserved: Sats,
+    },
+    SessionPartial {
+        offer: Sats,
+    },
+    /// The user pays all; for a session, the actual cost after the work.
+    Paid {
+        session: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum AfterPay {
+    /// A partial job's reduced charge was paid: reserve the pool's share.
+    JobPartial { offer: Sats, charge: Sats },
+    /// The job is paid in full (gated or re-quoted): run it.
+    JobPaid,
+    /// A session's charge was paid after its work: done.
+    SessionDone,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    Call,
+    Work(AfterWork),
+    Pay { sats: Sats, then: AfterPay },
+    Done,
+}
+
+#[derive(Debug)]
+struct CallRt<Op> {
+    call: Call,
+    op: Option<Op>,
+    no: u8,
+    purpose: Purpose,
+}
+
+#[derive(Debug)]
+struct FlowRt<Op> {
+    flow: Flow,
+    stage: Stage,
+    call: Option<CallRt<Op>>,
+    ghosts: Vec<Option<CallRt<Op>>>,
+    n_calls: u8,
+    n_invoices: u8,
+    lost_ack_spent: bool,
+    failures: u8,
+    started_at: TimeMs,
+    live: bool,
+}
+
+/// What one run produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// Every violation, in the order found.
+    pub violations: Vec<Violation>,
+    /// Index of the event at which each invariant first broke (`None`: in the drain or never).
+    pub first_event: BTreeMap<Invariant, Option<usize>>,
+    /// Events executed, drain included.
+    pub n_events: u64,
+    /// Job and session flows started.
+    pub n_requests: u64,
+    /// Rare states reached.
+    pub coverage: Coverage,
+    /// A hash of every step's event, replies and balances.
+    pub trace_hash: u64,
+    /// A line per step, when asked for.
+    pub log: Vec<String>,
+}
+
+/// Runs flows against an engine.
+pub struct Exec<E: Engine> {
+    engine: E,
+    checker: Checker,
+    now: TimeMs,
+    step_ms: u64,
+    faults_on: bool,
+    flows: Vec<FlowRt<E::Op>>,
+    index: FxHashMap<u32, usize>,
+    in_flight_by_user: FxHashMap<u32, u32>,
+    active: Vec<Actor>,
+    active_pos: FxHashMap<Actor, usize>,
+    n_active_flows: u32,
+    journal: Vec<Movement>,
+    fed: usize,
+    coverage: Coverage,
+    hash: u64,
+    n_events: u64,
+    n_requests: u64,
+    first_event: BTreeMap<Invariant, Option<usize>>,
+    n_seen: usize,
+    log: Option<Vec<String>>,
+    /// Actors added (`true`) or removed (`false`) since the scheduler last looked.
+    pub changes: Vec<(Actor, bool)>,
+}
+
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+impl<E: Engine> Exec<E> {
+    /// An executor for `history`'s users and configuration on `engine` (which must be at
+    /// genesis under the same configuration). Identities known to the trust service are
+    /// created first, in user order, outside the schedule.
+    pub fn new(mut engine: E, history: &History, log: bool) -> Exec<E> {
+        assert_eq!(*engine.config(), history.config, "engine and history must share a config");
+        let mut checker = Checker::new(&history.config);
+        let mut journal = Vec::new();
+        for (&user, tier) in &history.users {
+            let Some(tier) = *tier else { continue };
+            let pubkey = Pubkey::for_user(u64::from(user));
+            let call = Call::SetTier { pubkey, tier };
+            let mut op = engine.begin(&call);
+            while engine.step(&mut op, EPOCH, &mut journal).is_none() {}
+            checker.on_tier(pubkey, tier, EPOCH);
+        }
+        Exec {
+            engine,
+            checker,
+            now: EPOCH,
+            step_ms: history.step_ms,
+            faults_on: true,
+            flows: Vec::with_capacity(history.flows.len()),
+            index: FxHashMap::default(),
+            in_flight_by_user: FxHashMap::default(),
+            active: Vec::new(),
+            active_pos: FxHashMap::default(),
+            n_active_flows: 0,
+            journal,
+            fed: 0,
+            coverage: Coverage::default(),
+            hash: 0xcbf2_9ce4_8422_2325,
+            n_events: 0,
+            n_requests: 0,
+            first_event: BTreeMap::new(),
+            n_seen: 0,
+            log: log.then(Vec::new),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Make `flow` known (before its `Start` event).
+    pub fn add_flow(&mut self, flow: Flow) {
+        self.index.insert(flow.id, self.flows.len());
+        self.flows.push(FlowRt {
+            flow,
+            stage: Stage::Done,
+            call: None,
+            ghosts: Vec::new(),
+            n_calls: 0,
+            n_invoices: 0,
+            lost_ack_spent: false,
+            failures: 0,
+            started_at: EPOCH,
+            live: false,
+        });
+    }
+
+    /// Actors that can take a step, in no particular order.
+    pub fn active(&self) -> &[Actor] {
+        &self.active
+    }
+
+    /// Job and session flows in flight.
+    pub fn n_active_flows(&self) -> u32 {
+        self.n_active_flows
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    fn mix(&mut self, words: &[u64]) {
+        for w in words {
+            self.hash = (self.hash ^ w).wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    fn activate(&mut self, a: Actor) {
+        self.active_pos.insert(a, self.active.len());
+        self.active.push(a);
+        self.changes.push((a, true));
+    }
+
+    fn deactivate(&mut self, a: Actor) {
+        if let Some(pos) = self.active_pos.remove(&a) {
+            self.active.swap_remove(pos);
+            if let Some(&moved) = self.active.get(pos) {
+                self.active_pos.insert(moved, pos);
+            }
+            self.changes.push((a, false));
+        }
+    }
+
+    /// Execute one event, then advance the clock by one step and check the invariants.
+    /// An event naming a flow that cannot act (not started, finished) does nothing.
+    pub fn apply(&mut self, ev: Event) {
+        self.journal.clear();
+        self.fed = 0;
+        match ev {
+            Event::Start(id) => self.start(id),
+            Event::Step(id) => self.step_main(id),
+            Event::Ghost(id, n) => self.step_ghost(id, n),
+            Event::Jump(ms) => {
+                self.now = self.now.plus_ms(ms);
+                self.note(|| format!("clock jumps {ms} ms"));
+                if self.n_active_flows > 0 && ms >= ledger_core::DAY_MS / 2 {
+                    self.coverage.hit(Mark::WindowRolloverInFlight);
+                }
+            }
+        }
+        self.feed_checker();
+        let observed = self.engine.observe();
+        self.checker.after_step(&observed);
+        if observed.pool_sats == 0 && self.journal.iter().any(|m| matches!(m, Movement::Debit { .. })) {
+            self.coverage.hit(Mark::PoolExactlyZero);
+        }
+        for m in &self.journal {
+            if matches!(m, Movement::Expire { .. }) {
+                self.coverage.hit(Mark::ReservationExpired);
+            }
+        }
+        let (code, id) = match ev {
+            Event::Start(id) => (1, u64::from(id)),
+            Event::Step(id) => (2, u64::from(id)),
+            Event::Ghost(id, n) => (3 + u64::from(n), u64::from(id)),
+            Event::Jump(ms) => (0, ms),
+        };
+        let pool = observed.pool_sats as u64;
+        let n_moves = self.journal.len() as u64;
+        self.mix(&[code, id, pool, observed.granted_sats as u64, n_moves]);
+        let n_violations = self.checker.violations().len();
+        if n_violations > self.n_seen {
+            let at = usize::try_from(self.n_events).ok();
+            for v in &self.checker.violations()[self.n_seen..] {
+                self.first_event.entry(v.invariant).or_insert(at);
+            }
+            if let Some(log) = self.log.as_mut() {
+                for v in &self.checker.violations()[self.n_seen..] {
+                    log.push(format!("    !! {v}"));
+                }
+            }
+            self.n_seen = n_violations;
+        }
+        self.n_events += 1;
+        self.now = self.now.plus_ms(self.step_ms);
+    }
+
+    /// Hand the movements of the step just taken to the checker, before the caller reacts
+    /// to the reply (a request is closed against its settled books).
+    fn feed_checker(&mut self) {
+        self.checker.on_movements(&self.journal[self.fed..], self.now);
+        self.fed = self.journal.len();
+    }
+
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        let t = self.now.since(EPOCH);
+        let n_events = self.n_events;
+        if let Some(log) = &mut self.log {
+            log.push(format!("[{n_events:>5}] t+{}.{:03}s  {}", t / 1000, t % 1000, line()));
+        }
+    }
+
+    fn start(&mut self, id: u32) {
+        let Some(&idx) = self.index.get(&id) else {
+            return;
+        };
+        if self.flows[idx].live || self.flows[idx].n_calls > 0 {
+            return;
+        }
+        let flow = self.flows[idx].flow.clone();
+        let pubkey = Pubkey::for_user(u64::from(flow.user));
+        self.flows[idx].live = true;
+        self.flows[idx].started_at = self.now;
+        self.note(|| {
+            format!(
+                "flow {id} starts: {:?} user#{} est={} actual={}",
+                flow.kind, flow.user, flow.estimated_sats, flow.actual_sats
+            )
+        });
+        let (call, purpose) = match flow.kind {
+            FlowKind::Job | FlowKind::Session => {
+                self.n_requests += 1;
+                self.n_active_flows += 1;
+                *self.in_flight_by_user.entry(flow.user).or_insert(0) += 1;
+                let estimated_sats = sats(flow.estimated_sats);
+                (Call::Decide { request_id: RequestId(u64::from(id)), pubkey, estimated_sats }, Purpose::Decide)
+            }
+            FlowKind::SetTier { tier } => (Call::SetTier { pubkey, tier }, Purpose::SetTier { tier }),
+            FlowKind::Expire => (Call::Expire, Purpose::Expire),
+        };
+        self.activate((id, 0));
+        self.call(idx, call, purpose);
+    }
+
+    /// Begin a call of flow `idx`; its first step is the flow's next step.
+    fn call(&mut self, idx: usize, call: Call, purpose: Purpose) {
+        let f = &mut self.flows[idx];
+        f.n_calls = f.n_calls.saturating_add(1);
+        let no = f.n_calls;
+        let duplicate = self.faults_on
+            && (f.flow.duplicate == Some(no) || (f.flow.duplicate_credit && matches!(call, Call::Credit { .. })));
+        if duplicate {
+            let ghost = CallRt { call: call.clone(), op: None, no, purpose };
+            f.ghosts.push(Some(ghost));
+            let n = u8::try_from(f.ghosts.len()).expect("few ghosts per flow");
+            let id = f.flow.id;
+            self.coverage.hit(Mark::DuplicateDelivered);
+            self.activate((id, n));
+        }
+        let f = &mut self.flows[idx];
+        f.call = Some(CallRt { call, op: None, no, purpose });
+        f.stage = Stage::Call;
+    }
+
+    fn step_ghost(&mut self, id: u32, n: u8) {
+        let Some(&idx) = self.index.get(&id) else {
+            return;
+        };
+        let Some(slot) = usize::from(n).checked_sub(1) else {
+            return;
+        };
+        let Some(Some(mut g)) = self.flows[idx].ghosts.get_mut(slot).map(Option::take) else {
+            return;
+        };
+        let op = g.op.get_or_insert_with(|| self.engine.begin(&g.call));
+        let reply = self.engine.step(op, self.now, &mut self.journal);
+        self.feed_checker();
+        match reply {
+            None => self.flows[idx].ghosts[slot] = Some(g),
+            Some(reply) => {
+                self.note(|| format!("flow {id} duplicate of {} -> {}", show_call(&g.call), show_reply(&reply)));
+                if self.journal.is_empty()
+                    && matches!(reply, Reply::Ok(_))
+                    && !matches!(g.call, Call::SetTier { .. } | Call::Expire)
+                {
+                    self.coverage.hit(Mark::DuplicateSuppressed);
+                }
+                if let (Call::SetTier { pubkey, tier }, Reply::Ok(_)) = (&g.call, &reply) {
+                    self.checker.on_tier(*pubkey, *tier, self.now);
+                }
+                self.deactivate((id, n));
+            }
+        }
+    }
+
+    fn step_main(&mut self, id: u32) {
+        let Some(&idx) = self.index.get(&id) else {
+            return;
+        };
+        if !self.flows[idx].live {
+            return;
+        }
+        match self.flows[idx].stage {
+            Stage::Call => self.step_call(idx),
+            Stage::Work(after) => self.work(idx, after),
+            Stage::Pay { sats, then } => self.pay(idx, sats, then),
+            Stage::Done => {}
+        }
+    }
+
+    fn step_call(&mut self, idx: usize) {
+        let mut c = self.flows[idx].call.take().expect("a flow in the call stage has a call");
+        let op = c.op.get_or_insert_with(|| self.engine.begin(&c.call));
+        let reply = self.engine.step(op, self.now, &mut self.journal);
+        self.feed_checker();
+        let Some(reply) = reply else {
+            self.flows[idx].call = Some(c);
+            return;
+        };
+        let id = self.flows[idx].flow.id;
+        self.note(|| format!("flow {id} {} -> {}", show_call(&c.call), show_reply(&reply)));
+        let f = &mut self.flows[idx];
+        if self.faults_on && f.flow.lost_ack == Some(c.no) && !f.lost_ack_spent {
+            // The call committed, the caller saw an error: it sends the same call again.
+            f.lost_ack_spent = true;
+            c.op = None;
+            f.call = Some(c);
+            self.coverage.hit(Mark::LostAckRetry);
+            self.note(|| format!("flow {id} lost the acknowledgement and retries"));
+            return;
+        }
+        if let Reply::Failed { .. } = reply {
+            f.failures += 1;
+            if f.failures <= 3 {
+                c.op = None;
+                f.call = Some(c);
+            } else {
+                self.finish(idx, None);
+            }
+            return;
+        }
+        if let Reply::Refused(Refusal::Overflow) = reply {
+            self.checker
+                .on_overflow(Some(RequestId(u64::from(id))), &format!("{} refused with overflow", c.call.name()));
+        }
+        self.on_reply(idx, &c, reply);
+        let f = &self.flows[idx];
+        if self.faults_on && f.live && f.flow.crash_after == Some(c.no) && !matches!(f.stage, Stage::Done) {
+            self.coverage.hit(Mark::WorkerCrash);
+            self.note(|| format!("flow {id} worker crashes"));
+            self.finish(idx, None);
+        }
+    }
+
+    /// The flow is over: `close` says what the user was let off paying and the overrun
+    /// reported; `None` for a flow that died or has nothing to account for.
+    fn finish(&mut self, idx: usize, close: Option<(Sats, Sats)>) {
+        let f = &mut self.flows[idx];
+        f.stage = Stage::Done;
+        f.live = false;
+        f.call = None;
+        let (id, user, kind) = (f.flow.id, f.flow.user, f.flow.kind);
+        if matches!(kind, FlowKind::Job | FlowKind::Session) {
+            self.n_active_flows -= 1;
+            if let Some(n) = self.in_flight_by_user.get_mut(&user) {
+                *n -= 1;
+            }
+        }
+        if let Some((reduction, overrun)) = close {
+            self.checker.on_close(RequestId(u64::from(id)), reduction, overrun);
+        }
+        self.deactivate((id, 0));
+    }
+
+    fn on_reply(&mut self, idx: usize, c: &CallRt<E::Op>, reply: Reply) {
+        let f = &self.flows[idx];
+        let (session, actual) = (f.flow.kind == FlowKind::Session, sats(f.flow.actual_sats));
+        let estimated = sats(f.flow.estimated_sats);
+        let pubkey = Pubkey::for_user(u64::from(f.flow.user));
+        let request_id = RequestId(u64::from(f.flow.id));
+        match (c.purpose, reply) {
+            (Purpose::SetTier { tier }, _) => {
+                self.checker.on_tier(pubkey, tier, self.now);
+                let user = self.flows[idx].flow.user;
+                if self.in_flight_by_user.get(&user).is_some_and(|n| *n > 0) {
+                    self.coverage.hit(Mark::TierChangeInFlight);
+                }
+                self.finish(idx, None);
+            }
+            (Purpose::Expire, _) => self.finish(idx, None),
+            (Purpose::Decide, Reply::Ok(Outcome::Decided { decision })) => {
+                self.cover_decision(decision, pubkey);
+                let stage = match decision {
+                    Decision::Free { reserved_sats } if session => {
+                        Stage::Work(AfterWork::SessionFree { reserved: reserved_sats })
+                    }
+                    Decision::Free { reserved_sats } => Stage::Work(AfterWork::JobFree { reserved: reserved_sats }),
+                    Decision::Partial { offer_sats, .. } if session => {
+                        Stage::Work(AfterWork::SessionPartial { offer: offer_sats })
+                    }
+                    Decision::Partial { offer_sats, charge_sats } => Stage::Pay {
+                        sats: charge_sats,
+                        then: AfterPay::JobPartial { offer: offer_sats, charge: charge_sats },
+                    },
+                    Decision::Gate { .. } if session => Stage::Work(AfterWork::Paid { session: true }),
+                    Decision::Gate { .. } => Stage::Pay { sats: estimated, then: AfterPay::JobPaid },
+                };
+                self.flows[idx].stage = stage;
+            }
+            // A refused decision (it cannot happen to a well-formed flow): the user pays all.
+            (Purpose::Decide, _) => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
+            (Purpose::JobReserve { charge, .. }, Reply::Ok(Outcome::Reserved { reserved_sats }))
+                if !reserved_sats.is_zero() =>
+            {
+                // The seed may grant less than asked; its caller runs the work with it anyway.
+                self.cover_exhaustion(pubkey);
+                self.flows[idx].stage = Stage::Work(AfterWork::JobPartial { reserved: reserved_sats, charge });
+            }
+            (Purpose::JobReserve { offer, .. }, _) => {
+                // Re-quote before any charge is reduced: the user is asked for the rest.
+                self.coverage.hit(Mark::ReserveRefusedRequote);
+                self.flows[idx].stage = Stage::Pay { sats: offer, then: AfterPay::JobPaid };
+            }
+            (Purpose::SessionReserve { amount, .. }, Reply::Ok(Outcome::Reserved { reserved_sats }))
+                if !reserved_sats.is_zero() =>
+            {
+                self.cover_exhaustion(pubkey);
+                let call = Call::Record { request_id, pubkey, actual_sats: amount, reserved_sats };
+                self.call(idx, call, Purpose::Record { reduction: amount });
+            }
+            (
+                Purpose::SessionReserve { amount, requoted: false },
+                Reply::Refused(Refusal::InsufficientFunds { available_sats }),
+            ) if !available_sats.is_zero() => {
+                self.coverage.hit(Mark::ReserveRefusedRequote);
+                let amount = amount.min(available_sats);
+                let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
+                self.call(idx, call, Purpose::SessionReserve { amount, requoted: true });
+            }
+            (Purpose::SessionReserve { .. }, _) => {
+                // Nothing reserved: the session is charged in full.
+                self.coverage.hit(Mark::ReserveRefusedRequote);
+                self.flows[idx].stage = Stage::Pay { sats: actual, then: AfterPay::SessionDone };
+            }
+            (Purpose::Release, _) => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
+            (Purpose::Record { reduction }, Reply::Ok(Outcome::Recorded { overrun_sats, .. })) => {
+                if !overrun_sats.is_zero() {
+                    self.coverage.hit(Mark::OverrunReported);
+                }
+                if self.now.since(self.flows[idx].started_at) >= ledger_core::DAY_MS {
+                    self.coverage.hit(Mark::WindowRolloverInFlight);
+                }
+                self.finish(idx, Some((reduction, overrun_sats)));
+            }
+            (Purpose::Record { reduction }, _) => {
+                // The reservation is gone (expired): the pool's share is paid outside it.
+                self.finish(idx, Some((reduction, reduction)));
+            }
+            (Purpose::Credit { then }, _) => self.after_pay(idx, then),
+        }
+    }
+
+    fn cover_decision(&mut self, decision: Decision, pubkey: Pubkey) {
+        match decision {
+            Decision::Partial { .. } => self.coverage.hit(Mark::DecisionPartial),
+            Decision::Gate { reason: GateReason::DailyBudgetExhausted, .. } => {
+                self.coverage.hit(Mark::GateDailyBudgetExhausted)
+            }
+            Decision::Gate { reason: GateReason::PoolEmpty, .. } => self.coverage.hit(Mark::GatePoolEmpty),
+            _ => {}
+        }
+        if matches!(decision, Decision::Free { .. }) {
+            self.cover_exhaustion(pubkey);
+        }
+    }
+
+    /// A grant just left the user's daily remaining at exactly zero.
+    fn cover_exhaustion(&mut self, pubkey: Pubkey) {
+        if self.engine.daily_remaining(&pubkey, self.now).is_some_and(|d| d.is_zero()) {
+            self.coverage.hit(Mark::DailyBudgetExactlyExhausted);
+        }
+    }
+
+    fn work(&mut self, idx: usize, after: AfterWork) {
+        let f = &self.flows[idx];
+        let fails = self.faults_on && f.flow.work_fails;
+        let actual = sats(f.flow.actual_sats);
+        let request_id = RequestId(u64::from(f.flow.id));
+        let pubkey = Pubkey::for_user(u64::from(f.flow.user));
+        let id = f.flow.id;
+        self.note(|| format!("flow {id} work {}", if fails { "fails" } else { "succeeds" }));
+        if fails {
+            self.coverage.hit(Mark::WorkFailure);
+        }
+        match after {
+            AfterWork::JobFree { reserved } | AfterWork::SessionFree { reserved } => {
+                if fails {
+                    self.call(idx, Call::Release { request_id, amount_sats: reserved }, Purpose::Release);
+                } else {
+                    let call = Call::Record { request_id, pubkey, actual_sats: actual, reserved_sats: reserved };
+                    self.call(idx, call, Purpose::Record { reduction: actual });
+                }
+            }
+            AfterWork::JobPartial { reserved, charge } => {
+                if fails {
+                    // The reduced charge is refunded outside the pool.
+                    self.call(idx, Call::Release { request_id, amount_sats: reserved }, Purpose::Release);
+                } else {
+                    let share = actual.saturating_sub(charge);
+                    let call = Call::Record { request_id, pubkey, actual_sats: share, reserved_sats: reserved };
+                    self.call(idx, call, Purpose::Record { reduction: share });
+                }
+            }
+            AfterWork::SessionPartial { offer } => {
+                if fails {
+                    self.finish(idx, Some((Sats::ZERO, Sats::ZERO)));
+                } else {
+                    let amount = actual.min(offer);
+                    if amount.is_zero() {
+                        self.finish(idx, Some((Sats::ZERO, Sats::ZERO)));
+                    } else {
+                        let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
+                        self.call(idx, call, Purpose::SessionReserve { amount, requoted: false });
+                    }
+                }
+            }
+            AfterWork::Paid { session: true } if !fails => {
+                self.flows[idx].stage = Stage::Pay { sats: actual, then: AfterPay::SessionDone };
+            }
+            AfterWork::Paid { .. } => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
+        }
+    }
+
+    fn pay(&mut self, idx: usize, amount: Sats, then: AfterPay) {
+        let f = &mut self.flows[idx];
+        let id = f.flow.id;
+        // Sessions are charged after the work from a balance the user already holds.
+        let abandons = self.faults_on && f.flow.abandon && !matches!(then, AfterPay::SessionDone);
+        if abandons {
+            self.coverage.hit(Mark::InvoiceAbandoned);
+            self.note(|| format!("flow {id} user abandons the invoice of {amount} sats"));
+            self.finish(idx, Some((Sats::ZERO, Sats::ZERO)));
+            return;
+        }
+        if amount.is_zero() {
+            self.after_pay(idx, then);
+            return;
+        }
+        f.n_invoices += 1;
+        let payment_id = PaymentId(u64::from(id) * 8 + u64::from(f.n_invoices));
+        self.note(|| format!("flow {id} user pays {amount} sats (payment {})", payment_id.0));
+        self.checker.on_payment(payment_id, amount);
+        self.call(idx, Call::Credit { payment_id, paid_sats: amount }, Purpose::Credit { then });
+    }
+
+    fn after_pay(&mut self, idx: usize, then: AfterPay) {
+        let f = &self.flows[idx];
+        let request_id = RequestId(u64::from(f.flow.id));
+        let pubkey = Pubkey::for_user(u64::from(f.flow.user));
+        match then {
+            AfterPay::JobPartial { offer, charge } => {
+                let call = Call::ReservePartial { request_id, pubkey, amount_sats: offer };
+                self.call(idx, call, Purpose::JobReserve { offer, charge });
+            }
+            AfterPay::JobPaid => self.flows[idx].stage = Stage::Work(AfterWork::Paid { session: false }),
+            AfterPay::SessionDone => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
+        }
+    }
+
+    /// Stop the faults, run every flow in flight to its end (round robin by actor), let the
+    /// deadlines pass, run `expire`, and check that nothing is left (I5, I6).
+    pub fn drain(&mut self) {
+        self.faults_on = false;
+        let mut rounds = 0u32;
+        while !self.active.is_empty() {
+            let mut actors = self.active.clone();
+            actors.sort_unstable();
+            for (id, n) in actors {
+                if self.active_pos.contains_key(&(id, n)) {
+                    self.apply(if n == 0 { Event::Step(id) } else { Event::Ghost(id, n) });
+                }
+            }
+            rounds += 1;
+            if rounds > 10_000 {
+                // Liveness: every flow must end within a bound once faults stop.
+                self.checker.on_overflow(None, "the drain did not finish within 10000 rounds");
+                break;
+            }
+        }
+        self.apply(Event::Jump(self.engine.config().reservation_ttl_ms + 1));
+        let mut op = self.engine.begin(&Call::Expire);
+        self.journal.clear();
+        while self.engine.step(&mut op, self.now, &mut self.journal).is_none() {}
+        self.note(|| "the sweeper runs expire".to_owned());
+        self.checker.on_movements(&self.journal, self.now);
+        for m in &self.journal {
+            if matches!(m, Movement::Expire { .. }) {
+                self.coverage.hit(Mark::ReservationExpired);
+            }
+        }
+        self.checker.after_step(&self.engine.observe());
+        self.checker.finish();
+        if let Some(log) = self.log.as_mut() {
+            for v in &self.checker.violations()[self.n_seen..] {
+                log.push(format!("    !! {v}"));
+            }
+        }
+    }
+
+    /// The run's result (call after [`Exec::drain`]).
+    pub fn result(self) -> RunResult {
+        let mut first_event = self.first_event;
+        for v in self.checker.violations() {
+            first_event.entry(v.invariant).or_insert(None);
+        }
+        RunResult {
+            violations: self.checker.violations().to_vec(),
+            first_event,
+            n_events: self.n_events,
+            n_requests: self.n_requests,
+            coverage: self.coverage,
+            trace_hash: self.hash,
+            log: self.log.unwrap_or_default(),
+        }
+    }
+}
+
+fn sats(v: u64) -> Sats {
+    Sats::new(v).expect("scenario amounts are validated")
+}
+
+fn show_call(c: &Call) -> String {
+    match c {
+        Call::SetTier { pubkey, tier } => format!("set_tier({pubkey:?}, {tier})"),
+        Call::Decide { pubkey, estimated_sats, .. } => format!("decide({pubkey:?}, est={estimated_sats})"),
+        Call::ReservePartial { amount_sats, .. } => format!("reserve_partial({amount_sats})"),
+        Call::Release { amount_sats, .. } => format!("release({amount_sats})"),
+        Call::Record { actual_sats, reserved_sats, .. } => {
+            format!("record(actual={actual_sats}, reserved={reserved_sats})")
+        }
+        Call::Credit { payment_id, paid_sats } => format!("credit(payment {}, paid={paid_sats})", payment_id.0),
+        Call::Expire => "expire".to_owned(),
+    }
+}
+
+fn show_reply(r: &Reply) -> String {
+    match r {
+        Reply::Ok(Outcome::Decided { decision }) => match decision {
+            Decision::Free { reserved_sats } => format!("free, reserved {reserved_sats}"),
+            Decision::Partial { offer_sats, charge_sats } => {
+                format!("partial, offer {offer_sats}, charge {charge_sats}")
+            }
+            Decision::Gate { reason, charge_sats } => format!("gate ({reason:?}), charge {charge_sats}"),
+        },
+        Reply::Ok(o) => serde_json::to_string(o).unwrap_or_default(),
+        Reply::Refused(r) => format!("refused: {r}"),
+        Reply::Failed { error } => format!("failed: {error}"),
+    }
+}

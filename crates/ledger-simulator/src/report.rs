@@ -1,0 +1,288 @@
+//! What a run reports, and the run of many seeds that produces it: the engines by name, the
+//! report types `run` prints (as text or JSON), counterexamples shrunk and written as traces.
+//!
+//! It lives below the command line so that the Postgres runs (`ledger-pg-runs`) and the
+//! in-memory runs report through the same types.
+
+use std::io::Write;
+use std::path::Path;
+
+use ledger_core::Config;
+use ledger_harness::{Invariant, ReferenceEngine, SeedEngine};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::exec::{Coverage, RunResult};
+use crate::gen::{replay, run_seed, SchedulerKind};
+use crate::history::History;
+use crate::scenario::Scenario;
+use crate::shrink::shrink;
+
+/// Which engine to drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The in-memory reference engine (DESIGN §3).
+    Reference,
+    /// The faithful model of the seed's TypeScript.
+    Seed,
+    /// The reference semantics on PostgreSQL, compared step by step with `reference`.
+    #[serde(rename = "pg-reference")]
+    PgReference,
+    /// The seed's SQL statements on PostgreSQL.
+    #[serde(rename = "pg-seed")]
+    PgSeed,
+}
+
+/// An engine with, for the reference, an optional deliberate bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineSpec {
+    /// The engine.
+    pub kind: EngineKind,
+    /// A mutant of the reference engine (only with the `mutants` feature).
+    pub mutant: Option<ledger_core::mutants::Mutant>,
+}
+
+type MakeReference = Box<dyn Fn(Config) -> ReferenceEngine + Send + Sync>;
+
+impl EngineSpec {
+    /// The name recorded in traces: `reference`, `seed` or `reference+mutant=NAME`.
+    pub fn name(self) -> String {
+        match (self.kind, self.mutant) {
+            (EngineKind::Reference, Some(m)) => format!("reference+mutant={}", m.name()),
+            (EngineKind::Reference, None) => "reference".to_owned(),
+            (EngineKind::Seed, _) => "seed".to_owned(),
+            (EngineKind::PgReference, _) => "pg-reference".to_owned(),
+            (EngineKind::PgSeed, _) => "pg-seed".to_owned(),
+        }
+    }
+
+    /// Parse a name written by [`EngineSpec::name`].
+    pub fn from_name(name: &str) -> anyhow::Result<EngineSpec> {
+        let (base, mutant) = match name.split_once("+mutant=") {
+            Some((base, m)) => {
+                let m = ledger_core::mutants::Mutant::from_name(m)
+                    .ok_or_else(|| anyhow::anyhow!("unknown mutant {m:?}"))?;
+                (base, Some(m))
+            }
+            None => (name, None),
+        };
+        let kind = match base {
+            "reference" => EngineKind::Reference,
+            "seed" if mutant.is_none() => EngineKind::Seed,
+            "pg-reference" if mutant.is_none() => EngineKind::PgReference,
+            "pg-seed" if mutant.is_none() => EngineKind::PgSeed,
+            _ => anyhow::bail!("unknown engine {name:?}"),
+        };
+        Ok(EngineSpec { kind, mutant })
+    }
+
+    /// A constructor of the reference engine, with the mutant if any.
+    pub fn make_reference(self) -> anyhow::Result<MakeReference> {
+        match self.mutant {
+            None => Ok(Box::new(ReferenceEngine::new)),
+            #[cfg(feature = "mutants")]
+            Some(m) => Ok(Box::new(move |c| ReferenceEngine::with_mutant(c, m))),
+            #[cfg(not(feature = "mutants"))]
+            Some(m) => anyhow::bail!("mutant {} needs a build with `--features mutants`", m.name()),
+        }
+    }
+}
+
+/// One distinct violation in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViolationReport {
+    /// `I1` ... `I6`.
+    pub invariant: String,
+    /// Its name.
+    pub name: String,
+    /// The first seed that broke it.
+    pub seed: u64,
+    /// Every seed that broke it.
+    pub seeds: Vec<u64>,
+    /// The numbers, from the shrunk counterexample.
+    pub detail: String,
+    /// Flows and events of the shrunk counterexample.
+    pub shrunk_flows: usize,
+    /// Events of the shrunk counterexample's schedule.
+    pub shrunk_events: usize,
+    /// The counterexample's steps, one line each.
+    pub steps: Vec<String>,
+    /// The trace file.
+    pub trace: String,
+    /// The command that replays it.
+    pub replay: String,
+}
+
+/// What `run` prints with `--json`.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// The engine.
+    pub engine: String,
+    /// The scheduler.
+    pub scheduler: SchedulerKind,
+    /// The seeds, as `A..B`.
+    pub seeds: String,
+    /// Events executed over all seeds (drain included).
+    pub steps: u64,
+    /// Job and session requests started.
+    pub requests: u64,
+    /// One entry per distinct invariant broken.
+    pub violations: Vec<ViolationReport>,
+    /// Rare states reached, summed over seeds.
+    pub coverage: Coverage,
+    /// Hash of every seed's trace, in seed order.
+    pub trace_hash: String,
+    /// Measured speed (the only field that is not deterministic).
+    pub steps_per_sec: u64,
+}
+
+/// Runs one in-memory engine over seeds, in parallel, results in seed order.
+pub fn run_seeds(
+    engine: EngineSpec,
+    s: &Scenario,
+    seeds: (u64, u64),
+    sched: SchedulerKind,
+    fail_fast: bool,
+    progress: bool,
+) -> anyhow::Result<Vec<(u64, RunResult, Option<History>)>> {
+    let make_reference = engine.make_reference()?;
+    let name = engine.name();
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(seeds.1 - seeds.0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {elapsed}/{eta}")
+                .expect("valid template"),
+        );
+        bar
+    });
+    let one = |seed: u64| {
+        let (r, h) = match engine.kind {
+            EngineKind::Reference => run_seed(&make_reference, &name, s, seed, sched),
+            EngineKind::Seed => run_seed(SeedEngine::new, &name, s, seed, sched),
+            EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through ledger-pg-runs"),
+        };
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        let keep = (!r.violations.is_empty()).then_some(h);
+        (seed, r, keep)
+    };
+    let out: Vec<_> = if fail_fast {
+        // Sequential, so "the first seed with a violation" is well defined.
+        let mut out = Vec::new();
+        for seed in seeds.0..seeds.1 {
+            let r = one(seed);
+            let stop = !r.1.violations.is_empty();
+            out.push(r);
+            if stop {
+                break;
+            }
+        }
+        out
+    } else {
+        (seeds.0..seeds.1).into_par_iter().map(one).collect()
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(out)
+}
+
+/// One report per invariant broken in `results`: the first seed that broke it, its history
+/// shrunk (at most `max_replays` replays), replayed for the numbers and written under `dir`.
+pub fn counterexamples(
+    engine: EngineSpec,
+    results: &[(u64, RunResult, Option<History>)],
+    dir: &Path,
+    max_replays: usize,
+) -> anyhow::Result<Vec<ViolationReport>> {
+    let mut out = Vec::new();
+    for inv in Invariant::ALL {
+        let breaking: Vec<u64> =
+            results.iter().filter(|r| r.1.violations.iter().any(|v| v.invariant == inv)).map(|r| r.0).collect();
+        let Some(&seed) = breaking.first() else {
+            continue;
+        };
+        let history = results
+            .iter()
+            .find(|r| r.0 == seed)
+            .and_then(|r| r.2.as_ref())
+            .expect("histories of violating seeds are kept");
+        let shrunk = match engine.kind {
+            EngineKind::Reference => shrink(&engine.make_reference()?, history, inv, max_replays),
+            EngineKind::Seed => shrink(&SeedEngine::new, history, inv, max_replays),
+            EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through ledger-pg-runs"),
+        };
+        let h = shrunk.history;
+        let replayed = replay_in_memory(engine, &h, true)?;
+        let detail = replayed.violations.iter().find(|v| v.invariant == inv).map(|v| v.to_string()).unwrap_or_default();
+        let file_engine = engine.name().replace("+mutant=", "-");
+        let path = dir.join(format!("{file_engine}-seed{seed}-{}.jsonl", inv.id()));
+        write_trace(&h, &path)?;
+        out.push(ViolationReport {
+            invariant: inv.id().to_owned(),
+            name: inv.name().to_owned(),
+            seed,
+            seeds: breaking,
+            detail,
+            shrunk_flows: h.flows.len(),
+            shrunk_events: h.events.len(),
+            steps: replayed.log,
+            trace: path.display().to_string(),
+            replay: format!("ledger-sim replay {}", path.display()),
+        });
+    }
+    Ok(out)
+}
+
+/// Write a trace whole or not at all: to a temporary file, then renamed into place.
+pub fn write_trace(h: &History, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut buf = Vec::new();
+    h.write_jsonl(&mut buf)?;
+    std::fs::write(&tmp, &buf).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Replays a history on the in-memory engine it names; a Postgres engine's history is
+/// replayed by `ledger-pg-runs`.
+pub fn replay_in_memory(spec: EngineSpec, h: &History, log: bool) -> anyhow::Result<RunResult> {
+    Ok(match spec.kind {
+        EngineKind::Reference => replay(spec.make_reference()?, h, log),
+        EngineKind::Seed => replay(SeedEngine::new, h, log),
+        EngineKind::PgReference | EngineKind::PgSeed => {
+            anyhow::bail!("{} is replayed on PostgreSQL by ledger-pg-runs", spec.name())
+        }
+    })
+}
+
+/// Prints a run report as text.
+pub fn print_report(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
+    writeln!(out, "ledger-sim run: engine={} scheduler={:?} seeds={}", r.engine, r.scheduler, r.seeds)?;
+    writeln!(out, "  {} steps, {} requests, trace hash {}", r.steps, r.requests, r.trace_hash)?;
+    writeln!(
+        out,
+        "  coverage: {}",
+        r.coverage.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    )?;
+    if r.violations.is_empty() {
+        writeln!(out, "no invariant broke")?;
+    }
+    for v in &r.violations {
+        writeln!(out)?;
+        writeln!(out, "VIOLATION {} {} (seed {}; {} seed(s) broke it)", v.invariant, v.name, v.seed, v.seeds.len())?;
+        writeln!(out, "  {}", v.detail)?;
+        writeln!(out, "  shrunk to {} flow(s), {} event(s):", v.shrunk_flows, v.shrunk_events)?;
+        for s in &v.steps {
+            writeln!(out, "    {s}")?;
+        }
+        writeln!(out, "  trace:  {}", v.trace)?;
+        writeln!(out, "  replay: {}", v.replay)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! The `run` scenario: population, traffic, costs, fault rates and the ledger's config.
+//!
+//! A scenario is TOML. Every key has a default, so an empty file is the default scenario;
+//! unknown keys and out-of-range values are errors that name the key (and, from TOML, the
+//! line).
+
+use ledger_core::{Config, Tier};
+
+pub use crate::fault::Fault;
+use serde::{Deserialize, Serialize};
+
+/// Rates of the faults that exist in memory, each a probability per event ([`Fault::per`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// A worker crashes after one of its calls returns (per flow).
+    pub crash: f64,
+    /// The paid-for work fails (per flow).
+    pub work_failure: f64,
+    /// The user abandons an invoice (per invoice).
+    pub abandon: f64,
+    /// A call is delivered twice (per flow).
+    pub duplicate: f64,
+    /// A call commits but its acknowledgement is lost, and the caller retries (per flow).
+    pub lost_ack: f64,
+    /// The clock jumps across a daily window boundary (per scheduler step).
+    pub clock_jump: f64,
+    /// A user's tier changes (per scheduler step).
+    pub tier_change: f64,
+    /// A credit webhook is delivered twice (per paid invoice).
+    pub duplicate_credit: f64,
+}
+
+impl Default for Faults {
+    fn default() -> Faults {
+        Faults {
+            crash: 0.01,
+            work_failure: 0.03,
+            abandon: 0.2,
+            duplicate: 0.01,
+            lost_ack: 0.01,
+            clock_jump: 0.0002,
+            tier_change: 0.002,
+            duplicate_credit: 0.01,
+        }
+    }
+}
+
+impl Faults {
+    /// All faults off (the drain, and the planner's fault-free runs).
+    pub fn none() -> Faults {
+        let mut f = Faults::default();
+        for &fault in Fault::ALL {
+            *f.rate_mut(fault) = 0.0;
+        }
+        f
+    }
+
+    /// The rate of `fault`.
+    pub fn rate(&self, fault: Fault) -> f64 {
+        match fault {
+            Fault::Crash => self.crash,
+            Fault::WorkFailure => self.work_failure,
+            Fault::Abandon => self.abandon,
+            Fault::Duplicate => self.duplicate,
+            Fault::LostAck => self.lost_ack,
+            Fault::ClockJump => self.clock_jump,
+            Fault::TierChange => self.tier_change,
+            Fault::DuplicateCredit => self.duplicate_credit,
+        }
+    }
+
+    /// The rate of `fault`, to change.
+    pub fn rate_mut(&mut self, fault: Fault) -> &mut f64 {
+        match fault {
+            Fault::Crash => &mut self.crash,
+            Fault::WorkFailure => &mut self.work_failure,
+            Fault::Abandon => &mut self.abandon,
+            Fault::Duplicate => &mut self.duplicate,
+            Fault::LostAck => &mut self.lost_ack,
+            Fault::ClockJump => &mut self.clock_jump,
+            Fault::TierChange => &mut self.tier_change,
+            Fault::DuplicateCredit => &mut self.duplicate_credit,
+        }
+    }
+}
+
+/// Share of the population in each tier, plus users with no identity at all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierMix {
+    /// Weight of `new`.
+    pub new: f64,
+    /// Weight of `established`.
+    pub established: f64,
+    /// Weight of `trusted`.
+    pub trusted: f64,
+    /// Weight of `elite`.
+    pub elite: f64,
+    /// Weight of users the trust service does not know.
+    pub unknown: f64,
+}
+
+impl Default for TierMix {
+    fn default() -> TierMix {
+        TierMix { new: 0.3, established: 0.35, trusted: 0.2, elite: 0.1, unknown: 0.05 }
+    }
+}
+
+impl TierMix {
+    /// The weights in [`Tier::ALL`] order, then unknown.
+    pub fn weights(&self) -> [f64; 5] {
+        [self.new, self.established, self.trusted, self.elite, self.unknown]
+    }
+}
+
+/// A workload for `ledger-sim run`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// Number of users.
+    pub n_users: u32,
+    /// Scheduler steps in the fault phase (the drain comes after).
+    pub n_steps: u64,
+    /// At most this many flows in flight at once.
+    pub max_in_flight: u32,
+    /// Virtual milliseconds per scheduler step.
+    pub step_ms: u64,
+    /// Population by tier.
+    pub tiers: TierMix,
+    /// Share of flows that are synchronous sessions (the rest are jobs).
+    pub session_share: f64,
+    /// Smallest estimated cost.
+    pub estimate_min_sats: u64,
+    /// Largest estimated cost.
+    pub estimate_max_sats: u64,
+    /// Smallest actual cost, in percent of the estimate.
+    pub actual_min_pct: u32,
+    /// Largest actual cost, in percent of the estimate.
+    pub actual_max_pct: u32,
+    /// Draw a per-seed mix (swarm testing) on top of this scenario.
+    pub swarm: bool,
+    /// Fault rates.
+    pub faults: Faults,
+    /// The ledger's configuration.
+    pub ledger: Config,
+}
+
+impl Default for Scenario {
+    fn default() -> Scenario {
+        Scenario {
+            n_users: 10_000,
+            n_steps: 200_000,
+            max_in_flight: 2_000,
+            step_ms: 250,
+            tiers: TierMix::default(),
+            session_share: 0.4,
+            estimate_min_sats: 1,
+            estimate_max_sats: 400,
+            actual_min_pct: 40,
+            actual_max_pct: 130,
+            swarm: true,
+            faults: Faults::default(),
+            ledger: Config::default(),
+        }
+    }
+}
+
+/// A scenario that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The TOML did not parse or match the schema (the message names the key and line).
+    #[error("{path}: {message}")]
+    Toml {
+        /// The file.
+        path: String,
+        /// What toml said.
+        message: String,
+    },
+    /// A value out of its range.
+    #[error("{path}: {key} = {value}: {reason}")]
+    Range {
+        /// The file.
+        path: String,
+        /// The key.
+        key: &'static str,
+        /// The value.
+        value: String,
+        /// The allowed range.
+        reason: &'static str,
+    },
+}
+
+impl Scenario {
+    /// Parse and validate a scenario; `path` names it in errors.
+    pub fn from_toml_str(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+        let s: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Toml { path: path.to_owned(), message: e.to_string() })?;
+        s.validate(path)?;
+        Ok(s)
+    }
+
+    /// Check every range; `path` names the scenario in errors.
+    pub fn validate(&self, path: &str) -> Result<(), ScenarioError> {
+        let err = |key, value: String, reason| Err(ScenarioError::Range { path: path.to_owned(), key, value, reason });
+        if self.n_users == 0 {
+            return err("n_users", self.n_users.to_string(), "must be at least 1");
+        }
+        if self.max_in_flight == 0 {
+            return err("max_in_flight", self.max_in_flight.to_string(), "must be at least 1");
+        }
+        if self.estimate_min_sats == 0 || self.estimate_min_sats > self.estimate_max_sats {
+            return err("estimate_min_sats", self.estimate_min_sats.to_string(), "must be in 1..=estimate_max_sats");
+        }
+        if self.estimate_max_sats > 1_000_000_000 {
+            return err("estimate_max_sats", self.estimate_max_sats.to_string(), "must be at most 1e9");
+        }
+        if self.actual_min_pct > self.actual_max_pct || self.actual_max_pct > 10_000 {
+            return err("actual_min_pct", self.actual_min_pct.to_string(), "must be <= actual_max_pct <= 10000");
+        }
+        if !(0.0..=1.0).contains(&self.session_share) {
+            return err("session_share", self.session_share.to_string(), "must be in 0..=1");
+        }
+        for &fault in Fault::ALL {
+            let v = self.faults.rate(fault);
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ScenarioError::Range {
+                    path: path.to_owned(),
+                    key: fault.scenario_key(),
+                    value: v.to_string(),
+                    reason: "a rate must be in 0..=1",
+                });
+            }
+        }
+        let w = self.tiers.weights();
+        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
+            return err("tiers", format!("{w:?}"), "weights must be non-negative with a positive sum");
+        }
+        Ok(())
+    }
+
+    /// A small scenario for many-seed runs in tests and CI.
+    pub fn small() -> Scenario {
+        Scenario { n_users: 40, n_steps: 600, max_in_flight: 24, ..Scenario::default() }
+    }
+}
+
+/// The tier a user starts with, `None` for a user the trust service does not know.
+pub type StartTier = Option<Tier>;
