@@ -7,8 +7,8 @@
 //! step also goes through the conformance writer and reader, which must agree.
 #![no_main]
 
-use ledger_harness::conformance::{named_pubkey, parse_line, Balances, Expect, Line, Step};
 use ledger_core::{Bps, Budgets, Command, Config, Ledger, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS};
+use ledger_harness::conformance::{named_pubkey, parse_line, Balances, Expect, Line, Step};
 use ledger_harness::Checker;
 use libfuzzer_sys::fuzz_target;
 
@@ -93,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
         }
         trail.push((now, cmd.clone(), result.clone()));
         checker.on_movements(&journal, now);
-        checker.after_step(&ledger.observed());
+        checker.after_step(&ledger_harness::Observed::of(&ledger));
         assert!(checker.violations().is_empty(), "{:#?}\nafter:\n{}", checker.violations(), render(&trail));
         let identity = named_pubkey(&cmd).and_then(|p| ledger.identity(&p)).map(Into::into);
         let step =
@@ -108,7 +108,7 @@ fuzz_target!(|data: &[u8]| {
     journal.clear();
     ledger.apply(&Command::Expire, end, &mut journal).expect("expire is never refused");
     checker.on_movements(&journal, end);
-    checker.after_step(&ledger.observed());
+    checker.after_step(&ledger_harness::Observed::of(&ledger));
     checker.finish();
     assert!(checker.violations().is_empty(), "{:#?}\nafter:\n{}", checker.violations(), render(&trail));
     assert!(ledger.totals().reserved_sats.is_zero());
