@@ -27,9 +27,10 @@ use std::collections::hash_map::Entry;
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hash};
 
+use ledger_core::rules;
 use ledger_core::{
-    Command, Config, Decision, GateReason, Identity, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats,
-    Tier, TimeMs, Totals, DAY_MS,
+    Command, Config, Decision, Identity, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs,
+    Totals,
 };
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
@@ -261,32 +262,20 @@ impl SharedLedger {
     /// The reference's `decision_for`, with the pool debited in the same atomic step when the
     /// answer is free. The caller books the debit.
     fn decision_and_debit(&self, shard: &IdentityShard, pubkey: Pubkey, estimated: Sats, now: TimeMs) -> Decision {
-        let gate = |reason| Decision::Gate { reason, charge_sats: estimated };
-        if estimated.is_zero() {
-            return gate(GateReason::ZeroEstimate);
-        }
-        let Some(identity) = shard.identities.get(&pubkey) else {
-            return gate(GateReason::UnknownIdentity);
+        let standing = shard.identities.get(&pubkey).map(|identity| {
+            let budget = self.config.budget(identity.tier);
+            rules::Standing { budget, remaining: move || identity.daily_remaining(budget, now) }
+        });
+        let remaining = match rules::admit(estimated, standing) {
+            Ok(remaining) => remaining,
+            Err(reason) => return Decision::Gate { reason, charge_sats: estimated },
         };
-        let budget = self.config.budget(identity.tier);
-        if budget.is_zero() {
-            return gate(GateReason::ZeroBudget);
-        }
-        let remaining = identity.daily_remaining(budget, now);
-        if remaining.is_zero() {
-            return gate(GateReason::DailyBudgetExhausted);
-        }
+        // The free answer's debit is the pool's compare-and-swap; when it cannot be free, the
+        // answer follows from the pool seen by the failed swap.
         let debit = self.pool.update(|pool| if remaining >= estimated { pool.checked_sub(estimated) } else { None });
         match debit {
             Ok(_) => Decision::Free { reserved_sats: estimated },
-            Err(pool) if pool.is_zero() => gate(GateReason::PoolEmpty),
-            Err(pool) => {
-                let offer = remaining.min(pool).min(estimated);
-                Decision::Partial {
-                    offer_sats: offer,
-                    charge_sats: estimated.checked_sub(offer).expect("offer <= estimate"),
-                }
-            }
+            Err(pool) => rules::offer(estimated, remaining, pool),
         }
     }
 
@@ -397,9 +386,7 @@ impl SharedLedger {
             ReservationState::Released => return Err(Refusal::AlreadyReleased),
             ReservationState::Expired => return Err(Refusal::ReservationExpired),
         }
-        let absorbed = actual.min(r.amount);
-        let returned = r.amount.checked_sub(absorbed).expect("absorbed <= reserved");
-        let overrun = actual.checked_sub(absorbed).expect("absorbed <= actual");
+        let rules::Settlement { absorbed, returned, overrun } = rules::settle(r.amount, actual);
         if !overrun.is_zero() {
             // The only refusal that can happen here, so it goes first: nothing else has moved.
             self.overrun.credit(overrun).map_err(|_| Refusal::Overflow)?;
@@ -410,12 +397,14 @@ impl SharedLedger {
         if !absorbed.is_zero() {
             // The seed's CASE: the first absorption after the window ran out starts a new one.
             let identity = shard.identities.get_mut(&pubkey).expect("reservation of a known identity");
-            if now.since(identity.absorbed_reset_at) >= DAY_MS {
-                identity.sats_absorbed_today = absorbed;
-                identity.absorbed_reset_at = now;
-            } else {
-                identity.sats_absorbed_today = add(identity.sats_absorbed_today, absorbed);
-            }
+            (identity.sats_absorbed_today, identity.absorbed_reset_at) = rules::absorb(
+                identity.sats_absorbed_today,
+                identity.absorbed_reset_at,
+                absorbed,
+                now,
+                rules::WINDOW_MS,
+            )
+            .expect("absorption is bounded by the pool");
         }
         set_state(&mut shard, request_id, ReservationState::Recorded { actual, absorbed, returned, overrun });
         journal.push(Movement::Record { request_id, pubkey, absorbed_sats: absorbed, returned_sats: returned });
@@ -449,7 +438,7 @@ impl SharedLedger {
         // come back to the pool.
         let initial = self.config.pool_initial_sats;
         self.credited
-            .update(|total| total.checked_add(credited).filter(|t| initial.checked_add(*t).is_some()))
+            .update(|total| total.checked_add(credited).filter(|t| rules::credit_fits(initial, *t)))
             .map_err(|_| Refusal::Overflow)?;
         if self.pool.credit(credited).is_err() {
             // Undo the total; nobody has seen it, `totals` needs this payment shard.

@@ -16,6 +16,7 @@
 //!
 //! - [`sats`], [`ids`], [`config`]: domain types that make wrong states hard to write.
 //! - [`command`]: what a caller asks and what the ledger answers.
+//! - [`rules`]: the rules as pure functions (the daily window, a decide's answer, a settlement).
 //! - [`reference`]: the reference engine, [`Ledger`]; [`journal`]: the [`Movement`]s it makes.
 //!
 //! ```
@@ -39,6 +40,7 @@ pub mod ids;
 pub mod journal;
 pub mod mutants;
 pub mod reference;
+pub mod rules;
 pub mod sats;
 
 pub use command::{Command, Decision, GateReason, Outcome, Refusal};

@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Decision, GateReason, Outcome, Refusal};
 use crate::config::Config;
 use crate::idmap::IdMap;
-use crate::ids::{PaymentId, Pubkey, RequestId, Tier, TimeMs, DAY_MS};
+use crate::ids::{PaymentId, Pubkey, RequestId, Tier, TimeMs};
 use crate::journal::Movement;
 use crate::mutants::Mutant;
+use crate::rules;
 use crate::sats::Sats;
 
 /// One identity's standing: tier and daily window.
@@ -37,17 +38,12 @@ pub struct Identity {
 impl Identity {
     /// Absorption of the window containing `now` (zero once 24 h have passed since its start).
     pub fn absorbed_in_window(&self, now: TimeMs) -> Sats {
-        if now.since(self.absorbed_reset_at) >= DAY_MS {
-            Sats::ZERO
-        } else {
-            self.sats_absorbed_today
-        }
+        rules::absorbed_in_window(self.sats_absorbed_today, self.absorbed_reset_at, now, rules::WINDOW_MS)
     }
 
     /// What the identity may still be granted at `now` under `budget`.
     pub fn daily_remaining(&self, budget: Sats, now: TimeMs) -> Sats {
-        let used = self.absorbed_in_window(now).checked_add(self.reserved_sats).unwrap_or(Sats::MAX);
-        budget.saturating_sub(used)
+        rules::daily_remaining(budget, self.absorbed_in_window(now), self.reserved_sats)
     }
 }
 
@@ -160,24 +156,20 @@ impl Ledger {
 
     fn window_ms(&self) -> u64 {
         if self.mutant(Mutant::WindowHourShort) {
-            DAY_MS - 3_600_000
+            rules::WINDOW_MS - 3_600_000
         } else {
-            DAY_MS
+            rules::WINDOW_MS
         }
     }
 
     /// What `identity` may still be granted at `now`: its budget less the window's
     /// absorption and its outstanding reservations.
     fn remaining(&self, identity: &Identity, now: TimeMs) -> Sats {
-        let absorbed = if now.since(identity.absorbed_reset_at) >= self.window_ms() {
-            Sats::ZERO
-        } else {
-            identity.sats_absorbed_today
-        };
+        let absorbed =
+            rules::absorbed_in_window(identity.sats_absorbed_today, identity.absorbed_reset_at, now, self.window_ms());
         let reserved =
             if self.mutant(Mutant::RemainingIgnoresReservations) { Sats::ZERO } else { identity.reserved_sats };
-        let used = absorbed.checked_add(reserved).unwrap_or(Sats::MAX);
-        self.budget_of(identity).saturating_sub(used)
+        rules::daily_remaining(self.budget_of(identity), absorbed, reserved)
     }
 
     /// A ledger at genesis: the pool holds `config.pool_initial_sats`.
@@ -328,30 +320,11 @@ impl Ledger {
 
     /// The decision for a new request, without changing anything.
     fn decision_for(&self, idx: IdentityIdx, estimated: Sats, now: TimeMs) -> Decision {
-        let gate = |reason| Decision::Gate { reason, charge_sats: estimated };
-        if estimated.is_zero() {
-            return gate(GateReason::ZeroEstimate);
-        }
-        let Some((_, identity)) = self.identities.get(idx as usize) else {
-            return gate(GateReason::UnknownIdentity);
-        };
-        if self.budget_of(identity).is_zero() {
-            return gate(GateReason::ZeroBudget);
-        }
-        let remaining = self.remaining(identity, now);
-        if remaining.is_zero() {
-            return gate(GateReason::DailyBudgetExhausted);
-        }
-        if self.totals.pool_sats.is_zero() {
-            return gate(GateReason::PoolEmpty);
-        }
-        let can_absorb = remaining.min(self.totals.pool_sats).min(estimated);
-        if can_absorb == estimated {
-            Decision::Free { reserved_sats: estimated }
-        } else {
-            let charge_sats = estimated.checked_sub(can_absorb).expect("can_absorb <= estimated");
-            Decision::Partial { offer_sats: can_absorb, charge_sats }
-        }
+        let standing = self.identities.get(idx as usize).map(|(_, identity)| rules::Standing {
+            budget: self.budget_of(identity),
+            remaining: move || self.remaining(identity, now),
+        });
+        rules::decide(estimated, standing, self.totals.pool_sats)
     }
 
     fn reserve_partial(
@@ -489,9 +462,10 @@ impl Ledger {
 
     /// What recording `actual` against a reservation of `amount` absorbs, returns and overruns.
     fn settle(&self, amount: Sats, actual: Sats) -> (Sats, Sats, Sats) {
-        let absorbed = if self.mutant(Mutant::RecordUncapped) { actual } else { actual.min(amount) };
-        let returned = amount.saturating_sub(absorbed);
-        let overrun = actual.checked_sub(absorbed).expect("absorbed <= actual");
+        if self.mutant(Mutant::RecordUncapped) {
+            return (actual, amount.saturating_sub(actual), Sats::ZERO);
+        }
+        let rules::Settlement { absorbed, returned, overrun } = rules::settle(amount, actual);
         (absorbed, returned, overrun)
     }
 
@@ -573,15 +547,14 @@ impl Ledger {
         let overwrite = self.mutant(Mutant::WindowOverwrites);
         // The seed's CASE: the first absorption after the window ran out starts a new one.
         let identity = &mut self.identities[idx as usize].1;
-        if now.since(identity.absorbed_reset_at) >= window_ms {
-            identity.sats_absorbed_today = absorbed;
-            identity.absorbed_reset_at = now;
-        } else if overwrite {
-            identity.sats_absorbed_today = absorbed;
+        let (today, start) = if overwrite && now.since(identity.absorbed_reset_at) < window_ms {
+            (absorbed, identity.absorbed_reset_at)
         } else {
-            identity.sats_absorbed_today =
-                identity.sats_absorbed_today.checked_add(absorbed).expect("bounded by the pool");
-        }
+            rules::absorb(identity.sats_absorbed_today, identity.absorbed_reset_at, absorbed, now, window_ms)
+                .expect("bounded by the pool")
+        };
+        identity.sats_absorbed_today = today;
+        identity.absorbed_reset_at = start;
     }
 
     fn credit(&mut self, payment_id: PaymentId, paid: Sats, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
@@ -602,7 +575,9 @@ impl Ledger {
         // reservations and the absorption are parts of it, so none of them can overflow
         // when reserved sats come back. Checking the pool alone is not enough.
         let total = self.totals.credited_sats.checked_add(credited).ok_or(Refusal::Overflow)?;
-        self.config.pool_initial_sats.checked_add(total).ok_or(Refusal::Overflow)?;
+        if !rules::credit_fits(self.config.pool_initial_sats, total) {
+            return Err(Refusal::Overflow);
+        }
         let pool = self.totals.pool_sats.checked_add(credited).expect("pool <= genesis + credits");
         self.totals.pool_sats = pool;
         self.totals.credited_sats = total;
