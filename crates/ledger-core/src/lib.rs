@@ -17,7 +17,8 @@
 //! - [`sats`], [`ids`], [`config`]: domain types that make wrong states hard to write.
 //! - [`command`]: what a caller asks and what the ledger answers.
 //! - [`rules`]: the rules as pure functions (the daily window, a decide's answer, a settlement).
-//! - [`reference`]: the reference engine, [`Ledger`]; [`journal`]: the [`Movement`]s it makes.
+//! - [`reference`]: the reference engine, [`Ledger`]; [`journal`]: the [`Movement`]s it makes;
+//!   [`snapshot`]: its whole state as data, to persist and restore.
 //!
 //! ```
 //! use ledger_core::{Command, Config, Decision, Ledger, Outcome, Pubkey, RequestId, Sats, Tier, TimeMs};
@@ -33,6 +34,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod balances;
 pub mod command;
 pub mod config;
 pub mod idmap;
@@ -42,11 +44,14 @@ pub mod mutants;
 pub mod reference;
 pub mod rules;
 pub mod sats;
+pub mod snapshot;
 
+pub use balances::{Identity, Totals};
 pub use command::{Command, Decision, GateReason, Outcome, Refusal};
 pub use config::{Budgets, Config, ConfigError};
 pub use idmap::IdMap;
 pub use ids::{PaymentId, Pubkey, PubkeyError, RequestId, Tier, TimeMs, DAY_MS};
 pub use journal::Movement;
-pub use reference::{Identity, Ledger, Totals};
+pub use reference::Ledger;
 pub use sats::{AmountError, Bps, Sats};
+pub use snapshot::{RestoreError, Snapshot};

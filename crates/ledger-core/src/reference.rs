@@ -11,8 +11,8 @@
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
 
+use crate::balances::{Identity, Totals};
 use crate::command::{Command, Decision, GateReason, Outcome, Refusal};
 use crate::config::Config;
 use crate::idmap::IdMap;
@@ -21,31 +21,9 @@ use crate::journal::Movement;
 use crate::mutants::Mutant;
 use crate::rules;
 use crate::sats::Sats;
-
-/// One identity's standing: tier and daily window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Identity {
-    /// Current tier.
-    pub tier: Tier,
-    /// Absorbed in the window that began at `absorbed_reset_at`.
-    pub sats_absorbed_today: Sats,
-    /// Start of the current daily window.
-    pub absorbed_reset_at: TimeMs,
-    /// Outstanding reservations, which count against the daily remaining.
-    pub reserved_sats: Sats,
-}
-
-impl Identity {
-    /// Absorption of the window containing `now` (zero once 24 h have passed since its start).
-    pub fn absorbed_in_window(&self, now: TimeMs) -> Sats {
-        rules::absorbed_in_window(self.sats_absorbed_today, self.absorbed_reset_at, now, rules::WINDOW_MS)
-    }
-
-    /// What the identity may still be granted at `now` under `budget`.
-    pub fn daily_remaining(&self, budget: Sats, now: TimeMs) -> Sats {
-        rules::daily_remaining(budget, self.absorbed_in_window(now), self.reserved_sats)
-    }
-}
+use crate::snapshot::{
+    PaymentRecord, RequestRecord, ReservationRecord, ReservationStateRecord, RestoreError, Snapshot, SNAPSHOT_VERSION,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReservationState {
@@ -98,24 +76,6 @@ impl Default for Request {
             refused: None,
         }
     }
-}
-
-/// Running totals: the ledger's balance sheet (also the `totals` of a conformance step).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Totals {
-    /// The pool's balance.
-    pub pool_sats: Sats,
-    /// Sum of outstanding reservations.
-    pub reserved_sats: Sats,
-    /// Sum of all absorbed (recorded) sats: the sum of audit grants.
-    pub absorbed_sats: Sats,
-    /// Sum of credits, once per payment.
-    pub credited_sats: Sats,
-    /// Sum of overruns reported by `record` (paid outside the pool).
-    pub overrun_sats: Sats,
-    /// Number of audit grants written.
-    pub n_grants: u64,
 }
 
 /// The reference ledger.
@@ -213,6 +173,168 @@ impl Ledger {
     pub fn identity(&self, pubkey: &Pubkey) -> Option<Identity> {
         let idx = *self.identity_index.get(pubkey)?;
         Some(self.identities[idx as usize].1)
+    }
+
+    /// The ledger's whole state as data ([`crate::snapshot`]): ordered, so the same ledger
+    /// always gives the same snapshot. A mutant's switch is not part of it.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut requests: Vec<RequestRecord> = self
+            .requests
+            .iter()
+            .map(|(id, r)| {
+                let request_id = RequestId(id);
+                RequestRecord {
+                    request_id,
+                    pubkey: self.pubkey_of(request_id, r),
+                    decision: r.decision,
+                    reservation: r.reservation.map(|res| ReservationRecord {
+                        amount_sats: res.amount,
+                        deadline: res.deadline,
+                        by_decide: res.by_decide,
+                        state: match res.state {
+                            ReservationState::Outstanding => ReservationStateRecord::Outstanding,
+                            ReservationState::Recorded { actual } => {
+                                ReservationStateRecord::Recorded { actual_sats: actual }
+                            }
+                            ReservationState::Released => ReservationStateRecord::Released,
+                            ReservationState::Expired => ReservationStateRecord::Expired,
+                        },
+                    }),
+                    refused: r.refused.as_deref().cloned().unwrap_or_default(),
+                }
+            })
+            .collect();
+        requests.sort_by_key(|r| r.request_id);
+        let mut payments: Vec<PaymentRecord> = self
+            .payments
+            .iter()
+            .map(|(id, &(paid_sats, credited_sats))| PaymentRecord {
+                payment_id: PaymentId(id),
+                paid_sats,
+                credited_sats,
+            })
+            .collect();
+        payments.sort_by_key(|p| p.payment_id.0);
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            config: self.config,
+            totals: self.totals,
+            identities: self.identities.clone(),
+            requests,
+            payments,
+        }
+    }
+
+    /// A ledger from a [`Snapshot`], after checking that the snapshot is a state the rules
+    /// could have reached: nothing listed twice, every reservation held by an identity, every
+    /// sum of the balance sheet and of each identity's reservations equal to what its records
+    /// add up to, and the pool, the reservations and the absorption adding up to genesis plus
+    /// credits.
+    pub fn restore(snapshot: Snapshot) -> Result<Ledger, RestoreError> {
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(RestoreError::Version { found: snapshot.version });
+        }
+        let mut ledger = Ledger::new(snapshot.config);
+        ledger.totals = snapshot.totals;
+        for (idx, (pubkey, _)) in snapshot.identities.iter().enumerate() {
+            let idx = IdentityIdx::try_from(idx).ok().filter(|i| *i != NO_IDENTITY).ok_or_else(|| {
+                RestoreError::DoesNotAddUp {
+                    what: "identities".into(),
+                    stated: idx as u128,
+                    computed: u128::from(NO_IDENTITY),
+                }
+            })?;
+            if ledger.identity_index.insert(*pubkey, idx).is_some() {
+                return Err(RestoreError::Duplicate { what: format!("identity {pubkey}") });
+            }
+        }
+        ledger.identities = snapshot.identities;
+        let mut reserved_by = vec![0u128; ledger.identities.len()];
+        let (mut reserved, mut absorbed, mut overrun, mut credited, mut n_grants) = (0u128, 0u128, 0u128, 0u128, 0u128);
+        let mut deadlines = Vec::new();
+        for r in snapshot.requests {
+            let id = r.request_id;
+            if ledger.requests.get(id.0).is_some() {
+                return Err(RestoreError::Duplicate { what: format!("request {}", id.0) });
+            }
+            let idx = ledger.identity_index.get(&r.pubkey).copied();
+            let reservation = match r.reservation {
+                None => None,
+                Some(res) => {
+                    let holder = idx.ok_or(RestoreError::ReservationWithoutIdentity { request_id: id.0 })?;
+                    let amount = u128::from(res.amount_sats.to_u64());
+                    let state = match res.state {
+                        ReservationStateRecord::Outstanding => {
+                            reserved_by[holder as usize] += amount;
+                            reserved += amount;
+                            deadlines.push((res.deadline, id));
+                            ReservationState::Outstanding
+                        }
+                        ReservationStateRecord::Recorded { actual_sats } => {
+                            let settled = rules::settle(res.amount_sats, actual_sats);
+                            absorbed += u128::from(settled.absorbed.to_u64());
+                            overrun += u128::from(settled.overrun.to_u64());
+                            n_grants += 1;
+                            ReservationState::Recorded { actual: actual_sats }
+                        }
+                        ReservationStateRecord::Released => ReservationState::Released,
+                        ReservationStateRecord::Expired => ReservationState::Expired,
+                    };
+                    Some(Reservation {
+                        amount: res.amount_sats,
+                        deadline: res.deadline,
+                        state,
+                        by_decide: res.by_decide,
+                        undebited: false,
+                    })
+                }
+            };
+            let identity = match idx {
+                Some(idx) => idx,
+                None => {
+                    ledger.unknown_pubkeys.insert(id, r.pubkey);
+                    NO_IDENTITY
+                }
+            };
+            let refused = (!r.refused.is_empty()).then(|| Box::new(r.refused));
+            ledger.requests.insert(id.0, Request { identity, decision: r.decision, reservation, refused });
+        }
+        deadlines.sort_unstable();
+        ledger.deadlines = deadlines.into();
+        for p in snapshot.payments {
+            if ledger.payments.get(p.payment_id.0).is_some() {
+                return Err(RestoreError::Duplicate { what: format!("payment {}", p.payment_id.0) });
+            }
+            credited += u128::from(p.credited_sats.to_u64());
+            ledger.payments.insert(p.payment_id.0, (p.paid_sats, p.credited_sats));
+        }
+        let check = |what: String, stated: u128, computed: u128| {
+            if stated == computed {
+                Ok(())
+            } else {
+                Err(RestoreError::DoesNotAddUp { what, stated, computed })
+            }
+        };
+        for ((pubkey, identity), computed) in ledger.identities.iter().zip(&reserved_by) {
+            check(
+                format!("reserved sats of identity {pubkey}"),
+                u128::from(identity.reserved_sats.to_u64()),
+                *computed,
+            )?;
+        }
+        let t = ledger.totals;
+        let sats = |s: Sats| u128::from(s.to_u64());
+        check("totals.reserved_sats".into(), sats(t.reserved_sats), reserved)?;
+        check("totals.absorbed_sats".into(), sats(t.absorbed_sats), absorbed)?;
+        check("totals.overrun_sats".into(), sats(t.overrun_sats), overrun)?;
+        check("totals.credited_sats".into(), sats(t.credited_sats), credited)?;
+        check("totals.n_grants".into(), u128::from(t.n_grants), n_grants)?;
+        check(
+            "pool + reserved + absorbed (genesis + credits)".into(),
+            sats(t.pool_sats) + sats(t.reserved_sats) + sats(t.absorbed_sats),
+            sats(ledger.config.pool_initial_sats) + credited,
+        )?;
+        Ok(ledger)
     }
 
     /// Number of requests ever decided (for capacity figures).
