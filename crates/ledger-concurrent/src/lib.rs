@@ -12,7 +12,38 @@
 //! What it is not: a database adapter (that is `ledger-pg`), a source of time (callers pass
 //! `now`), or a second specification: the semantics are `ledger-core`'s, and this crate only
 //! decides who may touch which part of the state at once.
-#![warn(missing_docs, unreachable_pub)]
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use ledger_concurrent::SharedLedger;
+//! use ledger_core::{Command, Config, Pubkey, RequestId, Sats, Tier, TimeMs};
+//!
+//! let ledger = Arc::new(SharedLedger::new(Config::default()));
+//! let threads: Vec<_> = (0..4u8)
+//!     .map(|t| {
+//!         let ledger = Arc::clone(&ledger);
+//!         std::thread::spawn(move || {
+//!             let user = Pubkey::from_bytes([t; 32]);
+//!             let mut journal = Vec::new();
+//!             ledger.apply(&Command::SetTier { pubkey: user, tier: Tier::Trusted }, TimeMs(0), &mut journal).unwrap();
+//!             let decide = Command::Decide {
+//!                 request_id: RequestId(u64::from(t)),
+//!                 pubkey: user,
+//!                 estimated_sats: Sats::new(10).unwrap(),
+//!             };
+//!             ledger.apply(&decide, TimeMs(1), &mut journal).unwrap();
+//!         })
+//!     })
+//!     .collect();
+//! for t in threads {
+//!     t.join().unwrap();
+//! }
+//! // Four free requests of 10 sats each are reserved out of the pool.
+//! assert_eq!(ledger.totals().reserved_sats, Sats::new(40).unwrap());
+//! ```
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod pool;
 mod shared;

@@ -19,6 +19,32 @@
 //! seeded, but in concurrent mode the interleaving is the server's, so only lockstep runs are
 //! reproducible bit for bit.
 
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! use ledger_pg_runs::{PgArgs, PgRun};
+//! use ledger_simulator::gen::SchedulerKind;
+//! use ledger_simulator::report::EngineKind;
+//! use ledger_simulator::scenario::Scenario;
+//!
+//! // 32 concurrent clients on pg-reference with killed connections and lost acknowledgements,
+//! // on a private throwaway cluster (or `DATABASE_URL`'s server).
+//! let scenario = Scenario::small();
+//! let run = PgRun {
+//!     kind: EngineKind::PgReference,
+//!     scenario: &scenario,
+//!     seeds: (0, 1),
+//!     scheduler: SchedulerKind::Random,
+//!     fail_fast: false,
+//!     trace_dir: Path::new("target/ledger-sim/counterexamples"),
+//!     max_replays: 300,
+//! };
+//! let args = PgArgs { concurrency: Some(32), kill_connections: 0.02, lost_ack: 0.02, ..PgArgs::default() };
+//! let report = ledger_pg_runs::run(&run, &args)?;
+//! assert!(report.violations.is_empty());
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 

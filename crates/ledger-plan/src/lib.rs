@@ -13,6 +13,21 @@
 //!
 //! It is not a load test of a real service, and it does not explore interleavings (that is
 //! `ledger-sim run`).
+//!
+//! ```
+//! use ledger_plan::{parse_sweep, Plan};
+//!
+//! // Ten days of 200 users, two seeds per configuration, at two credit percentages.
+//! let scenario = "days = 10\nseeds = 2\n[population]\nestablished = 200\n";
+//! let sweep = vec![parse_sweep("credit_pct=10,40").unwrap()];
+//! let plan = Plan::new(scenario, "example.toml", &[], sweep).unwrap();
+//! let out = plan.run(None, None);
+//! assert_eq!(out.summaries.len(), 2);
+//! assert!(out.summaries.iter().all(|s| s.violations == 0));
+//! // More credit keeps more sats in the pool.
+//! let last_day = |i: usize| *out.summaries[i].pool_p50.last().unwrap();
+//! assert!(last_day(1) >= last_day(0));
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 

@@ -14,6 +14,23 @@
 //! - [`exec`]: a history played against an engine; [`shrink`]: counterexamples made small;
 //! - [`history`]: the JSON Lines trace format; [`report`]: what a run reports;
 //! - [`coverage`]: the rare states a run reached, as [`coverage::Mark`]s.
+//!
+//! ```
+//! use ledger_harness::{ReferenceEngine, SeedEngine};
+//! use ledger_simulator::gen::{run_seed, SchedulerKind};
+//! use ledger_simulator::scenario::Scenario;
+//!
+//! // One seed of a small scenario: the reference holds, and the same seed replays bit for bit.
+//! let s = Scenario::small();
+//! let (run, history) = run_seed(ReferenceEngine::new, "reference", &s, 7, SchedulerKind::Random);
+//! assert!(run.violations.is_empty());
+//! let again = ledger_simulator::gen::replay(ReferenceEngine::new, &history, false);
+//! assert_eq!(again.trace_hash, run.trace_hash);
+//!
+//! // The model of the original service breaks the invariants under the same kind of traffic.
+//! let broken = (0..50).any(|seed| !run_seed(SeedEngine::new, "seed", &s, seed, SchedulerKind::Random).0.violations.is_empty());
+//! assert!(broken);
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
