@@ -10,7 +10,9 @@ use sqlx::{PgPool, Row};
 use std::sync::Mutex;
 
 use crate::client::Client;
-use crate::record::{Close, ConcFlow, OpRecord};
+use ledger_simulator::caller::Close;
+
+use crate::record::{ConcFlow, OpRecord};
 
 /// What the movements say about one request.
 #[derive(Clone, Debug, Default)]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ledger_core::{Command, Decision, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs};
+use ledger_core::{Command, Decision, Movement, Pubkey, RequestId, Sats, Tier, TimeMs};
 use ledger_harness::{Call, Invariant, Reply, Violation};
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::engine::SeedClient;
@@ -21,8 +21,9 @@ use sqlx::{Connection, PgPool};
 use crate::args::{engine_name, PgArgs, PgRun};
 use crate::checks::final_checks;
 use crate::client::Client;
-use crate::record::{Close, ConcFlow, OpRecord, ZERO};
+use crate::record::{ConcFlow, OpRecord};
 use crate::server::{Db, Server};
+use ledger_simulator::caller::{Caller as FlowCaller, Close, Event as CallerEvent, Next};
 use ledger_simulator::coverage::{Coverage, Mark};
 use ledger_simulator::exec::EPOCH;
 use ledger_simulator::report::{EngineKind, RunReport, ViolationReport};
@@ -238,7 +239,6 @@ struct Caller<'a> {
     rng: ChaCha8Rng,
     now: TimeMs,
     n_calls: u8,
-    n_invoices: u8,
 }
 
 impl Caller<'_> {
@@ -270,109 +270,38 @@ impl Caller<'_> {
         Some(reply)
     }
 
-    /// The user pays an invoice of `amount` (job invoices may be abandoned). `Some(false)`
-    /// when abandoned.
-    async fn pay(&mut self, amount: Sats, may_abandon: bool) -> Option<bool> {
-        if may_abandon && self.flow.abandon {
-            self.ctx.mark(Mark::InvoiceAbandoned);
-            return Some(false);
-        }
-        if amount.is_zero() {
-            return Some(true);
-        }
-        self.n_invoices += 1;
-        let payment_id = PaymentId(u64::from(self.flow.id) * 8 + u64::from(self.n_invoices));
-        self.call(Call::Credit { payment_id, paid_sats: amount }).await?;
-        Some(true)
-    }
-
-    async fn record(&mut self, actual: Sats, reserved: Sats) -> Option<Close> {
-        let (request_id, pubkey) = (self.request_id(), self.pubkey());
-        let r = self.call(Call::Record { request_id, pubkey, actual_sats: actual, reserved_sats: reserved }).await?;
-        Some(match r {
-            Reply::Ok(Outcome::Recorded { overrun_sats, .. }) => Close { reduction: actual, overrun: overrun_sats },
-            // The reservation is gone: the pool's share is paid outside it.
-            _ => Close { reduction: actual, overrun: actual },
-        })
-    }
-
-    async fn release(&mut self, reserved: Sats) -> Option<Close> {
-        let request_id = self.request_id();
-        self.call(Call::Release { request_id, amount_sats: reserved }).await?;
-        Some(ZERO)
-    }
-
-    /// The flows of DESIGN §1, as `crate::exec` plays them.
+    /// The flow, driven through the simulator's caller state machine
+    /// ([`ledger_simulator::caller`]), as the in-memory executor drives it: `None` when the
+    /// worker died (it crashed, or a call never answered).
     async fn run(&mut self) -> Option<Close> {
         let f = self.flow;
-        let (request_id, pubkey) = (self.request_id(), self.pubkey());
         let (estimated, actual) = (sats(f.estimated_sats), sats(f.actual_sats));
-        let d = self.call(Call::Decide { request_id, pubkey, estimated_sats: estimated }).await?;
-        let Reply::Ok(Outcome::Decided { decision }) = d else { return Some(ZERO) };
-        match decision {
-            Decision::Free { reserved_sats } => {
-                self.ctx.mark(Mark::DecisionFree);
-                if f.work_fails {
-                    return self.release(reserved_sats).await;
+        let mut caller = FlowCaller::new(self.request_id(), self.pubkey(), f.session, estimated, actual, self.now);
+        loop {
+            match caller.poll() {
+                Next::Call(call) => {
+                    let call = call.clone();
+                    let reply = self.call(call).await?;
+                    caller.handle_reply(&reply, self.now);
                 }
-                self.record(actual, reserved_sats).await
-            }
-            Decision::Partial { offer_sats, charge_sats } if !f.session => {
-                self.ctx.mark(Mark::DecisionPartial);
-                if !self.pay(charge_sats, true).await? {
-                    return Some(ZERO);
-                }
-                let r = self.call(Call::ReservePartial { request_id, pubkey, amount_sats: offer_sats }).await?;
-                match r {
-                    Reply::Ok(Outcome::Reserved { reserved_sats }) if !reserved_sats.is_zero() => {
-                        if f.work_fails {
-                            return self.release(reserved_sats).await;
-                        }
-                        self.record(actual.saturating_sub(charge_sats), reserved_sats).await
+                Next::Work => caller.handle_work(!f.work_fails),
+                Next::Invoice { abandonable, .. } => {
+                    let abandons = abandonable && f.abandon;
+                    if abandons {
+                        self.ctx.mark(Mark::InvoiceAbandoned);
                     }
-                    _ => {
-                        self.ctx.mark(Mark::ReserveRefusedRequote);
-                        self.pay(offer_sats, false).await?;
-                        Some(ZERO)
-                    }
+                    caller.handle_invoice(!abandons);
                 }
+                Next::Done(close) => return Some(close),
             }
-            Decision::Partial { offer_sats, .. } => {
-                self.ctx.mark(Mark::DecisionPartial);
-                if f.work_fails {
-                    return Some(ZERO);
+            while let Some(event) = caller.poll_event() {
+                match event {
+                    CallerEvent::Decided(Decision::Free { .. }) => self.ctx.mark(Mark::DecisionFree),
+                    CallerEvent::Decided(Decision::Partial { .. }) => self.ctx.mark(Mark::DecisionPartial),
+                    CallerEvent::Decided(Decision::Gate { .. }) => self.ctx.mark(Mark::DecisionGate),
+                    CallerEvent::Granted => {}
+                    CallerEvent::Mark(mark) => self.ctx.mark(mark),
                 }
-                let mut amount = actual.min(offer_sats);
-                let mut requoted = false;
-                while !amount.is_zero() {
-                    let r = self.call(Call::ReservePartial { request_id, pubkey, amount_sats: amount }).await?;
-                    match r {
-                        Reply::Ok(Outcome::Reserved { reserved_sats }) if !reserved_sats.is_zero() => {
-                            return self.record(amount, reserved_sats).await;
-                        }
-                        Reply::Refused(Refusal::InsufficientFunds { available_sats })
-                            if !requoted && !available_sats.is_zero() =>
-                        {
-                            self.ctx.mark(Mark::ReserveRefusedRequote);
-                            requoted = true;
-                            amount = amount.min(available_sats);
-                        }
-                        _ => {
-                            self.pay(actual, false).await?;
-                            return Some(ZERO);
-                        }
-                    }
-                }
-                Some(ZERO)
-            }
-            Decision::Gate { .. } => {
-                self.ctx.mark(Mark::DecisionGate);
-                if !f.session {
-                    self.pay(estimated, true).await?;
-                } else if !f.work_fails {
-                    self.pay(actual, false).await?;
-                }
-                Some(ZERO)
             }
         }
     }
@@ -577,7 +506,6 @@ fn concurrent_seed(
                             // Virtual time: 10 ms between flow starts, all inside one daily window.
                             now: EPOCH.plus_ms(10 * u64::from(flow.id)),
                             n_calls: 0,
-                            n_invoices: 0,
                         };
                         if let Some(close) = caller.run().await {
                             closes.lock().unwrap_or_else(|p| p.into_inner()).insert(flow.id, close);

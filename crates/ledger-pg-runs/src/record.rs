@@ -1,7 +1,7 @@
 //! What a concurrent run records: the flows it drew, every call with its reply, and how each
-//! flow ended. The run writes them; the checks read them.
+//! flow ended ([`ledger_simulator::caller::Close`]). The run writes them; the checks read them.
 
-use ledger_core::{Movement, Sats};
+use ledger_core::Movement;
 use ledger_harness::{Call, Reply};
 use serde::Serialize;
 
@@ -31,12 +31,3 @@ pub(crate) struct OpRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) fault: Option<&'static str>,
 }
-
-/// How a flow ended: the charge reduction it granted and the overrun it was told of.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Close {
-    pub(crate) reduction: Sats,
-    pub(crate) overrun: Sats,
-}
-
-pub(crate) const ZERO: Close = Close { reduction: Sats::ZERO, overrun: Sats::ZERO };

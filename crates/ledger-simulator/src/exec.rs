@@ -25,10 +25,11 @@
 
 use std::collections::BTreeMap;
 
-use ledger_core::{Decision, GateReason, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs};
+use ledger_core::{Decision, GateReason, Movement, Outcome, Pubkey, Refusal, RequestId, Sats, TimeMs};
 use ledger_harness::{Call, Checker, Engine, Invariant, Reply, Violation};
 use rustc_hash::FxHashMap;
 
+use crate::caller::{Caller, Event as CallerEvent, Next};
 pub use crate::coverage::Coverage;
 use crate::coverage::Mark;
 use crate::history::{Event, Flow, FlowKind, History};
@@ -39,73 +40,21 @@ pub const EPOCH: TimeMs = TimeMs(1_700_000_000_000);
 /// A schedulable thing: a flow's own calls (`0`) or a duplicate delivery (`1..`).
 pub type Actor = (u32, u8);
 
-#[derive(Clone, Copy, Debug)]
-enum Purpose {
-    Decide,
-    JobReserve { offer: Sats, charge: Sats },
-    SessionReserve { amount: Sats, requoted: bool },
-    Release,
-    Record { reduction: Sats },
-    Credit { then: AfterPay },
-    SetTier { tier: Tier },
-    Expire,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum AfterWork {
-    JobFree {
-        reserved: Sats,
-    },
-    JobPartial {
-        reserved: Sats,
-        charge: Sats,
-    },
-    SessionFree {
-        reserved: Sats,
-    },
-    SessionPartial {
-        offer: Sats,
-    },
-    /// The user pays all; for a session, the actual cost after the work.
-    Paid {
-        session: bool,
-    },
-}
-
-#[derive(Clone, Copy, Debug)]
-enum AfterPay {
-    /// A partial job's reduced charge was paid: reserve the pool's share.
-    JobPartial { offer: Sats, charge: Sats },
-    /// The job is paid in full (gated or re-quoted): run it.
-    JobPaid,
-    /// A session's charge was paid after its work: done.
-    SessionDone,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Stage {
-    Call,
-    Work(AfterWork),
-    Pay { sats: Sats, then: AfterPay },
-    Done,
-}
-
 #[derive(Debug)]
 struct CallRt<Op> {
     call: Call,
     op: Option<Op>,
     no: u8,
-    purpose: Purpose,
 }
 
 #[derive(Debug)]
 struct FlowRt<Op> {
     flow: Flow,
-    stage: Stage,
+    /// The job's or session's caller; `None` for a tier change or a sweeper run.
+    caller: Option<Caller>,
     call: Option<CallRt<Op>>,
     ghosts: Vec<Option<CallRt<Op>>>,
     n_calls: u8,
-    n_invoices: u8,
     lost_ack_spent: bool,
     failures: u8,
     started_at: TimeMs,
@@ -205,11 +154,10 @@ impl<E: Engine> Exec<E> {
         self.index.insert(flow.id, self.flows.len());
         self.flows.push(FlowRt {
             flow,
-            stage: Stage::Done,
+            caller: None,
             call: None,
             ghosts: Vec::new(),
             n_calls: 0,
-            n_invoices: 0,
             lost_ack_spent: false,
             failures: 0,
             started_at: EPOCH,
@@ -340,30 +288,35 @@ impl<E: Engine> Exec<E> {
                 flow.kind, flow.user, flow.estimated_sats, flow.actual_sats
             )
         });
-        let (call, purpose) = match flow.kind {
+        let call = match flow.kind {
             FlowKind::Job | FlowKind::Session => {
                 self.n_requests += 1;
                 self.n_active_flows += 1;
                 *self.in_flight_by_user.entry(flow.user).or_insert(0) += 1;
-                let estimated_sats = sats(flow.estimated_sats);
-                (Call::Decide { request_id: RequestId(u64::from(id)), pubkey, estimated_sats }, Purpose::Decide)
+                let session = flow.kind == FlowKind::Session;
+                let (estimated, actual) = (sats(flow.estimated_sats), sats(flow.actual_sats));
+                let caller = Caller::new(RequestId(u64::from(id)), pubkey, session, estimated, actual, self.now);
+                let Next::Call(call) = caller.poll() else { unreachable!("a caller begins with its decide") };
+                let call = call.clone();
+                self.flows[idx].caller = Some(caller);
+                call
             }
-            FlowKind::SetTier { tier } => (Call::SetTier { pubkey, tier }, Purpose::SetTier { tier }),
-            FlowKind::Expire => (Call::Expire, Purpose::Expire),
+            FlowKind::SetTier { tier } => Call::SetTier { pubkey, tier },
+            FlowKind::Expire => Call::Expire,
         };
         self.activate((id, 0));
-        self.call(idx, call, purpose);
+        self.call(idx, call);
     }
 
     /// Begin a call of flow `idx`; its first step is the flow's next step.
-    fn call(&mut self, idx: usize, call: Call, purpose: Purpose) {
+    fn call(&mut self, idx: usize, call: Call) {
         let f = &mut self.flows[idx];
         f.n_calls = f.n_calls.saturating_add(1);
         let no = f.n_calls;
         let duplicate = self.faults_on
             && (f.flow.duplicate == Some(no) || (f.flow.duplicate_credit && matches!(call, Call::Credit { .. })));
         if duplicate {
-            let ghost = CallRt { call: call.clone(), op: None, no, purpose };
+            let ghost = CallRt { call: call.clone(), op: None, no };
             f.ghosts.push(Some(ghost));
             let n = u8::try_from(f.ghosts.len()).expect("few ghosts per flow");
             let id = f.flow.id;
@@ -371,8 +324,7 @@ impl<E: Engine> Exec<E> {
             self.activate((id, n));
         }
         let f = &mut self.flows[idx];
-        f.call = Some(CallRt { call, op: None, no, purpose });
-        f.stage = Stage::Call;
+        f.call = Some(CallRt { call, op: None, no });
     }
 
     fn step_ghost(&mut self, id: u32, n: u8) {
@@ -413,11 +365,13 @@ impl<E: Engine> Exec<E> {
         if !self.flows[idx].live {
             return;
         }
-        match self.flows[idx].stage {
-            Stage::Call => self.step_call(idx),
-            Stage::Work(after) => self.work(idx, after),
-            Stage::Pay { sats, then } => self.pay(idx, sats, then),
-            Stage::Done => {}
+        if self.flows[idx].call.is_some() {
+            return self.step_call(idx);
+        }
+        match self.flows[idx].caller.as_ref().map(Caller::poll) {
+            Some(Next::Work) => self.work(idx),
+            Some(Next::Invoice { amount, abandonable }) => self.pay(idx, amount, abandonable),
+            Some(Next::Call(_) | Next::Done(_)) | None => {}
         }
     }
 
@@ -458,7 +412,7 @@ impl<E: Engine> Exec<E> {
         }
         self.on_reply(idx, &c, reply);
         let f = &self.flows[idx];
-        if self.faults_on && f.live && f.flow.crash_after == Some(c.no) && !matches!(f.stage, Stage::Done) {
+        if self.faults_on && f.live && f.flow.crash_after == Some(c.no) {
             self.coverage.hit(Mark::WorkerCrash);
             self.note(|| format!("flow {id} worker crashes"));
             self.finish(idx, None);
@@ -469,7 +423,6 @@ impl<E: Engine> Exec<E> {
     /// reported; `None` for a flow that died or has nothing to account for.
     fn finish(&mut self, idx: usize, close: Option<(Sats, Sats)>) {
         let f = &mut self.flows[idx];
-        f.stage = Stage::Done;
         f.live = false;
         f.call = None;
         let (id, user, kind) = (f.flow.id, f.flow.user, f.flow.kind);
@@ -486,94 +439,44 @@ impl<E: Engine> Exec<E> {
     }
 
     fn on_reply(&mut self, idx: usize, c: &CallRt<E::Op>, reply: Reply) {
-        let f = &self.flows[idx];
-        let (session, actual) = (f.flow.kind == FlowKind::Session, sats(f.flow.actual_sats));
-        let estimated = sats(f.flow.estimated_sats);
-        let pubkey = Pubkey::for_user(u64::from(f.flow.user));
-        let request_id = RequestId(u64::from(f.flow.id));
-        match (c.purpose, reply) {
-            (Purpose::SetTier { tier }, _) => {
+        let f = &mut self.flows[idx];
+        let Some(caller) = f.caller.as_mut() else {
+            if let Call::SetTier { pubkey, tier } = c.call {
                 self.checker.on_tier(pubkey, tier, self.now);
-                let user = self.flows[idx].flow.user;
+                let user = f.flow.user;
                 if self.in_flight_by_user.get(&user).is_some_and(|n| *n > 0) {
                     self.coverage.hit(Mark::TierChangeInFlight);
                 }
-                self.finish(idx, None);
             }
-            (Purpose::Expire, _) => self.finish(idx, None),
-            (Purpose::Decide, Reply::Ok(Outcome::Decided { decision })) => {
-                self.cover_decision(decision, pubkey);
-                let stage = match decision {
-                    Decision::Free { reserved_sats } if session => {
-                        Stage::Work(AfterWork::SessionFree { reserved: reserved_sats })
-                    }
-                    Decision::Free { reserved_sats } => Stage::Work(AfterWork::JobFree { reserved: reserved_sats }),
-                    Decision::Partial { offer_sats, .. } if session => {
-                        Stage::Work(AfterWork::SessionPartial { offer: offer_sats })
-                    }
-                    Decision::Partial { offer_sats, charge_sats } => Stage::Pay {
-                        sats: charge_sats,
-                        then: AfterPay::JobPartial { offer: offer_sats, charge: charge_sats },
-                    },
-                    Decision::Gate { .. } if session => Stage::Work(AfterWork::Paid { session: true }),
-                    Decision::Gate { .. } => Stage::Pay { sats: estimated, then: AfterPay::JobPaid },
-                };
-                self.flows[idx].stage = stage;
+            return self.finish(idx, None);
+        };
+        caller.handle_reply(&reply, self.now);
+        self.advance(idx);
+    }
+
+    /// Counts what the caller of flow `idx` saw, then acts on its next move at once: begins
+    /// its call, or finishes the flow. Work and invoices wait for the flow's next step.
+    fn advance(&mut self, idx: usize) {
+        let pubkey = Pubkey::for_user(u64::from(self.flows[idx].flow.user));
+        while let Some(event) = self.flows[idx].caller.as_mut().and_then(Caller::poll_event) {
+            match event {
+                CallerEvent::Decided(decision) => self.cover_decision(decision),
+                CallerEvent::Granted => self.cover_exhaustion(pubkey),
+                CallerEvent::Mark(mark) => self.coverage.hit(mark),
             }
-            // A refused decision (it cannot happen to a well-formed flow): the user pays all.
-            (Purpose::Decide, _) => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
-            (Purpose::JobReserve { charge, .. }, Reply::Ok(Outcome::Reserved { reserved_sats }))
-                if !reserved_sats.is_zero() =>
-            {
-                // The seed may grant less than asked; its caller runs the work with it anyway.
-                self.cover_exhaustion(pubkey);
-                self.flows[idx].stage = Stage::Work(AfterWork::JobPartial { reserved: reserved_sats, charge });
-            }
-            (Purpose::JobReserve { offer, .. }, _) => {
-                // Re-quote before any charge is reduced: the user is asked for the rest.
-                self.coverage.hit(Mark::ReserveRefusedRequote);
-                self.flows[idx].stage = Stage::Pay { sats: offer, then: AfterPay::JobPaid };
-            }
-            (Purpose::SessionReserve { amount, .. }, Reply::Ok(Outcome::Reserved { reserved_sats }))
-                if !reserved_sats.is_zero() =>
-            {
-                self.cover_exhaustion(pubkey);
-                let call = Call::Record { request_id, pubkey, actual_sats: amount, reserved_sats };
-                self.call(idx, call, Purpose::Record { reduction: amount });
-            }
-            (
-                Purpose::SessionReserve { amount, requoted: false },
-                Reply::Refused(Refusal::InsufficientFunds { available_sats }),
-            ) if !available_sats.is_zero() => {
-                self.coverage.hit(Mark::ReserveRefusedRequote);
-                let amount = amount.min(available_sats);
-                let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
-                self.call(idx, call, Purpose::SessionReserve { amount, requoted: true });
-            }
-            (Purpose::SessionReserve { .. }, _) => {
-                // Nothing reserved: the session is charged in full.
-                self.coverage.hit(Mark::ReserveRefusedRequote);
-                self.flows[idx].stage = Stage::Pay { sats: actual, then: AfterPay::SessionDone };
-            }
-            (Purpose::Release, _) => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
-            (Purpose::Record { reduction }, Reply::Ok(Outcome::Recorded { overrun_sats, .. })) => {
-                if !overrun_sats.is_zero() {
-                    self.coverage.hit(Mark::OverrunReported);
-                }
-                if self.now.since(self.flows[idx].started_at) >= ledger_core::DAY_MS {
-                    self.coverage.hit(Mark::WindowRolloverInFlight);
-                }
-                self.finish(idx, Some((reduction, overrun_sats)));
-            }
-            (Purpose::Record { reduction }, _) => {
-                // The reservation is gone (expired): the pool's share is paid outside it.
-                self.finish(idx, Some((reduction, reduction)));
-            }
-            (Purpose::Credit { then }, _) => self.after_pay(idx, then),
+        }
+        let next = match self.flows[idx].caller.as_ref().map(Caller::poll) {
+            Some(Next::Call(call)) => Ok(call.clone()),
+            Some(Next::Done(close)) => Err(close),
+            Some(Next::Work | Next::Invoice { .. }) | None => return,
+        };
+        match next {
+            Ok(call) => self.call(idx, call),
+            Err(close) => self.finish(idx, Some((close.reduction, close.overrun))),
         }
     }
 
-    fn cover_decision(&mut self, decision: Decision, pubkey: Pubkey) {
+    fn cover_decision(&mut self, decision: Decision) {
         match decision {
             Decision::Partial { .. } => self.coverage.hit(Mark::DecisionPartial),
             Decision::Gate { reason: GateReason::DailyBudgetExhausted, .. } => {
@@ -581,9 +484,6 @@ impl<E: Engine> Exec<E> {
             }
             Decision::Gate { reason: GateReason::PoolEmpty, .. } => self.coverage.hit(Mark::GatePoolEmpty),
             _ => {}
-        }
-        if matches!(decision, Decision::Free { .. }) {
-            self.cover_exhaustion(pubkey);
         }
     }
 
@@ -594,90 +494,33 @@ impl<E: Engine> Exec<E> {
         }
     }
 
-    fn work(&mut self, idx: usize, after: AfterWork) {
+    fn work(&mut self, idx: usize) {
         let f = &self.flows[idx];
         let fails = self.faults_on && f.flow.work_fails;
-        let actual = sats(f.flow.actual_sats);
-        let request_id = RequestId(u64::from(f.flow.id));
-        let pubkey = Pubkey::for_user(u64::from(f.flow.user));
         let id = f.flow.id;
         self.note(|| format!("flow {id} work {}", if fails { "fails" } else { "succeeds" }));
         if fails {
             self.coverage.hit(Mark::WorkFailure);
         }
-        match after {
-            AfterWork::JobFree { reserved } | AfterWork::SessionFree { reserved } => {
-                if fails {
-                    self.call(idx, Call::Release { request_id, amount_sats: reserved }, Purpose::Release);
-                } else {
-                    let call = Call::Record { request_id, pubkey, actual_sats: actual, reserved_sats: reserved };
-                    self.call(idx, call, Purpose::Record { reduction: actual });
-                }
-            }
-            AfterWork::JobPartial { reserved, charge } => {
-                if fails {
-                    // The reduced charge is refunded outside the pool.
-                    self.call(idx, Call::Release { request_id, amount_sats: reserved }, Purpose::Release);
-                } else {
-                    let share = actual.saturating_sub(charge);
-                    let call = Call::Record { request_id, pubkey, actual_sats: share, reserved_sats: reserved };
-                    self.call(idx, call, Purpose::Record { reduction: share });
-                }
-            }
-            AfterWork::SessionPartial { offer } => {
-                if fails {
-                    self.finish(idx, Some((Sats::ZERO, Sats::ZERO)));
-                } else {
-                    let amount = actual.min(offer);
-                    if amount.is_zero() {
-                        self.finish(idx, Some((Sats::ZERO, Sats::ZERO)));
-                    } else {
-                        let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
-                        self.call(idx, call, Purpose::SessionReserve { amount, requoted: false });
-                    }
-                }
-            }
-            AfterWork::Paid { session: true } if !fails => {
-                self.flows[idx].stage = Stage::Pay { sats: actual, then: AfterPay::SessionDone };
-            }
-            AfterWork::Paid { .. } => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
-        }
+        self.flows[idx].caller.as_mut().expect("only a caller works").handle_work(!fails);
+        self.advance(idx);
     }
 
-    fn pay(&mut self, idx: usize, amount: Sats, then: AfterPay) {
+    fn pay(&mut self, idx: usize, amount: Sats, abandonable: bool) {
         let f = &mut self.flows[idx];
         let id = f.flow.id;
         // Sessions are charged after the work from a balance the user already holds.
-        let abandons = self.faults_on && f.flow.abandon && !matches!(then, AfterPay::SessionDone);
+        let abandons = self.faults_on && f.flow.abandon && abandonable;
+        let caller = f.caller.as_mut().expect("only a caller is invoiced");
+        caller.handle_invoice(!abandons);
         if abandons {
             self.coverage.hit(Mark::InvoiceAbandoned);
             self.note(|| format!("flow {id} user abandons the invoice of {amount} sats"));
-            self.finish(idx, Some((Sats::ZERO, Sats::ZERO)));
-            return;
+        } else if let Next::Call(&Call::Credit { payment_id, paid_sats }) = caller.poll() {
+            self.note(|| format!("flow {id} user pays {paid_sats} sats (payment {})", payment_id.0));
+            self.checker.on_payment(payment_id, paid_sats);
         }
-        if amount.is_zero() {
-            self.after_pay(idx, then);
-            return;
-        }
-        f.n_invoices += 1;
-        let payment_id = PaymentId(u64::from(id) * 8 + u64::from(f.n_invoices));
-        self.note(|| format!("flow {id} user pays {amount} sats (payment {})", payment_id.0));
-        self.checker.on_payment(payment_id, amount);
-        self.call(idx, Call::Credit { payment_id, paid_sats: amount }, Purpose::Credit { then });
-    }
-
-    fn after_pay(&mut self, idx: usize, then: AfterPay) {
-        let f = &self.flows[idx];
-        let request_id = RequestId(u64::from(f.flow.id));
-        let pubkey = Pubkey::for_user(u64::from(f.flow.user));
-        match then {
-            AfterPay::JobPartial { offer, charge } => {
-                let call = Call::ReservePartial { request_id, pubkey, amount_sats: offer };
-                self.call(idx, call, Purpose::JobReserve { offer, charge });
-            }
-            AfterPay::JobPaid => self.flows[idx].stage = Stage::Work(AfterWork::Paid { session: false }),
-            AfterPay::SessionDone => self.finish(idx, Some((Sats::ZERO, Sats::ZERO))),
-        }
+        self.advance(idx);
     }
 
     /// Stop the faults, run every flow in flight to its end (round robin by actor), let the

@@ -11,6 +11,7 @@
 //! simulated result (only the `steps_per_sec` figure of a report is measured).
 //!
 //! - [`scenario`]: what a run simulates, with the [`fault`]s it injects; [`gen`]: a seed's world and schedule;
+//! - [`caller`]: one job or session caller, a sans-IO state machine every driver runs;
 //! - [`exec`]: a history played against an engine; [`shrink`]: counterexamples made small;
 //! - [`history`]: the JSON Lines trace format; [`report`]: what a run reports;
 //! - [`coverage`]: the rare states a run reached, as [`coverage::Mark`]s.
@@ -34,6 +35,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod caller;
 pub mod coverage;
 pub mod exec;
 pub mod fault;
