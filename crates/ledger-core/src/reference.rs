@@ -225,11 +225,12 @@ impl Ledger {
         }
     }
 
-    /// A ledger from a [`Snapshot`], after checking that the snapshot is a state the rules
-    /// could have reached: nothing listed twice, every reservation held by an identity, every
-    /// sum of the balance sheet and of each identity's reservations equal to what its records
-    /// add up to, and the pool, the reservations and the absorption adding up to genesis plus
-    /// credits.
+    /// A ledger from a [`Snapshot`], after checking that its books balance: nothing listed
+    /// twice, every reservation held by an identity, every sum of the balance sheet and of
+    /// each identity's reservations equal to what its records add up to, and the pool, the
+    /// reservations and the absorption adding up to genesis plus credits. It does not replay
+    /// history: a snapshot whose books balance but that no sequence of commands could produce
+    /// (a reservation larger than its estimate, say) is taken as it is.
     pub fn restore(snapshot: Snapshot) -> Result<Ledger, RestoreError> {
         if snapshot.version != SNAPSHOT_VERSION {
             return Err(RestoreError::Version { found: snapshot.version });

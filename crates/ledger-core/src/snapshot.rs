@@ -4,9 +4,9 @@
 //! one.
 //!
 //! A snapshot is ordered (identities in creation order, requests and payments by id), so the
-//! same ledger always gives the same snapshot. Restoring checks that the snapshot is a ledger
-//! the rules could have reached: the balance sheet adds up, every outstanding reservation is
-//! booked on its identity, nothing is listed twice.
+//! same ledger always gives the same snapshot. Restoring checks that its books balance: the
+//! balance sheet adds up, every outstanding reservation is booked on its identity, nothing is
+//! listed twice.
 
 use serde::{Deserialize, Serialize};
 
