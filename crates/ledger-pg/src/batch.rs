@@ -3,9 +3,10 @@
 //! A [`Batcher`] queues the commands of any number of concurrent callers and sends them on a
 //! few *lanes*, each a task with its own connection that takes whatever is queued (up to
 //! [`BatcherOptions::max_batch`]) and runs it as one call of `ledger_apply_batch`
-//! (`migrations/0007_batches.sql`): one round trip and one commit for the whole batch. Each
-//! command runs the same server-side function as [`reference::apply`] and gets the same answer
-//! it would get alone, in the order of the batch; a caller waits for its own answer only.
+//! (`sql/functions/ledger_apply_batch.sql`): one round trip and one commit for the whole
+//! batch. Each command runs the same server-side function as [`reference::apply`] and gets the
+//! same answer it would get alone, in the order of the batch; a caller waits for its own
+//! answer only.
 //!
 //! Why several lanes cannot deadlock (the SQL file has the details): a lane carries the
 //! requests whose home pool stripe is its own (`request_id % lanes`, payments by payment id),
@@ -64,7 +65,7 @@ impl Default for BatcherOptions {
     }
 }
 
-/// The number of pool stripes (`ledger_n_stripes()` in the migrations).
+/// The number of pool stripes (`sql/functions/ledger_n_stripes.sql`).
 pub const N_STRIPES: usize = 16;
 
 /// A bad [`BatcherOptions`].

@@ -1,14 +1,15 @@
 //! The reference semantics on PostgreSQL: one statement per command.
 //!
-//! Each [`Command`] is one call of a server-side function from
-//! `migrations/0003_reference_functions.sql`, run as its own transaction. A repeat by id
+//! Each [`Command`] is one call of a server-side function, `sql/functions/ledger_<command>.sql`
+//! (`ledger_decide.sql`, `ledger_record.sql`, ...), run as its own transaction. A repeat by id
 //! answers as the first call did and changes nothing, so a retry after a lost acknowledgement
 //! is safe; serialization failures and deadlocks are retried here.
 //!
-//! The pool is striped over several rows (`migrations/0005_striped_pool.sql`): a debit takes
-//! its request's home stripe alone when that stripe covers it, and otherwise locks every
-//! stripe, answers from their exact sum and evens them out, so outcomes are the reference
-//! engine's while concurrent requests rarely wait on one another. `pool` is a view of the sums.
+//! The pool is striped over several rows (`pool_stripes` in `sql/reference_schema.sql`, which
+//! gives the argument; the helpers are `sql/functions/ledger_pool_*.sql`): a debit takes its
+//! request's home stripe alone when that stripe covers it, and otherwise locks every stripe,
+//! answers from their exact sum and evens them out, so outcomes are the reference engine's
+//! while concurrent requests rarely wait on one another. `pool` is a view of the sums.
 
 use ledger_core::{
     Command, Config, Decision, GateReason, Movement, Outcome, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs,

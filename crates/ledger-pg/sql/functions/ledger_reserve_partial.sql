@@ -1,26 +1,17 @@
--- A refused `reserve_partial` stays refused on repeat: a duplicate delivered late must never
--- succeed after the caller has re-quoted and moved on (ledger-core's `Request::refused`).
--- The refusal changes no balance; it only remembers its answer.
-
-CREATE TABLE refused_reservations (
-    request_id     bigint NOT NULL REFERENCES requests (request_id),
-    amount_sats    bigint NOT NULL CHECK (amount_sats > 0),
-    available_sats bigint NOT NULL CHECK (available_sats >= 0 AND available_sats < amount_sats),
-    PRIMARY KEY (request_id, amount_sats)
-);
-
--- ── reserve_partial ─────────────────────────────────────────────────────────────────────────
-
 -- ok: code 'reserved', a = amount. Refusals: unknown_request, exists_with_different_pubkey,
 -- reservation_exists (a), zero_amount, amount_above_estimate (a), unknown_identity,
 -- insufficient_funds (a = available; a repeat of a refused amount is refused again with the
--- first answer).
-CREATE OR REPLACE FUNCTION ledger_reserve_partial(p_request_id bigint, p_pubkey text, p_amount bigint, p_now bigint)
+-- first answer, from `refused_reservations`).
+
+CREATE FUNCTION ledger_reserve_partial(p_request_id bigint, p_pubkey text, p_amount bigint, p_now bigint)
 RETURNS ledger_result LANGUAGE plpgsql AS $$
 DECLARE
     req requests%ROWTYPE;
     res reservations%ROWTYPE;
     idn identities%ROWTYPE;
+    dr record;
+    v_home smallint := (p_request_id % ledger_n_stripes())::smallint;
+    v_remaining bigint;
     v_pool bigint;
     v_available bigint;
     v_ttl bigint;
@@ -55,20 +46,27 @@ BEGIN
     IF NOT FOUND THEN
         RETURN ledger_refuse('unknown_identity');
     END IF;
-    SELECT balance_sats INTO v_pool FROM pool WHERE id = 1 FOR UPDATE;
-    v_available := least(ledger_daily_remaining(idn, p_now), v_pool);
-    IF p_amount > v_available THEN
+    v_remaining := ledger_daily_remaining(idn, p_now);
+    IF p_amount <= v_remaining THEN
+        SELECT * INTO dr FROM ledger_pool_debit(v_home, p_request_id, p_amount, p_now);
+        IF NOT dr.ok THEN
+            v_pool := dr.total;
+        END IF;
+    ELSIF ledger_pool_at_least(v_home, v_remaining) THEN
+        v_pool := v_remaining;
+    ELSE
+        v_pool := ledger_pool_lock_all(p_now);
+    END IF;
+    IF v_pool IS NOT NULL THEN
+        v_available := least(v_remaining, v_pool);
         INSERT INTO refused_reservations VALUES (p_request_id, p_amount, v_available);
         RETURN ledger_refuse('insufficient_funds', v_available);
     END IF;
     SELECT reservation_ttl_ms INTO v_ttl FROM ledger_config WHERE id = 1;
-    INSERT INTO reservations (request_id, pubkey, amount_sats, by_decide, deadline_ms)
+    INSERT INTO reservations (request_id, pubkey, amount_sats, by_decide, deadline_ms, stripe)
     VALUES (p_request_id, p_pubkey, p_amount, false,
         CASE WHEN p_now > 9223372036854775807 - v_ttl THEN 9223372036854775807
-             ELSE p_now + v_ttl END);
+             ELSE p_now + v_ttl END, v_home);
     UPDATE identities SET reserved_sats = reserved_sats + p_amount WHERE pubkey = p_pubkey;
-    INSERT INTO pool_journal (kind, request_id, amount_sats, d_reserved_sats, at_ms)
-    VALUES ('debit', p_request_id, -p_amount, p_amount, p_now);
     RETURN ROW(true, 'reserved', true, p_amount, NULL, NULL, NULL)::ledger_result;
 END $$;
-
