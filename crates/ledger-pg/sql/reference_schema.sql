@@ -33,16 +33,34 @@ CREATE DOMAIN journal_kind AS text
 
 -- What every command answers. `ok` false is a refusal (nothing changed). `fresh` is true when
 -- this call made the change, false for an idempotent repeat (the caller journals movements of
--- fresh calls only). `a`, `b`, `c`, `t` are the outcome's fields, per command (see each
--- command's file).
+-- fresh calls only). `code` names the outcome or the refusal. Each field after those holds one
+-- thing, set for the commands and codes named beside it and NULL otherwise; `ledger_ok` and
+-- `ledger_refuse` build the answer with the fields named.
 CREATE TYPE ledger_result AS (
-    ok    boolean,
-    code  text,
-    fresh boolean,
-    a     bigint,
-    b     bigint,
-    c     bigint,
-    t     text
+    ok             boolean,
+    code           text,
+    fresh          boolean,
+    -- decide: free, partial, gate (offer and charge as in `requests`).
+    offer_sats     bigint,
+    charge_sats    bigint,
+    gate_reason    text,
+    -- set_tier: tier_set (NULL when the identity was created).
+    previous_tier  text,
+    -- reserve_partial: reserved; the refusal reservation_exists (the existing reservation's).
+    reserved_sats  bigint,
+    -- release: released; record: recorded.
+    returned_sats  bigint,
+    -- record: recorded (`pubkey` is the reservation's).
+    absorbed_sats  bigint,
+    overrun_sats   bigint,
+    pubkey         text,
+    -- credit: credited.
+    credited_sats  bigint,
+    -- The amounts refusals report.
+    estimated_sats bigint,  -- exists_with_different_estimate, amount_above_estimate
+    available_sats bigint,  -- insufficient_funds
+    actual_sats    bigint,  -- recorded_with_different_amount (the first call's)
+    paid_sats      bigint   -- payment_with_different_amount (the first call's)
 );
 
 -- The rules the functions apply: one row, written at genesis.

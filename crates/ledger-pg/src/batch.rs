@@ -31,7 +31,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::reference::{self, bigint, sats_arg, Applied, PgError, MAX_RETRIES};
+use crate::reference::{self, bigint, sats_arg, Applied, PgError, MAX_RETRIES, SELECT_RESULT};
 
 /// How many batches a lane keeps the batch lock exclusively after one needed every stripe.
 pub const EXCLUSIVE_STREAK: u32 = 16;
@@ -382,17 +382,16 @@ impl Lane {
             Some(conn) => conn,
             None => self.conn.insert(self.pool.acquire().await.map_err(|e| BatchError::Other(PgError::Sql(e)))?),
         };
-        let rows =
-            sqlx::query("SELECT ok, code, fresh, a, b, c, t FROM ledger_apply_batch($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&args.kinds)
-                .bind(&args.ids)
-                .bind(&args.pubkeys)
-                .bind(&args.tiers)
-                .bind(&args.amounts)
-                .bind(&args.nows)
-                .bind(exclusive)
-                .fetch_all(&mut **conn)
-                .await;
+        let rows = sqlx::query(&format!("{SELECT_RESULT} ledger_apply_batch($1, $2, $3, $4, $5, $6, $7)"))
+            .bind(&args.kinds)
+            .bind(&args.ids)
+            .bind(&args.pubkeys)
+            .bind(&args.tiers)
+            .bind(&args.amounts)
+            .bind(&args.nows)
+            .bind(exclusive)
+            .fetch_all(&mut **conn)
+            .await;
         let rows = match rows {
             Ok(rows) => rows,
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("LDB01") => {

@@ -49,6 +49,7 @@ reference_schema!(
     "identities_kept",
     // Helpers.
     "ledger_n_stripes",
+    "ledger_ok",
     "ledger_refuse",
     "ledger_budget",
     "ledger_daily_remaining",

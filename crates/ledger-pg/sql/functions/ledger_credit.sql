@@ -1,4 +1,5 @@
--- ok: code 'credited', a = credited. Refusals: payment_with_different_amount (a), overflow.
+-- ok: code 'credited', with credited_sats. Refusals: payment_with_different_amount (paid_sats),
+-- overflow.
 
 CREATE FUNCTION ledger_credit(p_payment_id bigint, p_paid bigint, p_now bigint)
 RETURNS ledger_result LANGUAGE plpgsql AS $$
@@ -32,12 +33,12 @@ BEGIN
             INSERT INTO pool_journal (kind, stripe, payment_id, amount_sats, d_credited_sats, at_ms)
             VALUES ('credit', (p_payment_id % ledger_n_stripes())::smallint, p_payment_id,
                 v_credited, v_credited, p_now);
-            RETURN ROW(true, 'credited', true, v_credited, NULL, NULL, NULL)::ledger_result;
+            RETURN ledger_ok('credited', true, credited_sats => v_credited);
         END IF;
         SELECT * INTO pay FROM processed_payments WHERE payment_id = p_payment_id;
     END IF;
     IF pay.paid_sats <> p_paid THEN
-        RETURN ledger_refuse('payment_with_different_amount', pay.paid_sats);
+        RETURN ledger_refuse('payment_with_different_amount', paid_sats => pay.paid_sats);
     END IF;
-    RETURN ROW(true, 'credited', false, pay.credited_sats, NULL, NULL, NULL)::ledger_result;
+    RETURN ledger_ok('credited', false, credited_sats => pay.credited_sats);
 END $$;

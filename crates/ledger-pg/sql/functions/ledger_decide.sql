@@ -1,5 +1,6 @@
--- ok: code 'free' | 'partial' | 'gate'; a = offer (free: the reservation), b = charge,
--- t = gate reason. Refusals: exists_with_different_pubkey, exists_with_different_estimate (a).
+-- ok: code 'free' | 'partial' | 'gate', with offer_sats (free: the reservation; gate: 0),
+-- charge_sats and, for a gate, gate_reason. Refusals: exists_with_different_pubkey,
+-- exists_with_different_estimate (estimated_sats: the first call's estimate).
 --
 -- Duplicates of one decide are serialised by a transaction-scoped advisory lock on the request
 -- id; the rest is `ledger_decide_locked`, which a batch calls directly.

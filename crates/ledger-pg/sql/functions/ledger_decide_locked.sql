@@ -90,13 +90,15 @@ BEGIN
             UPDATE identities SET reserved_sats = reserved_sats + p_estimated
             WHERE pubkey = p_pubkey;
         END IF;
-        RETURN ROW(true, v_decision, true, v_offer, v_charge, NULL, v_reason)::ledger_result;
+        RETURN ledger_ok(v_decision, true, offer_sats => v_offer, charge_sats => v_charge,
+            gate_reason => v_reason);
     END IF;
     IF req.pubkey <> p_pubkey THEN
         RETURN ledger_refuse('exists_with_different_pubkey');
     END IF;
     IF req.estimated_sats <> p_estimated THEN
-        RETURN ledger_refuse('exists_with_different_estimate', req.estimated_sats);
+        RETURN ledger_refuse('exists_with_different_estimate', estimated_sats => req.estimated_sats);
     END IF;
-    RETURN ROW(true, req.decision, false, req.offer_sats, req.charge_sats, NULL, req.gate_reason)::ledger_result;
+    RETURN ledger_ok(req.decision, false, offer_sats => req.offer_sats, charge_sats => req.charge_sats,
+        gate_reason => req.gate_reason);
 END $$;

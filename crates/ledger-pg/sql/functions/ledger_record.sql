@@ -1,5 +1,6 @@
--- ok: code 'recorded', a = absorbed, b = returned, c = overrun, t = pubkey. Refusals:
--- unknown_request, not_reserved, recorded_with_different_amount (a), already_released,
+-- ok: code 'recorded', with absorbed_sats, returned_sats, overrun_sats and the reservation's
+-- pubkey (the caller journals the movement under it). Refusals: unknown_request, not_reserved,
+-- recorded_with_different_amount (actual_sats: the first call's), already_released,
 -- reservation_expired, overflow.
 
 CREATE FUNCTION ledger_record(p_request_id bigint, p_actual bigint, p_now bigint)
@@ -23,10 +24,10 @@ BEGIN
         WHEN 'recorded' THEN
             SELECT * INTO g FROM grants WHERE request_id = p_request_id;
             IF g.actual_sats = p_actual THEN
-                RETURN ROW(true, 'recorded', false, g.absorbed_sats, g.returned_sats,
-                    g.overrun_sats, g.pubkey)::ledger_result;
+                RETURN ledger_ok('recorded', false, absorbed_sats => g.absorbed_sats,
+                    returned_sats => g.returned_sats, overrun_sats => g.overrun_sats, pubkey => g.pubkey);
             END IF;
-            RETURN ledger_refuse('recorded_with_different_amount', g.actual_sats);
+            RETURN ledger_refuse('recorded_with_different_amount', actual_sats => g.actual_sats);
         WHEN 'released' THEN
             RETURN ledger_refuse('already_released');
         WHEN 'expired' THEN
@@ -68,5 +69,6 @@ BEGIN
     INSERT INTO pool_journal (kind, stripe, request_id, amount_sats, d_reserved_sats, d_absorbed_sats,
         d_overrun_sats, d_grants, at_ms)
     VALUES ('record', res.stripe, p_request_id, v_returned, -res.amount_sats, v_absorbed, v_overrun, 1, p_now);
-    RETURN ROW(true, 'recorded', true, v_absorbed, v_returned, v_overrun, res.pubkey)::ledger_result;
+    RETURN ledger_ok('recorded', true, absorbed_sats => v_absorbed, returned_sats => v_returned,
+        overrun_sats => v_overrun, pubkey => res.pubkey);
 END $$;

@@ -1,4 +1,4 @@
--- ok: code 'released', a = returned. Refusals: unknown_request, not_reserved,
+-- ok: code 'released', with returned_sats. Refusals: unknown_request, not_reserved,
 -- already_recorded, reservation_expired.
 
 CREATE FUNCTION ledger_release(p_request_id bigint, p_now bigint)
@@ -15,7 +15,7 @@ BEGIN
     END IF;
     CASE res.state
         WHEN 'released' THEN
-            RETURN ROW(true, 'released', false, res.amount_sats, NULL, NULL, NULL)::ledger_result;
+            RETURN ledger_ok('released', false, returned_sats => res.amount_sats);
         WHEN 'recorded' THEN
             RETURN ledger_refuse('already_recorded');
         WHEN 'expired' THEN
@@ -27,5 +27,5 @@ BEGIN
     UPDATE reservations SET state = 'released', closed_at_ms = p_now WHERE request_id = p_request_id;
     INSERT INTO pool_journal (kind, stripe, request_id, amount_sats, d_reserved_sats, at_ms)
     VALUES ('release', res.stripe, p_request_id, res.amount_sats, -res.amount_sats, p_now);
-    RETURN ROW(true, 'released', true, res.amount_sats, NULL, NULL, NULL)::ledger_result;
+    RETURN ledger_ok('released', true, returned_sats => res.amount_sats);
 END $$;

@@ -1,7 +1,8 @@
--- ok: code 'reserved', a = amount. Refusals: unknown_request, exists_with_different_pubkey,
--- reservation_exists (a), zero_amount, amount_above_estimate (a), unknown_identity,
--- insufficient_funds (a = available; a repeat of a refused amount is refused again with the
--- first answer, from `refused_reservations`).
+-- ok: code 'reserved', with reserved_sats. Refusals: unknown_request,
+-- exists_with_different_pubkey, reservation_exists (reserved_sats: the existing reservation's),
+-- zero_amount, amount_above_estimate (estimated_sats), unknown_identity, insufficient_funds
+-- (available_sats; a repeat of a refused amount is refused again with the first answer, from
+-- `refused_reservations`).
 
 CREATE FUNCTION ledger_reserve_partial(p_request_id bigint, p_pubkey text, p_amount bigint, p_now bigint)
 RETURNS ledger_result LANGUAGE plpgsql AS $$
@@ -27,20 +28,20 @@ BEGIN
     SELECT * INTO res FROM reservations WHERE request_id = p_request_id;
     IF FOUND THEN
         IF NOT res.by_decide AND res.amount_sats = p_amount THEN
-            RETURN ROW(true, 'reserved', false, p_amount, NULL, NULL, NULL)::ledger_result;
+            RETURN ledger_ok('reserved', false, reserved_sats => p_amount);
         END IF;
-        RETURN ledger_refuse('reservation_exists', res.amount_sats);
+        RETURN ledger_refuse('reservation_exists', reserved_sats => res.amount_sats);
     END IF;
     IF p_amount = 0 THEN
         RETURN ledger_refuse('zero_amount');
     END IF;
     IF p_amount > req.estimated_sats THEN
-        RETURN ledger_refuse('amount_above_estimate', req.estimated_sats);
+        RETURN ledger_refuse('amount_above_estimate', estimated_sats => req.estimated_sats);
     END IF;
     SELECT available_sats INTO v_available FROM refused_reservations
     WHERE request_id = p_request_id AND amount_sats = p_amount;
     IF FOUND THEN
-        RETURN ledger_refuse('insufficient_funds', v_available);
+        RETURN ledger_refuse('insufficient_funds', available_sats => v_available);
     END IF;
     SELECT * INTO idn FROM identities WHERE pubkey = p_pubkey FOR UPDATE;
     IF NOT FOUND THEN
@@ -60,7 +61,7 @@ BEGIN
     IF v_pool IS NOT NULL THEN
         v_available := least(v_remaining, v_pool);
         INSERT INTO refused_reservations VALUES (p_request_id, p_amount, v_available);
-        RETURN ledger_refuse('insufficient_funds', v_available);
+        RETURN ledger_refuse('insufficient_funds', available_sats => v_available);
     END IF;
     SELECT reservation_ttl_ms INTO v_ttl FROM ledger_config WHERE id = 1;
     INSERT INTO reservations (request_id, pubkey, amount_sats, by_decide, deadline_ms, stripe)
@@ -68,5 +69,5 @@ BEGIN
         CASE WHEN p_now > 9223372036854775807 - v_ttl THEN 9223372036854775807
              ELSE p_now + v_ttl END, v_home);
     UPDATE identities SET reserved_sats = reserved_sats + p_amount WHERE pubkey = p_pubkey;
-    RETURN ROW(true, 'reserved', true, p_amount, NULL, NULL, NULL)::ledger_result;
+    RETURN ledger_ok('reserved', true, reserved_sats => p_amount);
 END $$;
