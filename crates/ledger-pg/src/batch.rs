@@ -286,7 +286,17 @@ enum BatchError {
 
 impl Lane {
     async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
+        // `PgPool::close` waits until every connection is back, and the lane holds its own
+        // between batches: when the pool closes, the lane stops, which gives it back.
+        let mut closed = std::pin::pin!(self.pool.close_event());
+        loop {
+            let first = tokio::select! {
+                job = self.rx.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+                () = &mut closed => return,
+            };
             let mut jobs = vec![first];
             // Callers just answered by the last batch are about to send their next command:
             // let them, so that it joins this batch rather than the next.
