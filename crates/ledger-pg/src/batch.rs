@@ -3,9 +3,10 @@
 //! A [`Batcher`] queues the commands of any number of concurrent callers and sends them on a
 //! few *lanes*, each a task with its own connection that takes whatever is queued (up to
 //! [`BatcherOptions::max_batch`]) and runs it as one call of `ledger_apply_batch`
-//! (`migrations/0007_batches.sql`): one round trip and one commit for the whole batch. Each
-//! command runs the same server-side function as [`reference::apply`] and gets the same answer
-//! it would get alone, in the order of the batch; a caller waits for its own answer only.
+//! (`sql/functions/ledger_apply_batch.sql`): one round trip and one commit for the whole
+//! batch. Each command runs the same server-side function as [`reference::apply`] and gets the
+//! same answer it would get alone, in the order of the batch; a caller waits for its own
+//! answer only.
 //!
 //! Why several lanes cannot deadlock (the SQL file has the details): a lane carries the
 //! requests whose home pool stripe is its own (`request_id % lanes`, payments by payment id),
@@ -30,7 +31,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::reference::{self, bigint, sats_arg, Applied, PgError, MAX_RETRIES};
+use crate::reference::{self, bigint, sats_arg, Applied, PgError, MAX_RETRIES, SELECT_RESULT};
 
 /// How many batches a lane keeps the batch lock exclusively after one needed every stripe.
 pub const EXCLUSIVE_STREAK: u32 = 16;
@@ -64,7 +65,8 @@ impl Default for BatcherOptions {
     }
 }
 
-/// The number of pool stripes (`ledger_n_stripes()` in the migrations).
+/// The number of pool stripes: `ledger_n_stripes()` (`sql/functions/ledger_n_stripes.sql`),
+/// which `tests/schema.rs` checks on a live server.
 pub const N_STRIPES: usize = 16;
 
 /// A bad [`BatcherOptions`].
@@ -284,7 +286,17 @@ enum BatchError {
 
 impl Lane {
     async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
+        // `PgPool::close` waits until every connection is back, and the lane holds its own
+        // between batches: when the pool closes, the lane stops, which gives it back.
+        let mut closed = std::pin::pin!(self.pool.close_event());
+        loop {
+            let first = tokio::select! {
+                job = self.rx.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+                () = &mut closed => return,
+            };
             let mut jobs = vec![first];
             // Callers just answered by the last batch are about to send their next command:
             // let them, so that it joins this batch rather than the next.
@@ -381,17 +393,16 @@ impl Lane {
             Some(conn) => conn,
             None => self.conn.insert(self.pool.acquire().await.map_err(|e| BatchError::Other(PgError::Sql(e)))?),
         };
-        let rows =
-            sqlx::query("SELECT ok, code, fresh, a, b, c, t FROM ledger_apply_batch($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&args.kinds)
-                .bind(&args.ids)
-                .bind(&args.pubkeys)
-                .bind(&args.tiers)
-                .bind(&args.amounts)
-                .bind(&args.nows)
-                .bind(exclusive)
-                .fetch_all(&mut **conn)
-                .await;
+        let rows = sqlx::query(&format!("{SELECT_RESULT} ledger_apply_batch($1, $2, $3, $4, $5, $6, $7)"))
+            .bind(&args.kinds)
+            .bind(&args.ids)
+            .bind(&args.pubkeys)
+            .bind(&args.tiers)
+            .bind(&args.amounts)
+            .bind(&args.nows)
+            .bind(exclusive)
+            .fetch_all(&mut **conn)
+            .await;
         let rows = match rows {
             Ok(rows) => rows,
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("LDB01") => {

@@ -30,7 +30,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, PgError> {
 
 async fn connect_and_migrate(opts: PgConnectOptions) -> Result<PgPool, PgError> {
     let pool = PgPoolOptions::new().max_connections(2).connect_with(opts).await?;
-    crate::MIGRATOR.run(&pool).await.map_err(|e| PgError::Protocol(format!("migrations: {e}")))?;
+    crate::migrate(&pool).await.map_err(|e| PgError::Protocol(format!("migrations: {e}")))?;
     Ok(pool)
 }
 

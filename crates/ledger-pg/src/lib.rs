@@ -1,9 +1,9 @@
 //! The PostgreSQL adapter of the generosity-pool ledger.
 //!
-//! It holds the `sqlx` migrations (the reference schema and the seed's own tables), the
-//! reference semantics of DESIGN §3 as server-side functions, the seed's SQL statements ported
-//! one round trip at a time ([`seed`]), and a throwaway PostgreSQL for tests and runs
-//! ([`testpg`]).
+//! It holds the `sqlx` migrations (the seed's own tables, and the reference schema with the
+//! reference semantics of DESIGN §3 as server-side functions, one file per function under
+//! `sql/functions/`; see [`migrate`]), the seed's SQL statements ported one round trip at a
+//! time ([`seed`]), and a throwaway PostgreSQL for tests and runs ([`testpg`]).
 //!
 //! - [`reference`]: each DESIGN §3 command as one call of a server-side function, idempotent by
 //!   id, with serialization failures and deadlocks retried; [`reference::audit`] checks I1, I2
@@ -24,15 +24,14 @@
 pub mod batch;
 pub mod engine;
 pub mod reference;
+mod schema;
 pub mod seed;
 pub mod testpg;
 
-/// The migrations of this crate, embedded at compile time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Applies every pending migration.
+/// Applies every pending migration: the seed's tables (version 1), and the reference schema
+/// with all of its functions (version 2), both embedded at compile time from `sql/`.
 pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    sqlx::migrate::Migrator::new(schema::Embedded).await?.run(pool).await
 }
 
 /// Drops everything in the `public` schema, migrations included, so that a run can start from

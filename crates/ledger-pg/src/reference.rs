@@ -1,14 +1,15 @@
 //! The reference semantics on PostgreSQL: one statement per command.
 //!
-//! Each [`Command`] is one call of a server-side function from
-//! `migrations/0003_reference_functions.sql`, run as its own transaction. A repeat by id
+//! Each [`Command`] is one call of a server-side function, `sql/functions/ledger_<command>.sql`
+//! (`ledger_decide.sql`, `ledger_record.sql`, ...), run as its own transaction. A repeat by id
 //! answers as the first call did and changes nothing, so a retry after a lost acknowledgement
 //! is safe; serialization failures and deadlocks are retried here.
 //!
-//! The pool is striped over several rows (`migrations/0005_striped_pool.sql`): a debit takes
-//! its request's home stripe alone when that stripe covers it, and otherwise locks every
-//! stripe, answers from their exact sum and evens them out, so outcomes are the reference
-//! engine's while concurrent requests rarely wait on one another. `pool` is a view of the sums.
+//! The pool is striped over several rows (`pool_stripes` in `sql/reference_schema.sql`, which
+//! gives the argument; the helpers are `sql/functions/ledger_pool_*.sql`): a debit takes its
+//! request's home stripe alone when that stripe covers it, and otherwise locks every stripe,
+//! answers from their exact sum and evens them out, so outcomes are the reference engine's
+//! while concurrent requests rarely wait on one another. `pool` is a view of the sums.
 
 use ledger_core::{
     Command, Config, Decision, GateReason, Movement, Outcome, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs,
@@ -159,13 +160,17 @@ pub async fn apply(pool: &sqlx::PgPool, command: &Command, now: TimeMs) -> Resul
     }
 }
 
+/// The fields of a `ledger_result` (`sql/reference_schema.sql`), selected from a command's call.
+pub(crate) const SELECT_RESULT: &str = "SELECT ok, code, fresh, offer_sats, charge_sats, gate_reason, previous_tier, \
+     reserved_sats, returned_sats, absorbed_sats, overrun_sats, pubkey, credited_sats, estimated_sats, available_sats, \
+     actual_sats, paid_sats FROM";
+
 /// Runs `command` at `now` as one statement, once.
 pub async fn apply_once<'e>(db: impl PgExecutor<'e>, command: &Command, now: TimeMs) -> Result<Applied, PgError> {
-    const COLS: &str = "SELECT ok, code, fresh, a, b, c, t FROM";
     let now_ms = bigint("now", now.0)?;
     let row = match *command {
         Command::SetTier { pubkey, tier } => {
-            sqlx::query(&format!("{COLS} ledger_set_tier($1, $2, $3)"))
+            sqlx::query(&format!("{SELECT_RESULT} ledger_set_tier($1, $2, $3)"))
                 .bind(pubkey.to_string())
                 .bind(tier.as_str())
                 .bind(now_ms)
@@ -173,7 +178,7 @@ pub async fn apply_once<'e>(db: impl PgExecutor<'e>, command: &Command, now: Tim
                 .await?
         }
         Command::Decide { request_id, pubkey, estimated_sats } => {
-            sqlx::query(&format!("{COLS} ledger_decide($1, $2, $3, $4)"))
+            sqlx::query(&format!("{SELECT_RESULT} ledger_decide($1, $2, $3, $4)"))
                 .bind(bigint("request_id", request_id.0)?)
                 .bind(pubkey.to_string())
                 .bind(sats_arg(estimated_sats))
@@ -182,7 +187,7 @@ pub async fn apply_once<'e>(db: impl PgExecutor<'e>, command: &Command, now: Tim
                 .await?
         }
         Command::ReservePartial { request_id, pubkey, amount_sats } => {
-            sqlx::query(&format!("{COLS} ledger_reserve_partial($1, $2, $3, $4)"))
+            sqlx::query(&format!("{SELECT_RESULT} ledger_reserve_partial($1, $2, $3, $4)"))
                 .bind(bigint("request_id", request_id.0)?)
                 .bind(pubkey.to_string())
                 .bind(sats_arg(amount_sats))
@@ -191,14 +196,14 @@ pub async fn apply_once<'e>(db: impl PgExecutor<'e>, command: &Command, now: Tim
                 .await?
         }
         Command::Release { request_id } => {
-            sqlx::query(&format!("{COLS} ledger_release($1, $2)"))
+            sqlx::query(&format!("{SELECT_RESULT} ledger_release($1, $2)"))
                 .bind(bigint("request_id", request_id.0)?)
                 .bind(now_ms)
                 .fetch_one(db)
                 .await?
         }
         Command::Record { request_id, actual_sats } => {
-            sqlx::query(&format!("{COLS} ledger_record($1, $2, $3)"))
+            sqlx::query(&format!("{SELECT_RESULT} ledger_record($1, $2, $3)"))
                 .bind(bigint("request_id", request_id.0)?)
                 .bind(sats_arg(actual_sats))
                 .bind(now_ms)
@@ -206,7 +211,7 @@ pub async fn apply_once<'e>(db: impl PgExecutor<'e>, command: &Command, now: Tim
                 .await?
         }
         Command::Credit { payment_id, paid_sats } => {
-            sqlx::query(&format!("{COLS} ledger_credit($1, $2, $3)"))
+            sqlx::query(&format!("{SELECT_RESULT} ledger_credit($1, $2, $3)"))
                 .bind(bigint("payment_id", payment_id.0)?)
                 .bind(sats_arg(paid_sats))
                 .bind(now_ms)
@@ -235,42 +240,62 @@ fn expired(rows: Vec<PgRow>) -> Result<Applied, PgError> {
     Ok(Applied { fresh: !released.is_empty(), result: Ok(Outcome::Expired { released }), movements })
 }
 
+/// The sats in the field `name` of a `ledger_result` row.
+fn sats_field(row: &PgRow, name: &str) -> Result<Sats, PgError> {
+    sats_of(row.try_get(name)?)
+}
+
 pub(crate) fn decode(command: &Command, row: &PgRow) -> Result<Applied, PgError> {
-    let ok: bool = row.try_get(0)?;
-    let code: String = row.try_get(1)?;
-    let fresh: bool = row.try_get(2)?;
-    let a: Option<i64> = row.try_get(3)?;
-    let b: Option<i64> = row.try_get(4)?;
-    let c: Option<i64> = row.try_get(5)?;
-    let t: Option<String> = row.try_get(6)?;
+    let ok: bool = row.try_get("ok")?;
+    let code: String = row.try_get("code")?;
+    let fresh: bool = row.try_get("fresh")?;
     if !ok {
-        return Ok(Applied { result: Err(refusal(&code, a)?), fresh: false, movements: Vec::new() });
+        return Ok(Applied { result: Err(refusal(&code, row)?), fresh: false, movements: Vec::new() });
     }
+    let sats = |name| sats_field(row, name);
     let outcome = match code.as_str() {
-        "tier_set" => Outcome::TierSet {
-            previous: t.as_deref().map(str::parse::<Tier>).transpose().map_err(|e| PgError::Protocol(e.to_string()))?,
-        },
-        "free" => Outcome::Decided { decision: Decision::Free { reserved_sats: sats_of(a)? } },
-        "partial" => {
-            Outcome::Decided { decision: Decision::Partial { offer_sats: sats_of(a)?, charge_sats: sats_of(b)? } }
+        "tier_set" => {
+            let previous: Option<String> = row.try_get("previous_tier")?;
+            Outcome::TierSet {
+                previous: previous
+                    .as_deref()
+                    .map(str::parse::<Tier>)
+                    .transpose()
+                    .map_err(|e| PgError::Protocol(e.to_string()))?,
+            }
         }
-        "gate" => Outcome::Decided {
-            decision: Decision::Gate { reason: gate_reason(t.as_deref())?, charge_sats: sats_of(b)? },
+        "free" => Outcome::Decided { decision: Decision::Free { reserved_sats: sats("offer_sats")? } },
+        "partial" => Outcome::Decided {
+            decision: Decision::Partial { offer_sats: sats("offer_sats")?, charge_sats: sats("charge_sats")? },
         },
-        "reserved" => Outcome::Reserved { reserved_sats: sats_of(a)? },
-        "released" => Outcome::Released { returned_sats: sats_of(a)? },
-        "recorded" => {
-            Outcome::Recorded { absorbed_sats: sats_of(a)?, returned_sats: sats_of(b)?, overrun_sats: sats_of(c)? }
+        "gate" => {
+            let reason: Option<String> = row.try_get("gate_reason")?;
+            Outcome::Decided {
+                decision: Decision::Gate { reason: gate_reason(reason.as_deref())?, charge_sats: sats("charge_sats")? },
+            }
         }
-        "credited" => Outcome::Credited { credited_sats: sats_of(a)? },
+        "reserved" => Outcome::Reserved { reserved_sats: sats("reserved_sats")? },
+        "released" => Outcome::Released { returned_sats: sats("returned_sats")? },
+        "recorded" => Outcome::Recorded {
+            absorbed_sats: sats("absorbed_sats")?,
+            returned_sats: sats("returned_sats")?,
+            overrun_sats: sats("overrun_sats")?,
+        },
+        "credited" => Outcome::Credited { credited_sats: sats("credited_sats")? },
         other => return Err(PgError::Protocol(format!("unknown outcome {other:?}"))),
     };
-    let movements = if fresh { movements(command, &outcome, t.as_deref())? } else { Vec::new() };
+    let movements = if fresh {
+        let pubkey: Option<String> = row.try_get("pubkey")?;
+        movements(command, &outcome, pubkey.as_deref())?
+    } else {
+        Vec::new()
+    };
     Ok(Applied { result: Ok(outcome), fresh, movements })
 }
 
-/// The pool movements of a fresh outcome, as the reference engine journals them.
-fn movements(command: &Command, outcome: &Outcome, t: Option<&str>) -> Result<Vec<Movement>, PgError> {
+/// The pool movements of a fresh outcome, as the reference engine journals them. `pubkey` is
+/// the answer's (a record's reservation's).
+fn movements(command: &Command, outcome: &Outcome, pubkey: Option<&str>) -> Result<Vec<Movement>, PgError> {
     let m = match (command, outcome) {
         (
             Command::Decide { request_id, pubkey, .. },
@@ -283,7 +308,7 @@ fn movements(command: &Command, outcome: &Outcome, t: Option<&str>) -> Result<Ve
             Some(Movement::Release { request_id: *request_id, amount_sats: *returned_sats })
         }
         (Command::Record { request_id, .. }, Outcome::Recorded { absorbed_sats, returned_sats, .. }) => {
-            let pubkey: Pubkey = t
+            let pubkey: Pubkey = pubkey
                 .ok_or_else(|| PgError::Protocol("record without pubkey".into()))?
                 .parse()
                 .map_err(|e: ledger_core::PubkeyError| PgError::Protocol(e.to_string()))?;
@@ -302,8 +327,8 @@ fn movements(command: &Command, outcome: &Outcome, t: Option<&str>) -> Result<Ve
     Ok(m.into_iter().collect())
 }
 
-fn gate_reason(t: Option<&str>) -> Result<GateReason, PgError> {
-    Ok(match t {
+fn gate_reason(reason: Option<&str>) -> Result<GateReason, PgError> {
+    Ok(match reason {
         Some("unknown_identity") => GateReason::UnknownIdentity,
         Some("zero_estimate") => GateReason::ZeroEstimate,
         Some("zero_budget") => GateReason::ZeroBudget,
@@ -313,18 +338,21 @@ fn gate_reason(t: Option<&str>) -> Result<GateReason, PgError> {
     })
 }
 
-fn refusal(code: &str, a: Option<i64>) -> Result<Refusal, PgError> {
+fn refusal(code: &str, row: &PgRow) -> Result<Refusal, PgError> {
+    let sats = |name| sats_field(row, name);
     Ok(match code {
         "unknown_identity" => Refusal::UnknownIdentity,
         "unknown_request" => Refusal::UnknownRequest,
         "zero_amount" => Refusal::ZeroAmount,
-        "insufficient_funds" => Refusal::InsufficientFunds { available_sats: sats_of(a)? },
+        "insufficient_funds" => Refusal::InsufficientFunds { available_sats: sats("available_sats")? },
         "exists_with_different_pubkey" => Refusal::ExistsWithDifferentPubkey,
-        "exists_with_different_estimate" => Refusal::ExistsWithDifferentEstimate { estimated_sats: sats_of(a)? },
-        "reservation_exists" => Refusal::ReservationExists { reserved_sats: sats_of(a)? },
-        "amount_above_estimate" => Refusal::AmountAboveEstimate { estimated_sats: sats_of(a)? },
-        "recorded_with_different_amount" => Refusal::RecordedWithDifferentAmount { actual_sats: sats_of(a)? },
-        "payment_with_different_amount" => Refusal::PaymentWithDifferentAmount { paid_sats: sats_of(a)? },
+        "exists_with_different_estimate" => {
+            Refusal::ExistsWithDifferentEstimate { estimated_sats: sats("estimated_sats")? }
+        }
+        "reservation_exists" => Refusal::ReservationExists { reserved_sats: sats("reserved_sats")? },
+        "amount_above_estimate" => Refusal::AmountAboveEstimate { estimated_sats: sats("estimated_sats")? },
+        "recorded_with_different_amount" => Refusal::RecordedWithDifferentAmount { actual_sats: sats("actual_sats")? },
+        "payment_with_different_amount" => Refusal::PaymentWithDifferentAmount { paid_sats: sats("paid_sats")? },
         "not_reserved" => Refusal::NotReserved,
         "already_recorded" => Refusal::AlreadyRecorded,
         "already_released" => Refusal::AlreadyReleased,

@@ -1,7 +1,8 @@
-//! The striped pool (migration 0005) answers from the whole pool, exactly as the single
-//! balance of the reference engine does, under real concurrency: when the stripes run short,
-//! the fallback locks them all, spreads the debit and evens them out. The same through the
-//! batcher, where taking every stripe makes a batch run again holding the batch lock alone.
+//! The striped pool (`pool_stripes` in `sql/reference_schema.sql`) answers from the whole
+//! pool, exactly as the single balance of the reference engine does, under real concurrency:
+//! when the stripes run short, the fallback locks them all, spreads the debit and evens them
+//! out. The same through the batcher, where taking every stripe makes a batch run again
+//! holding the batch lock alone.
 
 use ledger_core::{Command, Config, Decision, Outcome, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs};
 use ledger_pg::batch::{Batcher, BatcherOptions};
