@@ -1,10 +1,10 @@
 //! loom model of the locking protocol `ledger-pg` really runs for one command per transaction
-//! (migrations 0003-0006: the striped pool with its one-stripe fast path and its
-//! lock-every-stripe slow path; 0007 leaves these locks as they were: a grant's insert closes
-//! the reservation `record` already holds, and the reservation's foreign-key checks took only
-//! shared locks on rows the command holds already), checked over every interleaving of three
-//! client threads within the preemption bound. The batch protocol of 0007 (lanes, the batch
-//! lock) is not modelled here; its argument is in that migration and `ledger_pg::batch`, and
+//! (`crates/ledger-pg/sql/functions/`: the striped pool of `ledger_pool_debit`,
+//! `pool_journal_move` and `ledger_pool_lock_all`, with its one-stripe fast path and its
+//! lock-every-stripe slow path; a grant's insert closes the reservation `record` already holds),
+//! checked over every interleaving of three client threads within the preemption bound. The
+//! batch protocol (lanes, the batch lock) is not modelled here; its argument is in
+//! `sql/functions/ledger_apply_batch.sql` and `ledger_pg::batch`, and
 //! the contention tests of `ledger-pg` check that no batch is ever retried.
 //!
 //! Rows are `loom::sync::Mutex`es, and each SQL statement is one step that takes exactly the row
@@ -24,7 +24,7 @@
 //!   home stripe (the journal trigger's `UPDATE`).
 //! - `credit(p)`: the payment key (the plain read and the `ON CONFLICT` wait on a concurrent
 //!   insert of the same id, as one lock), then the payment's stripe (the journal trigger).
-//! - The debit's fast path is the 0006 trigger's conditional `UPDATE .. WHERE balance_sats +
+//! - The debit's fast path is `pool_journal_move`'s conditional `UPDATE .. WHERE balance_sats +
 //!   amount >= 0` on the home stripe: the statement reads the committed stripe; when that fails
 //!   the condition, nothing is locked. Otherwise it takes the row lock (waiting for a holder),
 //!   re-reads the latest committed version and re-checks the condition (PostgreSQL's
@@ -506,7 +506,7 @@ impl<'a> Tx<'a> {
     }
 }
 
-// ── the pool helpers of 0005/0006 ─────────────────────────────────────────────────────────
+// ── the pool helpers (sql/functions/ledger_pool_*.sql) ───────────────────────────────────
 
 /// `ledger_pool_lock_all`: every stripe in stripe order, the exact total, and the stripes evened
 /// out (journalled as `rebalance`).
@@ -539,7 +539,7 @@ fn pool_at_least(tx: &mut Tx<'_>, home: usize, amount: u64) -> bool {
     balance >= amount as i64
 }
 
-/// `ledger_pool_debit` (0006): `Ok(())` when exactly `amount` was debited for request `r` (the
+/// `ledger_pool_debit`: `Ok(())` when exactly `amount` was debited for request `r` (the
 /// reservation is booked on `home`), `Err(total)` with the exact pool balance otherwise.
 fn pool_debit(tx: &mut Tx<'_>, home: usize, r: usize, amount: u64) -> Result<Result<(), i64>, Deadlock> {
     let amount = amount as i64;

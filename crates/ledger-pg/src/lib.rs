@@ -18,8 +18,27 @@
 //! It is not the specification: the in-memory reference engine in `ledger-core` is, and the SQL
 //! here must agree with it outcome for outcome. It owns no clock: every time is passed in by the
 //! caller, as in the core.
+//!
+//! ```no_run
+//! use ledger_core::{Command, Config, Pubkey, RequestId, Sats, Tier, TimeMs};
+//! use ledger_pg::testpg::TestPg;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let pg = TestPg::new()?; // a fresh database on a throwaway cluster (or on DATABASE_URL's server)
+//! let pool = pg.pool().await?;
+//! ledger_pg::migrate(&pool).await?;
+//! ledger_pg::reference::genesis(&pool, &Config::default(), TimeMs(0)).await?;
+//! let user = Pubkey::from_bytes([7; 32]);
+//! ledger_pg::reference::apply(&pool, &Command::SetTier { pubkey: user, tier: Tier::Trusted }, TimeMs(1)).await?;
+//! let decide = Command::Decide { request_id: RequestId(1), pubkey: user, estimated_sats: Sats::new(20).unwrap() };
+//! let applied = ledger_pg::reference::apply(&pool, &decide, TimeMs(2)).await?;
+//! println!("{:?} moved {:?}", applied.result, applied.movements);
+//! # Ok(())
+//! # }
+//! ```
 
-#![warn(missing_docs, unreachable_pub)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod batch;
 pub mod engine;
