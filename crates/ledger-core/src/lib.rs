@@ -51,7 +51,7 @@ pub use command::{Command, Decision, GateReason, Outcome, Refusal};
 pub use config::{Budgets, Config, ConfigError};
 pub use idmap::IdMap;
 pub use ids::{PaymentId, Pubkey, PubkeyError, RequestId, Tier, TimeMs, DAY_MS};
-pub use journal::Movement;
+pub use journal::{implied_movements, Movement};
 pub use reference::Ledger;
 pub use sats::{AmountError, Bps, Sats};
 pub use snapshot::{RestoreError, Snapshot};

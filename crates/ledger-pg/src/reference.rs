@@ -295,36 +295,14 @@ pub(crate) fn decode(command: &Command, row: &PgRow) -> Result<Applied, PgError>
 
 /// The pool movements of a fresh outcome, as the reference engine journals them. `pubkey` is
 /// the answer's (a record's reservation's).
+/// The movements of a fresh outcome ([`ledger_core::implied_movements`]); `pubkey` is the
+/// reservation holder the server returns with a record.
 fn movements(command: &Command, outcome: &Outcome, pubkey: Option<&str>) -> Result<Vec<Movement>, PgError> {
-    let m = match (command, outcome) {
-        (
-            Command::Decide { request_id, pubkey, .. },
-            Outcome::Decided { decision: Decision::Free { reserved_sats } },
-        ) => Some(Movement::Debit { request_id: *request_id, pubkey: *pubkey, amount_sats: *reserved_sats }),
-        (Command::ReservePartial { request_id, pubkey, .. }, Outcome::Reserved { reserved_sats }) => {
-            Some(Movement::Debit { request_id: *request_id, pubkey: *pubkey, amount_sats: *reserved_sats })
-        }
-        (Command::Release { request_id }, Outcome::Released { returned_sats }) => {
-            Some(Movement::Release { request_id: *request_id, amount_sats: *returned_sats })
-        }
-        (Command::Record { request_id, .. }, Outcome::Recorded { absorbed_sats, returned_sats, .. }) => {
-            let pubkey: Pubkey = pubkey
-                .ok_or_else(|| PgError::Protocol("record without pubkey".into()))?
-                .parse()
-                .map_err(|e: ledger_core::PubkeyError| PgError::Protocol(e.to_string()))?;
-            Some(Movement::Record {
-                request_id: *request_id,
-                pubkey,
-                absorbed_sats: *absorbed_sats,
-                returned_sats: *returned_sats,
-            })
-        }
-        (Command::Credit { payment_id, .. }, Outcome::Credited { credited_sats }) => {
-            Some(Movement::Credit { payment_id: *payment_id, amount_sats: *credited_sats })
-        }
-        _ => None,
-    };
-    Ok(m.into_iter().collect())
+    let holder = pubkey
+        .map(str::parse::<Pubkey>)
+        .transpose()
+        .map_err(|e: ledger_core::PubkeyError| PgError::Protocol(e.to_string()))?;
+    ledger_core::implied_movements(command, outcome, holder).map_err(|e| PgError::Protocol(e.to_string()))
 }
 
 fn gate_reason(reason: Option<&str>) -> Result<GateReason, PgError> {

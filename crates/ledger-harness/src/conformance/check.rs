@@ -105,58 +105,44 @@ struct Claims {
 }
 
 impl Claims {
-    // Each `if` records what the trace has done so far; as a match guard that side effect
-    // would hide in the pattern.
-    #[allow(clippy::collapsible_match)]
+    /// The movements the trace's outcome of `command` implies: those of
+    /// [`ledger_core::implied_movements`], once per request or payment (a repeat is
+    /// idempotent and moves nothing).
     fn movements(&mut self, command: &Command, expect: &Expect) -> Vec<Movement> {
         let Expect::Outcome(outcome) = expect else { return Vec::new() };
-        let mut out = Vec::new();
-        match (command, outcome) {
+        let fresh = match (command, outcome) {
             (Command::Decide { request_id, pubkey, .. }, Outcome::Decided { decision }) => {
                 let first = !self.pubkeys.contains_key(request_id);
                 self.pubkeys.entry(*request_id).or_insert(*pubkey);
-                if let (true, Decision::Free { reserved_sats }) = (first, decision) {
+                if first && matches!(decision, Decision::Free { .. }) {
                     self.debited.insert(*request_id);
-                    out.push(Movement::Debit { request_id: *request_id, pubkey: *pubkey, amount_sats: *reserved_sats });
                 }
+                first
             }
-            (Command::ReservePartial { request_id, pubkey, .. }, Outcome::Reserved { reserved_sats }) => {
+            (Command::ReservePartial { request_id, pubkey, .. }, Outcome::Reserved { .. }) => {
                 self.pubkeys.entry(*request_id).or_insert(*pubkey);
-                if self.debited.insert(*request_id) {
-                    out.push(Movement::Debit { request_id: *request_id, pubkey: *pubkey, amount_sats: *reserved_sats });
-                }
+                self.debited.insert(*request_id)
             }
-            (Command::Release { request_id }, Outcome::Released { returned_sats }) => {
-                if self.closed.insert(*request_id) {
-                    out.push(Movement::Release { request_id: *request_id, amount_sats: *returned_sats });
-                }
-            }
-            (Command::Record { request_id, .. }, Outcome::Recorded { absorbed_sats, returned_sats, .. }) => {
-                if self.closed.insert(*request_id) {
-                    // A record for a request the trace never reserved: the checker reports it.
-                    let pubkey = self.pubkeys.get(request_id).copied().unwrap_or(Pubkey::from_bytes([0; 32]));
-                    out.push(Movement::Record {
-                        request_id: *request_id,
-                        pubkey,
-                        absorbed_sats: *absorbed_sats,
-                        returned_sats: *returned_sats,
-                    });
-                }
-            }
-            (Command::Credit { payment_id, .. }, Outcome::Credited { credited_sats }) => {
-                if self.credited.insert(*payment_id) {
-                    out.push(Movement::Credit { payment_id: *payment_id, amount_sats: *credited_sats });
-                }
-            }
+            (Command::Release { request_id }, Outcome::Released { .. })
+            | (Command::Record { request_id, .. }, Outcome::Recorded { .. }) => self.closed.insert(*request_id),
+            (Command::Credit { payment_id, .. }, Outcome::Credited { .. }) => self.credited.insert(*payment_id),
             (Command::Expire, Outcome::Expired { released }) => {
-                for (request_id, amount_sats) in released {
-                    self.closed.insert(*request_id);
-                    out.push(Movement::Expire { request_id: *request_id, amount_sats: *amount_sats });
-                }
+                self.closed.extend(released.iter().map(|(request_id, _)| *request_id));
+                true
             }
-            _ => {}
+            _ => false,
+        };
+        if !fresh {
+            return Vec::new();
         }
-        out
+        // A record for a request the trace never reserved: the checker reports it.
+        let holder = match command {
+            Command::Record { request_id, .. } => {
+                Some(self.pubkeys.get(request_id).copied().unwrap_or(Pubkey::from_bytes([0; 32])))
+            }
+            _ => None,
+        };
+        ledger_core::implied_movements(command, outcome, holder).expect("a record is given its holder")
     }
 }
 
