@@ -6,84 +6,8 @@
 
 use ledger_core::{Config, Tier};
 
-pub use crate::fault::Fault;
+pub use crate::fault::{Fault, Faults};
 use serde::{Deserialize, Serialize};
-
-/// Rates of the faults that exist in memory, each a probability per event ([`Fault::per`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Faults {
-    /// A worker crashes after one of its calls returns (per flow).
-    pub crash: f64,
-    /// The paid-for work fails (per flow).
-    pub work_failure: f64,
-    /// The user abandons an invoice (per invoice).
-    pub abandon: f64,
-    /// A call is delivered twice (per flow).
-    pub duplicate: f64,
-    /// A call commits but its acknowledgement is lost, and the caller retries (per flow).
-    pub lost_ack: f64,
-    /// The clock jumps across a daily window boundary (per scheduler step).
-    pub clock_jump: f64,
-    /// A user's tier changes (per scheduler step).
-    pub tier_change: f64,
-    /// A credit webhook is delivered twice (per paid invoice).
-    pub duplicate_credit: f64,
-}
-
-impl Default for Faults {
-    fn default() -> Faults {
-        Faults {
-            crash: 0.01,
-            work_failure: 0.03,
-            abandon: 0.2,
-            duplicate: 0.01,
-            lost_ack: 0.01,
-            clock_jump: 0.0002,
-            tier_change: 0.002,
-            duplicate_credit: 0.01,
-        }
-    }
-}
-
-impl Faults {
-    /// All faults off (the drain, and the planner's fault-free runs).
-    pub fn none() -> Faults {
-        let mut f = Faults::default();
-        for &fault in Fault::ALL {
-            *f.rate_mut(fault) = 0.0;
-        }
-        f
-    }
-
-    /// The rate of `fault`.
-    pub fn rate(&self, fault: Fault) -> f64 {
-        match fault {
-            Fault::Crash => self.crash,
-            Fault::WorkFailure => self.work_failure,
-            Fault::Abandon => self.abandon,
-            Fault::Duplicate => self.duplicate,
-            Fault::LostAck => self.lost_ack,
-            Fault::ClockJump => self.clock_jump,
-            Fault::TierChange => self.tier_change,
-            Fault::DuplicateCredit => self.duplicate_credit,
-        }
-    }
-
-    /// The rate of `fault`, to change.
-    pub fn rate_mut(&mut self, fault: Fault) -> &mut f64 {
-        match fault {
-            Fault::Crash => &mut self.crash,
-            Fault::WorkFailure => &mut self.work_failure,
-            Fault::Abandon => &mut self.abandon,
-            Fault::Duplicate => &mut self.duplicate,
-            Fault::LostAck => &mut self.lost_ack,
-            Fault::ClockJump => &mut self.clock_jump,
-            Fault::TierChange => &mut self.tier_change,
-            Fault::DuplicateCredit => &mut self.duplicate_credit,
-        }
-    }
-}
 
 /// Share of the population in each tier, plus users with no identity at all.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
