@@ -9,7 +9,7 @@ use ledger_pg::testpg::TestPg;
 
 use crate::args::{engine_name, PgRun};
 use crate::differential::{Differential, Divergence};
-use crate::server::Server;
+use crate::server::{redacted, Server};
 use ledger_simulator::exec::{Coverage, RunResult};
 use ledger_simulator::gen::{replay, run_seed, SchedulerKind};
 use ledger_simulator::history::History;
@@ -29,7 +29,10 @@ fn lockstep_seed(kind: EngineKind, url: &str, s: &Scenario, seed: u64, sched: Sc
     let found = Arc::new(Mutex::new(None));
     let (result, history) = match kind {
         EngineKind::PgSeed => run_seed(
-            |c| PgSeedEngine::connect_url(url, c).unwrap_or_else(|e| panic!("pg-seed cannot connect to {url}: {e}")),
+            |c| {
+                PgSeedEngine::connect_url(url, c)
+                    .unwrap_or_else(|e| panic!("pg-seed cannot connect to {}: {e}", redacted(url)))
+            },
             name,
             s,
             seed,
@@ -38,7 +41,7 @@ fn lockstep_seed(kind: EngineKind, url: &str, s: &Scenario, seed: u64, sched: Sc
         _ => run_seed(
             |c| {
                 let db = PgReferenceEngine::connect_url(url, c)
-                    .unwrap_or_else(|e| panic!("pg-reference cannot connect to {url}: {e}"));
+                    .unwrap_or_else(|e| panic!("pg-reference cannot connect to {}: {e}", redacted(url)));
                 Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found))
             },
             name,
@@ -167,14 +170,17 @@ fn lockstep_replay(kind: EngineKind, url: &str, h: &History, log: bool) -> (RunR
     let found = Arc::new(Mutex::new(None));
     let r = match kind {
         EngineKind::PgSeed => replay(
-            |c| PgSeedEngine::connect_url(url, c).unwrap_or_else(|e| panic!("pg-seed cannot connect to {url}: {e}")),
+            |c| {
+                PgSeedEngine::connect_url(url, c)
+                    .unwrap_or_else(|e| panic!("pg-seed cannot connect to {}: {e}", redacted(url)))
+            },
             h,
             log,
         ),
         _ => replay(
             |c| {
                 let db = PgReferenceEngine::connect_url(url, c)
-                    .unwrap_or_else(|e| panic!("pg-reference cannot connect to {url}: {e}"));
+                    .unwrap_or_else(|e| panic!("pg-reference cannot connect to {}: {e}", redacted(url)));
                 Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found))
             },
             h,

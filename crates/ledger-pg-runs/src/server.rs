@@ -3,10 +3,48 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use ledger_pg::testpg::TestPg;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 
 use crate::args::PgArgs;
+
+/// How long connecting to and resetting a database given by URL may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `url` with its password, if any, replaced by `***` (in the authority, `user:secret@`, or
+/// as a `password=` parameter), for messages: a secret is never printed.
+pub(crate) fn redacted(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://").map(|i| i + 3) {
+        let rest = &out[scheme_end..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                out = format!("{}{}:***{}", &out[..scheme_end], &rest[..colon], &rest[at..]);
+            }
+        }
+    }
+    if let Some(query) = out.find('?') {
+        let (head, params) = out.split_at(query + 1);
+        let params: Vec<String> = params
+            .split('&')
+            .map(|p| if p.starts_with("password=") { "password=***".to_owned() } else { p.to_owned() })
+            .collect();
+        out = format!("{head}{}", params.join("&"));
+    }
+    out
+}
+
+/// Drops everything in the `public` schema of the database at `opts`, on one connection.
+async fn reset(opts: PgConnectOptions) -> Result<(), sqlx::Error> {
+    let mut conn = PgConnection::connect_with(&opts).await?;
+    sqlx::query("DROP SCHEMA public CASCADE").execute(&mut conn).await?;
+    sqlx::query("CREATE SCHEMA public").execute(&mut conn).await?;
+    conn.close().await
+}
 
 /// Where each seed's fresh database comes from.
 pub(crate) enum Server {
@@ -40,14 +78,23 @@ impl Server {
     pub(crate) fn fresh(&self) -> anyhow::Result<Db> {
         match self {
             Server::Url(url) => {
-                let url2 = url.clone();
+                let shown = redacted(url);
+                let opts: PgConnectOptions = url.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
+                eprintln!(
+                    "ledger-sim: resetting the database at {shown} (waiting at most {} s)",
+                    CONNECT_TIMEOUT.as_secs()
+                );
                 block_on(async move {
-                    let pool = PgPoolOptions::new().max_connections(1).connect(&url2).await?;
-                    ledger_pg::reset_database(&pool).await?;
-                    pool.close().await;
-                    Ok::<_, sqlx::Error>(())
-                })?
-                .map_err(|e| anyhow::anyhow!("resetting {url}: {e}"))?;
+                    // One connection, not a pool: a refused connection is reported as such at
+                    // once, rather than as a pool that timed out.
+                    match tokio::time::timeout(CONNECT_TIMEOUT, reset(opts)).await {
+                        Ok(done) => done.map_err(|e| anyhow::anyhow!("resetting the database at {shown}: {e}")),
+                        Err(_) => Err(anyhow::anyhow!(
+                            "resetting the database at {shown}: no answer within {} s",
+                            CONNECT_TIMEOUT.as_secs()
+                        )),
+                    }
+                })??;
                 Ok(Db { url: url.clone(), test: None })
             }
             Server::Test { .. } => {
@@ -75,4 +122,18 @@ where
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the database thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(redacted("postgres://u:hunter2@127.0.0.1:1/x"), "postgres://u:***@127.0.0.1:1/x");
+        assert_eq!(redacted("postgres://u:p@ss@h/db?sslmode=disable"), "postgres://u:***@h/db?sslmode=disable");
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redacted("postgres://h/db?user=u&password=x&port=5"), "postgres://h/db?user=u&password=***&port=5");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
 }

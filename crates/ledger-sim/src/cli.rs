@@ -131,7 +131,7 @@ pub fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("ledger-sim: error: {e:#}");
+            eprintln!("ledger-sim: error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }
@@ -282,4 +282,22 @@ fn replay_any(h: &History, log: bool) -> anyhow::Result<RunResult> {
         EngineKind::Reference | EngineKind::Seed => replay_in_memory(spec, h, log),
         EngineKind::PgReference | EngineKind::PgSeed => ledger_pg_runs::replay_on_pg(spec.kind, h, log),
     }
+}
+
+/// An error and its causes, joined with `: `, each cause left out when the message before it
+/// already says it (a library that prints its source in its own message would otherwise
+/// repeat it: "Connection refused: Connection refused").
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
