@@ -50,16 +50,16 @@ struct RunArgs {
     #[arg(long, value_parser = parse_mutant)]
     mutant: Option<ledger_core::mutants::Mutant>,
     /// Run one seed.
-    #[arg(long, conflicts_with = "seeds")]
+    #[arg(long, conflicts_with = "seeds", allow_hyphen_values = true)]
     seed: Option<u64>,
     /// Run every seed of a half-open range `A..B`.
     #[arg(long, value_parser = parse_range)]
     seeds: Option<(u64, u64)>,
     /// Number of users (overrides the scenario).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     users: Option<u32>,
     /// Scheduler steps per seed in the fault phase (overrides the scenario).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     steps: Option<u64>,
     /// A scenario TOML file.
     #[arg(long)]
@@ -77,7 +77,7 @@ struct RunArgs {
     #[arg(long, default_value = "target/ledger-sim/counterexamples")]
     trace_dir: PathBuf,
     /// Replays the shrinker may spend per counterexample.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 3000, allow_hyphen_values = true)]
     max_replays: usize,
     /// PostgreSQL options (`--engine pg-reference|pg-seed` only).
     #[command(flatten)]

@@ -115,6 +115,14 @@ pub enum ScenarioError {
     },
 }
 
+/// The largest population a run takes: `n_users` users are held in memory (about 400 bytes
+/// each).
+pub const MAX_USERS: u32 = 10_000_000;
+
+/// The most scheduler steps a seed takes: each is kept in the seed's history (16 bytes) so
+/// that a violation can be replayed and shrunk.
+pub const MAX_STEPS: u64 = 100_000_000;
+
 impl Scenario {
     /// Parse and validate a scenario; `path` names it in errors.
     pub fn from_toml_str(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
@@ -124,11 +132,24 @@ impl Scenario {
         Ok(s)
     }
 
-    /// Check every range; `path` names the scenario in errors.
+    /// Check every range; `path` names the scenario in errors. The sizes are bounded so that
+    /// a run either fits in memory or is refused up front, never aborted by a failed
+    /// allocation.
     pub fn validate(&self, path: &str) -> Result<(), ScenarioError> {
         let err = |key, value: String, reason| Err(ScenarioError::Range { path: path.to_owned(), key, value, reason });
-        if self.n_users == 0 {
-            return err("n_users", self.n_users.to_string(), "must be at least 1");
+        if !(1..=MAX_USERS).contains(&self.n_users) {
+            return err(
+                "n_users",
+                self.n_users.to_string(),
+                "must be in 1..=10000000 (the population is held in memory)",
+            );
+        }
+        if self.n_steps > MAX_STEPS {
+            return err(
+                "n_steps",
+                self.n_steps.to_string(),
+                "must be at most 100000000 (every step of a seed is kept for its replay; run more seeds instead)",
+            );
         }
         if self.max_in_flight == 0 {
             return err("max_in_flight", self.max_in_flight.to_string(), "must be at least 1");
