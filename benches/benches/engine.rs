@@ -5,7 +5,7 @@
 //! lifecycle, the floor of any engine that keeps requests in a hash map.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ledger_core::{Command, Config, Ledger, Pubkey, RequestId, Sats, Tier, TimeMs};
+use ledger_core::{Command, Config, Ledger, RequestId, Sats, Tier, TimeMs};
 use rustc_hash::FxHashMap;
 
 const N_IDENTITIES: u64 = 10_000;
@@ -26,7 +26,9 @@ fn ledger(preallocated: bool) -> Ledger {
     };
     let mut journal = Vec::new();
     for u in 0..N_IDENTITIES {
-        ledger.apply(&Command::SetTier { pubkey: Pubkey::for_user(u), tier: Tier::Elite }, T0, &mut journal).unwrap();
+        ledger
+            .apply(&Command::SetTier { pubkey: ledger_harness::user_pubkey(u), tier: Tier::Elite }, T0, &mut journal)
+            .unwrap();
     }
     ledger
 }
@@ -53,7 +55,7 @@ fn run_with(mut ledger: Ledger, id: impl Fn(u64) -> u64) -> Ledger {
     let actual = Sats::new(8).unwrap();
     for i in 0..N_LIFECYCLES {
         let request_id = RequestId(id(i));
-        let pubkey = Pubkey::for_user(i % N_IDENTITIES);
+        let pubkey = ledger_harness::user_pubkey(i % N_IDENTITIES);
         let now = T0.plus_ms(i);
         journal.clear();
         let d = ledger.apply(&Command::Decide { request_id, pubkey, estimated_sats: est }, now, &mut journal);

@@ -7,7 +7,7 @@
 //! step also goes through the conformance writer and reader, which must agree.
 #![no_main]
 
-use ledger_core::{Bps, Budgets, Command, Config, Ledger, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS};
+use ledger_core::{Bps, Budgets, Command, Config, Ledger, PaymentId, RequestId, Sats, Tier, TimeMs, DAY_MS};
 use ledger_harness::conformance::{named_pubkey, parse_line, Balances, Expect, Line, Step};
 use ledger_harness::Checker;
 use libfuzzer_sys::fuzz_target;
@@ -54,7 +54,7 @@ fn config(b: &mut Bytes<'_>) -> Option<Config> {
 
 fn command(b: &mut Bytes<'_>) -> Option<Command> {
     let kind = b.u8()?;
-    let pubkey = Pubkey::for_user(u64::from(kind >> 6));
+    let pubkey = ledger_harness::user_pubkey(u64::from(kind >> 6));
     let request_id = RequestId(u64::from(b.u8()? % 8));
     Some(match kind % 7 {
         0 => Command::SetTier { pubkey, tier: Tier::ALL[usize::from(b.u8()? % 4)] },

@@ -33,7 +33,7 @@ fn config() -> Config {
 /// The commands thread `thread_idx` runs for its `i`-th request.
 fn commands(thread_idx: u64, i: u64) -> [Command; 2] {
     let request_id = RequestId((thread_idx << 40) | i);
-    let pubkey = Pubkey::for_user(thread_idx * N_USERS_PER_THREAD + i % N_USERS_PER_THREAD);
+    let pubkey = ledger_harness::user_pubkey(thread_idx * N_USERS_PER_THREAD + i % N_USERS_PER_THREAD);
     [
         Command::Decide { request_id, pubkey, estimated_sats: sats(10) },
         Command::Record { request_id, actual_sats: sats(7) },
@@ -68,7 +68,7 @@ fn run(iters: u64, apply: impl Fn(&Command, &mut Vec<ledger_core::Movement>) + S
 }
 
 fn users() -> impl Iterator<Item = Pubkey> {
-    (0..N_THREADS * N_USERS_PER_THREAD).map(Pubkey::for_user)
+    (0..N_THREADS * N_USERS_PER_THREAD).map(ledger_harness::user_pubkey)
 }
 
 fn bench(c: &mut Criterion) {

@@ -769,7 +769,7 @@ fn credit(tx: &mut Tx<'_>, p: usize, paid: u64) -> Result<Result<Outcome, Refusa
 }
 
 fn identity_of(pubkey: &Pubkey) -> usize {
-    pubkey.user_idx().expect("a model pubkey") as usize
+    ledger_harness::user_of(&pubkey).expect("a model pubkey") as usize
 }
 
 /// One command as the adapter runs it: one transaction, run again after a deadlock.
@@ -828,7 +828,7 @@ impl Client<'_> {
     fn decide(&self, r: u64, i: u64, estimated: u64) -> Result<Outcome, Refusal> {
         self.run(Command::Decide {
             request_id: RequestId(r),
-            pubkey: Pubkey::for_user(i),
+            pubkey: ledger_harness::user_pubkey(i),
             estimated_sats: sats(estimated),
         })
     }
@@ -836,7 +836,7 @@ impl Client<'_> {
     fn reserve_partial(&self, r: u64, i: u64, amount: u64) -> Result<Outcome, Refusal> {
         self.run(Command::ReservePartial {
             request_id: RequestId(r),
-            pubkey: Pubkey::for_user(i),
+            pubkey: ledger_harness::user_pubkey(i),
             amount_sats: sats(amount),
         })
     }
@@ -981,7 +981,7 @@ fn ledger_balances(ledger: &Ledger) -> (Vec<u64>, Vec<(u64, u64)>) {
     let totals =
         vec![t.pool_sats, t.reserved_sats, t.absorbed_sats, t.credited_sats].into_iter().map(Sats::to_u64).collect();
     let identities = (0..N_IDENTITIES as u64)
-        .map(|i| ledger.identity(&Pubkey::for_user(i)).expect("created at setup"))
+        .map(|i| ledger.identity(&ledger_harness::user_pubkey(i)).expect("created at setup"))
         .map(|i| (i.reserved_sats.to_u64(), i.sats_absorbed_today.to_u64()))
         .collect();
     (totals, identities)
@@ -1021,7 +1021,11 @@ fn check_serial(db: &Db, tiers: &[Tier; N_IDENTITIES]) -> Option<String> {
     let mut genesis = Ledger::new(db.config);
     for (i, tier) in tiers.iter().enumerate() {
         genesis
-            .apply(&Command::SetTier { pubkey: Pubkey::for_user(i as u64), tier: *tier }, NOW, &mut Vec::new())
+            .apply(
+                &Command::SetTier { pubkey: ledger_harness::user_pubkey(i as u64), tier: *tier },
+                NOW,
+                &mut Vec::new(),
+            )
             .unwrap();
     }
     let end = model_balances(db);

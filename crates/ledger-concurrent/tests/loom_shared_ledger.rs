@@ -91,9 +91,9 @@ fn job(ledger: &SharedLedger, request_id: RequestId, pubkey: Pubkey, estimated: 
 /// Two pubkeys that land in different shards of `ledger`, so the threads really run without a
 /// common identity lock.
 fn two_pubkeys_in_two_shards(ledger: &SharedLedger) -> (Pubkey, Pubkey) {
-    let alice = Pubkey::for_user(0);
+    let alice = ledger_harness::user_pubkey(0);
     let bob = (1..)
-        .map(Pubkey::for_user)
+        .map(ledger_harness::user_pubkey)
         .find(|p| ledger.identity_shard_idx(p) != ledger.identity_shard_idx(&alice))
         .expect("some user lands in the other shard");
     (alice, bob)

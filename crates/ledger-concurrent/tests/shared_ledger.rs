@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 
 use ledger_concurrent::SharedLedger;
-use ledger_core::{Command, Config, Ledger, Outcome, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, Totals};
+use ledger_core::{Command, Config, Ledger, Outcome, PaymentId, RequestId, Sats, Tier, TimeMs, Totals};
 
 /// A small deterministic generator, so the test needs no dependency and replays exactly.
 struct XorShift(u64);
@@ -30,7 +30,7 @@ fn small_config() -> Config {
 
 /// A random command over a few users, requests and payments, so ids repeat and collide.
 fn command(rng: &mut XorShift) -> Command {
-    let pubkey = Pubkey::for_user(rng.below(6));
+    let pubkey = ledger_harness::user_pubkey(rng.below(6));
     let request_id = RequestId(rng.below(40));
     match rng.below(10) {
         0 => Command::SetTier { pubkey, tier: Tier::ALL[rng.below(4) as usize] },
@@ -104,7 +104,7 @@ fn many_threads_keep_the_invariants() {
     let n_users_per_thread = 8u64;
     let now = TimeMs(5_000);
     for user_idx in 0..n_threads * n_users_per_thread {
-        shared.set_tier(Pubkey::for_user(user_idx), Tier::Trusted, now);
+        shared.set_tier(ledger_harness::user_pubkey(user_idx), Tier::Trusted, now);
     }
     let workers: Vec<_> = (0..n_threads)
         .map(|thread_idx| {
@@ -114,7 +114,7 @@ fn many_threads_keep_the_invariants() {
                 let mut journal = Vec::new();
                 for i in 0..5_000u64 {
                     let user_idx = thread_idx * n_users_per_thread + rng.below(n_users_per_thread);
-                    let pubkey = Pubkey::for_user(user_idx);
+                    let pubkey = ledger_harness::user_pubkey(user_idx);
                     let request_id = RequestId((thread_idx << 32) | i);
                     let estimated = sats(1 + rng.below(60));
                     match shared.decide(request_id, pubkey, estimated, now, &mut journal) {
@@ -149,7 +149,7 @@ fn many_threads_keep_the_invariants() {
     assert_eq!(totals.reserved_sats, Sats::ZERO, "I6: every request closed");
     let budget = config.budget(Tier::Trusted);
     for user_idx in 0..n_threads * n_users_per_thread {
-        let identity = shared.identity(&Pubkey::for_user(user_idx)).unwrap();
+        let identity = shared.identity(&ledger_harness::user_pubkey(user_idx)).unwrap();
         assert!(identity.sats_absorbed_today <= budget, "I4: {identity:?}");
     }
 }
@@ -161,7 +161,7 @@ fn a_refused_reservation_stays_refused_on_repeat() {
     let config = small_config();
     let mut reference = Ledger::new(config);
     let shared = SharedLedger::with_shards(config, 4);
-    let pubkey = Pubkey::for_user(1);
+    let pubkey = ledger_harness::user_pubkey(1);
     let now = TimeMs(10);
     let commands = [
         Command::SetTier { pubkey, tier: Tier::Elite },

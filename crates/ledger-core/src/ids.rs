@@ -118,21 +118,6 @@ impl Pubkey {
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-
-    /// A deterministic pubkey for simulated user `user_idx` (not a real key, but a valid one).
-    pub fn for_user(user_idx: u64) -> Pubkey {
-        let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&user_idx.to_be_bytes());
-        b[31] = 0x5a;
-        Pubkey(b)
-    }
-
-    /// The simulated user index back from [`Pubkey::for_user`], for readable traces.
-    pub fn user_idx(&self) -> Option<u64> {
-        let mut head = [0u8; 8];
-        head.copy_from_slice(&self.0[..8]);
-        (self.0[8..31].iter().all(|&b| b == 0) && self.0[31] == 0x5a).then(|| u64::from_be_bytes(head))
-    }
 }
 
 impl FromStr for Pubkey {
@@ -175,10 +160,7 @@ impl fmt::Display for Pubkey {
 
 impl fmt::Debug for Pubkey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.user_idx() {
-            Some(u) => write!(f, "user#{u}"),
-            None => write!(f, "{self}"),
-        }
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -201,11 +183,11 @@ mod tests {
 
     #[test]
     fn pubkey_round_trips_and_rejects() {
-        let k = Pubkey::for_user(42);
+        let k = Pubkey::from_bytes([0x5a; 32]);
         let s = k.to_string();
         assert_eq!(s.len(), 64);
         assert_eq!(s.parse::<Pubkey>(), Ok(k));
-        assert_eq!(k.user_idx(), Some(42));
+        assert_eq!(format!("{k:?}"), s);
         assert_eq!("abc".parse::<Pubkey>(), Err(PubkeyError::WrongLength(3)));
         let upper = s.to_uppercase();
         assert!(matches!(upper.parse::<Pubkey>(), Err(PubkeyError::NotLowercaseHex { .. })));

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use ledger_core::{Config, IdMap, Movement, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS};
 
 use crate::engine::Observed;
+use crate::users::Named;
 
 /// One of the invariants of DESIGN §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -464,7 +465,7 @@ impl Checker {
             self.violate(
                 Invariant::I4,
                 Some(request_id),
-                format!("{what} sats to {pubkey:?}, an identity never created"),
+                format!("{what} sats to {}, an identity never created", Named(pubkey)),
             );
             return;
         };
@@ -475,7 +476,8 @@ impl Checker {
                 Invariant::I4,
                 Some(request_id),
                 format!(
-                    "{pubkey:?} ({tier}, budget {budget}) {what}: window absorbed {absorbed} + reserved {} = {} > {budget}",
+                    "{} ({tier}, budget {budget}) {what}: window absorbed {absorbed} + reserved {} = {} > {budget}",
+                    Named(pubkey),
                     id.outstanding,
                     absorbed + id.outstanding
                 ),
@@ -591,7 +593,7 @@ mod tests {
     fn sums_beyond_i64_stay_exact() {
         let config = Config::default();
         let mut c = Checker::new(&config);
-        let (r, p, now) = (RequestId(7), Pubkey::for_user(1), TimeMs(1));
+        let (r, p, now) = (RequestId(7), crate::users::user_pubkey(1), TimeMs(1));
         c.on_tier(p, Tier::Elite, now);
         let debit = Movement::Debit { request_id: r, pubkey: p, amount_sats: Sats::MAX };
         c.on_movements(&[debit, debit, debit], now);

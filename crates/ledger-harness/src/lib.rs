@@ -10,6 +10,7 @@
 //!   journal of movements and the callers' facts.
 //! - [`conformance`]: the conformance trace format other implementations write, and
 //!   [`conformance::check`], which replays such a trace against the reference.
+//! - [`users`]: simulated users' pubkeys, and their names in reports (`user#11`).
 //!
 //! It does no I/O beyond what a caller hands it (bytes to parse) and reads no clock. It is not
 //! what a service embeds: that is `ledger-core`.
@@ -50,7 +51,9 @@ pub mod conformance;
 pub mod engine;
 pub mod invariants;
 pub mod seed;
+pub mod users;
 
 pub use engine::{Call, Engine, Observed, ReferenceEngine, Reply};
 pub use invariants::{Checker, Invariant, Violation};
 pub use seed::SeedEngine;
+pub use users::{user_of, user_pubkey, Named};

@@ -28,7 +28,7 @@ pub enum Step {
 pub struct Model;
 
 fn pubkey() -> impl Strategy<Value = Pubkey> {
-    (0..N_USERS).prop_map(Pubkey::for_user)
+    (0..N_USERS).prop_map(ledger_harness::user_pubkey)
 }
 
 fn sats(max: u64) -> impl Strategy<Value = Sats> {

@@ -13,7 +13,7 @@ fn s(v: u64) -> Sats {
 }
 
 fn user(n: u64) -> Pubkey {
-    Pubkey::for_user(n)
+    ledger_harness::user_pubkey(n)
 }
 
 /// Run `calls` one after another at `T0 + offset`, and render each call, its round trips,

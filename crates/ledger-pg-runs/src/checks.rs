@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ledger_core::{Config, Movement, PaymentId, Pubkey, RequestId, Sats, Tier};
-use ledger_harness::{Invariant, Observed, Violation};
+use ledger_harness::{Invariant, Named, Observed, Violation};
 use ledger_pg::reference;
 use sqlx::{PgPool, Row};
 
@@ -219,16 +219,20 @@ pub(crate) async fn final_checks(
     // One daily window (virtual time stays inside it) and no tier changes: each user's
     // absorption must fit the budget of its tier.
     for (&user, &tier) in users {
-        let pubkey = Pubkey::for_user(u64::from(user));
+        let pubkey = ledger_harness::user_pubkey(u64::from(user));
         let got = absorbed_by.get(&pubkey).copied().unwrap_or(0);
         let budget = config.budget(tier).to_i128();
         if got > budget {
-            violate(Invariant::I4, None, format!("{pubkey:?} ({tier}, budget {budget}) absorbed {got} in one window"));
+            violate(
+                Invariant::I4,
+                None,
+                format!("{} ({tier}, budget {budget}) absorbed {got} in one window", Named(pubkey)),
+            );
         }
     }
     for (pubkey, got) in &absorbed_by {
-        if got > &0 && !users.keys().any(|u| Pubkey::for_user(u64::from(*u)) == *pubkey) {
-            violate(Invariant::I4, None, format!("{pubkey:?} has no identity but absorbed {got}"));
+        if got > &0 && !users.keys().any(|u| ledger_harness::user_pubkey(u64::from(*u)) == *pubkey) {
+            violate(Invariant::I4, None, format!("{} has no identity but absorbed {got}", Named(*pubkey)));
         }
     }
     Ok(out)

@@ -247,7 +247,7 @@ impl Caller<'_> {
     }
 
     fn pubkey(&self) -> Pubkey {
-        Pubkey::for_user(u64::from(self.flow.user))
+        ledger_harness::user_pubkey(u64::from(self.flow.user))
     }
 
     /// `None` when the worker died: it crashed after this call, or the call never answered.
@@ -482,7 +482,7 @@ fn concurrent_seed(
         });
         // The trust service's identities, before any traffic.
         for (&user, &tier) in &users {
-            let call = Call::SetTier { pubkey: Pubkey::for_user(u64::from(user)), tier };
+            let call = Call::SetTier { pubkey: ledger_harness::user_pubkey(u64::from(user)), tier };
             let (reply, _) = ctx.send(&call, EPOCH, false).await;
             if !matches!(reply, Reply::Ok(_)) {
                 anyhow::bail!("set_tier failed: {reply:?}");

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use ledger_core::{Config, Movement, Pubkey, Sats, TimeMs};
-use ledger_harness::{Call, Engine, Observed, Reply};
+use ledger_harness::{Call, Engine, Named, Observed, Reply};
 use serde::Serialize;
 
 /// The first disagreement between the two engines of a [`Differential`].
@@ -101,7 +101,12 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
         let (da, db) = (self.a.daily_remaining(pubkey, now), self.b.daily_remaining(pubkey, now));
         if da != db {
             self.diverge(|| {
-                format!("daily remaining of {pubkey:?}: {} says {da:?}, {} says {db:?}", self.a.name(), self.b.name())
+                format!(
+                    "daily remaining of {}: {} says {da:?}, {} says {db:?}",
+                    Named(*pubkey),
+                    self.a.name(),
+                    self.b.name()
+                )
             });
         }
         da

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_core::{Command, Config, Pubkey, RequestId, Sats, Tier, TimeMs};
+use ledger_core::{Command, Config, RequestId, Sats, Tier, TimeMs};
 use ledger_harness::Call;
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::engine::SeedClient;
@@ -60,7 +60,7 @@ async fn one(
     i: u64,
 ) -> bool {
     let request_id = RequestId(id_base + client_idx * 10_000_000 + i);
-    let pubkey = Pubkey::for_user((client_idx * 7919 + i) % N_USERS);
+    let pubkey = ledger_harness::user_pubkey((client_idx * 7919 + i) % N_USERS);
     let now = TimeMs(T0 + i);
     match subject {
         Subject::Reference => {
@@ -151,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     let seed = Arc::new(SeedClient::new(pool.clone(), config));
     let batcher = Batcher::new(pool.clone(), BatcherOptions { lanes, ..BatcherOptions::default() })?;
     for u in 0..N_USERS {
-        let pubkey = Pubkey::for_user(u);
+        let pubkey = ledger_harness::user_pubkey(u);
         reference::apply(&pool, &Command::SetTier { pubkey, tier: Tier::Elite }, TimeMs(T0)).await?;
         seed.call(&Call::SetTier { pubkey, tier: Tier::Elite }, TimeMs(T0), &mut Vec::new()).await;
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ledger_core::{Command, Config, PaymentId, Pubkey, Sats, Tier, TimeMs};
+use ledger_core::{Command, Config, PaymentId, Sats, Tier, TimeMs};
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;
@@ -17,7 +17,7 @@ async fn the_pool_closes_while_a_batcher_is_alive() {
     let batcher = Batcher::new(pool.clone(), BatcherOptions { lanes: 2, max_batch: 8 }).unwrap();
     // Commands on both lanes, so that each takes its connection.
     for u in 0..4 {
-        let command = Command::SetTier { pubkey: Pubkey::for_user(u), tier: Tier::Elite };
+        let command = Command::SetTier { pubkey: ledger_harness::user_pubkey(u), tier: Tier::Elite };
         batcher.apply(&command, TimeMs(1)).await.expect("set_tier");
         let command = Command::Credit { payment_id: PaymentId(u), paid_sats: Sats::new(100).unwrap() };
         batcher.apply(&command, TimeMs(1)).await.expect("credit");
@@ -26,6 +26,6 @@ async fn the_pool_closes_while_a_batcher_is_alive() {
     tokio::time::timeout(Duration::from_secs(30), pool.close())
         .await
         .expect("PgPool::close waits for the lanes' connections: the lanes must give them back");
-    let after = Command::SetTier { pubkey: Pubkey::for_user(9), tier: Tier::New };
+    let after = Command::SetTier { pubkey: ledger_harness::user_pubkey(9), tier: Tier::New };
     assert!(batcher.apply(&after, TimeMs(2)).await.is_err(), "a closed pool answers nothing");
 }

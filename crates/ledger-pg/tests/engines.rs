@@ -2,7 +2,7 @@
 //! against the in-memory seed model, on the same seeded schedule, compared after every step
 //! (reply, journalled movements, observed state).
 
-use ledger_core::{Config, Movement, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS};
+use ledger_core::{Config, Movement, PaymentId, RequestId, Sats, Tier, TimeMs, DAY_MS};
 use ledger_harness::seed::SeedOp;
 use ledger_harness::{Call, Engine, ReferenceEngine, SeedEngine};
 use ledger_pg::engine::{PgReferenceEngine, PgSeedEngine};
@@ -18,7 +18,7 @@ fn sats(v: u64) -> Sats {
 }
 
 fn random_call(rng: &mut ChaCha8Rng, n_requests: u64) -> Call {
-    let user = Pubkey::for_user(rng.gen_range(0..N_USERS));
+    let user = ledger_harness::user_pubkey(rng.gen_range(0..N_USERS));
     let request_id = RequestId(rng.gen_range(0..n_requests));
     match rng.gen_range(0..100) {
         0..=4 => Call::SetTier { pubkey: user, tier: Tier::ALL[rng.gen_range(0..4)] },
@@ -61,7 +61,8 @@ fn pg_reference_agrees_with_the_reference_engine() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut now = TimeMs(T0);
     for user_idx in 0..N_USERS {
-        let call = Call::SetTier { pubkey: Pubkey::for_user(user_idx), tier: Tier::ALL[(user_idx % 4) as usize] };
+        let call =
+            Call::SetTier { pubkey: ledger_harness::user_pubkey(user_idx), tier: Tier::ALL[(user_idx % 4) as usize] };
         let (mut a, mut b) = (mem.begin(&call), db.begin(&call));
         assert_eq!(mem.step(&mut a, now, &mut Vec::new()), db.step(&mut b, now, &mut Vec::new()));
     }
@@ -77,7 +78,7 @@ fn pg_reference_agrees_with_the_reference_engine() {
         assert_eq!(ra, rb, "step {step_idx}: {call:?}");
         assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
         assert_eq!(mem.observe(), db.observe(), "step {step_idx}: state after {call:?}");
-        let probe = Pubkey::for_user(step_idx % N_USERS);
+        let probe = ledger_harness::user_pubkey(step_idx % N_USERS);
         assert_eq!(mem.daily_remaining(&probe, now), db.daily_remaining(&probe, now), "step {step_idx}");
         seen.insert(kind(ra.as_ref().expect("one step")));
     }
@@ -103,7 +104,7 @@ fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
         advance(&mut rng, &mut now);
         if in_flight.is_empty() || (in_flight.len() < 6 && rng.gen_bool(0.4)) {
             let call = if step_idx < N_USERS as usize {
-                Call::SetTier { pubkey: Pubkey::for_user(step_idx as u64), tier: Tier::ALL[step_idx % 4] }
+                Call::SetTier { pubkey: ledger_harness::user_pubkey(step_idx as u64), tier: Tier::ALL[step_idx % 4] }
             } else {
                 random_call(&mut rng, 120)
             };
@@ -118,7 +119,7 @@ fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
         assert_eq!(ra, rb, "step {step_idx}: {call:?}");
         assert_eq!(jm, jd, "step {step_idx}: movements of {call:?}");
         assert_eq!(mem.observe(), db.observe(), "step {step_idx}: state after {call:?}");
-        let probe = Pubkey::for_user(step_idx as u64 % N_USERS);
+        let probe = ledger_harness::user_pubkey(step_idx as u64 % N_USERS);
         assert_eq!(mem.daily_remaining(&probe, now), db.daily_remaining(&probe, now), "step {step_idx}");
         if ra.is_some() {
             n_replies += 1;
@@ -163,7 +164,7 @@ fn pg_reference_survives_a_server_restart() {
             pg.restart_server().expect("restart");
         }
         let call = if step_idx < N_USERS as usize {
-            Call::SetTier { pubkey: Pubkey::for_user(step_idx as u64), tier: Tier::Elite }
+            Call::SetTier { pubkey: ledger_harness::user_pubkey(step_idx as u64), tier: Tier::Elite }
         } else {
             random_call(&mut rng, 80)
         };
@@ -203,7 +204,7 @@ fn concurrent_seed_overspends_the_daily_budget_and_the_reference_does_not() {
     use std::sync::Arc;
 
     let config = Config::default();
-    let pk = Pubkey::for_user(1);
+    let pk = ledger_harness::user_pubkey(1);
     let burst = move |i: u64| Call::Decide { request_id: RequestId(i), pubkey: pk, estimated_sats: sats(40) };
     let is_free = |r: &Reply| matches!(r, Reply::Ok(Outcome::Decided { decision: Decision::Free { .. } }));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -281,7 +282,7 @@ fn lockstep_reference(calls: &[(u64, Call)]) {
 
 #[test]
 fn refused_partial_reservation_stays_refused_on_repeat() {
-    let pk = Pubkey::for_user(1);
+    let pk = ledger_harness::user_pubkey(1);
     let r = RequestId(1);
     let reserve = |amount| Call::ReservePartial { request_id: r, pubkey: pk, amount_sats: sats(amount) };
     lockstep_reference(&[

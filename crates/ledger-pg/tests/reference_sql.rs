@@ -29,7 +29,7 @@ async fn assert_audit_clean(pool: &PgPool) {
 }
 
 fn user(i: u64) -> Pubkey {
-    Pubkey::for_user(i)
+    ledger_harness::user_pubkey(i)
 }
 
 #[tokio::test]

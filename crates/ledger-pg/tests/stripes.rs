@@ -4,7 +4,7 @@
 //! out. The same through the batcher, where taking every stripe makes a batch run again
 //! holding the batch lock alone.
 
-use ledger_core::{Command, Config, Decision, Outcome, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs};
+use ledger_core::{Command, Config, Decision, Outcome, Refusal, RequestId, Sats, Tier, TimeMs};
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;
@@ -23,7 +23,7 @@ async fn contend(pool_sats: u64, estimated: u64, n_clients: u64, lanes: Option<u
     let config = Config { pool_initial_sats: sats(pool_sats), ..Config::default() };
     reference::genesis(&db, &config, TimeMs(0)).await.expect("genesis");
     for u in 0..n_clients {
-        let cmd = Command::SetTier { pubkey: Pubkey::for_user(u), tier: Tier::Elite };
+        let cmd = Command::SetTier { pubkey: ledger_harness::user_pubkey(u), tier: Tier::Elite };
         reference::apply(&db, &cmd, TimeMs(1)).await.expect("set_tier");
     }
     let batcher = lanes.map(|lanes| Batcher::new(db.clone(), BatcherOptions { lanes, max_batch: 8 }).unwrap());
@@ -34,7 +34,7 @@ async fn contend(pool_sats: u64, estimated: u64, n_clients: u64, lanes: Option<u
             tokio::spawn(async move {
                 let cmd = Command::Decide {
                     request_id: RequestId(1000 + u),
-                    pubkey: Pubkey::for_user(u),
+                    pubkey: ledger_harness::user_pubkey(u),
                     estimated_sats: sats(estimated),
                 };
                 match batcher {
@@ -122,7 +122,7 @@ async fn expire_beside_batches_keeps_the_books() {
     let batcher = Batcher::new(db.clone(), BatcherOptions { lanes: 2, max_batch: 16 }).unwrap();
     let n_users = 20;
     for u in 0..n_users {
-        let cmd = Command::SetTier { pubkey: Pubkey::for_user(u), tier: Tier::Elite };
+        let cmd = Command::SetTier { pubkey: ledger_harness::user_pubkey(u), tier: Tier::Elite };
         batcher.apply(&cmd, TimeMs(1)).await.expect("set_tier");
     }
     let far = TimeMs(config.reservation_ttl_ms + 1_000_000);
@@ -147,7 +147,11 @@ async fn expire_beside_batches_keeps_the_books() {
                 let (mut recorded, mut expired) = (0u64, 0u64);
                 for i in 0..30 {
                     let request_id = RequestId(10_000 * (u + 1) + i);
-                    let d = Command::Decide { request_id, pubkey: Pubkey::for_user(u), estimated_sats: sats(20) };
+                    let d = Command::Decide {
+                        request_id,
+                        pubkey: ledger_harness::user_pubkey(u),
+                        estimated_sats: sats(20),
+                    };
                     batcher.apply(&d, TimeMs(2)).await.expect("decide");
                     let r = Command::Record { request_id, actual_sats: sats(15) };
                     match batcher.apply(&r, TimeMs(3)).await.expect("record").result {

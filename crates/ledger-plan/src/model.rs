@@ -293,7 +293,7 @@ impl Run<'_> {
     fn add_user(&mut self, tier: Tier, now: TimeMs) {
         let user = self.users.len() as u64;
         self.users.push(tier);
-        let pubkey = Pubkey::for_user(user);
+        let pubkey = ledger_harness::user_pubkey(user);
         let _ = self.apply(Command::SetTier { pubkey, tier }, now.0);
         self.checker.on_tier(pubkey, tier, now);
     }
@@ -370,7 +370,7 @@ impl Run<'_> {
         let fails = self.rng.gen::<f64>() < s.cost.work_failure;
         self.next_request += 1;
         let request = self.next_request;
-        let (request_id, pubkey) = (RequestId(request), Pubkey::for_user(u64::from(user)));
+        let (request_id, pubkey) = (RequestId(request), ledger_harness::user_pubkey(u64::from(user)));
         let tier = self.users[user as usize];
         let decision = match self.apply(Command::Decide { request_id, pubkey, estimated_sats: estimated }, now_ms) {
             Ok(Outcome::Decided { decision }) => decision,
@@ -422,7 +422,7 @@ impl Run<'_> {
 
     fn later(&mut self, p: Pending) {
         let s = self.s;
-        let (request_id, pubkey) = (RequestId(p.request), Pubkey::for_user(u64::from(p.user)));
+        let (request_id, pubkey) = (RequestId(p.request), ledger_harness::user_pubkey(u64::from(p.user)));
         let now = p.at_ms;
         match p.what {
             Later::FreeDone { actual, fails } => self.finish(request_id, actual, fails, now),
@@ -533,7 +533,7 @@ impl Run<'_> {
                 continue;
             };
             self.users[user] = to;
-            let pubkey = Pubkey::for_user(user as u64);
+            let pubkey = ledger_harness::user_pubkey(user as u64);
             let _ = self.apply(Command::SetTier { pubkey, tier: to }, now.0);
             self.checker.on_tier(pubkey, to, now);
         }

@@ -24,7 +24,7 @@ fn audit_checks_a_live_database_read_only() {
     rt.block_on(async {
         ledger_pg::migrate(&pool).await.unwrap();
         ledger_pg::reference::genesis(&pool, &Config::default(), TimeMs(0)).await.unwrap();
-        let pubkey = ledger_core::Pubkey::for_user(1);
+        let pubkey = ledger_harness::user_pubkey(1);
         let cmd = LedgerCommand::SetTier { pubkey, tier: ledger_core::Tier::Elite };
         ledger_pg::reference::apply(&pool, &cmd, TimeMs(1)).await.unwrap();
         let sats = |v| ledger_core::Sats::new(v).unwrap();

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 
 use ledger_core::{Decision, GateReason, Movement, Outcome, Pubkey, Refusal, RequestId, Sats, TimeMs};
-use ledger_harness::{Call, Checker, Engine, Invariant, Reply, Violation};
+use ledger_harness::{Call, Checker, Engine, Invariant, Named, Reply, Violation};
 use rustc_hash::FxHashMap;
 
 use crate::caller::{Caller, Event as CallerEvent, Next};
@@ -118,7 +118,7 @@ impl<E: Engine> Exec<E> {
         let mut journal = Vec::new();
         for (&user, tier) in &history.users {
             let Some(tier) = *tier else { continue };
-            let pubkey = Pubkey::for_user(u64::from(user));
+            let pubkey = ledger_harness::user_pubkey(u64::from(user));
             let call = Call::SetTier { pubkey, tier };
             let mut op = engine.begin(&call);
             while engine.step(&mut op, EPOCH, &mut journal).is_none() {}
@@ -279,7 +279,7 @@ impl<E: Engine> Exec<E> {
             return;
         }
         let flow = self.flows[idx].flow.clone();
-        let pubkey = Pubkey::for_user(u64::from(flow.user));
+        let pubkey = ledger_harness::user_pubkey(u64::from(flow.user));
         self.flows[idx].live = true;
         self.flows[idx].started_at = self.now;
         self.note(|| {
@@ -457,7 +457,7 @@ impl<E: Engine> Exec<E> {
     /// Counts what the caller of flow `idx` saw, then acts on its next move at once: begins
     /// its call, or finishes the flow. Work and invoices wait for the flow's next step.
     fn advance(&mut self, idx: usize) {
-        let pubkey = Pubkey::for_user(u64::from(self.flows[idx].flow.user));
+        let pubkey = ledger_harness::user_pubkey(u64::from(self.flows[idx].flow.user));
         while let Some(event) = self.flows[idx].caller.as_mut().and_then(Caller::poll_event) {
             match event {
                 CallerEvent::Decided(decision) => self.cover_decision(decision),
@@ -587,8 +587,8 @@ fn sats(v: u64) -> Sats {
 
 fn show_call(c: &Call) -> String {
     match c {
-        Call::SetTier { pubkey, tier } => format!("set_tier({pubkey:?}, {tier})"),
-        Call::Decide { pubkey, estimated_sats, .. } => format!("decide({pubkey:?}, est={estimated_sats})"),
+        Call::SetTier { pubkey, tier } => format!("set_tier({}, {tier})", Named(*pubkey)),
+        Call::Decide { pubkey, estimated_sats, .. } => format!("decide({}, est={estimated_sats})", Named(*pubkey)),
         Call::ReservePartial { amount_sats, .. } => format!("reserve_partial({amount_sats})"),
         Call::Release { amount_sats, .. } => format!("release({amount_sats})"),
         Call::Record { actual_sats, reserved_sats, .. } => {

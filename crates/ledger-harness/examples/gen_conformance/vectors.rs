@@ -31,7 +31,7 @@ fn sats(v: u64) -> Sats {
 }
 
 fn user(i: u64) -> Pubkey {
-    Pubkey::for_user(i)
+    ledger_harness::user_pubkey(i)
 }
 
 /// The x coordinate of secp256k1's generator: a pubkey that looks like a real one.

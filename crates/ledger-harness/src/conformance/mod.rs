@@ -542,7 +542,7 @@ mod tests {
             now: TimeMs(5),
             command: Command::Decide {
                 request_id: RequestId(1),
-                pubkey: Pubkey::for_user(1),
+                pubkey: crate::users::user_pubkey(1),
                 estimated_sats: Sats::new(3).unwrap(),
             },
             expect: Expect::Refusal(Refusal::UnknownRequest),
