@@ -12,7 +12,8 @@
 //!   [`conformance::check`], which replays such a trace against the reference.
 //! - [`users`]: simulated users' pubkeys, and their names in reports (`user#11`).
 //!
-//! It does no I/O beyond what a caller hands it (bytes to parse) and reads no clock. It is not
+//! It does no I/O beyond what a caller hands it (bytes to parse, or the directory of vector
+//! files [`conformance::read_dir`] reads) and reads no clock. It is not
 //! what a service embeds: that is `ledger-core`.
 //!
 //! ```

@@ -18,20 +18,7 @@ fn dir() -> PathBuf {
 
 /// The valid vector files, read.
 fn vector_files() -> Vec<(String, Vec<Segment>)> {
-    let mut names: Vec<String> = std::fs::read_dir(dir())
-        .expect("fixtures/conformance exists")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".jsonl"))
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .map(|n| {
-            let bytes = std::fs::read(dir().join(&n)).expect("readable");
-            let segs = conformance::read_bytes(&bytes).unwrap_or_else(|e| panic!("{n}: {e}"));
-            (n, segs)
-        })
-        .collect()
+    conformance::read_dir(&dir()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

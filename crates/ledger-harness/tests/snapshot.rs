@@ -9,19 +9,7 @@ use ledger_harness::conformance::{self, Segment};
 
 fn vector_files() -> Vec<(String, Vec<Segment>)> {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .expect("fixtures/conformance exists")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".jsonl"))
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .map(|n| {
-            let segs = conformance::read_bytes(&std::fs::read(dir.join(&n)).unwrap()).unwrap();
-            (n, segs)
-        })
-        .collect()
+    conformance::read_dir(&dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn round_trip(ledger: &Ledger) -> Ledger {

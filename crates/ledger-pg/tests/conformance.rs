@@ -123,16 +123,8 @@ async fn every_vector_holds(batched: bool) {
     }
     let template = pg.database_name().to_owned();
     let admin_options = pg.connect_options().database("postgres");
-    let mut names: Vec<String> = std::fs::read_dir(dir())
-        .expect("fixtures/conformance exists")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".jsonl"))
-        .collect();
-    names.sort();
     let mut cases = Vec::new();
-    for name in names {
-        let bytes = std::fs::read(dir().join(&name)).expect("readable");
-        let segs = conformance::read_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (name, segs) in conformance::read_dir(&dir()).unwrap_or_else(|e| panic!("{e}")) {
         cases.extend(segs.into_iter().map(|seg| (name.clone(), seg)));
     }
     let n_cases = cases.len();

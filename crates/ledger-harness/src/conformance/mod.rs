@@ -25,6 +25,25 @@ use serde_json::{Map, Value};
 
 pub mod check;
 
+/// Reads every `*.jsonl` trace directly in `dir` (not its subdirectories), sorted by file
+/// name, each parsed into its segments: how an implementation's tests load the conformance
+/// vectors of `fixtures/conformance/`. An error names the file.
+pub fn read_dir(dir: &std::path::Path) -> Result<Vec<(String, Vec<Segment>)>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut names: Vec<String> =
+        entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".jsonl")).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let segments = read_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((name, segments))
+        })
+        .collect()
+}
+
 use ledger_core::{Bps, Budgets, Command, Config, Identity, Outcome, Pubkey, Refusal, Sats, Tier, TimeMs, Totals};
 
 /// The value of a header's `"format"` key.
