@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use ledger_concurrent::SharedLedger;
-use ledger_core::{Command, Movement};
-use ledger_harness::conformance::{self, named_pubkey, Balances, Expect, Segment, Standing};
-use ledger_harness::{Checker, Observed};
+use ledger_core::{Command, Identity, Movement, Outcome, Pubkey, Refusal, TimeMs, Totals};
+use ledger_harness::conformance::replay::{replay, Implementation};
+use ledger_harness::conformance::{self, Segment};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance")
@@ -17,47 +17,21 @@ fn vector_files() -> Vec<(String, Vec<Segment>)> {
     conformance::read_dir(&dir()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Replays one segment on a fresh `SharedLedger` of `n_shards` identity shards; the
-/// differences from the vector and the invariants broken.
-fn replay(file: &str, seg: &Segment, n_shards: usize) -> Vec<String> {
-    let ledger = SharedLedger::with_shards(seg.header.config, n_shards);
-    let mut checker = Checker::new(&seg.header.config);
-    let mut failures = Vec::new();
-    for (line, step) in &seg.steps {
-        let mut journal: Vec<Movement> = Vec::new();
-        let got = Expect::from(ledger.apply(&step.command, step.now, &mut journal));
-        match (&step.command, &got) {
-            (Command::SetTier { pubkey, tier }, _) => checker.on_tier(*pubkey, *tier, step.now),
-            (Command::Credit { payment_id, paid_sats }, Expect::Outcome(_)) => {
-                checker.on_payment(*payment_id, *paid_sats)
-            }
-            _ => {}
-        }
-        checker.on_movements(&journal, step.now);
-        checker.after_step(&Observed::from(ledger.totals()));
-        let at = format!("{file}:{line} ({}, {n_shards} shard(s))", seg.header.case);
-        if got != step.expect {
-            failures.push(format!("{at}: expected {:?}, SharedLedger gave {got:?}", step.expect));
-        }
-        let totals = Balances::from(ledger.totals());
-        if totals != step.totals {
-            failures.push(format!("{at}: expected totals {:?}, SharedLedger has {totals:?}", step.totals));
-        }
-        let identity: Option<Standing> = named_pubkey(&step.command).and_then(|p| ledger.identity(&p)).map(Into::into);
-        if identity != step.identity {
-            failures.push(format!("{at}: expected identity {:?}, SharedLedger has {identity:?}", step.identity));
-        }
+/// `SharedLedger` as the replay sees it.
+struct Shared(SharedLedger);
+
+impl Implementation for Shared {
+    fn apply(&mut self, command: &Command, now: TimeMs, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
+        self.0.apply(command, now, journal)
     }
-    let last = seg.steps.iter().map(|(_, s)| s.now).max().unwrap_or_default();
-    let after = last.plus_ms(seg.header.config.reservation_ttl_ms).plus_ms(1);
-    let mut journal = Vec::new();
-    ledger.apply(&Command::Expire, after, &mut journal).expect("expire is never refused");
-    checker.on_movements(&journal, after);
-    checker.after_step(&Observed::from(ledger.totals()));
-    checker.finish();
-    failures
-        .extend(checker.violations().iter().map(|v| format!("{file} ({}, {n_shards} shard(s)): {v}", seg.header.case)));
-    failures
+
+    fn totals(&self) -> Totals {
+        self.0.totals()
+    }
+
+    fn identity(&self, pubkey: &Pubkey) -> Option<Identity> {
+        self.0.identity(pubkey)
+    }
 }
 
 #[test]
@@ -67,7 +41,12 @@ fn every_vector_holds_for_the_shared_ledger() {
     for (file, segs) in vector_files() {
         for seg in &segs {
             for n_shards in [1, 16] {
-                failures.extend(replay(&file, seg, n_shards));
+                let label = format!("{file} ({n_shards} shard(s))");
+                failures.extend(replay(
+                    seg,
+                    &label,
+                    &mut Shared(SharedLedger::with_shards(seg.header.config, n_shards)),
+                ));
             }
             n_cases += 1;
         }

@@ -8,9 +8,9 @@ mod vectors;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use ledger_core::{Command, Ledger, Movement, Outcome};
-use ledger_harness::conformance::{self, named_pubkey, Balances, ErrorKind, Expect, Segment, Standing};
-use ledger_harness::Checker;
+use ledger_core::{Ledger, Outcome};
+use ledger_harness::conformance::replay::replay;
+use ledger_harness::conformance::{self, ErrorKind, Expect, Segment};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance")
@@ -47,38 +47,6 @@ fn conformance_vectors_are_fresh() {
     assert!(files.iter().zip(&again).all(|(a, b)| a.0.path == b.0.path && a.0.bytes == b.0.bytes));
 }
 
-/// Replays one segment on the reference engine under the checker; the differences found.
-fn replay(file: &str, seg: &Segment, ledger: &mut Ledger, checker: &mut Checker) -> Vec<String> {
-    let mut failures = Vec::new();
-    for (line, step) in &seg.steps {
-        let mut journal: Vec<Movement> = Vec::new();
-        let got = Expect::from(ledger.apply(&step.command, step.now, &mut journal));
-        // The caller's facts; a refused credit is no payment.
-        match (&step.command, &got) {
-            (Command::SetTier { pubkey, tier }, _) => checker.on_tier(*pubkey, *tier, step.now),
-            (Command::Credit { payment_id, paid_sats }, Expect::Outcome(_)) => {
-                checker.on_payment(*payment_id, *paid_sats)
-            }
-            _ => {}
-        }
-        checker.on_movements(&journal, step.now);
-        checker.after_step(&ledger_harness::Observed::of(ledger));
-        let totals = Balances::from(ledger.totals());
-        let identity: Option<Standing> = named_pubkey(&step.command).and_then(|p| ledger.identity(&p)).map(Into::into);
-        let at = format!("{file}:{line} ({})", seg.header.case);
-        if got != step.expect {
-            failures.push(format!("{at}: expected {:?}, reference gave {got:?}", step.expect));
-        }
-        if totals != step.totals {
-            failures.push(format!("{at}: expected totals {:?}, reference has {totals:?}", step.totals));
-        }
-        if identity != step.identity {
-            failures.push(format!("{at}: expected identity {:?}, reference has {identity:?}", step.identity));
-        }
-    }
-    failures
-}
-
 #[test]
 fn every_vector_holds_for_the_reference_engine() {
     let mut failures = Vec::new();
@@ -86,20 +54,7 @@ fn every_vector_holds_for_the_reference_engine() {
     let mut n_steps = 0;
     for (file, segs) in vector_files() {
         for seg in &segs {
-            let mut checker = Checker::new(&seg.header.config);
-            let mut ledger = Ledger::new(seg.header.config);
-            failures.extend(replay(&file, seg, &mut ledger, &mut checker));
-            // The drain (I6): once every deadline has passed, expire leaves nothing held.
-            let last = seg.steps.iter().map(|(_, s)| s.now).max().unwrap_or_default();
-            let after = last.plus_ms(seg.header.config.reservation_ttl_ms).plus_ms(1);
-            let mut journal = Vec::new();
-            ledger.apply(&Command::Expire, after, &mut journal).expect("expire is never refused");
-            checker.on_movements(&journal, after);
-            checker.after_step(&ledger_harness::Observed::of(&ledger));
-            checker.finish();
-            for v in checker.violations() {
-                failures.push(format!("{file} ({}): {v}", seg.header.case));
-            }
+            failures.extend(replay(seg, &file, &mut Ledger::new(seg.header.config)));
             n_cases += 1;
             n_steps += seg.steps.len();
         }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub mod check;
+pub mod replay;
 
 /// Reads every `*.jsonl` trace directly in `dir` (not its subdirectories), sorted by file
 /// name, each parsed into its segments: how an implementation's tests load the conformance
