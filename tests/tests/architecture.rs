@@ -68,6 +68,20 @@ fn ledger_core_depends_on_no_io_clock_thread_or_async_crate() {
     assert!(extra.is_empty(), "ledger-core may depend only on {allowed:?}; it depends on {extra:?}");
 }
 
+/// What a service embeds has one shape: no feature switches a harness-only rule on, and no
+/// module of it names a mutant (they are `ledger-harness`'s, reached through the `Variant` seam).
+#[test]
+fn ledger_core_has_no_features_and_knows_no_mutant() {
+    let core = workspace_root().join("crates/ledger-core");
+    let manifest = std::fs::read_to_string(core.join("Cargo.toml")).expect("ledger-core's manifest");
+    assert!(!manifest.contains("[features]"), "ledger-core must have no [features]:\n{manifest}");
+    for entry in std::fs::read_dir(core.join("src")).expect("ledger-core/src") {
+        let path = entry.expect("a directory entry").path();
+        let text = std::fs::read_to_string(&path).expect("a source file");
+        assert!(!text.to_lowercase().contains("mutant"), "{} names a mutant", path.display());
+    }
+}
+
 #[test]
 fn only_the_io_crates_reach_a_database_or_an_async_runtime() {
     let pkgs = packages();
@@ -89,7 +103,7 @@ fn the_layers_point_down() {
         ("ledger-harness", &["ledger-core"]),
         ("ledger-concurrent", &["ledger-core"]),
         ("ledger-simulator", &["ledger-core", "ledger-harness"]),
-        ("ledger-plan", &["ledger-core", "ledger-harness"]),
+        ("ledger-plan", &["ledger-core", "ledger-harness", "ledger-simulator"]),
         ("ledger-pg", &["ledger-core", "ledger-harness"]),
         ("ledger-pg-runs", &["ledger-core", "ledger-harness", "ledger-pg", "ledger-simulator"]),
     ];

@@ -18,7 +18,8 @@
 //! - [`command`]: what a caller asks and what the ledger answers.
 //! - [`rules`]: the rules as pure functions (the daily window, a decide's answer, a settlement).
 //! - [`reference`]: the reference engine, [`Ledger`]; [`journal`]: the [`Movement`]s it makes;
-//!   [`snapshot`]: its whole state as data, to persist and restore.
+//!   [`snapshot`]: its whole state as data, to persist and restore; [`variant`]: the seam
+//!   through which a test harness runs deliberately wrong variants of it.
 //!
 //! ```
 //! use ledger_core::{Command, Config, Decision, Ledger, Outcome, Pubkey, RequestId, Sats, Tier, TimeMs};
@@ -40,11 +41,11 @@ pub mod config;
 pub mod idmap;
 pub mod ids;
 pub mod journal;
-pub mod mutants;
 pub mod reference;
 pub mod rules;
 pub mod sats;
 pub mod snapshot;
+pub mod variant;
 
 pub use balances::{Identity, Totals};
 pub use command::{Command, Decision, GateReason, Outcome, Refusal};

@@ -18,12 +18,12 @@ use crate::config::Config;
 use crate::idmap::IdMap;
 use crate::ids::{PaymentId, Pubkey, RequestId, Tier, TimeMs};
 use crate::journal::Movement;
-use crate::mutants::Mutant;
 use crate::rules;
 use crate::sats::Sats;
 use crate::snapshot::{
     PaymentRecord, RequestRecord, ReservationRecord, ReservationStateRecord, RestoreError, Snapshot, SNAPSHOT_VERSION,
 };
+use crate::variant::{Exact, Variant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReservationState {
@@ -42,7 +42,7 @@ struct Reservation {
     deadline: TimeMs,
     state: ReservationState,
     by_decide: bool,
-    /// Only under [`Mutant::DebitOutsideAtomicStep`]: reserved but never debited.
+    /// Only under a [`Variant`] whose decide does not debit: reserved but not yet debited.
     undebited: bool,
 }
 
@@ -78,9 +78,10 @@ impl Default for Request {
     }
 }
 
-/// The reference ledger.
+/// The reference ledger. `V` is [`Exact`], the rules as specified, unless a test harness
+/// names a deliberately wrong [`Variant`].
 #[derive(Clone, Debug)]
-pub struct Ledger {
+pub struct Ledger<V: Variant = Exact> {
     config: Config,
     totals: Totals,
     /// Identities by index, so a request reaches its identity without hashing a pubkey.
@@ -92,59 +93,13 @@ pub struct Ledger {
     /// `(deadline, request)` of reservations, sorted; entries of closed reservations are
     /// skipped when they reach the front.
     deadlines: VecDeque<(TimeMs, RequestId)>,
-    mutant: Option<Mutant>,
+    variant: V,
 }
 
 impl Ledger {
-    /// A ledger at genesis with one deliberate bug, to measure the harness.
-    #[cfg(feature = "mutants")]
-    pub fn with_mutant(config: Config, mutant: Mutant) -> Ledger {
-        Ledger { mutant: Some(mutant), ..Ledger::new(config) }
-    }
-
-    /// Is `m` the mutant in force? Always false without the `mutants` feature.
-    #[inline(always)]
-    fn mutant(&self, m: Mutant) -> bool {
-        cfg!(feature = "mutants") && self.mutant == Some(m)
-    }
-
-    /// The tier budget that applies to `identity`.
-    fn budget_of(&self, identity: &Identity) -> Sats {
-        let tier = if self.mutant(Mutant::BudgetIgnoresTier) { Tier::Elite } else { identity.tier };
-        self.config.budget(tier)
-    }
-
-    fn window_ms(&self) -> u64 {
-        if self.mutant(Mutant::WindowHourShort) {
-            rules::WINDOW_MS - 3_600_000
-        } else {
-            rules::WINDOW_MS
-        }
-    }
-
-    /// What `identity` may still be granted at `now`: its budget less the window's
-    /// absorption and its outstanding reservations.
-    fn remaining(&self, identity: &Identity, now: TimeMs) -> Sats {
-        let absorbed =
-            rules::absorbed_in_window(identity.sats_absorbed_today, identity.absorbed_reset_at, now, self.window_ms());
-        let reserved =
-            if self.mutant(Mutant::RemainingIgnoresReservations) { Sats::ZERO } else { identity.reserved_sats };
-        rules::daily_remaining(self.budget_of(identity), absorbed, reserved)
-    }
-
     /// A ledger at genesis: the pool holds `config.pool_initial_sats`.
     pub fn new(config: Config) -> Ledger {
-        Ledger {
-            config,
-            totals: Totals { pool_sats: config.pool_initial_sats, ..Totals::default() },
-            identities: Vec::new(),
-            identity_index: FxHashMap::default(),
-            requests: IdMap::default(),
-            unknown_pubkeys: FxHashMap::default(),
-            payments: IdMap::default(),
-            deadlines: VecDeque::new(),
-            mutant: None,
-        }
+        Ledger::with_variant(config, Exact)
     }
 
     /// A ledger at genesis with room for `n_identities` and `n_requests` before its tables
@@ -157,72 +112,6 @@ impl Ledger {
         ledger.requests.reserve(n_requests);
         ledger.deadlines.reserve(n_requests);
         ledger
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The balance sheet.
-    pub fn totals(&self) -> Totals {
-        self.totals
-    }
-
-    /// An identity's standing.
-    pub fn identity(&self, pubkey: &Pubkey) -> Option<Identity> {
-        let idx = *self.identity_index.get(pubkey)?;
-        Some(self.identities[idx as usize].1)
-    }
-
-    /// The ledger's whole state as data ([`crate::snapshot`]): ordered, so the same ledger
-    /// always gives the same snapshot. A mutant's switch is not part of it.
-    pub fn snapshot(&self) -> Snapshot {
-        let mut requests: Vec<RequestRecord> = self
-            .requests
-            .iter()
-            .map(|(id, r)| {
-                let request_id = RequestId(id);
-                RequestRecord {
-                    request_id,
-                    pubkey: self.pubkey_of(request_id, r),
-                    decision: r.decision,
-                    reservation: r.reservation.map(|res| ReservationRecord {
-                        amount_sats: res.amount,
-                        deadline: res.deadline,
-                        by_decide: res.by_decide,
-                        state: match res.state {
-                            ReservationState::Outstanding => ReservationStateRecord::Outstanding,
-                            ReservationState::Recorded { actual } => {
-                                ReservationStateRecord::Recorded { actual_sats: actual }
-                            }
-                            ReservationState::Released => ReservationStateRecord::Released,
-                            ReservationState::Expired => ReservationStateRecord::Expired,
-                        },
-                    }),
-                    refused: r.refused.as_deref().cloned().unwrap_or_default(),
-                }
-            })
-            .collect();
-        requests.sort_by_key(|r| r.request_id);
-        let mut payments: Vec<PaymentRecord> = self
-            .payments
-            .iter()
-            .map(|(id, &(paid_sats, credited_sats))| PaymentRecord {
-                payment_id: PaymentId(id),
-                paid_sats,
-                credited_sats,
-            })
-            .collect();
-        payments.sort_by_key(|p| p.payment_id.0);
-        Snapshot {
-            version: SNAPSHOT_VERSION,
-            config: self.config,
-            totals: self.totals,
-            identities: self.identities.clone(),
-            requests,
-            payments,
-        }
     }
 
     /// A ledger from a [`Snapshot`], after checking that its books balance: nothing listed
@@ -337,6 +226,104 @@ impl Ledger {
         )?;
         Ok(ledger)
     }
+}
+
+impl<V: Variant> Ledger<V> {
+    /// A ledger at genesis that follows `variant`'s rules (see [`crate::variant`]).
+    pub fn with_variant(config: Config, variant: V) -> Ledger<V> {
+        Ledger {
+            config,
+            totals: Totals { pool_sats: config.pool_initial_sats, ..Totals::default() },
+            identities: Vec::new(),
+            identity_index: FxHashMap::default(),
+            requests: IdMap::default(),
+            unknown_pubkeys: FxHashMap::default(),
+            payments: IdMap::default(),
+            deadlines: VecDeque::new(),
+            variant,
+        }
+    }
+
+    /// The tier budget that applies to `identity`.
+    fn budget_of(&self, identity: &Identity) -> Sats {
+        self.config.budget(self.variant.budget_tier(identity.tier))
+    }
+
+    /// What `identity` may still be granted at `now`: its budget less the window's
+    /// absorption and its outstanding reservations.
+    fn remaining(&self, identity: &Identity, now: TimeMs) -> Sats {
+        let window_ms = self.variant.window_ms();
+        let absorbed =
+            rules::absorbed_in_window(identity.sats_absorbed_today, identity.absorbed_reset_at, now, window_ms);
+        let reserved = if self.variant.remaining_counts_reservations() { identity.reserved_sats } else { Sats::ZERO };
+        rules::daily_remaining(self.budget_of(identity), absorbed, reserved)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The balance sheet.
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// An identity's standing.
+    pub fn identity(&self, pubkey: &Pubkey) -> Option<Identity> {
+        let idx = *self.identity_index.get(pubkey)?;
+        Some(self.identities[idx as usize].1)
+    }
+
+    /// The ledger's whole state as data ([`crate::snapshot`]): ordered, so the same ledger
+    /// always gives the same snapshot. A [`Variant`] is not part of it.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut requests: Vec<RequestRecord> = self
+            .requests
+            .iter()
+            .map(|(id, r)| {
+                let request_id = RequestId(id);
+                RequestRecord {
+                    request_id,
+                    pubkey: self.pubkey_of(request_id, r),
+                    decision: r.decision,
+                    reservation: r.reservation.map(|res| ReservationRecord {
+                        amount_sats: res.amount,
+                        deadline: res.deadline,
+                        by_decide: res.by_decide,
+                        state: match res.state {
+                            ReservationState::Outstanding => ReservationStateRecord::Outstanding,
+                            ReservationState::Recorded { actual } => {
+                                ReservationStateRecord::Recorded { actual_sats: actual }
+                            }
+                            ReservationState::Released => ReservationStateRecord::Released,
+                            ReservationState::Expired => ReservationStateRecord::Expired,
+                        },
+                    }),
+                    refused: r.refused.as_deref().cloned().unwrap_or_default(),
+                }
+            })
+            .collect();
+        requests.sort_by_key(|r| r.request_id);
+        let mut payments: Vec<PaymentRecord> = self
+            .payments
+            .iter()
+            .map(|(id, &(paid_sats, credited_sats))| PaymentRecord {
+                payment_id: PaymentId(id),
+                paid_sats,
+                credited_sats,
+            })
+            .collect();
+        payments.sort_by_key(|p| p.payment_id.0);
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            config: self.config,
+            totals: self.totals,
+            identities: self.identities.clone(),
+            requests,
+            payments,
+        }
+    }
 
     /// Number of requests ever decided (for capacity figures).
     pub fn n_requests(&self) -> usize {
@@ -424,7 +411,7 @@ impl Ledger {
         let decision = self.decision_for(idx, estimated, now);
         let reservation = match decision {
             Decision::Free { reserved_sats } => {
-                let undebited = self.mutant(Mutant::DebitOutsideAtomicStep);
+                let undebited = !self.variant.decide_debits();
                 if undebited {
                     self.book_reservation(idx, reserved_sats);
                 } else {
@@ -483,7 +470,7 @@ impl Ledger {
         let idx = *self.identity_index.get(&pubkey).ok_or(Refusal::UnknownIdentity)?;
         let identity = &self.identities[idx as usize].1;
         let available = self.remaining(identity, now).min(self.totals.pool_sats);
-        let amount = if amount > available && !available.is_zero() && self.mutant(Mutant::ReservePartialShort) {
+        let amount = if amount > available && !available.is_zero() && self.variant.partial_grants_what_is_available() {
             available
         } else {
             amount
@@ -566,9 +553,7 @@ impl Ledger {
         let (idx, r) = self.reserved(request_id)?;
         match r.state {
             ReservationState::Outstanding => {}
-            ReservationState::Released | ReservationState::Recorded { .. }
-                if self.mutant(Mutant::ReleaseIgnoresState) =>
-            {
+            ReservationState::Released | ReservationState::Recorded { .. } if self.variant.release_ignores_state() => {
                 self.totals.pool_sats = self.totals.pool_sats.checked_add(r.amount).ok_or(Refusal::Overflow)?;
                 journal.push(Movement::Release { request_id, amount_sats: r.amount });
                 return Ok(Outcome::Released { returned_sats: r.amount });
@@ -585,10 +570,7 @@ impl Ledger {
 
     /// What recording `actual` against a reservation of `amount` absorbs, returns and overruns.
     fn settle(&self, amount: Sats, actual: Sats) -> (Sats, Sats, Sats) {
-        if self.mutant(Mutant::RecordUncapped) {
-            return (actual, amount.saturating_sub(actual), Sats::ZERO);
-        }
-        let rules::Settlement { absorbed, returned, overrun } = rules::settle(amount, actual);
+        let rules::Settlement { absorbed, returned, overrun } = self.variant.settle(amount, actual);
         (absorbed, returned, overrun)
     }
 
@@ -621,7 +603,7 @@ impl Ledger {
             ReservationState::Outstanding => {}
             ReservationState::Recorded { actual: first } => {
                 let (absorbed, returned, overrun) = self.settle(r.amount, first);
-                if self.mutant(Mutant::RecordNotIdempotent) {
+                if self.variant.repeated_record_absorbs() {
                     self.absorb(idx, absorbed, now);
                     let pubkey = self.identities[idx as usize].0;
                     journal.push(Movement::Record {
@@ -642,14 +624,14 @@ impl Ledger {
         }
         let pubkey = self.identities[idx as usize].0;
         if r.undebited {
-            // Mutant::DebitOutsideAtomicStep: the debit comes late, and may come short.
+            // A variant whose decide does not debit: the debit comes late, and may come short.
             let late = r.amount.min(self.totals.pool_sats);
             self.totals.pool_sats = self.totals.pool_sats.checked_sub(late).expect("min with the pool");
             journal.push(Movement::Debit { request_id, pubkey, amount_sats: late });
         }
         let (absorbed, returned, overrun) = self.settle(r.amount, actual);
         let overrun_total = self.totals.overrun_sats.checked_add(overrun).ok_or(Refusal::Overflow)?;
-        let back = if self.mutant(Mutant::RecordKeepsOverReservation) { Sats::ZERO } else { returned };
+        let back = if self.variant.record_returns_unused() { returned } else { Sats::ZERO };
         self.close(idx, r.amount, back);
         self.absorb(idx, absorbed, now);
         self.totals.overrun_sats = overrun_total;
@@ -666,22 +648,19 @@ impl Ledger {
         if absorbed.is_zero() {
             return;
         }
-        let window_ms = self.window_ms();
-        let overwrite = self.mutant(Mutant::WindowOverwrites);
+        let window_ms = self.variant.window_ms();
         // The seed's CASE: the first absorption after the window ran out starts a new one.
         let identity = &mut self.identities[idx as usize].1;
-        let (today, start) = if overwrite && now.since(identity.absorbed_reset_at) < window_ms {
-            (absorbed, identity.absorbed_reset_at)
-        } else {
-            rules::absorb(identity.sats_absorbed_today, identity.absorbed_reset_at, absorbed, now, window_ms)
-                .expect("bounded by the pool")
-        };
+        let (today, start) = self
+            .variant
+            .absorb(identity.sats_absorbed_today, identity.absorbed_reset_at, absorbed, now, window_ms)
+            .expect("bounded by the pool");
         identity.sats_absorbed_today = today;
         identity.absorbed_reset_at = start;
     }
 
     fn credit(&mut self, payment_id: PaymentId, paid: Sats, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
-        let repeat = self.payments.get(payment_id.0).filter(|_| !self.mutant(Mutant::CreditNotIdempotent));
+        let repeat = self.payments.get(payment_id.0).filter(|_| !self.variant.repeated_credit_credits());
         if let Some(&(first_paid, credited)) = repeat {
             return if first_paid == paid {
                 Ok(Outcome::Credited { credited_sats: credited })
@@ -689,11 +668,7 @@ impl Ledger {
                 Err(Refusal::PaymentWithDifferentAmount { paid_sats: first_paid })
             };
         }
-        let mut credited = paid.share_bps(self.config.credit_bps);
-        let exact = u128::from(paid.to_u64()) * u128::from(self.config.credit_bps.to_u16()) % 10_000 == 0;
-        if self.mutant(Mutant::CreditRoundsUp) && !exact {
-            credited = credited.checked_add(Sats::new(1).expect("one")).ok_or(Refusal::Overflow)?;
-        }
+        let credited = self.variant.credit_share(paid, self.config.credit_bps).ok_or(Refusal::Overflow)?;
         // Every sat ever in the ledger (genesis plus credits) must fit: the pool, the
         // reservations and the absorption are parts of it, so none of them can overflow
         // when reserved sats come back. Checking the pool alone is not enough.
@@ -720,7 +695,7 @@ impl Ledger {
             if r.state != ReservationState::Outstanding || r.deadline != deadline {
                 continue;
             }
-            let back = if self.mutant(Mutant::ExpireKeepsSats) { Sats::ZERO } else { r.amount };
+            let back = if self.variant.expire_returns() { r.amount } else { Sats::ZERO };
             self.close(idx, r.amount, back);
             self.set_state(request_id, ReservationState::Expired);
             journal.push(Movement::Expire { request_id, amount_sats: r.amount });

@@ -9,6 +9,7 @@
 //! Every step appends the pool movements it made to a journal. The invariant checker sums
 //! the journal independently of the engine's own books.
 
+use ledger_core::variant::{Exact, Variant};
 use serde::{Deserialize, Serialize};
 
 use ledger_core::{
@@ -141,7 +142,7 @@ pub struct Observed {
 
 impl Observed {
     /// What the reference [`Ledger`] shows: its totals.
-    pub fn of(ledger: &Ledger) -> Observed {
+    pub fn of<V: Variant>(ledger: &Ledger<V>) -> Observed {
         Observed::from(ledger.totals())
     }
 }
@@ -186,9 +187,10 @@ pub trait Engine {
 }
 
 /// The reference engine behind the [`Engine`] interface: every call is one step.
+/// `V` is the rules' [`Variant`]: [`Exact`] unless it runs a [`crate::mutants::Mutant`].
 #[derive(Clone, Debug)]
-pub struct ReferenceEngine {
-    ledger: Ledger,
+pub struct ReferenceEngine<V: Variant = Exact> {
+    ledger: Ledger<V>,
 }
 
 impl ReferenceEngine {
@@ -197,19 +199,21 @@ impl ReferenceEngine {
         ReferenceEngine { ledger: Ledger::new(config) }
     }
 
-    /// A reference engine with one deliberate bug (see [`ledger_core::mutants`]).
+    /// A reference engine with one deliberate bug (see [`crate::mutants`]).
     #[cfg(feature = "mutants")]
-    pub fn with_mutant(config: Config, mutant: ledger_core::mutants::Mutant) -> ReferenceEngine {
-        ReferenceEngine { ledger: Ledger::with_mutant(config, mutant) }
+    pub fn with_mutant(config: Config, mutant: crate::mutants::Mutant) -> ReferenceEngine<crate::mutants::Mutant> {
+        ReferenceEngine { ledger: Ledger::with_variant(config, mutant) }
     }
+}
 
+impl<V: Variant> ReferenceEngine<V> {
     /// The ledger inside.
-    pub fn ledger(&self) -> &Ledger {
+    pub fn ledger(&self) -> &Ledger<V> {
         &self.ledger
     }
 }
 
-impl Engine for ReferenceEngine {
+impl<V: Variant + 'static> Engine for ReferenceEngine<V> {
     type Op = Command;
 
     fn name(&self) -> &'static str {

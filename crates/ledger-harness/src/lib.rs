@@ -11,6 +11,7 @@
 //! - [`conformance`]: the conformance trace format other implementations write, and
 //!   [`conformance::check`], which replays such a trace against the reference.
 //! - [`users`]: simulated users' pubkeys, and their names in reports (`user#11`).
+//! - [`mutants`]: named, deliberately wrong variants of the reference, to measure the harness.
 //!
 //! It does no I/O beyond what a caller hands it (bytes to parse, or the directory of vector
 //! files [`conformance::read_dir`] reads) and reads no clock. It is not
@@ -51,6 +52,7 @@
 pub mod conformance;
 pub mod engine;
 pub mod invariants;
+pub mod mutants;
 pub mod seed;
 pub mod users;
 

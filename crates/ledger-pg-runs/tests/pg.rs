@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ledger_core::mutants::Mutant;
 use ledger_core::Config;
+use ledger_harness::mutants::Mutant;
 use ledger_harness::ReferenceEngine;
 use ledger_pg_runs::{Differential, PgArgs, PgRun};
 use ledger_simulator::gen::{run_seed, SchedulerKind};

@@ -2,20 +2,23 @@
 //! checked after every command.
 //!
 //! There is no scheduler here: the planner is about capacity, not interleavings. Each day's
-//! arrivals are drawn, sorted by time, and run in order; what happens later in a request's
-//! life (an invoice paid after `pay_delay_ms`, work finished after `work_ms`) waits in a
-//! time-ordered queue and runs when the clock reaches it, so other traffic runs in between
-//! and partial offers can go stale, as in production. Gated requests never touch the pool,
-//! so their invoices are settled when they arrive.
+//! arrivals are drawn, sorted by time, and run in order. Each request is the simulator's
+//! sans-IO caller ([`ledger_simulator::caller::Caller`]) serving under the scenario's
+//! [`Policy`], so the flows and the callers' accounting that I3 checks are the simulator's.
+//! The planner only answers what the caller asks: a reply at once, and work or an invoice
+//! either at once or, for a request that holds or awaits pool sats, after `work_ms` or
+//! `pay_delay_ms` in a time-ordered queue that runs when the clock reaches it, so other
+//! traffic runs in between and partial offers can go stale, as in production. Gated requests
+//! never touch the pool, so their invoices are settled when they arrive.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use ledger_core::{
-    Command, Decision, GateReason, Ledger, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier,
-    TimeMs, DAY_MS,
+    Command, Decision, GateReason, Ledger, Movement, Outcome, PaymentId, Refusal, RequestId, Sats, Tier, TimeMs, DAY_MS,
 };
-use ledger_harness::Checker;
+use ledger_harness::{Call, Checker, Reply};
+use ledger_simulator::caller::{Caller, Event, Next, Policy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -130,26 +133,34 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// Something a request does later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Later {
-    /// A free request's work ends: record the actual cost, or release on failure.
-    FreeDone { actual: Sats, fails: bool },
-    /// A partial job's reduced invoice is paid: credit, then reserve the offer.
-    JobPaid { offer: Sats, charge: Sats, actual: Sats, fails: bool },
-    /// A partial job's work ends: record the pool's share, or release on failure.
-    JobDone { charge: Sats, actual: Sats, fails: bool },
-    /// A partial session's work ends: reserve `min(actual, offer)`, record it, invoice the rest.
-    SessionDone { offer: Sats, actual: Sats, fails: bool },
+/// What the planner drew for a request's user, and where its caller is.
+#[derive(Clone, Debug)]
+struct Flow {
+    caller: Caller,
+    request_id: RequestId,
+    user: u32,
+    session: bool,
+    /// Whether the work fails.
+    fails: bool,
+    /// The user takes the offer (a partial) or pays the invoice (a gate); drawn when the
+    /// decision is known. A free request's user has nothing to accept.
+    accepted: bool,
+    /// How the decision was served: free, partial or gated ([`FREE`]...).
+    served: usize,
+    /// The caller holds a reservation now.
+    granted: bool,
+    /// The partial job's reduced invoice has been waited for.
+    invoice_waited: bool,
+    /// A reservation of its offer was refused because the offer went stale.
+    stale: bool,
 }
 
+/// A flow waiting for the clock: its work ends, or its user pays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Pending {
     at_ms: u64,
     seq: u64,
-    request: u64,
-    user: u32,
-    what: Later,
+    slot: u32,
 }
 
 /// The per-run state.
@@ -161,6 +172,10 @@ struct Run<'a> {
     rng: ChaCha8Rng,
     users: Vec<Tier>,
     queue: BinaryHeap<Reverse<Pending>>,
+    /// Flows in flight by slot; `free` lists the empty slots.
+    flows: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    policy: Policy,
     seq: u64,
     next_request: u64,
     next_payment: u64,
@@ -197,6 +212,14 @@ pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
         rng: ChaCha8Rng::seed_from_u64(seed),
         users: Vec::new(),
         queue: BinaryHeap::new(),
+        flows: Vec::new(),
+        free: Vec::new(),
+        policy: Policy {
+            min_offer: s.partial.enabled.then(|| sats(s.partial.min_offer_sats)),
+            requote_jobs: s.partial.on_refused == OnRefused::Requote,
+            requote_sessions: s.partial.on_refused == OnRefused::Requote,
+            session_pays_rest: true,
+        },
         seq: 0,
         next_request: 0,
         next_payment: 0,
@@ -340,25 +363,13 @@ impl Run<'_> {
                 break;
             }
             let Reverse(p) = self.queue.pop().expect("peeked");
-            self.later(p);
+            self.drive(p.slot, p.at_ms, true);
         }
     }
 
-    fn schedule(&mut self, at_ms: u64, request: u64, user: u32, what: Later) {
+    fn schedule(&mut self, at_ms: u64, slot: u32) {
         self.seq += 1;
-        self.queue.push(Reverse(Pending { at_ms, seq: self.seq, request, user, what }));
-    }
-
-    /// A user pays `amount` on an invoice: the pool gets its credit.
-    fn pay(&mut self, amount: Sats, now_ms: u64) {
-        if amount.is_zero() {
-            return;
-        }
-        self.next_payment += 1;
-        let payment_id = PaymentId(self.next_payment);
-        self.checker.on_payment(payment_id, amount);
-        self.out.paid_sats += amount.to_u64();
-        let _ = self.apply(Command::Credit { payment_id, paid_sats: amount }, now_ms);
+        self.queue.push(Reverse(Pending { at_ms, seq: self.seq, slot }));
     }
 
     fn arrive(&mut self, now_ms: u64, user: u32) {
@@ -369,148 +380,148 @@ impl Run<'_> {
         let session = self.rng.gen::<f64>() < s.requests.session_share;
         let fails = self.rng.gen::<f64>() < s.cost.work_failure;
         self.next_request += 1;
-        let request = self.next_request;
-        let (request_id, pubkey) = (RequestId(request), ledger_harness::user_pubkey(u64::from(user)));
-        let tier = self.users[user as usize];
-        let decision = match self.apply(Command::Decide { request_id, pubkey, estimated_sats: estimated }, now_ms) {
-            Ok(Outcome::Decided { decision }) => decision,
-            other => panic!("decide of a fresh request: {other:?}"),
+        let request_id = RequestId(self.next_request);
+        let pubkey = ledger_harness::user_pubkey(u64::from(user));
+        let caller =
+            Caller::new(request_id, pubkey, session, estimated, actual, TimeMs(now_ms)).with_policy(self.policy);
+        let flow = Flow {
+            caller,
+            request_id,
+            user,
+            session,
+            fails,
+            accepted: true,
+            served: FREE,
+            granted: false,
+            invoice_waited: false,
+            stale: false,
         };
-        let served = &mut self.out.served[tier.index()];
-        match decision {
-            Decision::Free { .. } => {
-                served[FREE] += 1;
-                self.schedule(now_ms + s.cost.work_ms, request, user, Later::FreeDone { actual, fails });
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.flows[slot as usize] = Some(flow);
+                slot
             }
-            Decision::Partial { offer_sats, charge_sats }
-                if s.partial.enabled && offer_sats.to_u64() >= s.partial.min_offer_sats =>
-            {
-                served[PARTIAL] += 1;
-                if self.rng.gen::<f64>() >= s.payment.partial_paid {
-                    // Abandoned before anything was reserved: the pool never saw it.
-                    self.out.abandoned += 1;
-                } else if session {
-                    let what = Later::SessionDone { offer: offer_sats, actual, fails };
-                    self.schedule(now_ms + s.cost.work_ms, request, user, what);
-                } else {
-                    let what = Later::JobPaid { offer: offer_sats, charge: charge_sats, actual, fails };
-                    self.schedule(now_ms + s.payment.pay_delay_ms, request, user, what);
-                }
+            None => {
+                self.flows.push(Some(flow));
+                u32::try_from(self.flows.len() - 1).expect("fewer than 2^32 requests in flight")
             }
-            // A gate, or a partial offer the service does not make: the user is charged in full.
-            Decision::Partial { .. } | Decision::Gate { .. } => {
-                served[GATED] += 1;
-                if let Decision::Gate { reason: GateReason::PoolEmpty, .. } = decision {
-                    self.out.depleted_day.get_or_insert(self.day);
-                }
-                if self.rng.gen::<f64>() < s.payment.gate_paid {
-                    // A session is charged its actual cost after the work; a job its estimate.
-                    let paid = match (session, fails) {
-                        (false, _) => estimated,
-                        (true, false) => actual,
-                        (true, true) => Sats::ZERO,
-                    };
-                    self.pay(paid, now_ms);
-                } else {
-                    self.out.abandoned += 1;
-                }
-                // No `on_close`: a gated request never touches the pool, so I3 holds
-                // trivially, and giving the checker a book per gated request would only cost.
-            }
-        }
+        };
+        self.drive(slot, now_ms, false);
     }
 
-    fn later(&mut self, p: Pending) {
+    /// Answer what the caller in `slot` asks until it must wait for the clock or is done.
+    /// `resumed`: the clock reached the wait it was in, so what it waited for happens now.
+    fn drive(&mut self, slot: u32, now_ms: u64, mut resumed: bool) {
         let s = self.s;
-        let (request_id, pubkey) = (RequestId(p.request), ledger_harness::user_pubkey(u64::from(p.user)));
-        let now = p.at_ms;
-        match p.what {
-            Later::FreeDone { actual, fails } => self.finish(request_id, actual, fails, now),
-            Later::JobPaid { offer, charge, actual, fails } => {
-                self.pay(charge, now);
-                let mut charge = charge;
-                let reserved = match self.apply(Command::ReservePartial { request_id, pubkey, amount_sats: offer }, now)
-                {
-                    Ok(_) => Some(offer),
-                    Err(Refusal::InsufficientFunds { available_sats }) => {
-                        self.out.stale_offers += 1;
-                        self.requote(request_id, pubkey, offer, available_sats, now)
-                    }
-                    Err(e) => panic!("reserve_partial of a decided request: {e}"),
-                };
-                // The user pays the rest of the offer that could not be reserved.
-                let rest = offer.saturating_sub(reserved.unwrap_or(Sats::ZERO));
-                self.pay(rest, now);
-                match reserved {
-                    Some(_) => {
-                        charge = charge.checked_add(rest).expect("small amounts");
-                        let what = Later::JobDone { charge, actual, fails };
-                        self.schedule(now + s.cost.work_ms, p.request, p.user, what);
-                    }
-                    None => self.checker.on_close(request_id, Sats::ZERO, Sats::ZERO),
+        loop {
+            let flow = self.flows[slot as usize].as_mut().expect("a flow in flight");
+            match flow.caller.poll() {
+                Next::Call(call) => {
+                    let call = call.clone();
+                    let reply = self.call(slot, &call, now_ms);
+                    let flow = self.flows[slot as usize].as_mut().expect("a flow in flight");
+                    flow.caller.handle_reply(&reply, TimeMs(now_ms));
+                    self.events(slot);
                 }
-            }
-            Later::JobDone { charge, actual, fails } => {
-                self.finish(request_id, actual.saturating_sub(charge), fails, now);
-            }
-            Later::SessionDone { offer, actual, fails } => {
-                let amount = actual.min(offer);
-                if fails || amount.is_zero() {
-                    self.pay(if fails { Sats::ZERO } else { actual }, now);
-                    self.checker.on_close(request_id, Sats::ZERO, Sats::ZERO);
+                Next::Work => {
+                    // Work on pool sats takes `work_ms`; work the user pays for, or that
+                    // never starts, is outside the pool and ends at once.
+                    let waits = flow.granted || (flow.session && flow.served == PARTIAL && flow.accepted);
+                    if waits && !resumed {
+                        self.schedule(now_ms + s.cost.work_ms, slot);
+                        return;
+                    }
+                    resumed = false;
+                    let succeeds = !flow.fails && flow.accepted;
+                    flow.caller.handle_work(succeeds);
+                    self.events(slot);
+                }
+                Next::Invoice { .. } => {
+                    // A partial job's reduced charge is paid after `pay_delay_ms`; every
+                    // other invoice is settled when it is sent.
+                    let waits = flow.served == PARTIAL && !flow.session && flow.accepted && !flow.invoice_waited;
+                    if waits && !resumed {
+                        flow.invoice_waited = true;
+                        self.schedule(now_ms + s.payment.pay_delay_ms, slot);
+                        return;
+                    }
+                    resumed = false;
+                    let paid = flow.accepted;
+                    flow.caller.handle_invoice(paid);
+                }
+                Next::Done(close) => {
+                    // A gated request (or a partial one its user declined) never touched the
+                    // pool: I3 holds trivially, and a book per gated request would only cost.
+                    if flow.served != GATED && flow.accepted {
+                        self.checker.on_close(flow.request_id, close.reduction, close.overrun);
+                    }
+                    self.flows[slot as usize] = None;
+                    self.free.push(slot);
                     return;
                 }
-                let reserved =
-                    match self.apply(Command::ReservePartial { request_id, pubkey, amount_sats: amount }, now) {
-                        Ok(_) => Some(amount),
-                        Err(Refusal::InsufficientFunds { available_sats }) => {
-                            self.out.stale_offers += 1;
-                            self.requote(request_id, pubkey, amount, available_sats, now)
-                        }
-                        Err(e) => panic!("reserve_partial of a decided request: {e}"),
-                    };
-                match reserved {
-                    Some(r) => {
-                        self.pay(actual.saturating_sub(r), now);
-                        self.finish(request_id, r, false, now);
-                    }
-                    None => {
-                        self.pay(actual, now);
-                        self.checker.on_close(request_id, Sats::ZERO, Sats::ZERO);
-                    }
-                }
             }
         }
     }
 
-    /// A refused partial reservation: re-quote with what is available now, or (with
-    /// `charge_full`, or nothing available) reserve nothing. Returns what was reserved; the
-    /// caller invoices the rest.
-    fn requote(
-        &mut self,
-        request_id: RequestId,
-        pubkey: Pubkey,
-        asked: Sats,
-        available: Sats,
-        now: u64,
-    ) -> Option<Sats> {
-        if self.s.partial.on_refused == OnRefused::ChargeFull || available.is_zero() {
-            return None;
+    /// Make `call` for the flow in `slot`. A payment gets the next payment id in sequence,
+    /// as a payment processor would number it (the caller's own numbering, eight ids per
+    /// request, would spread the ledger's payment table).
+    fn call(&mut self, slot: u32, call: &Call, now_ms: u64) -> Reply {
+        let command = match *call {
+            Call::Credit { paid_sats, .. } => {
+                self.next_payment += 1;
+                let payment_id = PaymentId(self.next_payment);
+                self.checker.on_payment(payment_id, paid_sats);
+                self.out.paid_sats += paid_sats.to_u64();
+                Command::Credit { payment_id, paid_sats }
+            }
+            _ => call.to_command(),
+        };
+        let reply = Reply::from(self.apply(command, now_ms));
+        if let (Call::ReservePartial { .. }, Reply::Refused(Refusal::InsufficientFunds { .. })) = (call, &reply) {
+            let flow = self.flows[slot as usize].as_mut().expect("a flow in flight");
+            if !flow.stale {
+                flow.stale = true;
+                self.out.stale_offers += 1;
+            }
         }
-        let amount = available.min(asked);
-        self.apply(Command::ReservePartial { request_id, pubkey, amount_sats: amount }, now).ok().map(|_| amount)
+        reply
     }
 
-    /// Work on a reservation ended: record the pool's share, or release it.
-    fn finish(&mut self, request_id: RequestId, share: Sats, fails: bool, now: u64) {
-        if fails {
-            let _ = self.apply(Command::Release { request_id }, now);
-            self.checker.on_close(request_id, Sats::ZERO, Sats::ZERO);
-            return;
-        }
-        match self.apply(Command::Record { request_id, actual_sats: share }, now) {
-            Ok(Outcome::Recorded { overrun_sats, .. }) => self.checker.on_close(request_id, share, overrun_sats),
-            other => panic!("record of an outstanding reservation: {other:?}"),
+    /// Count what the caller in `slot` just saw; a decision draws whether its user accepts.
+    fn events(&mut self, slot: u32) {
+        let s = self.s;
+        while let Some(event) = self.flows[slot as usize].as_mut().and_then(|f| f.caller.poll_event()) {
+            let flow = self.flows[slot as usize].as_mut().expect("a flow in flight");
+            let tier = self.users[flow.user as usize];
+            match event {
+                Event::Decided(decision) => {
+                    flow.served = match decision {
+                        Decision::Free { .. } => FREE,
+                        Decision::Partial { offer_sats, .. }
+                            if self.policy.min_offer.is_some_and(|m| offer_sats >= m) =>
+                        {
+                            PARTIAL
+                        }
+                        Decision::Partial { .. } | Decision::Gate { .. } => GATED,
+                    };
+                    self.out.served[tier.index()][flow.served] += 1;
+                    if let Decision::Gate { reason: GateReason::PoolEmpty, .. } = decision {
+                        self.out.depleted_day.get_or_insert(self.day);
+                    }
+                    let take = match flow.served {
+                        PARTIAL => s.payment.partial_paid,
+                        GATED => s.payment.gate_paid,
+                        _ => continue,
+                    };
+                    flow.accepted = self.rng.gen::<f64>() < take;
+                    if !flow.accepted {
+                        self.out.abandoned += 1;
+                    }
+                }
+                Event::Granted => flow.granted = true,
+                Event::Mark(_) => {}
+            }
         }
     }
 

@@ -184,3 +184,22 @@ fn sweeps_name_bad_keys_and_values() {
     assert_eq!(p.scenarios[2].config().credit_bps.to_u16(), 1250);
     assert_eq!(p.scenarios[3].budget.trusted, 400);
 }
+
+/// Work that outlasts its reservation: the reservation expires before the record, so the
+/// caller's record is refused and the pool's share is paid outside the pool (an overrun on
+/// the caller's books). The planner used to panic here ("record of an outstanding
+/// reservation"); driving the simulator's caller, it runs on and no invariant breaks.
+#[test]
+fn work_longer_than_the_reservation_ttl_is_an_expiry_not_a_crash() {
+    // Requests at 3 h, 9 h, 15 h and 21 h; work takes 4 h. The last one of each day (the
+    // partial, 5 sats) is still working when the day's `expire` runs at 24 h.
+    let text = CLOSED_FORM.replace("work_ms = 0", "work_ms = 14400000");
+    let out = plan(&text, &[("reservation_ttl_ms", "600000"), ("days", "2")], &[]).run(None, None);
+    let run = &out.runs[0];
+    assert_eq!(run.violations, 0, "{:?}", run.first_violation);
+    assert_eq!(run.served[1], [2 * 100 * 3, 2 * 100, 0]);
+    // The three free requests absorb 45 a day per user; the partial's 5 expire.
+    assert_eq!(run.absorbed_sats, 2 * 100 * 45);
+    // Sampled just before the day's `expire`: each user's 5 are still reserved.
+    assert_eq!(run.reserved_by_day, vec![100 * 5; 2]);
+}

@@ -48,7 +48,7 @@ struct RunArgs {
     engine: EngineKind,
     /// Run a named mutant of the reference engine (builds with `--features mutants` only).
     #[arg(long, value_parser = parse_mutant)]
-    mutant: Option<ledger_core::mutants::Mutant>,
+    mutant: Option<ledger_harness::mutants::Mutant>,
     /// Run one seed.
     #[arg(long, conflicts_with = "seeds", allow_hyphen_values = true)]
     seed: Option<u64>,
@@ -93,9 +93,9 @@ struct ReplayArgs {
     json: bool,
 }
 
-fn parse_mutant(s: &str) -> Result<ledger_core::mutants::Mutant, String> {
-    ledger_core::mutants::Mutant::from_name(s).ok_or_else(|| {
-        let names: Vec<String> = ledger_core::mutants::Mutant::ALL.iter().map(|m| m.name()).collect();
+fn parse_mutant(s: &str) -> Result<ledger_harness::mutants::Mutant, String> {
+    ledger_harness::mutants::Mutant::from_name(s).ok_or_else(|| {
+        let names: Vec<String> = ledger_harness::mutants::Mutant::ALL.iter().map(|m| m.name()).collect();
         format!("unknown mutant {s:?}; one of {}", names.join(", "))
     })
 }

@@ -34,6 +34,39 @@ pub struct Close {
     pub overrun: Sats,
 }
 
+/// Where services differ around the ledger: whether partial offers are made, whether a
+/// refused reservation is re-quoted, whether a session's user pays what the pool did not take.
+/// The default is the simulator's service; the planner states its scenario's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// The smallest partial offer the service makes; `None` makes none. A partial decision
+    /// it does not make is served as a gate: the user is charged in full.
+    pub min_offer: Option<Sats>,
+    /// Re-quote a job whose reservation of its offer is refused with what is available
+    /// (the user pays the rest of the offer); otherwise the user pays the whole offer.
+    pub requote_jobs: bool,
+    /// Re-quote a session likewise (once); otherwise the session is charged in full.
+    pub requote_sessions: bool,
+    /// Invoice a session's user for what the pool did not take (its actual cost less the
+    /// reservation), before the record.
+    pub session_pays_rest: bool,
+}
+
+impl Default for Policy {
+    /// Every partial offer is made; a session re-quotes once, a job does not; a session's
+    /// rest is not invoiced.
+    fn default() -> Policy {
+        Policy { min_offer: Some(Sats::ZERO), requote_jobs: false, requote_sessions: true, session_pays_rest: false }
+    }
+}
+
+impl Policy {
+    /// Whether the service makes this partial offer.
+    fn offers(&self, offer: Sats) -> bool {
+        self.min_offer.is_some_and(|min| offer >= min)
+    }
+}
+
 /// What the caller wants done next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next<'a> {
@@ -69,6 +102,7 @@ pub enum Event {
 enum Purpose {
     Decide,
     JobReserve { offer: Sats, charge: Sats },
+    JobRequote { offer: Sats, charge: Sats, amount: Sats },
     SessionReserve { amount: Sats, requoted: bool },
     Release,
     Record { reduction: Sats },
@@ -102,8 +136,13 @@ enum AfterPay {
     JobPartial { offer: Sats, charge: Sats },
     /// The job is paid in full (gated or re-quoted): run it.
     JobPaid,
-    /// A session's charge was paid after its work: done.
-    SessionDone,
+    /// The user paid the rest of a re-quoted job's offer: run it on the reservation, which
+    /// is released if the user walked away.
+    JobRequoted { reserved: Sats, charge: Sats },
+    /// A session's user paid what the pool does not take: record the pool's share.
+    SessionRecord { amount: Sats, reserved: Sats },
+    /// The flow ends with this close, paid or not.
+    Done(Close),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +166,7 @@ pub struct Caller {
     started_at: TimeMs,
     state: State,
     events: VecDeque<Event>,
+    policy: Policy,
 }
 
 impl Caller {
@@ -152,7 +192,14 @@ impl Caller {
             started_at,
             state: State::Calling { call, purpose: Purpose::Decide },
             events: VecDeque::new(),
+            policy: Policy::default(),
         }
+    }
+
+    /// The same caller serving under `policy` (before it has done anything).
+    pub fn with_policy(mut self, policy: Policy) -> Caller {
+        self.policy = policy;
+        self
     }
 
     /// What to do next.
@@ -161,7 +208,8 @@ impl Caller {
             State::Calling { call, .. } => Next::Call(call),
             State::Work(_) => Next::Work,
             State::Invoice { amount, then } => {
-                Next::Invoice { amount: *amount, abandonable: !matches!(then, AfterPay::SessionDone) }
+                let abandonable = matches!(then, AfterPay::JobPartial { .. } | AfterPay::JobPaid);
+                Next::Invoice { amount: *amount, abandonable }
             }
             State::Done(close) => Next::Done(*close),
         }
@@ -182,6 +230,7 @@ impl Caller {
             panic!("a reply with no call in flight: {reply:?}");
         };
         let (request_id, pubkey, session, actual) = (self.request_id, self.pubkey, self.session, self.actual);
+        let policy = self.policy;
         self.state = match (purpose, reply) {
             (Purpose::Decide, Reply::Ok(Outcome::Decided { decision })) => {
                 self.events.push_back(Event::Decided(*decision));
@@ -193,15 +242,20 @@ impl Caller {
                         State::Work(AfterWork::SessionFree { reserved: reserved_sats })
                     }
                     Decision::Free { reserved_sats } => State::Work(AfterWork::JobFree { reserved: reserved_sats }),
-                    Decision::Partial { offer_sats, .. } if session => {
+                    Decision::Partial { offer_sats, .. } if session && policy.offers(offer_sats) => {
                         State::Work(AfterWork::SessionPartial { offer: offer_sats })
                     }
-                    Decision::Partial { offer_sats, charge_sats } => State::Invoice {
+                    Decision::Partial { offer_sats, charge_sats } if policy.offers(offer_sats) => State::Invoice {
                         amount: charge_sats,
                         then: AfterPay::JobPartial { offer: offer_sats, charge: charge_sats },
                     },
-                    Decision::Gate { .. } if session => State::Work(AfterWork::Paid { session: true }),
-                    Decision::Gate { .. } => State::Invoice { amount: self.estimated, then: AfterPay::JobPaid },
+                    // A gate, or a partial offer the service does not make: charged in full.
+                    Decision::Partial { .. } | Decision::Gate { .. } if session => {
+                        State::Work(AfterWork::Paid { session: true })
+                    }
+                    Decision::Partial { .. } | Decision::Gate { .. } => {
+                        State::Invoice { amount: self.estimated, then: AfterPay::JobPaid }
+                    }
                 }
             }
             // A refused decision (it cannot happen to a well-formed flow): the user pays all.
@@ -213,7 +267,24 @@ impl Caller {
                 self.events.push_back(Event::Granted);
                 State::Work(AfterWork::JobPartial { reserved: *reserved_sats, charge })
             }
-            (Purpose::JobReserve { offer, .. }, _) => {
+            (Purpose::JobReserve { offer, charge }, Reply::Refused(Refusal::InsufficientFunds { available_sats }))
+                if policy.requote_jobs && !available_sats.is_zero() =>
+            {
+                self.events.push_back(Event::Mark(Mark::ReserveRefusedRequote));
+                let amount = offer.min(*available_sats);
+                let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
+                State::Calling { call, purpose: Purpose::JobRequote { offer, charge, amount } }
+            }
+            (Purpose::JobRequote { offer, charge, amount }, Reply::Ok(Outcome::Reserved { reserved_sats }))
+                if !reserved_sats.is_zero() =>
+            {
+                // The user pays the part of the offer that could not be reserved.
+                self.events.push_back(Event::Granted);
+                let rest = offer.saturating_sub(amount);
+                let charge = charge.checked_add(rest).unwrap_or(Sats::MAX);
+                State::Invoice { amount: rest, then: AfterPay::JobRequoted { reserved: *reserved_sats, charge } }
+            }
+            (Purpose::JobReserve { offer, .. } | Purpose::JobRequote { offer, .. }, _) => {
                 // Re-quote before any charge is reduced: the user is asked for the rest.
                 self.events.push_back(Event::Mark(Mark::ReserveRefusedRequote));
                 State::Invoice { amount: offer, then: AfterPay::JobPaid }
@@ -222,13 +293,17 @@ impl Caller {
                 if !reserved_sats.is_zero() =>
             {
                 self.events.push_back(Event::Granted);
-                let call = Call::Record { request_id, pubkey, actual_sats: amount, reserved_sats: *reserved_sats };
-                State::Calling { call, purpose: Purpose::Record { reduction: amount } }
+                if policy.session_pays_rest {
+                    let then = AfterPay::SessionRecord { amount, reserved: *reserved_sats };
+                    State::Invoice { amount: actual.saturating_sub(amount), then }
+                } else {
+                    self.record_session(amount, *reserved_sats)
+                }
             }
             (
                 Purpose::SessionReserve { amount, requoted: false },
                 Reply::Refused(Refusal::InsufficientFunds { available_sats }),
-            ) if !available_sats.is_zero() => {
+            ) if policy.requote_sessions && !available_sats.is_zero() => {
                 self.events.push_back(Event::Mark(Mark::ReserveRefusedRequote));
                 let amount = amount.min(*available_sats);
                 let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
@@ -237,7 +312,7 @@ impl Caller {
             (Purpose::SessionReserve { .. }, _) => {
                 // Nothing reserved: the session is charged in full.
                 self.events.push_back(Event::Mark(Mark::ReserveRefusedRequote));
-                State::Invoice { amount: actual, then: AfterPay::SessionDone }
+                State::Invoice { amount: actual, then: AfterPay::Done(Close::default()) }
             }
             (Purpose::Release, _) => State::Done(Close::default()),
             (Purpose::Record { reduction }, Reply::Ok(Outcome::Recorded { overrun_sats, .. })) => {
@@ -298,7 +373,7 @@ impl Caller {
                 }
             }
             AfterWork::Paid { session: true } if succeeded => {
-                State::Invoice { amount: actual, then: AfterPay::SessionDone }
+                State::Invoice { amount: actual, then: AfterPay::Done(Close::default()) }
             }
             AfterWork::Paid { .. } => State::Done(Close::default()),
         };
@@ -315,7 +390,15 @@ impl Caller {
             panic!("an invoice answered while the caller waits for {:?}", self.poll());
         };
         self.state = if !paid {
-            State::Done(Close::default())
+            match then {
+                AfterPay::JobPartial { .. } | AfterPay::JobPaid => State::Done(Close::default()),
+                AfterPay::JobRequoted { reserved, .. } => State::Calling {
+                    call: Call::Release { request_id: self.request_id, amount_sats: reserved },
+                    purpose: Purpose::Release,
+                },
+                // What the pool took is the pool's, paid or not.
+                AfterPay::SessionRecord { .. } | AfterPay::Done(_) => self.after_pay(then),
+            }
         } else if amount.is_zero() {
             self.after_pay(then)
         } else {
@@ -332,8 +415,21 @@ impl Caller {
                 purpose: Purpose::JobReserve { offer, charge },
             },
             AfterPay::JobPaid => State::Work(AfterWork::Paid { session: false }),
-            AfterPay::SessionDone => State::Done(Close::default()),
+            AfterPay::JobRequoted { reserved, charge } => State::Work(AfterWork::JobPartial { reserved, charge }),
+            AfterPay::SessionRecord { amount, reserved } => self.record_session(amount, reserved),
+            AfterPay::Done(close) => State::Done(close),
         }
+    }
+
+    /// Record a session's `amount` on its reservation of `reserved`.
+    fn record_session(&self, amount: Sats, reserved: Sats) -> State {
+        let call = Call::Record {
+            request_id: self.request_id,
+            pubkey: self.pubkey,
+            actual_sats: amount,
+            reserved_sats: reserved,
+        };
+        State::Calling { call, purpose: Purpose::Record { reduction: amount } }
     }
 }
 
@@ -389,5 +485,44 @@ mod tests {
         let (close, calls) = drive(&mut ledger, Caller::new(RequestId(4), user, true, s(10), s(7), TimeMs(0)));
         assert_eq!(close, Close::default());
         assert_eq!(calls, ["decide", "credit"]);
+    }
+
+    #[test]
+    fn a_policy_serves_small_offers_as_gates_invoices_a_sessions_rest_and_requotes_a_stale_job() {
+        let user = Pubkey::from_bytes([4; 32]);
+        let mut ledger = Ledger::new(Config::default());
+        ledger.apply(&Command::SetTier { pubkey: user, tier: Tier::Established }, TimeMs(0), &mut Vec::new()).unwrap();
+        let policy =
+            Policy { min_offer: Some(s(25)), requote_jobs: true, requote_sessions: true, session_pays_rest: true };
+        // Budget 50: 40 absorbed, so a job of 30 is offered 10, below the smallest offer of
+        // 25: served as a gate, the user pays the whole estimate.
+        drive(&mut ledger, Caller::new(RequestId(1), user, false, s(40), s(40), TimeMs(0)));
+        let gated = Caller::new(RequestId(2), user, false, s(30), s(30), TimeMs(0)).with_policy(policy);
+        let (close, calls) = drive(&mut ledger, gated);
+        assert_eq!((close, calls), (Close::default(), vec!["decide", "credit"]));
+
+        // A fresh user, 50 left: a session of 80 is offered 50; it costs 70; the pool takes
+        // 50 and the user is invoiced the other 20 before the record.
+        let other = Pubkey::from_bytes([5; 32]);
+        ledger.apply(&Command::SetTier { pubkey: other, tier: Tier::Established }, TimeMs(0), &mut Vec::new()).unwrap();
+        let session = Caller::new(RequestId(3), other, true, s(80), s(70), TimeMs(0)).with_policy(policy);
+        let (close, calls) = drive(&mut ledger, session);
+        assert_eq!(close, Close { reduction: s(50), overrun: Sats::ZERO });
+        assert_eq!(calls, ["decide", "reserve_partial", "credit", "record"]);
+
+        // A third user: a job of 80 is offered 50 (charge 30). Before its reservation, another
+        // request absorbs 20, so the offer is stale: re-quoted at 30, the user pays the other
+        // 20 of the offer, and the pool's share is the actual cost less 30 + 20.
+        let third = Pubkey::from_bytes([6; 32]);
+        ledger.apply(&Command::SetTier { pubkey: third, tier: Tier::Established }, TimeMs(0), &mut Vec::new()).unwrap();
+        let mut job = Caller::new(RequestId(4), third, false, s(80), s(75), TimeMs(0)).with_policy(policy);
+        let Next::Call(call) = job.poll() else { panic!("a caller begins with its decide") };
+        let reply = Reply::from(ledger.apply(&call.to_command(), TimeMs(0), &mut Vec::new()));
+        job.handle_reply(&reply, TimeMs(0));
+        assert_eq!(job.poll(), Next::Invoice { amount: s(30), abandonable: true });
+        drive(&mut ledger, Caller::new(RequestId(5), third, false, s(20), s(20), TimeMs(0)));
+        let (close, calls) = drive(&mut ledger, job);
+        assert_eq!(calls, ["credit", "reserve_partial", "reserve_partial", "credit", "record"]);
+        assert_eq!(close, Close { reduction: s(25), overrun: Sats::ZERO });
     }
 }

@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use ledger_core::Config;
 use ledger_harness::{Invariant, ReferenceEngine, SeedEngine};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -40,10 +39,29 @@ pub struct EngineSpec {
     /// The engine.
     pub kind: EngineKind,
     /// A mutant of the reference engine (only with the `mutants` feature).
-    pub mutant: Option<ledger_core::mutants::Mutant>,
+    pub mutant: Option<ledger_harness::mutants::Mutant>,
 }
 
-type MakeReference = Box<dyn Fn(Config) -> ReferenceEngine + Send + Sync>;
+/// Evaluates `$body` with `$make` bound to the constructor of the reference engine `$spec`
+/// names: the exact reference, or (in a build with the `mutants` feature) a mutant of it,
+/// which is an engine of another type. Check [`EngineSpec::check_reference`] first.
+macro_rules! with_reference {
+    ($spec:expr, |$make:ident| $body:expr) => {
+        match $spec.mutant {
+            None => {
+                let $make = ReferenceEngine::new;
+                $body
+            }
+            #[cfg(feature = "mutants")]
+            Some(m) => {
+                let $make = move |c: ledger_core::Config| ReferenceEngine::with_mutant(c, m);
+                $body
+            }
+            #[cfg(not(feature = "mutants"))]
+            Some(_) => unreachable!("checked by EngineSpec::check_reference"),
+        }
+    };
+}
 
 impl EngineSpec {
     /// The name recorded in traces: `reference`, `seed` or `reference+mutant=NAME`.
@@ -61,7 +79,7 @@ impl EngineSpec {
     pub fn from_name(name: &str) -> anyhow::Result<EngineSpec> {
         let (base, mutant) = match name.split_once("+mutant=") {
             Some((base, m)) => {
-                let m = ledger_core::mutants::Mutant::from_name(m)
+                let m = ledger_harness::mutants::Mutant::from_name(m)
                     .ok_or_else(|| anyhow::anyhow!("unknown mutant {m:?}"))?;
                 (base, Some(m))
             }
@@ -77,14 +95,13 @@ impl EngineSpec {
         Ok(EngineSpec { kind, mutant })
     }
 
-    /// A constructor of the reference engine, with the mutant if any.
-    pub fn make_reference(self) -> anyhow::Result<MakeReference> {
+    /// Whether this build can run the reference engine named (a mutant needs the `mutants`
+    /// feature).
+    pub fn check_reference(self) -> anyhow::Result<()> {
         match self.mutant {
-            None => Ok(Box::new(ReferenceEngine::new)),
-            #[cfg(feature = "mutants")]
-            Some(m) => Ok(Box::new(move |c| ReferenceEngine::with_mutant(c, m))),
             #[cfg(not(feature = "mutants"))]
             Some(m) => anyhow::bail!("mutant {} needs a build with `--features mutants`", m.name()),
+            _ => Ok(()),
         }
     }
 }
@@ -146,7 +163,7 @@ pub fn run_seeds(
     fail_fast: bool,
     progress: bool,
 ) -> anyhow::Result<Vec<(u64, RunResult, Option<History>)>> {
-    let make_reference = engine.make_reference()?;
+    engine.check_reference()?;
     let name = engine.name();
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(seeds.1 - seeds.0);
@@ -158,7 +175,7 @@ pub fn run_seeds(
     });
     let one = |seed: u64| {
         let (r, h) = match engine.kind {
-            EngineKind::Reference => run_seed(&make_reference, &name, s, seed, sched),
+            EngineKind::Reference => with_reference!(engine, |make| run_seed(make, &name, s, seed, sched)),
             EngineKind::Seed => run_seed(SeedEngine::new, &name, s, seed, sched),
             EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through ledger-pg-runs"),
         };
@@ -210,7 +227,10 @@ pub fn counterexamples(
             .and_then(|r| r.2.as_ref())
             .expect("histories of violating seeds are kept");
         let shrunk = match engine.kind {
-            EngineKind::Reference => shrink(&engine.make_reference()?, history, inv, max_replays),
+            EngineKind::Reference => {
+                engine.check_reference()?;
+                with_reference!(engine, |make| shrink(&make, history, inv, max_replays))
+            }
             EngineKind::Seed => shrink(&SeedEngine::new, history, inv, max_replays),
             EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through ledger-pg-runs"),
         };
@@ -253,7 +273,10 @@ pub fn write_trace(h: &History, path: &Path) -> anyhow::Result<()> {
 /// replayed by `ledger-pg-runs`.
 pub fn replay_in_memory(spec: EngineSpec, h: &History, log: bool) -> anyhow::Result<RunResult> {
     Ok(match spec.kind {
-        EngineKind::Reference => replay(spec.make_reference()?, h, log),
+        EngineKind::Reference => {
+            spec.check_reference()?;
+            with_reference!(spec, |make| replay(make, h, log))
+        }
         EngineKind::Seed => replay(SeedEngine::new, h, log),
         EngineKind::PgReference | EngineKind::PgSeed => {
             anyhow::bail!("{} is replayed on PostgreSQL by ledger-pg-runs", spec.name())

@@ -1,7 +1,7 @@
 //! Bug-finding power: every named mutant of the reference engine is caught within a fixed
 //! number of seeds of the small scenario.
 
-use ledger_core::mutants::Mutant;
+use ledger_harness::mutants::Mutant;
 use ledger_harness::ReferenceEngine;
 use ledger_simulator::gen::{run_seed, SchedulerKind};
 use ledger_simulator::scenario::Scenario;

@@ -1,0 +1,157 @@
+//! Named mutants: deliberately wrong variants of the reference engine.
+//!
+//! They exist to measure the harness: a simulator or test suite that cannot tell a mutant
+//! from the reference is not testing what it claims. Each mutant overrides one rule of
+//! [`ledger_core::variant::Variant`]; the reference ledger runs it through
+//! [`Ledger::with_variant`](ledger_core::Ledger::with_variant). The simulator's engine for a
+//! mutant, [`ReferenceEngine::with_mutant`](crate::ReferenceEngine::with_mutant), exists only
+//! with this crate's `mutants` feature, so a build that does not ask for mutants cannot run one.
+
+use ledger_core::rules::{self, Settlement};
+use ledger_core::variant::Variant;
+use ledger_core::{Bps, Sats, Tier, TimeMs};
+use serde::{Deserialize, Serialize};
+
+/// One deliberate bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mutant {
+    /// The daily window ends an hour early (a 23 h day).
+    WindowHourShort,
+    /// Every absorption overwrites the day's counter instead of adding to it.
+    WindowOverwrites,
+    /// `decide` answers free without debiting; `record` debits later (the seed's first bug).
+    DebitOutsideAtomicStep,
+    /// A repeated `record` absorbs again.
+    RecordNotIdempotent,
+    /// A repeated `credit` credits again.
+    CreditNotIdempotent,
+    /// Credits round up instead of down.
+    CreditRoundsUp,
+    /// `release` returns the reservation whatever its state (even recorded).
+    ReleaseIgnoresState,
+    /// Daily remaining ignores outstanding reservations.
+    RemainingIgnoresReservations,
+    /// `reserve_partial` grants what is available instead of all or nothing.
+    ReservePartialShort,
+    /// `expire` closes reservations without returning their sats.
+    ExpireKeepsSats,
+    /// `record` absorbs the actual cost uncapped by the reservation.
+    RecordUncapped,
+    /// `record` keeps the over-reservation instead of returning it.
+    RecordKeepsOverReservation,
+    /// Every tier gets the elite budget.
+    BudgetIgnoresTier,
+}
+
+impl Mutant {
+    /// Every mutant.
+    pub const ALL: [Mutant; 13] = [
+        Mutant::WindowHourShort,
+        Mutant::WindowOverwrites,
+        Mutant::DebitOutsideAtomicStep,
+        Mutant::RecordNotIdempotent,
+        Mutant::CreditNotIdempotent,
+        Mutant::CreditRoundsUp,
+        Mutant::ReleaseIgnoresState,
+        Mutant::RemainingIgnoresReservations,
+        Mutant::ReservePartialShort,
+        Mutant::ExpireKeepsSats,
+        Mutant::RecordUncapped,
+        Mutant::RecordKeepsOverReservation,
+        Mutant::BudgetIgnoresTier,
+    ];
+
+    /// The mutant's name (snake case).
+    pub fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
+    /// The mutant named `name`.
+    pub fn from_name(name: &str) -> Option<Mutant> {
+        Mutant::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl Variant for Mutant {
+    fn budget_tier(&self, tier: Tier) -> Tier {
+        if *self == Mutant::BudgetIgnoresTier {
+            Tier::Elite
+        } else {
+            tier
+        }
+    }
+
+    fn window_ms(&self) -> u64 {
+        if *self == Mutant::WindowHourShort {
+            rules::WINDOW_MS - 3_600_000
+        } else {
+            rules::WINDOW_MS
+        }
+    }
+
+    fn remaining_counts_reservations(&self) -> bool {
+        *self != Mutant::RemainingIgnoresReservations
+    }
+
+    fn decide_debits(&self) -> bool {
+        *self != Mutant::DebitOutsideAtomicStep
+    }
+
+    fn partial_grants_what_is_available(&self) -> bool {
+        *self == Mutant::ReservePartialShort
+    }
+
+    fn release_ignores_state(&self) -> bool {
+        *self == Mutant::ReleaseIgnoresState
+    }
+
+    fn settle(&self, reserved: Sats, actual: Sats) -> Settlement {
+        if *self == Mutant::RecordUncapped {
+            Settlement { absorbed: actual, returned: reserved.saturating_sub(actual), overrun: Sats::ZERO }
+        } else {
+            rules::settle(reserved, actual)
+        }
+    }
+
+    fn repeated_record_absorbs(&self) -> bool {
+        *self == Mutant::RecordNotIdempotent
+    }
+
+    fn record_returns_unused(&self) -> bool {
+        *self != Mutant::RecordKeepsOverReservation
+    }
+
+    fn absorb(
+        &self,
+        absorbed_today: Sats,
+        window_start: TimeMs,
+        absorbed: Sats,
+        now: TimeMs,
+        window_ms: u64,
+    ) -> Option<(Sats, TimeMs)> {
+        if *self == Mutant::WindowOverwrites && !absorbed.is_zero() && now.since(window_start) < window_ms {
+            Some((absorbed, window_start))
+        } else {
+            rules::absorb(absorbed_today, window_start, absorbed, now, window_ms)
+        }
+    }
+
+    fn repeated_credit_credits(&self) -> bool {
+        *self == Mutant::CreditNotIdempotent
+    }
+
+    fn credit_share(&self, paid: Sats, rate: Bps) -> Option<Sats> {
+        let share = paid.share_bps(rate);
+        let exact = u128::from(paid.to_u64()) * u128::from(rate.to_u16()) % 10_000 == 0;
+        if *self == Mutant::CreditRoundsUp && !exact {
+            share.checked_add(Sats::new(1).expect("one"))
+        } else {
+            Some(share)
+        }
+    }
+
+    fn expire_returns(&self) -> bool {
+        *self != Mutant::ExpireKeepsSats
+    }
+}
