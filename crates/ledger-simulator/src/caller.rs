@@ -17,8 +17,6 @@
 //! the machine, which only ever sees the replies its calls got. The in-memory executor
 //! ([`crate::exec`]) and the concurrent Postgres runs drive this same machine.
 
-use std::collections::VecDeque;
-
 use ledger_core::{Decision, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, TimeMs, DAY_MS};
 use ledger_harness::{Call, Reply};
 
@@ -153,6 +151,34 @@ enum State {
     Done(Close),
 }
 
+/// The events of one reply, kept inline: a caller is made per request, and a heap queue
+/// would cost an allocation each. One reply makes at most two events; a driver that polls
+/// them after every reply (as every driver here does) never finds it full.
+#[derive(Clone, Copy, Debug, Default)]
+struct Events {
+    buf: [Option<Event>; 4],
+    head: u8,
+    len: u8,
+}
+
+impl Events {
+    fn push(&mut self, event: Event) {
+        assert!(self.len < 4, "a caller's events were not polled: {:?}", self.buf);
+        self.buf[usize::from((self.head + self.len) % 4)] = Some(event);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Event> {
+        if self.len == 0 {
+            return None;
+        }
+        let event = self.buf[usize::from(self.head)].take();
+        self.head = (self.head + 1) % 4;
+        self.len -= 1;
+        event
+    }
+}
+
 /// One job or session flow's caller.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -165,7 +191,7 @@ pub struct Caller {
     n_invoices: u8,
     started_at: TimeMs,
     state: State,
-    events: VecDeque<Event>,
+    events: Events,
     policy: Policy,
 }
 
@@ -191,7 +217,7 @@ impl Caller {
             n_invoices: 0,
             started_at,
             state: State::Calling { call, purpose: Purpose::Decide },
-            events: VecDeque::new(),
+            events: Events::default(),
             policy: Policy::default(),
         }
     }
@@ -217,7 +243,7 @@ impl Caller {
 
     /// The next thing that happened, for the driver to count.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// The reply to the call [`Caller::poll`] asked for, received at `now`. A
@@ -233,9 +259,9 @@ impl Caller {
         let policy = self.policy;
         self.state = match (purpose, reply) {
             (Purpose::Decide, Reply::Ok(Outcome::Decided { decision })) => {
-                self.events.push_back(Event::Decided(*decision));
+                self.events.push(Event::Decided(*decision));
                 if matches!(decision, Decision::Free { .. }) {
-                    self.events.push_back(Event::Granted);
+                    self.events.push(Event::Granted);
                 }
                 match *decision {
                     Decision::Free { reserved_sats } if session => {
@@ -264,13 +290,13 @@ impl Caller {
                 if !reserved_sats.is_zero() =>
             {
                 // The seed may grant less than asked; its caller runs the work with it anyway.
-                self.events.push_back(Event::Granted);
+                self.events.push(Event::Granted);
                 State::Work(AfterWork::JobPartial { reserved: *reserved_sats, charge })
             }
             (Purpose::JobReserve { offer, charge }, Reply::Refused(Refusal::InsufficientFunds { available_sats }))
                 if policy.requote_jobs && !available_sats.is_zero() =>
             {
-                self.events.push_back(Event::Mark(Mark::ReserveRefusedRequote));
+                self.events.push(Event::Mark(Mark::ReserveRefusedRequote));
                 let amount = offer.min(*available_sats);
                 let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
                 State::Calling { call, purpose: Purpose::JobRequote { offer, charge, amount } }
@@ -279,20 +305,20 @@ impl Caller {
                 if !reserved_sats.is_zero() =>
             {
                 // The user pays the part of the offer that could not be reserved.
-                self.events.push_back(Event::Granted);
+                self.events.push(Event::Granted);
                 let rest = offer.saturating_sub(amount);
                 let charge = charge.checked_add(rest).unwrap_or(Sats::MAX);
                 State::Invoice { amount: rest, then: AfterPay::JobRequoted { reserved: *reserved_sats, charge } }
             }
             (Purpose::JobReserve { offer, .. } | Purpose::JobRequote { offer, .. }, _) => {
                 // Re-quote before any charge is reduced: the user is asked for the rest.
-                self.events.push_back(Event::Mark(Mark::ReserveRefusedRequote));
+                self.events.push(Event::Mark(Mark::ReserveRefusedRequote));
                 State::Invoice { amount: offer, then: AfterPay::JobPaid }
             }
             (Purpose::SessionReserve { amount, .. }, Reply::Ok(Outcome::Reserved { reserved_sats }))
                 if !reserved_sats.is_zero() =>
             {
-                self.events.push_back(Event::Granted);
+                self.events.push(Event::Granted);
                 if policy.session_pays_rest {
                     let then = AfterPay::SessionRecord { amount, reserved: *reserved_sats };
                     State::Invoice { amount: actual.saturating_sub(amount), then }
@@ -304,23 +330,23 @@ impl Caller {
                 Purpose::SessionReserve { amount, requoted: false },
                 Reply::Refused(Refusal::InsufficientFunds { available_sats }),
             ) if policy.requote_sessions && !available_sats.is_zero() => {
-                self.events.push_back(Event::Mark(Mark::ReserveRefusedRequote));
+                self.events.push(Event::Mark(Mark::ReserveRefusedRequote));
                 let amount = amount.min(*available_sats);
                 let call = Call::ReservePartial { request_id, pubkey, amount_sats: amount };
                 State::Calling { call, purpose: Purpose::SessionReserve { amount, requoted: true } }
             }
             (Purpose::SessionReserve { .. }, _) => {
                 // Nothing reserved: the session is charged in full.
-                self.events.push_back(Event::Mark(Mark::ReserveRefusedRequote));
+                self.events.push(Event::Mark(Mark::ReserveRefusedRequote));
                 State::Invoice { amount: actual, then: AfterPay::Done(Close::default()) }
             }
             (Purpose::Release, _) => State::Done(Close::default()),
             (Purpose::Record { reduction }, Reply::Ok(Outcome::Recorded { overrun_sats, .. })) => {
                 if !overrun_sats.is_zero() {
-                    self.events.push_back(Event::Mark(Mark::OverrunReported));
+                    self.events.push(Event::Mark(Mark::OverrunReported));
                 }
                 if now.since(self.started_at) >= DAY_MS {
-                    self.events.push_back(Event::Mark(Mark::WindowRolloverInFlight));
+                    self.events.push(Event::Mark(Mark::WindowRolloverInFlight));
                 }
                 State::Done(Close { reduction, overrun: *overrun_sats })
             }
