@@ -100,6 +100,17 @@ impl Call {
     pub fn name(&self) -> &'static str {
         self.to_command().name()
     }
+
+    /// The request the call is about, if it is about one.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match *self {
+            Call::Decide { request_id, .. }
+            | Call::ReservePartial { request_id, .. }
+            | Call::Release { request_id, .. }
+            | Call::Record { request_id, .. } => Some(request_id),
+            Call::SetTier { .. } | Call::Credit { .. } | Call::Expire => None,
+        }
+    }
 }
 
 /// The answer to a finished call.

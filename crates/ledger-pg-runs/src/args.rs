@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use ledger_pg::batch::BatcherOptions;
+use ledger_pg::testpg::Durability;
 use ledger_simulator::gen::SchedulerKind;
 use ledger_simulator::report::EngineKind;
 use ledger_simulator::scenario::Scenario;
@@ -30,11 +31,27 @@ pub struct PgArgs {
     /// Concurrent mode: restart the server after this many calls (a private cluster only).
     #[arg(long)]
     pub restart_server_at: Option<u64>,
+    /// Concurrent mode: crash the server after this many calls (SIGKILL to the postmaster,
+    /// then crash recovery), on a private cluster that keeps what it acknowledges (`fsync`,
+    /// `synchronous_commit` and `full_page_writes` on). Every acknowledged command's effect
+    /// must survive (I7).
+    #[arg(long)]
+    pub crash_server_at: Option<u64>,
+    /// The durability of the private cluster of a restart or crash run: by default durable
+    /// with a crash, fast otherwise. Not a command-line option: tests use it to show that
+    /// I7 catches a server that loses acknowledged commits.
+    #[arg(skip)]
+    pub server_durability: Option<Durability>,
     /// Concurrent mode, pg-reference: send the clients' commands in batches
     /// (`ledger_pg::batch`) on N lanes (1, 2, 4, 8 or 16), each a connection of its own,
     /// instead of one call per command.
     #[arg(long, value_name = "N")]
     pub batch_lanes: Option<usize>,
+    /// Concurrent mode: give up (exit 2, naming the last error) once every call has failed
+    /// for this many seconds: the database is unreachable. An outage is reported on stderr
+    /// after 2 s, and every 5 s while it lasts. Default 60; 1 to 86400.
+    #[arg(long, value_name = "SECONDS")]
+    pub give_up_after: Option<u64>,
 }
 
 impl PgArgs {
@@ -45,7 +62,23 @@ impl PgArgs {
             || self.kill_connections > 0.0
             || self.lost_ack > 0.0
             || self.restart_server_at.is_some()
+            || self.crash_server_at.is_some()
             || self.batch_lanes.is_some()
+            || self.give_up_after.is_some()
+    }
+
+    /// The durability of the private cluster a restart or crash run starts.
+    pub(crate) fn durability(&self) -> Durability {
+        self.server_durability.unwrap_or(if self.crash_server_at.is_some() {
+            Durability::Durable
+        } else {
+            Durability::Fast
+        })
+    }
+
+    /// How long every call may fail before a concurrent run gives up.
+    pub(crate) fn give_up_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.give_up_after.unwrap_or(DEFAULT_GIVE_UP_AFTER_S))
     }
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
@@ -54,12 +87,26 @@ impl PgArgs {
                 anyhow::bail!("{name} {rate}: must be a probability in 0..=1");
             }
         }
-        let faults = self.kill_connections > 0.0 || self.lost_ack > 0.0 || self.restart_server_at.is_some();
+        let server_fault = self.restart_server_at.is_some() || self.crash_server_at.is_some();
+        let faults = self.kill_connections > 0.0 || self.lost_ack > 0.0 || server_fault;
         if faults && self.concurrency.is_none() {
-            anyhow::bail!("--kill-connections, --lost-ack and --restart-server-at need --concurrency N");
+            anyhow::bail!(
+                "--kill-connections, --lost-ack, --restart-server-at and --crash-server-at need --concurrency N"
+            );
         }
-        if self.restart_server_at.is_some() && self.database_url.is_some() {
-            anyhow::bail!("--restart-server-at needs a private cluster: leave out --database-url");
+        if server_fault && self.database_url.is_some() {
+            anyhow::bail!("--restart-server-at and --crash-server-at need a private cluster: leave out --database-url");
+        }
+        if self.restart_server_at.is_some() && self.crash_server_at.is_some() {
+            anyhow::bail!("give one of --restart-server-at and --crash-server-at");
+        }
+        if let Some(secs) = self.give_up_after {
+            if self.concurrency.is_none() {
+                anyhow::bail!("--give-up-after needs --concurrency N");
+            }
+            if !(1..=86_400).contains(&secs) {
+                anyhow::bail!("--give-up-after {secs}: must be 1 to 86400 seconds");
+            }
         }
         if self.concurrency == Some(0) {
             anyhow::bail!("--concurrency must be at least 1");
@@ -75,6 +122,9 @@ impl PgArgs {
         Ok(())
     }
 }
+
+/// Seconds of failing calls after which a concurrent run gives up, unless told otherwise.
+pub const DEFAULT_GIVE_UP_AFTER_S: u64 = 60;
 
 /// What `run` hands to [`run`] for a Postgres engine.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ledger_core::{Config, Movement, PaymentId, Pubkey, RequestId, Sats, Tier};
-use ledger_harness::{Invariant, Named, Observed, Violation};
+use ledger_harness::{Invariant, Named, Observed, Reply, Violation};
 use ledger_pg::reference;
 use sqlx::{PgPool, Row};
 
@@ -65,6 +65,59 @@ async fn journal_movements(pool: &PgPool) -> anyhow::Result<Vec<Movement>> {
     Ok(out)
 }
 
+/// What the server says of its durability: `None` when it keeps what it acknowledges,
+/// otherwise the settings that let it lose acknowledged commits.
+async fn durability(pool: &PgPool) -> anyhow::Result<Option<String>> {
+    let mut loose = Vec::new();
+    for (setting, durable) in [("fsync", "on"), ("synchronous_commit", "on"), ("full_page_writes", "on")] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {setting}")).fetch_one(pool).await?;
+        if value != durable {
+            loose.push(format!("{setting}={value}"));
+        }
+    }
+    Ok((!loose.is_empty()).then(|| loose.join(", ")))
+}
+
+/// I7: every movement a call was acknowledged with (its reply said it committed, whether or
+/// not the caller heard it) must be in the final journal. A crash of a durable server loses
+/// none; one of a server that may lose acknowledged commits (`loose`) can, and the violation
+/// says that it is the server's settings, not the engine, that lost it.
+fn acknowledged_but_lost(ops: &[OpRecord], journal: &[Movement], loose: &Option<String>) -> Vec<Violation> {
+    let mut in_journal: BTreeMap<String, u32> = BTreeMap::new();
+    for m in journal {
+        *in_journal.entry(format!("{m:?}")).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for op in ops {
+        if !matches!(op.reply, Reply::Ok(_)) {
+            continue;
+        }
+        for m in &op.movements {
+            match in_journal.get_mut(&format!("{m:?}")) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => {
+                    let why = match loose {
+                        Some(settings) => format!(
+                            " (the server runs with {settings}, which loses acknowledged commits in a crash: \
+                             blame the settings, not the engine)"
+                        ),
+                        None => String::new(),
+                    };
+                    out.push(Violation {
+                        invariant: Invariant::I7,
+                        request_id: op.call.request_id(),
+                        detail: format!(
+                            "{} was acknowledged with {m:?}, which is not in the journal after the run{why}",
+                            op.call.name()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The invariant a server-side audit finding names; an id the harness does not know is an
 /// error, never silently another invariant.
 fn invariant_of(id: &str) -> anyhow::Result<Invariant> {
@@ -98,7 +151,13 @@ pub(crate) async fn final_checks(
                 granted_sats: i128::from(t.absorbed_sats),
                 n_grants: u64::try_from(t.n_grants).unwrap_or(0),
             };
-            (journal_movements(pool).await?, observed)
+            let movements = journal_movements(pool).await?;
+            let loose = durability(pool).await?;
+            let lost = acknowledged_but_lost(&ops.lock().unwrap_or_else(|p| p.into_inner()), &movements, &loose);
+            for v in lost {
+                violate(v.invariant, v.request_id.map(|r| u32::try_from(r.0).unwrap_or(u32::MAX)), v.detail);
+            }
+            (movements, observed)
         }
         Client::Seed(client) => {
             let mut conn = pool.acquire().await?;

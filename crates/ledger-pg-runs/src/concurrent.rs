@@ -16,13 +16,14 @@ use ledger_pg::testpg::TestPg;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::args::{engine_name, PgArgs, PgRun};
 use crate::checks::final_checks;
 use crate::client::Client;
+use crate::outage::Outage;
 use crate::record::{ConcFlow, OpRecord};
-use crate::server::{Db, Server};
+use crate::server::{redacted, Db, Server};
 use ledger_simulator::caller::{Caller as FlowCaller, Close, Event as CallerEvent, Next};
 use ledger_simulator::coverage::{Coverage, Mark};
 use ledger_simulator::exec::EPOCH;
@@ -31,6 +32,15 @@ use ledger_simulator::scenario::Scenario;
 
 /// A call that keeps failing this many times kills its flow.
 const MAX_ATTEMPTS: u32 = 60;
+
+/// How long the first connection of a seed may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a probe connection may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a call waits for a connection of the pool before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn sats(v: u64) -> Sats {
     Sats::new(v).expect("scenario amounts are validated")
@@ -88,11 +98,16 @@ pub(crate) struct Ctx {
     pub(crate) kill_rate: f64,
     pub(crate) lost_ack_rate: f64,
     pub(crate) restart_at: Option<u64>,
+    pub(crate) crash_at: Option<u64>,
     pub(crate) restarter: Option<Arc<TestPg>>,
     pub(crate) restart: Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
     pub(crate) n_calls: AtomicU64,
     pub(crate) ops: Mutex<Vec<OpRecord>>,
     pub(crate) marks: Mutex<BTreeMap<&'static str, u64>>,
+    /// Whether the database has been failing every call, and since when.
+    pub(crate) outage: Outage,
+    /// Where a probe connection goes, to learn why the pool cannot connect.
+    pub(crate) opts: PgConnectOptions,
 }
 
 /// The reply and movements of a `pg-reference` call.
@@ -167,6 +182,22 @@ impl Ctx {
         }
     }
 
+    /// The cause of a failed call: a pool that timed out waiting for a connection hides why
+    /// it could not connect, so a connection of its own asks the server.
+    async fn why(&self, error: &str) -> String {
+        if !error.contains("pool timed out") {
+            return error.to_owned();
+        }
+        match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&self.opts)).await {
+            Ok(Ok(conn)) => {
+                let _ = tokio::time::timeout(PROBE_TIMEOUT, conn.close()).await;
+                format!("{error} (a new connection succeeds: the pool is exhausted)")
+            }
+            Ok(Err(e)) => format!("{error}; connecting: {e}"),
+            Err(_) => format!("{error}; connecting: no answer within {} s", PROBE_TIMEOUT.as_secs()),
+        }
+    }
+
     async fn kill_some_backend(&self) {
         let _ = sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -181,13 +212,19 @@ impl Ctx {
 
     fn maybe_restart(&self) {
         let n = self.n_calls.fetch_add(1, Ordering::Relaxed) + 1;
-        if Some(n) != self.restart_at {
+        let crash = Some(n) == self.crash_at;
+        if Some(n) != self.restart_at && !crash {
             return;
         }
         let Some(pg) = self.restarter.clone() else { return };
-        self.mark(Mark::ServerRestart);
+        self.mark(if crash { Mark::ServerCrash } else { Mark::ServerRestart });
         let handle = tokio::task::spawn_blocking(move || {
-            pg.restart_server().map_err(|e| anyhow::anyhow!("restarting the server: {e}"))
+            if crash {
+                pg.kill_server().map_err(|e| anyhow::anyhow!("crashing the server: {e}"))?;
+                pg.start_server().map_err(|e| anyhow::anyhow!("starting the server after its crash: {e}"))
+            } else {
+                pg.restart_server().map_err(|e| anyhow::anyhow!("restarting the server: {e}"))
+            }
         });
         *self.restart.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
     }
@@ -197,6 +234,9 @@ impl Ctx {
     async fn deliver(&self, flow: u32, call: &Call, now: TimeMs, rng: &mut ChaCha8Rng) -> Option<Reply> {
         let mut fault = None;
         for attempt in 0..MAX_ATTEMPTS {
+            if self.outage.gave_up() {
+                return None;
+            }
             self.maybe_restart();
             let kill = self.kill_rate > 0.0 && rng.gen_bool(self.kill_rate);
             let (reply, movements) = self.send(call, now, kill).await;
@@ -218,13 +258,17 @@ impl Ctx {
                 fault = Some("retry");
                 continue;
             }
-            if let Reply::Failed { .. } = reply {
+            if let Reply::Failed { error } = &reply {
+                if self.outage.failed(&self.why(error).await) {
+                    return None;
+                }
                 self.mark(Mark::FailedCallRetried);
                 fault = Some("retry");
                 // Back off: the server may be restarting.
                 tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(20)))).await;
                 continue;
             }
+            self.outage.answered();
             return Some(reply);
         }
         self.mark(Mark::CallGaveUp);
@@ -392,6 +436,9 @@ fn fault_flags(args: &PgArgs) -> String {
     if let Some(n) = args.restart_server_at {
         s.push_str(&format!(" --restart-server-at {n}"));
     }
+    if let Some(n) = args.crash_server_at {
+        s.push_str(&format!(" --crash-server-at {n}"));
+    }
     if let Some(n) = args.batch_lanes {
         s.push_str(&format!(" --batch-lanes {n}"));
     }
@@ -438,20 +485,37 @@ fn concurrent_seed(
     let (users, flows) = draw_workload(s, seed);
     let config = s.ledger;
     let opts: PgConnectOptions = db.url.parse()?;
-    let restarter = match (&db.test, args.restart_server_at) {
+    let restarter = match (&db.test, args.restart_server_at.or(args.crash_server_at)) {
         (Some(t), Some(_)) => Some(Arc::clone(t)),
-        (None, Some(_)) => anyhow::bail!("--restart-server-at needs a private cluster"),
+        (None, Some(_)) => anyhow::bail!("--restart-server-at and --crash-server-at need a private cluster"),
         _ => None,
     };
     let args = args.clone();
+    let shown = redacted(&db.url);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = rt.block_on(async move {
+        // One connection first, so that a refused or failing connection is reported as
+        // itself, at once, rather than as a pool that timed out.
+        eprintln!("ledger-sim: connecting to {shown} (waiting at most {} s)", CONNECT_TIMEOUT.as_secs());
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
+            Ok(Ok(conn)) => {
+                let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
+            }
+            Ok(Err(e)) => anyhow::bail!("connecting to {shown}: {e}"),
+            Err(_) => anyhow::bail!("connecting to {shown}: no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        }
+        // A call waits at most ACQUIRE_TIMEOUT for a connection, so a dead server fails
+        // calls (which the outage monitor counts) instead of holding them.
         let pool = PgPoolOptions::new()
             .max_connections(n_tasks + 4)
-            .acquire_timeout(Duration::from_secs(60))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts.clone())
             .await?;
-        let admin = PgPoolOptions::new().max_connections(2).connect_with(opts.application_name(ADMIN_APP)).await?;
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(opts.clone().application_name(ADMIN_APP))
+            .await?;
         ledger_pg::migrate(&pool).await?;
         let client = match kind {
             EngineKind::PgSeed => Client::Seed(SeedClient::new(pool.clone(), config)),
@@ -474,11 +538,14 @@ fn concurrent_seed(
             kill_rate: args.kill_connections,
             lost_ack_rate: args.lost_ack,
             restart_at: args.restart_server_at,
+            crash_at: args.crash_server_at,
             restarter,
             restart: Mutex::new(None),
             n_calls: AtomicU64::new(0),
             ops: Mutex::new(Vec::new()),
             marks: Mutex::new(BTreeMap::new()),
+            outage: Outage::new(args.give_up_after()),
+            opts: opts.clone(),
         });
         // The trust service's identities, before any traffic.
         for (&user, &tier) in &users {
@@ -487,6 +554,12 @@ fn concurrent_seed(
             if !matches!(reply, Reply::Ok(_)) {
                 anyhow::bail!("set_tier failed: {reply:?}");
             }
+        }
+        if ctx.crash_at.is_some() {
+            // The schema and the identities are the test's setup, not its traffic: on disk
+            // before the crash, whatever the server's settings, so that a crash judges only
+            // what the traffic was acknowledged.
+            sqlx::query("CHECKPOINT").execute(&ctx.admin).await?;
         }
         let flows = Arc::new(flows);
         let next = Arc::new(AtomicU64::new(0));
@@ -517,6 +590,9 @@ fn concurrent_seed(
         for t in tasks {
             t.await?;
         }
+        if ctx.outage.gave_up() {
+            return Err(ctx.outage.error());
+        }
         let restart = ctx.restart.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = restart {
             h.await??;
@@ -527,9 +603,16 @@ fn concurrent_seed(
         for attempt in 0..MAX_ATTEMPTS {
             let (reply, movements) = ctx.send(&Call::Expire, end, false).await;
             ctx.record(u32::MAX, &Call::Expire, &reply, movements, None);
-            if !matches!(reply, Reply::Failed { .. }) {
-                swept = true;
-                break;
+            match &reply {
+                Reply::Failed { error } => {
+                    if ctx.outage.failed(error) {
+                        return Err(ctx.outage.error());
+                    }
+                }
+                _ => {
+                    swept = true;
+                    break;
+                }
             }
             tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(20)))).await;
         }

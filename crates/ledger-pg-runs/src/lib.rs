@@ -55,10 +55,11 @@ mod client;
 mod concurrent;
 mod differential;
 mod lockstep;
+mod outage;
 mod record;
 mod server;
 
-pub use args::{PgArgs, PgRun};
+pub use args::{PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S};
 pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
 pub use lockstep::replay_on_pg;

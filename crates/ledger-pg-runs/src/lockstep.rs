@@ -23,35 +23,46 @@ struct SeedRun {
     divergence: Option<Divergence>,
 }
 
+/// An engine made before the run that takes it: connecting can fail, which an engine
+/// constructor (`Fn(Config) -> E`) cannot say, so the connection is made first and the
+/// constructor hands it over, once.
+fn once<E>(engine: E, config: ledger_core::Config) -> impl Fn(ledger_core::Config) -> E {
+    let cell = std::cell::RefCell::new(Some(engine));
+    move |c| {
+        assert_eq!(c, config, "the engine was connected with another configuration");
+        cell.borrow_mut().take().expect("a lockstep run makes its engine once")
+    }
+}
+
+/// The error of an engine that could not connect to `url`.
+fn cannot_connect(name: &str, url: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{name} cannot connect to {}: {e}", redacted(url))
+}
+
 /// One lockstep seed on the database at `url`.
-fn lockstep_seed(kind: EngineKind, url: &str, s: &Scenario, seed: u64, sched: SchedulerKind) -> SeedRun {
+fn lockstep_seed(
+    kind: EngineKind,
+    url: &str,
+    s: &Scenario,
+    seed: u64,
+    sched: SchedulerKind,
+) -> anyhow::Result<SeedRun> {
     let name = engine_name(kind);
     let found = Arc::new(Mutex::new(None));
+    let c = ledger_simulator::gen::seed_config(s, seed);
     let (result, history) = match kind {
-        EngineKind::PgSeed => run_seed(
-            |c| {
-                PgSeedEngine::connect_url(url, c)
-                    .unwrap_or_else(|e| panic!("pg-seed cannot connect to {}: {e}", redacted(url)))
-            },
-            name,
-            s,
-            seed,
-            sched,
-        ),
-        _ => run_seed(
-            |c| {
-                let db = PgReferenceEngine::connect_url(url, c)
-                    .unwrap_or_else(|e| panic!("pg-reference cannot connect to {}: {e}", redacted(url)));
-                Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found))
-            },
-            name,
-            s,
-            seed,
-            sched,
-        ),
+        EngineKind::PgSeed => {
+            let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
+            run_seed(once(db, c), name, s, seed, sched)
+        }
+        _ => {
+            let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
+            let engine = Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found));
+            run_seed(once(engine, c), name, s, seed, sched)
+        }
     };
     let divergence = found.lock().unwrap_or_else(|p| p.into_inner()).take();
-    SeedRun { seed, result, history, divergence }
+    Ok(SeedRun { seed, result, history, divergence })
 }
 
 pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<RunReport> {
@@ -59,7 +70,7 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<R
     let mut runs = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
         let db = server.fresh()?;
-        let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler);
+        let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler)?;
         drop(db);
         let bad = !r.result.violations.is_empty() || r.divergence.is_some();
         runs.push(r);
@@ -163,32 +174,30 @@ fn replay_pg(kind: EngineKind, h: &History, log: bool) -> anyhow::Result<(RunRes
     let url = pg.url().to_owned();
     let r = lockstep_replay(kind, &url, h, log);
     drop(pg);
-    Ok(r)
+    r
 }
 
-fn lockstep_replay(kind: EngineKind, url: &str, h: &History, log: bool) -> (RunResult, Option<Divergence>) {
+fn lockstep_replay(
+    kind: EngineKind,
+    url: &str,
+    h: &History,
+    log: bool,
+) -> anyhow::Result<(RunResult, Option<Divergence>)> {
     let found = Arc::new(Mutex::new(None));
+    let name = engine_name(kind);
+    let c = h.config;
     let r = match kind {
-        EngineKind::PgSeed => replay(
-            |c| {
-                PgSeedEngine::connect_url(url, c)
-                    .unwrap_or_else(|e| panic!("pg-seed cannot connect to {}: {e}", redacted(url)))
-            },
-            h,
-            log,
-        ),
-        _ => replay(
-            |c| {
-                let db = PgReferenceEngine::connect_url(url, c)
-                    .unwrap_or_else(|e| panic!("pg-reference cannot connect to {}: {e}", redacted(url)));
-                Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found))
-            },
-            h,
-            log,
-        ),
+        EngineKind::PgSeed => {
+            let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
+            replay(once(db, c), h, log)
+        }
+        _ => {
+            let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
+            replay(once(Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found)), c), h, log)
+        }
     };
     let d = found.lock().unwrap_or_else(|p| p.into_inner()).take();
-    (r, d)
+    Ok((r, d))
 }
 
 /// Replays a lockstep trace of a Postgres engine on a fresh database (of `DATABASE_URL`'s

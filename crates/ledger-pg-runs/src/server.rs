@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use ledger_pg::testpg::TestPg;
+use ledger_pg::testpg::{Durability, TestPg};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
@@ -53,8 +53,8 @@ pub(crate) enum Server {
     /// Fresh databases on `DATABASE_URL`'s server or the shared throwaway cluster, kept alive
     /// by `_keep` for the whole run.
     Test { _keep: Box<TestPg> },
-    /// A private cluster per seed (for server restarts).
-    Private,
+    /// A private cluster per seed (for server restarts and crashes).
+    Private(Durability),
 }
 
 /// One seed's database.
@@ -68,8 +68,8 @@ impl Server {
         if let Some(url) = &args.database_url {
             return Ok(Server::Url(url.clone()));
         }
-        if args.restart_server_at.is_some() {
-            return Ok(Server::Private);
+        if args.restart_server_at.is_some() || args.crash_server_at.is_some() {
+            return Ok(Server::Private(args.durability()));
         }
         let keep = TestPg::new().map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
         Ok(Server::Test { _keep: Box::new(keep) })
@@ -101,8 +101,9 @@ impl Server {
                 let t = TestPg::new().map_err(|e| anyhow::anyhow!("cannot create a database: {e}"))?;
                 Ok(Db { url: t.url().to_owned(), test: Some(Arc::new(t)) })
             }
-            Server::Private => {
-                let t = TestPg::new_private_cluster().map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
+            Server::Private(durability) => {
+                let t = TestPg::new_private_cluster_with(*durability)
+                    .map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
                 Ok(Db { url: t.url().to_owned(), test: Some(Arc::new(t)) })
             }
         }

@@ -182,3 +182,67 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
     let e = ledger_pg_runs::run(&seed_in_batches, &PgArgs { batch_lanes: Some(2), ..concurrent(2) }).unwrap_err();
     assert!(e.to_string().contains("only pg-reference"), "{e}");
 }
+
+/// A crash (SIGKILL of the postmaster, then crash recovery) of a durable server, with and
+/// without batches: every acknowledged command's effect survives (I7), and nothing else breaks.
+#[test]
+fn a_crash_of_a_durable_server_loses_nothing_acknowledged() {
+    for lanes in [None, Some(2)] {
+        let args = PgArgs { crash_server_at: Some(600), batch_lanes: lanes, lost_ack: 0.02, ..concurrent(16) };
+        let r = run(EngineKind::PgReference, &scenario(40, 1_500), (0, 1), &args, "crash-durable");
+        assert_eq!(mark(&r, "server_crash"), 1, "{:?}", r.coverage);
+        assert!(mark(&r, "failed_call_retried") > 0, "the crash cut no call: {:?}", r.coverage);
+        assert_eq!(invariants(&r), Vec::<&str>::new(), "lanes {lanes:?}: {:#?}", r.violations);
+    }
+}
+
+/// The same crash on a server with `synchronous_commit=off`, which acknowledges commits before
+/// they are on disk: I7 catches the lost acknowledged effects and blames the settings.
+#[test]
+fn a_server_that_loses_acknowledged_commits_is_caught_by_i7() {
+    let args = PgArgs {
+        crash_server_at: Some(600),
+        server_durability: Some(ledger_pg::testpg::Durability::LosesAcknowledged),
+        ..concurrent(16)
+    };
+    let r = run(EngineKind::PgReference, &scenario(40, 1_500), (0, 1), &args, "crash-loose");
+    assert_eq!(mark(&r, "server_crash"), 1, "{:?}", r.coverage);
+    let i7 = r.violations.iter().find(|v| v.invariant == "I7").unwrap_or_else(|| panic!("{:#?}", r.violations));
+    assert!(i7.detail.contains("synchronous_commit=off") && i7.detail.contains("blame the settings"), "{i7:?}");
+}
+
+/// A server that dies and stays down ends a concurrent run with an error naming the cause,
+/// within the give-up time (here 3 s), instead of retrying for an hour.
+#[test]
+fn a_dead_server_ends_a_concurrent_run_with_its_cause() {
+    let pg = ledger_pg::testpg::TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start");
+    let args = PgArgs { database_url: Some(pg.url().to_owned()), give_up_after: Some(3), ..concurrent(8) };
+    let s = scenario(40, 1_000_000);
+    let dir = trace_dir("dead-server");
+    let run = PgRun {
+        kind: EngineKind::PgReference,
+        scenario: &s,
+        seeds: (0, 1),
+        scheduler: SchedulerKind::Random,
+        fail_fast: false,
+        trace_dir: &dir,
+        max_replays: 0,
+    };
+    let pg = Arc::new(pg);
+    let killer = {
+        let pg = Arc::clone(&pg);
+        // A million flows take minutes: the kill lands mid-run.
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            pg.kill_server()
+        })
+    };
+    let started = std::time::Instant::now();
+    let err = ledger_pg_runs::run(&run, &args).expect_err("a run on a dead server must fail");
+    killer.join().expect("the killer thread").expect("SIGKILL of the postmaster");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("failed every call for 3 s") && msg.contains("Connection refused"), "{msg}");
+    // Bounded: the kill at 3 s, then at most one pool wait (5 s), a probe (2 s) and the 3 s
+    // of giving up, with room to spare; without a bound it retried for an hour.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+}

@@ -62,6 +62,8 @@ struct Cluster {
     dir: PathBuf,
     pg_ctl: PathBuf,
     port: u16,
+    /// The server's command-line options (`pg_ctl start -o`).
+    options: String,
 }
 
 /// The cluster shared by the live [`TestPg`]s of this process.
@@ -117,7 +119,7 @@ fn free_port() -> Result<u16, TestPgError> {
 }
 
 impl Cluster {
-    fn start() -> Result<Cluster, TestPgError> {
+    fn start(durability: Durability) -> Result<Cluster, TestPgError> {
         let initdb = find_program("initdb")?;
         let pg_ctl = find_program("pg_ctl")?;
         let as_root = running_as_root();
@@ -125,7 +127,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("ledger-pg-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         // From here on, dropping `cluster` removes the directory (and stops a started server).
-        let mut cluster = Cluster { dir, pg_ctl, port: 0 };
+        let mut cluster = Cluster { dir, pg_ctl, port: 0, options: String::new() };
         let dir_str = cluster.dir.to_string_lossy().into_owned();
         if as_root {
             run_as_owner(false, Path::new("chown"), &["postgres:", &dir_str])?;
@@ -144,18 +146,12 @@ impl Cluster {
         // A port found free can be taken before the server binds it; try a few.
         for _ in 0..5 {
             cluster.port = free_port()?;
-            let opts = format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {dir_str} -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-                cluster.port
+            cluster.options = format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {dir_str} {} -c max_connections=300",
+                cluster.port,
+                durability.settings()
             );
-            let log = cluster.dir.join("server.log").to_string_lossy().into_owned();
-            let started = run_as_owner(
-                as_root,
-                &cluster.pg_ctl,
-                &["-D", &data_str, "-l", &log, "-w", "-t", "60", "-o", &opts, "start"],
-            );
-            match started {
+            match cluster.pg_ctl_start() {
                 Ok(_) => return Ok(cluster),
                 Err(e) => {
                     let log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap_or_default();
@@ -169,6 +165,43 @@ impl Cluster {
         Err(last_err.expect("the loop ran at least once"))
     }
 
+    fn pg_ctl_start(&self) -> Result<Output, TestPgError> {
+        let data_str = self.dir.join("data").to_string_lossy().into_owned();
+        let log = self.dir.join("server.log").to_string_lossy().into_owned();
+        run_as_owner(
+            running_as_root(),
+            &self.pg_ctl,
+            &["-D", &data_str, "-l", &log, "-w", "-t", "60", "-o", &self.options, "start"],
+        )
+    }
+
+    /// The postmaster's process id, from `postmaster.pid`.
+    fn postmaster_pid(&self) -> Result<u32, TestPgError> {
+        let path = self.dir.join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(&path).map_err(io_err(format!("reading {}", path.display())))?;
+        text.lines().next().and_then(|l| l.trim().parse().ok()).ok_or_else(|| TestPgError::Program {
+            program: "reading postmaster.pid".into(),
+            output: format!("{}: no process id on its first line", path.display()),
+        })
+    }
+
+    /// Kills the postmaster with SIGKILL, as a crash would, and waits (at most 30 s) until it
+    /// and every backend are gone: nothing is shut down, no checkpoint is written.
+    fn kill(&self) -> Result<(), TestPgError> {
+        let pid = self.postmaster_pid()?.to_string();
+        run_as_owner(false, Path::new("kill"), &["-KILL", &pid])?;
+        for _ in 0..300 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(TestPgError::Program {
+            program: "kill -KILL".into(),
+            output: format!("postmaster {pid} was still alive 30 s after SIGKILL"),
+        })
+    }
+
     /// Stops the server (fast: open connections are cut) and starts it again on the same port.
     fn restart(&self) -> Result<(), TestPgError> {
         let data_str = self.dir.join("data").to_string_lossy().into_owned();
@@ -180,6 +213,21 @@ impl Cluster {
             &["-D", &data_str, "-l", &log, "-m", "fast", "-w", "-t", "60", "restart"],
         )?;
         Ok(())
+    }
+
+    /// Starts the server again after [`Cluster::kill`]: crash recovery replays the WAL. The
+    /// killed postmaster's backends exit when they notice its death, and the server cannot
+    /// start while one still holds the old shared memory: tried for at most 30 s.
+    fn start_again(&self) -> Result<(), TestPgError> {
+        let mut last = None;
+        for _ in 0..30 {
+            match self.pg_ctl_start() {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        Err(last.expect("tried at least once"))
     }
 
     fn admin_options(&self) -> PgConnectOptions {
@@ -227,7 +275,13 @@ impl TestPg {
     /// Like [`TestPg::new`], but on a cluster of its own that no other `TestPg` shares, even
     /// when `DATABASE_URL` is set: for tests that restart or break the server.
     pub fn new_private_cluster() -> Result<TestPg, TestPgError> {
-        TestPg::on_cluster(Arc::new(Cluster::start()?))
+        TestPg::on_cluster(Arc::new(Cluster::start(Durability::Fast)?))
+    }
+
+    /// Like [`TestPg::new_private_cluster`], with the given [`Durability`]: a crash test needs
+    /// a server that keeps what it acknowledged.
+    pub fn new_private_cluster_with(durability: Durability) -> Result<TestPg, TestPgError> {
+        TestPg::on_cluster(Arc::new(Cluster::start(durability)?))
     }
 
     fn on_cluster(cluster: Arc<Cluster>) -> Result<TestPg, TestPgError> {
@@ -283,6 +337,25 @@ impl TestPg {
         }
     }
 
+    /// Crashes the server under this database: SIGKILL to the postmaster, then waits until
+    /// every server process is gone. Nothing is shut down cleanly; what was acknowledged
+    /// survives only on a [`Durability::Durable`] server. Only a private cluster can be killed.
+    pub fn kill_server(&self) -> Result<(), TestPgError> {
+        self.private("kill")?.kill()
+    }
+
+    /// Starts the server again after [`TestPg::kill_server`] (crash recovery).
+    pub fn start_server(&self) -> Result<(), TestPgError> {
+        self.private("start")?.start_again()
+    }
+
+    fn private(&self, what: &str) -> Result<&Cluster, TestPgError> {
+        self.cluster.as_deref().ok_or_else(|| TestPgError::Program {
+            program: what.into(),
+            output: format!("cannot {what} a DATABASE_URL server"),
+        })
+    }
+
     /// One connection to the fresh database.
     pub async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
         self.connect_options().connect().await
@@ -308,9 +381,35 @@ fn shared_cluster() -> Result<Arc<Cluster>, TestPgError> {
     if let Some(c) = shared.upgrade() {
         return Ok(c);
     }
-    let c = Arc::new(Cluster::start()?);
+    let c = Arc::new(Cluster::start(Durability::Fast)?);
     *shared = Arc::downgrade(&c);
     Ok(c)
+}
+
+/// What a throwaway server promises about acknowledged commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync=off`, `synchronous_commit=off`, `full_page_writes=off`: fast, and a crash of the
+    /// server may lose commits it acknowledged. For everything but crash tests.
+    Fast,
+    /// `fsync=on`, `synchronous_commit=on`, `full_page_writes=on`: what was acknowledged
+    /// survives a crash of the server (and of the machine, as far as the disk keeps its word).
+    Durable,
+    /// `synchronous_commit=off` alone: acknowledged commits may be lost even when only the
+    /// server process dies. For tests that show the durability check catches that.
+    LosesAcknowledged,
+}
+
+impl Durability {
+    fn settings(self) -> &'static str {
+        match self {
+            Durability::Fast => "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            Durability::Durable => "-c fsync=on -c synchronous_commit=on -c full_page_writes=on",
+            Durability::LosesAcknowledged => {
+                "-c fsync=on -c synchronous_commit=off -c full_page_writes=on -c wal_writer_delay=10000"
+            }
+        }
+    }
 }
 
 /// Replaces the database part of a `postgres://` URL.

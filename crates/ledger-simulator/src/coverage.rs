@@ -79,6 +79,8 @@ marks! {
     DecisionGate => "decision_gate", false;
     /// The database server was restarted mid-run.
     ServerRestart => "server_restart", false;
+    /// The database server was killed (SIGKILL) mid-run and recovered from its crash.
+    ServerCrash => "server_crash", false;
     /// A connection was killed in the middle of a call.
     ConnectionKilled => "connection_killed", false;
     /// A call that failed was retried.

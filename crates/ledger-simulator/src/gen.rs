@@ -132,6 +132,17 @@ impl Scheduler {
     }
 }
 
+/// The ledger configuration seed `seed` of `scenario` runs with (a swarm seed draws its own),
+/// for a driver that must set up its engine before [`run_seed`] asks for it.
+pub fn seed_config(scenario: &Scenario, seed: u64) -> ledger_core::Config {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut config = scenario.ledger;
+    if scenario.swarm {
+        Mix::draw(&mut rng, scenario, &mut config);
+    }
+    config
+}
+
 /// Draw and run one seed of `scenario` on `engine`, recording its history.
 pub fn run_seed<E: Engine>(
     make: impl Fn(ledger_core::Config) -> E,
