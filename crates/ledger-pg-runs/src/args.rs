@@ -12,11 +12,16 @@ use ledger_simulator::scenario::Scenario;
 /// The options of `run` that only Postgres engines take.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct PgArgs {
-    /// The PostgreSQL database to run on. It is reset (everything in its `public` schema is
-    /// dropped) before each seed: give it a throwaway database. Without it, each seed gets a
-    /// fresh database on `DATABASE_URL`'s server, or on a private throwaway cluster.
+    /// The PostgreSQL database to run on. It is reset (ledger-pg's tables are dropped) before
+    /// each seed; a database holding other tables is refused unless --reset-database is
+    /// given. Without it, each seed gets a fresh database on `DATABASE_URL`'s server, or on a
+    /// private throwaway cluster.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// With --database-url: drop everything in the database's `public` schema before each
+    /// seed, tables ledger-pg did not create included.
+    #[arg(long)]
+    pub reset_database: bool,
     /// Run N concurrent clients on a connection pool instead of the lockstep scheduler.
     #[arg(long)]
     pub concurrency: Option<u32>,
@@ -65,6 +70,7 @@ impl PgArgs {
             || self.crash_server_at.is_some()
             || self.batch_lanes.is_some()
             || self.give_up_after.is_some()
+            || self.reset_database
     }
 
     /// The durability of the private cluster a restart or crash run starts.
@@ -107,6 +113,9 @@ impl PgArgs {
             if !(1..=86_400).contains(&secs) {
                 anyhow::bail!("--give-up-after {secs}: must be 1 to 86400 seconds");
             }
+        }
+        if self.reset_database && self.database_url.is_none() {
+            anyhow::bail!("--reset-database needs --database-url");
         }
         if self.concurrency == Some(0) {
             anyhow::bail!("--concurrency must be at least 1");

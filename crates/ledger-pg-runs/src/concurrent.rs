@@ -36,6 +36,9 @@ const MAX_ATTEMPTS: u32 = 60;
 /// How long the first connection of a seed may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one call may wait for its answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a probe connection may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -130,8 +133,21 @@ impl Ctx {
         self.ops.lock().unwrap_or_else(|p| p.into_inner()).push(op);
     }
 
-    /// Sends `call` once; `kill` cuts a connection in the middle of a transaction.
+    /// Sends `call` once; `kill` cuts a connection in the middle of a transaction. A call
+    /// that has no answer within [`CALL_TIMEOUT`] fails (and is retried like any failed call:
+    /// every command is idempotent by its ids), so that no wait on the server is unbounded.
     async fn send(&self, call: &Call, now: TimeMs, kill: bool) -> (Reply, Vec<Movement>) {
+        match tokio::time::timeout(CALL_TIMEOUT, self.send_unbounded(call, now, kill)).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                self.mark(Mark::CallTimedOut);
+                let error = format!("no answer within {} s", CALL_TIMEOUT.as_secs());
+                (Reply::Failed { error }, Vec::new())
+            }
+        }
+    }
+
+    async fn send_unbounded(&self, call: &Call, now: TimeMs, kill: bool) -> (Reply, Vec<Movement>) {
         match &self.client {
             Client::Reference(pool, None) if kill => {
                 (self.apply_then_kill(pool, &call.to_command(), now).await, Vec::new())

@@ -38,18 +38,36 @@ pub(crate) fn redacted(url: &str) -> String {
     out
 }
 
-/// Drops everything in the `public` schema of the database at `opts`, on one connection.
-async fn reset(opts: PgConnectOptions) -> Result<(), sqlx::Error> {
+/// Drops everything in the `public` schema of the database at `opts`, on one connection:
+/// only if it holds nothing but ledger-pg's tables, unless `everything`.
+async fn reset(opts: PgConnectOptions, everything: bool) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect_with(&opts).await?;
+    if !everything {
+        let foreign = ledger_pg::schema::foreign_relations(&mut conn).await?;
+        if !foreign.is_empty() {
+            let n = foreign.len();
+            let mut names: Vec<String> = foreign.into_iter().take(10).collect();
+            if n > names.len() {
+                names.push(format!("and {} more", n - names.len()));
+            }
+            anyhow::bail!(
+                "it holds {n} table(s) ledger-pg did not create ({}); a run drops \
+                 everything in the public schema before each seed, so it refuses: give it a throwaway \
+                 database, or add --reset-database to drop them",
+                names.join(", ")
+            );
+        }
+    }
     sqlx::query("DROP SCHEMA public CASCADE").execute(&mut conn).await?;
     sqlx::query("CREATE SCHEMA public").execute(&mut conn).await?;
-    conn.close().await
+    conn.close().await?;
+    Ok(())
 }
 
 /// Where each seed's fresh database comes from.
 pub(crate) enum Server {
-    /// A database the user gave: reset before each seed.
-    Url(String),
+    /// A database the user gave: reset before each seed (everything in it, if the user said so).
+    Url { url: String, reset_everything: bool },
     /// Fresh databases on `DATABASE_URL`'s server or the shared throwaway cluster, kept alive
     /// by `_keep` for the whole run.
     Test { _keep: Box<TestPg> },
@@ -66,7 +84,7 @@ pub(crate) struct Db {
 impl Server {
     pub(crate) fn new(args: &PgArgs) -> anyhow::Result<Server> {
         if let Some(url) = &args.database_url {
-            return Ok(Server::Url(url.clone()));
+            return Ok(Server::Url { url: url.clone(), reset_everything: args.reset_database });
         }
         if args.restart_server_at.is_some() || args.crash_server_at.is_some() {
             return Ok(Server::Private(args.durability()));
@@ -77,7 +95,8 @@ impl Server {
 
     pub(crate) fn fresh(&self) -> anyhow::Result<Db> {
         match self {
-            Server::Url(url) => {
+            Server::Url { url, reset_everything } => {
+                let everything = *reset_everything;
                 let shown = redacted(url);
                 let opts: PgConnectOptions = url.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
                 eprintln!(
@@ -87,8 +106,8 @@ impl Server {
                 block_on(async move {
                     // One connection, not a pool: a refused connection is reported as such at
                     // once, rather than as a pool that timed out.
-                    match tokio::time::timeout(CONNECT_TIMEOUT, reset(opts)).await {
-                        Ok(done) => done.map_err(|e| anyhow::anyhow!("resetting the database at {shown}: {e}")),
+                    match tokio::time::timeout(CONNECT_TIMEOUT, reset(opts, everything)).await {
+                        Ok(done) => done.map_err(|e| anyhow::anyhow!("resetting the database at {shown}: {e:#}")),
                         Err(_) => Err(anyhow::anyhow!(
                             "resetting the database at {shown}: no answer within {} s",
                             CONNECT_TIMEOUT.as_secs()

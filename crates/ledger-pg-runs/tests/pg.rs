@@ -13,6 +13,9 @@ use ledger_simulator::gen::{run_seed, SchedulerKind};
 use ledger_simulator::report::{EngineKind, RunReport};
 use ledger_simulator::scenario::Scenario;
 
+/// No test here may wait on the server longer than this.
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(420);
+
 fn scenario(n_users: u32, n_steps: u64) -> Scenario {
     Scenario { n_users, n_steps, max_in_flight: 64, ..Scenario::default() }
 }
@@ -45,6 +48,10 @@ fn mark(r: &RunReport, m: &str) -> u64 {
 
 #[test]
 fn differential_reports_the_first_divergence() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::differential_reports_the_first_divergence"),
+        TIME_LIMIT,
+    );
     // No database needed: a mutant of the reference against the reference.
     let s = scenario(50, 2_000);
     let found = Arc::new(Mutex::new(None));
@@ -69,6 +76,10 @@ fn differential_reports_the_first_divergence() {
 
 #[test]
 fn lockstep_pg_reference_agrees_with_the_reference_and_breaks_nothing() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::lockstep_pg_reference_agrees_with_the_reference_and_breaks_nothing"),
+        TIME_LIMIT,
+    );
     let r = run(EngineKind::PgReference, &scenario(50, 2_000), (0, 2), &PgArgs::default(), "lockstep-ref");
     assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
     assert!(r.requests > 500, "{r:?}");
@@ -76,6 +87,10 @@ fn lockstep_pg_reference_agrees_with_the_reference_and_breaks_nothing() {
 
 #[test]
 fn lockstep_pg_seed_shows_the_seeds_violations() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::lockstep_pg_seed_shows_the_seeds_violations"),
+        TIME_LIMIT,
+    );
     let r = run(EngineKind::PgSeed, &scenario(50, 2_000), (0, 1), &PgArgs::default(), "lockstep-seed");
     let found = invariants(&r);
     for inv in ["I3", "I4"] {
@@ -92,6 +107,10 @@ fn concurrent(n: u32) -> PgArgs {
 
 #[test]
 fn concurrent_pg_seed_breaks_and_pg_reference_holds_on_the_same_workload() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::concurrent_pg_seed_breaks_and_pg_reference_holds_on_the_same_workload"),
+        TIME_LIMIT,
+    );
     let s = scenario(50, 2_000);
     let args = PgArgs { lost_ack: 0.02, ..concurrent(32) };
     let seed = run(EngineKind::PgSeed, &s, (0, 1), &args, "conc-seed");
@@ -107,6 +126,10 @@ fn concurrent_pg_seed_breaks_and_pg_reference_holds_on_the_same_workload() {
 
 #[test]
 fn batches_lose_nothing_and_count_nothing_twice_under_every_fault() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::batches_lose_nothing_and_count_nothing_twice_under_every_fault"),
+        TIME_LIMIT,
+    );
     // Connections killed (a lane's among them), acknowledgements lost, and the server
     // restarted under lanes that hold their connections across batches.
     let args = PgArgs {
@@ -126,6 +149,10 @@ fn batches_lose_nothing_and_count_nothing_twice_under_every_fault() {
 
 #[test]
 fn killed_connections_lose_nothing_and_count_nothing_twice() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::killed_connections_lose_nothing_and_count_nothing_twice"),
+        TIME_LIMIT,
+    );
     let args = PgArgs { kill_connections: 0.05, ..concurrent(16) };
     let r = run(EngineKind::PgReference, &scenario(40, 800), (0, 1), &args, "kill");
     assert!(mark(&r, "connection_killed") > 0, "{:?}", r.coverage);
@@ -134,6 +161,10 @@ fn killed_connections_lose_nothing_and_count_nothing_twice() {
 
 #[test]
 fn lost_acknowledgements_are_retried_without_double_counting() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::lost_acknowledgements_are_retried_without_double_counting"),
+        TIME_LIMIT,
+    );
     let args = PgArgs { lost_ack: 0.2, ..concurrent(16) };
     let r = run(EngineKind::PgReference, &scenario(40, 800), (0, 1), &args, "lost-ack");
     assert!(mark(&r, "lost_ack_retry") > 50, "{:?}", r.coverage);
@@ -142,6 +173,10 @@ fn lost_acknowledgements_are_retried_without_double_counting() {
 
 #[test]
 fn a_server_restart_mid_run_loses_nothing() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_server_restart_mid_run_loses_nothing"),
+        TIME_LIMIT,
+    );
     let args = PgArgs { restart_server_at: Some(400), ..concurrent(16) };
     let r = run(EngineKind::PgReference, &scenario(40, 800), (0, 1), &args, "restart");
     assert_eq!(mark(&r, "server_restart"), 1, "{:?}", r.coverage);
@@ -151,6 +186,10 @@ fn a_server_restart_mid_run_loses_nothing() {
 
 #[test]
 fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::restart_needs_a_private_cluster_and_faults_need_concurrency"),
+        TIME_LIMIT,
+    );
     let s = scenario(10, 10);
     let dir = trace_dir("bad-args");
     let run = PgRun {
@@ -187,6 +226,10 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
 /// without batches: every acknowledged command's effect survives (I7), and nothing else breaks.
 #[test]
 fn a_crash_of_a_durable_server_loses_nothing_acknowledged() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_crash_of_a_durable_server_loses_nothing_acknowledged"),
+        TIME_LIMIT,
+    );
     for lanes in [None, Some(2)] {
         let args = PgArgs { crash_server_at: Some(600), batch_lanes: lanes, lost_ack: 0.02, ..concurrent(16) };
         let r = run(EngineKind::PgReference, &scenario(40, 1_500), (0, 1), &args, "crash-durable");
@@ -200,6 +243,10 @@ fn a_crash_of_a_durable_server_loses_nothing_acknowledged() {
 /// they are on disk: I7 catches the lost acknowledged effects and blames the settings.
 #[test]
 fn a_server_that_loses_acknowledged_commits_is_caught_by_i7() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_server_that_loses_acknowledged_commits_is_caught_by_i7"),
+        TIME_LIMIT,
+    );
     let args = PgArgs {
         crash_server_at: Some(600),
         server_durability: Some(ledger_pg::testpg::Durability::LosesAcknowledged),
@@ -215,6 +262,10 @@ fn a_server_that_loses_acknowledged_commits_is_caught_by_i7() {
 /// within the give-up time (here 3 s), instead of retrying for an hour.
 #[test]
 fn a_dead_server_ends_a_concurrent_run_with_its_cause() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_dead_server_ends_a_concurrent_run_with_its_cause"),
+        TIME_LIMIT,
+    );
     let pg = ledger_pg::testpg::TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start");
     let args = PgArgs { database_url: Some(pg.url().to_owned()), give_up_after: Some(3), ..concurrent(8) };
     let s = scenario(40, 1_000_000);
@@ -245,4 +296,56 @@ fn a_dead_server_ends_a_concurrent_run_with_its_cause() {
     // Bounded: the kill at 3 s, then at most one pool wait (5 s), a probe (2 s) and the 3 s
     // of giving up, with room to spare; without a bound it retried for an hour.
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+}
+
+/// A database holding a table ledger-pg did not create is refused (exit 2 from the command
+/// line), naming the table, and kept; `--reset-database` drops it and runs.
+#[test]
+fn a_database_with_other_tables_is_refused_unless_reset_is_asked() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_database_with_other_tables_is_refused_unless_reset_is_asked"),
+        TIME_LIMIT,
+    );
+    let pg = ledger_pg::testpg::TestPg::new().expect("a throwaway PostgreSQL must start");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let count_customers = |pg: &ledger_pg::testpg::TestPg| {
+        rt.block_on(async {
+            let mut conn = pg.connect().await.unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'public' AND c.relname = 'customers'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            n
+        })
+    };
+    rt.block_on(async {
+        let mut conn = pg.connect().await.unwrap();
+        sqlx::query("CREATE TABLE customers (id int)").execute(&mut conn).await.unwrap();
+    });
+    let s = scenario(20, 200);
+    let dir = trace_dir("foreign-tables");
+    let run = PgRun {
+        kind: EngineKind::PgReference,
+        scenario: &s,
+        seeds: (0, 1),
+        scheduler: SchedulerKind::Random,
+        fail_fast: false,
+        trace_dir: &dir,
+        max_replays: 0,
+    };
+    let args = PgArgs { database_url: Some(pg.url().to_owned()), ..PgArgs::default() };
+    let err = ledger_pg_runs::run(&run, &args).expect_err("a database with a user's table must be refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("customers") && msg.contains("--reset-database"), "{msg}");
+    assert_eq!(count_customers(&pg), 1, "the user's table was dropped");
+    let args = PgArgs { reset_database: true, ..args };
+    let r = ledger_pg_runs::run(&run, &args).expect("--reset-database runs");
+    assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
+    assert_eq!(count_customers(&pg), 0, "--reset-database drops everything");
+    // A database of ledger-pg's own tables only (the run above made them) is reset silently.
+    let args = PgArgs { reset_database: false, ..args };
+    ledger_pg_runs::run(&run, &args).expect("ledger-pg's own tables are reset without asking");
 }

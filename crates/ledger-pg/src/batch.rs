@@ -1,7 +1,8 @@
 //! Many callers' commands, one transaction: the reference semantics at the server's speed.
 //!
-//! A [`Batcher`] queues the commands of any number of concurrent callers and sends them on a
-//! few *lanes*, each a task with its own connection that takes whatever is queued (up to
+//! A [`Batcher`] queues the commands of any number of concurrent callers (in a bounded queue
+//! per lane: a caller whose lane is full waits for room, so memory does not grow with the
+//! number of callers) and sends them on a few *lanes*, each a task with its own connection that takes whatever is queued (up to
 //! [`BatcherOptions::max_batch`]) and runs it as one call of `ledger_apply_batch`
 //! (`sql/functions/ledger_apply_batch.sql`): one round trip and one commit for the whole
 //! batch. Each command runs the same server-side function as [`reference::apply`] and gets the
@@ -44,6 +45,9 @@ pub struct BatcherOptions {
     pub lanes: usize,
     /// The most commands in one batch.
     pub max_batch: usize,
+    /// The most commands waiting in one lane's queue. A caller whose lane's queue is full
+    /// waits for room (backpressure), so memory stays bounded however many callers there are.
+    pub queue: usize,
 }
 
 impl BatcherOptions {
@@ -55,13 +59,16 @@ impl BatcherOptions {
         if self.max_batch == 0 {
             return Err(BatcherOptionsError::MaxBatch);
         }
+        if self.queue == 0 {
+            return Err(BatcherOptionsError::Queue);
+        }
         Ok(())
     }
 }
 
 impl Default for BatcherOptions {
     fn default() -> BatcherOptions {
-        BatcherOptions { lanes: 2, max_batch: 64 }
+        BatcherOptions { lanes: 2, max_batch: 64, queue: 256 }
     }
 }
 
@@ -78,6 +85,9 @@ pub enum BatcherOptionsError {
     /// A batch holds at least one command.
     #[error("max_batch must be at least 1")]
     MaxBatch,
+    /// A queue holds at least one command.
+    #[error("queue must be at least 1")]
+    Queue,
 }
 
 /// What the lanes have done so far (counts since the batcher started).
@@ -95,6 +105,9 @@ pub struct BatchStats {
     pub split: u64,
     /// Batches that failed as a whole (the connection was lost).
     pub failed: u64,
+    /// The most commands that waited in one lane's queue at once (at most
+    /// [`BatcherOptions::queue`]).
+    pub queue_peak: u64,
 }
 
 #[derive(Default)]
@@ -105,6 +118,7 @@ struct Counters {
     retries: AtomicU64,
     split: AtomicU64,
     failed: AtomicU64,
+    queue_peak: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -121,7 +135,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Batcher {
     pool: PgPool,
-    lanes: Arc<Vec<mpsc::UnboundedSender<Job>>>,
+    lanes: Arc<Vec<mpsc::Sender<Job>>>,
     counters: Arc<Counters>,
 }
 
@@ -133,7 +147,7 @@ impl Batcher {
         let counters = Arc::new(Counters::default());
         let lanes = (0..options.lanes)
             .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = mpsc::channel(options.queue);
                 let lane = Lane {
                     pool: pool.clone(),
                     conn: None,
@@ -160,20 +174,24 @@ impl Batcher {
             retries: get(&c.retries),
             split: get(&c.split),
             failed: get(&c.failed),
+            queue_peak: get(&c.queue_peak),
         }
     }
 
     /// Runs `command` at `now` in the next batch of its lane and answers as
-    /// [`reference::apply`] would.
+    /// [`reference::apply`] would. Waits for room when the lane's queue is full.
     pub async fn apply(&self, command: &Command, now: TimeMs) -> Result<Applied, PgError> {
         let Some(lane) = self.lane_of(command) else {
             return expire_alone(&self.pool, now).await;
         };
         let (reply, answer) = oneshot::channel();
         let job = Job { command: command.clone(), now, reply };
-        if self.lanes[lane].send(job).is_err() {
+        let queue = &self.lanes[lane];
+        if queue.send(job).await.is_err() {
             return Err(PgError::Protocol("the batcher's lane has stopped".into()));
         }
+        let waiting = (queue.max_capacity() - queue.capacity()) as u64;
+        self.counters.queue_peak.fetch_max(waiting, Ordering::Relaxed);
         answer.await.map_err(|_| PgError::Protocol("the batcher's lane dropped a command".into()))?
     }
 
@@ -227,7 +245,7 @@ struct Lane {
     pool: PgPool,
     /// The lane's own connection: one backend runs all of its batches, with warm caches.
     conn: Option<PoolConnection<Postgres>>,
-    rx: mpsc::UnboundedReceiver<Job>,
+    rx: mpsc::Receiver<Job>,
     max_batch: usize,
     exclusive_left: u32,
     counters: Arc<Counters>,

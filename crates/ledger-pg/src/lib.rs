@@ -43,7 +43,7 @@
 pub mod batch;
 pub mod engine;
 pub mod reference;
-mod schema;
+pub mod schema;
 pub mod seed;
 pub mod testpg;
 

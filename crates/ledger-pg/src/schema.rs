@@ -20,6 +20,38 @@ use std::pin::Pin;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
+/// Every table and view the migrations create in the `public` schema (`_sqlx_migrations` is
+/// sqlx's record of them): what a run may drop from a database it was given. Checked against
+/// a migrated server by `tests/schema.rs`.
+pub const RELATIONS: &[&str] = &[
+    "_sqlx_migrations",
+    "free_tier_grants",
+    "grants",
+    "identities",
+    "ledger_config",
+    "nostr_identities",
+    "pool",
+    "pool_journal",
+    "pool_stripes",
+    "processed_payments",
+    "refused_reservations",
+    "requests",
+    "reservations",
+    "timmy_config",
+];
+
+/// The tables and views of the `public` schema that are not in [`RELATIONS`], sorted: what a
+/// database holds that ledger-pg did not create.
+pub async fn foreign_relations(conn: &mut sqlx::PgConnection) -> Result<Vec<String>, sqlx::Error> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'f', 'p') ORDER BY 1",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(names.into_iter().filter(|n| !RELATIONS.contains(&n.as_str())).collect())
+}
+
 /// Defines [`FUNCTIONS`] and [`REFERENCE_SCHEMA`] from one list of function names, so that
 /// the two cannot disagree.
 macro_rules! reference_schema {

@@ -386,6 +386,41 @@ fn shared_cluster() -> Result<Arc<Cluster>, TestPgError> {
     Ok(c)
 }
 
+/// A time limit on a test that waits on a server: if the guard is still alive after `limit`,
+/// the watchdog prints what the test was waiting for and ends the test process with exit
+/// status 1. A test binary that hangs fails instead, in bounded time, saying where.
+#[derive(Debug)]
+pub struct TimeLimit {
+    done: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl TimeLimit {
+    /// Starts the watchdog for `what` (the test's name and what it runs).
+    pub fn new(what: impl Into<String>, limit: std::time::Duration) -> TimeLimit {
+        let what = what.into();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                eprintln!(
+                    "TIME LIMIT: {what} is still running after {} s: it waits on the server or on its \
+                     own tasks (see the last `ledger-sim:` lines above); ending the test process",
+                    limit.as_secs()
+                );
+                std::process::exit(1);
+            }
+        });
+        TimeLimit { done: Some(done) }
+    }
+}
+
+impl Drop for TimeLimit {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
 /// What a throwaway server promises about acknowledged commits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {

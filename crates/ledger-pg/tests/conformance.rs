@@ -17,6 +17,9 @@ use ledger_pg::testpg::TestPg;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
+/// No test here may wait on the server longer than this.
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(420);
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance")
 }
@@ -104,11 +107,17 @@ const N_WORKERS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_vector_holds_for_pg_reference() {
+    let _limit =
+        ledger_pg::testpg::TimeLimit::new(concat!(module_path!(), "::every_vector_holds_for_pg_reference"), TIME_LIMIT);
     every_vector_holds(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_vector_holds_for_pg_reference_in_batches() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::every_vector_holds_for_pg_reference_in_batches"),
+        TIME_LIMIT,
+    );
     every_vector_holds(true).await;
 }
 

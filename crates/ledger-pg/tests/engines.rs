@@ -10,6 +10,9 @@ use ledger_pg::testpg::TestPg;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// No test here may wait on the server longer than this.
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(420);
+
 const N_USERS: u64 = 5;
 const T0: u64 = 1_700_000_000_000;
 
@@ -54,6 +57,10 @@ fn small_config() -> Config {
 
 #[test]
 fn pg_reference_agrees_with_the_reference_engine() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::pg_reference_agrees_with_the_reference_engine"),
+        TIME_LIMIT,
+    );
     let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
     let config = small_config();
     let mut mem = ReferenceEngine::new(config);
@@ -92,6 +99,10 @@ fn pg_reference_agrees_with_the_reference_engine() {
 
 #[test]
 fn pg_seed_agrees_with_the_seed_model_under_interleaving() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::pg_seed_agrees_with_the_seed_model_under_interleaving"),
+        TIME_LIMIT,
+    );
     let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
     let config = small_config();
     let mut mem = SeedEngine::new(config);
@@ -151,6 +162,10 @@ fn kind(reply: &ledger_harness::Reply) -> &'static str {
 /// nothing is lost or counted twice.
 #[test]
 fn pg_reference_survives_a_server_restart() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::pg_reference_survives_a_server_restart"),
+        TIME_LIMIT,
+    );
     let pg = TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start for this test");
     let config = small_config();
     let mut mem = ReferenceEngine::new(config);
@@ -198,6 +213,10 @@ fn pg_reference_survives_a_server_restart() {
 /// exists to find, here on the real server. The same burst on `pg-reference` grants one.
 #[test]
 fn concurrent_seed_overspends_the_daily_budget_and_the_reference_does_not() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::concurrent_seed_overspends_the_daily_budget_and_the_reference_does_not"),
+        TIME_LIMIT,
+    );
     use ledger_core::{Command, Decision, Outcome};
     use ledger_harness::Reply;
     use ledger_pg::engine::SeedClient;
@@ -282,6 +301,10 @@ fn lockstep_reference(calls: &[(u64, Call)]) {
 
 #[test]
 fn refused_partial_reservation_stays_refused_on_repeat() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::refused_partial_reservation_stays_refused_on_repeat"),
+        TIME_LIMIT,
+    );
     let pk = ledger_harness::user_pubkey(1);
     let r = RequestId(1);
     let reserve = |amount| Call::ReservePartial { request_id: r, pubkey: pk, amount_sats: sats(amount) };

@@ -8,6 +8,9 @@ use ledger_pg::reference::{self, Applied};
 use ledger_pg::testpg::TestPg;
 use sqlx::PgPool;
 
+/// No test here may wait on the server longer than this.
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(420);
+
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()
 }
@@ -34,6 +37,10 @@ fn user(i: u64) -> Pubkey {
 
 #[tokio::test]
 async fn constraints_hold_against_a_buggy_client() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::constraints_hold_against_a_buggy_client"),
+        TIME_LIMIT,
+    );
     let (_pg, pool) = setup(Config::default()).await;
     let pk = user(1);
     run(&pool, Command::SetTier { pubkey: pk, tier: Tier::Elite }, 1).await;
@@ -87,6 +94,10 @@ async fn constraints_hold_against_a_buggy_client() {
 
 #[tokio::test]
 async fn the_audit_reports_a_reservation_without_its_request_or_identity() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::the_audit_reports_a_reservation_without_its_request_or_identity"),
+        TIME_LIMIT,
+    );
     let (_pg, pool) = setup(Config::default()).await;
     assert_audit_clean(&pool).await;
     // A buggy client writes a reservation nothing decided (no journal row: the pool is intact).
@@ -106,6 +117,10 @@ async fn the_audit_reports_a_reservation_without_its_request_or_identity() {
 
 #[tokio::test]
 async fn repeats_answer_as_the_first_time_and_change_nothing() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::repeats_answer_as_the_first_time_and_change_nothing"),
+        TIME_LIMIT,
+    );
     let (_pg, pool) = setup(Config::default()).await;
     let pk = user(2);
     run(&pool, Command::SetTier { pubkey: pk, tier: Tier::Trusted }, 1).await;
@@ -137,6 +152,10 @@ async fn repeats_answer_as_the_first_time_and_change_nothing() {
 /// twice, the pool never goes negative, and the books balance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_and_duplicates_keep_the_books() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::concurrent_clients_and_duplicates_keep_the_books"),
+        TIME_LIMIT,
+    );
     let config = Config { pool_initial_sats: sats(3_000), ..Config::default() };
     let (_pg, pool) = setup(config).await;
     let n_users = 12u64;
@@ -196,6 +215,10 @@ async fn concurrent_clients_and_duplicates_keep_the_books() {
 /// remains, and the retry applies it exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_connection_mid_command_loses_nothing_and_counts_nothing_twice() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::killed_connection_mid_command_loses_nothing_and_counts_nothing_twice"),
+        TIME_LIMIT,
+    );
     let (pg, pool) = setup(Config::default()).await;
     let pk = user(3);
     run(&pool, Command::SetTier { pubkey: pk, tier: Tier::Elite }, 1).await;
@@ -246,6 +269,10 @@ async fn killed_connection_mid_command_loses_nothing_and_counts_nothing_twice() 
 
 #[tokio::test]
 async fn genesis_is_fixed_until_the_database_is_reset() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::genesis_is_fixed_until_the_database_is_reset"),
+        TIME_LIMIT,
+    );
     let (_pg, pool) = setup(Config::default()).await;
     // The same genesis again is a no-op; another one is refused.
     reference::genesis(&pool, &Config::default(), TimeMs(5)).await.unwrap();

@@ -5,6 +5,9 @@ use ledger_pg::seed::{self, timestamp, DAY_MS};
 use ledger_pg::testpg::TestPg;
 use sqlx::PgConnection;
 
+/// No test here may wait on the server longer than this.
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(420);
+
 const PK: &str = "aa";
 
 async fn setup() -> (TestPg, PgConnection) {
@@ -22,6 +25,8 @@ async fn pool_value(conn: &mut PgConnection) -> Option<String> {
 
 #[tokio::test]
 async fn first_boot_seeds_the_pool_once() {
+    let _limit =
+        ledger_pg::testpg::TimeLimit::new(concat!(module_path!(), "::first_boot_seeds_the_pool_once"), TIME_LIMIT);
     let (_pg, mut c) = setup().await;
     assert_eq!(pool_value(&mut c).await, None);
     seed::insert_pool_if_missing(&mut c, 10_000).await.unwrap();
@@ -31,6 +36,10 @@ async fn first_boot_seeds_the_pool_once() {
 
 #[tokio::test]
 async fn debit_takes_what_is_there_and_no_more() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::debit_takes_what_is_there_and_no_more"),
+        TIME_LIMIT,
+    );
     let (_pg, mut c) = setup().await;
     let now = timestamp(1_700_000_000_000);
     // The debit itself ensures the pool row: genesis by whichever write comes first.
@@ -44,6 +53,8 @@ async fn debit_takes_what_is_there_and_no_more() {
 
 #[tokio::test]
 async fn release_adds_back_without_any_check() {
+    let _limit =
+        ledger_pg::testpg::TimeLimit::new(concat!(module_path!(), "::release_adds_back_without_any_check"), TIME_LIMIT);
     let (_pg, mut c) = setup().await;
     let now = timestamp(1_700_000_000_000);
     seed::insert_pool_if_missing(&mut c, 100).await.unwrap();
@@ -55,6 +66,8 @@ async fn release_adds_back_without_any_check() {
 
 #[tokio::test]
 async fn credit_before_first_read_is_genesis() {
+    let _limit =
+        ledger_pg::testpg::TimeLimit::new(concat!(module_path!(), "::credit_before_first_read_is_genesis"), TIME_LIMIT);
     let (_pg, mut c) = setup().await;
     let now = timestamp(1_700_000_000_000);
     let n = seed::credit_sats(1_000, 10.0);
@@ -69,6 +82,10 @@ async fn credit_before_first_read_is_genesis() {
 
 #[tokio::test]
 async fn pool_overflows_32_bits_on_the_server() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::pool_overflows_32_bits_on_the_server"),
+        TIME_LIMIT,
+    );
     let (_pg, mut c) = setup().await;
     let now = timestamp(1_700_000_000_000);
     seed::insert_pool_if_missing(&mut c, i64::from(i32::MAX) - 1).await.unwrap();
@@ -78,6 +95,10 @@ async fn pool_overflows_32_bits_on_the_server() {
 
 #[tokio::test]
 async fn record_grant_returns_over_reservation_and_resets_the_day() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::record_grant_returns_over_reservation_and_resets_the_day"),
+        TIME_LIMIT,
+    );
     let (_pg, mut c) = setup().await;
     let t0 = 1_700_000_000_000u64;
     seed::insert_pool_if_missing(&mut c, 1_000).await.unwrap();
@@ -122,6 +143,8 @@ async fn record_grant_returns_over_reservation_and_resets_the_day() {
 
 #[tokio::test]
 async fn unknown_identity_reads_as_none() {
+    let _limit =
+        ledger_pg::testpg::TimeLimit::new(concat!(module_path!(), "::unknown_identity_reads_as_none"), TIME_LIMIT);
     let (_pg, mut c) = setup().await;
     assert_eq!(seed::get_identity(&mut c, "nobody").await.unwrap(), None);
     seed::upsert_identity(&mut c, PK, "new", 0, timestamp(5)).await.unwrap();

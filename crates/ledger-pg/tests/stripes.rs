@@ -9,6 +9,9 @@ use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::reference;
 use ledger_pg::testpg::TestPg;
 
+/// No test here may wait on the server longer than this.
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(420);
+
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()
 }
@@ -26,7 +29,9 @@ async fn contend(pool_sats: u64, estimated: u64, n_clients: u64, lanes: Option<u
         let cmd = Command::SetTier { pubkey: ledger_harness::user_pubkey(u), tier: Tier::Elite };
         reference::apply(&db, &cmd, TimeMs(1)).await.expect("set_tier");
     }
-    let batcher = lanes.map(|lanes| Batcher::new(db.clone(), BatcherOptions { lanes, max_batch: 8 }).unwrap());
+    let batcher = lanes.map(|lanes| {
+        Batcher::new(db.clone(), BatcherOptions { lanes, max_batch: 8, ..BatcherOptions::default() }).unwrap()
+    });
     let tasks: Vec<_> = (0..n_clients)
         .map(|u| {
             let db = db.clone();
@@ -79,33 +84,55 @@ async fn contend(pool_sats: u64, estimated: u64, n_clients: u64, lanes: Option<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripes_run_short_and_outcomes_stay_exact() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::stripes_run_short_and_outcomes_stay_exact"),
+        TIME_LIMIT,
+    );
     // 16 stripes of 100: every stripe is short for a 150 after its first grant.
     contend(1_600, 150, 24, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_sats_are_offered_whole() {
+    let _limit =
+        ledger_pg::testpg::TimeLimit::new(concat!(module_path!(), "::the_last_sats_are_offered_whole"), TIME_LIMIT);
     contend(1_000, 30, 40, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_estimate_above_any_stripe_is_still_free_when_the_pool_covers_it() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::an_estimate_above_any_stripe_is_still_free_when_the_pool_covers_it"),
+        TIME_LIMIT,
+    );
     // 16 stripes of 62 or 63: each 700 needs the whole pool's view.
     contend(1_000, 700, 8, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_on_two_lanes_run_short_and_outcomes_stay_exact() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::batches_on_two_lanes_run_short_and_outcomes_stay_exact"),
+        TIME_LIMIT,
+    );
     contend(1_600, 150, 24, Some(2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_on_four_lanes_offer_the_last_sats_whole() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::batches_on_four_lanes_offer_the_last_sats_whole"),
+        TIME_LIMIT,
+    );
     contend(1_000, 30, 40, Some(4)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_on_one_lane_debit_the_whole_pool_for_one_estimate() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::batches_on_one_lane_debit_the_whole_pool_for_one_estimate"),
+        TIME_LIMIT,
+    );
     contend(1_000, 700, 8, Some(1)).await;
 }
 
@@ -114,12 +141,17 @@ async fn batches_on_one_lane_debit_the_whole_pool_for_one_estimate() {
 /// come after it are refused; the books balance at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expire_beside_batches_keeps_the_books() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::expire_beside_batches_keeps_the_books"),
+        TIME_LIMIT,
+    );
     let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
     let db = pg.pool().await.expect("connect");
     ledger_pg::migrate(&db).await.expect("migrate");
     let config = Config { pool_initial_sats: sats(1_000_000), ..Config::default() };
     reference::genesis(&db, &config, TimeMs(0)).await.expect("genesis");
-    let batcher = Batcher::new(db.clone(), BatcherOptions { lanes: 2, max_batch: 16 }).unwrap();
+    let batcher =
+        Batcher::new(db.clone(), BatcherOptions { lanes: 2, max_batch: 16, ..BatcherOptions::default() }).unwrap();
     let n_users = 20;
     for u in 0..n_users {
         let cmd = Command::SetTier { pubkey: ledger_harness::user_pubkey(u), tier: Tier::Elite };

@@ -85,6 +85,8 @@ marks! {
     ConnectionKilled => "connection_killed", false;
     /// A call that failed was retried.
     FailedCallRetried => "failed_call_retried", false;
+    /// A call had no answer within its time limit (and was retried).
+    CallTimedOut => "call_timed_out", false;
     /// A call failed every retry and its caller gave up.
     CallGaveUp => "call_gave_up", false;
 }
