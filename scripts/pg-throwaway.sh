@@ -1,20 +1,43 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for tests and simulator runs.
 #
-#   scripts/pg-throwaway.sh start   # initdb + pg_ctl start, prints postgres://... URL
-#   scripts/pg-throwaway.sh url     # prints the URL of the running cluster
-#   scripts/pg-throwaway.sh stop    # stops the server and removes the directory
+#   scripts/pg-throwaway.sh start     # initdb + pg_ctl start; prints the postgres://... URL on
+#                                     # stdout and, on stderr, the export line for the others
+#   scripts/pg-throwaway.sh url       # prints the URL of the cluster
+#   scripts/pg-throwaway.sh restart   # starts a cluster whose server died (a crash, a reboot)
+#                                     # again on its port: crash recovery replays the WAL
+#   scripts/pg-throwaway.sh stop      # stops the server and removes the directory
 #
-# State (data directory, socket directory, log, port, url) lives in $PG_THROWAWAY_DIR
-# (default /tmp/pg-throwaway). The server listens on 127.0.0.1 only, on a free port, with
-# trust authentication for loopback and the unix socket in the state directory. When run as
-# root, initdb and the server run as the `postgres` user, because initdb refuses root.
-# If DATABASE_URL is set, `start` and `url` print it and start nothing; `stop` does nothing.
+# Each `start` makes a directory of its own (mktemp, mode 700) holding the data directory, the
+# socket, the log, the port and the URL, so that two invocations never share a cluster;
+# `url`, `restart` and `stop` act on the one named by $PG_THROWAWAY_DIR, which `start` tells you
+# to export. Set PG_THROWAWAY_DIR before `start` to choose the directory yourself (it must not
+# hold a cluster). The server listens on 127.0.0.1 only, on a free port, with trust
+# authentication for loopback and the unix socket in the state directory. When run as root,
+# initdb and the server run as the `postgres` user, because initdb refuses root.
+#
+# The server is fast and not durable (fsync, synchronous_commit and full_page_writes off): a
+# crash may lose what it acknowledged. PG_THROWAWAY_DURABLE=1 at `start` turns all three on.
+# If DATABASE_URL is set, `start` and `url` print it and start nothing; the others do nothing.
 set -euo pipefail
 
-DIR="${PG_THROWAWAY_DIR:-/tmp/pg-throwaway}"
+DIR="${PG_THROWAWAY_DIR:-}"
 
 die() { echo "pg-throwaway: $*" >&2; exit 1; }
+
+need_dir() {
+    [[ -n "$DIR" ]] || die "which cluster? set PG_THROWAWAY_DIR to the directory \`start\` printed"
+    [[ -d "$DIR" ]] || die "no cluster in $DIR"
+}
+
+# True when the postmaster of $DIR is alive.
+running() {
+    local pid
+    [[ -f "$DIR/data/postmaster.pid" ]] || return 1
+    pid=$(head -n 1 "$DIR/data/postmaster.pid")
+    # A killed postmaster may linger as a zombie until its parent reaps it: that is dead.
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]
+}
 
 find_bin() {
     local name="$1" d
@@ -48,12 +71,14 @@ free_port() {
 
 cmd_start() {
     if [[ -n "${DATABASE_URL:-}" ]]; then echo "$DATABASE_URL"; return; fi
-    if [[ -f "$DIR/url" ]] && [[ -f "$DIR/data/postmaster.pid" ]]; then
-        die "a cluster is already running in $DIR ($(cat "$DIR/url")); stop it first"
-    fi
-    local initdb pg_ctl port
+    local initdb pg_ctl port settings
     initdb=$(find_bin initdb)
     pg_ctl=$(find_bin pg_ctl)
+    if [[ -z "$DIR" ]]; then
+        DIR=$(mktemp -d /tmp/pg-throwaway.XXXXXX)
+    elif [[ -e "$DIR/data" ]]; then
+        die "$DIR already holds a cluster ($(cat "$DIR/url" 2>/dev/null)): \`restart\` or \`stop\` it"
+    fi
     mkdir -p "$DIR"
     chmod 700 "$DIR"
     if [[ "$(id -u)" == 0 ]]; then chown postgres: "$DIR"; fi
@@ -65,24 +90,55 @@ local all all trust
 host  all all 127.0.0.1/32 trust
 EOF
     port=$(free_port)
-    as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    if [[ "${PG_THROWAWAY_DURABLE:-0}" == 1 ]]; then
+        settings="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+    else
+        settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    fi
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $DIR $settings -c max_connections=200" >"$DIR/options"
+    as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$(cat "$DIR/options")" \
         start >/dev/null || { cat "$DIR/server.log" >&2; die "pg_ctl start failed"; }
     echo "$port" >"$DIR/port"
     echo "postgres://postgres@127.0.0.1:$port/postgres" >"$DIR/url"
     cat "$DIR/url"
+    echo "pg-throwaway: cluster in $DIR; for url, restart and stop: export PG_THROWAWAY_DIR=$DIR" >&2
+}
+
+cmd_restart() {
+    if [[ -n "${DATABASE_URL:-}" ]]; then return; fi
+    need_dir
+    if running; then
+        echo "pg-throwaway: the server in $DIR is running" >&2
+        cat "$DIR/url"
+        return
+    fi
+    # The killed postmaster's backends exit once they notice; until the last one has, the old
+    # shared memory is in use and the server refuses to start. Try for 30 s.
+    local pg_ctl
+    pg_ctl=$(find_bin pg_ctl)
+    for _ in $(seq 1 30); do
+        if as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$(cat "$DIR/options")" \
+            start >/dev/null 2>&1; then
+            cat "$DIR/url"
+            return
+        fi
+        sleep 1
+    done
+    tail -n 20 "$DIR/server.log" >&2
+    die "the server in $DIR did not start again within 30 s"
 }
 
 cmd_url() {
     if [[ -n "${DATABASE_URL:-}" ]]; then echo "$DATABASE_URL"; return; fi
+    need_dir
     [[ -f "$DIR/url" ]] || die "no cluster in $DIR (run start first)"
     cat "$DIR/url"
 }
 
 cmd_stop() {
     if [[ -n "${DATABASE_URL:-}" ]]; then return; fi
-    [[ -d "$DIR" ]] || return 0
-    if [[ -f "$DIR/data/postmaster.pid" ]]; then
+    need_dir
+    if running; then
         as_owner "$(find_bin pg_ctl)" -D "$DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     rm -rf "$DIR"
@@ -92,5 +148,6 @@ case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     url) cmd_url ;;
-    *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+    restart) cmd_restart ;;
+    *) echo "usage: $0 start|url|restart|stop" >&2; exit 2 ;;
 esac

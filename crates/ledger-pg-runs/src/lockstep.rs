@@ -3,8 +3,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ledger_harness::{Invariant, ReferenceEngine, SeedEngine};
+use ledger_core::{Movement, Pubkey, Sats, TimeMs};
+use ledger_harness::{Engine, Invariant, Observed, ReferenceEngine, Reply, SeedEngine};
 use ledger_pg::engine::{PgReferenceEngine, PgSeedEngine};
+use ledger_pg::reference::CONNECTION_LOST;
 use ledger_pg::testpg::TestPg;
 
 use crate::args::{engine_name, PgRun};
@@ -21,6 +23,83 @@ struct SeedRun {
     result: RunResult,
     history: History,
     divergence: Option<Divergence>,
+}
+
+/// A lockstep engine that stops touching the database once its connection is lost: every
+/// later step fails at once, and the run is then an error, not a verdict. A lockstep run
+/// cannot go on across a server failure (what a crash loses on a fast throwaway server would
+/// be blamed on the engine); crashes are tested by concurrent runs (`--crash-server-at`).
+struct Halting<E> {
+    inner: E,
+    lost: Arc<Mutex<Option<String>>>,
+    last_observed: std::cell::Cell<Observed>,
+}
+
+impl<E: Engine> Halting<E> {
+    fn new(inner: E) -> (Halting<E>, Arc<Mutex<Option<String>>>) {
+        let lost = Arc::new(Mutex::new(None));
+        (Halting { inner, lost: Arc::clone(&lost), last_observed: std::cell::Cell::new(Observed::default()) }, lost)
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+}
+
+impl<E: Engine> Engine for Halting<E> {
+    type Op = E::Op;
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn config(&self) -> &ledger_core::Config {
+        self.inner.config()
+    }
+
+    fn begin(&mut self, call: &ledger_harness::Call) -> E::Op {
+        self.inner.begin(call)
+    }
+
+    fn step(&mut self, op: &mut E::Op, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
+        if self.is_lost() {
+            return Some(Reply::Failed { error: "the database connection was lost earlier".into() });
+        }
+        let reply = self.inner.step(op, now, journal);
+        if let Some(Reply::Failed { error }) = &reply {
+            if error.starts_with(CONNECTION_LOST) {
+                eprintln!("ledger-sim: {error}; the lockstep run stops here");
+                *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+            }
+        }
+        reply
+    }
+
+    fn observe(&self) -> Observed {
+        if !self.is_lost() {
+            self.last_observed.set(self.inner.observe());
+        }
+        self.last_observed.get()
+    }
+
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        if self.is_lost() {
+            None
+        } else {
+            self.inner.daily_remaining(pubkey, now)
+        }
+    }
+}
+
+/// The error of a lockstep run whose database connection was lost at some step.
+fn lost_error(lost: &Arc<Mutex<Option<String>>>) -> anyhow::Result<()> {
+    match lost.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(error) => anyhow::bail!(
+            "the database failed during the lockstep run ({error}); a lockstep run is not judged across a \
+             server failure: to test crashes, use --concurrency N --crash-server-at M"
+        ),
+        None => Ok(()),
+    }
 }
 
 /// An engine made before the run that takes it: connecting can fail, which an engine
@@ -53,12 +132,18 @@ fn lockstep_seed(
     let (result, history) = match kind {
         EngineKind::PgSeed => {
             let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
-            run_seed(once(db, c), name, s, seed, sched)
+            let (engine, lost) = Halting::new(db);
+            let run = run_seed(once(engine, c), name, s, seed, sched);
+            lost_error(&lost)?;
+            run
         }
         _ => {
             let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
+            let (db, lost) = Halting::new(db);
             let engine = Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found));
-            run_seed(once(engine, c), name, s, seed, sched)
+            let run = run_seed(once(engine, c), name, s, seed, sched);
+            lost_error(&lost)?;
+            run
         }
     };
     let divergence = found.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -189,11 +274,17 @@ fn lockstep_replay(
     let r = match kind {
         EngineKind::PgSeed => {
             let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
-            replay(once(db, c), h, log)
+            let (engine, lost) = Halting::new(db);
+            let r = replay(once(engine, c), h, log);
+            lost_error(&lost)?;
+            r
         }
         _ => {
             let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
-            replay(once(Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found)), c), h, log)
+            let (db, lost) = Halting::new(db);
+            let r = replay(once(Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found)), c), h, log);
+            lost_error(&lost)?;
+            r
         }
     };
     let d = found.lock().unwrap_or_else(|p| p.into_inner()).take();

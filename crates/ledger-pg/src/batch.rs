@@ -32,7 +32,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::reference::{self, bigint, sats_arg, Applied, PgError, MAX_RETRIES, SELECT_RESULT};
+use crate::reference::{self, bigint, is_connection_lost, sats_arg, Applied, PgError, MAX_RETRIES, SELECT_RESULT};
 
 /// How many batches a lane keeps the batch lock exclusively after one needed every stripe.
 pub const EXCLUSIVE_STREAK: u32 = 16;
@@ -443,14 +443,5 @@ impl Lane {
             ))));
         }
         Ok(jobs.iter().zip(&rows).map(|(job, row)| reference::decode(&job.command, row)).collect())
-    }
-}
-
-/// True for the errors of a connection the server ended (operator intervention, class 57: a
-/// terminated backend, a shutdown) or lost (class 08).
-fn is_connection_lost(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")),
-        _ => true,
     }
 }

@@ -29,7 +29,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, PgError> {
 }
 
 async fn connect_and_migrate(opts: PgConnectOptions) -> Result<PgPool, PgError> {
-    let pool = PgPoolOptions::new().max_connections(2).connect_with(opts).await?;
+    // A step waits at most 5 s for a connection: a dead server fails the step, not the run.
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with(opts)
+        .await?;
     crate::migrate(&pool).await.map_err(|e| PgError::Protocol(format!("migrations: {e}")))?;
     Ok(pool)
 }
@@ -94,7 +99,7 @@ impl Engine for PgReferenceEngine {
                 journal.extend(applied.movements);
                 Reply::from(applied.result)
             }
-            Err(e) => Reply::Failed { error: e.to_string() },
+            Err(e) => Reply::Failed { error: reference::failed_reply(&e) },
         })
     }
 
@@ -212,7 +217,7 @@ impl SeedClient {
         match result {
             Ok(Some(outcome)) => Some(Reply::Ok(outcome)),
             Ok(None) => None,
-            Err(e) => Some(Reply::Failed { error: e.to_string() }),
+            Err(e) => Some(Reply::Failed { error: reference::failed_reply(&PgError::Sql(e)) }),
         }
     }
 

@@ -56,6 +56,28 @@ fn sats_of(v: Option<i64>) -> Result<Sats, PgError> {
         .ok_or_else(|| PgError::Protocol(format!("amount {v} out of range")))
 }
 
+/// True for the errors of a connection the server ended (operator intervention, class 57: a
+/// terminated backend, a shutdown) or lost (class 08), and for every error that is not the
+/// server's answer (the socket, the pool, TLS, the protocol).
+pub fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")),
+        _ => true,
+    }
+}
+
+/// How a lockstep engine's failed reply begins when the connection was lost rather than the
+/// command refused by the server: a lockstep run cannot go on across that.
+pub const CONNECTION_LOST: &str = "connection lost: ";
+
+/// The failed reply for `e`, marked with [`CONNECTION_LOST`] when it is one.
+pub fn failed_reply(e: &PgError) -> String {
+    match e {
+        PgError::Sql(sql) if is_connection_lost(sql) => format!("{CONNECTION_LOST}{e}"),
+        _ => e.to_string(),
+    }
+}
+
 /// True for errors after which running the same statement again is the right thing to do.
 pub fn is_retryable(e: &sqlx::Error) -> bool {
     match e {

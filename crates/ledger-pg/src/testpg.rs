@@ -191,7 +191,10 @@ impl Cluster {
         let pid = self.postmaster_pid()?.to_string();
         run_as_owner(false, Path::new("kill"), &["-KILL", &pid])?;
         for _ in 0..300 {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
+            // Gone, or a zombie its parent has not reaped yet: dead either way.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            if matches!(state, None | Some("Z" | "X")) {
                 return Ok(());
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
