@@ -104,4 +104,24 @@ fn bad_input_exits_two_naming_what_and_where() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("garbled.jsonl:3:"), "{err}");
+    // An amount no ledger can hold (above Sats::MAX) is an error naming the line, not a panic.
+    let huge = tmp("huge.jsonl");
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.contains("\"estimated_sats\"") && !l.contains("18446744073709551615") {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let mut v = v.as_object().unwrap().clone();
+                v.insert("estimated_sats".into(), serde_json::json!(u64::MAX));
+                serde_json::to_string(&v).unwrap()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&huge, edited.join("\n")).unwrap();
+    let out = sim(&["replay", huge.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("huge.jsonl:") && err.contains("estimated_sats 18446744073709551615"), "{err}");
 }

@@ -229,6 +229,15 @@ impl History {
                     if !h.users.contains_key(&f.user) {
                         return Err(bad(format!("flow {} names user {} with no user line", f.id, f.user)));
                     }
+                    for (what, v) in [("estimated_sats", f.estimated_sats), ("actual_sats", f.actual_sats)] {
+                        if ledger_core::Sats::new(v).is_err() {
+                            return Err(bad(format!(
+                                "flow {}: {what} {v} is above the largest amount, {} sats",
+                                f.id,
+                                ledger_core::Sats::MAX
+                            )));
+                        }
+                    }
                     h.flows.push(f);
                 }
                 (Line::Event { ev }, Some(h)) => {
