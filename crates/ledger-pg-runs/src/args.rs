@@ -103,6 +103,12 @@ impl PgArgs {
         if server_fault && self.database_url.is_some() {
             anyhow::bail!("--restart-server-at and --crash-server-at need a private cluster: leave out --database-url");
         }
+        for (name, at) in [("--restart-server-at", self.restart_server_at), ("--crash-server-at", self.crash_server_at)]
+        {
+            if at == Some(0) {
+                anyhow::bail!("{name} 0: calls are counted from 1, so it must be at least 1");
+            }
+        }
         if self.restart_server_at.is_some() && self.crash_server_at.is_some() {
             anyhow::bail!("give one of --restart-server-at and --crash-server-at");
         }

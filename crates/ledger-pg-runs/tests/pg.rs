@@ -217,6 +217,19 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
         let e = ledger_pg_runs::run(&run, &bad).expect_err("bad --batch-lanes");
         assert!(e.to_string().contains("--batch-lanes"), "{e}");
     }
+    for (bad, flag) in [
+        (PgArgs { give_up_after: Some(0), ..concurrent(2) }, "--give-up-after"),
+        (PgArgs { give_up_after: Some(86_401), ..concurrent(2) }, "--give-up-after"),
+        (PgArgs { give_up_after: Some(5), ..PgArgs::default() }, "--give-up-after"),
+        (PgArgs { crash_server_at: Some(0), ..concurrent(2) }, "--crash-server-at"),
+        (PgArgs { restart_server_at: Some(0), ..concurrent(2) }, "--restart-server-at"),
+        (PgArgs { crash_server_at: Some(5), ..PgArgs::default() }, "--crash-server-at"),
+        (PgArgs { crash_server_at: Some(5), restart_server_at: Some(5), ..concurrent(2) }, "--crash-server-at"),
+        (PgArgs { reset_database: true, ..PgArgs::default() }, "--reset-database"),
+    ] {
+        let e = ledger_pg_runs::run(&run, &bad).expect_err(flag);
+        assert!(e.to_string().contains(flag), "{flag}: {e}");
+    }
     let seed_in_batches = PgRun { kind: EngineKind::PgSeed, ..run };
     let e = ledger_pg_runs::run(&seed_in_batches, &PgArgs { batch_lanes: Some(2), ..concurrent(2) }).unwrap_err();
     assert!(e.to_string().contains("only pg-reference"), "{e}");
