@@ -81,6 +81,14 @@ impl Plan {
     /// `("seeds", "100")`, and sweep axes.
     pub fn new(text: &str, origin: &str, overrides: &[(&str, String)], sweep: Vec<Axis>) -> Result<Plan, PlanError> {
         PlanScenario::from_toml_str(text, origin)?;
+        for (i, axis) in sweep.iter().enumerate() {
+            if sweep[..i].iter().any(|a| a.key == axis.key) {
+                return Err(PlanError::Sweep(format!(
+                    "{} is swept twice: give all its values in one --sweep ({}=V1,V2,...)",
+                    axis.key, axis.key
+                )));
+            }
+        }
         let mut doc: toml::Table =
             toml::from_str(text).map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: e.to_string() })?;
         for (key, value) in overrides {
@@ -110,6 +118,15 @@ impl Plan {
             configs.push(ConfigInfo { index, label, at });
         }
         Ok(Plan { base, sweep, configs, scenarios })
+    }
+
+    /// About how many bytes one run of the largest configuration holds at its end: the
+    /// reference ledger keeps every request it ever decided (a repeat must get the first
+    /// answer), and the checker a book for each, so memory grows with users x requests per
+    /// day x days. An estimate from measured runs, to refuse a plan that cannot fit before
+    /// any work, not a bound.
+    pub fn bytes_per_run(&self) -> u64 {
+        self.scenarios.iter().map(model::bytes_needed).max().unwrap_or(0)
     }
 
     /// Number of `(configuration, seed)` items.

@@ -199,11 +199,8 @@ pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
     }
     hour_cdf[23] = f64::INFINITY;
     // Size the ledger's tables for the whole run up front, so they never grow mid-run.
-    let users0: u64 = s.population.by_tier().iter().sum();
-    let growth = (1.0 + s.population.growth_pct_per_day / 100.0).powf(f64::from(s.days));
-    let n_users = (users0 as f64 * growth).ceil().min(1e8) as usize;
-    let per_day = expected(&s.requests.per_user_per_day).max(0.0);
-    let n_requests = (n_users as f64 * per_day * f64::from(s.days) * 1.05).ceil().min(1e9) as usize;
+    let (n_users, n_requests) = sizes(s);
+    let n_requests = n_requests.min(1_000_000_000);
     let mut r = Run {
         s,
         ledger: Ledger::with_capacity(ledger_config, n_users, n_requests),
@@ -293,6 +290,27 @@ pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
     r.out.violations = v.len() as u64;
     r.out.first_violation = v.first().map(|v| v.to_string());
     r.out
+}
+
+/// Users at the end of a run of `s` (growth included) and requests it decides, roughly.
+fn sizes(s: &PlanScenario) -> (usize, usize) {
+    let users0: u64 = s.population.by_tier().iter().sum();
+    let growth = (1.0 + s.population.growth_pct_per_day / 100.0).powf(f64::from(s.days));
+    let n_users = (users0 as f64 * growth).ceil().min(1e8) as usize;
+    let per_day = expected(&s.requests.per_user_per_day).max(0.0);
+    let n_requests = (n_users as f64 * per_day * f64::from(s.days) * 1.05).ceil().min(1e12) as usize;
+    (n_users, n_requests)
+}
+
+/// Bytes a request costs a run (the ledger's request and deadline entries, the checker's
+/// book), and a user: measured on `plan-launch.toml`, rounded up.
+const BYTES_PER_REQUEST: u64 = 160;
+const BYTES_PER_USER: u64 = 256;
+
+/// About how many bytes a run of `s` holds at its end (see [`crate::Plan::bytes_per_run`]).
+pub fn bytes_needed(s: &PlanScenario) -> u64 {
+    let (users, requests) = sizes(s);
+    (users as u64).saturating_mul(BYTES_PER_USER).saturating_add((requests as u64).saturating_mul(BYTES_PER_REQUEST))
 }
 
 /// The mean of a distribution, roughly (for sizing tables only).

@@ -2,7 +2,7 @@
 //! is the `ledger-plan` crate.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ledger_plan::model::SeedResult;
@@ -68,10 +68,84 @@ fn emit(out: &PlanOutput, args: &OutputArgs) -> anyhow::Result<bool> {
         write!(stdout, "{}", report::table(out))?;
     }
     if let Some(path) = &args.report {
-        std::fs::write(path, html::render(out)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        write_whole(path, html::render(out).as_bytes())?;
         eprintln!("report written to {}", path.display());
     }
     Ok(out.summaries.iter().all(|s| s.violations == 0))
+}
+
+/// Checks, before any work, that a report can be written at `path`: not a directory or a
+/// device, in a directory that exists and takes a new file. The report itself is written
+/// whole or not at all ([`write_whole`]).
+fn check_report_path(path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => anyhow::bail!("--report {shown}: a directory; give a file name (plan.html)"),
+        Ok(m) if !m.is_file() => {
+            anyhow::bail!("--report {shown}: not a regular file (a report is written whole, then renamed into place)")
+        }
+        _ => {}
+    }
+    let probe = temp_beside(path);
+    std::fs::write(&probe, b"")
+        .map_err(|e| anyhow::anyhow!("--report {shown}: cannot write beside it ({})", io_cause(&e)))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// A temporary name in `path`'s directory.
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// An I/O error's words, without the "(os error N)" a user does not need twice.
+fn io_cause(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// Writes `bytes` to `path` whole or not at all: to a temporary file beside it, then renamed.
+fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = temp_beside(path);
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("{}: {}", path.display(), io_cause(&e));
+    }
+    Ok(())
+}
+
+/// Bytes of memory available now (`MemAvailable` of `/proc/meminfo`), where the system says.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+/// Refuses, before any work, a plan whose runs would not fit in the memory available.
+fn check_memory(plan: &Plan) -> anyhow::Result<()> {
+    let per_run = plan.bytes_per_run();
+    let threads = rayon::current_num_threads().min(plan.n_items().max(1)) as u64;
+    let need = per_run.saturating_mul(threads);
+    let Some(available) = mem_available() else { return Ok(()) };
+    if need > available {
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        anyhow::bail!(
+            "this plan needs about {:.1} GiB ({:.1} GiB per run of its largest configuration, on {threads} \
+             thread(s)): the reference ledger keeps every request it decides, for idempotency, so memory grows \
+             with users x requests per day x days. {:.1} GiB is available. Plan fewer days or users{}.",
+            gib(need),
+            gib(per_run),
+            gib(available),
+            if threads > 1 && per_run <= available { ", or run fewer at once (RAYON_NUM_THREADS=1)" } else { "" }
+        );
+    }
+    Ok(())
 }
 
 /// `ledger-sim plan`: true when no invariant broke.
@@ -87,6 +161,10 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
     }
     let sweep = args.sweep.iter().map(|s| parse_sweep(s)).collect::<Result<Vec<_>, _>>()?;
     let plan = Plan::new(&text, &origin, &overrides, sweep)?;
+    if let Some(path) = &args.out.report {
+        check_report_path(path)?;
+    }
+    check_memory(&plan)?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -114,6 +192,9 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
 
 /// `ledger-sim merge`: true when no invariant broke.
 pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
+    if let Some(path) = &args.out.report {
+        check_report_path(path)?;
+    }
     let mut parts = Vec::new();
     for f in &args.files {
         let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;

@@ -125,3 +125,33 @@ fn bad_input_exits_two_naming_what_and_where() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("huge.jsonl:") && err.contains("estimated_sats 18446744073709551615"), "{err}");
 }
+
+/// `plan` checks what it can before any work: the report path, the sweep, the memory a run
+/// would need. Each refusal exits 2 naming the flag, and writes nothing.
+#[test]
+fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/plan-launch.toml");
+    let dir = tmp("plan-outputs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = tmp("big.toml");
+    let text = std::fs::read_to_string(scenario).unwrap();
+    std::fs::write(&big, text.replacen("new = 3000", "new = 9990000", 1)).unwrap();
+    let missing = dir.join("no-such-dir").join("plan.html");
+    for (args, says) in [
+        (vec!["plan", scenario, "--days", "2", "--report", dir.to_str().unwrap()], "a directory"),
+        (vec!["plan", scenario, "--days", "2", "--report", missing.to_str().unwrap()], "cannot write beside it"),
+        (vec!["plan", scenario, "--days", "2", "--report", "/dev/full"], "not a regular file"),
+        (vec!["plan", scenario, "--days", "2", "--sweep", "credit_pct=10", "--sweep", "credit_pct=20"], "swept twice"),
+        (vec!["plan", big.to_str().unwrap(), "--seeds", "1"], "GiB is available"),
+    ] {
+        let out = sim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        // Refused before the simulation: it never printed its run summary.
+        assert!(!err.contains("run(s),"), "{args:?} ran first: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed a partial output");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(leftovers.is_empty(), "a refused report left {leftovers:?}");
+}
