@@ -179,20 +179,77 @@ impl Plan {
 
 /// Combine shard outputs into the output of the whole plan.
 pub fn merge(parts: Vec<PlanOutput>) -> anyhow::Result<PlanOutput> {
+    merge_named(parts.into_iter().enumerate().map(|(i, p)| (format!("input {}", i + 1), p)).collect())
+}
+
+/// [`merge`] of outputs named (by their files) in its errors, which say exactly what does not
+/// match: the format, the scenario (the first key that differs), the sweep, the grid, the shard
+/// counts, a run outside its shard or its grid, a run given twice, a run missing.
+pub fn merge_named(parts: Vec<(String, PlanOutput)>) -> anyhow::Result<PlanOutput> {
     let mut parts = parts.into_iter();
-    let first = parts.next().ok_or_else(|| anyhow::anyhow!("merge needs at least one file"))?;
-    let mut runs = first.runs;
-    for p in parts {
-        anyhow::ensure!(p.format == first.format, "format {} differs from {}", p.format, first.format);
-        anyhow::ensure!(
-            p.scenario == first.scenario && p.sweep == first.sweep && p.configs == first.configs,
-            "the outputs come from different scenarios or sweeps"
-        );
+    let (first_name, first) = parts.next().ok_or_else(|| anyhow::anyhow!("merge needs at least one file"))?;
+    anyhow::ensure!(first.format == FORMAT, "{first_name}: unknown format {:?} (expected {FORMAT})", first.format);
+    let k = first.scenario.seeds as u64;
+    let base_seed = first.scenario.seed;
+    let n_configs = first.configs.len();
+    let mut runs = Vec::new();
+    let mut take = |name: &str, p: PlanOutput| -> anyhow::Result<()> {
+        if let Some(shard) = p.shard {
+            for r in &p.runs {
+                let in_grid = r.config < n_configs && r.seed >= base_seed && r.seed - base_seed < k;
+                anyhow::ensure!(
+                    in_grid,
+                    "{name}: run (config {}, seed {}) is outside the plan's {n_configs} configuration(s) x seeds {base_seed}..{}",
+                    r.config,
+                    r.seed,
+                    base_seed + k
+                );
+                let item = r.config as u64 * k + (r.seed - base_seed);
+                anyhow::ensure!(
+                    item % u64::from(shard.count) == u64::from(shard.index - 1),
+                    "{name}: run (config {}, seed {}) does not belong to shard {}/{}",
+                    r.config,
+                    r.seed,
+                    shard.index,
+                    shard.count
+                );
+            }
+        }
         runs.extend(p.runs);
+        Ok(())
+    };
+    let first_shard = first.shard;
+    let (scenario, sweep, configs, format) =
+        (first.scenario.clone(), first.sweep.clone(), first.configs.clone(), first.format.clone());
+    take(&first_name, first)?;
+    for (name, p) in parts {
+        anyhow::ensure!(p.format == format, "{name}: format {} differs from {first_name}'s {format}", p.format);
+        if p.scenario != scenario {
+            let (a, b) = (serde_json::to_value(&scenario)?, serde_json::to_value(&p.scenario)?);
+            let key = first_difference(&a, &b, "");
+            anyhow::bail!("{name} and {first_name} come from different scenarios ({key})");
+        }
+        anyhow::ensure!(p.sweep == sweep, "{name} and {first_name} come from different sweeps");
+        anyhow::ensure!(p.configs == configs, "{name} and {first_name} have different grids");
+        match (first_shard, p.shard) {
+            (Some(a), Some(b)) if a.count != b.count => anyhow::bail!(
+                "{name} is shard {}/{} but {first_name} is shard {}/{}: the shards of one plan share their count",
+                b.index,
+                b.count,
+                a.index,
+                a.count
+            ),
+            (Some(a), Some(b)) if a.index == b.index => {
+                anyhow::bail!("{name} and {first_name} are both shard {}/{}: a shard was given twice", a.index, a.count)
+            }
+            (None, _) | (_, None) => {
+                anyhow::bail!("{name} and {first_name}: merge takes the shards of one plan (`plan --shard I/N --json`), not whole runs")
+            }
+            _ => {}
+        }
+        take(&name, p)?;
     }
-    anyhow::ensure!(first.format == FORMAT, "unknown format {:?}", first.format);
     runs.sort_by_key(|r| (r.config, r.seed));
-    let k = first.scenario.seeds as usize;
     for w in runs.windows(2) {
         anyhow::ensure!(
             (w[0].config, w[0].seed) != (w[1].config, w[1].seed),
@@ -201,8 +258,12 @@ pub fn merge(parts: Vec<PlanOutput>) -> anyhow::Result<PlanOutput> {
             w[0].seed
         );
     }
-    let expected = first.configs.len() * k;
-    anyhow::ensure!(runs.len() == expected, "{} of {expected} runs present: a shard is missing", runs.len());
+    let expected = configs.len() * k as usize;
+    if runs.len() != expected {
+        let shards = first_shard.map_or(1, |s| s.count);
+        anyhow::bail!("{} of {expected} runs present: a shard is missing (the plan has {shards})", runs.len());
+    }
+    let first = PlanOutput { format, scenario, sweep, configs, shard: None, summaries: Vec::new(), runs: Vec::new() };
     let summaries = report::summarize_all(&first.configs, &runs);
     Ok(PlanOutput {
         format: first.format,
@@ -213,4 +274,22 @@ pub fn merge(parts: Vec<PlanOutput>) -> anyhow::Result<PlanOutput> {
         summaries,
         runs,
     })
+}
+
+/// The dotted path of the first field where `a` and `b` differ.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> String {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            for (key, va) in x {
+                let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+                match y.get(key) {
+                    Some(vb) if vb == va => {}
+                    Some(vb) => return first_difference(va, vb, &path),
+                    None => return format!("{path}: in one only"),
+                }
+            }
+            y.keys().find(|k| !x.contains_key(*k)).map_or_else(|| at.to_owned(), |k| format!("{at}.{k}: in one only"))
+        }
+        _ => format!("{at}: {b} vs {a}"),
+    }
 }

@@ -108,7 +108,7 @@ fn merged_shards_equal_a_single_run_byte_for_byte() {
     // A missing or repeated shard is an error, not a smaller report.
     let one = p.run(Some(Shard { index: 1, count: 3 }), None);
     assert!(merge(vec![one.clone()]).unwrap_err().to_string().contains("a shard is missing"));
-    assert!(merge(vec![one.clone(), one]).unwrap_err().to_string().contains("appears twice"));
+    assert!(merge(vec![one.clone(), one]).unwrap_err().to_string().contains("given twice"));
 }
 
 #[test]
@@ -202,4 +202,31 @@ fn work_longer_than_the_reservation_ttl_is_an_expiry_not_a_crash() {
     assert_eq!(run.absorbed_sats, 2 * 100 * 45);
     // Sampled just before the day's `expire`: each user's 5 are still reserved.
     assert_eq!(run.reserved_by_day, vec![100 * 5; 2]);
+}
+
+/// `merge` says exactly what does not match, naming the inputs.
+#[test]
+fn merge_errors_name_what_does_not_match() {
+    let p = small_sweep();
+    let shard = |index, count| p.run(Some(Shard { index, count }), None);
+    let named = |parts: Vec<PlanOutput>| {
+        let parts = parts.into_iter().enumerate().map(|(i, o)| (format!("s{}.json", i + 1), o)).collect();
+        ledger_plan::merge_named(parts).unwrap_err().to_string()
+    };
+    let e = named(vec![shard(1, 3), shard(2, 2)]);
+    assert!(e.contains("s2.json is shard 2/2 but s1.json is shard 1/3"), "{e}");
+    let other = plan(
+        &fixture("plan-promo.toml"),
+        &[("seeds", "2"), ("days", "4")],
+        &["credit_pct=10,30", "budget.established=20,50"],
+    );
+    let e = named(vec![shard(1, 2), other.run(Some(Shard { index: 2, count: 2 }), None)]);
+    assert!(e.contains("different scenarios (seeds: 2 vs 3)"), "{e}");
+    // A hand-edited shard: a run moved to another shard's seed.
+    let mut edited = shard(2, 2);
+    edited.runs[0].seed = edited.runs[1].seed;
+    let e = named(vec![shard(1, 2), edited]);
+    assert!(e.contains("does not belong to shard 2/2") || e.contains("appears twice"), "{e}");
+    let e = named(vec![shard(1, 2), p.run(None, None)]);
+    assert!(e.contains("merge takes the shards of one plan"), "{e}");
 }

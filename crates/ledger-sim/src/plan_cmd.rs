@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ledger_plan::model::SeedResult;
 use ledger_plan::report::{self, PlanOutput, Shard};
-use ledger_plan::{html, merge, parse_shard, parse_sweep, Plan};
+use ledger_plan::{html, merge_named, parse_shard, parse_sweep, Plan};
 
 /// `ledger-sim plan` arguments.
 #[derive(clap::Args, Debug)]
@@ -199,8 +199,8 @@ pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
     for f in &args.files {
         let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
         let p: PlanOutput = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        parts.push(p);
+        parts.push((f.display().to_string(), p));
     }
-    let out = merge(parts)?;
+    let out = merge_named(parts)?;
     emit(&out, &args.out)
 }
