@@ -278,7 +278,12 @@ impl Dist {
                         _ => (lo, hi),
                     };
                     if !(x.is_finite() && x >= a && x <= b) {
-                        errs.fail(&k, fmt_f64(x), format!("must be in {}..={}", fmt_f64(a), fmt_f64(b)));
+                        let range = if a == f64::MIN_POSITIVE {
+                            format!("must be above 0 and at most {}", fmt_f64(b))
+                        } else {
+                            format!("must be in {}..={}", fmt_f64(a), fmt_f64(b))
+                        };
+                        errs.fail(&k, fmt_f64(x), range);
                     }
                 }
                 None => {}
@@ -516,6 +521,9 @@ impl Checks {
 pub fn fmt_f64(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
+    } else if v.is_finite() && (v.abs() >= 1e15 || v.abs() < 1e-6) {
+        // Never hundreds of digits: 1.7976931348623157e308, 2.2250738585072014e-308.
+        format!("{v:e}")
     } else {
         format!("{v}")
     }

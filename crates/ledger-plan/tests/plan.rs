@@ -147,6 +147,11 @@ fn unknown_keys_and_bad_values_name_the_key_and_line() {
     unknown field `platinum`, expected one of `new`, `established`, `trusted`, `elite`
     ");
     insta::assert_snapshot!(error("days = 3\n\n[payment]\ngate_paid = 1.5\n"), @"s.toml:4: payment.gate_paid = 1.5: must be in 0..=1");
+    // No bound is printed as hundreds of digits.
+    let e = error("[cost]\nestimate_sats = { dist = \"lognormal\", median = 0, sigma = 1 }\n");
+    assert_eq!(e, "s.toml:2: cost.estimate_sats.median = 0: must be above 0 and at most 1000000000");
+    let e = error("[cost]\nestimate_sats = { dist = \"lognormal\", median = -1e-300, sigma = 1 }\n");
+    assert!(e.ends_with("median = -1e-300: must be above 0 and at most 1000000000"), "{e}");
     insta::assert_snapshot!(error("credit_pct = 12.345\n"), @"s.toml:1: credit_pct = 12.345: at most two decimals (a basis point) are allowed");
     insta::assert_snapshot!(
         error("[cost]\nestimate_sats = { dist = \"poisson\", mean = 3, sigma = 1 }\n"),
