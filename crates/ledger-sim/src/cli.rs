@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use ledger_simulator::exec::{Coverage, RunResult};
+use ledger_simulator::exec::RunResult;
 use ledger_simulator::gen::SchedulerKind;
 use ledger_simulator::history::History;
 use ledger_simulator::report::{
@@ -191,26 +191,19 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     } else if args.pg.is_set() {
         anyhow::bail!("--database-url, --concurrency and the Postgres faults need --engine pg-reference|pg-seed");
     }
-    let results = run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress)?;
+    let done = run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress)?;
     let elapsed = started.elapsed();
-    let steps: u64 = results.iter().map(|r| r.1.n_events).sum();
-    let requests: u64 = results.iter().map(|r| r.1.n_requests).sum();
-    let mut coverage = Coverage::default();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (_, r, _) in &results {
-        coverage.merge(&r.coverage);
-        hash = (hash ^ r.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let violations = counterexamples(engine, &results, &args.trace_dir, args.max_replays)?;
+    let steps = done.steps;
+    let violations = counterexamples(engine, &done.violating, &args.trace_dir, args.max_replays)?;
     let report = RunReport {
         engine: engine.name(),
         scheduler: args.scheduler,
-        seeds: format!("{}..{}", seeds.0, results.last().map_or(seeds.1, |r| r.0 + 1)),
+        seeds: format!("{}..{}", seeds.0, done.last_seed.map_or(seeds.1, |s| s + 1)),
         steps,
-        requests,
+        requests: done.requests,
         violations,
-        coverage: coverage.with_all_marks(),
-        trace_hash: format!("{hash:016x}"),
+        coverage: done.coverage.with_all_marks(),
+        trace_hash: format!("{:016x}", done.trace_hash),
         steps_per_sec: (steps as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
     };
     let ok = report.violations.is_empty();

@@ -154,7 +154,52 @@ pub struct RunReport {
     pub steps_per_sec: u64,
 }
 
-/// Runs one in-memory engine over seeds, in parallel, results in seed order.
+/// What a range of seeds came to, folded seed by seed in seed order: the totals, and the
+/// results of the seeds that broke an invariant (the only ones kept, with the history of the
+/// first seed to break each invariant), so memory does not grow with the number of clean seeds.
+#[derive(Debug, Default)]
+pub struct SeedsRun {
+    /// The last seed run (the range may stop early with `fail_fast`).
+    pub last_seed: Option<u64>,
+    /// Steps (scheduler events) of every seed.
+    pub steps: u64,
+    /// Requests of every seed.
+    pub requests: u64,
+    /// Coverage of every seed.
+    pub coverage: Coverage,
+    /// The seeds' trace hashes folded in seed order (FNV-1a style).
+    pub trace_hash: u64,
+    /// The violating seeds' results, in seed order; a history only where [`counterexamples`]
+    /// needs it.
+    pub violating: Vec<(u64, RunResult, Option<History>)>,
+}
+
+impl SeedsRun {
+    fn new() -> SeedsRun {
+        SeedsRun { trace_hash: 0xcbf2_9ce4_8422_2325, ..SeedsRun::default() }
+    }
+
+    fn add(&mut self, seed: u64, r: RunResult, h: History) {
+        self.last_seed = Some(seed);
+        self.steps += r.n_events;
+        self.requests += r.n_requests;
+        self.coverage.merge(&r.coverage);
+        self.trace_hash = (self.trace_hash ^ r.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
+        if r.violations.is_empty() {
+            return;
+        }
+        // The first seed to break an invariant keeps its history, to be shrunk.
+        let first_for_some = r.violations.iter().any(|v| {
+            !self.violating.iter().any(|(_, earlier, _)| earlier.violations.iter().any(|e| e.invariant == v.invariant))
+        });
+        self.violating.push((seed, r, first_for_some.then_some(h)));
+    }
+}
+
+/// How many seeds run in parallel before their results are folded.
+const CHUNK: u64 = 256;
+
+/// Runs one in-memory engine over seeds, in parallel, folded in seed order ([`SeedsRun`]).
 pub fn run_seeds(
     engine: EngineSpec,
     s: &Scenario,
@@ -162,7 +207,7 @@ pub fn run_seeds(
     sched: SchedulerKind,
     fail_fast: bool,
     progress: bool,
-) -> anyhow::Result<Vec<(u64, RunResult, Option<History>)>> {
+) -> anyhow::Result<SeedsRun> {
     engine.check_reference()?;
     let name = engine.name();
     let bar = progress.then(|| {
@@ -182,24 +227,30 @@ pub fn run_seeds(
         if let Some(b) = &bar {
             b.inc(1);
         }
-        let keep = (!r.violations.is_empty()).then_some(h);
-        (seed, r, keep)
+        (seed, r, h)
     };
-    let out: Vec<_> = if fail_fast {
+    let mut out = SeedsRun::new();
+    if fail_fast {
         // Sequential, so "the first seed with a violation" is well defined.
-        let mut out = Vec::new();
         for seed in seeds.0..seeds.1 {
-            let r = one(seed);
-            let stop = !r.1.violations.is_empty();
-            out.push(r);
+            let (seed, r, h) = one(seed);
+            let stop = !r.violations.is_empty();
+            out.add(seed, r, h);
             if stop {
                 break;
             }
         }
-        out
     } else {
-        (seeds.0..seeds.1).into_par_iter().map(one).collect()
-    };
+        let mut from = seeds.0;
+        while from < seeds.1 {
+            let to = from.saturating_add(CHUNK).min(seeds.1);
+            let chunk: Vec<_> = (from..to).into_par_iter().map(one).collect();
+            for (seed, r, h) in chunk {
+                out.add(seed, r, h);
+            }
+            from = to;
+        }
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
