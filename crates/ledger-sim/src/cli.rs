@@ -28,6 +28,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run seeds of a scenario against an engine and check I1-I6 after every step.
+    // A negative number is a value (refused by its flag's parser, which names the flag), not
+    // an unknown option.
+    #[command(allow_negative_numbers = true)]
     Run(RunArgs),
     /// Replay a saved trace and report its violations.
     Replay(ReplayArgs),
@@ -36,6 +39,7 @@ enum Command {
     /// Replay a conformance trace from any implementation against the reference engine.
     CheckTrace(crate::check_trace::CheckTraceArgs),
     /// Capacity planning: many simulated days under chosen budgets and credit percentages.
+    #[command(allow_negative_numbers = true)]
     Plan(crate::plan_cmd::PlanArgs),
     /// Combine `plan --shard I/N --json` outputs into the report of the whole plan.
     Merge(crate::plan_cmd::MergeArgs),

@@ -74,6 +74,17 @@ fn bad_input_exits_two_naming_what_and_where() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("faults.crash"));
 
+    // A negative number is refused by the flag it was given to, named.
+    for (args, flag) in [
+        (vec!["run", "--steps", "-1"], "--steps"),
+        (vec!["run", "--users", "-5"], "--users"),
+        (vec!["plan", "fixtures/scenarios/plan-launch.toml", "--days", "-3"], "--days"),
+    ] {
+        let out = sim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains("invalid value"), "{args:?}: {err}");
+    }
     let out = sim(&["run", "--seeds", "5..5"]);
     assert_eq!(out.status.code(), Some(2));
     let out = sim(&["run", "--engine", "postgres-of-my-dreams"]);
