@@ -12,7 +12,7 @@ use ledger_simulator::exec::RunResult;
 use ledger_simulator::gen::SchedulerKind;
 use ledger_simulator::history::History;
 use ledger_simulator::report::{
-    counterexamples, print_report, replay_in_memory, run_seeds, EngineKind, EngineSpec, RunReport,
+    counterexamples, describe, print_report, replay_in_memory, run_seeds, EngineKind, EngineSpec, RunReport,
 };
 use ledger_simulator::scenario::Scenario;
 use serde::Serialize;
@@ -189,7 +189,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         } else {
-            print_report(&mut out, &report)?;
+            print_report(&mut out, &report, &describe(&scenario))?;
         }
         return Ok(ok);
     } else if args.pg.is_set() {
@@ -216,7 +216,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        print_report(&mut out, &report)?;
+        print_report(&mut out, &report, &describe(&scenario))?;
         eprintln!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
     }
     Ok(ok)

@@ -335,17 +335,45 @@ pub fn replay_in_memory(spec: EngineSpec, h: &History, log: bool) -> anyhow::Res
     })
 }
 
-/// Prints a run report as text.
-pub fn print_report(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
+/// One line saying what a scenario runs: users, steps, flows in flight, the faults on.
+pub fn describe(s: &Scenario) -> String {
+    let faults: Vec<String> = crate::fault::Fault::ALL
+        .iter()
+        .filter(|f| s.faults.rate(**f) > 0.0)
+        .map(|f| format!("{} {}", f.key(), s.faults.rate(*f)))
+        .collect();
+    let faults = if faults.is_empty() { "none".to_owned() } else { faults.join(", ") };
+    format!(
+        "{} users, {} steps a seed, up to {} flows in flight{}; faults: {faults}",
+        s.n_users,
+        s.n_steps,
+        s.max_in_flight,
+        if s.swarm { ", swarm (each seed turns some features and faults off)" } else { "" }
+    )
+}
+
+/// Prints a run report as text: what ran (`what`, from [`describe`]; may be empty), the
+/// totals, the coverage as a table, each violation with its replay command, and what to try
+/// next.
+pub fn print_report(out: &mut impl Write, r: &RunReport, what: &str) -> std::io::Result<()> {
     writeln!(out, "ledger-sim run: engine={} scheduler={:?} seeds={}", r.engine, r.scheduler, r.seeds)?;
+    if !what.is_empty() {
+        writeln!(out, "  scenario: {what}")?;
+    }
     writeln!(out, "  {} steps, {} requests, trace hash {}", r.steps, r.requests, r.trace_hash)?;
-    writeln!(
-        out,
-        "  coverage: {}",
-        r.coverage.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-    )?;
+    writeln!(out, "  coverage (rare states reached, and how often):")?;
+    let cells: Vec<String> = r.coverage.0.iter().map(|(k, v)| format!("{k:<32}{v:>9}")).collect();
+    for row in cells.chunks(2) {
+        writeln!(out, "    {}", row.join("    "))?;
+    }
+    let pg = r.engine.starts_with("pg-");
+    let checked: Vec<String> = Invariant::ALL
+        .iter()
+        .filter(|i| pg || **i != Invariant::I7)
+        .map(|i| format!("{} {}", i.id(), i.name()))
+        .collect();
     if r.violations.is_empty() {
-        writeln!(out, "no invariant broke")?;
+        writeln!(out, "no invariant broke ({}; checked after every step)", checked.join(", "))?;
     }
     for v in &r.violations {
         writeln!(out)?;
@@ -357,6 +385,18 @@ pub fn print_report(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> 
         }
         writeln!(out, "  trace:  {}", v.trace)?;
         writeln!(out, "  replay: {}", v.replay)?;
+    }
+    if r.violations.is_empty() && r.engine == "reference" {
+        writeln!(
+            out,
+            "next: `--engine seed` to watch the original service break I2-I6; `--seeds 0..1000` for more \
+             seeds; `--json` for machines; see README.md"
+        )?;
+    } else if !r.violations.is_empty() {
+        writeln!(
+            out,
+            "next: run a replay command above to see the shortest trace step by step (`--json` for machines)"
+        )?;
     }
     Ok(())
 }
