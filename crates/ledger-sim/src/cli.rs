@@ -8,11 +8,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use ledger_harness::Invariant;
 use ledger_simulator::exec::RunResult;
 use ledger_simulator::gen::SchedulerKind;
 use ledger_simulator::history::History;
 use ledger_simulator::report::{
     counterexamples, describe, print_report, replay_in_memory, run_seeds, EngineKind, EngineSpec, RunReport,
+    ViolationReport,
 };
 use ledger_simulator::scenario::Scenario;
 use serde::Serialize;
@@ -43,6 +45,8 @@ enum Command {
     Plan(crate::plan_cmd::PlanArgs),
     /// Combine `plan --shard I/N --json` outputs into the report of the whole plan.
     Merge(crate::plan_cmd::MergeArgs),
+    /// Combine `run --seeds A..B --shard I/N --json` reports into the report of the range.
+    MergeRuns(crate::merge_runs::MergeRunsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -59,6 +63,10 @@ struct RunArgs {
     /// Run every seed of a half-open range `A..B`.
     #[arg(long, value_parser = parse_range)]
     seeds: Option<(u64, u64)>,
+    /// Run only the `I`-th of `N` contiguous slices of `--seeds A..B` (1-based); combine the
+    /// `--json` reports with `ledger-sim merge-runs`.
+    #[arg(long, value_parser = ledger_plan::parse_shard, requires = "seeds", conflicts_with = "soak")]
+    shard: Option<ledger_plan::report::Shard>,
     /// Number of users (overrides the scenario).
     #[arg(long, allow_hyphen_values = true)]
     users: Option<u32>,
@@ -83,6 +91,15 @@ struct RunArgs {
     /// Replays the shrinker may spend per counterexample.
     #[arg(long, default_value_t = 3000, allow_hyphen_values = true)]
     max_replays: usize,
+    /// Soak: run fresh seeds (a range from a random start, printed) until DURATION (`90s`,
+    /// `10m`, `2h`) is spent, with progress on stderr and each invariant's counterexample
+    /// written as soon as it is found. In-memory engines only.
+    #[arg(long = "for", value_name = "DURATION", value_parser = crate::soak::parse_duration, conflicts_with_all = ["seed", "seeds"])]
+    soak: Option<std::time::Duration>,
+    /// Also write the verdict as JUnit XML: a test case per invariant over the seeds run, a
+    /// failure carrying the counterexample and its replay command.
+    #[arg(long, value_name = "FILE.xml")]
+    junit: Option<PathBuf>,
     /// PostgreSQL options (`--engine pg-reference|pg-seed` only).
     #[command(flatten)]
     pg: ledger_pg_runs::PgArgs,
@@ -95,6 +112,9 @@ struct ReplayArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write the verdict as JUnit XML (a test case per invariant).
+    #[arg(long, value_name = "FILE.xml")]
+    junit: Option<PathBuf>,
 }
 
 fn parse_mutant(s: &str) -> Result<ledger_harness::mutants::Mutant, String> {
@@ -128,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => replay_cmd(args),
         Command::Plan(args) => crate::plan_cmd::plan_cmd(args),
         Command::Merge(args) => crate::plan_cmd::merge_cmd(args),
+        Command::MergeRuns(args) => crate::merge_runs::merge_runs_cmd(args),
         Command::Audit(args) => ledger_pg_runs::audit_cmd(&args),
         Command::CheckTrace(args) => crate::check_trace::check_trace_cmd(&args),
     };
@@ -166,13 +187,37 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         (None, Some(r)) => r,
         (None, None) => (0, 1),
     };
+    let seeds = match args.shard {
+        None => seeds,
+        Some(shard) => {
+            // Contiguous slices, the remainder spread over the first ones.
+            let (len, n, i) = (seeds.1 - seeds.0, u64::from(shard.count), u64::from(shard.index - 1));
+            let at = |k: u64| seeds.0 + k * (len / n) + k.min(len % n);
+            let slice = (at(i), at(i + 1));
+            if slice.0 == slice.1 {
+                anyhow::bail!(
+                    "--shard {}/{}: the range {}..{} has fewer seeds than shards",
+                    shard.index,
+                    shard.count,
+                    seeds.0,
+                    seeds.1
+                );
+            }
+            slice
+        }
+    };
     let progress = !args.json && std::io::stderr().is_terminal() && seeds.1 - seeds.0 > 1;
     let started = Instant::now();
     if args.mutant.is_some() && args.engine != EngineKind::Reference {
         anyhow::bail!("--mutant applies to --engine reference only");
     }
     let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
-    if matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed) {
+    let pg = matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed);
+    if pg && args.soak.is_some() {
+        anyhow::bail!("--for runs in-memory engines only (reference, seed)");
+    }
+    let checked: Vec<Invariant> = Invariant::ALL.into_iter().filter(|i| pg || *i != Invariant::I7).collect();
+    if pg {
         let run = ledger_pg_runs::PgRun {
             kind: args.engine,
             scenario: &scenario,
@@ -183,6 +228,12 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             max_replays: args.max_replays,
         };
         let report = ledger_pg_runs::run(&run, &args.pg)?;
+        if let Some(path) = &args.junit {
+            crate::junit::write(
+                path,
+                &crate::junit::render(&report.engine, &report.seeds, &checked, &report.violations),
+            )?;
+        }
         let ok = report.violations.is_empty();
         let mut out = std::io::stdout().lock();
         if args.json {
@@ -195,10 +246,21 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     } else if args.pg.is_set() {
         anyhow::bail!("--database-url, --concurrency and the Postgres faults need --engine pg-reference|pg-seed");
     }
-    let done = run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress)?;
+    let (seeds, done) = match args.soak {
+        Some(budget) => crate::soak::soak(
+            engine,
+            &scenario,
+            args.scheduler,
+            args.fail_fast,
+            budget,
+            &args.trace_dir,
+            args.max_replays,
+        )?,
+        None => (seeds, run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress)?),
+    };
     let elapsed = started.elapsed();
     let steps = done.steps;
-    let violations = counterexamples(engine, &done.violating, &args.trace_dir, args.max_replays)?;
+    let violations = counterexamples(engine, &done, None, &args.trace_dir, args.max_replays)?;
     let report = RunReport {
         engine: engine.name(),
         scheduler: args.scheduler,
@@ -210,6 +272,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         trace_hash: format!("{:016x}", done.trace_hash),
         steps_per_sec: (steps as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
     };
+    if let Some(path) = &args.junit {
+        crate::junit::write(path, &crate::junit::render(&report.engine, &report.seeds, &checked, &report.violations))?;
+    }
     let ok = report.violations.is_empty();
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -249,6 +314,30 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
         trace_hash: format!("{:016x}", r.trace_hash),
         steps: r.log,
     };
+    if let Some(junit) = &args.junit {
+        let pg = h.engine.starts_with("pg-");
+        let checked: Vec<Invariant> = Invariant::ALL.into_iter().filter(|i| pg || *i != Invariant::I7).collect();
+        let mut reports: Vec<ViolationReport> = Vec::new();
+        for v in &report.violations {
+            if reports.iter().any(|r| r.invariant == v.invariant.id()) {
+                continue;
+            }
+            reports.push(ViolationReport {
+                invariant: v.invariant.id().to_owned(),
+                name: v.invariant.name().to_owned(),
+                seed: h.seed,
+                seeds: vec![h.seed],
+                detail: v.to_string(),
+                shrunk_flows: report.flows,
+                shrunk_events: report.events,
+                steps: report.steps.clone(),
+                trace: path.clone(),
+                replay: format!("ledger-sim replay {path}"),
+            });
+        }
+        let seeds = format!("{}..{}", h.seed, h.seed.saturating_add(1));
+        crate::junit::write(junit, &crate::junit::render(&h.engine, &seeds, &checked, &reports))?;
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

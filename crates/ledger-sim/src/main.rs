@@ -6,7 +6,10 @@
 
 mod check_trace;
 mod cli;
+mod junit;
+mod merge_runs;
 mod plan_cmd;
+mod soak;
 
 fn main() -> std::process::ExitCode {
     cli::main()

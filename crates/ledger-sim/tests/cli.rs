@@ -166,3 +166,89 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "a refused report left {leftovers:?}");
 }
+
+/// `run --for` soaks fresh seeds for a while and `--junit` writes the verdict for CI: a clean
+/// engine passes every case; the seed model fails with its counterexamples and replay commands.
+#[test]
+fn a_soak_writes_junit_and_fails_on_any_violation() {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/ci-small.toml");
+    let junit = tmp("soak.xml");
+    let traces = tmp("soak-traces");
+    let out = sim(&[
+        "run",
+        "--scenario",
+        scenario,
+        "--for",
+        "2s",
+        "--junit",
+        junit.to_str().unwrap(),
+        "--trace-dir",
+        traces.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("soak: 2 s of seeds from "), "{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"6\" failures=\"0\""), "{xml}");
+
+    let out = sim(&[
+        "run",
+        "--engine",
+        "seed",
+        "--scenario",
+        scenario,
+        "--for",
+        "1s",
+        "--junit",
+        junit.to_str().unwrap(),
+        "--trace-dir",
+        traces.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("broke at seed") && err.contains("ledger-sim replay"), "{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<failure") && xml.contains("replay: ledger-sim replay"), "{xml}");
+
+    for (args, says) in [
+        (vec!["run", "--for", "0s"], "--for"),
+        (vec!["run", "--for", "10x"], "--for"),
+        (vec!["run", "--for", "5s", "--seeds", "0..3"], "--seeds"),
+        (vec!["run", "--engine", "pg-reference", "--for", "5s"], "--for"),
+    ] {
+        let out = sim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// A seed range split into shards and merged back reports what one run over the range
+/// reports (all but the trace hash, which is the shards' fold); a gap or an overlap is refused.
+#[test]
+fn sharded_runs_merge_into_the_whole_range() {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/ci-small.toml");
+    let traces = tmp("shard-traces");
+    let common = ["run", "--engine", "seed", "--scenario", scenario, "--json", "--trace-dir", traces.to_str().unwrap()];
+    let mut files = Vec::new();
+    for i in 1..=3 {
+        let shard = format!("{i}/3");
+        let out = sim(&[&common[..], &["--seeds", "0..40", "--shard", &shard]].concat());
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let file = tmp(&format!("shard{i}.json"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        files.push(file);
+    }
+    let whole = sim(&[&common[..], &["--seeds", "0..40"]].concat());
+    let whole: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    let names: Vec<&str> = files.iter().rev().map(|f| f.to_str().unwrap()).collect();
+    let merged = sim(&[&["merge-runs"][..], &names].concat());
+    assert_eq!(merged.status.code(), Some(1), "{}", String::from_utf8_lossy(&merged.stderr));
+    let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    for key in ["seeds", "steps", "requests", "coverage", "violations"] {
+        assert_eq!(merged[key], whole[key], "{key}");
+    }
+    let gap = sim(&["merge-runs", names[0], names[2]]);
+    assert_eq!(gap.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&gap.stderr).contains("a shard is missing"));
+}

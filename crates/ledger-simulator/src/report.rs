@@ -4,6 +4,7 @@
 //! It lives below the command line so that the Postgres runs (`ledger-pg-runs`) and the
 //! in-memory runs report through the same types.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -107,7 +108,7 @@ impl EngineSpec {
 }
 
 /// One distinct violation in a report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ViolationReport {
     /// `I1` ... `I6`.
     pub invariant: String,
@@ -169,13 +170,22 @@ pub struct SeedsRun {
     pub coverage: Coverage,
     /// The seeds' trace hashes folded in seed order (FNV-1a style).
     pub trace_hash: u64,
-    /// The violating seeds' results, in seed order; a history only where [`counterexamples`]
-    /// needs it.
+    /// The results of the first seed to break each invariant, in seed order, with their
+    /// histories (what [`counterexamples`] shrinks).
     pub violating: Vec<(u64, RunResult, Option<History>)>,
+    /// The seeds that broke each invariant, in seed order: at most [`MAX_BREAKING`] listed.
+    pub breaking: BTreeMap<Invariant, Vec<u64>>,
+    /// How many seeds broke any invariant.
+    pub n_violating: u64,
 }
 
+/// The most seeds listed as breaking one invariant: a soak of an engine that breaks on every
+/// seed must not grow without bound.
+pub const MAX_BREAKING: usize = 10_000;
+
 impl SeedsRun {
-    fn new() -> SeedsRun {
+    /// Nothing run yet.
+    pub fn new() -> SeedsRun {
         SeedsRun { trace_hash: 0xcbf2_9ce4_8422_2325, ..SeedsRun::default() }
     }
 
@@ -188,11 +198,23 @@ impl SeedsRun {
         if r.violations.is_empty() {
             return;
         }
-        // The first seed to break an invariant keeps its history, to be shrunk.
-        let first_for_some = r.violations.iter().any(|v| {
-            !self.violating.iter().any(|(_, earlier, _)| earlier.violations.iter().any(|e| e.invariant == v.invariant))
-        });
-        self.violating.push((seed, r, first_for_some.then_some(h)));
+        self.n_violating += 1;
+        // The first seed to break an invariant is kept with its history, to be shrunk; the
+        // others are listed by number.
+        let mut first_for_some = false;
+        for inv in Invariant::ALL {
+            if !r.violations.iter().any(|v| v.invariant == inv) {
+                continue;
+            }
+            let seeds = self.breaking.entry(inv).or_default();
+            first_for_some |= seeds.is_empty();
+            if seeds.last() != Some(&seed) && seeds.len() < MAX_BREAKING {
+                seeds.push(seed);
+            }
+        }
+        if first_for_some {
+            self.violating.push((seed, r, Some(h)));
+        }
     }
 }
 
@@ -208,8 +230,6 @@ pub fn run_seeds(
     fail_fast: bool,
     progress: bool,
 ) -> anyhow::Result<SeedsRun> {
-    engine.check_reference()?;
-    let name = engine.name();
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(seeds.1 - seeds.0);
         bar.set_style(
@@ -218,18 +238,38 @@ pub fn run_seeds(
         );
         bar
     });
+    let mut out = SeedsRun::new();
+    continue_seeds(&mut out, engine, s, seeds, sched, fail_fast, bar.as_ref())?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(out)
+}
+
+/// Runs `seeds` after those `out` holds, folding them into it: a soak runs range after range
+/// into one [`SeedsRun`]. True when it stopped early at a violation (`fail_fast`).
+pub fn continue_seeds(
+    out: &mut SeedsRun,
+    engine: EngineSpec,
+    s: &Scenario,
+    seeds: (u64, u64),
+    sched: SchedulerKind,
+    fail_fast: bool,
+    bar: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<bool> {
+    engine.check_reference()?;
+    let name = engine.name();
     let one = |seed: u64| {
         let (r, h) = match engine.kind {
             EngineKind::Reference => with_reference!(engine, |make| run_seed(make, &name, s, seed, sched)),
             EngineKind::Seed => run_seed(SeedEngine::new, &name, s, seed, sched),
             EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through ledger-pg-runs"),
         };
-        if let Some(b) = &bar {
+        if let Some(b) = bar {
             b.inc(1);
         }
         (seed, r, h)
     };
-    let mut out = SeedsRun::new();
     if fail_fast {
         // Sequential, so "the first seed with a violation" is well defined.
         for seed in seeds.0..seeds.1 {
@@ -237,7 +277,7 @@ pub fn run_seeds(
             let stop = !r.violations.is_empty();
             out.add(seed, r, h);
             if stop {
-                break;
+                return Ok(true);
             }
         }
     } else {
@@ -251,24 +291,25 @@ pub fn run_seeds(
             from = to;
         }
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    Ok(out)
+    Ok(false)
 }
 
 /// One report per invariant broken in `results`: the first seed that broke it, its history
 /// shrunk (at most `max_replays` replays), replayed for the numbers and written under `dir`.
 pub fn counterexamples(
     engine: EngineSpec,
-    results: &[(u64, RunResult, Option<History>)],
+    run: &SeedsRun,
+    only: Option<Invariant>,
     dir: &Path,
     max_replays: usize,
 ) -> anyhow::Result<Vec<ViolationReport>> {
+    let results = &run.violating;
     let mut out = Vec::new();
     for inv in Invariant::ALL {
-        let breaking: Vec<u64> =
-            results.iter().filter(|r| r.1.violations.iter().any(|v| v.invariant == inv)).map(|r| r.0).collect();
+        if only.is_some_and(|o| o != inv) {
+            continue;
+        }
+        let breaking: Vec<u64> = run.breaking.get(&inv).cloned().unwrap_or_default();
         let Some(&seed) = breaking.first() else {
             continue;
         };

@@ -1,0 +1,104 @@
+//! `--junit FILE`: the verdict of `run` or `replay` as JUnit XML, for CI systems that show
+//! test reports (GitHub Actions, GitLab, Jenkins). One test suite; one test case per invariant
+//! checked over the seeds run; a broken invariant is a failure carrying its detail, the
+//! shortest trace's steps, the trace file and the command that replays it. Written whole, then
+//! renamed into place.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use ledger_harness::Invariant;
+use ledger_simulator::report::ViolationReport;
+
+/// The text of XML character data or an attribute value.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Characters XML 1.0 cannot hold at all.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The JUnit XML of a run: suite `name`, one case per invariant of `checked`.
+pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[ViolationReport]) -> String {
+    let failures = checked.iter().filter(|i| violations.iter().any(|v| v.invariant == i.id())).count();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">",
+        escape(name),
+        checked.len()
+    );
+    let _ = writeln!(x, "  <properties><property name=\"seeds\" value=\"{}\"/></properties>", escape(seeds));
+    for inv in checked {
+        let case = format!("{} {}", inv.id(), inv.name());
+        let _ = write!(x, "  <testcase classname=\"{}\" name=\"{}\"", escape(name), escape(&case));
+        match violations.iter().find(|v| v.invariant == inv.id()) {
+            None => x.push_str("/>\n"),
+            Some(v) => {
+                let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.seeds.len(), v.detail);
+                let mut body =
+                    format!("{}\n\nshrunk to {} flow(s), {} event(s):\n", v.detail, v.shrunk_flows, v.shrunk_events);
+                for s in &v.steps {
+                    body.push_str(s);
+                    body.push('\n');
+                }
+                let _ = write!(body, "\ntrace:  {}\nreplay: {}\n", v.trace, v.replay);
+                let _ = write!(
+                    x,
+                    ">\n    <failure message=\"{}\" type=\"{}\">{}</failure>\n  </testcase>\n",
+                    escape(&message),
+                    escape(inv.id()),
+                    escape(&body)
+                );
+            }
+        }
+    }
+    x.push_str("</testsuite></testsuites>\n");
+    x
+}
+
+/// Writes `xml` to `path` whole or not at all.
+pub fn write(path: &Path, xml: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("xml.tmp");
+    std::fs::write(&tmp, xml)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| anyhow::anyhow!("--junit {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_carries_its_counterexample_escaped() {
+        let v = ViolationReport {
+            invariant: "I3".into(),
+            name: "charge reduction equals debit".into(),
+            seed: 7,
+            seeds: vec![7, 9],
+            detail: "reduced by 5 < debit 10 & more".into(),
+            shrunk_flows: 1,
+            shrunk_events: 4,
+            steps: vec!["[0] decide -> <free>".into()],
+            trace: "t.jsonl".into(),
+            replay: "ledger-sim replay t.jsonl".into(),
+        };
+        let xml = render("reference", "0..10", &[Invariant::I1, Invariant::I3], &[v]);
+        assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
+        assert!(xml.contains("name=\"I1 pool never negative\"/>"), "{xml}");
+        assert!(xml.contains("debit 10 &amp; more"), "{xml}");
+        assert!(xml.contains("decide -&gt; &lt;free&gt;"), "{xml}");
+        assert!(xml.contains("replay: ledger-sim replay t.jsonl"), "{xml}");
+        assert!(!xml.contains("& more"), "{xml}");
+    }
+}
