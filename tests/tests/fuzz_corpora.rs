@@ -7,6 +7,9 @@ use std::path::Path;
 #[path = "../../fuzz/src/reference_invariants.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod reference_invariants;
+#[path = "../../fuzz/src/scenario_toml.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod scenario_toml;
 #[path = "../../fuzz/src/trace_parser.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod trace_parser;
@@ -35,4 +38,9 @@ fn the_trace_parser_corpus_still_passes() {
 #[test]
 fn the_reference_invariants_corpus_still_passes() {
     assert!(replay("reference_invariants", reference_invariants::run) > 0, "an empty corpus proves nothing");
+}
+
+#[test]
+fn the_scenario_toml_corpus_still_passes() {
+    assert!(replay("scenario_toml", scenario_toml::run) > 0, "an empty corpus proves nothing");
 }
