@@ -28,23 +28,55 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// The JUnit XML of a run: suite `name`, one case per invariant of `checked`.
-pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[ViolationReport]) -> String {
-    let failures = checked.iter().filter(|i| violations.iter().any(|v| v.invariant == i.id())).count();
+/// One test case: its name, and its failure (message, type, body) if it failed.
+pub struct Case {
+    /// The case's name.
+    pub name: String,
+    /// `(message, type, body)` of its failure.
+    pub failure: Option<(String, String, String)>,
+}
+
+/// The JUnit XML of one suite `name`, with `properties` and `cases`.
+pub fn render_cases(name: &str, properties: &[(&str, String)], cases: &[Case]) -> String {
+    let failures = cases.iter().filter(|c| c.failure.is_some()).count();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
         "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">",
         escape(name),
-        checked.len()
+        cases.len()
     );
-    let _ = writeln!(x, "  <properties><property name=\"seeds\" value=\"{}\"/></properties>", escape(seeds));
-    for inv in checked {
-        let case = format!("{} {}", inv.id(), inv.name());
-        let _ = write!(x, "  <testcase classname=\"{}\" name=\"{}\"", escape(name), escape(&case));
-        match violations.iter().find(|v| v.invariant == inv.id()) {
+    x.push_str("  <properties>");
+    for (k, v) in properties {
+        let _ = write!(x, "<property name=\"{}\" value=\"{}\"/>", escape(k), escape(v));
+    }
+    x.push_str("</properties>\n");
+    for case in cases {
+        let _ = write!(x, "  <testcase classname=\"{}\" name=\"{}\"", escape(name), escape(&case.name));
+        match &case.failure {
             None => x.push_str("/>\n"),
-            Some(v) => {
+            Some((message, kind, body)) => {
+                let _ = write!(
+                    x,
+                    ">\n    <failure message=\"{}\" type=\"{}\">{}</failure>\n  </testcase>\n",
+                    escape(message),
+                    escape(kind),
+                    escape(body)
+                );
+            }
+        }
+    }
+    x.push_str("</testsuite></testsuites>\n");
+    x
+}
+
+/// The JUnit XML of a run: suite `name`, one case per invariant of `checked`.
+pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[ViolationReport]) -> String {
+    let cases: Vec<Case> = checked
+        .iter()
+        .map(|inv| Case {
+            name: format!("{} {}", inv.id(), inv.name()),
+            failure: violations.iter().find(|v| v.invariant == inv.id()).map(|v| {
                 let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.seeds.len(), v.detail);
                 let mut body =
                     format!("{}\n\nshrunk to {} flow(s), {} event(s):\n", v.detail, v.shrunk_flows, v.shrunk_events);
@@ -53,18 +85,11 @@ pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[Viol
                     body.push('\n');
                 }
                 let _ = write!(body, "\ntrace:  {}\nreplay: {}\n", v.trace, v.replay);
-                let _ = write!(
-                    x,
-                    ">\n    <failure message=\"{}\" type=\"{}\">{}</failure>\n  </testcase>\n",
-                    escape(&message),
-                    escape(inv.id()),
-                    escape(&body)
-                );
-            }
-        }
-    }
-    x.push_str("</testsuite></testsuites>\n");
-    x
+                (message, inv.id().to_owned(), body)
+            }),
+        })
+        .collect();
+    render_cases(name, &[("seeds", seeds.to_owned())], &cases)
 }
 
 /// Writes `xml` to `path` whole or not at all.

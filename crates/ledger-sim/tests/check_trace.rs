@@ -81,11 +81,16 @@ fn a_double_credit_is_caught_as_divergence_and_violation() {
         .replace("\"credited_sats\":100,\"overrun", "\"credited_sats\":200,\"overrun");
     assert_ne!(first, again);
     lines.insert(n + 1, again);
-    let out = sim(&["check-trace", &tmp("double-credit.jsonl", &(lines.join("\n") + "\n"))]);
+    let junit = tmp("double-credit.xml", "");
+    let out = sim(&["check-trace", &tmp("double-credit.jsonl", &(lines.join("\n") + "\n")), "--junit", &junit]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("DIVERGENCE at line {} (case credit/credited)", n + 2)), "{stdout}");
     assert!(stdout.contains("VIOLATION") && stdout.contains("I2 conservation"), "{stdout}");
+    // The same verdict for a CI's test view: the divergence and I2 fail, the rest pass.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"7\" failures=\"2\""), "{xml}");
+    assert!(xml.contains("type=\"divergence\"") && xml.contains("type=\"I2\""), "{xml}");
 }
 
 #[test]
