@@ -22,7 +22,8 @@ pub struct PgArgs {
     /// seed, tables ledger-pg did not create included.
     #[arg(long)]
     pub reset_database: bool,
-    /// Run N concurrent clients on a connection pool instead of the lockstep scheduler.
+    /// Run N concurrent clients (1 to 256) on a connection pool instead of the lockstep
+    /// scheduler.
     #[arg(long)]
     pub concurrency: Option<u32>,
     /// Concurrent mode: probability per call that a connection is killed
@@ -123,8 +124,12 @@ impl PgArgs {
         if self.reset_database && self.database_url.is_none() {
             anyhow::bail!("--reset-database needs --database-url");
         }
-        if self.concurrency == Some(0) {
-            anyhow::bail!("--concurrency must be at least 1");
+        if let Some(n) = self.concurrency {
+            if !(1..=MAX_CONCURRENCY).contains(&n) {
+                anyhow::bail!(
+                    "--concurrency {n}: must be 1 to {MAX_CONCURRENCY} (each client holds a connection of the server)"
+                );
+            }
         }
         if let Some(n) = self.batch_lanes {
             if self.concurrency.is_none() {
@@ -137,6 +142,9 @@ impl PgArgs {
         Ok(())
     }
 }
+
+/// The most concurrent clients: each holds a connection, and the throwaway server takes 300.
+pub const MAX_CONCURRENCY: u32 = 256;
 
 /// Seconds of failing calls after which a concurrent run gives up, unless told otherwise.
 pub const DEFAULT_GIVE_UP_AFTER_S: u64 = 60;

@@ -59,7 +59,7 @@ mod outage;
 mod record;
 mod server;
 
-pub use args::{PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S};
+pub use args::{PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY};
 pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
 pub use lockstep::replay_on_pg;

@@ -226,6 +226,9 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
         (PgArgs { crash_server_at: Some(5), ..PgArgs::default() }, "--crash-server-at"),
         (PgArgs { crash_server_at: Some(5), restart_server_at: Some(5), ..concurrent(2) }, "--crash-server-at"),
         (PgArgs { reset_database: true, ..PgArgs::default() }, "--reset-database"),
+        (concurrent(0), "--concurrency"),
+        (concurrent(257), "--concurrency"),
+        (concurrent(u32::MAX), "--concurrency"),
     ] {
         let e = ledger_pg_runs::run(&run, &bad).expect_err(flag);
         assert!(e.to_string().contains(flag), "{flag}: {e}");
