@@ -26,7 +26,7 @@ pub struct CheckTraceArgs {
 /// The `check-trace` subcommand: `Ok(true)` when the trace is clean.
 pub fn check_trace_cmd(args: &CheckTraceArgs) -> anyhow::Result<bool> {
     let path = args.file.display().to_string();
-    let bytes = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let bytes = crate::input::read_bytes(&args.file)?;
     let report = check_bytes(&path, &bytes, args.context).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
     if let Some(junit) = &args.junit {
         crate::junit::write(junit, &junit_xml(&report))?;

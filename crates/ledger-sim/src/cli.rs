@@ -165,7 +165,7 @@ pub fn main() -> ExitCode {
 fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
     let mut s = match &args.scenario {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let text = crate::input::read_text(path)?;
             Scenario::from_toml_str(&text, &path.display().to_string())?
         }
         None => Scenario::default(),
@@ -301,8 +301,8 @@ struct ReplayReport {
 
 fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     let path = args.file.display().to_string();
-    let file = std::fs::File::open(&args.file).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-    let h = History::read_jsonl(std::io::BufReader::new(file), &path)?;
+    let bytes = crate::input::read_bytes(&args.file)?;
+    let h = History::read_jsonl(&bytes[..], &path)?;
 
     let r = replay_any(&h, true)?;
     let report = ReplayReport {

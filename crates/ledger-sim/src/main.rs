@@ -6,6 +6,7 @@
 
 mod check_trace;
 mod cli;
+mod input;
 mod junit;
 mod merge_runs;
 mod plan_cmd;

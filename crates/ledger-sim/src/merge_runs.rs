@@ -32,7 +32,7 @@ struct Part {
 
 fn read(path: &Path) -> anyhow::Result<Part> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let text = crate::input::read_text(path)?;
     let value: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: not a run report: {e}"))?;
     let Value::Object(report) = value else { anyhow::bail!("{name}: not a run report (not a JSON object)") };
     for key in ["engine", "scheduler", "seeds", "steps", "requests", "violations", "coverage", "trace_hash"] {

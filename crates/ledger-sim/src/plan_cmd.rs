@@ -151,7 +151,7 @@ fn check_memory(plan: &Plan) -> anyhow::Result<()> {
 /// `ledger-sim plan`: true when no invariant broke.
 pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
     let origin = args.scenario.display().to_string();
-    let text = std::fs::read_to_string(&args.scenario).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let text = crate::input::read_text(&args.scenario)?;
     let mut overrides = Vec::new();
     if let Some(n) = args.seeds {
         overrides.push(("seeds", n.to_string()));
@@ -197,7 +197,7 @@ pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
     }
     let mut parts = Vec::new();
     for f in &args.files {
-        let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        let text = crate::input::read_text(f)?;
         let p: PlanOutput = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
         parts.push((f.display().to_string(), p));
     }
