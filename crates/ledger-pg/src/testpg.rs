@@ -152,7 +152,10 @@ impl Cluster {
                 durability.settings()
             );
             match cluster.pg_ctl_start() {
-                Ok(_) => return Ok(cluster),
+                Ok(_) => {
+                    cluster.watch_owner();
+                    return Ok(cluster);
+                }
                 Err(e) => {
                     let log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap_or_default();
                     last_err = Some(TestPgError::Program {
@@ -163,6 +166,30 @@ impl Cluster {
             }
         }
         Err(last_err.expect("the loop ran at least once"))
+    }
+
+    /// Starts a watchdog, detached from this process, that stops the server and removes the
+    /// directory once this process is gone: a run or a test killed by a signal (which runs no
+    /// `Drop`) leaves no server behind. It checks once a second; after a normal exit it finds
+    /// nothing left to do. Without `setsid` there is no watchdog, only `Drop`.
+    fn watch_owner(&self) {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        let owner = if running_as_root() { "runuser -u postgres -- " } else { "" };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             if [ -f {data}/postmaster.pid ]; then {owner}{pg_ctl} -D {data} -m immediate stop; fi; rm -rf {dir}",
+            pid = std::process::id(),
+            data = quote(&data),
+            pg_ctl = quote(&self.pg_ctl.to_string_lossy()),
+            dir = quote(&self.dir.to_string_lossy()),
+        );
+        let _ = Command::new("setsid")
+            .args(["-f", "sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 
     fn pg_ctl_start(&self) -> Result<Output, TestPgError> {
