@@ -24,7 +24,8 @@ fn trace_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ledger-sim-pg-test-{}-{name}", std::process::id()))
 }
 
-fn run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, name: &str) -> RunReport {
+/// A run of `kind` as the command line would make it; its traces go under `name`.
+fn try_run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, name: &str) -> anyhow::Result<RunReport> {
     let dir = trace_dir(name);
     let run = PgRun {
         kind,
@@ -35,7 +36,11 @@ fn run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, name: &
         trace_dir: &dir,
         max_replays: 300,
     };
-    ledger_pg_runs::run(&run, args).expect("a throwaway PostgreSQL must start, and the run must finish")
+    ledger_pg_runs::run(&run, args)
+}
+
+fn run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, name: &str) -> RunReport {
+    try_run(kind, s, seeds, args, name).expect("a throwaway PostgreSQL must start, and the run must finish")
 }
 
 fn invariants(r: &RunReport) -> Vec<&str> {
@@ -285,16 +290,6 @@ fn a_dead_server_ends_a_concurrent_run_with_its_cause() {
     let pg = ledger_pg::testpg::TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start");
     let args = PgArgs { database_url: Some(pg.url().to_owned()), give_up_after: Some(3), ..concurrent(8) };
     let s = scenario(40, 1_000_000);
-    let dir = trace_dir("dead-server");
-    let run = PgRun {
-        kind: EngineKind::PgReference,
-        scenario: &s,
-        seeds: (0, 1),
-        scheduler: SchedulerKind::Random,
-        fail_fast: false,
-        trace_dir: &dir,
-        max_replays: 0,
-    };
     let pg = Arc::new(pg);
     let killer = {
         let pg = Arc::clone(&pg);
@@ -305,7 +300,8 @@ fn a_dead_server_ends_a_concurrent_run_with_its_cause() {
         })
     };
     let started = std::time::Instant::now();
-    let err = ledger_pg_runs::run(&run, &args).expect_err("a run on a dead server must fail");
+    let err = try_run(EngineKind::PgReference, &s, (0, 1), &args, "dead-server")
+        .expect_err("a run on a dead server must fail");
     killer.join().expect("the killer thread").expect("SIGKILL of the postmaster");
     let msg = format!("{err:#}");
     assert!(msg.contains("failed every call for 3 s") && msg.contains("Connection refused"), "{msg}");
@@ -342,26 +338,17 @@ fn a_database_with_other_tables_is_refused_unless_reset_is_asked() {
         sqlx::query("CREATE TABLE customers (id int)").execute(&mut conn).await.unwrap();
     });
     let s = scenario(20, 200);
-    let dir = trace_dir("foreign-tables");
-    let run = PgRun {
-        kind: EngineKind::PgReference,
-        scenario: &s,
-        seeds: (0, 1),
-        scheduler: SchedulerKind::Random,
-        fail_fast: false,
-        trace_dir: &dir,
-        max_replays: 0,
-    };
+    let run = |args: &PgArgs| try_run(EngineKind::PgReference, &s, (0, 1), args, "foreign-tables");
     let args = PgArgs { database_url: Some(pg.url().to_owned()), ..PgArgs::default() };
-    let err = ledger_pg_runs::run(&run, &args).expect_err("a database with a user's table must be refused");
+    let err = run(&args).expect_err("a database with a user's table must be refused");
     let msg = format!("{err:#}");
     assert!(msg.contains("customers") && msg.contains("--reset-database"), "{msg}");
     assert_eq!(count_customers(&pg), 1, "the user's table was dropped");
     let args = PgArgs { reset_database: true, ..args };
-    let r = ledger_pg_runs::run(&run, &args).expect("--reset-database runs");
+    let r = run(&args).expect("--reset-database runs");
     assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
     assert_eq!(count_customers(&pg), 0, "--reset-database drops everything");
     // A database of ledger-pg's own tables only (the run above made them) is reset silently.
     let args = PgArgs { reset_database: false, ..args };
-    ledger_pg_runs::run(&run, &args).expect("ledger-pg's own tables are reset without asking");
+    run(&args).expect("ledger-pg's own tables are reset without asking");
 }

@@ -1,9 +1,9 @@
-//! Reading a user's input file: a regular file of bounded size, read whole. A device
+//! A user's files. Reading an input: a regular file of bounded size, read whole; a device
 //! (`/dev/zero` never ends), a directory or a file larger than [`MAX_INPUT`] is refused,
-//! naming it, before anything is read.
+//! naming it, before anything is read. Writing an output: whole or not at all.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The largest input file read (traces of 100 M steps stay well below it).
 pub const MAX_INPUT: u64 = 4 << 30;
@@ -38,7 +38,24 @@ pub fn read_text(path: &Path) -> anyhow::Result<String> {
 }
 
 /// An I/O error's words, without the "(os error N)" a user does not need.
-fn words(e: &std::io::Error) -> String {
+pub fn words(e: &std::io::Error) -> String {
     let s = e.to_string();
     s.find(" (os error").map_or(s.clone(), |i| s[..i].to_owned())
+}
+
+/// A temporary name in `path`'s directory.
+pub fn temp_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` to `path` whole or not at all: to a temporary file beside it, then renamed.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = temp_beside(path);
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("{}: {}", path.display(), words(&e));
+    }
+    Ok(())
 }

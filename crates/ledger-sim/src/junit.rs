@@ -94,10 +94,7 @@ pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[Viol
 
 /// Writes `xml` to `path` whole or not at all.
 pub fn write(path: &Path, xml: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("xml.tmp");
-    std::fs::write(&tmp, xml)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| anyhow::anyhow!("--junit {}: {e}", path.display()))
+    crate::input::write_whole(path, xml.as_bytes()).map_err(|e| anyhow::anyhow!("--junit {e}"))
 }
 
 #[cfg(test)]

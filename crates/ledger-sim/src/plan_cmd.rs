@@ -68,7 +68,7 @@ fn emit(out: &PlanOutput, args: &OutputArgs) -> anyhow::Result<bool> {
         write!(stdout, "{}", report::table(out))?;
     }
     if let Some(path) = &args.report {
-        write_whole(path, html::render(out).as_bytes())?;
+        crate::input::write_whole(path, html::render(out).as_bytes())?;
         eprintln!("report written to {}", path.display());
     }
     Ok(out.summaries.iter().all(|s| s.violations == 0))
@@ -86,36 +86,10 @@ fn check_report_path(path: &Path) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let probe = temp_beside(path);
+    let probe = crate::input::temp_beside(path);
     std::fs::write(&probe, b"")
-        .map_err(|e| anyhow::anyhow!("--report {shown}: cannot write beside it ({})", io_cause(&e)))?;
+        .map_err(|e| anyhow::anyhow!("--report {shown}: cannot write beside it ({})", crate::input::words(&e)))?;
     let _ = std::fs::remove_file(&probe);
-    Ok(())
-}
-
-/// A temporary name in `path`'s directory.
-fn temp_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
-/// An I/O error's words, without the "(os error N)" a user does not need twice.
-fn io_cause(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
-
-/// Writes `bytes` to `path` whole or not at all: to a temporary file beside it, then renamed.
-fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = temp_beside(path);
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("{}: {}", path.display(), io_cause(&e));
-    }
     Ok(())
 }
 
