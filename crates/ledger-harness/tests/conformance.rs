@@ -1,6 +1,9 @@
 //! The conformance vectors of `fixtures/conformance/`: fresh, complete, and true of the
 //! reference engine; the bad inputs refused with the line and kind they promise.
 
+#[path = "../examples/gen_conformance/bad_inputs.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod bad_inputs;
 #[path = "../examples/gen_conformance/vectors.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod vectors;

@@ -8,6 +8,7 @@
 //! Output is deterministic: regenerating gives identical bytes, and the test
 //! `conformance_vectors_are_fresh` fails when the committed files differ.
 
+mod bad_inputs;
 mod vectors;
 
 use std::path::PathBuf;

@@ -61,6 +61,8 @@ pub struct Header {
     pub case: String,
     /// What the case shows, in words; may be empty.
     pub description: String,
+    /// The ids of the SPEC.md rules the case pins (`R-DECIDE-3`); may be empty.
+    pub rules: Vec<String>,
     /// The ledger's configuration for this segment.
     pub config: Config,
 }
@@ -339,7 +341,7 @@ fn parse_header(obj: Map<String, Value>) -> LineResult<Header> {
         }
         other => return Err(bad(format!("version must be an integer, got {}", show(other)))),
     }
-    check_keys(&obj, &["format", "version", "case", "config"], &["description"], "header").map_err(bad)?;
+    check_keys(&obj, &["format", "version", "case", "config"], &["description", "rules"], "header").map_err(bad)?;
     let case = match &obj["case"] {
         Value::String(s) => s.clone(),
         other => return Err(bad(format!("case must be a string, got {}", show(Some(other))))),
@@ -348,6 +350,17 @@ fn parse_header(obj: Map<String, Value>) -> LineResult<Header> {
         None => String::new(),
         Some(Value::String(s)) => s.clone(),
         other => return Err(bad(format!("description must be a string, got {}", show(other)))),
+    };
+    let rules = match obj.get("rules") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|r| match r {
+                Value::String(id) if is_rule_id(id) => Ok(id.clone()),
+                other => Err(bad(format!("rules: each must be a rule id like \"R-DECIDE-3\", got {other}"))),
+            })
+            .collect::<LineResult<Vec<String>>>()?,
+        other => return Err(bad(format!("rules must be an array of rule ids, got {}", show(other)))),
     };
     let c: TraceConfig = serde_json::from_value(obj["config"].clone()).map_err(|e| bad(format!("config: {e}")))?;
     if c.reservation_ttl_ms == 0 {
@@ -359,7 +372,21 @@ fn parse_header(obj: Map<String, Value>) -> LineResult<Header> {
         credit_bps: c.credit_bps,
         reservation_ttl_ms: c.reservation_ttl_ms,
     };
-    Ok(Header { case, description, config })
+    Ok(Header { case, description, rules, config })
+}
+
+/// True for a rule id of SPEC.md: `R-`, an upper-case area, `-`, a number (`R-DECIDE-3`).
+pub fn is_rule_id(id: &str) -> bool {
+    let mut parts = id.split('-');
+    let (Some("R"), Some(area), Some(n), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !area.is_empty()
+        && area.bytes().all(|b| b.is_ascii_uppercase())
+        && !n.is_empty()
+        && n.len() <= 3
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && !n.starts_with('0')
 }
 
 fn show(v: Option<&Value>) -> String {
@@ -495,6 +522,8 @@ struct HeaderOut<'a> {
     version: u64,
     case: &'a str,
     description: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    rules: &'a [String],
     config: &'a Config,
 }
 
@@ -516,6 +545,7 @@ impl Header {
             version: FORMAT_VERSION,
             case: &self.case,
             description: &self.description,
+            rules: &self.rules,
             config: &self.config,
         };
         serde_json::to_string(&out).expect("a header serializes")
@@ -553,7 +583,7 @@ mod tests {
     use ledger_core::RequestId;
 
     fn header_line() -> String {
-        Header { case: "c".into(), description: String::new(), config: Config::default() }.to_line()
+        Header { case: "c".into(), description: String::new(), rules: Vec::new(), config: Config::default() }.to_line()
     }
 
     #[test]
