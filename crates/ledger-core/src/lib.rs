@@ -20,6 +20,8 @@
 //! - [`reference`]: the reference engine, [`Ledger`]; [`journal`]: the [`Movement`]s it makes;
 //!   [`snapshot`]: its whole state as data, to persist and restore; [`variant`]: the seam
 //!   through which a test harness runs deliberately wrong variants of it.
+//! - [`spec`]: the rules of `SPEC.md` (the normative specification, at the repository root)
+//!   by their ids.
 //!
 //! ```
 //! use ledger_core::{Command, Config, Decision, Ledger, Outcome, Pubkey, RequestId, Sats, Tier, TimeMs};
@@ -45,6 +47,7 @@ pub mod reference;
 pub mod rules;
 pub mod sats;
 pub mod snapshot;
+pub mod spec;
 pub mod variant;
 
 pub use balances::{Identity, Totals};
@@ -56,3 +59,4 @@ pub use journal::{implied_movements, Movement};
 pub use reference::Ledger;
 pub use sats::{AmountError, Bps, Sats};
 pub use snapshot::{RestoreError, Snapshot};
+pub use spec::Rule;

@@ -23,6 +23,7 @@ use crate::sats::Sats;
 use crate::snapshot::{
     PaymentRecord, RequestRecord, ReservationRecord, ReservationStateRecord, RestoreError, Snapshot, SNAPSHOT_VERSION,
 };
+use crate::spec::Rule;
 use crate::variant::{Exact, Variant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,16 +247,39 @@ impl<V: Variant> Ledger<V> {
 
     /// The tier budget that applies to `identity`.
     fn budget_of(&self, identity: &Identity) -> Sats {
-        self.config.budget(self.variant.budget_tier(identity.tier))
+        let tier = if self.breaks(Rule::BudgetOfCurrentTier) { Tier::Trusted } else { identity.tier };
+        self.config.budget(self.variant.budget_tier(tier))
+    }
+
+    /// Whether the variant breaks `rule` (never, for [`Exact`]).
+    fn breaks(&self, rule: Rule) -> bool {
+        self.variant.breaks(rule)
+    }
+
+    /// The length of the daily window.
+    fn window_ms(&self) -> u64 {
+        self.variant.window_ms() + u64::from(self.breaks(Rule::WindowLength))
     }
 
     /// What `identity` may still be granted at `now`: its budget less the window's
     /// absorption and its outstanding reservations.
     fn remaining(&self, identity: &Identity, now: TimeMs) -> Sats {
-        let window_ms = self.variant.window_ms();
-        let absorbed =
-            rules::absorbed_in_window(identity.sats_absorbed_today, identity.absorbed_reset_at, now, window_ms);
-        let reserved = if self.variant.remaining_counts_reservations() { identity.reserved_sats } else { Sats::ZERO };
+        let window_ms = self.window_ms();
+        let start = identity.absorbed_reset_at;
+        let absorbed = if self.breaks(Rule::WindowClockBack) && now < start {
+            Sats::ZERO
+        } else {
+            rules::absorbed_in_window(identity.sats_absorbed_today, start, now, window_ms)
+        };
+        let ended = now.since(start) >= window_ms;
+        let reserved = if !self.variant.remaining_counts_reservations()
+            || self.breaks(Rule::RemainingCountsReservations)
+            || (ended && self.breaks(Rule::RemainingCountsEarlierReservations))
+        {
+            Sats::ZERO
+        } else {
+            identity.reserved_sats
+        };
         rules::daily_remaining(self.budget_of(identity), absorbed, reserved)
     }
 
@@ -353,12 +377,15 @@ impl<V: Variant> Ledger<V> {
             let identity = &mut self.identities[idx as usize].1;
             let previous = identity.tier;
             identity.tier = tier;
+            if self.variant.breaks(Rule::TierChangesOnlyTier) {
+                (identity.sats_absorbed_today, identity.absorbed_reset_at) = (Sats::ZERO, now);
+            }
             return Outcome::TierSet { previous: Some(previous) };
         }
         let idx = IdentityIdx::try_from(self.identities.len()).expect("fewer than 2^32 - 1 identities");
         assert!(idx != NO_IDENTITY, "identity table full");
-        let identity =
-            Identity { tier, sats_absorbed_today: Sats::ZERO, absorbed_reset_at: now, reserved_sats: Sats::ZERO };
+        let absorbed_reset_at = if self.breaks(Rule::TierCreates) { TimeMs(0) } else { now };
+        let identity = Identity { tier, sats_absorbed_today: Sats::ZERO, absorbed_reset_at, reserved_sats: Sats::ZERO };
         self.identities.push((pubkey, identity));
         self.identity_index.insert(pubkey, idx);
         Outcome::TierSet { previous: None }
@@ -398,12 +425,19 @@ impl<V: Variant> Ledger<V> {
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
         if let Some(request) = requests.get(request_id.0) {
+            let first = request.decision.estimated_sats();
+            if self.breaks(Rule::DecideReused) && first != estimated {
+                return Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: first });
+            }
             if self.pubkey_of(request_id, request) != pubkey {
                 return Err(Refusal::ExistsWithDifferentPubkey);
             }
-            let first = request.decision.estimated_sats();
             if first != estimated {
                 return Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: first });
+            }
+            if self.breaks(Rule::DecideRepeat) {
+                let idx = self.identity_index.get(&pubkey).copied().unwrap_or(NO_IDENTITY);
+                return Ok(Outcome::Decided { decision: self.decision_for(idx, estimated, now) });
             }
             return Ok(Outcome::Decided { decision: request.decision });
         }
@@ -411,7 +445,7 @@ impl<V: Variant> Ledger<V> {
         let decision = self.decision_for(idx, estimated, now);
         let reservation = match decision {
             Decision::Free { reserved_sats } => {
-                let undebited = !self.variant.decide_debits();
+                let undebited = !self.variant.decide_debits() || self.breaks(Rule::DecideFreeDebits);
                 if undebited {
                     self.book_reservation(idx, reserved_sats);
                 } else {
@@ -430,11 +464,57 @@ impl<V: Variant> Ledger<V> {
 
     /// The decision for a new request, without changing anything.
     fn decision_for(&self, idx: IdentityIdx, estimated: Sats, now: TimeMs) -> Decision {
-        let standing = self.identities.get(idx as usize).map(|(_, identity)| rules::Standing {
+        let identity = self.identities.get(idx as usize).map(|(_, identity)| identity);
+        let standing = identity.map(|identity| rules::Standing {
             budget: self.budget_of(identity),
             remaining: move || self.remaining(identity, now),
         });
-        rules::decide(estimated, standing, self.totals.pool_sats)
+        let pool = self.totals.pool_sats;
+        self.broken_decision(rules::decide(estimated, standing, pool), identity, estimated, now)
+    }
+
+    /// The decision of a variant that breaks one of the rules of `decide`; `decision` itself
+    /// under [`Exact`].
+    fn broken_decision(
+        &self,
+        decision: Decision,
+        identity: Option<&Identity>,
+        estimated: Sats,
+        now: TimeMs,
+    ) -> Decision {
+        let gate = |reason| Decision::Gate { reason, charge_sats: estimated };
+        let pool = self.totals.pool_sats;
+        match decision {
+            Decision::Gate { reason: GateReason::ZeroEstimate, .. }
+                if identity.is_none() && self.breaks(Rule::DecideZeroEstimateFirst) =>
+            {
+                gate(GateReason::UnknownIdentity)
+            }
+            Decision::Gate { reason: GateReason::UnknownIdentity, .. } if self.breaks(Rule::DecideUnknownIdentity) => {
+                gate(GateReason::ZeroBudget)
+            }
+            Decision::Gate { reason: GateReason::ZeroBudget, .. } if self.breaks(Rule::DecideZeroBudget) => {
+                gate(GateReason::DailyBudgetExhausted)
+            }
+            Decision::Gate { reason: GateReason::DailyBudgetExhausted, .. }
+                if pool.is_zero() && self.breaks(Rule::DecideDailyExhausted) =>
+            {
+                gate(GateReason::PoolEmpty)
+            }
+            Decision::Gate { reason: GateReason::PoolEmpty, .. } if self.breaks(Rule::DecidePoolEmpty) => {
+                Decision::Partial { offer_sats: Sats::ZERO, charge_sats: estimated }
+            }
+            Decision::Gate { reason, .. } if self.breaks(Rule::GateChargesAll) => {
+                Decision::Gate { reason, charge_sats: Sats::ZERO }
+            }
+            Decision::Partial { .. } if self.breaks(Rule::DecidePartialOffer) => {
+                let remaining = identity.map_or(Sats::ZERO, |identity| self.remaining(identity, now));
+                let offer_sats = remaining.min(estimated);
+                let charge_sats = estimated.checked_sub(offer_sats).expect("offer <= estimate");
+                Decision::Partial { offer_sats, charge_sats }
+            }
+            decision => decision,
+        }
     }
 
     fn reserve_partial(
@@ -445,36 +525,53 @@ impl<V: Variant> Ledger<V> {
         now: TimeMs,
         journal: &mut Vec<Movement>,
     ) -> Result<Outcome, Refusal> {
-        let request = self.requests.get(request_id.0).ok_or(Refusal::UnknownRequest)?;
-        if self.pubkey_of(request_id, request) != pubkey {
+        let unknown =
+            if self.breaks(Rule::PartialUnknownRequest) { Refusal::NotReserved } else { Refusal::UnknownRequest };
+        let request = self.requests.get(request_id.0).ok_or(unknown)?;
+        if self.pubkey_of(request_id, request) != pubkey && !self.breaks(Rule::PartialOtherPubkey) {
             return Err(Refusal::ExistsWithDifferentPubkey);
         }
+        if amount.is_zero() && self.breaks(Rule::PartialExistsBeforeAmount) {
+            return Err(Refusal::ZeroAmount);
+        }
         if let Some(r) = request.reservation {
-            return if !r.by_decide && r.amount == amount {
+            return if (!r.by_decide || self.breaks(Rule::PartialRepeat)) && r.amount == amount {
                 Ok(Outcome::Reserved { reserved_sats: amount })
             } else {
                 Err(Refusal::ReservationExists { reserved_sats: r.amount })
             };
         }
-        if amount.is_zero() {
+        if amount.is_zero() && !self.breaks(Rule::PartialZeroAmount) {
             return Err(Refusal::ZeroAmount);
         }
+        if matches!(request.decision, Decision::Gate { .. }) && self.breaks(Rule::PartialAfterAnyGate) {
+            return Err(Refusal::NotReserved);
+        }
         let estimated = request.decision.estimated_sats();
-        if amount > estimated {
+        if amount > estimated && !self.breaks(Rule::PartialAboveEstimate) {
             return Err(Refusal::AmountAboveEstimate { estimated_sats: estimated });
         }
-        if let Some(&(_, available_sats)) = request.refused.iter().flat_map(|r| r.iter()).find(|(a, _)| *a == amount) {
+        let remembered = if self.breaks(Rule::PartialRefusalMemory) { 1 } else { usize::MAX };
+        let mut refused = request.refused.iter().flat_map(|r| r.iter()).take(remembered);
+        if let Some(&(_, available_sats)) = refused.find(|(a, _)| *a == amount) {
             return Err(Refusal::InsufficientFunds { available_sats });
         }
+        if request.identity == NO_IDENTITY && self.breaks(Rule::PartialIdentityNow) {
+            return Err(Refusal::UnknownIdentity);
+        }
         // The identity may have been created since the decision.
-        let idx = *self.identity_index.get(&pubkey).ok_or(Refusal::UnknownIdentity)?;
+        let Some(&idx) = self.identity_index.get(&pubkey) else {
+            if self.breaks(Rule::RefusalsForgotten) {
+                let request = self.requests.get_mut(request_id.0).expect("looked up above");
+                request.refused.get_or_insert_with(Default::default).push((amount, Sats::ZERO));
+            }
+            return Err(Refusal::UnknownIdentity);
+        };
         let identity = &self.identities[idx as usize].1;
         let available = self.remaining(identity, now).min(self.totals.pool_sats);
-        let amount = if amount > available && !available.is_zero() && self.variant.partial_grants_what_is_available() {
-            available
-        } else {
-            amount
-        };
+        let grants_available =
+            self.variant.partial_grants_what_is_available() || self.breaks(Rule::PartialAllOrNothing);
+        let amount = if amount > available && !available.is_zero() && grants_available { available } else { amount };
         if amount > available {
             let request = self.requests.get_mut(request_id.0).expect("looked up above");
             request.refused.get_or_insert_with(Default::default).push((amount, available));
@@ -514,7 +611,11 @@ impl<V: Variant> Ledger<V> {
         undebited: bool,
         now: TimeMs,
     ) -> Reservation {
-        let deadline = now.plus_ms(self.config.reservation_ttl_ms);
+        let deadline = if self.breaks(Rule::Deadline) {
+            TimeMs(now.0.wrapping_add(self.config.reservation_ttl_ms) & i64::MAX as u64)
+        } else {
+            now.plus_ms(self.config.reservation_ttl_ms)
+        };
         let key = (deadline, request_id);
         // Deadlines grow with `now`, so nearly every key goes at the back.
         if self.deadlines.back().is_none_or(|last| *last <= key) {
@@ -550,19 +651,27 @@ impl<V: Variant> Ledger<V> {
     }
 
     fn release(&mut self, request_id: RequestId, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
-        let (idx, r) = self.reserved(request_id)?;
+        let (idx, r) = self.reserved(request_id).map_err(|refusal| match refusal {
+            Refusal::NotReserved if self.breaks(Rule::ReleaseNotReserved) => Refusal::UnknownRequest,
+            refusal => refusal,
+        })?;
+        let ignores_state = self.variant.release_ignores_state() || self.breaks(Rule::ReleaseRepeat);
         match r.state {
             ReservationState::Outstanding => {}
-            ReservationState::Released | ReservationState::Recorded { .. } if self.variant.release_ignores_state() => {
+            ReservationState::Released | ReservationState::Recorded { .. } if ignores_state => {
                 self.totals.pool_sats = self.totals.pool_sats.checked_add(r.amount).ok_or(Refusal::Overflow)?;
                 journal.push(Movement::Release { request_id, amount_sats: r.amount });
                 return Ok(Outcome::Released { returned_sats: r.amount });
             }
             ReservationState::Released => return Ok(Outcome::Released { returned_sats: r.amount }),
             ReservationState::Recorded { .. } => return Err(Refusal::AlreadyRecorded),
+            ReservationState::Expired if self.breaks(Rule::ReleaseSettled) => {
+                return Ok(Outcome::Released { returned_sats: r.amount })
+            }
             ReservationState::Expired => return Err(Refusal::ReservationExpired),
         }
-        self.close(idx, r.amount, r.amount);
+        let returned = if self.breaks(Rule::ReleaseReturns) { Sats::ZERO } else { r.amount };
+        self.close(idx, r.amount, returned);
         self.set_state(request_id, ReservationState::Released);
         journal.push(Movement::Release { request_id, amount_sats: r.amount });
         Ok(Outcome::Released { returned_sats: r.amount })
@@ -571,6 +680,7 @@ impl<V: Variant> Ledger<V> {
     /// What recording `actual` against a reservation of `amount` absorbs, returns and overruns.
     fn settle(&self, amount: Sats, actual: Sats) -> (Sats, Sats, Sats) {
         let rules::Settlement { absorbed, returned, overrun } = self.variant.settle(amount, actual);
+        let overrun = if self.breaks(Rule::RecordSettles) { Sats::ZERO } else { overrun };
         (absorbed, returned, overrun)
     }
 
@@ -603,7 +713,7 @@ impl<V: Variant> Ledger<V> {
             ReservationState::Outstanding => {}
             ReservationState::Recorded { actual: first } => {
                 let (absorbed, returned, overrun) = self.settle(r.amount, first);
-                if self.variant.repeated_record_absorbs() {
+                if self.variant.repeated_record_absorbs() || self.breaks(Rule::RecordRepeat) {
                     self.absorb(idx, absorbed, now);
                     let pubkey = self.identities[idx as usize].0;
                     journal.push(Movement::Record {
@@ -619,8 +729,14 @@ impl<V: Variant> Ledger<V> {
                     Err(Refusal::RecordedWithDifferentAmount { actual_sats: first })
                 };
             }
+            ReservationState::Released if self.breaks(Rule::RecordNotOutstanding) => {
+                return Err(Refusal::ReservationExpired)
+            }
             ReservationState::Released => return Err(Refusal::AlreadyReleased),
             ReservationState::Expired => return Err(Refusal::ReservationExpired),
+        }
+        if r.deadline < now && self.breaks(Rule::RecordAfterDeadline) {
+            return Err(Refusal::ReservationExpired);
         }
         let pubkey = self.identities[idx as usize].0;
         if r.undebited {
@@ -630,7 +746,10 @@ impl<V: Variant> Ledger<V> {
             journal.push(Movement::Debit { request_id, pubkey, amount_sats: late });
         }
         let (absorbed, returned, overrun) = self.settle(r.amount, actual);
-        let overrun_total = self.totals.overrun_sats.checked_add(overrun).ok_or(Refusal::Overflow)?;
+        let overrun_total = match self.totals.overrun_sats.checked_add(overrun) {
+            None if self.breaks(Rule::RecordOverrunOverflow) => Sats::MAX,
+            total => total.ok_or(Refusal::Overflow)?,
+        };
         let back = if self.variant.record_returns_unused() { returned } else { Sats::ZERO };
         self.close(idx, r.amount, back);
         self.absorb(idx, absorbed, now);
@@ -644,23 +763,37 @@ impl<V: Variant> Ledger<V> {
     fn absorb(&mut self, idx: IdentityIdx, absorbed: Sats, now: TimeMs) {
         let t = &mut self.totals;
         t.absorbed_sats = t.absorbed_sats.checked_add(absorbed).expect("absorbed sats came from the pool");
-        t.n_grants = t.n_grants.checked_add(1).expect("fewer than 2^64 grants");
+        if !(absorbed.is_zero() && self.variant.breaks(Rule::RecordIsAGrant)) {
+            t.n_grants = t.n_grants.checked_add(1).expect("fewer than 2^64 grants");
+        }
+        let window_ms = self.window_ms();
+        let breaks = |rule| self.variant.breaks(rule);
+        let (restart_on_zero, aligned, overwrites) =
+            (breaks(Rule::WindowZeroAbsorption), breaks(Rule::WindowOpensAtAbsorption), breaks(Rule::WindowAddsUp));
+        let identity = &mut self.identities[idx as usize].1;
+        let (old_today, old_start) = (identity.sats_absorbed_today, identity.absorbed_reset_at);
+        let ended = now.since(old_start) >= window_ms;
         if absorbed.is_zero() {
+            if ended && restart_on_zero {
+                (identity.sats_absorbed_today, identity.absorbed_reset_at) = (Sats::ZERO, now);
+            }
             return;
         }
-        let window_ms = self.variant.window_ms();
         // The seed's CASE: the first absorption after the window ran out starts a new one.
-        let identity = &mut self.identities[idx as usize].1;
-        let (today, start) = self
-            .variant
-            .absorb(identity.sats_absorbed_today, identity.absorbed_reset_at, absorbed, now, window_ms)
-            .expect("bounded by the pool");
+        let (today, start) =
+            self.variant.absorb(old_today, old_start, absorbed, now, window_ms).expect("bounded by the pool");
+        let (today, start) = match (ended, aligned, overwrites) {
+            (true, true, _) => (today, old_start.plus_ms(window_ms)),
+            (false, _, true) => (absorbed, start),
+            _ => (today, start),
+        };
         identity.sats_absorbed_today = today;
         identity.absorbed_reset_at = start;
     }
 
     fn credit(&mut self, payment_id: PaymentId, paid: Sats, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
-        let repeat = self.payments.get(payment_id.0).filter(|_| !self.variant.repeated_credit_credits());
+        let repeats_credit = self.variant.repeated_credit_credits() || self.breaks(Rule::CreditRepeat);
+        let repeat = self.payments.get(payment_id.0).filter(|_| !repeats_credit);
         if let Some(&(first_paid, credited)) = repeat {
             return if first_paid == paid {
                 Ok(Outcome::Credited { credited_sats: credited })
@@ -668,18 +801,29 @@ impl<V: Variant> Ledger<V> {
                 Err(Refusal::PaymentWithDifferentAmount { paid_sats: first_paid })
             };
         }
-        let credited = self.variant.credit_share(paid, self.config.credit_bps).ok_or(Refusal::Overflow)?;
+        let mut credited = self.variant.credit_share(paid, self.config.credit_bps).ok_or(Refusal::Overflow)?;
+        let exact = u128::from(paid.to_u64()) * u128::from(self.config.credit_bps.to_u16()) % 10_000 == 0;
+        if !exact && self.breaks(Rule::CreditRounding) {
+            credited = credited.checked_add(Sats::new(1).expect("1 sat")).ok_or(Refusal::Overflow)?;
+        }
         // Every sat ever in the ledger (genesis plus credits) must fit: the pool, the
         // reservations and the absorption are parts of it, so none of them can overflow
         // when reserved sats come back. Checking the pool alone is not enough.
         let total = self.totals.credited_sats.checked_add(credited).ok_or(Refusal::Overflow)?;
-        if !rules::credit_fits(self.config.pool_initial_sats, total) {
+        let fits = if self.breaks(Rule::CreditOverflow) {
+            self.totals.pool_sats.checked_add(credited).is_some()
+        } else {
+            rules::credit_fits(self.config.pool_initial_sats, total)
+        };
+        if !fits {
             return Err(Refusal::Overflow);
         }
         let pool = self.totals.pool_sats.checked_add(credited).expect("pool <= genesis + credits");
         self.totals.pool_sats = pool;
         self.totals.credited_sats = total;
-        self.payments.insert(payment_id.0, (paid, credited));
+        if !(credited.is_zero() && self.breaks(Rule::CreditRemembered)) {
+            self.payments.insert(payment_id.0, (paid, credited));
+        }
         journal.push(Movement::Credit { payment_id, amount_sats: credited });
         Ok(Outcome::Credited { credited_sats: credited })
     }
@@ -687,7 +831,7 @@ impl<V: Variant> Ledger<V> {
     fn expire(&mut self, now: TimeMs, journal: &mut Vec<Movement>) -> Outcome {
         let mut released = Vec::new();
         while let Some(&(deadline, request_id)) = self.deadlines.front() {
-            if deadline >= now {
+            if deadline >= now && !(deadline == now && self.breaks(Rule::ExpireStrict)) {
                 break;
             }
             self.deadlines.pop_front();
@@ -695,11 +839,15 @@ impl<V: Variant> Ledger<V> {
             if r.state != ReservationState::Outstanding || r.deadline != deadline {
                 continue;
             }
-            let back = if self.variant.expire_returns() { r.amount } else { Sats::ZERO };
+            let back =
+                if self.variant.expire_returns() && !self.breaks(Rule::ExpireReturns) { r.amount } else { Sats::ZERO };
             self.close(idx, r.amount, back);
             self.set_state(request_id, ReservationState::Expired);
             journal.push(Movement::Expire { request_id, amount_sats: r.amount });
             released.push((request_id, r.amount));
+        }
+        if self.breaks(Rule::ExpireOrder) {
+            released.sort_by_key(|(request_id, _)| *request_id);
         }
         Outcome::Expired { released }
     }

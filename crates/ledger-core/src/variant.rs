@@ -11,6 +11,7 @@ use std::fmt;
 use crate::ids::{Tier, TimeMs};
 use crate::rules::{self, Settlement};
 use crate::sats::{Bps, Sats};
+use crate::spec::Rule;
 
 /// A variant of the rules. Each method is one rule the reference applies; the default is
 /// the rule itself.
@@ -90,6 +91,14 @@ pub trait Variant: Clone + fmt::Debug {
     /// Whether `expire` returns an expired reservation's sats to the pool.
     fn expire_returns(&self) -> bool {
         true
+    }
+
+    /// Whether to break `rule` of `SPEC.md` (see [`crate::spec`]): each rule has one place in
+    /// the reference where a one-line change breaks it, guarded by this, so that a test can
+    /// show that the conformance vectors catch every rule broken.
+    fn breaks(&self, rule: Rule) -> bool {
+        let _ = rule;
+        false
     }
 }
 

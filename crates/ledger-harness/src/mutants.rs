@@ -9,7 +9,7 @@
 
 use ledger_core::rules::{self, Settlement};
 use ledger_core::variant::Variant;
-use ledger_core::{Bps, Sats, Tier, TimeMs};
+use ledger_core::{Bps, Rule, Sats, Tier, TimeMs};
 use serde::{Deserialize, Serialize};
 
 /// One deliberate bug.
@@ -153,5 +153,17 @@ impl Variant for Mutant {
 
     fn expire_returns(&self) -> bool {
         *self != Mutant::ExpireKeepsSats
+    }
+}
+
+/// The reference with exactly one rule of `SPEC.md` broken, by the one-line change that
+/// [`Variant::breaks`] guards in the reference. The conformance vectors must catch each
+/// (`tests/spec.rs`): a rule that can be broken unnoticed is a rule the vectors do not pin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Breaks(pub Rule);
+
+impl Variant for Breaks {
+    fn breaks(&self, rule: Rule) -> bool {
+        rule == self.0
     }
 }

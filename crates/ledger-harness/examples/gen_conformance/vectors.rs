@@ -10,7 +10,7 @@
 //! that no longer shows what its name says cannot be committed silently.
 
 use ledger_core::{
-    Budgets, Command, Config, Ledger, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs, DAY_MS,
+    Budgets, Command, Config, Ledger, Outcome, PaymentId, Pubkey, Refusal, RequestId, Rule, Sats, Tier, TimeMs, DAY_MS,
 };
 use ledger_harness::conformance::{named_pubkey, write_string, Balances, Expect, Header, Step, MAX_NUMBER};
 
@@ -100,6 +100,12 @@ impl Gen {
         self.now = T0;
     }
 
+    /// Names the rules of SPEC.md that the open case pins.
+    pub(crate) fn pins(&mut self, rules: &[Rule]) {
+        let header = &mut self.segments.last_mut().expect("a case is open").0;
+        header.rules = rules.iter().map(|r| r.id().to_owned()).collect();
+    }
+
     /// Moves the clock to `now` for the next command.
     pub(crate) fn at(&mut self, now: u64) -> &mut Gen {
         self.now = now;
@@ -160,44 +166,54 @@ fn commands() -> Gen {
     let mut g = Gen::new();
 
     g.case("set_tier/create", "set_tier on a new pubkey creates the identity; its window starts now", config());
+    g.pins(&[Rule::TierCreates]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(tier(real_key(), Tier::Elite), "tier_set");
 
     g.case("set_tier/change", "set_tier on an existing identity reports the previous tier", config());
+    g.pins(&[Rule::TierChangesOnlyTier]);
     g.run(tier(a, Tier::New), "tier_set");
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(tier(a, Tier::Trusted), "tier_set");
 
     g.case("decide/free", "the pool and the daily remaining cover the estimate: debit and reserve it", config());
+    g.pins(&[Rule::DecideFreeDebits]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
 
     g.case("decide/partial-by-budget", "the tier's daily remaining covers only part of the estimate", config());
+    g.pins(&[Rule::DecidePartialOffer]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
 
     g.case("decide/partial-by-pool", "the pool covers only part of the estimate", with_pool(30));
+    g.pins(&[Rule::DecidePartialOffer]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 100), "decided:partial");
 
     g.case("decide/partial-offers-nothing-debited", "a partial offer is advisory: nothing moves", config());
+    g.pins(&[Rule::DecidePartialOffer]);
     g.run(tier(a, Tier::Trusted), "tier_set");
     g.run(decide(1, a, 500), "decided:partial");
     g.run(decide(2, a, 500), "decided:partial");
 
     g.case("decide/gate-unknown-identity", "no identity has the pubkey", config());
+    g.pins(&[Rule::DecideUnknownIdentity, Rule::GateChargesAll]);
     g.run(decide(1, a, 10), "decided:gate:unknown_identity");
 
     g.case("decide/gate-zero-estimate", "an estimate of zero is gated whoever asks", config());
+    g.pins(&[Rule::DecideZeroEstimateFirst]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 0), "decided:gate:zero_estimate");
     g.run(decide(2, b, 0), "decided:gate:zero_estimate");
 
     g.case("decide/gate-zero-budget", "the tier's budget is zero (new, by default)", config());
+    g.pins(&[Rule::DecideZeroBudget, Rule::GateChargesAll]);
     g.run(tier(a, Tier::New), "tier_set");
     g.run(decide(1, a, 10), "decided:gate:zero_budget");
 
     g.case("decide/gate-daily-budget-exhausted", "recorded absorption has used the day's budget", config());
+    g.pins(&[Rule::GateChargesAll]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 50), "decided:free");
     g.run(record(1, 50), "recorded");
@@ -208,26 +224,31 @@ fn commands() -> Gen {
         "an outstanding reservation counts against the daily remaining",
         config(),
     );
+    g.pins(&[Rule::RemainingCountsReservations]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 50), "decided:free");
     g.run(decide(2, a, 1), "decided:gate:daily_budget_exhausted");
 
     g.case("decide/gate-pool-empty", "the pool holds nothing", with_pool(0));
+    g.pins(&[Rule::DecidePoolEmpty]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 10), "decided:gate:pool_empty");
 
     g.case("decide/gate-pool-emptied", "free decisions empty the pool; the next is gated", with_pool(60));
+    g.pins(&[Rule::DecidePoolEmpty, Rule::DecideFreeDebits]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 60), "decided:free");
     g.run(decide(2, a, 1), "decided:gate:pool_empty");
 
     g.case("reserve_partial/reserved", "a partial offer taken up, then recorded with an overrun", config());
+    g.pins(&[Rule::PartialAllOrNothing, Rule::RecordSettles]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 50), "reserved");
     g.run(record(1, 70), "recorded");
 
     g.case("reserve_partial/less-than-offered", "any amount up to what is available may be reserved", config());
+    g.pins(&[Rule::PartialAllOrNothing, Rule::RemainingCountsReservations]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 20), "reserved");
@@ -235,42 +256,50 @@ fn commands() -> Gen {
     g.run(reserve(2, a, 30), "reserved");
 
     g.case("reserve_partial/unknown-request", "reserve_partial needs a decision first", config());
+    g.pins(&[Rule::PartialUnknownRequest]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(reserve(9, a, 10), "unknown_request");
 
     g.case("reserve_partial/different-pubkey", "the request was decided for another pubkey", config());
+    g.pins(&[Rule::PartialOtherPubkey]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(tier(b, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, b, 10), "exists_with_different_pubkey");
 
     g.case("reserve_partial/reservation-exists-by-decide", "a free decision already reserved", config());
+    g.pins(&[Rule::PartialRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(reserve(1, a, 40), "reservation_exists");
 
     g.case("reserve_partial/reservation-exists-other-amount", "a second reservation of another amount", config());
+    g.pins(&[Rule::PartialRepeat]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 30), "reserved");
     g.run(reserve(1, a, 20), "reservation_exists");
 
     g.case("reserve_partial/zero-amount", "a zero reservation is refused", config());
+    g.pins(&[Rule::PartialZeroAmount]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 0), "zero_amount");
 
     g.case("reserve_partial/amount-above-estimate", "more than the decided estimate", config());
+    g.pins(&[Rule::PartialAboveEstimate]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 81), "amount_above_estimate");
 
     g.case("reserve_partial/insufficient-funds", "all or nothing: more than available reserves nothing", config());
+    g.pins(&[Rule::PartialAllOrNothing]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 60), "insufficient_funds");
 
     g.case("reserve_partial/insufficient-after-race", "two offers, one budget: the second is refused", config());
+    g.pins(&[Rule::RemainingCountsReservations]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(decide(2, a, 80), "decided:partial");
@@ -278,6 +307,7 @@ fn commands() -> Gen {
     g.run(reserve(2, a, 50), "insufficient_funds");
 
     g.case("reserve_partial/insufficient-pool", "the pool, not the budget, is short", with_pool(100));
+    g.pins(&[Rule::PartialAllOrNothing]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(tier(b, Tier::Elite), "tier_set");
     g.run(decide(1, a, 150), "decided:partial");
@@ -286,15 +316,18 @@ fn commands() -> Gen {
     g.run(reserve(1, a, 10), "reserved");
 
     g.case("reserve_partial/unknown-identity", "decided for an unknown pubkey, still unknown", config());
+    g.pins(&[Rule::PartialAfterAnyGate]);
     g.run(decide(1, a, 80), "decided:gate:unknown_identity");
     g.run(reserve(1, a, 10), "unknown_identity");
 
     g.case("release/released", "a free reservation returned to the pool", config());
+    g.pins(&[Rule::ReleaseReturns]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(release(1), "released");
 
     g.case("release/partial-released", "a partial reservation returned to the pool", config());
+    g.pins(&[Rule::ReleaseReturns]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 50), "reserved");
@@ -302,20 +335,24 @@ fn commands() -> Gen {
     g.run(decide(2, a, 50), "decided:free");
 
     g.case("release/unknown-request", "nothing was decided for the id", config());
+    g.pins(&[Rule::ReleaseNotReserved]);
     g.run(release(5), "unknown_request");
 
     g.case("release/not-reserved", "a partial offer not taken up has no reservation", config());
+    g.pins(&[Rule::ReleaseNotReserved]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(release(1), "not_reserved");
 
     g.case("release/already-recorded", "a recorded reservation cannot be released", config());
+    g.pins(&[Rule::ReleaseSettled, Rule::ReleaseRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(record(1, 40), "recorded");
     g.run(release(1), "already_recorded");
 
     g.case("release/expired", "an expired reservation cannot be released", config());
+    g.pins(&[Rule::ReleaseSettled]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.at(T0 + 1 + TTL + 1).run(expire(), "expired");
@@ -328,49 +365,59 @@ fn commands() -> Gen {
         ("record/zero-actual", 0, "absorbed 0, all returned, a grant of 0 written"),
     ] {
         g.case(name, what, config());
+        g.pins(&[Rule::RecordSettles, Rule::RecordIsAGrant]);
         g.run(tier(a, Tier::Elite), "tier_set");
         g.run(decide(1, a, 40), "decided:free");
         g.run(record(1, actual), "recorded");
     }
 
     g.case("record/unknown-request", "nothing was decided for the id", config());
+    g.pins(&[Rule::RecordNotOutstanding]);
     g.run(record(3, 10), "unknown_request");
 
     g.case("record/not-reserved", "a gated request has no reservation", config());
+    g.pins(&[Rule::RecordNotOutstanding]);
     g.run(tier(a, Tier::New), "tier_set");
     g.run(decide(1, a, 40), "decided:gate:zero_budget");
     g.run(record(1, 40), "not_reserved");
 
     g.case("record/already-released", "a released reservation cannot be recorded", config());
+    g.pins(&[Rule::RecordNotOutstanding]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(release(1), "released");
     g.run(record(1, 40), "already_released");
 
     g.case("record/reservation-expired", "an expired reservation cannot be recorded", config());
+    g.pins(&[Rule::RecordNotOutstanding]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.at(T0 + 1 + TTL + 1).run(expire(), "expired");
     g.run(record(1, 40), "reservation_expired");
 
     g.case("record/different-amount", "a second record with another actual cost", config());
+    g.pins(&[Rule::RecordRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(record(1, 30), "recorded");
     g.run(record(1, 31), "recorded_with_different_amount");
 
     g.case("credit/credited", "10 % of a paid invoice goes to the pool", config());
+    g.pins(&[Rule::CreditRounding]);
     g.run(credit(1, 1000), "credited");
     g.run(credit(2, 250), "credited");
 
     g.case("credit/different-amount", "the same payment with another amount", config());
+    g.pins(&[Rule::CreditRepeat]);
     g.run(credit(1, 1000), "credited");
     g.run(credit(1, 999), "payment_with_different_amount");
 
     g.case("expire/nothing", "expire with no reservation", config());
+    g.pins(&[Rule::ExpireStrict]);
     g.run(expire(), "expired");
 
     g.case("expire/in-deadline-order", "expired reservations are listed by (deadline, request id)", config());
+    g.pins(&[Rule::ExpireOrder]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(tier(b, Tier::Elite), "tier_set");
     g.at(T0 + 10).run(decide(7, a, 10), "decided:free");
@@ -383,16 +430,82 @@ fn commands() -> Gen {
     g.case("overflow/credit", "a credit that would push the pool past 2^63-1", {
         Config { pool_initial_sats: Sats::MAX, credit_bps: ledger_core::Bps::FULL, ..config() }
     });
+    g.pins(&[Rule::CreditOverflow]);
     g.run(credit(1, 0), "credited");
     g.run(credit(2, 1), "overflow");
 
     g.case("overflow/overrun-total", "the sum of overruns would pass 2^63-1", config());
+    g.pins(&[Rule::RecordOverrunOverflow]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 10), "decided:free");
     g.run(record(1, MAX_NUMBER), "recorded");
     g.run(decide(2, a, 10), "decided:free");
     g.run(record(2, MAX_NUMBER), "overflow");
     g.run(record(2, 10), "recorded");
+
+    g.case(
+        "decide/gate-daily-before-pool",
+        "the day is used up and the pool is empty: the day is named",
+        with_pool(50),
+    );
+    g.pins(&[Rule::DecideDailyExhausted]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 50), "decided:free");
+    g.run(record(1, 50), "recorded");
+    g.run(decide(2, a, 10), "decided:gate:daily_budget_exhausted");
+
+    g.case("reserve_partial/after-pool-empty-gate", "gated for an empty pool; credited; the offer taken up", {
+        Config { credit_bps: ledger_core::Bps::FULL, ..with_pool(0) }
+    });
+    g.pins(&[Rule::PartialAfterAnyGate]);
+    g.run(tier(a, Tier::Elite), "tier_set");
+    g.run(decide(1, a, 30), "decided:gate:pool_empty");
+    g.run(credit(1, 100), "credited");
+    g.run(reserve(1, a, 30), "reserved");
+    g.run(record(1, 30), "recorded");
+
+    g.case("reserve_partial/after-daily-gate", "gated for the day; once the window ends, the offer taken up", config());
+    g.pins(&[Rule::PartialAfterAnyGate, Rule::WindowLength]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 50), "decided:free");
+    g.run(record(1, 50), "recorded");
+    g.run(decide(2, a, 20), "decided:gate:daily_budget_exhausted");
+    g.at(T0 + DAY_MS).run(reserve(2, a, 20), "reserved");
+
+    g.case(
+        "reserve_partial/zero-or-more-while-reserved",
+        "a request holding a reservation: the amount is not judged",
+        config(),
+    );
+    g.pins(&[Rule::PartialExistsBeforeAmount]);
+    g.run(tier(a, Tier::Elite), "tier_set");
+    g.run(decide(1, a, 40), "decided:free");
+    g.run(reserve(1, a, 0), "reservation_exists");
+    g.run(reserve(1, a, 41), "reservation_exists");
+    g.run(decide(2, a, 990), "decided:partial");
+    g.run(reserve(2, a, 10), "reserved");
+    g.run(reserve(2, a, 0), "reservation_exists");
+    g.run(reserve(2, a, 991), "reservation_exists");
+
+    g.case("reserve_partial/pubkey-before-amount", "another pubkey and a bad amount: the pubkey is named", config());
+    g.pins(&[Rule::PartialOtherPubkey]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(tier(b, Tier::Elite), "tier_set");
+    g.run(decide(1, a, 80), "decided:partial");
+    g.run(reserve(1, b, 0), "exists_with_different_pubkey");
+    g.run(reserve(1, b, 81), "exists_with_different_pubkey");
+    g.run(reserve(1, b, 20), "exists_with_different_pubkey");
+
+    g.case("overflow/credit-judged-on-genesis-plus-credits", "the pool has room, genesis + credits does not", {
+        Config { pool_initial_sats: sats(MAX_NUMBER - 100), credit_bps: ledger_core::Bps::FULL, ..config() }
+    });
+    g.pins(&[Rule::CreditOverflow]);
+    g.run(tier(a, Tier::Elite), "tier_set");
+    g.run(decide(1, a, 1_000), "decided:free");
+    g.run(record(1, 1_000), "recorded");
+    g.run(credit(1, 500), "overflow");
+    g.run(credit(1, 100), "credited");
+    g.run(credit(2, 1), "overflow");
     g
 }
 
@@ -402,39 +515,46 @@ fn idempotency() -> Gen {
     let mut g = Gen::new();
 
     g.case("repeat/set_tier-same", "set_tier to the tier held changes nothing", config());
+    g.pins(&[Rule::TierChangesOnlyTier]);
     g.run(tier(a, Tier::Trusted), "tier_set");
     g.run(tier(a, Tier::Trusted), "tier_set");
 
     g.case("repeat/decide-free-same", "a repeated free decide answers free and debits nothing", config());
+    g.pins(&[Rule::DecideRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(decide(1, a, 40), "decided:free");
     g.run(decide(1, a, 40), "decided:free");
 
     g.case("repeat/decide-partial-same", "a repeated partial decide answers the first offer", config());
+    g.pins(&[Rule::DecideRepeat]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 50), "reserved");
     g.run(decide(1, a, 80), "decided:partial");
 
     g.case("repeat/decide-gate-same", "a repeated gated decide stays gated, even once it could be served", config());
+    g.pins(&[Rule::DecideRepeat]);
     g.run(decide(1, a, 80), "decided:gate:unknown_identity");
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 80), "decided:gate:unknown_identity");
     g.run(decide(2, a, 80), "decided:free");
 
     g.case("repeat/decide-after-record", "a decide repeated after its record answers the first decision", config());
+    g.pins(&[Rule::DecideRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(record(1, 40), "recorded");
     g.run(decide(1, a, 40), "decided:free");
 
     g.case("repeat/decide-other-estimate", "same request id, another estimate", config());
+    g.pins(&[Rule::DecideReused]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(decide(1, a, 41), "exists_with_different_estimate");
 
     g.case("repeat/decide-other-pubkey", "same request id, another pubkey", config());
+    g.pins(&[Rule::DecideReused]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(tier(b, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
@@ -442,22 +562,26 @@ fn idempotency() -> Gen {
     g.run(decide(1, b, 41), "exists_with_different_pubkey");
 
     g.case("repeat/decide-gate-other-estimate", "a gated request keeps its estimate too", config());
+    g.pins(&[Rule::DecideReused]);
     g.run(decide(1, a, 10), "decided:gate:unknown_identity");
     g.run(decide(1, a, 11), "exists_with_different_estimate");
 
     g.case("repeat/reserve-same", "a repeated reserve_partial of the same amount", config());
+    g.pins(&[Rule::PartialRepeat]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 50), "reserved");
     g.run(reserve(1, a, 50), "reserved");
 
     g.case("repeat/reserve-other-amount", "a repeated reserve_partial of another amount", config());
+    g.pins(&[Rule::PartialRepeat]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 50), "reserved");
     g.run(reserve(1, a, 49), "reservation_exists");
 
     g.case("repeat/reserve-after-record", "a reserve_partial repeated after the record answers the first", config());
+    g.pins(&[Rule::PartialRepeat]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(reserve(1, a, 50), "reserved");
@@ -469,6 +593,7 @@ fn idempotency() -> Gen {
         "a refused reserve_partial delivered again is refused again with the first answer, even once funds are back",
         config(),
     );
+    g.pins(&[Rule::PartialRefusalMemory]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(decide(2, a, 50), "decided:free");
@@ -478,54 +603,115 @@ fn idempotency() -> Gen {
     g.run(reserve(1, a, 29), "reserved");
 
     g.case("repeat/release-same", "a second release returns the first answer and moves nothing", config());
+    g.pins(&[Rule::ReleaseRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(release(1), "released");
     g.run(release(1), "released");
 
     g.case("repeat/record-same", "a repeated record answers the first and absorbs once", config());
+    g.pins(&[Rule::RecordRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(record(1, 30), "recorded");
     g.run(record(1, 30), "recorded");
 
     g.case("repeat/record-same-overrun", "a repeated record with an overrun reports it once in the totals", config());
+    g.pins(&[Rule::RecordRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(record(1, 90), "recorded");
     g.run(record(1, 90), "recorded");
 
     g.case("repeat/record-other-amount", "a repeated record with another actual cost", config());
+    g.pins(&[Rule::RecordRepeat]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(record(1, 30), "recorded");
     g.run(record(1, 40), "recorded_with_different_amount");
 
     g.case("repeat/credit-same", "a webhook delivered twice credits once", config());
+    g.pins(&[Rule::CreditRepeat]);
     g.run(credit(1, 1000), "credited");
     g.run(credit(1, 1000), "credited");
 
     g.case("repeat/credit-other-amount", "the same payment id with another amount", config());
+    g.pins(&[Rule::CreditRepeat]);
     g.run(credit(1, 1000), "credited");
     g.run(credit(1, 2000), "payment_with_different_amount");
     g.run(credit(1, 1000), "credited");
 
     g.case("repeat/credit-zero-share", "a credit of nothing is still remembered", config());
+    g.pins(&[Rule::CreditRemembered]);
     g.run(credit(1, 9), "credited");
     g.run(credit(1, 10), "payment_with_different_amount");
 
     g.case("repeat/expire-twice", "a second expire finds nothing", config());
+    g.pins(&[Rule::ExpireReturns]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.at(T0 + 2 + TTL).run(expire(), "expired");
     g.run(expire(), "expired");
 
     g.case("repeat/refusal-repeated", "a refused command repeated is refused again, unchanged", config());
+    g.pins(&[Rule::RecordNotOutstanding]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(release(1), "released");
     g.run(record(1, 40), "already_released");
     g.run(record(1, 40), "already_released");
+
+    g.case(
+        "repeat/decide-other-pubkey-and-estimate",
+        "a reused request id, another pubkey and estimate: the pubkey is named",
+        config(),
+    );
+    g.pins(&[Rule::DecideReused]);
+    g.run(tier(a, Tier::Elite), "tier_set");
+    g.run(tier(b, Tier::Elite), "tier_set");
+    g.run(decide(1, a, 10), "decided:free");
+    g.run(decide(1, b, 20), "exists_with_different_pubkey");
+    g.run(decide(1, a, 20), "exists_with_different_estimate");
+
+    g.case(
+        "repeat/refusals-remembered-per-amount",
+        "every refused amount stays refused; another amount is judged afresh",
+        config(),
+    );
+    g.pins(&[Rule::PartialRefusalMemory]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 80), "decided:partial");
+    g.run(decide(2, a, 40), "decided:free");
+    g.run(reserve(1, a, 30), "insufficient_funds");
+    g.run(reserve(1, a, 20), "insufficient_funds");
+    g.run(release(2), "released");
+    g.run(reserve(1, a, 20), "insufficient_funds");
+    g.run(reserve(1, a, 30), "insufficient_funds");
+    g.run(reserve(1, a, 25), "reserved");
+
+    g.case(
+        "repeat/unknown-identity-forgotten",
+        "refused for an unknown identity; once it exists, the same command succeeds",
+        config(),
+    );
+    g.pins(&[Rule::RefusalsForgotten, Rule::PartialIdentityNow, Rule::PartialAfterAnyGate]);
+    g.run(decide(1, b, 10), "decided:gate:unknown_identity");
+    g.run(reserve(1, b, 10), "unknown_identity");
+    g.run(tier(b, Tier::Elite), "tier_set");
+    g.run(reserve(1, b, 10), "reserved");
+
+    g.case(
+        "repeat/not-reserved-forgotten",
+        "a release refused before the reservation exists is judged afresh after",
+        config(),
+    );
+    g.pins(&[Rule::RefusalsForgotten]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 80), "decided:partial");
+    g.run(release(1), "not_reserved");
+    g.run(record(1, 10), "not_reserved");
+    g.run(reserve(1, a, 50), "reserved");
+    g.run(release(1), "released");
     g
 }
 
@@ -545,6 +731,7 @@ fn daily_window() -> Gen {
         ("window/plus-1ms", DAY_MS + 1, "decided:free"),
     ] {
         g.case(name, "30 of 50 absorbed in the window that opened at creation; decide 30 near its end", config());
+        g.pins(&[Rule::WindowLength]);
         opening(&mut g);
         g.at(T0 + offset).run(decide(2, a, 30), want);
     }
@@ -554,6 +741,7 @@ fn daily_window() -> Gen {
         ("window/reserve-plus-1ms", DAY_MS + 1, "reserved"),
     ] {
         g.case(name, "a partial offer of 20 taken up for 40 near the window's end", config());
+        g.pins(&[Rule::WindowLength, Rule::PartialAllOrNothing]);
         opening(&mut g);
         g.at(T0 + 100).run(decide(2, a, 60), "decided:partial");
         g.at(T0 + offset).run(reserve(2, a, 40), want);
@@ -564,6 +752,7 @@ fn daily_window() -> Gen {
         ("window/exhausted-plus-1ms", DAY_MS + 1, "decided:free"),
     ] {
         g.case(name, "the whole budget absorbed; gated until 24 h after the window opened", config());
+        g.pins(&[Rule::WindowLength, Rule::DecideDailyExhausted]);
         g.run(tier(a, Tier::Established), "tier_set");
         g.run(decide(1, a, 50), "decided:free");
         g.run(record(1, 50), "recorded");
@@ -574,6 +763,7 @@ fn daily_window() -> Gen {
         "after the window ran out, the next absorption opens a new one at its own time",
         config(),
     );
+    g.pins(&[Rule::WindowOpensAtAbsorption]);
     opening(&mut g);
     let t1 = T0 + DAY_MS + 5_000;
     g.at(t1).run(decide(2, a, 40), "decided:free");
@@ -586,6 +776,7 @@ fn daily_window() -> Gen {
         "a free decide after the window ran out does not open a new window; the record does",
         config(),
     );
+    g.pins(&[Rule::WindowOpensAtAbsorption]);
     opening(&mut g);
     let t1 = T0 + DAY_MS + 100;
     g.at(t1).run(decide(2, a, 50), "decided:free");
@@ -593,6 +784,7 @@ fn daily_window() -> Gen {
     g.at(t1 + 60_000 + DAY_MS - 1).run(decide(3, a, 50), "decided:partial");
 
     g.case("window/zero-record-does-not-restart", "a record absorbing 0 leaves the window as it was", config());
+    g.pins(&[Rule::WindowZeroAbsorption, Rule::RecordIsAGrant]);
     opening(&mut g);
     g.at(T0 + DAY_MS + 10).run(decide(2, a, 5), "decided:free");
     g.run(record(2, 0), "recorded");
@@ -603,6 +795,7 @@ fn daily_window() -> Gen {
         "an outstanding reservation still counts after the window runs out",
         Config { reservation_ttl_ms: 2 * DAY_MS, ..config() },
     );
+    g.pins(&[Rule::RemainingCountsEarlierReservations]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.at(T0 + DAY_MS + 1).run(decide(2, a, 20), "decided:partial");
@@ -614,6 +807,7 @@ fn daily_window() -> Gen {
         "reserved in one window, recorded in the next: the absorption opens the new window",
         config(),
     );
+    g.pins(&[Rule::WindowOpensAtAbsorption, Rule::WindowLength]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.at(T0 + DAY_MS - 10).run(decide(1, a, 50), "decided:free");
     g.at(T0 + DAY_MS + 10).run(record(1, 50), "recorded");
@@ -621,11 +815,30 @@ fn daily_window() -> Gen {
     g.at(T0 + 2 * DAY_MS + 10).run(decide(3, a, 1), "decided:free");
 
     g.case("window/starts-at-creation", "the first window opens when the identity is created", config());
+    g.pins(&[Rule::TierCreates]);
     g.at(T0 - DAY_MS).run(tier(a, Tier::Established), "tier_set");
     g.at(T0 - DAY_MS + 10).run(decide(1, a, 50), "decided:free");
     g.run(record(1, 50), "recorded");
     g.at(T0 - 1).run(decide(2, a, 50), "decided:gate:daily_budget_exhausted");
     g.at(T0).run(decide(3, a, 50), "decided:free");
+
+    g.case("window/absorptions-add-up", "two records in one window: the window holds their sum", config());
+    g.pins(&[Rule::WindowAddsUp]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 10), "decided:free");
+    g.run(record(1, 10), "recorded");
+    g.run(decide(2, a, 20), "decided:free");
+    g.run(record(2, 20), "recorded");
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(3, a, 30), "decided:partial");
+
+    g.case("window/clock-back-keeps-the-window", "a now before the window opened is inside it", config());
+    g.pins(&[Rule::WindowClockBack]);
+    g.at(T0 + 3_600_000).run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 30), "decided:free");
+    g.run(record(1, 30), "recorded");
+    g.at(T0).run(decide(2, a, 30), "decided:partial");
+    g.run(tier(a, Tier::Established), "tier_set");
     g
 }
 
@@ -635,19 +848,24 @@ fn credit_rounding() -> Gen {
     let paid = [0, 1, 9, 10, 11, 19, 99, 100, 101, 333, 9_999, 12_345, 1_000_003];
     for bps in [1_000, 0, 1, 333, 1_234, 5_000, 9_999, 10_000] {
         g.case(&format!("credit/rounding-{bps}bp"), "each payment credits floor(paid * bp / 10000)", with_bps(bps));
+        g.pins(&[Rule::CreditRounding]);
         for (i, p) in paid.iter().enumerate() {
             g.run(credit(i as u64 + 1, *p), "credited");
         }
     }
     g.case("credit/floor-per-payment", "ten payments of 9 at 10 % credit 0 each, not 9 in all", config());
+    g.pins(&[Rule::CreditRounding]);
     for i in 0..10 {
         g.run(credit(i + 1, 9), "credited");
     }
     g.case("credit/max-paid", "the largest payment at 10 % and at 99.99 %", config());
+    g.pins(&[Rule::CreditRounding]);
     g.run(credit(1, MAX_NUMBER), "credited");
     g.case("credit/max-paid-9999bp", "floor((2^63-1) * 9999 / 10000), computed without overflow", with_bps(9_999));
+    g.pins(&[Rule::CreditRounding]);
     g.run(credit(1, MAX_NUMBER), "credited");
     g.case("credit/then-spent", "credited sats can be granted", with_pool(0));
+    g.pins(&[Rule::CreditRounding]);
     g.run(tier(user(1), Tier::Elite), "tier_set");
     g.run(decide(1, user(1), 5), "decided:gate:pool_empty");
     g.run(credit(1, 79), "credited");
@@ -662,6 +880,7 @@ fn tier_changes() -> Gen {
     let mut g = Gen::new();
 
     g.case("tier/downgrade-after-absorbing", "elite absorbed 500, then decays to established (50)", config());
+    g.pins(&[Rule::BudgetOfCurrentTier]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 500), "decided:free");
     g.run(record(1, 500), "recorded");
@@ -673,6 +892,7 @@ fn tier_changes() -> Gen {
     g.run(decide(4, a, 10), "decided:free");
 
     g.case("tier/upgrade-after-exhausting", "established used 50, then grows to trusted (200)", config());
+    g.pins(&[Rule::BudgetOfCurrentTier]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 50), "decided:free");
     g.run(record(1, 50), "recorded");
@@ -682,12 +902,14 @@ fn tier_changes() -> Gen {
     g.run(decide(4, a, 150), "decided:free");
 
     g.case("tier/upgrade-between-decide-and-reserve", "the offer was 50; at reserve time 80 is available", config());
+    g.pins(&[Rule::BudgetOfCurrentTier]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(reserve(1, a, 80), "reserved");
 
     g.case("tier/downgrade-between-decide-and-reserve", "the offer was 200; at reserve time 50 is", config());
+    g.pins(&[Rule::BudgetOfCurrentTier]);
     g.run(tier(a, Tier::Trusted), "tier_set");
     g.run(decide(1, a, 300), "decided:partial");
     g.run(tier(a, Tier::Established), "tier_set");
@@ -695,6 +917,7 @@ fn tier_changes() -> Gen {
     g.run(reserve(1, a, 50), "reserved");
 
     g.case("tier/downgrade-to-new-with-reservation", "a reservation made before the decay is recorded", config());
+    g.pins(&[Rule::BudgetOfCurrentTier]);
     g.run(tier(a, Tier::Trusted), "tier_set");
     g.run(decide(1, a, 150), "decided:free");
     g.run(tier(a, Tier::New), "tier_set");
@@ -704,6 +927,7 @@ fn tier_changes() -> Gen {
     g.run(decide(3, a, 60), "decided:partial");
 
     g.case("tier/change-does-not-reset-window", "set_tier keeps the window and its absorption", config());
+    g.pins(&[Rule::TierChangesOnlyTier]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.run(record(1, 40), "recorded");
@@ -717,6 +941,7 @@ fn tier_changes() -> Gen {
         "downgraded mid-window, the next window uses the new tier",
         config(),
     );
+    g.pins(&[Rule::TierChangesOnlyTier, Rule::WindowLength]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 300), "decided:free");
     g.run(record(1, 300), "recorded");
@@ -735,6 +960,7 @@ fn deadlines() -> Gen {
         ("deadline/expire-plus-1ms", TTL + 1, true),
     ] {
         g.case(name, "a free reservation made at T0 + 1 with a 10 min TTL; expire near its deadline", config());
+        g.pins(&[Rule::ExpireStrict]);
         g.run(tier(a, Tier::Elite), "tier_set");
         let t = g.now;
         g.run(decide(1, a, 40), "decided:free");
@@ -743,12 +969,14 @@ fn deadlines() -> Gen {
         assert_eq!(released, want_released, "{name}");
     }
     g.case("deadline/record-after-deadline-before-expire", "a late record before expire runs still counts", config());
+    g.pins(&[Rule::RecordAfterDeadline]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.at(T0 + 1 + 3 * TTL).run(record(1, 35), "recorded");
     g.run(expire(), "expired");
 
     g.case("deadline/release-after-deadline-before-expire", "a late release before expire runs", config());
+    g.pins(&[Rule::ReleaseReturns]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, 40), "decided:free");
     g.at(T0 + 1 + 3 * TTL).run(release(1), "released");
@@ -759,6 +987,7 @@ fn deadlines() -> Gen {
         "a partial reservation's deadline runs from reserve_partial",
         config(),
     );
+    g.pins(&[Rule::Deadline, Rule::ExpireStrict]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 80), "decided:partial");
     g.at(T0 + TTL).run(reserve(1, a, 50), "reserved");
@@ -767,6 +996,7 @@ fn deadlines() -> Gen {
     g.run(record(1, 50), "reservation_expired");
 
     g.case("deadline/expire-returns-budget", "an expired reservation no longer counts against the day", config());
+    g.pins(&[Rule::ExpireReturns]);
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(decide(1, a, 50), "decided:free");
     g.run(decide(2, a, 50), "decided:gate:daily_budget_exhausted");
@@ -774,6 +1004,7 @@ fn deadlines() -> Gen {
     g.run(decide(3, a, 50), "decided:free");
 
     g.case("deadline/mixed", "some recorded, some released, some expired, in one expire", config());
+    g.pins(&[Rule::ExpireReturns, Rule::ExpireOrder]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(tier(b, Tier::Trusted), "tier_set");
     for i in 1..=6 {
@@ -788,15 +1019,23 @@ fn deadlines() -> Gen {
     g.case("deadline/ttl-1ms", "the shortest TTL: expired 2 ms after the reservation", {
         Config { reservation_ttl_ms: 1, ..config() }
     });
+    g.pins(&[Rule::Deadline, Rule::ExpireStrict]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.at(T0 + 10).run(decide(1, a, 40), "decided:free");
     g.at(T0 + 11).run(expire(), "expired");
     g.at(T0 + 12).run(expire(), "expired");
 
     g.case("deadline/clock-backwards", "expire at a time before the deadline releases nothing", config());
+    g.pins(&[Rule::ExpireStrict]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.at(T0 + 1000).run(decide(1, a, 40), "decided:free");
     g.at(T0).run(expire(), "expired");
+
+    g.case("deadline/beyond-the-end-of-time", "now + TTL past 2^63-1: the reservation never expires", config());
+    g.pins(&[Rule::Deadline]);
+    g.at(MAX_NUMBER - 10).run(tier(a, Tier::Elite), "tier_set");
+    g.run(decide(1, a, 40), "decided:free");
+    g.at(MAX_NUMBER).run(expire(), "expired");
     g
 }
 
@@ -811,6 +1050,7 @@ fn limits() -> Gen {
         ..config()
     };
     g.case("limits/max-pool-max-budget", "a pool and budgets of 2^63-1; a free request of all of it", rich);
+    g.pins(&[Rule::DecideFreeDebits]);
     g.run(tier(a, Tier::New), "tier_set");
     g.run(decide(1, a, max), "decided:free");
     g.run(decide(2, a, 1), "decided:gate:daily_budget_exhausted");
@@ -818,17 +1058,20 @@ fn limits() -> Gen {
     g.run(decide(3, a, 1), "decided:gate:daily_budget_exhausted");
 
     g.case("limits/max-estimate", "an estimate of 2^63-1 against the default budgets", config());
+    g.pins(&[Rule::RecordSettles]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, max), "decided:partial");
     g.run(reserve(1, a, 1_000), "reserved");
     g.run(record(1, max), "recorded");
 
     g.case("limits/max-reserve-refused", "a reserve_partial of 2^63-1 is refused, all or nothing", config());
+    g.pins(&[Rule::PartialAllOrNothing]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, a, max), "decided:partial");
     g.run(reserve(1, a, max), "insufficient_funds");
 
     g.case("limits/max-ids", "request and payment ids of 2^63-1", config());
+    g.pins(&[Rule::DecideFreeDebits]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(max, a, 40), "decided:free");
     g.run(record(max, 40), "recorded");
@@ -837,6 +1080,7 @@ fn limits() -> Gen {
     g.run(decide(0, a, 40), "decided:free");
 
     g.case("limits/max-time", "a reservation whose deadline is exactly 2^63-1", config());
+    g.pins(&[Rule::Deadline, Rule::ExpireStrict]);
     g.at(max - TTL - 10).run(tier(a, Tier::Elite), "tier_set");
     g.at(max - TTL).run(decide(1, a, 40), "decided:free");
     g.at(max).run(expire(), "expired");
@@ -850,6 +1094,7 @@ fn limits() -> Gen {
             ..config()
         }
     });
+    g.pins(&[Rule::DecideZeroBudget]);
     g.at(0).run(tier(a, Tier::Elite), "tier_set");
     g.at(0).run(decide(0, a, 1), "decided:gate:zero_budget");
     g.at(0).run(credit(0, max), "credited");
@@ -857,6 +1102,7 @@ fn limits() -> Gen {
     g.case("limits/credit-max-full-rate", "a credit of 2^63-1 at 100 % into a non-empty pool overflows", {
         Config { credit_bps: ledger_core::Bps::FULL, ..config() }
     });
+    g.pins(&[Rule::CreditOverflow]);
     g.run(credit(1, max - 10_000), "credited");
     g.run(credit(2, 1), "overflow");
     g.run(credit(3, 0), "credited");
@@ -864,6 +1110,7 @@ fn limits() -> Gen {
     g.case("limits/credited-total", "credits up to exactly 2^63-1 in the pool", {
         Config { credit_bps: ledger_core::Bps::FULL, pool_initial_sats: Sats::ZERO, ..config() }
     });
+    g.pins(&[Rule::CreditOverflow]);
     g.run(credit(1, max / 2), "credited");
     g.run(credit(2, max / 2), "credited");
     g.run(credit(3, 1), "credited");
@@ -876,33 +1123,39 @@ fn unknown_identities() -> Gen {
     let (a, b) = (user(1), user(2));
     let mut g = Gen::new();
     g.case("unknown/decide", "decide for a pubkey no identity has: gated", config());
+    g.pins(&[Rule::DecideUnknownIdentity]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, b, 40), "decided:gate:unknown_identity");
     g.run(decide(2, real_key(), 40), "decided:gate:unknown_identity");
 
     g.case("unknown/reserve", "reserve_partial for an unknown identity", config());
+    g.pins(&[Rule::PartialIdentityNow]);
     g.run(decide(1, b, 40), "decided:gate:unknown_identity");
     g.run(reserve(1, b, 40), "unknown_identity");
     g.run(reserve(1, b, 0), "zero_amount");
     g.run(reserve(1, b, 41), "amount_above_estimate");
 
     g.case("unknown/record-and-release", "a gated unknown request has no reservation", config());
+    g.pins(&[Rule::ReleaseNotReserved, Rule::RecordNotOutstanding]);
     g.run(decide(1, b, 40), "decided:gate:unknown_identity");
     g.run(record(1, 40), "not_reserved");
     g.run(release(1), "not_reserved");
 
     g.case("unknown/created-after-decision", "the identity appears between decide and reserve_partial", config());
+    g.pins(&[Rule::PartialIdentityNow]);
     g.run(decide(1, a, 80), "decided:gate:unknown_identity");
     g.run(tier(a, Tier::Established), "tier_set");
     g.run(reserve(1, a, 30), "reserved");
     g.run(record(1, 30), "recorded");
 
     g.case("unknown/created-after-decision-zero-budget", "the identity appears with tier new", config());
+    g.pins(&[Rule::PartialIdentityNow]);
     g.run(decide(1, a, 80), "decided:gate:unknown_identity");
     g.run(tier(a, Tier::New), "tier_set");
     g.run(reserve(1, a, 30), "insufficient_funds");
 
     g.case("unknown/other-pubkey-same-request", "an unknown pubkey's request id reused by a known one", config());
+    g.pins(&[Rule::DecideReused]);
     g.run(tier(a, Tier::Elite), "tier_set");
     g.run(decide(1, b, 40), "decided:gate:unknown_identity");
     g.run(decide(1, a, 40), "exists_with_different_pubkey");

@@ -4,6 +4,7 @@
 //! passed. The reference `Ledger` and `SharedLedger` are held to the vectors this way; a
 //! database engine, which answers asynchronously, replays them in its own test.
 
+use ledger_core::variant::Variant;
 use ledger_core::{Command, Identity, Ledger, Movement, Outcome, Pubkey, Refusal, TimeMs, Totals};
 
 use crate::conformance::{named_pubkey, Balances, Expect, Segment, Standing};
@@ -20,7 +21,7 @@ pub trait Implementation {
     fn identity(&self, pubkey: &Pubkey) -> Option<Identity>;
 }
 
-impl Implementation for Ledger {
+impl<V: Variant> Implementation for Ledger<V> {
     fn apply(&mut self, command: &Command, now: TimeMs, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
         Ledger::apply(self, command, now, journal)
     }
