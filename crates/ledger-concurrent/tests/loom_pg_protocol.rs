@@ -853,7 +853,7 @@ impl Client<'_> {
         self.run(Command::Credit { payment_id: PaymentId(p), paid_sats: sats(paid) })
     }
 
-    /// A job as DESIGN §1 runs it: decide; a partial offer is reserved on payment; the work then
+    /// A job as SPEC.md §0 runs it: decide; a partial offer is reserved on payment; the work then
     /// succeeds (`record`) or fails (`release`). Returns the request and its charge reduction.
     fn job(&self, r: u64, i: u64, estimated: u64, actual: Option<u64>) -> (usize, u64) {
         let reduction = match self.decide(r, i, estimated) {

@@ -1,4 +1,4 @@
-//! loom model of the reference locking protocol (DESIGN §3 on a database): loom checks I1-I6
+//! loom model of the reference locking protocol (SPEC.md on a database): loom checks I1-I6
 //! over every interleaving of three client threads, within the preemption bound.
 //!
 //! Each command is one transaction that keeps every row lock it takes until it commits
@@ -267,7 +267,7 @@ fn set_budget(db: &Db, trace: &Trace, who: &str, budget_sats: u64) {
     trace.step(who, format!("tier change: budget now {budget_sats}"));
 }
 
-/// A job as DESIGN §1 runs it: decide; a free answer starts work at once; a partial answer is
+/// A job as SPEC.md §0 runs it: decide; a free answer starts work at once; a partial answer is
 /// reserved on payment, and the charge is reduced only by what `reserve_partial` reserved; the
 /// work then succeeds (`record`) or fails (`release`). Returns the charge reduction.
 fn job(db: &Db, trace: &Trace, who: &str, r: usize, estimated_sats: u64, actual_sats: Option<u64>) -> u64 {

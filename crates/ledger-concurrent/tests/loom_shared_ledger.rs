@@ -44,7 +44,7 @@ fn check_balance_sheet(t: &Totals) {
     );
 }
 
-/// A job of DESIGN §1 against the shared ledger: returns the charge reduction it applied and
+/// A job of SPEC.md §0 against the shared ledger: returns the charge reduction it applied and
 /// whether the request ended recorded (`true`) or released.
 fn job(ledger: &SharedLedger, request_id: RequestId, pubkey: Pubkey, estimated: u64, actual: Option<u64>) -> Sats {
     let mut journal = Vec::new();

@@ -1,4 +1,4 @@
-//! Commands, outcomes and refusals of the reference semantics (DESIGN §3).
+//! Commands, outcomes and refusals of the reference semantics (SPEC.md §3).
 //!
 //! These are values: the engine answers a [`Command`] with an [`Outcome`] or a [`Refusal`],
 //! never by calling out. Business outcomes (a gated request, an empty pool) are variants;

@@ -1,7 +1,7 @@
-//! The reference engine: DESIGN §3 as a pure state machine.
+//! The reference engine: SPEC.md as a pure state machine.
 //!
 //! `state + command + now -> state' + outcome`. [`Ledger::apply`] does all of a command in
-//! one step, which is what makes it the oracle: every invariant of DESIGN §4 holds after
+//! one step, which is what makes it the oracle: every invariant of SPEC.md §6 holds after
 //! every command, whatever the order, repetition or timing of commands.
 //!
 //! Lookups use `FxHashMap` for speed; nothing iterates a hash map into an outcome, so its

@@ -1,4 +1,4 @@
-//! The invariant checker: I1-I6 of DESIGN §4, incremental, O(1) per step.
+//! The invariant checker: I1-I6 of SPEC.md §6, incremental, O(1) per step.
 //!
 //! The checker keeps its own books from two sources that do not depend on the engine's
 //! bookkeeping: the journal of pool movements each step returned, and the caller's facts
@@ -15,7 +15,7 @@ use ledger_core::{Config, IdMap, Movement, PaymentId, Pubkey, RequestId, Sats, T
 use crate::engine::Observed;
 use crate::users::Named;
 
-/// One of the invariants of DESIGN §4.
+/// One of the invariants of SPEC.md §6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Invariant {
     /// The pool is never negative, and nothing overflows.

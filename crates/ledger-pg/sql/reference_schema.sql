@@ -1,4 +1,4 @@
--- The reference schema: DESIGN §3 on PostgreSQL. Its tables, types and view; the functions
+-- The reference schema: SPEC.md on PostgreSQL. Its tables, types and view; the functions
 -- that run the commands and the triggers that guard the tables are in `functions/`, one file
 -- per function, installed after this file in the order of `src/schema.rs`.
 --

@@ -1,11 +1,11 @@
 //! The PostgreSQL adapter of the generosity-pool ledger.
 //!
 //! It holds the `sqlx` migrations (the seed's own tables, and the reference schema with the
-//! reference semantics of DESIGN §3 as server-side functions, one file per function under
+//! reference semantics of SPEC.md as server-side functions, one file per function under
 //! `sql/functions/`; see [`migrate`]), the seed's SQL statements ported one round trip at a
 //! time ([`seed`]), and a throwaway PostgreSQL for tests and runs ([`testpg`]).
 //!
-//! - [`reference`]: each DESIGN §3 command as one call of a server-side function, idempotent by
+//! - [`reference`]: each SPEC.md command as one call of a server-side function, idempotent by
 //!   id, with serialization failures and deadlocks retried; [`reference::audit`] checks I1, I2
 //!   and I5 on a live database.
 //! - [`batch`]: the same commands from many concurrent callers, sent in batches (one round

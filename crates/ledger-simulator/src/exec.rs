@@ -4,7 +4,7 @@
 //! Nothing here draws random numbers or reads a clock: the same events give the same steps,
 //! the same replies and the same trace hash. The random choices live in [`crate::gen`].
 //!
-//! The callers follow DESIGN §1 and the seed's comments. What each tells the checker as the
+//! The callers follow SPEC.md §0 and the seed's comments. What each tells the checker as the
 //! request's *charge reduction* (the part of the work's actual cost the user did not pay,
 //! which I3 compares with the pool's net debit plus any overrun the engine reported):
 //! - free job or session: the actual cost (the user pays nothing); `record(actual, reserved)`;

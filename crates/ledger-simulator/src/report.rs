@@ -22,7 +22,7 @@ use crate::shrink::shrink;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
-    /// The in-memory reference engine (DESIGN §3).
+    /// The in-memory reference engine (SPEC.md).
     Reference,
     /// The faithful model of the seed's TypeScript.
     Seed,
