@@ -6,24 +6,24 @@ RETURNS ledger_result LANGUAGE plpgsql AS $$
 DECLARE
     pay processed_payments%ROWTYPE;
     v_bps bigint;
+    v_initial numeric;
     v_credited bigint;
-    v_balance numeric;
     v_credited_total numeric;
 BEGIN
     SELECT * INTO pay FROM processed_payments WHERE payment_id = p_payment_id;
     IF NOT FOUND THEN
-        SELECT credit_bps INTO v_bps FROM ledger_config WHERE id = 1;
+        SELECT credit_bps, pool_initial_sats INTO v_bps, v_initial FROM ledger_config WHERE id = 1;
         -- floor(paid * bps / 10000) without overflowing bigint.
         v_credited := (p_paid / 10000) * v_bps + (p_paid % 10000) * v_bps / 10000;
-        SELECT sum(balance_sats), sum(credited_sats) INTO v_balance, v_credited_total FROM pool_stripes;
-        IF v_credited > 1099511627776 OR v_balance > 2305843009213693952
-           OR v_credited_total > 2305843009213693952 THEN
+        SELECT sum(credited_sats) INTO v_credited_total FROM pool_stripes;
+        -- R-CREDIT-4: genesis plus every credit must fit, judged on those, not on the pool
+        -- (the pool may have room while reserved and absorbed sats would not).
+        IF v_credited > 1099511627776 OR v_initial + v_credited_total > 2305843009213693952 THEN
             -- Near the limit: the exact totals, every stripe locked.
             PERFORM ledger_before_lock_all();
-            SELECT sum(balance_sats), sum(credited_sats) INTO v_balance, v_credited_total
-            FROM (SELECT balance_sats, credited_sats FROM pool_stripes ORDER BY stripe FOR UPDATE) s;
-            IF v_credited > 9223372036854775807 - v_balance
-               OR v_credited > 9223372036854775807 - v_credited_total THEN
+            SELECT sum(credited_sats) INTO v_credited_total
+            FROM (SELECT credited_sats FROM pool_stripes ORDER BY stripe FOR UPDATE) s;
+            IF v_credited > 9223372036854775807 - (v_initial + v_credited_total) THEN
                 RETURN ledger_refuse('overflow');
             END IF;
         END IF;
