@@ -53,6 +53,7 @@ pub mod conformance;
 pub mod engine;
 pub mod invariants;
 pub mod mutants;
+pub mod oracle;
 pub mod seed;
 pub mod users;
 

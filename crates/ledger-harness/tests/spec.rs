@@ -11,6 +11,7 @@ use ledger_core::{Ledger, Rule};
 use ledger_harness::conformance::replay::replay;
 use ledger_harness::conformance::{self, Segment};
 use ledger_harness::mutants::Breaks;
+use ledger_harness::oracle::Model;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -97,4 +98,35 @@ fn every_rule_broken_fails_a_case_that_names_it() {
         }
     }
     assert!(survivors.is_empty(), "{} rule(s) not pinned:\n{}", survivors.len(), survivors.join("\n"));
+}
+
+/// The oracle's model, written from `SPEC.md` apart from the reference, gives every answer and
+/// every balance sheet of every vector (which the reference wrote).
+#[test]
+fn the_oracle_model_answers_every_vector() {
+    let mut differences = Vec::new();
+    for (file, segs) in vector_files() {
+        for seg in &segs {
+            let mut model = Model::new(seg.header.config);
+            for (line, step) in &seg.steps {
+                let got = model.apply(&step.command, step.now);
+                if got != step.expect.to_result() {
+                    differences.push(format!(
+                        "{file}:{line} ({}): expected {:?}, model {got:?}",
+                        seg.header.case, step.expect
+                    ));
+                    break;
+                }
+                let totals = ledger_harness::conformance::Balances::from(model.totals());
+                if totals != step.totals {
+                    differences.push(format!(
+                        "{file}:{line} ({}): expected {:?}, model {totals:?}",
+                        seg.header.case, step.totals
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    assert!(differences.is_empty(), "{} case(s):\n{}", differences.len(), differences.join("\n"));
 }
