@@ -163,7 +163,42 @@ fn bad_inputs_are_refused_with_their_line_and_kind() {
         n += 1;
     }
     assert!(n >= 40, "only {n} bad inputs");
-    assert_eq!(kinds.len(), 7, "every error kind has a bad input: {kinds:?}");
+    assert_eq!(kinds.len(), 10, "every error kind has a bad input: {kinds:?}");
+}
+
+#[test]
+fn every_vector_file_has_a_footer_that_adds_up() {
+    for e in std::fs::read_dir(dir()).expect("dir") {
+        let path = e.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "jsonl") {
+            let trace = conformance::read_trace(&std::fs::read(&path).expect("file")).expect("a vector file reads");
+            assert_eq!(trace.version, conformance::FORMAT_VERSION, "{}", path.display());
+            let footer = trace.footer.unwrap_or_else(|| panic!("{}: no footer", path.display()));
+            assert_eq!(footer.segments as usize, trace.segments.len());
+            assert_eq!(footer.steps as usize, trace.segments.iter().map(|s| s.steps.len()).sum::<usize>());
+        }
+    }
+}
+
+#[test]
+fn the_version_1_vector_reads_as_its_version_2_twin() {
+    // `version-1/commands.jsonl` is `commands.jsonl` as version 1 writes it: no footer, no
+    // rules. A reader of both versions must read the same cases from either.
+    let read = |path: &str| conformance::read_trace(&std::fs::read(dir().join(path)).expect(path)).expect(path);
+    let (v1, v2) = (read("version-1/commands.jsonl"), read("commands.jsonl"));
+    assert_eq!((v1.version, v1.footer.is_none()), (1, true));
+    assert_eq!(v1.segments.len(), v2.segments.len());
+    for (a, b) in v1.segments.iter().zip(&v2.segments) {
+        let stale =
+            "fixtures/conformance/version-1 is stale: run `cargo run -p ledger-harness --example gen_conformance`";
+        assert_eq!(a.header, conformance::Header { rules: Vec::new(), ..b.header.clone() }, "{stale}");
+        assert_eq!(a.steps, b.steps, "{stale}");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir().join("version-1"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["commands.jsonl"], "only the generator writes fixtures/conformance/version-1");
 }
 
 #[test]

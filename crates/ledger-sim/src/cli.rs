@@ -35,10 +35,23 @@ enum Command {
     #[command(allow_negative_numbers = true)]
     Run(RunArgs),
     /// Replay a saved trace and report its violations.
+    ///
+    /// A trace (`ledger-sim-trace` version 2) ends with a footer line that counts its users,
+    /// flows and events and holds the SHA-256 of every byte before it: a trace cut short or
+    /// altered is refused (exit 2), naming the file and line. Version 1 traces, which have no
+    /// footer, are still read.
     Replay(ReplayArgs),
     /// Read-only check of I1, I2 and I5 on a live PostgreSQL database (either schema).
     Audit(ledger_pg_runs::AuditArgs),
     /// Replay a conformance trace from any implementation against the reference engine.
+    ///
+    /// Exit 0 when the trace matches the reference and breaks no invariant, 1 otherwise, 2
+    /// when the file cannot be read or is not a valid trace (the error names the line; with
+    /// --json it is also printed on stdout as {"file", "error": {"line", "kind",
+    /// "message"}}). A version 2 trace must end with its footer, so a cut one is refused; a
+    /// version 1 trace has none, and the output says that a cut cannot be detected. The first
+    /// 10 violations of each invariant are listed, and all are counted ("violation_counts";
+    /// "... and N more I2 violations").
     CheckTrace(crate::check_trace::CheckTraceArgs),
     /// Capacity planning: many simulated days under chosen budgets and credit percentages.
     #[command(allow_negative_numbers = true)]
@@ -107,7 +120,7 @@ struct RunArgs {
 
 #[derive(clap::Args, Debug)]
 struct ReplayArgs {
-    /// A trace written by `run`.
+    /// A trace written by `run` (`ledger-sim-trace`, version 2 or 1).
     file: PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long)]

@@ -1,10 +1,12 @@
 //! `ledger-sim check-trace`: clean vectors pass, a tampered trace is caught at its first
-//! divergence with the invariants it breaks, bad input exits 2 naming the line.
+//! divergence with the invariants it breaks, bad input exits 2 naming the line (and, with
+//! `--json`, as an object on stdout), a trace cut short is bad input.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ledger_harness::conformance::check::check_bytes;
+use ledger_harness::conformance::check::{check_bytes, VIOLATIONS_KEPT};
+use ledger_harness::conformance::Footer;
 
 fn sim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ledger-sim")).args(args).output().unwrap()
@@ -24,6 +26,15 @@ fn tmp(name: &str, text: &str) -> String {
 
 fn commands_jsonl() -> String {
     std::fs::read_to_string(fixtures().join("commands.jsonl")).unwrap()
+}
+
+/// `text`, a trace whose lines were edited, with its footer written again: what an
+/// implementation that produced those lines would write.
+fn sealed(text: &str) -> String {
+    let body: String = text.lines().filter(|l| !l.starts_with("{\"footer\"")).map(|l| format!("{l}\n")).collect();
+    let segments = body.lines().filter(|l| l.starts_with("{\"format\"")).count();
+    let steps = body.lines().count() - segments;
+    format!("{body}{}\n", Footer::of(body.as_bytes(), segments, steps).to_line())
 }
 
 #[test]
@@ -52,7 +63,7 @@ fn a_wrong_balance_is_the_first_divergence_and_breaks_conservation() {
     let (head, tail) = text.split_at(i);
     let tampered = format!("{head}{}", tail.replacen("\"pool_sats\":9960", "\"pool_sats\":10000", 1));
     let line = head.lines().count() + 2;
-    let out = sim(&["check-trace", "--json", &tmp("wrong-balance.jsonl", &tampered)]);
+    let out = sim(&["check-trace", "--json", &tmp("wrong-balance.jsonl", &sealed(&tampered))]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let d = &v["divergence"];
@@ -82,7 +93,7 @@ fn a_double_credit_is_caught_as_divergence_and_violation() {
     assert_ne!(first, again);
     lines.insert(n + 1, again);
     let junit = tmp("double-credit.xml", "");
-    let out = sim(&["check-trace", &tmp("double-credit.jsonl", &(lines.join("\n") + "\n")), "--junit", &junit]);
+    let out = sim(&["check-trace", &tmp("double-credit.jsonl", &sealed(&lines.join("\n"))), "--junit", &junit]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("DIVERGENCE at line {} (case credit/credited)", n + 2)), "{stdout}");
@@ -111,4 +122,70 @@ fn a_garbled_line_exits_two_with_its_line_number() {
 
     let out = sim(&["check-trace", "/nonexistent/trace.jsonl"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn with_json_bad_input_is_an_object_on_stdout() {
+    let text = commands_jsonl();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = tmp("cut.jsonl", &(lines[..10].join("\n") + "\n"));
+    for (file, line, kind) in [
+        (cut.clone(), serde_json::json!(11), "missing_footer"),
+        (
+            tmp("tampered.jsonl", &text.replacen("\"pool_sats\":9960", "\"pool_sats\":9961", 1)),
+            serde_json::json!(lines.len()),
+            "bad_footer",
+        ),
+        ("/nonexistent/trace.jsonl".to_owned(), serde_json::Value::Null, "unreadable"),
+    ] {
+        let out = sim(&["check-trace", "--json", &file]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (&v["file"], &v["error"]["line"], &v["error"]["kind"]),
+            (&serde_json::json!(file), &line, &serde_json::json!(kind)),
+            "{v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message) && stderr.contains(&file), "{stderr} / {message}");
+    }
+    // Without --json, stdout stays empty: the error is on stderr only.
+    let out = sim(&["check-trace", &cut]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 11: missing_footer"));
+}
+
+#[test]
+fn violations_are_kept_ten_per_invariant_and_all_counted() {
+    // An implementation whose pool claims one sat too many wherever it holds 10000.
+    let tampered = sealed(&commands_jsonl().replace("\"pool_sats\":10000,", "\"pool_sats\":10001,"));
+    let path = tmp("many-violations.jsonl", &tampered);
+    let out = sim(&["check-trace", "--json", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = v["violation_counts"]["I2"].as_u64().unwrap() as usize;
+    assert!(n > VIOLATIONS_KEPT, "{n}");
+    let kept = v["violations"].as_array().unwrap().iter().filter(|x| x["invariant"] == "I2").count();
+    assert_eq!(kept, VIOLATIONS_KEPT);
+    let out = sim(&["check-trace", &path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("I2 conservation").count(), VIOLATIONS_KEPT, "{stdout}");
+    assert!(stdout.contains(&format!("... and {} more I2 violations", n - VIOLATIONS_KEPT)), "{stdout}");
+}
+
+#[test]
+fn a_version_1_trace_is_checked_and_said_to_be_uncut_only_by_trust() {
+    let path = fixtures().join("version-1/commands.jsonl");
+    let out = sim(&["check-trace", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("version 1 trace: no footer, a cut trace cannot be detected"), "{stdout}");
+    let out = sim(&["check-trace", "--json", path.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v["version"], &v["footer"]), (&serde_json::json!(1), &serde_json::json!(false)));
+    let out = sim(&["check-trace", "--json", fixtures().join("commands.jsonl").to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v["version"], &v["footer"]), (&serde_json::json!(2), &serde_json::json!(true)));
 }

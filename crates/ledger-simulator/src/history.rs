@@ -2,18 +2,30 @@
 //!
 //! A random run draws its flows and its schedule from the seed and records them here; a
 //! replay, a shrink step and a saved counterexample all run a `History` as it is. Saved as
-//! JSON Lines: one header line, one line per user and per flow, then the events.
+//! JSON Lines (format `ledger-sim-trace`): one header line, one line per user and per flow,
+//! then the events, then (since version 2) a footer line that counts the users, flows and
+//! events and holds the SHA-256 of every byte before it:
+//!
+//! ```text
+//! {"line":"footer","users":3,"flows":12,"events":40,"sha256":"<64 lowercase hex>"}
+//! ```
+//!
+//! A version 2 trace without its footer (cut short), with a line after it, or whose counts or
+//! hash do not match is refused, naming the file and line. Version 1, which has no footer, is
+//! still read (a cut version 1 trace cannot be detected); [`History::write_jsonl`] writes
+//! version 2.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
 use ledger_core::{Config, Tier};
+use ledger_harness::conformance::Sha256Hex;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::Fault;
 
-/// Version of the trace format.
-pub const TRACE_VERSION: u32 = 1;
+/// Version of the trace format written; versions 1 to this one are read.
+pub const TRACE_VERSION: u32 = 2;
 
 /// What a flow is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +150,22 @@ enum Line {
     User { user: u32, tier: Option<Tier> },
     Flow(Flow),
     Event { ev: Event },
+    Footer { users: usize, flows: usize, events: usize, sha256: String },
+}
+
+/// Writes lines, hashing what it writes for the footer.
+struct HashingWriter<W> {
+    out: W,
+    hash: Sha256Hex,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn put(&mut self, l: &Line) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec(l)?;
+        bytes.push(b'\n');
+        self.hash.update(&bytes);
+        self.out.write_all(&bytes)
+    }
 }
 
 /// A trace file that cannot be read.
@@ -164,8 +192,8 @@ pub enum TraceError {
 }
 
 impl History {
-    /// Write as JSON Lines.
-    pub fn write_jsonl(&self, mut out: impl Write) -> std::io::Result<()> {
+    /// Write as JSON Lines, version [`TRACE_VERSION`], footer last.
+    pub fn write_jsonl(&self, out: impl Write) -> std::io::Result<()> {
         let header = Line::Header {
             format: "ledger-sim-trace".into(),
             version: TRACE_VERSION,
@@ -174,40 +202,59 @@ impl History {
             step_ms: self.step_ms,
             config: self.config,
         };
-        let mut put = |l: &Line| -> std::io::Result<()> {
-            serde_json::to_writer(&mut out, l)?;
-            out.write_all(b"\n")
-        };
-        put(&header)?;
+        let mut w = HashingWriter { out, hash: Sha256Hex::default() };
+        w.put(&header)?;
         for (&user, &tier) in &self.users {
-            put(&Line::User { user, tier })?;
+            w.put(&Line::User { user, tier })?;
         }
         for f in &self.flows {
-            put(&Line::Flow(f.clone()))?;
+            w.put(&Line::Flow(f.clone()))?;
         }
         for &ev in &self.events {
-            put(&Line::Event { ev })?;
+            w.put(&Line::Event { ev })?;
         }
-        Ok(())
+        let sha256 = w.hash.hex();
+        w.put(&Line::Footer { users: self.users.len(), flows: self.flows.len(), events: self.events.len(), sha256 })
     }
 
-    /// Read JSON Lines written by [`History::write_jsonl`]; `path` names the file in errors.
-    pub fn read_jsonl(input: impl BufRead, path: &str) -> Result<History, TraceError> {
-        let mut history: Option<History> = None;
-        for (i, line) in input.lines().enumerate() {
-            let line_no = i + 1;
-            let text = line.map_err(|source| TraceError::Io { path: path.to_owned(), source })?;
+    /// Read JSON Lines written by [`History::write_jsonl`], version 1 or 2; `path` names the
+    /// file in errors. A version 2 trace must end with a footer that matches what precedes
+    /// it.
+    pub fn read_jsonl(mut input: impl BufRead, path: &str) -> Result<History, TraceError> {
+        let mut history: Option<(u32, History)> = None;
+        let mut hash = Sha256Hex::default();
+        let mut footer_at: Option<usize> = None;
+        let mut raw = Vec::new();
+        let mut line_no = 0;
+        loop {
+            raw.clear();
+            let n =
+                input.read_until(b'\n', &mut raw).map_err(|source| TraceError::Io { path: path.to_owned(), source })?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let bad = |message: String| TraceError::Line { path: path.to_owned(), line: line_no, message };
+            if let Some(at) = footer_at {
+                return Err(bad(format!("a line after the footer (line {at}): the footer is the last line")));
+            }
+            let before = hash.clone();
+            hash.update(&raw);
+            let text = std::str::from_utf8(&raw).map_err(|_| bad("the line is not UTF-8".into()))?;
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
             if text.trim().is_empty() {
                 continue;
             }
-            let bad = |message: String| TraceError::Line { path: path.to_owned(), line: line_no, message };
-            let parsed: Line = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            let parsed: Line = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
             match (parsed, history.as_mut()) {
                 (Line::Header { format, version, engine, seed, step_ms, config }, None) => {
-                    if format != "ledger-sim-trace" || version != TRACE_VERSION {
-                        return Err(bad(format!("unsupported trace {format:?} version {version}")));
+                    if format != "ledger-sim-trace" || !(1..=TRACE_VERSION).contains(&version) {
+                        return Err(bad(format!(
+                            "unsupported trace {format:?} version {version} (this reader reads \"ledger-sim-trace\" versions 1 to {TRACE_VERSION})"
+                        )));
                     }
-                    history = Some(History {
+                    let h = History {
                         engine,
                         seed,
                         step_ms,
@@ -215,45 +262,82 @@ impl History {
                         users: BTreeMap::new(),
                         flows: Vec::new(),
                         events: Vec::new(),
-                    });
+                    };
+                    history = Some((version, h));
                 }
                 (Line::Header { .. }, Some(_)) => return Err(bad("a second header".into())),
                 (_, None) => return Err(bad("the first line must be the header".into())),
-                (Line::User { user, tier }, Some(h)) => {
-                    h.users.insert(user, tier);
+                (Line::Footer { users, flows, events, sha256 }, Some((version, h))) => {
+                    if *version < 2 {
+                        return Err(bad("a footer in a version 1 trace: footers came with version 2".into()));
+                    }
+                    let counted = (h.users.len(), h.flows.len(), h.events.len());
+                    if (users, flows, events) != counted {
+                        return Err(bad(format!(
+                            "the footer counts {users} users, {flows} flows and {events} events; the lines before it hold {}, {} and {}",
+                            counted.0, counted.1, counted.2
+                        )));
+                    }
+                    let want = before.hex();
+                    if sha256 != want {
+                        return Err(bad(format!(
+                            "the footer's sha256 is {sha256}, the lines before it hash to {want}"
+                        )));
+                    }
+                    footer_at = Some(line_no);
                 }
-                (Line::Flow(f), Some(h)) => {
-                    if h.flows.last().is_some_and(|last| last.id >= f.id) {
-                        return Err(bad(format!("flow ids must increase (flow {})", f.id)));
-                    }
-                    if !h.users.contains_key(&f.user) {
-                        return Err(bad(format!("flow {} names user {} with no user line", f.id, f.user)));
-                    }
-                    for (what, v) in [("estimated_sats", f.estimated_sats), ("actual_sats", f.actual_sats)] {
-                        if ledger_core::Sats::new(v).is_err() {
-                            return Err(bad(format!(
-                                "flow {}: {what} {v} is above the largest amount, {} sats",
-                                f.id,
-                                ledger_core::Sats::MAX
-                            )));
-                        }
-                    }
-                    h.flows.push(f);
-                }
-                (Line::Event { ev }, Some(h)) => {
-                    let id = match ev {
-                        Event::Start(id) | Event::Step(id) | Event::Ghost(id, _) => Some(id),
-                        Event::Jump(_) => None,
-                    };
-                    if let Some(id) = id {
-                        if h.flows.binary_search_by_key(&id, |f| f.id).is_err() {
-                            return Err(bad(format!("event names flow {id}, which has no flow line")));
-                        }
-                    }
-                    h.events.push(ev);
-                }
+                (line, Some((_, h))) => h.take(line).map_err(bad)?,
             }
         }
-        history.ok_or_else(|| TraceError::Line { path: path.to_owned(), line: 0, message: "empty trace".into() })
+        match history {
+            None => Err(TraceError::Line { path: path.to_owned(), line: 0, message: "empty trace".into() }),
+            Some((version, _)) if version >= 2 && footer_at.is_none() => Err(TraceError::Line {
+                path: path.to_owned(),
+                line: line_no + 1,
+                message: format!("the trace ends after line {line_no} without its footer: it was cut short"),
+            }),
+            Some((_, h)) => Ok(h),
+        }
+    }
+
+    /// Adds a user, flow or event line.
+    fn take(&mut self, line: Line) -> Result<(), String> {
+        match line {
+            Line::User { user, tier } => {
+                self.users.insert(user, tier);
+            }
+            Line::Flow(f) => {
+                if self.flows.last().is_some_and(|last| last.id >= f.id) {
+                    return Err(format!("flow ids must increase (flow {})", f.id));
+                }
+                if !self.users.contains_key(&f.user) {
+                    return Err(format!("flow {} names user {} with no user line", f.id, f.user));
+                }
+                for (what, v) in [("estimated_sats", f.estimated_sats), ("actual_sats", f.actual_sats)] {
+                    if ledger_core::Sats::new(v).is_err() {
+                        return Err(format!(
+                            "flow {}: {what} {v} is above the largest amount, {} sats",
+                            f.id,
+                            ledger_core::Sats::MAX
+                        ));
+                    }
+                }
+                self.flows.push(f);
+            }
+            Line::Event { ev } => {
+                let id = match ev {
+                    Event::Start(id) | Event::Step(id) | Event::Ghost(id, _) => Some(id),
+                    Event::Jump(_) => None,
+                };
+                if let Some(id) = id {
+                    if self.flows.binary_search_by_key(&id, |f| f.id).is_err() {
+                        return Err(format!("event names flow {id}, which has no flow line"));
+                    }
+                }
+                self.events.push(ev);
+            }
+            Line::Header { .. } | Line::Footer { .. } => unreachable!("the reader takes headers and footers itself"),
+        }
+        Ok(())
     }
 }

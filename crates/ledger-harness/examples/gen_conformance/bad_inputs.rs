@@ -1,8 +1,9 @@
 //! Traces the reader must refuse (`fixtures/conformance/bad-input/`): each with the line and
-//! the kind of error it must give.
+//! the kind of error it must give. Most are cut after their bad line (the reader stops there,
+//! before it could miss the footer); the footer's own cases are whole traces.
 
 use ledger_core::Tier;
-use ledger_harness::conformance::{Header, Step};
+use ledger_harness::conformance::{write_string, write_version, Footer, Header, Step};
 
 use crate::vectors::{config, credit, decide, record, tier, user, Gen};
 
@@ -93,7 +94,7 @@ pub fn bad_inputs() -> Vec<Bad> {
     bad(
         "config-pool-u64-max",
         "a genesis pool of 2^64-1",
-        format!("{}\n", h.replace("\"pool_initial_sats\":10000", "\"pool_initial_sats\":18446744073709551615")),
+        format!("{}\n", replaced(&h, "\"pool_initial_sats\":10000", "\"pool_initial_sats\":18446744073709551615")),
         1,
         "number_out_of_range",
     );
@@ -145,42 +146,42 @@ pub fn bad_inputs() -> Vec<Bad> {
     bad(
         "wrong-format",
         "another format name",
-        format!("{}\n", h.replace("ledger-conformance", "ledger-trace")),
+        format!("{}\n", replaced(&h, "ledger-conformance", "ledger-trace")),
         1,
         "bad_header",
     );
     bad(
-        "version-2",
+        "version-3",
         "a version this reader does not know",
-        format!("{}\n", h.replace("\"version\":1", "\"version\":2")),
+        format!("{}\n", replaced(&h, "\"version\":2", "\"version\":3")),
         1,
         "unsupported_version",
     );
     bad(
         "header-unknown-key",
         "an unknown header key",
-        format!("{}\n", h.replace("\"case\"", "\"seed\":1,\"case\"")),
+        format!("{}\n", replaced(&h, "\"case\"", "\"seed\":1,\"case\"")),
         1,
         "bad_header",
     );
     bad(
         "config-missing-key",
         "a config without its credit rate",
-        format!("{}\n", h.replace(",\"credit_bps\":1000", "")),
+        format!("{}\n", replaced(&h, ",\"credit_bps\":1000", "")),
         1,
         "bad_header",
     );
     bad(
         "config-bps-10001",
         "a credit rate above 100 %",
-        format!("{}\n", h.replace("\"credit_bps\":1000", "\"credit_bps\":10001")),
+        format!("{}\n", replaced(&h, "\"credit_bps\":1000", "\"credit_bps\":10001")),
         1,
         "bad_header",
     );
     bad(
         "config-ttl-0",
         "a reservation TTL of zero",
-        format!("{}\n", h.replace("\"reservation_ttl_ms\":600000", "\"reservation_ttl_ms\":0")),
+        format!("{}\n", replaced(&h, "\"reservation_ttl_ms\":600000", "\"reservation_ttl_ms\":0")),
         1,
         "bad_header",
     );
@@ -278,5 +279,146 @@ pub fn bad_inputs() -> Vec<Bad> {
         4,
         "number_out_of_range",
     );
+
+    // Numbers no float holds: out of range, not a syntax error.
+    for (name, value, note) in [
+        ("paid-1E400", "1E400".to_owned(), "an exponent beyond any float, upper-case E"),
+        ("paid-1e400", "1e400".to_owned(), "an exponent beyond any float"),
+        ("paid-minus-1e400", "-1e400".to_owned(), "a negative number beyond any float"),
+        ("paid-1.5e999", "1.5e999".to_owned(), "a fraction and an exponent beyond any float"),
+        ("paid-400-digits", format!("1{}", "0".repeat(400)), "10^400 written out: beyond any float"),
+    ] {
+        bad(
+            name,
+            note,
+            format!("{h}\n{}\n", altered(cred, paid, &format!("\"paid_sats\":{value}"))),
+            2,
+            "number_out_of_range",
+        );
+    }
+
+    // A key twice in one object, at any depth: refused even when both say the same.
+    for (name, from, to, note) in [
+        ("duplicate-key-header", "\"case\"", "\"case\":\"again\",\"case\"", "the header's case twice"),
+        (
+            "duplicate-key-config",
+            "\"credit_bps\":1000",
+            "\"credit_bps\":1000,\"credit_bps\":1000",
+            "a config key twice",
+        ),
+    ] {
+        bad(name, note, format!("{}\n", replaced(&h, from, to)), 1, "duplicate_key");
+    }
+    for (name, from, to, note) in [
+        ("duplicate-key-now", "\"now\"", "\"now\":1,\"now\"", "a step's now twice"),
+        ("duplicate-key-cmd", "\"cmd\":\"credit\"", "\"cmd\":\"credit\",\"cmd\":\"credit\"", "the command's cmd twice"),
+        (
+            "duplicate-key-outcome",
+            "\"outcome\":\"credited\"",
+            "\"outcome\":\"credited\",\"outcome\":\"credited\"",
+            "the outcome twice",
+        ),
+        ("duplicate-key-totals", "\"n_grants\":0", "\"n_grants\":0,\"n_grants\":0", "a total twice"),
+    ] {
+        bad(name, note, format!("{h}\n{}\n", altered(cred, from, to)), 2, "duplicate_key");
+    }
+
+    // Line endings and encoding marks.
+    bad(
+        "crlf",
+        "CRLF line endings: a \\r before each \\n",
+        format!("{h}\n{}\r\n{}\r\n", set.to_line(), dec.to_line()),
+        2,
+        "not_json",
+    );
+    bad("bom", "a UTF-8 byte order mark before the header", format!("\u{feff}{h}\n"), 1, "not_json");
+
+    // One file, one version, one segment per case name.
+    let header =
+        |case: &str| Header { case: case.into(), description: String::new(), rules: Vec::new(), config: config() };
+    let v1 = write_version(1, &[(header("first"), vec![set.clone()])]);
+    bad(
+        "version-1-then-2",
+        "a version 1 header, then a version 2 one",
+        format!("{v1}{}\n", header("second").to_line()),
+        3,
+        "bad_header",
+    );
+    bad(
+        "version-1-rules",
+        "a version 1 header with rules, which came with version 2",
+        format!(
+            "{}\n",
+            replaced(&v1, "\"description\"", "\"rules\":[\"R-DECIDE-3\"],\"description\"")
+                .lines()
+                .next()
+                .unwrap_or_default()
+        ),
+        1,
+        "bad_header",
+    );
+    bad(
+        "case-twice",
+        "two segments with the same case name",
+        write_string(&[(header("same"), vec![set.clone()]), (header("other"), vec![]), (header("same"), vec![])]),
+        4,
+        "bad_header",
+    );
+
+    // The footer: a trace cut short, or one that does not add up.
+    let whole = write_string(&[(header("whole"), vec![set.clone(), dec.clone()]), (header("two"), vec![cred.clone()])]);
+    let lines: Vec<&str> = whole.lines().collect();
+    let (body, footer) = (format!("{}\n", lines[..5].join("\n")), lines[5]);
+    bad("footer-missing", "a version 2 trace without its footer", body.clone(), 6, "missing_footer");
+    bad(
+        "footer-cut",
+        "a version 2 trace cut at a line boundary",
+        format!("{}\n", lines[..3].join("\n")),
+        4,
+        "missing_footer",
+    );
+    let f = Footer::of(body.as_bytes(), 2, 3);
+    for (name, text, line, note) in [
+        ("footer-steps", replaced(footer, "\"steps\":3", "\"steps\":4"), 6, "a footer that counts one step too many"),
+        (
+            "footer-segments",
+            replaced(footer, "\"segments\":2", "\"segments\":1"),
+            6,
+            "a footer that counts one segment too few",
+        ),
+        (
+            "footer-hash",
+            replaced(footer, &f.sha256, &Footer::of(b"", 0, 0).sha256),
+            6,
+            "a footer with another trace's hash",
+        ),
+        ("footer-hash-uppercase", replaced(footer, &f.sha256, &f.sha256.to_uppercase()), 6, "a hash in upper-case hex"),
+        ("footer-missing-key", replaced(footer, "\"steps\":3,", ""), 6, "a footer without its step count"),
+        ("footer-unknown-key", replaced(footer, "}}", "},\"note\":\"\"}"), 6, "a footer line with another key"),
+        ("footer-then-line", format!("{footer}\n{}", lines[4]), 7, "a step after the footer"),
+        ("footer-then-blank", format!("{footer}\n"), 7, "a blank line after the footer"),
+    ] {
+        bad(name, note, format!("{body}{text}\n"), line, "bad_footer");
+    }
+    bad(
+        "footer-tampered",
+        "a step changed after the footer was written: the hash no longer matches",
+        replaced(&whole, "\"credited_sats\":100", "\"credited_sats\":101"),
+        6,
+        "bad_footer",
+    );
+    bad(
+        "footer-in-version-1",
+        "a version 1 trace with a footer, which came with version 2",
+        format!("{v1}{}\n", Footer::of(v1.as_bytes(), 1, 1).to_line()),
+        3,
+        "bad_footer",
+    );
     out
+}
+
+/// `text` with `from` replaced by `to`, which must be there.
+fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from} not in {text}");
+    text.replacen(from, to, 1)
 }

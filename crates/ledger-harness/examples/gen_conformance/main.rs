@@ -7,6 +7,9 @@
 //!
 //! Output is deterministic: regenerating gives identical bytes, and the test
 //! `conformance_vectors_are_fresh` fails when the committed files differ.
+//!
+//! Besides the vectors (version 2), `version-1/commands.jsonl` holds the `commands` cases as
+//! version 1 writes them (no footer, no rules), so that a reader shows it still reads them.
 
 mod bad_inputs;
 mod vectors;
@@ -27,7 +30,8 @@ fn main() -> ExitCode {
             other => dir = PathBuf::from(other),
         }
     }
-    let files = vectors::generate();
+    let mut files = vectors::generate();
+    files.push(version_1(&files));
     let mut stale = 0;
     let mut n_cases = 0;
     for (file, n) in &files {
@@ -59,4 +63,17 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The `commands` vectors written as version 1: the good vector of the oldest version read.
+fn version_1(files: &[(vectors::File, usize)]) -> (vectors::File, usize) {
+    use ledger_harness::conformance::{read_bytes, write_version, Header};
+    let (commands, n) = files.iter().find(|(f, _)| f.path == "commands.jsonl").expect("commands.jsonl is generated");
+    let segments = read_bytes(&commands.bytes).expect("the generated vectors read");
+    let parts: Vec<_> = segments
+        .into_iter()
+        .map(|s| (Header { rules: Vec::new(), ..s.header }, s.steps.into_iter().map(|(_, step)| step).collect()))
+        .collect();
+    let bytes = write_version(1, &parts).into_bytes();
+    (vectors::File { path: "version-1/commands.jsonl".to_owned(), bytes }, *n)
 }

@@ -1,14 +1,16 @@
 //! The checker behind `ledger-sim check-trace FILE`: a conformance trace written by any
 //! implementation, replayed against the reference.
 //!
-//! The trace ([`crate::conformance`], version 1) is replayed against the reference engine,
+//! The trace ([`crate::conformance`], version 1 or 2) is replayed against the reference engine,
 //! segment by segment from genesis. The first step whose outcome, totals or identity standing
 //! differs from the reference is reported with the lines around it. Independently, the
 //! invariant checker runs over what the *trace* claims: the pool movements its outcomes imply
 //! and the balances it reports, so a trace that breaks conservation or the daily budget is
 //! caught even where the reference agrees with nothing. I3 needs the caller's charges, which a
 //! trace does not carry, and is not checked; I5/I6 at the drain are checked when a segment ends
-//! with an `expire` after which the trace reports nothing reserved.
+//! with an `expire` after which the trace reports nothing reserved. A trace may break one
+//! invariant at every step: the report keeps the first [`VIOLATIONS_KEPT`] of each and counts
+//! them all.
 //!
 //! Exit codes as for `run`: 0 when the trace matches and no invariant broke, 1 otherwise, 2 on
 //! input that is not a valid trace (the error names the line).
@@ -72,25 +74,45 @@ pub struct TraceViolation {
     pub detail: String,
 }
 
+/// How many violations of each invariant a report lists; the rest are counted.
+pub const VIOLATIONS_KEPT: usize = 10;
+
 /// What `check-trace` found.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CheckReport {
     /// The file.
     pub file: String,
+    /// The trace's format version.
+    pub version: u64,
+    /// True when the trace ends with a footer that matched (version 2): it is whole. A version
+    /// 1 trace has none, and a cut one cannot be told from a whole one.
+    pub footer: bool,
     /// Number of segments (cases).
     pub segments: usize,
     /// Number of steps.
     pub steps: usize,
     /// The first divergence from the reference engine, if any.
     pub divergence: Option<Divergence>,
-    /// Every invariant violation of the trace's claims, in line order.
+    /// The invariant violations of the trace's claims, in line order: the first
+    /// [`VIOLATIONS_KEPT`] of each invariant.
     pub violations: Vec<TraceViolation>,
+    /// The number of violations of each invariant (`I2`), kept or not; empty when none.
+    pub violation_counts: BTreeMap<String, usize>,
 }
 
 impl CheckReport {
     /// True when the trace matches the reference and breaks no invariant.
     pub fn ok(&self) -> bool {
-        self.divergence.is_none() && self.violations.is_empty()
+        self.divergence.is_none() && self.violation_counts.is_empty()
+    }
+
+    /// Counts a violation, and keeps it if fewer than [`VIOLATIONS_KEPT`] of its invariant are.
+    fn add(&mut self, v: TraceViolation) {
+        let n = self.violation_counts.entry(v.invariant.clone()).or_default();
+        *n += 1;
+        if *n <= VIOLATIONS_KEPT {
+            self.violations.push(v);
+        }
     }
 }
 
@@ -190,16 +212,19 @@ fn diff_step(
 
 /// Checks a trace given as bytes. `Err` is bad input (not a valid trace), naming the line.
 pub fn check_bytes(file: &str, bytes: &[u8], context: usize) -> Result<CheckReport, conformance::ReadError> {
-    let segments = conformance::read_bytes(bytes)?;
+    let trace = conformance::read_trace(bytes)?;
     let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     let mut report = CheckReport {
         file: file.to_owned(),
-        segments: segments.len(),
-        steps: segments.iter().map(|s| s.steps.len()).sum(),
+        version: trace.version,
+        footer: trace.footer.is_some(),
+        segments: trace.segments.len(),
+        steps: trace.segments.iter().map(|s| s.steps.len()).sum(),
         divergence: None,
         violations: Vec::new(),
+        violation_counts: BTreeMap::new(),
     };
-    for seg in &segments {
+    for seg in &trace.segments {
         check_segment(seg, &lines, context, &mut report);
     }
     Ok(report)
@@ -214,7 +239,7 @@ fn check_segment(seg: &Segment, lines: &[&[u8]], context: usize, report: &mut Ch
     let case = &seg.header.case;
     let mut take_violations = |checker: &Checker, line: usize, report: &mut CheckReport| {
         for v in &checker.violations()[n_seen..] {
-            report.violations.push(TraceViolation {
+            report.add(TraceViolation {
                 line,
                 case: case.clone(),
                 invariant: v.invariant.id().to_owned(),
@@ -292,6 +317,9 @@ fn around(lines: &[&[u8]], line: usize, context: usize) -> Vec<ContextLine> {
 /// Writes a report as text, the way `ledger-sim check-trace` prints it.
 pub fn write_text(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
     writeln!(out, "check-trace {}: {} segments, {} steps", r.file, r.segments, r.steps)?;
+    if !r.footer {
+        writeln!(out, "version {} trace: no footer, a cut trace cannot be detected", r.version)?;
+    }
     if let Some(d) = &r.divergence {
         writeln!(
             out,
@@ -308,6 +336,12 @@ pub fn write_text(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> 
     }
     for v in &r.violations {
         writeln!(out, "VIOLATION line {} (case {}): {}", v.line, v.case, v.detail)?;
+    }
+    for (invariant, n) in &r.violation_counts {
+        let kept = r.violations.iter().filter(|v| &v.invariant == invariant).count();
+        if *n > kept {
+            writeln!(out, "... and {} more {invariant} violations", n - kept)?;
+        }
     }
     if r.ok() {
         writeln!(out, "ok: the trace matches the reference engine and breaks no invariant")?;

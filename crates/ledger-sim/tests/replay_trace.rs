@@ -1,0 +1,104 @@
+//! `ledger-sim replay`'s traces (`ledger-sim-trace`): version 2 ends with a footer, so a trace
+//! cut short or altered is refused naming the file and line; version 1 (the committed
+//! counterexamples) is still read.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ledger_simulator::history::{History, TRACE_VERSION};
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ledger-sim")).args(args).output().unwrap()
+}
+
+/// A committed counterexample, written by version 1.
+fn version_1() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/counterexamples/seed-races/seed-seed0-I4.jsonl")
+}
+
+fn tmp(name: &str, bytes: &[u8]) -> String {
+    let dir = std::env::temp_dir().join(format!("ledger-sim-replay-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
+}
+
+fn read(bytes: &[u8]) -> Result<History, String> {
+    History::read_jsonl(bytes, "t.jsonl").map_err(|e| e.to_string())
+}
+
+/// The committed counterexample, and the same history as version 2 writes it.
+fn both() -> (History, Vec<u8>) {
+    let v1 = std::fs::read(version_1()).unwrap();
+    assert!(String::from_utf8_lossy(&v1).starts_with(r#"{"line":"header","format":"ledger-sim-trace","version":1,"#));
+    let h = read(&v1).unwrap();
+    let mut v2 = Vec::new();
+    h.write_jsonl(&mut v2).unwrap();
+    (h, v2)
+}
+
+#[test]
+fn version_2_ends_with_a_footer_and_reads_back() {
+    let (h, v2) = both();
+    let text = String::from_utf8(v2.clone()).unwrap();
+    assert!(text.contains(&format!("\"version\":{TRACE_VERSION},")));
+    let last = text.lines().last().unwrap();
+    let footer = format!(
+        r#"{{"line":"footer","users":{},"flows":{},"events":{},"sha256":""#,
+        h.users.len(),
+        h.flows.len(),
+        h.events.len()
+    );
+    assert!(last.starts_with(&footer), "{last}");
+    assert_eq!(read(&v2).unwrap(), h);
+}
+
+#[test]
+fn a_version_2_trace_cut_at_any_line_is_refused() {
+    let (_, v2) = both();
+    let ends: Vec<usize> = v2.iter().enumerate().filter(|(_, &b)| b == b'\n').map(|(i, _)| i + 1).collect();
+    for (i, &end) in ends[..ends.len() - 1].iter().enumerate() {
+        let e = read(&v2[..end]).unwrap_err();
+        let want = format!("t.jsonl:{}: the trace ends after line {} without its footer", i + 2, i + 1);
+        assert!(e.starts_with(&want), "cut after line {}: {e}", i + 1);
+    }
+    // And the command line names the file and the line, exit 2.
+    let cut = tmp("cut.jsonl", &v2[..ends[2]]);
+    let out = sim(&["replay", &cut]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{cut}:4: the trace ends after line 3 without its footer")), "{stderr}");
+}
+
+#[test]
+fn a_footer_that_does_not_match_is_refused() {
+    let (_, v2) = both();
+    let text = String::from_utf8(v2).unwrap();
+    let n = text.lines().count();
+    let (body, footer) = text.trim_end().rsplit_once('\n').unwrap();
+    for (bad, line, words) in [
+        (text.replacen("\"actual_sats\":", "\"actual_sats\":1", 1), n, "hash to"),
+        (format!("{body}\n{}\n", footer.replacen("\"events\":", "\"events\":9", 1)), n, "the footer counts"),
+        (format!("{text}{footer}\n"), n + 1, "a line after the footer"),
+        (format!("{body}\n{}\n", footer.replacen("\"sha256\":\"", "\"sha256\":\"0", 1)), n, "hash to"),
+    ] {
+        let e = read(bad.as_bytes()).unwrap_err();
+        assert!(e.starts_with(&format!("t.jsonl:{line}: ")) && e.contains(words), "{e}");
+    }
+    // A footer in a version 1 trace is refused too: footers came with version 2.
+    let v1 = std::fs::read_to_string(version_1()).unwrap();
+    let e = read(format!("{v1}{footer}\n").as_bytes()).unwrap_err();
+    assert!(e.contains("a footer in a version 1 trace"), "{e}");
+}
+
+#[test]
+fn version_1_traces_still_replay() {
+    // The committed counterexamples are version 1: no footer, a cut cannot be detected.
+    let v1 = std::fs::read(version_1()).unwrap();
+    let shorter = &v1[..v1[..v1.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1];
+    assert!(read(shorter).is_ok());
+    let out = sim(&["replay", version_1().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VIOLATION I4"));
+}
