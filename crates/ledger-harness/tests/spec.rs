@@ -130,3 +130,16 @@ fn the_oracle_model_answers_every_vector() {
     }
     assert!(differences.is_empty(), "{} case(s):\n{}", differences.len(), differences.join("\n"));
 }
+
+/// The table of rules and cases in the conformance README is the one the vectors give.
+#[test]
+fn the_rules_table_of_the_conformance_readme_is_fresh() {
+    use ledger_harness::conformance::rules;
+    let path = root().join("fixtures/conformance/README.md");
+    let readme = std::fs::read_to_string(&path).expect("fixtures/conformance/README.md");
+    let fresh = rules::splice(&readme, &rules::table(&vector_files()));
+    assert!(
+        readme == fresh,
+        "the table of rules in fixtures/conformance/README.md is stale: run `cargo run -p ledger-harness --example gen_conformance`"
+    );
+}

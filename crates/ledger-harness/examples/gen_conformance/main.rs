@@ -32,6 +32,13 @@ fn main() -> ExitCode {
     }
     let mut files = vectors::generate();
     files.push(version_1(&files));
+    match readme(&files, &dir) {
+        Ok(file) => files.push(file),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    }
     let mut stale = 0;
     let mut n_cases = 0;
     for (file, n) in &files {
@@ -63,6 +70,20 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `README.md` with its table of rules and the cases that pin them regenerated.
+fn readme(files: &[(vectors::File, usize)], dir: &std::path::Path) -> Result<(vectors::File, usize), String> {
+    use ledger_harness::conformance::{read_bytes, rules};
+    let path = dir.join("README.md");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut read = Vec::new();
+    for (file, _) in files.iter().filter(|(f, _)| !f.path.contains('/')) {
+        let segments = read_bytes(&file.bytes).map_err(|e| format!("{}: {e}", file.path))?;
+        read.push((file.path.clone(), segments));
+    }
+    let bytes = rules::splice(&text, &rules::table(&read)).into_bytes();
+    Ok((vectors::File { path: "README.md".to_owned(), bytes }, 0))
 }
 
 /// The `commands` vectors written as version 1: the good vector of the oldest version read.

@@ -33,6 +33,7 @@ use serde_json::{Map, Value};
 
 pub mod check;
 pub mod replay;
+pub mod rules;
 
 /// Reads every `*.jsonl` trace directly in `dir` (not its subdirectories), sorted by file
 /// name, each parsed into its segments: how an implementation's tests load the conformance
