@@ -51,6 +51,7 @@ pub fn bad_inputs() -> Vec<Bad> {
         ("paid-beyond-u64", "18446744073709551616", "2^64: beyond any 64-bit integer"),
         ("paid-huge", "340282366920938463463374607431768211456", "2^128"),
         ("paid-negative", "-1", "negative"),
+        ("paid-negative-zero", "-0", "a sign, even on zero"),
         ("paid-fraction", "1000.5", "not whole"),
         ("paid-exponent", "1e3", "an exponent, even of a whole number"),
         ("paid-decimal-point", "1000.0", "a decimal point, even of a whole number"),

@@ -386,6 +386,8 @@ fn read_object(text: &str) -> LineResult<(Map<String, Value>, Option<String>)> {
         return Err(err(ErrorKind::NotJson, "empty line"));
     }
     let (value, unreadable) = match unique_keys(text) {
+        // `-0` reads as 0: the one signed number that parses into range.
+        Ok(value) if text.contains("-0") => (value, blank_bad_numbers(text).1),
         Ok(value) => (value, None),
         Err(_) => {
             // A syntax error, a key twice, or a number serde_json cannot hold: told apart on
