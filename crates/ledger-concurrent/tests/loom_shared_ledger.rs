@@ -1,7 +1,12 @@
 //! loom check of the real [`SharedLedger`] (built with `--cfg ledger_loom`, so its shard locks and
 //! its atomic pool are loom's): three threads decide, reserve, record, release and credit at once
 //! for two identities in two different shards, and a consistent snapshot taken mid-run and the end
-//! state keep I1-I6.
+//! state keep I1-I6. Two smaller models: a balance sheet taken on one thread while credits land
+//! on others (a `totals` that does not hold the payment shards fails it: credited counted, pool
+//! not yet), and several reservations outstanding on one identity at once (a `reserve_partial`
+//! that ignores outstanding reservations fails it: 250 reserved of a 200 budget). The snapshot
+//! runs on a spawned thread: taken on the model's main thread, loom never ran it between the
+//! credits' steps.
 //!
 //! The pool is smaller than the two identities' demand, so their compare-and-swap debits race and
 //! one of them must fall back to a partial offer or a re-quote; each thread checks that a charge
@@ -33,12 +38,16 @@ fn config() -> Config {
 }
 
 fn check_balance_sheet(t: &Totals) {
+    check_balance_sheet_of(&config(), t);
+}
+
+fn check_balance_sheet_of(config: &Config, t: &Totals) {
     let held = [t.pool_sats, t.reserved_sats, t.absorbed_sats]
         .into_iter()
         .try_fold(Sats::ZERO, Sats::checked_add)
         .expect("I1: no overflow");
     assert_eq!(
-        config().pool_initial_sats.checked_add(t.credited_sats),
+        config.pool_initial_sats.checked_add(t.credited_sats),
         Some(held),
         "I2: initial + credits = pool + reserved + absorbed: {t:?}"
     );
@@ -145,5 +154,88 @@ fn loom_shared_ledger_keeps_the_invariants() {
             let identity = ledger.identity(&pubkey).unwrap();
             assert!(identity.sats_absorbed_today <= budget, "I4: {identity:?}");
         }
+    });
+}
+
+/// A balance sheet taken on one thread while two credits land on others (the planted fault:
+/// a snapshot that reads the credited total and the pool while a credit has moved one and not
+/// yet the other). `totals` holds every payment shard, so it sees each credit whole or not at
+/// all: I2 balances in every interleaving.
+#[test]
+fn loom_a_snapshot_while_credits_land_balances() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(PREEMPTION_BOUND);
+    builder.check(|| {
+        let ledger = Arc::new(SharedLedger::with_shards(config(), 2));
+        let credits: Vec<_> = [(PaymentId(1), 100), (PaymentId(2), 250)]
+            .into_iter()
+            .map(|(payment_id, paid)| {
+                let ledger = Arc::clone(&ledger);
+                thread::spawn(move || ledger.credit(payment_id, sats(paid), &mut Vec::new()).unwrap())
+            })
+            .collect();
+        let snapshot = {
+            let ledger = Arc::clone(&ledger);
+            thread::spawn(move || ledger.totals())
+        };
+        for t in credits {
+            t.join().unwrap();
+        }
+        let snapshot = snapshot.join().unwrap();
+        check_balance_sheet(&snapshot);
+        assert!([0, 10, 25, 35].contains(&snapshot.credited_sats.to_u64()), "each credit whole or not: {snapshot:?}");
+        let end = ledger.totals();
+        check_balance_sheet(&end);
+        assert_eq!(end.credited_sats, sats(35));
+    });
+}
+
+/// Several reservations outstanding on one identity at once: three requests of 150 race for one
+/// trusted budget (200): the first decided is free, the other two are offered 50 each and race
+/// to take it up. Whatever the order, every reservation counts against the remaining the others
+/// see: one offer is reserved, the other refused (I4: reserved never above the budget). A
+/// `reserve_partial` that ignores outstanding reservations reserves both (250).
+#[test]
+fn loom_several_reservations_on_one_identity_stay_within_the_budget() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(PREEMPTION_BOUND);
+    builder.check(|| {
+        let rich = Config { pool_initial_sats: sats(1_000), ..config() };
+        let ledger = Arc::new(SharedLedger::with_shards(rich, 2));
+        let alice = ledger_harness::user_pubkey(0);
+        ledger.set_tier(alice, Tier::Trusted, NOW);
+        let threads: Vec<_> = [(RequestId(1), 150), (RequestId(2), 150), (RequestId(3), 150)]
+            .into_iter()
+            .map(|(request_id, estimated)| {
+                let ledger = Arc::clone(&ledger);
+                thread::spawn(move || {
+                    let mut journal = Vec::new();
+                    let reserved = match ledger.decide(request_id, alice, sats(estimated), NOW, &mut journal) {
+                        Ok(Outcome::Decided { decision: Decision::Free { reserved_sats } }) => reserved_sats,
+                        Ok(Outcome::Decided { decision: Decision::Partial { offer_sats, .. } }) => {
+                            match ledger.reserve_partial(request_id, alice, offer_sats, NOW, &mut journal) {
+                                Ok(Outcome::Reserved { reserved_sats }) => reserved_sats,
+                                Err(ledger_core::Refusal::InsufficientFunds { .. }) => Sats::ZERO,
+                                other => panic!("reserve_partial: {other:?}"),
+                            }
+                        }
+                        Ok(Outcome::Decided { decision: Decision::Gate { .. } }) => Sats::ZERO,
+                        other => panic!("decide: {other:?}"),
+                    };
+                    let standing = ledger.identity(&alice).unwrap();
+                    assert!(
+                        standing.reserved_sats <= sats(200),
+                        "I4: reservations outstanding at once pass the budget: {standing:?}"
+                    );
+                    reserved
+                })
+            })
+            .collect();
+        let reserved: Vec<Sats> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let total = reserved.iter().try_fold(Sats::ZERO, |a, b| a.checked_add(*b)).unwrap();
+        let standing = ledger.identity(&alice).unwrap();
+        assert_eq!(standing.reserved_sats, total, "the identity holds exactly what was reserved");
+        assert_eq!(total, sats(200), "three requests of 150 against 200: 150 + 50, in some order");
+        check_balance_sheet_of(&rich, &ledger.totals());
     });
 }

@@ -442,7 +442,7 @@ impl<V: Variant> Ledger<V> {
             return Ok(Outcome::Decided { decision: request.decision });
         }
         let idx = self.identity_index.get(&pubkey).copied().unwrap_or(NO_IDENTITY);
-        let decision = self.decision_for(idx, estimated, now);
+        let decision = self.variant.decision(self.decision_for(idx, estimated, now));
         let reservation = match decision {
             Decision::Free { reserved_sats } => {
                 let undebited = !self.variant.decide_debits() || self.breaks(Rule::DecideFreeDebits);

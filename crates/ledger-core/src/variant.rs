@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::command::Decision;
 use crate::ids::{Tier, TimeMs};
 use crate::rules::{self, Settlement};
 use crate::sats::{Bps, Sats};
@@ -29,6 +30,11 @@ pub trait Variant: Clone + fmt::Debug {
     /// Whether outstanding reservations count against the daily remaining.
     fn remaining_counts_reservations(&self) -> bool {
         true
+    }
+
+    /// The decision given for a new request, from the one the rules give.
+    fn decision(&self, decision: Decision) -> Decision {
+        decision
     }
 
     /// Whether a free decision debits the pool in the same step (otherwise the debit comes

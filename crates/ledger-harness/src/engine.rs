@@ -190,6 +190,12 @@ pub trait Engine {
     /// The engine's observable state.
     fn observe(&self) -> Observed;
 
+    /// Whether the engine speaks the reference API of `SPEC.md`, so that every answer it gives
+    /// can be judged against the rules (I8). The seed's API cannot be.
+    fn speaks_reference_api(&self) -> bool {
+        true
+    }
+
     /// What `pubkey` may still be granted today, as the engine sees it (for coverage marks).
     fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
         let _ = (pubkey, now);

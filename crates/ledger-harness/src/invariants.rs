@@ -1,4 +1,5 @@
-//! The invariant checker: I1-I6 of SPEC.md §6, incremental, O(1) per step.
+//! The invariant checker: I1-I6 and I8 of SPEC.md §6, incremental; I1-I6 are O(1) per step,
+//! I8 (the precision oracle, [`crate::oracle`]) O(log n).
 //!
 //! The checker keeps its own books from two sources that do not depend on the engine's
 //! bookkeeping: the journal of pool movements each step returned, and the caller's facts
@@ -10,9 +11,12 @@ use std::fmt;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use ledger_core::{Config, IdMap, Movement, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, DAY_MS};
+use ledger_core::{
+    Command, Config, IdMap, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs, DAY_MS,
+};
 
-use crate::engine::Observed;
+use crate::engine::{Observed, Reply};
+use crate::oracle::Model;
 use crate::users::Named;
 
 /// One of the invariants of SPEC.md §6.
@@ -33,12 +37,24 @@ pub enum Invariant {
     /// Every acknowledged command's effect survives a crash of the server. Judged only by the
     /// Postgres runs that crash a durable server; the in-memory checker never reports it.
     I7,
+    /// Every answer is the one the rules give: each outcome and refusal of an engine that
+    /// speaks the reference API equals the answer of the oracle's model of `SPEC.md`
+    /// ([`crate::oracle::Model`]), fed the same calls at the same times.
+    I8,
 }
 
 impl Invariant {
-    /// All seven, in order.
-    pub const ALL: [Invariant; 7] =
-        [Invariant::I1, Invariant::I2, Invariant::I3, Invariant::I4, Invariant::I5, Invariant::I6, Invariant::I7];
+    /// All eight, in order.
+    pub const ALL: [Invariant; 8] = [
+        Invariant::I1,
+        Invariant::I2,
+        Invariant::I3,
+        Invariant::I4,
+        Invariant::I5,
+        Invariant::I6,
+        Invariant::I7,
+        Invariant::I8,
+    ];
 
     /// `"I1"` ... `"I7"`.
     pub const fn id(self) -> &'static str {
@@ -50,6 +66,7 @@ impl Invariant {
             Invariant::I5 => "I5",
             Invariant::I6 => "I6",
             Invariant::I7 => "I7",
+            Invariant::I8 => "I8",
         }
     }
 
@@ -63,7 +80,26 @@ impl Invariant {
             Invariant::I5 => "audit",
             Invariant::I6 => "no leak",
             Invariant::I7 => "durability",
+            Invariant::I8 => "every answer is the one the rules give",
         }
+    }
+
+    /// The invariants a run of `engine` (as reports name it) is judged by: I7 only on
+    /// PostgreSQL; I8 only for an engine that speaks the reference API (not the seed's), one
+    /// call at a time (a concurrent run's answers have no one order to judge them in).
+    pub fn judged_for(engine: &str) -> Vec<Invariant> {
+        let pg = engine.starts_with("pg-");
+        let seed_api = engine == "seed" || engine.starts_with("seed+") || engine.starts_with("pg-seed");
+        let one_at_a_time = !engine.contains("(concurrency");
+        let reference_api = !seed_api && one_at_a_time;
+        Invariant::ALL
+            .into_iter()
+            .filter(|i| match i {
+                Invariant::I7 => pg,
+                Invariant::I8 => reference_api,
+                _ => true,
+            })
+            .collect()
     }
 
     /// Parse `"I3"` (or `"i3"`).
@@ -212,7 +248,11 @@ pub struct Checker {
     /// Paid sats of each payment, with [`CREDITED`] set once it was credited.
     payments: IdMap<u64>,
     violations: Vec<Violation>,
-    first_step_of: [Option<u64>; 6],
+    first_step_of: [Option<u64>; Invariant::ALL.len()],
+    /// The precision oracle's model (I8); `None` once the engine's state can no longer be
+    /// known (after a diverging answer, or a call that failed and may or may not have
+    /// taken effect).
+    oracle: Option<Box<Model>>,
     step: u64,
     /// The last reported gap of each global check, so a standing discrepancy is reported
     /// once (and again only when it changes), not after every step.
@@ -240,7 +280,8 @@ impl Checker {
             identity_index: FxHashMap::default(),
             payments: IdMap::default(),
             violations: Vec::new(),
-            first_step_of: [None; 6],
+            first_step_of: [None; Invariant::ALL.len()],
+            oracle: Some(Box::new(Model::new(*config))),
             step: 0,
             last_gap: [0; 4],
         }
@@ -298,6 +339,51 @@ impl Checker {
             *book = IdentityBook { tier: None, window_start: now, window_absorbed: 0, outstanding: 0 };
         }
         book.tier = Some(tier);
+    }
+
+    /// An engine that speaks the reference API answered `command` at `now` with `reply`: I8
+    /// holds when that is what the rules give. Every call the engine applies must come here,
+    /// in the order it applied them. After the first diverging answer the model no longer
+    /// knows the engine's state, and the rest of the run is not judged by I8; nor after a
+    /// failed call, which may or may not have taken effect.
+    pub fn on_reply(&mut self, command: &Command, now: TimeMs, reply: &Reply) {
+        let Some(model) = self.oracle.as_mut() else { return };
+        let expected = model.apply(command, now);
+        let got = match reply {
+            Reply::Ok(outcome) => Ok(outcome.clone()),
+            Reply::Refused(refusal) => Err(refusal.clone()),
+            Reply::Failed { .. } => {
+                self.oracle = None;
+                return;
+            }
+        };
+        if got != expected {
+            self.oracle = None;
+            let answer = |r: &Result<Outcome, Refusal>| match r {
+                Ok(o) => serde_json::to_string(o).unwrap_or_default(),
+                Err(r) => format!("refused {}", serde_json::to_string(r).unwrap_or_default()),
+            };
+            let detail = format!(
+                "{} at t={} answered {}; the rules give {}",
+                serde_json::to_string(command).unwrap_or_default(),
+                now.0,
+                answer(&got),
+                answer(&expected)
+            );
+            self.violate(Invariant::I8, command_request(command), detail);
+        }
+    }
+
+    /// `pubkey`'s daily window by the checker's own books: `(start, absorbed in it,
+    /// outstanding, tier)`, once a tier created the identity.
+    pub fn window_of(&self, pubkey: &Pubkey) -> Option<(TimeMs, i128, i128, Tier)> {
+        let book = self.identities.get(*self.identity_index.get(pubkey)? as usize)?;
+        Some((book.window_start, book.window_absorbed, book.outstanding, book.tier?))
+    }
+
+    /// The oracle's model of the rules, while it still knows the engine's state (I8).
+    pub fn model(&self) -> Option<&Model> {
+        self.oracle.as_deref()
     }
 
     /// A user paid `paid` for invoice `payment_id`: the pool is owed its share, once.
@@ -585,6 +671,17 @@ impl Checker {
                 self.violate(Invariant::I6, Some(request_id), format!("{held} sats still held after the drain"));
             }
         }
+    }
+}
+
+/// The request a command is about, if any.
+fn command_request(command: &Command) -> Option<RequestId> {
+    match *command {
+        Command::Decide { request_id, .. }
+        | Command::ReservePartial { request_id, .. }
+        | Command::Release { request_id }
+        | Command::Record { request_id, .. } => Some(request_id),
+        Command::SetTier { .. } | Command::Credit { .. } | Command::Expire => None,
     }
 }
 

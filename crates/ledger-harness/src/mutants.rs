@@ -9,7 +9,7 @@
 
 use ledger_core::rules::{self, Settlement};
 use ledger_core::variant::Variant;
-use ledger_core::{Bps, Rule, Sats, Tier, TimeMs};
+use ledger_core::{Bps, Decision, GateReason, Rule, Sats, Tier, TimeMs};
 use serde::{Deserialize, Serialize};
 
 /// One deliberate bug.
@@ -42,11 +42,17 @@ pub enum Mutant {
     RecordKeepsOverReservation,
     /// Every tier gets the elite budget.
     BudgetIgnoresTier,
+    /// Every request is gated (too strict: it keeps every money invariant).
+    GatesEverything,
+    /// The daily window lasts one millisecond too long (24 h + 1 ms).
+    WindowOneMsLong,
+    /// The credit rate is truncated to whole percents (12.5 % credits 12 %).
+    CreditWholePercent,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 13] = [
+    pub const ALL: [Mutant; 16] = [
         Mutant::WindowHourShort,
         Mutant::WindowOverwrites,
         Mutant::DebitOutsideAtomicStep,
@@ -60,6 +66,9 @@ impl Mutant {
         Mutant::RecordUncapped,
         Mutant::RecordKeepsOverReservation,
         Mutant::BudgetIgnoresTier,
+        Mutant::GatesEverything,
+        Mutant::WindowOneMsLong,
+        Mutant::CreditWholePercent,
     ];
 
     /// The mutant's name (snake case).
@@ -83,10 +92,19 @@ impl Variant for Mutant {
     }
 
     fn window_ms(&self) -> u64 {
-        if *self == Mutant::WindowHourShort {
-            rules::WINDOW_MS - 3_600_000
+        match self {
+            Mutant::WindowHourShort => rules::WINDOW_MS - 3_600_000,
+            Mutant::WindowOneMsLong => rules::WINDOW_MS + 1,
+            _ => rules::WINDOW_MS,
+        }
+    }
+
+    fn decision(&self, decision: Decision) -> Decision {
+        if *self == Mutant::GatesEverything {
+            let charge_sats = decision.estimated_sats();
+            Decision::Gate { reason: GateReason::PoolEmpty, charge_sats }
         } else {
-            rules::WINDOW_MS
+            decision
         }
     }
 
@@ -142,6 +160,9 @@ impl Variant for Mutant {
     }
 
     fn credit_share(&self, paid: Sats, rate: Bps) -> Option<Sats> {
+        if *self == Mutant::CreditWholePercent {
+            return Some(paid.share_bps(Bps::new(rate.to_u16() / 100 * 100).expect("a smaller rate")));
+        }
         let share = paid.share_bps(rate);
         let exact = u128::from(paid.to_u64()) * u128::from(rate.to_u16()) % 10_000 == 0;
         if *self == Mutant::CreditRoundsUp && !exact {

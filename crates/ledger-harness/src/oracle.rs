@@ -381,7 +381,8 @@ mod tests {
         let a = Pubkey::from_bytes([1; 32]);
         let t = |ms: u64| TimeMs(1_000 + ms);
         m.apply(&Command::SetTier { pubkey: a, tier: Tier::Established }, t(0)).unwrap();
-        let decide = |id: u64, est: u128| Command::Decide { request_id: RequestId(id), pubkey: a, estimated_sats: sats(est) };
+        let decide =
+            |id: u64, est: u128| Command::Decide { request_id: RequestId(id), pubkey: a, estimated_sats: sats(est) };
         assert_eq!(
             m.apply(&decide(1, 30), t(1)),
             Ok(Outcome::Decided { decision: Decision::Free { reserved_sats: sats(30) } })

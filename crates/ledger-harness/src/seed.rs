@@ -400,6 +400,10 @@ impl Engine for SeedEngine {
         "seed"
     }
 
+    fn speaks_reference_api(&self) -> bool {
+        false
+    }
+
     fn config(&self) -> &Config {
         &self.config
     }

@@ -59,6 +59,10 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
         self.a.name()
     }
 
+    fn speaks_reference_api(&self) -> bool {
+        self.a.speaks_reference_api()
+    }
+
     fn config(&self) -> &Config {
         self.a.config()
     }

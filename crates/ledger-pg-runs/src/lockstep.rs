@@ -53,6 +53,10 @@ impl<E: Engine> Engine for Halting<E> {
         self.inner.name()
     }
 
+    fn speaks_reference_api(&self) -> bool {
+        self.inner.speaks_reference_api()
+    }
+
     fn config(&self) -> &ledger_core::Config {
         self.inner.config()
     }

@@ -451,6 +451,10 @@ impl Engine for PgSeedEngine {
         "pg-seed"
     }
 
+    fn speaks_reference_api(&self) -> bool {
+        false
+    }
+
     fn config(&self) -> &Config {
         &self.client.config
     }

@@ -229,7 +229,6 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     if pg && args.soak.is_some() {
         anyhow::bail!("--for runs in-memory engines only (reference, seed)");
     }
-    let checked: Vec<Invariant> = Invariant::ALL.into_iter().filter(|i| pg || *i != Invariant::I7).collect();
     if pg {
         let run = ledger_pg_runs::PgRun {
             kind: args.engine,
@@ -241,6 +240,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             max_replays: args.max_replays,
         };
         let report = ledger_pg_runs::run(&run, &args.pg)?;
+        let checked = Invariant::judged_for(&report.engine);
         if let Some(path) = &args.junit {
             crate::junit::write(
                 path,
@@ -286,6 +286,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         steps_per_sec: (steps as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
     };
     if let Some(path) = &args.junit {
+        let checked = Invariant::judged_for(&report.engine);
         crate::junit::write(path, &crate::junit::render(&report.engine, &report.seeds, &checked, &report.violations))?;
     }
     let ok = report.violations.is_empty();
@@ -328,8 +329,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
         steps: r.log,
     };
     if let Some(junit) = &args.junit {
-        let pg = h.engine.starts_with("pg-");
-        let checked: Vec<Invariant> = Invariant::ALL.into_iter().filter(|i| pg || *i != Invariant::I7).collect();
+        let checked = Invariant::judged_for(&h.engine);
         let mut reports: Vec<ViolationReport> = Vec::new();
         for v in &report.violations {
             if reports.iter().any(|r| r.invariant == v.invariant.id()) {

@@ -133,10 +133,8 @@ pub fn merge_runs_cmd(args: MergeRunsArgs) -> anyhow::Result<bool> {
     if let Some(path) = &args.junit {
         let reports: Vec<ledger_simulator::report::ViolationReport> =
             serde_json::from_value(merged["violations"].clone())?;
-        let pg = merged["engine"].as_str().is_some_and(|e| e.starts_with("pg-"));
-        let checked: Vec<ledger_harness::Invariant> =
-            ledger_harness::Invariant::ALL.into_iter().filter(|i| pg || *i != ledger_harness::Invariant::I7).collect();
         let engine = merged["engine"].as_str().unwrap_or_default();
+        let checked = ledger_harness::Invariant::judged_for(engine);
         let seeds = merged["seeds"].as_str().unwrap_or_default();
         crate::junit::write(path, &crate::junit::render(engine, seeds, &checked, &reports))?;
     }

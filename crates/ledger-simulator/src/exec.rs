@@ -121,7 +121,14 @@ impl<E: Engine> Exec<E> {
             let pubkey = ledger_harness::user_pubkey(u64::from(user));
             let call = Call::SetTier { pubkey, tier };
             let mut op = engine.begin(&call);
-            while engine.step(&mut op, EPOCH, &mut journal).is_none() {}
+            let reply = loop {
+                if let Some(reply) = engine.step(&mut op, EPOCH, &mut journal) {
+                    break reply;
+                }
+            };
+            if engine.speaks_reference_api() {
+                checker.on_reply(&call.to_command(), EPOCH, &reply);
+            }
             checker.on_tier(pubkey, tier, EPOCH);
         }
         Exec {
@@ -168,6 +175,17 @@ impl<E: Engine> Exec<E> {
     /// Actors that can take a step, in no particular order.
     pub fn active(&self) -> &[Actor] {
         &self.active
+    }
+
+    /// The simulated time of the next event.
+    pub fn now(&self) -> TimeMs {
+        self.now
+    }
+
+    /// The checker, whose books (independent of the engine's) the generator reads to aim at
+    /// the edges of the rules.
+    pub fn checker(&self) -> &Checker {
+        &self.checker
     }
 
     /// Job and session flows in flight.
@@ -327,6 +345,14 @@ impl<E: Engine> Exec<E> {
         f.call = Some(CallRt { call, op: None, no });
     }
 
+    /// I8: the engine answered `call` now with `reply`; the oracle judges it when the engine
+    /// speaks the reference API.
+    fn judge(&mut self, call: &Call, reply: &Reply) {
+        if self.engine.speaks_reference_api() {
+            self.checker.on_reply(&call.to_command(), self.now, reply);
+        }
+    }
+
     fn step_ghost(&mut self, id: u32, n: u8) {
         let Some(&idx) = self.index.get(&id) else {
             return;
@@ -343,6 +369,7 @@ impl<E: Engine> Exec<E> {
         match reply {
             None => self.flows[idx].ghosts[slot] = Some(g),
             Some(reply) => {
+                self.judge(&g.call, &reply);
                 self.note(|| format!("flow {id} duplicate of {} -> {}", show_call(&g.call), show_reply(&reply)));
                 if self.journal.is_empty()
                     && matches!(reply, Reply::Ok(_))
@@ -384,6 +411,7 @@ impl<E: Engine> Exec<E> {
             self.flows[idx].call = Some(c);
             return;
         };
+        self.judge(&c.call, &reply);
         let id = self.flows[idx].flow.id;
         self.note(|| format!("flow {id} {} -> {}", show_call(&c.call), show_reply(&reply)));
         let f = &mut self.flows[idx];
@@ -546,7 +574,12 @@ impl<E: Engine> Exec<E> {
         self.apply(Event::Jump(self.engine.config().reservation_ttl_ms + 1));
         let mut op = self.engine.begin(&Call::Expire);
         self.journal.clear();
-        while self.engine.step(&mut op, self.now, &mut self.journal).is_none() {}
+        let reply = loop {
+            if let Some(reply) = self.engine.step(&mut op, self.now, &mut self.journal) {
+                break reply;
+            }
+        };
+        self.judge(&Call::Expire, &reply);
         self.note(|| "the sweeper runs expire".to_owned());
         self.checker.on_movements(&self.journal, self.now);
         for m in &self.journal {

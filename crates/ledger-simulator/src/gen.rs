@@ -70,8 +70,78 @@ impl Mix {
             // An almost empty pool.
             config.pool_initial_sats = Sats::new(rng.gen_range(0..=500)).expect("small");
         }
+        draw_edges(rng, config);
         m
     }
+}
+
+/// The configuration's edges, drawn per seed: credit rates that are not whole percents (and
+/// 0 and 100 %), budgets from nothing to large, reservation TTLs down to a millisecond.
+fn draw_edges(rng: &mut ChaCha8Rng, config: &mut ledger_core::Config) {
+    if rng.gen_bool(0.5) {
+        let bps = [1_250, 333, 1, 9_999, 10_000, 0, 550, 2_501][rng.gen_range(0..8)];
+        config.credit_bps = ledger_core::Bps::new(bps).expect("a rate of at most 10000 bp");
+    }
+    if rng.gen_bool(0.3) {
+        let scale = |s: Sats, num: u64, den: u64| Sats::new(s.to_u64() * num / den).expect("budgets stay small");
+        let (num, den) = [(1, 10), (10, 1), (1_000, 1), (0, 1)][rng.gen_range(0..4)];
+        let b = &mut config.budget_sats;
+        (b.established, b.trusted, b.elite) =
+            (scale(b.established, num, den), scale(b.trusted, num, den), scale(b.elite, num, den));
+        if rng.gen_bool(0.5) {
+            b.new = Sats::new(rng.gen_range(1..=100)).expect("small");
+        }
+    }
+    if rng.gen_bool(0.3) {
+        config.reservation_ttl_ms = [1, 250, 2_500, 60_000][rng.gen_range(0..4)];
+    }
+}
+
+/// An edge probe: a clock jump that lands the next call exactly on an edge of the rules (or
+/// one millisecond either side), then that call. Either a user's `decide` at the end of its
+/// daily window, for an estimate equal to what the rules would leave it, the pool or its
+/// budget; or the sweeper's `expire` at a reservation's deadline. The edges come from the
+/// checker's books and the oracle's model, never from the engine under test. `None` when
+/// there is no edge ahead.
+fn probe<E: Engine>(
+    rng: &mut ChaCha8Rng,
+    history: &mut History,
+    exec: &mut Exec<E>,
+    scenario: &Scenario,
+    mix: &Mix,
+) -> Option<[Event; 3]> {
+    let delta = [-1i64, 0, 0, 1][rng.gen_range(0..4)];
+    // The call runs two events after the jump (the flow's start, then its first step).
+    let lands = |target: u64| target.checked_sub(exec.now().0 + 2 * scenario.step_ms);
+    let (jump, kind, user, estimated) = if rng.gen_bool(0.6) {
+        let user = pick_user(rng, scenario, mix);
+        let (start, _, outstanding, tier) = exec.checker().window_of(&ledger_harness::user_pubkey(u64::from(user)))?;
+        let jump = lands(start.0.checked_add(DAY_MS)?.checked_add_signed(delta)?)?;
+        let budget = i128::from(history.config.budget(tier).to_u64());
+        let pool = exec.checker().model().map_or(budget, |m| i128::from(m.totals().pool_sats.to_u64()));
+        let estimated = match rng.gen_range(0..4) {
+            0 => budget,
+            1 => pool,
+            2 => budget - outstanding + 1,
+            _ => budget - outstanding,
+        };
+        let kind = if rng.gen_bool(scenario.session_share) { FlowKind::Session } else { FlowKind::Job };
+        (
+            jump,
+            kind,
+            user,
+            u64::try_from(estimated.clamp(1, i128::from(scenario.estimate_max_sats.max(1) * 1_000))).ok()?,
+        )
+    } else {
+        let deadline = exec.checker().model()?.next_deadline()?;
+        (lands(deadline.0.checked_add_signed(delta)?)?, FlowKind::Expire, 0, 0)
+    };
+    let start = new_flow(history, exec, kind, user, |fl| {
+        fl.estimated_sats = estimated;
+        fl.actual_sats = estimated;
+    });
+    let Event::Start(id) = start else { unreachable!("new_flow starts a flow") };
+    Some([Event::Jump(jump), start, Event::Step(id)])
 }
 
 /// Chooses the next actor.
@@ -169,7 +239,17 @@ pub fn run_seed<E: Engine>(
     let p_arrival = 0.3;
     let expire_every = 500;
     for step in 0..scenario.n_steps {
-        let ev = if mix.faults.clock_jump > 0.0 && rng.gen_bool(mix.faults.clock_jump) {
+        let jump = mix.faults.clock_jump > 0.0 && rng.gen_bool(mix.faults.clock_jump);
+        if jump && scenario.swarm && rng.gen_bool(0.5) {
+            if let Some(events) = probe(&mut rng, &mut history, &mut exec, scenario, &mix) {
+                for ev in events {
+                    history.events.push(ev);
+                    exec.apply(ev);
+                }
+                continue;
+            }
+        }
+        let ev = if jump {
             Event::Jump(rng.gen_range(DAY_MS / 2..DAY_MS * 2))
         } else if mix.faults.tier_change > 0.0 && rng.gen_bool(mix.faults.tier_change) {
             let user = pick_user(&mut rng, scenario, &mix);

@@ -407,12 +407,8 @@ pub fn print_report(out: &mut impl Write, r: &RunReport, what: &str) -> std::io:
     for row in cells.chunks(2) {
         writeln!(out, "    {}", row.join("    "))?;
     }
-    let pg = r.engine.starts_with("pg-");
-    let checked: Vec<String> = Invariant::ALL
-        .iter()
-        .filter(|i| pg || **i != Invariant::I7)
-        .map(|i| format!("{} {}", i.id(), i.name()))
-        .collect();
+    let checked: Vec<String> =
+        Invariant::judged_for(&r.engine).iter().map(|i| format!("{} {}", i.id(), i.name())).collect();
     if r.violations.is_empty() {
         writeln!(out, "no invariant broke ({}; checked after every step)", checked.join(", "))?;
     }
