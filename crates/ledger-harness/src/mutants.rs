@@ -48,11 +48,20 @@ pub enum Mutant {
     WindowOneMsLong,
     /// The credit rate is truncated to whole percents (12.5 % credits 12 %).
     CreditWholePercent,
+    /// A partial offer is one sat short of what the pool and the day cover (too strict).
+    OfferOneShort,
+    /// A repeated `decide` is answered afresh instead of with the first decision (R-IDEM-1).
+    DecideAnsweredAfresh,
+    /// `expire` takes a reservation whose deadline is `now` (`<=` for `<`, R-EXPIRE-2).
+    ExpireAtDeadline,
+    /// A record after the deadline is refused although no `expire` took the reservation
+    /// (too strict, R-RECORD-4).
+    RecordRefusedAfterDeadline,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 16] = [
+    pub const ALL: [Mutant; 20] = [
         Mutant::WindowHourShort,
         Mutant::WindowOverwrites,
         Mutant::DebitOutsideAtomicStep,
@@ -69,6 +78,10 @@ impl Mutant {
         Mutant::GatesEverything,
         Mutant::WindowOneMsLong,
         Mutant::CreditWholePercent,
+        Mutant::OfferOneShort,
+        Mutant::DecideAnsweredAfresh,
+        Mutant::ExpireAtDeadline,
+        Mutant::RecordRefusedAfterDeadline,
     ];
 
     /// The mutant's name (snake case).
@@ -100,12 +113,28 @@ impl Variant for Mutant {
     }
 
     fn decision(&self, decision: Decision) -> Decision {
-        if *self == Mutant::GatesEverything {
-            let charge_sats = decision.estimated_sats();
-            Decision::Gate { reason: GateReason::PoolEmpty, charge_sats }
-        } else {
-            decision
+        let one = Sats::new(1).expect("one");
+        match (self, decision) {
+            (Mutant::GatesEverything, _) => {
+                Decision::Gate { reason: GateReason::PoolEmpty, charge_sats: decision.estimated_sats() }
+            }
+            (Mutant::OfferOneShort, Decision::Partial { offer_sats, charge_sats }) if offer_sats > one => {
+                Decision::Partial {
+                    offer_sats: offer_sats.checked_sub(one).expect("above one"),
+                    charge_sats: charge_sats.checked_add(one).expect("below the estimate"),
+                }
+            }
+            _ => decision,
         }
+    }
+
+    fn breaks(&self, rule: Rule) -> bool {
+        matches!(
+            (self, rule),
+            (Mutant::DecideAnsweredAfresh, Rule::DecideRepeat)
+                | (Mutant::ExpireAtDeadline, Rule::ExpireStrict)
+                | (Mutant::RecordRefusedAfterDeadline, Rule::RecordAfterDeadline)
+        )
     }
 
     fn remaining_counts_reservations(&self) -> bool {

@@ -100,7 +100,8 @@ fn draw_edges(rng: &mut ChaCha8Rng, config: &mut ledger_core::Config) {
 /// An edge probe: a clock jump that lands the next call exactly on an edge of the rules (or
 /// one millisecond either side), then that call. Either a user's `decide` at the end of its
 /// daily window, for an estimate equal to what the rules would leave it, the pool or its
-/// budget; or the sweeper's `expire` at a reservation's deadline. The edges come from the
+/// budget, and an actual cost of nothing, the estimate or one more; or the sweeper's `expire`
+/// at a reservation's deadline. The edges come from the
 /// checker's books and the oracle's model, never from the engine under test. `None` when
 /// there is no edge ahead.
 fn probe<E: Engine>(
@@ -136,9 +137,11 @@ fn probe<E: Engine>(
         let deadline = exec.checker().model()?.next_deadline()?;
         (lands(deadline.0.checked_add_signed(delta)?)?, FlowKind::Expire, 0, 0)
     };
+    // The actual cost at its edges too: nothing (a record that absorbs 0), the estimate, one more.
+    let actual = [0, estimated, estimated.saturating_add(1)][rng.gen_range(0..3)];
     let start = new_flow(history, exec, kind, user, |fl| {
         fl.estimated_sats = estimated;
-        fl.actual_sats = estimated;
+        fl.actual_sats = actual;
     });
     let Event::Start(id) = start else { unreachable!("new_flow starts a flow") };
     Some([Event::Jump(jump), start, Event::Step(id)])

@@ -407,6 +407,10 @@ pub fn print_report(out: &mut impl Write, r: &RunReport, what: &str) -> std::io:
     for row in cells.chunks(2) {
         writeln!(out, "    {}", row.join("    "))?;
     }
+    let never: Vec<&str> = r.coverage.0.iter().filter(|(_, n)| **n == 0).map(|(k, _)| &**k).collect();
+    if !never.is_empty() {
+        writeln!(out, "  never reached: {} (more seeds, or a scenario that aims at them)", never.join(", "))?;
+    }
     let checked: Vec<String> =
         Invariant::judged_for(&r.engine).iter().map(|i| format!("{} {}", i.id(), i.name())).collect();
     if r.violations.is_empty() {
