@@ -181,3 +181,78 @@ fn a_refused_reservation_stays_refused_on_repeat() {
     }
     assert_eq!(shared.totals(), reference.totals());
 }
+
+/// Contention by design: four threads on the same six elite identities, with a budget and a pool
+/// no request can exhaust, so every request is free and every command of every thread contends
+/// for six identity locks and the one pool. The rules then promise every answer (free, and the
+/// record settles as asked), and the books must add up exactly: each identity's absorption is
+/// the sum of what was recorded for it, the grants are the records, nothing stays reserved.
+#[test]
+fn a_hot_set_of_rich_identities_adds_up_exactly() {
+    let budget = sats(1_000_000_000);
+    let config = Config {
+        pool_initial_sats: sats(1_000_000_000_000),
+        budget_sats: ledger_core::Budgets { elite: budget, ..Config::default().budget_sats },
+        ..Config::default()
+    };
+    let shared = Arc::new(SharedLedger::with_shards(config, 4));
+    let now = TimeMs(5_000);
+    let hot: Vec<_> = (0..6).map(ledger_harness::user_pubkey).collect();
+    for pubkey in &hot {
+        shared.set_tier(*pubkey, Tier::Elite, now);
+    }
+    let workers: Vec<_> = (0..4u64)
+        .map(|thread_idx| {
+            let (shared, hot) = (Arc::clone(&shared), hot.clone());
+            thread::spawn(move || {
+                let mut rng = XorShift(thread_idx * 104_729 + 3);
+                let mut absorbed = vec![0u64; hot.len()];
+                let mut n_records = 0u64;
+                let mut journal = Vec::new();
+                for i in 0..5_000u64 {
+                    let who = rng.below(hot.len() as u64) as usize;
+                    let request_id = RequestId((thread_idx << 32) | i);
+                    let estimated = 1 + rng.below(20);
+                    let decided = shared.decide(request_id, hot[who], sats(estimated), now, &mut journal);
+                    let free = Outcome::Decided { decision: ledger_core::Decision::Free { reserved_sats: sats(estimated) } };
+                    assert_eq!(decided, Ok(free), "the rules answer free: budget and pool cover everything");
+                    if rng.below(4) == 0 {
+                        assert!(matches!(shared.release(request_id, &mut journal), Ok(Outcome::Released { .. })));
+                    } else {
+                        let actual = rng.below(25);
+                        let recorded = shared.record(request_id, sats(actual), now, &mut journal);
+                        let settled = actual.min(estimated);
+                        assert!(
+                            matches!(recorded, Ok(Outcome::Recorded { absorbed_sats, .. }) if absorbed_sats == sats(settled)),
+                            "{recorded:?}"
+                        );
+                        absorbed[who] += settled;
+                        n_records += 1;
+                    }
+                }
+                (absorbed, n_records)
+            })
+        })
+        .collect();
+    let mut absorbed = vec![0u64; hot.len()];
+    let mut n_records = 0;
+    for worker in workers {
+        let (mine, records) = worker.join().unwrap();
+        absorbed.iter_mut().zip(mine).for_each(|(total, a)| *total += a);
+        n_records += records;
+    }
+    let totals = shared.totals();
+    check_balance_sheet(&config, &totals);
+    assert_eq!(totals.reserved_sats, Sats::ZERO, "I6: every request closed");
+    assert_eq!(totals.n_grants, n_records, "I5: one grant per record");
+    assert_eq!(totals.absorbed_sats, sats(absorbed.iter().sum()), "I5: grants sum to the absorption");
+    for (pubkey, absorbed) in hot.iter().zip(absorbed) {
+        let identity = shared.identity(pubkey).unwrap();
+        assert_eq!(identity.reserved_sats, Sats::ZERO, "{identity:?}");
+        assert_eq!(
+            identity.sats_absorbed_today,
+            sats(absorbed),
+            "I4: the window holds what was recorded: {identity:?}"
+        );
+    }
+}
