@@ -272,8 +272,7 @@ impl<V: Variant> Ledger<V> {
             rules::absorbed_in_window(identity.sats_absorbed_today, start, now, window_ms)
         };
         let ended = now.since(start) >= window_ms;
-        let reserved = if !self.variant.remaining_counts_reservations()
-            || self.breaks(Rule::RemainingCountsReservations)
+        let reserved = if self.breaks(Rule::RemainingCountsReservations)
             || (ended && self.breaks(Rule::RemainingCountsEarlierReservations))
         {
             Sats::ZERO
@@ -445,7 +444,7 @@ impl<V: Variant> Ledger<V> {
         let decision = self.variant.decision(self.decision_for(idx, estimated, now));
         let reservation = match decision {
             Decision::Free { reserved_sats } => {
-                let undebited = !self.variant.decide_debits() || self.breaks(Rule::DecideFreeDebits);
+                let undebited = self.breaks(Rule::DecideFreeDebits);
                 if undebited {
                     self.book_reservation(idx, reserved_sats);
                 } else {
@@ -569,8 +568,7 @@ impl<V: Variant> Ledger<V> {
         };
         let identity = &self.identities[idx as usize].1;
         let available = self.remaining(identity, now).min(self.totals.pool_sats);
-        let grants_available =
-            self.variant.partial_grants_what_is_available() || self.breaks(Rule::PartialAllOrNothing);
+        let grants_available = self.breaks(Rule::PartialAllOrNothing);
         let amount = if amount > available && !available.is_zero() && grants_available { available } else { amount };
         if amount > available {
             let request = self.requests.get_mut(request_id.0).expect("looked up above");
@@ -655,7 +653,7 @@ impl<V: Variant> Ledger<V> {
             Refusal::NotReserved if self.breaks(Rule::ReleaseNotReserved) => Refusal::UnknownRequest,
             refusal => refusal,
         })?;
-        let ignores_state = self.variant.release_ignores_state() || self.breaks(Rule::ReleaseRepeat);
+        let ignores_state = self.breaks(Rule::ReleaseRepeat);
         match r.state {
             ReservationState::Outstanding => {}
             ReservationState::Released | ReservationState::Recorded { .. } if ignores_state => {
@@ -713,7 +711,7 @@ impl<V: Variant> Ledger<V> {
             ReservationState::Outstanding => {}
             ReservationState::Recorded { actual: first } => {
                 let (absorbed, returned, overrun) = self.settle(r.amount, first);
-                if self.variant.repeated_record_absorbs() || self.breaks(Rule::RecordRepeat) {
+                if self.breaks(Rule::RecordRepeat) {
                     self.absorb(idx, absorbed, now);
                     let pubkey = self.identities[idx as usize].0;
                     journal.push(Movement::Record {
@@ -781,7 +779,7 @@ impl<V: Variant> Ledger<V> {
         }
         // The seed's CASE: the first absorption after the window ran out starts a new one.
         let (today, start) =
-            self.variant.absorb(old_today, old_start, absorbed, now, window_ms).expect("bounded by the pool");
+            rules::absorb(old_today, old_start, absorbed, now, window_ms).expect("bounded by the pool");
         let (today, start) = match (ended, aligned, overwrites) {
             (true, true, _) => (today, old_start.plus_ms(window_ms)),
             (false, _, true) => (absorbed, start),
@@ -792,7 +790,7 @@ impl<V: Variant> Ledger<V> {
     }
 
     fn credit(&mut self, payment_id: PaymentId, paid: Sats, journal: &mut Vec<Movement>) -> Result<Outcome, Refusal> {
-        let repeats_credit = self.variant.repeated_credit_credits() || self.breaks(Rule::CreditRepeat);
+        let repeats_credit = self.breaks(Rule::CreditRepeat);
         let repeat = self.payments.get(payment_id.0).filter(|_| !repeats_credit);
         if let Some(&(first_paid, credited)) = repeat {
             return if first_paid == paid {
@@ -839,8 +837,7 @@ impl<V: Variant> Ledger<V> {
             if r.state != ReservationState::Outstanding || r.deadline != deadline {
                 continue;
             }
-            let back =
-                if self.variant.expire_returns() && !self.breaks(Rule::ExpireReturns) { r.amount } else { Sats::ZERO };
+            let back = if !self.breaks(Rule::ExpireReturns) { r.amount } else { Sats::ZERO };
             self.close(idx, r.amount, back);
             self.set_state(request_id, ReservationState::Expired);
             journal.push(Movement::Expire { request_id, amount_sats: r.amount });

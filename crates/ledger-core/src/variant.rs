@@ -3,13 +3,15 @@
 //!
 //! Every method's default is the rule as specified, and [`Exact`] (what [`Ledger`](crate::Ledger)
 //! means when no variant is named) takes every default; the compiler folds them away. A service
-//! that embeds the ledger never names this trait. The catalog of named wrong variants lives
-//! with the test harness (`ledger-harness`), each overriding one method.
+//! that embeds the ledger never names this trait. A rule of `SPEC.md` is broken through
+//! [`Variant::breaks`]; the other methods are the points where a wrong variant needs a value
+//! (a window length, a settlement, a credit share, a decision). The catalog of named wrong
+//! variants lives with the test harness (`ledger-harness`), each breaking one rule.
 
 use std::fmt;
 
 use crate::command::Decision;
-use crate::ids::{Tier, TimeMs};
+use crate::ids::Tier;
 use crate::rules::{self, Settlement};
 use crate::sats::{Bps, Sats};
 use crate::spec::Rule;
@@ -27,32 +29,9 @@ pub trait Variant: Clone + fmt::Debug {
         rules::WINDOW_MS
     }
 
-    /// Whether outstanding reservations count against the daily remaining.
-    fn remaining_counts_reservations(&self) -> bool {
-        true
-    }
-
     /// The decision given for a new request, from the one the rules give.
     fn decision(&self, decision: Decision) -> Decision {
         decision
-    }
-
-    /// Whether a free decision debits the pool in the same step (otherwise the debit comes
-    /// late, at `record`, and may come short).
-    fn decide_debits(&self) -> bool {
-        true
-    }
-
-    /// Whether `reserve_partial` grants what is available when it cannot grant what was
-    /// asked (the rule: all or nothing).
-    fn partial_grants_what_is_available(&self) -> bool {
-        false
-    }
-
-    /// Whether `release` of a released or recorded reservation returns its sats again (the
-    /// rule: a repeat returns nothing, a release after a record is refused).
-    fn release_ignores_state(&self) -> bool {
-        false
     }
 
     /// What recording `actual` against a reservation of `reserved` absorbs, returns and
@@ -61,42 +40,15 @@ pub trait Variant: Clone + fmt::Debug {
         rules::settle(reserved, actual)
     }
 
-    /// Whether a repeated `record` absorbs again (the rule: a repeat absorbs nothing).
-    fn repeated_record_absorbs(&self) -> bool {
-        false
-    }
-
     /// Whether `record` returns the unused part of the reservation to the pool.
     fn record_returns_unused(&self) -> bool {
         true
-    }
-
-    /// The daily window after absorbing `absorbed` at `now`: see [`rules::absorb`].
-    fn absorb(
-        &self,
-        absorbed_today: Sats,
-        window_start: TimeMs,
-        absorbed: Sats,
-        now: TimeMs,
-        window_ms: u64,
-    ) -> Option<(Sats, TimeMs)> {
-        rules::absorb(absorbed_today, window_start, absorbed, now, window_ms)
-    }
-
-    /// Whether a repeated `credit` credits again (the rule: a repeat credits nothing).
-    fn repeated_credit_credits(&self) -> bool {
-        false
     }
 
     /// What a payment of `paid` credits at `rate` (the rule: rounded down), or `None` on
     /// overflow.
     fn credit_share(&self, paid: Sats, rate: Bps) -> Option<Sats> {
         Some(paid.share_bps(rate))
-    }
-
-    /// Whether `expire` returns an expired reservation's sats to the pool.
-    fn expire_returns(&self) -> bool {
-        true
     }
 
     /// Whether to break `rule` of `SPEC.md` (see [`crate::spec`]): each rule has one place in

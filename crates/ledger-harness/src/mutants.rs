@@ -1,15 +1,16 @@
 //! Named mutants: deliberately wrong variants of the reference engine.
 //!
 //! They exist to measure the harness: a simulator or test suite that cannot tell a mutant
-//! from the reference is not testing what it claims. Each mutant overrides one rule of
-//! [`ledger_core::variant::Variant`]; the reference ledger runs it through
+//! from the reference is not testing what it claims. Each mutant breaks one rule through
+//! [`ledger_core::variant::Variant`] (most through `Variant::breaks`, as a `SPEC.md` rule
+//! broken at its place in the reference); the reference ledger runs it through
 //! [`Ledger::with_variant`](ledger_core::Ledger::with_variant). The simulator's engine for a
 //! mutant, [`ReferenceEngine::with_mutant`](crate::ReferenceEngine::with_mutant), exists only
 //! with this crate's `mutants` feature, so a build that does not ask for mutants cannot run one.
 
 use ledger_core::rules::{self, Settlement};
 use ledger_core::variant::Variant;
-use ledger_core::{Bps, Decision, GateReason, Rule, Sats, Tier, TimeMs};
+use ledger_core::{Bps, Decision, GateReason, Rule, Sats, Tier};
 use serde::{Deserialize, Serialize};
 
 /// One deliberate bug.
@@ -105,10 +106,10 @@ impl Variant for Mutant {
     }
 
     fn window_ms(&self) -> u64 {
-        match self {
-            Mutant::WindowHourShort => rules::WINDOW_MS - 3_600_000,
-            Mutant::WindowOneMsLong => rules::WINDOW_MS + 1,
-            _ => rules::WINDOW_MS,
+        if *self == Mutant::WindowHourShort {
+            rules::WINDOW_MS - 3_600_000
+        } else {
+            rules::WINDOW_MS
         }
     }
 
@@ -128,29 +129,24 @@ impl Variant for Mutant {
         }
     }
 
+    /// Most named mutants are a rule of `SPEC.md` broken at its place in the reference.
     fn breaks(&self, rule: Rule) -> bool {
         matches!(
             (self, rule),
-            (Mutant::DecideAnsweredAfresh, Rule::DecideRepeat)
+            (Mutant::WindowOverwrites, Rule::WindowAddsUp)
+                | (Mutant::WindowOneMsLong, Rule::WindowLength)
+                | (Mutant::DebitOutsideAtomicStep, Rule::DecideFreeDebits)
+                | (Mutant::RecordNotIdempotent, Rule::RecordRepeat)
+                | (Mutant::CreditNotIdempotent, Rule::CreditRepeat)
+                | (Mutant::CreditRoundsUp, Rule::CreditRounding)
+                | (Mutant::ReleaseIgnoresState, Rule::ReleaseRepeat)
+                | (Mutant::RemainingIgnoresReservations, Rule::RemainingCountsReservations)
+                | (Mutant::ReservePartialShort, Rule::PartialAllOrNothing)
+                | (Mutant::ExpireKeepsSats, Rule::ExpireReturns)
+                | (Mutant::DecideAnsweredAfresh, Rule::DecideRepeat)
                 | (Mutant::ExpireAtDeadline, Rule::ExpireStrict)
                 | (Mutant::RecordRefusedAfterDeadline, Rule::RecordAfterDeadline)
         )
-    }
-
-    fn remaining_counts_reservations(&self) -> bool {
-        *self != Mutant::RemainingIgnoresReservations
-    }
-
-    fn decide_debits(&self) -> bool {
-        *self != Mutant::DebitOutsideAtomicStep
-    }
-
-    fn partial_grants_what_is_available(&self) -> bool {
-        *self == Mutant::ReservePartialShort
-    }
-
-    fn release_ignores_state(&self) -> bool {
-        *self == Mutant::ReleaseIgnoresState
     }
 
     fn settle(&self, reserved: Sats, actual: Sats) -> Settlement {
@@ -161,48 +157,15 @@ impl Variant for Mutant {
         }
     }
 
-    fn repeated_record_absorbs(&self) -> bool {
-        *self == Mutant::RecordNotIdempotent
-    }
-
     fn record_returns_unused(&self) -> bool {
         *self != Mutant::RecordKeepsOverReservation
-    }
-
-    fn absorb(
-        &self,
-        absorbed_today: Sats,
-        window_start: TimeMs,
-        absorbed: Sats,
-        now: TimeMs,
-        window_ms: u64,
-    ) -> Option<(Sats, TimeMs)> {
-        if *self == Mutant::WindowOverwrites && !absorbed.is_zero() && now.since(window_start) < window_ms {
-            Some((absorbed, window_start))
-        } else {
-            rules::absorb(absorbed_today, window_start, absorbed, now, window_ms)
-        }
-    }
-
-    fn repeated_credit_credits(&self) -> bool {
-        *self == Mutant::CreditNotIdempotent
     }
 
     fn credit_share(&self, paid: Sats, rate: Bps) -> Option<Sats> {
         if *self == Mutant::CreditWholePercent {
             return Some(paid.share_bps(Bps::new(rate.to_u16() / 100 * 100).expect("a smaller rate")));
         }
-        let share = paid.share_bps(rate);
-        let exact = u128::from(paid.to_u64()) * u128::from(rate.to_u16()) % 10_000 == 0;
-        if *self == Mutant::CreditRoundsUp && !exact {
-            share.checked_add(Sats::new(1).expect("one"))
-        } else {
-            Some(share)
-        }
-    }
-
-    fn expire_returns(&self) -> bool {
-        *self != Mutant::ExpireKeepsSats
+        Some(paid.share_bps(rate))
     }
 }
 
