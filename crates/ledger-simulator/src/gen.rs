@@ -83,7 +83,12 @@ fn draw_edges(rng: &mut ChaCha8Rng, config: &mut ledger_core::Config) {
         config.credit_bps = ledger_core::Bps::new(bps).expect("a rate of at most 10000 bp");
     }
     if rng.gen_bool(0.3) {
-        let scale = |s: Sats, num: u64, den: u64| Sats::new(s.to_u64() * num / den).expect("budgets stay small");
+        // Saturating: a scenario's budget may already be near the largest amount.
+        let scale = |s: Sats, num: u64, den: u64| {
+            let scaled =
+                (u128::from(s.to_u64()) * u128::from(num) / u128::from(den)).min(u128::from(Sats::MAX.to_u64()));
+            Sats::new(u64::try_from(scaled).expect("at most Sats::MAX")).expect("at most Sats::MAX")
+        };
         let (num, den) = [(1, 10), (10, 1), (1_000, 1), (0, 1)][rng.gen_range(0..4)];
         let b = &mut config.budget_sats;
         (b.established, b.trusted, b.elite) =
@@ -131,7 +136,8 @@ fn probe<E: Engine>(
             jump,
             kind,
             user,
-            u64::try_from(estimated.clamp(1, i128::from(scenario.estimate_max_sats.max(1) * 1_000))).ok()?,
+            u64::try_from(estimated.clamp(1, i128::from(scenario.estimate_max_sats.max(1).saturating_mul(1_000))))
+                .ok()?,
         )
     } else {
         let deadline = exec.checker().model()?.next_deadline()?;
