@@ -1,0 +1,166 @@
+// Lossless JSON for the engine protocol (SPEC.md §9).
+//
+// `JSON.parse` reads every number as a double, so 9223372036854775807 would come back as
+// 9223372036854775808. Here an integer literal (no fraction, no exponent) is read as a
+// `bigint`, exactly; any other number stays a `number`, so the caller can tell `1` from `1.0`.
+// Objects are made without a prototype, and a key named twice is an error.
+
+export type Json = null | boolean | string | bigint | number | Json[] | JsonObject;
+export interface JsonObject {
+  [key: string]: Json;
+}
+
+export class JsonSyntaxError extends Error {}
+
+export function parseJson(text: string): Json {
+  let i = 0;
+  const n = text.length;
+
+  const fail = (what: string): never => {
+    throw new JsonSyntaxError(`${what} at character ${i}`);
+  };
+  const ws = () => {
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) i++;
+      else break;
+    }
+  };
+
+  const value = (depth: number): Json => {
+    if (depth > 64) fail("nesting too deep");
+    ws();
+    if (i >= n) fail("unexpected end");
+    const c = text[i];
+    if (c === "{") return object(depth);
+    if (c === "[") return array(depth);
+    if (c === '"') return string();
+    if (c === "-" || (c >= "0" && c <= "9")) return number();
+    if (text.startsWith("true", i)) {
+      i += 4;
+      return true;
+    }
+    if (text.startsWith("false", i)) {
+      i += 5;
+      return false;
+    }
+    if (text.startsWith("null", i)) {
+      i += 4;
+      return null;
+    }
+    return fail(`unexpected ${JSON.stringify(c)}`);
+  };
+
+  const object = (depth: number): JsonObject => {
+    i++; // {
+    const out: JsonObject = Object.create(null);
+    ws();
+    if (text[i] === "}") {
+      i++;
+      return out;
+    }
+    for (;;) {
+      ws();
+      if (text[i] !== '"') fail("expected a key");
+      const key = string();
+      if (Object.prototype.hasOwnProperty.call(out, key)) fail(`key ${JSON.stringify(key)} named twice`);
+      ws();
+      if (text[i] !== ":") fail("expected ':'");
+      i++;
+      out[key] = value(depth + 1);
+      ws();
+      if (text[i] === ",") {
+        i++;
+        continue;
+      }
+      if (text[i] === "}") {
+        i++;
+        return out;
+      }
+      fail("expected ',' or '}'");
+    }
+  };
+
+  const array = (depth: number): Json[] => {
+    i++; // [
+    const out: Json[] = [];
+    ws();
+    if (text[i] === "]") {
+      i++;
+      return out;
+    }
+    for (;;) {
+      out.push(value(depth + 1));
+      ws();
+      if (text[i] === ",") {
+        i++;
+        continue;
+      }
+      if (text[i] === "]") {
+        i++;
+        return out;
+      }
+      fail("expected ',' or ']'");
+    }
+  };
+
+  const string = (): string => {
+    // Find the closing quote, then let JSON.parse decode the escapes of that one token.
+    const start = i;
+    i++;
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === 0x22) break;
+      if (c === 0x5c) i += 2;
+      else if (c < 0x20) fail("control character in a string");
+      else i++;
+    }
+    if (i >= n) fail("unterminated string");
+    i++;
+    try {
+      return JSON.parse(text.slice(start, i)) as string;
+    } catch {
+      return fail("bad escape in a string");
+    }
+  };
+
+  const number = (): bigint | number => {
+    const m = /^-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(i, i + 1100));
+    if (!m) return fail("bad number");
+    i += m[0].length;
+    if (m[1] === undefined && m[2] === undefined) return BigInt(m[0]);
+    return Number(m[0]);
+  };
+
+  const v = value(0);
+  ws();
+  if (i !== n) fail("trailing characters");
+  return v;
+}
+
+/** JSON text of `v`, with `bigint`s written as integers. `undefined` fields are left out. */
+export function stringifyJson(v: unknown): string {
+  switch (typeof v) {
+    case "bigint":
+      return v.toString();
+    case "number":
+      return Number.isFinite(v) ? String(v) : "null";
+    case "string":
+      return JSON.stringify(v);
+    case "boolean":
+      return v ? "true" : "false";
+    case "undefined":
+      return "null";
+    case "object": {
+      if (v === null) return "null";
+      if (Array.isArray(v)) return `[${v.map(stringifyJson).join(",")}]`;
+      const parts: string[] = [];
+      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+        if (x !== undefined) parts.push(`${JSON.stringify(k)}:${stringifyJson(x)}`);
+      }
+      return `{${parts.join(",")}}`;
+    }
+    default:
+      return "null";
+  }
+}

@@ -1,0 +1,264 @@
+// The child's side of the engine protocol, version 1 (SPEC.md §9): JSON Lines on stdin/stdout.
+//
+// Requests are read line by line and served concurrently: each `call` and `observe` runs as
+// soon as it arrives (after the `hello` or `reset` before it has finished), and its response
+// is written when it finishes, in whatever order that is. `hello` and `reset` wait for the
+// requests already in flight. On end of input the server waits for what is in flight, closes
+// the engine (its connection pool) and exits.
+
+import { createInterface } from "node:readline";
+import { parseJson, stringifyJson, JsonSyntaxError, type Json, type JsonObject } from "./json.js";
+
+export const PROTOCOL_VERSION = 1n;
+export const MAX_I64 = (1n << 63n) - 1n;
+
+export type Tier = "new" | "established" | "trusted" | "elite";
+export const TIERS: readonly Tier[] = ["new", "established", "trusted", "elite"];
+
+export interface LedgerConfig {
+  budget_sats: Record<Tier, bigint>;
+  pool_initial_sats: bigint;
+  credit_bps: bigint;
+  reservation_ttl_ms: bigint;
+}
+
+/** A `call` as the harness sends it (§9.2). `amount_sats` of `release` and `pubkey` and
+ * `reserved_sats` of `record` are the seed's extra fields: present for the seed, ignored (and
+ * optional) for a reference implementation. */
+export type Call =
+  | { call: "set_tier"; pubkey: string; tier: Tier }
+  | { call: "decide"; request_id: bigint; pubkey: string; estimated_sats: bigint }
+  | { call: "reserve_partial"; request_id: bigint; pubkey: string; amount_sats: bigint }
+  | { call: "release"; request_id: bigint; amount_sats?: bigint }
+  | { call: "record"; request_id: bigint; actual_sats: bigint; pubkey?: string; reserved_sats?: bigint }
+  | { call: "credit"; payment_id: bigint; paid_sats: bigint }
+  | { call: "expire" };
+
+export type ErrorCode = "malformed" | "not_supported" | "out_of_range" | "unavailable" | "abort" | "timeout" | "crash";
+const DEFINITE: Record<ErrorCode, boolean> = {
+  malformed: true,
+  not_supported: true,
+  out_of_range: true,
+  unavailable: true,
+  abort: true,
+  timeout: false,
+  crash: false,
+};
+
+/** An error response: thrown by the server's checks and by engines. */
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    text: string,
+  ) {
+    super(text);
+  }
+}
+
+export interface Hello {
+  name: string;
+  api: "seed" | "reference";
+  state: "memory" | "durable";
+}
+
+export interface CallResult {
+  fresh: boolean;
+  reply: Record<string, unknown>;
+}
+
+export interface Engine {
+  hello(config: LedgerConfig): Promise<Hello>;
+  reset(config: LedgerConfig): Promise<void>;
+  call(nowMs: bigint, call: Call): Promise<CallResult>;
+  observe(): Promise<Record<string, unknown>>;
+  close(): Promise<void>;
+  /** The error response for a failure the engine threw (anything but a ProtocolError). */
+  classify(err: unknown): ProtocolError;
+}
+
+export interface Limits {
+  /** The largest amount (and id) the engine represents; a larger one is `out_of_range`. */
+  maxAmount: bigint;
+  /** The largest `now_ms` the engine represents. */
+  maxTime: bigint;
+  /** True when `release.amount_sats` and `record.pubkey`/`reserved_sats` are required. */
+  seedFields: boolean;
+}
+
+// ── reading requests ─────────────────────────────────────────────────────────────────────────
+
+function field(o: JsonObject, key: string, where: string): Json {
+  if (!Object.prototype.hasOwnProperty.call(o, key)) throw new ProtocolError("malformed", `${where}: missing ${key}`);
+  return o[key];
+}
+
+function int(o: JsonObject, key: string, where: string, max: bigint): bigint {
+  const v = field(o, key, where);
+  if (typeof v !== "bigint") {
+    throw new ProtocolError("malformed", `${where}: ${key} is not an integer`);
+  }
+  if (v < 0n || v > max) throw new ProtocolError("out_of_range", `${where}: ${key} = ${v} is out of range (0..=${max})`);
+  return v;
+}
+
+function optInt(o: JsonObject, key: string, where: string, max: bigint, required: boolean): bigint | undefined {
+  if (!required && (!Object.prototype.hasOwnProperty.call(o, key) || o[key] === null)) return undefined;
+  return int(o, key, where, max);
+}
+
+function pubkey(o: JsonObject, key: string, where: string): string {
+  const v = field(o, key, where);
+  if (typeof v !== "string" || !/^[0-9a-f]{64}$/.test(v)) {
+    throw new ProtocolError("malformed", `${where}: ${key} is not 64 lowercase hex characters`);
+  }
+  return v;
+}
+
+function optPubkey(o: JsonObject, key: string, where: string, required: boolean): string | undefined {
+  if (!required && (!Object.prototype.hasOwnProperty.call(o, key) || o[key] === null)) return undefined;
+  return pubkey(o, key, where);
+}
+
+function tier(o: JsonObject, key: string, where: string): Tier {
+  const v = field(o, key, where);
+  if (typeof v !== "string" || !(TIERS as readonly string[]).includes(v)) {
+    throw new ProtocolError("malformed", `${where}: ${key} is not a tier`);
+  }
+  return v as Tier;
+}
+
+function obj(v: Json, where: string): JsonObject {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ProtocolError("malformed", `${where} is not an object`);
+  return v as JsonObject;
+}
+
+export function readConfig(v: Json): LedgerConfig {
+  const c = obj(v, "config");
+  const b = obj(field(c, "budget_sats", "config"), "config.budget_sats");
+  const budget = {} as Record<Tier, bigint>;
+  for (const t of TIERS) budget[t] = int(b, t, "config.budget_sats", MAX_I64);
+  const credit_bps = int(c, "credit_bps", "config", MAX_I64);
+  if (credit_bps > 10000n) throw new ProtocolError("out_of_range", "config: credit_bps above 10000");
+  const reservation_ttl_ms = int(c, "reservation_ttl_ms", "config", MAX_I64);
+  if (reservation_ttl_ms < 1n) throw new ProtocolError("out_of_range", "config: reservation_ttl_ms below 1");
+  return { budget_sats: budget, pool_initial_sats: int(c, "pool_initial_sats", "config", MAX_I64), credit_bps, reservation_ttl_ms };
+}
+
+export function readCall(v: Json, limits: Limits): Call {
+  const c = obj(v, "call");
+  const kind = field(c, "call", "call");
+  if (typeof kind !== "string") throw new ProtocolError("malformed", "call: `call` is not a string");
+  const w = kind;
+  const amt = limits.maxAmount;
+  const id = MAX_I64;
+  switch (kind) {
+    case "set_tier":
+      return { call: kind, pubkey: pubkey(c, "pubkey", w), tier: tier(c, "tier", w) };
+    case "decide":
+      return { call: kind, request_id: int(c, "request_id", w, id), pubkey: pubkey(c, "pubkey", w), estimated_sats: int(c, "estimated_sats", w, amt) };
+    case "reserve_partial":
+      return { call: kind, request_id: int(c, "request_id", w, id), pubkey: pubkey(c, "pubkey", w), amount_sats: int(c, "amount_sats", w, amt) };
+    case "release":
+      return { call: kind, request_id: int(c, "request_id", w, id), amount_sats: optInt(c, "amount_sats", w, amt, limits.seedFields) };
+    case "record":
+      return {
+        call: kind,
+        request_id: int(c, "request_id", w, id),
+        actual_sats: int(c, "actual_sats", w, amt),
+        pubkey: optPubkey(c, "pubkey", w, limits.seedFields),
+        reserved_sats: optInt(c, "reserved_sats", w, amt, limits.seedFields),
+      };
+    case "credit":
+      return { call: kind, payment_id: int(c, "payment_id", w, id), paid_sats: int(c, "paid_sats", w, amt) };
+    case "expire":
+      return { call: kind };
+    default:
+      throw new ProtocolError("not_supported", `no call ${JSON.stringify(kind)}`);
+  }
+}
+
+// ── the loop ─────────────────────────────────────────────────────────────────────────────────
+
+function write(msg: Record<string, unknown>): void {
+  // A pipe on Linux is written synchronously: one line, whole, per response.
+  process.stdout.write(`${stringifyJson(msg)}\n`);
+}
+
+function errorMsg(id: Json, e: ProtocolError): Record<string, unknown> {
+  return { id, type: "error", code: e.code, definite: DEFINITE[e.code], text: e.message };
+}
+
+/** Serves the protocol on stdin/stdout until end of input. */
+export async function serve(engine: Engine, limits: Limits, log: (s: string) => void): Promise<void> {
+  const inflight = new Set<Promise<void>>();
+  // Calls wait for the last hello/reset; hello/reset wait for everything before them.
+  let barrier: Promise<unknown> = Promise.resolve();
+
+  const handle = async (id: Json, req: JsonObject): Promise<Record<string, unknown>> => {
+    const type = req.type;
+    switch (type) {
+      case "hello": {
+        const protocol = field(req, "protocol", "hello");
+        if (typeof protocol !== "bigint") throw new ProtocolError("malformed", "hello: protocol is not an integer");
+        if (protocol !== PROTOCOL_VERSION) throw new ProtocolError("not_supported", `protocol ${protocol}: this child speaks protocol 1`);
+        const config = readConfig(field(req, "config", "hello"));
+        const h = await engine.hello(config);
+        return { id, type: "hello_ok", protocol: PROTOCOL_VERSION, name: h.name, api: h.api, clock: "harness", state: h.state };
+      }
+      case "reset": {
+        const config = readConfig(field(req, "config", "reset"));
+        await engine.reset(config);
+        return { id, type: "reset_ok" };
+      }
+      case "call": {
+        const now = field(req, "now_ms", "call");
+        if (typeof now !== "bigint") throw new ProtocolError("malformed", "call: now_ms is not an integer");
+        if (now < 0n || now > limits.maxTime) throw new ProtocolError("out_of_range", `call: now_ms = ${now} is out of range (0..=${limits.maxTime})`);
+        const call = readCall(field(req, "call", "call"), limits);
+        const r = await engine.call(now, call);
+        return { id, type: "reply", fresh: r.fresh, reply: r.reply };
+      }
+      case "observe":
+        return { id, type: "observed", ...(await engine.observe()) };
+      default:
+        throw new ProtocolError(typeof type === "string" ? "not_supported" : "malformed", `no request type ${JSON.stringify(type ?? null)}`);
+    }
+  };
+
+  const run = (id: Json, req: JsonObject, exclusive: boolean) => {
+    const before = exclusive ? Promise.allSettled([barrier, ...inflight]) : barrier;
+    const p = before
+      .then(() => handle(id, req))
+      .catch((e: unknown) => errorMsg(id, e instanceof ProtocolError ? e : engine.classify(e)))
+      .then(write)
+      .catch((e: unknown) => log(`cannot write a response: ${String(e)}`));
+    if (exclusive) barrier = p;
+    const tracked = p.finally(() => inflight.delete(tracked));
+    inflight.add(tracked);
+  };
+
+  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
+  for await (const line of rl) {
+    if (line.trim() === "") continue;
+    let req: JsonObject;
+    try {
+      const v = parseJson(line);
+      if (typeof v !== "object" || v === null || Array.isArray(v)) throw new JsonSyntaxError("not an object");
+      req = v as JsonObject;
+    } catch (e) {
+      // Answer with the id if one can be made out, so that the harness is not left waiting.
+      const m = /"id"\s*:\s*([0-9]+)/.exec(line);
+      if (m) write(errorMsg(BigInt(m[1]), new ProtocolError("malformed", `unreadable request: ${(e as Error).message}`)));
+      else log(`unreadable request line (no id): ${(e as Error).message}: ${line.slice(0, 200)}`);
+      continue;
+    }
+    const id = req.id;
+    if (typeof id !== "bigint") {
+      log(`request without an integer id: ${line.slice(0, 200)}`);
+      continue;
+    }
+    run(id, req, req.type === "hello" || req.type === "reset");
+  }
+  while (inflight.size > 0) await Promise.allSettled([...inflight]);
+  await engine.close();
+}
