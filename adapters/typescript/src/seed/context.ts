@@ -53,8 +53,8 @@ export function installHarnessClock(): void {
   const RealDate = Date;
   const realNow = RealDate.now.bind(RealDate);
   const now = (): number => callContext.getStore()?.nowMs ?? realNow();
-  const HarnessDate = new Proxy(RealDate, {
-    construct(target, args, newTarget) {
+  const HarnessDate: DateConstructor = new Proxy(RealDate, {
+    construct(target, args, newTarget): object {
       const a = args.length === 0 ? [now()] : args;
       return Reflect.construct(target, a, newTarget === HarnessDate ? target : newTarget);
     },

@@ -64,42 +64,41 @@ function traced<T>(ctx: CallContext | undefined, arg: QueryArg, r: T): T {
 
 const WRAPPED = Symbol("traced");
 
-class TracingPool extends pg.Pool {
-  // Pool.query, as drizzle sends a statement outside a transaction.
-  override query(...args: unknown[]): never {
-    const ctx = callContext.getStore();
+/** Traces, per call, the statements sent through `pool`: Pool.query (drizzle outside a
+ * transaction) and the promise-form queries of a client checked out with `connect()` (drizzle's
+ * transactions). The pool's own callback-form use of a client is not traced, so nothing is
+ * counted twice. */
+function trace(pool: pg.Pool): pg.Pool {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const p = pool as any;
+  const query = p.query.bind(pool);
+  p.query = (...args: unknown[]) => traced(callContext.getStore(), args[0] as QueryArg, query(...args));
+  const connect = p.connect.bind(pool);
+  p.connect = (...args: unknown[]) => {
+    const r = connect(...args);
+    if (!r || typeof r.then !== "function") return r;
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    return traced(ctx, args[0] as QueryArg, (super.query as any)(...args)) as never;
-  }
-
-  // A client checked out for a transaction: its promise-form queries are traced too (the
-  // pool's own callback-form use of a client is not, so nothing is counted twice).
-  override connect(...args: unknown[]): never {
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const r = (super.connect as any)(...args);
-    if (r && typeof r.then === "function") {
-      return r.then((client: pg.PoolClient & { [WRAPPED]?: boolean }) => {
-        if (!client[WRAPPED]) {
-          const orig = client.query;
-          // eslint-disable-next-line @typescript-eslint/no-explicit-any
-          (client as any).query = function (this: pg.PoolClient, ...a: unknown[]) {
-            // eslint-disable-next-line @typescript-eslint/no-explicit-any
-            return traced(callContext.getStore(), a[0] as QueryArg, (orig as any).apply(this, a));
-          };
-          client[WRAPPED] = true;
-        }
-        return client;
-      }) as never;
-    }
-    return r as never;
-  }
+    return r.then((client: any) => {
+      if (!client[WRAPPED]) {
+        const orig = client.query;
+        client.query = function (this: unknown, ...a: unknown[]) {
+          return traced(callContext.getStore(), a[0] as QueryArg, orig.apply(this, a));
+        };
+        client[WRAPPED] = true;
+      }
+      return client;
+    });
+  };
+  return pool;
 }
 
 const url = process.env.DATABASE_URL;
-export const pool = new TracingPool({
-  connectionString: url,
-  max: Number(process.env.LEDGER_PG_POOL_MAX ?? 16),
-});
+export const pool = trace(
+  new pg.Pool({
+    connectionString: url,
+    max: Number(process.env.LEDGER_PG_POOL_MAX ?? 16),
+  }),
+);
 // A connection the server drops while idle must not take the process down.
 pool.on("error", (e) => process.stderr.write(`seed adapter: idle connection error: ${e.message}\n`));
 
