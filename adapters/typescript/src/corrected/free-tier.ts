@@ -102,10 +102,21 @@ const ok = <T extends Outcome>(fresh: boolean, o: T): Answer<T> => ({ fresh, rep
 const refuse = (r: Refusal): Answer<never> => ({ fresh: false, reply: r });
 
 const min = (a: bigint, b: bigint) => (a < b ? a : b);
-const pgCode = (e: unknown): string | undefined => {
-  const c = (e as { code?: unknown } | null)?.code;
-  return typeof c === "string" && /^[0-9A-Z]{5}$/.test(c) ? c : undefined;
-};
+/** The SQLSTATE of a failure, looking through drizzle's wrapping (`cause`). */
+export function pgCode(e: unknown): string | undefined {
+  for (let x = e, depth = 0; x && depth < 5; x = (x as { cause?: unknown }).cause, depth++) {
+    const c = (x as { code?: unknown }).code;
+    if (typeof c === "string" && /^[0-9A-Z]{5}$/.test(c)) return c;
+  }
+  return undefined;
+}
+
+/** The message of a failure: the server's, when drizzle wrapped it. */
+function messageOf(e: unknown): string {
+  const cause = (e as { cause?: unknown } | null)?.cause;
+  if (cause instanceof Error) return cause.message;
+  return e instanceof Error ? e.message : String(e);
+}
 
 function budgetOf(p: PoolRow, tier: Tier): bigint {
   switch (tier) {
@@ -559,7 +570,7 @@ export class FreeTierLedger {
         // Before COMMIT was sent nothing can have been committed; a COMMIT the server answered
         // with an error (not a lost connection) rolled back too.
         const definite = !committing || (code !== undefined && !/^(08|57|53|58|XX)/.test(code));
-        const text = e instanceof Error ? e.message : String(e);
+        const text = messageOf(e);
         throw new LedgerStorageError(code ? `${code}: ${text}` : text, definite, e);
       }
     }

@@ -228,7 +228,9 @@ class SeedEngine implements Engine {
   }
 
   classify(err: unknown): ProtocolError {
-    const e = err as { code?: unknown; message?: unknown };
+    // drizzle wraps the driver's error (`cause`), which carries the SQLSTATE.
+    const cause = (err as { cause?: unknown } | null)?.cause;
+    const e = (cause instanceof Error ? cause : err) as { code?: unknown; message?: unknown };
     const text = typeof e?.message === "string" ? e.message : String(err);
     // A statement the server refused (an integer out of range, a failed cast): it and its
     // transaction rolled back. Connection trouble, or a failure in the seed's own code, may
