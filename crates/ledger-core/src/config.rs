@@ -85,6 +85,49 @@ fn sats(v: u64) -> Sats {
     Sats::new(v).expect("constant amount in range")
 }
 
+/// A configuration as JSON carries it (a conformance trace's header, the engine protocol's
+/// `hello` and `reset`): the serialized form of [`Config`], every key required, none unknown,
+/// the rate in basis points. [`Config`] itself reads the TOML form, which takes a percentage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigJson {
+    /// Daily free budget per tier.
+    pub budget_sats: Budgets,
+    /// The pool's balance at genesis.
+    pub pool_initial_sats: Sats,
+    /// Share of every paid invoice credited to the pool, in basis points.
+    pub credit_bps: Bps,
+    /// How long a reservation may stay outstanding; at least 1.
+    pub reservation_ttl_ms: u64,
+}
+
+impl TryFrom<ConfigJson> for Config {
+    type Error = String;
+
+    fn try_from(c: ConfigJson) -> Result<Config, String> {
+        if c.reservation_ttl_ms == 0 {
+            return Err("reservation_ttl_ms: must be at least 1".into());
+        }
+        Ok(Config {
+            budget_sats: c.budget_sats,
+            pool_initial_sats: c.pool_initial_sats,
+            credit_bps: c.credit_bps,
+            reservation_ttl_ms: c.reservation_ttl_ms,
+        })
+    }
+}
+
+impl From<Config> for ConfigJson {
+    fn from(c: Config) -> ConfigJson {
+        ConfigJson {
+            budget_sats: c.budget_sats,
+            pool_initial_sats: c.pool_initial_sats,
+            credit_bps: c.credit_bps,
+            reservation_ttl_ms: c.reservation_ttl_ms,
+        }
+    }
+}
+
 /// A configuration value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {

@@ -52,7 +52,7 @@ pub mod variant;
 
 pub use balances::{Identity, Totals};
 pub use command::{Command, Decision, GateReason, Outcome, Refusal};
-pub use config::{Budgets, Config, ConfigError};
+pub use config::{Budgets, Config, ConfigError, ConfigJson};
 pub use idmap::IdMap;
 pub use ids::{PaymentId, Pubkey, PubkeyError, RequestId, Tier, TimeMs, DAY_MS};
 pub use journal::{implied_movements, Movement};

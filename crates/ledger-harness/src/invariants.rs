@@ -89,7 +89,10 @@ impl Invariant {
     /// call at a time (a concurrent run's answers have no one order to judge them in).
     pub fn judged_for(engine: &str) -> Vec<Invariant> {
         let pg = engine.starts_with("pg-");
-        let seed_api = engine == "seed" || engine.starts_with("seed+") || engine.starts_with("pg-seed");
+        let seed_api = engine == "seed"
+            || engine.starts_with("seed+")
+            || engine.starts_with("pg-seed")
+            || engine.starts_with("exec-seed");
         let one_at_a_time = !engine.contains("(concurrency");
         let reference_api = !seed_api && one_at_a_time;
         Invariant::ALL

@@ -143,6 +143,69 @@ impl PgArgs {
     }
 }
 
+/// The options of `run --engine exec` and of `replay` of an exec trace: the implementation's
+/// command and what it needs (SPEC.md §9).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ExecArgs {
+    /// The command that starts the implementation (run with `sh -c`, from the current
+    /// directory): it must speak the engine protocol of SPEC.md §9 on its stdin and stdout.
+    #[arg(long = "exec", value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Give the implementation a fresh PostgreSQL database in `DATABASE_URL` (on a throwaway
+    /// server, or on the server of --database-url's database).
+    #[arg(long)]
+    pub exec_db: bool,
+    /// How long each answer of the implementation may take, in seconds (1 to 3600; default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub exec_timeout: Option<u64>,
+}
+
+impl ExecArgs {
+    /// True when any exec option was given.
+    pub fn is_set(&self) -> bool {
+        self.command.is_some() || self.exec_db || self.exec_timeout.is_some()
+    }
+
+    /// The bound on each answer.
+    pub fn timeout(&self) -> anyhow::Result<std::time::Duration> {
+        match self.exec_timeout {
+            None => Ok(ledger_exec::child::DEFAULT_TIMEOUT),
+            Some(s @ 1..=3600) => Ok(std::time::Duration::from_secs(s)),
+            Some(s) => anyhow::bail!("--exec-timeout {s}: must be 1 to 3600 seconds"),
+        }
+    }
+
+    /// The command, or the error of a run that has none.
+    pub fn command(&self) -> anyhow::Result<&str> {
+        match self.command.as_deref() {
+            Some(c) if !c.trim().is_empty() => Ok(c),
+            Some(_) => anyhow::bail!("--exec: the command is empty"),
+            None => anyhow::bail!("--engine exec needs --exec COMMAND: the implementation to drive (SPEC.md §9)"),
+        }
+    }
+
+    /// The flags that give a replay the same implementation, quoted for a POSIX shell.
+    pub fn replay_flags(&self) -> String {
+        let mut out = format!("--exec {}", shell_quote(self.command.as_deref().unwrap_or("")));
+        if self.exec_db {
+            out.push_str(" --exec-db");
+        }
+        if let Some(s) = self.exec_timeout {
+            out.push_str(&format!(" --exec-timeout {s}"));
+        }
+        out
+    }
+}
+
+/// `s` as one word of a POSIX shell.
+pub(crate) fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// The most concurrent clients: each holds a connection, and the throwaway server takes 300.
 pub const MAX_CONCURRENCY: u32 = 256;
 
@@ -166,12 +229,15 @@ pub struct PgRun<'a> {
     pub trace_dir: &'a Path,
     /// Shrinker budget (lockstep counterexamples are shrunk on the in-memory twin).
     pub max_replays: usize,
+    /// The implementation of `--engine exec`.
+    pub exec: Option<&'a ExecArgs>,
 }
 
 pub(crate) fn engine_name(kind: EngineKind) -> &'static str {
     match kind {
         EngineKind::PgReference => "pg-reference",
         EngineKind::PgSeed => "pg-seed",
-        _ => unreachable!("only Postgres engines run here"),
+        EngineKind::Exec => "exec",
+        _ => unreachable!("only Postgres and exec engines run here"),
     }
 }

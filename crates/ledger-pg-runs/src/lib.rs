@@ -39,6 +39,7 @@
 //!     fail_fast: false,
 //!     trace_dir: Path::new("target/ledger-sim/counterexamples"),
 //!     max_replays: 300,
+//!     exec: None,
 //! };
 //! let args = PgArgs { concurrency: Some(32), kill_connections: 0.02, lost_ack: 0.02, ..PgArgs::default() };
 //! let report = ledger_pg_runs::run(&run, &args)?;
@@ -54,14 +55,16 @@ mod checks;
 mod client;
 mod concurrent;
 mod differential;
+mod exec;
 mod lockstep;
 mod outage;
 mod record;
 mod server;
 
-pub use args::{PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY};
+pub use args::{ExecArgs, PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY};
 pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
+pub use exec::{replay_on_exec, start_exec};
 pub use lockstep::replay_on_pg;
 
 use ledger_simulator::report::{EngineKind, RunReport};
@@ -73,6 +76,13 @@ use crate::server::Server;
 /// Runs the seeds of `run` on PostgreSQL, sequentially, each on a fresh database.
 pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
     args.validate()?;
+    if run.kind == EngineKind::Exec {
+        let exec = run.exec.ok_or_else(|| anyhow::anyhow!("--engine exec needs --exec COMMAND"))?;
+        return match args.concurrency {
+            Some(_) => anyhow::bail!("--engine exec --concurrency N: not yet"),
+            None => exec::exec_lockstep(run, args, exec),
+        };
+    }
     if args.batch_lanes.is_some() && run.kind != EngineKind::PgReference {
         anyhow::bail!("--batch-lanes: only pg-reference runs in batches");
     }

@@ -18,11 +18,11 @@ use ledger_simulator::history::History;
 use ledger_simulator::report::{EngineKind, RunReport, ViolationReport};
 use ledger_simulator::scenario::Scenario;
 use ledger_simulator::shrink::shrink;
-struct SeedRun {
-    seed: u64,
-    result: RunResult,
-    history: History,
-    divergence: Option<Divergence>,
+pub(crate) struct SeedRun {
+    pub(crate) seed: u64,
+    pub(crate) result: RunResult,
+    pub(crate) history: History,
+    pub(crate) divergence: Option<Divergence>,
 }
 
 /// A lockstep engine that stops touching the database once its connection is lost: every
@@ -109,7 +109,7 @@ fn lost_error(lost: &Arc<Mutex<Option<String>>>) -> anyhow::Result<()> {
 /// An engine made before the run that takes it: connecting can fail, which an engine
 /// constructor (`Fn(Config) -> E`) cannot say, so the connection is made first and the
 /// constructor hands it over, once.
-fn once<E>(engine: E, config: ledger_core::Config) -> impl Fn(ledger_core::Config) -> E {
+pub(crate) fn once<E>(engine: E, config: ledger_core::Config) -> impl Fn(ledger_core::Config) -> E {
     let cell = std::cell::RefCell::new(Some(engine));
     move |c| {
         assert_eq!(c, config, "the engine was connected with another configuration");
@@ -167,10 +167,37 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<R
             break;
         }
     }
-    let elapsed = started.elapsed();
+    let twin = if run.kind == EngineKind::PgSeed { Twin::Seed } else { Twin::Reference };
+    lockstep_report(run, engine_name(run.kind), &runs, started.elapsed(), twin, &mut |h| replay_pg(run.kind, h, true))
+}
+
+/// The in-memory engine a lockstep counterexample is shrunk on: the one the engine under test
+/// is held step for step equal to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Twin {
+    /// The seed model (`pg-seed`, an exec implementation of the seed's API).
+    Seed,
+    /// The reference (`pg-reference`, an exec implementation of the reference API).
+    Reference,
+}
+
+/// Replays a history on the engine under test (a fresh database, a reset child): its result
+/// and the first divergence from the reference, if it was compared with it.
+pub(crate) type Confirm<'a> = dyn FnMut(&History) -> anyhow::Result<(RunResult, Option<Divergence>)> + 'a;
+
+/// The report of lockstep seeds `runs` of `engine`: each invariant broken and the first
+/// divergence, shrunk on the `twin` and confirmed on the engine under test.
+pub(crate) fn lockstep_report(
+    run: &PgRun<'_>,
+    engine: &str,
+    runs: &[SeedRun],
+    elapsed: std::time::Duration,
+    twin: Twin,
+    confirm: &mut Confirm<'_>,
+) -> anyhow::Result<RunReport> {
     let mut coverage = Coverage::default();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for r in &runs {
+    for r in runs {
         coverage.merge(&r.result.coverage);
         hash = (hash ^ r.result.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -181,17 +208,17 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<R
             runs.iter().filter(|r| r.result.violations.iter().any(|v| v.invariant == inv)).collect();
         if let Some(first) = breaking.first() {
             let seeds = breaking.iter().map(|r| r.seed).collect();
-            violations.push(lockstep_counterexample(run, first, inv, seeds)?);
+            violations.push(lockstep_counterexample(run, engine, first, inv, seeds, twin, confirm)?);
         }
     }
     let diverging: Vec<&SeedRun> = runs.iter().filter(|r| r.divergence.is_some()).collect();
     if let Some(first) = diverging.first() {
         let d = first.divergence.as_ref().expect("filtered");
-        let path = run.trace_dir.join(format!("{}-seed{}-divergence.jsonl", engine_name(run.kind), first.seed));
+        let path = run.trace_dir.join(format!("{engine}-seed{}-divergence.jsonl", first.seed));
         ledger_simulator::report::write_trace(&first.history, &path)?;
         violations.push(ViolationReport {
             invariant: "divergence".to_owned(),
-            name: "pg-reference disagrees with the reference engine".to_owned(),
+            name: format!("{engine} disagrees with the reference engine"),
             seed: first.seed,
             seeds: diverging.iter().map(|r| r.seed).collect(),
             detail: format!("at engine step {}: {}", d.step, d.detail),
@@ -199,11 +226,11 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<R
             shrunk_events: first.history.events.len(),
             steps: Vec::new(),
             trace: path.display().to_string(),
-            replay: format!("ledger-sim replay {}", path.display()),
+            replay: replay_command(run, &path),
         });
     }
     Ok(RunReport {
-        engine: engine_name(run.kind).to_owned(),
+        engine: engine.to_owned(),
         scheduler: run.scheduler,
         seeds: format!("{}..{}", run.seeds.0, runs.last().map_or(run.seeds.1, |r| r.seed + 1)),
         steps,
@@ -215,25 +242,37 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<R
     })
 }
 
-/// Shrinks a lockstep counterexample on the in-memory twin of the engine (the seed model for
-/// `pg-seed`, the reference for `pg-reference`: `ledger-pg`'s differential tests hold them
-/// step for step equal), then replays the shrunk trace on a fresh database to confirm it.
+/// The command that replays a trace written by `run`.
+fn replay_command(run: &PgRun<'_>, path: &std::path::Path) -> String {
+    match run.exec {
+        Some(exec) => format!("ledger-sim replay {} {}", path.display(), exec.replay_flags()),
+        None => format!("ledger-sim replay {}", path.display()),
+    }
+}
+
+/// Shrinks a lockstep counterexample on the in-memory `twin` of the engine (the seed model
+/// for `pg-seed`, the reference for `pg-reference`: `ledger-pg`'s differential tests hold them
+/// step for step equal), then replays the shrunk trace on the engine (`confirm`) to confirm it.
 fn lockstep_counterexample(
     run: &PgRun<'_>,
+    engine: &str,
     first: &SeedRun,
     inv: Invariant,
     seeds: Vec<u64>,
+    twin: Twin,
+    confirm: &mut Confirm<'_>,
 ) -> anyhow::Result<ViolationReport> {
-    let shrunk = match run.kind {
-        EngineKind::PgSeed => shrink(&SeedEngine::new, &first.history, inv, run.max_replays),
-        _ => shrink(&ReferenceEngine::new, &first.history, inv, run.max_replays),
+    let shrunk = match twin {
+        Twin::Seed => shrink(&SeedEngine::new, &first.history, inv, run.max_replays),
+        Twin::Reference => shrink(&ReferenceEngine::new, &first.history, inv, run.max_replays),
     };
     let mut h = shrunk.history;
-    let (mut confirmed, _) = replay_pg(run.kind, &h, true)?;
+    h.engine = engine.to_owned();
+    let (mut confirmed, _) = confirm(&h)?;
     if !confirmed.violations.iter().any(|v| v.invariant == inv) {
-        // The twin's shrink does not reproduce on the server: report the whole seed.
+        // The twin's shrink does not reproduce on the engine: report the whole seed.
         h = first.history.clone();
-        confirmed = replay_pg(run.kind, &h, true)?.0;
+        confirmed = confirm(&h)?.0;
     }
     let detail = confirmed
         .violations
@@ -242,7 +281,7 @@ fn lockstep_counterexample(
         .find(|v| v.invariant == inv)
         .map(|v| v.to_string())
         .unwrap_or_default();
-    let path = run.trace_dir.join(format!("{}-seed{}-{}.jsonl", engine_name(run.kind), first.seed, inv.id()));
+    let path = run.trace_dir.join(format!("{engine}-seed{}-{}.jsonl", first.seed, inv.id()));
     ledger_simulator::report::write_trace(&h, &path)?;
     Ok(ViolationReport {
         invariant: inv.id().to_owned(),
@@ -254,7 +293,7 @@ fn lockstep_counterexample(
         shrunk_events: h.events.len(),
         steps: confirmed.log,
         trace: path.display().to_string(),
-        replay: format!("ledger-sim replay {}", path.display()),
+        replay: replay_command(run, &path),
     })
 }
 

@@ -35,6 +35,7 @@ fn try_run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, nam
         fail_fast: false,
         trace_dir: &dir,
         max_replays: 300,
+        exec: None,
     };
     ledger_pg_runs::run(&run, args)
 }
@@ -228,6 +229,7 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
         fail_fast: false,
         trace_dir: &dir,
         max_replays: 1,
+        exec: None,
     };
     let lockstep_fault = PgArgs { lost_ack: 0.1, ..PgArgs::default() };
     assert!(ledger_pg_runs::run(&run, &lockstep_fault).is_err());

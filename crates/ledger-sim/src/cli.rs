@@ -33,7 +33,7 @@ enum Command {
     // A negative number is a value (refused by its flag's parser, which names the flag), not
     // an unknown option.
     #[command(allow_negative_numbers = true)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Replay a saved trace and report its violations.
     ///
     /// A trace (`ledger-sim-trace` version 2) ends with a footer line that counts its users,
@@ -60,6 +60,17 @@ enum Command {
     Merge(crate::plan_cmd::MergeArgs),
     /// Combine `run --seeds A..B --shard I/N --json` reports into the report of the range.
     MergeRuns(crate::merge_runs::MergeRunsArgs),
+    /// Serve the reference engine over the engine protocol (SPEC.md §9) on stdin/stdout.
+    ///
+    /// The protocol's own implementation: `run --engine exec --exec 'ledger-sim serve'` drives
+    /// the reference out of process, a baseline for any other implementation.
+    Serve,
+    /// Replay the conformance vectors through the engine protocol on an implementation of the
+    /// reference API: each case from a reset, each reply and the totals after each step.
+    ///
+    /// Exit 0 when every case passes, 1 when one fails (each failing case named with its file,
+    /// line and both answers), 2 when the implementation cannot be driven.
+    Conform(crate::conform::ConformArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -113,9 +124,12 @@ struct RunArgs {
     /// failure carrying the counterexample and its replay command.
     #[arg(long, value_name = "FILE.xml")]
     junit: Option<PathBuf>,
-    /// PostgreSQL options (`--engine pg-reference|pg-seed` only).
+    /// PostgreSQL options (`--engine pg-reference|pg-seed`, and `exec` with --exec-db).
     #[command(flatten)]
     pg: ledger_pg_runs::PgArgs,
+    /// The implementation of `--engine exec` (SPEC.md §9).
+    #[command(flatten)]
+    exec: ledger_pg_runs::ExecArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -128,6 +142,9 @@ struct ReplayArgs {
     /// Also write the verdict as JUnit XML (a test case per invariant).
     #[arg(long, value_name = "FILE.xml")]
     junit: Option<PathBuf>,
+    /// The implementation of an exec trace (`exec-reference`, `exec-seed`).
+    #[command(flatten)]
+    exec: ledger_pg_runs::ExecArgs,
 }
 
 fn parse_mutant(s: &str) -> Result<ledger_harness::mutants::Mutant, String> {
@@ -157,13 +174,15 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Replay(args) => replay_cmd(args),
         Command::Plan(args) => crate::plan_cmd::plan_cmd(args),
         Command::Merge(args) => crate::plan_cmd::merge_cmd(args),
         Command::MergeRuns(args) => crate::merge_runs::merge_runs_cmd(args),
         Command::Audit(args) => ledger_pg_runs::audit_cmd(&args),
         Command::CheckTrace(args) => crate::check_trace::check_trace_cmd(&args),
+        Command::Serve => serve_cmd(),
+        Command::Conform(args) => crate::conform::conform_cmd(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -225,9 +244,15 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         anyhow::bail!("--mutant applies to --engine reference only");
     }
     let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
-    let pg = matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed);
+    let pg = matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec);
     if pg && args.soak.is_some() {
         anyhow::bail!("--for runs in-memory engines only (reference, seed)");
+    }
+    if args.engine == EngineKind::Exec {
+        args.exec.command()?;
+        args.exec.timeout()?;
+    } else if args.exec.is_set() {
+        anyhow::bail!("--exec, --exec-db and --exec-timeout need --engine exec");
     }
     if pg {
         let run = ledger_pg_runs::PgRun {
@@ -238,6 +263,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             fail_fast: args.fail_fast,
             trace_dir: &args.trace_dir,
             max_replays: args.max_replays,
+            exec: Some(&args.exec),
         };
         let report = ledger_pg_runs::run(&run, &args.pg)?;
         let checked = Invariant::judged_for(&report.engine);
@@ -318,7 +344,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     let bytes = crate::input::read_bytes(&args.file)?;
     let h = History::read_jsonl(&bytes[..], &path)?;
 
-    let r = replay_any(&h, true)?;
+    let r = replay_any(&h, &args.exec, true)?;
     let report = ReplayReport {
         engine: h.engine.clone(),
         seed: h.seed,
@@ -375,12 +401,31 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
 }
 
 /// Replays a history on the engine it names: in memory, or on a fresh PostgreSQL database.
-fn replay_any(h: &History, log: bool) -> anyhow::Result<RunResult> {
+fn replay_any(h: &History, exec: &ledger_pg_runs::ExecArgs, log: bool) -> anyhow::Result<RunResult> {
     let spec = EngineSpec::from_name(&h.engine)?;
+    if spec.kind != EngineKind::Exec && exec.is_set() {
+        anyhow::bail!("--exec replays an exec trace; this trace is of {}", h.engine);
+    }
     match spec.kind {
         EngineKind::Reference | EngineKind::Seed => replay_in_memory(spec, h, log),
         EngineKind::PgReference | EngineKind::PgSeed => ledger_pg_runs::replay_on_pg(spec.kind, h, log),
+        EngineKind::Exec => {
+            exec.command().map_err(|_| {
+                anyhow::anyhow!(
+                    "this trace is of {}: give --exec COMMAND, the implementation to replay it on",
+                    h.engine
+                )
+            })?;
+            ledger_pg_runs::replay_on_exec(h, exec, log)
+        }
     }
+}
+
+fn serve_cmd() -> anyhow::Result<bool> {
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    ledger_exec::serve::serve(stdin, stdout, &mut std::io::stderr())?;
+    Ok(true)
 }
 
 /// An error and its causes, joined with `: `, each cause left out when the message before it

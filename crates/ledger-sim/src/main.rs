@@ -6,6 +6,7 @@
 
 mod check_trace;
 mod cli;
+mod conform;
 mod input;
 mod junit;
 mod merge_runs;

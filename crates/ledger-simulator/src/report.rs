@@ -32,6 +32,9 @@ pub enum EngineKind {
     /// The seed's SQL statements on PostgreSQL.
     #[serde(rename = "pg-seed")]
     PgSeed,
+    /// An implementation in its own process, driven through the engine protocol (SPEC.md §9):
+    /// `--exec COMMAND`. Reports name it `exec-reference` or `exec-seed` by the API it speaks.
+    Exec,
 }
 
 /// An engine with, for the reference, an optional deliberate bug.
@@ -73,6 +76,7 @@ impl EngineSpec {
             (EngineKind::Seed, _) => "seed".to_owned(),
             (EngineKind::PgReference, _) => "pg-reference".to_owned(),
             (EngineKind::PgSeed, _) => "pg-seed".to_owned(),
+            (EngineKind::Exec, _) => "exec".to_owned(),
         }
     }
 
@@ -91,6 +95,7 @@ impl EngineSpec {
             "seed" if mutant.is_none() => EngineKind::Seed,
             "pg-reference" if mutant.is_none() => EngineKind::PgReference,
             "pg-seed" if mutant.is_none() => EngineKind::PgSeed,
+            "exec" | "exec-reference" | "exec-seed" if mutant.is_none() => EngineKind::Exec,
             _ => anyhow::bail!("unknown engine {name:?}"),
         };
         Ok(EngineSpec { kind, mutant })
@@ -263,7 +268,9 @@ pub fn continue_seeds(
         let (r, h) = match engine.kind {
             EngineKind::Reference => with_reference!(engine, |make| run_seed(make, &name, s, seed, sched)),
             EngineKind::Seed => run_seed(SeedEngine::new, &name, s, seed, sched),
-            EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through ledger-pg-runs"),
+            EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec => {
+                unreachable!("Postgres and exec runs go through ledger-pg-runs")
+            }
         };
         if let Some(b) = bar {
             b.inc(1);
@@ -324,7 +331,9 @@ pub fn counterexamples(
                 with_reference!(engine, |make| shrink(&make, history, inv, max_replays))
             }
             EngineKind::Seed => shrink(&SeedEngine::new, history, inv, max_replays),
-            EngineKind::PgReference | EngineKind::PgSeed => unreachable!("Postgres runs go through ledger-pg-runs"),
+            EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec => {
+                unreachable!("Postgres and exec runs go through ledger-pg-runs")
+            }
         };
         let h = shrunk.history;
         let replayed = replay_in_memory(engine, &h, true)?;
@@ -373,6 +382,7 @@ pub fn replay_in_memory(spec: EngineSpec, h: &History, log: bool) -> anyhow::Res
         EngineKind::PgReference | EngineKind::PgSeed => {
             anyhow::bail!("{} is replayed on PostgreSQL by ledger-pg-runs", spec.name())
         }
+        EngineKind::Exec => anyhow::bail!("an exec trace is replayed on its implementation: give --exec COMMAND"),
     })
 }
 

@@ -54,7 +54,7 @@ pub fn read_dir(dir: &std::path::Path) -> Result<Vec<(String, Vec<Segment>)>, St
         .collect()
 }
 
-use ledger_core::{Bps, Budgets, Command, Config, Identity, Outcome, Pubkey, Refusal, Sats, Tier, TimeMs, Totals};
+use ledger_core::{Command, Config, ConfigJson, Identity, Outcome, Pubkey, Refusal, Sats, Tier, TimeMs, Totals};
 
 /// The value of a header's `"format"` key.
 pub const FORMAT_NAME: &str = "ledger-conformance";
@@ -653,16 +653,6 @@ fn check_keys(obj: &Map<String, Value>, required: &[&str], optional: &[&str], wh
     Ok(())
 }
 
-/// The config of a header: every key required, none unknown.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TraceConfig {
-    budget_sats: Budgets,
-    pool_initial_sats: Sats,
-    credit_bps: Bps,
-    reservation_ttl_ms: u64,
-}
-
 fn parse_header(obj: Map<String, Value>) -> LineResult<(u64, Header)> {
     let bad = |m: String| err(ErrorKind::BadHeader, m);
     match obj.get("format") {
@@ -707,16 +697,8 @@ fn parse_header(obj: Map<String, Value>) -> LineResult<(u64, Header)> {
             .collect::<LineResult<Vec<String>>>()?,
         other => return Err(bad(format!("rules must be an array of rule ids, got {}", show(other)))),
     };
-    let c: TraceConfig = serde_json::from_value(obj["config"].clone()).map_err(|e| bad(format!("config: {e}")))?;
-    if c.reservation_ttl_ms == 0 {
-        return Err(bad("config.reservation_ttl_ms: must be at least 1".into()));
-    }
-    let config = Config {
-        budget_sats: c.budget_sats,
-        pool_initial_sats: c.pool_initial_sats,
-        credit_bps: c.credit_bps,
-        reservation_ttl_ms: c.reservation_ttl_ms,
-    };
+    let c: ConfigJson = serde_json::from_value(obj["config"].clone()).map_err(|e| bad(format!("config: {e}")))?;
+    let config = Config::try_from(c).map_err(|e| bad(format!("config.{e}")))?;
     Ok((version, Header { case, description, rules, config }))
 }
 

@@ -1,0 +1,408 @@
+//! The harness's side of the protocol: a child process that speaks it, with every wait bounded.
+//!
+//! The child is started with `sh -c COMMAND`; its standard error is passed through. A thread
+//! reads its standard output line by line into a channel, so that a wait for a response can
+//! time out (and say on stderr what it waits for) instead of blocking on a pipe.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::process::{ChildStdin, Command as Process, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{Api, ErrorCode, Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION};
+use ledger_core::{Config, ConfigJson};
+
+/// How long a response may take unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the child may take to answer `hello` (an adapter may compile its code first).
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After this long without a response, say on stderr what is awaited.
+const SAY_AFTER: Duration = Duration::from_secs(2);
+
+/// Why the child cannot go on. Every variant names the command.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// It could not be started.
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing to it failed (it exited).
+    #[error("`{command}` stopped reading its input: {source}{status}")]
+    Write {
+        /// The command.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+        /// Its exit status, if it exited.
+        status: String,
+    },
+    /// It closed its output.
+    #[error("`{command}` closed its output{status} while {waiting}")]
+    Eof {
+        /// The command.
+        command: String,
+        /// Its exit status, if it exited.
+        status: String,
+        /// What was awaited.
+        waiting: String,
+    },
+    /// It wrote a line that is not a response.
+    #[error("`{command}` wrote line {line_no} that is not a response of protocol {PROTOCOL_VERSION} ({why}): {line}")]
+    Garbled {
+        /// The command.
+        command: String,
+        /// Line number of its output, from 1.
+        line_no: u64,
+        /// Why.
+        why: String,
+        /// The line, cut to 300 characters.
+        line: String,
+    },
+    /// It did not answer in time.
+    #[error("`{command}` did not answer {waiting} within {secs} s")]
+    Timeout {
+        /// The command.
+        command: String,
+        /// What was awaited.
+        waiting: String,
+        /// The bound.
+        secs: u64,
+    },
+    /// Its `hello_ok` is not something the harness can drive.
+    #[error("`{command}`: {why}")]
+    Handshake {
+        /// The command.
+        command: String,
+        /// Why.
+        why: String,
+    },
+}
+
+/// What the child said it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Its name.
+    pub name: String,
+    /// Its API.
+    pub api: Api,
+    /// Where its state lives.
+    pub state: StateKind,
+}
+
+enum Line {
+    Text(String),
+    Eof,
+    Error(std::io::Error),
+}
+
+/// A running child that speaks the protocol.
+pub struct Child {
+    command: String,
+    env: Vec<(String, String)>,
+    process: std::process::Child,
+    /// `None` once closed (on drop).
+    stdin: Option<BufWriter<ChildStdin>>,
+    lines: Receiver<Line>,
+    line_no: u64,
+    next_id: u64,
+    timeout: Duration,
+    /// Requests sent and not answered: id -> what it is, for messages.
+    in_flight: BTreeMap<u64, String>,
+    hello: Hello,
+}
+
+impl Child {
+    /// Starts `command` (with `env` added to its environment), says hello with `config` and
+    /// checks the answer. Responses are awaited at most `timeout` each.
+    pub fn start(
+        command: &str,
+        env: &[(String, String)],
+        config: &Config,
+        timeout: Duration,
+    ) -> Result<Child, ExecError> {
+        let mut process = Process::new("sh")
+            .arg("-c")
+            .arg(command)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|source| ExecError::Spawn { command: command.to_owned(), source })?;
+        let stdin = Some(BufWriter::with_capacity(1 << 16, process.stdin.take().expect("piped")));
+        let stdout = process.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("exec-stdout".into())
+            .spawn(move || {
+                let mut reader = BufReader::with_capacity(1 << 16, stdout);
+                loop {
+                    let mut line = String::new();
+                    let msg = match reader.read_line(&mut line) {
+                        Ok(0) => Line::Eof,
+                        Ok(_) => Line::Text(line),
+                        Err(e) => Line::Error(e),
+                    };
+                    let stop = !matches!(msg, Line::Text(_));
+                    if tx.send(msg).is_err() || stop {
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| ExecError::Spawn { command: command.to_owned(), source })?;
+        let placeholder = Hello { name: String::new(), api: Api::Reference, state: StateKind::Memory };
+        let mut child = Child {
+            command: command.to_owned(),
+            env: env.to_vec(),
+            process,
+            stdin,
+            lines,
+            line_no: 0,
+            next_id: 0,
+            timeout,
+            in_flight: BTreeMap::new(),
+            hello: placeholder,
+        };
+        child.hello = child.handshake(config)?;
+        Ok(child)
+    }
+
+    fn handshake(&mut self, config: &Config) -> Result<Hello, ExecError> {
+        let body = RequestBody::Hello { protocol: PROTOCOL_VERSION, config: ConfigJson::from(*config) };
+        let longer = HELLO_TIMEOUT.max(self.timeout);
+        let saved = std::mem::replace(&mut self.timeout, longer);
+        let answer = self.ask(body);
+        self.timeout = saved;
+        let bad = |why: String| ExecError::Handshake { command: self.command.clone(), why };
+        match answer?.body {
+            ResponseBody::HelloOk { protocol, name, api, clock, state } => {
+                if protocol != PROTOCOL_VERSION {
+                    return Err(bad(format!("speaks protocol {protocol}; this harness speaks {PROTOCOL_VERSION}")));
+                }
+                if clock != "harness" {
+                    return Err(bad(format!(
+                        "says clock {clock:?}; the harness owns the clock (an implementation must take now_ms from each call: SPEC.md §9.2)"
+                    )));
+                }
+                Ok(Hello { name, api, state })
+            }
+            ResponseBody::Error { code, text, .. } => Err(bad(format!("refused hello: {} {text}", code.as_str()))),
+            other => Err(bad(format!("answered hello with {}", kind(&other)))),
+        }
+    }
+
+    /// What the child said it is.
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    /// The command it runs.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// The environment it was started with, beyond the harness's own.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The bound on each wait.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends a request without waiting; returns its id. `what` names it in messages.
+    pub fn send(&mut self, body: RequestBody) -> Result<u64, ExecError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let what = describe(&body);
+        let line = serde_json::to_string(&Request { id, body }).expect("requests serialize");
+        let stdin = self.stdin.as_mut().expect("open until drop");
+        let written = stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n"));
+        if let Err(source) = written {
+            return Err(ExecError::Write { command: self.command.clone(), source, status: self.status() });
+        }
+        self.in_flight.insert(id, what);
+        Ok(id)
+    }
+
+    /// Sends what was buffered.
+    pub fn flush(&mut self) -> Result<(), ExecError> {
+        self.stdin.as_mut().expect("open until drop").flush().map_err(|source| ExecError::Write {
+            command: self.command.clone(),
+            source,
+            status: self.status(),
+        })
+    }
+
+    /// Number of requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits for the next response, whichever request it answers (at most the timeout, saying
+    /// on stderr what it waits for after 2 s).
+    pub fn recv(&mut self) -> Result<Response, ExecError> {
+        let started = Instant::now();
+        let mut said = false;
+        loop {
+            let left = self.timeout.saturating_sub(started.elapsed());
+            let wait = if said { left } else { left.min(SAY_AFTER) };
+            match self.lines.recv_timeout(wait) {
+                Ok(Line::Text(text)) => return self.parse(text),
+                Ok(Line::Eof) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(ExecError::Eof {
+                        command: self.command.clone(),
+                        status: self.status(),
+                        waiting: self.waiting(),
+                    })
+                }
+                Ok(Line::Error(e)) => {
+                    return Err(ExecError::Eof {
+                        command: self.command.clone(),
+                        status: format!(" ({e})"),
+                        waiting: self.waiting(),
+                    })
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if started.elapsed() >= self.timeout {
+                        return Err(ExecError::Timeout {
+                            command: self.command.clone(),
+                            waiting: self.waiting(),
+                            secs: self.timeout.as_secs(),
+                        });
+                    }
+                    if !said {
+                        eprintln!(
+                            "ledger-sim: waiting for `{}` to answer {} (for {} s, at most {} s)",
+                            self.command,
+                            self.waiting(),
+                            started.elapsed().as_secs(),
+                            self.timeout.as_secs()
+                        );
+                        said = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one request and waits for its answer (nothing else may be in flight).
+    pub fn ask(&mut self, body: RequestBody) -> Result<Response, ExecError> {
+        debug_assert!(self.in_flight.is_empty(), "ask is for one request at a time");
+        self.send(body)?;
+        self.flush()?;
+        self.recv()
+    }
+
+    fn parse(&mut self, text: String) -> Result<Response, ExecError> {
+        self.line_no += 1;
+        let garbled = |why: String, line: &str| ExecError::Garbled {
+            command: self.command.clone(),
+            line_no: self.line_no,
+            why,
+            line: line.trim_end().chars().take(300).collect(),
+        };
+        let response: Response = serde_json::from_str(&text).map_err(|e| garbled(e.to_string(), &text))?;
+        if self.in_flight.remove(&response.id).is_none() {
+            return Err(garbled(format!("id {} is not a request in flight", response.id), &text));
+        }
+        if let ResponseBody::Error { code, definite, .. } = &response.body {
+            if *definite != code.is_definite() {
+                return Err(garbled(
+                    format!(
+                        "error {} is {}definite, but the line says \"definite\":{definite}",
+                        code.as_str(),
+                        if code.is_definite() { "" } else { "in" }
+                    ),
+                    &text,
+                ));
+            }
+        }
+        Ok(response)
+    }
+
+    fn waiting(&self) -> String {
+        match self.in_flight.iter().next() {
+            None => "nothing".to_owned(),
+            Some((id, what)) if self.in_flight.len() == 1 => format!("request {id} ({what})"),
+            Some((id, what)) => format!("{} requests (the oldest: {id}, {what})", self.in_flight.len()),
+        }
+    }
+
+    fn status(&mut self) -> String {
+        // Give a child that is exiting a moment to be reaped.
+        for _ in 0..20 {
+            if let Ok(Some(status)) = self.process.try_wait() {
+                return format!(" (it exited: {status})");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        String::new()
+    }
+
+    /// Kills the child with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    /// Process id, for a test that kills it from outside.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+}
+
+impl Drop for Child {
+    /// Closes the child's input (a well-behaved child exits at end of input), waits up to 2 s
+    /// for it to exit, then kills it.
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.flush();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+}
+
+fn describe(body: &RequestBody) -> String {
+    match body {
+        RequestBody::Hello { .. } => "hello".to_owned(),
+        RequestBody::Reset { .. } => "reset".to_owned(),
+        RequestBody::Observe => "observe".to_owned(),
+        RequestBody::Call { now_ms, call } => format!("{} at {}", call.name(), now_ms.0),
+    }
+}
+
+/// A response's `type`, for messages.
+pub fn kind(body: &ResponseBody) -> &'static str {
+    match body {
+        ResponseBody::HelloOk { .. } => "hello_ok",
+        ResponseBody::ResetOk => "reset_ok",
+        ResponseBody::Reply { .. } => "reply",
+        ResponseBody::Observed(_) => "observed",
+        ResponseBody::Error { .. } => "error",
+    }
+}
+
+/// The error an `error` response is, in words.
+pub fn error_text(code: ErrorCode, text: &str) -> String {
+    if text.is_empty() {
+        code.as_str().to_owned()
+    } else {
+        format!("{}: {text}", code.as_str())
+    }
+}

@@ -1,0 +1,237 @@
+//! The messages of the engine protocol, version 1 (SPEC.md §9), as they go over the wire.
+//!
+//! A request is `{"id": N, "type": ..., ...}` from the harness; a response is
+//! `{"id": N, "type": ..., ...}` from the implementation. The calls, outcomes and refusals are
+//! the harness's own vocabulary ([`Call`], [`Reply`]), so the wire and the simulator cannot
+//! drift apart.
+
+use serde::{Deserialize, Serialize};
+
+use ledger_core::{ConfigJson, Pubkey, Sats, Tier, TimeMs};
+use ledger_harness::{Call, Reply};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request with its id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Unique within the child's life.
+    pub id: u64,
+    /// What is asked.
+    #[serde(flatten)]
+    pub body: RequestBody,
+}
+
+/// What the harness asks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RequestBody {
+    /// The first request: the protocol version and the configuration.
+    Hello {
+        /// [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The ledger's configuration.
+        config: ConfigJson,
+    },
+    /// Back to genesis under `config`.
+    Reset {
+        /// The configuration from now on.
+        config: ConfigJson,
+    },
+    /// One command at `now_ms`.
+    Call {
+        /// The harness's clock: the implementation's only time.
+        now_ms: TimeMs,
+        /// The command.
+        call: Call,
+    },
+    /// What the implementation stores.
+    Observe,
+}
+
+/// A response with the id of the request it answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request's id.
+    pub id: u64,
+    /// The answer.
+    #[serde(flatten)]
+    pub body: ResponseBody,
+}
+
+/// Which API an implementation speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// The commands, outcomes and refusals of SPEC.md §3-§5.
+    Reference,
+    /// The original service's functions (`decide`, `reservePartialGrant`, ...).
+    Seed,
+}
+
+/// Where an implementation keeps its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateKind {
+    /// In the process: lost when it dies.
+    Memory,
+    /// Outside the process: what it acknowledged survives a SIGKILL and a restart.
+    Durable,
+}
+
+/// What an implementation answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseBody {
+    /// The answer to `hello`.
+    HelloOk {
+        /// The version it speaks.
+        protocol: u32,
+        /// Its name, for reports.
+        #[serde(default)]
+        name: String,
+        /// Its API.
+        api: Api,
+        /// Whose clock it uses: it must be `harness`.
+        clock: String,
+        /// Where its state lives.
+        state: StateKind,
+    },
+    /// The answer to `reset`.
+    ResetOk,
+    /// The answer to `call`.
+    Reply {
+        /// True when the call changed the state (false for a repeat or a refusal).
+        fresh: bool,
+        /// The outcome or refusal.
+        reply: Reply,
+    },
+    /// The answer to `observe`.
+    Observed(Observation),
+    /// The request could not be served.
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// True when the request surely took no effect.
+        definite: bool,
+        /// For people.
+        #[serde(default)]
+        text: String,
+    },
+}
+
+/// What an implementation stores, as `observe` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The pool balance (negative when a broken implementation drove it there).
+    pub pool_sats: i64,
+    /// Outstanding reservations; `None` when it keeps none (the seed).
+    pub reserved_sats: Option<i64>,
+    /// Sum of audit grants.
+    pub granted_sats: i64,
+    /// Number of audit grants.
+    pub n_grants: u64,
+    /// Identities' standing, when the implementation shows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<Vec<IdentityView>>,
+}
+
+/// One identity as `observe` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityView {
+    /// Whose.
+    pub pubkey: Pubkey,
+    /// Its tier.
+    pub tier: Tier,
+    /// Absorbed in the window that began at `absorbed_reset_at_ms`.
+    pub sats_absorbed_today: Sats,
+    /// Start of the window.
+    pub absorbed_reset_at_ms: TimeMs,
+}
+
+/// The error codes of SPEC.md §9.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request could not be read; nothing happened.
+    Malformed,
+    /// A request, call or version the implementation does not have.
+    NotSupported,
+    /// An amount or time it cannot represent; nothing happened.
+    OutOfRange,
+    /// Refused before doing anything; a retry may succeed.
+    Unavailable,
+    /// The transaction was rolled back; nothing happened.
+    Abort,
+    /// The call may or may not have taken effect.
+    Timeout,
+    /// The implementation failed in the middle; the call may have taken effect.
+    Crash,
+}
+
+impl ErrorCode {
+    /// Whether an error of this code means the request surely took no effect.
+    pub const fn is_definite(self) -> bool {
+        !matches!(self, ErrorCode::Timeout | ErrorCode::Crash)
+    }
+
+    /// The code as the wire spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::NotSupported => "not_supported",
+            ErrorCode::OutOfRange => "out_of_range",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Abort => "abort",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Crash => "crash",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::{Config, Decision, Outcome, RequestId};
+
+    fn round_trip_request(text: &str) -> Request {
+        let r: Request = serde_json::from_str(text).expect(text);
+        assert_eq!(serde_json::to_string(&r).expect("serializes"), text, "a request round-trips byte for byte");
+        r
+    }
+
+    #[test]
+    fn requests_are_the_lines_spec_md_shows() {
+        let config = ConfigJson::from(Config::default());
+        let hello = round_trip_request(
+            r#"{"id":0,"type":"hello","protocol":1,"config":{"budget_sats":{"new":0,"established":50,"trusted":200,"elite":1000},"pool_initial_sats":10000,"credit_bps":1000,"reservation_ttl_ms":600000}}"#,
+        );
+        assert_eq!(hello.body, RequestBody::Hello { protocol: 1, config });
+        let call = round_trip_request(
+            r#"{"id":12,"type":"call","now_ms":1700000000012,"call":{"call":"credit","payment_id":5,"paid_sats":1000}}"#,
+        );
+        assert!(matches!(call.body, RequestBody::Call { call: Call::Credit { .. }, .. }));
+        assert_eq!(round_trip_request(r#"{"id":14,"type":"observe"}"#).body, RequestBody::Observe);
+    }
+
+    #[test]
+    fn responses_are_the_lines_spec_md_shows() {
+        let r: Response = serde_json::from_str(
+            r#"{"id":8,"type":"reply","fresh":true,"reply":{"reply":"ok","outcome":"decided","decision":{"serve":"free","reserved_sats":120}}}"#,
+        )
+        .expect("parses");
+        let free = Decision::Free { reserved_sats: Sats::new(120).expect("in range") };
+        assert_eq!(r.body, ResponseBody::Reply { fresh: true, reply: Reply::Ok(Outcome::Decided { decision: free }) });
+        let e: Response =
+            serde_json::from_str(r#"{"id":9,"type":"error","code":"timeout","definite":false,"text":"x"}"#)
+                .expect("parses");
+        assert!(matches!(e.body, ResponseBody::Error { code: ErrorCode::Timeout, definite: false, .. }));
+        let o: Response = serde_json::from_str(
+            r#"{"id":14,"type":"observed","pool_sats":-3,"reserved_sats":null,"granted_sats":800,"n_grants":3}"#,
+        )
+        .expect("parses");
+        assert!(matches!(o.body, ResponseBody::Observed(Observation { pool_sats: -3, reserved_sats: None, .. })));
+        let _ = RequestId(0);
+    }
+}

@@ -1,0 +1,163 @@
+//! Runs of an implementation in its own process (`--engine exec --exec COMMAND`, SPEC.md §9):
+//! lockstep, and concurrent ([`crate::exec_concurrent`]).
+//!
+//! One child serves the whole run: `reset` before each seed puts it back at genesis under the
+//! seed's configuration. An implementation of the reference API is compared with the in-memory
+//! reference at every step, as `pg-reference` is ([`Differential`]); one of the seed's API is
+//! judged by the invariants alone, and its counterexamples are shrunk on the seed model.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ledger_core::Config;
+use ledger_exec::{Api, Child, ExecEngine, Stop};
+use ledger_harness::ReferenceEngine;
+use ledger_simulator::exec::RunResult;
+use ledger_simulator::gen::{replay, run_seed};
+use ledger_simulator::history::History;
+use ledger_simulator::report::RunReport;
+
+use crate::args::{ExecArgs, PgArgs, PgRun};
+use crate::differential::{Differential, Divergence};
+use crate::lockstep::{lockstep_report, once, SeedRun, Twin};
+use crate::server::{Db, Server};
+
+/// A started implementation, and the database it was given (kept alive as long as it runs).
+pub(crate) struct Started {
+    pub(crate) child: Child,
+    _db: Option<Db>,
+}
+
+/// Starts the implementation of `exec`, with a fresh database in `DATABASE_URL` if asked.
+pub(crate) fn start(exec: &ExecArgs, pg: &PgArgs, config: &Config) -> anyhow::Result<Started> {
+    let command = exec.command()?;
+    let timeout = exec.timeout()?;
+    let db = if exec.exec_db { Some(Server::new(pg)?.fresh()?) } else { None };
+    let env: Vec<(String, String)> = db.iter().map(|d| ("DATABASE_URL".to_owned(), d.url.clone())).collect();
+    eprintln!(
+        "ledger-sim: starting `{command}`{} (waiting at most {} s for its hello)",
+        if db.is_some() { " with a fresh database in DATABASE_URL" } else { "" },
+        ledger_exec::child::HELLO_TIMEOUT.max(timeout).as_secs()
+    );
+    let child = Child::start(command, &env, config, timeout)?;
+    let hello = child.hello();
+    eprintln!(
+        "ledger-sim: `{command}` is {:?}: the {} API, state in {}",
+        hello.name,
+        api_name(hello.api),
+        match hello.state {
+            ledger_exec::StateKind::Memory => "memory",
+            ledger_exec::StateKind::Durable => "durable storage",
+        }
+    );
+    Ok(Started { child, _db: db })
+}
+
+fn api_name(api: Api) -> &'static str {
+    match api {
+        Api::Reference => "reference",
+        Api::Seed => "seed",
+    }
+}
+
+/// Starts the implementation of `exec` for a command other than `run` (`conform`): the child
+/// and what keeps its database alive.
+pub fn start_exec(exec: &ExecArgs, config: &Config) -> anyhow::Result<(Child, impl Drop)> {
+    let s = start(exec, &PgArgs::default(), config)?;
+    Ok((s.child, KeepDb(s._db)))
+}
+
+/// Keeps a database alive until dropped.
+struct KeepDb(Option<Db>);
+
+impl Drop for KeepDb {
+    fn drop(&mut self) {
+        self.0.take();
+    }
+}
+
+/// The engine's name in reports and traces: `exec-reference` or `exec-seed`.
+pub(crate) fn report_name(api: Api) -> &'static str {
+    match api {
+        Api::Reference => "exec-reference",
+        Api::Seed => "exec-seed",
+    }
+}
+
+fn stopped(stop: &Stop) -> anyhow::Result<()> {
+    match stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(why) => anyhow::bail!("{why}; a lockstep run cannot be judged past it"),
+        None => Ok(()),
+    }
+}
+
+/// Replays `h` on the child from a reset: the result and, for the reference API, the first
+/// divergence from the reference.
+fn replay_on(child: &RefCell<Child>, h: &History, log: bool) -> anyhow::Result<(RunResult, Option<Divergence>)> {
+    let c = h.config;
+    let stop = Stop::default();
+    let found = Arc::new(Mutex::new(None));
+    let engine = ExecEngine::reset(child, c, Arc::clone(&stop));
+    let r = match child.borrow().hello().api {
+        Api::Reference => {
+            let engine = Differential::new(engine, ReferenceEngine::new(c), Arc::clone(&found));
+            replay(once(engine, c), h, log)
+        }
+        Api::Seed => replay(once(engine, c), h, log),
+    };
+    stopped(&stop)?;
+    let d = found.lock().unwrap_or_else(|p| p.into_inner()).take();
+    Ok((r, d))
+}
+
+/// `run --engine exec` in lockstep: every seed from a reset of one child.
+pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let child = RefCell::new(start(exec, args, &run.scenario.ledger)?.child);
+    let api = child.borrow().hello().api;
+    let name = report_name(api);
+    let mut runs = Vec::new();
+    for seed in run.seeds.0..run.seeds.1 {
+        let c = ledger_simulator::gen::seed_config(run.scenario, seed);
+        let stop = Stop::default();
+        let found = Arc::new(Mutex::new(None));
+        let engine = ExecEngine::reset(&child, c, Arc::clone(&stop));
+        let (result, history) = match api {
+            Api::Reference => {
+                let engine = Differential::new(engine, ReferenceEngine::new(c), Arc::clone(&found));
+                run_seed(once(engine, c), name, run.scenario, seed, run.scheduler)
+            }
+            Api::Seed => run_seed(once(engine, c), name, run.scenario, seed, run.scheduler),
+        };
+        stopped(&stop)?;
+        let divergence = found.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let bad = !result.violations.is_empty() || divergence.is_some();
+        runs.push(SeedRun { seed, result, history, divergence });
+        if bad && run.fail_fast {
+            break;
+        }
+    }
+    let twin = match api {
+        Api::Reference => Twin::Reference,
+        Api::Seed => Twin::Seed,
+    };
+    lockstep_report(run, name, &runs, started.elapsed(), twin, &mut |h| replay_on(&child, h, true))
+}
+
+/// Replays an exec trace on the implementation of `exec`. A divergence from the reference is
+/// an error that names the step.
+pub fn replay_on_exec(h: &History, exec: &ExecArgs, log: bool) -> anyhow::Result<RunResult> {
+    let started = start(exec, &PgArgs::default(), &h.config)?;
+    let child = RefCell::new(started.child);
+    let want = h.engine.as_str();
+    let have = report_name(child.borrow().hello().api);
+    if want != "exec" && want != have {
+        anyhow::bail!("the trace was written by {want}, but `{}` speaks the API of {have}", child.borrow().command());
+    }
+    let (r, d) = replay_on(&child, h, log)?;
+    if let Some(d) = d {
+        anyhow::bail!("divergence at engine step {}: {}", d.step, d.detail);
+    }
+    Ok(r)
+}

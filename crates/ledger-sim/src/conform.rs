@@ -1,0 +1,77 @@
+//! `ledger-sim conform --exec COMMAND`: the conformance vectors through the engine protocol
+//! ([`ledger_exec::conform`]).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Arguments of `conform`.
+#[derive(clap::Args, Debug)]
+pub struct ConformArgs {
+    /// The command that starts the implementation (`sh -c`); it must speak the engine protocol
+    /// (SPEC.md §9) and the reference API.
+    #[arg(long = "exec", value_name = "COMMAND")]
+    pub command: String,
+    /// The directory of vectors (`*.jsonl`).
+    #[arg(long, default_value = "fixtures/conformance")]
+    pub vectors: PathBuf,
+    /// Give the implementation a fresh PostgreSQL database in `DATABASE_URL`.
+    #[arg(long)]
+    pub exec_db: bool,
+    /// How long each answer may take, in seconds (1 to 3600).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub exec_timeout: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The `conform` subcommand: `Ok(true)` when every case passes.
+pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
+    if !(1..=3600).contains(&args.exec_timeout) {
+        anyhow::bail!("--exec-timeout {}: must be 1 to 3600 seconds", args.exec_timeout);
+    }
+    let files = ledger_harness::conformance::read_dir(&args.vectors)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.vectors.display()))?;
+    if files.is_empty() {
+        anyhow::bail!("{}: no conformance vectors (*.jsonl) here", args.vectors.display());
+    }
+    let exec = ledger_pg_runs::ExecArgs {
+        command: Some(args.command.clone()),
+        exec_db: args.exec_db,
+        exec_timeout: Some(args.exec_timeout),
+    };
+    let config = files[0].1.first().map(|s| s.header.config).unwrap_or_default();
+    let (mut child, _db) = ledger_pg_runs::start_exec(&exec, &config)?;
+    let report = ledger_exec::conform::conform(&mut child, &files)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let failures: Vec<serde_json::Value> = report
+            .failures
+            .iter()
+            .map(|f| serde_json::json!({"file": f.file, "case": f.case, "line": f.line, "detail": f.detail}))
+            .collect();
+        let v = serde_json::json!({
+            "implementation": child.hello().name,
+            "cases": report.cases,
+            "steps": report.steps,
+            "failed": report.failures.len(),
+            "failures": failures,
+        });
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "conform {} ({:?}): {} cases, {} steps, {} failed",
+            args.command,
+            child.hello().name,
+            report.cases,
+            report.steps,
+            report.failures.len()
+        )?;
+        for f in &report.failures {
+            writeln!(out, "FAIL {}:{} {}: {}", f.file, f.line, f.case, f.detail)?;
+        }
+    }
+    Ok(report.failures.is_empty())
+}
