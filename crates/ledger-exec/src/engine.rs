@@ -81,25 +81,40 @@ impl<'a> ExecEngine<'a> {
     }
 
     fn movements(&mut self, call: &Call, outcome: &Outcome, fresh: bool) -> Result<Vec<Movement>, String> {
-        match self.api {
-            Api::Reference => {
-                if !fresh {
-                    return Ok(Vec::new());
-                }
-                if let Call::Decide { request_id, pubkey, .. } | Call::ReservePartial { request_id, pubkey, .. } = *call
-                {
-                    self.holders.entry(request_id).or_insert(pubkey);
-                }
-                let holder = match *call {
-                    Call::Record { request_id, pubkey, .. } => {
-                        Some(self.holders.get(&request_id).copied().unwrap_or(pubkey))
-                    }
-                    _ => None,
-                };
-                ledger_core::implied_movements(&call.to_command(), outcome, holder).map_err(|e| e.to_string())
+        if self.api == Api::Reference && fresh {
+            if let Call::Decide { request_id, pubkey, .. } | Call::ReservePartial { request_id, pubkey, .. } = *call {
+                self.holders.entry(request_id).or_insert(pubkey);
             }
-            Api::Seed => seed_movements(call, outcome),
         }
+        let holder = match *call {
+            Call::Record { request_id, .. } => self.holders.get(&request_id).copied(),
+            _ => None,
+        };
+        reply_movements(self.api, call, outcome, fresh, holder)
+    }
+}
+
+/// The pool movements an implementation of `api` made, by its answer `outcome` to `call`
+/// (SPEC.md §9.2): for the reference API those a fresh outcome implies
+/// ([`ledger_core::implied_movements`]; a record's are its reservation's `holder`'s, or the
+/// call's pubkey when unknown), none for a repeat; for the seed's, [`seed_movements`].
+pub fn reply_movements(
+    api: Api,
+    call: &Call,
+    outcome: &Outcome,
+    fresh: bool,
+    holder: Option<Pubkey>,
+) -> Result<Vec<Movement>, String> {
+    match api {
+        Api::Reference if !fresh => Ok(Vec::new()),
+        Api::Reference => {
+            let holder = match *call {
+                Call::Record { pubkey, .. } => Some(holder.unwrap_or(pubkey)),
+                _ => holder,
+            };
+            ledger_core::implied_movements(&call.to_command(), outcome, holder).map_err(|e| e.to_string())
+        }
+        Api::Seed => seed_movements(call, outcome),
     }
 }
 

@@ -17,5 +17,5 @@ pub mod protocol;
 pub mod serve;
 
 pub use child::{Child, ExecError, Hello};
-pub use engine::{seed_movements, ExecEngine, Stop};
+pub use engine::{reply_movements, seed_movements, ExecEngine, Stop};
 pub use protocol::{Api, ErrorCode, Observation, StateKind, PROTOCOL_VERSION};

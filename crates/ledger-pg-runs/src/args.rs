@@ -158,12 +158,17 @@ pub struct ExecArgs {
     /// How long each answer of the implementation may take, in seconds (1 to 3600; default 10).
     #[arg(long, value_name = "SECONDS")]
     pub exec_timeout: Option<u64>,
+    /// Concurrent mode, an implementation with durable state: after N calls, let the calls in
+    /// flight finish, kill it (SIGKILL) and start it again; what it showed before the kill it
+    /// must show after (I7).
+    #[arg(long, value_name = "N")]
+    pub kill_child_at: Option<u64>,
 }
 
 impl ExecArgs {
     /// True when any exec option was given.
     pub fn is_set(&self) -> bool {
-        self.command.is_some() || self.exec_db || self.exec_timeout.is_some()
+        self.command.is_some() || self.exec_db || self.exec_timeout.is_some() || self.kill_child_at.is_some()
     }
 
     /// The bound on each answer.

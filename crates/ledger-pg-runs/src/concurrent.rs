@@ -49,7 +49,7 @@ fn sats(v: u64) -> Sats {
     Sats::new(v).expect("scenario amounts are validated")
 }
 
-fn draw_workload(s: &Scenario, seed: u64) -> (BTreeMap<u32, Tier>, Vec<ConcFlow>) {
+pub(crate) fn draw_workload(s: &Scenario, seed: u64) -> (BTreeMap<u32, Tier>, Vec<ConcFlow>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let w = s.tiers.weights();
     let total: f64 = w.iter().sum();
@@ -368,12 +368,12 @@ impl Caller<'_> {
 }
 
 /// What a concurrent seed produced.
-struct ConcSeed {
-    violations: Vec<Violation>,
-    n_calls: u64,
-    n_requests: u64,
-    marks: BTreeMap<&'static str, u64>,
-    ops: Vec<OpRecord>,
+pub(crate) struct ConcSeed {
+    pub(crate) violations: Vec<Violation>,
+    pub(crate) n_calls: u64,
+    pub(crate) n_requests: u64,
+    pub(crate) marks: BTreeMap<&'static str, u64>,
+    pub(crate) ops: Vec<OpRecord>,
 }
 
 pub(crate) fn concurrent_run(
@@ -393,15 +393,31 @@ pub(crate) fn concurrent_run(
             break;
         }
     }
-    let elapsed = started.elapsed();
-    let name = engine_name(run.kind);
+    let again = format!(
+        "ledger-sim run --engine {} --users {} --steps {} --concurrency {n_tasks}{}",
+        engine_name(run.kind),
+        run.scenario.n_users,
+        run.scenario.n_steps,
+        fault_flags(args)
+    );
+    concurrent_report(run, engine_name(run.kind), n_tasks, &per_seed, started.elapsed(), &again)
+}
+
+/// The report of a concurrent run's seeds: for each invariant broken, the first seed's
+/// recorded calls written out and the command (`again`, without `--seed`) that runs it again.
+pub(crate) fn concurrent_report(
+    run: &PgRun<'_>,
+    name: &str,
+    n_tasks: u32,
+    per_seed: &[(u64, ConcSeed)],
+    elapsed: std::time::Duration,
+    again: &str,
+) -> anyhow::Result<RunReport> {
     let mut coverage = Coverage::default();
     let mut violations = Vec::new();
-    for (_, r) in &per_seed {
+    for (_, r) in per_seed {
         coverage.merge(&Coverage(r.marks.clone()));
     }
-    let mut kinds: Vec<&str> = Invariant::ALL.iter().map(|i| i.id()).collect();
-    kinds.push("audit");
     for inv in Invariant::ALL {
         let breaking: Vec<&(u64, ConcSeed)> =
             per_seed.iter().filter(|(_, r)| r.violations.iter().any(|v| v.invariant == inv)).collect();
@@ -419,12 +435,7 @@ pub(crate) fn concurrent_run(
             shrunk_events: 0,
             steps: mine.iter().take(8).map(|v| v.to_string()).collect(),
             trace: path.display().to_string(),
-            replay: format!(
-                "not replayable (real concurrency); run again: ledger-sim run --engine {name} --seed {seed} --users {} --steps {} --concurrency {n_tasks}{}",
-                run.scenario.n_users,
-                run.scenario.n_steps,
-                fault_flags(args)
-            ),
+            replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
         });
     }
     let n_calls: u64 = per_seed.iter().map(|(_, r)| r.n_calls).sum();

@@ -61,6 +61,13 @@ fn api_name(api: Api) -> &'static str {
     }
 }
 
+impl Started {
+    /// The child, and what keeps its database alive.
+    pub(crate) fn child_and_db(self) -> (Child, Option<Db>) {
+        (self.child, self._db)
+    }
+}
+
 /// Starts the implementation of `exec` for a command other than `run` (`conform`): the child
 /// and what keeps its database alive.
 pub fn start_exec(exec: &ExecArgs, config: &Config) -> anyhow::Result<(Child, impl Drop)> {

@@ -56,6 +56,7 @@ mod client;
 mod concurrent;
 mod differential;
 mod exec;
+mod exec_concurrent;
 mod lockstep;
 mod outage;
 mod record;
@@ -78,8 +79,14 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
     args.validate()?;
     if run.kind == EngineKind::Exec {
         let exec = run.exec.ok_or_else(|| anyhow::anyhow!("--engine exec needs --exec COMMAND"))?;
+        if exec.kill_child_at.is_some() && args.concurrency.is_none() {
+            anyhow::bail!("--kill-child-at needs --concurrency N");
+        }
+        if exec.kill_child_at == Some(0) {
+            anyhow::bail!("--kill-child-at 0: calls are counted from 1, so it must be at least 1");
+        }
         return match args.concurrency {
-            Some(_) => anyhow::bail!("--engine exec --concurrency N: not yet"),
+            Some(n) => exec_concurrent::exec_concurrent(run, args, exec, n),
             None => exec::exec_lockstep(run, args, exec),
         };
     }

@@ -39,6 +39,7 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
         command: Some(args.command.clone()),
         exec_db: args.exec_db,
         exec_timeout: Some(args.exec_timeout),
+        kill_child_at: None,
     };
     let config = files[0].1.first().map(|s| s.header.config).unwrap_or_default();
     let (mut child, _db) = ledger_pg_runs::start_exec(&exec, &config)?;

@@ -81,6 +81,10 @@ marks! {
     ServerRestart => "server_restart", false;
     /// The database server was killed (SIGKILL) mid-run and recovered from its crash.
     ServerCrash => "server_crash", false;
+    /// An implementation out of process was killed (SIGKILL) and started again (`--kill-child-at`).
+    ChildKilled => "child_killed", false;
+    /// An implementation out of process answered an indefinite error: the call may have applied.
+    IndefiniteError => "indefinite_error", false;
     /// A connection was killed in the middle of a call.
     ConnectionKilled => "connection_killed", false;
     /// A call that failed was retried.

@@ -1,0 +1,422 @@
+//! `run --engine exec --concurrency N`: N flows in flight on one child at once, replies in any
+//! order, judged on the history and the final `observe` (I1-I6), as the concurrent Postgres
+//! runs are ([`crate::checks::history_checks`]).
+//!
+//! One thread multiplexes the child: every caller that can make a call sends it, then the next
+//! response (whichever it answers) advances its caller. The workload is the concurrent Postgres
+//! runs' ([`crate::concurrent::draw_workload`]): identities first, then flows with their own
+//! faults (a duplicate delivery, a worker crash, a failed work, an abandoned invoice), all in
+//! one daily window; lost acknowledgements (`--lost-ack`: the reply is dropped and the call sent
+//! again) and a kill of the child (`--kill-child-at N`, a durable implementation only: the calls
+//! in flight are drained, the child is killed with SIGKILL and started again, and what it showed
+//! before must be what it shows after, I7).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ledger_core::{Config, Decision, Sats, TimeMs};
+use ledger_exec::protocol::{RequestBody, ResponseBody};
+use ledger_exec::{reply_movements, Api, Child, Observation, StateKind};
+use ledger_harness::{Call, Invariant, Observed, Reply, Violation};
+use ledger_simulator::caller::{Caller as FlowCaller, Close, Event as CallerEvent, Next};
+use ledger_simulator::coverage::Mark;
+use ledger_simulator::exec::EPOCH;
+use ledger_simulator::report::RunReport;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::args::{ExecArgs, PgArgs, PgRun};
+use crate::checks::history_checks;
+use crate::concurrent::{concurrent_report, draw_workload, ConcSeed};
+use crate::exec::{report_name, start};
+use crate::record::{ConcFlow, OpRecord};
+
+/// A call that keeps failing this many times kills its flow.
+const MAX_ATTEMPTS: u32 = 60;
+
+/// One flow in flight.
+struct Active<'f> {
+    flow: &'f ConcFlow,
+    caller: FlowCaller,
+    rng: ChaCha8Rng,
+    now: TimeMs,
+    n_calls: u8,
+    /// The call awaiting its answer, its attempts so far and the fault it carries.
+    waiting: Option<(Call, u32, Option<&'static str>)>,
+}
+
+/// What a request in flight is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// The call of the flow in this slot.
+    Call(usize),
+    /// A second delivery of a flow's call (nobody waits for it).
+    Duplicate(u32),
+}
+
+struct Seed<'a> {
+    child: Child,
+    api: Api,
+    lost_ack: f64,
+    kill_at: Option<u64>,
+    killed: bool,
+    n_sent: u64,
+    in_flight: BTreeMap<u64, (Purpose, Call, TimeMs)>,
+    ops: Vec<OpRecord>,
+    marks: BTreeMap<&'static str, u64>,
+    violations: Vec<Violation>,
+    config: &'a Config,
+}
+
+impl Seed<'_> {
+    fn mark(&mut self, m: Mark) {
+        *self.marks.entry(m.name()).or_insert(0) += 1;
+    }
+
+    fn send(&mut self, purpose: Purpose, call: Call, now: TimeMs) -> anyhow::Result<()> {
+        let id = self.child.send(RequestBody::Call { now_ms: now, call: call.clone() })?;
+        self.n_sent += 1;
+        self.in_flight.insert(id, (purpose, call, now));
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        flow: u32,
+        call: &Call,
+        reply: Reply,
+        fresh: bool,
+        fault: Option<&'static str>,
+    ) -> anyhow::Result<()> {
+        let movements = match &reply {
+            Reply::Ok(outcome) => reply_movements(self.api, call, outcome, fresh, None)
+                .map_err(|e| anyhow::anyhow!("`{}` {e}", self.child.command()))?,
+            _ => Vec::new(),
+        };
+        self.ops.push(OpRecord { flow, call: call.clone(), reply, movements, fault });
+        Ok(())
+    }
+
+    fn observe(&mut self) -> anyhow::Result<Observation> {
+        match self.child.ask(RequestBody::Observe)?.body {
+            ResponseBody::Observed(o) => Ok(o),
+            other => {
+                anyhow::bail!("`{}` answered observe with {}", self.child.command(), ledger_exec::child::kind(&other))
+            }
+        }
+    }
+
+    /// Drained, observed, killed with SIGKILL, started again and observed again: what it
+    /// acknowledged must all still be there (I7).
+    fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        let before = self.observe()?;
+        let (command, env, timeout) =
+            (self.child.command().to_owned(), self.child.env().to_vec(), self.child.timeout());
+        eprintln!(
+            "ledger-sim: killing `{command}` (SIGKILL, pid {}) after {} calls, then starting it again",
+            self.child.pid(),
+            self.n_sent
+        );
+        self.child.kill();
+        self.child = Child::start(&command, &env, self.config, timeout)?;
+        self.mark(Mark::ChildKilled);
+        let after = self.observe()?;
+        if before != after {
+            self.violations.push(Violation {
+                invariant: Invariant::I7,
+                request_id: None,
+                detail: format!(
+                    "after {} acknowledged calls `{command}` showed {}; killed and started again, it shows {}",
+                    self.n_sent,
+                    show(&before),
+                    show(&after)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn show(o: &Observation) -> String {
+    format!(
+        "pool {}, reserved {}, granted {} in {} grants",
+        o.pool_sats,
+        o.reserved_sats.map_or("-".to_owned(), |r| r.to_string()),
+        o.granted_sats,
+        o.n_grants
+    )
+}
+
+fn sats(v: u64) -> Sats {
+    Sats::new(v).expect("scenario amounts are validated")
+}
+
+/// A seed's flows, its users' tiers, and how each flow that finished closed.
+type Workload = (Vec<ConcFlow>, BTreeMap<u32, ledger_core::Tier>, BTreeMap<u32, Close>);
+
+/// One seed on the child (reset to genesis under the scenario's configuration first).
+fn exec_seed(
+    seed_state: &mut Seed<'_>,
+    run: &PgRun<'_>,
+    seed: u64,
+    n: usize,
+) -> anyhow::Result<Workload> {
+    let s = seed_state;
+    let (users, flows) = draw_workload(run.scenario, seed);
+    match s.child.ask(RequestBody::Reset { config: (*s.config).into() })?.body {
+        ResponseBody::ResetOk => {}
+        other => anyhow::bail!("`{}` answered reset with {}", s.child.command(), ledger_exec::child::kind(&other)),
+    }
+    // The trust service's identities, before any traffic.
+    for (&user, &tier) in &users {
+        let call = Call::SetTier { pubkey: ledger_harness::user_pubkey(u64::from(user)), tier };
+        match s.child.ask(RequestBody::Call { now_ms: EPOCH, call })?.body {
+            ResponseBody::Reply { reply: Reply::Ok(_), .. } => {}
+            other => anyhow::bail!("set_tier of user {user} answered {other:?}"),
+        }
+    }
+    let mut slots: Vec<Option<Active<'_>>> = (0..n).map(|_| None).collect();
+    let mut next_flow = 0;
+    let mut closes = BTreeMap::new();
+    loop {
+        let quiescing = s.kill_at.is_some_and(|k| s.n_sent >= k) && !s.killed;
+        if quiescing && s.in_flight.is_empty() {
+            s.kill_and_restart()?;
+            s.killed = true;
+        }
+        let quiescing = quiescing && !s.killed;
+        for (i, slot) in slots.iter_mut().enumerate() {
+            loop {
+                if slot.is_none() {
+                    if quiescing || next_flow >= flows.len() {
+                        break;
+                    }
+                    let flow = &flows[next_flow];
+                    next_flow += 1;
+                    // Virtual time: 10 ms between flow starts, all inside one daily window.
+                    let now = EPOCH.plus_ms(10 * u64::from(flow.id));
+                    let pubkey = ledger_harness::user_pubkey(u64::from(flow.user));
+                    let request = ledger_core::RequestId(u64::from(flow.id));
+                    let caller = FlowCaller::new(
+                        request,
+                        pubkey,
+                        flow.session,
+                        sats(flow.estimated_sats),
+                        sats(flow.actual_sats),
+                        now,
+                    );
+                    let rng = ChaCha8Rng::seed_from_u64(seed ^ (u64::from(flow.id) << 20) ^ 0x9e37_79b9);
+                    *slot = Some(Active { flow, caller, rng, now, n_calls: 0, waiting: None });
+                }
+                let a = slot.as_mut().expect("filled above");
+                if a.waiting.is_some() || quiescing {
+                    break;
+                }
+                let f = a.flow;
+                match a.caller.poll() {
+                    Next::Call(call) => {
+                        let call = call.clone();
+                        a.n_calls = a.n_calls.saturating_add(1);
+                        a.now = a.now.plus_ms(1);
+                        a.waiting = Some((call.clone(), 0, None));
+                        let now = a.now;
+                        s.send(Purpose::Call(i), call, now)?;
+                        break;
+                    }
+                    Next::Work => a.caller.handle_work(!f.work_fails),
+                    Next::Invoice { abandonable, .. } => {
+                        let abandons = abandonable && f.abandon;
+                        if abandons {
+                            *s.marks.entry(Mark::InvoiceAbandoned.name()).or_insert(0) += 1;
+                        }
+                        a.caller.handle_invoice(!abandons);
+                    }
+                    Next::Done(close) => {
+                        closes.insert(f.id, close);
+                        *slot = None;
+                        continue;
+                    }
+                }
+                while let Some(event) = a.caller.poll_event() {
+                    let m = match event {
+                        CallerEvent::Decided(Decision::Free { .. }) => Some(Mark::DecisionFree),
+                        CallerEvent::Decided(Decision::Partial { .. }) => Some(Mark::DecisionPartial),
+                        CallerEvent::Decided(Decision::Gate { .. }) => Some(Mark::DecisionGate),
+                        CallerEvent::Granted => None,
+                        CallerEvent::Mark(mark) => Some(mark),
+                    };
+                    if let Some(m) = m {
+                        *s.marks.entry(m.name()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        s.child.flush()?;
+        if s.in_flight.is_empty() {
+            if quiescing {
+                continue;
+            }
+            break;
+        }
+        let response = s.child.recv()?;
+        let (purpose, call, now) = s.in_flight.remove(&response.id).expect("the child checks ids in flight");
+        let (reply, fresh) = match response.body {
+            ResponseBody::Reply { fresh, reply } => (reply, fresh),
+            ResponseBody::Error { code, text, .. } => {
+                if !code.is_definite() {
+                    s.mark(Mark::IndefiniteError);
+                }
+                // Retried like any failed call; for the reference API the retry's `fresh` tells
+                // whether the first attempt applied.
+                (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false)
+            }
+            other => anyhow::bail!("`{}` answered a call with {}", s.child.command(), ledger_exec::child::kind(&other)),
+        };
+        let slot = match purpose {
+            Purpose::Duplicate(flow) => {
+                s.record(flow, &call, reply, fresh, Some("duplicate"))?;
+                continue;
+            }
+            Purpose::Call(slot) => slot,
+        };
+        let a = slots[slot].as_mut().expect("a slot with a call in flight holds its flow");
+        let f = a.flow;
+        let (_, attempts, fault) = a.waiting.take().expect("waiting for this answer");
+        if let Reply::Failed { .. } = reply {
+            s.record(f.id, &call, reply, false, fault)?;
+            if attempts + 1 >= MAX_ATTEMPTS {
+                s.mark(Mark::CallGaveUp);
+                slots[slot] = None;
+                continue;
+            }
+            s.mark(Mark::FailedCallRetried);
+            a.waiting = Some((call.clone(), attempts + 1, Some("retry")));
+            s.send(Purpose::Call(slot), call, now)?;
+            continue;
+        }
+        let lost = s.lost_ack > 0.0 && a.rng.gen_bool(s.lost_ack);
+        s.record(f.id, &call, reply.clone(), fresh, if lost { Some("lost_ack") } else { fault })?;
+        if lost {
+            // The answer is lost on its way: the caller sends the same call again.
+            s.mark(Mark::LostAckRetry);
+            a.waiting = Some((call.clone(), attempts + 1, Some("retry")));
+            s.send(Purpose::Call(slot), call, now)?;
+            continue;
+        }
+        let dup = f.duplicate == Some(a.n_calls) || (f.duplicate_credit && matches!(call, Call::Credit { .. }));
+        if dup {
+            // At-least-once delivery: the same call arrives again.
+            s.mark(Mark::DuplicateDelivered);
+            s.send(Purpose::Duplicate(f.id), call.clone(), now)?;
+        }
+        if f.crash_after == Some(a.n_calls) {
+            s.mark(Mark::WorkerCrash);
+            slots[slot] = None;
+            continue;
+        }
+        a.caller.handle_reply(&reply, now);
+    }
+    // Traffic stopped: let every deadline pass and sweep (the seed's expire does nothing).
+    let end = EPOCH.plus_ms(10 * u64::try_from(flows.len()).unwrap_or(0) + s.config.reservation_ttl_ms + 1000);
+    let mut swept = false;
+    for _ in 0..MAX_ATTEMPTS {
+        let (reply, fresh) = match s.child.ask(RequestBody::Call { now_ms: end, call: Call::Expire })?.body {
+            ResponseBody::Reply { fresh, reply } => (reply, fresh),
+            ResponseBody::Error { code, text, .. } => {
+                (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false)
+            }
+            other => anyhow::bail!("`{}` answered expire with {}", s.child.command(), ledger_exec::child::kind(&other)),
+        };
+        let ok = !matches!(reply, Reply::Failed { .. });
+        s.record(u32::MAX, &Call::Expire, reply, fresh, None)?;
+        if ok {
+            swept = true;
+            break;
+        }
+    }
+    if !swept {
+        anyhow::bail!("the final expire never succeeded on `{}`", s.child.command());
+    }
+    Ok((flows, users, closes))
+}
+
+/// `run --engine exec --concurrency N`.
+pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n: u32) -> anyhow::Result<RunReport> {
+    if args.kill_connections > 0.0
+        || args.restart_server_at.is_some()
+        || args.crash_server_at.is_some()
+        || args.batch_lanes.is_some()
+    {
+        anyhow::bail!(
+            "--kill-connections, --restart-server-at, --crash-server-at and --batch-lanes are faults of pg-reference and pg-seed; an exec run has --lost-ack and --kill-child-at"
+        );
+    }
+    let started = Instant::now();
+    let config = run.scenario.ledger;
+    let child = start(exec, args, &config)?.child_and_db();
+    let api = child.0.hello().api;
+    if exec.kill_child_at.is_some() && child.0.hello().state != StateKind::Durable {
+        anyhow::bail!(
+            "--kill-child-at: `{}` says its state is in memory; only an implementation with durable state survives a kill",
+            child.0.command()
+        );
+    }
+    let name = report_name(api);
+    let mut s = Seed {
+        child: child.0,
+        api,
+        lost_ack: args.lost_ack,
+        kill_at: exec.kill_child_at,
+        killed: false,
+        n_sent: 0,
+        in_flight: BTreeMap::new(),
+        ops: Vec::new(),
+        marks: BTreeMap::new(),
+        violations: Vec::new(),
+        config: &config,
+    };
+    let _db = child.1;
+    let mut per_seed = Vec::new();
+    for seed in run.seeds.0..run.seeds.1 {
+        s.killed = false;
+        s.n_sent = 0;
+        let (flows, users, closes) = exec_seed(&mut s, run, seed, n as usize)?;
+        let movements: Vec<_> = s.ops.iter().flat_map(|o| o.movements.iter().copied()).collect();
+        let observed = Observed::from(s.observe()?);
+        let mut violations = std::mem::take(&mut s.violations);
+        violations.extend(history_checks(
+            &movements,
+            &observed,
+            api == Api::Reference,
+            &config,
+            &users,
+            &flows,
+            &closes,
+        ));
+        let r = ConcSeed {
+            violations,
+            n_calls: s.n_sent,
+            n_requests: flows.len() as u64,
+            marks: std::mem::take(&mut s.marks),
+            ops: std::mem::take(&mut s.ops),
+        };
+        let bad = !r.violations.is_empty();
+        per_seed.push((seed, r));
+        if bad && run.fail_fast {
+            break;
+        }
+    }
+    let mut again = format!(
+        "ledger-sim run --engine exec {} --users {} --steps {} --concurrency {n}",
+        exec.replay_flags(),
+        run.scenario.n_users,
+        run.scenario.n_steps
+    );
+    if args.lost_ack > 0.0 {
+        again.push_str(&format!(" --lost-ack {}", args.lost_ack));
+    }
+    if let Some(k) = exec.kill_child_at {
+        again.push_str(&format!(" --kill-child-at {k}"));
+    }
+    concurrent_report(run, name, n, &per_seed, started.elapsed(), &again)
+}
