@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -116,6 +117,8 @@ pub struct Child {
     /// Requests sent and not answered: id -> what it is, for messages.
     in_flight: BTreeMap<u64, String>,
     hello: Hello,
+    /// It failed the protocol: on drop it is killed at once, not given time to exit.
+    broken: bool,
 }
 
 impl Child {
@@ -127,9 +130,11 @@ impl Child {
         config: &Config,
         timeout: Duration,
     ) -> Result<Child, ExecError> {
+        // A process group of its own, so that a kill reaches whatever the shell started.
         let mut process = Process::new("sh")
             .arg("-c")
             .arg(command)
+            .process_group(0)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -169,8 +174,15 @@ impl Child {
             timeout,
             in_flight: BTreeMap::new(),
             hello: placeholder,
+            broken: false,
         };
-        child.hello = child.handshake(config)?;
+        match child.handshake(config) {
+            Ok(hello) => child.hello = hello,
+            Err(e) => {
+                child.broken = true;
+                return Err(e);
+            }
+        }
         Ok(child)
     }
 
@@ -250,6 +262,12 @@ impl Child {
     /// Waits for the next response, whichever request it answers (at most the timeout, saying
     /// on stderr what it waits for after 2 s).
     pub fn recv(&mut self) -> Result<Response, ExecError> {
+        let r = self.recv_unchecked();
+        self.broken |= r.is_err();
+        r
+    }
+
+    fn recv_unchecked(&mut self) -> Result<Response, ExecError> {
         let started = Instant::now();
         let mut said = false;
         loop {
@@ -348,9 +366,19 @@ impl Child {
         String::new()
     }
 
-    /// Kills the child with SIGKILL, as a crash would, and reaps it.
+    /// Kills the child and every process it started (its process group) with SIGKILL, as a
+    /// crash would, and reaps it.
     pub fn kill(&mut self) {
-        let _ = self.process.kill();
+        let group = format!("-{}", self.process.id());
+        let killed = Process::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !killed {
+            let _ = self.process.kill();
+        }
         let _ = self.process.wait();
     }
 
@@ -362,12 +390,13 @@ impl Child {
 
 impl Drop for Child {
     /// Closes the child's input (a well-behaved child exits at end of input), waits up to 2 s
-    /// for it to exit, then kills it.
+    /// for it to exit (not at all when it failed the protocol), then kills its process group.
     fn drop(&mut self) {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.flush();
         }
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let grace = if self.broken { Duration::ZERO } else { Duration::from_secs(2) };
+        let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.process.try_wait() {
                 return;

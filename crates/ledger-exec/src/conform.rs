@@ -94,11 +94,16 @@ pub fn conform(child: &mut Child, files: &[(String, Vec<Segment>)]) -> Result<Re
                 journal.clear();
                 let expected = reference.apply(&step.command, step.now, &mut journal);
                 let want_fresh = is_fresh(&step.command, &expected, &journal);
+                // `fresh` is read only where the outcome moves sats (SPEC.md §9.2).
+                let moves = expected.as_ref().is_ok_and(|o| {
+                    ledger_core::implied_movements(&step.command, o, Some(Pubkey::from_bytes([0; 32])))
+                        .is_ok_and(|m| !m.is_empty())
+                });
                 let want = Reply::from(step.expect.to_result());
                 let call = call_of(&step.command, &holders);
                 let got = child.ask(RequestBody::Call { now_ms: step.now, call })?.body;
                 let mismatch = match &got {
-                    ResponseBody::Reply { fresh, reply } if *reply == want && *fresh == want_fresh => None,
+                    ResponseBody::Reply { fresh, reply } if *reply == want && (*fresh == want_fresh || !moves) => None,
                     ResponseBody::Reply { fresh, reply } if *reply == want => Some(format!(
                         "{}: the reply is right but \"fresh\" is {fresh}, the reference's is {want_fresh}",
                         step.command.name()
@@ -115,11 +120,28 @@ pub fn conform(child: &mut Child, files: &[(String, Vec<Segment>)]) -> Result<Re
                     reserved_sats: Some(wide(t.reserved_sats)),
                     granted_sats: wide(t.absorbed_sats),
                     n_grants: t.n_grants,
+                    credited_sats: None,
+                    overrun_sats: None,
                     identities: None,
                 };
                 match child.ask(RequestBody::Observe)?.body {
                     ResponseBody::Observed(mut o) => {
                         let identities = o.identities.take();
+                        let (credited, overrun) = (o.credited_sats.take(), o.overrun_sats.take());
+                        let extra_wrong = credited.is_some_and(|c| c != wide(t.credited_sats))
+                            || overrun.is_some_and(|v| v != wide(t.overrun_sats));
+                        if extra_wrong {
+                            report.failures.push(fail(
+                                *line,
+                                format!(
+                                    "after {}: expected credited {} and overrun {}, observed {credited:?} and {overrun:?}",
+                                    step.command.name(),
+                                    t.credited_sats,
+                                    t.overrun_sats
+                                ),
+                            ));
+                            break;
+                        }
                         if o != want {
                             report.failures.push(fail(
                                 *line,
@@ -135,6 +157,7 @@ pub fn conform(child: &mut Child, files: &[(String, Vec<Segment>)]) -> Result<Re
                                 i.tier == standing.tier
                                     && i.sats_absorbed_today == standing.sats_absorbed_today
                                     && i.absorbed_reset_at_ms == standing.absorbed_reset_at_ms
+                                    && i.reserved_sats.is_none_or(|r| r == standing.reserved_sats)
                             });
                             if !right {
                                 report.failures.push(fail(

@@ -132,6 +132,12 @@ pub struct Observation {
     pub granted_sats: i64,
     /// Number of audit grants.
     pub n_grants: u64,
+    /// Everything ever credited, when the implementation shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credited_sats: Option<i64>,
+    /// Every overrun reported, when the implementation shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrun_sats: Option<i64>,
     /// Identities' standing, when the implementation shows them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identities: Option<Vec<IdentityView>>,
@@ -148,6 +154,9 @@ pub struct IdentityView {
     pub sats_absorbed_today: Sats,
     /// Start of the window.
     pub absorbed_reset_at_ms: TimeMs,
+    /// Its outstanding reservations, when the implementation shows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_sats: Option<Sats>,
 }
 
 /// The error codes of SPEC.md §9.2.

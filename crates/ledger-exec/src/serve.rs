@@ -118,6 +118,8 @@ fn answer(ledger: &mut Option<Ledger>, journal: &mut Vec<Movement>, body: Reques
                 reserved_sats: Some(wide(t.reserved_sats)),
                 granted_sats: wide(t.absorbed_sats),
                 n_grants: t.n_grants,
+                credited_sats: Some(wide(t.credited_sats)),
+                overrun_sats: Some(wide(t.overrun_sats)),
                 identities: None,
             })
         }

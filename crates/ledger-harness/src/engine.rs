@@ -258,3 +258,46 @@ impl<V: Variant + 'static> Engine for ReferenceEngine<V> {
         Some(id.daily_remaining(self.ledger.config().budget(id.tier), now))
     }
 }
+
+/// An engine whose every call is one step: each step of `E` runs the call to its end. The
+/// seed model takes one step per database round trip, so that the scheduler can interleave
+/// them; an implementation driven one call at a time through the engine protocol cannot be
+/// interleaved, and `Atomic<SeedEngine>` is its in-memory twin.
+#[derive(Clone, Debug)]
+pub struct Atomic<E>(pub E);
+
+impl<E: Engine> Engine for Atomic<E> {
+    type Op = E::Op;
+
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn config(&self) -> &Config {
+        self.0.config()
+    }
+
+    fn begin(&mut self, call: &Call) -> E::Op {
+        self.0.begin(call)
+    }
+
+    fn step(&mut self, op: &mut E::Op, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
+        loop {
+            if let Some(reply) = self.0.step(op, now, journal) {
+                return Some(reply);
+            }
+        }
+    }
+
+    fn observe(&self) -> Observed {
+        self.0.observe()
+    }
+
+    fn speaks_reference_api(&self) -> bool {
+        self.0.speaks_reference_api()
+    }
+
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        self.0.daily_remaining(pubkey, now)
+    }
+}

@@ -57,7 +57,7 @@ pub mod oracle;
 pub mod seed;
 pub mod users;
 
-pub use engine::{Call, Engine, Observed, ReferenceEngine, Reply};
+pub use engine::{Atomic, Call, Engine, Observed, ReferenceEngine, Reply};
 pub use invariants::{Checker, Invariant, Violation};
 pub use seed::SeedEngine;
 pub use users::{user_of, user_pubkey, Named};

@@ -155,12 +155,7 @@ fn sats(v: u64) -> Sats {
 type Workload = (Vec<ConcFlow>, BTreeMap<u32, ledger_core::Tier>, BTreeMap<u32, Close>);
 
 /// One seed on the child (reset to genesis under the scenario's configuration first).
-fn exec_seed(
-    seed_state: &mut Seed<'_>,
-    run: &PgRun<'_>,
-    seed: u64,
-    n: usize,
-) -> anyhow::Result<Workload> {
+fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) -> anyhow::Result<Workload> {
     let s = seed_state;
     let (users, flows) = draw_workload(run.scenario, seed);
     match s.child.ask(RequestBody::Reset { config: (*s.config).into() })?.body {

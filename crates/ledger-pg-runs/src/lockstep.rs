@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ledger_core::{Movement, Pubkey, Sats, TimeMs};
-use ledger_harness::{Engine, Invariant, Observed, ReferenceEngine, Reply, SeedEngine};
+use ledger_harness::{Atomic, Engine, Invariant, Observed, ReferenceEngine, Reply, SeedEngine};
 use ledger_pg::engine::{PgReferenceEngine, PgSeedEngine};
 use ledger_pg::reference::CONNECTION_LOST;
 use ledger_pg::testpg::TestPg;
@@ -175,8 +175,11 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<R
 /// is held step for step equal to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Twin {
-    /// The seed model (`pg-seed`, an exec implementation of the seed's API).
+    /// The seed model, one step per database round trip (`pg-seed`).
     Seed,
+    /// The seed model, one step per call (an exec implementation of the seed's API, which
+    /// lockstep drives one call at a time).
+    SeedAtomic,
     /// The reference (`pg-reference`, an exec implementation of the reference API).
     Reference,
 }
@@ -264,6 +267,7 @@ fn lockstep_counterexample(
 ) -> anyhow::Result<ViolationReport> {
     let shrunk = match twin {
         Twin::Seed => shrink(&SeedEngine::new, &first.history, inv, run.max_replays),
+        Twin::SeedAtomic => shrink(&|c| Atomic(SeedEngine::new(c)), &first.history, inv, run.max_replays),
         Twin::Reference => shrink(&ReferenceEngine::new, &first.history, inv, run.max_replays),
     };
     let mut h = shrunk.history;

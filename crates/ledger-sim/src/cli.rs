@@ -337,6 +337,9 @@ struct ReplayReport {
     violations: Vec<ledger_harness::Violation>,
     trace_hash: String,
     steps: Vec<String>,
+    /// The first divergence of an exec implementation of the reference API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    divergence: Option<String>,
 }
 
 fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
@@ -344,7 +347,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     let bytes = crate::input::read_bytes(&args.file)?;
     let h = History::read_jsonl(&bytes[..], &path)?;
 
-    let r = replay_any(&h, &args.exec, true)?;
+    let (r, divergence) = replay_any(&h, &args.exec, true)?;
     let report = ReplayReport {
         engine: h.engine.clone(),
         seed: h.seed,
@@ -353,6 +356,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
         violations: r.violations.clone(),
         trace_hash: format!("{:016x}", r.trace_hash),
         steps: r.log,
+        divergence: divergence.clone(),
     };
     if let Some(junit) = &args.junit {
         let checked = Invariant::judged_for(&h.engine);
@@ -396,19 +400,24 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
         for v in &report.violations {
             writeln!(out, "VIOLATION {v}")?;
         }
+        if let Some(d) = &divergence {
+            writeln!(out, "DIVERGENCE from the reference engine {d}")?;
+        }
     }
-    Ok(report.violations.is_empty())
+    Ok(report.violations.is_empty() && divergence.is_none())
 }
 
-/// Replays a history on the engine it names: in memory, or on a fresh PostgreSQL database.
-fn replay_any(h: &History, exec: &ledger_pg_runs::ExecArgs, log: bool) -> anyhow::Result<RunResult> {
+/// Replays a history on the engine it names: in memory, on a fresh PostgreSQL database, or on
+/// an implementation of the engine protocol. The result, and the divergence from the reference
+/// of an exec implementation of the reference API.
+fn replay_any(h: &History, exec: &ledger_pg_runs::ExecArgs, log: bool) -> anyhow::Result<(RunResult, Option<String>)> {
     let spec = EngineSpec::from_name(&h.engine)?;
     if spec.kind != EngineKind::Exec && exec.is_set() {
         anyhow::bail!("--exec replays an exec trace; this trace is of {}", h.engine);
     }
     match spec.kind {
-        EngineKind::Reference | EngineKind::Seed => replay_in_memory(spec, h, log),
-        EngineKind::PgReference | EngineKind::PgSeed => ledger_pg_runs::replay_on_pg(spec.kind, h, log),
+        EngineKind::Reference | EngineKind::Seed => Ok((replay_in_memory(spec, h, log)?, None)),
+        EngineKind::PgReference | EngineKind::PgSeed => Ok((ledger_pg_runs::replay_on_pg(spec.kind, h, log)?, None)),
         EngineKind::Exec => {
             exec.command().map_err(|_| {
                 anyhow::anyhow!(

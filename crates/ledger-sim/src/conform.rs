@@ -30,8 +30,7 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
     if !(1..=3600).contains(&args.exec_timeout) {
         anyhow::bail!("--exec-timeout {}: must be 1 to 3600 seconds", args.exec_timeout);
     }
-    let files = ledger_harness::conformance::read_dir(&args.vectors)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.vectors.display()))?;
+    let files = ledger_harness::conformance::read_dir(&args.vectors).map_err(|e| anyhow::anyhow!("{e}"))?;
     if files.is_empty() {
         anyhow::bail!("{}: no conformance vectors (*.jsonl) here", args.vectors.display());
     }

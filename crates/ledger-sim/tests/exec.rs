@@ -1,0 +1,270 @@
+//! `run --engine exec`, `serve`, `conform` and `replay --exec`: the engine protocol of
+//! SPEC.md §9, end to end through the binary. The reference served over the protocol must be
+//! the in-memory reference bit for bit; an implementation that breaks the rules must be caught
+//! in lockstep and concurrent runs; a child that misbehaves must end the run with an error that
+//! names it, within its time limit, never a hang.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SIM: &str = env!("CARGO_BIN_EXE_ledger-sim");
+
+fn serve() -> String {
+    format!("'{SIM}' serve")
+}
+
+/// Runs `ledger-sim ARGS`: exit code, stdout, stderr.
+fn sim(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(SIM).args(args).env_remove("DATABASE_URL").output().expect("ledger-sim runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn the_reference_over_the_protocol_is_the_in_memory_reference_bit_for_bit() {
+    let common = ["--seeds", "0..4", "--users", "60", "--steps", "4000", "--json"];
+    let (code, out, err) = sim(&[&["run", "--engine", "reference"], &common[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let in_memory = json(&out);
+    let exec = serve();
+    let (code, out, err) = sim(&[&["run", "--engine", "exec", "--exec", &exec], &common[..]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    let over_protocol = json(&out);
+    assert_eq!(over_protocol["engine"], "exec-reference");
+    assert_eq!(over_protocol["trace_hash"], in_memory["trace_hash"], "the same seeds must give the same trace");
+    assert_eq!(over_protocol["steps"], in_memory["steps"]);
+    assert_eq!(over_protocol["violations"], serde_json::json!([]));
+}
+
+#[test]
+fn the_conformance_vectors_pass_over_the_protocol() {
+    let exec = serve();
+    let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/conformance");
+    let (code, out, err) = sim(&["conform", "--exec", &exec, "--vectors", vectors, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = json(&out);
+    assert!(r["cases"].as_u64().unwrap() >= 300, "{out}");
+    assert_eq!(r["failed"], 0, "{out}");
+}
+
+/// `ledger-sim serve` behind a filter that rewrites its answers: an implementation with one
+/// realistic bug, for the harness to catch.
+fn broken(sed: &str) -> String {
+    format!("'{SIM}' serve | sed -u '{sed}'")
+}
+
+#[test]
+fn a_repeat_answered_as_fresh_is_caught_in_lockstep_and_replayed() {
+    // Every idempotent repeat claims to have moved sats again (a service that is not
+    // idempotent): the books no longer add up.
+    let exec = broken(r#"s/"fresh":false,"reply":{"reply":"ok"/"fresh":true,"reply":{"reply":"ok"/"#);
+    let dir = tempdir();
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..6",
+        "--users",
+        "40",
+        "--steps",
+        "3000",
+        "--json",
+        "--trace-dir",
+        &dir,
+        "--max-replays",
+        "200",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    let violations = r["violations"].as_array().unwrap();
+    assert!(!violations.is_empty(), "{out}");
+    let first = &violations[0];
+    let replay = first["replay"].as_str().unwrap();
+    assert!(replay.contains("--exec"), "the replay command names the implementation: {replay}");
+    // The written trace replays on the implementation and shows the violation again.
+    let trace = first["trace"].as_str().unwrap();
+    let (code, out, err) = sim(&["replay", trace, "--exec", &exec]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("VIOLATION") || out.contains("DIVERGENCE"), "{out}");
+    // A replay of an exec trace without --exec says what it needs.
+    let (code, _, err) = sim(&["replay", trace]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--exec"), "{err}");
+}
+
+#[test]
+fn a_short_credit_is_caught_under_concurrency() {
+    // Every credit is reported one sat short of what was added: I2 in concurrent mode.
+    let exec = broken(r#"s/"credited_sats":\([1-9][0-9]*\)/"credited_sats":1\1/"#);
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..2",
+        "--users",
+        "40",
+        "--steps",
+        "2000",
+        "--concurrency",
+        "16",
+        "--lost-ack",
+        "0.05",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    assert_eq!(r["engine"], "exec-reference (concurrency 16)");
+    let ids: Vec<&str> = r["violations"].as_array().unwrap().iter().map(|v| v["invariant"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"I2"), "{out}");
+}
+
+#[test]
+fn the_reference_keeps_every_invariant_under_concurrency_and_lost_acknowledgements() {
+    let exec = serve();
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..3",
+        "--users",
+        "40",
+        "--steps",
+        "3000",
+        "--concurrency",
+        "32",
+        "--lost-ack",
+        "0.05",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = json(&out);
+    assert!(r["coverage"]["lost_ack_retry"].as_u64().unwrap_or(0) > 0, "{out}");
+    assert!(r["coverage"]["duplicate_delivered"].as_u64().unwrap_or(0) > 0, "{out}");
+}
+
+/// Runs `ledger-sim run --engine exec --exec CHILD` with a 2 s bound on answers; the run must
+/// end with exit 2 and an error containing every one of `says`, well within 20 s.
+fn misbehaving(child: &str, says: &[&str]) {
+    let started = Instant::now();
+    let (code, out, err) =
+        sim(&["run", "--engine", "exec", "--exec", child, "--exec-timeout", "2", "--users", "5", "--steps", "50"]);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_eq!(code, 2, "{child}: {out}{err}");
+    for s in says {
+        assert!(err.contains(s), "{child}: expected {s:?} in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_child_that_misbehaves_ends_the_run_with_an_error_naming_it() {
+    // Never answers: bounded by --exec-timeout (hello waits longer, so answer hello first).
+    let hello =
+        r#"{"id":0,"type":"hello_ok","protocol":1,"name":"x","api":"reference","clock":"harness","state":"memory"}"#;
+    misbehaving(&format!("read l; echo '{hello}'; sleep 30"), &["did not answer request 1 (reset) within 2 s"]);
+    // Garbage instead of a response: the line is named.
+    misbehaving("read l; echo 'this is not json'; sleep 30", &["line 1", "this is not json"]);
+    // Exits at once.
+    misbehaving("exit 3", &["`exit 3`", "exit status: 3"]);
+    // An id that was never asked.
+    let wrong = hello.replace(r#""id":0"#, r#""id":7"#);
+    misbehaving(&format!("read l; echo '{wrong}'; sleep 30"), &["id 7 is not a request in flight"]);
+    // Its own clock.
+    let wall = hello.replace("harness", "wall");
+    misbehaving(&format!("read l; echo '{wall}'; sleep 30"), &["the harness owns the clock"]);
+    // A definite flag that contradicts its code.
+    let lie = r#"{"id":0,"type":"error","code":"crash","definite":true,"text":"x"}"#;
+    misbehaving(&format!("read l; echo '{lie}'; sleep 30"), &["error crash is indefinite"]);
+    // No such command.
+    misbehaving("/nonexistent/adapter", &["exit status: 127"]);
+}
+
+#[test]
+fn bad_exec_options_are_refused_before_anything_starts() {
+    for (args, says) in [
+        (vec!["run", "--engine", "exec"], "needs --exec COMMAND"),
+        (vec!["run", "--engine", "exec", "--exec", " "], "the command is empty"),
+        (vec!["run", "--engine", "reference", "--exec", "x"], "need --engine exec"),
+        (vec!["run", "--engine", "exec", "--exec", "x", "--exec-timeout", "0"], "--exec-timeout 0"),
+        (vec!["run", "--engine", "exec", "--exec", "x", "--kill-child-at", "5"], "--kill-child-at needs --concurrency"),
+    ] {
+        let (code, out, err) = sim(&args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(says), "{args:?}: expected {says:?} in {err}");
+    }
+    // A memory-only implementation cannot be killed and judged.
+    let exec = serve();
+    let (code, _, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--concurrency",
+        "4",
+        "--kill-child-at",
+        "10",
+        "--steps",
+        "50",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("only an implementation with durable state"), "{err}");
+}
+
+#[test]
+fn serve_answers_bad_lines_with_errors_and_keeps_going() {
+    use std::io::Write;
+    let mut child = Command::new(SIM)
+        .arg("serve")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let input = concat!(
+        "{\"id\":1,\"type\":\"call\",\"now_ms\":5,\"call\":{\"call\":\"expire\"}}\n",
+        "{\"id\":2,\"type\":\"hello\",\"protocol\":2,\"config\":{\"budget_sats\":{\"new\":0,\"established\":50,\"trusted\":200,\"elite\":1000},\"pool_initial_sats\":10000,\"credit_bps\":1000,\"reservation_ttl_ms\":600000}}\n",
+        "{\"id\":3,\"type\":\"hello\",\"protocol\":1,\"config\":{\"budget_sats\":{\"new\":0,\"established\":50,\"trusted\":200,\"elite\":1000},\"pool_initial_sats\":10000,\"credit_bps\":1000,\"reservation_ttl_ms\":600000}}\n",
+        "{\"id\":4,\"type\":\"call\",\"now_ms\":5,\"call\":{\"call\":\"credit\",\"payment_id\":1,\"paid_sats\":-5}}\n",
+        "\u{0}\u{1}binary\n",
+        "{\"id\":5,\"type\":\"teleport\"}\n",
+        "{\"id\":6,\"type\":\"call\",\"now_ms\":5,\"call\":{\"call\":\"credit\",\"payment_id\":1,\"paid_sats\":100}}\n",
+    );
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by_id =
+        |id: u64| lines.iter().find(|l| l["id"] == id).unwrap_or_else(|| panic!("no answer to {id}: {lines:?}"));
+    assert_eq!(by_id(1)["code"], "malformed");
+    assert_eq!(by_id(2)["code"], "not_supported");
+    assert_eq!(by_id(3)["type"], "hello_ok");
+    assert_eq!(by_id(4)["code"], "malformed");
+    assert_eq!(by_id(5)["code"], "malformed");
+    assert_eq!(by_id(6)["reply"]["credited_sats"], 10);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 5"), "the line without an id is reported on stderr");
+}
+
+fn tempdir() -> String {
+    let dir =
+        std::env::temp_dir().join(format!("ledger-sim-exec-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.display().to_string()
+}
