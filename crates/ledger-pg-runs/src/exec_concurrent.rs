@@ -348,17 +348,18 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
     }
     let started = Instant::now();
     let config = run.scenario.ledger;
-    let child = start(exec, args, &config)?.child_and_db();
-    let api = child.0.hello().api;
-    if exec.kill_child_at.is_some() && child.0.hello().state != StateKind::Durable {
+    // The database outlives the child (declared first, dropped last).
+    let (child, _db) = start(exec, args, &config)?.child_and_db();
+    let api = child.hello().api;
+    if exec.kill_child_at.is_some() && child.hello().state != StateKind::Durable {
         anyhow::bail!(
             "--kill-child-at: `{}` says its state is in memory; only an implementation with durable state survives a kill",
-            child.0.command()
+            child.command()
         );
     }
     let name = report_name(api);
     let mut s = Seed {
-        child: child.0,
+        child,
         api,
         lost_ack: args.lost_ack,
         kill_at: exec.kill_child_at,
@@ -370,7 +371,6 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         violations: Vec::new(),
         config: &config,
     };
-    let _db = child.1;
     let mut per_seed = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
         s.killed = false;

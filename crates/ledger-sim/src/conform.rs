@@ -73,5 +73,8 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
             writeln!(out, "FAIL {}:{} {}: {}", f.file, f.line, f.case, f.detail)?;
         }
     }
+    // The implementation goes before its database.
+    drop(child);
+    drop(_db);
     Ok(report.failures.is_empty())
 }

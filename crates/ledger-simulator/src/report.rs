@@ -424,7 +424,12 @@ pub fn print_report(out: &mut impl Write, r: &RunReport, what: &str) -> std::io:
     let checked: Vec<String> =
         Invariant::judged_for(&r.engine).iter().map(|i| format!("{} {}", i.id(), i.name())).collect();
     if r.violations.is_empty() {
-        writeln!(out, "no invariant broke ({}; checked after every step)", checked.join(", "))?;
+        let when = if r.engine.contains("(concurrency") {
+            "checked on the history of calls and the final state"
+        } else {
+            "checked after every step"
+        };
+        writeln!(out, "no invariant broke ({}; {when})", checked.join(", "))?;
     }
     for v in &r.violations {
         writeln!(out)?;

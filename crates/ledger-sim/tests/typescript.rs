@@ -1,0 +1,217 @@
+//! The TypeScript adapters of `adapters/typescript` under the harness (SPEC.md §9): the original
+//! service's `free-tier.ts` (`../shared/seed/`, loaded unmodified) must break I2-I6 and each
+//! must shrink to a short counterexample; the corrected TypeScript ledger must pass the
+//! conformance vectors, lockstep against the reference with no divergence, and every fault of
+//! the concurrent mode with no violation, a kill of its process included.
+//!
+//! Needs node and npm (the packages are installed with `npm ci` from the committed lock file when
+//! they are missing) and PostgreSQL (a throwaway server, `--exec-db`); fails, never skips, when
+//! either is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const SIM: &str = env!("CARGO_BIN_EXE_ledger-sim");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root")
+}
+
+/// `npm ci` in `adapters/typescript` when its packages are missing or older than the lock
+/// file; once per test binary.
+fn packages() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = root().join("adapters/typescript");
+        let installed = dir.join("node_modules/.package-lock.json");
+        let lock = dir.join("package-lock.json");
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let fresh = matches!((mtime(&installed), mtime(&lock)), (Some(i), Some(l)) if i >= l);
+        if !fresh {
+            eprintln!("typescript tests: npm ci in {}", dir.display());
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm must be installed for the TypeScript adapters' tests");
+            assert!(status.success(), "npm ci failed in {}", dir.display());
+        }
+    });
+}
+
+fn seed_module() -> String {
+    let path = root().join("../shared/seed/free-tier.ts");
+    assert!(path.exists(), "the original service must be beside the repository: {}", path.display());
+    "../shared/seed/free-tier.ts".to_owned()
+}
+
+const CORRECTED: &str = "node adapters/typescript/bin/corrected.mjs";
+
+/// `ledger-sim ARGS` from the repository root: exit code, stdout, stderr.
+fn sim(args: &[&str]) -> (i32, String, String) {
+    packages();
+    let out =
+        Command::new(SIM).args(args).current_dir(root()).env_remove("DATABASE_URL").output().expect("ledger-sim runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn trace_dir(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("ledger-sim-ts-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.display().to_string()
+}
+
+#[test]
+fn the_original_free_tier_ts_breaks_i2_to_i6_and_each_shrinks() {
+    let exec = format!("node adapters/typescript/bin/seed.mjs --module {}", seed_module());
+    let dir = trace_dir("seed");
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec-db",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..3",
+        "--users",
+        "50",
+        "--steps",
+        "2000",
+        "--max-replays",
+        "300",
+        "--trace-dir",
+        &dir,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    assert_eq!(r["engine"], "exec-seed");
+    let violations = r["violations"].as_array().unwrap();
+    for inv in ["I2", "I3", "I4", "I5", "I6"] {
+        let v = violations
+            .iter()
+            .find(|v| v["invariant"] == inv)
+            .unwrap_or_else(|| panic!("the real free-tier.ts must break {inv}: {out}"));
+        let flows = v["shrunk_flows"].as_u64().unwrap();
+        assert!(flows <= 6, "{inv} shrinks to a few flows, not {flows}: {v}");
+        assert!(v["replay"].as_str().unwrap().contains("--exec-db"), "{v}");
+    }
+    assert!(!violations.iter().any(|v| v["invariant"] == "I8"), "I8 is not judged on the seed's API: {out}");
+    // A counterexample replays on the real code and breaks the same invariant.
+    let i5 = violations.iter().find(|v| v["invariant"] == "I5").unwrap();
+    let trace = i5["trace"].as_str().unwrap();
+    let (code, out, err) = sim(&["replay", trace, "--exec-db", "--exec", &exec]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("VIOLATION I5"), "{out}");
+}
+
+#[test]
+fn the_original_free_tier_ts_loses_sats_under_concurrency() {
+    let exec = format!("node adapters/typescript/bin/seed.mjs --module {}", seed_module());
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec-db",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..2",
+        "--users",
+        "20",
+        "--steps",
+        "600",
+        "--concurrency",
+        "16",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    assert!(!r["violations"].as_array().unwrap().is_empty(), "{out}");
+}
+
+#[test]
+fn the_corrected_typescript_passes_the_conformance_vectors() {
+    let (code, out, err) = sim(&["conform", "--exec-db", "--exec", CORRECTED, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = json(&out);
+    assert!(r["cases"].as_u64().unwrap() >= 300, "{out}");
+    assert_eq!(r["failed"], 0, "{out}");
+}
+
+#[test]
+fn the_corrected_typescript_runs_in_lockstep_with_the_reference() {
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec-db",
+        "--exec",
+        CORRECTED,
+        "--seeds",
+        "0..3",
+        "--users",
+        "50",
+        "--steps",
+        "1500",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "no divergence, no violation: {out}{err}");
+    assert_eq!(json(&out)["engine"], "exec-reference");
+}
+
+#[test]
+fn the_corrected_typescript_keeps_every_invariant_under_concurrency_faults_and_a_kill() {
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec-db",
+        "--exec",
+        CORRECTED,
+        "--seeds",
+        "0..2",
+        "--users",
+        "30",
+        "--steps",
+        "1200",
+        "--concurrency",
+        "32",
+        "--lost-ack",
+        "0.05",
+        "--kill-child-at",
+        "600",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = json(&out);
+    assert_eq!(r["coverage"]["child_killed"], 2, "{out}");
+    assert!(r["coverage"]["lost_ack_retry"].as_u64().unwrap() > 0, "{out}");
+    assert!(r["coverage"]["duplicate_delivered"].as_u64().unwrap() > 0, "{out}");
+}
+
+#[test]
+fn the_adapters_own_tests_and_type_check_pass() {
+    packages();
+    let dir = root().join("adapters/typescript");
+    let tsc = Command::new("npm").args(["run", "--silent", "typecheck"]).current_dir(&dir).output().unwrap();
+    assert!(tsc.status.success(), "{}{}", String::from_utf8_lossy(&tsc.stdout), String::from_utf8_lossy(&tsc.stderr));
+    let pg = ledger_pg::testpg::TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    let out = Command::new("npm")
+        .args(["test", "--silent"])
+        .current_dir(&dir)
+        .env("DATABASE_URL", pg.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
