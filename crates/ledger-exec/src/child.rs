@@ -98,7 +98,7 @@ pub struct Hello {
 }
 
 enum Line {
-    Text(String),
+    Text(Vec<String>),
     Eof,
     Error(std::io::Error),
 }
@@ -111,11 +111,15 @@ pub struct Child {
     /// `None` once closed (on drop).
     stdin: Option<BufWriter<ChildStdin>>,
     lines: Receiver<Line>,
+    /// Lines received and not yet read.
+    pending: std::collections::VecDeque<String>,
+    /// The end of its output, once `recv_ready` has seen it.
+    end: Option<Line>,
     line_no: u64,
     next_id: u64,
     timeout: Duration,
     /// Requests sent and not answered: id -> what it is, for messages.
-    in_flight: BTreeMap<u64, String>,
+    in_flight: BTreeMap<u64, Sent>,
     hello: Hello,
     /// It failed the protocol: on drop it is killed at once, not given time to exit.
     broken: bool,
@@ -147,16 +151,27 @@ impl Child {
         std::thread::Builder::new()
             .name("exec-stdout".into())
             .spawn(move || {
+                // Lines go over in batches: every whole line already read, so that a child
+                // answering many requests at once costs one wake-up, not one per line.
                 let mut reader = BufReader::with_capacity(1 << 16, stdout);
                 loop {
-                    let mut line = String::new();
-                    let msg = match reader.read_line(&mut line) {
-                        Ok(0) => Line::Eof,
-                        Ok(_) => Line::Text(line),
-                        Err(e) => Line::Error(e),
+                    let mut batch = Vec::new();
+                    let end = loop {
+                        let mut line = String::new();
+                        match reader.read_line(&mut line) {
+                            Ok(0) => break Some(Line::Eof),
+                            Ok(_) => batch.push(line),
+                            Err(e) => break Some(Line::Error(e)),
+                        }
+                        if !reader.buffer().contains(&b'\n') {
+                            break None;
+                        }
                     };
-                    let stop = !matches!(msg, Line::Text(_));
-                    if tx.send(msg).is_err() || stop {
+                    if !batch.is_empty() && tx.send(Line::Text(batch)).is_err() {
+                        return;
+                    }
+                    if let Some(end) = end {
+                        let _ = tx.send(end);
                         return;
                     }
                 }
@@ -169,6 +184,8 @@ impl Child {
             process,
             stdin,
             lines,
+            pending: std::collections::VecDeque::new(),
+            end: None,
             line_no: 0,
             next_id: 0,
             timeout,
@@ -234,7 +251,7 @@ impl Child {
     pub fn send(&mut self, body: RequestBody) -> Result<u64, ExecError> {
         let id = self.next_id;
         self.next_id += 1;
-        let what = describe(&body);
+        let what = Sent::of(&body);
         let line = serde_json::to_string(&Request { id, body }).expect("requests serialize");
         let stdin = self.stdin.as_mut().expect("open until drop");
         let written = stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n"));
@@ -267,14 +284,41 @@ impl Child {
         r
     }
 
+    /// The next response if one has already arrived; never waits.
+    pub fn recv_ready(&mut self) -> Result<Option<Response>, ExecError> {
+        if self.pending.is_empty() {
+            match self.lines.try_recv() {
+                Ok(Line::Text(batch)) => self.pending.extend(batch),
+                // An end or an error: kept for the next `recv` to report.
+                Ok(end) => {
+                    self.end = Some(end);
+                    return Ok(None);
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+        self.recv().map(Some)
+    }
+
     fn recv_unchecked(&mut self) -> Result<Response, ExecError> {
+        if let Some(text) = self.pending.pop_front() {
+            return self.parse(text);
+        }
         let started = Instant::now();
         let mut said = false;
         loop {
             let left = self.timeout.saturating_sub(started.elapsed());
             let wait = if said { left } else { left.min(SAY_AFTER) };
-            match self.lines.recv_timeout(wait) {
-                Ok(Line::Text(text)) => return self.parse(text),
+            let next = match self.end.take() {
+                Some(end) => Ok(end),
+                None => self.lines.recv_timeout(wait),
+            };
+            match next {
+                Ok(Line::Text(batch)) => {
+                    self.pending.extend(batch);
+                    let text = self.pending.pop_front().expect("a batch holds a line");
+                    return self.parse(text);
+                }
                 Ok(Line::Eof) | Err(RecvTimeoutError::Disconnected) => {
                     return Err(ExecError::Eof {
                         command: self.command.clone(),
@@ -407,12 +451,30 @@ impl Drop for Child {
     }
 }
 
-fn describe(body: &RequestBody) -> String {
-    match body {
-        RequestBody::Hello { .. } => "hello".to_owned(),
-        RequestBody::Reset { .. } => "reset".to_owned(),
-        RequestBody::Observe => "observe".to_owned(),
-        RequestBody::Call { now_ms, call } => format!("{} at {}", call.name(), now_ms.0),
+/// What a request in flight is, for messages (made into words only when one is printed).
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    what: &'static str,
+    now_ms: Option<u64>,
+}
+
+impl Sent {
+    fn of(body: &RequestBody) -> Sent {
+        match body {
+            RequestBody::Hello { .. } => Sent { what: "hello", now_ms: None },
+            RequestBody::Reset { .. } => Sent { what: "reset", now_ms: None },
+            RequestBody::Observe => Sent { what: "observe", now_ms: None },
+            RequestBody::Call { now_ms, call } => Sent { what: call.name(), now_ms: Some(now_ms.0) },
+        }
+    }
+}
+
+impl std::fmt::Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.now_ms {
+            Some(now) => write!(f, "{} at {now}", self.what),
+            None => f.write_str(self.what),
+        }
     }
 }
 

@@ -7,9 +7,11 @@
 //! - [`engine`]: the child behind the simulator's `Engine` interface, one call at a time.
 //! - [`serve`]: the reference engine's side (`ledger-sim serve`).
 //! - [`conform`]: the conformance vectors replayed through the protocol.
+//! - [`bench`]: how fast an implementation answers over the protocol.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod bench;
 pub mod child;
 pub mod conform;
 pub mod engine;

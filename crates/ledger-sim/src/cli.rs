@@ -71,6 +71,9 @@ enum Command {
     /// Exit 0 when every case passes, 1 when one fails (each failing case named with its file,
     /// line and both answers), 2 when the implementation cannot be driven.
     Conform(crate::conform::ConformArgs),
+    /// Calls per second of an implementation over the engine protocol: one call at a time, and
+    /// many in flight, each against the in-process reference measured in the same run.
+    BenchExec(crate::bench_exec::BenchExecArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -183,6 +186,7 @@ pub fn main() -> ExitCode {
         Command::CheckTrace(args) => crate::check_trace::check_trace_cmd(&args),
         Command::Serve => serve_cmd(),
         Command::Conform(args) => crate::conform::conform_cmd(&args),
+        Command::BenchExec(args) => crate::bench_exec::bench_exec_cmd(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

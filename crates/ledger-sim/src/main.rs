@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 when no invariant broke, 1 on a violation, 2 on bad input.
 
+mod bench_exec;
 mod check_trace;
 mod cli;
 mod conform;
