@@ -5,7 +5,7 @@
 //! time out (and say on stderr what it waits for) instead of blocking on a pipe.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -86,6 +86,36 @@ pub enum ExecError {
     },
 }
 
+/// The longest line read from the other side of the protocol: 16 MiB.
+pub const MAX_LINE: usize = 16 << 20;
+
+/// A line that cannot be a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadLine {
+    /// Longer than [`MAX_LINE`]; the reader stopped in the middle of it.
+    #[error("a line longer than {} MiB", MAX_LINE >> 20)]
+    TooLong,
+    /// Not UTF-8 (the whole line was read).
+    #[error("a line that is not UTF-8 ({0})")]
+    NotUtf8(String),
+}
+
+/// The next line (without its `\n`), `None` at the end; a line that is not UTF-8 or is
+/// longer than [`MAX_LINE`] is a [`BadLine`], so that a runaway peer cannot exhaust memory.
+pub fn read_bounded_line(reader: &mut impl BufRead) -> std::io::Result<Option<Result<String, BadLine>>> {
+    let mut bytes = Vec::new();
+    let n = reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut bytes)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    } else if bytes.len() > MAX_LINE {
+        return Ok(Some(Err(BadLine::TooLong)));
+    }
+    Ok(Some(String::from_utf8(bytes).map_err(|e| BadLine::NotUtf8(e.utf8_error().to_string()))))
+}
+
 /// What the child said it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
@@ -157,10 +187,12 @@ impl Child {
                 loop {
                     let mut batch = Vec::new();
                     let end = loop {
-                        let mut line = String::new();
-                        match reader.read_line(&mut line) {
-                            Ok(0) => break Some(Line::Eof),
-                            Ok(_) => batch.push(line),
+                        match read_bounded_line(&mut reader) {
+                            Ok(None) => break Some(Line::Eof),
+                            Ok(Some(Ok(line))) => batch.push(line),
+                            Ok(Some(Err(bad))) => {
+                                break Some(Line::Error(std::io::Error::new(std::io::ErrorKind::InvalidData, bad)))
+                            }
                             Err(e) => break Some(Line::Error(e)),
                         }
                         if !reader.buffer().contains(&b'\n') {
@@ -327,10 +359,11 @@ impl Child {
                     })
                 }
                 Ok(Line::Error(e)) => {
-                    return Err(ExecError::Eof {
+                    return Err(ExecError::Garbled {
                         command: self.command.clone(),
-                        status: format!(" ({e})"),
-                        waiting: self.waiting(),
+                        line_no: self.line_no + 1,
+                        why: e.to_string(),
+                        line: String::new(),
                     })
                 }
                 Err(RecvTimeoutError::Timeout) => {

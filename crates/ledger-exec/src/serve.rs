@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use ledger_core::{implied_movements, Command, Config, Ledger, Movement, Outcome, Refusal};
 use ledger_harness::Reply;
 
+use crate::child::{read_bounded_line, BadLine};
 use crate::protocol::{
     Api, ErrorCode, Observation, Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION,
 };
@@ -22,14 +23,21 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
     let mut out = std::io::BufWriter::with_capacity(1 << 16, output);
     let mut ledger: Option<Ledger> = None;
     let mut journal: Vec<Movement> = Vec::new();
-    let mut line = String::new();
     let mut line_no: u64 = 0;
     loop {
-        line.clear();
-        if input.read_line(&mut line)? == 0 {
-            break;
-        }
         line_no += 1;
+        let line = match read_bounded_line(&mut input)? {
+            Some(Ok(line)) => line,
+            None => break,
+            Some(Err(bad)) => {
+                // A line without an id to answer: said on stderr, and the server goes on.
+                writeln!(log, "ledger-sim serve: line {line_no} cannot be read: {bad}")?;
+                if bad == BadLine::TooLong {
+                    skip_rest_of_line(&mut input)?;
+                }
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -52,6 +60,26 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
         }
     }
     out.flush()
+}
+
+/// After a line too long to read: the rest of it, up to its `\n`.
+fn skip_rest_of_line(input: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                input.consume(n);
+            }
+        }
+    }
 }
 
 /// Whether the reference's answer `result` to `command`, which journaled `journal`, is fresh

@@ -191,6 +191,9 @@ fn a_child_that_misbehaves_ends_the_run_with_an_error_naming_it() {
     // A definite flag that contradicts its code.
     let lie = r#"{"id":0,"type":"error","code":"crash","definite":true,"text":"x"}"#;
     misbehaving(&format!("read l; echo '{lie}'; sleep 30"), &["error crash is indefinite"]);
+    // Output that is not UTF-8, and a line without end (bounded at 16 MiB, never read whole).
+    misbehaving(r"printf '\377\376\n'; sleep 30", &["line 1", "not UTF-8"]);
+    misbehaving("head -c 40000000 /dev/zero | tr '\\0' a; sleep 30", &["line 1", "longer than 16 MiB"]);
     // No such command.
     misbehaving("/nonexistent/adapter", &["exit status: 127"]);
 }
@@ -246,7 +249,9 @@ fn serve_answers_bad_lines_with_errors_and_keeps_going() {
         "{\"id\":5,\"type\":\"teleport\"}\n",
         "{\"id\":6,\"type\":\"call\",\"now_ms\":5,\"call\":{\"call\":\"credit\",\"payment_id\":1,\"paid_sats\":100}}\n",
     );
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let mut bytes = b"\xff\xfe not UTF-8\n".to_vec();
+    bytes.extend_from_slice(input.as_bytes());
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let lines: Vec<serde_json::Value> =
@@ -259,7 +264,9 @@ fn serve_answers_bad_lines_with_errors_and_keeps_going() {
     assert_eq!(by_id(4)["code"], "malformed");
     assert_eq!(by_id(5)["code"], "malformed");
     assert_eq!(by_id(6)["reply"]["credited_sats"], 10);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 5"), "the line without an id is reported on stderr");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("line 1 cannot be read: a line that is not UTF-8"), "{log}");
+    assert!(log.contains("line 6"), "the line without an id is reported on stderr: {log}");
 }
 
 fn tempdir() -> String {
