@@ -128,7 +128,7 @@ fn answer(ledger: &mut Option<Ledger>, journal: &mut Vec<Movement>, body: Reques
         },
         RequestBody::Call { now_ms, call } => {
             let Some(ledger) = ledger.as_mut() else {
-                return error(ErrorCode::Malformed, "a call before hello".to_owned());
+                return error(ErrorCode::Unavailable, "a call before hello".to_owned());
             };
             let command = call.to_command();
             journal.clear();
@@ -137,7 +137,7 @@ fn answer(ledger: &mut Option<Ledger>, journal: &mut Vec<Movement>, body: Reques
         }
         RequestBody::Observe => {
             let Some(ledger) = ledger.as_ref() else {
-                return error(ErrorCode::Malformed, "observe before hello".to_owned());
+                return error(ErrorCode::Unavailable, "observe before hello".to_owned());
             };
             let t = ledger.totals();
             let wide = |s: ledger_core::Sats| i64::try_from(s.to_u64()).expect("amounts are at most 2^63-1");

@@ -258,7 +258,7 @@ fn serve_answers_bad_lines_with_errors_and_keeps_going() {
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let by_id =
         |id: u64| lines.iter().find(|l| l["id"] == id).unwrap_or_else(|| panic!("no answer to {id}: {lines:?}"));
-    assert_eq!(by_id(1)["code"], "malformed");
+    assert_eq!(by_id(1)["code"], "unavailable", "a call before hello");
     assert_eq!(by_id(2)["code"], "not_supported");
     assert_eq!(by_id(3)["type"], "hello_ok");
     assert_eq!(by_id(4)["code"], "malformed");
@@ -274,4 +274,37 @@ fn tempdir() -> String {
         std::env::temp_dir().join(format!("ledger-sim-exec-{}-{:?}", std::process::id(), std::thread::current().id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.display().to_string()
+}
+
+/// The Python example of the README (`examples/python`): the seed's service ported to Python
+/// behind a protocol adapter. One call at a time, it is the seed model one call per step
+/// (`Atomic<SeedEngine>`), trace hash for trace hash, and it breaks what the seed breaks.
+#[test]
+fn the_python_example_is_the_seed_model_one_call_at_a_time() {
+    use ledger_harness::{Atomic, SeedEngine};
+    use ledger_simulator::gen::{run_seed, SchedulerKind};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let mut scenario = ledger_simulator::scenario::Scenario::default();
+    scenario.n_users = 50;
+    scenario.n_steps = 3000;
+    for seed in 0..3u64 {
+        let (model, _) = run_seed(|c| Atomic(SeedEngine::new(c)), "exec-seed", &scenario, seed, SchedulerKind::Random);
+        let out = Command::new(SIM)
+            .args(["run", "--engine", "exec", "--exec", "python3 examples/python/adapter.py"])
+            .args(["--seed", &seed.to_string(), "--users", "50", "--steps", "3000", "--json"])
+            .current_dir(root)
+            .output()
+            .expect("ledger-sim runs");
+        let r = json(&String::from_utf8_lossy(&out.stdout));
+        // A report's hash folds its seeds' trace hashes (FNV-1a), here one.
+        let folded = (0xcbf2_9ce4_8422_2325_u64 ^ model.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
+        assert_eq!(r["trace_hash"], format!("{folded:016x}"), "seed {seed}: {r}");
+        let mut want: Vec<&str> = model.violations.iter().map(|v| v.invariant.id()).collect();
+        want.sort_unstable();
+        want.dedup();
+        let got: Vec<&str> =
+            r["violations"].as_array().unwrap().iter().map(|v| v["invariant"].as_str().unwrap()).collect();
+        assert_eq!(got, want, "seed {seed}");
+        assert_eq!(out.status.code(), Some(if want.is_empty() { 0 } else { 1 }));
+    }
 }
