@@ -123,42 +123,31 @@ pub fn reply_movements(
 /// given, a record absorbs what it recorded and returns the over-reservation, a credit adds.
 /// An answer of the wrong kind for the call is an error naming both.
 pub fn seed_movements(call: &Call, outcome: &Outcome) -> Result<Vec<Movement>, String> {
-    let positive = |s: Sats| !s.is_zero();
+    // A function that moved nothing (it returned early, or moved 0) journals nothing.
+    let moved = |sats: Sats, m: Movement| if sats.is_zero() { Vec::new() } else { vec![m] };
     Ok(match (call.clone(), outcome) {
         (Call::SetTier { .. }, Outcome::TierSet { .. }) | (Call::Expire, Outcome::Expired { .. }) => Vec::new(),
         (Call::Decide { request_id, pubkey, .. }, Outcome::Decided { decision }) => match *decision {
-            Decision::Free { reserved_sats } if positive(reserved_sats) => {
-                vec![Movement::Debit { request_id, pubkey, amount_sats: reserved_sats }]
+            Decision::Free { reserved_sats } => {
+                moved(reserved_sats, Movement::Debit { request_id, pubkey, amount_sats: reserved_sats })
             }
-            _ => Vec::new(),
+            Decision::Partial { .. } | Decision::Gate { .. } => Vec::new(),
         },
         (Call::ReservePartial { request_id, pubkey, .. }, &Outcome::Reserved { reserved_sats }) => {
-            if positive(reserved_sats) {
-                vec![Movement::Debit { request_id, pubkey, amount_sats: reserved_sats }]
-            } else {
-                Vec::new()
-            }
+            moved(reserved_sats, Movement::Debit { request_id, pubkey, amount_sats: reserved_sats })
         }
         (Call::Release { request_id, .. }, &Outcome::Released { returned_sats }) => {
-            if positive(returned_sats) {
-                vec![Movement::Release { request_id, amount_sats: returned_sats }]
-            } else {
-                Vec::new()
-            }
+            moved(returned_sats, Movement::Release { request_id, amount_sats: returned_sats })
         }
         (Call::Record { request_id, pubkey, .. }, &Outcome::Recorded { absorbed_sats, returned_sats, .. }) => {
-            if positive(absorbed_sats) || positive(returned_sats) {
-                vec![Movement::Record { request_id, pubkey, absorbed_sats, returned_sats }]
-            } else {
+            if absorbed_sats.is_zero() && returned_sats.is_zero() {
                 Vec::new()
+            } else {
+                vec![Movement::Record { request_id, pubkey, absorbed_sats, returned_sats }]
             }
         }
         (Call::Credit { payment_id, .. }, &Outcome::Credited { credited_sats }) => {
-            if positive(credited_sats) {
-                vec![Movement::Credit { payment_id, amount_sats: credited_sats }]
-            } else {
-                Vec::new()
-            }
+            moved(credited_sats, Movement::Credit { payment_id, amount_sats: credited_sats })
         }
         (call, outcome) => {
             return Err(format!("answered {} with an outcome of another call: {outcome:?}", call.name()))

@@ -6,22 +6,15 @@ use std::io::Write;
 /// Arguments of `bench-exec`.
 #[derive(clap::Args, Debug)]
 pub struct BenchExecArgs {
-    /// The command that starts the implementation (`sh -c`); it must speak the engine protocol
-    /// (SPEC.md §9). The reference's own server: `ledger-sim serve`.
-    #[arg(long = "exec", value_name = "COMMAND")]
-    pub command: String,
+    /// The implementation.
+    #[command(flatten)]
+    pub child: crate::child_args::ChildArgs,
     /// Calls in each measurement (1,000 to 100,000,000).
     #[arg(long, default_value_t = 1_000_000)]
     pub calls: usize,
     /// Calls in flight at once in the concurrent measurement (1 to 4,096).
     #[arg(long, default_value_t = 32)]
     pub in_flight: usize,
-    /// Give the implementation a fresh PostgreSQL database in `DATABASE_URL`.
-    #[arg(long)]
-    pub exec_db: bool,
-    /// How long each answer may take, in seconds (1 to 3600).
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub exec_timeout: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -35,15 +28,7 @@ pub fn bench_exec_cmd(args: &BenchExecArgs) -> anyhow::Result<bool> {
     if !(1..=4096).contains(&args.in_flight) {
         anyhow::bail!("--in-flight {}: must be 1 to 4096", args.in_flight);
     }
-    if !(1..=3600).contains(&args.exec_timeout) {
-        anyhow::bail!("--exec-timeout {}: must be 1 to 3600 seconds", args.exec_timeout);
-    }
-    let exec = ledger_pg_runs::ExecArgs {
-        command: Some(args.command.clone()),
-        exec_db: args.exec_db,
-        exec_timeout: Some(args.exec_timeout),
-        kill_child_at: None,
-    };
+    let exec = args.child.exec()?;
     let config = ledger_core::Config::default();
     let (mut child, db) = ledger_pg_runs::start_exec(&exec, &config)?;
     let calls = ledger_exec::bench::workload(args.calls);
@@ -52,8 +37,7 @@ pub fn bench_exec_cmd(args: &BenchExecArgs) -> anyhow::Result<bool> {
     drop(db);
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        crate::child_args::write_json(&mut out, &report)?;
     } else {
         writeln!(
             out,

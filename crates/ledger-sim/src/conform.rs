@@ -7,19 +7,12 @@ use std::path::PathBuf;
 /// Arguments of `conform`.
 #[derive(clap::Args, Debug)]
 pub struct ConformArgs {
-    /// The command that starts the implementation (`sh -c`); it must speak the engine protocol
-    /// (SPEC.md §9) and the reference API.
-    #[arg(long = "exec", value_name = "COMMAND")]
-    pub command: String,
+    /// The implementation (of the reference API).
+    #[command(flatten)]
+    pub child: crate::child_args::ChildArgs,
     /// The directory of vectors (`*.jsonl`).
     #[arg(long, default_value = "fixtures/conformance")]
     pub vectors: PathBuf,
-    /// Give the implementation a fresh PostgreSQL database in `DATABASE_URL`.
-    #[arg(long)]
-    pub exec_db: bool,
-    /// How long each answer may take, in seconds (1 to 3600).
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub exec_timeout: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -27,19 +20,11 @@ pub struct ConformArgs {
 
 /// The `conform` subcommand: `Ok(true)` when every case passes.
 pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
-    if !(1..=3600).contains(&args.exec_timeout) {
-        anyhow::bail!("--exec-timeout {}: must be 1 to 3600 seconds", args.exec_timeout);
-    }
+    let exec = args.child.exec()?;
     let files = ledger_harness::conformance::read_dir(&args.vectors).map_err(|e| anyhow::anyhow!("{e}"))?;
     if files.is_empty() {
         anyhow::bail!("{}: no conformance vectors (*.jsonl) here", args.vectors.display());
     }
-    let exec = ledger_pg_runs::ExecArgs {
-        command: Some(args.command.clone()),
-        exec_db: args.exec_db,
-        exec_timeout: Some(args.exec_timeout),
-        kill_child_at: None,
-    };
     let config = files[0].1.first().map(|s| s.header.config).unwrap_or_default();
     let (mut child, _db) = ledger_pg_runs::start_exec(&exec, &config)?;
     let report = ledger_exec::conform::conform(&mut child, &files)?;
@@ -57,13 +42,12 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
             "failed": report.failures.len(),
             "failures": failures,
         });
-        serde_json::to_writer_pretty(&mut out, &v)?;
-        writeln!(out)?;
+        crate::child_args::write_json(&mut out, &v)?;
     } else {
         writeln!(
             out,
             "conform {} ({:?}): {} cases, {} steps, {} failed",
-            args.command,
+            args.child.command,
             child.hello().name,
             report.cases,
             report.steps,

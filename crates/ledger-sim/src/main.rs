@@ -6,6 +6,7 @@
 
 mod bench_exec;
 mod check_trace;
+mod child_args;
 mod cli;
 mod conform;
 mod input;

@@ -7,24 +7,16 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SIM: &str = env!("CARGO_BIN_EXE_ledger-sim");
+mod common;
+use common::{json, root, scratch, sim_in, SIM};
 
 fn serve() -> String {
     format!("'{SIM}' serve")
 }
 
-/// Runs `ledger-sim ARGS`: exit code, stdout, stderr.
+/// Runs `ledger-sim ARGS` from the repository's root.
 fn sim(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(SIM).args(args).env_remove("DATABASE_URL").output().expect("ledger-sim runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    sim_in(&root(), args)
 }
 
 #[test]
@@ -46,8 +38,7 @@ fn the_reference_over_the_protocol_is_the_in_memory_reference_bit_for_bit() {
 #[test]
 fn the_conformance_vectors_pass_over_the_protocol() {
     let exec = serve();
-    let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/conformance");
-    let (code, out, err) = sim(&["conform", "--exec", &exec, "--vectors", vectors, "--json"]);
+    let (code, out, err) = sim(&["conform", "--exec", &exec, "--json"]);
     assert_eq!(code, 0, "{out}{err}");
     let r = json(&out);
     assert!(r["cases"].as_u64().unwrap() >= 300, "{out}");
@@ -65,7 +56,7 @@ fn a_repeat_answered_as_fresh_is_caught_in_lockstep_and_replayed() {
     // Every idempotent repeat claims to have moved sats again (a service that is not
     // idempotent): the books no longer add up.
     let exec = broken(r#"s/"fresh":false,"reply":{"reply":"ok"/"fresh":true,"reply":{"reply":"ok"/"#);
-    let dir = tempdir();
+    let dir = scratch("repeat-as-fresh");
     let (code, out, err) = sim(&[
         "run",
         "--engine",
@@ -269,13 +260,6 @@ fn serve_answers_bad_lines_with_errors_and_keeps_going() {
     assert!(log.contains("line 6"), "the line without an id is reported on stderr: {log}");
 }
 
-fn tempdir() -> String {
-    let dir =
-        std::env::temp_dir().join(format!("ledger-sim-exec-{}-{:?}", std::process::id(), std::thread::current().id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.display().to_string()
-}
-
 /// The Python example of the README (`examples/python`): the seed's service ported to Python
 /// behind a protocol adapter. One call at a time, it is the seed model one call per step
 /// (`Atomic<SeedEngine>`), trace hash for trace hash, and it breaks what the seed breaks.
@@ -283,19 +267,25 @@ fn tempdir() -> String {
 fn the_python_example_is_the_seed_model_one_call_at_a_time() {
     use ledger_harness::{Atomic, SeedEngine};
     use ledger_simulator::gen::{run_seed, SchedulerKind};
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let mut scenario = ledger_simulator::scenario::Scenario::default();
-    scenario.n_users = 50;
-    scenario.n_steps = 3000;
+    let scenario = ledger_simulator::scenario::Scenario { n_users: 50, n_steps: 3000, ..Default::default() };
     for seed in 0..3u64 {
         let (model, _) = run_seed(|c| Atomic(SeedEngine::new(c)), "exec-seed", &scenario, seed, SchedulerKind::Random);
-        let out = Command::new(SIM)
-            .args(["run", "--engine", "exec", "--exec", "python3 examples/python/adapter.py"])
-            .args(["--seed", &seed.to_string(), "--users", "50", "--steps", "3000", "--json"])
-            .current_dir(root)
-            .output()
-            .expect("ledger-sim runs");
-        let r = json(&String::from_utf8_lossy(&out.stdout));
+        let seed_arg = seed.to_string();
+        let (code, out, _) = sim(&[
+            "run",
+            "--engine",
+            "exec",
+            "--exec",
+            "python3 examples/python/adapter.py",
+            "--seed",
+            &seed_arg,
+            "--users",
+            "50",
+            "--steps",
+            "3000",
+            "--json",
+        ]);
+        let r = json(&out);
         // A report's hash folds its seeds' trace hashes (FNV-1a), here one.
         let folded = (0xcbf2_9ce4_8422_2325_u64 ^ model.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
         assert_eq!(r["trace_hash"], format!("{folded:016x}"), "seed {seed}: {r}");
@@ -305,6 +295,6 @@ fn the_python_example_is_the_seed_model_one_call_at_a_time() {
         let got: Vec<&str> =
             r["violations"].as_array().unwrap().iter().map(|v| v["invariant"].as_str().unwrap()).collect();
         assert_eq!(got, want, "seed {seed}");
-        assert_eq!(out.status.code(), Some(if want.is_empty() { 0 } else { 1 }));
+        assert_eq!(code, if want.is_empty() { 0 } else { 1 });
     }
 }

@@ -8,15 +8,12 @@
 //! they are missing) and PostgreSQL (a throwaway server, `--exec-db`); fails, never skips, when
 //! either is missing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-const SIM: &str = env!("CARGO_BIN_EXE_ledger-sim");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root")
-}
+mod common;
+use common::{json, root, scratch, sim_in};
 
 /// `npm ci` in `adapters/typescript` when its packages are missing or older than the lock
 /// file; once per test binary.
@@ -48,32 +45,16 @@ fn seed_module() -> String {
 
 const CORRECTED: &str = "node adapters/typescript/bin/corrected.mjs";
 
-/// `ledger-sim ARGS` from the repository root: exit code, stdout, stderr.
+/// `ledger-sim ARGS` from the repository root, the adapters' packages installed.
 fn sim(args: &[&str]) -> (i32, String, String) {
     packages();
-    let out =
-        Command::new(SIM).args(args).current_dir(root()).env_remove("DATABASE_URL").output().expect("ledger-sim runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn trace_dir(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("ledger-sim-ts-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.display().to_string()
+    sim_in(&root(), args)
 }
 
 #[test]
 fn the_original_free_tier_ts_breaks_i2_to_i6_and_each_shrinks() {
     let exec = format!("node adapters/typescript/bin/seed.mjs --module {}", seed_module());
-    let dir = trace_dir("seed");
+    let dir = scratch("ts-seed");
     let (code, out, err) = sim(&[
         "run",
         "--engine",

@@ -1,0 +1,41 @@
+//! The options of the commands that start an implementation of the engine protocol without
+//! running the simulator on it (`conform`, `bench-exec`).
+
+use std::io::Write;
+
+/// Which implementation, and what it needs.
+#[derive(clap::Args, Debug)]
+pub struct ChildArgs {
+    /// The command that starts the implementation (`sh -c`, from the current directory); it
+    /// must speak the engine protocol (SPEC.md §9). The reference's own: `ledger-sim serve`.
+    #[arg(long = "exec", value_name = "COMMAND")]
+    pub command: String,
+    /// Give the implementation a fresh PostgreSQL database in `DATABASE_URL`.
+    #[arg(long)]
+    pub exec_db: bool,
+    /// How long each answer may take, in seconds (1 to 3600).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub exec_timeout: u64,
+}
+
+impl ChildArgs {
+    /// The same, as the runs take it; an out-of-range timeout is an error.
+    pub fn exec(&self) -> anyhow::Result<ledger_pg_runs::ExecArgs> {
+        let exec = ledger_pg_runs::ExecArgs {
+            command: Some(self.command.clone()),
+            exec_db: self.exec_db,
+            exec_timeout: Some(self.exec_timeout),
+            kill_child_at: None,
+        };
+        exec.timeout()?;
+        exec.command()?;
+        Ok(exec)
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline.
+pub fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
