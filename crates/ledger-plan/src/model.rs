@@ -21,6 +21,7 @@ use ledger_harness::{Call, Checker, Reply};
 use ledger_simulator::caller::{Caller, Event, Next, Policy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
 
 use super::scenario::{Dist, DistKind, OnRefused, PlanScenario};
@@ -76,61 +77,56 @@ impl SeedResult {
     }
 }
 
-/// A distribution ready to draw from.
+/// A distribution ready to draw from: `rand_distr`'s exact samplers on the run's own
+/// `ChaCha8Rng`, so a run is still a function of its seed.
 #[derive(Clone, Copy, Debug)]
-enum Sampler {
+pub enum Sampler {
+    /// Always the same value.
     Fixed(f64),
+    /// Uniform on `min..=max`.
     Uniform(f64, f64),
-    Poisson { mean: f64, exp_neg_mean: f64 },
-    LogNormal { mu: f64, sigma: f64, min: f64, max: f64 },
+    /// Poisson (exact at every mean: `rand_distr` switches to rejection sampling above 12).
+    Poisson(rand_distr::Poisson<f64>),
+    /// Log-normal, clamped to `min..=max`.
+    LogNormal {
+        /// The distribution of the value before clamping.
+        dist: rand_distr::LogNormal<f64>,
+        /// The smallest value drawn.
+        min: f64,
+        /// The largest value drawn.
+        max: f64,
+    },
 }
 
 impl Sampler {
-    fn new(d: &Dist) -> Sampler {
+    /// A sampler for a validated [`Dist`] (a scenario's parameters are checked when it is
+    /// read, so a parameter out of range here is a bug).
+    pub fn new(d: &Dist) -> Sampler {
         let g = |v: Option<f64>| v.expect("validated dist");
         match d.dist {
             DistKind::Fixed => Sampler::Fixed(g(d.value)),
             DistKind::Uniform => Sampler::Uniform(g(d.min), g(d.max)),
-            DistKind::Poisson => Sampler::Poisson { mean: g(d.mean), exp_neg_mean: (-g(d.mean)).exp() },
+            // A mean of 0 is allowed and always draws 0; `rand_distr` wants a positive mean.
+            DistKind::Poisson if g(d.mean) == 0.0 => Sampler::Fixed(0.0),
+            DistKind::Poisson => Sampler::Poisson(rand_distr::Poisson::new(g(d.mean)).expect("validated mean")),
             DistKind::Lognormal => Sampler::LogNormal {
-                mu: g(d.median).ln(),
-                sigma: g(d.sigma),
+                dist: rand_distr::LogNormal::new(g(d.median).ln(), g(d.sigma)).expect("validated sigma"),
                 min: d.min.unwrap_or(0.0),
                 max: d.max.unwrap_or(f64::MAX),
             },
         }
     }
 
-    fn draw(&self, rng: &mut ChaCha8Rng) -> f64 {
-        match *self {
-            Sampler::Fixed(v) => v,
-            Sampler::Uniform(a, b) if a == b => a,
-            Sampler::Uniform(a, b) => rng.gen_range(a..=b),
-            Sampler::Poisson { mean, exp_neg_mean } => {
-                if mean <= 30.0 {
-                    // Knuth: multiply uniforms until the product drops below e^-mean.
-                    let (mut k, mut p) = (0u32, 1.0f64);
-                    loop {
-                        p *= rng.gen::<f64>();
-                        if p <= exp_neg_mean {
-                            return f64::from(k);
-                        }
-                        k += 1;
-                    }
-                } else {
-                    (mean + mean.sqrt() * normal(rng)).round().max(0.0)
-                }
-            }
-            Sampler::LogNormal { mu, sigma, min, max } => (mu + sigma * normal(rng)).exp().clamp(min, max),
+    /// One draw.
+    pub fn draw(&self, rng: &mut ChaCha8Rng) -> f64 {
+        match self {
+            Sampler::Fixed(v) => *v,
+            Sampler::Uniform(a, b) if a == b => *a,
+            Sampler::Uniform(a, b) => rng.gen_range(*a..=*b),
+            Sampler::Poisson(dist) => dist.sample(rng),
+            Sampler::LogNormal { dist, min, max } => dist.sample(rng).clamp(*min, *max),
         }
     }
-}
-
-/// A standard normal draw (Box-Muller).
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = 1.0 - rng.gen::<f64>();
-    let u2: f64 = rng.gen::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 /// What the planner drew for a request's user, and where its caller is.
@@ -189,6 +185,14 @@ struct Run<'a> {
 
 /// Run one configuration with one seed. `config` is only copied into the result.
 pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
+    run_until_dry(s, config, seed, false)
+}
+
+/// [`run`], but with `stop_when_dry` the days end after the first day on which the pool ran
+/// dry (what is in flight still drains and the checker still finishes): the solver needs no
+/// more to know that the pool ran dry by a day, and a failing configuration costs a few
+/// days instead of all of them. `pool_by_day` is then shorter than `days`.
+pub fn run_until_dry(s: &PlanScenario, config: usize, seed: u64, stop_when_dry: bool) -> SeedResult {
     let ledger_config = s.config();
     let mut hour_cdf = [0.0; 24];
     let total: f64 = s.requests.hourly_weights.iter().sum();
@@ -273,6 +277,9 @@ pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
         r.out.reserved_by_day.push(t.reserved_sats.to_u64());
         let _ = r.apply(Command::Expire, day_end - 1);
         r.move_tiers(TimeMs(day_end - 1));
+        if stop_when_dry && r.out.depleted_day.is_some() {
+            break;
+        }
     }
     // The drain: finish everything in flight, let deadlines pass, expire, check I5 and I6.
     r.run_until(u64::MAX);
