@@ -11,6 +11,11 @@
 //! threads; `--shard I/N` runs items `i` with `i % N == I - 1`, and `merge` puts shards
 //! back together into the same bytes a single run writes.
 //!
+//! `plan --target T --solve KEY=LO..HI` ([`solve`]) answers a planning question directly:
+//! the smallest (or largest) value of the key that meets the target ([`target`]), found by
+//! bisection with Wald's sequential test ([`sprt`]) deciding each value on as many seeds as
+//! it needs.
+//!
 //! It is not a load test of a real service, and it does not explore interleavings (that is
 //! `ledger-sim run`).
 //!
@@ -35,6 +40,9 @@ pub mod html;
 pub mod model;
 pub mod report;
 pub mod scenario;
+pub mod solve;
+pub mod sprt;
+pub mod target;
 
 use rayon::prelude::*;
 
@@ -53,6 +61,19 @@ pub struct Plan {
     pub configs: Vec<ConfigInfo>,
     /// The scenario of each configuration.
     pub scenarios: Vec<PlanScenario>,
+}
+
+/// The scenario TOML `text` as a document with top-level `overrides` such as
+/// `("seeds", "100")` applied, after checking the file itself (so its errors name its lines).
+fn document(text: &str, origin: &str, overrides: &[(&str, String)]) -> Result<toml::Table, PlanError> {
+    PlanScenario::from_toml_str(text, origin)?;
+    let mut doc: toml::Table =
+        toml::from_str(text).map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: e.to_string() })?;
+    for (key, value) in overrides {
+        let v: i64 = value.parse().map_err(|_| PlanError::Sweep(format!("{key}={value}: not a whole number")))?;
+        doc.insert((*key).to_owned(), toml::Value::Integer(v));
+    }
+    Ok(doc)
 }
 
 /// Parse `--sweep KEY=V1,V2,...`.
@@ -80,7 +101,7 @@ impl Plan {
     /// A plan from scenario TOML (`origin` names it in errors), top-level overrides such as
     /// `("seeds", "100")`, and sweep axes.
     pub fn new(text: &str, origin: &str, overrides: &[(&str, String)], sweep: Vec<Axis>) -> Result<Plan, PlanError> {
-        PlanScenario::from_toml_str(text, origin)?;
+        let doc = document(text, origin, overrides)?;
         for (i, axis) in sweep.iter().enumerate() {
             if sweep[..i].iter().any(|a| a.key == axis.key) {
                 return Err(PlanError::Sweep(format!(
@@ -88,12 +109,6 @@ impl Plan {
                     axis.key, axis.key
                 )));
             }
-        }
-        let mut doc: toml::Table =
-            toml::from_str(text).map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: e.to_string() })?;
-        for (key, value) in overrides {
-            let v: i64 = value.parse().map_err(|_| PlanError::Sweep(format!("{key}={value}: not a whole number")))?;
-            doc.insert((*key).to_owned(), toml::Value::Integer(v));
         }
         let base = from_table(doc.clone(), "command line")?;
         let mut configs = Vec::new();

@@ -490,6 +490,12 @@ pub enum PlanError {
     /// A `--sweep` that cannot be applied.
     #[error("--sweep {0}")]
     Sweep(String),
+    /// A `--target` that cannot be read.
+    #[error("--target {0}")]
+    Target(String),
+    /// A `--solve` that cannot be applied, or solver options out of range.
+    #[error("--solve {0}")]
+    Solve(String),
 }
 
 /// Collects the first range error.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use ledger_plan::model::SeedResult;
 use ledger_plan::report::{self, PlanOutput, Shard};
+use ledger_plan::solve::{self, parse_solve, SolveOptions, Solver};
 use ledger_plan::{html, merge_named, parse_shard, parse_sweep, Plan};
 
 /// `ledger-sim plan` arguments.
@@ -28,9 +29,42 @@ pub struct PlanArgs {
     /// `--json` outputs with `ledger-sim merge`.
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<Shard>,
+    /// A target for `--solve`: `p_dry(day=90) <= 0.05`, `pool_p5(day=90) >= 10000`,
+    /// `peak_locked_p95 <= 5000`, `free_p10(tier=new) >= 0.2`; repeat for one verdict each.
+    #[arg(long = "target", value_name = "TARGET", requires = "solve")]
+    pub targets: Vec<String>,
+    /// Find the smallest (or largest) value of a numeric key in `LO..HI` that meets each
+    /// `--target`, by bisection with a sequential test at each value.
+    #[arg(long, value_name = "KEY=LO..HI", requires = "targets", conflicts_with_all = ["sweep", "shard", "csv"])]
+    pub solve: Option<String>,
+    /// Solver options.
+    #[command(flatten)]
+    pub solver: SolverArgs,
     /// Output options.
     #[command(flatten)]
     pub out: OutputArgs,
+}
+
+/// How `--solve` decides.
+#[derive(clap::Args, Debug)]
+pub struct SolverArgs {
+    /// Stop bisecting when the interval is this wide [default: a 200th of the range, at
+    /// least 1 for a whole-number key].
+    #[arg(long, requires = "solve")]
+    pub resolution: Option<f64>,
+    /// The largest chance of calling a value that meets the target failing.
+    #[arg(long, default_value_t = 0.05, requires = "solve")]
+    pub alpha: f64,
+    /// The largest chance of calling a value that fails the target meeting.
+    #[arg(long, default_value_t = 0.05, requires = "solve")]
+    pub beta: f64,
+    /// Half the width of the indifference band around the target's limit [default: a fifth
+    /// of it: 0.04..0.06 around 0.05].
+    #[arg(long, requires = "solve")]
+    pub band: Option<f64>,
+    /// The most seeds one value may take; a value still undecided then counts as not meeting.
+    #[arg(long, default_value_t = 2000, requires = "solve")]
+    pub max_seeds: u64,
 }
 
 /// `ledger-sim merge` arguments.
@@ -101,10 +135,10 @@ fn mem_available() -> Option<u64> {
     Some(kb.saturating_mul(1024))
 }
 
-/// Refuses, before any work, a plan whose runs would not fit in the memory available.
-fn check_memory(plan: &Plan) -> anyhow::Result<()> {
-    let per_run = plan.bytes_per_run();
-    let threads = rayon::current_num_threads().min(plan.n_items().max(1)) as u64;
+/// Refuses, before any work, a plan whose runs (`per_run` bytes each, `n_items` of them at
+/// most) would not fit in the memory available.
+fn check_memory(per_run: u64, n_items: usize) -> anyhow::Result<()> {
+    let threads = rayon::current_num_threads().min(n_items.max(1)) as u64;
     let need = per_run.saturating_mul(threads);
     let Some(available) = mem_available() else { return Ok(()) };
     if need > available {
@@ -133,12 +167,28 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
     if let Some(n) = args.days {
         overrides.push(("days", n.to_string()));
     }
+    if let Some(range) = &args.solve {
+        anyhow::ensure!(
+            args.out.report.is_none(),
+            "--report: a solve writes no report yet (its output is text or --json)"
+        );
+        let range = parse_solve(range)?;
+        let options = SolveOptions {
+            resolution: args.solver.resolution,
+            alpha: args.solver.alpha,
+            beta: args.solver.beta,
+            band: args.solver.band,
+            max_seeds: args.solver.max_seeds,
+        };
+        let solver = Solver::new(&text, &origin, &overrides, range, &args.targets, options)?;
+        return solve_cmd(&solver, &args.out);
+    }
     let sweep = args.sweep.iter().map(|s| parse_sweep(s)).collect::<Result<Vec<_>, _>>()?;
     let plan = Plan::new(&text, &origin, &overrides, sweep)?;
     if let Some(path) = &args.out.report {
         check_report_path(path)?;
     }
-    check_memory(&plan)?;
+    check_memory(plan.bytes_per_run(), plan.n_items())?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -162,6 +212,43 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
         rayon::current_num_threads()
     );
     emit(&out, &args.out)
+}
+
+/// `plan --solve`: true when no invariant broke.
+fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
+    check_memory(solver.bytes_per_run(), usize::MAX)?;
+    let started = Instant::now();
+    // One line per value tested, as it is decided: a solve can take minutes.
+    let out = solver.solve(&|target, step| {
+        eprintln!(
+            "{:>7.1} s  {}: {}={} {} after {} seeds ({} with the event)",
+            started.elapsed().as_secs_f64(),
+            target.text,
+            solver.key(),
+            step.value,
+            solve::decision_word(step.decision),
+            step.seeds,
+            step.events
+        );
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let seeds: u64 = out.results.iter().map(|r| r.seeds_run).sum();
+    eprintln!(
+        "{seeds} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
+        out.requests,
+        out.requests as f64 / elapsed.max(1e-9),
+        rayon::current_num_threads()
+    );
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    } else {
+        write!(stdout, "{}", solve::text(&out))?;
+    }
+    if let Some(v) = &out.first_violation {
+        eprintln!("{} invariant violation(s); the first: {v}", out.violations);
+    }
+    Ok(out.violations == 0)
 }
 
 /// `ledger-sim merge`: true when no invariant broke.

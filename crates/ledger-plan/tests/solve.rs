@@ -1,0 +1,175 @@
+//! The solver: the sequential test's error rates over many repetitions on a source of known
+//! probability, a solve on the planner against a brute-force answer, and bad input refused
+//! before any work.
+
+use ledger_plan::model;
+use ledger_plan::scenario::PlanScenario;
+use ledger_plan::solve::{parse_solve, SolveOptions, Solver, Verdict};
+use ledger_plan::sprt::{Decision, Sprt, SprtSpec};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Wrong decisions of the SPRT (4 % against 6 %, alpha = beta = 5 %) over `reps` repetitions
+/// on a Bernoulli source with probability `p`, and the mean number of trials.
+fn error_rate(p: f64, reps: u64, seed: u64) -> (f64, f64) {
+    let spec = SprtSpec::new(0.04, 0.06, 0.05, 0.05, 1_000_000).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut wrong, mut trials) = (0u64, 0u64);
+    for _ in 0..reps {
+        let mut t = Sprt::new(spec);
+        let d = loop {
+            if let Some(d) = t.observe(rng.gen::<f64>() < p) {
+                break d;
+            }
+        };
+        trials += t.trials();
+        let is_wrong = match d {
+            Decision::Fails => p <= spec.p0,
+            Decision::Meets => p >= spec.p1,
+            Decision::Undecided => panic!("a cap of a million trials is never reached"),
+        };
+        wrong += u64::from(is_wrong);
+    }
+    (wrong as f64 / reps as f64, trials as f64 / reps as f64)
+}
+
+/// The decision is wrong at most `alpha` (or `beta`) of the time, within sampling error,
+/// however long each repetition runs: the test is valid under optional stopping. At the
+/// edges of the band (4 % and 6 %) the bound is tight; further out (3 %, 7 %) it holds
+/// with room.
+#[test]
+fn the_sequential_test_errs_at_most_at_its_nominal_rate() {
+    let reps = 4000u64;
+    let nominal = 0.05;
+    // Three standard errors of a rate of 5 % over `reps` repetitions.
+    let slack = 3.0 * (nominal * (1.0 - nominal) / reps as f64).sqrt();
+    for (i, p) in [0.03, 0.04, 0.06, 0.07].into_iter().enumerate() {
+        let (rate, mean_trials) = error_rate(p, reps, 11 + i as u64);
+        eprintln!(
+            "p = {p}: wrong decisions {:.2} % over {reps} repetitions, {mean_trials:.0} trials on average",
+            100.0 * rate
+        );
+        assert!(rate <= nominal + slack, "p = {p}: {rate:.4} wrong, above {nominal} + {slack:.4}");
+    }
+    // Far from the band the test is both right and quick.
+    let (rate, mean_trials) = error_rate(0.5, 500, 3);
+    assert_eq!(rate, 0.0);
+    // ln 19 / (ln 1.5 + ln(0.94 / 0.96)) * 2 = 15.3 trials.
+    assert!(mean_trials < 20.0, "{mean_trials}");
+}
+
+/// Deterministic traffic (the planner's closed-form scenario with a small pool): every seed
+/// gives the same run, so the truth at each credit percentage is one run away.
+const SMALL: &str = r#"
+days = 10
+seeds = 1
+pool_initial_sats = 20000
+credit_pct = 10
+
+[population]
+new = 50
+established = 100
+trusted = 0
+elite = 0
+
+[requests]
+per_user_per_day = { dist = "fixed", value = 4 }
+even = true
+session_share = 0
+
+[cost]
+estimate_sats = { dist = "fixed", value = 15 }
+actual_pct = { dist = "fixed", value = 100 }
+work_ms = 0
+work_failure = 0
+
+[payment]
+gate_paid = 1
+partial_paid = 1
+pay_delay_ms = 0
+
+[tiers]
+promote_per_day = {}
+decay_per_day = {}
+
+[budget]
+new = 0
+established = 50
+"#;
+
+fn solver(range: &str, targets: &[&str], options: SolveOptions) -> Result<Solver, String> {
+    let targets: Vec<String> = targets.iter().map(|t| (*t).to_owned()).collect();
+    let range = parse_solve(range).map_err(|e| e.to_string())?;
+    Solver::new(SMALL, "small.toml", &[], range, &targets, options).map_err(|e| e.to_string())
+}
+
+/// Solve `target` over `range` (resolution 0.5) and compare with the truth on every value of
+/// the grid, one run each: the verdict must be the two neighbours the truth changes between.
+fn check_against_brute_force(range: &str, target: &str, meets: impl Fn(&model::SeedResult) -> bool) {
+    let s = solver(range, &[target], SolveOptions { resolution: Some(0.5), ..SolveOptions::default() }).unwrap();
+    let r = parse_solve(range).unwrap();
+    let grid: Vec<f64> = (0..).map(|k| r.lo + 0.5 * f64::from(k)).take_while(|&v| v <= r.hi).collect();
+    let truth: Vec<bool> = grid.iter().map(|&v| meets(&model::run(&s.scenario_at(v).unwrap(), 0, 1))).collect();
+    let first = truth.iter().position(|&m| m).expect("some value meets");
+    assert!(first > 0, "the boundary is inside the range");
+    assert!(truth[first..].iter().all(|&m| m), "{target}: the truth is monotone over {range}");
+    let out = s.solve(&|_, _| {}).unwrap();
+    assert_eq!(out.violations, 0, "{:?}", out.first_violation);
+    let res = &out.results[0];
+    let expected = Verdict::Between { meets_at: grid[first], fails_at: grid[first - 1], fails_decided: true };
+    assert_eq!(res.verdict, expected, "{target} over {range}");
+    // Every seed gives the same answer, so a value that fails takes the fewest seeds the test
+    // allows (ln 19 / ln 1.5 = 7.3), and one that meets the most (ln 19 / -ln(0.94 / 0.96) = 139.8).
+    for step in &res.steps {
+        let expected = if step.decision == Decision::Meets { 140 } else { 8 };
+        assert_eq!(step.seeds, expected, "{step:?}");
+    }
+    let (m, f) = (grid[first], grid[first - 1]);
+    let line = format!("{target}: credit_pct between {f} and {m} % (meets at {m}, fails at {f}), 95 % confidence;");
+    assert!(res.line.starts_with(&line), "{} vs {line}", res.line);
+    // The same solve on one thread gives the same answer from the same seeds.
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let again = one.install(|| s.solve(&|_, _| {}).unwrap());
+    assert_eq!(again.results[0].verdict, res.verdict);
+    let seeds = |o: &ledger_plan::solve::SolveOutput| o.results[0].steps.iter().map(|s| s.seeds).collect::<Vec<_>>();
+    assert_eq!(seeds(&again), seeds(&out));
+}
+
+#[test]
+fn a_solve_finds_the_boundary_a_brute_force_search_finds() {
+    // The pool's balance on the last day grows with the credit.
+    check_against_brute_force("credit_pct=0..100", "pool_p5(day=10) >= 1000", |r| r.pool_by_day[9] >= 1000);
+    // Running dry is monotone in the credit only over part of the range here: above 20 % the
+    // pool still drains to a few sats, and whether a request then finds it empty or offered a
+    // partial of its last sats depends on the remainder.
+    check_against_brute_force("credit_pct=0..20", "p_dry(day=10) <= 0.05", |r| r.depleted_day.is_none());
+}
+
+#[test]
+fn bad_input_is_refused_before_any_work() {
+    let d = SolveOptions::default;
+    let e = |range: &str, target: &str, o: SolveOptions| solver(range, &[target], o).unwrap_err();
+    let t = "p_dry <= 0.05";
+    for (got, want) in [
+        (e("credit_pct=0..150", t, d()), "--solve credit_pct=150: credit_pct = 150: percentage over 100"),
+        (e("budget.platinum=0..10", t, d()), "unknown field `platinum`"),
+        (e("seeds=1..10", t, d()), "the number of runs cannot be swept"),
+        (e("requests.even=0..1", t, d()), "--solve requests.even: not a numeric key"),
+        (e("budget.trusted=0.5..10", t, d()), "budget.trusted takes whole numbers"),
+        (e("credit_pct=0..100", "p_dry(day=11) <= 0.05", d()), "day 11 is not in 1..=10"),
+        (e("credit_pct=0..100", "garbage", d()), "--target \"garbage\": expected METRIC <= VALUE"),
+        (e("credit_pct=0..100", t, SolveOptions { band: Some(0.05), ..d() }), "0 < low < high < 1"),
+        (e("credit_pct=0..100", t, SolveOptions { alpha: 0.7, ..d() }), "alpha = 0.7"),
+        (e("credit_pct=0..100", t, SolveOptions { max_seeds: 0, ..d() }), "seed cap"),
+        (e("credit_pct=0..100", t, SolveOptions { resolution: Some(-1.0), ..d() }), "--resolution -1"),
+        (e("budget.trusted=0..100", t, SolveOptions { resolution: Some(0.5), ..d() }), "takes whole numbers"),
+    ] {
+        assert!(got.contains(want), "{got:?} should contain {want:?}");
+    }
+    let none = parse_solve("credit_pct=0..100").unwrap();
+    let no_targets = Solver::new(SMALL, "small.toml", &[], none, &[], d()).unwrap_err().to_string();
+    assert!(no_targets.contains("give at least one --target"), "{no_targets}");
+    // A whole-number key gets a whole-number resolution.
+    assert!(solver("budget.trusted=0..1000", &[t], d()).is_ok());
+    PlanScenario::from_toml_str(SMALL, "small.toml").unwrap();
+}
