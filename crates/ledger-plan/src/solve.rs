@@ -246,8 +246,11 @@ impl Solver {
             let target = Target::parse(text, solver.base.days)?;
             let limit = target.limit();
             let band = options.band.unwrap_or(limit.min(1.0 - limit) / 5.0);
-            let spec = SprtSpec::new(limit - band, limit + band, options.alpha, options.beta, options.max_seeds)
-                .map_err(|e| PlanError::Target(format!("{text:?} (limit {limit}, band {band}): {e}")))?;
+            // Rounded to nine places so that 0.05 + 0.01 reads 0.06 in reports.
+            let round = |p: f64| (p * 1e9).round() / 1e9;
+            let spec =
+                SprtSpec::new(round(limit - band), round(limit + band), options.alpha, options.beta, options.max_seeds)
+                    .map_err(|e| PlanError::Target(format!("{text:?} (limit {limit}, band {band}): {e}")))?;
             solver.targets.push((target, spec));
         }
         for (target, _) in &solver.targets {
@@ -323,7 +326,7 @@ impl Solver {
                 Ok(step)
             })?;
             let seeds_run = steps.iter().map(|s| s.seeds_run).sum();
-            let line = verdict_line(&self.range.key, target, spec, &verdict, seeds_run);
+            let line = verdict_line(&self.range, target, spec, &verdict, seeds_run);
             results.push(TargetResult {
                 target: target.clone(),
                 event: target.event_words(),
@@ -397,7 +400,9 @@ fn unit(key: &str) -> &'static str {
     }
 }
 
-fn verdict_line(key: &str, target: &Target, spec: &SprtSpec, verdict: &Verdict, seeds_run: u64) -> String {
+fn verdict_line(range: &SolveRange, target: &Target, spec: &SprtSpec, verdict: &Verdict, seeds_run: u64) -> String {
+    let key = &range.key;
+    let span = format!("{}..{}", fmt_f64(range.lo), fmt_f64(range.hi));
     let confidence = fmt_f64((100.0 * (1.0 - spec.alpha.max(spec.beta)) * 1e6).round() / 1e6);
     let u = unit(key);
     let answer = match verdict {
@@ -411,8 +416,8 @@ fn verdict_line(key: &str, target: &Target, spec: &SprtSpec, verdict: &Verdict, 
                 fmt_f64(b)
             )
         }
-        Verdict::AllMeet => format!("every {key} in the range meets it (both ends do), {confidence} % confidence"),
-        Verdict::NoneMeets => format!("no {key} in the range meets it (neither end does)"),
+        Verdict::AllMeet => format!("every {key} in {span} meets it (both ends do), {confidence} % confidence"),
+        Verdict::NoneMeets => format!("no {key} in {span} meets it (neither end does), {confidence} % confidence"),
     };
     format!("{}: {answer}; {} seeds spent", target.text, thousands(seeds_run))
 }
