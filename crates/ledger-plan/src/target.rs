@@ -280,5 +280,25 @@ mod tests {
         assert!(err("free_p10(tier=gold) >= 0.2").contains("one of new"));
         assert!(err("peak_locked_p95(day=3) <= 5").contains("takes no day"));
         assert!(err("p_dry <= inf").contains("finite"));
+        // Nothing panics, whatever is written.
+        for s in [
+            "",
+            "<=",
+            ">=",
+            "(((<=1",
+            "p_dry(day=)<=0.1",
+            "p_dry(day=4294967296) <= 0.1",
+            "p_dry(=3)<=0.1",
+            "pool_p5(day=1,day=2)>=1",
+            "free_p10(tier=new,tier=elite)>=0.1",
+            "pool_p5)(>=1",
+            "p_dry >= 0.5 <= 3",
+            "pööl_p5 >= 1",
+            "pool_p99999999999999999999 >= 1",
+            "peak_locked_p <= 1",
+            "p_dry <= -0",
+        ] {
+            let _ = Target::parse(s, 90);
+        }
     }
 }
