@@ -6,6 +6,7 @@
 //
 // PATH is taken relative to the working directory. See adapters/typescript/README.md.
 
+import { realpathSync } from "node:fs";
 import { register } from "node:module";
 import { resolve as resolvePath } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -31,7 +32,16 @@ if (!modulePath) {
   process.exit(2);
 }
 
-const seedUrl = pathToFileURL(resolvePath(process.cwd(), modulePath)).href;
+// Node resolves a module's URL through symbolic links, so the hooks must know it by its real
+// path (a `../shared` that is a link would otherwise not be recognised as the seed).
+let realPath;
+try {
+  realPath = realpathSync(resolvePath(process.cwd(), modulePath));
+} catch (e) {
+  process.stderr.write(`seed.mjs: --module ${modulePath}: ${e.message}\n`);
+  process.exit(2);
+}
+const seedUrl = pathToFileURL(realPath).href;
 const src = new URL("../src/seed/", import.meta.url);
 
 // tsx first, then ours: the hook registered last runs first.

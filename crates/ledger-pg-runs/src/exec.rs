@@ -23,14 +23,14 @@ use crate::differential::{Differential, Divergence};
 use crate::lockstep::{lockstep_report, once, SeedRun, Twin};
 use crate::server::{Db, Server};
 
-/// A started implementation, and the database it was given (kept alive as long as it runs).
-pub(crate) struct Started {
-    pub(crate) child: Child,
+/// The database an implementation was given (`--exec-db`), kept as long as this lives: drop
+/// it after the child.
+pub struct ChildDb {
     _db: Option<Db>,
 }
 
 /// Starts the implementation of `exec`, with a fresh database in `DATABASE_URL` if asked.
-pub(crate) fn start(exec: &ExecArgs, pg: &PgArgs, config: &Config) -> anyhow::Result<Started> {
+pub(crate) fn start(exec: &ExecArgs, pg: &PgArgs, config: &Config) -> anyhow::Result<(Child, ChildDb)> {
     let command = exec.command()?;
     let timeout = exec.timeout()?;
     let db = if exec.exec_db { Some(Server::new(pg)?.fresh()?) } else { None };
@@ -51,7 +51,7 @@ pub(crate) fn start(exec: &ExecArgs, pg: &PgArgs, config: &Config) -> anyhow::Re
             ledger_exec::StateKind::Durable => "durable storage",
         }
     );
-    Ok(Started { child, _db: db })
+    Ok((child, ChildDb { _db: db }))
 }
 
 fn api_name(api: Api) -> &'static str {
@@ -61,27 +61,10 @@ fn api_name(api: Api) -> &'static str {
     }
 }
 
-impl Started {
-    /// The child, and what keeps its database alive.
-    pub(crate) fn child_and_db(self) -> (Child, Option<Db>) {
-        (self.child, self._db)
-    }
-}
-
-/// Starts the implementation of `exec` for a command other than `run` (`conform`): the child
-/// and what keeps its database alive.
-pub fn start_exec(exec: &ExecArgs, config: &Config) -> anyhow::Result<(Child, impl Drop)> {
-    let s = start(exec, &PgArgs::default(), config)?;
-    Ok((s.child, KeepDb(s._db)))
-}
-
-/// Keeps a database alive until dropped.
-struct KeepDb(Option<Db>);
-
-impl Drop for KeepDb {
-    fn drop(&mut self) {
-        self.0.take();
-    }
+/// Starts the implementation of `exec` for a command other than `run` (`conform`,
+/// `bench-exec`), on a throwaway server when it needs a database.
+pub fn start_exec(exec: &ExecArgs, config: &Config) -> anyhow::Result<(Child, ChildDb)> {
+    start(exec, &PgArgs::default(), config)
 }
 
 /// The engine's name in reports and traces: `exec-reference` or `exec-seed`.
@@ -122,7 +105,7 @@ fn replay_on(child: &RefCell<Child>, h: &History, log: bool) -> anyhow::Result<(
 /// `run --engine exec` in lockstep: every seed from a reset of one child.
 pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> anyhow::Result<RunReport> {
     let started = Instant::now();
-    let (child, _db) = start(exec, args, &run.scenario.ledger)?.child_and_db();
+    let (child, _db) = start(exec, args, &run.scenario.ledger)?;
     let child = RefCell::new(child);
     let api = child.borrow().hello().api;
     let name = report_name(api);
@@ -157,7 +140,7 @@ pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> 
 /// Replays an exec trace on the implementation of `exec`: the result, and for the reference
 /// API the first divergence from the reference (`at engine step N: what differed`).
 pub fn replay_on_exec(h: &History, exec: &ExecArgs, log: bool) -> anyhow::Result<(RunResult, Option<String>)> {
-    let (child, _db) = start(exec, &PgArgs::default(), &h.config)?.child_and_db();
+    let (child, _db) = start(exec, &PgArgs::default(), &h.config)?;
     let child = RefCell::new(child);
     let want = h.engine.as_str();
     let have = report_name(child.borrow().hello().api);

@@ -349,7 +349,7 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
     let started = Instant::now();
     let config = run.scenario.ledger;
     // The database outlives the child (declared first, dropped last).
-    let (child, _db) = start(exec, args, &config)?.child_and_db();
+    let (child, _db) = start(exec, args, &config)?;
     let api = child.hello().api;
     if exec.kill_child_at.is_some() && child.hello().state != StateKind::Durable {
         anyhow::bail!(

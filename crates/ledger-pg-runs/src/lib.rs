@@ -65,7 +65,7 @@ mod server;
 pub use args::{ExecArgs, PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY};
 pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
-pub use exec::{replay_on_exec, start_exec};
+pub use exec::{replay_on_exec, start_exec, ChildDb};
 pub use lockstep::replay_on_pg;
 
 use ledger_simulator::report::{EngineKind, RunReport};
