@@ -85,7 +85,8 @@ fn ledger_core_has_no_features_and_knows_no_mutant() {
 #[test]
 fn only_the_io_crates_reach_a_database_or_an_async_runtime() {
     let pkgs = packages();
-    for name in ["ledger-core", "ledger-harness", "ledger-simulator", "ledger-plan", "ledger-concurrent"] {
+    for name in ["ledger-core", "ledger-harness", "ledger-simulator", "ledger-plan", "ledger-concurrent", "ledger-exec"]
+    {
         let io: Vec<String> = external_deps(&pkgs, name)
             .into_iter()
             .filter(|d| ["sqlx", "tokio", "chrono"].contains(&d.as_str()))
@@ -98,14 +99,15 @@ fn only_the_io_crates_reach_a_database_or_an_async_runtime() {
 fn the_layers_point_down() {
     let pkgs = packages();
     // Who may depend on each library crate (normal dependencies; tests and benches are free).
-    let rules: [(&str, &[&str]); 7] = [
+    let rules: [(&str, &[&str]); 8] = [
         ("ledger-core", &[]),
         ("ledger-harness", &["ledger-core"]),
         ("ledger-concurrent", &["ledger-core"]),
+        ("ledger-exec", &["ledger-core", "ledger-harness"]),
         ("ledger-simulator", &["ledger-core", "ledger-harness"]),
         ("ledger-plan", &["ledger-core", "ledger-harness", "ledger-simulator"]),
         ("ledger-pg", &["ledger-core", "ledger-harness"]),
-        ("ledger-pg-runs", &["ledger-core", "ledger-harness", "ledger-pg", "ledger-simulator"]),
+        ("ledger-pg-runs", &["ledger-core", "ledger-exec", "ledger-harness", "ledger-pg", "ledger-simulator"]),
     ];
     for (name, may) in rules {
         let inner: BTreeSet<&str> = pkgs[name].1.iter().filter(|d| pkgs.contains_key(*d)).map(String::as_str).collect();
