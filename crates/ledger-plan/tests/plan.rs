@@ -1,6 +1,8 @@
 //! `ledger-sim plan`: a closed form, shards against a single run, thread-count
 //! independence, scenario errors, and snapshots of the fixture scenarios' reports.
 
+mod common;
+use common::CLOSED_FORM;
 use ledger_plan::report::{self, PlanOutput, Shard};
 use ledger_plan::scenario::PlanScenario;
 use ledger_plan::{html, merge, parse_sweep, Plan};
@@ -19,44 +21,6 @@ fn plan(text: &str, overrides: &[(&str, &str)], sweeps: &[&str]) -> Plan {
 fn json(out: &PlanOutput) -> String {
     serde_json::to_string_pretty(out).unwrap()
 }
-
-/// Deterministic arrivals, no concurrency (work and payment take no time), no faults.
-const CLOSED_FORM: &str = r#"
-days = 10
-seeds = 1
-pool_initial_sats = 1000000
-credit_pct = 10
-
-[population]
-new = 50
-established = 100
-trusted = 0
-elite = 0
-
-[requests]
-per_user_per_day = { dist = "fixed", value = 4 }
-even = true
-session_share = 0
-
-[cost]
-estimate_sats = { dist = "fixed", value = 15 }
-actual_pct = { dist = "fixed", value = 100 }
-work_ms = 0
-work_failure = 0
-
-[payment]
-gate_paid = 1
-partial_paid = 1
-pay_delay_ms = 0
-
-[tiers]
-promote_per_day = {}
-decay_per_day = {}
-
-[budget]
-new = 0
-established = 50
-"#;
 
 #[test]
 fn pool_trajectory_matches_the_closed_form() {

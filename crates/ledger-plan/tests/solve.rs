@@ -2,6 +2,8 @@
 //! probability, a solve on the planner against a brute-force answer, and bad input refused
 //! before any work.
 
+mod common;
+use common::CLOSED_FORM;
 use ledger_plan::model;
 use ledger_plan::scenario::PlanScenario;
 use ledger_plan::solve::{parse_solve, SolveOptions, Solver, Verdict};
@@ -58,49 +60,16 @@ fn the_sequential_test_errs_at_most_at_its_nominal_rate() {
     assert!(mean_trials < 20.0, "{mean_trials}");
 }
 
-/// Deterministic traffic (the planner's closed-form scenario with a small pool): every seed
-/// gives the same run, so the truth at each credit percentage is one run away.
-const SMALL: &str = r#"
-days = 10
-seeds = 1
-pool_initial_sats = 20000
-credit_pct = 10
-
-[population]
-new = 50
-established = 100
-trusted = 0
-elite = 0
-
-[requests]
-per_user_per_day = { dist = "fixed", value = 4 }
-even = true
-session_share = 0
-
-[cost]
-estimate_sats = { dist = "fixed", value = 15 }
-actual_pct = { dist = "fixed", value = 100 }
-work_ms = 0
-work_failure = 0
-
-[payment]
-gate_paid = 1
-partial_paid = 1
-pay_delay_ms = 0
-
-[tiers]
-promote_per_day = {}
-decay_per_day = {}
-
-[budget]
-new = 0
-established = 50
-"#;
+/// The closed-form scenario with a small pool: every seed gives the same run, so the truth at
+/// each credit percentage is one run away.
+fn small() -> String {
+    CLOSED_FORM.replace("pool_initial_sats = 1000000", "pool_initial_sats = 20000")
+}
 
 fn solver(range: &str, targets: &[&str], options: SolveOptions) -> Result<Solver, String> {
     let targets: Vec<String> = targets.iter().map(|t| (*t).to_owned()).collect();
     let range = parse_solve(range).map_err(|e| e.to_string())?;
-    Solver::new(SMALL, "small.toml", &[], range, &targets, options).map_err(|e| e.to_string())
+    Solver::new(&small(), "small.toml", &[], range, &targets, options).map_err(|e| e.to_string())
 }
 
 /// Solve `target` over `range` (resolution 0.5) and compare with the truth on every value of
@@ -167,9 +136,9 @@ fn bad_input_is_refused_before_any_work() {
         assert!(got.contains(want), "{got:?} should contain {want:?}");
     }
     let none = parse_solve("credit_pct=0..100").unwrap();
-    let no_targets = Solver::new(SMALL, "small.toml", &[], none, &[], d()).unwrap_err().to_string();
+    let no_targets = Solver::new(&small(), "small.toml", &[], none, &[], d()).unwrap_err().to_string();
     assert!(no_targets.contains("give at least one --target"), "{no_targets}");
     // A whole-number key gets a whole-number resolution.
     assert!(solver("budget.trusted=0..1000", &[t], d()).is_ok());
-    PlanScenario::from_toml_str(SMALL, "small.toml").unwrap();
+    PlanScenario::from_toml_str(&small(), "small.toml").unwrap();
 }
