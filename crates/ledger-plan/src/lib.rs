@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod history;
 pub mod html;
 pub mod model;
 pub mod report;

@@ -24,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
 
+use super::history::{HistoryRow, Served};
 use super::scenario::{Dist, DistKind, OnRefused, PlanScenario};
 
 /// Index of the served counters: free, partial, gated.
@@ -181,6 +182,8 @@ struct Run<'a> {
     estimate: Sampler,
     actual_pct: Sampler,
     hour_cdf: [f64; 24],
+    /// Every request decided, for `plan --history-out`; `None` (no cost) otherwise.
+    history: Option<&'a mut Vec<HistoryRow>>,
 }
 
 /// Run one configuration with one seed. `config` is only copied into the result.
@@ -193,6 +196,22 @@ pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
 /// more to know that the pool ran dry by a day, and a failing configuration costs a few
 /// days instead of all of them. `pool_by_day` is then shorter than `days`.
 pub fn run_until_dry(s: &PlanScenario, config: usize, seed: u64, stop_when_dry: bool) -> SeedResult {
+    run_recorded(s, config, seed, stop_when_dry, None)
+}
+
+/// [`run`] of `seed`, with a row appended to `history` for every request it decides, in
+/// time order (`plan --history-out`). The run is the same run, draw for draw.
+pub fn run_with_history(s: &PlanScenario, seed: u64, history: &mut Vec<HistoryRow>) -> SeedResult {
+    run_recorded(s, 0, seed, false, Some(history))
+}
+
+fn run_recorded(
+    s: &PlanScenario,
+    config: usize,
+    seed: u64,
+    stop_when_dry: bool,
+    history: Option<&mut Vec<HistoryRow>>,
+) -> SeedResult {
     let ledger_config = s.config();
     let mut hour_cdf = [0.0; 24];
     let total: f64 = s.requests.hourly_weights.iter().sum();
@@ -247,6 +266,7 @@ pub fn run_until_dry(s: &PlanScenario, config: usize, seed: u64, stop_when_dry: 
         estimate: Sampler::new(&s.cost.estimate_sats),
         actual_pct: Sampler::new(&s.cost.actual_pct),
         hour_cdf,
+        history,
     };
     for (tier, n) in Tier::ALL.into_iter().zip(s.population.by_tier()) {
         for _ in 0..n {
@@ -404,6 +424,19 @@ impl Run<'_> {
         let actual = sats((estimated.to_u64() as f64 * pct / 100.0).round() as u64);
         let session = self.rng.gen::<f64>() < s.requests.session_share;
         let fails = self.rng.gen::<f64>() < s.cost.work_failure;
+        if let Some(history) = self.history.as_deref_mut() {
+            // Completed at the decision (see `events`), which comes before the next arrival.
+            history.push(HistoryRow {
+                time_ms: now_ms,
+                user: format!("u{user}"),
+                tier: self.users[user as usize],
+                session,
+                estimate_sats: estimated.to_u64(),
+                actual_sats: (!fails).then(|| actual.to_u64()),
+                outcome: Served::Free,
+                paid: None,
+            });
+        }
         self.next_request += 1;
         let request_id = RequestId(self.next_request);
         let pubkey = ledger_harness::user_pubkey(u64::from(user));
@@ -542,6 +575,14 @@ impl Run<'_> {
                     flow.accepted = self.rng.gen::<f64>() < take;
                     if !flow.accepted {
                         self.out.abandoned += 1;
+                    }
+                    if let Some(row) = self.history.as_deref_mut().and_then(|h| h.last_mut()) {
+                        // A decide is the first call of a request, made when it arrives.
+                        row.outcome = if flow.served == PARTIAL { Served::Partial } else { Served::Gated };
+                        row.paid = Some(flow.accepted);
+                        if !flow.accepted {
+                            row.actual_sats = None;
+                        }
                     }
                 }
                 Event::Granted => flow.granted = true,

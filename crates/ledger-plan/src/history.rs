@@ -1,0 +1,318 @@
+//! A request history: one CSV row per request a service decided, the input of
+//! `ledger-sim plan --fit` ([`crate::fit`]) and the output of `plan --history-out`.
+//!
+//! It is what a service running the ledger can export from its own logs, and it is not a
+//! trace of ledger commands: there are no reservations, payments ids or pool balances in it,
+//! only what a user asked for and what became of it.
+//!
+//! # Format
+//!
+//! UTF-8 text, one row per line (`\n` or `\r\n`), fields separated by commas, no quoting: a
+//! field never holds a comma, a quote or white space. The first line is this header, exactly:
+//!
+//! ```text
+//! time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid
+//! ```
+//!
+//! | column | meaning |
+//! |---|---|
+//! | `time_ms` | when the request was decided, milliseconds since the Unix epoch (UTC), at most `4102444800000` (2100-01-01); rows are in time order (equal times allowed) |
+//! | `user` | an opaque id of the user, 1 to 64 characters (a hash of the public key will do) |
+//! | `tier` | the user's tier when the request was decided: `new`, `established`, `trusted` or `elite` |
+//! | `kind` | `job` (asynchronous: invoice, then work) or `session` (synchronous: work, then invoice) |
+//! | `estimate_sats` | the estimate the decision was made on, `1..=1000000000` |
+//! | `actual_sats` | the actual cost recorded when the work ran and succeeded, `0..=1000000000`; empty when no work ran (an invoice not paid) or it failed |
+//! | `outcome` | the decision as served: `free`, `partial` (a reduced invoice was offered) or `gated` (the full invoice) |
+//! | `paid` | `true` or `false`: whether the user paid the partial or full invoice; empty for `free` |
+//!
+//! A row that contradicts itself is refused: a `free` row with `paid`, a `partial` or
+//! `gated` row without it, an `actual_sats` on a row whose invoice was not paid.
+//!
+//! ```text
+//! time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid
+//! 1704067212345,u17,established,job,25,21,free,
+//! 1704067230001,u3,new,session,40,,gated,false
+//! 1704067295120,u88,trusted,job,310,290,partial,true
+//! ```
+//!
+//! The reader ([`read`]) is strict: the first bad line is an error naming the file, the
+//! line, the column and the value ([`HistoryError`]); it never panics and reads nothing
+//! partially.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use ledger_core::Tier;
+
+/// The header line, exactly.
+pub const HEADER: &str = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid";
+
+/// The largest `time_ms`: 2100-01-01 UTC, the end of the scenario's `start_ms` range.
+pub const MAX_TIME_MS: u64 = 4_102_444_800_000;
+
+/// The largest estimate or actual cost in sats (the scenario's estimate range).
+pub const MAX_SATS: u64 = 1_000_000_000;
+
+/// The longest user id.
+pub const MAX_USER_LEN: usize = 64;
+
+/// How a request was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Served {
+    /// Free: the pool paid.
+    Free,
+    /// A partial offer: the user was invoiced the rest.
+    Partial,
+    /// Gated: the user was invoiced in full.
+    Gated,
+}
+
+impl Served {
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Served::Free => "free",
+            Served::Partial => "partial",
+            Served::Gated => "gated",
+        }
+    }
+}
+
+/// One request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// When it was decided, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The user's opaque id.
+    pub user: String,
+    /// The user's tier then.
+    pub tier: Tier,
+    /// A session (work first) rather than a job.
+    pub session: bool,
+    /// The estimate.
+    pub estimate_sats: u64,
+    /// The actual cost, when the work ran and succeeded.
+    pub actual_sats: Option<u64>,
+    /// How it was served.
+    pub outcome: Served,
+    /// Whether the invoice of a partial or gated request was paid; `None` for a free one.
+    pub paid: Option<bool>,
+}
+
+/// A history that cannot be read: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// No header.
+    #[error("{origin}: empty: a history starts with the header line {HEADER}")]
+    Empty {
+        /// The file.
+        origin: String,
+    },
+    /// A header, but no rows.
+    #[error("{origin}: no requests after the header")]
+    NoRows {
+        /// The file.
+        origin: String,
+    },
+    /// A line that is not a row: not UTF-8, a wrong number of fields, a wrong header.
+    #[error("{origin}:{line}: {reason}")]
+    Line {
+        /// The file.
+        origin: String,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A field with a value it cannot take.
+    #[error("{origin}:{line}: {column} = {value:?}: {reason}")]
+    Field {
+        /// The file.
+        origin: String,
+        /// The 1-based line.
+        line: usize,
+        /// The column's name.
+        column: &'static str,
+        /// The value as written.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// The rows as CSV text with its header.
+pub fn write(rows: &[HistoryRow]) -> String {
+    let mut out = String::with_capacity(rows.len() * 48 + HEADER.len() + 1);
+    out.push_str(HEADER);
+    out.push('\n');
+    for r in rows {
+        let actual = r.actual_sats.map(|a| a.to_string()).unwrap_or_default();
+        let paid = match r.paid {
+            None => "",
+            Some(true) => "true",
+            Some(false) => "false",
+        };
+        let kind = if r.session { "session" } else { "job" };
+        writeln!(
+            out,
+            "{},{},{},{kind},{},{actual},{},{paid}",
+            r.time_ms,
+            r.user,
+            r.tier,
+            r.estimate_sats,
+            r.outcome.as_str()
+        )
+        .expect("writing to a String cannot fail");
+    }
+    out
+}
+
+/// Reads a history from the bytes of a file; `origin` names it in errors.
+pub fn read(bytes: &[u8], origin: &str) -> Result<Vec<HistoryRow>, HistoryError> {
+    if bytes.is_empty() {
+        return Err(HistoryError::Empty { origin: origin.to_owned() });
+    }
+    // A final newline ends the last line; it does not begin another.
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut lines = body.split(|b| *b == b'\n').enumerate().map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)));
+    let text = |line: usize, raw: &[u8]| -> Result<String, HistoryError> {
+        String::from_utf8(raw.to_vec()).map_err(|e| HistoryError::Line {
+            origin: origin.to_owned(),
+            line,
+            reason: format!("not UTF-8 text (byte {} of the line)", e.utf8_error().valid_up_to() + 1),
+        })
+    };
+    let (_, header) = lines.next().expect("split yields at least one piece");
+    let header = text(1, header)?;
+    if header.trim_start_matches('\u{feff}') != HEADER {
+        return Err(HistoryError::Line {
+            origin: origin.to_owned(),
+            line: 1,
+            reason: format!("header {header:?}: expected {HEADER:?}"),
+        });
+    }
+    let mut rows = Vec::new();
+    for (line, raw) in lines {
+        let row = parse_row(&text(line, raw)?, origin, line)?;
+        if let Some(prev) = rows.last().map(|r: &HistoryRow| r.time_ms) {
+            if row.time_ms < prev {
+                return Err(HistoryError::Field {
+                    origin: origin.to_owned(),
+                    line,
+                    column: "time_ms",
+                    value: row.time_ms.to_string(),
+                    reason: format!("before the line above's {prev}: rows must be in time order"),
+                });
+            }
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Err(HistoryError::NoRows { origin: origin.to_owned() });
+    }
+    Ok(rows)
+}
+
+fn parse_row(line_text: &str, origin: &str, line: usize) -> Result<HistoryRow, HistoryError> {
+    let fields: Vec<&str> = line_text.split(',').collect();
+    if fields.len() != 8 {
+        let reason = if line_text.is_empty() {
+            "an empty line: every line after the header is a request".to_owned()
+        } else {
+            format!("{} fields, expected 8 ({HEADER})", fields.len())
+        };
+        return Err(HistoryError::Line { origin: origin.to_owned(), line, reason });
+    }
+    let fail = |column: &'static str, value: &str, reason: &str| HistoryError::Field {
+        origin: origin.to_owned(),
+        line,
+        column,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let number = |column: &'static str, value: &str, lo: u64, hi: u64| -> Result<u64, HistoryError> {
+        let range = format!("must be a whole number in {lo}..={hi}");
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(fail(column, value, &range));
+        }
+        match value.parse::<u64>() {
+            Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+            _ => Err(fail(column, value, &range)),
+        }
+    };
+    let time_ms = number("time_ms", fields[0], 0, MAX_TIME_MS)?;
+    let user = fields[1];
+    if user.is_empty() || user.len() > MAX_USER_LEN || user.chars().any(|c| c.is_whitespace() || c == '"') {
+        return Err(fail("user", user, &format!("must be 1 to {MAX_USER_LEN} bytes without white space or quotes")));
+    }
+    let tier =
+        Tier::from_str(fields[2]).map_err(|_| fail("tier", fields[2], "must be new, established, trusted or elite"))?;
+    let session = match fields[3] {
+        "job" => false,
+        "session" => true,
+        other => return Err(fail("kind", other, "must be job or session")),
+    };
+    let estimate_sats = number("estimate_sats", fields[4], 1, MAX_SATS)?;
+    let actual_sats = match fields[5] {
+        "" => None,
+        v => Some(number("actual_sats", v, 0, MAX_SATS)?),
+    };
+    let outcome = match fields[6] {
+        "free" => Served::Free,
+        "partial" => Served::Partial,
+        "gated" => Served::Gated,
+        other => return Err(fail("outcome", other, "must be free, partial or gated")),
+    };
+    let paid = match (fields[7], outcome) {
+        ("", Served::Free) => None,
+        (v, Served::Free) => return Err(fail("paid", v, "a free request has no invoice: leave it empty")),
+        ("true", _) => Some(true),
+        ("false", _) => Some(false),
+        (v, _) => return Err(fail("paid", v, "must be true or false for a partial or gated request")),
+    };
+    if paid == Some(false) {
+        if let Some(a) = actual_sats {
+            return Err(fail(
+                "actual_sats",
+                &a.to_string(),
+                "the invoice was not paid, so no work ran: leave it empty",
+            ));
+        }
+    }
+    Ok(HistoryRow { time_ms, user: user.to_owned(), tier, session, estimate_sats, actual_sats, outcome, paid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_written_are_read_back() {
+        let rows = vec![
+            HistoryRow {
+                time_ms: 1_704_067_212_345,
+                user: "u17".into(),
+                tier: Tier::Established,
+                session: false,
+                estimate_sats: 25,
+                actual_sats: Some(21),
+                outcome: Served::Free,
+                paid: None,
+            },
+            HistoryRow {
+                time_ms: 1_704_067_230_001,
+                user: "u3".into(),
+                tier: Tier::New,
+                session: true,
+                estimate_sats: 40,
+                actual_sats: None,
+                outcome: Served::Gated,
+                paid: Some(false),
+            },
+        ];
+        let text = write(&rows);
+        assert_eq!(read(text.as_bytes(), "h.csv").unwrap(), rows);
+        assert_eq!(read(text.replace('\n', "\r\n").as_bytes(), "h.csv").unwrap(), rows);
+        assert_eq!(read(text.trim_end().as_bytes(), "h.csv").unwrap(), rows);
+    }
+}
