@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod fit;
 pub mod history;
 pub mod html;
 pub mod model;

@@ -14,13 +14,25 @@ use ledger_plan::{html, merge_named, parse_shard, parse_sweep, Plan};
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
     /// The planner scenario (TOML; see `fixtures/scenarios/plan-*.toml`).
-    pub scenario: PathBuf,
+    #[arg(required_unless_present = "fit")]
+    pub scenario: Option<PathBuf>,
     /// Seeds per configuration (overrides `seeds`).
     #[arg(long)]
     pub seeds: Option<u32>,
     /// Days to simulate (overrides `days`).
     #[arg(long)]
     pub days: Option<u32>,
+    /// Fit a scenario to a request history (CSV, one row per request; the format is in the
+    /// README) and write it as TOML, each fitted key with its fit's quality, instead of planning.
+    #[arg(long, value_name = "HISTORY.csv", conflicts_with_all = ["scenario", "seeds", "days", "sweep", "shard", "solve", "json", "csv", "report", "history_out"])]
+    pub fit: Option<PathBuf>,
+    /// Where `--fit` writes the scenario [default: stdout]; written whole or not at all.
+    #[arg(long = "out", value_name = "S.toml", requires = "fit")]
+    pub fit_out: Option<PathBuf>,
+    /// Write the history of one run (the scenario's first seed) to FILE.csv, one row per
+    /// request in the format `--fit` reads, instead of planning.
+    #[arg(long, value_name = "FILE.csv", conflicts_with_all = ["seeds", "sweep", "shard", "solve", "json", "csv", "report"])]
+    pub history_out: Option<PathBuf>,
     /// A sweep axis `KEY=V1,V2,...` over a numeric key (dotted: `budget.trusted`);
     /// repeat for a grid.
     #[arg(long = "sweep", value_name = "KEY=V1,V2,...")]
@@ -158,14 +170,21 @@ fn check_memory(per_run: u64, n_items: usize) -> anyhow::Result<()> {
 
 /// `ledger-sim plan`: true when no invariant broke.
 pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
-    let origin = args.scenario.display().to_string();
-    let text = crate::input::read_text(&args.scenario)?;
+    if let Some(history) = &args.fit {
+        return fit_cmd(history, args.fit_out.as_deref());
+    }
+    let scenario = args.scenario.as_deref().expect("clap asks for a scenario without --fit");
+    let origin = scenario.display().to_string();
+    let text = crate::input::read_text(scenario)?;
     let mut overrides = Vec::new();
     if let Some(n) = args.seeds {
         overrides.push(("seeds", n.to_string()));
     }
     if let Some(n) = args.days {
         overrides.push(("days", n.to_string()));
+    }
+    if let Some(path) = &args.history_out {
+        return history_cmd(&text, &origin, &overrides, path);
     }
     if let Some(range) = &args.solve {
         anyhow::ensure!(
@@ -264,4 +283,45 @@ pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
     }
     let out = merge_named(parts)?;
     emit(&out, &args.out)
+}
+
+/// `plan --fit HISTORY.csv`: the fitted scenario to `out` (written whole, and only when the
+/// whole history was read and fitted) or stdout.
+fn fit_cmd(history: &Path, out: Option<&Path>) -> anyhow::Result<bool> {
+    let bytes = crate::input::read_bytes(history)?;
+    let rows = ledger_plan::history::read(&bytes, &history.display().to_string())?;
+    // The scenario names the file, not the directory it was read from.
+    let name = history.file_name().map_or_else(|| history.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let fitted = ledger_plan::fit::fit(&rows, &name)?;
+    let toml = fitted.toml();
+    ledger_plan::scenario::PlanScenario::from_toml_str(&toml, "the fitted scenario")
+        .map_err(|e| anyhow::anyhow!("{}: the fitted scenario is not valid ({e})", history.display()))?;
+    match out {
+        Some(path) => {
+            crate::input::write_whole(path, toml.as_bytes())?;
+            eprintln!(
+                "{} requests of {} users fitted; scenario written to {}",
+                fitted.n_requests,
+                fitted.n_users,
+                path.display()
+            );
+        }
+        None => write!(std::io::stdout().lock(), "{toml}")?,
+    }
+    Ok(true)
+}
+
+/// `plan S.toml --history-out FILE.csv`: one run of the scenario's first seed, every request
+/// it decides written to `path` (whole or not at all): true when no invariant broke.
+fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Path) -> anyhow::Result<bool> {
+    let plan = Plan::new(text, origin, overrides, Vec::new())?;
+    check_memory(plan.bytes_per_run(), 1)?;
+    let mut rows = Vec::new();
+    let run = ledger_plan::model::run_with_history(&plan.base, plan.base.seed, &mut rows);
+    crate::input::write_whole(path, ledger_plan::history::write(&rows).as_bytes())?;
+    eprintln!("{} requests of seed {} written to {}", rows.len(), plan.base.seed, path.display());
+    if let Some(v) = &run.first_violation {
+        eprintln!("{} invariant violation(s); the first: {v}", run.violations);
+    }
+    Ok(run.violations == 0)
 }

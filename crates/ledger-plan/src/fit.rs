@@ -1,0 +1,924 @@
+//! `plan --fit HISTORY.csv`: a planner scenario fitted to a request history
+//! ([`crate::history`]), with the quality of each fit.
+//!
+//! It fits what a history shows and nothing else. The history shows traffic (requests per
+//! user per day, the daily cycle, sessions against jobs), costs (estimates, actual over
+//! estimate, work failures), how users answer invoices, the tier mix and its drift, and
+//! growth. It does not show the pool, the budgets, the credit percentage or how long work
+//! and payment take: those keys are written at their defaults, marked so.
+//!
+//! What each key is fitted from, and the assumptions that make the fit right for the
+//! planner's model (no churn, one distribution for every tier, tiers move at the end of a
+//! day by at most one step):
+//!
+//! - `days`, `start_ms`: the UTC days from the first request's to the last's.
+//! - `requests.per_user_per_day`: the requests of each user on each day after the day the
+//!   user is first seen (zeros included; the first day is left out because it is seen only
+//!   because it has a request). `fixed` when every count is equal, otherwise `poisson`
+//!   (maximum likelihood: the mean) or a rounded `lognormal` clamped at the largest count
+//!   (maximum likelihood over the rounding bins, by Nelder-Mead), whichever has the smaller
+//!   AIC; quality: a chi-square test of the binned counts.
+//! - `population`: the users active on day 0 per tier, divided by the share of user-days with
+//!   a request (a user is active on a day with that probability, independently); growth:
+//!   the slope of a least-squares line through the logarithm of the active users of each day.
+//! - `requests.hourly_weights`: the share of requests in each UTC hour, times 24; quality: a
+//!   chi-square test that the cycle is the same every day.
+//! - `cost.estimate_sats`: a rounded log-normal by maximum likelihood, clamped at the largest
+//!   estimate; quality: the Kolmogorov-Smirnov distance.
+//! - `cost.actual_pct`: `100 * actual / estimate` of the requests whose work ran and
+//!   succeeded, with an estimate of at least [`MIN_ESTIMATE_FOR_PCT`] sats (below it the
+//!   rounding of the actual cost dominates); `fixed` when one percentage explains every
+//!   row, otherwise `uniform` (by moments, the rounding's variance taken out) or
+//!   `lognormal`, whichever is closer in Kolmogorov-Smirnov distance.
+//! - `cost.work_failure`: the share of requests whose work ran (free, or invoice paid) with
+//!   no actual cost recorded.
+//! - `payment.gate_paid`, `payment.partial_paid`, `requests.session_share`: shares, with a
+//!   binomial standard error.
+//! - `tiers`: over pairs of consecutive days on which a user is active, the share that moved
+//!   one tier up (down) from each tier.
+//!
+//! Every standard error is that of the estimator at the fitted value (the inverse of the
+//! observed information for maximum likelihood, the delta method otherwise).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use ledger_core::{Tier, DAY_MS};
+use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poisson};
+
+use crate::history::{HistoryRow, Served};
+use crate::scenario::{fmt_f64, Dist, DistKind, PlanScenario, TierRates};
+
+/// Rows with a smaller estimate do not enter `cost.actual_pct`: the actual cost is a whole
+/// number of sats, so a 9-sat estimate moves the percentage in steps of 11.
+pub const MIN_ESTIMATE_FOR_PCT: u64 = 10;
+
+/// A fitted number, its standard error, and how many observations it came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// The fitted value.
+    pub value: f64,
+    /// Its standard error.
+    pub se: f64,
+    /// Observations it was fitted from.
+    pub n: u64,
+}
+
+impl Estimate {
+    fn share(k: u64, n: u64) -> Option<Estimate> {
+        (n > 0).then(|| {
+            let p = k as f64 / n as f64;
+            Estimate { value: p, se: (p * (1.0 - p) / n as f64).sqrt(), n }
+        })
+    }
+}
+
+/// A fitted distribution: what goes in the scenario, its parameters with their errors, and
+/// how well it fits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistFit {
+    /// The distribution written to the scenario (parameters rounded to four digits).
+    pub dist: Dist,
+    /// Each fitted parameter by name (`mean`, `median`, `sigma`, `min`, `max`, `value`).
+    pub params: Vec<(&'static str, Estimate)>,
+    /// The fit's quality and why this kind, in words.
+    pub quality: String,
+}
+
+impl DistFit {
+    /// The fitted parameter `name`.
+    pub fn param(&self, name: &str) -> Option<Estimate> {
+        self.params.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
+    }
+}
+
+/// Everything fitted from a history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fitted {
+    /// The history's name, for the scenario's comments.
+    pub origin: String,
+    /// Requests in the history.
+    pub n_requests: u64,
+    /// Distinct users.
+    pub n_users: u64,
+    /// Midnight (UTC) of the first request's day.
+    pub start_ms: u64,
+    /// Days from the first request's to the last's.
+    pub days: u32,
+    /// Users per tier at day 0 ([`Tier::ALL`] order).
+    pub population: [Estimate; 4],
+    /// Users active on day 0 per tier.
+    pub active_day0: [u64; 4],
+    /// The share of user-days with a request, which scales active users to users.
+    pub active_share: Option<Estimate>,
+    /// Growth, percent per day.
+    pub growth_pct_per_day: Option<Estimate>,
+    /// Requests per user per day.
+    pub per_user_per_day: Option<DistFit>,
+    /// Share of requests in each UTC hour.
+    pub hourly_share: [Estimate; 24],
+    /// p-value of the chi-square test that every day has the same cycle.
+    pub hourly_homogeneity_p: Option<f64>,
+    /// Share of requests that are sessions.
+    pub session_share: Estimate,
+    /// Estimated cost.
+    pub estimate_sats: DistFit,
+    /// Actual cost in percent of the estimate.
+    pub actual_pct: Option<DistFit>,
+    /// Share of requests whose work ran and failed.
+    pub work_failure: Option<Estimate>,
+    /// Share of full invoices paid.
+    pub gate_paid: Option<Estimate>,
+    /// Share of partial invoices paid.
+    pub partial_paid: Option<Estimate>,
+    /// Promotion per day, per tier.
+    pub promote_per_day: [Option<Estimate>; 4],
+    /// Decay per day, per tier.
+    pub decay_per_day: [Option<Estimate>; 4],
+    /// Day-to-day tier changes of more than one step (the model has none).
+    pub tier_jumps: u64,
+}
+
+/// A history the planner's scenario cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FitError {
+    /// More days than a scenario may have.
+    #[error("{origin}: the history spans {days} days; a scenario holds at most 3650")]
+    TooLong {
+        /// The file.
+        origin: String,
+        /// Days spanned.
+        days: u64,
+    },
+}
+
+/// What the history says about each user, day by day.
+struct UserDays {
+    /// Per user: (day, requests, tier of the first request, tier of the last), in day order.
+    days: Vec<Vec<(u32, u64, Tier, Tier)>>,
+}
+
+impl UserDays {
+    fn of(rows: &[HistoryRow], start_ms: u64) -> UserDays {
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut days: Vec<Vec<(u32, u64, Tier, Tier)>> = Vec::new();
+        for r in rows {
+            let day = ((r.time_ms - start_ms) / DAY_MS) as u32;
+            let n = index.len();
+            let u = *index.entry(r.user.as_str()).or_insert(n);
+            if u == days.len() {
+                days.push(Vec::new());
+            }
+            match days[u].last_mut() {
+                Some(last) if last.0 == day => {
+                    last.1 += 1;
+                    last.3 = r.tier;
+                }
+                _ => days[u].push((day, 1, r.tier, r.tier)),
+            }
+        }
+        UserDays { days }
+    }
+
+    /// Requests per user-day on the days after each user's first, zeros included.
+    fn counts(&self, n_days: u32) -> BTreeMap<u64, u64> {
+        let mut hist = BTreeMap::new();
+        for user in &self.days {
+            let first = user[0].0;
+            let mut seen = user[1..].iter().peekable();
+            for day in first + 1..n_days {
+                let n = match seen.peek() {
+                    Some(d) if d.0 == day => seen.next().map_or(0, |d| d.1),
+                    _ => 0,
+                };
+                *hist.entry(n).or_insert(0) += 1;
+            }
+        }
+        hist
+    }
+}
+
+/// Fits a scenario to `rows` (in time order, as [`crate::history::read`] gives them);
+/// `origin` names the history.
+pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
+    assert!(!rows.is_empty(), "a history has at least one row (the reader refuses an empty one)");
+    let start_ms = rows[0].time_ms / DAY_MS * DAY_MS;
+    let span = (rows[rows.len() - 1].time_ms - start_ms) / DAY_MS + 1;
+    if span > 3650 {
+        return Err(FitError::TooLong { origin: origin.to_owned(), days: span });
+    }
+    let days = span as u32;
+    let users = UserDays::of(rows, start_ms);
+    let counts = users.counts(days);
+    let n_user_days: u64 = counts.values().sum();
+    let active_share = Estimate::share(n_user_days - counts.get(&0).copied().unwrap_or(0), n_user_days);
+    let mut active_day0 = [0u64; 4];
+    let mut active_by_day = vec![0u64; days as usize];
+    for user in &users.days {
+        if user[0].0 == 0 {
+            active_day0[user[0].2.index()] += 1;
+        }
+        for d in user {
+            active_by_day[d.0 as usize] += 1;
+        }
+    }
+    let n = rows.len() as u64;
+    let kind = |served: Served| rows.iter().filter(move |r| r.outcome == served);
+    let paid = |served: Served| {
+        let total = kind(served).count() as u64;
+        Estimate::share(kind(served).filter(|r| r.paid == Some(true)).count() as u64, total)
+    };
+    let ran: Vec<&HistoryRow> = rows.iter().filter(|r| r.outcome == Served::Free || r.paid == Some(true)).collect();
+    let failed = ran.iter().filter(|r| r.actual_sats.is_none()).count() as u64;
+    let (promote_per_day, decay_per_day, tier_jumps) = tier_moves(&users);
+    let (hourly_share, hourly_homogeneity_p) = hourly(rows, start_ms, days);
+    Ok(Fitted {
+        origin: origin.to_owned(),
+        n_requests: n,
+        n_users: users.days.len() as u64,
+        start_ms,
+        days,
+        population: population(active_day0, active_share),
+        active_day0,
+        active_share,
+        growth_pct_per_day: growth(&active_by_day),
+        per_user_per_day: (n_user_days > 0).then(|| fit_counts(&counts)),
+        hourly_share,
+        hourly_homogeneity_p,
+        session_share: Estimate::share(rows.iter().filter(|r| r.session).count() as u64, n).expect("n > 0"),
+        estimate_sats: fit_estimates(rows),
+        actual_pct: fit_actual_pct(rows),
+        work_failure: Estimate::share(failed, ran.len() as u64),
+        gate_paid: paid(Served::Gated),
+        partial_paid: paid(Served::Partial),
+        promote_per_day,
+        decay_per_day,
+        tier_jumps,
+    })
+}
+
+/// Users per tier at day 0: the active ones scaled by the share of user-days with a request.
+fn population(active_day0: [u64; 4], active: Option<Estimate>) -> [Estimate; 4] {
+    active_day0.map(|k| {
+        let Some(q) = active.filter(|q| q.value > 0.0) else {
+            return Estimate { value: k as f64, se: 0.0, n: k };
+        };
+        let users = k as f64 / q.value;
+        // Binomial(users, q) scaled by 1/q, and q's own error by the delta method.
+        let var = users * (1.0 - q.value) / q.value + (users * q.se / q.value).powi(2);
+        Estimate { value: users, se: var.sqrt(), n: k }
+    })
+}
+
+/// Percent per day from a least-squares line through ln(active users) by day.
+fn growth(active_by_day: &[u64]) -> Option<Estimate> {
+    let points: Vec<(f64, f64)> =
+        active_by_day.iter().enumerate().filter(|(_, a)| **a > 0).map(|(d, a)| (d as f64, (*a as f64).ln())).collect();
+    if points.len() < 3 {
+        return None;
+    }
+    let m = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / m, points.iter().map(|p| p.1).sum::<f64>() / m);
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let slope = sxy / sxx;
+    let rss: f64 = points.iter().map(|p| (p.1 - my - slope * (p.0 - mx)).powi(2)).sum();
+    let se_slope = (rss / (m - 2.0) / sxx).sqrt();
+    Some(Estimate { value: slope.exp_m1() * 100.0, se: slope.exp() * se_slope * 100.0, n: points.len() as u64 })
+}
+
+/// Shares of each UTC hour, and the p-value of a chi-square test that days share one cycle.
+fn hourly(rows: &[HistoryRow], start_ms: u64, days: u32) -> ([Estimate; 24], Option<f64>) {
+    let mut table = vec![[0u64; 24]; days as usize];
+    for r in rows {
+        let t = r.time_ms - start_ms;
+        table[(t / DAY_MS) as usize][((t % DAY_MS) / 3_600_000) as usize] += 1;
+    }
+    let n = rows.len() as u64;
+    let by_hour: [u64; 24] = std::array::from_fn(|h| table.iter().map(|d| d[h]).sum());
+    let shares = by_hour.map(|k| Estimate::share(k, n).expect("n > 0"));
+    let by_day: Vec<u64> = table.iter().map(|d| d.iter().sum()).collect();
+    let (rows_used, cols_used) =
+        (by_day.iter().filter(|k| **k > 0).count(), by_hour.iter().filter(|k| **k > 0).count());
+    let mut stat = 0.0;
+    for (d, day) in table.iter().enumerate() {
+        for h in 0..24 {
+            let expected = by_day[d] as f64 * by_hour[h] as f64 / n as f64;
+            if expected > 0.0 {
+                stat += (day[h] as f64 - expected).powi(2) / expected;
+            }
+        }
+    }
+    let df = (rows_used.saturating_sub(1) * cols_used.saturating_sub(1)) as f64;
+    (shares, p_chi2(stat, df))
+}
+
+/// Upper tail of the chi-square distribution with `df` degrees of freedom.
+fn p_chi2(stat: f64, df: f64) -> Option<f64> {
+    (df >= 1.0).then(|| ChiSquared::new(df).expect("df >= 1").sf(stat))
+}
+
+/// Day-to-day tier moves over consecutive active days: promotion and decay rates per tier,
+/// and moves of more than one step.
+fn tier_moves(users: &UserDays) -> ([Option<Estimate>; 4], [Option<Estimate>; 4], u64) {
+    let (mut at_risk, mut up, mut down, mut jumps) = ([0u64; 4], [0u64; 4], [0u64; 4], 0);
+    for user in &users.days {
+        for w in user.windows(2) {
+            if w[1].0 != w[0].0 + 1 {
+                continue;
+            }
+            let (from, to) = (w[0].3.index(), w[1].2.index());
+            at_risk[from] += 1;
+            match to as i64 - from as i64 {
+                1 => up[from] += 1,
+                -1 => down[from] += 1,
+                0 => {}
+                _ => jumps += 1,
+            }
+        }
+    }
+    let rate = |k: [u64; 4], skip: usize| -> [Option<Estimate>; 4] {
+        std::array::from_fn(|t| if t == skip { None } else { Estimate::share(k[t], at_risk[t]) })
+    };
+    (rate(up, 3), rate(down, 0), jumps)
+}
+
+/// Four significant digits: what the scenario file gets.
+pub fn round4(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let e = 3 - x.abs().log10().floor() as i32;
+    if e >= 0 {
+        let p = 10f64.powi(e);
+        (x * p).round() / p
+    } else {
+        let p = 10f64.powi(-e);
+        (x / p).round() * p
+    }
+}
+
+/// The standard normal's upper tail.
+fn q_norm(z: f64) -> f64 {
+    if z == f64::INFINITY {
+        0.0
+    } else if z == f64::NEG_INFINITY {
+        1.0
+    } else {
+        0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2)
+    }
+}
+
+/// Probability that a log-normal (`mu`, `sigma`) falls in `a..b` (`a` may be 0, `b` infinite),
+/// computed on the side of the median where it does not cancel.
+fn lognormal_mass(mu: f64, sigma: f64, a: f64, b: f64) -> f64 {
+    let z = |x: f64| if x <= 0.0 { f64::NEG_INFINITY } else { (x.ln() - mu) / sigma };
+    let (za, zb) = (z(a), z(b));
+    if za > 0.0 {
+        q_norm(za) - q_norm(zb)
+    } else {
+        q_norm(-zb) - q_norm(-za)
+    }
+}
+
+/// The probability of each value of a log-normal clamped to `lo..=hi` and rounded (what the
+/// model draws), for the values `lo..=hi`.
+fn rounded_mass(mu: f64, sigma: f64, lo: u64, hi: u64, k: u64) -> f64 {
+    let a = if k == lo { 0.0 } else { k as f64 - 0.5 };
+    let b = if k == hi { f64::INFINITY } else { k as f64 + 0.5 };
+    lognormal_mass(mu, sigma, a, b)
+}
+
+/// Log-likelihood of a histogram under [`rounded_mass`].
+fn rounded_ll(hist: &BTreeMap<u64, u64>, mu: f64, sigma: f64, lo: u64, hi: u64) -> f64 {
+    if !(sigma > 1e-6 && sigma <= 20.0 && mu.is_finite()) {
+        return f64::NEG_INFINITY;
+    }
+    hist.iter().map(|(&k, &c)| c as f64 * rounded_mass(mu, sigma, lo, hi, k).ln()).sum()
+}
+
+/// Nelder-Mead minimisation in two dimensions.
+fn minimize(f: impl Fn([f64; 2]) -> f64, start: [f64; 2], step: [f64; 2]) -> [f64; 2] {
+    let mut s = [start, [start[0] + step[0], start[1]], [start[0], start[1] + step[1]]];
+    let mut v = s.map(&f);
+    let at = |a: [f64; 2], b: [f64; 2], t: f64| [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])];
+    for _ in 0..2000 {
+        let mut idx = [0, 1, 2];
+        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let (best, mid, worst) = (idx[0], idx[1], idx[2]);
+        let size = (s[worst][0] - s[best][0]).abs().max((s[worst][1] - s[best][1]).abs());
+        if size < 1e-10 || (v[worst] - v[best]).abs() < 1e-13 * (1.0 + v[best].abs()) && size < 1e-7 {
+            break;
+        }
+        let c = at(s[best], s[mid], 0.5);
+        let r = at(c, s[worst], -1.0);
+        let fr = f(r);
+        if fr < v[best] {
+            let e = at(c, s[worst], -2.0);
+            let fe = f(e);
+            (s[worst], v[worst]) = if fe < fr { (e, fe) } else { (r, fr) };
+        } else if fr < v[mid] {
+            (s[worst], v[worst]) = (r, fr);
+        } else {
+            let k = if fr < v[worst] { at(c, r, 0.5) } else { at(c, s[worst], 0.5) };
+            let fk = f(k);
+            if fk < fr.min(v[worst]) {
+                (s[worst], v[worst]) = (k, fk);
+            } else {
+                for i in [mid, worst] {
+                    s[i] = at(s[best], s[i], 0.5);
+                    v[i] = f(s[i]);
+                }
+            }
+        }
+    }
+    let best = (0..3).min_by(|&a, &b| v[a].total_cmp(&v[b])).expect("three points");
+    s[best]
+}
+
+/// Standard errors of a maximum-likelihood fit: the square roots of the diagonal of the
+/// inverse of the negative log-likelihood's Hessian (by central differences) at `x`.
+fn standard_errors(nll: impl Fn([f64; 2]) -> f64, x: [f64; 2]) -> [f64; 2] {
+    let h = [1e-4 * (1.0 + x[0].abs()), 1e-4 * (1.0 + x[1].abs())];
+    let f = |d0: f64, d1: f64| nll([x[0] + d0 * h[0], x[1] + d1 * h[1]]);
+    let f0 = f(0.0, 0.0);
+    let a = (f(1.0, 0.0) - 2.0 * f0 + f(-1.0, 0.0)) / (h[0] * h[0]);
+    let d = (f(0.0, 1.0) - 2.0 * f0 + f(0.0, -1.0)) / (h[1] * h[1]);
+    let b = (f(1.0, 1.0) - f(1.0, -1.0) - f(-1.0, 1.0) + f(-1.0, -1.0)) / (4.0 * h[0] * h[1]);
+    let det = a * d - b * b;
+    if !(det > 0.0 && a > 0.0) {
+        return [f64::NAN, f64::NAN];
+    }
+    [(d / det).sqrt(), (a / det).sqrt()]
+}
+
+/// A rounded log-normal on `lo..=hi` by maximum likelihood: (mu, sigma), their standard
+/// errors, and the log-likelihood.
+fn fit_rounded_lognormal(hist: &BTreeMap<u64, u64>, lo: u64, hi: u64) -> ([f64; 2], [f64; 2], f64) {
+    let n: u64 = hist.values().sum();
+    let logs = hist.iter().map(|(&k, &c)| ((k.max(1) as f64).ln(), c as f64));
+    let mean = logs.clone().map(|(l, c)| l * c).sum::<f64>() / n as f64;
+    let var = logs.map(|(l, c)| (l - mean).powi(2) * c).sum::<f64>() / n as f64;
+    let nll = |x: [f64; 2]| -rounded_ll(hist, x[0], x[1], lo, hi);
+    let start = [mean, var.sqrt().max(0.1)];
+    let x = minimize(nll, start, [0.1, 0.1]);
+    // A second start from the first answer, to leave a collapsed simplex behind.
+    let x = minimize(nll, x, [0.05, 0.05]);
+    (x, standard_errors(nll, x), -nll(x))
+}
+
+/// Chi-square goodness of fit of a histogram of `lo..=hi` against `mass`, bins merged
+/// left to right until each expects at least 5: (statistic, degrees of freedom, p-value).
+fn chi2_fit(hist: &BTreeMap<u64, u64>, lo: u64, hi: u64, params: usize, mass: impl Fn(u64) -> f64) -> String {
+    let n: u64 = hist.values().sum();
+    let mut bins: Vec<(f64, f64)> = Vec::new();
+    let (mut o, mut e) = (0.0, 0.0);
+    for k in lo..=hi {
+        o += hist.get(&k).copied().unwrap_or(0) as f64;
+        e += mass(k) * n as f64;
+        if e >= 5.0 {
+            bins.push((o, e));
+            (o, e) = (0.0, 0.0);
+        }
+    }
+    match bins.last_mut() {
+        Some(last) => {
+            last.0 += o;
+            last.1 += e;
+        }
+        None => bins.push((o, e)),
+    }
+    let stat: f64 = bins.iter().map(|(o, e)| (o - e).powi(2) / e).sum();
+    let df = bins.len() as f64 - 1.0 - params as f64;
+    match p_chi2(stat, df) {
+        Some(p) => format!("chi-square {stat:.1} on {df} df over {} bins, p = {}", bins.len(), fmt_p(p)),
+        None => format!("chi-square: too few bins ({}) for a test", bins.len()),
+    }
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".to_owned()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+fn est(value: f64, se: f64, n: u64) -> Estimate {
+    Estimate { value, se, n }
+}
+
+/// Requests per user per day: fixed, Poisson or a rounded log-normal.
+fn fit_counts(hist: &BTreeMap<u64, u64>) -> DistFit {
+    let n: u64 = hist.values().sum();
+    let nf = n as f64;
+    let mean = hist.iter().map(|(&k, &c)| k as f64 * c as f64).sum::<f64>() / nf;
+    let var = hist.iter().map(|(&k, &c)| (k as f64 - mean).powi(2) * c as f64).sum::<f64>() / nf;
+    let hi = *hist.keys().next_back().expect("a count");
+    if hist.len() == 1 {
+        return DistFit {
+            dist: Dist::fixed(hi as f64),
+            params: vec![("value", est(hi as f64, 0.0, n))],
+            quality: format!("n = {n} user-days, every one with {hi} requests"),
+        };
+    }
+    let poisson = Poisson::new(mean.max(1e-9)).expect("positive mean");
+    let ll_poisson: f64 = hist.iter().map(|(&k, &c)| c as f64 * poisson.ln_pmf(k)).sum();
+    let (x, se, ll_logn) = fit_rounded_lognormal(hist, 0, hi);
+    let (aic_poisson, aic_logn) = (2.0 - 2.0 * ll_poisson, 6.0 - 2.0 * ll_logn);
+    let why = format!(
+        "dispersion var/mean = {:.2}; AIC poisson {aic_poisson:.1}, lognormal {aic_logn:.1}",
+        var / mean.max(1e-9)
+    );
+    if aic_poisson <= aic_logn || !se[0].is_finite() {
+        let m = round4(mean).min(1000.0);
+        let tail = |k: u64| if k == hi { poisson.sf(hi - 1) } else { poisson.pmf(k) };
+        let gof = chi2_fit(hist, 0, hi, 1, tail);
+        return DistFit {
+            dist: Dist::poisson(m),
+            params: vec![("mean", est(mean, (mean / nf).sqrt(), n))],
+            quality: format!("n = {n} user-days; mean se {}; {gof}; {why}", fmt_se(mean / nf, true)),
+        };
+    }
+    let median = x[0].exp();
+    let gof = chi2_fit(hist, 0, hi, 2, |k| rounded_mass(x[0], x[1], 0, hi, k));
+    DistFit {
+        dist: Dist::lognormal(round4(median), round4(x[1]).min(5.0), Some(hi as f64)),
+        params: vec![("median", est(median, median * se[0], n)), ("sigma", est(x[1], se[1], n))],
+        quality: format!(
+            "n = {n} user-days; median se {}, sigma se {}, max = the largest count; {gof}; {why}",
+            fmt_se(median * se[0], false),
+            fmt_se(se[1], false)
+        ),
+    }
+}
+
+/// A standard error to two significant digits (`squared`: `v` is a variance).
+fn fmt_se(v: f64, squared: bool) -> String {
+    let se = if squared { v.sqrt() } else { v };
+    let e = if se > 0.0 { 1 - se.log10().floor() as i32 } else { 0 };
+    format!("{:.*}", e.max(0) as usize, se)
+}
+
+/// The Kolmogorov distribution's upper tail at `sqrt(n) * d` (asymptotic; conservative for
+/// discrete data).
+fn p_ks(d: f64, n: u64) -> f64 {
+    let l = (n as f64).sqrt() * d;
+    if l < 0.2 {
+        return 1.0;
+    }
+    let mut p = 0.0;
+    for j in 1..=100 {
+        let term = (-2.0 * f64::from(j * j) * l * l).exp();
+        p += if j % 2 == 1 { 2.0 * term } else { -2.0 * term };
+    }
+    p.clamp(0.0, 1.0)
+}
+
+/// Estimates: fixed or a rounded log-normal on `1..=max seen`.
+fn fit_estimates(rows: &[HistoryRow]) -> DistFit {
+    let mut hist = BTreeMap::new();
+    for r in rows {
+        *hist.entry(r.estimate_sats).or_insert(0u64) += 1;
+    }
+    let n = rows.len() as u64;
+    let hi = *hist.keys().next_back().expect("a row");
+    if hist.len() == 1 {
+        return DistFit {
+            dist: Dist::fixed(hi as f64),
+            params: vec![("value", est(hi as f64, 0.0, n))],
+            quality: format!("n = {n} requests, every estimate {hi} sats"),
+        };
+    }
+    let (x, se, _) = fit_rounded_lognormal(&hist, 1, hi);
+    // Kolmogorov-Smirnov distance between the estimates and the fitted (rounded) distribution.
+    let (mut seen, mut d) = (0u64, 0.0f64);
+    for (&k, &c) in &hist {
+        seen += c;
+        let model = 1.0 - lognormal_mass(x[0], x[1], k as f64 + 0.5, f64::INFINITY);
+        d = d.max((seen as f64 / n as f64 - model).abs());
+    }
+    let median = x[0].exp();
+    DistFit {
+        dist: Dist::lognormal(round4(median).min(1e9), round4(x[1]).min(5.0), Some(hi as f64)),
+        params: vec![("median", est(median, median * se[0], n)), ("sigma", est(x[1], se[1], n))],
+        quality: format!(
+            "n = {n} requests; median se {}, sigma se {}, max = the largest estimate; \
+             Kolmogorov-Smirnov distance {d:.4} (p = {})",
+            fmt_se(median * se[0], false),
+            fmt_se(se[1], false),
+            fmt_p(p_ks(d, n))
+        ),
+    }
+}
+
+/// Actual over estimate, in percent: fixed, uniform or log-normal.
+fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
+    // (percentage, half the width of its rounding interval)
+    let mut pct: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r.estimate_sats >= MIN_ESTIMATE_FOR_PCT)
+        .filter_map(|r| {
+            r.actual_sats.map(|a| (100.0 * a as f64 / r.estimate_sats as f64, 50.0 / r.estimate_sats as f64))
+        })
+        .collect();
+    if pct.is_empty() {
+        return None;
+    }
+    pct.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = pct.len() as u64;
+    let nf = n as f64;
+    let (lo_max, hi_min) = pct.iter().fold((f64::MIN, f64::MAX), |(l, h), (p, w)| (l.max(p - w), h.min(p + w)));
+    if lo_max <= hi_min {
+        let value = round4(((lo_max + hi_min) / 2.0).clamp(0.0, 1000.0));
+        return Some(DistFit {
+            dist: Dist::fixed(value),
+            params: vec![("value", est(value, (hi_min - lo_max) / 2.0, n))],
+            quality: format!("n = {n} requests; every actual cost is {value} % of its estimate, give or take rounding"),
+        });
+    }
+    let mean = pct.iter().map(|p| p.0).sum::<f64>() / nf;
+    let m2 = pct.iter().map(|p| (p.0 - mean).powi(2)).sum::<f64>() / nf;
+    let m4 = pct.iter().map(|p| (p.0 - mean).powi(4)).sum::<f64>() / nf;
+    // Rounding adds a uniform error of +-w to each, of variance w^2 / 3.
+    let var = (m2 - pct.iter().map(|p| p.1 * p.1 / 3.0).sum::<f64>() / nf).max(0.0);
+    let half = (3.0 * var).sqrt();
+    let se_var = ((m4 - m2 * m2) / nf).sqrt();
+    let se_half = if var > 0.0 { 3.0 * se_var / (2.0 * half) } else { f64::NAN };
+    let se_end = (m2 / nf + se_half * se_half).sqrt();
+    let (umin, umax) = ((mean - half).max(0.0), (mean + half).min(1000.0));
+    // The Kolmogorov-Smirnov distances are taken where rounding is negligible (estimates of
+    // at least 100 sats: the percentage is within 0.5 of the truth) when there are enough.
+    let exact: Vec<f64> = pct.iter().filter(|p| p.1 <= 0.5).map(|p| p.0).collect();
+    let ks_rows: Vec<f64> = if exact.len() >= 30 { exact } else { pct.iter().map(|p| p.0).collect() };
+    let n_ks = ks_rows.len() as u64;
+    let ks = |cdf: &dyn Fn(f64) -> f64| {
+        let m = ks_rows.len() as f64;
+        ks_rows.iter().enumerate().fold(0.0f64, |d, (i, x)| {
+            let f = cdf(*x);
+            d.max((f - i as f64 / m).abs()).max(((i + 1) as f64 / m - f).abs())
+        })
+    };
+    let d_uniform = ks(&|x| ((x - umin) / (umax - umin)).clamp(0.0, 1.0));
+    let positive = pct[0].0 > 0.0;
+    let (lmu, lsigma) = if positive {
+        let lm = pct.iter().map(|p| p.0.ln()).sum::<f64>() / nf;
+        (lm, (pct.iter().map(|p| (p.0.ln() - lm).powi(2)).sum::<f64>() / nf).sqrt())
+    } else {
+        (0.0, 0.0)
+    };
+    let d_logn = if positive && lsigma > 0.0 {
+        ks(&|x| 1.0 - lognormal_mass(lmu, lsigma, x, f64::INFINITY))
+    } else {
+        f64::INFINITY
+    };
+    let why = format!(
+        "Kolmogorov-Smirnov distance uniform {d_uniform:.4}, lognormal {d_logn:.4} (on {n_ks} of them{})",
+        if n_ks < n { ", estimates of 100 sats or more" } else { "" }
+    );
+    let floor = format!("n = {n} requests whose work ran, with estimates of at least {MIN_ESTIMATE_FOR_PCT} sats");
+    if d_uniform <= d_logn {
+        return Some(DistFit {
+            dist: Dist::uniform(round4(umin), round4(umax)),
+            params: vec![("min", est(umin, se_end, n)), ("max", est(umax, se_end, n))],
+            quality: format!(
+                "{floor}; by moments: min and max se {}; {why} (p = {})",
+                fmt_se(se_end, false),
+                fmt_p(p_ks(d_uniform, n_ks))
+            ),
+        });
+    }
+    let median = lmu.exp();
+    let max = pct[pct.len() - 1].0.ceil().min(1000.0);
+    let (se_mu, se_sigma) = (lsigma / nf.sqrt(), lsigma / (2.0 * nf).sqrt());
+    Some(DistFit {
+        dist: Dist { max: Some(max), ..Dist::lognormal(round4(median), round4(lsigma).min(5.0), None) },
+        params: vec![("median", est(median, median * se_mu, n)), ("sigma", est(lsigma, se_sigma, n))],
+        quality: format!(
+            "{floor}; median se {}, sigma se {}, max = the largest seen; {why} (p = {})",
+            fmt_se(median * se_mu, false),
+            fmt_se(se_sigma, false),
+            fmt_p(p_ks(d_logn, n_ks))
+        ),
+    })
+}
+
+impl Fitted {
+    /// The scenario: fitted values (rounded to four digits) where the history has them,
+    /// defaults elsewhere.
+    pub fn scenario(&self) -> PlanScenario {
+        let mut s = PlanScenario { name: format!("fitted from {}", self.origin), ..PlanScenario::default() };
+        s.days = self.days;
+        s.start_ms = self.start_ms;
+        let users = self.population.map(|e| e.value.round() as u64);
+        [s.population.new, s.population.established, s.population.trusted, s.population.elite] = users;
+        s.population.growth_pct_per_day = self.growth_pct_per_day.map_or(0.0, |g| round4(g.value.clamp(0.0, 100.0)));
+        if let Some(d) = &self.per_user_per_day {
+            s.requests.per_user_per_day = d.dist.clone();
+        }
+        s.requests.hourly_weights = self.hourly_share.iter().map(|e| round4(e.value * 24.0)).collect();
+        s.requests.even = false;
+        s.requests.session_share = round4(self.session_share.value);
+        s.cost.estimate_sats = self.estimate_sats.dist.clone();
+        if let Some(d) = &self.actual_pct {
+            s.cost.actual_pct = d.dist.clone();
+        }
+        let p = |e: Option<Estimate>, default: f64| e.map_or(default, |e| round4(e.value));
+        s.cost.work_failure = p(self.work_failure, s.cost.work_failure);
+        s.payment.gate_paid = p(self.gate_paid, s.payment.gate_paid);
+        s.payment.partial_paid = p(self.partial_paid, s.payment.partial_paid);
+        let rates = |e: &[Option<Estimate>; 4]| {
+            let r = e.map(|e| e.map_or(0.0, |e| round4(e.value)));
+            TierRates { new: r[0], established: r[1], trusted: r[2], elite: r[3] }
+        };
+        s.tiers.promote_per_day = rates(&self.promote_per_day);
+        s.tiers.decay_per_day = rates(&self.decay_per_day);
+        s
+    }
+
+    /// The scenario as TOML, each fitted key with its fit's quality in a comment and each key
+    /// the history cannot show marked so. `ledger-sim plan` reads it as it is.
+    pub fn toml(&self) -> String {
+        let s = self.scenario();
+        let d = PlanScenario::default();
+        let mut o = String::new();
+        let w = &mut o;
+        line(w, &format!("# A planner scenario fitted by `ledger-sim plan --fit {}`", self.origin));
+        line(
+            w,
+            &format!(
+                "# from {} requests of {} users over {} days. Beside each fitted key: n (what it was",
+                self.n_requests, self.n_users, self.days
+            ),
+        );
+        line(w, "# fitted from), the standard error (se) of each parameter, and a test of the fit.");
+        line(w, "# Keys marked \"not in the history\" are at their defaults: set them.");
+        line(w, &format!("name = {:?}", s.name));
+        kv(w, "days", s.days, "the UTC days from the first request's to the last's");
+        kv(w, "start_ms", s.start_ms, "midnight (UTC) of the first request's day");
+        kv(w, "seeds", s.seeds, "default");
+        kv(w, "pool_initial_sats", d.pool_initial_sats, "not in the history: the default");
+        kv(w, "credit_pct", fmt_f64(d.credit_pct), "not in the history: the default");
+        kv(w, "reservation_ttl_ms", d.reservation_ttl_ms, "not in the history: the default");
+        self.toml_population(w, &s);
+        self.toml_requests(w, &s);
+        self.toml_cost(w, &s);
+        self.toml_payment(w, &s);
+        self.toml_tiers(w, &s);
+        line(w, "\n[budget]  # not in the history: the defaults");
+        let b = &d.budget;
+        for (name, v) in
+            ["new", "established", "trusted", "elite"].iter().zip([b.new, b.established, b.trusted, b.elite])
+        {
+            line(w, &format!("{name} = {v}"));
+        }
+        line(w, "\n[partial]  # not in the history: the defaults");
+        line(w, &format!("enabled = {}", d.partial.enabled));
+        line(w, &format!("min_offer_sats = {}", d.partial.min_offer_sats));
+        line(w, "on_refused = \"requote\"");
+        o
+    }
+
+    fn toml_population(&self, w: &mut String, s: &PlanScenario) {
+        line(w, "\n[population]");
+        match self.active_share {
+            Some(q) => line(
+                w,
+                &format!(
+                    "# users active on day 0, divided by the share of user-days with a request ({:.4}, se {}, n = {})",
+                    q.value,
+                    fmt_se(q.se, false),
+                    q.n
+                ),
+            ),
+            None => line(w, "# users active on day 0 (one day of history: none unseen can be counted)"),
+        }
+        let users = s.population.by_tier();
+        for (i, tier) in Tier::ALL.iter().enumerate() {
+            let e = self.population[i];
+            let note = format!("{} active on day 0; se {:.1}", self.active_day0[i], e.se);
+            kv(w, tier.as_str(), users[i], &note);
+        }
+        let note = match self.growth_pct_per_day {
+            Some(g) => format!(
+                "se {}; least squares through ln(active users) over {} days{}",
+                fmt_se(g.se, false),
+                g.n,
+                if g.value < 0.0 {
+                    format!(" (fitted {:.3}: shrinking, which the model cannot do)", g.value)
+                } else {
+                    String::new()
+                }
+            ),
+            None => "not fitted: fewer than 3 days".to_owned(),
+        };
+        kv(w, "growth_pct_per_day", fmt_f64(s.population.growth_pct_per_day), &note);
+    }
+
+    fn toml_requests(&self, w: &mut String, s: &PlanScenario) {
+        line(w, "\n[requests]");
+        match &self.per_user_per_day {
+            Some(d) => line(w, &format!("# {}", d.quality)),
+            None => line(w, "# not fitted: no day after a user's first; the default"),
+        }
+        line(w, &format!("per_user_per_day = {}", dist_toml(&s.requests.per_user_per_day)));
+        let worst = self.hourly_share.iter().map(|e| e.se * 24.0).fold(0.0, f64::max);
+        let homogeneity = self.hourly_homogeneity_p.map_or("one day: no test".to_owned(), |p| {
+            format!("chi-square p = {} that every day has this cycle", fmt_p(p))
+        });
+        line(
+            w,
+            &format!(
+                "# n = {} requests by UTC hour, times 24 (mean 1); largest se of a weight {}; {homogeneity}",
+                self.n_requests,
+                fmt_se(worst, false)
+            ),
+        );
+        let weights: Vec<String> = s.requests.hourly_weights.iter().map(|v| fmt_f64(*v)).collect();
+        line(w, &format!("hourly_weights = [{}]", weights.join(", ")));
+        kv(w, "even", false, "arrivals drawn from the cycle");
+        let e = self.session_share;
+        kv(w, "session_share", fmt_f64(s.requests.session_share), &format!("n = {}; se {}", e.n, fmt_se(e.se, false)));
+    }
+
+    fn toml_cost(&self, w: &mut String, s: &PlanScenario) {
+        line(w, "\n[cost]");
+        line(w, &format!("# {}", self.estimate_sats.quality));
+        line(w, &format!("estimate_sats = {}", dist_toml(&s.cost.estimate_sats)));
+        match &self.actual_pct {
+            Some(d) => line(w, &format!("# {}", d.quality)),
+            None => line(w, "# not fitted: no work ran on an estimate of 10 sats or more; the default"),
+        }
+        line(w, &format!("actual_pct = {}", dist_toml(&s.cost.actual_pct)));
+        kv(w, "work_ms", s.cost.work_ms, "not in the history: the default");
+        let note = share_note(self.work_failure, "requests whose work ran (free or paid)");
+        kv(w, "work_failure", fmt_f64(s.cost.work_failure), &note);
+    }
+
+    fn toml_payment(&self, w: &mut String, s: &PlanScenario) {
+        line(w, "\n[payment]");
+        kv(w, "gate_paid", fmt_f64(s.payment.gate_paid), &share_note(self.gate_paid, "gated requests"));
+        kv(w, "partial_paid", fmt_f64(s.payment.partial_paid), &share_note(self.partial_paid, "partial offers"));
+        kv(w, "pay_delay_ms", s.payment.pay_delay_ms, "not in the history: the default");
+    }
+
+    fn toml_tiers(&self, w: &mut String, s: &PlanScenario) {
+        line(w, "\n[tiers]");
+        line(w, "# per tier: moves up (down) over pairs of consecutive days a user is active");
+        for (name, rates, fitted) in [
+            ("promote_per_day", &s.tiers.promote_per_day, &self.promote_per_day),
+            ("decay_per_day", &s.tiers.decay_per_day, &self.decay_per_day),
+        ] {
+            let mut parts = Vec::new();
+            let mut notes = Vec::new();
+            for (i, tier) in Tier::ALL.iter().enumerate() {
+                if let Some(e) = fitted[i] {
+                    parts.push(format!("{tier} = {}", fmt_f64(rates.by_tier()[i])));
+                    notes.push(format!("{tier} n = {} se {}", e.n, fmt_se(e.se, false)));
+                }
+            }
+            line(w, &format!("{name} = {{ {} }}  # {}", parts.join(", "), notes.join("; ")));
+        }
+        if self.tier_jumps > 0 {
+            line(
+                w,
+                &format!("# {} day-to-day moves of more than one tier left out (the model has none)", self.tier_jumps),
+            );
+        }
+    }
+}
+
+fn share_note(e: Option<Estimate>, of: &str) -> String {
+    match e {
+        Some(e) => format!("n = {} {of}; se {}", e.n, fmt_se(e.se, false)),
+        None => format!("not fitted: no {of}; the default"),
+    }
+}
+
+fn line(w: &mut String, text: &str) {
+    w.push_str(text);
+    w.push('\n');
+}
+
+fn kv(w: &mut String, key: &str, value: impl std::fmt::Display, note: &str) {
+    writeln!(w, "{key} = {value}  # {note}").expect("writing to a String cannot fail");
+}
+
+/// A distribution as an inline TOML table.
+fn dist_toml(d: &Dist) -> String {
+    let kind = match d.dist {
+        DistKind::Fixed => "fixed",
+        DistKind::Uniform => "uniform",
+        DistKind::Poisson => "poisson",
+        DistKind::Lognormal => "lognormal",
+    };
+    let mut parts = vec![format!("dist = \"{kind}\"")];
+    for (name, v) in
+        [("value", d.value), ("mean", d.mean), ("median", d.median), ("sigma", d.sigma), ("min", d.min), ("max", d.max)]
+    {
+        if let Some(v) = v {
+            parts.push(format!("{name} = {}", fmt_f64(v)));
+        }
+    }
+    format!("{{ {} }}", parts.join(", "))
+}
