@@ -1,0 +1,314 @@
+//! `plan --fit`: a history generated from a known scenario is fitted back within stated
+//! tolerances; the committed fixture is what its scenario generates, byte for byte; the
+//! distribution kinds are told apart; a bad history is refused naming file, line, column and
+//! value.
+//!
+//! Tolerance: every fitted parameter must lie within [`Z`] of its own standard errors of the
+//! true value. There are 45 of them; at 3.5 standard errors each is outside by chance with
+//! probability 0.047 %, so a correct fitter fails the fixture with probability at most
+//! 45 x 0.047 % = 2.1 % (Bonferroni), and the fixture is fixed, so the test is deterministic.
+//! So that this cannot pass by having huge errors, each standard error must also be below a
+//! stated share of the true value ([`MAX_REL_SE`], and [`MAX_REL_SE_TIER_MOVES`] for the tier
+//! moves, which four weeks of 200 to 300 users show only a few dozen times each).
+
+use ledger_core::Tier;
+use ledger_plan::fit::{self, DistFit, Estimate, Fitted};
+use ledger_plan::history::{self, HistoryRow};
+use ledger_plan::model;
+use ledger_plan::scenario::{Dist, DistKind, PlanScenario};
+
+/// Standard errors a fitted parameter may be from the truth.
+const Z: f64 = 3.5;
+/// The largest standard error, as a share of the true value, of every parameter but the tier
+/// moves.
+const MAX_REL_SE: f64 = 0.1;
+/// The same for the tier moves.
+const MAX_REL_SE_TIER_MOVES: f64 = 0.4;
+
+const FIXTURE_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/history/fit-small.toml");
+const FIXTURE_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/history/fit-small.csv");
+
+fn scenario(text: &str) -> PlanScenario {
+    PlanScenario::from_toml_str(text, "test").unwrap()
+}
+
+fn generate(s: &PlanScenario) -> Vec<HistoryRow> {
+    let mut rows = Vec::new();
+    let run = model::run_with_history(s, s.seed, &mut rows);
+    assert_eq!(run.violations, 0, "{:?}", run.first_violation);
+    assert_eq!(rows.len() as u64, run.requests(), "one row per request decided");
+    rows
+}
+
+/// Compares fitted parameters with the truth; collects a table and the failures.
+#[derive(Default)]
+struct Compare {
+    table: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Compare {
+    fn check(&mut self, name: &str, fitted: Option<Estimate>, truth: f64, max_rel_se: f64) {
+        let Some(e) = fitted else {
+            self.failures.push(format!("{name}: not fitted"));
+            return;
+        };
+        let z = (e.value - truth) / e.se;
+        self.table.push(format!(
+            "{name:32} true {truth:>10.4}  fitted {:>10.4}  se {:>8.4}  z {z:>5.2}  n {}",
+            e.value, e.se, e.n
+        ));
+        if !(z.abs() <= Z) {
+            self.failures.push(format!("{name}: fitted {} is {z:.2} standard errors ({}) from {truth}", e.value, e.se));
+        }
+        if !(e.se <= max_rel_se * truth) {
+            self.failures.push(format!("{name}: standard error {} above {max_rel_se} of {truth}", e.se));
+        }
+    }
+
+    fn dist(&mut self, name: &str, fitted: Option<&DistFit>, truth: &Dist) {
+        let Some(d) = fitted else {
+            self.failures.push(format!("{name}: not fitted"));
+            return;
+        };
+        if d.dist.dist != truth.dist {
+            self.failures.push(format!("{name}: fitted as {:?}, is {:?} ({})", d.dist.dist, truth.dist, d.quality));
+            return;
+        }
+        let params = match truth.dist {
+            DistKind::Fixed => vec![("value", truth.value)],
+            DistKind::Uniform => vec![("min", truth.min), ("max", truth.max)],
+            DistKind::Poisson => vec![("mean", truth.mean)],
+            DistKind::Lognormal => vec![("median", truth.median), ("sigma", truth.sigma)],
+        };
+        for (param, value) in params {
+            let value = value.expect("the scenario has it");
+            if truth.dist == DistKind::Fixed {
+                assert_eq!(d.dist.value, Some(value), "{name}: fixed");
+                continue;
+            }
+            self.check(&format!("{name}.{param}"), d.param(param), value, MAX_REL_SE);
+        }
+    }
+
+    fn finish(self) {
+        eprintln!("{}", self.table.join("\n"));
+        assert!(self.failures.is_empty(), "{}", self.failures.join("\n"));
+    }
+}
+
+/// Every fitted parameter of `f` against the scenario `s` it came from.
+fn compare(f: &Fitted, s: &PlanScenario) -> Compare {
+    let mut c = Compare::default();
+    assert_eq!(f.days, s.days);
+    assert_eq!(f.start_ms, s.start_ms);
+    for (i, tier) in Tier::ALL.iter().enumerate() {
+        let truth = s.population.by_tier()[i];
+        if truth > 0 {
+            c.check(&format!("population.{tier}"), Some(f.population[i]), truth as f64, MAX_REL_SE);
+        }
+    }
+    if s.population.growth_pct_per_day > 0.0 {
+        c.check("population.growth_pct_per_day", f.growth_pct_per_day, s.population.growth_pct_per_day, MAX_REL_SE);
+    }
+    c.dist("requests.per_user_per_day", f.per_user_per_day.as_ref(), &s.requests.per_user_per_day);
+    let total: f64 = s.requests.hourly_weights.iter().sum();
+    for (h, w) in s.requests.hourly_weights.iter().enumerate() {
+        c.check(&format!("hourly share {h:02}h"), Some(f.hourly_share[h]), w / total, MAX_REL_SE);
+    }
+    c.check("requests.session_share", Some(f.session_share), s.requests.session_share, MAX_REL_SE);
+    c.dist("cost.estimate_sats", Some(&f.estimate_sats), &s.cost.estimate_sats);
+    c.dist("cost.actual_pct", f.actual_pct.as_ref(), &s.cost.actual_pct);
+    c.check("cost.work_failure", f.work_failure, s.cost.work_failure, MAX_REL_SE);
+    c.check("payment.gate_paid", f.gate_paid, s.payment.gate_paid, MAX_REL_SE);
+    c.check("payment.partial_paid", f.partial_paid, s.payment.partial_paid, MAX_REL_SE);
+    let (up, down) = (s.tiers.promote_per_day.by_tier(), s.tiers.decay_per_day.by_tier());
+    for (i, tier) in Tier::ALL.iter().enumerate() {
+        if up[i] > 0.0 {
+            c.check(&format!("tiers.promote_per_day.{tier}"), f.promote_per_day[i], up[i], MAX_REL_SE_TIER_MOVES);
+        }
+        if down[i] > 0.0 {
+            c.check(&format!("tiers.decay_per_day.{tier}"), f.decay_per_day[i], down[i], MAX_REL_SE_TIER_MOVES);
+        }
+    }
+    c
+}
+
+/// The fitted TOML loads as it is, into the scenario the fit describes.
+fn check_toml_loads(f: &Fitted) {
+    let toml = f.toml();
+    let loaded = PlanScenario::from_toml_str(&toml, "fitted").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert_eq!(loaded, f.scenario());
+}
+
+#[test]
+fn the_fixture_is_what_its_scenario_generates() {
+    let s = scenario(&std::fs::read_to_string(FIXTURE_TOML).unwrap());
+    let csv = history::write(&generate(&s));
+    let committed = std::fs::read_to_string(FIXTURE_CSV).unwrap();
+    assert!(
+        csv == committed,
+        "fixtures/history/fit-small.csv is stale; regenerate it with\n  ledger-sim plan fixtures/history/fit-small.toml \
+         --history-out fixtures/history/fit-small.csv"
+    );
+    assert!(committed.len() < 1 << 20, "the fixture stays under 1 MiB");
+}
+
+#[test]
+fn the_fixture_fits_back_within_its_tolerances() {
+    let s = scenario(&std::fs::read_to_string(FIXTURE_TOML).unwrap());
+    let rows = history::read(&std::fs::read(FIXTURE_CSV).unwrap(), "fit-small.csv").unwrap();
+    let f = fit::fit(&rows, "fit-small.csv").unwrap();
+    compare(&f, &s).finish();
+    check_toml_loads(&f);
+    insta::assert_snapshot!("fit_small_toml", f.toml());
+}
+
+/// Poisson counts, a fixed estimate and a log-normal actual cost are recognised as such;
+/// fixed counts and a fixed actual cost too.
+#[test]
+fn the_kinds_of_distribution_are_told_apart() {
+    let poisson = scenario(
+        r#"
+        days = 14
+        seed = 3
+        [population]
+        new = 150
+        established = 100
+        trusted = 50
+        elite = 0
+        [requests]
+        per_user_per_day = { dist = "poisson", mean = 3 }
+        [cost]
+        estimate_sats = { dist = "fixed", value = 200 }
+        actual_pct = { dist = "lognormal", median = 90, sigma = 0.2, max = 400 }
+        [tiers]
+        promote_per_day = {}
+        decay_per_day = {}
+        "#,
+    );
+    let f = fit::fit(&generate(&poisson), "poisson.csv").unwrap();
+    compare(&f, &poisson).finish();
+    check_toml_loads(&f);
+
+    let fixed = scenario(
+        r#"
+        days = 5
+        [requests]
+        per_user_per_day = { dist = "fixed", value = 4 }
+        [cost]
+        actual_pct = { dist = "fixed", value = 100 }
+        "#,
+    );
+    let f = fit::fit(&generate(&fixed), "fixed.csv").unwrap();
+    assert_eq!(f.per_user_per_day.as_ref().unwrap().dist, Dist::fixed(4.0));
+    assert_eq!(f.actual_pct.as_ref().unwrap().dist, Dist::fixed(100.0));
+    check_toml_loads(&f);
+}
+
+/// A history of two requests on one day: what it cannot show stays at the defaults, and the
+/// scenario still loads.
+#[test]
+fn a_tiny_history_gives_a_scenario_that_loads() {
+    let text = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n\
+                1704067212345,a,established,job,25,21,free,\n\
+                1704067230001,b,new,session,40,,gated,false\n";
+    let f = fit::fit(&history::read(text.as_bytes(), "tiny.csv").unwrap(), "tiny.csv").unwrap();
+    assert_eq!((f.days, f.n_users, f.per_user_per_day.as_ref(), f.growth_pct_per_day), (1, 2, None, None));
+    assert_eq!(f.scenario().population.by_tier(), [1, 1, 0, 0]);
+    check_toml_loads(&f);
+}
+
+#[test]
+fn a_history_longer_than_a_scenario_is_refused() {
+    let text = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n\
+                0,a,new,job,1,1,free,\n\
+                400000000000,a,new,job,1,1,free,\n";
+    let rows = history::read(text.as_bytes(), "long.csv").unwrap();
+    let e = fit::fit(&rows, "long.csv").unwrap_err();
+    assert_eq!(e.to_string(), "long.csv: the history spans 4630 days; a scenario holds at most 3650");
+}
+
+/// `body` after a good header and one good row (line 2), read as `h.csv`, fails with `expect`.
+fn check(body: &[u8], expect: &str) {
+    let mut bytes = b"time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n\
+                      1704067212345,u1,new,job,25,21,free,\n"
+        .to_vec();
+    bytes.extend_from_slice(body);
+    let e = history::read(&bytes, "h.csv").expect_err("a bad history");
+    assert_eq!(e.to_string(), expect);
+}
+
+#[test]
+fn a_bad_history_is_refused_naming_file_line_column_and_value() {
+    check(
+        b"1704067212346,u1,gold,job,25,21,free,\n",
+        r#"h.csv:3: tier = "gold": must be new, established, trusted or elite"#,
+    );
+    check(
+        b"1704067212346,u1,new,job,-5,,free,\n",
+        r#"h.csv:3: estimate_sats = "-5": must be a whole number in 1..=1000000000"#,
+    );
+    check(
+        b"1704067212346,u1,new,job,25,18446744073709551616,free,\n",
+        r#"h.csv:3: actual_sats = "18446744073709551616": must be a whole number in 0..=1000000000"#,
+    );
+    check(
+        b"1704067212346,u1,new,job,0,,free,\n",
+        r#"h.csv:3: estimate_sats = "0": must be a whole number in 1..=1000000000"#,
+    );
+    check(
+        b"1704067212346,u1,new,job,2.5,,free,\n",
+        r#"h.csv:3: estimate_sats = "2.5": must be a whole number in 1..=1000000000"#,
+    );
+    check(
+        b"garbage\n",
+        "h.csv:3: 1 fields, expected 8 (time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid)",
+    );
+    check(
+        b"\n1704067212346,u1,new,job,25,21,free,\n",
+        "h.csv:3: an empty line: every line after the header is a request",
+    );
+    check(b"1704067212346,u1,new,job,25,\xff21,free,\n", "h.csv:3: not UTF-8 text (byte 29 of the line)");
+    check(
+        b"1704067212344,u1,new,job,25,21,free,\n",
+        r#"h.csv:3: time_ms = "1704067212344": before the line above's 1704067212345: rows must be in time order"#,
+    );
+    check(
+        b"99999999999999,u1,new,job,25,21,free,\n",
+        r#"h.csv:3: time_ms = "99999999999999": must be a whole number in 0..=4102444800000"#,
+    );
+    check(
+        b"1704067212346,u 1,new,job,25,21,free,\n",
+        r#"h.csv:3: user = "u 1": must be 1 to 64 bytes without white space or quotes"#,
+    );
+    check(b"1704067212346,u1,new,batch,25,21,free,\n", r#"h.csv:3: kind = "batch": must be job or session"#);
+    check(
+        b"1704067212346,u1,new,job,25,21,refunded,\n",
+        r#"h.csv:3: outcome = "refunded": must be free, partial or gated"#,
+    );
+    check(
+        b"1704067212346,u1,new,job,25,21,free,true\n",
+        r#"h.csv:3: paid = "true": a free request has no invoice: leave it empty"#,
+    );
+    check(
+        b"1704067212346,u1,new,job,25,21,partial,\n",
+        r#"h.csv:3: paid = "": must be true or false for a partial or gated request"#,
+    );
+    check(
+        b"1704067212346,u1,new,job,25,21,gated,false\n",
+        r#"h.csv:3: actual_sats = "21": the invoice was not paid, so no work ran: leave it empty"#,
+    );
+
+    let read = |bytes: &[u8]| history::read(bytes, "h.csv").unwrap_err().to_string();
+    assert_eq!(read(b""), "h.csv: empty: a history starts with the header line time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid");
+    assert_eq!(
+        read(b"time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n"),
+        "h.csv: no requests after the header"
+    );
+    assert_eq!(
+        read(b"time,user\n1,a\n"),
+        r#"h.csv:1: header "time,user": expected "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid""#
+    );
+    assert_eq!(read(b"\xfe\xff"), "h.csv:1: not UTF-8 text (byte 1 of the line)");
+}
