@@ -173,6 +173,9 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
     if let Some(history) = &args.fit {
         return fit_cmd(history, args.fit_out.as_deref());
     }
+    // clap lets `--out` through without `--fit` when a scenario is given (`--fit` conflicts
+    // with it, which clap takes to excuse the requirement).
+    anyhow::ensure!(args.fit_out.is_none(), "--out names where --fit writes its scenario: give --fit HISTORY.csv");
     let scenario = args.scenario.as_deref().expect("clap asks for a scenario without --fit");
     let origin = scenario.display().to_string();
     let text = crate::input::read_text(scenario)?;
