@@ -60,7 +60,7 @@ impl Default for Policy {
 
 impl Policy {
     /// Whether the service makes this partial offer.
-    fn offers(&self, offer: Sats) -> bool {
+    pub fn offers(&self, offer: Sats) -> bool {
         self.min_offer.is_some_and(|min| offer >= min)
     }
 }

@@ -29,7 +29,7 @@ use ledger_core::{Decision, GateReason, Movement, Outcome, Pubkey, Refusal, Requ
 use ledger_harness::{Call, Checker, Engine, Invariant, Named, Reply, Violation};
 use rustc_hash::FxHashMap;
 
-use crate::caller::{Caller, Event as CallerEvent, Next};
+use crate::caller::{Caller, Event as CallerEvent, Next, Policy};
 pub use crate::coverage::Coverage;
 use crate::coverage::Mark;
 use crate::history::{Event, Flow, FlowKind, History};
@@ -59,6 +59,8 @@ struct FlowRt<Op> {
     failures: u8,
     started_at: TimeMs,
     live: bool,
+    /// The user walks away from what the decision asked ([`crate::history::Declines`]).
+    declined: bool,
 }
 
 /// What one run produced.
@@ -102,6 +104,9 @@ pub struct Exec<E: Engine> {
     first_event: BTreeMap<Invariant, Option<usize>>,
     n_seen: usize,
     log: Option<Vec<String>>,
+    policy: Policy,
+    /// Every decision a caller received, by flow, when a driver asked for them.
+    decisions: Option<Vec<(u32, Decision)>>,
     /// Actors added (`true`) or removed (`false`) since the scheduler last looked.
     pub changes: Vec<(Actor, bool)>,
 }
@@ -152,8 +157,36 @@ impl<E: Engine> Exec<E> {
             first_event: BTreeMap::new(),
             n_seen: 0,
             log: log.then(Vec::new),
+            policy: Policy::default(),
+            decisions: None,
             changes: Vec::new(),
         }
+    }
+
+    /// The same executor with its callers serving under `policy` (the simulator's own runs use
+    /// [`Policy::default`]). Set it before any flow starts; a history run under a policy
+    /// replays only under the same one (a [`History`] does not record it).
+    pub fn with_policy(mut self, policy: Policy) -> Exec<E> {
+        self.policy = policy;
+        self
+    }
+
+    /// Keep every decision a caller receives, for [`Exec::take_decisions`]: a driver that
+    /// measures who is served free, partial or gated reads them from here.
+    pub fn recording_decisions(mut self) -> Exec<E> {
+        self.decisions = Some(Vec::new());
+        self
+    }
+
+    /// The decisions received since the last call, by flow id, in the order they came.
+    pub fn take_decisions(&mut self) -> Vec<(u32, Decision)> {
+        self.decisions.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The caller of job or session flow `id`, while it is known: what it waits for is its
+    /// [`Caller::poll`].
+    pub fn caller(&self, id: u32) -> Option<&Caller> {
+        self.flows[*self.index.get(&id)?].caller.as_ref()
     }
 
     /// Make `flow` known (before its `Start` event).
@@ -169,6 +202,7 @@ impl<E: Engine> Exec<E> {
             failures: 0,
             started_at: EPOCH,
             live: false,
+            declined: false,
         });
     }
 
@@ -313,7 +347,8 @@ impl<E: Engine> Exec<E> {
                 *self.in_flight_by_user.entry(flow.user).or_insert(0) += 1;
                 let session = flow.kind == FlowKind::Session;
                 let (estimated, actual) = (sats(flow.estimated_sats), sats(flow.actual_sats));
-                let caller = Caller::new(RequestId(u64::from(id)), pubkey, session, estimated, actual, self.now);
+                let caller = Caller::new(RequestId(u64::from(id)), pubkey, session, estimated, actual, self.now)
+                    .with_policy(self.policy);
                 let Next::Call(call) = caller.poll() else { unreachable!("a caller begins with its decide") };
                 let call = call.clone();
                 self.flows[idx].caller = Some(caller);
@@ -488,7 +523,19 @@ impl<E: Engine> Exec<E> {
         let pubkey = ledger_harness::user_pubkey(u64::from(self.flows[idx].flow.user));
         while let Some(event) = self.flows[idx].caller.as_mut().and_then(Caller::poll_event) {
             match event {
-                CallerEvent::Decided(decision) => self.cover_decision(decision),
+                CallerEvent::Decided(decision) => {
+                    self.cover_decision(decision);
+                    let f = &mut self.flows[idx];
+                    let declines = f.flow.declines;
+                    f.declined = match decision {
+                        Decision::Free { .. } => false,
+                        Decision::Partial { offer_sats, .. } if self.policy.offers(offer_sats) => declines.partial,
+                        Decision::Partial { .. } | Decision::Gate { .. } => declines.gate,
+                    };
+                    if let Some(decisions) = self.decisions.as_mut() {
+                        decisions.push((f.flow.id, decision));
+                    }
+                }
                 CallerEvent::Granted => self.cover_exhaustion(pubkey),
                 CallerEvent::Mark(mark) => self.coverage.hit(mark),
             }
@@ -525,12 +572,18 @@ impl<E: Engine> Exec<E> {
     fn work(&mut self, idx: usize) {
         let f = &self.flows[idx];
         let fails = self.faults_on && f.flow.work_fails;
+        // A declined session's user walked away: its work never runs.
+        let declined = f.declined;
         let id = f.flow.id;
-        self.note(|| format!("flow {id} work {}", if fails { "fails" } else { "succeeds" }));
+        self.note(|| match (fails, declined) {
+            (_, true) => format!("flow {id} user walks away, no work"),
+            (true, false) => format!("flow {id} work fails"),
+            (false, false) => format!("flow {id} work succeeds"),
+        });
         if fails {
             self.coverage.hit(Mark::WorkFailure);
         }
-        self.flows[idx].caller.as_mut().expect("only a caller works").handle_work(!fails);
+        self.flows[idx].caller.as_mut().expect("only a caller works").handle_work(!fails && !declined);
         self.advance(idx);
     }
 
@@ -538,7 +591,7 @@ impl<E: Engine> Exec<E> {
         let f = &mut self.flows[idx];
         let id = f.flow.id;
         // Sessions are charged after the work from a balance the user already holds.
-        let abandons = self.faults_on && f.flow.abandon && abandonable;
+        let abandons = ((self.faults_on && f.flow.abandon) || f.declined) && abandonable;
         let caller = f.caller.as_mut().expect("only a caller is invoiced");
         caller.handle_invoice(!abandons);
         if abandons {

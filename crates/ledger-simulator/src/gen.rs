@@ -327,6 +327,7 @@ fn new_flow<E: Engine>(
         duplicate: None,
         lost_ack: None,
         duplicate_credit: false,
+        declines: Default::default(),
     };
     fill(&mut flow);
     history.flows.push(flow.clone());

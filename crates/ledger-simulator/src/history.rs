@@ -78,6 +78,33 @@ pub struct Flow {
     /// Credit webhooks of this flow are delivered twice.
     #[serde(default, skip_serializing_if = "is_false")]
     pub duplicate_credit: bool,
+    /// How the user answers what the decision asks of them (the planner's payment rates).
+    #[serde(default, skip_serializing_if = "Declines::is_none")]
+    pub declines: Declines,
+}
+
+/// Whether a flow's user walks away, by what the decision asked: a partial offer's reduced
+/// charge, or a full charge (a gate, or an offer the service does not make). A declined job
+/// abandons its invoice; a declined session does not run its work. Unlike the
+/// [`Fault::Abandon`] fault, the answer depends on the decision, and it is behaviour, not a
+/// fault: it holds in the drain too. The simulator's own flows decline nothing; a workload
+/// with payment rates per kind of charge (the planner's) draws both answers up front.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declines {
+    /// Walks away from a partial offer.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub partial: bool,
+    /// Walks away from a full charge.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub gate: bool,
+}
+
+impl Declines {
+    /// Declines nothing.
+    pub fn is_none(&self) -> bool {
+        !self.partial && !self.gate
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
