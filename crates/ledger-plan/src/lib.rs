@@ -45,6 +45,7 @@ pub mod scenario;
 pub mod solve;
 pub mod sprt;
 pub mod target;
+pub mod validity;
 
 use rayon::prelude::*;
 
