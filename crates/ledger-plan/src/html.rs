@@ -1,21 +1,47 @@
-//! The HTML report: one self-contained page, inline SVG written by hand, no scripts, no
-//! network. Charts: the pool balance band (p5-p95, median) per configuration as small
-//! multiples on one scale, served shares by tier, and for sweeps a heatmap of the
-//! probability of depletion over the last two axes.
+//! The HTML reports: one self-contained page each, inline SVG written by hand, no scripts,
+//! no network. Every string that comes from input (the scenario's name, labels, keys,
+//! targets) is escaped.
+//!
+//! The answer comes first: a solve's verdict line per target, a frontier's table, a plan's
+//! count of configurations that never ran dry. Then the charts, in a grid that fills the
+//! page's width: the pool's balance by day (p5-p95 band and median, on a logarithmic scale in
+//! sats so that a pool that dies on day 1 shows its fall, not a flat line at zero) with the
+//! target drawn on it; a solve's values tested (the share of seeds with the target's bad
+//! event, with the limit and the indifference band); a frontier's curve with each interval as
+//! an error bar; a plan's served shares by tier and probability of depletion across the
+//! sweep.
 
 use std::fmt::Write as _;
 
-use super::report::{thousands, PlanOutput, Summary};
-use super::scenario::fmt_f64;
+use super::frontier::{interval_words, FrontierOutput};
+use super::report::{thousands, PlanOutput, PoolBand, Summary};
+use super::scenario::{fmt_f64, PlanScenario};
+use super::solve::{decision_word, unit, SolveOutput, SolveRange, Step, TargetResult, Verdict};
+use super::sprt::Decision;
+use super::target::{Metric, Target};
 
 const FREE: &str = "#2e7d32";
 const PARTIAL: &str = "#f9a825";
 const GATED: &str = "#9e9e9e";
 const BAND: &str = "#90caf9";
 const MEDIAN: &str = "#0d47a1";
+const TARGET: &str = "#6a1b9a";
+const DRY: &str = "#c62828";
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// `s` with the characters that mean something in HTML or an attribute escaped.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 /// A round step giving about `n` ticks up to `max`.
@@ -38,92 +64,289 @@ fn tick_step(max: f64, n: f64) -> f64 {
     nice * mag
 }
 
+/// Ticks from `lo` to `hi`, about `n` of them, on round values.
+fn ticks(lo: f64, hi: f64, n: f64) -> Vec<f64> {
+    let step = tick_step(hi - lo, n);
+    let mut v = (lo / step).ceil() * step;
+    let mut out = Vec::new();
+    while v <= hi + step * 1e-9 {
+        out.push(if v.abs() < step * 1e-9 { 0.0 } else { v });
+        v += step;
+    }
+    out
+}
+
 fn short(v: f64) -> String {
     if v >= 1e6 {
         format!("{}M", fmt_f64((v / 1e5).round() / 10.0))
     } else if v >= 1e3 {
         format!("{}k", fmt_f64((v / 1e2).round() / 10.0))
     } else {
-        fmt_f64(v)
+        fmt_f64((v * 1e6).round() / 1e6)
     }
 }
 
-/// The pool band chart of one configuration.
-fn pool_chart(s: &Summary, y_max: f64, initial: u64, w: f64, h: f64) -> String {
-    let (l, r, t, b) = (52.0, 10.0, 22.0, 28.0);
-    let (pw, ph) = (w - l - r, h - t - b);
-    let days = s.pool_p50.len().max(1);
-    let x = |d: f64| l + pw * d / days as f64;
-    let y = |v: f64| t + ph * (1.0 - v / y_max);
-    let mut o = String::new();
-    let _ = write!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#);
-    let _ = write!(o, r##"<text x="{l}" y="14" font-size="12" font-weight="600">{}</text>"##, esc(&s.label));
-    let step = tick_step(y_max, 4.0);
-    let mut v = 0.0;
-    while v <= y_max + 1e-9 {
+/// A percentage with one decimal.
+fn pct1(p: f64) -> String {
+    fmt_f64((p * 1000.0).round() / 10.0)
+}
+
+/// The opening of an SVG of `w` x `h` units that scales to the width of its grid cell.
+fn svg_open(o: &mut String, w: f64, h: f64, label: &str) {
+    let _ = write!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" role="img" aria-label="{}">"#,
+        esc(label)
+    );
+}
+
+/// The plot area of a chart, in SVG units.
+#[derive(Clone, Copy)]
+struct Frame {
+    w: f64,
+    h: f64,
+    l: f64,
+    t: f64,
+    r: f64,
+    b: f64,
+}
+
+impl Frame {
+    fn new(w: f64, h: f64) -> Frame {
+        Frame { w, h, l: 58.0, t: 26.0, r: 14.0, b: 34.0 }
+    }
+    fn pw(&self) -> f64 {
+        self.w - self.l - self.r
+    }
+    fn ph(&self) -> f64 {
+        self.h - self.t - self.b
+    }
+    /// `f` in 0..=1 across the plot.
+    fn x(&self, f: f64) -> f64 {
+        self.l + self.pw() * f
+    }
+    /// `f` in 0..=1 up the plot.
+    fn y(&self, f: f64) -> f64 {
+        self.t + self.ph() * (1.0 - f)
+    }
+    /// The title, the axis names and the plot's border.
+    fn chrome(&self, o: &mut String, title: &str, x_name: &str, y_name: &str) {
+        let _ = write!(o, r##"<text x="{}" y="16" class="t">{}</text>"##, self.l, esc(title));
         let _ = write!(
             o,
-            r##"<line x1="{l}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##,
-            l + pw,
-            l - 4.0,
-            y(v) + 3.0,
-            short(v),
-            y = y(v)
+            r##"<text x="{:.1}" y="{:.1}" class="ax" text-anchor="middle">{}</text>"##,
+            self.l + self.pw() / 2.0,
+            self.h - 4.0,
+            esc(x_name)
         );
-        v += step;
-    }
-    let xstep = tick_step(days as f64, 5.0).max(1.0);
-    let mut d = 0.0;
-    while d <= days as f64 + 1e-9 {
+        let (yx, yy) = (13.0, self.t + self.ph() / 2.0);
         let _ = write!(
             o,
-            r##"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{}</text>"##,
-            x(d),
-            t + ph + 14.0,
-            fmt_f64(d)
+            r##"<text x="{yx}" y="{yy:.1}" class="ax" text-anchor="middle" transform="rotate(-90 {yx} {yy:.1})">{}</text>"##,
+            esc(y_name)
         );
-        d += xstep;
-    }
-    let _ = write!(o, r##"<text x="{}" y="{}" font-size="10" text-anchor="middle">day</text>"##, l + pw / 2.0, h - 2.0);
-    // Day 0 is the genesis balance; day d the balance at the end of day d.
-    let pt = |d: usize, v: u64| format!("{:.1},{:.1}", x(d as f64), y(v as f64));
-    let mut band: Vec<String> = vec![pt(0, initial)];
-    band.extend(s.pool_p95.iter().enumerate().map(|(i, v)| pt(i + 1, *v)));
-    band.extend(s.pool_p5.iter().enumerate().rev().map(|(i, v)| pt(i + 1, *v)));
-    let _ = write!(o, r#"<polygon points="{}" fill="{BAND}" fill-opacity="0.7" stroke="none"/>"#, band.join(" "));
-    let mut line: Vec<String> = vec![pt(0, initial)];
-    line.extend(s.pool_p50.iter().enumerate().map(|(i, v)| pt(i + 1, *v)));
-    let _ = write!(o, r#"<polyline points="{}" fill="none" stroke="{MEDIAN}" stroke-width="1.8"/>"#, line.join(" "));
-    if let Some(dd) = s.depletion_day_p50 {
-        let xd = x(f64::from(dd) - 0.5);
         let _ = write!(
             o,
-            r##"<line x1="{xd:.1}" x2="{xd:.1}" y1="{t}" y2="{}" stroke="#c62828" stroke-dasharray="3,3"/><text x="{:.1}" y="{}" font-size="10" fill="#c62828">dry d{dd} ({}%)</text>"##,
-            t + ph,
-            xd + 3.0,
-            t + 10.0,
-            fmt_f64((s.depletion_probability * 1000.0).round() / 10.0)
+            r##"<rect x="{}" y="{}" width="{:.1}" height="{:.1}" fill="none" stroke="#9e9e9e"/>"##,
+            self.l,
+            self.t,
+            self.pw(),
+            self.ph()
         );
     }
-    let _ = write!(o, r##"<rect x="{l}" y="{t}" width="{pw}" height="{ph}" fill="none" stroke="#9e9e9e"/></svg>"##);
-    o
+    fn x_tick(&self, o: &mut String, f: f64, label: &str) {
+        let x = self.x(f);
+        let _ = write!(
+            o,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="#9e9e9e"/><text x="{x:.1}" y="{:.1}" class="n" text-anchor="middle">{}</text>"##,
+            self.t + self.ph(),
+            self.t + self.ph() + 4.0,
+            self.t + self.ph() + 15.0,
+            esc(label)
+        );
+    }
+    fn y_tick(&self, o: &mut String, f: f64, label: &str) {
+        let y = self.y(f);
+        let _ = write!(
+            o,
+            r##"<line x1="{}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#eeeeee"/><text x="{}" y="{:.1}" class="n" text-anchor="end">{}</text>"##,
+            self.l,
+            self.l + self.pw(),
+            self.l - 4.0,
+            y + 3.5,
+            esc(label)
+        );
+    }
+}
+
+/// The balance axis: `log10(1 + sats)` from 0 to `10^decades` sats, so that 0 has a place
+/// and every power of ten the same height.
+#[derive(Clone, Copy)]
+struct SatsScale {
+    decades: u32,
+}
+
+impl SatsScale {
+    /// A scale that holds `max` sats.
+    fn holding(max: u64) -> SatsScale {
+        let mut decades = 1;
+        while decades < 19 && 10f64.powi(decades as i32) < max as f64 {
+            decades += 1;
+        }
+        SatsScale { decades }
+    }
+    fn f(&self, sats: f64) -> f64 {
+        ((1.0 + sats.max(0.0)).log10() / f64::from(self.decades)).min(1.0)
+    }
+    fn ticks(&self) -> Vec<f64> {
+        let mut t = vec![0.0];
+        t.extend((1..=self.decades).map(|d| 10f64.powi(d as i32)));
+        t
+    }
+}
+
+/// Something a balance chart marks besides the band.
+enum Mark {
+    /// A day, as a vertical line.
+    Day { day: u32, label: String, color: &'static str },
+    /// A balance, as a horizontal line.
+    Sats { sats: f64, label: String },
+}
+
+/// The marks a target puts on a balance chart.
+fn target_marks(target: &Target) -> Vec<Mark> {
+    match target.metric {
+        Metric::PDry { day } => {
+            vec![Mark::Day {
+                day,
+                label: format!("target: dry by day {day} in ≤ {} of seeds", pct_words(target)),
+                color: TARGET,
+            }]
+        }
+        Metric::Pool { day, pct } => vec![
+            Mark::Sats {
+                sats: target.value,
+                label: format!("target p{pct} {} {} sats", op_sign(target), short(target.value)),
+            },
+            Mark::Day { day, label: format!("day {day}"), color: TARGET },
+        ],
+        Metric::PeakLocked { .. } | Metric::Free { .. } => Vec::new(),
+    }
+}
+
+fn op_sign(t: &Target) -> &'static str {
+    match t.op {
+        super::target::Op::AtMost => "≤",
+        super::target::Op::AtLeast => "≥",
+    }
+}
+
+fn pct_words(t: &Target) -> String {
+    format!("{} %", pct1(t.limit()))
+}
+
+/// A balance chart: the p5-p95 band and the median by day, day 0 the starting pool.
+struct PoolChart<'a> {
+    title: String,
+    band: &'a PoolBand,
+    initial_sats: u64,
+    /// The last day on the axis (at least the band's).
+    days: u32,
+    scale: SatsScale,
+    /// The median day the pool ran dry and the share of seeds that did.
+    dry: Option<(u32, f64)>,
+    marks: Vec<Mark>,
+    w: f64,
+    h: f64,
+}
+
+impl PoolChart<'_> {
+    fn render(&self) -> String {
+        let f = Frame::new(self.w, self.h);
+        let mut o = String::new();
+        svg_open(&mut o, self.w, self.h, &self.title);
+        let days = self.days.max(self.band.p50.len() as u32).max(1);
+        let dx = |d: f64| f.x(d / f64::from(days));
+        let sy = |v: f64| f.y(self.scale.f(v));
+        for v in self.scale.ticks() {
+            f.y_tick(&mut o, self.scale.f(v), &short(v));
+        }
+        for d in ticks(0.0, f64::from(days), 6.0) {
+            f.x_tick(&mut o, d / f64::from(days), &fmt_f64(d));
+        }
+        // Day 0 is the starting balance; day d the balance at the end of day d.
+        let pt = |d: usize, v: u64| format!("{:.1},{:.1}", dx(d as f64), sy(v as f64));
+        if !self.band.p50.is_empty() {
+            let mut band: Vec<String> = vec![pt(0, self.initial_sats)];
+            band.extend(self.band.p95.iter().enumerate().map(|(i, v)| pt(i + 1, *v)));
+            band.extend(self.band.p5.iter().enumerate().rev().map(|(i, v)| pt(i + 1, *v)));
+            let _ =
+                write!(o, r#"<polygon points="{}" fill="{BAND}" fill-opacity="0.75" stroke="none"/>"#, band.join(" "));
+            let mut line: Vec<String> = vec![pt(0, self.initial_sats)];
+            line.extend(self.band.p50.iter().enumerate().map(|(i, v)| pt(i + 1, *v)));
+            let _ = write!(
+                o,
+                r#"<polyline points="{}" fill="none" stroke="{MEDIAN}" stroke-width="1.8"/>"#,
+                line.join(" ")
+            );
+        }
+        let mut label_row = 0.0;
+        let mut vline = |o: &mut String, day: f64, label: &str, color: &str| {
+            let x = dx(day);
+            let right = x < f.x(0.6);
+            let _ = write!(
+                o,
+                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{:.1}" stroke="{color}" stroke-dasharray="4,3"/><text x="{:.1}" y="{:.1}" class="m" fill="{color}" text-anchor="{}">{}</text>"##,
+                f.t,
+                f.t + f.ph(),
+                if right { x + 4.0 } else { x - 4.0 },
+                f.t + 12.0 + label_row,
+                if right { "start" } else { "end" },
+                esc(label)
+            );
+            label_row += 13.0;
+        };
+        if let Some((day, share)) = self.dry {
+            vline(&mut o, f64::from(day) - 0.5, &format!("dry: median day {day} ({} % of seeds)", pct1(share)), DRY);
+        }
+        for m in &self.marks {
+            match m {
+                Mark::Day { day, label, color } => vline(&mut o, f64::from(*day), label, color),
+                Mark::Sats { sats, label } => {
+                    let y = sy(*sats);
+                    let _ = write!(
+                        o,
+                        r##"<line x1="{}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{TARGET}" stroke-dasharray="4,3"/><text x="{:.1}" y="{:.1}" class="m" fill="{TARGET}" text-anchor="end">{}</text>"##,
+                        f.l,
+                        f.l + f.pw(),
+                        f.l + f.pw() - 4.0,
+                        y - 4.0,
+                        esc(label)
+                    );
+                }
+            }
+        }
+        f.chrome(&mut o, &self.title, "day", "pool balance, sats (log scale)");
+        o.push_str("</svg>");
+        o
+    }
 }
 
 /// Stacked bars of free / partial / gated shares per tier.
-fn tier_chart(s: &Summary, w: f64) -> String {
-    let (l, r, t, row) = (130.0, 10.0, 22.0, 20.0);
+fn tier_chart(s: &Summary) -> String {
+    let (w, l, r, t, row) = (420.0, 132.0, 10.0, 24.0, 20.0);
     let pw = w - l - r;
-    let h = t + row * s.tiers.len() as f64 + 8.0;
+    let h = t + row * s.tiers.len() as f64 + 6.0;
     let mut o = String::new();
-    let _ = write!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#);
-    let _ = write!(o, r##"<text x="4" y="14" font-size="12" font-weight="600">{}</text>"##, esc(&s.label));
+    svg_open(&mut o, w, h, &s.label);
+    let _ = write!(o, r##"<text x="4" y="15" class="t">{}</text>"##, esc(&s.label));
     for (i, ts) in s.tiers.iter().enumerate() {
         let yy = t + row * i as f64;
         let _ = write!(
             o,
-            r##"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{} ({})</text>"##,
+            r##"<text x="{}" y="{:.1}" class="n" text-anchor="end">{} ({} req.)</text>"##,
             l - 4.0,
-            yy + 13.0,
+            yy + 12.0,
             ts.tier,
             short(ts.requests as f64 / s.seeds.max(1) as f64)
         );
@@ -139,10 +362,10 @@ fn tier_chart(s: &Summary, w: f64) -> String {
                     row - 4.0,
                     share * 100.0
                 );
-                if bw > 34.0 {
+                if bw > 30.0 {
                     let _ = write!(
                         o,
-                        r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#fff" text-anchor="middle">{:.0}%</text>"##,
+                        r##"<text x="{:.1}" y="{:.1}" class="n" fill="#fff" text-anchor="middle">{:.0}%</text>"##,
                         x0 + bw / 2.0,
                         yy + 12.0,
                         share * 100.0
@@ -191,26 +414,17 @@ fn heatmaps(out: &PlanOutput) -> String {
             key.iter().enumerate().map(|(a, &i)| format!("{}={}", axes[a].key, axes[a].values[i])).collect();
         let _ = write!(
             o,
-            r#"<figure><svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#
+            r#"<figure class="fixed"><svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#
         );
-        let _ = write!(
-            o,
-            r##"<text x="{l}" y="14" font-size="12" font-weight="600">{} → {}</text>"##,
-            esc(&title.join(" ")),
-            esc(&axes[xa].key)
-        );
+        let _ =
+            write!(o, r##"<text x="{l}" y="14" class="t">{} → {}</text>"##, esc(&title.join(" ")), esc(&axes[xa].key));
         if let Some(ya) = ya {
-            let _ = write!(
-                o,
-                r##"<text x="6" y="{}" font-size="11" font-weight="600">{} ↓</text>"##,
-                t - 6.0,
-                esc(&axes[ya].key)
-            );
+            let _ = write!(o, r##"<text x="6" y="{}" class="t">{} ↓</text>"##, t - 6.0, esc(&axes[ya].key));
         }
         for (i, v) in axes[xa].values.iter().enumerate() {
             let _ = write!(
                 o,
-                r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"##,
+                r##"<text x="{:.1}" y="{}" class="n" text-anchor="middle">{}</text>"##,
                 l + cw * (i as f64 + 0.5),
                 t - 6.0,
                 esc(v)
@@ -225,7 +439,7 @@ fn heatmaps(out: &PlanOutput) -> String {
                 if let Some(ya) = ya {
                     let _ = write!(
                         o,
-                        r##"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+                        r##"<text x="{}" y="{:.1}" class="n" text-anchor="end">{}</text>"##,
                         l - 6.0,
                         y0 + ch / 2.0 + 4.0,
                         esc(&axes[ya].values[iy])
@@ -235,12 +449,12 @@ fn heatmaps(out: &PlanOutput) -> String {
             let last = s.pool_p50.last().copied().unwrap_or(0);
             let _ = write!(
                 o,
-                r##"<rect x="{x0:.1}" y="{y0:.1}" width="{cw}" height="{ch}" fill="{}" stroke="#fff"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="12" fill="#fff" text-anchor="middle" font-weight="600">{}%</text><text x="{:.1}" y="{:.1}" font-size="9" fill="#fff" text-anchor="middle">p50 end {}</text>"##,
+                r##"<rect x="{x0:.1}" y="{y0:.1}" width="{cw}" height="{ch}" fill="{}" stroke="#fff"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="12" fill="#fff" text-anchor="middle" font-weight="600">{}%</text><text x="{:.1}" y="{:.1}" font-size="9" fill="#fff" text-anchor="middle">p50 end {} sats</text>"##,
                 heat(s.depletion_probability),
                 esc(&s.label),
                 x0 + cw / 2.0,
                 y0 + 17.0,
-                fmt_f64((s.depletion_probability * 1000.0).round() / 10.0),
+                pct1(s.depletion_probability),
                 x0 + cw / 2.0,
                 y0 + 31.0,
                 short(last as f64)
@@ -251,31 +465,37 @@ fn heatmaps(out: &PlanOutput) -> String {
     o
 }
 
-/// The whole page.
-pub fn render(out: &PlanOutput) -> String {
-    let s = &out.scenario;
-    let name = if s.name.is_empty() { "capacity plan".to_owned() } else { s.name.clone() };
-    let mut o = String::new();
+/// The page's head and style, and the title with the scenario's settings under it.
+fn open_page(o: &mut String, s: &PlanScenario, title: &str, extra: &str) {
+    let name = if s.name.is_empty() { "capacity plan" } else { &s.name };
     let _ = write!(
         o,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{}</title><style>
-body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#212121;max-width:1400px}}
-h1{{font-size:22px;margin:0 0 4px}} h2{{font-size:16px;margin:24px 0 8px;border-bottom:1px solid #e0e0e0}}
-table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}}
-td:first-child,th:first-child{{text-align:left}} .grid{{display:flex;flex-wrap:wrap;gap:12px}}
-figure{{margin:0}} .muted{{color:#757575;font-size:12px}} .key span{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}
-.bad{{color:#c62828;font-weight:600}}
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · {}</title><style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:20px 24px;color:#212121;max-width:1240px}}
+h1{{font-size:21px;margin:0 0 2px}} h2{{font-size:16px;margin:22px 0 8px;border-bottom:1px solid #e0e0e0;padding-bottom:2px}}
+table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}}
+td:first-child,th:first-child{{text-align:left}}
+.grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px 18px;align-items:start}}
+.wide{{grid-column:1/-1}} .flow{{display:flex;flex-wrap:wrap;gap:12px}}
+figure{{margin:0}} figure svg{{width:100%;height:auto;display:block}} figure.fixed svg{{width:auto}}
+svg text{{font-size:11px;fill:#424242}} svg text.t{{font-size:12px;font-weight:600;fill:#212121}} svg .n{{font-size:10px}} svg .ax{{font-size:10.5px;fill:#616161}} svg .m{{font-size:10px}}
+.muted{{color:#757575;font-size:12px;margin:4px 0}} .key span{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}
+.bad{{color:{DRY};font-weight:600}}
+.verdict{{font-size:15px;margin:6px 0;padding:8px 12px;border-left:5px solid #9e9e9e;background:#fafafa}}
+.verdict.met{{border-color:{FREE}}} .verdict.not{{border-color:{DRY}}}
+.badge{{display:inline-block;font-size:12px;font-weight:700;color:#fff;background:#9e9e9e;border-radius:3px;padding:1px 7px;margin-right:8px}}
+.met .badge{{background:{FREE}}} .not .badge{{background:{DRY}}}
 </style></head><body>"#,
-        esc(&name)
+        esc(title),
+        esc(name)
     );
     let pop = s.population.by_tier();
     let _ = write!(
         o,
-        r#"<h1>{}</h1><p class="muted">{} days · {} seeds per configuration · {} configuration(s) · population new/established/trusted/elite {}/{}/{}/{} (+{}%/day) · budgets {}/{}/{}/{} sats · pool {} sats · credit {}%{}</p>"#,
-        esc(&name),
+        r#"<h1>{} · {}</h1><p class="muted">{} days · population new/established/trusted/elite {}/{}/{}/{} (+{} %/day) · budgets {}/{}/{}/{} sats a day · pool {} sats · credit {} %{}</p>"#,
+        esc(title),
+        esc(name),
         s.days,
-        s.seeds,
-        out.configs.len(),
         pop[0],
         pop[1],
         pop[2],
@@ -287,21 +507,55 @@ figure{{margin:0}} .muted{{color:#757575;font-size:12px}} .key span{{display:inl
         s.budget.elite,
         thousands(s.pool_initial_sats),
         fmt_f64(s.credit_pct),
-        if out.sweep.is_empty() {
+        esc(extra)
+    );
+}
+
+fn close_page(o: &mut String, format: &str) {
+    let _ = write!(
+        o,
+        r#"<p class="muted">ledger-sim plan · {} · reference engine, invariants I1–I6 checked after every command.</p></body></html>"#,
+        esc(format)
+    );
+    o.push('\n');
+}
+
+/// The plan report (`plan --report`, `merge --report`).
+pub fn render(out: &PlanOutput) -> String {
+    let s = &out.scenario;
+    let sweep = if out.sweep.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " · sweep {}",
+            out.sweep.iter().map(|a| format!("{}={}", a.key, a.values.join(","))).collect::<Vec<_>>().join(" ")
+        )
+    };
+    let mut o = String::new();
+    open_page(
+        &mut o,
+        s,
+        "Capacity plan",
+        &format!(" · {} seeds per configuration · {} configuration(s){sweep}", s.seeds, out.configs.len()),
+    );
+    let alive: Vec<&Summary> = out.summaries.iter().filter(|x| x.depletion_probability == 0.0).collect();
+    let dry_first = out.summaries.iter().filter_map(|x| x.depletion_day_min).min();
+    let (class, badge) = if alive.len() == out.summaries.len() { ("met", "never dry") } else { ("not", "ran dry") };
+    let _ = write!(
+        o,
+        r#"<div class="verdict {class}"><span class="badge">{badge}</span>{} of {} configuration(s) kept the pool from running dry in all {} seeds over {} days{}{}</div>"#,
+        alive.len(),
+        out.summaries.len(),
+        s.seeds,
+        s.days,
+        if alive.is_empty() || alive.len() == out.summaries.len() {
             String::new()
         } else {
-            format!(
-                " · sweep {}",
-                esc(&out
-                    .sweep
-                    .iter()
-                    .map(|a| format!("{}={}", a.key, a.values.join(",")))
-                    .collect::<Vec<_>>()
-                    .join(" "))
-            )
-        }
+            format!(": {}", esc(&alive.iter().map(|x| x.label.as_str()).collect::<Vec<_>>().join("; ")))
+        },
+        dry_first.map_or(String::new(), |d| format!(". The earliest a pool ran dry: day {d}."))
     );
-    o.push_str("<h2>Summary</h2><table><tr><th>configuration</th><th>P(dry)</th><th>dry day p50</th><th>pool end p5</th><th>p50</th><th>p95</th><th>free</th><th>partial</th><th>gated</th><th>absorbed</th><th>paid</th><th>credited</th><th>peak locked</th><th>violations</th></tr>");
+    o.push_str("<h2>Summary</h2><table><tr><th>configuration</th><th>P(dry)</th><th>dry day p50</th><th>pool end p5, sats</th><th>p50</th><th>p95</th><th>free</th><th>partial</th><th>gated</th><th>absorbed, sats</th><th>paid</th><th>credited</th><th>peak locked</th><th>violations</th></tr>");
     for x in &out.summaries {
         let last = |v: &Vec<u64>| v.last().map_or("-".to_owned(), |v| thousands(*v));
         let _ = write!(
@@ -325,27 +579,30 @@ figure{{margin:0}} .muted{{color:#757575;font-size:12px}} .key span{{display:inl
         );
     }
     o.push_str("</table><p class=\"muted\">Amounts are means per seed over the whole run. P(dry): share of seeds in which some request was gated because the pool was empty.</p>");
-    if !out.sweep.is_empty() {
-        o.push_str("<h2>Probability of depletion across the sweep</h2><div class=\"grid\">");
-        o.push_str(&heatmaps(out));
-        o.push_str("</div>");
-    }
-    let y_max = out
-        .summaries
-        .iter()
-        .flat_map(|x| x.pool_p95.iter().copied())
-        .chain([s.pool_initial_sats])
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let y_max = (y_max / tick_step(y_max, 4.0)).ceil() * tick_step(y_max, 4.0);
-    let (w, h) = if out.summaries.len() == 1 { (900.0, 340.0) } else { (330.0, 200.0) };
-    let _ = write!(
-        o,
-        r#"<h2>Pool balance by day</h2><p class="muted">End-of-day balance in sats: shaded p5–p95 over seeds, line the median; one scale for all.</p><div class="grid">"#
-    );
+    let top =
+        out.summaries.iter().flat_map(|x| x.pool_p95.iter().copied()).chain([s.pool_initial_sats]).max().unwrap_or(1);
+    let scale = SatsScale::holding(top);
+    let one = out.summaries.len() == 1;
+    o.push_str(r#"<h2>Pool balance by day</h2><p class="muted">End-of-day balance in sats on a logarithmic scale (0 at the bottom, each power of ten the same height, one scale for all): shaded p5–p95 over seeds, line the median; red, the median day the pool ran dry.</p><div class="grid">"#);
     for x in &out.summaries {
-        let _ = write!(o, "<figure>{}</figure>", pool_chart(x, y_max, s.pool_initial_sats, w, h));
+        let band = PoolBand { p5: x.pool_p5.clone(), p50: x.pool_p50.clone(), p95: x.pool_p95.clone() };
+        let chart = PoolChart {
+            title: x.label.clone(),
+            band: &band,
+            initial_sats: s.pool_initial_sats,
+            days: s.days,
+            scale,
+            dry: x.depletion_day_p50.map(|d| (d, x.depletion_probability)),
+            marks: Vec::new(),
+            w: if one { 900.0 } else { 420.0 },
+            h: if one { 300.0 } else { 230.0 },
+        };
+        let _ = write!(o, r#"<figure{}>{}</figure>"#, if one { r#" class="wide""# } else { "" }, chart.render());
+    }
+    if !out.sweep.is_empty() {
+        o.push_str(r#"<figure class="fixed"><p class="muted" style="margin-top:0"><b>Probability of depletion across the sweep</b></p><div class="flow">"#);
+        o.push_str(&heatmaps(out));
+        o.push_str("</div></figure>");
     }
     o.push_str("</div>");
     let _ = write!(
@@ -353,14 +610,447 @@ figure{{margin:0}} .muted{{color:#757575;font-size:12px}} .key span{{display:inl
         r#"<h2>Served by tier</h2><p class="muted key">Share of requests decided<span style="background:{FREE}"></span>free<span style="background:{PARTIAL}"></span>partial<span style="background:{GATED}"></span>gated (charged in full) — requests per seed in brackets.</p><div class="grid">"#
     );
     for x in &out.summaries {
-        let _ = write!(o, "<figure>{}</figure>", tier_chart(x, if out.summaries.len() == 1 { 600.0 } else { 330.0 }));
+        let _ = write!(o, "<figure>{}</figure>", tier_chart(x));
     }
     o.push_str("</div>");
+    close_page(&mut o, &out.format);
+    o
+}
+
+/// The verdict of one target as a line with a badge.
+fn verdict_div(r: &TargetResult) -> String {
+    let (class, badge) = match r.verdict {
+        Verdict::Between { .. } | Verdict::AllMeet => ("met", "met"),
+        Verdict::NoneMeets => ("not", "not met"),
+    };
+    format!(r#"<div class="verdict {class}"><span class="badge">{badge}</span>{}</div>"#, esc(&r.line))
+}
+
+/// The step at `value`, the last (the surest) tested there.
+fn step_at(r: &TargetResult, value: f64) -> Option<&Step> {
+    r.steps.iter().rfind(|s| s.value == value)
+}
+
+/// The values whose balance a report shows for a target: the two sides of the answer, or the
+/// two ends of the range.
+fn shown_values(r: &TargetResult, range: &SolveRange) -> Vec<f64> {
+    let mut v = match r.verdict {
+        Verdict::Between { meets_at, fails_at, .. } => vec![meets_at, fails_at],
+        Verdict::AllMeet | Verdict::NoneMeets => vec![range.lo, range.hi],
+    };
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The starting pool at a point: the solved or second key when it is the pool, else the
+/// scenario's.
+fn initial_at(base_sats: u64, settings: &[(&str, f64)]) -> u64 {
+    settings.iter().find(|(k, _)| *k == "pool_initial_sats").map_or(base_sats, |(_, v)| *v as u64)
+}
+
+/// A balance chart of the seeds one step used.
+fn step_chart(title: String, step: &Step, initial_sats: u64, target: &Target, days: u32, scale: SatsScale) -> String {
+    PoolChart {
+        title,
+        band: &step.pool,
+        initial_sats,
+        days: target.last_day().unwrap_or(days),
+        scale,
+        dry: None,
+        marks: target_marks(target),
+        w: 420.0,
+        h: 230.0,
+    }
+    .render()
+}
+
+/// The values a solve tested for one target: the share of seeds with the bad event at each,
+/// coloured by the decision, with the limit, the indifference band and the answer's interval.
+fn steps_chart(r: &TargetResult, range: &SolveRange) -> String {
+    let (w, h) = (420.0, 230.0);
+    let f = Frame::new(w, h);
+    let mut o = String::new();
+    let title = format!("{}: values tested", r.target.text);
+    svg_open(&mut o, w, h, &title);
+    let share = |s: &Step| if s.seeds == 0 { 0.0 } else { s.events as f64 / s.seeds as f64 };
+    let top = r.steps.iter().map(share).fold(r.test.p1 * 2.0, f64::max).min(1.0);
+    let top = ((top / tick_step(top, 4.0)).ceil() * tick_step(top, 4.0)).min(1.0);
+    let fx = |v: f64| (v - range.lo) / (range.hi - range.lo);
+    let fy = |p: f64| p / top;
+    for p in ticks(0.0, top, 4.0) {
+        f.y_tick(&mut o, fy(p), &fmt_f64((p * 1e6).round() / 1e6));
+    }
+    for v in ticks(range.lo, range.hi, 5.0) {
+        f.x_tick(&mut o, fx(v), &fmt_f64((v * 1e6).round() / 1e6));
+    }
+    if let Verdict::Between { meets_at, fails_at, .. } = r.verdict {
+        let (a, b) = (f.x(fx(meets_at.min(fails_at))), f.x(fx(meets_at.max(fails_at))));
+        let _ = write!(
+            o,
+            r##"<rect x="{:.1}" y="{}" width="{:.1}" height="{:.1}" fill="{FREE}" fill-opacity="0.18"/><text x="{:.1}" y="{:.1}" class="m" fill="{FREE}" text-anchor="{}">answer</text>"##,
+            a - 1.5,
+            f.t,
+            (b - a).max(0.0) + 3.0,
+            f.ph(),
+            if a < f.x(0.7) { b + 4.0 } else { a - 4.0 },
+            f.t + f.ph() / 2.0,
+            if a < f.x(0.7) { "start" } else { "end" }
+        );
+    }
+    let (y0, y1) = (f.y(fy(r.test.p0)), f.y(fy(r.test.p1)));
+    let limit = r.target.limit();
     let _ = write!(
         o,
-        r#"<p class="muted">ledger-sim plan · {} · reference engine, invariants I1–I6 checked after every command.</p></body></html>"#,
-        super::report::FORMAT
+        r##"<rect x="{}" y="{y1:.1}" width="{:.1}" height="{:.1}" fill="{TARGET}" fill-opacity="0.10"/><line x1="{}" x2="{:.1}" y1="{ly:.1}" y2="{ly:.1}" stroke="{TARGET}" stroke-dasharray="4,3"/><text x="{:.1}" y="{:.1}" class="m" fill="{TARGET}" text-anchor="end">limit {} (band {}–{})</text>"##,
+        f.l,
+        f.pw(),
+        (y0 - y1).max(0.5),
+        f.l,
+        f.l + f.pw(),
+        f.l + f.pw() - 4.0,
+        y1 - 4.0,
+        fmt_f64(limit),
+        fmt_f64(r.test.p0),
+        fmt_f64(r.test.p1),
+        ly = f.y(fy(limit))
     );
-    o.push('\n');
+    for (i, s) in r.steps.iter().enumerate() {
+        let (x, y) = (f.x(fx(s.value)), f.y(fy(share(s))));
+        let color = match s.decision {
+            Decision::Meets => FREE,
+            Decision::Fails => DRY,
+            Decision::Undecided => GATED,
+        };
+        let _ = write!(
+            o,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4.5" fill="{color}" stroke="#fff"><title>{}={}: {} after {} seeds, {} with the event</title></circle><text x="{x:.1}" y="{:.1}" class="n" text-anchor="middle">{}</text>"##,
+            esc(&range.key),
+            fmt_f64(s.value),
+            decision_word(s.decision),
+            s.seeds,
+            s.events,
+            if y < f.t + 14.0 { y + 15.0 } else { y - 7.0 },
+            i + 1
+        );
+    }
+    f.chrome(&mut o, &title, &format!("{}{}", range.key, unit_suffix(&range.key)), "share of seeds with the bad event");
+    o.push_str("</svg>");
+    o
+}
+
+/// ` (%)`, ` (sats)` or nothing.
+fn unit_suffix(key: &str) -> String {
+    match unit(key).trim() {
+        "" => String::new(),
+        u => format!(" ({u})"),
+    }
+}
+
+/// A table of the values tested.
+fn steps_table(r: &TargetResult, key: &str) -> String {
+    let mut o = format!(
+        r#"<table><tr><th>#</th><th>{}</th><th>decision</th><th>seeds</th><th>with the event</th><th>share</th><th>seeds run</th></tr>"#,
+        esc(key)
+    );
+    for (i, s) in r.steps.iter().enumerate() {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            i + 1,
+            fmt_f64(s.value),
+            decision_word(s.decision),
+            thousands(s.seeds),
+            thousands(s.events),
+            fmt_f64((s.events as f64 / s.seeds.max(1) as f64 * 1e4).round() / 1e4),
+            thousands(s.seeds_run)
+        );
+    }
+    o.push_str("</table>");
+    o
+}
+
+/// The test in words.
+fn test_words(r: &TargetResult) -> String {
+    let t = &r.test;
+    format!(
+        "bad event “{}” per seed, tested {} against {} (alpha {}, beta {}, at most {} seeds a value)",
+        r.event,
+        fmt_f64(t.p0),
+        fmt_f64(t.p1),
+        fmt_f64(t.alpha),
+        fmt_f64(t.beta),
+        thousands(t.max_trials)
+    )
+}
+
+const BALANCE_NOTE: &str = "End-of-day balance in sats on a logarithmic scale over the seeds each decision used: shaded p5–p95, line the median. A run of a p_dry target stops on the day its pool runs dry and counts as 0 sats after it.";
+
+/// The solve report (`plan --target T --solve KEY=LO..HI --report FILE.html`).
+pub fn render_solve(out: &SolveOutput) -> String {
+    let s = &out.scenario;
+    let key = &out.range.key;
+    let mut o = String::new();
+    open_page(
+        &mut o,
+        s,
+        "Solve",
+        &format!(
+            " · solving {key} over {}..{} to {}",
+            fmt_f64(out.range.lo),
+            fmt_f64(out.range.hi),
+            fmt_f64(out.resolution)
+        ),
+    );
+    for r in &out.results {
+        o.push_str(&verdict_div(r));
+    }
+    let top = out
+        .results
+        .iter()
+        .flat_map(|r| &r.steps)
+        .flat_map(|st| st.pool.p95.iter().copied())
+        .chain([s.pool_initial_sats])
+        .max()
+        .unwrap_or(1);
+    let top = if key == "pool_initial_sats" { top.max(out.range.hi as u64) } else { top };
+    let scale = SatsScale::holding(top);
+    for r in &out.results {
+        let _ = write!(
+            o,
+            r#"<h2>{}</h2><p class="muted">{}. Values tested, numbered in order; balances at the two sides of the answer. {BALANCE_NOTE}</p><div class="grid"><figure>{}</figure>"#,
+            esc(&r.target.text),
+            esc(&test_words(r)),
+            steps_chart(r, &out.range)
+        );
+        for v in shown_values(r, &out.range) {
+            if let Some(step) = step_at(r, v) {
+                let title = format!(
+                    "{key} = {}{}: {} ({} seeds)",
+                    fmt_f64(v),
+                    unit(key),
+                    decision_word(step.decision),
+                    thousands(step.seeds)
+                );
+                let initial = initial_at(s.pool_initial_sats, &[(key, v)]);
+                let _ = write!(o, "<figure>{}</figure>", step_chart(title, step, initial, &r.target, s.days, scale));
+            }
+        }
+        let _ = write!(o, r#"<figure>{}</figure></div>"#, steps_table(r, key));
+    }
+    if out.violations > 0 {
+        let _ = write!(
+            o,
+            r#"<p class="bad">{} invariant violation(s); the first: {}</p>"#,
+            out.violations,
+            esc(out.first_violation.as_deref().unwrap_or(""))
+        );
+    }
+    close_page(&mut o, &out.format);
+    o
+}
+
+/// The frontier of one target: the second key across, the solved key up, each interval an
+/// error bar, the curve through the values shown to meet.
+fn frontier_chart(out: &FrontierOutput, t: usize) -> String {
+    let (w, h) = (640.0, 300.0);
+    let f = Frame::new(w, h);
+    let mut o = String::new();
+    let key = &out.range.key;
+    let over = &out.over.key;
+    let target = &out.points[0].results[t].target;
+    let title = format!("{}: {key} that meets it, by {over}", target.text);
+    svg_open(&mut o, w, h, &title);
+    let xs: Vec<f64> = out.points.iter().map(|p| p.value.parse::<f64>().unwrap_or(0.0)).collect();
+    let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let pad = if xmax > xmin { (xmax - xmin) * 0.06 } else { xmin.abs().max(1.0) * 0.5 };
+    let (x0, x1) = (xmin - pad, xmax + pad);
+    let (lo, hi) = (out.range.lo, out.range.hi);
+    let fx = |x: f64| (x - x0) / (x1 - x0);
+    let fy = |v: f64| (v - lo) / (hi - lo);
+    for v in ticks(lo, hi, 5.0) {
+        f.y_tick(&mut o, fy(v), &fmt_f64((v * 1e6).round() / 1e6));
+    }
+    for (x, p) in xs.iter().zip(&out.points) {
+        f.x_tick(&mut o, fx(*x), &p.value);
+    }
+    // Which way the answer moves: from any interval, more of the key helps when it meets at
+    // the higher end.
+    let increasing = out
+        .points
+        .iter()
+        .find_map(|p| match p.results[t].verdict {
+            Verdict::Between { meets_at, fails_at, .. } => Some(meets_at > fails_at),
+            _ => None,
+        })
+        .unwrap_or(true);
+    let mut pts: Vec<(f64, f64, f64, f64)> = Vec::new();
+    for (x, p) in xs.iter().zip(&out.points) {
+        let r = &p.results[t];
+        let cx = f.x(fx(*x));
+        match r.verdict {
+            Verdict::Between { meets_at, fails_at, .. } => {
+                let (a, b) = (meets_at.min(fails_at), meets_at.max(fails_at));
+                pts.push((*x, a, b, meets_at));
+            }
+            Verdict::AllMeet | Verdict::NoneMeets => {
+                let all = r.verdict == Verdict::AllMeet;
+                // All meet: the answer lies beyond the end that helps least; none: beyond the
+                // end that helps most.
+                let at_hi = all != increasing;
+                let y = f.y(if at_hi { 1.0 } else { 0.0 });
+                // The glyph sits inside the plot at the edge, its words beside it.
+                let (glyph, gy) = if at_hi { ("▲", y + 14.0) } else { ("▼", y - 4.0) };
+                let _ = write!(
+                    o,
+                    r##"<text x="{cx:.1}" y="{gy:.1}" font-size="13" fill="{}" text-anchor="middle">{glyph}</text><text x="{:.1}" y="{:.1}" class="m">{}</text>"##,
+                    if all { FREE } else { DRY },
+                    cx + 8.0,
+                    gy - 1.0,
+                    if all { "all meet" } else { "none meets" }
+                );
+            }
+        }
+    }
+    let mut sorted = pts.clone();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if sorted.len() >= 2 {
+        let mut band: Vec<String> = sorted.iter().map(|p| format!("{:.1},{:.1}", f.x(fx(p.0)), f.y(fy(p.2)))).collect();
+        band.extend(sorted.iter().rev().map(|p| format!("{:.1},{:.1}", f.x(fx(p.0)), f.y(fy(p.1)))));
+        let _ = write!(o, r#"<polygon points="{}" fill="{BAND}" fill-opacity="0.5" stroke="none"/>"#, band.join(" "));
+        let line: Vec<String> = sorted.iter().map(|p| format!("{:.1},{:.1}", f.x(fx(p.0)), f.y(fy(p.3)))).collect();
+        let _ =
+            write!(o, r#"<polyline points="{}" fill="none" stroke="{MEDIAN}" stroke-width="1.8"/>"#, line.join(" "));
+    }
+    for (x, a, b, m) in &pts {
+        let cx = f.x(fx(*x));
+        let (ya, yb) = (f.y(fy(*a)), f.y(fy(*b)));
+        let _ = write!(
+            o,
+            r##"<line x1="{cx:.1}" x2="{cx:.1}" y1="{ya:.1}" y2="{yb:.1}" stroke="#212121" stroke-width="1.5"/><line x1="{:.1}" x2="{:.1}" y1="{ya:.1}" y2="{ya:.1}" stroke="#212121"/><line x1="{:.1}" x2="{:.1}" y1="{yb:.1}" y2="{yb:.1}" stroke="#212121"/><circle cx="{cx:.1}" cy="{:.1}" r="4" fill="{FREE}" stroke="#fff"><title>{}={}: {} between {} and {}</title></circle><text x="{:.1}" y="{:.1}" class="n">{}–{}</text>"##,
+            cx - 5.0,
+            cx + 5.0,
+            cx - 5.0,
+            cx + 5.0,
+            f.y(fy(*m)),
+            esc(over),
+            fmt_f64(*x),
+            esc(key),
+            fmt_f64(*a),
+            fmt_f64(*b),
+            cx + 7.0,
+            f.y(fy(*m)) + 3.5,
+            fmt_f64(*a),
+            fmt_f64(*b)
+        );
+    }
+    f.chrome(&mut o, &title, &format!("{over}{}", unit_suffix(over)), &format!("{key}{}", unit_suffix(key)));
+    o.push_str("</svg>");
+    o
+}
+
+/// The frontier report (`plan --target T --solve KEY=LO..HI --over KEY2=V1,... --report`).
+pub fn render_frontier(out: &FrontierOutput) -> String {
+    let s = &out.scenario;
+    let key = &out.range.key;
+    let over = &out.over.key;
+    let mut o = String::new();
+    open_page(
+        &mut o,
+        s,
+        "Frontier",
+        &format!(
+            " · solving {key} over {}..{} to {} for each {over} in {}",
+            fmt_f64(out.range.lo),
+            fmt_f64(out.range.hi),
+            fmt_f64(out.resolution),
+            out.over.values.join(", ")
+        ),
+    );
+    let n_targets = out.points.first().map_or(0, |p| p.results.len());
+    for t in 0..n_targets {
+        let first = &out.points[0].results[t];
+        let met = out.points.iter().filter(|p| p.results[t].verdict != Verdict::NoneMeets).count();
+        let confidence = fmt_f64((100.0 * (1.0 - first.test.alpha.max(first.test.beta)) * 1e6).round() / 1e6);
+        let seeds: u64 = out.points.iter().map(|p| p.results[t].seeds_run).sum();
+        let _ = write!(
+            o,
+            r#"<div class="verdict {}"><span class="badge">met at {met} of {}</span>{}: {} that meets it, for each {}; {} % confidence each; {} seeds spent<table style="margin-top:6px"><tr><th>{}</th><th>{}</th><th>seeds</th><th>verdict</th></tr>"#,
+            if met == out.points.len() { "met" } else { "not" },
+            out.points.len(),
+            esc(&first.target.text),
+            esc(key),
+            esc(over),
+            confidence,
+            thousands(seeds),
+            esc(over),
+            esc(key)
+        );
+        for p in &out.points {
+            let r = &p.results[t];
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&p.value),
+                esc(&interval_words(&out.range, &r.verdict)),
+                thousands(r.seeds_run),
+                esc(r.line.split_once(": ").map_or(r.line.as_str(), |(_, rest)| rest))
+            );
+        }
+        o.push_str("</table></div>");
+    }
+    let top = out
+        .points
+        .iter()
+        .flat_map(|p| p.results.iter().flat_map(|r| &r.steps))
+        .flat_map(|st| st.pool.p95.iter().copied())
+        .chain(out.points.iter().map(|p| p.pool_initial_sats))
+        .max()
+        .unwrap_or(1);
+    let scale = SatsScale::holding(top);
+    for t in 0..n_targets {
+        let first = &out.points[0].results[t];
+        let _ = write!(
+            o,
+            r#"<h2>{}</h2><p class="muted">The frontier: for each {}, the interval of {} in which the target starts to be met (error bar; the line joins the values shown to meet). {}. Then the balance at the value shown to meet, for each {}. {BALANCE_NOTE}</p><div class="grid"><figure class="wide">{}</figure>"#,
+            esc(&first.target.text),
+            esc(over),
+            esc(key),
+            esc(&test_words(first)),
+            esc(over),
+            frontier_chart(out, t)
+        );
+        for p in &out.points {
+            let r = &p.results[t];
+            let v = match r.verdict {
+                Verdict::Between { meets_at, .. } => meets_at,
+                Verdict::AllMeet | Verdict::NoneMeets => shown_values(r, &out.range)[1],
+            };
+            if let Some(step) = step_at(r, v) {
+                let title = format!(
+                    "{over}={}, {key} = {}{}: {} ({} seeds)",
+                    p.value,
+                    fmt_f64(v),
+                    unit(key),
+                    decision_word(step.decision),
+                    thousands(step.seeds)
+                );
+                let _ = write!(
+                    o,
+                    "<figure>{}</figure>",
+                    step_chart(title, step, initial_at(p.pool_initial_sats, &[(key, v)]), &r.target, s.days, scale)
+                );
+            }
+        }
+        o.push_str("</div>");
+    }
+    if out.violations > 0 {
+        let _ = write!(
+            o,
+            r#"<p class="bad">{} invariant violation(s); the first: {}</p>"#,
+            out.violations,
+            esc(out.first_violation.as_deref().unwrap_or(""))
+        );
+    }
+    close_page(&mut o, &out.format);
     o
 }

@@ -16,6 +16,9 @@
 //! bisection with Wald's sequential test ([`sprt`]) deciding each value on as many seeds as
 //! it needs.
 //!
+//! `--solve` with `--over KEY2=V1,V2,...` ([`frontier`]) repeats the solve for each value of a
+//! second key: the frontier, e.g. the credit needed for each trusted budget.
+//!
 //! It is not a load test of a real service, and it does not explore interleavings (that is
 //! `ledger-sim run`).
 //!
@@ -38,6 +41,7 @@
 
 pub mod fit;
 pub mod history;
+pub mod frontier;
 pub mod html;
 pub mod model;
 pub mod report;

@@ -124,6 +124,38 @@ pub struct PlanOutput {
     pub runs: Vec<SeedResult>,
 }
 
+/// End-of-day pool balance over seeds, per day (day 1 first): the 5th, 50th and 95th
+/// percentiles.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolBand {
+    /// 5th percentile, sats.
+    pub p5: Vec<u64>,
+    /// Median, sats.
+    pub p50: Vec<u64>,
+    /// 95th percentile, sats.
+    pub p95: Vec<u64>,
+}
+
+impl PoolBand {
+    /// The band of runs' end-of-day balances. A run shorter than the longest (one the solver
+    /// stopped on the day its pool ran dry) counts as 0 sats on the days after it stopped.
+    pub fn of<'a>(pools: impl IntoIterator<Item = &'a [u64]>) -> PoolBand {
+        let pools: Vec<&[u64]> = pools.into_iter().collect();
+        let days = pools.iter().map(|p| p.len()).max().unwrap_or(0);
+        let mut band = PoolBand::default();
+        let mut col = Vec::with_capacity(pools.len());
+        for d in 0..days {
+            col.clear();
+            col.extend(pools.iter().map(|p| p.get(d).copied().unwrap_or(0)));
+            col.sort_unstable();
+            band.p5.push(pct(&col, 5));
+            band.p50.push(pct(&col, 50));
+            band.p95.push(pct(&col, 95));
+        }
+        band
+    }
+}
+
 /// Nearest-rank percentile of sorted values.
 fn pct<T: Copy>(sorted: &[T], p: u32) -> T {
     let n = sorted.len();
@@ -147,17 +179,7 @@ fn share(part: u64, whole: u64) -> f64 {
 /// The summary of one configuration's runs (sorted by seed).
 pub fn summarize(config: &ConfigInfo, runs: &[&SeedResult]) -> Summary {
     let n = runs.len() as u64;
-    let days = runs.iter().map(|r| r.pool_by_day.len()).max().unwrap_or(0);
-    let (mut p5, mut p50, mut p95) = (Vec::new(), Vec::new(), Vec::new());
-    let mut col = Vec::with_capacity(runs.len());
-    for d in 0..days {
-        col.clear();
-        col.extend(runs.iter().map(|r| r.pool_by_day[d]));
-        col.sort_unstable();
-        p5.push(pct(&col, 5));
-        p50.push(pct(&col, 50));
-        p95.push(pct(&col, 95));
-    }
+    let PoolBand { p5, p50, p95 } = PoolBand::of(runs.iter().map(|r| r.pool_by_day.as_slice()));
     let mut depleted: Vec<u32> = runs.iter().filter_map(|r| r.depleted_day).collect();
     depleted.sort_unstable();
     let mut served = [[0u64; 3]; 4];

@@ -496,6 +496,9 @@ pub enum PlanError {
     /// A `--solve` that cannot be applied, or solver options out of range.
     #[error("--solve {0}")]
     Solve(String),
+    /// A frontier's `--over` that cannot be applied.
+    #[error("--over {0}")]
+    Over(String),
 }
 
 /// Collects the first range error.

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::model::{self, SeedResult};
-use super::report::thousands;
+use super::report::{thousands, PoolBand};
 use super::scenario::{fmt_f64, from_table, set_number, PlanError, PlanScenario};
 use super::sprt::{Decision, Sprt, SprtSpec};
 use super::target::Target;
@@ -93,6 +93,9 @@ pub struct Step {
     pub events: u64,
     /// Seeds run (a batch's last seeds may come after the decision).
     pub seeds_run: u64,
+    /// The end-of-day pool balance over the seeds the decision used, for reports (a run
+    /// stopped on the day its pool ran dry counts as 0 after it).
+    pub pool: PoolBand,
 }
 
 /// What the search found.
@@ -314,6 +317,38 @@ impl Solver {
             .unwrap_or(0)
     }
 
+    /// This solve with another numeric key of the scenario set to `value` (as written): one
+    /// point of a frontier. Its targets are read again against the new scenario (a target's
+    /// day must still be one of its days), and both ends of the range must still be values
+    /// the key takes.
+    pub fn with_setting(&self, key: &str, value: &str) -> Result<Solver, PlanError> {
+        let mut s = self.clone();
+        set_number(&mut s.doc, key, value).map_err(|e| match e {
+            PlanError::Sweep(why) => PlanError::Over(why),
+            e => e,
+        })?;
+        s.base = from_table(s.doc.clone(), &format!("--over {key}={value}"))?;
+        for (target, _) in &mut s.targets {
+            *target = Target::parse(&target.text, s.base.days)?;
+        }
+        for (target, _) in &s.targets {
+            for v in [s.range.lo, s.range.hi] {
+                s.scenario_for(target, v)?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// The range solved over.
+    pub fn range(&self) -> &SolveRange {
+        &self.range
+    }
+
+    /// The resolution bisection stops at.
+    pub fn resolution(&self) -> f64 {
+        self.resolution
+    }
+
     /// Solve every target on the current rayon pool; `on_step` hears of each value tested.
     pub fn solve(&self, on_step: &dyn Fn(&Target, &Step)) -> Result<SolveOutput, PlanError> {
         let mut tally = Tally::default();
@@ -365,6 +400,7 @@ fn test_value(scenario: &PlanScenario, value: f64, target: &Target, spec: SprtSp
     let batch = rayon::current_num_threads().max(1) as u64;
     let stop_when_dry = target.stops_when_dry();
     let mut next = 0;
+    let mut pools: Vec<Vec<u64>> = Vec::new();
     loop {
         let n = batch.min(spec.max_trials - next);
         let runs: Vec<SeedResult> = (0..n as usize)
@@ -381,16 +417,18 @@ fn test_value(scenario: &PlanScenario, value: f64, target: &Target, spec: SprtSp
             }
             if sprt.decision().is_none() {
                 sprt.observe(target.bad_event(r));
+                pools.push(r.pool_by_day.clone());
             }
         }
         if let Some(decision) = sprt.decision() {
-            return Step { value, decision, seeds: sprt.trials(), events: sprt.events(), seeds_run: next };
+            let pool = PoolBand::of(pools.iter().map(Vec::as_slice));
+            return Step { value, decision, seeds: sprt.trials(), events: sprt.events(), seeds_run: next, pool };
         }
     }
 }
 
-/// The unit of a key's values, for verdicts.
-fn unit(key: &str) -> &'static str {
+/// The unit of a key's values, for verdicts: `" %"`, `" sats"` or nothing.
+pub fn unit(key: &str) -> &'static str {
     if key.ends_with("_pct") {
         " %"
     } else if key.starts_with("budget.") || key.ends_with("_sats") {
@@ -471,7 +509,7 @@ mod tests {
     use super::*;
 
     fn step(value: f64, decision: Decision) -> Step {
-        Step { value, decision, seeds: 1, events: 0, seeds_run: 1 }
+        Step { value, decision, seeds: 1, events: 0, seeds_run: 1, pool: PoolBand::default() }
     }
 
     /// Bisection with a test that meets at `threshold` and above.

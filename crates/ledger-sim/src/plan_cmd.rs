@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ledger_plan::frontier::{self, parse_over, Frontier};
 use ledger_plan::model::SeedResult;
 use ledger_plan::report::{self, PlanOutput, Shard};
 use ledger_plan::solve::{self, parse_solve, SolveOptions, Solver};
@@ -49,6 +50,10 @@ pub struct PlanArgs {
     /// `--target`, by bisection with a sequential test at each value.
     #[arg(long, value_name = "KEY=LO..HI", requires = "targets", conflicts_with_all = ["sweep", "shard", "csv"])]
     pub solve: Option<String>,
+    /// The frontier: repeat the `--solve` for each value of a second numeric key
+    /// (`budget.trusted=50,100,200`), giving the solved key's interval at each.
+    #[arg(long, value_name = "KEY=V1,V2,...", requires = "solve")]
+    pub over: Option<String>,
     /// Solver options.
     #[command(flatten)]
     pub solver: SolverArgs,
@@ -190,10 +195,6 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
         return history_cmd(&text, &origin, &overrides, path);
     }
     if let Some(range) = &args.solve {
-        anyhow::ensure!(
-            args.out.report.is_none(),
-            "--report: a solve writes no report yet (its output is text or --json)"
-        );
         let range = parse_solve(range)?;
         let options = SolveOptions {
             resolution: args.solver.resolution,
@@ -203,7 +204,14 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
             max_seeds: args.solver.max_seeds,
         };
         let solver = Solver::new(&text, &origin, &overrides, range, &args.targets, options)?;
-        return solve_cmd(&solver, &args.out);
+        let frontier = args.over.as_deref().map(|o| Frontier::new(&solver, parse_over(o)?)).transpose()?;
+        if let Some(path) = &args.out.report {
+            check_report_path(path)?;
+        }
+        return match frontier {
+            Some(f) => frontier_cmd(&f, &args.out),
+            None => solve_cmd(&solver, &args.out),
+        };
     }
     let sweep = args.sweep.iter().map(|s| parse_sweep(s)).collect::<Result<Vec<_>, _>>()?;
     let plan = Plan::new(&text, &origin, &overrides, sweep)?;
@@ -266,6 +274,51 @@ fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         write!(stdout, "{}", solve::text(&out))?;
+    }
+    if let Some(path) = &args.report {
+        crate::input::write_whole(path, html::render_solve(&out).as_bytes())?;
+        eprintln!("report written to {}", path.display());
+    }
+    if let Some(v) = &out.first_violation {
+        eprintln!("{} invariant violation(s); the first: {v}", out.violations);
+    }
+    Ok(out.violations == 0)
+}
+
+/// `plan --solve --over`: true when no invariant broke.
+fn frontier_cmd(f: &Frontier, args: &OutputArgs) -> anyhow::Result<bool> {
+    check_memory(f.bytes_per_run(), usize::MAX)?;
+    let started = Instant::now();
+    let over = &f.over().key;
+    let out = f.solve(&|value, target, step| {
+        eprintln!(
+            "{:>7.1} s  {over}={value}  {}: {}={} {} after {} seeds ({} with the event)",
+            started.elapsed().as_secs_f64(),
+            target.text,
+            f.key(),
+            step.value,
+            solve::decision_word(step.decision),
+            step.seeds,
+            step.events
+        );
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let seeds: u64 = out.points.iter().flat_map(|p| &p.results).map(|r| r.seeds_run).sum();
+    eprintln!(
+        "{seeds} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
+        out.requests,
+        out.requests as f64 / elapsed.max(1e-9),
+        rayon::current_num_threads()
+    );
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    } else {
+        write!(stdout, "{}", frontier::text(&out))?;
+    }
+    if let Some(path) = &args.report {
+        crate::input::write_whole(path, html::render_frontier(&out).as_bytes())?;
+        eprintln!("report written to {}", path.display());
     }
     if let Some(v) = &out.first_violation {
         eprintln!("{} invariant violation(s); the first: {v}", out.violations);

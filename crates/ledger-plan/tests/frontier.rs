@@ -1,0 +1,188 @@
+//! The frontier (a solve for each value of a second key) and the reports of solves,
+//! frontiers and plans: each point is the solve of the scenario with the second key set,
+//! the output does not depend on the thread count, bad input is refused before any work, and
+//! the HTML pages say the answer first and escape what they were given.
+
+mod common;
+use common::CLOSED_FORM;
+use ledger_plan::frontier::{self, parse_over, Frontier, FrontierOutput};
+use ledger_plan::solve::{parse_solve, SolveOptions, Solver, Verdict};
+use ledger_plan::{html, parse_sweep, Plan};
+
+/// The closed-form scenario with a small pool, so that the credit decides whether it lasts.
+fn small() -> String {
+    CLOSED_FORM.replace("pool_initial_sats = 1000000", "pool_initial_sats = 20000")
+}
+
+const TARGET: &str = "pool_p5(day=10) >= 1000";
+
+fn solver(text: &str, range: &str, target: &str) -> Result<Solver, String> {
+    let options = SolveOptions { resolution: Some(2.0), ..SolveOptions::default() };
+    Solver::new(text, "small.toml", &[], parse_solve(range).map_err(|e| e.to_string())?, &[target.to_owned()], options)
+        .map_err(|e| e.to_string())
+}
+
+fn frontier(over: &str) -> Result<Frontier, String> {
+    let s = solver(&small(), "credit_pct=0..100", TARGET)?;
+    Frontier::new(&s, parse_over(over).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+fn run(f: &Frontier) -> FrontierOutput {
+    let out = f.solve(&|_, _, _| {}).unwrap();
+    assert_eq!(out.violations, 0, "{:?}", out.first_violation);
+    out
+}
+
+#[test]
+fn each_point_is_the_solve_with_the_second_key_set() {
+    let out = run(&frontier("budget.established=20,50").unwrap());
+    assert_eq!(out.points.len(), 2);
+    for (p, budget) in out.points.iter().zip(["20", "50"]) {
+        // The same solve from a scenario file that says the budget itself.
+        let text = small().replace("\nestablished = 50\n", &format!("\nestablished = {budget}\n"));
+        assert!(text.contains(&format!("\nestablished = {budget}\n")), "{text}");
+        let alone = solver(&text, "credit_pct=0..100", TARGET).unwrap().solve(&|_, _| {}).unwrap();
+        assert_eq!(p.value, budget);
+        assert_eq!(p.results, alone.results, "budget.established={budget}");
+        assert!(matches!(p.results[0].verdict, Verdict::Between { .. }), "{:?}", p.results[0].verdict);
+    }
+    // A larger budget gives away more, so it needs at least as much credit: the frontier rises.
+    let meets = |i: usize| match out.points[i].results[0].verdict {
+        Verdict::Between { meets_at, .. } => meets_at,
+        ref v => panic!("{v:?}"),
+    };
+    assert!(meets(1) > meets(0), "{} then {}", meets(0), meets(1));
+    // The text is a table: the second key's value, the interval, the seeds, the verdict.
+    let text = frontier::text(&out);
+    let head = format!("{TARGET}: credit_pct that meets it, for each budget.established (95 % confidence each)");
+    assert!(text.starts_with(&head), "{text}");
+    for p in &out.points {
+        let r = &p.results[0];
+        let Verdict::Between { meets_at, fails_at, .. } = r.verdict else { unreachable!() };
+        let row = format!("between {} and {} %", meets_at.min(fails_at), meets_at.max(fails_at));
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{} ", p.value))).unwrap();
+        assert!(line.contains(&row) && line.contains(&format!("meets at {meets_at}, fails at {fails_at}")), "{line}");
+    }
+}
+
+#[test]
+fn a_frontier_does_not_depend_on_the_thread_count() {
+    let f = frontier("budget.established=50,20").unwrap();
+    let with = |n| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let out = pool.install(|| run(&f));
+        (serde_json::to_string_pretty(&out).unwrap(), frontier::text(&out), html::render_frontier(&out))
+    };
+    let (one, two) = (with(1), with(2));
+    assert!(one == two, "one thread and two differ");
+    // The order given is the order solved and shown.
+    assert!(one.1.find("\n  50 ").unwrap() < one.1.find("\n  20 ").unwrap(), "{}", one.1);
+}
+
+#[test]
+fn bad_second_keys_and_values_are_refused_before_any_work() {
+    for (over, says) in [
+        ("credit_pct=10,20", "--over credit_pct: the key solved for"),
+        ("budget.established=", "--over budget.established=: no values"),
+        ("budget.established", "expected KEY=V1,V2,..."),
+        ("budget.established=10,abc", "\"abc\" is not a number"),
+        ("budget.established=10,10.0", "10 and 10.0 are the same value"),
+        ("budget.platinum=1,2", "unknown field `platinum`"),
+        ("payment.gate_paid=0.5,1.5", "--over payment.gate_paid=1.5: payment.gate_paid = 1.5: must be in 0..=1"),
+        ("budget.trusted=0.5", "invalid type: floating point"),
+        ("seeds=1,2", "--over seeds: the number of runs cannot be swept"),
+        ("requests.even=0,1", "--over requests.even: not a numeric key"),
+        // The target's day must be a day of every point's scenario.
+        ("days=5,20", "day 10 is not in 1..=5"),
+    ] {
+        let e = frontier(over).unwrap_err();
+        assert!(e.contains(says), "{over}: {e:?} should contain {says:?}");
+    }
+    // A point whose scenario no longer lets the solved range's end be set.
+    let s = solver(&small(), "budget.established=0..100", TARGET).unwrap();
+    let e = Frontier::new(&s, parse_over("credit_pct=10,120").unwrap()).unwrap_err().to_string();
+    assert!(e.contains("credit_pct = 120: percentage over 100"), "{e}");
+}
+
+/// The pieces a person looks for, in the order they should come, and nothing that could run.
+fn check_page(page: &str, first: &str, then: &[&str]) {
+    assert!(page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"));
+    for bad in ["<script", "http://www.w3.org/1999", "https://", "src=", "href="] {
+        assert!(!page.contains(bad), "{bad} in the page");
+    }
+    assert_eq!(page.matches("<svg").count(), page.matches("</svg>").count());
+    assert_eq!(page.matches("<figure").count(), page.matches("</figure>").count());
+    assert_eq!(page.matches("<table").count(), page.matches("</table>").count());
+    let at = page.find(first).unwrap_or_else(|| panic!("{first:?} missing"));
+    assert!(at < page.find("<svg").unwrap(), "{first:?} comes after a chart");
+    for piece in then {
+        assert!(page.contains(piece), "{piece:?} missing");
+    }
+}
+
+#[test]
+fn reports_say_the_answer_first_with_units_and_the_target() {
+    let f = frontier("budget.established=20,50").unwrap();
+    let out = run(&f);
+    let page = html::render_frontier(&out);
+    check_page(
+        &page,
+        r#"<span class="badge">met at 2 of 2</span>pool_p5(day=10) &gt;= 1000: credit_pct that meets it"#,
+        &[
+            "budget.established (sats)",
+            "credit_pct (%)",
+            "pool balance, sats (log scale)",
+            ">day</text>",
+            "target p5 ≥ 1k sats",
+            "<polyline",
+        ],
+    );
+    let solve = solver(&small(), "credit_pct=0..100", TARGET).unwrap().solve(&|_, _| {}).unwrap();
+    let page = html::render_solve(&solve);
+    check_page(
+        &page,
+        &format!(r#"<span class="badge">met</span>{}"#, html::esc(&solve.results[0].line)),
+        &["values tested", "share of seeds with the bad event", "limit 0.05 (band 0.04–0.06)", "target p5 ≥ 1k sats"],
+    );
+    // A p_dry target marks its day.
+    let dry = solver(&small(), "credit_pct=0..20", "p_dry(day=7) <= 0.05").unwrap().solve(&|_, _| {}).unwrap();
+    check_page(&html::render_solve(&dry), r#"class="verdict"#, &["target: dry by day 7 in ≤ 5 % of seeds"]);
+}
+
+#[test]
+fn a_hostile_scenario_cannot_put_markup_in_a_report() {
+    let evil = r#"name = "</title><script>alert('x')</script><img src=x onerror=alert(1)>""#;
+    let text = format!("{evil}\n{}", small());
+    let plan = Plan::new(&text, "<b>evil</b>.toml", &[], vec![parse_sweep("credit_pct=5,40").unwrap()]).unwrap();
+    let solve = solver(&text, "credit_pct=0..100", TARGET).unwrap();
+    let over = Frontier::new(&solve, parse_over("budget.established=20,50").unwrap()).unwrap();
+    for page in [
+        html::render(&plan.run(None, None)),
+        html::render_solve(&solve.solve(&|_, _| {}).unwrap()),
+        html::render_frontier(&run(&over)),
+    ] {
+        assert!(!page.contains("<script") && !page.contains("<img"), "markup got through");
+        assert!(
+            page.contains("&lt;/title&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
+            "the name is shown, escaped"
+        );
+    }
+}
+
+#[test]
+fn a_pool_dead_on_day_one_shows_its_fall() {
+    // Nearly no pool and no credit: dry on day 1 in every seed.
+    let text = small()
+        .replace("pool_initial_sats = 20000", "pool_initial_sats = 100")
+        .replace("credit_pct = 10", "credit_pct = 0");
+    let out = Plan::new(&text, "dead.toml", &[], Vec::new()).unwrap().run(None, None);
+    assert_eq!(out.summaries[0].depletion_day_p50, Some(1));
+    let page = html::render(&out);
+    check_page(
+        &page,
+        "0 of 1 configuration(s) kept the pool from running dry",
+        &["dry: median day 1 (100 % of seeds)"],
+    );
+    // On the logarithmic axis 100 sats sit two decades up, not on the floor with 0.
+    assert!(page.contains(">100</text>") && page.contains(">0</text>"), "log ticks");
+}
