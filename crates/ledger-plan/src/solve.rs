@@ -1,20 +1,25 @@
 //! The solver: the smallest (or largest) value of one key that meets a target, by bisection
 //! with a sequential test at each value.
 //!
-//! `plan S.toml --target 'p_dry(day=90) <= 0.05' --solve credit_pct=0..100` tests both ends
-//! of the range first; the end that meets the target gives the direction (more credit helps,
-//! a larger budget hurts), and the search bisects between the value known to fail and the
-//! value known to meet until they are one resolution step apart. At each value the seeds
-//! `seed, seed + 1, ...` run in batches of one per thread and feed Wald's SPRT
-//! ([`crate::sprt`]) in seed order until it decides, so a value far from the boundary costs a
-//! few seeds and one near it many, up to the cap. Every value uses the same seeds (common
-//! random numbers), so neighbouring values differ by the key, not by luck.
+//! `plan S.toml --target 'p_dry(day=90) <= 0.05' --solve credit_pct=0..100` searches in two
+//! passes ([`search`]). The scout places the boundary with a cheap test (the band twice as
+//! wide, alpha and beta 0.2): the low end first, and, when it fails, bisection between it and
+//! the high end (which is tested only if nothing below it meets, since a value that meets is
+//! the costly kind: every one of its seeds runs in full). Then the two neighbours the scout
+//! found are decided by the user's test, going on from the seeds the scout read; where that
+//! contradicts the scout, the bracket moves outward until a sure "meets" and a sure "fails"
+//! enclose the boundary. At each value the seeds `seed, seed + 1, ...` run in batches of one
+//! per thread and feed Wald's SPRT ([`crate::sprt`]) in seed order until it decides, so a
+//! value far from the boundary costs a few seeds and one near it many, up to the cap. Every
+//! value uses the same seeds (common random numbers), so neighbouring values differ by the
+//! key, not by luck.
 //!
 //! The answer is an interval of the key: the target is met at one end and not at the other,
-//! each decision wrong with probability at most `alpha` (a value that meets, called failing)
-//! or `beta` (the reverse) outside the indifference band. It assumes that the target's chance
-//! is monotone in the key over the range; a value the test could not decide within the cap
-//! counts as not meeting. It is not a grid: no value but those tested is claimed.
+//! each a decision of the user's test, wrong with probability at most `alpha` (a value that
+//! meets, called failing) or `beta` (the reverse) outside the indifference band; the scout's
+//! decisions steer, and are never claimed. It assumes that the target's chance is monotone in
+//! the key over the range; a value the test could not decide within the cap counts as not
+//! meeting. It is not a grid: no value but those tested is claimed.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -26,7 +31,7 @@ use super::sprt::{Decision, Sprt, SprtSpec};
 use super::target::Target;
 
 /// The output format version.
-pub const FORMAT: &str = "ledger-sim-solve/1";
+pub const FORMAT: &str = "ledger-sim-solve/2";
 
 /// `KEY=LO..HI`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +90,8 @@ impl Default for SolveOptions {
 pub struct Step {
     /// The key's value.
     pub value: f64,
+    /// Whether the decision steers the search or is one the verdict may rest on.
+    pub level: Level,
     /// What the test said.
     pub decision: Decision,
     /// Seeds the decision used.
@@ -118,46 +125,133 @@ pub enum Verdict {
     NoneMeets,
 }
 
-/// Bisection over the grid `lo, lo + resolution, ..., hi` with `test` at each value tested:
-/// the ends first, then midpoints between the closest values known to fail and to meet.
-pub fn bisect(
+/// How sure a decision must be. The search steers on scout decisions (the band twice as wide,
+/// alpha and beta 0.2 or the user's if larger: a value far from the boundary is placed on a
+/// few seeds), and claims only sure ones (the test the user asked for). A sure decision goes on
+/// with the seeds the scout decision used, since both tests read the same seeds in the same
+/// order: each test's own error bounds hold however the other one ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Steers the search only.
+    Scout,
+    /// The user's test: what the verdict rests on.
+    Sure,
+}
+
+/// The search over the grid `lo, lo + resolution, ..., hi`, with `decide(value, level)` the
+/// decision at a value; the caller remembers what each value has seen, so asking again costs
+/// nothing and asking for `Sure` after `Scout` goes on from the same seeds.
+///
+/// 1. Scout: the low end first. If it fails, the values that meet (if any) lie above it, and
+///    bisection between it and the high end places the boundary, the high end tested only if
+///    every value below it fails (a value that meets is the costly kind: no seed may have
+///    the event, so each runs in full). If the low end meets, the high end decides the
+///    direction (or both meet).
+/// 2. Sure: the scout's two neighbours are tested at the user's confidence; a sure decision that
+///    contradicts the scout moves the bracket outward in doubling steps until a sure "meets"
+///    and a sure "fails" enclose the boundary, and bisection with sure decisions closes it.
+///    A verdict that every value or none meets rests on sure decisions at both ends.
+pub fn search(
     lo: f64,
     hi: f64,
     resolution: f64,
-    mut test: impl FnMut(f64) -> Result<Step, PlanError>,
-) -> Result<(Vec<Step>, Verdict), PlanError> {
+    mut decide: impl FnMut(f64, Level) -> Result<Decision, PlanError>,
+) -> Result<Verdict, PlanError> {
     assert!(lo < hi && resolution > 0.0, "a checked range");
     // Grid index k is the value lo + k * resolution; the last index is hi.
     let last = ((hi - lo) / resolution - 1e-9).ceil().max(1.0) as u64;
     let value = |k: u64| if k == last { hi } else { lo + k as f64 * resolution };
-    let mut steps = Vec::new();
-    let mut at = |k: u64, steps: &mut Vec<Step>| -> Result<Decision, PlanError> {
-        let step = test(value(k))?;
-        let d = step.decision;
-        steps.push(step);
-        Ok(d)
-    };
-    let at_lo = at(0, &mut steps)?;
-    let at_hi = at(last, &mut steps)?;
-    let (mut meet, mut fail, mut fail_decision) = match (at_lo, at_hi) {
-        (Decision::Meets, Decision::Meets) => return Ok((steps, Verdict::AllMeet)),
-        (Decision::Meets, d) => (0, last, d),
-        (d, Decision::Meets) => (last, 0, d),
-        _ => return Ok((steps, Verdict::NoneMeets)),
+    let mut at = |k: u64, level: Level| decide(value(k), level);
+    let meets = |d: Decision| d == Decision::Meets;
+
+    // The scout: a bracket (fail, meet), the meet end presumed at the high end until tested.
+    let (mut fail, mut meet) = if meets(at(0, Level::Scout)?) {
+        if meets(at(last, Level::Scout)?) {
+            return settle_ends(last, &mut at, value);
+        }
+        (last, 0)
+    } else {
+        (0, last)
     };
     while meet.abs_diff(fail) > 1 {
         let mid = meet.min(fail) + meet.abs_diff(fail) / 2;
-        match at(mid, &mut steps)? {
-            Decision::Meets => meet = mid,
-            d => (fail, fail_decision) = (mid, d),
+        if meets(at(mid, Level::Scout)?) {
+            meet = mid;
+        } else {
+            fail = mid;
         }
     }
-    let verdict = Verdict::Between {
+
+    // Sure: gallop outward until a sure "meets" and a sure "fails" enclose the boundary.
+    let up = meet > fail;
+    let (meet_end, fail_end) = if up { (last, 0) } else { (0, last) };
+    let outward = |k: u64, step: u64, toward: u64| {
+        if toward > k {
+            (k + step).min(toward)
+        } else {
+            k.saturating_sub(step).max(toward)
+        }
+    };
+    let mut step = 1;
+    while !meets(at(meet, Level::Sure)?) {
+        if meet == meet_end {
+            return settle_ends(last, &mut at, value);
+        }
+        fail = meet;
+        meet = outward(meet, step, meet_end);
+        step *= 2;
+    }
+    step = 1;
+    while meets(at(fail, Level::Sure)?) {
+        if fail == fail_end {
+            return settle_ends(last, &mut at, value);
+        }
+        meet = fail;
+        fail = outward(fail, step, fail_end);
+        step *= 2;
+    }
+    sure_bisection(fail, meet, &mut at, value)
+}
+
+/// Bisection with sure decisions between `fail` (a sure "fails" or cap) and `meet` (a sure
+/// "meets").
+fn sure_bisection(
+    mut fail: u64,
+    mut meet: u64,
+    at: &mut impl FnMut(u64, Level) -> Result<Decision, PlanError>,
+    value: impl Fn(u64) -> f64,
+) -> Result<Verdict, PlanError> {
+    while meet.abs_diff(fail) > 1 {
+        let mid = meet.min(fail) + meet.abs_diff(fail) / 2;
+        if at(mid, Level::Sure)? == Decision::Meets {
+            meet = mid;
+        } else {
+            fail = mid;
+        }
+    }
+    Ok(Verdict::Between {
         meets_at: value(meet),
         fails_at: value(fail),
-        fails_decided: fail_decision == Decision::Fails,
-    };
-    Ok((steps, verdict))
+        fails_decided: at(fail, Level::Sure)? == Decision::Fails,
+    })
+}
+
+/// Sure decisions at both ends: every value meets, none does, or the direction and a sure
+/// bisection over the whole range (what the scout missed).
+fn settle_ends(
+    last: u64,
+    at: &mut impl FnMut(u64, Level) -> Result<Decision, PlanError>,
+    value: impl Fn(u64) -> f64,
+) -> Result<Verdict, PlanError> {
+    let lo_meets = at(0, Level::Sure)? == Decision::Meets;
+    let hi_meets = at(last, Level::Sure)? == Decision::Meets;
+    match (lo_meets, hi_meets) {
+        (true, true) => Ok(Verdict::AllMeet),
+        (false, false) => Ok(Verdict::NoneMeets),
+        (true, false) => sure_bisection(last, 0, at, value),
+        (false, true) => sure_bisection(0, last, at, value),
+    }
 }
 
 /// The solve of one target.
@@ -169,7 +263,9 @@ pub struct TargetResult {
     pub event: String,
     /// The test.
     pub test: SprtSpec,
-    /// The values tested, in order.
+    /// The scout's test (see [`Level`]).
+    pub scout: SprtSpec,
+    /// The decisions, in the order they were made: a value may appear twice, scout then sure.
     pub steps: Vec<Step>,
     /// The answer.
     pub verdict: Verdict,
@@ -349,23 +445,33 @@ impl Solver {
         self.resolution
     }
 
-    /// Solve every target on the current rayon pool; `on_step` hears of each value tested.
+    /// Solve every target on the current rayon pool; `on_step` hears of each decision.
     pub fn solve(&self, on_step: &dyn Fn(&Target, &Step)) -> Result<SolveOutput, PlanError> {
         let mut tally = Tally::default();
         let mut results = Vec::new();
         for (target, spec) in &self.targets {
-            let (steps, verdict) = bisect(self.range.lo, self.range.hi, self.resolution, |value| {
-                let scenario = self.scenario_for(target, value)?;
-                let step = test_value(&scenario, value, target, *spec, &mut tally);
-                on_step(target, &step);
-                Ok(step)
+            let mut probes: Vec<Probe> = Vec::new();
+            let mut steps = Vec::new();
+            let verdict = search(self.range.lo, self.range.hi, self.resolution, |value, level| {
+                let i = match probes.iter().position(|p| p.value == value) {
+                    Some(i) => i,
+                    None => {
+                        probes.push(Probe::new(self.scenario_for(target, value)?, value, *spec));
+                        probes.len() - 1
+                    }
+                };
+                Ok(probes[i].decide(level, target, &mut tally, &mut |step| {
+                    on_step(target, &step);
+                    steps.push(step);
+                }))
             })?;
-            let seeds_run = steps.iter().map(|s| s.seeds_run).sum();
+            let seeds_run = probes.iter().map(|p| p.seeds.len() as u64).sum();
             let line = verdict_line(&self.range, target, spec, &verdict, seeds_run);
             results.push(TargetResult {
                 target: target.clone(),
                 event: target.event_words(),
                 test: *spec,
+                scout: scout_spec(spec),
                 steps,
                 verdict,
                 seeds_run,
@@ -393,36 +499,84 @@ struct Tally {
     first_violation: Option<String>,
 }
 
-/// Run seeds of `scenario` in batches of one per thread, in seed order into the test, until
-/// it decides.
-fn test_value(scenario: &PlanScenario, value: f64, target: &Target, spec: SprtSpec, tally: &mut Tally) -> Step {
-    let mut sprt = Sprt::new(spec);
-    let batch = rayon::current_num_threads().max(1) as u64;
-    let stop_when_dry = target.stops_when_dry();
-    let mut next = 0;
-    let mut pools: Vec<Vec<u64>> = Vec::new();
-    loop {
-        let n = batch.min(spec.max_trials - next);
-        let runs: Vec<SeedResult> = (0..n as usize)
-            .into_par_iter()
-            .with_max_len(1)
-            .map(|i| model::run_until_dry(scenario, 0, scenario.seed + next + i as u64, stop_when_dry))
-            .collect();
-        next += n;
-        for r in &runs {
-            tally.requests += r.requests();
-            tally.violations += r.violations;
-            if tally.first_violation.is_none() {
-                tally.first_violation.clone_from(&r.first_violation);
+/// The scout's test for the user's `spec`: the band twice as wide (kept inside `(0, 1)`),
+/// alpha and beta 0.2 or the user's if larger, the same cap.
+pub fn scout_spec(spec: &SprtSpec) -> SprtSpec {
+    let (mid, band) = ((spec.p0 + spec.p1) / 2.0, (spec.p1 - spec.p0) / 2.0);
+    let round = |p: f64| (p * 1e9).round() / 1e9;
+    SprtSpec {
+        p0: round((mid - 2.0 * band).max(spec.p0 / 2.0)),
+        p1: round((mid + 2.0 * band).min((1.0 + spec.p1) / 2.0)),
+        alpha: spec.alpha.max(0.2),
+        beta: spec.beta.max(0.2),
+        max_trials: spec.max_trials,
+    }
+}
+
+/// What the search has learned at one value of the key: the seeds run there (`seed`,
+/// `seed + 1`, ... in order), both tests fed from them, and each seed's bad event and
+/// end-of-day balances.
+struct Probe {
+    value: f64,
+    scenario: PlanScenario,
+    scout: Sprt,
+    sure: Sprt,
+    seeds: Vec<(bool, Vec<u64>)>,
+}
+
+impl Probe {
+    fn new(scenario: PlanScenario, value: f64, spec: SprtSpec) -> Probe {
+        Probe { value, scenario, scout: Sprt::new(scout_spec(&spec)), sure: Sprt::new(spec), seeds: Vec::new() }
+    }
+
+    /// The decision at `level`, running seeds in batches of one per thread, in seed order into
+    /// both tests, until there is one; a sure decision serves a scout's question too.
+    /// `on_step` hears of each test as it decides.
+    fn decide(&mut self, level: Level, target: &Target, tally: &mut Tally, on_step: &mut dyn FnMut(Step)) -> Decision {
+        let batch = rayon::current_num_threads().max(1) as u64;
+        let stop_when_dry = target.stops_when_dry();
+        loop {
+            let decided = match level {
+                Level::Scout => self.scout.decision().or(self.sure.decision()),
+                Level::Sure => self.sure.decision(),
+            };
+            if let Some(d) = decided {
+                return d;
             }
-            if sprt.decision().is_none() {
-                sprt.observe(target.bad_event(r));
-                pools.push(r.pool_by_day.clone());
+            // Both tests have the same cap, and an undecided test has read every seed run.
+            let next = self.seeds.len() as u64;
+            let n = batch.min(self.sure.spec().max_trials - next);
+            let scenario = &self.scenario;
+            let runs: Vec<SeedResult> = (0..n as usize)
+                .into_par_iter()
+                .with_max_len(1)
+                .map(|i| model::run_until_dry(scenario, 0, scenario.seed + next + i as u64, stop_when_dry))
+                .collect();
+            for r in runs {
+                tally.requests += r.requests();
+                tally.violations += r.violations;
+                if tally.first_violation.is_none() {
+                    tally.first_violation.clone_from(&r.first_violation);
+                }
+                let event = target.bad_event(&r);
+                self.seeds.push((event, r.pool_by_day));
+                for (test, level) in [(&mut self.scout, Level::Scout), (&mut self.sure, Level::Sure)] {
+                    if test.decision().is_none() {
+                        if let Some(decision) = test.observe(event) {
+                            let used = &self.seeds[..test.trials() as usize];
+                            on_step(Step {
+                                value: self.value,
+                                level,
+                                decision,
+                                seeds: test.trials(),
+                                events: test.events(),
+                                seeds_run: next + n,
+                                pool: PoolBand::of(used.iter().map(|(_, pool)| pool.as_slice())),
+                            });
+                        }
+                    }
+                }
             }
-        }
-        if let Some(decision) = sprt.decision() {
-            let pool = PoolBand::of(pools.iter().map(Vec::as_slice));
-            return Step { value, decision, seeds: sprt.trials(), events: sprt.events(), seeds_run: next, pool };
         }
     }
 }
@@ -469,6 +623,27 @@ pub fn decision_word(d: Decision) -> &'static str {
     }
 }
 
+/// One decision in a line, for progress: `credit_pct=72 sure fails after 377 seeds (26 with
+/// the event)`.
+pub fn step_line(key: &str, step: &Step) -> String {
+    format!(
+        "{key}={} {} {} after {} seeds ({} with the event)",
+        fmt_f64(step.value),
+        level_word(step.level),
+        decision_word(step.decision),
+        thousands(step.seeds),
+        thousands(step.events)
+    )
+}
+
+/// A level in one word.
+pub fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::Scout => "scout",
+        Level::Sure => "sure",
+    }
+}
+
 /// The terminal text of a solve: the verdicts first, then each target's steps.
 pub fn text(out: &SolveOutput) -> String {
     use std::fmt::Write as _;
@@ -480,22 +655,28 @@ pub fn text(out: &SolveOutput) -> String {
         let t = &r.test;
         let _ = writeln!(
             s,
-            "\n{}: bad event \"{}\", tested {} against {} (alpha {}, beta {}, at most {} seeds a value)",
+            "\n{}: bad event \"{}\", tested {} against {} (alpha {}, beta {}, at most {} seeds a value); \
+             the scout, which steers the search only, {} against {} (alpha {}, beta {})",
             r.target.text,
             r.event,
             fmt_f64(t.p0),
             fmt_f64(t.p1),
             fmt_f64(t.alpha),
             fmt_f64(t.beta),
-            thousands(t.max_trials)
+            thousands(t.max_trials),
+            fmt_f64(r.scout.p0),
+            fmt_f64(r.scout.p1),
+            fmt_f64(r.scout.alpha),
+            fmt_f64(r.scout.beta),
         );
         for step in &r.steps {
-            let d = decision_word(step.decision);
             let _ = writeln!(
                 s,
-                "  {}={:<10} {d:<9} {:>6} seeds, {:>6} with the event",
+                "  {}={:<10} {:<5} {:<9} {:>6} seeds, {:>6} with the event",
                 out.range.key,
                 fmt_f64(step.value),
+                level_word(step.level),
+                decision_word(step.decision),
                 thousands(step.seeds),
                 thousands(step.events)
             );
@@ -508,41 +689,105 @@ pub fn text(out: &SolveOutput) -> String {
 mod tests {
     use super::*;
 
-    fn step(value: f64, decision: Decision) -> Step {
-        Step { value, decision, seeds: 1, events: 0, seeds_run: 1, pool: PoolBand::default() }
+    /// The search with a scout that meets at `scout_from` and above and a sure test that meets
+    /// at `sure_from` and above: the verdict and the (value, level) pairs asked, each once.
+    fn run(lo: f64, hi: f64, resolution: f64, meets: impl Fn(f64, Level) -> Decision) -> (Vec<(f64, Level)>, Verdict) {
+        let mut asked: Vec<(f64, Level)> = Vec::new();
+        let verdict = search(lo, hi, resolution, |v, level| {
+            if !asked.contains(&(v, level)) {
+                asked.push((v, level));
+            }
+            Ok(meets(v, level))
+        })
+        .unwrap();
+        (asked, verdict)
     }
 
-    /// Bisection with a test that meets at `threshold` and above.
-    fn search(lo: f64, hi: f64, resolution: f64, meets: impl Fn(f64) -> bool) -> (Vec<f64>, Verdict) {
-        let (steps, verdict) =
-            bisect(lo, hi, resolution, |v| Ok(step(v, if meets(v) { Decision::Meets } else { Decision::Fails })))
-                .unwrap();
-        (steps.iter().map(|s| s.value).collect(), verdict)
+    fn threshold(meets: impl Fn(f64) -> bool) -> impl Fn(f64, Level) -> Decision {
+        move |v, _| if meets(v) { Decision::Meets } else { Decision::Fails }
     }
 
     #[test]
-    fn bisection_brackets_the_boundary_to_the_resolution() {
-        let (tested, v) = search(0.0, 100.0, 0.5, |x| x >= 22.7);
+    fn the_search_brackets_the_boundary_to_the_resolution() {
+        let (asked, v) = run(0.0, 100.0, 0.5, threshold(|x| x >= 22.7));
         assert_eq!(v, Verdict::Between { meets_at: 23.0, fails_at: 22.5, fails_decided: true });
-        // The two ends, then log2(200) = 7.6 midpoints.
-        assert_eq!(tested.len(), 2 + 8, "{tested:?}");
+        // The low end, log2(200) = 7.6 midpoints, then the bracket's two values made sure.
+        let scouted = asked.iter().filter(|(_, l)| *l == Level::Scout).count();
+        assert_eq!(scouted, 1 + 8, "{asked:?}");
+        assert_eq!(asked.iter().filter(|(_, l)| *l == Level::Sure).count(), 2, "{asked:?}");
+        // The high end, a value that meets (the costly kind), is never tested when one below it meets.
+        assert!(asked.iter().all(|(x, _)| *x != 100.0), "{asked:?}");
         // Decreasing: the largest value that meets.
-        let (_, v) = search(0.0, 200.0, 5.0, |x| x <= 72.0);
+        let (_, v) = run(0.0, 200.0, 5.0, threshold(|x| x <= 72.0));
         assert_eq!(v, Verdict::Between { meets_at: 70.0, fails_at: 75.0, fails_decided: true });
         // A resolution that does not divide the range: the last step ends at the high end.
-        let (_, v) = search(0.0, 10.0, 3.0, |x| x >= 9.5);
+        let (_, v) = run(0.0, 10.0, 3.0, threshold(|x| x >= 9.5));
         assert_eq!(v, Verdict::Between { meets_at: 10.0, fails_at: 9.0, fails_decided: true });
-        assert_eq!(search(0.0, 1.0, 0.1, |_| true).1, Verdict::AllMeet);
-        assert_eq!(search(0.0, 1.0, 0.1, |_| false).1, Verdict::NoneMeets);
+        // Only the high end meets; every value meets; none does.
+        let (_, v) = run(0.0, 10.0, 1.0, threshold(|x| x >= 10.0));
+        assert_eq!(v, Verdict::Between { meets_at: 10.0, fails_at: 9.0, fails_decided: true });
+        assert_eq!(run(0.0, 1.0, 0.1, threshold(|_| true)).1, Verdict::AllMeet);
+        let (asked, v) = run(0.0, 1.0, 0.1, threshold(|_| false));
+        assert_eq!(v, Verdict::NoneMeets);
+        assert!(asked.contains(&(0.0, Level::Sure)) && asked.contains(&(1.0, Level::Sure)), "{asked:?}");
+    }
+
+    #[test]
+    fn sure_decisions_overrule_a_scout_that_erred() {
+        for scout_from in [0.0, 3.0, 15.0, 22.5, 23.0, 30.0, 99.0, 100.5] {
+            let (asked, v) = run(0.0, 100.0, 0.5, |x, level| {
+                let from = if level == Level::Scout { scout_from } else { 22.7 };
+                if x >= from {
+                    Decision::Meets
+                } else {
+                    Decision::Fails
+                }
+            });
+            assert_eq!(
+                v,
+                Verdict::Between { meets_at: 23.0, fails_at: 22.5, fails_decided: true },
+                "scout from {scout_from}: {asked:?}"
+            );
+        }
+        // A scout that sees the direction reversed.
+        let (_, v) = run(0.0, 100.0, 0.5, |x, level| {
+            let meets = if level == Level::Scout { x <= 40.0 } else { x >= 22.7 };
+            if meets {
+                Decision::Meets
+            } else {
+                Decision::Fails
+            }
+        });
+        assert_eq!(v, Verdict::Between { meets_at: 23.0, fails_at: 22.5, fails_decided: true });
+        // A scout that says every value meets, and one that says none does.
+        for scout in [true, false] {
+            let (_, v) = run(0.0, 100.0, 0.5, |x, level| {
+                let meets = if level == Level::Scout { scout } else { x >= 22.7 };
+                if meets {
+                    Decision::Meets
+                } else {
+                    Decision::Fails
+                }
+            });
+            assert_eq!(v, Verdict::Between { meets_at: 23.0, fails_at: 22.5, fails_decided: true });
+        }
     }
 
     #[test]
     fn an_undecided_value_counts_as_not_meeting() {
-        let (steps, v) =
-            bisect(0.0, 4.0, 1.0, |x| Ok(step(x, if x >= 3.0 { Decision::Meets } else { Decision::Undecided })))
-                .unwrap();
+        let (_, v) = run(0.0, 4.0, 1.0, |x, _| if x >= 3.0 { Decision::Meets } else { Decision::Undecided });
         assert_eq!(v, Verdict::Between { meets_at: 3.0, fails_at: 2.0, fails_decided: false });
-        assert_eq!(steps.len(), 4);
+    }
+
+    #[test]
+    fn the_scout_test_is_wider_and_looser_and_stays_a_test() {
+        let spec = SprtSpec::new(0.04, 0.06, 0.05, 0.05, 2000).unwrap();
+        let s = scout_spec(&spec);
+        assert_eq!((s.p0, s.p1, s.alpha, s.beta, s.max_trials), (0.03, 0.07, 0.2, 0.2, 2000));
+        // A band already wide stays inside (0, 1).
+        let s = scout_spec(&SprtSpec::new(0.01, 0.9, 0.3, 0.01, 5).unwrap());
+        assert!(s.p0 > 0.0 && s.p0 < s.p1 && s.p1 < 1.0 && s.alpha == 0.3 && s.beta == 0.2, "{s:?}");
+        assert!(SprtSpec::new(s.p0, s.p1, s.alpha, s.beta, s.max_trials).is_ok());
     }
 
     #[test]

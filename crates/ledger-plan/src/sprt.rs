@@ -127,6 +127,11 @@ impl Sprt {
         self.decision
     }
 
+    /// The test's parameters.
+    pub fn spec(&self) -> SprtSpec {
+        self.spec
+    }
+
     /// Trials seen.
     pub fn trials(&self) -> u64 {
         self.trials

@@ -6,7 +6,7 @@ mod common;
 use common::CLOSED_FORM;
 use ledger_plan::model;
 use ledger_plan::scenario::PlanScenario;
-use ledger_plan::solve::{parse_solve, SolveOptions, Solver, Verdict};
+use ledger_plan::solve::{parse_solve, Level, SolveOptions, Solver, Verdict};
 use ledger_plan::sprt::{Decision, Sprt, SprtSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -88,10 +88,20 @@ fn check_against_brute_force(range: &str, target: &str, meets: impl Fn(&model::S
     let expected = Verdict::Between { meets_at: grid[first], fails_at: grid[first - 1], fails_decided: true };
     assert_eq!(res.verdict, expected, "{target} over {range}");
     // Every seed gives the same answer, so a value that fails takes the fewest seeds the test
-    // allows (ln 19 / ln 1.5 = 7.3), and one that meets the most (ln 19 / -ln(0.94 / 0.96) = 139.8).
+    // allows (sure: ln 19 / ln 1.5 = 7.3; the scout: ln 4 / ln(7 / 3) = 1.6), and one that
+    // meets the most (sure: ln 19 / -ln(0.94 / 0.96) = 139.8; the scout: ln 4 / -ln(0.93 / 0.97) = 32.9).
     for step in &res.steps {
-        let expected = if step.decision == Decision::Meets { 140 } else { 8 };
+        let expected = match (step.level, step.decision) {
+            (Level::Sure, Decision::Meets) => 140,
+            (Level::Sure, _) => 8,
+            (Level::Scout, Decision::Meets) => 33,
+            (Level::Scout, _) => 2,
+        };
         assert_eq!(step.seeds, expected, "{step:?}");
+    }
+    // The verdict rests on sure decisions at both of its values.
+    for v in [grid[first], grid[first - 1]] {
+        assert!(res.steps.iter().any(|s| s.value == v && s.level == Level::Sure), "{v}: {:?}", res.steps);
     }
     let (m, f) = (grid[first], grid[first - 1]);
     let line = format!("{target}: credit_pct between {f} and {m} % (meets at {m}, fails at {f}), 95 % confidence;");

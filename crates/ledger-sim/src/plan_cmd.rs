@@ -251,14 +251,10 @@ fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
     // One line per value tested, as it is decided: a solve can take minutes.
     let out = solver.solve(&|target, step| {
         eprintln!(
-            "{:>7.1} s  {}: {}={} {} after {} seeds ({} with the event)",
+            "{:>7.1} s  {}: {}",
             started.elapsed().as_secs_f64(),
             target.text,
-            solver.key(),
-            step.value,
-            solve::decision_word(step.decision),
-            step.seeds,
-            step.events
+            solve::step_line(solver.key(), step)
         );
     })?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -292,14 +288,10 @@ fn frontier_cmd(f: &Frontier, args: &OutputArgs) -> anyhow::Result<bool> {
     let over = &f.over().key;
     let out = f.solve(&|value, target, step| {
         eprintln!(
-            "{:>7.1} s  {over}={value}  {}: {}={} {} after {} seeds ({} with the event)",
+            "{:>7.1} s  {over}={value}  {}: {}",
             started.elapsed().as_secs_f64(),
             target.text,
-            f.key(),
-            step.value,
-            solve::decision_word(step.decision),
-            step.seeds,
-            step.events
+            solve::step_line(f.key(), step)
         );
     })?;
     let elapsed = started.elapsed().as_secs_f64();
