@@ -692,7 +692,7 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
     let max = pct[pct.len() - 1].0.ceil().min(1000.0);
     let (se_mu, se_sigma) = (lsigma / nf.sqrt(), lsigma / (2.0 * nf).sqrt());
     Some(DistFit {
-        dist: Dist { max: Some(max), ..Dist::lognormal(round4(median), round4(lsigma).min(5.0), None) },
+        dist: Dist { max: Some(max), ..Dist::lognormal(round4(median).min(1000.0), round4(lsigma).min(5.0), None) },
         params: vec![("median", est(median, median * se_mu, n)), ("sigma", est(lsigma, se_sigma, n))],
         quality: format!(
             "{floor}; median se {}, sigma se {}, max = the largest seen; {why} (p = {})",

@@ -2,7 +2,7 @@
 //! `ledger-sim plan --fit` ([`crate::fit`]) and the output of `plan --history-out`.
 //!
 //! It is what a service running the ledger can export from its own logs, and it is not a
-//! trace of ledger commands: there are no reservations, payments ids or pool balances in it,
+//! trace of ledger commands: there are no reservations, payment ids or pool balances in it,
 //! only what a user asked for and what became of it.
 //!
 //! # Format

@@ -58,10 +58,13 @@ impl Compare {
             "{name:32} true {truth:>10.4}  fitted {:>10.4}  se {:>8.4}  z {z:>5.2}  n {}",
             e.value, e.se, e.n
         ));
-        if !(z.abs() <= Z) {
+        // Written so that a NaN fails.
+        let within = z.abs() <= Z;
+        if !within {
             self.failures.push(format!("{name}: fitted {} is {z:.2} standard errors ({}) from {truth}", e.value, e.se));
         }
-        if !(e.se <= max_rel_se * truth) {
+        let informative = e.se <= max_rel_se * truth;
+        if !informative {
             self.failures.push(format!("{name}: standard error {} above {max_rel_se} of {truth}", e.se));
         }
     }
