@@ -222,6 +222,28 @@ fn a_tiny_history_gives_a_scenario_that_loads() {
     check_toml_loads(&f);
 }
 
+/// Actual costs 20 to 200 times their estimates are outside what `cost.actual_pct` may hold
+/// (`0..=1000`): the fitted distribution is kept in range, and the scenario loads.
+#[test]
+fn a_history_beyond_the_scenarios_ranges_still_gives_a_scenario_that_loads() {
+    let mut text = String::from("time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n");
+    for i in 0..200u64 {
+        let estimate = 10 + i % 7;
+        text += &format!(
+            "{},u{},trusted,job,{estimate},{},free,\n",
+            1_704_067_200_000 + i * 600_000,
+            i % 9,
+            estimate * (20 + i % 181)
+        );
+    }
+    let f = fit::fit(&history::read(text.as_bytes(), "overrun.csv").unwrap(), "overrun.csv").unwrap();
+    let pct = f.actual_pct.as_ref().unwrap();
+    assert_eq!(pct.dist.dist, DistKind::Lognormal, "{}", pct.quality);
+    assert!(pct.param("median").unwrap().value > 1000.0);
+    assert_eq!((pct.dist.median, pct.dist.max), (Some(1000.0), Some(1000.0)));
+    check_toml_loads(&f);
+}
+
 #[test]
 fn a_history_longer_than_a_scenario_is_refused() {
     let text = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n\
