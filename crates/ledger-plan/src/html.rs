@@ -131,7 +131,7 @@ impl Frame {
     }
     /// The title, the axis names and the plot's border.
     fn chrome(&self, o: &mut String, title: &str, x_name: &str, y_name: &str) {
-        let _ = write!(o, r##"<text x="{}" y="16" class="t">{}</text>"##, self.l, esc(title));
+        let _ = write!(o, r##"<text x="4" y="16" class="t">{}</text>"##, esc(title));
         let _ = write!(
             o,
             r##"<text x="{:.1}" y="{:.1}" class="ax" text-anchor="middle">{}</text>"##,
@@ -474,11 +474,11 @@ fn open_page(o: &mut String, s: &PlanScenario, title: &str, extra: &str) {
 body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:20px 24px;color:#212121;max-width:1240px}}
 h1{{font-size:21px;margin:0 0 2px}} h2{{font-size:16px;margin:22px 0 8px;border-bottom:1px solid #e0e0e0;padding-bottom:2px}}
 table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}}
-td:first-child,th:first-child{{text-align:left}}
+td:first-child,th:first-child{{text-align:left}} th{{white-space:normal;vertical-align:bottom}} .scroll{{overflow-x:auto}} td.l{{text-align:left}}
 .grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px 18px;align-items:start}}
 .wide{{grid-column:1/-1}} .flow{{display:flex;flex-wrap:wrap;gap:12px}}
 figure{{margin:0}} figure svg{{width:100%;height:auto;display:block}} figure.fixed svg{{width:auto}}
-svg text{{font-size:11px;fill:#424242}} svg text.t{{font-size:12px;font-weight:600;fill:#212121}} svg .n{{font-size:10px}} svg .ax{{font-size:10.5px;fill:#616161}} svg .m{{font-size:10px}}
+svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font-size:12px;font-weight:600;fill:#212121}} svg .n{{font-size:10px}} svg .ax{{font-size:10.5px;fill:#616161}} svg .m{{font-size:10px}}
 .muted{{color:#757575;font-size:12px;margin:4px 0}} .key span{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}
 .bad{{color:{DRY};font-weight:600}}
 .verdict{{font-size:15px;margin:6px 0;padding:8px 12px;border-left:5px solid #9e9e9e;background:#fafafa}}
@@ -555,7 +555,7 @@ pub fn render(out: &PlanOutput) -> String {
         },
         dry_first.map_or(String::new(), |d| format!(". The earliest a pool ran dry: day {d}."))
     );
-    o.push_str("<h2>Summary</h2><table><tr><th>configuration</th><th>P(dry)</th><th>dry day p50</th><th>pool end p5, sats</th><th>p50</th><th>p95</th><th>free</th><th>partial</th><th>gated</th><th>absorbed, sats</th><th>paid</th><th>credited</th><th>peak locked</th><th>violations</th></tr>");
+    o.push_str("<h2>Summary</h2><div class=\"scroll\"><table><tr><th>configuration</th><th>P(dry)</th><th>dry day p50</th><th>pool end p5, sats</th><th>p50</th><th>p95</th><th>free</th><th>partial</th><th>gated</th><th>absorbed, sats</th><th>paid</th><th>credited</th><th>peak locked</th><th>violations</th></tr>");
     for x in &out.summaries {
         let last = |v: &Vec<u64>| v.last().map_or("-".to_owned(), |v| thousands(*v));
         let _ = write!(
@@ -578,7 +578,7 @@ pub fn render(out: &PlanOutput) -> String {
             x.violations
         );
     }
-    o.push_str("</table><p class=\"muted\">Amounts are means per seed over the whole run. P(dry): share of seeds in which some request was gated because the pool was empty.</p>");
+    o.push_str("</table></div><p class=\"muted\">Amounts are means per seed over the whole run. P(dry): share of seeds in which some request was gated because the pool was empty.</p>");
     let top =
         out.summaries.iter().flat_map(|x| x.pool_p95.iter().copied()).chain([s.pool_initial_sats]).max().unwrap_or(1);
     let scale = SatsScale::holding(top);
@@ -825,7 +825,7 @@ pub fn render_solve(out: &SolveOutput) -> String {
         for v in shown_values(r, &out.range) {
             if let Some(step) = step_at(r, v) {
                 let title = format!(
-                    "{key} = {}{}: {} ({} seeds)",
+                    "{key} {}{}: {}, {} seeds",
                     fmt_f64(v),
                     unit(key),
                     decision_word(step.decision),
@@ -852,7 +852,7 @@ pub fn render_solve(out: &SolveOutput) -> String {
 /// The frontier of one target: the second key across, the solved key up, each interval an
 /// error bar, the curve through the values shown to meet.
 fn frontier_chart(out: &FrontierOutput, t: usize) -> String {
-    let (w, h) = (640.0, 300.0);
+    let (w, h) = (900.0, 300.0);
     let f = Frame::new(w, h);
     let mut o = String::new();
     let key = &out.range.key;
@@ -902,10 +902,11 @@ fn frontier_chart(out: &FrontierOutput, t: usize) -> String {
                 let (glyph, gy) = if at_hi { ("▲", y + 14.0) } else { ("▼", y - 4.0) };
                 let _ = write!(
                     o,
-                    r##"<text x="{cx:.1}" y="{gy:.1}" font-size="13" fill="{}" text-anchor="middle">{glyph}</text><text x="{:.1}" y="{:.1}" class="m">{}</text>"##,
+                    r##"<text x="{cx:.1}" y="{gy:.1}" font-size="13" fill="{}" text-anchor="middle">{glyph}</text><text x="{:.1}" y="{:.1}" class="m" text-anchor="{}">{}</text>"##,
                     if all { FREE } else { DRY },
-                    cx + 8.0,
+                    if cx > f.x(0.8) { cx - 8.0 } else { cx + 8.0 },
                     gy - 1.0,
+                    if cx > f.x(0.8) { "end" } else { "start" },
                     if all { "all meet" } else { "none meets" }
                 );
             }
@@ -989,7 +990,7 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
             let r = &p.results[t];
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                r#"<tr><td>{}</td><td class="l">{}</td><td>{}</td><td class="l">{}</td></tr>"#,
                 esc(&p.value),
                 esc(&interval_words(&out.range, &r.verdict)),
                 thousands(r.seeds_run),
@@ -1027,7 +1028,7 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
             };
             if let Some(step) = step_at(r, v) {
                 let title = format!(
-                    "{over}={}, {key} = {}{}: {} ({} seeds)",
+                    "{over}={} · {key} {}{}: {}, {} seeds",
                     p.value,
                     fmt_f64(v),
                     unit(key),

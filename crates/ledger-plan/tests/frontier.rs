@@ -9,9 +9,12 @@ use ledger_plan::frontier::{self, parse_over, Frontier, FrontierOutput};
 use ledger_plan::solve::{parse_solve, SolveOptions, Solver, Verdict};
 use ledger_plan::{html, parse_sweep, Plan};
 
-/// The closed-form scenario with a small pool, so that the credit decides whether it lasts.
+/// The closed-form scenario with a small pool and a tenth of its users, so that the credit
+/// decides whether the pool lasts and a solve takes a moment.
 fn small() -> String {
-    CLOSED_FORM.replace("pool_initial_sats = 1000000", "pool_initial_sats = 20000")
+    CLOSED_FORM
+        .replace("pool_initial_sats = 1000000", "pool_initial_sats = 2000")
+        .replace("new = 50\nestablished = 100", "new = 5\nestablished = 10")
 }
 
 const TARGET: &str = "pool_p5(day=10) >= 1000";
@@ -173,7 +176,7 @@ fn a_hostile_scenario_cannot_put_markup_in_a_report() {
 fn a_pool_dead_on_day_one_shows_its_fall() {
     // Nearly no pool and no credit: dry on day 1 in every seed.
     let text = small()
-        .replace("pool_initial_sats = 20000", "pool_initial_sats = 100")
+        .replace("pool_initial_sats = 2000", "pool_initial_sats = 100")
         .replace("credit_pct = 10", "credit_pct = 0");
     let out = Plan::new(&text, "dead.toml", &[], Vec::new()).unwrap().run(None, None);
     assert_eq!(out.summaries[0].depletion_day_p50, Some(1));
