@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::report::{thousands, Axis};
 use super::scenario::{fmt_f64, PlanError, PlanScenario};
-use super::solve::{decision_word, unit, SolveRange, Solver, Step, TargetResult, Verdict};
+use super::solve::{decisions_text, unit, SolveRange, Solver, Step, TargetResult, Verdict};
 use super::target::Target;
 
 /// The output format version.
@@ -228,29 +228,7 @@ pub fn text(out: &FrontierOutput) -> String {
     }
     for p in &out.points {
         for r in &p.results {
-            let t = &r.test;
-            let _ = writeln!(
-                s,
-                "\n{over}={}, {}: bad event \"{}\", tested {} against {} (alpha {}, beta {}, at most {} seeds a value)",
-                p.value,
-                r.target.text,
-                r.event,
-                fmt_f64(t.p0),
-                fmt_f64(t.p1),
-                fmt_f64(t.alpha),
-                fmt_f64(t.beta),
-                thousands(t.max_trials)
-            );
-            for step in &r.steps {
-                let _ = writeln!(
-                    s,
-                    "  {key}={:<10} {:<9} {:>6} seeds, {:>6} with the event",
-                    fmt_f64(step.value),
-                    decision_word(step.decision),
-                    thousands(step.seeds),
-                    thousands(step.events)
-                );
-            }
+            s.push_str(&decisions_text(key, &format!("{over}={}, ", p.value), r));
         }
     }
     s

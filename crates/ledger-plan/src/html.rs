@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use super::frontier::{interval_words, FrontierOutput};
 use super::report::{thousands, PlanOutput, PoolBand, Summary};
 use super::scenario::{fmt_f64, PlanScenario};
-use super::solve::{decision_word, unit, SolveOutput, SolveRange, Step, TargetResult, Verdict};
+use super::solve::{decision_word, level_word, unit, Level, SolveOutput, SolveRange, Step, TargetResult, Verdict};
 use super::sprt::Decision;
 use super::target::{Metric, Target};
 
@@ -721,11 +721,17 @@ fn steps_chart(r: &TargetResult, range: &SolveRange) -> String {
             Decision::Fails => DRY,
             Decision::Undecided => GATED,
         };
+        // A sure decision filled, a scout's a ring.
+        let (fill, stroke) = match s.level {
+            Level::Sure => (color, "#fff"),
+            Level::Scout => ("#fff", color),
+        };
         let _ = write!(
             o,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4.5" fill="{color}" stroke="#fff"><title>{}={}: {} after {} seeds, {} with the event</title></circle><text x="{x:.1}" y="{:.1}" class="n" text-anchor="middle">{}</text>"##,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4.5" fill="{fill}" stroke="{stroke}" stroke-width="1.5"><title>{}={}: {} {} after {} seeds, {} with the event</title></circle><text x="{x:.1}" y="{:.1}" class="n" text-anchor="middle">{}</text>"##,
             esc(&range.key),
             fmt_f64(s.value),
+            level_word(s.level),
             decision_word(s.decision),
             s.seeds,
             s.events,
@@ -749,15 +755,16 @@ fn unit_suffix(key: &str) -> String {
 /// A table of the values tested.
 fn steps_table(r: &TargetResult, key: &str) -> String {
     let mut o = format!(
-        r#"<table><tr><th>#</th><th>{}</th><th>decision</th><th>seeds</th><th>with the event</th><th>share</th><th>seeds run</th></tr>"#,
+        r#"<table><tr><th>#</th><th>{}</th><th>test</th><th>decision</th><th>seeds</th><th>with the event</th><th>share</th><th>seeds read</th></tr>"#,
         esc(key)
     );
     for (i, s) in r.steps.iter().enumerate() {
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             i + 1,
             fmt_f64(s.value),
+            level_word(s.level),
             decision_word(s.decision),
             thousands(s.seeds),
             thousands(s.events),
@@ -773,13 +780,19 @@ fn steps_table(r: &TargetResult, key: &str) -> String {
 fn test_words(r: &TargetResult) -> String {
     let t = &r.test;
     format!(
-        "bad event “{}” per seed, tested {} against {} (alpha {}, beta {}, at most {} seeds a value)",
+        "bad event “{}” per seed, tested {} against {} (alpha {}, beta {}, at most {} seeds a value); \
+         the scout, which only steers the search (rings on the chart), {} against {} (alpha {}, beta {}), \
+         the verdict resting on sure decisions (filled)",
         r.event,
         fmt_f64(t.p0),
         fmt_f64(t.p1),
         fmt_f64(t.alpha),
         fmt_f64(t.beta),
-        thousands(t.max_trials)
+        thousands(t.max_trials),
+        fmt_f64(r.scout.p0),
+        fmt_f64(r.scout.p1),
+        fmt_f64(r.scout.alpha),
+        fmt_f64(r.scout.beta)
     )
 }
 
@@ -825,9 +838,10 @@ pub fn render_solve(out: &SolveOutput) -> String {
         for v in shown_values(r, &out.range) {
             if let Some(step) = step_at(r, v) {
                 let title = format!(
-                    "{key} {}{}: {}, {} seeds",
+                    "{key} {}{}: {} {}, {} seeds",
                     fmt_f64(v),
                     unit(key),
+                    level_word(step.level),
                     decision_word(step.decision),
                     thousands(step.seeds)
                 );
@@ -1028,10 +1042,11 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
             };
             if let Some(step) = step_at(r, v) {
                 let title = format!(
-                    "{over}={} · {key} {}{}: {}, {} seeds",
+                    "{over}={} · {key} {}{}: {} {}, {} seeds",
                     p.value,
                     fmt_f64(v),
                     unit(key),
+                    level_word(step.level),
                     decision_word(step.decision),
                     thousands(step.seeds)
                 );

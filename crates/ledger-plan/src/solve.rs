@@ -98,7 +98,7 @@ pub struct Step {
     pub seeds: u64,
     /// Of those, seeds in which the bad event happened.
     pub events: u64,
-    /// Seeds run (a batch's last seeds may come after the decision).
+    /// Seeds read at this value so far, by either test (the same on any number of threads).
     pub seeds_run: u64,
     /// The end-of-day pool balance over the seeds the decision used, for reports (a run
     /// stopped on the day its pool ran dry counts as 0 after it).
@@ -269,7 +269,8 @@ pub struct TargetResult {
     pub steps: Vec<Step>,
     /// The answer.
     pub verdict: Verdict,
-    /// Seeds run for this target.
+    /// Seeds read for this target, over all values (a batch's seeds that no test needed are
+    /// not counted, so the figure does not depend on the number of threads).
     pub seeds_run: u64,
     /// The verdict in one line.
     pub line: String,
@@ -465,7 +466,7 @@ impl Solver {
                     steps.push(step);
                 }))
             })?;
-            let seeds_run = probes.iter().map(|p| p.seeds.len() as u64).sum();
+            let seeds_run = probes.iter().map(|p| p.read as u64).sum();
             let line = verdict_line(&self.range, target, spec, &verdict, seeds_run);
             results.push(TargetResult {
                 target: target.clone(),
@@ -514,27 +515,32 @@ pub fn scout_spec(spec: &SprtSpec) -> SprtSpec {
 }
 
 /// What the search has learned at one value of the key: the seeds run there (`seed`,
-/// `seed + 1`, ... in order), both tests fed from them, and each seed's bad event and
-/// end-of-day balances.
+/// `seed + 1`, ... in order), how many of them the tests have read, and both tests.
 struct Probe {
     value: f64,
     scenario: PlanScenario,
     scout: Sprt,
     sure: Sprt,
-    seeds: Vec<(bool, Vec<u64>)>,
+    runs: Vec<SeedResult>,
+    /// Seeds read, in order: the same on any number of threads, since a seed is read only
+    /// while the test asked about is undecided (a batch's later seeds wait for the next
+    /// question, or are never read).
+    read: usize,
+    /// The end-of-day balances of the seeds read.
+    pools: Vec<Vec<u64>>,
 }
 
 impl Probe {
     fn new(scenario: PlanScenario, value: f64, spec: SprtSpec) -> Probe {
-        Probe { value, scenario, scout: Sprt::new(scout_spec(&spec)), sure: Sprt::new(spec), seeds: Vec::new() }
+        let (scout, sure) = (Sprt::new(scout_spec(&spec)), Sprt::new(spec));
+        Probe { value, scenario, scout, sure, runs: Vec::new(), read: 0, pools: Vec::new() }
     }
 
-    /// The decision at `level`, running seeds in batches of one per thread, in seed order into
-    /// both tests, until there is one; a sure decision serves a scout's question too.
-    /// `on_step` hears of each test as it decides.
+    /// The decision at `level`: seeds read one by one, in seed order, into both tests until
+    /// there is one, run in batches of one per thread when none is waiting; a sure decision
+    /// serves a scout's question too. `on_step` hears of each test as it decides; `tally`
+    /// counts the seeds read.
     fn decide(&mut self, level: Level, target: &Target, tally: &mut Tally, on_step: &mut dyn FnMut(Step)) -> Decision {
-        let batch = rayon::current_num_threads().max(1) as u64;
-        let stop_when_dry = target.stops_when_dry();
         loop {
             let decided = match level {
                 Level::Scout => self.scout.decision().or(self.sure.decision()),
@@ -543,41 +549,49 @@ impl Probe {
             if let Some(d) = decided {
                 return d;
             }
-            // Both tests have the same cap, and an undecided test has read every seed run.
-            let next = self.seeds.len() as u64;
-            let n = batch.min(self.sure.spec().max_trials - next);
-            let scenario = &self.scenario;
-            let runs: Vec<SeedResult> = (0..n as usize)
-                .into_par_iter()
-                .with_max_len(1)
-                .map(|i| model::run_until_dry(scenario, 0, scenario.seed + next + i as u64, stop_when_dry))
-                .collect();
-            for r in runs {
-                tally.requests += r.requests();
-                tally.violations += r.violations;
-                if tally.first_violation.is_none() {
-                    tally.first_violation.clone_from(&r.first_violation);
-                }
-                let event = target.bad_event(&r);
-                self.seeds.push((event, r.pool_by_day));
-                for (test, level) in [(&mut self.scout, Level::Scout), (&mut self.sure, Level::Sure)] {
-                    if test.decision().is_none() {
-                        if let Some(decision) = test.observe(event) {
-                            let used = &self.seeds[..test.trials() as usize];
-                            on_step(Step {
-                                value: self.value,
-                                level,
-                                decision,
-                                seeds: test.trials(),
-                                events: test.events(),
-                                seeds_run: next + n,
-                                pool: PoolBand::of(used.iter().map(|(_, pool)| pool.as_slice())),
-                            });
-                        }
+            if self.read == self.runs.len() {
+                self.run_batch(target.stops_when_dry());
+            }
+            let r = &self.runs[self.read];
+            self.read += 1;
+            tally.requests += r.requests();
+            tally.violations += r.violations;
+            if tally.first_violation.is_none() {
+                tally.first_violation.clone_from(&r.first_violation);
+            }
+            let event = target.bad_event(r);
+            self.pools.push(r.pool_by_day.clone());
+            for (test, level) in [(&mut self.scout, Level::Scout), (&mut self.sure, Level::Sure)] {
+                if test.decision().is_none() {
+                    if let Some(decision) = test.observe(event) {
+                        let used = &self.pools[..test.trials() as usize];
+                        on_step(Step {
+                            value: self.value,
+                            level,
+                            decision,
+                            seeds: test.trials(),
+                            events: test.events(),
+                            seeds_run: self.read as u64,
+                            pool: PoolBand::of(used.iter().map(Vec::as_slice)),
+                        });
                     }
                 }
             }
         }
+    }
+
+    /// Run the next seeds, one per thread (both tests have the same cap, and an undecided
+    /// test has read fewer seeds than it).
+    fn run_batch(&mut self, stop_when_dry: bool) {
+        let next = self.runs.len() as u64;
+        let n = (rayon::current_num_threads().max(1) as u64).min(self.sure.spec().max_trials - next);
+        let scenario = &self.scenario;
+        let runs: Vec<SeedResult> = (0..n as usize)
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|i| model::run_until_dry(scenario, 0, scenario.seed + next + i as u64, stop_when_dry))
+            .collect();
+        self.runs.extend(runs);
     }
 }
 
@@ -646,41 +660,49 @@ pub fn level_word(level: Level) -> &'static str {
 
 /// The terminal text of a solve: the verdicts first, then each target's steps.
 pub fn text(out: &SolveOutput) -> String {
-    use std::fmt::Write as _;
     let mut s = String::new();
     for r in &out.results {
-        let _ = writeln!(s, "{}", r.line);
+        s.push_str(&r.line);
+        s.push('\n');
     }
     for r in &out.results {
-        let t = &r.test;
+        s.push_str(&decisions_text(&out.range.key, "", r));
+    }
+    s
+}
+
+/// A target's test and its decisions, each with its level, after a blank line; the heading
+/// starts with `heading` (a frontier's point).
+pub fn decisions_text(key: &str, heading: &str, r: &TargetResult) -> String {
+    use std::fmt::Write as _;
+    let (t, scout) = (&r.test, &r.scout);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{heading}{}: bad event \"{}\", tested {} against {} (alpha {}, beta {}, at most {} seeds a value); \
+         the scout, which steers the search only, {} against {} (alpha {}, beta {})",
+        r.target.text,
+        r.event,
+        fmt_f64(t.p0),
+        fmt_f64(t.p1),
+        fmt_f64(t.alpha),
+        fmt_f64(t.beta),
+        thousands(t.max_trials),
+        fmt_f64(scout.p0),
+        fmt_f64(scout.p1),
+        fmt_f64(scout.alpha),
+        fmt_f64(scout.beta),
+    );
+    for step in &r.steps {
         let _ = writeln!(
             s,
-            "\n{}: bad event \"{}\", tested {} against {} (alpha {}, beta {}, at most {} seeds a value); \
-             the scout, which steers the search only, {} against {} (alpha {}, beta {})",
-            r.target.text,
-            r.event,
-            fmt_f64(t.p0),
-            fmt_f64(t.p1),
-            fmt_f64(t.alpha),
-            fmt_f64(t.beta),
-            thousands(t.max_trials),
-            fmt_f64(r.scout.p0),
-            fmt_f64(r.scout.p1),
-            fmt_f64(r.scout.alpha),
-            fmt_f64(r.scout.beta),
+            "  {key}={:<10} {:<5} {:<9} {:>6} seeds, {:>6} with the event",
+            fmt_f64(step.value),
+            level_word(step.level),
+            decision_word(step.decision),
+            thousands(step.seeds),
+            thousands(step.events)
         );
-        for step in &r.steps {
-            let _ = writeln!(
-                s,
-                "  {}={:<10} {:<5} {:<9} {:>6} seeds, {:>6} with the event",
-                out.range.key,
-                fmt_f64(step.value),
-                level_word(step.level),
-                decision_word(step.decision),
-                thousands(step.seeds),
-                thousands(step.events)
-            );
-        }
     }
     s
 }
