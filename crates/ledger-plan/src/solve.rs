@@ -161,7 +161,7 @@ pub fn search(
     assert!(lo < hi && resolution > 0.0, "a checked range");
     // Grid index k is the value lo + k * resolution; the last index is hi.
     let last = ((hi - lo) / resolution - 1e-9).ceil().max(1.0) as u64;
-    let value = |k: u64| if k == last { hi } else { lo + k as f64 * resolution };
+    let value = |k: u64| if k == last { hi } else { grid_value(lo, resolution, k) };
     let mut at = |k: u64, level: Level| decide(value(k), level);
     let meets = |d: Decision| d == Decision::Meets;
 
@@ -212,6 +212,19 @@ pub fn search(
         step *= 2;
     }
     sure_bisection(fail, meet, &mut at, value)
+}
+
+/// The grid's value `k`: `lo + k * resolution`, rounded to nine decimals so that the sum's
+/// binary error (`39.800000000000004` for `0 + 199 * 0.2`) does not reach the key, whose
+/// schema may allow only so many decimals.
+pub fn grid_value(lo: f64, resolution: f64, k: u64) -> f64 {
+    let v = lo + k as f64 * resolution;
+    let rounded = (v * 1e9).round() / 1e9;
+    if rounded.is_finite() {
+        rounded
+    } else {
+        v
+    }
 }
 
 /// Bisection with sure decisions between `fail` (a sure "fails" or cap) and `meet` (a sure
@@ -342,6 +355,13 @@ impl Solver {
             None => (hi - lo) / 200.0,
         };
         solver.resolution = resolution;
+        // A step the key cannot take (a basis point is the finest credit) is found here, not
+        // in the middle of the search.
+        if lo + resolution < hi {
+            solver.scenario_at(grid_value(lo, resolution, 1)).map_err(|e| {
+                PlanError::Solve(format!("{key}: --resolution {resolution} gives values the key cannot take: {e}"))
+            })?;
+        }
         for text in targets {
             let target = Target::parse(text, solver.base.days)?;
             let limit = target.limit();
@@ -793,6 +813,18 @@ mod tests {
             });
             assert_eq!(v, Verdict::Between { meets_at: 23.0, fails_at: 22.5, fails_decided: true });
         }
+    }
+
+    #[test]
+    fn grid_values_carry_no_binary_error() {
+        // 0 + 199 * 0.2 is 39.800000000000004 in binary: a credit_pct the schema refuses.
+        assert_eq!(0.0 + 199.0 * 0.2, 39.800000000000004);
+        for k in 0..=200 {
+            let v = grid_value(0.0, 0.2, k);
+            assert_eq!(v, (v * 100.0).round() / 100.0, "{k}: {v}");
+        }
+        assert_eq!(grid_value(10.0, 0.1, 3), 10.3);
+        assert_eq!(grid_value(0.0, 5e8, 3), 1.5e9);
     }
 
     #[test]
