@@ -131,7 +131,15 @@ impl Frame {
     }
     /// The title, the axis names and the plot's border.
     fn chrome(&self, o: &mut String, title: &str, x_name: &str, y_name: &str) {
-        let _ = write!(o, r##"<text x="4" y="16" class="t">{}</text>"##, esc(title));
+        // A title wider than the chart (about 7 units a character at its size) is squeezed
+        // to fit rather than cut off at the edge.
+        let room = self.w - 8.0;
+        let fit = if title.chars().count() as f64 * 7.0 > room {
+            format!(r#" textLength="{room:.0}" lengthAdjust="spacingAndGlyphs""#)
+        } else {
+            String::new()
+        };
+        let _ = write!(o, r##"<text x="4" y="16" class="t"{fit}>{}</text>"##, esc(title));
         let _ = write!(
             o,
             r##"<text x="{:.1}" y="{:.1}" class="ax" text-anchor="middle">{}</text>"##,
@@ -666,14 +674,19 @@ fn step_chart(title: String, step: &Step, initial_sats: u64, target: &Target, da
 
 /// The values a solve tested for one target: the share of seeds with the bad event at each,
 /// coloured by the decision, with the limit, the indifference band and the answer's interval.
-fn steps_chart(r: &TargetResult, range: &SolveRange) -> String {
+fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool) -> String {
     let (w, h) = (420.0, 230.0);
     let f = Frame::new(w, h);
     let mut o = String::new();
-    let title = format!("{}: values tested", r.target.text);
+    let title = if zoomed {
+        format!("{}: near the answer, {}..{}", r.target.text, fmt_f64(range.lo), fmt_f64(range.hi))
+    } else {
+        format!("{}: values tested", r.target.text)
+    };
     svg_open(&mut o, w, h, &title);
     let share = |s: &Step| if s.seeds == 0 { 0.0 } else { s.events as f64 / s.seeds as f64 };
-    let top = r.steps.iter().map(share).fold(r.test.p1 * 2.0, f64::max).min(1.0);
+    let inside = |s: &&Step| s.value >= range.lo && s.value <= range.hi;
+    let top = r.steps.iter().filter(inside).map(share).fold(r.test.p1 * 2.0, f64::max).min(1.0);
     let top = ((top / tick_step(top, 4.0)).ceil() * tick_step(top, 4.0)).min(1.0);
     let fx = |v: f64| (v - range.lo) / (range.hi - range.lo);
     let fy = |p: f64| p / top;
@@ -715,6 +728,9 @@ fn steps_chart(r: &TargetResult, range: &SolveRange) -> String {
         ly = f.y(fy(limit))
     );
     for (i, s) in r.steps.iter().enumerate() {
+        if s.value < range.lo || s.value > range.hi {
+            continue;
+        }
         let (x, y) = (f.x(fx(s.value)), f.y(fy(share(s))));
         let color = match s.decision {
             Decision::Meets => FREE,
@@ -735,13 +751,34 @@ fn steps_chart(r: &TargetResult, range: &SolveRange) -> String {
             decision_word(s.decision),
             s.seeds,
             s.events,
-            if y < f.t + 14.0 { y + 15.0 } else { y - 7.0 },
+            // A scout's number above its ring, a sure decision's below its dot (a value often
+            // has both), unless that leaves the plot.
+            match s.level {
+                Level::Scout if y >= f.t + 14.0 => y - 7.0,
+                Level::Sure if y + 15.0 > f.t + f.ph() => y - 7.0,
+                _ => y + 15.0,
+            },
             i + 1
         );
     }
     f.chrome(&mut o, &title, &format!("{}{}", range.key, unit_suffix(&range.key)), "share of seeds with the bad event");
     o.push_str("</svg>");
     o
+}
+
+/// The neighbourhood of the answer, four resolution steps (or a fiftieth of the range) either
+/// side, when the values tested there crowd together on the chart of the whole range.
+fn near_the_answer(r: &TargetResult, range: &SolveRange, resolution: f64) -> Option<SolveRange> {
+    let Verdict::Between { meets_at, fails_at, .. } = r.verdict else { return None };
+    let width = range.hi - range.lo;
+    let half = (4.0 * resolution).max(width / 50.0);
+    if 2.0 * half > width / 4.0 {
+        return None;
+    }
+    let mid = (meets_at + fails_at) / 2.0;
+    let lo = (mid - half).max(range.lo);
+    let hi = (mid + half).min(range.hi);
+    Some(SolveRange { key: range.key.clone(), lo, hi })
 }
 
 /// ` (%)`, ` (sats)` or nothing.
@@ -833,8 +870,11 @@ pub fn render_solve(out: &SolveOutput) -> String {
             r#"<h2>{}</h2><p class="muted">{}. Values tested, numbered in order; balances at the two sides of the answer. {BALANCE_NOTE}</p><div class="grid"><figure>{}</figure>"#,
             esc(&r.target.text),
             esc(&test_words(r)),
-            steps_chart(r, &out.range)
+            steps_chart(r, &out.range, false)
         );
+        if let Some(near) = near_the_answer(r, &out.range, out.resolution) {
+            let _ = write!(o, "<figure>{}</figure>", steps_chart(r, &near, true));
+        }
         for v in shown_values(r, &out.range) {
             if let Some(step) = step_at(r, v) {
                 let title = format!(
