@@ -25,22 +25,8 @@ use rayon::prelude::*;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// Seven days of 70 users at the default costs, payment rates and budgets, with a pool that
-/// runs dry in about half the seeds.
-const SCENARIO: &str = r#"
-name = "validity"
-days = 7
-pool_initial_sats = 14500
-credit_pct = 10
-
-[population]
-new = 20
-established = 40
-trusted = 10
-elite = 0
-
-[requests]
-per_user_per_day = { dist = "poisson", mean = 3 }
-"#;
+/// runs dry in about 40 % of seeds.
+const SCENARIO: &str = include_str!("../../../fixtures/scenarios/plan-tipping.toml");
 
 /// Seeds per path.
 const N_SEEDS: u64 = 2000;

@@ -257,28 +257,13 @@ fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
             solve::step_line(solver.key(), step)
         );
     })?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let seeds: u64 = out.results.iter().map(|r| r.seeds_run).sum();
-    eprintln!(
-        "{seeds} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
-        out.requests,
-        out.requests as f64 / elapsed.max(1e-9),
-        rayon::current_num_threads()
-    );
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
-    } else {
-        write!(stdout, "{}", solve::text(&out))?;
-    }
-    if let Some(path) = &args.report {
-        crate::input::write_whole(path, html::render_solve(&out).as_bytes())?;
-        eprintln!("report written to {}", path.display());
-    }
-    if let Some(v) = &out.first_violation {
-        eprintln!("{} invariant violation(s); the first: {v}", out.violations);
-    }
-    Ok(out.violations == 0)
+    let totals = Totals {
+        seeds: out.results.iter().map(|r| r.seeds_run).sum(),
+        requests: out.requests,
+        violations: out.violations,
+        first_violation: out.first_violation.as_deref(),
+    };
+    emit_solved(&out, totals, started, solve::text, html::render_solve, args)
 }
 
 /// `plan --solve --over`: true when no invariant broke.
@@ -294,28 +279,55 @@ fn frontier_cmd(f: &Frontier, args: &OutputArgs) -> anyhow::Result<bool> {
             solve::step_line(f.key(), step)
         );
     })?;
+    let totals = Totals {
+        seeds: out.points.iter().flat_map(|p| &p.results).map(|r| r.seeds_run).sum(),
+        requests: out.requests,
+        violations: out.violations,
+        first_violation: out.first_violation.as_deref(),
+    };
+    emit_solved(&out, totals, started, frontier::text, html::render_frontier, args)
+}
+
+/// What a solve or a frontier adds up to.
+struct Totals<'a> {
+    seeds: u64,
+    requests: u64,
+    violations: u64,
+    first_violation: Option<&'a str>,
+}
+
+/// The speed on stderr, then `out` as text or JSON on stdout and as a page with `--report`:
+/// true when no invariant broke.
+fn emit_solved<T: serde::Serialize>(
+    out: &T,
+    totals: Totals<'_>,
+    started: Instant,
+    text: fn(&T) -> String,
+    page: fn(&T) -> String,
+    args: &OutputArgs,
+) -> anyhow::Result<bool> {
     let elapsed = started.elapsed().as_secs_f64();
-    let seeds: u64 = out.points.iter().flat_map(|p| &p.results).map(|r| r.seeds_run).sum();
     eprintln!(
-        "{seeds} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
-        out.requests,
-        out.requests as f64 / elapsed.max(1e-9),
+        "{} seed(s) read, {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
+        totals.seeds,
+        totals.requests,
+        totals.requests as f64 / elapsed.max(1e-9),
         rayon::current_num_threads()
     );
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+        writeln!(stdout, "{}", serde_json::to_string_pretty(out)?)?;
     } else {
-        write!(stdout, "{}", frontier::text(&out))?;
+        write!(stdout, "{}", text(out))?;
     }
     if let Some(path) = &args.report {
-        crate::input::write_whole(path, html::render_frontier(&out).as_bytes())?;
+        crate::input::write_whole(path, page(out).as_bytes())?;
         eprintln!("report written to {}", path.display());
     }
-    if let Some(v) = &out.first_violation {
-        eprintln!("{} invariant violation(s); the first: {v}", out.violations);
+    if let Some(v) = totals.first_violation {
+        eprintln!("{} invariant violation(s); the first: {v}", totals.violations);
     }
-    Ok(out.violations == 0)
+    Ok(totals.violations == 0)
 }
 
 /// `ledger-sim merge`: true when no invariant broke.

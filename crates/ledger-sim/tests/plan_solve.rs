@@ -11,21 +11,7 @@ use common::{json, scratch, SIM};
 
 /// Seven days of 70 users whose pool runs dry in about 40 % of seeds at a 10 % credit: a
 /// boundary between 0 and 100 % that takes a few hundred small seeds to place.
-const SCENARIO: &str = r#"
-name = "solve from the command line"
-days = 7
-pool_initial_sats = 14500
-credit_pct = 10
-
-[population]
-new = 20
-established = 40
-trusted = 10
-elite = 0
-
-[requests]
-per_user_per_day = { dist = "poisson", mean = 3 }
-"#;
+const SCENARIO: &str = include_str!("../../../fixtures/scenarios/plan-tipping.toml");
 
 const TARGET: &str = "p_dry(day=7) <= 0.05";
 
