@@ -16,7 +16,9 @@ use std::fmt::Write as _;
 use super::frontier::{interval_words, FrontierOutput};
 use super::report::{thousands, PlanOutput, PoolBand, Summary};
 use super::scenario::{fmt_f64, PlanScenario};
-use super::solve::{decision_word, level_word, unit, Level, SolveOutput, SolveRange, Step, TargetResult, Verdict};
+use super::solve::{
+    self, decision_word, level_word, unit, Level, SolveOutput, SolveRange, Step, TargetResult, Verdict,
+};
 use super::sprt::Decision;
 use super::target::{Metric, Target};
 
@@ -813,23 +815,11 @@ fn steps_table(r: &TargetResult, key: &str) -> String {
     o
 }
 
-/// The test in words.
+/// The test in words, with how the chart shows each level.
 fn test_words(r: &TargetResult) -> String {
-    let t = &r.test;
     format!(
-        "bad event “{}” per seed, tested {} against {} (alpha {}, beta {}, at most {} seeds a value); \
-         the scout, which only steers the search (rings on the chart), {} against {} (alpha {}, beta {}), \
-         the verdict resting on sure decisions (filled)",
-        r.event,
-        fmt_f64(t.p0),
-        fmt_f64(t.p1),
-        fmt_f64(t.alpha),
-        fmt_f64(t.beta),
-        thousands(t.max_trials),
-        fmt_f64(r.scout.p0),
-        fmt_f64(r.scout.p1),
-        fmt_f64(r.scout.alpha),
-        fmt_f64(r.scout.beta)
+        "{}; on the chart a ring is a scout's decision, a dot a sure one (what the verdict rests on)",
+        solve::test_words(r)
     )
 }
 

@@ -691,17 +691,12 @@ pub fn text(out: &SolveOutput) -> String {
     s
 }
 
-/// A target's test and its decisions, each with its level, after a blank line; the heading
-/// starts with `heading` (a frontier's point).
-pub fn decisions_text(key: &str, heading: &str, r: &TargetResult) -> String {
-    use std::fmt::Write as _;
+/// A target's bad event and both tests in words.
+pub fn test_words(r: &TargetResult) -> String {
     let (t, scout) = (&r.test, &r.scout);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "\n{heading}{}: bad event \"{}\", tested {} against {} (alpha {}, beta {}, at most {} seeds a value); \
+    format!(
+        "bad event \"{}\", tested {} against {} (alpha {}, beta {}, at most {} seeds a value); \
          the scout, which steers the search only, {} against {} (alpha {}, beta {})",
-        r.target.text,
         r.event,
         fmt_f64(t.p0),
         fmt_f64(t.p1),
@@ -712,7 +707,15 @@ pub fn decisions_text(key: &str, heading: &str, r: &TargetResult) -> String {
         fmt_f64(scout.p1),
         fmt_f64(scout.alpha),
         fmt_f64(scout.beta),
-    );
+    )
+}
+
+/// A target's test and its decisions, each with its level, after a blank line; the heading
+/// starts with `heading` (a frontier's point).
+pub fn decisions_text(key: &str, heading: &str, r: &TargetResult) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "\n{heading}{}: {}", r.target.text, test_words(r));
     for step in &r.steps {
         let _ = writeln!(
             s,
