@@ -149,6 +149,39 @@ fn the_reference_keeps_every_invariant_under_concurrency_and_lost_acknowledgemen
     assert!(r["coverage"]["duplicate_delivered"].as_u64().unwrap_or(0) > 0, "{out}");
 }
 
+/// Contention by design over the protocol (`fixtures/scenarios/hot-set.toml`): six elite
+/// identities, every request free, 32 calls in flight with lost acknowledgements, so every call
+/// lands on six identities and the one pool; the served reference keeps every invariant.
+#[test]
+fn the_reference_holds_a_hot_set_under_concurrency() {
+    let exec = serve();
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--scenario",
+        "fixtures/scenarios/hot-set.toml",
+        "--seeds",
+        "0..2",
+        "--concurrency",
+        "32",
+        "--lost-ack",
+        "0.02",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = json(&out);
+    assert_eq!(r["engine"], "exec-reference (concurrency 32)");
+    let requests = r["requests"].as_u64().unwrap();
+    assert!(requests > 1000, "{out}");
+    // Every decision free (a few requests end in a crash before theirs).
+    let free = r["coverage"]["decision_free"].as_u64().unwrap();
+    assert!(free * 100 >= requests * 95, "{free} free of {requests}: {out}");
+    assert!(r["coverage"]["lost_ack_retry"].as_u64().unwrap_or(0) > 0, "{out}");
+}
+
 /// Runs `ledger-sim run --engine exec --exec CHILD` with a 2 s bound on answers; the run must
 /// end with exit 2 and an error containing every one of `says`, well within 20 s.
 fn misbehaving(child: &str, says: &[&str]) {

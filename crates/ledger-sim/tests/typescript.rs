@@ -181,6 +181,34 @@ fn the_corrected_typescript_keeps_every_invariant_under_concurrency_faults_and_a
     assert!(r["coverage"]["duplicate_delivered"].as_u64().unwrap() > 0, "{out}");
 }
 
+/// Contention by design on a real implementation: the hot set (six elite identities, every
+/// request free) at 32 calls in flight, so every transaction of the corrected ledger meets the
+/// others on six identity rows and the one pool row.
+#[test]
+fn the_corrected_typescript_holds_a_hot_set_under_concurrency() {
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec-db",
+        "--exec",
+        CORRECTED,
+        "--scenario",
+        "fixtures/scenarios/hot-set.toml",
+        "--seeds",
+        "0..1",
+        "--concurrency",
+        "32",
+        "--lost-ack",
+        "0.02",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = json(&out);
+    let (free, requests) = (r["coverage"]["decision_free"].as_u64().unwrap(), r["requests"].as_u64().unwrap());
+    assert!(requests > 500 && free * 100 >= requests * 95, "{free} free of {requests}: {out}");
+}
+
 #[test]
 fn the_adapters_own_tests_and_type_check_pass() {
     packages();
