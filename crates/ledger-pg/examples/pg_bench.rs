@@ -22,6 +22,9 @@
 //! throwaway goals) and at 128 (the durable goal). Every cell starts from vacuumed tables. Each
 //! client has a connection of its own: the pool holds the largest client count and the lanes.
 //!
+//! `PG_BENCH_ONLY=SUBSTRING` measures only the cells whose "ENGINE, N clients" contains it;
+//! `PG_BENCH_MAX_BATCH=N` sets the most commands in one batch (default the batcher's, 64).
+//!
 //! Every wait on the server is bounded, and one that lasts says on stderr what it waits for; a
 //! lifecycle without an answer in 30 s counts as failed. Passwords in URLs are printed as `***`.
 //! Exit status: 0 done, 1 the run failed, 2 refused (bad arguments, a server that is not
@@ -74,6 +77,8 @@ struct Args {
     /// Ascending, distinct, each at least 1.
     clients: Vec<u64>,
     durable: bool,
+    /// The most commands in one batch (`PG_BENCH_MAX_BATCH`, default the batcher's).
+    max_batch: usize,
 }
 
 #[derive(Debug, PartialEq)]
@@ -114,7 +119,14 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         return Err(format!("ROUNDS must be 1 to 1000, not {rounds}"));
     }
     let clients = clients.unwrap_or_else(|| vec![1, 8, 32]);
-    Ok(Parsed::Run(Args { secs, lanes, rounds, clients, durable }))
+    let max_batch = match std::env::var("PG_BENCH_MAX_BATCH") {
+        Ok(s) => s.parse().map_err(|e| format!("PG_BENCH_MAX_BATCH: {s:?}: {e}"))?,
+        Err(_) => BatcherOptions::default().max_batch,
+    };
+    BatcherOptions { lanes, max_batch, ..BatcherOptions::default() }
+        .check()
+        .map_err(|e| format!("PG_BENCH_MAX_BATCH: {e}"))?;
+    Ok(Parsed::Run(Args { secs, lanes, rounds, clients, durable, max_batch }))
 }
 
 fn positional_arg<T: std::str::FromStr>(positional: &[String], i: usize, what: &str, default: T) -> Result<T, String>
@@ -357,10 +369,11 @@ async fn measure(
             })
         })
         .collect();
+    // The clients stop starting lifecycles at the deadline; what is left is the wait for the
+    // last ones. Each lifecycle is bounded, so that wait is too; the limit guards the reasoning.
+    tokio::time::sleep_until(deadline.into()).await;
     let what = format!("the last lifecycles of {}, {n_clients} clients", subject.name());
-    // Each lifecycle is bounded, so this wait is too; the limit only guards that reasoning.
-    let limit = Duration::from_secs_f64(secs) + LIFECYCLE_LIMIT + Duration::from_secs(10);
-    let joined = bounded(&what, limit, async {
+    let joined = bounded(&what, LIFECYCLE_LIMIT + Duration::from_secs(10), async {
         let mut all = Vec::with_capacity(tasks.len());
         for t in tasks {
             all.push(t.await.context("a client task")?);
@@ -409,8 +422,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
-    let Args { secs, lanes, rounds, ref clients, durable } = args;
-    let max_clients = *clients.last().expect("at least one client count");
+    let durable = args.durable;
     let url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
     let (what, server) = match (&url, durable) {
         (Some(url), _) => (format!("a fresh database on DATABASE_URL's server ({})", redacted(url)), "DATABASE_URL"),
@@ -437,25 +449,16 @@ async fn run(args: Args) -> Result<(), Failure> {
     .await?
     .context("the task starting the server")?
     .context("making the bench's database")?;
-    let outcome = bench(&pg, server, secs, lanes, rounds, clients, max_clients, durable).await;
+    let outcome = bench(&pg, server, &args).await;
     eprintln!("pg_bench: removing the bench's database or cluster");
     drop(pg);
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn bench(
-    pg: &TestPg,
-    server: &str,
-    secs: f64,
-    lanes: usize,
-    rounds: usize,
-    clients: &[u64],
-    max_clients: u64,
-    durable: bool,
-) -> Result<(), Failure> {
+async fn bench(pg: &TestPg, server: &str, args: &Args) -> Result<(), Failure> {
     // A connection per client, the lanes', and one for the bench's own statements.
-    let n_connections = max_clients as u32 + lanes as u32 + 1;
+    let max_clients = *args.clients.last().expect("at least one client count");
+    let n_connections = max_clients as u32 + args.lanes as u32 + 1;
     let pool = bounded(
         "the first connection",
         SHORT_LIMIT,
@@ -466,7 +469,7 @@ async fn bench(
     )
     .await?
     .context("connecting")?;
-    let outcome = bench_on(pool.clone(), server, secs, lanes, rounds, clients, durable, n_connections).await;
+    let outcome = bench_on(pool.clone(), server, args, n_connections).await;
     // The lanes give their connections back when the pool closes.
     if bounded("the pool's connections to close", SHORT_LIMIT, pool.close()).await.is_err() {
         eprintln!("pg_bench: the pool did not close in time; the server is removed anyway");
@@ -474,17 +477,8 @@ async fn bench(
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn bench_on(
-    pool: PgPool,
-    server: &str,
-    secs: f64,
-    lanes: usize,
-    rounds: usize,
-    clients: &[u64],
-    durable: bool,
-    n_connections: u32,
-) -> Result<(), Failure> {
+async fn bench_on(pool: PgPool, server: &str, args: &Args, n_connections: u32) -> Result<(), Failure> {
+    let &Args { secs, lanes, rounds, ref clients, durable, max_batch } = args;
     let settings = server_settings(&pool).await?;
     let setting = |name: &str| settings.iter().find(|(n, _)| *n == name).map_or("?", |(_, v)| v.as_str());
     let described = settings.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(", ");
@@ -517,7 +511,7 @@ async fn bench_on(
 
     eprintln!("pg_bench: the schema, genesis and {N_USERS} users of each engine");
     let config = config();
-    let seed = SeedClient::new(pool.clone(), config.clone());
+    let seed = SeedClient::new(pool.clone(), config);
     let setup = async {
         ledger_pg::migrate(&pool).await?;
         reference::genesis(&pool, &config, TimeMs(0)).await?;
@@ -534,7 +528,7 @@ async fn bench_on(
         anyhow::Ok(())
     };
     bounded("the schema, genesis and the users", LONG_LIMIT, setup).await??;
-    let batcher = Batcher::new(pool.clone(), BatcherOptions { lanes, ..BatcherOptions::default() })
+    let batcher = Batcher::new(pool.clone(), BatcherOptions { lanes, max_batch, ..BatcherOptions::default() })
         .map_err(|e| Failure::Refused(format!("LANES: {e}")))?;
     let run = Arc::new(Run { pool: pool.clone(), seed, batcher });
 
@@ -602,7 +596,7 @@ async fn bench_on(
     }
 
     println!(
-        "server: {server}, {described}; pool of {n_connections} connections; {lanes} lanes; load average (1 min) \
+        "server: {server}, {described}; pool of {n_connections} connections; {lanes} lanes, batches of at most {max_batch}; load average (1 min) \
          {} at the start, {} during the run",
         load_start.map_or("unknown".into(), |l| format!("{l:.2}")),
         if loads.is_empty() {
