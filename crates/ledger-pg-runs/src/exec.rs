@@ -3,8 +3,9 @@
 //!
 //! One child serves the whole run: `reset` before each seed puts it back at genesis under the
 //! seed's configuration. An implementation of the reference API is compared with the in-memory
-//! reference at every step, as `pg-reference` is ([`Differential`]); one of the seed's API is
-//! judged by the invariants alone, and its counterexamples are shrunk on the seed model.
+//! reference at every step, as `pg-reference` is ([`Differential`]); one of the seed's API with
+//! the seed model one call per step (`Atomic<SeedEngine>`: lockstep sends one whole call at a
+//! time), answer by answer, and its counterexamples are shrunk on that model.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use ledger_core::Config;
 use ledger_exec::{Api, Child, ExecEngine, Stop};
-use ledger_harness::ReferenceEngine;
+use ledger_harness::{Atomic, ReferenceEngine, SeedEngine};
 use ledger_simulator::exec::RunResult;
 use ledger_simulator::gen::{replay, run_seed};
 use ledger_simulator::history::History;
@@ -95,7 +96,10 @@ fn replay_on(child: &RefCell<Child>, h: &History, log: bool) -> anyhow::Result<(
             let engine = Differential::new(engine, ReferenceEngine::new(c), Arc::clone(&found));
             replay(once(engine, c), h, log)
         }
-        Api::Seed => replay(once(engine, c), h, log),
+        Api::Seed => {
+            let engine = Differential::new(engine, Atomic(SeedEngine::new(c)), Arc::clone(&found));
+            replay(once(engine, c), h, log)
+        }
     };
     stopped(&stop)?;
     let d = found.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -120,7 +124,10 @@ pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> 
                 let engine = Differential::new(engine, ReferenceEngine::new(c), Arc::clone(&found));
                 run_seed(once(engine, c), name, run.scenario, seed, run.scheduler)
             }
-            Api::Seed => run_seed(once(engine, c), name, run.scenario, seed, run.scheduler),
+            Api::Seed => {
+                let engine = Differential::new(engine, Atomic(SeedEngine::new(c)), Arc::clone(&found));
+                run_seed(once(engine, c), name, run.scenario, seed, run.scheduler)
+            }
         };
         stopped(&stop)?;
         let divergence = found.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -221,7 +221,10 @@ pub(crate) fn lockstep_report(
         ledger_simulator::report::write_trace(&first.history, &path)?;
         violations.push(ViolationReport {
             invariant: "divergence".to_owned(),
-            name: format!("{engine} disagrees with the reference engine"),
+            name: match twin {
+                Twin::Reference => format!("{engine} disagrees with the reference engine"),
+                Twin::Seed | Twin::SeedAtomic => format!("{engine} disagrees with the seed model"),
+            },
             seed: first.seed,
             seeds: diverging.iter().map(|r| r.seed).collect(),
             detail: format!("at engine step {}: {}", d.step, d.detail),

@@ -293,6 +293,39 @@ fn serve_answers_bad_lines_with_errors_and_keeps_going() {
     assert!(log.contains("line 6"), "the line without an id is reported on stderr: {log}");
 }
 
+/// An implementation of the seed's API is compared in lockstep, answer by answer, with the seed
+/// model one call per step: the Python port with one planted slip (an offer one sat short of
+/// what the seed's rule gives) keeps I4 but is named at the first answer that differs.
+#[test]
+fn a_seed_api_implementation_that_strays_from_the_seed_is_caught_in_lockstep() {
+    let dir = scratch("python-stray");
+    for file in ["adapter.py", "free_tier.py"] {
+        let text = std::fs::read_to_string(root().join("examples/python").join(file)).unwrap();
+        let text = if file == "free_tier.py" {
+            let rule = "can_absorb = min(daily_remaining, pool_balance, estimated_sats)";
+            assert!(text.contains(rule), "the Python port's offer rule");
+            text.replace(rule, "can_absorb = min(daily_remaining, pool_balance, estimated_sats - 1)")
+        } else {
+            text
+        };
+        std::fs::write(format!("{dir}/{file}"), text).unwrap();
+    }
+    let exec = format!("python3 {dir}/adapter.py");
+    let (code, out, err) = sim(&[
+        "run", "--engine", "exec", "--exec", &exec, "--seeds", "0..2", "--users", "20", "--steps", "500", "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    let divergence = r["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["invariant"] == "divergence")
+        .unwrap_or_else(|| panic!("no divergence reported: {out}"));
+    let detail = divergence.to_string();
+    assert!(detail.contains("Decide") && detail.contains("exec replied"), "{detail}");
+}
+
 /// The Python example of the README (`examples/python`): the seed's service ported to Python
 /// behind a protocol adapter. One call at a time, it is the seed model one call per step
 /// (`Atomic<SeedEngine>`), trace hash for trace hash, and it breaks what the seed breaks.
