@@ -40,8 +40,8 @@
 #![warn(unreachable_pub)]
 
 pub mod fit;
-pub mod history;
 pub mod frontier;
+pub mod history;
 pub mod html;
 pub mod model;
 pub mod report;
