@@ -347,6 +347,10 @@ impl Solver {
             Some(r) if !(r.is_finite() && r > 0.0) => {
                 return Err(PlanError::Solve(format!("{key}: --resolution {r} must be above 0")))
             }
+            // The grid's values are written to nine decimals (`grid_value`).
+            Some(r) if r < 1e-9 => {
+                return Err(PlanError::Solve(format!("{key}: --resolution {r} is finer than a billionth")))
+            }
             Some(r) if whole && r.fract() != 0.0 => {
                 return Err(PlanError::Solve(format!("{key}: --resolution {r}: {key} takes whole numbers")))
             }

@@ -139,6 +139,7 @@ fn bad_input_is_refused_before_any_work() {
         (e("credit_pct=0..100", t, SolveOptions { alpha: 0.7, ..d() }), "alpha = 0.7"),
         (e("credit_pct=0..100", t, SolveOptions { max_seeds: 0, ..d() }), "seed cap"),
         (e("credit_pct=0..100", t, SolveOptions { resolution: Some(-1.0), ..d() }), "--resolution -1"),
+        (e("credit_pct=0..100", t, SolveOptions { resolution: Some(1e-12), ..d() }), "finer than a billionth"),
         (
             e("credit_pct=0..100", t, SolveOptions { resolution: Some(0.333), ..d() }),
             "--resolution 0.333 gives values the key cannot take: --solve credit_pct=0.333: credit_pct = 0.333: at most two decimals",
