@@ -41,6 +41,7 @@ use ledger_core::{Command, Config, RequestId, Sats, Tier, TimeMs};
 use ledger_harness::Call;
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::engine::SeedClient;
+use ledger_pg::redacted;
 use ledger_pg::reference;
 use ledger_pg::testpg::{Durability, TestPg};
 use sqlx::postgres::PgPoolOptions;
@@ -227,30 +228,6 @@ async fn bounded<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -
             }
         }
     }
-}
-
-/// `url` with its password, if any, replaced by `***` (in `user:secret@`, or as a `password=`
-/// parameter): a secret is never printed.
-fn redacted(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://").map(|i| i + 3) {
-        let rest = &out[scheme_end..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            if let Some(colon) = rest[..at].find(':') {
-                out = format!("{}{}:***{}", &out[..scheme_end], &rest[..colon], &rest[at..]);
-            }
-        }
-    }
-    if let Some(query) = out.find('?') {
-        let (head, params) = out.split_at(query + 1);
-        let params: Vec<String> = params
-            .split('&')
-            .map(|p| if p.starts_with("password=") { "password=***".to_owned() } else { p.to_owned() })
-            .collect();
-        out = format!("{head}{}", params.join("&"));
-    }
-    out
 }
 
 /// The 1-minute load average, if the system says.

@@ -42,10 +42,13 @@
 
 pub mod batch;
 pub mod engine;
+mod redact;
 pub mod reference;
 pub mod schema;
 pub mod seed;
 pub mod testpg;
+
+pub use redact::redacted;
 
 /// Applies every pending migration: the seed's tables (version 1), and the reference schema
 /// with all of its functions (version 2), both embedded at compile time from `sql/`.

@@ -278,20 +278,7 @@ impl Sim<'_> {
     fn start(&mut self, kind: FlowKind, user: u32, fill: impl FnOnce(&mut Flow)) {
         let id = self.n_flows;
         self.n_flows = id.checked_add(1).expect("fewer than 2^32 flows");
-        let mut flow = Flow {
-            id,
-            kind,
-            user,
-            estimated_sats: 0,
-            actual_sats: 0,
-            abandon: false,
-            work_fails: false,
-            crash_after: None,
-            duplicate: None,
-            lost_ack: None,
-            duplicate_credit: false,
-            declines: Declines::default(),
-        };
+        let mut flow = Flow::new(id, kind, user);
         fill(&mut flow);
         self.user_of.push(user);
         self.exec.add_flow(flow);

@@ -315,20 +315,7 @@ fn new_flow<E: Engine>(
     fill: impl FnOnce(&mut Flow),
 ) -> Event {
     let id = u32::try_from(history.flows.len()).expect("fewer than 2^32 flows");
-    let mut flow = Flow {
-        id,
-        kind,
-        user,
-        estimated_sats: 0,
-        actual_sats: 0,
-        abandon: false,
-        work_fails: false,
-        crash_after: None,
-        duplicate: None,
-        lost_ack: None,
-        duplicate_credit: false,
-        declines: Default::default(),
-    };
+    let mut flow = Flow::new(id, kind, user);
     fill(&mut flow);
     history.flows.push(flow.clone());
     exec.add_flow(flow);

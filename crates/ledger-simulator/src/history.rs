@@ -116,6 +116,24 @@ fn is_false(v: &bool) -> bool {
 }
 
 impl Flow {
+    /// Flow `id` of `kind` for `user`, with no amounts and no faults: what a generator fills in.
+    pub fn new(id: u32, kind: FlowKind, user: u32) -> Flow {
+        Flow {
+            id,
+            kind,
+            user,
+            estimated_sats: 0,
+            actual_sats: 0,
+            abandon: false,
+            work_fails: false,
+            crash_after: None,
+            duplicate: None,
+            lost_ack: None,
+            duplicate_credit: false,
+            declines: Declines::default(),
+        }
+    }
+
     /// Removes `fault` from this flow, if it carries it; true when it did. Faults of the
     /// schedule (clock jumps, tier changes) live in the history's events, not in a flow, and
     /// are shrunk with the events.
