@@ -301,42 +301,11 @@ impl<V: Variant> Ledger<V> {
     /// The ledger's whole state as data ([`crate::snapshot`]): ordered, so the same ledger
     /// always gives the same snapshot. A [`Variant`] is not part of it.
     pub fn snapshot(&self) -> Snapshot {
-        let mut requests: Vec<RequestRecord> = self
-            .requests
-            .iter()
-            .map(|(id, r)| {
-                let request_id = RequestId(id);
-                RequestRecord {
-                    request_id,
-                    pubkey: self.pubkey_of(request_id, r),
-                    decision: r.decision,
-                    reservation: r.reservation.map(|res| ReservationRecord {
-                        amount_sats: res.amount,
-                        deadline: res.deadline,
-                        by_decide: res.by_decide,
-                        state: match res.state {
-                            ReservationState::Outstanding => ReservationStateRecord::Outstanding,
-                            ReservationState::Recorded { actual } => {
-                                ReservationStateRecord::Recorded { actual_sats: actual }
-                            }
-                            ReservationState::Released => ReservationStateRecord::Released,
-                            ReservationState::Expired => ReservationStateRecord::Expired,
-                        },
-                    }),
-                    refused: r.refused.as_deref().cloned().unwrap_or_default(),
-                }
-            })
-            .collect();
+        let mut requests: Vec<RequestRecord> =
+            self.requests.iter().map(|(id, r)| self.request_record(RequestId(id), r)).collect();
         requests.sort_by_key(|r| r.request_id);
-        let mut payments: Vec<PaymentRecord> = self
-            .payments
-            .iter()
-            .map(|(id, &(paid_sats, credited_sats))| PaymentRecord {
-                payment_id: PaymentId(id),
-                paid_sats,
-                credited_sats,
-            })
-            .collect();
+        let mut payments: Vec<PaymentRecord> =
+            self.payments.iter().map(|(id, &(paid, credited))| payment_record(PaymentId(id), paid, credited)).collect();
         payments.sort_by_key(|p| p.payment_id.0);
         Snapshot {
             version: SNAPSHOT_VERSION,
@@ -345,6 +314,36 @@ impl<V: Variant> Ledger<V> {
             identities: self.identities.clone(),
             requests,
             payments,
+        }
+    }
+
+    /// One request as its [`Snapshot`] lists it; `None` when it was never decided.
+    pub fn request(&self, request_id: RequestId) -> Option<RequestRecord> {
+        self.requests.get(request_id.0).map(|r| self.request_record(request_id, r))
+    }
+
+    /// One payment as its [`Snapshot`] lists it; `None` when it was never credited.
+    pub fn payment(&self, payment_id: PaymentId) -> Option<PaymentRecord> {
+        self.payments.get(payment_id.0).map(|&(paid, credited)| payment_record(payment_id, paid, credited))
+    }
+
+    fn request_record(&self, request_id: RequestId, r: &Request) -> RequestRecord {
+        RequestRecord {
+            request_id,
+            pubkey: self.pubkey_of(request_id, r),
+            decision: r.decision,
+            reservation: r.reservation.map(|res| ReservationRecord {
+                amount_sats: res.amount,
+                deadline: res.deadline,
+                by_decide: res.by_decide,
+                state: match res.state {
+                    ReservationState::Outstanding => ReservationStateRecord::Outstanding,
+                    ReservationState::Recorded { actual } => ReservationStateRecord::Recorded { actual_sats: actual },
+                    ReservationState::Released => ReservationStateRecord::Released,
+                    ReservationState::Expired => ReservationStateRecord::Expired,
+                },
+            }),
+            refused: r.refused.as_deref().cloned().unwrap_or_default(),
         }
     }
 
@@ -848,4 +847,8 @@ impl<V: Variant> Ledger<V> {
         }
         Outcome::Expired { released }
     }
+}
+
+fn payment_record(payment_id: PaymentId, paid_sats: Sats, credited_sats: Sats) -> PaymentRecord {
+    PaymentRecord { payment_id, paid_sats, credited_sats }
 }

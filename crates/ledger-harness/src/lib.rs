@@ -11,6 +11,8 @@
 //! - [`conformance`]: the conformance trace format other implementations write, and
 //!   [`conformance::check`], which replays such a trace against the reference.
 //! - [`users`]: simulated users' pubkeys, and their names in reports (`user#11`).
+//! - [`linear`]: whether a concurrent history's answers could come from one serial order
+//!   consistent with real time on the reference (linearizability).
 //! - [`mutants`]: named, deliberately wrong variants of the reference, to measure the harness.
 //!
 //! It does no I/O beyond what a caller hands it (bytes to parse, or the directory of vector
@@ -52,6 +54,7 @@
 pub mod conformance;
 pub mod engine;
 pub mod invariants;
+pub mod linear;
 pub mod mutants;
 pub mod oracle;
 pub mod seed;
