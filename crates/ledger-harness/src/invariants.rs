@@ -85,16 +85,17 @@ impl Invariant {
     }
 
     /// The invariants a run of `engine` (as reports name it) is judged by: I7 only on
-    /// PostgreSQL; I8 only for an engine that speaks the reference API (not the seed's), one
-    /// call at a time (a concurrent run's answers have no one order to judge them in).
+    /// PostgreSQL; I8 only for an engine that speaks the reference API (not the seed's): one
+    /// call at a time against the oracle, and under concurrency as linearizability, some serial
+    /// order consistent with real time giving every answer on the reference
+    /// ([`crate::linear`]).
     pub fn judged_for(engine: &str) -> Vec<Invariant> {
         let pg = engine.starts_with("pg-");
         let seed_api = engine == "seed"
             || engine.starts_with("seed+")
             || engine.starts_with("pg-seed")
             || engine.starts_with("exec-seed");
-        let one_at_a_time = !engine.contains("(concurrency");
-        let reference_api = !seed_api && one_at_a_time;
+        let reference_api = !seed_api;
         Invariant::ALL
             .into_iter()
             .filter(|i| match i {

@@ -42,7 +42,7 @@ use std::hash::Hasher;
 use rustc_hash::{FxHashSet, FxHasher};
 use serde::{Deserialize, Serialize};
 
-use ledger_core::{Decision, Ledger, Outcome, PaymentId, Pubkey, RequestId, Sats, TimeMs};
+use ledger_core::{Decision, Ledger, Outcome, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs};
 
 use crate::engine::{Call, Reply};
 
@@ -181,7 +181,8 @@ pub fn check(initial: &Ledger, history: &[Op], budget: u64) -> Result<Verdict, B
 /// pool. `decide` and `reserve_partial` read it only through `min(remaining, pool)`; when
 /// the pool covers, in every order, the whole ask of each of them (genesis minus everything
 /// any call of the history can have debited is at least the largest ask), no answer depends
-/// on the pool, and a serial order of the whole history exists exactly when one exists for
+/// on the pool (and an ask reads the pool only up to the remaining budget, so the largest budget
+/// bounds what it can read), and a serial order of the whole history exists exactly when one exists for
 /// each identity's calls (Herlihy and Wing's locality; Horn and Kroening's P-compositionality).
 /// Amounts far below the overflow limits keep the credits and records independent too. A
 /// sweep (`expire`) reads every identity: it is allowed only after every other call has been
@@ -210,6 +211,9 @@ fn partitions(initial: &Ledger, work: &[Op]) -> Option<Vec<(Vec<Op>, Vec<usize>)
             _ => {}
         }
     }
+    // An ask reads the pool only up to the identity's remaining budget: no budget, no read.
+    let budget = Tier::ALL.iter().map(|&t| initial.config().budget(t).to_u64()).max().unwrap_or(0);
+    let largest_ask = largest_ask.min(u128::from(budget));
     let pool = u128::from(initial.totals().pool_sats.to_u64());
     let totals = initial.totals();
     let held = u128::from(totals.credited_sats.to_u64()) + u128::from(totals.overrun_sats.to_u64());
@@ -768,7 +772,7 @@ fn reduce(initial: &Ledger, history: &[Op], deepest: &Deepest) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ledger_core::{Config, Refusal, Tier};
+    use ledger_core::{Config, Refusal};
 
     fn sats(v: u64) -> Sats {
         Sats::new(v).unwrap()

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use ledger_core::{Config, Movement, PaymentId, Pubkey, RequestId, Sats, Tier};
+use ledger_core::{Command, Config, Ledger, Movement, PaymentId, Pubkey, RequestId, Sats, Tier};
+use ledger_harness::linear::{self, Verdict};
 use ledger_harness::{Invariant, Named, Observed, Reply, Violation};
 use ledger_pg::reference;
+use ledger_simulator::exec::EPOCH;
 use sqlx::{PgPool, Row};
 
 use std::sync::Mutex;
@@ -67,7 +69,7 @@ async fn journal_movements(pool: &PgPool) -> anyhow::Result<Vec<Movement>> {
 
 /// What the server says of its durability: `None` when it keeps what it acknowledges,
 /// otherwise the settings that let it lose acknowledged commits.
-async fn durability(pool: &PgPool) -> anyhow::Result<Option<String>> {
+pub(crate) async fn durability(pool: &PgPool) -> anyhow::Result<Option<String>> {
     let mut loose = Vec::new();
     for (setting, durable) in [("fsync", "on"), ("synchronous_commit", "on"), ("full_page_writes", "on")] {
         let value: String = sqlx::query_scalar(&format!("SHOW {setting}")).fetch_one(pool).await?;
@@ -176,6 +178,44 @@ pub(crate) async fn final_checks(
     let counted = matches!(client, Client::Reference(..));
     out.extend(history_checks(&movements, &observed, counted, config, users, flows, closes));
     Ok(out)
+}
+
+/// I8 under concurrency: some serial order of the recorded calls, consistent with real time,
+/// gives every answer on the reference, from the run's identities at genesis
+/// ([`ledger_harness::linear`]). A search that runs out of its budget says so on stderr and
+/// judges nothing.
+pub(crate) fn linearizability(config: &Config, users: &BTreeMap<u32, Tier>, ops: &[OpRecord]) -> Vec<Violation> {
+    let mut initial = Ledger::new(*config);
+    for (&user, &tier) in users {
+        let set = Command::SetTier { pubkey: ledger_harness::user_pubkey(u64::from(user)), tier };
+        initial.apply(&set, EPOCH, &mut Vec::new()).expect("a tier can always be set");
+    }
+    let history: Vec<linear::Op> = ops
+        .iter()
+        .map(|o| linear::Op {
+            flow: o.flow,
+            call: o.call.clone(),
+            now: o.now,
+            reply: o.reply.clone(),
+            invoked: o.invoked,
+            completed: o.completed,
+        })
+        .collect();
+    let violation = |request_id, detail| vec![Violation { invariant: Invariant::I8, request_id, detail }];
+    match linear::check(&initial, &history, linear::DEFAULT_BUDGET) {
+        Ok(Verdict::Linearizable { .. }) => Vec::new(),
+        Ok(Verdict::NotLinearizable(w)) => {
+            violation(history[w.stuck].call.request_id(), linear::describe(&history, &w))
+        }
+        Ok(Verdict::Undecided { explored }) => {
+            eprintln!(
+                "ledger-sim: linearizability not judged: no serial order of the {} calls found within {explored} attempts (the search's budget), and none ruled out",
+                history.len()
+            );
+            Vec::new()
+        }
+        Err(e) => violation(None, format!("the recorded history cannot be checked: {e}")),
+    }
 }
 
 /// The checks of a concurrent run's history, whatever ran it: the movements every call made

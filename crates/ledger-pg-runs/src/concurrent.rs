@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::args::{engine_name, PgArgs, PgRun};
-use crate::checks::final_checks;
+use crate::checks::{durability, final_checks, linearizability};
 use crate::client::Client;
 use crate::outage::Outage;
 use crate::record::{ConcFlow, OpRecord};
@@ -105,6 +105,8 @@ pub(crate) struct Ctx {
     pub(crate) restarter: Option<Arc<TestPg>>,
     pub(crate) restart: Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
     pub(crate) n_calls: AtomicU64,
+    /// The run's one clock for the history: ticks at every sending and every answer.
+    pub(crate) clock: AtomicU64,
     pub(crate) ops: Mutex<Vec<OpRecord>>,
     pub(crate) marks: Mutex<BTreeMap<&'static str, u64>>,
     /// Whether the database has been failing every call, and since when.
@@ -128,8 +130,23 @@ impl Ctx {
         *self.marks.lock().unwrap_or_else(|p| p.into_inner()).entry(m.name()).or_insert(0) += 1;
     }
 
-    fn record(&self, flow: u32, call: &Call, reply: &Reply, movements: Vec<Movement>, fault: Option<&'static str>) {
-        let op = OpRecord { flow, call: call.clone(), reply: reply.clone(), movements, fault };
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Records `call`, sent at `sent` (a [`Ctx::tick`]) and answered now.
+    fn record(
+        &self,
+        flow: u32,
+        call: &Call,
+        sent: (TimeMs, u64),
+        reply: &Reply,
+        movements: Vec<Movement>,
+        fault: Option<&'static str>,
+    ) {
+        let (now, invoked) = sent;
+        let completed = self.tick();
+        let op = OpRecord { flow, call: call.clone(), reply: reply.clone(), movements, now, invoked, completed, fault };
         self.ops.lock().unwrap_or_else(|p| p.into_inner()).push(op);
     }
 
@@ -255,6 +272,7 @@ impl Ctx {
             }
             self.maybe_restart();
             let kill = self.kill_rate > 0.0 && rng.gen_bool(self.kill_rate);
+            let invoked = self.tick();
             let (reply, movements) = self.send(call, now, kill).await;
             let lost =
                 self.lost_ack_rate > 0.0 && !matches!(reply, Reply::Failed { .. }) && rng.gen_bool(self.lost_ack_rate);
@@ -265,7 +283,7 @@ impl Ctx {
             } else {
                 fault
             };
-            self.record(flow, call, &reply, movements, this_fault);
+            self.record(flow, call, (now, invoked), &reply, movements, this_fault);
             if kill {
                 self.mark(Mark::ConnectionKilled);
             }
@@ -320,8 +338,9 @@ impl Caller<'_> {
         if dup {
             // At-least-once delivery: the same call arrives again.
             self.ctx.mark(Mark::DuplicateDelivered);
+            let invoked = self.ctx.tick();
             let (r, m) = self.ctx.send(&call, self.now, false).await;
-            self.ctx.record(self.flow.id, &call, &r, m, Some("duplicate"));
+            self.ctx.record(self.flow.id, &call, (self.now, invoked), &r, m, Some("duplicate"));
         }
         if self.flow.crash_after == Some(self.n_calls) {
             self.ctx.mark(Mark::WorkerCrash);
@@ -569,6 +588,7 @@ fn concurrent_seed(
             restarter,
             restart: Mutex::new(None),
             n_calls: AtomicU64::new(0),
+            clock: AtomicU64::new(0),
             ops: Mutex::new(Vec::new()),
             marks: Mutex::new(BTreeMap::new()),
             outage: Outage::new(args.give_up_after()),
@@ -628,8 +648,9 @@ fn concurrent_seed(
         let end = EPOCH.plus_ms(10 * u64::try_from(flows.len()).unwrap_or(0) + config.reservation_ttl_ms + 1000);
         let mut swept = false;
         for attempt in 0..MAX_ATTEMPTS {
+            let invoked = ctx.tick();
             let (reply, movements) = ctx.send(&Call::Expire, end, false).await;
-            ctx.record(u32::MAX, &Call::Expire, &reply, movements, None);
+            ctx.record(u32::MAX, &Call::Expire, (end, invoked), &reply, movements, None);
             match &reply {
                 Reply::Failed { error } => {
                     if ctx.outage.failed(error) {
@@ -647,7 +668,16 @@ fn concurrent_seed(
             anyhow::bail!("the final expire never succeeded");
         }
         let closes = std::mem::take(&mut *closes.lock().unwrap_or_else(|p| p.into_inner()));
-        let violations = final_checks(&ctx.client, &ctx.pool, &ctx.ops, &config, &users, &flows, &closes).await?;
+        let mut violations = final_checks(&ctx.client, &ctx.pool, &ctx.ops, &config, &users, &flows, &closes).await?;
+        if matches!(ctx.client, Client::Reference(..)) {
+            // A crash of a server that is not durable may lose what it acknowledged: the
+            // answers after it need not fit any order, and I7 says why.
+            let crashed = ctx.crash_at.is_some_and(|n| ctx.n_calls.load(Ordering::Relaxed) >= n);
+            if !crashed || durability(&ctx.pool).await?.is_none() {
+                let ops = ctx.ops.lock().unwrap_or_else(|p| p.into_inner());
+                violations.extend(linearizability(&config, &users, &ops));
+            }
+        }
         // Every caller task has ended, so this is the last handle on the context.
         let ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("a caller task outlived the run"))?;
         let Ctx { client, admin, n_calls, ops, marks, .. } = ctx;

@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::args::{ExecArgs, PgArgs, PgRun};
-use crate::checks::history_checks;
+use crate::checks::{history_checks, linearizability};
 use crate::concurrent::{concurrent_report, draw_workload, ConcSeed};
 use crate::exec::{report_name, start};
 use crate::record::{ConcFlow, OpRecord};
@@ -61,7 +61,10 @@ struct Seed<'a> {
     kill_at: Option<u64>,
     killed: bool,
     n_sent: u64,
-    in_flight: BTreeMap<u64, (Purpose, Call, TimeMs)>,
+    /// Each call in flight: why, what, its time, and when it was sent on [`Seed::clock`].
+    in_flight: BTreeMap<u64, (Purpose, Call, TimeMs, u64)>,
+    /// The history's clock: ticks at every sending and every answer.
+    clock: u64,
     ops: Vec<OpRecord>,
     marks: BTreeMap<&'static str, u64>,
     violations: Vec<Violation>,
@@ -76,7 +79,8 @@ impl Seed<'_> {
     fn send(&mut self, purpose: Purpose, call: Call, now: TimeMs) -> anyhow::Result<()> {
         let id = self.child.send(RequestBody::Call { now_ms: now, call: call.clone() })?;
         self.n_sent += 1;
-        self.in_flight.insert(id, (purpose, call, now));
+        self.clock += 1;
+        self.in_flight.insert(id, (purpose, call, now, self.clock));
         Ok(())
     }
 
@@ -84,6 +88,7 @@ impl Seed<'_> {
         &mut self,
         flow: u32,
         call: &Call,
+        sent: (TimeMs, u64),
         reply: Reply,
         fresh: bool,
         fault: Option<&'static str>,
@@ -93,7 +98,18 @@ impl Seed<'_> {
                 .map_err(|e| anyhow::anyhow!("`{}` {e}", self.child.command()))?,
             _ => Vec::new(),
         };
-        self.ops.push(OpRecord { flow, call: call.clone(), reply, movements, fault });
+        self.clock += 1;
+        let (now, invoked) = sent;
+        self.ops.push(OpRecord {
+            flow,
+            call: call.clone(),
+            reply,
+            movements,
+            now,
+            invoked,
+            completed: self.clock,
+            fault,
+        });
         Ok(())
     }
 
@@ -254,7 +270,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
             break;
         }
         let response = s.child.recv()?;
-        let (purpose, call, now) = s.in_flight.remove(&response.id).expect("the child checks ids in flight");
+        let (purpose, call, now, invoked) = s.in_flight.remove(&response.id).expect("the child checks ids in flight");
         let (reply, fresh) = match response.body {
             ResponseBody::Reply { fresh, reply } => (reply, fresh),
             ResponseBody::Error { code, text, .. } => {
@@ -269,7 +285,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
         };
         let slot = match purpose {
             Purpose::Duplicate(flow) => {
-                s.record(flow, &call, reply, fresh, Some("duplicate"))?;
+                s.record(flow, &call, (now, invoked), reply, fresh, Some("duplicate"))?;
                 continue;
             }
             Purpose::Call(slot) => slot,
@@ -278,7 +294,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
         let f = a.flow;
         let (_, attempts, fault) = a.waiting.take().expect("waiting for this answer");
         if let Reply::Failed { .. } = reply {
-            s.record(f.id, &call, reply, false, fault)?;
+            s.record(f.id, &call, (now, invoked), reply, false, fault)?;
             if attempts + 1 >= MAX_ATTEMPTS {
                 s.mark(Mark::CallGaveUp);
                 slots[slot] = None;
@@ -290,7 +306,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
             continue;
         }
         let lost = s.lost_ack > 0.0 && a.rng.gen_bool(s.lost_ack);
-        s.record(f.id, &call, reply.clone(), fresh, if lost { Some("lost_ack") } else { fault })?;
+        s.record(f.id, &call, (now, invoked), reply.clone(), fresh, if lost { Some("lost_ack") } else { fault })?;
         if lost {
             // The answer is lost on its way: the caller sends the same call again.
             s.mark(Mark::LostAckRetry);
@@ -315,6 +331,8 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
     let end = EPOCH.plus_ms(10 * u64::try_from(flows.len()).unwrap_or(0) + s.config.reservation_ttl_ms + 1000);
     let mut swept = false;
     for _ in 0..MAX_ATTEMPTS {
+        s.clock += 1;
+        let invoked = s.clock;
         let (reply, fresh) = match s.child.ask(RequestBody::Call { now_ms: end, call: Call::Expire })?.body {
             ResponseBody::Reply { fresh, reply } => (reply, fresh),
             ResponseBody::Error { code, text, .. } => {
@@ -323,7 +341,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
             other => anyhow::bail!("`{}` answered expire with {}", s.child.command(), ledger_exec::child::kind(&other)),
         };
         let ok = !matches!(reply, Reply::Failed { .. });
-        s.record(u32::MAX, &Call::Expire, reply, fresh, None)?;
+        s.record(u32::MAX, &Call::Expire, (end, invoked), reply, fresh, None)?;
         if ok {
             swept = true;
             break;
@@ -366,6 +384,7 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         killed: false,
         n_sent: 0,
         in_flight: BTreeMap::new(),
+        clock: 0,
         ops: Vec::new(),
         marks: BTreeMap::new(),
         violations: Vec::new(),
@@ -388,6 +407,9 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             &flows,
             &closes,
         ));
+        if api == Api::Reference {
+            violations.extend(linearizability(&config, &users, &s.ops));
+        }
         let r = ConcSeed {
             violations,
             n_calls: s.n_sent,
