@@ -272,7 +272,7 @@ fn partitions(initial: &Ledger, work: &[Op]) -> Option<Vec<(Vec<Op>, Vec<usize>)
 pub fn describe(history: &[Op], witness: &Witness) -> String {
     let stuck = &history[witness.stuck];
     let mut s = format!(
-        "no serial order consistent with real time gives these answers: after {} calls placed, {} of flow {} \
+        "no serial order consistent with real time gives these answers: after {} call(s) placed, {} of flow {} \
          (sent at {}, answered at {}) answered {}, where the reference answers {}; the smallest sub-history \
          found with no serial order has {} call(s):",
         witness.depth,
