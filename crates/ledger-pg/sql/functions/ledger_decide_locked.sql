@@ -1,6 +1,7 @@
 -- `decide` under the request's advisory lock, with the rules `cfg`: a batch takes the locks of
--- all its decides in one statement and reads the rules once. It debits the home stripe itself
--- and calls `ledger_pool_debit` only when that stripe is short.
+-- all its decides in one statement and reads the rules once. In a shared batch it debits the
+-- home stripe itself (no subtransaction is needed there: see `ledger_pool_debit`), and calls
+-- `ledger_pool_debit` only when that stripe is short; elsewhere it calls it at once.
 
 CREATE FUNCTION ledger_decide_locked(p_request_id bigint, p_pubkey text, p_estimated bigint, p_now bigint,
     cfg ledger_config)
@@ -45,11 +46,14 @@ BEGIN
                     IF v_remaining = 0 THEN
                         v_reason := 'daily_budget_exhausted';
                     ELSIF v_remaining >= p_estimated THEN
-                        -- Free if the pool covers it: debit the home stripe (the journal's
-                        -- trigger inserts nothing when it is short), or go through every stripe.
-                        INSERT INTO pool_journal (kind, stripe, request_id, amount_sats, d_reserved_sats, at_ms)
-                        VALUES ('debit', v_home, p_request_id, -p_estimated, p_estimated, p_now);
-                        v_debited := FOUND;
+                        -- Free if the pool covers it: the home stripe alone, or every stripe.
+                        v_debited := false;
+                        IF current_setting('ledger.batch', true) = 'shared' THEN
+                            INSERT INTO pool_journal (kind, stripe, request_id, amount_sats, d_reserved_sats,
+                                at_ms)
+                            VALUES ('debit', v_home, p_request_id, -p_estimated, p_estimated, p_now);
+                            v_debited := FOUND;
+                        END IF;
                         IF NOT v_debited THEN
                             SELECT * INTO dr FROM ledger_pool_debit(v_home, p_request_id, p_estimated, p_now);
                             v_debited := dr.ok;

@@ -8,10 +8,20 @@ DECLARE
 BEGIN
     SELECT * INTO res FROM reservations WHERE request_id = p_request_id FOR UPDATE;
     IF NOT FOUND THEN
-        IF EXISTS (SELECT 1 FROM requests WHERE request_id = p_request_id) THEN
+        -- No reservation in this statement's snapshot. Each statement has a newer one (READ
+        -- COMMITTED), and a decide may commit the request with its reservation in between, so
+        -- the request is read, then the reservation again. A request commits with or before its
+        -- reservation, and neither is ever deleted: no request means no reservation either, the
+        -- state at that read answers `unknown_request`; a request and then still no
+        -- reservation is `not_reserved` in the state at the second read (the request is still
+        -- there). Either answer is the serial one at an instant within this call.
+        IF NOT EXISTS (SELECT 1 FROM requests WHERE request_id = p_request_id) THEN
+            RETURN ledger_refuse('unknown_request');
+        END IF;
+        SELECT * INTO res FROM reservations WHERE request_id = p_request_id FOR UPDATE;
+        IF NOT FOUND THEN
             RETURN ledger_refuse('not_reserved');
         END IF;
-        RETURN ledger_refuse('unknown_request');
     END IF;
     CASE res.state
         WHEN 'released' THEN

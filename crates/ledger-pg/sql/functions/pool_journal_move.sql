@@ -1,8 +1,10 @@
 -- The journal moves its stripe: one conditional update per journal row, before the row is
 -- inserted.
 -- - A debit its stripe cannot cover inserts nothing and moves nothing (the caller sees zero
---   rows), so the one-stripe fast path of a debit needs no subtransaction; any other row that
---   would drive a stripe negative is an error, as a CHECK on the stripe would make it.
+--   rows), so the one-stripe fast path of a debit is told "short" without an error (outside
+--   a shared batch it still runs in a subtransaction, for the row lock a failed re-check of
+--   the condition leaves behind: see `ledger_pool_debit`). Any other row that would drive a
+--   stripe negative is an error, as a CHECK on the stripe would make it.
 -- - The journal's row checks live here (it runs for every row, and the journal is
 --   append-only): a payment exactly for `credit`, a request for every kind but `genesis`,
 --   `credit` and `rebalance`.
