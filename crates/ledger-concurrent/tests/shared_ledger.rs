@@ -256,3 +256,85 @@ fn a_hot_set_of_rich_identities_adds_up_exactly() {
         );
     }
 }
+
+/// Many threads on a few shared identities, every call recorded with when it was sent and
+/// answered on one clock: some serial order consistent with real time gives every answer on the
+/// reference (linearizability, `ledger_harness::linear`). Once with a pool that covers every ask
+/// (the checker splits the history by identity), once with a pool the threads drain (every
+/// decide reads it, and the whole history is searched at once).
+#[test]
+fn many_threads_answer_as_some_serial_order_does() {
+    use ledger_harness::linear::{check, Op, Verdict, DEFAULT_BUDGET};
+    use ledger_harness::{Call, Reply};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    for (pool_sats, n_threads, flows_per_thread) in [(100_000_000u64, 4u64, 1_000u64), (400, 4, 60)] {
+        let config = Config { pool_initial_sats: sats(pool_sats), ..small_config() };
+        let shared = Arc::new(SharedLedger::with_shards(config, 4));
+        let now = TimeMs(5_000);
+        let mut initial = Ledger::new(config);
+        for user_idx in 0..3 {
+            let tier = [Tier::Trusted, Tier::Elite, Tier::Established][user_idx as usize];
+            shared.set_tier(ledger_harness::user_pubkey(user_idx), tier, now);
+            let set = Command::SetTier { pubkey: ledger_harness::user_pubkey(user_idx), tier };
+            initial.apply(&set, now, &mut Vec::new()).unwrap();
+        }
+        let clock = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = (0..n_threads)
+            .map(|thread_idx| {
+                let (shared, clock) = (Arc::clone(&shared), Arc::clone(&clock));
+                thread::spawn(move || {
+                    let mut rng = XorShift(thread_idx * 104_729 + 11);
+                    let mut ops = Vec::new();
+                    let mut call = |flow: u64, call: Call| -> Reply {
+                        let invoked = clock.fetch_add(1, Ordering::SeqCst);
+                        let reply = Reply::from(shared.apply(&call.to_command(), now, &mut Vec::new()));
+                        let completed = clock.fetch_add(1, Ordering::SeqCst);
+                        let flow = u32::try_from(flow).unwrap();
+                        ops.push(Op { flow, call, now, reply: reply.clone(), invoked, completed });
+                        reply
+                    };
+                    for i in 0..flows_per_thread {
+                        let flow = thread_idx * flows_per_thread + i;
+                        let request_id = RequestId(flow);
+                        let pubkey = ledger_harness::user_pubkey(rng.below(3));
+                        if rng.below(8) == 0 {
+                            call(flow, Call::Credit { payment_id: PaymentId(flow), paid_sats: sats(rng.below(3_000)) });
+                            continue;
+                        }
+                        let estimated_sats = sats(1 + rng.below(90));
+                        let reserved = match call(flow, Call::Decide { request_id, pubkey, estimated_sats }) {
+                            Reply::Ok(Outcome::Decided { decision: ledger_core::Decision::Free { reserved_sats } }) => {
+                                reserved_sats
+                            }
+                            Reply::Ok(Outcome::Decided {
+                                decision: ledger_core::Decision::Partial { offer_sats, .. },
+                            }) => {
+                                match call(flow, Call::ReservePartial { request_id, pubkey, amount_sats: offer_sats }) {
+                                    Reply::Ok(Outcome::Reserved { reserved_sats }) => reserved_sats,
+                                    _ => continue,
+                                }
+                            }
+                            _ => continue,
+                        };
+                        if rng.below(4) == 0 {
+                            call(flow, Call::Release { request_id, amount_sats: reserved });
+                        } else {
+                            let actual_sats = sats(rng.below(120));
+                            call(flow, Call::Record { request_id, pubkey, actual_sats, reserved_sats: reserved });
+                        }
+                    }
+                    ops
+                })
+            })
+            .collect();
+        let mut history: Vec<Op> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        history.sort_by_key(|o| o.completed);
+        let verdict = check(&initial, &history, DEFAULT_BUDGET).expect("a well-formed history");
+        assert!(
+            matches!(verdict, Verdict::Linearizable { .. }),
+            "pool {pool_sats}: {} calls: {verdict:?}",
+            history.len()
+        );
+    }
+}
