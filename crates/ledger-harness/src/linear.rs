@@ -89,6 +89,9 @@ pub enum Verdict {
     Linearizable {
         /// Placements attempted.
         explored: u64,
+        /// The parts searched one by one: 1 for the whole history, more when it was split by
+        /// identity.
+        parts: usize,
     },
     /// No serial order does.
     NotLinearizable(Box<Witness>),
@@ -151,6 +154,7 @@ pub fn check(initial: &Ledger, history: &[Op], budget: u64) -> Result<Verdict, B
         None => vec![((0..work.len()).map(|i| work[i].clone()).collect(), (0..work.len()).collect())],
     };
     let mut explored = 0u64;
+    let n_parts = parts.len();
     for (part, in_work) in parts {
         let all: Vec<usize> = (0..part.len()).collect();
         match search(initial, &part, &all, budget - explored) {
@@ -170,7 +174,7 @@ pub fn check(initial: &Ledger, history: &[Op], budget: u64) -> Result<Verdict, B
             }
         }
     }
-    Ok(Verdict::Linearizable { explored })
+    Ok(Verdict::Linearizable { explored, parts: n_parts })
 }
 
 /// The history split into parts that can be checked one by one, each a history of its own

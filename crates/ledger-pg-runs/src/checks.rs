@@ -6,6 +6,7 @@ use ledger_core::{Command, Config, Ledger, Movement, PaymentId, Pubkey, RequestI
 use ledger_harness::linear::{self, Verdict};
 use ledger_harness::{Invariant, Named, Observed, Reply, Violation};
 use ledger_pg::reference;
+use ledger_simulator::coverage::Mark;
 use ledger_simulator::exec::EPOCH;
 use sqlx::{PgPool, Row};
 
@@ -182,9 +183,13 @@ pub(crate) async fn final_checks(
 
 /// I8 under concurrency: some serial order of the recorded calls, consistent with real time,
 /// gives every answer on the reference, from the run's identities at genesis
-/// ([`ledger_harness::linear`]). A search that runs out of its budget says so on stderr and
-/// judges nothing.
-pub(crate) fn linearizability(config: &Config, users: &BTreeMap<u32, Tier>, ops: &[OpRecord]) -> Vec<Violation> {
+/// ([`ledger_harness::linear`]), and the coverage mark that says how it was judged. A search
+/// that runs out of its budget says so on stderr and judges nothing.
+pub(crate) fn linearizability(
+    config: &Config,
+    users: &BTreeMap<u32, Tier>,
+    ops: &[OpRecord],
+) -> (Vec<Violation>, Mark) {
     let mut initial = Ledger::new(*config);
     for (&user, &tier) in users {
         let set = Command::SetTier { pubkey: ledger_harness::user_pubkey(u64::from(user)), tier };
@@ -203,18 +208,20 @@ pub(crate) fn linearizability(config: &Config, users: &BTreeMap<u32, Tier>, ops:
         .collect();
     let violation = |request_id, detail| vec![Violation { invariant: Invariant::I8, request_id, detail }];
     match linear::check(&initial, &history, linear::DEFAULT_BUDGET) {
-        Ok(Verdict::Linearizable { .. }) => Vec::new(),
+        Ok(Verdict::Linearizable { parts, .. }) => {
+            (Vec::new(), if parts > 1 { Mark::LinearizableByIdentity } else { Mark::LinearizableWhole })
+        }
         Ok(Verdict::NotLinearizable(w)) => {
-            violation(history[w.stuck].call.request_id(), linear::describe(&history, &w))
+            (violation(history[w.stuck].call.request_id(), linear::describe(&history, &w)), Mark::LinearizableWhole)
         }
         Ok(Verdict::Undecided { explored }) => {
             eprintln!(
                 "ledger-sim: linearizability not judged: no serial order of the {} calls found within {explored} attempts (the search's budget), and none ruled out",
                 history.len()
             );
-            Vec::new()
+            (Vec::new(), Mark::LinearizabilityUndecided)
         }
-        Err(e) => violation(None, format!("the recorded history cannot be checked: {e}")),
+        Err(e) => (violation(None, format!("the recorded history cannot be checked: {e}")), Mark::LinearizableWhole),
     }
 }
 

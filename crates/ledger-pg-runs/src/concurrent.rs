@@ -674,8 +674,10 @@ fn concurrent_seed(
             // answers after it need not fit any order, and I7 says why.
             let crashed = ctx.crash_at.is_some_and(|n| ctx.n_calls.load(Ordering::Relaxed) >= n);
             if !crashed || durability(&ctx.pool).await?.is_none() {
-                let ops = ctx.ops.lock().unwrap_or_else(|p| p.into_inner());
-                violations.extend(linearizability(&config, &users, &ops));
+                let (judged, mark) =
+                    linearizability(&config, &users, &ctx.ops.lock().unwrap_or_else(|p| p.into_inner()));
+                violations.extend(judged);
+                ctx.mark(mark);
             }
         }
         // Every caller task has ended, so this is the last handle on the context.

@@ -408,7 +408,9 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             &closes,
         ));
         if api == Api::Reference {
-            violations.extend(linearizability(&config, &users, &s.ops));
+            let (judged, mark) = linearizability(&config, &users, &s.ops);
+            violations.extend(judged);
+            s.mark(mark);
         }
         let r = ConcSeed {
             violations,

@@ -93,6 +93,13 @@ marks! {
     CallTimedOut => "call_timed_out", false;
     /// A call failed every retry and its caller gave up.
     CallGaveUp => "call_gave_up", false;
+    /// A concurrent run's history was checked for linearizability one identity at a time (no
+    /// answer could read the pool), once per seed.
+    LinearizableByIdentity => "linearizable_by_identity", false;
+    /// A concurrent run's history was checked for linearizability as a whole, once per seed.
+    LinearizableWhole => "linearizable_whole", false;
+    /// The linearizability search ran out of its budget: the seed's history was not judged.
+    LinearizabilityUndecided => "linearizability_undecided", false;
 }
 
 /// How often rare states were reached, by mark name (ordered, so reports are stable).
