@@ -3,9 +3,8 @@
 //! `pool_journal_move` and `ledger_pool_lock_all`, with its one-stripe fast path and its
 //! lock-every-stripe slow path; a grant's insert closes the reservation `record` already holds),
 //! checked over every interleaving of three client threads within the preemption bound. The
-//! batch protocol (lanes, the batch lock) is not modelled here; its argument is in
-//! `sql/functions/ledger_apply_batch.sql` and `ledger_pg::batch`, and
-//! the contention tests of `ledger-pg` check that no batch is ever retried.
+//! batch protocol (lanes, the batch lock, the exclusive rerun) is modelled in
+//! `loom_pg_batches.rs`.
 //!
 //! Rows are `loom::sync::Mutex`es, and each SQL statement is one step that takes exactly the row
 //! locks PostgreSQL would take, held to commit (READ COMMITTED, as the adapter runs):
