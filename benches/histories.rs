@@ -154,9 +154,23 @@ mod tests {
         assert!(matches!(verdict, Verdict::Linearizable { .. }), "{verdict:?}");
     }
 
+    /// How far the whole-history search reaches when the pool is drained (every decide reads
+    /// it, so the history cannot be split): `cargo test --release -p ledger-benches --lib --
+    /// --ignored --nocapture whole_search_reach`.
+    #[test]
+    #[ignore]
+    fn whole_search_reach() {
+        for (n, in_flight) in [(1_000, 4), (1_000, 8), (300, 16), (1_000, 16), (100, 32), (300, 32)] {
+            let (initial, history) = concurrent_with(7, n, in_flight, 0.02, 1_000);
+            let started = std::time::Instant::now();
+            let verdict = check(&initial, &history, DEFAULT_BUDGET).unwrap();
+            eprintln!("{n} calls, {in_flight} in flight, pool drained: {verdict:?} in {:.2?}", started.elapsed());
+        }
+    }
+
     #[test]
     fn one_answer_changed_is_caught() {
-        for (pool, n) in [(1_000_000_000, 10_000), (20_000, 40)] {
+        for (pool, n) in [(1_000_000_000, 10_000), (1_000, 400)] {
             let (initial, mut history) = concurrent_with(8, n, 8, 0.02, pool);
             // A record answered as if its reservation were not there.
             let i = history
@@ -169,7 +183,12 @@ mod tests {
                 panic!("pool {pool}: a changed answer must be caught: {verdict:?}")
             };
             assert_eq!(w.stuck, i);
-            assert!(w.ops.contains(&i) && w.ops.len() < history.len() / 2, "{:?}", w.ops);
+            assert!(w.ops.contains(&i), "{:?}", w.ops);
+            if pool > 1_000 {
+                // Split by identity, the evidence is a part of the history; on a drained pool
+                // every answer can depend on every call before it.
+                assert!(w.ops.len() < history.len() / 2, "{:?}", w.ops);
+            }
         }
     }
 }

@@ -716,8 +716,15 @@ fn reduce(initial: &Ledger, history: &[Op], deepest: &Deepest) -> Vec<usize> {
                 Search::Stuck { deepest: d, .. } if d.op == stuck && d.expected == deepest.expected)
     };
     let flow = history[stuck].flow;
+    // Calls sent after the stuck one was answered come after it in every order: without them
+    // the search fails at the same call (tried once; kept only if it shows the same thing).
+    let answered_at = history[stuck].completed;
+    let before: Vec<usize> = (0..history.len()).filter(|&i| history[i].invoked <= answered_at).collect();
+    let history_len = history.len();
+    let scope: Vec<usize> =
+        if before.len() < history_len && fails(&before) { before } else { (0..history_len).collect() };
     let of_flows = |flows: &[u32]| -> Vec<usize> {
-        (0..history.len()).filter(|&i| flows.contains(&history[i].flow)).collect::<Vec<_>>()
+        scope.iter().copied().filter(|&i| flows.contains(&history[i].flow)).collect::<Vec<_>>()
     };
     // The stuck call's flow, then with the flows that overlap it in time, then everything.
     let mine = of_flows(&[flow]);
@@ -737,7 +744,7 @@ fn reduce(initial: &Ledger, history: &[Op], deepest: &Deepest) -> Vec<usize> {
     } else if fails(&of_flows(&near)) {
         near
     } else {
-        let mut all: Vec<u32> = history.iter().map(|op| op.flow).collect();
+        let mut all: Vec<u32> = scope.iter().map(|&i| history[i].flow).collect();
         all.sort_unstable();
         all.dedup();
         all
