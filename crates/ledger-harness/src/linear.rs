@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use ledger_core::{Decision, Ledger, Outcome, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs};
 
 use crate::engine::{Call, Reply};
+use crate::users::Named;
 
 /// The stack keeps a copy of the reference's state once per this many placed calls.
 pub const CHECKPOINT_EVERY: usize = 64;
@@ -301,12 +302,53 @@ pub fn describe(history: &[Op], witness: &Witness) -> String {
     s
 }
 
+/// A call as the witness shows it: `decide(request 1, user#1, 10 sats)`.
 fn show_call(call: &Call) -> String {
-    serde_json::to_string(call).unwrap_or_else(|_| call.name().to_owned())
+    match call {
+        Call::SetTier { pubkey, tier } => format!("set_tier({}, {tier})", Named(*pubkey)),
+        Call::Decide { request_id, pubkey, estimated_sats } => {
+            format!("decide(request {}, {}, {estimated_sats} sats)", request_id.0, Named(*pubkey))
+        }
+        Call::ReservePartial { request_id, pubkey, amount_sats } => {
+            format!("reserve_partial(request {}, {}, {amount_sats} sats)", request_id.0, Named(*pubkey))
+        }
+        Call::Release { request_id, .. } => format!("release(request {})", request_id.0),
+        Call::Record { request_id, actual_sats, .. } => {
+            format!("record(request {}, actual {actual_sats} sats)", request_id.0)
+        }
+        Call::Credit { payment_id, paid_sats } => format!("credit(payment {}, paid {paid_sats} sats)", payment_id.0),
+        Call::Expire => "expire".to_owned(),
+    }
 }
 
+/// An answer as the witness shows it: `free, reserved 10 sats`, `refused not_reserved`.
 fn show_reply(reply: &Reply) -> String {
-    serde_json::to_string(reply).unwrap_or_else(|_| format!("{reply:?}"))
+    match reply {
+        Reply::Ok(Outcome::TierSet { .. }) => "tier set".to_owned(),
+        Reply::Ok(Outcome::Decided { decision: Decision::Free { reserved_sats } }) => {
+            format!("free, reserved {reserved_sats} sats")
+        }
+        Reply::Ok(Outcome::Decided { decision: Decision::Partial { offer_sats, charge_sats } }) => {
+            format!("partial, offer {offer_sats} sats, charge {charge_sats} sats")
+        }
+        Reply::Ok(Outcome::Decided { decision: Decision::Gate { reason, charge_sats } }) => {
+            format!("gate ({reason:?}), charge {charge_sats} sats")
+        }
+        Reply::Ok(Outcome::Reserved { reserved_sats }) => format!("reserved {reserved_sats} sats"),
+        Reply::Ok(Outcome::Released { returned_sats }) => format!("released {returned_sats} sats"),
+        Reply::Ok(Outcome::Recorded { absorbed_sats, returned_sats, overrun_sats }) => {
+            format!(
+                "recorded, absorbed {absorbed_sats} sats, returned {returned_sats} sats, overrun {overrun_sats} sats"
+            )
+        }
+        Reply::Ok(Outcome::Credited { credited_sats }) => format!("credited {credited_sats} sats"),
+        Reply::Ok(Outcome::Expired { released }) => format!("expired {} reservation(s)", released.len()),
+        Reply::Refused(refusal) => {
+            let name = serde_json::to_value(refusal).ok().and_then(|v| v["refusal"].as_str().map(str::to_owned));
+            format!("refused {}", name.unwrap_or_else(|| format!("{refusal:?}")))
+        }
+        Reply::Failed { error } => format!("failed ({error})"),
+    }
 }
 
 /// Where the search got furthest before it had to give up a call.
