@@ -23,7 +23,7 @@ use crate::checks::{durability, final_checks, linearizability};
 use crate::client::Client;
 use crate::outage::Outage;
 use crate::record::{ConcFlow, OpRecord};
-use crate::server::{redacted, Db, Server};
+use crate::server::{self, redacted, Db, Server};
 use ledger_simulator::caller::{Caller as FlowCaller, Close, Event as CallerEvent, Next};
 use ledger_simulator::coverage::{Coverage, Mark};
 use ledger_simulator::exec::EPOCH;
@@ -38,9 +38,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long one call may wait for its answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a probe connection may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a call waits for a connection of the pool before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -215,20 +212,9 @@ impl Ctx {
         }
     }
 
-    /// The cause of a failed call: a pool that timed out waiting for a connection hides why
-    /// it could not connect, so a connection of its own asks the server.
+    /// The cause of a failed call ([`server::why`]).
     async fn why(&self, error: &str) -> String {
-        if !error.contains("pool timed out") {
-            return error.to_owned();
-        }
-        match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&self.opts)).await {
-            Ok(Ok(conn)) => {
-                let _ = tokio::time::timeout(PROBE_TIMEOUT, conn.close()).await;
-                format!("{error} (a new connection succeeds: the pool is exhausted)")
-            }
-            Ok(Err(e)) => format!("{error}; connecting: {e}"),
-            Err(_) => format!("{error}; connecting: no answer within {} s", PROBE_TIMEOUT.as_secs()),
-        }
+        server::why(error, &self.opts).await
     }
 
     async fn kill_some_backend(&self) {

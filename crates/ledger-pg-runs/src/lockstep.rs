@@ -11,7 +11,7 @@ use ledger_pg::testpg::TestPg;
 
 use crate::args::{engine_name, PgRun};
 use crate::differential::{Differential, Divergence};
-use crate::server::{redacted, Server};
+use crate::server::{self, redacted, Server};
 use ledger_simulator::exec::{Coverage, RunResult};
 use ledger_simulator::gen::{replay, run_seed, SchedulerKind};
 use ledger_simulator::history::History;
@@ -95,15 +95,19 @@ impl<E: Engine> Engine for Halting<E> {
     }
 }
 
-/// The error of a lockstep run whose database connection was lost at some step.
-fn lost_error(lost: &Arc<Mutex<Option<String>>>) -> anyhow::Result<()> {
-    match lost.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        Some(error) => anyhow::bail!(
-            "the database failed during the lockstep run ({error}); a lockstep run is not judged across a \
-             server failure: to test crashes, use --concurrency N --crash-server-at M"
-        ),
-        None => Ok(()),
-    }
+/// The error of a lockstep run whose database connection was lost at some step; a pool that
+/// timed out is asked why, with a connection of its own to `url` ([`server::why`]).
+fn lost_error(lost: &Arc<Mutex<Option<String>>>, url: &str) -> anyhow::Result<()> {
+    let Some(error) = lost.lock().unwrap_or_else(|p| p.into_inner()).take() else { return Ok(()) };
+    let cause = match url.parse::<sqlx::postgres::PgConnectOptions>() {
+        Ok(opts) => server::block_on(async move { server::why(&error, &opts).await })?,
+        Err(_) => error,
+    };
+    anyhow::bail!(
+        "the database failed during the lockstep run ({}); a lockstep run is not judged across a server failure: \
+         to test crashes, use --concurrency N --crash-server-at M",
+        cause
+    )
 }
 
 /// An engine made before the run that takes it: connecting can fail, which an engine
@@ -138,7 +142,7 @@ fn lockstep_seed(
             let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
             let (engine, lost) = Halting::new(db);
             let run = run_seed(once(engine, c), name, s, seed, sched);
-            lost_error(&lost)?;
+            lost_error(&lost, url)?;
             run
         }
         _ => {
@@ -146,7 +150,7 @@ fn lockstep_seed(
             let (db, lost) = Halting::new(db);
             let engine = Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found));
             let run = run_seed(once(engine, c), name, s, seed, sched);
-            lost_error(&lost)?;
+            lost_error(&lost, url)?;
             run
         }
     };
@@ -326,14 +330,14 @@ fn lockstep_replay(
             let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
             let (engine, lost) = Halting::new(db);
             let r = replay(once(engine, c), h, log);
-            lost_error(&lost)?;
+            lost_error(&lost, url)?;
             r
         }
         _ => {
             let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
             let (db, lost) = Halting::new(db);
             let r = replay(once(Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found)), c), h, log);
-            lost_error(&lost)?;
+            lost_error(&lost, url)?;
             r
         }
     };

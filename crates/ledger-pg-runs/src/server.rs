@@ -107,6 +107,25 @@ impl Server {
     }
 }
 
+/// How long [`probe`] waits for its connection.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why `error` happened, when it is a pool that timed out (which hides why it could not
+/// connect): a connection of its own asks the server, for at most [`PROBE_TIMEOUT`].
+pub(crate) async fn why(error: &str, opts: &PgConnectOptions) -> String {
+    if !error.contains("pool timed out") {
+        return error.to_owned();
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(opts)).await {
+        Ok(Ok(conn)) => {
+            let _ = tokio::time::timeout(PROBE_TIMEOUT, conn.close()).await;
+            format!("{error} (a new connection succeeds: the pool is exhausted)")
+        }
+        Ok(Err(e)) => format!("{error}; connecting: {e}"),
+        Err(_) => format!("{error}; connecting: no answer within {} s", PROBE_TIMEOUT.as_secs()),
+    }
+}
+
 /// Runs `fut` on a runtime of its own, on a side thread, so that it can be called from
 /// anywhere (including from inside another runtime).
 pub(crate) fn block_on<F>(fut: F) -> anyhow::Result<F::Output>
