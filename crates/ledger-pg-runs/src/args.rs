@@ -95,11 +95,9 @@ impl PgArgs {
             }
         }
         let server_fault = self.restart_server_at.is_some() || self.crash_server_at.is_some();
-        let faults = self.kill_connections > 0.0 || self.lost_ack > 0.0 || server_fault;
+        let faults = self.kill_connections > 0.0 || self.lost_ack > 0.0 || self.restart_server_at.is_some();
         if faults && self.concurrency.is_none() {
-            anyhow::bail!(
-                "--kill-connections, --lost-ack, --restart-server-at and --crash-server-at need --concurrency N"
-            );
+            anyhow::bail!("--kill-connections, --lost-ack and --restart-server-at need --concurrency N");
         }
         if server_fault && self.database_url.is_some() {
             anyhow::bail!("--restart-server-at and --crash-server-at need a private cluster: leave out --database-url");

@@ -93,9 +93,15 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
     if args.batch_lanes.is_some() && run.kind != EngineKind::PgReference {
         anyhow::bail!("--batch-lanes: only pg-reference runs in batches");
     }
+    if args.crash_server_at.is_some() && args.concurrency.is_none() && run.kind != EngineKind::PgReference {
+        anyhow::bail!(
+            "--crash-server-at without --concurrency: only pg-reference (one statement a command) is crashed \
+             between steps in lockstep; pg-seed's commands take several round trips, use --concurrency N"
+        );
+    }
     let server = Server::new(args)?;
     match args.concurrency {
         Some(n) => concurrent_run(run, args, &server, n),
-        None => lockstep_run(run, &server),
+        None => lockstep_run(run, &server, args.crash_server_at),
     }
 }

@@ -95,6 +95,74 @@ impl<E: Engine> Engine for Halting<E> {
     }
 }
 
+/// A lockstep engine whose server crashes before its `at`-th step: SIGKILL to the postmaster,
+/// then crash recovery on the same data directory, between two steps (nothing in flight; a
+/// `pg-reference` step is one whole command). The run then goes on, still compared with the
+/// reference step by step: on a durable server every command acknowledged before the crash
+/// survives it (I7), so the run's answers, observations and trace are those of a run without
+/// the crash. A lost effect shows as a divergence at the first step that reads it, which the
+/// report blames on durability ([`crash_note`]).
+struct Crashing<E> {
+    inner: E,
+    crash: Option<(u64, Arc<TestPg>)>,
+    steps: u64,
+}
+
+impl<E: Engine> Engine for Crashing<E> {
+    type Op = E::Op;
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn speaks_reference_api(&self) -> bool {
+        self.inner.speaks_reference_api()
+    }
+
+    fn config(&self) -> &ledger_core::Config {
+        self.inner.config()
+    }
+
+    fn begin(&mut self, call: &ledger_harness::Call) -> E::Op {
+        self.inner.begin(call)
+    }
+
+    fn step(&mut self, op: &mut E::Op, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
+        self.steps += 1;
+        if let Some((at, pg)) = &self.crash {
+            if self.steps == *at {
+                eprintln!(
+                    "ledger-sim: crashing the server (SIGKILL to the postmaster) before step {at}, then crash recovery"
+                );
+                if let Err(e) = pg.kill_server().and_then(|()| pg.start_server()) {
+                    return Some(Reply::Failed { error: format!("{CONNECTION_LOST}crashing the server: {e}") });
+                }
+            }
+        }
+        self.inner.step(op, now, journal)
+    }
+
+    fn observe(&self) -> Observed {
+        self.inner.observe()
+    }
+
+    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
+        self.inner.daily_remaining(pubkey, now)
+    }
+}
+
+/// What a divergence after a lockstep crash means: an effect acknowledged before the crash is
+/// gone (I7), not a wrong answer of the engine.
+fn crash_note(crash_at: Option<u64>, divergence_step: u64) -> Option<String> {
+    // `at` counts steps from 1, a divergence's step from 0.
+    crash_at.filter(|&at| divergence_step + 1 >= at).map(|at| {
+        format!(
+            "I7 durability: the server was crashed before engine step {at} and the first disagreement is at step \
+             {divergence_step}, after it: an effect acknowledged before the crash did not survive it"
+        )
+    })
+}
+
 /// The error of a lockstep run whose database connection was lost at some step; a pool that
 /// timed out is asked why, with a connection of its own to `url` ([`server::why`]).
 fn lost_error(lost: &Arc<Mutex<Option<String>>>, url: &str) -> anyhow::Result<()> {
@@ -133,12 +201,15 @@ fn lockstep_seed(
     s: &Scenario,
     seed: u64,
     sched: SchedulerKind,
+    crash: Option<(u64, Arc<TestPg>)>,
 ) -> anyhow::Result<SeedRun> {
+    let crash_at = crash.as_ref().map(|(at, _)| *at);
     let name = engine_name(kind);
     let found = Arc::new(Mutex::new(None));
     let c = ledger_simulator::gen::seed_config(s, seed);
     let (result, history) = match kind {
         EngineKind::PgSeed => {
+            assert!(crash.is_none(), "a lockstep crash is refused for pg-seed before any seed runs");
             let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
             let (engine, lost) = Halting::new(db);
             let run = run_seed(once(engine, c), name, s, seed, sched);
@@ -147,23 +218,35 @@ fn lockstep_seed(
         }
         _ => {
             let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
-            let (db, lost) = Halting::new(db);
+            let (db, lost) = Halting::new(Crashing { inner: db, crash, steps: 0 });
             let engine = Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found));
             let run = run_seed(once(engine, c), name, s, seed, sched);
             lost_error(&lost, url)?;
             run
         }
     };
-    let divergence = found.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let mut divergence = found.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(d) = &mut divergence {
+        if let Some(note) = crash_note(crash_at, d.step) {
+            d.detail = format!("{note}: {}", d.detail);
+        }
+    }
     Ok(SeedRun { seed, result, history, divergence })
 }
 
-pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server) -> anyhow::Result<RunReport> {
+/// Lockstep seeds of `run`; with `crash_at`, each seed's server crashes before that engine
+/// step ([`Crashing`]; a private durable cluster a seed).
+pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server, crash_at: Option<u64>) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mut runs = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
         let db = server.fresh()?;
-        let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler)?;
+        let crash = match (crash_at, &db.test) {
+            (Some(at), Some(pg)) => Some((at, Arc::clone(pg))),
+            (Some(_), None) => anyhow::bail!("--crash-server-at needs a private cluster"),
+            (None, _) => None,
+        };
+        let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler, crash)?;
         drop(db);
         let bad = !r.result.violations.is_empty() || r.divergence.is_some();
         runs.push(r);

@@ -285,6 +285,28 @@ fn a_crash_of_a_durable_server_loses_nothing_acknowledged() {
     }
 }
 
+/// A lockstep run whose durable server is crashed (SIGKILL to the postmaster, crash recovery)
+/// between two steps goes on and is compared with the reference step by step: every command
+/// acknowledged before the crash survived it, so the run's trace is that of the same run
+/// without the crash, with no divergence and no invariant broken.
+#[test]
+fn a_lockstep_run_goes_on_across_a_crash_of_a_durable_server() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_lockstep_run_goes_on_across_a_crash_of_a_durable_server"),
+        TIME_LIMIT,
+    );
+    let s = scenario(30, 1_000);
+    let crashed = PgArgs { crash_server_at: Some(400), ..PgArgs::default() };
+    let r = run(EngineKind::PgReference, &s, (0, 1), &crashed, "lockstep-crash");
+    assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
+    assert!(r.steps > 400, "the crash came before the run's end: {} steps", r.steps);
+    let plain = run(EngineKind::PgReference, &s, (0, 1), &PgArgs::default(), "lockstep-no-crash");
+    assert_eq!(r.trace_hash, plain.trace_hash, "the crash changed the run");
+    // pg-seed's commands take several round trips: a lockstep crash is refused, before any work.
+    let e = try_run(EngineKind::PgSeed, &s, (0, 1), &crashed, "lockstep-crash-seed").unwrap_err();
+    assert!(e.to_string().contains("only pg-reference"), "{e}");
+}
+
 /// The same crash on a server with `synchronous_commit=off`, which acknowledges commits before
 /// they are on disk: I7 catches the lost acknowledged effects and blames the settings.
 #[test]
