@@ -26,19 +26,30 @@ pub(crate) struct SeedRun {
 }
 
 /// A lockstep engine that stops touching the database once its connection is lost: every
-/// later step fails at once, and the run is then an error, not a verdict. A lockstep run
-/// cannot go on across a server failure (what a crash loses on a fast throwaway server would
-/// be blamed on the engine); crashes are tested by concurrent runs (`--crash-server-at`).
+/// later step fails at once, and the run is then an error, not a verdict. A lockstep run does
+/// not go on across a server failure it did not cause (what a crash loses on a fast throwaway
+/// server would be blamed on the engine).
+///
+/// With `crash`, the server crashes before the engine's `at`-th step (counted from 1): SIGKILL
+/// to the postmaster, then crash recovery on the same data directory, between two steps
+/// (nothing in flight; a `pg-reference` step is one whole command). The run then goes on, still
+/// compared with the reference step by step: on a durable server every command acknowledged
+/// before the crash survives it (I7), so the run's answers, observations and trace are those of
+/// a run without the crash. A lost effect shows as a divergence at the first step that reads
+/// it, which the report blames on durability ([`crash_note`]).
 struct Halting<E> {
     inner: E,
     lost: Arc<Mutex<Option<String>>>,
     last_observed: std::cell::Cell<Observed>,
+    crash: Option<(u64, Arc<TestPg>)>,
+    steps: u64,
 }
 
 impl<E: Engine> Halting<E> {
-    fn new(inner: E) -> (Halting<E>, Arc<Mutex<Option<String>>>) {
+    fn new(inner: E, crash: Option<(u64, Arc<TestPg>)>) -> (Halting<E>, Arc<Mutex<Option<String>>>) {
         let lost = Arc::new(Mutex::new(None));
-        (Halting { inner, lost: Arc::clone(&lost), last_observed: std::cell::Cell::new(Observed::default()) }, lost)
+        let last_observed = std::cell::Cell::new(Observed::default());
+        (Halting { inner, lost: Arc::clone(&lost), last_observed, crash, steps: 0 }, lost)
     }
 
     fn is_lost(&self) -> bool {
@@ -69,6 +80,19 @@ impl<E: Engine> Engine for Halting<E> {
         if self.is_lost() {
             return Some(Reply::Failed { error: "the database connection was lost earlier".into() });
         }
+        self.steps += 1;
+        if let Some((at, pg)) = &self.crash {
+            if self.steps == *at {
+                eprintln!(
+                    "ledger-sim: crashing the server (SIGKILL to the postmaster) before step {at}, then crash recovery"
+                );
+                if let Err(e) = pg.kill_server().and_then(|()| pg.start_server()) {
+                    let error = format!("{CONNECTION_LOST}crashing the server: {e}");
+                    *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+                    return Some(Reply::Failed { error });
+                }
+            }
+        }
         let reply = self.inner.step(op, now, journal);
         if let Some(Reply::Failed { error }) = &reply {
             if error.starts_with(CONNECTION_LOST) {
@@ -92,62 +116,6 @@ impl<E: Engine> Engine for Halting<E> {
         } else {
             self.inner.daily_remaining(pubkey, now)
         }
-    }
-}
-
-/// A lockstep engine whose server crashes before its `at`-th step: SIGKILL to the postmaster,
-/// then crash recovery on the same data directory, between two steps (nothing in flight; a
-/// `pg-reference` step is one whole command). The run then goes on, still compared with the
-/// reference step by step: on a durable server every command acknowledged before the crash
-/// survives it (I7), so the run's answers, observations and trace are those of a run without
-/// the crash. A lost effect shows as a divergence at the first step that reads it, which the
-/// report blames on durability ([`crash_note`]).
-struct Crashing<E> {
-    inner: E,
-    crash: Option<(u64, Arc<TestPg>)>,
-    steps: u64,
-}
-
-impl<E: Engine> Engine for Crashing<E> {
-    type Op = E::Op;
-
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn speaks_reference_api(&self) -> bool {
-        self.inner.speaks_reference_api()
-    }
-
-    fn config(&self) -> &ledger_core::Config {
-        self.inner.config()
-    }
-
-    fn begin(&mut self, call: &ledger_harness::Call) -> E::Op {
-        self.inner.begin(call)
-    }
-
-    fn step(&mut self, op: &mut E::Op, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
-        self.steps += 1;
-        if let Some((at, pg)) = &self.crash {
-            if self.steps == *at {
-                eprintln!(
-                    "ledger-sim: crashing the server (SIGKILL to the postmaster) before step {at}, then crash recovery"
-                );
-                if let Err(e) = pg.kill_server().and_then(|()| pg.start_server()) {
-                    return Some(Reply::Failed { error: format!("{CONNECTION_LOST}crashing the server: {e}") });
-                }
-            }
-        }
-        self.inner.step(op, now, journal)
-    }
-
-    fn observe(&self) -> Observed {
-        self.inner.observe()
-    }
-
-    fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
-        self.inner.daily_remaining(pubkey, now)
     }
 }
 
@@ -211,14 +179,14 @@ fn lockstep_seed(
         EngineKind::PgSeed => {
             assert!(crash.is_none(), "a lockstep crash is refused for pg-seed before any seed runs");
             let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
-            let (engine, lost) = Halting::new(db);
+            let (engine, lost) = Halting::new(db, None);
             let run = run_seed(once(engine, c), name, s, seed, sched);
             lost_error(&lost, url)?;
             run
         }
         _ => {
             let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
-            let (db, lost) = Halting::new(Crashing { inner: db, crash, steps: 0 });
+            let (db, lost) = Halting::new(db, crash);
             let engine = Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found));
             let run = run_seed(once(engine, c), name, s, seed, sched);
             lost_error(&lost, url)?;
@@ -235,7 +203,7 @@ fn lockstep_seed(
 }
 
 /// Lockstep seeds of `run`; with `crash_at`, each seed's server crashes before that engine
-/// step ([`Crashing`]; a private durable cluster a seed).
+/// step ([`Halting`]; a private durable cluster a seed).
 pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server, crash_at: Option<u64>) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mut runs = Vec::new();
@@ -411,14 +379,14 @@ fn lockstep_replay(
     let r = match kind {
         EngineKind::PgSeed => {
             let db = PgSeedEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
-            let (engine, lost) = Halting::new(db);
+            let (engine, lost) = Halting::new(db, None);
             let r = replay(once(engine, c), h, log);
             lost_error(&lost, url)?;
             r
         }
         _ => {
             let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
-            let (db, lost) = Halting::new(db);
+            let (db, lost) = Halting::new(db, None);
             let r = replay(once(Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found)), c), h, log);
             lost_error(&lost, url)?;
             r
