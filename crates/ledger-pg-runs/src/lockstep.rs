@@ -215,6 +215,12 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server, crash_at: Option<u6
             (None, _) => None,
         };
         let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler, crash)?;
+        if let Some(at) = crash_at.filter(|&at| at > r.result.n_events) {
+            eprintln!(
+                "ledger-sim: seed {seed} ended after {} steps, before --crash-server-at {at}: its server was never crashed",
+                r.result.n_events
+            );
+        }
         drop(db);
         let bad = !r.result.violations.is_empty() || r.divergence.is_some();
         runs.push(r);
