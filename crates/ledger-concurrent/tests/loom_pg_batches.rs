@@ -5,8 +5,9 @@
 //! within the preemption bound.
 //!
 //! Rows are `loom::sync::Mutex`es and each SQL statement is one step taking exactly the row
-//! locks PostgreSQL takes, held to commit, as in `loom_pg_protocol.rs` (whose one-command steps
-//! this file repeats for the commands a batch runs). A batch, as `ledger_apply_batch` runs it:
+//! locks PostgreSQL takes, held to commit, as in `loom_pg_protocol.rs`: the rows, the locks and
+//! wait-for graph, the steps of the commands both models run the same way and the end checks are
+//! shared with it, in `loom_support/pg.rs`. A batch, as `ledger_apply_batch` runs it:
 //!
 //! 1. the advisory batch lock, shared (`pg_advisory_xact_lock_shared`), or exclusively when the
 //!    lane is in its exclusive streak (a `loom::sync::RwLock`: a batch takes it before any row,
@@ -84,45 +85,25 @@
 mod loom_support;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::sync::atomic::Ordering::SeqCst;
+use std::ops::{Deref, DerefMut};
 
-use ledger_core::{
-    Bps, Budgets, Command, Config, Decision, GateReason, Ledger, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats,
-    Tier, TimeMs,
-};
-use loom::sync::atomic::{AtomicBool, AtomicI64};
-use loom::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use ledger_core::{Command, Decision, Outcome, PaymentId, Refusal, RequestId, Tier};
+use loom::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use loom::thread;
+use loom_support::pg::{
+    self, config, identity_of, sats, Deadlock, ResHead, ResState, Row, Sizes, MAX_ATTEMPTS, N_IDENTITIES,
+};
 use loom_support::{explore, Report, Trace};
 
 /// Preemption bound of the mixes with the protocol as written; see the module docs.
 const PREEMPTION_BOUND: usize = 20;
 /// Preemption bound of the planted mistakes: each deadlock needs one preemption.
 const MISTAKE_BOUND: usize = 2;
-const N_STRIPES: usize = 2;
 const N_LANES: usize = 2;
 const N_REQUESTS: usize = 6;
-const N_IDENTITIES: usize = 3;
 const N_PAYMENTS: usize = 2;
 /// `ledger_pg::batch::EXCLUSIVE_STREAK`.
 const EXCLUSIVE_STREAK: u32 = 16;
-/// How many times a batch is run again (after `LDB01` or a deadlock) before the model gives up.
-const MAX_ATTEMPTS: usize = 4;
-const NOW: TimeMs = TimeMs(1_000);
-
-fn sats(v: u64) -> Sats {
-    Sats::new(v).unwrap()
-}
-
-fn config(pool_initial_sats: u64) -> Config {
-    Config {
-        budget_sats: Budgets { new: Sats::ZERO, established: sats(20), trusted: sats(50), elite: sats(100) },
-        pool_initial_sats: sats(pool_initial_sats),
-        credit_bps: Bps::new(1_000).unwrap(),
-        reservation_ttl_ms: 600_000,
-    }
-}
 
 /// The protocol the lanes run: as written, or with one planted mistake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,115 +121,6 @@ enum Protocol {
     RerunTakesBatchLockShared,
 }
 
-// ── rows ──────────────────────────────────────────────────────────────────────────────────
-
-/// A lockable row, for the wait-for graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Row {
-    Advisory(usize),
-    Request(usize),
-    Reservation(usize),
-    Identity(usize),
-    Stripe(usize),
-    Payment(usize),
-}
-
-#[derive(Clone, Debug)]
-struct IdentityRow {
-    budget: u64,
-    absorbed: u64,
-    reserved: u64,
-}
-
-/// What a journal row is for; `pool_journal.kind` with its request or payment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Genesis,
-    Debit(usize),
-    Release(usize),
-    Record(usize),
-    Credit(usize),
-    Rebalance,
-}
-
-#[derive(Clone, Debug, Default)]
-struct StripeRow {
-    balance: i64,
-    reserved: i64,
-    absorbed: i64,
-    credited: i64,
-    n_grants: i64,
-    journal: Vec<(Kind, i64)>,
-}
-
-impl StripeRow {
-    /// A journal row and the stripe update its trigger makes.
-    fn journal(&mut self, kind: Kind, amount: i64, d_reserved: i64) {
-        self.balance += amount;
-        self.reserved += d_reserved;
-        self.journal.push((kind, amount));
-    }
-}
-
-/// The immutable part of a request row.
-#[derive(Clone, Copy, Debug)]
-struct RequestHead {
-    identity: usize,
-    estimated: u64,
-    decision: Decision,
-}
-
-/// The immutable part of a reservation row.
-#[derive(Clone, Copy, Debug)]
-struct ResHead {
-    identity: usize,
-    amount: u64,
-    by_decide: bool,
-    stripe: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ResState {
-    Reserved,
-    Recorded { actual: u64, absorbed: u64, returned: u64, overrun: u64 },
-    Released,
-}
-
-/// An immutable row that becomes visible at its inserter's commit (see `loom_pg_protocol.rs`):
-/// the data is `std`, written once before the flag; the flag is loom's.
-struct Inserted<T> {
-    visible: AtomicBool,
-    data: std::sync::Mutex<Option<T>>,
-}
-
-impl<T: Copy> Inserted<T> {
-    fn new() -> Self {
-        Inserted { visible: AtomicBool::new(false), data: std::sync::Mutex::new(None) }
-    }
-
-    /// A plain `SELECT`: the committed row, if any.
-    fn read(&self) -> Option<T> {
-        if self.visible.load(SeqCst) {
-            *self.data.lock().unwrap()
-        } else {
-            None
-        }
-    }
-
-    fn publish(&self, row: T) {
-        *self.data.lock().unwrap() = Some(row);
-        self.visible.store(true, SeqCst);
-    }
-}
-
-/// Who holds and who waits: the wait-for graph PostgreSQL's deadlock detector walks. `std`: it
-/// is updated right beside the loom lock operations it mirrors, with no loom operation between.
-#[derive(Default)]
-struct LockTable {
-    holder: HashMap<Row, usize>,
-    waiting: [Option<Row>; N_LANES],
-}
-
 /// One committed batch, for the serial replay.
 #[derive(Clone, Debug)]
 struct CommittedBatch {
@@ -259,71 +131,18 @@ struct CommittedBatch {
     commands: Vec<(Command, Result<Outcome, Refusal>)>,
 }
 
-struct Db {
-    config: Config,
+/// What this model adds to the database: the protocol, the batch lock, the log of batches.
+struct Batches {
     protocol: Protocol,
     /// The advisory batch lock, `(1279607111, 1)`.
     batch_lock: RwLock<()>,
-    advisory: Vec<Mutex<()>>,
-    request_head: Vec<Inserted<RequestHead>>,
-    /// The request row's lock; it guards the request's `refused_reservations` rows.
-    request_lock: Vec<Mutex<Vec<(u64, u64)>>>,
-    res_head: Vec<Inserted<ResHead>>,
-    res_state: Vec<Mutex<ResState>>,
-    identities: Vec<Mutex<IdentityRow>>,
-    stripes: Vec<Mutex<StripeRow>>,
-    /// Each stripe's committed balance, for plain reads.
-    stripe_committed: Vec<AtomicI64>,
-    payments: Vec<Mutex<Option<(u64, u64)>>>,
-    locks: std::sync::Mutex<LockTable>,
     /// Which lanes are inside a batch (hold the batch lock), and whether exclusively.
     in_batch: std::sync::Mutex<[Option<bool>; N_LANES]>,
     log: std::sync::Mutex<Vec<CommittedBatch>>,
-    violations: std::sync::Mutex<Vec<String>>,
-    deadlocks: std::sync::Mutex<u64>,
     exclusive_reruns: std::sync::Mutex<u64>,
 }
 
-impl Db {
-    fn new(config: Config, budgets: [u64; N_IDENTITIES], protocol: Protocol) -> Db {
-        let initial = config.pool_initial_sats.to_u64() as i64;
-        let n = N_STRIPES as i64;
-        let genesis = |s: usize| initial / n + i64::from((s as i64) < initial % n);
-        Db {
-            config,
-            protocol,
-            batch_lock: RwLock::new(()),
-            advisory: (0..N_REQUESTS).map(|_| Mutex::new(())).collect(),
-            request_head: (0..N_REQUESTS).map(|_| Inserted::new()).collect(),
-            request_lock: (0..N_REQUESTS).map(|_| Mutex::new(Vec::new())).collect(),
-            res_head: (0..N_REQUESTS).map(|_| Inserted::new()).collect(),
-            res_state: (0..N_REQUESTS).map(|_| Mutex::new(ResState::Reserved)).collect(),
-            identities: budgets
-                .iter()
-                .map(|&budget| Mutex::new(IdentityRow { budget, absorbed: 0, reserved: 0 }))
-                .collect(),
-            stripes: (0..N_STRIPES)
-                .map(|s| {
-                    let mut row = StripeRow::default();
-                    row.journal(Kind::Genesis, genesis(s), 0);
-                    Mutex::new(row)
-                })
-                .collect(),
-            stripe_committed: (0..N_STRIPES).map(|s| AtomicI64::new(genesis(s))).collect(),
-            payments: (0..N_PAYMENTS).map(|_| Mutex::new(None)).collect(),
-            locks: std::sync::Mutex::default(),
-            in_batch: std::sync::Mutex::default(),
-            log: std::sync::Mutex::default(),
-            violations: std::sync::Mutex::default(),
-            deadlocks: std::sync::Mutex::default(),
-            exclusive_reruns: std::sync::Mutex::default(),
-        }
-    }
-
-    fn violation(&self, what: String) {
-        self.violations.lock().unwrap().push(what);
-    }
-}
+type Db = pg::Db<Batches>;
 
 // ── transactions ──────────────────────────────────────────────────────────────────────────
 
@@ -336,11 +155,10 @@ enum Abort {
     NeedsExclusive,
 }
 
-/// A row this transaction locked, and its value before, for a rollback.
-struct Held<'a, T> {
-    idx: usize,
-    guard: MutexGuard<'a, T>,
-    before: T,
+impl From<Deadlock> for Abort {
+    fn from(Deadlock(row, holder): Deadlock) -> Abort {
+        Abort::Deadlock(row, holder)
+    }
 }
 
 /// The batch lock as this transaction holds it.
@@ -349,97 +167,33 @@ enum BatchGuard<'a> {
     Exclusive(#[allow(dead_code)] RwLockWriteGuard<'a, ()>),
 }
 
+/// A batch's transaction: the batch lock, then its rows (dropped in that order). A shared batch
+/// may lock only its lane's stripes (`pg::Tx::own_stripes_of`).
 struct Tx<'a> {
-    db: &'a Db,
-    me: usize,
-    who: &'a str,
-    trace: &'a Trace,
     exclusive: bool,
     batch: Option<BatchGuard<'a>>,
-    advisory: Vec<(usize, MutexGuard<'a, ()>)>,
-    requests: Vec<Held<'a, Vec<(u64, u64)>>>,
-    reservations: Vec<Held<'a, ResState>>,
-    identities: Vec<Held<'a, IdentityRow>>,
-    stripes: Vec<Held<'a, StripeRow>>,
-    payments: Vec<Held<'a, Option<(u64, u64)>>>,
-    /// Rows this transaction inserted: visible to it at once, to others at its commit.
-    new_requests: Vec<(usize, RequestHead)>,
-    new_reservations: Vec<(usize, ResHead)>,
+    rows: pg::Tx<'a, Batches>,
 }
 
-/// Takes `row`'s lock for lane `me`, unless waiting for it would close a cycle of waits.
-fn acquire<'a, T: Clone>(db: &Db, me: usize, row: Row, m: &'a Mutex<T>) -> Result<Held<'a, T>, Abort> {
-    {
-        let mut table = db.locks.lock().unwrap();
-        let mut next = table.holder.get(&row).copied();
-        let mut hops = 0;
-        while let Some(t) = next {
-            if t == me {
-                let holder = table.holder[&row];
-                return Err(Abort::Deadlock(row, holder));
-            }
-            hops += 1;
-            assert!(hops <= N_LANES, "model: wait-for walk loops without this lane");
-            next = table.waiting[t].and_then(|w| table.holder.get(&w).copied());
-        }
-        table.waiting[me] = Some(row);
+impl<'a> Deref for Tx<'a> {
+    type Target = pg::Tx<'a, Batches>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.rows
     }
-    let guard = m.lock().unwrap();
-    {
-        let mut table = db.locks.lock().unwrap();
-        table.waiting[me] = None;
-        let previous = table.holder.insert(row, me);
-        assert!(previous.is_none(), "model: {row:?} held twice");
-    }
-    let before = (*guard).clone();
-    let idx = match row {
-        Row::Advisory(i) | Row::Request(i) | Row::Reservation(i) | Row::Identity(i) | Row::Stripe(i) => i,
-        Row::Payment(i) => i,
-    };
-    Ok(Held { idx, guard, before })
 }
 
-/// The held row `idx` of `held`, taking its lock first when this transaction has not.
-fn row_of<'a, 'b, T: Clone>(
-    db: &'a Db,
-    me: usize,
-    held: &'b mut Vec<Held<'a, T>>,
-    row: Row,
-    idx: usize,
-    m: &'a Mutex<T>,
-) -> Result<&'b mut T, Abort> {
-    let at = match held.iter().position(|h| h.idx == idx) {
-        Some(at) => at,
-        None => {
-            held.push(acquire(db, me, row, m)?);
-            held.len() - 1
-        }
-    };
-    Ok(&mut held[at].guard)
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.rows
+    }
 }
 
 impl<'a> Tx<'a> {
     fn new(db: &'a Db, me: usize, who: &'a str, trace: &'a Trace, exclusive: bool) -> Tx<'a> {
-        Tx {
-            db,
-            me,
-            who,
-            trace,
-            exclusive,
-            batch: None,
-            advisory: Vec::new(),
-            requests: Vec::new(),
-            reservations: Vec::new(),
-            identities: Vec::new(),
-            stripes: Vec::new(),
-            payments: Vec::new(),
-            new_requests: Vec::new(),
-            new_reservations: Vec::new(),
-        }
-    }
-
-    fn step(&self, what: impl AsRef<str>) {
-        self.trace.step(self.who, what);
+        let mut rows = pg::Tx::new(db, me, who, trace);
+        rows.own_stripes_of = (!exclusive).then_some(N_LANES);
+        Tx { exclusive, batch: None, rows }
     }
 
     /// `pg_advisory_xact_lock_shared(1279607111, 1)`, or the exclusive lock. Nothing else is
@@ -447,14 +201,14 @@ impl<'a> Tx<'a> {
     fn batch_lock(&mut self) {
         assert!(self.held_rows().is_empty(), "model: the batch lock is taken first");
         let db = self.db;
-        let exclusive = self.exclusive && db.protocol != Protocol::RerunTakesBatchLockShared;
+        let exclusive = self.exclusive && db.model.protocol != Protocol::RerunTakesBatchLockShared;
         self.batch = Some(if exclusive {
-            BatchGuard::Exclusive(db.batch_lock.write().unwrap())
+            BatchGuard::Exclusive(db.model.batch_lock.write().unwrap())
         } else {
-            BatchGuard::Shared(db.batch_lock.read().unwrap())
+            BatchGuard::Shared(db.model.batch_lock.read().unwrap())
         });
         self.step(if exclusive { "batch lock, exclusive" } else { "batch lock, shared" });
-        let mut in_batch = db.in_batch.lock().unwrap();
+        let mut in_batch = db.model.in_batch.lock().unwrap();
         in_batch[self.me] = Some(self.exclusive);
         for (lane, other) in in_batch.iter().enumerate() {
             if lane != self.me && other.is_some() && (self.exclusive || *other == Some(true)) {
@@ -463,81 +217,9 @@ impl<'a> Tx<'a> {
         }
     }
 
-    fn advisory_lock(&mut self, r: usize) -> Result<(), Abort> {
-        if !self.advisory.iter().any(|(i, _)| *i == r) {
-            let held = acquire(self.db, self.me, Row::Advisory(r), &self.db.advisory[r])?;
-            self.advisory.push((r, held.guard));
-        }
-        Ok(())
-    }
-
-    /// The request row as this transaction sees it (its own insert, or the committed row).
-    fn request_head(&self, r: usize) -> Option<RequestHead> {
-        match self.new_requests.iter().find(|(q, _)| *q == r) {
-            Some((_, head)) => Some(*head),
-            None => self.db.request_head[r].read(),
-        }
-    }
-
-    fn res_head(&self, r: usize) -> Option<ResHead> {
-        match self.new_reservations.iter().find(|(q, _)| *q == r) {
-            Some((_, head)) => Some(*head),
-            None => self.db.res_head[r].read(),
-        }
-    }
-
-    fn request(&mut self, r: usize) -> Result<&mut Vec<(u64, u64)>, Abort> {
-        let db = self.db;
-        row_of(db, self.me, &mut self.requests, Row::Request(r), r, &db.request_lock[r])
-    }
-
-    fn reservation(&mut self, r: usize) -> Result<&mut ResState, Abort> {
-        let db = self.db;
-        row_of(db, self.me, &mut self.reservations, Row::Reservation(r), r, &db.res_state[r])
-    }
-
-    fn identity(&mut self, i: usize) -> Result<&mut IdentityRow, Abort> {
-        let db = self.db;
-        row_of(db, self.me, &mut self.identities, Row::Identity(i), i, &db.identities[i])
-    }
-
-    fn holds_stripe(&self, s: usize) -> bool {
-        self.stripes.iter().any(|h| h.idx == s)
-    }
-
-    fn stripe(&mut self, s: usize) -> Result<&mut StripeRow, Abort> {
-        if !self.exclusive && s % N_LANES != self.me && !self.holds_stripe(s) {
-            self.db.violation(format!("lanes: a shared batch of lane {} locks stripe {s}", self.me));
-        }
-        let db = self.db;
-        row_of(db, self.me, &mut self.stripes, Row::Stripe(s), s, &db.stripes[s])
-    }
-
-    fn payment(&mut self, p: usize) -> Result<&mut Option<(u64, u64)>, Abort> {
-        let db = self.db;
-        row_of(db, self.me, &mut self.payments, Row::Payment(p), p, &db.payments[p])
-    }
-
-    /// Every row lock this transaction holds, to forget in the lock table.
-    fn held_rows(&self) -> Vec<Row> {
-        let mut rows: Vec<Row> = self.advisory.iter().map(|(i, _)| Row::Advisory(*i)).collect();
-        rows.extend(self.requests.iter().map(|h| Row::Request(h.idx)));
-        rows.extend(self.reservations.iter().map(|h| Row::Reservation(h.idx)));
-        rows.extend(self.identities.iter().map(|h| Row::Identity(h.idx)));
-        rows.extend(self.stripes.iter().map(|h| Row::Stripe(h.idx)));
-        rows.extend(self.payments.iter().map(|h| Row::Payment(h.idx)));
-        rows
-    }
-
     fn release_locks(self) {
-        let rows = self.held_rows();
-        {
-            let mut table = self.db.locks.lock().unwrap();
-            for row in rows {
-                table.holder.remove(&row);
-            }
-        }
-        self.db.in_batch.lock().unwrap()[self.me] = None;
+        self.forget_locks();
+        self.db.model.in_batch.lock().unwrap()[self.me] = None;
         // Dropping the guards releases the loom locks (the batch lock with them): waiters may
         // run from here.
         drop(self);
@@ -545,53 +227,16 @@ impl<'a> Tx<'a> {
 
     /// The batch rolls back: every row it wrote gets its value back; nothing becomes visible.
     fn rollback(mut self) {
-        fn restore<T: Clone>(held: &mut [Held<'_, T>]) {
-            for h in held {
-                *h.guard = h.before.clone();
-            }
-        }
-        restore(&mut self.requests);
-        restore(&mut self.reservations);
-        restore(&mut self.identities);
-        restore(&mut self.stripes);
-        restore(&mut self.payments);
+        self.restore();
         self.release_locks();
     }
 
     /// Makes the inserted rows and the stripes' balances visible, checks the rows it holds, logs
     /// the batch, then releases every lock.
     fn commit(self, seq: usize, commands: &[Command], answers: &[Result<Outcome, Refusal>]) {
-        let db = self.db;
-        for (r, head) in &self.new_reservations {
-            db.res_head[*r].publish(*head);
-        }
-        for (r, head) in &self.new_requests {
-            db.request_head[*r].publish(*head);
-        }
-        for h in &self.stripes {
-            let s = &h.guard;
-            if s.balance < 0 {
-                db.violation(format!("I1: stripe {} at {}", h.idx, s.balance));
-            }
-            let journal: i64 = s.journal.iter().map(|(_, a)| a).sum();
-            if journal != s.balance {
-                db.violation(format!("I2: stripe {} holds {} but its journal sums to {journal}", h.idx, s.balance));
-            }
-            if s.balance != h.before.balance {
-                db.stripe_committed[h.idx].store(s.balance, SeqCst);
-            }
-        }
-        for h in &self.identities {
-            let i = &h.guard;
-            if i.reserved > h.before.reserved && i.absorbed + i.reserved > i.budget {
-                db.violation(format!(
-                    "I4: identity {} absorbed {} + reserved {} > budget {}",
-                    h.idx, i.absorbed, i.reserved, i.budget
-                ));
-            }
-        }
+        self.publish();
         self.step(format!("commit: {answers:?}"));
-        db.log.lock().unwrap().push(CommittedBatch {
+        self.db.model.log.lock().unwrap().push(CommittedBatch {
             lane: self.me,
             seq,
             exclusive: self.exclusive,
@@ -601,314 +246,60 @@ impl<'a> Tx<'a> {
     }
 }
 
-// ── the pool helpers (sql/functions/ledger_pool_*.sql, ledger_before_lock_all.sql) ──────
+// ── the steps of this model (`pg::apply` runs the rest) ──────────────────────────────────
 
 /// `ledger_before_lock_all`: `LDB01` in a shared batch.
 fn before_lock_all(tx: &mut Tx<'_>) -> Result<(), Abort> {
-    if !tx.exclusive && tx.db.protocol != Protocol::SharedBatchLocksAllStripes {
+    if !tx.exclusive && tx.db.model.protocol != Protocol::SharedBatchLocksAllStripes {
         tx.step("before_lock_all: a shared batch needs every stripe: LDB01");
         return Err(Abort::NeedsExclusive);
     }
     Ok(())
 }
 
-/// `ledger_pool_lock_all`: every stripe in stripe order, the exact total, and the stripes evened
-/// out (journalled as `rebalance`).
-fn lock_all(tx: &mut Tx<'_>) -> Result<i64, Abort> {
-    before_lock_all(tx)?;
-    let mut total = 0;
-    for s in 0..N_STRIPES {
-        if !tx.holds_stripe(s) {
-            tx.step(format!("lock_all: stripe {s} FOR UPDATE"));
-        }
-        total += tx.stripe(s)?.balance;
+impl<'a> pg::Txn<'a> for Tx<'a> {
+    type Model = Batches;
+    type Abort = Abort;
+    /// `ledger_decide_locked` looks at the estimate first (a batch holds its identities anyway).
+    const IDENTITY_BEFORE_ESTIMATE: bool = false;
+
+    fn rows(&mut self) -> &mut pg::Tx<'a, Batches> {
+        &mut self.rows
     }
-    let n = N_STRIPES as i64;
-    for s in 0..N_STRIPES {
-        let target = total / n + i64::from((s as i64) < total % n);
-        let stripe = tx.stripe(s)?;
-        if target != stripe.balance {
-            let amount = target - stripe.balance;
-            stripe.journal(Kind::Rebalance, amount, 0);
-        }
+
+    /// The stripe moved while this transaction waited for it. A lane's stripe is written by no
+    /// other batch while a shared batch runs, and by nothing while an exclusive one does, so in a
+    /// batch this is unreachable (whether the failed re-check keeps the row locked, as
+    /// `pool_journal_move`'s UPDATE alone does, or releases it with a subtransaction, does not
+    /// matter here).
+    fn recheck_failed(&mut self, home: usize, r: usize, balance: i64, _held_before: bool) {
+        self.db.violation(format!("lanes: lane {} waited for stripe {home}, which moved meanwhile", self.me));
+        self.step(format!("fast path r{r}: stripe {home} fell to {balance} while waiting; it stays locked"));
     }
-    tx.step(format!("lock_all: every stripe locked, pool {total}, evened out"));
-    Ok(total)
+
+    /// `ledger_before_lock_all`, then every stripe in stripe order, the exact total, and the
+    /// stripes evened out (journalled as `rebalance`).
+    fn lock_all(&mut self) -> Result<i64, Abort> {
+        before_lock_all(self)?;
+        Ok(pg::lock_all_stripes(&mut self.rows)?)
+    }
+
+    /// `SELECT .. FROM reservations .. FOR UPDATE`, and when there is none the request's row,
+    /// read in a second statement. In a batch both rows are the lane's own, committed by its
+    /// earlier batches or written by this one: no other transaction commits them meanwhile, so
+    /// the order of those reads (the one-command race `loom_pg_protocol.rs` looks at) does not
+    /// matter here.
+    fn find_reservation(&mut self, r: usize) -> Result<Result<(ResHead, ResState), Refusal>, Abort> {
+        let Some(head) = self.res_head(r) else {
+            let request = self.request_head(r).is_some();
+            return Ok(Err(if request { Refusal::NotReserved } else { Refusal::UnknownRequest }));
+        };
+        let state = *self.reservation(r)?;
+        Ok(Ok((head, state)))
+    }
 }
 
-/// `ledger_pool_at_least`: a plain read of the home stripe (this transaction's own version when
-/// it has written it).
-fn pool_at_least(tx: &mut Tx<'_>, home: usize, amount: u64) -> bool {
-    let balance = if tx.holds_stripe(home) {
-        tx.stripes.iter().find(|h| h.idx == home).unwrap().guard.balance
-    } else {
-        tx.db.stripe_committed[home].load(SeqCst)
-    };
-    tx.step(format!("pool_at_least(stripe {home}, {amount}): stripe holds {balance}"));
-    balance >= amount as i64
-}
-
-/// `ledger_pool_debit` (and the inline first try of `ledger_decide_locked`): `Ok(())` when
-/// exactly `amount` was debited for request `r`, `Err(total)` with the exact pool balance
-/// otherwise. The fast path is `pool_journal_move`'s conditional `UPDATE` of the home stripe,
-/// with PostgreSQL's EvalPlanQual re-check when it had to wait for the row.
-fn pool_debit(tx: &mut Tx<'_>, home: usize, r: usize, amount: u64) -> Result<Result<(), i64>, Abort> {
-    let amount = amount as i64;
-    let snapshot =
-        if tx.holds_stripe(home) { tx.stripe(home)?.balance } else { tx.db.stripe_committed[home].load(SeqCst) };
-    if snapshot >= amount {
-        let stripe = tx.stripe(home)?;
-        if stripe.balance >= amount {
-            stripe.journal(Kind::Debit(r), -amount, amount);
-            tx.step(format!("debit r{r} {amount} on stripe {home} (fast path)"));
-            return Ok(Ok(()));
-        }
-        // EvalPlanQual: the stripe moved while this transaction waited for it. A lane's stripe
-        // is written by no other batch while a shared batch runs, and by nothing while an
-        // exclusive one does, so in a batch this is unreachable (whether the failed re-check
-        // keeps the row locked, as `pool_journal_move`'s UPDATE alone does, or releases it with
-        // a subtransaction, does not matter here).
-        let balance = stripe.balance;
-        tx.db.violation(format!("lanes: lane {} waited for stripe {home}, which moved meanwhile", tx.me));
-        tx.step(format!("fast path r{r}: stripe {home} fell to {balance} while waiting; it stays locked"));
-    } else {
-        tx.step(format!("fast path r{r}: stripe {home} holds {snapshot} < {amount}, nothing locked"));
-    }
-    let total = lock_all(tx)?;
-    if total < amount {
-        return Ok(Err(total));
-    }
-    let mut left = amount;
-    let order = std::iter::once(home).chain((0..N_STRIPES).filter(|s| *s != home));
-    for s in order {
-        let stripe = tx.stripe(s)?;
-        let take = stripe.balance.min(left);
-        if take > 0 || s == home {
-            let d_reserved = if s == home { amount } else { 0 };
-            stripe.journal(Kind::Debit(r), -take, d_reserved);
-        }
-        left -= take;
-        if left == 0 {
-            break;
-        }
-    }
-    tx.step(format!("debit r{r} {amount} spread over the stripes (slow path)"));
-    Ok(Ok(()))
-}
-
-// ── the functions a batch calls ───────────────────────────────────────────────────────────
-
-fn remaining(identity: &IdentityRow) -> u64 {
-    identity.budget.saturating_sub(identity.absorbed + identity.reserved)
-}
-
-/// `ledger_decide_locked`: the batch already holds the request's advisory lock.
-fn decide(tx: &mut Tx<'_>, r: usize, i: usize, estimated: u64) -> Result<Result<Outcome, Refusal>, Abort> {
-    let home = r % N_STRIPES;
-    tx.advisory_lock(r)?;
-    if let Some(req) = tx.request_head(r) {
-        if req.identity != i {
-            return Ok(Err(Refusal::ExistsWithDifferentPubkey));
-        }
-        if req.estimated != estimated {
-            return Ok(Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: sats(req.estimated) }));
-        }
-        return Ok(Ok(Outcome::Decided { decision: req.decision }));
-    }
-    let gate = |reason| Decision::Gate { reason, charge_sats: sats(estimated) };
-    let mut pool = None;
-    let mut decision = None;
-    let mut left = 0;
-    if estimated == 0 {
-        decision = Some(gate(GateReason::ZeroEstimate));
-    } else {
-        let identity = tx.identity(i)?;
-        left = remaining(identity);
-        if identity.budget == 0 {
-            decision = Some(gate(GateReason::ZeroBudget));
-        } else if left == 0 {
-            decision = Some(gate(GateReason::DailyBudgetExhausted));
-        } else if left >= estimated {
-            match pool_debit(tx, home, r, estimated)? {
-                Ok(()) => decision = Some(Decision::Free { reserved_sats: sats(estimated) }),
-                Err(total) => pool = Some(total as u64),
-            }
-        } else if pool_at_least(tx, home, left) {
-            pool = Some(left);
-        } else {
-            pool = Some(lock_all(tx)? as u64);
-        }
-    }
-    let decision = decision.unwrap_or_else(|| {
-        let pool = pool.expect("the pool was read");
-        if pool == 0 {
-            gate(GateReason::PoolEmpty)
-        } else {
-            let offer = left.min(pool).min(estimated);
-            Decision::Partial { offer_sats: sats(offer), charge_sats: sats(estimated - offer) }
-        }
-    });
-    tx.new_requests.push((r, RequestHead { identity: i, estimated, decision }));
-    if let Decision::Free { .. } = decision {
-        tx.new_reservations.push((r, ResHead { identity: i, amount: estimated, by_decide: true, stripe: home }));
-        tx.identity(i)?.reserved += estimated;
-    }
-    tx.step(format!("decide r{r}: {decision:?}"));
-    Ok(Ok(Outcome::Decided { decision }))
-}
-
-fn reserve_partial(tx: &mut Tx<'_>, r: usize, i: usize, amount: u64) -> Result<Result<Outcome, Refusal>, Abort> {
-    let home = r % N_STRIPES;
-    // `SELECT .. FROM requests .. FOR UPDATE`: a row this transaction sees, then its lock.
-    let Some(req) = tx.request_head(r) else {
-        return Ok(Err(Refusal::UnknownRequest));
-    };
-    tx.request(r)?;
-    if req.identity != i {
-        return Ok(Err(Refusal::ExistsWithDifferentPubkey));
-    }
-    if let Some(res) = tx.res_head(r) {
-        return Ok(if !res.by_decide && res.amount == amount {
-            Ok(Outcome::Reserved { reserved_sats: sats(amount) })
-        } else {
-            Err(Refusal::ReservationExists { reserved_sats: sats(res.amount) })
-        });
-    }
-    if amount == 0 {
-        return Ok(Err(Refusal::ZeroAmount));
-    }
-    if amount > req.estimated {
-        return Ok(Err(Refusal::AmountAboveEstimate { estimated_sats: sats(req.estimated) }));
-    }
-    if let Some(&(_, available)) = tx.request(r)?.iter().find(|(a, _)| *a == amount) {
-        return Ok(Err(Refusal::InsufficientFunds { available_sats: sats(available) }));
-    }
-    let left = remaining(tx.identity(i)?);
-    let pool = if amount <= left {
-        pool_debit(tx, home, r, amount)?.err().map(|total| total as u64)
-    } else if pool_at_least(tx, home, left) {
-        Some(left)
-    } else {
-        Some(lock_all(tx)? as u64)
-    };
-    if let Some(pool) = pool {
-        let available = left.min(pool);
-        tx.request(r)?.push((amount, available));
-        return Ok(Err(Refusal::InsufficientFunds { available_sats: sats(available) }));
-    }
-    tx.new_reservations.push((r, ResHead { identity: i, amount, by_decide: false, stripe: home }));
-    tx.identity(i)?.reserved += amount;
-    tx.step(format!("reserve_partial r{r}: {amount} reserved"));
-    Ok(Ok(Outcome::Reserved { reserved_sats: sats(amount) }))
-}
-
-/// `SELECT .. FROM reservations .. FOR UPDATE`, and when there is none the request's row, read
-/// in a second statement. In a batch both rows are the lane's own, committed by its earlier
-/// batches or written by this one: no other transaction commits them meanwhile, so the order of
-/// those reads (the one-command race `loom_pg_protocol.rs` looks at) does not matter here.
-fn find_reservation(tx: &mut Tx<'_>, r: usize) -> Result<Result<(ResHead, ResState), Refusal>, Abort> {
-    let Some(head) = tx.res_head(r) else {
-        let request = tx.request_head(r).is_some();
-        return Ok(Err(if request { Refusal::NotReserved } else { Refusal::UnknownRequest }));
-    };
-    let state = *tx.reservation(r)?;
-    Ok(Ok((head, state)))
-}
-
-fn release(tx: &mut Tx<'_>, r: usize) -> Result<Result<Outcome, Refusal>, Abort> {
-    let (head, state) = match find_reservation(tx, r)? {
-        Ok(found) => found,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    match state {
-        ResState::Released => return Ok(Ok(Outcome::Released { returned_sats: sats(head.amount) })),
-        ResState::Recorded { .. } => return Ok(Err(Refusal::AlreadyRecorded)),
-        ResState::Reserved => {}
-    }
-    tx.identity(head.identity)?.reserved -= head.amount;
-    *tx.reservation(r)? = ResState::Released;
-    let amount = head.amount as i64;
-    tx.stripe(head.stripe)?.journal(Kind::Release(r), amount, -amount);
-    tx.step(format!("release r{r}: {amount} back on stripe {}", head.stripe));
-    Ok(Ok(Outcome::Released { returned_sats: sats(head.amount) }))
-}
-
-fn record(tx: &mut Tx<'_>, r: usize, actual: u64) -> Result<Result<Outcome, Refusal>, Abort> {
-    let (head, state) = match find_reservation(tx, r)? {
-        Ok(found) => found,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    match state {
-        ResState::Recorded { actual: first, absorbed, returned, overrun } => {
-            return Ok(if first == actual {
-                Ok(Outcome::Recorded {
-                    absorbed_sats: sats(absorbed),
-                    returned_sats: sats(returned),
-                    overrun_sats: sats(overrun),
-                })
-            } else {
-                Err(Refusal::RecordedWithDifferentAmount { actual_sats: sats(first) })
-            });
-        }
-        ResState::Released => return Ok(Err(Refusal::AlreadyReleased)),
-        ResState::Reserved => {}
-    }
-    let absorbed = actual.min(head.amount);
-    let returned = head.amount - absorbed;
-    let overrun = actual - absorbed;
-    let identity = tx.identity(head.identity)?;
-    identity.reserved -= head.amount;
-    identity.absorbed += absorbed;
-    *tx.reservation(r)? = ResState::Recorded { actual, absorbed, returned, overrun };
-    let stripe = tx.stripe(head.stripe)?;
-    stripe.journal(Kind::Record(r), returned as i64, -(head.amount as i64));
-    stripe.absorbed += absorbed as i64;
-    stripe.n_grants += 1;
-    tx.step(format!("record r{r}: {absorbed} absorbed, {returned} back on stripe {}", head.stripe));
-    Ok(Ok(Outcome::Recorded {
-        absorbed_sats: sats(absorbed),
-        returned_sats: sats(returned),
-        overrun_sats: sats(overrun),
-    }))
-}
-
-fn credit(tx: &mut Tx<'_>, p: usize, paid: u64) -> Result<Result<Outcome, Refusal>, Abort> {
-    let bps = u64::from(tx.db.config.credit_bps.to_u16());
-    let payment = tx.payment(p)?;
-    if let Some((first_paid, credited)) = *payment {
-        return Ok(if first_paid == paid {
-            Ok(Outcome::Credited { credited_sats: sats(credited) })
-        } else {
-            Err(Refusal::PaymentWithDifferentAmount { paid_sats: sats(first_paid) })
-        });
-    }
-    let credited = (paid / 10_000) * bps + (paid % 10_000) * bps / 10_000;
-    *payment = Some((paid, credited));
-    let stripe = tx.stripe(p % N_STRIPES)?;
-    stripe.journal(Kind::Credit(p), credited as i64, 0);
-    stripe.credited += credited as i64;
-    tx.step(format!("credit p{p}: {credited} on stripe {}", p % N_STRIPES));
-    Ok(Ok(Outcome::Credited { credited_sats: sats(credited) }))
-}
-
-fn identity_of(pubkey: &Pubkey) -> usize {
-    ledger_harness::user_of(pubkey).expect("a model pubkey") as usize
-}
-
-fn apply(tx: &mut Tx<'_>, command: &Command) -> Result<Result<Outcome, Refusal>, Abort> {
-    match *command {
-        Command::Decide { request_id, pubkey, estimated_sats } => {
-            decide(tx, request_id.0 as usize, identity_of(&pubkey), estimated_sats.to_u64())
-        }
-        Command::ReservePartial { request_id, pubkey, amount_sats } => {
-            reserve_partial(tx, request_id.0 as usize, identity_of(&pubkey), amount_sats.to_u64())
-        }
-        Command::Release { request_id } => release(tx, request_id.0 as usize),
-        Command::Record { request_id, actual_sats } => record(tx, request_id.0 as usize, actual_sats.to_u64()),
-        Command::Credit { payment_id, paid_sats } => credit(tx, payment_id.0 as usize, paid_sats.to_u64()),
-        Command::SetTier { .. } | Command::Expire => unreachable!("not modelled"),
-    }
-}
+// ── batches ───────────────────────────────────────────────────────────────────────────────
 
 /// `ledger_apply_batch` after the batch lock: the decides' advisory locks in request order, the
 /// identities in one order, then every command.
@@ -925,7 +316,7 @@ fn apply_batch(tx: &mut Tx<'_>, commands: &[Command]) -> Result<Vec<Result<Outco
     for r in decides {
         tx.advisory_lock(r)?;
     }
-    if tx.db.protocol != Protocol::IdentitiesLockedByCommands {
+    if tx.db.model.protocol != Protocol::IdentitiesLockedByCommands {
         // `ledger_batch_lock_identities`: the record's and release's identity is their
         // reservation's, read without a lock (a committed row: it is immutable).
         let mut ids: Vec<usize> = Vec::new();
@@ -942,7 +333,7 @@ fn apply_batch(tx: &mut Tx<'_>, commands: &[Command]) -> Result<Vec<Result<Outco
         }
         ids.sort_unstable();
         ids.dedup();
-        if tx.db.protocol == Protocol::IdentitiesReversedOnLane1 && tx.me == 1 {
+        if tx.db.model.protocol == Protocol::IdentitiesReversedOnLane1 && tx.me == 1 {
             ids.reverse();
         }
         for &i in &ids {
@@ -950,7 +341,7 @@ fn apply_batch(tx: &mut Tx<'_>, commands: &[Command]) -> Result<Vec<Result<Outco
             tx.identity(i)?;
         }
     }
-    commands.iter().map(|c| apply(tx, c)).collect()
+    commands.iter().map(|c| pg::apply(tx, c)).collect()
 }
 
 // ── lanes ─────────────────────────────────────────────────────────────────────────────────
@@ -989,7 +380,7 @@ impl Lane<'_> {
                     tx.step("batch rolled back; the lane runs it again exclusively");
                     tx.rollback();
                     self.exclusive_left.set(EXCLUSIVE_STREAK);
-                    *self.db.exclusive_reruns.lock().unwrap() += 1;
+                    *self.db.model.exclusive_reruns.lock().unwrap() += 1;
                 }
                 Err(Abort::Deadlock(row, holder)) => {
                     tx.step(format!(
@@ -1116,96 +507,10 @@ struct Mix {
 
 // ── the checks ────────────────────────────────────────────────────────────────────────────
 
-/// I1-I6 on the end state; `reductions` is what each caller's charge was reduced by.
-fn check_end(db: &Db, reductions: &[(usize, u64)]) -> Vec<String> {
-    let mut bad = Vec::new();
-    let stripes: Vec<StripeRow> = db.stripes.iter().map(|s| s.lock().unwrap().clone()).collect();
-    let identities: Vec<IdentityRow> = db.identities.iter().map(|i| i.lock().unwrap().clone()).collect();
-    let res: Vec<(Option<ResHead>, ResState)> =
-        (0..N_REQUESTS).map(|r| (db.res_head[r].read(), *db.res_state[r].lock().unwrap())).collect();
-    let sum = |f: fn(&StripeRow) -> i64| stripes.iter().map(f).sum::<i64>();
-    let (pool, reserved, absorbed, credited) =
-        (sum(|s| s.balance), sum(|s| s.reserved), sum(|s| s.absorbed), sum(|s| s.credited));
-    for (s, stripe) in stripes.iter().enumerate() {
-        if stripe.balance < 0 || stripe.reserved < 0 {
-            bad.push(format!("I1: stripe {s} balance {} reserved {}", stripe.balance, stripe.reserved));
-        }
-        let journal: i64 = stripe.journal.iter().map(|(_, a)| a).sum();
-        if journal != stripe.balance {
-            bad.push(format!("I2: stripe {s} holds {} but its journal sums to {journal}", stripe.balance));
-        }
-    }
-    let initial = db.config.pool_initial_sats.to_u64() as i64;
-    if initial + credited != pool + reserved + absorbed {
-        bad.push(format!(
-            "I2: initial {initial} + credits {credited} != stripes {pool} + reserved {reserved} + absorbed {absorbed}"
-        ));
-    }
-    let outstanding: u64 =
-        res.iter().filter(|(h, s)| h.is_some() && *s == ResState::Reserved).map(|(h, _)| h.unwrap().amount).sum();
-    let identity_reserved: u64 = identities.iter().map(|i| i.reserved).sum();
-    if outstanding as i64 != reserved || identity_reserved as i64 != reserved {
-        bad.push(format!(
-            "I2: reserved: stripes {reserved}, identities {identity_reserved}, reservations {outstanding}"
-        ));
-    }
-    let grants: Vec<u64> = res
-        .iter()
-        .filter_map(|(_, s)| match s {
-            ResState::Recorded { absorbed, .. } => Some(*absorbed),
-            _ => None,
-        })
-        .collect();
-    let identity_absorbed: u64 = identities.iter().map(|i| i.absorbed).sum();
-    if grants.iter().sum::<u64>() as i64 != absorbed || identity_absorbed as i64 != absorbed {
-        bad.push(format!("I5: grants {grants:?}, stripes absorbed {absorbed}, identities {identity_absorbed}"));
-    }
-    if grants.len() as i64 != sum(|s| s.n_grants) {
-        bad.push(format!("I5: {} grants, stripes count {}", grants.len(), sum(|s| s.n_grants)));
-    }
-    let journal: Vec<(Kind, i64)> = stripes.iter().flat_map(|s| s.journal.iter().copied()).collect();
-    for p in 0..N_PAYMENTS {
-        let credits = journal.iter().filter(|(k, _)| *k == Kind::Credit(p)).count();
-        let expected = usize::from(db.payments[p].lock().unwrap().is_some());
-        if credits != expected {
-            bad.push(format!("I2: payment p{p} journalled {credits} times"));
-        }
-    }
-    for (r, (head, state)) in res.iter().enumerate() {
-        let closes = journal.iter().filter(|(k, _)| matches!(k, Kind::Record(q) | Kind::Release(q) if *q == r)).count();
-        let expected = usize::from(head.is_some() && *state != ResState::Reserved);
-        if closes != expected {
-            bad.push(format!("I5: r{r} ({state:?}) closed {closes} times in the journal"));
-        }
-        if head.is_some() && *state == ResState::Reserved {
-            bad.push(format!("I6: r{r} left outstanding"));
-        }
-        let debited: i64 = -journal.iter().filter(|(k, _)| *k == Kind::Debit(r)).map(|(_, a)| a).sum::<i64>();
-        let reserved_r = head.map_or(0, |h| h.amount) as i64;
-        if debited != reserved_r {
-            bad.push(format!("I3: r{r} reserved {reserved_r} but the journal debited {debited}"));
-        }
-        for (_, reduction) in reductions.iter().filter(|(q, _)| *q == r) {
-            if *reduction as i64 != debited {
-                bad.push(format!("I3: r{r} charge reduced by {reduction}, debited {debited}"));
-            }
-        }
-    }
-    for (i, identity) in identities.iter().enumerate() {
-        if identity.absorbed + identity.reserved > identity.budget {
-            bad.push(format!(
-                "I4: identity {i} absorbed {} + reserved {} > {}",
-                identity.absorbed, identity.reserved, identity.budget
-            ));
-        }
-    }
-    bad
-}
-
 /// Every batch a lane ran committed exactly once, in the lane's order, and what the lane
 /// answered its callers is what committed.
 fn check_once(db: &Db, answered: &[Vec<Vec<Result<Outcome, Refusal>>>]) -> Vec<String> {
-    let log = db.log.lock().unwrap();
+    let log = db.model.log.lock().unwrap();
     let mut bad = Vec::new();
     for (lane, answered) in answered.iter().enumerate() {
         let committed: Vec<&CommittedBatch> = log.iter().filter(|b| b.lane == lane).collect();
@@ -1224,84 +529,11 @@ fn check_once(db: &Db, answered: &[Vec<Vec<Result<Outcome, Refusal>>>]) -> Vec<S
     bad
 }
 
-/// The end balances the serial replay must reach: pool, reserved, absorbed, credited, and each
-/// identity's reserved and absorbed.
-fn model_balances(db: &Db) -> (Vec<u64>, Vec<(u64, u64)>) {
-    let stripes: Vec<StripeRow> = db.stripes.iter().map(|s| s.lock().unwrap().clone()).collect();
-    let sum = |f: fn(&StripeRow) -> i64| stripes.iter().map(f).sum::<i64>() as u64;
-    let totals = vec![sum(|s| s.balance), sum(|s| s.reserved), sum(|s| s.absorbed), sum(|s| s.credited)];
-    let identities = db.identities.iter().map(|i| i.lock().unwrap()).map(|i| (i.reserved, i.absorbed)).collect();
-    (totals, identities)
-}
-
-fn ledger_balances(ledger: &Ledger) -> (Vec<u64>, Vec<(u64, u64)>) {
-    let t = ledger.totals();
-    let totals =
-        vec![t.pool_sats, t.reserved_sats, t.absorbed_sats, t.credited_sats].into_iter().map(Sats::to_u64).collect();
-    let identities = (0..N_IDENTITIES as u64)
-        .map(|i| ledger.identity(&ledger_harness::user_pubkey(i)).expect("created at setup"))
-        .map(|i| (i.reserved_sats.to_u64(), i.sats_absorbed_today.to_u64()))
-        .collect();
-    (totals, identities)
-}
-
-/// `batch` replayed on `ledger`: `None` when an answer differs.
-fn replay(ledger: &Ledger, batch: &CommittedBatch) -> Option<Ledger> {
-    let mut replay = ledger.clone();
-    let fits = batch.commands.iter().all(|(c, result)| replay.apply(c, NOW, &mut Vec::new()) == *result);
-    fits.then_some(replay)
-}
-
-/// Is there an order of the committed batches, each lane's in order, that gives every answer and
-/// the end balances on the reference? Depth-first, pruned at the first answer that differs.
-fn serial_order_exists(
-    ledger: &Ledger,
-    lanes: &[Vec<CommittedBatch>],
-    at: &mut [usize; N_LANES],
-    end: &(Vec<u64>, Vec<(u64, u64)>),
-) -> bool {
-    if lanes.iter().zip(at.iter()).all(|(batches, &n)| n == batches.len()) {
-        return ledger_balances(ledger) == *end;
-    }
-    for lane in 0..N_LANES {
-        let Some(next) = lanes[lane].get(at[lane]) else { continue };
-        let Some(after) = replay(ledger, next) else { continue };
-        at[lane] += 1;
-        let found = serial_order_exists(&after, lanes, at, end);
-        at[lane] -= 1;
-        if found {
-            return true;
-        }
-    }
-    false
-}
-
-/// The serial check: the commit order first (one replay), then any order of the batches.
+/// The serial check (`pg::serial_order_fits`), each batch a transaction of its lane.
 fn check_serial(db: &Db, tiers: &[Tier; N_IDENTITIES]) -> Option<String> {
-    let log = db.log.lock().unwrap().clone();
-    let mut genesis = Ledger::new(db.config);
-    for (i, tier) in tiers.iter().enumerate() {
-        genesis
-            .apply(
-                &Command::SetTier { pubkey: ledger_harness::user_pubkey(i as u64), tier: *tier },
-                NOW,
-                &mut Vec::new(),
-            )
-            .unwrap();
-    }
-    let end = model_balances(db);
-    let mut in_commit_order = Some(genesis.clone());
-    for batch in &log {
-        in_commit_order = in_commit_order.and_then(|l| replay(&l, batch));
-    }
-    if in_commit_order.is_some_and(|l| ledger_balances(&l) == end) {
-        return None;
-    }
-    let lanes: Vec<Vec<CommittedBatch>> =
-        (0..N_LANES).map(|lane| log.iter().filter(|b| b.lane == lane).cloned().collect()).collect();
-    if serial_order_exists(&genesis, &lanes, &mut [0; N_LANES], &end) {
-        return None;
-    }
+    let log = db.model.log.lock().unwrap().clone();
+    let committed: Vec<(usize, &pg::Answers)> = log.iter().map(|b| (b.lane, b.commands.as_slice())).collect();
+    let end = pg::serial_order_fits(db, tiers, N_LANES, &committed).err()?;
     let answers: Vec<String> = log
         .iter()
         .map(|b| format!("lane {} batch {} (exclusive: {}): {:?}", b.lane, b.seq, b.exclusive, b.commands))
@@ -1343,7 +575,16 @@ fn explore_mix(mix: Mix) -> Found {
         let mix = std::sync::Arc::clone(&mix);
         explore(mix.name, mix.bound, move |trace| {
             let budgets = mix.tiers.map(|t| config(mix.pool_initial_sats).budget(t).to_u64());
-            let db = Arc::new(Db::new(config(mix.pool_initial_sats), budgets, mix.protocol));
+            // The batch lock first: the rows' loom objects come after it, as they always have.
+            let batches = Batches {
+                protocol: mix.protocol,
+                batch_lock: RwLock::new(()),
+                in_batch: std::sync::Mutex::default(),
+                log: std::sync::Mutex::default(),
+                exclusive_reruns: std::sync::Mutex::default(),
+            };
+            let sizes = Sizes { requests: N_REQUESTS, payments: N_PAYMENTS, transactions: N_LANES };
+            let db = Arc::new(Db::new(config(mix.pool_initial_sats), budgets, sizes, batches));
             let handles: Vec<_> = (0..N_LANES)
                 .map(|me| {
                     let db = Arc::clone(&db);
@@ -1379,7 +620,7 @@ fn explore_mix(mix: Mix) -> Found {
                     t.first_deadlock = Some(trace.lines());
                 }
             }
-            if *db.exclusive_reruns.lock().unwrap() > 0 {
+            if *db.model.exclusive_reruns.lock().unwrap() > 0 {
                 t.with_exclusive_rerun += 1;
             }
             // The protocol's own rules ("lanes:", "exclusive:"), then the money and the answers.
@@ -1394,7 +635,7 @@ fn explore_mix(mix: Mix) -> Found {
                 t.breaking_protocol += 1;
             }
             let mut money = money;
-            money.extend(check_end(&db, &reductions));
+            money.extend(pg::check_end(&db, &reductions));
             money.extend(check_once(&db, &answered));
             if !money.is_empty() {
                 t.breaking += 1;

@@ -1,10 +1,15 @@
 //! What the loom models share: a trace of the statements one execution ran, in the order loom ran
-//! them, and a report of the executions whose end state broke an invariant.
+//! them, and a report of the executions whose end state broke an invariant. [`pg`] holds what the
+//! two models of `ledger-pg`'s locking share (`loom_pg_protocol.rs` and `loom_pg_batches.rs`).
 //!
 //! The trace and the report are `std` types on purpose: loom does not see them, so they add no
 //! interleavings. That is sound because loom runs the threads of one execution one at a time on
 //! the test's own OS thread, switching only at loom operations; a push made right after a
 //! statement is therefore in the order the statements ran.
+
+// Every `loom_*.rs` test file declares this module; only the `ledger-pg` models use `pg`.
+#[allow(dead_code)]
+pub mod pg;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
