@@ -13,8 +13,8 @@ use ledger_simulator::exec::RunResult;
 use ledger_simulator::gen::SchedulerKind;
 use ledger_simulator::history::History;
 use ledger_simulator::report::{
-    counterexamples, describe, print_report, replay_in_memory, run_seeds, EngineKind, EngineSpec, RunReport,
-    ViolationReport,
+    counterexamples, describe, print_report, print_report_with, replay_in_memory, run_seeds, EngineKind, EngineSpec,
+    RunReport, ViolationReport,
 };
 use ledger_simulator::scenario::Scenario;
 use serde::Serialize;
@@ -127,6 +127,12 @@ struct RunArgs {
     /// failure carrying the counterexample and its replay command.
     #[arg(long, value_name = "FILE.xml")]
     junit: Option<PathBuf>,
+    /// Coverage that steers: in blocks of 32 seeds, the odd seeds after the first block are
+    /// aimed at the coverage marks the plain (even) seeds of the previous four blocks reached
+    /// least, their swarm mix weighted toward what reached them. A seed's run depends on its
+    /// number alone: `--seed N --steer` runs it as any steered range did. In-memory engines only.
+    #[arg(long)]
+    steer: bool,
     /// PostgreSQL options (`--engine pg-reference|pg-seed`, and `exec` with --exec-db).
     #[command(flatten)]
     pg: ledger_pg_runs::PgArgs,
@@ -249,6 +255,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     }
     let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
     let pg = matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec);
+    if pg && args.steer {
+        anyhow::bail!("--steer runs in-memory engines only (reference, seed)");
+    }
     if pg && args.soak.is_some() {
         anyhow::bail!("--for runs in-memory engines only (reference, seed)");
     }
@@ -298,8 +307,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             budget,
             &args.trace_dir,
             args.max_replays,
+            args.steer,
         )?,
-        None => (seeds, run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress)?),
+        None => (seeds, run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress, args.steer)?),
     };
     let elapsed = started.elapsed();
     let steps = done.steps;
@@ -311,7 +321,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         steps,
         requests: done.requests,
         violations,
-        coverage: done.coverage.with_all_marks(),
+        coverage: done.coverage.clone().with_all_marks(),
         trace_hash: format!("{:016x}", done.trace_hash),
         steps_per_sec: (steps as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
     };
@@ -321,14 +331,66 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     }
     let ok = report.violations.is_empty();
     let mut out = std::io::stdout().lock();
+    let steering = done.steering.as_ref().map(|s| &s.report);
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        let full = InMemoryReport {
+            report: &report,
+            seeds_reaching: &done.seeds_reaching,
+            never_reached: done.never_reached(),
+            steering,
+        };
+        serde_json::to_writer_pretty(&mut out, &full)?;
         writeln!(out)?;
     } else {
-        print_report(&mut out, &report, &describe(&scenario))?;
+        print_report_with(&mut out, &report, &describe(&scenario), &steer_lines(&done))?;
         eprintln!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
     }
     Ok(ok)
+}
+
+/// What an in-memory `run` prints with `--json`: the run report, then how many seeds reached
+/// each mark, the expected marks no seed reached, and what `--steer` did.
+#[derive(Serialize)]
+struct InMemoryReport<'a> {
+    #[serde(flatten)]
+    report: &'a RunReport,
+    seeds_reaching: &'a std::collections::BTreeMap<&'static str, u64>,
+    never_reached: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steering: Option<&'a ledger_simulator::steer::SteerReport>,
+}
+
+/// The text report's lines on steering: the marks aimed at, each with its seeds, how many
+/// reached it and what its bias favoured.
+fn steer_lines(done: &ledger_simulator::report::SeedsRun) -> Vec<String> {
+    let Some(st) = &done.steering else { return Vec::new() };
+    let r = &st.report;
+    let mut lines = vec![format!(
+        "steering: {} seed(s) aimed at rare marks (odd seeds from seed {} on, in blocks of {}; \
+         any seed reruns alone with --seed N --steer){}",
+        r.aimed_seeds,
+        r.block,
+        r.block,
+        if r.warmup_seeds > 0 {
+            format!(", {} plain seed(s) before the range run to learn from", r.warmup_seeds)
+        } else {
+            String::new()
+        }
+    )];
+    if r.boosted.is_empty() {
+        lines.push("  boosted: none (no mark was rare among the plain seeds)".to_owned());
+    }
+    for (mark, b) in &r.boosted {
+        let favoured = r.favoured.get(mark).map(|f| f.join(", ")).unwrap_or_default();
+        lines.push(format!(
+            "  boosted {mark}: {} seed(s) aimed, {} reached it (of all seeds: {}){}",
+            b.aimed_seeds,
+            b.reached,
+            done.seeds_reaching.get(mark).copied().unwrap_or(0),
+            if favoured.is_empty() { String::new() } else { format!("; favouring {favoured}") }
+        ));
+    }
+    lines
 }
 
 /// What `replay` prints with `--json`.

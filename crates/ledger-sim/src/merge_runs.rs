@@ -4,7 +4,9 @@
 //!
 //! The shards must come from the same engine and scheduler and cover their range without
 //! gaps or overlaps; steps, requests and coverage add up; each invariant's counterexample is
-//! the one of the lowest seed that broke it, and its list of breaking seeds is the union. The
+//! the one of the lowest seed that broke it, and its list of breaking seeds is the union;
+//! `seeds_reaching` adds up and `never_reached` follows from it (a shard's `steering` is not
+//! merged). The
 //! trace hash is the fold of the shards' hashes in seed order: a function of the shards, not
 //! the hash one run over the whole range prints.
 
@@ -85,7 +87,17 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
     let mut coverage: BTreeMap<String, u64> = BTreeMap::new();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut violations: BTreeMap<String, Value> = BTreeMap::new();
+    // How many seeds reached each mark, when every shard says (an in-memory run's report).
+    let mut seeds_reaching: Option<BTreeMap<String, u64>> = Some(BTreeMap::new());
     for p in &parts {
+        match (&mut seeds_reaching, &p.report.get("seeds_reaching")) {
+            (Some(sum), Some(Value::Object(marks))) => {
+                for (k, v) in marks {
+                    *sum.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+                }
+            }
+            _ => seeds_reaching = None,
+        }
         steps += u64_of(p, "steps")?;
         requests += u64_of(p, "requests")?;
         let Value::Object(cov) = &p.report["coverage"] else { anyhow::bail!("{}: coverage is not an object", p.name) };
@@ -113,7 +125,7 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
         }
     }
     let ok = violations.is_empty();
-    let merged = json!({
+    let mut merged = json!({
         "engine": first.report["engine"],
         "scheduler": first.report["scheduler"],
         "seeds": format!("{}..{}", parts[0].seeds.0, parts[parts.len() - 1].seeds.1),
@@ -124,6 +136,11 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
         "trace_hash": format!("{hash:016x}"),
         "shards": parts.len(),
     });
+    if let Some(marks) = seeds_reaching {
+        let never: Vec<&String> = marks.iter().filter(|(_, n)| **n == 0).map(|(k, _)| k).collect();
+        merged["never_reached"] = json!(never);
+        merged["seeds_reaching"] = json!(marks);
+    }
     Ok((merged, ok))
 }
 

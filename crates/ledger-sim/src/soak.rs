@@ -49,7 +49,10 @@ fn random_start() -> u64 {
     (x ^ (x >> 31)) >> 2
 }
 
-/// Runs the soak; returns the seeds run (`start..end`) and what they came to.
+/// Runs the soak; returns the seeds run (`start..end`) and what they came to. `steer`: coverage
+/// steers the swarm (`--steer`).
+// The run's own arguments, passed through from the command line one by one.
+#[allow(clippy::too_many_arguments)]
 pub fn soak(
     engine: EngineSpec,
     s: &Scenario,
@@ -58,11 +61,12 @@ pub fn soak(
     budget: Duration,
     trace_dir: &Path,
     max_replays: usize,
+    steer: bool,
 ) -> anyhow::Result<((u64, u64), SeedsRun)> {
     let start = random_start();
     eprintln!("soak: {} of seeds from {start} (any range of them replays with --seeds A..B)", humanize(budget));
     let started = Instant::now();
-    let mut out = SeedsRun::new();
+    let mut out = if steer { SeedsRun::steered() } else { SeedsRun::new() };
     let mut next = start;
     let mut batch = rayon::current_num_threads() as u64;
     let mut reported: BTreeSet<Invariant> = BTreeSet::new();

@@ -246,7 +246,7 @@ fn sharded_runs_merge_into_the_whole_range() {
     let merged = sim(&[&["merge-runs"][..], &names].concat());
     assert_eq!(merged.status.code(), Some(1), "{}", String::from_utf8_lossy(&merged.stderr));
     let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
-    for key in ["seeds", "steps", "requests", "coverage", "violations"] {
+    for key in ["seeds", "steps", "requests", "coverage", "violations", "seeds_reaching", "never_reached"] {
         assert_eq!(merged[key], whole[key], "{key}");
     }
     let gap = sim(&["merge-runs", names[0], names[2]]);

@@ -14,6 +14,7 @@ use crate::exec::{Actor, Exec, RunResult};
 use crate::fault::Fault;
 use crate::history::{Event, Flow, FlowKind, History};
 use crate::scenario::{Faults, Scenario};
+use crate::steer::{Bias, Draw, Knob, N_KNOBS};
 
 /// How the next step is chosen among the operations in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -48,48 +49,81 @@ impl Mix {
         Mix { jobs: true, sessions: true, faults: s.faults.clone(), n_hot: 0, hot_share: 0.0, one_tier: None }
     }
 
-    fn draw(rng: &mut ChaCha8Rng, s: &Scenario, config: &mut ledger_core::Config) -> Mix {
+    /// Draws the mix and the configuration's edges, each choice recorded in `draw`; with a
+    /// `bias` (an aimed seed under `--steer`) each choice is drawn from its weights, without
+    /// one the draw is the plain swarm's, call for call.
+    fn draw(
+        rng: &mut ChaCha8Rng,
+        s: &Scenario,
+        config: &mut ledger_core::Config,
+        bias: Option<&Bias>,
+        draw: &mut Draw,
+    ) -> Mix {
+        let mut choose = |rng: &mut ChaCha8Rng, knob: Knob, plain: &dyn Fn(&mut ChaCha8Rng) -> usize| {
+            let o = match bias {
+                None => plain(rng),
+                Some(b) => b.pick(rng, knob),
+            };
+            draw[knob.index()] = u8::try_from(o).expect("few options");
+            o
+        };
+        let on = |p: f64| move |rng: &mut ChaCha8Rng| usize::from(rng.gen_bool(p));
         let mut m = Mix::plain(s);
-        match rng.gen_range(0..4) {
+        let kinds = |rng: &mut ChaCha8Rng| match rng.gen_range(0..4) {
+            0 => 0,
+            1 => 1,
+            _ => 2,
+        };
+        match choose(rng, Knob::Kinds, &kinds) {
             0 => m.sessions = false,
             1 => m.jobs = false,
             _ => {}
         }
         for &fault in Fault::ALL {
             let rate = m.faults.rate_mut(fault);
-            *rate = if rng.gen_bool(0.3) { 0.0 } else { (*rate * rng.gen_range(0.25..4.0)).min(1.0) };
+            *rate = match choose(rng, Knob::FaultOff(fault), &on(0.3)) {
+                1 => 0.0,
+                2 => (*rate * rng.gen_range(4.0..16.0)).min(1.0),
+                _ => (*rate * rng.gen_range(0.25..4.0)).min(1.0),
+            };
         }
-        if rng.gen_bool(0.4) {
+        if choose(rng, Knob::HotSet, &on(0.4)) == 1 {
             m.n_hot = rng.gen_range(1..=8.min(s.n_users));
             m.hot_share = rng.gen_range(0.5..0.98);
         }
-        if rng.gen_bool(0.25) {
+        if choose(rng, Knob::OneTier, &on(0.25)) == 1 {
             m.one_tier = Some(Tier::ALL[rng.gen_range(1..4)]);
         }
-        if rng.gen_bool(0.25) {
+        if choose(rng, Knob::LowPool, &on(0.25)) == 1 {
             // An almost empty pool.
             config.pool_initial_sats = Sats::new(rng.gen_range(0..=500)).expect("small");
         }
-        draw_edges(rng, config);
+        draw_edges(rng, config, &mut choose);
         m
     }
 }
 
+/// A knob's option, drawn from a bias or by the plain swarm's own calls (`gen.rs`'s `Mix::draw`).
+type Choose<'a> = dyn FnMut(&mut ChaCha8Rng, Knob, &dyn Fn(&mut ChaCha8Rng) -> usize) -> usize + 'a;
+
 /// The configuration's edges, drawn per seed: credit rates that are not whole percents (and
 /// 0 and 100 %), budgets from nothing to large, reservation TTLs down to a millisecond.
-fn draw_edges(rng: &mut ChaCha8Rng, config: &mut ledger_core::Config) {
-    if rng.gen_bool(0.5) {
+fn draw_edges(rng: &mut ChaCha8Rng, config: &mut ledger_core::Config, choose: &mut Choose<'_>) {
+    if choose(rng, Knob::CreditEdge, &|rng| usize::from(rng.gen_bool(0.5))) == 1 {
         let bps = [1_250, 333, 1, 9_999, 10_000, 0, 550, 2_501][rng.gen_range(0..8)];
         config.credit_bps = ledger_core::Bps::new(bps).expect("a rate of at most 10000 bp");
     }
-    if rng.gen_bool(0.3) {
+    // Off, or one of four scales: the plain swarm's "30 %, then one of four".
+    let edge = |rng: &mut ChaCha8Rng| if rng.gen_bool(0.3) { 1 + rng.gen_range(0..4) } else { 0 };
+    let budget = choose(rng, Knob::BudgetEdge, &edge);
+    if budget > 0 {
         // Saturating: a scenario's budget may already be near the largest amount.
         let scale = |s: Sats, num: u64, den: u64| {
             let scaled =
                 (u128::from(s.to_u64()) * u128::from(num) / u128::from(den)).min(u128::from(Sats::MAX.to_u64()));
             Sats::new(u64::try_from(scaled).expect("at most Sats::MAX")).expect("at most Sats::MAX")
         };
-        let (num, den) = [(1, 10), (10, 1), (1_000, 1), (0, 1)][rng.gen_range(0..4)];
+        let (num, den) = [(1, 10), (10, 1), (1_000, 1), (0, 1)][budget - 1];
         let b = &mut config.budget_sats;
         (b.established, b.trusted, b.elite) =
             (scale(b.established, num, den), scale(b.trusted, num, den), scale(b.elite, num, den));
@@ -97,8 +131,9 @@ fn draw_edges(rng: &mut ChaCha8Rng, config: &mut ledger_core::Config) {
             b.new = Sats::new(rng.gen_range(1..=100)).expect("small");
         }
     }
-    if rng.gen_bool(0.3) {
-        config.reservation_ttl_ms = [1, 250, 2_500, 60_000][rng.gen_range(0..4)];
+    let ttl = choose(rng, Knob::TtlEdge, &edge);
+    if ttl > 0 {
+        config.reservation_ttl_ms = [1, 250, 2_500, 60_000][ttl - 1];
     }
 }
 
@@ -217,7 +252,7 @@ pub fn seed_config(scenario: &Scenario, seed: u64) -> ledger_core::Config {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut config = scenario.ledger;
     if scenario.swarm {
-        Mix::draw(&mut rng, scenario, &mut config);
+        Mix::draw(&mut rng, scenario, &mut config, None, &mut [0; N_KNOBS]);
     }
     config
 }
@@ -230,9 +265,25 @@ pub fn run_seed<E: Engine>(
     seed: u64,
     scheduler: SchedulerKind,
 ) -> (RunResult, History) {
+    let (r, h, _) = run_seed_aimed(make, engine_name, scenario, seed, scheduler, None);
+    (r, h)
+}
+
+/// [`run_seed`], its swarm mix drawn from `bias` when given (an aimed seed of `--steer`), and
+/// the option each knob took.
+pub fn run_seed_aimed<E: Engine>(
+    make: impl Fn(ledger_core::Config) -> E,
+    engine_name: &str,
+    scenario: &Scenario,
+    seed: u64,
+    scheduler: SchedulerKind,
+    bias: Option<&Bias>,
+) -> (RunResult, History, Draw) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut config = scenario.ledger;
-    let mix = if scenario.swarm { Mix::draw(&mut rng, scenario, &mut config) } else { Mix::plain(scenario) };
+    let mut draw = [0; N_KNOBS];
+    let mix =
+        if scenario.swarm { Mix::draw(&mut rng, scenario, &mut config, bias, &mut draw) } else { Mix::plain(scenario) };
     let users = draw_users(&mut rng, scenario, &mix);
     let mut history = History {
         engine: engine_name.to_owned(),
@@ -304,7 +355,7 @@ pub fn run_seed<E: Engine>(
         exec.apply(ev);
     }
     exec.drain();
-    (exec.result(), history)
+    (exec.result(), history, draw)
 }
 
 fn new_flow<E: Engine>(

@@ -14,7 +14,8 @@
 //! - [`caller`]: one job or session caller, a sans-IO state machine every driver runs;
 //! - [`exec`]: a history played against an engine; [`shrink`]: counterexamples made small;
 //! - [`history`]: the JSON Lines trace format; [`report`]: what a run reports;
-//! - [`coverage`]: the rare states a run reached, as [`coverage::Mark`]s.
+//! - [`coverage`]: the rare states a run reached, as [`coverage::Mark`]s; [`steer`]: the marks
+//!   of earlier seeds choosing the swarm mix of later ones (`run --steer`).
 //!
 //! ```
 //! use ledger_harness::{ReferenceEngine, SeedEngine};
@@ -44,3 +45,4 @@ pub mod history;
 pub mod report;
 pub mod scenario;
 pub mod shrink;
+pub mod steer;

@@ -13,10 +13,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::exec::{Coverage, RunResult};
-use crate::gen::{replay, run_seed, SchedulerKind};
+use crate::gen::{replay, run_seed_aimed, SchedulerKind};
 use crate::history::History;
 use crate::scenario::Scenario;
 use crate::shrink::shrink;
+use crate::steer::{self, Bias, Draw, Steering};
 
 /// Which engine to drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -182,6 +183,11 @@ pub struct SeedsRun {
     pub breaking: BTreeMap<Invariant, Vec<u64>>,
     /// How many seeds broke any invariant.
     pub n_violating: u64,
+    /// How many seeds reached each mark, by name (every mark a default in-memory run is
+    /// expected to reach listed, zero included).
+    pub seeds_reaching: BTreeMap<&'static str, u64>,
+    /// Coverage that steers (`--steer`): `None` runs the plain swarm.
+    pub steering: Option<Steering>,
 }
 
 /// The most seeds listed as breaking one invariant: a soak of an engine that breaks on every
@@ -191,7 +197,19 @@ pub const MAX_BREAKING: usize = 10_000;
 impl SeedsRun {
     /// Nothing run yet.
     pub fn new() -> SeedsRun {
-        SeedsRun { trace_hash: 0xcbf2_9ce4_8422_2325, ..SeedsRun::default() }
+        let seeds_reaching =
+            crate::coverage::Mark::ALL.iter().filter(|m| m.expected_in_memory()).map(|m| (m.name(), 0)).collect();
+        SeedsRun { trace_hash: 0xcbf2_9ce4_8422_2325, seeds_reaching, ..SeedsRun::default() }
+    }
+
+    /// Nothing run yet, with coverage that steers ([`steer`]).
+    pub fn steered() -> SeedsRun {
+        SeedsRun { steering: Some(Steering::new()), ..SeedsRun::new() }
+    }
+
+    /// The expected marks no seed reached, in name order.
+    pub fn never_reached(&self) -> Vec<&'static str> {
+        self.seeds_reaching.iter().filter(|(_, n)| **n == 0).map(|(k, _)| *k).collect()
     }
 
     fn add(&mut self, seed: u64, r: RunResult, h: History) {
@@ -199,6 +217,11 @@ impl SeedsRun {
         self.steps += r.n_events;
         self.requests += r.n_requests;
         self.coverage.merge(&r.coverage);
+        for (k, n) in &r.coverage.0 {
+            if *n > 0 {
+                *self.seeds_reaching.entry(k).or_insert(0) += 1;
+            }
+        }
         self.trace_hash = (self.trace_hash ^ r.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
         if r.violations.is_empty() {
             return;
@@ -226,7 +249,8 @@ impl SeedsRun {
 /// How many seeds run in parallel before their results are folded.
 const CHUNK: u64 = 256;
 
-/// Runs one in-memory engine over seeds, in parallel, folded in seed order ([`SeedsRun`]).
+/// Runs one in-memory engine over seeds, in parallel, folded in seed order ([`SeedsRun`]);
+/// with `steer`, coverage steers the swarm ([`steer`]).
 pub fn run_seeds(
     engine: EngineSpec,
     s: &Scenario,
@@ -234,6 +258,7 @@ pub fn run_seeds(
     sched: SchedulerKind,
     fail_fast: bool,
     progress: bool,
+    steer: bool,
 ) -> anyhow::Result<SeedsRun> {
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(seeds.1 - seeds.0);
@@ -243,7 +268,7 @@ pub fn run_seeds(
         );
         bar
     });
-    let mut out = SeedsRun::new();
+    let mut out = if steer { SeedsRun::steered() } else { SeedsRun::new() };
     continue_seeds(&mut out, engine, s, seeds, sched, fail_fast, bar.as_ref())?;
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -264,14 +289,26 @@ pub fn continue_seeds(
 ) -> anyhow::Result<bool> {
     engine.check_reference()?;
     let name = engine.name();
-    let one = |seed: u64| {
-        let (r, h) = match engine.kind {
-            EngineKind::Reference => with_reference!(engine, |make| run_seed(make, &name, s, seed, sched)),
-            EngineKind::Seed => run_seed(SeedEngine::new, &name, s, seed, sched),
+    let run = |seed: u64, bias: Option<&Bias>| {
+        let (r, h, draw) = match engine.kind {
+            EngineKind::Reference => {
+                with_reference!(engine, |make| run_seed_aimed(make, &name, s, seed, sched, bias))
+            }
+            EngineKind::Seed => run_seed_aimed(SeedEngine::new, &name, s, seed, sched, bias),
             EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec => {
                 unreachable!("Postgres and exec runs go through ledger-pg-runs")
             }
         };
+        (r, h, draw)
+    };
+    if let Some(mut steering) = out.steering.take() {
+        anyhow::ensure!(s.swarm, "--steer steers the swarm: the scenario has swarm = false");
+        let stopped = continue_steered(out, &mut steering, &run, seeds, fail_fast, bar);
+        out.steering = Some(steering);
+        return Ok(stopped);
+    }
+    let one = |seed: u64| {
+        let (r, h, _) = run(seed, None);
         if let Some(b) = bar {
             b.inc(1);
         }
@@ -299,6 +336,87 @@ pub fn continue_seeds(
         }
     }
     Ok(false)
+}
+
+/// One seed run, its mix drawn from a bias when given, with the option each knob took.
+type RunOne<'a> = dyn Fn(u64, Option<&Bias>) -> (RunResult, History, Draw) + Sync + 'a;
+
+/// [`continue_seeds`] under `--steer`, chunk by chunk: the plain seeds of the window before
+/// the chunk's first block that are not known yet (before the range: run only for their marks), then the chunk's plain seeds,
+/// then its aimed seeds with their blocks' plans, all folded in seed order. Which seeds run in
+/// parallel changes nothing: a plan reads only plain seeds of earlier blocks.
+fn continue_steered(
+    out: &mut SeedsRun,
+    steering: &mut Steering,
+    run: &RunOne<'_>,
+    seeds: (u64, u64),
+    fail_fast: bool,
+    bar: Option<&indicatif::ProgressBar>,
+) -> bool {
+    let mut from = seeds.0;
+    // A fail-fast run goes one block at a time and stops at the first violating seed.
+    let chunk = if fail_fast { steer::BLOCK } else { CHUNK };
+    while from < seeds.1 {
+        let to = from.saturating_add(chunk).min(seeds.1);
+        // The plan of `from`'s block reads the plain seeds of the blocks before it; a chunk that
+        // runs on into later blocks needs those before `from` in its first block too.
+        let block = steer::block_of(from);
+        let upto = if steer::block_of(to - 1) > block { from } else { block * steer::BLOCK };
+        let warmup: Vec<u64> =
+            (steer::window_start(block)..upto).filter(|&x| steer::is_plain(x) && !steering.knows(x)).collect();
+        let learned: Vec<(u64, Draw, Coverage)> = warmup
+            .into_par_iter()
+            .map(|x| {
+                let (r, _, draw) = run(x, None);
+                (x, draw, r.coverage)
+            })
+            .collect();
+        steering.report.warmup_seeds += learned.len() as u64;
+        for (x, draw, cov) in &learned {
+            steering.saw_plain(*x, *draw, cov);
+        }
+        let tick = |x| {
+            if let Some(b) = bar {
+                b.inc(1);
+            }
+            x
+        };
+        let plain: Vec<_> = (from..to)
+            .filter(|&x| steer::is_plain(x))
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|x| tick((x, run(x, None), None)))
+            .collect();
+        for (x, (r, _, draw), _) in &plain {
+            steering.saw_plain(*x, *draw, &r.coverage);
+        }
+        let plans: BTreeMap<u64, steer::Plan> =
+            (steer::block_of(from)..=steer::block_of(to - 1)).map(|b| (b, steering.plan(b))).collect();
+        let aimed: Vec<_> = (from..to)
+            .filter(|&x| !steer::is_plain(x))
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|x| {
+                let aim = plans[&steer::block_of(x)].aim(x);
+                tick((x, run(x, aim.map(|a| &a.1)), aim))
+            })
+            .collect();
+        let mut all: Vec<_> = plain.into_iter().chain(aimed).collect();
+        all.sort_by_key(|x| x.0);
+        for (x, (r, h, _), aim) in all {
+            if let Some((mark, bias)) = aim {
+                steering.saw_aimed(*mark, bias, &r.coverage);
+            }
+            let stop = fail_fast && !r.violations.is_empty();
+            out.add(x, r, h);
+            if stop {
+                return true;
+            }
+        }
+        steering.forget_before(steer::block_of(to));
+        from = to;
+    }
+    false
 }
 
 /// One report per invariant broken in `results`: the first seed that broke it, its history
@@ -407,6 +525,11 @@ pub fn describe(s: &Scenario) -> String {
 /// totals, the coverage as a table, each violation with its replay command, and what to try
 /// next.
 pub fn print_report(out: &mut impl Write, r: &RunReport, what: &str) -> std::io::Result<()> {
+    print_report_with(out, r, what, &[])
+}
+
+/// [`print_report`] with `extra` lines (what steering did) after the coverage.
+pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra: &[String]) -> std::io::Result<()> {
     writeln!(out, "ledger-sim run: engine={} scheduler={:?} seeds={}", r.engine, r.scheduler, r.seeds)?;
     if !what.is_empty() {
         writeln!(out, "  scenario: {what}")?;
@@ -420,6 +543,9 @@ pub fn print_report(out: &mut impl Write, r: &RunReport, what: &str) -> std::io:
     let never: Vec<&str> = r.coverage.0.iter().filter(|(_, n)| **n == 0).map(|(k, _)| &**k).collect();
     if !never.is_empty() {
         writeln!(out, "  never reached: {} (more seeds, or a scenario that aims at them)", never.join(", "))?;
+    }
+    for line in extra {
+        writeln!(out, "  {line}")?;
     }
     let checked: Vec<String> =
         Invariant::judged_for(&r.engine).iter().map(|i| format!("{} {}", i.id(), i.name())).collect();
