@@ -253,3 +253,22 @@ fn sharded_runs_merge_into_the_whole_range() {
     assert_eq!(gap.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&gap.stderr).contains("a shard is missing"));
 }
+
+/// `--steer` says which marks it boosted (text and JSON), and is refused where it cannot run.
+#[test]
+fn a_steered_run_reports_the_marks_it_boosted() {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/ci-small.toml");
+    let out = sim(&["run", "--scenario", scenario, "--seeds", "0..200", "--steer", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let boosted = v["steering"]["boosted"].as_object().unwrap();
+    assert!(boosted.contains_key("window_rollover_in_flight"), "{boosted:?}");
+    assert_eq!(v["never_reached"], serde_json::json!([]));
+    assert!(v["seeds_reaching"]["window_rollover_in_flight"].as_u64().unwrap() > 0);
+    let text = sim(&["run", "--scenario", scenario, "--seeds", "0..200", "--steer"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("boosted window_rollover_in_flight: "), "{text}");
+    let pg = sim(&["run", "--engine", "pg-reference", "--steer"]);
+    assert_eq!(pg.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&pg.stderr).contains("--steer runs in-memory engines only"));
+}
