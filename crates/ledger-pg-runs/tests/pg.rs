@@ -253,7 +253,6 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
         (PgArgs { give_up_after: Some(5), ..PgArgs::default() }, "--give-up-after"),
         (PgArgs { crash_server_at: Some(0), ..concurrent(2) }, "--crash-server-at"),
         (PgArgs { restart_server_at: Some(0), ..concurrent(2) }, "--restart-server-at"),
-        (PgArgs { crash_server_at: Some(5), ..PgArgs::default() }, "--crash-server-at"),
         (PgArgs { crash_server_at: Some(5), restart_server_at: Some(5), ..concurrent(2) }, "--crash-server-at"),
         (PgArgs { reset_database: true, ..PgArgs::default() }, "--reset-database"),
         (concurrent(0), "--concurrency"),
