@@ -152,7 +152,7 @@ pub fn check(initial: &Ledger, history: &[Op], budget: u64) -> Result<Verdict, B
     let (work, origin) = merged(history);
     let parts = match partitions(initial, &work) {
         Some(parts) => parts,
-        None => vec![((0..work.len()).map(|i| work[i].clone()).collect(), (0..work.len()).collect())],
+        None => vec![(work.clone(), (0..work.len()).collect())],
     };
     let mut explored = 0u64;
     let n_parts = parts.len();

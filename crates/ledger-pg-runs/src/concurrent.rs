@@ -212,11 +212,6 @@ impl Ctx {
         }
     }
 
-    /// The cause of a failed call ([`server::why`]).
-    async fn why(&self, error: &str) -> String {
-        server::why(error, &self.opts).await
-    }
-
     async fn kill_some_backend(&self) {
         let _ = sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -279,7 +274,7 @@ impl Ctx {
                 continue;
             }
             if let Reply::Failed { error } = &reply {
-                if self.outage.failed(&self.why(error).await) {
+                if self.outage.failed(&server::why(error, &self.opts).await) {
                     return None;
                 }
                 self.mark(Mark::FailedCallRetried);
