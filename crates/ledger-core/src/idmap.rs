@@ -153,4 +153,44 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, model.into_iter().collect::<Vec<_>>());
     }
+
+    /// Where an id lives is invisible to callers but decides the table's speed and memory: ids in
+    /// sequence, and ids that keep the vector at least half full, go in the vector; the rest go in
+    /// the hash map.
+    #[test]
+    fn ids_go_to_the_vector_while_it_stays_half_full() {
+        let mut m: IdMap<u64> = IdMap::default();
+        assert!(m.is_empty());
+        m.reserve(1_000);
+        assert!(m.dense.capacity() >= 1_000 && m.present.capacity() >= 16, "reserve makes room up front");
+        for k in 0..10 {
+            m.insert(k, k);
+        }
+        assert!(!m.is_empty());
+        assert_eq!((m.dense.len(), m.sparse.len()), (10, 0), "ids in sequence are dense");
+
+        // Below SLACK everything is dense; at SLACK, with few ids held, it is sparse.
+        let mut m: IdMap<u64> = IdMap::default();
+        m.insert(0, 0);
+        m.insert(4_095, 1);
+        assert_eq!(m.dense.len(), 4_096);
+        m.insert(4_096, 2);
+        assert!(m.sparse.contains_key(&4_096) && !m.in_dense(4_096), "4096 is past the slack");
+        assert_eq!(m.len(), 3);
+
+        // Past SLACK, an id below twice the count held is dense.
+        let mut m: IdMap<u64> = IdMap::default();
+        for k in 0..3_000 {
+            m.insert(k, k);
+        }
+        m.insert(5_000, 1);
+        assert!(m.in_dense(5_000) && m.sparse.is_empty(), "5000 < 2 * 3001 keeps the vector half full");
+        m.insert(7_000, 2);
+        assert!(m.sparse.contains_key(&7_000), "7000 >= 2 * 3002 would leave the vector mostly empty");
+
+        let mut m: IdMap<u64> = IdMap::default();
+        *m.get_or_default(5) += 3;
+        *m.get_or_default(5) += 4;
+        assert_eq!(m.get(5), Some(&7), "get_or_default keeps what it inserted");
+    }
 }

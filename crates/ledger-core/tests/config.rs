@@ -92,3 +92,40 @@ fn pubkeys_are_validated() {
     let msg = "xyz".parse::<Pubkey>().unwrap_err().to_string();
     assert_eq!(msg, "pubkey must be 64 lowercase hex characters, got 'x' at position 0");
 }
+
+#[test]
+fn percentages_take_up_to_two_decimals_and_nothing_malformed() {
+    use ledger_core::config::parse_pct;
+    for (text, bp) in [("12.34", 1234), ("12.5", 1250), ("0.01", 1), ("100", 10_000), (" 7 ", 700), ("100.00", 10_000)]
+    {
+        assert_eq!(parse_pct("credit_pct", text).unwrap().to_u16(), bp, "{text}");
+    }
+    for text in ["5.", ".5", "1.2.3", "1x", "x1", "1.x", "100.01", "12.345", "-0"] {
+        assert!(parse_pct("credit_pct", text).is_err(), "{text:?} must be refused");
+    }
+}
+
+#[test]
+fn a_zero_reservation_ttl_is_refused_in_toml_and_json() {
+    use ledger_core::ConfigJson;
+    let err = Config::from_toml_str("reservation_ttl_ms = 0\n").unwrap_err().to_string();
+    assert!(err.contains("reservation_ttl_ms") && err.contains("at least 1"), "{err}");
+    assert_eq!(Config::from_toml_str("reservation_ttl_ms = 5\n").unwrap().reservation_ttl_ms, 5);
+
+    let mut budgets = Config::default().budget_sats;
+    *budgets.of_mut(Tier::New) = Sats::new(7).unwrap();
+    let json = ConfigJson {
+        budget_sats: budgets,
+        pool_initial_sats: Sats::new(123).unwrap(),
+        credit_bps: Bps::new(1_250).unwrap(),
+        reservation_ttl_ms: 9,
+    };
+    let c = Config::try_from(json).unwrap();
+    assert_eq!(
+        (c.budget(Tier::New).to_u64(), c.pool_initial_sats.to_u64(), c.credit_bps.to_u16(), c.reservation_ttl_ms),
+        (7, 123, 1_250, 9)
+    );
+    assert_eq!(ConfigJson::from(c), json, "the JSON form round-trips");
+    let zero = ConfigJson { reservation_ttl_ms: 0, ..json };
+    assert_eq!(Config::try_from(zero).unwrap_err(), "reservation_ttl_ms: must be at least 1");
+}
