@@ -9,6 +9,11 @@
 //! them are loom models of the database locking protocols: the seed's, where loom finds its
 //! bugs, and the reference one, where it finds none.
 //!
+//! With the `mutants` feature (turned on only by this crate's own tests) it also has named
+//! mutants, `SharedLedger::with_mutant`: realistic one-line concurrency bugs that the concurrent
+//! runs of `tests/shared_mutants.rs` must catch, and schedule noise for those runs
+//! (`set_schedule_noise`). A build without the feature has neither.
+//!
 //! What it is not: a database adapter (that is `ledger-pg`), a source of time (callers pass
 //! `now`), or a second specification: the semantics are `ledger-core`'s, and this crate only
 //! decides who may touch which part of the state at once.
@@ -45,8 +50,21 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+#[cfg(feature = "mutants")]
+mod mutants;
 mod pool;
 mod shared;
 mod sync;
 
+#[cfg(feature = "mutants")]
+pub use mutants::SharedMutant;
 pub use shared::{SharedLedger, DEFAULT_N_SHARDS};
+
+/// Turns schedule noise on for the calling thread (test builds only, `mutants` feature): at one
+/// lock or atomic step of the ledger in `one_in` (0: never), the thread yields or spins a little,
+/// so that the windows between two steps are hit by other threads whatever the machine's load.
+/// Noise changes only timing: a correct ledger answers the same.
+#[cfg(all(feature = "mutants", not(ledger_loom)))]
+pub fn set_schedule_noise(one_in: u64, seed: u64) {
+    sync::noise::set(one_in, seed);
+}

@@ -5,6 +5,7 @@
 use ledger_core::Sats;
 
 use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::noise;
 
 /// A balance of sats that many threads debit and credit at once.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl AtomicSats {
 
     /// The balance at some instant.
     pub(crate) fn load(&self) -> Sats {
+        noise::point();
         to_sats(self.0.load(Ordering::Acquire))
     }
 
@@ -27,16 +29,45 @@ impl AtomicSats {
     /// A plain load and `compare_exchange` loop rather than `fetch_update`, so that loom sees the
     /// window between the read and the swap and explores the retry.
     pub(crate) fn update(&self, next: impl Fn(Sats) -> Option<Sats>) -> Result<Sats, Sats> {
+        noise::point();
         let mut current = self.0.load(Ordering::Acquire);
         loop {
             let Some(new) = next(to_sats(current)) else {
                 return Err(to_sats(current));
             };
+            noise::point();
             match self.0.compare_exchange(current, new.to_u64(), Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(to_sats(current)),
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// [`AtomicSats::update`] broken as a load then a store (the `debit_load_then_store`
+    /// mutant): a movement that lands between the two is overwritten.
+    #[cfg(feature = "mutants")]
+    pub(crate) fn update_by_load_then_store(&self, next: impl Fn(Sats) -> Option<Sats>) -> Result<Sats, Sats> {
+        let current = self.load();
+        let Some(new) = next(current) else {
+            return Err(current);
+        };
+        noise::point();
+        self.0.store(new.to_u64(), Ordering::Release);
+        Ok(current)
+    }
+
+    /// [`AtomicSats::update`] broken as a check of a loaded balance, then a subtraction of what
+    /// it decided in a second atomic step, floored at zero (the `debit_check_then_subtract`
+    /// mutant): two debits that both saw enough take more than there is.
+    #[cfg(feature = "mutants")]
+    pub(crate) fn update_by_check_then_subtract(&self, next: impl Fn(Sats) -> Option<Sats>) -> Result<Sats, Sats> {
+        let current = self.load();
+        let Some(new) = next(current) else {
+            return Err(current);
+        };
+        let amount = current.checked_sub(new).expect("a debit");
+        let _ = self.update(|balance| Some(balance.checked_sub(amount).unwrap_or(Sats::ZERO)));
+        Ok(current)
     }
 
     /// Takes exactly `amount`, or nothing when the balance is short; `Err` carries the balance.

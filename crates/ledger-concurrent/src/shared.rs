@@ -34,8 +34,10 @@ use ledger_core::{
 };
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+#[cfg(feature = "mutants")]
+use crate::mutants::SharedMutant;
 use crate::pool::AtomicSats;
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{noise, Mutex, MutexGuard};
 
 /// The default number of shards of each kind: enough that a few dozen threads rarely meet.
 pub const DEFAULT_N_SHARDS: usize = 64;
@@ -100,6 +102,9 @@ pub struct SharedLedger {
     identity_shards: Box<[Mutex<IdentityShard>]>,
     request_owners: Box<[Mutex<FxHashMap<RequestId, Pubkey>>]>,
     payment_shards: Box<[Mutex<PaymentShard>]>,
+    /// The deliberate bug this ledger runs, if any (only with the `mutants` feature).
+    #[cfg(feature = "mutants")]
+    mutant: Option<SharedMutant>,
 }
 
 impl SharedLedger {
@@ -119,7 +124,21 @@ impl SharedLedger {
             identity_shards: (0..n_shards).map(|_| Mutex::default()).collect(),
             request_owners: (0..n_shards).map(|_| Mutex::default()).collect(),
             payment_shards: (0..n_shards).map(|_| Mutex::default()).collect(),
+            #[cfg(feature = "mutants")]
+            mutant: None,
         }
+    }
+
+    /// A ledger at genesis with `n_shards` shards of each kind that runs `mutant`, a deliberate
+    /// concurrency bug (only with the `mutants` feature, for measuring the concurrent tests).
+    #[cfg(feature = "mutants")]
+    pub fn with_mutant(config: Config, n_shards: usize, mutant: SharedMutant) -> SharedLedger {
+        SharedLedger { mutant: Some(mutant), ..SharedLedger::with_shards(config, n_shards) }
+    }
+
+    #[cfg(feature = "mutants")]
+    fn runs(&self, mutant: SharedMutant) -> bool {
+        self.mutant == Some(mutant)
     }
 
     /// The configuration.
@@ -140,7 +159,10 @@ impl SharedLedger {
     /// A consistent balance sheet: stops every command for the time it takes to add it up.
     pub fn totals(&self) -> Totals {
         let identity_shards: Vec<_> = self.identity_shards.iter().map(lock).collect();
-        let payment_shards: Vec<_> = self.payment_shards.iter().map(lock).collect();
+        let n_payment_shards = self.payment_shards.len();
+        #[cfg(feature = "mutants")]
+        let n_payment_shards = if self.runs(SharedMutant::TotalsWithoutPaymentShards) { 0 } else { n_payment_shards };
+        let payment_shards: Vec<_> = self.payment_shards.iter().take(n_payment_shards).map(lock).collect();
         let mut totals = Totals {
             pool_sats: self.pool.load(),
             credited_sats: self.credited.load(),
@@ -272,7 +294,7 @@ impl SharedLedger {
         };
         // The free answer's debit is the pool's compare-and-swap; when it cannot be free, the
         // answer follows from the pool seen by the failed swap.
-        let debit = self.pool.update(|pool| if remaining >= estimated { pool.checked_sub(estimated) } else { None });
+        let debit = self.debit_pool(|pool| if remaining >= estimated { pool.checked_sub(estimated) } else { None });
         match debit {
             Ok(_) => Decision::Free { reserved_sats: estimated },
             Err(pool) => rules::offer(estimated, remaining, pool),
@@ -316,7 +338,14 @@ impl SharedLedger {
         }
         let identity = shard.identities.get(&pubkey).ok_or(Refusal::UnknownIdentity)?;
         let remaining = identity.daily_remaining(self.config.budget(identity.tier), now);
-        let debit = if amount > remaining { Err(self.pool.load()) } else { self.pool.debit(amount) };
+        #[cfg(feature = "mutants")]
+        let remaining = if self.runs(SharedMutant::PartialIgnoresReservations) {
+            rules::daily_remaining(self.config.budget(identity.tier), identity.absorbed_in_window(now), Sats::ZERO)
+        } else {
+            remaining
+        };
+        let debit =
+            if amount > remaining { Err(self.pool.load()) } else { self.debit_pool(|pool| pool.checked_sub(amount)) };
         if let Err(pool) = debit {
             let available = remaining.min(pool);
             let request = shard.requests.get_mut(&request_id).expect("looked up above");
@@ -354,6 +383,11 @@ impl SharedLedger {
             ReservationState::Released => return Ok(Outcome::Released { returned_sats: r.amount }),
             ReservationState::Recorded { .. } => return Err(Refusal::AlreadyRecorded),
             ReservationState::Expired => return Err(Refusal::ReservationExpired),
+        }
+        #[cfg(feature = "mutants")]
+        if self.runs(SharedMutant::ReleaseChecksThenRelocks) {
+            drop(shard);
+            shard = self.identity_shard(&pubkey);
         }
         self.close(&mut shard, pubkey, r.amount, r.amount);
         set_state(&mut shard, request_id, ReservationState::Released);
@@ -409,6 +443,18 @@ impl SharedLedger {
         set_state(&mut shard, request_id, ReservationState::Recorded { actual, absorbed, returned, overrun });
         journal.push(Movement::Record { request_id, pubkey, absorbed_sats: absorbed, returned_sats: returned });
         Ok(Outcome::Recorded { absorbed_sats: absorbed, returned_sats: returned, overrun_sats: overrun })
+    }
+
+    /// Replaces the pool `b` by `next(b)` in one atomic step, or leaves it alone when `next`
+    /// answers `None`: the debit of `decide` and `reserve_partial` ([`AtomicSats::update`]).
+    fn debit_pool(&self, next: impl Fn(Sats) -> Option<Sats>) -> Result<Sats, Sats> {
+        #[cfg(feature = "mutants")]
+        match self.mutant {
+            Some(SharedMutant::DebitLoadThenStore) => return self.pool.update_by_load_then_store(next),
+            Some(SharedMutant::DebitCheckThenSubtract) => return self.pool.update_by_check_then_subtract(next),
+            _ => {}
+        }
+        self.pool.update(next)
     }
 
     /// Closes an outstanding reservation: it leaves the identity's and the shard's outstanding
@@ -517,5 +563,6 @@ fn shard_idx(key: &impl Hash, n_shards: usize) -> usize {
 /// Locks `mutex`. A panic while holding a shard is a broken assertion; it poisons nothing we
 /// could trust afterwards, so it propagates.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    noise::point();
     mutex.lock().expect("a thread panicked while holding a ledger lock")
 }
