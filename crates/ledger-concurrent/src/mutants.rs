@@ -2,11 +2,12 @@
 //! planted behind the `mutants` feature so that a build that does not ask for them carries no
 //! trace of them (no field, no branch).
 //!
-//! Each one is a bug a reviewer could miss: every command still gives the reference's answer
-//! when it runs alone, so the conformance vectors and the one-at-a-time comparison cannot see
-//! it. Only threads that meet in the wrong window can. They exist to measure the concurrent
-//! runs (`tests/shared_mutants.rs`): a run that cannot tell a mutant from the real ledger is not
-//! testing what it claims.
+//! Each one is a bug a reviewer could miss. All but `PartialIgnoresReservations` give the
+//! reference's answer to every command that runs alone, so only threads that meet in the wrong
+//! window can see them; that one breaks as soon as an identity has a reservation outstanding
+//! while it reserves again, which a caller holding several requests at once does. They exist to
+//! measure the concurrent runs (`tests/shared_mutants.rs`): a run that cannot tell a mutant from
+//! the real ledger is not testing what it claims.
 
 /// One deliberate concurrency bug of [`SharedLedger`](crate::SharedLedger).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
