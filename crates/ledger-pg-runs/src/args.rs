@@ -1,7 +1,7 @@
 //! What a Postgres run is asked to do: the command-line options only Postgres engines take,
 //! and the run as the command line hands it over.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ledger_pg::batch::BatcherOptions;
 use ledger_pg::testpg::Durability;
@@ -58,6 +58,11 @@ pub struct PgArgs {
     /// after 2 s, and every 5 s while it lasts. Default 60; 1 to 86400.
     #[arg(long, value_name = "SECONDS")]
     pub give_up_after: Option<u64>,
+    /// pg-reference: after each seed's migration, run this SQL file (a `CREATE OR REPLACE
+    /// FUNCTION` of one of the schema's functions: a named mutant of `fixtures/pg-mutants/`),
+    /// to measure what the run catches. Builds with `--features mutants` only.
+    #[arg(long, value_name = "FILE")]
+    pub pg_mutant: Option<PathBuf>,
 }
 
 impl PgArgs {
@@ -72,6 +77,22 @@ impl PgArgs {
             || self.batch_lanes.is_some()
             || self.give_up_after.is_some()
             || self.reset_database
+            || self.pg_mutant.is_some()
+    }
+
+    /// The SQL of `--pg-mutant`, read from its file: `None` without it. Refused for any engine
+    /// but pg-reference. (`ledger-sim` refuses the option in a build without its `mutants`
+    /// feature.)
+    pub(crate) fn mutant_sql(&self, kind: EngineKind) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.pg_mutant else { return Ok(None) };
+        if kind != EngineKind::PgReference {
+            anyhow::bail!("--pg-mutant applies to --engine pg-reference only (it replaces one of its SQL functions)");
+        }
+        let sql = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--pg-mutant {}: {e}", path.display()))?;
+        if !sql.contains("CREATE OR REPLACE FUNCTION") {
+            anyhow::bail!("--pg-mutant {}: not a `CREATE OR REPLACE FUNCTION` of the schema", path.display());
+        }
+        Ok(Some(sql))
     }
 
     /// The durability of the private cluster a restart or crash run starts.

@@ -381,12 +381,13 @@ pub(crate) fn concurrent_run(
     args: &PgArgs,
     server: &Server,
     n_tasks: u32,
+    mutant: Option<&str>,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mut per_seed = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
         let db = server.fresh()?;
-        let r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks)?;
+        let r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks, mutant)?;
         let bad = !r.violations.is_empty();
         per_seed.push((seed, r));
         if bad && run.fail_fast {
@@ -469,6 +470,9 @@ fn fault_flags(args: &PgArgs) -> String {
     if let Some(n) = args.batch_lanes {
         s.push_str(&format!(" --batch-lanes {n}"));
     }
+    if let Some(path) = &args.pg_mutant {
+        s.push_str(&format!(" --pg-mutant {}", crate::args::shell_quote(&path.display().to_string())));
+    }
     s
 }
 
@@ -508,6 +512,7 @@ fn concurrent_seed(
     db: &Db,
     args: &PgArgs,
     n_tasks: u32,
+    mutant: Option<&str>,
 ) -> anyhow::Result<ConcSeed> {
     let (users, flows) = draw_workload(s, seed);
     let config = s.ledger;
@@ -519,6 +524,7 @@ fn concurrent_seed(
     };
     let args = args.clone();
     let shown = redacted(&db.url);
+    let mutant = mutant.map(str::to_owned);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = rt.block_on(async move {
         // One connection first, so that a refused or failing connection is reported as
@@ -544,6 +550,10 @@ fn concurrent_seed(
             .connect_with(opts.clone().application_name(ADMIN_APP))
             .await?;
         ledger_pg::migrate(&pool).await?;
+        if let Some(sql) = &mutant {
+            // `--pg-mutant`: one of the schema's functions replaced, before any traffic.
+            sqlx::raw_sql(sql).execute(&pool).await.map_err(|e| anyhow::anyhow!("installing --pg-mutant: {e}"))?;
+        }
         let client = match kind {
             EngineKind::PgSeed => Client::Seed(SeedClient::new(pool.clone(), config)),
             _ => {

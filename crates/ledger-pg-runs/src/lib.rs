@@ -77,6 +77,7 @@ use crate::server::Server;
 /// Runs the seeds of `run` on PostgreSQL, sequentially, each on a fresh database.
 pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
     args.validate()?;
+    let mutant = args.mutant_sql(run.kind)?;
     if run.kind == EngineKind::Exec {
         let exec = run.exec.ok_or_else(|| anyhow::anyhow!("--engine exec needs --exec COMMAND"))?;
         if exec.kill_child_at.is_some() && args.concurrency.is_none() {
@@ -101,7 +102,7 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
     }
     let server = Server::new(args)?;
     match args.concurrency {
-        Some(n) => concurrent_run(run, args, &server, n),
-        None => lockstep_run(run, &server, args.crash_server_at),
+        Some(n) => concurrent_run(run, args, &server, n, mutant.as_deref()),
+        None => lockstep_run(run, &server, args.crash_server_at, mutant.as_deref()),
     }
 }

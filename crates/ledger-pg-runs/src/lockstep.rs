@@ -162,6 +162,20 @@ fn cannot_connect(name: &str, url: &str, e: impl std::fmt::Display) -> anyhow::E
     anyhow::anyhow!("{name} cannot connect to {}: {e}", redacted(url))
 }
 
+/// `--pg-mutant`: replaces one of the schema's functions of the (migrated) database at `url`
+/// with `sql`, on a connection of its own, before any step.
+fn install_mutant(url: &str, sql: Option<&str>) -> anyhow::Result<()> {
+    let Some(sql) = sql else { return Ok(()) };
+    let (opts, sql) = (url.parse::<sqlx::postgres::PgConnectOptions>()?, sql.to_owned());
+    server::block_on(async move {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(opts).await?;
+        sqlx::raw_sql(&sql).execute(&pool).await?;
+        pool.close().await;
+        Ok::<_, sqlx::Error>(())
+    })?
+    .map_err(|e| anyhow::anyhow!("installing --pg-mutant: {e}"))
+}
+
 /// One lockstep seed on the database at `url`.
 fn lockstep_seed(
     kind: EngineKind,
@@ -170,6 +184,7 @@ fn lockstep_seed(
     seed: u64,
     sched: SchedulerKind,
     crash: Option<(u64, Arc<TestPg>)>,
+    mutant: Option<&str>,
 ) -> anyhow::Result<SeedRun> {
     let crash_at = crash.as_ref().map(|(at, _)| *at);
     let name = engine_name(kind);
@@ -186,6 +201,7 @@ fn lockstep_seed(
         }
         _ => {
             let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
+            install_mutant(url, mutant)?;
             let (db, lost) = Halting::new(db, crash);
             let engine = Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found));
             let run = run_seed(once(engine, c), name, s, seed, sched);
@@ -204,7 +220,12 @@ fn lockstep_seed(
 
 /// Lockstep seeds of `run`; with `crash_at`, each seed's server crashes before that engine
 /// step ([`Halting`]; a private durable cluster a seed).
-pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server, crash_at: Option<u64>) -> anyhow::Result<RunReport> {
+pub(crate) fn lockstep_run(
+    run: &PgRun<'_>,
+    server: &Server,
+    crash_at: Option<u64>,
+    mutant: Option<&str>,
+) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mut runs = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
@@ -214,7 +235,7 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server, crash_at: Option<u6
             (Some(_), None) => anyhow::bail!("--crash-server-at needs a private cluster"),
             (None, _) => None,
         };
-        let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler, crash)?;
+        let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler, crash, mutant)?;
         if let Some(at) = crash_at.filter(|&at| at > r.result.n_events) {
             eprintln!(
                 "ledger-sim: seed {seed} ended after {} steps, before --crash-server-at {at}: its server was never crashed",
@@ -229,7 +250,15 @@ pub(crate) fn lockstep_run(run: &PgRun<'_>, server: &Server, crash_at: Option<u6
         }
     }
     let twin = if run.kind == EngineKind::PgSeed { Twin::Seed } else { Twin::Reference };
-    lockstep_report(run, engine_name(run.kind), &runs, started.elapsed(), twin, &mut |h| replay_pg(run.kind, h, true))
+    let mut report = lockstep_report(run, engine_name(run.kind), &runs, started.elapsed(), twin, &mut |h| {
+        replay_pg(run.kind, h, true, mutant)
+    })?;
+    if mutant.is_some() {
+        for v in &mut report.violations {
+            v.replay.push_str(" (on today's SQL functions: `replay` does not install --pg-mutant)");
+        }
+    }
+    Ok(report)
 }
 
 /// The in-memory engine a lockstep counterexample is shrunk on: the one the engine under test
@@ -365,10 +394,15 @@ fn lockstep_counterexample(
     })
 }
 
-fn replay_pg(kind: EngineKind, h: &History, log: bool) -> anyhow::Result<(RunResult, Option<Divergence>)> {
+fn replay_pg(
+    kind: EngineKind,
+    h: &History,
+    log: bool,
+    mutant: Option<&str>,
+) -> anyhow::Result<(RunResult, Option<Divergence>)> {
     let pg = TestPg::new().map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
     let url = pg.url().to_owned();
-    let r = lockstep_replay(kind, &url, h, log);
+    let r = lockstep_replay(kind, &url, h, log, mutant);
     drop(pg);
     r
 }
@@ -378,6 +412,7 @@ fn lockstep_replay(
     url: &str,
     h: &History,
     log: bool,
+    mutant: Option<&str>,
 ) -> anyhow::Result<(RunResult, Option<Divergence>)> {
     let found = Arc::new(Mutex::new(None));
     let name = engine_name(kind);
@@ -392,6 +427,7 @@ fn lockstep_replay(
         }
         _ => {
             let db = PgReferenceEngine::connect_url(url, c).map_err(|e| cannot_connect(name, url, e))?;
+            install_mutant(url, mutant)?;
             let (db, lost) = Halting::new(db, None);
             let r = replay(once(Differential::new(db, ReferenceEngine::new(c), Arc::clone(&found)), c), h, log);
             lost_error(&lost, url)?;
@@ -406,7 +442,7 @@ fn lockstep_replay(
 /// server or a throwaway cluster). A divergence from the reference engine is an error that
 /// names the step.
 pub fn replay_on_pg(kind: EngineKind, h: &History, log: bool) -> anyhow::Result<RunResult> {
-    let (r, d) = replay_pg(kind, h, log)?;
+    let (r, d) = replay_pg(kind, h, log, None)?;
     if let Some(d) = d {
         anyhow::bail!("divergence at engine step {}: {}", d.step, d.detail);
     }

@@ -253,6 +253,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     if args.mutant.is_some() && args.engine != EngineKind::Reference {
         anyhow::bail!("--mutant applies to --engine reference only");
     }
+    if args.pg.pg_mutant.is_some() && !cfg!(feature = "mutants") {
+        anyhow::bail!("--pg-mutant needs a build with `--features mutants`");
+    }
     let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
     let pg = matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec);
     if pg && args.steer {

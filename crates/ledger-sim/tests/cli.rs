@@ -272,3 +272,18 @@ fn a_steered_run_reports_the_marks_it_boosted() {
     assert_eq!(pg.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&pg.stderr).contains("--steer runs in-memory engines only"));
 }
+
+#[test]
+#[cfg(not(feature = "mutants"))]
+fn a_pg_mutant_needs_a_build_with_the_mutants_feature() {
+    let out = sim(&[
+        "run",
+        "--engine",
+        "pg-reference",
+        "--pg-mutant",
+        "fixtures/pg-mutants/ledger_decide_locked_no_for_update.sql",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--pg-mutant needs a build with `--features mutants`"), "{err}");
+}
