@@ -374,6 +374,75 @@ pub(crate) struct ConcSeed {
     pub(crate) n_requests: u64,
     pub(crate) marks: BTreeMap<&'static str, u64>,
     pub(crate) ops: Vec<OpRecord>,
+    /// Deadlocks the server broke (40P01) during the seed ([`server_deadlocks`]).
+    pub(crate) deadlocks: u64,
+}
+
+/// The deadlocks PostgreSQL has broken (40P01) in the current database since its statistics
+/// began (`pg_stat_database.deadlocks`). A backend adds its own to the count when it goes idle
+/// (at most once a second) and when it exits.
+async fn server_deadlocks(admin: &PgPool) -> anyhow::Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(admin)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// How often a concurrent run looks for deadlocks while its traffic runs.
+const DEADLOCK_WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// Says on stderr, while the traffic runs, how many deadlocks the server has broken since
+/// `before`: the real functions never deadlock (they lock identities before pool stripes,
+/// stripes one alone or all in order), and each deadlock stalls every call queued behind it
+/// for `deadlock_timeout` before PostgreSQL breaks it and the call is retried, so a run that
+/// crawls says why.
+async fn watch_deadlocks(admin: PgPool, seed: u64, before: u64) {
+    let mut said = 0;
+    loop {
+        tokio::time::sleep(DEADLOCK_WATCH_EVERY).await;
+        let Ok(now) = server_deadlocks(&admin).await else { continue };
+        let n = now.saturating_sub(before);
+        if n > said {
+            said = n;
+            eprintln!(
+                "ledger-sim: seed {seed}: the server has broken {n} deadlock(s) (40P01) so far: the SQL functions \
+                 take their locks in orders that cycle; each stalls the calls behind it for deadlock_timeout, \
+                 then one call is aborted and retried"
+            );
+        }
+    }
+}
+
+/// The deadlocks the server broke since `before`, once every connection of the run's pool
+/// (closed) has ended: a backend counts its last deadlocks when it exits. A failure to read
+/// them is said on stderr and counts none: statistics never fail a run.
+async fn deadlocks_since(admin: &PgPool, before: u64) -> u64 {
+    match count_deadlocks_since(admin, before).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("ledger-sim: cannot read the server's deadlock count (pg_stat_database): {e}");
+            0
+        }
+    }
+}
+
+async fn count_deadlocks_since(admin: &PgPool, before: u64) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name <> $1",
+        )
+        .bind(ADMIN_APP)
+        .fetch_one(admin)
+        .await?;
+        if others == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A backend leaves pg_stat_activity just before it writes its statistics.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(server_deadlocks(admin).await?.saturating_sub(before))
 }
 
 pub(crate) fn concurrent_run(
@@ -388,7 +457,7 @@ pub(crate) fn concurrent_run(
     for seed in run.seeds.0..run.seeds.1 {
         let db = server.fresh()?;
         let r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks, mutant)?;
-        let bad = !r.violations.is_empty();
+        let bad = !r.violations.is_empty() || r.deadlocks > 0;
         per_seed.push((seed, r));
         if bad && run.fail_fast {
             break;
@@ -435,6 +504,29 @@ pub(crate) fn concurrent_report(
             shrunk_flows: 0,
             shrunk_events: 0,
             steps: mine.iter().take(8).map(|v| v.to_string()).collect(),
+            trace: path.display().to_string(),
+            replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
+        });
+    }
+    let deadlocked: Vec<&(u64, ConcSeed)> = per_seed.iter().filter(|(_, r)| r.deadlocks > 0).collect();
+    if let Some((seed, first)) = deadlocked.first() {
+        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}-deadlock.jsonl"));
+        write_ops(&first.ops, &path)?;
+        violations.push(ViolationReport {
+            invariant: "deadlock".to_owned(),
+            name: "the server broke deadlocks (40P01)".to_owned(),
+            seed: *seed,
+            seeds: deadlocked.iter().map(|(s, _)| *s).collect(),
+            detail: format!(
+                "PostgreSQL broke {} deadlock(s) during this seed: the SQL functions take their row locks in orders \
+                 that cycle (every command must lock its identities before pool stripes, stripes one alone or all in \
+                 stripe order); each stalled the calls queued behind it for deadlock_timeout before one was aborted \
+                 and retried",
+                first.deadlocks
+            ),
+            shrunk_flows: 0,
+            shrunk_events: 0,
+            steps: Vec::new(),
             trace: path.display().to_string(),
             replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
         });
@@ -550,6 +642,7 @@ fn concurrent_seed(
             .connect_with(opts.clone().application_name(ADMIN_APP))
             .await?;
         ledger_pg::migrate(&pool).await?;
+        let deadlocks_before = server_deadlocks(&admin).await?;
         if let Some(sql) = &mutant {
             // `--pg-mutant`: one of the schema's functions replaced, before any traffic.
             sqlx::raw_sql(sql).execute(&pool).await.map_err(|e| anyhow::anyhow!("installing --pg-mutant: {e}"))?;
@@ -599,6 +692,7 @@ fn concurrent_seed(
             // what the traffic was acknowledged.
             sqlx::query("CHECKPOINT").execute(&ctx.admin).await?;
         }
+        let watch = tokio::spawn(watch_deadlocks(ctx.admin.clone(), seed, deadlocks_before));
         let flows = Arc::new(flows);
         let next = Arc::new(AtomicU64::new(0));
         let closes = Arc::new(Mutex::new(BTreeMap::new()));
@@ -628,6 +722,7 @@ fn concurrent_seed(
         for t in tasks {
             t.await?;
         }
+        watch.abort();
         if ctx.outage.gave_up() {
             return Err(ctx.outage.error());
         }
@@ -678,6 +773,8 @@ fn concurrent_seed(
         // or closing the pool waits for those connections forever.
         drop(client);
         close_pool(&pool, "the run's connection pool").await?;
+        // A crash of the server resets its statistics: then nothing is counted.
+        let deadlocks = deadlocks_since(&admin, deadlocks_before).await;
         close_pool(&admin, "the admin connection pool").await?;
         Ok::<_, anyhow::Error>(ConcSeed {
             violations,
@@ -685,6 +782,7 @@ fn concurrent_seed(
             n_requests: flows.len() as u64,
             marks: marks.into_inner().unwrap_or_else(|p| p.into_inner()),
             ops: ops.into_inner().unwrap_or_else(|p| p.into_inner()),
+            deadlocks,
         })
     });
     drop(rt);

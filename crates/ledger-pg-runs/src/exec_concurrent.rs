@@ -418,6 +418,7 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             n_requests: flows.len() as u64,
             marks: std::mem::take(&mut s.marks),
             ops: std::mem::take(&mut s.ops),
+            deadlocks: 0,
         };
         let bad = !r.violations.is_empty();
         per_seed.push((seed, r));

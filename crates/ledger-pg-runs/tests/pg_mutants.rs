@@ -142,3 +142,21 @@ fn a_pg_mutant_is_refused_for_other_engines_and_when_it_is_not_a_function() {
     assert!(e.contains("CREATE OR REPLACE FUNCTION"), "{e}");
 }
 
+#[test]
+fn a_lock_order_inversion_on_the_hot_set_is_reported_as_deadlocks_not_a_crawl() {
+    let _limit = limit("a_lock_order_inversion_on_the_hot_set_is_reported_as_deadlocks_not_a_crawl");
+    // Without `FOR UPDATE` the decide locks its pool stripe first and its identity last, where
+    // every other command locks the identity first: on six identities and sixteen stripes at
+    // 32 clients, cycles form at once. PostgreSQL breaks each after deadlock_timeout (1 s) and
+    // the call is retried, so every answer is still right (the hot set's budgets never run
+    // out: no I4) and the run only crawls. It must say so.
+    let mut s = scenario_file("hot-set.toml");
+    s.n_steps = 100;
+    // --fail-fast stops at the first seed that deadlocked.
+    let r = run_mutant("ledger_decide_locked_no_for_update.sql", &s, (0, 3), concurrent(32));
+    assert_eq!(caught(&r), vec!["deadlock"], "{:#?}", r.violations);
+    assert_eq!(r.seeds, "0..1", "a deadlock is a finding --fail-fast stops at");
+    let d = &r.violations[0];
+    assert!(d.detail.contains("deadlock(s)") && d.detail.contains("lock"), "{d:?}");
+    assert!(d.replay.contains("--pg-mutant"), "{}", d.replay);
+}
