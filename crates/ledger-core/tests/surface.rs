@@ -150,3 +150,26 @@ fn each_fresh_outcome_implies_its_movements() {
     // An outcome that does not belong to the command implies nothing.
     assert_eq!(implied_movements(&release, &credited, None), Ok(vec![]));
 }
+
+#[test]
+fn one_request_and_one_payment_read_as_the_snapshot_lists_them() {
+    use ledger_core::{Config, Ledger, TimeMs};
+    let mut ledger = Ledger::new(Config::default());
+    let mut journal = Vec::new();
+    let pubkey = user(4);
+    let commands = [
+        Command::SetTier { pubkey, tier: Tier::Elite },
+        Command::Decide { request_id: RequestId(3), pubkey, estimated_sats: s(30) },
+        Command::Credit { payment_id: PaymentId(8), paid_sats: s(1_000) },
+    ];
+    for command in &commands {
+        ledger.apply(command, TimeMs(5), &mut journal).unwrap();
+    }
+    let snapshot = ledger.snapshot();
+    assert_eq!(ledger.request(RequestId(3)).as_ref(), snapshot.requests.first());
+    assert_eq!(ledger.request(RequestId(3)).unwrap().pubkey, pubkey);
+    assert_eq!(ledger.request(RequestId(4)), None);
+    assert_eq!(ledger.payment(PaymentId(8)).as_ref(), snapshot.payments.first());
+    assert_eq!(ledger.payment(PaymentId(8)).unwrap().credited_sats, s(100));
+    assert_eq!(ledger.payment(PaymentId(9)), None);
+}
