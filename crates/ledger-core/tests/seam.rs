@@ -172,3 +172,16 @@ fn a_broken_credit_rounds_up_only_what_is_not_exact() {
     assert_eq!(apply(&mut broken, credit(2, 100), 0), Ok(Outcome::Credited { credited_sats: s(13) }), "12.5 up");
     assert_eq!(apply(&mut broken, credit(3, 7), 0), Ok(Outcome::Credited { credited_sats: s(1) }), "0.875 up");
 }
+
+#[test]
+fn a_broken_strict_expiry_takes_the_reservation_due_now_and_none_later() {
+    let config = Config { reservation_ttl_ms: 100, ..rich() };
+    let mut broken = ledger(Rule::ExpireStrict, config);
+    assert_eq!(decide(&mut broken, 1, ALICE, 10, 0), free(10));
+    assert_eq!(decide(&mut broken, 2, ALICE, 10, 5), free(10));
+    assert_eq!(
+        apply(&mut broken, Command::Expire, 100),
+        Ok(Outcome::Expired { released: vec![(RequestId(1), s(10))] }),
+        "the deadline equal to now is taken, the one 5 ms later is not"
+    );
+}
