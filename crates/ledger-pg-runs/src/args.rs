@@ -243,6 +243,9 @@ pub struct PgRun<'a> {
     pub kind: EngineKind,
     /// The scenario.
     pub scenario: &'a Scenario,
+    /// The file the scenario was read from, if any: a concurrent report's command that runs a
+    /// seed again names it, since the flags alone would run the default scenario.
+    pub scenario_file: Option<&'a Path>,
     /// Half-open range of seeds.
     pub seeds: (u64, u64),
     /// Lockstep scheduler.
@@ -255,6 +258,13 @@ pub struct PgRun<'a> {
     pub max_replays: usize,
     /// The implementation of `--engine exec`.
     pub exec: Option<&'a ExecArgs>,
+}
+
+/// ` --scenario FILE` when the scenario came from a file, for a command that runs it again.
+pub(crate) fn scenario_flag(run: &PgRun<'_>) -> String {
+    run.scenario_file
+        .map(|path| format!(" --scenario {}", shell_quote(&path.display().to_string())))
+        .unwrap_or_default()
 }
 
 pub(crate) fn engine_name(kind: EngineKind) -> &'static str {

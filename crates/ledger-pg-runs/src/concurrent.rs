@@ -464,8 +464,9 @@ pub(crate) fn concurrent_run(
         }
     }
     let again = format!(
-        "ledger-sim run --engine {} --users {} --steps {} --concurrency {n_tasks}{}",
+        "ledger-sim run --engine {}{} --users {} --steps {} --concurrency {n_tasks}{}",
         engine_name(run.kind),
+        crate::args::scenario_flag(run),
         run.scenario.n_users,
         run.scenario.n_steps,
         fault_flags(args)

@@ -427,8 +427,9 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         }
     }
     let mut again = format!(
-        "ledger-sim run --engine exec {} --users {} --steps {} --concurrency {n}",
+        "ledger-sim run --engine exec {}{} --users {} --steps {} --concurrency {n}",
         exec.replay_flags(),
+        crate::args::scenario_flag(run),
         run.scenario.n_users,
         run.scenario.n_steps
     );

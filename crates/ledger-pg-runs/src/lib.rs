@@ -34,6 +34,7 @@
 //! let run = PgRun {
 //!     kind: EngineKind::PgReference,
 //!     scenario: &scenario,
+//!     scenario_file: None,
 //!     seeds: (0, 1),
 //!     scheduler: SchedulerKind::Random,
 //!     fail_fast: false,

@@ -85,7 +85,9 @@ impl Server {
                     // One connection, not a pool: a refused connection is reported as such at
                     // once, rather than as a pool that timed out.
                     match tokio::time::timeout(CONNECT_TIMEOUT, reset(opts, everything)).await {
-                        Ok(done) => done.map_err(|e| anyhow::anyhow!("resetting the database at {shown}: {e:#}")),
+                        // A context, not `{e:#}`: the error's own message already holds its source, and the
+                        // binary prints the chain leaving out a cause its message repeats.
+                        Ok(done) => done.map_err(|e| e.context(format!("resetting the database at {shown}"))),
                         Err(_) => Err(anyhow::anyhow!(
                             "resetting the database at {shown}: no answer within {} s",
                             CONNECT_TIMEOUT.as_secs()

@@ -30,6 +30,7 @@ fn try_run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, nam
     let run = PgRun {
         kind,
         scenario: s,
+        scenario_file: None,
         seeds,
         scheduler: SchedulerKind::Random,
         fail_fast: false,
@@ -224,6 +225,7 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
     let run = PgRun {
         kind: EngineKind::PgReference,
         scenario: &s,
+        scenario_file: None,
         seeds: (0, 1),
         scheduler: SchedulerKind::Random,
         fail_fast: false,

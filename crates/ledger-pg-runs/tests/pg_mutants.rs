@@ -24,8 +24,12 @@ fn mutant(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pg-mutants").join(file)
 }
 
+fn scenario_path(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/scenarios").join(file)
+}
+
 fn scenario_file(file: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/scenarios").join(file);
+    let path = scenario_path(file);
     let text = std::fs::read_to_string(&path).expect("the scenario file");
     Scenario::from_toml_str(&text, &path.display().to_string()).expect("a valid scenario")
 }
@@ -39,10 +43,16 @@ fn small_default() -> Scenario {
 /// Runs `seeds` of `s` on pg-reference with the SQL mutant `file` installed, stopping at the
 /// first seed that breaks something.
 fn run_mutant(file: &str, s: &Scenario, seeds: (u64, u64), args: PgArgs) -> RunReport {
+    run_mutant_of(file, s, None, seeds, args)
+}
+
+/// [`run_mutant`] of a scenario read from `scenario_file`, as `--scenario FILE` gives it.
+fn run_mutant_of(file: &str, s: &Scenario, scenario_file: Option<&Path>, seeds: (u64, u64), args: PgArgs) -> RunReport {
     let dir = std::env::temp_dir().join(format!("ledger-sim-pg-mutants-{}-{file}", std::process::id()));
     let run = PgRun {
         kind: EngineKind::PgReference,
         scenario: s,
+        scenario_file,
         seeds,
         scheduler: SchedulerKind::Random,
         fail_fast: true,
@@ -121,6 +131,7 @@ fn a_pg_mutant_is_refused_for_other_engines_and_when_it_is_not_a_function() {
         let run = PgRun {
             kind,
             scenario: &s,
+            scenario_file: None,
             seeds: (0, 1),
             scheduler: SchedulerKind::Random,
             fail_fast: true,
@@ -153,10 +164,13 @@ fn a_lock_order_inversion_on_the_hot_set_is_reported_as_deadlocks_not_a_crawl() 
     let mut s = scenario_file("hot-set.toml");
     s.n_steps = 100;
     // --fail-fast stops at the first seed that deadlocked.
-    let r = run_mutant("ledger_decide_locked_no_for_update.sql", &s, (0, 3), concurrent(32));
+    let path = scenario_path("hot-set.toml");
+    let r = run_mutant_of("ledger_decide_locked_no_for_update.sql", &s, Some(&path), (0, 3), concurrent(32));
     assert_eq!(caught(&r), vec!["deadlock"], "{:#?}", r.violations);
     assert_eq!(r.seeds, "0..1", "a deadlock is a finding --fail-fast stops at");
     let d = &r.violations[0];
     assert!(d.detail.contains("deadlock(s)") && d.detail.contains("lock"), "{d:?}");
     assert!(d.replay.contains("--pg-mutant"), "{}", d.replay);
+    // Without its scenario file the command would run the default scenario, not the hot set.
+    assert!(d.replay.contains(&format!("--scenario {}", path.display())), "{}", d.replay);
 }

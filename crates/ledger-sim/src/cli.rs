@@ -274,6 +274,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         let run = ledger_pg_runs::PgRun {
             kind: args.engine,
             scenario: &scenario,
+            scenario_file: args.scenario.as_deref(),
             seeds,
             scheduler: args.scheduler,
             fail_fast: args.fail_fast,

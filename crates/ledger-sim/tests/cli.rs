@@ -287,3 +287,22 @@ fn a_pg_mutant_needs_a_build_with_the_mutants_feature() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--pg-mutant needs a build with `--features mutants`"), "{err}");
 }
+
+#[test]
+fn an_unreachable_database_is_named_at_once_once_and_without_its_password() {
+    let out = sim(&[
+        "run",
+        "--engine",
+        "pg-reference",
+        "--database-url",
+        "postgres://someone:hunter2@127.0.0.1:1/x",
+        "--seeds",
+        "0..1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("postgres://someone:***@127.0.0.1:1/x"), "{stderr}");
+    let error = stderr.lines().find(|l| l.starts_with("ledger-sim: error:")).expect("an error line");
+    assert_eq!(error.matches("Connection refused").count(), 1, "the cause once, not repeated: {error}");
+}
