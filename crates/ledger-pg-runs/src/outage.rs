@@ -58,7 +58,8 @@ impl Outage {
         if lasted >= SAY_AFTER && s.last_said.is_none_or(|t| now.duration_since(t) >= SAY_EVERY) {
             s.last_said = Some(now);
             eprintln!(
-                "ledger-sim: database unreachable for {} s (last error: {}); retrying, giving up after {} s",
+                "ledger-sim: {} for {} s (last error: {}); retrying, giving up after {} s",
+                state_of(&s.cause),
                 lasted.as_secs(),
                 s.cause,
                 self.give_up_after.as_secs()
@@ -93,6 +94,19 @@ impl Outage {
     }
 }
 
+/// What a run of failing calls with this last error says of the database: a server that
+/// answers but not in time, or whose new connections succeed while the pool's are all taken,
+/// is not unreachable, and saying so would send its operator to the wrong place.
+fn state_of(cause: &str) -> &'static str {
+    if cause.contains("a new connection succeeds") {
+        "database reachable but the connection pool exhausted"
+    } else if cause.starts_with("no answer within") {
+        "database not answering calls in time"
+    } else {
+        "database unreachable"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +121,18 @@ mod tests {
         assert!(o.failed("connection refused"));
         assert!(o.gave_up());
         assert!(o.error().to_string().contains("connection refused"), "{}", o.error());
+    }
+
+    #[test]
+    fn a_slow_or_exhausted_database_is_not_called_unreachable() {
+        assert_eq!(
+            state_of("database: pool timed out; connecting: Connection refused (os error 111)"),
+            "database unreachable"
+        );
+        assert_eq!(state_of("no answer within 30 s"), "database not answering calls in time");
+        assert_eq!(
+            state_of("pool timed out (a new connection succeeds: the pool is exhausted)"),
+            "database reachable but the connection pool exhausted"
+        );
     }
 }
