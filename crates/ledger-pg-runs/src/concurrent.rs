@@ -110,13 +110,43 @@ pub(crate) struct Ctx {
     pub(crate) outage: Outage,
     /// Where a probe connection goes, to learn why the pool cannot connect.
     pub(crate) opts: PgConnectOptions,
+    /// Calls given up because the server raised an error for them ([`ENGINE_ERROR`]): how
+    /// many, and the first few described.
+    pub(crate) engine_errors: Mutex<(u64, Vec<String>)>,
+}
+
+/// How a failed reply begins when the server raised an error for the call itself: neither a
+/// lost connection nor a serialization failure or deadlock (those are retried), but an error of
+/// the SQL (a constraint, a raised exception). The database is not down, and sending the call
+/// again cannot be expected to help: it is the implementation's error, and a run reports it.
+const ENGINE_ERROR: &str = "the server raised an error for this call: ";
+
+/// How many times a call the server answers with an error ([`ENGINE_ERROR`]) is sent before
+/// its caller gives it up.
+const ENGINE_ERROR_ATTEMPTS: u32 = 3;
+
+/// How many of a seed's calls given up on an error of the server are described in its report.
+const ENGINE_ERRORS_KEPT: usize = 5;
+
+/// Whether SQLSTATE `code` is an error of the SQL functions themselves: a data exception (22),
+/// a broken constraint (23), a syntax error or undefined object (42), an exception a function
+/// raised (P0) or one of the schema's own codes (LD). Not a lost connection or a server going
+/// down (08, 57), not too many connections (53), not a serialization failure or deadlock (40,
+/// retried), not an aborted transaction (25, the consequence of another error).
+fn raised_by_the_sql(code: &str) -> bool {
+    ["22", "23", "42", "P0", "LD"].iter().any(|class| code.starts_with(class))
 }
 
 /// The reply and movements of a `pg-reference` call.
 fn answered(applied: Result<reference::Applied, reference::PgError>) -> (Reply, Vec<Movement>) {
     match applied {
         Ok(a) => (Reply::from(a.result), a.movements),
-        Err(e) => (Reply::Failed { error: e.to_string() }, Vec::new()),
+        Err(e) => {
+            let raised = matches!(&e, reference::PgError::Sql(sqlx::Error::Database(db))
+                if db.code().is_some_and(|code| raised_by_the_sql(&code)));
+            let error = if raised { format!("{ENGINE_ERROR}{e}") } else { e.to_string() };
+            (Reply::Failed { error }, Vec::new())
+        }
     }
 }
 
@@ -125,6 +155,16 @@ const ADMIN_APP: &str = "ledger-sim-admin";
 impl Ctx {
     fn mark(&self, m: Mark) {
         *self.marks.lock().unwrap_or_else(|p| p.into_inner()).entry(m.name()).or_insert(0) += 1;
+    }
+
+    /// `call` of `flow` was given up after the server raised `error` for it every time.
+    fn gave_up_on_error(&self, flow: u32, call: &Call, error: &str) {
+        let mut e = self.engine_errors.lock().unwrap_or_else(|p| p.into_inner());
+        e.0 += 1;
+        if e.1.len() < ENGINE_ERRORS_KEPT {
+            let who = if flow == u32::MAX { "the final sweep".to_owned() } else { format!("flow {flow}") };
+            e.1.push(format!("{who}: {call:?} failed {ENGINE_ERROR_ATTEMPTS} times: {error}"));
+        }
     }
 
     fn tick(&self) -> u64 {
@@ -247,6 +287,7 @@ impl Ctx {
     /// retried with the same ids, a lost acknowledgement too. `None` when it never answered.
     async fn deliver(&self, flow: u32, call: &Call, now: TimeMs, rng: &mut ChaCha8Rng) -> Option<Reply> {
         let mut fault = None;
+        let mut raised = 0;
         for attempt in 0..MAX_ATTEMPTS {
             if self.outage.gave_up() {
                 return None;
@@ -274,6 +315,18 @@ impl Ctx {
                 continue;
             }
             if let Reply::Failed { error } = &reply {
+                if error.starts_with(ENGINE_ERROR) {
+                    // The server answered: no outage, and no point in many more tries.
+                    self.outage.answered();
+                    raised += 1;
+                    if raised >= ENGINE_ERROR_ATTEMPTS {
+                        self.gave_up_on_error(flow, call, error);
+                        self.mark(Mark::CallGaveUp);
+                        return None;
+                    }
+                    fault = Some("retry");
+                    continue;
+                }
                 if self.outage.failed(&server::why(error, &self.opts).await) {
                     return None;
                 }
@@ -376,6 +429,9 @@ pub(crate) struct ConcSeed {
     pub(crate) ops: Vec<OpRecord>,
     /// Deadlocks the server broke (40P01) during the seed ([`server_deadlocks`]).
     pub(crate) deadlocks: u64,
+    /// Calls given up because the server raised an error for each try, and the first few.
+    pub(crate) n_engine_errors: u64,
+    pub(crate) engine_errors: Vec<String>,
 }
 
 /// The deadlocks PostgreSQL has broken (40P01) in the current database since its statistics
@@ -457,7 +513,7 @@ pub(crate) fn concurrent_run(
     for seed in run.seeds.0..run.seeds.1 {
         let db = server.fresh()?;
         let r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks, mutant)?;
-        let bad = !r.violations.is_empty() || r.deadlocks > 0;
+        let bad = !r.violations.is_empty() || r.deadlocks > 0 || r.n_engine_errors > 0;
         per_seed.push((seed, r));
         if bad && run.fail_fast {
             break;
@@ -524,6 +580,29 @@ pub(crate) fn concurrent_report(
                  stripe order); each stalled the calls queued behind it for deadlock_timeout before one was aborted \
                  and retried",
                 first.deadlocks
+            ),
+            shrunk_flows: 0,
+            shrunk_events: 0,
+            steps: Vec::new(),
+            trace: path.display().to_string(),
+            replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
+        });
+    }
+    let raised: Vec<&(u64, ConcSeed)> = per_seed.iter().filter(|(_, r)| r.n_engine_errors > 0).collect();
+    if let Some((seed, first)) = raised.first() {
+        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}-engine-error.jsonl"));
+        write_ops(&first.ops, &path)?;
+        violations.push(ViolationReport {
+            invariant: "engine_error".to_owned(),
+            name: "the server raised an error for a call".to_owned(),
+            seed: *seed,
+            seeds: raised.iter().map(|(s, _)| *s).collect(),
+            detail: format!(
+                "{} call(s) got an error of the SQL itself (not a lost connection, not a serialization failure or \
+                 deadlock) on each of {ENGINE_ERROR_ATTEMPTS} tries and were given up; the database answered, the \
+                 implementation failed: {}",
+                first.n_engine_errors,
+                first.engine_errors.join("; ")
             ),
             shrunk_flows: 0,
             shrunk_events: 0,
@@ -678,6 +757,7 @@ fn concurrent_seed(
             marks: Mutex::new(BTreeMap::new()),
             outage: Outage::new(args.give_up_after()),
             opts: opts.clone(),
+            engine_errors: Mutex::new((0, Vec::new())),
         });
         // The trust service's identities, before any traffic.
         for (&user, &tier) in &users {
@@ -734,11 +814,21 @@ fn concurrent_seed(
         // Traffic stopped: let every deadline pass and run the sweeper (the seed has none).
         let end = EPOCH.plus_ms(10 * u64::try_from(flows.len()).unwrap_or(0) + config.reservation_ttl_ms + 1000);
         let mut swept = false;
+        let mut raised = 0;
         for attempt in 0..MAX_ATTEMPTS {
             let invoked = ctx.tick();
             let (reply, movements) = ctx.send(&Call::Expire, end, false).await;
             ctx.record(u32::MAX, &Call::Expire, (end, invoked), &reply, movements, None);
             match &reply {
+                Reply::Failed { error } if error.starts_with(ENGINE_ERROR) => {
+                    raised += 1;
+                    if raised >= ENGINE_ERROR_ATTEMPTS {
+                        // Reported as the implementation's error; the books are still checked.
+                        ctx.gave_up_on_error(u32::MAX, &Call::Expire, error);
+                        swept = true;
+                        break;
+                    }
+                }
                 Reply::Failed { error } => {
                     if ctx.outage.failed(error) {
                         return Err(ctx.outage.error());
@@ -769,7 +859,8 @@ fn concurrent_seed(
         }
         // Every caller task has ended, so this is the last handle on the context.
         let ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("a caller task outlived the run"))?;
-        let Ctx { client, admin, n_calls, ops, marks, .. } = ctx;
+        let Ctx { client, admin, n_calls, ops, marks, engine_errors, .. } = ctx;
+        let (n_engine_errors, engine_errors) = engine_errors.into_inner().unwrap_or_else(|p| p.into_inner());
         // The batcher's lanes hold a connection each until their queues close: end them first,
         // or closing the pool waits for those connections forever.
         drop(client);
@@ -784,6 +875,8 @@ fn concurrent_seed(
             marks: marks.into_inner().unwrap_or_else(|p| p.into_inner()),
             ops: ops.into_inner().unwrap_or_else(|p| p.into_inner()),
             deadlocks,
+            n_engine_errors,
+            engine_errors,
         })
     });
     drop(rt);

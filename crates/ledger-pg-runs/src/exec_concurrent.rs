@@ -419,6 +419,8 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             marks: std::mem::take(&mut s.marks),
             ops: std::mem::take(&mut s.ops),
             deadlocks: 0,
+            n_engine_errors: 0,
+            engine_errors: Vec::new(),
         };
         let bad = !r.violations.is_empty();
         per_seed.push((seed, r));

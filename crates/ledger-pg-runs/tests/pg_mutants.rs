@@ -174,3 +174,19 @@ fn a_lock_order_inversion_on_the_hot_set_is_reported_as_deadlocks_not_a_crawl() 
     // Without its scenario file the command would run the default scenario, not the hot set.
     assert!(d.replay.contains(&format!("--scenario {}", path.display())), "{}", d.replay);
 }
+
+#[test]
+fn an_error_the_sql_raises_is_the_implementations_not_an_outage() {
+    let _limit = limit("an_error_the_sql_raises_is_the_implementations_not_an_outage");
+    // One payment in 17 is credited on a stripe that does not exist: the trigger raises on
+    // every try. The run must stop retrying it, say the implementation failed, and finish
+    // with a verdict (exit 1), not blame an unreachable database and give up (exit 2).
+    for args in [concurrent(16), PgArgs { batch_lanes: Some(2), ..concurrent(16) }] {
+        let r = run_mutant("ledger_credit_stripe_off_by_one.sql", &small_default(), (0, 3), args.clone());
+        let found = caught(&r);
+        assert!(found.contains(&"engine_error"), "{args:?}: {found:?}");
+        let e = r.violations.iter().find(|v| v.invariant == "engine_error").expect("engine_error");
+        assert!(e.detail.contains("Credit") && e.detail.contains("pool stripe 16 missing"), "{e:?}");
+        assert!(!e.detail.contains("unreachable"), "{e:?}");
+    }
+}
