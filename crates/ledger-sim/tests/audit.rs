@@ -18,6 +18,10 @@ fn audit(url: &str) -> (i32, String) {
 
 #[test]
 fn audit_checks_a_live_database_read_only() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        "audit::audit_checks_a_live_database_read_only (a throwaway server and `ledger-sim audit` on it)",
+        std::time::Duration::from_secs(300),
+    );
     let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let pool = rt.block_on(pg.pool()).unwrap();

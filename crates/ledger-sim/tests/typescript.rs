@@ -214,6 +214,10 @@ fn the_corrected_typescript_holds_a_hot_set_under_concurrency() {
 
 #[test]
 fn the_adapters_own_tests_and_type_check_pass() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        "typescript::the_adapters_own_tests_and_type_check_pass (npm run typecheck, npm test on a throwaway server)",
+        std::time::Duration::from_secs(600),
+    );
     packages();
     let dir = root().join("adapters/typescript");
     let tsc = Command::new("npm").args(["run", "--silent", "typecheck"]).current_dir(&dir).output().unwrap();
