@@ -60,6 +60,7 @@ mod exec;
 mod exec_concurrent;
 mod lockstep;
 mod outage;
+mod pg_mutant;
 mod record;
 mod server;
 

@@ -151,6 +151,8 @@ fn a_pg_mutant_is_refused_for_other_engines_and_when_it_is_not_a_function() {
     std::fs::write(&not_sql, "DROP TABLE identities;").expect("write");
     let e = refused(EngineKind::PgReference, not_sql);
     assert!(e.contains("CREATE OR REPLACE FUNCTION"), "{e}");
+    let e = refused(EngineKind::PgReference, PathBuf::from("/dev/zero"));
+    assert!(e.contains("/dev/zero") && e.contains("regular file"), "{e}");
 }
 
 #[test]

@@ -60,6 +60,10 @@ macro_rules! reference_schema {
         #[cfg(test)]
         const FUNCTIONS: &[&str] = &[$($name),*];
 
+        /// Each function of the reference schema and its file's text, as installed.
+        const FUNCTION_SOURCES: &[(&str, &str)] =
+            &[$(($name, include_str!(concat!("../sql/functions/", $name, ".sql")))),*];
+
         /// The reference schema's migration: its tables, then every function.
         const REFERENCE_SCHEMA: &str = concat!(
             include_str!("../sql/reference_schema.sql"),
@@ -107,6 +111,13 @@ reference_schema!(
     "ledger_audit_stripes",
     "ledger_audit_links",
 );
+
+/// The text of the reference schema's function `name` (its file in `sql/functions/`, a
+/// `CREATE FUNCTION` and its comments), as the migration installs it; `None` for a name the
+/// schema does not have. What a mutant of one function starts from.
+pub fn function_source(name: &str) -> Option<&'static str> {
+    FUNCTION_SOURCES.iter().find(|(n, _)| *n == name).map(|(_, sql)| *sql)
+}
 
 /// The seed's tables, as the TypeScript service uses them.
 const SEED_TABLES: &str = include_str!("../sql/seed_tables.sql");
