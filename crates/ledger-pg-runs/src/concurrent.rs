@@ -545,72 +545,67 @@ pub(crate) fn concurrent_report(
     for (_, r) in per_seed {
         coverage.merge(&Coverage(r.marks.clone()));
     }
+    // What one kind of finding says: the seeds that have it, and the first one's calls
+    // written out with its description.
+    let mut finding = |invariant: &str,
+                       title: &str,
+                       suffix: &str,
+                       has: &dyn Fn(&ConcSeed) -> bool,
+                       describe: &dyn Fn(&ConcSeed) -> (String, Vec<String>)|
+     -> anyhow::Result<()> {
+        let seeds: Vec<&(u64, ConcSeed)> = per_seed.iter().filter(|(_, r)| has(r)).collect();
+        let Some((seed, first)) = seeds.first() else { return Ok(()) };
+        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}{suffix}.jsonl"));
+        write_ops(&first.ops, &path)?;
+        let (detail, steps) = describe(first);
+        violations.push(ViolationReport {
+            invariant: invariant.to_owned(),
+            name: title.to_owned(),
+            seed: *seed,
+            seeds: seeds.iter().map(|(s, _)| *s).collect(),
+            detail,
+            shrunk_flows: 0,
+            shrunk_events: 0,
+            steps,
+            trace: path.display().to_string(),
+            replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
+        });
+        Ok(())
+    };
     for inv in Invariant::ALL {
-        let breaking: Vec<&(u64, ConcSeed)> =
-            per_seed.iter().filter(|(_, r)| r.violations.iter().any(|v| v.invariant == inv)).collect();
-        let Some((seed, first)) = breaking.first() else { continue };
-        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}.jsonl"));
-        write_ops(&first.ops, &path)?;
-        let mine: Vec<&Violation> = first.violations.iter().filter(|v| v.invariant == inv).collect();
-        violations.push(ViolationReport {
-            invariant: inv.id().to_owned(),
-            name: inv.name().to_owned(),
-            seed: *seed,
-            seeds: breaking.iter().map(|(s, _)| *s).collect(),
-            detail: format!("{} ({} violation(s) in this seed)", mine[0], mine.len()),
-            shrunk_flows: 0,
-            shrunk_events: 0,
-            steps: mine.iter().take(8).map(|v| v.to_string()).collect(),
-            trace: path.display().to_string(),
-            replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
-        });
+        let mine = |r: &ConcSeed| r.violations.iter().filter(|v| v.invariant == inv).cloned().collect::<Vec<_>>();
+        finding(inv.id(), inv.name(), "", &|r| !mine(r).is_empty(), &|r| {
+            let mine = mine(r);
+            let detail = format!("{} ({} violation(s) in this seed)", mine[0], mine.len());
+            (detail, mine.iter().take(8).map(|v| v.to_string()).collect())
+        })?;
     }
-    let deadlocked: Vec<&(u64, ConcSeed)> = per_seed.iter().filter(|(_, r)| r.deadlocks > 0).collect();
-    if let Some((seed, first)) = deadlocked.first() {
-        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}-deadlock.jsonl"));
-        write_ops(&first.ops, &path)?;
-        violations.push(ViolationReport {
-            invariant: "deadlock".to_owned(),
-            name: "the server broke deadlocks (40P01)".to_owned(),
-            seed: *seed,
-            seeds: deadlocked.iter().map(|(s, _)| *s).collect(),
-            detail: format!(
-                "PostgreSQL broke {} deadlock(s) during this seed: the SQL functions take their row locks in orders \
-                 that cycle (every command must lock its identities before pool stripes, stripes one alone or all in \
-                 stripe order); each stalled the calls queued behind it for deadlock_timeout before one was aborted \
-                 and retried",
-                first.deadlocks
-            ),
-            shrunk_flows: 0,
-            shrunk_events: 0,
-            steps: Vec::new(),
-            trace: path.display().to_string(),
-            replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
-        });
-    }
-    let raised: Vec<&(u64, ConcSeed)> = per_seed.iter().filter(|(_, r)| r.n_engine_errors > 0).collect();
-    if let Some((seed, first)) = raised.first() {
-        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}-engine-error.jsonl"));
-        write_ops(&first.ops, &path)?;
-        violations.push(ViolationReport {
-            invariant: "engine_error".to_owned(),
-            name: "the server raised an error for a call".to_owned(),
-            seed: *seed,
-            seeds: raised.iter().map(|(s, _)| *s).collect(),
-            detail: format!(
+    finding("deadlock", "the server broke deadlocks (40P01)", "-deadlock", &|r| r.deadlocks > 0, &|r| {
+        let detail = format!(
+            "PostgreSQL broke {} deadlock(s) during this seed: the SQL functions take their row locks in orders \
+             that cycle (every command must lock its identities before pool stripes, stripes one alone or all in \
+             stripe order); each stalled the calls queued behind it for deadlock_timeout before one was aborted \
+             and retried",
+            r.deadlocks
+        );
+        (detail, Vec::new())
+    })?;
+    finding(
+        "engine_error",
+        "the server raised an error for a call",
+        "-engine-error",
+        &|r| r.n_engine_errors > 0,
+        &|r| {
+            let detail = format!(
                 "{} call(s) got an error of the SQL itself (not a lost connection, not a serialization failure or \
                  deadlock) on each of {ENGINE_ERROR_ATTEMPTS} tries and were given up; the database answered, the \
-                 implementation failed: {}",
-                first.n_engine_errors,
-                first.engine_errors.join("; ")
-            ),
-            shrunk_flows: 0,
-            shrunk_events: 0,
-            steps: Vec::new(),
-            trace: path.display().to_string(),
-            replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
-        });
-    }
+                 implementation failed; the first: {}",
+                r.n_engine_errors,
+                r.engine_errors.first().map_or("", String::as_str)
+            );
+            (detail, r.engine_errors.clone())
+        },
+    )?;
     let n_calls: u64 = per_seed.iter().map(|(_, r)| r.n_calls).sum();
     Ok(RunReport {
         engine: format!("{name} (concurrency {n_tasks})"),
