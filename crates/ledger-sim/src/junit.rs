@@ -78,8 +78,11 @@ pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[Viol
             name: format!("{} {}", inv.id(), inv.name()),
             failure: violations.iter().find(|v| v.invariant == inv.id()).map(|v| {
                 let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.seeds.len(), v.detail);
-                let mut body =
-                    format!("{}\n\nshrunk to {} flow(s), {} event(s):\n", v.detail, v.shrunk_flows, v.shrunk_events);
+                let mut body = if v.shrunk_flows > 0 || v.shrunk_events > 0 {
+                    format!("{}\n\nshrunk to {} flow(s), {} event(s):\n", v.detail, v.shrunk_flows, v.shrunk_events)
+                } else {
+                    format!("{}\n\nnot shrunk (real concurrency):\n", v.detail)
+                };
                 for s in &v.steps {
                     body.push_str(s);
                     body.push('\n');

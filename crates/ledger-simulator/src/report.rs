@@ -561,7 +561,12 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
         writeln!(out)?;
         writeln!(out, "VIOLATION {} {} (seed {}; {} seed(s) broke it)", v.invariant, v.name, v.seed, v.seeds.len())?;
         writeln!(out, "  {}", v.detail)?;
-        writeln!(out, "  shrunk to {} flow(s), {} event(s):", v.shrunk_flows, v.shrunk_events)?;
+        if v.shrunk_flows > 0 || v.shrunk_events > 0 {
+            writeln!(out, "  shrunk to {} flow(s), {} event(s):", v.shrunk_flows, v.shrunk_events)?;
+        } else if !v.steps.is_empty() {
+            // A concurrent run's finding: its calls are not shrunk, only listed.
+            writeln!(out, "  not shrunk (real concurrency); the first of them:")?;
+        }
         for s in &v.steps {
             writeln!(out, "    {s}")?;
         }
