@@ -115,6 +115,13 @@ pub(crate) struct Ctx {
     pub(crate) engine_errors: Mutex<(u64, Vec<String>)>,
 }
 
+/// The options of the connections a run's calls go through: the server itself cancels a
+/// statement still running after [`CALL_TIMEOUT`], so that a call the client has given up on
+/// does not go on holding its locks on the server, with its own retry queued behind it.
+fn calls_options(opts: &PgConnectOptions) -> PgConnectOptions {
+    opts.clone().options([("statement_timeout", CALL_TIMEOUT.as_millis().to_string())])
+}
+
 /// How a failed reply begins when the server raised an error for the call itself: neither a
 /// lost connection nor a serialization failure or deadlock (those are retried), but an error of
 /// the SQL (a constraint, a raised exception). The database is not down, and sending the call
@@ -709,7 +716,7 @@ fn concurrent_seed(
         let pool = PgPoolOptions::new()
             .max_connections(n_tasks + 4)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(opts.clone())
+            .connect_with(calls_options(&opts))
             .await?;
         let admin = PgPoolOptions::new()
             .max_connections(2)
@@ -876,4 +883,26 @@ fn concurrent_seed(
     });
     drop(rt);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_calls_are_cancelled_by_the_server_after_the_call_timeout() {
+        let opts: PgConnectOptions = "postgres://someone@127.0.0.1:5432/db".parse().unwrap();
+        let options = calls_options(&opts).get_options().map(str::to_owned).unwrap_or_default();
+        assert!(options.contains(&format!("statement_timeout={}", CALL_TIMEOUT.as_millis())), "{options}");
+    }
+
+    #[test]
+    fn only_errors_of_the_sql_itself_are_the_implementations() {
+        for code in ["23514", "23505", "P0001", "22003", "42883", "LDB01"] {
+            assert!(raised_by_the_sql(code), "{code}");
+        }
+        for code in ["57P01", "57014", "08006", "40001", "40P01", "53300", "25P02"] {
+            assert!(!raised_by_the_sql(code), "{code}");
+        }
+    }
 }
