@@ -13,11 +13,13 @@ pub struct IdMap<V> {
     present: Vec<u64>,
     sparse: FxHashMap<u64, V>,
     len: usize,
+    /// Ids below this go in the vector however sparse: the room [`IdMap::reserve`] was asked for.
+    reserved: u64,
 }
 
 impl<V> Default for IdMap<V> {
     fn default() -> Self {
-        IdMap { dense: Vec::new(), present: Vec::new(), sparse: FxHashMap::default(), len: 0 }
+        IdMap { dense: Vec::new(), present: Vec::new(), sparse: FxHashMap::default(), len: 0, reserved: 0 }
     }
 }
 
@@ -25,8 +27,11 @@ impl<V: Default> IdMap<V> {
     /// Ids below this always go in the vector; above it, only while it stays half full.
     const SLACK: u64 = 4096;
 
-    /// Room for `n` ids in sequence.
+    /// Room for `n` ids in sequence: ids below `n` go in the vector even when few of them
+    /// are used (a checker that books only the requests that touched the pool), so the table
+    /// never rehashes on the way to `n`.
     pub fn reserve(&mut self, n: usize) {
+        self.reserved = self.reserved.max(n as u64);
         self.dense.reserve(n);
         self.present.reserve(n.div_ceil(64));
     }
@@ -92,8 +97,9 @@ impl<V: Default> IdMap<V> {
     fn insert_new(&mut self, k: u64, v: V) -> &mut V {
         self.len += 1;
         let n = self.dense.len() as u64;
-        // Dense while at least about half the slots up to `k` are used.
-        if k < n || k < Self::SLACK.max(2 * self.len as u64) {
+        // Dense within the reserved room, and past it while at least about half the slots
+        // up to `k` are used.
+        if k < n || k < Self::SLACK.max(2 * self.len as u64).max(self.reserved) {
             if k >= n {
                 self.dense.resize_with(k as usize + 1, V::default);
                 self.present.resize((k as usize + 1).div_ceil(64), 0);
@@ -187,6 +193,15 @@ mod tests {
         assert!(m.in_dense(5_000) && m.sparse.is_empty(), "5000 < 2 * 3001 keeps the vector half full");
         m.insert(7_000, 2);
         assert!(m.sparse.contains_key(&7_000), "7000 >= 2 * 3002 would leave the vector mostly empty");
+
+        // Within the reserved room an id is dense however few are held; past it, the rule above.
+        let mut m: IdMap<u64> = IdMap::default();
+        m.reserve(100_000);
+        m.insert(0, 0);
+        m.insert(99_999, 1);
+        assert!(m.in_dense(99_999) && m.sparse.is_empty(), "99,999 is within the room reserved");
+        m.insert(100_000, 2);
+        assert!(m.sparse.contains_key(&100_000), "100,000 is past it, with 2 ids held");
 
         let mut m: IdMap<u64> = IdMap::default();
         *m.get_or_default(5) += 3;

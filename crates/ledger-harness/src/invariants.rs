@@ -291,6 +291,19 @@ impl Checker {
         }
     }
 
+    /// [`Checker::new`] with room for `n_identities` and `n_requests` (ids `0..n_requests`)
+    /// before its books grow: a long run that knows its scale books every request in a
+    /// vector and never rehashes on the hot path.
+    pub fn with_capacity(config: &Config, n_identities: usize, n_requests: usize) -> Checker {
+        let mut checker = Checker::new(config);
+        checker.requests.reserve(n_requests);
+        checker.payments.reserve(n_requests);
+        checker.identities.reserve(n_identities);
+        checker.pubkeys.reserve(n_identities);
+        checker.identity_index.reserve(n_identities);
+        checker
+    }
+
     /// Every violation so far, in the order found.
     pub fn violations(&self) -> &[Violation] {
         &self.violations

@@ -227,7 +227,7 @@ fn run_recorded(
     let mut r = Run {
         s,
         ledger: Ledger::with_capacity(ledger_config, n_users, n_requests),
-        checker: Checker::new(&ledger_config),
+        checker: Checker::with_capacity(&ledger_config, n_users, n_requests),
         journal: Vec::with_capacity(4),
         rng: ChaCha8Rng::seed_from_u64(seed),
         users: Vec::new(),
