@@ -108,10 +108,7 @@ impl Ledger {
     /// the hot path.
     pub fn with_capacity(config: Config, n_identities: usize, n_requests: usize) -> Ledger {
         let mut ledger = Ledger::new(config);
-        ledger.identities.reserve(n_identities);
-        ledger.identity_index.reserve(n_identities);
-        ledger.requests.reserve(n_requests);
-        ledger.deadlines.reserve(n_requests);
+        ledger.reserve(n_identities, n_requests);
         ledger
     }
 
@@ -243,6 +240,37 @@ impl<V: Variant> Ledger<V> {
             deadlines: VecDeque::new(),
             variant,
         }
+    }
+
+    /// Room for `n_identities` more identities and `n_requests` more requests (ids up to
+    /// `n_requests`) before the tables grow (see [`Ledger::with_capacity`]).
+    pub fn reserve(&mut self, n_identities: usize, n_requests: usize) {
+        self.identities.reserve(n_identities);
+        self.identity_index.reserve(n_identities);
+        self.requests.reserve(n_requests);
+        self.deadlines.reserve(n_requests);
+    }
+
+    /// Back to genesis under `config`, as [`Ledger::with_variant`] would make it, but keeping
+    /// the room of every table: a simulator that runs many ledgers one after another on a
+    /// thread reuses one, and pays for its tables' memory (allocation, page faults, zeroing)
+    /// once. Only the tables are carried over, emptied; every other field is new.
+    pub fn reset(&mut self, config: Config) {
+        let variant = self.variant.clone();
+        let mut fresh = Ledger::with_variant(config, variant);
+        std::mem::swap(&mut fresh.identities, &mut self.identities);
+        std::mem::swap(&mut fresh.identity_index, &mut self.identity_index);
+        std::mem::swap(&mut fresh.requests, &mut self.requests);
+        std::mem::swap(&mut fresh.unknown_pubkeys, &mut self.unknown_pubkeys);
+        std::mem::swap(&mut fresh.payments, &mut self.payments);
+        std::mem::swap(&mut fresh.deadlines, &mut self.deadlines);
+        fresh.identities.clear();
+        fresh.identity_index.clear();
+        fresh.requests.clear();
+        fresh.unknown_pubkeys.clear();
+        fresh.payments.clear();
+        fresh.deadlines.clear();
+        *self = fresh;
     }
 
     /// The tier budget that applies to `identity`.

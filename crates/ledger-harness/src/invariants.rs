@@ -296,12 +296,38 @@ impl Checker {
     /// vector and never rehashes on the hot path.
     pub fn with_capacity(config: &Config, n_identities: usize, n_requests: usize) -> Checker {
         let mut checker = Checker::new(config);
-        checker.requests.reserve(n_requests);
-        checker.payments.reserve(n_requests);
-        checker.identities.reserve(n_identities);
-        checker.pubkeys.reserve(n_identities);
-        checker.identity_index.reserve(n_identities);
+        checker.reserve(n_identities, n_requests);
         checker
+    }
+
+    /// Room for `n_identities` more identities and `n_requests` more requests (ids up to
+    /// `n_requests`) before the books grow (see [`Checker::with_capacity`]).
+    pub fn reserve(&mut self, n_identities: usize, n_requests: usize) {
+        self.requests.reserve(n_requests);
+        self.payments.reserve(n_requests);
+        self.identities.reserve(n_identities);
+        self.pubkeys.reserve(n_identities);
+        self.identity_index.reserve(n_identities);
+    }
+
+    /// Back to [`Checker::new`] under `config`, keeping the room of its books (see
+    /// [`ledger_core::Ledger::reset`]). Only the books are carried over, emptied; every other
+    /// field is new.
+    pub fn reset(&mut self, config: &Config) {
+        let mut fresh = Checker::new(config);
+        std::mem::swap(&mut fresh.requests, &mut self.requests);
+        std::mem::swap(&mut fresh.wide, &mut self.wide);
+        std::mem::swap(&mut fresh.identities, &mut self.identities);
+        std::mem::swap(&mut fresh.pubkeys, &mut self.pubkeys);
+        std::mem::swap(&mut fresh.identity_index, &mut self.identity_index);
+        std::mem::swap(&mut fresh.payments, &mut self.payments);
+        fresh.requests.clear();
+        fresh.wide.clear();
+        fresh.identities.clear();
+        fresh.pubkeys.clear();
+        fresh.identity_index.clear();
+        fresh.payments.clear();
+        *self = fresh;
     }
 
     /// Every violation so far, in the order found.

@@ -75,6 +75,25 @@ fn merged_shards_equal_a_single_run_byte_for_byte() {
     assert!(merge(vec![one.clone(), one]).unwrap_err().to_string().contains("given twice"));
 }
 
+/// A thread keeps its last run's ledger and checker for the next run (`model::SPARE`): what a
+/// run gives must not depend on what the thread ran before, larger or smaller, dry or not.
+#[test]
+fn a_run_on_a_used_thread_equals_one_on_a_fresh_thread() {
+    let fresh = || rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let large = plan(&fixture("plan-launch.toml"), &[("seeds", "2"), ("days", "3")], &["credit_pct=0,80"]);
+    let small = small_sweep();
+    let large_alone = fresh().install(|| json(&large.run(None, None)));
+    let small_alone = fresh().install(|| json(&small.run(None, None)));
+    let used = fresh();
+    let small_after_large = used.install(|| {
+        large.run(None, None);
+        json(&small.run(None, None))
+    });
+    let large_after_small = used.install(|| json(&large.run(None, None)));
+    assert!(small_after_large == small_alone, "a small plan after a large one differs from it alone");
+    assert!(large_after_small == large_alone, "a large plan after a small one differs from it alone");
+}
+
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let p = small_sweep();
