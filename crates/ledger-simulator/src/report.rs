@@ -563,7 +563,7 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
         writeln!(out, "  {}", v.detail)?;
         if v.shrunk_flows > 0 || v.shrunk_events > 0 {
             writeln!(out, "  shrunk to {} flow(s), {} event(s):", v.shrunk_flows, v.shrunk_events)?;
-        } else if !v.steps.is_empty() {
+        } else if is_concurrent(v) {
             // A concurrent run's finding: its calls are not shrunk, only listed.
             writeln!(out, "  not shrunk (real concurrency); the first of them:")?;
         }
@@ -579,6 +579,12 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
             "next: `--engine seed` to watch the original service break I2-I6; `--seeds 0..1000` for more \
              seeds; `--json` for machines; see README.md"
         )?;
+    } else if r.violations.iter().all(is_concurrent) {
+        writeln!(
+            out,
+            "next: a concurrent finding has no replay; run its command above again to see it come back, \
+             and read the calls listed (`--json` for machines)"
+        )?;
     } else if !r.violations.is_empty() {
         writeln!(
             out,
@@ -586,4 +592,60 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
         )?;
     }
     Ok(())
+}
+
+/// A concurrent run's finding: its calls are listed, not shrunk, and it has no replay.
+fn is_concurrent(v: &ViolationReport) -> bool {
+    v.shrunk_flows == 0 && v.shrunk_events == 0 && !v.steps.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(shrunk_flows: usize, replay: &str) -> ViolationReport {
+        ViolationReport {
+            invariant: "I4".into(),
+            name: "budget never exceeded".into(),
+            seed: 3,
+            seeds: vec![3],
+            detail: "window absorbed 60 + reserved 0 = 60 > 50".into(),
+            shrunk_flows,
+            shrunk_events: 2 * shrunk_flows,
+            steps: vec!["[0] decide -> free".into()],
+            trace: "t.jsonl".into(),
+            replay: replay.into(),
+        }
+    }
+
+    fn text(violations: Vec<ViolationReport>) -> String {
+        let r = RunReport {
+            engine: "pg-reference (concurrency 8)".into(),
+            scheduler: SchedulerKind::Random,
+            seeds: "0..4".into(),
+            steps: 10,
+            requests: 4,
+            violations,
+            coverage: Coverage::default(),
+            trace_hash: "0".into(),
+            steps_per_sec: 1,
+        };
+        let mut out = Vec::new();
+        print_report(&mut out, &r, "run").unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The last line says what to do next with what was found: a replay for a shrunk
+    /// counterexample, the command again for a concurrent finding, which has no replay.
+    #[test]
+    fn the_last_line_fits_the_findings() {
+        let concurrent = finding(0, "not replayable (real concurrency); run again: ledger-sim run --seed 3");
+        let t = text(vec![concurrent.clone()]);
+        assert!(t.contains("not shrunk (real concurrency)"), "{t}");
+        assert!(t.contains("next: a concurrent finding has no replay"), "{t}");
+        assert!(!t.contains("run a replay command"), "{t}");
+        let t = text(vec![concurrent, finding(1, "ledger-sim replay t.jsonl")]);
+        assert!(t.contains("shrunk to 1 flow(s), 2 event(s)"), "{t}");
+        assert!(t.contains("next: run a replay command above"), "{t}");
+    }
 }
