@@ -286,7 +286,7 @@ fn run_recorded(
         }
     }
     let mut growth = 0.0f64;
-    let mut arrivals: Vec<(u64, u32)> = Vec::new();
+    let mut arrivals: Vec<u64> = Vec::new();
     for day in 0..s.days {
         r.day = day + 1;
         let day_start = s.start_ms + u64::from(day) * DAY_MS;
@@ -297,8 +297,9 @@ fn run_recorded(
                 r.add_user(Tier::New, TimeMs(day_start));
             }
         }
-        r.draw_arrivals(day_start, &mut arrivals);
-        for &(at_ms, user) in &arrivals {
+        r.draw_arrivals(&mut arrivals);
+        for &arrival in &arrivals {
+            let (at_ms, user) = (day_start + (arrival >> 32), arrival as u32);
             r.run_until(at_ms);
             r.arrive(at_ms, user);
         }
@@ -404,20 +405,23 @@ impl Run<'_> {
         result
     }
 
-    fn draw_arrivals(&mut self, day_start: u64, out: &mut Vec<(u64, u32)>) {
+    /// The day's arrivals in time order, ties by user, each packed in a `u64` as its
+    /// millisecond of the day (less than 2^27) above its user (32 bits): sorting the packed
+    /// keys orders them as `(time, user)` pairs would be, at the cost of sorting integers.
+    fn draw_arrivals(&mut self, out: &mut Vec<u64>) {
         out.clear();
         let even = self.s.requests.even;
         for user in 0..self.users.len() as u32 {
             let n = self.per_user.draw(&mut self.rng).round().max(0.0) as u64;
             for k in 0..n {
-                let at_ms = if even {
-                    day_start + (2 * k + 1) * DAY_MS / (2 * n)
+                let ms_of_day = if even {
+                    (2 * k + 1) * DAY_MS / (2 * n)
                 } else {
                     let u: f64 = self.rng.gen();
                     let hour = self.hour_cdf.partition_point(|c| *c <= u) as u64;
-                    day_start + hour * 3_600_000 + self.rng.gen_range(0..3_600_000)
+                    hour * 3_600_000 + self.rng.gen_range(0..3_600_000)
                 };
-                out.push((at_ms, user));
+                out.push(ms_of_day << 32 | u64::from(user));
             }
         }
         out.sort_unstable();
