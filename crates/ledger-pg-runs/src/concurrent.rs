@@ -135,22 +135,12 @@ const ENGINE_ERROR_ATTEMPTS: u32 = 3;
 /// How many of a seed's calls given up on an error of the server are described in its report.
 const ENGINE_ERRORS_KEPT: usize = 5;
 
-/// Whether SQLSTATE `code` is an error of the SQL functions themselves: a data exception (22),
-/// a broken constraint (23), a syntax error or undefined object (42), an exception a function
-/// raised (P0) or one of the schema's own codes (LD). Not a lost connection or a server going
-/// down (08, 57), not too many connections (53), not a serialization failure or deadlock (40,
-/// retried), not an aborted transaction (25, the consequence of another error).
-fn raised_by_the_sql(code: &str) -> bool {
-    ["22", "23", "42", "P0", "LD"].iter().any(|class| code.starts_with(class))
-}
-
 /// The reply and movements of a `pg-reference` call.
 fn answered(applied: Result<reference::Applied, reference::PgError>) -> (Reply, Vec<Movement>) {
     match applied {
         Ok(a) => (Reply::from(a.result), a.movements),
         Err(e) => {
-            let raised = matches!(&e, reference::PgError::Sql(sqlx::Error::Database(db))
-                if db.code().is_some_and(|code| raised_by_the_sql(&code)));
+            let raised = matches!(&e, reference::PgError::Sql(sql) if reference::is_raised_by_the_sql(sql));
             let error = if raised { format!("{ENGINE_ERROR}{e}") } else { e.to_string() };
             (Reply::Failed { error }, Vec::new())
         }
@@ -894,15 +884,5 @@ mod tests {
         let opts: PgConnectOptions = "postgres://someone@127.0.0.1:5432/db".parse().unwrap();
         let options = calls_options(&opts).get_options().map(str::to_owned).unwrap_or_default();
         assert!(options.contains(&format!("statement_timeout={}", CALL_TIMEOUT.as_millis())), "{options}");
-    }
-
-    #[test]
-    fn only_errors_of_the_sql_itself_are_the_implementations() {
-        for code in ["23514", "23505", "P0001", "22003", "42883", "LDB01"] {
-            assert!(raised_by_the_sql(code), "{code}");
-        }
-        for code in ["57P01", "57014", "08006", "40001", "40P01", "53300", "25P02"] {
-            assert!(!raised_by_the_sql(code), "{code}");
-        }
     }
 }

@@ -86,6 +86,23 @@ pub fn is_retryable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// True for an error the SQL functions themselves raised: the implementation's error, not
+/// the database's trouble (see [`is_raised_by_the_sql_code`]). Neither retried nor a sign of
+/// an outage.
+pub fn is_raised_by_the_sql(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|code| is_raised_by_the_sql_code(&code)))
+}
+
+/// Whether SQLSTATE `code` is an error of the SQL functions themselves: a data exception (22),
+/// a broken constraint (23), a syntax error or undefined object (42), an exception a function
+/// raised (P0) or one of the schema's own codes (LD). Not a lost connection or a server going
+/// down (08, 57, [`is_connection_lost`]), not too many connections (53), not a serialization
+/// failure or deadlock (40, [`is_retryable`]), not an aborted transaction (25, the consequence
+/// of another error).
+pub fn is_raised_by_the_sql_code(code: &str) -> bool {
+    ["22", "23", "42", "P0", "LD"].iter().any(|class| code.starts_with(class))
+}
+
 /// Writes the rules and the pool's genesis balance. Idempotent for the same `config`.
 pub async fn genesis<'e>(db: impl PgExecutor<'e>, config: &Config, now: TimeMs) -> Result<(), PgError> {
     let b = &config.budget_sats;
@@ -360,4 +377,19 @@ fn refusal(code: &str, row: &PgRow) -> Result<Refusal, PgError> {
         "overflow" => Refusal::Overflow,
         other => return Err(PgError::Protocol(format!("unknown refusal {other:?}"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_raised_by_the_sql_code;
+
+    #[test]
+    fn only_errors_of_the_sql_itself_are_the_implementations() {
+        for code in ["23514", "23505", "P0001", "22003", "42883", "LDB01"] {
+            assert!(is_raised_by_the_sql_code(code), "{code}");
+        }
+        for code in ["57P01", "57014", "08006", "40001", "40P01", "53300", "25P02"] {
+            assert!(!is_raised_by_the_sql_code(code), "{code}");
+        }
+    }
 }
