@@ -3,8 +3,11 @@
 //! for two identities in two different shards, and a consistent snapshot taken mid-run and the end
 //! state keep I1-I6. Two smaller models: a balance sheet taken on one thread while credits land
 //! on others (a `totals` that does not hold the payment shards fails it: credited counted, pool
-//! not yet), and several reservations outstanding on one identity at once (a `reserve_partial`
-//! that ignores outstanding reservations fails it: 250 reserved of a 200 budget). The snapshot
+//! not yet), several reservations outstanding on one identity at once (a `reserve_partial`
+//! that ignores outstanding reservations fails it: 250 reserved of a 200 budget), and one
+//! reservation whose release is delivered twice while its record arrives (a release that checks
+//! under one lock and closes under another closes it twice). Each of the five named mutants of
+//! `src/mutants.rs` is run through the model that should catch it and must fail it. The snapshot
 //! runs on a spawned thread: taken on the model's main thread, loom never ran it between the
 //! credits' steps.
 //!
@@ -16,11 +19,10 @@
 //! synchronisation points per command than the protocol models (an owner-shard lock in most
 //! commands, a load and a compare-and-swap per pool movement), so each extra preemption multiplies
 //! the executions by about ten; 3 covers a thread preempted inside its read-then-swap window while
-//! two others write. A mutant whose pool update is a load then a store (no compare-and-swap) fails
-//! this test at bound 2.
+//! two others write. The mutants run at bound 2, a subset of those schedules.
 #![cfg(ledger_loom)]
 
-use ledger_concurrent::SharedLedger;
+use ledger_concurrent::{SharedLedger, SharedMutant};
 use ledger_core::{Config, Decision, Outcome, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, Totals};
 use loom::sync::Arc;
 use loom::thread;
@@ -28,6 +30,23 @@ use loom::thread;
 /// Preemption bound of this model; see the module docs.
 const PREEMPTION_BOUND: usize = 3;
 const NOW: TimeMs = TimeMs(1_000);
+
+/// Makes the ledger a model runs: the real one, or one that runs a named mutant.
+type Make = std::sync::Arc<dyn Fn(Config, usize) -> SharedLedger + Send + Sync>;
+
+fn real() -> Make {
+    std::sync::Arc::new(SharedLedger::with_shards)
+}
+
+fn mutant(m: SharedMutant) -> Make {
+    std::sync::Arc::new(move |config, n_shards| SharedLedger::with_mutant(config, n_shards, m))
+}
+
+fn builder(preemption_bound: usize) -> loom::model::Builder {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(preemption_bound);
+    builder
+}
 
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()
@@ -110,10 +129,12 @@ fn two_pubkeys_in_two_shards(ledger: &SharedLedger) -> (Pubkey, Pubkey) {
 
 #[test]
 fn loom_shared_ledger_keeps_the_invariants() {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(PREEMPTION_BOUND);
-    builder.check(|| {
-        let ledger = Arc::new(SharedLedger::with_shards(config(), 2));
+    three_jobs_and_a_credit(builder(PREEMPTION_BOUND), real());
+}
+
+fn three_jobs_and_a_credit(builder: loom::model::Builder, make: Make) {
+    builder.check(move || {
+        let ledger = Arc::new(make(config(), 2));
         let (alice, bob) = two_pubkeys_in_two_shards(&ledger);
         ledger.set_tier(alice, Tier::Established, NOW);
         ledger.set_tier(bob, Tier::Established, NOW);
@@ -163,10 +184,12 @@ fn loom_shared_ledger_keeps_the_invariants() {
 /// all: I2 balances in every interleaving.
 #[test]
 fn loom_a_snapshot_while_credits_land_balances() {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(PREEMPTION_BOUND);
-    builder.check(|| {
-        let ledger = Arc::new(SharedLedger::with_shards(config(), 2));
+    a_snapshot_while_credits_land(builder(PREEMPTION_BOUND), real());
+}
+
+fn a_snapshot_while_credits_land(builder: loom::model::Builder, make: Make) {
+    builder.check(move || {
+        let ledger = Arc::new(make(config(), 2));
         let credits: Vec<_> = [(PaymentId(1), 100), (PaymentId(2), 250)]
             .into_iter()
             .map(|(payment_id, paid)| {
@@ -197,11 +220,13 @@ fn loom_a_snapshot_while_credits_land_balances() {
 /// `reserve_partial` that ignores outstanding reservations reserves both (250).
 #[test]
 fn loom_several_reservations_on_one_identity_stay_within_the_budget() {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(PREEMPTION_BOUND);
-    builder.check(|| {
+    several_reservations_on_one_identity(builder(PREEMPTION_BOUND), real());
+}
+
+fn several_reservations_on_one_identity(builder: loom::model::Builder, make: Make) {
+    builder.check(move || {
         let rich = Config { pool_initial_sats: sats(1_000), ..config() };
-        let ledger = Arc::new(SharedLedger::with_shards(rich, 2));
+        let ledger = Arc::new(make(rich, 2));
         let alice = ledger_harness::user_pubkey(0);
         ledger.set_tier(alice, Tier::Trusted, NOW);
         let threads: Vec<_> = [(RequestId(1), 150), (RequestId(2), 150), (RequestId(3), 150)]
@@ -238,4 +263,91 @@ fn loom_several_reservations_on_one_identity_stay_within_the_budget() {
         assert_eq!(total, sats(200), "three requests of 150 against 200: 150 + 50, in some order");
         check_balance_sheet_of(&rich, &ledger.totals());
     });
+}
+
+/// One free request whose release is delivered twice while its work's record arrives: exactly
+/// one of the three closes the reservation (a second release answers as the first did, the
+/// record after a release is refused, and the reverse), the sats go back or are absorbed once,
+/// and nothing stays reserved (I5, I6, I2).
+#[test]
+fn loom_a_reservation_closes_once_under_racing_deliveries() {
+    a_reservation_closes_once(builder(PREEMPTION_BOUND), real());
+}
+
+fn a_reservation_closes_once(builder: loom::model::Builder, make: Make) {
+    builder.check(move || {
+        let ledger = Arc::new(make(config(), 2));
+        let alice = ledger_harness::user_pubkey(0);
+        ledger.set_tier(alice, Tier::Established, NOW);
+        let decided = ledger.decide(RequestId(1), alice, sats(20), NOW, &mut Vec::new());
+        assert_eq!(decided, Ok(Outcome::Decided { decision: Decision::Free { reserved_sats: sats(20) } }));
+        let releases: Vec<_> = (0..2)
+            .map(|_| {
+                let ledger = Arc::clone(&ledger);
+                thread::spawn(move || {
+                    let mut journal = Vec::new();
+                    let released = ledger.release(RequestId(1), &mut journal);
+                    (released.is_ok(), journal)
+                })
+            })
+            .collect();
+        let record = {
+            let ledger = Arc::clone(&ledger);
+            thread::spawn(move || {
+                let mut journal = Vec::new();
+                let recorded = ledger.record(RequestId(1), sats(15), NOW, &mut journal);
+                (recorded.is_ok(), journal)
+            })
+        };
+        let released: Vec<(bool, Vec<ledger_core::Movement>)> =
+            releases.into_iter().map(|t| t.join().unwrap()).collect();
+        let (recorded, record_journal) = record.join().unwrap();
+        let moves = released.iter().map(|(_, j)| j.len()).sum::<usize>() + record_journal.len();
+        assert_eq!(moves, 1, "I5: the reservation is closed by exactly one movement");
+        assert!(recorded != released[0].0 && released[0].0 == released[1].0, "one kind of close wins");
+        let totals = ledger.totals();
+        check_balance_sheet(&totals);
+        assert_eq!(totals.reserved_sats, Sats::ZERO, "I6: nothing left reserved");
+        assert_eq!(totals.absorbed_sats, if recorded { sats(15) } else { Sats::ZERO });
+    });
+}
+
+// Each named mutant of `SharedLedger` (src/mutants.rs) fails one of the models above, at a
+// preemption bound of 2 (a subset of the schedules the real ledger passes at 3): a model that
+// cannot tell a mutant from the real ledger is not checking what it claims.
+
+/// `totals` without the payment shards: a snapshot sees a credit half applied (I2).
+#[test]
+#[should_panic(expected = "I2: initial + credits")]
+fn loom_catches_totals_without_payment_shards() {
+    a_snapshot_while_credits_land(builder(2), mutant(SharedMutant::TotalsWithoutPaymentShards));
+}
+
+/// `reserve_partial` ignoring outstanding reservations reserves 250 of a 200 budget (I4).
+#[test]
+#[should_panic(expected = "I4: reservations outstanding")]
+fn loom_catches_partial_ignores_reservations() {
+    several_reservations_on_one_identity(builder(2), mutant(SharedMutant::PartialIgnoresReservations));
+}
+
+/// A debit that loads then stores loses a movement that lands in between (I2).
+#[test]
+#[should_panic(expected = "I2: initial + credits")]
+fn loom_catches_debit_load_then_store() {
+    three_jobs_and_a_credit(builder(2), mutant(SharedMutant::DebitLoadThenStore));
+}
+
+/// A debit that checks, then subtracts in a second step takes the pool below what two debits
+/// each checked (I1/I2).
+#[test]
+#[should_panic(expected = "I2: initial + credits")]
+fn loom_catches_debit_check_then_subtract() {
+    three_jobs_and_a_credit(builder(2), mutant(SharedMutant::DebitCheckThenSubtract));
+}
+
+/// A release that checks under one lock and closes under another closes twice (I5).
+#[test]
+#[should_panic(expected = "identity holds the reservation")]
+fn loom_catches_release_checks_then_relocks() {
+    a_reservation_closes_once(builder(2), mutant(SharedMutant::ReleaseChecksThenRelocks));
 }
