@@ -224,14 +224,7 @@ impl ExecArgs {
     }
 }
 
-/// `s` as one word of a POSIX shell.
-pub(crate) fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c)) {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
+pub(crate) use ledger_simulator::report::shell_quote;
 
 /// The most concurrent clients: each holds a connection, and the throwaway server takes 300.
 pub const MAX_CONCURRENCY: u32 = 256;

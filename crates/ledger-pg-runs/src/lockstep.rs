@@ -340,9 +340,10 @@ pub(crate) fn lockstep_report(
 
 /// The command that replays a trace written by `run`.
 fn replay_command(run: &PgRun<'_>, path: &std::path::Path) -> String {
+    let replay = ledger_simulator::report::replay_command(path);
     match run.exec {
-        Some(exec) => format!("ledger-sim replay {} {}", path.display(), exec.replay_flags()),
-        None => format!("ledger-sim replay {}", path.display()),
+        Some(exec) => format!("{replay} {}", exec.replay_flags()),
+        None => replay,
     }
 }
 

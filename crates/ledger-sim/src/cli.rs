@@ -445,7 +445,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
                 shrunk_events: report.events,
                 steps: report.steps.clone(),
                 trace: path.clone(),
-                replay: format!("ledger-sim replay {path}"),
+                replay: ledger_simulator::report::replay_command(&args.file),
             });
         }
         let seeds = format!("{}..{}", h.seed, h.seed.saturating_add(1));

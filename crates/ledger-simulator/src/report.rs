@@ -469,7 +469,7 @@ pub fn counterexamples(
             shrunk_events: h.events.len(),
             steps: replayed.log,
             trace: path.display().to_string(),
-            replay: format!("ledger-sim replay {}", path.display()),
+            replay: replay_command(&path),
         });
     }
     Ok(out)
@@ -579,7 +579,7 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
             "next: `--engine seed` to watch the original service break I2-I6; `--seeds 0..1000` for more \
              seeds; `--json` for machines; see README.md"
         )?;
-    } else if r.violations.iter().all(is_concurrent) {
+    } else if !r.violations.is_empty() && r.violations.iter().all(is_concurrent) {
         writeln!(
             out,
             "next: a concurrent finding has no replay; run its command above again to see it come back, \
@@ -592,6 +592,22 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
         )?;
     }
     Ok(())
+}
+
+/// `s` as one word of a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The command that replays the trace at `path`, with the path made absolute and quoted, so
+/// that it works pasted into a shell in any directory.
+pub fn replay_command(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("ledger-sim replay {}", shell_quote(&absolute.display().to_string()))
 }
 
 /// A concurrent run's finding: its calls are listed, not shrunk, and it has no replay.
@@ -647,5 +663,18 @@ mod tests {
         let t = text(vec![concurrent, finding(1, "ledger-sim replay t.jsonl")]);
         assert!(t.contains("shrunk to 1 flow(s), 2 event(s)"), "{t}");
         assert!(t.contains("next: run a replay command above"), "{t}");
+        let t = text(Vec::new());
+        assert!(t.contains("no invariant broke") && !t.contains("next: a concurrent finding"), "{t}");
+    }
+
+    /// A replay command works pasted anywhere: the path absolute, quoted when it must be.
+    #[test]
+    fn replay_commands_are_absolute_and_quoted() {
+        let here = std::env::current_dir().unwrap();
+        let plain = replay_command(Path::new("tr/seed-seed0-I2.jsonl"));
+        assert_eq!(plain, format!("ledger-sim replay {}/tr/seed-seed0-I2.jsonl", here.display()));
+        let odd = replay_command(Path::new("/tmp/my traces/it's.jsonl"));
+        assert_eq!(odd, "ledger-sim replay '/tmp/my traces/it'\\''s.jsonl'");
+        assert_eq!(shell_quote(""), "''");
     }
 }
