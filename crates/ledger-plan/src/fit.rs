@@ -46,8 +46,11 @@ use std::fmt::Write as _;
 use ledger_core::{Tier, DAY_MS};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poisson};
 
-use crate::history::{HistoryRow, Served};
+use crate::history::{HistoryRow, Served, MAX_DAYS, MAX_START_MS};
 use crate::scenario::{fmt_f64, Dist, DistKind, PlanScenario, TierRates};
+
+/// The most users a scenario may have (`PlanScenario::validate`).
+pub const MAX_POPULATION: u64 = 10_000_000;
 
 /// Rows with a smaller estimate do not enter `cost.actual_pct`: the actual cost is a whole
 /// number of sats, so a 9-sat estimate moves the percentage in steps of 11.
@@ -143,12 +146,43 @@ pub struct Fitted {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FitError {
     /// More days than a scenario may have.
-    #[error("{origin}: the history spans {days} days; a scenario holds at most 3650")]
+    #[error("{origin}: the history spans {days} days; a scenario holds at most {MAX_DAYS}")]
     TooLong {
         /// The file.
         origin: String,
         /// Days spanned.
         days: u64,
+    },
+    /// A first day after the latest a scenario may start on.
+    #[error(
+        "{origin}: the history starts on the day beginning at {start_ms} ms, after the latest day a scenario \
+         may start on ({MAX_START_MS}, 2100-01-01 UTC)"
+    )]
+    StartsTooLate {
+        /// The file.
+        origin: String,
+        /// Midnight (UTC) of the first request's day.
+        start_ms: u64,
+    },
+    /// Users seen on so few of their days that the model, which has no churn, needs more
+    /// users than a scenario may have to explain them.
+    #[error(
+        "{origin}: the fit needs {users} users, more than a scenario's {MAX_POPULATION}: {active_day0} users \
+         are active on day 0, but only {active_user_days} of the {user_days} user-days after a user's first \
+         have a request, and the planner's model has no churn, so it reads users who left as users who are \
+         rarely active; fit a stretch of the history in which users come back"
+    )]
+    TooManyUsers {
+        /// The file.
+        origin: String,
+        /// Users the fit needs at day 0.
+        users: u64,
+        /// Users active on day 0.
+        active_day0: u64,
+        /// User-days after a user's first with a request.
+        active_user_days: u64,
+        /// User-days after a user's first.
+        user_days: u64,
     },
 }
 
@@ -204,8 +238,11 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     assert!(!rows.is_empty(), "a history has at least one row (the reader refuses an empty one)");
     let start_ms = rows[0].time_ms / DAY_MS * DAY_MS;
     let span = (rows[rows.len() - 1].time_ms - start_ms) / DAY_MS + 1;
-    if span > 3650 {
+    if span > MAX_DAYS {
         return Err(FitError::TooLong { origin: origin.to_owned(), days: span });
+    }
+    if start_ms > MAX_START_MS {
+        return Err(FitError::StartsTooLate { origin: origin.to_owned(), start_ms });
     }
     let days = span as u32;
     let users = UserDays::of(rows, start_ms);
@@ -232,13 +269,24 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     let failed = ran.iter().filter(|r| r.actual_sats.is_none()).count() as u64;
     let (promote_per_day, decay_per_day, tier_jumps) = tier_moves(&users);
     let (hourly_share, hourly_homogeneity_p) = hourly(rows, start_ms, days);
+    let population = population(active_day0, active_share);
+    let n_fitted: u64 = population.iter().map(|e| e.value.round() as u64).sum();
+    if n_fitted > MAX_POPULATION {
+        return Err(FitError::TooManyUsers {
+            origin: origin.to_owned(),
+            users: n_fitted,
+            active_day0: active_day0.iter().sum(),
+            active_user_days: active_share.map_or(0, |q| (q.value * q.n as f64).round() as u64),
+            user_days: n_user_days,
+        });
+    }
     Ok(Fitted {
         origin: origin.to_owned(),
         n_requests: n,
         n_users: users.days.len() as u64,
         start_ms,
         days,
-        population: population(active_day0, active_share),
+        population,
         active_day0,
         active_share,
         growth_pct_per_day: growth(&active_by_day),
@@ -341,6 +389,30 @@ fn tier_moves(users: &UserDays) -> ([Option<Estimate>; 4], [Option<Estimate>; 4]
         std::array::from_fn(|t| if t == skip { None } else { Estimate::share(k[t], at_risk[t]) })
     };
     (rate(up, 3), rate(down, 0), jumps)
+}
+
+/// A tier's promotion and decay rounded to four significant digits with their sum at most 1
+/// (the scenario refuses more): when rounding both to the nearest would exceed 1 (1/11 and
+/// 10/11 round to 0.09091 and 0.9091), the larger is stepped down in its fourth digit until
+/// the sum is at most 1. The flag says whether that happened.
+fn round_moves(up: f64, down: f64) -> (f64, f64, bool) {
+    let (r_up, r_down) = (round4(up), round4(down));
+    if r_up + r_down <= 1.0 {
+        (r_up, r_down, false)
+    } else if up >= down {
+        (step_down_beside(r_up, r_down), r_down, true)
+    } else {
+        (r_up, step_down_beside(r_down, r_up), true)
+    }
+}
+
+/// `x` (four significant digits) stepped down in its fourth digit until its sum with `other`
+/// is at most 1, in floating point as the scenario checks it.
+fn step_down_beside(mut x: f64, other: f64) -> f64 {
+    while x + other > 1.0 {
+        x = round4(x - 10f64.powi(x.log10().floor() as i32 - 3));
+    }
+    x
 }
 
 /// Four significant digits: what the scenario file gets.
@@ -727,13 +799,26 @@ impl Fitted {
         s.cost.work_failure = p(self.work_failure, s.cost.work_failure);
         s.payment.gate_paid = p(self.gate_paid, s.payment.gate_paid);
         s.payment.partial_paid = p(self.partial_paid, s.payment.partial_paid);
-        let rates = |e: &[Option<Estimate>; 4]| {
-            let r = e.map(|e| e.map_or(0.0, |e| round4(e.value)));
-            TierRates { new: r[0], established: r[1], trusted: r[2], elite: r[3] }
-        };
-        s.tiers.promote_per_day = rates(&self.promote_per_day);
-        s.tiers.decay_per_day = rates(&self.decay_per_day);
+        let (up, down, _) = self.tier_rates();
+        let rates = |r: [f64; 4]| TierRates { new: r[0], established: r[1], trusted: r[2], elite: r[3] };
+        s.tiers.promote_per_day = rates(up);
+        s.tiers.decay_per_day = rates(down);
         s
+    }
+
+    /// Promotion and decay per tier as the scenario gets them: fitted, rounded so that
+    /// each tier's sum stays at most 1 (with a flag where that meant rounding one down), or
+    /// the default where no user of the tier was active on two consecutive days.
+    fn tier_rates(&self) -> ([f64; 4], [f64; 4], [bool; 4]) {
+        let d = PlanScenario::default().tiers;
+        let (d_up, d_down) = (d.promote_per_day.by_tier(), d.decay_per_day.by_tier());
+        let (mut up, mut down, mut adjusted) = ([0.0; 4], [0.0; 4], [false; 4]);
+        for t in 0..4 {
+            let fitted_up = self.promote_per_day[t].map_or(d_up[t], |e| e.value);
+            let fitted_down = self.decay_per_day[t].map_or(d_down[t], |e| e.value);
+            (up[t], down[t], adjusted[t]) = round_moves(fitted_up, fitted_down);
+        }
+        (up, down, adjusted)
     }
 
     /// The scenario as TOML, each fitted key with its fit's quality in a comment and each key
@@ -865,17 +950,32 @@ impl Fitted {
     fn toml_tiers(&self, w: &mut String, s: &PlanScenario) {
         line(w, "\n[tiers]");
         line(w, "# per tier: moves up (down) over pairs of consecutive days a user is active");
-        for (name, rates, fitted) in [
-            ("promote_per_day", &s.tiers.promote_per_day, &self.promote_per_day),
-            ("decay_per_day", &s.tiers.decay_per_day, &self.decay_per_day),
+        let (_, _, adjusted) = self.tier_rates();
+        // Elite has no tier above, new none below: the model holds those at 0.
+        for (name, rates, fitted, fixed_at_zero) in [
+            ("promote_per_day", &s.tiers.promote_per_day, &self.promote_per_day, Tier::Elite),
+            ("decay_per_day", &s.tiers.decay_per_day, &self.decay_per_day, Tier::New),
         ] {
             let mut parts = Vec::new();
             let mut notes = Vec::new();
-            for (i, tier) in Tier::ALL.iter().enumerate() {
-                if let Some(e) = fitted[i] {
-                    parts.push(format!("{tier} = {}", fmt_f64(rates.by_tier()[i])));
-                    notes.push(format!("{tier} n = {} se {}", e.n, fmt_se(e.se, false)));
+            let mut unfitted = Vec::new();
+            for (i, tier) in Tier::ALL.iter().enumerate().filter(|(_, t)| **t != fixed_at_zero) {
+                parts.push(format!("{tier} = {}", fmt_f64(rates.by_tier()[i])));
+                match fitted[i] {
+                    Some(e) => notes.push(format!(
+                        "{tier} n = {} se {}{}",
+                        e.n,
+                        fmt_se(e.se, false),
+                        if adjusted[i] { " (rounded down: promotion + decay at most 1)" } else { "" }
+                    )),
+                    None => unfitted.push(tier.as_str()),
                 }
+            }
+            if !unfitted.is_empty() {
+                notes.push(format!(
+                    "{} not fitted: no such user active on two consecutive days; the default",
+                    unfitted.join(", ")
+                ));
             }
             line(w, &format!("{name} = {{ {} }}  # {}", parts.join(", "), notes.join("; ")));
         }
@@ -921,4 +1021,30 @@ fn dist_toml(d: &Dist) -> String {
         }
     }
     format!("{{ {} }}", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pair of shares k/n and m/n with k + m <= n keeps its sum at most 1 after
+    /// rounding, each within one step of the fourth digit of its share.
+    #[test]
+    fn promotion_and_decay_round_to_at_most_1() {
+        for n in 1..=400u32 {
+            for k in 0..=n {
+                let m = n - k;
+                let (up, down) = (f64::from(k) / f64::from(n), f64::from(m) / f64::from(n));
+                let (r_up, r_down, adjusted) = round_moves(up, down);
+                assert!(r_up + r_down <= 1.0, "{k}/{n} and {m}/{n}: {r_up} + {r_down}");
+                for (r, x) in [(r_up, up), (r_down, down)] {
+                    let step = if x > 0.0 { 10f64.powi(x.log10().floor() as i32 - 3) } else { 0.0 };
+                    assert!((r - x).abs() <= step * (1.0 + 1e-9), "{k}/{n}: {r} for {x}");
+                }
+                assert_eq!(adjusted, round4(up) + round4(down) > 1.0);
+            }
+        }
+        assert_eq!(round_moves(1.0 / 11.0, 10.0 / 11.0), (0.09091, 0.909, true));
+        assert_eq!(round_moves(0.02, 0.001), (0.02, 0.001, false));
+    }
 }

@@ -16,12 +16,12 @@
 //!
 //! | column | meaning |
 //! |---|---|
-//! | `time_ms` | when the request was decided, milliseconds since the Unix epoch (UTC), at most `4102444800000` (2100-01-01); rows are in time order (equal times allowed) |
+//! | `time_ms` | when the request was decided, milliseconds since the Unix epoch (UTC), at most `4417804799999` ([`MAX_TIME_MS`]: the last millisecond of a 3650-day scenario starting at the latest a scenario may, 2100-01-01); rows are in time order (equal times allowed) |
 //! | `user` | an opaque id of the user, 1 to 64 characters (a hash of the public key will do) |
 //! | `tier` | the user's tier when the request was decided: `new`, `established`, `trusted` or `elite` |
 //! | `kind` | `job` (asynchronous: invoice, then work) or `session` (synchronous: work, then invoice) |
 //! | `estimate_sats` | the estimate the decision was made on, `1..=1000000000` |
-//! | `actual_sats` | the actual cost recorded when the work ran and succeeded, `0..=1000000000`; empty when no work ran (an invoice not paid) or it failed |
+//! | `actual_sats` | the actual cost recorded when the work ran and succeeded, `0..=10000000000` ([`MAX_ACTUAL_SATS`]: the largest estimate at the largest `cost.actual_pct`, 1000 %); empty when no work ran (an invoice not paid) or it failed |
 //! | `outcome` | the decision as served: `free`, `partial` (a reduced invoice was offered) or `gated` (the full invoice) |
 //! | `paid` | `true` or `false`: whether the user paid the partial or full invoice; empty for `free` |
 //!
@@ -36,22 +36,43 @@
 //! ```
 //!
 //! The reader ([`read`]) is strict: the first bad line is an error naming the file, the
-//! line, the column and the value ([`HistoryError`]); it never panics and reads nothing
-//! partially.
+//! line, the column and the value ([`HistoryError`]; a value longer than
+//! [`MAX_QUOTED_CHARS`] characters is quoted by its beginning and its length); it never
+//! panics and reads nothing partially.
+//!
+//! Its bounds are the planner's: everything `plan --history-out` writes for a valid scenario
+//! reads back, at the scenario's extremes too.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use ledger_core::Tier;
+use ledger_core::{Tier, DAY_MS};
 
 /// The header line, exactly.
 pub const HEADER: &str = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid";
 
-/// The largest `time_ms`: 2100-01-01 UTC, the end of the scenario's `start_ms` range.
-pub const MAX_TIME_MS: u64 = 4_102_444_800_000;
+/// The latest `start_ms` a scenario may have: 2100-01-01 UTC (`PlanScenario::validate`).
+pub const MAX_START_MS: u64 = 4_102_444_800_000;
 
-/// The largest estimate or actual cost in sats (the scenario's estimate range).
-pub const MAX_SATS: u64 = 1_000_000_000;
+/// The most days a scenario may have (`PlanScenario::validate`).
+pub const MAX_DAYS: u64 = 3650;
+
+/// The largest `time_ms`: the last millisecond of the longest scenario starting at the
+/// latest, so that every history the planner writes reads back.
+pub const MAX_TIME_MS: u64 = MAX_START_MS + MAX_DAYS * DAY_MS - 1;
+
+/// The largest estimate in sats (the scenario's `cost.estimate_sats` range).
+pub const MAX_ESTIMATE_SATS: u64 = 1_000_000_000;
+
+/// The largest `cost.actual_pct` a scenario may have.
+pub const MAX_ACTUAL_PCT: u64 = 1000;
+
+/// The largest actual cost in sats: the largest estimate at the largest `cost.actual_pct`.
+pub const MAX_ACTUAL_SATS: u64 = MAX_ESTIMATE_SATS * MAX_ACTUAL_PCT / 100;
+
+/// The most characters of a value an error quotes: a user id fits whole, a 2 MB field does
+/// not fill the terminal.
+pub const MAX_QUOTED_CHARS: usize = 64;
 
 /// The longest user id.
 pub const MAX_USER_LEN: usize = 64;
@@ -125,7 +146,7 @@ pub enum HistoryError {
         reason: String,
     },
     /// A field with a value it cannot take.
-    #[error("{origin}:{line}: {column} = {value:?}: {reason}")]
+    #[error("{origin}:{line}: {column} = {value:?}{}: {reason}", cut_note(value, *value_bytes))]
     Field {
         /// The file.
         origin: String,
@@ -133,11 +154,46 @@ pub enum HistoryError {
         line: usize,
         /// The column's name.
         column: &'static str,
-        /// The value as written.
+        /// The value as written, its first [`MAX_QUOTED_CHARS`] characters.
         value: String,
+        /// The length of the whole value in bytes.
+        value_bytes: usize,
         /// Why it was refused.
         reason: String,
     },
+}
+
+impl HistoryError {
+    fn field(origin: &str, line: usize, column: &'static str, value: &str, reason: String) -> HistoryError {
+        HistoryError::Field {
+            origin: origin.to_owned(),
+            line,
+            column,
+            value: first_chars(value).to_owned(),
+            value_bytes: value.len(),
+            reason,
+        }
+    }
+}
+
+/// The first [`MAX_QUOTED_CHARS`] characters of `value`.
+fn first_chars(value: &str) -> &str {
+    value.char_indices().nth(MAX_QUOTED_CHARS).map_or(value, |(cut, _)| &value[..cut])
+}
+
+/// What follows a quoted value that was cut: `... (N bytes)`.
+fn cut_note(shown: &str, value_bytes: usize) -> String {
+    if shown.len() < value_bytes {
+        format!("... ({value_bytes} bytes)")
+    } else {
+        String::new()
+    }
+}
+
+/// `value` as an error quotes it: whole, or cut after [`MAX_QUOTED_CHARS`] characters.
+fn quoted(value: &str) -> String {
+    let shown = first_chars(value);
+    format!("{shown:?}{}", cut_note(shown, value.len()))
 }
 
 /// The rows as CSV text with its header.
@@ -188,7 +244,7 @@ pub fn read(bytes: &[u8], origin: &str) -> Result<Vec<HistoryRow>, HistoryError>
         return Err(HistoryError::Line {
             origin: origin.to_owned(),
             line: 1,
-            reason: format!("header {header:?}: expected {HEADER:?}"),
+            reason: format!("header {}: expected {HEADER:?}", quoted(&header)),
         });
     }
     let mut rows = Vec::new();
@@ -196,13 +252,13 @@ pub fn read(bytes: &[u8], origin: &str) -> Result<Vec<HistoryRow>, HistoryError>
         let row = parse_row(&text(line, raw)?, origin, line)?;
         if let Some(prev) = rows.last().map(|r: &HistoryRow| r.time_ms) {
             if row.time_ms < prev {
-                return Err(HistoryError::Field {
-                    origin: origin.to_owned(),
+                return Err(HistoryError::field(
+                    origin,
                     line,
-                    column: "time_ms",
-                    value: row.time_ms.to_string(),
-                    reason: format!("before the line above's {prev}: rows must be in time order"),
-                });
+                    "time_ms",
+                    &row.time_ms.to_string(),
+                    format!("before the line above's {prev}: rows must be in time order"),
+                ));
             }
         }
         rows.push(row);
@@ -223,12 +279,8 @@ fn parse_row(line_text: &str, origin: &str, line: usize) -> Result<HistoryRow, H
         };
         return Err(HistoryError::Line { origin: origin.to_owned(), line, reason });
     }
-    let fail = |column: &'static str, value: &str, reason: &str| HistoryError::Field {
-        origin: origin.to_owned(),
-        line,
-        column,
-        value: value.to_owned(),
-        reason: reason.to_owned(),
+    let fail = |column: &'static str, value: &str, reason: &str| {
+        HistoryError::field(origin, line, column, value, reason.to_owned())
     };
     let number = |column: &'static str, value: &str, lo: u64, hi: u64| -> Result<u64, HistoryError> {
         let range = format!("must be a whole number in {lo}..={hi}");
@@ -252,10 +304,10 @@ fn parse_row(line_text: &str, origin: &str, line: usize) -> Result<HistoryRow, H
         "session" => true,
         other => return Err(fail("kind", other, "must be job or session")),
     };
-    let estimate_sats = number("estimate_sats", fields[4], 1, MAX_SATS)?;
+    let estimate_sats = number("estimate_sats", fields[4], 1, MAX_ESTIMATE_SATS)?;
     let actual_sats = match fields[5] {
         "" => None,
-        v => Some(number("actual_sats", v, 0, MAX_SATS)?),
+        v => Some(number("actual_sats", v, 0, MAX_ACTUAL_SATS)?),
     };
     let outcome = match fields[6] {
         "free" => Served::Free,

@@ -12,8 +12,8 @@
 //! moves, which four weeks of 200 to 300 users show only a few dozen times each).
 
 use ledger_core::Tier;
-use ledger_plan::fit::{self, DistFit, Estimate, Fitted};
-use ledger_plan::history::{self, HistoryRow};
+use ledger_plan::fit::{self, DistFit, Estimate, FitError, Fitted};
+use ledger_plan::history::{self, HistoryRow, Served};
 use ledger_plan::model;
 use ledger_plan::scenario::{Dist, DistKind, PlanScenario};
 
@@ -222,6 +222,197 @@ fn a_tiny_history_gives_a_scenario_that_loads() {
     check_toml_loads(&f);
 }
 
+/// One day shows no tier moves: like every key the history cannot show, they stay at the
+/// defaults, marked so, rather than at zeros behind an empty comment.
+#[test]
+fn tier_moves_a_history_cannot_show_stay_at_the_defaults() {
+    let text = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n\
+                1704067212345,a,established,job,25,21,free,\n\
+                1704067230001,b,new,session,40,,gated,false\n";
+    let f = fit::fit(&history::read(text.as_bytes(), "tiny.csv").unwrap(), "tiny.csv").unwrap();
+    assert_eq!(f.scenario().tiers, PlanScenario::default().tiers);
+    let toml = f.toml();
+    for key in ["promote_per_day = { new = 0.02, established = 0.005, trusted = 0.001 }", "decay_per_day = {"] {
+        let line = toml.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{key}\n{toml}"));
+        assert!(
+            line.ends_with(
+                "# new, established, trusted not fitted: no such user active on two consecutive days; the default"
+            ) || line.ends_with(
+                "# established, trusted, elite not fitted: no such user active on two consecutive days; the default"
+            ),
+            "{line}"
+        );
+    }
+    check_toml_loads(&f);
+
+    // Established users seen on two days, the others on one: only established is fitted.
+    let text = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n\
+                1704067212345,a,established,job,25,21,free,\n\
+                1704067230001,b,new,session,40,,gated,false\n\
+                1704153612345,a,established,job,25,21,free,\n";
+    let f = fit::fit(&history::read(text.as_bytes(), "two.csv").unwrap(), "two.csv").unwrap();
+    let tiers = f.scenario().tiers;
+    assert_eq!(tiers.promote_per_day.by_tier(), [0.02, 0.0, 0.001, 0.0]);
+    assert_eq!(tiers.decay_per_day.by_tier(), [0.0, 0.0, 0.001, 0.001]);
+    assert!(f.toml().contains("# established n = 1 se 0; new, trusted not fitted"), "{}", f.toml());
+    check_toml_loads(&f);
+}
+
+/// `n` established users on day 0; on day 1, `k` of them trusted and the rest new.
+fn split_history(n: u64, k: u64) -> String {
+    let mut text = String::from("time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n");
+    for day in 0..2u64 {
+        for u in 0..n {
+            let tier = match (day, u < k) {
+                (0, _) => "established",
+                (_, true) => "trusted",
+                (_, false) => "new",
+            };
+            text += &format!("{},u{u},{tier},job,10,5,free,\n", 1_704_067_201_000 + day * 86_400_000 + u);
+        }
+    }
+    text
+}
+
+/// Promotion and decay rounded each to the nearest would exceed 1 together (1/11 and 10/11
+/// are 0.09091 and 0.9091): the fit keeps every tier's sum at most 1, says where it rounded
+/// down, and the scenario loads.
+#[test]
+fn promotion_and_decay_are_rounded_so_that_the_scenario_loads() {
+    let f = fit::fit(&history::read(split_history(11, 1).as_bytes(), "r11.csv").unwrap(), "r11.csv").unwrap();
+    check_toml_loads(&f);
+    let tiers = f.scenario().tiers;
+    let (up, down) = (tiers.promote_per_day.established, tiers.decay_per_day.established);
+    assert!(up + down <= 1.0 && (up - 1.0 / 11.0).abs() < 1e-4 && (down - 10.0 / 11.0).abs() < 1e-4, "{up} {down}");
+    assert!(f.toml().contains("(rounded down: promotion + decay at most 1)"), "{}", f.toml());
+    for n in 1..=40 {
+        for k in 0..=n {
+            let f = fit::fit(&history::read(split_history(n, k).as_bytes(), "h.csv").unwrap(), "h.csv").unwrap();
+            let toml = f.toml();
+            PlanScenario::from_toml_str(&toml, "fitted").unwrap_or_else(|e| panic!("{n} users, {k} promoted: {e}"));
+        }
+    }
+}
+
+/// 3000 users seen on day 0 and one of them again ten years later: under a model without
+/// churn that takes billions of users, which no scenario holds; the fit says why instead of
+/// writing a scenario the planner refuses.
+#[test]
+fn a_history_whose_users_never_come_back_is_refused_saying_why() {
+    let mut text = String::from("time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n");
+    for u in 0..3000u64 {
+        text += &format!("{},u{u},new,job,10,5,free,\n", 1_704_067_201_000 + u);
+    }
+    text += &format!("{},u0,new,job,10,5,free,\n", 1_704_067_200_000u64 + 3649 * 86_400_000 + 5);
+    let e = fit::fit(&history::read(text.as_bytes(), "sparse.csv").unwrap(), "sparse.csv").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FitError::TooManyUsers {
+                users: 32_841_000_000,
+                active_day0: 3000,
+                active_user_days: 1,
+                user_days: 10_947_000,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "sparse.csv: the fit needs 32841000000 users, more than a scenario's 10000000: 3000 users are active on \
+         day 0, but only 1 of the 10947000 user-days after a user's first have a request, and the planner's model \
+         has no churn, so it reads users who left as users who are rarely active; fit a stretch of the history in \
+         which users come back"
+    );
+}
+
+/// The reader's bounds are the scenario's: the latest start and the most days, the largest
+/// estimate and the largest actual percentage are each valid in a scenario, and one more is
+/// not.
+#[test]
+fn the_readers_bounds_are_the_scenarios() {
+    let valid = |toml: String| PlanScenario::from_toml_str(&toml, "bounds").map(|_| ()).map_err(|e| e.to_string());
+    let start = |v: u64| format!("start_ms = {v}\ndays = {}", history::MAX_DAYS);
+    assert_eq!(valid(start(history::MAX_START_MS)), Ok(()));
+    assert!(valid(start(history::MAX_START_MS + 1)).is_err());
+    assert!(valid(format!("days = {}", history::MAX_DAYS + 1)).is_err());
+    let cost = |estimate: u64, pct: u64| {
+        format!(
+            "[cost]\nestimate_sats = {{ dist = \"fixed\", value = {estimate} }}\nactual_pct = {{ dist = \"fixed\", value = {pct} }}"
+        )
+    };
+    assert_eq!(valid(cost(history::MAX_ESTIMATE_SATS, history::MAX_ACTUAL_PCT)), Ok(()));
+    assert!(valid(cost(history::MAX_ESTIMATE_SATS + 1, history::MAX_ACTUAL_PCT)).is_err());
+    assert!(valid(cost(history::MAX_ESTIMATE_SATS, history::MAX_ACTUAL_PCT + 1)).is_err());
+    assert_eq!(history::MAX_TIME_MS, history::MAX_START_MS + history::MAX_DAYS * ledger_core::DAY_MS - 1);
+    assert_eq!(history::MAX_ACTUAL_SATS, history::MAX_ESTIMATE_SATS * history::MAX_ACTUAL_PCT / 100);
+}
+
+/// A history written at the scenario's extremes (the latest start, the most days, the largest
+/// estimate at the largest actual percentage) reads back, and fits to a scenario that loads.
+#[test]
+fn a_history_written_at_the_scenarios_extremes_reads_back() {
+    let s = scenario(&format!(
+        r#"
+        days = {}
+        start_ms = {}
+        [population]
+        new = 0
+        established = 0
+        trusted = 0
+        elite = 1
+        [requests]
+        per_user_per_day = {{ dist = "fixed", value = 1 }}
+        [cost]
+        estimate_sats = {{ dist = "fixed", value = {} }}
+        actual_pct = {{ dist = "fixed", value = {} }}
+        work_failure = 0
+        [payment]
+        gate_paid = 1
+        [tiers]
+        promote_per_day = {{}}
+        decay_per_day = {{}}
+        "#,
+        history::MAX_DAYS,
+        history::MAX_START_MS,
+        history::MAX_ESTIMATE_SATS,
+        history::MAX_ACTUAL_PCT
+    ));
+    let rows = generate(&s);
+    let last = rows.last().unwrap();
+    assert!(last.time_ms >= history::MAX_START_MS + (history::MAX_DAYS - 1) * ledger_core::DAY_MS, "{last:?}");
+    assert!(rows.iter().any(|r| r.actual_sats == Some(history::MAX_ACTUAL_SATS)));
+    let text = history::write(&rows);
+    let back = history::read(text.as_bytes(), "extremes.csv").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, rows);
+    let f = fit::fit(&back, "extremes.csv").unwrap();
+    assert_eq!((f.start_ms, u64::from(f.days)), (history::MAX_START_MS, history::MAX_DAYS));
+    check_toml_loads(&f);
+
+    // The last millisecond reads; the fit says that no scenario starts on its day.
+    let row = |time_ms: u64| HistoryRow {
+        time_ms,
+        user: "u".into(),
+        tier: Tier::New,
+        session: false,
+        estimate_sats: 1,
+        actual_sats: None,
+        outcome: Served::Free,
+        paid: None,
+    };
+    let rows = history::read(history::write(&[row(history::MAX_TIME_MS)]).as_bytes(), "late.csv").unwrap();
+    assert_eq!(
+        fit::fit(&rows, "late.csv").unwrap_err().to_string(),
+        "late.csv: the history starts on the day beginning at 4417718400000 ms, after the latest day a scenario \
+         may start on (4102444800000, 2100-01-01 UTC)"
+    );
+    check(
+        format!("{},u1,new,job,25,21,free,\n", history::MAX_TIME_MS + 1).as_bytes(),
+        r#"h.csv:3: time_ms = "4417804800000": must be a whole number in 0..=4417804799999"#,
+    );
+}
+
 /// Actual costs 20 to 200 times their estimates are outside what `cost.actual_pct` may hold
 /// (`0..=1000`): the fitted distribution is kept in range, and the scenario loads.
 #[test]
@@ -276,7 +467,7 @@ fn a_bad_history_is_refused_naming_file_line_column_and_value() {
     );
     check(
         b"1704067212346,u1,new,job,25,18446744073709551616,free,\n",
-        r#"h.csv:3: actual_sats = "18446744073709551616": must be a whole number in 0..=1000000000"#,
+        r#"h.csv:3: actual_sats = "18446744073709551616": must be a whole number in 0..=10000000000"#,
     );
     check(
         b"1704067212346,u1,new,job,0,,free,\n",
@@ -301,7 +492,7 @@ fn a_bad_history_is_refused_naming_file_line_column_and_value() {
     );
     check(
         b"99999999999999,u1,new,job,25,21,free,\n",
-        r#"h.csv:3: time_ms = "99999999999999": must be a whole number in 0..=4102444800000"#,
+        r#"h.csv:3: time_ms = "99999999999999": must be a whole number in 0..=4417804799999"#,
     );
     check(
         b"1704067212346,u 1,new,job,25,21,free,\n",
@@ -336,4 +527,31 @@ fn a_bad_history_is_refused_naming_file_line_column_and_value() {
         r#"h.csv:1: header "time,user": expected "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid""#
     );
     assert_eq!(read(b"\xfe\xff"), "h.csv:1: not UTF-8 text (byte 1 of the line)");
+}
+
+/// A huge field is quoted by its first 64 characters and its length, not echoed whole.
+#[test]
+fn an_error_quotes_at_most_the_beginning_of_a_huge_field() {
+    let huge = "a".repeat(2_000_000);
+    check(
+        format!("1704067212346,u1,new,job,25,21,free,{huge}\n").as_bytes(),
+        &format!(
+            r#"h.csv:3: paid = "{}"... (2000000 bytes): a free request has no invoice: leave it empty"#,
+            &huge[..64]
+        ),
+    );
+    let e = history::read(format!("{huge}\n1,u,new,job,1,,free,\n").as_bytes(), "h.csv").unwrap_err().to_string();
+    assert_eq!(e, format!(r#"h.csv:1: header "{}"... (2000000 bytes): expected "{}""#, &huge[..64], history::HEADER));
+    // Characters, not bytes: a multi-byte character is never cut.
+    let wide = "é".repeat(100);
+    check(
+        format!("1704067212346,u1,new,{wide},25,21,free,\n").as_bytes(),
+        &format!(r#"h.csv:3: kind = "{}"... (200 bytes): must be job or session"#, "é".repeat(64)),
+    );
+    // 64 characters are quoted whole.
+    let fits = "b".repeat(64);
+    check(
+        format!("1704067212346,u1,new,{fits},25,21,free,\n").as_bytes(),
+        &format!(r#"h.csv:3: kind = "{fits}": must be job or session"#),
+    );
 }
