@@ -52,6 +52,13 @@ use crate::scenario::{fmt_f64, Dist, DistKind, PlanScenario, TierRates};
 /// The most users a scenario may have (`PlanScenario::validate`).
 pub const MAX_POPULATION: u64 = 10_000_000;
 
+/// The most requests per user per day a scenario's `requests.per_user_per_day` may give
+/// (`PlanScenario::validate`): larger counts are clamped to it.
+pub const MAX_PER_USER_PER_DAY: u64 = 10_000;
+
+/// The largest `cost.actual_pct`.
+const MAX_ACTUAL_PCT: f64 = crate::history::MAX_ACTUAL_PCT as f64;
+
 /// Rows with a smaller estimate do not enter `cost.actual_pct`: the actual cost is a whole
 /// number of sats, so a 9-sat estimate moves the percentage in steps of 11.
 pub const MIN_ESTIMATE_FOR_PCT: u64 = 10;
@@ -587,11 +594,17 @@ fn fit_counts(hist: &BTreeMap<u64, u64>) -> DistFit {
     let mean = hist.iter().map(|(&k, &c)| k as f64 * c as f64).sum::<f64>() / nf;
     let var = hist.iter().map(|(&k, &c)| (k as f64 - mean).powi(2) * c as f64).sum::<f64>() / nf;
     let hi = *hist.keys().next_back().expect("a count");
+    let clamped = if hi > MAX_PER_USER_PER_DAY {
+        format!("; clamped at {MAX_PER_USER_PER_DAY}, the most a scenario takes")
+    } else {
+        String::new()
+    };
+    let cap = hi.min(MAX_PER_USER_PER_DAY) as f64;
     if hist.len() == 1 {
         return DistFit {
-            dist: Dist::fixed(hi as f64),
+            dist: Dist::fixed(cap),
             params: vec![("value", est(hi as f64, 0.0, n))],
-            quality: format!("n = {n} user-days, every one with {hi} requests"),
+            quality: format!("n = {n} user-days, every one with {hi} requests{clamped}"),
         };
     }
     let poisson = Poisson::new(mean.max(1e-9)).expect("positive mean");
@@ -615,10 +628,10 @@ fn fit_counts(hist: &BTreeMap<u64, u64>) -> DistFit {
     let median = x[0].exp();
     let gof = chi2_fit(hist, 0, hi, 2, |k| rounded_mass(x[0], x[1], 0, hi, k));
     DistFit {
-        dist: Dist::lognormal(round4(median), round4(x[1]).min(5.0), Some(hi as f64)),
+        dist: Dist::lognormal(round4(median).min(cap), round4(x[1]).min(5.0), Some(cap)),
         params: vec![("median", est(median, median * se[0], n)), ("sigma", est(x[1], se[1], n))],
         quality: format!(
-            "n = {n} user-days; median se {}, sigma se {}, max = the largest count; {gof}; {why}",
+            "n = {n} user-days; median se {}, sigma se {}, max = the largest count; {gof}; {why}{clamped}",
             fmt_se(median * se[0], false),
             fmt_se(se[1], false)
         ),
@@ -702,7 +715,7 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
     let nf = n as f64;
     let (lo_max, hi_min) = pct.iter().fold((f64::MIN, f64::MAX), |(l, h), (p, w)| (l.max(p - w), h.min(p + w)));
     if lo_max <= hi_min {
-        let value = round4(((lo_max + hi_min) / 2.0).clamp(0.0, 1000.0));
+        let value = round4(((lo_max + hi_min) / 2.0).clamp(0.0, MAX_ACTUAL_PCT));
         return Some(DistFit {
             dist: Dist::fixed(value),
             params: vec![("value", est(value, (hi_min - lo_max) / 2.0, n))],
@@ -718,7 +731,9 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
     let se_var = ((m4 - m2 * m2) / nf).sqrt();
     let se_half = if var > 0.0 { 3.0 * se_var / (2.0 * half) } else { f64::NAN };
     let se_end = (m2 / nf + se_half * se_half).sqrt();
-    let (umin, umax) = ((mean - half).max(0.0), (mean + half).min(1000.0));
+    // Both ends in the scenario's range, so that min <= max even when every percentage is
+    // beyond it.
+    let (umin, umax) = ((mean - half).clamp(0.0, MAX_ACTUAL_PCT), (mean + half).clamp(0.0, MAX_ACTUAL_PCT));
     // The Kolmogorov-Smirnov distances are taken where rounding is negligible (estimates of
     // at least 100 sats: the percentage is within 0.5 of the truth) when there are enough.
     let exact: Vec<f64> = pct.iter().filter(|p| p.1 <= 0.5).map(|p| p.0).collect();
@@ -761,10 +776,13 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
         });
     }
     let median = lmu.exp();
-    let max = pct[pct.len() - 1].0.ceil().min(1000.0);
+    let max = pct[pct.len() - 1].0.ceil().min(MAX_ACTUAL_PCT);
     let (se_mu, se_sigma) = (lsigma / nf.sqrt(), lsigma / (2.0 * nf).sqrt());
     Some(DistFit {
-        dist: Dist { max: Some(max), ..Dist::lognormal(round4(median).min(1000.0), round4(lsigma).min(5.0), None) },
+        dist: Dist {
+            max: Some(max),
+            ..Dist::lognormal(round4(median).min(MAX_ACTUAL_PCT), round4(lsigma).min(5.0), None)
+        },
         params: vec![("median", est(median, median * se_mu, n)), ("sigma", est(lsigma, se_sigma, n))],
         quality: format!(
             "{floor}; median se {}, sigma se {}, max = the largest seen; {why} (p = {})",

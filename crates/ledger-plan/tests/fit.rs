@@ -555,3 +555,29 @@ fn an_error_quotes_at_most_the_beginning_of_a_huge_field() {
         &format!(r#"h.csv:3: kind = "{fits}": must be job or session"#),
     );
 }
+
+/// Counts and percentages beyond what a scenario takes (more than 10000 requests a day,
+/// actual costs 30 times the estimate) are clamped into its ranges, and the scenario loads.
+#[test]
+fn counts_and_percentages_beyond_the_scenarios_ranges_are_clamped() {
+    let header = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n";
+    let mut text = String::from(header);
+    text += "1704067200000,a,new,job,100,100,free,\n";
+    for i in 0..20_000u64 {
+        text += &format!("{},a,new,job,100,100,free,\n", 1_704_153_600_000 + i);
+    }
+    let f = fit::fit(&history::read(text.as_bytes(), "busy.csv").unwrap(), "busy.csv").unwrap();
+    assert_eq!(f.scenario().requests.per_user_per_day, Dist::fixed(10_000.0));
+    check_toml_loads(&f);
+
+    // Every actual cost 30 times its estimate but one of 0: no log-normal (a percentage of
+    // 0), so a uniform, all of it above 1000 %.
+    let mut text = String::from(header);
+    for i in 0..400u64 {
+        let actual = if i == 0 { 0 } else { 30_000 };
+        text += &format!("{},u{},trusted,job,1000,{actual},free,\n", 1_704_067_200_000 + i * 60_000, i % 7);
+    }
+    let f = fit::fit(&history::read(text.as_bytes(), "over.csv").unwrap(), "over.csv").unwrap();
+    assert_eq!(f.actual_pct.as_ref().unwrap().dist, Dist::uniform(1000.0, 1000.0));
+    check_toml_loads(&f);
+}
