@@ -581,3 +581,57 @@ fn counts_and_percentages_beyond_the_scenarios_ranges_are_clamped() {
     assert_eq!(f.actual_pct.as_ref().unwrap().dist, Dist::uniform(1000.0, 1000.0));
     check_toml_loads(&f);
 }
+
+/// Random histories the reader takes (random users, tiers, days, sizes and outcomes, from a
+/// fixed seed) fit to scenarios that load, or are refused by the fit with a reason.
+#[test]
+fn random_histories_fit_to_scenarios_that_load() {
+    // SplitMix64: a fixed sequence without a dependency.
+    let mut state = 0x5eed_u64;
+    let mut next = move |n: u64| {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    };
+    for case in 0..200 {
+        let (n_users, n_days, n_rows) = (1 + next(30), 1 + next(12), 1 + next(300));
+        let start_ms = 1_704_067_200_000 + next(1000) * ledger_core::DAY_MS;
+        let mut times: Vec<u64> = (0..n_rows).map(|_| start_ms + next(n_days * ledger_core::DAY_MS)).collect();
+        times.sort_unstable();
+        let rows: Vec<HistoryRow> = times
+            .into_iter()
+            .map(|time_ms| {
+                let digits = 1 + next(9) as u32;
+                let estimate_sats = 1 + next(10u64.pow(digits)).min(history::MAX_ESTIMATE_SATS - 1);
+                let outcome = [Served::Free, Served::Partial, Served::Gated][next(3) as usize];
+                let paid = (outcome != Served::Free).then(|| next(2) == 0);
+                let ran = paid != Some(false) && next(5) > 0;
+                let pct = [next(200), next(1001), 1000, 0];
+                let pct = pct[next(4) as usize];
+                HistoryRow {
+                    time_ms,
+                    user: format!("u{}", next(n_users)),
+                    tier: Tier::ALL[next(4) as usize],
+                    session: next(2) == 0,
+                    estimate_sats,
+                    actual_sats: ran.then(|| estimate_sats * pct / 100),
+                    outcome,
+                    paid,
+                }
+            })
+            .collect();
+        let text = history::write(&rows);
+        let back = history::read(text.as_bytes(), "random.csv").unwrap_or_else(|e| panic!("case {case}: {e}"));
+        match fit::fit(&back, "random.csv") {
+            Ok(f) => {
+                let toml = f.toml();
+                let loaded = PlanScenario::from_toml_str(&toml, "fitted")
+                    .unwrap_or_else(|e| panic!("case {case}: {e}\n{text}\n{toml}"));
+                assert_eq!(loaded, f.scenario(), "case {case}");
+            }
+            Err(e) => assert!(matches!(e, FitError::TooManyUsers { .. }), "case {case}: {e}"),
+        }
+    }
+}
