@@ -17,10 +17,14 @@
 //!   because it has a request). `fixed` when every count is equal, otherwise `poisson`
 //!   (maximum likelihood: the mean) or a rounded `lognormal` clamped at the largest count
 //!   (maximum likelihood over the rounding bins, by Nelder-Mead), whichever has the smaller
-//!   AIC; quality: a chi-square test of the binned counts.
+//!   AIC; quality: a chi-square test of the binned counts. Counts above
+//!   [`MAX_PER_USER_PER_DAY`] are clamped to it, said in the comment.
 //! - `population`: the users active on day 0 per tier, divided by the share of user-days with
 //!   a request (a user is active on a day with that probability, independently); growth:
 //!   the slope of a least-squares line through the logarithm of the active users of each day.
+//!   A history that needs more than [`MAX_POPULATION`] users this way (users seen once and
+//!   never again, which a model without churn reads as users rarely active) is refused,
+//!   saying so ([`FitError::TooManyUsers`]).
 //! - `requests.hourly_weights`: the share of requests in each UTC hour, times 24; quality: a
 //!   chi-square test that the cycle is the same every day.
 //! - `cost.estimate_sats`: a rounded log-normal by maximum likelihood, clamped at the largest
@@ -35,7 +39,10 @@
 //! - `payment.gate_paid`, `payment.partial_paid`, `requests.session_share`: shares, with a
 //!   binomial standard error.
 //! - `tiers`: over pairs of consecutive days on which a user is active, the share that moved
-//!   one tier up (down) from each tier.
+//!   one tier up (down) from each tier. A tier no user of which is active on two consecutive
+//!   days keeps its default, marked "not fitted". A tier's promotion and decay are rounded so
+//!   that their sum stays at most 1, as the scenario requires (1/11 and 10/11 are written
+//!   0.09091 and 0.909), said beside it.
 //!
 //! Every standard error is that of the estimator at the fitted value (the inverse of the
 //! observed information for maximum likelihood, the delta method otherwise).
