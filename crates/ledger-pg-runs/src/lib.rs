@@ -69,6 +69,8 @@ pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
 pub use exec::{replay_on_exec, start_exec, ChildDb};
 pub use lockstep::replay_on_pg;
+/// Every URL password in a message replaced by `***` (for the command line's error output).
+pub use ledger_pg::redacted_text;
 
 use ledger_simulator::report::{EngineKind, RunReport};
 

@@ -24,9 +24,39 @@ pub fn redacted(url: &str) -> String {
     out
 }
 
+/// `text` with the password of every URL in it replaced by `***` (see [`redacted`]): for any
+/// message that may quote a user's file or environment, such as a parser's error showing the
+/// line it could not read.
+pub fn redacted_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The URL starts after the last separator before its scheme and ends at the next one.
+        let is_end = |c: char| c.is_whitespace() || "\"'`<>()[]{},;".contains(c);
+        let start = rest[..at].rfind(is_end).map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
+        let end = rest[at..].find(is_end).map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redacted(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{redacted, redacted_text};
+
+    #[test]
+    fn passwords_in_free_text_are_never_shown() {
+        let line = r#"at line 1: DATABASE_URL = "postgres://u:hunter2@127.0.0.1/db" and mysql://a:b@h/x?password=s"#;
+        let shown = redacted_text(line);
+        assert!(!shown.contains("hunter2") && !shown.contains(":b@") && !shown.contains("=s"), "{shown}");
+        assert!(shown.contains("postgres://u:***@127.0.0.1/db") && shown.contains("mysql://a:***@h/x?password=***"));
+        assert_eq!(redacted_text("no url here: a://b"), "no url here: a://b");
+        assert_eq!(redacted_text("é://x:y@h é"), "é://x:***@h é");
+        assert_eq!(redacted_text(""), "");
+    }
 
     #[test]
     fn passwords_are_never_shown() {

@@ -57,6 +57,16 @@ use self::model::SeedResult;
 use self::report::{Axis, ConfigInfo, PlanOutput, Shard, FORMAT};
 use self::scenario::{from_table, set_number, PlanError, PlanScenario};
 
+/// The most configurations a sweep grid may have: each holds its scenario, and a grid of three
+/// keys of a thousand values (a billion) would fill the memory before the first run.
+pub const MAX_CONFIGS: usize = 100_000;
+
+/// About how many bytes the result of one run holds until the plan is printed: its balances by
+/// day (two `u64` each), the same again as JSON text, and the rest of the record.
+pub fn bytes_per_result(days: u32) -> u64 {
+    u64::from(days) * 2 * (8 + 24) + 1024
+}
+
 /// A parsed plan: the base scenario and one scenario per point of the sweep grid.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -86,9 +96,19 @@ fn document(text: &str, origin: &str, overrides: &[(&str, String)]) -> Result<to
 /// Parse `--sweep KEY=V1,V2,...`.
 pub fn parse_sweep(s: &str) -> Result<Axis, PlanError> {
     let (key, values) = s.split_once('=').ok_or_else(|| PlanError::Sweep(format!("{s}: expected KEY=V1,V2,...")))?;
-    let values: Vec<String> = values.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
-    if values.is_empty() {
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_owned()).collect();
+    if values.iter().all(String::is_empty) {
         return Err(PlanError::Sweep(format!("{s}: no values")));
+    }
+    if values.iter().any(String::is_empty) {
+        return Err(PlanError::Sweep(format!("{s}: an empty value (two commas, or one at an end)")));
+    }
+    // The same number written twice (`10,1e1,10.0`) would run the same configuration twice.
+    for (i, v) in values.iter().enumerate() {
+        let same = |w: &String| w == v || matches!((w.parse::<f64>(), v.parse::<f64>()), (Ok(a), Ok(b)) if a == b);
+        if let Some(first) = values[..i].iter().find(|w| same(w)) {
+            return Err(PlanError::Sweep(format!("{s}: {v} is {first} again; give each value once")));
+        }
     }
     Ok(Axis { key: key.trim().to_owned(), values })
 }
@@ -117,10 +137,28 @@ impl Plan {
                 )));
             }
         }
+        if let Some(axis) = sweep.iter().find(|a| a.key == "days") {
+            return Err(PlanError::Sweep(format!(
+                "{}=...: days cannot be swept: the table and the report compare configurations day by day over \
+                 the same days; run one plan per --days",
+                axis.key
+            )));
+        }
         let base = from_table(doc.clone(), "command line")?;
         let mut configs = Vec::new();
         let mut scenarios = Vec::new();
-        let n: usize = sweep.iter().map(|a| a.values.len()).product();
+        let n = sweep
+            .iter()
+            .try_fold(1usize, |n, a| n.checked_mul(a.values.len()))
+            .filter(|&n| n <= MAX_CONFIGS)
+            .ok_or_else(|| {
+                let sizes: Vec<String> = sweep.iter().map(|a| a.values.len().to_string()).collect();
+                PlanError::Sweep(format!(
+                    "a grid of {} configurations is more than the {MAX_CONFIGS} a plan may have: sweep fewer values, \
+                     or fewer keys at once",
+                    sizes.join(" x ")
+                ))
+            })?;
         for index in 0..n {
             // Row-major: the first axis varies slowest.
             let mut at = vec![0; sweep.len()];
@@ -149,6 +187,12 @@ impl Plan {
     /// any work, not a bound.
     pub fn bytes_per_run(&self) -> u64 {
         self.scenarios.iter().map(model::bytes_needed).max().unwrap_or(0)
+    }
+
+    /// About how many bytes the results of every item hold until the plan is printed (see
+    /// [`bytes_per_result`]).
+    pub fn bytes_of_results(&self) -> u64 {
+        (self.n_items() as u64).saturating_mul(bytes_per_result(self.base.days))
     }
 
     /// Number of `(configuration, seed)` items.

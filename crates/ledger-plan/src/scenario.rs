@@ -551,6 +551,10 @@ impl PlanScenario {
     /// then carry the line of the key.
     pub fn validate(&self, origin: &str, text: Option<&str>) -> Result<(), PlanError> {
         let mut c = Checks { first: None };
+        if let Some(bad) = self.name.chars().find(|ch| ch.is_control()) {
+            // A name is printed on the terminal: an escape sequence would drive it.
+            c.fail("name", format!("{:?}", self.name), format!("a control character ({:?}) in a label", bad));
+        }
         c.range_u("days", u64::from(self.days), 1, 3650);
         c.range_u("seeds", u64::from(self.seeds), 1, 100_000);
         c.range_u("start_ms", self.start_ms, 0, 4_102_444_800_000);
@@ -568,12 +572,13 @@ impl PlanScenario {
         if r.hourly_weights.len() != 24 {
             c.fail("requests.hourly_weights", format!("{} numbers", r.hourly_weights.len()), "must hold 24 numbers");
         } else if r.hourly_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
-            || r.hourly_weights.iter().sum::<f64>() <= 0.0
+            || !(r.hourly_weights.iter().sum::<f64>() > 0.0 && r.hourly_weights.iter().sum::<f64>() < f64::MAX)
         {
+            // A sum that overflows to infinity would put every request in the last hour.
             c.fail(
                 "requests.hourly_weights",
                 format!("{:?}", r.hourly_weights),
-                "must be non-negative with a positive sum",
+                "must be non-negative with a positive, finite sum",
             );
         }
         c.range("requests.session_share", r.session_share, 0.0, 1.0);

@@ -33,6 +33,9 @@ pub struct CheckTraceArgs {
 /// The `check-trace` subcommand: `Ok(true)` when the trace is clean.
 pub fn check_trace_cmd(args: &CheckTraceArgs) -> anyhow::Result<bool> {
     let path = args.file.display().to_string();
+    if let Some(junit) = &args.junit {
+        crate::input::check_output("--junit", junit)?;
+    }
     let report = match read_and_check(args, &path) {
         Ok(report) => report,
         Err(e) => {

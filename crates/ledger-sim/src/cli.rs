@@ -182,6 +182,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Err(e) = check_environment() {
+        eprintln!("ledger-sim: error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Replay(args) => replay_cmd(args),
@@ -197,17 +201,66 @@ pub fn main() -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        // The reader of the output went away (`| head`): not an error of the input. The
+        // shell's code for a process a broken pipe stopped, and nothing printed.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
-            eprintln!("ledger-sim: error: {}", error_chain(&e));
+            eprintln!("ledger-sim: error: {}", shown(&error_chain(&e)));
             ExitCode::from(2)
         }
     }
 }
 
+/// Environment variables the program reads that a library would otherwise ignore silently
+/// when malformed.
+fn check_environment() -> anyhow::Result<()> {
+    if let Some(v) = std::env::var_os("RAYON_NUM_THREADS") {
+        let text = v.to_string_lossy();
+        anyhow::ensure!(
+            text.trim().parse::<usize>().is_ok(),
+            "RAYON_NUM_THREADS={text:?}: not a whole number of threads (0 or unset: one per core)"
+        );
+    }
+    Ok(())
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The longest line of an error message printed whole: a parser's error quotes the line it
+/// could not read, and a line of a binary file may be a gigabyte.
+const MAX_SHOWN_LINE: usize = 2000;
+
+/// An error message as printed: every URL's password replaced by `***` (a wrong file given as
+/// a scenario may be a `.env`), every line cut to [`MAX_SHOWN_LINE`] bytes.
+fn shown(message: &str) -> String {
+    let message = ledger_pg_runs::redacted_text(message);
+    let mut out = String::with_capacity(message.len().min(64 * MAX_SHOWN_LINE));
+    for (i, line) in message.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.len() <= MAX_SHOWN_LINE {
+            out.push_str(line);
+        } else {
+            let cut = (0..=MAX_SHOWN_LINE).rev().find(|&k| line.is_char_boundary(k)).unwrap_or(0);
+            out.push_str(&line[..cut]);
+            out.push_str(&format!("... ({} more bytes)", line.len() - cut));
+        }
+    }
+    out
+}
+
 fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
     let mut s = match &args.scenario {
         Some(path) => {
-            let text = crate::input::read_text(path)?;
+            let text = crate::input::read_scenario(path)?;
             Scenario::from_toml_str(&text, &path.display().to_string())?
         }
         None => Scenario::default(),
@@ -224,6 +277,9 @@ fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
 
 fn run(args: RunArgs) -> anyhow::Result<bool> {
     let scenario = load_scenario(&args)?;
+    if let Some(path) = &args.junit {
+        crate::input::check_output("--junit", path)?;
+    }
     let seeds = match (args.seed, args.seeds) {
         (Some(s), _) => (s, s.checked_add(1).ok_or_else(|| anyhow::anyhow!("--seed {s} is too large"))?),
         (None, Some(r)) => r,
@@ -414,6 +470,9 @@ struct ReplayReport {
 
 fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     let path = args.file.display().to_string();
+    if let Some(junit) = &args.junit {
+        crate::input::check_output("--junit", junit)?;
+    }
     let bytes = crate::input::read_bytes(&args.file)?;
     let h = History::read_jsonl(&bytes[..], &path)?;
 

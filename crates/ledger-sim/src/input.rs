@@ -8,8 +8,22 @@ use std::path::{Path, PathBuf};
 /// The largest input file read (traces of 100 M steps stay well below it).
 pub const MAX_INPUT: u64 = 4 << 30;
 
+/// The largest scenario file read: a scenario is a page of TOML, and a file of gigabytes given
+/// by mistake is refused before it is read, not parsed into an error that quotes it.
+pub const MAX_SCENARIO: u64 = 16 << 20;
+
 /// The bytes of the file at `path`.
 pub fn read_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
+    read_bytes_at_most(path, MAX_INPUT)
+}
+
+/// The text of the scenario file at `path` (at most [`MAX_SCENARIO`] bytes, UTF-8).
+pub fn read_scenario(path: &Path) -> anyhow::Result<String> {
+    text_of(path, read_bytes_at_most(path, MAX_SCENARIO)?)
+}
+
+/// The bytes of the file at `path`, refused when it has more than `max`.
+fn read_bytes_at_most(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{shown}: {}", words(&e)))?;
     if meta.is_dir() {
@@ -18,22 +32,26 @@ pub fn read_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
     if !meta.is_file() {
         anyhow::bail!("{shown}: not a regular file (a device or a pipe may never end)");
     }
-    if meta.len() > MAX_INPUT {
-        anyhow::bail!("{shown}: {} bytes, more than the {} an input may have", meta.len(), MAX_INPUT);
+    if meta.len() > max {
+        anyhow::bail!("{shown}: {} bytes, more than the {max} this input may have", meta.len());
     }
     let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{shown}: {}", words(&e)))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // Bounded even if the file grows while it is read.
-    file.take(MAX_INPUT + 1).read_to_end(&mut bytes).map_err(|e| anyhow::anyhow!("{shown}: {}", words(&e)))?;
-    if bytes.len() as u64 > MAX_INPUT {
-        anyhow::bail!("{shown}: grew beyond {MAX_INPUT} bytes while it was read");
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| anyhow::anyhow!("{shown}: {}", words(&e)))?;
+    if bytes.len() as u64 > max {
+        anyhow::bail!("{shown}: grew beyond {max} bytes while it was read");
     }
     Ok(bytes)
 }
 
 /// The text of the file at `path`, which must be UTF-8.
 pub fn read_text(path: &Path) -> anyhow::Result<String> {
-    String::from_utf8(read_bytes(path)?)
+    text_of(path, read_bytes(path)?)
+}
+
+fn text_of(path: &Path, bytes: Vec<u8>) -> anyhow::Result<String> {
+    String::from_utf8(bytes)
         .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
 }
 
@@ -49,13 +67,95 @@ pub fn temp_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-/// Writes `bytes` to `path` whole or not at all: to a temporary file beside it, then renamed.
-pub fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = temp_beside(path);
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+/// Where an output for `path` really goes: through a symlink to the file it names, so that
+/// the rename of [`write_whole`] replaces that file and not the link. Refuses, naming `flag`,
+/// what is not a regular file (a device, a pipe, a directory: renaming over `/dev/null`
+/// replaces the device for everyone on the machine) and a link to nothing.
+pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
+    let shown = path.display();
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)
+            .map_err(|e| anyhow::anyhow!("{flag} {shown}: a symbolic link to nothing ({})", words(&e)))?,
+        _ => path.to_path_buf(),
+    };
+    match std::fs::metadata(&target) {
+        Ok(m) if m.is_dir() => anyhow::bail!("{flag} {shown}: a directory; give a file name"),
+        Ok(m) if !m.is_file() => anyhow::bail!(
+            "{flag} {shown}: not a regular file (a device or a pipe); an output is written whole to a file, \
+             then renamed into place"
+        ),
+        _ => Ok(target),
+    }
+}
+
+/// Checks, before any work, that `flag`'s output can be written at `path`: a regular file or
+/// none yet (see [`output_target`]), in a directory that takes a new file.
+pub fn check_output(flag: &str, path: &Path) -> anyhow::Result<()> {
+    let target = output_target(flag, path)?;
+    let probe = temp_beside(&target);
+    std::fs::write(&probe, b"")
+        .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write beside it ({})", path.display(), words(&e)))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes `bytes` to `flag`'s output `path` whole or not at all: to a temporary file beside
+/// it, then renamed over it (through a symlink to the file it names; never over a device or a
+/// pipe, see [`output_target`]).
+pub fn write_whole(flag: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let target = output_target(flag, path)?;
+    let tmp = temp_beside(&target);
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &target));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("{}: {}", path.display(), words(&e));
+        anyhow::bail!("{flag} {}: {}", path.display(), words(&e));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ledger-sim-input-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// An output never replaces what is not a regular file, and writes through a symlink.
+    #[test]
+    fn outputs_write_regular_files_and_through_links_only() {
+        let d = dir("out");
+        let file = d.join("a.toml");
+        write_whole("--out", &file, b"one").unwrap();
+        write_whole("--out", &file, b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+
+        let link = d.join("link.toml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        write_whole("--out", &link, b"three").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+        assert_eq!(std::fs::read(&file).unwrap(), b"three", "written through the link");
+
+        let dangling = d.join("dangling.toml");
+        std::os::unix::fs::symlink(d.join("nowhere/x"), &dangling).unwrap();
+        let e = write_whole("--out", &dangling, b"x").unwrap_err().to_string();
+        assert!(e.contains("--out") && e.contains("link to nothing"), "{e}");
+
+        for device in ["/dev/null", "/dev/full"] {
+            let e = check_output("--junit", Path::new(device)).unwrap_err().to_string();
+            assert!(e.contains("--junit /dev/") && e.contains("not a regular file"), "{e}");
+            let e = write_whole("--junit", Path::new(device), b"x").unwrap_err().to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+            let m = std::fs::symlink_metadata(device).unwrap();
+            assert!(!m.is_file(), "{device} is still a device");
+        }
+        let e = check_output("--report", &d).unwrap_err().to_string();
+        assert!(e.contains("a directory"), "{e}");
+        let e = check_output("--out", &d.join("no/such/dir/x.toml")).unwrap_err().to_string();
+        assert!(e.contains("cannot write beside it"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -97,7 +97,7 @@ pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[Viol
 
 /// Writes `xml` to `path` whole or not at all.
 pub fn write(path: &Path, xml: &str) -> anyhow::Result<()> {
-    crate::input::write_whole(path, xml.as_bytes()).map_err(|e| anyhow::anyhow!("--junit {e}"))
+    crate::input::write_whole("--junit", path, xml.as_bytes())
 }
 
 #[cfg(test)]

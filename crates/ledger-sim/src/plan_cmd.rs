@@ -119,29 +119,10 @@ fn emit(out: &PlanOutput, args: &OutputArgs) -> anyhow::Result<bool> {
         write!(stdout, "{}", report::table(out))?;
     }
     if let Some(path) = &args.report {
-        crate::input::write_whole(path, html::render(out).as_bytes())?;
+        crate::input::write_whole("--report", path, html::render(out).as_bytes())?;
         eprintln!("report written to {}", path.display());
     }
     Ok(out.summaries.iter().all(|s| s.violations == 0))
-}
-
-/// Checks, before any work, that a report can be written at `path`: not a directory or a
-/// device, in a directory that exists and takes a new file. The report itself is written
-/// whole or not at all ([`write_whole`]).
-fn check_report_path(path: &Path) -> anyhow::Result<()> {
-    let shown = path.display();
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => anyhow::bail!("--report {shown}: a directory; give a file name (plan.html)"),
-        Ok(m) if !m.is_file() => {
-            anyhow::bail!("--report {shown}: not a regular file (a report is written whole, then renamed into place)")
-        }
-        _ => {}
-    }
-    let probe = crate::input::temp_beside(path);
-    std::fs::write(&probe, b"")
-        .map_err(|e| anyhow::anyhow!("--report {shown}: cannot write beside it ({})", crate::input::words(&e)))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
 }
 
 /// Bytes of memory available now (`MemAvailable` of `/proc/meminfo`), where the system says.
@@ -153,13 +134,23 @@ fn mem_available() -> Option<u64> {
 }
 
 /// Refuses, before any work, a plan whose runs (`per_run` bytes each, `n_items` of them at
-/// most) would not fit in the memory available.
-fn check_memory(per_run: u64, n_items: usize) -> anyhow::Result<()> {
+/// most) and results (`results` bytes in all) would not fit in the memory available.
+fn check_memory(per_run: u64, n_items: usize, results: u64) -> anyhow::Result<()> {
     let threads = rayon::current_num_threads().min(n_items.max(1)) as u64;
     let need = per_run.saturating_mul(threads);
     let Some(available) = mem_available() else { return Ok(()) };
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    if need.saturating_add(results) > available && results > need {
+        anyhow::bail!(
+            "this plan's results need about {:.1} GiB ({n_items} runs, each keeping its balances by day until \
+             the plan is printed), more than the {:.1} GiB available: plan fewer seeds, configurations or days, \
+             or split it with --shard I/N --json and combine the parts with `ledger-sim merge`",
+            gib(results),
+            gib(available),
+        );
+    }
+    let need = need.saturating_add(results);
     if need > available {
-        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
         anyhow::bail!(
             "this plan needs about {:.1} GiB ({:.1} GiB per run of its largest configuration, on {threads} \
              thread(s)): the reference ledger keeps every request it decides, for idempotency, so memory grows \
@@ -183,7 +174,7 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(args.fit_out.is_none(), "--out names where --fit writes its scenario: give --fit HISTORY.csv");
     let scenario = args.scenario.as_deref().expect("clap asks for a scenario without --fit");
     let origin = scenario.display().to_string();
-    let text = crate::input::read_text(scenario)?;
+    let text = crate::input::read_scenario(scenario)?;
     let mut overrides = Vec::new();
     if let Some(n) = args.seeds {
         overrides.push(("seeds", n.to_string()));
@@ -206,19 +197,27 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
         let solver = Solver::new(&text, &origin, &overrides, range, &args.targets, options)?;
         let frontier = args.over.as_deref().map(|o| Frontier::new(&solver, parse_over(o)?)).transpose()?;
         if let Some(path) = &args.out.report {
-            check_report_path(path)?;
+            crate::input::check_output("--report", path)?;
         }
         return match frontier {
             Some(f) => frontier_cmd(&f, &args.out),
             None => solve_cmd(&solver, &args.out),
         };
     }
+    if let (Some(shard), false) = (args.shard, args.out.json) {
+        anyhow::bail!(
+            "--shard {}/{} runs part of the plan: give --json and combine the parts with `ledger-sim merge` \
+             (a table, CSV or report of one part would read as the whole plan)",
+            shard.index,
+            shard.count
+        );
+    }
     let sweep = args.sweep.iter().map(|s| parse_sweep(s)).collect::<Result<Vec<_>, _>>()?;
     let plan = Plan::new(&text, &origin, &overrides, sweep)?;
     if let Some(path) = &args.out.report {
-        check_report_path(path)?;
+        crate::input::check_output("--report", path)?;
     }
-    check_memory(plan.bytes_per_run(), plan.n_items())?;
+    check_memory(plan.bytes_per_run(), plan.n_items(), plan.bytes_of_results())?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -246,7 +245,7 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
 
 /// `plan --solve`: true when no invariant broke.
 fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
-    check_memory(solver.bytes_per_run(), usize::MAX)?;
+    check_memory(solver.bytes_per_run(), usize::MAX, 0)?;
     let started = Instant::now();
     // One line per value tested, as it is decided: a solve can take minutes.
     let out = solver.solve(&|target, step| {
@@ -268,7 +267,7 @@ fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
 
 /// `plan --solve --over`: true when no invariant broke.
 fn frontier_cmd(f: &Frontier, args: &OutputArgs) -> anyhow::Result<bool> {
-    check_memory(f.bytes_per_run(), usize::MAX)?;
+    check_memory(f.bytes_per_run(), usize::MAX, 0)?;
     let started = Instant::now();
     let over = &f.over().key;
     let out = f.solve(&|value, target, step| {
@@ -321,7 +320,7 @@ fn emit_solved<T: serde::Serialize>(
         write!(stdout, "{}", text(out))?;
     }
     if let Some(path) = &args.report {
-        crate::input::write_whole(path, page(out).as_bytes())?;
+        crate::input::write_whole("--report", path, page(out).as_bytes())?;
         eprintln!("report written to {}", path.display());
     }
     if let Some(v) = totals.first_violation {
@@ -333,7 +332,7 @@ fn emit_solved<T: serde::Serialize>(
 /// `ledger-sim merge`: true when no invariant broke.
 pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
     if let Some(path) = &args.out.report {
-        check_report_path(path)?;
+        crate::input::check_output("--report", path)?;
     }
     let mut parts = Vec::new();
     for f in &args.files {
@@ -348,6 +347,9 @@ pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
 /// `plan --fit HISTORY.csv`: the fitted scenario to `out` (written whole, and only when the
 /// whole history was read and fitted) or stdout.
 fn fit_cmd(history: &Path, out: Option<&Path>) -> anyhow::Result<bool> {
+    if let Some(path) = out {
+        crate::input::check_output("--out", path)?;
+    }
     let bytes = crate::input::read_bytes(history)?;
     let rows = ledger_plan::history::read(&bytes, &history.display().to_string())?;
     // The scenario names the file, not the directory it was read from.
@@ -358,7 +360,7 @@ fn fit_cmd(history: &Path, out: Option<&Path>) -> anyhow::Result<bool> {
         .map_err(|e| anyhow::anyhow!("{}: the fitted scenario is not valid ({e})", history.display()))?;
     match out {
         Some(path) => {
-            crate::input::write_whole(path, toml.as_bytes())?;
+            crate::input::write_whole("--out", path, toml.as_bytes())?;
             eprintln!(
                 "{} requests of {} users fitted; scenario written to {}",
                 fitted.n_requests,
@@ -374,11 +376,12 @@ fn fit_cmd(history: &Path, out: Option<&Path>) -> anyhow::Result<bool> {
 /// `plan S.toml --history-out FILE.csv`: one run of the scenario's first seed, every request
 /// it decides written to `path` (whole or not at all): true when no invariant broke.
 fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Path) -> anyhow::Result<bool> {
+    crate::input::check_output("--history-out", path)?;
     let plan = Plan::new(text, origin, overrides, Vec::new())?;
-    check_memory(plan.bytes_per_run(), 1)?;
+    check_memory(plan.bytes_per_run(), 1, 0)?;
     let mut rows = Vec::new();
     let run = ledger_plan::model::run_with_history(&plan.base, plan.base.seed, &mut rows);
-    crate::input::write_whole(path, ledger_plan::history::write(&rows).as_bytes())?;
+    crate::input::write_whole("--history-out", path, ledger_plan::history::write(&rows).as_bytes())?;
     eprintln!("{} requests of seed {} written to {}", rows.len(), plan.base.seed, path.display());
     if let Some(v) = &run.first_violation {
         eprintln!("{} invariant violation(s); the first: {v}", run.violations);

@@ -1,5 +1,6 @@
 //! The command line contract: exit codes, JSON fields, errors that name what and where.
 
+use std::os::unix::fs::FileTypeExt;
 use std::process::{Command, Output};
 
 fn sim(args: &[&str]) -> Output {
@@ -148,12 +149,43 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
     let text = std::fs::read_to_string(scenario).unwrap();
     std::fs::write(&big, text.replacen("new = 3000", "new = 9990000", 1)).unwrap();
     let missing = dir.join("no-such-dir").join("plan.html");
+    // A plan of 100,000 seeds of 10 years: little to simulate, too much to keep.
+    let tiny = tmp("tiny.toml");
+    std::fs::write(&tiny, "days = 3650\nseeds = 100000\n[population]\nnew = 1\n[requests]\nper_user_per_day = { dist = \"fixed\", value = 0 }\n").unwrap();
+    let tiny = tiny.to_str().unwrap().to_owned();
+    let values = |n: u32| {
+        format!(
+            "budget.{}={}",
+            ["new", "established", "trusted"][n as usize],
+            (1..=100).map(|v| v.to_string()).collect::<Vec<_>>().join(",")
+        )
+    };
+    let (grid, grid2, grid3) = (values(0), values(1), values(2));
+    let history = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/history/fit-small.csv").to_owned();
+    let fifo = tmp("fifo.csv");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     for (args, says) in [
         (vec!["plan", scenario, "--days", "2", "--report", dir.to_str().unwrap()], "a directory"),
         (vec!["plan", scenario, "--days", "2", "--report", missing.to_str().unwrap()], "cannot write beside it"),
         (vec!["plan", scenario, "--days", "2", "--report", "/dev/full"], "not a regular file"),
         (vec!["plan", scenario, "--days", "2", "--sweep", "credit_pct=10", "--sweep", "credit_pct=20"], "swept twice"),
         (vec!["plan", big.to_str().unwrap(), "--seeds", "1"], "GiB is available"),
+        (vec!["plan", &tiny, "--json"], "results need about"),
+        (
+            vec!["plan", scenario, "--days", "1", "--sweep", &grid, "--sweep", &grid2, "--sweep", &grid3],
+            "configurations",
+        ),
+        (vec!["plan", scenario, "--sweep", "days=1,3"], "days cannot be swept"),
+        (vec!["plan", scenario, "--sweep", "credit_pct=10,1e1"], "1e1 is 10 again"),
+        (vec!["plan", scenario, "--sweep", "credit_pct=10,,20"], "an empty value"),
+        (vec!["plan", scenario, "--days", "2", "--shard", "1/2"], "give --json"),
+        (
+            vec!["plan", scenario, "--days", "1", "--history-out", "/dev/null"],
+            "--history-out /dev/null: not a regular file",
+        ),
+        (vec!["plan", "--fit", &history, "--out", "/dev/null"], "--out /dev/null: not a regular file"),
+        (vec!["plan", "--fit", &history, "--out", fifo.to_str().unwrap()], "not a regular file"),
     ] {
         let out = sim(&args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -165,6 +197,52 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
     }
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "a refused report left {leftovers:?}");
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file(), "/dev/null is still a device");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the pipe is still a pipe");
+}
+
+/// What the command line prints about a user's files never carries a secret or a gigabyte, a
+/// scenario the engine cannot honour is refused as input, and a malformed environment variable
+/// is named.
+#[test]
+fn errors_hide_secrets_and_refuse_what_cannot_be_simulated() {
+    let plan_scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/plan-tipping.toml");
+    let envlike = tmp("envlike.toml");
+    std::fs::write(&envlike, "DATABASE_URL = \"postgres://u:hunter2@127.0.0.1/db\"\n").unwrap();
+    let huge = tmp("huge-scenario.toml");
+    std::fs::File::create(&huge).unwrap().set_len(64 << 20).unwrap();
+    let escape = tmp("escape.toml");
+    std::fs::write(&escape, "name = \"x\\u001b]0;pwned\\u0007\"\n").unwrap();
+    let step = tmp("step.toml");
+    std::fs::write(&step, "n_users = 40\nn_steps = 600\nstep_ms = 100000000000000000\n").unwrap();
+    let weights = tmp("weights.toml");
+    std::fs::write(&weights, "n_users = 40\nn_steps = 600\n[tiers]\nnew = 1e308\nestablished = 1e308\n").unwrap();
+    let pool = tmp("pool.toml");
+    std::fs::write(&pool, "n_users = 40\nn_steps = 600\n[ledger]\npool_initial_sats = 9223372036854775000\n").unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    for (args, says) in [
+        (vec!["plan".to_owned(), path(&envlike)], "postgres://u:***@127.0.0.1/db"),
+        (vec!["plan".to_owned(), path(&huge)], "more than the 16777216 this input may have"),
+        (vec!["plan".to_owned(), path(&escape)], "a control character"),
+        (vec!["run".to_owned(), "--scenario".to_owned(), path(&step)], "step_ms"),
+        (vec!["run".to_owned(), "--scenario".to_owned(), path(&weights)], "positive, finite sum"),
+        (vec!["run".to_owned(), "--scenario".to_owned(), path(&pool)], "ledger.pool_initial_sats"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = sim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("hunter2") && !err.contains('\u{1b}') && err.len() < 10_000, "{args:?}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
+        .args(["plan", plan_scenario, "--days", "1", "--seeds", "1"])
+        .env("RAYON_NUM_THREADS", "-1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("RAYON_NUM_THREADS=\"-1\""), "{err}");
 }
 
 /// `run --for` soaks fresh seeds for a while and `--junit` writes the verdict for CI: a clean

@@ -299,6 +299,13 @@ impl History {
                             "unsupported trace {format:?} version {version} (this reader reads \"ledger-sim-trace\" versions 1 to {TRACE_VERSION})"
                         )));
                     }
+                    if step_ms > crate::scenario::MAX_STEP_MS {
+                        return Err(bad(format!(
+                            "step_ms {step_ms}: more than {} (a day a step); the trace's clock would leave SPEC's \
+                             0..=2^63-1",
+                            crate::scenario::MAX_STEP_MS
+                        )));
+                    }
                     let h = History {
                         engine,
                         seed,

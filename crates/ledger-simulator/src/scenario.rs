@@ -70,6 +70,13 @@ pub struct Scenario {
     pub ledger: Config,
 }
 
+/// The longest step: with at most [`MAX_STEPS`] steps, a run's clock stays far below 2^63 ms.
+pub const MAX_STEP_MS: u64 = 86_400_000;
+
+/// The largest genesis pool a simulation takes: what a run can credit on top stays far below
+/// `Sats::MAX`.
+pub const MAX_POOL_INITIAL_SATS: u64 = 1_000_000_000_000_000;
+
 impl Default for Scenario {
     fn default() -> Scenario {
         Scenario {
@@ -178,8 +185,25 @@ impl Scenario {
             }
         }
         let w = self.tiers.weights();
-        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
-            return err("tiers", format!("{w:?}"), "weights must be non-negative with a positive sum");
+        let sum: f64 = w.iter().sum();
+        // A sum that overflows to infinity cannot be drawn from.
+        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || !(sum > 0.0 && sum < f64::MAX) {
+            return err("tiers", format!("{w:?}"), "weights must be non-negative with a positive, finite sum");
+        }
+        if self.step_ms > MAX_STEP_MS {
+            return err(
+                "step_ms",
+                self.step_ms.to_string(),
+                "must be at most 86400000 (a day a step; the clock of a run must stay in SPEC's 0..=2^63-1)",
+            );
+        }
+        if self.ledger.pool_initial_sats.to_u64() > MAX_POOL_INITIAL_SATS {
+            return err(
+                "ledger.pool_initial_sats",
+                self.ledger.pool_initial_sats.to_u64().to_string(),
+                "must be at most 1e15 in a simulation (credits on top of more would reach Sats::MAX, where the \
+                 ledger refuses them as an overflow)",
+            );
         }
         Ok(())
     }
