@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::report::{thousands, Axis};
 use super::scenario::{fmt_f64, PlanError, PlanScenario};
-use super::solve::{decisions_text, unit, SolveRange, Solver, Step, TargetResult, Verdict};
+use super::solve::{decisions_text, undecided_words, unit, SolveRange, Solver, Step, TargetResult, Verdict};
 use super::target::Target;
 
 /// The output format version.
@@ -89,6 +89,12 @@ impl Frontier {
         let key = &over.key;
         if over.values.is_empty() {
             return Err(PlanError::Over(format!("{key}: no values")));
+        }
+        if key == "days" {
+            return Err(PlanError::Over(format!(
+                "{key}: the days are the horizon, not a key to vary (a target's day would replace \
+                 them); set them with --days"
+            )));
         }
         if key == solver.key() {
             return Err(PlanError::Over(format!(
@@ -175,17 +181,32 @@ pub fn interval_words(range: &SolveRange, verdict: &Verdict) -> String {
     }
 }
 
-/// How the verdict was reached, in a few words: `meets at 22.5, fails at 22`.
-fn how_words(verdict: &Verdict) -> String {
-    match verdict {
-        Verdict::Between { meets_at, fails_at, fails_decided } => format!(
-            "meets at {}, {} at {}",
-            fmt_f64(*meets_at),
-            if *fails_decided { "fails" } else { "undecided at the seed cap" },
-            fmt_f64(*fails_at)
-        ),
+/// A target's verdict as an interval, like [`interval_words`], but a range in which no value
+/// was shown to meet because a value stayed undecided at the cap says so: `none of 0..10 shown
+/// to meet`.
+pub fn result_interval_words(range: &SolveRange, r: &TargetResult) -> String {
+    match r.verdict {
+        Verdict::NoneMeets if !r.undecided_at.is_empty() => {
+            format!("none of {}..{} shown to meet", fmt_f64(range.lo), fmt_f64(range.hi))
+        }
+        ref v => interval_words(range, v),
+    }
+}
+
+/// How the verdict was reached, in a few words: `meets at 22.5, fails at 22`, or, where a value
+/// stayed undecided at the cap, `undecided at 0 and 10 after the 10-seed cap: raise
+/// --max-seeds`.
+fn how_words(r: &TargetResult) -> String {
+    let undecided = undecided_words(&r.undecided_at, &r.test);
+    match r.verdict {
+        Verdict::Between { meets_at, fails_at, fails_decided } => {
+            let not = if fails_decided { format!("fails at {}", fmt_f64(fails_at)) } else { undecided };
+            format!("meets at {}, {not}", fmt_f64(meets_at))
+        }
         Verdict::AllMeet => "both ends meet".to_owned(),
-        Verdict::NoneMeets => "neither end meets".to_owned(),
+        Verdict::NoneMeets if r.undecided_at.is_empty() => "neither end meets".to_owned(),
+        Verdict::NoneMeets if r.undecided_at.len() == 1 => format!("one end fails, {undecided}"),
+        Verdict::NoneMeets => undecided,
     }
 }
 
@@ -201,12 +222,7 @@ pub fn text(out: &FrontierOutput) -> String {
                 .iter()
                 .map(|p| {
                     let r = &p.results[t];
-                    [
-                        p.value.clone(),
-                        interval_words(&out.range, &r.verdict),
-                        thousands(r.seeds_run),
-                        how_words(&r.verdict),
-                    ]
+                    [p.value.clone(), result_interval_words(&out.range, r), thousands(r.seeds_run), how_words(r)]
                 })
                 .collect()
         })
@@ -217,7 +233,17 @@ pub fn text(out: &FrontierOutput) -> String {
         if t > 0 {
             let _ = writeln!(s);
         }
-        let _ = writeln!(s, "{}: {key} that meets it, for each {over} ({confidence} % confidence each)", r.target.text);
+        // Undecided values are never claimed at the user's confidence.
+        let except = if out.points.iter().any(|p| !p.results[t].undecided_at.is_empty()) {
+            ", none where undecided"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "{}: {key} that meets it, for each {over} ({confidence} % confidence each{except})",
+            r.target.text
+        );
         let w0 = rows.iter().map(|c| c[0].len()).chain([over.len()]).max().unwrap_or(0);
         let w1 = rows.iter().map(|c| c[1].len()).chain([key.len()]).max().unwrap_or(0);
         let w2 = rows.iter().map(|c| c[2].len()).chain([5]).max().unwrap_or(0);

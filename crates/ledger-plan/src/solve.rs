@@ -282,6 +282,12 @@ pub struct TargetResult {
     pub steps: Vec<Step>,
     /// The answer.
     pub verdict: Verdict,
+    /// The values the verdict rests on whose sure test reached the seed cap undecided
+    /// (`fails_at` of a [`Verdict::Between`] not decided, an end of a [`Verdict::NoneMeets`]),
+    /// in increasing order. The verdict claims the user's confidence for none of them: more
+    /// seeds (`--max-seeds`) could show any of them to meet.
+    #[serde(default)]
+    pub undecided_at: Vec<f64>,
     /// Seeds read for this target, over all values (a batch's seeds that no test needed are
     /// not counted, so the figure does not depend on the number of threads).
     pub seeds_run: u64,
@@ -335,6 +341,22 @@ impl Solver {
         targets: &[String],
         options: SolveOptions,
     ) -> Result<Solver, PlanError> {
+        if range.key == "days" {
+            return Err(PlanError::Solve(format!(
+                "{}: the days are the horizon, not a key to solve for (a target's day would replace \
+                 them); set them with --days and solve for another key",
+                range.key
+            )));
+        }
+        // `--seeds` sets how many runs a plan makes; a solve runs as many at each value as its
+        // test needs, so the flag would be silently ignored.
+        if let Some((_, n)) = overrides.iter().find(|(k, _)| *k == "seeds") {
+            return Err(PlanError::Solve(format!(
+                "{}: --seeds {n} does not apply: a solve runs as many seeds at each value as its \
+                 test needs, up to --max-seeds",
+                range.key
+            )));
+        }
         let doc = crate::document(text, origin, overrides)?;
         let base = from_table(doc.clone(), "command line")?;
         if targets.is_empty() {
@@ -356,7 +378,7 @@ impl Solver {
             }
             Some(r) => r,
             None if whole => ((hi - lo) / 200.0).round().max(1.0),
-            None => (hi - lo) / 200.0,
+            None => solver.default_resolution()?,
         };
         solver.resolution = resolution;
         // A step the key cannot take (a basis point is the finest credit) is found here, not
@@ -365,6 +387,22 @@ impl Solver {
             solver.scenario_at(grid_value(lo, resolution, 1)).map_err(|e| {
                 PlanError::Solve(format!("{key}: --resolution {resolution} gives values the key cannot take: {e}"))
             })?;
+        }
+        if let Some(band) = options.band {
+            // Checked before the band's ends are rounded to nine decimals, where a band too
+            // narrow would vanish and be reported as an empty one.
+            if !(band.is_finite() && band > 0.0) {
+                return Err(PlanError::Solve(format!(
+                    "{key}: --band {band:?}: the indifference band's half-width must be above 0"
+                )));
+            }
+            if band < 1e-9 {
+                return Err(PlanError::Solve(format!(
+                    "{key}: --band {band:?} is narrower than a billionth, the precision chances are \
+                     written to, and no affordable number of seeds tells a chance that close to \
+                     the limit from it; try 0.01, or leave --band out for a fifth of the limit"
+                )));
+            }
         }
         for text in targets {
             let target = Target::parse(text, solver.base.days)?;
@@ -400,6 +438,34 @@ impl Solver {
             self.scenario_at(v)?;
         }
         Ok(whole)
+    }
+
+    /// The default resolution of a key that takes fractions: a 200th of the range, or, when
+    /// the key cannot take a value that fine (a credit has at most two decimals), the smallest
+    /// step above it of 1, 2 or 5 times a power of ten that the key takes.
+    fn default_resolution(&self) -> Result<f64, PlanError> {
+        let SolveRange { key, lo, hi } = &self.range;
+        let (lo, hi) = (*lo, *hi);
+        let takes = |step: f64| lo + step >= hi || self.scenario_at(grid_value(lo, step, 1)).is_ok();
+        let fine = (hi - lo) / 200.0;
+        if takes(fine) {
+            return Ok(fine);
+        }
+        let mut decade = 10f64.powi(fine.log10().floor() as i32);
+        while decade < hi - lo {
+            for m in [1.0, 2.0, 5.0] {
+                let step = grid_value(0.0, m * decade, 1);
+                if step >= fine && takes(step) {
+                    return Ok(step);
+                }
+            }
+            decade *= 10.0;
+        }
+        Err(PlanError::Solve(format!(
+            "{key}={}..{}: no step between its values that the key takes; give --resolution",
+            fmt_f64(lo),
+            fmt_f64(hi)
+        )))
     }
 
     /// The key solved for.
@@ -491,7 +557,8 @@ impl Solver {
                 }))
             })?;
             let seeds_run = probes.iter().map(|p| p.read as u64).sum();
-            let line = verdict_line(&self.range, target, spec, &verdict, seeds_run);
+            let undecided_at = undecided_at(&verdict, &probes);
+            let line = verdict_line(&self.range, target, spec, &verdict, &undecided_at, seeds_run);
             results.push(TargetResult {
                 target: target.clone(),
                 event: target.event_words(),
@@ -499,6 +566,7 @@ impl Solver {
                 scout: scout_spec(spec),
                 steps,
                 verdict,
+                undecided_at,
                 seeds_run,
                 line,
             });
@@ -630,24 +698,77 @@ pub fn unit(key: &str) -> &'static str {
     }
 }
 
-fn verdict_line(range: &SolveRange, target: &Target, spec: &SprtSpec, verdict: &Verdict, seeds_run: u64) -> String {
+/// The values of `verdict` whose sure test ended undecided at the cap (see
+/// [`TargetResult::undecided_at`]): the ends of a `NoneMeets` are the smallest and largest
+/// values tested.
+fn undecided_at(verdict: &Verdict, probes: &[Probe]) -> Vec<f64> {
+    let undecided = |p: &&Probe| p.sure.decision() == Some(Decision::Undecided);
+    let mut values: Vec<f64> = match verdict {
+        Verdict::Between { fails_at, fails_decided: false, .. } => vec![*fails_at],
+        Verdict::Between { .. } | Verdict::AllMeet => Vec::new(),
+        Verdict::NoneMeets => {
+            let lo = probes.iter().map(|p| p.value).fold(f64::INFINITY, f64::min);
+            let hi = probes.iter().map(|p| p.value).fold(f64::NEG_INFINITY, f64::max);
+            probes.iter().filter(undecided).map(|p| p.value).filter(|&v| v == lo || v == hi).collect()
+        }
+    };
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    values
+}
+
+/// `undecided at 0 and 10 after the 10-seed cap: raise --max-seeds`.
+pub fn undecided_words(values: &[f64], spec: &SprtSpec) -> String {
+    let values: Vec<String> = values.iter().map(|v| fmt_f64(*v)).collect();
+    format!(
+        "undecided at {} after the {}-seed cap: raise --max-seeds",
+        values.join(" and "),
+        thousands(spec.max_trials)
+    )
+}
+
+/// The user's confidence in words, `95`.
+fn confidence_words(spec: &SprtSpec) -> String {
+    fmt_f64((100.0 * (1.0 - spec.alpha.max(spec.beta)) * 1e6).round() / 1e6)
+}
+
+/// The verdict in one line. Only sure decisions are claimed at the user's confidence: a value
+/// that stayed undecided at the cap is named as such, with no confidence.
+fn verdict_line(
+    range: &SolveRange,
+    target: &Target,
+    spec: &SprtSpec,
+    verdict: &Verdict,
+    undecided: &[f64],
+    seeds_run: u64,
+) -> String {
     let key = &range.key;
     let span = format!("{}..{}", fmt_f64(range.lo), fmt_f64(range.hi));
-    let confidence = fmt_f64((100.0 * (1.0 - spec.alpha.max(spec.beta)) * 1e6).round() / 1e6);
+    let confidence = confidence_words(spec);
     let u = unit(key);
     let answer = match verdict {
         Verdict::Between { meets_at, fails_at, fails_decided } => {
             let (a, b) = (meets_at.min(*fails_at), meets_at.max(*fails_at));
             let (m, f) = (fmt_f64(*meets_at), fmt_f64(*fails_at));
-            let not = if *fails_decided { "fails" } else { "undecided at the seed cap" };
-            format!(
-                "{key} between {} and {}{u} (meets at {m}, {not} at {f}), {confidence} % confidence",
-                fmt_f64(a),
-                fmt_f64(b)
-            )
+            let between = format!("{key} between {} and {}{u}", fmt_f64(a), fmt_f64(b));
+            if *fails_decided {
+                format!("{between} (meets at {m}, fails at {f}), {confidence} % confidence")
+            } else {
+                format!("{between} (meets at {m}, {confidence} % confidence; {})", undecided_words(&[*fails_at], spec))
+            }
         }
         Verdict::AllMeet => format!("every {key} in {span} meets it (both ends do), {confidence} % confidence"),
-        Verdict::NoneMeets => format!("no {key} in {span} meets it (neither end does), {confidence} % confidence"),
+        Verdict::NoneMeets if undecided.is_empty() => {
+            format!("no {key} in {span} meets it (neither end does), {confidence} % confidence")
+        }
+        Verdict::NoneMeets => {
+            let failed: Vec<String> = [range.lo, range.hi]
+                .iter()
+                .filter(|v| !undecided.contains(v))
+                .map(|v| format!("fails at {} ({confidence} % confidence), ", fmt_f64(*v)))
+                .collect();
+            format!("no {key} in {span} is shown to meet it: {}{}", failed.concat(), undecided_words(undecided, spec))
+        }
     };
     format!("{}: {answer}; {} seeds spent", target.text, thousands(seeds_run))
 }

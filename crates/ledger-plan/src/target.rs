@@ -13,6 +13,13 @@
 //! `P(M < X) <= Q %` and `M_pQ <= X` is `P(M > X) <= 1 - Q %`; `p_dry >= q` is
 //! `P(not dry) <= 1 - q`. So every target is one Bernoulli trial per seed, which the
 //! sequential test of [`crate::sprt`] decides.
+//!
+//! A seed in which a tier made no request has no free share. For `free_pQ(tier=T)` it counts
+//! as the bad event, whichever way the target points: the target is about `T`'s requests, and
+//! a seed without one is no evidence that they are served, so a tier that never asks (none
+//! in the population and none promoted into it) fails the target rather than meeting it
+//! vacuously. A target in sats against a negative value (`pool_p5 >= -100`), and an argument
+//! given twice (`p_dry(day=7,day=3)`), are refused: the one is vacuous, the other ambiguous.
 
 use ledger_core::Tier;
 use serde::{Deserialize, Serialize};
@@ -78,6 +85,20 @@ fn bad(text: &str, why: impl std::fmt::Display) -> PlanError {
     PlanError::Target(format!("{text:?}: {why}"))
 }
 
+/// A metric counted in sats is never below 0, so a negative value makes the target vacuous:
+/// always met with `>=`, never with `<=`. Either way the solve would answer a question nobody
+/// asked, so the target is refused.
+fn never_negative(text: &str, name: &str, op: Op, value: f64) -> Result<(), PlanError> {
+    if value >= 0.0 {
+        return Ok(());
+    }
+    let always = match op {
+        Op::AtLeast => "always met",
+        Op::AtMost => "never met",
+    };
+    Err(bad(text, format!("{name} counts sats, never fewer than 0, so against {value} it is {always}; give 0 or more")))
+}
+
 /// The metric names, for messages.
 const METRICS: &str = "p_dry(day=D), pool_pQ(day=D), peak_locked_pQ, free_pQ(tier=T)";
 
@@ -110,6 +131,8 @@ impl Target {
         for arg in args.split(',').map(str::trim).filter(|a| !a.is_empty()) {
             let (k, v) = arg.split_once('=').ok_or_else(|| bad(text, format!("{arg:?}: expected NAME=VALUE")))?;
             match k.trim() {
+                "day" if day.is_some() => return Err(bad(text, "day is given twice; give it once")),
+                "tier" if tier.is_some() => return Err(bad(text, "tier is given twice; give it once")),
                 "day" => {
                     let d: u32 =
                         v.trim().parse().map_err(|_| bad(text, format!("day={}: not a day number", v.trim())))?;
@@ -154,9 +177,11 @@ impl Target {
             Metric::PDry { day: day.unwrap_or(days) }
         } else if let Some(pct) = pct_of("pool_p") {
             takes(true, false)?;
+            never_negative(text, name, op, value)?;
             Metric::Pool { day: day.unwrap_or(days), pct: pct? }
         } else if let Some(pct) = pct_of("peak_locked_p") {
             takes(false, false)?;
+            never_negative(text, name, op, value)?;
             Metric::PeakLocked { pct: pct? }
         } else if let Some(pct) = pct_of("free_p") {
             takes(false, true)?;
@@ -202,8 +227,8 @@ impl Target {
                 let served = run.served[tier.index()];
                 let n: u64 = served.iter().sum();
                 if n == 0 {
-                    // No request from the tier: no share to fall short.
-                    return false;
+                    // No request from the tier: no share, so nothing shows the target met.
+                    return true;
                 }
                 served[FREE] as f64 / n as f64
             }
@@ -237,7 +262,7 @@ impl Target {
             Metric::PDry { day } => format!("pool not dry by day {day}"),
             Metric::Pool { day, .. } => format!("pool on day {day} {} {v} sats", cmp(self.op)),
             Metric::PeakLocked { .. } => format!("peak locked {} {v} sats", cmp(self.op)),
-            Metric::Free { tier, .. } => format!("free share of {tier} {} {v}", cmp(self.op)),
+            Metric::Free { tier, .. } => format!("free share of {tier} {} {v} or no {tier} request", cmp(self.op)),
         }
     }
 }
@@ -280,6 +305,14 @@ mod tests {
         assert!(err("free_p10(tier=gold) >= 0.2").contains("one of new"));
         assert!(err("peak_locked_p95(day=3) <= 5").contains("takes no day"));
         assert!(err("p_dry <= inf").contains("finite"));
+        // An argument given twice is ambiguous, not "the last wins".
+        assert!(err("p_dry(day=7,day=3) <= 0.3").contains("day is given twice"));
+        assert!(err("free_p10(tier=new,tier=elite) >= 0.1").contains("tier is given twice"));
+        // Sats are never negative: against a negative value a target is vacuous.
+        let e = err("pool_p5(day=7) >= -100");
+        assert!(e.contains("counts sats, never fewer than 0") && e.contains("always met"), "{e}");
+        assert!(err("peak_locked_p95 <= -5").contains("never met"));
+        assert!(Target::parse("pool_p5(day=7) >= 0", 90).is_ok());
         // Nothing panics, whatever is written.
         for s in [
             "",

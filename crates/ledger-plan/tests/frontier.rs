@@ -99,8 +99,8 @@ fn bad_second_keys_and_values_are_refused_before_any_work() {
         ("budget.trusted=0.5", "invalid type: floating point"),
         ("seeds=1,2", "--over seeds: the number of runs cannot be swept"),
         ("requests.even=0,1", "--over requests.even: not a numeric key"),
-        // The target's day must be a day of every point's scenario.
-        ("days=5,20", "day 10 is not in 1..=5"),
+        // The days are the horizon, not a key to vary.
+        ("days=5,20", "--over days: the days are the horizon"),
     ] {
         let e = frontier(over).unwrap_err();
         assert!(e.contains(says), "{over}: {e:?} should contain {says:?}");
@@ -109,6 +109,24 @@ fn bad_second_keys_and_values_are_refused_before_any_work() {
     let s = solver(&small(), "budget.established=0..100", TARGET).unwrap();
     let e = Frontier::new(&s, parse_over("credit_pct=10,120").unwrap()).unwrap_err().to_string();
     assert!(e.contains("credit_pct = 120: percentage over 100"), "{e}");
+}
+
+/// A row whose solve stayed undecided at the seed cap says so, and claims no confidence.
+#[test]
+fn an_undecided_row_says_so() {
+    // Every seed gives the same run: a cap of 5 seeds decides no value (8 to fail, 140 to meet).
+    let options = SolveOptions { resolution: Some(50.0), max_seeds: 5, ..SolveOptions::default() };
+    let range = parse_solve("credit_pct=0..100").unwrap();
+    let s = Solver::new(&small(), "small.toml", &[], range, &[TARGET.to_owned()], options).unwrap();
+    let out = run(&Frontier::new(&s, parse_over("budget.established=20,50").unwrap()).unwrap());
+    let text = frontier::text(&out);
+    assert!(text.starts_with(&format!("{TARGET}: credit_pct that meets it, for each budget.established (95 % confidence each, none where undecided)")), "{text}");
+    for p in &out.points {
+        assert_eq!(p.results[0].verdict, Verdict::NoneMeets);
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{} ", p.value))).unwrap();
+        assert!(line.contains("none of 0..100 shown to meet"), "{line}");
+        assert!(line.contains("undecided at 0 and 100 after the 5-seed cap: raise --max-seeds"), "{line}");
+    }
 }
 
 /// The pieces a person looks for, in the order they should come, and nothing that could run.

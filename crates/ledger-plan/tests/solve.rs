@@ -136,6 +136,12 @@ fn bad_input_is_refused_before_any_work() {
         (e("credit_pct=0..100", "p_dry(day=11) <= 0.05", d()), "day 11 is not in 1..=10"),
         (e("credit_pct=0..100", "garbage", d()), "--target \"garbage\": expected METRIC <= VALUE"),
         (e("credit_pct=0..100", t, SolveOptions { band: Some(0.05), ..d() }), "0 < low < high < 1"),
+        // A band too narrow to write is refused as asked, not as the empty band it rounds to.
+        (e("credit_pct=0..100", t, SolveOptions { band: Some(1e-12), ..d() }), "--band 1e-12 is narrower than a billionth"),
+        (e("credit_pct=0..100", t, SolveOptions { band: Some(-0.01), ..d() }), "--band -0.01: the indifference band"),
+        // The days are the horizon: a target's day would overwrite them at every value.
+        (e("days=1..10", "p_dry(day=7) <= 0.3", d()), "--solve days: the days are the horizon"),
+        (e("days=1..10", "p_dry(day=7) <= 0.3", d()), "set them with --days"),
         (e("credit_pct=0..100", t, SolveOptions { alpha: 0.7, ..d() }), "alpha = 0.7"),
         (e("credit_pct=0..100", t, SolveOptions { max_seeds: 0, ..d() }), "seed cap"),
         (e("credit_pct=0..100", t, SolveOptions { resolution: Some(-1.0), ..d() }), "--resolution -1"),
@@ -153,5 +159,69 @@ fn bad_input_is_refused_before_any_work() {
     assert!(no_targets.contains("give at least one --target"), "{no_targets}");
     // A whole-number key gets a whole-number resolution.
     assert!(solver("budget.trusted=0..1000", &[t], d()).is_ok());
+    // `--seeds` would be ignored: the test decides how many seeds each value takes.
+    let seeds = [("seeds", "5".to_owned())];
+    let range = parse_solve("credit_pct=0..100").unwrap();
+    let e = Solver::new(&small(), "small.toml", &seeds, range, &[t.to_owned()], d()).unwrap_err().to_string();
+    assert!(e.contains("--seeds 5 does not apply") && e.contains("--max-seeds"), "{e}");
     PlanScenario::from_toml_str(&small(), "small.toml").unwrap();
+}
+
+/// The default resolution is a step the key takes: a 200th of a narrow credit range has three
+/// decimals, and a credit has at most two, so it rounds up to 1, 2 or 5 times a power of ten.
+#[test]
+fn the_default_resolution_is_a_step_the_key_takes() {
+    let t = &["p_dry(day=7) <= 0.3"];
+    for (range, step) in [
+        ("credit_pct=10..13", 0.02),
+        ("credit_pct=0..5", 0.05),
+        ("credit_pct=0..3.5", 0.02),
+        ("credit_pct=0..100", 0.5),
+        ("credit_pct=0..2", 0.01),
+        ("budget.trusted=0..1000", 5.0),
+        ("payment.gate_paid=0..1", 0.005),
+    ] {
+        let s = solver(range, t, SolveOptions::default()).unwrap_or_else(|e| panic!("{range}: {e}"));
+        assert_eq!(s.resolution(), step, "{range}");
+    }
+}
+
+/// A value that stayed undecided at the seed cap is never claimed at the user's confidence: a
+/// verdict resting on one names it, in the line, the JSON and the frontier's rows.
+#[test]
+fn a_verdict_on_undecided_values_claims_no_confidence() {
+    // Every seed gives the same run, so a value that fails takes 8 seeds to decide and one that
+    // meets 140: a cap of 5 decides neither.
+    let options = SolveOptions { resolution: Some(10.0), max_seeds: 5, ..SolveOptions::default() };
+    let s = solver("credit_pct=0..20", &["p_dry(day=10) <= 0.05"], options).unwrap();
+    let out = s.solve(&|_, _| {}).unwrap();
+    let r = &out.results[0];
+    assert_eq!(r.verdict, Verdict::NoneMeets);
+    assert_eq!(r.undecided_at, vec![0.0, 20.0]);
+    let want = "p_dry(day=10) <= 0.05: no credit_pct in 0..20 is shown to meet it: undecided at 0 and 20 \
+                after the 5-seed cap: raise --max-seeds;";
+    assert!(r.line.starts_with(want), "{}", r.line);
+    assert!(!r.line.contains("confidence"), "{}", r.line);
+    let json = serde_json::to_value(r).unwrap();
+    assert_eq!(json["verdict"]["kind"], "none_meets");
+    assert_eq!(json["undecided_at"], serde_json::json!([0.0, 20.0]));
+    // A decided verdict has nothing undecided and keeps its confidence.
+    let decided = solver("credit_pct=0..20", &["p_dry(day=10) <= 0.05"], SolveOptions { max_seeds: 2000, ..options });
+    let out = decided.unwrap().solve(&|_, _| {}).unwrap();
+    assert_eq!(out.results[0].undecided_at, Vec::<f64>::new(), "{}", out.results[0].line);
+}
+
+/// A tier that never makes a request has no free share: its seeds count as not meeting a
+/// `free_pQ` target, so a target on it is not met vacuously.
+#[test]
+fn a_tier_without_requests_does_not_meet_a_free_share_target() {
+    // The scenario has no elite users and promotes no one.
+    assert!(small().contains("elite = 0") && small().contains("promote_per_day = {}"));
+    let options = SolveOptions { resolution: Some(50.0), ..SolveOptions::default() };
+    let out =
+        solver("credit_pct=0..100", &["free_p10(tier=elite) >= 0.99"], options).unwrap().solve(&|_, _| {}).unwrap();
+    let r = &out.results[0];
+    assert_eq!(r.verdict, Verdict::NoneMeets, "{}", r.line);
+    assert!(r.undecided_at.is_empty(), "{}", r.line);
+    assert_eq!(r.event, "free share of elite below 0.99 or no elite request");
 }

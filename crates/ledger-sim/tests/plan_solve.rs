@@ -119,6 +119,10 @@ fn bad_input_exits_two_before_any_work_and_writes_no_report() {
         (vec!["--solve", "credit_pct=0..100", "--over", "budget.trusted=10,10"], "budget.trusted"),
         (vec!["--solve", "credit_pct=0..100", "--alpha", "0.9"], "alpha = 0.9"),
         (vec!["--solve", "credit_pct=0..100", "--max-seeds", "0"], "seed cap"),
+        (vec!["--solve", "days=1..10"], "set them with --days"),
+        (vec!["--solve", "credit_pct=0..100", "--over", "days=5,6"], "set them with --days"),
+        (vec!["--solve", "credit_pct=0..100", "--seeds", "5"], "--seeds 5 does not apply"),
+        (vec!["--solve", "credit_pct=0..100", "--band", "1e-12"], "--band 1e-12 is narrower than a billionth"),
     ] {
         let all = [&["plan", s.as_str(), "--target", TARGET, "--report", report.as_str()][..], &args[..]].concat();
         let (code, out, err) = sim("2", &all);
@@ -127,7 +131,43 @@ fn bad_input_exits_two_before_any_work_and_writes_no_report() {
         assert!(!err.contains("scout"), "{args:?}: no work before the error: {err}");
         assert!(!Path::new(&report).exists(), "{args:?} wrote a report");
     }
-    let (code, _, err) = sim("2", &["plan", &s, "--target", "p_dry(day=8) <= 0.05", "--solve", "credit_pct=0..100"]);
-    assert_eq!(code, 2);
-    assert!(err.contains("day 8 is not in 1..=7"), "{err}");
+    for (target, want) in [
+        ("p_dry(day=8) <= 0.05", "day 8 is not in 1..=7"),
+        ("p_dry(day=7,day=3) <= 0.3", "day is given twice"),
+        ("free_p10(tier=new,tier=elite) >= 0.2", "tier is given twice"),
+        ("pool_p5(day=7) >= -100", "always met"),
+        ("peak_locked_p95 <= -5", "never met"),
+    ] {
+        let (code, _, err) = sim("2", &["plan", &s, "--target", target, "--solve", "credit_pct=0..100"]);
+        assert_eq!(code, 2, "{target}: {err}");
+        assert!(err.contains(want), "{target}: {err:?} should contain {want:?}");
+    }
+}
+
+/// A verdict resting on values the test left undecided at the seed cap claims no confidence, in
+/// the text and in the JSON, and the default resolution of a narrow range is a step the key
+/// takes.
+#[test]
+fn undecided_verdicts_say_so_and_narrow_ranges_solve() {
+    let dir = scratch("plan-solve-undecided");
+    let s = scenario(&dir);
+    let args = ["plan", &s, "--target", "p_dry <= 0.3", "--solve", "budget.trusted=0..10", "--resolution", "3"];
+    let (code, text, err) = sim("2", &[&args[..], &["--max-seeds", "10"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let verdict = text.lines().next().unwrap();
+    assert!(verdict.contains("after the 10-seed cap: raise --max-seeds"), "{verdict}");
+    assert!(verdict.contains("no budget.trusted in 0..10 is shown to meet it: undecided at 0 and 10"), "{verdict}");
+    assert!(!verdict.contains("confidence"), "{verdict}");
+    let (_, out, _) = sim("2", &[&args[..], &["--max-seeds", "10", "--json"]].concat());
+    let v = json(&out);
+    let result = &v["results"][0];
+    assert!(!result["undecided_at"].as_array().unwrap().is_empty(), "{result}");
+    assert_eq!(result["line"].as_str().unwrap(), verdict);
+
+    let (code, out, err) = sim(
+        "2",
+        &["plan", &s, "--target", "p_dry(day=7) <= 0.3", "--solve", "credit_pct=10..13", "--max-seeds", "20", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["resolution"], 0.02);
 }
