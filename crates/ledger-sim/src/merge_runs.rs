@@ -2,15 +2,22 @@
 //! (`run --seeds A..B --shard I/N --json`) combined into the report of the whole range, so
 //! that a fleet (a CI matrix, Kubernetes indexed Jobs, Slurm arrays) can split a million seeds.
 //!
-//! The shards must come from the same engine and scheduler and cover their range without
-//! gaps or overlaps; steps, requests and coverage add up; each invariant's counterexample is
-//! the one of the lowest seed that broke it, and its list of breaking seeds is the union;
-//! `seeds_reaching` adds up and `never_reached` follows from it (a shard's `steering` is not
-//! merged). The
-//! trace hash is the fold of the shards' hashes in seed order: a function of the shards, not
-//! the hash one run over the whole range prints.
+//! The shards must be of one run: the same engine and scheduler, all steered or none, all
+//! deterministic or all concurrent, and the same scenario when the reports record it. They
+//! must cover their range without gaps or overlaps, and their sizes must be those of one split
+//! (`--shard` slices differ by at most one seed, the larger first). A report that says which
+//! shard it is (`"shard": {"index": I, "count": N, "seeds": "A..B"}`) is checked to be one of
+//! a complete set; without that, a missing first or last shard cannot be told from a smaller
+//! range. Steps, requests, coverage and `seeds_reaching` add up, refused when a sum overflows;
+//! each invariant's counterexample is the one of the lowest seed that broke it, and its list of
+//! breaking seeds is the union; `never_reached` follows from `seeds_reaching`. Steering adds
+//! up mark by mark (its warm-up seeds are every shard's), and each mark's favoured options are
+//! the latest shard's. The trace hash is the fold of the shards' hashes in seed order: a
+//! function of the shards, not the hash one run over the whole range prints; concurrent runs,
+//! which have none, merge to their own `trace_hash` text.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -26,10 +33,17 @@ pub struct MergeRunsArgs {
     pub junit: Option<PathBuf>,
 }
 
+/// What a concurrent run reports for its trace hash: it has none.
+const CONCURRENT_HASH: &str = "concurrent (not deterministic)";
+
 struct Part {
     name: String,
     seeds: (u64, u64),
     report: Map<String, Value>,
+}
+
+fn parse_range(s: &str) -> Option<(u64, u64)> {
+    s.split_once("..").and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))).filter(|(a, b)| a < b)
 }
 
 fn read(path: &Path) -> anyhow::Result<Part> {
@@ -41,35 +55,91 @@ fn read(path: &Path) -> anyhow::Result<Part> {
         anyhow::ensure!(report.contains_key(key), "{name}: not a run report (no {key:?})");
     }
     let seeds = report["seeds"].as_str().unwrap_or_default();
-    let (a, b) = seeds
-        .split_once("..")
-        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
-        .filter(|(a, b)| a < b)
-        .ok_or_else(|| anyhow::anyhow!("{name}: seeds {seeds:?} is not a range A..B"))?;
-    Ok(Part { name, seeds: (a, b), report })
+    let seeds = parse_range(seeds).ok_or_else(|| anyhow::anyhow!("{name}: seeds {seeds:?} is not a range A..B"))?;
+    Ok(Part { name, seeds, report })
 }
 
-fn u64_of(part: &Part, key: &str) -> anyhow::Result<u64> {
-    part.report[key].as_u64().ok_or_else(|| anyhow::anyhow!("{}: {key} is not a whole number", part.name))
+fn u64_of(name: &str, v: &Value, what: &str) -> anyhow::Result<u64> {
+    v.as_u64().ok_or_else(|| anyhow::anyhow!("{name}: {what} is not a whole number"))
 }
 
-/// The merged report, and whether no invariant broke.
-pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
-    let mut parts = files.iter().map(|f| read(f)).collect::<anyhow::Result<Vec<_>>>()?;
-    parts.sort_by_key(|p| p.seeds);
+/// `sum + v[what]`, refused when `v` is not a count or the sum does not fit a `u64`.
+fn add(sum: u64, name: &str, v: &Value, what: &str) -> anyhow::Result<u64> {
+    let n = u64_of(name, v, what)?;
+    sum.checked_add(n).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{name}: {what} {n} overflows the sum of the other shards' ({sum}): the counts cannot be merged"
+        )
+    })
+}
+
+/// Adds every count of the object `v` into `sum`, key by key.
+fn add_counts(sum: &mut BTreeMap<String, u64>, name: &str, v: &Value, what: &str) -> anyhow::Result<()> {
+    let Value::Object(counts) = v else { anyhow::bail!("{name}: {what} is not an object") };
+    for (k, v) in counts {
+        let total = sum.entry(k.clone()).or_default();
+        *total = add(*total, name, v, &format!("{what}.{k}"))?;
+    }
+    Ok(())
+}
+
+/// What makes a report the shard of one run rather than another, as `(what, value)` pairs.
+fn identity(p: &Part) -> Vec<(&'static str, Value)> {
+    let hash_kind = match p.report["trace_hash"].as_str() {
+        Some(CONCURRENT_HASH) => "concurrent (no trace hash)",
+        _ => "deterministic (a trace hash)",
+    };
+    let steered = if p.report.contains_key("steering") { "--steer" } else { "no --steer" };
+    vec![
+        ("engine", p.report["engine"].clone()),
+        ("scheduler", p.report["scheduler"].clone()),
+        ("steering", json!(steered)),
+        ("run kind", json!(hash_kind)),
+        ("scenario", p.report.get("scenario").cloned().unwrap_or_else(|| json!("not recorded"))),
+    ]
+}
+
+/// The first few paths at which `a` and `b` differ, with both values.
+fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    if out.len() >= 4 || a == b {
+        return;
+    }
+    if let (Value::Object(x), Value::Object(y)) = (a, b) {
+        let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+        for k in keys {
+            let (u, v) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+            differences(&format!("{path}.{k}"), u, v, out);
+        }
+        return;
+    }
+    out.push(format!("{path} {a} vs {b}"));
+}
+
+fn check_same_run(parts: &[Part]) -> anyhow::Result<()> {
     let first = &parts[0];
+    let want = identity(first);
     for p in &parts[1..] {
-        for key in ["engine", "scheduler"] {
-            anyhow::ensure!(
-                p.report[key] == first.report[key],
-                "{} ran {key} {} but {} ran {}: merge the shards of one run",
-                p.name,
-                p.report[key],
+        for ((what, a), (_, b)) in want.iter().zip(identity(p)) {
+            if *a == b {
+                continue;
+            }
+            let mut diff = Vec::new();
+            differences(what, a, &b, &mut diff);
+            let detail = if diff.is_empty() { format!("{what} {a} vs {b}") } else { diff.join(", ") };
+            anyhow::bail!(
+                "{} and {} are shards of different runs ({detail}): merge the shards of one run",
                 first.name,
-                first.report[key]
+                p.name
             );
         }
     }
+    Ok(())
+}
+
+/// The shards, in seed order, must tile their range as `run --shard I/N` cuts one: no gap, no
+/// overlap, and sizes that differ by at most one seed, the larger first (a last shard that
+/// broke an invariant may have stopped early under `--fail-fast`).
+fn check_tiling(parts: &[Part]) -> anyhow::Result<()> {
     for w in parts.windows(2) {
         let (a, b) = (&w[0], &w[1]);
         anyhow::ensure!(
@@ -83,30 +153,158 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
             if a.seeds.1 > b.seeds.0 { "they overlap (a shard given twice?)" } else { "a shard is missing" }
         );
     }
+    let size = |p: &Part| p.seeds.1 - p.seeds.0;
+    let last_may_be_cut =
+        parts.last().is_some_and(|p| p.report["violations"].as_array().is_some_and(|v| !v.is_empty()));
+    let judged = &parts[..parts.len() - usize::from(last_may_be_cut)];
+    for w in judged.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        let fits = size(a) >= size(b) && size(a) - size(b) <= 1 && size(&judged[0]) - size(b) <= 1;
+        anyhow::ensure!(
+            fits,
+            "{} has {} seeds and {} has {}: the shards of one `run --shard I/N` differ by at most one seed, \
+             the larger first (shards of different splits of the range?)",
+            a.name,
+            size(a),
+            b.name,
+            size(b)
+        );
+    }
+    if let Some(shards) = parts.iter().map(|p| p.report.get("shard")).collect::<Option<Vec<_>>>() {
+        check_shard_numbers(parts, &shards)?;
+    } else if let Some(p) = parts.iter().find(|p| p.report.contains_key("shard")) {
+        anyhow::bail!("{} says which shard it is and {} does not: shards of different runs", p.name, parts[0].name);
+    }
+    Ok(())
+}
+
+/// With reports that say which shard of how many of which range they are: every one present
+/// once, each where `--shard` puts it.
+fn check_shard_numbers(parts: &[Part], shards: &[&Value]) -> anyhow::Result<()> {
+    let mut seen: BTreeMap<u64, &str> = BTreeMap::new();
+    let (count, range) = (shards[0]["count"].as_u64(), shards[0]["seeds"].as_str());
+    for (p, s) in parts.iter().zip(shards) {
+        let (i, n) = (s["index"].as_u64(), s["count"].as_u64());
+        let whole = s["seeds"].as_str().and_then(parse_range);
+        let (Some(i), Some(n), Some(whole)) = (i, n, whole) else {
+            anyhow::bail!("{}: shard {s} is not {{\"index\": I, \"count\": N, \"seeds\": \"A..B\"}}", p.name)
+        };
+        anyhow::ensure!(
+            Some(n) == count && s["seeds"].as_str() == range,
+            "{} is shard {i}/{n} of {}..{} but {} is of {}: shards of different runs",
+            p.name,
+            whole.0,
+            whole.1,
+            parts[0].name,
+            shards[0]
+        );
+        anyhow::ensure!((1..=n).contains(&i), "{}: shard {i}/{n} does not exist", p.name);
+        if let Some(other) = seen.insert(i, &p.name) {
+            anyhow::bail!("{other} and {} are both shard {i}/{n}", p.name);
+        }
+        let len = whole.1 - whole.0;
+        let at = |k: u64| whole.0 + k * (len / n) + k.min(len % n);
+        let slice = (at(i - 1), at(i));
+        anyhow::ensure!(
+            p.seeds.0 == slice.0 && p.seeds.1 <= slice.1,
+            "{} covers seeds {}..{} but shard {i}/{n} of {}..{} is {}..{}",
+            p.name,
+            p.seeds.0,
+            p.seeds.1,
+            whole.0,
+            whole.1,
+            slice.0,
+            slice.1
+        );
+    }
+    let n = count.unwrap_or_default();
+    let missing: Vec<String> = (1..=n).filter(|i| !seen.contains_key(i)).map(|i| format!("{i}/{n}")).collect();
+    anyhow::ensure!(missing.is_empty(), "shard(s) {} of {} missing", missing.join(", "), range.unwrap_or_default());
+    Ok(())
+}
+
+/// The shards' trace hashes folded in seed order, or the text concurrent runs carry.
+fn fold_hashes(parts: &[Part]) -> anyhow::Result<String> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        let h = p.report["trace_hash"].as_str();
+        if h == Some(CONCURRENT_HASH) {
+            // Same run kind for all (checked): a concurrent run's shards have no hash to fold.
+            return Ok(CONCURRENT_HASH.to_owned());
+        }
+        let h = h
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .ok_or_else(|| anyhow::anyhow!("{}: trace_hash is neither a hex number nor {CONCURRENT_HASH:?}", p.name))?;
+        hash = (hash ^ h).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Ok(format!("{hash:016x}"))
+}
+
+/// The `steering` sections of steered shards merged: counts add up, each mark's favoured
+/// options are those of the latest shard that aimed at it.
+fn merge_steering(parts: &[Part]) -> anyhow::Result<Value> {
+    let first = &parts[0].report["steering"];
+    let (mut aimed, mut warmup) = (0u64, 0u64);
+    let mut boosted: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut favoured: Map<String, Value> = Map::new();
+    for p in parts {
+        let s = &p.report["steering"];
+        for key in ["block", "window_blocks"] {
+            anyhow::ensure!(
+                s[key] == first[key],
+                "{} steered with {key} {} but {} with {}: shards of different runs",
+                p.name,
+                s[key],
+                parts[0].name,
+                first[key]
+            );
+        }
+        aimed = add(aimed, &p.name, &s["aimed_seeds"], "steering.aimed_seeds")?;
+        warmup = add(warmup, &p.name, &s["warmup_seeds"], "steering.warmup_seeds")?;
+        let Value::Object(marks) = &s["boosted"] else {
+            anyhow::bail!("{}: steering.boosted is not an object", p.name)
+        };
+        for (mark, b) in marks {
+            let (a, r) = boosted.entry(mark.clone()).or_default();
+            *a = add(*a, &p.name, &b["aimed_seeds"], &format!("steering.boosted.{mark}.aimed_seeds"))?;
+            *r = add(*r, &p.name, &b["reached"], &format!("steering.boosted.{mark}.reached"))?;
+        }
+        if let Some(Value::Object(f)) = s.get("favoured") {
+            favoured.extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    let boosted: Map<String, Value> =
+        boosted.into_iter().map(|(k, (a, r))| (k, json!({ "aimed_seeds": a, "reached": r }))).collect();
+    Ok(json!({
+        "block": first["block"],
+        "window_blocks": first["window_blocks"],
+        "aimed_seeds": aimed,
+        "warmup_seeds": warmup,
+        "boosted": boosted,
+        "favoured": favoured,
+    }))
+}
+
+/// The merged report, and whether no invariant broke.
+pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
+    let mut parts = files.iter().map(|f| read(f)).collect::<anyhow::Result<Vec<_>>>()?;
+    parts.sort_by_key(|p| p.seeds);
+    check_same_run(&parts)?;
+    check_tiling(&parts)?;
+    let first = &parts[0];
     let (mut steps, mut requests) = (0u64, 0u64);
     let mut coverage: BTreeMap<String, u64> = BTreeMap::new();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut violations: BTreeMap<String, Value> = BTreeMap::new();
     // How many seeds reached each mark, when every shard says (an in-memory run's report).
     let mut seeds_reaching: Option<BTreeMap<String, u64>> = Some(BTreeMap::new());
     for p in &parts {
-        match (&mut seeds_reaching, &p.report.get("seeds_reaching")) {
-            (Some(sum), Some(Value::Object(marks))) => {
-                for (k, v) in marks {
-                    *sum.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
-                }
-            }
+        match (&mut seeds_reaching, p.report.get("seeds_reaching")) {
+            (Some(sum), Some(marks)) => add_counts(sum, &p.name, marks, "seeds_reaching")?,
             _ => seeds_reaching = None,
         }
-        steps += u64_of(p, "steps")?;
-        requests += u64_of(p, "requests")?;
-        let Value::Object(cov) = &p.report["coverage"] else { anyhow::bail!("{}: coverage is not an object", p.name) };
-        for (k, v) in cov {
-            *coverage.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
-        }
-        let h = p.report["trace_hash"].as_str().and_then(|h| u64::from_str_radix(h, 16).ok());
-        let h = h.ok_or_else(|| anyhow::anyhow!("{}: trace_hash is not a hex number", p.name))?;
-        hash = (hash ^ h).wrapping_mul(0x0000_0100_0000_01b3);
+        steps = add(steps, &p.name, &p.report["steps"], "steps")?;
+        requests = add(requests, &p.name, &p.report["requests"], "requests")?;
+        add_counts(&mut coverage, &p.name, &p.report["coverage"], "coverage")?;
         let Value::Array(vs) = &p.report["violations"] else { anyhow::bail!("{}: violations is not a list", p.name) };
         for v in vs {
             let inv = v["invariant"].as_str().unwrap_or_default().to_owned();
@@ -133,13 +331,19 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
         "requests": requests,
         "violations": violations.into_values().collect::<Vec<_>>(),
         "coverage": coverage,
-        "trace_hash": format!("{hash:016x}"),
+        "trace_hash": fold_hashes(&parts)?,
         "shards": parts.len(),
     });
+    if let Some(scenario) = first.report.get("scenario") {
+        merged["scenario"] = scenario.clone();
+    }
     if let Some(marks) = seeds_reaching {
         let never: Vec<&String> = marks.iter().filter(|(_, n)| **n == 0).map(|(k, _)| k).collect();
         merged["never_reached"] = json!(never);
         merged["seeds_reaching"] = json!(marks);
+    }
+    if first.report.contains_key("steering") {
+        merged["steering"] = merge_steering(&parts)?;
     }
     Ok((merged, ok))
 }
@@ -155,6 +359,10 @@ pub fn merge_runs_cmd(args: MergeRunsArgs) -> anyhow::Result<bool> {
         let seeds = merged["seeds"].as_str().unwrap_or_default();
         crate::junit::write(path, &crate::junit::render(engine, seeds, &checked, &reports))?;
     }
-    println!("{}", serde_json::to_string_pretty(&merged)?);
+    let text = serde_json::to_string_pretty(&merged)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| anyhow::anyhow!("writing the merged report: {e}"))?;
     Ok(ok)
 }

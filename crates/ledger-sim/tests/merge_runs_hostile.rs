@@ -1,0 +1,176 @@
+//! `ledger-sim merge-runs` against shards a hostile tester handed it: concurrent shards, shards
+//! of different runs, steered shards, a missing shard, counts that overflow, a full disk.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+const SIM: &str = env!("CARGO_BIN_EXE_ledger-sim");
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ledger-sim-merge-runs-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A clean in-memory `run --json` report of `seeds`, with `changes` written over it.
+fn report(seeds: &str, changes: Value) -> Value {
+    let mut r = json!({
+        "engine": "reference",
+        "scheduler": "random",
+        "seeds": seeds,
+        "steps": 100,
+        "requests": 20,
+        "violations": [],
+        "coverage": {"decision_free": 3, "decision_gate": 0},
+        "trace_hash": "0123456789abcdef",
+        "steps_per_sec": 1000,
+        "seeds_reaching": {"decision_free": 2, "decision_gate": 0},
+        "never_reached": ["decision_gate"],
+    });
+    for (k, v) in changes.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+/// Writes each report to a file named after it and merges them.
+fn merge(reports: &[(&str, Value)]) -> (Output, Value) {
+    let d = dir();
+    let files: Vec<String> = reports
+        .iter()
+        .map(|(name, r)| {
+            let f = d.join(name);
+            std::fs::write(&f, serde_json::to_vec_pretty(r).unwrap()).unwrap();
+            f.display().to_string()
+        })
+        .collect();
+    let out = Command::new(SIM).arg("merge-runs").args(&files).output().unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, v)
+}
+
+fn refused(out: &Output, says: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for s in says {
+        assert!(err.contains(s), "{s:?} not in: {err}");
+    }
+}
+
+/// `run --engine exec --concurrency N --shard I/N` reports have no trace hash to fold; their
+/// shards merge all the same, and say so in theirs.
+#[test]
+fn concurrent_shards_merge_and_keep_their_trace_hash_text() {
+    let c = json!({"engine": "exec-reference (concurrency 4)", "trace_hash": "concurrent (not deterministic)"});
+    let strip = |mut r: Value| {
+        r.as_object_mut().unwrap().remove("seeds_reaching");
+        r.as_object_mut().unwrap().remove("never_reached");
+        r
+    };
+    let (out, v) = merge(&[("cs1.json", strip(report("0..2", c.clone()))), ("cs2.json", strip(report("2..4", c)))]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["trace_hash"], "concurrent (not deterministic)");
+    assert_eq!((v["seeds"].as_str(), v["steps"].as_u64()), (Some("0..4"), Some(200)));
+    let odd = json!({"trace_hash": "concurrent (not deterministic)"});
+    let (out, _) = merge(&[("det.json", report("0..2", json!({}))), ("conc.json", report("2..4", odd))]);
+    refused(&out, &["det.json", "conc.json", "different runs"]);
+}
+
+/// Shards of different runs are refused, naming both files and what differs: steered with
+/// unsteered, and (when the reports record it) another scenario.
+#[test]
+fn shards_of_different_runs_are_refused_naming_what_differs() {
+    let steering = json!({"steering": {"block": 32, "window_blocks": 4, "aimed_seeds": 1, "warmup_seeds": 0, "boosted": {}, "favoured": {}}});
+    let (out, _) = merge(&[("steered.json", report("0..2", steering)), ("plain.json", report("2..4", json!({})))]);
+    refused(&out, &["steered.json", "plain.json", "steering \"--steer\" vs \"no --steer\""]);
+    let small = json!({"scenario": {"n_users": 40, "n_steps": 600}});
+    let other = json!({"scenario": {"n_users": 50, "n_steps": 600}});
+    let (out, _) = merge(&[("small.json", report("0..2", small.clone())), ("other.json", report("2..4", other))]);
+    refused(&out, &["small.json", "other.json", "scenario.n_users 40 vs 50"]);
+    let (out, _) = merge(&[("small.json", report("0..2", small)), ("none.json", report("2..4", json!({})))]);
+    refused(&out, &["scenario", "not recorded"]);
+    // Sizes no `--shard I/N` split gives: 2 seeds, then 5.
+    let (out, _) = merge(&[("a.json", report("0..2", json!({}))), ("b.json", report("2..7", json!({})))]);
+    refused(&out, &["a.json has 2 seeds", "b.json has 5", "different splits"]);
+}
+
+/// The `steering` of steered shards is merged: counts add up mark by mark, the latest
+/// shard's favoured options kept.
+#[test]
+fn steered_shards_merge_their_steering() {
+    let st = |aimed: u64, reached: u64, warm: u64, fav: &str| {
+        json!({"steering": {"block": 32, "window_blocks": 4, "aimed_seeds": aimed, "warmup_seeds": warm,
+            "boosted": {"window_rollover_in_flight": {"aimed_seeds": aimed, "reached": reached}},
+            "favoured": {"window_rollover_in_flight": [fav]}}})
+    };
+    let (out, v) = merge(&[
+        ("s1.json", report("0..54", st(11, 2, 0, "ttl=1ms"))),
+        ("s2.json", report("54..107", st(16, 5, 128, "ttl=250ms"))),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = &v["steering"];
+    assert_eq!(
+        (s["aimed_seeds"].as_u64(), s["warmup_seeds"].as_u64(), s["block"].as_u64()),
+        (Some(27), Some(128), Some(32)),
+        "{s}"
+    );
+    assert_eq!(s["boosted"]["window_rollover_in_flight"], json!({"aimed_seeds": 27, "reached": 7}));
+    assert_eq!(s["favoured"]["window_rollover_in_flight"], json!(["ttl=250ms"]));
+}
+
+/// Reports that say which shard they are (`"shard": {"index", "count", "seeds"}`) are checked
+/// to be a whole set: a missing first or last shard is named.
+#[test]
+fn a_missing_end_shard_is_named_when_the_reports_say_which_shard_they_are() {
+    let sh = |i: u64| json!({"shard": {"index": i, "count": 3, "seeds": "0..20"}});
+    let (out, _) = merge(&[("sh_2.json", report("7..14", sh(2))), ("sh_3.json", report("14..20", sh(3)))]);
+    refused(&out, &["shard(s) 1/3 of 0..20 missing"]);
+    let (out, v) = merge(&[
+        ("sh_1.json", report("0..7", sh(1))),
+        ("sh_2.json", report("7..14", sh(2))),
+        ("sh_3.json", report("14..20", sh(3))),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["seeds"], "0..20");
+    let other = json!({"shard": {"index": 3, "count": 3, "seeds": "0..21"}});
+    let (out, _) = merge(&[
+        ("sh_1.json", report("0..7", sh(1))),
+        ("sh_2.json", report("7..14", sh(2))),
+        ("x.json", report("14..21", other)),
+    ]);
+    refused(&out, &["x.json is shard 3/3 of 0..21", "different runs"]);
+}
+
+/// Counts that do not fit a u64 together are refused, not wrapped around.
+#[test]
+fn counts_that_overflow_are_refused() {
+    let max = u64::MAX;
+    let (out, _) = merge(&[
+        ("o1.json", report("0..2", json!({"steps": max}))),
+        ("o2.json", report("2..4", json!({"steps": max}))),
+    ]);
+    refused(&out, &["o2.json", "steps", "overflows"]);
+    let cov = json!({"coverage": {"decision_free": max, "decision_gate": 0}});
+    let (out, _) = merge(&[("c1.json", report("0..2", cov.clone())), ("c2.json", report("2..4", cov))]);
+    refused(&out, &["c2.json", "coverage.decision_free", "overflows"]);
+    let (out, _) = merge(&[
+        ("f1.json", report("0..2", json!({"coverage": {"decision_free": "many"}}))),
+        ("f2.json", report("2..4", json!({}))),
+    ]);
+    refused(&out, &["f1.json", "coverage.decision_free is not a whole number"]);
+}
+
+/// A full disk is an error (exit 2), not a panic.
+#[test]
+fn a_full_stdout_is_an_error_not_a_panic() {
+    let d = dir();
+    let (a, b) = (d.join("full1.json"), d.join("full2.json"));
+    std::fs::write(&a, report("0..2", json!({})).to_string()).unwrap();
+    std::fs::write(&b, report("2..4", json!({})).to_string()).unwrap();
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else { return };
+    let out = Command::new(SIM).arg("merge-runs").arg(&a).arg(&b).stdout(full).output().unwrap();
+    refused(&out, &["writing the merged report"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
