@@ -13,6 +13,10 @@ use ledger_harness::{Call, Reply};
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The largest id and time a request may carry (SPEC.md §1): 2^63-1, what a PostgreSQL
+/// `BIGINT` holds, as for amounts.
+pub const MAX_NUMBER: u64 = i64::MAX as u64;
+
 /// A request with its id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -48,6 +52,45 @@ pub enum RequestBody {
     },
     /// What the implementation stores.
     Observe,
+}
+
+impl RequestBody {
+    /// The first time or id above [`MAX_NUMBER`] the request carries, named by its field and
+    /// with its value: such a request is answered `out_of_range` (SPEC.md §1, §9.1). Amounts
+    /// above it do not reach here: they do not read as [`Sats`].
+    pub fn out_of_range(&self) -> Option<(&'static str, u64)> {
+        let RequestBody::Call { now_ms, call } = self else { return None };
+        let payment_id = match call {
+            Call::Credit { payment_id, .. } => Some(payment_id.0),
+            _ => None,
+        };
+        [
+            ("now_ms", Some(now_ms.0)),
+            ("call.request_id", call.request_id().map(|r| r.0)),
+            ("call.payment_id", payment_id),
+        ]
+        .into_iter()
+        .find_map(|(field, v)| v.filter(|v| *v > MAX_NUMBER).map(|v| (field, v)))
+    }
+}
+
+/// The first number above [`MAX_NUMBER`] in the `now_ms` or the `call` of a request that did
+/// not read as one, named by its field: a request out of range rather than malformed.
+pub fn number_out_of_range(request: &serde_json::Value) -> Option<String> {
+    let too_large = |v: &serde_json::Value| match v {
+        serde_json::Value::Number(n) => {
+            n.as_u64().is_some_and(|n| n > MAX_NUMBER)
+                || (n.as_u64().is_none()
+                    && n.as_i64().is_none()
+                    && n.as_f64().is_some_and(|f| f >= 9.223_372_036_854_776e18))
+        }
+        _ => false,
+    };
+    if let Some(t) = request.get("now_ms").filter(|t| too_large(t)) {
+        return Some(format!("now_ms {t}"));
+    }
+    let serde_json::Value::Object(call) = request.get("call")? else { return None };
+    call.iter().find(|(_, v)| too_large(v)).map(|(k, v)| format!("call.{k} {v}"))
 }
 
 /// A response with the id of the request it answers.

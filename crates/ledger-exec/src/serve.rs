@@ -10,14 +10,17 @@ use std::io::{BufRead, BufReader, Read, Write};
 use ledger_core::{implied_movements, Command, Config, Ledger, Movement, Outcome, Refusal};
 use ledger_harness::Reply;
 
-use crate::child::{read_bounded_line, BadLine};
+use crate::child::{BadLine, MAX_LINE};
 use crate::protocol::{
-    Api, ErrorCode, Observation, Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION,
+    number_out_of_range, Api, ErrorCode, Observation, Request, RequestBody, Response, ResponseBody, StateKind,
+    PROTOCOL_VERSION,
 };
 
 /// Serves the reference engine on `input`/`output` until end of input. A line that is not a
-/// request is answered with a `malformed` error when its `id` can be read, and reported on
-/// `log` otherwise. Returns an error only when the streams fail.
+/// request (not UTF-8 included) is answered with a `malformed` error when its `id` can be
+/// read, and reported on `log` otherwise; a time or id above 2^63-1 is answered
+/// `out_of_range`, and any request but `hello` before `hello` `unavailable` (SPEC.md §9.1).
+/// Returns an error only when the streams fail.
 pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std::io::Result<()> {
     let mut input = BufReader::with_capacity(1 << 16, input);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, output);
@@ -26,30 +29,46 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
     let mut line_no: u64 = 0;
     loop {
         line_no += 1;
-        let line = match read_bounded_line(&mut input)? {
+        let (line, not_utf8) = match read_line(&mut input)? {
             Some(Ok(line)) => line,
             None => break,
             Some(Err(bad)) => {
                 // A line without an id to answer: said on stderr, and the server goes on.
                 writeln!(log, "ledger-sim serve: line {line_no} cannot be read: {bad}")?;
-                if bad == BadLine::TooLong {
-                    skip_rest_of_line(&mut input)?;
-                }
+                skip_rest_of_line(&mut input)?;
                 continue;
             }
         };
-        if line.trim().is_empty() {
+        if line.trim().is_empty() && not_utf8.is_none() {
             continue;
         }
-        let response = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => Some(Response { id: request.id, body: answer(&mut ledger, &mut journal, request.body) }),
-            Err(e) => match serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v.get("id")?.as_u64()) {
-                Some(id) => Some(Response { id, body: error(ErrorCode::Malformed, format!("line {line_no}: {e}")) }),
-                None => {
-                    writeln!(log, "ledger-sim serve: line {line_no} is not a request and has no id: {e}")?;
-                    None
+        let request = match &not_utf8 {
+            None => serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()),
+            Some(bad) => Err(bad.to_string()),
+        };
+        let response = match request {
+            Ok(request) => {
+                Some(Response { id: request.id, body: answer_checked(&mut ledger, &mut journal, request.body) })
+            }
+            Err(e) => {
+                let value = serde_json::from_str::<serde_json::Value>(&line).ok();
+                match value.as_ref().and_then(|v| Some((v.get("id")?.as_u64()?, v))) {
+                    Some((id, v)) => Some(Response {
+                        id,
+                        body: match number_out_of_range(v).filter(|_| not_utf8.is_none()) {
+                            Some(what) => {
+                                error(ErrorCode::OutOfRange, format!("line {line_no}: {what} is above 2^63-1"))
+                            }
+                            None => error(ErrorCode::Malformed, format!("line {line_no}: {e}")),
+                        },
+                    }),
+                    None => {
+                        let what = if not_utf8.is_some() { "cannot be read" } else { "is not a request and has no id" };
+                        writeln!(log, "ledger-sim serve: line {line_no} {what}: {e}")?;
+                        None
+                    }
                 }
-            },
+            }
         };
         if let Some(response) = response {
             serde_json::to_writer(&mut out, &response).map_err(std::io::Error::other)?;
@@ -60,6 +79,32 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
         }
     }
     out.flush()
+}
+
+/// A line read: its text and, when it was not UTF-8, why; or why it could not be read at all.
+type ReadLine = Result<(String, Option<BadLine>), BadLine>;
+
+/// The next line without its `\n`, `None` at the end. A line that is not UTF-8 comes back
+/// with its invalid bytes replaced (U+FFFD) and the reason, so that its `id` may still be read;
+/// one longer than [`MAX_LINE`] is a [`BadLine::TooLong`], the rest of it left unread.
+fn read_line(input: &mut impl BufRead) -> std::io::Result<Option<ReadLine>> {
+    let mut bytes = Vec::new();
+    let n = input.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut bytes)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    } else if bytes.len() > MAX_LINE {
+        return Ok(Some(Err(BadLine::TooLong)));
+    }
+    Ok(Some(Ok(match String::from_utf8(bytes) {
+        Ok(line) => (line, None),
+        Err(e) => {
+            let bad = BadLine::NotUtf8(e.utf8_error().to_string());
+            (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(bad))
+        }
+    })))
 }
 
 /// After a line too long to read: the rest of it, up to its `\n`.
@@ -94,6 +139,18 @@ pub fn is_fresh(command: &Command, result: &Result<Outcome, Refusal>, journal: &
 
 fn error(code: ErrorCode, text: String) -> ResponseBody {
     ResponseBody::Error { code, definite: code.is_definite(), text }
+}
+
+/// [`answer`], after the checks every request passes: a time or id in range (SPEC.md §1), and
+/// `hello` first (§9.1).
+fn answer_checked(ledger: &mut Option<Ledger>, journal: &mut Vec<Movement>, body: RequestBody) -> ResponseBody {
+    if let Some((field, v)) = body.out_of_range() {
+        return error(ErrorCode::OutOfRange, format!("{field} {v} is above 2^63-1"));
+    }
+    if ledger.is_none() && !matches!(body, RequestBody::Hello { .. }) {
+        return error(ErrorCode::Unavailable, "a request before hello".to_owned());
+    }
+    answer(ledger, journal, body)
 }
 
 fn answer(ledger: &mut Option<Ledger>, journal: &mut Vec<Movement>, body: RequestBody) -> ResponseBody {

@@ -1,0 +1,97 @@
+//! `ledger-sim serve` (the reference engine behind the protocol) answers as SPEC.md §1 and
+//! §9.1 say where a request is out of range, comes before `hello`, or is not UTF-8.
+
+use ledger_exec::serve::serve;
+use serde_json::Value;
+
+const CONFIG: &str = r#"{"budget_sats":{"new":0,"established":50,"trusted":200,"elite":1000},"pool_initial_sats":10000,"credit_bps":1000,"reservation_ttl_ms":600000}"#;
+
+/// What `serve` writes for `input` (one response per line), and what it says on stderr.
+fn serve_bytes(input: &[u8]) -> (Vec<Value>, String) {
+    let (mut out, mut log) = (Vec::new(), Vec::new());
+    serve(input, &mut out, &mut log).expect("in-memory streams do not fail");
+    let lines = String::from_utf8(out).expect("responses are UTF-8");
+    let responses = lines.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    (responses, String::from_utf8_lossy(&log).into_owned())
+}
+
+fn hello(id: u64) -> String {
+    format!(r#"{{"id":{id},"type":"hello","protocol":1,"config":{CONFIG}}}"#)
+}
+
+fn by_id(responses: &[Value], id: u64) -> &Value {
+    responses.iter().find(|r| r["id"] == id).unwrap_or_else(|| panic!("no answer to {id}: {responses:?}"))
+}
+
+/// Times, request ids and payment ids are integers in 0..=2^63-1 (SPEC.md §1, the schema's
+/// `time_ms` and `id`); above that the request is answered `out_of_range` and nothing happens.
+#[test]
+fn times_and_ids_above_2_pow_63_are_out_of_range_and_change_nothing() {
+    let big = u64::MAX;
+    let lines = [
+        hello(0),
+        format!(r#"{{"id":1,"type":"call","now_ms":{big},"call":{{"call":"credit","payment_id":1,"paid_sats":100}}}}"#),
+        format!(r#"{{"id":2,"type":"call","now_ms":5,"call":{{"call":"credit","payment_id":{big},"paid_sats":100}}}}"#),
+        format!(
+            r#"{{"id":3,"type":"call","now_ms":5,"call":{{"call":"decide","request_id":9223372036854775808,"pubkey":"{}","estimated_sats":5}}}}"#,
+            "11".repeat(32)
+        ),
+        r#"{"id":4,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":1,"paid_sats":9223372036854775808}}"#
+            .to_owned(),
+        r#"{"id":5,"type":"call","now_ms":18446744073709551616,"call":{"call":"expire"}}"#.to_owned(),
+        r#"{"id":6,"type":"call","now_ms":9223372036854775807,"call":{"call":"credit","payment_id":9223372036854775807,"paid_sats":100}}"#
+            .to_owned(),
+        r#"{"id":7,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_bytes((lines.join("\n") + "\n").as_bytes());
+    for id in 1..=5 {
+        let r = by_id(&responses, id);
+        assert_eq!(
+            (r["type"].as_str(), r["code"].as_str(), &r["definite"]),
+            (Some("error"), Some("out_of_range"), &Value::Bool(true)),
+            "{r}"
+        );
+    }
+    assert!(by_id(&responses, 1)["text"].as_str().unwrap().contains("now_ms"));
+    assert!(by_id(&responses, 2)["text"].as_str().unwrap().contains("payment_id"));
+    assert!(by_id(&responses, 3)["text"].as_str().unwrap().contains("request_id"));
+    assert_eq!(by_id(&responses, 6)["reply"]["credited_sats"], 10, "2^63-1 itself is in range");
+    assert_eq!(by_id(&responses, 7)["credited_sats"], 10, "only the call in range credited");
+}
+
+/// "A request before `hello` is answered `unavailable`" (SPEC.md §9.1): `reset` too, and it
+/// starts nothing, so what follows is still refused until `hello`.
+#[test]
+fn a_reset_before_hello_is_unavailable_and_starts_nothing() {
+    let lines = [
+        format!(r#"{{"id":1,"type":"reset","config":{CONFIG}}}"#),
+        r#"{"id":2,"type":"observe"}"#.to_owned(),
+        r#"{"id":3,"type":"call","now_ms":5,"call":{"call":"expire"}}"#.to_owned(),
+        hello(4),
+        format!(r#"{{"id":5,"type":"reset","config":{CONFIG}}}"#),
+    ];
+    let (responses, _) = serve_bytes((lines.join("\n") + "\n").as_bytes());
+    for id in 1..=3 {
+        let r = by_id(&responses, id);
+        assert_eq!((r["code"].as_str(), &r["definite"]), (Some("unavailable"), &Value::Bool(true)), "{r}");
+    }
+    assert_eq!(by_id(&responses, 4)["type"], "hello_ok");
+    assert_eq!(by_id(&responses, 5)["type"], "reset_ok");
+}
+
+/// A line that is not UTF-8 but whose `id` can be made out is answered `malformed` (SPEC.md
+/// §9.1); one without an id is said on stderr, and the server goes on.
+#[test]
+fn a_line_that_is_not_utf8_with_a_readable_id_is_answered_malformed() {
+    let mut input = hello(0).into_bytes();
+    input.extend_from_slice(
+        b"\n{\"id\":3,\"type\":\"observe\",\"pad\":\"\xff\"}\n\xff\xfe no id\n{\"id\":4,\"type\":\"observe\"}\n",
+    );
+    let (responses, log) = serve_bytes(&input);
+    let r = by_id(&responses, 3);
+    assert_eq!((r["code"].as_str(), &r["definite"]), (Some("malformed"), &Value::Bool(true)), "{r}");
+    assert!(r["text"].as_str().unwrap().contains("not UTF-8"), "{r}");
+    assert_eq!(by_id(&responses, 4)["type"], "observed");
+    assert_eq!(responses.len(), 3, "{responses:?}");
+    assert!(log.contains("line 3 cannot be read") && log.contains("not UTF-8"), "{log}");
+}
