@@ -19,7 +19,8 @@
 //! meets, called failing) or `beta` (the reverse) outside the indifference band; the scout's
 //! decisions steer, and are never claimed. It assumes that the target's chance is monotone in
 //! the key over the range; a value the test could not decide within the cap counts as not
-//! meeting. It is not a grid: no value but those tested is claimed.
+//! meeting, and the verdict names it as undecided ([`TargetResult::undecided_at`]) rather than
+//! claim it at the user's confidence. It is not a grid: no value but those tested is claimed.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,8 @@ pub fn parse_solve(s: &str) -> Result<SolveRange, PlanError> {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SolveOptions {
     /// The width at which bisection stops (default: a 200th of the range, at least 1 for a
-    /// key that takes whole numbers).
+    /// key that takes whole numbers, and rounded up to 1, 2 or 5 times a power of ten for a key
+    /// that cannot take it, such as a credit, which has at most two decimals).
     pub resolution: Option<f64>,
     /// The largest chance of calling a value that meets the target failing.
     pub alpha: f64,
