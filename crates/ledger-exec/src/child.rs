@@ -3,13 +3,23 @@
 //! The child is started with `sh -c COMMAND`; its standard error is passed through. A thread
 //! reads its standard output line by line into a channel, so that a wait for a response can
 //! time out (and say on stderr what it waits for) instead of blocking on a pipe.
+//!
+//! Each child leads a process group of its own, so that a kill reaches whatever its shell
+//! started, and so a signal sent to the run (a terminal's Ctrl-C, `kill`, `timeout`) does not
+//! reach it. The run therefore stops its children itself: every live child's group is in a
+//! registry, and on SIGINT, SIGTERM or SIGHUP a thread kills each group, says so on stderr and
+//! ends the run by the same signal (exit status 128 + its number).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::protocol::{Api, ErrorCode, Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION};
 use ledger_core::{Config, ConfigJson};
@@ -22,6 +32,83 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// After this long without a response, say on stderr what is awaited.
 const SAY_AFTER: Duration = Duration::from_secs(2);
+
+/// How long a child may take to exit once its input is closed before its group is killed.
+pub const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// After this long waiting for a child to exit, say on stderr what the run waits for.
+const SAY_EXIT_AFTER: Duration = Duration::from_millis(500);
+
+/// The live children's process groups (each child leads its own: the group id is its process
+/// id), with their commands: what a signal to the run kills ([`stop_children_on_signals`]).
+/// A child is added when spawned, under the lock, and removed once reaped.
+static LIVE: Mutex<BTreeMap<u32, String>> = Mutex::new(BTreeMap::new());
+
+fn live() -> MutexGuard<'static, BTreeMap<u32, String>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Says `line` on stderr; a closed stderr (a hung-up terminal) is not worth a panic.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "ledger-sim: {line}");
+}
+
+/// Sends SIGKILL to process group `group`; false if `kill` could not be run or failed (the
+/// group no longer exists, say). `kill` runs in a process group of its own: a signal sent to
+/// the run's group (as `timeout` sends one) must not stop it halfway.
+fn kill_group(group: u32) -> bool {
+    Process::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// From the first child on, the run's SIGINT, SIGTERM and SIGHUP are taken by a thread of
+/// its own, which stops every live child ([`stop_on`]). Before that they end the run as usual.
+fn stop_children_on_signals() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+            Ok(signals) => signals,
+            Err(e) => {
+                say(format_args!(
+                    "cannot take SIGINT, SIGTERM and SIGHUP ({e}): a signal to the run will not reach its --exec child"
+                ));
+                return;
+            }
+        };
+        let spawned = std::thread::Builder::new().name("exec-signals".into()).spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                stop_on(signal);
+            }
+        });
+        if let Err(e) = spawned {
+            say(format_args!("cannot watch for signals ({e}): a signal to the run will not reach its --exec child"));
+        }
+    });
+}
+
+/// Kills the process group of every live child, says which on stderr, and ends the run by
+/// `signal` (as its default action would: the exit status is 128 + its number). The registry
+/// stays locked to the end, so that no child starts or is reaped meanwhile.
+fn stop_on(signal: i32) -> ! {
+    let live = live();
+    let name = signal_hook::low_level::signal_name(signal).unwrap_or("a signal");
+    for (&group, command) in live.iter() {
+        if kill_group(group) {
+            say(format_args!("{name}: stopped `{command}` (SIGKILL to its process group {group})"));
+        } else {
+            say(format_args!(
+                "{name}: `kill -KILL -- -{group}` failed for `{command}`: it may have exited, or still run"
+            ));
+        }
+    }
+    let _ = signal_hook::low_level::emulate_default_handler(signal);
+    std::process::exit(128 + signal)
+}
 
 /// Why the child cannot go on. Every variant names the command.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +251,10 @@ impl Child {
         config: &Config,
         timeout: Duration,
     ) -> Result<Child, ExecError> {
-        // A process group of its own, so that a kill reaches whatever the shell started.
+        // A process group of its own, so that a kill reaches whatever the shell started; in
+        // the registry from its start, so that a signal to the run stops it.
+        stop_children_on_signals();
+        let mut live = live();
         let mut process = Process::new("sh")
             .arg("-c")
             .arg(command)
@@ -175,6 +265,8 @@ impl Child {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|source| ExecError::Spawn { command: command.to_owned(), source })?;
+        live.insert(process.id(), command.to_owned());
+        drop(live);
         let stdin = Some(BufWriter::with_capacity(1 << 16, process.stdin.take().expect("piped")));
         let stdout = process.stdout.take().expect("piped");
         let (tx, lines) = mpsc::channel();
@@ -446,17 +538,16 @@ impl Child {
     /// Kills the child and every process it started (its process group) with SIGKILL, as a
     /// crash would, and reaps it.
     pub fn kill(&mut self) {
-        let group = format!("-{}", self.process.id());
-        let killed = Process::new("kill")
-            .args(["-KILL", "--", &group])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !killed {
+        if !kill_group(self.process.id()) {
             let _ = self.process.kill();
         }
         let _ = self.process.wait();
+        self.forget();
+    }
+
+    /// Takes the reaped child out of the registry of live children.
+    fn forget(&self) {
+        live().remove(&self.process.id());
     }
 
     /// Process id, for a test that kills it from outside.
@@ -466,19 +557,37 @@ impl Child {
 }
 
 impl Drop for Child {
-    /// Closes the child's input (a well-behaved child exits at end of input), waits up to 2 s
-    /// for it to exit (not at all when it failed the protocol), then kills its process group.
+    /// Closes the child's input (a well-behaved child exits at end of input), waits up to
+    /// [`EXIT_GRACE`] for it to exit (not at all when it failed the protocol), then kills its
+    /// process group. A wait that lasts is said on stderr, and so is the kill that ends it.
     fn drop(&mut self) {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.flush();
         }
-        let grace = if self.broken { Duration::ZERO } else { Duration::from_secs(2) };
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
+        let grace = if self.broken { Duration::ZERO } else { EXIT_GRACE };
+        let started = Instant::now();
+        let mut said = false;
+        while started.elapsed() < grace {
             if let Ok(Some(_)) = self.process.try_wait() {
+                self.forget();
                 return;
             }
+            if !said && started.elapsed() >= SAY_EXIT_AFTER {
+                say(format_args!(
+                    "waiting up to {} s for `{}` to exit after the end of its input",
+                    grace.as_secs(),
+                    self.command
+                ));
+                said = true;
+            }
             std::thread::sleep(Duration::from_millis(10));
+        }
+        if said {
+            say(format_args!(
+                "`{}` did not exit within {} s of the end of its input: killing its process group",
+                self.command,
+                grace.as_secs()
+            ));
         }
         self.kill();
     }
