@@ -1,7 +1,7 @@
 //! Lockstep runs: the seeded scheduler drives the database one statement at a time.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ledger_core::{Movement, Pubkey, Sats, TimeMs};
 use ledger_harness::{Atomic, Engine, Invariant, Observed, ReferenceEngine, Reply, SeedEngine};
@@ -14,7 +14,7 @@ use crate::differential::{Differential, Divergence};
 use crate::server::{self, redacted, Server};
 use ledger_simulator::exec::{Coverage, RunResult};
 use ledger_simulator::gen::{replay, run_seed, SchedulerKind};
-use ledger_simulator::history::History;
+use ledger_simulator::history::{Event, History};
 use ledger_simulator::report::{EngineKind, RunReport, ViolationReport};
 use ledger_simulator::scenario::Scenario;
 use ledger_simulator::shrink::shrink;
@@ -307,8 +307,15 @@ pub(crate) fn lockstep_report(
     let diverging: Vec<&SeedRun> = runs.iter().filter(|r| r.divergence.is_some()).collect();
     if let Some(first) = diverging.first() {
         let d = first.divergence.as_ref().expect("filtered");
+        let mut found = (first.history.clone(), format!("at engine step {}: {}", d.step, d.detail), Vec::new());
+        if run.exec.is_some() {
+            if let Some(shrunk) = shrink_divergence(run, first, confirm)? {
+                found = shrunk;
+            }
+        }
+        let (h, detail, steps) = found;
         let path = run.trace_dir.join(format!("{engine}-seed{}-divergence.jsonl", first.seed));
-        ledger_simulator::report::write_trace(&first.history, &path)?;
+        ledger_simulator::report::write_trace(&h, &path)?;
         violations.push(ViolationReport {
             invariant: "divergence".to_owned(),
             name: match twin {
@@ -317,10 +324,10 @@ pub(crate) fn lockstep_report(
             },
             seed: first.seed,
             seeds: diverging.iter().map(|r| r.seed).collect(),
-            detail: format!("at engine step {}: {}", d.step, d.detail),
-            shrunk_flows: first.history.flows.len(),
-            shrunk_events: first.history.events.len(),
-            steps: Vec::new(),
+            detail,
+            shrunk_flows: h.flows.len(),
+            shrunk_events: h.events.len(),
+            steps,
             trace: path.display().to_string(),
             replay: replay_command(run, &path),
         });
@@ -347,9 +354,18 @@ fn replay_command(run: &PgRun<'_>, path: &std::path::Path) -> String {
     }
 }
 
+/// The longest an exec implementation's counterexample is shrunk on the implementation itself.
+const SHRINK_ON_ENGINE: Duration = Duration::from_secs(30);
+
 /// Shrinks a lockstep counterexample on the in-memory `twin` of the engine (the seed model
 /// for `pg-seed`, the reference for `pg-reference`: `ledger-pg`'s differential tests hold them
 /// step for step equal), then replays the shrunk trace on the engine (`confirm`) to confirm it.
+///
+/// A bug of the engine's own (an exec implementation's, a `--pg-mutant`'s) is not in the twin,
+/// so the twin's shrink does not reproduce it. The seed's schedule is then cut after the event
+/// of its first violation (a lockstep run's later events cannot matter to it), and an exec
+/// implementation, deterministic in lockstep, is shrunk on itself, at most [`SHRINK_ON_ENGINE`]
+/// and `--max-replays` replays. A counterexample only cut says so in its detail.
 fn lockstep_counterexample(
     run: &PgRun<'_>,
     engine: &str,
@@ -359,26 +375,45 @@ fn lockstep_counterexample(
     twin: Twin,
     confirm: &mut Confirm<'_>,
 ) -> anyhow::Result<ViolationReport> {
-    let shrunk = match twin {
-        Twin::Seed => shrink(&SeedEngine::new, &first.history, inv, run.max_replays),
-        Twin::SeedAtomic => shrink(&|c| Atomic(SeedEngine::new(c)), &first.history, inv, run.max_replays),
-        Twin::Reference => shrink(&ReferenceEngine::new, &first.history, inv, run.max_replays),
+    // A twin that does not break the seed has nothing to shrink (its shrink would hand the
+    // whole seed back).
+    let on_twin = match twin {
+        Twin::Seed => replay(SeedEngine::new, &first.history, false),
+        Twin::SeedAtomic => replay(|c| Atomic(SeedEngine::new(c)), &first.history, false),
+        Twin::Reference => replay(ReferenceEngine::new, &first.history, false),
     };
-    let mut h = shrunk.history;
-    h.engine = engine.to_owned();
-    let (mut confirmed, _) = confirm(&h)?;
-    if !confirmed.violations.iter().any(|v| v.invariant == inv) {
-        // The twin's shrink does not reproduce on the engine: report the whole seed.
-        h = first.history.clone();
-        confirmed = confirm(&h)?.0;
+    let mut h = first.history.clone();
+    let mut confirmed = None;
+    if on_twin.first_event.contains_key(&inv) {
+        h = match twin {
+            Twin::Seed => shrink(&SeedEngine::new, &first.history, inv, run.max_replays),
+            Twin::SeedAtomic => shrink(&|c| Atomic(SeedEngine::new(c)), &first.history, inv, run.max_replays),
+            Twin::Reference => shrink(&ReferenceEngine::new, &first.history, inv, run.max_replays),
+        }
+        .history;
+        h.engine = engine.to_owned();
+        confirmed = Some(confirm(&h)?.0).filter(|r| r.first_event.contains_key(&inv));
     }
-    let detail = confirmed
+    let mut note = None;
+    let confirmed = match confirmed {
+        Some(confirmed) => confirmed,
+        None => {
+            let (own, why) = on_engine(run, engine, first, inv, confirm)?;
+            h = own;
+            note = why;
+            confirm(&h)?.0
+        }
+    };
+    let mut detail = confirmed
         .violations
         .iter()
         .chain(&first.result.violations)
         .find(|v| v.invariant == inv)
         .map(|v| v.to_string())
         .unwrap_or_default();
+    if let Some(note) = note {
+        detail = format!("{detail} [{note}]");
+    }
     let path = run.trace_dir.join(format!("{engine}-seed{}-{}.jsonl", first.seed, inv.id()));
     ledger_simulator::report::write_trace(&h, &path)?;
     Ok(ViolationReport {
@@ -393,6 +428,160 @@ fn lockstep_counterexample(
         trace: path.display().to_string(),
         replay: replay_command(run, &path),
     })
+}
+
+/// The counterexample of a bug the twin does not have: the seed cut after the event of its first
+/// violation when the cut still breaks `inv` on the engine, then, for an exec implementation,
+/// shrunk on it. With it, why it is not shrunk (or not wholly), for the report.
+fn on_engine(
+    run: &PgRun<'_>,
+    engine: &str,
+    first: &SeedRun,
+    inv: Invariant,
+    confirm: &mut Confirm<'_>,
+) -> anyhow::Result<(History, Option<String>)> {
+    let mut h = first.history.clone();
+    h.engine = engine.to_owned();
+    let whole = h.events.len();
+    let mut cut_at = None;
+    if let Some(&Some(at)) = first.result.first_event.get(&inv) {
+        let mut cut = h.clone();
+        cut.events.truncate(at + 1);
+        if cut.events.len() < whole && confirm(&cut)?.0.first_event.contains_key(&inv) {
+            h = cut;
+            cut_at = Some(at);
+        }
+    }
+    let cut = match cut_at {
+        Some(at) => format!("cut after event {at}, its first violation"),
+        None => "the whole seed".to_owned(),
+    };
+    let Some(exec) = run.exec else {
+        return Ok((h, Some(format!("not shrunk: {cut}; the in-memory twin does not have this bug"))));
+    };
+    let command = exec.command().unwrap_or("the implementation");
+    eprintln!(
+        "ledger-sim: the {} counterexample does not break on the in-memory twin: {cut}, shrinking it on `{command}` itself (at most {} s, {} replays)",
+        inv.id(),
+        SHRINK_ON_ENGINE.as_secs(),
+        run.max_replays
+    );
+    let started = Instant::now();
+    let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.0.first_event.contains_key(&inv)) };
+    let (n_replays, done) = shrink_by(&mut h, &mut fails, run.max_replays, started + SHRINK_ON_ENGINE)?;
+    eprintln!(
+        "ledger-sim: {} shrunk on `{command}` to {} flow(s), {} event(s) in {n_replays} replays, {:.1} s{}",
+        inv.id(),
+        h.flows.len(),
+        h.events.len(),
+        started.elapsed().as_secs_f64(),
+        if done { "" } else { " (stopped at its bound)" }
+    );
+    let note = if done {
+        None
+    } else {
+        Some(format!("{cut}, then shrunk on the implementation until its bound; it may shrink further"))
+    };
+    Ok((h, note))
+}
+
+/// The divergence of an exec implementation from its twin, shrunk on the implementation (the
+/// twin cannot disagree with itself), at most [`SHRINK_ON_ENGINE`] and `--max-replays`
+/// replays: the history, where it disagrees and its steps; `None` if the shrunk history no
+/// longer disagrees.
+fn shrink_divergence(
+    run: &PgRun<'_>,
+    first: &SeedRun,
+    confirm: &mut Confirm<'_>,
+) -> anyhow::Result<Option<(History, String, Vec<String>)>> {
+    let command = run.exec.and_then(|e| e.command().ok()).unwrap_or("the implementation");
+    eprintln!(
+        "ledger-sim: shrinking the divergence of seed {} on `{command}` itself (at most {} s, {} replays)",
+        first.seed,
+        SHRINK_ON_ENGINE.as_secs(),
+        run.max_replays
+    );
+    let started = Instant::now();
+    let mut h = first.history.clone();
+    let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.1.is_some()) };
+    let (n_replays, done) = shrink_by(&mut h, &mut fails, run.max_replays, started + SHRINK_ON_ENGINE)?;
+    let (r, d) = confirm(&h)?;
+    let Some(d) = d else { return Ok(None) };
+    eprintln!(
+        "ledger-sim: the divergence shrunk to {} flow(s), {} event(s) in {n_replays} replays, {:.1} s{}",
+        h.flows.len(),
+        h.events.len(),
+        started.elapsed().as_secs_f64(),
+        if done { "" } else { " (stopped at its bound)" }
+    );
+    Ok(Some((h, format!("at engine step {}: {}", d.step, d.detail), r.log)))
+}
+
+/// Removes chunks of flows, then of events, halving the chunk (as the simulator's shrinker
+/// does), while `fails` says the candidate still breaks, until nothing more goes, `max_replays`
+/// replays are spent or `deadline` passes. Replays spent, and whether it got to the end.
+fn shrink_by(
+    h: &mut History,
+    fails: &mut dyn FnMut(&History) -> anyhow::Result<bool>,
+    max_replays: usize,
+    deadline: Instant,
+) -> anyhow::Result<(usize, bool)> {
+    let mut n_replays = 0;
+    loop {
+        let mut progress = false;
+        for flows in [true, false] {
+            let n_items = |h: &History| if flows { h.flows.len() } else { h.events.len() };
+            let mut chunk = n_items(h).div_ceil(2).max(1);
+            loop {
+                let mut start = 0;
+                while start < n_items(h) {
+                    if n_replays >= max_replays || Instant::now() >= deadline {
+                        return Ok((n_replays, false));
+                    }
+                    let candidate =
+                        if flows { without_flows(h, start, chunk) } else { without_events(h, start, chunk) };
+                    n_replays += 1;
+                    if fails(&candidate)? {
+                        *h = candidate;
+                        progress = true;
+                    } else {
+                        start += chunk;
+                    }
+                }
+                if chunk == 1 {
+                    break;
+                }
+                chunk = chunk.div_ceil(2);
+            }
+        }
+        if !progress {
+            // Users no flow names play no part.
+            let named: std::collections::BTreeSet<u32> = h.flows.iter().map(|f| f.user).collect();
+            h.users.retain(|u, _| named.contains(u));
+            return Ok((n_replays, true));
+        }
+    }
+}
+
+/// `h` without flows `start..start + len` and their events.
+fn without_flows(h: &History, start: usize, len: usize) -> History {
+    let end = (start + len).min(h.flows.len());
+    let gone: std::collections::BTreeSet<u32> = h.flows[start..end].iter().map(|f| f.id).collect();
+    let mut c = h.clone();
+    c.flows.drain(start..end);
+    c.events.retain(|ev| match *ev {
+        Event::Start(id) | Event::Step(id) | Event::Ghost(id, _) => !gone.contains(&id),
+        Event::Jump(_) => true,
+    });
+    c
+}
+
+/// `h` without events `start..start + len`.
+fn without_events(h: &History, start: usize, len: usize) -> History {
+    let mut c = h.clone();
+    let end = (start + len).min(c.events.len());
+    c.events.drain(start..end);
+    c
 }
 
 fn replay_pg(
