@@ -259,7 +259,29 @@ pub fn merge_named(parts: Vec<(String, PlanOutput)>) -> anyhow::Result<PlanOutpu
     let base_seed = first.scenario.seed;
     let n_configs = first.configs.len();
     let mut runs = Vec::new();
+    let days = first.scenario.days;
     let mut take = |name: &str, p: PlanOutput| -> anyhow::Result<()> {
+        for r in &p.runs {
+            // A run of the plan covers each of its days once; a file edited or cut by hand
+            // would shift every percentile of the merged report.
+            let covered = [("pool_by_day", r.pool_by_day.len()), ("reserved_by_day", r.reserved_by_day.len())];
+            for (field, len) in covered {
+                anyhow::ensure!(
+                    len == days as usize,
+                    "{name}: run (config {}, seed {}) has {len} {field} entries, not one per day of the plan's {days}",
+                    r.config,
+                    r.seed
+                );
+            }
+            if let Some(day) = r.depleted_day {
+                anyhow::ensure!(
+                    (1..=days).contains(&day),
+                    "{name}: run (config {}, seed {}) ran dry on day {day}, outside the plan's days 1..={days}",
+                    r.config,
+                    r.seed
+                );
+            }
+        }
         if let Some(shard) = p.shard {
             for r in &p.runs {
                 let in_grid = r.config < n_configs && r.seed >= base_seed && r.seed - base_seed < k;

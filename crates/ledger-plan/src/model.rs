@@ -445,7 +445,8 @@ impl Run<'_> {
 
     fn arrive(&mut self, now_ms: u64, user: u32) {
         let s = self.s;
-        let estimated = sats(self.estimate.draw(&mut self.rng).round().max(1.0) as u64);
+        // The scenario's range of estimates, 1..=1e9, even for a log-normal given no `max`.
+        let estimated = sats(self.estimate.draw(&mut self.rng).round().clamp(1.0, 1e9) as u64);
         let pct = self.actual_pct.draw(&mut self.rng);
         let actual = sats((estimated.to_u64() as f64 * pct / 100.0).round() as u64);
         let session = self.rng.gen::<f64>() < s.requests.session_share;

@@ -217,4 +217,13 @@ fn merge_errors_name_what_does_not_match() {
     assert!(e.contains("does not belong to shard 2/2") || e.contains("appears twice"), "{e}");
     let e = named(vec![shard(1, 2), p.run(None, None)]);
     assert!(e.contains("merge takes the shards of one plan"), "{e}");
+    // A run cut or stretched by hand, or dry on a day the plan does not have.
+    let mut cut = shard(2, 2);
+    cut.runs[0].pool_by_day.clear();
+    let e = named(vec![shard(1, 2), cut]);
+    assert!(e.contains("s2.json: run (config") && e.contains("0 pool_by_day entries"), "{e}");
+    let mut late = shard(2, 2);
+    late.runs[1].depleted_day = Some(4_000_000_000);
+    let e = named(vec![shard(1, 2), late]);
+    assert!(e.contains("ran dry on day 4000000000, outside the plan's days 1..=4"), "{e}");
 }

@@ -285,6 +285,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         (None, Some(r)) => r,
         (None, None) => (0, 1),
     };
+    // Which shard of which range a `--json` report is, for `merge-runs` to check the set.
+    let shard_of =
+        args.shard.map(|s| ShardOf { index: s.index, count: s.count, seeds: format!("{}..{}", seeds.0, seeds.1) });
     let seeds = match args.shard {
         None => seeds,
         Some(shard) => {
@@ -349,7 +352,8 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         let ok = report.violations.is_empty();
         let mut out = std::io::stdout().lock();
         if args.json {
-            serde_json::to_writer_pretty(&mut out, &report)?;
+            let full = PgReport { report: &report, scenario: &scenario, shard: shard_of };
+            serde_json::to_writer_pretty(&mut out, &full)?;
             writeln!(out)?;
         } else {
             print_report(&mut out, &report, &describe(&scenario))?;
@@ -395,6 +399,8 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     if args.json {
         let full = InMemoryReport {
             report: &report,
+            scenario: &scenario,
+            shard: shard_of,
             seeds_reaching: &done.seeds_reaching,
             never_reached: done.never_reached(),
             steering,
@@ -414,10 +420,34 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
 struct InMemoryReport<'a> {
     #[serde(flatten)]
     report: &'a RunReport,
+    /// The scenario run (after `--users` and `--steps`), so `merge-runs` can tell runs apart.
+    scenario: &'a Scenario,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardOf>,
     seeds_reaching: &'a std::collections::BTreeMap<&'static str, u64>,
     never_reached: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     steering: Option<&'a ledger_simulator::steer::SteerReport>,
+}
+
+/// What a run on a database or over the engine protocol prints with `--json`: the run report,
+/// the scenario run and which shard it is.
+#[derive(serde::Serialize)]
+struct PgReport<'a> {
+    #[serde(flatten)]
+    report: &'a RunReport,
+    scenario: &'a Scenario,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardOf>,
+}
+
+/// `run --shard I/N` of the range `A..B`, in a `--json` report.
+#[derive(serde::Serialize)]
+struct ShardOf {
+    index: u32,
+    count: u32,
+    /// The whole range, before the shard was cut from it.
+    seeds: String,
 }
 
 /// The text report's lines on steering: the marks aimed at, each with its seeds, how many

@@ -153,6 +153,22 @@ fn check_tiling(parts: &[Part]) -> anyhow::Result<()> {
             if a.seeds.1 > b.seeds.0 { "they overlap (a shard given twice?)" } else { "a shard is missing" }
         );
     }
+    if let Some(shards) = parts.iter().map(|p| p.report.get("shard")).collect::<Option<Vec<_>>>() {
+        return check_shard_numbers(parts, &shards);
+    } else if let Some(p) = parts.iter().find(|p| p.report.contains_key("shard")) {
+        anyhow::bail!("{} says which shard it is and {} does not: shards of different runs", p.name, parts[0].name);
+    }
+    // Reports that do not say which shard they are: adjacent ranges run apart
+    // (`--seeds 0..1000` here, `--seeds 1000..5000` there) merge as they tile.
+    if parts.iter().all(|p| !p.report.contains_key("scenario")) {
+        return check_split_sizes(parts);
+    }
+    Ok(())
+}
+
+/// For reports of an older `run` that record neither their scenario nor their shard: sizes as
+/// one `--shard I/N` split cuts them, the only sign left that they are of one run.
+fn check_split_sizes(parts: &[Part]) -> anyhow::Result<()> {
     let size = |p: &Part| p.seeds.1 - p.seeds.0;
     let last_may_be_cut =
         parts.last().is_some_and(|p| p.report["violations"].as_array().is_some_and(|v| !v.is_empty()));
@@ -169,11 +185,6 @@ fn check_tiling(parts: &[Part]) -> anyhow::Result<()> {
             b.name,
             size(b)
         );
-    }
-    if let Some(shards) = parts.iter().map(|p| p.report.get("shard")).collect::<Option<Vec<_>>>() {
-        check_shard_numbers(parts, &shards)?;
-    } else if let Some(p) = parts.iter().find(|p| p.report.contains_key("shard")) {
-        anyhow::bail!("{} says which shard it is and {} does not: shards of different runs", p.name, parts[0].name);
     }
     Ok(())
 }

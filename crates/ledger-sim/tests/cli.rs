@@ -149,10 +149,12 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
     let text = std::fs::read_to_string(scenario).unwrap();
     std::fs::write(&big, text.replacen("new = 3000", "new = 9990000", 1)).unwrap();
     let missing = dir.join("no-such-dir").join("plan.html");
-    // A plan of 100,000 seeds of 10 years: little to simulate, too much to keep.
+    // A thousand configurations of 100,000 seeds of 10 years: little to simulate, far too much
+    // to keep (about 21 TiB of balances by day).
     let tiny = tmp("tiny.toml");
     std::fs::write(&tiny, "days = 3650\nseeds = 100000\n[population]\nnew = 1\n[requests]\nper_user_per_day = { dist = \"fixed\", value = 0 }\n").unwrap();
     let tiny = tiny.to_str().unwrap().to_owned();
+    let thousand = format!("budget.new={}", (1..=1000).map(|v| v.to_string()).collect::<Vec<_>>().join(","));
     let values = |n: u32| {
         format!(
             "budget.{}={}",
@@ -171,12 +173,16 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
         (vec!["plan", scenario, "--days", "2", "--report", "/dev/full"], "not a regular file"),
         (vec!["plan", scenario, "--days", "2", "--sweep", "credit_pct=10", "--sweep", "credit_pct=20"], "swept twice"),
         (vec!["plan", big.to_str().unwrap(), "--seeds", "1"], "GiB is available"),
-        (vec!["plan", &tiny, "--json"], "results need about"),
+        (vec!["plan", &tiny, "--json", "--sweep", &thousand], "results need about"),
         (
             vec!["plan", scenario, "--days", "1", "--sweep", &grid, "--sweep", &grid2, "--sweep", &grid3],
             "configurations",
         ),
         (vec!["plan", scenario, "--sweep", "days=1,3"], "days cannot be swept"),
+        (
+            vec!["plan", scenario, "--target", "p_dry<=0.05", "--solve", "credit_pct=0..100", "--seeds", "5"],
+            "--max-seeds",
+        ),
         (vec!["plan", scenario, "--sweep", "credit_pct=10,1e1"], "1e1 is 10 again"),
         (vec!["plan", scenario, "--sweep", "credit_pct=10,,20"], "an empty value"),
         (vec!["plan", scenario, "--days", "2", "--shard", "1/2"], "give --json"),
@@ -330,6 +336,27 @@ fn sharded_runs_merge_into_the_whole_range() {
     let gap = sim(&["merge-runs", names[0], names[2]]);
     assert_eq!(gap.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&gap.stderr).contains("a shard is missing"));
+    // A report says which shard of which range it is: a missing end shard is named.
+    let ends = sim(&["merge-runs", names[1], names[0]]);
+    assert_eq!(ends.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&ends.stderr).contains("shard(s) 1/3 of 0..40 missing"), "{ends:?}");
+    // Ranges run apart merge when they tile, and runs of another scenario do not.
+    let mut apart = Vec::new();
+    for (range, extra) in [("0..10", &[][..]), ("10..40", &[][..]), ("10..40", &["--users", "50"][..])] {
+        let out = sim(&[&common[..], &["--seeds", range], extra].concat());
+        let file = tmp(&format!("apart{}.json", apart.len()));
+        std::fs::write(&file, &out.stdout).unwrap();
+        apart.push(file.to_str().unwrap().to_owned());
+    }
+    let merged = sim(&["merge-runs", &apart[0], &apart[1]]);
+    assert_eq!(merged.status.code(), Some(1), "{}", String::from_utf8_lossy(&merged.stderr));
+    let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    for key in ["seeds", "steps", "requests", "coverage", "violations"] {
+        assert_eq!(merged[key], whole[key], "{key}");
+    }
+    let other = sim(&["merge-runs", &apart[0], &apart[2]]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("shards of different runs"), "{other:?}");
 }
 
 /// `--steer` says which marks it boosted (text and JSON), and is refused where it cannot run.
