@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 
-use super::frontier::{interval_words, FrontierOutput};
+use super::frontier::{result_interval_words, FrontierOutput};
 use super::report::{thousands, PlanOutput, PoolBand, Summary};
 use super::scenario::{fmt_f64, PlanScenario};
 use super::solve::{
@@ -630,6 +630,7 @@ pub fn render(out: &PlanOutput) -> String {
 /// The verdict of one target as a line with a badge.
 fn verdict_div(r: &TargetResult) -> String {
     let (class, badge) = match r.verdict {
+        Verdict::NoneMeets if !r.undecided_at.is_empty() => ("not", "undecided"),
         Verdict::Between { .. } | Verdict::AllMeet => ("met", "met"),
         Verdict::NoneMeets => ("not", "not met"),
     };
@@ -1019,13 +1020,18 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
         let seeds: u64 = out.points.iter().map(|p| p.results[t].seeds_run).sum();
         let _ = write!(
             o,
-            r#"<div class="verdict {}"><span class="badge">met at {met} of {}</span>{}: {} that meets it, for each {}; {} % confidence each; {} seeds spent<table style="margin-top:6px"><tr><th>{}</th><th>{}</th><th>seeds</th><th>verdict</th></tr>"#,
+            r#"<div class="verdict {}"><span class="badge">met at {met} of {}</span>{}: {} that meets it, for each {}; {} % confidence each{}; {} seeds spent<table style="margin-top:6px"><tr><th>{}</th><th>{}</th><th>seeds</th><th>verdict</th></tr>"#,
             if met == out.points.len() { "met" } else { "not" },
             out.points.len(),
             esc(&first.target.text),
             esc(key),
             esc(over),
             confidence,
+            if out.points.iter().any(|p| !p.results[t].undecided_at.is_empty()) {
+                ", none where undecided"
+            } else {
+                ""
+            },
             thousands(seeds),
             esc(over),
             esc(key)
@@ -1036,7 +1042,7 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
                 o,
                 r#"<tr><td>{}</td><td class="l">{}</td><td>{}</td><td class="l">{}</td></tr>"#,
                 esc(&p.value),
-                esc(&interval_words(&out.range, &r.verdict)),
+                esc(&result_interval_words(&out.range, r)),
                 thousands(r.seeds_run),
                 esc(r.line.split_once(": ").map_or(r.line.as_str(), |(_, rest)| rest))
             );

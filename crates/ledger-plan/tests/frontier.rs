@@ -127,6 +127,13 @@ fn an_undecided_row_says_so() {
         assert!(line.contains("none of 0..100 shown to meet"), "{line}");
         assert!(line.contains("undecided at 0 and 100 after the 5-seed cap: raise --max-seeds"), "{line}");
     }
+    // The report says the same: no row claims a "none meets" it did not decide.
+    let page = html::render_frontier(&out);
+    assert!(page.contains("95 % confidence each, none where undecided"), "{page}");
+    assert!(page.contains("none of 0..100 shown to meet"), "{page}");
+    let solve = s.solve(&|_, _| {}).unwrap();
+    let page = html::render_solve(&solve);
+    assert!(page.contains(r#"<span class="badge">undecided</span>"#), "{page}");
 }
 
 /// The pieces a person looks for, in the order they should come, and nothing that could run.
