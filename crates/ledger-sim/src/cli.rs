@@ -224,13 +224,13 @@ fn check_environment() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `e` comes from writing to a pipe whose reader has gone.
+/// Whether `e` is the program's own output meeting a pipe whose reader has gone: a bare I/O
+/// error of writing (`writeln!(out, ...)?`, `serde_json::to_writer`), not one a database
+/// connection or a child's input wraps in its own error, which is a failure to report.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
-                == Some(std::io::ErrorKind::BrokenPipe)
-    })
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        || e.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+            == Some(std::io::ErrorKind::BrokenPipe)
 }
 
 /// The longest line of an error message printed whole: a parser's error quotes the line it
@@ -612,4 +612,58 @@ fn error_chain(e: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_broken_pipe, shown};
+    use std::io::{Error, ErrorKind};
+
+    /// Only the program's own output meeting a closed pipe is a quiet exit; a broken pipe a
+    /// database connection or a child's input wraps in its own error is a failure to report.
+    #[test]
+    fn only_a_bare_broken_pipe_is_a_closed_output() {
+        assert!(is_broken_pipe(&anyhow::Error::from(Error::from(ErrorKind::BrokenPipe))));
+        let json = serde_json::to_writer(Closed, &1).unwrap_err();
+        assert!(is_broken_pipe(&anyhow::Error::from(json)));
+        assert!(!is_broken_pipe(&anyhow::Error::from(Lost(Error::from(ErrorKind::BrokenPipe)))));
+        assert!(!is_broken_pipe(&anyhow::Error::from(Error::from(ErrorKind::NotFound))));
+    }
+
+    struct Closed;
+
+    /// An error of a connection, with the I/O error as its source.
+    #[derive(Debug)]
+    struct Lost(Error);
+
+    impl std::fmt::Display for Lost {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection to the server lost")
+        }
+    }
+
+    impl std::error::Error for Lost {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(Error::from(ErrorKind::BrokenPipe))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn shown_errors_hide_passwords_and_cut_long_lines() {
+        let long = "x".repeat(5_000);
+        let out = shown(&format!("bad: postgres://u:pw@h/db\n{long}\nend"));
+        assert!(out.starts_with("bad: postgres://u:***@h/db\n"), "{out}");
+        assert!(out.contains("... (3000 more bytes)\nend"), "{out}");
+        let wide = "é".repeat(1_500);
+        assert!(shown(&wide).ends_with("more bytes)"), "cut on a character boundary");
+    }
 }
