@@ -68,9 +68,9 @@ pub use args::{ExecArgs, PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY
 pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
 pub use exec::{replay_on_exec, start_exec, ChildDb};
-pub use lockstep::replay_on_pg;
 /// Every URL password in a message replaced by `***` (for the command line's error output).
 pub use ledger_pg::redacted_text;
+pub use lockstep::replay_on_pg;
 
 use ledger_simulator::report::{EngineKind, RunReport};
 
