@@ -83,9 +83,11 @@ pub struct Plan {
 /// The scenario TOML `text` as a document with top-level `overrides` such as
 /// `("seeds", "100")` applied, after checking the file itself (so its errors name its lines).
 fn document(text: &str, origin: &str, overrides: &[(&str, String)]) -> Result<toml::Table, PlanError> {
-    PlanScenario::from_toml_str(text, origin)?;
-    let mut doc: toml::Table =
-        toml::from_str(text).map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: e.to_string() })?;
+    // The scenario as read, defaults included, so that a sweep or a solve can set a parameter
+    // of a distribution the file leaves at its default (`cost.estimate_sats.median`).
+    let parsed = PlanScenario::from_toml_str(text, origin)?;
+    let mut doc = toml::Table::try_from(&parsed)
+        .map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: e.to_string() })?;
     for (key, value) in overrides {
         let v: i64 = value.parse().map_err(|_| PlanError::Sweep(format!("{key}={value}: not a whole number")))?;
         doc.insert((*key).to_owned(), toml::Value::Integer(v));

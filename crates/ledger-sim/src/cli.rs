@@ -92,7 +92,7 @@ struct RunArgs {
     seeds: Option<(u64, u64)>,
     /// Run only the `I`-th of `N` contiguous slices of `--seeds A..B` (1-based); combine the
     /// `--json` reports with `ledger-sim merge-runs`.
-    #[arg(long, value_parser = ledger_plan::parse_shard, requires = "seeds", conflicts_with = "soak")]
+    #[arg(long, value_parser = ledger_plan::parse_shard, requires = "seeds", conflicts_with_all = ["soak", "seed"])]
     shard: Option<ledger_plan::report::Shard>,
     /// Number of users (overrides the scenario).
     #[arg(long, allow_hyphen_values = true)]
@@ -295,7 +295,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             let (len, n, i) = (seeds.1 - seeds.0, u64::from(shard.count), u64::from(shard.index - 1));
             let at = |k: u64| seeds.0 + k * (len / n) + k.min(len % n);
             let slice = (at(i), at(i + 1));
-            if slice.0 == slice.1 {
+            // Refused for every shard of such a split, not only for the empty ones, so a fleet
+            // of more machines than seeds fails the same way on each.
+            if len < n {
                 anyhow::bail!(
                     "--shard {}/{}: the range {}..{} has fewer seeds than shards",
                     shard.index,

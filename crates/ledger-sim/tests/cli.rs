@@ -59,6 +59,17 @@ fn violation_exits_one_and_its_trace_replays() {
 
 #[test]
 fn bad_input_exits_two_naming_what_and_where() {
+    // A shard of one seed, and every shard of a split into more shards than seeds.
+    for (args, says) in [
+        (&["run", "--seed", "1", "--shard", "1/2"][..], "cannot be used with"),
+        (&["run", "--seeds", "0..3", "--shard", "1/4"][..], "fewer seeds than shards"),
+        (&["run", "--seeds", "0..3", "--shard", "4/4"][..], "fewer seeds than shards"),
+    ] {
+        let out = sim(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
     let scenario = tmp("bad.toml");
     std::fs::write(&scenario, "n_users = 10\nn_stepz = 5\n").unwrap();
     let out = sim(&["run", "--scenario", scenario.to_str().unwrap()]);
