@@ -192,6 +192,14 @@ pub enum BadLine {
 /// The next line (without its `\n`), `None` at the end; a line that is not UTF-8 or is
 /// longer than [`MAX_LINE`] is a [`BadLine`], so that a runaway peer cannot exhaust memory.
 pub fn read_bounded_line(reader: &mut impl BufRead) -> std::io::Result<Option<Result<String, BadLine>>> {
+    Ok(read_bounded_bytes(reader)?.map(|line| {
+        line.and_then(|bytes| String::from_utf8(bytes).map_err(|e| BadLine::NotUtf8(e.utf8_error().to_string())))
+    }))
+}
+
+/// The bytes of the next line (without its `\n`), `None` at the end; a line longer than
+/// [`MAX_LINE`] is [`BadLine::TooLong`], the rest of it left unread.
+pub fn read_bounded_bytes(reader: &mut impl BufRead) -> std::io::Result<Option<Result<Vec<u8>, BadLine>>> {
     let mut bytes = Vec::new();
     let n = reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut bytes)?;
     if n == 0 {
@@ -202,7 +210,7 @@ pub fn read_bounded_line(reader: &mut impl BufRead) -> std::io::Result<Option<Re
     } else if bytes.len() > MAX_LINE {
         return Ok(Some(Err(BadLine::TooLong)));
     }
-    Ok(Some(String::from_utf8(bytes).map_err(|e| BadLine::NotUtf8(e.utf8_error().to_string()))))
+    Ok(Some(Ok(bytes)))
 }
 
 /// What the child said it is.

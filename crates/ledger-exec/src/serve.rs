@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use ledger_core::{implied_movements, Command, Config, Ledger, Movement, Outcome, Refusal};
 use ledger_harness::Reply;
 
-use crate::child::{BadLine, MAX_LINE};
+use crate::child::{read_bounded_bytes, BadLine};
 use crate::protocol::{
     number_out_of_range, Api, ErrorCode, Observation, Request, RequestBody, Response, ResponseBody, StateKind,
     PROTOCOL_VERSION,
@@ -86,18 +86,14 @@ type ReadLine = Result<(String, Option<BadLine>), BadLine>;
 
 /// The next line without its `\n`, `None` at the end. A line that is not UTF-8 comes back
 /// with its invalid bytes replaced (U+FFFD) and the reason, so that its `id` may still be read;
-/// one longer than [`MAX_LINE`] is a [`BadLine::TooLong`], the rest of it left unread.
+/// one longer than [`MAX_LINE`](crate::child::MAX_LINE) is a [`BadLine::TooLong`], the rest of it
+/// left unread.
 fn read_line(input: &mut impl BufRead) -> std::io::Result<Option<ReadLine>> {
-    let mut bytes = Vec::new();
-    let n = input.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut bytes)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-    } else if bytes.len() > MAX_LINE {
-        return Ok(Some(Err(BadLine::TooLong)));
-    }
+    let bytes = match read_bounded_bytes(input)? {
+        None => return Ok(None),
+        Some(Err(bad)) => return Ok(Some(Err(bad))),
+        Some(Ok(bytes)) => bytes,
+    };
     Ok(Some(Ok(match String::from_utf8(bytes) {
         Ok(line) => (line, None),
         Err(e) => {
