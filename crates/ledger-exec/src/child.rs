@@ -122,14 +122,12 @@ pub enum ExecError {
         source: std::io::Error,
     },
     /// Writing to it failed (it exited).
-    #[error("`{command}` stopped reading its input: {error}{status}")]
+    #[error("`{command}` stopped reading its input: {source}{status}")]
     Write {
         /// The command.
         command: String,
-        /// Why. Not the error's source: a broken pipe here is the child's input, and a caller
-        /// that takes a broken pipe in the chain for its own closed output (`ledger-sim`
-        /// exits 141 quietly then) must not find it.
-        error: std::io::Error,
+        /// Why.
+        source: std::io::Error,
         /// Its exit status, if it exited.
         status: String,
     },
@@ -389,8 +387,8 @@ impl Child {
         let line = serde_json::to_string(&Request { id, body }).expect("requests serialize");
         let stdin = self.stdin.as_mut().expect("open until drop");
         let written = stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n"));
-        if let Err(error) = written {
-            return Err(ExecError::Write { command: self.command.clone(), error, status: self.status() });
+        if let Err(source) = written {
+            return Err(ExecError::Write { command: self.command.clone(), source, status: self.status() });
         }
         self.in_flight.insert(id, what);
         Ok(id)
@@ -398,9 +396,9 @@ impl Child {
 
     /// Sends what was buffered.
     pub fn flush(&mut self) -> Result<(), ExecError> {
-        self.stdin.as_mut().expect("open until drop").flush().map_err(|error| ExecError::Write {
+        self.stdin.as_mut().expect("open until drop").flush().map_err(|source| ExecError::Write {
             command: self.command.clone(),
-            error,
+            source,
             status: self.status(),
         })
     }
