@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{json, root, scratch, sim_in, SIM};
+use common::{broken, json, root, scratch, sim_in, SIM};
 
 fn serve() -> String {
     format!("'{SIM}' serve")
@@ -43,12 +43,6 @@ fn the_conformance_vectors_pass_over_the_protocol() {
     let r = json(&out);
     assert!(r["cases"].as_u64().unwrap() >= 300, "{out}");
     assert_eq!(r["failed"], 0, "{out}");
-}
-
-/// `ledger-sim serve` behind a filter that rewrites its answers: an implementation with one
-/// realistic bug, for the harness to catch.
-fn broken(sed: &str) -> String {
-    format!("'{SIM}' serve | sed -u '{sed}'")
 }
 
 #[test]

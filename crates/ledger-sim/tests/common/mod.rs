@@ -34,3 +34,9 @@ pub fn scratch(name: &str) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     dir.display().to_string()
 }
+
+/// `ledger-sim serve` behind a `sed` filter that rewrites its answers: an implementation with
+/// one realistic bug, for the harness to catch.
+pub fn broken(sed: &str) -> String {
+    format!("'{SIM}' serve | sed -u '{sed}'")
+}
