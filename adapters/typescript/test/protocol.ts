@@ -36,6 +36,20 @@ function expect(what: string, got: unknown, want: unknown) {
 const reply = (r: JsonObject) => (r.type === "reply" ? { fresh: r.fresh, ...(r.reply as JsonObject) } : { error: r.code, definite: r.definite });
 const call = (c: Child, now: bigint, x: Record<string, unknown>) => c.request({ type: "call", now_ms: now, call: x }).then(reply);
 
+// ── both: nothing is served before hello ───────────────────────────────────────────────────
+for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
+  const c = new Child(command);
+  const unavailable = { error: "unavailable", definite: true };
+  expect(`${name}: observe before hello`, reply(await c.request({ type: "observe" })), unavailable);
+  expect(`${name}: call before hello`, await call(c, T, { call: "credit", payment_id: 1n, paid_sats: 100n }), unavailable);
+  expect(`${name}: reset before hello`, reply(await c.request({ type: "reset", config: config() })), unavailable);
+  expect(`${name}: a refused hello greets nobody`, (await c.request({ type: "hello", protocol: 2n, config: config() })).code, "not_supported");
+  expect(`${name}: still unavailable`, reply(await c.request({ type: "observe" })), unavailable);
+  expect(`${name}: hello`, (await c.request({ type: "hello", protocol: 1n, config: config() })).type, "hello_ok");
+  expect(`${name}: reset after hello`, (await c.request({ type: "reset", config: config() })).type, "reset_ok");
+  expect(`${name}: exit`, await c.close(), 0);
+}
+
 // ── corrected: errors, numbers, end of input ───────────────────────────────────────────────
 {
   const c = new Child(CORRECTED);

@@ -193,9 +193,15 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
   const inflight = new Set<Promise<void>>();
   // Calls wait for the last hello/reset; hello/reset wait for everything before them.
   let barrier: Promise<unknown> = Promise.resolve();
+  // Whether a `hello` has been answered `hello_ok`: a request before it is `unavailable`
+  // (SPEC.md §9.1). A request after a `hello` line waits for it, so it sees the flag set.
+  let greeted = false;
 
   const handle = async (id: Json, req: JsonObject): Promise<Record<string, unknown>> => {
     const type = req.type;
+    if (!greeted && (type === "reset" || type === "call" || type === "observe")) {
+      throw new ProtocolError("unavailable", `${type} before hello`);
+    }
     switch (type) {
       case "hello": {
         const protocol = field(req, "protocol", "hello");
@@ -203,6 +209,7 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
         if (protocol !== PROTOCOL_VERSION) throw new ProtocolError("not_supported", `protocol ${protocol}: this child speaks protocol 1`);
         const config = readConfig(field(req, "config", "hello"));
         const h = await engine.hello(config);
+        greeted = true;
         return { id, type: "hello_ok", protocol: PROTOCOL_VERSION, name: h.name, api: h.api, clock: "harness", state: h.state };
       }
       case "reset": {
