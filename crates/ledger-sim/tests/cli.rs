@@ -262,8 +262,9 @@ fn errors_hide_secrets_and_refuse_what_cannot_be_simulated() {
     assert!(err.contains("RAYON_NUM_THREADS=\"-1\""), "{err}");
 }
 
-/// `run --for` soaks fresh seeds for a while and `--junit` writes the verdict for CI: a clean
-/// engine passes every case; the seed model fails with its counterexamples and replay commands.
+/// `run --for` soaks fresh seeds for a while, says at the end how many it ran, and `--junit`
+/// writes the verdict for CI: a clean engine passes every case; the seed model fails with its
+/// counterexamples and replay commands.
 #[test]
 fn a_soak_writes_junit_and_fails_on_any_violation() {
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/ci-small.toml");
@@ -283,6 +284,8 @@ fn a_soak_writes_junit_and_fails_on_any_violation() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("soak: 2 s of seeds from "), "{err}");
+    // Shorter than the progress period, it still says what it ran.
+    assert!(err.contains("soak: done: ") && err.contains(" seeds/s, 0 violating seed(s)"), "{err}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     // I1-I6 and I8 (I7 is judged only on PostgreSQL).
     assert!(xml.contains("tests=\"7\" failures=\"0\""), "{xml}");
