@@ -53,18 +53,14 @@ use std::fmt::Write as _;
 use ledger_core::{Tier, DAY_MS};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poisson};
 
-use crate::history::{HistoryRow, Served, MAX_DAYS, MAX_START_MS};
-use crate::scenario::{fmt_f64, Dist, DistKind, PlanScenario, TierRates};
+use crate::history::{HistoryRow, Served};
+use crate::scenario::{
+    fmt_f64, Dist, DistKind, PlanScenario, TierRates, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_LOGNORMAL_SIGMA,
+    MAX_PER_USER_PER_DAY, MAX_POISSON_MEAN, MAX_POPULATION, MAX_START_MS,
+};
 
-/// The most users a scenario may have (`PlanScenario::validate`).
-pub const MAX_POPULATION: u64 = 10_000_000;
-
-/// The most requests per user per day a scenario's `requests.per_user_per_day` may give
-/// (`PlanScenario::validate`): larger counts are clamped to it.
-pub const MAX_PER_USER_PER_DAY: u64 = 10_000;
-
-/// The largest `cost.actual_pct`.
-const MAX_ACTUAL_PCT: f64 = crate::history::MAX_ACTUAL_PCT as f64;
+/// The largest `cost.actual_pct`, as the fitted distributions hold it.
+const MAX_ACTUAL_PCT: f64 = crate::scenario::MAX_ACTUAL_PCT as f64;
 
 /// Rows with a smaller estimate do not enter `cost.actual_pct`: the actual cost is a whole
 /// number of sats, so a 9-sat estimate moves the percentage in steps of 11.
@@ -252,7 +248,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     assert!(!rows.is_empty(), "a history has at least one row (the reader refuses an empty one)");
     let start_ms = rows[0].time_ms / DAY_MS * DAY_MS;
     let span = (rows[rows.len() - 1].time_ms - start_ms) / DAY_MS + 1;
-    if span > MAX_DAYS {
+    if span > u64::from(MAX_DAYS) {
         return Err(FitError::TooLong { origin: origin.to_owned(), days: span });
     }
     if start_ms > MAX_START_MS {
@@ -623,7 +619,7 @@ fn fit_counts(hist: &BTreeMap<u64, u64>) -> DistFit {
         var / mean.max(1e-9)
     );
     if aic_poisson <= aic_logn || !se[0].is_finite() {
-        let m = round4(mean).min(1000.0);
+        let m = round4(mean).min(MAX_POISSON_MEAN);
         let tail = |k: u64| if k == hi { poisson.sf(hi - 1) } else { poisson.pmf(k) };
         let gof = chi2_fit(hist, 0, hi, 1, tail);
         return DistFit {
@@ -635,7 +631,7 @@ fn fit_counts(hist: &BTreeMap<u64, u64>) -> DistFit {
     let median = x[0].exp();
     let gof = chi2_fit(hist, 0, hi, 2, |k| rounded_mass(x[0], x[1], 0, hi, k));
     DistFit {
-        dist: Dist::lognormal(round4(median).min(cap), round4(x[1]).min(5.0), Some(cap)),
+        dist: Dist::lognormal(round4(median).min(cap), round4(x[1]).min(MAX_LOGNORMAL_SIGMA), Some(cap)),
         params: vec![("median", est(median, median * se[0], n)), ("sigma", est(x[1], se[1], n))],
         quality: format!(
             "n = {n} user-days; median se {}, sigma se {}, max = the largest count; {gof}; {why}{clamped}",
@@ -692,7 +688,11 @@ fn fit_estimates(rows: &[HistoryRow]) -> DistFit {
     }
     let median = x[0].exp();
     DistFit {
-        dist: Dist::lognormal(round4(median).min(1e9), round4(x[1]).min(5.0), Some(hi as f64)),
+        dist: Dist::lognormal(
+            round4(median).min(MAX_ESTIMATE_SATS as f64),
+            round4(x[1]).min(MAX_LOGNORMAL_SIGMA),
+            Some(hi as f64),
+        ),
         params: vec![("median", est(median, median * se[0], n)), ("sigma", est(x[1], se[1], n))],
         quality: format!(
             "n = {n} requests; median se {}, sigma se {}, max = the largest estimate; \
@@ -788,7 +788,7 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
     Some(DistFit {
         dist: Dist {
             max: Some(max),
-            ..Dist::lognormal(round4(median).min(MAX_ACTUAL_PCT), round4(lsigma).min(5.0), None)
+            ..Dist::lognormal(round4(median).min(MAX_ACTUAL_PCT), round4(lsigma).min(MAX_LOGNORMAL_SIGMA), None)
         },
         params: vec![("median", est(median, median * se_mu, n)), ("sigma", est(lsigma, se_sigma, n))],
         quality: format!(

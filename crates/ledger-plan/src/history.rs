@@ -48,24 +48,14 @@ use std::str::FromStr;
 
 use ledger_core::{Tier, DAY_MS};
 
+use crate::scenario::{MAX_ACTUAL_PCT, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_START_MS};
+
 /// The header line, exactly.
 pub const HEADER: &str = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid";
 
-/// The latest `start_ms` a scenario may have: 2100-01-01 UTC (`PlanScenario::validate`).
-pub const MAX_START_MS: u64 = 4_102_444_800_000;
-
-/// The most days a scenario may have (`PlanScenario::validate`).
-pub const MAX_DAYS: u64 = 3650;
-
 /// The largest `time_ms`: the last millisecond of the longest scenario starting at the
 /// latest, so that every history the planner writes reads back.
-pub const MAX_TIME_MS: u64 = MAX_START_MS + MAX_DAYS * DAY_MS - 1;
-
-/// The largest estimate in sats (the scenario's `cost.estimate_sats` range).
-pub const MAX_ESTIMATE_SATS: u64 = 1_000_000_000;
-
-/// The largest `cost.actual_pct` a scenario may have.
-pub const MAX_ACTUAL_PCT: u64 = 1000;
+pub const MAX_TIME_MS: u64 = MAX_START_MS + MAX_DAYS as u64 * DAY_MS - 1;
 
 /// The largest actual cost in sats: the largest estimate at the largest `cost.actual_pct`.
 pub const MAX_ACTUAL_SATS: u64 = MAX_ESTIMATE_SATS * MAX_ACTUAL_PCT / 100;

@@ -17,10 +17,10 @@
 //! | `days` | `30` | days to simulate, `1..=3650` |
 //! | `seeds` | `20` | Monte Carlo runs per configuration, `1..=100000` (`--seeds` overrides) |
 //! | `seed` | `1` | first seed; run `k` uses seed `seed + k` |
-//! | `start_ms` | `1704067200000` | virtual time of day 0, midnight (2024-01-01 UTC) |
-//! | `pool_initial_sats` | `10000` | the pool's genesis balance (`FREE_TIER_POOL_INITIAL_SATS`) |
+//! | `start_ms` | `1704067200000` | virtual time of day 0, midnight (2024-01-01 UTC), at most `4102444800000` (2100-01-01) |
+//! | `pool_initial_sats` | `10000` | the pool's genesis balance (`FREE_TIER_POOL_INITIAL_SATS`), `0..=1000000000000000` |
 //! | `credit_pct` | `10` | share of every paid invoice credited to the pool, `0..=100`, at most two decimals (`FREE_TIER_POOL_CREDIT_PCT`) |
-//! | `reservation_ttl_ms` | `600000` | how long a reservation may stay outstanding before `expire` |
+//! | `reservation_ttl_ms` | `600000` | how long a reservation may stay outstanding before `expire`, `1..=2592000000` (30 days) |
 //!
 //! `[population]`: users at day 0, per tier, and growth.
 //!
@@ -33,7 +33,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `per_user_per_day` | `{ dist = "poisson", mean = 2 }` | requests each user sends per day, a [`Dist`] (rounded to whole requests) |
+//! | `per_user_per_day` | `{ dist = "poisson", mean = 2 }` | requests each user sends per day, a [`Dist`] in `0..=10000` (rounded to whole requests) |
 //! | `hourly_weights` | 24 × `1` | the daily cycle: relative traffic of each hour (UTC), 24 non-negative numbers with a positive sum |
 //! | `even` | `false` | deterministic arrivals: a user's `n` requests of a day are spaced evenly (at `(2k+1)/2n` of the day) instead of drawn from the cycle |
 //! | `session_share` | `0.3` | share of requests that are synchronous sessions (the rest are asynchronous jobs), `0..=1` |
@@ -42,7 +42,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `estimate_sats` | `{ dist = "lognormal", median = 30, sigma = 0.8, max = 2000 }` | the estimated cost `decide` sees, a [`Dist`] (rounded, at least 1) |
+//! | `estimate_sats` | `{ dist = "lognormal", median = 30, sigma = 0.8, max = 2000 }` | the estimated cost `decide` sees, a [`Dist`] in `1..=1000000000` (rounded, at least 1) |
 //! | `actual_pct` | `{ dist = "uniform", min = 60, max = 110 }` | the actual cost as a percentage of the estimate, a [`Dist`] in `0..=1000` |
 //! | `work_ms` | `30000` | how long work runs (reservations are held meanwhile), `0..=86400000` |
 //! | `work_failure` | `0.02` | probability that work fails (the reservation is released), `0..=1` |
@@ -53,7 +53,7 @@
 //! |---|---|---|
 //! | `gate_paid` | `0.5` | probability that a user pays a full (gated) invoice; otherwise the request is abandoned |
 //! | `partial_paid` | `0.85` | probability that a user pays the reduced invoice of a partial offer; otherwise it is abandoned and nothing is reserved |
-//! | `pay_delay_ms` | `60000` | time from a job's decision to its invoice being paid (other traffic runs meanwhile, so a partial offer can go stale) |
+//! | `pay_delay_ms` | `60000` | time from a job's decision to its invoice being paid (other traffic runs meanwhile, so a partial offer can go stale), `0..=86400000` |
 //!
 //! `[tiers]`: trust changes, applied to each user at the end of each day.
 //!
@@ -66,14 +66,14 @@
 //! promotion plus decay of a tier at most 1.
 //!
 //! `[budget]`: daily free budget per tier in sats (`FREE_TIER_BUDGET_*`): `new = 0`,
-//! `established = 50`, `trusted = 200`, `elite = 1000`.
+//! `established = 50`, `trusted = 200`, `elite = 1000`, each in `0..=1000000000000`.
 //!
 //! `[partial]`: what the service does with a partial offer.
 //!
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `enabled` | `true` | `false`: the service never makes partial offers; a partial decision is charged in full like a gate |
-//! | `min_offer_sats` | `1` | offers below this are not made (charged in full), `1..` |
+//! | `min_offer_sats` | `1` | offers below this are not made (charged in full), `1..=1000000000` |
 //! | `on_refused` | `"requote"` | when `reserve_partial` is refused because the offer went stale: `"requote"` reserves what is available and invoices the rest, `"charge_full"` invoices the whole offer |
 //!
 //! A [`Dist`] is an inline table with a `dist` kind and its parameters:
@@ -84,8 +84,54 @@
 
 use std::fmt;
 
-use ledger_core::{Bps, Budgets, Config, Sats, Tier};
+use ledger_core::{Bps, Budgets, Config, Sats, Tier, DAY_MS};
 use serde::{Deserialize, Serialize};
+
+// The planner's bounds on a scenario, stated once: [`PlanScenario::validate`] enforces them,
+// and the history reader ([`crate::history`]) and the fitter ([`crate::fit`]) derive theirs
+// from them, so that every history the planner writes reads back and every fit loads.
+
+/// The most days a scenario may have.
+pub const MAX_DAYS: u32 = 3650;
+
+/// The most Monte Carlo runs per configuration.
+pub const MAX_SEEDS: u32 = 100_000;
+
+/// The latest `start_ms`: 2100-01-01 UTC.
+pub const MAX_START_MS: u64 = 4_102_444_800_000;
+
+/// The most users at day 0, of each tier and in all.
+pub const MAX_POPULATION: u64 = 10_000_000;
+
+/// The most requests `requests.per_user_per_day` may give a user in a day.
+pub const MAX_PER_USER_PER_DAY: u64 = 10_000;
+
+/// The largest `mean` of a `poisson` distribution.
+pub const MAX_POISSON_MEAN: f64 = 1000.0;
+
+/// The largest `sigma` of a `lognormal` distribution.
+pub const MAX_LOGNORMAL_SIGMA: f64 = 5.0;
+
+/// The largest estimate in sats `cost.estimate_sats` may give.
+pub const MAX_ESTIMATE_SATS: u64 = 1_000_000_000;
+
+/// The largest actual cost as a percentage of the estimate (`cost.actual_pct`).
+pub const MAX_ACTUAL_PCT: u64 = 1000;
+
+/// The longest `cost.work_ms` and `payment.pay_delay_ms`: a day.
+pub const MAX_DELAY_MS: u64 = DAY_MS;
+
+/// The largest daily free budget of a tier in sats.
+pub const MAX_BUDGET_SATS: u64 = 1_000_000_000_000;
+
+/// The largest `pool_initial_sats`.
+pub const MAX_POOL_INITIAL_SATS: u64 = 1_000_000_000_000_000;
+
+/// The longest `reservation_ttl_ms`: 30 days.
+pub const MAX_RESERVATION_TTL_MS: u64 = 30 * DAY_MS;
+
+/// The largest `partial.min_offer_sats`.
+pub const MAX_MIN_OFFER_SATS: u64 = 1_000_000_000;
 
 /// A scenario for `ledger-sim plan`. See the [module documentation](self) for every field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -272,8 +318,8 @@ impl Dist {
                 }
                 Some(x) => {
                     let (a, b) = match name {
-                        "sigma" => (0.0, 5.0),
-                        "mean" => (0.0, hi.min(1000.0)),
+                        "sigma" => (0.0, MAX_LOGNORMAL_SIGMA),
+                        "mean" => (0.0, hi.min(MAX_POISSON_MEAN)),
                         "median" => (f64::MIN_POSITIVE, hi),
                         _ => (lo, hi),
                     };
@@ -555,20 +601,20 @@ impl PlanScenario {
             // A name is printed on the terminal: an escape sequence would drive it.
             c.fail("name", format!("{:?}", self.name), format!("a control character ({:?}) in a label", bad));
         }
-        c.range_u("days", u64::from(self.days), 1, 3650);
-        c.range_u("seeds", u64::from(self.seeds), 1, 100_000);
-        c.range_u("start_ms", self.start_ms, 0, 4_102_444_800_000);
+        c.range_u("days", u64::from(self.days), 1, u64::from(MAX_DAYS));
+        c.range_u("seeds", u64::from(self.seeds), 1, u64::from(MAX_SEEDS));
+        c.range_u("start_ms", self.start_ms, 0, MAX_START_MS);
         let p = &self.population;
         for (name, v) in ["new", "established", "trusted", "elite"].iter().zip(p.by_tier()) {
-            c.range_u(&format!("population.{name}"), v, 0, 10_000_000);
+            c.range_u(&format!("population.{name}"), v, 0, MAX_POPULATION);
         }
         let total: u64 = p.by_tier().iter().sum();
-        if !(1..=10_000_000).contains(&total) {
-            c.fail("population", total, "the total population must be in 1..=10000000");
+        if !(1..=MAX_POPULATION).contains(&total) {
+            c.fail("population", total, format!("the total population must be in 1..={MAX_POPULATION}"));
         }
         c.range("population.growth_pct_per_day", p.growth_pct_per_day, 0.0, 100.0);
         let r = &self.requests;
-        r.per_user_per_day.check("requests.per_user_per_day", 0.0, 10_000.0, &mut c);
+        r.per_user_per_day.check("requests.per_user_per_day", 0.0, MAX_PER_USER_PER_DAY as f64, &mut c);
         if r.hourly_weights.len() != 24 {
             c.fail("requests.hourly_weights", format!("{} numbers", r.hourly_weights.len()), "must hold 24 numbers");
         } else if r.hourly_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
@@ -582,13 +628,13 @@ impl PlanScenario {
             );
         }
         c.range("requests.session_share", r.session_share, 0.0, 1.0);
-        self.cost.estimate_sats.check("cost.estimate_sats", 1.0, 1e9, &mut c);
-        self.cost.actual_pct.check("cost.actual_pct", 0.0, 1000.0, &mut c);
-        c.range_u("cost.work_ms", self.cost.work_ms, 0, 86_400_000);
+        self.cost.estimate_sats.check("cost.estimate_sats", 1.0, MAX_ESTIMATE_SATS as f64, &mut c);
+        self.cost.actual_pct.check("cost.actual_pct", 0.0, MAX_ACTUAL_PCT as f64, &mut c);
+        c.range_u("cost.work_ms", self.cost.work_ms, 0, MAX_DELAY_MS);
         c.range("cost.work_failure", self.cost.work_failure, 0.0, 1.0);
         c.range("payment.gate_paid", self.payment.gate_paid, 0.0, 1.0);
         c.range("payment.partial_paid", self.payment.partial_paid, 0.0, 1.0);
-        c.range_u("payment.pay_delay_ms", self.payment.pay_delay_ms, 0, 86_400_000);
+        c.range_u("payment.pay_delay_ms", self.payment.pay_delay_ms, 0, MAX_DELAY_MS);
         let (up, down) = (self.tiers.promote_per_day.by_tier(), self.tiers.decay_per_day.by_tier());
         for (i, tier) in Tier::ALL.iter().enumerate() {
             c.range(&format!("tiers.promote_per_day.{tier}"), up[i], 0.0, 1.0);
@@ -611,9 +657,9 @@ impl PlanScenario {
         for (name, v) in
             ["new", "established", "trusted", "elite"].iter().zip([b.new, b.established, b.trusted, b.elite])
         {
-            c.range_u(&format!("budget.{name}"), v, 0, 1_000_000_000_000);
+            c.range_u(&format!("budget.{name}"), v, 0, MAX_BUDGET_SATS);
         }
-        c.range_u("pool_initial_sats", self.pool_initial_sats, 0, 1_000_000_000_000_000);
+        c.range_u("pool_initial_sats", self.pool_initial_sats, 0, MAX_POOL_INITIAL_SATS);
         if let Err(e) = ledger_core::config::parse_pct("credit_pct", &fmt_f64(self.credit_pct)) {
             let reason = match e {
                 ledger_core::ConfigError::BadValue { reason, .. } => reason,
@@ -621,8 +667,8 @@ impl PlanScenario {
             };
             c.fail("credit_pct", fmt_f64(self.credit_pct), reason);
         }
-        c.range_u("reservation_ttl_ms", self.reservation_ttl_ms, 1, 30 * 86_400_000);
-        c.range_u("partial.min_offer_sats", self.partial.min_offer_sats, 1, 1_000_000_000);
+        c.range_u("reservation_ttl_ms", self.reservation_ttl_ms, 1, MAX_RESERVATION_TTL_MS);
+        c.range_u("partial.min_offer_sats", self.partial.min_offer_sats, 1, MAX_MIN_OFFER_SATS);
         match c.first {
             None => Ok(()),
             Some((key, value, reason)) => {
@@ -738,4 +784,157 @@ pub fn from_table(doc: toml::Table, label: &str) -> Result<PlanScenario, PlanErr
         .map_err(|e| PlanError::Toml { origin: label.to_owned(), message: e.to_string().trim().to_owned() })?;
     s.validate(label, None)?;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error of `text`, or `ok`.
+    fn check(text: &str) -> String {
+        PlanScenario::from_toml_str(text, "s.toml").map_or_else(|e| e.to_string(), |_| "ok".to_owned())
+    }
+
+    /// Every bound is the constant that states it, and inclusive: a scenario at it loads, one
+    /// step past it is refused in the words people read.
+    #[test]
+    fn each_bound_holds_its_constant_and_no_more() {
+        let one_user = "[population]\nnew = 0\nestablished = 0\ntrusted = 0\nelite = 1\n";
+        let cases: Vec<(String, String, &str)> = vec![
+            (
+                format!("days = {MAX_DAYS}"),
+                format!("days = {}", MAX_DAYS + 1),
+                "s.toml:1: days = 3651: must be in 1..=3650",
+            ),
+            (
+                format!("seeds = {MAX_SEEDS}"),
+                format!("seeds = {}", MAX_SEEDS + 1),
+                "s.toml:1: seeds = 100001: must be in 1..=100000",
+            ),
+            (
+                format!("start_ms = {MAX_START_MS}"),
+                format!("start_ms = {}", MAX_START_MS + 1),
+                "s.toml:1: start_ms = 4102444800001: must be in 0..=4102444800000",
+            ),
+            (
+                format!("[population]\nnew = 0\nestablished = 0\ntrusted = 0\nelite = {MAX_POPULATION}"),
+                format!("[population]\nnew = 0\nestablished = 0\ntrusted = 0\nelite = {}", MAX_POPULATION + 1),
+                "s.toml:5: population.elite = 10000001: must be in 0..=10000000",
+            ),
+            (
+                format!(
+                    "[population]\nnew = {}\nestablished = {}\ntrusted = 0\nelite = 0",
+                    MAX_POPULATION / 2,
+                    MAX_POPULATION / 2
+                ),
+                format!(
+                    "[population]\nnew = {}\nestablished = {}\ntrusted = 0\nelite = 0",
+                    MAX_POPULATION / 2,
+                    MAX_POPULATION / 2 + 1
+                ),
+                "s.toml:1: population = 10000001: the total population must be in 1..=10000000",
+            ),
+            (
+                format!(
+                    "{one_user}[requests]\nper_user_per_day = {{ dist = \"fixed\", value = {MAX_PER_USER_PER_DAY} }}"
+                ),
+                format!(
+                    "{one_user}[requests]\nper_user_per_day = {{ dist = \"fixed\", value = {} }}",
+                    MAX_PER_USER_PER_DAY + 1
+                ),
+                "s.toml:7: requests.per_user_per_day.value = 10001: must be in 0..=10000",
+            ),
+            (
+                format!("[requests]\nper_user_per_day = {{ dist = \"poisson\", mean = {MAX_POISSON_MEAN} }}"),
+                format!("[requests]\nper_user_per_day = {{ dist = \"poisson\", mean = {} }}", MAX_POISSON_MEAN + 0.5),
+                "s.toml:2: requests.per_user_per_day.mean = 1000.5: must be in 0..=1000",
+            ),
+            (
+                format!(
+                    "[cost]\nestimate_sats = {{ dist = \"lognormal\", median = 30, sigma = {MAX_LOGNORMAL_SIGMA} }}"
+                ),
+                format!(
+                    "[cost]\nestimate_sats = {{ dist = \"lognormal\", median = 30, sigma = {} }}",
+                    MAX_LOGNORMAL_SIGMA + 0.5
+                ),
+                "s.toml:2: cost.estimate_sats.sigma = 5.5: must be in 0..=5",
+            ),
+            (
+                format!("[cost]\nestimate_sats = {{ dist = \"fixed\", value = {MAX_ESTIMATE_SATS} }}"),
+                format!("[cost]\nestimate_sats = {{ dist = \"fixed\", value = {} }}", MAX_ESTIMATE_SATS + 1),
+                "s.toml:2: cost.estimate_sats.value = 1000000001: must be in 1..=1000000000",
+            ),
+            (
+                format!("[cost]\nactual_pct = {{ dist = \"fixed\", value = {MAX_ACTUAL_PCT} }}"),
+                format!("[cost]\nactual_pct = {{ dist = \"fixed\", value = {} }}", MAX_ACTUAL_PCT + 1),
+                "s.toml:2: cost.actual_pct.value = 1001: must be in 0..=1000",
+            ),
+            (
+                format!("[cost]\nwork_ms = {MAX_DELAY_MS}"),
+                format!("[cost]\nwork_ms = {}", MAX_DELAY_MS + 1),
+                "s.toml:2: cost.work_ms = 86400001: must be in 0..=86400000",
+            ),
+            (
+                format!("[payment]\npay_delay_ms = {MAX_DELAY_MS}"),
+                format!("[payment]\npay_delay_ms = {}", MAX_DELAY_MS + 1),
+                "s.toml:2: payment.pay_delay_ms = 86400001: must be in 0..=86400000",
+            ),
+            (
+                format!("[budget]\nelite = {MAX_BUDGET_SATS}"),
+                format!("[budget]\nelite = {}", MAX_BUDGET_SATS + 1),
+                "s.toml:2: budget.elite = 1000000000001: must be in 0..=1000000000000",
+            ),
+            (
+                format!("pool_initial_sats = {MAX_POOL_INITIAL_SATS}"),
+                format!("pool_initial_sats = {}", MAX_POOL_INITIAL_SATS + 1),
+                "s.toml:1: pool_initial_sats = 1000000000000001: must be in 0..=1000000000000000",
+            ),
+            (
+                format!("reservation_ttl_ms = {MAX_RESERVATION_TTL_MS}"),
+                format!("reservation_ttl_ms = {}", MAX_RESERVATION_TTL_MS + 1),
+                "s.toml:1: reservation_ttl_ms = 2592000001: must be in 1..=2592000000",
+            ),
+            (
+                format!("[partial]\nmin_offer_sats = {MAX_MIN_OFFER_SATS}"),
+                format!("[partial]\nmin_offer_sats = {}", MAX_MIN_OFFER_SATS + 1),
+                "s.toml:2: partial.min_offer_sats = 1000000001: must be in 1..=1000000000",
+            ),
+        ];
+        for (at, past, refused) in cases {
+            assert_eq!(check(&at), "ok", "{at}");
+            assert_eq!(check(&past), refused, "{past}");
+        }
+    }
+
+    /// The module's documentation, and the history's, state the bounds the constants hold.
+    #[test]
+    fn the_documented_bounds_are_the_constants() {
+        let scenario_doc = include_str!("scenario.rs");
+        let history_doc = include_str!("history.rs");
+        let stated = [
+            (scenario_doc, format!("`1..={MAX_DAYS}`")),
+            (scenario_doc, format!("`1..={MAX_SEEDS}`")),
+            (scenario_doc, format!("at most `{MAX_START_MS}` (2100-01-01)")),
+            (scenario_doc, format!("(total `1..={MAX_POPULATION}`)")),
+            (scenario_doc, format!("a [`Dist`] in `0..={MAX_PER_USER_PER_DAY}`")),
+            (scenario_doc, format!("`M <= {MAX_POISSON_MEAN}`")),
+            (scenario_doc, format!("`S <= {MAX_LOGNORMAL_SIGMA}`")),
+            (scenario_doc, format!("a [`Dist`] in `1..={MAX_ESTIMATE_SATS}`")),
+            (scenario_doc, format!("a [`Dist`] in `0..={MAX_ACTUAL_PCT}`")),
+            (scenario_doc, format!("meanwhile), `0..={MAX_DELAY_MS}` |")),
+            (scenario_doc, format!("go stale), `0..={MAX_DELAY_MS}` |")),
+            (scenario_doc, format!("each in `0..={MAX_BUDGET_SATS}`")),
+            (scenario_doc, format!("`0..={MAX_POOL_INITIAL_SATS}`")),
+            (scenario_doc, format!("`1..={MAX_RESERVATION_TTL_MS}` (30 days)")),
+            (scenario_doc, format!("(charged in full), `1..={MAX_MIN_OFFER_SATS}`")),
+            (history_doc, format!("at most `{}`", crate::history::MAX_TIME_MS)),
+            (history_doc, format!("a {MAX_DAYS}-day scenario")),
+            (history_doc, format!("`1..={MAX_ESTIMATE_SATS}`")),
+            (history_doc, format!("`0..={}`", crate::history::MAX_ACTUAL_SATS)),
+            (history_doc, format!("`cost.actual_pct`, {MAX_ACTUAL_PCT} %")),
+        ];
+        for (doc, words) in stated {
+            assert!(doc.lines().any(|l| l.starts_with("//!") && l.contains(&words)), "the documentation lacks {words}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ use ledger_core::Tier;
 use ledger_plan::fit::{self, DistFit, Estimate, FitError, Fitted};
 use ledger_plan::history::{self, HistoryRow, Served};
 use ledger_plan::model;
-use ledger_plan::scenario::{Dist, DistKind, PlanScenario};
+use ledger_plan::scenario::{self, Dist, DistKind, PlanScenario};
 
 /// Standard errors a fitted parameter may be from the truth.
 const Z: f64 = 3.5;
@@ -327,28 +327,6 @@ fn a_history_whose_users_never_come_back_is_refused_saying_why() {
     );
 }
 
-/// The reader's bounds are the scenario's: the latest start and the most days, the largest
-/// estimate and the largest actual percentage are each valid in a scenario, and one more is
-/// not.
-#[test]
-fn the_readers_bounds_are_the_scenarios() {
-    let valid = |toml: String| PlanScenario::from_toml_str(&toml, "bounds").map(|_| ()).map_err(|e| e.to_string());
-    let start = |v: u64| format!("start_ms = {v}\ndays = {}", history::MAX_DAYS);
-    assert_eq!(valid(start(history::MAX_START_MS)), Ok(()));
-    assert!(valid(start(history::MAX_START_MS + 1)).is_err());
-    assert!(valid(format!("days = {}", history::MAX_DAYS + 1)).is_err());
-    let cost = |estimate: u64, pct: u64| {
-        format!(
-            "[cost]\nestimate_sats = {{ dist = \"fixed\", value = {estimate} }}\nactual_pct = {{ dist = \"fixed\", value = {pct} }}"
-        )
-    };
-    assert_eq!(valid(cost(history::MAX_ESTIMATE_SATS, history::MAX_ACTUAL_PCT)), Ok(()));
-    assert!(valid(cost(history::MAX_ESTIMATE_SATS + 1, history::MAX_ACTUAL_PCT)).is_err());
-    assert!(valid(cost(history::MAX_ESTIMATE_SATS, history::MAX_ACTUAL_PCT + 1)).is_err());
-    assert_eq!(history::MAX_TIME_MS, history::MAX_START_MS + history::MAX_DAYS * ledger_core::DAY_MS - 1);
-    assert_eq!(history::MAX_ACTUAL_SATS, history::MAX_ESTIMATE_SATS * history::MAX_ACTUAL_PCT / 100);
-}
-
 /// A history written at the scenario's extremes (the latest start, the most days, the largest
 /// estimate at the largest actual percentage) reads back, and fits to a scenario that loads.
 #[test]
@@ -374,20 +352,23 @@ fn a_history_written_at_the_scenarios_extremes_reads_back() {
         promote_per_day = {{}}
         decay_per_day = {{}}
         "#,
-        history::MAX_DAYS,
-        history::MAX_START_MS,
-        history::MAX_ESTIMATE_SATS,
-        history::MAX_ACTUAL_PCT
+        scenario::MAX_DAYS,
+        scenario::MAX_START_MS,
+        scenario::MAX_ESTIMATE_SATS,
+        scenario::MAX_ACTUAL_PCT
     ));
     let rows = generate(&s);
     let last = rows.last().unwrap();
-    assert!(last.time_ms >= history::MAX_START_MS + (history::MAX_DAYS - 1) * ledger_core::DAY_MS, "{last:?}");
+    assert!(
+        last.time_ms >= scenario::MAX_START_MS + u64::from(scenario::MAX_DAYS - 1) * ledger_core::DAY_MS,
+        "{last:?}"
+    );
     assert!(rows.iter().any(|r| r.actual_sats == Some(history::MAX_ACTUAL_SATS)));
     let text = history::write(&rows);
     let back = history::read(text.as_bytes(), "extremes.csv").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back, rows);
     let f = fit::fit(&back, "extremes.csv").unwrap();
-    assert_eq!((f.start_ms, u64::from(f.days)), (history::MAX_START_MS, history::MAX_DAYS));
+    assert_eq!((f.start_ms, f.days), (scenario::MAX_START_MS, scenario::MAX_DAYS));
     check_toml_loads(&f);
 
     // The last millisecond reads; the fit says that no scenario starts on its day.
@@ -604,7 +585,7 @@ fn random_histories_fit_to_scenarios_that_load() {
             .into_iter()
             .map(|time_ms| {
                 let digits = 1 + next(9) as u32;
-                let estimate_sats = 1 + next(10u64.pow(digits)).min(history::MAX_ESTIMATE_SATS - 1);
+                let estimate_sats = 1 + next(10u64.pow(digits)).min(scenario::MAX_ESTIMATE_SATS - 1);
                 let outcome = [Served::Free, Served::Partial, Served::Gated][next(3) as usize];
                 let paid = (outcome != Served::Free).then(|| next(2) == 0);
                 let ran = paid != Some(false) && next(5) > 0;
