@@ -182,7 +182,8 @@ impl Frame {
             r##"<line x1="{}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#eeeeee"/><text x="{}" y="{:.1}" class="n" text-anchor="end">{}</text>"##,
             self.l,
             self.l + self.pw(),
-            self.l - 4.0,
+            // Clear of a dot on the plot's left edge.
+            self.l - 7.0,
             y + 3.5,
             esc(label)
         );
@@ -486,7 +487,7 @@ h1{{font-size:21px;margin:0 0 2px}} h2{{font-size:16px;margin:22px 0 8px;border-
 table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}}
 td:first-child,th:first-child{{text-align:left}} th{{white-space:normal;vertical-align:bottom}} .scroll{{overflow-x:auto}} td.l{{text-align:left}}
 .grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px 18px;align-items:start}}
-.wide{{grid-column:1/-1}} .flow{{display:flex;flex-wrap:wrap;gap:12px}}
+.pairs{{grid-template-columns:repeat(auto-fill,minmax(max(360px,40%),1fr))}} .wide{{grid-column:1/-1}} .flow{{display:flex;flex-wrap:wrap;gap:12px}}
 figure{{margin:0}} figure svg{{width:100%;height:auto;display:block}} figure.fixed svg{{width:auto}}
 svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font-size:12px;font-weight:600;fill:#212121}} svg .n{{font-size:10px}} svg .ax{{font-size:10.5px;fill:#616161}} svg .m{{font-size:10px}}
 .muted{{color:#757575;font-size:12px;margin:4px 0}} .key span{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}
@@ -675,10 +676,116 @@ fn step_chart(title: String, step: &Step, initial_sats: u64, target: &Target, da
     .render()
 }
 
+/// The radius of a tested value's dot.
+const DOT_R: f64 = 4.5;
+
+/// A box on a chart, in SVG units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rect {
+    x0: f64,
+    y0: f64,
+    x1: f64,
+    y1: f64,
+}
+
+impl Rect {
+    /// The square of half-side `r` around `(x, y)`.
+    fn around(x: f64, y: f64, r: f64) -> Rect {
+        Rect { x0: x - r, y0: y - r, x1: x + r, y1: y + r }
+    }
+
+    /// The box of `text` at 10 units a line with its baseline at `(x, y)`: about 6 units a
+    /// character (DejaVu Sans, the widest common fallback, gives a digit 6.4), from the cap
+    /// height to the descenders.
+    fn of_text(x: f64, y: f64, anchor: Anchor, text: &str) -> Rect {
+        let w = 6.0 * text.chars().count() as f64;
+        let x0 = match anchor {
+            Anchor::Start => x,
+            Anchor::Middle => x - w / 2.0,
+            Anchor::End => x - w,
+        };
+        Rect { x0, y0: y - 8.0, x1: x0 + w, y1: y + 2.5 }
+    }
+
+    /// The area `self` and `other` share.
+    fn overlap(&self, other: &Rect) -> f64 {
+        let w = self.x1.min(other.x1) - self.x0.max(other.x0);
+        let h = self.y1.min(other.y1) - self.y0.max(other.y0);
+        if w > 0.0 && h > 0.0 {
+            w * h
+        } else {
+            0.0
+        }
+    }
+
+    /// The area of `self` outside `bounds`.
+    fn outside(&self, bounds: &Rect) -> f64 {
+        (self.x1 - self.x0) * (self.y1 - self.y0) - self.overlap(bounds)
+    }
+}
+
+/// Where a text's `x` is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+impl Anchor {
+    fn svg(self) -> &'static str {
+        match self {
+            Anchor::Start => "start",
+            Anchor::Middle => "middle",
+            Anchor::End => "end",
+        }
+    }
+}
+
+/// The labels of a plot, each put at the first of its places that covers nothing taken
+/// before it (a point, another label) and stays inside the plot; when every place covers
+/// something, the one that covers least.
+struct Labels {
+    bounds: Rect,
+    taken: Vec<Rect>,
+}
+
+impl Labels {
+    fn inside(f: &Frame) -> Labels {
+        Labels { bounds: Rect { x0: f.l, y0: f.t, x1: f.l + f.pw(), y1: f.t + f.ph() }, taken: Vec::new() }
+    }
+
+    fn take(&mut self, r: Rect) {
+        self.taken.push(r);
+    }
+
+    /// The first free place of `candidates` for `text` (or the least covering one), taken.
+    fn place(&mut self, candidates: &[(f64, f64, Anchor)], text: &str) -> (f64, f64, Anchor) {
+        let cost = |&(x, y, anchor): &(f64, f64, Anchor)| {
+            let r = Rect::of_text(x, y, anchor, text);
+            r.outside(&self.bounds) + self.taken.iter().map(|t| r.overlap(t)).sum::<f64>()
+        };
+        let spot = candidates
+            .iter()
+            .find(|c| cost(c) == 0.0)
+            .or_else(|| candidates.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))))
+            .copied()
+            .expect("at least one place");
+        self.taken.push(Rect::of_text(spot.0, spot.1, spot.2, text));
+        spot
+    }
+
+    /// `text` at `spot` with the attributes `attrs`.
+    fn text(&self, o: &mut String, (x, y, anchor): (f64, f64, Anchor), text: &str, attrs: &str) {
+        let _ = write!(o, r#"<text x="{x:.1}" y="{y:.1}" {attrs} text-anchor="{}">{}</text>"#, anchor.svg(), esc(text));
+    }
+}
+
 /// The values a solve tested for one target: the share of seeds with the bad event at each,
-/// coloured by the decision, with the limit, the indifference band and the answer's interval.
-fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool) -> String {
-    let (w, h) = (420.0, 230.0);
+/// coloured by the decision, with the limit, the indifference band and the answer's interval;
+/// `wide` across the page rather than in one cell of the grid.
+fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool, wide: bool) -> String {
+    let (w, h) = if wide { (900.0, 300.0) } else { (420.0, 230.0) };
     let f = Frame::new(w, h);
     let mut o = String::new();
     let title = if zoomed {
@@ -699,42 +806,60 @@ fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool) -> String {
     for v in ticks(range.lo, range.hi, 5.0) {
         f.x_tick(&mut o, fx(v), &fmt_f64((v * 1e6).round() / 1e6));
     }
-    if let Verdict::Between { meets_at, fails_at, .. } = r.verdict {
-        let (a, b) = (f.x(fx(meets_at.min(fails_at))), f.x(fx(meets_at.max(fails_at))));
-        let _ = write!(
-            o,
-            r##"<rect x="{:.1}" y="{}" width="{:.1}" height="{:.1}" fill="{FREE}" fill-opacity="0.18"/><text x="{:.1}" y="{:.1}" class="m" fill="{FREE}" text-anchor="{}">answer</text>"##,
-            a - 1.5,
-            f.t,
-            (b - a).max(0.0) + 3.0,
-            f.ph(),
-            if a < f.x(0.7) { b + 4.0 } else { a - 4.0 },
-            f.t + f.ph() / 2.0,
-            if a < f.x(0.7) { "start" } else { "end" }
-        );
+    // The points first, so that every label can keep clear of them.
+    let points: Vec<(usize, &Step, f64, f64)> = r
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| inside(s))
+        .map(|(i, s)| (i + 1, s, f.x(fx(s.value)), f.y(fy(share(s)))))
+        .collect();
+    let mut labels = Labels::inside(&f);
+    for &(_, _, x, y) in &points {
+        labels.take(Rect::around(x, y, DOT_R + 1.0));
     }
     let (y0, y1) = (f.y(fy(r.test.p0)), f.y(fy(r.test.p1)));
     let limit = r.target.limit();
+    let ly = f.y(fy(limit));
     let _ = write!(
         o,
-        r##"<rect x="{}" y="{y1:.1}" width="{:.1}" height="{:.1}" fill="{TARGET}" fill-opacity="0.10"/><line x1="{}" x2="{:.1}" y1="{ly:.1}" y2="{ly:.1}" stroke="{TARGET}" stroke-dasharray="4,3"/><text x="{:.1}" y="{:.1}" class="m" fill="{TARGET}" text-anchor="end">limit {} (band {}–{})</text>"##,
+        r##"<rect x="{}" y="{y1:.1}" width="{:.1}" height="{:.1}" fill="{TARGET}" fill-opacity="0.10"/><line x1="{}" x2="{:.1}" y1="{ly:.1}" y2="{ly:.1}" stroke="{TARGET}" stroke-dasharray="4,3"/>"##,
         f.l,
         f.pw(),
         (y0 - y1).max(0.5),
         f.l,
         f.l + f.pw(),
-        f.l + f.pw() - 4.0,
-        y1 - 4.0,
-        fmt_f64(limit),
-        fmt_f64(r.test.p0),
-        fmt_f64(r.test.p1),
-        ly = f.y(fy(limit))
     );
-    for (i, s) in r.steps.iter().enumerate() {
-        if s.value < range.lo || s.value > range.hi {
-            continue;
-        }
-        let (x, y) = (f.x(fx(s.value)), f.y(fy(share(s))));
+    if let Verdict::Between { meets_at, fails_at, .. } = r.verdict {
+        let (a, b) = (f.x(fx(meets_at.min(fails_at))), f.x(fx(meets_at.max(fails_at))));
+        let _ = write!(
+            o,
+            r##"<rect x="{:.1}" y="{}" width="{:.1}" height="{:.1}" fill="{FREE}" fill-opacity="0.18"/>"##,
+            a - 1.5,
+            f.t,
+            (b - a).max(0.0) + 3.0,
+            f.ph(),
+        );
+        // Beside the band, on the side with room, at a height no point or label is at.
+        let (x, anchor) = if a < f.x(0.7) { (b + 4.0, Anchor::Start) } else { (a - 4.0, Anchor::End) };
+        let heights = [0.5, 0.35, 0.65, 0.2, 0.8].map(|h| f.t + f.ph() * h);
+        let spot = labels.place(&heights.map(|y| (x, y, anchor)), "answer");
+        labels.text(&mut o, spot, "answer", &format!(r#"class="m" fill="{FREE}""#));
+    }
+    // The limit's words at the right end above its line, else below it, else at the left end.
+    let (right, left) = (f.l + f.pw() - 4.0, f.l + 4.0);
+    let limit_words = format!("limit {} (band {}–{})", fmt_f64(limit), fmt_f64(r.test.p0), fmt_f64(r.test.p1));
+    let spot = labels.place(
+        &[
+            (right, y1 - 4.0, Anchor::End),
+            (right, y0 + 11.0, Anchor::End),
+            (left, y1 - 4.0, Anchor::Start),
+            (left, y0 + 11.0, Anchor::Start),
+        ],
+        &limit_words,
+    );
+    labels.text(&mut o, spot, &limit_words, &format!(r#"class="m" fill="{TARGET}""#));
+    for &(_, s, x, y) in &points {
         let color = match s.decision {
             Decision::Meets => FREE,
             Decision::Fails => DRY,
@@ -747,22 +872,66 @@ fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool) -> String {
         };
         let _ = write!(
             o,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4.5" fill="{fill}" stroke="{stroke}" stroke-width="1.5"><title>{}={}: {} {} after {} seeds, {} with the event</title></circle><text x="{x:.1}" y="{:.1}" class="n" text-anchor="middle">{}</text>"##,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="{DOT_R}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"><title>{}={}: {} {} after {} seeds, {} with the event</title></circle>"##,
             esc(&range.key),
             fmt_f64(s.value),
             level_word(s.level),
             decision_word(s.decision),
             s.seeds,
             s.events,
-            // A scout's number above its ring, a sure decision's below its dot (a value often
-            // has both), unless that leaves the plot.
-            match s.level {
-                Level::Scout if y >= f.t + 14.0 => y - 7.0,
-                Level::Sure if y + 15.0 > f.t + f.ph() => y - 7.0,
-                _ => y + 15.0,
-            },
-            i + 1
         );
+    }
+    // Each point's number beside it where no other point or number is: a value tested twice
+    // (a scout, then a sure test) or two values close together would otherwise print one
+    // number over the other. A scout's number goes above its ring first, a sure decision's
+    // below its dot.
+    for &(n, s, x, y) in &points {
+        let (above, below) = ((x, y - 7.0, Anchor::Middle), (x, y + 15.0, Anchor::Middle));
+        let (first, second) = match s.level {
+            Level::Scout => (above, below),
+            Level::Sure => (below, above),
+        };
+        let mut candidates = vec![
+            first,
+            second,
+            (x + 7.0, y + 3.5, Anchor::Start),
+            (x - 7.0, y + 3.5, Anchor::End),
+            (x + 6.0, y - 6.0, Anchor::Start),
+            (x - 6.0, y - 6.0, Anchor::End),
+            (x + 6.0, y + 13.0, Anchor::Start),
+            (x - 6.0, y + 13.0, Anchor::End),
+        ];
+        let beside = candidates.len();
+        // Then farther up or down, a line of text at a time: values crowded together stack
+        // their numbers above (or below) the crowd.
+        for k in 1..=8 {
+            let d = 11.0 * f64::from(k);
+            candidates.extend([
+                (x, y - 7.0 - d, Anchor::Middle),
+                (x + 3.0, y - 7.0 - d, Anchor::Start),
+                (x - 3.0, y - 7.0 - d, Anchor::End),
+                (x, y + 15.0 + d, Anchor::Middle),
+                (x + 3.0, y + 15.0 + d, Anchor::Start),
+                (x - 3.0, y + 15.0 + d, Anchor::End),
+            ]);
+        }
+        let number = n.to_string();
+        let spot = labels.place(&candidates, &number);
+        if !candidates[..beside].contains(&spot) {
+            // A number away from its dot is tied to it by a thin line.
+            // From the dot's edge to the middle of the number's nearer side.
+            let tx = match spot.2 {
+                Anchor::Start => spot.0 + 3.0,
+                Anchor::Middle => spot.0,
+                Anchor::End => spot.0 - 3.0,
+            };
+            let (ey, ty) = if spot.1 < y { (y - DOT_R, spot.1 + 2.5) } else { (y + DOT_R, spot.1 - 8.0) };
+            let _ = write!(
+                o,
+                r##"<line x1="{x:.1}" y1="{ey:.1}" x2="{tx:.1}" y2="{ty:.1}" stroke="#9e9e9e" stroke-width="0.6"/>"##
+            );
+        }
+        labels.text(&mut o, spot, &number, r#"class="n""#);
     }
     f.chrome(&mut o, &title, &format!("{}{}", range.key, unit_suffix(&range.key)), "share of seeds with the bad event");
     o.push_str("</svg>");
@@ -795,7 +964,7 @@ fn unit_suffix(key: &str) -> String {
 /// A table of the values tested.
 fn steps_table(r: &TargetResult, key: &str) -> String {
     let mut o = format!(
-        r#"<table><tr><th>#</th><th>{}</th><th>test</th><th>decision</th><th>seeds</th><th>with the event</th><th>share</th><th>seeds read</th></tr>"#,
+        r#"<table style="width:100%"><tr><th>#</th><th>{}</th><th>test</th><th>decision</th><th>seeds</th><th>with the event</th><th>share</th><th>seeds read</th></tr>"#,
         esc(key)
     );
     for (i, s) in r.steps.iter().enumerate() {
@@ -856,15 +1025,9 @@ pub fn render_solve(out: &SolveOutput) -> String {
     let top = if key == "pool_initial_sats" { top.max(out.range.hi as u64) } else { top };
     let scale = SatsScale::holding(top);
     for r in &out.results {
-        let _ = write!(
-            o,
-            r#"<h2>{}</h2><p class="muted">{}. Values tested, numbered in order; balances at the two sides of the answer. {BALANCE_NOTE}</p><div class="grid"><figure>{}</figure>"#,
-            esc(&r.target.text),
-            esc(&test_words(r)),
-            steps_chart(r, &out.range, false)
-        );
+        let mut figures = Vec::new();
         if let Some(near) = near_the_answer(r, &out.range, out.resolution) {
-            let _ = write!(o, "<figure>{}</figure>", steps_chart(r, &near, true));
+            figures.push(steps_chart(r, &near, true, false));
         }
         for v in shown_values(r, &out.range) {
             if let Some(step) = step_at(r, v) {
@@ -877,10 +1040,25 @@ pub fn render_solve(out: &SolveOutput) -> String {
                     thousands(step.seeds)
                 );
                 let initial = initial_at(s.pool_initial_sats, &[(key, v)]);
-                let _ = write!(o, "<figure>{}</figure>", step_chart(title, step, initial, &r.target, s.days, scale));
+                figures.push(step_chart(title, step, initial, &r.target, s.days, scale));
             }
         }
-        let _ = write!(o, r#"<figure>{}</figure></div>"#, steps_table(r, key));
+        // Two charts a row: with an even number of others the chart of the values tested
+        // takes a row of its own, across the page, rather than leave half a row blank.
+        let wide = figures.len() % 2 == 0;
+        let _ = write!(
+            o,
+            r#"<h2>{}</h2><p class="muted">{}. Values tested, numbered in order; balances at the two sides of the answer. {BALANCE_NOTE}</p><div class="grid pairs"><figure{}>{}</figure>"#,
+            esc(&r.target.text),
+            esc(&test_words(r)),
+            if wide { r#" class="wide""# } else { "" },
+            steps_chart(r, &out.range, false, wide)
+        );
+        for fig in figures {
+            let _ = write!(o, "<figure>{fig}</figure>");
+        }
+        // The table across the page: alone in a cell it would leave the other half blank.
+        let _ = write!(o, r#"<figure class="wide">{}</figure></div>"#, steps_table(r, key));
     }
     if out.violations > 0 {
         let _ = write!(
@@ -1105,4 +1283,162 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
     }
     close_page(&mut o, &out.format);
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sprt::SprtSpec;
+
+    /// The value of attribute `name` in the tag `tag`.
+    fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(&tag[at..at + tag[at..].find('"')?])
+    }
+
+    fn num(tag: &str, name: &str) -> f64 {
+        attr(tag, name).unwrap_or_else(|| panic!("{name} in {tag}")).parse().unwrap()
+    }
+
+    /// Every text of an SVG not turned (the y axis's name is) with its box, and the box of
+    /// every dot.
+    fn boxes(svg: &str) -> (Vec<(String, Rect)>, Vec<Rect>) {
+        let mut texts = Vec::new();
+        for piece in svg.split("<text").skip(1) {
+            let (tag, rest) = piece.split_once('>').unwrap();
+            if tag.contains("transform=") {
+                continue;
+            }
+            let content = rest.split_once("</text>").unwrap().0.to_owned();
+            let anchor = match attr(tag, "text-anchor") {
+                Some("middle") => Anchor::Middle,
+                Some("end") => Anchor::End,
+                _ => Anchor::Start,
+            };
+            let r = Rect::of_text(num(tag, "x"), num(tag, "y"), anchor, &content);
+            texts.push((content, r));
+        }
+        let dots = svg
+            .split("<circle")
+            .skip(1)
+            .map(|piece| {
+                let tag = piece.split_once('>').unwrap().0;
+                Rect::around(num(tag, "cx"), num(tag, "cy"), num(tag, "r"))
+            })
+            .collect();
+        (texts, dots)
+    }
+
+    /// What no text of `svg` may do: cover another text or a dot.
+    fn overlaps(svg: &str) -> Vec<String> {
+        let (texts, dots) = boxes(svg);
+        let mut found = Vec::new();
+        for (i, (a, ra)) in texts.iter().enumerate() {
+            for (b, rb) in &texts[i + 1..] {
+                if ra.overlap(rb) > 0.0 {
+                    found.push(format!("{a:?} covers {b:?}"));
+                }
+            }
+            for d in &dots {
+                if ra.overlap(d) > 0.0 {
+                    found.push(format!(
+                        "{a:?} covers the dot at {:.1},{:.1}",
+                        (d.x0 + d.x1) / 2.0,
+                        (d.y0 + d.y1) / 2.0
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    fn step(value: f64, level: Level, decision: Decision, seeds: u64, events: u64) -> Step {
+        Step { value, level, decision, seeds, events, seeds_run: seeds, pool: PoolBand::default() }
+    }
+
+    /// The solve of the README's planning question: eleven decisions, two values tested twice
+    /// (a scout, then a sure test), four values within 1.5 % of each other.
+    fn launch_solve() -> (TargetResult, SolveRange) {
+        use Decision::{Fails, Meets};
+        use Level::{Scout, Sure};
+        let target = Target::parse("p_dry(day=90) <= 0.05", 90).unwrap();
+        let result = TargetResult {
+            target,
+            event: "pool dry by day 90".to_owned(),
+            test: SprtSpec::new(0.04, 0.06, 0.05, 0.05, 2000).unwrap(),
+            scout: SprtSpec::new(0.03, 0.07, 0.2, 0.2, 2000).unwrap(),
+            steps: vec![
+                step(0.0, Scout, Fails, 2, 2),
+                step(50.0, Scout, Fails, 2, 2),
+                step(75.0, Scout, Meets, 33, 0),
+                step(62.5, Scout, Fails, 2, 2),
+                step(68.5, Scout, Fails, 2, 2),
+                step(71.5, Scout, Fails, 24, 3),
+                step(73.0, Scout, Meets, 33, 0),
+                step(72.0, Scout, Meets, 33, 0),
+                step(72.0, Sure, Fails, 377, 26),
+                step(72.5, Scout, Meets, 33, 0),
+                step(72.5, Sure, Meets, 262, 6),
+            ],
+            verdict: Verdict::Between { meets_at: 72.5, fails_at: 72.0, fails_decided: true },
+            undecided_at: Vec::new(),
+            seeds_run: 737,
+            line: String::new(),
+        };
+        (result, SolveRange { key: "credit_pct".to_owned(), lo: 0.0, hi: 100.0 })
+    }
+
+    /// The solve of `plan fixtures/scenarios/plan-tipping.toml --target 'p_dry(day=7) <= 0.3'
+    /// --solve credit_pct=0..100 --band 0.1`: five values within 2.5 % of each other at 0,
+    /// three tested twice.
+    fn tipping_solve() -> (TargetResult, SolveRange) {
+        use Decision::{Fails, Meets};
+        use Level::{Scout, Sure};
+        let (mut result, range) = launch_solve();
+        result.target = Target::parse("p_dry(day=7) <= 0.3", 7).unwrap();
+        result.test = SprtSpec::new(0.2, 0.4, 0.05, 0.05, 2000).unwrap();
+        result.scout = SprtSpec::new(0.1, 0.5, 0.2, 0.2, 2000).unwrap();
+        result.steps = vec![
+            step(0.0, Scout, Fails, 1, 1),
+            step(50.0, Scout, Meets, 3, 0),
+            step(25.0, Scout, Meets, 3, 0),
+            step(12.5, Scout, Meets, 3, 0),
+            step(6.0, Scout, Fails, 1, 1),
+            step(9.0, Scout, Fails, 3, 2),
+            step(10.5, Scout, Meets, 3, 0),
+            step(9.5, Scout, Fails, 8, 3),
+            step(10.0, Scout, Meets, 3, 0),
+            step(10.0, Sure, Fails, 61, 21),
+            step(10.5, Sure, Fails, 51, 18),
+            step(11.5, Scout, Meets, 3, 0),
+            step(11.5, Sure, Meets, 18, 2),
+            step(11.0, Scout, Meets, 3, 0),
+            step(11.0, Sure, Fails, 71, 24),
+        ];
+        result.verdict = Verdict::Between { meets_at: 11.5, fails_at: 11.0, fails_decided: true };
+        (result, range)
+    }
+
+    /// Every number, the limit's words and the answer's are legible on the chart of the whole
+    /// range (in a cell and across the page) and on the one near the answer: none covers
+    /// another or a dot.
+    #[test]
+    fn no_label_of_the_values_tested_covers_another() {
+        for (r, range) in [launch_solve(), tipping_solve()] {
+            let near = near_the_answer(&r, &range, 0.5).expect("the values crowd together");
+            for (shown, zoomed, wide) in [(&range, false, false), (&range, false, true), (&near, true, false)] {
+                let svg = steps_chart(&r, shown, zoomed, wide);
+                let at = format!("{}, {}..{}", r.target.text, shown.lo, shown.hi);
+                assert_eq!(overlaps(&svg), Vec::<String>::new(), "{at}: {svg}");
+                // The number of every value in the range is there.
+                let (texts, _) = boxes(&svg);
+                for (i, s) in r.steps.iter().enumerate() {
+                    if s.value >= shown.lo && s.value <= shown.hi {
+                        let n = (i + 1).to_string();
+                        assert!(texts.iter().any(|(t, _)| *t == n), "{at}: number {n} missing");
+                    }
+                }
+            }
+        }
+    }
 }
