@@ -27,7 +27,7 @@ use crate::server::{self, redacted, Db, Server};
 use ledger_simulator::caller::{Caller as FlowCaller, Close, Event as CallerEvent, Next};
 use ledger_simulator::coverage::{Coverage, Mark};
 use ledger_simulator::exec::EPOCH;
-use ledger_simulator::report::{EngineKind, RunReport, ViolationReport};
+use ledger_simulator::report::{EngineKind, Reduction, RunReport, ViolationReport};
 use ledger_simulator::scenario::Scenario;
 
 /// A call that keeps failing this many times kills its flow.
@@ -563,6 +563,7 @@ pub(crate) fn concurrent_report(
             detail,
             shrunk_flows: 0,
             shrunk_events: 0,
+            reduction: Reduction::None,
             steps,
             trace: path.display().to_string(),
             replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
@@ -612,7 +613,8 @@ pub(crate) fn concurrent_report(
         requests: per_seed.iter().map(|(_, r)| r.n_requests).sum(),
         violations,
         coverage,
-        trace_hash: "concurrent (not deterministic)".to_owned(),
+        trace_hash: None,
+        deterministic: false,
         steps_per_sec: (n_calls as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
     })
 }

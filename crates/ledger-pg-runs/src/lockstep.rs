@@ -15,7 +15,7 @@ use crate::server::{self, redacted, Server};
 use ledger_simulator::exec::{Coverage, RunResult};
 use ledger_simulator::gen::{replay, run_seed, SchedulerKind};
 use ledger_simulator::history::{Event, History};
-use ledger_simulator::report::{EngineKind, RunReport, ViolationReport};
+use ledger_simulator::report::{EngineKind, Reduction, RunReport, ViolationReport};
 use ledger_simulator::scenario::Scenario;
 use ledger_simulator::shrink::shrink;
 pub(crate) struct SeedRun {
@@ -307,13 +307,18 @@ pub(crate) fn lockstep_report(
     let diverging: Vec<&SeedRun> = runs.iter().filter(|r| r.divergence.is_some()).collect();
     if let Some(first) = diverging.first() {
         let d = first.divergence.as_ref().expect("filtered");
-        let mut found = (first.history.clone(), format!("at engine step {}: {}", d.step, d.detail), Vec::new());
+        let mut found = Divergent {
+            history: first.history.clone(),
+            detail: format!("at engine step {}: {}", d.step, d.detail),
+            steps: Vec::new(),
+            reduction: Reduction::None,
+        };
         if run.exec.is_some() {
             if let Some(shrunk) = shrink_divergence(run, first, confirm)? {
                 found = shrunk;
             }
         }
-        let (h, detail, steps) = found;
+        let Divergent { history: h, detail, steps, reduction } = found;
         let path = run.trace_dir.join(format!("{engine}-seed{}-divergence.jsonl", first.seed));
         ledger_simulator::report::write_trace(&h, &path)?;
         violations.push(ViolationReport {
@@ -327,6 +332,7 @@ pub(crate) fn lockstep_report(
             detail,
             shrunk_flows: h.flows.len(),
             shrunk_events: h.events.len(),
+            reduction,
             steps,
             trace: path.display().to_string(),
             replay: replay_command(run, &path),
@@ -340,7 +346,8 @@ pub(crate) fn lockstep_report(
         requests: runs.iter().map(|r| r.result.n_requests).sum(),
         violations,
         coverage: coverage.with_all_marks(),
-        trace_hash: format!("{hash:016x}"),
+        trace_hash: Some(format!("{hash:016x}")),
+        deterministic: true,
         steps_per_sec: (steps as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
     })
 }
@@ -383,14 +390,15 @@ fn lockstep_counterexample(
         Twin::Reference => replay(ReferenceEngine::new, &first.history, false),
     };
     let mut h = first.history.clone();
+    let mut reduction = Reduction::None;
     let mut confirmed = None;
     if on_twin.first_event.contains_key(&inv) {
-        h = match twin {
+        let shrunk = match twin {
             Twin::Seed => shrink(&SeedEngine::new, &first.history, inv, run.max_replays),
             Twin::SeedAtomic => shrink(&|c| Atomic(SeedEngine::new(c)), &first.history, inv, run.max_replays),
             Twin::Reference => shrink(&ReferenceEngine::new, &first.history, inv, run.max_replays),
-        }
-        .history;
+        };
+        (h, reduction) = (shrunk.history, shrunk.reduction);
         h.engine = engine.to_owned();
         confirmed = Some(confirm(&h)?.0).filter(|r| r.first_event.contains_key(&inv));
     }
@@ -398,9 +406,8 @@ fn lockstep_counterexample(
     let confirmed = match confirmed {
         Some(confirmed) => confirmed,
         None => {
-            let (own, why) = on_engine(run, engine, first, inv, confirm)?;
-            h = own;
-            note = why;
+            let (own, how, why) = on_engine(run, engine, first, inv, confirm)?;
+            (h, reduction, note) = (own, how, why);
             confirm(&h)?.0
         }
     };
@@ -424,6 +431,7 @@ fn lockstep_counterexample(
         detail,
         shrunk_flows: h.flows.len(),
         shrunk_events: h.events.len(),
+        reduction,
         steps: confirmed.log,
         trace: path.display().to_string(),
         replay: replay_command(run, &path),
@@ -432,14 +440,15 @@ fn lockstep_counterexample(
 
 /// The counterexample of a bug the twin does not have: the seed cut after the event of its first
 /// violation when the cut still breaks `inv` on the engine, then, for an exec implementation,
-/// shrunk on it. With it, why it is not shrunk (or not wholly), for the report.
+/// shrunk on it. With it, how it was reduced and why it is not shrunk (or not wholly), for the
+/// report.
 fn on_engine(
     run: &PgRun<'_>,
     engine: &str,
     first: &SeedRun,
     inv: Invariant,
     confirm: &mut Confirm<'_>,
-) -> anyhow::Result<(History, Option<String>)> {
+) -> anyhow::Result<(History, Reduction, Option<String>)> {
     let mut h = first.history.clone();
     h.engine = engine.to_owned();
     let whole = h.events.len();
@@ -452,12 +461,12 @@ fn on_engine(
             cut_at = Some(at);
         }
     }
-    let cut = match cut_at {
-        Some(at) => format!("cut after event {at}, its first violation"),
-        None => "the whole seed".to_owned(),
+    let (cut, only_cut) = match cut_at {
+        Some(at) => (format!("cut after event {at}, its first violation"), Reduction::Cut),
+        None => ("the whole seed".to_owned(), Reduction::None),
     };
     let Some(exec) = run.exec else {
-        return Ok((h, Some(format!("not shrunk: {cut}; the in-memory twin does not have this bug"))));
+        return Ok((h, only_cut, Some(format!("not shrunk: {cut}; the in-memory twin does not have this bug"))));
     };
     let command = exec.command().unwrap_or("the implementation");
     eprintln!(
@@ -467,8 +476,11 @@ fn on_engine(
         run.max_replays
     );
     let started = Instant::now();
+    let before = (h.flows.len(), h.events.len());
     let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.0.first_event.contains_key(&inv)) };
     let (n_replays, done) = shrink_by(&mut h, &mut fails, run.max_replays, started + SHRINK_ON_ENGINE)?;
+    // Shrunk when something went, or the shrinker found nothing could; else only cut.
+    let reduction = if done || (h.flows.len(), h.events.len()) != before { Reduction::Shrunk } else { only_cut };
     eprintln!(
         "ledger-sim: {} shrunk on `{command}` to {} flow(s), {} event(s) in {n_replays} replays, {:.1} s{}",
         inv.id(),
@@ -477,23 +489,20 @@ fn on_engine(
         started.elapsed().as_secs_f64(),
         if done { "" } else { " (stopped at its bound)" }
     );
-    let note = if done {
-        None
-    } else {
-        Some(format!("{cut}, then shrunk on the implementation until its bound; it may shrink further"))
+    let note = match (done, reduction) {
+        (true, _) => None,
+        (false, Reduction::Shrunk) => {
+            Some(format!("{cut}, then shrunk on the implementation until its bound; it may shrink further"))
+        }
+        (false, _) => Some(format!("not shrunk: {cut}; its shrink on the implementation stopped at its bound first")),
     };
-    Ok((h, note))
+    Ok((h, reduction, note))
 }
 
 /// The divergence of an exec implementation from its twin, shrunk on the implementation (the
 /// twin cannot disagree with itself), at most [`SHRINK_ON_ENGINE`] and `--max-replays`
-/// replays: the history, where it disagrees and its steps; `None` if the shrunk history no
-/// longer disagrees.
-fn shrink_divergence(
-    run: &PgRun<'_>,
-    first: &SeedRun,
-    confirm: &mut Confirm<'_>,
-) -> anyhow::Result<Option<(History, String, Vec<String>)>> {
+/// replays; `None` if the shrunk history no longer disagrees.
+fn shrink_divergence(run: &PgRun<'_>, first: &SeedRun, confirm: &mut Confirm<'_>) -> anyhow::Result<Option<Divergent>> {
     let command = run.exec.and_then(|e| e.command().ok()).unwrap_or("the implementation");
     eprintln!(
         "ledger-sim: shrinking the divergence of seed {} on `{command}` itself (at most {} s, {} replays)",
@@ -505,6 +514,8 @@ fn shrink_divergence(
     let mut h = first.history.clone();
     let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.1.is_some()) };
     let (n_replays, done) = shrink_by(&mut h, &mut fails, run.max_replays, started + SHRINK_ON_ENGINE)?;
+    let changed = (h.flows.len(), h.events.len()) != (first.history.flows.len(), first.history.events.len());
+    let reduction = if done || changed { Reduction::Shrunk } else { Reduction::None };
     let (r, d) = confirm(&h)?;
     let Some(d) = d else { return Ok(None) };
     eprintln!(
@@ -514,7 +525,17 @@ fn shrink_divergence(
         started.elapsed().as_secs_f64(),
         if done { "" } else { " (stopped at its bound)" }
     );
-    Ok(Some((h, format!("at engine step {}: {}", d.step, d.detail), r.log)))
+    let detail = format!("at engine step {}: {}", d.step, d.detail);
+    Ok(Some(Divergent { history: h, detail, steps: r.log, reduction }))
+}
+
+/// The counterexample of a divergence: the history, where it disagrees, its steps, and how it
+/// was reduced.
+struct Divergent {
+    history: History,
+    detail: String,
+    steps: Vec<String>,
+    reduction: Reduction,
 }
 
 /// Removes chunks of flows, then of events, halving the chunk (as the simulator's shrinker

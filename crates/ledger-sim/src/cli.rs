@@ -388,7 +388,8 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         requests: done.requests,
         violations,
         coverage: done.coverage.clone().with_all_marks(),
-        trace_hash: format!("{:016x}", done.trace_hash),
+        trace_hash: Some(format!("{:016x}", done.trace_hash)),
+        deterministic: true,
         steps_per_sec: (steps as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
     };
     if let Some(path) = &args.junit {
@@ -534,6 +535,8 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
                 detail: v.to_string(),
                 shrunk_flows: report.flows,
                 shrunk_events: report.events,
+                // The trace as given; the run that wrote it said how it was reduced.
+                reduction: Default::default(),
                 steps: report.steps.clone(),
                 trace: path.clone(),
                 replay: ledger_simulator::report::replay_command(&args.file),

@@ -78,11 +78,8 @@ pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[Viol
             name: format!("{} {}", inv.id(), inv.name()),
             failure: violations.iter().find(|v| v.invariant == inv.id()).map(|v| {
                 let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.seeds.len(), v.detail);
-                let mut body = if v.shrunk_flows > 0 || v.shrunk_events > 0 {
-                    format!("{}\n\nshrunk to {} flow(s), {} event(s):\n", v.detail, v.shrunk_flows, v.shrunk_events)
-                } else {
-                    format!("{}\n\nnot shrunk (real concurrency):\n", v.detail)
-                };
+                let how = v.how_reduced().unwrap_or_else(|| "not shrunk (real concurrency)".to_owned());
+                let mut body = format!("{}\n\n{how}:\n", v.detail);
                 for s in &v.steps {
                     body.push_str(s);
                     body.push('\n');
@@ -103,6 +100,7 @@ pub fn write(path: &Path, xml: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledger_simulator::report::Reduction;
 
     #[test]
     fn a_failure_carries_its_counterexample_escaped() {
@@ -114,6 +112,7 @@ mod tests {
             detail: "reduced by 5 < debit 10 & more".into(),
             shrunk_flows: 1,
             shrunk_events: 4,
+            reduction: Reduction::Shrunk,
             steps: vec!["[0] decide -> <free>".into()],
             trace: "t.jsonl".into(),
             replay: "ledger-sim replay t.jsonl".into(),
@@ -125,5 +124,27 @@ mod tests {
         assert!(xml.contains("decide -&gt; &lt;free&gt;"), "{xml}");
         assert!(xml.contains("replay: ledger-sim replay t.jsonl"), "{xml}");
         assert!(!xml.contains("& more"), "{xml}");
+        assert!(xml.contains("shrunk to 1 flow(s), 4 event(s):"), "{xml}");
+    }
+
+    /// A counterexample only cut at its first violation is not called shrunk.
+    #[test]
+    fn a_counterexample_only_cut_says_so() {
+        let v = ViolationReport {
+            invariant: "I4".into(),
+            name: "daily budget".into(),
+            seed: 3,
+            seeds: vec![3],
+            detail: "over budget [not shrunk: cut after event 40, its first violation]".into(),
+            shrunk_flows: 12,
+            shrunk_events: 41,
+            reduction: Reduction::Cut,
+            steps: Vec::new(),
+            trace: "t.jsonl".into(),
+            replay: "ledger-sim replay t.jsonl".into(),
+        };
+        let xml = render("exec-reference", "0..10", &[Invariant::I4], &[v]);
+        assert!(xml.contains("cut to 12 flow(s), 41 event(s) after its first violation, not shrunk:"), "{xml}");
+        assert!(!xml.contains("shrunk to"), "{xml}");
     }
 }

@@ -14,7 +14,8 @@
 //! up mark by mark (its warm-up seeds are every shard's), and each mark's favoured options are
 //! the latest shard's. The trace hash is the fold of the shards' hashes in seed order: a
 //! function of the shards, not the hash one run over the whole range prints; concurrent runs,
-//! which have none, merge to their own `trace_hash` text.
+//! which have none (`"trace_hash": null, "deterministic": false`, or in reports of an older
+//! `run` the text [`OLD_CONCURRENT_HASH`]), merge to none.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,8 +34,9 @@ pub struct MergeRunsArgs {
     pub junit: Option<PathBuf>,
 }
 
-/// What a concurrent run reports for its trace hash: it has none.
-const CONCURRENT_HASH: &str = "concurrent (not deterministic)";
+/// What a concurrent run of an older `run` wrote for its trace hash, which it has not; it now
+/// writes `null`, and `"deterministic": false`. Reports on disk still merge.
+const OLD_CONCURRENT_HASH: &str = "concurrent (not deterministic)";
 
 struct Part {
     name: String,
@@ -56,7 +58,30 @@ fn read(path: &Path) -> anyhow::Result<Part> {
     }
     let seeds = report["seeds"].as_str().unwrap_or_default();
     let seeds = parse_range(seeds).ok_or_else(|| anyhow::anyhow!("{name}: seeds {seeds:?} is not a range A..B"))?;
-    Ok(Part { name, seeds, report })
+    let part = Part { name, seeds, report };
+    trace_hash(&part)?;
+    Ok(part)
+}
+
+/// A shard's trace hash: `Some` for a deterministic run, `None` for a concurrent one, which has
+/// none (`null`, or the text of an older `run`); refused when it is neither, or when
+/// `deterministic` (absent from older reports) says otherwise.
+fn trace_hash(p: &Part) -> anyhow::Result<Option<u64>> {
+    let v = &p.report["trace_hash"];
+    let hash = match v {
+        Value::Null => None,
+        Value::String(h) if h == OLD_CONCURRENT_HASH => None,
+        Value::String(h) if u64::from_str_radix(h, 16).is_ok() => u64::from_str_radix(h, 16).ok(),
+        _ => anyhow::bail!("{}: trace_hash {v} is neither a hex number nor null", p.name),
+    };
+    match p.report.get("deterministic") {
+        None => {}
+        Some(Value::Bool(d)) => {
+            anyhow::ensure!(*d == hash.is_some(), "{}: deterministic is {d} but trace_hash is {v}", p.name)
+        }
+        Some(d) => anyhow::bail!("{}: deterministic {d} is neither true nor false", p.name),
+    }
+    Ok(hash)
 }
 
 fn u64_of(name: &str, v: &Value, what: &str) -> anyhow::Result<u64> {
@@ -85,8 +110,8 @@ fn add_counts(sum: &mut BTreeMap<String, u64>, name: &str, v: &Value, what: &str
 
 /// What makes a report the shard of one run rather than another, as `(what, value)` pairs.
 fn identity(p: &Part) -> Vec<(&'static str, Value)> {
-    let hash_kind = match p.report["trace_hash"].as_str() {
-        Some(CONCURRENT_HASH) => "concurrent (no trace hash)",
+    let hash_kind = match trace_hash(p) {
+        Ok(None) => "concurrent (no trace hash)",
         _ => "deterministic (a trace hash)",
     };
     let steered = if p.report.contains_key("steering") { "--steer" } else { "no --steer" };
@@ -234,21 +259,16 @@ fn check_shard_numbers(parts: &[Part], shards: &[&Value]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The shards' trace hashes folded in seed order, or the text concurrent runs carry.
-fn fold_hashes(parts: &[Part]) -> anyhow::Result<String> {
+/// The shards' trace hashes folded in seed order; `None` for a concurrent run's shards, which
+/// have none to fold.
+fn fold_hashes(parts: &[Part]) -> anyhow::Result<Option<String>> {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
-        let h = p.report["trace_hash"].as_str();
-        if h == Some(CONCURRENT_HASH) {
-            // Same run kind for all (checked): a concurrent run's shards have no hash to fold.
-            return Ok(CONCURRENT_HASH.to_owned());
-        }
-        let h = h
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-            .ok_or_else(|| anyhow::anyhow!("{}: trace_hash is neither a hex number nor {CONCURRENT_HASH:?}", p.name))?;
+        // Same run kind for all (checked): a concurrent run's shards have no hash to fold.
+        let Some(h) = trace_hash(p)? else { return Ok(None) };
         hash = (hash ^ h).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    Ok(format!("{hash:016x}"))
+    Ok(Some(format!("{hash:016x}")))
 }
 
 /// The `steering` sections of steered shards merged: counts add up, each mark's favoured
@@ -334,6 +354,7 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
         }
     }
     let ok = violations.is_empty();
+    let trace_hash = fold_hashes(&parts)?;
     let mut merged = json!({
         "engine": first.report["engine"],
         "scheduler": first.report["scheduler"],
@@ -342,7 +363,8 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
         "requests": requests,
         "violations": violations.into_values().collect::<Vec<_>>(),
         "coverage": coverage,
-        "trace_hash": fold_hashes(&parts)?,
+        "trace_hash": trace_hash,
+        "deterministic": trace_hash.is_some(),
         "shards": parts.len(),
     });
     if let Some(scenario) = first.report.get("scenario") {

@@ -59,23 +59,41 @@ fn refused(out: &Output, says: &[&str]) {
     }
 }
 
-/// `run --engine exec --concurrency N --shard I/N` reports have no trace hash to fold; their
-/// shards merge all the same, and say so in theirs.
+/// `run --engine exec --concurrency N --shard I/N` reports have no trace hash to fold
+/// (`"trace_hash": null, "deterministic": false`); their shards merge all the same, to none.
+/// Reports of an older `run`, which wrote a text in its place, still merge, with new ones too.
 #[test]
-fn concurrent_shards_merge_and_keep_their_trace_hash_text() {
-    let c = json!({"engine": "exec-reference (concurrency 4)", "trace_hash": "concurrent (not deterministic)"});
+fn concurrent_shards_merge_to_no_trace_hash() {
+    let new = json!({"engine": "exec-reference (concurrency 4)", "trace_hash": null, "deterministic": false});
+    let old = json!({"engine": "exec-reference (concurrency 4)", "trace_hash": "concurrent (not deterministic)"});
     let strip = |mut r: Value| {
         r.as_object_mut().unwrap().remove("seeds_reaching");
         r.as_object_mut().unwrap().remove("never_reached");
         r
     };
-    let (out, v) = merge(&[("cs1.json", strip(report("0..2", c.clone()))), ("cs2.json", strip(report("2..4", c)))]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(v["trace_hash"], "concurrent (not deterministic)");
-    assert_eq!((v["seeds"].as_str(), v["steps"].as_u64()), (Some("0..4"), Some(200)));
-    let odd = json!({"trace_hash": "concurrent (not deterministic)"});
-    let (out, _) = merge(&[("det.json", report("0..2", json!({}))), ("conc.json", report("2..4", odd))]);
-    refused(&out, &["det.json", "conc.json", "different runs"]);
+    for (first, second) in [(&new, &new), (&old, &old), (&old, &new)] {
+        let (out, v) = merge(&[
+            ("cs1.json", strip(report("0..2", first.clone()))),
+            ("cs2.json", strip(report("2..4", second.clone()))),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!((&v["trace_hash"], &v["deterministic"]), (&Value::Null, &json!(false)), "{v}");
+        assert_eq!((v["seeds"].as_str(), v["steps"].as_u64()), (Some("0..4"), Some(200)));
+    }
+    let (_, v) = merge(&[("d1.json", report("0..2", json!({}))), ("d2.json", report("2..4", json!({})))]);
+    assert_eq!(v["deterministic"], true, "{v}");
+    assert!(v["trace_hash"].as_str().is_some_and(|h| h.len() == 16), "{v}");
+    for odd in [json!({"trace_hash": null}), json!({"trace_hash": "concurrent (not deterministic)"})] {
+        let (out, _) = merge(&[("det.json", report("0..2", json!({}))), ("conc.json", report("2..4", odd))]);
+        refused(&out, &["det.json", "conc.json", "different runs"]);
+    }
+    // A report at odds with itself, or with a hash that is not one.
+    let (out, _) = merge(&[("liar.json", report("0..2", json!({"deterministic": false})))]);
+    refused(&out, &["liar.json", "deterministic is false but trace_hash is \"0123456789abcdef\""]);
+    let (out, _) = merge(&[("nohash.json", report("0..2", json!({"trace_hash": null, "deterministic": true})))]);
+    refused(&out, &["nohash.json", "deterministic is true but trace_hash is null"]);
+    let (out, _) = merge(&[("text.json", report("0..2", json!({"trace_hash": "concurrent"})))]);
+    refused(&out, &["text.json", "neither a hex number nor null"]);
 }
 
 /// Shards of different runs are refused, naming both files and what differs: steered with

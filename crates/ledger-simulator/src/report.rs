@@ -17,6 +17,7 @@ use crate::gen::{replay, run_seed_aimed, SchedulerKind};
 use crate::history::History;
 use crate::scenario::Scenario;
 use crate::shrink::shrink;
+pub use crate::shrink::Reduction;
 use crate::steer::{self, Bias, Draw, Steering};
 
 /// Which engine to drive.
@@ -126,16 +127,41 @@ pub struct ViolationReport {
     pub seeds: Vec<u64>,
     /// The numbers, from the shrunk counterexample.
     pub detail: String,
-    /// Flows and events of the shrunk counterexample.
+    /// Flows of the counterexample, however it was reduced.
     pub shrunk_flows: usize,
-    /// Events of the shrunk counterexample's schedule.
+    /// Events of the counterexample's schedule, however it was reduced.
     pub shrunk_events: usize,
+    /// Whether the counterexample was shrunk, only cut at its first violation, or neither. A
+    /// report written before this field reads as shrunk, as it then said.
+    #[serde(default)]
+    pub reduction: Reduction,
     /// The counterexample's steps, one line each.
     pub steps: Vec<String>,
     /// The trace file.
     pub trace: String,
     /// The command that replays it.
     pub replay: String,
+}
+
+impl ViolationReport {
+    /// What was done to make its counterexample short, as the text report and JUnit say it
+    /// before its steps: `shrunk to 2 flow(s), 5 event(s)`, `cut to ...`; `None` when there is
+    /// nothing to say (no trace and no steps).
+    pub fn how_reduced(&self) -> Option<String> {
+        let (n_flows, n_events) = (self.shrunk_flows, self.shrunk_events);
+        if n_flows == 0 && n_events == 0 {
+            // A concurrent run's finding: its calls are listed, not shrunk. A report written
+            // before `reduction` says so only by these counts.
+            return (!self.steps.is_empty()).then(|| "not shrunk (real concurrency)".to_owned());
+        }
+        Some(match self.reduction {
+            Reduction::Shrunk => format!("shrunk to {n_flows} flow(s), {n_events} event(s)"),
+            Reduction::Cut => {
+                format!("cut to {n_flows} flow(s), {n_events} event(s) after its first violation, not shrunk")
+            }
+            Reduction::None => format!("not shrunk: {n_flows} flow(s), {n_events} event(s)"),
+        })
+    }
 }
 
 /// What `run` prints with `--json`.
@@ -155,8 +181,12 @@ pub struct RunReport {
     pub violations: Vec<ViolationReport>,
     /// Rare states reached, summed over seeds.
     pub coverage: Coverage,
-    /// Hash of every seed's trace, in seed order.
-    pub trace_hash: String,
+    /// Hash of every seed's trace, in seed order; `None` (`null`) for a concurrent run, which
+    /// has no trace to hash.
+    pub trace_hash: Option<String>,
+    /// Whether the same seeds and arguments give this report again, bit for bit (all but
+    /// `steps_per_sec`): false for a concurrent run, true for every other.
+    pub deterministic: bool,
     /// Measured speed (the only field that is not deterministic).
     pub steps_per_sec: u64,
 }
@@ -453,7 +483,7 @@ pub fn counterexamples(
                 unreachable!("Postgres and exec runs go through ledger-pg-runs")
             }
         };
-        let h = shrunk.history;
+        let (h, reduction) = (shrunk.history, shrunk.reduction);
         let replayed = replay_in_memory(engine, &h, true)?;
         let detail = replayed.violations.iter().find(|v| v.invariant == inv).map(|v| v.to_string()).unwrap_or_default();
         let file_engine = engine.name().replace("+mutant=", "-");
@@ -467,6 +497,7 @@ pub fn counterexamples(
             detail,
             shrunk_flows: h.flows.len(),
             shrunk_events: h.events.len(),
+            reduction,
             steps: replayed.log,
             trace: path.display().to_string(),
             replay: replay_command(&path),
@@ -534,7 +565,10 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
     if !what.is_empty() {
         writeln!(out, "  scenario: {what}")?;
     }
-    writeln!(out, "  {} steps, {} requests, trace hash {}", r.steps, r.requests, r.trace_hash)?;
+    match &r.trace_hash {
+        Some(hash) => writeln!(out, "  {} steps, {} requests, trace hash {hash}", r.steps, r.requests)?,
+        None => writeln!(out, "  {} steps, {} requests, no trace hash (not deterministic)", r.steps, r.requests)?,
+    }
     writeln!(out, "  coverage (rare states reached, and how often):")?;
     let cells: Vec<String> = r.coverage.0.iter().map(|(k, v)| format!("{k:<32}{v:>9}")).collect();
     for row in cells.chunks(2) {
@@ -561,11 +595,10 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
         writeln!(out)?;
         writeln!(out, "VIOLATION {} {} (seed {}; {} seed(s) broke it)", v.invariant, v.name, v.seed, v.seeds.len())?;
         writeln!(out, "  {}", v.detail)?;
-        if v.shrunk_flows > 0 || v.shrunk_events > 0 {
-            writeln!(out, "  shrunk to {} flow(s), {} event(s):", v.shrunk_flows, v.shrunk_events)?;
-        } else if is_concurrent(v) {
-            // A concurrent run's finding: its calls are not shrunk, only listed.
-            writeln!(out, "  not shrunk (real concurrency); the first of them:")?;
+        match v.how_reduced() {
+            Some(how) if is_concurrent(v) => writeln!(out, "  {how}; the first of them:")?,
+            Some(how) => writeln!(out, "  {how}:")?,
+            None => {}
         }
         for s in &v.steps {
             writeln!(out, "    {s}")?;
@@ -628,6 +661,7 @@ mod tests {
             detail: "window absorbed 60 + reserved 0 = 60 > 50".into(),
             shrunk_flows,
             shrunk_events: 2 * shrunk_flows,
+            reduction: Reduction::Shrunk,
             steps: vec!["[0] decide -> free".into()],
             trace: "t.jsonl".into(),
             replay: replay.into(),
@@ -643,7 +677,8 @@ mod tests {
             requests: 4,
             violations,
             coverage: Coverage::default(),
-            trace_hash: "0".into(),
+            trace_hash: None,
+            deterministic: false,
             steps_per_sec: 1,
         };
         let mut out = Vec::new();
@@ -665,6 +700,33 @@ mod tests {
         assert!(t.contains("next: run a replay command above"), "{t}");
         let t = text(Vec::new());
         assert!(t.contains("no invariant broke") && !t.contains("next: a concurrent finding"), "{t}");
+        // A concurrent run has no trace hash, and says so.
+        assert!(t.contains("4 requests, no trace hash (not deterministic)"), "{t}");
+    }
+
+    /// A counterexample only cut at its first violation says "cut to", not "shrunk to"; one
+    /// neither cut nor shrunk says so too.
+    #[test]
+    fn a_counterexample_only_cut_is_not_called_shrunk() {
+        let cut = ViolationReport { reduction: Reduction::Cut, ..finding(2, "ledger-sim replay t.jsonl") };
+        let t = text(vec![cut]);
+        assert!(t.contains("  cut to 2 flow(s), 4 event(s) after its first violation, not shrunk:"), "{t}");
+        assert!(!t.contains("shrunk to"), "{t}");
+        let whole = ViolationReport { reduction: Reduction::None, ..finding(3, "ledger-sim replay t.jsonl") };
+        let t = text(vec![whole]);
+        assert!(t.contains("  not shrunk: 3 flow(s), 6 event(s):"), "{t}");
+    }
+
+    /// `reduction` is written as a word, and a report of before it reads as shrunk, as it said.
+    #[test]
+    fn reports_without_a_reduction_still_read() {
+        let v = serde_json::to_value(ViolationReport { reduction: Reduction::Cut, ..finding(1, "r") }).unwrap();
+        assert_eq!(v["reduction"], "cut");
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("reduction");
+        let old: ViolationReport = serde_json::from_value(old).unwrap();
+        assert_eq!(old.reduction, Reduction::Shrunk);
+        assert_eq!(old.how_reduced().as_deref(), Some("shrunk to 1 flow(s), 2 event(s)"));
     }
 
     /// A replay command works pasted anywhere: the path absolute, quoted when it must be.

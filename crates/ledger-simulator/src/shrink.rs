@@ -9,6 +9,22 @@ use crate::fault::Fault;
 use crate::gen::replay;
 use crate::history::{Event, History};
 
+/// How a counterexample was made shorter than the seed that found it: what a report says of
+/// it, so that one only cut is not called shrunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduction {
+    /// The shrinker took flows, events or faults out while it still broke, or found that
+    /// none could go (a report of before this field is read as shrunk, as it said).
+    #[default]
+    Shrunk,
+    /// Only cut after the event of its first violation: the shrinker did not get to it (its
+    /// replays or its time were spent, or the engine cannot be shrunk on).
+    Cut,
+    /// Neither: the whole seed, or calls of a concurrent run, which have no trace to shrink.
+    None,
+}
+
 /// A shrunk history and what it took.
 #[derive(Debug, Clone)]
 pub struct Shrunk {
@@ -16,6 +32,8 @@ pub struct Shrunk {
     pub history: History,
     /// Replays spent.
     pub n_replays: usize,
+    /// Whether it was shrunk, or only cut when the replays ran out first.
+    pub reduction: Reduction,
 }
 
 struct Shrinker<'a, E: Engine, F: Fn(Config) -> E> {
@@ -74,11 +92,15 @@ pub fn shrink<E: Engine, F: Fn(Config) -> E>(
 ) -> Shrunk {
     let mut s = Shrinker { make, invariant, n_replays: 0, max_replays };
     let mut h = history.clone();
+    let mut reduction = Reduction::None;
     // The schedule after the first break only hides it: cut it (the drain still runs).
     if let Some(Some(at)) = s.fails(&h) {
         let mut cut = h.clone();
         cut.events.truncate(at + 1);
         if s.fails(&cut).is_some() {
+            if cut.events.len() < h.events.len() {
+                reduction = Reduction::Cut;
+            }
             h = cut;
         }
     }
@@ -95,6 +117,10 @@ pub fn shrink<E: Engine, F: Fn(Config) -> E>(
             },
         );
         progress |= drop_faults(&mut s, &mut h);
+        // Something went, or nothing could with replays to spare: the shrinker did its work.
+        if progress || s.budget_left() {
+            reduction = Reduction::Shrunk;
+        }
         if !progress || !s.budget_left() {
             break;
         }
@@ -102,7 +128,7 @@ pub fn shrink<E: Engine, F: Fn(Config) -> E>(
     // Users no flow names play no part.
     let named: FxHashSet<u32> = h.flows.iter().map(|f| f.user).collect();
     h.users.retain(|u, _| named.contains(u));
-    Shrunk { history: h, n_replays: s.n_replays }
+    Shrunk { history: h, n_replays: s.n_replays, reduction }
 }
 
 fn without_flows(h: &History, start: usize, len: usize) -> History {

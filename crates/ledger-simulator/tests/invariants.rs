@@ -7,7 +7,7 @@ use ledger_harness::{Invariant, ReferenceEngine, SeedEngine};
 use ledger_simulator::gen::{run_seed, SchedulerKind};
 use ledger_simulator::history::History;
 use ledger_simulator::scenario::Scenario;
-use ledger_simulator::shrink::shrink;
+use ledger_simulator::shrink::{shrink, Reduction};
 use rayon::prelude::*;
 
 fn fixtures() -> PathBuf {
@@ -50,8 +50,16 @@ fn seed_model_breaks_i2_to_i6_with_short_counterexamples() {
     for inv in [Invariant::I2, Invariant::I3, Invariant::I4, Invariant::I5, Invariant::I6] {
         assert!(kinds.contains(&inv), "the seed model should break {inv}, found {kinds:?}");
     }
+    let mut n_cut = 0;
     for (inv, seed, h) in found {
+        // Two replays only confirm the seed and its cut after the first violation: a
+        // counterexample cut, not shrunk, and it must not say it was.
+        let cut = shrink(&SeedEngine::new, &h, inv, 2);
+        assert_eq!(cut.history.flows.len(), h.flows.len(), "{inv} seed {seed}");
+        assert_ne!(cut.reduction, Reduction::Shrunk, "{inv} seed {seed}: nothing was shrunk");
+        n_cut += usize::from(cut.reduction == Reduction::Cut);
         let shrunk = shrink(&SeedEngine::new, &h, inv, 2_000);
+        assert_eq!(shrunk.reduction, Reduction::Shrunk, "{inv} seed {seed}");
         assert!(
             shrunk.history.flows.len() <= 3,
             "{inv} seed {seed} shrunk only to {} flows",
@@ -61,6 +69,7 @@ fn seed_model_breaks_i2_to_i6_with_short_counterexamples() {
         let again = ledger_simulator::gen::replay(SeedEngine::new, &shrunk.history, false);
         assert!(again.violations.iter().any(|v| v.invariant == inv));
     }
+    assert!(n_cut > 0, "no seed broke before its last event");
 }
 
 /// The races: with actual costs within estimates and no faults, the seed still breaks I3
