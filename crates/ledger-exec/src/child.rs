@@ -132,7 +132,7 @@ pub enum ExecError {
         status: String,
     },
     /// It closed its output.
-    #[error("`{command}` closed its output{status} while {waiting}")]
+    #[error("`{command}` closed its output{status} before answering {waiting}")]
     Eof {
         /// The command.
         command: String,
@@ -142,7 +142,7 @@ pub enum ExecError {
         waiting: String,
     },
     /// It wrote a line that is not a response.
-    #[error("`{command}` wrote line {line_no} that is not a response of protocol {PROTOCOL_VERSION} ({why}): {line}")]
+    #[error("`{command}` wrote line {line_no} that is not a response of protocol {PROTOCOL_VERSION} ({why}){}", quoted(.line))]
     Garbled {
         /// The command.
         command: String,
@@ -171,6 +171,16 @@ pub enum ExecError {
         /// Why.
         why: String,
     },
+}
+
+/// `: LINE` after an error about a line, or nothing for a line that could not be kept (one
+/// too long to read whole).
+fn quoted(line: &str) -> String {
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {line}")
+    }
 }
 
 /// The longest line read from the other side of the protocol: 16 MiB.

@@ -200,6 +200,8 @@ fn a_child_that_misbehaves_ends_the_run_with_an_error_naming_it() {
     misbehaving("read l; echo 'this is not json'; sleep 30", &["line 1", "this is not json"]);
     // Exits at once.
     misbehaving("exit 3", &["`exit 3`", "exit status: 3"]);
+    // Reads its hello and exits: the request it left unanswered is named.
+    misbehaving("read l; exit 3", &["closed its output (it exited: exit status: 3) before answering request 0 (hello"]);
     // An id that was never asked.
     let wrong = hello.replace(r#""id":0"#, r#""id":7"#);
     misbehaving(&format!("read l; echo '{wrong}'; sleep 30"), &["id 7 is not a request in flight"]);
@@ -211,7 +213,7 @@ fn a_child_that_misbehaves_ends_the_run_with_an_error_naming_it() {
     misbehaving(&format!("read l; echo '{lie}'; sleep 30"), &["error crash is indefinite"]);
     // Output that is not UTF-8, and a line without end (bounded at 16 MiB, never read whole).
     misbehaving(r"printf '\377\376\n'; sleep 30", &["line 1", "not UTF-8"]);
-    misbehaving("head -c 40000000 /dev/zero | tr '\\0' a; sleep 30", &["line 1", "longer than 16 MiB"]);
+    misbehaving("head -c 40000000 /dev/zero | tr '\\0' a; sleep 30", &["line 1", "(a line longer than 16 MiB)\n"]);
     // No such command.
     misbehaving("/nonexistent/adapter", &["exit status: 127"]);
 }
