@@ -364,7 +364,8 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     } else if args.pg.is_set() {
         anyhow::bail!("--database-url, --concurrency and the Postgres faults need --engine pg-reference|pg-seed");
     }
-    let (seeds, done) = match args.soak {
+    // A soak shrinks each invariant's counterexample when it finds it; a run, at its end.
+    let (seeds, done, found) = match args.soak {
         Some(budget) => crate::soak::soak(
             engine,
             &scenario,
@@ -374,12 +375,18 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             &args.trace_dir,
             args.max_replays,
             args.steer,
-        )?,
-        None => (seeds, run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress, args.steer)?),
+        )
+        .map(|(seeds, done, found)| (seeds, done, Some(found)))?,
+        None => {
+            (seeds, run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress, args.steer)?, None)
+        }
     };
     let elapsed = started.elapsed();
     let steps = done.steps;
-    let violations = counterexamples(engine, &done, None, &args.trace_dir, args.max_replays)?;
+    let violations = match found {
+        Some(found) => found,
+        None => counterexamples(engine, &done, None, &args.trace_dir, args.max_replays)?,
+    };
     let report = RunReport {
         engine: engine.name(),
         scheduler: args.scheduler,

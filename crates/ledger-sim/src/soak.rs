@@ -4,13 +4,13 @@
 //! found; one report over every seed at the end. Memory stays flat: seeds are folded as they
 //! finish ([`SeedsRun`]).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ledger_harness::Invariant;
 use ledger_simulator::gen::SchedulerKind;
-use ledger_simulator::report::{continue_seeds, counterexamples, EngineSpec, SeedsRun};
+use ledger_simulator::report::{continue_seeds, counterexamples, EngineSpec, SeedsRun, ViolationReport};
 use ledger_simulator::scenario::Scenario;
 
 /// How often progress is printed.
@@ -108,8 +108,9 @@ fn random_start() -> u64 {
     (x ^ (x >> 31)) >> 2
 }
 
-/// Runs the soak; returns the seeds run (`start..end`) and what they came to. `steer`: coverage
-/// steers the swarm (`--steer`).
+/// Runs the soak; returns the seeds run (`start..end`), what they came to, and the
+/// counterexample of each invariant broken, shrunk when it was found (its `seeds` are every
+/// seed that broke it, to the end). `steer`: coverage steers the swarm (`--steer`).
 // The run's own arguments, passed through from the command line one by one.
 #[allow(clippy::too_many_arguments)]
 pub fn soak(
@@ -121,14 +122,14 @@ pub fn soak(
     trace_dir: &Path,
     max_replays: usize,
     steer: bool,
-) -> anyhow::Result<((u64, u64), SeedsRun)> {
+) -> anyhow::Result<((u64, u64), SeedsRun, Vec<ViolationReport>)> {
     let start = random_start();
     eprintln!("soak: {} of seeds from {start} (any range of them replays with --seeds A..B)", humanize(budget));
     let started = Instant::now();
     let mut out = if steer { SeedsRun::steered() } else { SeedsRun::new() };
     let mut next = start;
     let mut pace = Pace::new(budget, rayon::current_num_threads() as u64);
-    let mut reported: BTreeSet<Invariant> = BTreeSet::new();
+    let mut reported: BTreeMap<Invariant, ViolationReport> = BTreeMap::new();
     // What the seeds so far came to, `elapsed` shown as `took`.
     let line = |out: &SeedsRun, next: u64, elapsed: Duration, took: String| {
         let n = next - start;
@@ -141,12 +142,12 @@ pub fn soak(
         let ran = out.last_seed.map_or(next, |l| l + 1) - next;
         pace.batch_done(ran, t.elapsed());
         next += ran;
-        let broken: BTreeSet<Invariant> = out.breaking.keys().copied().collect();
-        for inv in broken.difference(&reported.clone()) {
-            for v in counterexamples(engine, &out, Some(*inv), trace_dir, max_replays)? {
+        let new: Vec<Invariant> = out.breaking.keys().filter(|inv| !reported.contains_key(inv)).copied().collect();
+        for inv in new {
+            for v in counterexamples(engine, &out, Some(inv), trace_dir, max_replays)? {
                 eprintln!("soak: {} {} broke at seed {}: {}; {}", v.invariant, v.name, v.seed, v.detail, v.replay);
+                reported.insert(inv, v);
             }
-            reported.insert(*inv);
         }
         if stopped {
             break;
@@ -160,7 +161,14 @@ pub fn soak(
     // However short the soak, it says what it did.
     let elapsed = started.elapsed();
     eprintln!("soak: done: {}", line(&out, next, elapsed, format!("{:.1} s", elapsed.as_secs_f64())));
-    Ok(((start, next), out))
+    let found = reported
+        .into_iter()
+        .map(|(inv, mut v)| {
+            v.seeds = out.breaking.get(&inv).cloned().unwrap_or_default();
+            v
+        })
+        .collect();
+    Ok(((start, next), out, found))
 }
 
 fn humanize(d: Duration) -> String {
