@@ -1,11 +1,20 @@
 //! `ledger-sim audit`: the read-only I1/I2/I5 check of a live database.
 
+use std::time::Duration;
+
 use ledger_pg::reference;
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
 
-use crate::server::block_on;
+use crate::server::{block_on, redacted};
+
+/// How long connecting to the database may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the whole audit may take once connected: the server cancels each statement after
+/// as long (`statement_timeout`), and a server that stops answering is given up on then.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `ledger-sim audit`.
 #[derive(clap::Args, Debug)]
@@ -35,8 +44,24 @@ struct AuditReport {
     notes: Vec<String>,
 }
 
-async fn audit_db(opts: PgConnectOptions) -> anyhow::Result<AuditReport> {
-    let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
+/// The audit of the database at `opts` (shown as `shown`), every wait bounded: connecting by
+/// [`CONNECT_TIMEOUT`], the rest by [`AUDIT_TIMEOUT`]. Each wait is announced on stderr first.
+async fn audit_bounded(opts: PgConnectOptions, shown: String) -> anyhow::Result<AuditReport> {
+    eprintln!("ledger-sim: connecting to {shown} (waiting at most {} s)", CONNECT_TIMEOUT.as_secs());
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&opts)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => anyhow::bail!("connecting to {shown}: {e}"),
+        Err(_) => anyhow::bail!("connecting to {shown}: no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    eprintln!("ledger-sim: auditing {shown} (waiting at most {} s)", AUDIT_TIMEOUT.as_secs());
+    match tokio::time::timeout(AUDIT_TIMEOUT, audit_db(conn)).await {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(e)) => Err(e.context(format!("auditing {shown}"))),
+        Err(_) => anyhow::bail!("auditing {shown}: no answer within {} s", AUDIT_TIMEOUT.as_secs()),
+    }
+}
+
+async fn audit_db(mut conn: sqlx::PgConnection) -> anyhow::Result<AuditReport> {
     let (has_ref, has_seed): (bool, bool) = sqlx::query_as(
         "SELECT to_regclass('public.ledger_config') IS NOT NULL, to_regclass('public.timmy_config') IS NOT NULL",
     )
@@ -86,9 +111,13 @@ pub fn audit_cmd(args: &AuditArgs) -> anyhow::Result<bool> {
         .clone()
         .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
         .ok_or_else(|| anyhow::anyhow!("audit needs --database-url URL (or DATABASE_URL)"))?;
-    let opts: PgConnectOptions = url.parse()?;
-    let opts = opts.options([("default_transaction_read_only", "on")]);
-    let report = block_on(audit_db(opts))??;
+    let shown = redacted(&url);
+    let opts: PgConnectOptions = url.parse().map_err(|e| anyhow::anyhow!("the database URL {shown}: {e}"))?;
+    let opts = opts.options([
+        ("default_transaction_read_only", "on".to_owned()),
+        ("statement_timeout", AUDIT_TIMEOUT.as_millis().to_string()),
+    ]);
+    let report = block_on(audit_bounded(opts, shown))??;
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     if args.json {

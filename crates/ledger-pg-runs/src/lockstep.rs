@@ -45,7 +45,35 @@ struct Halting<E> {
     steps: u64,
 }
 
-impl<E: Engine> Halting<E> {
+/// A lockstep engine on a server that tells what went wrong outside its replies (a read that
+/// failed, a restart under it: `ledger_pg::engine`'s `take_trouble`), and that can be told a
+/// restart is the run's own doing.
+trait Watched {
+    fn take_trouble(&self) -> Option<String>;
+    fn expect_restart(&self);
+}
+
+impl Watched for PgReferenceEngine {
+    fn take_trouble(&self) -> Option<String> {
+        PgReferenceEngine::take_trouble(self)
+    }
+
+    fn expect_restart(&self) {
+        PgReferenceEngine::expect_restart(self)
+    }
+}
+
+impl Watched for PgSeedEngine {
+    fn take_trouble(&self) -> Option<String> {
+        PgSeedEngine::take_trouble(self)
+    }
+
+    fn expect_restart(&self) {
+        // A lockstep crash of pg-seed is refused before any seed runs.
+    }
+}
+
+impl<E: Engine + Watched> Halting<E> {
     fn new(inner: E, crash: Option<(u64, Arc<TestPg>)>) -> (Halting<E>, Arc<Mutex<Option<String>>>) {
         let lost = Arc::new(Mutex::new(None));
         let last_observed = std::cell::Cell::new(Observed::default());
@@ -55,9 +83,21 @@ impl<E: Engine> Halting<E> {
     fn is_lost(&self) -> bool {
         self.lost.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
+
+    /// Stops the run at anything the engine noticed outside a reply: a stale read or a restart
+    /// of the server would be judged as the engine's answer. True when it did.
+    fn check_trouble(&self) -> bool {
+        let Some(trouble) = self.inner.take_trouble() else { return false };
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if lost.is_none() {
+            eprintln!("ledger-sim: {trouble}; the lockstep run stops here");
+            *lost = Some(format!("{CONNECTION_LOST}{trouble}"));
+        }
+        true
+    }
 }
 
-impl<E: Engine> Engine for Halting<E> {
+impl<E: Engine + Watched> Engine for Halting<E> {
     type Op = E::Op;
 
     fn name(&self) -> &'static str {
@@ -86,6 +126,7 @@ impl<E: Engine> Engine for Halting<E> {
                 eprintln!(
                     "ledger-sim: crashing the server (SIGKILL to the postmaster) before step {at}, then crash recovery"
                 );
+                self.inner.expect_restart();
                 if let Err(e) = pg.kill_server().and_then(|()| pg.start_server()) {
                     let error = format!("{CONNECTION_LOST}crashing the server: {e}");
                     *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
@@ -94,6 +135,10 @@ impl<E: Engine> Engine for Halting<E> {
             }
         }
         let reply = self.inner.step(op, now, journal);
+        if self.check_trouble() {
+            journal.clear();
+            return Some(Reply::Failed { error: "the database connection was lost".into() });
+        }
         if let Some(Reply::Failed { error }) = &reply {
             if error.starts_with(CONNECTION_LOST) {
                 eprintln!("ledger-sim: {error}; the lockstep run stops here");
@@ -105,7 +150,10 @@ impl<E: Engine> Engine for Halting<E> {
 
     fn observe(&self) -> Observed {
         if !self.is_lost() {
-            self.last_observed.set(self.inner.observe());
+            let observed = self.inner.observe();
+            if !self.check_trouble() {
+                self.last_observed.set(observed);
+            }
         }
         self.last_observed.get()
     }
@@ -114,7 +162,12 @@ impl<E: Engine> Engine for Halting<E> {
         if self.is_lost() {
             None
         } else {
-            self.inner.daily_remaining(pubkey, now)
+            let remaining = self.inner.daily_remaining(pubkey, now);
+            if self.check_trouble() {
+                None
+            } else {
+                remaining
+            }
         }
     }
 }
@@ -140,8 +193,9 @@ fn lost_error(lost: &Arc<Mutex<Option<String>>>, url: &str) -> anyhow::Result<()
         Err(_) => error,
     };
     anyhow::bail!(
-        "the database failed during the lockstep run ({}); a lockstep run is not judged across a server failure: \
-         to test crashes, use --concurrency N --crash-server-at M",
+        "the database at {} failed during the lockstep run ({}); a lockstep run is not judged across a server \
+         failure: to test crashes, use --concurrency N --crash-server-at M",
+        redacted(url),
         cause
     )
 }
@@ -255,7 +309,8 @@ pub(crate) fn lockstep_run(
     })?;
     if mutant.is_some() {
         for v in &mut report.violations {
-            v.replay.push_str(" (on today's SQL functions: `replay` does not install --pg-mutant)");
+            // A shell comment, so that the command still runs pasted as it is.
+            v.replay.push_str("  # on today's SQL functions: replay does not install --pg-mutant");
         }
     }
     Ok(report)
@@ -313,7 +368,7 @@ pub(crate) fn lockstep_report(
             steps: Vec::new(),
             reduction: Reduction::None,
         };
-        if run.exec.is_some() {
+        if exec_of(run).is_some() {
             if let Some(shrunk) = shrink_divergence(run, first, confirm)? {
                 found = shrunk;
             }
@@ -352,10 +407,17 @@ pub(crate) fn lockstep_report(
     })
 }
 
+/// The implementation of an `--engine exec` run; `None` for the Postgres engines, whose runs
+/// the command line hands its (empty) exec options too: their replay takes no `--exec`, and
+/// their counterexamples are shrunk on the in-memory twin, or cut.
+fn exec_of<'a>(run: &PgRun<'a>) -> Option<&'a crate::args::ExecArgs> {
+    run.exec.filter(|_| run.kind == EngineKind::Exec)
+}
+
 /// The command that replays a trace written by `run`.
 fn replay_command(run: &PgRun<'_>, path: &std::path::Path) -> String {
     let replay = ledger_simulator::report::replay_command(path);
-    match run.exec {
+    match exec_of(run) {
         Some(exec) => format!("{replay} {}", exec.replay_flags()),
         None => replay,
     }
@@ -465,7 +527,7 @@ fn on_engine(
         Some(at) => (format!("cut after event {at}, its first violation"), Reduction::Cut),
         None => ("the whole seed".to_owned(), Reduction::None),
     };
-    let Some(exec) = run.exec else {
+    let Some(exec) = exec_of(run) else {
         return Ok((h, only_cut, Some(format!("not shrunk: {cut}; the in-memory twin does not have this bug"))));
     };
     let command = exec.command().unwrap_or("the implementation");
@@ -503,7 +565,7 @@ fn on_engine(
 /// twin cannot disagree with itself), at most [`SHRINK_ON_ENGINE`] and `--max-replays`
 /// replays; `None` if the shrunk history no longer disagrees.
 fn shrink_divergence(run: &PgRun<'_>, first: &SeedRun, confirm: &mut Confirm<'_>) -> anyhow::Result<Option<Divergent>> {
-    let command = run.exec.and_then(|e| e.command().ok()).unwrap_or("the implementation");
+    let command = exec_of(run).and_then(|e| e.command().ok()).unwrap_or("the implementation");
     eprintln!(
         "ledger-sim: shrinking the divergence of seed {} on `{command}` itself (at most {} s, {} replays)",
         first.seed,

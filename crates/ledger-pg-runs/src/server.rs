@@ -67,8 +67,33 @@ impl Server {
         if args.restart_server_at.is_some() || args.crash_server_at.is_some() {
             return Ok(Server::Private(args.durability()));
         }
+        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            eprintln!(
+                "ledger-sim: each seed gets a fresh database on DATABASE_URL's server {} (waiting at most {} s for each)",
+                redacted(&url),
+                ledger_pg::testpg::ADMIN_TIMEOUT.as_secs()
+            );
+        }
         let keep = TestPg::new().map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
         Ok(Server::Test { _keep: Box::new(keep) })
+    }
+
+    /// `e`, an error of a run on this server, naming the database unless it already does.
+    pub(crate) fn named_in(&self, e: anyhow::Error) -> anyhow::Error {
+        let place = match self {
+            Server::Url { url, .. } => format!("the database at {}", redacted(url)),
+            Server::Test { .. } => match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+                Some(url) => format!("a fresh database on {}", redacted(&url)),
+                None => "a fresh database of a throwaway PostgreSQL".to_owned(),
+            },
+            Server::Private(_) => "a private throwaway PostgreSQL".to_owned(),
+        };
+        let shown = format!("{e:#}");
+        match self {
+            Server::Url { url, .. } if shown.contains(&redacted(url)) => e,
+            _ if shown.contains("the database at ") => e,
+            _ => e.context(format!("running on {place}")),
+        }
     }
 
     pub(crate) fn fresh(&self) -> anyhow::Result<Db> {

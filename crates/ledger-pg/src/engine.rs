@@ -7,7 +7,8 @@
 //! database round trip of the TypeScript, so the same schedule runs on both.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ledger_core::{
@@ -28,14 +29,96 @@ fn runtime() -> Result<tokio::runtime::Runtime, PgError> {
         .map_err(|e| PgError::Protocol(format!("cannot build a tokio runtime: {e}")))
 }
 
-async fn connect_and_migrate(opts: PgConnectOptions) -> Result<PgPool, PgError> {
-    // A step waits at most 5 s for a connection: a dead server fails the step, not the run.
+/// How long the server may take over one statement of a lockstep engine: it cancels the
+/// statement then (`statement_timeout`), so a step that waits on a lock held elsewhere fails.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a lockstep engine waits for any one answer (a step, a read, connecting and
+/// migrating) before it fails it: the server's own [`STATEMENT_TIMEOUT`] and some room. A
+/// server that stopped answering (a stopped process, a lost network) ends here rather than
+/// never.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// How long a step waits for a connection: a dead server fails the step, not the run.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `fut`, failed as a lost connection when the server has not answered within [`ANSWER_TIMEOUT`].
+async fn answered<T, E: Into<PgError>>(fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, PgError> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(PgError::Sql(no_answer())),
+    }
+}
+
+/// The error of a server that did not answer within [`ANSWER_TIMEOUT`]: an I/O error, so that
+/// [`reference::is_connection_lost`] takes it for what it is.
+fn no_answer() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer from the server within {} s", ANSWER_TIMEOUT.as_secs()),
+    ))
+}
+
+/// What a lockstep engine notices about its server outside a reply: a read (`observe`,
+/// `daily_remaining`) that failed, which leaves it answering with the last state it saw, and a
+/// server that restarted under it (a new connection finds another postmaster start time),
+/// which may have lost what it acknowledged. The engine itself goes on (a caller may retry
+/// across a restart); a lockstep run asks [`PgReferenceEngine::take_trouble`] after every call
+/// and stops, rather than judging the engine on a stale read or a server that lost commits.
+#[derive(Debug, Default)]
+struct Watch {
+    trouble: Mutex<Option<String>>,
+    /// The postmaster start time of the server the engine has been talking to.
+    started: Mutex<Option<String>>,
+    /// The next change of start time is expected (the caller restarted the server itself).
+    restart_expected: std::sync::atomic::AtomicBool,
+}
+
+impl Watch {
+    fn note(&self, what: String) {
+        self.trouble.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(what);
+    }
+
+    fn take(&self) -> Option<String> {
+        self.trouble.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// A new connection found a server started at `at`.
+    fn connected_to(&self, at: String) {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        match started.as_deref() {
+            Some(before) if before != at => {
+                if !self.restart_expected.swap(false, Ordering::SeqCst) {
+                    self.note(format!(
+                        "the server restarted under the run (its postmaster started at {before}, now at {at}): \
+                         what it acknowledged before may be lost"
+                    ));
+                }
+                *started = Some(at);
+            }
+            Some(_) => {}
+            None => *started = Some(at),
+        }
+    }
+}
+
+async fn connect_and_migrate(opts: PgConnectOptions, watch: &Arc<Watch>) -> Result<PgPool, PgError> {
+    let opts = opts.options([("statement_timeout", STATEMENT_TIMEOUT.as_millis().to_string())]);
+    let on_connect = Arc::clone(watch);
     let pool = PgPoolOptions::new()
         .max_connections(2)
-        .acquire_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |conn, _meta| {
+            let watch = Arc::clone(&on_connect);
+            Box::pin(async move {
+                let at: String = sqlx::query_scalar("SELECT pg_postmaster_start_time()::text").fetch_one(conn).await?;
+                watch.connected_to(at);
+                Ok(())
+            })
+        })
         .connect_with(opts)
         .await?;
-    crate::migrate(&pool).await.map_err(|e| PgError::Protocol(format!("migrations: {e}")))?;
+    answered(async { crate::migrate(&pool).await.map_err(|e| PgError::Protocol(format!("migrations: {e}"))) }).await?;
     Ok(pool)
 }
 
@@ -46,6 +129,7 @@ pub struct PgReferenceEngine {
     pool: PgPool,
     config: Config,
     last_observed: Mutex<Observed>,
+    watch: Arc<Watch>,
 }
 
 impl PgReferenceEngine {
@@ -53,12 +137,27 @@ impl PgReferenceEngine {
     /// fresh, or hold the same genesis).
     pub fn connect(opts: PgConnectOptions, config: Config) -> Result<PgReferenceEngine, PgError> {
         let rt = runtime()?;
+        let watch = Arc::default();
         let pool = rt.block_on(async {
-            let pool = connect_and_migrate(opts).await?;
-            reference::genesis(&pool, &config, TimeMs(0)).await?;
+            let pool = connect_and_migrate(opts, &watch).await?;
+            answered(reference::genesis(&pool, &config, TimeMs(0))).await?;
             Ok::<_, PgError>(pool)
         })?;
-        Ok(PgReferenceEngine { rt, pool, config, last_observed: Mutex::new(Observed::default()) })
+        Ok(PgReferenceEngine { rt, pool, config, last_observed: Mutex::new(Observed::default()), watch })
+    }
+
+    /// What went wrong with the server outside a reply since the last call of this: a read that
+    /// failed (so [`Engine::observe`] answered with the last state it saw, and
+    /// [`Engine::daily_remaining`] with nothing), or a restart of the server (it may have lost
+    /// what it acknowledged). A lockstep run stops on it rather than judge the engine on it.
+    pub fn take_trouble(&self) -> Option<String> {
+        self.watch.take()
+    }
+
+    /// The caller is restarting the server itself (a crash test): the next new start time of the
+    /// server is not trouble.
+    pub fn expect_restart(&self) {
+        self.watch.restart_expected.store(true, Ordering::SeqCst);
     }
 
     /// [`PgReferenceEngine::connect`] on a `postgres://` URL.
@@ -73,7 +172,7 @@ impl PgReferenceEngine {
 
     /// The read-only I1/I2/I5 audit of the database (`ledger_audit()`).
     pub fn audit(&self) -> Result<Vec<reference::AuditFinding>, PgError> {
-        self.rt.block_on(reference::audit(&self.pool))
+        self.rt.block_on(answered(reference::audit(&self.pool)))
     }
 }
 
@@ -93,7 +192,7 @@ impl Engine for PgReferenceEngine {
     }
 
     fn step(&mut self, op: &mut Command, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
-        let applied = self.rt.block_on(reference::apply(&self.pool, op, now));
+        let applied = self.rt.block_on(answered(reference::apply(&self.pool, op, now)));
         Some(match applied {
             Ok(applied) => {
                 journal.extend(applied.movements);
@@ -105,14 +204,17 @@ impl Engine for PgReferenceEngine {
 
     fn observe(&self) -> Observed {
         let mut last = self.last_observed.lock().unwrap_or_else(|p| p.into_inner());
-        // A failed read (a killed connection) keeps the last state seen.
-        if let Ok(t) = self.rt.block_on(reference::totals(&self.pool)) {
-            *last = Observed {
-                pool_sats: i128::from(t.balance_sats),
-                reserved_sats: Some(i128::from(t.reserved_sats)),
-                granted_sats: i128::from(t.absorbed_sats),
-                n_grants: u64::try_from(t.n_grants).unwrap_or(0),
-            };
+        // A failed read (a killed connection) keeps the last state seen, and says so.
+        match self.rt.block_on(answered(reference::totals(&self.pool))) {
+            Ok(t) => {
+                *last = Observed {
+                    pool_sats: i128::from(t.balance_sats),
+                    reserved_sats: Some(i128::from(t.reserved_sats)),
+                    granted_sats: i128::from(t.absorbed_sats),
+                    n_grants: u64::try_from(t.n_grants).unwrap_or(0),
+                };
+            }
+            Err(e) => self.watch.note(read_failed("the state", &e)),
         }
         *last
     }
@@ -121,12 +223,13 @@ impl Engine for PgReferenceEngine {
         let now_ms = i64::try_from(now.0).ok()?;
         let v: Option<i64> = self
             .rt
-            .block_on(
+            .block_on(answered(
                 sqlx::query_scalar("SELECT ledger_daily_remaining(i, $2) FROM identities i WHERE pubkey = $1")
                     .bind(pubkey.to_string())
                     .bind(now_ms)
                     .fetch_optional(&self.pool),
-            )
+            ))
+            .map_err(|e| self.watch.note(read_failed("a daily remaining", &e)))
             .ok()?;
         Sats::new(u64::try_from(v?).ok()?).ok()
     }
@@ -138,6 +241,7 @@ pub struct PgSeedEngine {
     rt: tokio::runtime::Runtime,
     client: SeedClient,
     last_observed: Mutex<Observed>,
+    watch: Arc<Watch>,
 }
 
 impl PgSeedEngine {
@@ -145,8 +249,15 @@ impl PgSeedEngine {
     /// first boot, as in production.
     pub fn connect(opts: PgConnectOptions, config: Config) -> Result<PgSeedEngine, PgError> {
         let rt = runtime()?;
-        let pool = rt.block_on(connect_and_migrate(opts))?;
-        Ok(PgSeedEngine { rt, client: SeedClient::new(pool, config), last_observed: Mutex::new(Observed::default()) })
+        let watch = Arc::default();
+        let pool = rt.block_on(connect_and_migrate(opts, &watch))?;
+        let last_observed = Mutex::new(Observed::default());
+        Ok(PgSeedEngine { rt, client: SeedClient::new(pool, config), last_observed, watch })
+    }
+
+    /// What went wrong with the server outside a reply (see [`PgReferenceEngine::take_trouble`]).
+    pub fn take_trouble(&self) -> Option<String> {
+        self.watch.take()
     }
 
     /// [`PgSeedEngine::connect`] on a `postgres://` URL.
@@ -464,14 +575,20 @@ impl Engine for PgSeedEngine {
     }
 
     fn step(&mut self, op: &mut SeedOp, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
-        self.rt.block_on(self.client.step(op, now, journal))
+        // The timer is made inside the runtime: it needs its clock.
+        match self.rt.block_on(async { tokio::time::timeout(ANSWER_TIMEOUT, self.client.step(op, now, journal)).await })
+        {
+            Ok(reply) => reply,
+            Err(_) => Some(Reply::Failed { error: reference::failed_reply(&PgError::Sql(no_answer())) }),
+        }
     }
 
     fn observe(&self) -> Observed {
         let mut last = self.last_observed.lock().unwrap_or_else(|p| p.into_inner());
-        // A failed read (a killed connection) keeps the last state seen.
-        if let Ok(observed) = self.rt.block_on(self.client.observe()) {
-            *last = observed;
+        // A failed read (a killed connection) keeps the last state seen, and says so.
+        match self.rt.block_on(answered(self.client.observe())) {
+            Ok(observed) => *last = observed,
+            Err(e) => self.watch.note(read_failed("the state", &e)),
         }
         *last
     }
@@ -479,14 +596,20 @@ impl Engine for PgSeedEngine {
     fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
         let identity = self
             .rt
-            .block_on(async {
+            .block_on(answered(async {
                 let mut conn = self.client.pool.acquire().await?;
                 seed::get_identity(&mut conn, &pubkey.to_string()).await
-            })
+            }))
+            .map_err(|e| self.watch.note(read_failed("a daily remaining", &e)))
             .ok()??;
         Sats::new(u64::try_from(self.client.daily_remaining(&identity, now)).ok()?).ok()
     }
 }
+/// The trouble of a read of `what` that failed with `e`.
+fn read_failed(what: &str, e: &PgError) -> String {
+    format!("reading {what} failed: {e}")
+}
+
 fn timestamp(now: TimeMs) -> DateTime<Utc> {
     seed::timestamp(now.0)
 }

@@ -49,7 +49,22 @@ pub enum TestPgError {
     /// The server refused a connection or a statement.
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The server at `server` (its URL, without a password) failed `what`, or did not answer in
+    /// time.
+    #[error("{what} on {server}: {cause}")]
+    Server {
+        /// What was being done.
+        what: String,
+        /// The server, as `postgres://user@host:port/database`.
+        server: String,
+        /// The server's error, or how long it was waited for.
+        cause: String,
+    },
 }
+
+/// How long one admin connection's work (connecting, `CREATE DATABASE`, `DROP DATABASE`) may
+/// take: a server that accepts connections and never answers fails here instead of hanging.
+pub const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestPgError {
     let what = what.into();
@@ -65,6 +80,9 @@ struct Cluster {
     /// The server's command-line options (`pg_ctl start -o`).
     options: String,
 }
+
+/// How long `pg_ctl` waits for the server to start or stop, in seconds.
+const PG_CTL_WAIT_S: u64 = 60;
 
 /// The cluster shared by the live [`TestPg`]s of this process.
 static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
@@ -143,8 +161,12 @@ impl Cluster {
         let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(io_err("writing pg_hba.conf"))?;
         let mut last_err = None;
+        eprintln!("ledger-pg: starting a throwaway PostgreSQL in {dir_str} (pg_ctl waits at most {PG_CTL_WAIT_S} s)");
         // A port found free can be taken before the server binds it; try a few.
-        for _ in 0..5 {
+        for attempt in 0..5 {
+            if attempt > 0 {
+                eprintln!("ledger-pg: the throwaway PostgreSQL did not start; trying again on another port");
+            }
             cluster.port = free_port()?;
             cluster.options = format!(
                 "-c listen_addresses=127.0.0.1 -p {} -k {dir_str} {} -c max_connections=300",
@@ -198,7 +220,7 @@ impl Cluster {
         run_as_owner(
             running_as_root(),
             &self.pg_ctl,
-            &["-D", &data_str, "-l", &log, "-w", "-t", "60", "-o", &self.options, "start"],
+            &["-D", &data_str, "-l", &log, "-w", "-t", &PG_CTL_WAIT_S.to_string(), "-o", &self.options, "start"],
         )
     }
 
@@ -325,7 +347,7 @@ impl TestPg {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let db_name = format!("ledger_test_{}_{n}_{nanos}", std::process::id());
         let create = format!("CREATE DATABASE {db_name}");
-        block_on_side_thread(admin.clone(), move |mut conn| async move {
+        block_on_side_thread("creating a database", admin.clone(), move |mut conn| async move {
             sqlx::query(&create).execute(&mut conn).await?;
             conn.close().await
         })?;
@@ -397,7 +419,7 @@ impl Drop for TestPg {
         if self.cluster.is_none() {
             // A shared server outlives us: remove what we made.
             let drop_db = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
-            let _ = block_on_side_thread(self.admin.clone(), move |mut conn| async move {
+            let _ = block_on_side_thread("dropping a database", self.admin.clone(), move |mut conn| async move {
                 sqlx::query(&drop_db).execute(&mut conn).await?;
                 conn.close().await
             });
@@ -498,23 +520,41 @@ fn with_database(url: &str, db: &str) -> String {
     }
 }
 
-/// Runs one admin connection's work on a separate thread with its own runtime, so that the
-/// caller may be synchronous or already inside a tokio runtime.
-fn block_on_side_thread<F, Fut>(opts: PgConnectOptions, work: F) -> Result<(), TestPgError>
+/// The server of `opts` as a URL without a password, for messages.
+fn server_of(opts: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("")
+    )
+}
+
+/// Runs one admin connection's work (`what`) on a separate thread with its own runtime, so
+/// that the caller may be synchronous or already inside a tokio runtime; at most
+/// [`ADMIN_TIMEOUT`], after which it fails naming the server.
+fn block_on_side_thread<F, Fut>(what: &'static str, opts: PgConnectOptions, work: F) -> Result<(), TestPgError>
 where
     F: FnOnce(PgConnection) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
 {
+    let server = server_of(&opts);
+    let failed = move |cause: String| TestPgError::Server { what: what.to_owned(), server, cause };
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(io_err("building a tokio runtime"))?;
-        rt.block_on(async move {
+        let work = async move {
             let conn = opts.connect().await?;
-            work(conn).await?;
-            Ok(())
-        })
+            work(conn).await
+        };
+        match rt.block_on(async move { tokio::time::timeout(ADMIN_TIMEOUT, work).await }) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(_) => Err(failed(format!("no answer within {} s", ADMIN_TIMEOUT.as_secs()))),
+        }
     })
     .join()
     .unwrap_or_else(|_| panic!("the admin-connection thread panicked"))
