@@ -74,12 +74,14 @@ impl RequestBody {
     }
 }
 
-/// The first number above [`MAX_NUMBER`] in the `now_ms` or the `call` of a request that did
-/// not read as one, named by its field: a request out of range rather than malformed.
+/// The first integer outside `0..=`[`MAX_NUMBER`] (negative, or above it) in the `now_ms` or
+/// the `call` of a request that did not read as one, named by its field: a request out of range
+/// rather than malformed. A number that is not an integer (`1.5`, `1e3`) stays malformed.
 pub fn number_out_of_range(request: &serde_json::Value) -> Option<String> {
     let too_large = |v: &serde_json::Value| match v {
         serde_json::Value::Number(n) => {
             n.as_u64().is_some_and(|n| n > MAX_NUMBER)
+                || n.as_i64().is_some_and(|n| n < 0)
                 || (n.as_u64().is_none()
                     && n.as_i64().is_none()
                     && n.as_f64().is_some_and(|f| f >= 9.223_372_036_854_776e18))

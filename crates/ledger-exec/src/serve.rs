@@ -18,8 +18,8 @@ use crate::protocol::{
 
 /// Serves the reference engine on `input`/`output` until end of input. A line that is not a
 /// request (not UTF-8 included) is answered with a `malformed` error when its `id` can be
-/// read, and reported on `log` otherwise; a time or id above 2^63-1 is answered
-/// `out_of_range`, and any request but `hello` before `hello` `unavailable` (SPEC.md §9.1).
+/// read, and reported on `log` otherwise; a time, id or amount that is an integer outside
+/// `0..=2^63-1` is answered `out_of_range`, and any request but `hello` before `hello` `unavailable` (SPEC.md §9.1).
 /// Returns an error only when the streams fail.
 pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std::io::Result<()> {
     let mut input = BufReader::with_capacity(1 << 16, input);
@@ -57,7 +57,7 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
                         id,
                         body: match number_out_of_range(v).filter(|_| not_utf8.is_none()) {
                             Some(what) => {
-                                error(ErrorCode::OutOfRange, format!("line {line_no}: {what} is above 2^63-1"))
+                                error(ErrorCode::OutOfRange, format!("line {line_no}: {what} is not in 0..=2^63-1"))
                             }
                             None => error(ErrorCode::Malformed, format!("line {line_no}: {e}")),
                         },

@@ -59,6 +59,33 @@ fn times_and_ids_above_2_pow_63_are_out_of_range_and_change_nothing() {
     assert_eq!(by_id(&responses, 7)["credited_sats"], 10, "only the call in range credited");
 }
 
+/// A negative integer is outside `0..=2^63-1` too, and answered `out_of_range` as the TypeScript
+/// adapters answer it; a number that is not an integer is `malformed`. Neither changes anything.
+#[test]
+fn negative_numbers_are_out_of_range_and_fractions_malformed() {
+    let lines = [
+        hello(0),
+        r#"{"id":1,"type":"call","now_ms":-5,"call":{"call":"expire"}}"#.to_owned(),
+        r#"{"id":2,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":1,"paid_sats":-1}}"#.to_owned(),
+        r#"{"id":3,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":-2,"paid_sats":100}}"#.to_owned(),
+        r#"{"id":4,"type":"call","now_ms":1e3,"call":{"call":"expire"}}"#.to_owned(),
+        r#"{"id":5,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":1,"paid_sats":100.5}}"#.to_owned(),
+        r#"{"id":6,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_bytes((lines.join("\n") + "\n").as_bytes());
+    for (id, code, field) in
+        [(1, "out_of_range", "now_ms"), (2, "out_of_range", "paid_sats"), (3, "out_of_range", "payment_id")]
+    {
+        let r = by_id(&responses, id);
+        assert_eq!((r["code"].as_str(), &r["definite"]), (Some(code), &Value::Bool(true)), "{r}");
+        assert!(r["text"].as_str().unwrap().contains(field), "{r}");
+    }
+    for id in [4, 5] {
+        assert_eq!(by_id(&responses, id)["code"], "malformed", "{:?}", by_id(&responses, id));
+    }
+    assert_eq!(by_id(&responses, 6)["pool_sats"], 10000, "nothing credited");
+}
+
 /// "A request before `hello` is answered `unavailable`" (SPEC.md §9.1): `reset` too, and it
 /// starts nothing, so what follows is still refused until `hello`.
 #[test]
