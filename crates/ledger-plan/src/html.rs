@@ -477,7 +477,9 @@ fn heatmaps(out: &PlanOutput) -> String {
 }
 
 /// The page's head and style, and the title with the scenario's settings under it.
-fn open_page(o: &mut String, s: &PlanScenario, title: &str, extra: &str) {
+/// The page's head and the scenario's line. A key in `varied` (swept, solved or the frontier's
+/// second key) is shown as `varied` rather than by the base file's value, which no run used.
+fn open_page(o: &mut String, s: &PlanScenario, title: &str, extra: &str, varied: &[&str]) {
     let name = if s.name.is_empty() { "capacity plan" } else { &s.name };
     let _ = write!(
         o,
@@ -501,23 +503,24 @@ svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font
         esc(name)
     );
     let pop = s.population.by_tier();
+    let shown = |key: &str, value: String| if varied.contains(&key) { "varied".to_owned() } else { value };
     let _ = write!(
         o,
-        r#"<h1>{} · {}</h1><p class="muted">{} days · population new/established/trusted/elite {}/{}/{}/{} (+{} %/day) · budgets {}/{}/{}/{} sats a day · pool {} sats · credit {} %{}</p>"#,
+        r#"<h1>{} · {}</h1><p class="muted">{} days · population new/established/trusted/elite {}/{}/{}/{} (+{} %/day) · budgets {}/{}/{}/{} sats a day · pool {} sats · credit {}{}</p>"#,
         esc(title),
         esc(name),
         s.days,
-        pop[0],
-        pop[1],
-        pop[2],
-        pop[3],
-        fmt_f64(s.population.growth_pct_per_day),
-        s.budget.new,
-        s.budget.established,
-        s.budget.trusted,
-        s.budget.elite,
-        thousands(s.pool_initial_sats),
-        fmt_f64(s.credit_pct),
+        shown("population.new", pop[0].to_string()),
+        shown("population.established", pop[1].to_string()),
+        shown("population.trusted", pop[2].to_string()),
+        shown("population.elite", pop[3].to_string()),
+        shown("population.growth_pct_per_day", fmt_f64(s.population.growth_pct_per_day)),
+        shown("budget.new", s.budget.new.to_string()),
+        shown("budget.established", s.budget.established.to_string()),
+        shown("budget.trusted", s.budget.trusted.to_string()),
+        shown("budget.elite", s.budget.elite.to_string()),
+        shown("pool_initial_sats", thousands(s.pool_initial_sats)),
+        shown("credit_pct", format!("{} %", fmt_f64(s.credit_pct))),
         esc(extra)
     );
 }
@@ -548,6 +551,7 @@ pub fn render(out: &PlanOutput) -> String {
         s,
         "Capacity plan",
         &format!(" · {} seeds per configuration · {} configuration(s){sweep}", s.seeds, out.configs.len()),
+        &out.sweep.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(),
     );
     let alive: Vec<&Summary> = out.summaries.iter().filter(|x| x.depletion_probability == 0.0).collect();
     let dry_first = out.summaries.iter().filter_map(|x| x.depletion_day_min).min();
@@ -1010,6 +1014,7 @@ pub fn render_solve(out: &SolveOutput) -> String {
             fmt_f64(out.range.hi),
             fmt_f64(out.resolution)
         ),
+        &[key.as_str()],
     );
     for r in &out.results {
         o.push_str(&verdict_div(r));
@@ -1189,6 +1194,7 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
             fmt_f64(out.resolution),
             out.over.values.join(", ")
         ),
+        &[key.as_str(), out.over.key.as_str()],
     );
     let n_targets = out.points.first().map_or(0, |p| p.results.len());
     for t in 0..n_targets {

@@ -181,6 +181,27 @@ fn reports_say_the_answer_first_with_units_and_the_target() {
     check_page(&html::render_solve(&dry), r#"class="verdict"#, &["target: dry by day 7 in ≤ 5 % of seeds"]);
 }
 
+/// The scenario's line at the top does not show the file's value of a key the page varies
+/// (solved, swept or the frontier's second key): no run used it.
+#[test]
+fn the_page_head_shows_a_varied_key_as_varied() {
+    let head = |page: &str| page[page.find("<h1>").unwrap()..page.find("</p>").unwrap()].to_owned();
+    assert!(small().contains("credit_pct = 10"));
+    let solve = solver(&small(), "credit_pct=0..100", TARGET).unwrap();
+    let frontier =
+        head(&html::render_frontier(&run(
+            &Frontier::new(&solve, parse_over("budget.established=20,50").unwrap()).unwrap()
+        )));
+    assert!(frontier.contains("credit varied") && frontier.contains("/varied/"), "{frontier}");
+    let solved = head(&html::render_solve(&solve.solve(&|_, _| {}).unwrap()));
+    assert!(solved.contains("credit varied") && !solved.contains("/varied/"), "{solved}");
+    let plan = Plan::new(&small(), "small.toml", &[], vec![parse_sweep("credit_pct=5,40").unwrap()]).unwrap();
+    let swept = head(&html::render(&plan.run(None, None)));
+    assert!(swept.contains("credit varied") && !swept.contains("credit 10 %"), "{swept}");
+    let plain = head(&html::render(&Plan::new(&small(), "small.toml", &[], Vec::new()).unwrap().run(None, None)));
+    assert!(plain.contains("credit 10 %") && !plain.contains("varied"), "{plain}");
+}
+
 #[test]
 fn a_hostile_scenario_cannot_put_markup_in_a_report() {
     let evil = r#"name = "</title><script>alert('x')</script><img src=x onerror=alert(1)>""#;
