@@ -83,7 +83,7 @@ impl PgArgs {
     /// The SQL that installs `--pg-mutant` ([`crate::pg_mutant`]): `None` without it. Refused
     /// for any engine but pg-reference. (`ledger-sim` refuses the option in a build without its
     /// `mutants` feature.)
-    pub(crate) fn mutant_sql(&self, kind: EngineKind) -> anyhow::Result<Option<String>> {
+    pub fn mutant_sql(&self, kind: EngineKind) -> anyhow::Result<Option<String>> {
         let Some(path) = &self.pg_mutant else { return Ok(None) };
         if kind != EngineKind::PgReference {
             anyhow::bail!("--pg-mutant applies to --engine pg-reference only (it replaces one of its SQL functions)");

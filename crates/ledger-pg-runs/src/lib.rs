@@ -107,7 +107,7 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
     let server = Server::new(args)?;
     match args.concurrency {
         Some(n) => concurrent_run(run, args, &server, n, mutant.as_deref()),
-        None => lockstep_run(run, &server, args.crash_server_at, mutant.as_deref()),
+        None => lockstep_run(run, &server, args.crash_server_at, mutant.as_deref().zip(args.pg_mutant.as_deref())),
     }
     .map_err(|e| server.named_in(e))
 }

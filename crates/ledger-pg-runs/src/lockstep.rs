@@ -278,8 +278,9 @@ pub(crate) fn lockstep_run(
     run: &PgRun<'_>,
     server: &Server,
     crash_at: Option<u64>,
-    mutant: Option<&str>,
+    mutant: Option<(&str, &std::path::Path)>,
 ) -> anyhow::Result<RunReport> {
+    let (mutant, mutant_path) = (mutant.map(|m| m.0), mutant.map(|m| m.1));
     let started = Instant::now();
     let mut runs = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
@@ -307,10 +308,11 @@ pub(crate) fn lockstep_run(
     let mut report = lockstep_report(run, engine_name(run.kind), &runs, started.elapsed(), twin, &mut |h| {
         replay_pg(run.kind, h, true, mutant)
     })?;
-    if mutant.is_some() {
+    if let Some(path) = mutant_path {
+        // The replay installs the same mutant (a build with `--features mutants`, as this one).
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         for v in &mut report.violations {
-            // A shell comment, so that the command still runs pasted as it is.
-            v.replay.push_str("  # on today's SQL functions: replay does not install --pg-mutant");
+            v.replay.push_str(&format!(" --pg-mutant {}", crate::args::shell_quote(&path.display().to_string())));
         }
     }
     Ok(report)
@@ -712,12 +714,15 @@ fn lockstep_replay(
 }
 
 /// Replays a lockstep trace of a Postgres engine on a fresh database (of `DATABASE_URL`'s
-/// server or a throwaway cluster). A divergence from the reference engine is an error that
-/// names the step.
-pub fn replay_on_pg(kind: EngineKind, h: &History, log: bool) -> anyhow::Result<RunResult> {
-    let (r, d) = replay_pg(kind, h, log, None)?;
-    if let Some(d) = d {
-        anyhow::bail!("divergence at engine step {}: {}", d.step, d.detail);
-    }
-    Ok(r)
+/// server or a throwaway cluster), with `mutant` (the SQL of `--pg-mutant`) installed first
+/// when given: the result, and the first divergence from the reference engine (`at engine
+/// step N: what differed`), a finding like an invariant's, as [`crate::replay_on_exec`] gives.
+pub fn replay_on_pg(
+    kind: EngineKind,
+    h: &History,
+    log: bool,
+    mutant: Option<&str>,
+) -> anyhow::Result<(RunResult, Option<String>)> {
+    let (r, d) = replay_pg(kind, h, log, mutant)?;
+    Ok((r, d.map(|d| format!("at engine step {}: {}", d.step, d.detail))))
 }

@@ -154,6 +154,11 @@ struct ReplayArgs {
     /// The implementation of an exec trace (`exec-reference`, `exec-seed`).
     #[command(flatten)]
     exec: ledger_pg_runs::ExecArgs,
+    /// A pg-reference trace found with `run --pg-mutant FILE`: install the same SQL mutant
+    /// before replaying, so the replay shows what the run found. Builds with `--features
+    /// mutants` only.
+    #[arg(long, value_name = "FILE")]
+    pg_mutant: Option<PathBuf>,
 }
 
 fn parse_mutant(s: &str) -> Result<ledger_harness::mutants::Mutant, String> {
@@ -503,12 +508,16 @@ struct ReplayReport {
     violations: Vec<ledger_harness::Violation>,
     trace_hash: String,
     steps: Vec<String>,
-    /// The first divergence of an exec implementation of the reference API.
+    /// The first divergence from the reference engine of pg-reference or of an exec
+    /// implementation of the reference API.
     #[serde(skip_serializing_if = "Option::is_none")]
     divergence: Option<String>,
 }
 
 fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
+    if args.pg_mutant.is_some() && !cfg!(feature = "mutants") {
+        anyhow::bail!("--pg-mutant needs a build with `--features mutants`");
+    }
     let path = args.file.display().to_string();
     if let Some(junit) = &args.junit {
         crate::input::check_output("--junit", junit)?;
@@ -516,7 +525,10 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     let bytes = crate::input::read_bytes(&args.file)?;
     let h = History::read_jsonl(&bytes[..], &path)?;
 
-    let (r, divergence) = replay_any(&h, &args.exec, true)?;
+    let spec = EngineSpec::from_name(&h.engine)?;
+    let pg = ledger_pg_runs::PgArgs { pg_mutant: args.pg_mutant.clone(), ..Default::default() };
+    let mutant = pg.mutant_sql(spec.kind)?;
+    let (r, divergence) = replay_any(&h, &args.exec, mutant.as_deref(), true)?;
     let report = ReplayReport {
         engine: h.engine.clone(),
         seed: h.seed,
@@ -578,17 +590,23 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     Ok(report.violations.is_empty() && divergence.is_none())
 }
 
-/// Replays a history on the engine it names: in memory, on a fresh PostgreSQL database, or on
-/// an implementation of the engine protocol. The result, and the divergence from the reference
-/// of an exec implementation of the reference API.
-fn replay_any(h: &History, exec: &ledger_pg_runs::ExecArgs, log: bool) -> anyhow::Result<(RunResult, Option<String>)> {
+/// Replays a history on the engine it names: in memory, on a fresh PostgreSQL database (with
+/// the SQL of `--pg-mutant` installed), or on an implementation of the engine protocol. The
+/// result, and the divergence from the reference of pg-reference or of an exec implementation
+/// of the reference API.
+fn replay_any(
+    h: &History,
+    exec: &ledger_pg_runs::ExecArgs,
+    mutant: Option<&str>,
+    log: bool,
+) -> anyhow::Result<(RunResult, Option<String>)> {
     let spec = EngineSpec::from_name(&h.engine)?;
     if spec.kind != EngineKind::Exec && exec.is_set() {
         anyhow::bail!("--exec replays an exec trace; this trace is of {}", h.engine);
     }
     match spec.kind {
         EngineKind::Reference | EngineKind::Seed => Ok((replay_in_memory(spec, h, log)?, None)),
-        EngineKind::PgReference | EngineKind::PgSeed => Ok((ledger_pg_runs::replay_on_pg(spec.kind, h, log)?, None)),
+        EngineKind::PgReference | EngineKind::PgSeed => ledger_pg_runs::replay_on_pg(spec.kind, h, log, mutant),
         EngineKind::Exec => {
             exec.command().map_err(|_| {
                 anyhow::anyhow!(

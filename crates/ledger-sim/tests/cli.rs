@@ -405,6 +405,16 @@ fn a_pg_mutant_needs_a_build_with_the_mutants_feature() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--pg-mutant needs a build with `--features mutants`"), "{err}");
+    // Its replay too, before the trace is read.
+    let out = sim(&[
+        "replay",
+        "no-such-trace.jsonl",
+        "--pg-mutant",
+        "fixtures/pg-mutants/ledger_decide_locked_no_for_update.sql",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--pg-mutant needs a build with `--features mutants`"), "{err}");
 }
 
 #[test]
