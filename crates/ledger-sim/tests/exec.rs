@@ -281,7 +281,7 @@ fn serve_answers_bad_lines_with_errors_and_keeps_going() {
     assert_eq!(by_id(1)["code"], "unavailable", "a call before hello");
     assert_eq!(by_id(2)["code"], "not_supported");
     assert_eq!(by_id(3)["type"], "hello_ok");
-    assert_eq!(by_id(4)["code"], "malformed");
+    assert_eq!(by_id(4)["code"], "out_of_range", "a negative amount (SPEC §9.1)");
     assert_eq!(by_id(5)["code"], "malformed");
     assert_eq!(by_id(6)["reply"]["credited_sats"], 10);
     let log = String::from_utf8_lossy(&out.stderr);
