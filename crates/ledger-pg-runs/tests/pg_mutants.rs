@@ -181,10 +181,12 @@ fn a_lock_order_inversion_on_the_hot_set_is_reported_as_deadlocks_not_a_crawl() 
     s.n_steps = 100;
     // --fail-fast stops at the first seed that deadlocked.
     let path = scenario_path("hot-set.toml");
-    let r = run_mutant_of("ledger_decide_locked_no_for_update.sql", &s, Some(&path), (0, 3), concurrent(32));
+    let r = run_mutant_of("ledger_decide_locked_no_for_update.sql", &s, Some(&path), (0, 5), concurrent(32));
     assert_eq!(caught(&r), vec!["deadlock"], "{:#?}", r.violations);
-    assert_eq!(r.seeds, "0..1", "a deadlock is a finding --fail-fast stops at");
     let d = &r.violations[0];
+    // Which seed deadlocks first depends on the threads' timing (almost always seed 0); the
+    // run stops at it.
+    assert_eq!(r.seeds, format!("0..{}", d.seed + 1), "a deadlock is a finding --fail-fast stops at");
     assert!(d.detail.contains("deadlock(s)") && d.detail.contains("lock"), "{d:?}");
     assert!(d.replay.contains("--pg-mutant"), "{}", d.replay);
     // Without its scenario file the command would run the default scenario, not the hot set.
