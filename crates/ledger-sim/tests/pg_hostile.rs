@@ -1,0 +1,307 @@
+//! PostgreSQL as a hostile user or a failing machine serves it, in one test binary: a server
+//! killed mid-run, a counterexample's printed replay command pasted into a shell, and a
+//! "server" that accepts connections and never answers.
+
+mod killed_server {
+    //! The database killed (SIGKILL to the postmaster) in the middle of a `ledger-sim run`, as a
+    //! hostile user or a crashing machine would: the run ends in bounded time with exit 2 and an
+    //! error that names the database, panics not, writes no counterexample (a lost server is not
+    //! the engine's fault) and prints no report. Needs PostgreSQL and fails (never skips) when a
+    //! throwaway cluster cannot start.
+
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use ledger_pg::testpg::{TestPg, TimeLimit};
+
+    /// No test here may wait on the server longer than this.
+    const TIME_LIMIT: Duration = Duration::from_secs(420);
+
+    /// The longest the run may take after the kill before the test calls it hung: its own bounds
+    /// (a connection 5 s, a call 40 s, giving up after `--give-up-after`) are well inside it. A
+    /// bound on the wait, not a measurement.
+    const HUNG_AFTER: Duration = Duration::from_secs(240);
+
+    /// Waits (at most two minutes) until the run has written `n` movements to the journal of
+    /// the database at `pg`: it is then in the middle of its first seed.
+    fn wait_for_traffic(pg: &TestPg, n: i64) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let started = Instant::now();
+        loop {
+            let seen: Option<i64> = rt.block_on(async {
+                let mut conn = pg.connect().await.ok()?;
+                sqlx::query_scalar("SELECT count(*) FROM pool_journal").fetch_one(&mut conn).await.ok()
+            });
+            if seen.is_some_and(|seen| seen >= n) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "the run never wrote {n} movements");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    struct Ended {
+        code: i32,
+        stdout: String,
+        stderr: String,
+    }
+
+    /// Starts `ledger-sim run --database-url URL args`, kills the server once the run is under
+    /// way, and waits (at most [`HUNG_AFTER`]) for the run to end.
+    fn run_and_kill(name: &str, args: &[&str]) -> (Ended, std::path::PathBuf) {
+        let pg = TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start for this test");
+        let traces = std::env::temp_dir().join(format!("ledger-sim-pg-hostile-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&traces);
+        let traces_arg = traces.display().to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
+            .args(["run", "--engine", "pg-reference", "--users", "50", "--steps", "2000", "--json"])
+            .args(["--database-url", pg.url(), "--trace-dir", &traces_arg])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ledger-sim");
+        let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        wait_for_traffic(&pg, 200);
+        pg.kill_server().expect("SIGKILL to the postmaster");
+        let killed = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for ledger-sim") {
+                break status;
+            }
+            if killed.elapsed() > HUNG_AFTER {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the run did not end after its server was killed; stderr:\n{}", err.join().unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let ended = Ended {
+            code: status.code().unwrap_or(-1),
+            stdout: out.join().expect("the stdout reader"),
+            stderr: err.join().expect("the stderr reader"),
+        };
+        (ended, traces)
+    }
+
+    fn assert_ended_on_the_lost_server(ended: &Ended, traces: &std::path::Path) {
+        let text = &ended.stderr;
+        assert_eq!(ended.code, 2, "{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        assert!(
+            !text.contains("VIOLATION") && !text.contains("divergence"),
+            "a lost server blamed on the engine:\n{text}"
+        );
+        assert!(ended.stdout.is_empty(), "a report was printed for a run that failed:\n{}", ended.stdout);
+        assert!(
+            text.contains("the database at postgres://postgres@127.0.0.1:"),
+            "the error must name the database:\n{text}"
+        );
+        let written: Vec<_> =
+            std::fs::read_dir(traces).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(written.is_empty(), "counterexamples were written for a lost server: {written:?}");
+    }
+
+    #[test]
+    fn a_lockstep_run_ends_with_the_database_named_when_its_server_is_killed() {
+        let _limit = TimeLimit::new(
+            concat!(module_path!(), "::a_lockstep_run_ends_with_the_database_named_when_its_server_is_killed"),
+            TIME_LIMIT,
+        );
+        let (ended, traces) = run_and_kill("lockstep", &["--seeds", "0..50"]);
+        assert_ended_on_the_lost_server(&ended, &traces);
+        assert!(ended.stderr.contains("lockstep run"), "{}", ended.stderr);
+    }
+
+    #[test]
+    fn a_concurrent_run_ends_with_the_database_named_when_its_server_is_killed() {
+        let _limit = TimeLimit::new(
+            concat!(module_path!(), "::a_concurrent_run_ends_with_the_database_named_when_its_server_is_killed"),
+            TIME_LIMIT,
+        );
+        let (ended, traces) =
+            run_and_kill("concurrent", &["--seeds", "0..50", "--concurrency", "32", "--give-up-after", "5"]);
+        assert_ended_on_the_lost_server(&ended, &traces);
+        assert!(ended.stderr.contains("failed every call for 5 s"), "{}", ended.stderr);
+    }
+}
+
+mod replay_command {
+    //! The replay command a Postgres run prints for its counterexample is pasted into a shell as it
+    //! is: it must run, and reproduce the violation. (The command line hands its empty `--exec`
+    //! options to every Postgres run; a pg-seed or pg-reference counterexample's command once
+    //! ended in `--exec ''`, which `replay` refuses for a trace that is not of an exec engine.)
+    //! Needs PostgreSQL and fails (never skips) when a throwaway cluster cannot start.
+
+    use std::process::Command;
+
+    #[test]
+    fn a_pg_seed_counterexample_replays_with_the_command_printed() {
+        let _limit = ledger_pg::testpg::TimeLimit::new(
+            concat!(module_path!(), "::a_pg_seed_counterexample_replays_with_the_command_printed"),
+            std::time::Duration::from_secs(420),
+        );
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ledger-sim"));
+        let traces = std::env::temp_dir().join(format!("ledger-sim-pg-hostile-replay-{}", std::process::id()));
+        let out = Command::new(bin)
+            .args(["run", "--engine", "pg-seed", "--seeds", "0..1", "--users", "50", "--steps", "2000", "--json"])
+            .args(["--fail-fast", "--trace-dir", traces.to_str().expect("a UTF-8 path")])
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("ledger-sim runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "the seed's bugs must be found:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_str(&text).expect("one JSON object");
+        let first = &report["violations"][0];
+        let replay = first["replay"].as_str().expect("a replay command");
+        assert!(!replay.contains("--exec"), "{replay}");
+        // The command as printed, through a shell that finds `ledger-sim` on its PATH.
+        let path = format!(
+            "{}:{}",
+            bin.parent().expect("the binary's directory").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let replayed =
+            Command::new("sh").args(["-c", replay]).env("PATH", path).env_remove("DATABASE_URL").output().expect("sh");
+        let shown =
+            format!("{}{}", String::from_utf8_lossy(&replayed.stdout), String::from_utf8_lossy(&replayed.stderr));
+        assert_eq!(replayed.status.code(), Some(1), "`{replay}` must reproduce {}:\n{shown}", first["invariant"]);
+        let _ = std::fs::remove_dir_all(&traces);
+    }
+}
+
+mod silent_server {
+    //! A "server" that accepts TCP connections and never says a word (`nc -l` on a port): every
+    //! command that waits on a database must give up on it in bounded time, say on stderr what it
+    //! waits for, exit 2 naming the server, and never print the URL's password. Needs no
+    //! PostgreSQL: the silent server is a listener of the test's own.
+
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The longest any command here may take before the test calls it hung: the commands' own
+    /// bounds are at most a minute (a throwaway database's admin connection), so this is a bound on
+    /// the wait, not a measurement.
+    const HUNG_AFTER: Duration = Duration::from_secs(240);
+
+    const PASSWORD: &str = "Sekr3tPw";
+
+    /// A listener that accepts every connection and keeps it open without reading or writing.
+    fn silent_server() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                // Held, never answered: the client waits for the server's first byte.
+                held.extend(conn.ok());
+            }
+        });
+        port
+    }
+
+    /// Runs `ledger-sim args` with `env`, waiting at most [`HUNG_AFTER`]; its exit code and stderr.
+    fn ledger_sim(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-sim"));
+        cmd.args(args).env_remove("DATABASE_URL").current_dir(std::env::temp_dir());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("ledger-sim");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for ledger-sim") {
+                break status;
+            }
+            if started.elapsed() > HUNG_AFTER {
+                let _ = child.kill();
+                let _ = child.wait();
+                let text = reader.join().unwrap_or_default();
+                panic!("`ledger-sim {}` hung on a server that never answers; its stderr:\n{text}", args.join(" "));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let text = reader.join().expect("the stderr reader");
+        (status.code().unwrap_or(-1), text)
+    }
+
+    fn assert_bounded_failure(code: i32, text: &str, port: u16) {
+        assert_eq!(code, 2, "{text}");
+        assert!(!text.contains(PASSWORD), "the password was printed:\n{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "the error must name the server:\n{text}");
+        assert!(text.contains("no answer within"), "the error must say the server did not answer:\n{text}");
+        assert!(text.contains("waiting at most"), "the wait must be announced:\n{text}");
+    }
+
+    #[test]
+    fn audit_gives_up_on_a_server_that_never_answers() {
+        let port = silent_server();
+        let url = format!("postgres://auditor:{PASSWORD}@127.0.0.1:{port}/ledger");
+        let (code, text) = ledger_sim(&["audit", "--database-url", &url], &[]);
+        assert_bounded_failure(code, &text, port);
+    }
+
+    #[test]
+    fn a_run_gives_up_on_a_database_url_server_that_never_answers() {
+        let port = silent_server();
+        let url = format!("postgres://runner:{PASSWORD}@127.0.0.1:{port}/ledger");
+        let (code, text) = ledger_sim(
+            &[
+                "run",
+                "--engine",
+                "pg-reference",
+                "--seeds",
+                "0..2",
+                "--users",
+                "5",
+                "--steps",
+                "20",
+                "--database-url",
+                &url,
+            ],
+            &[],
+        );
+        assert_bounded_failure(code, &text, port);
+    }
+
+    /// `DATABASE_URL` names the server on which each seed gets a fresh database (`TestPg`): making
+    /// that database waits on the server too.
+    #[test]
+    fn a_run_gives_up_on_a_database_url_variable_whose_server_never_answers() {
+        let port = silent_server();
+        let url = format!("postgres://runner:{PASSWORD}@127.0.0.1:{port}/postgres");
+        let (code, text) = ledger_sim(
+            &["run", "--engine", "pg-reference", "--seeds", "0..2", "--users", "5", "--steps", "20"],
+            &[("DATABASE_URL", &url)],
+        );
+        assert_bounded_failure(code, &text, port);
+    }
+}
