@@ -80,24 +80,6 @@ impl PgArgs {
             || self.pg_mutant.is_some()
     }
 
-    /// The SQL that installs `--pg-mutant` ([`crate::pg_mutant`]): `None` without it. Refused
-    /// for any engine but pg-reference. (`ledger-sim` refuses the option in a build without its
-    /// `mutants` feature.)
-    pub fn mutant_sql(&self, kind: EngineKind) -> anyhow::Result<Option<String>> {
-        let Some(path) = &self.pg_mutant else { return Ok(None) };
-        if kind != EngineKind::PgReference {
-            anyhow::bail!("--pg-mutant applies to --engine pg-reference only (it replaces one of its SQL functions)");
-        }
-        let shown = path.display();
-        // A regular file of bounded size: `/dev/zero` or a fifo would be read forever.
-        let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("--pg-mutant {shown}: {e}"))?;
-        if !meta.is_file() || meta.len() > MAX_PG_MUTANT_BYTES {
-            anyhow::bail!("--pg-mutant {shown}: not a regular file of at most {MAX_PG_MUTANT_BYTES} bytes");
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--pg-mutant {shown}: {e}"))?;
-        crate::pg_mutant::build(path, &text).map(Some)
-    }
-
     /// The durability of the private cluster a restart or crash run starts.
     pub(crate) fn durability(&self) -> Durability {
         self.server_durability.unwrap_or(if self.crash_server_at.is_some() {
@@ -231,9 +213,6 @@ pub const MAX_CONCURRENCY: u32 = 256;
 
 /// Seconds of failing calls after which a concurrent run gives up, unless told otherwise.
 pub const DEFAULT_GIVE_UP_AFTER_S: u64 = 60;
-
-/// The largest `--pg-mutant` file read (a function of the schema is a few kilobytes).
-const MAX_PG_MUTANT_BYTES: u64 = 1 << 20;
 
 /// What `run` hands to [`run`] for a Postgres engine.
 #[derive(Debug)]

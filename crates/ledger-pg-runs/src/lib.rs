@@ -71,6 +71,7 @@ pub use exec::{replay_on_exec, start_exec, ChildDb};
 /// Every URL password in a message replaced by `***` (for the command line's error output).
 pub use ledger_pg::redacted_text;
 pub use lockstep::replay_on_pg;
+pub use pg_mutant::load_pg_mutant;
 
 use ledger_simulator::report::{EngineKind, RunReport};
 
@@ -81,7 +82,7 @@ use crate::server::Server;
 /// Runs the seeds of `run` on PostgreSQL, sequentially, each on a fresh database.
 pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
     args.validate()?;
-    let mutant = args.mutant_sql(run.kind)?;
+    let mutant = args.pg_mutant.as_deref().map(|path| load_pg_mutant(path, run.kind)).transpose()?;
     if run.kind == EngineKind::Exec {
         let exec = run.exec.ok_or_else(|| anyhow::anyhow!("--engine exec needs --exec COMMAND"))?;
         if exec.kill_child_at.is_some() && args.concurrency.is_none() {

@@ -16,6 +16,28 @@
 
 use std::path::Path;
 
+use ledger_simulator::report::EngineKind;
+
+/// The largest `--pg-mutant` file read (a function of the schema is a few kilobytes).
+const MAX_PG_MUTANT_BYTES: u64 = 1 << 20;
+
+/// The SQL that installs the `--pg-mutant` file at `path` for an engine of `kind`. Refused for
+/// any engine but pg-reference. (`ledger-sim` refuses the option in a build without its
+/// `mutants` feature.)
+pub fn load_pg_mutant(path: &Path, kind: EngineKind) -> anyhow::Result<String> {
+    if kind != EngineKind::PgReference {
+        anyhow::bail!("--pg-mutant applies to --engine pg-reference only (it replaces one of its SQL functions)");
+    }
+    let shown = path.display();
+    // A regular file of bounded size: `/dev/zero` or a fifo would be read forever.
+    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("--pg-mutant {shown}: {e}"))?;
+    if !meta.is_file() || meta.len() > MAX_PG_MUTANT_BYTES {
+        anyhow::bail!("--pg-mutant {shown}: not a regular file of at most {MAX_PG_MUTANT_BYTES} bytes");
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--pg-mutant {shown}: {e}"))?;
+    build(path, &text)
+}
+
 /// The SQL that installs the mutant described by `text` (the file at `path`).
 pub(crate) fn build(path: &Path, text: &str) -> anyhow::Result<String> {
     let shown = path.display();
@@ -109,5 +131,17 @@ mod tests {
         let same = "-- function: ledger_credit\n-- replace: v_credited_total\n-- with: v_credited_total\n";
         assert!(build(path, same).is_err());
         assert!(build(path, "DROP TABLE identities;").unwrap_err().to_string().contains("neither"));
+    }
+
+    #[test]
+    fn a_mutant_is_loaded_for_pg_reference_from_a_regular_file_only() {
+        let path = fixtures().join("ledger_credit_stripe_off_by_one.sql");
+        assert!(load_pg_mutant(&path, EngineKind::PgReference).unwrap().contains("CREATE OR REPLACE FUNCTION"));
+        let e = load_pg_mutant(&path, EngineKind::PgSeed).unwrap_err().to_string();
+        assert!(e.contains("pg-reference only"), "{e}");
+        let e = load_pg_mutant(Path::new("/dev/zero"), EngineKind::PgReference).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero") && e.contains("not a regular file"), "{e}");
+        let e = load_pg_mutant(Path::new("/no/such/mutant.sql"), EngineKind::PgReference).unwrap_err().to_string();
+        assert!(e.starts_with("--pg-mutant /no/such/mutant.sql:"), "{e}");
     }
 }

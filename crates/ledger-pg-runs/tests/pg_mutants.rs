@@ -103,8 +103,8 @@ fn a_record_returning_the_whole_reservation_breaks_conservation_in_lockstep() {
     );
     let bytes = std::fs::read(&i2.trace).expect("the trace is written");
     let h = ledger_simulator::history::History::read_jsonl(&bytes[..], &i2.trace).expect("a valid trace");
-    let sql = PgArgs { pg_mutant: Some(file), ..PgArgs::default() }.mutant_sql(EngineKind::PgReference).unwrap();
-    let (with, _) = ledger_pg_runs::replay_on_pg(EngineKind::PgReference, &h, false, sql.as_deref()).unwrap();
+    let sql = ledger_pg_runs::load_pg_mutant(&file, EngineKind::PgReference).unwrap();
+    let (with, _) = ledger_pg_runs::replay_on_pg(EngineKind::PgReference, &h, false, Some(&sql)).unwrap();
     assert!(with.violations.iter().any(|v| v.invariant.id() == "I2"), "{:?}", with.violations);
     let (without, divergence) = ledger_pg_runs::replay_on_pg(EngineKind::PgReference, &h, false, None).unwrap();
     assert!(without.violations.is_empty() && divergence.is_none(), "{:?} {divergence:?}", without.violations);

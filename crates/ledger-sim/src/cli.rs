@@ -526,8 +526,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     let h = History::read_jsonl(&bytes[..], &path)?;
 
     let spec = EngineSpec::from_name(&h.engine)?;
-    let pg = ledger_pg_runs::PgArgs { pg_mutant: args.pg_mutant.clone(), ..Default::default() };
-    let mutant = pg.mutant_sql(spec.kind)?;
+    let mutant = args.pg_mutant.as_deref().map(|path| ledger_pg_runs::load_pg_mutant(path, spec.kind)).transpose()?;
     let (r, divergence) = replay_any(&h, &args.exec, mutant.as_deref(), true)?;
     let report = ReplayReport {
         engine: h.engine.clone(),
