@@ -2,6 +2,67 @@
 //! killed mid-run, a counterexample's printed replay command pasted into a shell, and a
 //! "server" that accepts connections and never answers.
 
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A started `ledger-sim` whose stdout and stderr are read on threads of their own (so a full
+/// pipe never stalls it).
+struct Running {
+    child: Child,
+    stdout: JoinHandle<String>,
+    stderr: JoinHandle<String>,
+}
+
+/// How a `ledger-sim` ended: its exit code (-1 when killed by a signal) and what it printed.
+struct Ended {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Running {
+    /// Starts `cmd` with no stdin and its stdout and stderr piped to the readers.
+    fn spawn(cmd: &mut Command) -> Running {
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("ledger-sim");
+        let stdout = read_all(child.stdout.take().expect("piped stdout"));
+        let stderr = read_all(child.stderr.take().expect("piped stderr"));
+        Running { child, stdout, stderr }
+    }
+
+    /// Waits for the end, at most `limit` from `since`: past it, kills the child and panics
+    /// with `what` and its stderr.
+    fn wait(mut self, since: Instant, limit: Duration, what: &str) -> Ended {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for ledger-sim") {
+                break status;
+            }
+            if since.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{what}; its stderr:\n{}", self.stderr.join().unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Ended {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join().expect("the stdout reader"),
+            stderr: self.stderr.join().expect("the stderr reader"),
+        }
+    }
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
 mod killed_server {
     //! The database killed (SIGKILL to the postmaster) in the middle of a `ledger-sim run`, as a
     //! hostile user or a crashing machine would: the run ends in bounded time with exit 2 and an
@@ -9,11 +70,12 @@ mod killed_server {
     //! the engine's fault) and prints no report. Needs PostgreSQL and fails (never skips) when a
     //! throwaway cluster cannot start.
 
-    use std::io::Read;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
     use ledger_pg::testpg::{TestPg, TimeLimit};
+
+    use super::{Ended, Running};
 
     /// No test here may wait on the server longer than this.
     const TIME_LIMIT: Duration = Duration::from_secs(420);
@@ -41,12 +103,6 @@ mod killed_server {
         }
     }
 
-    struct Ended {
-        code: i32,
-        stdout: String,
-        stderr: String,
-    }
-
     /// Starts `ledger-sim run --database-url URL args`, kills the server once the run is under
     /// way, and waits (at most [`HUNG_AFTER`]) for the run to end.
     fn run_and_kill(name: &str, args: &[&str]) -> (Ended, std::path::PathBuf) {
@@ -54,46 +110,16 @@ mod killed_server {
         let traces = std::env::temp_dir().join(format!("ledger-sim-pg-hostile-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&traces);
         let traces_arg = traces.display().to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
-            .args(["run", "--engine", "pg-reference", "--users", "50", "--steps", "2000", "--json"])
-            .args(["--database-url", pg.url(), "--trace-dir", &traces_arg])
-            .args(args)
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ledger-sim");
-        let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
-        let out = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let err = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let running = Running::spawn(
+            Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
+                .args(["run", "--engine", "pg-reference", "--users", "50", "--steps", "2000", "--json"])
+                .args(["--database-url", pg.url(), "--trace-dir", &traces_arg])
+                .args(args)
+                .env_remove("DATABASE_URL"),
+        );
         wait_for_traffic(&pg, 200);
         pg.kill_server().expect("SIGKILL to the postmaster");
-        let killed = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("waiting for ledger-sim") {
-                break status;
-            }
-            if killed.elapsed() > HUNG_AFTER {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the run did not end after its server was killed; stderr:\n{}", err.join().unwrap_or_default());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let ended = Ended {
-            code: status.code().unwrap_or(-1),
-            stdout: out.join().expect("the stdout reader"),
-            stderr: err.join().expect("the stderr reader"),
-        };
+        let ended = running.wait(Instant::now(), HUNG_AFTER, "the run did not end after its server was killed");
         (ended, traces)
     }
 
@@ -194,10 +220,11 @@ mod silent_server {
     //! waits for, exit 2 naming the server, and never print the URL's password. Needs no
     //! PostgreSQL: the silent server is a listener of the test's own.
 
-    use std::io::Read;
     use std::net::TcpListener;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
+
+    use super::Running;
 
     /// The longest any command here may take before the test calls it hung: the commands' own
     /// bounds are at most a minute (a throwaway database's admin connection), so this is a bound on
@@ -227,29 +254,9 @@ mod silent_server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child =
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("ledger-sim");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("waiting for ledger-sim") {
-                break status;
-            }
-            if started.elapsed() > HUNG_AFTER {
-                let _ = child.kill();
-                let _ = child.wait();
-                let text = reader.join().unwrap_or_default();
-                panic!("`ledger-sim {}` hung on a server that never answers; its stderr:\n{text}", args.join(" "));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let text = reader.join().expect("the stderr reader");
-        (status.code().unwrap_or(-1), text)
+        let what = format!("`ledger-sim {}` hung on a server that never answers", args.join(" "));
+        let ended = Running::spawn(&mut cmd).wait(Instant::now(), HUNG_AFTER, &what);
+        (ended.code, ended.stderr)
     }
 
     fn assert_bounded_failure(code: i32, text: &str, port: u16) {
