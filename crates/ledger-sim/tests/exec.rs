@@ -43,6 +43,18 @@ fn the_conformance_vectors_pass_over_the_protocol() {
     let r = json(&out);
     assert!(r["cases"].as_u64().unwrap() >= 300, "{out}");
     assert_eq!(r["failed"], 0, "{out}");
+    assert_eq!(r["vectors"], "built in", "{out}");
+    // From any directory, with the vectors built in; and from the repository's directory.
+    let (code, out, err) = sim_in(&std::env::temp_dir(), &["conform", "--exec", &exec, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["cases"], r["cases"], "{out}");
+    let (code, out, err) = sim(&["conform", "--exec", &exec, "--json", "--vectors", "fixtures/conformance"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["cases"], r["cases"], "{out}");
+    assert_eq!(json(&out)["vectors"], "fixtures/conformance", "{out}");
+    let (code, _, err) = sim(&["conform", "--exec", &exec, "--vectors", "no/such/dir"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--vectors no/such/dir"), "{err}");
 }
 
 #[test]
