@@ -11,6 +11,10 @@ use serde::Serialize;
 pub struct Divergence {
     /// How many engine steps had been taken (0-based index of the step that disagreed).
     pub step: u64,
+    /// The index of the event the run was applying when they disagreed: how many times the
+    /// state had been observed before (a run observes it once after each event, and once at
+    /// the end of its drain). At or past the history's last event, it was in the drain.
+    pub event: u64,
     /// What disagreed, with both sides.
     pub detail: String,
 }
@@ -26,6 +30,8 @@ pub struct Differential<A: Engine, B: Engine> {
     a: A,
     b: B,
     n_steps: u64,
+    /// Observations made so far (`observe` takes `&self`).
+    n_observed: std::cell::Cell<u64>,
     found: Arc<Mutex<Option<Divergence>>>,
 }
 
@@ -41,13 +47,13 @@ impl<A: Engine, B: Engine> Differential<A, B> {
     /// Compare `a` with `b`; the first divergence is written to `found`.
     pub fn new(a: A, b: B, found: Arc<Mutex<Option<Divergence>>>) -> Differential<A, B> {
         assert_eq!(a.config(), b.config(), "both engines must run under the same config");
-        Differential { a, b, n_steps: 0, found }
+        Differential { a, b, n_steps: 0, n_observed: std::cell::Cell::new(0), found }
     }
 
     fn diverge(&self, detail: impl FnOnce() -> String) {
         let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
         if found.is_none() {
-            *found = Some(Divergence { step: self.n_steps, detail: detail() });
+            *found = Some(Divergence { step: self.n_steps, event: self.n_observed.get(), detail: detail() });
         }
     }
 }
@@ -98,6 +104,7 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
         if oa != ob {
             self.diverge(|| format!("after the step, {} shows {oa:?}, {} shows {ob:?}", self.a.name(), self.b.name()));
         }
+        self.n_observed.set(self.n_observed.get() + 1);
         oa
     }
 

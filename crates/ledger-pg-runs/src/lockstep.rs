@@ -363,18 +363,7 @@ pub(crate) fn lockstep_report(
     }
     let diverging: Vec<&SeedRun> = runs.iter().filter(|r| r.divergence.is_some()).collect();
     if let Some(first) = diverging.first() {
-        let d = first.divergence.as_ref().expect("filtered");
-        let mut found = Divergent {
-            history: first.history.clone(),
-            detail: format!("at engine step {}: {}", d.step, d.detail),
-            steps: Vec::new(),
-            reduction: Reduction::None,
-        };
-        if exec_of(run).is_some() {
-            if let Some(shrunk) = shrink_divergence(run, first, confirm)? {
-                found = shrunk;
-            }
-        }
+        let found = divergence_counterexample(run, engine, first, confirm)?;
         let Divergent { history: h, detail, steps, reduction } = found;
         let path = run.trace_dir.join(format!("{engine}-seed{}-divergence.jsonl", first.seed));
         ledger_simulator::report::write_trace(&h, &path)?;
@@ -563,23 +552,108 @@ fn on_engine(
     Ok((h, reduction, note))
 }
 
-/// The divergence of an exec implementation from its twin, shrunk on the implementation (the
+/// The counterexample of the divergence of `first`: the seed cut after the event that
+/// diverged, when the cut, replayed on the engine (`confirm`), still diverges (a lockstep run's
+/// later events cannot matter to it), then shrunk on the engine while it still diverges (the
 /// twin cannot disagree with itself), at most [`SHRINK_ON_ENGINE`] and `--max-replays`
-/// replays; `None` if the shrunk history no longer disagrees.
-fn shrink_divergence(run: &PgRun<'_>, first: &SeedRun, confirm: &mut Confirm<'_>) -> anyhow::Result<Option<Divergent>> {
-    let command = exec_of(run).and_then(|e| e.command().ok()).unwrap_or("the implementation");
+/// replays. The whole seed when neither reproduces it (a divergence in the drain is not cut;
+/// one a crash caused does not come back on a replay without it).
+fn divergence_counterexample(
+    run: &PgRun<'_>,
+    engine: &str,
+    first: &SeedRun,
+    confirm: &mut Confirm<'_>,
+) -> anyhow::Result<Divergent> {
+    let d = first.divergence.as_ref().expect("a diverging seed");
+    let mut h = first.history.clone();
+    h.engine = engine.to_owned();
+    let whole = Divergent {
+        history: h.clone(),
+        detail: format!("at engine step {}: {}", d.step, d.detail),
+        steps: Vec::new(),
+        reduction: Reduction::None,
+    };
+    let mut found = None;
+    if let Some(at) = usize::try_from(d.event).ok().filter(|&at| at + 1 < h.events.len()) {
+        let cut = cut_after(&h, at);
+        let (r, again) = confirm(&cut)?;
+        match again {
+            Some(again) => {
+                found = Some(Divergent {
+                    history: cut,
+                    detail: format!("at engine step {}: {}", again.step, again.detail),
+                    steps: r.log,
+                    reduction: Reduction::Cut,
+                });
+            }
+            None => eprintln!(
+                "ledger-sim: seed {} cut after event {at}, where it diverged, does not diverge on a replay: its \
+                 counterexample is the whole seed",
+                first.seed
+            ),
+        }
+    }
+    // A pg-reference divergence is shrunk from its confirmed cut only: a whole seed that a replay
+    // does not make diverge would spend the shrink's bound on candidates that cannot.
+    let Some(start) = found.or_else(|| exec_of(run).map(|_| whole.clone())) else { return Ok(whole) };
+    // What to keep when the shrunk history no longer diverges: the confirmed cut, or the seed.
+    let fallback = if start.reduction == Reduction::Cut { start.clone() } else { whole };
+    Ok(shrink_divergence(run, engine, first.seed, start, confirm)?.unwrap_or(fallback))
+}
+
+/// `h` cut after event `at`: its later events, and the flows they alone started, are gone (a
+/// flow no event names plays no part).
+fn cut_after(h: &History, at: usize) -> History {
+    let mut cut = h.clone();
+    cut.events.truncate(at + 1);
+    let named: std::collections::BTreeSet<u32> = cut
+        .events
+        .iter()
+        .filter_map(|ev| match *ev {
+            Event::Start(id) | Event::Step(id) | Event::Ghost(id, _) => Some(id),
+            Event::Jump(_) => None,
+        })
+        .collect();
+    cut.flows.retain(|f| named.contains(&f.id));
+    cut
+}
+
+/// The divergence `start` of an engine from its twin, shrunk on the engine itself, at most
+/// [`SHRINK_ON_ENGINE`] and `--max-replays` replays; `None` if the shrunk history no longer
+/// disagrees and `start` was not confirmed (`Reduction::None`), else `start` when nothing went.
+fn shrink_divergence(
+    run: &PgRun<'_>,
+    engine: &str,
+    seed: u64,
+    start: Divergent,
+    confirm: &mut Confirm<'_>,
+) -> anyhow::Result<Option<Divergent>> {
+    let on = match exec_of(run) {
+        Some(exec) => format!("`{}`", exec.command().unwrap_or("the implementation")),
+        None => engine.to_owned(),
+    };
     eprintln!(
-        "ledger-sim: shrinking the divergence of seed {} on `{command}` itself (at most {} s, {} replays)",
-        first.seed,
+        "ledger-sim: shrinking the divergence of seed {seed} ({} flow(s), {} event(s)) on {on} itself (at most {} s, {} replays)",
+        start.history.flows.len(),
+        start.history.events.len(),
         SHRINK_ON_ENGINE.as_secs(),
         run.max_replays
     );
     let started = Instant::now();
-    let mut h = first.history.clone();
+    let mut h = start.history.clone();
     let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.1.is_some()) };
     let (n_replays, done) = shrink_by(&mut h, &mut fails, run.max_replays, started + SHRINK_ON_ENGINE)?;
-    let changed = (h.flows.len(), h.events.len()) != (first.history.flows.len(), first.history.events.len());
-    let reduction = if done || changed { Reduction::Shrunk } else { Reduction::None };
+    let changed = (h.flows.len(), h.events.len()) != (start.history.flows.len(), start.history.events.len());
+    if !changed && start.reduction != Reduction::None {
+        // Confirmed already, and nothing went.
+        eprintln!(
+            "ledger-sim: the divergence did not shrink further in {n_replays} replays, {:.1} s{}",
+            started.elapsed().as_secs_f64(),
+            if done { "" } else { " (stopped at its bound)" }
+        );
+        return Ok(Some(Divergent { reduction: if done { Reduction::Shrunk } else { start.reduction }, ..start }));
+    }
+    let reduction = if done || changed { Reduction::Shrunk } else { start.reduction };
     let (r, d) = confirm(&h)?;
     let Some(d) = d else { return Ok(None) };
     eprintln!(
@@ -595,6 +669,7 @@ fn shrink_divergence(run: &PgRun<'_>, first: &SeedRun, confirm: &mut Confirm<'_>
 
 /// The counterexample of a divergence: the history, where it disagrees, its steps, and how it
 /// was reduced.
+#[derive(Clone)]
 struct Divergent {
     history: History,
     detail: String,
