@@ -305,8 +305,9 @@ pub(crate) fn lockstep_run(
         }
     }
     let twin = if run.kind == EngineKind::PgSeed { Twin::Seed } else { Twin::Reference };
+    let mut on = ConfirmOn::new(server);
     let mut report = lockstep_report(run, engine_name(run.kind), &runs, started.elapsed(), twin, &mut |h| {
-        replay_pg(run.kind, h, true, mutant)
+        on.replay(run.kind, h, true, mutant)
     })?;
     if let Some(path) = mutant_path {
         // The replay installs the same mutant (a build with `--features mutants`, as this one).
@@ -742,6 +743,197 @@ fn without_events(h: &History, start: usize, len: usize) -> History {
     let end = (start + len).min(c.events.len());
     c.events.drain(start..end);
     c
+}
+
+/// Where a lockstep run confirms its counterexamples (replays them on the engine): the server
+/// the run used, never a server of its own beside it.
+///
+/// - `--database-url`: a fresh database on its server, made and dropped for each replay, when
+///   the URL's role may create databases; otherwise the given database, reset before each
+///   replay as before each seed.
+/// - Fresh databases of `DATABASE_URL`'s server or of the run's throwaway cluster: one more.
+/// - A private cluster per seed (`--restart-server-at`, `--crash-server-at`): a replay crashes
+///   nothing, so every replay gets a fresh database of one throwaway cluster, started at the
+///   first and kept until the run's report is made.
+struct ConfirmOn<'a> {
+    server: &'a Server,
+    /// `--database-url`: whether its role may create databases (asked at the first replay).
+    creates: Option<bool>,
+    /// A private-cluster run's throwaway cluster, kept alive between replays.
+    keep: Option<TestPg>,
+}
+
+impl<'a> ConfirmOn<'a> {
+    fn new(server: &'a Server) -> ConfirmOn<'a> {
+        ConfirmOn { server, creates: None, keep: None }
+    }
+
+    fn replay(
+        &mut self,
+        kind: EngineKind,
+        h: &History,
+        log: bool,
+        mutant: Option<&str>,
+    ) -> anyhow::Result<(RunResult, Option<Divergence>)> {
+        match self.server {
+            Server::Url { url, .. } => {
+                let creates = match self.creates {
+                    Some(creates) => creates,
+                    None => {
+                        let creates = may_create_database(url)?;
+                        if creates {
+                            eprintln!(
+                                "ledger-sim: confirming the counterexample on the run's server, in a fresh database \
+                                 (dropped after each replay) on {} (waiting at most {} s for each)",
+                                redacted(url),
+                                ledger_pg::testpg::ADMIN_TIMEOUT.as_secs()
+                            );
+                        } else {
+                            eprintln!(
+                                "ledger-sim: confirming the counterexample on the run's database {}, reset before each \
+                                 replay as before each seed (its role may not create a database)",
+                                redacted(url)
+                            );
+                        }
+                        self.creates = Some(creates);
+                        creates
+                    }
+                };
+                if creates {
+                    let scratch = Scratch::create(url)?;
+                    let r = lockstep_replay(kind, &scratch.url, h, log, mutant);
+                    let name = scratch.name.clone();
+                    if let Err(e) = scratch.drop_it() {
+                        eprintln!("ledger-sim: {e:#}; the database {name} is left on the server, drop it by hand");
+                    }
+                    r
+                } else {
+                    let db = self.server.fresh()?;
+                    lockstep_replay(kind, &db.url, h, log, mutant)
+                }
+            }
+            Server::Test { .. } => {
+                if self.creates.replace(true).is_none() {
+                    eprintln!("ledger-sim: confirming the counterexample on a fresh database of the run's server");
+                }
+                let db = self.server.fresh()?;
+                lockstep_replay(kind, &db.url, h, log, mutant)
+            }
+            Server::Private(_) => {
+                if self.keep.is_none() {
+                    eprintln!(
+                        "ledger-sim: confirming the counterexample on a fresh database of a throwaway PostgreSQL (a \
+                         replay crashes no server), the same for every replay"
+                    );
+                    self.keep = Some(TestPg::new().map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?);
+                }
+                replay_pg(kind, h, log, mutant)
+            }
+        }
+    }
+}
+
+/// Whether the role of `url` may create databases (`CREATEDB` or superuser), asked on one
+/// connection of its own, for at most `ADMIN_TIMEOUT`.
+fn may_create_database(url: &str) -> anyhow::Result<bool> {
+    let shown = redacted(url);
+    let opts: sqlx::postgres::PgConnectOptions =
+        url.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
+    admin(&shown, "asking whether its role may create a database", async move {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
+        let may: Option<bool> =
+            sqlx::query_scalar("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
+                .fetch_optional(&mut conn)
+                .await?;
+        conn.close().await?;
+        Ok(may.unwrap_or(false))
+    })
+}
+
+/// One admin task on the server of `shown` (a redacted URL), bounded by `ADMIN_TIMEOUT`.
+fn admin<T: Send + 'static>(
+    shown: &str,
+    what: &str,
+    task: impl std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+) -> anyhow::Result<T> {
+    let limit = ledger_pg::testpg::ADMIN_TIMEOUT;
+    match server::block_on(async move { tokio::time::timeout(limit, task).await })? {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(anyhow::anyhow!("{what} on {shown}: {e}")),
+        Err(_) => Err(anyhow::anyhow!("{what} on {shown}: no answer within {} s", limit.as_secs())),
+    }
+}
+
+/// A database a confirmation made on the server of `--database-url`, for one replay.
+struct Scratch {
+    /// The server's URL (the user's), to drop it from.
+    server: String,
+    name: String,
+    url: String,
+}
+
+static NEXT_SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Scratch {
+    fn create(server_url: &str) -> anyhow::Result<Scratch> {
+        let shown = redacted(server_url);
+        let n = NEXT_SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ledger_confirm_{}_{n}", std::process::id());
+        let url = with_database(server_url, &name);
+        let opts: sqlx::postgres::PgConnectOptions =
+            server_url.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
+        // A URL naming its database in its query (`?dbname=`) would not reach the new one.
+        let reaches =
+            url.parse::<sqlx::postgres::PgConnectOptions>().ok().and_then(|o| o.get_database().map(str::to_owned));
+        if reaches.as_deref() != Some(name.as_str()) {
+            anyhow::bail!("--database-url {shown}: cannot name another database on its server in it, to confirm on");
+        }
+        let create = format!("CREATE DATABASE \"{name}\"");
+        admin(&shown, &format!("creating the database {name} to confirm on"), async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
+            sqlx::query(&create).execute(&mut conn).await?;
+            conn.close().await
+        })?;
+        Ok(Scratch { server: server_url.to_owned(), name, url })
+    }
+
+    /// Drops the database (its replay's connections are closed by then; `FORCE` ends any
+    /// left, on a server that knows it).
+    fn drop_it(self) -> anyhow::Result<()> {
+        let shown = redacted(&self.server);
+        let opts: sqlx::postgres::PgConnectOptions =
+            self.server.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
+        let name = self.name.clone();
+        admin(&shown, &format!("dropping the database {name} confirmed on"), async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
+            let forced =
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+            if forced.is_err() {
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\"")).execute(&mut conn).await?;
+            }
+            conn.close().await
+        })
+    }
+}
+
+/// `url` naming the database `db` instead of its own.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
 }
 
 fn replay_pg(
