@@ -159,9 +159,10 @@ pub struct ExecArgs {
     /// server, or on the server of --database-url's database).
     #[arg(long)]
     pub exec_db: bool,
-    /// How long each answer of the implementation may take, in seconds (1 to 3600; default 10).
-    #[arg(long, value_name = "SECONDS")]
-    pub exec_timeout: Option<u64>,
+    /// How long each answer of the implementation may take: 1 s to 1 h, default 10 s; seconds
+    /// (`3`) or a duration (`3s`, `1500ms`, `2m`, `1h`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_exec_timeout)]
+    pub exec_timeout: Option<std::time::Duration>,
     /// Concurrent mode, an implementation with durable state: after N calls, let the calls in
     /// flight finish, kill it (SIGKILL) and start it again; what it showed before the kill it
     /// must show after (I7).
@@ -179,8 +180,9 @@ impl ExecArgs {
     pub fn timeout(&self) -> anyhow::Result<std::time::Duration> {
         match self.exec_timeout {
             None => Ok(ledger_exec::child::DEFAULT_TIMEOUT),
-            Some(s @ 1..=3600) => Ok(std::time::Duration::from_secs(s)),
-            Some(s) => anyhow::bail!("--exec-timeout {s}: must be 1 to 3600 seconds"),
+            Some(d) => {
+                exec_timeout_in_bounds(d).map_err(|e| anyhow::anyhow!("--exec-timeout {}: {e}", duration_flag(d)))
+            }
         }
     }
 
@@ -199,14 +201,66 @@ impl ExecArgs {
         if self.exec_db {
             out.push_str(" --exec-db");
         }
-        if let Some(s) = self.exec_timeout {
-            out.push_str(&format!(" --exec-timeout {s}"));
+        if let Some(d) = self.exec_timeout {
+            out.push_str(&format!(" --exec-timeout {}", duration_flag(d)));
         }
         out
     }
 }
 
 pub(crate) use ledger_simulator::report::shell_quote;
+
+/// The bounds of `--exec-timeout`.
+const EXEC_TIMEOUT_BOUNDS: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3_600);
+
+/// What [`duration`] takes, for its errors.
+const DURATION_SPELLINGS: &str = "expected a duration such as 3 (seconds), 3s, 1500ms, 2m or 1h";
+
+/// A duration as the command line spells it (as `run --for` does, and milliseconds too): a
+/// number of seconds (`90`), or a number with a unit: `1500ms`, `90s`, `10m`, `2h`.
+fn duration(s: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3_600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// The value parser of `--exec-timeout`: seconds (`3`) or a duration (`3s`, `1500ms`, `2m`,
+/// `1h`), from 1 s to 1 h.
+pub fn parse_exec_timeout(s: &str) -> Result<std::time::Duration, String> {
+    duration(s)
+        .ok_or_else(|| DURATION_SPELLINGS.to_owned())
+        .and_then(exec_timeout_in_bounds)
+        .map_err(|e| format!("--exec-timeout {s}: {e}"))
+}
+
+fn exec_timeout_in_bounds(d: std::time::Duration) -> Result<std::time::Duration, String> {
+    if EXEC_TIMEOUT_BOUNDS.contains(&d) {
+        Ok(d)
+    } else {
+        Err("must be from 1 s to 1 h (3600 s)".to_owned())
+    }
+}
+
+/// `d` spelled as [`duration`] reads it back: `3s`, or `1500ms` (a fraction of a
+/// millisecond is rounded up).
+fn duration_flag(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_nanos().div_ceil(1_000_000))
+    }
+}
 
 /// The most concurrent clients: each holds a connection, and the throwaway server takes 300.
 pub const MAX_CONCURRENCY: u32 = 256;
@@ -251,5 +305,63 @@ pub(crate) fn engine_name(kind: EngineKind) -> &'static str {
         EngineKind::PgSeed => "pg-seed",
         EngineKind::Exec => "exec",
         _ => unreachable!("only Postgres and exec engines run here"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn exec_timeout_takes_seconds_or_a_duration_within_one_second_to_an_hour() {
+        for (spelled, d) in [
+            ("3", Duration::from_secs(3)),
+            ("3s", Duration::from_secs(3)),
+            ("1500ms", Duration::from_millis(1_500)),
+            ("1000ms", Duration::from_secs(1)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3_600)),
+            ("3600", Duration::from_secs(3_600)),
+        ] {
+            assert_eq!(parse_exec_timeout(spelled), Ok(d), "{spelled}");
+        }
+        for (spelled, says) in [
+            ("500ms", "from 1 s to 1 h"),
+            ("0", "from 1 s to 1 h"),
+            ("999ms", "from 1 s to 1 h"),
+            ("3601", "from 1 s to 1 h"),
+            ("61m", "from 1 s to 1 h"),
+            ("2h", "from 1 s to 1 h"),
+            ("", "expected a duration"),
+            ("s", "expected a duration"),
+            ("3x", "expected a duration"),
+            ("3 s", "expected a duration"),
+            ("-3", "expected a duration"),
+            ("3S", "expected a duration"),
+            ("1.5s", "expected a duration"),
+            ("1m30s", "expected a duration"),
+            ("99999999999999999999", "expected a duration"),
+            ("99999999999999999h", "expected a duration"),
+        ] {
+            let e = parse_exec_timeout(spelled).unwrap_err();
+            assert!(e.starts_with(&format!("--exec-timeout {spelled}: ")) && e.contains(says), "{spelled:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_replay_flags_spell_the_timeout_as_it_parses_back() {
+        for d in [Duration::from_secs(3), Duration::from_millis(1_500), Duration::from_secs(3_600)] {
+            let exec = ExecArgs { command: Some("x".into()), exec_timeout: Some(d), ..ExecArgs::default() };
+            let flags = exec.replay_flags();
+            let spelled = flags.rsplit(' ').next().unwrap();
+            assert!(flags.contains(" --exec-timeout "), "{flags}");
+            assert_eq!(parse_exec_timeout(spelled), Ok(d), "{flags}");
+            assert_eq!(exec.timeout().unwrap(), d);
+        }
+        let out_of_bounds = ExecArgs { exec_timeout: Some(Duration::from_millis(500)), ..ExecArgs::default() };
+        let e = out_of_bounds.timeout().unwrap_err().to_string();
+        assert_eq!(e, "--exec-timeout 500ms: must be from 1 s to 1 h (3600 s)");
     }
 }

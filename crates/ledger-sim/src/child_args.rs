@@ -13,9 +13,10 @@ pub struct ChildArgs {
     /// Give the implementation a fresh PostgreSQL database in `DATABASE_URL`.
     #[arg(long)]
     pub exec_db: bool,
-    /// How long each answer may take, in seconds (1 to 3600).
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub exec_timeout: u64,
+    /// How long each answer may take: 1 s to 1 h, default 10 s; seconds (`3`) or a duration
+    /// (`3s`, `1500ms`, `2m`, `1h`).
+    #[arg(long, value_name = "DURATION", value_parser = ledger_pg_runs::parse_exec_timeout)]
+    pub exec_timeout: Option<std::time::Duration>,
 }
 
 impl ChildArgs {
@@ -24,7 +25,7 @@ impl ChildArgs {
         let exec = ledger_pg_runs::ExecArgs {
             command: Some(self.command.clone()),
             exec_db: self.exec_db,
-            exec_timeout: Some(self.exec_timeout),
+            exec_timeout: self.exec_timeout,
             kill_child_at: None,
         };
         exec.timeout()?;

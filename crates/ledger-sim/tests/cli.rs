@@ -472,3 +472,86 @@ fn a_counterexample_only_cut_is_not_called_shrunk() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("cut to ") && !xml.contains("shrunk to"), "{xml}");
 }
+
+#[test]
+fn exec_timeout_takes_seconds_or_a_duration_from_one_second_to_an_hour() {
+    let sim_bin = env!("CARGO_BIN_EXE_ledger-sim");
+    let serve = format!("'{sim_bin}' serve");
+    for spelled in ["3", "3s", "1500ms", "2m"] {
+        let out = sim(&[
+            "run",
+            "--engine",
+            "exec",
+            "--exec",
+            &serve,
+            "--exec-timeout",
+            spelled,
+            "--seeds",
+            "0..1",
+            "--users",
+            "5",
+            "--steps",
+            "50",
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{spelled}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for (spelled, says) in [
+        ("500ms", "from 1 s to 1 h"),
+        ("0", "from 1 s to 1 h"),
+        ("3601", "from 1 s to 1 h"),
+        ("2h", "from 1 s to 1 h"),
+        ("3x", "expected a duration"),
+        ("1.5s", "expected a duration"),
+        ("", "expected a duration"),
+    ] {
+        for command in [&["run", "--engine", "exec", "--exec", &serve][..], &["conform", "--exec", &serve][..]] {
+            let args = [command, &["--exec-timeout", spelled]].concat();
+            let out = sim(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(&format!("--exec-timeout {spelled}: ")), "{args:?}: {err}");
+            assert!(err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
+        }
+    }
+
+    // The replay command of an exec counterexample carries the timeout as it parses back.
+    let sed = r#"s/"outcome":"credited","credited_sats":\([1-9][0-9]*\)}/"outcome":"credited","credited_sats":1\1}/"#;
+    let exec = format!("'{sim_bin}' serve | sed -u '{sed}'");
+    let traces = tmp("timeout-traces");
+    let out = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--exec-timeout",
+        "1500ms",
+        "--seeds",
+        "0..1",
+        "--users",
+        "40",
+        "--steps",
+        "600",
+        "--max-replays",
+        "0",
+        "--json",
+        "--trace-dir",
+        traces.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let replay = r["violations"][0]["replay"].as_str().unwrap();
+    assert!(replay.ends_with(" --exec-timeout 1500ms"), "{replay}");
+    let bin_dir = std::path::Path::new(sim_bin).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let replayed = Command::new("sh").args(["-c", replay]).env("PATH", path).output().unwrap();
+    assert_eq!(
+        replayed.status.code(),
+        Some(1),
+        "`{replay}`: {}{}",
+        String::from_utf8_lossy(&replayed.stdout),
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+}
