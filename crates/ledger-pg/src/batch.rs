@@ -75,7 +75,7 @@ impl Default for BatcherOptions {
 }
 
 /// The number of pool stripes: `ledger_n_stripes()` (`sql/functions/ledger_n_stripes.sql`),
-/// which `tests/schema.rs` checks on a live server.
+/// which `tests/postgres/schema.rs` checks on a live server.
 pub const N_STRIPES: usize = 16;
 
 /// A bad [`BatcherOptions`].

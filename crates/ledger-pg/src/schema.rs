@@ -22,7 +22,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
 /// Every table and view the migrations create in the `public` schema (`_sqlx_migrations` is
 /// sqlx's record of them): what a run may drop from a database it was given. Checked against
-/// a migrated server by `tests/schema.rs`.
+/// a migrated server by `tests/postgres/schema.rs`.
 pub const RELATIONS: &[&str] = &[
     "_sqlx_migrations",
     "free_tier_grants",
