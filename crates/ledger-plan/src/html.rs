@@ -4,12 +4,13 @@
 //!
 //! The answer comes first: a solve's verdict line per target, a frontier's table, a plan's
 //! count of configurations that never ran dry. Then the charts, in a grid that fills the
-//! page's width: the pool's balance by day (p5-p95 band and median, on a logarithmic scale in
-//! sats so that a pool that dies on day 1 shows its fall, not a flat line at zero) with the
-//! target drawn on it; a solve's values tested (the share of seeds with the target's bad
-//! event, with the limit and the indifference band); a frontier's curve with each interval as
-//! an error bar; a plan's served shares by tier and probability of depletion across the
-//! sweep.
+//! page's width, two a row (the last of an odd number across the page, drawn wider, so that
+//! no row is left with a blank half): the pool's balance by day (p5-p95 band and median, on
+//! a logarithmic scale in sats so that a pool that dies on day 1 shows its fall, not a flat
+//! line at zero) with the target drawn on it; a solve's values tested (the share of seeds
+//! with the target's bad event, with the limit and the indifference band); a frontier's
+//! curve with each interval as an error bar; a plan's served shares by tier and probability
+//! of depletion across the sweep.
 
 use std::fmt::Write as _;
 
@@ -100,6 +101,18 @@ fn svg_open(o: &mut String, w: f64, h: f64, label: &str) {
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" role="img" aria-label="{}">"#,
         esc(label)
     );
+}
+
+/// Whether chart `i` of `n` takes a row of its own. The grid puts charts two a row (each
+/// column is at least 40 % of its width, so three never fit) and the last of an odd number
+/// goes across the page, drawn wider, rather than leave half a row blank.
+fn across(i: usize, n: usize) -> bool {
+    n % 2 == 1 && i + 1 == n
+}
+
+/// A chart in the grid, across the page if `wide`.
+fn figure(o: &mut String, wide: bool, svg: &str) {
+    let _ = write!(o, "<figure{}>{svg}</figure>", if wide { r#" class="wide""# } else { "" });
 }
 
 /// The plot area of a chart, in SVG units.
@@ -343,9 +356,10 @@ impl PoolChart<'_> {
     }
 }
 
-/// Stacked bars of free / partial / gated shares per tier.
-fn tier_chart(s: &Summary) -> String {
-    let (w, l, r, t, row) = (420.0, 132.0, 10.0, 24.0, 20.0);
+/// Stacked bars of free / partial / gated shares per tier; `wide` across the page.
+fn tier_chart(s: &Summary, wide: bool) -> String {
+    let (l, r, t, row) = (132.0, 10.0, 24.0, 20.0);
+    let w = if wide { 900.0 } else { 420.0 };
     let pw = w - l - r;
     let h = t + row * s.tiers.len() as f64 + 6.0;
     let mut o = String::new();
@@ -488,8 +502,8 @@ body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:20px 24px
 h1{{font-size:21px;margin:0 0 2px}} h2{{font-size:16px;margin:22px 0 8px;border-bottom:1px solid #e0e0e0;padding-bottom:2px}}
 table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}}
 td:first-child,th:first-child{{text-align:left}} th{{white-space:normal;vertical-align:bottom}} .scroll{{overflow-x:auto}} td.l{{text-align:left}}
-.grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px 18px;align-items:start}}
-.pairs{{grid-template-columns:repeat(auto-fill,minmax(max(360px,40%),1fr))}} .wide{{grid-column:1/-1}} .flow{{display:flex;flex-wrap:wrap;gap:12px}}
+.grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(max(360px,40%),1fr));gap:12px 18px;align-items:start}}
+.wide{{grid-column:1/-1}} .flow{{display:flex;flex-wrap:wrap;gap:12px}}
 figure{{margin:0}} figure svg{{width:100%;height:auto;display:block}} figure.fixed svg{{width:auto}}
 svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font-size:12px;font-weight:600;fill:#212121}} svg .n{{font-size:10px}} svg .ax{{font-size:10.5px;fill:#616161}} svg .m{{font-size:10px}}
 .muted{{color:#757575;font-size:12px;margin:4px 0}} .key span{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}
@@ -597,9 +611,10 @@ pub fn render(out: &PlanOutput) -> String {
     let top =
         out.summaries.iter().flat_map(|x| x.pool_p95.iter().copied()).chain([s.pool_initial_sats]).max().unwrap_or(1);
     let scale = SatsScale::holding(top);
-    let one = out.summaries.len() == 1;
+    let n = out.summaries.len();
     o.push_str(r#"<h2>Pool balance by day</h2><p class="muted">End-of-day balance in sats on a logarithmic scale (0 at the bottom, each power of ten the same height, one scale for all): shaded p5–p95 over seeds, line the median; red, the median day the pool ran dry.</p><div class="grid">"#);
-    for x in &out.summaries {
+    for (i, x) in out.summaries.iter().enumerate() {
+        let wide = across(i, n);
         let band = PoolBand { p5: x.pool_p5.clone(), p50: x.pool_p50.clone(), p95: x.pool_p95.clone() };
         let chart = PoolChart {
             title: x.label.clone(),
@@ -609,13 +624,14 @@ pub fn render(out: &PlanOutput) -> String {
             scale,
             dry: x.depletion_day_p50.map(|d| (d, x.depletion_probability)),
             marks: Vec::new(),
-            w: if one { 900.0 } else { 420.0 },
-            h: if one { 300.0 } else { 230.0 },
+            w: if wide { 900.0 } else { 420.0 },
+            h: if wide { 300.0 } else { 230.0 },
         };
-        let _ = write!(o, r#"<figure{}>{}</figure>"#, if one { r#" class="wide""# } else { "" }, chart.render());
+        figure(&mut o, wide, &chart.render());
     }
     if !out.sweep.is_empty() {
-        o.push_str(r#"<figure class="fixed"><p class="muted" style="margin-top:0"><b>Probability of depletion across the sweep</b></p><div class="flow">"#);
+        // A row of their own: the maps are drawn at their size, side by side.
+        o.push_str(r#"<figure class="fixed wide"><p class="muted" style="margin-top:0"><b>Probability of depletion across the sweep</b></p><div class="flow">"#);
         o.push_str(&heatmaps(out));
         o.push_str("</div></figure>");
     }
@@ -624,8 +640,9 @@ pub fn render(out: &PlanOutput) -> String {
         o,
         r#"<h2>Served by tier</h2><p class="muted key">Share of requests decided<span style="background:{FREE}"></span>free<span style="background:{PARTIAL}"></span>partial<span style="background:{GATED}"></span>gated (charged in full) — requests per seed in brackets.</p><div class="grid">"#
     );
-    for x in &out.summaries {
-        let _ = write!(o, "<figure>{}</figure>", tier_chart(x));
+    for (i, x) in out.summaries.iter().enumerate() {
+        let wide = across(i, n);
+        figure(&mut o, wide, &tier_chart(x, wide));
     }
     o.push_str("</div>");
     close_page(&mut o, &out.format);
@@ -664,8 +681,16 @@ fn initial_at(base_sats: u64, settings: &[(&str, f64)]) -> u64 {
     settings.iter().find(|(k, _)| *k == "pool_initial_sats").map_or(base_sats, |(_, v)| *v as u64)
 }
 
-/// A balance chart of the seeds one step used.
-fn step_chart(title: String, step: &Step, initial_sats: u64, target: &Target, days: u32, scale: SatsScale) -> String {
+/// A balance chart of the seeds one step used; `wide` across the page.
+fn step_chart(
+    title: String,
+    step: &Step,
+    initial_sats: u64,
+    target: &Target,
+    days: u32,
+    scale: SatsScale,
+    wide: bool,
+) -> String {
     PoolChart {
         title,
         band: &step.pool,
@@ -674,8 +699,8 @@ fn step_chart(title: String, step: &Step, initial_sats: u64, target: &Target, da
         scale,
         dry: None,
         marks: target_marks(target),
-        w: 420.0,
-        h: 230.0,
+        w: if wide { 900.0 } else { 420.0 },
+        h: if wide { 300.0 } else { 230.0 },
     }
     .render()
 }
@@ -1045,15 +1070,16 @@ pub fn render_solve(out: &SolveOutput) -> String {
                     thousands(step.seeds)
                 );
                 let initial = initial_at(s.pool_initial_sats, &[(key, v)]);
-                figures.push(step_chart(title, step, initial, &r.target, s.days, scale));
+                figures.push(step_chart(title, step, initial, &r.target, s.days, scale, false));
             }
         }
-        // Two charts a row: with an even number of others the chart of the values tested
-        // takes a row of its own, across the page, rather than leave half a row blank.
+        // Two charts a row (see `across`): with an even number of others the chart of the
+        // values tested takes a row of its own, across the page, rather than leave half a row
+        // blank.
         let wide = figures.len() % 2 == 0;
         let _ = write!(
             o,
-            r#"<h2>{}</h2><p class="muted">{}. Values tested, numbered in order; balances at the two sides of the answer. {BALANCE_NOTE}</p><div class="grid pairs"><figure{}>{}</figure>"#,
+            r#"<h2>{}</h2><p class="muted">{}. Values tested, numbered in order; balances at the two sides of the answer. {BALANCE_NOTE}</p><div class="grid"><figure{}>{}</figure>"#,
             esc(&r.target.text),
             esc(&test_words(r)),
             if wide { r#" class="wide""# } else { "" },
@@ -1254,28 +1280,31 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
             esc(over),
             frontier_chart(out, t)
         );
-        for p in &out.points {
-            let r = &p.results[t];
-            let v = match r.verdict {
-                Verdict::Between { meets_at, .. } => meets_at,
-                Verdict::AllMeet | Verdict::NoneMeets => shown_values(r, &out.range)[1],
-            };
-            if let Some(step) = step_at(r, v) {
-                let title = format!(
-                    "{over}={} · {key} {}{}: {} {}, {} seeds",
-                    p.value,
-                    fmt_f64(v),
-                    unit(key),
-                    level_word(step.level),
-                    decision_word(step.decision),
-                    thousands(step.seeds)
-                );
-                let _ = write!(
-                    o,
-                    "<figure>{}</figure>",
-                    step_chart(title, step, initial_at(p.pool_initial_sats, &[(key, v)]), &r.target, s.days, scale)
-                );
-            }
+        let shown: Vec<_> = out
+            .points
+            .iter()
+            .filter_map(|p| {
+                let r = &p.results[t];
+                let v = match r.verdict {
+                    Verdict::Between { meets_at, .. } => meets_at,
+                    Verdict::AllMeet | Verdict::NoneMeets => shown_values(r, &out.range)[1],
+                };
+                step_at(r, v).map(|step| (p, r, v, step))
+            })
+            .collect();
+        for (i, &(p, r, v, step)) in shown.iter().enumerate() {
+            let title = format!(
+                "{over}={} · {key} {}{}: {} {}, {} seeds",
+                p.value,
+                fmt_f64(v),
+                unit(key),
+                level_word(step.level),
+                decision_word(step.decision),
+                thousands(step.seeds)
+            );
+            let wide = across(i, shown.len());
+            let initial = initial_at(p.pool_initial_sats, &[(key, v)]);
+            figure(&mut o, wide, &step_chart(title, step, initial, &r.target, s.days, scale, wide));
         }
         o.push_str("</div>");
     }

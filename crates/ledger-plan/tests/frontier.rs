@@ -239,3 +239,91 @@ fn a_pool_dead_on_day_one_shows_its_fall() {
     // On the logarithmic axis 100 sats sit two decades up, not on the floor with 0.
     assert!(page.contains(">100</text>") && page.contains(">0</text>"), "log ticks");
 }
+
+/// The figures of each chart grid of a page, in order: whether each takes a row of its own.
+fn grids(page: &str) -> Vec<Vec<bool>> {
+    let open = r#"<div class="grid">"#;
+    let mut grids = Vec::new();
+    for (at, _) in page.match_indices(open) {
+        let (mut rest, mut divs, mut figures, mut grid) = (&page[at + open.len()..], 0, 0, Vec::new());
+        loop {
+            let (i, tag) = ["<div", "</div>", "<figure", "</figure>"]
+                .iter()
+                .filter_map(|t| rest.find(t).map(|i| (i, *t)))
+                .min()
+                .expect("the grid is closed");
+            match tag {
+                "<div" => divs += 1,
+                "</div>" if divs == 0 => break,
+                "</div>" => divs -= 1,
+                "<figure" => {
+                    if divs == 0 && figures == 0 {
+                        let class = &rest[i..i + rest[i..].find('>').unwrap()];
+                        grid.push(class.contains(r#"class="wide""#) || class.contains(" wide\""));
+                    }
+                    figures += 1;
+                }
+                _ => figures -= 1,
+            }
+            rest = &rest[i + tag.len()..];
+        }
+        grids.push(grid);
+    }
+    grids
+}
+
+/// Charts sit two a row and three never fit, and between the charts that take a row of their
+/// own come an even number of others: no row is left with a blank half, at any width.
+fn no_row_half_blank(page: &str) {
+    assert!(
+        page.contains(".grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(max(360px,40%),1fr));"),
+        "two a row"
+    );
+    let grids = grids(page);
+    assert!(!grids.is_empty());
+    for grid in &grids {
+        assert!(grid.split(|&wide| wide).all(|run| run.len() % 2 == 0), "a row half blank: {grid:?}");
+    }
+}
+
+/// With an odd number of balance charts the last takes the row, drawn wider, on frontier,
+/// plan and solve pages alike, for 1 to 6 charts.
+#[test]
+fn no_chart_row_is_left_half_blank() {
+    let two = run(&frontier("budget.established=20,50").unwrap());
+    for n in 1..=6 {
+        let mut out = two.clone();
+        out.over.values = (1..=n).map(|k| (10 * k).to_string()).collect();
+        out.points = (0..n)
+            .map(|k| {
+                let mut p = two.points[k % 2].clone();
+                p.value = out.over.values[k].clone();
+                p
+            })
+            .collect();
+        let page = html::render_frontier(&out);
+        no_row_half_blank(&page);
+        // The frontier's own chart across the page, then the n balance charts.
+        let charts = &grids(&page)[0];
+        assert_eq!(charts.len(), n + 1, "{n}");
+        assert_eq!(charts[1..].iter().filter(|&&wide| wide).count(), n % 2, "{n}: {charts:?}");
+        let last = &page[page.rfind("<figure").unwrap()..];
+        let drawn_wide =
+            last.starts_with(r#"<figure class="wide"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 900 300""#);
+        assert_eq!(drawn_wide, n % 2 == 1, "{n}: {}", &last[..120]);
+
+        let values: Vec<String> = (1..=n).map(|k| (5 * k).to_string()).collect();
+        let sweep = parse_sweep(&format!("credit_pct={}", values.join(","))).unwrap();
+        let plan = Plan::new(&small(), "small.toml", &[], vec![sweep]).unwrap().run(None, None);
+        let page = html::render(&plan);
+        no_row_half_blank(&page);
+        // The balance charts and the map of depletion, then the shares by tier.
+        let [balance, tiers] = &grids(&page)[..] else { panic!("two grids") };
+        assert_eq!((balance.len(), tiers.len()), (n + 1, n));
+        assert_eq!(tiers.last(), Some(&(n % 2 == 1)), "{n}");
+    }
+    let unswept = Plan::new(&small(), "small.toml", &[], Vec::new()).unwrap().run(None, None);
+    no_row_half_blank(&html::render(&unswept));
+    let solve = solver(&small(), "credit_pct=0..100", TARGET).unwrap().solve(&|_, _| {}).unwrap();
+    no_row_half_blank(&html::render_solve(&solve));
+}
