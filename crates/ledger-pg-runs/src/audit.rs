@@ -106,13 +106,16 @@ async fn audit_db(mut conn: sqlx::PgConnection) -> anyhow::Result<AuditReport> {
 
 /// `ledger-sim audit --database-url URL`: `Ok(true)` when no invariant is broken.
 pub fn audit_cmd(args: &AuditArgs) -> anyhow::Result<bool> {
-    let url = args
-        .database_url
-        .clone()
-        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
-        .ok_or_else(|| anyhow::anyhow!("audit needs --database-url URL (or DATABASE_URL)"))?;
+    let (named, url) = match &args.database_url {
+        Some(url) => ("--database-url", url.clone()),
+        None => std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(|url| ("DATABASE_URL", url))
+            .ok_or_else(|| anyhow::anyhow!("audit needs --database-url URL (or DATABASE_URL)"))?,
+    };
     let shown = redacted(&url);
-    let opts: PgConnectOptions = url.parse().map_err(|e| anyhow::anyhow!("the database URL {shown}: {e}"))?;
+    let opts = ledger_pg::database_url_options(named, &url).map_err(anyhow::Error::msg)?;
     let opts = opts.options([
         ("default_transaction_read_only", "on".to_owned()),
         ("statement_timeout", AUDIT_TIMEOUT.as_millis().to_string()),

@@ -62,12 +62,15 @@ pub(crate) struct Db {
 impl Server {
     pub(crate) fn new(args: &PgArgs) -> anyhow::Result<Server> {
         if let Some(url) = &args.database_url {
+            // A garbled URL is refused before any connection (sqlx would try localhost).
+            ledger_pg::database_url_options("--database-url", url).map_err(anyhow::Error::msg)?;
             return Ok(Server::Url { url: url.clone(), reset_everything: args.reset_database });
         }
         if args.restart_server_at.is_some() || args.crash_server_at.is_some() {
             return Ok(Server::Private(args.durability()));
         }
         if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            ledger_pg::database_url_options("DATABASE_URL", &url).map_err(anyhow::Error::msg)?;
             eprintln!(
                 "ledger-sim: each seed gets a fresh database on DATABASE_URL's server {} (waiting at most {} s for each)",
                 redacted(&url),
@@ -101,7 +104,7 @@ impl Server {
             Server::Url { url, reset_everything } => {
                 let everything = *reset_everything;
                 let shown = redacted(url);
-                let opts: PgConnectOptions = url.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
+                let opts = ledger_pg::database_url_options("--database-url", url).map_err(anyhow::Error::msg)?;
                 eprintln!(
                     "ledger-sim: resetting the database at {shown} (waiting at most {} s)",
                     CONNECT_TIMEOUT.as_secs()

@@ -48,7 +48,7 @@ pub mod schema;
 pub mod seed;
 pub mod testpg;
 
-pub use redact::{redacted, redacted_text};
+pub use redact::{database_url_options, redacted, redacted_text};
 
 /// Applies every pending migration: the seed's tables (version 1), and the reference schema
 /// with all of its functions (version 2), both embedded at compile time from `sql/`.

@@ -1,7 +1,11 @@
-//! Database URLs in messages: a password is never printed.
+//! Database URLs in messages: a password is never printed; and a URL that is not PostgreSQL's
+//! is refused before any connection.
+
+use sqlx::postgres::PgConnectOptions;
 
 /// `url` with its password, if any, replaced by `***` (in the authority, `user:secret@`, or
-/// as a `password=` parameter), for messages: a secret is never printed.
+/// as a `password=` parameter), for messages: a secret is never printed. In a garbled URL
+/// (no `://`), everything from the first `:` to the last `@` is hidden.
 pub fn redacted(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://").map(|i| i + 3) {
@@ -10,6 +14,15 @@ pub fn redacted(url: &str) -> String {
         if let Some(at) = rest[..authority_end].rfind('@') {
             if let Some(colon) = rest[..at].find(':') {
                 out = format!("{}{}:***{}", &out[..scheme_end], &rest[..colon], &rest[at..]);
+            }
+        }
+    } else {
+        // Garbled (`postgres:u:secret@h`, `u:secret@h`): where the user ends is unknown, so
+        // everything from the first `:` to the last `@` is hidden.
+        let head_end = out.find('?').unwrap_or(out.len());
+        if let Some(at) = out[..head_end].rfind('@') {
+            if let Some(colon) = out[..at].find(':') {
+                out = format!("{}***{}", &out[..=colon], &out[at..]);
             }
         }
     }
@@ -22,6 +35,25 @@ pub fn redacted(url: &str) -> String {
         out = format!("{head}{}", params.join("&"));
     }
     out
+}
+
+/// The connection options of the PostgreSQL URL `url`, given as `named` (`--database-url`,
+/// `DATABASE_URL`). A URL that does not start with `postgres://` or `postgresql://`, or that
+/// does not parse, is refused, before any connection (a garbled URL would otherwise be tried
+/// against localhost), with a message naming `named` and the URL without its password.
+pub fn database_url_options(named: &str, url: &str) -> Result<PgConnectOptions, String> {
+    let shown = redacted(url);
+    let is_postgres = url.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
+    });
+    if !is_postgres {
+        return Err(format!(
+            "{named} {shown:?}: not a PostgreSQL URL: it must start with postgres:// or postgresql:// \
+             (such as postgres://USER@HOST:5432/DATABASE)"
+        ));
+    }
+    url.parse::<PgConnectOptions>()
+        .map_err(|e| format!("{named} {shown:?}: not a valid PostgreSQL URL: {}", redacted_text(&e.to_string())))
 }
 
 /// `text` with the password of every URL in it replaced by `***` (see [`redacted`]): for any
@@ -45,7 +77,7 @@ pub fn redacted_text(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{redacted, redacted_text};
+    use super::{database_url_options, redacted, redacted_text};
 
     #[test]
     fn passwords_in_free_text_are_never_shown() {
@@ -65,5 +97,34 @@ mod tests {
         assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redacted("postgres://h/db?user=u&password=x&port=5"), "postgres://h/db?user=u&password=***&port=5");
         assert_eq!(redacted("not a url"), "not a url");
+        // Garbled: no `//`, or no scheme at all.
+        assert_eq!(redacted("postgres:u:hunter2@h/db"), "postgres:***@h/db");
+        assert_eq!(redacted("postgres:/u:hunter2@h/db"), "postgres:***@h/db");
+        assert_eq!(redacted("u:hunter2@h:5/db?sslmode=disable"), "u:***@h:5/db?sslmode=disable");
+        assert_eq!(redacted("gar:bage//x"), "gar:bage//x");
+        assert_eq!(redacted("gar:bage//x?password=s"), "gar:bage//x?password=***");
+    }
+
+    #[test]
+    fn only_a_postgres_url_that_parses_is_taken() {
+        for url in ["postgres://u:p@127.0.0.1:5/db", "postgresql://h/db", "POSTGRES://h/db", "postgres:///db?host=/tmp"]
+        {
+            assert!(database_url_options("--database-url", url).is_ok(), "{url}");
+        }
+        for (url, says) in [
+            ("gar:bage//x", "not a PostgreSQL URL"),
+            ("", "not a PostgreSQL URL"),
+            ("127.0.0.1:5432", "not a PostgreSQL URL"),
+            ("mysql://u:hunter2@h/db", "not a PostgreSQL URL"),
+            ("postgres:u:hunter2@h/db", "not a PostgreSQL URL"),
+            ("postgres//u:hunter2@h/db", "not a PostgreSQL URL"),
+            ("postgres://u:hunter2@h:notaport/db", "not a valid PostgreSQL URL"),
+            ("postgres://u:hunter2@h:99999/db", "not a valid PostgreSQL URL"),
+            ("postgres://u:hunter2@[::1/db", "not a valid PostgreSQL URL"),
+        ] {
+            let e = database_url_options("DATABASE_URL", url).unwrap_err();
+            assert!(e.starts_with("DATABASE_URL \""), "{url}: {e}");
+            assert!(e.contains(says) && !e.contains("hunter2"), "{url}: {e}");
+        }
     }
 }

@@ -16,7 +16,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -46,6 +45,9 @@ pub enum TestPgError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// `DATABASE_URL` is not a PostgreSQL URL (the message names it, without its password).
+    #[error("{0}")]
+    Url(String),
     /// The server refused a connection or a statement.
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
@@ -317,7 +319,7 @@ impl TestPg {
     pub fn new() -> Result<TestPg, TestPgError> {
         match std::env::var("DATABASE_URL") {
             Ok(url) if !url.is_empty() => {
-                let admin = PgConnectOptions::from_str(&url)?;
+                let admin = crate::database_url_options("DATABASE_URL", &url).map_err(TestPgError::Url)?;
                 TestPg::on(None, admin, &url)
             }
             _ => TestPg::on_cluster(shared_cluster()?),

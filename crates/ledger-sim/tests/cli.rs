@@ -555,3 +555,61 @@ fn exec_timeout_takes_seconds_or_a_duration_from_one_second_to_an_hour() {
         String::from_utf8_lossy(&replayed.stderr)
     );
 }
+
+/// A database URL that is not PostgreSQL's, or does not parse, is refused before any
+/// connection (sqlx would try localhost:5432), naming the option or the variable it came from
+/// and never printing its password.
+#[test]
+fn a_garbled_database_url_is_refused_before_any_connection() {
+    let sim_bin = env!("CARGO_BIN_EXE_ledger-sim");
+    let pg_run = ["run", "--engine", "pg-reference", "--seeds", "0..1", "--users", "5", "--steps", "20"];
+    let serve = format!("'{sim_bin}' serve");
+    let exec_run = ["run", "--engine", "exec", "--exec", &serve, "--exec-db", "--seeds", "0..1"];
+    let flag = |command: &[&str], url: &str| -> (Vec<String>, Option<String>) {
+        let mut args: Vec<String> = command.iter().map(|a| a.to_string()).collect();
+        args.extend(["--database-url".to_owned(), url.to_owned()]);
+        (args, None)
+    };
+    let var = |command: &[&str], url: &str| -> (Vec<String>, Option<String>) {
+        (command.iter().map(|a| a.to_string()).collect(), Some(url.to_owned()))
+    };
+    for ((args, env), named, shown, says) in [
+        (flag(&pg_run, "gar:bage//x"), "--database-url", "gar:bage//x", "not a PostgreSQL URL"),
+        (flag(&["audit"], "gar:bage//x"), "--database-url", "gar:bage//x", "not a PostgreSQL URL"),
+        (var(&pg_run, "gar:bage//x"), "DATABASE_URL", "gar:bage//x", "not a PostgreSQL URL"),
+        (var(&["audit"], "gar:bage//x"), "DATABASE_URL", "gar:bage//x", "not a PostgreSQL URL"),
+        (var(&exec_run, "gar:bage//x"), "DATABASE_URL", "gar:bage//x", "not a PostgreSQL URL"),
+        (flag(&pg_run, "mysql://u:hunter2@h/db"), "--database-url", "mysql://u:***@h/db", "not a PostgreSQL URL"),
+        (flag(&["audit"], "postgres:u:hunter2@h/db"), "--database-url", "postgres:***@h/db", "not a PostgreSQL URL"),
+        (var(&pg_run, "u:hunter2@127.0.0.1/db"), "DATABASE_URL", "u:***@127.0.0.1/db", "not a PostgreSQL URL"),
+        (var(&["audit"], "gar:u:hunter2@x//y"), "DATABASE_URL", "gar:***@x//y", "not a PostgreSQL URL"),
+        (
+            flag(&pg_run, "postgres://u:hunter2@127.0.0.1:notaport/db"),
+            "--database-url",
+            "postgres://u:***@127.0.0.1:notaport/db",
+            "not a valid PostgreSQL URL",
+        ),
+        (
+            var(&["audit"], "postgresql://u:hunter2@127.0.0.1:99999/db"),
+            "DATABASE_URL",
+            "postgresql://u:***@127.0.0.1:99999/db",
+            "not a valid PostgreSQL URL",
+        ),
+    ] {
+        let mut cmd = Command::new(sim_bin);
+        cmd.args(&args).env_remove("DATABASE_URL");
+        if let Some(url) = &env {
+            cmd.env("DATABASE_URL", url);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let all = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {all}");
+        assert!(err.contains(&format!("{named} \"{shown}\": {says}")), "{args:?} {env:?}: {err}");
+        assert!(!all.contains("hunter2") && !all.contains("panicked"), "{args:?} {env:?}: {all}");
+        // Refused, not tried: no connection, no throwaway cluster, no database made.
+        for tried in ["refused", "localhost", "throwaway", "waiting at most", "resetting"] {
+            assert!(!err.contains(tried), "{args:?} {env:?}: {err}");
+        }
+    }
+}
