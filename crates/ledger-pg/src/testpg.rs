@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
@@ -112,16 +112,19 @@ fn running_as_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
-/// Runs `program args` as the cluster owner (`postgres` when we are root).
-fn run_as_owner(as_root: bool, program: &Path, args: &[&str]) -> Result<Output, TestPgError> {
-    let mut cmd = if as_root {
+/// `program` as the cluster owner would run it (under `runuser -u postgres` when we are root).
+fn owner_command(as_root: bool, program: &Path) -> Command {
+    if as_root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
     } else {
         Command::new(program)
-    };
-    let out = cmd.args(args).output().map_err(io_err(format!("running {}", program.display())))?;
+    }
+}
+
+/// `out` of `program args`, or the error of a program that failed, with what it printed.
+fn finished(program: &Path, args: &[&str], out: Output) -> Result<Output, TestPgError> {
     if out.status.success() {
         Ok(out)
     } else {
@@ -130,6 +133,94 @@ fn run_as_owner(as_root: bool, program: &Path, args: &[&str]) -> Result<Output, 
             output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
         })
     }
+}
+
+/// Runs `program args` as the cluster owner (`postgres` when we are root).
+fn run_as_owner(as_root: bool, program: &Path, args: &[&str]) -> Result<Output, TestPgError> {
+    let out = owner_command(as_root, program)
+        .args(args)
+        .output()
+        .map_err(io_err(format!("running {}", program.display())))?;
+    finished(program, args, out)
+}
+
+/// How long `initdb` may take to create the throwaway cluster (a second or two on an idle
+/// machine).
+const INITDB_WAIT: Duration = Duration::from_secs(120);
+
+/// How long a bounded program runs before the wait is announced on stderr.
+const SLOW_AFTER: Duration = Duration::from_secs(5);
+
+/// Like [`run_as_owner`], for at most `limit`. A program still running after `slow_after` is
+/// announced on stderr, saying what it is `doing` and how long it is waited for; one still
+/// running at `limit` is killed with its process group (`runuser` and the program under it)
+/// and is an error naming the program, what it was doing and the bound.
+fn run_as_owner_bounded(
+    as_root: bool,
+    program: &Path,
+    args: &[&str],
+    doing: &str,
+    limit: Duration,
+    slow_after: Duration,
+) -> Result<Output, TestPgError> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+
+    let running = || format!("running {}", program.display());
+    let mut child = owner_command(as_root, program)
+        .args(args)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_err(running()))?;
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let name = program.file_name().map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let started = Instant::now();
+    let mut announced = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io_err(running()))? {
+            break status;
+        }
+        let waited = started.elapsed();
+        if waited >= limit {
+            // The whole group: SIGKILL to `runuser` alone would leave the program running.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(TestPgError::Program {
+                program: format!("{} {}", program.display(), args.join(" ")),
+                output: format!("{name} was still {doing} after {} s, its bound; it was killed", limit.as_secs_f64()),
+            });
+        }
+        if !announced && waited >= slow_after {
+            eprintln!(
+                "ledger-pg: {name} is still {doing} after {} s (waiting at most {} s)",
+                slow_after.as_secs_f64(),
+                limit.as_secs_f64()
+            );
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() };
+    finished(program, args, out)
 }
 
 fn free_port() -> Result<u16, TestPgError> {
@@ -154,10 +245,13 @@ impl Cluster {
         }
         let data = cluster.dir.join("data");
         let data_str = data.to_string_lossy().into_owned();
-        run_as_owner(
+        run_as_owner_bounded(
             as_root,
             &initdb,
             &["-D", &data_str, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+            &format!("creating the throwaway cluster in {data_str}"),
+            INITDB_WAIT,
+            SLOW_AFTER,
         )?;
         // Trust only the private socket and loopback; the file is owned by the cluster owner.
         let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
@@ -564,7 +658,53 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::*;
+
+    #[test]
+    fn a_bounded_program_is_killed_with_its_group_at_its_bound() {
+        let pid_file = std::env::temp_dir().join(format!("ledger-pg-bounded-{}", std::process::id()));
+        let script = format!("sleep 30 & echo $! > '{}'; sleep 30", pid_file.display());
+        let started = Instant::now();
+        let e = run_as_owner_bounded(
+            false,
+            Path::new("sh"),
+            &["-c", &script],
+            "creating the throwaway cluster in /x/data",
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(e.starts_with("sh -c sleep 30 &"), "{e}");
+        assert!(
+            e.ends_with("sh was still creating the throwaway cluster in /x/data after 1 s, its bound; it was killed"),
+            "{e}"
+        );
+        // The program's own child went with it.
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let _ = std::fs::remove_file(&pid_file);
+        let gone = (0..100).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            std::thread::sleep(Duration::from_millis(20));
+            matches!(state, None | Some("Z" | "X"))
+        });
+        assert!(gone, "the background sleep {pid} outlived its group");
+    }
+
+    #[test]
+    fn a_bounded_program_that_ends_in_time_is_run_as_before() {
+        let bound = Duration::from_secs(30);
+        let out = run_as_owner_bounded(false, Path::new("echo"), &["made"], "echoing", bound, bound).unwrap();
+        assert_eq!(out.stdout, b"made\n");
+        let e = run_as_owner_bounded(false, Path::new("sh"), &["-c", "echo no >&2; exit 3"], "failing", bound, bound)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "sh -c echo no >&2; exit 3 failed: no\n");
+        let e = run_as_owner_bounded(false, Path::new("/no/such/initdb"), &[], "missing", bound, bound).unwrap_err();
+        assert!(e.to_string().starts_with("running /no/such/initdb: "), "{e}");
+    }
 
     #[test]
     fn database_is_replaced_in_urls() {
