@@ -11,7 +11,7 @@
 //!
 //! With the `mutants` feature (turned on only by this crate's own tests) it also has named
 //! mutants, `SharedLedger::with_mutant`: realistic one-line concurrency bugs that the concurrent
-//! runs of `tests/shared_mutants.rs` must catch, and schedule noise for those runs
+//! runs of `tests/shared/shared_mutants.rs` must catch, and schedule noise for those runs
 //! (`set_schedule_noise`). A build without the feature has neither.
 //!
 //! What it is not: a database adapter (that is `ledger-pg`), a source of time (callers pass

@@ -6,7 +6,7 @@
 //! reference's answer to every command that runs alone, so only threads that meet in the wrong
 //! window can see them; that one breaks as soon as an identity has a reservation outstanding
 //! while it reserves again, which a caller holding several requests at once does. They exist to
-//! measure the concurrent runs (`tests/shared_mutants.rs`): a run that cannot tell a mutant from
+//! measure the concurrent runs (`tests/shared/shared_mutants.rs`): a run that cannot tell a mutant from
 //! the real ledger is not testing what it claims.
 
 /// One deliberate concurrency bug of [`SharedLedger`](crate::SharedLedger).

@@ -21,7 +21,7 @@
 //! writes version 2.
 //!
 //! The reader is pure (serde and SHA-256 only). [`check`] replays a trace against the
-//! reference engine (`ledger-sim check-trace`); `tests/conformance.rs` of each implementation
+//! reference engine (`ledger-sim check-trace`); the `conformance` test module of each implementation
 //! drives its engine.
 
 use std::collections::BTreeMap;

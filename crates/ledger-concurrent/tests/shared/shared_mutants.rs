@@ -1,21 +1,19 @@
 //! The named mutants of `SharedLedger` (`ledger_concurrent::SharedMutant`), each a realistic
 //! one-line concurrency bug, are caught by concurrent runs alone: threads hammering one ledger,
 //! judged by the money invariants on snapshots and at the end, and by linearizability on the
-//! reference (`tests/shared_support`). No conformance vector, no one-at-a-time comparison: four
+//! reference (`tests/shared/shared_support`). No conformance vector, no one-at-a-time comparison: four
 //! of the five answer as the reference does when their commands run one at a time, and the fifth
 //! (`partial_ignores_reservations`) needs only a reservation outstanding while another is made,
 //! which the workload makes by design. The real ledger passes the same runs.
 //!
 //! Print the detection figures with
-//! `cargo test -p ledger-concurrent --release --test shared_mutants -- --nocapture`.
+//! `cargo test -p ledger-concurrent --release --test shared shared_mutants -- --nocapture`.
 #![cfg(not(ledger_loom))]
-
-mod shared_support;
 
 use std::time::Instant;
 
+use crate::shared_support::{hunt, run, Judge, Scene, ONE_AT_A_TIME};
 use ledger_concurrent::SharedMutant;
-use shared_support::{hunt, run, Judge, Scene, ONE_AT_A_TIME};
 
 /// Seeds the real ledger is run with, each in both scenes (`HAMMER_CLEAN_SEEDS` for more).
 const CLEAN_SEEDS: u64 = 4;
