@@ -72,8 +72,10 @@ impl Server {
         if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
             ledger_pg::database_url_options("DATABASE_URL", &url).map_err(anyhow::Error::msg)?;
             eprintln!(
-                "ledger-sim: each seed gets a fresh database on DATABASE_URL's server {} (waiting at most {} s for each)",
+                "ledger-sim: each seed gets a fresh database on DATABASE_URL's server {} (waiting at most {} s to \
+                 connect and {} s in all for each)",
                 redacted(&url),
+                ledger_pg::testpg::ADMIN_CONNECT_TIMEOUT.as_secs(),
                 ledger_pg::testpg::ADMIN_TIMEOUT.as_secs()
             );
         }

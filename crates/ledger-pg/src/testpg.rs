@@ -68,6 +68,11 @@ pub enum TestPgError {
 /// take: a server that accepts connections and never answers fails here instead of hanging.
 pub const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long the connection itself may take, within [`ADMIN_TIMEOUT`]: a server that is up
+/// answers a connection in milliseconds (as `audit` assumes, with the same bound), so one that
+/// accepts it and says nothing is given up on well before a slow `CREATE DATABASE` would be.
+pub const ADMIN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestPgError {
     let what = what.into();
     move |source| TestPgError::Io { what, source }
@@ -629,7 +634,8 @@ fn server_of(opts: &PgConnectOptions) -> String {
 
 /// Runs one admin connection's work (`what`) on a separate thread with its own runtime, so
 /// that the caller may be synchronous or already inside a tokio runtime; at most
-/// [`ADMIN_TIMEOUT`], after which it fails naming the server.
+/// [`ADMIN_CONNECT_TIMEOUT`] to connect and [`ADMIN_TIMEOUT`] in all, after which it fails
+/// naming the server.
 fn block_on_side_thread<F, Fut>(what: &'static str, opts: PgConnectOptions, work: F) -> Result<(), TestPgError>
 where
     F: FnOnce(PgConnection) -> Fut + Send + 'static,
@@ -643,12 +649,15 @@ where
             .build()
             .map_err(io_err("building a tokio runtime"))?;
         let work = async move {
-            let conn = opts.connect().await?;
-            work(conn).await
+            match tokio::time::timeout(ADMIN_CONNECT_TIMEOUT, opts.connect()).await {
+                Err(_) => Err(format!("no answer within {} s to connect", ADMIN_CONNECT_TIMEOUT.as_secs())),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(conn)) => work(conn).await.map_err(|e| e.to_string()),
+            }
         };
         match rt.block_on(async move { tokio::time::timeout(ADMIN_TIMEOUT, work).await }) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(failed(e.to_string())),
+            Ok(Err(cause)) => Err(failed(cause)),
             Err(_) => Err(failed(format!("no answer within {} s", ADMIN_TIMEOUT.as_secs()))),
         }
     })
