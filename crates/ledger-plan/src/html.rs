@@ -47,6 +47,15 @@ pub fn esc(s: &str) -> String {
     o
 }
 
+/// `s` escaped, for a table cell that wraps: a word with a hyphen in it (`--max-seeds`) is
+/// kept whole rather than broken after the hyphen.
+fn esc_cell(s: &str) -> String {
+    s.split(' ')
+        .map(|w| if w.contains('-') { format!(r#"<span class="nw">{}</span>"#, esc(w)) } else { esc(w) })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A round step giving about `n` ticks up to `max`.
 fn tick_step(max: f64, n: f64) -> f64 {
     if max <= 0.0 {
@@ -86,6 +95,33 @@ fn short(v: f64) -> String {
         format!("{}k", fmt_f64((v / 1e2).round() / 10.0))
     } else {
         fmt_f64((v * 1e6).round() / 1e6)
+    }
+}
+
+/// Requests per seed: whole requests with thousands separators from 100 up, else at most one
+/// decimal.
+fn per_seed(v: f64) -> String {
+    if v >= 99.95 {
+        thousands(v.round() as u64)
+    } else {
+        fmt_f64((v * 10.0).round() / 10.0)
+    }
+}
+
+/// About how wide `text` is at `size` units a line: 0.64 of the size a character (DejaVu Sans,
+/// the widest common fallback, gives a digit 0.636 and a lower-case letter at most 0.64 but for
+/// m and w), 0.72 in bold.
+fn text_width(text: &str, size: f64, bold: bool) -> f64 {
+    text.chars().count() as f64 * size * if bold { 0.72 } else { 0.64 }
+}
+
+/// The attributes that squeeze a text wider than `room` (at `size`, bold or not) to fit rather
+/// than let it run off the chart's edge; none when it fits.
+fn squeeze(text: &str, size: f64, bold: bool, room: f64) -> String {
+    if text_width(text, size, bold) > room {
+        format!(r#" textLength="{room:.0}" lengthAdjust="spacingAndGlyphs""#)
+    } else {
+        String::new()
     }
 }
 
@@ -356,24 +392,37 @@ impl PoolChart<'_> {
     }
 }
 
+/// The label of a tier's bar: the tier and its requests per seed.
+fn tier_label(ts: &super::report::TierShare, seeds: u64) -> String {
+    format!("{} ({} req.)", ts.tier, per_seed(ts.requests as f64 / seeds.max(1) as f64))
+}
+
 /// Stacked bars of free / partial / gated shares per tier; `wide` across the page.
 fn tier_chart(s: &Summary, wide: bool) -> String {
-    let (l, r, t, row) = (132.0, 10.0, 24.0, 20.0);
+    let (r, t, row) = (10.0, 24.0, 20.0);
     let w = if wide { 900.0 } else { 420.0 };
+    // The labels end 4 units left of the bars; the margin holds the longest whole.
+    let labels: Vec<String> = s.tiers.iter().map(|ts| tier_label(ts, s.seeds)).collect();
+    let longest = labels.iter().map(|x| text_width(x, 10.0, false)).fold(0.0, f64::max);
+    let l = (longest + 10.0).max(132.0).ceil();
     let pw = w - l - r;
     let h = t + row * s.tiers.len() as f64 + 6.0;
     let mut o = String::new();
     svg_open(&mut o, w, h, &s.label);
-    let _ = write!(o, r##"<text x="4" y="15" class="t">{}</text>"##, esc(&s.label));
-    for (i, ts) in s.tiers.iter().enumerate() {
+    let _ = write!(
+        o,
+        r##"<text x="4" y="15" class="t"{}>{}</text>"##,
+        squeeze(&s.label, 12.0, true, w - 8.0),
+        esc(&s.label)
+    );
+    for (i, (ts, label)) in s.tiers.iter().zip(&labels).enumerate() {
         let yy = t + row * i as f64;
         let _ = write!(
             o,
-            r##"<text x="{}" y="{:.1}" class="n" text-anchor="end">{} ({} req.)</text>"##,
+            r##"<text x="{}" y="{:.1}" class="n" text-anchor="end">{}</text>"##,
             l - 4.0,
             yy + 12.0,
-            ts.tier,
-            short(ts.requests as f64 / s.seeds.max(1) as f64)
+            esc(label)
         );
         let mut x0 = l;
         for (share, color, name) in
@@ -413,6 +462,13 @@ fn heat(p: f64) -> String {
     format!("#{:02x}{:02x}{:02x}", mix(r0, r1), mix(g0, g1), mix(b0, b1))
 }
 
+/// The two lines of a configuration's cell on a heat-map: the probability of depletion and
+/// the median balance on the last day.
+fn heat_texts(s: &Summary) -> (String, String) {
+    let last = s.pool_p50.last().copied().unwrap_or(0);
+    (format!("{}%", pct1(s.depletion_probability)), format!("p50 end {} sats", short(last as f64)))
+}
+
 /// Heatmaps of P(depletion) over the last two sweep axes, one per value of the others.
 fn heatmaps(out: &PlanOutput) -> String {
     let axes = &out.sweep;
@@ -431,20 +487,43 @@ fn heatmaps(out: &PlanOutput) -> String {
     }
     let nx = axes[xa].values.len();
     let ny = ya.map_or(1, |a| axes[a].values.len());
-    let (cw, ch, l, t) = (92.0, 40.0, 110.0, 40.0);
-    let (w, h) = (l + cw * nx as f64 + 10.0, t + ch * ny as f64 + 10.0);
+    // Every cell as wide as the widest of its texts, of the values above the columns and of
+    // 92 units; the margin on the left as wide as the values beside the rows and the name of
+    // their key above them; the map as wide as its title: no text runs into its neighbour's
+    // cell or off the map, whatever the number of rows and columns.
+    let texts: Vec<(String, String)> = out.summaries.iter().map(heat_texts).collect();
+    let cw = texts
+        .iter()
+        .map(|(p, end)| text_width(p, 12.0, true).max(text_width(end, 9.0, false)) + 8.0)
+        .chain(axes[xa].values.iter().map(|v| text_width(v, 10.0, false) + 6.0))
+        .fold(92.0, f64::max)
+        .ceil();
+    let y_key = ya.map(|a| format!("{} ↓", axes[a].key));
+    let l = ya
+        .map(|a| axes[a].values.iter().map(|v| text_width(v, 10.0, false) + 12.0).fold(0.0, f64::max))
+        .into_iter()
+        .chain(y_key.iter().map(|k| text_width(k, 12.0, true) + 14.0))
+        .fold(110.0, f64::max)
+        .ceil();
+    let (ch, t) = (40.0, 40.0);
     let mut o = String::new();
     for (key, members) in groups {
         let title: Vec<String> =
             key.iter().enumerate().map(|(a, &i)| format!("{}={}", axes[a].key, axes[a].values[i])).collect();
+        let title = if title.is_empty() {
+            format!("{} →", axes[xa].key)
+        } else {
+            format!("{}: {} →", title.join(" "), axes[xa].key)
+        };
+        let w = (l + cw * nx as f64 + 10.0).max((text_width(&title, 12.0, true) + 12.0).ceil());
+        let h = t + ch * ny as f64 + 10.0;
         let _ = write!(
             o,
             r#"<figure class="fixed"><svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#
         );
-        let _ =
-            write!(o, r##"<text x="{l}" y="14" class="t">{} → {}</text>"##, esc(&title.join(" ")), esc(&axes[xa].key));
-        if let Some(ya) = ya {
-            let _ = write!(o, r##"<text x="6" y="{}" class="t">{} ↓</text>"##, t - 6.0, esc(&axes[ya].key));
+        let _ = write!(o, r##"<text x="6" y="14" class="t">{}</text>"##, esc(&title));
+        if let Some(y_key) = &y_key {
+            let _ = write!(o, r##"<text x="6" y="{}" class="t">{}</text>"##, t - 6.0, esc(y_key));
         }
         for (i, v) in axes[xa].values.iter().enumerate() {
             let _ = write!(
@@ -471,18 +550,18 @@ fn heatmaps(out: &PlanOutput) -> String {
                     );
                 }
             }
-            let last = s.pool_p50.last().copied().unwrap_or(0);
+            let (p, end) = &texts[ci];
             let _ = write!(
                 o,
-                r##"<rect x="{x0:.1}" y="{y0:.1}" width="{cw}" height="{ch}" fill="{}" stroke="#fff"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="12" fill="#fff" text-anchor="middle" font-weight="600">{}%</text><text x="{:.1}" y="{:.1}" font-size="9" fill="#fff" text-anchor="middle">p50 end {} sats</text>"##,
+                r##"<rect x="{x0:.1}" y="{y0:.1}" width="{cw}" height="{ch}" fill="{}" stroke="#fff"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="12" fill="#fff" text-anchor="middle" font-weight="600">{}</text><text x="{:.1}" y="{:.1}" font-size="9" fill="#fff" text-anchor="middle">{}</text>"##,
                 heat(s.depletion_probability),
                 esc(&s.label),
                 x0 + cw / 2.0,
                 y0 + 17.0,
-                pct1(s.depletion_probability),
+                esc(p),
                 x0 + cw / 2.0,
                 y0 + 31.0,
-                short(last as f64)
+                esc(end)
             );
         }
         o.push_str("</svg></figure>");
@@ -498,13 +577,14 @@ fn open_page(o: &mut String, s: &PlanScenario, title: &str, extra: &str, varied:
     let _ = write!(
         o,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · {}</title><style>
-body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:20px 24px;color:#212121;max-width:1240px}}
+body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:20px 24px;color:#212121;max-width:1240px;overflow-wrap:break-word}}
 h1{{font-size:21px;margin:0 0 2px}} h2{{font-size:16px;margin:22px 0 8px;border-bottom:1px solid #e0e0e0;padding-bottom:2px}}
 table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}}
-td:first-child,th:first-child{{text-align:left}} th{{white-space:normal;vertical-align:bottom}} .scroll{{overflow-x:auto}} td.l{{text-align:left}}
+td:first-child,th:first-child{{text-align:left}} th{{white-space:normal;vertical-align:bottom}} td.l,th.l{{text-align:left}} td.l{{white-space:normal;min-width:4em}} .nw{{white-space:nowrap}}
+.scroll{{overflow-x:auto;max-width:100%}}
 .grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(max(360px,40%),1fr));gap:12px 18px;align-items:start}}
-.wide{{grid-column:1/-1}} .flow{{display:flex;flex-wrap:wrap;gap:12px}}
-figure{{margin:0}} figure svg{{width:100%;height:auto;display:block}} figure.fixed svg{{width:auto}}
+.grid>*{{min-width:0}} .wide{{grid-column:1/-1}} .flow{{display:flex;flex-wrap:wrap;gap:12px}}
+figure{{margin:0}} figure svg{{width:100%;height:auto;display:block}} figure.fixed{{max-width:100%;overflow-x:auto}} figure.fixed svg{{width:auto}}
 svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font-size:12px;font-weight:600;fill:#212121}} svg .n{{font-size:10px}} svg .ax{{font-size:10.5px;fill:#616161}} svg .m{{font-size:10px}}
 .muted{{color:#757575;font-size:12px;margin:4px 0}} .key span{{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}}
 .bad{{color:{DRY};font-weight:600}}
@@ -589,8 +669,8 @@ pub fn render(out: &PlanOutput) -> String {
         let last = |v: &Vec<u64>| v.last().map_or("-".to_owned(), |v| thousands(*v));
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
-            esc(&x.label),
+            "<tr><td class=\"l\">{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
+            esc_cell(&x.label),
             x.depletion_probability * 100.0,
             x.depletion_day_p50.map_or("-".to_owned(), |d| d.to_string()),
             last(&x.pool_p5),
@@ -1089,7 +1169,7 @@ pub fn render_solve(out: &SolveOutput) -> String {
             let _ = write!(o, "<figure>{fig}</figure>");
         }
         // The table across the page: alone in a cell it would leave the other half blank.
-        let _ = write!(o, r#"<figure class="wide">{}</figure></div>"#, steps_table(r, key));
+        let _ = write!(o, r#"<figure class="wide"><div class="scroll">{}</div></figure></div>"#, steps_table(r, key));
     }
     if out.violations > 0 {
         let _ = write!(
@@ -1230,7 +1310,7 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
         let seeds: u64 = out.points.iter().map(|p| p.results[t].seeds_run).sum();
         let _ = write!(
             o,
-            r#"<div class="verdict {}"><span class="badge">met at {met} of {}</span>{}: {} that meets it, for each {}; {} % confidence each{}; {} seeds spent<table style="margin-top:6px"><tr><th>{}</th><th>{}</th><th>seeds</th><th>verdict</th></tr>"#,
+            r#"<div class="verdict {}"><span class="badge">met at {met} of {}</span>{}: {} that meets it, for each {}; {} % confidence each{}; {} seeds spent<div class="scroll" style="margin-top:6px"><table><tr><th>{}</th><th class="l">{}</th><th>seeds</th><th class="l">verdict</th></tr>"#,
             if met == out.points.len() { "met" } else { "not" },
             out.points.len(),
             esc(&first.target.text),
@@ -1250,14 +1330,14 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
             let r = &p.results[t];
             let _ = write!(
                 o,
-                r#"<tr><td>{}</td><td class="l">{}</td><td>{}</td><td class="l">{}</td></tr>"#,
+                r#"<tr><td class="l">{}</td><td class="l">{}</td><td>{}</td><td class="l">{}</td></tr>"#,
                 esc(&p.value),
-                esc(&result_interval_words(&out.range, r)),
+                esc_cell(&result_interval_words(&out.range, r)),
                 thousands(r.seeds_run),
-                esc(r.line.split_once(": ").map_or(r.line.as_str(), |(_, rest)| rest))
+                esc_cell(r.line.split_once(": ").map_or(r.line.as_str(), |(_, rest)| rest))
             );
         }
-        o.push_str("</table></div>");
+        o.push_str("</table></div></div>");
     }
     let top = out
         .points

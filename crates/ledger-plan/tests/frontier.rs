@@ -327,3 +327,35 @@ fn no_chart_row_is_left_half_blank() {
     let solve = solver(&small(), "credit_pct=0..100", TARGET).unwrap().solve(&|_, _| {}).unwrap();
     no_row_half_blank(&html::render_solve(&solve));
 }
+
+/// The frontier's answer table (and the solve's table of values tested) wraps its words rather
+/// than run off the page: its text cells may wrap, a flag such as `--max-seeds` stays whole,
+/// and the table sits in a box of its own that scrolls if it still does not fit, so that the
+/// page never scrolls sideways.
+#[test]
+fn answer_tables_wrap_inside_the_page() {
+    let options = SolveOptions { resolution: Some(50.0), max_seeds: 5, ..SolveOptions::default() };
+    let range = parse_solve("credit_pct=0..100").unwrap();
+    let s = Solver::new(&small(), "small.toml", &[], range, &[TARGET.to_owned()], options).unwrap();
+    let out = run(&Frontier::new(&s, parse_over("budget.established=20,50").unwrap()).unwrap());
+    let page = html::render_frontier(&out);
+    assert!(page.contains("td.l{white-space:normal"), "a text cell wraps");
+    assert!(page.contains(".scroll{overflow-x:auto;max-width:100%}"), "the box scrolls");
+    let table = &page[page.find("<table").unwrap()..page.find("</table>").unwrap()];
+    assert!(
+        page[..page.find("<table").unwrap()].ends_with(r#"<div class="scroll" style="margin-top:6px">"#),
+        "in its box"
+    );
+    for row in table.split("<tr>").skip(2) {
+        let cells: Vec<&str> = row.split("<td").skip(1).collect();
+        assert_eq!(cells.len(), 4, "{row}");
+        for i in [1, 3] {
+            assert!(cells[i].starts_with(r#" class="l">"#), "cell {i} may wrap: {row}");
+        }
+        assert!(cells[3].contains(r#"<span class="nw">--max-seeds;</span>"#), "{row}");
+    }
+    let solve = html::render_solve(&s.solve(&|_, _| {}).unwrap());
+    assert!(solve.contains(r#"<figure class="wide"><div class="scroll"><table"#), "the solve's table in its box");
+    // No grid cell grows past its column for what is in it.
+    assert!(solve.contains(".grid>*{min-width:0}"));
+}

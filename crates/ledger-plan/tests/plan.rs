@@ -238,3 +238,152 @@ fn merge_errors_name_what_does_not_match() {
     let e = named(vec![shard(1, 2), late]);
     assert!(e.contains("ran dry on day 4000000000, outside the plan's days 1..=4"), "{e}");
 }
+
+/// About how wide a text of an SVG is: DejaVu Sans (the common fallback) gives a digit 0.636
+/// of the font's size, 0.696 in bold.
+fn text_width(text: &str, size: f64, bold: bool) -> f64 {
+    text.chars().count() as f64 * size * if bold { 0.696 } else { 0.636 }
+}
+
+/// The value of attribute `name` in the tag `tag`.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    Some(&tag[at..at + tag[at..].find('"')?])
+}
+
+fn num(tag: &str, name: &str) -> f64 {
+    attr(tag, name).unwrap_or_else(|| panic!("{name} in {tag}")).parse().unwrap()
+}
+
+/// Each text of an SVG (not turned) with its left and right ends, its font's size and weight.
+fn texts(svg: &str) -> Vec<(String, f64, f64)> {
+    let mut out = Vec::new();
+    for piece in svg.split("<text").skip(1) {
+        let (tag, rest) = piece.split_once('>').unwrap();
+        if tag.contains("transform=") || tag.contains("textLength=") {
+            continue;
+        }
+        let content = rest.split_once("</text>").unwrap().0.replace("&amp;", "&");
+        let class = attr(tag, "class").unwrap_or("");
+        let size = attr(tag, "font-size").map_or(if class == "t" { 12.0 } else { 10.0 }, |s| s.parse().unwrap());
+        let bold = class == "t" || tag.contains("font-weight=");
+        let w = text_width(&content, size, bold);
+        let x = num(tag, "x");
+        let (x0, x1) = match attr(tag, "text-anchor") {
+            Some("middle") => (x - w / 2.0, x + w / 2.0),
+            Some("end") => (x - w, x),
+            _ => (x, x + w),
+        };
+        out.push((content, x0, x1));
+    }
+    out
+}
+
+/// The SVGs of a page whose opening tag contains `marker`.
+fn svgs<'a>(page: &'a str, marker: &str) -> Vec<&'a str> {
+    page.match_indices("<svg")
+        .map(|(at, _)| &page[at..at + page[at..].find("</svg>").unwrap()])
+        .filter(|svg| svg[..svg.find('>').unwrap()].contains(marker))
+        .collect()
+}
+
+/// The width of an SVG's view box.
+fn view_width(svg: &str) -> f64 {
+    attr(&svg[..svg.find('>').unwrap()], "viewBox").unwrap().split(' ').nth(2).unwrap().parse().unwrap()
+}
+
+/// A page of a swept plan of the tipping point with pools of a million sats and more: requests
+/// per seed that are not whole, balances on the heat-map in thousands and millions.
+fn swept_page() -> String {
+    let out = plan(
+        &fixture("plan-tipping.toml"),
+        &[("seeds", "3"), ("days", "2")],
+        &["credit_pct=10,20,30", "pool_initial_sats=1000000,25000000"],
+    )
+    .run(None, None);
+    html::render(&out)
+}
+
+/// The label of each bar of the tiers' charts says the requests per seed with thousands
+/// separators and at most one decimal ("trusted (58.3 req.)", not 58.333333), and the margin
+/// left of the bars holds it whole.
+#[test]
+fn tier_labels_are_rounded_and_fit_their_margin() {
+    let page = swept_page();
+    let charts: Vec<&str> = svgs(&page, "viewBox").into_iter().filter(|svg| svg.contains(" req.)</text>")).collect();
+    assert_eq!(charts.len(), 6, "six tier charts");
+    let mut labels = 0;
+    for svg in charts {
+        for (text, x0, x1) in texts(svg) {
+            let Some(n) = text.strip_suffix(" req.)").and_then(|t| t.rsplit_once(" (")).map(|(_, n)| n) else {
+                continue;
+            };
+            labels += 1;
+            let (whole, decimals) = n.split_once('.').unwrap_or((n, ""));
+            assert!(decimals.len() <= 1, "{text}: more than one decimal");
+            let groups: Vec<&str> = whole.split(',').collect();
+            assert!(
+                groups[0].len() <= 3
+                    && groups[1..].iter().all(|g| g.len() == 3)
+                    && n.replace([',', '.'], "").bytes().all(|b| b.is_ascii_digit()),
+                "{text}: not a number with thousands separators"
+            );
+            assert!(x0 >= 0.0 && x1 <= view_width(svg), "{text} runs off the chart: {x0:.1}..{x1:.1}");
+        }
+    }
+    assert_eq!(labels, 24, "four tiers a chart");
+}
+
+/// Each cell of the depletion heat-map holds its texts (the probability and the median
+/// balance on the last day) within its width, and no text runs off the map, for maps of 1 to 3
+/// rows and columns.
+#[test]
+fn heat_map_texts_fit_their_cells() {
+    let text = fixture("plan-tipping.toml");
+    for sweeps in [
+        vec!["credit_pct=10,20,30", "pool_initial_sats=1000000,25000000"],
+        vec!["pool_initial_sats=999000"],
+        vec!["budget.established=10,25", "pool_initial_sats=1000000", "credit_pct=10,20"],
+    ] {
+        let page = html::render(&plan(&text, &[("seeds", "2"), ("days", "2")], &sweeps).run(None, None));
+        let maps = svgs(&page, r#" width=""#);
+        assert!(!maps.is_empty(), "{sweeps:?}: no heat-map");
+        let mut cells = 0;
+        for svg in maps {
+            let w = view_width(svg);
+            let all = texts(svg);
+            for (t, x0, x1) in &all {
+                assert!(*x0 >= 0.0 && *x1 <= w, "{sweeps:?}: {t:?} runs off the map ({x0:.1}..{x1:.1} of {w})");
+            }
+            for piece in svg.split("<rect").skip(1) {
+                let tag = piece.split_once('>').unwrap().0;
+                let (x, cw) = (num(tag, "x"), num(tag, "width"));
+                let after = piece.split_once("</rect>").unwrap().1;
+                let after = &after[..after.find("<rect").unwrap_or(after.len())];
+                // The cell's two texts (then, at the end of a row, the next row's value).
+                let inside = texts(after);
+                assert!(inside.len() >= 2, "{after}");
+                for (t, x0, x1) in inside.iter().take(2) {
+                    assert!(
+                        *x0 >= x && *x1 <= x + cw,
+                        "{sweeps:?}: {t:?} spills out of its cell ({x0:.1}..{x1:.1} of {x}..{})",
+                        x + cw
+                    );
+                }
+                cells += 1;
+            }
+        }
+        assert!(cells >= 1, "{sweeps:?}");
+    }
+}
+
+/// The summary table may wrap the configuration's label, and scrolls in a box of its own
+/// rather than make the page scroll sideways.
+#[test]
+fn the_summary_table_wraps_its_labels_in_a_box_of_its_own() {
+    let page = swept_page();
+    assert!(page.contains(r#"<div class="scroll"><table>"#), "the table in its box");
+    assert!(page.contains(".scroll{overflow-x:auto;max-width:100%}"), "the box scrolls");
+    assert!(page.contains("td.l{white-space:normal"), "a cell of class l wraps");
+    assert!(page.contains(r#"<tr><td class="l">credit_pct=10 pool_initial_sats=1000000</td>"#), "the label wraps");
+}
