@@ -8,8 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{root, scratch, SIM};
+use crate::common::{root, scratch, SIM};
 
 /// Processes of process group `group` that are not zombies.
 fn members(group: u32) -> Vec<u32> {

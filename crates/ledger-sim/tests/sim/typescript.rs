@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-mod common;
-use common::{json, root, scratch, sim_in};
+use crate::common::{json, root, scratch, sim_in};
 
 /// `npm ci` in `adapters/typescript` when its packages are missing or older than the lock
 /// file; once per test binary.

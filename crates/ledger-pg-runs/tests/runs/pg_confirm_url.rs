@@ -67,7 +67,7 @@ fn child_run_on_the_given_url() {
 fn child(url: &str) -> (bool, String) {
     let exe = std::env::current_exe().expect("this test binary");
     let mut c = Command::new(exe)
-        .args(["--exact", "child_run_on_the_given_url", "--nocapture", "--test-threads", "1"])
+        .args(["--exact", "pg_confirm_url::child_run_on_the_given_url", "--nocapture", "--test-threads", "1"])
         .env(CHILD_URL, url)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null())

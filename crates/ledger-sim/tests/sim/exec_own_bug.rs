@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{broken, json, root, scratch, sim_in};
+use crate::common::{broken, json, root, scratch, sim_in};
 
 #[test]
 fn a_bug_the_reference_lacks_is_shrunk_on_the_implementation() {

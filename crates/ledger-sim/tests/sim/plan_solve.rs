@@ -2,16 +2,14 @@
 //! binary, the same bytes on one thread and two, progress on stderr, and bad input refused
 //! before any work with nothing written.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{json, scratch, SIM};
+use crate::common::{json, scratch, SIM};
 
 /// Seven days of 70 users whose pool runs dry in about 40 % of seeds at a 10 % credit: a
 /// boundary between 0 and 100 % that takes a few hundred small seeds to place.
-const SCENARIO: &str = include_str!("../../../fixtures/scenarios/plan-tipping.toml");
+const SCENARIO: &str = include_str!("../../../../fixtures/scenarios/plan-tipping.toml");
 
 const TARGET: &str = "p_dry(day=7) <= 0.05";
 

@@ -22,7 +22,7 @@ use sqlx::Connection;
 const TIME_LIMIT: Duration = Duration::from_secs(120);
 
 /// The old `ledger_record`, whose two reads see two snapshots, with the window widened.
-const OLD_RECORD: &str = include_str!("../../../fixtures/pg-mutants/ledger_record_two_snapshots.sql");
+const OLD_RECORD: &str = include_str!("../../../../fixtures/pg-mutants/ledger_record_two_snapshots.sql");
 
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()

@@ -2,9 +2,7 @@
 //! history, fits it into a scenario that `plan` runs as it is, and refuses a bad history with
 //! exit 2, naming file and line, leaving no output file behind.
 
-mod common;
-
-use common::{root, scratch, sim_in};
+use crate::common::{root, scratch, sim_in};
 
 #[test]
 fn history_out_writes_the_fixture_and_fit_reads_it_back_into_a_scenario_that_runs() {

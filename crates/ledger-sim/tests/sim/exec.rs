@@ -7,8 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{broken, json, root, scratch, sim_in, SIM};
+use crate::common::{broken, json, root, scratch, sim_in, SIM};
 
 fn serve() -> String {
     format!("'{SIM}' serve")

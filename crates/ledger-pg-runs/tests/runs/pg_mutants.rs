@@ -3,7 +3,7 @@
 //! are each caught by a simulator run alone, lockstep or concurrent, per call or batched, as
 //! `ledger-sim run --pg-mutant FILE` installs them: after every seed's migration, no forced
 //! races, no hand-written vectors. That the real functions pass the same runs is shown by
-//! `tests/pg.rs`. Every test needs PostgreSQL and fails (never skips) when a throwaway cluster
+//! the module `pg`. Every test needs PostgreSQL and fails (never skips) when a throwaway cluster
 //! cannot start.
 
 use std::path::{Path, PathBuf};

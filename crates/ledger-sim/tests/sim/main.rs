@@ -1,0 +1,23 @@
+//! The end-to-end tests of the `ledger-sim` binary, one module each, in one test binary (one
+//! build and link for all, and their waits on child processes, servers and node overlap): each
+//! runs the binary as a user would and checks its output, exit status and files.
+//!
+//! One module: `cargo test --release -p ledger-sim --test sim typescript::`.
+
+mod common;
+
+mod audit;
+mod check_trace;
+mod cli;
+mod determinism;
+mod exec;
+mod exec_own_bug;
+mod exec_stop;
+mod hostile;
+mod killed_run;
+mod merge_runs_hostile;
+mod pg_hostile;
+mod plan_fit;
+mod plan_solve;
+mod replay_trace;
+mod typescript;
