@@ -2,7 +2,6 @@
 //! throwaway cluster, or a private cluster per seed; and a side runtime to block on.
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use ledger_pg::testpg::{Durability, TestPg};
@@ -13,6 +12,9 @@ use crate::args::PgArgs;
 
 /// How long connecting to and resetting a database given by URL may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the reset of a `--database-url` database was announced on stderr.
+static RESET_ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub(crate) use ledger_pg::redacted;
 
@@ -101,16 +103,23 @@ impl Server {
         }
     }
 
+    /// A database for one seed or replay: the given one reset, or a fresh one on the throwaway
+    /// server.
     pub(crate) fn fresh(&self) -> anyhow::Result<Db> {
         match self {
             Server::Url { url, reset_everything } => {
                 let everything = *reset_everything;
                 let shown = redacted(url);
                 let opts = ledger_pg::database_url_options("--database-url", url).map_err(anyhow::Error::msg)?;
-                eprintln!(
-                    "ledger-sim: resetting the database at {shown} (waiting at most {} s)",
-                    CONNECT_TIMEOUT.as_secs()
-                );
+                // Said once: a run resets the database before every seed and every replay, each
+                // reset bounded the same way, and one that runs out of time says so itself.
+                if !RESET_ANNOUNCED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!(
+                        "ledger-sim: resetting the database at {shown} before each seed and each replay run in it (waiting \
+                         at most {} s each time)",
+                        CONNECT_TIMEOUT.as_secs()
+                    );
+                }
                 block_on(async move {
                     // One connection, not a pool: a refused connection is reported as such at
                     // once, rather than as a pool that timed out.
