@@ -489,7 +489,7 @@ fn heatmaps(out: &PlanOutput) -> String {
     let ny = ya.map_or(1, |a| axes[a].values.len());
     // Every cell as wide as the widest of its texts, of the values above the columns and of
     // 92 units; the margin on the left as wide as the values beside the rows and the name of
-    // their key above them; the map as wide as its title: no text runs into its neighbour's
+    // their key above them (none without rows); the map as wide as its title: no text runs into its neighbour's
     // cell or off the map, whatever the number of rows and columns.
     let texts: Vec<(String, String)> = out.summaries.iter().map(heat_texts).collect();
     let cw = texts
@@ -503,7 +503,7 @@ fn heatmaps(out: &PlanOutput) -> String {
         .map(|a| axes[a].values.iter().map(|v| text_width(v, 10.0, false) + 12.0).fold(0.0, f64::max))
         .into_iter()
         .chain(y_key.iter().map(|k| text_width(k, 12.0, true) + 14.0))
-        .fold(110.0, f64::max)
+        .fold(if ya.is_some() { 110.0 } else { 10.0 }, f64::max)
         .ceil();
     let (ch, t) = (40.0, 40.0);
     let mut o = String::new();
