@@ -89,9 +89,10 @@ fn ticks(lo: f64, hi: f64, n: f64) -> Vec<f64> {
 }
 
 fn short(v: f64) -> String {
-    if v >= 1e6 {
+    // The unit is chosen after rounding: 999,960 is "1M", not "1000k".
+    if v >= 999_950.0 {
         format!("{}M", fmt_f64((v / 1e5).round() / 10.0))
-    } else if v >= 1e3 {
+    } else if v >= 999.95 {
         format!("{}k", fmt_f64((v / 1e2).round() / 10.0))
     } else {
         fmt_f64((v * 1e6).round() / 1e6)
@@ -600,7 +601,7 @@ svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font
     let shown = |key: &str, value: String| if varied.contains(&key) { "varied".to_owned() } else { value };
     let _ = write!(
         o,
-        r#"<h1>{} · {}</h1><p class="muted">{} days · population new/established/trusted/elite {}/{}/{}/{} (+{} %/day) · budgets {}/{}/{}/{} sats a day · pool {} sats · credit {}{}</p>"#,
+        r#"<h1>{} · {}</h1><p class="muted">{} days · population new/established/trusted/elite {}/{}/{}/{} ({}) · budgets {}/{}/{}/{} sats a day · pool {} · credit {}{}</p>"#,
         esc(title),
         esc(name),
         s.days,
@@ -608,12 +609,12 @@ svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font
         shown("population.established", pop[1].to_string()),
         shown("population.trusted", pop[2].to_string()),
         shown("population.elite", pop[3].to_string()),
-        shown("population.growth_pct_per_day", fmt_f64(s.population.growth_pct_per_day)),
+        shown("population.growth_pct_per_day", format!("+{} %/day", fmt_f64(s.population.growth_pct_per_day))),
         shown("budget.new", s.budget.new.to_string()),
         shown("budget.established", s.budget.established.to_string()),
         shown("budget.trusted", s.budget.trusted.to_string()),
         shown("budget.elite", s.budget.elite.to_string()),
-        shown("pool_initial_sats", thousands(s.pool_initial_sats)),
+        shown("pool_initial_sats", format!("{} sats", thousands(s.pool_initial_sats))),
         shown("credit_pct", format!("{} %", fmt_f64(s.credit_pct))),
         esc(extra)
     );
@@ -1404,6 +1405,24 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
 mod tests {
     use super::*;
     use crate::sprt::SprtSpec;
+
+    #[test]
+    fn short_numbers_take_the_unit_their_rounding_reaches() {
+        let cases = [
+            (0.0, "0"),
+            (999.0, "999"),
+            (999.96, "1k"),
+            (1_000.0, "1k"),
+            (262_500.0, "262.5k"),
+            (999_940.0, "999.9k"),
+            (999_960.0, "1M"),
+            (1_000_000.0, "1M"),
+            (25_400_000.0, "25.4M"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(short(v), want, "short({v})");
+        }
+    }
 
     /// The value of attribute `name` in the tag `tag`.
     fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {

@@ -200,6 +200,14 @@ fn the_page_head_shows_a_varied_key_as_varied() {
     assert!(swept.contains("credit varied") && !swept.contains("credit 10 %"), "{swept}");
     let plain = head(&html::render(&Plan::new(&small(), "small.toml", &[], Vec::new()).unwrap().run(None, None)));
     assert!(plain.contains("credit 10 %") && !plain.contains("varied"), "{plain}");
+    assert!(plain.contains(" sats · credit") && plain.contains(" %/day)"), "{plain}");
+    // A varied key shows no unit beside "varied".
+    let sweeps = vec![
+        parse_sweep("pool_initial_sats=1000,2000").unwrap(),
+        parse_sweep("population.growth_pct_per_day=0,1").unwrap(),
+    ];
+    let pools = head(&html::render(&Plan::new(&small(), "small.toml", &[], sweeps).unwrap().run(None, None)));
+    assert!(pools.contains("pool varied · ") && pools.contains("(varied)"), "{pools}");
 }
 
 #[test]
