@@ -880,7 +880,7 @@ impl Scratch {
         let shown = redacted(server_url);
         let n = NEXT_SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("ledger_confirm_{}_{n}", std::process::id());
-        let url = with_database(server_url, &name);
+        let url = ledger_pg::testpg::with_database(server_url, &name);
         let opts: sqlx::postgres::PgConnectOptions =
             server_url.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
         // A URL naming its database in its query (`?dbname=`) would not reach the new one.
@@ -916,23 +916,6 @@ impl Scratch {
             }
             conn.close().await
         })
-    }
-}
-
-/// `url` naming the database `db` instead of its own.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
     }
 }
 

@@ -604,8 +604,8 @@ impl Durability {
     }
 }
 
-/// Replaces the database part of a `postgres://` URL.
-fn with_database(url: &str, db: &str) -> String {
+/// Replaces the database part of a `postgres://` URL (its query, such as `?sslmode=...`, kept).
+pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
