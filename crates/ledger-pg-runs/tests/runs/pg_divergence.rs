@@ -24,21 +24,6 @@ fn fixture(dir: &str, file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(dir).join(file)
 }
 
-/// The SQL `--pg-mutant` installs for the mutant file at `path` (a change of one function of
-/// today's schema: `-- function:`, `-- replace:`, `-- with:`).
-fn mutant_sql(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).expect("the mutant file");
-    let directive = |key: &str| {
-        let prefix = format!("-- {key}:");
-        text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(str::trim).expect("a mutant directive")
-    };
-    let function = directive("function");
-    let source = ledger_pg::schema::function_source(function).expect("a function of the schema");
-    source
-        .replacen(&format!("CREATE FUNCTION {function}("), &format!("CREATE OR REPLACE FUNCTION {function}("), 1)
-        .replacen(directive("replace"), directive("with"), 1)
-}
-
 /// Installs `sql` on the database at `url`, on a connection of its own.
 fn install(url: &str, sql: &str) {
     let (url, sql) = (url.to_owned(), sql.to_owned());
@@ -104,7 +89,7 @@ fn a_divergence_is_cut_after_the_step_that_diverged_and_its_replay_diverges_agai
     assert!(d.detail.starts_with("at engine step "), "{d:?}");
     assert!(matches!(d.reduction, Reduction::Cut | Reduction::Shrunk), "reduced, not the whole seed: {d:?}");
 
-    let sql = mutant_sql(&file);
+    let sql = ledger_pg_runs::load_pg_mutant(&file, EngineKind::PgReference).expect("the mutant loads");
     let whole = whole_seed(&s, d.seed, &sql);
     let bytes = std::fs::read(&d.trace).expect("the trace is written");
     let h = History::read_jsonl(&bytes[..], &d.trace).expect("a valid trace");
