@@ -493,9 +493,11 @@ fn lockstep_counterexample(
 }
 
 /// The counterexample of a bug the twin does not have: the seed cut after the event of its first
-/// violation when the cut still breaks `inv` on the engine, then, for an exec implementation,
-/// shrunk on it. With it, how it was reduced and why it is not shrunk (or not wholly), for the
-/// report.
+/// violation (and the flows only later events started) when the cut still breaks `inv` on the
+/// engine, then shrunk on the engine itself: an exec implementation from the cut or the whole
+/// seed, PostgreSQL from a confirmed cut only (a whole seed that a replay does not break would
+/// spend the shrink's bound on candidates that cannot). With it, how it was reduced and why it
+/// is not shrunk (or not wholly), for the report.
 fn on_engine(
     run: &PgRun<'_>,
     engine: &str,
@@ -508,8 +510,7 @@ fn on_engine(
     let whole = h.events.len();
     let mut cut_at = None;
     if let Some(&Some(at)) = first.result.first_event.get(&inv) {
-        let mut cut = h.clone();
-        cut.events.truncate(at + 1);
+        let cut = cut_after(&h, at);
         if cut.events.len() < whole && confirm(&cut)?.0.first_event.contains_key(&inv) {
             h = cut;
             cut_at = Some(at);
@@ -519,12 +520,15 @@ fn on_engine(
         Some(at) => (format!("cut after event {at}, its first violation"), Reduction::Cut),
         None => ("the whole seed".to_owned(), Reduction::None),
     };
-    let Some(exec) = exec_of(run) else {
-        return Ok((h, only_cut, Some(format!("not shrunk: {cut}; the in-memory twin does not have this bug"))));
+    let on = match exec_of(run) {
+        Some(exec) => format!("`{}`", exec.command().unwrap_or("the implementation")),
+        None if cut_at.is_some() => engine.to_owned(),
+        None => {
+            return Ok((h, only_cut, Some(format!("not shrunk: {cut}; the in-memory twin does not have this bug"))))
+        }
     };
-    let command = exec.command().unwrap_or("the implementation");
     eprintln!(
-        "ledger-sim: the {} counterexample does not break on the in-memory twin: {cut}, shrinking it on `{command}` itself (at most {} s, {} replays)",
+        "ledger-sim: the {} counterexample does not break on the in-memory twin: {cut}, shrinking it on {on} itself (at most {} s, {} replays)",
         inv.id(),
         SHRINK_ON_ENGINE.as_secs(),
         run.max_replays
@@ -536,7 +540,7 @@ fn on_engine(
     // Shrunk when something went, or the shrinker found nothing could; else only cut.
     let reduction = if done || (h.flows.len(), h.events.len()) != before { Reduction::Shrunk } else { only_cut };
     eprintln!(
-        "ledger-sim: {} shrunk on `{command}` to {} flow(s), {} event(s) in {n_replays} replays, {:.1} s{}",
+        "ledger-sim: {} shrunk on {on} to {} flow(s), {} event(s) in {n_replays} replays, {:.1} s{}",
         inv.id(),
         h.flows.len(),
         h.events.len(),
@@ -546,9 +550,9 @@ fn on_engine(
     let note = match (done, reduction) {
         (true, _) => None,
         (false, Reduction::Shrunk) => {
-            Some(format!("{cut}, then shrunk on the implementation until its bound; it may shrink further"))
+            Some(format!("{cut}, then shrunk on the engine until its bound; it may shrink further"))
         }
-        (false, _) => Some(format!("not shrunk: {cut}; its shrink on the implementation stopped at its bound first")),
+        (false, _) => Some(format!("not shrunk: {cut}; its shrink on the engine stopped at its bound first")),
     };
     Ok((h, reduction, note))
 }

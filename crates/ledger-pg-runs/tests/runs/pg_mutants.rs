@@ -122,6 +122,18 @@ fn a_partial_offer_one_sat_short_is_caught_by_the_rules_oracle_in_lockstep() {
     assert!(found.iter().all(|i| matches!(*i, "I8" | "divergence")), "{found:?}");
     let i8 = r.violations.iter().find(|v| v.invariant == "I8").expect("I8");
     assert!(i8.detail.contains("partial"), "{i8:?}");
+    // The in-memory twin has no such bug: the counterexample is cut after its first violation
+    // and shrunk on PostgreSQL itself (it was the cut alone, every flow of the seed kept), and
+    // the shrunk trace still breaks I8 there.
+    assert_eq!(i8.reduction, ledger_simulator::report::Reduction::Shrunk, "{i8:?}");
+    let bytes = std::fs::read(&i8.trace).expect("the trace is written");
+    let h = ledger_simulator::history::History::read_jsonl(&bytes[..], &i8.trace).expect("a valid trace");
+    assert_eq!((h.flows.len(), h.events.len()), (i8.shrunk_flows, i8.shrunk_events), "{i8:?}");
+    let sql =
+        ledger_pg_runs::load_pg_mutant(&mutant("ledger_decide_locked_offer_one_short.sql"), EngineKind::PgReference)
+            .expect("the mutant loads");
+    let (again, _) = ledger_pg_runs::replay_on_pg(EngineKind::PgReference, &h, false, Some(&sql)).unwrap();
+    assert!(again.violations.iter().any(|v| v.invariant.id() == "I8"), "{:?}", again.violations);
 }
 
 #[test]
