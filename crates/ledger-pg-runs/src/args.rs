@@ -217,9 +217,10 @@ const EXEC_TIMEOUT_BOUNDS: std::ops::RangeInclusive<std::time::Duration> =
 /// What [`duration`] takes, for its errors.
 const DURATION_SPELLINGS: &str = "expected a duration such as 3 (seconds), 3s, 1500ms, 2m or 1h";
 
-/// A duration as the command line spells it (as `run --for` does, and milliseconds too): a
-/// number of seconds (`90`), or a number with a unit: `1500ms`, `90s`, `10m`, `2h`.
-fn duration(s: &str) -> Option<std::time::Duration> {
+/// A duration as the command line spells it (`--exec-timeout`, and `run --for`, which refuses
+/// milliseconds): a number of seconds (`90`), or a number with a unit: `1500ms`, `90s`, `10m`,
+/// `2h`. `None` for anything else, or a value that overflows.
+pub fn duration(s: &str) -> Option<std::time::Duration> {
     use std::time::Duration;
     let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),

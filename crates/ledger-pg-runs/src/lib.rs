@@ -64,7 +64,7 @@ mod pg_mutant;
 mod record;
 mod server;
 
-pub use args::{parse_exec_timeout, ExecArgs, PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY};
+pub use args::{duration, parse_exec_timeout, ExecArgs, PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY};
 pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
 pub use exec::{replay_on_exec, start_exec, ChildDb};

@@ -79,22 +79,14 @@ impl Pace {
 
 /// Parse `90s`, `10m`, `2h` (or a number of seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = n.parse().map_err(|_| format!("{s:?}: expected a duration such as 90s, 10m or 2h"))?;
-    let secs = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3_600),
-        _ => None,
-    }
-    .ok_or_else(|| format!("{s:?}: expected a duration such as 90s, 10m or 2h"))?;
-    if secs == 0 || secs > 30 * 86_400 {
+    // The spelling `--exec-timeout` reads, but whole seconds: a soak is not timed in ms.
+    let d = ledger_pg_runs::duration(s)
+        .filter(|_| !s.ends_with("ms"))
+        .ok_or_else(|| format!("{s:?}: expected a duration such as 90s, 10m or 2h"))?;
+    if d.is_zero() || d > Duration::from_secs(30 * 86_400) {
         return Err(format!("{s:?}: must be from 1 s to 30 days"));
     }
-    Ok(Duration::from_secs(secs))
+    Ok(d)
 }
 
 /// A start seed nobody chose: from the clock and the process id, printed by the soak.
