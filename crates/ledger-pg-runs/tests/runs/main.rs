@@ -8,5 +8,4 @@
 mod linearizability;
 mod pg;
 mod pg_confirm_url;
-mod pg_divergence;
 mod pg_mutants;
