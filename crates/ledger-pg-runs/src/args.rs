@@ -24,24 +24,24 @@ pub struct PgArgs {
     pub reset_database: bool,
     /// Run N concurrent clients (1 to 256) on a connection pool instead of the lockstep
     /// scheduler.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub concurrency: Option<u32>,
     /// Concurrent mode: probability per call that a connection is killed
     /// (`pg_terminate_backend`) in the middle of a transaction.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub kill_connections: f64,
     /// Concurrent mode: probability per call that it commits but the caller is told it failed,
     /// and retries.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub lost_ack: f64,
     /// Concurrent mode: restart the server after this many calls (a private cluster only).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub restart_server_at: Option<u64>,
     /// Concurrent mode: crash the server after this many calls (SIGKILL to the postmaster,
     /// then crash recovery), on a private cluster that keeps what it acknowledges (`fsync`,
     /// `synchronous_commit` and `full_page_writes` on). Every acknowledged command's effect
     /// must survive (I7).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub crash_server_at: Option<u64>,
     /// The durability of the private cluster of a restart or crash run: by default durable
     /// with a crash, fast otherwise. Not a command-line option: tests use it to show that
@@ -51,12 +51,12 @@ pub struct PgArgs {
     /// Concurrent mode, pg-reference: send the clients' commands in batches
     /// (`ledger_pg::batch`) on N lanes (1, 2, 4, 8 or 16), each a connection of its own,
     /// instead of one call per command.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub batch_lanes: Option<usize>,
     /// Concurrent mode: give up (exit 2, naming the last error) once every call has failed
     /// for this many seconds: the database is unreachable. An outage is reported on stderr
     /// after 2 s, and every 5 s while it lasts. Default 60; 1 to 86400.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     pub give_up_after: Option<u64>,
     /// pg-reference: after each seed's migration, run this SQL file (a `CREATE OR REPLACE
     /// FUNCTION` of one of the schema's functions: a named mutant of `fixtures/pg-mutants/`),
@@ -70,8 +70,9 @@ impl PgArgs {
     pub fn is_set(&self) -> bool {
         self.database_url.is_some()
             || self.concurrency.is_some()
-            || self.kill_connections > 0.0
-            || self.lost_ack > 0.0
+            // Any value but 0 was given (a negative one or NaN too, to be refused).
+            || self.kill_connections != 0.0
+            || self.lost_ack != 0.0
             || self.restart_server_at.is_some()
             || self.crash_server_at.is_some()
             || self.batch_lanes.is_some()
@@ -161,12 +162,12 @@ pub struct ExecArgs {
     pub exec_db: bool,
     /// How long each answer of the implementation may take: 1 s to 1 h, default 10 s; seconds
     /// (`3`) or a duration (`3s`, `1500ms`, `2m`, `1h`).
-    #[arg(long, value_name = "DURATION", value_parser = parse_exec_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_exec_timeout, allow_hyphen_values = true)]
     pub exec_timeout: Option<std::time::Duration>,
     /// Concurrent mode, an implementation with durable state: after N calls, let the calls in
     /// flight finish, kill it (SIGKILL) and start it again; what it showed before the kill it
     /// must show after (I7).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub kill_child_at: Option<u64>,
 }
 

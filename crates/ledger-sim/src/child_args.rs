@@ -15,7 +15,8 @@ pub struct ChildArgs {
     pub exec_db: bool,
     /// How long each answer may take: 1 s to 1 h, default 10 s; seconds (`3`) or a duration
     /// (`3s`, `1500ms`, `2m`, `1h`).
-    #[arg(long, value_name = "DURATION", value_parser = ledger_pg_runs::parse_exec_timeout)]
+    // `-1s` is a value for the parser to refuse, not an unknown option.
+    #[arg(long, value_name = "DURATION", value_parser = ledger_pg_runs::parse_exec_timeout, allow_hyphen_values = true)]
     pub exec_timeout: Option<std::time::Duration>,
 }
 

@@ -27,11 +27,13 @@ pub struct Cli {
     command: Command,
 }
 
+// A negative number is a value on every subcommand (refused by its flag's parser, which names
+// the flag), not an unknown option; a value that only starts like one (`-1s`, `-1/2`, `-1..3`)
+// is taken by its flag where the flag allows hyphen values (`--exec-timeout`, `--for`,
+// `--shard`, `--seeds`, the Postgres and exec options).
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run seeds of a scenario against an engine and check I1-I6 after every step.
-    // A negative number is a value (refused by its flag's parser, which names the flag), not
-    // an unknown option.
     #[command(allow_negative_numbers = true)]
     Run(Box<RunArgs>),
     /// Replay a saved trace and report its violations.
@@ -40,6 +42,7 @@ enum Command {
     /// flows and events and holds the SHA-256 of every byte before it: a trace cut short or
     /// altered is refused (exit 2), naming the file and line. Version 1 traces, which have no
     /// footer, are still read.
+    #[command(allow_negative_numbers = true)]
     Replay(ReplayArgs),
     /// Read-only check of I1, I2 and I5 on a live PostgreSQL database (either schema).
     Audit(ledger_pg_runs::AuditArgs),
@@ -52,9 +55,10 @@ enum Command {
     /// version 1 trace has none, and the output says that a cut cannot be detected. The first
     /// 10 violations of each invariant are listed, and all are counted ("violation_counts";
     /// "... and N more I2 violations").
+    #[command(allow_negative_numbers = true)]
     CheckTrace(crate::check_trace::CheckTraceArgs),
     /// Capacity planning: many simulated days under chosen budgets and credit percentages.
-    #[command(allow_negative_numbers = true)]
+    #[command(allow_negative_numbers = true, mut_arg("shard", |a| a.allow_hyphen_values(true)))]
     Plan(crate::plan_cmd::PlanArgs),
     /// Combine `plan --shard I/N --json` outputs into the report of the whole plan.
     Merge(crate::plan_cmd::MergeArgs),
@@ -70,9 +74,11 @@ enum Command {
     ///
     /// Exit 0 when every case passes, 1 when one fails (each failing case named with its file,
     /// line and both answers), 2 when the implementation cannot be driven.
+    #[command(allow_negative_numbers = true)]
     Conform(crate::conform::ConformArgs),
     /// Calls per second of an implementation over the engine protocol: one call at a time, and
     /// many in flight, each against the in-process reference measured in the same run.
+    #[command(allow_negative_numbers = true)]
     BenchExec(crate::bench_exec::BenchExecArgs),
 }
 
@@ -88,11 +94,11 @@ struct RunArgs {
     #[arg(long, conflicts_with = "seeds", allow_hyphen_values = true)]
     seed: Option<u64>,
     /// Run every seed of a half-open range `A..B`.
-    #[arg(long, value_parser = parse_range)]
+    #[arg(long, value_parser = parse_range, allow_hyphen_values = true)]
     seeds: Option<(u64, u64)>,
     /// Run only the `I`-th of `N` contiguous slices of `--seeds A..B` (1-based); combine the
     /// `--json` reports with `ledger-sim merge-runs`.
-    #[arg(long, value_parser = ledger_plan::parse_shard, requires = "seeds", conflicts_with_all = ["soak", "seed"])]
+    #[arg(long, value_parser = ledger_plan::parse_shard, requires = "seeds", conflicts_with_all = ["soak", "seed"], allow_hyphen_values = true)]
     shard: Option<ledger_plan::report::Shard>,
     /// Number of users (overrides the scenario).
     #[arg(long, allow_hyphen_values = true)]
@@ -121,7 +127,7 @@ struct RunArgs {
     /// Soak: run fresh seeds (a range from a random start, printed) until DURATION (`90s`,
     /// `10m`, `2h`) is spent, with progress on stderr and each invariant's counterexample
     /// written as soon as it is found. In-memory engines only.
-    #[arg(long = "for", value_name = "DURATION", value_parser = crate::soak::parse_duration, conflicts_with_all = ["seed", "seeds"])]
+    #[arg(long = "for", value_name = "DURATION", value_parser = crate::soak::parse_duration, conflicts_with_all = ["seed", "seeds"], allow_hyphen_values = true)]
     soak: Option<std::time::Duration>,
     /// Also write the verdict as JUnit XML: a test case per invariant over the seeds run, a
     /// failure carrying the counterexample and its replay command.

@@ -613,3 +613,48 @@ fn a_garbled_database_url_is_refused_before_any_connection() {
         }
     }
 }
+
+/// A negative number, or a value that starts like an option (`-1s`, `-1/2`, `-1..3`), given to
+/// a number or duration option of any subcommand is refused by that option's own parser,
+/// naming it: never clap's "unexpected argument", which blames a flag the user did not mean.
+#[test]
+fn a_negative_value_is_refused_by_its_options_parser() {
+    let sim_bin = env!("CARGO_BIN_EXE_ledger-sim");
+    let serve = format!("'{sim_bin}' serve");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/plan-launch.toml");
+    let trace = tmp("no-such-trace.jsonl");
+    let trace = trace.to_str().unwrap();
+    let exec_run = ["run", "--engine", "exec", "--exec", &serve, "--seeds", "0..1"];
+    let pg_run = ["run", "--engine", "pg-reference", "--seeds", "0..1"];
+    for (command, option, value, says) in [
+        (&["conform", "--exec", &serve][..], "--exec-timeout", "-1", "--exec-timeout -1: expected a duration"),
+        (&["conform", "--exec", &serve], "--exec-timeout", "-1s", "--exec-timeout -1s: expected a duration"),
+        (&["bench-exec", "--exec", &serve], "--exec-timeout", "-3", "--exec-timeout -3: expected a duration"),
+        (&["bench-exec", "--exec", &serve], "--calls", "-5", "invalid value '-5' for '--calls"),
+        (&["bench-exec", "--exec", &serve], "--in-flight", "-1", "invalid value '-1' for '--in-flight"),
+        (&["replay", trace], "--exec-timeout", "-1", "--exec-timeout -1: expected a duration"),
+        (&["replay", trace], "--kill-child-at", "-1", "invalid value '-1' for '--kill-child-at"),
+        (&["check-trace", trace], "--context", "-1", "invalid value '-1' for '--context"),
+        (&exec_run, "--exec-timeout", "-1", "--exec-timeout -1: expected a duration"),
+        (&exec_run, "--exec-timeout", "-1500ms", "--exec-timeout -1500ms: expected a duration"),
+        (&exec_run, "--kill-child-at", "-1", "invalid value '-1' for '--kill-child-at"),
+        (&["run"], "--for", "-5m", "\"-5m\": expected a duration"),
+        (&["run"], "--seeds", "-1..3", "bad range start \"-1\""),
+        (&["run", "--seeds", "0..4"], "--shard", "-1/2", "invalid value '-1/2' for '--shard"),
+        (&["plan", scenario, "--json"], "--shard", "-1/2", "invalid value '-1/2' for '--shard"),
+        (&["run"], "--kill-connections", "-0.5", "the Postgres faults need --engine pg-reference|pg-seed"),
+        (&pg_run, "--concurrency", "-1", "invalid value '-1' for '--concurrency"),
+        (&pg_run, "--kill-connections", "-0.5", "--kill-connections -0.5: must be a probability in 0..=1"),
+        (&pg_run, "--lost-ack", "-1e-3", "--lost-ack -0.001: must be a probability in 0..=1"),
+        (&pg_run, "--crash-server-at", "-1", "invalid value '-1' for '--crash-server-at"),
+        (&pg_run, "--give-up-after", "-1", "invalid value '-1' for '--give-up-after"),
+        (&pg_run, "--batch-lanes", "-1", "invalid value '-1' for '--batch-lanes"),
+    ] {
+        let args = [command, &[option, value]].concat();
+        let out = Command::new(sim_bin).args(&args).env_remove("DATABASE_URL").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument") && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
