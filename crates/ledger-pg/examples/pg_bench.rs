@@ -401,6 +401,11 @@ fn median(v: &mut [f64]) -> f64 {
 async fn run(args: Args) -> Result<(), Failure> {
     let durable = args.durable;
     let url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
+    if let Some(url) = &url {
+        // A garbled URL is refused before anything starts, as everywhere else (named, its
+        // password hidden): sqlx would otherwise try localhost.
+        ledger_pg::database_url_options("DATABASE_URL", url).map_err(Failure::Refused)?;
+    }
     let (what, server) = match (&url, durable) {
         (Some(url), _) => (format!("a fresh database on DATABASE_URL's server ({})", redacted(url)), "DATABASE_URL"),
         (None, true) => {
