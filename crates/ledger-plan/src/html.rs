@@ -152,6 +152,9 @@ fn figure(o: &mut String, wide: bool, svg: &str) {
     let _ = write!(o, "<figure{}>{svg}</figure>", if wide { r#" class="wide""# } else { "" });
 }
 
+/// The height of a row of tick labels under the x axis, in SVG units.
+const TICK_ROW: f64 = 11.0;
+
 /// The plot area of a chart, in SVG units.
 #[derive(Clone, Copy)]
 struct Frame {
@@ -215,13 +218,17 @@ impl Frame {
         );
     }
     fn x_tick(&self, o: &mut String, f: f64, label: &str) {
+        self.x_tick_in_row(o, f, label, 0);
+    }
+    /// A tick with its label in row `row` under the axis (0 the first), [`TICK_ROW`] apart.
+    fn x_tick_in_row(&self, o: &mut String, f: f64, label: &str, row: usize) {
         let x = self.x(f);
         let _ = write!(
             o,
             r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="#9e9e9e"/><text x="{x:.1}" y="{:.1}" class="n" text-anchor="middle">{}</text>"##,
             self.t + self.ph(),
             self.t + self.ph() + 4.0,
-            self.t + self.ph() + 15.0,
+            self.t + self.ph() + 15.0 + TICK_ROW * row as f64,
             esc(label)
         );
     }
@@ -351,41 +358,72 @@ impl PoolChart<'_> {
                 line.join(" ")
             );
         }
-        let mut label_row = 0.0;
-        let mut vline = |o: &mut String, day: f64, label: &str, color: &str| {
-            let x = dx(day);
-            let right = x < f.x(0.6);
-            let _ = write!(
-                o,
-                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{:.1}" stroke="{color}" stroke-dasharray="4,3"/><text x="{:.1}" y="{:.1}" class="m" fill="{color}" text-anchor="{}">{}</text>"##,
-                f.t,
-                f.t + f.ph(),
-                if right { x + 4.0 } else { x - 4.0 },
-                f.t + 12.0 + label_row,
-                if right { "start" } else { "end" },
-                esc(label)
-            );
-            label_row += 13.0;
-        };
+        // The marks' lines, then their words, each where it covers no other word and stays
+        // inside the plot (and off the median where it can): a balance's at the right end above
+        // its line, else below it, else at the left end; a day's beside its line at the top (on
+        // the side with room first), else a row lower, else across the line.
+        let mut lines: Vec<(f64, String, &str)> = Vec::new();
+        let mut levels: Vec<(f64, &str)> = Vec::new();
         if let Some((day, share)) = self.dry {
-            vline(&mut o, f64::from(day) - 0.5, &format!("dry: median day {day} ({} % of seeds)", pct1(share)), DRY);
+            lines.push((dx(f64::from(day) - 0.5), format!("dry: median day {day} ({} % of seeds)", pct1(share)), DRY));
         }
         for m in &self.marks {
             match m {
-                Mark::Day { day, label, color } => vline(&mut o, f64::from(*day), label, color),
-                Mark::Sats { sats, label } => {
-                    let y = sy(*sats);
-                    let _ = write!(
-                        o,
-                        r##"<line x1="{}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{TARGET}" stroke-dasharray="4,3"/><text x="{:.1}" y="{:.1}" class="m" fill="{TARGET}" text-anchor="end">{}</text>"##,
-                        f.l,
-                        f.l + f.pw(),
-                        f.l + f.pw() - 4.0,
-                        y - 4.0,
-                        esc(label)
-                    );
-                }
+                Mark::Day { day, label, color } => lines.push((dx(f64::from(*day)), label.clone(), color)),
+                Mark::Sats { sats, label } => levels.push((sy(*sats), label)),
             }
+        }
+        for &(x, _, color) in &lines {
+            let _ = write!(
+                o,
+                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{:.1}" stroke="{color}" stroke-dasharray="4,3"/>"##,
+                f.t,
+                f.t + f.ph(),
+            );
+        }
+        for &(y, _) in &levels {
+            let _ = write!(
+                o,
+                r##"<line x1="{}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{TARGET}" stroke-dasharray="4,3"/>"##,
+                f.l,
+                f.l + f.pw(),
+            );
+        }
+        let mut labels = Labels::inside(&f);
+        // The median, which a label had better not cross.
+        if !self.band.p50.is_empty() {
+            let at = |d: usize, v: u64| (dx(d as f64), sy(v as f64));
+            let median: Vec<(f64, f64)> = std::iter::once(at(0, self.initial_sats))
+                .chain(self.band.p50.iter().enumerate().map(|(i, v)| at(i + 1, *v)))
+                .collect();
+            for pair in median.windows(2) {
+                labels.avoid_line(pair[0], pair[1]);
+            }
+        }
+        let (right, left) = (f.l + f.pw() - 4.0, f.l + 4.0);
+        for &(y, label) in &levels {
+            let candidates = [
+                (right, y - 4.0, Anchor::End),
+                (right, y + 11.0, Anchor::End),
+                (left, y - 4.0, Anchor::Start),
+                (left, y + 11.0, Anchor::Start),
+            ];
+            let spot = labels.place(&candidates, label);
+            labels.text(&mut o, spot, label, &format!(r#"class="m" fill="{TARGET}""#));
+        }
+        for (x, label, color) in &lines {
+            let (after, before) = ((x + 4.0, Anchor::Start), (x - 4.0, Anchor::End));
+            let (first, second) = if *x < f.x(0.6) { (after, before) } else { (before, after) };
+            let row = |k: u32| f.t + 12.0 + 13.0 * f64::from(k);
+            let mut candidates: Vec<_> =
+                (0..8).flat_map(|k| [(first.0, row(k), first.1), (second.0, row(k), second.1)]).collect();
+            // Words wider than the room either side of the line run across it, from an end of
+            // the plot.
+            let ends = [(right, Anchor::End), (left, Anchor::Start)];
+            let ends = if first.1 == Anchor::Start { ends } else { [ends[1], ends[0]] };
+            candidates.extend((0..8).flat_map(|k| ends.map(|(x, anchor)| (x, row(k), anchor))));
+            let spot = labels.place(&candidates, label);
+            labels.text(&mut o, spot, label, &format!(r#"class="m" fill="{color}""#));
         }
         f.chrome(&mut o, &self.title, "day", "pool balance, sats (log scale)");
         o.push_str("</svg>");
@@ -817,6 +855,12 @@ impl Rect {
         Rect { x0, y0: y - 8.0, x1: x0 + w, y1: y + 2.5 }
     }
 
+    /// The box of a ▲ or ▼ at 13 units a line with its baseline at `(x, y)`, centred on `x`
+    /// (DejaVu Sans draws them about 0.8 of the size wide, from the baseline up).
+    fn of_glyph(x: f64, y: f64) -> Rect {
+        Rect { x0: x - 5.5, y0: y - 10.5, x1: x + 5.5, y1: y + 1.0 }
+    }
+
     /// The area `self` and `other` share.
     fn overlap(&self, other: &Rect) -> f64 {
         let w = self.x1.min(other.x1) - self.x0.max(other.x0);
@@ -853,35 +897,67 @@ impl Anchor {
 }
 
 /// The labels of a plot, each put at the first of its places that covers nothing taken
-/// before it (a point, another label) and stays inside the plot; when every place covers
-/// something, the one that covers least.
+/// before it (a point, another label, a line) and stays inside the plot; when every place
+/// covers something, the one that covers least, a line only if nothing else will do.
 struct Labels {
     bounds: Rect,
     taken: Vec<Rect>,
+    /// What a label had better not cover but may (a curve), rather than a point or a label.
+    crossed: Vec<Rect>,
 }
 
 impl Labels {
     fn inside(f: &Frame) -> Labels {
-        Labels { bounds: Rect { x0: f.l, y0: f.t, x1: f.l + f.pw(), y1: f.t + f.ph() }, taken: Vec::new() }
+        Labels {
+            bounds: Rect { x0: f.l, y0: f.t, x1: f.l + f.pw(), y1: f.t + f.ph() },
+            taken: Vec::new(),
+            crossed: Vec::new(),
+        }
     }
 
     fn take(&mut self, r: Rect) {
         self.taken.push(r);
     }
 
+    /// The line from `a` to `b`, which a label had better not cross: boxes a few units apart
+    /// along it.
+    fn avoid_line(&mut self, a: (f64, f64), b: (f64, f64)) {
+        let n = ((b.0 - a.0).hypot(b.1 - a.1) / 3.0).ceil().max(1.0) as u32;
+        for k in 0..=n {
+            let f = f64::from(k) / f64::from(n);
+            self.crossed.push(Rect::around(a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f, 1.0));
+        }
+    }
+
     /// The first free place of `candidates` for `text` (or the least covering one), taken.
     fn place(&mut self, candidates: &[(f64, f64, Anchor)], text: &str) -> (f64, f64, Anchor) {
-        let cost = |&(x, y, anchor): &(f64, f64, Anchor)| {
-            let r = Rect::of_text(x, y, anchor, text);
-            r.outside(&self.bounds) + self.taken.iter().map(|t| r.overlap(t)).sum::<f64>()
+        self.place_box(candidates, |&(x, y, anchor)| Rect::of_text(x, y, anchor, text))
+    }
+
+    /// The first free place of `candidates` for something whose box at a place is `size`'s
+    /// (or the least covering one), taken.
+    fn place_box(
+        &mut self,
+        candidates: &[(f64, f64, Anchor)],
+        size: impl Fn(&(f64, f64, Anchor)) -> Rect,
+    ) -> (f64, f64, Anchor) {
+        let cost = |c: &(f64, f64, Anchor)| {
+            let r = size(c);
+            let covered = r.outside(&self.bounds) + self.taken.iter().map(|t| r.overlap(t)).sum::<f64>();
+            (covered, self.crossed.iter().map(|t| r.overlap(t)).sum::<f64>())
         };
         let spot = candidates
             .iter()
-            .find(|c| cost(c) == 0.0)
-            .or_else(|| candidates.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))))
+            .find(|c| cost(c) == (0.0, 0.0))
+            .or_else(|| {
+                candidates.iter().min_by(|a, b| {
+                    let (a, b) = (cost(a), cost(b));
+                    a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
+                })
+            })
             .copied()
             .expect("at least one place");
-        self.taken.push(Rect::of_text(spot.0, spot.1, spot.2, text));
+        self.taken.push(size(&spot));
         spot
     }
 
@@ -1185,16 +1261,17 @@ pub fn render_solve(out: &SolveOutput) -> String {
 }
 
 /// The frontier of one target: the second key across, the solved key up, each interval an
-/// error bar, the curve through the values shown to meet.
+/// error bar, the curve through the values shown to meet. Every label keeps clear of the
+/// others and of the points however close two values of the second key are: the values'
+/// names under the axis stagger into a second row (or more) where they would touch; a value
+/// at which every (no) value of the key meets gets a ▼ or ▲ at the plot's edge, and neighbours
+/// with the same such verdict share one "all meet" ("none meets"); an interval's numbers go
+/// beside its dot, else above or below its bar, else farther off tied to it by a thin line.
 fn frontier_chart(out: &FrontierOutput, t: usize) -> String {
-    let (w, h) = (900.0, 300.0);
-    let f = Frame::new(w, h);
-    let mut o = String::new();
     let key = &out.range.key;
     let over = &out.over.key;
     let target = &out.points[0].results[t].target;
     let title = format!("{}: {key} that meets it, by {over}", target.text);
-    svg_open(&mut o, w, h, &title);
     let xs: Vec<f64> = out.points.iter().map(|p| p.value.parse::<f64>().unwrap_or(0.0)).collect();
     let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let pad = if xmax > xmin { (xmax - xmin) * 0.06 } else { xmin.abs().max(1.0) * 0.5 };
@@ -1202,11 +1279,34 @@ fn frontier_chart(out: &FrontierOutput, t: usize) -> String {
     let (lo, hi) = (out.range.lo, out.range.hi);
     let fx = |x: f64| (x - x0) / (x1 - x0);
     let fy = |v: f64| (v - lo) / (hi - lo);
+    // The values left to right (they come in the order given).
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
+    // Each value's name under the axis goes in the first row where it touches no other name;
+    // the chart grows by a row for each row past the first.
+    let mut f = Frame::new(900.0, 300.0);
+    let mut ends: Vec<f64> = Vec::new();
+    let mut rows = vec![0; xs.len()];
+    for &i in &order {
+        let r = Rect::of_text(f.x(fx(xs[i])), 0.0, Anchor::Middle, &out.points[i].value);
+        let row = ends.iter().position(|&end| end + 4.0 <= r.x0).unwrap_or(ends.len());
+        if row == ends.len() {
+            ends.push(r.x1);
+        } else {
+            ends[row] = r.x1;
+        }
+        rows[i] = row;
+    }
+    let extra = TICK_ROW * ends.len().saturating_sub(1) as f64;
+    f.h += extra;
+    f.b += extra;
+    let mut o = String::new();
+    svg_open(&mut o, f.w, f.h, &title);
     for v in ticks(lo, hi, 5.0) {
         f.y_tick(&mut o, fy(v), &fmt_f64((v * 1e6).round() / 1e6));
     }
-    for (x, p) in xs.iter().zip(&out.points) {
-        f.x_tick(&mut o, fx(*x), &p.value);
+    for ((x, p), row) in xs.iter().zip(&out.points).zip(&rows) {
+        f.x_tick_in_row(&mut o, fx(*x), &p.value, *row);
     }
     // Which way the answer moves: from any interval, more of the key helps when it meets at
     // the higher end.
@@ -1218,33 +1318,11 @@ fn frontier_chart(out: &FrontierOutput, t: usize) -> String {
             _ => None,
         })
         .unwrap_or(true);
+    // The intervals (the value, low end, high end, the end that meets), in the order given.
     let mut pts: Vec<(f64, f64, f64, f64)> = Vec::new();
     for (x, p) in xs.iter().zip(&out.points) {
-        let r = &p.results[t];
-        let cx = f.x(fx(*x));
-        match r.verdict {
-            Verdict::Between { meets_at, fails_at, .. } => {
-                let (a, b) = (meets_at.min(fails_at), meets_at.max(fails_at));
-                pts.push((*x, a, b, meets_at));
-            }
-            Verdict::AllMeet | Verdict::NoneMeets => {
-                let all = r.verdict == Verdict::AllMeet;
-                // All meet: the answer lies beyond the end that helps least; none: beyond the
-                // end that helps most.
-                let at_hi = all != increasing;
-                let y = f.y(if at_hi { 1.0 } else { 0.0 });
-                // The glyph sits inside the plot at the edge, its words beside it.
-                let (glyph, gy) = if at_hi { ("▲", y + 14.0) } else { ("▼", y - 4.0) };
-                let _ = write!(
-                    o,
-                    r##"<text x="{cx:.1}" y="{gy:.1}" font-size="13" fill="{}" text-anchor="middle">{glyph}</text><text x="{:.1}" y="{:.1}" class="m" text-anchor="{}">{}</text>"##,
-                    if all { FREE } else { DRY },
-                    if cx > f.x(0.8) { cx - 8.0 } else { cx + 8.0 },
-                    gy - 1.0,
-                    if cx > f.x(0.8) { "end" } else { "start" },
-                    if all { "all meet" } else { "none meets" }
-                );
-            }
+        if let Verdict::Between { meets_at, fails_at, .. } = p.results[t].verdict {
+            pts.push((*x, meets_at.min(fails_at), meets_at.max(fails_at), meets_at));
         }
     }
     let mut sorted = pts.clone();
@@ -1257,27 +1335,152 @@ fn frontier_chart(out: &FrontierOutput, t: usize) -> String {
         let _ =
             write!(o, r#"<polyline points="{}" fill="none" stroke="{MEDIAN}" stroke-width="1.8"/>"#, line.join(" "));
     }
+    // The bars, dots and curve first, so that every label can keep clear of them.
+    let mut labels = Labels::inside(&f);
+    for pair in sorted.windows(2) {
+        let at = |p: &(f64, f64, f64, f64)| (f.x(fx(p.0)), f.y(fy(p.3)));
+        labels.avoid_line(at(&pair[0]), at(&pair[1]));
+    }
     for (x, a, b, m) in &pts {
         let cx = f.x(fx(*x));
-        let (ya, yb) = (f.y(fy(*a)), f.y(fy(*b)));
+        let (ya, yb, my) = (f.y(fy(*a)), f.y(fy(*b)), f.y(fy(*m)));
+        labels.take(Rect { x0: cx - 5.0, y0: yb, x1: cx + 5.0, y1: ya });
+        labels.take(Rect::around(cx, my, 5.0));
         let _ = write!(
             o,
-            r##"<line x1="{cx:.1}" x2="{cx:.1}" y1="{ya:.1}" y2="{yb:.1}" stroke="#212121" stroke-width="1.5"/><line x1="{:.1}" x2="{:.1}" y1="{ya:.1}" y2="{ya:.1}" stroke="#212121"/><line x1="{:.1}" x2="{:.1}" y1="{yb:.1}" y2="{yb:.1}" stroke="#212121"/><circle cx="{cx:.1}" cy="{:.1}" r="4" fill="{FREE}" stroke="#fff"><title>{}={}: {} between {} and {}</title></circle><text x="{:.1}" y="{:.1}" class="n">{}–{}</text>"##,
+            r##"<line x1="{cx:.1}" x2="{cx:.1}" y1="{ya:.1}" y2="{yb:.1}" stroke="#212121" stroke-width="1.5"/><line x1="{:.1}" x2="{:.1}" y1="{ya:.1}" y2="{ya:.1}" stroke="#212121"/><line x1="{:.1}" x2="{:.1}" y1="{yb:.1}" y2="{yb:.1}" stroke="#212121"/><circle cx="{cx:.1}" cy="{my:.1}" r="4" fill="{FREE}" stroke="#fff"><title>{}={}: {} between {} and {}</title></circle>"##,
             cx - 5.0,
             cx + 5.0,
             cx - 5.0,
             cx + 5.0,
-            f.y(fy(*m)),
             esc(over),
             fmt_f64(*x),
             esc(key),
             fmt_f64(*a),
             fmt_f64(*b),
-            cx + 7.0,
-            f.y(fy(*m)) + 3.5,
-            fmt_f64(*a),
-            fmt_f64(*b)
         );
+    }
+    // All meet: the answer lies beyond the end that helps least; none: beyond the end that
+    // helps most. The glyph sits inside the plot at that edge (the baseline of its first row
+    // and the step of the next, into the plot), its words beside it.
+    let edge = |all: bool| {
+        if all != increasing {
+            (f.y(1.0) + 14.0, 12.0, "▲")
+        } else {
+            (f.y(0.0) - 4.0, -12.0, "▼")
+        }
+    };
+    // Runs of neighbours with the same verdict at an edge, close enough that their words
+    // would touch: (all meet, the first's x, the last's x).
+    let mut groups: Vec<(bool, f64, f64)> = Vec::new();
+    let mut previous: Option<bool> = None;
+    for &i in &order {
+        let cx = f.x(fx(xs[i]));
+        let verdict = &out.points[i].results[t].verdict;
+        let all = match verdict {
+            Verdict::Between { .. } => {
+                previous = None;
+                continue;
+            }
+            Verdict::AllMeet | Verdict::NoneMeets => *verdict == Verdict::AllMeet,
+        };
+        let words = if all { "all meet" } else { "none meets" };
+        let room = 8.0 + Rect::of_text(0.0, 0.0, Anchor::Start, words).x1 + 10.0;
+        match groups.last_mut() {
+            Some(g) if previous == Some(all) && cx - g.2 < room => g.2 = cx,
+            _ => groups.push((all, cx, cx)),
+        }
+        previous = Some(all);
+        // A glyph that would touch another goes a row farther into the plot.
+        let (gy, step, glyph) = edge(all);
+        let candidates: Vec<_> = (0..=8).map(|k| (cx, gy + step * f64::from(k), Anchor::Middle)).collect();
+        let (gx, gy, _) = labels.place_box(&candidates, |&(x, y, _)| Rect::of_glyph(x, y));
+        let _ = write!(
+            o,
+            r##"<text x="{gx:.1}" y="{gy:.1}" font-size="13" fill="{}" text-anchor="middle">{glyph}</text>"##,
+            if all { FREE } else { DRY }
+        );
+    }
+    for &(all, a, b) in &groups {
+        let words = if all { "all meet" } else { "none meets" };
+        let (gy, step, _) = edge(all);
+        let wy = gy - 1.0;
+        let (right, left) = ((b + 8.0, wy, Anchor::Start), (a - 8.0, wy, Anchor::End));
+        let mut candidates = if b > f.x(0.8) { vec![left, right] } else { vec![right, left] };
+        for k in 1..=8 {
+            let y = wy + step * f64::from(k);
+            candidates.extend([
+                (b + 8.0, y, Anchor::Start),
+                (a - 8.0, y, Anchor::End),
+                ((a + b) / 2.0, y, Anchor::Middle),
+            ]);
+        }
+        let spot = labels.place(&candidates, words);
+        labels.text(&mut o, spot, words, r#"class="m""#);
+    }
+    // Neighbours with the same interval whose numbers would touch share them: (their x left
+    // to right, the interval's ends, the end that meets).
+    let mut same: Vec<(Vec<f64>, f64, f64, f64)> = Vec::new();
+    let mut previous: Option<(f64, f64, f64)> = None;
+    for &i in &order {
+        let Verdict::Between { meets_at, fails_at, .. } = out.points[i].results[t].verdict else {
+            previous = None;
+            continue;
+        };
+        let (a, b) = (meets_at.min(fails_at), meets_at.max(fails_at));
+        let cx = f.x(fx(xs[i]));
+        let room = 14.0 + Rect::of_text(0.0, 0.0, Anchor::Start, &format!("{}–{}", fmt_f64(a), fmt_f64(b))).x1;
+        match same.last_mut() {
+            Some(g) if previous == Some((a, b, meets_at)) && g.0.last().is_some_and(|x| cx - x < room) => g.0.push(cx),
+            _ => same.push((vec![cx], a, b, meets_at)),
+        }
+        previous = Some((a, b, meets_at));
+    }
+    // Each interval's numbers beside its dot (beside the outermost of neighbours that share
+    // them), else above or below its bar, else farther up or down a line of text at a time,
+    // tied to the bar by a thin line.
+    for (at, a, b, m) in &same {
+        let (first, last) = (at[0], at[at.len() - 1]);
+        let mid = (first + last) / 2.0;
+        let (ya, yb, my) = (f.y(fy(*a)), f.y(fy(*b)), f.y(fy(*m)));
+        // Above the bar and its dot (the dot is at an end of the bar), or below them.
+        let (up, down) = (yb.min(my - 4.0) - 4.0, ya.max(my + 4.0) + 11.0);
+        let mut candidates = vec![
+            (last + 7.0, my + 3.5, Anchor::Start),
+            (first - 7.0, my + 3.5, Anchor::End),
+            (mid, up, Anchor::Middle),
+            (mid, down, Anchor::Middle),
+        ];
+        let beside = candidates.len();
+        for k in 1..=8 {
+            let d = TICK_ROW * f64::from(k);
+            candidates.extend([
+                (mid, up - d, Anchor::Middle),
+                (last + 3.0, up - d, Anchor::Start),
+                (first - 3.0, up - d, Anchor::End),
+                (mid, down + d, Anchor::Middle),
+                (last + 3.0, down + d, Anchor::Start),
+                (first - 3.0, down + d, Anchor::End),
+            ]);
+        }
+        let text = format!("{}–{}", fmt_f64(*a), fmt_f64(*b));
+        let spot = labels.place(&candidates, &text);
+        if !candidates[..beside].contains(&spot) {
+            // From the end of the nearest bar (or its dot) to the middle of the numbers' nearer
+            // side.
+            let tx = match spot.2 {
+                Anchor::Start => spot.0 + 3.0,
+                Anchor::Middle => spot.0,
+                Anchor::End => spot.0 - 3.0,
+            };
+            let cx = at.iter().copied().min_by(|p, q| (p - tx).abs().total_cmp(&(q - tx).abs())).unwrap_or(mid);
+            let (ey, ty) = if spot.1 < my { (up + 4.0, spot.1 + 2.5) } else { (down - 11.0, spot.1 - 8.0) };
+            let _ = write!(
+                o,
+                r##"<line x1="{cx:.1}" y1="{ey:.1}" x2="{tx:.1}" y2="{ty:.1}" stroke="#9e9e9e" stroke-width="0.6"/>"##
+            );
+        }
+        labels.text(&mut o, spot, &text, r#"class="n""#);
     }
     f.chrome(&mut o, &title, &format!("{over}{}", unit_suffix(over)), &format!("{key}{}", unit_suffix(key)));
     o.push_str("</svg>");
@@ -1449,7 +1652,11 @@ mod tests {
                 Some("end") => Anchor::End,
                 _ => Anchor::Start,
             };
-            let r = Rect::of_text(num(tag, "x"), num(tag, "y"), anchor, &content);
+            let r = if content == "▲" || content == "▼" {
+                Rect::of_glyph(num(tag, "x"), num(tag, "y"))
+            } else {
+                Rect::of_text(num(tag, "x"), num(tag, "y"), anchor, &content)
+            };
             texts.push((content, r));
         }
         let dots = svg
@@ -1572,6 +1779,147 @@ mod tests {
                         assert!(texts.iter().any(|(t, _)| *t == n), "{at}: number {n} missing");
                     }
                 }
+            }
+        }
+    }
+
+    /// The texts of `svg` (not turned) that run outside its view box.
+    fn outside_the_chart(svg: &str) -> Vec<String> {
+        let view = attr(svg, "viewBox").unwrap();
+        let n: Vec<f64> = view.split(' ').map(|v| v.parse().unwrap()).collect();
+        let chart = Rect { x0: n[0], y0: n[1], x1: n[0] + n[2], y1: n[1] + n[3] };
+        let (texts, _) = boxes(svg);
+        texts.into_iter().filter(|(_, r)| r.outside(&chart) > 0.0).map(|(t, r)| format!("{t:?} at {r:?}")).collect()
+    }
+
+    /// A frontier of `credit_pct` over `budget.trusted` with these values and verdicts.
+    fn frontier_of(points: &[(&str, Verdict)]) -> FrontierOutput {
+        use crate::frontier::FrontierPoint;
+        let (result, range) = launch_solve();
+        FrontierOutput {
+            format: crate::frontier::FORMAT.to_owned(),
+            scenario: PlanScenario::default(),
+            range,
+            resolution: 0.5,
+            over: crate::report::Axis {
+                key: "budget.trusted".to_owned(),
+                values: points.iter().map(|(v, _)| (*v).to_owned()).collect(),
+            },
+            points: points
+                .iter()
+                .map(|(v, verdict)| FrontierPoint {
+                    value: (*v).to_owned(),
+                    pool_initial_sats: 14_500,
+                    results: vec![TargetResult { verdict: verdict.clone(), ..result.clone() }],
+                    requests: 0,
+                })
+                .collect(),
+            requests: 0,
+            violations: 0,
+            first_violation: None,
+        }
+    }
+
+    fn between(meets_at: f64, fails_at: f64) -> Verdict {
+        Verdict::Between { meets_at, fails_at, fails_decided: true }
+    }
+
+    /// Every label of a frontier's chart is legible however close two values of the second key
+    /// sit: the values' names, the ▼ and ▲ of values at which no (every) value meets and their
+    /// words, and each interval's numbers; none covers another or a dot, none runs off the
+    /// chart, and each is there.
+    #[test]
+    fn no_label_of_a_frontier_covers_another() {
+        use Verdict::{AllMeet, NoneMeets};
+        let cases: Vec<Vec<(&str, Verdict)>> = vec![
+            // `--over budget.trusted=50,200,5000 --max-seeds 5` on the tipping fixture: every
+            // value undecided, 50 and 200 a few units apart on an axis to 5,000.
+            vec![("50", NoneMeets), ("200", NoneMeets), ("5000", NoneMeets)],
+            // The same at `--max-seeds 300` with 1000 and 1100: two intervals side by side.
+            vec![
+                ("50", AllMeet),
+                ("200", between(11.5, 11.0)),
+                ("1000", between(15.0, 14.5)),
+                ("1100", between(15.0, 14.5)),
+                ("5000", between(15.0, 14.5)),
+            ],
+            // Crowds of values a unit apart on an axis to 100,000, of each kind, given out of
+            // order, on a frontier that falls.
+            vec![
+                ("100000", between(2.0, 2.5)),
+                ("1002", NoneMeets),
+                ("1000", NoneMeets),
+                ("1001", NoneMeets),
+                ("1003", AllMeet),
+                ("1004", AllMeet),
+                ("1005", between(99.5, 100.0)),
+                ("1006", between(99.0, 99.5)),
+                ("1007", between(98.5, 99.0)),
+                ("99999", between(2.5, 3.0)),
+            ],
+            // Near the ends of the key's range, where a dot meets the glyphs' edge.
+            vec![("10", between(0.5, 0.0)), ("11", NoneMeets), ("12", AllMeet), ("13", between(100.0, 99.5))],
+            // One value.
+            vec![("50", NoneMeets)],
+        ];
+        for points in cases {
+            let out = frontier_of(&points);
+            let svg = frontier_chart(&out, 0);
+            let at = points.iter().map(|(v, _)| *v).collect::<Vec<_>>().join(",");
+            assert_eq!(overlaps(&svg), Vec::<String>::new(), "{at}: {svg}");
+            assert_eq!(outside_the_chart(&svg), Vec::<String>::new(), "{at}: {svg}");
+            let (texts, _) = boxes(&svg);
+            let has = |t: &str| texts.iter().filter(|(x, _)| x == t).count();
+            for (v, verdict) in &points {
+                assert_eq!(has(v), 1, "{at}: the name of {v}");
+                if let Verdict::Between { meets_at, fails_at, .. } = verdict {
+                    let numbers = format!("{}–{}", fmt_f64(meets_at.min(*fails_at)), fmt_f64(meets_at.max(*fails_at)));
+                    assert!(has(&numbers) >= 1, "{at}: {numbers} missing");
+                }
+            }
+            // On a rising frontier no value meets beyond the top, all beyond the bottom.
+            let rising = !at.starts_with("100000");
+            let (up, down) = ("▲", "▼");
+            for (verdict, glyph, words) in [
+                (NoneMeets, if rising { up } else { down }, "none meets"),
+                (AllMeet, if rising { down } else { up }, "all meet"),
+            ] {
+                let n = points.iter().filter(|(_, v)| *v == verdict).count();
+                assert_eq!(has(glyph), n, "{at}: a {glyph} for each of {n}");
+                assert_eq!(has(words) > 0, n > 0, "{at}: {words}");
+            }
+            // The same frontier gives the same bytes.
+            assert_eq!(frontier_chart(&out, 0), svg);
+        }
+    }
+
+    /// A balance chart's marks keep their words apart and on the chart: a target balance near
+    /// the top of the scale, its day at the right edge, and a day in the middle of a chart in a
+    /// cell, whose words are wider than the room right of it.
+    #[test]
+    fn no_label_of_a_balance_chart_covers_another() {
+        let scale = SatsScale::holding(1_000_000);
+        let band = PoolBand::default();
+        for (target, days, dry) in
+            [("pool_p5(day=10) >= 500000", 10, None), ("p_dry(day=45) <= 0.05", 90, Some((40, 0.25)))]
+        {
+            let target = Target::parse(target, days).unwrap();
+            for wide in [false, true] {
+                let svg = PoolChart {
+                    title: "t".to_owned(),
+                    band: &band,
+                    initial_sats: 14_500,
+                    days,
+                    scale,
+                    dry,
+                    marks: target_marks(&target),
+                    w: if wide { 900.0 } else { 420.0 },
+                    h: if wide { 300.0 } else { 230.0 },
+                }
+                .render();
+                let at = format!("{}, wide {wide}", target.text);
+                assert_eq!(overlaps(&svg), Vec::<String>::new(), "{at}: {svg}");
+                assert_eq!(outside_the_chart(&svg), Vec::<String>::new(), "{at}: {svg}");
             }
         }
     }
