@@ -804,11 +804,12 @@ impl<'a> ConfirmOn<'a> {
                     }
                 };
                 if creates {
-                    let scratch = Scratch::create(url)?;
-                    let r = lockstep_replay(kind, &scratch.url, h, log, mutant);
-                    let name = scratch.name.clone();
-                    if let Err(e) = scratch.drop_it() {
-                        eprintln!("ledger-sim: {e:#}; the database {name} is left on the server, drop it by hand");
+                    let scratch = TestPg::on_server("--database-url", url, "ledger_confirm")
+                        .map_err(|e| anyhow::anyhow!("confirming the counterexample: {e}"))?;
+                    let r = lockstep_replay(kind, scratch.url(), h, log, mutant);
+                    let name = scratch.database_name().to_owned();
+                    if let Err(e) = scratch.drop_database() {
+                        eprintln!("ledger-sim: {e}; the database {name} is left on the server, drop it by hand");
                     }
                     r
                 } else {
@@ -866,60 +867,6 @@ fn admin<T: Send + 'static>(
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(anyhow::anyhow!("{what} on {shown}: {e}")),
         Err(_) => Err(anyhow::anyhow!("{what} on {shown}: no answer within {} s", limit.as_secs())),
-    }
-}
-
-/// A database a confirmation made on the server of `--database-url`, for one replay.
-struct Scratch {
-    /// The server's URL (the user's), to drop it from.
-    server: String,
-    name: String,
-    url: String,
-}
-
-static NEXT_SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-impl Scratch {
-    fn create(server_url: &str) -> anyhow::Result<Scratch> {
-        let shown = redacted(server_url);
-        let n = NEXT_SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("ledger_confirm_{}_{n}", std::process::id());
-        let url = ledger_pg::testpg::with_database(server_url, &name);
-        let opts: sqlx::postgres::PgConnectOptions =
-            server_url.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
-        // A URL naming its database in its query (`?dbname=`) would not reach the new one.
-        let reaches =
-            url.parse::<sqlx::postgres::PgConnectOptions>().ok().and_then(|o| o.get_database().map(str::to_owned));
-        if reaches.as_deref() != Some(name.as_str()) {
-            anyhow::bail!("--database-url {shown}: cannot name another database on its server in it, to confirm on");
-        }
-        let create = format!("CREATE DATABASE \"{name}\"");
-        admin(&shown, &format!("creating the database {name} to confirm on"), async move {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
-            sqlx::query(&create).execute(&mut conn).await?;
-            conn.close().await
-        })?;
-        Ok(Scratch { server: server_url.to_owned(), name, url })
-    }
-
-    /// Drops the database (its replay's connections are closed by then; `FORCE` ends any
-    /// left, on a server that knows it).
-    fn drop_it(self) -> anyhow::Result<()> {
-        let shown = redacted(&self.server);
-        let opts: sqlx::postgres::PgConnectOptions =
-            self.server.parse().map_err(|e| anyhow::anyhow!("--database-url {shown}: {e}"))?;
-        let name = self.name.clone();
-        admin(&shown, &format!("dropping the database {name} confirmed on"), async move {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
-            let forced =
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
-            if forced.is_err() {
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\"")).execute(&mut conn).await?;
-            }
-            conn.close().await
-        })
     }
 }
 

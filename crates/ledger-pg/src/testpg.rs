@@ -417,12 +417,19 @@ impl TestPg {
     /// Blocking; it may be called from inside or outside a tokio runtime.
     pub fn new() -> Result<TestPg, TestPgError> {
         match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => {
-                let admin = crate::database_url_options("DATABASE_URL", &url).map_err(TestPgError::Url)?;
-                TestPg::on(None, admin, &url)
-            }
+            Ok(url) if !url.is_empty() => TestPg::on_server("DATABASE_URL", &url, "ledger_test"),
             _ => TestPg::on_cluster(shared_cluster()?),
         }
+    }
+
+    /// A fresh database on the server of `url`, which the user gave as `named` (`DATABASE_URL`,
+    /// `--database-url`), named `{prefix}_{pid}_{n}_{nanos}`: the URL's role must be allowed to
+    /// create databases. Dropped with the `TestPg`, or by [`TestPg::drop_database`], which says
+    /// whether it was. A URL naming its database in its query (`?dbname=`) is refused: it would
+    /// not reach the new database.
+    pub fn on_server(named: &str, url: &str, prefix: &str) -> Result<TestPg, TestPgError> {
+        let admin = crate::database_url_options(named, url).map_err(TestPgError::Url)?;
+        TestPg::on(None, admin, url, named, prefix)
     }
 
     /// Like [`TestPg::new`], but on a cluster of its own that no other `TestPg` shares, even
@@ -440,19 +447,33 @@ impl TestPg {
     fn on_cluster(cluster: Arc<Cluster>) -> Result<TestPg, TestPgError> {
         let admin = cluster.admin_options();
         let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
-        TestPg::on(Some(cluster), admin, &url)
+        TestPg::on(Some(cluster), admin, &url, "the throwaway cluster", "ledger_test")
     }
 
-    fn on(cluster: Option<Arc<Cluster>>, admin: PgConnectOptions, base_url: &str) -> Result<TestPg, TestPgError> {
+    fn on(
+        cluster: Option<Arc<Cluster>>,
+        admin: PgConnectOptions,
+        base_url: &str,
+        named: &str,
+        prefix: &str,
+    ) -> Result<TestPg, TestPgError> {
         let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let db_name = format!("ledger_test_{}_{n}_{nanos}", std::process::id());
-        let create = format!("CREATE DATABASE {db_name}");
+        let db_name = format!("{prefix}_{}_{n}_{nanos}", std::process::id());
+        let url = with_database(base_url, &db_name);
+        let reaches = url.parse::<PgConnectOptions>().ok().and_then(|o| o.get_database().map(str::to_owned));
+        if reaches.as_deref() != Some(db_name.as_str()) {
+            return Err(TestPgError::Url(format!(
+                "{named} {:?}: names its database in its query, so it cannot reach a fresh database made on its \
+                 server; name the database in the path instead (postgres://USER@HOST:5432/DATABASE)",
+                crate::redacted(base_url)
+            )));
+        }
+        let create = format!("CREATE DATABASE \"{db_name}\"");
         block_on_side_thread("creating a database", admin.clone(), move |mut conn| async move {
             sqlx::query(&create).execute(&mut conn).await?;
             conn.close().await
         })?;
-        let url = with_database(base_url, &db_name);
         Ok(TestPg { cluster, admin, db_name, url })
     }
 
@@ -515,16 +536,36 @@ impl TestPg {
     }
 }
 
+impl TestPg {
+    /// Drops the database now, on a server that outlives us (`DATABASE_URL`'s, or one given
+    /// with [`TestPg::on_server`]), and says whether it could; dropping the `TestPg` does the
+    /// same silently. On a private cluster, which goes with its last user, it does nothing.
+    pub fn drop_database(mut self) -> Result<(), TestPgError> {
+        self.drop_on_server()
+    }
+
+    fn drop_on_server(&mut self) -> Result<(), TestPgError> {
+        if self.cluster.is_some() || self.db_name.is_empty() {
+            return Ok(());
+        }
+        let name = std::mem::take(&mut self.db_name);
+        // `FORCE` ends any connection left (PostgreSQL 13 and later); an older server refuses
+        // the option, and gets the plain statement.
+        block_on_side_thread("dropping a database", self.admin.clone(), move |mut conn| async move {
+            let forced =
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+            if forced.is_err() {
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\"")).execute(&mut conn).await?;
+            }
+            conn.close().await
+        })
+    }
+}
+
 impl Drop for TestPg {
     fn drop(&mut self) {
-        if self.cluster.is_none() {
-            // A shared server outlives us: remove what we made.
-            let drop_db = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
-            let _ = block_on_side_thread("dropping a database", self.admin.clone(), move |mut conn| async move {
-                sqlx::query(&drop_db).execute(&mut conn).await?;
-                conn.close().await
-            });
-        }
+        // A shared server outlives us: remove what we made.
+        let _ = self.drop_on_server();
         // Dropping the last Arc<Cluster> stops and removes the cluster.
     }
 }

@@ -14,3 +14,4 @@ mod reference_sql;
 mod schema;
 mod seed_sql;
 mod stripes;
+mod testpg;
