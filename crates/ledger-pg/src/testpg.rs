@@ -359,11 +359,15 @@ impl Cluster {
     fn restart(&self) -> Result<(), TestPgError> {
         let data_str = self.dir.join("data").to_string_lossy().into_owned();
         let log = self.dir.join("server.log").to_string_lossy().into_owned();
+        eprintln!(
+            "ledger-pg: restarting the throwaway PostgreSQL in {} (pg_ctl waits at most {PG_CTL_WAIT_S} s)",
+            self.dir.display()
+        );
         // Without -o, pg_ctl restarts with the options of the last start (postmaster.opts).
         run_as_owner(
             running_as_root(),
             &self.pg_ctl,
-            &["-D", &data_str, "-l", &log, "-m", "fast", "-w", "-t", "60", "restart"],
+            &["-D", &data_str, "-l", &log, "-m", "fast", "-w", "-t", &PG_CTL_WAIT_S.to_string(), "restart"],
         )?;
         Ok(())
     }
