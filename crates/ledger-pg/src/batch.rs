@@ -237,7 +237,10 @@ async fn expire_alone(pool: &PgPool, now: TimeMs) -> Result<Applied, PgError> {
         }
         .await;
         match result {
-            Err(PgError::Sql(e)) if reference::is_retryable(&e) && attempt < MAX_RETRIES => attempt += 1,
+            Err(PgError::Sql(e)) if reference::is_retryable(&e) && attempt < MAX_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(reference::retry_pause(attempt)).await;
+            }
             other => return other,
         }
     }
@@ -368,6 +371,7 @@ impl Lane {
                     attempt += 1;
                     bump(&self.counters.retries, 1);
                     tracing::debug!(attempt, error = %e, "retrying a batch of {}", sent.len());
+                    tokio::time::sleep(reference::retry_pause(attempt)).await;
                 }
                 Err(BatchError::Database(e)) if sent.len() > 1 => {
                     // One command's error: each alone, so that only it fails.

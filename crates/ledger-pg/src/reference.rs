@@ -192,11 +192,28 @@ pub async fn apply(pool: &sqlx::PgPool, command: &Command, now: TimeMs) -> Resul
         match apply_once(pool, command, now).await {
             Err(PgError::Sql(e)) if is_retryable(&e) && attempt < MAX_RETRIES => {
                 attempt += 1;
-                tracing::debug!(attempt, error = %e, "retrying {}", command.name());
+                let pause = retry_pause(attempt);
+                tracing::debug!(attempt, error = %e, pause_ms = pause.as_millis() as u64, "retrying {}", command.name());
+                tokio::time::sleep(pause).await;
             }
             other => return other,
         }
     }
+}
+
+/// The pause before retry `attempt` (from 1) of a serialization failure or deadlock: 2^attempt
+/// ms, at most 100 ms, jittered down to as little as half of that, so that the transactions
+/// a deadlock or a conflict just set against each other do not all come back at the same
+/// moment and meet again. At most 1.5 s over [`MAX_RETRIES`] retries. (Wall-clock time only:
+/// which transaction wins a race on a real server is never part of a deterministic result.)
+pub fn retry_pause(attempt: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling = 1u64.checked_shl(attempt.min(63)).unwrap_or(u64::MAX).min(100);
+    // A random number without a dependency: the process's randomly keyed hasher.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = h.finish() % (ceiling / 2 + 1);
+    std::time::Duration::from_millis(ceiling - jitter)
 }
 
 /// The fields of a `ledger_result` (`sql/reference_schema.sql`), selected from a command's call.
@@ -382,6 +399,22 @@ fn refusal(code: &str, row: &PgRow) -> Result<Refusal, PgError> {
 #[cfg(test)]
 mod tests {
     use super::is_raised_by_the_sql_code;
+
+    #[test]
+    fn a_retry_pauses_longer_each_time_up_to_100_ms_jittered_down_by_at_most_half() {
+        let mut total = std::time::Duration::ZERO;
+        for attempt in 1..=super::MAX_RETRIES {
+            let ceiling = (1u64 << attempt.min(7)).min(100);
+            let pauses: Vec<u64> = (0..50).map(|_| super::retry_pause(attempt).as_millis() as u64).collect();
+            assert!(pauses.iter().all(|&p| p <= ceiling && p >= ceiling - ceiling / 2), "{attempt}: {pauses:?}");
+            if ceiling >= 8 {
+                assert!(pauses.iter().any(|&p| p != pauses[0]), "jittered: {attempt}: {pauses:?}");
+            }
+            total += super::retry_pause(attempt);
+        }
+        assert!(total <= std::time::Duration::from_millis(1526), "{total:?}");
+        assert!(super::retry_pause(u32::MAX) <= std::time::Duration::from_millis(100));
+    }
 
     #[test]
     fn only_errors_of_the_sql_itself_are_the_implementations() {
