@@ -27,8 +27,9 @@
 //!
 //! Every wait on the server is bounded, and one that lasts says on stderr what it waits for; a
 //! lifecycle without an answer in 30 s counts as failed. Passwords in URLs are printed as `***`.
-//! Exit status: 0 done, 1 the run failed, 2 refused (bad arguments, a server that is not
-//! durable under `--durable`, or one that allows too few connections).
+//! Exit status: 0 done, 1 the run failed, 2 refused (bad arguments, a `DATABASE_URL` that is
+//! not a PostgreSQL URL, a server that is not durable under `--durable`, or one that allows too
+//! few connections).
 
 use std::future::Future;
 use std::process::ExitCode;
