@@ -2,66 +2,7 @@
 //! killed mid-run, a counterexample's printed replay command pasted into a shell, and a
 //! "server" that accepts connections and never answers.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// A started `ledger-sim` whose stdout and stderr are read on threads of their own (so a full
-/// pipe never stalls it).
-struct Running {
-    child: Child,
-    stdout: JoinHandle<String>,
-    stderr: JoinHandle<String>,
-}
-
-/// How a `ledger-sim` ended: its exit code (-1 when killed by a signal) and what it printed.
-struct Ended {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Running {
-    /// Starts `cmd` with no stdin and its stdout and stderr piped to the readers.
-    fn spawn(cmd: &mut Command) -> Running {
-        let mut child =
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("ledger-sim");
-        let stdout = read_all(child.stdout.take().expect("piped stdout"));
-        let stderr = read_all(child.stderr.take().expect("piped stderr"));
-        Running { child, stdout, stderr }
-    }
-
-    /// Waits for the end, at most `limit` from `since`: past it, kills the child and panics
-    /// with `what` and its stderr.
-    fn wait(mut self, since: Instant, limit: Duration, what: &str) -> Ended {
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for ledger-sim") {
-                break status;
-            }
-            if since.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("{what}; its stderr:\n{}", self.stderr.join().unwrap_or_default());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        Ended {
-            code: status.code().unwrap_or(-1),
-            stdout: self.stdout.join().expect("the stdout reader"),
-            stderr: self.stderr.join().expect("the stderr reader"),
-        }
-    }
-}
-
-/// Reads `pipe` to its end on a thread of its own.
-fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
+use crate::common::{Ended, Running};
 
 mod killed_server {
     //! The database killed (SIGKILL to the postmaster) in the middle of a `ledger-sim run`, as a

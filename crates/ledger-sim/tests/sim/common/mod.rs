@@ -1,21 +1,33 @@
 //! What the end-to-end tests of the binary share.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub const SIM: &str = env!("CARGO_BIN_EXE_ledger-sim");
 
-/// Runs `ledger-sim ARGS` in `dir` without `DATABASE_URL`: exit code, stdout, stderr.
+/// How long one `ledger-sim` of these tests may run before it is killed and its test fails
+/// with its stderr: no test waits forever on a child that hangs.
+pub const CHILD_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `ledger-sim ARGS` in `dir` without `DATABASE_URL`: exit code, stdout, stderr. At most
+/// [`CHILD_LIMIT`].
 pub fn sim_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out =
-        Command::new(SIM).args(args).current_dir(dir).env_remove("DATABASE_URL").output().expect("ledger-sim runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    sim_in_within(dir, args, CHILD_LIMIT)
+}
+
+/// [`sim_in`] with a bound of its own: past `limit` the child is killed and the test fails,
+/// saying so, with the child's stderr.
+pub fn sim_in_within(dir: &Path, args: &[&str], limit: Duration) -> (i32, String, String) {
+    let mut cmd = Command::new(SIM);
+    cmd.args(args).current_dir(dir).env_remove("DATABASE_URL");
+    let what = format!("ledger-sim {} did not end within {} s", args.join(" "), limit.as_secs());
+    let ended = Running::spawn(&mut cmd).wait(Instant::now(), limit, &what);
+    (ended.code, ended.stdout, ended.stderr)
 }
 
 /// The repository's root.
@@ -39,4 +51,60 @@ pub fn scratch(name: &str) -> String {
 /// one realistic bug, for the harness to catch.
 pub fn broken(sed: &str) -> String {
     format!("'{SIM}' serve | sed -u '{sed}'")
+}
+
+/// A started `ledger-sim` whose stdout and stderr are read on threads of their own (so a full
+/// pipe never stalls it).
+pub struct Running {
+    child: Child,
+    stdout: JoinHandle<String>,
+    stderr: JoinHandle<String>,
+}
+
+/// How a `ledger-sim` ended: its exit code (-1 when killed by a signal) and what it printed.
+pub struct Ended {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Running {
+    /// Starts `cmd` with no stdin and its stdout and stderr piped to the readers.
+    pub fn spawn(cmd: &mut Command) -> Running {
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("ledger-sim");
+        let stdout = read_all(child.stdout.take().expect("piped stdout"));
+        let stderr = read_all(child.stderr.take().expect("piped stderr"));
+        Running { child, stdout, stderr }
+    }
+
+    /// Waits for the end, at most `limit` from `since`: past it, kills the child and panics
+    /// with `what` and its stderr.
+    pub fn wait(mut self, since: Instant, limit: Duration, what: &str) -> Ended {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for ledger-sim") {
+                break status;
+            }
+            if since.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{what}; its stderr:\n{}", self.stderr.join().unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Ended {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join().expect("the stdout reader"),
+            stderr: self.stderr.join().expect("the stderr reader"),
+        }
+    }
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
 }
