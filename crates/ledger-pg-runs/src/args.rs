@@ -148,6 +148,47 @@ impl PgArgs {
     }
 }
 
+/// The options of `replay` of a pg-reference or pg-seed trace: the database to replay on, as
+/// `run` takes it.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ReplayDbArgs {
+    /// The PostgreSQL database to replay on (a pg-reference or pg-seed trace), as `run
+    /// --database-url` runs on it: it is reset (ledger-pg's tables are dropped) before the
+    /// replay; a database holding other tables is refused unless --reset-database is given.
+    /// Without it, the replay gets a fresh database on `DATABASE_URL`'s server, or on a private
+    /// throwaway cluster.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// With --database-url: drop everything in the database's `public` schema before the
+    /// replay, tables ledger-pg did not create included.
+    #[arg(long)]
+    pub reset_database: bool,
+}
+
+impl ReplayDbArgs {
+    /// True when either option was given.
+    pub fn is_set(&self) -> bool {
+        self.database_url.is_some() || self.reset_database
+    }
+
+    /// Refuses what `run` refuses of the same options, before any connection: a URL that is
+    /// not PostgreSQL's (named `--database-url`, without its password), `--reset-database`
+    /// without `--database-url`.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let args = self.as_run();
+        args.validate()?;
+        if args.database_url.is_some() {
+            crate::server::Server::new(&args)?;
+        }
+        Ok(())
+    }
+
+    /// The same options as `run` takes them.
+    pub(crate) fn as_run(&self) -> PgArgs {
+        PgArgs { database_url: self.database_url.clone(), reset_database: self.reset_database, ..PgArgs::default() }
+    }
+}
+
 /// The options of `run --engine exec` and of `replay` of an exec trace: the implementation's
 /// command and what it needs (SPEC.md §9).
 #[derive(clap::Args, Debug, Default, Clone)]

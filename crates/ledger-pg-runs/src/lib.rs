@@ -64,7 +64,9 @@ mod pg_mutant;
 mod record;
 mod server;
 
-pub use args::{duration, parse_exec_timeout, ExecArgs, PgArgs, PgRun, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY};
+pub use args::{
+    duration, parse_exec_timeout, ExecArgs, PgArgs, PgRun, ReplayDbArgs, DEFAULT_GIVE_UP_AFTER_S, MAX_CONCURRENCY,
+};
 pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
 pub use exec::{replay_on_exec, start_exec, ChildDb};
@@ -73,6 +75,8 @@ pub use ledger_pg::redacted_text;
 pub use lockstep::replay_on_pg;
 pub use pg_mutant::load_pg_mutant;
 
+use ledger_simulator::exec::RunResult;
+use ledger_simulator::history::History;
 use ledger_simulator::report::{EngineKind, RunReport};
 
 use crate::concurrent::concurrent_run;
@@ -106,9 +110,99 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
         );
     }
     let server = Server::new(args)?;
-    match args.concurrency {
+    let mut report = match args.concurrency {
         Some(n) => concurrent_run(run, args, &server, n, mutant.as_deref()),
         None => lockstep_run(run, &server, args.crash_server_at, mutant.as_deref().zip(args.pg_mutant.as_deref())),
     }
-    .map_err(|e| server.named_in(e))
+    .map_err(|e| server.named_in(e))?;
+    if let Some(url) = &args.database_url {
+        // The command that replays a counterexample (or runs a concurrent seed again) does it
+        // on the same database, as this run did.
+        let (flags, hidden) = database_flags(url, args.reset_database);
+        for v in &mut report.violations {
+            v.replay.push_str(&flags);
+        }
+        if hidden && !report.violations.is_empty() {
+            eprintln!(
+                "ledger-sim: the commands printed to replay or run again give --database-url without its password: \
+                 give it in PGPASSWORD (or ~/.pgpass)"
+            );
+        }
+    }
+    Ok(report)
+}
+
+/// ` --database-url URL` (and ` --reset-database`), quoted for a POSIX shell, for a command that
+/// runs on the database a run used; the URL without its password (which is never printed: it
+/// is given again in `PGPASSWORD` or `~/.pgpass`), and whether it had one.
+fn database_flags(url: &str, reset_database: bool) -> (String, bool) {
+    // `redacted` writes the password as `user:***@` or `password=***`: both are left out.
+    let shown = ledger_pg::redacted(url);
+    let (head, query) = match shown.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (shown.as_str(), None),
+    };
+    let mut bare = head.replacen(":***@", "@", 1);
+    if let Some(query) = query {
+        let kept: Vec<&str> = query.split('&').filter(|p| *p != "password=***").collect();
+        if !kept.is_empty() {
+            bare = format!("{bare}?{}", kept.join("&"));
+        }
+    }
+    let hidden = bare != url;
+    let mut flags = format!(" --database-url {}", args::shell_quote(&bare));
+    if reset_database {
+        flags.push_str(" --reset-database");
+    }
+    (flags, hidden)
+}
+
+/// Replays a lockstep trace of a Postgres engine (`replay` of a pg-reference or pg-seed trace)
+/// where `db` says: on the database of `--database-url`, reset first as before each seed of a
+/// run on it, by the same rules (a database holding tables ledger-pg did not create is refused
+/// unless `--reset-database`); without it, as [`replay_on_pg`] does. The result, and the first
+/// divergence from the reference engine, as [`replay_on_pg`] gives them.
+pub fn replay_on_pg_at(
+    kind: EngineKind,
+    h: &History,
+    log: bool,
+    mutant: Option<&str>,
+    db: &ReplayDbArgs,
+) -> anyhow::Result<(RunResult, Option<String>)> {
+    db.check()?;
+    if db.database_url.is_none() {
+        return replay_on_pg(kind, h, log, mutant);
+    }
+    let server = Server::new(&db.as_run())?;
+    let (r, d) = server
+        .fresh()
+        .and_then(|fresh| lockstep::lockstep_replay(kind, &fresh.url, h, log, mutant))
+        .map_err(|e| server.named_in(e))?;
+    Ok((r, d.map(|d| format!("at engine step {}: {}", d.step, d.detail))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_flags;
+
+    /// The command that runs again on a `--database-url` names the same database, never its
+    /// password (in the authority or a parameter), and quotes what a shell would split.
+    #[test]
+    fn database_flags_name_the_database_without_its_password() {
+        for (url, reset, flags, hidden) in [
+            ("postgres://u@h:5/db", false, " --database-url postgres://u@h:5/db", false),
+            ("postgres://u:hunter2@h:5/db", false, " --database-url postgres://u@h:5/db", true),
+            ("postgresql://u:***@h/db", true, " --database-url postgresql://u@h/db --reset-database", true),
+            (
+                "postgres://u@h/db?sslmode=require&password=hunter2",
+                false,
+                " --database-url 'postgres://u@h/db?sslmode=require'",
+                true,
+            ),
+            ("postgres://u@h/db?password=hunter2", false, " --database-url postgres://u@h/db", true),
+            ("postgres://u@h/db?sslmode=require", false, " --database-url 'postgres://u@h/db?sslmode=require'", false),
+        ] {
+            assert_eq!(database_flags(url, reset), (flags.to_owned(), hidden), "{url}");
+        }
+    }
 }

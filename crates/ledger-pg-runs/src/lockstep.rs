@@ -883,7 +883,7 @@ fn replay_pg(
     r
 }
 
-fn lockstep_replay(
+pub(crate) fn lockstep_replay(
     kind: EngineKind,
     url: &str,
     h: &History,

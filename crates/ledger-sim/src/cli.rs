@@ -160,6 +160,9 @@ struct ReplayArgs {
     /// The implementation of an exec trace (`exec-reference`, `exec-seed`).
     #[command(flatten)]
     exec: ledger_pg_runs::ExecArgs,
+    /// The database of a pg-reference or pg-seed trace.
+    #[command(flatten)]
+    db: ledger_pg_runs::ReplayDbArgs,
     /// A pg-reference trace found with `run --pg-mutant FILE`: install the same SQL mutant
     /// before replaying, so the replay shows what the run found. Builds with `--features
     /// mutants` only.
@@ -524,6 +527,8 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     if args.pg_mutant.is_some() && !cfg!(feature = "mutants") {
         anyhow::bail!("--pg-mutant needs a build with `--features mutants`");
     }
+    // A garbled URL is refused before the trace is read, as `run` refuses it before any seed.
+    args.db.check()?;
     let path = args.file.display().to_string();
     if let Some(junit) = &args.junit {
         crate::input::check_output("--junit", junit)?;
@@ -533,7 +538,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
 
     let spec = EngineSpec::from_name(&h.engine)?;
     let mutant = args.pg_mutant.as_deref().map(|path| ledger_pg_runs::load_pg_mutant(path, spec.kind)).transpose()?;
-    let (r, divergence) = replay_any(&h, &args.exec, mutant.as_deref(), true)?;
+    let (r, divergence) = replay_any(&h, &args.exec, &args.db, mutant.as_deref(), true)?;
     let report = ReplayReport {
         engine: h.engine.clone(),
         seed: h.seed,
@@ -595,13 +600,14 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     Ok(report.violations.is_empty() && divergence.is_none())
 }
 
-/// Replays a history on the engine it names: in memory, on a fresh PostgreSQL database (with
-/// the SQL of `--pg-mutant` installed), or on an implementation of the engine protocol. The
-/// result, and the divergence from the reference of pg-reference or of an exec implementation
-/// of the reference API.
+/// Replays a history on the engine it names: in memory, on PostgreSQL (the database of
+/// `--database-url` reset first, or a fresh one; with the SQL of `--pg-mutant` installed), or
+/// on an implementation of the engine protocol. The result, and the divergence from the
+/// reference of pg-reference or of an exec implementation of the reference API.
 fn replay_any(
     h: &History,
     exec: &ledger_pg_runs::ExecArgs,
+    db: &ledger_pg_runs::ReplayDbArgs,
     mutant: Option<&str>,
     log: bool,
 ) -> anyhow::Result<(RunResult, Option<String>)> {
@@ -609,9 +615,15 @@ fn replay_any(
     if spec.kind != EngineKind::Exec && exec.is_set() {
         anyhow::bail!("--exec replays an exec trace; this trace is of {}", h.engine);
     }
+    if !matches!(spec.kind, EngineKind::PgReference | EngineKind::PgSeed) && db.is_set() {
+        anyhow::bail!(
+            "--database-url and --reset-database replay a pg-reference or pg-seed trace; this trace is of {}",
+            h.engine
+        );
+    }
     match spec.kind {
         EngineKind::Reference | EngineKind::Seed => Ok((replay_in_memory(spec, h, log)?, None)),
-        EngineKind::PgReference | EngineKind::PgSeed => ledger_pg_runs::replay_on_pg(spec.kind, h, log, mutant),
+        EngineKind::PgReference | EngineKind::PgSeed => ledger_pg_runs::replay_on_pg_at(spec.kind, h, log, mutant, db),
         EngineKind::Exec => {
             exec.command().map_err(|_| {
                 anyhow::anyhow!(

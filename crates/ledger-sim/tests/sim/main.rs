@@ -19,5 +19,6 @@ mod merge_runs_hostile;
 mod pg_hostile;
 mod plan_fit;
 mod plan_solve;
+mod replay_database_url;
 mod replay_trace;
 mod typescript;

@@ -1,0 +1,166 @@
+//! `replay --database-url`: a pg-seed counterexample found on a given database replays on that
+//! database, by the command the run printed, reset first by `run`'s rules (a database holding
+//! tables ledger-pg did not create is refused unless `--reset-database`); the URL's password is
+//! never printed; a garbled URL is refused before any connection. Needs PostgreSQL and fails
+//! (never skips) when a throwaway cluster cannot start.
+
+use std::process::{Command, Output};
+
+use ledger_pg::testpg::{TestPg, TimeLimit};
+
+const PASSWORD: &str = "hunter2";
+
+fn sim(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-sim"));
+    cmd.args(args).env_remove("DATABASE_URL").env_remove("PGPASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// `command` as a user pastes it, with this build's `ledger-sim` first on the path.
+fn shell(command: &str, env: &[(&str, &str)]) -> Output {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_ledger-sim")).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", command]).env("PATH", path).env_remove("DATABASE_URL").env_remove("PGPASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// The tables of the `public` schema of the database at `pg`.
+fn tables(rt: &tokio::runtime::Runtime, pool: &sqlx::PgPool) -> Vec<String> {
+    rt.block_on(
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+            .fetch_all(pool),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_counterexample_found_on_a_database_url_replays_on_it() {
+    let _limit = TimeLimit::new(
+        "replay_database_url::a_counterexample_found_on_a_database_url_replays_on_it (a throwaway server, a \
+         pg-seed run and replays on it)",
+        std::time::Duration::from_secs(600),
+    );
+    let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    // The throwaway server trusts local connections: a password in the URL is accepted and
+    // not needed, so the replay the run prints (without it) still connects.
+    let url = pg.url().replacen("postgres://postgres@", &format!("postgres://postgres:{PASSWORD}@"), 1);
+    assert!(url.contains(PASSWORD), "{url}");
+    let bare = pg.url().to_owned();
+    let dir = std::env::temp_dir().join(format!("ledger-sim-replay-url-{}", std::process::id()));
+    let dir = dir.to_str().unwrap();
+    let out = sim(
+        &[
+            "run",
+            "--engine",
+            "pg-seed",
+            "--database-url",
+            &url,
+            "--seed",
+            "0",
+            "--users",
+            "40",
+            "--steps",
+            "600",
+            "--max-replays",
+            "20",
+            "--json",
+            "--trace-dir",
+            dir,
+        ],
+        &[],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(!all.contains(PASSWORD), "{all}");
+    assert!(all.contains("without its password: give it in PGPASSWORD"), "{all}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &report["violations"][0];
+    let (invariant, trace) = (first["invariant"].as_str().unwrap(), first["trace"].as_str().unwrap());
+    let replay = first["replay"].as_str().unwrap();
+    assert_eq!(replay, format!("ledger-sim replay {trace} --database-url {bare}"));
+
+    // The run left ledger-pg's tables; a table of someone else's makes the database one a
+    // replay refuses to reset, as a run does, naming it.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let pool = rt.block_on(pg.pool()).unwrap();
+    rt.block_on(sqlx::raw_sql("CREATE TABLE precious (x int)").execute(&pool)).unwrap();
+    let out = shell(replay, &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("ledger-pg did not create (precious)") && all.contains("--reset-database"), "{all}");
+    assert!(tables(&rt, &pool).contains(&"precious".to_owned()), "a refused replay dropped nothing");
+
+    // With --reset-database it replays there, and finds what the run found.
+    let out = shell(&format!("{replay} --reset-database --json"), &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let replayed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(replayed["violations"].as_array().unwrap().iter().any(|v| v["invariant"] == invariant), "{all}");
+    assert!(all.contains(&format!("resetting the database at {bare}")), "{all}");
+    let after = tables(&rt, &pool);
+    assert!(!after.contains(&"precious".to_owned()) && after.contains(&"timmy_config".to_owned()), "{after:?}");
+
+    // The replay as printed, again: the database now holds ledger-pg's tables only.
+    let out = shell(replay, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // Given with its password, which is never printed.
+    let out = sim(&["replay", trace, "--database-url", &url], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(!all.contains(PASSWORD) && all.contains("postgres://postgres:***@"), "{all}");
+    rt.block_on(pool.close());
+}
+
+/// What `run --database-url` refuses, `replay --database-url` refuses the same way, before it
+/// reads the trace or connects anywhere.
+#[test]
+fn replay_refuses_a_garbled_database_url_and_a_reset_without_one() {
+    let dir = std::env::temp_dir().join(format!("ledger-sim-replay-url-refused-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("no-such-trace.jsonl");
+    let trace = trace.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["replay", trace, "--database-url", "gar:u:hunter2@x//y"],
+            "--database-url \"gar:***@x//y\": not a PostgreSQL URL",
+        ),
+        (
+            vec!["replay", trace, "--database-url", "mysql://u:hunter2@h/db"],
+            "--database-url \"mysql://u:***@h/db\": not a PostgreSQL URL",
+        ),
+        (
+            vec!["replay", trace, "--database-url", "postgres://u:hunter2@127.0.0.1:notaport/db"],
+            "--database-url \"postgres://u:***@127.0.0.1:notaport/db\": not a valid PostgreSQL URL",
+        ),
+        (vec!["replay", trace, "--reset-database"], "--reset-database needs --database-url"),
+    ] {
+        let out = sim(&args, &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {all}");
+        assert!(all.contains(says), "{args:?}: {all}");
+        assert!(!all.contains(PASSWORD) && !all.contains("panicked"), "{args:?}: {all}");
+        for tried in ["refused", "localhost", "throwaway", "waiting at most", "resetting", "no-such-trace"] {
+            assert!(!all.contains(tried), "{args:?}: {all}");
+        }
+    }
+    // A trace of an engine that does not run on PostgreSQL takes no database.
+    let seed_trace =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/counterexamples/seed-races/seed-seed0-I4.jsonl");
+    let out = sim(&["replay", seed_trace, "--database-url", "postgres://u:hunter2@127.0.0.1:1/db"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("--database-url and --reset-database replay a pg-reference or pg-seed trace"), "{all}");
+    assert!(!all.contains(PASSWORD), "{all}");
+}
