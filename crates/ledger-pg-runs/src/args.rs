@@ -171,18 +171,6 @@ impl ReplayDbArgs {
         self.database_url.is_some() || self.reset_database
     }
 
-    /// Refuses what `run` refuses of the same options, before any connection: a URL that is
-    /// not PostgreSQL's (named `--database-url`, without its password), `--reset-database`
-    /// without `--database-url`.
-    pub fn check(&self) -> anyhow::Result<()> {
-        let args = self.as_run();
-        args.validate()?;
-        if args.database_url.is_some() {
-            crate::server::Server::new(&args)?;
-        }
-        Ok(())
-    }
-
     /// The same options as `run` takes them.
     pub(crate) fn as_run(&self) -> PgArgs {
         PgArgs { database_url: self.database_url.clone(), reset_database: self.reset_database, ..PgArgs::default() }

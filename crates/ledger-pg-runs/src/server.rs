@@ -181,3 +181,17 @@ where
     .join()
     .map_err(|_| anyhow::anyhow!("the database thread panicked"))?
 }
+
+impl crate::args::ReplayDbArgs {
+    /// Refuses what `run` refuses of the same options, before any connection: a URL that is
+    /// not PostgreSQL's (named `--database-url`, without its password), `--reset-database`
+    /// without `--database-url`.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let args = self.as_run();
+        args.validate()?;
+        if args.database_url.is_some() {
+            Server::new(&args)?;
+        }
+        Ok(())
+    }
+}
