@@ -4,35 +4,45 @@
 //! never printed; a garbled URL is refused before any connection. Needs PostgreSQL and fails
 //! (never skips) when a throwaway cluster cannot start.
 
-use std::process::{Command, Output};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use ledger_pg::testpg::{TestPg, TimeLimit};
 
+use crate::common::{Ended, Running};
+
 const PASSWORD: &str = "hunter2";
 
-fn sim(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-sim"));
-    cmd.args(args).env_remove("DATABASE_URL").env_remove("PGPASSWORD");
+/// How long one child here may run before it is killed and the test fails.
+const CHILD_LIMIT: Duration = Duration::from_secs(120);
+
+/// `cmd` run to its end, at most [`CHILD_LIMIT`], without `DATABASE_URL` or `PGPASSWORD`.
+fn ended(mut cmd: Command, env: &[(&str, &str)], what: &str) -> Ended {
+    cmd.env_remove("DATABASE_URL").env_remove("PGPASSWORD");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    let what = format!("{what} did not end within {} s", CHILD_LIMIT.as_secs());
+    Running::spawn(&mut cmd).wait(Instant::now(), CHILD_LIMIT, &what)
 }
 
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+fn sim(args: &[&str], env: &[(&str, &str)]) -> Ended {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-sim"));
+    cmd.args(args);
+    ended(cmd, env, &format!("ledger-sim {}", args.join(" ")))
+}
+
+fn text(out: &Ended) -> String {
+    format!("{}{}", out.stdout, out.stderr)
 }
 
 /// `command` as a user pastes it, with this build's `ledger-sim` first on the path.
-fn shell(command: &str, env: &[(&str, &str)]) -> Output {
+fn shell(command: &str, env: &[(&str, &str)]) -> Ended {
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_ledger-sim")).parent().unwrap();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", command]).env("PATH", path).env_remove("DATABASE_URL").env_remove("PGPASSWORD");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    cmd.args(["-c", command]).env("PATH", path);
+    ended(cmd, env, command)
 }
 
 /// The tables of the `public` schema of the database at `pg`.
@@ -81,10 +91,10 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
         &[],
     );
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert_eq!(out.code, 1, "{all}");
     assert!(!all.contains(PASSWORD), "{all}");
     assert!(all.contains("without its password: give it in PGPASSWORD"), "{all}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let first = &report["violations"][0];
     let (invariant, trace) = (first["invariant"].as_str().unwrap(), first["trace"].as_str().unwrap());
     let replay = first["replay"].as_str().unwrap();
@@ -97,15 +107,15 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
     rt.block_on(sqlx::raw_sql("CREATE TABLE precious (x int)").execute(&pool)).unwrap();
     let out = shell(replay, &[]);
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert_eq!(out.code, 2, "{all}");
     assert!(all.contains("ledger-pg did not create (precious)") && all.contains("--reset-database"), "{all}");
     assert!(tables(&rt, &pool).contains(&"precious".to_owned()), "a refused replay dropped nothing");
 
     // With --reset-database it replays there, and finds what the run found.
     let out = shell(&format!("{replay} --reset-database --json"), &[]);
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
-    let replayed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.code, 1, "{all}");
+    let replayed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(replayed["violations"].as_array().unwrap().iter().any(|v| v["invariant"] == invariant), "{all}");
     assert!(all.contains(&format!("resetting the database at {bare}")), "{all}");
     let after = tables(&rt, &pool);
@@ -113,12 +123,12 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
 
     // The replay as printed, again: the database now holds ledger-pg's tables only.
     let out = shell(replay, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.code, 1, "{}", text(&out));
 
     // Given with its password, which is never printed.
     let out = sim(&["replay", trace, "--database-url", &url], &[]);
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert_eq!(out.code, 1, "{all}");
     assert!(!all.contains(PASSWORD) && all.contains("postgres://postgres:***@"), "{all}");
     rt.block_on(pool.close());
 }
@@ -148,7 +158,7 @@ fn replay_refuses_a_garbled_database_url_and_a_reset_without_one() {
     ] {
         let out = sim(&args, &[]);
         let all = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {all}");
+        assert_eq!(out.code, 2, "{args:?}: {all}");
         assert!(all.contains(says), "{args:?}: {all}");
         assert!(!all.contains(PASSWORD) && !all.contains("panicked"), "{args:?}: {all}");
         for tried in ["refused", "localhost", "throwaway", "waiting at most", "resetting", "no-such-trace"] {
@@ -160,7 +170,7 @@ fn replay_refuses_a_garbled_database_url_and_a_reset_without_one() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/counterexamples/seed-races/seed-seed0-I4.jsonl");
     let out = sim(&["replay", seed_trace, "--database-url", "postgres://u:hunter2@127.0.0.1:1/db"], &[]);
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert_eq!(out.code, 2, "{all}");
     assert!(all.contains("--database-url and --reset-database replay a pg-reference or pg-seed trace"), "{all}");
     assert!(!all.contains(PASSWORD), "{all}");
 }
