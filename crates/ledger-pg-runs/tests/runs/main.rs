@@ -9,3 +9,20 @@ mod linearizability;
 mod pg;
 mod pg_confirm_url;
 mod pg_mutants;
+
+/// Runs `sql` (one or more statements) on the database `opts` names, on a connection of its
+/// own on a thread of its own (so that a caller inside a runtime may use it too).
+fn run_sql(opts: sqlx::postgres::PgConnectOptions, sql: &str) {
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect_with(&opts).await.expect("a connection");
+            sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            conn.close().await.expect("close");
+        })
+    })
+    .join()
+    .expect("the SQL thread");
+}

@@ -98,18 +98,7 @@ fn child(url: &str) -> (bool, String) {
 
 /// Runs `sql` on the cluster's `postgres` database as its superuser.
 fn admin(pg: &TestPg, sql: &str) {
-    let (opts, sql) = (pg.connect_options().database("postgres"), sql.to_owned());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        rt.block_on(async move {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect_with(&opts).await.expect("a connection");
-            sqlx::raw_sql(&sql).execute(&mut conn).await.expect("the admin statement");
-            conn.close().await.expect("close");
-        })
-    })
-    .join()
-    .expect("the admin thread");
+    crate::run_sql(pg.connect_options().database("postgres"), sql);
 }
 
 #[test]

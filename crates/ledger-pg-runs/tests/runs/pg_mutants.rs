@@ -96,22 +96,6 @@ fn read_trace(path: &str) -> History {
     History::read_jsonl(&bytes[..], path).expect("a valid trace")
 }
 
-/// Installs `sql` on the database at `url`, on a connection of its own.
-fn install(url: &str, sql: &str) {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        rt.block_on(async move {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&url).await.expect("a connection");
-            sqlx::raw_sql(&sql).execute(&mut conn).await.expect("the mutant installs");
-            conn.close().await.expect("close");
-        })
-    })
-    .join()
-    .expect("the install thread");
-}
-
 /// The whole history of `seed` on pg-reference with the mutant installed, as the run drew it.
 fn whole_seed(s: &Scenario, seed: u64, sql: &str) -> History {
     let pg = TestPg::new().expect("a throwaway PostgreSQL must start");
@@ -120,7 +104,7 @@ fn whole_seed(s: &Scenario, seed: u64, sql: &str) -> History {
         |c| {
             assert!(!made.replace(true), "one engine a seed");
             let engine = PgReferenceEngine::connect_url(pg.url(), c).expect("pg-reference connects");
-            install(pg.url(), sql);
+            crate::run_sql(pg.connect_options(), sql);
             engine
         },
         "pg-reference",
