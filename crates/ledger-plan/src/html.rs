@@ -800,6 +800,15 @@ fn initial_at(base_sats: u64, settings: &[(&str, f64)]) -> u64 {
     settings.iter().find(|(k, _)| *k == "pool_initial_sats").map_or(base_sats, |(_, v)| *v as u64)
 }
 
+/// A balance chart's account of the decision at its value: `sure meets, 161 seeds`; or, for a
+/// test that ran out of seeds, `undecided at the 300-seed cap` (not "sure undecided").
+fn decided(step: &Step) -> String {
+    match step.decision {
+        Decision::Undecided => format!("undecided at the {}-seed cap", thousands(step.seeds)),
+        d => format!("{} {}, {} seeds", level_word(step.level), decision_word(d), thousands(step.seeds)),
+    }
+}
+
 /// A balance chart of the seeds one step used; `wide` across the page.
 fn step_chart(
     title: String,
@@ -1218,14 +1227,7 @@ pub fn render_solve(out: &SolveOutput) -> String {
         }
         for v in shown_values(r, &out.range) {
             if let Some(step) = step_at(r, v) {
-                let title = format!(
-                    "{key} {}{}: {} {}, {} seeds",
-                    fmt_f64(v),
-                    unit(key),
-                    level_word(step.level),
-                    decision_word(step.decision),
-                    thousands(step.seeds)
-                );
+                let title = format!("{key} {}{}: {}", fmt_f64(v), unit(key), decided(step));
                 let initial = initial_at(s.pool_initial_sats, &[(key, v)]);
                 figures.push(step_chart(title, step, initial, &r.target, s.days, scale, false));
             }
@@ -1577,15 +1579,7 @@ pub fn render_frontier(out: &FrontierOutput) -> String {
             })
             .collect();
         for (i, &(p, r, v, step)) in shown.iter().enumerate() {
-            let title = format!(
-                "{over}={} · {key} {}{}: {} {}, {} seeds",
-                p.value,
-                fmt_f64(v),
-                unit(key),
-                level_word(step.level),
-                decision_word(step.decision),
-                thousands(step.seeds)
-            );
+            let title = format!("{over}={} · {key} {}{}: {}", p.value, fmt_f64(v), unit(key), decided(step));
             let wide = across(i, shown.len());
             let initial = initial_at(p.pool_initial_sats, &[(key, v)]);
             figure(&mut o, wide, &step_chart(title, step, initial, &r.target, s.days, scale, wide));
@@ -1695,6 +1689,13 @@ mod tests {
 
     fn step(value: f64, level: Level, decision: Decision, seeds: u64, events: u64) -> Step {
         Step { value, level, decision, seeds, events, seeds_run: seeds, pool: PoolBand::default() }
+    }
+
+    #[test]
+    fn a_balance_charts_title_says_a_test_that_ran_out_of_seeds_is_undecided_at_the_cap() {
+        assert_eq!(decided(&step(72.5, Level::Sure, Decision::Meets, 262, 6)), "sure meets, 262 seeds");
+        assert_eq!(decided(&step(44.0, Level::Sure, Decision::Fails, 1234, 68)), "sure fails, 1,234 seeds");
+        assert_eq!(decided(&step(11.0, Level::Sure, Decision::Undecided, 2000, 90)), "undecided at the 2,000-seed cap");
     }
 
     /// The solve of the README's planning question: eleven decisions, two values tested twice
