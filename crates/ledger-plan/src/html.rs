@@ -896,6 +896,16 @@ enum Anchor {
 }
 
 impl Anchor {
+    /// Where a thin line tying a label at `x` (so anchored) to its point meets the label: a
+    /// little inside its nearer side.
+    fn tie_x(self, x: f64) -> f64 {
+        match self {
+            Anchor::Start => x + 3.0,
+            Anchor::Middle => x,
+            Anchor::End => x - 3.0,
+        }
+    }
+
     fn svg(self) -> &'static str {
         match self {
             Anchor::Start => "start",
@@ -1115,11 +1125,7 @@ fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool, wide: bool) -
         if !candidates[..beside].contains(&spot) {
             // A number away from its dot is tied to it by a thin line.
             // From the dot's edge to the middle of the number's nearer side.
-            let tx = match spot.2 {
-                Anchor::Start => spot.0 + 3.0,
-                Anchor::Middle => spot.0,
-                Anchor::End => spot.0 - 3.0,
-            };
+            let tx = spot.2.tie_x(spot.0);
             let (ey, ty) = if spot.1 < y { (y - DOT_R, spot.1 + 2.5) } else { (y + DOT_R, spot.1 - 8.0) };
             let _ = write!(
                 o,
@@ -1470,11 +1476,7 @@ fn frontier_chart(out: &FrontierOutput, t: usize) -> String {
         if !candidates[..beside].contains(&spot) {
             // From the end of the nearest bar (or its dot) to the middle of the numbers' nearer
             // side.
-            let tx = match spot.2 {
-                Anchor::Start => spot.0 + 3.0,
-                Anchor::Middle => spot.0,
-                Anchor::End => spot.0 - 3.0,
-            };
+            let tx = spot.2.tie_x(spot.0);
             let cx = at.iter().copied().min_by(|p, q| (p - tx).abs().total_cmp(&(q - tx).abs())).unwrap_or(mid);
             let (ey, ty) = if spot.1 < my { (up + 4.0, spot.1 + 2.5) } else { (down - 11.0, spot.1 - 8.0) };
             let _ = write!(
