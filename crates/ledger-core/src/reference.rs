@@ -112,6 +112,43 @@ impl Ledger {
         ledger
     }
 
+    /// Whether the pool's balance could decide `command` at `now`: the same command against a
+    /// larger pool might be answered otherwise. Under these rules the pool is compared with
+    /// an amount in two places only, and both are counted here when the pool is the smaller
+    /// side:
+    ///
+    /// - a new request's `decide`, once admitted (a known identity with budget left and a
+    ///   nonzero estimate): the pool below what the decision could grant,
+    ///   `min(remaining, estimate)`, makes it partial or gated where a larger pool would not;
+    /// - a `reserve_partial` of more than the pool, refused where a larger pool might grant it
+    ///   (counted even when the daily remaining refuses it as well, whose refusal names the
+    ///   smaller of the two).
+    ///
+    /// Nothing else reads the pool's balance: a release, a record and an expiry only give
+    /// back to it, and a credit adds to it (its refusal on overflow depends on the credited
+    /// total, not on the balance). So a run in which no command was bound by the pool runs
+    /// the same way, command for command and outcome for outcome, from any larger pool: this
+    /// is how the planner carries a run up to a larger credit or genesis
+    /// (`ledger_plan::model::Carry`). A request decided before is answered from its record
+    /// and is never bound.
+    pub fn pool_binds(&self, command: &Command, now: TimeMs) -> bool {
+        let pool = self.totals.pool_sats;
+        match *command {
+            Command::Decide { request_id, pubkey, estimated_sats } => {
+                if self.requests.get(request_id.0).is_some() {
+                    return false;
+                }
+                let Some(&idx) = self.identity_index.get(&pubkey) else { return false };
+                let identity = &self.identities[idx as usize].1;
+                let standing =
+                    rules::Standing { budget: self.budget_of(identity), remaining: || self.remaining(identity, now) };
+                rules::admit(estimated_sats, Some(standing)).is_ok_and(|remaining| pool < remaining.min(estimated_sats))
+            }
+            Command::ReservePartial { amount_sats, .. } => amount_sats > pool,
+            _ => false,
+        }
+    }
+
     /// A ledger from a [`Snapshot`], after checking that its books balance: nothing listed
     /// twice, every reservation held by an identity, every sum of the balance sheet and of
     /// each identity's reservations equal to what its records add up to, and the pool, the

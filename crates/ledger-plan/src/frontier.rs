@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::report::{thousands, Axis};
 use super::scenario::{fmt_f64, PlanError, PlanScenario};
-use super::solve::{decisions_text, undecided_words, unit, SolveRange, Solver, Step, TargetResult, Verdict};
+use super::solve::{decisions_text, undecided_words, unit, Cost, SolveRange, Solver, Step, TargetResult, Verdict};
 use super::target::Target;
 
 /// The output format version.
@@ -136,6 +136,12 @@ impl Frontier {
     /// Solve at every value of the second key, in order, on the current rayon pool; `on_step`
     /// hears of each value tested, with the second key's value.
     pub fn solve(&self, on_step: &dyn Fn(&str, &Target, &Step)) -> Result<FrontierOutput, PlanError> {
+        self.solve_with_cost(on_step).map(|(out, _)| out)
+    }
+
+    /// [`Frontier::solve`], and what it cost over all its points.
+    pub fn solve_with_cost(&self, on_step: &dyn Fn(&str, &Target, &Step)) -> Result<(FrontierOutput, Cost), PlanError> {
+        let mut cost = Cost::default();
         let first = self.points.first().expect("a frontier has a point");
         let mut out = FrontierOutput {
             format: FORMAT.to_owned(),
@@ -149,7 +155,8 @@ impl Frontier {
             first_violation: None,
         };
         for (value, solver) in self.over.values.iter().zip(&self.points) {
-            let one = solver.solve(&|target, step| on_step(value, target, step))?;
+            let (one, one_cost) = solver.solve_with_cost(&|target, step| on_step(value, target, step))?;
+            cost += one_cost;
             out.requests += one.requests;
             out.violations += one.violations;
             if out.first_violation.is_none() {
@@ -162,7 +169,7 @@ impl Frontier {
                 requests: one.requests,
             });
         }
-        Ok(out)
+        Ok((out, cost))
     }
 }
 

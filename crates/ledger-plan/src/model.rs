@@ -185,6 +185,8 @@ struct Run<'a> {
     hour_cdf: [f64; 24],
     /// Every request decided, for `plan --history-out`; `None` (no cost) otherwise.
     history: Option<&'a mut Vec<HistoryRow>>,
+    /// What carrying the run up to a larger pool takes ([`run_carried`]); `None` otherwise.
+    carry: Option<Carry>,
 }
 
 /// Run one configuration with one seed. `config` is only copied into the result.
@@ -197,13 +199,24 @@ pub fn run(s: &PlanScenario, config: usize, seed: u64) -> SeedResult {
 /// more to know that the pool ran dry by a day, and a failing configuration costs a few
 /// days instead of all of them. `pool_by_day` is then shorter than `days`.
 pub fn run_until_dry(s: &PlanScenario, config: usize, seed: u64, stop_when_dry: bool) -> SeedResult {
-    run_recorded(s, config, seed, stop_when_dry, None)
+    run_recorded(s, config, seed, stop_when_dry, None, None).0
+}
+
+/// [`run_until_dry`] of configuration 0, which also records what [`Carry::carry`] needs to
+/// give the same run at a larger credit or genesis: whether the pool ever bound a command
+/// ([`ledger_core::Ledger::pool_binds`]), and the payments of each day by their amount modulo
+/// `modulus` (a divisor of 10,000; see [`Carry`]). The run itself is the same, draw for draw.
+pub fn run_carried(s: &PlanScenario, seed: u64, stop_when_dry: bool, modulus: u64) -> (SeedResult, Carry) {
+    assert!(modulus > 0 && 10_000 % modulus == 0, "a carry's modulus divides 10,000");
+    let carry = Carry::new(modulus, s.days as usize);
+    let (result, carry) = run_recorded(s, 0, seed, stop_when_dry, None, Some(carry));
+    (result, carry.expect("recorded"))
 }
 
 /// [`run`] of `seed`, with a row appended to `history` for every request it decides, in
 /// time order (`plan --history-out`). The run is the same run, draw for draw.
 pub fn run_with_history(s: &PlanScenario, seed: u64, history: &mut Vec<HistoryRow>) -> SeedResult {
-    run_recorded(s, 0, seed, false, Some(history))
+    run_recorded(s, 0, seed, false, Some(history), None).0
 }
 
 fn run_recorded(
@@ -212,7 +225,8 @@ fn run_recorded(
     seed: u64,
     stop_when_dry: bool,
     history: Option<&mut Vec<HistoryRow>>,
-) -> SeedResult {
+    carry: Option<Carry>,
+) -> (SeedResult, Option<Carry>) {
     let ledger_config = s.config();
     let mut hour_cdf = [0.0; 24];
     let total: f64 = s.requests.hourly_weights.iter().sum();
@@ -279,6 +293,7 @@ fn run_recorded(
         actual_pct: Sampler::new(&s.cost.actual_pct),
         hour_cdf,
         history,
+        carry,
     };
     for (tier, n) in Tier::ALL.into_iter().zip(s.population.by_tier()) {
         for _ in 0..n {
@@ -308,6 +323,9 @@ fn run_recorded(
         let t = r.ledger.totals();
         r.out.pool_by_day.push(t.pool_sats.to_u64());
         r.out.reserved_by_day.push(t.reserved_sats.to_u64());
+        if let Some(carry) = &mut r.carry {
+            carry.next_bucket();
+        }
         let _ = r.apply(Command::Expire, day_end - 1);
         r.move_tiers(TimeMs(day_end - 1));
         if stop_when_dry && r.out.depleted_day.is_some() {
@@ -330,7 +348,7 @@ fn run_recorded(
     r.out.violations = v.len() as u64;
     r.out.first_violation = v.first().map(|v| v.to_string());
     SPARE.with(|spare| *spare.borrow_mut() = Some((r.ledger, r.checker)));
-    r.out
+    (r.out, r.carry)
 }
 
 thread_local! {
@@ -392,6 +410,9 @@ impl Run<'_> {
     /// Apply a command at `now_ms` and feed the checker.
     fn apply(&mut self, command: Command, now_ms: u64) -> Result<Outcome, Refusal> {
         let now = TimeMs(now_ms);
+        if let Some(carry) = self.carry.as_mut().filter(|c| !c.bound) {
+            carry.bound = self.ledger.pool_binds(&command, now);
+        }
         let result = self.ledger.apply(&command, now, &mut self.journal);
         if !self.journal.is_empty() {
             self.checker.on_movements(&self.journal, now);
@@ -558,6 +579,9 @@ impl Run<'_> {
                 let payment_id = PaymentId(self.next_payment);
                 self.checker.on_payment(payment_id, paid_sats);
                 self.out.paid_sats += paid_sats.to_u64();
+                if let Some(carry) = &mut self.carry {
+                    carry.pay(paid_sats.to_u64());
+                }
                 Command::Credit { payment_id, paid_sats }
             }
             _ => call.to_command(),
@@ -641,5 +665,119 @@ impl Run<'_> {
             let _ = self.apply(Command::SetTier { pubkey, tier: to }, now.0);
             self.checker.on_tier(pubkey, to, now);
         }
+    }
+}
+
+/// What a run records to be carried up to a larger pool: the same scenario with a larger
+/// credit (`credit_pct`) or genesis (`pool_initial_sats`), or both, without running it again.
+///
+/// A run in which the pool never bound a command ([`ledger_core::Ledger::pool_binds`]) runs
+/// command for command the same from a larger pool: every draw, decision, reservation and
+/// payment is the same, and only the pool's balance and the credits differ. Its balance at
+/// the end of each day is then its own plus the larger genesis's difference plus what the
+/// larger credit adds to that day's payments so far. A credit is `floor(paid * bps /
+/// 10,000)`, so the credits of a set of payments at another rate cannot be had from their sum
+/// alone; but `paid * bps mod 10,000` depends only on `paid mod m` when `m * bps` is a multiple
+/// of 10,000, so the run keeps, per day, the sum paid and the count of payments by their
+/// amount modulo `m`, and a rate `bps` with `m * bps` a multiple of 10,000 (every credit of
+/// a solve's grid, for the `m` it picks) has its credits exactly:
+/// `(bps * sum - sum over r of count(r) * (r * bps mod 10,000)) / 10,000`.
+#[derive(Clone, Debug)]
+pub struct Carry {
+    /// Whether the pool bound any command of the run.
+    bound: bool,
+    /// Payments are counted by their amount modulo this (a divisor of 10,000).
+    modulus: u64,
+    /// Per bucket (each day run, then the drain after the last): the sum paid.
+    sums: Vec<u64>,
+    /// Per bucket, `modulus` counts: payments by their amount modulo `modulus`.
+    counts: Vec<u32>,
+}
+
+impl Carry {
+    fn new(modulus: u64, days: usize) -> Carry {
+        let mut counts = Vec::with_capacity((days + 1) * modulus as usize);
+        counts.resize(modulus as usize, 0);
+        let mut sums = Vec::with_capacity(days + 1);
+        sums.push(0);
+        Carry { bound: false, modulus, sums, counts }
+    }
+
+    /// Whether the pool bound any command of the run: such a run cannot be carried.
+    pub fn bound(&self) -> bool {
+        self.bound
+    }
+
+    /// Bytes the record holds.
+    pub fn bytes(&self) -> usize {
+        self.sums.len() * 8 + self.counts.len() * 4
+    }
+
+    fn pay(&mut self, paid: u64) {
+        *self.sums.last_mut().expect("a bucket") += paid;
+        let at = self.counts.len() - self.modulus as usize + (paid % self.modulus) as usize;
+        self.counts[at] += 1;
+    }
+
+    /// The day's payments are in: the next ones go to the next day (or the drain).
+    fn next_bucket(&mut self) {
+        self.sums.push(0);
+        self.counts.resize(self.counts.len() + self.modulus as usize, 0);
+    }
+
+    /// Credits at `bps` of the payments of bucket `i`, when `bps` suits the modulus.
+    fn credited(&self, i: usize, bps: u64) -> Option<u64> {
+        if (self.modulus * bps) % 10_000 != 0 {
+            return None;
+        }
+        let m = self.modulus as usize;
+        let below: u128 = self.counts[i * m..(i + 1) * m]
+            .iter()
+            .enumerate()
+            .map(|(r, &n)| u128::from(n) * u128::from(r as u64 * bps % 10_000))
+            .sum();
+        let whole = u128::from(self.sums[i]) * u128::from(bps);
+        u64::try_from((whole - below) / 10_000).ok()
+    }
+
+    /// `from`, a run of `s0` that recorded this carry, as a run of `s` would give it: `Some`
+    /// when `s` is `s0` with a credit and a genesis at least as large, the pool never bound the
+    /// run, it found no violation, and the credits at `s`'s rate can be had from what was
+    /// recorded (see [`Carry`]). The result is the one [`run_until_dry`] of `s` with the same
+    /// seed returns, field for field (the crate's `carry` test checks it against runs).
+    pub fn carry(&self, from: &SeedResult, s0: &PlanScenario, s: &PlanScenario) -> Option<SeedResult> {
+        if self.bound || from.violations > 0 || self.sums.len() != from.pool_by_day.len() + 1 {
+            return None;
+        }
+        let (b0, b) = (u64::from(s0.credit_bps().to_u16()), u64::from(s.credit_bps().to_u16()));
+        let (g0, g) = (s0.pool_initial_sats, s.pool_initial_sats);
+        let same_otherwise =
+            PlanScenario { credit_pct: s0.credit_pct, pool_initial_sats: s0.pool_initial_sats, ..s.clone() } == *s0;
+        if !same_otherwise || b < b0 || g < g0 {
+            return None;
+        }
+        // Every credit of the run must still fit beside the genesis, as it did (a credit is
+        // at most what was paid).
+        Sats::new(g.checked_add(from.paid_sats)?).ok()?;
+        let mut out = from.clone();
+        let (mut old, mut new) = (0u64, 0u64);
+        for i in 0..self.sums.len() {
+            if b != b0 {
+                old += self.credited(i, b0)?;
+                new += self.credited(i, b)?;
+            }
+            if let Some(pool) = out.pool_by_day.get_mut(i) {
+                *pool = pool.checked_add(g - g0)?.checked_add(new - old)?;
+            }
+        }
+        if b != b0 {
+            // What was recorded must give back what the run credited.
+            if old != from.credited_sats {
+                debug_assert!(false, "a carry's credits at its own rate differ from the run's");
+                return None;
+            }
+            out.credited_sats = new;
+        }
+        Some(out)
     }
 }

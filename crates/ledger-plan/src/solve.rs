@@ -22,10 +22,13 @@
 //! meeting, and the verdict names it as undecided ([`TargetResult::undecided_at`]) rather than
 //! claim it at the user's confidence. It is not a grid: no value but those tested is claimed.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::model::{self, SeedResult};
+use super::model::{self, Carry, SeedResult};
 use super::report::{thousands, PoolBand};
 use super::scenario::{fmt_f64, from_table, set_number, PlanError, PlanScenario};
 use super::sprt::{Decision, Sprt, SprtSpec};
@@ -79,13 +82,50 @@ pub struct SolveOptions {
     pub band: Option<f64>,
     /// The most seeds one value may take.
     pub max_seeds: u64,
+    /// Carry a seed's run up from a lower value of `credit_pct` or `pool_initial_sats` where
+    /// the pool never bound it, instead of running it again ([`model::Carry`]): the same
+    /// result, without the checker's pass at the higher value. On by default.
+    #[serde(default = "carry_by_default")]
+    pub carry: bool,
+}
+
+fn carry_by_default() -> bool {
+    true
 }
 
 impl Default for SolveOptions {
     fn default() -> SolveOptions {
-        SolveOptions { resolution: None, alpha: 0.05, beta: 0.05, band: None, max_seeds: 2000 }
+        SolveOptions { resolution: None, alpha: 0.05, beta: 0.05, band: None, max_seeds: 2000, carry: true }
     }
 }
+
+/// What a solve cost, beside what its tests read: the seeds and requests it ran, and how many
+/// of the seeds read were carried up from a run at a lower value instead
+/// ([`SolveOptions::carry`]). Unlike the output, these depend on the number of threads (a
+/// batch runs one seed per thread, and a seed run but not read may or may not be carried
+/// later), so they are reported on the side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Seeds run, read or not.
+    pub seeds_run: u64,
+    /// Requests those runs decided.
+    pub requests_run: u64,
+    /// Seeds read that were carried up instead of run.
+    pub seeds_carried: u64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        self.seeds_run += o.seeds_run;
+        self.requests_run += o.requests_run;
+        self.seeds_carried += o.seeds_carried;
+    }
+}
+
+/// The largest record a seed may keep to be carried up ([`model::Carry::bytes`]): the solve
+/// keeps one per seed, so 2,000 seeds hold at most 2 GB. A finer grid of credits needs a
+/// larger modulus, and past this the seeds are run instead.
+const CARRY_BYTES_MAX: u64 = 1 << 20;
 
 /// One value tested.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -327,6 +367,8 @@ pub struct Solver {
     range: SolveRange,
     resolution: f64,
     targets: Vec<(Target, SprtSpec)>,
+    /// The modulus of the carries ([`model::Carry`]) when runs are carried up the key.
+    carry_modulus: Option<u64>,
 }
 
 impl Solver {
@@ -364,7 +406,7 @@ impl Solver {
         if targets.is_empty() {
             return Err(PlanError::Solve(format!("{}: give at least one --target", range.key)));
         }
-        let mut solver = Solver { doc, base, range, resolution: 0.0, targets: Vec::new() };
+        let mut solver = Solver { doc, base, range, resolution: 0.0, targets: Vec::new(), carry_modulus: None };
         let whole = solver.takes_whole_numbers()?;
         let (lo, hi, key) = (solver.range.lo, solver.range.hi, solver.range.key.clone());
         let resolution = match options.resolution {
@@ -422,7 +464,32 @@ impl Solver {
                 solver.scenario_for(target, v)?;
             }
         }
+        if options.carry {
+            solver.carry_modulus = solver.carry_modulus();
+        }
         Ok(solver)
+    }
+
+    /// The modulus by which runs count payments to be carried up the key ([`model::Carry`]):
+    /// `None` for a key other than `credit_pct` and `pool_initial_sats` (the only two that
+    /// add to the pool and change nothing else), or when the record would be too large.
+    /// Every credit of the grid is a multiple of the greatest common divisor `g` of the low
+    /// end's, the step's and the high end's (in basis points, with 10,000), so `10,000 / g`
+    /// prices them all; a value off that pattern is run, not carried ([`Carry::carry`]
+    /// refuses it).
+    fn carry_modulus(&self) -> Option<u64> {
+        let bps = |v: f64| self.scenario_at(v).ok().map(|s| u64::from(s.credit_bps().to_u16()));
+        let modulus = match self.range.key.as_str() {
+            "pool_initial_sats" => 10_000 / gcd(bps(self.range.lo)?, 10_000),
+            "credit_pct" => {
+                let (lo, hi) = (bps(self.range.lo)?, bps(self.range.hi)?);
+                let step = bps(grid_value(self.range.lo, self.resolution, 1)).map_or(0, |b| b.abs_diff(lo));
+                10_000 / gcd(gcd(gcd(lo, step), hi), 10_000)
+            }
+            _ => return None,
+        };
+        let days = u64::from(self.base.days) + 1;
+        (modulus.saturating_mul(days).saturating_mul(4) <= CARRY_BYTES_MAX).then_some(modulus)
     }
 
     /// Whether the key takes only whole numbers (the scenario's schema refuses a fraction
@@ -540,11 +607,18 @@ impl Solver {
 
     /// Solve every target on the current rayon pool; `on_step` hears of each decision.
     pub fn solve(&self, on_step: &dyn Fn(&Target, &Step)) -> Result<SolveOutput, PlanError> {
+        self.solve_with_cost(on_step).map(|(out, _)| out)
+    }
+
+    /// [`Solver::solve`], and what it cost.
+    pub fn solve_with_cost(&self, on_step: &dyn Fn(&Target, &Step)) -> Result<(SolveOutput, Cost), PlanError> {
         let mut tally = Tally::default();
         let mut results = Vec::new();
         for (target, spec) in &self.targets {
             let mut probes: Vec<Probe> = Vec::new();
             let mut steps = Vec::new();
+            // A target's values share their seeds' carries; another target may cut the days.
+            let mut carries = Carries { modulus: self.carry_modulus, sources: BTreeMap::new() };
             let verdict = search(self.range.lo, self.range.hi, self.resolution, |value, level| {
                 let i = match probes.iter().position(|p| p.value == value) {
                     Some(i) => i,
@@ -553,7 +627,7 @@ impl Solver {
                         probes.len() - 1
                     }
                 };
-                Ok(probes[i].decide(level, target, &mut tally, &mut |step| {
+                Ok(probes[i].decide(level, target, &mut tally, &mut carries, &mut |step| {
                     on_step(target, &step);
                     steps.push(step);
                 }))
@@ -573,7 +647,7 @@ impl Solver {
                 line,
             });
         }
-        Ok(SolveOutput {
+        let out = SolveOutput {
             format: FORMAT.to_owned(),
             scenario: self.base.clone(),
             range: self.range.clone(),
@@ -582,7 +656,16 @@ impl Solver {
             requests: tally.requests,
             violations: tally.violations,
             first_violation: tally.first_violation,
-        })
+        };
+        Ok((out, tally.cost))
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
@@ -592,6 +675,41 @@ struct Tally {
     requests: u64,
     violations: u64,
     first_violation: Option<String>,
+    cost: Cost,
+}
+
+/// A target's runs that can be carried up the key, at most one per seed: the one at the
+/// lowest value, which carries to every value above it.
+struct Carries {
+    /// `None`: nothing is carried.
+    modulus: Option<u64>,
+    sources: BTreeMap<u64, Source>,
+}
+
+/// A run the pool never bound, with what carrying it takes.
+struct Source {
+    value: f64,
+    scenario: Arc<PlanScenario>,
+    result: SeedResult,
+    carry: Carry,
+}
+
+impl Carries {
+    /// Seed `seed` at `scenario` (the key at `value`) carried up from a run at a lower value.
+    fn carry(&self, seed: u64, value: f64, scenario: &PlanScenario) -> Option<SeedResult> {
+        let source = self.sources.get(&seed).filter(|s| s.value <= value)?;
+        source.carry.carry(&source.result, &source.scenario, scenario)
+    }
+
+    /// Keep `result` of `seed` at `value` if the pool never bound it and no lower value's run
+    /// is kept.
+    fn offer(&mut self, seed: u64, value: f64, scenario: &Arc<PlanScenario>, result: &SeedResult, carry: Carry) {
+        if carry.bound() || result.violations > 0 || self.sources.get(&seed).is_some_and(|s| s.value <= value) {
+            return;
+        }
+        let source = Source { value, scenario: Arc::clone(scenario), result: result.clone(), carry };
+        self.sources.insert(seed, source);
+    }
 }
 
 /// The scout's test for the user's `spec`: the band twice as wide (kept inside `(0, 1)`),
@@ -612,10 +730,11 @@ pub fn scout_spec(spec: &SprtSpec) -> SprtSpec {
 /// `seed + 1`, ... in order), how many of them the tests have read, and both tests.
 struct Probe {
     value: f64,
-    scenario: PlanScenario,
+    scenario: Arc<PlanScenario>,
     scout: Sprt,
     sure: Sprt,
-    runs: Vec<SeedResult>,
+    /// Each seed's result, and whether it was carried up rather than run.
+    runs: Vec<(SeedResult, bool)>,
     /// Seeds read, in order: the same on any number of threads, since a seed is read only
     /// while the test asked about is undecided (a batch's later seeds wait for the next
     /// question, or are never read).
@@ -627,14 +746,21 @@ struct Probe {
 impl Probe {
     fn new(scenario: PlanScenario, value: f64, spec: SprtSpec) -> Probe {
         let (scout, sure) = (Sprt::new(scout_spec(&spec)), Sprt::new(spec));
-        Probe { value, scenario, scout, sure, runs: Vec::new(), read: 0, pools: Vec::new() }
+        Probe { value, scenario: Arc::new(scenario), scout, sure, runs: Vec::new(), read: 0, pools: Vec::new() }
     }
 
     /// The decision at `level`: seeds read one by one, in seed order, into both tests until
     /// there is one, run in batches of one per thread when none is waiting; a sure decision
     /// serves a scout's question too. `on_step` hears of each test as it decides; `tally`
     /// counts the seeds read.
-    fn decide(&mut self, level: Level, target: &Target, tally: &mut Tally, on_step: &mut dyn FnMut(Step)) -> Decision {
+    fn decide(
+        &mut self,
+        level: Level,
+        target: &Target,
+        tally: &mut Tally,
+        carries: &mut Carries,
+        on_step: &mut dyn FnMut(Step),
+    ) -> Decision {
         loop {
             let decided = match level {
                 Level::Scout => self.scout.decision().or(self.sure.decision()),
@@ -644,10 +770,11 @@ impl Probe {
                 return d;
             }
             if self.read == self.runs.len() {
-                self.run_batch(target.stops_when_dry());
+                self.run_batch(target.stops_when_dry(), carries, &mut tally.cost);
             }
-            let r = &self.runs[self.read];
+            let (r, carried) = &self.runs[self.read];
             self.read += 1;
+            tally.cost.seeds_carried += u64::from(*carried);
             tally.requests += r.requests();
             tally.violations += r.violations;
             if tally.first_violation.is_none() {
@@ -674,18 +801,52 @@ impl Probe {
         }
     }
 
-    /// Run the next seeds, one per thread (both tests have the same cap, and an undecided
-    /// test has read fewer seeds than it).
-    fn run_batch(&mut self, stop_when_dry: bool) {
-        let next = self.runs.len() as u64;
-        let n = (rayon::current_num_threads().max(1) as u64).min(self.sure.spec().max_trials - next);
-        let scenario = &self.scenario;
-        let runs: Vec<SeedResult> = (0..n as usize)
-            .into_par_iter()
+    /// The next seeds: those that can be carried up from a lower value, and then as many to
+    /// run as there are threads, run together (both tests have the same cap, and an
+    /// undecided test has read fewer seeds than it). A run that can be carried up is offered
+    /// to `carries`.
+    fn run_batch(&mut self, stop_when_dry: bool, carries: &mut Carries, cost: &mut Cost) {
+        let (threads, cap) = (rayon::current_num_threads().max(1), self.sure.spec().max_trials);
+        let mut batch: Vec<Option<SeedResult>> = Vec::new();
+        let mut to_run = Vec::new();
+        let mut next = self.runs.len() as u64;
+        while to_run.len() < threads && next < cap {
+            let seed = self.scenario.seed + next;
+            let carried = carries.carry(seed, self.value, &self.scenario);
+            if carried.is_none() {
+                to_run.push((batch.len(), seed));
+            }
+            batch.push(carried);
+            next += 1;
+        }
+        let (scenario, modulus) = (&self.scenario, carries.modulus);
+        let ran: Vec<(SeedResult, Option<Carry>)> = to_run
+            .par_iter()
             .with_max_len(1)
-            .map(|i| model::run_until_dry(scenario, 0, scenario.seed + next + i as u64, stop_when_dry))
+            .map(|&(_, seed)| match modulus {
+                Some(m) => {
+                    let (result, carry) = model::run_carried(scenario, seed, stop_when_dry, m);
+                    (result, Some(carry))
+                }
+                None => (model::run_until_dry(scenario, 0, seed, stop_when_dry), None),
+            })
             .collect();
-        self.runs.extend(runs);
+        let mut ran_at = vec![None; batch.len()];
+        for ((at, seed), (result, carry)) in to_run.into_iter().zip(ran) {
+            cost.seeds_run += 1;
+            cost.requests_run += result.requests();
+            if let Some(carry) = carry {
+                carries.offer(seed, self.value, &self.scenario, &result, carry);
+            }
+            ran_at[at] = Some(result);
+        }
+        for (carried, ran) in batch.into_iter().zip(ran_at) {
+            match (carried, ran) {
+                (Some(carried), _) => self.runs.push((carried, true)),
+                (None, Some(ran)) => self.runs.push((ran, false)),
+                (None, None) => unreachable!("every seed not carried is run"),
+            }
+        }
     }
 }
 

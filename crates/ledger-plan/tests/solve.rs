@@ -110,6 +110,37 @@ fn check_against_brute_force(range: &str, target: &str, meets: impl Fn(&model::S
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let again = one.install(|| s.solve(&|_, _| {}).unwrap());
     assert_eq!(again, out, "one thread and two differ");
+    // Running every seed instead of carrying runs up the key gives the same solve.
+    let options = SolveOptions { resolution: Some(0.5), carry: false, ..SolveOptions::default() };
+    let every = solver(range, &[target], options).unwrap().solve(&|_, _| {}).unwrap();
+    assert_eq!(every, out, "carrying runs up changed the solve");
+}
+
+/// Carrying runs up the key changes what a solve costs, never what it finds: the tipping
+/// point's solves for the credit and for the genesis, with carries and without, give the same
+/// output, and the carries take the place of runs.
+#[test]
+fn carrying_runs_up_the_key_saves_runs_and_changes_nothing() {
+    const TIPPING: &str = include_str!("../../../fixtures/scenarios/plan-tipping.toml");
+    for (range, target) in [
+        ("credit_pct=0..100", "p_dry(day=7) <= 0.05"),
+        ("credit_pct=0..100", "free_p10(tier=trusted) >= 0.9"),
+        ("pool_initial_sats=0..100000", "p_dry(day=7) <= 0.05"),
+        ("pool_initial_sats=0..100000", "pool_p5(day=7) >= 20000"),
+    ] {
+        let solve = |carry: bool| {
+            let options = SolveOptions { carry, ..SolveOptions::default() };
+            let targets = [target.to_owned()];
+            let s = Solver::new(TIPPING, "plan-tipping.toml", &[], parse_solve(range).unwrap(), &targets, options);
+            s.unwrap().solve_with_cost(&|_, _| {}).unwrap()
+        };
+        let ((carried, with), (ran, without)) = (solve(true), solve(false));
+        assert_eq!(carried, ran, "{range} {target}: carrying changed the solve");
+        assert_eq!(without.seeds_carried, 0);
+        assert!(with.seeds_carried > 0, "{range} {target}: nothing carried: {with:?}");
+        assert!(with.seeds_run < without.seeds_run, "{range} {target}: {with:?} against {without:?}");
+        eprintln!("{range} {target}: {with:?} against {without:?}");
+    }
 }
 
 #[test]

@@ -82,6 +82,12 @@ pub struct SolverArgs {
     /// The most seeds one value may take; a value still undecided then counts as not meeting.
     #[arg(long, default_value_t = 2000, requires = "solve")]
     pub max_seeds: u64,
+    /// Run every seed at every value. By default, solving for `credit_pct` or
+    /// `pool_initial_sats`, a seed whose run at a lower value the pool never bound (no
+    /// decision or reservation came out otherwise for want of pool sats) is carried up to the
+    /// higher value instead of run again: the same result, exactly, without the checker's pass.
+    #[arg(long, requires = "solve")]
+    pub no_carry: bool,
 }
 
 /// `ledger-sim merge` arguments.
@@ -193,6 +199,7 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
             beta: args.solver.beta,
             band: args.solver.band,
             max_seeds: args.solver.max_seeds,
+            carry: !args.solver.no_carry,
         };
         let solver = Solver::new(&text, &origin, &overrides, range, &args.targets, options)?;
         let frontier = args.over.as_deref().map(|o| Frontier::new(&solver, parse_over(o)?)).transpose()?;
@@ -248,7 +255,7 @@ fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
     check_memory(solver.bytes_per_run(), usize::MAX, 0)?;
     let started = Instant::now();
     // One line per value tested, as it is decided: a solve can take minutes.
-    let out = solver.solve(&|target, step| {
+    let (out, cost) = solver.solve_with_cost(&|target, step| {
         eprintln!(
             "{:>7.1} s  {}: {}",
             started.elapsed().as_secs_f64(),
@@ -259,6 +266,7 @@ fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
     let totals = Totals {
         seeds: out.results.iter().map(|r| r.seeds_run).sum(),
         requests: out.requests,
+        cost,
         violations: out.violations,
         first_violation: out.first_violation.as_deref(),
     };
@@ -270,7 +278,7 @@ fn frontier_cmd(f: &Frontier, args: &OutputArgs) -> anyhow::Result<bool> {
     check_memory(f.bytes_per_run(), usize::MAX, 0)?;
     let started = Instant::now();
     let over = &f.over().key;
-    let out = f.solve(&|value, target, step| {
+    let (out, cost) = f.solve_with_cost(&|value, target, step| {
         eprintln!(
             "{:>7.1} s  {over}={value}  {}: {}",
             started.elapsed().as_secs_f64(),
@@ -281,6 +289,7 @@ fn frontier_cmd(f: &Frontier, args: &OutputArgs) -> anyhow::Result<bool> {
     let totals = Totals {
         seeds: out.points.iter().flat_map(|p| &p.results).map(|r| r.seeds_run).sum(),
         requests: out.requests,
+        cost,
         violations: out.violations,
         first_violation: out.first_violation.as_deref(),
     };
@@ -291,6 +300,7 @@ fn frontier_cmd(f: &Frontier, args: &OutputArgs) -> anyhow::Result<bool> {
 struct Totals<'a> {
     seeds: u64,
     requests: u64,
+    cost: solve::Cost,
     violations: u64,
     first_violation: Option<&'a str>,
 }
@@ -306,11 +316,15 @@ fn emit_solved<T: serde::Serialize>(
     args: &OutputArgs,
 ) -> anyhow::Result<bool> {
     let elapsed = started.elapsed().as_secs_f64();
+    let cost = totals.cost;
     eprintln!(
-        "{} seed(s) read, {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
+        "{} seed(s) read ({} of them carried up from a lower value), {} requests; {} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
         totals.seeds,
+        cost.seeds_carried,
         totals.requests,
-        totals.requests as f64 / elapsed.max(1e-9),
+        cost.seeds_run,
+        cost.requests_run,
+        cost.requests_run as f64 / elapsed.max(1e-9),
         rayon::current_num_threads()
     );
     let mut stdout = std::io::stdout().lock();
