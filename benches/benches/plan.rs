@@ -8,11 +8,15 @@
 //! 1-thread time is the parallel speed-up. Other processes on the machine skew a
 //! comparison of two benchmarks run one after the other, so the last one runs the sweep on
 //! 1 and then on 2 threads back to back in each iteration and prints the median of the
-//! paired ratios, with the load average before and after.
+//! paired ratios, with the load average before and after. The same pairing prices what a
+//! solve's run records to be carried up the key (`model::run_carried` against
+//! `model::run_until_dry`, one 90-day seed at 72 %).
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ledger_plan::model::{run_carried, run_until_dry};
+use ledger_plan::scenario::PlanScenario;
 use ledger_plan::{parse_sweep, Plan};
 
 fn launch(days: &str, seeds: &str, sweep: &[&str]) -> Plan {
@@ -57,7 +61,47 @@ fn plan(c: &mut Criterion) {
     let finer = launch("3", "8", &["credit_pct=10,30", "budget.established=50,100"]);
     g.throughput(Throughput::Elements(2 * pool1.install(|| requests(&finer))));
     paired(&mut g, "sweep 4x8 of 3 days, 1 then 2 threads (paired)", &finer, &pool1, &pool2);
+
+    // The carry's record: the pool-binding test of every command and the payments' counts.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/scenarios/plan-launch.toml");
+    let text = std::fs::read_to_string(path).expect("fixture");
+    let s = PlanScenario { credit_pct: 72.0, ..PlanScenario::from_toml_str(&text, path).expect("fixture") };
+    g.throughput(Throughput::Elements(2 * run_until_dry(&s, 0, 1, true).requests()));
+    let (mut ratios, load_before) = (Vec::new(), loadavg());
+    g.bench_function("one 90-day seed at 72 %, plain then recorded to carry (paired)", |b| {
+        b.iter_custom(|iters| {
+            let mut both = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                pool1.install(|| run_until_dry(&s, 0, 1, true));
+                let plain = t.elapsed();
+                let t = Instant::now();
+                pool1.install(|| run_carried(&s, 1, true, 200));
+                let recorded = t.elapsed();
+                ratios.push(recorded.as_secs_f64() / plain.as_secs_f64());
+                both += plain + recorded;
+            }
+            both
+        })
+    });
+    report("recorded to carry / plain, one 90-day seed", &mut ratios, &load_before);
     g.finish();
+}
+
+/// Print the median of paired time ratios, with the load average around the measurement.
+fn report(name: &str, ratios: &mut [f64], load_before: &str) {
+    if ratios.is_empty() {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "{name}: median of {} pairs = {:.3} (min {:.3}, max {:.3}); load average before {load_before}, after {}",
+        ratios.len(),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        loadavg()
+    );
 }
 
 /// Bench `name`: run `plan` on `pool1` then on `pool2` in each iteration, and print the
@@ -87,18 +131,7 @@ fn paired(
             both
         })
     });
-    if !ratios.is_empty() {
-        ratios.sort_by(f64::total_cmp);
-        eprintln!(
-            "{name}: 1-thread time / 2-thread time, median of {} pairs = {:.2} (min {:.2}, max {:.2}); \
-             load average before {load_before}, after {}",
-            ratios.len(),
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1],
-            loadavg()
-        );
-    }
+    report(&format!("{name}: 1-thread time / 2-thread time"), &mut ratios, &load_before);
 }
 
 /// The 1, 5 and 15 minute load averages.

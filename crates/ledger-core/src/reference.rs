@@ -135,7 +135,8 @@ impl Ledger {
         let pool = self.totals.pool_sats;
         match *command {
             Command::Decide { request_id, pubkey, estimated_sats } => {
-                if self.requests.get(request_id.0).is_some() {
+                // The cheap test first: a pool that covers the estimate covers any grant.
+                if pool >= estimated_sats || self.requests.get(request_id.0).is_some() {
                     return false;
                 }
                 let Some(&idx) = self.identity_index.get(&pubkey) else { return false };

@@ -71,6 +71,13 @@ fn a_solve_gives_its_verdict_json_and_report_the_same_on_any_thread_count() {
     assert!(sure(meets_at, "meets") && sure(fails_at, "fails"), "{result}");
     let (_, one_text, _) = sim("1", &args);
     assert_eq!(one_text, text, "the text differs between one thread and two");
+    // Carrying runs up the key changes what the solve runs, never what it finds; stderr
+    // says how many of the seeds read were carried.
+    assert!(err.contains(" seed(s) read (") && !err.contains("(0 of them carried up"), "{err}");
+    let (code, every, err) = sim("2", &[&args[..], &["--json", "--no-carry"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(every == two, "--no-carry changed the JSON");
+    assert!(err.contains("(0 of them carried up from a lower value)"), "{err}");
 }
 
 #[test]
