@@ -111,12 +111,13 @@ impl Server {
                 let everything = *reset_everything;
                 let shown = redacted(url);
                 let opts = ledger_pg::database_url_options("--database-url", url).map_err(anyhow::Error::msg)?;
-                // Said once: a run resets the database before every seed and every replay, each
-                // reset bounded the same way, and one that runs out of time says so itself.
+                // Said once, in words that fit a whole run (a reset before every seed and every
+                // replay) and a single `replay` or `exec` (one reset): each reset is bounded the
+                // same way, and one that runs out of time says so itself.
                 if !RESET_ANNOUNCED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     eprintln!(
-                        "ledger-sim: resetting the database at {shown} before each seed and each replay run in it (waiting \
-                         at most {} s each time)",
+                        "ledger-sim: resetting the database at {shown} before each run on it, a seed's or a replay's \
+                         (waiting at most {} s each time)",
                         CONNECT_TIMEOUT.as_secs()
                     );
                 }

@@ -122,10 +122,11 @@ impl std::ops::AddAssign for Cost {
     }
 }
 
-/// The largest record a seed may keep to be carried up ([`model::Carry::bytes`]): the solve
-/// keeps one per seed, so 2,000 seeds hold at most 2 GB. A finer grid of credits needs a
-/// larger modulus, and past this the seeds are run instead.
-const CARRY_BYTES_MAX: u64 = 1 << 20;
+/// The largest record a seed may keep to be carried up ([`model::Carry::bytes`]): a target
+/// keeps one per seed, so the 2,000-seed cap holds at most 1 GB (a 90-day solve of the credit
+/// on a half-point grid keeps 73 KB a seed, on a tenth-of-a-point grid 364 KB). A finer grid
+/// of credits needs a larger modulus, and past this the seeds are run instead.
+const CARRY_BYTES_MAX: u64 = 1 << 19;
 
 /// One value tested.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
