@@ -572,9 +572,11 @@ impl Checks {
     }
 }
 
-/// A number as TOML would show it (`10` rather than `10.0` for whole numbers).
+/// A number as TOML would show it (`10` rather than `10.0` for whole numbers, every digit of
+/// one below 2^63, so that a whole-number key such as `pool_initial_sats = 1e15` is set to an
+/// integer and checked against its range rather than refused as a float).
 pub fn fmt_f64(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
+    if v.fract() == 0.0 && v.abs() < 9_223_372_036_854_775_808.0 {
         format!("{}", v as i64)
     } else if v.is_finite() && (v.abs() >= 1e15 || v.abs() < 1e-6) {
         // Never hundreds of digits: 1.7976931348623157e308, 2.2250738585072014e-308.
@@ -789,6 +791,16 @@ pub fn from_table(doc: toml::Table, label: &str) -> Result<PlanScenario, PlanErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_number_is_written_with_every_digit_below_two_to_the_63() {
+        assert_eq!(fmt_f64(1e15), "1000000000000000");
+        assert_eq!(fmt_f64(4e18), "4000000000000000000");
+        assert_eq!(fmt_f64(1e19), "1e19");
+        assert_eq!(fmt_f64(-3.0), "-3");
+        assert_eq!(fmt_f64(72.5), "72.5");
+        assert_eq!(fmt_f64(1e-7), "1e-7");
+    }
 
     /// The error of `text`, or `ok`.
     fn check(text: &str) -> String {
