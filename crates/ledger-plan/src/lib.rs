@@ -9,7 +9,9 @@
 //! Work is a list of `(configuration, seed)` items in a fixed order. Each item is one
 //! [`model::run`] with its own `ChaCha8Rng`, so results do not depend on the number of
 //! threads; `--shard I/N` runs items `i` with `i % N == I - 1`, and `merge` puts shards
-//! back together into the same bytes a single run writes.
+//! back together into the same bytes a single run writes. A sweep over the credit or the
+//! genesis may carry an item up from the same seed's run at a lower value instead of running
+//! it ([`model::Carry`], [`Plan::run_with_cost`]): the same result, so the same bytes.
 //!
 //! `plan --target T --solve KEY=LO..HI` ([`solve`]) answers a planning question directly:
 //! the smallest (or largest) value of the key that meets the target ([`target`]), found by
@@ -51,9 +53,11 @@ pub mod sprt;
 pub mod target;
 pub mod validity;
 
+use std::collections::BTreeMap;
+
 use rayon::prelude::*;
 
-use self::model::SeedResult;
+use self::model::{gcd, Carry, Cost, SeedResult, CARRY_BYTES_MAX};
 use self::report::{Axis, ConfigInfo, PlanOutput, Shard, FORMAT};
 use self::scenario::{from_table, set_number, PlanError, PlanScenario};
 
@@ -84,6 +88,9 @@ pub struct Plan {
     /// The scenario of each configuration.
     pub scenarios: Vec<PlanScenario>,
 }
+
+/// The keys a run can be carried up ([`model::Carry`]): they only add sats to the pool.
+const CARRIED_KEYS: [&str; 2] = ["credit_pct", "pool_initial_sats"];
 
 /// The scenario TOML `text` as a document with top-level `overrides` such as
 /// `("seeds", "100")` applied, after checking the file itself (so its errors name its lines).
@@ -213,13 +220,30 @@ impl Plan {
         (i / k, self.base.seed + (i % k) as u64)
     }
 
-    /// Run the items of `shard` (all of them for `None`) on the current rayon pool.
+    /// Run the items of `shard` (all of them for `None`) on the current rayon pool, every
+    /// one of them.
     pub fn run(&self, shard: Option<Shard>, progress: Option<&indicatif::ProgressBar>) -> PlanOutput {
+        self.run_with_cost(shard, progress, false).0
+    }
+
+    /// [`Plan::run`], and what it cost. With `carry`, a sweep over `credit_pct` or
+    /// `pool_initial_sats` runs each seed at the lowest of those values first, and carries the
+    /// run up to the higher ones where the pool never bound it ([`model::Carry`]) instead of
+    /// running them: the same output, byte for byte, with fewer runs.
+    pub fn run_with_cost(
+        &self,
+        shard: Option<Shard>,
+        progress: Option<&indicatif::ProgressBar>,
+        carry: bool,
+    ) -> (PlanOutput, Cost) {
         let items: Vec<usize> = (0..self.n_items())
             .filter(|i| shard.is_none_or(|s| i % s.count as usize == (s.index - 1) as usize))
             .collect();
         if let Some(p) = progress {
             p.set_length(items.len() as u64);
+        }
+        if let Some(modulus) = self.carry_modulus().filter(|_| carry) {
+            return self.run_carrying(shard, items, modulus, progress);
         }
         let runs: Vec<SeedResult> = items
             .par_iter()
@@ -233,7 +257,95 @@ impl Plan {
                 r
             })
             .collect();
-        self.output(shard, runs)
+        let requests_run = runs.iter().map(SeedResult::requests).sum();
+        (self.output(shard, runs), Cost { seeds_run: items.len() as u64, requests_run, seeds_carried: 0 })
+    }
+
+    /// The modulus of the carries of this sweep ([`model::Carry`]): `None` when it sweeps
+    /// neither `credit_pct` nor `pool_initial_sats`, or when a record would be too large
+    /// ([`model::CARRY_BYTES_MAX`]). Every credit of the grid is a multiple of their greatest
+    /// common divisor `g` (in basis points, with 10,000), so `10,000 / g` prices them all.
+    fn carry_modulus(&self) -> Option<u64> {
+        if !self.sweep.iter().any(|a| CARRIED_KEYS.contains(&a.key.as_str())) {
+            return None;
+        }
+        let g = self.scenarios.iter().fold(10_000, |g, s| gcd(g, u64::from(s.credit_bps().to_u16())));
+        let modulus = 10_000 / g;
+        let days = u64::from(self.base.days) + 1;
+        (modulus.saturating_mul(days).saturating_mul(4) <= CARRY_BYTES_MAX).then_some(modulus)
+    }
+
+    /// [`Plan::run_with_cost`] carrying runs up: the items fall into groups whose
+    /// configurations differ only in the carried keys, for one seed; a group runs on one
+    /// thread, its items in increasing order of credit and genesis, each carried up from an
+    /// earlier run of the group where it can be and run otherwise.
+    fn run_carrying(
+        &self,
+        shard: Option<Shard>,
+        items: Vec<usize>,
+        modulus: u64,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> (PlanOutput, Cost) {
+        let carried_axis: Vec<bool> = self.sweep.iter().map(|a| CARRIED_KEYS.contains(&a.key.as_str())).collect();
+        let mut groups: BTreeMap<(Vec<usize>, u64), Vec<usize>> = BTreeMap::new();
+        for &i in &items {
+            let (config, seed) = self.item(i);
+            let at = self.configs[config].at.iter().zip(&carried_axis).map(|(&k, &c)| if c { 0 } else { k }).collect();
+            groups.entry((at, seed)).or_default().push(i);
+        }
+        let order = |i: &usize| {
+            let s = &self.scenarios[self.item(*i).0];
+            (s.credit_bps().to_u16(), s.pool_initial_sats, *i)
+        };
+        let groups: Vec<Vec<usize>> = groups
+            .into_values()
+            .map(|mut g| {
+                g.sort_by_key(order);
+                g
+            })
+            .collect();
+        let done: Vec<Vec<(usize, SeedResult, bool)>> = groups
+            .par_iter()
+            .with_max_len(1)
+            .map(|group| {
+                let mut sources: Vec<(usize, SeedResult, Carry)> = Vec::new();
+                let mut out = Vec::with_capacity(group.len());
+                for &i in group {
+                    let (config, seed) = self.item(i);
+                    let s = &self.scenarios[config];
+                    let carried = sources.iter().find_map(|(c0, r0, carry)| carry.carry(r0, &self.scenarios[*c0], s));
+                    let (mut result, was_carried) = match carried {
+                        Some(r) => (r, true),
+                        None => {
+                            let (r, carry) = model::run_carried(s, seed, false, modulus);
+                            if !carry.bound() && r.violations == 0 {
+                                sources.push((config, r.clone(), carry));
+                            }
+                            (r, false)
+                        }
+                    };
+                    result.config = config;
+                    if let Some(p) = progress {
+                        p.inc(1);
+                    }
+                    out.push((i, result, was_carried));
+                }
+                out
+            })
+            .collect();
+        let mut all: Vec<(usize, SeedResult, bool)> = done.into_iter().flatten().collect();
+        all.sort_by_key(|(i, _, _)| *i);
+        let mut cost = Cost::default();
+        for (_, r, carried) in &all {
+            if *carried {
+                cost.seeds_carried += 1;
+            } else {
+                cost.seeds_run += 1;
+                cost.requests_run += r.requests();
+            }
+        }
+        let runs = all.into_iter().map(|(_, r, _)| r).collect();
+        (self.output(shard, runs), cost)
     }
 
     fn output(&self, shard: Option<Shard>, runs: Vec<SeedResult>) -> PlanOutput {

@@ -781,3 +781,41 @@ impl Carry {
         Some(out)
     }
 }
+
+/// What a solve or a plan cost, beside what it reports: the seeds and requests it ran, and
+/// how many of the seeds it used were carried up from a run at a lower value instead
+/// ([`Carry`]). Unlike a solve's output, these depend on the number of threads (a batch runs
+/// one seed per thread, and a seed run but not read may or may not be carried later), so
+/// they are reported on the side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Seeds run, read or not.
+    pub seeds_run: u64,
+    /// Requests those runs decided.
+    pub requests_run: u64,
+    /// Seeds read that were carried up instead of run.
+    pub seeds_carried: u64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        self.seeds_run += o.seeds_run;
+        self.requests_run += o.requests_run;
+        self.seeds_carried += o.seeds_carried;
+    }
+}
+
+/// The largest record a seed may keep to be carried up ([`Carry::bytes`]): a target
+/// keeps one per seed, so the 2,000-seed cap holds at most 1 GB (a 90-day solve of the credit
+/// on a half-point grid keeps 73 KB a seed, on a tenth-of-a-point grid 364 KB). A finer grid
+/// of credits needs a larger modulus, and past this the seeds are run instead.
+pub(crate) const CARRY_BYTES_MAX: u64 = 1 << 19;
+
+/// The greatest common divisor.
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}

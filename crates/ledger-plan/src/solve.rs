@@ -28,7 +28,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::model::{self, Carry, SeedResult};
+pub use super::model::Cost;
+use super::model::{self, gcd, Carry, SeedResult, CARRY_BYTES_MAX};
 use super::report::{thousands, PoolBand};
 use super::scenario::{fmt_f64, from_table, set_number, PlanError, PlanScenario};
 use super::sprt::{Decision, Sprt, SprtSpec};
@@ -98,35 +99,6 @@ impl Default for SolveOptions {
         SolveOptions { resolution: None, alpha: 0.05, beta: 0.05, band: None, max_seeds: 2000, carry: true }
     }
 }
-
-/// What a solve cost, beside what its tests read: the seeds and requests it ran, and how many
-/// of the seeds read were carried up from a run at a lower value instead
-/// ([`SolveOptions::carry`]). Unlike the output, these depend on the number of threads (a
-/// batch runs one seed per thread, and a seed run but not read may or may not be carried
-/// later), so they are reported on the side.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Cost {
-    /// Seeds run, read or not.
-    pub seeds_run: u64,
-    /// Requests those runs decided.
-    pub requests_run: u64,
-    /// Seeds read that were carried up instead of run.
-    pub seeds_carried: u64,
-}
-
-impl std::ops::AddAssign for Cost {
-    fn add_assign(&mut self, o: Cost) {
-        self.seeds_run += o.seeds_run;
-        self.requests_run += o.requests_run;
-        self.seeds_carried += o.seeds_carried;
-    }
-}
-
-/// The largest record a seed may keep to be carried up ([`model::Carry::bytes`]): a target
-/// keeps one per seed, so the 2,000-seed cap holds at most 1 GB (a 90-day solve of the credit
-/// on a half-point grid keeps 73 KB a seed, on a tenth-of-a-point grid 364 KB). A finer grid
-/// of credits needs a larger modulus, and past this the seeds are run instead.
-const CARRY_BYTES_MAX: u64 = 1 << 19;
 
 /// One value tested.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -659,14 +631,6 @@ impl Solver {
             first_violation: tally.first_violation,
         };
         Ok((out, tally.cost))
-    }
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 

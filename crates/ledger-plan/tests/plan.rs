@@ -75,6 +75,34 @@ fn merged_shards_equal_a_single_run_byte_for_byte() {
     assert!(merge(vec![one.clone(), one]).unwrap_err().to_string().contains("given twice"));
 }
 
+/// A sweep over the credit and the genesis carries runs up where the pool never bound them
+/// (`Plan::run_with_cost` with `carry`): the same output, byte for byte, alone and in shards
+/// merged, with fewer runs. Launch at a healthy credit (carried) beside the tipping point's
+/// small pool (mostly bound, so most seeds run).
+#[test]
+fn a_sweep_carrying_runs_up_gives_what_running_every_seed_gives() {
+    let launch = plan(
+        &fixture("plan-launch.toml"),
+        &[("days", "4"), ("seeds", "3")],
+        &["credit_pct=80,72,75.5", "budget.trusted=100,200", "pool_initial_sats=10000,20000"],
+    );
+    let tipping =
+        plan(&fixture("plan-tipping.toml"), &[("seeds", "40")], &["pool_initial_sats=14500,16000", "credit_pct=10,20"]);
+    for (name, p, least_carried) in [("launch", &launch, 20), ("tipping", &tipping, 5)] {
+        let every = json(&p.run(None, None));
+        let (carried, cost) = p.run_with_cost(None, None, true);
+        assert!(json(&carried) == every, "{name}: carrying changed the plan");
+        assert!(cost.seeds_carried >= least_carried, "{name}: {cost:?}");
+        assert_eq!(cost.seeds_run + cost.seeds_carried, p.n_items() as u64, "{name}: {cost:?}");
+        let parts = (1..=3).map(|index| {
+            let shard = p.run_with_cost(Some(Shard { index, count: 3 }), None, true).0;
+            serde_json::from_str::<PlanOutput>(&json(&shard)).unwrap()
+        });
+        assert!(json(&merge(parts.collect()).unwrap()) == every, "{name}: carried shards merged differ");
+        eprintln!("{name}: {cost:?} of {} items", p.n_items());
+    }
+}
+
 /// A thread keeps its last run's ledger and checker for the next run (`model::SPARE`): what a
 /// run gives must not depend on what the thread ran before, larger or smaller, dry or not.
 #[test]

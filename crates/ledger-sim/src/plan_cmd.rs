@@ -25,14 +25,14 @@ pub struct PlanArgs {
     pub days: Option<u32>,
     /// Fit a scenario to a request history (CSV, one row per request; the format is in the
     /// README) and write it as TOML, each fitted key with its fit's quality, instead of planning.
-    #[arg(long, value_name = "HISTORY.csv", conflicts_with_all = ["scenario", "seeds", "days", "sweep", "shard", "solve", "json", "csv", "report", "history_out"])]
+    #[arg(long, value_name = "HISTORY.csv", conflicts_with_all = ["scenario", "seeds", "days", "sweep", "shard", "solve", "json", "csv", "report", "history_out", "no_carry"])]
     pub fit: Option<PathBuf>,
     /// Where `--fit` writes the scenario [default: stdout]; written whole or not at all.
     #[arg(long = "out", value_name = "S.toml", requires = "fit")]
     pub fit_out: Option<PathBuf>,
     /// Write the history of one run (the scenario's first seed) to FILE.csv, one row per
     /// request in the format `--fit` reads, instead of planning.
-    #[arg(long, value_name = "FILE.csv", conflicts_with_all = ["seeds", "sweep", "shard", "solve", "json", "csv", "report"])]
+    #[arg(long, value_name = "FILE.csv", conflicts_with_all = ["seeds", "sweep", "shard", "solve", "json", "csv", "report", "no_carry"])]
     pub history_out: Option<PathBuf>,
     /// A sweep axis `KEY=V1,V2,...` over a numeric key (dotted: `budget.trusted`);
     /// repeat for a grid.
@@ -42,6 +42,12 @@ pub struct PlanArgs {
     /// `--json` outputs with `ledger-sim merge`.
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<Shard>,
+    /// Run every seed at every value. By default, solving for or sweeping `credit_pct` or
+    /// `pool_initial_sats`, a seed whose run at a lower value the pool never bound (no
+    /// decision or reservation came out otherwise for want of pool sats) is carried up to the
+    /// higher value instead of run again: the same result, exactly, without the checker's pass.
+    #[arg(long)]
+    pub no_carry: bool,
     /// A target for `--solve`: `p_dry(day=90) <= 0.05`, `pool_p5(day=90) >= 10000`,
     /// `peak_locked_p95 <= 5000`, `free_p10(tier=new) >= 0.2`; repeat for one verdict each.
     #[arg(long = "target", value_name = "TARGET", requires = "solve")]
@@ -82,12 +88,6 @@ pub struct SolverArgs {
     /// The most seeds one value may take; a value still undecided then counts as not meeting.
     #[arg(long, default_value_t = 2000, requires = "solve")]
     pub max_seeds: u64,
-    /// Run every seed at every value. By default, solving for `credit_pct` or
-    /// `pool_initial_sats`, a seed whose run at a lower value the pool never bound (no
-    /// decision or reservation came out otherwise for want of pool sats) is carried up to the
-    /// higher value instead of run again: the same result, exactly, without the checker's pass.
-    #[arg(long, requires = "solve")]
-    pub no_carry: bool,
 }
 
 /// `ledger-sim merge` arguments.
@@ -199,7 +199,7 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
             beta: args.solver.beta,
             band: args.solver.band,
             max_seeds: args.solver.max_seeds,
-            carry: !args.solver.no_carry,
+            carry: !args.no_carry,
         };
         let solver = Solver::new(&text, &origin, &overrides, range, &args.targets, options)?;
         let frontier = args.over.as_deref().map(|o| Frontier::new(&solver, parse_over(o)?)).transpose()?;
@@ -234,17 +234,21 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
         bar
     });
     let started = Instant::now();
-    let out = plan.run(args.shard, bar.as_ref());
+    let (out, cost) = plan.run_with_cost(args.shard, bar.as_ref(), !args.no_carry);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let elapsed = started.elapsed().as_secs_f64();
     let requests: u64 = out.runs.iter().map(SeedResult::requests).sum();
     eprintln!(
-        "{} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
+        "{} result(s) ({} of them carried up from a lower credit or genesis), {} requests; {} run(s), {} requests \
+         in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
         out.runs.len(),
+        cost.seeds_carried,
         requests,
-        requests as f64 / elapsed.max(1e-9),
+        cost.seeds_run,
+        cost.requests_run,
+        cost.requests_run as f64 / elapsed.max(1e-9),
         rayon::current_num_threads()
     );
     emit(&out, &args.out)
