@@ -658,10 +658,13 @@ svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font
     );
 }
 
+/// The page's last line. A seed carried up to a larger credit or genesis (`model::Carry`) was
+/// checked where it ran, not again at the value it was carried to: the line says so, in words
+/// true of a page with carried seeds and without (the page is the same either way).
 fn close_page(o: &mut String, format: &str) {
     let _ = write!(
         o,
-        r#"<p class="muted">ledger-sim plan · {} · reference engine, invariants I1–I6 checked after every command.</p></body></html>"#,
+        r#"<p class="muted">ledger-sim plan · {} · reference engine, invariants I1–I6 checked after every command run (a seed carried up to a larger credit or genesis, where it ran).</p></body></html>"#,
         esc(format)
     );
     o.push('\n');
