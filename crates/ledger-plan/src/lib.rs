@@ -57,7 +57,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use self::model::{gcd, Carry, Cost, SeedResult, CARRY_BYTES_MAX};
+use self::model::{Carry, Cost, SeedResult, CARRIED_KEYS};
 use self::report::{Axis, ConfigInfo, PlanOutput, Shard, FORMAT};
 use self::scenario::{from_table, set_number, PlanError, PlanScenario};
 
@@ -88,9 +88,6 @@ pub struct Plan {
     /// The scenario of each configuration.
     pub scenarios: Vec<PlanScenario>,
 }
-
-/// The keys a run can be carried up ([`model::Carry`]): they only add sats to the pool.
-const CARRIED_KEYS: [&str; 2] = ["credit_pct", "pool_initial_sats"];
 
 /// The scenario TOML `text` as a document with top-level `overrides` such as
 /// `("seeds", "100")` applied, after checking the file itself (so its errors name its lines).
@@ -263,16 +260,13 @@ impl Plan {
 
     /// The modulus of the carries of this sweep ([`model::Carry`]): `None` when it sweeps
     /// neither `credit_pct` nor `pool_initial_sats`, or when a record would be too large
-    /// ([`model::CARRY_BYTES_MAX`]). Every credit of the grid is a multiple of their greatest
-    /// common divisor `g` (in basis points, with 10,000), so `10,000 / g` prices them all.
+    /// ([`model::carry_modulus`], over every credit of the grid).
     fn carry_modulus(&self) -> Option<u64> {
         if !self.sweep.iter().any(|a| CARRIED_KEYS.contains(&a.key.as_str())) {
             return None;
         }
-        let g = self.scenarios.iter().fold(10_000, |g, s| gcd(g, u64::from(s.credit_bps().to_u16())));
-        let modulus = 10_000 / g;
-        let days = u64::from(self.base.days) + 1;
-        (modulus.saturating_mul(days).saturating_mul(4) <= CARRY_BYTES_MAX).then_some(modulus)
+        let rates = self.scenarios.iter().map(|s| u64::from(s.credit_bps().to_u16()));
+        model::carry_modulus(rates, self.base.days)
     }
 
     /// [`Plan::run_with_cost`] carrying runs up: the items fall into groups whose

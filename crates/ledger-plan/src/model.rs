@@ -809,10 +809,23 @@ impl std::ops::AddAssign for Cost {
 /// keeps one per seed, so the 2,000-seed cap holds at most 1 GB (a 90-day solve of the credit
 /// on a half-point grid keeps 73 KB a seed, on a tenth-of-a-point grid 364 KB). A finer grid
 /// of credits needs a larger modulus, and past this the seeds are run instead.
-pub(crate) const CARRY_BYTES_MAX: u64 = 1 << 19;
+const CARRY_BYTES_MAX: u64 = 1 << 19;
+
+/// The keys a run can be carried up ([`Carry`]): they only add sats to the pool.
+pub const CARRIED_KEYS: [&str; 2] = ["credit_pct", "pool_initial_sats"];
+
+/// The modulus of the carries of runs of `days` days at credit `rates` (basis points): every
+/// rate is a multiple of their greatest common divisor `g` with 10,000, so `10,000 / g`
+/// prices them all ([`Carry`]). `None` when a record would be larger than
+/// 512 KiB a seed: the seeds are then run, not carried.
+pub fn carry_modulus(rates: impl IntoIterator<Item = u64>, days: u32) -> Option<u64> {
+    let modulus = 10_000 / rates.into_iter().fold(10_000, gcd);
+    let buckets = u64::from(days) + 1;
+    (modulus.saturating_mul(buckets).saturating_mul(4) <= CARRY_BYTES_MAX).then_some(modulus)
+}
 
 /// The greatest common divisor.
-pub(crate) fn gcd(a: u64, b: u64) -> u64 {
+fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
     } else {

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use super::model::Cost;
-use super::model::{self, gcd, Carry, SeedResult, CARRY_BYTES_MAX};
+use super::model::{self, Carry, SeedResult};
 use super::report::{thousands, PoolBand};
 use super::scenario::{fmt_f64, from_table, set_number, PlanError, PlanScenario};
 use super::sprt::{Decision, Sprt, SprtSpec};
@@ -451,18 +451,14 @@ impl Solver {
     /// prices them all; a value off that pattern is run, not carried ([`Carry::carry`]
     /// refuses it).
     fn carry_modulus(&self) -> Option<u64> {
+        if !model::CARRIED_KEYS.contains(&self.range.key.as_str()) {
+            return None;
+        }
         let bps = |v: f64| self.scenario_at(v).ok().map(|s| u64::from(s.credit_bps().to_u16()));
-        let modulus = match self.range.key.as_str() {
-            "pool_initial_sats" => 10_000 / gcd(bps(self.range.lo)?, 10_000),
-            "credit_pct" => {
-                let (lo, hi) = (bps(self.range.lo)?, bps(self.range.hi)?);
-                let step = bps(grid_value(self.range.lo, self.resolution, 1)).map_or(0, |b| b.abs_diff(lo));
-                10_000 / gcd(gcd(gcd(lo, step), hi), 10_000)
-            }
-            _ => return None,
-        };
-        let days = u64::from(self.base.days) + 1;
-        (modulus.saturating_mul(days).saturating_mul(4) <= CARRY_BYTES_MAX).then_some(modulus)
+        let lo = bps(self.range.lo)?;
+        let step = bps(grid_value(self.range.lo, self.resolution, 1)).map_or(0, |b| b.abs_diff(lo));
+        // Solving for the genesis, the credit is the low end's throughout.
+        model::carry_modulus([lo, step, bps(self.range.hi)?], self.base.days)
     }
 
     /// Whether the key takes only whole numbers (the scenario's schema refuses a fraction
