@@ -12,7 +12,7 @@ use ledger_harness::{Call, Invariant, Reply, Violation};
 use ledger_pg::batch::{Batcher, BatcherOptions};
 use ledger_pg::engine::SeedClient;
 use ledger_pg::reference;
-use ledger_pg::testpg::TestPg;
+use ledger_pg::testpg::{Durability, TestPg};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -766,6 +766,13 @@ fn concurrent_seed(
             // before the crash, whatever the server's settings, so that a crash judges only
             // what the traffic was acknowledged.
             sqlx::query("CHECKPOINT").execute(&ctx.admin).await?;
+            if args.durability() == Durability::LosesAcknowledged {
+                // From here to the crash, what the server acknowledges stays in its memory:
+                // the crash loses it for certain, not only when its timing falls so.
+                if let Some(pg) = &ctx.restarter {
+                    pg.stall_wal_writer().map_err(|e| anyhow::anyhow!("stalling the WAL writer: {e}"))?;
+                }
+            }
         }
         let watch = tokio::spawn(watch_deadlocks(ctx.admin.clone(), seed, deadlocks_before));
         let flows = Arc::new(flows);

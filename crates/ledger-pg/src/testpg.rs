@@ -86,6 +86,9 @@ struct Cluster {
     port: u16,
     /// The server's command-line options (`pg_ctl start -o`).
     options: String,
+    durability: Durability,
+    /// The server's writers stopped by [`TestPg::stall_wal_writer`], killed with the server.
+    stalled: Mutex<Vec<u32>>,
 }
 
 /// How long `pg_ctl` waits for the server to start or stop, in seconds.
@@ -138,6 +141,30 @@ fn finished(program: &Path, args: &[&str], out: Output) -> Result<Output, TestPg
             output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
         })
     }
+}
+
+/// The children of process `parent` whose process title is `postgres: <one of names>`, from
+/// `/proc` (PostgreSQL writes each server process's role into its command line).
+fn server_children(parent: u32, names: &[&str]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The field after the state, past the command name's closing parenthesis.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let role = title.trim().strip_prefix("postgres:").map(str::trim);
+        if role.is_some_and(|r| names.contains(&r)) {
+            found.push(pid);
+        }
+    }
+    found.sort_unstable();
+    found
 }
 
 /// Runs `program args` as the cluster owner (`postgres` when we are root).
@@ -243,7 +270,8 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("ledger-pg-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         // From here on, dropping `cluster` removes the directory (and stops a started server).
-        let mut cluster = Cluster { dir, pg_ctl, port: 0, options: String::new() };
+        let mut cluster =
+            Cluster { dir, pg_ctl, port: 0, options: String::new(), durability, stalled: Mutex::new(Vec::new()) };
         let dir_str = cluster.dir.to_string_lossy().into_owned();
         if as_root {
             run_as_owner(false, Path::new("chown"), &["postgres:", &dir_str])?;
@@ -340,6 +368,9 @@ impl Cluster {
     fn kill(&self) -> Result<(), TestPgError> {
         let pid = self.postmaster_pid()?.to_string();
         run_as_owner(false, Path::new("kill"), &["-KILL", &pid])?;
+        // A stopped writer cannot notice its postmaster's death, and would hold the old
+        // shared memory forever: it dies with it, having written nothing more.
+        self.signal_stalled("-KILL")?;
         for _ in 0..300 {
             // Gone, or a zombie its parent has not reaped yet: dead either way.
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -357,6 +388,8 @@ impl Cluster {
 
     /// Stops the server (fast: open connections are cut) and starts it again on the same port.
     fn restart(&self) -> Result<(), TestPgError> {
+        // A stopped writer would hold up the shutdown: it goes on, and shuts down as usual.
+        self.signal_stalled("-CONT")?;
         let data_str = self.dir.join("data").to_string_lossy().into_owned();
         let log = self.dir.join("server.log").to_string_lossy().into_owned();
         eprintln!(
@@ -387,6 +420,43 @@ impl Cluster {
         Err(last.expect("tried at least once"))
     }
 
+    /// Stops (SIGSTOP) the WAL writer and the background writer of the running server.
+    fn stall_writers(&self) -> Result<(), TestPgError> {
+        let postmaster = self.postmaster_pid()?;
+        let writers = server_children(postmaster, &["walwriter", "background writer"]);
+        if writers.len() != 2 {
+            return Err(TestPgError::Program {
+                program: "stall the WAL writer".into(),
+                output: format!(
+                    "found {} of the 2 writer processes (walwriter, background writer) under postmaster {postmaster}",
+                    writers.len()
+                ),
+            });
+        }
+        let pids: Vec<String> = writers.iter().map(u32::to_string).collect();
+        let mut args = vec!["-STOP"];
+        args.extend(pids.iter().map(String::as_str));
+        run_as_owner(false, Path::new("kill"), &args)?;
+        self.stalled.lock().unwrap_or_else(|p| p.into_inner()).extend(writers);
+        Ok(())
+    }
+
+    /// Sends `signal` (`-KILL`, `-CONT`) to the stalled writers, which are stalled no more.
+    fn signal_stalled(&self, signal: &str) -> Result<(), TestPgError> {
+        let pids: Vec<String> = std::mem::take(&mut *self.stalled.lock().unwrap_or_else(|p| p.into_inner()))
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec![signal];
+        args.extend(pids.iter().map(String::as_str));
+        // A writer already gone (its server crashed under it) is not an error.
+        let _ = run_as_owner(false, Path::new("kill"), &args);
+        Ok(())
+    }
+
     fn admin_options(&self) -> PgConnectOptions {
         PgConnectOptions::new().host("127.0.0.1").port(self.port).username("postgres").database("postgres")
     }
@@ -394,6 +464,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let _ = self.signal_stalled("-KILL");
         let data = self.dir.join("data");
         if data.join("postmaster.pid").exists() {
             let data_str = data.to_string_lossy().into_owned();
@@ -520,6 +591,33 @@ impl TestPg {
     /// survives only on a [`Durability::Durable`] server. Only a private cluster can be killed.
     pub fn kill_server(&self) -> Result<(), TestPgError> {
         self.private("kill")?.kill()
+    }
+
+    /// Stops the server's WAL writer and background writer (SIGSTOP) until the next
+    /// [`TestPg::kill_server`], which kills them with the server. Only a private cluster with
+    /// [`Durability::LosesAcknowledged`] may be stalled.
+    ///
+    /// With `synchronous_commit=off` a commit is acknowledged once it is in the server's WAL
+    /// buffers, and the WAL writer writes it out a little later: a crash loses what it has not
+    /// written yet. Left running, the WAL writer keeps that window to the last part-filled WAL
+    /// page, which may hold no acknowledged commit at all when the crash comes, so whether a
+    /// crash loses anything is left to timing. Stalled, it writes nothing, and nor does the
+    /// background writer (whose buffer writes flush the WAL before them): every commit
+    /// acknowledged from here to the crash is lost by it, as on a server whose WAL writer falls
+    /// behind. Commits before the stall are for the caller to put on disk (`CHECKPOINT`).
+    pub fn stall_wal_writer(&self) -> Result<(), TestPgError> {
+        let cluster = self.private("stall the WAL writer of")?;
+        if cluster.durability != Durability::LosesAcknowledged {
+            return Err(TestPgError::Program {
+                program: "stall the WAL writer".into(),
+                output: format!(
+                    "only a cluster started with Durability::LosesAcknowledged may lose its acknowledged commits, \
+                     not {:?}",
+                    cluster.durability
+                ),
+            });
+        }
+        cluster.stall_writers()
     }
 
     /// Starts the server again after [`TestPg::kill_server`] (crash recovery).
