@@ -208,6 +208,13 @@ pub fn read_bounded_line(reader: &mut impl BufRead) -> std::io::Result<Option<Re
 /// The bytes of the next line (without its `\n`), `None` at the end; a line longer than
 /// [`MAX_LINE`] is [`BadLine::TooLong`], the rest of it left unread.
 pub fn read_bounded_bytes(reader: &mut impl BufRead) -> std::io::Result<Option<Result<Vec<u8>, BadLine>>> {
+    Ok(read_bounded_prefix(reader)?.map(|(bytes, whole)| if whole { Ok(bytes) } else { Err(BadLine::TooLong) }))
+}
+
+/// The bytes of the next line (without its `\n`) and whether they are all of it, `None` at the
+/// end: a line longer than [`MAX_LINE`] comes back as its first `MAX_LINE + 1` bytes, the rest
+/// of it left unread.
+pub fn read_bounded_prefix(reader: &mut impl BufRead) -> std::io::Result<Option<(Vec<u8>, bool)>> {
     let mut bytes = Vec::new();
     let n = reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut bytes)?;
     if n == 0 {
@@ -216,9 +223,9 @@ pub fn read_bounded_bytes(reader: &mut impl BufRead) -> std::io::Result<Option<R
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
     } else if bytes.len() > MAX_LINE {
-        return Ok(Some(Err(BadLine::TooLong)));
+        return Ok(Some((bytes, false)));
     }
-    Ok(Some(Ok(bytes)))
+    Ok(Some((bytes, true)))
 }
 
 /// What the child said it is.

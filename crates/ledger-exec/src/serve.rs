@@ -10,15 +10,16 @@ use std::io::{BufRead, BufReader, Read, Write};
 use ledger_core::{implied_movements, Command, Config, Ledger, Movement, Outcome, Refusal};
 use ledger_harness::Reply;
 
-use crate::child::{read_bounded_bytes, BadLine};
+use crate::child::{read_bounded_prefix, BadLine};
 use crate::protocol::{
     number_out_of_range, Api, ErrorCode, Observation, Request, RequestBody, Response, ResponseBody, StateKind,
     PROTOCOL_VERSION,
 };
 
 /// Serves the reference engine on `input`/`output` until end of input. A line that is not a
-/// request (not UTF-8 included) is answered with a `malformed` error when its `id` can be
-/// read, and reported on `log` otherwise; a time, id or amount that is an integer outside
+/// request (not UTF-8, or longer than 16 MiB, included) is answered with a `malformed` error
+/// when its `id` can be read (for a line too long, when it comes before the cut), and reported
+/// on `log` otherwise; a time, id or amount that is an integer outside
 /// `0..=2^63-1` is answered `out_of_range`, and any request but `hello` before `hello` `unavailable` (SPEC.md §9.1).
 /// Returns an error only when the streams fail.
 pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std::io::Result<()> {
@@ -32,10 +33,21 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
         let (line, not_utf8) = match read_line(&mut input)? {
             Some(Ok(line)) => line,
             None => break,
-            Some(Err(bad)) => {
-                // A line without an id to answer: said on stderr, and the server goes on.
-                writeln!(log, "ledger-sim serve: line {line_no} cannot be read: {bad}")?;
+            Some(Err(prefix)) => {
                 skip_rest_of_line(&mut input)?;
+                let bad = BadLine::TooLong;
+                match id_before_the_cut(&prefix) {
+                    Some(id) => {
+                        let body = error(ErrorCode::Malformed, format!("line {line_no}: {bad}"));
+                        serde_json::to_writer(&mut out, &Response { id, body }).map_err(std::io::Error::other)?;
+                        out.write_all(b"\n")?;
+                    }
+                    // A line without an id to answer: said on stderr, and the server goes on.
+                    None => writeln!(log, "ledger-sim serve: line {line_no} cannot be read: {bad}")?,
+                }
+                if input.buffer().is_empty() {
+                    out.flush()?;
+                }
                 continue;
             }
         };
@@ -81,18 +93,19 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
     out.flush()
 }
 
-/// A line read: its text and, when it was not UTF-8, why; or why it could not be read at all.
-type ReadLine = Result<(String, Option<BadLine>), BadLine>;
+/// A line read: its text and, when it was not UTF-8, why; or, when it was too long to read
+/// whole, its first bytes.
+type ReadLine = Result<(String, Option<BadLine>), Vec<u8>>;
 
 /// The next line without its `\n`, `None` at the end. A line that is not UTF-8 comes back
 /// with its invalid bytes replaced (U+FFFD) and the reason, so that its `id` may still be read;
-/// one longer than [`MAX_LINE`](crate::child::MAX_LINE) is a [`BadLine::TooLong`], the rest of it
-/// left unread.
+/// one longer than [`MAX_LINE`](crate::child::MAX_LINE) comes back as its first bytes, the rest
+/// of it left unread.
 fn read_line(input: &mut impl BufRead) -> std::io::Result<Option<ReadLine>> {
-    let bytes = match read_bounded_bytes(input)? {
+    let bytes = match read_bounded_prefix(input)? {
         None => return Ok(None),
-        Some(Err(bad)) => return Ok(Some(Err(bad))),
-        Some(Ok(bytes)) => bytes,
+        Some((prefix, false)) => return Ok(Some(Err(prefix))),
+        Some((bytes, true)) => bytes,
     };
     Ok(Some(Ok(match String::from_utf8(bytes) {
         Ok(line) => (line, None),
@@ -101,6 +114,44 @@ fn read_line(input: &mut impl BufRead) -> std::io::Result<Option<ReadLine>> {
             (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(bad))
         }
     })))
+}
+
+/// The top-level `id` of a request cut short (a line too long to read whole), when it comes
+/// before the cut: `{"id":7,"type":"decide",...` gives 7; an `id` after the cut, or after a
+/// value the cut falls in, gives `None`. serde_json reads the object's keys and skips their
+/// values whole (an `"id"` inside one is not the request's) until it meets `id`; the error it
+/// then raises at the cut does not matter.
+fn id_before_the_cut(prefix: &[u8]) -> Option<u64> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::cell::Cell;
+
+    struct Id<'a>(&'a Cell<Option<u64>>);
+    impl<'de> Visitor<'de> for Id<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a request: a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "id" {
+                    self.0.set(Some(map.next_value::<u64>()?));
+                    return Ok(());
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Id<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    let id = Cell::new(None);
+    let _ = Id(&id).deserialize(&mut serde_json::Deserializer::from_slice(prefix));
+    id.get()
 }
 
 /// After a line too long to read: the rest of it, up to its `\n`.

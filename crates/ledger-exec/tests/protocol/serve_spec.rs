@@ -122,3 +122,24 @@ fn a_line_that_is_not_utf8_with_a_readable_id_is_answered_malformed() {
     assert_eq!(responses.len(), 3, "{responses:?}");
     assert!(log.contains("line 3 cannot be read") && log.contains("not UTF-8"), "{log}");
 }
+
+/// A line longer than 16 MiB is read no further than that: answered `malformed` when its `id`
+/// comes before the cut (nested `"id"`s and values skipped whole), said on stderr when it comes
+/// after it; either way the server goes on with the next line.
+#[test]
+fn a_line_too_long_to_read_is_answered_malformed_when_its_id_comes_before_the_cut() {
+    let pad = "a".repeat(ledger_exec::child::MAX_LINE + 10);
+    let mut input = hello(0);
+    input.push_str(&format!(
+        "\n{{\"meta\":{{\"id\":99,\"list\":[1,\"}}\"]}},\"id\":3,\"type\":\"observe\",\"pad\":\"{pad}\"}}"
+    ));
+    input.push_str(&format!("\n{{\"type\":\"observe\",\"pad\":\"{pad}\",\"id\":5}}"));
+    input.push_str("\n{\"id\":4,\"type\":\"observe\"}\n");
+    let (responses, log) = serve_bytes(input.as_bytes());
+    let r = by_id(&responses, 3);
+    assert_eq!((r["code"].as_str(), &r["definite"]), (Some("malformed"), &Value::Bool(true)), "{r}");
+    assert!(r["text"].as_str().unwrap().contains("line 2: a line longer than 16 MiB"), "{r}");
+    assert_eq!(by_id(&responses, 4)["type"], "observed");
+    assert_eq!(responses.len(), 3, "no answer to 99 or to 5: {responses:?}");
+    assert!(log.contains("line 3 cannot be read: a line longer than 16 MiB"), "{log}");
+}
