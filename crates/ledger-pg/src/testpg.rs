@@ -727,7 +727,8 @@ pub enum Durability {
     /// survives a crash of the server (and of the machine, as far as the disk keeps its word).
     Durable,
     /// `synchronous_commit=off` alone: acknowledged commits may be lost even when only the
-    /// server process dies. For tests that show the durability check catches that.
+    /// server process dies. For tests that show the durability check catches that; after
+    /// [`TestPg::stall_wal_writer`] a crash loses every commit acknowledged since the stall.
     LosesAcknowledged,
 }
 
