@@ -370,7 +370,7 @@ impl Cluster {
         run_as_owner(false, Path::new("kill"), &["-KILL", &pid])?;
         // A stopped writer cannot notice its postmaster's death, and would hold the old
         // shared memory forever: it dies with it, having written nothing more.
-        self.signal_stalled("-KILL")?;
+        self.signal_stalled("-KILL");
         for _ in 0..300 {
             // Gone, or a zombie its parent has not reaped yet: dead either way.
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -389,7 +389,7 @@ impl Cluster {
     /// Stops the server (fast: open connections are cut) and starts it again on the same port.
     fn restart(&self) -> Result<(), TestPgError> {
         // A stopped writer would hold up the shutdown: it goes on, and shuts down as usual.
-        self.signal_stalled("-CONT")?;
+        self.signal_stalled("-CONT");
         let data_str = self.dir.join("data").to_string_lossy().into_owned();
         let log = self.dir.join("server.log").to_string_lossy().into_owned();
         eprintln!(
@@ -442,19 +442,18 @@ impl Cluster {
     }
 
     /// Sends `signal` (`-KILL`, `-CONT`) to the stalled writers, which are stalled no more.
-    fn signal_stalled(&self, signal: &str) -> Result<(), TestPgError> {
+    fn signal_stalled(&self, signal: &str) {
         let pids: Vec<String> = std::mem::take(&mut *self.stalled.lock().unwrap_or_else(|p| p.into_inner()))
             .iter()
             .map(u32::to_string)
             .collect();
         if pids.is_empty() {
-            return Ok(());
+            return;
         }
         let mut args = vec![signal];
         args.extend(pids.iter().map(String::as_str));
         // A writer already gone (its server crashed under it) is not an error.
         let _ = run_as_owner(false, Path::new("kill"), &args);
-        Ok(())
     }
 
     fn admin_options(&self) -> PgConnectOptions {
@@ -464,7 +463,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.signal_stalled("-KILL");
+        self.signal_stalled("-KILL");
         let data = self.dir.join("data");
         if data.join("postmaster.pid").exists() {
             let data_str = data.to_string_lossy().into_owned();
