@@ -30,56 +30,23 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
     let mut line_no: u64 = 0;
     loop {
         line_no += 1;
-        let (line, not_utf8) = match read_line(&mut input)? {
-            Some(Ok(line)) => line,
+        let response = match read_line(&mut input)? {
             None => break,
             Some(Err(prefix)) => {
                 skip_rest_of_line(&mut input)?;
                 let bad = BadLine::TooLong;
-                match id_before_the_cut(&prefix) {
-                    Some(id) => {
-                        let body = error(ErrorCode::Malformed, format!("line {line_no}: {bad}"));
-                        serde_json::to_writer(&mut out, &Response { id, body }).map_err(std::io::Error::other)?;
-                        out.write_all(b"\n")?;
-                    }
+                let id = id_before_the_cut(&prefix);
+                if id.is_none() {
                     // A line without an id to answer: said on stderr, and the server goes on.
-                    None => writeln!(log, "ledger-sim serve: line {line_no} cannot be read: {bad}")?,
+                    writeln!(log, "ledger-sim serve: line {line_no} cannot be read: {bad}")?;
                 }
-                if input.buffer().is_empty() {
-                    out.flush()?;
-                }
-                continue;
+                id.map(|id| Response { id, body: error(ErrorCode::Malformed, format!("line {line_no}: {bad}")) })
             }
-        };
-        if line.trim().is_empty() && not_utf8.is_none() {
-            continue;
-        }
-        let request = match &not_utf8 {
-            None => serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()),
-            Some(bad) => Err(bad.to_string()),
-        };
-        let response = match request {
-            Ok(request) => {
-                Some(Response { id: request.id, body: answer_checked(&mut ledger, &mut journal, request.body) })
-            }
-            Err(e) => {
-                let value = serde_json::from_str::<serde_json::Value>(&line).ok();
-                match value.as_ref().and_then(|v| Some((v.get("id")?.as_u64()?, v))) {
-                    Some((id, v)) => Some(Response {
-                        id,
-                        body: match number_out_of_range(v).filter(|_| not_utf8.is_none()) {
-                            Some(what) => {
-                                error(ErrorCode::OutOfRange, format!("line {line_no}: {what} is not in 0..=2^63-1"))
-                            }
-                            None => error(ErrorCode::Malformed, format!("line {line_no}: {e}")),
-                        },
-                    }),
-                    None => {
-                        let what = if not_utf8.is_some() { "cannot be read" } else { "is not a request and has no id" };
-                        writeln!(log, "ledger-sim serve: line {line_no} {what}: {e}")?;
-                        None
-                    }
+            Some(Ok((line, not_utf8))) => {
+                if line.trim().is_empty() && not_utf8.is_none() {
+                    continue;
                 }
+                answer_line(&line, not_utf8.as_ref(), line_no, &mut ledger, &mut journal, log)?
             }
         };
         if let Some(response) = response {
@@ -91,6 +58,45 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
         }
     }
     out.flush()
+}
+
+/// The answer to a whole line, `line` (not UTF-8 when `not_utf8` says why): the request's,
+/// or `malformed`/`out_of_range` when its `id` can be made out; `None`, said on `log`, when
+/// it cannot.
+fn answer_line(
+    line: &str,
+    not_utf8: Option<&BadLine>,
+    line_no: u64,
+    ledger: &mut Option<Ledger>,
+    journal: &mut Vec<Movement>,
+    log: &mut impl Write,
+) -> std::io::Result<Option<Response>> {
+    let request = match not_utf8 {
+        None => serde_json::from_str::<Request>(line).map_err(|e| e.to_string()),
+        Some(bad) => Err(bad.to_string()),
+    };
+    Ok(match request {
+        Ok(request) => Some(Response { id: request.id, body: answer_checked(ledger, journal, request.body) }),
+        Err(e) => {
+            let value = serde_json::from_str::<serde_json::Value>(line).ok();
+            match value.as_ref().and_then(|v| Some((v.get("id")?.as_u64()?, v))) {
+                Some((id, v)) => Some(Response {
+                    id,
+                    body: match number_out_of_range(v).filter(|_| not_utf8.is_none()) {
+                        Some(what) => {
+                            error(ErrorCode::OutOfRange, format!("line {line_no}: {what} is not in 0..=2^63-1"))
+                        }
+                        None => error(ErrorCode::Malformed, format!("line {line_no}: {e}")),
+                    },
+                }),
+                None => {
+                    let what = if not_utf8.is_some() { "cannot be read" } else { "is not a request and has no id" };
+                    writeln!(log, "ledger-sim serve: line {line_no} {what}: {e}")?;
+                    None
+                }
+            }
+        }
+    })
 }
 
 /// A line read: its text and, when it was not UTF-8, why; or, when it was too long to read

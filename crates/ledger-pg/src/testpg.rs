@@ -167,6 +167,14 @@ fn server_children(parent: u32, names: &[&str]) -> Vec<u32> {
     found
 }
 
+/// Sends `sig` (`-KILL`, `-STOP`, `-CONT`) to the processes `pids` (ours, or the cluster
+/// owner's when we are root).
+fn signal(sig: &str, pids: &[u32]) -> Result<Output, TestPgError> {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let args: Vec<&str> = std::iter::once(sig).chain(pids.iter().map(String::as_str)).collect();
+    run_as_owner(false, Path::new("kill"), &args)
+}
+
 /// Runs `program args` as the cluster owner (`postgres` when we are root).
 fn run_as_owner(as_root: bool, program: &Path, args: &[&str]) -> Result<Output, TestPgError> {
     let out = owner_command(as_root, program)
@@ -366,14 +374,14 @@ impl Cluster {
     /// Kills the postmaster with SIGKILL, as a crash would, and waits (at most 30 s) until it
     /// and every backend are gone: nothing is shut down, no checkpoint is written.
     fn kill(&self) -> Result<(), TestPgError> {
-        let pid = self.postmaster_pid()?.to_string();
-        run_as_owner(false, Path::new("kill"), &["-KILL", &pid])?;
+        let postmaster = self.postmaster_pid()?;
+        signal("-KILL", &[postmaster])?;
         // A stopped writer cannot notice its postmaster's death, and would hold the old
         // shared memory forever: it dies with it, having written nothing more.
         self.signal_stalled("-KILL");
         for _ in 0..300 {
             // Gone, or a zombie its parent has not reaped yet: dead either way.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).unwrap_or_default();
             let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
             if matches!(state, None | Some("Z" | "X")) {
                 return Ok(());
@@ -382,7 +390,7 @@ impl Cluster {
         }
         Err(TestPgError::Program {
             program: "kill -KILL".into(),
-            output: format!("postmaster {pid} was still alive 30 s after SIGKILL"),
+            output: format!("postmaster {postmaster} was still alive 30 s after SIGKILL"),
         })
     }
 
@@ -433,27 +441,18 @@ impl Cluster {
                 ),
             });
         }
-        let pids: Vec<String> = writers.iter().map(u32::to_string).collect();
-        let mut args = vec!["-STOP"];
-        args.extend(pids.iter().map(String::as_str));
-        run_as_owner(false, Path::new("kill"), &args)?;
+        signal("-STOP", &writers)?;
         self.stalled.lock().unwrap_or_else(|p| p.into_inner()).extend(writers);
         Ok(())
     }
 
     /// Sends `signal` (`-KILL`, `-CONT`) to the stalled writers, which are stalled no more.
-    fn signal_stalled(&self, signal: &str) {
-        let pids: Vec<String> = std::mem::take(&mut *self.stalled.lock().unwrap_or_else(|p| p.into_inner()))
-            .iter()
-            .map(u32::to_string)
-            .collect();
-        if pids.is_empty() {
-            return;
+    fn signal_stalled(&self, sig: &str) {
+        let pids = std::mem::take(&mut *self.stalled.lock().unwrap_or_else(|p| p.into_inner()));
+        if !pids.is_empty() {
+            // A writer already gone (its server crashed under it) is not an error.
+            let _ = signal(sig, &pids);
         }
-        let mut args = vec![signal];
-        args.extend(pids.iter().map(String::as_str));
-        // A writer already gone (its server crashed under it) is not an error.
-        let _ = run_as_owner(false, Path::new("kill"), &args);
     }
 
     fn admin_options(&self) -> PgConnectOptions {
