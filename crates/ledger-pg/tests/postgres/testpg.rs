@@ -98,6 +98,14 @@ fn rows(pg: &TestPg) -> Option<i64> {
 /// crash) of a stalled server lets its writers go on and loses nothing.
 #[test]
 fn a_crash_loses_acknowledged_commits_only_where_the_settings_allow_and_then_all_of_them() {
+    // Three servers started, two crashed and one restarted: a few seconds each, never a hang.
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(
+            module_path!(),
+            "::a_crash_loses_acknowledged_commits_only_where_the_settings_allow_and_then_all_of_them"
+        ),
+        std::time::Duration::from_secs(300),
+    );
     let durable = TestPg::new_private_cluster_with(Durability::Durable).expect("a throwaway PostgreSQL must start");
     let e = durable.stall_wal_writer().unwrap_err().to_string();
     assert!(e.contains("LosesAcknowledged") && e.contains("Durable"), "{e}");
