@@ -884,6 +884,11 @@ impl Rect {
         }
     }
 
+    /// `self` with `d` more on its left and its right.
+    fn widened(&self, d: f64) -> Rect {
+        Rect { x0: self.x0 - d, x1: self.x1 + d, ..*self }
+    }
+
     /// The area of `self` outside `bounds`.
     fn outside(&self, bounds: &Rect) -> f64 {
         (self.x1 - self.x0) * (self.y1 - self.y0) - self.overlap(bounds)
@@ -918,12 +923,20 @@ impl Anchor {
     }
 }
 
+/// The room two labels side by side keep between them, in units: boxes that touch read as
+/// one word (a "10" beside a "7" reads "107"), and a text's box is a little narrower than
+/// some fonts draw it ([`Rect::of_text`]).
+const LABEL_GAP: f64 = 3.0;
+
 /// The labels of a plot, each put at the first of its places that covers nothing taken
-/// before it (a point, another label, a line) and stays inside the plot; when every place
-/// covers something, the one that covers least, a line only if nothing else will do.
+/// before it (a point, another label, a line), keeps [`LABEL_GAP`] from the labels beside it
+/// and stays inside the plot; when every place falls short, the one that covers least, a
+/// line only if nothing else will do, and a label too close only then.
 struct Labels {
     bounds: Rect,
-    taken: Vec<Rect>,
+    /// What is placed: points and marks (`false`), and labels (`true`), which another label
+    /// keeps [`LABEL_GAP`] from side by side.
+    taken: Vec<(Rect, bool)>,
     /// What a label had better not cover but may (a curve), rather than a point or a label.
     crossed: Vec<Rect>,
 }
@@ -938,7 +951,7 @@ impl Labels {
     }
 
     fn take(&mut self, r: Rect) {
-        self.taken.push(r);
+        self.taken.push((r, false));
     }
 
     /// The line from `a` to `b`, which a label had better not cross: boxes a few units apart
@@ -965,21 +978,24 @@ impl Labels {
     ) -> (f64, f64, Anchor) {
         let cost = |c: &(f64, f64, Anchor)| {
             let r = size(c);
-            let covered = r.outside(&self.bounds) + self.taken.iter().map(|t| r.overlap(t)).sum::<f64>();
-            (covered, self.crossed.iter().map(|t| r.overlap(t)).sum::<f64>())
+            let covered = r.outside(&self.bounds) + self.taken.iter().map(|(t, _)| r.overlap(t)).sum::<f64>();
+            let crossed = self.crossed.iter().map(|t| r.overlap(t)).sum::<f64>();
+            let apart = r.widened(LABEL_GAP);
+            let crowded = self.taken.iter().filter(|(_, label)| *label).map(|(t, _)| apart.overlap(t)).sum::<f64>();
+            (covered, crossed, crowded)
         };
         let spot = candidates
             .iter()
-            .find(|c| cost(c) == (0.0, 0.0))
+            .find(|c| cost(c) == (0.0, 0.0, 0.0))
             .or_else(|| {
                 candidates.iter().min_by(|a, b| {
                     let (a, b) = (cost(a), cost(b));
-                    a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
+                    a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.total_cmp(&b.2))
                 })
             })
             .copied()
             .expect("at least one place");
-        self.taken.push(size(&spot));
+        self.taken.push((size(&spot), true));
         spot
     }
 
@@ -1112,7 +1128,7 @@ fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool, wide: bool) -
         let beside = candidates.len();
         // Then farther up or down, a line of text at a time: values crowded together stack
         // their numbers above (or below) the crowd.
-        for k in 1..=8 {
+        for k in 1..=12 {
             let d = 11.0 * f64::from(k);
             candidates.extend([
                 (x, y - 7.0 - d, Anchor::Middle),
@@ -1669,7 +1685,8 @@ mod tests {
         (texts, dots)
     }
 
-    /// What no text of `svg` may do: cover another text or a dot.
+    /// What no text of `svg` may do: cover another text or a dot, or sit closer than
+    /// [`LABEL_GAP`] beside another text (where the two would read as one).
     fn overlaps(svg: &str) -> Vec<String> {
         let (texts, dots) = boxes(svg);
         let mut found = Vec::new();
@@ -1677,6 +1694,8 @@ mod tests {
             for (b, rb) in &texts[i + 1..] {
                 if ra.overlap(rb) > 0.0 {
                     found.push(format!("{a:?} covers {b:?}"));
+                } else if ra.widened(LABEL_GAP - 0.01).overlap(rb) > 0.0 {
+                    found.push(format!("{a:?} touches {b:?}"));
                 }
             }
             for d in &dots {
