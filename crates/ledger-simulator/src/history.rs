@@ -342,7 +342,11 @@ impl History {
             }
         }
         match history {
-            None => Err(TraceError::Line { path: path.to_owned(), line: 0, message: "empty trace".into() }),
+            None => Err(TraceError::Line {
+                path: path.to_owned(),
+                line: line_no + 1,
+                message: "the trace is empty: its first line must be the header".into(),
+            }),
             Some((version, _)) if version >= 2 && footer_at.is_none() => Err(TraceError::Line {
                 path: path.to_owned(),
                 line: line_no + 1,

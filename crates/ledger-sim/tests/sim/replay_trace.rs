@@ -63,6 +63,10 @@ fn a_version_2_trace_cut_at_any_line_is_refused() {
         let want = format!("t.jsonl:{}: the trace ends after line {} without its footer", i + 2, i + 1);
         assert!(e.starts_with(&want), "cut after line {}: {e}", i + 1);
     }
+    // Cut before its first line, or left only blank lines, it has no header: refused at the
+    // line the header should be on.
+    assert_eq!(read(b"").unwrap_err(), "t.jsonl:1: the trace is empty: its first line must be the header");
+    assert_eq!(read(b"\n \n").unwrap_err(), "t.jsonl:3: the trace is empty: its first line must be the header");
     // And the command line names the file and the line, exit 2.
     let cut = tmp("cut.jsonl", &v2[..ends[2]]);
     let out = sim(&["replay", &cut]);
