@@ -26,7 +26,7 @@ use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
 
 use super::history::{HistoryRow, Served};
-use super::scenario::{Dist, DistKind, OnRefused, PlanScenario};
+use super::scenario::{Dist, DistKind, OnRefused, PlanScenario, TierMoves};
 
 /// Index of the served counters: free, partial, gated.
 pub const FREE: usize = 0;
@@ -131,6 +131,83 @@ impl Sampler {
     }
 }
 
+/// The scenario's daily cycle as a cumulative distribution over the 24 hours of a day: a
+/// request's hour is the first whose value exceeds a uniform draw (the last is infinite, so
+/// no rounding of the sum leaves a draw without an hour).
+pub(crate) fn hour_cdf(hourly_weights: &[f64]) -> [f64; 24] {
+    let mut cdf = [0.0; 24];
+    let total: f64 = hourly_weights.iter().sum();
+    let mut acc = 0.0;
+    for (h, w) in hourly_weights.iter().enumerate() {
+        acc += w / total;
+        cdf[h] = acc;
+    }
+    cdf[23] = f64::INFINITY;
+    cdf
+}
+
+/// A day's requests, user by user in order: each user's count from `per_user` (rounded, at
+/// least 0), then each request's millisecond of the day, evenly spaced over the day when
+/// `even`, else an hour from `hour_cdf` and a uniform millisecond within it; `push(ms_of_day,
+/// user)` takes each. The planner and the full simulator of its validity check both draw a
+/// day with this, so the two read one scenario alike, draw for draw.
+pub(crate) fn draw_day(
+    rng: &mut ChaCha8Rng,
+    users: u32,
+    per_user: &Sampler,
+    hour_cdf: &[f64; 24],
+    even: bool,
+    mut push: impl FnMut(u64, u32),
+) {
+    for user in 0..users {
+        let n = per_user.draw(rng).round().max(0.0) as u64;
+        for k in 0..n {
+            let ms_of_day = if even {
+                (2 * k + 1) * DAY_MS / (2 * n)
+            } else {
+                let u: f64 = rng.gen();
+                let hour = hour_cdf.partition_point(|c| *c <= u) as u64;
+                hour * 3_600_000 + rng.gen_range(0..3_600_000)
+            };
+            push(ms_of_day, user);
+        }
+    }
+}
+
+/// The users a growing population gains at the start of a day: `growth_pct_per_day` of those
+/// it has, the fractions carried from day to day until they make a user.
+#[derive(Debug, Default)]
+pub(crate) struct Growth(f64);
+
+impl Growth {
+    /// The users to add today to a population of `users`.
+    pub(crate) fn day(&mut self, users: usize, growth_pct_per_day: f64) -> usize {
+        self.0 += users as f64 * growth_pct_per_day / 100.0;
+        let whole = self.0.floor();
+        self.0 -= whole;
+        whole as usize
+    }
+}
+
+/// Where a user of `tier` moves at the end of a day: one tier up with the scenario's
+/// promotion rate, one down with its decay rate, or nowhere. A tier that can move neither
+/// way draws nothing.
+pub(crate) fn tier_move(moves: &TierMoves, tier: Tier, rng: &mut ChaCha8Rng) -> Option<Tier> {
+    let i = tier.index();
+    let (up, down) = (moves.promote_per_day.by_tier()[i], moves.decay_per_day.by_tier()[i]);
+    if up == 0.0 && down == 0.0 {
+        return None;
+    }
+    let u: f64 = rng.gen();
+    if u < up {
+        Some(Tier::ALL[i + 1])
+    } else if u < up + down {
+        Some(Tier::ALL[i - 1])
+    } else {
+        None
+    }
+}
+
 /// What the planner drew for a request's user, and where its caller is.
 #[derive(Clone, Debug)]
 struct Flow {
@@ -228,14 +305,6 @@ fn run_recorded(
     carry: Option<Carry>,
 ) -> (SeedResult, Option<Carry>) {
     let ledger_config = s.config();
-    let mut hour_cdf = [0.0; 24];
-    let total: f64 = s.requests.hourly_weights.iter().sum();
-    let mut acc = 0.0;
-    for (h, w) in s.requests.hourly_weights.iter().enumerate() {
-        acc += w / total;
-        hour_cdf[h] = acc;
-    }
-    hour_cdf[23] = f64::INFINITY;
     // Size the ledger's tables for the whole run up front, so they never grow mid-run, on the
     // tables of the thread's last run when there was one (see `SPARE`).
     let (n_users, n_requests) = sizes(s);
@@ -291,7 +360,7 @@ fn run_recorded(
         per_user: Sampler::new(&s.requests.per_user_per_day),
         estimate: Sampler::new(&s.cost.estimate_sats),
         actual_pct: Sampler::new(&s.cost.actual_pct),
-        hour_cdf,
+        hour_cdf: hour_cdf(&s.requests.hourly_weights),
         history,
         carry,
     };
@@ -300,15 +369,13 @@ fn run_recorded(
             r.add_user(tier, TimeMs(s.start_ms));
         }
     }
-    let mut growth = 0.0f64;
+    let mut growth = Growth::default();
     let mut arrivals: Vec<u64> = Vec::new();
     for day in 0..s.days {
         r.day = day + 1;
         let day_start = s.start_ms + u64::from(day) * DAY_MS;
         if day > 0 {
-            growth += r.users.len() as f64 * s.population.growth_pct_per_day / 100.0;
-            while growth >= 1.0 {
-                growth -= 1.0;
+            for _ in 0..growth.day(r.users.len(), s.population.growth_pct_per_day) {
                 r.add_user(Tier::New, TimeMs(day_start));
             }
         }
@@ -431,20 +498,10 @@ impl Run<'_> {
     /// keys orders them as `(time, user)` pairs would be, at the cost of sorting integers.
     fn draw_arrivals(&mut self, out: &mut Vec<u64>) {
         out.clear();
-        let even = self.s.requests.even;
-        for user in 0..self.users.len() as u32 {
-            let n = self.per_user.draw(&mut self.rng).round().max(0.0) as u64;
-            for k in 0..n {
-                let ms_of_day = if even {
-                    (2 * k + 1) * DAY_MS / (2 * n)
-                } else {
-                    let u: f64 = self.rng.gen();
-                    let hour = self.hour_cdf.partition_point(|c| *c <= u) as u64;
-                    hour * 3_600_000 + self.rng.gen_range(0..3_600_000)
-                };
-                out.push(ms_of_day << 32 | u64::from(user));
-            }
-        }
+        let users = u32::try_from(self.users.len()).expect("fewer than 2^32 users");
+        draw_day(&mut self.rng, users, &self.per_user, &self.hour_cdf, self.s.requests.even, |ms_of_day, user| {
+            out.push(ms_of_day << 32 | u64::from(user));
+        });
         out.sort_unstable();
     }
 
@@ -644,22 +701,8 @@ impl Run<'_> {
 
     /// End of day: each user may move one tier up or down.
     fn move_tiers(&mut self, now: TimeMs) {
-        let up = self.s.tiers.promote_per_day.by_tier();
-        let down = self.s.tiers.decay_per_day.by_tier();
         for user in 0..self.users.len() {
-            let tier = self.users[user];
-            let i = tier.index();
-            if up[i] == 0.0 && down[i] == 0.0 {
-                continue;
-            }
-            let u: f64 = self.rng.gen();
-            let to = if u < up[i] {
-                Tier::ALL[i + 1]
-            } else if u < up[i] + down[i] {
-                Tier::ALL[i - 1]
-            } else {
-                continue;
-            };
+            let Some(to) = tier_move(&self.s.tiers, self.users[user], &mut self.rng) else { continue };
             self.users[user] = to;
             let pubkey = ledger_harness::user_pubkey(user as u64);
             let _ = self.apply(Command::SetTier { pubkey, tier: to }, now.0);

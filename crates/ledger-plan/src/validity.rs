@@ -38,7 +38,7 @@ use ledger_simulator::history::{Declines, Event, Flow, FlowKind, History};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::model::{Sampler, FREE, GATED, PARTIAL};
+use super::model::{draw_day, hour_cdf, tier_move, Growth, Sampler, FREE, GATED, PARTIAL};
 use super::scenario::{OnRefused, PlanScenario};
 
 /// Virtual time of one scheduler step: the simulator's default (`step_ms` of `ledger-sim
@@ -131,14 +131,6 @@ pub fn run_simulated(s: &PlanScenario, seed: u64) -> SimSeed {
     let exec = Exec::new(ReferenceEngine::new(config), &history, false).with_policy(policy(s)).recording_decisions();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(STREAM);
-    let total: f64 = s.requests.hourly_weights.iter().sum();
-    let mut hour_cdf = [0.0; 24];
-    let mut acc = 0.0;
-    for (h, w) in s.requests.hourly_weights.iter().enumerate() {
-        acc += w / total;
-        hour_cdf[h] = acc;
-    }
-    hour_cdf[23] = f64::INFINITY;
     let mut sim = Sim {
         s,
         exec,
@@ -159,7 +151,7 @@ pub fn run_simulated(s: &PlanScenario, seed: u64) -> SimSeed {
         per_user: Sampler::new(&s.requests.per_user_per_day),
         estimate: Sampler::new(&s.cost.estimate_sats),
         actual_pct: Sampler::new(&s.cost.actual_pct),
-        hour_cdf,
+        hour_cdf: hour_cdf(&s.requests.hourly_weights),
         ready: Vec::new(),
     };
     sim.days();
@@ -169,13 +161,11 @@ pub fn run_simulated(s: &PlanScenario, seed: u64) -> SimSeed {
 impl Sim<'_> {
     fn days(&mut self) {
         let s = self.s;
-        let mut growth = 0.0f64;
+        let mut growth = Growth::default();
         for day in 0..s.days {
             let day_start = EPOCH.0 + u64::from(day) * DAY_MS;
             if day > 0 {
-                growth += self.tiers.len() as f64 * s.population.growth_pct_per_day / 100.0;
-                while growth >= 1.0 {
-                    growth -= 1.0;
+                for _ in 0..growth.day(self.tiers.len(), s.population.growth_pct_per_day) {
                     let user = u32::try_from(self.tiers.len()).expect("fewer than 2^32 users");
                     self.tiers.push(Tier::New);
                     self.start(FlowKind::SetTier { tier: Tier::New }, user, |_| {});
@@ -311,40 +301,18 @@ impl Sim<'_> {
     /// distribution, each time from the daily cycle (or evenly spaced).
     fn arrivals(&mut self, day_start_ms: u64) -> Vec<(u64, u32)> {
         let mut out = Vec::new();
-        for user in 0..u32::try_from(self.tiers.len()).expect("fewer than 2^32 users") {
-            let n = self.per_user.draw(&mut self.rng).round().max(0.0) as u64;
-            for k in 0..n {
-                let at_ms = if self.s.requests.even {
-                    day_start_ms + (2 * k + 1) * DAY_MS / (2 * n)
-                } else {
-                    let u: f64 = self.rng.gen();
-                    let hour = self.hour_cdf.partition_point(|c| *c <= u) as u64;
-                    day_start_ms + hour * 3_600_000 + self.rng.gen_range(0..3_600_000)
-                };
-                out.push((at_ms, user));
-            }
-        }
+        let users = u32::try_from(self.tiers.len()).expect("fewer than 2^32 users");
+        draw_day(&mut self.rng, users, &self.per_user, &self.hour_cdf, self.s.requests.even, |ms_of_day, user| {
+            out.push((day_start_ms + ms_of_day, user));
+        });
         out.sort_unstable();
         out
     }
 
     /// End of day: each user may move one tier up or down; each move is a flow of its own.
     fn move_tiers(&mut self) {
-        let up = self.s.tiers.promote_per_day.by_tier();
-        let down = self.s.tiers.decay_per_day.by_tier();
         for user in 0..self.tiers.len() {
-            let i = self.tiers[user].index();
-            if up[i] == 0.0 && down[i] == 0.0 {
-                continue;
-            }
-            let u: f64 = self.rng.gen();
-            let to = if u < up[i] {
-                Tier::ALL[i + 1]
-            } else if u < up[i] + down[i] {
-                Tier::ALL[i - 1]
-            } else {
-                continue;
-            };
+            let Some(to) = tier_move(&self.s.tiers, self.tiers[user], &mut self.rng) else { continue };
             self.tiers[user] = to;
             let user = u32::try_from(user).expect("fewer than 2^32 users");
             self.start(FlowKind::SetTier { tier: to }, user, |_| {});
