@@ -153,13 +153,13 @@ pub(crate) fn hour_cdf(hourly_weights: &[f64]) -> [f64; 24] {
 /// day with this, so the two read one scenario alike, draw for draw.
 pub(crate) fn draw_day(
     rng: &mut ChaCha8Rng,
-    users: u32,
+    n_users: u32,
     per_user: &Sampler,
     hour_cdf: &[f64; 24],
     even: bool,
     mut push: impl FnMut(u64, u32),
 ) {
-    for user in 0..users {
+    for user in 0..n_users {
         let n = per_user.draw(rng).round().max(0.0) as u64;
         for k in 0..n {
             let ms_of_day = if even {
@@ -180,9 +180,9 @@ pub(crate) fn draw_day(
 pub(crate) struct Growth(f64);
 
 impl Growth {
-    /// The users to add today to a population of `users`.
-    pub(crate) fn day(&mut self, users: usize, growth_pct_per_day: f64) -> usize {
-        self.0 += users as f64 * growth_pct_per_day / 100.0;
+    /// The users to add today to a population of `n_users`.
+    pub(crate) fn day(&mut self, n_users: usize, growth_pct_per_day: f64) -> usize {
+        self.0 += n_users as f64 * growth_pct_per_day / 100.0;
         let whole = self.0.floor();
         self.0 -= whole;
         whole as usize
@@ -498,8 +498,8 @@ impl Run<'_> {
     /// keys orders them as `(time, user)` pairs would be, at the cost of sorting integers.
     fn draw_arrivals(&mut self, out: &mut Vec<u64>) {
         out.clear();
-        let users = u32::try_from(self.users.len()).expect("fewer than 2^32 users");
-        draw_day(&mut self.rng, users, &self.per_user, &self.hour_cdf, self.s.requests.even, |ms_of_day, user| {
+        let n_users = u32::try_from(self.users.len()).expect("fewer than 2^32 users");
+        draw_day(&mut self.rng, n_users, &self.per_user, &self.hour_cdf, self.s.requests.even, |ms_of_day, user| {
             out.push(ms_of_day << 32 | u64::from(user));
         });
         out.sort_unstable();

@@ -301,8 +301,8 @@ impl Sim<'_> {
     /// distribution, each time from the daily cycle (or evenly spaced).
     fn arrivals(&mut self, day_start_ms: u64) -> Vec<(u64, u32)> {
         let mut out = Vec::new();
-        let users = u32::try_from(self.tiers.len()).expect("fewer than 2^32 users");
-        draw_day(&mut self.rng, users, &self.per_user, &self.hour_cdf, self.s.requests.even, |ms_of_day, user| {
+        let n_users = u32::try_from(self.tiers.len()).expect("fewer than 2^32 users");
+        draw_day(&mut self.rng, n_users, &self.per_user, &self.hour_cdf, self.s.requests.even, |ms_of_day, user| {
             out.push((day_start_ms + ms_of_day, user));
         });
         out.sort_unstable();
