@@ -35,12 +35,16 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
             Some(Err(prefix)) => {
                 skip_rest_of_line(&mut input)?;
                 let bad = BadLine::TooLong;
-                let id = id_before_the_cut(&prefix);
-                if id.is_none() {
-                    // A line without an id to answer: said on stderr, and the server goes on.
-                    writeln!(log, "ledger-sim serve: line {line_no} cannot be read: {bad}")?;
+                match id_before_the_cut(&prefix) {
+                    Some(id) => {
+                        Some(Response { id, body: error(ErrorCode::Malformed, format!("line {line_no}: {bad}")) })
+                    }
+                    None => {
+                        // A line without an id to answer: said on stderr, and the server goes on.
+                        writeln!(log, "ledger-sim serve: line {line_no} cannot be read: {bad}")?;
+                        None
+                    }
                 }
-                id.map(|id| Response { id, body: error(ErrorCode::Malformed, format!("line {line_no}: {bad}")) })
             }
             Some(Ok((line, not_utf8))) => {
                 if line.trim().is_empty() && not_utf8.is_none() {

@@ -26,7 +26,7 @@ use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
 
 use super::history::{HistoryRow, Served};
-use super::scenario::{Dist, DistKind, OnRefused, PlanScenario, TierMoves};
+use super::scenario::{Dist, DistKind, OnRefused, PlanScenario, Requests, TierMoves};
 
 /// Index of the served counters: free, partial, gated.
 pub const FREE: usize = 0;
@@ -131,45 +131,51 @@ impl Sampler {
     }
 }
 
-/// The scenario's daily cycle as a cumulative distribution over the 24 hours of a day: a
-/// request's hour is the first whose value exceeds a uniform draw (the last is infinite, so
-/// no rounding of the sum leaves a draw without an hour).
-pub(crate) fn hour_cdf(hourly_weights: &[f64]) -> [f64; 24] {
-    let mut cdf = [0.0; 24];
-    let total: f64 = hourly_weights.iter().sum();
-    let mut acc = 0.0;
-    for (h, w) in hourly_weights.iter().enumerate() {
-        acc += w / total;
-        cdf[h] = acc;
-    }
-    cdf[23] = f64::INFINITY;
-    cdf
+/// How the scenario's days draw their requests: each user's count from `per_user_per_day`,
+/// and each request's time of day from the daily cycle (or evenly spaced). The planner and
+/// the full simulator of its validity check both draw a day with this, so the two read one
+/// scenario alike, draw for draw.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DayDraw {
+    per_user: Sampler,
+    /// The daily cycle as a cumulative distribution over the 24 hours: a request's hour is
+    /// the first whose value exceeds a uniform draw (the last is infinite, so no rounding of
+    /// the sum leaves a draw without an hour).
+    hour_cdf: [f64; 24],
+    even: bool,
 }
 
-/// A day's requests, user by user in order: each user's count from `per_user` (rounded, at
-/// least 0), then each request's millisecond of the day, evenly spaced over the day when
-/// `even`, else an hour from `hour_cdf` and a uniform millisecond within it; `push(ms_of_day,
-/// user)` takes each. The planner and the full simulator of its validity check both draw a
-/// day with this, so the two read one scenario alike, draw for draw.
-pub(crate) fn draw_day(
-    rng: &mut ChaCha8Rng,
-    n_users: u32,
-    per_user: &Sampler,
-    hour_cdf: &[f64; 24],
-    even: bool,
-    mut push: impl FnMut(u64, u32),
-) {
-    for user in 0..n_users {
-        let n = per_user.draw(rng).round().max(0.0) as u64;
-        for k in 0..n {
-            let ms_of_day = if even {
-                (2 * k + 1) * DAY_MS / (2 * n)
-            } else {
-                let u: f64 = rng.gen();
-                let hour = hour_cdf.partition_point(|c| *c <= u) as u64;
-                hour * 3_600_000 + rng.gen_range(0..3_600_000)
-            };
-            push(ms_of_day, user);
+impl DayDraw {
+    /// The draws of a validated scenario's `[requests]`.
+    pub(crate) fn new(requests: &Requests) -> DayDraw {
+        let mut hour_cdf = [0.0; 24];
+        let total: f64 = requests.hourly_weights.iter().sum();
+        let mut acc = 0.0;
+        for (h, w) in requests.hourly_weights.iter().enumerate() {
+            acc += w / total;
+            hour_cdf[h] = acc;
+        }
+        hour_cdf[23] = f64::INFINITY;
+        DayDraw { per_user: Sampler::new(&requests.per_user_per_day), hour_cdf, even: requests.even }
+    }
+
+    /// A day's requests of `n_users` users, user by user in order: each user's count
+    /// (rounded, at least 0), then each request's millisecond of the day, evenly spaced over
+    /// the day when `even`, else an hour from the cycle and a uniform millisecond within it;
+    /// `push(ms_of_day, user)` takes each.
+    pub(crate) fn draw(&self, rng: &mut ChaCha8Rng, n_users: u32, mut push: impl FnMut(u64, u32)) {
+        for user in 0..n_users {
+            let n = self.per_user.draw(rng).round().max(0.0) as u64;
+            for k in 0..n {
+                let ms_of_day = if self.even {
+                    (2 * k + 1) * DAY_MS / (2 * n)
+                } else {
+                    let u: f64 = rng.gen();
+                    let hour = self.hour_cdf.partition_point(|c| *c <= u) as u64;
+                    hour * 3_600_000 + rng.gen_range(0..3_600_000)
+                };
+                push(ms_of_day, user);
+            }
         }
     }
 }
@@ -256,10 +262,9 @@ struct Run<'a> {
     next_payment: u64,
     day: u32,
     out: SeedResult,
-    per_user: Sampler,
+    day_draw: DayDraw,
     estimate: Sampler,
     actual_pct: Sampler,
-    hour_cdf: [f64; 24],
     /// Every request decided, for `plan --history-out`; `None` (no cost) otherwise.
     history: Option<&'a mut Vec<HistoryRow>>,
     /// What carrying the run up to a larger pool takes ([`run_carried`]); `None` otherwise.
@@ -357,10 +362,9 @@ fn run_recorded(
             violations: 0,
             first_violation: None,
         },
-        per_user: Sampler::new(&s.requests.per_user_per_day),
+        day_draw: DayDraw::new(&s.requests),
         estimate: Sampler::new(&s.cost.estimate_sats),
         actual_pct: Sampler::new(&s.cost.actual_pct),
-        hour_cdf: hour_cdf(&s.requests.hourly_weights),
         history,
         carry,
     };
@@ -499,9 +503,7 @@ impl Run<'_> {
     fn draw_arrivals(&mut self, out: &mut Vec<u64>) {
         out.clear();
         let n_users = u32::try_from(self.users.len()).expect("fewer than 2^32 users");
-        draw_day(&mut self.rng, n_users, &self.per_user, &self.hour_cdf, self.s.requests.even, |ms_of_day, user| {
-            out.push(ms_of_day << 32 | u64::from(user));
-        });
+        self.day_draw.draw(&mut self.rng, n_users, |ms_of_day, user| out.push(ms_of_day << 32 | u64::from(user)));
         out.sort_unstable();
     }
 

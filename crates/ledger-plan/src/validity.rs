@@ -38,7 +38,7 @@ use ledger_simulator::history::{Declines, Event, Flow, FlowKind, History};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::model::{draw_day, hour_cdf, tier_move, Growth, Sampler, FREE, GATED, PARTIAL};
+use super::model::{tier_move, DayDraw, Growth, Sampler, FREE, GATED, PARTIAL};
 use super::scenario::{OnRefused, PlanScenario};
 
 /// Virtual time of one scheduler step: the simulator's default (`step_ms` of `ledger-sim
@@ -104,10 +104,9 @@ struct Sim<'a> {
     /// The user of each flow, by id.
     user_of: Vec<u32>,
     out: SimSeed,
-    per_user: Sampler,
+    day_draw: DayDraw,
     estimate: Sampler,
     actual_pct: Sampler,
-    hour_cdf: [f64; 24],
     ready: Vec<u32>,
 }
 
@@ -148,10 +147,9 @@ pub fn run_simulated(s: &PlanScenario, seed: u64) -> SimSeed {
             pool_by_day: Vec::with_capacity(s.days as usize),
             violations: Vec::new(),
         },
-        per_user: Sampler::new(&s.requests.per_user_per_day),
+        day_draw: DayDraw::new(&s.requests),
         estimate: Sampler::new(&s.cost.estimate_sats),
         actual_pct: Sampler::new(&s.cost.actual_pct),
-        hour_cdf: hour_cdf(&s.requests.hourly_weights),
         ready: Vec::new(),
     };
     sim.days();
@@ -302,9 +300,7 @@ impl Sim<'_> {
     fn arrivals(&mut self, day_start_ms: u64) -> Vec<(u64, u32)> {
         let mut out = Vec::new();
         let n_users = u32::try_from(self.tiers.len()).expect("fewer than 2^32 users");
-        draw_day(&mut self.rng, n_users, &self.per_user, &self.hour_cdf, self.s.requests.even, |ms_of_day, user| {
-            out.push((day_start_ms + ms_of_day, user));
-        });
+        self.day_draw.draw(&mut self.rng, n_users, |ms_of_day, user| out.push((day_start_ms + ms_of_day, user)));
         out.sort_unstable();
         out
     }
