@@ -230,13 +230,25 @@ pub fn main() -> ExitCode {
 fn check_environment() -> anyhow::Result<()> {
     if let Some(v) = std::env::var_os("RAYON_NUM_THREADS") {
         let text = v.to_string_lossy();
+        let threads = text.trim().parse::<usize>();
         anyhow::ensure!(
-            text.trim().parse::<usize>().is_ok(),
+            threads.is_ok(),
             "RAYON_NUM_THREADS={text:?}: not a whole number of threads (0 or unset: one per core)"
+        );
+        anyhow::ensure!(
+            threads.is_ok_and(|n| n <= MAX_THREADS),
+            "RAYON_NUM_THREADS={text:?}: more than {MAX_THREADS} threads (0 or unset: one per core; the work \
+             is CPU-bound, so threads beyond the cores only wait)"
         );
     }
     Ok(())
 }
+
+/// The most threads `RAYON_NUM_THREADS` may ask for. The pool's idle threads look for work
+/// in each other's queues, so its cost grows with the square of their number: 1,000 threads
+/// add about a second to a run, 10,000 about 45 s, and 100,000 (a zero too many) never get
+/// to the work at all.
+const MAX_THREADS: usize = 1024;
 
 /// Whether `e` is the program's own output meeting a pipe whose reader has gone: a bare I/O
 /// error of writing (`writeln!(out, ...)?`, `serde_json::to_writer`), not one a database

@@ -252,14 +252,16 @@ fn errors_hide_secrets_and_refuse_what_cannot_be_simulated() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("hunter2") && !err.contains('\u{1b}') && err.len() < 10_000, "{args:?}: {err}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
-        .args(["plan", plan_scenario, "--days", "1", "--seeds", "1"])
-        .env("RAYON_NUM_THREADS", "-1")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("RAYON_NUM_THREADS=\"-1\""), "{err}");
+    for (threads, says) in [("-1", "not a whole number"), ("2000", "more than 1024 threads")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
+            .args(["plan", plan_scenario, "--days", "1", "--seeds", "1"])
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{threads}: {err}");
+        assert!(err.contains(&format!("RAYON_NUM_THREADS=\"{threads}\"")) && err.contains(says), "{err}");
+    }
 }
 
 /// `run --for` soaks fresh seeds for a while, says at the end how many it ran, and `--junit`
