@@ -660,7 +660,7 @@ async fn close_pool(pool: &PgPool, what: &str) -> anyhow::Result<()> {
 
 fn write_ops(ops: &[OpRecord], path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("making the directory {}: {e}", dir.display()))?;
     }
     let mut buf = Vec::new();
     for op in ops {

@@ -245,9 +245,9 @@ fn check_environment() -> anyhow::Result<()> {
 }
 
 /// The most threads `RAYON_NUM_THREADS` may ask for. The pool's idle threads look for work
-/// in each other's queues, so its cost grows with the square of their number: 1,000 threads
-/// add about a second to a run, 10,000 about 45 s, and 100,000 (a zero too many) never get
-/// to the work at all.
+/// in each other's queues, so its cost grows faster than their number: on two cores 1,000
+/// threads added about a second to a small plan, 10,000 about 45 s, and 100,000 (a zero too
+/// many) had not reached the work after a minute.
 const MAX_THREADS: usize = 1024;
 
 /// Whether `e` is the program's own output meeting a pipe whose reader has gone: a bare I/O
@@ -343,6 +343,13 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     if args.pg.pg_mutant.is_some() && !cfg!(feature = "mutants") {
         anyhow::bail!("--pg-mutant needs a build with `--features mutants`");
     }
+    // Traces are written after the seeds have run: a path that cannot be a directory is
+    // refused before any of that work (one that does not exist yet is made when needed).
+    anyhow::ensure!(
+        !args.trace_dir.exists() || args.trace_dir.is_dir(),
+        "--trace-dir {}: not a directory (counterexample traces are written into it)",
+        args.trace_dir.display()
+    );
     let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
     let pg = matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec);
     if pg && args.steer {

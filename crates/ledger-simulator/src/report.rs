@@ -509,7 +509,7 @@ pub fn counterexamples(
 /// Write a trace whole or not at all: to a temporary file, then renamed into place.
 pub fn write_trace(h: &History, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("making the directory {}: {e}", dir.display()))?;
     }
     let tmp = path.with_extension("jsonl.tmp");
     let mut buf = Vec::new();

@@ -151,11 +151,12 @@ impl Scenario {
                 "must be in 1..=10000000 (the population is held in memory)",
             );
         }
-        if self.n_steps > MAX_STEPS {
+        // No steps would check nothing and pass: a typo in CI would go green.
+        if !(1..=MAX_STEPS).contains(&self.n_steps) {
             return err(
                 "n_steps",
                 self.n_steps.to_string(),
-                "must be at most 100000000 (every step of a seed is kept for its replay; run more seeds instead)",
+                "must be in 1..=100000000 (every step of a seed is kept for its replay; run more seeds instead)",
             );
         }
         if self.max_in_flight == 0 {

@@ -59,11 +59,17 @@ fn violation_exits_one_and_its_trace_replays() {
 
 #[test]
 fn bad_input_exits_two_naming_what_and_where() {
-    // A shard of one seed, and every shard of a split into more shards than seeds.
+    // A shard of one seed, and every shard of a split into more shards than seeds; a run of
+    // no steps (it would check nothing and pass); a trace directory that is a file, refused
+    // before the seeds run rather than when their counterexamples are written.
+    let not_a_dir = tmp("trace-dir-file");
+    std::fs::write(&not_a_dir, "").unwrap();
     for (args, says) in [
         (&["run", "--seed", "1", "--shard", "1/2"][..], "cannot be used with"),
         (&["run", "--seeds", "0..3", "--shard", "1/4"][..], "fewer seeds than shards"),
         (&["run", "--seeds", "0..3", "--shard", "4/4"][..], "fewer seeds than shards"),
+        (&["run", "--steps", "0"][..], "n_steps = 0: must be in 1..=100000000"),
+        (&["run", "--engine", "seed", "--trace-dir", not_a_dir.to_str().unwrap()][..], "not a directory"),
     ] {
         let out = sim(args);
         let err = String::from_utf8_lossy(&out.stderr);
