@@ -424,6 +424,13 @@ impl Solver {
         for text in targets {
             let target = Target::parse(text, solver.base.days)?;
             let limit = target.limit();
+            if limit <= 0.0 || limit >= 1.0 {
+                return Err(PlanError::Target(format!(
+                    "{text:?}: a chance of exactly 0 or 1 cannot be tested: no number of seeds shows that \
+                     no seed, or every seed, would have the event; give a limit strictly between 0 and 1, \
+                     such as 0.01 or 0.99"
+                )));
+            }
             let band = options.band.unwrap_or(limit.min(1.0 - limit) / 5.0);
             // Rounded to nine places so that 0.05 + 0.01 reads 0.06 in reports.
             let round = |p: f64| (p * 1e9).round() / 1e9;

@@ -166,6 +166,10 @@ fn bad_input_is_refused_before_any_work() {
         (e("budget.trusted=0.5..10", t, d()), "budget.trusted takes whole numbers"),
         (e("credit_pct=0..100", "p_dry(day=11) <= 0.05", d()), "day 11 is not in 1..=10"),
         (e("credit_pct=0..100", "garbage", d()), "--target \"garbage\": expected METRIC <= VALUE"),
+        // A chance of 0 or 1 leaves no band to test in, whichever way it is written.
+        (e("credit_pct=0..100", "p_dry <= 0", d()), "\"p_dry <= 0\": a chance of exactly 0 or 1 cannot be tested"),
+        (e("credit_pct=0..100", "p_dry <= 1", d()), "give a limit strictly between 0 and 1"),
+        (e("credit_pct=0..100", "p_dry >= 1", SolveOptions { band: Some(0.01), ..d() }), "exactly 0 or 1"),
         (e("credit_pct=0..100", t, SolveOptions { band: Some(0.05), ..d() }), "0 < low < high < 1"),
         // A band too narrow to write is refused as asked, not as the empty band it rounds to.
         (e("credit_pct=0..100", t, SolveOptions { band: Some(1e-12), ..d() }), "--band 1e-12 is narrower than a billionth"),
