@@ -33,7 +33,7 @@ if (!modulePath) {
 }
 
 // Node resolves a module's URL through symbolic links, so the hooks must know it by its real
-// path (a `../shared` that is a link would otherwise not be recognised as the seed).
+// path (a module reached through a link would otherwise not be recognised as the seed).
 let realPath;
 try {
   realPath = realpathSync(resolvePath(process.cwd(), modulePath));

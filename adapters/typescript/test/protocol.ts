@@ -8,7 +8,7 @@ import { stringifyJson, type JsonObject } from "../src/protocol/json.js";
 import { Child } from "./client.js";
 
 const CORRECTED = "node adapters/typescript/bin/corrected.mjs";
-const SEED = "node adapters/typescript/bin/seed.mjs --module ../shared/seed/free-tier.ts";
+const SEED = "node adapters/typescript/bin/seed.mjs --module fixtures/seed/free-tier.ts";
 const MAX = (1n << 63n) - 1n;
 const config = (over: Partial<Record<string, unknown>> = {}) => ({
   budget_sats: { new: 0n, established: 50n, trusted: 200n, elite: 1000n },

@@ -1,4 +1,4 @@
-//! loom model of the seed's daily budget (`../shared/seed/free-tier.ts`).
+//! loom model of the seed's daily budget (`fixtures/seed/free-tier.ts`).
 //!
 //! `decide` checks the daily budget against `sats_absorbed_today` as read by
 //! `getIdentityWithDecay`, but nothing writes that column until `recordGrant`, after the work. Two

@@ -1,4 +1,4 @@
-//! loom model of the seed's free path in `decide` (`../shared/seed/free-tier.ts`).
+//! loom model of the seed's free path in `decide` (`fixtures/seed/free-tier.ts`).
 //!
 //! The seed reads the pool with `getPoolBalance()` (a plain `SELECT`, no lock kept), decides
 //! "free" when that balance covers the estimate, and only then debits in `_atomicPoolDebit`, a

@@ -1,5 +1,5 @@
 //! The TypeScript adapters of `adapters/typescript` under the harness (SPEC.md §9): the original
-//! service's `free-tier.ts` (`../shared/seed/`, loaded unmodified) must break I2-I6 and each
+//! service's `free-tier.ts` (`fixtures/seed/`, loaded unmodified) must break I2-I6 and each
 //! must shrink to a short counterexample; the corrected TypeScript ledger must pass the
 //! conformance vectors, lockstep against the reference with no divergence, and every fault of
 //! the concurrent mode with no violation, a kill of its process included.
@@ -37,9 +37,9 @@ fn packages() {
 }
 
 fn seed_module() -> String {
-    let path = root().join("../shared/seed/free-tier.ts");
-    assert!(path.exists(), "the original service must be beside the repository: {}", path.display());
-    "../shared/seed/free-tier.ts".to_owned()
+    let path = root().join("fixtures/seed/free-tier.ts");
+    assert!(path.exists(), "the original service is missing: {}", path.display());
+    "fixtures/seed/free-tier.ts".to_owned()
 }
 
 const CORRECTED: &str = "node adapters/typescript/bin/corrected.mjs";
