@@ -218,6 +218,11 @@ pub fn main() -> ExitCode {
         // The reader of the output went away (`| head`): not an error of the input. The
         // shell's code for a process a broken pipe stopped, and nothing printed.
         Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
+        Err(e) if e.is::<crate::interrupt::Interrupted>() => {
+            eprintln!("ledger-sim: {e}");
+            let signal = e.downcast_ref::<crate::interrupt::Interrupted>().map_or(0, |i| i.signal);
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX))
+        }
         Err(e) => {
             eprintln!("ledger-sim: error: {}", shown(&error_chain(&e)));
             ExitCode::from(2)
@@ -397,6 +402,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     } else if args.pg.is_set() {
         anyhow::bail!("--database-url, --concurrency and the Postgres faults need --engine pg-reference|pg-seed");
     }
+    let interrupt = crate::interrupt::Interrupt::install()?;
     // A soak shrinks each invariant's counterexample when it finds it; a run, at its end.
     let (seeds, done, found) = match args.soak {
         Some(budget) => crate::soak::soak(
@@ -408,12 +414,25 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             &args.trace_dir,
             args.max_replays,
             args.steer,
+            interrupt.flag(),
         )
         .map(|(seeds, done, found)| (seeds, done, Some(found)))?,
         None => {
-            (seeds, run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress, args.steer)?, None)
+            let stop = Some(interrupt.flag());
+            let done = run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress, args.steer, stop)?;
+            (seeds, done, None)
         }
     };
+    // The seeds the report covers: all asked for, or up to the last one run when the run
+    // stopped early (at a violation with --fail-fast, or by a signal).
+    let ran_to = match (done.last_seed, interrupt.signal()) {
+        (Some(last), _) => last + 1,
+        (None, Some(_)) => seeds.0,
+        (None, None) => seeds.1,
+    };
+    let interrupted = interrupt.signal().filter(|_| ran_to < seeds.1 || args.soak.is_some()).map(|signal| {
+        crate::interrupt::Interrupted { signal, ran: (seeds.0, ran_to), asked: args.soak.is_none().then_some(seeds) }
+    });
     let elapsed = started.elapsed();
     let steps = done.steps;
     let violations = match found {
@@ -423,7 +442,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     let report = RunReport {
         engine: engine.name(),
         scheduler: args.scheduler,
-        seeds: format!("{}..{}", seeds.0, done.last_seed.map_or(seeds.1, |s| s + 1)),
+        seeds: format!("{}..{ran_to}", seeds.0),
         steps,
         requests: done.requests,
         violations,
@@ -447,6 +466,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             seeds_reaching: &done.seeds_reaching,
             never_reached: done.never_reached(),
             steering,
+            interrupted_by: interrupted.as_ref().map(|i| crate::interrupt::name(i.signal)),
         };
         serde_json::to_writer_pretty(&mut out, &full)?;
         writeln!(out)?;
@@ -454,7 +474,13 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         print_report_with(&mut out, &report, &describe(&scenario), &steer_lines(&done))?;
         eprintln!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
     }
-    Ok(ok)
+    match interrupted {
+        Some(stopped) => {
+            out.flush()?;
+            Err(stopped.into())
+        }
+        None => Ok(ok),
+    }
 }
 
 /// What an in-memory `run` prints with `--json`: the run report, then how many seeds reached
@@ -471,6 +497,10 @@ struct InMemoryReport<'a> {
     never_reached: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     steering: Option<&'a ledger_simulator::steer::SteerReport>,
+    /// The signal that stopped the run before every seed asked for had run (`SIGINT`): the
+    /// report covers `seeds`, a shorter range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted_by: Option<&'static str>,
 }
 
 /// What a run on a database or over the engine protocol prints with `--json`: the run report,

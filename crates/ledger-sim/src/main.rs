@@ -10,6 +10,7 @@ mod child_args;
 mod cli;
 mod conform;
 mod input;
+mod interrupt;
 mod junit;
 mod merge_runs;
 mod plan_cmd;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ledger_harness::Invariant;
@@ -102,7 +103,8 @@ fn random_start() -> u64 {
 
 /// Runs the soak; returns the seeds run (`start..end`), what they came to, and the
 /// counterexample of each invariant broken, shrunk when it was found (its `seeds` are every
-/// seed that broke it, to the end). `steer`: coverage steers the swarm (`--steer`).
+/// seed that broke it, to the end). `steer`: coverage steers the swarm (`--steer`). Once
+/// `stop` is set (a signal) no seed starts, and the soak ends as if its time were spent.
 // The run's own arguments, passed through from the command line one by one.
 #[allow(clippy::too_many_arguments)]
 pub fn soak(
@@ -114,6 +116,7 @@ pub fn soak(
     trace_dir: &Path,
     max_replays: usize,
     steer: bool,
+    stop: &AtomicBool,
 ) -> anyhow::Result<((u64, u64), SeedsRun, Vec<ViolationReport>)> {
     let start = random_start();
     eprintln!("soak: {} of seeds from {start} (any range of them replays with --seeds A..B)", humanize(budget));
@@ -130,7 +133,8 @@ pub fn soak(
     };
     while let Some(batch) = pace.next_batch(started.elapsed()) {
         let t = Instant::now();
-        let stopped = continue_seeds(&mut out, engine, s, (next, next.saturating_add(batch)), sched, fail_fast, None)?;
+        let range = (next, next.saturating_add(batch));
+        let at_violation = continue_seeds(&mut out, engine, s, range, sched, fail_fast, None, Some(stop))?;
         let ran = out.last_seed.map_or(next, |l| l + 1) - next;
         pace.batch_done(ran, t.elapsed());
         next += ran;
@@ -141,7 +145,7 @@ pub fn soak(
                 reported.insert(inv, v);
             }
         }
-        if stopped {
+        if at_violation || stop.load(Ordering::Relaxed) {
             break;
         }
         let elapsed = started.elapsed();

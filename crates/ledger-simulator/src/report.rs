@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ledger_harness::{Invariant, ReferenceEngine, SeedEngine};
 use rayon::prelude::*;
@@ -280,7 +281,10 @@ impl SeedsRun {
 const CHUNK: u64 = 256;
 
 /// Runs one in-memory engine over seeds, in parallel, folded in seed order ([`SeedsRun`]);
-/// with `steer`, coverage steers the swarm ([`steer`]).
+/// with `steer`, coverage steers the swarm ([`steer`]). `stop` ends it early, as
+/// [`continue_seeds`] says.
+// The run's own arguments, passed through from the command line one by one.
+#[allow(clippy::too_many_arguments)]
 pub fn run_seeds(
     engine: EngineSpec,
     s: &Scenario,
@@ -289,6 +293,7 @@ pub fn run_seeds(
     fail_fast: bool,
     progress: bool,
     steer: bool,
+    stop: Option<&AtomicBool>,
 ) -> anyhow::Result<SeedsRun> {
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(seeds.1 - seeds.0);
@@ -299,7 +304,7 @@ pub fn run_seeds(
         bar
     });
     let mut out = if steer { SeedsRun::steered() } else { SeedsRun::new() };
-    continue_seeds(&mut out, engine, s, seeds, sched, fail_fast, bar.as_ref())?;
+    continue_seeds(&mut out, engine, s, seeds, sched, fail_fast, bar.as_ref(), stop)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -308,6 +313,13 @@ pub fn run_seeds(
 
 /// Runs `seeds` after those `out` holds, folding them into it: a soak runs range after range
 /// into one [`SeedsRun`]. True when it stopped early at a violation (`fail_fast`).
+///
+/// Once `stop` is set (a signal, say), no seed starts: `out` then holds the seeds from the
+/// range's first up to the first one that did not run, exactly what a run of that shorter
+/// range would hold (a seed that finished after a gap is dropped), and `out.last_seed` says
+/// where it ends. Under `--steer` the check is made between chunks of [`CHUNK`] seeds.
+// The run's own arguments, passed through from the command line one by one.
+#[allow(clippy::too_many_arguments)]
 pub fn continue_seeds(
     out: &mut SeedsRun,
     engine: EngineSpec,
@@ -316,7 +328,9 @@ pub fn continue_seeds(
     sched: SchedulerKind,
     fail_fast: bool,
     bar: Option<&indicatif::ProgressBar>,
+    stop: Option<&AtomicBool>,
 ) -> anyhow::Result<bool> {
+    let stopped = || stop.is_some_and(|s| s.load(Ordering::Relaxed));
     engine.check_reference()?;
     let name = engine.name();
     let run = |seed: u64, bias: Option<&Bias>| {
@@ -333,9 +347,9 @@ pub fn continue_seeds(
     };
     if let Some(mut steering) = out.steering.take() {
         anyhow::ensure!(s.swarm, "--steer steers the swarm: the scenario has swarm = false");
-        let stopped = continue_steered(out, &mut steering, &run, seeds, fail_fast, bar);
+        let at_violation = continue_steered(out, &mut steering, &run, seeds, fail_fast, bar, &stopped);
         out.steering = Some(steering);
-        return Ok(stopped);
+        return Ok(at_violation);
     }
     let one = |seed: u64| {
         let (r, h, _) = run(seed, None);
@@ -347,10 +361,13 @@ pub fn continue_seeds(
     if fail_fast {
         // Sequential, so "the first seed with a violation" is well defined.
         for seed in seeds.0..seeds.1 {
+            if stopped() {
+                break;
+            }
             let (seed, r, h) = one(seed);
-            let stop = !r.violations.is_empty();
+            let at_violation = !r.violations.is_empty();
             out.add(seed, r, h);
-            if stop {
+            if at_violation {
                 return Ok(true);
             }
         }
@@ -358,8 +375,9 @@ pub fn continue_seeds(
         let mut from = seeds.0;
         while from < seeds.1 {
             let to = from.saturating_add(CHUNK).min(seeds.1);
-            let chunk: Vec<_> = (from..to).into_par_iter().map(one).collect();
-            for (seed, r, h) in chunk {
+            let chunk: Vec<_> = (from..to).into_par_iter().map(|seed| (!stopped()).then(|| one(seed))).collect();
+            for ran in chunk {
+                let Some((seed, r, h)) = ran else { return Ok(false) };
                 out.add(seed, r, h);
             }
             from = to;
@@ -382,11 +400,12 @@ fn continue_steered(
     seeds: (u64, u64),
     fail_fast: bool,
     bar: Option<&indicatif::ProgressBar>,
+    stopped: &dyn Fn() -> bool,
 ) -> bool {
     let mut from = seeds.0;
     // A fail-fast run goes one block at a time and stops at the first violating seed.
     let chunk = if fail_fast { steer::BLOCK } else { CHUNK };
-    while from < seeds.1 {
+    while from < seeds.1 && !stopped() {
         let to = from.saturating_add(chunk).min(seeds.1);
         // The plan of `from`'s block reads the plain seeds of the blocks before it; a chunk that
         // runs on into later blocks needs those before `from` in its first block too.

@@ -14,6 +14,7 @@ mod exec;
 mod exec_own_bug;
 mod exec_stop;
 mod hostile;
+mod interrupted_run;
 mod killed_run;
 mod merge_runs_hostile;
 mod pg_hostile;

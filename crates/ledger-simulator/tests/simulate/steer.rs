@@ -9,7 +9,7 @@ use ledger_simulator::steer::Steering;
 const REFERENCE: EngineSpec = EngineSpec { kind: EngineKind::Reference, mutant: None };
 
 fn run(seeds: (u64, u64), steer: bool) -> SeedsRun {
-    run_seeds(REFERENCE, &Scenario::small(), seeds, SchedulerKind::Random, false, false, steer).unwrap()
+    run_seeds(REFERENCE, &Scenario::small(), seeds, SchedulerKind::Random, false, false, steer, None).unwrap()
 }
 
 /// Over seeds 0..200 of the small scenario the plain swarm reaches `window_rollover_in_flight`
@@ -40,9 +40,9 @@ fn a_steered_seed_depends_on_its_number_alone() {
     let whole = run((0, 200), true);
     let s = Scenario::small();
     let mut parts = SeedsRun::steered();
-    continue_seeds(&mut parts, REFERENCE, &s, (0, 77), SchedulerKind::Random, false, None).unwrap();
+    continue_seeds(&mut parts, REFERENCE, &s, (0, 77), SchedulerKind::Random, false, None, None).unwrap();
     parts.steering = Some(Steering::new());
-    continue_seeds(&mut parts, REFERENCE, &s, (77, 200), SchedulerKind::Random, true, None).unwrap();
+    continue_seeds(&mut parts, REFERENCE, &s, (77, 200), SchedulerKind::Random, true, None, None).unwrap();
     assert_eq!(parts.trace_hash, whole.trace_hash);
     assert_eq!(parts.seeds_reaching, whole.seeds_reaching);
     assert!(parts.steering.unwrap().report.warmup_seeds > 0);

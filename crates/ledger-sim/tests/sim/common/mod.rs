@@ -78,6 +78,11 @@ impl Running {
         Running { child, stdout, stderr }
     }
 
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the end, at most `limit` from `since`: past it, kills the child and panics
     /// with `what` and its stderr.
     pub fn wait(mut self, since: Instant, limit: Duration, what: &str) -> Ended {

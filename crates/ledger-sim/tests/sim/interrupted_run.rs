@@ -1,0 +1,108 @@
+//! A signal to an in-memory `run` (a CI job's timeout, a Ctrl-C) stops it after the seeds in
+//! flight: it reports the seeds it finished, a range from the first that is exactly what a run
+//! of that range reports, and ends with status 128 + the signal's number. A second signal ends
+//! it at once. Every wait here is bounded.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{json, root, scratch, sim_in, Running, SIM};
+
+/// The signals `pid` has a handler for, from `/proc/PID/status` (`SigCgt`), and those pending
+/// for it (`SigPnd` and `ShdPnd`): bit `n - 1` for signal `n`.
+fn signal_masks(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    (mask("SigCgt:"), mask("SigPnd:") | mask("ShdPnd:"))
+}
+
+/// Waits, at most 30 s, until `pid` has a handler for signal `number`: a signal sent before
+/// that would end it by the default action, before it could report anything.
+fn wait_for_handler(pid: u32, number: u32) {
+    let started = Instant::now();
+    while signal_masks(pid).0 & (1 << (number - 1)) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "ledger-sim never took signal {number} within 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn send(signal: &str, pid: u32) {
+    assert!(Command::new("kill").args(["-s", signal, &pid.to_string()]).status().unwrap().success());
+}
+
+#[test]
+fn a_signal_stops_an_in_memory_run_which_reports_the_seeds_it_finished() {
+    let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
+    for (signal, number) in [("INT", 2), ("TERM", 15)] {
+        let junit = format!("{}/junit.xml", scratch(&format!("interrupted-{signal}")));
+        let mut cmd = Command::new(SIM);
+        cmd.args(["run", "--seeds", "0..100000000", "--scenario", &scenario, "--json", "--junit", &junit])
+            .current_dir(root())
+            .env_remove("DATABASE_URL");
+        let started = Instant::now();
+        let run = Running::spawn(&mut cmd);
+        wait_for_handler(run.id(), number);
+        // Some seeds run first (about 3,000 a second here); none would be a report of 0..0.
+        std::thread::sleep(Duration::from_millis(300));
+        send(signal, run.id());
+        let ended = run.wait(started, Duration::from_secs(120), "the interrupted run did not end within 120 s");
+        assert_eq!(ended.code, 128 + number as i32, "SIG{signal}: {}", ended.stderr);
+        let report = json(&ended.stdout);
+        assert_eq!(report["interrupted_by"], format!("SIG{signal}"));
+        let seeds = report["seeds"].as_str().unwrap();
+        let end: u64 = seeds.strip_prefix("0..").and_then(|n| n.parse().ok()).expect(seeds);
+        assert!(end < 100_000_000, "{seeds}");
+        assert!(
+            ended.stderr.contains(&format!(
+                "stopped by SIG{signal}: the report covers seeds 0..{end} of 0..100000000 (`--seeds {end}..100000000` runs the rest)"
+            )),
+            "{}",
+            ended.stderr
+        );
+        let verdict = std::fs::read_to_string(&junit).expect("--junit is written for the seeds run");
+        assert!(verdict.contains(&format!("0..{end}")), "{verdict}");
+        if end > 0 {
+            // The seeds it finished are reported as a run of just those would report them.
+            let (code, whole, err) = sim_in(&root(), &["run", "--seeds", seeds, "--scenario", &scenario, "--json"]);
+            assert_eq!(code, 0, "{err}");
+            let mut whole = json(&whole);
+            let mut report = report.clone();
+            for key in ["steps_per_sec", "interrupted_by"] {
+                report.as_object_mut().unwrap().remove(key);
+                whole.as_object_mut().unwrap().remove(key);
+            }
+            assert_eq!(report, whole, "the report of 0..{end} differs from a run of 0..{end}");
+        }
+    }
+}
+
+#[test]
+fn a_second_signal_ends_the_run_at_once() {
+    // The seed engine's counterexamples, shrunk with a large budget of replays: seconds of work
+    // after the first signal, which the second cuts short.
+    let mut cmd = Command::new(SIM);
+    let dir = scratch("interrupted-twice");
+    cmd.args(["run", "--engine", "seed", "--seeds", "0..100000000", "--max-replays", "100000", "--trace-dir", &dir])
+        .current_dir(root())
+        .env_remove("DATABASE_URL");
+    let started = Instant::now();
+    let run = Running::spawn(&mut cmd);
+    wait_for_handler(run.id(), 2);
+    send("INT", run.id());
+    // The second once the first has been taken (it is no longer pending): two pending
+    // SIGINTs would be delivered as one.
+    while signal_masks(run.id()).1 & (1 << 1) != 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first SIGINT was never taken");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    send("INT", run.id());
+    let ended = run.wait(started, Duration::from_secs(60), "a second SIGINT did not end the run within 60 s");
+    assert_eq!(ended.code, -1, "the second SIGINT should end the run by the signal: {}", ended.stderr);
+    assert!(ended.stdout.is_empty(), "nothing is reported after a second signal: {}", ended.stdout);
+}
