@@ -29,11 +29,20 @@ pub(crate) struct Book {
 
 /// The reference schema's journal as movements, in commit order. It is authoritative: a call
 /// whose acknowledgement was lost moved the pool all the same.
-async fn journal_movements(pool: &PgPool) -> anyhow::Result<Vec<Movement>> {
+///
+/// A debit the request's home stripe cannot cover takes the rest from other stripes
+/// (`ledger_pool_debit`): one row per stripe touched, the home stripe's first, which alone
+/// carries the reservation (`d_reserved_sats`, the whole amount; the others carry 0). The
+/// movement is that one debit of the whole amount, as the call answered it; read row by row,
+/// a debit of 360 split 247 + 113 looked like a debit of 360 that was never journalled (a
+/// false I7 violation wherever the pool ran low under concurrency).
+pub(crate) async fn journal_movements(pool: &PgPool) -> anyhow::Result<Vec<Movement>> {
     let rows = sqlx::query(
-        "SELECT j.kind, j.request_id, j.payment_id, j.amount_sats, j.d_absorbed_sats, r.pubkey \
+        "SELECT j.kind, j.request_id, j.payment_id, j.amount_sats, j.d_absorbed_sats, r.pubkey, j.d_reserved_sats \
          FROM pool_journal j LEFT JOIN reservations r ON r.request_id = j.request_id \
-         WHERE j.kind NOT IN ('genesis', 'rebalance') ORDER BY j.seq",
+         WHERE j.kind NOT IN ('genesis', 'rebalance') \
+           AND NOT (j.kind = 'debit' AND j.d_reserved_sats = 0) \
+         ORDER BY j.seq",
     )
     .fetch_all(pool)
     .await?;
@@ -49,7 +58,10 @@ async fn journal_movements(pool: &PgPool) -> anyhow::Result<Vec<Movement>> {
         let rid = || request_id.ok_or_else(|| anyhow::anyhow!("{kind} without a request"));
         let pk = || pubkey.ok_or_else(|| anyhow::anyhow!("{kind} without a reservation"));
         out.push(match kind.as_str() {
-            "debit" => Movement::Debit { request_id: rid()?, pubkey: pk()?, amount_sats: amount(amount_sats)? },
+            "debit" => {
+                let reserved: i64 = r.try_get(6)?;
+                Movement::Debit { request_id: rid()?, pubkey: pk()?, amount_sats: amount(reserved)? }
+            }
             "release" => Movement::Release { request_id: rid()?, amount_sats: amount(amount_sats)? },
             "expire" => Movement::Expire { request_id: rid()?, amount_sats: amount(amount_sats)? },
             "record" => Movement::Record {
@@ -364,4 +376,64 @@ pub(crate) fn history_checks(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use ledger_core::{Command, Config, Movement, Outcome, RequestId, Sats, Tier, TimeMs};
+    use ledger_harness::{Call, Reply};
+    use ledger_pg::reference;
+    use ledger_pg::testpg::TestPg;
+
+    use super::{acknowledged_but_lost, journal_movements};
+    use crate::record::OpRecord;
+
+    /// A debit its home stripe cannot cover is journalled one row per stripe it takes from;
+    /// read back, it is the one debit the call answered, and I7 finds nothing lost. Before,
+    /// each row was read as a movement of its own, and a concurrent run whose pool ran low
+    /// reported acknowledged debits as lost on a server that lost nothing.
+    #[test]
+    fn a_debit_split_over_stripes_is_the_debit_the_call_answered() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async {
+            let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+            let db = pg.pool().await.expect("connect");
+            ledger_pg::migrate(&db).await.expect("migrate");
+            let n_stripes: i32 =
+                sqlx::query_scalar("SELECT ledger_n_stripes()::int").fetch_one(&db).await.expect("stripes");
+            // Each stripe holds 100 sats: an elite user's decide of 300 needs three or more.
+            let pool = 100 * u64::try_from(n_stripes).expect("a positive count");
+            let config = Config { pool_initial_sats: Sats::new(pool).expect("sats"), ..Config::default() };
+            reference::genesis(&db, &config, TimeMs(0)).await.expect("genesis");
+            let pubkey = ledger_harness::user_pubkey(7);
+            let elite = Command::SetTier { pubkey, tier: Tier::Elite };
+            reference::apply(&db, &elite, TimeMs(1)).await.expect("set_tier");
+            let estimated_sats = Sats::new(300).expect("sats");
+            let decide = Command::Decide { request_id: RequestId(1), pubkey, estimated_sats };
+            let applied = reference::apply(&db, &decide, TimeMs(2)).await.expect("decide");
+            let debit = Movement::Debit { request_id: RequestId(1), pubkey, amount_sats: estimated_sats };
+            assert_eq!(applied.movements, vec![debit], "the decide is free, from the pool");
+            let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM pool_journal WHERE kind = 'debit'")
+                .fetch_one(&db)
+                .await
+                .expect("journal");
+            assert!(rows >= 3, "the debit was to take from 3 stripes or more, it took {rows} rows");
+
+            let journal = journal_movements(&db).await.expect("the journal");
+            assert_eq!(journal, vec![debit]);
+            let op = OpRecord {
+                flow: 1,
+                call: Call::Decide { request_id: RequestId(1), pubkey, estimated_sats },
+                reply: Reply::Ok(applied.result.clone().expect("decided")),
+                movements: applied.movements.clone(),
+                now: TimeMs(2),
+                invoked: 0,
+                completed: 1,
+                fault: None,
+            };
+            assert!(matches!(op.reply, Reply::Ok(Outcome::Decided { .. })));
+            let lost = acknowledged_but_lost(&[op], &journal, &None);
+            assert!(lost.is_empty(), "{lost:?}");
+        });
+    }
 }
