@@ -8,12 +8,14 @@
 //! started, and so a signal sent to the run (a terminal's Ctrl-C, `kill`, `timeout`) does not
 //! reach it. The run therefore stops its children itself: every live child's group is in a
 //! registry, and on SIGINT, SIGTERM or SIGHUP a thread kills each group, says so on stderr and
-//! ends the run by the same signal (exit status 128 + its number).
+//! ends the run by the same signal (exit status 128 + its number). A run that reports the
+//! seeds it finished ([`finish_seed_on_first_signal`]) is stopped so on the second signal.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command as Process, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
@@ -66,8 +68,21 @@ fn kill_group(group: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether the run stops on its own at its first signal ([`finish_seed_on_first_signal`]).
+static FINISH_SEED_FIRST: AtomicBool = AtomicBool::new(false);
+
+/// Tells the signal thread that the run watches for SIGINT, SIGTERM and SIGHUP itself and, on
+/// the first, finishes the seed in flight (its child still running), starts no other and
+/// reports the seeds it ran. The first signal is then only said on stderr; the second stops
+/// every live child and ends the run, as the first does otherwise ([`stop_on`]).
+pub fn finish_seed_on_first_signal() {
+    FINISH_SEED_FIRST.store(true, Ordering::Relaxed);
+}
+
 /// From the first child on, the run's SIGINT, SIGTERM and SIGHUP are taken by a thread of
-/// its own, which stops every live child ([`stop_on`]). Before that they end the run as usual.
+/// its own, which stops every live child ([`stop_on`]), at the first signal or, if the run
+/// finishes its seed first ([`finish_seed_on_first_signal`]), at the second. Before that they
+/// end the run as usual.
 fn stop_children_on_signals() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -81,7 +96,17 @@ fn stop_children_on_signals() {
             }
         };
         let spawned = std::thread::Builder::new().name("exec-signals".into()).spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            let mut first = true;
+            for signal in signals.forever() {
+                if first && FINISH_SEED_FIRST.load(Ordering::Relaxed) {
+                    first = false;
+                    let name = signal_hook::low_level::signal_name(signal).unwrap_or("a signal");
+                    say(format_args!(
+                        "{name}: the run stops after the seed in flight and reports the seeds it ran; \
+                         a second signal stops it at once"
+                    ));
+                    continue;
+                }
                 stop_on(signal);
             }
         });

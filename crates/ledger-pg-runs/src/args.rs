@@ -2,6 +2,7 @@
 //! and the run as the command line hands it over.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ledger_pg::batch::BatcherOptions;
 use ledger_pg::testpg::Durability;
@@ -321,6 +322,27 @@ pub struct PgRun<'a> {
     pub max_replays: usize,
     /// The implementation of `--engine exec`.
     pub exec: Option<&'a ExecArgs>,
+    /// Set by a signal (a CI job's timeout, a Ctrl-C): once it is, no seed starts, the seed in
+    /// flight finishes, and the report covers the seeds run, from the first. `None`: every
+    /// seed asked for runs.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+impl PgRun<'_> {
+    /// Whether the run was asked to stop: checked before each seed.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.is_some_and(|stop| stop.load(Ordering::Relaxed))
+    }
+
+    /// The end of the seed range a report covers when `last` was the last seed run: the
+    /// whole range unless the run stopped early (`--fail-fast`, or a signal before any seed).
+    pub(crate) fn ran_to(&self, last: Option<u64>) -> u64 {
+        match last {
+            Some(last) => last + 1,
+            None if self.stopping() => self.seeds.0,
+            None => self.seeds.1,
+        }
+    }
 }
 
 /// ` --scenario FILE` when the scenario came from a file, for a command that runs it again.

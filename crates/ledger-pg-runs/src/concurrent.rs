@@ -508,6 +508,9 @@ pub(crate) fn concurrent_run(
     let started = Instant::now();
     let mut per_seed = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
+        if run.stopping() {
+            break;
+        }
         let db = server.fresh()?;
         let r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks, mutant)?;
         let bad = !r.violations.is_empty() || r.deadlocks > 0 || r.n_engine_errors > 0;
@@ -608,7 +611,7 @@ pub(crate) fn concurrent_report(
     Ok(RunReport {
         engine: format!("{name} (concurrency {n_tasks})"),
         scheduler: run.scheduler,
-        seeds: format!("{}..{}", run.seeds.0, per_seed.last().map_or(run.seeds.1, |r| r.0 + 1)),
+        seeds: format!("{}..{}", run.seeds.0, run.ran_to(per_seed.last().map(|r| r.0))),
         steps: n_calls,
         requests: per_seed.iter().map(|(_, r)| r.n_requests).sum(),
         violations,

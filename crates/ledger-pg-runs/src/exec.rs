@@ -110,11 +110,18 @@ fn replay_on(child: &RefCell<Child>, h: &History, log: bool) -> anyhow::Result<(
 pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let (child, _db) = start(exec, args, &run.scenario.ledger)?;
+    if run.stop.is_some() {
+        // The child answered: from here a first signal lets the seed in flight finish.
+        ledger_exec::child::finish_seed_on_first_signal();
+    }
     let child = RefCell::new(child);
     let api = child.borrow().hello().api;
     let name = report_name(api);
     let mut runs = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
+        if run.stopping() {
+            break;
+        }
         let c = ledger_simulator::gen::seed_config(run.scenario, seed);
         let stop = Stop::default();
         let found = Arc::new(Mutex::new(None));

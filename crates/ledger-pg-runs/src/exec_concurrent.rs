@@ -368,6 +368,10 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
     let config = run.scenario.ledger;
     // The database outlives the child (declared first, dropped last).
     let (child, _db) = start(exec, args, &config)?;
+    if run.stop.is_some() {
+        // The child answered: from here a first signal lets the seed in flight finish.
+        ledger_exec::child::finish_seed_on_first_signal();
+    }
     let api = child.hello().api;
     if exec.kill_child_at.is_some() && child.hello().state != StateKind::Durable {
         anyhow::bail!(
@@ -392,6 +396,9 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
     };
     let mut per_seed = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
+        if run.stopping() {
+            break;
+        }
         s.killed = false;
         s.n_sent = 0;
         let (flows, users, closes) = exec_seed(&mut s, run, seed, n as usize)?;

@@ -41,6 +41,7 @@
 //!     trace_dir: Path::new("target/ledger-sim/counterexamples"),
 //!     max_replays: 300,
 //!     exec: None,
+//!     stop: None,
 //! };
 //! let args = PgArgs { concurrency: Some(32), kill_connections: 0.02, lost_ack: 0.02, ..PgArgs::default() };
 //! let report = ledger_pg_runs::run(&run, &args)?;

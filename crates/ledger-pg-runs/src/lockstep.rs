@@ -284,6 +284,9 @@ pub(crate) fn lockstep_run(
     let started = Instant::now();
     let mut runs = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
+        if run.stopping() {
+            break;
+        }
         let db = server.fresh()?;
         let crash = match (crash_at, &db.test) {
             (Some(at), Some(pg)) => Some((at, Arc::clone(pg))),
@@ -388,7 +391,7 @@ pub(crate) fn lockstep_report(
     Ok(RunReport {
         engine: engine.to_owned(),
         scheduler: run.scheduler,
-        seeds: format!("{}..{}", run.seeds.0, runs.last().map_or(run.seeds.1, |r| r.seed + 1)),
+        seeds: format!("{}..{}", run.seeds.0, run.ran_to(runs.last().map(|r| r.seed))),
         steps,
         requests: runs.iter().map(|r| r.result.n_requests).sum(),
         violations,

@@ -218,15 +218,16 @@ pub fn main() -> ExitCode {
         // The reader of the output went away (`| head`): not an error of the input. The
         // shell's code for a process a broken pipe stopped, and nothing printed.
         Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
-        Err(e) if e.is::<crate::interrupt::Interrupted>() => {
-            eprintln!("ledger-sim: {e}");
-            let signal = e.downcast_ref::<crate::interrupt::Interrupted>().map_or(0, |i| i.signal);
-            ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX))
-        }
-        Err(e) => {
-            eprintln!("ledger-sim: error: {}", shown(&error_chain(&e)));
-            ExitCode::from(2)
-        }
+        Err(e) => match e.downcast_ref::<crate::interrupt::Interrupted>() {
+            Some(stopped) => {
+                eprintln!("ledger-sim: {stopped}");
+                ExitCode::from(u8::try_from(128 + stopped.signal).unwrap_or(u8::MAX))
+            }
+            None => {
+                eprintln!("ledger-sim: error: {}", shown(&error_chain(&e)));
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -370,6 +371,14 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         anyhow::bail!("--exec, --exec-db and --exec-timeout need --engine exec");
     }
     if pg {
+        // An --exec child is stopped by the signal thread of `ledger_exec::child` (on the
+        // first signal until the child has answered, on the second after), not by the default
+        // action, which would leave the child's process group running.
+        let interrupt = if args.engine == EngineKind::Exec {
+            crate::interrupt::Interrupt::install_without_default()?
+        } else {
+            crate::interrupt::Interrupt::install()?
+        };
         let run = ledger_pg_runs::PgRun {
             kind: args.engine,
             scenario: &scenario,
@@ -380,8 +389,17 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             trace_dir: &args.trace_dir,
             max_replays: args.max_replays,
             exec: Some(&args.exec),
+            stop: Some(interrupt.flag()),
         };
         let report = ledger_pg_runs::run(&run, &args.pg)?;
+        // `report.seeds` is the range the report covers, `A..B`: shorter than asked when the
+        // run stopped early (at a violation with --fail-fast, or by a signal).
+        let ran_to = report.seeds.rsplit_once("..").and_then(|(_, end)| end.parse().ok()).unwrap_or(seeds.1);
+        let interrupted = interrupt.signal().filter(|_| ran_to < seeds.1).map(|signal| crate::interrupt::Interrupted {
+            signal,
+            ran: (seeds.0, ran_to),
+            asked: Some(seeds),
+        });
         let checked = Invariant::judged_for(&report.engine);
         if let Some(path) = &args.junit {
             crate::junit::write(
@@ -392,13 +410,18 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         let ok = report.violations.is_empty();
         let mut out = std::io::stdout().lock();
         if args.json {
-            let full = PgReport { report: &report, scenario: &scenario, shard: shard_of };
+            let full = PgReport {
+                report: &report,
+                scenario: &scenario,
+                shard: shard_of,
+                interrupted_by: interrupted.as_ref().map(|i| crate::interrupt::name(i.signal)),
+            };
             serde_json::to_writer_pretty(&mut out, &full)?;
             writeln!(out)?;
         } else {
             print_report(&mut out, &report, &describe(&scenario))?;
         }
-        return Ok(ok);
+        return ended(&mut out, interrupted, ok);
     } else if args.pg.is_set() {
         anyhow::bail!("--database-url, --concurrency and the Postgres faults need --engine pg-reference|pg-seed");
     }
@@ -474,6 +497,13 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         print_report_with(&mut out, &report, &describe(&scenario), &steer_lines(&done))?;
         eprintln!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
     }
+    ended(&mut out, interrupted, ok)
+}
+
+/// How a run whose report is printed on `out` ends: by the signal that stopped it, if one did
+/// (the command line says which seeds the report covers and exits 128 + its number), or with
+/// `ok`, whether no invariant broke.
+fn ended(out: &mut impl Write, interrupted: Option<crate::interrupt::Interrupted>, ok: bool) -> anyhow::Result<bool> {
     match interrupted {
         Some(stopped) => {
             out.flush()?;
@@ -512,6 +542,9 @@ struct PgReport<'a> {
     scenario: &'a Scenario,
     #[serde(skip_serializing_if = "Option::is_none")]
     shard: Option<ShardOf>,
+    /// As in [`InMemoryReport`]: the signal that stopped the run before every seed had run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted_by: Option<&'static str>,
 }
 
 /// `run --shard I/N` of the range `A..B`, in a `--json` report.

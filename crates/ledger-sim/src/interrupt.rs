@@ -1,9 +1,10 @@
-//! SIGINT, SIGTERM or SIGHUP during an in-memory `run` (a CI job's timeout, a Ctrl-C): the
+//! SIGINT, SIGTERM or SIGHUP during a `run` (a CI job's timeout, a Ctrl-C), on any engine: the
 //! first signal lets the seeds in flight finish and starts no other; the run then reports the
 //! seeds it finished, a contiguous range from the first (their counterexamples shrunk and
 //! written, `--junit` and `--json` as usual), says on stderr that it was stopped and ends with
 //! status 128 + the signal's number. A second signal ends it at once, as it would have by
-//! default. Without this, hours of seeds and the counterexamples they found were lost.
+//! default (an `--exec` run's children are stopped first, and a throwaway PostgreSQL by its
+//! watchdog). Without this, hours of seeds and the counterexamples they found were lost.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,14 +21,28 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// Takes [`SIGNALS`] for the rest of the process.
+    /// Takes [`SIGNALS`] for the rest of the process: the first sets the flag, a second
+    /// ends the process by its default action.
     pub fn install() -> anyhow::Result<Interrupt> {
+        Interrupt::take(true)
+    }
+
+    /// As [`Interrupt::install`], but a second signal only sets the flag again: for a run
+    /// that something else ends on the second (an `--exec` run, whose children a thread of
+    /// `ledger_exec::child` stops first).
+    pub fn install_without_default() -> anyhow::Result<Interrupt> {
+        Interrupt::take(false)
+    }
+
+    fn take(second_ends_it: bool) -> anyhow::Result<Interrupt> {
         let stop = Arc::new(AtomicBool::new(false));
         let signal = Arc::new(AtomicUsize::new(0));
         for sig in SIGNALS {
             // In this order: the default action runs only when `stop` was already set, by an
             // earlier signal, before this one sets it.
-            signal_hook::flag::register_conditional_default(sig, Arc::clone(&stop))?;
+            if second_ends_it {
+                signal_hook::flag::register_conditional_default(sig, Arc::clone(&stop))?;
+            }
             signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
             signal_hook::flag::register(sig, Arc::clone(&stop))?;
         }

@@ -37,6 +37,7 @@ fn try_run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, nam
         trace_dir: &dir,
         max_replays: 300,
         exec: None,
+        stop: None,
     };
     ledger_pg_runs::run(&run, args)
 }
@@ -232,6 +233,7 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
         trace_dir: &dir,
         max_replays: 1,
         exec: None,
+        stop: None,
     };
     let lockstep_fault = PgArgs { lost_ack: 0.1, ..PgArgs::default() };
     assert!(ledger_pg_runs::run(&run, &lockstep_fault).is_err());

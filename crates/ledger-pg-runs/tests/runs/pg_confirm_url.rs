@@ -51,6 +51,7 @@ fn child_run_on_the_given_url() {
         // Where it confirms is the point here, not how small the shrink gets.
         max_replays: 20,
         exec: None,
+        stop: None,
     };
     let args = PgArgs {
         database_url: Some(url),

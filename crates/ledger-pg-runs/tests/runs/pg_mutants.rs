@@ -76,6 +76,7 @@ fn run_mutant_of(
         trace_dir: &dir,
         max_replays,
         exec: None,
+        stop: None,
     };
     let args = PgArgs { pg_mutant: Some(mutant(file)), ..args };
     ledger_pg_runs::run(&run, &args).expect("a throwaway PostgreSQL must start, and the run must finish")
@@ -236,6 +237,7 @@ fn a_pg_mutant_is_refused_for_other_engines_and_when_it_is_not_a_function() {
             trace_dir: &dir,
             max_replays: 300,
             exec: None,
+            stop: None,
         };
         let args = PgArgs { pg_mutant: Some(file), ..PgArgs::default() };
         ledger_pg_runs::run(&run, &args).expect_err("refused before any server starts").to_string()

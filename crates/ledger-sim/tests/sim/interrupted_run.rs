@@ -1,7 +1,8 @@
-//! A signal to an in-memory `run` (a CI job's timeout, a Ctrl-C) stops it after the seeds in
-//! flight: it reports the seeds it finished, a range from the first that is exactly what a run
-//! of that range reports, and ends with status 128 + the signal's number. A second signal ends
-//! it at once. Every wait here is bounded.
+//! A signal to a `run` (a CI job's timeout, a Ctrl-C) stops it after the seeds in flight: it
+//! reports the seeds it finished, a range from the first that is exactly what a run of that
+//! range reports, and ends with status 128 + the signal's number. A second signal ends it at
+//! once (an `--exec` child stopped first). In memory, on PostgreSQL and with an `--exec` child.
+//! Every wait here is bounded.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -132,4 +133,112 @@ fn a_second_signal_ends_the_run_at_once() {
     let ended = run.wait(started, Duration::from_secs(60), "a second SIGINT did not end the run within 60 s");
     assert_eq!(ended.code, -1, "the second SIGINT should end the run by the signal: {}", ended.stderr);
     assert!(ended.stdout.is_empty(), "nothing is reported after a second signal: {}", ended.stdout);
+}
+
+/// Waits, at most 60 s, until `pid` has taken a pending `signal` (bit `number - 1` of its
+/// pending set is clear again).
+fn wait_until_taken(pid: u32, number: u32) {
+    let started = Instant::now();
+    while signal_masks(pid).1 & (1 << (number - 1)) != 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "signal {number} was never taken");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Runs `args` (a run of seeds `0..100000` on a Postgres or `--exec` engine, `--json`), sends
+/// it SIG`signal` once it has worked, and checks the report: the seeds it finished, from the
+/// first, their trace hash and steps those of the in-memory reference engine on the same
+/// seeds (a lockstep run is held step for step equal to it), the stderr line naming the rest,
+/// exit 128 + `number`. Returns the run's stderr.
+fn stopped_by_signal_reports_what_it_ran(args: &[&str], signal: &str, number: u32) -> String {
+    let mut cmd = Command::new(SIM);
+    cmd.args(args).args(["--users", "50", "--steps", "500", "--seeds", "0..100000", "--json"]);
+    cmd.current_dir(root()).env_remove("DATABASE_URL");
+    let started = Instant::now();
+    let run = Running::spawn(&mut cmd);
+    wait_for_handler(run.id(), number);
+    // The run's own CPU time (a server's or a child's is not counted): seeds have run by then,
+    // a 500-step seed taking a few milliseconds of it.
+    wait_for_work(run.id(), 0.3);
+    send(signal, run.id());
+    let ended = run.wait(started, Duration::from_secs(120), "the interrupted run did not end within 120 s");
+    assert_eq!(ended.code, 128 + number as i32, "SIG{signal}: {}", ended.stderr);
+    let report = json(&ended.stdout);
+    assert_eq!(report["interrupted_by"], format!("SIG{signal}"), "{}", ended.stderr);
+    let seeds = report["seeds"].as_str().unwrap();
+    let end: u64 = seeds.strip_prefix("0..").and_then(|n| n.parse().ok()).expect(seeds);
+    assert!(end > 0 && end < 100_000, "{seeds}");
+    let said = format!(
+        "stopped by SIG{signal}: the report covers seeds 0..{end} of 0..100000 (`--seeds {end}..100000` runs the rest)"
+    );
+    assert!(ended.stderr.contains(&said), "{}", ended.stderr);
+    let (code, whole, err) = sim_in(&root(), &["run", "--users", "50", "--steps", "500", "--seeds", seeds, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let whole = json(&whole);
+    for key in ["trace_hash", "steps", "requests"] {
+        assert_eq!(report[key], whole[key], "{key} of seeds 0..{end}: {args:?} against the in-memory reference");
+    }
+    ended.stderr
+}
+
+#[test]
+fn a_signal_stops_a_postgres_run_which_reports_the_seeds_it_finished() {
+    // On the run's own throwaway cluster, which it stops and removes as usual.
+    let stderr = stopped_by_signal_reports_what_it_ran(&["run", "--engine", "pg-reference"], "TERM", 15);
+    let cluster = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("ledger-pg: starting a throwaway PostgreSQL in "))
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap_or_else(|| panic!("the run should say where its cluster is: {stderr}"));
+    assert!(!std::path::Path::new(cluster).exists(), "the run left its cluster {cluster} behind");
+}
+
+#[test]
+fn a_signal_stops_an_exec_run_which_reports_the_seeds_it_finished() {
+    let exec = format!("'{SIM}' serve");
+    let stderr = stopped_by_signal_reports_what_it_ran(&["run", "--engine", "exec", "--exec", &exec], "INT", 2);
+    assert!(
+        stderr.contains("SIGINT: the run stops after the seed in flight and reports the seeds it ran"),
+        "the first signal should be said: {stderr}"
+    );
+}
+
+#[test]
+fn a_second_signal_stops_an_exec_run_and_its_child_at_once() {
+    // One seed of 200,000 steps takes the child seconds: the second signal comes while it runs.
+    let dir = scratch("interrupted-exec-twice");
+    let pid_file = format!("{dir}/child.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let exec = format!("echo $$ > '{pid_file}'; exec '{SIM}' serve");
+    let mut cmd = Command::new(SIM);
+    cmd.args(["run", "--engine", "exec", "--exec", &exec, "--steps", "200000", "--seeds", "0..100000", "--json"]);
+    cmd.current_dir(root()).env_remove("DATABASE_URL");
+    let started = Instant::now();
+    let run = Running::spawn(&mut cmd);
+    wait_for_handler(run.id(), 2);
+    wait_for_work(run.id(), 0.3);
+    let child: u32 = std::fs::read_to_string(&pid_file).expect("the child wrote its pid").trim().parse().unwrap();
+    send("INT", run.id());
+    wait_until_taken(run.id(), 2);
+    send("INT", run.id());
+    let ended = run.wait(started, Duration::from_secs(60), "a second SIGINT did not end the run within 60 s");
+    assert_eq!(ended.code, -1, "the second SIGINT should end the run by the signal: {}", ended.stderr);
+    assert!(ended.stdout.is_empty(), "nothing is reported after a second signal: {}", ended.stdout);
+    assert!(
+        ended.stderr.contains("SIGINT: the run stops after the seed in flight"),
+        "the first signal should only have been said: {}",
+        ended.stderr
+    );
+    assert!(
+        ended.stderr.contains(&format!("SIGINT: stopped `{exec}` (SIGKILL to its process group {child})")),
+        "the run should say it stopped the child: {}",
+        ended.stderr
+    );
+    let stopped = Instant::now();
+    while std::path::Path::new(&format!("/proc/{child}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default().contains(") Z ")
+    {
+        assert!(stopped.elapsed() < Duration::from_secs(5), "the child {child} outlived the run by 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
