@@ -399,6 +399,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             signal,
             ran: (seeds.0, ran_to),
             asked: Some(seeds),
+            while_shrinking: false,
         });
         let checked = Invariant::judged_for(&report.engine);
         if let Some(path) = &args.junit {
@@ -453,15 +454,26 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         (None, Some(_)) => seeds.0,
         (None, None) => seeds.1,
     };
-    let interrupted = interrupt.signal().filter(|_| ran_to < seeds.1 || args.soak.is_some()).map(|signal| {
-        crate::interrupt::Interrupted { signal, ran: (seeds.0, ran_to), asked: args.soak.is_none().then_some(seeds) }
-    });
     let elapsed = started.elapsed();
     let steps = done.steps;
+    // A signal that comes once the seeds have run cuts the shrinking short: the counterexamples
+    // are written as far as they got. One that stopped the seeds does not: their
+    // counterexamples are shrunk as usual, and a second signal ends the run.
+    let shrink_stop = (!interrupt.flag().load(std::sync::atomic::Ordering::Relaxed)).then(|| interrupt.flag());
     let violations = match found {
         Some(found) => found,
-        None => counterexamples(engine, &done, None, &args.trace_dir, args.max_replays)?,
+        None => counterexamples(engine, &done, None, &args.trace_dir, args.max_replays, shrink_stop)?,
     };
+    let while_shrinking = shrink_stop.is_some() && args.soak.is_none() && !violations.is_empty();
+    let interrupted =
+        interrupt.signal().filter(|_| ran_to < seeds.1 || args.soak.is_some() || while_shrinking).map(|signal| {
+            crate::interrupt::Interrupted {
+                signal,
+                ran: (seeds.0, ran_to),
+                asked: args.soak.is_none().then_some(seeds),
+                while_shrinking: while_shrinking && ran_to == seeds.1,
+            }
+        });
     let report = RunReport {
         engine: engine.name(),
         scheduler: args.scheduler,

@@ -74,11 +74,24 @@ pub struct Interrupted {
     pub ran: (u64, u64),
     /// The seeds asked for (`--seeds`); `None` for a soak, which asks for a time.
     pub asked: Option<(u64, u64)>,
+    /// It came after every seed had run, while their counterexamples were shrunk: they are
+    /// written as far as they got.
+    pub while_shrinking: bool,
 }
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Interrupted { signal, ran, asked } = self;
+        let Interrupted { signal, ran, asked, while_shrinking } = self;
+        if *while_shrinking {
+            return write!(
+                f,
+                "stopped by {} while shrinking: the report covers seeds {}..{}, its counterexamples shrunk \
+                 only as far as they got (a run of one seed, `--seeds S..S+1`, shrinks its own again)",
+                name(*signal),
+                ran.0,
+                ran.1
+            );
+        }
         write!(f, "stopped by {}: the report covers seeds {}..{}", name(*signal), ran.0, ran.1)?;
         if let Some(asked) = asked {
             write!(f, " of {}..{} (`--seeds {}..{}` runs the rest)", asked.0, asked.1, ran.1, asked.1)?;

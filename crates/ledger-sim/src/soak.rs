@@ -139,8 +139,11 @@ pub fn soak(
         pace.batch_done(ran, t.elapsed());
         next += ran;
         let new: Vec<Invariant> = out.breaking.keys().filter(|inv| !reported.contains_key(inv)).copied().collect();
+        // A signal that comes while a counterexample is shrunk cuts the shrink short; one
+        // that stopped these seeds does not (a second signal ends the soak).
+        let shrink_stop = (!stop.load(Ordering::Relaxed)).then_some(stop);
         for inv in new {
-            for v in counterexamples(engine, &out, Some(inv), trace_dir, max_replays)? {
+            for v in counterexamples(engine, &out, Some(inv), trace_dir, max_replays, shrink_stop)? {
                 eprintln!("soak: {} {} broke at seed {}: {}; {}", v.invariant, v.name, v.seed, v.detail, v.replay);
                 reported.insert(inv, v);
             }

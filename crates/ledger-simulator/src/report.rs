@@ -17,7 +17,7 @@ use crate::exec::{Coverage, RunResult};
 use crate::gen::{replay, run_seed_aimed, SchedulerKind};
 use crate::history::History;
 use crate::scenario::Scenario;
-use crate::shrink::shrink;
+use crate::shrink::shrink_until;
 pub use crate::shrink::Reduction;
 use crate::steer::{self, Bias, Draw, Steering};
 
@@ -469,13 +469,15 @@ fn continue_steered(
 }
 
 /// One report per invariant broken in `results`: the first seed that broke it, its history
-/// shrunk (at most `max_replays` replays), replayed for the numbers and written under `dir`.
+/// shrunk (at most `max_replays` replays, and no further once `stop` is set: a signal to the
+/// run), replayed for the numbers and written under `dir`.
 pub fn counterexamples(
     engine: EngineSpec,
     run: &SeedsRun,
     only: Option<Invariant>,
     dir: &Path,
     max_replays: usize,
+    stop: Option<&AtomicBool>,
 ) -> anyhow::Result<Vec<ViolationReport>> {
     let results = &run.violating;
     let mut out = Vec::new();
@@ -495,9 +497,9 @@ pub fn counterexamples(
         let shrunk = match engine.kind {
             EngineKind::Reference => {
                 engine.check_reference()?;
-                with_reference!(engine, |make| shrink(&make, history, inv, max_replays))
+                with_reference!(engine, |make| shrink_until(&make, history, inv, max_replays, stop))
             }
-            EngineKind::Seed => shrink(&SeedEngine::new, history, inv, max_replays),
+            EngineKind::Seed => shrink_until(&SeedEngine::new, history, inv, max_replays, stop),
             EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec => {
                 unreachable!("Postgres and exec runs go through ledger-pg-runs")
             }

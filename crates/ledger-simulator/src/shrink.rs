@@ -1,6 +1,8 @@
 //! Shrinking: remove flows, events and faults from a failing history while the same
 //! invariant still breaks, so a counterexample is a few steps a person can read.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ledger_core::Config;
 use ledger_harness::{Engine, Invariant};
 use rustc_hash::FxHashSet;
@@ -19,7 +21,8 @@ pub enum Reduction {
     #[default]
     Shrunk,
     /// Only cut after the event of its first violation: the shrinker did not get to it (its
-    /// replays or its time were spent, or the engine cannot be shrunk on).
+    /// replays or its time were spent, a signal stopped it, or the engine cannot be shrunk
+    /// on).
     Cut,
     /// Neither: the whole seed, or calls of a concurrent run, which have no trace to shrink.
     None,
@@ -41,6 +44,7 @@ struct Shrinker<'a, E: Engine, F: Fn(Config) -> E> {
     invariant: Invariant,
     n_replays: usize,
     max_replays: usize,
+    stop: Option<&'a AtomicBool>,
 }
 
 impl<E: Engine, F: Fn(Config) -> E> Shrinker<'_, E, F> {
@@ -52,7 +56,7 @@ impl<E: Engine, F: Fn(Config) -> E> Shrinker<'_, E, F> {
     }
 
     fn budget_left(&self) -> bool {
-        self.n_replays < self.max_replays
+        self.n_replays < self.max_replays && !self.stop.is_some_and(|stop| stop.load(Ordering::Relaxed))
     }
 
     /// Try removing chunks of items (flows or events), halving the chunk size (ddmin-like).
@@ -90,7 +94,20 @@ pub fn shrink<E: Engine, F: Fn(Config) -> E>(
     invariant: Invariant,
     max_replays: usize,
 ) -> Shrunk {
-    let mut s = Shrinker { make, invariant, n_replays: 0, max_replays };
+    shrink_until(make, history, invariant, max_replays, None)
+}
+
+/// As [`shrink`], but once `stop` is set (a signal to the run) the shrinker stops as if its
+/// replays were spent: the history is the smallest found so far, which still breaks the
+/// invariant (the seed's whole history cut after its first break at the least).
+pub fn shrink_until<E: Engine, F: Fn(Config) -> E>(
+    make: &F,
+    history: &History,
+    invariant: Invariant,
+    max_replays: usize,
+    stop: Option<&AtomicBool>,
+) -> Shrunk {
+    let mut s = Shrinker { make, invariant, n_replays: 0, max_replays, stop };
     let mut h = history.clone();
     let mut reduction = Reduction::None;
     // The schedule after the first break only hides it: cut it (the drain still runs).

@@ -106,6 +106,47 @@ fn a_signal_stops_an_in_memory_run_which_reports_the_seeds_it_finished() {
     }
 }
 
+/// A signal that stops the seeds does not cut their counterexamples' shrinking short (one that
+/// comes once every seed has run does: `shrink_until` in `ledger-simulator`): they are
+/// shrunk and written exactly as a run of the same range shrinks and writes them.
+#[test]
+fn counterexamples_of_the_seeds_a_signal_stopped_are_shrunk_as_usual() {
+    let dir = scratch("interrupted-shrunk");
+    let mut cmd = Command::new(SIM);
+    cmd.args(["run", "--engine", "seed", "--seeds", "0..100000000", "--trace-dir", &dir, "--json"])
+        .current_dir(root())
+        .env_remove("DATABASE_URL");
+    let started = Instant::now();
+    let run = Running::spawn(&mut cmd);
+    wait_for_handler(run.id(), 15);
+    // A seed of the default scenario takes about 0.2 s of CPU, and every one breaks I2-I6.
+    wait_for_work(run.id(), 1.0);
+    send("TERM", run.id());
+    let ended = run.wait(started, Duration::from_secs(120), "the interrupted run did not end within 120 s");
+    assert_eq!(ended.code, 128 + 15, "{}", ended.stderr);
+    let mut report = json(&ended.stdout);
+    let seeds = report["seeds"].as_str().unwrap().to_owned();
+    let violations = report["violations"].as_array().expect("violations");
+    assert!(violations.len() >= 5, "the seed model breaks I2-I6: {violations:?}");
+    for v in violations {
+        assert_eq!(v["reduction"], "shrunk", "{v}");
+    }
+    let again = scratch("interrupted-shrunk-again");
+    let (code, whole, err) =
+        sim_in(&root(), &["run", "--engine", "seed", "--seeds", &seeds, "--trace-dir", &again, "--json"]);
+    assert_eq!(code, 1, "{err}");
+    let mut whole = json(&whole);
+    for r in [&mut report, &mut whole] {
+        r.as_object_mut().unwrap().remove("steps_per_sec");
+        r.as_object_mut().unwrap().remove("interrupted_by");
+        for v in r["violations"].as_array_mut().unwrap() {
+            v.as_object_mut().unwrap().remove("trace");
+            v.as_object_mut().unwrap().remove("replay");
+        }
+    }
+    assert_eq!(report, whole, "the counterexamples of {seeds} differ from a run of {seeds}");
+}
+
 #[test]
 fn a_second_signal_ends_the_run_at_once() {
     // The seed engine's counterexamples (every seed of the default scenario breaks an

@@ -2,12 +2,13 @@
 //! breaks I2-I6 with short counterexamples, and the committed counterexamples replay.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use ledger_harness::{Invariant, ReferenceEngine, SeedEngine};
 use ledger_simulator::gen::{run_seed, SchedulerKind};
 use ledger_simulator::history::History;
 use ledger_simulator::scenario::Scenario;
-use ledger_simulator::shrink::{shrink, Reduction};
+use ledger_simulator::shrink::{shrink, shrink_until, Reduction};
 use rayon::prelude::*;
 
 fn fixtures() -> PathBuf {
@@ -58,7 +59,15 @@ fn seed_model_breaks_i2_to_i6_with_short_counterexamples() {
         assert_eq!(cut.history.flows.len(), h.flows.len(), "{inv} seed {seed}");
         assert_ne!(cut.reduction, Reduction::Shrunk, "{inv} seed {seed}: nothing was shrunk");
         n_cut += usize::from(cut.reduction == Reduction::Cut);
-        let shrunk = shrink(&SeedEngine::new, &h, inv, 2_000);
+        // A stop already set (a signal to the run while it shrinks) spends no replay past
+        // the seed's and its cut's, with replays to spare: the cut, not shrunk.
+        let stopped = shrink_until(&SeedEngine::new, &h, inv, 2_000, Some(&AtomicBool::new(true)));
+        assert!(stopped.n_replays <= 2, "{inv} seed {seed}: {} replays", stopped.n_replays);
+        assert_eq!(stopped.history.flows.len(), h.flows.len(), "{inv} seed {seed}");
+        assert_ne!(stopped.reduction, Reduction::Shrunk, "{inv} seed {seed}: nothing was shrunk");
+        let again = ledger_simulator::gen::replay(SeedEngine::new, &stopped.history, false);
+        assert!(again.violations.iter().any(|v| v.invariant == inv), "{inv} seed {seed}: the cut still breaks it");
+        let shrunk = shrink_until(&SeedEngine::new, &h, inv, 2_000, Some(&AtomicBool::new(false)));
         assert_eq!(shrunk.reduction, Reduction::Shrunk, "{inv} seed {seed}");
         assert!(
             shrunk.history.flows.len() <= 3,
