@@ -301,7 +301,7 @@ pub const MAX_CONCURRENCY: u32 = 256;
 pub const DEFAULT_GIVE_UP_AFTER_S: u64 = 60;
 
 /// What `run` hands to [`run`] for a Postgres engine.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct PgRun<'a> {
     /// `PgReference` or `PgSeed`.
     pub kind: EngineKind,

@@ -1,5 +1,6 @@
 //! Lockstep runs: the seeded scheduler drives the database one statement at a time.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use ledger_simulator::gen::{replay, run_seed, SchedulerKind};
 use ledger_simulator::history::{Event, History};
 use ledger_simulator::report::{EngineKind, Reduction, RunReport, ViolationReport};
 use ledger_simulator::scenario::Scenario;
-use ledger_simulator::shrink::shrink;
+use ledger_simulator::shrink::shrink_until;
 pub(crate) struct SeedRun {
     pub(crate) seed: u64,
     pub(crate) result: RunResult,
@@ -349,6 +350,10 @@ pub(crate) fn lockstep_report(
     twin: Twin,
     confirm: &mut Confirm<'_>,
 ) -> anyhow::Result<RunReport> {
+    // A signal that comes from here on (every seed has run) cuts the shrinking short: the
+    // counterexamples are written as far as they got. One that stopped the seeds does not.
+    let ran_to = run.ran_to(runs.last().map(|r| r.seed));
+    let run = &PgRun { stop: run.stop.filter(|stop| !stop.load(Ordering::Relaxed)), ..*run };
     let mut coverage = Coverage::default();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for r in runs {
@@ -391,7 +396,7 @@ pub(crate) fn lockstep_report(
     Ok(RunReport {
         engine: engine.to_owned(),
         scheduler: run.scheduler,
-        seeds: format!("{}..{}", run.seeds.0, run.ran_to(runs.last().map(|r| r.seed))),
+        seeds: format!("{}..{ran_to}", run.seeds.0),
         steps,
         requests: runs.iter().map(|r| r.result.n_requests).sum(),
         violations,
@@ -451,9 +456,11 @@ fn lockstep_counterexample(
     let mut confirmed = None;
     if on_twin.first_event.contains_key(&inv) {
         let shrunk = match twin {
-            Twin::Seed => shrink(&SeedEngine::new, &first.history, inv, run.max_replays),
-            Twin::SeedAtomic => shrink(&|c| Atomic(SeedEngine::new(c)), &first.history, inv, run.max_replays),
-            Twin::Reference => shrink(&ReferenceEngine::new, &first.history, inv, run.max_replays),
+            Twin::Seed => shrink_until(&SeedEngine::new, &first.history, inv, run.max_replays, run.stop),
+            Twin::SeedAtomic => {
+                shrink_until(&|c| Atomic(SeedEngine::new(c)), &first.history, inv, run.max_replays, run.stop)
+            }
+            Twin::Reference => shrink_until(&ReferenceEngine::new, &first.history, inv, run.max_replays, run.stop),
         };
         (h, reduction) = (shrunk.history, shrunk.reduction);
         h.engine = engine.to_owned();
@@ -539,7 +546,7 @@ fn on_engine(
     let started = Instant::now();
     let before = (h.flows.len(), h.events.len());
     let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.0.first_event.contains_key(&inv)) };
-    let (n_replays, done) = shrink_by(&mut h, &mut fails, run.max_replays, started + SHRINK_ON_ENGINE)?;
+    let (n_replays, done) = shrink_by(&mut h, &mut fails, run, started + SHRINK_ON_ENGINE)?;
     // Shrunk when something went, or the shrinker found nothing could; else only cut.
     let reduction = if done || (h.flows.len(), h.events.len()) != before { Reduction::Shrunk } else { only_cut };
     eprintln!(
@@ -650,7 +657,7 @@ fn shrink_divergence(
     let started = Instant::now();
     let mut h = start.history.clone();
     let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.1.is_some()) };
-    let (n_replays, done) = shrink_by(&mut h, &mut fails, run.max_replays, started + SHRINK_ON_ENGINE)?;
+    let (n_replays, done) = shrink_by(&mut h, &mut fails, run, started + SHRINK_ON_ENGINE)?;
     let changed = (h.flows.len(), h.events.len()) != (start.history.flows.len(), start.history.events.len());
     if !changed && start.reduction != Reduction::None {
         // Confirmed already, and nothing went.
@@ -686,14 +693,16 @@ struct Divergent {
 }
 
 /// Removes chunks of flows, then of events, halving the chunk (as the simulator's shrinker
-/// does), while `fails` says the candidate still breaks, until nothing more goes, `max_replays`
-/// replays are spent or `deadline` passes. Replays spent, and whether it got to the end.
+/// does), while `fails` says the candidate still breaks, until nothing more goes, the run's
+/// `--max-replays` replays are spent, `deadline` passes or a signal stops the run. Replays
+/// spent, and whether it got to the end.
 fn shrink_by(
     h: &mut History,
     fails: &mut dyn FnMut(&History) -> anyhow::Result<bool>,
-    max_replays: usize,
+    run: &PgRun<'_>,
     deadline: Instant,
 ) -> anyhow::Result<(usize, bool)> {
+    let max_replays = run.max_replays;
     let mut n_replays = 0;
     loop {
         let mut progress = false;
@@ -703,7 +712,7 @@ fn shrink_by(
             loop {
                 let mut start = 0;
                 while start < n_items(h) {
-                    if n_replays >= max_replays || Instant::now() >= deadline {
+                    if n_replays >= max_replays || Instant::now() >= deadline || run.stopping() {
                         return Ok((n_replays, false));
                     }
                     let candidate =

@@ -395,11 +395,11 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         // `report.seeds` is the range the report covers, `A..B`: shorter than asked when the
         // run stopped early (at a violation with --fail-fast, or by a signal).
         let ran_to = report.seeds.rsplit_once("..").and_then(|(_, end)| end.parse().ok()).unwrap_or(seeds.1);
-        let interrupted = interrupt.signal().filter(|_| ran_to < seeds.1).map(|signal| crate::interrupt::Interrupted {
-            signal,
-            ran: (seeds.0, ran_to),
-            asked: Some(seeds),
-            while_shrinking: false,
+        // A lockstep run's counterexamples are shrunk once every seed has run; a signal then
+        // cuts that short (see `ledger_pg_runs::run`).
+        let while_shrinking = args.pg.concurrency.is_none() && ran_to == seeds.1 && !report.violations.is_empty();
+        let interrupted = interrupt.signal().filter(|_| ran_to < seeds.1 || while_shrinking).map(|signal| {
+            crate::interrupt::Interrupted { signal, ran: (seeds.0, ran_to), asked: Some(seeds), while_shrinking }
         });
         let checked = Invariant::judged_for(&report.engine);
         if let Some(path) = &args.junit {

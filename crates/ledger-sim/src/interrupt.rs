@@ -6,6 +6,7 @@
 //! default (an `--exec` run's children are stopped first, and a throwaway PostgreSQL by its
 //! watchdog). Without this, hours of seeds and the counterexamples they found were lost.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -46,6 +47,22 @@ impl Interrupt {
             signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
             signal_hook::flag::register(sig, Arc::clone(&stop))?;
         }
+        if second_ends_it {
+            // Seeds in flight (a concurrent seed on PostgreSQL) can take a while: the first
+            // signal is said at once, so that nobody takes the wait for a hang. (An `--exec`
+            // run's signal thread says it there.)
+            let mut signals = signal_hook::iterator::Signals::new(SIGNALS)?;
+            std::thread::Builder::new().name("signal-notice".into()).spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "ledger-sim: {}: stopping: no seed starts now, and the run reports what it has done once \
+                         the seeds in flight finish (a second signal ends it at once)",
+                        name(sig)
+                    );
+                }
+            })?;
+        }
         Ok(Interrupt { stop, signal })
     }
 
@@ -74,8 +91,8 @@ pub struct Interrupted {
     pub ran: (u64, u64),
     /// The seeds asked for (`--seeds`); `None` for a soak, which asks for a time.
     pub asked: Option<(u64, u64)>,
-    /// It came after every seed had run, while their counterexamples were shrunk: they are
-    /// written as far as they got.
+    /// It came after every seed had run, or while the last ones ran, and the run has
+    /// counterexamples: one whose shrinking it cut short is written as far as it got.
     pub while_shrinking: bool,
 }
 
@@ -85,8 +102,9 @@ impl std::fmt::Display for Interrupted {
         if *while_shrinking {
             return write!(
                 f,
-                "stopped by {} while shrinking: the report covers seeds {}..{}, its counterexamples shrunk \
-                 only as far as they got (a run of one seed, `--seeds S..S+1`, shrinks its own again)",
+                "stopped by {} after every seed had run: the report covers seeds {}..{}, and a counterexample \
+                 whose shrinking the signal cut short is written as far as it got (a run of its seed alone, \
+                 `--seeds S..S+1`, shrinks it again)",
                 name(*signal),
                 ran.0,
                 ran.1

@@ -166,10 +166,7 @@ fn a_second_signal_ends_the_run_at_once() {
     send("INT", run.id());
     // The second once the first has been taken (it is no longer pending): two pending
     // SIGINTs would be delivered as one.
-    while signal_masks(run.id()).1 & (1 << 1) != 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "the first SIGINT was never taken");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until_taken(run.id(), 2);
     send("INT", run.id());
     let ended = run.wait(started, Duration::from_secs(60), "a second SIGINT did not end the run within 60 s");
     assert_eq!(ended.code, -1, "the second SIGINT should end the run by the signal: {}", ended.stderr);
@@ -226,6 +223,10 @@ fn stopped_by_signal_reports_what_it_ran(args: &[&str], signal: &str, number: u3
 fn a_signal_stops_a_postgres_run_which_reports_the_seeds_it_finished() {
     // On the run's own throwaway cluster, which it stops and removes as usual.
     let stderr = stopped_by_signal_reports_what_it_ran(&["run", "--engine", "pg-reference"], "TERM", 15);
+    assert!(
+        stderr.contains("SIGTERM: stopping: no seed starts now, and the run reports what it has done"),
+        "the signal should be said when it comes: {stderr}"
+    );
     let cluster = stderr
         .lines()
         .find_map(|l| l.strip_prefix("ledger-pg: starting a throwaway PostgreSQL in "))
@@ -251,29 +252,57 @@ fn a_second_signal_stops_an_exec_run_and_its_child_at_once() {
     let pid_file = format!("{dir}/child.pid");
     let _ = std::fs::remove_file(&pid_file);
     let exec = format!("echo $$ > '{pid_file}'; exec '{SIM}' serve");
-    let mut cmd = Command::new(SIM);
-    cmd.args(["run", "--engine", "exec", "--exec", &exec, "--steps", "200000", "--seeds", "0..100000", "--json"]);
-    cmd.current_dir(root()).env_remove("DATABASE_URL");
+    // Stderr goes to a file, read while the run runs: the second signal is sent once the
+    // first has been said, which is when the run's signal thread has taken it. Sent as soon
+    // as the kernel had delivered the first, the two could reach that thread as one (it reads
+    // which signals came, not how many times).
+    let (out_path, err_path) = (format!("{dir}/stdout"), format!("{dir}/stderr"));
+    let mut run = Command::new(SIM)
+        .args(["run", "--engine", "exec", "--exec", &exec, "--steps", "200000", "--seeds", "0..100000", "--json"])
+        .current_dir(root())
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = run.id();
     let started = Instant::now();
-    let run = Running::spawn(&mut cmd);
-    wait_for_handler(run.id(), 2);
-    wait_for_work(run.id(), 0.3);
+    let said = |what: &str| std::fs::read_to_string(&err_path).unwrap_or_default().contains(what);
+    let end = |run: &mut std::process::Child| {
+        let _ = run.kill();
+        let _ = run.wait();
+    };
+    wait_for_handler(pid, 2);
+    wait_for_work(pid, 0.3);
     let child: u32 = std::fs::read_to_string(&pid_file).expect("the child wrote its pid").trim().parse().unwrap();
-    send("INT", run.id());
-    wait_until_taken(run.id(), 2);
-    send("INT", run.id());
-    let ended = run.wait(started, Duration::from_secs(60), "a second SIGINT did not end the run within 60 s");
-    assert_eq!(ended.code, -1, "the second SIGINT should end the run by the signal: {}", ended.stderr);
-    assert!(ended.stdout.is_empty(), "nothing is reported after a second signal: {}", ended.stdout);
+    send("INT", pid);
+    let soft = "SIGINT: the run stops after the seed in flight";
+    while !said(soft) {
+        if started.elapsed() > Duration::from_secs(60) {
+            end(&mut run);
+            panic!("the first SIGINT was not said within 60 s: {}", std::fs::read_to_string(&err_path).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    send("INT", pid);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            end(&mut run);
+            panic!("a second SIGINT did not end the run: {}", std::fs::read_to_string(&err_path).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), None, "the second SIGINT should end the run by the signal ({status}): {stderr}");
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    assert!(stdout.is_empty(), "nothing is reported after a second signal: {stdout}");
     assert!(
-        ended.stderr.contains("SIGINT: the run stops after the seed in flight"),
-        "the first signal should only have been said: {}",
-        ended.stderr
-    );
-    assert!(
-        ended.stderr.contains(&format!("SIGINT: stopped `{exec}` (SIGKILL to its process group {child})")),
-        "the run should say it stopped the child: {}",
-        ended.stderr
+        stderr.contains(&format!("SIGINT: stopped `{exec}` (SIGKILL to its process group {child})")),
+        "the run should say it stopped the child: {stderr}"
     );
     let stopped = Instant::now();
     while std::path::Path::new(&format!("/proc/{child}")).exists()
