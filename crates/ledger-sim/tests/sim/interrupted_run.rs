@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{json, root, scratch, sim_in, Running, SIM};
+use crate::common::{json, root, scratch, sim_in, Ended, Running, SIM};
 
 /// The signals `pid` has a handler for, from `/proc/PID/status` (`SigCgt`), and those pending
 /// for it (`SigPnd` and `ShdPnd`): bit `n - 1` for signal `n`.
@@ -62,35 +62,41 @@ fn send(signal: &str, pid: u32) {
     assert!(Command::new("kill").args(["-s", signal, &pid.to_string()]).status().unwrap().success());
 }
 
+/// Starts `ledger-sim ARGS` (a `--json` run of seeds `0..asked`), sends it SIG`signal` (number
+/// `number`) once it has used `work` seconds of CPU, and checks what any run a signal stopped
+/// says: exit 128 + `number`, `interrupted_by`, the seeds it finished as a range `0..end` with
+/// `0 < end < asked`, and the stderr line naming the rest. Its end, its report and `end`.
+fn interrupted(args: &[&str], asked: u64, work: f64, signal: &str, number: u32) -> (Ended, serde_json::Value, u64) {
+    let mut cmd = Command::new(SIM);
+    cmd.args(args).current_dir(root()).env_remove("DATABASE_URL");
+    let started = Instant::now();
+    let run = Running::spawn(&mut cmd);
+    wait_for_handler(run.id(), number);
+    wait_for_work(run.id(), work);
+    send(signal, run.id());
+    let ended = run.wait(started, Duration::from_secs(120), "the interrupted run did not end within 120 s");
+    assert_eq!(ended.code, 128 + number as i32, "SIG{signal}: {}", ended.stderr);
+    let report = json(&ended.stdout);
+    assert_eq!(report["interrupted_by"], format!("SIG{signal}"), "{}", ended.stderr);
+    let seeds = report["seeds"].as_str().unwrap();
+    let end: u64 = seeds.strip_prefix("0..").and_then(|n| n.parse().ok()).expect(seeds);
+    assert!(end > 0 && end < asked, "{seeds}");
+    let said = format!(
+        "stopped by SIG{signal}: the report covers seeds 0..{end} of 0..{asked} (`--seeds {end}..{asked}` runs the rest)"
+    );
+    assert!(ended.stderr.contains(&said), "{}", ended.stderr);
+    (ended, report, end)
+}
+
 #[test]
 fn a_signal_stops_an_in_memory_run_which_reports_the_seeds_it_finished() {
     let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
     for (signal, number) in [("INT", 2), ("TERM", 15)] {
         let junit = format!("{}/junit.xml", scratch(&format!("interrupted-{signal}")));
-        let mut cmd = Command::new(SIM);
-        cmd.args(["run", "--seeds", "0..100000000", "--scenario", &scenario, "--json", "--junit", &junit])
-            .current_dir(root())
-            .env_remove("DATABASE_URL");
-        let started = Instant::now();
-        let run = Running::spawn(&mut cmd);
-        wait_for_handler(run.id(), number);
+        let args = ["run", "--seeds", "0..100000000", "--scenario", &scenario, "--json", "--junit", &junit];
         // Some seeds run first (a seed here takes well under a millisecond of CPU).
-        wait_for_work(run.id(), 0.3);
-        send(signal, run.id());
-        let ended = run.wait(started, Duration::from_secs(120), "the interrupted run did not end within 120 s");
-        assert_eq!(ended.code, 128 + number as i32, "SIG{signal}: {}", ended.stderr);
-        let report = json(&ended.stdout);
-        assert_eq!(report["interrupted_by"], format!("SIG{signal}"));
+        let (_, report, end) = interrupted(&args, 100_000_000, 0.3, signal, number);
         let seeds = report["seeds"].as_str().unwrap();
-        let end: u64 = seeds.strip_prefix("0..").and_then(|n| n.parse().ok()).expect(seeds);
-        assert!(end > 0 && end < 100_000_000, "{seeds}");
-        assert!(
-            ended.stderr.contains(&format!(
-                "stopped by SIG{signal}: the report covers seeds 0..{end} of 0..100000000 (`--seeds {end}..100000000` runs the rest)"
-            )),
-            "{}",
-            ended.stderr
-        );
         let verdict = std::fs::read_to_string(&junit).expect("--junit is written for the seeds run");
         assert!(verdict.contains(&format!("0..{end}")), "{verdict}");
         // The seeds it finished are reported as a run of just those would report them.
@@ -112,19 +118,9 @@ fn a_signal_stops_an_in_memory_run_which_reports_the_seeds_it_finished() {
 #[test]
 fn counterexamples_of_the_seeds_a_signal_stopped_are_shrunk_as_usual() {
     let dir = scratch("interrupted-shrunk");
-    let mut cmd = Command::new(SIM);
-    cmd.args(["run", "--engine", "seed", "--seeds", "0..100000000", "--trace-dir", &dir, "--json"])
-        .current_dir(root())
-        .env_remove("DATABASE_URL");
-    let started = Instant::now();
-    let run = Running::spawn(&mut cmd);
-    wait_for_handler(run.id(), 15);
+    let args = ["run", "--engine", "seed", "--seeds", "0..100000000", "--trace-dir", &dir, "--json"];
     // A seed of the default scenario takes about 0.2 s of CPU, and every one breaks I2-I6.
-    wait_for_work(run.id(), 1.0);
-    send("TERM", run.id());
-    let ended = run.wait(started, Duration::from_secs(120), "the interrupted run did not end within 120 s");
-    assert_eq!(ended.code, 128 + 15, "{}", ended.stderr);
-    let mut report = json(&ended.stdout);
+    let (_, mut report, _) = interrupted(&args, 100_000_000, 1.0, "TERM", 15);
     let seeds = report["seeds"].as_str().unwrap().to_owned();
     let violations = report["violations"].as_array().expect("violations");
     assert!(violations.len() >= 5, "the seed model breaks I2-I6: {violations:?}");
@@ -189,27 +185,11 @@ fn wait_until_taken(pid: u32, number: u32) {
 /// seeds (a lockstep run is held step for step equal to it), the stderr line naming the rest,
 /// exit 128 + `number`. Returns the run's stderr.
 fn stopped_by_signal_reports_what_it_ran(args: &[&str], signal: &str, number: u32) -> String {
-    let mut cmd = Command::new(SIM);
-    cmd.args(args).args(["--users", "50", "--steps", "500", "--seeds", "0..100000", "--json"]);
-    cmd.current_dir(root()).env_remove("DATABASE_URL");
-    let started = Instant::now();
-    let run = Running::spawn(&mut cmd);
-    wait_for_handler(run.id(), number);
+    let args = [args, &["--users", "50", "--steps", "500", "--seeds", "0..100000", "--json"]].concat();
     // The run's own CPU time (a server's or a child's is not counted): seeds have run by then,
     // a 500-step seed taking a few milliseconds of it.
-    wait_for_work(run.id(), 0.3);
-    send(signal, run.id());
-    let ended = run.wait(started, Duration::from_secs(120), "the interrupted run did not end within 120 s");
-    assert_eq!(ended.code, 128 + number as i32, "SIG{signal}: {}", ended.stderr);
-    let report = json(&ended.stdout);
-    assert_eq!(report["interrupted_by"], format!("SIG{signal}"), "{}", ended.stderr);
+    let (ended, report, end) = interrupted(&args, 100_000, 0.3, signal, number);
     let seeds = report["seeds"].as_str().unwrap();
-    let end: u64 = seeds.strip_prefix("0..").and_then(|n| n.parse().ok()).expect(seeds);
-    assert!(end > 0 && end < 100_000, "{seeds}");
-    let said = format!(
-        "stopped by SIG{signal}: the report covers seeds 0..{end} of 0..100000 (`--seeds {end}..100000` runs the rest)"
-    );
-    assert!(ended.stderr.contains(&said), "{}", ended.stderr);
     let (code, whole, err) = sim_in(&root(), &["run", "--users", "50", "--steps", "500", "--seeds", seeds, "--json"]);
     assert_eq!(code, 0, "{err}");
     let whole = json(&whole);
