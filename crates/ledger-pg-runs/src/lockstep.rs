@@ -355,10 +355,10 @@ pub(crate) fn lockstep_report(
     let ran_to = run.ran_to(runs.last().map(|r| r.seed));
     let run = &PgRun { stop: run.stop.filter(|stop| !stop.load(Ordering::Relaxed)), ..*run };
     let mut coverage = Coverage::default();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = ledger_simulator::report::EMPTY_TRACE_HASH;
     for r in runs {
         coverage.merge(&r.result.coverage);
-        hash = (hash ^ r.result.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
+        hash = ledger_simulator::report::fold_trace_hash(hash, r.result.trace_hash);
     }
     let steps: u64 = runs.iter().map(|r| r.result.n_events).sum();
     let mut violations = Vec::new();

@@ -12,8 +12,8 @@
 //! each invariant's counterexample is the one of the lowest seed that broke it, and its list of
 //! breaking seeds is the union; `never_reached` follows from `seeds_reaching`. Steering adds
 //! up mark by mark (its warm-up seeds are every shard's), and each mark's favoured options are
-//! the latest shard's. The trace hash is the fold of the shards' hashes in seed order: a
-//! function of the shards, not the hash one run over the whole range prints; concurrent runs,
+//! the latest shard's. The trace hash is the shards' hashes put together in seed order
+//! (`concat_trace_hashes`): the hash one run over the whole range prints; concurrent runs,
 //! which have none (`"trace_hash": null, "deterministic": false`, or in reports of an older
 //! `run` the text [`OLD_CONCURRENT_HASH`]), merge to none.
 
@@ -262,11 +262,11 @@ fn check_shard_numbers(parts: &[Part], shards: &[&Value]) -> anyhow::Result<()> 
 /// The shards' trace hashes folded in seed order; `None` for a concurrent run's shards, which
 /// have none to fold.
 fn fold_hashes(parts: &[Part]) -> anyhow::Result<Option<String>> {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = ledger_simulator::report::EMPTY_TRACE_HASH;
     for p in parts {
         // Same run kind for all (checked): a concurrent run's shards have no hash to fold.
         let Some(h) = trace_hash(p)? else { return Ok(None) };
-        hash = (hash ^ h).wrapping_mul(0x0000_0100_0000_01b3);
+        hash = ledger_simulator::report::concat_trace_hashes(hash, h, p.seeds.1 - p.seeds.0);
     }
     Ok(Some(format!("{hash:016x}")))
 }

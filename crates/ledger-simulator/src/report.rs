@@ -230,7 +230,7 @@ impl SeedsRun {
     pub fn new() -> SeedsRun {
         let seeds_reaching =
             crate::coverage::Mark::ALL.iter().filter(|m| m.expected_in_memory()).map(|m| (m.name(), 0)).collect();
-        SeedsRun { trace_hash: 0xcbf2_9ce4_8422_2325, seeds_reaching, ..SeedsRun::default() }
+        SeedsRun { trace_hash: EMPTY_TRACE_HASH, seeds_reaching, ..SeedsRun::default() }
     }
 
     /// Nothing run yet, with coverage that steers ([`steer`]).
@@ -253,7 +253,7 @@ impl SeedsRun {
                 *self.seeds_reaching.entry(k).or_insert(0) += 1;
             }
         }
-        self.trace_hash = (self.trace_hash ^ r.trace_hash).wrapping_mul(0x0000_0100_0000_01b3);
+        self.trace_hash = fold_trace_hash(self.trace_hash, r.trace_hash);
         if r.violations.is_empty() {
             return;
         }
@@ -468,6 +468,39 @@ fn continue_steered(
     false
 }
 
+/// The trace hash of a run of no seed.
+pub const EMPTY_TRACE_HASH: u64 = 0;
+
+/// FNV-1's 64-bit prime, the base of the fold.
+const FOLD_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// A run's trace hash with the next seed's (`seed_hash`, [`RunResult::trace_hash`]) folded in:
+/// seed by seed in seed order from [`EMPTY_TRACE_HASH`], the polynomial
+/// `sum of t(h_i) * P^(n-1-i)` mod 2^64 over the seeds' hashes `h_0 .. h_(n-1)`, with `P`
+/// FNV-1's prime and `t(h) = (FNV offset basis ^ h) * P` (so a run of one seed keeps the hash
+/// it always had). A polynomial, so that the hashes of two runs side by side make the hash
+/// of the run over both ranges ([`concat_trace_hashes`]): `merge-runs` of shards prints the
+/// hash one run over the whole range prints.
+pub fn fold_trace_hash(acc: u64, seed_hash: u64) -> u64 {
+    let t = (0xcbf2_9ce4_8422_2325 ^ seed_hash).wrapping_mul(FOLD_PRIME);
+    acc.wrapping_mul(FOLD_PRIME).wrapping_add(t)
+}
+
+/// The trace hash of seeds `A..C` from that of `A..B` (`first`) and that of `B..C` (`second`,
+/// a run of `n_second` seeds): what [`fold_trace_hash`] gives folding them one by one.
+pub fn concat_trace_hashes(first: u64, second: u64, n_second: u64) -> u64 {
+    // P^n by squaring, mod 2^64.
+    let (mut power, mut base, mut n) = (1u64, FOLD_PRIME, n_second);
+    while n > 0 {
+        if n & 1 == 1 {
+            power = power.wrapping_mul(base);
+        }
+        base = base.wrapping_mul(base);
+        n >>= 1;
+    }
+    first.wrapping_mul(power).wrapping_add(second)
+}
+
 /// One report per invariant broken in `results`: the first seed that broke it, its history
 /// shrunk (at most `max_replays` replays, and no further once `stop` is set: a signal to the
 /// run), replayed for the numbers and written under `dir`.
@@ -672,6 +705,23 @@ fn is_concurrent(v: &ViolationReport) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two runs side by side put together give the hash of the run over both, wherever the
+    /// range is cut (an empty side included), and a run of one seed keeps the hash a run of it
+    /// always printed.
+    #[test]
+    fn trace_hashes_of_adjacent_runs_concatenate() {
+        let seeds: Vec<u64> = (0..40u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i << 7)).collect();
+        let fold = |hashes: &[u64]| hashes.iter().fold(EMPTY_TRACE_HASH, |acc, &h| fold_trace_hash(acc, h));
+        let whole = fold(&seeds);
+        for cut in 0..=seeds.len() {
+            let (a, b) = seeds.split_at(cut);
+            assert_eq!(concat_trace_hashes(fold(a), fold(b), b.len() as u64), whole, "cut at {cut}");
+        }
+        let one = 0x1234_5678_9abc_def0;
+        assert_eq!(fold(&[one]), (0xcbf2_9ce4_8422_2325 ^ one).wrapping_mul(0x0000_0100_0000_01b3));
+        assert_ne!(fold(&[1, 2]), fold(&[2, 1]), "the order of the seeds counts");
+    }
 
     fn finding(shrunk_flows: usize, replay: &str) -> ViolationReport {
         ViolationReport {

@@ -331,7 +331,7 @@ fn a_soak_writes_junit_and_fails_on_any_violation() {
 }
 
 /// A seed range split into shards and merged back reports what one run over the range
-/// reports (all but the trace hash, which is the shards' fold); a gap or an overlap is refused.
+/// reports, trace hash included; a gap or an overlap is refused.
 #[test]
 fn sharded_runs_merge_into_the_whole_range() {
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/ci-small.toml");
@@ -352,7 +352,8 @@ fn sharded_runs_merge_into_the_whole_range() {
     let merged = sim(&[&["merge-runs"][..], &names].concat());
     assert_eq!(merged.status.code(), Some(1), "{}", String::from_utf8_lossy(&merged.stderr));
     let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
-    for key in ["seeds", "steps", "requests", "coverage", "violations", "seeds_reaching", "never_reached"] {
+    for key in ["seeds", "steps", "requests", "coverage", "violations", "seeds_reaching", "never_reached", "trace_hash"]
+    {
         assert_eq!(merged[key], whole[key], "{key}");
     }
     let gap = sim(&["merge-runs", names[0], names[2]]);
@@ -373,7 +374,7 @@ fn sharded_runs_merge_into_the_whole_range() {
     let merged = sim(&["merge-runs", &apart[0], &apart[1]]);
     assert_eq!(merged.status.code(), Some(1), "{}", String::from_utf8_lossy(&merged.stderr));
     let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
-    for key in ["seeds", "steps", "requests", "coverage", "violations"] {
+    for key in ["seeds", "steps", "requests", "coverage", "violations", "trace_hash"] {
         assert_eq!(merged[key], whole[key], "{key}");
     }
     let other = sim(&["merge-runs", &apart[0], &apart[2]]);
