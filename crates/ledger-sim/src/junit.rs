@@ -34,15 +34,18 @@ pub struct Case {
     pub name: String,
     /// `(message, type, body)` of its failure.
     pub failure: Option<(String, String, String)>,
+    /// Why it was not checked at all (a run of no seed), if it was not.
+    pub skipped: Option<String>,
 }
 
 /// The JUnit XML of one suite `name`, with `properties` and `cases`.
 pub fn render_cases(name: &str, properties: &[(&str, String)], cases: &[Case]) -> String {
     let failures = cases.iter().filter(|c| c.failure.is_some()).count();
+    let skipped = cases.iter().filter(|c| c.skipped.is_some()).count();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">",
+        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
         escape(name),
         cases.len()
     );
@@ -54,6 +57,10 @@ pub fn render_cases(name: &str, properties: &[(&str, String)], cases: &[Case]) -
     for case in cases {
         let _ = write!(x, "  <testcase classname=\"{}\" name=\"{}\"", escape(name), escape(&case.name));
         match &case.failure {
+            None if case.skipped.is_some() => {
+                let why = case.skipped.as_deref().unwrap_or_default();
+                let _ = write!(x, ">\n    <skipped message=\"{}\"/>\n  </testcase>\n", escape(why));
+            }
             None => x.push_str("/>\n"),
             Some((message, kind, body)) => {
                 let _ = write!(
@@ -70,8 +77,12 @@ pub fn render_cases(name: &str, properties: &[(&str, String)], cases: &[Case]) -
     x
 }
 
-/// The JUnit XML of a run: suite `name`, one case per invariant of `checked`.
+/// The JUnit XML of a run: suite `name`, one case per invariant of `checked`. A run of no seed
+/// (`A..A`: a signal stopped it before its first) checked nothing: every case is skipped,
+/// not passed, so that a CI's test report does not show it green.
 pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[ViolationReport]) -> String {
+    let empty = seeds.split_once("..").is_some_and(|(a, b)| a == b);
+    let skipped = empty.then(|| format!("no seed ran (seeds {seeds})"));
     let cases: Vec<Case> = checked
         .iter()
         .map(|inv| Case {
@@ -87,6 +98,7 @@ pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[Viol
                 let _ = write!(body, "\ntrace:  {}\nreplay: {}\n", v.trace, v.replay);
                 (message, inv.id().to_owned(), body)
             }),
+            skipped: skipped.clone(),
         })
         .collect();
     render_cases(name, &[("seeds", seeds.to_owned())], &cases)
@@ -125,6 +137,16 @@ mod tests {
         assert!(xml.contains("replay: ledger-sim replay t.jsonl"), "{xml}");
         assert!(!xml.contains("& more"), "{xml}");
         assert!(xml.contains("shrunk to 1 flow(s), 4 event(s):"), "{xml}");
+    }
+
+    /// A run of no seed (stopped before its first) passes nothing: every case is skipped.
+    #[test]
+    fn a_run_of_no_seed_is_skipped_not_passed() {
+        let xml = render("reference", "5..5", &[Invariant::I1, Invariant::I3], &[]);
+        assert!(xml.contains("tests=\"2\" failures=\"0\" errors=\"0\" skipped=\"2\""), "{xml}");
+        assert!(xml.contains("<skipped message=\"no seed ran (seeds 5..5)\"/>"), "{xml}");
+        let ran = render("reference", "5..6", &[Invariant::I1], &[]);
+        assert!(ran.contains("skipped=\"0\"") && !ran.contains("<skipped"), "{ran}");
     }
 
     /// A counterexample only cut at its first violation is not called shrunk.

@@ -57,6 +57,11 @@ fn read(path: &Path) -> anyhow::Result<Part> {
         anyhow::ensure!(report.contains_key(key), "{name}: not a run report (no {key:?})");
     }
     let seeds = report["seeds"].as_str().unwrap_or_default();
+    let empty = seeds.split_once("..").is_some_and(|(a, b)| a == b && a.parse::<u64>().is_ok());
+    anyhow::ensure!(
+        !empty,
+        "{name}: seeds {seeds:?} covers no seed (a run stopped before its first, by a signal): leave it out"
+    );
     let seeds = parse_range(seeds).ok_or_else(|| anyhow::anyhow!("{name}: seeds {seeds:?} is not a range A..B"))?;
     let part = Part { name, seeds, report };
     trace_hash(&part)?;

@@ -192,3 +192,11 @@ fn a_full_stdout_is_an_error_not_a_panic() {
     refused(&out, &["writing the merged report"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// The report of a run a signal stopped before its first seed covers no seed: it is refused by
+/// name, with what to do, not read as a broken range.
+#[test]
+fn a_report_of_no_seed_is_named_as_such() {
+    let (out, _) = merge(&[("empty.json", report("0..0", json!({}))), ("rest.json", report("0..10", json!({})))]);
+    refused(&out, &["empty.json: seeds \"0..0\" covers no seed", "leave it out"]);
+}
