@@ -396,7 +396,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         // run stopped early (at a violation with --fail-fast, or by a signal).
         let ran_to = report.seeds.rsplit_once("..").and_then(|(_, end)| end.parse().ok()).unwrap_or(seeds.1);
         // A lockstep run's counterexamples are shrunk once every seed has run; a signal then
-        // cuts that short (see `ledger_pg_runs::run`).
+        // cuts that short (`lockstep_report` in ledger-pg-runs).
         let while_shrinking = args.pg.concurrency.is_none() && ran_to == seeds.1 && !report.violations.is_empty();
         let interrupted = interrupt.signal().filter(|_| ran_to < seeds.1 || while_shrinking).map(|signal| {
             crate::interrupt::Interrupted { signal, ran: (seeds.0, ran_to), asked: Some(seeds), while_shrinking }
