@@ -54,11 +54,11 @@ pub fn broken(sed: &str) -> String {
 }
 
 /// A started `ledger-sim` whose stdout and stderr are read on threads of their own (so a full
-/// pipe never stalls it).
+/// pipe never stalls it). Dropped before [`Running::wait`] (a test that panicked first), it
+/// kills the process, so that a failed test leaves nothing running.
 pub struct Running {
     child: Child,
-    stdout: JoinHandle<String>,
-    stderr: JoinHandle<String>,
+    output: Option<(JoinHandle<String>, JoinHandle<String>)>,
 }
 
 /// How a `ledger-sim` ended: its exit code (-1 when killed by a signal) and what it printed.
@@ -75,7 +75,7 @@ impl Running {
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("ledger-sim");
         let stdout = read_all(child.stdout.take().expect("piped stdout"));
         let stderr = read_all(child.stderr.take().expect("piped stderr"));
-        Running { child, stdout, stderr }
+        Running { child, output: Some((stdout, stderr)) }
     }
 
     /// The child's process id.
@@ -86,6 +86,7 @@ impl Running {
     /// Waits for the end, at most `limit` from `since`: past it, kills the child and panics
     /// with `what` and its stderr.
     pub fn wait(mut self, since: Instant, limit: Duration, what: &str) -> Ended {
+        let (stdout, stderr) = self.output.take().expect("waited for once");
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("waiting for ledger-sim") {
                 break status;
@@ -93,14 +94,23 @@ impl Running {
             if since.elapsed() > limit {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("{what}; its stderr:\n{}", self.stderr.join().unwrap_or_default());
+                panic!("{what}; its stderr:\n{}", stderr.join().unwrap_or_default());
             }
             std::thread::sleep(Duration::from_millis(100));
         };
         Ended {
             code: status.code().unwrap_or(-1),
-            stdout: self.stdout.join().expect("the stdout reader"),
-            stderr: self.stderr.join().expect("the stderr reader"),
+            stdout: stdout.join().expect("the stdout reader"),
+            stderr: stderr.join().expect("the stderr reader"),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.output.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
