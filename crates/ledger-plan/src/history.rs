@@ -7,8 +7,11 @@
 //!
 //! # Format
 //!
-//! UTF-8 text, one row per line (`\n` or `\r\n`), fields separated by commas, no quoting: a
-//! field never holds a comma, a quote or white space. The first line is this header, exactly:
+//! UTF-8 text, one row per line (`\n` or `\r\n`), fields separated by commas. A field
+//! never holds a comma, a quote, a line break or white space, so it needs no quoting; a
+//! field may still be quoted as RFC 4180 quotes it (`"u17"`, `""` for an empty one), as an
+//! exporter that quotes every field writes it, and is read as what is inside the quotes. The
+//! first line is this header, exactly (each name quoted or not):
 //!
 //! ```text
 //! time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid
@@ -17,7 +20,7 @@
 //! | column | meaning |
 //! |---|---|
 //! | `time_ms` | when the request was decided, milliseconds since the Unix epoch (UTC), at most `4417804799999` ([`MAX_TIME_MS`]: the last millisecond of a 3650-day scenario starting at the latest a scenario may, 2100-01-01); rows are in time order (equal times allowed) |
-//! | `user` | an opaque id of the user, 1 to 64 characters (a hash of the public key will do) |
+//! | `user` | an opaque id of the user, 1 to 64 bytes without white space, control characters, quotes or commas (a hash of the public key will do) |
 //! | `tier` | the user's tier when the request was decided: `new`, `established`, `trusted` or `elite` |
 //! | `kind` | `job` (asynchronous: invoice, then work) or `session` (synchronous: work, then invoice) |
 //! | `estimate_sats` | the estimate the decision was made on, `1..=1000000000` |
@@ -43,6 +46,7 @@
 //! Its bounds are the planner's: everything `plan --history-out` writes for a valid scenario
 //! reads back, at the scenario's extremes too.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
@@ -230,7 +234,8 @@ pub fn read(bytes: &[u8], origin: &str) -> Result<Vec<HistoryRow>, HistoryError>
     };
     let (_, header) = lines.next().expect("split yields at least one piece");
     let header = text(1, header)?;
-    if header.trim_start_matches('\u{feff}') != HEADER {
+    let names = split_fields(header.trim_start_matches('\u{feff}'));
+    if !names.is_ok_and(|names| names.iter().map(|n| &**n).eq(HEADER.split(','))) {
         return Err(HistoryError::Line {
             origin: origin.to_owned(),
             line: 1,
@@ -259,8 +264,66 @@ pub fn read(bytes: &[u8], origin: &str) -> Result<Vec<HistoryRow>, HistoryError>
     Ok(rows)
 }
 
+/// The fields of a line, split at commas, each unquoted if it was quoted as RFC 4180 quotes
+/// a field: between double quotes, a double quote inside doubled. A line holds one row (no
+/// field of this format spans lines). An error says what is wrong with the quoting.
+fn split_fields(line_text: &str) -> Result<Vec<Cow<'_, str>>, String> {
+    if !line_text.contains('"') {
+        return Ok(line_text.split(',').map(Cow::Borrowed).collect());
+    }
+    let mut fields = Vec::new();
+    let mut rest = line_text;
+    loop {
+        let number = fields.len() + 1;
+        if let Some(opened) = rest.strip_prefix('"') {
+            let mut value = String::new();
+            let mut inside = opened;
+            let after = loop {
+                let Some(at) = inside.find('"') else {
+                    return Err(format!("field {number}: a quote opened and not closed on the line (no field of a history spans lines)"));
+                };
+                value.push_str(&inside[..at]);
+                match inside[at + 1..].strip_prefix('"') {
+                    Some(more) => {
+                        value.push('"');
+                        inside = more;
+                    }
+                    None => break &inside[at + 1..],
+                }
+            };
+            fields.push(Cow::Owned(value));
+            match after.strip_prefix(',') {
+                Some(next) => rest = next,
+                None if after.is_empty() => return Ok(fields),
+                None => return Err(format!(
+                    "field {number}: {} after its closing quote: a quoted field ends at a comma or the end of the line",
+                    quoted(after.split(',').next().unwrap_or(after))
+                )),
+            }
+        } else {
+            let (field, next) = match rest.find(',') {
+                Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+                None => (rest, None),
+            };
+            if field.contains('"') {
+                return Err(format!(
+                    "field {number}: {}: a quote inside a field that does not start with one",
+                    quoted(field)
+                ));
+            }
+            fields.push(Cow::Borrowed(field));
+            match next {
+                Some(next) => rest = next,
+                None => return Ok(fields),
+            }
+        }
+    }
+}
+
 fn parse_row(line_text: &str, origin: &str, line: usize) -> Result<HistoryRow, HistoryError> {
-    let fields: Vec<&str> = line_text.split(',').collect();
+    let fields =
+        split_fields(line_text).map_err(|reason| HistoryError::Line { origin: origin.to_owned(), line, reason })?;
+    let fields: Vec<&str> = fields.iter().map(|f| &**f).collect();
     if fields.len() != 8 {
         let reason = if line_text.is_empty() {
             "an empty line: every line after the header is a request".to_owned()
@@ -284,8 +347,15 @@ fn parse_row(line_text: &str, origin: &str, line: usize) -> Result<HistoryRow, H
     };
     let time_ms = number("time_ms", fields[0], 0, MAX_TIME_MS)?;
     let user = fields[1];
-    if user.is_empty() || user.len() > MAX_USER_LEN || user.chars().any(|c| c.is_whitespace() || c == '"') {
-        return Err(fail("user", user, &format!("must be 1 to {MAX_USER_LEN} bytes without white space or quotes")));
+    if user.is_empty()
+        || user.len() > MAX_USER_LEN
+        || user.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == ',')
+    {
+        return Err(fail(
+            "user",
+            user,
+            &format!("must be 1 to {MAX_USER_LEN} bytes without white space, control characters, quotes or commas"),
+        ));
     }
     let tier =
         Tier::from_str(fields[2]).map_err(|_| fail("tier", fields[2], "must be new, established, trusted or elite"))?;
@@ -356,5 +426,58 @@ mod tests {
         assert_eq!(read(text.as_bytes(), "h.csv").unwrap(), rows);
         assert_eq!(read(text.replace('\n', "\r\n").as_bytes(), "h.csv").unwrap(), rows);
         assert_eq!(read(text.trim_end().as_bytes(), "h.csv").unwrap(), rows);
+    }
+
+    /// Every field between quotes, as an exporter that quotes all fields writes it.
+    fn quote_all(text: &str) -> String {
+        let quote_line = |line: &str| line.split(',').map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(",");
+        text.lines().map(|line| quote_line(line) + "\r\n").collect()
+    }
+
+    #[test]
+    fn quoted_fields_read_as_what_is_inside_the_quotes() {
+        let text = format!(
+            "{HEADER}\n1704067212345,u17,established,job,25,21,free,\n1704067230001,u3,new,session,40,,gated,false\n"
+        );
+        let plain = read(text.as_bytes(), "h.csv").unwrap();
+        assert_eq!(read(quote_all(&text).as_bytes(), "h.csv").unwrap(), plain);
+        // Some fields quoted, some not, as a minimal quoting writes them.
+        let mixed = format!("\u{feff}{HEADER}\n1704067212345,\"u17\",established,\"job\",25,21,free,\"\"\n1704067230001,u3,\"new\",session,40,,gated,\"false\"\n");
+        assert_eq!(read(mixed.as_bytes(), "h.csv").unwrap(), plain);
+    }
+
+    #[test]
+    fn bad_quoting_names_the_line_and_the_field() {
+        let row = |fields: &str| format!("{HEADER}\n{fields}\n");
+        let error = |fields: &str| read(row(fields).as_bytes(), "h.csv").unwrap_err().to_string();
+        assert_eq!(
+            error("1704067212345,\"u17,established,job,25,21,free,"),
+            "h.csv:2: field 2: a quote opened and not closed on the line (no field of a history spans lines)"
+        );
+        assert_eq!(
+            error("1704067212345,\"u17\"x,established,job,25,21,free,"),
+            "h.csv:2: field 2: \"x\" after its closing quote: a quoted field ends at a comma or the end of the line"
+        );
+        assert_eq!(
+            error("1704067212345,u\"17,established,job,25,21,free,"),
+            "h.csv:2: field 2: \"u\\\"17\": a quote inside a field that does not start with one"
+        );
+        // Quoting lets a value hold what no field of the format may: it is refused as a value.
+        assert_eq!(
+            error("1704067212345,\"u,17\",established,job,25,21,free,"),
+            "h.csv:2: user = \"u,17\": must be 1 to 64 bytes without white space, control characters, quotes or commas"
+        );
+        assert_eq!(
+            error("1704067212345,\"u\"\"17\",established,job,25,21,free,"),
+            "h.csv:2: user = \"u\\\"17\": must be 1 to 64 bytes without white space, control characters, quotes or commas"
+        );
+        assert_eq!(
+            error("\"1704067212345\",u17,\"established\",job,\"25,21\",free,"),
+            "h.csv:2: 7 fields, expected 8 (time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid)"
+        );
+        assert!(read(b"\"time_ms\",user,\"tier,kind\",estimate_sats,actual_sats,outcome,paid\n", "h.csv")
+            .unwrap_err()
+            .to_string()
+            .starts_with("h.csv:1: header "));
     }
 }

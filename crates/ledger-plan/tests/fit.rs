@@ -477,7 +477,7 @@ fn a_bad_history_is_refused_naming_file_line_column_and_value() {
     );
     check(
         b"1704067212346,u 1,new,job,25,21,free,\n",
-        r#"h.csv:3: user = "u 1": must be 1 to 64 bytes without white space or quotes"#,
+        r#"h.csv:3: user = "u 1": must be 1 to 64 bytes without white space, control characters, quotes or commas"#,
     );
     check(b"1704067212346,u1,new,batch,25,21,free,\n", r#"h.csv:3: kind = "batch": must be job or session"#);
     check(

@@ -28,6 +28,26 @@ fn history_out_writes_the_fixture_and_fit_reads_it_back_into_a_scenario_that_run
     assert!(table.contains("fitted from fit-small.csv"), "{table}");
 }
 
+/// An exporter that quotes every field and ends lines with CRLF (a spreadsheet's "CSV", Python's
+/// `csv.QUOTE_ALL`) writes the same history: it fits to the same scenario, byte for byte.
+#[test]
+fn a_history_with_every_field_quoted_fits_as_the_plain_one() {
+    let dir = scratch("plan-fit-quoted");
+    let root = root();
+    let plain = std::fs::read_to_string(root.join("fixtures/history/fit-small.csv")).unwrap();
+    let quoted: String = plain
+        .lines()
+        .map(|line| line.split(',').map(|field| format!("\"{field}\"")).collect::<Vec<_>>().join(",") + "\r\n")
+        .collect();
+    assert!(quoted.contains(",\"\",") && quoted.starts_with("\"time_ms\",\"user\""));
+    std::fs::write(format!("{dir}/fit-small.csv"), quoted).unwrap();
+    let (code, from_quoted, err) = sim_in(dir.as_ref(), &["plan", "--fit", "fit-small.csv"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, from_plain, err) = sim_in(&root.join("fixtures/history"), &["plan", "--fit", "fit-small.csv"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(from_quoted == from_plain, "the quoted history fits to another scenario:\n{from_quoted}");
+}
+
 #[test]
 fn a_bad_history_exits_two_naming_file_and_line_and_writes_nothing() {
     let dir = scratch("plan-fit-bad");
