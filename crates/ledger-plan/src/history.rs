@@ -280,7 +280,9 @@ fn split_fields(line_text: &str) -> Result<Vec<Cow<'_, str>>, String> {
             let mut inside = opened;
             let after = loop {
                 let Some(at) = inside.find('"') else {
-                    return Err(format!("field {number}: a quote opened and not closed on the line (no field of a history spans lines)"));
+                    return Err(format!(
+                        "field {number}: a quote opened and not closed on the line (no field of a history spans lines)"
+                    ));
                 };
                 value.push_str(&inside[..at]);
                 match inside[at + 1..].strip_prefix('"') {
@@ -295,10 +297,12 @@ fn split_fields(line_text: &str) -> Result<Vec<Cow<'_, str>>, String> {
             match after.strip_prefix(',') {
                 Some(next) => rest = next,
                 None if after.is_empty() => return Ok(fields),
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "field {number}: {} after its closing quote: a quoted field ends at a comma or the end of the line",
                     quoted(after.split(',').next().unwrap_or(after))
-                )),
+                ))
+                }
             }
         } else {
             let (field, next) = match rest.find(',') {
