@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+#[path = "../../fuzz/src/history_csv.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod history_csv;
 #[path = "../../fuzz/src/reference_invariants.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod reference_invariants;
@@ -43,4 +46,9 @@ fn the_reference_invariants_corpus_still_passes() {
 #[test]
 fn the_scenario_toml_corpus_still_passes() {
     assert!(replay("scenario_toml", scenario_toml::run) > 0, "an empty corpus proves nothing");
+}
+
+#[test]
+fn the_history_csv_corpus_still_passes() {
+    assert!(replay("history_csv", history_csv::run) > 0, "an empty corpus proves nothing");
 }
