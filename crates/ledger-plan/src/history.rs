@@ -298,10 +298,11 @@ fn split_fields(line_text: &str) -> Result<Vec<Cow<'_, str>>, String> {
                 Some(next) => rest = next,
                 None if after.is_empty() => return Ok(fields),
                 None => {
+                    let trailing = quoted(after.split(',').next().unwrap_or(after));
                     return Err(format!(
-                    "field {number}: {} after its closing quote: a quoted field ends at a comma or the end of the line",
-                    quoted(after.split(',').next().unwrap_or(after))
-                ))
+                        "field {number}: {trailing} after its closing quote: \
+                         a quoted field ends at a comma or the end of the line"
+                    ));
                 }
             }
         } else {
