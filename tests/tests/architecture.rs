@@ -365,3 +365,63 @@ fn the_cycle_finder_sees_a_cycle() {
     edges.insert(m("c"), BTreeSet::new());
     assert!(cycles(&edges).is_empty());
 }
+
+/// The printing macros the sources of `dir` use, as `file:line: name!`: `println!`, `print!`,
+/// `eprintln!` and `eprint!` panic when their reader has gone (`ledger-sim ... 2>&1 | head`).
+fn printing_macros(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in code(&text).lines().enumerate() {
+            for (at, _) in line.match_indices("!(") {
+                let name: String = line[..at]
+                    .chars()
+                    .rev()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                if ["println", "print", "eprintln", "eprint"].contains(&name.as_str()) {
+                    found.push(format!("{}:{}: {name}!", f.display(), i + 1));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Architecture invariant: the libraries and the binary never print with a macro that panics
+/// when the reader of the output has gone: stdout is written through a handle whose error is
+/// returned (and `main` exits 141 on a broken pipe), stderr through `ledger_exec::say!`, which
+/// ignores a failure. A panic there would stop the work whose results go to files.
+#[test]
+fn no_source_prints_with_a_macro_that_panics_when_its_reader_has_gone() {
+    let mut found = Vec::new();
+    for (_, (dir, _)) in packages() {
+        let src = dir.join("src");
+        if src.is_dir() {
+            found.extend(printing_macros(&src));
+        }
+    }
+    assert!(found.is_empty(), "use ledger_exec::say! or a returned write instead of:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_printing_macro_finder_sees_one() {
+    let dir = std::env::temp_dir().join(format!("ledger-architecture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("a.rs"),
+        "// eprintln!(\"a comment\");\nfn f() {\n    ledger_exec::say!(\"fine\");\n    eprintln!(\"x\");\n    \
+         std::println!(\"y\");\n}\n#[cfg(test)]\nmod tests {\n    fn g() { println!(\"a test may\"); }\n}\n",
+    )
+    .unwrap();
+    let found = printing_macros(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let names: Vec<&str> = found.iter().map(|f| f.rsplit(": ").next().unwrap()).collect();
+    assert_eq!(names, ["eprintln!", "println!"], "{found:?}");
+}

@@ -517,7 +517,7 @@ impl Child {
                         });
                     }
                     if !said {
-                        eprintln!(
+                        crate::say!(
                             "ledger-sim: waiting for `{}` to answer {} (for {} s, at most {} s)",
                             self.command,
                             self.waiting(),

@@ -67,7 +67,7 @@ impl<'a> ExecEngine<'a> {
         let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
         if stop.is_none() {
             let command = self.child.borrow().command().to_owned();
-            eprintln!("ledger-sim: `{command}` {why}; the lockstep run stops here");
+            crate::say!("ledger-sim: `{command}` {why}; the lockstep run stops here");
             *stop = Some(format!("`{command}` {why}"));
         }
     }
@@ -75,7 +75,7 @@ impl<'a> ExecEngine<'a> {
     fn halt_on(&self, e: ExecError) {
         let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
         if stop.is_none() {
-            eprintln!("ledger-sim: {e}; the lockstep run stops here");
+            crate::say!("ledger-sim: {e}; the lockstep run stops here");
             *stop = Some(e.to_string());
         }
     }

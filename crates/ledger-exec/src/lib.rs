@@ -18,6 +18,21 @@ pub mod engine;
 pub mod protocol;
 pub mod serve;
 
+/// `eprintln!` that never panics: writes one line to stderr and ignores a failure to.
+///
+/// What the programs say on stderr (what they wait for, what a run did) is for a reader who
+/// may have gone: `ledger-sim plan ... 2>&1 | head -3` closes the pipe after three lines. Every
+/// later `eprintln!` would then panic, and the panic would stop the work whose results go
+/// elsewhere: the report file, the counterexamples, the exit status. So the workspace's
+/// binaries and the libraries they call say things with this instead.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub use child::{Child, ExecError, Hello};
 pub use engine::{reply_movements, seed_movements, ExecEngine, Stop};
 pub use protocol::{Api, ErrorCode, Observation, StateKind, PROTOCOL_VERSION};

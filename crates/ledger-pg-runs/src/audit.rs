@@ -47,13 +47,13 @@ struct AuditReport {
 /// The audit of the database at `opts` (shown as `shown`), every wait bounded: connecting by
 /// [`CONNECT_TIMEOUT`], the rest by [`AUDIT_TIMEOUT`]. Each wait is announced on stderr first.
 async fn audit_bounded(opts: PgConnectOptions, shown: String) -> anyhow::Result<AuditReport> {
-    eprintln!("ledger-sim: connecting to {shown} (waiting at most {} s)", CONNECT_TIMEOUT.as_secs());
+    ledger_exec::say!("ledger-sim: connecting to {shown} (waiting at most {} s)", CONNECT_TIMEOUT.as_secs());
     let conn = match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&opts)).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => anyhow::bail!("connecting to {shown}: {e}"),
         Err(_) => anyhow::bail!("connecting to {shown}: no answer within {} s", CONNECT_TIMEOUT.as_secs()),
     };
-    eprintln!("ledger-sim: auditing {shown} (waiting at most {} s)", AUDIT_TIMEOUT.as_secs());
+    ledger_exec::say!("ledger-sim: auditing {shown} (waiting at most {} s)", AUDIT_TIMEOUT.as_secs());
     match tokio::time::timeout(AUDIT_TIMEOUT, audit_db(conn)).await {
         Ok(Ok(report)) => Ok(report),
         Ok(Err(e)) => Err(e.context(format!("auditing {shown}"))),

@@ -227,7 +227,7 @@ pub(crate) fn linearizability(
             (violation(history[w.stuck].call.request_id(), linear::describe(&history, &w)), Mark::LinearizableWhole)
         }
         Ok(Verdict::Undecided { explored }) => {
-            eprintln!(
+            ledger_exec::say!(
                 "ledger-sim: linearizability not judged: no serial order of the {} calls found within {explored} attempts (the search's budget), and none ruled out",
                 history.len()
             );

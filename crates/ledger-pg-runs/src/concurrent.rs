@@ -457,7 +457,7 @@ async fn watch_deadlocks(admin: PgPool, seed: u64, before: u64) {
         let n = now.saturating_sub(before);
         if n > said {
             said = n;
-            eprintln!(
+            ledger_exec::say!(
                 "ledger-sim: seed {seed}: the server has broken {n} deadlock(s) (40P01) so far: the SQL functions \
                  take their locks in orders that cycle; each stalls the calls behind it for deadlock_timeout, \
                  then one call is aborted and retried"
@@ -473,7 +473,7 @@ async fn deadlocks_since(admin: &PgPool, before: u64) -> u64 {
     match count_deadlocks_since(admin, before).await {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("ledger-sim: cannot read the server's deadlock count (pg_stat_database): {e}");
+            ledger_exec::say!("ledger-sim: cannot read the server's deadlock count (pg_stat_database): {e}");
             0
         }
     }
@@ -698,7 +698,7 @@ fn concurrent_seed(
     let result = rt.block_on(async move {
         // One connection first, so that a refused or failing connection is reported as
         // itself, at once, rather than as a pool that timed out.
-        eprintln!("ledger-sim: connecting to {shown} (waiting at most {} s)", CONNECT_TIMEOUT.as_secs());
+        ledger_exec::say!("ledger-sim: connecting to {shown} (waiting at most {} s)", CONNECT_TIMEOUT.as_secs());
         match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
             Ok(Ok(conn)) => {
                 let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;

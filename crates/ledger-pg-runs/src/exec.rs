@@ -36,14 +36,14 @@ pub(crate) fn start(exec: &ExecArgs, pg: &PgArgs, config: &Config) -> anyhow::Re
     let timeout = exec.timeout()?;
     let db = if exec.exec_db { Some(Server::new(pg)?.fresh()?) } else { None };
     let env: Vec<(String, String)> = db.iter().map(|d| ("DATABASE_URL".to_owned(), d.url.clone())).collect();
-    eprintln!(
+    ledger_exec::say!(
         "ledger-sim: starting `{command}`{} (waiting at most {} s for its hello)",
         if db.is_some() { " with a fresh database in DATABASE_URL" } else { "" },
         ledger_exec::child::HELLO_TIMEOUT.max(timeout).as_secs()
     );
     let child = Child::start(command, &env, config, timeout)?;
     let hello = child.hello();
-    eprintln!(
+    ledger_exec::say!(
         "ledger-sim: `{command}` is {:?}: the {} API, state in {}",
         hello.name,
         api_name(hello.api),

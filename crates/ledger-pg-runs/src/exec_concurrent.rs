@@ -128,7 +128,7 @@ impl Seed<'_> {
         let before = self.observe()?;
         let (command, env, timeout) =
             (self.child.command().to_owned(), self.child.env().to_vec(), self.child.timeout());
-        eprintln!(
+        ledger_exec::say!(
             "ledger-sim: killing `{command}` (SIGKILL, pid {}) after {} calls, then starting it again",
             self.child.pid(),
             self.n_sent

@@ -124,7 +124,7 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
             v.replay.push_str(&flags);
         }
         if hidden && !report.violations.is_empty() {
-            eprintln!(
+            ledger_exec::say!(
                 "ledger-sim: the commands printed to replay or run again give --database-url without its password: \
                  give it in PGPASSWORD (or ~/.pgpass)"
             );

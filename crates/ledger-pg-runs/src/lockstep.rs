@@ -91,7 +91,7 @@ impl<E: Engine + Watched> Halting<E> {
         let Some(trouble) = self.inner.take_trouble() else { return false };
         let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
         if lost.is_none() {
-            eprintln!("ledger-sim: {trouble}; the lockstep run stops here");
+            ledger_exec::say!("ledger-sim: {trouble}; the lockstep run stops here");
             *lost = Some(format!("{CONNECTION_LOST}{trouble}"));
         }
         true
@@ -124,7 +124,7 @@ impl<E: Engine + Watched> Engine for Halting<E> {
         self.steps += 1;
         if let Some((at, pg)) = &self.crash {
             if self.steps == *at {
-                eprintln!(
+                ledger_exec::say!(
                     "ledger-sim: crashing the server (SIGKILL to the postmaster) before step {at}, then crash recovery"
                 );
                 self.inner.expect_restart();
@@ -142,7 +142,7 @@ impl<E: Engine + Watched> Engine for Halting<E> {
         }
         if let Some(Reply::Failed { error }) = &reply {
             if error.starts_with(CONNECTION_LOST) {
-                eprintln!("ledger-sim: {error}; the lockstep run stops here");
+                ledger_exec::say!("ledger-sim: {error}; the lockstep run stops here");
                 *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
             }
         }
@@ -296,7 +296,7 @@ pub(crate) fn lockstep_run(
         };
         let r = lockstep_seed(run.kind, &db.url, run.scenario, seed, run.scheduler, crash, mutant)?;
         if let Some(at) = crash_at.filter(|&at| at > r.result.n_events) {
-            eprintln!(
+            ledger_exec::say!(
                 "ledger-sim: seed {seed} ended after {} steps, before --crash-server-at {at}: its server was never crashed",
                 r.result.n_events
             );
@@ -537,7 +537,7 @@ fn on_engine(
             return Ok((h, only_cut, Some(format!("not shrunk: {cut}; the in-memory twin does not have this bug"))))
         }
     };
-    eprintln!(
+    ledger_exec::say!(
         "ledger-sim: the {} counterexample does not break on the in-memory twin: {cut}, shrinking it on {on} itself (at most {} s, {} replays)",
         inv.id(),
         SHRINK_ON_ENGINE.as_secs(),
@@ -549,7 +549,7 @@ fn on_engine(
     let (n_replays, done) = shrink_by(&mut h, &mut fails, run, started + SHRINK_ON_ENGINE)?;
     // Shrunk when something went, or the shrinker found nothing could; else only cut.
     let reduction = if done || (h.flows.len(), h.events.len()) != before { Reduction::Shrunk } else { only_cut };
-    eprintln!(
+    ledger_exec::say!(
         "ledger-sim: {} shrunk on {on} to {} flow(s), {} event(s) in {n_replays} replays, {:.1} s{}",
         inv.id(),
         h.flows.len(),
@@ -601,7 +601,7 @@ fn divergence_counterexample(
                     reduction: Reduction::Cut,
                 });
             }
-            None => eprintln!(
+            None => ledger_exec::say!(
                 "ledger-sim: seed {} cut after event {at}, where it diverged, does not diverge on a replay: its \
                  counterexample is the whole seed",
                 first.seed
@@ -647,7 +647,7 @@ fn shrink_divergence(
         Some(exec) => format!("`{}`", exec.command().unwrap_or("the implementation")),
         None => engine.to_owned(),
     };
-    eprintln!(
+    ledger_exec::say!(
         "ledger-sim: shrinking the divergence of seed {seed} ({} flow(s), {} event(s)) on {on} itself (at most {} s, {} replays)",
         start.history.flows.len(),
         start.history.events.len(),
@@ -661,7 +661,7 @@ fn shrink_divergence(
     let changed = (h.flows.len(), h.events.len()) != (start.history.flows.len(), start.history.events.len());
     if !changed && start.reduction != Reduction::None {
         // Confirmed already, and nothing went.
-        eprintln!(
+        ledger_exec::say!(
             "ledger-sim: the divergence did not shrink further in {n_replays} replays, {:.1} s{}",
             started.elapsed().as_secs_f64(),
             if done { "" } else { " (stopped at its bound)" }
@@ -671,7 +671,7 @@ fn shrink_divergence(
     let reduction = if done || changed { Reduction::Shrunk } else { start.reduction };
     let (r, d) = confirm(&h)?;
     let Some(d) = d else { return Ok(None) };
-    eprintln!(
+    ledger_exec::say!(
         "ledger-sim: the divergence shrunk to {} flow(s), {} event(s) in {n_replays} replays, {:.1} s{}",
         h.flows.len(),
         h.events.len(),
@@ -798,14 +798,14 @@ impl<'a> ConfirmOn<'a> {
                     None => {
                         let creates = may_create_database(url)?;
                         if creates {
-                            eprintln!(
+                            ledger_exec::say!(
                                 "ledger-sim: confirming the counterexample on the run's server, in a fresh database \
                                  (dropped after each replay) on {} (waiting at most {} s for each)",
                                 redacted(url),
                                 ledger_pg::testpg::ADMIN_TIMEOUT.as_secs()
                             );
                         } else {
-                            eprintln!(
+                            ledger_exec::say!(
                                 "ledger-sim: confirming the counterexample on the run's database {}, reset before each \
                                  replay as before each seed (its role may not create a database)",
                                 redacted(url)
@@ -821,7 +821,9 @@ impl<'a> ConfirmOn<'a> {
                     let r = lockstep_replay(kind, scratch.url(), h, log, mutant);
                     let name = scratch.database_name().to_owned();
                     if let Err(e) = scratch.drop_database() {
-                        eprintln!("ledger-sim: {e}; the database {name} is left on the server, drop it by hand");
+                        ledger_exec::say!(
+                            "ledger-sim: {e}; the database {name} is left on the server, drop it by hand"
+                        );
                     }
                     r
                 } else {
@@ -831,14 +833,16 @@ impl<'a> ConfirmOn<'a> {
             }
             Server::Test { .. } => {
                 if self.creates.replace(true).is_none() {
-                    eprintln!("ledger-sim: confirming the counterexample on a fresh database of the run's server");
+                    ledger_exec::say!(
+                        "ledger-sim: confirming the counterexample on a fresh database of the run's server"
+                    );
                 }
                 let db = self.server.fresh()?;
                 lockstep_replay(kind, &db.url, h, log, mutant)
             }
             Server::Private(_) => {
                 if self.keep.is_none() {
-                    eprintln!(
+                    ledger_exec::say!(
                         "ledger-sim: confirming the counterexample on a fresh database of a throwaway PostgreSQL (a \
                          replay crashes no server), the same for every replay"
                     );

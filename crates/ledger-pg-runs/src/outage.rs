@@ -47,7 +47,7 @@ impl Outage {
         let lasted = now.duration_since(since);
         if lasted >= self.give_up_after {
             if !self.gave_up.swap(true, Ordering::SeqCst) {
-                eprintln!(
+                ledger_exec::say!(
                     "ledger-sim: every call has failed for {} s; giving up (last error: {})",
                     lasted.as_secs(),
                     s.cause
@@ -57,7 +57,7 @@ impl Outage {
         }
         if lasted >= SAY_AFTER && s.last_said.is_none_or(|t| now.duration_since(t) >= SAY_EVERY) {
             s.last_said = Some(now);
-            eprintln!(
+            ledger_exec::say!(
                 "ledger-sim: {} for {} s (last error: {}); retrying, giving up after {} s",
                 state_of(&s.cause),
                 lasted.as_secs(),
@@ -73,7 +73,7 @@ impl Outage {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(since) = s.since.take() {
             if s.last_said.take().is_some() {
-                eprintln!("ledger-sim: database answering again after {} s", since.elapsed().as_secs());
+                ledger_exec::say!("ledger-sim: database answering again after {} s", since.elapsed().as_secs());
             }
         }
     }

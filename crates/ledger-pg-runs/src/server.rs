@@ -73,7 +73,7 @@ impl Server {
         }
         if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
             ledger_pg::database_url_options("DATABASE_URL", &url).map_err(anyhow::Error::msg)?;
-            eprintln!(
+            ledger_exec::say!(
                 "ledger-sim: each seed gets a fresh database on DATABASE_URL's server {} (waiting at most {} s to \
                  connect and {} s in all for each)",
                 redacted(&url),
@@ -115,7 +115,7 @@ impl Server {
                 // replay) and a single `replay` or `exec` (one reset): each reset is bounded the
                 // same way, and one that runs out of time says so itself.
                 if !RESET_ANNOUNCED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    eprintln!(
+                    ledger_exec::say!(
                         "ledger-sim: resetting the database at {shown} before each run on it, a seed's or a replay's \
                          (waiting at most {} s each time)",
                         CONNECT_TIMEOUT.as_secs()

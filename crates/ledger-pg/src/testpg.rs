@@ -14,6 +14,7 @@
 //!
 //! `scripts/pg-throwaway.sh` does the same from the shell.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -250,11 +251,11 @@ fn run_as_owner_bounded(
             });
         }
         if !announced && waited >= slow_after {
-            eprintln!(
+            say(format_args!(
                 "ledger-pg: {name} is still {doing} after {} s (waiting at most {} s)",
                 slow_after.as_secs_f64(),
                 limit.as_secs_f64()
-            );
+            ));
             announced = true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -298,11 +299,13 @@ impl Cluster {
         let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(io_err("writing pg_hba.conf"))?;
         let mut last_err = None;
-        eprintln!("ledger-pg: starting a throwaway PostgreSQL in {dir_str} (pg_ctl waits at most {PG_CTL_WAIT_S} s)");
+        say(format_args!(
+            "ledger-pg: starting a throwaway PostgreSQL in {dir_str} (pg_ctl waits at most {PG_CTL_WAIT_S} s)"
+        ));
         // A port found free can be taken before the server binds it; try a few.
         for attempt in 0..5 {
             if attempt > 0 {
-                eprintln!("ledger-pg: the throwaway PostgreSQL did not start; trying again on another port");
+                say(format_args!("ledger-pg: the throwaway PostgreSQL did not start; trying again on another port"));
             }
             cluster.port = free_port()?;
             cluster.options = format!(
@@ -400,10 +403,10 @@ impl Cluster {
         self.signal_stalled("-CONT");
         let data_str = self.dir.join("data").to_string_lossy().into_owned();
         let log = self.dir.join("server.log").to_string_lossy().into_owned();
-        eprintln!(
+        say(format_args!(
             "ledger-pg: restarting the throwaway PostgreSQL in {} (pg_ctl waits at most {PG_CTL_WAIT_S} s)",
             self.dir.display()
-        );
+        ));
         // Without -o, pg_ctl restarts with the options of the last start (postmaster.opts).
         run_as_owner(
             running_as_root(),
@@ -695,11 +698,11 @@ impl TimeLimit {
         let (done, wait) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
             if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
-                eprintln!(
+                say(format_args!(
                     "TIME LIMIT: {what} is still running after {} s: it waits on the server or on its \
                      own tasks (see the last `ledger-sim:` lines above); ending the test process",
                     limit.as_secs()
-                );
+                ));
                 std::process::exit(1);
             }
         });
@@ -805,6 +808,12 @@ where
     })
     .join()
     .unwrap_or_else(|_| panic!("the admin-connection thread panicked"))
+}
+
+/// Says `line` on stderr. A closed stderr (`2>&1 | head`) is not worth a panic that would stop
+/// the work: a throwaway server half started, a test's result lost.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 #[cfg(test)]

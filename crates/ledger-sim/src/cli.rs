@@ -197,7 +197,7 @@ pub fn main() -> ExitCode {
         }
     };
     if let Err(e) = check_environment() {
-        eprintln!("ledger-sim: error: {e}");
+        ledger_exec::say!("ledger-sim: error: {e}");
         return ExitCode::from(2);
     }
     let result = match cli.command {
@@ -220,11 +220,11 @@ pub fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => match e.downcast_ref::<crate::interrupt::Interrupted>() {
             Some(stopped) => {
-                eprintln!("ledger-sim: {stopped}");
+                ledger_exec::say!("ledger-sim: {stopped}");
                 ExitCode::from(u8::try_from(128 + stopped.signal).unwrap_or(u8::MAX))
             }
             None => {
-                eprintln!("ledger-sim: error: {}", shown(&error_chain(&e)));
+                ledger_exec::say!("ledger-sim: error: {}", shown(&error_chain(&e)));
                 ExitCode::from(2)
             }
         },
@@ -507,7 +507,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         writeln!(out)?;
     } else {
         print_report_with(&mut out, &report, &describe(&scenario), &steer_lines(&done))?;
-        eprintln!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
+        ledger_exec::say!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
     }
     ended(&mut out, interrupted, ok)
 }

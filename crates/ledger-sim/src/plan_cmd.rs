@@ -116,19 +116,28 @@ pub struct OutputArgs {
 }
 
 fn emit(out: &PlanOutput, args: &OutputArgs) -> anyhow::Result<bool> {
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(out)?)?;
+    let printed = if args.json {
+        serde_json::to_string_pretty(out).map(|json| json + "\n")?
     } else if args.csv {
-        write!(stdout, "{}", report::csv(out))?;
+        report::csv(out)
     } else {
-        write!(stdout, "{}", report::table(out))?;
-    }
-    if let Some(path) = &args.report {
-        crate::input::write_whole("--report", path, html::render(out).as_bytes())?;
-        eprintln!("report written to {}", path.display());
-    }
+        report::table(out)
+    };
+    report_then_print(printed, || html::render(out), args)?;
     Ok(out.summaries.iter().all(|s| s.violations == 0))
+}
+
+/// Writes the `--report` page, then `printed` on stdout. The page first: it is a file the
+/// user asked for, and a reader of stdout that has gone (`| head`) must not cost it.
+fn report_then_print(printed: String, page: impl FnOnce() -> String, args: &OutputArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.report {
+        crate::input::write_whole("--report", path, page().as_bytes())?;
+    }
+    let written = std::io::stdout().lock().write_all(printed.as_bytes());
+    if let Some(path) = &args.report {
+        ledger_exec::say!("report written to {}", path.display());
+    }
+    Ok(written?)
 }
 
 /// Bytes of memory available now (`MemAvailable` of `/proc/meminfo`), where the system says.
@@ -240,7 +249,7 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let requests: u64 = out.runs.iter().map(SeedResult::requests).sum();
-    eprintln!(
+    ledger_exec::say!(
         "{} result(s) ({} of them carried up from a lower credit or genesis), {} requests; {} run(s), {} requests \
          in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
         out.runs.len(),
@@ -260,7 +269,7 @@ fn solve_cmd(solver: &Solver, args: &OutputArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
     // One line per value tested, as it is decided: a solve can take minutes.
     let (out, cost) = solver.solve_with_cost(&|target, step| {
-        eprintln!(
+        ledger_exec::say!(
             "{:>7.1} s  {}: {}",
             started.elapsed().as_secs_f64(),
             target.text,
@@ -283,7 +292,7 @@ fn frontier_cmd(f: &Frontier, args: &OutputArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
     let over = &f.over().key;
     let (out, cost) = f.solve_with_cost(&|value, target, step| {
-        eprintln!(
+        ledger_exec::say!(
             "{:>7.1} s  {over}={value}  {}: {}",
             started.elapsed().as_secs_f64(),
             target.text,
@@ -321,7 +330,7 @@ fn emit_solved<T: serde::Serialize>(
 ) -> anyhow::Result<bool> {
     let elapsed = started.elapsed().as_secs_f64();
     let cost = totals.cost;
-    eprintln!(
+    ledger_exec::say!(
         "{} seed(s) read ({} of them carried up from a lower value), {} requests; {} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
         totals.seeds,
         cost.seeds_carried,
@@ -331,18 +340,10 @@ fn emit_solved<T: serde::Serialize>(
         cost.requests_run as f64 / elapsed.max(1e-9),
         rayon::current_num_threads()
     );
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(out)?)?;
-    } else {
-        write!(stdout, "{}", text(out))?;
-    }
-    if let Some(path) = &args.report {
-        crate::input::write_whole("--report", path, page(out).as_bytes())?;
-        eprintln!("report written to {}", path.display());
-    }
+    let printed = if args.json { serde_json::to_string_pretty(out)? + "\n" } else { text(out) };
+    report_then_print(printed, || page(out), args)?;
     if let Some(v) = totals.first_violation {
-        eprintln!("{} invariant violation(s); the first: {v}", totals.violations);
+        ledger_exec::say!("{} invariant violation(s); the first: {v}", totals.violations);
     }
     Ok(totals.violations == 0)
 }
@@ -379,7 +380,7 @@ fn fit_cmd(history: &Path, out: Option<&Path>) -> anyhow::Result<bool> {
     match out {
         Some(path) => {
             crate::input::write_whole("--out", path, toml.as_bytes())?;
-            eprintln!(
+            ledger_exec::say!(
                 "{} requests of {} users fitted; scenario written to {}",
                 fitted.n_requests,
                 fitted.n_users,
@@ -400,9 +401,9 @@ fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Pa
     let mut rows = Vec::new();
     let run = ledger_plan::model::run_with_history(&plan.base, plan.base.seed, &mut rows);
     crate::input::write_whole("--history-out", path, ledger_plan::history::write(&rows).as_bytes())?;
-    eprintln!("{} requests of seed {} written to {}", rows.len(), plan.base.seed, path.display());
+    ledger_exec::say!("{} requests of seed {} written to {}", rows.len(), plan.base.seed, path.display());
     if let Some(v) = &run.first_violation {
-        eprintln!("{} invariant violation(s); the first: {v}", run.violations);
+        ledger_exec::say!("{} invariant violation(s); the first: {v}", run.violations);
     }
     Ok(run.violations == 0)
 }

@@ -119,7 +119,7 @@ pub fn soak(
     stop: &AtomicBool,
 ) -> anyhow::Result<((u64, u64), SeedsRun, Vec<ViolationReport>)> {
     let start = random_start();
-    eprintln!("soak: {} of seeds from {start} (any range of them replays with --seeds A..B)", humanize(budget));
+    ledger_exec::say!("soak: {} of seeds from {start} (any range of them replays with --seeds A..B)", humanize(budget));
     let started = Instant::now();
     let mut out = if steer { SeedsRun::steered() } else { SeedsRun::new() };
     let mut next = start;
@@ -144,7 +144,14 @@ pub fn soak(
         let shrink_stop = (!stop.load(Ordering::Relaxed)).then_some(stop);
         for inv in new {
             for v in counterexamples(engine, &out, Some(inv), trace_dir, max_replays, shrink_stop)? {
-                eprintln!("soak: {} {} broke at seed {}: {}; {}", v.invariant, v.name, v.seed, v.detail, v.replay);
+                ledger_exec::say!(
+                    "soak: {} {} broke at seed {}: {}; {}",
+                    v.invariant,
+                    v.name,
+                    v.seed,
+                    v.detail,
+                    v.replay
+                );
                 reported.insert(inv, v);
             }
         }
@@ -154,12 +161,12 @@ pub fn soak(
         let elapsed = started.elapsed();
         if pace.progress_due(elapsed) {
             let left = humanize(budget.saturating_sub(elapsed));
-            eprintln!("soak: {}, {left} left", line(&out, next, elapsed, humanize(elapsed)));
+            ledger_exec::say!("soak: {}, {left} left", line(&out, next, elapsed, humanize(elapsed)));
         }
     }
     // However short the soak, it says what it did.
     let elapsed = started.elapsed();
-    eprintln!("soak: done: {}", line(&out, next, elapsed, format!("{:.1} s", elapsed.as_secs_f64())));
+    ledger_exec::say!("soak: done: {}", line(&out, next, elapsed, format!("{:.1} s", elapsed.as_secs_f64())));
     let found = reported
         .into_iter()
         .map(|(inv, mut v)| {

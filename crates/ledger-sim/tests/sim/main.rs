@@ -13,6 +13,7 @@ mod determinism;
 mod exec;
 mod exec_own_bug;
 mod exec_stop;
+mod gone_reader;
 mod hostile;
 mod interrupted_run;
 mod killed_run;
