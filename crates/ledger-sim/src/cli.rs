@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use ledger_core::config::ENV_VARS;
 use ledger_harness::Invariant;
 use ledger_simulator::exec::RunResult;
 use ledger_simulator::gen::SchedulerKind;
@@ -200,6 +201,7 @@ pub fn main() -> ExitCode {
         ledger_exec::say!("ledger-sim: error: {e}");
         return ExitCode::from(2);
     }
+    say_ignored_ledger_variables();
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Replay(args) => replay_cmd(args),
@@ -248,6 +250,23 @@ fn check_environment() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Says which of the seed's environment variables (`FREE_TIER_BUDGET_TRUSTED`, ...) are set:
+/// `ledger-sim` takes the ledger's configuration from the scenario, never from the
+/// environment, so that a run gives the same result on every machine. A user who set one
+/// expecting it to count is told, rather than ignored in silence.
+fn say_ignored_ledger_variables() {
+    let set: Vec<&str> = ENV_VARS.into_iter().filter(|name| std::env::var_os(name).is_some()).collect();
+    if !set.is_empty() {
+        ledger_exec::say!(
+            "ledger-sim: ignoring {} from the environment: the ledger's configuration comes from the scenario \
+             (`[ledger]` in a run scenario, `budget.*`, `credit_pct` and `pool_initial_sats` in a plan), \
+             so that a run is the same on every machine; these variables are read by a service through \
+             ledger_core::Config::from_env",
+            set.join(", ")
+        );
+    }
 }
 
 /// The most threads `RAYON_NUM_THREADS` may ask for. The pool's idle threads look for work

@@ -270,6 +270,32 @@ fn errors_hide_secrets_and_refuse_what_cannot_be_simulated() {
     }
 }
 
+/// The seed's environment variables configure a service, not a simulated run: set (even to
+/// garbage) they change nothing, and `ledger-sim` says that it ignores them.
+#[test]
+fn the_seeds_environment_variables_are_said_to_be_ignored() {
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-sim"));
+        cmd.args(["run", "--steps", "1000", "--users", "20", "--json"]).env_remove("DATABASE_URL");
+        for name in ledger_core::config::ENV_VARS {
+            cmd.env_remove(name);
+        }
+        cmd.envs(vars.iter().copied());
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (report["trace_hash"].clone(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (plain, quiet) = run(&[]);
+    assert!(!quiet.contains("ignoring"), "{quiet}");
+    let (with_vars, said) = run(&[("FREE_TIER_BUDGET_TRUSTED", "abc"), ("FREE_TIER_POOL_CREDIT_PCT", "5")]);
+    assert_eq!(with_vars, plain, "the variables changed the run");
+    assert!(
+        said.contains("ignoring FREE_TIER_BUDGET_TRUSTED, FREE_TIER_POOL_CREDIT_PCT from the environment"),
+        "{said}"
+    );
+}
+
 /// `run --for` soaks fresh seeds for a while, says at the end how many it ran, and `--junit`
 /// writes the verdict for CI: a clean engine passes every case; the seed model fails with its
 /// counterexamples and replay commands.
