@@ -712,6 +712,68 @@ fn idempotency() -> Gen {
     g.run(record(1, 10), "not_reserved");
     g.run(reserve(1, a, 50), "reserved");
     g.run(release(1), "released");
+
+    g.case(
+        "repeat/reserve-same-after-release",
+        "a reserve_partial repeated after its reservation was released answers reserved, moving nothing",
+        config(),
+    );
+    g.pins(&[Rule::PartialRepeat]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 80), "decided:partial");
+    g.run(reserve(1, a, 50), "reserved");
+    g.run(release(1), "released");
+    g.run(reserve(1, a, 50), "reserved");
+    g.run(reserve(1, a, 40), "reservation_exists");
+
+    g.case(
+        "repeat/reserve-same-after-expiry",
+        "a reserve_partial repeated after its reservation expired answers reserved, moving nothing",
+        config(),
+    );
+    g.pins(&[Rule::PartialRepeat]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 80), "decided:partial");
+    g.run(reserve(1, a, 50), "reserved");
+    g.at(T0 + 10 + TTL).run(expire(), "expired");
+    g.run(reserve(1, a, 50), "reserved");
+
+    g.case(
+        "repeat/reservation-exists-before-a-remembered-refusal",
+        "once the request holds a reservation, an amount refused insufficient_funds earlier is answered reservation_exists",
+        config(),
+    );
+    g.pins(&[Rule::PartialRepeat, Rule::PartialRefusalMemory]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 80), "decided:partial");
+    g.run(decide(2, a, 40), "decided:free");
+    g.run(reserve(1, a, 30), "insufficient_funds");
+    g.run(release(2), "released");
+    g.run(reserve(1, a, 20), "reserved");
+    g.run(reserve(1, a, 30), "reservation_exists");
+
+    g.case(
+        "repeat/credit-at-the-limit",
+        "a credit that took the pool to 2^63-1, repeated: its first answer, not overflow",
+        Config { credit_bps: ledger_core::Bps::FULL, pool_initial_sats: Sats::ZERO, ..config() },
+    );
+    g.pins(&[Rule::CreditRepeat, Rule::CreditOverflow]);
+    g.run(credit(1, MAX_NUMBER), "credited");
+    g.run(credit(1, MAX_NUMBER), "credited");
+    g.run(credit(1, 5), "payment_with_different_amount");
+    g.run(credit(2, 1), "overflow");
+
+    g.case(
+        "repeat/record-at-the-overrun-limit",
+        "a record whose overrun took the total to its limit, repeated: its first answer, not overflow",
+        config(),
+    );
+    g.pins(&[Rule::RecordRepeat, Rule::RecordOverrunOverflow]);
+    g.run(tier(a, Tier::Elite), "tier_set");
+    g.run(decide(1, a, 10), "decided:free");
+    g.run(record(1, MAX_NUMBER), "recorded");
+    g.run(record(1, MAX_NUMBER), "recorded");
+    g.run(record(1, 5), "recorded_with_different_amount");
     g
 }
 
@@ -839,6 +901,41 @@ fn daily_window() -> Gen {
     g.run(record(1, 30), "recorded");
     g.at(T0).run(decide(2, a, 30), "decided:partial");
     g.run(tier(a, Tier::Established), "tier_set");
+
+    g.case(
+        "window/clock-back-record",
+        "a record timed before the window opened absorbs into that window; it opens no other",
+        config(),
+    );
+    g.pins(&[Rule::WindowClockBack, Rule::WindowAddsUp]);
+    g.at(T0 + 3_600_000).run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 30), "decided:free");
+    g.run(record(1, 30), "recorded");
+    g.run(decide(2, a, 20), "decided:free");
+    g.at(T0).run(record(2, 20), "recorded");
+    g.at(T0 + 3_600_000 + 10).run(decide(3, a, 10), "decided:gate:daily_budget_exhausted");
+
+    g.case(
+        "window/clock-back-more-than-a-day",
+        "a now more than 24 h before the window opened is still inside it",
+        config(),
+    );
+    g.pins(&[Rule::WindowClockBack]);
+    g.run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 50), "decided:free");
+    g.run(record(1, 50), "recorded");
+    g.at(T0 - 2 * DAY_MS).run(decide(2, a, 10), "decided:gate:daily_budget_exhausted");
+
+    g.case(
+        "window/record-exactly-24h",
+        "a record exactly 24 h after the window opened opens a new window holding what it absorbs",
+        config(),
+    );
+    g.pins(&[Rule::WindowLength, Rule::WindowOpensAtAbsorption]);
+    opening(&mut g);
+    g.at(T0 + DAY_MS).run(decide(2, a, 40), "decided:free");
+    g.at(T0 + DAY_MS).run(record(2, 40), "recorded");
+    g.at(T0 + DAY_MS + 1).run(decide(3, a, 20), "decided:partial");
     g
 }
 
@@ -1115,6 +1212,31 @@ fn limits() -> Gen {
     g.run(credit(2, max / 2), "credited");
     g.run(credit(3, 1), "credited");
     g.run(credit(4, 1), "overflow");
+
+    g.case(
+        "limits/window-near-max-time",
+        "a window that opened less than 24 h before 2^63-1 ms still counts what it absorbed",
+        config(),
+    );
+    g.pins(&[Rule::WindowLength]);
+    g.at(max - 1_000).run(tier(a, Tier::Established), "tier_set");
+    g.run(decide(1, a, 30), "decided:free");
+    g.run(record(1, 30), "recorded");
+    g.run(decide(2, a, 30), "decided:partial");
+
+    g.case(
+        "limits/overrun-total-by-overrun",
+        "the overrun limit is judged on the overrun a record adds, not on its actual cost",
+        config(),
+    );
+    g.pins(&[Rule::RecordOverrunOverflow]);
+    g.run(tier(a, Tier::Elite), "tier_set");
+    g.run(decide(1, a, 10), "decided:free");
+    g.run(record(1, max - 5), "recorded");
+    g.run(decide(2, a, 10), "decided:free");
+    g.run(record(2, 20), "recorded");
+    g.run(decide(3, a, 10), "decided:free");
+    g.run(record(3, 16), "overflow");
     g
 }
 
