@@ -2,8 +2,8 @@
 //! conformance test, a fast baseline for the client, and an example of the server side.
 //!
 //! It answers every request in the order it reads them, and flushes its output whenever its
-//! input has nothing more buffered, so a client with many requests in flight gets them back in
-//! few writes.
+//! input holds no further whole line, so a client with many requests in flight gets them back in
+//! few writes, and none waits on the next request's arrival.
 
 use std::io::{BufRead, BufReader, Read, Write};
 
@@ -48,6 +48,7 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
             }
             Some(Ok((line, not_utf8))) => {
                 if line.trim().is_empty() && not_utf8.is_none() {
+                    writeln!(log, "ledger-sim serve: line {line_no} is empty: not a request, and no id to answer")?;
                     continue;
                 }
                 answer_line(&line, not_utf8.as_ref(), line_no, &mut ledger, &mut journal, log)?
@@ -57,7 +58,9 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
             serde_json::to_writer(&mut out, &response).map_err(std::io::Error::other)?;
             out.write_all(b"\n")?;
         }
-        if input.buffer().is_empty() {
+        // Flushed unless another whole line is already buffered: a partial one means the next
+        // read waits on the client, who must have this answer first.
+        if !input.buffer().contains(&b'\n') {
             out.flush()?;
         }
     }
@@ -86,21 +89,40 @@ fn answer_line(
             match value.as_ref().and_then(|v| Some((v.get("id")?.as_u64()?, v))) {
                 Some((id, v)) => Some(Response {
                     id,
-                    body: match number_out_of_range(v).filter(|_| not_utf8.is_none()) {
-                        Some(what) => {
+                    body: match (other_protocol(v), number_out_of_range(v).filter(|_| not_utf8.is_none())) {
+                        (Some(protocol), _) => error(
+                            ErrorCode::NotSupported,
+                            format!("protocol {protocol}: this server speaks {PROTOCOL_VERSION}"),
+                        ),
+                        (None, Some(what)) => {
                             error(ErrorCode::OutOfRange, format!("line {line_no}: {what} is not in 0..=2^63-1"))
                         }
-                        None => error(ErrorCode::Malformed, format!("line {line_no}: {e}")),
+                        (None, None) => error(ErrorCode::Malformed, format!("line {line_no}: {e}")),
                     },
                 }),
-                None => {
-                    let what = if not_utf8.is_some() { "cannot be read" } else { "is not a request and has no id" };
-                    writeln!(log, "ledger-sim serve: line {line_no} {what}: {e}")?;
-                    None
-                }
+                // Not one JSON value (garbage after the object, a line cut short by the end of
+                // the input, nesting too deep): its id, when the line begins with it whole.
+                None => match id_before_the_cut(line.as_bytes()) {
+                    Some(id) => {
+                        Some(Response { id, body: error(ErrorCode::Malformed, format!("line {line_no}: {e}")) })
+                    }
+                    None => {
+                        let what = if not_utf8.is_some() { "cannot be read" } else { "is not a request and has no id" };
+                        writeln!(log, "ledger-sim serve: line {line_no} {what}: {e}")?;
+                        None
+                    }
+                },
             }
         }
     })
+}
+
+/// The version a `hello` of another protocol asks for: such a hello is answered
+/// `not_supported` (SPEC.md §9.2) whatever else it holds, since a later version's hello need
+/// not have this one's fields.
+fn other_protocol(request: &serde_json::Value) -> Option<u64> {
+    let protocol = request.get("protocol")?.as_u64()?;
+    (request.get("type")? == "hello" && protocol != u64::from(PROTOCOL_VERSION)).then_some(protocol)
 }
 
 /// A line read: its text and, when it was not UTF-8, why; or, when it was too long to read
@@ -126,11 +148,13 @@ fn read_line(input: &mut impl BufRead) -> std::io::Result<Option<ReadLine>> {
     })))
 }
 
-/// The top-level `id` of a request cut short (a line too long to read whole), when it comes
-/// before the cut: `{"id":7,"type":"decide",...` gives 7; an `id` after the cut, or after a
-/// value the cut falls in, gives `None`. serde_json reads the object's keys and skips their
-/// values whole (an `"id"` inside one is not the request's) until it meets `id`; the error it
-/// then raises at the cut does not matter.
+/// The top-level `id` of a request cut short (a line too long to read whole), or of a line that
+/// is not one JSON value, when it comes before the cut or the fault: `{"id":7,"type":"decide",...`
+/// gives 7; an `id` after the cut, or after a value the cut falls in, gives `None`, and so does
+/// one the cut may have shortened (`{"x":"...","id":12` of `"id":123456`): the id counts only
+/// when what follows it (another key, or the object's end) was read too. serde_json reads the
+/// object's keys and skips their values whole (an `"id"` inside one is not the request's) until
+/// it meets `id`; the error it then raises at the cut does not matter.
 fn id_before_the_cut(prefix: &[u8]) -> Option<u64> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
     use std::cell::Cell;
@@ -144,7 +168,10 @@ fn id_before_the_cut(prefix: &[u8]) -> Option<u64> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             while let Some(key) = map.next_key::<String>()? {
                 if key == "id" {
-                    self.0.set(Some(map.next_value::<u64>()?));
+                    let id = map.next_value::<u64>()?;
+                    // Whole only if something follows it: a key, or the object's end.
+                    map.next_key::<IgnoredAny>()?;
+                    self.0.set(Some(id));
                     return Ok(());
                 }
                 map.next_value::<IgnoredAny>()?;

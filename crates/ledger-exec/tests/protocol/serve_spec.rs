@@ -143,3 +143,119 @@ fn a_line_too_long_to_read_is_answered_malformed_when_its_id_comes_before_the_cu
     assert_eq!(responses.len(), 3, "no answer to 99 or to 5: {responses:?}");
     assert!(log.contains("line 3 cannot be read: a line longer than 16 MiB"), "{log}");
 }
+
+/// An id the cut may have shortened is no id: `"id":123456789` cut after `12` is not answered
+/// as request 12 (another request, perhaps in flight), only said on stderr.
+#[test]
+fn an_id_the_cut_falls_in_is_not_answered() {
+    let prefix = "{\"x\":\"";
+    let before_id = "\",\"id\":";
+    let pad = "a".repeat(ledger_exec::child::MAX_LINE - prefix.len() - before_id.len() - 2);
+    let mut input = hello(0);
+    input.push_str(&format!(
+        "\n{prefix}{pad}{before_id}123456789,\"type\":\"observe\"}}\n{{\"id\":4,\"type\":\"observe\"}}\n"
+    ));
+    let (responses, log) = serve_bytes(input.as_bytes());
+    assert_eq!(responses.len(), 2, "only hello and 4 are answered: {responses:?}");
+    assert_eq!(by_id(&responses, 4)["type"], "observed");
+    assert!(log.contains("line 2 cannot be read: a line longer than 16 MiB"), "{log}");
+}
+
+/// A line that is not one JSON value but begins with its id (garbage after the object, a bare
+/// CR inside it, the input ending mid-line, nesting too deep) is answered `malformed` with that
+/// id (SPEC.md §9.1), not left for the client to time out on.
+#[test]
+fn a_line_that_is_not_json_but_begins_with_its_id_is_answered_malformed() {
+    let deep = "[".repeat(200);
+    let lines = [
+        r#"{"id":1,"type":"observe"} xyz"#.to_owned(),
+        "{\"id\":2,\"type\":\"observe\"}\r{\"id\":9,\"type\":\"observe\"}".to_owned(),
+        format!(r#"{{"id":3,"type":"observe","x":{deep}}}"#),
+        r#"{"type":"observe"} {"id":8}"#.to_owned(),
+        r#"{"id":5,"type":"call","now_ms":1,"call":{"call":"expire"}"#.to_owned(),
+    ];
+    let input = format!("{}\n{}", hello(0), lines.join("\n"));
+    let (responses, log) = serve_bytes(input.as_bytes());
+    for id in [1, 2, 3, 5] {
+        let r = by_id(&responses, id);
+        assert_eq!((r["code"].as_str(), &r["definite"]), (Some("malformed"), &Value::Bool(true)), "{r}");
+    }
+    assert_eq!(responses.len(), 5, "nothing for 9 or 8, inside lines that are not requests: {responses:?}");
+    assert!(log.contains("line 5 is not a request and has no id"), "{log}");
+}
+
+/// A hello of another protocol version is answered `not_supported`, whatever shape the rest
+/// of it has (a later version's hello need not carry this one's fields; SPEC.md §9.2).
+#[test]
+fn a_hello_of_another_version_is_not_supported_whatever_its_shape() {
+    let input = "{\"id\":0,\"type\":\"hello\",\"protocol\":2}\n\
+                 {\"id\":1,\"type\":\"hello\",\"protocol\":4294967297,\"config\":{}}\n\
+                 {\"id\":2,\"type\":\"hello\",\"protocol\":1}\n";
+    let (responses, _) = serve_bytes(input.as_bytes());
+    for id in [0, 1] {
+        assert_eq!(by_id(&responses, id)["code"], "not_supported", "{responses:?}");
+    }
+    assert_eq!(by_id(&responses, 2)["code"], "malformed", "version 1 without its config: {responses:?}");
+}
+
+/// An empty line is no request and has no id: said on stderr, and the server goes on.
+#[test]
+fn an_empty_line_is_said_on_stderr() {
+    let input = format!("{}\n\n   \n{{\"id\":1,\"type\":\"observe\"}}\n", hello(0));
+    let (responses, log) = serve_bytes(input.as_bytes());
+    assert_eq!(by_id(&responses, 1)["type"], "observed");
+    assert!(log.contains("line 2 is empty") && log.contains("line 3 is empty"), "{log}");
+}
+
+/// An answer is written out before the server waits for more input, even when part of the next
+/// line has arrived: a client that writes half a request and pauses still gets the answers to
+/// the whole ones.
+#[test]
+fn an_answer_is_flushed_before_the_server_waits_on_a_partial_line() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// What reached the client, shared by the two ends.
+    type Seen = Rc<RefCell<Vec<u8>>>;
+    struct Client {
+        chunks: Vec<Vec<u8>>,
+        seen: Seen,
+        answered_before_the_rest: Rc<RefCell<Option<bool>>>,
+    }
+    impl std::io::Read for Client {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.chunks.is_empty() {
+                return Ok(0);
+            }
+            if self.chunks.len() == 1 {
+                // The client sends the rest of its half-written request only now.
+                let seen = String::from_utf8_lossy(&self.seen.borrow()).into_owned();
+                *self.answered_before_the_rest.borrow_mut() = Some(seen.contains(r#""id":1,"type":"observed""#));
+            }
+            let chunk = self.chunks.remove(0);
+            buf[..chunk.len()].copy_from_slice(&chunk);
+            Ok(chunk.len())
+        }
+    }
+    struct Pipe(Seen);
+    impl std::io::Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let seen: Seen = Rc::default();
+    let answered = Rc::new(RefCell::new(None));
+    let first = format!("{}\n{{\"id\":1,\"type\":\"observe\"}}\n{{\"id\":2,", hello(0));
+    let client = Client {
+        chunks: vec![first.into_bytes(), b"\"type\":\"observe\"}\n".to_vec()],
+        seen: seen.clone(),
+        answered_before_the_rest: answered.clone(),
+    };
+    serve(client, Pipe(seen.clone()), &mut Vec::new()).unwrap();
+    assert_eq!(*answered.borrow(), Some(true), "request 1 was answered only after the rest of request 2 came");
+    assert!(String::from_utf8_lossy(&seen.borrow()).contains(r#""id":2,"type":"observed""#));
+}
