@@ -57,8 +57,13 @@ pub enum RequestBody {
 impl RequestBody {
     /// The first time or id above [`MAX_NUMBER`] the request carries, named by its field and
     /// with its value: such a request is answered `out_of_range` (SPEC.md §1, §9.1). Amounts
-    /// above it do not reach here: they do not read as [`Sats`].
+    /// above it do not reach here: they do not read as [`Sats`]. A configuration's
+    /// `reservation_ttl_ms` is a time too.
     pub fn out_of_range(&self) -> Option<(&'static str, u64)> {
+        if let RequestBody::Hello { config, .. } | RequestBody::Reset { config } = self {
+            let ttl = config.reservation_ttl_ms;
+            return (ttl > MAX_NUMBER).then_some(("config.reservation_ttl_ms", ttl));
+        }
         let RequestBody::Call { now_ms, call } = self else { return None };
         let payment_id = match call {
             Call::Credit { payment_id, .. } => Some(payment_id.0),
@@ -74,25 +79,32 @@ impl RequestBody {
     }
 }
 
-/// The first integer outside `0..=`[`MAX_NUMBER`] (negative, or above it) in the `now_ms` or
-/// the `call` of a request that did not read as one, named by its field: a request out of range
-/// rather than malformed. A number that is not an integer (`1.5`, `1e3`) stays malformed.
+/// The first integer outside `0..=`[`MAX_NUMBER`] (negative, or beyond it either way) in the
+/// `now_ms`, the `call` or the `config` of a request that did not read as one, named by its
+/// field: a request out of range rather than malformed. A number that is not an integer (`1.5`,
+/// `1e3`) stays malformed.
 pub fn number_out_of_range(request: &serde_json::Value) -> Option<String> {
-    let too_large = |v: &serde_json::Value| match v {
-        serde_json::Value::Number(n) => {
-            n.as_u64().is_some_and(|n| n > MAX_NUMBER)
-                || n.as_i64().is_some_and(|n| n < 0)
-                || (n.as_u64().is_none()
-                    && n.as_i64().is_none()
-                    && n.as_f64().is_some_and(|f| f >= 9.223_372_036_854_776e18))
+    fn too_large(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) => {
+                n.as_u64().is_some_and(|n| n > MAX_NUMBER)
+                    || n.as_i64().is_some_and(|n| n < 0)
+                    // An integer beyond 64 bits either way reads as a float of that size.
+                    || (n.as_u64().is_none()
+                        && n.as_i64().is_none()
+                        && n.as_f64().is_some_and(|f| f.abs() >= 9.223_372_036_854_776e18))
+            }
+            _ => false,
         }
-        _ => false,
-    };
-    if let Some(t) = request.get("now_ms").filter(|t| too_large(t)) {
-        return Some(format!("now_ms {t}"));
     }
-    let serde_json::Value::Object(call) = request.get("call")? else { return None };
-    call.iter().find(|(_, v)| too_large(v)).map(|(k, v)| format!("call.{k} {v}"))
+    /// The path and value of the first such number in `v`, objects searched in key order.
+    fn first(path: &str, v: &serde_json::Value) -> Option<String> {
+        match v {
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| first(&format!("{path}.{k}"), v)),
+            v => too_large(v).then(|| format!("{path} {v}")),
+        }
+    }
+    ["now_ms", "call", "config"].into_iter().find_map(|key| first(key, request.get(key)?))
 }
 
 /// A response with the id of the request it answers.

@@ -259,3 +259,39 @@ fn an_answer_is_flushed_before_the_server_waits_on_a_partial_line() {
     assert_eq!(*answered.borrow(), Some(true), "request 1 was answered only after the rest of request 2 came");
     assert!(String::from_utf8_lossy(&seen.borrow()).contains(r#""id":2,"type":"observed""#));
 }
+
+/// A configuration's amounts and time are numbers of SPEC.md §1 too: outside `0..=2^63-1`
+/// (negative, 2^63, beyond 64 bits either way) a `hello` or `reset` is answered `out_of_range`
+/// and starts nothing.
+#[test]
+fn configuration_numbers_out_of_range_are_out_of_range() {
+    // A hello whose configuration has the value written `old` replaced by the literal `new`.
+    let hello_with = |id: u64, old: &str, new: &str| {
+        assert!(CONFIG.contains(old), "{old}");
+        format!(r#"{{"id":{id},"type":"hello","protocol":1,"config":{}}}"#, CONFIG.replacen(old, new, 1))
+    };
+    let (pool, ttl) = (r#""pool_initial_sats":10000"#, r#""reservation_ttl_ms":600000"#);
+    let lines = [
+        hello_with(1, pool, r#""pool_initial_sats":9223372036854775808"#),
+        hello_with(2, r#""new":0"#, r#""new":-1"#),
+        hello_with(3, ttl, r#""reservation_ttl_ms":18446744073709551615"#),
+        hello_with(4, pool, r#""pool_initial_sats":-9223372036854775809"#),
+        r#"{"id":5,"type":"observe"}"#.to_owned(),
+        hello(6),
+        r#"{"id":7,"type":"call","now_ms":-9223372036854775809,"call":{"call":"expire"}}"#.to_owned(),
+    ];
+    let (responses, _) = serve_bytes((lines.join("\n") + "\n").as_bytes());
+    for (id, field) in [
+        (1, "config.pool_initial_sats"),
+        (2, "config.budget_sats.new"),
+        (3, "config.reservation_ttl_ms"),
+        (4, "config.pool_initial_sats"),
+        (7, "now_ms"),
+    ] {
+        let r = by_id(&responses, id);
+        assert_eq!(r["code"], "out_of_range", "{r}");
+        assert!(r["text"].as_str().unwrap().contains(field), "{r}");
+    }
+    assert_eq!(by_id(&responses, 5)["code"], "unavailable", "no hello took: {responses:?}");
+    assert_eq!(by_id(&responses, 6)["type"], "hello_ok");
+}
