@@ -50,9 +50,9 @@ fn live() -> MutexGuard<'static, BTreeMap<u32, String>> {
     LIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Says `line` on stderr; a closed stderr (a hung-up terminal) is not worth a panic.
+/// Says `line` on stderr as the run's, through [`crate::say!`].
 fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "ledger-sim: {line}");
+    crate::say!("ledger-sim: {line}");
 }
 
 /// Sends SIGKILL to process group `group`; false if `kill` could not be run or failed (the
@@ -517,13 +517,13 @@ impl Child {
                         });
                     }
                     if !said {
-                        crate::say!(
-                            "ledger-sim: waiting for `{}` to answer {} (for {} s, at most {} s)",
+                        say(format_args!(
+                            "waiting for `{}` to answer {} (for {} s, at most {} s)",
                             self.command,
                             self.waiting(),
                             started.elapsed().as_secs(),
                             self.timeout.as_secs()
-                        );
+                        ));
                         said = true;
                     }
                 }
