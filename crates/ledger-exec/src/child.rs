@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::protocol::{Api, ErrorCode, Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION};
+use crate::protocol::{
+    tags_are_names, Api, ErrorCode, Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION,
+};
 use ledger_core::{Config, ConfigJson};
 
 /// How long a response may take unless told otherwise.
@@ -548,6 +550,7 @@ impl Child {
             line: line.trim_end().chars().take(300).collect(),
         };
         let response: Response = serde_json::from_str(&text).map_err(|e| garbled(e.to_string(), &text))?;
+        tags_are_names(&text).map_err(|e| garbled(e, &text))?;
         if self.in_flight.remove(&response.id).is_none() {
             return Err(garbled(format!("id {} is not a request in flight", response.id), &text));
         }

@@ -107,6 +107,95 @@ pub fn number_out_of_range(request: &serde_json::Value) -> Option<String> {
     ["now_ms", "call", "config"].into_iter().find_map(|key| first(key, request.get(key)?))
 }
 
+/// The keys whose value names a variant on the wire: a message's `type`, a call's `call`, a
+/// reply's `reply`, `outcome`, `refusal` and a decision's `serve`.
+const TAG_KEYS: [&str; 6] = ["type", "call", "reply", "outcome", "refusal", "serve"];
+
+/// Checks that every variant a message names, it names by its name (SPEC.md §9.2): serde reads
+/// an integer in a tag as the variant of that index, so `{"type":3}` would read as the fourth
+/// kind of message and `"outcome":0` as the first outcome. A child that answers so speaks
+/// another protocol, and a request so written is `malformed`. `Err` names the key and the
+/// value; a line that is not JSON is left to the parse that reads it.
+pub fn tags_are_names(line: &str) -> Result<(), String> {
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// A value; under a tag key (`Some`) an integer is an error.
+    struct Value(Option<&'static str>);
+    impl<'de> DeserializeSeed<'de> for Value {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Value {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E: Error>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<(), E> {
+            match self.0 {
+                Some(key) => Err(E::custom(format!("\"{key}\": {v} is a number, not the name of a variant"))),
+                None => Ok(()),
+            }
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<(), E> {
+            match self.0 {
+                Some(key) => Err(E::custom(format!("\"{key}\": {v} is a number, not the name of a variant"))),
+                None => Ok(()),
+            }
+        }
+        fn visit_f64<E: Error>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E: Error>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E: Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Value(None))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key_seed(Key)? {
+                map.next_value_seed(Value(key))?;
+            }
+            Ok(())
+        }
+    }
+
+    /// A key: which tag key it is, if any (escapes decoded, without allocating for the rest).
+    struct Key;
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Option<&'static str>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Key {
+        type Value = Option<&'static str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(TAG_KEYS.into_iter().find(|k| *k == v))
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(line);
+    match Value(None).deserialize(&mut de) {
+        Ok(()) => Ok(()),
+        // Not JSON (or nested too deep): the parse that reads the line says why.
+        Err(e) if !e.is_data() => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A response with the id of the request it answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Response {

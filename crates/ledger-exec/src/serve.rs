@@ -12,8 +12,8 @@ use ledger_harness::Reply;
 
 use crate::child::{read_bounded_prefix, BadLine};
 use crate::protocol::{
-    number_out_of_range, Api, ErrorCode, Observation, Request, RequestBody, Response, ResponseBody, StateKind,
-    PROTOCOL_VERSION,
+    number_out_of_range, tags_are_names, Api, ErrorCode, Observation, Request, RequestBody, Response, ResponseBody,
+    StateKind, PROTOCOL_VERSION,
 };
 
 /// Serves the reference engine on `input`/`output` until end of input. A line that is not a
@@ -79,7 +79,10 @@ fn answer_line(
     log: &mut impl Write,
 ) -> std::io::Result<Option<Response>> {
     let request = match not_utf8 {
-        None => serde_json::from_str::<Request>(line).map_err(|e| e.to_string()),
+        None => serde_json::from_str::<Request>(line).map_err(|e| e.to_string()).and_then(|request| {
+            tags_are_names(line)?;
+            Ok(request)
+        }),
         Some(bad) => Err(bad.to_string()),
     };
     Ok(match request {

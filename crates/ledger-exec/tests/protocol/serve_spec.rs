@@ -295,3 +295,27 @@ fn configuration_numbers_out_of_range_are_out_of_range() {
     assert_eq!(by_id(&responses, 5)["code"], "unavailable", "no hello took: {responses:?}");
     assert_eq!(by_id(&responses, 6)["type"], "hello_ok");
 }
+
+/// A message names its kind, and a call its command, by name (SPEC.md §9.2): serde would read
+/// an integer there as the variant of that index (`"type":3` as `observe`, `"call":6` as
+/// `expire`), so such a request is answered `malformed` and changes nothing.
+#[test]
+fn a_variant_named_by_its_index_is_malformed() {
+    let lines = [
+        hello(0),
+        r#"{"id":1,"type":3}"#.to_owned(),
+        r#"{"id":2,"type":"call","now_ms":5,"call":{"call":5,"payment_id":1,"paid_sats":100}}"#.to_owned(),
+        hello(3).replace(r#""type":"hello""#, r#""type":0"#),
+        // An escaped key is the same key.
+        r#"{"id":4,"\u0074ype":3}"#.to_owned(),
+        r#"{"id":5,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_bytes((lines.join("\n") + "\n").as_bytes());
+    for (id, key, index) in [(1, "type", 3), (2, "call", 5), (3, "type", 0), (4, "type", 3)] {
+        let r = by_id(&responses, id);
+        assert_eq!((r["type"].as_str(), r["code"].as_str()), (Some("error"), Some("malformed")), "{r}");
+        let text = r["text"].as_str().unwrap();
+        assert!(text.contains(&format!("\"{key}\": {index} is a number, not the name of a variant")), "{text}");
+    }
+    assert_eq!(by_id(&responses, 5)["credited_sats"], 0, "the credit named by its index took no effect");
+}

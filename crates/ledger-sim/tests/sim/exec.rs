@@ -227,6 +227,17 @@ fn a_child_that_misbehaves_ends_the_run_with_an_error_naming_it() {
     // Output that is not UTF-8, and a line without end (bounded at 16 MiB, never read whole).
     misbehaving(r"printf '\377\376\n'; sleep 30", &["line 1", "not UTF-8"]);
     misbehaving("head -c 40000000 /dev/zero | tr '\\0' a; sleep 30", &["line 1", "(a line longer than 16 MiB)\n"]);
+    // A variant named by its index, which serde would read as the variant of that index: a
+    // hello_ok as `"type":0`, and (behind the reference, so every answer is otherwise right) a
+    // tier_set as `"outcome":0`.
+    misbehaving(
+        &format!("read l; echo '{}'; sleep 30", hello.replace(r#""type":"hello_ok""#, r#""type":0"#)),
+        &["line 1", r#""type": 0 is a number, not the name of a variant"#],
+    );
+    misbehaving(
+        &format!(r#"{} | sed -u 's/"outcome":"tier_set"/"outcome":0/'"#, serve()),
+        &[r#""outcome": 0 is a number, not the name of a variant"#],
+    );
     // No such command.
     misbehaving("/nonexistent/adapter", &["exit status: 127"]);
 }
