@@ -40,6 +40,11 @@ export class Child {
     return p;
   }
 
+  /** Sends `line` as is, expecting no response: one with an id not in flight ends the test. */
+  send(line: string): void {
+    this.proc.stdin!.write(`${line}\n`);
+  }
+
   async close(): Promise<number | null> {
     this.proc.stdin!.end();
     return this.exited;

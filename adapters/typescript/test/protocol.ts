@@ -67,6 +67,12 @@ for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
   expect("negative", (await c.raw(102n, `{"id":102,"type":"call","now_ms":-1,"call":{"call":"expire"}}`)).code, "out_of_range");
   expect("garbled with an id", (await c.raw(103n, `{"id":103,"type":"call",`)).code, "malformed");
   expect("duplicate key", (await c.raw(104n, `{"id":104,"type":"observe","type":"observe"}`)).code, "malformed");
+  // The line's own id, not an "id" inside one of its values (which another request may have).
+  expect("an id inside a value", (await c.raw(105n, `{"call":{"call":"expire","id":104},"id":105,"type":"call"} and more`)).code, "malformed");
+  // An id the end of the line may have cut short is no id: nothing to answer, and no answer
+  // to request 1 or 10 from the line below (the next request's answer comes first).
+  c.send(`{"type":"observe","id":10`);
+  expect("after a cut id", (await c.raw(107n, `{"id":107,"type":"observe"}`)).type, "observed");
   // 2^63-1 exactly, through the credit's 77-bit product: floor((2^63-1) * 1234 / 10000) of an
   // empty genesis... judged on genesis plus credits: 10000 + that fits.
   expect("max paid", await call(c, MAX, { call: "credit", payment_id: MAX, paid_sats: MAX }), {

@@ -12,7 +12,12 @@ export interface JsonObject {
 
 export class JsonSyntaxError extends Error {}
 
-export function parseJson(text: string): Json {
+/**
+ * `text` as JSON. `onTopLevel`, when given, sees each key of a top-level object with its value
+ * once what follows the value (`,` or `}`) has been read too, before any error later in the text:
+ * the server reads the `id` of a line that is not one JSON value from it.
+ */
+export function parseJson(text: string, onTopLevel?: (key: string, value: Json) => void): Json {
   let i = 0;
   const n = text.length;
 
@@ -67,13 +72,16 @@ export function parseJson(text: string): Json {
       ws();
       if (text[i] !== ":") fail("expected ':'");
       i++;
-      out[key] = value(depth + 1);
+      const v = value(depth + 1);
+      out[key] = v;
       ws();
-      if (text[i] === ",") {
+      const next = text[i];
+      if (depth === 0 && onTopLevel && (next === "," || next === "}")) onTopLevel(key, v);
+      if (next === ",") {
         i++;
         continue;
       }
-      if (text[i] === "}") {
+      if (next === "}") {
         i++;
         return out;
       }

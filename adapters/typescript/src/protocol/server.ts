@@ -246,16 +246,23 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
 
   const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
   for await (const line of rl) {
-    if (line.trim() === "") continue;
+    if (line.trim() === "") {
+      log("an empty line: not a request, and no id to answer");
+      continue;
+    }
     let req: JsonObject;
+    // The line's own `id`, read whole before any fault (SPEC.md §9.1): a key of the top-level
+    // object, not an "id" inside a value, and not one the end of the line may have cut short.
+    let topId: bigint | undefined;
     try {
-      const v = parseJson(line);
+      const v = parseJson(line, (key, value) => {
+        if (key === "id" && topId === undefined && typeof value === "bigint" && value >= 0n) topId = value;
+      });
       if (typeof v !== "object" || v === null || Array.isArray(v)) throw new JsonSyntaxError("not an object");
       req = v as JsonObject;
     } catch (e) {
       // Answer with the id if one can be made out, so that the harness is not left waiting.
-      const m = /"id"\s*:\s*([0-9]+)/.exec(line);
-      if (m) write(errorMsg(BigInt(m[1]), new ProtocolError("malformed", `unreadable request: ${(e as Error).message}`)));
+      if (topId !== undefined) write(errorMsg(topId, new ProtocolError("malformed", `unreadable request: ${(e as Error).message}`)));
       else log(`unreadable request line (no id): ${(e as Error).message}: ${line.slice(0, 200)}`);
       continue;
     }
