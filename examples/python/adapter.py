@@ -121,14 +121,19 @@ def read_config(config) -> dict:
 
 class Server:
     def __init__(self) -> None:
-        self.instance = None  # created by hello, replaced by every reset
+        self.instance = None  # created by the first hello, replaced by every reset
 
     def handle(self, req: dict) -> dict:
         kind = req.get("type")
         if kind == "hello":
             if field(req, "protocol", "hello") != 1:
                 raise ProtocolError("not_supported", "this adapter speaks protocol 1")
-            self.instance = Instance(read_config(req.get("config")))
+            config = read_config(req.get("config"))
+            # A hello never returns the ledger to genesis (SPEC.md section 9.2): a reset does.
+            if self.instance is None:
+                self.instance = Instance(config)
+            else:
+                print("adapter.py: a second hello leaves the ledger as it is", file=sys.stderr)
             return {"type": "hello_ok", "protocol": 1, "name": "free_tier.py", "api": "seed",
                     "clock": "harness", "state": "memory"}
         if kind == "reset":

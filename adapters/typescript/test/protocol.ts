@@ -47,6 +47,11 @@ for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
   expect(`${name}: still unavailable`, reply(await c.request({ type: "observe" })), unavailable);
   expect(`${name}: hello`, (await c.request({ type: "hello", protocol: 1n, config: config() })).type, "hello_ok");
   expect(`${name}: reset after hello`, (await c.request({ type: "reset", config: config() })).type, "reset_ok");
+  // A second hello changes nothing, whatever its configuration (SPEC.md §9.2).
+  await call(c, T, { call: "credit", payment_id: 1n, paid_sats: 1000n });
+  const before = await c.request({ type: "observe" });
+  expect(`${name}: a second hello`, (await c.request({ type: "hello", protocol: 1n, config: config({ pool_initial_sats: 5n }) })).type, "hello_ok");
+  expect(`${name}: the ledger as it was`, { ...(await c.request({ type: "observe" })), id: 0n }, { ...before, id: 0n });
   expect(`${name}: exit`, await c.close(), 0);
 }
 

@@ -86,7 +86,12 @@ fn answer_line(
         Some(bad) => Err(bad.to_string()),
     };
     Ok(match request {
-        Ok(request) => Some(Response { id: request.id, body: answer_checked(ledger, journal, request.body) }),
+        Ok(request) => {
+            if let (RequestBody::Hello { .. }, Some(_)) = (&request.body, &ledger) {
+                writeln!(log, "ledger-sim serve: line {line_no}: a second hello leaves the ledger as it is (a reset returns it to genesis)")?;
+            }
+            Some(Response { id: request.id, body: answer_checked(ledger, journal, request.body) })
+        }
         Err(e) => {
             let value = serde_json::from_str::<serde_json::Value>(line).ok();
             match value.as_ref().and_then(|v| Some((v.get("id")?.as_u64()?, v))) {
@@ -251,7 +256,10 @@ fn answer(ledger: &mut Option<Ledger>, journal: &mut Vec<Movement>, body: Reques
             }
             match Config::try_from(config) {
                 Ok(c) => {
-                    *ledger = Some(Ledger::new(c));
+                    // A hello never returns a ledger to genesis (SPEC.md §9.2): a reset does.
+                    if ledger.is_none() {
+                        *ledger = Some(Ledger::new(c));
+                    }
                     ResponseBody::HelloOk {
                         protocol: PROTOCOL_VERSION,
                         name: "ledger-sim serve (the reference engine)".to_owned(),

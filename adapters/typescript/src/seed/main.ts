@@ -59,6 +59,8 @@ function pctString(bps: bigint): string {
   return `${bps / 100n}.${frac}`;
 }
 
+const log = (s: string) => process.stderr.write(`seed adapter: ${s}\n`);
+
 const ok = (outcome: string, fields: Record<string, unknown>) => ({ reply: "ok", outcome, ...fields });
 
 class SeedEngine implements Engine {
@@ -90,8 +92,12 @@ class SeedEngine implements Engine {
   }
 
   async hello(config: LedgerConfig): Promise<Hello> {
-    await recreateTables();
-    await this.load(config);
+    // A hello never returns the ledger to genesis (SPEC.md §9.2): a second one changes nothing.
+    if (this.service) log("hello: a second hello leaves the ledger as it is (a reset returns it to genesis)");
+    else {
+      await recreateTables();
+      await this.load(config);
+    }
     return { name: basename(fileURLToPath(this.seedUrl)), api: "seed", state: "memory" };
   }
 
@@ -244,6 +250,5 @@ class SeedEngine implements Engine {
 
 export async function main(seedUrl: string): Promise<void> {
   installHarnessClock();
-  const log = (s: string) => process.stderr.write(`seed adapter: ${s}\n`);
   await serve(new SeedEngine(seedUrl), { maxAmount: BigInt(Number.MAX_SAFE_INTEGER), maxTime: DATE_MAX_MS, seedFields: true }, log);
 }

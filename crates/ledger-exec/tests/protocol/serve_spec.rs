@@ -319,3 +319,24 @@ fn a_variant_named_by_its_index_is_malformed() {
     }
     assert_eq!(by_id(&responses, 5)["credited_sats"], 0, "the credit named by its index took no effect");
 }
+
+/// `hello` never returns the ledger to genesis (SPEC.md §9.2): a second one, under another
+/// configuration, is answered `hello_ok`, changes nothing, and is said on stderr.
+#[test]
+fn a_second_hello_changes_nothing() {
+    let lines = [
+        hello(0),
+        r#"{"id":1,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":1,"paid_sats":100}}"#.to_owned(),
+        hello(2).replace(r#""pool_initial_sats":10000"#, r#""pool_initial_sats":7"#),
+        r#"{"id":3,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, log) = serve_bytes((lines.join("\n") + "\n").as_bytes());
+    assert_eq!(by_id(&responses, 2)["type"], "hello_ok");
+    let observed = by_id(&responses, 3);
+    assert_eq!(
+        (&observed["pool_sats"], &observed["credited_sats"]),
+        (&Value::from(10_010), &Value::from(10)),
+        "{observed}"
+    );
+    assert!(log.contains("line 3: a second hello leaves the ledger as it is"), "{log}");
+}
