@@ -243,7 +243,16 @@ impl SeedsRun {
         self.seeds_reaching.iter().filter(|(_, n)| **n == 0).map(|(k, _)| *k).collect()
     }
 
-    fn add(&mut self, seed: u64, r: RunResult, h: History) {
+    /// Which results' histories a run must keep from here on: those of a seed that breaks an
+    /// invariant no earlier seed broke ([`SeedsRun::add`] keeps only the first seed's). A
+    /// chunk of seeds run in parallel drops every other history as its seed ends, so that
+    /// what the chunk holds is its results, not its histories (megabytes a seed).
+    fn keeps_history(&self) -> impl Fn(&RunResult) -> bool + Sync {
+        let kept: Vec<Invariant> = self.breaking.keys().copied().collect();
+        move |r: &RunResult| r.violations.iter().any(|v| !kept.contains(&v.invariant))
+    }
+
+    fn add(&mut self, seed: u64, r: RunResult, h: Option<History>) {
         self.last_seed = Some(seed);
         self.steps += r.n_events;
         self.requests += r.n_requests;
@@ -272,7 +281,8 @@ impl SeedsRun {
             }
         }
         if first_for_some {
-            self.violating.push((seed, r, Some(h)));
+            debug_assert!(h.is_some(), "the history of the first seed to break an invariant is kept");
+            self.violating.push((seed, r, h));
         }
     }
 }
@@ -351,11 +361,12 @@ pub fn continue_seeds(
         out.steering = Some(steering);
         return Ok(at_violation);
     }
-    let one = |seed: u64| {
+    let one = |seed: u64, keeps_history: &(dyn Fn(&RunResult) -> bool + Sync)| {
         let (r, h, _) = run(seed, None);
         if let Some(b) = bar {
             b.inc(1);
         }
+        let h = keeps_history(&r).then_some(h);
         (seed, r, h)
     };
     if fail_fast {
@@ -364,7 +375,7 @@ pub fn continue_seeds(
             if stopped() {
                 break;
             }
-            let (seed, r, h) = one(seed);
+            let (seed, r, h) = one(seed, &out.keeps_history());
             let at_violation = !r.violations.is_empty();
             out.add(seed, r, h);
             if at_violation {
@@ -375,7 +386,9 @@ pub fn continue_seeds(
         let mut from = seeds.0;
         while from < seeds.1 {
             let to = from.saturating_add(CHUNK).min(seeds.1);
-            let chunk: Vec<_> = (from..to).into_par_iter().map(|seed| (!stopped()).then(|| one(seed))).collect();
+            let keeps_history = out.keeps_history();
+            let chunk: Vec<_> =
+                (from..to).into_par_iter().map(|seed| (!stopped()).then(|| one(seed, &keeps_history))).collect();
             for ran in chunk {
                 let Some((seed, r, h)) = ran else { return Ok(false) };
                 out.add(seed, r, h);
@@ -429,6 +442,12 @@ fn continue_steered(
                 b.inc(1);
             }
             x
+        };
+        let keeps_history = out.keeps_history();
+        let run = |x: u64, bias: Option<&Bias>| {
+            let (r, h, draw) = run(x, bias);
+            let h = keeps_history(&r).then_some(h);
+            (r, h, draw)
         };
         let plain: Vec<_> = (from..to)
             .filter(|&x| steer::is_plain(x))
