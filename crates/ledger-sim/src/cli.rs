@@ -368,13 +368,10 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     if args.pg.pg_mutant.is_some() && !cfg!(feature = "mutants") {
         anyhow::bail!("--pg-mutant needs a build with `--features mutants`");
     }
-    // Traces are written after the seeds have run: a path that cannot be a directory is
-    // refused before any of that work (one that does not exist yet is made when needed).
-    anyhow::ensure!(
-        !args.trace_dir.exists() || args.trace_dir.is_dir(),
-        "--trace-dir {}: not a directory (counterexample traces are written into it)",
-        args.trace_dir.display()
-    );
+    // Traces are written after the seeds have run: a path that cannot be a directory, or one
+    // that cannot take a file, is refused before any of that work (one that does not exist
+    // yet is made when a trace is written).
+    crate::input::check_directory("--trace-dir", &args.trace_dir)?;
     let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
     let pg = matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec);
     if pg && args.steer {
@@ -643,10 +640,11 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     // A garbled URL is refused before the trace is read, as `run` refuses it before any seed.
     args.db.check()?;
     let path = args.file.display().to_string();
+    let bytes = crate::input::read_bytes(&args.file)?;
+    // After the read, so that a --junit naming the trace itself is refused before the replay.
     if let Some(junit) = &args.junit {
         crate::input::check_output("--junit", junit)?;
     }
-    let bytes = crate::input::read_bytes(&args.file)?;
     let h = History::read_jsonl(&bytes[..], &path)?;
 
     let spec = EngineSpec::from_name(&h.engine)?;

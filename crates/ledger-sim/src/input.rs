@@ -1,9 +1,36 @@
 //! A user's files. Reading an input: a regular file of bounded size, read whole; a device
 //! (`/dev/zero` never ends), a directory or a file larger than [`MAX_INPUT`] is refused,
-//! naming it, before anything is read. Writing an output: whole or not at all.
+//! naming it, before anything is read. Writing an output: whole or not at all, never over a
+//! file the command read as an input, into a directory made when it is missing.
 
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The files this process has read as inputs, by device and inode, with the path given: an
+/// output is never renamed over one (`--junit T.jsonl` of `replay T.jsonl`, `--out H.csv` of
+/// `plan --fit H.csv` would replace the user's data with the command's output).
+static INPUTS: Mutex<Vec<(u64, u64, PathBuf)>> = Mutex::new(Vec::new());
+
+fn remember_input(path: &Path, meta: &std::fs::Metadata) {
+    let mut inputs = INPUTS.lock().unwrap_or_else(|e| e.into_inner());
+    if !inputs.iter().any(|(dev, ino, _)| (*dev, *ino) == (meta.dev(), meta.ino())) {
+        inputs.push((meta.dev(), meta.ino(), path.to_path_buf()));
+    }
+}
+
+/// The input that is the same file as `target`, if the command read one and its path still
+/// names that file (an input removed since, whose inode a new file may have, is not at risk).
+fn input_at(target: &Path) -> Option<PathBuf> {
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let target = id(std::fs::metadata(target).ok()?);
+    let inputs = INPUTS.lock().unwrap_or_else(|e| e.into_inner());
+    inputs
+        .iter()
+        .find(|(dev, ino, path)| (*dev, *ino) == target && std::fs::metadata(path).ok().map(id) == Some(target))
+        .map(|(_, _, p)| p.clone())
+}
 
 /// The largest input file read (traces of 100 M steps stay well below it).
 pub const MAX_INPUT: u64 = 4 << 30;
@@ -35,6 +62,7 @@ fn read_bytes_at_most(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     if meta.len() > max {
         anyhow::bail!("{shown}: {} bytes, more than the {max} this input may have", meta.len());
     }
+    remember_input(path, &meta);
     let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{shown}: {}", words(&e)))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // Bounded even if the file grows while it is read.
@@ -70,7 +98,8 @@ pub fn temp_beside(path: &Path) -> PathBuf {
 /// Where an output for `path` really goes: through a symlink to the file it names, so that
 /// the rename of [`write_whole`] replaces that file and not the link. Refuses, naming `flag`,
 /// what is not a regular file (a device, a pipe, a directory: renaming over `/dev/null`
-/// replaces the device for everyone on the machine) and a link to nothing.
+/// replaces the device for everyone on the machine), a link to nothing, and a file the command
+/// read as an input.
 pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
     let shown = path.display();
     let target = match std::fs::symlink_metadata(path) {
@@ -84,8 +113,22 @@ pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
             "{flag} {shown}: not a regular file (a device or a pipe); an output is written whole to a file, \
              then renamed into place"
         ),
-        _ => Ok(target),
+        _ => {}
     }
+    if let Some(input) = input_at(&target) {
+        anyhow::bail!(
+            "{flag} {shown}: the same file as the input {}; an output never replaces an input (give it another name)",
+            input.display()
+        );
+    }
+    // The directory it goes in, made when missing (`--junit target/ledger-sim/junit.xml` in a
+    // fresh checkout).
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("{flag} {shown}: cannot make the directory {} ({})", dir.display(), words(&e))
+        })?;
+    }
+    Ok(target)
 }
 
 /// Checks, before any work, that `flag`'s output can be written at `path`: a regular file or
@@ -95,6 +138,32 @@ pub fn check_output(flag: &str, path: &Path) -> anyhow::Result<()> {
     let probe = temp_beside(&target);
     std::fs::write(&probe, b"")
         .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write beside it ({})", path.display(), words(&e)))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Checks, before any work, that files can be written into the directory `dir` (made when they
+/// are): it is a directory or does not exist yet, and the nearest directory on its path that
+/// exists takes a new file. Nothing is made.
+pub fn check_directory(flag: &str, dir: &Path) -> anyhow::Result<()> {
+    let shown = dir.display();
+    let mut existing = dir;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) if existing == dir => anyhow::bail!("{flag} {shown}: not a directory"),
+            Ok(_) => anyhow::bail!("{flag} {shown}: {} is not a directory", existing.display()),
+            Err(_) => {
+                existing = match existing.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                }
+            }
+        }
+    }
+    let probe = existing.join(format!(".ledger-sim-probe.{}.tmp", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| anyhow::anyhow!("{flag} {shown}: cannot write into {} ({})", existing.display(), words(&e)))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -154,8 +223,48 @@ mod tests {
         }
         let e = check_output("--report", &d).unwrap_err().to_string();
         assert!(e.contains("a directory"), "{e}");
-        let e = check_output("--out", &d.join("no/such/dir/x.toml")).unwrap_err().to_string();
-        assert!(e.contains("cannot write beside it"), "{e}");
+        // A missing directory is made; one that cannot be (a file is in the way) is named.
+        check_output("--out", &d.join("no/such/dir/x.toml")).unwrap();
+        assert!(d.join("no/such/dir").is_dir());
+        let e = check_output("--out", &d.join("a.toml/x.toml")).unwrap_err().to_string();
+        assert!(e.contains("--out") && e.contains("cannot make the directory"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A directory for outputs is checked without being made.
+    #[test]
+    fn a_directory_for_outputs_is_checked_and_not_made() {
+        let d = dir("dir");
+        check_directory("--trace-dir", &d).unwrap();
+        check_directory("--trace-dir", &d.join("a/b")).unwrap();
+        assert!(!d.join("a").exists(), "nothing made");
+        std::fs::write(d.join("f"), b"").unwrap();
+        let e = check_directory("--trace-dir", &d.join("f")).unwrap_err().to_string();
+        assert!(e.ends_with("f: not a directory"), "{e}");
+        let e = check_directory("--trace-dir", &d.join("f/g")).unwrap_err().to_string();
+        assert!(e.contains("f is not a directory"), "{e}");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "no probe left behind");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// An output is never renamed over a file the command read, by any path to it.
+    #[test]
+    fn an_output_never_replaces_an_input() {
+        let d = dir("same");
+        let input = d.join("in.toml");
+        std::fs::write(&input, b"days = 1").unwrap();
+        std::os::unix::fs::symlink(&input, d.join("link.toml")).unwrap();
+        std::fs::hard_link(&input, d.join("hard.toml")).unwrap();
+        check_output("--out", &input).unwrap();
+        read_scenario(&input).unwrap();
+        for path in [input.clone(), d.join("link.toml"), d.join("hard.toml"), d.join("./in.toml")] {
+            let e = check_output("--out", &path).unwrap_err().to_string();
+            assert!(e.contains("the same file as the input") && e.contains("in.toml"), "{e}");
+            let e = write_whole("--out", &path, b"output").unwrap_err().to_string();
+            assert!(e.contains("never replaces an input"), "{e}");
+        }
+        assert_eq!(std::fs::read(&input).unwrap(), b"days = 1");
+        write_whole("--out", &d.join("other.toml"), b"output").unwrap();
         let _ = std::fs::remove_dir_all(&d);
     }
 }

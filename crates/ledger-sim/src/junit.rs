@@ -20,8 +20,10 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // Characters XML 1.0 cannot hold at all.
+            // Characters XML 1.0 cannot hold at all (its `Char`: tab, newline, carriage
+            // return, U+0020..U+D7FF, U+E000..U+FFFD, U+10000.. ; a Rust char is no surrogate).
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
+            '\u{FFFE}' | '\u{FFFF}' => out.push('?'),
             c => out.push(c),
         }
     }
@@ -137,6 +139,13 @@ mod tests {
         assert!(xml.contains("replay: ledger-sim replay t.jsonl"), "{xml}");
         assert!(!xml.contains("& more"), "{xml}");
         assert!(xml.contains("shrunk to 1 flow(s), 4 event(s):"), "{xml}");
+    }
+
+    /// What XML 1.0 cannot hold (control characters, U+FFFE, U+FFFF) never reaches the file,
+    /// which a reader would refuse as not well-formed; what it can (U+FFFD, astral) is kept.
+    #[test]
+    fn characters_xml_cannot_hold_are_replaced() {
+        assert_eq!(escape("a\u{0}b\u{1b}c\u{FFFE}d\u{FFFF}e\u{FFFD}\u{1F600}\t"), "a?b?c?d?e\u{FFFD}\u{1F600}\t");
     }
 
     /// A run of no seed (stopped before its first) passes nothing: every case is skipped.

@@ -587,8 +587,12 @@ pub fn write_trace(h: &History, path: &Path) -> anyhow::Result<()> {
     let tmp = path.with_extension("jsonl.tmp");
     let mut buf = Vec::new();
     h.write_jsonl(&mut buf)?;
-    std::fs::write(&tmp, &buf).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let written = std::fs::write(&tmp, &buf).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // Nothing left behind: not the temporary file, whichever step failed.
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("{}: {e}", path.display());
+    }
     Ok(())
 }
 

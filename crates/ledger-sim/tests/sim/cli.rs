@@ -165,7 +165,8 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
     let big = tmp("big.toml");
     let text = std::fs::read_to_string(scenario).unwrap();
     std::fs::write(&big, text.replacen("new = 3000", "new = 9990000", 1)).unwrap();
-    let missing = dir.join("no-such-dir").join("plan.html");
+    // A directory is made for an output, unless a file is in the way.
+    let missing = big.join("plan.html");
     // A thousand configurations of 100,000 seeds of 10 years: little to simulate, far too much
     // to keep (about 21 TiB of balances by day).
     let tiny = tmp("tiny.toml");
@@ -186,7 +187,7 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     for (args, says) in [
         (vec!["plan", scenario, "--days", "2", "--report", dir.to_str().unwrap()], "a directory"),
-        (vec!["plan", scenario, "--days", "2", "--report", missing.to_str().unwrap()], "cannot write beside it"),
+        (vec!["plan", scenario, "--days", "2", "--report", missing.to_str().unwrap()], "cannot make the directory"),
         (vec!["plan", scenario, "--days", "2", "--report", "/dev/full"], "not a regular file"),
         (vec!["plan", scenario, "--days", "2", "--sweep", "credit_pct=10", "--sweep", "credit_pct=20"], "swept twice"),
         (vec!["plan", big.to_str().unwrap(), "--seeds", "1"], "GiB is available"),
@@ -692,4 +693,53 @@ fn a_negative_value_is_refused_by_its_options_parser() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("unexpected argument") && !err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+/// An output named as one of the command's inputs is refused, exit 2, and the input is left as
+/// it was: a `--junit` over the trace replayed or the scenario run would lose the user's data.
+/// A missing directory of an output is made (the README's `--junit target/ledger-sim/junit.xml`
+/// in a fresh checkout).
+#[test]
+fn an_output_never_replaces_an_input_and_its_directory_is_made() {
+    let trace = tmp("same-trace.jsonl");
+    let out = sim(&[
+        "run",
+        "--engine",
+        "seed",
+        "--seed",
+        "0",
+        "--users",
+        "40",
+        "--steps",
+        "300",
+        "--max-replays",
+        "0",
+        "--json",
+        "--trace-dir",
+        tmp("same-traces").to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::fs::copy(v["violations"][0]["trace"].as_str().unwrap(), &trace).unwrap();
+    let vectors = tmp("same-vectors.jsonl");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/conformance/commands.jsonl"), &vectors).unwrap();
+    let scenario = tmp("same-scenario.toml");
+    std::fs::write(&scenario, "n_users = 10\nn_steps = 50\n").unwrap();
+    let [trace_s, vectors_s, scenario_s] = [&trace, &vectors, &scenario].map(|p| p.to_str().unwrap());
+    for (args, input) in [
+        (vec!["replay", trace_s, "--junit", trace_s], &trace),
+        (vec!["check-trace", vectors_s, "--junit", vectors_s], &vectors),
+        (vec!["run", "--scenario", scenario_s, "--junit", scenario_s], &scenario),
+    ] {
+        let before = std::fs::read(input).unwrap();
+        let out = sim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--junit") && err.contains("the same file as the input"), "{args:?}: {err}");
+        assert_eq!(std::fs::read(input).unwrap(), before, "{args:?}: the input is as it was");
+    }
+
+    let junit = tmp("made/for/it/junit.xml");
+    let out = sim(&["run", "--scenario", scenario_s, "--junit", junit.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&junit).unwrap().contains("<testsuite"));
 }

@@ -85,11 +85,13 @@ fn a_bad_history_exits_two_naming_file_and_line_and_writes_nothing() {
 fn history_out_refuses_a_path_it_cannot_write_and_writes_nothing_partial() {
     let root = root();
     let dir = scratch("plan-history-out");
-    let target = format!("{dir}/no-such-dir/h.csv");
+    // A file where its directory would be made.
+    std::fs::write(format!("{dir}/a-file"), "").unwrap();
+    let target = format!("{dir}/a-file/h.csv");
     let (code, _, err) =
         sim_in(&root, &["plan", "fixtures/history/fit-small.toml", "--days", "1", "--history-out", target.as_str()]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no-such-dir/h.csv"), "{err}");
+    assert!(err.contains("a-file/h.csv") && err.contains("cannot make the directory"), "{err}");
     let (code, _, err) = sim_in(
         &root,
         &["plan", "fixtures/history/fit-small.toml", "--history-out", "h.csv", "--sweep", "credit_pct=1,2"],
