@@ -547,9 +547,9 @@ impl Child {
             command: self.command.clone(),
             line_no: self.line_no,
             why,
-            line: line.trim_end().chars().take(300).collect(),
+            line: shown(&line.trim_end().chars().take(300).collect::<String>()),
         };
-        let response: Response = serde_json::from_str(&text).map_err(|e| garbled(e.to_string(), &text))?;
+        let mut response: Response = serde_json::from_str(&text).map_err(|e| garbled(e.to_string(), &text))?;
         tags_are_names(&text).map_err(|e| garbled(e, &text))?;
         if self.in_flight.remove(&response.id).is_none() {
             return Err(garbled(format!("id {} is not a request in flight", response.id), &text));
@@ -565,6 +565,11 @@ impl Child {
                     &text,
                 ));
             }
+        }
+        // What the child wrote for people is shown to them: without a password, and without
+        // control characters a terminal would obey.
+        if let ResponseBody::Error { text, .. } | ResponseBody::HelloOk { name: text, .. } = &mut response.body {
+            *text = shown(text);
         }
         Ok(response)
     }
@@ -682,6 +687,12 @@ pub fn kind(body: &ResponseBody) -> &'static str {
         ResponseBody::Observed(_) => "observed",
         ResponseBody::Error { .. } => "error",
     }
+}
+
+/// A child's text as a person is shown it: every password hidden, every control character
+/// escaped ([`ledger_harness::text`]).
+fn shown(text: &str) -> String {
+    ledger_harness::text::printable(&ledger_harness::text::redacted_text(text)).into_owned()
 }
 
 /// The error an `error` response is, in words.

@@ -24,14 +24,21 @@ pub mod serve;
 /// may have gone: `ledger-sim plan ... 2>&1 | head -3` closes the pipe after three lines. Every
 /// later `eprintln!` would then panic, and the panic would stop the work whose results go
 /// elsewhere: the report file, the counterexamples, the exit status. So the workspace's
-/// binaries and the libraries they call say things with this instead.
+/// binaries and the libraries they call say things with this instead. What they say may quote
+/// a user's command (`--exec "DATABASE_URL=postgres://u:secret@h/db node a.js"`) or what an
+/// implementation wrote: every password is hidden and every control character escaped
+/// ([`ledger_harness::text`]).
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
-        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+        let line = $crate::__text::redacted_text(&::std::format!($($arg)*));
+        let _ = ::std::writeln!(::std::io::stderr(), "{}", $crate::__text::printable(&line));
     }};
 }
+
+#[doc(hidden)]
+pub use ledger_harness::text as __text;
 
 pub use child::{Child, ExecError, Hello};
 pub use engine::{reply_movements, seed_movements, ExecEngine, Stop};

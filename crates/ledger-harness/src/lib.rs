@@ -58,6 +58,7 @@ pub mod linear;
 pub mod mutants;
 pub mod oracle;
 pub mod seed;
+pub mod text;
 pub mod users;
 
 pub use engine::{Atomic, Call, Engine, Observed, ReferenceEngine, Reply};

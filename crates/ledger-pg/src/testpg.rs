@@ -813,7 +813,8 @@ where
 /// Says `line` on stderr. A closed stderr (`2>&1 | head`) is not worth a panic that would stop
 /// the work: a throwaway server half started, a test's result lost.
 fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+    let line = ledger_harness::text::redacted_text(&line.to_string());
+    let _ = writeln!(std::io::stderr(), "{}", ledger_harness::text::printable(&line));
 }
 
 #[cfg(test)]

@@ -55,7 +55,11 @@ pub fn check_trace_cmd(args: &CheckTraceArgs) -> anyhow::Result<bool> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        write_text(&mut out, &report)?;
+        // A case's name and description are the trace's: control characters in them are
+        // shown as escapes, not obeyed by the terminal.
+        let mut text = Vec::new();
+        write_text(&mut text, &report)?;
+        out.write_all(ledger_harness::text::printable(&String::from_utf8_lossy(&text)).as_bytes())?;
     }
     Ok(report.ok())
 }

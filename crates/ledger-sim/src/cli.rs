@@ -288,10 +288,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// could not read, and a line of a binary file may be a gigabyte.
 const MAX_SHOWN_LINE: usize = 2000;
 
-/// An error message as printed: every URL's password replaced by `***` (a wrong file given as
-/// a scenario may be a `.env`), every line cut to [`MAX_SHOWN_LINE`] bytes.
+/// An error message as printed: every password replaced by `***` (a wrong file given as a
+/// scenario may be a `.env`), every control character but newline and tab escaped (a binary
+/// file's line, a name with a terminal's escape sequence), every line cut to
+/// [`MAX_SHOWN_LINE`] bytes.
 fn shown(message: &str) -> String {
     let message = ledger_pg_runs::redacted_text(message);
+    let message = ledger_harness::text::printable(&message);
     let mut out = String::with_capacity(message.len().min(64 * MAX_SHOWN_LINE));
     for (i, line) in message.split('\n').enumerate() {
         if i > 0 {

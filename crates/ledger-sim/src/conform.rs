@@ -63,7 +63,10 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
             report.failures.len()
         )?;
         for f in &report.failures {
-            writeln!(out, "FAIL {}:{} {}: {}", f.file, f.line, f.case, f.detail)?;
+            // The case's name is the vectors' and the detail may quote the implementation:
+            // control characters are shown as escapes.
+            let line = format!("FAIL {}:{} {}: {}", f.file, f.line, f.case, f.detail);
+            writeln!(out, "{}", ledger_harness::text::printable(&line))?;
         }
     }
     // The implementation goes before its database.

@@ -619,6 +619,13 @@ fn a_garbled_database_url_is_refused_before_any_connection() {
         (flag(&["audit"], "postgres:u:hunter2@h/db"), "--database-url", "postgres:***@h/db", "not a PostgreSQL URL"),
         (var(&pg_run, "u:hunter2@127.0.0.1/db"), "DATABASE_URL", "u:***@127.0.0.1/db", "not a PostgreSQL URL"),
         (var(&["audit"], "gar:u:hunter2@x//y"), "DATABASE_URL", "gar:***@x//y", "not a PostgreSQL URL"),
+        // libpq's key/value form is not taken, and its password is not shown either.
+        (
+            flag(&["audit"], "host=127.0.0.1 port=1 password=hunter2"),
+            "--database-url",
+            "host=127.0.0.1 port=1 password=***",
+            "not a PostgreSQL URL",
+        ),
         (
             flag(&pg_run, "postgres://u:hunter2@127.0.0.1:notaport/db"),
             "--database-url",

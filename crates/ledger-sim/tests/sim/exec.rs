@@ -242,6 +242,30 @@ fn a_child_that_misbehaves_ends_the_run_with_an_error_naming_it() {
     misbehaving("/nonexistent/adapter", &["exit status: 127"]);
 }
 
+/// What an implementation writes for people, and the user's own command, are shown without a
+/// password and without control characters a terminal would obey, on every line of the run.
+#[test]
+fn an_implementations_text_and_the_command_never_show_a_password_or_an_escape() {
+    let hello = r#"{"id":0,"type":"hello_ok","protocol":1,"name":"x\u001b[2J","api":"reference","clock":"harness","state":"memory"}"#;
+    let error = r#"{"id":1,"type":"error","code":"crash","definite":false,"text":"connect to postgres://admin:hunter2@db/x failed \u001b[31m password=s3cr3t"}"#;
+    let script = format!("{}/child.sh", scratch("secrets"));
+    std::fs::write(&script, format!("read l; echo '{hello}'; read l; echo '{error}'; sleep 30\n")).unwrap();
+    let child = format!("PGPASSWORD=pw3 DATABASE_URL=postgres://u:pw4@h/db sh {script}");
+    let (code, out, err) = sim_in_within(
+        &root(),
+        &["run", "--engine", "exec", "--exec", &child, "--exec-timeout", "2", "--users", "5", "--steps", "50"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("refused reset: crash: connect to postgres://admin:***@db/x failed \\u{1b}[31m password=***"),
+        "{err}"
+    );
+    for secret in ["hunter2", "s3cr3t", "pw3", "pw4", "\u{1b}"] {
+        assert!(!err.contains(secret) && !out.contains(secret), "{secret:?} shown: {err}");
+    }
+}
+
 #[test]
 fn bad_exec_options_are_refused_before_anything_starts() {
     for (args, says) in [

@@ -1,0 +1,184 @@
+//! Text shown to a person that comes from elsewhere: a user's file or environment quoted in an
+//! error, an implementation's error text. A password is never printed, and control characters
+//! (a terminal's escape sequences, a right-to-left override) are shown as escapes, not obeyed.
+
+/// `url` with its password, if any, replaced by `***` (in the authority, `user:secret@`, or
+/// as a `password=` parameter), for messages: a secret is never printed. In a garbled URL
+/// (no `://`), everything from the first `:` to the last `@` is hidden.
+pub fn redacted(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://").map(|i| i + 3) {
+        let rest = &out[scheme_end..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                out = format!("{}{}:***{}", &out[..scheme_end], &rest[..colon], &rest[at..]);
+            }
+        }
+    } else {
+        // Garbled (`postgres:u:secret@h`, `u:secret@h`): where the user ends is unknown, so
+        // everything from the first `:` to the last `@` is hidden.
+        let head_end = out.find('?').unwrap_or(out.len());
+        if let Some(at) = out[..head_end].rfind('@') {
+            if let Some(colon) = out[..at].find(':') {
+                out = format!("{}***{}", &out[..=colon], &out[at..]);
+            }
+        }
+    }
+    // Its parameters (`?password=`, `&sslpassword=`), and a libpq key/value string's
+    // (`host=h password=secret`).
+    hidden_passwords(&out)
+}
+
+/// `text` with the password of every URL in it replaced by `***` (see [`redacted`]): for any
+/// message that may quote a user's file or environment, such as a parser's error showing the
+/// line it could not read.
+pub fn redacted_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The URL starts after the last separator before its scheme and ends at the next one.
+        let is_end = |c: char| c.is_whitespace() || "\"'`<>()[]{},;".contains(c);
+        let start = rest[..at].rfind(is_end).map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
+        let end = rest[at..].find(is_end).map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redacted(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    hidden_passwords(&out)
+}
+
+/// `text` with the value of every `...password` key hidden: `password=secret`,
+/// `sslpassword=secret`, `PGPASSWORD=secret`, `password = "secret"`, `password: secret` (any
+/// case), the value being a quoted string or what runs to the next space, quote, `&` or `;`.
+fn hidden_passwords(text: &str) -> String {
+    const KEY: &str = "password";
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(KEY) {
+        let key_end = at + found + KEY.len();
+        let mut i = key_end;
+        let bytes = text.as_bytes();
+        let skip_spaces = |mut i: usize| {
+            while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+                i += 1;
+            }
+            i
+        };
+        i = skip_spaces(i);
+        if i >= bytes.len() || !matches!(bytes[i], b'=' | b':') {
+            out.push_str(&text[at..key_end]);
+            at = key_end;
+            continue;
+        }
+        i = skip_spaces(i + 1);
+        let value_end = match bytes.get(i) {
+            Some(&q @ (b'"' | b'\'')) => {
+                let close = text[i + 1..].find(q as char).map_or(text.len(), |c| i + 1 + c + 1);
+                out.push_str(&text[at..i]);
+                out.push(q as char);
+                out.push_str("***");
+                if close <= text.len() && close > i + 1 && text.as_bytes()[close - 1] == q {
+                    out.push(q as char);
+                }
+                close
+            }
+            _ => {
+                let end = text[i..]
+                    .find(|c: char| c.is_whitespace() || "\"'&;,)]}".contains(c))
+                    .map_or(text.len(), |e| i + e);
+                out.push_str(&text[at..i]);
+                if end > i {
+                    out.push_str("***");
+                }
+                end
+            }
+        };
+        at = value_end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// `text` as a terminal shows it safely: every control character but a newline and a tab
+/// (C0, DEL, C1) and every bidirectional override or isolate (U+202A..U+202E,
+/// U+2066..U+2069) written as its escape, `\u{1b}`, so that a name or message from a file or an
+/// implementation cannot move the cursor, recolour the terminal or reorder what follows it.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{printable, redacted, redacted_text};
+
+    #[test]
+    fn passwords_in_free_text_are_never_shown() {
+        let line = r#"at line 1: DATABASE_URL = "postgres://u:hunter2@127.0.0.1/db" and mysql://a:b@h/x?password=s"#;
+        let shown = redacted_text(line);
+        assert!(!shown.contains("hunter2") && !shown.contains(":b@") && !shown.contains("=s"), "{shown}");
+        assert!(shown.contains("postgres://u:***@127.0.0.1/db") && shown.contains("mysql://a:***@h/x?password=***"));
+        assert_eq!(redacted_text("no url here: a://b"), "no url here: a://b");
+        assert_eq!(redacted_text("é://x:y@h é"), "é://x:***@h é");
+        assert_eq!(redacted_text(""), "");
+    }
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(redacted("postgres://u:hunter2@127.0.0.1:1/x"), "postgres://u:***@127.0.0.1:1/x");
+        assert_eq!(redacted("postgres://u:p@ss@h/db?sslmode=disable"), "postgres://u:***@h/db?sslmode=disable");
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redacted("postgres://h/db?user=u&password=x&port=5"), "postgres://h/db?user=u&password=***&port=5");
+        assert_eq!(redacted("not a url"), "not a url");
+        // Garbled: no `//`, or no scheme at all.
+        assert_eq!(redacted("postgres:u:hunter2@h/db"), "postgres:***@h/db");
+        assert_eq!(redacted("postgres:/u:hunter2@h/db"), "postgres:***@h/db");
+        assert_eq!(redacted("u:hunter2@h:5/db?sslmode=disable"), "u:***@h:5/db?sslmode=disable");
+        assert_eq!(redacted("gar:bage//x"), "gar:bage//x");
+        assert_eq!(redacted("gar:bage//x?password=s"), "gar:bage//x?password=***");
+    }
+
+    #[test]
+    fn passwords_outside_urls_are_never_shown() {
+        for (text, shown) in [
+            ("host=127.0.0.1 port=1 password=s3cr3t", "host=127.0.0.1 port=1 password=***"),
+            ("postgres://h/db?sslmode=require&sslpassword=k3y", "postgres://h/db?sslmode=require&sslpassword=***"),
+            ("PGPASSWORD=hunter2 psql", "PGPASSWORD=*** psql"),
+            (r#"DATABASE_URL = "host=h password=hunter2""#, r#"DATABASE_URL = "host=h password=***""#),
+            (r#"db_password = "two words""#, r#"db_password = "***""#),
+            ("password: 'x y' then", "password: '***' then"),
+            ("password=", "password="),
+            ("the password is wrong", "the password is wrong"),
+            ("password=***", "password=***"),
+            ("a Password = b, c", "a Password = ***, c"),
+            (r#"password="unclosed"#, r#"password="***"#),
+        ] {
+            assert_eq!(redacted_text(text), shown, "{text}");
+        }
+        assert_eq!(redacted("host=h password=s3cr3t"), "host=h password=***");
+    }
+
+    #[test]
+    fn control_characters_are_shown_as_escapes() {
+        assert_eq!(printable("case \u{1b}[31mRED\u{7}"), "case \\u{1b}[31mRED\\u{7}");
+        assert_eq!(printable("a\u{202E}b\u{9b}c"), "a\\u{202e}b\\u{9b}c");
+        assert_eq!(printable("two\nlines\tand é 😀"), "two\nlines\tand é 😀");
+        assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
+    }
+}
