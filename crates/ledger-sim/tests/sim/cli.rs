@@ -750,3 +750,22 @@ fn an_output_never_replaces_an_input_and_its_directory_is_made() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read_to_string(&junit).unwrap().contains("<testsuite"));
 }
+
+/// A run whose seeds would not fit in memory is refused before any seed, naming what it needs
+/// and what to give less of, instead of being aborted by a failed allocation with nothing said.
+/// A thousand seeds at a time of the largest scenario fit on no machine.
+#[test]
+fn a_run_too_big_for_memory_is_refused_before_any_seed() {
+    let scenario = tmp("too-big.toml");
+    std::fs::write(&scenario, "n_users = 10000000\nn_steps = 100000000\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
+        .args(["run", "--scenario", scenario.to_str().unwrap(), "--seeds", "0..1000"])
+        .env("RAYON_NUM_THREADS", "1000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("this run needs about") && err.contains("1000 seed(s) at a time"), "{err}");
+    assert!(err.contains("give fewer steps") && err.contains("GiB is available"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&out.stdout));
+}
