@@ -191,7 +191,8 @@ pub struct ExecArgs {
     #[arg(long)]
     pub exec_db: bool,
     /// How long each answer of the implementation may take: 1 s to 1 h, default 10 s; seconds
-    /// (`3`) or a duration (`3s`, `1500ms`, `2m`, `1h`).
+    /// (`3`) or a duration (`3s`, `1500ms`, `2m`, `1h`). The answer to `hello` may take at
+    /// least 60 s (a child may install its tables first).
     #[arg(long, value_name = "DURATION", value_parser = parse_exec_timeout, allow_hyphen_values = true)]
     pub exec_timeout: Option<std::time::Duration>,
     /// Concurrent mode, an implementation with durable state: after N calls, let the calls in

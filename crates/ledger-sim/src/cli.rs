@@ -440,6 +440,13 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     if args.engine == EngineKind::Exec {
         args.exec.command()?;
         args.exec.timeout()?;
+        // An exec run's only database is the one it gives the child: a URL would go unused.
+        if args.pg.database_url.is_some() && !args.exec.exec_db {
+            anyhow::bail!(
+                "--database-url with --engine exec needs --exec-db: the child's fresh database is made on that \
+                 URL's server (without --exec-db the child keeps its state where it likes, and the URL is not used)"
+            );
+        }
     } else if args.exec.is_set() {
         anyhow::bail!("--exec, --exec-db and --exec-timeout need --engine exec");
     }

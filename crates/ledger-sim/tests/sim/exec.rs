@@ -274,6 +274,7 @@ fn bad_exec_options_are_refused_before_anything_starts() {
         (vec!["run", "--engine", "reference", "--exec", "x"], "need --engine exec"),
         (vec!["run", "--engine", "exec", "--exec", "x", "--exec-timeout", "0"], "--exec-timeout 0"),
         (vec!["run", "--engine", "exec", "--exec", "x", "--kill-child-at", "5"], "--kill-child-at needs --concurrency"),
+        (vec!["run", "--engine", "exec", "--exec", "x", "--database-url", "postgres://h/db"], "needs --exec-db"),
     ] {
         let (code, out, err) = sim(&args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
