@@ -50,8 +50,9 @@ pub fn redacted_text(text: &str) -> String {
 }
 
 /// `text` with the value of every `...password` key hidden: `password=secret`,
-/// `sslpassword=secret`, `PGPASSWORD=secret`, `password = "secret"`, `password: secret` (any
-/// case), the value being a quoted string or what runs to the next space, quote, `&` or `;`.
+/// `sslpassword=secret`, `PGPASSWORD=secret`, `password = "secret"` (any case), and
+/// `POSTGRES_PASSWORD: secret`; the value being a quoted string or what runs to the next space,
+/// quote, `&` or `;`.
 fn hidden_passwords(text: &str) -> String {
     const KEY: &str = "password";
     let lower = text.to_ascii_lowercase();
@@ -68,7 +69,10 @@ fn hidden_passwords(text: &str) -> String {
             i
         };
         i = skip_spaces(i);
-        if i >= bytes.len() || !matches!(bytes[i], b'=' | b':') {
+        // `:` only after an upper-case key (`POSTGRES_PASSWORD: x`): a message's own prose
+        // says "without its password: give it in PGPASSWORD".
+        let upper = text[key_end - KEY.len()..key_end] == *"PASSWORD";
+        if i >= bytes.len() || !(bytes[i] == b'=' || (bytes[i] == b':' && upper)) {
             out.push_str(&text[at..key_end]);
             at = key_end;
             continue;
@@ -162,7 +166,11 @@ mod tests {
             ("PGPASSWORD=hunter2 psql", "PGPASSWORD=*** psql"),
             (r#"DATABASE_URL = "host=h password=hunter2""#, r#"DATABASE_URL = "host=h password=***""#),
             (r#"db_password = "two words""#, r#"db_password = "***""#),
-            ("password: 'x y' then", "password: '***' then"),
+            ("POSTGRES_PASSWORD: 'x y' then", "POSTGRES_PASSWORD: '***' then"),
+            (
+                "without its password: give it in PGPASSWORD (or ~/.pgpass)",
+                "without its password: give it in PGPASSWORD (or ~/.pgpass)",
+            ),
             ("password=", "password="),
             ("the password is wrong", "the password is wrong"),
             ("password=***", "password=***"),

@@ -137,7 +137,8 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
 /// runs on the database a run used; the URL without its password (which is never printed: it
 /// is given again in `PGPASSWORD` or `~/.pgpass`), and whether it had one.
 fn database_flags(url: &str, reset_database: bool) -> (String, bool) {
-    // `redacted` writes the password as `user:***@` or `password=***`: both are left out.
+    // `redacted` writes a password as `user:***@` or `password=***` (`sslpassword=***`): all
+    // are left out.
     let shown = ledger_pg::redacted(url);
     let (head, query) = match shown.split_once('?') {
         Some((head, query)) => (head, Some(query)),
@@ -145,7 +146,7 @@ fn database_flags(url: &str, reset_database: bool) -> (String, bool) {
     };
     let mut bare = head.replacen(":***@", "@", 1);
     if let Some(query) = query {
-        let kept: Vec<&str> = query.split('&').filter(|p| *p != "password=***").collect();
+        let kept: Vec<&str> = query.split('&').filter(|p| !p.to_ascii_lowercase().ends_with("password=***")).collect();
         if !kept.is_empty() {
             bare = format!("{bare}?{}", kept.join("&"));
         }
@@ -201,6 +202,12 @@ mod tests {
                 true,
             ),
             ("postgres://u@h/db?password=hunter2", false, " --database-url postgres://u@h/db", true),
+            (
+                "postgres://u@h/db?sslpassword=k3y&sslmode=require",
+                false,
+                " --database-url 'postgres://u@h/db?sslmode=require'",
+                true,
+            ),
             ("postgres://u@h/db?sslmode=require", false, " --database-url 'postgres://u@h/db?sslmode=require'", false),
         ] {
             assert_eq!(database_flags(url, reset), (flags.to_owned(), hidden), "{url}");
