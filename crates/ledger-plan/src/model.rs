@@ -26,7 +26,10 @@ use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
 
 use super::history::{HistoryRow, Served};
-use super::scenario::{Dist, DistKind, OnRefused, PlanScenario, Requests, TierMoves};
+use super::scenario::{
+    Dist, DistKind, OnRefused, PlanScenario, Requests, TierMoves, ACTUAL_PCT_RANGE, ESTIMATE_SATS_RANGE,
+    PER_USER_PER_DAY_RANGE,
+};
 
 /// Index of the served counters: free, partial, gated.
 pub const FREE: usize = 0;
@@ -80,15 +83,25 @@ impl SeedResult {
 }
 
 /// A distribution ready to draw from: `rand_distr`'s exact samplers on the run's own
-/// `ChaCha8Rng`, so a run is still a function of its seed.
+/// `ChaCha8Rng`, so a run is still a function of its seed. Every draw is in the range the
+/// sampler was made for (its key's, [`crate::scenario::ACTUAL_PCT_RANGE`] and the like): a
+/// draw beyond it is clamped to its nearer end.
 #[derive(Clone, Copy, Debug)]
 pub enum Sampler {
     /// Always the same value.
     Fixed(f64),
     /// Uniform on `min..=max`.
     Uniform(f64, f64),
-    /// Poisson (exact at every mean: `rand_distr` switches to rejection sampling above 12).
-    Poisson(rand_distr::Poisson<f64>),
+    /// Poisson (exact at every mean: `rand_distr` switches to rejection sampling above 12),
+    /// clamped to `min..=max`.
+    Poisson {
+        /// The distribution of the value before clamping.
+        dist: rand_distr::Poisson<f64>,
+        /// The smallest value drawn.
+        min: f64,
+        /// The largest value drawn.
+        max: f64,
+    },
     /// Log-normal, clamped to `min..=max`.
     LogNormal {
         /// The distribution of the value before clamping.
@@ -102,19 +115,26 @@ pub enum Sampler {
 
 impl Sampler {
     /// A sampler for a validated [`Dist`] (a scenario's parameters are checked when it is
-    /// read, so a parameter out of range here is a bug).
-    pub fn new(d: &Dist) -> Sampler {
+    /// read, so a parameter out of range here is a bug) that draws in `lo..=hi`, the range of
+    /// its key: a `lognormal`'s `min` and `max` default to its ends, and a draw of a
+    /// `poisson` beyond them is clamped to them.
+    pub fn new(d: &Dist, (lo, hi): (f64, f64)) -> Sampler {
         let g = |v: Option<f64>| v.expect("validated dist");
+        let within = |v: f64| v.clamp(lo, hi);
         match d.dist {
-            DistKind::Fixed => Sampler::Fixed(g(d.value)),
-            DistKind::Uniform => Sampler::Uniform(g(d.min), g(d.max)),
+            DistKind::Fixed => Sampler::Fixed(within(g(d.value))),
+            DistKind::Uniform => Sampler::Uniform(within(g(d.min)), within(g(d.max))),
             // A mean of 0 is allowed and always draws 0; `rand_distr` wants a positive mean.
-            DistKind::Poisson if g(d.mean) == 0.0 => Sampler::Fixed(0.0),
-            DistKind::Poisson => Sampler::Poisson(rand_distr::Poisson::new(g(d.mean)).expect("validated mean")),
+            DistKind::Poisson if g(d.mean) == 0.0 => Sampler::Fixed(within(0.0)),
+            DistKind::Poisson => Sampler::Poisson {
+                dist: rand_distr::Poisson::new(g(d.mean)).expect("validated mean"),
+                min: lo,
+                max: hi,
+            },
             DistKind::Lognormal => Sampler::LogNormal {
                 dist: rand_distr::LogNormal::new(g(d.median).ln(), g(d.sigma)).expect("validated sigma"),
-                min: d.min.unwrap_or(0.0),
-                max: d.max.unwrap_or(f64::MAX),
+                min: within(d.min.unwrap_or(lo)),
+                max: within(d.max.unwrap_or(hi)),
             },
         }
     }
@@ -125,7 +145,7 @@ impl Sampler {
             Sampler::Fixed(v) => *v,
             Sampler::Uniform(a, b) if a == b => *a,
             Sampler::Uniform(a, b) => rng.gen_range(*a..=*b),
-            Sampler::Poisson(dist) => dist.sample(rng),
+            Sampler::Poisson { dist, min, max } => dist.sample(rng).clamp(*min, *max),
             Sampler::LogNormal { dist, min, max } => dist.sample(rng).clamp(*min, *max),
         }
     }
@@ -156,7 +176,11 @@ impl DayDraw {
             hour_cdf[h] = acc;
         }
         hour_cdf[23] = f64::INFINITY;
-        DayDraw { per_user: Sampler::new(&requests.per_user_per_day), hour_cdf, even: requests.even }
+        DayDraw {
+            per_user: Sampler::new(&requests.per_user_per_day, PER_USER_PER_DAY_RANGE),
+            hour_cdf,
+            even: requests.even,
+        }
     }
 
     /// A day's requests of `n_users` users, user by user in order: each user's count
@@ -363,8 +387,8 @@ fn run_recorded(
             first_violation: None,
         },
         day_draw: DayDraw::new(&s.requests),
-        estimate: Sampler::new(&s.cost.estimate_sats),
-        actual_pct: Sampler::new(&s.cost.actual_pct),
+        estimate: Sampler::new(&s.cost.estimate_sats, ESTIMATE_SATS_RANGE),
+        actual_pct: Sampler::new(&s.cost.actual_pct, ACTUAL_PCT_RANGE),
         history,
         carry,
     };
@@ -436,7 +460,7 @@ fn sizes(s: &PlanScenario) -> (usize, usize) {
     let users0: u64 = s.population.by_tier().iter().sum();
     let growth = (1.0 + s.population.growth_pct_per_day / 100.0).powf(f64::from(s.days));
     let n_users = (users0 as f64 * growth).ceil().min(1e8) as usize;
-    let per_day = expected(&s.requests.per_user_per_day).max(0.0);
+    let per_day = expected(&s.requests.per_user_per_day, PER_USER_PER_DAY_RANGE).max(0.0);
     let n_requests = (n_users as f64 * per_day * f64::from(s.days) * 1.05).ceil().min(1e12) as usize;
     (n_users, n_requests)
 }
@@ -452,16 +476,45 @@ pub fn bytes_needed(s: &PlanScenario) -> u64 {
     (users as u64).saturating_mul(BYTES_PER_USER).saturating_add((requests as u64).saturating_mul(BYTES_PER_REQUEST))
 }
 
-/// The mean of a distribution, roughly (for sizing tables only).
-fn expected(d: &Dist) -> f64 {
+/// The mean of the draws of a distribution a [`Sampler`] makes for the range `lo..=hi`
+/// (before rounding; for sizing tables only).
+fn expected(d: &Dist, (lo, hi): (f64, f64)) -> f64 {
+    let g = |v: Option<f64>| v.unwrap_or(0.0).clamp(lo, hi);
     match d.dist {
-        DistKind::Fixed => d.value.unwrap_or(0.0),
-        DistKind::Uniform => (d.min.unwrap_or(0.0) + d.max.unwrap_or(0.0)) / 2.0,
-        DistKind::Poisson => d.mean.unwrap_or(0.0),
-        DistKind::Lognormal => {
-            let sigma = d.sigma.unwrap_or(0.0);
-            (d.median.unwrap_or(0.0) * (sigma * sigma / 2.0).exp()).min(d.max.unwrap_or(f64::MAX))
-        }
+        DistKind::Fixed => g(d.value),
+        DistKind::Uniform => (g(d.min) + g(d.max)) / 2.0,
+        // Less what the draws clamped at `hi` lose: at most 0.4 standard deviations (a mean
+        // at `hi`), 13 requests in 1,000, nothing for a table's size.
+        DistKind::Poisson => g(d.mean),
+        DistKind::Lognormal => clamped_lognormal_mean(
+            d.median.unwrap_or(1.0),
+            d.sigma.unwrap_or(0.0),
+            d.min.unwrap_or(lo).clamp(lo, hi),
+            d.max.unwrap_or(hi).clamp(lo, hi),
+        ),
+    }
+}
+
+/// The mean of `X` clamped to `a..=b` (`0 <= a <= b`), for `X` log-normal with `median` and
+/// `sigma` (`mu = ln median`): `a P(X < a) + E[X; a <= X <= b] + b P(X > b)`, where
+/// `E[X; a <= X <= b] = exp(mu + sigma^2 / 2) (Phi(B - sigma) - Phi(A - sigma))` with
+/// `A = (ln a - mu) / sigma` and `B = (ln b - mu) / sigma`.
+fn clamped_lognormal_mean(median: f64, sigma: f64, a: f64, b: f64) -> f64 {
+    if sigma <= 0.0 {
+        return median.clamp(a, b);
+    }
+    let phi = |z: f64| 0.5 * statrs::function::erf::erfc(-z / std::f64::consts::SQRT_2);
+    // Phi(hi) - Phi(lo), from the tail where it is small, so that no digit cancels.
+    let between = |lo: f64, hi: f64| if lo > 0.0 { phi(-lo) - phi(-hi) } else { phi(hi) - phi(lo) };
+    let mu = median.ln();
+    let za = if a > 0.0 { (a.ln() - mu) / sigma } else { f64::NEG_INFINITY };
+    let zb = (b.ln() - mu) / sigma;
+    let inside = (mu + sigma * sigma / 2.0).exp() * between(za - sigma, zb - sigma);
+    let mean = a * phi(za) + inside + b * phi(-zb);
+    if mean.is_finite() {
+        mean.clamp(a, b)
+    } else {
+        b
     }
 }
 
@@ -525,8 +578,9 @@ impl Run<'_> {
 
     fn arrive(&mut self, now_ms: u64, user: u32) {
         let s = self.s;
-        // The scenario's range of estimates, 1..=1e9, even for a log-normal given no `max`.
-        let estimated = sats(self.estimate.draw(&mut self.rng).round().clamp(1.0, 1e9) as u64);
+        // In the scenario's range of estimates, 1..=1e9, and of percentages, 0..=1000 (the
+        // samplers clamp to them), so an actual cost is at most 1e10.
+        let estimated = sats(self.estimate.draw(&mut self.rng).round() as u64);
         let pct = self.actual_pct.draw(&mut self.rng);
         let actual = sats((estimated.to_u64() as f64 * pct / 100.0).round() as u64);
         let session = self.rng.gen::<f64>() < s.requests.session_share;
@@ -875,5 +929,36 @@ fn gcd(a: u64, b: u64) -> u64 {
         a
     } else {
         gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mean a table is sized by is the mean of what the sampler draws, clamps included:
+    /// within 1 % of 200,000 draws' (whose standard error is below 0.3 % here), for clamps on
+    /// either side, on both, and on none that the draws reach.
+    #[test]
+    fn the_expected_draw_is_the_mean_of_the_clamped_draws() {
+        let cases = [
+            (Dist::lognormal(10_000.0, 5.0, None), PER_USER_PER_DAY_RANGE),
+            (Dist::lognormal(1_000.0, 5.0, None), ACTUAL_PCT_RANGE),
+            (Dist::lognormal(1.5, 1.0, Some(40.0)), PER_USER_PER_DAY_RANGE),
+            (Dist::lognormal(2.0, 0.8, Some(30.0)), PER_USER_PER_DAY_RANGE),
+            (Dist { min: Some(50.0), ..Dist::lognormal(100.0, 2.0, Some(400.0)) }, ACTUAL_PCT_RANGE),
+            (Dist::lognormal(0.3, 1.0, None), ESTIMATE_SATS_RANGE),
+            (Dist::lognormal(30.0, 0.0, None), ESTIMATE_SATS_RANGE),
+            (Dist::uniform(60.0, 110.0), ACTUAL_PCT_RANGE),
+            (Dist::poisson(3.0), PER_USER_PER_DAY_RANGE),
+        ];
+        for (i, (d, range)) in cases.into_iter().enumerate() {
+            let sampler = Sampler::new(&d, range);
+            let mut rng = ChaCha8Rng::seed_from_u64(i as u64);
+            let n = 200_000;
+            let mean = (0..n).map(|_| sampler.draw(&mut rng)).sum::<f64>() / f64::from(n);
+            let e = expected(&d, range);
+            assert!((e - mean).abs() <= 0.01 * mean, "{d:?}: expected {e}, the draws' mean {mean}");
+        }
     }
 }

@@ -80,7 +80,9 @@
 //! `{ dist = "fixed", value = V }`, `{ dist = "uniform", min = A, max = B }`,
 //! `{ dist = "poisson", mean = M }` (`M <= 1000`), or
 //! `{ dist = "lognormal", median = M, sigma = S, min = A, max = B }` (`min` and `max`
-//! optional clamps, `S <= 5`). A parameter the kind does not use is an error.
+//! optional clamps, by default the ends of the key's range; `S <= 5`). A parameter the kind
+//! does not use is an error. Every draw stays in its key's range: one beyond it (a
+//! `lognormal` tail, a `poisson` above `cost.actual_pct`'s 1000) is clamped to its end.
 
 use std::fmt;
 
@@ -132,6 +134,16 @@ pub const MAX_RESERVATION_TTL_MS: u64 = 30 * DAY_MS;
 
 /// The largest `partial.min_offer_sats`.
 pub const MAX_MIN_OFFER_SATS: u64 = 1_000_000_000;
+
+/// The values `requests.per_user_per_day` may give (`lo`, `hi`, inclusive): a draw beyond is
+/// clamped to the nearer end (see [`crate::model::Sampler`]).
+pub const PER_USER_PER_DAY_RANGE: (f64, f64) = (0.0, MAX_PER_USER_PER_DAY as f64);
+
+/// The values `cost.estimate_sats` may give, as [`PER_USER_PER_DAY_RANGE`].
+pub const ESTIMATE_SATS_RANGE: (f64, f64) = (1.0, MAX_ESTIMATE_SATS as f64);
+
+/// The values `cost.actual_pct` may give, as [`PER_USER_PER_DAY_RANGE`].
+pub const ACTUAL_PCT_RANGE: (f64, f64) = (0.0, MAX_ACTUAL_PCT as f64);
 
 /// A scenario for `ledger-sim plan`. See the [module documentation](self) for every field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -290,7 +302,7 @@ impl Dist {
 
     /// Check the parameters of the kind; `key` is the dotted key, `lo..=hi` the range of the
     /// values the distribution may produce.
-    fn check(&self, key: &str, lo: f64, hi: f64, errs: &mut Checks) {
+    fn check(&self, key: &str, (lo, hi): (f64, f64), errs: &mut Checks) {
         let params = [
             ("value", self.value),
             ("mean", self.mean),
@@ -616,7 +628,7 @@ impl PlanScenario {
         }
         c.range("population.growth_pct_per_day", p.growth_pct_per_day, 0.0, 100.0);
         let r = &self.requests;
-        r.per_user_per_day.check("requests.per_user_per_day", 0.0, MAX_PER_USER_PER_DAY as f64, &mut c);
+        r.per_user_per_day.check("requests.per_user_per_day", PER_USER_PER_DAY_RANGE, &mut c);
         if r.hourly_weights.len() != 24 {
             c.fail("requests.hourly_weights", format!("{} numbers", r.hourly_weights.len()), "must hold 24 numbers");
         } else if r.hourly_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
@@ -630,8 +642,8 @@ impl PlanScenario {
             );
         }
         c.range("requests.session_share", r.session_share, 0.0, 1.0);
-        self.cost.estimate_sats.check("cost.estimate_sats", 1.0, MAX_ESTIMATE_SATS as f64, &mut c);
-        self.cost.actual_pct.check("cost.actual_pct", 0.0, MAX_ACTUAL_PCT as f64, &mut c);
+        self.cost.estimate_sats.check("cost.estimate_sats", ESTIMATE_SATS_RANGE, &mut c);
+        self.cost.actual_pct.check("cost.actual_pct", ACTUAL_PCT_RANGE, &mut c);
         c.range_u("cost.work_ms", self.cost.work_ms, 0, MAX_DELAY_MS);
         c.range("cost.work_failure", self.cost.work_failure, 0.0, 1.0);
         c.range("payment.gate_paid", self.payment.gate_paid, 0.0, 1.0);

@@ -39,7 +39,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::model::{tier_move, DayDraw, Growth, Sampler, FREE, GATED, PARTIAL};
-use super::scenario::{OnRefused, PlanScenario};
+use super::scenario::{OnRefused, PlanScenario, ACTUAL_PCT_RANGE, ESTIMATE_SATS_RANGE};
 
 /// Virtual time of one scheduler step: the simulator's default (`step_ms` of `ledger-sim
 /// run`), the time between two calls of a flow that is ready to make them.
@@ -148,8 +148,8 @@ pub fn run_simulated(s: &PlanScenario, seed: u64) -> SimSeed {
             violations: Vec::new(),
         },
         day_draw: DayDraw::new(&s.requests),
-        estimate: Sampler::new(&s.cost.estimate_sats),
-        actual_pct: Sampler::new(&s.cost.actual_pct),
+        estimate: Sampler::new(&s.cost.estimate_sats, ESTIMATE_SATS_RANGE),
+        actual_pct: Sampler::new(&s.cost.actual_pct, ACTUAL_PCT_RANGE),
         ready: Vec::new(),
     };
     sim.days();

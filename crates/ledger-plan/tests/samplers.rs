@@ -8,7 +8,7 @@
 //! the chi-square test has the power to see the old rounded-normal approximation.
 
 use ledger_plan::model::Sampler;
-use ledger_plan::scenario::Dist;
+use ledger_plan::scenario::{Dist, ACTUAL_PCT_RANGE, ESTIMATE_SATS_RANGE, PER_USER_PER_DAY_RANGE};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, LogNormal, Poisson};
@@ -56,8 +56,14 @@ fn chi_square_critical(df: usize) -> f64 {
     ChiSquared::new(df as f64).unwrap().inverse_cdf(1.0 - ALPHA)
 }
 
+/// `n` draws of `dist` on a range that clamps none of them.
 fn draws(dist: &Dist, n: usize, seed: u64) -> Vec<f64> {
-    let sampler = Sampler::new(dist);
+    draws_in(dist, (0.0, f64::MAX), n, seed)
+}
+
+/// `n` draws of `dist` made for a key whose range is `range`.
+fn draws_in(dist: &Dist, range: (f64, f64), n: usize, seed: u64) -> Vec<f64> {
+    let sampler = Sampler::new(dist, range);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n).map(|_| sampler.draw(&mut rng)).collect()
 }
@@ -139,4 +145,31 @@ fn a_clamped_lognormal_piles_its_tail_on_the_bound() {
     // Within 4 binomial standard errors.
     let se = (tail * (1.0 - tail) / n as f64).sqrt();
     assert!((at_max - tail).abs() < 4.0 * se, "share at the bound {at_max:.4}, expected {tail:.4}");
+}
+
+/// A draw never leaves its key's range: a log-normal without `max` stops at the range's end
+/// (where half of a median-1000 log-normal lies for `cost.actual_pct`), a Poisson above it too,
+/// and one below `cost.estimate_sats`'s 1 is 1. Within the range, the draws are those of
+/// the distribution, unclamped.
+#[test]
+fn draws_stay_in_their_keys_range() {
+    let n = 20_000;
+    let cases = [
+        (Dist::lognormal(1000.0, 5.0, None), ACTUAL_PCT_RANGE, 0.5),
+        (Dist::lognormal(10_000.0, 5.0, None), PER_USER_PER_DAY_RANGE, 0.5),
+        (Dist::lognormal(1e9, 5.0, None), ESTIMATE_SATS_RANGE, 0.5),
+        (Dist::poisson(1000.0), ACTUAL_PCT_RANGE, 0.49),
+    ];
+    for (i, (dist, (lo, hi), share_at_hi)) in cases.into_iter().enumerate() {
+        let x = draws_in(&dist, (lo, hi), n, 40 + i as u64);
+        assert!(x.iter().all(|v| (lo..=hi).contains(v)), "{dist:?}: a draw outside {lo}..={hi}");
+        let at_hi = x.iter().filter(|&&v| v == hi).count() as f64 / n as f64;
+        assert!((at_hi - share_at_hi).abs() < 0.03, "{dist:?}: {at_hi} of the draws at {hi}");
+        // The same stream unclamped: each draw within the range is the same draw.
+        let free = draws(&dist, n, 40 + i as u64);
+        let same = |(a, b): (&f64, &f64)| a == b || (*a == hi && *b > hi) || (*a == lo && *b < lo);
+        assert!(x.iter().zip(&free).all(same), "{dist:?}");
+    }
+    let tiny = draws_in(&Dist::lognormal(0.01, 0.5, None), ESTIMATE_SATS_RANGE, 1000, 3);
+    assert!(tiny.iter().all(|&v| v == 1.0), "estimates below 1 are 1");
 }

@@ -20,6 +20,7 @@ mod killed_run;
 mod merge_runs_hostile;
 mod pg_hostile;
 mod plan_fit;
+mod plan_hostile;
 mod plan_solve;
 mod replay_database_url;
 mod replay_trace;
