@@ -365,6 +365,15 @@ pub fn merge(parts: Vec<PlanOutput>) -> anyhow::Result<PlanOutput> {
 /// match: the format, the scenario (the first key that differs), the sweep, the grid, the shard
 /// counts, a run outside its shard or its grid, a run given twice, a run missing.
 pub fn merge_named(parts: Vec<(String, PlanOutput)>) -> anyhow::Result<PlanOutput> {
+    for (name, p) in &parts {
+        // A file edited by hand: `--shard` takes only 1 <= I <= N.
+        if let Some(Shard { index, count }) = p.shard {
+            anyhow::ensure!(
+                count >= 1 && (1..=count).contains(&index),
+                "{name}: shard {index}/{count}: a shard I/N has 1 <= I <= N"
+            );
+        }
+    }
     let mut parts = parts.into_iter();
     let (first_name, first) = parts.next().ok_or_else(|| anyhow::anyhow!("merge needs at least one file"))?;
     anyhow::ensure!(first.format == FORMAT, "{first_name}: unknown format {:?} (expected {FORMAT})", first.format);

@@ -267,6 +267,27 @@ fn merge_errors_name_what_does_not_match() {
     assert!(e.contains("ran dry on day 4000000000, outside the plan's days 1..=4"), "{e}");
 }
 
+/// A shard's `I/N` edited by hand to what `--shard` refuses (a count of 0 divided by zero)
+/// is an error naming the file, whichever file it is in.
+#[test]
+fn merge_refuses_a_shard_count_or_index_out_of_range() {
+    let p = small_sweep();
+    for (index, count) in [(1, 0), (0, 2), (3, 2), (0, 0)] {
+        for edited_first in [true, false] {
+            let mut edited = p.run(Some(Shard { index: 2, count: 2 }), None);
+            edited.shard = Some(Shard { index, count });
+            let other = p.run(Some(Shard { index: 1, count: 2 }), None);
+            let parts = if edited_first {
+                vec![("s2.json".to_owned(), edited), ("s1.json".to_owned(), other)]
+            } else {
+                vec![("s1.json".to_owned(), other), ("s2.json".to_owned(), edited)]
+            };
+            let e = ledger_plan::merge_named(parts).unwrap_err().to_string();
+            assert_eq!(e, format!("s2.json: shard {index}/{count}: a shard I/N has 1 <= I <= N"));
+        }
+    }
+}
+
 /// About how wide a text of an SVG is: DejaVu Sans (the common fallback) gives a digit 0.636
 /// of the font's size, 0.696 in bold.
 fn text_width(text: &str, size: f64, bold: bool) -> f64 {

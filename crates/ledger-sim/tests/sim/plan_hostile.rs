@@ -58,3 +58,34 @@ per_user_per_day = { dist = "lognormal", median = 10000, sigma = 5 }
     let (code, _, err) = sim_in(dir.as_ref(), &["plan", &s]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// The two `--json` shards of a small plan (two days of the tipping fixture, three seeds),
+/// written to `dir/s1.json` and `dir/s2.json`; their texts.
+fn shards(dir: &str) -> (String, String) {
+    let root = crate::common::root();
+    let scenario = root.join("fixtures/scenarios/plan-tipping.toml");
+    let scenario = scenario.to_str().unwrap();
+    let mut texts = Vec::new();
+    for i in 1..=2 {
+        let shard = format!("{i}/2");
+        let args = ["plan", scenario, "--days", "2", "--seeds", "3", "--shard", &shard, "--json"];
+        let (code, json, err) = sim_in(dir.as_ref(), &args);
+        assert_eq!(code, 0, "{err}");
+        texts.push(json);
+    }
+    (texts.remove(0), texts.remove(0))
+}
+
+#[test]
+fn merge_refuses_a_shard_count_of_zero() {
+    let dir = scratch("plan-hostile-shard-count");
+    let (s1, s2) = shards(&dir);
+    assert!(s1.contains("\"count\": 2"), "{s1}");
+    file(&dir, "s1.json", &s1.replace("\"count\": 2", "\"count\": 0"));
+    file(&dir, "s2.json", &s2);
+    for files in [["s1.json", "s2.json"], ["s2.json", "s1.json"]] {
+        let (code, out, err) = sim_in(dir.as_ref(), &["merge", files[0], files[1]]);
+        assert_eq!((code, out.as_str()), (2, ""), "{err}");
+        assert!(err.contains("s1.json: shard 1/0: a shard I/N has 1 <= I <= N"), "{err}");
+    }
+}
