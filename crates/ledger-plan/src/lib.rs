@@ -377,13 +377,50 @@ pub fn merge_named(parts: Vec<(String, PlanOutput)>) -> anyhow::Result<PlanOutpu
     let mut parts = parts.into_iter();
     let (first_name, first) = parts.next().ok_or_else(|| anyhow::anyhow!("merge needs at least one file"))?;
     anyhow::ensure!(first.format == FORMAT, "{first_name}: unknown format {:?} (expected {FORMAT})", first.format);
+    // The other files must say the same as the first, so checking the first checks them all.
+    check_plan_of(&first_name, &first)?;
     let k = first.scenario.seeds as u64;
     let base_seed = first.scenario.seed;
     let n_configs = first.configs.len();
     let mut runs = Vec::new();
     let days = first.scenario.days;
+    // Per configuration, over its runs so far: requests decided, and invariant violations. A
+    // summary adds them up; a file edited by hand must not wrap them around.
+    let mut sums = vec![(0u64, 0u64); n_configs];
     let mut take = |name: &str, p: PlanOutput| -> anyhow::Result<()> {
         for r in &p.runs {
+            let in_grid = r.config < n_configs && r.seed >= base_seed && r.seed - base_seed < k;
+            anyhow::ensure!(
+                in_grid,
+                "{name}: run (config {}, seed {}) is outside the plan's {n_configs} configuration(s) x seeds {base_seed}..{}",
+                r.config,
+                r.seed,
+                base_seed + k
+            );
+            anyhow::ensure!(
+                (r.violations > 0) == r.first_violation.is_some(),
+                "{name}: run (config {}, seed {}) has {} violation(s) but {} first violation",
+                r.config,
+                r.seed,
+                r.violations,
+                if r.first_violation.is_some() { "a" } else { "no" }
+            );
+            let (requests, violations) = &mut sums[r.config];
+            let overflow = |what: &str| {
+                anyhow::anyhow!(
+                    "{name}: run (config {}, seed {}): its {what} and its configuration's other runs' add up to more \
+                     than 2^64 - 1, which no run of the plan can give",
+                    r.config,
+                    r.seed
+                )
+            };
+            *requests = r
+                .served
+                .iter()
+                .flatten()
+                .try_fold(*requests, |sum, &n| sum.checked_add(n))
+                .ok_or_else(|| overflow("requests"))?;
+            *violations = violations.checked_add(r.violations).ok_or_else(|| overflow("violations"))?;
             // A run of the plan covers each of its days once; a file edited or cut by hand
             // would shift every percentile of the merged report.
             let covered = [("pool_by_day", r.pool_by_day.len()), ("reserved_by_day", r.reserved_by_day.len())];
@@ -406,14 +443,6 @@ pub fn merge_named(parts: Vec<(String, PlanOutput)>) -> anyhow::Result<PlanOutpu
         }
         if let Some(shard) = p.shard {
             for r in &p.runs {
-                let in_grid = r.config < n_configs && r.seed >= base_seed && r.seed - base_seed < k;
-                anyhow::ensure!(
-                    in_grid,
-                    "{name}: run (config {}, seed {}) is outside the plan's {n_configs} configuration(s) x seeds {base_seed}..{}",
-                    r.config,
-                    r.seed,
-                    base_seed + k
-                );
                 let item = r.config as u64 * k + (r.seed - base_seed);
                 anyhow::ensure!(
                     item % u64::from(shard.count) == u64::from(shard.index - 1),
@@ -484,6 +513,40 @@ pub fn merge_named(parts: Vec<(String, PlanOutput)>) -> anyhow::Result<PlanOutpu
         summaries,
         runs,
     })
+}
+
+/// Checks what the shard `p` (the file `name`) says of its plan as `plan` checks a scenario
+/// file and its sweeps: the scenario's every range (`plan` refuses a `name` with a control
+/// character, a `credit_pct` of 500, 0 seeds or days), the sweep's keys and values, and the
+/// grid they make, which must be the shard's.
+fn check_plan_of(name: &str, p: &PlanOutput) -> anyhow::Result<()> {
+    p.scenario.validate(name, None)?;
+    for axis in &p.sweep {
+        // Refused here, not in an error that would print them raw.
+        anyhow::ensure!(
+            !format!("{}{}", axis.key, axis.values.concat()).chars().any(char::is_control),
+            "{name}: sweep {:?}={:?}: a control character",
+            axis.key,
+            axis.values
+        );
+    }
+    let in_file = |e: PlanError| anyhow::anyhow!("{name}: {e}");
+    let sweep = p
+        .sweep
+        .iter()
+        .map(|a| parse_sweep(&format!("{}={}", a.key, a.values.join(","))))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(in_file)?;
+    anyhow::ensure!(sweep == p.sweep, "{name}: sweep {:?} is not one `--sweep` gives", p.sweep);
+    let text = toml::to_string(&p.scenario).map_err(|e| anyhow::anyhow!("{name}: the scenario: {e}"))?;
+    let plan = Plan::new(&text, name, &[], sweep).map_err(in_file)?;
+    anyhow::ensure!(
+        plan.configs == p.configs,
+        "{name}: its configurations are not the grid its sweep makes ({} configuration(s) given, {} in the grid)",
+        p.configs.len(),
+        plan.configs.len()
+    );
+    Ok(())
 }
 
 /// The dotted path of the first field where `a` and `b` differ.

@@ -16,7 +16,7 @@
 //! | `name` | `""` | a label for reports |
 //! | `days` | `30` | days to simulate, `1..=3650` |
 //! | `seeds` | `20` | Monte Carlo runs per configuration, `1..=100000` (`--seeds` overrides) |
-//! | `seed` | `1` | first seed; run `k` uses seed `seed + k` |
+//! | `seed` | `1` | first seed, at most `9223372036854775807` (the largest TOML integer); run `k` uses seed `seed + k` |
 //! | `start_ms` | `1704067200000` | virtual time of day 0, midnight (2024-01-01 UTC), at most `4102444800000` (2100-01-01) |
 //! | `pool_initial_sats` | `10000` | the pool's genesis balance (`FREE_TIER_POOL_INITIAL_SATS`), `0..=1000000000000000` |
 //! | `credit_pct` | `10` | share of every paid invoice credited to the pool, `0..=100`, at most two decimals (`FREE_TIER_POOL_CREDIT_PCT`) |
@@ -101,6 +101,10 @@ pub const MAX_SEEDS: u32 = 100_000;
 
 /// The latest `start_ms`: 2100-01-01 UTC.
 pub const MAX_START_MS: u64 = 4_102_444_800_000;
+
+/// The largest `seed`: the largest integer TOML writes (2^63 - 1), so a scenario read from
+/// elsewhere (a shard's JSON) is one a file can hold, and `seed + k` never overflows.
+pub const MAX_SEED: u64 = i64::MAX as u64;
 
 /// The most users at day 0, of each tier and in all.
 pub const MAX_POPULATION: u64 = 10_000_000;
@@ -617,6 +621,7 @@ impl PlanScenario {
         }
         c.range_u("days", u64::from(self.days), 1, u64::from(MAX_DAYS));
         c.range_u("seeds", u64::from(self.seeds), 1, u64::from(MAX_SEEDS));
+        c.range_u("seed", self.seed, 0, MAX_SEED);
         c.range_u("start_ms", self.start_ms, 0, MAX_START_MS);
         let p = &self.population;
         for (name, v) in ["new", "established", "trusted", "elite"].iter().zip(p.by_tier()) {
@@ -938,6 +943,7 @@ mod tests {
         let stated = [
             (scenario_doc, format!("`1..={MAX_DAYS}`")),
             (scenario_doc, format!("`1..={MAX_SEEDS}`")),
+            (scenario_doc, format!("at most `{MAX_SEED}` (the largest TOML integer)")),
             (scenario_doc, format!("at most `{MAX_START_MS}` (2100-01-01)")),
             (scenario_doc, format!("(total `1..={MAX_POPULATION}`)")),
             (scenario_doc, format!("a [`Dist`] in `0..={MAX_PER_USER_PER_DAY}`")),

@@ -436,3 +436,83 @@ fn the_summary_table_wraps_its_labels_in_a_box_of_its_own() {
     assert!(page.contains("td.l{white-space:normal"), "a cell of class l wraps");
     assert!(page.contains(r#"<tr><td class="l">credit_pct=10 pool_initial_sats=1000000</td>"#), "the label wraps");
 }
+
+/// `merge` checks what it is handed rather than trusting it: the sums a summary makes cannot
+/// wrap around, the scenario is one `plan` would run (the checks of a scenario file), the
+/// grid is the one its sweep makes, and each run is one the plan has. Each error names the
+/// file.
+#[test]
+fn merge_checks_the_scenario_grid_and_runs_of_each_file() {
+    let p = small_sweep();
+    let shard = |index| p.run(Some(Shard { index, count: 2 }), None);
+    let merged = |edit: &dyn Fn(&mut PlanOutput)| {
+        let mut s2 = shard(2);
+        edit(&mut s2);
+        ledger_plan::merge_named(vec![("s1.json".to_owned(), shard(1)), ("s2.json".to_owned(), s2)])
+    };
+    let error = |edit: &dyn Fn(&mut PlanOutput)| merged(edit).unwrap_err().to_string();
+    let both = |edit: &dyn Fn(&mut PlanOutput)| {
+        let (mut s1, mut s2) = (shard(1), shard(2));
+        edit(&mut s1);
+        edit(&mut s2);
+        ledger_plan::merge_named(vec![("s1.json".to_owned(), s1), ("s2.json".to_owned(), s2)]).unwrap_err().to_string()
+    };
+    assert!(merged(&|_| {}).is_ok());
+
+    // Violations of 2^63 in a run of each shard of one configuration: 2^64, which wrapped to 0.
+    let e = both(&|s| {
+        let r = s.runs.iter_mut().find(|r| r.config == 0).unwrap();
+        r.violations = 1 << 63;
+        r.first_violation = Some("I3".to_owned());
+    });
+    assert_eq!(
+        e,
+        format!(
+            "s2.json: run (config 0, seed {}): its violations and its configuration's other runs' add up to more \
+             than 2^64 - 1, which no run of the plan can give",
+            shard(2).runs.iter().find(|r| r.config == 0).unwrap().seed
+        )
+    );
+    let e = error(&|s| {
+        for r in s.runs.iter_mut().filter(|r| r.config == 1) {
+            r.violations = u64::MAX;
+            r.first_violation = Some("I3".to_owned());
+        }
+    });
+    assert!(e.starts_with("s2.json: run (config 1, seed ") && e.contains("its violations"), "{e}");
+    let e = error(&|s| s.runs[0].served[3][2] = u64::MAX);
+    assert!(e.starts_with("s2.json: run (config ") && e.contains("its requests"), "{e}");
+    let e = error(&|s| s.runs[0].first_violation = Some("I3".to_owned()));
+    assert!(e.contains("has 0 violation(s) but a first violation"), "{e}");
+
+    // The scenario, as `plan` checks a scenario file (both files edited alike, or they differ).
+    let e = both(&|s| s.scenario.name = "\u{1b}[2Jowned".to_owned());
+    assert_eq!(e, r#"s1.json: name = "\u{1b}[2Jowned": a control character ('\u{1b}') in a label"#);
+    let e = both(&|s| s.scenario.credit_pct = 500.0);
+    assert!(e.starts_with("s1.json: credit_pct = 500: "), "{e}");
+    let e = both(&|s| s.scenario.seeds = 0);
+    assert_eq!(e, "s1.json: seeds = 0: must be in 1..=100000");
+    let e = both(&|s| s.scenario.days = 0);
+    assert_eq!(e, "s1.json: days = 0: must be in 1..=3650");
+    let e = both(&|s| s.scenario.seed = u64::MAX);
+    assert_eq!(e, "s1.json: seed = 18446744073709551615: must be in 0..=9223372036854775807");
+
+    // The sweep and the grid it makes.
+    let e = both(&|s| s.sweep[0].values[1] = "500".to_owned());
+    assert!(e.starts_with("s1.json: --sweep credit_pct=500 budget.established=20: credit_pct = 500: "), "{e}");
+    let e = both(&|s| s.configs[1].label = "\u{1b}]0;x\u{7}".to_owned());
+    assert_eq!(
+        e,
+        "s1.json: its configurations are not the grid its sweep makes (4 configuration(s) given, 4 in the grid)"
+    );
+    let e = both(&|s| s.configs[1].at = vec![7, 7]);
+    assert!(e.contains("its configurations are not the grid its sweep makes"), "{e}");
+    let e = both(&|s| s.sweep[0].key = "credit_pct\u{1b}".to_owned());
+    assert!(e.starts_with("s1.json: sweep \"credit_pct\\u{1b}\"="), "{e}");
+
+    // A whole run (no shard) is checked as a shard is: a run outside the grid is not dropped.
+    let mut whole = p.run(None, None);
+    whole.runs[0].config = 9;
+    let e = ledger_plan::merge_named(vec![("all.json".to_owned(), whole)]).unwrap_err().to_string();
+    assert!(e.starts_with("all.json: run (config 9, seed 7) is outside the plan's 4 configuration(s)"), "{e}");
+}

@@ -89,3 +89,47 @@ fn merge_refuses_a_shard_count_of_zero() {
         assert!(err.contains("s1.json: shard 1/0: a shard I/N has 1 <= I <= N"), "{err}");
     }
 }
+
+/// `text` (a shard's JSON) with `edit` applied.
+fn edited(text: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
+    let mut v = crate::common::json(text);
+    edit(&mut v);
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+/// `merge` adds up what it is handed with checked sums and checks the scenario as `plan`
+/// checks a scenario file: a hand-edited shard is an error naming it, exit 2, never a wrong
+/// verdict or an escape sequence on the terminal.
+#[test]
+fn merge_refuses_edited_shards_it_used_to_trust() {
+    let dir = scratch("plan-hostile-merge-edited");
+    let (s1, s2) = shards(&dir);
+    let merge = |a: &str, b: &str| {
+        file(&dir, "a.json", a);
+        file(&dir, "b.json", b);
+        sim_in(dir.as_ref(), &["merge", "a.json", "b.json"])
+    };
+    let (code, _, err) = merge(&s1, &s2);
+    assert_eq!(code, 0, "{err}");
+    // 2^63 violations in one run of each shard: the sum wrapped to 0, and merge said "viol 0".
+    let huge = |v: &mut serde_json::Value| {
+        v["runs"][0]["violations"] = serde_json::json!(1u64 << 63);
+        v["runs"][0]["first_violation"] = serde_json::json!("I3");
+    };
+    let (code, out, err) = merge(&edited(&s1, huge), &edited(&s2, huge));
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains("b.json: run (config 0, seed ") && err.contains("its violations"), "{err}");
+    // A name with an escape sequence, and values `plan` refuses in a scenario file.
+    for (key, value, said) in [
+        ("name", serde_json::json!("\u{1b}[2Jowned"), r#"a.json: name = "\u{1b}[2Jowned": a control character"#),
+        ("credit_pct", serde_json::json!(500.0), "a.json: credit_pct = 500: "),
+        ("seeds", serde_json::json!(0), "a.json: seeds = 0: must be in 1..=100000"),
+        ("days", serde_json::json!(0), "a.json: days = 0: must be in 1..=3650"),
+    ] {
+        let set = |v: &mut serde_json::Value| v["scenario"][key] = value.clone();
+        let (code, out, err) = merge(&edited(&s1, set), &edited(&s2, set));
+        assert_eq!((code, out.as_str()), (2, ""), "{key}: {err}");
+        assert!(err.contains(said), "{key}: {err}");
+        assert!(!err.contains('\u{1b}'), "an escape character printed raw: {err:?}");
+    }
+}
