@@ -196,25 +196,30 @@ pub fn write(rows: &[HistoryRow]) -> String {
     out.push_str(HEADER);
     out.push('\n');
     for r in rows {
-        let actual = r.actual_sats.map(|a| a.to_string()).unwrap_or_default();
-        let paid = match r.paid {
-            None => "",
-            Some(true) => "true",
-            Some(false) => "false",
-        };
-        let kind = if r.session { "session" } else { "job" };
-        writeln!(
-            out,
-            "{},{},{},{kind},{},{actual},{},{paid}",
-            r.time_ms,
-            r.user,
-            r.tier,
-            r.estimate_sats,
-            r.outcome.as_str()
-        )
-        .expect("writing to a String cannot fail");
+        write_row(&mut out, r);
     }
     out
+}
+
+/// Appends `r` to `out` as a line of CSV (after the [`HEADER`] line, as [`write`] writes it).
+pub fn write_row(out: &mut String, r: &HistoryRow) {
+    let actual = r.actual_sats.map(|a| a.to_string()).unwrap_or_default();
+    let paid = match r.paid {
+        None => "",
+        Some(true) => "true",
+        Some(false) => "false",
+    };
+    let kind = if r.session { "session" } else { "job" };
+    writeln!(
+        out,
+        "{},{},{},{kind},{},{actual},{},{paid}",
+        r.time_ms,
+        r.user,
+        r.tier,
+        r.estimate_sats,
+        r.outcome.as_str()
+    )
+    .expect("writing to a String cannot fail");
 }
 
 /// Reads a history from the bytes of a file; `origin` names it in errors.

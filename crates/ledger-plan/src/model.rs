@@ -289,8 +289,11 @@ struct Run<'a> {
     day_draw: DayDraw,
     estimate: Sampler,
     actual_pct: Sampler,
-    /// Every request decided, for `plan --history-out`; `None` (no cost) otherwise.
-    history: Option<&'a mut Vec<HistoryRow>>,
+    /// Takes the row of every request decided, for `plan --history-out`; `None` (no cost)
+    /// otherwise.
+    history: Option<&'a mut dyn FnMut(HistoryRow)>,
+    /// With `history`, the row of the request arriving, completed at its decision.
+    row: Option<HistoryRow>,
     /// What carrying the run up to a larger pool takes ([`run_carried`]); `None` otherwise.
     carry: Option<Carry>,
 }
@@ -320,17 +323,24 @@ pub fn run_carried(s: &PlanScenario, seed: u64, stop_when_dry: bool, modulus: u6
 }
 
 /// [`run`] of `seed`, with a row appended to `history` for every request it decides, in
-/// time order (`plan --history-out`). The run is the same run, draw for draw.
+/// time order. The run is the same run, draw for draw.
 pub fn run_with_history(s: &PlanScenario, seed: u64, history: &mut Vec<HistoryRow>) -> SeedResult {
-    run_recorded(s, 0, seed, false, Some(history), None).0
+    run_with_history_to(s, seed, &mut |row| history.push(row))
 }
 
-fn run_recorded(
-    s: &PlanScenario,
+/// [`run`] of `seed`, handing `sink` a row for every request it decides, in time order, as it
+/// decides it (`plan --history-out`, which writes each out): the run holds one row at a time.
+/// The run is the same run, draw for draw.
+pub fn run_with_history_to(s: &PlanScenario, seed: u64, sink: &mut dyn FnMut(HistoryRow)) -> SeedResult {
+    run_recorded(s, 0, seed, false, Some(sink), None).0
+}
+
+fn run_recorded<'a>(
+    s: &'a PlanScenario,
     config: usize,
     seed: u64,
     stop_when_dry: bool,
-    history: Option<&mut Vec<HistoryRow>>,
+    history: Option<&'a mut dyn FnMut(HistoryRow)>,
     carry: Option<Carry>,
 ) -> (SeedResult, Option<Carry>) {
     let ledger_config = s.config();
@@ -390,6 +400,7 @@ fn run_recorded(
         estimate: Sampler::new(&s.cost.estimate_sats, ESTIMATE_SATS_RANGE),
         actual_pct: Sampler::new(&s.cost.actual_pct, ACTUAL_PCT_RANGE),
         history,
+        row: None,
         carry,
     };
     for (tier, n) in Tier::ALL.into_iter().zip(s.population.by_tier()) {
@@ -585,9 +596,10 @@ impl Run<'_> {
         let actual = sats((estimated.to_u64() as f64 * pct / 100.0).round() as u64);
         let session = self.rng.gen::<f64>() < s.requests.session_share;
         let fails = self.rng.gen::<f64>() < s.cost.work_failure;
-        if let Some(history) = self.history.as_deref_mut() {
-            // Completed at the decision (see `events`), which comes before the next arrival.
-            history.push(HistoryRow {
+        if self.history.is_some() {
+            // Completed at the decision (see `events`), which comes before the end of this
+            // arrival.
+            self.row = Some(HistoryRow {
                 time_ms: now_ms,
                 user: format!("u{user}"),
                 tier: self.users[user as usize],
@@ -626,6 +638,9 @@ impl Run<'_> {
             }
         };
         self.drive(slot, now_ms, false);
+        if let (Some(row), Some(sink)) = (self.row.take(), self.history.as_deref_mut()) {
+            sink(row);
+        }
     }
 
     /// Answer what the caller in `slot` asks until it must wait for the clock or is done.
@@ -740,7 +755,7 @@ impl Run<'_> {
                     if !flow.accepted {
                         self.out.abandoned += 1;
                     }
-                    if let Some(row) = self.history.as_deref_mut().and_then(|h| h.last_mut()) {
+                    if let Some(row) = self.row.as_mut() {
                         // A decide is the first call of a request, made when it arrives.
                         row.outcome = if flow.served == PARTIAL { Served::Partial } else { Served::Gated };
                         row.paid = Some(flow.accepted);

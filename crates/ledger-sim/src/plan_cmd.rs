@@ -394,16 +394,64 @@ fn fit_cmd(history: &Path, out: Option<&Path>) -> anyhow::Result<bool> {
 
 /// `plan S.toml --history-out FILE.csv`: one run of the scenario's first seed, every request
 /// it decides written to `path` (whole or not at all): true when no invariant broke.
+///
+/// The rows are written as the run decides them, to a temporary file beside `path` that is
+/// renamed over it once the run is done and every row is written: the history is never held
+/// (a run of millions of requests would hold as much again as the run itself), so the run's
+/// memory is all the check before it counts. A failed write, or a signal that ends the
+/// process, removes the temporary file and leaves `path` as it was.
 fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Path) -> anyhow::Result<bool> {
-    crate::input::check_output("--history-out", path)?;
+    const FLAG: &str = "--history-out";
+    crate::input::check_output(FLAG, path)?;
     let plan = Plan::new(text, origin, overrides, Vec::new())?;
     check_memory(plan.bytes_per_run(), 1, 0)?;
-    let mut rows = Vec::new();
-    let run = ledger_plan::model::run_with_history(&plan.base, plan.base.seed, &mut rows);
-    crate::input::write_whole("--history-out", path, ledger_plan::history::write(&rows).as_bytes())?;
-    ledger_exec::say!("{} requests of seed {} written to {}", rows.len(), plan.base.seed, path.display());
+    let target = crate::input::output_target(FLAG, path)?;
+    let tmp = crate::input::temp_beside(&target);
+    let failed = |e: std::io::Error| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("{FLAG} {}: {}", path.display(), crate::input::words(&e))
+    };
+    // Before the file is made, so that no signal comes between.
+    remove_on_signal(tmp.clone()).map_err(failed)?;
+    let file = std::fs::File::create(&tmp).map_err(failed)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut written: Result<u64, std::io::Error> =
+        out.write_all(format!("{}\n", ledger_plan::history::HEADER).as_bytes()).map(|()| 0);
+    let mut line = String::new();
+    let run = ledger_plan::model::run_with_history_to(&plan.base, plan.base.seed, &mut |row| {
+        // After a failed write the run goes on (it cannot be stopped) but writes nothing more.
+        if let Ok(n) = &mut written {
+            line.clear();
+            ledger_plan::history::write_row(&mut line, &row);
+            match out.write_all(line.as_bytes()) {
+                Ok(()) => *n += 1,
+                Err(e) => written = Err(e),
+            }
+        }
+    });
+    let rows = written
+        .and_then(|n| out.into_inner().map_err(|e| e.into_error()).map(|_| n))
+        .and_then(|n| std::fs::rename(&tmp, &target).map(|()| n))
+        .map_err(failed)?;
+    ledger_exec::say!("{rows} requests of seed {} written to {}", plan.base.seed, path.display());
     if let Some(v) = &run.first_violation {
         ledger_exec::say!("{} invariant violation(s); the first: {v}", run.violations);
     }
     Ok(run.violations == 0)
+}
+
+/// From now on, SIGINT, SIGTERM or SIGHUP removes `tmp` (an output not yet renamed into
+/// place) and then ends the process as the signal would have. Once `tmp` was renamed, there
+/// is nothing left to remove.
+fn remove_on_signal(tmp: PathBuf) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new().name("remove-on-signal".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = signal_hook::low_level::emulate_default_handler(sig);
+            std::process::exit(128 + sig);
+        }
+    })?;
+    Ok(())
 }
