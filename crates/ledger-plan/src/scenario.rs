@@ -602,11 +602,32 @@ pub fn fmt_f64(v: f64) -> String {
     }
 }
 
+/// toml's `message` with each long number it quotes as "floating point `N`" written as
+/// [`fmt_f64`] writes it: toml writes every one of the 301 digits of `1e300`.
+fn compact(message: &str) -> String {
+    const QUOTED: &str = "floating point `";
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(at) = rest.find(QUOTED) {
+        let start = at + QUOTED.len();
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find('`').unwrap_or(rest.len());
+        match rest[..end].parse::<f64>() {
+            Ok(v) if end > 24 => out.push_str(&fmt_f64(v)),
+            _ => out.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl PlanScenario {
     /// Parse and validate a scenario; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<PlanScenario, PlanError> {
-        let s: PlanScenario =
-            toml::from_str(text).map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: e.to_string() })?;
+        let s: PlanScenario = toml::from_str(text)
+            .map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: compact(&e.to_string()) })?;
         s.validate(origin, Some(text))?;
         Ok(s)
     }
@@ -661,16 +682,16 @@ impl PlanScenario {
             if up[i] + down[i] > 1.0 {
                 c.fail(
                     &format!("tiers.decay_per_day.{tier}"),
-                    down[i],
+                    fmt_f64(down[i]),
                     "promotion + decay of a tier must be at most 1",
                 );
             }
         }
         if up[3] != 0.0 {
-            c.fail("tiers.promote_per_day.elite", up[3], "elite is the highest tier");
+            c.fail("tiers.promote_per_day.elite", fmt_f64(up[3]), "elite is the highest tier");
         }
         if down[0] != 0.0 {
-            c.fail("tiers.decay_per_day.new", down[0], "new is the lowest tier");
+            c.fail("tiers.decay_per_day.new", fmt_f64(down[0]), "new is the lowest tier");
         }
         let b = &self.budget;
         for (name, v) in
@@ -800,7 +821,7 @@ pub fn set_number(doc: &mut toml::Table, key: &str, value: &str) -> Result<(), P
 /// A scenario from a TOML document with sweep overrides applied; `label` names it in errors.
 pub fn from_table(doc: toml::Table, label: &str) -> Result<PlanScenario, PlanError> {
     let s = PlanScenario::deserialize(toml::Value::Table(doc))
-        .map_err(|e| PlanError::Toml { origin: label.to_owned(), message: e.to_string().trim().to_owned() })?;
+        .map_err(|e| PlanError::Toml { origin: label.to_owned(), message: compact(e.to_string().trim()) })?;
     s.validate(label, None)?;
     Ok(s)
 }

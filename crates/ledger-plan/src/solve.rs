@@ -384,14 +384,14 @@ impl Solver {
         let (lo, hi, key) = (solver.range.lo, solver.range.hi, solver.range.key.clone());
         let resolution = match options.resolution {
             Some(r) if !(r.is_finite() && r > 0.0) => {
-                return Err(PlanError::Solve(format!("{key}: --resolution {r} must be above 0")))
+                return Err(PlanError::Solve(format!("{key}: --resolution {} must be above 0", fmt_f64(r))))
             }
             // The grid's values are written to nine decimals (`grid_value`).
             Some(r) if r < 1e-9 => {
-                return Err(PlanError::Solve(format!("{key}: --resolution {r} is finer than a billionth")))
+                return Err(PlanError::Solve(format!("{key}: --resolution {} is finer than a billionth", fmt_f64(r))))
             }
             Some(r) if whole && r.fract() != 0.0 => {
-                return Err(PlanError::Solve(format!("{key}: --resolution {r}: {key} takes whole numbers")))
+                return Err(PlanError::Solve(format!("{key}: --resolution {}: {key} takes whole numbers", fmt_f64(r))))
             }
             Some(r) => r,
             None if whole => ((hi - lo) / 200.0).round().max(1.0),
@@ -402,7 +402,10 @@ impl Solver {
         // in the middle of the search.
         if lo + resolution < hi {
             solver.scenario_at(grid_value(lo, resolution, 1)).map_err(|e| {
-                PlanError::Solve(format!("{key}: --resolution {resolution} gives values the key cannot take: {e}"))
+                PlanError::Solve(format!(
+                    "{key}: --resolution {} gives values the key cannot take: {e}",
+                    fmt_f64(resolution)
+                ))
             })?;
         }
         if let Some(band) = options.band {
@@ -433,10 +436,12 @@ impl Solver {
             }
             let band = options.band.unwrap_or(limit.min(1.0 - limit) / 5.0);
             // Rounded to nine places so that 0.05 + 0.01 reads 0.06 in reports.
-            let round = |p: f64| (p * 1e9).round() / 1e9;
+            let round = |p: f64| Some((p * 1e9).round() / 1e9).filter(|r| r.is_finite()).unwrap_or(p);
             let spec =
                 SprtSpec::new(round(limit - band), round(limit + band), options.alpha, options.beta, options.max_seeds)
-                    .map_err(|e| PlanError::Target(format!("{text:?} (limit {limit}, band {band}): {e}")))?;
+                    .map_err(|e| {
+                        PlanError::Target(format!("{text:?} (limit {}, band {}): {e}", fmt_f64(limit), fmt_f64(band)))
+                    })?;
             solver.targets.push((target, spec));
         }
         for (target, _) in &solver.targets {
@@ -477,7 +482,11 @@ impl Solver {
             && matches!(from_table(doc, "probe"),
                 Err(PlanError::Toml { message, .. }) if message.contains("invalid type: floating point"));
         if whole && (lo.fract() != 0.0 || hi.fract() != 0.0) {
-            return Err(PlanError::Solve(format!("{key}={lo}..{hi}: {key} takes whole numbers")));
+            return Err(PlanError::Solve(format!(
+                "{key}={}..{}: {key} takes whole numbers",
+                fmt_f64(*lo),
+                fmt_f64(*hi)
+            )));
         }
         for v in [*lo, *hi] {
             self.scenario_at(v)?;

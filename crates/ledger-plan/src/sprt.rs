@@ -18,6 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::scenario::fmt_f64;
+
 /// What a test concluded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,12 +52,13 @@ impl SprtSpec {
     /// least one trial.
     pub fn new(p0: f64, p1: f64, alpha: f64, beta: f64, max_trials: u64) -> Result<SprtSpec, String> {
         if !(p0 > 0.0 && p0 < p1 && p1 < 1.0) {
-            let show = |p: f64| (p * 1e9).round() / 1e9;
+            // To nine decimals, as the band is written; compactly when it is far out.
+            let show = |p: f64| fmt_f64(Some((p * 1e9).round() / 1e9).filter(|r| r.is_finite()).unwrap_or(p));
             return Err(format!("the indifference band {}..{} must satisfy 0 < low < high < 1", show(p0), show(p1)));
         }
         for (name, v) in [("alpha", alpha), ("beta", beta)] {
             if !(v > 0.0 && v < 0.5) {
-                return Err(format!("{name} = {v}: must be above 0 and below 0.5"));
+                return Err(format!("{name} = {}: must be above 0 and below 0.5", fmt_f64(v)));
             }
         }
         if max_trials == 0 {

@@ -25,7 +25,7 @@ use ledger_core::Tier;
 use serde::{Deserialize, Serialize};
 
 use super::model::{SeedResult, FREE};
-use super::scenario::PlanError;
+use super::scenario::{fmt_f64, PlanError};
 
 /// A metric of one seed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,6 +96,7 @@ fn never_negative(text: &str, name: &str, op: Op, value: f64) -> Result<(), Plan
         Op::AtLeast => "always met",
         Op::AtMost => "never met",
     };
+    let value = fmt_f64(value);
     Err(bad(text, format!("{name} counts sats, never fewer than 0, so against {value} it is {always}; give 0 or more")))
 }
 
@@ -255,7 +256,7 @@ impl Target {
 
     /// The bad event in words, for reports.
     pub fn event_words(&self) -> String {
-        let v = self.value;
+        let v = fmt_f64(self.value);
         let cmp = |op: Op| if op == Op::AtLeast { "below" } else { "above" };
         match self.metric {
             Metric::PDry { day } if self.op == Op::AtMost => format!("pool dry by day {day}"),

@@ -202,6 +202,68 @@ fn bad_input_is_refused_before_any_work() {
     PlanScenario::from_toml_str(&small(), "small.toml").unwrap();
 }
 
+/// A number far out of range is written compactly in errors and words (as `1e300`, not 301
+/// digits), wherever it is given: the range, the options, a target, a sweep, a scenario file.
+#[test]
+fn huge_and_tiny_numbers_are_written_compactly() {
+    let d = SolveOptions::default;
+    let e = |range: &str, target: &str, o: SolveOptions| solver(range, &[target], o).unwrap_err();
+    let t = "p_dry <= 0.05";
+    let sweep =
+        |s: &str| ledger_plan::Plan::new(&small(), "small.toml", &[], vec![ledger_plan::parse_sweep(s).unwrap()]);
+    let file = |text: &str| PlanScenario::from_toml_str(text, "s.toml").unwrap_err().to_string();
+    for (got, want) in [
+        (
+            e("pool_initial_sats=0..1e300", t, d()),
+            "--solve pool_initial_sats=1e300: invalid type: floating point `1e300`, expected u64\nin `pool_initial_sats`",
+        ),
+        (
+            e("pool_initial_sats=0..1000", t, SolveOptions { resolution: Some(1e-300), ..d() }),
+            "--solve pool_initial_sats: --resolution 1e-300 is finer than a billionth",
+        ),
+        (
+            e("pool_initial_sats=0.5..1e300", t, d()),
+            "--solve pool_initial_sats=0.5..1e300: pool_initial_sats takes whole numbers",
+        ),
+        (
+            e("credit_pct=0..100", t, SolveOptions { beta: 1e300, ..d() }),
+            "--target \"p_dry <= 0.05\" (limit 0.05, band 0.01): beta = 1e300: must be above 0 and below 0.5",
+        ),
+        (
+            e("credit_pct=0..100", t, SolveOptions { band: Some(1e300), ..d() }),
+            "--target \"p_dry <= 0.05\" (limit 0.05, band 1e300): the indifference band -1e300..1e300 must satisfy \
+             0 < low < high < 1",
+        ),
+        (
+            e("credit_pct=0..100", "p_dry <= 1e-300", d()),
+            "--target \"p_dry <= 1e-300\" (limit 1e-300, band 2e-301): the indifference band 0..0 must satisfy \
+             0 < low < high < 1",
+        ),
+        (
+            e("credit_pct=0..100", "pool_p5 >= -1e300", d()),
+            "--target \"pool_p5 >= -1e300\": pool_p5 counts sats, never fewer than 0, so against -1e300 it is \
+             always met; give 0 or more",
+        ),
+        (
+            sweep("pool_initial_sats=1e300").unwrap_err().to_string(),
+            "--sweep pool_initial_sats=1e300: invalid type: floating point `1e300`, expected u64\nin `pool_initial_sats`",
+        ),
+        (
+            file("[tiers]\npromote_per_day = { elite = 1e-300 }\n"),
+            "s.toml:2: tiers.promote_per_day.elite = 1e-300: elite is the highest tier",
+        ),
+    ] {
+        assert_eq!(got, want);
+    }
+    let e = file("pool_initial_sats = 1e300\n");
+    assert!(e.ends_with("invalid type: floating point `1e300`, expected u64\n"), "{e}");
+    // A short number is quoted as toml wrote it: `3.0` says it is a float.
+    let e = file("days = 3.0\n");
+    assert!(e.ends_with("invalid type: floating point `3.0`, expected u32\n"), "{e}");
+    let target = ledger_plan::target::Target::parse("pool_p5 >= 1e300", 10).unwrap();
+    assert_eq!(target.event_words(), "pool on day 10 below 1e300 sats");
+}
+
 /// The default resolution is a step the key takes: a 200th of a narrow credit range has three
 /// decimals, and a credit has at most two, so it rounds up to 1, 2 or 5 times a power of ten.
 #[test]

@@ -226,3 +226,28 @@ fn history_out_stopped_by_a_signal_leaves_nothing_behind() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["busy.toml"], "left behind");
 }
+
+/// `1e300` and `1e-300` given on the command line are quoted back as written, not as 301
+/// digits.
+#[test]
+fn errors_write_huge_and_tiny_numbers_compactly() {
+    let dir = scratch("plan-hostile-compact");
+    let s = crate::common::root().join("fixtures/scenarios/plan-tipping.toml");
+    let s = s.to_str().unwrap();
+    let target = "p_dry(day=2) <= 0.05";
+    for (args, said) in [
+        (
+            vec!["--solve", "pool_initial_sats=0..1e300"],
+            "ledger-sim: error: --solve pool_initial_sats=1e300: invalid type: floating point `1e300`, expected u64",
+        ),
+        (
+            vec!["--solve", "pool_initial_sats=0..1000", "--resolution", "1e-300"],
+            "ledger-sim: error: --solve pool_initial_sats: --resolution 1e-300 is finer than a billionth",
+        ),
+    ] {
+        let (code, _, err) = sim_in(dir.as_ref(), &[&["plan", s, "--target", target][..], &args].concat());
+        assert_eq!(code, 2, "{err}");
+        assert!(err.starts_with(said), "{err}");
+        assert!(err.len() < 200, "{err}");
+    }
+}
