@@ -340,7 +340,7 @@ fn seed_bytes(s: &Scenario) -> u64 {
 }
 
 /// Bytes of memory available now (`MemAvailable` of `/proc/meminfo`), where the system says.
-fn mem_available() -> Option<u64> {
+pub(crate) fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

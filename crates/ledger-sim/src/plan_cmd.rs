@@ -140,20 +140,12 @@ fn report_then_print(printed: String, page: impl FnOnce() -> String, args: &Outp
     Ok(written?)
 }
 
-/// Bytes of memory available now (`MemAvailable` of `/proc/meminfo`), where the system says.
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb.saturating_mul(1024))
-}
-
 /// Refuses, before any work, a plan whose runs (`per_run` bytes each, `n_items` of them at
 /// most) and results (`results` bytes in all) would not fit in the memory available.
 fn check_memory(per_run: u64, n_items: usize, results: u64) -> anyhow::Result<()> {
     let threads = rayon::current_num_threads().min(n_items.max(1)) as u64;
     let need = per_run.saturating_mul(threads);
-    let Some(available) = mem_available() else { return Ok(()) };
+    let Some(available) = crate::cli::mem_available() else { return Ok(()) };
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
     if need.saturating_add(results) > available && results > need {
         anyhow::bail!(
