@@ -339,19 +339,11 @@ fn seed_bytes(s: &Scenario) -> u64 {
     PER_STEP.saturating_mul(s.n_steps).saturating_add(PER_USER.saturating_mul(u64::from(s.n_users))) + (20 << 20)
 }
 
-/// Bytes of memory available now (`MemAvailable` of `/proc/meminfo`), where the system says.
-pub(crate) fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb.saturating_mul(1024))
-}
-
 /// Refuses, before any seed, a run whose seeds (`in_parallel` of them at a time) would not fit
 /// in the memory available: a scenario within its limits (100 M steps) may need 23 GB a seed,
 /// and a failed allocation aborts the process with nothing said and nothing written.
 fn check_run_memory(s: &Scenario, in_parallel: u64) -> anyhow::Result<()> {
-    let Some(available) = mem_available() else { return Ok(()) };
+    let Some(available) = crate::memory::available() else { return Ok(()) };
     let per_seed = seed_bytes(s);
     let need = per_seed.saturating_mul(in_parallel);
     if need <= available {

@@ -12,6 +12,7 @@ mod conform;
 mod input;
 mod interrupt;
 mod junit;
+mod memory;
 mod merge_runs;
 mod plan_cmd;
 mod soak;

@@ -145,7 +145,7 @@ fn report_then_print(printed: String, page: impl FnOnce() -> String, args: &Outp
 fn check_memory(per_run: u64, n_items: usize, results: u64) -> anyhow::Result<()> {
     let threads = rayon::current_num_threads().min(n_items.max(1)) as u64;
     let need = per_run.saturating_mul(threads);
-    let Some(available) = crate::cli::mem_available() else { return Ok(()) };
+    let Some(available) = crate::memory::available() else { return Ok(()) };
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
     if need.saturating_add(results) > available && results > need {
         anyhow::bail!(
