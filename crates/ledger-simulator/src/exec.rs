@@ -624,7 +624,10 @@ impl<E: Engine> Exec<E> {
                 break;
             }
         }
-        self.apply(Event::Jump(self.engine.config().reservation_ttl_ms + 1));
+        // Past every deadline. A history read from a trace has a bounded TTL
+        // (`scenario::MAX_TTL_MS`); one built in code cannot wrap the jump to 0 ms either, which
+        // would leave every crashed worker's reservation to I5 and I6.
+        self.apply(Event::Jump(self.engine.config().reservation_ttl_ms.saturating_add(1)));
         let mut op = self.engine.begin(&Call::Expire);
         self.journal.clear();
         let reply = loop {
@@ -697,5 +700,39 @@ fn show_reply(r: &Reply) -> String {
         Reply::Ok(o) => serde_json::to_string(o).unwrap_or_default(),
         Reply::Refused(r) => format!("refused: {r}"),
         Reply::Failed { error } => format!("failed: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ledger_core::{Config, Tier};
+    use ledger_harness::ReferenceEngine;
+
+    use crate::history::{Event, Flow, FlowKind, History};
+
+    /// The drain jumps the TTL plus one past every deadline; at the largest TTL that jump is
+    /// the end of time, not 0 ms (which would leave the crashed worker's reservation held and
+    /// blame the engine for it under I5 and I6).
+    #[test]
+    fn the_drains_jump_past_every_deadline_does_not_wrap() {
+        let config = Config { reservation_ttl_ms: u64::MAX, ..Config::default() };
+        let mut flow = Flow::new(1, FlowKind::Session, 1);
+        (flow.estimated_sats, flow.actual_sats, flow.crash_after) = (100, 100, Some(1));
+        let mut events = vec![Event::Start(1)];
+        events.extend([Event::Step(1); 6]);
+        let h = History {
+            engine: "reference".into(),
+            seed: 0,
+            step_ms: 250,
+            config,
+            users: BTreeMap::from([(1, Some(Tier::Elite))]),
+            flows: vec![flow],
+            events,
+        };
+        let r = crate::gen::replay(ReferenceEngine::new, &h, true);
+        let jump = r.log.iter().find(|l| l.contains("clock jumps")).expect("the drain jumps");
+        assert!(jump.ends_with(&format!("clock jumps {} ms", u64::MAX)), "{jump}");
     }
 }

@@ -14,6 +14,11 @@
 //! hash do not match is refused, naming the file and line. Version 1, which has no footer, is
 //! still read (a cut version 1 trace cannot be detected); [`History::write_jsonl`] writes
 //! version 2.
+//!
+//! A trace of either version is held to the bounds of the scenarios that write one
+//! ([`crate::scenario`]), and refused beyond them naming the line and the field, never
+//! replayed into a violation the engine would be blamed for: a reservation TTL of at most
+//! [`MAX_TTL_MS`](crate::scenario::MAX_TTL_MS).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -306,6 +311,15 @@ impl History {
                             crate::scenario::MAX_STEP_MS
                         )));
                     }
+                    if config.reservation_ttl_ms > crate::scenario::MAX_TTL_MS {
+                        return Err(bad(format!(
+                            "config.reservation_ttl_ms {}: more than 2^61 ({}), the longest a simulation takes; the \
+                             drain's jump of the TTL plus one past every deadline would take the clock out of \
+                             SPEC's 0..=2^63-1",
+                            config.reservation_ttl_ms,
+                            crate::scenario::MAX_TTL_MS
+                        )));
+                    }
                     let h = History {
                         engine,
                         seed,
@@ -395,5 +409,77 @@ impl History {
             Line::Header { .. } | Line::Footer { .. } => unreachable!("the reader takes headers and footers itself"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"{"budget_sats":{"new":0,"established":50,"trusted":200,"elite":1000},"pool_initial_sats":10000,"credit_bps":1000,"reservation_ttl_ms":600000}"#;
+
+    /// A trace of `version` from its lines (the header first), with a footer that matches them
+    /// from version 2 on: what a hostile hand writes to get past the hash.
+    fn trace(version: u32, lines: &[String]) -> Vec<u8> {
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        if version >= 2 {
+            let count = |kind: &str| lines.iter().filter(|l| l.contains(&format!("\"line\":\"{kind}\""))).count();
+            let users: std::collections::BTreeSet<&str> = lines
+                .iter()
+                .filter(|l| l.contains("\"line\":\"user\""))
+                .map(|l| l.split("\"user\":").nth(1).unwrap().split([',', '}']).next().unwrap())
+                .collect();
+            let sha256 = Sha256Hex::of(text.as_bytes());
+            text.push_str(&format!(
+                r#"{{"line":"footer","users":{},"flows":{},"events":{},"sha256":"{sha256}"}}"#,
+                users.len(),
+                count("flow"),
+                count("event")
+            ));
+            text.push('\n');
+        }
+        text.into_bytes()
+    }
+
+    fn header(version: u32, config: &str) -> String {
+        format!(
+            r#"{{"line":"header","format":"ledger-sim-trace","version":{version},"engine":"reference","seed":0,"step_ms":250,"config":{config}}}"#
+        )
+    }
+
+    /// An elite user's session whose worker crashes after its decide: the drain must expire
+    /// its reservation.
+    fn crashed_session(version: u32, config: &str) -> Vec<u8> {
+        let mut lines = vec![
+            header(version, config),
+            r#"{"line":"user","user":1,"tier":"elite"}"#.to_owned(),
+            r#"{"line":"flow","id":1,"kind":"session","user":1,"estimated_sats":100,"actual_sats":100,"crash_after":1}"#
+                .to_owned(),
+            r#"{"line":"event","ev":{"start":1}}"#.to_owned(),
+        ];
+        lines.extend((0..6).map(|_| r#"{"line":"event","ev":{"step":1}}"#.to_owned()));
+        trace(version, &lines)
+    }
+
+    fn read(bytes: &[u8]) -> Result<History, String> {
+        History::read_jsonl(bytes, "t.jsonl").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_reservation_ttl_beyond_the_bound_is_refused_at_the_header() {
+        let ttl = |v: u64| CONFIG.replace("600000", &v.to_string());
+        let max = crate::scenario::MAX_TTL_MS;
+        for version in [1, 2] {
+            let h = read(&crashed_session(version, &ttl(max))).unwrap();
+            assert_eq!(h.config.reservation_ttl_ms, max);
+            for bad in [max + 1, u64::MAX] {
+                let e = read(&crashed_session(version, &ttl(bad))).unwrap_err();
+                assert!(e.starts_with(&format!("t.jsonl:1: config.reservation_ttl_ms {bad}: more than 2^61")), "{e}");
+            }
+        }
     }
 }

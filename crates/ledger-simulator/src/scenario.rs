@@ -73,6 +73,11 @@ pub struct Scenario {
 /// The longest step: with at most [`MAX_STEPS`] steps, a run's clock stays far below 2^63 ms.
 pub const MAX_STEP_MS: u64 = 86_400_000;
 
+/// The longest reservation TTL a simulation takes: 2^61 ms (about 73 million years). A run
+/// ends with a jump of the TTL plus one past every deadline: bounded, the jump cannot overflow
+/// and leaves the clock in SPEC's `0..=2^63-1` with room for the schedule before it.
+pub const MAX_TTL_MS: u64 = 1 << 61;
+
 /// The largest genesis pool a simulation takes: what a run can credit on top stays far below
 /// `Sats::MAX`.
 pub const MAX_POOL_INITIAL_SATS: u64 = 1_000_000_000_000_000;
@@ -198,6 +203,14 @@ impl Scenario {
                 "must be at most 86400000 (a day a step; the clock of a run must stay in SPEC's 0..=2^63-1)",
             );
         }
+        if self.ledger.reservation_ttl_ms > MAX_TTL_MS {
+            return err(
+                "ledger.reservation_ttl_ms",
+                self.ledger.reservation_ttl_ms.to_string(),
+                "must be at most 2^61 (2305843009213693952) in a simulation (the drain jumps the TTL plus one past \
+                 every deadline, and the clock must stay in SPEC's 0..=2^63-1)",
+            );
+        }
         if self.ledger.pool_initial_sats.to_u64() > MAX_POOL_INITIAL_SATS {
             return err(
                 "ledger.pool_initial_sats",
@@ -217,3 +230,20 @@ impl Scenario {
 
 /// The tier a user starts with, `None` for a user the trust service does not know.
 pub type StartTier = Option<Tier>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_ttl_beyond_the_bound_is_refused_naming_the_key() {
+        let at = |ttl: u64| format!("[ledger]\nreservation_ttl_ms = {ttl}\n");
+        let s = Scenario::from_toml_str(&at(MAX_TTL_MS), "s.toml").unwrap();
+        assert_eq!(s.ledger.reservation_ttl_ms, MAX_TTL_MS);
+        // TOML's largest integer, which a run's drain took out of SPEC's range of times.
+        for ttl in [MAX_TTL_MS + 1, i64::MAX as u64] {
+            let e = Scenario::from_toml_str(&at(ttl), "s.toml").unwrap_err().to_string();
+            assert!(e.starts_with(&format!("s.toml: ledger.reservation_ttl_ms = {ttl}: must be at most 2^61")), "{e}");
+        }
+    }
+}

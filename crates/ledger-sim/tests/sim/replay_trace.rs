@@ -106,3 +106,80 @@ fn version_1_traces_still_replay() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("VIOLATION I4"));
 }
+
+/// A hostile trace of version 2, from its lines (the header first), with the footer that
+/// matches them: the hash cannot catch what the reader must refuse itself.
+fn hostile(lines: &[String]) -> Vec<u8> {
+    let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let count = |kind: &str| lines.iter().filter(|l| l.contains(&format!("\"line\":\"{kind}\""))).count();
+    let users: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l.contains("\"line\":\"user\""))
+        .map(|l| l.split("\"user\":").nth(1).unwrap().split([',', '}']).next().unwrap())
+        .collect();
+    let sha256 = ledger_harness::conformance::Sha256Hex::of(text.as_bytes());
+    text.push_str(&format!(
+        "{{\"line\":\"footer\",\"users\":{},\"flows\":{},\"events\":{},\"sha256\":\"{sha256}\"}}\n",
+        users.len(),
+        count("flow"),
+        count("event")
+    ));
+    text.into_bytes()
+}
+
+/// The header of a reference trace, the default configuration with `edit` applied to it.
+fn header(edit: impl Fn(String) -> String) -> String {
+    let config = r#"{"budget_sats":{"new":0,"established":50,"trusted":200,"elite":1000},"pool_initial_sats":10000,"credit_bps":1000,"reservation_ttl_ms":600000}"#;
+    format!(
+        r#"{{"line":"header","format":"ledger-sim-trace","version":2,"engine":"reference","seed":0,"step_ms":250,"config":{}}}"#,
+        edit(config.to_owned())
+    )
+}
+
+/// Replays `bytes` as `name`: a bad input is exit 2 with `file:line: ` and `words` on stderr,
+/// and nothing on stdout (no step, no verdict, no blame on the engine).
+fn refused(name: &str, bytes: &[u8], line: usize, words: &str) {
+    let path = tmp(name, bytes);
+    let out = sim(&["replay", &path]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{name}: {stdout}{stderr}");
+    assert!(stdout.is_empty(), "{name}: {stdout}");
+    assert!(stderr.contains(&format!("{path}:{line}: ")) && stderr.contains(words), "{name}: {stderr}");
+}
+
+/// An elite user's session whose worker crashes after its decide: the drain jumps past the
+/// reservation's deadline and `expire` releases it.
+fn crashed_session(header: String) -> Vec<String> {
+    let mut lines = vec![
+        header,
+        r#"{"line":"user","user":1,"tier":"elite"}"#.to_owned(),
+        r#"{"line":"flow","id":1,"kind":"session","user":1,"estimated_sats":100,"actual_sats":100,"crash_after":1}"#
+            .to_owned(),
+        r#"{"line":"event","ev":{"start":1}}"#.to_owned(),
+    ];
+    lines.extend((0..6).map(|_| r#"{"line":"event","ev":{"step":1}}"#.to_owned()));
+    lines
+}
+
+#[test]
+fn a_reservation_ttl_past_the_bound_is_refused_not_blamed_on_the_reference() {
+    // At the default TTL the reference holds: the drain expires the crashed worker's
+    // reservation.
+    let ok = tmp("ttl-ok.jsonl", &hostile(&crashed_session(header(|c| c))));
+    let out = sim(&["replay", &ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    // At u64::MAX, TTL + 1 wrapped to a jump of 0 ms and I5 and I6 blamed the reference.
+    let ttl = |c: String| c.replace("600000", &u64::MAX.to_string());
+    let bytes = hostile(&crashed_session(header(ttl)));
+    refused("ttl.jsonl", &bytes, 1, "config.reservation_ttl_ms 18446744073709551615: more than 2^61");
+    // And `run` refuses a scenario with such a TTL (TOML's largest integer) before any seed,
+    // where its drain took the clock out of SPEC's range and blamed the reference too.
+    let scenario = tmp(
+        "ttl.toml",
+        format!("n_users = 10\nn_steps = 100\n[ledger]\nreservation_ttl_ms = {}\n", i64::MAX).as_bytes(),
+    );
+    let out = sim(&["run", "--scenario", &scenario, "--seeds", "0..4"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("ledger.reservation_ttl_ms = 9223372036854775807: must be at most 2^61"), "{stderr}");
+}
