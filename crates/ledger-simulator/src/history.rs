@@ -18,7 +18,10 @@
 //! A trace of either version is held to the bounds of the scenarios that write one
 //! ([`crate::scenario`]), and refused beyond them naming the line and the field, never
 //! replayed into a violation the engine would be blamed for: a reservation TTL of at most
-//! [`MAX_TTL_MS`](crate::scenario::MAX_TTL_MS).
+//! [`MAX_TTL_MS`](crate::scenario::MAX_TTL_MS); a pool at genesis of at most
+//! [`MAX_POOL_INITIAL_SATS`](crate::scenario::MAX_POOL_INITIAL_SATS), flow amounts of at most
+//! [`MAX_FLOW_SATS`](crate::scenario::MAX_FLOW_SATS), and the pool with every flow's amounts
+//! at most `Sats::MAX`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -271,7 +274,7 @@ impl History {
     /// file in errors. A version 2 trace must end with a footer that matches what precedes
     /// it.
     pub fn read_jsonl(mut input: impl BufRead, path: &str) -> Result<History, TraceError> {
-        let mut history: Option<(u32, History)> = None;
+        let mut reading: Option<Reading> = None;
         let mut hash = Sha256Hex::default();
         let mut footer_at: Option<usize> = None;
         let mut raw = Vec::new();
@@ -297,29 +300,14 @@ impl History {
                 continue;
             }
             let parsed: Line = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-            match (parsed, history.as_mut()) {
+            match (parsed, reading.as_mut()) {
                 (Line::Header { format, version, engine, seed, step_ms, config }, None) => {
                     if format != "ledger-sim-trace" || !(1..=TRACE_VERSION).contains(&version) {
                         return Err(bad(format!(
                             "unsupported trace {format:?} version {version} (this reader reads \"ledger-sim-trace\" versions 1 to {TRACE_VERSION})"
                         )));
                     }
-                    if step_ms > crate::scenario::MAX_STEP_MS {
-                        return Err(bad(format!(
-                            "step_ms {step_ms}: more than {} (a day a step); the trace's clock would leave SPEC's \
-                             0..=2^63-1",
-                            crate::scenario::MAX_STEP_MS
-                        )));
-                    }
-                    if config.reservation_ttl_ms > crate::scenario::MAX_TTL_MS {
-                        return Err(bad(format!(
-                            "config.reservation_ttl_ms {}: more than 2^61 ({}), the longest a simulation takes; the \
-                             drain's jump of the TTL plus one past every deadline would take the clock out of \
-                             SPEC's 0..=2^63-1",
-                            config.reservation_ttl_ms,
-                            crate::scenario::MAX_TTL_MS
-                        )));
-                    }
+                    check_header(step_ms, &config).map_err(bad)?;
                     let h = History {
                         engine,
                         seed,
@@ -329,11 +317,11 @@ impl History {
                         flows: Vec::new(),
                         events: Vec::new(),
                     };
-                    history = Some((version, h));
+                    reading = Some(Reading { version, sats: u128::from(config.pool_initial_sats.to_u64()), h });
                 }
                 (Line::Header { .. }, Some(_)) => return Err(bad("a second header".into())),
                 (_, None) => return Err(bad("the first line must be the header".into())),
-                (Line::Footer { users, flows, events, sha256 }, Some((version, h))) => {
+                (Line::Footer { users, flows, events, sha256 }, Some(Reading { version, h, .. })) => {
                     if *version < 2 {
                         return Err(bad("a footer in a version 1 trace: footers came with version 2".into()));
                     }
@@ -352,47 +340,77 @@ impl History {
                     }
                     footer_at = Some(line_no);
                 }
-                (line, Some((_, h))) => h.take(line).map_err(bad)?,
+                (line, Some(r)) => r.take(line).map_err(bad)?,
             }
         }
-        match history {
+        match reading {
             None => Err(TraceError::Line {
                 path: path.to_owned(),
                 line: line_no + 1,
                 message: "the trace is empty: its first line must be the header".into(),
             }),
-            Some((version, _)) if version >= 2 && footer_at.is_none() => Err(TraceError::Line {
+            Some(r) if r.version >= 2 && footer_at.is_none() => Err(TraceError::Line {
                 path: path.to_owned(),
                 line: line_no + 1,
                 message: format!("the trace ends after line {line_no} without its footer: it was cut short"),
             }),
-            Some((_, h)) => Ok(h),
+            Some(r) => Ok(r.h),
         }
     }
+}
 
+/// The header's bounds, those of the scenarios that write traces ([`crate::scenario`]).
+fn check_header(step_ms: u64, config: &Config) -> Result<(), String> {
+    use crate::scenario::{MAX_POOL_INITIAL_SATS, MAX_STEP_MS, MAX_TTL_MS};
+    if step_ms > MAX_STEP_MS {
+        return Err(format!(
+            "step_ms {step_ms}: more than {MAX_STEP_MS} (a day a step); the trace's clock would leave SPEC's 0..=2^63-1"
+        ));
+    }
+    if config.reservation_ttl_ms > MAX_TTL_MS {
+        return Err(format!(
+            "config.reservation_ttl_ms {}: more than 2^61 ({MAX_TTL_MS}), the longest a simulation takes; the drain's \
+             jump of the TTL plus one past every deadline would take the clock out of SPEC's 0..=2^63-1",
+            config.reservation_ttl_ms
+        ));
+    }
+    let pool = config.pool_initial_sats.to_u64();
+    if pool > MAX_POOL_INITIAL_SATS {
+        return Err(format!(
+            "config.pool_initial_sats {pool}: more than 1e15 ({MAX_POOL_INITIAL_SATS}), the largest pool a simulation \
+             takes (credits on top of more could reach Sats::MAX, where the ledger refuses them as an overflow)"
+        ));
+    }
+    Ok(())
+}
+
+/// A trace being read: the history so far, and what its bounds need.
+struct Reading {
+    /// The header's version.
+    version: u32,
+    h: History,
+    /// The pool at genesis plus every flow's estimated and actual cost so far: what bounds the
+    /// credits (at most what the users pay, at most a job's estimate or a session's actual
+    /// cost) and the overruns (at most the actual costs) a correct ledger books.
+    sats: u128,
+}
+
+impl Reading {
     /// Adds a user, flow or event line.
     fn take(&mut self, line: Line) -> Result<(), String> {
         match line {
             Line::User { user, tier } => {
-                self.users.insert(user, tier);
+                self.h.users.insert(user, tier);
             }
             Line::Flow(f) => {
-                if self.flows.last().is_some_and(|last| last.id >= f.id) {
+                if self.h.flows.last().is_some_and(|last| last.id >= f.id) {
                     return Err(format!("flow ids must increase (flow {})", f.id));
                 }
-                if !self.users.contains_key(&f.user) {
+                if !self.h.users.contains_key(&f.user) {
                     return Err(format!("flow {} names user {} with no user line", f.id, f.user));
                 }
-                for (what, v) in [("estimated_sats", f.estimated_sats), ("actual_sats", f.actual_sats)] {
-                    if ledger_core::Sats::new(v).is_err() {
-                        return Err(format!(
-                            "flow {}: {what} {v} is above the largest amount, {} sats",
-                            f.id,
-                            ledger_core::Sats::MAX
-                        ));
-                    }
-                }
-                self.flows.push(f);
+                self.add_sats(&f)?;
+                self.h.flows.push(f);
             }
             Line::Event { ev } => {
                 let id = match ev {
@@ -400,14 +418,42 @@ impl History {
                     Event::Jump(_) => None,
                 };
                 if let Some(id) = id {
-                    if self.flows.binary_search_by_key(&id, |f| f.id).is_err() {
+                    if self.h.flows.binary_search_by_key(&id, |f| f.id).is_err() {
                         return Err(format!("event names flow {id}, which has no flow line"));
                     }
                 }
-                self.events.push(ev);
+                self.h.events.push(ev);
             }
             Line::Header { .. } | Line::Footer { .. } => unreachable!("the reader takes headers and footers itself"),
         }
+        Ok(())
+    }
+
+    /// Counts flow `f`'s amounts, each at most [`MAX_FLOW_SATS`](crate::scenario::MAX_FLOW_SATS)
+    /// and all of them, with the pool at genesis, at most `Sats::MAX`: beyond, a correct ledger
+    /// would refuse a credit or a record as an overflow, and the replay would blame it.
+    fn add_sats(&mut self, f: &Flow) -> Result<(), String> {
+        use crate::scenario::MAX_FLOW_SATS;
+        for (what, v) in [("estimated_sats", f.estimated_sats), ("actual_sats", f.actual_sats)] {
+            if v > MAX_FLOW_SATS {
+                return Err(format!(
+                    "flow {}: {what} {v} is above {MAX_FLOW_SATS}, the largest amount a simulated flow carries \
+                     (an edge probe's: 1000 times the largest estimate a scenario takes, 1e9, and one sat more)",
+                    f.id
+                ));
+            }
+        }
+        let sats = self.sats + u128::from(f.estimated_sats) + u128::from(f.actual_sats);
+        if sats > u128::from(ledger_core::Sats::MAX.to_u64()) {
+            return Err(format!(
+                "flow {}: the pool at genesis and the estimated and actual costs of the flows up to this one add up \
+                 to {sats} sats, more than Sats::MAX ({}): the pool's credits or the overruns could pass it, which \
+                 the ledger refuses as an overflow",
+                f.id,
+                ledger_core::Sats::MAX
+            ));
+        }
+        self.sats = sats;
         Ok(())
     }
 }
@@ -481,5 +527,86 @@ mod tests {
                 assert!(e.starts_with(&format!("t.jsonl:1: config.reservation_ttl_ms {bad}: more than 2^61")), "{e}");
             }
         }
+    }
+
+    /// Two gated jobs of a new user, `estimated` and `actual` each.
+    fn gated_jobs(config: &str, estimated: u64, actual: u64) -> Vec<u8> {
+        let mut lines = vec![header(2, config), r#"{"line":"user","user":1,"tier":"new"}"#.to_owned()];
+        for id in [1, 2] {
+            lines.push(format!(
+                r#"{{"line":"flow","id":{id},"kind":"job","user":1,"estimated_sats":{estimated},"actual_sats":{actual}}}"#
+            ));
+        }
+        for id in [1, 2] {
+            lines.push(format!(r#"{{"line":"event","ev":{{"start":{id}}}}}"#));
+            lines.extend((0..4).map(|_| format!(r#"{{"line":"event","ev":{{"step":{id}}}}}"#)));
+        }
+        trace(2, &lines)
+    }
+
+    #[test]
+    fn amounts_beyond_what_a_scenario_writes_are_refused_at_their_line() {
+        use crate::scenario::{MAX_FLOW_SATS, MAX_POOL_INITIAL_SATS};
+        let full_credit = CONFIG.replace("\"credit_bps\":1000", "\"credit_bps\":10000");
+        // Sats::MAX each: the second credit overflowed and I1 blamed the reference.
+        let max = ledger_core::Sats::MAX.to_u64();
+        let e = read(&gated_jobs(&full_credit, max, max)).unwrap_err();
+        assert!(e.starts_with(&format!("t.jsonl:3: flow 1: estimated_sats {max} is above {MAX_FLOW_SATS}")), "{e}");
+        let e = read(&gated_jobs(&full_credit, MAX_FLOW_SATS, MAX_FLOW_SATS + 1)).unwrap_err();
+        assert!(e.starts_with(&format!("t.jsonl:3: flow 1: actual_sats {} is above", MAX_FLOW_SATS + 1)), "{e}");
+        let h = read(&gated_jobs(&full_credit, MAX_FLOW_SATS, MAX_FLOW_SATS)).unwrap();
+        assert_eq!(h.flows[1].estimated_sats, MAX_FLOW_SATS);
+        // The pool at genesis, at the header.
+        let pool = |v: u64| CONFIG.replace("\"pool_initial_sats\":10000", &format!("\"pool_initial_sats\":{v}"));
+        for bad in [MAX_POOL_INITIAL_SATS + 1, max] {
+            let e = read(&gated_jobs(&pool(bad), 10, 10)).unwrap_err();
+            assert!(e.starts_with(&format!("t.jsonl:1: config.pool_initial_sats {bad}: more than 1e15")), "{e}");
+        }
+        assert!(read(&gated_jobs(&pool(MAX_POOL_INITIAL_SATS), 10, 10)).is_ok());
+    }
+
+    /// Flows each within the bound, millions of them, could still add up past Sats::MAX: the
+    /// reader counts them with the pool.
+    #[test]
+    fn the_flows_amounts_with_the_pool_are_held_below_sats_max() {
+        let h = read(&gated_jobs(CONFIG, 0, 0)).unwrap();
+        let max = u128::from(ledger_core::Sats::MAX.to_u64());
+        let mut r = Reading { version: 2, h: History { flows: Vec::new(), ..h }, sats: max - 30 };
+        let mut f = Flow::new(7, FlowKind::Job, 1);
+        (f.estimated_sats, f.actual_sats) = (10, 20);
+        r.add_sats(&f).unwrap();
+        assert_eq!(r.sats, max);
+        f.id = 8;
+        f.actual_sats = 0;
+        let e = r.add_sats(&f).unwrap_err();
+        assert!(e.starts_with(&format!("flow 8: the pool at genesis and the estimated and actual costs of the flows up to this one add up to {}", max + 10)), "{e}");
+        assert_eq!(r.sats, max);
+    }
+
+    /// The bounds are what runs write: the largest scenario amounts, and edge probes aimed at a
+    /// pool of 1e15, reach the largest flow amount exactly, and every trace reads back.
+    #[test]
+    fn what_the_largest_scenario_writes_reads_back_at_the_bounds() {
+        use crate::scenario::{Scenario, MAX_ACTUAL_PCT, MAX_ESTIMATE_SATS, MAX_FLOW_SATS, MAX_POOL_INITIAL_SATS};
+        let mut s = Scenario::small();
+        (s.n_users, s.n_steps, s.estimate_max_sats, s.actual_max_pct) = (8, 400, MAX_ESTIMATE_SATS, MAX_ACTUAL_PCT);
+        s.faults.clock_jump = 0.3;
+        s.ledger.pool_initial_sats = ledger_core::Sats::new(MAX_POOL_INITIAL_SATS).unwrap();
+        s.validate("s").unwrap();
+        let mut largest = 0;
+        for seed in 0..40 {
+            let (_, h) = crate::gen::run_seed(
+                ledger_harness::ReferenceEngine::new,
+                "reference",
+                &s,
+                seed,
+                crate::gen::SchedulerKind::Random,
+            );
+            let mut bytes = Vec::new();
+            h.write_jsonl(&mut bytes).unwrap();
+            assert_eq!(read(&bytes).unwrap(), h);
+            largest = h.flows.iter().map(|f| f.estimated_sats.max(f.actual_sats)).max().unwrap_or(0).max(largest);
+        }
+        assert_eq!(largest, MAX_FLOW_SATS);
     }
 }

@@ -78,6 +78,19 @@ pub const MAX_STEP_MS: u64 = 86_400_000;
 /// and leaves the clock in SPEC's `0..=2^63-1` with room for the schedule before it.
 pub const MAX_TTL_MS: u64 = 1 << 61;
 
+/// The largest `estimate_max_sats` a scenario takes.
+pub const MAX_ESTIMATE_SATS: u64 = 1_000_000_000;
+
+/// The largest `actual_max_pct` a scenario takes: an actual cost of at most 100 times the
+/// estimate.
+pub const MAX_ACTUAL_PCT: u32 = 10_000;
+
+/// The largest estimated or actual cost a flow of a run carries: a drawn flow's estimate is at
+/// most [`MAX_ESTIMATE_SATS`] and its actual cost at most [`MAX_ACTUAL_PCT`] of that (1e11);
+/// an edge probe (`gen.rs`) estimates up to 1000 times the largest estimate and may cost one
+/// sat more. A trace's flows are held to it.
+pub const MAX_FLOW_SATS: u64 = MAX_ESTIMATE_SATS * 1_000 + 1;
+
 /// The largest genesis pool a simulation takes: what a run can credit on top stays far below
 /// `Sats::MAX`.
 pub const MAX_POOL_INITIAL_SATS: u64 = 1_000_000_000_000_000;
@@ -170,10 +183,10 @@ impl Scenario {
         if self.estimate_min_sats == 0 || self.estimate_min_sats > self.estimate_max_sats {
             return err("estimate_min_sats", self.estimate_min_sats.to_string(), "must be in 1..=estimate_max_sats");
         }
-        if self.estimate_max_sats > 1_000_000_000 {
+        if self.estimate_max_sats > MAX_ESTIMATE_SATS {
             return err("estimate_max_sats", self.estimate_max_sats.to_string(), "must be at most 1e9");
         }
-        if self.actual_min_pct > self.actual_max_pct || self.actual_max_pct > 10_000 {
+        if self.actual_min_pct > self.actual_max_pct || self.actual_max_pct > MAX_ACTUAL_PCT {
             return err("actual_min_pct", self.actual_min_pct.to_string(), "must be <= actual_max_pct <= 10000");
         }
         if !(0.0..=1.0).contains(&self.session_share) {

@@ -183,3 +183,31 @@ fn a_reservation_ttl_past_the_bound_is_refused_not_blamed_on_the_reference() {
     assert_eq!(out.status.code(), Some(2), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
     assert!(stderr.contains("ledger.reservation_ttl_ms = 9223372036854775807: must be at most 2^61"), "{stderr}");
 }
+
+#[test]
+fn amounts_past_the_scenarios_bounds_are_refused_not_blamed_on_the_reference() {
+    // Two gated jobs of Sats::MAX at a credit of 100 %: the second credit overflowed, and I1
+    // blamed the reference.
+    let max = i64::MAX;
+    let mut lines = vec![
+        header(|c| c.replace("\"credit_bps\":1000", "\"credit_bps\":10000")),
+        r#"{"line":"user","user":1,"tier":"new"}"#.to_owned(),
+    ];
+    for id in [1, 2] {
+        lines.push(format!(
+            r#"{{"line":"flow","id":{id},"kind":"job","user":1,"estimated_sats":{max},"actual_sats":{max}}}"#
+        ));
+    }
+    for id in [1, 2] {
+        lines.push(format!(r#"{{"line":"event","ev":{{"start":{id}}}}}"#));
+        lines.extend((0..4).map(|_| format!(r#"{{"line":"event","ev":{{"step":{id}}}}}"#)));
+    }
+    refused("amounts.jsonl", &hostile(&lines), 3, &format!("flow 1: estimated_sats {max} is above 1000000000001"));
+    // A pool above the 1e15 a scenario takes, likewise.
+    let mut pool =
+        crashed_session(header(|c| c.replace("\"pool_initial_sats\":10000", &format!("\"pool_initial_sats\":{max}"))));
+    refused("pool.jsonl", &hostile(&pool), 1, &format!("config.pool_initial_sats {max}: more than 1e15"));
+    pool[0] = header(|c| c.replace("\"pool_initial_sats\":10000", "\"pool_initial_sats\":1000000000000000"));
+    let out = sim(&["replay", &tmp("pool-ok.jsonl", &hostile(&pool))]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
