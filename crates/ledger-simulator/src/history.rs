@@ -21,7 +21,9 @@
 //! [`MAX_TTL_MS`](crate::scenario::MAX_TTL_MS); a pool at genesis of at most
 //! [`MAX_POOL_INITIAL_SATS`](crate::scenario::MAX_POOL_INITIAL_SATS), flow amounts of at most
 //! [`MAX_FLOW_SATS`](crate::scenario::MAX_FLOW_SATS), and the pool with every flow's amounts
-//! at most `Sats::MAX`.
+//! at most `Sats::MAX`; and a schedule whose clock (from [`EPOCH`](crate::exec::EPOCH), every
+//! event's step and every clock jump) ends by
+//! [`MAX_SCHEDULE_MS`](crate::scenario::MAX_SCHEDULE_MS).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -317,7 +319,8 @@ impl History {
                         flows: Vec::new(),
                         events: Vec::new(),
                     };
-                    reading = Some(Reading { version, sats: u128::from(config.pool_initial_sats.to_u64()), h });
+                    let sats = u128::from(config.pool_initial_sats.to_u64());
+                    reading = Some(Reading { version, sats, clock: 0, h });
                 }
                 (Line::Header { .. }, Some(_)) => return Err(bad("a second header".into())),
                 (_, None) => return Err(bad("the first line must be the header".into())),
@@ -393,6 +396,9 @@ struct Reading {
     /// credits (at most what the users pay, at most a job's estimate or a session's actual
     /// cost) and the overruns (at most the actual costs) a correct ledger books.
     sats: u128,
+    /// When the next event runs, in milliseconds after [`EPOCH`](crate::exec::EPOCH), as the
+    /// executor keeps the clock: every event's step and every clock jump.
+    clock: u64,
 }
 
 impl Reading {
@@ -422,10 +428,37 @@ impl Reading {
                         return Err(format!("event names flow {id}, which has no flow line"));
                     }
                 }
+                self.advance_clock(ev)?;
                 self.h.events.push(ev);
             }
             Line::Header { .. } | Line::Footer { .. } => unreachable!("the reader takes headers and footers itself"),
         }
+        Ok(())
+    }
+
+    /// Moves the clock past event `ev`, as the executor will: by its jump, then by a step. The
+    /// clock may not pass [`MAX_SCHEDULE_MS`](crate::scenario::MAX_SCHEDULE_MS), so that the
+    /// drain after the schedule keeps every time an engine is given in SPEC's `0..=2^63-1`.
+    fn advance_clock(&mut self, ev: Event) -> Result<(), String> {
+        use crate::scenario::MAX_SCHEDULE_MS;
+        let past = |at: u128| {
+            format!(
+                "the clock would reach {at} ms after the epoch, past 2^62 ms ({MAX_SCHEDULE_MS}), the furthest a \
+                 trace's schedule may take it (the rest of SPEC's 0..=2^63-1 is the drain's)"
+            )
+        };
+        let mut at = u128::from(self.clock);
+        if let Event::Jump(ms) = ev {
+            at += u128::from(ms);
+            if at > u128::from(MAX_SCHEDULE_MS) {
+                return Err(format!("ev.jump {ms}: {}", past(at)));
+            }
+        }
+        at += u128::from(self.h.step_ms);
+        if at > u128::from(MAX_SCHEDULE_MS) {
+            return Err(format!("this event's step of {} ms: {}", self.h.step_ms, past(at)));
+        }
+        self.clock = u64::try_from(at).expect("at most MAX_SCHEDULE_MS");
         Ok(())
     }
 
@@ -571,7 +604,7 @@ mod tests {
     fn the_flows_amounts_with_the_pool_are_held_below_sats_max() {
         let h = read(&gated_jobs(CONFIG, 0, 0)).unwrap();
         let max = u128::from(ledger_core::Sats::MAX.to_u64());
-        let mut r = Reading { version: 2, h: History { flows: Vec::new(), ..h }, sats: max - 30 };
+        let mut r = Reading { version: 2, h: History { flows: Vec::new(), ..h }, sats: max - 30, clock: 0 };
         let mut f = Flow::new(7, FlowKind::Job, 1);
         (f.estimated_sats, f.actual_sats) = (10, 20);
         r.add_sats(&f).unwrap();
@@ -608,5 +641,58 @@ mod tests {
             largest = h.flows.iter().map(|f| f.estimated_sats.max(f.actual_sats)).max().unwrap_or(0).max(largest);
         }
         assert_eq!(largest, MAX_FLOW_SATS);
+    }
+
+    /// A job, then `jumps` of the clock, then its steps.
+    fn jumps(config: &str, jumps: &[u64]) -> Vec<u8> {
+        let mut lines = vec![
+            header(2, config),
+            r#"{"line":"user","user":1,"tier":"elite"}"#.to_owned(),
+            r#"{"line":"flow","id":1,"kind":"job","user":1,"estimated_sats":10,"actual_sats":10}"#.to_owned(),
+            r#"{"line":"event","ev":{"start":1}}"#.to_owned(),
+        ];
+        lines.extend(jumps.iter().map(|ms| format!(r#"{{"line":"event","ev":{{"jump":{ms}}}}}"#)));
+        lines.extend((0..3).map(|_| r#"{"line":"event","ev":{"step":1}}"#.to_owned()));
+        trace(2, &lines)
+    }
+
+    #[test]
+    fn a_jump_past_the_schedules_bound_is_refused_at_its_line() {
+        use crate::scenario::MAX_SCHEDULE_MS;
+        let e = read(&jumps(CONFIG, &[u64::MAX])).unwrap_err();
+        assert!(e.starts_with(&format!("t.jsonl:5: ev.jump {}: the clock would reach", u64::MAX)), "{e}");
+        // Jumps each within the bound add up past it: the second is refused.
+        let e = read(&jumps(CONFIG, &[1 << 61, 1 << 61, 1])).unwrap_err();
+        assert!(e.starts_with(&format!("t.jsonl:6: ev.jump {}: the clock would reach", 1u64 << 61)), "{e}");
+        // The start, the jump and three steps take five steps of 250 ms: at the bound exactly,
+        // the schedule is read; one more millisecond, and the last step is refused.
+        let last = MAX_SCHEDULE_MS - 5 * 250;
+        let h = read(&jumps(CONFIG, &[last])).unwrap();
+        assert_eq!(h.events[1], Event::Jump(last));
+        let e = read(&jumps(CONFIG, &[last + 1])).unwrap_err();
+        assert!(e.starts_with("t.jsonl:8: this event's step of 250 ms: the clock would reach"), "{e}");
+    }
+
+    /// At both bounds, the schedule's and the TTL's, the drain jumps past the deadline within
+    /// SPEC's range of times and the reference holds.
+    #[test]
+    fn a_schedule_and_a_ttl_at_their_bounds_replay_within_specs_times() {
+        use crate::scenario::{MAX_SCHEDULE_MS, MAX_TTL_MS};
+        let config = CONFIG.replace("600000", &MAX_TTL_MS.to_string());
+        let mut lines = vec![
+            header(2, &config),
+            r#"{"line":"user","user":1,"tier":"elite"}"#.to_owned(),
+            r#"{"line":"flow","id":1,"kind":"session","user":1,"estimated_sats":100,"actual_sats":100,"crash_after":1}"#
+                .to_owned(),
+            r#"{"line":"event","ev":{"start":1}}"#.to_owned(),
+            r#"{"line":"event","ev":{"step":1}}"#.to_owned(),
+        ];
+        let last = MAX_SCHEDULE_MS - 3 * 250;
+        lines.push(format!(r#"{{"line":"event","ev":{{"jump":{last}}}}}"#));
+        let h = read(&trace(2, &lines)).unwrap();
+        let r = crate::gen::replay(ledger_harness::ReferenceEngine::new, &h, true);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert!(r.log.iter().any(|l| l.contains("worker crashes")), "{:?}", r.log);
+        assert!(r.log.iter().any(|l| l.ends_with(&format!("clock jumps {} ms", MAX_TTL_MS + 1))), "{:?}", r.log);
     }
 }

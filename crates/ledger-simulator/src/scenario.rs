@@ -74,9 +74,16 @@ pub struct Scenario {
 pub const MAX_STEP_MS: u64 = 86_400_000;
 
 /// The longest reservation TTL a simulation takes: 2^61 ms (about 73 million years). A run
-/// ends with a jump of the TTL plus one past every deadline: bounded, the jump cannot overflow
-/// and leaves the clock in SPEC's `0..=2^63-1` with room for the schedule before it.
+/// ends with a jump of the TTL plus one past every deadline: bounded, the jump cannot overflow,
+/// and after a schedule that ends by [`MAX_SCHEDULE_MS`] the clock stays in SPEC's
+/// `0..=2^63-1`, with 2^61 ms to spare for the drain's steps.
 pub const MAX_TTL_MS: u64 = 1 << 61;
+
+/// The furthest a trace's schedule may take the clock past [`EPOCH`](crate::exec::EPOCH), by
+/// every event's step and every clock jump: 2^62 ms. A run's schedule stays far below it (at
+/// most [`MAX_STEPS`] steps of at most [`MAX_STEP_MS`], jumps of two days or to a deadline at
+/// most [`MAX_TTL_MS`] ahead); the rest of SPEC's `0..=2^63-1` is the drain's.
+pub const MAX_SCHEDULE_MS: u64 = 1 << 62;
 
 /// The largest `estimate_max_sats` a scenario takes.
 pub const MAX_ESTIMATE_SATS: u64 = 1_000_000_000;

@@ -211,3 +211,16 @@ fn amounts_past_the_scenarios_bounds_are_refused_not_blamed_on_the_reference() {
     let out = sim(&["replay", &tmp("pool-ok.jsonl", &hostile(&pool))]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn a_clock_jump_past_the_schedules_bound_is_refused() {
+    let mut lines = crashed_session(header(|c| c));
+    lines.insert(4, format!(r#"{{"line":"event","ev":{{"jump":{}}}}}"#, u64::MAX));
+    // It was read, and the clock stopped at u64::MAX, past SPEC's times, with no word said.
+    refused("jump.jsonl", &hostile(&lines), 5, "ev.jump 18446744073709551615: the clock would reach");
+    // A day is a jump like a run's.
+    lines[4] = r#"{"line":"event","ev":{"jump":86400000}}"#.to_owned();
+    let out = sim(&["replay", &tmp("jump-ok.jsonl", &hostile(&lines))]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clock jumps 86400000 ms"));
+}
