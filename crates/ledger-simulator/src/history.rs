@@ -23,12 +23,14 @@
 //! [`MAX_FLOW_SATS`](crate::scenario::MAX_FLOW_SATS), and the pool with every flow's amounts
 //! at most `Sats::MAX`; and a schedule whose clock (from [`EPOCH`](crate::exec::EPOCH), every
 //! event's step and every clock jump) ends by
-//! [`MAX_SCHEDULE_MS`](crate::scenario::MAX_SCHEDULE_MS).
+//! [`MAX_SCHEDULE_MS`](crate::scenario::MAX_SCHEDULE_MS). A key a line does not have is
+//! refused, and the header's configuration names every key, so that a misspelt fault or TTL is
+//! not dropped or defaulted without a word.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
-use ledger_core::{Config, Tier};
+use ledger_core::{Config, ConfigJson, Tier};
 use ledger_harness::conformance::Sha256Hex;
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +57,11 @@ pub enum FlowKind {
 }
 
 /// One caller's script: what it will ask, what its work will cost, which faults hit it.
+///
+/// Read from its trace line, a key it does not know is refused: a misspelt fault
+/// (`crash_afterr`) would otherwise be dropped without a word.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "FlowLine")]
 pub struct Flow {
     /// The flow's id; its request id is the same number.
     pub id: u32,
@@ -91,6 +97,76 @@ pub struct Flow {
     /// How the user answers what the decision asks of them (the planner's payment rates).
     #[serde(default, skip_serializing_if = "Declines::is_none")]
     pub declines: Declines,
+}
+
+/// A flow's line as read: [`Flow`]'s keys with its kind's `tier` beside them, none unknown.
+/// (A derived reader of `Flow` takes the kind through serde's `flatten`, which cannot refuse
+/// unknown keys.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowLine {
+    id: u32,
+    kind: KindName,
+    #[serde(default)]
+    tier: Option<Tier>,
+    user: u32,
+    #[serde(default)]
+    estimated_sats: u64,
+    #[serde(default)]
+    actual_sats: u64,
+    #[serde(default)]
+    abandon: bool,
+    #[serde(default)]
+    work_fails: bool,
+    #[serde(default)]
+    crash_after: Option<u8>,
+    #[serde(default)]
+    duplicate: Option<u8>,
+    #[serde(default)]
+    lost_ack: Option<u8>,
+    #[serde(default)]
+    duplicate_credit: bool,
+    #[serde(default)]
+    declines: Declines,
+}
+
+/// The `kind` of a flow's line.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KindName {
+    Job,
+    Session,
+    SetTier,
+    Expire,
+}
+
+impl TryFrom<FlowLine> for Flow {
+    type Error = String;
+
+    fn try_from(l: FlowLine) -> Result<Flow, String> {
+        let kind = match (l.kind, l.tier) {
+            (KindName::SetTier, Some(tier)) => FlowKind::SetTier { tier },
+            (KindName::SetTier, None) => return Err("missing field `tier`: a set_tier flow names its tier".into()),
+            (_, Some(_)) => return Err("unknown field `tier`: only a set_tier flow has one".into()),
+            (KindName::Job, None) => FlowKind::Job,
+            (KindName::Session, None) => FlowKind::Session,
+            (KindName::Expire, None) => FlowKind::Expire,
+        };
+        Ok(Flow {
+            id: l.id,
+            kind,
+            user: l.user,
+            estimated_sats: l.estimated_sats,
+            actual_sats: l.actual_sats,
+            abandon: l.abandon,
+            work_fails: l.work_fails,
+            crash_after: l.crash_after,
+            duplicate: l.duplicate,
+            lost_ack: l.lost_ack,
+            duplicate_credit: l.duplicate_credit,
+            declines: l.declines,
+        })
+    }
 }
 
 /// Whether a flow's user walks away, by what the decision asked: a partial offer's reduced
@@ -198,10 +274,13 @@ pub struct History {
     pub events: Vec<Event>,
 }
 
+/// A line of a trace; a key a line does not have is refused (a flow's by [`FlowLine`]), and the
+/// header's configuration names every key ([`ConfigJson`]), so that no misspelt or missing key
+/// is replaced by a default without a word.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "line", rename_all = "snake_case")]
+#[serde(tag = "line", rename_all = "snake_case", deny_unknown_fields)]
 enum Line {
-    Header { format: String, version: u32, engine: String, seed: u64, step_ms: u64, config: Config },
+    Header { format: String, version: u32, engine: String, seed: u64, step_ms: u64, config: ConfigJson },
     User { user: u32, tier: Option<Tier> },
     Flow(Flow),
     Event { ev: Event },
@@ -255,7 +334,7 @@ impl History {
             engine: self.engine.clone(),
             seed: self.seed,
             step_ms: self.step_ms,
-            config: self.config,
+            config: self.config.into(),
         };
         let mut w = HashingWriter { out, hash: Sha256Hex::default() };
         w.put(&header)?;
@@ -309,6 +388,7 @@ impl History {
                             "unsupported trace {format:?} version {version} (this reader reads \"ledger-sim-trace\" versions 1 to {TRACE_VERSION})"
                         )));
                     }
+                    let config = Config::try_from(config).map_err(|e| bad(format!("config: {e}")))?;
                     check_header(step_ms, &config).map_err(bad)?;
                     let h = History {
                         engine,
@@ -694,5 +774,85 @@ mod tests {
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert!(r.log.iter().any(|l| l.contains("worker crashes")), "{:?}", r.log);
         assert!(r.log.iter().any(|l| l.ends_with(&format!("clock jumps {} ms", MAX_TTL_MS + 1))), "{:?}", r.log);
+    }
+
+    /// The crashed session's trace with line `at` (from 0) edited.
+    fn edited(at: usize, edit: impl Fn(&str) -> String) -> Vec<u8> {
+        let text = String::from_utf8(crashed_session(2, CONFIG)).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.pop();
+        lines[at] = edit(&lines[at]);
+        trace(2, &lines)
+    }
+
+    #[test]
+    fn a_key_a_line_does_not_have_is_refused() {
+        assert!(read(&edited(0, str::to_owned)).is_ok());
+        for (at, from, to, words) in [
+            // The fault was dropped without a word, and the replay ran another flow.
+            (2, "crash_after", "crash_afterr", "unknown field `crash_afterr`"),
+            (2, "\"user\":1,", "\"user\":1,\"tier\":\"new\",", "unknown field `tier`: only a set_tier flow has one"),
+            (0, "step_ms", "step_mss", "unknown field `step_mss`"),
+            (0, "\"seed\":0,", "\"seed\":0,\"seeds\":1,", "unknown field `seeds`"),
+            (1, "\"tier\"", "\"tierr\":\"new\",\"tier\"", "unknown field `tierr`"),
+            (3, "}}", "},\"at\":5}", "unknown field `at`"),
+            (4, "{\"step\":1}", "{\"step\":1,\"start\":1}", ""),
+            // The header's configuration names every key: a missing one took its default.
+            (0, ",\"reservation_ttl_ms\":600000", "", "missing field `reservation_ttl_ms`"),
+            (0, "\"credit_bps\":1000", "\"credit_pct\":10", "unknown field `credit_pct`"),
+            (
+                0,
+                "\"reservation_ttl_ms\":600000",
+                "\"reservation_ttl_ms\":0",
+                "config: reservation_ttl_ms: must be at least 1",
+            ),
+        ] {
+            let bytes = edited(at, |l| {
+                assert!(l.contains(from), "{l}");
+                l.replacen(from, to, 1)
+            });
+            let e = read(&bytes).unwrap_err();
+            assert!(e.starts_with(&format!("t.jsonl:{}: ", at + 1)) && e.contains(words), "{from} -> {to}: {e}");
+        }
+        // A footer's key too.
+        let mut text = String::from_utf8(crashed_session(2, CONFIG)).unwrap();
+        text = text.replacen("{\"line\":\"footer\",", "{\"line\":\"footer\",\"lines\":11,", 1);
+        let e = read(text.as_bytes()).unwrap_err();
+        assert!(e.starts_with("t.jsonl:11: ") && e.contains("unknown field `lines`"), "{e}");
+        // A set_tier flow names its tier.
+        let e = read(&edited(2, |_| r#"{"line":"flow","id":1,"kind":"set_tier","user":1}"#.to_owned())).unwrap_err();
+        assert!(e.starts_with("t.jsonl:3: ") && e.contains("missing field `tier`"), "{e}");
+    }
+
+    /// Every key a flow can carry is written and read back as it was.
+    #[test]
+    fn every_kind_and_fault_of_a_flow_reads_back() {
+        let mut flows = Vec::new();
+        for (id, kind) in
+            [FlowKind::Job, FlowKind::Session, FlowKind::SetTier { tier: Tier::Trusted }, FlowKind::Expire]
+                .into_iter()
+                .zip(1..)
+                .map(|(k, i)| (i, k))
+        {
+            let mut f = Flow::new(id, kind, 1);
+            if id % 2 == 1 {
+                (f.estimated_sats, f.actual_sats, f.abandon, f.work_fails) = (5, 7, true, true);
+                (f.crash_after, f.duplicate, f.lost_ack, f.duplicate_credit) = (Some(1), Some(2), Some(3), true);
+                f.declines = Declines { partial: true, gate: true };
+            }
+            flows.push(f);
+        }
+        let h = History {
+            engine: "reference".into(),
+            seed: 3,
+            step_ms: 250,
+            config: Config::default(),
+            users: BTreeMap::from([(1, Some(Tier::New)), (2, None)]),
+            events: flows.iter().map(|f| Event::Start(f.id)).chain([Event::Ghost(1, 1), Event::Jump(5)]).collect(),
+            flows,
+        };
+        let mut bytes = Vec::new();
+        h.write_jsonl(&mut bytes).unwrap();
+        assert_eq!(read(&bytes).unwrap(), h);
     }
 }

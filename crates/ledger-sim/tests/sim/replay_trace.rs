@@ -224,3 +224,16 @@ fn a_clock_jump_past_the_schedules_bound_is_refused() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("clock jumps 86400000 ms"));
 }
+
+#[test]
+fn a_misspelt_or_missing_key_is_refused_not_defaulted() {
+    // The worker's crash was dropped without a word, and another flow was replayed.
+    let mut lines = crashed_session(header(|c| c));
+    lines[2] = lines[2].replace("crash_after", "crash_afterr");
+    refused("typo.jsonl", &hostile(&lines), 3, "unknown field `crash_afterr`");
+    // A header's misspelt key, and a configuration without its TTL, which took the default.
+    let lines = crashed_session(header(|c| c).replace("\"seed\":0", "\"seed\":0,\"step_mss\":1"));
+    refused("header-typo.jsonl", &hostile(&lines), 1, "unknown field `step_mss`");
+    let lines = crashed_session(header(|c| c.replace(",\"reservation_ttl_ms\":600000", "")));
+    refused("no-ttl.jsonl", &hostile(&lines), 1, "missing field `reservation_ttl_ms`");
+}
