@@ -25,7 +25,7 @@
 //! event's step and every clock jump) ends by
 //! [`MAX_SCHEDULE_MS`](crate::scenario::MAX_SCHEDULE_MS). A key a line does not have is
 //! refused, and the header's configuration names every key, so that a misspelt fault or TTL is
-//! not dropped or defaulted without a word.
+//! not dropped or defaulted without a word; a user has one line.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -486,6 +486,13 @@ impl Reading {
     fn take(&mut self, line: Line) -> Result<(), String> {
         match line {
             Line::User { user, tier } => {
+                if let Some(first) = self.h.users.get(&user) {
+                    let first = first.map_or("unknown".to_owned(), |t| t.to_string());
+                    return Err(format!(
+                        "a second line for user {user}: a user's starting tier is given once (here {}, before {first})",
+                        tier.map_or("unknown".to_owned(), |t| t.to_string())
+                    ));
+                }
                 self.h.users.insert(user, tier);
             }
             Line::Flow(f) => {
@@ -854,5 +861,16 @@ mod tests {
         let mut bytes = Vec::new();
         h.write_jsonl(&mut bytes).unwrap();
         assert_eq!(read(&bytes).unwrap(), h);
+    }
+
+    #[test]
+    fn a_second_line_for_a_user_is_refused() {
+        // The second replaced the first's tier without a word.
+        let bytes = edited(1, |l| format!("{}\n{l}", l.replace("elite", "new")));
+        let e = read(&bytes).unwrap_err();
+        assert!(e.starts_with("t.jsonl:3: a second line for user 1: a user's starting tier is given once"), "{e}");
+        let bytes = edited(1, |l| format!("{}\n{l}", l.replace("\"elite\"", "null")));
+        let e = read(&bytes).unwrap_err();
+        assert!(e.contains("(here elite, before unknown)"), "{e}");
     }
 }

@@ -237,3 +237,11 @@ fn a_misspelt_or_missing_key_is_refused_not_defaulted() {
     let lines = crashed_session(header(|c| c.replace(",\"reservation_ttl_ms\":600000", "")));
     refused("no-ttl.jsonl", &hostile(&lines), 1, "missing field `reservation_ttl_ms`");
 }
+
+#[test]
+fn a_second_line_for_a_user_is_refused() {
+    // The second line replaced the user's tier without a word.
+    let mut lines = crashed_session(header(|c| c));
+    lines.insert(1, r#"{"line":"user","user":1,"tier":"new"}"#.to_owned());
+    refused("user-twice.jsonl", &hostile(&lines), 3, "a second line for user 1");
+}
