@@ -25,7 +25,9 @@
 //! event's step and every clock jump) ends by
 //! [`MAX_SCHEDULE_MS`](crate::scenario::MAX_SCHEDULE_MS). A key a line does not have is
 //! refused, and the header's configuration names every key, so that a misspelt fault or TTL is
-//! not dropped or defaulted without a word; a user has one line.
+//! not dropped or defaulted without a word; a user has one line; a flow starts once, and no
+//! event names it before its start. An event may name a flow that never starts or has ended: a
+//! shrunk trace keeps such events for the step of the clock each takes.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -400,7 +402,7 @@ impl History {
                         events: Vec::new(),
                     };
                     let sats = u128::from(config.pool_initial_sats.to_u64());
-                    reading = Some(Reading { version, sats, clock: 0, h });
+                    reading = Some(Reading { version, sats, clock: 0, seen: Vec::new(), h });
                 }
                 (Line::Header { .. }, Some(_)) => return Err(bad("a second header".into())),
                 (_, None) => return Err(bad("the first line must be the header".into())),
@@ -423,7 +425,7 @@ impl History {
                     }
                     footer_at = Some(line_no);
                 }
-                (line, Some(r)) => r.take(line).map_err(bad)?,
+                (line, Some(r)) => r.take(line, line_no).map_err(bad)?,
             }
         }
         match reading {
@@ -479,11 +481,24 @@ struct Reading {
     /// When the next event runs, in milliseconds after [`EPOCH`](crate::exec::EPOCH), as the
     /// executor keeps the clock: every event's step and every clock jump.
     clock: u64,
+    /// For each flow, by its index: the line of its start, or of the first event naming it
+    /// before any start.
+    seen: Vec<Option<Seen>>,
+}
+
+/// What the events so far said of a flow.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// It started at this line.
+    Started(usize),
+    /// An event at this line named it before any start: it may never start (a shrunk trace
+    /// keeps such events, each a step of the clock), but it cannot start later.
+    Named(usize),
 }
 
 impl Reading {
-    /// Adds a user, flow or event line.
-    fn take(&mut self, line: Line) -> Result<(), String> {
+    /// Adds a user, flow or event line, line `line_no` of the file.
+    fn take(&mut self, line: Line, line_no: usize) -> Result<(), String> {
         match line {
             Line::User { user, tier } => {
                 if let Some(first) = self.h.users.get(&user) {
@@ -504,6 +519,7 @@ impl Reading {
                 }
                 self.add_sats(&f)?;
                 self.h.flows.push(f);
+                self.seen.push(None);
             }
             Line::Event { ev } => {
                 let id = match ev {
@@ -511,9 +527,10 @@ impl Reading {
                     Event::Jump(_) => None,
                 };
                 if let Some(id) = id {
-                    if self.h.flows.binary_search_by_key(&id, |f| f.id).is_err() {
+                    let Ok(idx) = self.h.flows.binary_search_by_key(&id, |f| f.id) else {
                         return Err(format!("event names flow {id}, which has no flow line"));
-                    }
+                    };
+                    self.see(ev, id, idx, line_no)?;
                 }
                 self.advance_clock(ev)?;
                 self.h.events.push(ev);
@@ -521,6 +538,35 @@ impl Reading {
             Line::Header { .. } | Line::Footer { .. } => unreachable!("the reader takes headers and footers itself"),
         }
         Ok(())
+    }
+
+    /// Notes event `ev` at line `line_no` of flow `id` (index `idx`). A flow starts once, and
+    /// no event names it before its start: a run never writes either (its schedule starts a
+    /// flow once, then steps it; shrinking and cutting only take events out). An event may
+    /// name a flow that never starts or has ended, which a shrunk trace keeps for its step of
+    /// the clock.
+    fn see(&mut self, ev: Event, id: u32, idx: usize, line_no: usize) -> Result<(), String> {
+        let seen = &mut self.seen[idx];
+        match (ev, *seen) {
+            (Event::Start(_), Some(Seen::Started(at))) => {
+                Err(format!("flow {id} starts a second time (it started at line {at}): a flow starts once"))
+            }
+            (Event::Start(_), Some(Seen::Named(at))) => Err(format!(
+                "flow {id} starts after line {at} named it: a flow's steps and duplicates come after its start"
+            )),
+            (Event::Start(_), None) => {
+                *seen = Some(Seen::Started(line_no));
+                Ok(())
+            }
+            (Event::Ghost(_, 0), _) => {
+                Err(format!("ghost 0 of flow {id}: a flow's duplicate deliveries are numbered from 1"))
+            }
+            (_, None) => {
+                *seen = Some(Seen::Named(line_no));
+                Ok(())
+            }
+            (_, Some(_)) => Ok(()),
+        }
     }
 
     /// Moves the clock past event `ev`, as the executor will: by its jump, then by a step. The
@@ -691,7 +737,8 @@ mod tests {
     fn the_flows_amounts_with_the_pool_are_held_below_sats_max() {
         let h = read(&gated_jobs(CONFIG, 0, 0)).unwrap();
         let max = u128::from(ledger_core::Sats::MAX.to_u64());
-        let mut r = Reading { version: 2, h: History { flows: Vec::new(), ..h }, sats: max - 30, clock: 0 };
+        let mut r =
+            Reading { version: 2, h: History { flows: Vec::new(), ..h }, sats: max - 30, clock: 0, seen: Vec::new() };
         let mut f = Flow::new(7, FlowKind::Job, 1);
         (f.estimated_sats, f.actual_sats) = (10, 20);
         r.add_sats(&f).unwrap();
@@ -872,5 +919,39 @@ mod tests {
         let bytes = edited(1, |l| format!("{}\n{l}", l.replace("\"elite\"", "null")));
         let e = read(&bytes).unwrap_err();
         assert!(e.contains("(here elite, before unknown)"), "{e}");
+    }
+
+    /// The crashed session's events replaced by `events`.
+    fn with_events(events: &[&str]) -> Vec<u8> {
+        let text = String::from_utf8(crashed_session(2, CONFIG)).unwrap();
+        let mut lines: Vec<String> = text.lines().take(3).map(str::to_owned).collect();
+        lines.extend(events.iter().map(|ev| format!(r#"{{"line":"event","ev":{ev}}}"#)));
+        trace(2, &lines)
+    }
+
+    #[test]
+    fn an_event_before_its_flows_start_or_a_second_start_is_refused() {
+        // Each did nothing (the executor passes over an event of a flow that cannot act).
+        for (events, line, words) in [
+            (&[r#"{"step":1}"#, r#"{"start":1}"#][..], 5, "flow 1 starts after line 4 named it"),
+            (&[r#"{"ghost":[1,1]}"#, r#"{"step":1}"#, r#"{"start":1}"#][..], 6, "flow 1 starts after line 4 named it"),
+            (
+                &[r#"{"start":1}"#, r#"{"step":1}"#, r#"{"start":1}"#][..],
+                6,
+                "flow 1 starts a second time (it started at line 4)",
+            ),
+            (&[r#"{"start":1}"#, r#"{"ghost":[1,0]}"#][..], 5, "ghost 0 of flow 1"),
+        ] {
+            let e = read(&with_events(events)).unwrap_err();
+            assert!(e.starts_with(&format!("t.jsonl:{line}: {words}")), "{events:?}: {e}");
+        }
+        // What a shrunk trace holds is read: events of a flow that never starts (each a step of
+        // the clock), and steps and duplicates of a flow past its end.
+        let h = read(&with_events(&[r#"{"step":1}"#, r#"{"ghost":[1,2]}"#, r#"{"step":1}"#])).unwrap();
+        assert_eq!(h.events.len(), 3);
+        let mut events = vec![r#"{"start":1}"#];
+        events.extend([r#"{"step":1}"#; 8]);
+        events.push(r#"{"ghost":[1,3]}"#);
+        assert_eq!(read(&with_events(&events)).unwrap().events.len(), 10);
     }
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ledger_simulator::history::{History, TRACE_VERSION};
+use ledger_simulator::history::{Event, History, TRACE_VERSION};
 
 fn sim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ledger-sim")).args(args).output().unwrap()
@@ -244,4 +244,32 @@ fn a_second_line_for_a_user_is_refused() {
     let mut lines = crashed_session(header(|c| c));
     lines.insert(1, r#"{"line":"user","user":1,"tier":"new"}"#.to_owned());
     refused("user-twice.jsonl", &hostile(&lines), 3, "a second line for user 1");
+}
+
+#[test]
+fn an_event_before_its_flows_start_or_a_second_start_is_refused() {
+    // The step before the start did nothing, without a word.
+    let mut lines = crashed_session(header(|c| c));
+    lines.insert(3, r#"{"line":"event","ev":{"step":1}}"#.to_owned());
+    refused("early-step.jsonl", &hostile(&lines), 5, "flow 1 starts after line 4 named it");
+    let mut lines = crashed_session(header(|c| c));
+    lines.push(r#"{"line":"event","ev":{"start":1}}"#.to_owned());
+    refused("second-start.jsonl", &hostile(&lines), 11, "flow 1 starts a second time (it started at line 4)");
+}
+
+/// A trace `run` writes when its shrinker runs out of replays (`run --engine seed --scenario
+/// fixtures/scenarios/ci-small.toml --seed 8 --max-replays 50`): the shrinker took the start
+/// events of some flows out and kept their steps, each a step of the clock the violation
+/// needs. Such events name flows that never start, and the trace replays as it was written.
+#[test]
+fn a_shrunk_trace_with_steps_of_flows_that_never_start_replays() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/traces/ci-small-seed8-max-replays-50-I6.jsonl");
+    let h = read(&std::fs::read(&path).unwrap()).unwrap();
+    let started: std::collections::BTreeSet<u32> =
+        h.events.iter().filter_map(|ev| if let Event::Start(id) = ev { Some(*id) } else { None }).collect();
+    assert!(h.events.iter().any(|ev| matches!(ev, Event::Step(id) if !started.contains(id))));
+    let out = sim(&["replay", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VIOLATION I6 no leak: 29 sats still held"));
 }
