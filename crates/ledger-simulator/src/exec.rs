@@ -32,16 +32,16 @@ use rustc_hash::FxHashMap;
 use crate::caller::{Caller, Event as CallerEvent, Next, Policy};
 pub use crate::coverage::Coverage;
 use crate::coverage::Mark;
-use crate::history::{Event, Flow, FlowKind, History};
-use crate::scenario::{MAX_SCHEDULE_MS, MAX_TTL_MS};
+use crate::history::{Event, Flow, FlowKind, History, MAX_TRACE_TTL_MS};
+use crate::scenario::MAX_SCHEDULE_MS;
 
 /// Simulated time of the first event: 2023-11-14T22:13:20Z.
 pub const EPOCH: TimeMs = TimeMs(1_700_000_000_000);
 
 // A trace's schedule ends at most `MAX_SCHEDULE_MS` after the epoch and its TTL is at most
-// `MAX_TTL_MS`: the drain's jump past every deadline leaves it more than 2^60 ms for its steps
-// within SPEC's 0..=2^63-1.
-const _: () = assert!(EPOCH.0 + MAX_SCHEDULE_MS + MAX_TTL_MS + 1 + (1 << 60) <= i64::MAX as u64);
+// `MAX_TRACE_TTL_MS`: the drain's jump past every deadline leaves it more than 2^60 ms for its
+// steps within SPEC's 0..=2^63-1.
+const _: () = assert!(EPOCH.0 + MAX_SCHEDULE_MS + MAX_TRACE_TTL_MS + 1 + (1 << 60) <= i64::MAX as u64);
 
 /// A schedulable thing: a flow's own calls (`0`) or a duplicate delivery (`1..`).
 pub type Actor = (u32, u8);
@@ -631,7 +631,7 @@ impl<E: Engine> Exec<E> {
             }
         }
         // Past every deadline. A history read from a trace has a bounded TTL
-        // (`scenario::MAX_TTL_MS`); one built in code cannot wrap the jump to 0 ms either, which
+        // (`history::MAX_TRACE_TTL_MS`); one built in code cannot wrap the jump to 0 ms either, which
         // would leave every crashed worker's reservation to I5 and I6.
         self.apply(Event::Jump(self.engine.config().reservation_ttl_ms.saturating_add(1)));
         let mut op = self.engine.begin(&Call::Expire);

@@ -18,7 +18,7 @@
 //! A trace of either version is held to the bounds of the scenarios that write one
 //! ([`crate::scenario`]), and refused beyond them naming the line and the field, never
 //! replayed into a violation the engine would be blamed for: a reservation TTL of at most
-//! [`MAX_TTL_MS`](crate::scenario::MAX_TTL_MS); a pool at genesis of at most
+//! [`MAX_TRACE_TTL_MS`]; a pool at genesis of at most
 //! [`MAX_POOL_INITIAL_SATS`](crate::scenario::MAX_POOL_INITIAL_SATS), flow amounts of at most
 //! [`MAX_FLOW_SATS`](crate::scenario::MAX_FLOW_SATS), and the pool with every flow's amounts
 //! at most `Sats::MAX`; and a schedule whose clock (from [`EPOCH`](crate::exec::EPOCH), every
@@ -40,6 +40,15 @@ use crate::fault::Fault;
 
 /// Version of the trace format written; versions 1 to this one are read.
 pub const TRACE_VERSION: u32 = 2;
+
+/// The longest reservation TTL a trace takes: 2^61 ms. A run's is shorter
+/// ([`MAX_TTL_MS`](crate::scenario::MAX_TTL_MS)), a bound that came later: traces written
+/// before it still replay. With a schedule that ends by
+/// [`MAX_SCHEDULE_MS`](crate::scenario::MAX_SCHEDULE_MS), the drain's steps and its jump of
+/// the TTL plus one past every deadline keep the clock in SPEC's `0..=2^63-1`.
+pub const MAX_TRACE_TTL_MS: u64 = 1 << 61;
+
+const _: () = assert!(crate::scenario::MAX_TTL_MS <= MAX_TRACE_TTL_MS);
 
 /// What a flow is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -446,16 +455,16 @@ impl History {
 
 /// The header's bounds, those of the scenarios that write traces ([`crate::scenario`]).
 fn check_header(step_ms: u64, config: &Config) -> Result<(), String> {
-    use crate::scenario::{MAX_POOL_INITIAL_SATS, MAX_STEP_MS, MAX_TTL_MS};
+    use crate::scenario::{MAX_POOL_INITIAL_SATS, MAX_STEP_MS};
     if step_ms > MAX_STEP_MS {
         return Err(format!(
             "step_ms {step_ms}: more than {MAX_STEP_MS} (a day a step); the trace's clock would leave SPEC's 0..=2^63-1"
         ));
     }
-    if config.reservation_ttl_ms > MAX_TTL_MS {
+    if config.reservation_ttl_ms > MAX_TRACE_TTL_MS {
         return Err(format!(
-            "config.reservation_ttl_ms {}: more than 2^61 ({MAX_TTL_MS}), the longest a simulation takes; the drain's \
-             jump of the TTL plus one past every deadline would take the clock out of SPEC's 0..=2^63-1",
+            "config.reservation_ttl_ms {}: more than 2^61 ({MAX_TRACE_TTL_MS}), the longest a trace takes; the \
+             drain's jump of the TTL plus one past every deadline would take the clock out of SPEC's 0..=2^63-1",
             config.reservation_ttl_ms
         ));
     }
@@ -684,13 +693,16 @@ mod tests {
     #[test]
     fn a_reservation_ttl_beyond_the_bound_is_refused_at_the_header() {
         let ttl = |v: u64| CONFIG.replace("600000", &v.to_string());
-        let max = crate::scenario::MAX_TTL_MS;
+        let max = MAX_TRACE_TTL_MS;
         for version in [1, 2] {
             let h = read(&crashed_session(version, &ttl(max))).unwrap();
             assert_eq!(h.config.reservation_ttl_ms, max);
             for bad in [max + 1, u64::MAX] {
                 let e = read(&crashed_session(version, &ttl(bad))).unwrap_err();
-                assert!(e.starts_with(&format!("t.jsonl:1: config.reservation_ttl_ms {bad}: more than 2^61")), "{e}");
+                assert!(
+                    e.starts_with(&format!("t.jsonl:1: config.reservation_ttl_ms {bad}: more than 2^61 ({max})")),
+                    "{e}"
+                );
             }
         }
     }
@@ -811,8 +823,8 @@ mod tests {
     /// SPEC's range of times and the reference holds.
     #[test]
     fn a_schedule_and_a_ttl_at_their_bounds_replay_within_specs_times() {
-        use crate::scenario::{MAX_SCHEDULE_MS, MAX_TTL_MS};
-        let config = CONFIG.replace("600000", &MAX_TTL_MS.to_string());
+        use crate::scenario::MAX_SCHEDULE_MS;
+        let config = CONFIG.replace("600000", &MAX_TRACE_TTL_MS.to_string());
         let mut lines = vec![
             header(2, &config),
             r#"{"line":"user","user":1,"tier":"elite"}"#.to_owned(),
@@ -827,7 +839,7 @@ mod tests {
         let r = crate::gen::replay(ledger_harness::ReferenceEngine::new, &h, true);
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert!(r.log.iter().any(|l| l.contains("worker crashes")), "{:?}", r.log);
-        assert!(r.log.iter().any(|l| l.ends_with(&format!("clock jumps {} ms", MAX_TTL_MS + 1))), "{:?}", r.log);
+        assert!(r.log.iter().any(|l| l.ends_with(&format!("clock jumps {} ms", MAX_TRACE_TTL_MS + 1))), "{:?}", r.log);
     }
 
     /// The crashed session's trace with line `at` (from 0) edited.

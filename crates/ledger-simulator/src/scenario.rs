@@ -73,17 +73,25 @@ pub struct Scenario {
 /// The longest step: with at most [`MAX_STEPS`] steps, a run's clock stays far below 2^63 ms.
 pub const MAX_STEP_MS: u64 = 86_400_000;
 
-/// The longest reservation TTL a simulation takes: 2^61 ms (about 73 million years). A run
-/// ends with a jump of the TTL plus one past every deadline: bounded, the jump cannot overflow,
-/// and after a schedule that ends by [`MAX_SCHEDULE_MS`] the clock stays in SPEC's
-/// `0..=2^63-1`, with 2^61 ms to spare for the drain's steps.
-pub const MAX_TTL_MS: u64 = 1 << 61;
+/// The longest reservation TTL a simulation takes: 365 days. A run ends with a jump of the TTL
+/// plus one past every deadline, and its edge probes jump the clock to a deadline at most a
+/// TTL ahead: bounded, neither can overflow, and every schedule a run draws ends by
+/// [`MAX_SCHEDULE_MS`] (asserted below), so that replay reads every trace a run writes and the
+/// clock stays in SPEC's `0..=2^63-1` through the drain.
+pub const MAX_TTL_MS: u64 = 365 * ledger_core::DAY_MS;
 
 /// The furthest a trace's schedule may take the clock past [`EPOCH`](crate::exec::EPOCH), by
-/// every event's step and every clock jump: 2^62 ms. A run's schedule stays far below it (at
-/// most [`MAX_STEPS`] steps of at most [`MAX_STEP_MS`], jumps of two days or to a deadline at
-/// most [`MAX_TTL_MS`] ahead); the rest of SPEC's `0..=2^63-1` is the drain's.
+/// every event's step and every clock jump: 2^62 ms. The rest of SPEC's `0..=2^63-1` is the
+/// drain's (its steps, and its jump of the TTL plus one).
 pub const MAX_SCHEDULE_MS: u64 = 1 << 62;
+
+// A run's schedule ends by MAX_SCHEDULE_MS: each of at most MAX_STEPS scheduler steps adds at
+// most three events (an edge probe's jump, start and step), each a step of at most
+// MAX_STEP_MS, and at most one jump: a random one of less than two days, or a probe's, to a
+// daily window's end (at most a day and a millisecond ahead) or to a deadline (at most the
+// TTL and a millisecond ahead).
+const _: () = assert!(2 * ledger_core::DAY_MS <= MAX_TTL_MS + 1);
+const _: () = assert!(MAX_STEPS * (MAX_TTL_MS + 1 + 3 * MAX_STEP_MS) <= MAX_SCHEDULE_MS);
 
 /// The largest `estimate_max_sats` a scenario takes.
 pub const MAX_ESTIMATE_SATS: u64 = 1_000_000_000;
@@ -227,8 +235,8 @@ impl Scenario {
             return err(
                 "ledger.reservation_ttl_ms",
                 self.ledger.reservation_ttl_ms.to_string(),
-                "must be at most 2^61 (2305843009213693952) in a simulation (the drain jumps the TTL plus one past \
-                 every deadline, and the clock must stay in SPEC's 0..=2^63-1)",
+                "must be at most 31536000000 (365 days) in a simulation (edge probes jump the clock to a deadline and \
+                 the drain jumps the TTL plus one past every deadline: a run's clock must stay in SPEC's 0..=2^63-1)",
             );
         }
         if self.ledger.pool_initial_sats.to_u64() > MAX_POOL_INITIAL_SATS {
@@ -260,10 +268,49 @@ mod tests {
         let at = |ttl: u64| format!("[ledger]\nreservation_ttl_ms = {ttl}\n");
         let s = Scenario::from_toml_str(&at(MAX_TTL_MS), "s.toml").unwrap();
         assert_eq!(s.ledger.reservation_ttl_ms, MAX_TTL_MS);
-        // TOML's largest integer, which a run's drain took out of SPEC's range of times.
-        for ttl in [MAX_TTL_MS + 1, i64::MAX as u64] {
+        // 2^61, where a run's edge probes took its clock past 2^62, and TOML's largest integer,
+        // where its drain took the clock out of SPEC's range of times.
+        for ttl in [MAX_TTL_MS + 1, 1 << 61, i64::MAX as u64] {
             let e = Scenario::from_toml_str(&at(ttl), "s.toml").unwrap_err().to_string();
-            assert!(e.starts_with(&format!("s.toml: ledger.reservation_ttl_ms = {ttl}: must be at most 2^61")), "{e}");
+            assert!(
+                e.starts_with(&format!(
+                    "s.toml: ledger.reservation_ttl_ms = {ttl}: must be at most 31536000000 (365 days)"
+                )),
+                "{e}"
+            );
         }
+    }
+
+    /// At the longest TTL, with clock jumps (half of them edge probes to a deadline a TTL
+    /// ahead), a run keeps its schedule within the bound replay reads and its clock in SPEC's
+    /// range: the reference holds, and every trace reads back.
+    #[test]
+    fn a_run_at_the_longest_ttl_writes_traces_replay_reads() {
+        let mut s = Scenario::small();
+        (s.n_users, s.n_steps) = (10, 1_000);
+        s.faults.clock_jump = 0.05;
+        s.faults.crash = 0.2;
+        s.ledger.reservation_ttl_ms = MAX_TTL_MS;
+        s.validate("s").unwrap();
+        let mut probed = false;
+        for seed in 0..10 {
+            let (r, h) = crate::gen::run_seed(
+                ledger_harness::ReferenceEngine::new,
+                "reference",
+                &s,
+                seed,
+                crate::gen::SchedulerKind::Random,
+            );
+            assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+            probed |= h.config.reservation_ttl_ms == MAX_TTL_MS
+                && h.events
+                    .iter()
+                    .any(|ev| matches!(ev, crate::history::Event::Jump(ms) if *ms > 2 * ledger_core::DAY_MS));
+            let mut bytes = Vec::new();
+            h.write_jsonl(&mut bytes).unwrap();
+            let back = crate::history::History::read_jsonl(&bytes[..], "t.jsonl").unwrap();
+            assert_eq!(back, h);
+        }
+        assert!(probed, "no seed probed a deadline a TTL ahead");
     }
 }
