@@ -547,7 +547,8 @@ impl Child {
             command: self.command.clone(),
             line_no: self.line_no,
             why,
-            line: shown(&line.trim_end().chars().take(300).collect::<String>()),
+            // Hidden first, then cut: a URL cut before its `@` would no longer show as one.
+            line: ledger_harness::text::shown(line.trim_end()).chars().take(300).collect(),
         };
         let mut response: Response = serde_json::from_str(&text).map_err(|e| garbled(e.to_string(), &text))?;
         tags_are_names(&text).map_err(|e| garbled(e, &text))?;
@@ -569,7 +570,7 @@ impl Child {
         // What the child wrote for people is shown to them: without a password, and without
         // control characters a terminal would obey.
         if let ResponseBody::Error { text, .. } | ResponseBody::HelloOk { name: text, .. } = &mut response.body {
-            *text = shown(text);
+            *text = ledger_harness::text::shown(text);
         }
         Ok(response)
     }
@@ -687,12 +688,6 @@ pub fn kind(body: &ResponseBody) -> &'static str {
         ResponseBody::Observed(_) => "observed",
         ResponseBody::Error { .. } => "error",
     }
-}
-
-/// A child's text as a person is shown it: every password hidden, every control character
-/// escaped ([`ledger_harness::text`]).
-fn shown(text: &str) -> String {
-    ledger_harness::text::printable(&ledger_harness::text::redacted_text(text)).into_owned()
 }
 
 /// The error an `error` response is, in words.

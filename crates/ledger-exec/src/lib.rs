@@ -32,8 +32,7 @@ pub mod serve;
 macro_rules! say {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
-        let line = $crate::__text::redacted_text(&::std::format!($($arg)*));
-        let _ = ::std::writeln!(::std::io::stderr(), "{}", $crate::__text::printable(&line));
+        let _ = ::std::writeln!(::std::io::stderr(), "{}", $crate::__text::shown(&::std::format!($($arg)*)));
     }};
 }
 

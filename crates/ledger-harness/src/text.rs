@@ -25,8 +25,21 @@ pub fn redacted(url: &str) -> String {
             }
         }
     }
-    // Its parameters (`?password=`, `&sslpassword=`), and a libpq key/value string's
-    // (`host=h password=secret`).
+    // Its parameters (`?password=`, `&sslpassword=`), each whole up to the next `&` or `#`
+    // (a `,` or `;` may be in a password); and a libpq key/value string's (`host=h
+    // password=secret`).
+    if let Some(query) = out.find('?') {
+        let (head, rest) = out.split_at(query + 1);
+        let (params, fragment) = rest.split_at(rest.find('#').unwrap_or(rest.len()));
+        let params: Vec<String> = params
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => format!("{key}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}{fragment}", params.join("&"));
+    }
     hidden_passwords(&out)
 }
 
@@ -50,9 +63,10 @@ pub fn redacted_text(text: &str) -> String {
 }
 
 /// `text` with the value of every `...password` key hidden: `password=secret`,
-/// `sslpassword=secret`, `PGPASSWORD=secret`, `password = "secret"` (any case), and
-/// `POSTGRES_PASSWORD: secret`; the value being a quoted string or what runs to the next space,
-/// quote, `&` or `;`.
+/// `sslpassword=secret`, `PGPASSWORD=secret`, `password = "secret"` (any case), JSON's
+/// `"password": "secret"`, and `POSTGRES_PASSWORD: secret`; the value being a quoted string
+/// (escaped quotes within it) or what runs to the next space, quote, `&`, `;`, `,` or closing
+/// bracket.
 fn hidden_passwords(text: &str) -> String {
     const KEY: &str = "password";
     let lower = text.to_ascii_lowercase();
@@ -60,8 +74,10 @@ fn hidden_passwords(text: &str) -> String {
     let mut at = 0;
     while let Some(found) = lower[at..].find(KEY) {
         let key_end = at + found + KEY.len();
-        let mut i = key_end;
         let bytes = text.as_bytes();
+        // A JSON key (`"password": "secret"`): its closing quote.
+        let json_key = bytes.get(key_end) == Some(&b'"');
+        let mut i = key_end + usize::from(json_key);
         let skip_spaces = |mut i: usize| {
             while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
                 i += 1;
@@ -72,7 +88,7 @@ fn hidden_passwords(text: &str) -> String {
         // `:` only after an upper-case key (`POSTGRES_PASSWORD: x`): a message's own prose
         // says "without its password: give it in PGPASSWORD".
         let upper = text[key_end - KEY.len()..key_end] == *"PASSWORD";
-        if i >= bytes.len() || !(bytes[i] == b'=' || (bytes[i] == b':' && upper)) {
+        if i >= bytes.len() || !(bytes[i] == b'=' || (bytes[i] == b':' && (upper || json_key))) {
             out.push_str(&text[at..key_end]);
             at = key_end;
             continue;
@@ -80,7 +96,12 @@ fn hidden_passwords(text: &str) -> String {
         i = skip_spaces(i + 1);
         let value_end = match bytes.get(i) {
             Some(&q @ (b'"' | b'\'')) => {
-                let close = text[i + 1..].find(q as char).map_or(text.len(), |c| i + 1 + c + 1);
+                // The closing quote, past any quote escaped by a backslash.
+                let mut c = i + 1;
+                while c < bytes.len() && bytes[c] != q {
+                    c += if bytes[c] == b'\\' { 2 } else { 1 };
+                }
+                let close = if c < bytes.len() { c + 1 } else { text.len() };
                 out.push_str(&text[at..i]);
                 out.push(q as char);
                 out.push_str("***");
@@ -88,6 +109,11 @@ fn hidden_passwords(text: &str) -> String {
                     out.push(q as char);
                 }
                 close
+            }
+            // Hidden already (a URL's parameter, up to its `&` or `#`).
+            _ if text[i..].starts_with("***") => {
+                out.push_str(&text[at..i + 3]);
+                i + 3
             }
             _ => {
                 let end = text[i..]
@@ -104,6 +130,13 @@ fn hidden_passwords(text: &str) -> String {
     }
     out.push_str(&text[at..]);
     out
+}
+
+/// `text` as shown to a person: every password hidden ([`redacted_text`]), then every control
+/// character escaped ([`printable`]). Hide first, cut after: a URL cut before its `@` no
+/// longer looks like one.
+pub fn shown(text: &str) -> String {
+    printable(&redacted_text(text)).into_owned()
 }
 
 /// `text` as a terminal shows it safely: every control character but a newline and a tab
@@ -180,6 +213,18 @@ mod tests {
             assert_eq!(redacted_text(text), shown, "{text}");
         }
         assert_eq!(redacted("host=h password=s3cr3t"), "host=h password=***");
+        // In a URL's query a parameter is hidden whole, up to the next `&` or `#`.
+        for (url, shown) in [
+            ("postgres://h/db?password=ab,cd&x=1", "postgres://h/db?password=***&x=1"),
+            ("postgres://h/db?sslpassword=a;b)c#frag", "postgres://h/db?sslpassword=***#frag"),
+            ("postgres://h/db?PassWord=\"b", "postgres://h/db?PassWord=***"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+        // JSON, and a quote escaped within a quoted value.
+        assert_eq!(redacted_text(r#"{"password":"hunter2","x":1}"#), r#"{"password":"***","x":1}"#);
+        assert_eq!(redacted_text(r#"{"db_password" : "a\"b"}"#), r#"{"db_password" : "***"}"#);
+        assert_eq!(redacted_text(r#"password = "p\"hunter2" after"#), r#"password = "***" after"#);
     }
 
     #[test]

@@ -813,8 +813,7 @@ where
 /// Says `line` on stderr. A closed stderr (`2>&1 | head`) is not worth a panic that would stop
 /// the work: a throwaway server half started, a test's result lost.
 fn say(line: std::fmt::Arguments<'_>) {
-    let line = ledger_harness::text::redacted_text(&line.to_string());
-    let _ = writeln!(std::io::stderr(), "{}", ledger_harness::text::printable(&line));
+    let _ = writeln!(std::io::stderr(), "{}", ledger_harness::text::shown(&line.to_string()));
 }
 
 #[cfg(test)]

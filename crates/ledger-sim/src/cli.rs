@@ -3,7 +3,7 @@
 //! Exit codes: 0 when no invariant broke, 1 on a violation, 2 on bad input.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -120,7 +120,7 @@ struct RunArgs {
     #[arg(long)]
     fail_fast: bool,
     /// Where counterexample traces are written.
-    #[arg(long, default_value = "target/ledger-sim/counterexamples")]
+    #[arg(long, default_value = DEFAULT_TRACE_DIR)]
     trace_dir: PathBuf,
     /// Replays the shrinker may spend per counterexample.
     #[arg(long, default_value_t = 3000, allow_hyphen_values = true)]
@@ -329,6 +329,9 @@ fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
     Ok(s)
 }
 
+/// Where a run writes its counterexample traces unless told.
+const DEFAULT_TRACE_DIR: &str = "target/ledger-sim/counterexamples";
+
 /// Bytes a seed of `s` holds at its peak, from measurements of the reference engine on one
 /// thread: its history (every step kept, to shrink a counterexample: about 230 bytes a step)
 /// and its users (about 450 bytes each), above about 20 MB of its own. One seed of 1,000
@@ -402,7 +405,8 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     };
     let in_parallel = match args.engine {
-        EngineKind::Reference | EngineKind::Seed if !args.fail_fast => {
+        // A steered run goes a block of seeds at a time, in parallel, --fail-fast or not.
+        EngineKind::Reference | EngineKind::Seed if !args.fail_fast || args.steer => {
             let seeds = if args.soak.is_some() { u64::MAX } else { seeds.1 - seeds.0 };
             (rayon::current_num_threads() as u64).min(seeds.max(1))
         }
@@ -420,7 +424,16 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     // Traces are written after the seeds have run: a path that cannot be a directory, or one
     // that cannot take a file, is refused before any of that work (one that does not exist
     // yet is made when a trace is written).
-    crate::input::check_directory("--trace-dir", &args.trace_dir)?;
+    // The default, in the current directory, is only checked to be one: a run that breaks
+    // nothing writes no trace, and may be run where it cannot write.
+    if args.trace_dir == Path::new(DEFAULT_TRACE_DIR) {
+        anyhow::ensure!(
+            !args.trace_dir.exists() || args.trace_dir.is_dir(),
+            "--trace-dir {DEFAULT_TRACE_DIR}: not a directory (counterexample traces are written into it)"
+        );
+    } else {
+        crate::input::check_directory("--trace-dir", &args.trace_dir)?;
+    }
     let engine = EngineSpec { kind: args.engine, mutant: args.mutant };
     let pg = matches!(args.engine, EngineKind::PgReference | EngineKind::PgSeed | EngineKind::Exec);
     if pg && args.steer {

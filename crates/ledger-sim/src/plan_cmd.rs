@@ -358,10 +358,11 @@ pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
 /// `plan --fit HISTORY.csv`: the fitted scenario to `out` (written whole, and only when the
 /// whole history was read and fitted) or stdout.
 fn fit_cmd(history: &Path, out: Option<&Path>) -> anyhow::Result<bool> {
+    let bytes = crate::input::read_bytes(history)?;
+    // After the read, so that an --out naming the history itself is refused before the fit.
     if let Some(path) = out {
         crate::input::check_output("--out", path)?;
     }
-    let bytes = crate::input::read_bytes(history)?;
     let rows = ledger_plan::history::read(&bytes, &history.display().to_string())?;
     // The scenario names the file, not the directory it was read from.
     let name = history.file_name().map_or_else(|| history.display().to_string(), |n| n.to_string_lossy().into_owned());

@@ -745,6 +745,17 @@ fn an_output_never_replaces_an_input_and_its_directory_is_made() {
         assert_eq!(std::fs::read(input).unwrap(), before, "{args:?}: the input is as it was");
     }
 
+    // An --out naming the history --fit reads is refused, and the history is as it was.
+    let history = tmp("same-history.csv");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/history/fit-small.csv"), &history).unwrap();
+    let h = history.to_str().unwrap();
+    let out = sim(&["plan", "--fit", h, "--out", h]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--out") && err.contains("the same file as the input"), "{err}");
+    let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/history/fit-small.csv")).unwrap();
+    assert_eq!(std::fs::read(&history).unwrap(), fixture);
+
     let junit = tmp("made/for/it/junit.xml");
     let out = sim(&["run", "--scenario", scenario_s, "--junit", junit.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

@@ -264,6 +264,18 @@ fn an_implementations_text_and_the_command_never_show_a_password_or_an_escape() 
     for secret in ["hunter2", "s3cr3t", "pw3", "pw4", "\u{1b}"] {
         assert!(!err.contains(secret) && !out.contains(secret), "{secret:?} shown: {err}");
     }
+    // A line that is no response is quoted cut short: hidden before the cut, not after, or a
+    // URL cut before its `@` would show its password.
+    let garbled =
+        format!(r#"{{"id":0,"type":"hello_ok","name":"{} postgres://u:hunter2secret@h/db"}}"#, "x".repeat(239));
+    std::fs::write(&script, format!("read l; echo '{garbled}'; sleep 30\n")).unwrap();
+    let (code, out, err) = sim_in_within(
+        &root(),
+        &["run", "--engine", "exec", "--exec", &format!("sh {script}"), "--exec-timeout", "2", "--users", "5"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("not a response of protocol 1") && !err.contains("hunter2"), "{err}");
 }
 
 #[test]
