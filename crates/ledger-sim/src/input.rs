@@ -135,10 +135,14 @@ pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
 /// none yet (see [`output_target`]), in a directory that takes a new file.
 pub fn check_output(flag: &str, path: &Path) -> anyhow::Result<()> {
     let target = output_target(flag, path)?;
-    let probe = temp_beside(&target);
-    std::fs::write(&probe, b"")
-        .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write beside it ({})", path.display(), words(&e)))?;
-    let _ = std::fs::remove_file(&probe);
+    takes_a_file(&temp_beside(&target))
+        .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write beside it ({})", path.display(), words(&e)))
+}
+
+/// Whether a file can be made at `probe`: it is made, empty, and removed.
+fn takes_a_file(probe: &Path) -> std::io::Result<()> {
+    std::fs::write(probe, b"")?;
+    let _ = std::fs::remove_file(probe);
     Ok(())
 }
 
@@ -161,11 +165,8 @@ pub fn check_directory(flag: &str, dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    let probe = existing.join(format!(".ledger-sim-probe.{}.tmp", std::process::id()));
-    std::fs::write(&probe, b"")
-        .map_err(|e| anyhow::anyhow!("{flag} {shown}: cannot write into {} ({})", existing.display(), words(&e)))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    takes_a_file(&existing.join(format!(".ledger-sim-probe.{}.tmp", std::process::id())))
+        .map_err(|e| anyhow::anyhow!("{flag} {shown}: cannot write into {} ({})", existing.display(), words(&e)))
 }
 
 /// Writes `bytes` to `flag`'s output `path` whole or not at all: to a temporary file beside
