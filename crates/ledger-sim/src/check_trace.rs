@@ -34,6 +34,7 @@ pub struct CheckTraceArgs {
 pub fn check_trace_cmd(args: &CheckTraceArgs) -> anyhow::Result<bool> {
     let path = args.file.display().to_string();
     if let Some(junit) = &args.junit {
+        crate::input::will_read(&args.file);
         crate::input::check_output("--junit", junit)?;
     }
     let report = match read_and_check(args, &path) {

@@ -373,6 +373,9 @@ fn check_run_memory(s: &Scenario, in_parallel: u64) -> anyhow::Result<()> {
 fn run(args: RunArgs) -> anyhow::Result<bool> {
     let scenario = load_scenario(&args)?;
     if let Some(path) = &args.junit {
+        if let Some(mutant) = &args.pg.pg_mutant {
+            crate::input::will_read(mutant);
+        }
         crate::input::check_output("--junit", path)?;
     }
     let seeds = match (args.seed, args.seeds) {
@@ -712,6 +715,9 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     let bytes = crate::input::read_bytes(&args.file)?;
     // After the read, so that a --junit naming the trace itself is refused before the replay.
     if let Some(junit) = &args.junit {
+        if let Some(mutant) = &args.pg_mutant {
+            crate::input::will_read(mutant);
+        }
         crate::input::check_output("--junit", junit)?;
     }
     let h = History::read_jsonl(&bytes[..], &path)?;

@@ -20,6 +20,16 @@ fn remember_input(path: &Path, meta: &std::fs::Metadata) {
     }
 }
 
+/// Notes that the command will read `path`, before it checks its outputs, when it reads its
+/// inputs only after the check (`check-trace T --junit T`, `merge a.json --report a.json`):
+/// the output is then refused before any work, not when it is written. A path that names no
+/// regular file yet is left to the read, which names what is wrong with it.
+pub fn will_read(path: &Path) {
+    if let Some(meta) = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file) {
+        remember_input(path, &meta);
+    }
+}
+
 /// The input that is the same file as `target`, if the command read one and its path still
 /// names that file (an input removed since, whose inode a new file may have, is not at risk).
 fn input_at(target: &Path) -> Option<PathBuf> {
@@ -266,6 +276,15 @@ mod tests {
         }
         assert_eq!(std::fs::read(&input).unwrap(), b"days = 1");
         write_whole("--out", &d.join("other.toml"), b"output").unwrap();
+        // An input announced before it is read is protected from then on.
+        let later = d.join("later.json");
+        std::fs::write(&later, b"{}").unwrap();
+        check_output("--report", &later).unwrap();
+        will_read(&later);
+        let e = check_output("--report", &later).unwrap_err().to_string();
+        assert!(e.contains("the same file as the input") && e.contains("later.json"), "{e}");
+        will_read(&d.join("missing.json"));
+        will_read(&d);
         let _ = std::fs::remove_dir_all(&d);
     }
 }

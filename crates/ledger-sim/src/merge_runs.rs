@@ -388,6 +388,10 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
 
 /// `ledger-sim merge-runs`: prints the merged report as JSON; true when no invariant broke.
 pub fn merge_runs_cmd(args: MergeRunsArgs) -> anyhow::Result<bool> {
+    if let Some(path) = &args.junit {
+        args.files.iter().for_each(|f| crate::input::will_read(f));
+        crate::input::check_output("--junit", path)?;
+    }
     let (merged, ok) = merge(&args.files)?;
     if let Some(path) = &args.junit {
         let reports: Vec<ledger_simulator::report::ViolationReport> =

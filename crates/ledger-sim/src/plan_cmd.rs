@@ -343,6 +343,7 @@ fn emit_solved<T: serde::Serialize>(
 /// `ledger-sim merge`: true when no invariant broke.
 pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
     if let Some(path) = &args.out.report {
+        args.files.iter().for_each(|f| crate::input::will_read(f));
         crate::input::check_output("--report", path)?;
     }
     let mut parts = Vec::new();

@@ -731,17 +731,28 @@ fn an_output_never_replaces_an_input_and_its_directory_is_made() {
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/conformance/commands.jsonl"), &vectors).unwrap();
     let scenario = tmp("same-scenario.toml");
     std::fs::write(&scenario, "n_users = 10\nn_steps = 50\n").unwrap();
-    let [trace_s, vectors_s, scenario_s] = [&trace, &vectors, &scenario].map(|p| p.to_str().unwrap());
-    for (args, input) in [
-        (vec!["replay", trace_s, "--junit", trace_s], &trace),
-        (vec!["check-trace", vectors_s, "--junit", vectors_s], &vectors),
-        (vec!["run", "--scenario", scenario_s, "--junit", scenario_s], &scenario),
+    let run_report = tmp("same-run.json");
+    std::fs::write(&run_report, sim(&["run", "--scenario", scenario.to_str().unwrap(), "--json"]).stdout).unwrap();
+    let plan_part = tmp("same-plan.json");
+    let tipping = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scenarios/plan-tipping.toml");
+    std::fs::write(&plan_part, sim(&["plan", tipping, "--seeds", "2", "--json"]).stdout).unwrap();
+    let [trace_s, vectors_s, scenario_s, run_s, plan_s] =
+        [&trace, &vectors, &scenario, &run_report, &plan_part].map(|p| p.to_str().unwrap());
+    // `check-trace`, `merge-runs` and `merge` read their inputs after checking their outputs:
+    // the inputs are announced first, so the refusal still comes before the work.
+    for (args, input, flag) in [
+        (vec!["replay", trace_s, "--junit", trace_s], &trace, "--junit"),
+        (vec!["check-trace", vectors_s, "--junit", vectors_s], &vectors, "--junit"),
+        (vec!["run", "--scenario", scenario_s, "--junit", scenario_s], &scenario, "--junit"),
+        (vec!["merge-runs", run_s, "--junit", run_s], &run_report, "--junit"),
+        (vec!["merge", plan_s, "--report", plan_s], &plan_part, "--report"),
     ] {
         let before = std::fs::read(input).unwrap();
         let out = sim(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains("--junit") && err.contains("the same file as the input"), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains("the same file as the input"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: refused before any output");
         assert_eq!(std::fs::read(input).unwrap(), before, "{args:?}: the input is as it was");
     }
 
