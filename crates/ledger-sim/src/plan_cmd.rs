@@ -407,6 +407,8 @@ fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Pa
     };
     // Before the file is made, so that no signal comes between.
     remove_on_signal(tmp.clone()).map_err(failed)?;
+    // And a panic of the run (a bug) unwinds through this guard, which removes it too.
+    let _unfinished = Unfinished(&tmp);
     let file = std::fs::File::create(&tmp).map_err(failed)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut written: Result<u64, std::io::Error> =
@@ -432,6 +434,17 @@ fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Pa
         ledger_exec::say!("{} invariant violation(s); the first: {v}", run.violations);
     }
     Ok(run.violations == 0)
+}
+
+/// Removes a temporary output when dropped: after it was renamed into place there is no such
+/// file any more, and before, on an error or a panic, it is the part of an output never to be
+/// left behind.
+struct Unfinished<'a>(&'a Path);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }
 
 /// From now on, SIGINT, SIGTERM or SIGHUP removes `tmp` (an output not yet renamed into
