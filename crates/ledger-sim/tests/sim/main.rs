@@ -22,6 +22,7 @@ mod pg_hostile;
 mod plan_fit;
 mod plan_hostile;
 mod plan_solve;
+mod python_reference;
 mod replay_database_url;
 mod replay_trace;
 mod typescript;
