@@ -5,6 +5,8 @@
 //! the harness's own vocabulary ([`Call`], [`Reply`]), so the wire and the simulator cannot
 //! drift apart.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use ledger_core::{ConfigJson, Pubkey, Sats, Tier, TimeMs};
@@ -79,32 +81,118 @@ impl RequestBody {
     }
 }
 
-/// The first integer outside `0..=`[`MAX_NUMBER`] (negative, or beyond it either way) in the
-/// `now_ms`, the `call` or the `config` of a request that did not read as one, named by its
-/// field: a request out of range rather than malformed. A number that is not an integer (`1.5`,
-/// `1e3`) stays malformed.
-pub fn number_out_of_range(request: &serde_json::Value) -> Option<String> {
-    fn too_large(v: &serde_json::Value) -> bool {
-        match v {
-            serde_json::Value::Number(n) => {
-                n.as_u64().is_some_and(|n| n > MAX_NUMBER)
-                    || n.as_i64().is_some_and(|n| n < 0)
-                    // An integer beyond 64 bits either way reads as a float of that size.
-                    || (n.as_u64().is_none()
-                        && n.as_i64().is_none()
-                        && n.as_f64().is_some_and(|f| f.abs() >= 9.223_372_036_854_776e18))
+/// The first integer written outside `0..=`[`MAX_NUMBER`] (negative, or above it, however many
+/// digits it has) in the `now_ms`, the `call` or the `config` of `request`, one JSON value that
+/// did not read as a request: named by its keys, with its digits (shortened when long). Such a
+/// request is out of range rather than malformed (SPEC.md §9.1). A number with a fraction or an
+/// exponent (`1.5`, `1e3`) is no integer, and stays malformed.
+pub fn integer_out_of_range(request: &str) -> Option<String> {
+    find_scalar(request, |keys, _, text| {
+        let checked = keys.first().is_some_and(|k| ["now_ms", "call", "config"].contains(&k.as_ref()));
+        (checked && integer_outside(text)?).then(|| format!("{} {}", keys.join("."), shortened(text)))
+    })
+}
+
+/// `Some(true)` for an integer written outside `0..=`[`MAX_NUMBER`], `Some(false)` for one inside
+/// it (`-0` included), `None` for any other scalar (a string, a number with a fraction or an
+/// exponent). Judged on its digits, however many: never through a float, which would read
+/// `18446744073709551616` as `1.8446744073709552e19` and 400 digits as an error.
+pub(crate) fn integer_outside(text: &str) -> Option<bool> {
+    let (negative, digits) = text.strip_prefix('-').map_or((false, text), |digits| (true, digits));
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let significant = digits.trim_start_matches('0');
+    Some(if negative {
+        !significant.is_empty()
+    } else {
+        // 19 digits or fewer fit a u64.
+        significant.len() > 19 || significant.parse::<u64>().is_ok_and(|v| v > MAX_NUMBER)
+    })
+}
+
+/// A number as a message quotes it: whole when short, its ends and its length when long (a
+/// line may hold 16 MiB of digits).
+pub(crate) fn shortened(text: &str) -> String {
+    const KEEP: usize = 16;
+    match (text.get(..KEEP), text.get(text.len().saturating_sub(KEEP)..)) {
+        (Some(head), Some(tail)) if text.len() > 3 * KEEP => format!("{head}...{tail} ({} characters)", text.len()),
+        _ => text.to_owned(),
+    }
+}
+
+/// Calls `f` on each string and number of `json` in the order they are written, until it
+/// answers `Some`: with the keys of the objects the scalar lies in, outermost first (an array
+/// adds none), the offset of its first byte, and its text as written (a string with its quotes
+/// and escapes). `json` is one JSON value (the caller has checked that `serde_json` reads it);
+/// on anything else the walk stops early or finds less, but never panics. Nothing is read
+/// through a float, and the work is linear in the text.
+pub(crate) fn find_scalar<'a, T>(
+    json: &'a str,
+    mut f: impl FnMut(&[Cow<'a, str>], usize, &'a str) -> Option<T>,
+) -> Option<T> {
+    let bytes = json.as_bytes();
+    // The key being read in each object open around the cursor; one entry per open container
+    // saying whether it is an object.
+    let mut keys: Vec<Cow<'a, str>> = Vec::new();
+    let mut objects: Vec<bool> = Vec::new();
+    // Whether the next string is a key.
+    let mut key_next = false;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let start = i;
+        i += 1;
+        match b {
+            b'{' => {
+                objects.push(true);
+                keys.push(Cow::Borrowed(""));
+                key_next = true;
             }
-            _ => false,
+            b'[' => objects.push(false),
+            b'}' => {
+                objects.pop();
+                keys.pop();
+            }
+            b']' => {
+                objects.pop();
+            }
+            b',' => key_next = objects.last() == Some(&true),
+            b':' => key_next = false,
+            b'"' => {
+                while let Some(&c) = bytes.get(i) {
+                    i += if c == b'\\' { 2 } else { 1 };
+                    if c == b'"' {
+                        break;
+                    }
+                }
+                let text = json.get(start..i)?;
+                if !key_next {
+                    if let Some(found) = f(&keys, start, text) {
+                        return Some(found);
+                    }
+                } else if let Some(key) = keys.last_mut() {
+                    // Escapes decoded, as serde reads the key: `"\u0074ype"` is `type`.
+                    let inner = text.get(1..text.len() - 1)?;
+                    *key = if inner.contains('\\') {
+                        Cow::Owned(serde_json::from_str(text).ok()?)
+                    } else {
+                        Cow::Borrowed(inner)
+                    };
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                while bytes.get(i).is_some_and(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
+                    i += 1;
+                }
+                if let Some(found) = f(&keys, start, json.get(start..i)?) {
+                    return Some(found);
+                }
+            }
+            // Whitespace, and the letters of `true`, `false` and `null`.
+            _ => {}
         }
     }
-    /// The path and value of the first such number in `v`, objects searched in key order.
-    fn first(path: &str, v: &serde_json::Value) -> Option<String> {
-        match v {
-            serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| first(&format!("{path}.{k}"), v)),
-            v => too_large(v).then(|| format!("{path} {v}")),
-        }
-    }
-    ["now_ms", "call", "config"].into_iter().find_map(|key| first(key, request.get(key)?))
+    None
 }
 
 /// The keys whose value names a variant on the wire: a message's `type`, a call's `call`, a

@@ -12,8 +12,8 @@ use ledger_harness::Reply;
 
 use crate::child::{read_bounded_prefix, BadLine};
 use crate::protocol::{
-    number_out_of_range, tags_are_names, Api, ErrorCode, Observation, Request, RequestBody, Response, ResponseBody,
-    StateKind, PROTOCOL_VERSION,
+    find_scalar, integer_out_of_range, integer_outside, shortened, tags_are_names, Api, ErrorCode, Observation,
+    Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION,
 };
 
 /// Serves the reference engine on `input`/`output` until end of input. A line that is not a
@@ -35,7 +35,7 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
             Some(Err(prefix)) => {
                 skip_rest_of_line(&mut input)?;
                 let bad = BadLine::TooLong;
-                match id_before_the_cut(&prefix) {
+                match line_id(&prefix) {
                     Some(id) => {
                         Some(Response { id, body: error(ErrorCode::Malformed, format!("line {line_no}: {bad}")) })
                     }
@@ -85,52 +85,73 @@ fn answer_line(
         }),
         Some(bad) => Err(bad.to_string()),
     };
-    Ok(match request {
+    let why = match request {
         Ok(request) => {
             if let (RequestBody::Hello { .. }, Some(_)) = (&request.body, &ledger) {
                 writeln!(log, "ledger-sim serve: line {line_no}: a second hello leaves the ledger as it is (a reset returns it to genesis)")?;
             }
-            Some(Response { id: request.id, body: answer_checked(ledger, journal, request.body) })
+            return Ok(Some(Response { id: request.id, body: answer_checked(ledger, journal, request.body) }));
         }
-        Err(e) => {
-            let value = serde_json::from_str::<serde_json::Value>(line).ok();
-            match value.as_ref().and_then(|v| Some((v.get("id")?.as_u64()?, v))) {
-                Some((id, v)) => Some(Response {
-                    id,
-                    body: match (other_protocol(v), number_out_of_range(v).filter(|_| not_utf8.is_none())) {
-                        (Some(protocol), _) => error(
-                            ErrorCode::NotSupported,
-                            format!("protocol {protocol}: this server speaks {PROTOCOL_VERSION}"),
-                        ),
-                        (None, Some(what)) => {
-                            error(ErrorCode::OutOfRange, format!("line {line_no}: {what} is not in 0..=2^63-1"))
-                        }
-                        (None, None) => error(ErrorCode::Malformed, format!("line {line_no}: {e}")),
-                    },
-                }),
-                // Not one JSON value (garbage after the object, a line cut short by the end of
-                // the input, nesting too deep): its id, when the line begins with it whole.
-                None => match id_before_the_cut(line.as_bytes()) {
-                    Some(id) => {
-                        Some(Response { id, body: error(ErrorCode::Malformed, format!("line {line_no}: {e}")) })
-                    }
-                    None => {
-                        let what = if not_utf8.is_some() { "cannot be read" } else { "is not a request and has no id" };
-                        writeln!(log, "ledger-sim serve: line {line_no} {what}: {e}")?;
-                        None
-                    }
-                },
-            }
-        }
-    })
+        Err(why) => why,
+    };
+    // One JSON value (not garbage after the object, a line cut short by the end of the input,
+    // nesting too deep), checked without reading its numbers, which may not fit a float.
+    let one_value = serde_json::from_str::<serde::de::IgnoredAny>(line).is_ok();
+    if let Some(unsigned) = (one_value && not_utf8.is_none()).then(|| zeros_unsigned(line)).flatten() {
+        return answer_line(&unsigned, None, line_no, ledger, journal, log);
+    }
+    let Some(id) = line_id(line.as_bytes()) else {
+        let what = if not_utf8.is_some() { "cannot be read" } else { "is not a request and has no id" };
+        writeln!(log, "ledger-sim serve: line {line_no} {what}: {why}")?;
+        return Ok(None);
+    };
+    let body = if let Some(protocol) = one_value.then(|| other_protocol(line)).flatten() {
+        error(ErrorCode::NotSupported, format!("protocol {protocol}: this server speaks {PROTOCOL_VERSION}"))
+    } else if let Some(what) = (one_value && not_utf8.is_none()).then(|| integer_out_of_range(line)).flatten() {
+        error(ErrorCode::OutOfRange, format!("line {line_no}: {what} is not in 0..=2^63-1"))
+    } else {
+        error(ErrorCode::Malformed, format!("line {line_no}: {why}"))
+    };
+    Ok(Some(Response { id, body }))
 }
 
-/// The version a `hello` of another protocol asks for: such a hello is answered
-/// `not_supported` (SPEC.md §9.2) whatever else it holds, since a later version's hello need
-/// not have this one's fields.
-fn other_protocol(request: &serde_json::Value) -> Option<u64> {
-    let protocol = request.get("protocol")?.as_u64()?;
-    (request.get("type")? == "hello" && protocol != u64::from(PROTOCOL_VERSION)).then_some(protocol)
+/// `request` (one JSON value) with each `-0` written ` 0`, when it has one: `-0` is the
+/// integer 0 (SPEC.md §9.1), which serde reads as the float -0.0. The line keeps its length, so
+/// an error's column still points into what the client sent.
+fn zeros_unsigned(request: &str) -> Option<String> {
+    let mut signs = Vec::new();
+    find_scalar(request, |_, start, text| {
+        if text.starts_with('-') && integer_outside(text) == Some(false) {
+            signs.push(start);
+        }
+        None::<()>
+    });
+    if signs.is_empty() {
+        return None;
+    }
+    let mut bytes = request.as_bytes().to_vec();
+    for at in signs {
+        bytes[at] = b' ';
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// The version a `hello` of another protocol names: any integer but 1, however many digits it
+/// has. Such a hello is answered `not_supported` (SPEC.md §9.2) whatever else it holds, since a
+/// later version's hello need not have this one's fields.
+fn other_protocol(request: &str) -> Option<String> {
+    let (mut hello, mut other) = (false, None);
+    find_scalar(request, |keys, _, text| {
+        match keys {
+            [key] if key == "type" => hello = serde_json::from_str::<String>(text).is_ok_and(|t| t == "hello"),
+            [key] if key == "protocol" && integer_outside(text).is_some() && text != "1" => {
+                other = Some(shortened(text));
+            }
+            _ => {}
+        }
+        None::<()>
+    });
+    other.filter(|_| hello)
 }
 
 /// A line read: its text and, when it was not UTF-8, why; or, when it was too long to read
@@ -156,14 +177,17 @@ fn read_line(input: &mut impl BufRead) -> std::io::Result<Option<ReadLine>> {
     })))
 }
 
-/// The top-level `id` of a request cut short (a line too long to read whole), or of a line that
-/// is not one JSON value, when it comes before the cut or the fault: `{"id":7,"type":"decide",...`
-/// gives 7; an `id` after the cut, or after a value the cut falls in, gives `None`, and so does
-/// one the cut may have shortened (`{"x":"...","id":12` of `"id":123456`): the id counts only
-/// when what follows it (another key, or the object's end) was read too. serde_json reads the
-/// object's keys and skips their values whole (an `"id"` inside one is not the request's) until
-/// it meets `id`; the error it then raises at the cut does not matter.
-fn id_before_the_cut(prefix: &[u8]) -> Option<u64> {
+/// The `id` of a line that is not a request, when it can be made out (SPEC.md §9.1): the
+/// top-level object's `id`, an integer in `0..=2^64-1`, named once. In a line cut short (too
+/// long to read whole) or not one JSON value, it counts when it comes before the cut or the
+/// fault: `{"id":7,"type":"decide",...` gives 7; an `id` after the cut, or after a value the cut
+/// falls in, gives `None`, and so does one the cut may have shortened (`{"x":"...","id":12` of
+/// `"id":123456`): the id counts only when what follows it (another key, or the object's end)
+/// was read too. serde_json reads the object's keys and skips their values whole (an `"id"`
+/// inside one is not the request's, and a number is skipped without being read) until the
+/// first fault; the error it then raises does not matter. A second `id` before the fault
+/// leaves none: either could be another request's.
+fn line_id(prefix: &[u8]) -> Option<u64> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
     use std::cell::Cell;
 
@@ -174,17 +198,28 @@ fn id_before_the_cut(prefix: &[u8]) -> Option<u64> {
             f.write_str("a request: a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<String>()? {
-                if key == "id" {
-                    let id = map.next_value::<u64>()?;
-                    // Whole only if something follows it: a key, or the object's end.
-                    map.next_key::<IgnoredAny>()?;
+            let (mut named, mut read) = (false, None);
+            loop {
+                let key = map.next_key::<String>()?;
+                // What follows the id, a key or the object's end, was read: the id is whole.
+                if let Some(id) = read.take() {
                     self.0.set(Some(id));
-                    return Ok(());
                 }
-                map.next_value::<IgnoredAny>()?;
+                match key {
+                    None => return Ok(()),
+                    Some(key) if key == "id" && named => {
+                        self.0.set(None);
+                        return Ok(());
+                    }
+                    Some(key) if key == "id" => {
+                        named = true;
+                        read = Some(map.next_value::<u64>()?);
+                    }
+                    Some(_) => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
             }
-            Ok(())
         }
     }
     impl<'de> DeserializeSeed<'de> for Id<'_> {

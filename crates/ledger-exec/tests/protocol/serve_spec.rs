@@ -340,3 +340,89 @@ fn a_second_hello_changes_nothing() {
     );
     assert!(log.contains("line 3: a second hello leaves the ledger as it is"), "{log}");
 }
+
+/// What `serve` writes for `lines`, one request each, and what it says on stderr.
+fn serve_lines(lines: &[String]) -> (Vec<Value>, String) {
+    serve_bytes((lines.join("\n") + "\n").as_bytes())
+}
+
+fn code(responses: &[Value], id: u64) -> &str {
+    let r = by_id(responses, id);
+    assert_eq!((&r["type"], &r["definite"]), (&Value::from("error"), &Value::Bool(true)), "{r}");
+    r["code"].as_str().unwrap()
+}
+
+fn text(responses: &[Value], id: u64) -> &str {
+    by_id(responses, id)["text"].as_str().unwrap()
+}
+
+/// An integer is judged by its digits, however many (SPEC.md §9.1): 2^64 and 400 digits either
+/// way are `out_of_range`, named as written (never as the float serde would read), wherever the
+/// request holds them, even before its `id`; a number with a fraction or an exponent is
+/// `malformed` however large; `-0` is 0. A hello naming any integer but 1 is of another version.
+#[test]
+fn integers_are_judged_by_their_digits_however_many() {
+    let nines = "9".repeat(400);
+    let long = "7".repeat(1 << 20);
+    let lines = [
+        hello(0),
+        format!(r#"{{"id":1,"type":"call","now_ms":{nines},"call":{{"call":"expire"}}}}"#),
+        r#"{"id":2,"type":"call","now_ms":18446744073709551616,"call":{"call":"expire"}}"#.to_owned(),
+        format!(
+            r#"{{"id":3,"type":"call","now_ms":5,"call":{{"call":"credit","payment_id":1,"paid_sats":-{nines}}}}}"#
+        ),
+        format!(r#"{{"type":"call","call":{{"call":"credit","paid_sats":{nines},"payment_id":1}},"now_ms":5,"id":4}}"#),
+        format!(r#"{{"id":5,"type":"reset","config":{}}}"#, CONFIG.replace("10000,", &format!("{long},"))),
+        format!(
+            r#"{{"id":6,"type":"call","now_ms":5,"call":{{"call":"credit","payment_id":1,"paid_sats":{nines}.5}}}}"#
+        ),
+        r#"{"id":7,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":1,"paid_sats":1e400}}"#.to_owned(),
+        format!(r#"{{"id":8,"type":"hello","protocol":{nines},"config":{CONFIG}}}"#),
+        r#"{"id":9,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":-0,"paid_sats":-0}}"#.to_owned(),
+        r#"{"id":10,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_lines(&lines);
+    for (id, what) in [
+        (1, "now_ms 9999999999999999...9999999999999999 (400 characters) is not in 0..=2^63-1"),
+        (2, "now_ms 18446744073709551616 is not in 0..=2^63-1"),
+        (3, "call.paid_sats -999999999999999...9999999999999999 (401 characters)"),
+        (4, "call.paid_sats 9999999999999999"),
+        (5, "config.pool_initial_sats 7777777777777777...7777777777777777 (1048576 characters)"),
+    ] {
+        assert_eq!(code(&responses, id), "out_of_range", "{}", text(&responses, id));
+        assert!(text(&responses, id).contains(what), "{}", text(&responses, id));
+    }
+    for id in [6, 7] {
+        assert_eq!(code(&responses, id), "malformed", "{}", text(&responses, id));
+    }
+    assert_eq!(code(&responses, 8), "not_supported", "{}", text(&responses, 8));
+    assert_eq!(by_id(&responses, 9)["reply"]["credited_sats"], 0, "-0 is 0: {responses:?}");
+    assert_eq!(by_id(&responses, 10)["pool_sats"], 10000, "nothing else credited");
+}
+
+/// An `id` is an integer in `0..=2^64-1` named once (SPEC.md §9.1); a line whose `id` is
+/// missing, named twice or anything else has no id that can be made out: it is answered with
+/// none (which could answer another request in flight), only said on stderr.
+#[test]
+fn an_id_is_an_integer_up_to_2_pow_64_minus_1_named_once() {
+    let lines = [
+        hello(0),
+        r#"{"id":18446744073709551615,"type":"observe"}"#.to_owned(),
+        r#"{"id":18446744073709551616,"type":"observe"}"#.to_owned(),
+        format!(r#"{{"id":{},"type":"observe"}}"#, "9".repeat(400)),
+        r#"{"id":-45,"type":"observe"}"#.to_owned(),
+        r#"{"id":1.5,"type":"observe"}"#.to_owned(),
+        r#"{"id":"12","type":"observe"}"#.to_owned(),
+        r#"{"type":"observe"}"#.to_owned(),
+        r#"{"id":2,"type":"observe","id":3}"#.to_owned(),
+        r#"{"id":4,"type":"observe","id":4}"#.to_owned(),
+        r#"{"id":-0,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, log) = serve_lines(&lines);
+    let ids: Vec<&Value> = responses.iter().map(|r| &r["id"]).collect();
+    assert_eq!(ids, [&Value::from(0), &Value::from(u64::MAX), &Value::from(0)], "{responses:?}");
+    assert_eq!(responses[1]["type"], "observed");
+    for line in 3..=10 {
+        assert!(log.contains(&format!("line {line} is not a request and has no id")), "line {line}: {log}");
+    }
+}
