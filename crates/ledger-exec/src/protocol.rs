@@ -205,11 +205,27 @@ const TAG_KEYS: [&str; 6] = ["type", "call", "reply", "outcome", "refusal", "ser
 /// another protocol, and a request so written is `malformed`. `Err` names the key and the
 /// value; a line that is not JSON is left to the parse that reads it.
 pub fn tags_are_names(line: &str) -> Result<(), String> {
+    check_names(line, false)
+}
+
+/// [`tags_are_names`] for a request, which must also name each key of an object once (SPEC.md
+/// §9.1): serde refuses a field it knows named twice, but keeps the last of a key it ignores
+/// (`{"x":1,"x":2}` in a request's `call`, or at its top level). `Err` names the key.
+pub fn request_names_are_sound(line: &str) -> Result<(), String> {
+    check_names(line, true)
+}
+
+/// [`tags_are_names`], and with `keys_once` each object's keys distinct.
+fn check_names(line: &str, keys_once: bool) -> Result<(), String> {
     use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use std::collections::BTreeSet;
     use std::fmt;
 
-    /// A value; under a tag key (`Some`) an integer is an error.
-    struct Value(Option<&'static str>);
+    /// A value; under a tag key (`tag`) an integer is an error.
+    struct Value {
+        tag: Option<&'static str>,
+        keys_once: bool,
+    }
     impl<'de> DeserializeSeed<'de> for Value {
         type Value = ();
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -225,13 +241,13 @@ pub fn tags_are_names(line: &str) -> Result<(), String> {
             Ok(())
         }
         fn visit_i64<E: Error>(self, v: i64) -> Result<(), E> {
-            match self.0 {
+            match self.tag {
                 Some(key) => Err(E::custom(format!("\"{key}\": {v} is a number, not the name of a variant"))),
                 None => Ok(()),
             }
         }
         fn visit_u64<E: Error>(self, v: u64) -> Result<(), E> {
-            match self.0 {
+            match self.tag {
                 Some(key) => Err(E::custom(format!("\"{key}\": {v} is a number, not the name of a variant"))),
                 None => Ok(()),
             }
@@ -246,37 +262,51 @@ pub fn tags_are_names(line: &str) -> Result<(), String> {
             Ok(())
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element_seed(Value(None))?.is_some() {}
+            while seq.next_element_seed(Value { tag: None, keys_once: self.keys_once })?.is_some() {}
             Ok(())
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key_seed(Key)? {
-                map.next_value_seed(Value(key))?;
+            // A set, not a list: an object of many keys is checked in n log n.
+            let mut seen = BTreeSet::new();
+            while let Some((tag, key)) = map.next_key_seed(Key { keys_once: self.keys_once })? {
+                if let Some(key) = key {
+                    if seen.contains(&key) {
+                        return Err(A::Error::custom(format!("the key \"{key}\" is named twice in one object")));
+                    }
+                    seen.insert(key);
+                }
+                map.next_value_seed(Value { tag, keys_once: self.keys_once })?;
             }
             Ok(())
         }
     }
 
-    /// A key: which tag key it is, if any (escapes decoded, without allocating for the rest).
-    struct Key;
+    /// A key: which tag key it is, if any (escapes decoded), and with `keys_once` its text
+    /// (borrowed from the line when it has no escapes).
+    struct Key {
+        keys_once: bool,
+    }
     impl<'de> DeserializeSeed<'de> for Key {
-        type Value = Option<&'static str>;
+        type Value = (Option<&'static str>, Option<Cow<'de, str>>);
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_str(self)
         }
     }
     impl<'de> Visitor<'de> for Key {
-        type Value = Option<&'static str>;
+        type Value = (Option<&'static str>, Option<Cow<'de, str>>);
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a key")
         }
+        fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok((TAG_KEYS.into_iter().find(|k| *k == v), self.keys_once.then_some(Cow::Borrowed(v))))
+        }
         fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(TAG_KEYS.into_iter().find(|k| *k == v))
+            Ok((TAG_KEYS.into_iter().find(|k| *k == v), self.keys_once.then(|| Cow::Owned(v.to_owned()))))
         }
     }
 
     let mut de = serde_json::Deserializer::from_str(line);
-    match Value(None).deserialize(&mut de) {
+    match (Value { tag: None, keys_once }).deserialize(&mut de) {
         Ok(()) => Ok(()),
         // Not JSON (or nested too deep): the parse that reads the line says why.
         Err(e) if !e.is_data() => Ok(()),

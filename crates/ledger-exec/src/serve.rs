@@ -12,8 +12,8 @@ use ledger_harness::Reply;
 
 use crate::child::{read_bounded_prefix, BadLine};
 use crate::protocol::{
-    find_scalar, integer_out_of_range, integer_outside, shortened, tags_are_names, Api, ErrorCode, Observation,
-    Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION,
+    find_scalar, integer_out_of_range, integer_outside, request_names_are_sound, shortened, Api, ErrorCode,
+    Observation, Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION,
 };
 
 /// Serves the reference engine on `input`/`output` until end of input. A line that is not a
@@ -80,7 +80,7 @@ fn answer_line(
 ) -> std::io::Result<Option<Response>> {
     let request = match not_utf8 {
         None => serde_json::from_str::<Request>(line).map_err(|e| e.to_string()).and_then(|request| {
-            tags_are_names(line)?;
+            request_names_are_sound(line)?;
             Ok(request)
         }),
         Some(bad) => Err(bad.to_string()),

@@ -426,3 +426,27 @@ fn an_id_is_an_integer_up_to_2_pow_64_minus_1_named_once() {
         assert!(log.contains(&format!("line {line} is not a request and has no id")), "line {line}: {log}");
     }
 }
+
+/// A request in which an object names a key twice is `malformed` (SPEC.md §9.1): a key serde
+/// knows, and one it would ignore, at the top level or inside.
+#[test]
+fn a_key_named_twice_is_malformed() {
+    let lines = [
+        hello(0),
+        r#"{"id":1,"type":"observe","x":1,"x":2}"#.to_owned(),
+        r#"{"id":2,"type":"call","now_ms":5,"call":{"call":"expire","x":1,"x":1}}"#.to_owned(),
+        r#"{"id":3,"type":"observe","pad":{"a":1,"\u0061":2}}"#.to_owned(),
+        r#"{"id":4,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":1,"paid_sats":1,"paid_sats":2}}"#
+            .to_owned(),
+        r#"{"id":5,"type":"call","now_ms":5,"now_ms":6,"call":{"call":"expire"}}"#.to_owned(),
+        r#"{"id":6,"type":"observe","x":{"a":1},"y":{"a":1}}"#.to_owned(),
+        r#"{"id":7,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_lines(&lines);
+    for (id, key) in [(1, "x"), (2, "x"), (3, "a"), (4, "paid_sats"), (5, "now_ms")] {
+        assert_eq!(code(&responses, id), "malformed", "{}", text(&responses, id));
+        assert!(text(&responses, id).contains(key), "{}", text(&responses, id));
+    }
+    assert_eq!(by_id(&responses, 6)["type"], "observed", "one key in each of two objects");
+    assert_eq!(by_id(&responses, 7)["credited_sats"], 0, "the credit with two amounts took no effect");
+}
