@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 
-use ledger_core::{implied_movements, Command, Config, Ledger, Movement, Outcome, Refusal};
+use ledger_core::{implied_movements, Command, Config, Ledger, Movement, Outcome, Pubkey, Refusal};
 use ledger_harness::Reply;
 
 use crate::child::{read_bounded_prefix, BadLine};
@@ -264,6 +264,31 @@ pub fn is_fresh(command: &Command, result: &Result<Outcome, Refusal>, journal: &
     }
 }
 
+/// `fresh` as `serve` answers it (SPEC.md §9.2): [`is_fresh`] where the outcome moves sats, which
+/// is where the harness reads it; elsewhere what the spec recommends, `false` for a repeat (a
+/// decision answered again, R-IDEM-1, or an `insufficient_funds` refused again, R-PARTIAL-7) and
+/// `true` for any other answer, a first refusal included. `repeat` is [`answered_before`],
+/// asked before the command was applied.
+fn fresh(command: &Command, result: &Result<Outcome, Refusal>, journal: &[Movement], repeat: bool) -> bool {
+    let anyone = Pubkey::from_bytes([0; 32]);
+    if result.as_ref().is_ok_and(|o| implied_movements(command, o, Some(anyone)).is_ok_and(|m| !m.is_empty())) {
+        return is_fresh(command, result, journal);
+    }
+    !(repeat && matches!(result, Ok(Outcome::Decided { .. }) | Err(Refusal::InsufficientFunds { .. })))
+}
+
+/// Whether the ledger remembers an answer to `command` that moves no sats: its request was
+/// decided (R-IDEM-1), or its amount refused `insufficient_funds` (R-PARTIAL-7).
+fn answered_before(ledger: &Ledger, command: &Command) -> bool {
+    match *command {
+        Command::Decide { request_id, .. } => ledger.request(request_id).is_some(),
+        Command::ReservePartial { request_id, amount_sats, .. } => {
+            ledger.request(request_id).is_some_and(|r| r.refused.iter().any(|&(amount, _)| amount == amount_sats))
+        }
+        _ => false,
+    }
+}
+
 fn error(code: ErrorCode, text: String) -> ResponseBody {
     ResponseBody::Error { code, definite: code.is_definite(), text }
 }
@@ -318,9 +343,10 @@ fn answer(ledger: &mut Option<Ledger>, journal: &mut Vec<Movement>, body: Reques
                 return error(ErrorCode::Unavailable, "a call before hello".to_owned());
             };
             let command = call.to_command();
+            let repeat = answered_before(ledger, &command);
             journal.clear();
             let result = ledger.apply(&command, now_ms, journal);
-            ResponseBody::Reply { fresh: is_fresh(&command, &result, journal), reply: Reply::from(result) }
+            ResponseBody::Reply { fresh: fresh(&command, &result, journal, repeat), reply: Reply::from(result) }
         }
         RequestBody::Observe => {
             let Some(ledger) = ledger.as_ref() else {

@@ -450,3 +450,57 @@ fn a_key_named_twice_is_malformed() {
     assert_eq!(by_id(&responses, 6)["type"], "observed", "one key in each of two objects");
     assert_eq!(by_id(&responses, 7)["credited_sats"], 0, "the credit with two amounts took no effect");
 }
+
+/// Where `fresh` is not read (SPEC.md §9.2) `serve` answers what the spec recommends: `true` for
+/// a first answer, a refusal included, and `false` for a repeat, a decision answered again or an
+/// `insufficient_funds` refused again; where it is read, it is exact.
+#[test]
+fn fresh_is_the_recommended_value_where_it_is_not_read() {
+    let (x, y) = ("11".repeat(32), "22".repeat(32));
+    let call = |id: u64, call: String| format!(r#"{{"id":{id},"type":"call","now_ms":5,"call":{{{call}}}}}"#);
+    let decide = |id, request, pubkey: &str, estimate| {
+        call(id, format!(r#""call":"decide","request_id":{request},"pubkey":"{pubkey}","estimated_sats":{estimate}"#))
+    };
+    let partial = |id, amount| {
+        call(id, format!(r#""call":"reserve_partial","request_id":1,"pubkey":"{x}","amount_sats":{amount}"#))
+    };
+    let release = |id| call(id, r#""call":"release","request_id":9,"amount_sats":0"#.to_owned());
+    let lines = [
+        hello(0),
+        call(1, format!(r#""call":"set_tier","pubkey":"{x}","tier":"elite""#)),
+        decide(2, 1, &x, 5000),
+        decide(3, 1, &x, 5000),
+        partial(4, 1001),
+        partial(5, 1001),
+        decide(6, 2, &y, 10),
+        decide(7, 2, &y, 10),
+        decide(8, 2, &y, 11),
+        release(9),
+        release(10),
+        call(11, r#""call":"expire""#.to_owned()),
+        decide(12, 3, &x, 10),
+        decide(13, 3, &x, 10),
+    ];
+    let (responses, _) = serve_lines(&lines);
+    let expected = [
+        (1, "tier_set", true),
+        (2, "partial", true),
+        (3, "partial", false),
+        (4, "insufficient_funds", true),
+        (5, "insufficient_funds", false),
+        (6, "gate", true),
+        (7, "gate", false),
+        (8, "exists_with_different_estimate", true),
+        (9, "unknown_request", true),
+        (10, "unknown_request", true),
+        (11, "expired", true),
+        (12, "free", true),
+        (13, "free", false),
+    ];
+    for (id, what, fresh) in expected {
+        let r = by_id(&responses, id);
+        let reply = &r["reply"];
+        let got = reply["decision"]["serve"].as_str().or(reply["refusal"].as_str()).or(reply["outcome"].as_str());
+        assert_eq!((got, &r["fresh"]), (Some(what), &Value::Bool(fresh)), "request {id}: {r}");
+    }
+}
