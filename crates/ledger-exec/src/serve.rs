@@ -47,7 +47,8 @@ pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std:
                 }
             }
             Some(Ok((line, not_utf8))) => {
-                if line.trim().is_empty() && not_utf8.is_none() {
+                // JSON's white space only: another (U+00A0) makes the line no request instead.
+                if line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) && not_utf8.is_none() {
                     writeln!(log, "ledger-sim serve: line {line_no} is empty: not a request, and no id to answer")?;
                     continue;
                 }
@@ -87,7 +88,7 @@ fn answer_line(
     };
     let why = match request {
         Ok(request) => {
-            if let (RequestBody::Hello { .. }, Some(_)) = (&request.body, &ledger) {
+            if let (RequestBody::Hello { protocol: PROTOCOL_VERSION, .. }, Some(_)) = (&request.body, &ledger) {
                 writeln!(log, "ledger-sim serve: line {line_no}: a second hello leaves the ledger as it is (a reset returns it to genesis)")?;
             }
             return Ok(Some(Response { id: request.id, body: answer_checked(ledger, journal, request.body) }));

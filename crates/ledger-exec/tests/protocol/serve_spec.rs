@@ -198,13 +198,16 @@ fn a_hello_of_another_version_is_not_supported_whatever_its_shape() {
     assert_eq!(by_id(&responses, 2)["code"], "malformed", "version 1 without its config: {responses:?}");
 }
 
-/// An empty line is no request and has no id: said on stderr, and the server goes on.
+/// An empty line, or one of JSON whitespace only, is no request and has no id (SPEC.md §9.1):
+/// no answer, a note on stderr, and the server goes on. Other white space is not JSON's.
 #[test]
 fn an_empty_line_is_said_on_stderr() {
-    let input = format!("{}\n\n   \n{{\"id\":1,\"type\":\"observe\"}}\n", hello(0));
+    let input = format!("{}\n\n \t \r\n\u{a0}\n{{\"id\":1,\"type\":\"observe\"}}\n", hello(0));
     let (responses, log) = serve_bytes(input.as_bytes());
     assert_eq!(by_id(&responses, 1)["type"], "observed");
+    assert_eq!(responses.len(), 2, "{responses:?}");
     assert!(log.contains("line 2 is empty") && log.contains("line 3 is empty"), "{log}");
+    assert!(log.contains("line 4 is not a request and has no id"), "{log}");
 }
 
 /// An answer is written out before the server waits for more input, even when part of the next
@@ -503,4 +506,20 @@ fn fresh_is_the_recommended_value_where_it_is_not_read() {
         let got = reply["decision"]["serve"].as_str().or(reply["refusal"].as_str()).or(reply["outcome"].as_str());
         assert_eq!((got, &r["fresh"]), (Some(what), &Value::Bool(fresh)), "request {id}: {r}");
     }
+}
+
+/// A second `hello` is judged on its `protocol` first (SPEC.md §9.2): of another version it is
+/// `not_supported`, changes nothing, and is not taken for a second hello of this one.
+#[test]
+fn a_second_hello_of_another_version_is_not_supported() {
+    let lines = [
+        hello(0),
+        r#"{"id":1,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":1,"paid_sats":100}}"#.to_owned(),
+        hello(2).replace(r#""protocol":1"#, r#""protocol":2"#),
+        r#"{"id":3,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, log) = serve_lines(&lines);
+    assert_eq!(code(&responses, 2), "not_supported");
+    assert_eq!(by_id(&responses, 3)["credited_sats"], 10);
+    assert!(!log.contains("second hello"), "{log}");
 }
