@@ -94,3 +94,25 @@ fn the_shared_definitions_are_the_conformance_schemas() {
         assert_eq!(protocol["$defs"][def], conformance["$defs"][def], "$defs/{def} differs between the two schemas");
     }
 }
+
+/// A reply's `reply` object is the trace format's `expect` object, an outcome or a refusal of
+/// the conformance schema, with one more key, `reply`: `"ok"` for an outcome and `"refused"` for
+/// a refusal (SPEC.md §9.2). The schema's `$defs/reply` is exactly that, variant by variant.
+#[test]
+fn a_reply_is_an_expect_object_with_a_reply_key() {
+    let protocol = schema("fixtures/protocol/schema.json");
+    let conformance = schema("fixtures/conformance/schema.json");
+    let expect = &conformance["$defs"]["step"]["properties"]["expect"];
+    assert_eq!(expect["oneOf"], serde_json::json!([{"$ref": "#/$defs/outcome"}, {"$ref": "#/$defs/refusal"}]));
+    let mut derived = Vec::new();
+    for (kind, tag) in [("outcome", "ok"), ("refusal", "refused")] {
+        for variant in conformance["$defs"][kind]["oneOf"].as_array().unwrap() {
+            let mut v = variant.clone();
+            v["properties"]["reply"] = serde_json::json!({"const": tag});
+            let required = v["required"].as_array_mut().unwrap();
+            required.insert(0, "reply".into());
+            derived.push(v);
+        }
+    }
+    assert_eq!(protocol["$defs"]["reply"]["oneOf"], serde_json::Value::from(derived));
+}

@@ -454,6 +454,22 @@ fn a_key_named_twice_is_malformed() {
     assert_eq!(by_id(&responses, 7)["credited_sats"], 0, "the credit with two amounts took no effect");
 }
 
+/// A `type` or a `call` the protocol does not define is `malformed`, not `not_supported`
+/// (SPEC.md §9.1): the seed's own names included.
+#[test]
+fn a_type_or_call_the_protocol_does_not_define_is_malformed() {
+    let lines = [
+        hello(0),
+        r#"{"id":1,"type":"frobnicate"}"#.to_owned(),
+        r#"{"id":2,"type":"call","now_ms":5,"call":{"call":"frobnicate"}}"#.to_owned(),
+        r#"{"id":3,"type":"call","now_ms":5,"call":{"call":"recordGrant","request_id":1,"actual_sats":1}}"#.to_owned(),
+    ];
+    let (responses, _) = serve_lines(&lines);
+    for id in 1..=3 {
+        assert_eq!(code(&responses, id), "malformed", "{}", text(&responses, id));
+    }
+}
+
 /// Where `fresh` is not read (SPEC.md §9.2) `serve` answers what the spec recommends: `true` for
 /// a first answer, a refusal included, and `false` for a repeat, a decision answered again or an
 /// `insufficient_funds` refused again; where it is read, it is exact.
@@ -508,6 +524,46 @@ fn fresh_is_the_recommended_value_where_it_is_not_read() {
     }
 }
 
+/// `granted_sats` and `n_grants` are the ledger's `absorbed_sats` and `n_grants` (SPEC.md §2,
+/// §9.2): what records absorbed, not what they were asked, and a record absorbing 0 is a grant.
+#[test]
+fn granted_sats_is_the_absorbed_total() {
+    let x = "11".repeat(32);
+    let call = |id: u64, call: String| format!(r#"{{"id":{id},"type":"call","now_ms":5,"call":{{{call}}}}}"#);
+    let lines = [
+        hello(0),
+        call(1, format!(r#""call":"set_tier","pubkey":"{x}","tier":"elite""#)),
+        call(2, format!(r#""call":"decide","request_id":1,"pubkey":"{x}","estimated_sats":100"#)),
+        call(3, format!(r#""call":"record","request_id":1,"pubkey":"{x}","actual_sats":160,"reserved_sats":100"#)),
+        call(4, format!(r#""call":"decide","request_id":2,"pubkey":"{x}","estimated_sats":10"#)),
+        call(5, format!(r#""call":"record","request_id":2,"pubkey":"{x}","actual_sats":0,"reserved_sats":10"#)),
+        r#"{"id":6,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_lines(&lines);
+    let o = by_id(&responses, 6);
+    assert_eq!(
+        (&o["granted_sats"], &o["n_grants"], &o["overrun_sats"]),
+        (&Value::from(100), &Value::from(2), &Value::from(60)),
+        "{o}"
+    );
+}
+
+/// A memory child's first `hello` creates its ledger at genesis under that hello's `config`
+/// (SPEC.md §9.2): no `reset` is needed before the first call.
+#[test]
+fn the_first_hello_creates_genesis_under_its_config() {
+    let lines = [
+        hello(0).replace(r#""pool_initial_sats":10000"#, r#""pool_initial_sats":7"#),
+        r#"{"id":1,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_lines(&lines);
+    let o = by_id(&responses, 1);
+    assert_eq!(
+        (&o["pool_sats"], &o["credited_sats"], &o["n_grants"]),
+        (&Value::from(7), &Value::from(0), &Value::from(0))
+    );
+}
+
 /// A second `hello` is judged on its `protocol` first (SPEC.md §9.2): of another version it is
 /// `not_supported`, changes nothing, and is not taken for a second hello of this one.
 #[test]
@@ -522,4 +578,102 @@ fn a_second_hello_of_another_version_is_not_supported() {
     assert_eq!(code(&responses, 2), "not_supported");
     assert_eq!(by_id(&responses, 3)["credited_sats"], 10);
     assert!(!log.contains("second hello"), "{log}");
+}
+
+/// The harness always sends the seed API's fields (SPEC.md §9.2); `serve` requires them and
+/// checks their range, and their values change no answer.
+#[test]
+fn the_seed_fields_are_required_and_checked_but_change_no_answer() {
+    let x = "11".repeat(32);
+    let session = |amount: &str, pubkey: &str, reserved: &str| {
+        let call = |id: u64, call: String| format!(r#"{{"id":{id},"type":"call","now_ms":5,"call":{{{call}}}}}"#);
+        vec![
+            hello(0),
+            call(1, format!(r#""call":"set_tier","pubkey":"{x}","tier":"elite""#)),
+            call(2, format!(r#""call":"decide","request_id":1,"pubkey":"{x}","estimated_sats":100"#)),
+            call(3, format!(r#""call":"decide","request_id":2,"pubkey":"{x}","estimated_sats":100"#)),
+            call(4, format!(r#""call":"release","request_id":1{amount}"#)),
+            call(5, format!(r#""call":"record","request_id":2,"actual_sats":70{pubkey}{reserved}"#)),
+            r#"{"id":6,"type":"observe"}"#.to_owned(),
+        ]
+    };
+    let (right, _) =
+        serve_lines(&session(r#","amount_sats":100"#, &format!(r#","pubkey":"{x}""#), r#","reserved_sats":100"#));
+    let (wrong, _) = serve_lines(&session(
+        r#","amount_sats":3"#,
+        &format!(r#","pubkey":"{}""#, "22".repeat(32)),
+        r#","reserved_sats":9223372036854775807"#,
+    ));
+    assert_eq!(right, wrong, "the seed's fields change no answer");
+    assert_eq!(right[4]["reply"]["returned_sats"], 100, "{right:?}");
+    let (missing, _) = serve_lines(&session("", "", r#","reserved_sats":100"#));
+    assert_eq!((code(&missing, 4), code(&missing, 5)), ("malformed", "malformed"));
+    let (negative, _) =
+        serve_lines(&session(r#","amount_sats":-1"#, &format!(r#","pubkey":"{x}""#), r#","reserved_sats":-1"#));
+    assert_eq!((code(&negative, 4), code(&negative, 5)), ("out_of_range", "out_of_range"));
+    assert_eq!(negative[6]["pool_sats"], 9800, "neither took effect: {negative:?}");
+}
+
+/// A request with several faults is answered with the code of one of them, definite, and
+/// nothing happens (SPEC.md §9.2).
+#[test]
+fn a_request_with_several_faults_is_answered_with_one_definite_code() {
+    let lines = [
+        r#"{"id":0,"type":"observe","now_ms":1.5}"#.to_owned(),
+        hello(1),
+        r#"{"id":2,"type":"call","now_ms":5,"call":{"call":"decide","request_id":-1,"pubkey":"x","estimated_sats":5}}"#
+            .to_owned(),
+        r#"{"id":3,"type":"call","now_ms":-5,"call":{"call":"credit","paid_sats":100}}"#.to_owned(),
+        r#"{"id":4,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_lines(&lines);
+    assert!(["unavailable", "malformed"].contains(&code(&responses, 0)), "{responses:?}");
+    for id in [2, 3] {
+        assert!(["out_of_range", "malformed"].contains(&code(&responses, id)), "{responses:?}");
+    }
+    let o = by_id(&responses, 4);
+    assert_eq!((&o["pool_sats"], &o["reserved_sats"]), (&Value::from(10000), &Value::from(0)), "{o}");
+}
+
+/// An `observe` among calls in flight shows the state between two commands of the serial order
+/// (SPEC.md §9.1): `serve` applies them in the order it reads them, so exactly those before it.
+#[test]
+fn an_observe_among_calls_in_flight_shows_the_calls_before_it() {
+    let credit = |id: u64| {
+        format!(
+            r#"{{"id":{id},"type":"call","now_ms":5,"call":{{"call":"credit","payment_id":{id},"paid_sats":100}}}}"#
+        )
+    };
+    let observe = |id: u64| format!(r#"{{"id":{id},"type":"observe"}}"#);
+    let lines = [hello(0), credit(1), observe(2), credit(3), credit(4), observe(5)];
+    let (responses, _) = serve_lines(&lines);
+    assert_eq!(
+        (&by_id(&responses, 2)["credited_sats"], &by_id(&responses, 5)["credited_sats"]),
+        (&Value::from(10), &Value::from(30))
+    );
+}
+
+/// Before a `hello` was answered, a request that can be read is `unavailable` and one that
+/// cannot is `malformed` (SPEC.md §9.1).
+#[test]
+fn a_malformed_request_before_hello_is_malformed() {
+    let lines = [
+        r#"{"id":1,"type":"call","now_ms":5}"#.to_owned(),
+        r#"{"id":2,"type":"frobnicate"}"#.to_owned(),
+        r#"{"id":3,"type":"observe","x":1,"x":1}"#.to_owned(),
+        r#"{"id":4,"type":"observe"}"#.to_owned(),
+        hello(5).replace(r#""protocol":1"#, r#""protocol":2"#),
+        r#"{"id":6,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, _) = serve_lines(&lines);
+    for (id, expected) in [
+        (1, "malformed"),
+        (2, "malformed"),
+        (3, "malformed"),
+        (4, "unavailable"),
+        (5, "not_supported"),
+        (6, "unavailable"),
+    ] {
+        assert_eq!(code(&responses, id), expected, "{}", text(&responses, id));
+    }
 }
