@@ -132,8 +132,8 @@ pub(crate) fn find_scalar<'a, T>(
     mut f: impl FnMut(&[Cow<'a, str>], usize, &'a str) -> Option<T>,
 ) -> Option<T> {
     let bytes = json.as_bytes();
-    // The key being read in each object open around the cursor; one entry per open container
-    // saying whether it is an object.
+    // The key being read in each object open around the cursor, and whether each open container
+    // is an object.
     let mut keys: Vec<Cow<'a, str>> = Vec::new();
     let mut objects: Vec<bool> = Vec::new();
     // Whether the next string is a key.

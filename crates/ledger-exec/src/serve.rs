@@ -19,9 +19,9 @@ use crate::protocol::{
 /// Serves the reference engine on `input`/`output` until end of input. A line that is not a
 /// request (not UTF-8, or longer than 16 MiB, included) is answered with a `malformed` error
 /// when its `id` can be read (for a line too long, when it comes before the cut), and reported
-/// on `log` otherwise; a time, id or amount that is an integer outside
-/// `0..=2^63-1` is answered `out_of_range`, and any request but `hello` before `hello` `unavailable` (SPEC.md §9.1).
-/// Returns an error only when the streams fail.
+/// on `log` otherwise; a time, id or amount that is an integer outside `0..=2^63-1` (however
+/// many digits it has) is answered `out_of_range`, and any request but `hello` that can be read
+/// before `hello` `unavailable` (SPEC.md §9.1). Returns an error only when the streams fail.
 pub fn serve(input: impl Read, output: impl Write, log: &mut impl Write) -> std::io::Result<()> {
     let mut input = BufReader::with_capacity(1 << 16, input);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, output);
@@ -256,8 +256,9 @@ fn skip_rest_of_line(input: &mut impl BufRead) -> std::io::Result<()> {
 }
 
 /// Whether the reference's answer `result` to `command`, which journaled `journal`, is fresh
-/// (SPEC.md §9.2): an outcome that made the movements it implies, or one that implies none; a
-/// repeat makes none, and a refusal is never fresh.
+/// where the harness reads it (SPEC.md §9.2): an outcome that made the movements it implies, or
+/// one that implies none; a repeat makes none. A refusal is not fresh here; `serve` answers
+/// `true` for a first one, where `fresh` is not read.
 pub fn is_fresh(command: &Command, result: &Result<Outcome, Refusal>, journal: &[Movement]) -> bool {
     match result {
         Ok(outcome) => !journal.is_empty() || implied_movements(command, outcome, None).is_ok_and(|m| m.is_empty()),
