@@ -15,6 +15,7 @@ import sys
 from free_tier import FreeTierService, StatementError, TrustService
 
 MAX = 2**63 - 1  # amounts, ids and times are integers in 0..=MAX
+MAX_ID = 2**64 - 1  # a request's own id is an integer in 0..=MAX_ID
 TIERS = ("new", "established", "trusted", "elite")
 DEFINITE = {"malformed": True, "not_supported": True, "out_of_range": True, "unavailable": True,
             "abort": True, "timeout": False, "crash": False}
@@ -119,6 +120,29 @@ def read_config(config) -> dict:
             "reservation_ttl_ms": field(config, "reservation_ttl_ms", "config")}
 
 
+def read_json(text: str):
+    """`text` as JSON, and the first key that one of its objects names twice (None when none
+    does), and whether its top-level object names `id` twice. An integer longer than 4000
+    characters is out of range whatever its digits: it reads as -1 or 2**64, unconverted (Python
+    refuses to convert more than 4300 digits, and a 16 MiB one would take minutes)."""
+    twice, top = [], []
+
+    def pairs_to_dict(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                twice.append(key)
+            seen.add(key)
+        top[:] = pairs  # the top-level object's pairs come last
+        return dict(pairs)
+
+    def parse_int(digits: str) -> int:
+        return int(digits) if len(digits) <= 4000 else (-1 if digits.startswith("-") else 2**64)
+
+    value = json.loads(text, object_pairs_hook=pairs_to_dict, parse_int=parse_int)
+    return value, (twice[0] if twice else None), sum(key == "id" for key, _ in top) > 1
+
+
 class Server:
     def __init__(self) -> None:
         self.instance = None  # created by the first hello, replaced by every reset
@@ -136,24 +160,31 @@ class Server:
                 print("adapter.py: a second hello leaves the ledger as it is", file=sys.stderr)
             return {"type": "hello_ok", "protocol": 1, "name": "free_tier.py", "api": "seed",
                     "clock": "harness", "state": "memory"}
+        # A type the protocol does not define is malformed (SPEC.md section 9.1), and so is a
+        # request that cannot be read, even before hello; one that can be read is unavailable then.
         if kind == "reset":
-            self.instance = Instance(read_config(req.get("config")))
+            config = read_config(req.get("config"))
+            if self.instance is None:
+                raise ProtocolError("unavailable", "no hello yet")
+            self.instance = Instance(config)
             return {"type": "reset_ok"}
-        if kind not in ("call", "observe"):
-            raise ProtocolError("not_supported" if isinstance(kind, str) else "malformed", f"no request type {kind!r}")
-        if self.instance is None:
-            raise ProtocolError("unavailable", "no hello or reset yet")
         if kind == "observe":
+            if self.instance is None:
+                raise ProtocolError("unavailable", "no hello yet")
             return {"type": "observed", **observe(self.instance)}
+        if kind != "call":
+            raise ProtocolError("malformed", f"no request type {kind!r}")
         now_ms = field(req, "now_ms", "call")
         call = req.get("call")
         name = call.get("call") if isinstance(call, dict) else None
         if not isinstance(name, str):
             raise ProtocolError("malformed", "call: no call name")
         if name not in CALLS:
-            raise ProtocolError("not_supported", f"no call {name!r}")
+            raise ProtocolError("malformed", f"no call {name!r}")
         needs, answer = CALLS[name]
         args = {f: field(call, f, name) for f in needs}
+        if self.instance is None:
+            raise ProtocolError("unavailable", "no hello yet")
         self.instance.now_ms = now_ms
         try:
             outcome = answer(self.instance, args)
@@ -167,15 +198,19 @@ class Server:
         req_id = None
         try:
             try:
-                req = json.loads(raw.decode("utf-8"))
+                req, twice, id_twice = read_json(raw.decode("utf-8"))
             except (ValueError, RecursionError) as e:
                 raise ProtocolError("malformed", f"not JSON: {e}") from e
             if not isinstance(req, dict):
                 raise ProtocolError("malformed", "not a JSON object")
             req_id = req.get("id")
-            if not isinstance(req_id, int) or isinstance(req_id, bool):
+            # An id is an integer in 0..=MAX_ID named once (SPEC.md section 9.1); anything else
+            # is no id, and the answer says "id": null.
+            if not isinstance(req_id, int) or isinstance(req_id, bool) or not 0 <= req_id <= MAX_ID or id_twice:
                 req_id = None
-                raise ProtocolError("malformed", "no integer id")
+                raise ProtocolError("malformed", "no id: an integer in 0..=2^64-1, named once")
+            if twice is not None:
+                raise ProtocolError("malformed", f"the key {twice!r} is named twice in one object")
             return {"id": req_id, **self.handle(req)}
         except ProtocolError as e:
             return {"id": req_id, "type": "error", "code": e.code, "definite": DEFINITE[e.code], "text": str(e)}
