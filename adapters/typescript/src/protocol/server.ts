@@ -11,6 +11,8 @@ import { parseJson, stringifyJson, JsonSyntaxError, type Json, type JsonObject }
 
 export const PROTOCOL_VERSION = 1n;
 export const MAX_I64 = (1n << 63n) - 1n;
+/** The largest request id (SPEC.md §9.1): a line whose `id` is above it, or negative, has no id. */
+export const MAX_ID = (1n << 64n) - 1n;
 
 export type Tier = "new" | "established" | "trusted" | "elite";
 export const TIERS: readonly Tier[] = ["new", "established", "trusted", "elite"];
@@ -199,9 +201,11 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
 
   const handle = async (id: Json, req: JsonObject): Promise<Record<string, unknown>> => {
     const type = req.type;
-    if (!greeted && (type === "reset" || type === "call" || type === "observe")) {
-      throw new ProtocolError("unavailable", `${type} before hello`);
-    }
+    // Before hello a request that can be read is `unavailable`, one that cannot `malformed`
+    // (SPEC.md §9.1): each kind is read first, then asked whether a hello came.
+    const greetedOrUnavailable = () => {
+      if (!greeted) throw new ProtocolError("unavailable", `${String(type)} before hello`);
+    };
     switch (type) {
       case "hello": {
         const protocol = field(req, "protocol", "hello");
@@ -214,6 +218,7 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
       }
       case "reset": {
         const config = readConfig(field(req, "config", "reset"));
+        greetedOrUnavailable();
         await engine.reset(config);
         return { id, type: "reset_ok" };
       }
@@ -222,10 +227,12 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
         if (typeof now !== "bigint") throw new ProtocolError("malformed", "call: now_ms is not an integer");
         if (now < 0n || now > limits.maxTime) throw new ProtocolError("out_of_range", `call: now_ms = ${now} is out of range (0..=${limits.maxTime})`);
         const call = readCall(field(req, "call", "call"), limits);
+        greetedOrUnavailable();
         const r = await engine.call(now, call);
         return { id, type: "reply", fresh: r.fresh, reply: r.reply };
       }
       case "observe":
+        greetedOrUnavailable();
         return { id, type: "observed", ...(await engine.observe()) };
       default:
         throw new ProtocolError(typeof type === "string" ? "not_supported" : "malformed", `no request type ${JSON.stringify(type ?? null)}`);
@@ -256,7 +263,7 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
     let topId: bigint | undefined;
     try {
       const v = parseJson(line, (key, value) => {
-        if (key === "id" && topId === undefined && typeof value === "bigint" && value >= 0n) topId = value;
+        if (key === "id" && topId === undefined && typeof value === "bigint" && value >= 0n && value <= MAX_ID) topId = value;
       });
       if (typeof v !== "object" || v === null || Array.isArray(v)) throw new JsonSyntaxError("not an object");
       req = v as JsonObject;
@@ -267,8 +274,8 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
       continue;
     }
     const id = req.id;
-    if (typeof id !== "bigint") {
-      log(`request without an integer id: ${line.slice(0, 200)}`);
+    if (typeof id !== "bigint" || id < 0n || id > MAX_ID) {
+      log(`request without an id in 0..=2^64-1: ${line.slice(0, 200)}`);
       continue;
     }
     run(id, req, req.type === "hello" || req.type === "reset");
