@@ -73,8 +73,13 @@ enum Command {
     /// Replay the conformance vectors through the engine protocol on an implementation of the
     /// reference API: each case from a reset, each reply and the totals after each step.
     ///
-    /// Exit 0 when every case passes, 1 when one fails (each failing case named with its file,
-    /// line and both answers), 2 when the implementation cannot be driven.
+    /// Exit 0 when every case passes, 1 when one fails, 2 when the implementation cannot be
+    /// driven or a --case names no case. Each failing case is a block: its FILE:LINE and name,
+    /// the SPEC.md rules it pins, the request that failed, the answer expected and the one
+    /// received (the protocol's JSON), each field that differs, the requests of the case
+    /// before it, and the command that replays that case alone (--case); the summary comes
+    /// last. --json gives the same as data. --write-vectors DIR writes the built-in vectors
+    /// out as files, so that FILE:LINE can be opened.
     #[command(allow_negative_numbers = true)]
     Conform(crate::conform::ConformArgs),
     /// Calls per second of an implementation over the engine protocol: one call at a time, and

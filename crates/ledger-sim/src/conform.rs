@@ -1,27 +1,61 @@
 //! `ledger-sim conform --exec COMMAND`: the conformance vectors through the engine protocol
 //! ([`ledger_exec::conform`]).
+//!
+//! What it prints is for a team that wrote its implementation from SPEC.md and has only this
+//! output to go on: each failing case as a small block (its rules, the request that failed,
+//! both answers as JSON, the fields that differ, the requests before, the command that
+//! replays the case), and the vectors themselves as files on request (`--write-vectors`), so
+//! that a failure's FILE:LINE can be opened.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use ledger_exec::conform::{Failure, Report};
+use ledger_harness::conformance::Segment;
 
 /// Arguments of `conform`.
 #[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("conform-what").required(true).args(["command", "write_vectors"]))]
 pub struct ConformArgs {
     /// The implementation (of the reference API).
     #[command(flatten)]
-    pub child: crate::child_args::ChildArgs,
+    pub child: Option<crate::child_args::ChildArgs>,
     /// The directory of vectors (`*.jsonl`). Without it, the vectors built into this binary:
     /// the repository's `fixtures/conformance/*.jsonl` when it was built.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub vectors: Option<PathBuf>,
+    /// Run only the case of this name (the `case` of its header, as a failure names it); may
+    /// be given more than once. A name that no case has is refused (exit 2), with the names
+    /// nearest to it.
+    #[arg(long = "case", value_name = "NAME")]
+    pub cases: Vec<String>,
+    /// Write the vectors built into this binary to DIR as files (made when missing), so that a
+    /// failure's FILE:LINE can be opened and `--vectors DIR` reads them; then exit, without
+    /// --exec. A file already there is kept when it holds the same bytes and refused, naming
+    /// it, when it differs: nothing is written then.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["command", "exec_db", "exec_timeout", "vectors", "cases", "json"],
+    )]
+    pub write_vectors: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// How many of the steps before a failing one the text shows (the case's `reset` aside);
+/// `--json` lists them all.
+const STEPS_SHOWN: usize = 5;
+
 /// The `conform` subcommand: `Ok(true)` when every case passes.
 pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
-    let exec = args.child.exec()?;
+    if let Some(dir) = &args.write_vectors {
+        return write_vectors(dir);
+    }
+    let child_args = args.child.as_ref().expect("clap requires --exec or --write-vectors");
+    let exec = child_args.exec()?;
     let (files, from) = match &args.vectors {
         Some(dir) => {
             let files = ledger_harness::conformance::read_dir(dir).map_err(|e| anyhow::anyhow!("--vectors {e}"))?;
@@ -32,47 +66,305 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
         }
         None => (built_in()?, "built in".to_owned()),
     };
+    // Before the implementation is started: a name no case has is refused without the work.
+    let files = selected(files, &args.cases, &from)?;
     let config = files[0].1.first().map(|s| s.header.config).unwrap_or_default();
     let (mut child, _db) = ledger_pg_runs::start_exec(&exec, &config)?;
     let report = ledger_exec::conform::conform(&mut child, &files)?;
+    let shown = Shown { args, exec: &exec, name: &child.hello().name, from: &from };
     let mut out = std::io::stdout().lock();
     if args.json {
-        let failures: Vec<serde_json::Value> = report
-            .failures
-            .iter()
-            .map(|f| serde_json::json!({"file": f.file, "case": f.case, "line": f.line, "detail": f.detail}))
-            .collect();
-        let v = serde_json::json!({
-            "implementation": child.hello().name,
-            "vectors": from,
-            "cases": report.cases,
-            "steps": report.steps,
-            "failed": report.failures.len(),
-            "failures": failures,
-        });
-        crate::child_args::write_json(&mut out, &v)?;
+        crate::child_args::write_json(&mut out, &shown.json(&report))?;
     } else {
-        writeln!(
-            out,
-            "conform {} ({:?}, vectors {}): {} cases, {} steps, {} failed",
-            args.child.command,
-            child.hello().name,
-            from,
-            report.cases,
-            report.steps,
-            report.failures.len()
-        )?;
-        for f in &report.failures {
-            // The case's name is the vectors' and the detail may quote the implementation:
-            // control characters are shown as escapes.
-            let line = format!("FAIL {}:{} {}: {}", f.file, f.line, f.case, f.detail);
-            writeln!(out, "{}", ledger_harness::text::printable(&line))?;
-        }
+        shown.text(&mut out, &report)?;
     }
     // The implementation goes before its database.
     drop(child);
     drop(_db);
     Ok(report.failures.is_empty())
+}
+
+/// What a report is shown with: the run's options, for each failure's file and replay command.
+struct Shown<'a> {
+    args: &'a ConformArgs,
+    exec: &'a ledger_pg_runs::ExecArgs,
+    /// The implementation's name, from its `hello_ok`.
+    name: &'a str,
+    /// Where the vectors came from, as the summary says it.
+    from: &'a str,
+}
+
+impl Shown<'_> {
+    /// Where `f`'s file is: in `--vectors` DIR, or built in.
+    fn path(&self, f: &Failure) -> Option<PathBuf> {
+        self.args.vectors.as_ref().map(|dir| dir.join(&f.file))
+    }
+
+    /// The command that runs `f`'s case alone on the same implementation, quoted for a POSIX
+    /// shell, with every password hidden (so it runs as printed only when there was none).
+    fn replay(&self, f: &Failure) -> String {
+        let quote = ledger_simulator::report::shell_quote;
+        let mut command = format!("ledger-sim conform {}", self.exec.replay_flags());
+        if let Some(dir) = &self.args.vectors {
+            let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            command.push_str(&format!(" --vectors {}", quote(&absolute.display().to_string())));
+        }
+        command.push_str(&format!(" --case {}", quote(&f.case)));
+        ledger_harness::text::redacted_text(&command)
+    }
+
+    /// The report as text: a block per failing case, then the summary.
+    fn text(&self, out: &mut impl Write, report: &Report) -> anyhow::Result<()> {
+        for f in &report.failures {
+            // The case's name is the vectors' and the answers are the implementation's:
+            // passwords are hidden and control characters shown as escapes.
+            for line in self.block(f) {
+                writeln!(out, "{}", ledger_harness::text::shown(&line))?;
+            }
+        }
+        writeln!(
+            out,
+            "{}",
+            ledger_harness::text::shown(&format!(
+                "conform {} ({:?}, vectors {}): {} cases, {} steps, {} failed",
+                self.exec.command.as_deref().unwrap_or(""),
+                self.name,
+                self.from,
+                report.cases,
+                report.steps,
+                report.failures.len()
+            ))
+        )?;
+        if !report.failures.is_empty() {
+            let by_rule: Vec<String> =
+                failed_rules(&report.failures).iter().map(|(rule, n)| format!("{rule} ({n})")).collect();
+            let no_rule = report.failures.iter().filter(|f| f.rules.is_empty()).count();
+            let no_rule = match no_rule {
+                0 => String::new(),
+                n => format!("{}{n} failing case(s) name no rule", if by_rule.is_empty() { "" } else { "; " }),
+            };
+            writeln!(out, "failing cases by rule: {}{no_rule}", by_rule.join(", "))?;
+            if self.args.vectors.is_none() {
+                writeln!(
+                    out,
+                    "the vectors are built in: `ledger-sim conform --write-vectors DIR` writes them out, to open FILE:LINE"
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One failing case as lines of text.
+    fn block(&self, f: &Failure) -> Vec<String> {
+        let location = self.path(f).map_or_else(|| f.file.clone(), |p| p.display().to_string());
+        let rules = if f.rules.is_empty() { "(the case names none)".to_owned() } else { f.rules.join(", ") };
+        let mut lines = vec![
+            format!("FAIL {location}:{} {}: {}", f.line, f.case, f.what),
+            format!("  rules:    {rules}"),
+            format!("  sent:     {}", f.sent),
+        ];
+        if let Some(observe) = &f.observe {
+            lines.push(format!("  then:     {observe}"));
+        }
+        lines.push(format!("  expected: {}", f.expected));
+        lines.push(format!("  got:      {}", f.got));
+        for (i, d) in f.differs.iter().enumerate() {
+            lines.push(format!("  {}{d}", if i == 0 { "differs:  " } else { "          " }));
+        }
+        // The reset, then the last steps before the failing one.
+        let width = f.line.to_string().len();
+        let shown_line = |label: &str, s: &ledger_exec::conform::SentLine| {
+            format!("  {label}line {:>width$}  {}", s.line, s.request)
+        };
+        if let Some((reset, steps)) = f.before.split_first() {
+            lines.push(shown_line("before:   ", reset));
+            // Two or fewer are shown rather than counted.
+            let hidden = if steps.len() > STEPS_SHOWN + 2 { steps.len() - STEPS_SHOWN } else { 0 };
+            if hidden > 0 {
+                let (first, last) = (steps[0].line, steps[hidden - 1].line);
+                lines.push(format!("            ... {hidden} steps, lines {first}-{last} (--json lists them)"));
+            }
+            for s in &steps[hidden..] {
+                lines.push(shown_line("          ", s));
+            }
+        }
+        lines.push(format!("  replay:   {}", self.replay(f)));
+        lines
+    }
+
+    /// The report as one JSON object.
+    fn json(&self, report: &Report) -> serde_json::Value {
+        let failures: Vec<serde_json::Value> = report.failures.iter().map(|f| self.failure_json(f)).collect();
+        serde_json::json!({
+            "implementation": self.name,
+            "vectors": self.from,
+            "cases": report.cases,
+            "steps": report.steps,
+            "failed": report.failures.len(),
+            "failed_rules": failed_rules(&report.failures),
+            "failures": failures,
+        })
+    }
+
+    fn failure_json(&self, f: &Failure) -> serde_json::Value {
+        let value =
+            |text: &str| -> serde_json::Value { serde_json::from_str(text).expect("the report's JSON reads back") };
+        let differs: Vec<serde_json::Value> = f
+            .differs
+            .iter()
+            .map(|d| {
+                let mut v = serde_json::json!({"field": d.field, "expected": d.expected});
+                // No `got` when the answer has no such field (a `null` is a value it gave).
+                if let Some(got) = &d.got {
+                    v["got"] = got.clone();
+                }
+                v
+            })
+            .collect();
+        let before: Vec<serde_json::Value> =
+            f.before.iter().map(|s| serde_json::json!({"line": s.line, "request": value(&s.request)})).collect();
+        serde_json::json!({
+            "file": f.file,
+            "path": self.path(f).map(|p| p.display().to_string()),
+            "case": f.case,
+            "line": f.line,
+            "step": f.step,
+            "rules": f.rules,
+            "what": f.what,
+            "detail": f.detail(),
+            "sent": value(&f.sent),
+            "observe": f.observe.as_deref().map(value),
+            "expected": value(&f.expected),
+            "got": value(&f.got),
+            "differs": differs,
+            "before": before,
+            "replay": self.replay(f),
+        })
+    }
+}
+
+/// How many failing cases name each rule, by rule id.
+fn failed_rules(failures: &[Failure]) -> BTreeMap<&str, usize> {
+    let mut counts = BTreeMap::new();
+    for rule in failures.iter().flat_map(|f| &f.rules) {
+        *counts.entry(rule.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+type Files = Vec<(String, Vec<Segment>)>;
+
+/// The cases of `files` named in `names` (all of them when `names` is empty), each file's in
+/// its order; a name that no case has is an error that suggests the nearest.
+fn selected(files: Files, names: &[String], from: &str) -> anyhow::Result<Files> {
+    if names.is_empty() {
+        return Ok(files);
+    }
+    let all: Vec<&str> = files.iter().flat_map(|(_, s)| s.iter().map(|s| s.header.case.as_str())).collect();
+    if let Some(unknown) = names.iter().find(|n| !all.contains(&n.as_str())) {
+        anyhow::bail!(
+            "--case \"{unknown}\": no case of the vectors ({from}) has this name; {}",
+            nearest(unknown, &all)
+        );
+    }
+    Ok(files
+        .into_iter()
+        .map(|(file, segments)| (file, segments.into_iter().filter(|s| names.contains(&s.header.case)).collect()))
+        .filter(|(_, segments): &(String, Vec<Segment>)| !segments.is_empty())
+        .collect())
+}
+
+/// The names of `all` nearest to `name`, in words: a few within a small edit distance or
+/// holding it, else the groups the names come in.
+fn nearest(name: &str, all: &[&str]) -> String {
+    let lower = name.to_lowercase();
+    let bound = 2 + name.chars().count() / 4;
+    let mut near: Vec<(usize, &str)> = all
+        .iter()
+        .map(|&n| (edit_distance(&lower, &n.to_lowercase()), n))
+        .filter(|&(d, n)| d <= bound || (lower.len() >= 3 && n.to_lowercase().contains(&lower)))
+        .collect();
+    near.sort();
+    near.dedup();
+    if near.is_empty() {
+        let mut groups: Vec<&str> = all.iter().map(|n| n.split_once('/').map_or(*n, |(g, _)| g)).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        return format!(
+            "names are GROUP/NAME (`window/exactly-24h`), of the groups {} (`--write-vectors DIR` writes the \
+             vectors out to read them)",
+            groups.join(", ")
+        );
+    }
+    let names: Vec<&str> = near.iter().take(5).map(|&(_, n)| n).collect();
+    format!("the nearest: {}", names.join(", "))
+}
+
+/// The Levenshtein distance between `a` and `b`, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// `--write-vectors DIR`: the built-in vectors as files in `dir`. Every file is checked before
+/// any is written, so that a refusal leaves the directory as it was; each is written whole
+/// (a temporary file renamed into place).
+fn write_vectors(dir: &Path) -> anyhow::Result<bool> {
+    const FLAG: &str = "--write-vectors";
+    crate::input::check_directory(FLAG, dir)?;
+    let mut kept = Vec::new();
+    let mut new = Vec::new();
+    for (name, bytes) in BUILT_IN {
+        let path = dir.join(name);
+        let shown = path.display();
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => new.push((name, bytes, path)),
+            Err(e) => anyhow::bail!("{FLAG} {}: {shown}: {}", dir.display(), crate::input::words(&e)),
+            Ok(_) => match std::fs::read(&path) {
+                Ok(there) if there == bytes => kept.push(path),
+                Ok(_) => anyhow::bail!(
+                    "{FLAG} {}: {shown} is there and differs from the built-in {name}; it is not replaced \
+                     (move it away, or give another directory); nothing was written",
+                    dir.display()
+                ),
+                Err(e) => anyhow::bail!(
+                    "{FLAG} {}: {shown} is there and cannot be read ({}); nothing was written",
+                    dir.display(),
+                    crate::input::words(&e)
+                ),
+            },
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("{FLAG} {}: cannot make it ({})", dir.display(), crate::input::words(&e)))?;
+    let mut out = std::io::stdout().lock();
+    for (name, bytes, path) in &new {
+        crate::input::write_whole(FLAG, path, bytes)?;
+        let cases = ledger_harness::conformance::read_bytes(bytes).map_or(0, |s| s.len());
+        writeln!(out, "wrote {} ({cases} cases, built-in {name})", path.display())?;
+    }
+    for path in &kept {
+        writeln!(out, "kept {} (already there, the same bytes)", path.display())?;
+    }
+    let quote = ledger_simulator::report::shell_quote;
+    writeln!(
+        out,
+        "{} vector files in {}: `ledger-sim conform --exec COMMAND --vectors {}` runs them",
+        BUILT_IN.len(),
+        dir.display(),
+        quote(&dir.display().to_string())
+    )?;
+    Ok(true)
 }
 
 /// The repository's conformance vectors, built into the binary so that `conform` runs from any
@@ -89,7 +381,7 @@ const BUILT_IN: [(&str, &[u8]); 9] = [
     ("unknown-identities.jsonl", include_bytes!("../../../fixtures/conformance/unknown-identities.jsonl")),
 ];
 
-fn built_in() -> anyhow::Result<Vec<(String, Vec<ledger_harness::conformance::Segment>)>> {
+fn built_in() -> anyhow::Result<Files> {
     BUILT_IN
         .iter()
         .map(|(name, bytes)| {
@@ -114,5 +406,16 @@ mod tests {
         };
         assert_eq!(names(&built_in), names(&from_dir));
         assert!(built_in == from_dir, "the built-in vectors differ from the directory's");
+    }
+
+    #[test]
+    fn a_misspelt_case_is_answered_with_the_nearest_names() {
+        let all = ["window/exactly-24h", "window/minus-1ms", "window/plus-1ms", "decide/free", "credit/zero"];
+        assert_eq!(super::nearest("window/exactly-24", &all), "the nearest: window/exactly-24h");
+        assert_eq!(super::nearest("plus-1ms", &all), "the nearest: window/plus-1ms");
+        let none = super::nearest("nothing-like-it", &all);
+        assert!(none.contains("of the groups credit, decide, window"), "{none}");
+        assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+        assert_eq!(super::edit_distance("", "abc"), 3);
     }
 }

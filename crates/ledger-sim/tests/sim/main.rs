@@ -9,6 +9,7 @@ mod common;
 mod audit;
 mod check_trace;
 mod cli;
+mod conform_output;
 mod determinism;
 mod exec;
 mod exec_own_bug;
