@@ -2,7 +2,7 @@
 //! of the protocol's JSON (the rules it pins, the request sent, both answers, each field that
 //! differs, the requests before it) and a command that replays that case alone; `--case` to
 //! run one case; `--write-vectors` to have the built-in vectors as files, never replacing a
-//! file that differs.
+//! file that differs; and the README's example of a failure is what `conform` prints.
 
 use std::path::Path;
 use std::process::Command;
@@ -298,4 +298,16 @@ fn the_built_in_vectors_are_written_out_and_a_file_that_differs_is_never_replace
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The failing case the README shows is what `conform` prints for its command.
+#[test]
+fn the_readmes_failing_case_is_the_real_output() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let start = readme.find("$ ledger-sim conform --exec \"ledger-sim serve | sed").expect("the README's example");
+    let end = start + readme[start..].find("\n```").expect("the example's end");
+    let (command, shown) = readme[start + 2..end].split_once('\n').expect("a command and its output");
+    let (code, out, err) = shell(command);
+    assert_eq!(code, 1, "`{command}`: {out}{err}");
+    assert_eq!(out.trim_end(), shown, "the README's example of `conform` is stale");
 }
