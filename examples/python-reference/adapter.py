@@ -22,7 +22,9 @@ from ledger import Ledger, MAX, TIERS  # noqa: E402
 PROTOCOL = 1
 LINE_LIMIT = 16 * 1024 * 1024          # §9.1: a line longer than 16 MiB cannot be read
 PUBKEY_RE = re.compile(r"^[0-9a-f]{64}$")
-ID_RE = re.compile(rb'"id"\s*:\s*(\d{1,19})\s*[,}]')
+ID_RE = re.compile(rb'"id"\s*:\s*(\d{1,20})\s*[,}]')
+ID_MAX = 2 ** 64 - 1                   # §9.1: an id is an integer in 0..=2^64-1
+JSON_WHITE_SPACE = b" \t\r"           # §9.1: a line of JSON white space only is no request
 
 
 class Malformed(Exception):
@@ -59,9 +61,19 @@ def _parse_int(s):
     return int(s)
 
 
+def _object(pairs):
+    """§9.1: a request in which an object names a key twice is malformed."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise Malformed("the key %r is named twice" % key)
+        obj[key] = value
+    return obj
+
+
 def parse_json(text):
     return json.loads(text, parse_float=lambda s: NON_INTEGER, parse_int=_parse_int,
-                      parse_constant=_reject_constant)
+                      parse_constant=_reject_constant, object_pairs_hook=_object)
 
 
 class Checker:
@@ -197,8 +209,8 @@ class Server:
         if not isinstance(msg, dict):
             return self.unreadable(raw, "not a JSON object")
         rid = msg.get("id")
-        if type(rid) is not int:
-            return self.unreadable(raw, "no integer id")
+        if type(rid) is not int or not 0 <= rid <= ID_MAX:
+            return self.unreadable(raw, "no id in 0..=2^64-1")
         try:
             self.handle(rid, msg)
         except Malformed as e:
@@ -212,8 +224,10 @@ class Server:
             self.error(rid, "crash", repr(e), definite=False)
 
     def unreadable(self, raw, why):
-        m = ID_RE.search(raw)
-        if m and int(m.group(1)) <= MAX:
+        # The id, when it can be made out: exactly one `"id"` key, an integer in range.
+        ids = ID_RE.findall(raw)
+        m = ID_RE.search(raw) if len(ids) == 1 and raw.count(b'"id"') == 1 else None
+        if m and int(m.group(1)) <= ID_MAX:
             self.error(int(m.group(1)), "malformed", why)
         else:
             print("adapter: unreadable line without an id (%s): %r" % (why, raw[:200]),
@@ -249,16 +263,19 @@ class Server:
         self.send({"id": rid, "type": "reply", "fresh": fresh, "reply": answer})
 
     def hello(self, rid, msg):
-        if self.hello_answer is not None:
-            # a second hello: answered as the first was, changes nothing (§9.2)
-            ans = dict(self.hello_answer)
-            ans["id"] = rid
-            return self.send(ans)
+        # §9.2: every hello is judged on its protocol first, a second one included.
         proto = msg.get("protocol")
+        if proto is HUGE_INTEGER:
+            raise NotSupported("a protocol version of more than 25 digits (this implementation speaks 1)")
         if type(proto) is not int:
             raise Malformed("protocol missing or not an integer")
         if proto != PROTOCOL:
             raise NotSupported("protocol %d (this implementation speaks 1)" % proto)
+        if self.hello_answer is not None:
+            # a second hello of version 1: answered as the first was, changes nothing (§9.2)
+            ans = dict(self.hello_answer)
+            ans["id"] = rid
+            return self.send(ans)
         ch = Checker()
         cfg = ch.config(msg)
         ch.finish()
@@ -320,7 +337,7 @@ def main():
                 if not rest or rest.endswith(b"\n"):
                     break
             continue
-        if not raw.strip():
+        if not raw.strip(JSON_WHITE_SPACE):
             print("adapter: empty line ignored", file=sys.stderr)
             continue
         dispatch(raw)

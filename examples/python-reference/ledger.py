@@ -4,7 +4,10 @@ Written from SPEC.md alone, without reading the Rust reference. Each command ret
 (answer, fresh), where answer is a dict in the protocol's words (SPEC §9.2):
   {"reply": "ok", "outcome": ..., ...fields}   or
   {"reply": "refused", "refusal": ..., ...fields}
-and fresh says whether this call made the movements its outcome reports (§9.2).
+and fresh says whether this call made the movements its outcome reports (§9.2). Where the
+harness does not read it (a refusal, a partial or gate decision, tier_set, an empty expired),
+it is what §9.2 recommends: True for a first answer, a refusal included, and False for a
+repeat (a decision answered again, R-IDEM-1; an insufficient_funds refused again, R-PARTIAL-7).
 """
 
 MAX = 2 ** 63 - 1          # §1: amounts, times and ids are in 0..=2^63-1
@@ -170,9 +173,9 @@ class Ledger:
         if req is not None:
             # R-IDEM-2: the pubkey is checked before the estimate
             if req.pubkey != pubkey:
-                return refused("exists_with_different_pubkey"), False
+                return refused("exists_with_different_pubkey"), True
             if req.estimate != estimated_sats:
-                return refused("exists_with_different_estimate", estimated_sats=req.estimate), False
+                return refused("exists_with_different_estimate", estimated_sats=req.estimate), True
             # R-IDEM-1: the first decision, nothing moves
             return ok("decided", decision=dict(req.decision)), False
 
@@ -216,26 +219,26 @@ class Ledger:
         """§3.3: checks in order."""
         req = self.requests.get(request_id)
         if req is None:
-            return refused("unknown_request"), False                          # R-PARTIAL-1
+            return refused("unknown_request"), True                           # R-PARTIAL-1
         if req.pubkey != pubkey:
-            return refused("exists_with_different_pubkey"), False             # R-PARTIAL-2
+            return refused("exists_with_different_pubkey"), True              # R-PARTIAL-2
         res = req.reservation
         if res is not None:
             # R-PARTIAL-3 (before the amount is judged, R-PARTIAL-4)
             if res.by == "reserve_partial" and res.amount == amount_sats:
                 return ok("reserved", reserved_sats=amount_sats), False
-            return refused("reservation_exists", reserved_sats=res.amount), False
+            return refused("reservation_exists", reserved_sats=res.amount), True
         if amount_sats == 0:
-            return refused("zero_amount"), False                              # R-PARTIAL-5
+            return refused("zero_amount"), True                               # R-PARTIAL-5
         if amount_sats > req.estimate:
-            return refused("amount_above_estimate", estimated_sats=req.estimate), False  # R-PARTIAL-6
+            return refused("amount_above_estimate", estimated_sats=req.estimate), True   # R-PARTIAL-6
         if amount_sats in req.refused_amounts:
             # R-PARTIAL-7: refused again with the first refusal's available
             return refused("insufficient_funds",
                            available_sats=req.refused_amounts[amount_sats]), False
         ident = self.identities.get(pubkey)
         if ident is None:
-            return refused("unknown_identity"), False                         # R-PARTIAL-8
+            return refused("unknown_identity"), True                          # R-PARTIAL-8
         available = min(self._remaining(ident, now), self.pool)             # R-PARTIAL-9
         if amount_sats <= available:
             self._reserve(req, ident, amount_sats, now, "reserve_partial")
@@ -248,10 +251,10 @@ class Ledger:
         """§3.4"""
         req = self.requests.get(request_id)
         if req is None:
-            return refused("unknown_request"), False                          # R-RELEASE-1
+            return refused("unknown_request"), True                           # R-RELEASE-1
         res = req.reservation
         if res is None:
-            return refused("not_reserved"), False                             # R-RELEASE-1
+            return refused("not_reserved"), True                              # R-RELEASE-1
         if res.state == OUTSTANDING:
             # R-RELEASE-2: all of it back to the pool
             res.state = RELEASED
@@ -261,33 +264,33 @@ class Ledger:
         if res.state == RELEASED:
             return ok("released", returned_sats=res.amount), False            # R-RELEASE-3
         if res.state == RECORDED:
-            return refused("already_recorded"), False                         # R-RELEASE-4
-        return refused("reservation_expired"), False                          # R-RELEASE-4
+            return refused("already_recorded"), True                          # R-RELEASE-4
+        return refused("reservation_expired"), True                           # R-RELEASE-4
 
     def record(self, now, request_id, actual_sats):
         """§3.5"""
         req = self.requests.get(request_id)
         if req is None:
-            return refused("unknown_request"), False                          # R-RECORD-1
+            return refused("unknown_request"), True                           # R-RECORD-1
         res = req.reservation
         if res is None:
-            return refused("not_reserved"), False                             # R-RECORD-1
+            return refused("not_reserved"), True                              # R-RECORD-1
         if res.state == RELEASED:
-            return refused("already_released"), False                         # R-RECORD-1
+            return refused("already_released"), True                          # R-RECORD-1
         if res.state == EXPIRED:
-            return refused("reservation_expired"), False                      # R-RECORD-1
+            return refused("reservation_expired"), True                       # R-RECORD-1
         if res.state == RECORDED:
             # R-RECORD-5
             if res.actual == actual_sats:
                 return dict(res.outcome), False
-            return refused("recorded_with_different_amount", actual_sats=res.actual), False
+            return refused("recorded_with_different_amount", actual_sats=res.actual), True
         # outstanding (R-RECORD-4: the deadline does not matter here)
         reserved = res.amount
         absorbed = min(actual_sats, reserved)
         returned = reserved - absorbed
         overrun = actual_sats - absorbed
         if self.overrun_sats + overrun > MAX:
-            return refused("overflow"), False                                 # R-RECORD-6
+            return refused("overflow"), True                                  # R-RECORD-6
         # R-RECORD-2
         self.pool += returned
         self._unreserve(req, res)
@@ -309,12 +312,12 @@ class Ledger:
             paid, credited = p
             if paid == paid_sats:
                 return ok("credited", credited_sats=credited), False
-            return refused("payment_with_different_amount", paid_sats=paid), False
+            return refused("payment_with_different_amount", paid_sats=paid), True
         # R-CREDIT-1: exact integer arithmetic (Python ints are unbounded)
         credited = paid_sats * self.credit_bps // 10_000
         # R-CREDIT-4: judged on genesis plus all credits, not on the pool
         if self.pool_initial + self.credited_sats + credited > MAX:
-            return refused("overflow"), False
+            return refused("overflow"), True
         # R-CREDIT-2: remembered, also when it credits 0
         self.payments[payment_id] = (paid_sats, credited)
         self.pool += credited
