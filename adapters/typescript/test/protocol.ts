@@ -63,8 +63,8 @@ for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
   });
   expect("reset", (await c.request({ type: "reset", config: config() })).type, "reset_ok");
   expect("other protocol", (await c.request({ type: "hello", protocol: 2n, config: config() })).code, "not_supported");
-  expect("unknown type", (await c.request({ type: "frobnicate" })).code, "not_supported");
-  expect("unknown call", await call(c, T, { call: "frobnicate" }), { error: "not_supported", definite: true });
+  expect("unknown type", (await c.request({ type: "frobnicate" })).code, "malformed");
+  expect("unknown call", await call(c, T, { call: "frobnicate" }), { error: "malformed", definite: true });
   expect("missing field", await call(c, T, { call: "decide", request_id: 1n, pubkey: P1 }), { error: "malformed", definite: true });
   expect("bad pubkey", await call(c, T, { call: "set_tier", pubkey: "AB", tier: "elite" }), { error: "malformed", definite: true });
   expect("fraction", (await c.raw(100n, `{"id":100,"type":"call","now_ms":1.0,"call":{"call":"expire"}}`)).code, "malformed");

@@ -175,7 +175,9 @@ export function readCall(v: Json, limits: Limits): Call {
     case "expire":
       return { call: kind };
     default:
-      throw new ProtocolError("not_supported", `no call ${JSON.stringify(kind)}`);
+      // A call the protocol does not define is malformed (SPEC.md §9.1); not_supported is for one
+      // it defines that an implementation lacks.
+      throw new ProtocolError("malformed", `no call ${JSON.stringify(kind)}`);
   }
 }
 
@@ -235,7 +237,8 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
         greetedOrUnavailable();
         return { id, type: "observed", ...(await engine.observe()) };
       default:
-        throw new ProtocolError(typeof type === "string" ? "not_supported" : "malformed", `no request type ${JSON.stringify(type ?? null)}`);
+        // A type the protocol does not define is malformed (SPEC.md §9.1).
+        throw new ProtocolError("malformed", `no request type ${JSON.stringify(type ?? null)}`);
     }
   };
 
