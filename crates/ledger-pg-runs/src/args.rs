@@ -229,7 +229,10 @@ impl ExecArgs {
 
     /// The flags that give a replay the same implementation, quoted for a POSIX shell.
     pub fn replay_flags(&self) -> String {
-        let mut out = format!("--exec {}", shell_quote(self.command.as_deref().unwrap_or("")));
+        // Hidden before it is quoted: quoting turns a `'` into `'\''`, which ends a quoted
+        // password early, and the rest of it would be shown.
+        let command = ledger_harness::text::redacted_text(self.command.as_deref().unwrap_or(""));
+        let mut out = format!("--exec {}", shell_quote(&command));
         if self.exec_db {
             out.push_str(" --exec-db");
         }
@@ -401,6 +404,24 @@ mod tests {
         ] {
             let e = parse_exec_timeout(spelled).unwrap_err();
             assert!(e.starts_with(&format!("--exec-timeout {spelled}: ")) && e.contains(says), "{spelled:?}: {e}");
+        }
+    }
+
+    /// A password in the command is hidden before the command is quoted: quoting first made
+    /// `PGPASSWORD='s3cret'` into `PGPASSWORD='\''s3cret'\''`, whose value the hiding then
+    /// read as empty, and `s3cret` was printed in every replay command.
+    #[test]
+    fn the_replay_flags_never_show_a_password() {
+        for command in [
+            "PGPASSWORD='s3cret' ./my-ledger",
+            "env 'DATABASE_URL=postgres://u:s3cret@h/db' ./my-ledger",
+            "./my-ledger --conn \"host=h password='s3cret x'\"",
+            "DATABASE_URL=postgres://u:s3cret@h/db ./my-ledger",
+        ] {
+            let exec = ExecArgs { command: Some(command.into()), ..ExecArgs::default() };
+            let flags = exec.replay_flags();
+            assert!(!flags.contains("s3cret"), "{command}: {flags}");
+            assert!(flags.contains("***") && flags.contains("my-ledger"), "{command}: {flags}");
         }
     }
 

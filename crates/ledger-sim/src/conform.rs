@@ -330,6 +330,12 @@ fn write_vectors(dir: &Path) -> anyhow::Result<bool> {
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => new.push((name, bytes, path)),
             Err(e) => anyhow::bail!("{FLAG} {}: {shown}: {}", dir.display(), crate::input::words(&e)),
+            // Read only a regular file (a FIFO would never end, a device might not).
+            Ok(_) if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) => anyhow::bail!(
+                "{FLAG} {}: {shown} is there and is not a regular file; it is not replaced (move it away, or give \
+                 another directory); nothing was written",
+                dir.display()
+            ),
             Ok(_) => match std::fs::read(&path) {
                 Ok(there) if there == bytes => kept.push(path),
                 Ok(_) => anyhow::bail!(

@@ -279,6 +279,16 @@ fn the_built_in_vectors_are_written_out_and_a_file_that_differs_is_never_replace
     assert!(err.contains(&format!("{}", edited.display())) && err.contains("differs from the built-in"), "{err}");
     assert_eq!(std::fs::read(&edited).unwrap(), b"my notes\n");
     assert!(!Path::new(&vectors).join("random.jsonl").exists(), "nothing written");
+    // A FIFO of a vector's name is refused, not read (a read would wait for a writer forever).
+    std::fs::write(&edited, std::fs::read(fixtures.join("limits.jsonl")).unwrap()).unwrap();
+    let fifo = Path::new(&vectors).join("tier-changes.jsonl");
+    std::fs::remove_file(&fifo).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let (code, out, err) = sim(&["conform", "--write-vectors", &vectors]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("tier-changes.jsonl is there and is not a regular file"), "{err}");
+    std::fs::remove_file(&fifo).unwrap();
 
     // Onto a file, into a directory that takes no file, and with the options of a run.
     let file = format!("{dir}/a-file");
