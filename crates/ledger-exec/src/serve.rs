@@ -88,10 +88,13 @@ fn answer_line(
     };
     let why = match request {
         Ok(request) => {
-            if let (RequestBody::Hello { protocol: PROTOCOL_VERSION, .. }, Some(_)) = (&request.body, &ledger) {
+            let second_hello = matches!(request.body, RequestBody::Hello { .. }) && ledger.is_some();
+            let body = answer_checked(ledger, journal, request.body);
+            // Said of a second hello answered `hello_ok` only: one refused changed nothing either.
+            if second_hello && matches!(body, ResponseBody::HelloOk { .. }) {
                 writeln!(log, "ledger-sim serve: line {line_no}: a second hello leaves the ledger as it is (a reset returns it to genesis)")?;
             }
-            return Ok(Some(Response { id: request.id, body: answer_checked(ledger, journal, request.body) }));
+            return Ok(Some(Response { id: request.id, body }));
         }
         Err(why) => why,
     };

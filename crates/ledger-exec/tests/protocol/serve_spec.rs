@@ -580,6 +580,30 @@ fn a_second_hello_of_another_version_is_not_supported() {
     assert!(!log.contains("second hello"), "{log}");
 }
 
+/// A second `hello` is judged as the first was, its `config` too (SPEC.md §9.2): a missing or
+/// invalid one is `malformed`, a number out of range `out_of_range`; each changes nothing and is
+/// not said on stderr as a hello that left the ledger as it is.
+#[test]
+fn a_second_hello_with_a_bad_config_is_refused_and_changes_nothing() {
+    let lines = [
+        hello(0),
+        r#"{"id":1,"type":"call","now_ms":5,"call":{"call":"credit","payment_id":1,"paid_sats":100}}"#.to_owned(),
+        r#"{"id":2,"type":"hello","protocol":1}"#.to_owned(),
+        hello(3).replace(r#""reservation_ttl_ms":600000"#, r#""reservation_ttl_ms":0"#),
+        hello(4).replace(r#""pool_initial_sats":10000"#, r#""pool_initial_sats":-1"#),
+        r#"{"id":5,"type":"observe"}"#.to_owned(),
+    ];
+    let (responses, log) = serve_lines(&lines);
+    assert_eq!(code(&responses, 2), "malformed");
+    assert_eq!(code(&responses, 3), "malformed");
+    assert_eq!(code(&responses, 4), "out_of_range");
+    assert_eq!(
+        (&by_id(&responses, 5)["pool_sats"], &by_id(&responses, 5)["credited_sats"]),
+        (&Value::from(10_010), &Value::from(10))
+    );
+    assert!(!log.contains("second hello"), "{log}");
+}
+
 /// The harness always sends the seed API's fields (SPEC.md §9.2); `serve` requires them and
 /// checks their range, and their values change no answer.
 #[test]
