@@ -22,7 +22,9 @@ from ledger import Ledger, MAX, TIERS  # noqa: E402
 PROTOCOL = 1
 LINE_LIMIT = 16 * 1024 * 1024          # §9.1: a line longer than 16 MiB cannot be read
 PUBKEY_RE = re.compile(r"^[0-9a-f]{64}$")
-ID_RE = re.compile(rb'"id"\s*:\s*(\d{1,20})\s*[,}]')
+# The id of a line that cannot be read, made out only where the harness writes it, first in
+# the object: an `"id"` further in could be one nested in a value, or cut short.
+ID_RE = re.compile(rb'\A[ \t\r]*\{[ \t\r]*"id"[ \t\r]*:[ \t\r]*(\d{1,20})[ \t\r]*,')
 ID_MAX = 2 ** 64 - 1                   # §9.1: an id is an integer in 0..=2^64-1
 JSON_WHITE_SPACE = b" \t\r"           # §9.1: a line of JSON white space only is no request
 
@@ -225,8 +227,7 @@ class Server:
 
     def unreadable(self, raw, why):
         # The id, when it can be made out: exactly one `"id"` key, an integer in range.
-        ids = ID_RE.findall(raw)
-        m = ID_RE.search(raw) if len(ids) == 1 and raw.count(b'"id"') == 1 else None
+        m = ID_RE.match(raw) if raw.count(b'"id"') == 1 else None
         if m and int(m.group(1)) <= ID_MAX:
             self.error(int(m.group(1)), "malformed", why)
         else:
@@ -241,12 +242,17 @@ class Server:
             raise Malformed("unknown type %r" % typ)
         if typ == "hello":
             return self.hello(rid, msg)
+        # Read the whole request first: before hello, one that cannot be read is malformed
+        # and one that can is unavailable (§9.1).
+        ch = Checker()
+        if typ == "reset":
+            cfg = ch.config(msg)
+            ch.finish()
+        elif typ == "call":
+            now, name, args = parse_call(ch, msg)
         if self.hello_answer is None:
             return self.error(rid, "unavailable", "request before hello")
         if typ == "reset":
-            ch = Checker()
-            cfg = ch.config(msg)
-            ch.finish()
             with self.ledger_lock:
                 self.ledger = Ledger(cfg)
             return self.send({"id": rid, "type": "reset_ok"})
@@ -255,9 +261,6 @@ class Server:
                 obs = self.ledger.observe()
             obs.update(id=rid, type="observed")
             return self.send(obs)
-        # call
-        ch = Checker()
-        now, name, args = parse_call(ch, msg)
         with self.ledger_lock:
             answer, fresh = getattr(self.ledger, name)(now, *args)
         self.send({"id": rid, "type": "reply", "fresh": fresh, "reply": answer})
@@ -271,14 +274,15 @@ class Server:
             raise Malformed("protocol missing or not an integer")
         if proto != PROTOCOL:
             raise NotSupported("protocol %d (this implementation speaks 1)" % proto)
-        if self.hello_answer is not None:
-            # a second hello of version 1: answered as the first was, changes nothing (§9.2)
-            ans = dict(self.hello_answer)
-            ans["id"] = rid
-            return self.send(ans)
         ch = Checker()
         cfg = ch.config(msg)
         ch.finish()
+        if self.hello_answer is not None:
+            # a second valid hello of version 1: answered as the first was, changes nothing,
+            # whatever values its config holds (§9.2)
+            ans = dict(self.hello_answer)
+            ans["id"] = rid
+            return self.send(ans)
         # A memory implementation has no state before its first hello: it starts at genesis
         # under hello's configuration (the harness sends reset before every seed anyway).
         self.ledger = Ledger(cfg)

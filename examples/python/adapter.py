@@ -150,7 +150,11 @@ class Server:
     def handle(self, req: dict) -> dict:
         kind = req.get("type")
         if kind == "hello":
-            if field(req, "protocol", "hello") != 1:
+            # Any integer but 1 is another version, out of range or not (SPEC.md section 9.2).
+            protocol = req.get("protocol")
+            if not isinstance(protocol, int) or isinstance(protocol, bool):
+                raise ProtocolError("malformed", "hello: protocol is not an integer")
+            if protocol != 1:
                 raise ProtocolError("not_supported", "this adapter speaks protocol 1")
             config = read_config(req.get("config"))
             # A hello never returns the ledger to genesis (SPEC.md section 9.2): a reset does.
@@ -221,9 +225,12 @@ class Server:
 def main() -> None:
     server = Server()
     for raw in sys.stdin.buffer:  # one request at a time, until end of input
-        if raw.strip():
-            sys.stdout.write(json.dumps(server.answer_line(raw), separators=(",", ":")) + "\n")
-            sys.stdout.flush()
+        # A line of JSON white space only is no request (SPEC.md section 9.1).
+        if not raw.strip(b" \t\r\n"):
+            print("adapter.py: an empty line is no request", file=sys.stderr)
+            continue
+        sys.stdout.write(json.dumps(server.answer_line(raw), separators=(",", ":")) + "\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
