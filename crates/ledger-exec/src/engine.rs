@@ -150,7 +150,8 @@ pub fn seed_movements(call: &Call, outcome: &Outcome) -> Result<Vec<Movement>, S
             moved(credited_sats, Movement::Credit { payment_id, amount_sats: credited_sats })
         }
         (call, outcome) => {
-            return Err(format!("answered {} with an outcome of another call: {outcome:?}", call.name()))
+            let outcome = serde_json::to_string(outcome).unwrap_or_default();
+            return Err(format!("answered {} with an outcome of another call: {outcome}", call.name()));
         }
     })
 }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use ledger_core::{Config, Movement, Pubkey, Sats, TimeMs};
+use ledger_exec::protocol::RequestBody;
 use ledger_harness::{Call, Engine, Named, Observed, Reply};
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ pub struct Divergence {
     /// state had been observed before (a run observes it once after each event, and once at
     /// the end of its drain). At or past the history's last event, it was in the drain.
     pub event: u64,
-    /// What disagreed, with both sides.
+    /// What disagreed, with both sides, in the protocol's JSON.
     pub detail: String,
 }
 
@@ -26,6 +27,9 @@ pub struct Divergence {
 /// Both engines must take the same number of steps per call (`pg-reference` and `reference`
 /// take one). A failed step of `A` (a database error) is not compared: `B` is not stepped, and
 /// the caller's retry begins a new operation on both.
+///
+/// What differed is written in the protocol's JSON (calls, replies, movements), as a trace
+/// and the I8 entries write them.
 pub struct Differential<A: Engine, B: Engine> {
     a: A,
     b: B,
@@ -55,6 +59,34 @@ impl<A: Engine, B: Engine> Differential<A, B> {
         if found.is_none() {
             *found = Some(Divergence { step: self.n_steps, event: self.n_observed.get(), detail: detail() });
         }
+    }
+}
+
+/// `value` in JSON, as the protocol and the traces write it.
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The request of `call` at `now` as the protocol sends it (without its id), which is how an
+/// implementation of the protocol saw it.
+fn request_json(call: &Call, now: TimeMs) -> String {
+    json(&RequestBody::Call { now_ms: now, call: call.clone() })
+}
+
+/// A step's reply in JSON; `None` (a step that left the call in flight) in words.
+fn reply_json(reply: &Option<Reply>) -> String {
+    match reply {
+        Some(r) => json(r),
+        None => "nothing yet (the call still in flight)".to_owned(),
+    }
+}
+
+/// Movements in JSON, or `nothing`.
+fn moved_json(moved: &[Movement]) -> String {
+    if moved.is_empty() {
+        "nothing".to_owned()
+    } else {
+        json(moved)
     }
 }
 
@@ -88,11 +120,25 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
         let rb = self.b.step(&mut op.b, now, &mut jb);
         if ra != rb {
             self.diverge(|| {
-                format!("{:?}: {} replied {ra:?}, {} replied {rb:?}", op.call, self.a.name(), self.b.name())
+                format!(
+                    "{}: {} replied {}, {} replied {}",
+                    request_json(&op.call, now),
+                    self.a.name(),
+                    reply_json(&ra),
+                    self.b.name(),
+                    reply_json(&rb)
+                )
             });
         } else if journal[from..] != jb[..] {
             self.diverge(|| {
-                format!("{:?}: {} moved {:?}, {} moved {jb:?}", op.call, self.a.name(), &journal[from..], self.b.name())
+                format!(
+                    "{}: {} moved {}, {} moved {}",
+                    request_json(&op.call, now),
+                    self.a.name(),
+                    moved_json(&journal[from..]),
+                    self.b.name(),
+                    moved_json(&jb)
+                )
             });
         }
         self.n_steps += 1;
@@ -102,7 +148,9 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
     fn observe(&self) -> Observed {
         let (oa, ob) = (self.a.observe(), self.b.observe());
         if oa != ob {
-            self.diverge(|| format!("after the step, {} shows {oa:?}, {} shows {ob:?}", self.a.name(), self.b.name()));
+            self.diverge(|| {
+                format!("after the step, {} shows {}, {} shows {}", self.a.name(), json(&oa), self.b.name(), json(&ob))
+            });
         }
         self.n_observed.set(self.n_observed.get() + 1);
         oa
@@ -118,10 +166,12 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
         if da != db {
             self.diverge(|| {
                 format!(
-                    "daily remaining of {}: {} says {da:?}, {} says {db:?}",
+                    "daily remaining of {}: {} says {}, {} says {}",
                     Named(*pubkey),
                     self.a.name(),
-                    self.b.name()
+                    json(&da),
+                    self.b.name(),
+                    json(&db)
                 )
             });
         }
