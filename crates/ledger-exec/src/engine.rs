@@ -5,7 +5,9 @@
 //! checker needs are derived from its fresh outcomes: for the reference API as the reference
 //! journals them ([`ledger_core::implied_movements`]), for the seed's API from what each of the
 //! seed's functions says it moved ([`seed_movements`]). What the implementation stores is read
-//! with `observe` after every step; a difference between the two is I2.
+//! with `observe` after every step; a difference between the two is I2. Since the books follow
+//! `fresh`, a wrong `fresh` shows as broken books with the right state: the engine keeps the
+//! last one it was told ([`LastFresh`]) for a comparison with the reference to name it.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,11 @@ use crate::protocol::{Api, Observation, RequestBody, ResponseBody};
 /// judge (an indefinite error, a garbled line, a timeout, an exit).
 pub type Stop = Arc<Mutex<Option<String>>>;
 
+/// The `fresh` of the child's last reply to a call; `None` after a call it answered otherwise
+/// (an error, a garbled line). Whoever compares the engine with the reference takes it after
+/// each step ([`ExecEngine::last_fresh`]).
+pub type LastFresh = Arc<Mutex<Option<bool>>>;
+
 /// One seed's engine on a running child (reset to genesis under the seed's configuration).
 pub struct ExecEngine<'a> {
     child: &'a RefCell<Child>,
@@ -30,6 +37,7 @@ pub struct ExecEngine<'a> {
     holders: FxHashMap<RequestId, Pubkey>,
     stop: Stop,
     last: Cell<Observed>,
+    fresh: LastFresh,
 }
 
 impl<'a> ExecEngine<'a> {
@@ -44,6 +52,7 @@ impl<'a> ExecEngine<'a> {
             holders: FxHashMap::default(),
             stop,
             last: Cell::new(Observed::from(ledger_core::Ledger::new(config).totals())),
+            fresh: LastFresh::default(),
         };
         let answer = child.borrow_mut().ask(RequestBody::Reset { config: ConfigJson::from(config) });
         match answer {
@@ -57,6 +66,11 @@ impl<'a> ExecEngine<'a> {
             Err(e) => engine.halt_on(e),
         }
         engine
+    }
+
+    /// Where each step leaves the `fresh` of the child's reply.
+    pub fn last_fresh(&self) -> LastFresh {
+        Arc::clone(&self.fresh)
     }
 
     fn stopped(&self) -> bool {
@@ -188,6 +202,7 @@ impl Engine for ExecEngine<'_> {
 
     fn step(&mut self, call: &mut Call, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
         let failed = |error: String| Some(Reply::Failed { error });
+        *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if self.stopped() {
             return failed("the child failed earlier".into());
         }
@@ -202,6 +217,7 @@ impl Engine for ExecEngine<'_> {
         };
         match body {
             ResponseBody::Reply { fresh, reply } => {
+                *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
                 if let Reply::Ok(outcome) = &reply {
                     match self.movements(call, outcome, fresh) {
                         Ok(moved) => journal.extend(moved),

@@ -3,7 +3,9 @@
 use std::sync::{Arc, Mutex};
 
 use ledger_core::{Config, Movement, Pubkey, Sats, TimeMs};
-use ledger_exec::protocol::RequestBody;
+use ledger_exec::protocol::{RequestBody, ResponseBody};
+use ledger_exec::serve::is_fresh;
+use ledger_exec::LastFresh;
 use ledger_harness::{Call, Engine, Named, Observed, Reply};
 use serde::Serialize;
 
@@ -18,6 +20,10 @@ pub struct Divergence {
     pub event: u64,
     /// What disagreed, with both sides, in the protocol's JSON.
     pub detail: String,
+    /// The replies agreed and only the implementation's `fresh` was not the reference's
+    /// (SPEC.md §9.2): the harness books movements from `fresh`, so its books, and the
+    /// invariants judged on them, part from what the implementation stores.
+    pub fresh_only: bool,
 }
 
 /// An engine that steps `A` (the one under test) and `B` (the oracle) together and remembers
@@ -37,6 +43,9 @@ pub struct Differential<A: Engine, B: Engine> {
     /// Observations made so far (`observe` takes `&self`).
     n_observed: std::cell::Cell<u64>,
     found: Arc<Mutex<Option<Divergence>>>,
+    /// `A`'s `fresh` after each step, when `A` is an implementation of the reference API
+    /// that says it ([`Differential::with_fresh`]).
+    fresh: Option<LastFresh>,
 }
 
 /// An operation in flight on both engines of a [`Differential`].
@@ -51,14 +60,29 @@ impl<A: Engine, B: Engine> Differential<A, B> {
     /// Compare `a` with `b`; the first divergence is written to `found`.
     pub fn new(a: A, b: B, found: Arc<Mutex<Option<Divergence>>>) -> Differential<A, B> {
         assert_eq!(a.config(), b.config(), "both engines must run under the same config");
-        Differential { a, b, n_steps: 0, n_observed: std::cell::Cell::new(0), found }
+        Differential { a, b, n_steps: 0, n_observed: std::cell::Cell::new(0), found, fresh: None }
     }
 
-    fn diverge(&self, detail: impl FnOnce() -> String) {
+    /// Also compare `a`'s `fresh`, left in `fresh` after each of its steps, with the
+    /// reference's (`b` must be the reference): when the replies agree but the movements do
+    /// not, a `fresh` that differs is named as the cause ([`Divergence::fresh_only`]).
+    pub fn with_fresh(self, fresh: LastFresh) -> Differential<A, B> {
+        Differential { fresh: Some(fresh), ..self }
+    }
+
+    fn diverge(&self, fresh_only: bool, detail: impl FnOnce() -> String) {
         let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
         if found.is_none() {
-            *found = Some(Divergence { step: self.n_steps, event: self.n_observed.get(), detail: detail() });
+            *found =
+                Some(Divergence { step: self.n_steps, event: self.n_observed.get(), detail: detail(), fresh_only });
         }
+    }
+
+    /// `a`'s `fresh` and the reference's, when the replies `reply` agreed and both are known.
+    fn both_fresh(&self, call: &Call, reply: &Option<Reply>, reference_moved: &[Movement]) -> Option<(bool, bool)> {
+        let a = (*self.fresh.as_ref()?.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let Some(Reply::Ok(outcome)) = reply else { return None };
+        Some((a, is_fresh(&call.to_command(), &Ok(outcome.clone()), reference_moved)))
     }
 }
 
@@ -90,6 +114,33 @@ fn moved_json(moved: &[Movement]) -> String {
     }
 }
 
+/// A right reply with a wrong `fresh`, said as `ledger-sim conform` says it, and what the
+/// harness made of it: it books a call's movements from `fresh` (SPEC.md §9.2), so its books
+/// now part from the implementation's state.
+fn fresh_detail(
+    call: &Call,
+    now: TimeMs,
+    name: &str,
+    reply: &Reply,
+    fresh: bool,
+    a: &[Movement],
+    b: &[Movement],
+) -> String {
+    let when = if fresh {
+        "true on a repeat, the reference's is false"
+    } else {
+        "false on a call that took effect, the reference's is true"
+    };
+    format!(
+        "the reply is right but \"fresh\" is {when}: to {} {name} answered {}; the harness books the movements \
+         of a call from \"fresh\" (SPEC.md §9.2), so it booked {} where the reference moved {}",
+        request_json(call, now),
+        json(&ResponseBody::Reply { fresh, reply: reply.clone() }),
+        moved_json(a),
+        moved_json(b)
+    )
+}
+
 impl<A: Engine, B: Engine> Engine for Differential<A, B> {
     type Op = DiffOp<A::Op, B::Op>;
 
@@ -119,7 +170,7 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
         let mut jb = Vec::new();
         let rb = self.b.step(&mut op.b, now, &mut jb);
         if ra != rb {
-            self.diverge(|| {
+            self.diverge(false, || {
                 format!(
                     "{}: {} replied {}, {} replied {}",
                     request_json(&op.call, now),
@@ -130,16 +181,21 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
                 )
             });
         } else if journal[from..] != jb[..] {
-            self.diverge(|| {
-                format!(
-                    "{}: {} moved {}, {} moved {}",
-                    request_json(&op.call, now),
-                    self.a.name(),
-                    moved_json(&journal[from..]),
-                    self.b.name(),
-                    moved_json(&jb)
-                )
-            });
+            match (self.both_fresh(&op.call, &ra, &jb), &ra) {
+                (Some((a, b)), Some(reply)) if a != b => {
+                    self.diverge(true, || fresh_detail(&op.call, now, self.a.name(), reply, a, &journal[from..], &jb))
+                }
+                _ => self.diverge(false, || {
+                    format!(
+                        "{}: {} moved {}, {} moved {}",
+                        request_json(&op.call, now),
+                        self.a.name(),
+                        moved_json(&journal[from..]),
+                        self.b.name(),
+                        moved_json(&jb)
+                    )
+                }),
+            }
         }
         self.n_steps += 1;
         ra
@@ -148,7 +204,7 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
     fn observe(&self) -> Observed {
         let (oa, ob) = (self.a.observe(), self.b.observe());
         if oa != ob {
-            self.diverge(|| {
+            self.diverge(false, || {
                 format!("after the step, {} shows {}, {} shows {}", self.a.name(), json(&oa), self.b.name(), json(&ob))
             });
         }
@@ -164,7 +220,7 @@ impl<A: Engine, B: Engine> Engine for Differential<A, B> {
             return db;
         }
         if da != db {
-            self.diverge(|| {
+            self.diverge(false, || {
                 format!(
                     "daily remaining of {}: {} says {}, {} says {}",
                     Named(*pubkey),

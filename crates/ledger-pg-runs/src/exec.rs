@@ -5,7 +5,9 @@
 //! seed's configuration. An implementation of the reference API is compared with the in-memory
 //! reference at every step, as `pg-reference` is ([`Differential`]); one of the seed's API with
 //! the seed model one call per step (`Atomic<SeedEngine>`: lockstep sends one whole call at a
-//! time), answer by answer, and its counterexamples are shrunk on that model.
+//! time), answer by answer, and its counterexamples are shrunk on that model. The reference
+//! API's `fresh` is compared too: a right reply with a wrong `fresh` is named as such, since
+//! the harness's books, and the invariants judged on them, follow `fresh` (SPEC.md §9.2).
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -93,7 +95,8 @@ fn replay_on(child: &RefCell<Child>, h: &History, log: bool) -> anyhow::Result<(
     let engine = ExecEngine::reset(child, c, Arc::clone(&stop));
     let r = match api {
         Api::Reference => {
-            let engine = Differential::new(engine, ReferenceEngine::new(c), Arc::clone(&found));
+            let fresh = engine.last_fresh();
+            let engine = Differential::new(engine, ReferenceEngine::new(c), Arc::clone(&found)).with_fresh(fresh);
             replay(once(engine, c), h, log)
         }
         Api::Seed => {
@@ -128,7 +131,8 @@ pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> 
         let engine = ExecEngine::reset(&child, c, Arc::clone(&stop));
         let (result, history) = match api {
             Api::Reference => {
-                let engine = Differential::new(engine, ReferenceEngine::new(c), Arc::clone(&found));
+                let fresh = engine.last_fresh();
+                let engine = Differential::new(engine, ReferenceEngine::new(c), Arc::clone(&found)).with_fresh(fresh);
                 run_seed(once(engine, c), name, run.scenario, seed, run.scheduler)
             }
             Api::Seed => {

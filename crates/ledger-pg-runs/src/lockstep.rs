@@ -362,23 +362,36 @@ pub(crate) fn lockstep_report(
     }
     let steps: u64 = runs.iter().map(|r| r.result.n_events).sum();
     let mut violations = Vec::new();
+    let mut from_fresh = Vec::new();
     for inv in Invariant::ALL {
         let breaking: Vec<&SeedRun> =
             runs.iter().filter(|r| r.result.violations.iter().any(|v| v.invariant == inv)).collect();
         if let Some(first) = breaking.first() {
             let seeds = breaking.iter().map(|r| r.seed).collect();
-            violations.push(lockstep_counterexample(run, engine, first, inv, seeds, twin, confirm)?);
+            let (v, fresh) = lockstep_counterexample(run, engine, first, inv, seeds, twin, confirm)?;
+            if fresh {
+                from_fresh.push(v.invariant.clone());
+            }
+            violations.push(v);
         }
     }
     let diverging: Vec<&SeedRun> = runs.iter().filter(|r| r.divergence.is_some()).collect();
     if let Some(first) = diverging.first() {
         let found = divergence_counterexample(run, engine, first, confirm)?;
-        let Divergent { history: h, detail, steps, reduction } = found;
+        let Divergent { history: h, mut detail, steps, reduction, fresh_only } = found;
         let path = run.trace_dir.join(format!("{engine}-seed{}-divergence.jsonl", first.seed));
         ledger_simulator::report::write_trace(&h, &path)?;
-        violations.push(ViolationReport {
+        if fresh_only && !from_fresh.is_empty() {
+            detail.push_str(&format!(
+                ". The {} violation(s) reported after this follow from it: they are judged on those books, not on \
+                 what the implementation stores; fix \"fresh\" first",
+                from_fresh.join(", ")
+            ));
+        }
+        let v = ViolationReport {
             invariant: "divergence".to_owned(),
             name: match twin {
+                Twin::Reference if fresh_only => format!("{engine} gives the right reply with the wrong \"fresh\""),
                 Twin::Reference => format!("{engine} disagrees with the reference engine"),
                 Twin::Seed | Twin::SeedAtomic => format!("{engine} disagrees with the seed model"),
             },
@@ -391,7 +404,13 @@ pub(crate) fn lockstep_report(
             steps,
             trace: path.display().to_string(),
             replay: replay_command(run, &path),
-        });
+        };
+        // A wrong `fresh` is the cause of what the books show: said first.
+        if fresh_only {
+            violations.insert(0, v);
+        } else {
+            violations.push(v);
+        }
     }
     Ok(RunReport {
         engine: engine.to_owned(),
@@ -435,6 +454,11 @@ const SHRINK_ON_ENGINE: Duration = Duration::from_secs(30);
 /// of its first violation (a lockstep run's later events cannot matter to it), and an exec
 /// implementation, deterministic in lockstep, is shrunk on itself, at most [`SHRINK_ON_ENGINE`]
 /// and `--max-replays` replays. A counterexample only cut says so in its detail.
+///
+/// With the report, whether the violation follows from a wrong `fresh` of the engine: its
+/// counterexample's replay first diverges, no later than it breaks, by a right reply with the
+/// wrong `fresh` ([`Divergence::fresh_only`]), and `inv` is judged on the harness's books of
+/// movements, which follow `fresh` (I2-I6).
 fn lockstep_counterexample(
     run: &PgRun<'_>,
     engine: &str,
@@ -443,7 +467,7 @@ fn lockstep_counterexample(
     seeds: Vec<u64>,
     twin: Twin,
     confirm: &mut Confirm<'_>,
-) -> anyhow::Result<ViolationReport> {
+) -> anyhow::Result<(ViolationReport, bool)> {
     // A twin that does not break the seed has nothing to shrink (its shrink would hand the
     // whole seed back).
     let on_twin = match twin {
@@ -464,17 +488,27 @@ fn lockstep_counterexample(
         };
         (h, reduction) = (shrunk.history, shrunk.reduction);
         h.engine = engine.to_owned();
-        confirmed = Some(confirm(&h)?.0).filter(|r| r.first_event.contains_key(&inv));
+        confirmed = Some(confirm(&h)?).filter(|(r, _)| r.first_event.contains_key(&inv));
     }
     let mut note = None;
-    let confirmed = match confirmed {
+    let (confirmed, diverged) = match confirmed {
         Some(confirmed) => confirmed,
         None => {
             let (own, how, why) = on_engine(run, engine, first, inv, confirm)?;
             (h, reduction, note) = (own, how, why);
-            confirm(&h)?.0
+            confirm(&h)?
         }
     };
+    let from_fresh = matches!(inv, Invariant::I2 | Invariant::I3 | Invariant::I4 | Invariant::I5 | Invariant::I6)
+        && diverged.as_ref().is_some_and(|d| {
+            d.fresh_only
+                && match confirmed.first_event.get(&inv) {
+                    Some(Some(at)) => d.event <= *at as u64,
+                    // In the drain, after every event.
+                    Some(None) => true,
+                    None => false,
+                }
+        });
     let mut detail = confirmed
         .violations
         .iter()
@@ -485,9 +519,15 @@ fn lockstep_counterexample(
     if let Some(note) = note {
         detail = format!("{detail} [{note}]");
     }
+    if from_fresh {
+        detail = format!(
+            "{detail} [follows from the wrong \"fresh\" reported first: the harness books movements from \"fresh\" \
+             (SPEC.md §9.2), and this is judged on those books]"
+        );
+    }
     let path = run.trace_dir.join(format!("{engine}-seed{}-{}.jsonl", first.seed, inv.id()));
     ledger_simulator::report::write_trace(&h, &path)?;
-    Ok(ViolationReport {
+    let report = ViolationReport {
         invariant: inv.id().to_owned(),
         name: inv.name().to_owned(),
         seed: first.seed,
@@ -499,7 +539,8 @@ fn lockstep_counterexample(
         steps: confirmed.log,
         trace: path.display().to_string(),
         replay: replay_command(run, &path),
-    })
+    };
+    Ok((report, from_fresh))
 }
 
 /// The counterexample of a bug the twin does not have: the seed cut after the event of its first
@@ -587,6 +628,7 @@ fn divergence_counterexample(
         detail: format!("at engine step {}: {}", d.step, d.detail),
         steps: Vec::new(),
         reduction: Reduction::None,
+        fresh_only: d.fresh_only,
     };
     let mut found = None;
     if let Some(at) = usize::try_from(d.event).ok().filter(|&at| at + 1 < h.events.len()) {
@@ -599,6 +641,7 @@ fn divergence_counterexample(
                     detail: format!("at engine step {}: {}", again.step, again.detail),
                     steps: r.log,
                     reduction: Reduction::Cut,
+                    fresh_only: again.fresh_only,
                 });
             }
             None => ledger_exec::say!(
@@ -656,7 +699,10 @@ fn shrink_divergence(
     );
     let started = Instant::now();
     let mut h = start.history.clone();
-    let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.1.is_some()) };
+    // A candidate must diverge the same way: a wrong `fresh` is not traded for another kind.
+    let fresh_only = start.fresh_only;
+    let mut fails =
+        |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.1.is_some_and(|d| d.fresh_only == fresh_only)) };
     let (n_replays, done) = shrink_by(&mut h, &mut fails, run, started + SHRINK_ON_ENGINE)?;
     let changed = (h.flows.len(), h.events.len()) != (start.history.flows.len(), start.history.events.len());
     if !changed && start.reduction != Reduction::None {
@@ -679,17 +725,18 @@ fn shrink_divergence(
         if done { "" } else { " (stopped at its bound)" }
     );
     let detail = format!("at engine step {}: {}", d.step, d.detail);
-    Ok(Some(Divergent { history: h, detail, steps: r.log, reduction }))
+    Ok(Some(Divergent { history: h, detail, steps: r.log, reduction, fresh_only: d.fresh_only }))
 }
 
-/// The counterexample of a divergence: the history, where it disagrees, its steps, and how it
-/// was reduced.
+/// The counterexample of a divergence: the history, where it disagrees, its steps, how it was
+/// reduced, and whether the engine's replies agreed and only its `fresh` did not.
 #[derive(Clone)]
 struct Divergent {
     history: History,
     detail: String,
     steps: Vec<String>,
     reduction: Reduction,
+    fresh_only: bool,
 }
 
 /// Removes chunks of flows, then of events, halving the chunk (as the simulator's shrinker

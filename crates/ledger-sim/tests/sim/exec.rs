@@ -98,6 +98,72 @@ fn a_repeat_answered_as_fresh_is_caught_in_lockstep_and_replayed() {
     assert!(err.contains("--exec"), "{err}");
 }
 
+/// A right reply with a wrong `fresh` (SPEC.md §9.2): only a repeated record says it took
+/// effect again. The implementation's state and replies are the reference's; the harness's
+/// books, which follow `fresh`, are not. The report says so first, as `conform` does, and marks
+/// the broken books as following from it, in the protocol's JSON, the same on every run.
+#[test]
+fn a_right_reply_with_a_wrong_fresh_is_named_first_and_the_books_follow_from_it() {
+    let exec = broken(
+        r#"s/"fresh":false,"reply":{"reply":"ok","outcome":"recorded"/"fresh":true,"reply":{"reply":"ok","outcome":"recorded"/"#,
+    );
+    let dir = scratch("fresh-on-a-repeat");
+    let args = ["run", "--engine", "exec", "--exec", &exec, "--seeds", "0..3", "--users", "40", "--steps", "1500"];
+    let trace_dir = ["--trace-dir", &dir];
+    let (code, out, err) = sim(&[&args[..], &trace_dir, &["--json"]].concat());
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    let violations = r["violations"].as_array().unwrap();
+    let first = &violations[0];
+    assert_eq!(first["invariant"], "divergence", "the wrong \"fresh\" comes first: {out}");
+    assert_eq!(first["name"], "exec-reference gives the right reply with the wrong \"fresh\"", "{first}");
+    let detail = first["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(r#"the reply is right but "fresh" is true on a repeat, the reference's is false"#),
+        "said as conform says it: {detail}"
+    );
+    assert!(detail.contains(r#"the harness books the movements of a call from "fresh" (SPEC.md §9.2)"#), "{detail}");
+    // In the protocol's JSON: the request, the answer and what was booked.
+    assert!(
+        detail.contains(r#"{"type":"call","now_ms":"#) && detail.contains(r#""call":{"call":"record""#),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(r#"answered {"type":"reply","fresh":true,"reply":{"reply":"ok","outcome":"recorded""#),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(r#"booked [{"move":"record""#) && detail.contains("the reference moved nothing"),
+        "{detail}"
+    );
+    assert!(!detail.contains("Record {") && !detail.contains("RequestId("), "no Rust Debug notation: {detail}");
+    // The books' invariants that broke follow from it, and each says so.
+    let books: Vec<&serde_json::Value> = violations
+        .iter()
+        .filter(|v| ["I2", "I3", "I4", "I5", "I6"].contains(&v["invariant"].as_str().unwrap()))
+        .collect();
+    assert!(books.iter().any(|v| v["invariant"] == "I2"), "{out}");
+    for v in &books {
+        let id = v["invariant"].as_str().unwrap();
+        assert!(detail.contains(id), "the divergence names {id} as following from it: {detail}");
+        assert!(v["detail"].as_str().unwrap().contains(r#"[follows from the wrong "fresh" reported first"#), "{v}");
+    }
+    assert!(detail.contains(r#"fix "fresh" first"#), "{detail}");
+    // Its trace shows it again on a replay.
+    let (code, replayed, err) = sim(&["replay", first["trace"].as_str().unwrap(), "--exec", &exec]);
+    assert_eq!(code, 1, "{replayed}{err}");
+    assert!(
+        replayed.contains(r#"DIVERGENCE from the reference engine at engine step 3: the reply is right but "fresh""#),
+        "{replayed}"
+    );
+    // As text, the same order; and the same report on another run.
+    let (_, text, _) = sim(&[&args[..], &trace_dir].concat());
+    let violation_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("VIOLATION")).collect();
+    assert!(violation_lines[0].starts_with("VIOLATION divergence exec-reference gives the right reply"), "{text}");
+    let (_, again, _) = sim(&[&args[..], &trace_dir].concat());
+    assert_eq!(text, again, "a lockstep report is the same on every run");
+}
+
 #[test]
 fn a_short_credit_is_caught_under_concurrency() {
     // Every credit is reported one sat short of what was added: I2 in concurrent mode.
