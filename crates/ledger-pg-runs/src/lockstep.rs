@@ -361,6 +361,14 @@ pub(crate) fn lockstep_report(
         hash = ledger_simulator::report::fold_trace_hash(hash, r.result.trace_hash);
     }
     let steps: u64 = runs.iter().map(|r| r.result.n_events).sum();
+    // The divergence is shrunk first: an invariant its seed breaks where the twin does not (a
+    // bug of the engine's own, which the divergence usually is too) takes its counterexample
+    // when that breaks it, so that one bug is reported from one trace, with one set of numbers.
+    let diverging: Vec<&SeedRun> = runs.iter().filter(|r| r.divergence.is_some()).collect();
+    let divergence = match diverging.first() {
+        Some(first) => Some((first.seed, divergence_counterexample(run, engine, first, confirm)?)),
+        None => None,
+    };
     let mut violations = Vec::new();
     let mut from_fresh = Vec::new();
     for inv in Invariant::ALL {
@@ -368,18 +376,17 @@ pub(crate) fn lockstep_report(
             runs.iter().filter(|r| r.result.violations.iter().any(|v| v.invariant == inv)).collect();
         if let Some(first) = breaking.first() {
             let seeds = breaking.iter().map(|r| r.seed).collect();
-            let (v, fresh) = lockstep_counterexample(run, engine, first, inv, seeds, twin, confirm)?;
+            let shared = divergence.as_ref().filter(|(seed, _)| *seed == first.seed).map(|(_, d)| d);
+            let (v, fresh) = lockstep_counterexample(run, engine, first, inv, seeds, twin, confirm, shared)?;
             if fresh {
                 from_fresh.push(v.invariant.clone());
             }
             violations.push(v);
         }
     }
-    let diverging: Vec<&SeedRun> = runs.iter().filter(|r| r.divergence.is_some()).collect();
-    if let Some(first) = diverging.first() {
-        let found = divergence_counterexample(run, engine, first, confirm)?;
-        let Divergent { history: h, mut detail, steps, reduction, fresh_only } = found;
-        let path = run.trace_dir.join(format!("{engine}-seed{}-divergence.jsonl", first.seed));
+    if let Some((seed, found)) = divergence {
+        let Divergent { history: h, mut detail, replayed, reduction, fresh_only, note, .. } = found;
+        let path = run.trace_dir.join(format!("{engine}-seed{seed}-divergence.jsonl"));
         ledger_simulator::report::write_trace(&h, &path)?;
         if fresh_only && !from_fresh.is_empty() {
             detail.push_str(&format!(
@@ -388,6 +395,9 @@ pub(crate) fn lockstep_report(
                 from_fresh.join(", ")
             ));
         }
+        if let Some(note) = note {
+            detail.push_str(&format!(" [{note}]"));
+        }
         let v = ViolationReport {
             invariant: "divergence".to_owned(),
             name: match twin {
@@ -395,13 +405,13 @@ pub(crate) fn lockstep_report(
                 Twin::Reference => format!("{engine} disagrees with the reference engine"),
                 Twin::Seed | Twin::SeedAtomic => format!("{engine} disagrees with the seed model"),
             },
-            seed: first.seed,
+            seed,
             seeds: diverging.iter().map(|r| r.seed).collect(),
             detail,
             shrunk_flows: h.flows.len(),
             shrunk_events: h.events.len(),
             reduction,
-            steps,
+            steps: replayed.map(|r| r.log).unwrap_or_default(),
             trace: path.display().to_string(),
             replay: replay_command(run, &path),
         };
@@ -455,10 +465,15 @@ const SHRINK_ON_ENGINE: Duration = Duration::from_secs(30);
 /// implementation, deterministic in lockstep, is shrunk on itself, at most [`SHRINK_ON_ENGINE`]
 /// and `--max-replays` replays. A counterexample only cut says so in its detail.
 ///
+/// Before that shrink, `shared`, the counterexample of the divergence of the same seed, is
+/// taken when it breaks `inv` on the engine: the same bug, one trace (two shrinks on the engine,
+/// each stopped at its bound, would end on two traces that quote different numbers).
+///
 /// With the report, whether the violation follows from a wrong `fresh` of the engine: its
 /// counterexample's replay first diverges, no later than it breaks, by a right reply with the
 /// wrong `fresh` ([`Divergence::fresh_only`]), and `inv` is judged on the harness's books of
 /// movements, which follow `fresh` (I2-I6).
+#[allow(clippy::too_many_arguments)]
 fn lockstep_counterexample(
     run: &PgRun<'_>,
     engine: &str,
@@ -467,6 +482,7 @@ fn lockstep_counterexample(
     seeds: Vec<u64>,
     twin: Twin,
     confirm: &mut Confirm<'_>,
+    shared: Option<&Divergent>,
 ) -> anyhow::Result<(ViolationReport, bool)> {
     // A twin that does not break the seed has nothing to shrink (its shrink would hand the
     // whole seed back).
@@ -493,11 +509,27 @@ fn lockstep_counterexample(
     let mut note = None;
     let (confirmed, diverged) = match confirmed {
         Some(confirmed) => confirmed,
-        None => {
-            let (own, how, why) = on_engine(run, engine, first, inv, confirm)?;
-            (h, reduction, note) = (own, how, why);
-            confirm(&h)?
-        }
+        None => match shared.filter(|d| d.replayed.as_ref().is_some_and(|r| r.first_event.contains_key(&inv))) {
+            Some(d) => {
+                (h, reduction) = (d.history.clone(), d.reduction);
+                let shared = "the counterexample of the divergence from the reference, which breaks this too";
+                note = Some(match &d.note {
+                    Some(bound) => format!("{bound}; it is {shared}"),
+                    None => shared.to_owned(),
+                });
+                ledger_exec::say!(
+                    "ledger-sim: {} takes the counterexample of the divergence of seed {}, which breaks it too",
+                    inv.id(),
+                    first.seed
+                );
+                confirm(&h)?
+            }
+            None => {
+                let (own, how, why) = on_engine(run, engine, first, inv, confirm)?;
+                (h, reduction, note) = (own, how, why);
+                confirm(&h)?
+            }
+        },
     };
     let from_fresh = matches!(inv, Invariant::I2 | Invariant::I3 | Invariant::I4 | Invariant::I5 | Invariant::I6)
         && diverged.as_ref().is_some_and(|d| {
@@ -626,9 +658,11 @@ fn divergence_counterexample(
     let whole = Divergent {
         history: h.clone(),
         detail: format!("at engine step {}: {}", d.step, d.detail),
-        steps: Vec::new(),
+        replayed: None,
         reduction: Reduction::None,
         fresh_only: d.fresh_only,
+        cut: "the whole seed".to_owned(),
+        note: None,
     };
     let mut found = None;
     if let Some(at) = usize::try_from(d.event).ok().filter(|&at| at + 1 < h.events.len()) {
@@ -639,9 +673,11 @@ fn divergence_counterexample(
                 found = Some(Divergent {
                     history: cut,
                     detail: format!("at engine step {}: {}", again.step, again.detail),
-                    steps: r.log,
+                    replayed: Some(r),
                     reduction: Reduction::Cut,
                     fresh_only: again.fresh_only,
+                    cut: format!("cut after event {at}, where it diverged"),
+                    note: None,
                 });
             }
             None => ledger_exec::say!(
@@ -712,7 +748,13 @@ fn shrink_divergence(
             started.elapsed().as_secs_f64(),
             if done { "" } else { " (stopped at its bound)" }
         );
-        return Ok(Some(Divergent { reduction: if done { Reduction::Shrunk } else { start.reduction }, ..start }));
+        let note =
+            (!done).then(|| format!("not shrunk: {}; its shrink on the engine stopped at its bound first", start.cut));
+        return Ok(Some(Divergent {
+            reduction: if done { Reduction::Shrunk } else { start.reduction },
+            note,
+            ..start
+        }));
     }
     let reduction = if done || changed { Reduction::Shrunk } else { start.reduction };
     let (r, d) = confirm(&h)?;
@@ -725,18 +767,29 @@ fn shrink_divergence(
         if done { "" } else { " (stopped at its bound)" }
     );
     let detail = format!("at engine step {}: {}", d.step, d.detail);
-    Ok(Some(Divergent { history: h, detail, steps: r.log, reduction, fresh_only: d.fresh_only }))
+    // As an invariant's counterexample shrunk on the engine says it ([`on_engine`]).
+    let note = (!done).then(|| match reduction {
+        Reduction::Shrunk => format!("{}, then shrunk on the engine until its bound; it may shrink further", start.cut),
+        _ => format!("not shrunk: {}; its shrink on the engine stopped at its bound first", start.cut),
+    });
+    let cut = start.cut;
+    Ok(Some(Divergent { history: h, detail, replayed: Some(r), reduction, fresh_only: d.fresh_only, cut, note }))
 }
 
-/// The counterexample of a divergence: the history, where it disagrees, its steps, how it was
-/// reduced, and whether the engine's replies agreed and only its `fresh` did not.
+/// The counterexample of a divergence: the history, where it disagrees, its replay on the
+/// engine (its steps and what it broke; `None` for a whole seed not replayed), how it was
+/// reduced (where it was cut, and a note when its shrink stopped at its bound), and whether
+/// the engine's replies agreed and only its `fresh` did not.
 #[derive(Clone)]
 struct Divergent {
     history: History,
     detail: String,
-    steps: Vec<String>,
+    replayed: Option<RunResult>,
     reduction: Reduction,
     fresh_only: bool,
+    /// `cut after event N, where it diverged`, or `the whole seed`.
+    cut: String,
+    note: Option<String>,
 }
 
 /// Removes chunks of flows, then of events, halving the chunk (as the simulator's shrinker
