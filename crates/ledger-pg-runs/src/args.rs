@@ -24,7 +24,7 @@ pub struct PgArgs {
     #[arg(long)]
     pub reset_database: bool,
     /// Run N concurrent clients (1 to 256) on a connection pool instead of the lockstep
-    /// scheduler.
+    /// scheduler (so without --scheduler).
     #[arg(long, allow_hyphen_values = true)]
     pub concurrency: Option<u32>,
     /// Concurrent mode: probability per call that a connection is killed

@@ -364,6 +364,14 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             "--kill-connections, --restart-server-at, --crash-server-at and --batch-lanes are faults of pg-reference and pg-seed; an exec run has --lost-ack and --kill-child-at"
         );
     }
+    if let Some(secs) = args.give_up_after {
+        // Nothing here waits out an outage: a child that stops answering fails its call
+        // after --exec-timeout.
+        anyhow::bail!(
+            "--give-up-after {secs}: an exec run has no database outage to give up on; a call the child does not \
+             answer fails after --exec-timeout"
+        );
+    }
     let started = Instant::now();
     let config = run.scenario.ledger;
     // The database outlives the child (declared first, dropped last).

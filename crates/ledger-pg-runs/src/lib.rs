@@ -96,6 +96,13 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
         if exec.kill_child_at == Some(0) {
             anyhow::bail!("--kill-child-at 0: calls are counted from 1, so it must be at least 1");
         }
+        if args.crash_server_at.is_some() && args.concurrency.is_none() {
+            // Nothing in an exec lockstep run would crash: refused, not ignored.
+            anyhow::bail!(
+                "--crash-server-at crashes the PostgreSQL server of pg-reference and pg-seed; an exec run has \
+                 --kill-child-at (with --concurrency N)"
+            );
+        }
         return match args.concurrency {
             Some(n) => exec_concurrent::exec_concurrent(run, args, exec, n),
             None => exec::exec_lockstep(run, args, exec),

@@ -115,9 +115,10 @@ struct RunArgs {
     /// A scenario TOML file.
     #[arg(long)]
     scenario: Option<PathBuf>,
-    /// How the next step is chosen.
-    #[arg(long, value_enum, default_value_t = SchedulerKind::Random)]
-    scheduler: SchedulerKind,
+    /// How the next step is chosen (default: random). Lockstep runs only: a --concurrency run
+    /// has no scheduler, its calls interleave as the server or the implementation runs them.
+    #[arg(long, value_enum)]
+    scheduler: Option<SchedulerKind>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -426,6 +427,16 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     if args.mutant.is_some() && args.engine != EngineKind::Reference {
         anyhow::bail!("--mutant applies to --engine reference only");
     }
+    // A concurrent run has no scheduler to choose: a --scheduler given with it would be
+    // ignored while the report named it.
+    if let (Some(scheduler), Some(n)) = (args.scheduler, args.pg.concurrency) {
+        anyhow::bail!(
+            "--scheduler {} with --concurrency {n}: a concurrent run has no scheduler (its calls interleave as \
+             the server or the implementation runs them); leave out --scheduler, or --concurrency for a lockstep run",
+            clap::ValueEnum::to_possible_value(&scheduler).map_or_else(String::new, |v| v.get_name().to_owned())
+        );
+    }
+    let scheduler = args.scheduler.unwrap_or(SchedulerKind::Random);
     if args.pg.pg_mutant.is_some() && !cfg!(feature = "mutants") {
         anyhow::bail!("--pg-mutant needs a build with `--features mutants`");
     }
@@ -477,7 +488,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             scenario: &scenario,
             scenario_file: args.scenario.as_deref(),
             seeds,
-            scheduler: args.scheduler,
+            scheduler,
             fail_fast: args.fail_fast,
             trace_dir: &args.trace_dir,
             max_replays: args.max_replays,
@@ -525,7 +536,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         Some(budget) => crate::soak::soak(
             engine,
             &scenario,
-            args.scheduler,
+            scheduler,
             args.fail_fast,
             budget,
             &args.trace_dir,
@@ -536,7 +547,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         .map(|(seeds, done, found)| (seeds, done, Some(found)))?,
         None => {
             let stop = Some(interrupt.flag());
-            let done = run_seeds(engine, &scenario, seeds, args.scheduler, args.fail_fast, progress, args.steer, stop)?;
+            let done = run_seeds(engine, &scenario, seeds, scheduler, args.fail_fast, progress, args.steer, stop)?;
             (seeds, done, None)
         }
     };
@@ -569,7 +580,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         });
     let report = RunReport {
         engine: engine.name(),
-        scheduler: args.scheduler,
+        scheduler,
         seeds: format!("{}..{ran_to}", seeds.0),
         steps,
         requests: done.requests,

@@ -164,6 +164,58 @@ fn a_right_reply_with_a_wrong_fresh_is_named_first_and_the_books_follow_from_it(
     assert_eq!(text, again, "a lockstep report is the same on every run");
 }
 
+/// `--scheduler` chooses the next step of a lockstep run; a concurrent run has none, so the two
+/// together are refused rather than the scheduler ignored while the report names it. So are
+/// the Postgres options an exec run would ignore: `--give-up-after` (it waits out no database
+/// outage) and `--crash-server-at` in lockstep (it crashes no server).
+#[test]
+fn a_scheduler_with_concurrency_and_options_an_exec_run_ignores_are_refused() {
+    let exec = serve();
+    for engine in [&["--engine", "exec", "--exec", &exec][..], &["--engine", "pg-reference"][..]] {
+        for scheduler in ["pct", "random"] {
+            let (code, out, err) = sim(&[
+                &["run", "--seeds", "0..1", "--steps", "100", "--concurrency", "8", "--scheduler", scheduler][..],
+                engine,
+            ]
+            .concat());
+            assert_eq!(code, 2, "{engine:?} {scheduler}: {out}{err}");
+            assert!(
+                err.contains(&format!(
+                    "--scheduler {scheduler} with --concurrency 8: a concurrent run has no scheduler"
+                )),
+                "{err}"
+            );
+            assert!(!err.contains("starting"), "refused before the implementation starts: {err}");
+        }
+    }
+    let (code, out, err) =
+        sim(&["run", "--engine", "exec", "--exec", &exec, "--concurrency", "4", "--give-up-after", "5"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--give-up-after 5: an exec run has no database outage"), "{err}");
+    // Nor does an exec lockstep run crash a server.
+    let (code, out, err) = sim(&["run", "--engine", "exec", "--exec", &exec, "--crash-server-at", "5"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--crash-server-at crashes the PostgreSQL server of pg-reference and pg-seed"), "{err}");
+    // Lockstep takes it, and says which it used.
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..1",
+        "--users",
+        "20",
+        "--steps",
+        "200",
+        "--scheduler",
+        "pct",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ledger-sim run: engine=exec-reference scheduler=Pct"), "{out}");
+}
+
 #[test]
 fn a_short_credit_is_caught_under_concurrency() {
     // Every credit is reported one sat short of what was added: I2 in concurrent mode.
