@@ -35,6 +35,14 @@ function expect(what: string, got: unknown, want: unknown) {
 }
 const reply = (r: JsonObject) => (r.type === "reply" ? { fresh: r.fresh, ...(r.reply as JsonObject) } : { error: r.code, definite: r.definite });
 const call = (c: Child, now: bigint, x: Record<string, unknown>) => c.request({ type: "call", now_ms: now, call: x }).then(reply);
+/** Sends `line`, then `{"id":next,"type":"observe"}`: whether an answer to `id` came before the
+ * observe's (an answer to the unreadable line is written before the next line is read). */
+async function answered(c: Child, id: bigint, line: string, next: bigint): Promise<boolean> {
+  let got = false;
+  void c.raw(id, line).then(() => (got = true));
+  await c.raw(next, `{"id":${next},"type":"observe"}`);
+  return got;
+}
 
 // ── both: nothing is served before hello ───────────────────────────────────────────────────
 for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
@@ -78,6 +86,11 @@ for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
   // to request 1 or 10 from the line below (the next request's answer comes first).
   c.send(`{"type":"observe","id":10`);
   expect("after a cut id", (await c.raw(107n, `{"id":107,"type":"observe"}`)).type, "observed");
+  // An id named twice cannot be made out, whichever comes first (SPEC.md §9.1): either could be
+  // another request's. No answer (a note on standard error).
+  expect("an id named twice", await answered(c, 108n, `{"id":108,"id":109,"type":"observe"}`, 110n), false);
+  expect("an id named twice, the same", await answered(c, 111n, `{"id":111,"id":111,"type":"observe"}`, 112n), false);
+  expect("an id named twice, after the type", await answered(c, 113n, `{"id":113,"type":"observe","id":114}`, 115n), false);
   // 2^63-1 exactly, through the credit's 77-bit product: floor((2^63-1) * 1234 / 10000) of an
   // empty genesis... judged on genesis plus credits: 10000 + that fits.
   expect("max paid", await call(c, MAX, { call: "credit", payment_id: MAX, paid_sats: MAX }), {

@@ -12,12 +12,20 @@ export interface JsonObject {
 
 export class JsonSyntaxError extends Error {}
 
+/** What the caller of `parseJson` sees of a top-level object before the whole text is read. */
+export interface TopLevel {
+  /** Each key, as soon as it is read: before the check that it is not named twice. */
+  key?: (key: string) => void;
+  /** Each key with its value, once what follows the value (`,` or `}`) has been read too. */
+  entry?: (key: string, value: Json) => void;
+}
+
 /**
- * `text` as JSON. `onTopLevel`, when given, sees each key of a top-level object with its value
- * once what follows the value (`,` or `}`) has been read too, before any error later in the text:
- * the server reads the `id` of a line that is not one JSON value from it.
+ * `text` as JSON. `topLevel`, when given, sees the keys of a top-level object as they are read,
+ * before any error later in the text: the server reads the `id` of a line that is not one JSON
+ * value from them.
  */
-export function parseJson(text: string, onTopLevel?: (key: string, value: Json) => void): Json {
+export function parseJson(text: string, topLevel?: TopLevel): Json {
   let i = 0;
   const n = text.length;
 
@@ -68,6 +76,7 @@ export function parseJson(text: string, onTopLevel?: (key: string, value: Json) 
       ws();
       if (text[i] !== '"') fail("expected a key");
       const key = string();
+      if (depth === 0) topLevel?.key?.(key);
       if (Object.prototype.hasOwnProperty.call(out, key)) fail(`key ${JSON.stringify(key)} named twice`);
       ws();
       if (text[i] !== ":") fail("expected ':'");
@@ -76,7 +85,7 @@ export function parseJson(text: string, onTopLevel?: (key: string, value: Json) 
       out[key] = v;
       ws();
       const next = text[i];
-      if (depth === 0 && onTopLevel && (next === "," || next === "}")) onTopLevel(key, v);
+      if (depth === 0 && topLevel?.entry && (next === "," || next === "}")) topLevel.entry(key, v);
       if (next === ",") {
         i++;
         continue;

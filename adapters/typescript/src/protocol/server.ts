@@ -263,10 +263,17 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
     let req: JsonObject;
     // The line's own `id`, read whole before any fault (SPEC.md §9.1): a key of the top-level
     // object, not an "id" inside a value, and not one the end of the line may have cut short.
+    // An `id` named twice is no id, whichever comes first: either could be another request's.
     let topId: bigint | undefined;
+    let idNamed = 0;
     try {
-      const v = parseJson(line, (key, value) => {
-        if (key === "id" && topId === undefined && typeof value === "bigint" && value >= 0n && value <= MAX_ID) topId = value;
+      const v = parseJson(line, {
+        key: (key) => {
+          if (key === "id" && ++idNamed > 1) topId = undefined;
+        },
+        entry: (key, value) => {
+          if (key === "id" && idNamed === 1 && typeof value === "bigint" && value >= 0n && value <= MAX_ID) topId = value;
+        },
       });
       if (typeof v !== "object" || v === null || Array.isArray(v)) throw new JsonSyntaxError("not an object");
       req = v as JsonObject;
