@@ -51,10 +51,19 @@ for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
   expect(`${name}: observe before hello`, reply(await c.request({ type: "observe" })), unavailable);
   expect(`${name}: call before hello`, await call(c, T, { call: "credit", payment_id: 1n, paid_sats: 100n }), unavailable);
   expect(`${name}: reset before hello`, reply(await c.request({ type: "reset", config: config() })), unavailable);
+  // A type named by a number cannot be read: malformed, before hello as after (SPEC.md §9.1).
+  const malformed = { error: "malformed", definite: true };
+  expect(`${name}: a type named by a number before hello`, reply(await c.request({ type: 1n })), malformed);
   expect(`${name}: a refused hello greets nobody`, (await c.request({ type: "hello", protocol: 2n, config: config() })).code, "not_supported");
   expect(`${name}: still unavailable`, reply(await c.request({ type: "observe" })), unavailable);
   expect(`${name}: hello`, (await c.request({ type: "hello", protocol: 1n, config: config() })).type, "hello_ok");
   expect(`${name}: reset after hello`, (await c.request({ type: "reset", config: config() })).type, "reset_ok");
+  expect(`${name}: a type named by a number`, reply(await c.request({ type: 1n })), malformed);
+  expect(`${name}: a type that is an object holding a number`, reply(await c.request({ type: { a: 1n } })), malformed);
+  expect(`${name}: a type that is an array`, reply(await c.request({ type: [1n, "observe"] })), malformed);
+  expect(`${name}: no type`, reply(await c.request({})), malformed);
+  expect(`${name}: a call named by a number`, await call(c, T, { call: 1n }), malformed);
+  expect(`${name}: a tier named by a number`, await call(c, T, { call: "set_tier", pubkey: P1, tier: 3n }), malformed);
   // A second hello changes nothing, whatever its configuration (SPEC.md §9.2).
   await call(c, T, { call: "credit", payment_id: 1n, paid_sats: 1000n });
   const before = await c.request({ type: "observe" });

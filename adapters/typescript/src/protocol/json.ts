@@ -12,6 +12,11 @@ export interface JsonObject {
 
 export class JsonSyntaxError extends Error {}
 
+/** `s` as a JSON string for an error text, cut to about `max` characters. */
+export function quoted(s: string, max = 64): string {
+  return s.length <= max ? JSON.stringify(s) : `${JSON.stringify(s.slice(0, max))}... (${s.length} characters)`;
+}
+
 /** What the caller of `parseJson` sees of a top-level object before the whole text is read. */
 export interface TopLevel {
   /** Each key, as soon as it is read: before the check that it is not named twice. */
@@ -77,7 +82,7 @@ export function parseJson(text: string, topLevel?: TopLevel): Json {
       if (text[i] !== '"') fail("expected a key");
       const key = string();
       if (depth === 0) topLevel?.key?.(key);
-      if (Object.prototype.hasOwnProperty.call(out, key)) fail(`key ${JSON.stringify(key)} named twice`);
+      if (Object.prototype.hasOwnProperty.call(out, key)) fail(`key ${quoted(key)} named twice`);
       ws();
       if (text[i] !== ":") fail("expected ':'");
       i++;

@@ -7,7 +7,7 @@
 // the engine (its connection pool) and exits.
 
 import { createInterface } from "node:readline";
-import { parseJson, stringifyJson, JsonSyntaxError, type Json, type JsonObject } from "./json.js";
+import { parseJson, stringifyJson, quoted, JsonSyntaxError, type Json, type JsonObject } from "./json.js";
 
 export const PROTOCOL_VERSION = 1n;
 export const MAX_I64 = (1n << 63n) - 1n;
@@ -177,7 +177,7 @@ export function readCall(v: Json, limits: Limits): Call {
     default:
       // A call the protocol does not define is malformed (SPEC.md §9.1); not_supported is for one
       // it defines that an implementation lacks.
-      throw new ProtocolError("malformed", `no call ${JSON.stringify(kind)}`);
+      throw new ProtocolError("malformed", `no call ${quoted(kind)}`);
   }
 }
 
@@ -237,8 +237,11 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
         greetedOrUnavailable();
         return { id, type: "observed", ...(await engine.observe()) };
       default:
-        // A type the protocol does not define is malformed (SPEC.md §9.1).
-        throw new ProtocolError("malformed", `no request type ${JSON.stringify(type ?? null)}`);
+        // A type the protocol does not define is malformed (SPEC.md §9.1), and so is one named by
+        // anything but a string (a number is a `bigint` here, which JSON.stringify throws on).
+        if (type === undefined) throw new ProtocolError("malformed", "missing type");
+        if (typeof type !== "string") throw new ProtocolError("malformed", "type is not a string");
+        throw new ProtocolError("malformed", `no request type ${quoted(type)}`);
     }
   };
 
