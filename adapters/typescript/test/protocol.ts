@@ -43,6 +43,8 @@ async function answered(c: Child, id: bigint, line: string, next: bigint): Promi
   await c.raw(next, `{"id":${next},"type":"observe"}`);
   return got;
 }
+/** An integer literal of `n` digits, far beyond 2^64. */
+const digits = (n: number) => "1" + "0".repeat(n - 1);
 
 // ── both: nothing is served before hello ───────────────────────────────────────────────────
 for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
@@ -100,6 +102,17 @@ for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
   expect("an id named twice", await answered(c, 108n, `{"id":108,"id":109,"type":"observe"}`, 110n), false);
   expect("an id named twice, the same", await answered(c, 111n, `{"id":111,"id":111,"type":"observe"}`, 112n), false);
   expect("an id named twice, after the type", await answered(c, 113n, `{"id":113,"type":"observe","id":114}`, 115n), false);
+  // An integer is judged by its digits however many there are: out_of_range at any length,
+  // never malformed (SPEC.md §9.1); -0 is 0.
+  const code = (r: JsonObject) => r.code ?? r.type;
+  for (const n of [21, 1101, 1200, 4 << 20]) {
+    expect(`now_ms of ${n} digits`, code(await c.raw(116n, `{"id":116,"type":"call","now_ms":${digits(n)},"call":{"call":"expire"}}`)), "out_of_range");
+    expect(`now_ms of -${n} digits`, code(await c.raw(117n, `{"id":117,"type":"call","now_ms":-${digits(n)},"call":{"call":"expire"}}`)), "out_of_range");
+    expect(`paid_sats of ${n} digits`, code(await c.raw(118n, `{"id":118,"type":"call","now_ms":1,"call":{"call":"credit","payment_id":1,"paid_sats":${digits(n)}}}`)), "out_of_range");
+    expect(`an id of ${n} digits`, await answered(c, 119n, `{"id":${digits(n)},"type":"observe"} x`, 120n), false);
+  }
+  expect("now_ms of 1200 digits and a fraction", code(await c.raw(121n, `{"id":121,"type":"call","now_ms":${digits(1200)}.5,"call":{"call":"expire"}}`)), "malformed");
+  expect("now_ms -0", code(await c.raw(122n, `{"id":122,"type":"call","now_ms":-0,"call":{"call":"expire"}}`)), "reply");
   // 2^63-1 exactly, through the credit's 77-bit product: floor((2^63-1) * 1234 / 10000) of an
   // empty genesis... judged on genesis plus credits: 10000 + that fits.
   expect("max paid", await call(c, MAX, { call: "credit", payment_id: MAX, paid_sats: MAX }), {

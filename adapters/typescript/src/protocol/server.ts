@@ -7,7 +7,7 @@
 // the engine (its connection pool) and exits.
 
 import { createInterface } from "node:readline";
-import { parseJson, stringifyJson, quoted, JsonSyntaxError, type Json, type JsonObject } from "./json.js";
+import { parseJson, stringifyJson, quoted, HUGE_INTEGER, MAX_INTEGER_DIGITS, JsonSyntaxError, type Json, type JsonObject } from "./json.js";
 
 export const PROTOCOL_VERSION = 1n;
 export const MAX_I64 = (1n << 63n) - 1n;
@@ -89,6 +89,13 @@ export interface Limits {
 
 // ── reading requests ─────────────────────────────────────────────────────────────────────────
 
+/** An integer for an error text: a long one cut short, one json.ts did not convert said so. */
+function shown(v: bigint): string {
+  if (v >= HUGE_INTEGER || -v >= HUGE_INTEGER) return `${v < 0n ? "-" : ""}(an integer of more than ${MAX_INTEGER_DIGITS} digits)`;
+  const s = v.toString();
+  return s.length <= 40 ? s : `${s.slice(0, 16)}...${s.slice(-16)} (${s.length} characters)`;
+}
+
 function field(o: JsonObject, key: string, where: string): Json {
   if (!Object.prototype.hasOwnProperty.call(o, key)) throw new ProtocolError("malformed", `${where}: missing ${key}`);
   return o[key];
@@ -99,7 +106,7 @@ function int(o: JsonObject, key: string, where: string, max: bigint): bigint {
   if (typeof v !== "bigint") {
     throw new ProtocolError("malformed", `${where}: ${key} is not an integer`);
   }
-  if (v < 0n || v > max) throw new ProtocolError("out_of_range", `${where}: ${key} = ${v} is out of range (0..=${max})`);
+  if (v < 0n || v > max) throw new ProtocolError("out_of_range", `${where}: ${key} = ${shown(v)} is out of range (0..=${max})`);
   return v;
 }
 
@@ -212,7 +219,7 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
       case "hello": {
         const protocol = field(req, "protocol", "hello");
         if (typeof protocol !== "bigint") throw new ProtocolError("malformed", "hello: protocol is not an integer");
-        if (protocol !== PROTOCOL_VERSION) throw new ProtocolError("not_supported", `protocol ${protocol}: this child speaks protocol 1`);
+        if (protocol !== PROTOCOL_VERSION) throw new ProtocolError("not_supported", `protocol ${shown(protocol)}: this child speaks protocol 1`);
         const config = readConfig(field(req, "config", "hello"));
         const h = await engine.hello(config);
         greeted = true;
@@ -227,7 +234,7 @@ export async function serve(engine: Engine, limits: Limits, log: (s: string) => 
       case "call": {
         const now = field(req, "now_ms", "call");
         if (typeof now !== "bigint") throw new ProtocolError("malformed", "call: now_ms is not an integer");
-        if (now < 0n || now > limits.maxTime) throw new ProtocolError("out_of_range", `call: now_ms = ${now} is out of range (0..=${limits.maxTime})`);
+        if (now < 0n || now > limits.maxTime) throw new ProtocolError("out_of_range", `call: now_ms = ${shown(now)} is out of range (0..=${limits.maxTime})`);
         const call = readCall(field(req, "call", "call"), limits);
         greetedOrUnavailable();
         const r = await engine.call(now, call);
