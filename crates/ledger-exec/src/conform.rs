@@ -319,16 +319,7 @@ fn run_case(child: &mut Child, file: &str, segment: &Segment) -> Result<(usize, 
 /// standing of the identity it names: what differs, if anything.
 fn judge_observed(step: &ledger_harness::conformance::Step, answer: Response) -> Option<(&'static str, Judged)> {
     let id = answer.id;
-    let t = step.totals;
-    let mut want = Observation {
-        pool_sats: wide(t.pool_sats),
-        reserved_sats: Some(wide(t.reserved_sats)),
-        granted_sats: wide(t.absorbed_sats),
-        n_grants: t.n_grants,
-        credited_sats: Some(wide(t.credited_sats)),
-        overrun_sats: Some(wide(t.overrun_sats)),
-        identities: None,
-    };
+    let mut want = Observation::of_totals(&step.totals);
     let mut got = match answer.body {
         ResponseBody::Observed(got) => got,
         _ => {
@@ -378,10 +369,6 @@ fn expected_reply(
         ledger_core::implied_movements(&step.command, o, Some(Pubkey::from_bytes([0; 32]))).is_ok_and(|m| !m.is_empty())
     });
     (Reply::from(step.expect.to_result()), moves.then_some(fresh))
-}
-
-fn wide(s: Sats) -> i64 {
-    i64::try_from(s.to_u64()).expect("amounts are at most 2^63-1")
 }
 
 #[cfg(test)]

@@ -407,6 +407,23 @@ pub struct Observation {
     pub identities: Option<Vec<IdentityView>>,
 }
 
+impl Observation {
+    /// What a ledger with `totals` shows, every total given and no identities: what `serve`
+    /// answers, and what `conform` expects after a step.
+    pub fn of_totals(t: &ledger_core::Totals) -> Observation {
+        let wide = |s: ledger_core::Sats| i64::try_from(s.to_u64()).expect("amounts are at most 2^63-1");
+        Observation {
+            pool_sats: wide(t.pool_sats),
+            reserved_sats: Some(wide(t.reserved_sats)),
+            granted_sats: wide(t.absorbed_sats),
+            n_grants: t.n_grants,
+            credited_sats: Some(wide(t.credited_sats)),
+            overrun_sats: Some(wide(t.overrun_sats)),
+            identities: None,
+        }
+    }
+}
+
 /// One identity as `observe` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityView {

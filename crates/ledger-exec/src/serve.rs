@@ -357,17 +357,7 @@ fn answer(ledger: &mut Option<Ledger>, journal: &mut Vec<Movement>, body: Reques
             let Some(ledger) = ledger.as_ref() else {
                 return error(ErrorCode::Unavailable, "observe before hello".to_owned());
             };
-            let t = ledger.totals();
-            let wide = |s: ledger_core::Sats| i64::try_from(s.to_u64()).expect("amounts are at most 2^63-1");
-            ResponseBody::Observed(Observation {
-                pool_sats: wide(t.pool_sats),
-                reserved_sats: Some(wide(t.reserved_sats)),
-                granted_sats: wide(t.absorbed_sats),
-                n_grants: t.n_grants,
-                credited_sats: Some(wide(t.credited_sats)),
-                overrun_sats: Some(wide(t.overrun_sats)),
-                identities: None,
-            })
+            ResponseBody::Observed(Observation::of_totals(&ledger.totals()))
         }
     }
 }
