@@ -610,7 +610,7 @@ pub(crate) fn concurrent_report(
     let n_calls: u64 = per_seed.iter().map(|(_, r)| r.n_calls).sum();
     Ok(RunReport {
         engine: format!("{name} (concurrency {n_tasks})"),
-        scheduler: run.scheduler,
+        scheduler: None,
         seeds: format!("{}..{}", run.seeds.0, run.ran_to(per_seed.last().map(|r| r.0))),
         steps: n_calls,
         requests: per_seed.iter().map(|(_, r)| r.n_requests).sum(),

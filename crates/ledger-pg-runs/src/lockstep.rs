@@ -424,7 +424,7 @@ pub(crate) fn lockstep_report(
     }
     Ok(RunReport {
         engine: engine.to_owned(),
-        scheduler: run.scheduler,
+        scheduler: Some(run.scheduler),
         seeds: format!("{}..{ran_to}", run.seeds.0),
         steps,
         requests: runs.iter().map(|r| r.result.n_requests).sum(),

@@ -128,9 +128,10 @@ struct RunArgs {
     /// Where counterexample traces are written.
     #[arg(long, default_value = DEFAULT_TRACE_DIR)]
     trace_dir: PathBuf,
-    /// Replays the shrinker may spend per counterexample.
-    #[arg(long, default_value_t = 3000, allow_hyphen_values = true)]
-    max_replays: usize,
+    /// Replays the shrinker may spend per counterexample (default 3000). Not with
+    /// --concurrency: a concurrent finding is not shrunk.
+    #[arg(long, allow_hyphen_values = true)]
+    max_replays: Option<usize>,
     /// Soak: run fresh seeds (a range from a random start, printed) until DURATION (`90s`,
     /// `10m`, `2h`) is spent, with progress on stderr and each invariant's counterexample
     /// written as soon as it is found. In-memory engines only.
@@ -337,6 +338,8 @@ fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
 
 /// Where a run writes its counterexample traces unless told.
 const DEFAULT_TRACE_DIR: &str = "target/ledger-sim/counterexamples";
+/// Replays the shrinker may spend per counterexample, unless `--max-replays` says.
+const DEFAULT_MAX_REPLAYS: usize = 3000;
 
 /// Bytes a seed of `s` holds at its peak, from measurements of the reference engine on one
 /// thread: its history (every step kept, to shrink a counterexample: about 230 bytes a step)
@@ -437,6 +440,14 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         );
     }
     let scheduler = args.scheduler.unwrap_or(SchedulerKind::Random);
+    // Nor a shrinker: a concurrent finding is reported as it was seen.
+    if let (Some(replays), Some(n)) = (args.max_replays, args.pg.concurrency) {
+        anyhow::bail!(
+            "--max-replays {replays} with --concurrency {n}: a concurrent run's findings are not shrunk (they \
+             cannot be replayed); leave out --max-replays, or --concurrency for a lockstep run"
+        );
+    }
+    let max_replays = args.max_replays.unwrap_or(DEFAULT_MAX_REPLAYS);
     if args.pg.pg_mutant.is_some() && !cfg!(feature = "mutants") {
         anyhow::bail!("--pg-mutant needs a build with `--features mutants`");
     }
@@ -491,7 +502,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             scheduler,
             fail_fast: args.fail_fast,
             trace_dir: &args.trace_dir,
-            max_replays: args.max_replays,
+            max_replays,
             exec: Some(&args.exec),
             stop: Some(interrupt.flag()),
         };
@@ -540,7 +551,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             args.fail_fast,
             budget,
             &args.trace_dir,
-            args.max_replays,
+            max_replays,
             args.steer,
             interrupt.flag(),
         )
@@ -566,7 +577,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     let shrink_stop = (!interrupt.flag().load(std::sync::atomic::Ordering::Relaxed)).then(|| interrupt.flag());
     let violations = match found {
         Some(found) => found,
-        None => counterexamples(engine, &done, None, &args.trace_dir, args.max_replays, shrink_stop)?,
+        None => counterexamples(engine, &done, None, &args.trace_dir, max_replays, shrink_stop)?,
     };
     let while_shrinking = shrink_stop.is_some() && args.soak.is_none() && !violations.is_empty();
     let interrupted =
@@ -580,7 +591,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         });
     let report = RunReport {
         engine: engine.name(),
-        scheduler,
+        scheduler: Some(scheduler),
         seeds: format!("{}..{ran_to}", seeds.0),
         steps,
         requests: done.requests,

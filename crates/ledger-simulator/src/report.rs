@@ -170,8 +170,9 @@ impl ViolationReport {
 pub struct RunReport {
     /// The engine.
     pub engine: String,
-    /// The scheduler.
-    pub scheduler: SchedulerKind,
+    /// The scheduler of a lockstep run; `None` (`null`) for a concurrent run, whose calls
+    /// interleave as the server or the implementation runs them.
+    pub scheduler: Option<SchedulerKind>,
     /// The seeds, as `A..B`.
     pub seeds: String,
     /// Events executed over all seeds (drain included).
@@ -638,7 +639,13 @@ pub fn print_report(out: &mut impl Write, r: &RunReport, what: &str) -> std::io:
 
 /// [`print_report`] with `extra` lines (what steering did) after the coverage.
 pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra: &[String]) -> std::io::Result<()> {
-    writeln!(out, "ledger-sim run: engine={} scheduler={:?} seeds={}", r.engine, r.scheduler, r.seeds)?;
+    match r.scheduler {
+        Some(scheduler) => {
+            writeln!(out, "ledger-sim run: engine={} scheduler={scheduler:?} seeds={}", r.engine, r.seeds)?
+        }
+        // A concurrent run: its engine names the concurrency.
+        None => writeln!(out, "ledger-sim run: engine={} seeds={}", r.engine, r.seeds)?,
+    }
     if !what.is_empty() {
         writeln!(out, "  scenario: {what}")?;
     }
@@ -765,7 +772,7 @@ mod tests {
     fn text(violations: Vec<ViolationReport>) -> String {
         let r = RunReport {
             engine: "pg-reference (concurrency 8)".into(),
-            scheduler: SchedulerKind::Random,
+            scheduler: None,
             seeds: "0..4".into(),
             steps: 10,
             requests: 4,

@@ -187,7 +187,51 @@ fn a_scheduler_with_concurrency_and_options_an_exec_run_ignores_are_refused() {
             );
             assert!(!err.contains("starting"), "refused before the implementation starts: {err}");
         }
+        // Nor a shrinker: --max-replays would be ignored.
+        let (code, out, err) =
+            sim(&[&["run", "--seeds", "0..1", "--concurrency", "8", "--max-replays", "10"][..], engine].concat());
+        assert_eq!(code, 2, "{engine:?}: {out}{err}");
+        assert!(
+            err.contains("--max-replays 10 with --concurrency 8: a concurrent run's findings are not shrunk"),
+            "{err}"
+        );
     }
+    // A concurrent run's report names no scheduler: its header, and `null` in --json.
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--concurrency",
+        "4",
+        "--seeds",
+        "0..1",
+        "--users",
+        "20",
+        "--steps",
+        "200",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ledger-sim run: engine=exec-reference (concurrency 4) seeds=0..1\n"), "{out}");
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--concurrency",
+        "4",
+        "--seeds",
+        "0..1",
+        "--users",
+        "20",
+        "--steps",
+        "200",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["scheduler"], serde_json::Value::Null, "{out}");
     let (code, out, err) =
         sim(&["run", "--engine", "exec", "--exec", &exec, "--concurrency", "4", "--give-up-after", "5"]);
     assert_eq!(code, 2, "{out}{err}");
