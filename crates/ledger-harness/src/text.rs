@@ -53,7 +53,15 @@ pub fn redacted_text(text: &str) -> String {
         // The URL starts after the last separator before its scheme and ends at the next one.
         let is_end = |c: char| c.is_whitespace() || "\"'`<>()[]{},;".contains(c);
         let start = rest[..at].rfind(is_end).map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
-        let end = rest[at..].find(is_end).map_or(rest.len(), |i| at + i);
+        // A password may hold a quote or a bracket (`u:pa'ss@h`, shell-quoted `u:pa'\''ss@h`):
+        // the URL runs at least to the last `@` of its authority, which ends only at a space
+        // or the path, query or fragment.
+        let authority = at + 3;
+        let authority_end = rest[authority..]
+            .find(|c: char| c.is_whitespace() || "/?#".contains(c))
+            .map_or(rest.len(), |i| authority + i);
+        let past_at = rest[authority..authority_end].rfind('@').map_or(at, |i| authority + i);
+        let end = rest[past_at..].find(is_end).map_or(rest.len(), |i| past_at + i);
         out.push_str(&rest[..start]);
         out.push_str(&redacted(&rest[start..end]));
         rest = &rest[end..];
@@ -174,6 +182,20 @@ mod tests {
         assert_eq!(redacted_text("no url here: a://b"), "no url here: a://b");
         assert_eq!(redacted_text("é://x:y@h é"), "é://x:***@h é");
         assert_eq!(redacted_text(""), "");
+        // A quote or a bracket in the password, raw, shell-quoted or in Rust's `{:?}`.
+        for (text, shown) in [
+            ("DATABASE_URL postgres://u:pa'ss@h/db: refused", "DATABASE_URL postgres://u:***@h/db: refused"),
+            (
+                "--database-url 'postgres://u:pa'\\''ss@h/db' --seed 1",
+                "--database-url 'postgres://u:***@h/db' --seed 1",
+            ),
+            (r#"url "postgres://u:pa\"ss@h:5/db" is"#, r#"url "postgres://u:***@h:5/db" is"#),
+            ("(postgres://u:a)b(c@h)", "(postgres://u:***@h)"),
+            ("'postgres://h/db' and 'x@y'", "'postgres://h/db' and 'x@y'"),
+            ("'postgres://host' 'a@b'", "'postgres://host' 'a@b'"),
+        ] {
+            assert_eq!(redacted_text(text), shown, "{text}");
+        }
     }
 
     #[test]
