@@ -197,8 +197,21 @@ fn a_scheduler_with_concurrency_and_options_an_exec_run_ignores_are_refused() {
         );
     }
     // A concurrent run's report names no scheduler: its header, and `null` in --json.
-    let concurrent =
-        ["run", "--engine", "exec", "--exec", &exec, "--concurrency", "4", "--seeds", "0..1", "--steps", "200"];
+    let concurrent = [
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--concurrency",
+        "4",
+        "--seeds",
+        "0..1",
+        "--users",
+        "20",
+        "--steps",
+        "200",
+    ];
     let (code, out, err) = sim(&concurrent);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("ledger-sim run: engine=exec-reference (concurrency 4) seeds=0..1\n"), "{out}");
