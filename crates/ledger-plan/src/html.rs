@@ -1013,7 +1013,10 @@ fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool, wide: bool) -
     let f = Frame::new(w, h);
     let mut o = String::new();
     let title = if zoomed {
-        format!("{}: near the answer, {}..{}", r.target.text, fmt_f64(range.lo), fmt_f64(range.hi))
+        // To a millionth, as the ticks are: the ends are a midpoint plus or minus a few steps,
+        // which binary fractions write as 11.274999999999999.
+        let end = |v: f64| fmt_f64((v * 1e6).round() / 1e6);
+        format!("{}: near the answer, {}..{}", r.target.text, end(range.lo), end(range.hi))
     } else {
         format!("{}: values tested", r.target.text)
     };
@@ -1022,8 +1025,11 @@ fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool, wide: bool) -
     let inside = |s: &&Step| s.value >= range.lo && s.value <= range.hi;
     let top = r.steps.iter().filter(inside).map(share).fold(r.test.p1 * 2.0, f64::max).min(1.0);
     let top = ((top / tick_step(top, 4.0)).ceil() * tick_step(top, 4.0)).min(1.0);
-    let fx = |v: f64| (v - range.lo) / (range.hi - range.lo);
-    let fy = |p: f64| p / top;
+    // A dot's width of room inside each side of the plot: a value at an end of the range, or
+    // a share of 0 or 1, is drawn whole, not cut in half by the frame.
+    let (pad_x, pad_y) = ((DOT_R + 3.0) / f.pw(), (DOT_R + 3.0) / f.ph());
+    let fx = |v: f64| pad_x + (1.0 - 2.0 * pad_x) * (v - range.lo) / (range.hi - range.lo);
+    let fy = |p: f64| pad_y + (1.0 - 2.0 * pad_y) * p / top;
     for p in ticks(0.0, top, 4.0) {
         f.y_tick(&mut o, fy(p), &fmt_f64((p * 1e6).round() / 1e6));
     }
@@ -1064,10 +1070,15 @@ fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool, wide: bool) -
             (b - a).max(0.0) + 3.0,
             f.ph(),
         );
-        // Beside the band, on the side with room, at a height no point or label is at.
-        let (x, anchor) = if a < f.x(0.7) { (b + 4.0, Anchor::Start) } else { (a - 4.0, Anchor::End) };
+        // Beside the band, on the side with more room, else on the other side, else within the
+        // band (one that spans the plot, the range a single step wide), at a height no point or
+        // label is at.
+        let (right, left, within) = ((b + 4.0, Anchor::Start), (a - 4.0, Anchor::End), ((a + b) / 2.0, Anchor::Middle));
+        let sides = if a < f.x(0.7) { [right, left, within] } else { [left, right, within] };
         let heights = [0.5, 0.35, 0.65, 0.2, 0.8].map(|h| f.t + f.ph() * h);
-        let spot = labels.place(&heights.map(|y| (x, y, anchor)), "answer");
+        let places: Vec<(f64, f64, Anchor)> =
+            sides.iter().flat_map(|&(x, anchor)| heights.map(|y| (x, y, anchor))).collect();
+        let spot = labels.place(&places, "answer");
         labels.text(&mut o, spot, "answer", &format!(r#"class="m" fill="{FREE}""#));
     }
     // The limit's words at the right end above its line, else below it, else at the left end.
@@ -1805,6 +1816,36 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A range one step wide, both ends tested (`--solve credit_pct=71..72`): the dots at the
+    /// ends, and at shares 0 and 1, are drawn whole inside the plot, not cut by its frame; the
+    /// answer's band spans the plot, and its word is inside it, not cut off past its edge.
+    #[test]
+    fn the_values_at_the_ends_of_the_range_are_drawn_whole() {
+        use Decision::{Fails, Meets};
+        use Level::{Scout, Sure};
+        let (mut r, _) = launch_solve();
+        r.steps = vec![step(71.0, Scout, Fails, 1, 1), step(72.0, Scout, Meets, 18, 0), step(72.0, Sure, Meets, 74, 1)];
+        r.steps.push(step(71.0, Sure, Fails, 5, 3));
+        r.verdict = Verdict::Between { meets_at: 72.0, fails_at: 71.0, fails_decided: true };
+        let range = SolveRange { key: "credit_pct".to_owned(), lo: 71.0, hi: 72.0 };
+        for wide in [false, true] {
+            let svg = steps_chart(&r, &range, false, wide);
+            let near = SolveRange { key: range.key.clone(), lo: 11.235 - 0.04, hi: 11.235 + 0.04 };
+            assert!(steps_chart(&r, &near, true, wide).contains("near the answer, 11.195..11.275</text>"));
+            let f = if wide { Frame::new(900.0, 300.0) } else { Frame::new(420.0, 230.0) };
+            let plot = Rect { x0: f.l, y0: f.t, x1: f.l + f.pw(), y1: f.t + f.ph() };
+            let (texts, dots) = boxes(&svg);
+            assert_eq!(dots.len(), 4, "{svg}");
+            for d in &dots {
+                assert_eq!(d.outside(&plot), 0.0, "a dot cut by the frame: {d:?} in {plot:?}");
+            }
+            let answer = texts.iter().find(|(t, _)| t == "answer").expect("the answer's word");
+            assert_eq!(answer.1.outside(&plot), 0.0, "{answer:?} in {plot:?}");
+            assert_eq!(overlaps(&svg), Vec::<String>::new(), "{svg}");
+            assert_eq!(outside_the_chart(&svg), Vec::<String>::new(), "{svg}");
         }
     }
 
