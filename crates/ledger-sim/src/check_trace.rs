@@ -111,6 +111,7 @@ fn junit_xml(report: &CheckReport) -> String {
             (message, "divergence".to_owned(), body)
         }),
         skipped: None,
+        output: None,
     }];
     // The trace's claims are judged by I1-I6; its answers by the step-by-step comparison above.
     for inv in Invariant::ALL.into_iter().filter(|i| !matches!(i, Invariant::I7 | Invariant::I8)) {
@@ -128,6 +129,7 @@ fn junit_xml(report: &CheckReport) -> String {
                 (message, inv.id().to_owned(), body)
             }),
             skipped: None,
+            output: None,
         });
     }
     let props =

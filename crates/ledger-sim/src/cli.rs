@@ -520,7 +520,13 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         if let Some(path) = &args.junit {
             crate::junit::write(
                 path,
-                &crate::junit::render(&report.engine, &report.seeds, &checked, &report.violations),
+                &crate::junit::render_judged(
+                    &report.engine,
+                    &report.seeds,
+                    &checked,
+                    &report.violations,
+                    &report.coverage,
+                ),
             )?;
         }
         let ok = report.violations.is_empty();
@@ -603,7 +609,10 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     };
     if let Some(path) = &args.junit {
         let checked = Invariant::judged_for(&report.engine);
-        crate::junit::write(path, &crate::junit::render(&report.engine, &report.seeds, &checked, &report.violations))?;
+        crate::junit::write(
+            path,
+            &crate::junit::render_judged(&report.engine, &report.seeds, &checked, &report.violations, &report.coverage),
+        )?;
     }
     let ok = report.violations.is_empty();
     let mut out = std::io::stdout().lock();

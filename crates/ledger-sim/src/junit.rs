@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use ledger_harness::Invariant;
+use ledger_simulator::coverage::Coverage;
 use ledger_simulator::report::ViolationReport;
 
 /// The text of XML character data or an attribute value.
@@ -38,6 +39,8 @@ pub struct Case {
     pub failure: Option<(String, String, String)>,
     /// Why it was not checked at all (a run of no seed), if it was not.
     pub skipped: Option<String>,
+    /// What a reader of a passed or failed case should know besides (`system-out`).
+    pub output: Option<String>,
 }
 
 /// The JUnit XML of one suite `name`, with `properties` and `cases`.
@@ -58,19 +61,26 @@ pub fn render_cases(name: &str, properties: &[(&str, String)], cases: &[Case]) -
     x.push_str("</properties>\n");
     for case in cases {
         let _ = write!(x, "  <testcase classname=\"{}\" name=\"{}\"", escape(name), escape(&case.name));
+        let output = case.output.as_deref().map(|o| format!("    <system-out>{}</system-out>\n", escape(o)));
         match &case.failure {
             None if case.skipped.is_some() => {
                 let why = case.skipped.as_deref().unwrap_or_default();
                 let _ = write!(x, ">\n    <skipped message=\"{}\"/>\n  </testcase>\n", escape(why));
             }
-            None => x.push_str("/>\n"),
+            None => match output {
+                None => x.push_str("/>\n"),
+                Some(output) => {
+                    let _ = write!(x, ">\n{output}  </testcase>\n");
+                }
+            },
             Some((message, kind, body)) => {
                 let _ = write!(
                     x,
-                    ">\n    <failure message=\"{}\" type=\"{}\">{}</failure>\n  </testcase>\n",
+                    ">\n    <failure message=\"{}\" type=\"{}\">{}</failure>\n{}  </testcase>\n",
                     escape(message),
                     escape(kind),
-                    escape(body)
+                    escape(body),
+                    output.unwrap_or_default()
                 );
             }
         }
@@ -83,11 +93,44 @@ pub fn render_cases(name: &str, properties: &[(&str, String)], cases: &[Case]) -
 /// (`A..A`: a signal stopped it before its first) checked nothing: every case is skipped,
 /// not passed, so that a CI's test report does not show it green.
 pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[ViolationReport]) -> String {
+    render_judged(name, seeds, checked, violations, &Coverage::default())
+}
+
+/// [`render`], with what the run's `coverage` says was not judged: I8 in the seeds whose
+/// history the linearizability search could neither order nor rule out
+/// (`linearizability_undecided`). Not judged in any seed, the case is skipped, not passed; in
+/// some, it passes on the others and its `system-out` says how many were not judged.
+pub fn render_judged(
+    name: &str,
+    seeds: &str,
+    checked: &[Invariant],
+    violations: &[ViolationReport],
+    coverage: &Coverage,
+) -> String {
     let empty = seeds.split_once("..").is_some_and(|(a, b)| a == b);
     let skipped = empty.then(|| format!("no seed ran (seeds {seeds})"));
+    let n_seeds = seeds.split_once("..").and_then(|(a, b)| Some(b.parse::<u64>().ok()?.checked_sub(a.parse().ok()?)?));
+    let undecided = coverage.0.get("linearizability_undecided").copied().unwrap_or(0);
+    let unjudged = |inv: &Invariant| (*inv == Invariant::I8 && undecided > 0).then_some(undecided);
     let cases: Vec<Case> = checked
         .iter()
         .map(|inv| Case {
+            skipped: skipped.clone().or_else(|| {
+                let n = unjudged(inv)?;
+                (Some(n) >= n_seeds && !violations.iter().any(|v| v.invariant == inv.id())).then(|| {
+                    format!(
+                        "not judged in any of the {n} seed(s): no serial order found within the search's budget, and \
+                         none ruled out"
+                    )
+                })
+            }),
+            output: unjudged(inv).map(|n| {
+                format!(
+                    "not judged in {n} of {} seed(s): no serial order found within the search's budget, and none \
+                     ruled out",
+                    n_seeds.map_or_else(|| "the".to_owned(), |s| s.to_string())
+                )
+            }),
             name: format!("{} {}", inv.id(), inv.name()),
             failure: violations.iter().find(|v| v.invariant == inv.id()).map(|v| {
                 let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.seeds.len(), v.detail);
@@ -100,7 +143,6 @@ pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[Viol
                 let _ = write!(body, "\ntrace:  {}\nreplay: {}\n", v.trace, v.replay);
                 (message, inv.id().to_owned(), body)
             }),
-            skipped: skipped.clone(),
         })
         .collect();
     render_cases(name, &[("seeds", seeds.to_owned())], &cases)
@@ -156,6 +198,24 @@ mod tests {
         assert!(xml.contains("<skipped message=\"no seed ran (seeds 5..5)\"/>"), "{xml}");
         let ran = render("reference", "5..6", &[Invariant::I1], &[]);
         assert!(ran.contains("skipped=\"0\"") && !ran.contains("<skipped"), "{ran}");
+    }
+
+    /// I8 not judged in some seeds passes on the others and says how many it was not judged
+    /// in; not judged in any, it is skipped, not passed.
+    #[test]
+    fn i8_not_judged_is_not_shown_as_passed() {
+        let mut coverage = Coverage::default();
+        coverage.0.insert("linearizability_undecided", 3);
+        let xml =
+            render_judged("exec-reference (concurrency 16)", "0..20", &[Invariant::I1, Invariant::I8], &[], &coverage);
+        assert!(xml.contains("skipped=\"0\""), "{xml}");
+        assert!(xml.contains("name=\"I1 pool never negative\"/>"), "{xml}");
+        assert!(xml.contains("<system-out>not judged in 3 of 20 seed(s): no serial order found"), "{xml}");
+        let xml =
+            render_judged("exec-reference (concurrency 16)", "0..3", &[Invariant::I1, Invariant::I8], &[], &coverage);
+        assert!(xml.contains("skipped=\"1\""), "{xml}");
+        assert!(xml.contains("<skipped message=\"not judged in any of the 3 seed(s)"), "{xml}");
+        assert!(!render("r", "0..3", &[Invariant::I8], &[]).contains("judged"));
     }
 
     /// A counterexample only cut at its first violation is not called shrunk.

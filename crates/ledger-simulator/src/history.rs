@@ -336,6 +336,13 @@ pub enum TraceError {
     },
 }
 
+/// Whether `line` is a call of a concurrent run's history (`write_ops` in ledger-pg-runs: an
+/// object with the call and when it was invoked), which a reader of traces is given by mistake.
+fn is_concurrent_call(line: &str) -> bool {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line)
+        .is_ok_and(|o| o.contains_key("call") && o.contains_key("invoked"))
+}
+
 impl History {
     /// Write as JSON Lines, version [`TRACE_VERSION`], footer last.
     pub fn write_jsonl(&self, out: impl Write) -> std::io::Result<()> {
@@ -391,7 +398,15 @@ impl History {
             if text.trim().is_empty() {
                 continue;
             }
-            let parsed: Line = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+            let parsed: Line = serde_json::from_str(text).map_err(|e| match reading {
+                None if is_concurrent_call(text) => {
+                    bad("this is the call history of a concurrent run (one call a line, with when it was invoked and \
+                     completed), not a trace: a concurrent run cannot be replayed, its calls interleaved as they \
+                     ran; run the seed again with the command its report gives"
+                        .to_owned())
+                }
+                _ => bad(e.to_string()),
+            })?;
             match (parsed, reading.as_mut()) {
                 (Line::Header { format, version, engine, seed, step_ms, config }, None) => {
                     if format != "ledger-sim-trace" || !(1..=TRACE_VERSION).contains(&version) {
@@ -741,6 +756,19 @@ mod tests {
             assert!(e.starts_with(&format!("t.jsonl:1: config.pool_initial_sats {bad}: more than 1e15")), "{e}");
         }
         assert!(read(&gated_jobs(&pool(MAX_POOL_INITIAL_SATS), 10, 10)).is_ok());
+    }
+
+    /// A concurrent run's history of calls, given to `replay` or `check-trace` by mistake (the
+    /// report's `trace:` names it), is named as what it is, not as a missing field.
+    #[test]
+    fn a_concurrent_runs_calls_are_named_as_such() {
+        let call = r#"{"flow":4,"call":{"call":"decide","request_id":4,"pubkey":"00","estimated_sats":50},"reply":{"reply":"ok"},"movements":[],"now":1,"invoked":5,"completed":7}"#;
+        let e = read(format!("{call}\n").as_bytes()).unwrap_err();
+        assert!(e.contains(":1: this is the call history of a concurrent run"), "{e}");
+        assert!(e.contains("cannot be replayed"), "{e}");
+        // Not for any other line that fails to read.
+        let e = read(b"{\"flow\":4}\n").unwrap_err();
+        assert!(!e.contains("concurrent"), "{e}");
     }
 
     /// Flows each within the bound, millions of them, could still add up past Sats::MAX: the
