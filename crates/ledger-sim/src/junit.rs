@@ -109,7 +109,7 @@ pub fn render_judged(
 ) -> String {
     let empty = seeds.split_once("..").is_some_and(|(a, b)| a == b);
     let skipped = empty.then(|| format!("no seed ran (seeds {seeds})"));
-    let n_seeds = seeds.split_once("..").and_then(|(a, b)| Some(b.parse::<u64>().ok()?.checked_sub(a.parse().ok()?)?));
+    let n_seeds = seeds.split_once("..").and_then(|(a, b)| b.parse::<u64>().ok()?.checked_sub(a.parse().ok()?));
     let undecided = coverage.0.get("linearizability_undecided").copied().unwrap_or(0);
     let unjudged = |inv: &Invariant| (*inv == Invariant::I8 && undecided > 0).then_some(undecided);
     let cases: Vec<Case> = checked
