@@ -541,7 +541,14 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             serde_json::to_writer_pretty(&mut out, &full)?;
             writeln!(out)?;
         } else {
-            print_report(&mut out, &report, &describe(&scenario))?;
+            // The faults the run injects below the workload: the scenario's own (its
+            // `lost_ack` is the simulated worker's) say nothing of them.
+            let injected = injected_faults(&args);
+            let what = match injected.is_empty() {
+                true => describe(&scenario),
+                false => format!("{}\n  injected by the run: {}", describe(&scenario), injected.join(", ")),
+            };
+            print_report(&mut out, &report, &what)?;
         }
         return ended(&mut out, interrupted, ok);
     } else if args.pg.is_set() {
@@ -681,6 +688,21 @@ struct PgReport<'a> {
     /// As in [`InMemoryReport`]: the signal that stopped the run before every seed had run.
     #[serde(skip_serializing_if = "Option::is_none")]
     interrupted_by: Option<&'static str>,
+}
+
+/// The faults a Postgres or exec run injects beneath the workload, as the flags that ask for
+/// them (`--lost-ack 0.05`), for the report's header.
+fn injected_faults(args: &RunArgs) -> Vec<String> {
+    let (pg, exec) = (&args.pg, &args.exec);
+    let rates = [("--kill-connections", pg.kill_connections), ("--lost-ack", pg.lost_ack)];
+    let mut said: Vec<String> = rates.iter().filter(|(_, p)| *p > 0.0).map(|(flag, p)| format!("{flag} {p}")).collect();
+    let at = [
+        ("--restart-server-at", pg.restart_server_at),
+        ("--crash-server-at", pg.crash_server_at),
+        ("--kill-child-at", exec.kill_child_at),
+    ];
+    said.extend(at.iter().filter_map(|(flag, n)| n.map(|n| format!("{flag} {n}"))));
+    said
 }
 
 /// `run --shard I/N` of the range `A..B`, in a `--json` report.

@@ -211,10 +211,14 @@ fn a_scheduler_with_concurrency_and_options_an_exec_run_ignores_are_refused() {
         "20",
         "--steps",
         "200",
+        "--lost-ack",
+        "0.05",
     ];
     let (code, out, err) = sim(&concurrent);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("ledger-sim run: engine=exec-reference (concurrency 4) seeds=0..1\n"), "{out}");
+    // The faults the run injects are in its header, beside the scenario's.
+    assert!(out.contains("\n  injected by the run: --lost-ack 0.05\n"), "{out}");
     let (code, out, err) = sim(&[&concurrent[..], &["--json"]].concat());
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(json(&out)["scheduler"], serde_json::Value::Null, "{out}");
