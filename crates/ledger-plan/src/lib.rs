@@ -156,6 +156,16 @@ impl Plan {
             )));
         }
         let base = from_table(doc.clone(), "command line")?;
+        // Each value on its own first, named as it was given (`--sweep budget.gold=1,2`, not
+        // the first configuration of the grid it is in).
+        for axis in &sweep {
+            let given = format!("--sweep {}={}", axis.key, axis.values.join(","));
+            for value in &axis.values {
+                let mut d = doc.clone();
+                set_number(&mut d, &axis.key, value)?;
+                from_table(d, &given)?;
+            }
+        }
         let mut configs = Vec::new();
         let mut scenarios = Vec::new();
         let n = sweep

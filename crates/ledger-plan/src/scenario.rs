@@ -821,7 +821,12 @@ pub fn set_number(doc: &mut toml::Table, key: &str, value: &str) -> Result<(), P
 /// A scenario from a TOML document with sweep overrides applied; `label` names it in errors.
 pub fn from_table(doc: toml::Table, label: &str) -> Result<PlanScenario, PlanError> {
     let s = PlanScenario::deserialize(toml::Value::Table(doc))
-        .map_err(|e| PlanError::Toml { origin: label.to_owned(), message: compact(e.to_string().trim()) })?;
+        // serde's message ends in a line of its own (`\nin `budget``): one line, as the
+        // parser's are.
+        .map_err(|e| PlanError::Toml {
+            origin: label.to_owned(),
+            message: compact(&e.to_string().trim().replace('\n', " ")),
+        })?;
     s.validate(label, None)?;
     Ok(s)
 }

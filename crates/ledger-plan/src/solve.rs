@@ -488,8 +488,14 @@ impl Solver {
                 fmt_f64(*hi)
             )));
         }
+        // Named as given (`--solve credit_pct=0..500`), not as the end alone.
         for v in [*lo, *hi] {
-            self.scenario_at(v)?;
+            let mut doc = self.doc.clone();
+            set_number(&mut doc, key, &fmt_f64(v)).map_err(|e| match e {
+                PlanError::Sweep(why) => PlanError::Solve(why),
+                e => e,
+            })?;
+            from_table(doc, &format!("--solve {key}={}..{}", fmt_f64(*lo), fmt_f64(*hi)))?;
         }
         Ok(whole)
     }

@@ -193,7 +193,16 @@ fn sweeps_name_bad_keys_and_values() {
         Plan::new("", "s.toml", &[], sweep).unwrap_err().to_string()
     };
     assert!(bad("budget.platinum=1,2").contains("unknown field `platinum`"), "{}", bad("budget.platinum=1,2"));
-    assert_eq!(bad("payment.gate_paid=0.5,2"), "--sweep payment.gate_paid=2: payment.gate_paid = 2: must be in 0..=1");
+    // Named as given, whichever value is refused.
+    assert_eq!(
+        bad("payment.gate_paid=0.5,2"),
+        "--sweep payment.gate_paid=0.5,2: payment.gate_paid = 2: must be in 0..=1"
+    );
+    assert_eq!(
+        bad("budget.gold=1,2"),
+        "--sweep budget.gold=1,2: unknown field `gold`, expected one of `new`, `established`, `trusted`, `elite` in \
+         `budget`"
+    );
     assert_eq!(bad("seeds=1,2"), "--sweep seeds: the number of runs cannot be swept");
     let not_numeric = bad("requests.even=1");
     assert_eq!(not_numeric, "--sweep requests.even: not a numeric key");
@@ -499,7 +508,7 @@ fn merge_checks_the_scenario_grid_and_runs_of_each_file() {
 
     // The sweep and the grid it makes.
     let e = both(&|s| s.sweep[0].values[1] = "500".to_owned());
-    assert!(e.starts_with("s1.json: --sweep credit_pct=500 budget.established=20: credit_pct = 500: "), "{e}");
+    assert!(e.starts_with("s1.json: --sweep credit_pct=10,500: credit_pct = 500: "), "{e}");
     let e = both(&|s| s.configs[1].label = "\u{1b}]0;x\u{7}".to_owned());
     assert_eq!(
         e,

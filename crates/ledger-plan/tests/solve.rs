@@ -159,7 +159,7 @@ fn bad_input_is_refused_before_any_work() {
     let e = |range: &str, target: &str, o: SolveOptions| solver(range, &[target], o).unwrap_err();
     let t = "p_dry <= 0.05";
     for (got, want) in [
-        (e("credit_pct=0..150", t, d()), "--solve credit_pct=150: credit_pct = 150: percentage over 100"),
+        (e("credit_pct=0..150", t, d()), "--solve credit_pct=0..150: credit_pct = 150: percentage over 100"),
         (e("budget.platinum=0..10", t, d()), "unknown field `platinum`"),
         (e("seeds=1..10", t, d()), "the number of runs cannot be swept"),
         (e("requests.even=0..1", t, d()), "--solve requests.even: not a numeric key"),
@@ -215,7 +215,7 @@ fn huge_and_tiny_numbers_are_written_compactly() {
     for (got, want) in [
         (
             e("pool_initial_sats=0..1e300", t, d()),
-            "--solve pool_initial_sats=1e300: invalid type: floating point `1e300`, expected u64\nin `pool_initial_sats`",
+            "--solve pool_initial_sats=0..1e300: invalid type: floating point `1e300`, expected u64 in `pool_initial_sats`",
         ),
         (
             e("pool_initial_sats=0..1000", t, SolveOptions { resolution: Some(1e-300), ..d() }),
@@ -246,7 +246,7 @@ fn huge_and_tiny_numbers_are_written_compactly() {
         ),
         (
             sweep("pool_initial_sats=1e300").unwrap_err().to_string(),
-            "--sweep pool_initial_sats=1e300: invalid type: floating point `1e300`, expected u64\nin `pool_initial_sats`",
+            "--sweep pool_initial_sats=1e300: invalid type: floating point `1e300`, expected u64 in `pool_initial_sats`",
         ),
         (
             file("[tiers]\npromote_per_day = { elite = 1e-300 }\n"),

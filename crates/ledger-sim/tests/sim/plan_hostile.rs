@@ -241,7 +241,7 @@ fn errors_write_huge_and_tiny_numbers_compactly() {
     for (args, said) in [
         (
             vec!["--solve", "pool_initial_sats=0..1e300"],
-            "ledger-sim: error: --solve pool_initial_sats=1e300: invalid type: floating point `1e300`, expected u64",
+            "ledger-sim: error: --solve pool_initial_sats=0..1e300: invalid type: floating point `1e300`, expected u64",
         ),
         (
             vec!["--solve", "pool_initial_sats=0..1000", "--resolution", "1e-300"],
