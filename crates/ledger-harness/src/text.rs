@@ -9,8 +9,12 @@ pub fn redacted(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://").map(|i| i + 3) {
         let rest = &out[scheme_end..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
+        // The user's part ends at the last `@` (before a fragment), not at the first `/` or
+        // `?`: a password written without percent-encoding may hold either
+        // (`u:pa/ss@h/db`). An `@` later in the URL hides a little more than the password,
+        // never less.
+        let fragment = rest.find('#').unwrap_or(rest.len());
+        if let Some(at) = rest[..fragment].rfind('@') {
             if let Some(colon) = rest[..at].find(':') {
                 out = format!("{}{}:***{}", &out[..scheme_end], &rest[..colon], &rest[at..]);
             }
@@ -53,14 +57,26 @@ pub fn redacted_text(text: &str) -> String {
         // The URL starts after the last separator before its scheme and ends at the next one.
         let is_end = |c: char| c.is_whitespace() || "\"'`<>()[]{},;".contains(c);
         let start = rest[..at].rfind(is_end).map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
-        // A password may hold a quote or a bracket (`u:pa'ss@h`, shell-quoted `u:pa'\''ss@h`):
-        // the URL runs at least to the last `@` of its authority, which ends only at a space
-        // or the path, query or fragment.
+        // A password may hold a quote, a bracket, a `/` or a `?` (`u:pa'ss@h`, shell-quoted
+        // `u:pa'\''ss@h`, `u:pa/ss@h`): the URL runs at least to the last `@` before the
+        // next white space. And one may hold a space (`u:pa ss@h` in a `.env`): a user and
+        // password with no `@` before the space run to an `@` later on the line, if no `/`
+        // comes first. Either hides a little more than the password, never less.
         let authority = at + 3;
-        let authority_end = rest[authority..]
-            .find(|c: char| c.is_whitespace() || "/?#".contains(c))
-            .map_or(rest.len(), |i| authority + i);
-        let past_at = rest[authority..authority_end].rfind('@').map_or(at, |i| authority + i);
+        let token_end = rest[authority..].find(char::is_whitespace).map_or(rest.len(), |i| authority + i);
+        let token = &rest[authority..token_end];
+        let has_user_colon = token[..token.find(['/', '?', '#']).unwrap_or(token.len())].contains(':');
+        let past_at = match token.rfind('@') {
+            Some(i) => authority + i,
+            None if has_user_colon => {
+                let line_end = rest[token_end..].find('\n').map_or(rest.len(), |i| token_end + i);
+                match rest[token_end..line_end].find('@') {
+                    Some(i) if !rest[token_end..token_end + i].contains('/') => token_end + i,
+                    _ => at,
+                }
+            }
+            None => at,
+        };
         let end = rest[past_at..].find(is_end).map_or(rest.len(), |i| past_at + i);
         out.push_str(&rest[..start]);
         out.push_str(&redacted(&rest[start..end]));
@@ -124,9 +140,18 @@ fn hidden_passwords(text: &str) -> String {
                 i + 3
             }
             _ => {
-                let end = text[i..]
-                    .find(|c: char| c.is_whitespace() || "\"'&;,)]}".contains(c))
-                    .map_or(text.len(), |e| i + e);
+                // A backslash escapes the character after it, as a shell reads it
+                // (`PGPASSWORD=Se\'cr`, `pa\ ss`): part of the value.
+                let mut end = i;
+                while end < bytes.len() {
+                    match bytes[end] {
+                        b'\\' => end += 2,
+                        c if c.is_ascii_whitespace() || b"\"'&;,)]}".contains(&c) => break,
+                        _ => end += 1,
+                    }
+                }
+                // Never inside a character: a backslash before a multi-byte one steps into it.
+                let end = (end.min(text.len())..=text.len()).find(|&e| text.is_char_boundary(e)).unwrap_or(text.len());
                 out.push_str(&text[at..i]);
                 if end > i {
                     out.push_str("***");
@@ -193,6 +218,24 @@ mod tests {
             ("(postgres://u:a)b(c@h)", "(postgres://u:***@h)"),
             ("'postgres://h/db' and 'x@y'", "'postgres://h/db' and 'x@y'"),
             ("'postgres://host' 'a@b'", "'postgres://host' 'a@b'"),
+            // A `/`, a `?` or a space in a password not percent-encoded.
+            (
+                r#"--database-url "postgres://hb:pa/ss@127.0.0.1:5/db": invalid"#,
+                r#"--database-url "postgres://hb:***@127.0.0.1:5/db": invalid"#,
+            ),
+            ("postgres://hb:RO?XYZ@h:5/db", "postgres://hb:***@h:5/db"),
+            ("1 | DATABASE_URL=postgres://u:pa ssXYZ@h/db", "1 | DATABASE_URL=postgres://u:***@h/db"),
+            (r#"1 | url = "postgres://u:pa/ssXYZ@h/db""#, r#"1 | url = "postgres://u:***@h/db""#),
+            (r#"1 | DATABASE_URL="postgres://u:Se'crXYZ@h/db""#, r#"1 | DATABASE_URL="postgres://u:***@h/db""#),
+            // Escaped by a shell.
+            (r"PGPASSWORD=Se\'crXYZ ledger-sim serve", "PGPASSWORD=*** ledger-sim serve"),
+            (r#"PGPASSWORD=ab\"XYZ x"#, "PGPASSWORD=*** x"),
+            (r"PGPASSWORD=pa\ XYZ x", "PGPASSWORD=*** x"),
+            (r"DATABASE_URL=postgres://u:pa\'XYZ@h/db x", "DATABASE_URL=postgres://u:***@h/db x"),
+            (r"PGPASSWORD=ab\", "PGPASSWORD=***"),
+            (r"PGPASSWORD=ab\é", "PGPASSWORD=***"),
+            // A URL with no password and a later `@` on its line keeps its text.
+            ("postgres://h/db and a@b", "postgres://h/db and a@b"),
         ] {
             assert_eq!(redacted_text(text), shown, "{text}");
         }
