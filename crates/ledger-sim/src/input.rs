@@ -112,6 +112,13 @@ pub fn temp_beside(path: &Path) -> PathBuf {
 /// read as an input.
 pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
     let shown = path.display();
+    // `out/` or `out/.` names a directory, existing or not: no file can be renamed to it,
+    // which only the write at the end of the work would find.
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes.ends_with(b"/..") || matches!(bytes, b"." | b"..") {
+        anyhow::bail!("{flag} {shown}: a directory's name; give a file name");
+    }
     let target = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)
             .map_err(|e| anyhow::anyhow!("{flag} {shown}: a symbolic link to nothing ({})", words(&e)))?,
@@ -239,6 +246,13 @@ mod tests {
         assert!(d.join("no/such/dir").is_dir());
         let e = check_output("--out", &d.join("a.toml/x.toml")).unwrap_err().to_string();
         assert!(e.contains("--out") && e.contains("cannot make the directory"), "{e}");
+        // A directory's name, existing or not, before any work (the rename at its end would fail).
+        for name in ["nodir/", "nodir/.", "nodir/..", "."] {
+            let path = if name == "." { PathBuf::from(".") } else { PathBuf::from(format!("{}/{name}", d.display())) };
+            let e = check_output("--junit", &path).unwrap_err().to_string();
+            assert!(e.ends_with(": a directory's name; give a file name"), "{e}");
+        }
+        assert!(!d.join("nodir").exists(), "nothing made");
         let _ = std::fs::remove_dir_all(&d);
     }
 
