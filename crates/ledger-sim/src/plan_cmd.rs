@@ -322,8 +322,15 @@ fn emit_solved<T: serde::Serialize>(
 ) -> anyhow::Result<bool> {
     let elapsed = started.elapsed().as_secs_f64();
     let cost = totals.cost;
+    // Seeds run a batch of one per thread at a time: those past the seed that decided a test
+    // are run and never read, so runs and seeds read need not add up.
+    let unread = cost.seeds_run.saturating_sub(totals.seeds.saturating_sub(cost.seeds_carried));
+    let unread = match unread {
+        0 => String::new(),
+        n => format!(" ({n} of them past the seed that decided a test, run beside it on another thread and not read)"),
+    };
     ledger_exec::say!(
-        "{} seed(s) read ({} of them carried up from a lower value), {} requests; {} run(s), {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
+        "{} seed(s) read ({} of them carried up from a lower value), {} requests; {} run(s){unread}, {} requests in {elapsed:.2} s ({:.0} requests/s on {} thread(s))",
         totals.seeds,
         cost.seeds_carried,
         totals.requests,

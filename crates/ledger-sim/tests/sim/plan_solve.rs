@@ -74,6 +74,19 @@ fn a_solve_gives_its_verdict_json_and_report_the_same_on_any_thread_count() {
     // Carrying runs up the key changes what the solve runs, never what it finds; stderr
     // says how many of the seeds read were carried.
     assert!(err.contains(" seed(s) read (") && !err.contains("(0 of them carried up"), "{err}");
+    // Runs and seeds read add up: those run and never read are counted apart.
+    let number_before = |words: &str| -> u64 {
+        let at = err.find(words).unwrap_or_else(|| panic!("{words:?} in {err}"));
+        err[..at].rsplit([' ', '(', '\n']).next().unwrap().parse().unwrap()
+    };
+    let (read, carried, runs) =
+        (number_before(" seed(s) read"), number_before(" of them carried up"), number_before(" run(s)"));
+    let unread = if err.contains(" of them past the seed that decided a test") {
+        number_before(" of them past the seed that decided a test")
+    } else {
+        0
+    };
+    assert_eq!(read - carried + unread, runs, "{err}");
     let (code, every, err) = sim("2", &[&args[..], &["--json", "--no-carry"]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(every == two, "--no-carry changed the JSON");
