@@ -104,6 +104,33 @@ fn document(text: &str, origin: &str, overrides: &[(&str, String)]) -> Result<to
     Ok(doc)
 }
 
+/// The scenario `text` (read from `origin`) with each `--set KEY=V` of `settings` applied in
+/// order, as TOML: what a plan, a solve or a frontier then reads as its scenario, so that a
+/// question can be asked of a changed scenario without editing its file (`--set
+/// population.trusted=800`). Each setting is checked as it is applied, named as given.
+pub fn with_settings(text: &str, origin: &str, settings: &[String]) -> Result<String, PlanError> {
+    if settings.is_empty() {
+        return Ok(text.to_owned());
+    }
+    let mut doc = document(text, origin, &[])?;
+    for setting in settings {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| PlanError::Set(format!("{setting}: expected KEY=VALUE, e.g. population.trusted=800")))?;
+        let (key, value) = (key.trim(), value.trim());
+        if matches!(key, "seeds" | "days") {
+            return Err(PlanError::Set(format!("{setting}: give --{key} {value}")));
+        }
+        set_number(&mut doc, key, value).map_err(|e| match e {
+            PlanError::Sweep(why) => PlanError::Set(why),
+            e => e,
+        })?;
+        from_table(doc.clone(), &format!("--set {setting}"))?;
+    }
+    let scenario = from_table(doc, "--set")?;
+    toml::to_string(&scenario).map_err(|e| PlanError::Set(format!("the scenario cannot be written back: {e}")))
+}
+
 /// Parse `--sweep KEY=V1,V2,...`.
 pub fn parse_sweep(s: &str) -> Result<Axis, PlanError> {
     let (key, values) = s.split_once('=').ok_or_else(|| PlanError::Sweep(format!("{s}: expected KEY=V1,V2,...")))?;

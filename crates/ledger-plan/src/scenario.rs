@@ -552,6 +552,9 @@ pub enum PlanError {
     /// A `--sweep` that cannot be applied.
     #[error("--sweep {0}")]
     Sweep(String),
+    /// A `--set` that cannot be applied.
+    #[error("--set {0}")]
+    Set(String),
     /// A `--target` that cannot be read.
     #[error("--target {0}")]
     Target(String),

@@ -34,6 +34,10 @@ pub struct PlanArgs {
     /// request in the format `--fit` reads, instead of planning.
     #[arg(long, value_name = "FILE.csv", conflicts_with_all = ["seeds", "sweep", "shard", "solve", "json", "csv", "report", "no_carry"])]
     pub history_out: Option<PathBuf>,
+    /// Set a numeric key of the scenario (dotted: `population.trusted=800`) before planning,
+    /// solving or sweeping; repeat for more. The file is not changed.
+    #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "fit")]
+    pub set: Vec<String>,
     /// A sweep axis `KEY=V1,V2,...` over a numeric key (dotted: `budget.trusted`);
     /// repeat for a grid.
     #[arg(long = "sweep", value_name = "KEY=V1,V2,...")]
@@ -181,7 +185,21 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(args.fit_out.is_none(), "--out names where --fit writes its scenario: give --fit HISTORY.csv");
     let scenario = args.scenario.as_deref().expect("clap asks for a scenario without --fit");
     let origin = scenario.display().to_string();
-    let text = crate::input::read_scenario(scenario)?;
+    // A key set and also swept, solved for or varied over would be set for nothing.
+    let varied: Vec<&str> = args
+        .sweep
+        .iter()
+        .chain(&args.solve)
+        .chain(&args.over)
+        .filter_map(|a| a.split_once('='))
+        .map(|(k, _)| k.trim())
+        .collect();
+    if let Some(set) = args.set.iter().find(|s| s.split_once('=').is_some_and(|(k, _)| varied.contains(&k.trim()))) {
+        anyhow::bail!(
+            "--set {set}: the same key is given to --sweep, --solve or --over, which set it in turn; leave out one"
+        );
+    }
+    let text = ledger_plan::with_settings(&crate::input::read_scenario(scenario)?, &origin, &args.set)?;
     let mut overrides = Vec::new();
     if let Some(n) = args.seeds {
         overrides.push(("seeds", n.to_string()));

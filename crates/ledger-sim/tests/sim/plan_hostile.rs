@@ -254,3 +254,42 @@ fn errors_write_huge_and_tiny_numbers_compactly() {
         assert!(err.len() < 200, "{err}");
     }
 }
+
+/// `--set KEY=VALUE` asks a question of a changed scenario without editing its file: the plan
+/// runs the scenario with the key set (the same as a file that says so, byte for byte), and a
+/// setting that cannot be applied is named as given, before any work.
+#[test]
+fn set_changes_the_scenario_as_an_edited_file_would() {
+    let dir = scratch("plan-hostile-set");
+    let base = crate::common::root().join("fixtures/scenarios/plan-tipping.toml");
+    let text = std::fs::read_to_string(&base).unwrap();
+    let base = base.to_str().unwrap();
+    assert!(text.contains("credit_pct = 10\n"), "the fixture's credit");
+    let edited = file(dir.as_ref(), "edited.toml", &text.replace("credit_pct = 10\n", "credit_pct = 12.5\n"));
+    let run = |s: &str, extra: &[&str]| {
+        let (code, out, err) = sim_in(dir.as_ref(), &[&["plan", s, "--seeds", "3", "--json"][..], extra].concat());
+        assert_eq!(code, 0, "{err}");
+        let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["scenario"]["name"] = serde_json::Value::Null;
+        v
+    };
+    let set = run(base, &["--set", "credit_pct=12.5"]);
+    assert_eq!(set["scenario"]["credit_pct"], 12.5);
+    assert_eq!(set, run(&edited, &[]), "--set runs what the edited file runs");
+    assert_ne!(set, run(base, &[]), "and not the file as it is");
+    for (args, said) in [
+        (vec!["--set", "credit_pct=500"], "--set credit_pct=500: credit_pct = 500: percentage over 100"),
+        (vec!["--set", "budget.gold=5"], "--set budget.gold=5: unknown field `gold`, expected one of"),
+        (vec!["--set", "requests.even=1"], "--set requests.even: not a numeric key"),
+        (vec!["--set", "seeds=5"], "--set seeds=5: give --seeds 5"),
+        (vec!["--set", "credit_pct"], "--set credit_pct: expected KEY=VALUE"),
+        (
+            vec!["--set", "credit_pct=12", "--sweep", "credit_pct=10,20"],
+            "--set credit_pct=12: the same key is given to --sweep, --solve or --over",
+        ),
+    ] {
+        let (code, out, err) = sim_in(dir.as_ref(), &[&["plan", base][..], &args].concat());
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.starts_with(&format!("ledger-sim: error: {said}")), "{args:?}: {err}");
+    }
+}
