@@ -324,6 +324,11 @@ pub struct PgRun<'a> {
     pub trace_dir: &'a Path,
     /// Shrinker budget (lockstep counterexamples are shrunk on the in-memory twin).
     pub max_replays: usize,
+    /// The longest a counterexample is shrunk on the engine itself (an `--exec` implementation,
+    /// a `--pg-mutant`), where each replay costs real time: `None` bounds it by `max_replays`
+    /// alone, so that the same run reports the same bytes however fast the engine answers
+    /// (`run` passes `None` when `--max-replays` is given, [`SHRINK_ON_ENGINE`] otherwise).
+    pub shrink_for: Option<std::time::Duration>,
     /// The implementation of `--engine exec`.
     pub exec: Option<&'a ExecArgs>,
     /// Set by a signal (a CI job's timeout, a Ctrl-C): once it is, no seed starts, the seed in

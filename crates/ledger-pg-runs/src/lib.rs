@@ -40,6 +40,7 @@
 //!     fail_fast: false,
 //!     trace_dir: Path::new("target/ledger-sim/counterexamples"),
 //!     max_replays: 300,
+//!     shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
 //!     exec: None,
 //!     stop: None,
 //! };
@@ -73,7 +74,7 @@ pub use differential::{DiffOp, Differential, Divergence};
 pub use exec::{replay_on_exec, start_exec, ChildDb};
 /// Every URL password in a message replaced by `***` (for the command line's error output).
 pub use ledger_pg::redacted_text;
-pub use lockstep::replay_on_pg;
+pub use lockstep::{replay_on_pg, SHRINK_ON_ENGINE};
 pub use pg_mutant::load_pg_mutant;
 
 use ledger_simulator::exec::RunResult;

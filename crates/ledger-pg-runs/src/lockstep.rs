@@ -452,8 +452,54 @@ fn replay_command(run: &PgRun<'_>, path: &std::path::Path) -> String {
     }
 }
 
-/// The longest an exec implementation's counterexample is shrunk on the implementation itself.
-const SHRINK_ON_ENGINE: Duration = Duration::from_secs(30);
+/// The longest a counterexample is shrunk on the engine itself (an exec implementation, a
+/// `--pg-mutant`) unless `--max-replays` is given ([`PgRun::shrink_for`]).
+pub const SHRINK_ON_ENGINE: Duration = Duration::from_secs(30);
+
+/// Why a shrink on the engine stopped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ShrinkEnd {
+    /// Nothing more could go.
+    Done,
+    /// Its replays (`--max-replays`) were spent.
+    Replays,
+    /// Its time ([`PgRun::shrink_for`]) was spent.
+    Time,
+    /// A signal stopped the run.
+    Signal,
+}
+
+impl ShrinkEnd {
+    /// `" (stopped at ...)"`, or nothing for a shrink that got to its end.
+    fn said(self, run: &PgRun<'_>) -> String {
+        match self {
+            ShrinkEnd::Done => String::new(),
+            ShrinkEnd::Replays => format!(" (stopped after its {} replays, --max-replays)", run.max_replays),
+            ShrinkEnd::Time => format!(
+                " (stopped at its {} s bound; --max-replays N bounds it by replays alone, the same on every run)",
+                run.shrink_for.map_or(0, |d| d.as_secs())
+            ),
+            ShrinkEnd::Signal => " (stopped by a signal)".to_owned(),
+        }
+    }
+
+    /// What an entry's note says of it: `its bound` for a shrink cut short.
+    fn bound(self, run: &PgRun<'_>) -> String {
+        match self {
+            ShrinkEnd::Time => format!("its {} s bound", run.shrink_for.map_or(0, |d| d.as_secs())),
+            ShrinkEnd::Signal => "a signal".to_owned(),
+            _ => format!("its {} replays", run.max_replays),
+        }
+    }
+}
+
+/// `(at most 30 s, 3000 replays)` or `(at most 200 replays)`.
+fn shrink_bounds(run: &PgRun<'_>) -> String {
+    match run.shrink_for {
+        Some(d) => format!("at most {} s, {} replays", d.as_secs(), run.max_replays),
+        None => format!("at most {} replays", run.max_replays),
+    }
+}
 
 /// Shrinks a lockstep counterexample on the in-memory `twin` of the engine (the seed model
 /// for `pg-seed`, the reference for `pg-reference`: `ledger-pg`'s differential tests hold them
@@ -611,15 +657,15 @@ fn on_engine(
         }
     };
     ledger_exec::say!(
-        "ledger-sim: the {} counterexample does not break on the in-memory twin: {cut}, shrinking it on {on} itself (at most {} s, {} replays)",
+        "ledger-sim: the {} counterexample does not break on the in-memory twin: {cut}, shrinking it on {on} itself ({})",
         inv.id(),
-        SHRINK_ON_ENGINE.as_secs(),
-        run.max_replays
+        shrink_bounds(run)
     );
     let started = Instant::now();
     let before = (h.flows.len(), h.events.len());
     let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.0.first_event.contains_key(&inv)) };
-    let (n_replays, done) = shrink_by(&mut h, &mut fails, run, started + SHRINK_ON_ENGINE)?;
+    let (n_replays, end) = shrink_by(&mut h, &mut fails, run, started)?;
+    let done = end == ShrinkEnd::Done;
     // Shrunk when something went, or the shrinker found nothing could; else only cut.
     let reduction = if done || (h.flows.len(), h.events.len()) != before { Reduction::Shrunk } else { only_cut };
     ledger_exec::say!(
@@ -628,14 +674,14 @@ fn on_engine(
         h.flows.len(),
         h.events.len(),
         started.elapsed().as_secs_f64(),
-        if done { "" } else { " (stopped at its bound)" }
+        end.said(run)
     );
     let note = match (done, reduction) {
         (true, _) => None,
         (false, Reduction::Shrunk) => {
-            Some(format!("{cut}, then shrunk on the engine until its bound; it may shrink further"))
+            Some(format!("{cut}, then shrunk on the engine until {}; it may shrink further", end.bound(run)))
         }
-        (false, _) => Some(format!("not shrunk: {cut}; its shrink on the engine stopped at its bound first")),
+        (false, _) => Some(format!("not shrunk: {cut}; its shrink on the engine stopped at {} first", end.bound(run))),
     };
     Ok((h, reduction, note))
 }
@@ -727,11 +773,10 @@ fn shrink_divergence(
         None => engine.to_owned(),
     };
     ledger_exec::say!(
-        "ledger-sim: shrinking the divergence of seed {seed} ({} flow(s), {} event(s)) on {on} itself (at most {} s, {} replays)",
+        "ledger-sim: shrinking the divergence of seed {seed} ({} flow(s), {} event(s)) on {on} itself ({})",
         start.history.flows.len(),
         start.history.events.len(),
-        SHRINK_ON_ENGINE.as_secs(),
-        run.max_replays
+        shrink_bounds(run)
     );
     let started = Instant::now();
     let mut h = start.history.clone();
@@ -739,17 +784,19 @@ fn shrink_divergence(
     let fresh_only = start.fresh_only;
     let mut fails =
         |c: &History| -> anyhow::Result<bool> { Ok(confirm(c)?.1.is_some_and(|d| d.fresh_only == fresh_only)) };
-    let (n_replays, done) = shrink_by(&mut h, &mut fails, run, started + SHRINK_ON_ENGINE)?;
+    let (n_replays, end) = shrink_by(&mut h, &mut fails, run, started)?;
+    let done = end == ShrinkEnd::Done;
     let changed = (h.flows.len(), h.events.len()) != (start.history.flows.len(), start.history.events.len());
     if !changed && start.reduction != Reduction::None {
         // Confirmed already, and nothing went.
         ledger_exec::say!(
             "ledger-sim: the divergence did not shrink further in {n_replays} replays, {:.1} s{}",
             started.elapsed().as_secs_f64(),
-            if done { "" } else { " (stopped at its bound)" }
+            end.said(run)
         );
-        let note =
-            (!done).then(|| format!("not shrunk: {}; its shrink on the engine stopped at its bound first", start.cut));
+        let note = (!done).then(|| {
+            format!("not shrunk: {}; its shrink on the engine stopped at {} first", start.cut, end.bound(run))
+        });
         return Ok(Some(Divergent {
             reduction: if done { Reduction::Shrunk } else { start.reduction },
             note,
@@ -764,13 +811,15 @@ fn shrink_divergence(
         h.flows.len(),
         h.events.len(),
         started.elapsed().as_secs_f64(),
-        if done { "" } else { " (stopped at its bound)" }
+        end.said(run)
     );
     let detail = format!("at engine step {}: {}", d.step, d.detail);
     // As an invariant's counterexample shrunk on the engine says it ([`on_engine`]).
     let note = (!done).then(|| match reduction {
-        Reduction::Shrunk => format!("{}, then shrunk on the engine until its bound; it may shrink further", start.cut),
-        _ => format!("not shrunk: {}; its shrink on the engine stopped at its bound first", start.cut),
+        Reduction::Shrunk => {
+            format!("{}, then shrunk on the engine until {}; it may shrink further", start.cut, end.bound(run))
+        }
+        _ => format!("not shrunk: {}; its shrink on the engine stopped at {} first", start.cut, end.bound(run)),
     });
     let cut = start.cut;
     Ok(Some(Divergent { history: h, detail, replayed: Some(r), reduction, fresh_only: d.fresh_only, cut, note }))
@@ -794,14 +843,15 @@ struct Divergent {
 
 /// Removes chunks of flows, then of events, halving the chunk (as the simulator's shrinker
 /// does), while `fails` says the candidate still breaks, until nothing more goes, the run's
-/// `--max-replays` replays are spent, `deadline` passes or a signal stops the run. Replays
-/// spent, and whether it got to the end.
+/// `--max-replays` replays are spent, [`PgRun::shrink_for`] from `started` passes or a signal
+/// stops the run. Replays spent, and why it stopped.
 fn shrink_by(
     h: &mut History,
     fails: &mut dyn FnMut(&History) -> anyhow::Result<bool>,
     run: &PgRun<'_>,
-    deadline: Instant,
-) -> anyhow::Result<(usize, bool)> {
+    started: Instant,
+) -> anyhow::Result<(usize, ShrinkEnd)> {
+    let deadline = run.shrink_for.map(|d| started + d);
     let max_replays = run.max_replays;
     let mut n_replays = 0;
     loop {
@@ -812,8 +862,14 @@ fn shrink_by(
             loop {
                 let mut start = 0;
                 while start < n_items(h) {
-                    if n_replays >= max_replays || Instant::now() >= deadline || run.stopping() {
-                        return Ok((n_replays, false));
+                    if run.stopping() {
+                        return Ok((n_replays, ShrinkEnd::Signal));
+                    }
+                    if n_replays >= max_replays {
+                        return Ok((n_replays, ShrinkEnd::Replays));
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok((n_replays, ShrinkEnd::Time));
                     }
                     let candidate =
                         if flows { without_flows(h, start, chunk) } else { without_events(h, start, chunk) };
@@ -835,7 +891,7 @@ fn shrink_by(
             // Users no flow names play no part.
             let named: std::collections::BTreeSet<u32> = h.flows.iter().map(|f| f.user).collect();
             h.users.retain(|u, _| named.contains(u));
-            return Ok((n_replays, true));
+            return Ok((n_replays, ShrinkEnd::Done));
         }
     }
 }

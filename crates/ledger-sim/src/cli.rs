@@ -503,6 +503,8 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             fail_fast: args.fail_fast,
             trace_dir: &args.trace_dir,
             max_replays,
+            // Bounded by replays alone when the user gave them: the same bytes on every run.
+            shrink_for: args.max_replays.is_none().then_some(ledger_pg_runs::SHRINK_ON_ENGINE),
             exec: Some(&args.exec),
             stop: Some(interrupt.flag()),
         };

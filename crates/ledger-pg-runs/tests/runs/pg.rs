@@ -36,6 +36,7 @@ fn try_run(kind: EngineKind, s: &Scenario, seeds: (u64, u64), args: &PgArgs, nam
         fail_fast: false,
         trace_dir: &dir,
         max_replays: 300,
+        shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
         exec: None,
         stop: None,
     };
@@ -232,6 +233,7 @@ fn restart_needs_a_private_cluster_and_faults_need_concurrency() {
         fail_fast: false,
         trace_dir: &dir,
         max_replays: 1,
+        shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
         exec: None,
         stop: None,
     };

@@ -50,6 +50,7 @@ fn child_run_on_the_given_url() {
         trace_dir: &dir,
         // Where it confirms is the point here, not how small the shrink gets.
         max_replays: 20,
+        shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
         exec: None,
         stop: None,
     };

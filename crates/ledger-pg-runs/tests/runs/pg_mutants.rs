@@ -75,6 +75,7 @@ fn run_mutant_of(
         fail_fast: true,
         trace_dir: &dir,
         max_replays,
+        shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
         exec: None,
         stop: None,
     };
@@ -236,6 +237,7 @@ fn a_pg_mutant_is_refused_for_other_engines_and_when_it_is_not_a_function() {
             fail_fast: true,
             trace_dir: &dir,
             max_replays: 300,
+            shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
             exec: None,
             stop: None,
         };

@@ -13,6 +13,7 @@ mod conform_output;
 mod determinism;
 mod exec;
 mod exec_own_bug;
+mod exec_shrink_bound;
 mod exec_stop;
 mod gone_reader;
 mod hostile;
