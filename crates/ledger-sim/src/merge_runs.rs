@@ -41,7 +41,53 @@ const OLD_CONCURRENT_HASH: &str = "concurrent (not deterministic)";
 struct Part {
     name: String,
     seeds: (u64, u64),
+    /// Which shard of which range the report says it is (`run --shard I/N`), if it does.
+    shard: Option<Shard>,
     report: Map<String, Value>,
+}
+
+/// `run --shard I/N` of the range `whole`, as a `--json` report records it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Shard {
+    index: u64,
+    count: u64,
+    whole: (u64, u64),
+}
+
+impl Shard {
+    fn parse(name: &str, v: &Value) -> anyhow::Result<Shard> {
+        let (index, count) = (v["index"].as_u64(), v["count"].as_u64());
+        let whole = v["seeds"].as_str().and_then(parse_range);
+        let (Some(index), Some(count), Some(whole)) = (index, count, whole) else {
+            anyhow::bail!("{name}: shard {v} is not {{\"index\": I, \"count\": N, \"seeds\": \"A..B\"}}")
+        };
+        let shard = Shard { index, count, whole };
+        anyhow::ensure!((1..=count).contains(&index), "{name}: {shard} does not exist");
+        anyhow::ensure!(
+            whole.1 - whole.0 >= count,
+            "{name}: {shard}: the range has fewer seeds than shards, which `run --shard` refuses"
+        );
+        Ok(shard)
+    }
+
+    /// The seeds `run --shard I/N` gives this shard: contiguous slices, the remainder spread
+    /// over the first ones (as `run` cuts them).
+    fn slice(self) -> (u64, u64) {
+        self.slice_of(self.index)
+    }
+
+    /// The seeds of shard `index` of the same split.
+    fn slice_of(self, index: u64) -> (u64, u64) {
+        let (len, n) = (self.whole.1 - self.whole.0, self.count);
+        let at = |k: u64| self.whole.0 + k * (len / n) + k.min(len % n);
+        (at(index - 1), at(index))
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "shard {}/{} of {}..{}", self.index, self.count, self.whole.0, self.whole.1)
+    }
 }
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -63,7 +109,8 @@ fn read(path: &Path) -> anyhow::Result<Part> {
         "{name}: seeds {seeds:?} covers no seed (a run stopped before its first, by a signal): leave it out"
     );
     let seeds = parse_range(seeds).ok_or_else(|| anyhow::anyhow!("{name}: seeds {seeds:?} is not a range A..B"))?;
-    let part = Part { name, seeds, report };
+    let shard = report.get("shard").map(|s| Shard::parse(&name, s)).transpose()?;
+    let part = Part { name, seeds, shard, report };
     trace_hash(&part)?;
     Ok(part)
 }
@@ -170,6 +217,15 @@ fn check_same_run(parts: &[Part]) -> anyhow::Result<()> {
 /// overlap, and sizes that differ by at most one seed, the larger first (a last shard that
 /// broke an invariant may have stopped early under `--fail-fast`).
 fn check_tiling(parts: &[Part]) -> anyhow::Result<()> {
+    let sharded = parts.iter().find(|p| p.shard.is_some());
+    let plain = parts.iter().find(|p| p.shard.is_none());
+    match (sharded, plain) {
+        (Some(_), None) => return check_shard_set(parts),
+        (Some(s), Some(p)) => {
+            anyhow::bail!("{} says which shard it is and {} does not: shards of different runs", s.name, p.name)
+        }
+        (None, _) => {}
+    }
     for w in parts.windows(2) {
         let (a, b) = (&w[0], &w[1]);
         anyhow::ensure!(
@@ -182,11 +238,6 @@ fn check_tiling(parts: &[Part]) -> anyhow::Result<()> {
             b.seeds.0,
             if a.seeds.1 > b.seeds.0 { "they overlap (a shard given twice?)" } else { "a shard is missing" }
         );
-    }
-    if let Some(shards) = parts.iter().map(|p| p.report.get("shard")).collect::<Option<Vec<_>>>() {
-        return check_shard_numbers(parts, &shards);
-    } else if let Some(p) = parts.iter().find(|p| p.report.contains_key("shard")) {
-        anyhow::bail!("{} says which shard it is and {} does not: shards of different runs", p.name, parts[0].name);
     }
     // Reports that do not say which shard they are: adjacent ranges run apart
     // (`--seeds 0..1000` here, `--seeds 1000..5000` there) merge as they tile.
@@ -219,49 +270,106 @@ fn check_split_sizes(parts: &[Part]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// With reports that say which shard of how many of which range they are: every one present
-/// once, each where `--shard` puts it.
-fn check_shard_numbers(parts: &[Part], shards: &[&Value]) -> anyhow::Result<()> {
+/// With reports that say which shard of how many of which range they are: one split, every
+/// shard present once, each where `--shard` puts it; a shard missing, or cut short before
+/// another, is named.
+fn check_shard_set(parts: &[Part]) -> anyhow::Result<()> {
+    let shard = |p: &Part| p.shard.expect("a shard set has only shards");
+    let (first, one) = (&parts[0], shard(&parts[0]));
     let mut seen: BTreeMap<u64, &str> = BTreeMap::new();
-    let (count, range) = (shards[0]["count"].as_u64(), shards[0]["seeds"].as_str());
-    for (p, s) in parts.iter().zip(shards) {
-        let (i, n) = (s["index"].as_u64(), s["count"].as_u64());
-        let whole = s["seeds"].as_str().and_then(parse_range);
-        let (Some(i), Some(n), Some(whole)) = (i, n, whole) else {
-            anyhow::bail!("{}: shard {s} is not {{\"index\": I, \"count\": N, \"seeds\": \"A..B\"}}", p.name)
+    for p in parts {
+        let s = shard(p);
+        let why = if s.whole != one.whole {
+            "shards of different runs"
+        } else {
+            "the shard counts differ (shards of different splits of one range: merge the shards of one `--shard I/N`)"
         };
         anyhow::ensure!(
-            Some(n) == count && s["seeds"].as_str() == range,
-            "{} is shard {i}/{n} of {}..{} but {} is of {}: shards of different runs",
+            (s.count, s.whole) == (one.count, one.whole),
+            "{} is {s} but {} is {one}: {why}",
             p.name,
-            whole.0,
-            whole.1,
-            parts[0].name,
-            shards[0]
+            first.name
         );
-        anyhow::ensure!((1..=n).contains(&i), "{}: shard {i}/{n} does not exist", p.name);
-        if let Some(other) = seen.insert(i, &p.name) {
-            anyhow::bail!("{other} and {} are both shard {i}/{n}", p.name);
+        if let Some(other) = seen.insert(s.index, &p.name) {
+            anyhow::bail!("{other} and {} are both shard {}/{}", p.name, s.index, s.count);
         }
-        let len = whole.1 - whole.0;
-        let at = |k: u64| whole.0 + k * (len / n) + k.min(len % n);
-        let slice = (at(i - 1), at(i));
+        let slice = s.slice();
         anyhow::ensure!(
             p.seeds.0 == slice.0 && p.seeds.1 <= slice.1,
-            "{} covers seeds {}..{} but shard {i}/{n} of {}..{} is {}..{}",
+            "{} covers seeds {}..{} but {s} is {}..{}",
             p.name,
             p.seeds.0,
             p.seeds.1,
-            whole.0,
-            whole.1,
             slice.0,
             slice.1
         );
     }
-    let n = count.unwrap_or_default();
-    let missing: Vec<String> = (1..=n).filter(|i| !seen.contains_key(i)).map(|i| format!("{i}/{n}")).collect();
-    anyhow::ensure!(missing.is_empty(), "shard(s) {} of {} missing", missing.join(", "), range.unwrap_or_default());
+    // The shards, in seed order, with what lies between them (and before the first, and
+    // after the last) that no report covers.
+    let mut gaps = Vec::new();
+    let mut at = one.whole.0;
+    let mut before: Option<&Part> = None;
+    for p in parts {
+        if p.seeds.0 > at {
+            gaps.push(describe_gap(one, (at, p.seeds.0), before, Some(p)));
+        }
+        (at, before) = (p.seeds.1, Some(p));
+    }
+    // A last shard that broke an invariant may have stopped early under `--fail-fast`.
+    let cut_last = before.is_some_and(|p| shard(p).slice().1 == one.whole.1);
+    if at < one.whole.1 && !cut_last {
+        gaps.push(describe_gap(one, (at, one.whole.1), before, None));
+    }
+    anyhow::ensure!(gaps.is_empty(), "{}", gaps.join("; "));
     Ok(())
+}
+
+/// What no report covers of the seeds `gap`, between the reports `before` and `after` (each
+/// absent at an end of the range): the seeds a shard cut short left, and the shards missing.
+fn describe_gap(split: Shard, gap: (u64, u64), before: Option<&Part>, after: Option<&Part>) -> String {
+    let mut said = Vec::new();
+    if let Some((p, s)) = before.and_then(|p| Some((p, p.shard?))).filter(|(p, s)| p.seeds.1 < s.slice().1) {
+        let end = s.slice().1;
+        said.push(format!(
+            "{} ({s}) covers seeds {}..{} of its {}..{end}: seeds {}..{end} were not run",
+            p.name,
+            p.seeds.0,
+            p.seeds.1,
+            s.slice().0,
+            p.seeds.1
+        ));
+    }
+    let missing: Vec<u64> = (1..=split.count)
+        .filter(|&i| {
+            let slice = split.slice_of(i);
+            gap.0 <= slice.0 && slice.1 <= gap.1
+        })
+        .collect();
+    if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
+        let list: Vec<String> = missing.iter().map(|i| format!("{i}/{}", split.count)).collect();
+        let (list, whole) = (list.join(", "), format!("{}..{}", split.whole.0, split.whole.1));
+        let seeds = format!("seeds {}..{}", split.slice_of(lo).0, split.slice_of(hi).1);
+        said.push(match (before, after) {
+            (Some(b), Some(a)) if said.is_empty() => format!(
+                "{} covers seeds {}..{} and {} starts at {}: a shard is missing, shard(s) {list} of {whole} ({seeds})",
+                b.name, b.seeds.0, b.seeds.1, a.name, a.seeds.0
+            ),
+            (_, Some(a)) if before.is_none() => {
+                format!(
+                    "shard(s) {list} of {whole} missing ({seeds}; the first report, {}, starts at {})",
+                    a.name, a.seeds.0
+                )
+            }
+            (Some(b), None) => {
+                format!(
+                    "shard(s) {list} of {whole} missing ({seeds}; the last report, {}, ends at {})",
+                    b.name, b.seeds.1
+                )
+            }
+            _ => format!("shard(s) {list} of {whole} missing ({seeds})"),
+        });
+    }
+    said.join(", and ")
 }
 
 /// The shards' trace hashes folded in seed order; `None` for a concurrent run's shards, which

@@ -161,6 +161,62 @@ fn a_missing_end_shard_is_named_when_the_reports_say_which_shard_they_are() {
     refused(&out, &["x.json is shard 3/3 of 0..21", "different runs"]);
 }
 
+/// `{"shard": ...}` of shard `index`/`count` of `whole`.
+fn shard(index: u64, count: u64, whole: &str) -> Value {
+    json!({"shard": {"index": index, "count": count, "seeds": whole}})
+}
+
+/// A shard missing between two others is named by its number and seeds, not only as "a shard";
+/// every missing one is, wherever it is.
+#[test]
+fn a_missing_middle_shard_is_named() {
+    let (out, _) = merge(&[
+        ("m_1.json", report("0..5", shard(1, 4, "0..20"))),
+        ("m_3.json", report("10..15", shard(3, 4, "0..20"))),
+        ("m_4.json", report("15..20", shard(4, 4, "0..20"))),
+    ]);
+    refused(
+        &out,
+        &[
+            "m_1.json covers seeds 0..5 and",
+            "m_3.json starts at 10: a shard is missing, shard(s) 2/4 of 0..20 (seeds 5..10)",
+        ],
+    );
+    let (out, _) = merge(&[
+        ("m_2.json", report("5..10", shard(2, 4, "0..20"))),
+        ("m_4.json", report("15..20", shard(4, 4, "0..20"))),
+    ]);
+    refused(&out, &["shard(s) 1/4 of 0..20 missing (seeds 0..5;", "shard(s) 3/4 of 0..20 (seeds 10..15)"]);
+}
+
+/// A shard of another split of the same range (2/5 among /4 shards) overlaps its neighbours:
+/// what is said is that the shard counts differ, naming it, not that a shard was given twice.
+#[test]
+fn shards_of_different_counts_are_named_as_such() {
+    let (out, _) = merge(&[
+        ("c_1.json", report("0..5", shard(1, 4, "0..20"))),
+        ("c2of5.json", report("4..8", shard(2, 5, "0..20"))),
+        ("c_3.json", report("10..15", shard(3, 4, "0..20"))),
+        ("c_4.json", report("15..20", shard(4, 4, "0..20"))),
+    ]);
+    refused(&out, &["c2of5.json is shard 2/5 of 0..20 but", "c_1.json is shard 1/4 of 0..20", "shard counts differ"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("overlap"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A report that does not say which shard it is, among shards, is the one named as such,
+/// wherever it sorts.
+#[test]
+fn the_report_that_is_no_shard_is_the_one_named() {
+    let (out, _) = merge(&[
+        ("p_rest.json", report("7..10", json!({}))),
+        ("p_1.json", report("0..7", shard(1, 3, "0..20"))),
+        ("p_2.json", report("7..10", shard(2, 3, "0..20"))),
+        ("p_3.json", report("14..20", shard(3, 3, "0..20"))),
+    ]);
+    refused(&out, &["says which shard it is and", "p_rest.json does not"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("p_1.json does not"));
+}
+
 /// Counts that do not fit a u64 together are refused, not wrapped around.
 #[test]
 fn counts_that_overflow_are_refused() {
