@@ -8,7 +8,10 @@
 //! (`--shard` slices differ by at most one seed, the larger first). A report that says which
 //! shard it is (`"shard": {"index": I, "count": N, "seeds": "A..B"}`) is checked to be one of
 //! a complete set; without that, a missing first or last shard cannot be told from a smaller
-//! range. Steps, requests, coverage and `seeds_reaching` add up, refused when a sum overflows;
+//! range. Among shards, reports of `run --seeds A..B` without `--shard` fill what the shards
+//! left (the rest of a shard a signal stopped, which its stderr says how to run, or a lost
+//! shard run again) when the reports record their scenario: a seed runs alike in any run of
+//! the same engine, scheduler and scenario. Steps, requests, coverage and `seeds_reaching` add up, refused when a sum overflows;
 //! each invariant's counterexample is the one of the lowest seed that broke it, and its list of
 //! breaking seeds is the union; `never_reached` follows from `seeds_reaching`. Steering adds
 //! up mark by mark (its warm-up seeds are every shard's), and each mark's favoured options are
@@ -213,18 +216,14 @@ fn check_same_run(parts: &[Part]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The shards, in seed order, must tile their range as `run --shard I/N` cuts one: no gap, no
-/// overlap, and sizes that differ by at most one seed, the larger first (a last shard that
-/// broke an invariant may have stopped early under `--fail-fast`).
+/// The reports, in seed order, must tile their range as `run --shard I/N` cuts one: no gap,
+/// no overlap. Reports that say which shard they are are checked as a set
+/// ([`check_shard_set`]); others, as ranges that tile, and as the sizes of one split when
+/// they do not record their scenario either (a last shard that broke an invariant may have
+/// stopped early under `--fail-fast`).
 fn check_tiling(parts: &[Part]) -> anyhow::Result<()> {
-    let sharded = parts.iter().find(|p| p.shard.is_some());
-    let plain = parts.iter().find(|p| p.shard.is_none());
-    match (sharded, plain) {
-        (Some(_), None) => return check_shard_set(parts),
-        (Some(s), Some(p)) => {
-            anyhow::bail!("{} says which shard it is and {} does not: shards of different runs", s.name, p.name)
-        }
-        (None, _) => {}
+    if parts.iter().any(|p| p.shard.is_some()) {
+        return check_shard_set(parts);
     }
     for w in parts.windows(2) {
         let (a, b) = (&w[0], &w[1]);
@@ -271,14 +270,38 @@ fn check_split_sizes(parts: &[Part]) -> anyhow::Result<()> {
 }
 
 /// With reports that say which shard of how many of which range they are: one split, every
-/// shard present once, each where `--shard` puts it; a shard missing, or cut short before
-/// another, is named.
+/// shard at most once, each where `--shard` puts it, and every seed of the range in one
+/// report; a shard missing, or cut short, is named. Reports of `run --seeds A..B` without
+/// `--shard` fill what shards left (the rest of a shard a signal stopped, which its stderr
+/// says how to run, or a missing shard run again), when the reports record their scenario:
+/// a seed runs the same in any run of the same engine, scheduler and scenario (checked by
+/// [`check_same_run`]), and shards are no more than ranges.
 fn check_shard_set(parts: &[Part]) -> anyhow::Result<()> {
-    let shard = |p: &Part| p.shard.expect("a shard set has only shards");
-    let (first, one) = (&parts[0], shard(&parts[0]));
+    let (first, one) = parts.iter().find_map(|p| Some((p, p.shard?))).expect("a shard set has a shard");
     let mut seen: BTreeMap<u64, &str> = BTreeMap::new();
     for p in parts {
-        let s = shard(p);
+        let Some(s) = p.shard else {
+            anyhow::ensure!(
+                first.report.contains_key("scenario"),
+                "{} says which shard it is and {} does not, and they do not record their scenario: {} cannot be \
+                 told to be of the same run (a report of `run --seeds A..B` fills a gap of shards when the reports \
+                 record it)",
+                first.name,
+                p.name,
+                p.name
+            );
+            anyhow::ensure!(
+                one.whole.0 <= p.seeds.0 && p.seeds.1 <= one.whole.1,
+                "{} covers seeds {}..{}, outside {}..{}, the range of the shards ({} is {one}): reports of different runs",
+                p.name,
+                p.seeds.0,
+                p.seeds.1,
+                one.whole.0,
+                one.whole.1,
+                first.name
+            );
+            continue;
+        };
         let why = if s.whole != one.whole {
             "shards of different runs"
         } else {
@@ -304,19 +327,31 @@ fn check_shard_set(parts: &[Part]) -> anyhow::Result<()> {
             slice.1
         );
     }
-    // The shards, in seed order, with what lies between them (and before the first, and
-    // after the last) that no report covers.
+    // The reports in seed order, with what lies between them (and before the first, and after
+    // the last) that none covers.
     let mut gaps = Vec::new();
     let mut at = one.whole.0;
     let mut before: Option<&Part> = None;
     for p in parts {
+        if let Some(b) = before.filter(|_| p.seeds.0 < at) {
+            anyhow::bail!(
+                "{} covers seeds {}..{} and {} covers seeds {}..{}: they overlap (a report given twice, or a rest \
+                 run over more than its shard left?)",
+                b.name,
+                b.seeds.0,
+                b.seeds.1,
+                p.name,
+                p.seeds.0,
+                p.seeds.1
+            );
+        }
         if p.seeds.0 > at {
             gaps.push(describe_gap(one, (at, p.seeds.0), before, Some(p)));
         }
         (at, before) = (p.seeds.1, Some(p));
     }
     // A last shard that broke an invariant may have stopped early under `--fail-fast`.
-    let cut_last = before.is_some_and(|p| shard(p).slice().1 == one.whole.1);
+    let cut_last = before.and_then(|p| p.shard).is_some_and(|s| s.slice().1 == one.whole.1);
     if at < one.whole.1 && !cut_last {
         gaps.push(describe_gap(one, (at, one.whole.1), before, None));
     }
@@ -324,52 +359,61 @@ fn check_shard_set(parts: &[Part]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What no report covers of the seeds `gap`, between the reports `before` and `after` (each
-/// absent at an end of the range): the seeds a shard cut short left, and the shards missing.
+/// What no report covers of the seeds `gap` of the split `split`, between the reports
+/// `before` and `after` (each absent at an end of the range): the seeds a shard cut short
+/// left, the seeds of a shard in no report, and the shards missing.
 fn describe_gap(split: Shard, gap: (u64, u64), before: Option<&Part>, after: Option<&Part>) -> String {
     let mut said = Vec::new();
-    if let Some((p, s)) = before.and_then(|p| Some((p, p.shard?))).filter(|(p, s)| p.seeds.1 < s.slice().1) {
-        let end = s.slice().1;
+    // The shard before the gap, when it stopped inside its slice.
+    let cut = before.and_then(|p| Some((p, p.shard?))).filter(|(p, s)| p.seeds.1 < s.slice().1);
+    if let Some((p, s)) = cut {
+        let (from, end) = (s.slice().0, s.slice().1);
+        let (to, seeds) = (p.seeds.1, p.seeds);
         said.push(format!(
-            "{} ({s}) covers seeds {}..{} of its {}..{end}: seeds {}..{end} were not run",
-            p.name,
-            p.seeds.0,
-            p.seeds.1,
-            s.slice().0,
-            p.seeds.1
+            "{} ({s}) covers seeds {}..{to} of its {from}..{end}: seeds {to}..{end} were not run",
+            p.name, seeds.0
         ));
     }
-    let missing: Vec<u64> = (1..=split.count)
-        .filter(|&i| {
-            let slice = split.slice_of(i);
-            gap.0 <= slice.0 && slice.1 <= gap.1
-        })
-        .collect();
+    let (mut missing, mut partly) = (Vec::new(), Vec::new());
+    for i in 1..=split.count {
+        let slice = split.slice_of(i);
+        let (lo, hi) = (slice.0.max(gap.0), slice.1.min(gap.1));
+        if lo >= hi || cut.is_some_and(|(_, s)| s.index == i) {
+            continue;
+        }
+        if (lo, hi) == slice {
+            missing.push(i);
+        } else {
+            partly.push(format!("seeds {lo}..{hi} of shard {i}/{} are in no report", split.count));
+        }
+    }
+    said.extend(partly);
+    // Where the gap is, unless a statement already names the report before it.
+    let mut placed = cut.is_some();
+    let whole = format!("{}..{}", split.whole.0, split.whole.1);
     if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
         let list: Vec<String> = missing.iter().map(|i| format!("{i}/{}", split.count)).collect();
-        let (list, whole) = (list.join(", "), format!("{}..{}", split.whole.0, split.whole.1));
-        let seeds = format!("seeds {}..{}", split.slice_of(lo).0, split.slice_of(hi).1);
+        let (list, seeds) = (list.join(", "), format!("seeds {}..{}", split.slice_of(lo).0, split.slice_of(hi).1));
         said.push(match (before, after) {
-            (Some(b), Some(a)) if said.is_empty() => format!(
-                "{} covers seeds {}..{} and {} starts at {}: a shard is missing, shard(s) {list} of {whole} ({seeds})",
-                b.name, b.seeds.0, b.seeds.1, a.name, a.seeds.0
-            ),
-            (_, Some(a)) if before.is_none() => {
+            (Some(b), Some(a)) if said.is_empty() => {
+                placed = true;
                 format!(
-                    "shard(s) {list} of {whole} missing ({seeds}; the first report, {}, starts at {})",
-                    a.name, a.seeds.0
-                )
-            }
-            (Some(b), None) => {
-                format!(
-                    "shard(s) {list} of {whole} missing ({seeds}; the last report, {}, ends at {})",
-                    b.name, b.seeds.1
+                    "{} covers seeds {}..{} and {} starts at {}: a shard is missing, shard(s) {list} of {whole} ({seeds})",
+                    b.name, b.seeds.0, b.seeds.1, a.name, a.seeds.0
                 )
             }
             _ => format!("shard(s) {list} of {whole} missing ({seeds})"),
         });
     }
-    said.join(", and ")
+    let mut text = said.join(", and ");
+    match (before, after) {
+        _ if placed => {}
+        (None, Some(a)) => text += &format!(", before {} (the first report)", a.name),
+        (Some(b), None) => text += &format!(", after {} (the last report)", b.name),
+        (Some(b), Some(a)) => text += &format!(", between {} and {}", b.name, a.name),
+        (None, None) => {}
+    }
+    text
 }
 
 /// The shards' trace hashes folded in seed order; `None` for a concurrent run's shards, which

@@ -20,6 +20,7 @@ mod hostile;
 mod interrupted_run;
 mod killed_run;
 mod merge_runs_hostile;
+mod merge_runs_interrupted;
 mod pg_hostile;
 mod plan_fit;
 mod plan_hostile;

@@ -186,7 +186,14 @@ fn a_missing_middle_shard_is_named() {
         ("m_2.json", report("5..10", shard(2, 4, "0..20"))),
         ("m_4.json", report("15..20", shard(4, 4, "0..20"))),
     ]);
-    refused(&out, &["shard(s) 1/4 of 0..20 missing (seeds 0..5;", "shard(s) 3/4 of 0..20 (seeds 10..15)"]);
+    refused(
+        &out,
+        &[
+            "shard(s) 1/4 of 0..20 missing (seeds 0..5), before ",
+            "m_2.json (the first report)",
+            "shard(s) 3/4 of 0..20 (seeds 10..15)",
+        ],
+    );
 }
 
 /// A shard of another split of the same range (2/5 among /4 shards) overlaps its neighbours:
@@ -215,6 +222,49 @@ fn the_report_that_is_no_shard_is_the_one_named() {
     ]);
     refused(&out, &["says which shard it is and", "p_rest.json does not"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("p_1.json does not"));
+}
+
+/// Reports of `run --seeds A..B` without `--shard` fill what the shards of a set left (the
+/// rest of a shard a signal stopped, a shard run again), when the reports record their
+/// scenario; what still lies in no report, and what is covered twice, is named.
+#[test]
+fn reports_without_a_shard_fill_the_gaps_of_a_shard_set() {
+    let scenario = json!({"n_users": 40, "n_steps": 600});
+    let sh = |i: u64, seeds: &str| {
+        let mut r = report(seeds, shard(i, 4, "0..20"));
+        r["scenario"] = scenario.clone();
+        r
+    };
+    let plain = |seeds: &str| report(seeds, json!({"scenario": scenario}));
+    // The rest of shard 2 (cut at 7), and shard 3 run again as a range.
+    let (out, v) = merge(&[
+        ("f_1.json", sh(1, "0..5")),
+        ("f_2.json", sh(2, "5..7")),
+        ("f_rest.json", plain("7..10")),
+        ("f_3.json", plain("10..15")),
+        ("f_4.json", sh(4, "15..20")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!((v["seeds"].as_str(), v["steps"].as_u64()), (Some("0..20"), Some(500)), "{v}");
+    // A rest that stops short, one run over more than the shard left, one outside the range.
+    let (out, _) = merge(&[
+        ("f_1.json", sh(1, "0..5")),
+        ("f_2.json", sh(2, "5..7")),
+        ("f_rest.json", plain("7..9")),
+        ("f_34.json", plain("10..20")),
+    ]);
+    refused(&out, &["seeds 9..10 of shard 2/4 are in no report, between ", "f_rest.json and "]);
+    let (out, _) = merge(&[("f_1.json", sh(1, "0..5")), ("f_2.json", sh(2, "5..7")), ("f_more.json", plain("6..20"))]);
+    refused(&out, &["f_2.json covers seeds 5..7 and ", "f_more.json covers seeds 6..20: they overlap"]);
+    let (out, _) = merge(&[("f_1.json", sh(1, "0..5")), ("f_out.json", plain("5..25"))]);
+    refused(&out, &["f_out.json covers seeds 5..25, outside 0..20, the range of the shards"]);
+    // Without the scenario, nothing says the range is of the same run.
+    let (out, _) =
+        merge(&[("n_1.json", report("0..10", shard(1, 2, "0..20"))), ("n_2.json", report("10..20", json!({})))]);
+    refused(
+        &out,
+        &["n_1.json says which shard it is and ", "n_2.json does not, and they do not record their scenario"],
+    );
 }
 
 /// Counts that do not fit a u64 together are refused, not wrapped around.
