@@ -11,7 +11,15 @@
 //! range. Among shards, reports of `run --seeds A..B` without `--shard` fill what the shards
 //! left (the rest of a shard a signal stopped, which its stderr says how to run, or a lost
 //! shard run again) when the reports record their scenario: a seed runs alike in any run of
-//! the same engine, scheduler and scenario. Steps, requests, coverage and `seeds_reaching` add up, refused when a sum overflows;
+//! the same engine, scheduler and scenario.
+//!
+//! A report of a run a signal stopped (`interrupted_by`) never merges into a report that looks
+//! whole: when no other report covers the seeds it left, or the signal cut its shrinking
+//! short, the merged report keeps the mark and `merge-runs` ends as `run` did (the seeds not
+//! run and the command that runs them said, exit 128 + N); a shard cut short before another
+//! is refused, naming it.
+//!
+//! Steps, requests, coverage and `seeds_reaching` add up, refused when a sum overflows;
 //! each invariant's counterexample is the one of the lowest seed that broke it, and its list of
 //! breaking seeds is the union; `never_reached` follows from `seeds_reaching`. Steering adds
 //! up mark by mark (its warm-up seeds are every shard's), and each mark's favoured options are
@@ -46,7 +54,26 @@ struct Part {
     seeds: (u64, u64),
     /// Which shard of which range the report says it is (`run --shard I/N`), if it does.
     shard: Option<Shard>,
+    /// The signal that stopped its run (`interrupted_by`), if one did.
+    signal: Option<i32>,
     report: Map<String, Value>,
+}
+
+impl Part {
+    /// Whether an invariant broke in its seeds (a run under `--fail-fast` stops at the first).
+    fn broke(&self) -> bool {
+        self.report["violations"].as_array().is_some_and(|v| !v.is_empty())
+    }
+
+    /// What runs the seeds `rest` it did not, and what becomes of that run's report.
+    fn rest_command(&self, rest: (u64, u64)) -> String {
+        let options =
+            if self.shard.is_some() { "the shard's other options, without `--shard`" } else { "its other options" };
+        format!(
+            "`ledger-sim run --seeds {}..{}` ({options}) runs them, and its report merges with these",
+            rest.0, rest.1
+        )
+    }
 }
 
 /// `run --shard I/N` of the range `whole`, as a `--json` report records it.
@@ -77,6 +104,20 @@ impl Shard {
     /// over the first ones (as `run` cuts them).
     fn slice(self) -> (u64, u64) {
         self.slice_of(self.index)
+    }
+
+    /// The shard of the same split that runs `seed` (of its range), and its seeds.
+    fn slice_at(self, seed: u64) -> (u64, (u64, u64)) {
+        // The first `len % n` slices have a seed more than the others (`len / n` >= 1).
+        let (len, n) = (self.whole.1 - self.whole.0, self.count);
+        let (small, larger) = (len / n, len % n);
+        let offset = seed.saturating_sub(self.whole.0);
+        let index = match offset / (small + 1) {
+            k if k < larger => k + 1,
+            _ => larger + (offset - larger * (small + 1)) / small + 1,
+        };
+        let index = index.min(n);
+        (index, self.slice_of(index))
     }
 
     /// The seeds of shard `index` of the same split.
@@ -113,7 +154,18 @@ fn read(path: &Path) -> anyhow::Result<Part> {
     );
     let seeds = parse_range(seeds).ok_or_else(|| anyhow::anyhow!("{name}: seeds {seeds:?} is not a range A..B"))?;
     let shard = report.get("shard").map(|s| Shard::parse(&name, s)).transpose()?;
-    let part = Part { name, seeds, shard, report };
+    let signal =
+        match report.get("interrupted_by") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let named = |n: &i32| v.as_str().is_some_and(|v| signal_hook::low_level::signal_name(*n) == Some(v));
+                let signal = (1..=64).find(named);
+                Some(signal.ok_or_else(|| {
+                    anyhow::anyhow!("{name}: interrupted_by {v} is not a signal's name (\"SIGTERM\")")
+                })?)
+            }
+        };
+    let part = Part { name, seeds, shard, signal, report };
     trace_hash(&part)?;
     Ok(part)
 }
@@ -350,8 +402,11 @@ fn check_shard_set(parts: &[Part]) -> anyhow::Result<()> {
         }
         (at, before) = (p.seeds.1, Some(p));
     }
-    // A last shard that broke an invariant may have stopped early under `--fail-fast`.
-    let cut_last = before.and_then(|p| p.shard).is_some_and(|s| s.slice().1 == one.whole.1);
+    // The last report may stop inside the last shard's slice: when a signal stopped its run
+    // (the merged report is then cut short too, see [`stops`]), or when it broke an invariant
+    // (a run under `--fail-fast` stops at the first).
+    let last_slice = one.slice_of(one.count);
+    let cut_last = before.is_some_and(|p| (p.signal.is_some() || p.broke()) && p.seeds.1 > last_slice.0);
     if at < one.whole.1 && !cut_last {
         gaps.push(describe_gap(one, (at, one.whole.1), before, None));
     }
@@ -364,36 +419,59 @@ fn check_shard_set(parts: &[Part]) -> anyhow::Result<()> {
 /// left, the seeds of a shard in no report, and the shards missing.
 fn describe_gap(split: Shard, gap: (u64, u64), before: Option<&Part>, after: Option<&Part>) -> String {
     let mut said = Vec::new();
-    // The shard before the gap, when it stopped inside its slice.
-    let cut = before.and_then(|p| Some((p, p.shard?))).filter(|(p, s)| p.seeds.1 < s.slice().1);
-    if let Some((p, s)) = cut {
-        let (from, end) = (s.slice().0, s.slice().1);
-        let (to, seeds) = (p.seeds.1, p.seeds);
-        said.push(format!(
-            "{} ({s}) covers seeds {}..{to} of its {from}..{end}: seeds {to}..{end} were not run",
-            p.name, seeds.0
-        ));
+    // The report before the gap, when it stopped inside a shard's slice: a shard cut short,
+    // or a run of the rest that a signal stopped too.
+    let cut = before
+        .filter(|p| p.shard.is_some() || p.signal.is_some())
+        .map(|p| (p, split.slice_at(p.seeds.1 - 1)))
+        .filter(|(p, (_, slice))| p.seeds.1 < slice.1);
+    if let Some((p, (i, slice))) = cut {
+        let rest = (p.seeds.1, slice.1.min(gap.1));
+        let covers = match p.shard {
+            Some(s) => {
+                format!("{} ({s}) covers seeds {}..{} of its {}..{}", p.name, p.seeds.0, p.seeds.1, slice.0, slice.1)
+            }
+            None => format!("{} covers seeds {}..{}, in shard {i}/{}", p.name, p.seeds.0, p.seeds.1, split.count),
+        };
+        let why = match p.signal {
+            Some(sig) => format!(", as {} stopped it: {}", crate::interrupt::name(sig), p.rest_command(rest)),
+            None if p.broke() => format!(", as it stopped at a violation (`--fail-fast`): {}", p.rest_command(rest)),
+            None => ", and its report says neither that a signal stopped it (`interrupted_by`) nor that it broke an \
+                     invariant (`--fail-fast`)"
+                .to_owned(),
+        };
+        said.push(format!("{covers}: seeds {}..{} were not run{why}", rest.0, rest.1));
     }
-    let (mut missing, mut partly) = (Vec::new(), Vec::new());
-    for i in 1..=split.count {
+    // The shards whose slices the gap touches, `lo..=hi`: those at its ends may lie partly in
+    // it (the first one is the cut shard's when there is one, said above), the others are
+    // missing.
+    let (mut lo, mut hi) = (split.slice_at(gap.0).0, split.slice_at(gap.1 - 1).0);
+    let in_gap = |i: u64| {
         let slice = split.slice_of(i);
-        let (lo, hi) = (slice.0.max(gap.0), slice.1.min(gap.1));
-        if lo >= hi || cut.is_some_and(|(_, s)| s.index == i) {
-            continue;
+        let (from, to) = (slice.0.max(gap.0), slice.1.min(gap.1));
+        ((from, to) != slice).then(|| format!("seeds {from}..{to} of shard {i}/{} are in no report", split.count))
+    };
+    if let Some(partly) = in_gap(lo) {
+        if cut.is_none() {
+            said.push(partly);
         }
-        if (lo, hi) == slice {
-            missing.push(i);
-        } else {
-            partly.push(format!("seeds {lo}..{hi} of shard {i}/{} are in no report", split.count));
-        }
+        lo += 1;
     }
-    said.extend(partly);
+    let tail = if lo <= hi { in_gap(hi) } else { None };
+    if tail.is_some() {
+        hi -= 1;
+    }
     // Where the gap is, unless a statement already names the report before it.
     let mut placed = cut.is_some();
     let whole = format!("{}..{}", split.whole.0, split.whole.1);
-    if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
-        let list: Vec<String> = missing.iter().map(|i| format!("{i}/{}", split.count)).collect();
-        let (list, seeds) = (list.join(", "), format!("seeds {}..{}", split.slice_of(lo).0, split.slice_of(hi).1));
+    if lo <= hi {
+        let n = split.count;
+        let list = if hi - lo < 8 {
+            (lo..=hi).map(|i| format!("{i}/{n}")).collect::<Vec<_>>().join(", ")
+        } else {
+            format!("{lo}/{n} to {hi}/{n} ({} shards)", hi - lo + 1)
+        };
+        let seeds = format!("seeds {}..{}", split.slice_of(lo).0, split.slice_of(hi).1);
         said.push(match (before, after) {
             (Some(b), Some(a)) if said.is_empty() => {
                 placed = true;
@@ -405,6 +483,7 @@ fn describe_gap(split: Shard, gap: (u64, u64), before: Option<&Part>, after: Opt
             _ => format!("shard(s) {list} of {whole} missing ({seeds})"),
         });
     }
+    said.extend(tail);
     let mut text = said.join(", and ");
     match (before, after) {
         _ if placed => {}
@@ -473,12 +552,100 @@ fn merge_steering(parts: &[Part]) -> anyhow::Result<Value> {
     }))
 }
 
-/// The merged report, and whether no invariant broke.
-pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
+/// How a signal that stopped one of the runs merged shows in the merged report.
+enum Stop {
+    /// It left the seeds `rest`, at the end of the range, which no report covers.
+    Seeds((u64, u64)),
+    /// It came once every seed of its run had run, while their counterexamples were shrunk.
+    Shrinking,
+    /// The last of ranges run apart: whether it left seeds, and which, the report does not
+    /// say (its run's stderr did).
+    Unknown,
+}
+
+/// The signals that stopped runs merged whose mark the merged report keeps, with what each
+/// did: one that left seeds no other report covers, or that cut shrinking short. A signal
+/// that stopped a run whose seeds left the next report covers (the rest, run as its stderr
+/// said) leaves no mark: every seed has run.
+fn stops(parts: &[Part]) -> Vec<(&Part, i32, Stop)> {
+    let whole = parts.iter().find_map(|p| p.shard).map(|s| s.whole);
+    let mut stops = Vec::new();
+    for (k, p) in parts.iter().enumerate() {
+        let Some(signal) = p.signal else { continue };
+        let last = k + 1 == parts.len();
+        let stop = match (p.shard, whole) {
+            // A shard that ran its whole slice was stopped while shrinking.
+            (Some(s), _) if p.seeds.1 == s.slice().1 => Stop::Shrinking,
+            // The next report covers the seeds after it (the tiling is checked).
+            _ if !last => continue,
+            (_, Some(whole)) if p.seeds.1 < whole.1 => Stop::Seeds((p.seeds.1, whole.1)),
+            (_, Some(_)) => Stop::Shrinking,
+            (_, None) => Stop::Unknown,
+        };
+        stops.push((p, signal, stop));
+    }
+    stops
+}
+
+/// What the command line says of a run merged that a signal stopped, and how `merge-runs`
+/// then ends, as the run did: by that signal (exit 128 + its number), the merged report
+/// printed, covering a range from the first seed.
+fn stopped(parts: &[Part], stops: &[(&Part, i32, Stop)]) -> Option<(crate::interrupt::Interrupted, Vec<String>)> {
+    let ran = (parts[0].seeds.0, parts[parts.len() - 1].seeds.1);
+    let mut said = Vec::new();
+    for (p, signal, stop) in stops {
+        let (name, by) = (&p.name, crate::interrupt::name(*signal));
+        let which = p.shard.map(|s| format!(" ({s})")).unwrap_or_default();
+        let (a, b) = p.seeds;
+        said.push(match stop {
+            Stop::Seeds(rest) => format!(
+                "{name}{which} was stopped by {by} after seeds {a}..{b}: seeds {}..{} were not run; {}",
+                rest.0,
+                rest.1,
+                p.rest_command(*rest)
+            ),
+            Stop::Shrinking => format!(
+                "{name}{which} was stopped by {by} once its seeds {a}..{b} had run, while their counterexamples were \
+                 shrunk: one whose shrinking it cut short is written as far as it got (a run of its seed alone, \
+                 `--seeds S..S+1`, shrinks it again)"
+            ),
+            Stop::Unknown => format!(
+                "{name}, the last report, was stopped by {by} after seeds {a}..{b}: the seeds its run was asked for \
+                 after {b} were not run{} (its stderr said which); `ledger-sim run --seeds {b}..B` (its other \
+                 options) runs them, and its report merges with these",
+                if p.broke() {
+                    ", or, if it had run them all, the shrinking of its counterexamples was cut short"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
+    // The signal that left seeds, if one did: the merged run is cut short by it.
+    let (_, signal, stop) = stops.iter().find(|(_, _, s)| matches!(s, Stop::Seeds(_))).or(stops.first())?;
+    let asked = match stop {
+        Stop::Seeds(rest) => Some((ran.0, rest.1)),
+        _ => None,
+    };
+    let while_shrinking = stops.iter().all(|(_, _, s)| matches!(s, Stop::Shrinking));
+    Some((crate::interrupt::Interrupted { signal: *signal, ran, asked, while_shrinking }, said))
+}
+
+/// A merged report, whether no invariant broke, and the signal that stopped the merged run
+/// (one of the runs merged) with what the command line says of it, if one did.
+pub struct Merged {
+    pub report: Value,
+    pub ok: bool,
+    stopped: Option<(crate::interrupt::Interrupted, Vec<String>)>,
+}
+
+/// The merged report, whether no invariant broke, and whether a signal stopped it.
+pub fn merge(files: &[PathBuf]) -> anyhow::Result<Merged> {
     let mut parts = files.iter().map(|f| read(f)).collect::<anyhow::Result<Vec<_>>>()?;
     parts.sort_by_key(|p| p.seeds);
     check_same_run(&parts)?;
     check_tiling(&parts)?;
+    let stopped = stopped(&parts, &stops(&parts));
     let first = &parts[0];
     let (mut steps, mut requests) = (0u64, 0u64);
     let mut coverage: BTreeMap<String, u64> = BTreeMap::new();
@@ -535,16 +702,22 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<(Value, bool)> {
     if first.report.contains_key("steering") {
         merged["steering"] = merge_steering(&parts)?;
     }
-    Ok((merged, ok))
+    if let Some((stop, _)) = &stopped {
+        merged["interrupted_by"] = json!(crate::interrupt::name(stop.signal));
+    }
+    Ok(Merged { report: merged, ok, stopped })
 }
 
-/// `ledger-sim merge-runs`: prints the merged report as JSON; true when no invariant broke.
+/// `ledger-sim merge-runs`: prints the merged report as JSON; true when no invariant broke. A
+/// merged run that a signal stopped (one of the runs merged, whose seeds left no report covers
+/// or whose shrinking it cut short) ends as the run did: `interrupted_by` in the report, what
+/// was not run said on stderr, and the error [`crate::interrupt::Interrupted`] (exit 128 + N).
 pub fn merge_runs_cmd(args: MergeRunsArgs) -> anyhow::Result<bool> {
     if let Some(path) = &args.junit {
         args.files.iter().for_each(|f| crate::input::will_read(f));
         crate::input::check_output("--junit", path)?;
     }
-    let (merged, ok) = merge(&args.files)?;
+    let Merged { report: merged, ok, stopped } = merge(&args.files)?;
     if let Some(path) = &args.junit {
         let reports: Vec<ledger_simulator::report::ViolationReport> =
             serde_json::from_value(merged["violations"].clone())?;
@@ -558,5 +731,29 @@ pub fn merge_runs_cmd(args: MergeRunsArgs) -> anyhow::Result<bool> {
     writeln!(out, "{text}")
         .and_then(|()| out.flush())
         .map_err(|e| anyhow::anyhow!("writing the merged report: {e}"))?;
-    Ok(ok)
+    match stopped {
+        Some((stopped, said)) => {
+            said.iter().for_each(|line| ledger_exec::say!("ledger-sim: merge-runs: {line}"));
+            Err(stopped.into())
+        }
+        None => Ok(ok),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    /// `slice_at` finds the shard whose slice holds a seed, as a search over the slices does,
+    /// for splits with and without a remainder, and with slices of one seed.
+    #[test]
+    fn slice_at_is_the_slice_holding_the_seed() {
+        for (whole, count) in [((0, 40), 4), ((100, 300), 4), ((0, 41), 4), ((7, 20), 3), ((5, 12), 7), ((0, 100), 9)] {
+            let split = Shard { index: 1, count, whole };
+            for seed in whole.0..whole.1 {
+                let want = (1..=count).find(|&i| split.slice_of(i).0 <= seed && seed < split.slice_of(i).1);
+                assert_eq!(Some(split.slice_at(seed).0), want, "seed {seed} of {whole:?} in {count}");
+            }
+        }
+    }
 }

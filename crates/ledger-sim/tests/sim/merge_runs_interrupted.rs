@@ -1,6 +1,7 @@
-//! `ledger-sim merge-runs` with the report of a shard a signal stopped (a CI job's timeout):
-//! the rest of the shard, run as the shard's stderr says, merges with the shards into what
-//! one run over the whole range reports.
+//! `ledger-sim merge-runs` with the report of a run a signal stopped (a CI job's timeout): the
+//! merged report is cut short as that run was (`interrupted_by`, exit 128 + N, the seeds not
+//! run and the command that runs them named), unless the rest, run as the stopped run's
+//! stderr says, is merged too: then it is what one run over the whole range reports.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -76,6 +77,13 @@ fn the_rest_of_a_stopped_shard_merges_into_the_whole_run() {
         two["seeds"].as_str().and_then(|s| s.strip_prefix("60..")).and_then(|e| e.parse().ok()).expect("60..E");
     assert!(60 < end && end < 120, "the signal should stop shard 2/2 (60..120) mid-way: {two}");
     let two = save(&dir, "shard2.json", &two.to_string());
+    // Without the rest, the merged run is cut short as the shard was.
+    let (code, cut, err) = sim_in(&root(), &["merge-runs", &two, &one]);
+    assert_eq!(code, 143, "{err}");
+    assert_eq!(
+        (json(&cut)["seeds"].as_str(), &json(&cut)["interrupted_by"]),
+        (Some(&*format!("0..{end}")), &"SIGTERM".into())
+    );
     // "(`--seeds E..120` runs the rest)": that, in place of the shard's `--seeds` and `--shard`.
     let hint =
         err.split("(`--seeds ").nth(1).and_then(|h| h.split('`').next()).unwrap_or_else(|| panic!("no hint: {err}"));
@@ -94,4 +102,107 @@ fn the_rest_of_a_stopped_shard_merges_into_the_whole_run() {
         assert_eq!(merged[key], whole[key], "{key}");
     }
     assert!(merged.get("interrupted_by").is_none(), "{merged}");
+}
+
+/// A run of `ledger-sim ARGS`: its report, after its exit code was `code`.
+fn report_of(args: &[&str], code: i32) -> serde_json::Value {
+    let (got, out, err) = sim_in(&root(), args);
+    assert_eq!(got, code, "{args:?}: {err}");
+    json(&out)
+}
+
+/// What a run that SIGTERM stopped writes, its report marked: `shard` of `--seeds 0..40
+/// --shard I/4`, if any, and `interrupted_by`. A run stopped after seed `B - 1` reports
+/// exactly what a run of `A..B` reports (`interrupted_run.rs` holds them equal).
+fn stopped(mut report: serde_json::Value, shard: Option<u64>) -> serde_json::Value {
+    if let Some(i) = shard {
+        report["shard"] = serde_json::json!({"index": i, "count": 4, "seeds": "0..40"});
+    }
+    report["interrupted_by"] = "SIGTERM".into();
+    report
+}
+
+/// The merge of `files` (in `dir`): exit code, report and stderr.
+fn merged(dir: &str, files: &[(&str, &serde_json::Value)], junit: Option<&str>) -> (i32, serde_json::Value, String) {
+    let mut args = vec!["merge-runs".to_owned()];
+    args.extend(files.iter().map(|(name, r)| save(dir, name, &r.to_string())));
+    args.extend(junit.iter().flat_map(|j| ["--junit".to_owned(), j.to_string()]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = sim_in(&root(), &args);
+    (code, serde_json::from_str(&out).unwrap_or_default(), err)
+}
+
+/// A shard a signal stopped never merges into a report that looks whole: the last one cut
+/// short leaves the merged report cut short (the seeds run, `interrupted_by`, exit 143, the
+/// shard, the seeds not run and the command that runs them on stderr); one cut short before
+/// another is refused, naming the same; one that stopped while shrinking leaves its mark. A
+/// report cut short that says neither why is refused. A run of ranges run apart that a
+/// signal stopped last keeps its mark; one whose rest follows it does not.
+#[test]
+fn a_run_a_signal_stopped_never_merges_into_a_whole_report() {
+    let dir = scratch("merge-stopped");
+    let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
+    let run = ["run", "--scenario", &scenario, "--json"];
+    let shards: Vec<serde_json::Value> = (1..=4)
+        .map(|i| report_of(&[&run[..], &["--seeds", "0..40", "--shard", &format!("{i}/4")]].concat(), 0))
+        .collect();
+    let whole = report_of(&[&run[..], &["--seeds", "0..40"]].concat(), 0);
+    let range = |seeds: &str| report_of(&[&run[..], &["--seeds", seeds]].concat(), 0);
+
+    // The last shard, stopped after seed 34 of its 30..40.
+    let junit = format!("{dir}/junit.xml");
+    let four = stopped(range("30..35"), Some(4));
+    let set = [("s1.json", &shards[0]), ("s2.json", &shards[1]), ("s3.json", &shards[2]), ("s4.json", &four)];
+    let (code, v, err) = merged(&dir, &set, Some(&junit));
+    assert_eq!(code, 143, "{err}");
+    assert_eq!((v["seeds"].as_str(), v["interrupted_by"].as_str()), (Some("0..35"), Some("SIGTERM")), "{v}");
+    for said in [
+        "s4.json (shard 4/4 of 0..40) was stopped by SIGTERM after seeds 30..35: seeds 35..40 were not run",
+        "`ledger-sim run --seeds 35..40` (the shard's other options, without `--shard`) runs them",
+        "stopped by SIGTERM: the report covers seeds 0..35 of 0..40",
+    ] {
+        assert!(err.contains(said), "{said:?} not in: {err}");
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<property name=\"seeds\" value=\"0..35\"/>"), "{xml}");
+
+    // A middle shard, stopped after seed 12 of its 10..20: refused, naming it.
+    let two = stopped(range("10..13"), Some(2));
+    let set = [("s1.json", &shards[0]), ("s2.json", &two), ("s3.json", &shards[2]), ("s4.json", &shards[3])];
+    let (code, _, err) = merged(&dir, &set, None);
+    assert_eq!(code, 2, "{err}");
+    let said = "s2.json (shard 2/4 of 0..40) covers seeds 10..13 of its 10..20: seeds 13..20 were not run, as SIGTERM \
+                stopped it: `ledger-sim run --seeds 13..20` (the shard's other options, without `--shard`) runs them";
+    assert!(err.contains(said), "{err}");
+
+    // A last shard cut short whose report says neither that a signal stopped it nor that an
+    // invariant broke (it would have stopped under `--fail-fast`).
+    let mut silent = four.clone();
+    silent.as_object_mut().unwrap().remove("interrupted_by");
+    let set = [("s1.json", &shards[0]), ("s2.json", &shards[1]), ("s3.json", &shards[2]), ("s4.json", &silent)];
+    let (code, _, err) = merged(&dir, &set, None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("seeds 35..40 were not run, and its report says neither that a signal stopped it"), "{err}");
+
+    // A shard stopped once its seeds had run, while shrinking: every seed is in, the mark too.
+    let shrinking = stopped(shards[1].clone(), None);
+    let set = [("s1.json", &shards[0]), ("s2.json", &shrinking), ("s3.json", &shards[2]), ("s4.json", &shards[3])];
+    let (code, v, err) = merged(&dir, &set, None);
+    assert_eq!(code, 143, "{err}");
+    assert_eq!((v["seeds"].as_str(), v["interrupted_by"].as_str()), (Some("0..40"), Some("SIGTERM")), "{v}");
+    assert!(err.contains("stopped by SIGTERM after every seed had run: the report covers seeds 0..40"), "{err}");
+
+    // Ranges run apart: one stopped after seed 6 keeps its mark, alone or last; followed by the
+    // rest, which its stderr named (`--seeds 7..40`), the merge is the whole run.
+    let first = stopped(range("0..7"), None);
+    let (code, v, err) = merged(&dir, &[("r1.json", &first)], None);
+    assert_eq!(code, 143, "{err}");
+    assert_eq!((v["seeds"].as_str(), v["interrupted_by"].as_str()), (Some("0..7"), Some("SIGTERM")), "{v}");
+    assert!(err.contains("r1.json, the last report, was stopped by SIGTERM after seeds 0..7"), "{err}");
+    let (code, v, err) = merged(&dir, &[("r1.json", &first), ("r2.json", &range("7..40"))], None);
+    assert_eq!(code, 0, "{err}");
+    for key in SAME {
+        assert_eq!(v[key], whole[key], "{key}");
+    }
+    assert!(v.get("interrupted_by").is_none(), "{v}");
 }
