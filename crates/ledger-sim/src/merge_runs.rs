@@ -354,7 +354,11 @@ fn check_shard_set(parts: &[Part]) -> anyhow::Result<()> {
             );
             continue;
         };
-        let why = if s.whole != one.whole {
+        let inside = one.whole.0 <= s.whole.0 && s.whole.1 <= one.whole.1;
+        let why = if s.whole != one.whole && inside {
+            "shards of different runs (the rest of a shard a signal stopped is run with `--seeds` alone, without \
+             `--shard`: its report then fills the gap)"
+        } else if s.whole != one.whole {
             "shards of different runs"
         } else {
             "the shard counts differ (shards of different splits of one range: merge the shards of one `--shard I/N`)"

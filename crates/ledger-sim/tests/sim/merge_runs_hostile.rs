@@ -256,6 +256,11 @@ fn reports_without_a_shard_fill_the_gaps_of_a_shard_set() {
     refused(&out, &["seeds 9..10 of shard 2/4 are in no report, between ", "f_rest.json and "]);
     let (out, _) = merge(&[("f_1.json", sh(1, "0..5")), ("f_2.json", sh(2, "5..7")), ("f_more.json", plain("6..20"))]);
     refused(&out, &["f_2.json covers seeds 5..7 and ", "f_more.json covers seeds 6..20: they overlap"]);
+    // The rest run with `--shard` kept: a shard of another range, and said so.
+    let mut kept = sh(2, "11..14");
+    kept["shard"]["seeds"] = json!("7..20");
+    let (out, _) = merge(&[("f_1.json", sh(1, "0..5")), ("f_2.json", sh(2, "5..7")), ("f_kept.json", kept)]);
+    refused(&out, &["f_kept.json is shard 2/4 of 7..20 but", "without `--shard`: its report then fills the gap"]);
     let (out, _) = merge(&[("f_1.json", sh(1, "0..5")), ("f_out.json", plain("5..25"))]);
     refused(&out, &["f_out.json covers seeds 5..25, outside 0..20, the range of the shards"]);
     // Without the scenario, nothing says the range is of the same run.
