@@ -77,17 +77,16 @@ fn the_rest_of_a_stopped_shard_merges_into_the_whole_run() {
         two["seeds"].as_str().and_then(|s| s.strip_prefix("60..")).and_then(|e| e.parse().ok()).expect("60..E");
     assert!(60 < end && end < 120, "the signal should stop shard 2/2 (60..120) mid-way: {two}");
     let two = save(&dir, "shard2.json", &two.to_string());
-    // Without the rest, the merged run is cut short as the shard was.
-    let (code, cut, err) = sim_in(&root(), &["merge-runs", &two, &one]);
-    assert_eq!(code, 143, "{err}");
-    assert_eq!(
-        (json(&cut)["seeds"].as_str(), &json(&cut)["interrupted_by"]),
-        (Some(&*format!("0..{end}")), &"SIGTERM".into())
-    );
     // "(`--seeds E..120` runs the rest)": that, in place of the shard's `--seeds` and `--shard`.
     let hint =
         err.split("(`--seeds ").nth(1).and_then(|h| h.split('`').next()).unwrap_or_else(|| panic!("no hint: {err}"));
     assert_eq!(hint, format!("{end}..120"), "{err}");
+    // Without the rest, the merged run is cut short as the shard was, and says so.
+    let (code, cut, said) = sim_in(&root(), &["merge-runs", &two, &one]);
+    assert_eq!(code, 143, "{said}");
+    let cut = json(&cut);
+    assert_eq!((cut["seeds"].as_str(), cut["interrupted_by"].as_str()), (Some(&*format!("0..{end}")), Some("SIGTERM")));
+    assert!(said.contains(&format!("`ledger-sim run --seeds {hint}` (the shard's other options, without `--shard`)")));
     let (code, rest, err) = sim_in(&root(), &[&run[..], &["--seeds", hint]].concat());
     assert_eq!(code, 0, "{err}");
     let rest = save(&dir, "rest.json", &rest);
