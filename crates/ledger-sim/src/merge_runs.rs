@@ -37,7 +37,8 @@ use serde_json::{json, Map, Value};
 /// `ledger-sim merge-runs` arguments.
 #[derive(clap::Args, Debug)]
 pub struct MergeRunsArgs {
-    /// `run --json` outputs of `run --seeds A..B --shard I/N`.
+    /// `run --json` outputs of `run --seeds A..B --shard I/N`, and of `run --seeds A..B` (ranges
+    /// run apart, or what shards left: the rest of a shard a signal stopped).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Also write the verdict as JUnit XML.
