@@ -729,7 +729,12 @@ pub fn merge_runs_cmd(args: MergeRunsArgs) -> anyhow::Result<bool> {
         let engine = merged["engine"].as_str().unwrap_or_default();
         let checked = ledger_harness::Invariant::judged_for(engine);
         let seeds = merged["seeds"].as_str().unwrap_or_default();
-        crate::junit::write(path, &crate::junit::render(engine, seeds, &checked, &reports))?;
+        // What the runs could not judge, as their coverage counted it (I8's undecided seeds).
+        let mut unjudged = ledger_simulator::coverage::Coverage::default();
+        if let Some(n) = merged["coverage"]["linearizability_undecided"].as_u64() {
+            unjudged.0.insert("linearizability_undecided", n);
+        }
+        crate::junit::write(path, &crate::junit::render_judged(engine, seeds, &checked, &reports, &unjudged))?;
     }
     let text = serde_json::to_string_pretty(&merged)?;
     let mut out = std::io::stdout().lock();

@@ -311,3 +311,39 @@ fn a_report_of_no_seed_is_named_as_such() {
     let (out, _) = merge(&[("empty.json", report("0..0", json!({}))), ("rest.json", report("0..10", json!({})))]);
     refused(&out, &["empty.json: seeds \"0..0\" covers no seed", "leave it out"]);
 }
+
+/// The merged JUnit says in how many seeds I8 was not judged (the linearizability search out
+/// of its budget), as each shard's coverage counted them; in none of them, it is skipped.
+#[test]
+fn the_merged_junit_says_where_i8_was_not_judged() {
+    let concurrent = |seeds: &str, undecided: u64| {
+        let mut r = report(
+            seeds,
+            json!({"engine": "exec-reference (concurrency 4)", "scheduler": null, "trace_hash": null, "deterministic": false}),
+        );
+        r["coverage"]["linearizability_undecided"] = json!(undecided);
+        r.as_object_mut().unwrap().remove("seeds_reaching");
+        r.as_object_mut().unwrap().remove("never_reached");
+        r
+    };
+    let d = dir();
+    for (undecided, said) in [
+        ((1, 0), "<system-out>not judged in 1 of 4 seed(s)"),
+        ((2, 2), "<skipped message=\"not judged in any of the 4 seed(s)"),
+    ] {
+        let files: Vec<String> =
+            [("u1.json", concurrent("0..2", undecided.0)), ("u2.json", concurrent("2..4", undecided.1))]
+                .iter()
+                .map(|(name, r)| {
+                    let f = d.join(name);
+                    std::fs::write(&f, serde_json::to_vec(r).unwrap()).unwrap();
+                    f.display().to_string()
+                })
+                .collect();
+        let junit = d.join("u.xml");
+        let out = Command::new(SIM).arg("merge-runs").args(&files).arg("--junit").arg(&junit).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains(said), "{xml}");
+    }
+}
