@@ -516,7 +516,13 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         // cuts that short (`lockstep_report` in ledger-pg-runs).
         let while_shrinking = args.pg.concurrency.is_none() && ran_to == seeds.1 && !report.violations.is_empty();
         let interrupted = interrupt.signal().filter(|_| ran_to < seeds.1 || while_shrinking).map(|signal| {
-            crate::interrupt::Interrupted { signal, ran: (seeds.0, ran_to), asked: Some(seeds), while_shrinking }
+            crate::interrupt::Interrupted {
+                signal,
+                ran: (seeds.0, ran_to),
+                asked: Some(seeds),
+                while_shrinking,
+                sharded: args.shard.is_some(),
+            }
         });
         let checked = Invariant::judged_for(&report.engine);
         if let Some(path) = &args.junit {
@@ -602,6 +608,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
                 ran: (seeds.0, ran_to),
                 asked: args.soak.is_none().then_some(seeds),
                 while_shrinking: while_shrinking && ran_to == seeds.1,
+                sharded: args.shard.is_some(),
             }
         });
     let report = RunReport {

@@ -94,11 +94,14 @@ pub struct Interrupted {
     /// It came after every seed had run, or while the last ones ran, and the run has
     /// counterexamples: one whose shrinking it cut short is written as far as it got.
     pub while_shrinking: bool,
+    /// The run was a `--shard` of a larger range: its rest is run without `--shard` (a
+    /// report `merge-runs` takes to fill the shard's gap).
+    pub sharded: bool,
 }
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Interrupted { signal, ran, asked, while_shrinking } = self;
+        let Interrupted { signal, ran, asked, while_shrinking, sharded } = self;
         if *while_shrinking {
             return write!(
                 f,
@@ -112,7 +115,8 @@ impl std::fmt::Display for Interrupted {
         }
         write!(f, "stopped by {}: the report covers seeds {}..{}", name(*signal), ran.0, ran.1)?;
         if let Some(asked) = asked {
-            write!(f, " of {}..{} (`--seeds {}..{}` runs the rest)", asked.0, asked.1, ran.1, asked.1)?;
+            let without = if *sharded { ", without `--shard`," } else { "" };
+            write!(f, " of {}..{} (`--seeds {}..{}`{without} runs the rest)", asked.0, asked.1, ran.1, asked.1)?;
         }
         Ok(())
     }

@@ -633,7 +633,7 @@ fn stopped(parts: &[Part], stops: &[(&Part, i32, Stop)]) -> Option<(crate::inter
         _ => None,
     };
     let while_shrinking = stops.iter().all(|(_, _, s)| matches!(s, Stop::Shrinking));
-    Some((crate::interrupt::Interrupted { signal: *signal, ran, asked, while_shrinking }, said))
+    Some((crate::interrupt::Interrupted { signal: *signal, ran, asked, while_shrinking, sharded: false }, said))
 }
 
 /// A merged report, whether no invariant broke, and the signal that stopped the merged run

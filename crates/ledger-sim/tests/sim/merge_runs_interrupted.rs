@@ -77,10 +77,12 @@ fn the_rest_of_a_stopped_shard_merges_into_the_whole_run() {
         two["seeds"].as_str().and_then(|s| s.strip_prefix("60..")).and_then(|e| e.parse().ok()).expect("60..E");
     assert!(60 < end && end < 120, "the signal should stop shard 2/2 (60..120) mid-way: {two}");
     let two = save(&dir, "shard2.json", &two.to_string());
-    // "(`--seeds E..120` runs the rest)": that, in place of the shard's `--seeds` and `--shard`.
+    // "(`--seeds E..120`, without `--shard`, runs the rest)": that, in place of the shard's
+    // `--seeds` and `--shard`.
     let hint =
         err.split("(`--seeds ").nth(1).and_then(|h| h.split('`').next()).unwrap_or_else(|| panic!("no hint: {err}"));
     assert_eq!(hint, format!("{end}..120"), "{err}");
+    assert!(err.contains(&format!("(`--seeds {hint}`, without `--shard`, runs the rest)")), "{err}");
     // Without the rest, the merged run is cut short as the shard was, and says so.
     let (code, cut, said) = sim_in(&root(), &["merge-runs", &two, &one]);
     assert_eq!(code, 143, "{said}");
