@@ -89,9 +89,12 @@ pub fn render_cases(name: &str, properties: &[(&str, String)], cases: &[Case]) -
     x
 }
 
-/// The JUnit XML of a run: suite `name`, one case per invariant of `checked`. A run of no seed
-/// (`A..A`: a signal stopped it before its first) checked nothing: every case is skipped,
-/// not passed, so that a CI's test report does not show it green.
+/// The JUnit XML of a run: suite `name`, one case per invariant of `checked`, then one failed
+/// case per other kind of finding the run reported (a `divergence` from the reference, a
+/// concurrent run's `engine_error` or `deadlock`, an exec implementation's `crash` or
+/// `no_answer`): a finding the suite leaves out would pass a CI whose run failed. A run of no
+/// seed (`A..A`: a signal stopped it before its first) checked nothing: every case is
+/// skipped, not passed, so that a CI's test report does not show it green.
 pub fn render(name: &str, seeds: &str, checked: &[Invariant], violations: &[ViolationReport]) -> String {
     render_judged(name, seeds, checked, violations, &Coverage::default())
 }
@@ -112,7 +115,18 @@ pub fn render_judged(
     let n_seeds = seeds.split_once("..").and_then(|(a, b)| b.parse::<u64>().ok()?.checked_sub(a.parse().ok()?));
     let undecided = coverage.0.get("linearizability_undecided").copied().unwrap_or(0);
     let unjudged = |inv: &Invariant| (*inv == Invariant::I8 && undecided > 0).then_some(undecided);
-    let cases: Vec<Case> = checked
+    let failure = |v: &ViolationReport| {
+        let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.seeds.len(), v.detail);
+        let how = v.how_reduced().unwrap_or_else(|| "not shrunk (real concurrency)".to_owned());
+        let mut body = format!("{}\n\n{how}:\n", v.detail);
+        for s in &v.steps {
+            body.push_str(s);
+            body.push('\n');
+        }
+        let _ = write!(body, "\ntrace:  {}\nreplay: {}\n", v.trace, v.replay);
+        (message, v.invariant.clone(), body)
+    };
+    let mut cases: Vec<Case> = checked
         .iter()
         .map(|inv| Case {
             skipped: skipped.clone().or_else(|| {
@@ -132,19 +146,22 @@ pub fn render_judged(
                 )
             }),
             name: format!("{} {}", inv.id(), inv.name()),
-            failure: violations.iter().find(|v| v.invariant == inv.id()).map(|v| {
-                let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.seeds.len(), v.detail);
-                let how = v.how_reduced().unwrap_or_else(|| "not shrunk (real concurrency)".to_owned());
-                let mut body = format!("{}\n\n{how}:\n", v.detail);
-                for s in &v.steps {
-                    body.push_str(s);
-                    body.push('\n');
-                }
-                let _ = write!(body, "\ntrace:  {}\nreplay: {}\n", v.trace, v.replay);
-                (message, inv.id().to_owned(), body)
-            }),
+            failure: violations.iter().find(|v| v.invariant == inv.id()).map(failure),
         })
         .collect();
+    let mut others: Vec<&str> = Vec::new();
+    for v in violations {
+        if checked.iter().any(|inv| inv.id() == v.invariant) || others.contains(&v.invariant.as_str()) {
+            continue;
+        }
+        others.push(&v.invariant);
+        cases.push(Case {
+            name: format!("{} {}", v.invariant, v.name),
+            failure: Some(failure(v)),
+            skipped: None,
+            output: None,
+        });
+    }
     render_cases(name, &[("seeds", seeds.to_owned())], &cases)
 }
 
@@ -216,6 +233,31 @@ mod tests {
         assert!(xml.contains("skipped=\"1\""), "{xml}");
         assert!(xml.contains("<skipped message=\"not judged in any of the 3 seed(s)"), "{xml}");
         assert!(!render("r", "0..3", &[Invariant::I8], &[]).contains("judged"));
+    }
+
+    /// A finding that is no invariant (a divergence, an implementation's crash, a concurrent
+    /// run's engine_error) is a failed case of its own: the suite never passes a failed run.
+    #[test]
+    fn a_finding_that_is_no_invariant_is_a_failed_case() {
+        let finding = |id: &str, name: &str| ViolationReport {
+            invariant: id.into(),
+            name: name.into(),
+            seed: 4,
+            seeds: vec![4, 6],
+            detail: "at engine step 2 (event 3): `svc` answered record with an indefinite error".into(),
+            shrunk_flows: 1,
+            shrunk_events: 1,
+            reduction: Reduction::Shrunk,
+            steps: vec!["[3] record -> failed: crash".into()],
+            trace: "t.jsonl".into(),
+            replay: "ledger-sim replay t.jsonl --exec svc".into(),
+        };
+        let found = [finding("crash", "the implementation failed"), finding("engine_error", "kept failing a call")];
+        let xml = render("exec-reference", "0..10", &[Invariant::I1], &found);
+        assert!(xml.contains("tests=\"3\" failures=\"2\""), "{xml}");
+        assert!(xml.contains("name=\"crash the implementation failed\">"), "{xml}");
+        assert!(xml.contains("type=\"engine_error\""), "{xml}");
+        assert!(xml.contains("replay: ledger-sim replay t.jsonl --exec svc"), "{xml}");
     }
 
     /// A counterexample only cut at its first violation is not called shrunk.
