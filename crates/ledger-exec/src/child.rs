@@ -292,6 +292,9 @@ pub struct Child {
     hello: Hello,
     /// It failed the protocol: on drop it is killed at once, not given time to exit.
     broken: bool,
+    /// Where the run is (`seed 3, engine step 412`), said with what is awaited; empty when the
+    /// caller keeps no such count.
+    context: String,
 }
 
 impl Child {
@@ -368,6 +371,7 @@ impl Child {
             in_flight: BTreeMap::new(),
             hello: placeholder,
             broken: false,
+            context: String::new(),
         };
         match child.handshake(config) {
             Ok(hello) => child.hello = hello,
@@ -421,6 +425,25 @@ impl Child {
     /// The bound on each wait.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Whether it failed the protocol or stopped answering (a wait timed out, its output
+    /// ended, a line could not be read): no further request can be trusted to it, and a run
+    /// that goes on needs another child.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Says where the run is (`seed 3, engine step 412`) with what is awaited, in the lines
+    /// on stderr and the errors that name a request: the request ids are the harness's own
+    /// numbering, which the person reading cannot place. Empty: nothing said.
+    pub fn set_context(&mut self, context: String) {
+        self.context = context;
+    }
+
+    /// The id the next request will be sent with.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
     }
 
     /// Sends a request without waiting; returns its id. `what` names it in messages.
@@ -578,6 +601,9 @@ impl Child {
     fn waiting(&self) -> String {
         match self.in_flight.iter().next() {
             None => "nothing".to_owned(),
+            Some((id, what)) if self.in_flight.len() == 1 && !self.context.is_empty() => {
+                format!("{what} ({}; request id {id})", self.context)
+            }
             Some((id, what)) if self.in_flight.len() == 1 => format!("request {id} ({what})"),
             Some((id, what)) => format!("{} requests (the oldest: {id}, {what})", self.in_flight.len()),
         }

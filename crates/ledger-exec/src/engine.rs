@@ -8,6 +8,11 @@
 //! with `observe` after every step; a difference between the two is I2. Since the books follow
 //! `fresh`, a wrong `fresh` shows as broken books with the right state: the engine keeps the
 //! last one it was told ([`LastFresh`]) for a comparison with the reference to name it.
+//!
+//! Lockstep injects no fault, so an implementation that fails a request on its own (an
+//! indefinite error, an exit, no answer in time) has failed at that step: the engine stops
+//! there and says where ([`Failure`]), for the run to report it as a finding. A failure of
+//! the protocol itself (a line that is not a response) stops it as an error ([`Halt`]).
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
@@ -18,11 +23,105 @@ use ledger_core::{Config, ConfigJson, Decision, Movement, Outcome, Pubkey, Reque
 use ledger_harness::{Call, Engine, Observed, Reply};
 
 use crate::child::{error_text, kind, Child, ExecError};
-use crate::protocol::{Api, Observation, RequestBody, ResponseBody};
+use crate::protocol::{Api, Observation, RequestBody, Response, ResponseBody};
 
-/// Why a lockstep run on a child had to stop: the child failed in a way the checker cannot
-/// judge (an indefinite error, a garbled line, a timeout, an exit).
-pub type Stop = Arc<Mutex<Option<String>>>;
+/// Why a lockstep run on a child had to stop, once it has ([`Halt`]).
+pub type Stop = Arc<Mutex<Option<Halt>>>;
+
+/// Why a lockstep run on a child stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Halt {
+    /// What happened, naming the command.
+    pub why: String,
+    /// Where and how the implementation failed a request on its own, when it did: a finding
+    /// of the run. `None`: the child broke the protocol (a line that is not a response, an
+    /// outcome of another call) or refused a `reset`, which the run cannot judge past.
+    pub failure: Option<Failure>,
+}
+
+/// How an implementation failed a request of a lockstep run on its own. Lockstep injects no
+/// fault (no kill, no lost answer), so each is the implementation's failure at one step of
+/// one seed, reported as a finding of the run, as a broken invariant is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailureKind {
+    /// It answered with an indefinite error (`crash` or `timeout`: it failed in the middle,
+    /// and the call may have taken effect), or it exited (its output ended, or it stopped
+    /// reading its input) before answering.
+    Crash,
+    /// It did not answer within the run's bound on each answer (`--exec-timeout`).
+    NoAnswer,
+}
+
+impl FailureKind {
+    /// Both, in the order reports list them.
+    pub const ALL: [FailureKind; 2] = [FailureKind::Crash, FailureKind::NoAnswer];
+
+    /// Its id in reports: `crash`, `no_answer`.
+    pub const fn id(self) -> &'static str {
+        match self {
+            FailureKind::Crash => "crash",
+            FailureKind::NoAnswer => "no_answer",
+        }
+    }
+
+    /// What it is, in words.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FailureKind::Crash => {
+                "the implementation failed in the middle of a request (an indefinite error, or it exited)"
+            }
+            FailureKind::NoAnswer => "the implementation did not answer a request within --exec-timeout",
+        }
+    }
+}
+
+/// Where and how an implementation failed a request of a lockstep run ([`FailureKind`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// How.
+    pub kind: FailureKind,
+    /// The engine steps taken before it (for a call, the 0-based index of its step, as a
+    /// divergence counts them).
+    pub step: u64,
+    /// The index of the event the run was applying (how many times the state had been
+    /// observed before, as a divergence counts them): at or past the history's last event,
+    /// it was in the drain.
+    pub event: u64,
+    /// What was sent: the call's name (`record`), or `observe` for the observation after a
+    /// step.
+    pub what: &'static str,
+    /// The request as sent, in the protocol's JSON, without its id.
+    pub request: String,
+    /// Its id on the wire: what the implementation's own log names.
+    pub id: u64,
+    /// What the implementation did, naming the request, its own text shown safely (a
+    /// password hidden, control characters escaped): `answered record with an indefinite
+    /// error (crash: ...)`, `did not answer observe within 10 s (--exec-timeout)`.
+    pub how: String,
+}
+
+impl Failure {
+    /// Where it failed, in a run's words: `engine step 37 (event 412)`, or for an
+    /// observation `the observe after event 412`.
+    pub fn place(&self) -> String {
+        if self.what == "observe" {
+            format!("the observe after event {}", self.event)
+        } else {
+            format!("engine step {} (event {})", self.step, self.event)
+        }
+    }
+
+    /// One line: where, what `command` did, and the request sent.
+    pub fn describe(&self, command: &str) -> String {
+        ledger_harness::text::shown(&format!(
+            "at {}: `{command}` {}; the request sent: {} (request id {} on the wire)",
+            self.place(),
+            self.how,
+            self.request,
+            self.id
+        ))
+    }
+}
 
 /// The `fresh` of the child's last reply to a call; `None` after a call it answered otherwise
 /// (an error, a garbled line). Whoever compares the engine with the reference takes it after
@@ -38,6 +137,14 @@ pub struct ExecEngine<'a> {
     stop: Stop,
     last: Cell<Observed>,
     fresh: LastFresh,
+    /// The seed run, for the messages ([`ExecEngine::in_seed`]); `None` in a replay.
+    seed: Option<u64>,
+    /// Whether a failure of the implementation is said on stderr ([`ExecEngine::quiet`]).
+    loud: bool,
+    /// Steps taken (calls sent).
+    n_steps: u64,
+    /// Observations made: the index of the event being applied (one after each event).
+    n_observed: Cell<u64>,
 }
 
 impl<'a> ExecEngine<'a> {
@@ -53,7 +160,12 @@ impl<'a> ExecEngine<'a> {
             stop,
             last: Cell::new(Observed::from(ledger_core::Ledger::new(config).totals())),
             fresh: LastFresh::default(),
+            seed: None,
+            loud: true,
+            n_steps: 0,
+            n_observed: Cell::new(0),
         };
+        child.borrow_mut().set_context(String::new());
         let answer = child.borrow_mut().ask(RequestBody::Reset { config: ConfigJson::from(config) });
         match answer {
             Ok(r) => match r.body {
@@ -66,6 +178,18 @@ impl<'a> ExecEngine<'a> {
             Err(e) => engine.halt_on(e),
         }
         engine
+    }
+
+    /// The engine of seed `seed` of a run: what it says on stderr, and what the child says it
+    /// waits for, name the seed and the step.
+    pub fn in_seed(self, seed: u64) -> ExecEngine<'a> {
+        ExecEngine { seed: Some(seed), ..self }
+    }
+
+    /// The engine of one of many replays (a shrink's), whose caller says what they found: a
+    /// failure of the implementation is not said on stderr, one line a replay.
+    pub fn quiet(self) -> ExecEngine<'a> {
+        ExecEngine { loud: false, ..self }
     }
 
     /// Where each step leaves the `fresh` of the child's reply.
@@ -82,7 +206,7 @@ impl<'a> ExecEngine<'a> {
         if stop.is_none() {
             let command = self.child.borrow().command().to_owned();
             crate::say!("ledger-sim: `{command}` {why}; the lockstep run stops here");
-            *stop = Some(format!("`{command}` {why}"));
+            *stop = Some(Halt { why: format!("`{command}` {why}"), failure: None });
         }
     }
 
@@ -90,7 +214,128 @@ impl<'a> ExecEngine<'a> {
         let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
         if stop.is_none() {
             crate::say!("ledger-sim: {e}; the lockstep run stops here");
-            *stop = Some(e.to_string());
+            *stop = Some(Halt { why: e.to_string(), failure: None });
+        }
+    }
+
+    /// The implementation failed `body` (request `id`) on its own, as `how` says: the seed is
+    /// judged up to here ([`Failure`]).
+    fn fail(&self, kind: FailureKind, body: &RequestBody, id: u64, how: String) {
+        let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+        if stop.is_some() {
+            return;
+        }
+        let (what, request) = match body {
+            RequestBody::Call { call, .. } => (call.name(), serde_json::to_string(body).unwrap_or_default()),
+            _ => ("observe", serde_json::to_string(body).unwrap_or_default()),
+        };
+        let failure = Failure {
+            kind,
+            step: self.n_steps,
+            event: self.n_observed.get(),
+            what,
+            request,
+            id,
+            how: ledger_harness::text::shown(&how),
+        };
+        let command = self.child.borrow().command().to_owned();
+        let seed = self.seed.map_or(String::new(), |s| format!("seed {s}, "));
+        let then = if self.seed.is_some() {
+            "the seed is judged up to this step, and the run goes on with the next"
+        } else {
+            "the replay stops here"
+        };
+        if self.loud {
+            crate::say!("ledger-sim: {seed}{}: `{command}` {} ({}); {then}", failure.place(), failure.how, kind.id());
+        }
+        *stop = Some(Halt { why: failure.describe(&command), failure: Some(failure) });
+    }
+
+    /// Sends `body` alone and waits for its answer, the child told where the run is (for
+    /// what it says while it waits). An answer it could not give, its error: a wait that
+    /// timed out or an exit is the implementation's failure ([`ExecEngine::fail`]), anything
+    /// else stops the run ([`ExecEngine::halt_on`]).
+    fn ask(&self, body: RequestBody) -> Result<Response, String> {
+        let mut child = self.child.borrow_mut();
+        let context = match (&body, self.seed) {
+            (RequestBody::Call { .. }, Some(seed)) => format!("seed {seed}, engine step {}", self.n_steps),
+            (RequestBody::Call { .. }, None) => format!("engine step {}", self.n_steps),
+            (_, Some(seed)) => format!("seed {seed} after event {}", self.n_observed.get()),
+            (_, None) => format!("after event {}", self.n_observed.get()),
+        };
+        child.set_context(context);
+        let id = child.next_id();
+        let what = match &body {
+            RequestBody::Call { call, .. } => call.name(),
+            _ => "observe",
+        };
+        let answer = child.send(body.clone()).and_then(|_| child.flush()).and_then(|()| child.recv());
+        drop(child);
+        answer.map_err(|e| {
+            let text = e.to_string();
+            match e {
+                ExecError::Timeout { secs, .. } => self.fail(
+                    FailureKind::NoAnswer,
+                    &body,
+                    id,
+                    format!("did not answer {what} within {secs} s (--exec-timeout)"),
+                ),
+                ExecError::Eof { status, .. } => self.fail(
+                    FailureKind::Crash,
+                    &body,
+                    id,
+                    format!("closed its output{status} before answering {what}"),
+                ),
+                ExecError::Write { source, status, .. } => self.fail(
+                    FailureKind::Crash,
+                    &body,
+                    id,
+                    format!("stopped reading its input ({source}){status} when sent {what}"),
+                ),
+                e => self.halt_on(e),
+            }
+            text
+        })
+    }
+
+    /// Sends `call` at `now` and reads its answer: the reply, its movements in `journal`.
+    fn send_call(&mut self, call: &Call, now: TimeMs, journal: &mut Vec<Movement>) -> Reply {
+        let failed = |error: String| Reply::Failed { error };
+        let sent = RequestBody::Call { now_ms: now, call: call.clone() };
+        let id = self.child.borrow().next_id();
+        let body = match self.ask(sent.clone()) {
+            Ok(r) => r.body,
+            Err(text) => return failed(text),
+        };
+        match body {
+            ResponseBody::Reply { fresh, reply } => {
+                *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
+                if let Reply::Ok(outcome) = &reply {
+                    match self.movements(call, outcome, fresh) {
+                        Ok(moved) => journal.extend(moved),
+                        Err(why) => {
+                            self.halt(why.clone());
+                            return failed(why);
+                        }
+                    }
+                }
+                reply
+            }
+            ResponseBody::Error { code, text, .. } => {
+                let error = error_text(code, &text);
+                if !code.is_definite() {
+                    // The call may have moved sats no reply reports: the seed is not judged
+                    // past it, and no fault of the harness's caused it.
+                    let how = format!("answered {} with an indefinite error ({error})", call.name());
+                    self.fail(FailureKind::Crash, &sent, id, how);
+                }
+                failed(error)
+            }
+            other => {
+                let why = format!("answered a call with {}", kind(&other));
+                self.halt(why.clone());
+                failed(why)
+            }
         }
     }
 
@@ -201,64 +446,33 @@ impl Engine for ExecEngine<'_> {
     }
 
     fn step(&mut self, call: &mut Call, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
-        let failed = |error: String| Some(Reply::Failed { error });
         *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if self.stopped() {
-            return failed("the child failed earlier".into());
+            return Some(Reply::Failed { error: "not sent: the implementation failed earlier".into() });
         }
-        let answer = self.child.borrow_mut().ask(RequestBody::Call { now_ms: now, call: call.clone() });
-        let body = match answer {
-            Ok(r) => r.body,
-            Err(e) => {
-                let text = e.to_string();
-                self.halt_on(e);
-                return failed(text);
-            }
-        };
-        match body {
-            ResponseBody::Reply { fresh, reply } => {
-                *self.fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
-                if let Reply::Ok(outcome) = &reply {
-                    match self.movements(call, outcome, fresh) {
-                        Ok(moved) => journal.extend(moved),
-                        Err(why) => {
-                            self.halt(why.clone());
-                            return failed(why);
-                        }
-                    }
-                }
-                Some(reply)
-            }
-            ResponseBody::Error { code, text, .. } => {
-                let error = error_text(code, &text);
-                if !code.is_definite() {
-                    // The call may have moved sats no reply reports: not judged step by step.
-                    self.halt(format!("answered {} with an indefinite error ({error})", call.name()));
-                }
-                failed(error)
-            }
-            other => {
-                let why = format!("answered a call with {}", kind(&other));
-                self.halt(why.clone());
-                failed(why)
-            }
-        }
+        let reply = self.send_call(call, now, journal);
+        self.n_steps += 1;
+        Some(reply)
     }
 
     fn observe(&self) -> Observed {
-        if self.stopped() {
-            return self.last.get();
-        }
-        match self.child.borrow_mut().ask(RequestBody::Observe) {
-            Ok(r) => match r.body {
-                ResponseBody::Observed(o) => self.last.set(Observed::from(o)),
-                ResponseBody::Error { code, text, .. } => {
-                    self.halt(format!("could not be observed: {}", error_text(code, &text)))
+        if !self.stopped() {
+            let id = self.child.borrow().next_id();
+            if let Ok(r) = self.ask(RequestBody::Observe) {
+                match r.body {
+                    ResponseBody::Observed(o) => self.last.set(Observed::from(o)),
+                    ResponseBody::Error { code, text, .. } if !code.is_definite() => {
+                        let how = format!("answered observe with an indefinite error ({})", error_text(code, &text));
+                        self.fail(FailureKind::Crash, &RequestBody::Observe, id, how);
+                    }
+                    ResponseBody::Error { code, text, .. } => {
+                        self.halt(format!("could not be observed: {}", error_text(code, &text)))
+                    }
+                    other => self.halt(format!("answered observe with {}", kind(&other))),
                 }
-                other => self.halt(format!("answered observe with {}", kind(&other))),
-            },
-            Err(e) => self.halt_on(e),
+            }
         }
+        self.n_observed.set(self.n_observed.get() + 1);
         self.last.get()
     }
 }

@@ -40,5 +40,5 @@ macro_rules! say {
 pub use ledger_harness::text as __text;
 
 pub use child::{Child, ExecError, Hello};
-pub use engine::{reply_movements, seed_movements, ExecEngine, LastFresh, Stop};
+pub use engine::{reply_movements, seed_movements, ExecEngine, Failure, FailureKind, Halt, LastFresh, Stop};
 pub use protocol::{Api, ErrorCode, Observation, StateKind, PROTOCOL_VERSION};

@@ -444,7 +444,7 @@ fn exec_of<'a>(run: &PgRun<'a>) -> Option<&'a crate::args::ExecArgs> {
 }
 
 /// The command that replays a trace written by `run`.
-fn replay_command(run: &PgRun<'_>, path: &std::path::Path) -> String {
+pub(crate) fn replay_command(run: &PgRun<'_>, path: &std::path::Path) -> String {
     let replay = ledger_simulator::report::replay_command(path);
     match exec_of(run) {
         Some(exec) => format!("{replay} {}", exec.replay_flags()),
@@ -458,7 +458,7 @@ pub const SHRINK_ON_ENGINE: Duration = Duration::from_secs(30);
 
 /// Why a shrink on the engine stopped.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum ShrinkEnd {
+pub(crate) enum ShrinkEnd {
     /// Nothing more could go.
     Done,
     /// Its replays (`--max-replays`) were spent.
@@ -471,7 +471,7 @@ enum ShrinkEnd {
 
 impl ShrinkEnd {
     /// `" (stopped at ...)"`, or nothing for a shrink that got to its end.
-    fn said(self, run: &PgRun<'_>) -> String {
+    pub(crate) fn said(self, run: &PgRun<'_>) -> String {
         match self {
             ShrinkEnd::Done => String::new(),
             ShrinkEnd::Replays => format!(" (stopped after its {} replays, --max-replays)", run.max_replays),
@@ -484,7 +484,7 @@ impl ShrinkEnd {
     }
 
     /// What an entry's note says of it: `its bound` for a shrink cut short.
-    fn bound(self, run: &PgRun<'_>) -> String {
+    pub(crate) fn bound(self, run: &PgRun<'_>) -> String {
         match self {
             ShrinkEnd::Time => format!("its {} s bound", run.shrink_for.map_or(0, |d| d.as_secs())),
             ShrinkEnd::Signal => "a signal".to_owned(),
@@ -494,7 +494,7 @@ impl ShrinkEnd {
 }
 
 /// `(at most 30 s, 3000 replays)` or `(at most 200 replays)`.
-fn shrink_bounds(run: &PgRun<'_>) -> String {
+pub(crate) fn shrink_bounds(run: &PgRun<'_>) -> String {
     match run.shrink_for {
         Some(d) => format!("at most {} s, {} replays", d.as_secs(), run.max_replays),
         None => format!("at most {} replays", run.max_replays),
@@ -743,7 +743,7 @@ fn divergence_counterexample(
 
 /// `h` cut after event `at`: its later events, and the flows they alone started, are gone (a
 /// flow no event names plays no part).
-fn cut_after(h: &History, at: usize) -> History {
+pub(crate) fn cut_after(h: &History, at: usize) -> History {
     let mut cut = h.clone();
     cut.events.truncate(at + 1);
     let named: std::collections::BTreeSet<u32> = cut
@@ -845,7 +845,7 @@ struct Divergent {
 /// does), while `fails` says the candidate still breaks, until nothing more goes, the run's
 /// `--max-replays` replays are spent, [`PgRun::shrink_for`] from `started` passes or a signal
 /// stops the run. Replays spent, and why it stopped.
-fn shrink_by(
+pub(crate) fn shrink_by(
     h: &mut History,
     fails: &mut dyn FnMut(&History) -> anyhow::Result<bool>,
     run: &PgRun<'_>,

@@ -770,6 +770,9 @@ struct ReplayReport {
     /// implementation of the reference API.
     #[serde(skip_serializing_if = "Option::is_none")]
     divergence: Option<String>,
+    /// The request an exec implementation failed on its own (`crash`, `no_answer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<String>,
 }
 
 fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
@@ -791,7 +794,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
 
     let spec = EngineSpec::from_name(&h.engine)?;
     let mutant = args.pg_mutant.as_deref().map(|path| ledger_pg_runs::load_pg_mutant(path, spec.kind)).transpose()?;
-    let (r, divergence) = replay_any(&h, &args.exec, &args.db, mutant.as_deref(), true)?;
+    let (r, divergence, failure) = replay_any(&h, &args.exec, &args.db, mutant.as_deref(), true)?;
     let report = ReplayReport {
         engine: h.engine.clone(),
         seed: h.seed,
@@ -801,6 +804,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
         trace_hash: format!("{:016x}", r.trace_hash),
         steps: r.log,
         divergence: divergence.clone(),
+        failure: failure.clone(),
     };
     if let Some(junit) = &args.junit {
         let checked = Invariant::judged_for(&h.engine);
@@ -840,7 +844,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
         for s in &report.steps {
             writeln!(out, "  {s}")?;
         }
-        if report.violations.is_empty() {
+        if report.violations.is_empty() && failure.is_none() {
             writeln!(out, "no invariant broke")?;
         }
         for v in &report.violations {
@@ -849,21 +853,25 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
         if let Some(d) = &divergence {
             writeln!(out, "DIVERGENCE from the reference engine {d}")?;
         }
+        if let Some(f) = &failure {
+            writeln!(out, "VIOLATION {f}")?;
+        }
     }
-    Ok(report.violations.is_empty() && divergence.is_none())
+    Ok(report.violations.is_empty() && divergence.is_none() && failure.is_none())
 }
 
 /// Replays a history on the engine it names: in memory, on PostgreSQL (the database of
 /// `--database-url` reset first, or a fresh one; with the SQL of `--pg-mutant` installed), or
 /// on an implementation of the engine protocol. The result, and the divergence from the
-/// reference of pg-reference or of an exec implementation of the reference API.
+/// reference of pg-reference or of an exec implementation of the reference API, and the
+/// request an exec implementation failed on its own.
 fn replay_any(
     h: &History,
     exec: &ledger_pg_runs::ExecArgs,
     db: &ledger_pg_runs::ReplayDbArgs,
     mutant: Option<&str>,
     log: bool,
-) -> anyhow::Result<(RunResult, Option<String>)> {
+) -> anyhow::Result<(RunResult, Option<String>, Option<String>)> {
     let spec = EngineSpec::from_name(&h.engine)?;
     if spec.kind != EngineKind::Exec && exec.is_set() {
         anyhow::bail!("--exec replays an exec trace; this trace is of {}", h.engine);
@@ -875,8 +883,10 @@ fn replay_any(
         );
     }
     match spec.kind {
-        EngineKind::Reference | EngineKind::Seed => Ok((replay_in_memory(spec, h, log)?, None)),
-        EngineKind::PgReference | EngineKind::PgSeed => ledger_pg_runs::replay_on_pg_at(spec.kind, h, log, mutant, db),
+        EngineKind::Reference | EngineKind::Seed => Ok((replay_in_memory(spec, h, log)?, None, None)),
+        EngineKind::PgReference | EngineKind::PgSeed => {
+            ledger_pg_runs::replay_on_pg_at(spec.kind, h, log, mutant, db).map(|(r, d)| (r, d, None))
+        }
         EngineKind::Exec => {
             exec.command().map_err(|_| {
                 anyhow::anyhow!(

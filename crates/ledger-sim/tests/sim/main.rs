@@ -12,6 +12,7 @@ mod cli;
 mod conform_output;
 mod determinism;
 mod exec;
+mod exec_failures;
 mod exec_own_bug;
 mod exec_shrink_bound;
 mod exec_stop;

@@ -1,0 +1,187 @@
+//! An implementation that fails a request on its own, through the binary: in lockstep a crash
+//! (an indefinite error, an exit) or a hang (no answer within `--exec-timeout`) is a finding of
+//! the run on that seed at that step, with a trace that replays it, and the run goes on with
+//! the next seed. Every child is bounded: a hang sleeps at most 30 s, and the run kills its
+//! process group after `--exec-timeout`.
+
+use std::time::Duration;
+
+use crate::common::{json, root, scratch, sim_in_within, SIM};
+
+/// Runs `ledger-sim ARGS` from the repository's root, killed (the test failing) after 120 s.
+fn sim(args: &[&str]) -> (i32, String, String) {
+    sim_in_within(&root(), args, Duration::from_secs(120))
+}
+
+/// A script in `dir` that serves the reference but answers every record that reports an
+/// overrun with `then` (a shell command that prints the answer, hangs or exits), as an
+/// implementation with a bug in its overrun accounting would: its command line.
+fn failing_on_overruns(dir: &str, name: &str, then: &str) -> String {
+    let script = format!("{dir}/{name}.sh");
+    let text = [
+        format!("'{SIM}' serve | while IFS= read -r line; do"),
+        r#"  case "$line" in"#.to_owned(),
+        format!(r#"    *'"outcome":"recorded"'*'"overrun_sats":'[1-9]*) {then} ;;"#),
+        r#"    *) printf '%s\n' "$line" ;;"#.to_owned(),
+        "  esac".to_owned(),
+        "done\n".to_owned(),
+    ]
+    .join("\n");
+    std::fs::write(&script, text).unwrap();
+    format!("sh {script}")
+}
+
+/// The answer a crashing implementation gives, its text holding a password and an escape.
+const CRASH: &str = concat!(
+    r#"id=${line#'{"id":'}; id=${id%%,*}; "#,
+    r#"printf '{"id":%s,"type":"error","code":"crash","definite":false,"#,
+    r#""text":"RuntimeError: overrun for postgres://svc:hunter2@db/ledger \\u001b[31m"}\n' "$id""#,
+);
+
+fn violation<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    r["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["invariant"] == id)
+        .unwrap_or_else(|| panic!("no {id} reported: {r}"))
+}
+
+/// An implementation that answers a call with an indefinite error (`crash`) has failed at that
+/// step: the run reports it as a finding (exit 1), with the seed, the step, the request sent and
+/// the implementation's text (its password hidden, its escape shown as such), a trace that
+/// replays it on the implementation, and the replay command; every seed is run, and JSON and
+/// JUnit carry it.
+#[test]
+fn a_crash_in_lockstep_is_a_finding_with_a_trace_that_replays_it() {
+    let dir = scratch("lockstep-crash");
+    let exec = failing_on_overruns(&dir, "crash", CRASH);
+    let junit = format!("{dir}/junit.xml");
+    let args = ["run", "--engine", "exec", "--exec", &exec, "--seeds", "0..4", "--users", "40", "--steps", "600"];
+    let (code, out, err) = sim(&[&args[..], &["--trace-dir", &dir, "--json", "--junit", &junit]].concat());
+    assert_eq!(code, 1, "a finding, not an error: {out}{err}");
+    let r = json(&out);
+    assert_eq!(r["seeds"], "0..4", "the run goes on past a crash: {out}");
+    let crash = violation(&r, "crash");
+    let seeds = crash["seeds"].as_array().unwrap();
+    assert!(!seeds.is_empty() && seeds.len() < 4, "some seeds crash, not all: {crash}");
+    let detail = crash["detail"].as_str().unwrap();
+    let seed = crash["seed"].as_u64().unwrap();
+    assert!(detail.starts_with(&format!("seed {seed} at engine step ")), "{detail}");
+    assert!(detail.contains("answered record with an indefinite error (crash: RuntimeError: overrun for"), "{detail}");
+    assert!(detail.contains(r#"the request sent: {"type":"call","now_ms":"#), "{detail}");
+    assert!(detail.contains(r#""call":{"call":"record""#), "{detail}");
+    assert!(detail.contains(r"postgres://svc:***@db/ledger \u{1b}[31m"), "{detail}");
+    for shown in [&out, &err] {
+        assert!(!shown.contains("hunter2") && !shown.contains('\u{1b}'), "{shown}");
+    }
+    assert_ne!(crash["reduction"], "none", "{crash}");
+    let steps: Vec<&str> = crash["steps"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(steps.last().is_some_and(|s| s.contains("record(") && s.contains("-> failed: crash:")), "{steps:?}");
+    assert!(!err.contains("cannot be judged past it"), "{err}");
+    // The trace replays it on the implementation: a finding of the replay too.
+    let replay = crash["replay"].as_str().unwrap();
+    assert!(replay.contains("--exec"), "{replay}");
+    let trace = crash["trace"].as_str().unwrap();
+    let (code, replayed, err) = sim(&["replay", trace, "--exec", &exec]);
+    assert_eq!(code, 1, "{replayed}{err}");
+    assert!(
+        replayed.contains("VIOLATION crash ") && replayed.contains("answered record with an indefinite error (crash:"),
+        "{replayed}"
+    );
+    let (code, replayed, _) = sim(&["replay", trace, "--exec", &exec, "--json"]);
+    assert_eq!(code, 1);
+    assert!(json(&replayed)["failure"].as_str().unwrap().starts_with("crash "), "{replayed}");
+    // JUnit carries it as a failed case.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"<failure message="seed "#) && xml.contains(r#"type="crash""#), "{xml}");
+    // The text report names it like a broken invariant.
+    let (code, text, _) = sim(&[&args[..], &["--trace-dir", &dir]].concat());
+    assert_eq!(code, 1);
+    assert!(text.contains("VIOLATION crash the implementation failed in the middle of a request"), "{text}");
+}
+
+/// An implementation that does not answer a call within `--exec-timeout` has failed at that
+/// step: a finding (`no_answer`) naming the seed, the step and the request (not the harness's
+/// own numbering alone), its process group killed and a new child started for the next seed,
+/// and a trace that replays it.
+#[test]
+fn a_hang_in_lockstep_is_a_finding_and_the_next_seed_gets_a_new_child() {
+    let dir = scratch("lockstep-hang");
+    let exec = failing_on_overruns(&dir, "hang", "sleep 30");
+    let args = [
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--exec-timeout",
+        "1",
+        "--seeds",
+        "0..4",
+        "--users",
+        "40",
+        "--steps",
+        "600",
+        "--trace-dir",
+        &dir,
+        "--json",
+    ];
+    let (code, out, err) = sim(&args);
+    assert_eq!(code, 1, "a finding, not an error: {out}{err}");
+    let r = json(&out);
+    assert_eq!(r["seeds"], "0..4", "{out}");
+    let hang = violation(&r, "no_answer");
+    assert!(hang["seeds"].as_array().unwrap().len() > 1, "a new child after a hang, that hangs again: {hang}");
+    let detail = hang["detail"].as_str().unwrap();
+    let seed = hang["seed"].as_u64().unwrap();
+    assert!(detail.starts_with(&format!("seed {seed} at engine step ")), "{detail}");
+    assert!(detail.contains("did not answer record within 1 s (--exec-timeout)"), "{detail}");
+    assert!(detail.contains(r#""call":{"call":"record""#), "{detail}");
+    assert!(err.contains("no longer answers: killing its process group and starting it again"), "{err}");
+    assert!(!err.contains("did not answer request "), "named by seed and step: {err}");
+    let trace = hang["trace"].as_str().unwrap();
+    let (code, replayed, err) = sim(&["replay", trace, "--exec", &exec, "--exec-timeout", "1"]);
+    assert_eq!(code, 1, "{replayed}{err}");
+    assert!(
+        replayed.contains("VIOLATION no_answer ") && replayed.contains("did not answer record within 1 s"),
+        "{replayed}"
+    );
+}
+
+/// An implementation that exits in the middle of a call has crashed at that step: a finding
+/// (`crash`), and the next seed gets a new child.
+#[test]
+fn an_exit_in_lockstep_is_a_crash_and_the_next_seed_gets_a_new_child() {
+    let dir = scratch("lockstep-exit");
+    // The whole process group goes, as a process that dies takes its pipes with it.
+    let exec = failing_on_overruns(&dir, "exit", "kill 0");
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..4",
+        "--users",
+        "40",
+        "--steps",
+        "600",
+        "--trace-dir",
+        &dir,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "a finding, not an error: {out}{err}");
+    let r = json(&out);
+    let crash = violation(&r, "crash");
+    assert!(crash["seeds"].as_array().unwrap().len() > 1, "{crash}");
+    let detail = crash["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("closed its output (it exited: ") && detail.contains("before answering record"),
+        "{detail}"
+    );
+    let (code, replayed, err) = sim(&["replay", crash["trace"].as_str().unwrap(), "--exec", &exec]);
+    assert_eq!(code, 1, "{replayed}{err}");
+    assert!(replayed.contains("VIOLATION crash "), "{replayed}");
+}
