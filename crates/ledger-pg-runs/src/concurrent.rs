@@ -132,8 +132,9 @@ const ENGINE_ERROR: &str = "the server raised an error for this call: ";
 /// its caller gives it up.
 const ENGINE_ERROR_ATTEMPTS: u32 = 3;
 
-/// How many of a seed's calls given up on an error of the server are described in its report.
-const ENGINE_ERRORS_KEPT: usize = 5;
+/// How many of a seed's calls given up on an error of the server (or of an exec
+/// implementation) are described in its report.
+pub(crate) const ENGINE_ERRORS_KEPT: usize = 5;
 
 /// The reply and movements of a `pg-reference` call.
 fn answered(applied: Result<reference::Applied, reference::PgError>) -> (Reply, Vec<Movement>) {
@@ -527,11 +528,31 @@ pub(crate) fn concurrent_run(
         run.scenario.n_steps,
         fault_flags(args)
     );
-    concurrent_report(run, engine_name(run.kind), n_tasks, &per_seed, started.elapsed(), &again)
+    let words = EngineErrorWords { title: "the server raised an error for a call", detail: &pg_engine_error };
+    concurrent_report(run, engine_name(run.kind), n_tasks, &per_seed, started.elapsed(), &again, &words)
+}
+
+/// What a concurrent run's `engine_error` finding says (calls the implementation failed on
+/// every try, which the run gave up): its title, and its detail given how many calls it
+/// gave up in the seed and the first, described.
+pub(crate) struct EngineErrorWords<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) detail: &'a dyn Fn(u64, &str) -> String,
+}
+
+/// What the `engine_error` of a run on PostgreSQL says: the SQL itself raised an error for
+/// the call ([`ENGINE_ERROR`]) on each of its tries.
+fn pg_engine_error(n: u64, first: &str) -> String {
+    format!(
+        "{n} call(s) got an error of the SQL itself (not a lost connection, not a serialization failure or \
+         deadlock) on each of {ENGINE_ERROR_ATTEMPTS} tries and were given up; the database answered, the \
+         implementation failed; the first: {first}"
+    )
 }
 
 /// The report of a concurrent run's seeds: for each invariant broken, the first seed's
-/// recorded calls written out and the command (`again`, without `--seed`) that runs it again.
+/// recorded calls written out and the command (`again`, without `--seed`) that runs it again;
+/// the calls given up on the implementation's errors worded as `engine_error` says them.
 pub(crate) fn concurrent_report(
     run: &PgRun<'_>,
     name: &str,
@@ -539,6 +560,7 @@ pub(crate) fn concurrent_report(
     per_seed: &[(u64, ConcSeed)],
     elapsed: std::time::Duration,
     again: &str,
+    engine_error: &EngineErrorWords<'_>,
 ) -> anyhow::Result<RunReport> {
     let mut coverage = Coverage::default();
     let mut violations = Vec::new();
@@ -591,22 +613,10 @@ pub(crate) fn concurrent_report(
         );
         (detail, Vec::new())
     })?;
-    finding(
-        "engine_error",
-        "the server raised an error for a call",
-        "-engine-error",
-        &|r| r.n_engine_errors > 0,
-        &|r| {
-            let detail = format!(
-                "{} call(s) got an error of the SQL itself (not a lost connection, not a serialization failure or \
-                 deadlock) on each of {ENGINE_ERROR_ATTEMPTS} tries and were given up; the database answered, the \
-                 implementation failed; the first: {}",
-                r.n_engine_errors,
-                r.engine_errors.first().map_or("", String::as_str)
-            );
-            (detail, r.engine_errors.clone())
-        },
-    )?;
+    finding("engine_error", engine_error.title, "-engine-error", &|r| r.n_engine_errors > 0, &|r| {
+        let detail = (engine_error.detail)(r.n_engine_errors, r.engine_errors.first().map_or("", String::as_str));
+        (detail, r.engine_errors.clone())
+    })?;
     let n_calls: u64 = per_seed.iter().map(|(_, r)| r.n_calls).sum();
     Ok(RunReport {
         engine: format!("{name} (concurrency {n_tasks})"),

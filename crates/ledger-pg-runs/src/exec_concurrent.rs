@@ -10,6 +10,13 @@
 //! again) and a kill of the child (`--kill-child-at N`, a durable implementation only: the calls
 //! in flight are drained, the child is killed with SIGKILL and started again, and what it showed
 //! before must be what it shows after, I7).
+//!
+//! None of these faults makes a call fail: a lost acknowledgement drops a reply that came (the
+//! call is sent again and must be answered as a repeat), a duplicate is not retried, and the
+//! child is killed only when no call is in flight. So an error answer is always the
+//! implementation's own: a call that keeps failing until it has been sent [`MAX_ATTEMPTS`]
+//! times is given up and reported as the implementation's failure (`engine_error`, with the calls and
+//! their errors), as the Postgres runs report an error the SQL raised.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -27,11 +34,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::args::{ExecArgs, PgArgs, PgRun};
 use crate::checks::{history_checks, linearizability};
-use crate::concurrent::{concurrent_report, draw_workload, ConcSeed};
+use crate::concurrent::{concurrent_report, draw_workload, ConcSeed, EngineErrorWords, ENGINE_ERRORS_KEPT};
 use crate::exec::{report_name, start};
 use crate::record::{ConcFlow, OpRecord};
 
-/// A call that keeps failing this many times kills its flow.
+/// A call that keeps failing this many times kills its flow, and is reported (`engine_error`).
 const MAX_ATTEMPTS: u32 = 60;
 
 /// One flow in flight.
@@ -41,8 +48,9 @@ struct Active<'f> {
     rng: ChaCha8Rng,
     now: TimeMs,
     n_calls: u8,
-    /// The call awaiting its answer, its attempts so far and the fault it carries.
-    waiting: Option<(Call, u32, Option<&'static str>)>,
+    /// The call awaiting its answer, its attempts so far, how many of them failed, and the
+    /// fault it carries.
+    waiting: Option<(Call, u32, u32, Option<&'static str>)>,
 }
 
 /// What a request in flight is for.
@@ -68,12 +76,37 @@ struct Seed<'a> {
     ops: Vec<OpRecord>,
     marks: BTreeMap<&'static str, u64>,
     violations: Vec<Violation>,
+    /// Calls given up because the implementation failed every try: how many, and the first
+    /// few described.
+    engine_errors: (u64, Vec<String>),
     config: &'a Config,
 }
 
 impl Seed<'_> {
     fn mark(&mut self, m: Mark) {
         *self.marks.entry(m.name()).or_insert(0) += 1;
+    }
+
+    /// `call` of `flow` (`None`: the final sweep), sent at `now`, was given up: `failures` of
+    /// its `tries` were answered with an error, the last `error`.
+    fn gave_up(&mut self, flow: Option<u32>, call: &Call, now: TimeMs, (failures, tries): (u32, u32), error: &str) {
+        self.mark(Mark::CallGaveUp);
+        let e = &mut self.engine_errors;
+        e.0 += 1;
+        if e.1.len() < ENGINE_ERRORS_KEPT {
+            let who = flow.map_or("the final sweep".to_owned(), |f| format!("flow {f}"));
+            let request = serde_json::to_string(&RequestBody::Call { now_ms: now, call: call.clone() })
+                .unwrap_or_else(|_| call.name().to_owned());
+            let how = if failures == tries {
+                format!("failed on each of its {tries} tries: {error}")
+            } else {
+                format!(
+                    "failed {failures} of its {tries} tries (the others' answers dropped as lost acknowledgements), \
+                     the last: {error}"
+                )
+            };
+            e.1.push(ledger_harness::text::shown(&format!("{who}: {request} {how}")));
+        }
     }
 
     fn send(&mut self, purpose: Purpose, call: Call, now: TimeMs) -> anyhow::Result<()> {
@@ -229,7 +262,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
                         let call = call.clone();
                         a.n_calls = a.n_calls.saturating_add(1);
                         a.now = a.now.plus_ms(1);
-                        a.waiting = Some((call.clone(), 0, None));
+                        a.waiting = Some((call.clone(), 0, 0, None));
                         let now = a.now;
                         s.send(Purpose::Call(i), call, now)?;
                         break;
@@ -292,16 +325,18 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
         };
         let a = slots[slot].as_mut().expect("a slot with a call in flight holds its flow");
         let f = a.flow;
-        let (_, attempts, fault) = a.waiting.take().expect("waiting for this answer");
-        if let Reply::Failed { .. } = reply {
+        let (_, attempts, failures, fault) = a.waiting.take().expect("waiting for this answer");
+        if let Reply::Failed { error } = &reply {
+            let error = error.clone();
             s.record(f.id, &call, (now, invoked), reply, false, fault)?;
             if attempts + 1 >= MAX_ATTEMPTS {
-                s.mark(Mark::CallGaveUp);
+                // No fault of the run's fails a call: the implementation failed it every time.
+                s.gave_up(Some(f.id), &call, now, (failures + 1, attempts + 1), &error);
                 slots[slot] = None;
                 continue;
             }
             s.mark(Mark::FailedCallRetried);
-            a.waiting = Some((call.clone(), attempts + 1, Some("retry")));
+            a.waiting = Some((call.clone(), attempts + 1, failures + 1, Some("retry")));
             s.send(Purpose::Call(slot), call, now)?;
             continue;
         }
@@ -310,7 +345,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
         if lost {
             // The answer is lost on its way: the caller sends the same call again.
             s.mark(Mark::LostAckRetry);
-            a.waiting = Some((call.clone(), attempts + 1, Some("retry")));
+            a.waiting = Some((call.clone(), attempts + 1, failures, Some("retry")));
             s.send(Purpose::Call(slot), call, now)?;
             continue;
         }
@@ -329,7 +364,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
     }
     // Traffic stopped: let every deadline pass and sweep (the seed's expire does nothing).
     let end = EPOCH.plus_ms(10 * u64::try_from(flows.len()).unwrap_or(0) + s.config.reservation_ttl_ms + 1000);
-    let mut swept = false;
+    let mut last_error = None;
     for _ in 0..MAX_ATTEMPTS {
         s.clock += 1;
         let invoked = s.clock;
@@ -340,15 +375,18 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
             }
             other => anyhow::bail!("`{}` answered expire with {}", s.child.command(), ledger_exec::child::kind(&other)),
         };
-        let ok = !matches!(reply, Reply::Failed { .. });
+        last_error = match &reply {
+            Reply::Failed { error } => Some(error.clone()),
+            _ => None,
+        };
         s.record(u32::MAX, &Call::Expire, (end, invoked), reply, fresh, None)?;
-        if ok {
-            swept = true;
+        if last_error.is_none() {
             break;
         }
     }
-    if !swept {
-        anyhow::bail!("the final expire never succeeded on `{}`", s.child.command());
+    if let Some(error) = last_error {
+        // Reported as the implementation's failure; the books are still checked.
+        s.gave_up(None, &Call::Expire, end, (MAX_ATTEMPTS, MAX_ATTEMPTS), &error);
     }
     Ok((flows, users, closes))
 }
@@ -400,6 +438,7 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         ops: Vec::new(),
         marks: BTreeMap::new(),
         violations: Vec::new(),
+        engine_errors: (0, Vec::new()),
         config: &config,
     };
     let mut per_seed = Vec::new();
@@ -434,10 +473,11 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             marks: std::mem::take(&mut s.marks),
             ops: std::mem::take(&mut s.ops),
             deadlocks: 0,
-            n_engine_errors: 0,
-            engine_errors: Vec::new(),
+            n_engine_errors: s.engine_errors.0,
+            engine_errors: std::mem::take(&mut s.engine_errors.1),
         };
-        let bad = !r.violations.is_empty();
+        s.engine_errors.0 = 0;
+        let bad = !r.violations.is_empty() || r.n_engine_errors > 0;
         per_seed.push((seed, r));
         if bad && run.fail_fast {
             break;
@@ -456,5 +496,14 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
     if let Some(k) = exec.kill_child_at {
         again.push_str(&format!(" --kill-child-at {k}"));
     }
-    concurrent_report(run, name, n, &per_seed, started.elapsed(), &again)
+    let command = s.child.command().to_owned();
+    let detail = |n_calls: u64, first: &str| {
+        ledger_harness::text::shown(&format!(
+            "`{command}` kept failing {n_calls} call(s) until the run gave them up ({MAX_ATTEMPTS} tries each): no \
+             fault of the run fails a call (a lost acknowledgement drops a reply that came, a kill waits for the \
+             calls in flight), so each error was the implementation's own; the first: {first}"
+        ))
+    };
+    let words = EngineErrorWords { title: "the implementation kept failing a call", detail: &detail };
+    concurrent_report(run, name, n, &per_seed, started.elapsed(), &again, &words)
 }

@@ -1,8 +1,9 @@
 //! An implementation that fails a request on its own, through the binary: in lockstep a crash
 //! (an indefinite error, an exit) or a hang (no answer within `--exec-timeout`) is a finding of
 //! the run on that seed at that step, with a trace that replays it, and the run goes on with
-//! the next seed. Every child is bounded: a hang sleeps at most 30 s, and the run kills its
-//! process group after `--exec-timeout`.
+//! the next seed; under concurrency a call the implementation keeps failing until the run
+//! gives it up is a finding (`engine_error`), never a pass. Every child is bounded: a hang
+//! sleeps at most 30 s, and the run kills its process group after `--exec-timeout`.
 
 use std::time::Duration;
 
@@ -37,6 +38,35 @@ const CRASH: &str = concat!(
     r#"printf '{"id":%s,"type":"error","code":"crash","definite":false,"#,
     r#""text":"RuntimeError: overrun for postgres://svc:hunter2@db/ledger \\u001b[31m"}\n' "$id""#,
 );
+
+/// A Python service in front of the command of its arguments (the reference served): it
+/// answers every `record` of more than was reserved with an indefinite error, before the
+/// record is applied, as a service whose overrun accounting raises does.
+const CRASHES_ON_OVERRUNS: &str = r#"
+import json, subprocess, sys, threading
+served = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+lock = threading.Lock()
+def answer(line):
+    with lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+def relay():
+    for line in served.stdout:
+        answer(line)
+threading.Thread(target=relay, daemon=True).start()
+for line in sys.stdin:
+    request = json.loads(line)
+    call = request.get("call") or {}
+    if call.get("call") == "record" and call["actual_sats"] > call["reserved_sats"]:
+        text = "RuntimeError: overrun for postgres://svc:hunter2@db/ledger"
+        error = {"id": request["id"], "type": "error", "code": "crash", "definite": False, "text": text}
+        answer(json.dumps(error) + "\n")
+        continue
+    served.stdin.write(line)
+    served.stdin.flush()
+served.stdin.close()
+served.wait()
+"#;
 
 fn violation<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     r["violations"]
@@ -184,4 +214,86 @@ fn an_exit_in_lockstep_is_a_crash_and_the_next_seed_gets_a_new_child() {
     let (code, replayed, err) = sim(&["replay", crash["trace"].as_str().unwrap(), "--exec", &exec]);
     assert_eq!(code, 1, "{replayed}{err}");
     assert!(replayed.contains("VIOLATION crash "), "{replayed}");
+}
+
+/// Under concurrency a call the implementation keeps failing is given up and
+/// reported (`engine_error`, exit 1, a failed JUnit case), with the call and its error: no
+/// fault of the run fails a call. So is a final sweep that never succeeds, and the books are
+/// still checked.
+#[test]
+fn a_call_that_always_crashes_under_concurrency_is_a_finding() {
+    let dir = scratch("concurrent-crash");
+    // In front of the reference, a service that raises before it applies a record of more than
+    // was reserved: nothing it stores or answers otherwise breaks a rule, so only the calls it
+    // fails tell.
+    let script = format!("{dir}/crash.py");
+    std::fs::write(&script, CRASHES_ON_OVERRUNS).unwrap();
+    let exec = format!("python3 {script} '{SIM}' serve");
+    let junit = format!("{dir}/junit.xml");
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..2",
+        "--users",
+        "40",
+        "--steps",
+        "600",
+        "--concurrency",
+        "8",
+        "--lost-ack",
+        "0.02",
+        "--trace-dir",
+        &dir,
+        "--json",
+        "--junit",
+        &junit,
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    assert_eq!(r["violations"].as_array().unwrap().len(), 1, "only the calls it failed tell: {out}");
+    assert!(r["coverage"]["call_gave_up"].as_u64().unwrap_or(0) > 0, "{out}");
+    let e = violation(&r, "engine_error");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("failed") && detail.contains("call(s) until the run gave them up (60 tries each)"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(r#": {"type":"call","now_ms":"#) && detail.contains(r#""call":{"call":"record""#),
+        "{detail}"
+    );
+    assert!(detail.contains("tries: crash: RuntimeError: overrun for postgres://svc:***@db/ledger"), "{detail}");
+    assert!(!out.contains("hunter2"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"type="engine_error""#) && !xml.contains(r#"failures="0""#), "{xml}");
+
+    // A sweep (`expire`) that always crashes: given up and reported, not an error of the run.
+    let exec = format!(
+        r#"'{SIM}' serve | sed -u '/"outcome":"expired"/s/^{{"id":\([0-9]*\),.*/{{"id":\1,"type":"error","code":"crash","definite":false,"text":"no sweeper"}}/'"#
+    );
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..1",
+        "--users",
+        "20",
+        "--steps",
+        "200",
+        "--concurrency",
+        "4",
+        "--trace-dir",
+        &dir,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let detail = violation(&json(&out), "engine_error")["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains(r#"the final sweep: {"type":"call""#) && detail.contains("crash: no sweeper"), "{detail}");
 }
