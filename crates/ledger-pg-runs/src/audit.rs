@@ -62,10 +62,20 @@ async fn audit_bounded(opts: PgConnectOptions, shown: String) -> anyhow::Result<
 }
 
 async fn audit_db(mut conn: sqlx::PgConnection) -> anyhow::Result<AuditReport> {
+    // One snapshot for every check: a live database's books are consistent in each snapshot,
+    // not across several.
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut conn).await?;
+    let report = audit_snapshot(&mut conn).await?;
+    sqlx::query("COMMIT").execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(report)
+}
+
+async fn audit_snapshot(conn: &mut sqlx::PgConnection) -> anyhow::Result<AuditReport> {
     let (has_ref, has_seed): (bool, bool) = sqlx::query_as(
         "SELECT to_regclass('public.ledger_config') IS NOT NULL, to_regclass('public.timmy_config') IS NOT NULL",
     )
-    .fetch_one(&mut conn)
+    .fetch_one(&mut *conn)
     .await?;
     if !has_ref && !has_seed {
         anyhow::bail!("no ledger tables in this database (neither ledger_config nor timmy_config)");
@@ -73,23 +83,23 @@ async fn audit_db(mut conn: sqlx::PgConnection) -> anyhow::Result<AuditReport> {
     let mut report = AuditReport { schemas: Vec::new(), findings: Vec::new(), notes: Vec::new() };
     // Both sets of tables exist in every migrated database; audit those that hold data.
     let ref_used = has_ref
-        && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM ledger_config)").fetch_one(&mut conn).await?;
+        && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM ledger_config)").fetch_one(&mut *conn).await?;
     let seed_used = has_seed
         && sqlx::query_scalar::<_, bool>(
             "SELECT EXISTS (SELECT 1 FROM timmy_config) OR EXISTS (SELECT 1 FROM nostr_identities) \
              OR EXISTS (SELECT 1 FROM free_tier_grants)",
         )
-        .fetch_one(&mut conn)
+        .fetch_one(&mut *conn)
         .await?;
     if ref_used {
         report.schemas.push("reference");
-        for f in reference::audit(&mut conn).await? {
+        for f in reference::audit(&mut *conn).await? {
             report.findings.push(AuditFinding { schema: "reference", invariant: f.invariant, detail: f.detail });
         }
     }
     if seed_used {
         report.schemas.push("seed");
-        for f in ledger_pg::seed::audit(&mut conn).await? {
+        for f in ledger_pg::seed::audit(conn).await? {
             report.findings.push(AuditFinding { schema: "seed", invariant: f.invariant.to_owned(), detail: f.detail });
         }
         report.notes.push(
@@ -100,7 +110,6 @@ async fn audit_db(mut conn: sqlx::PgConnection) -> anyhow::Result<AuditReport> {
     if !ref_used && !seed_used {
         report.notes.push("the ledger tables are empty: nothing to check".to_owned());
     }
-    conn.close().await?;
     Ok(report)
 }
 
@@ -116,9 +125,12 @@ pub fn audit_cmd(args: &AuditArgs) -> anyhow::Result<bool> {
     };
     let shown = redacted(&url);
     let opts = ledger_pg::database_url_options(named, &url).map_err(anyhow::Error::msg)?;
+    // The ledger's tables are found in `public` alone (pg_catalog is searched first, as always):
+    // not in a schema named after the role, which a default search path would look in first.
     let opts = opts.options([
         ("default_transaction_read_only", "on".to_owned()),
         ("statement_timeout", AUDIT_TIMEOUT.as_millis().to_string()),
+        ("search_path", "public".to_owned()),
     ]);
     let report = block_on(audit_bounded(opts, shown))??;
     let mut out = std::io::stdout().lock();

@@ -174,8 +174,8 @@ CREATE TABLE requests (
 -- reservation is only ever written by `decide` and `reserve_partial`, under the locks of its
 -- request and identity; requests are append-only and identities undeletable (guards that cost
 -- nothing on insert), so what a reservation refers to cannot go away; and
--- `ledger_audit_links()` reports any reservation whose request or identity is missing or
--- disagrees. `stripe` is the request's home stripe, where its movements are booked.
+-- the audit (`audit_reference.sql`) reports any reservation whose request or identity is missing
+-- or disagrees. `stripe` is the request's home stripe, where its movements are booked.
 CREATE TABLE reservations (
     request_id   bigint PRIMARY KEY,
     pubkey       text NOT NULL,

@@ -170,7 +170,7 @@ impl PgReferenceEngine {
         &self.pool
     }
 
-    /// The read-only I1/I2/I5 audit of the database (`ledger_audit()`).
+    /// The read-only I1/I2/I5 audit of the database ([`reference::audit`]).
     pub fn audit(&self) -> Result<Vec<reference::AuditFinding>, PgError> {
         self.rt.block_on(answered(reference::audit(&self.pool)))
     }

@@ -338,24 +338,57 @@ pub struct SeedFinding {
 /// A read-only check of what the seed's own tables can show: I1 (the pool row is a
 /// non-negative number) and I5 (no request has more than one grant, no grant is negative).
 /// I2 needs a journal of movements, which the seed does not keep: the simulator checks it from
-/// its own journal instead.
+/// its own journal instead. A NULL where a value must be is a finding of its own, naming the
+/// table, the column and the row; sums are numeric. Run it in one transaction (the audit of
+/// `ledger-sim` does) for one snapshot.
 pub async fn audit(conn: &mut PgConnection) -> Result<Vec<SeedFinding>, sqlx::Error> {
     let mut findings = Vec::new();
-    if let Some(v) = select_pool_value(conn).await? {
-        if v.trim().parse::<i64>().map_or(true, |n| n < 0) {
-            findings.push(SeedFinding { invariant: "I1", detail: format!("pool value is {v:?}") });
+    let pool: Vec<Option<String>> = sqlx::query_scalar("SELECT value FROM timmy_config WHERE key = $1")
+        .bind(POOL_KEY)
+        .fetch_all(&mut *conn)
+        .await?;
+    if pool.len() > 1 {
+        // The seed reads one of them (`LIMIT 1`), which one the server likes.
+        findings.push(SeedFinding {
+            invariant: "I1",
+            detail: format!("timmy_config holds {} rows of key {POOL_KEY}, one expected", pool.len()),
+        });
+    }
+    for value in pool {
+        match value {
+            None => findings.push(SeedFinding {
+                invariant: "I1",
+                detail: format!("timmy_config.value is NULL in row {POOL_KEY}, where a value must be"),
+            }),
+            Some(v) if v.trim().parse::<i64>().map_or(true, |n| n < 0) => {
+                findings.push(SeedFinding { invariant: "I1", detail: format!("pool value is {v:?}") });
+            }
+            Some(_) => {}
         }
     }
-    let rows = sqlx::query(
-        "SELECT request_hash, count(*), sum(sats_absorbed)::bigint FROM free_tier_grants \
+    let nulls: Vec<(String, String)> = sqlx::query_as(
+        "SELECT 'request_hash', coalesce('grant ' || id, 'the row at ' || ctid) FROM free_tier_grants \
+         WHERE request_hash IS NULL \
+         UNION ALL SELECT 'sats_absorbed', coalesce('grant ' || id, 'the row at ' || ctid) FROM free_tier_grants \
+         WHERE sats_absorbed IS NULL ORDER BY 1, 2",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (column, row) in nulls {
+        findings.push(SeedFinding {
+            invariant: "I5",
+            detail: format!("free_tier_grants.{column} is NULL in {row}, where a value must be"),
+        });
+    }
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT request_hash, count(*), \
+         coalesce((CASE WHEN count(sats_absorbed) = count(*) THEN sum(sats_absorbed::numeric) END)::text, 'NULL') \
+         FROM free_tier_grants WHERE request_hash IS NOT NULL \
          GROUP BY request_hash HAVING count(*) > 1 ORDER BY request_hash",
     )
     .fetch_all(&mut *conn)
     .await?;
-    for r in rows {
-        let hash: String = r.try_get(0)?;
-        let n: i64 = r.try_get(1)?;
-        let sum: i64 = r.try_get(2)?;
+    for (hash, n, sum) in rows {
         findings.push(SeedFinding {
             invariant: "I5",
             detail: format!("request {hash} recorded {n} times, absorbing {sum} sats"),

@@ -5,6 +5,7 @@
 //!
 //! One module: `cargo test --release -p ledger-pg --test postgres stripes::`.
 
+mod audit;
 mod batcher;
 mod conformance;
 mod deadlock_free;
