@@ -117,9 +117,7 @@ async fn audit_snapshot(conn: &mut sqlx::PgConnection) -> anyhow::Result<AuditRe
 pub fn audit_cmd(args: &AuditArgs) -> anyhow::Result<bool> {
     let (named, url) = match &args.database_url {
         Some(url) => ("--database-url", url.clone()),
-        None => std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
+        None => ledger_pg::testpg::database_url_env()?
             .map(|url| ("DATABASE_URL", url))
             .ok_or_else(|| anyhow::anyhow!("audit needs --database-url URL (or DATABASE_URL)"))?,
     };

@@ -71,7 +71,7 @@ impl Server {
         if args.restart_server_at.is_some() || args.crash_server_at.is_some() {
             return Ok(Server::Private(args.durability()));
         }
-        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        if let Some(url) = ledger_pg::testpg::database_url_env()? {
             ledger_pg::database_url_options("DATABASE_URL", &url).map_err(anyhow::Error::msg)?;
             ledger_exec::say!(
                 "ledger-sim: each seed gets a fresh database on DATABASE_URL's server {} (waiting at most {} s to \
@@ -89,7 +89,7 @@ impl Server {
     pub(crate) fn named_in(&self, e: anyhow::Error) -> anyhow::Error {
         let place = match self {
             Server::Url { url, .. } => format!("the database at {}", redacted(url)),
-            Server::Test { .. } => match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            Server::Test { .. } => match ledger_pg::testpg::database_url_env().ok().flatten() {
                 Some(url) => format!("a fresh database on {}", redacted(&url)),
                 None => "a fresh database of a throwaway PostgreSQL".to_owned(),
             },

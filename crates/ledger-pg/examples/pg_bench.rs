@@ -401,7 +401,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 async fn run(args: Args) -> Result<(), Failure> {
     let durable = args.durable;
-    let url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
+    let url = ledger_pg::testpg::database_url_env().map_err(|e| Failure::Refused(e.to_string()))?;
     if let Some(url) = &url {
         // A garbled URL is refused before anything starts, as everywhere else (named, its
         // password hidden): sqlx would otherwise try localhost.

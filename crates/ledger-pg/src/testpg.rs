@@ -492,9 +492,9 @@ impl TestPg {
     ///
     /// Blocking; it may be called from inside or outside a tokio runtime.
     pub fn new() -> Result<TestPg, TestPgError> {
-        match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => TestPg::on_server("DATABASE_URL", &url, "ledger_test"),
-            _ => TestPg::on_cluster(shared_cluster()?),
+        match database_url_env()? {
+            Some(url) => TestPg::on_server("DATABASE_URL", &url, "ledger_test"),
+            None => TestPg::on_cluster(shared_cluster()?),
         }
     }
 
@@ -670,6 +670,31 @@ impl Drop for TestPg {
         // A shared server outlives us: remove what we made.
         let _ = self.drop_on_server();
         // Dropping the last Arc<Cluster> stops and removes the cluster.
+    }
+}
+
+/// `DATABASE_URL`, the one place it is read: `None` when it is unset, or set but empty (said
+/// once on stderr: an empty value names no server, as `DATABASE_URL=` in a `.env` or a CI
+/// template whose secret is missing, and is taken as unset). A value that is not UTF-8 is
+/// refused, naming the variable: it cannot be a PostgreSQL URL, and ignoring it would run
+/// somewhere the user did not ask for.
+pub fn database_url_env() -> Result<Option<String>, TestPgError> {
+    database_url_from(std::env::var_os("DATABASE_URL"))
+}
+
+fn database_url_from(value: Option<std::ffi::OsString>) -> Result<Option<String>, TestPgError> {
+    static EMPTY_SAID: std::sync::Once = std::sync::Once::new();
+    let Some(value) = value else { return Ok(None) };
+    match value.into_string() {
+        Ok(url) if url.is_empty() => {
+            EMPTY_SAID
+                .call_once(|| say(format_args!("ledger-pg: DATABASE_URL is set but empty: ignored, as if unset")));
+            Ok(None)
+        }
+        Ok(url) => Ok(Some(url)),
+        Err(_) => Err(TestPgError::Url(
+            "DATABASE_URL is not valid UTF-8, so it cannot be a PostgreSQL URL: set it to one, or unset it".to_owned(),
+        )),
     }
 }
 
@@ -864,6 +889,17 @@ mod tests {
         assert_eq!(e, "sh -c echo no >&2; exit 3 failed: no\n");
         let e = run_as_owner_bounded(false, Path::new("/no/such/initdb"), &[], "missing", bound, bound).unwrap_err();
         assert!(e.to_string().starts_with("running /no/such/initdb: "), "{e}");
+    }
+
+    #[test]
+    fn database_url_is_refused_when_not_utf8_and_ignored_when_empty() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = std::ffi::OsString::from_vec(b"postgres://u@h/caf\xe9".to_vec());
+        let e = database_url_from(Some(bad)).unwrap_err().to_string();
+        assert!(e.starts_with("DATABASE_URL is not valid UTF-8"), "{e}");
+        assert_eq!(database_url_from(Some("".into())).unwrap(), None);
+        assert_eq!(database_url_from(None).unwrap(), None);
+        assert_eq!(database_url_from(Some("postgres://u@h/db".into())).unwrap().as_deref(), Some("postgres://u@h/db"));
     }
 
     #[test]

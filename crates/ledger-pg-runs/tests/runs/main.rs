@@ -5,6 +5,7 @@
 //!
 //! One module: `cargo test --release -p ledger-pg-runs --test runs pg_mutants::`.
 
+mod database_url;
 mod linearizability;
 mod pg;
 mod pg_confirm_url;
