@@ -13,14 +13,14 @@ use ledger_simulator::scenario::Scenario;
 /// The options of `run` that only Postgres engines take.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct PgArgs {
-    /// The PostgreSQL database to run on. It is reset (ledger-pg's tables are dropped) before
-    /// each seed; a database holding other tables is refused unless --reset-database is
-    /// given. Without it, each seed gets a fresh database on `DATABASE_URL`'s server, or on a
+    /// The PostgreSQL database to run on. It is reset (ledger-pg's objects are dropped) before
+    /// each seed; a database holding other objects in `public` is refused unless
+    /// --reset-database is given. Without it, each seed gets a fresh database on `DATABASE_URL`'s server, or on a
     /// private throwaway cluster.
     #[arg(long)]
     pub database_url: Option<String>,
     /// With --database-url: drop everything in the database's `public` schema before each
-    /// seed, tables ledger-pg did not create included.
+    /// seed, objects ledger-pg did not create included.
     #[arg(long)]
     pub reset_database: bool,
     /// Run N concurrent clients (1 to 256) on a connection pool instead of the lockstep
@@ -154,14 +154,15 @@ impl PgArgs {
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct ReplayDbArgs {
     /// The PostgreSQL database to replay on (a pg-reference or pg-seed trace), as `run
-    /// --database-url` runs on it: it is reset (ledger-pg's tables are dropped) before the
-    /// replay; a database holding other tables is refused unless --reset-database is given.
+    /// --database-url` runs on it: it is reset (ledger-pg's objects are dropped) before the
+    /// replay; a database holding other objects in `public` is refused unless --reset-database
+    /// is given.
     /// Without it, the replay gets a fresh database on `DATABASE_URL`'s server, or on a private
     /// throwaway cluster.
     #[arg(long)]
     pub database_url: Option<String>,
     /// With --database-url: drop everything in the database's `public` schema before the
-    /// replay, tables ledger-pg did not create included.
+    /// replay, objects ledger-pg did not create included.
     #[arg(long)]
     pub reset_database: bool,
 }

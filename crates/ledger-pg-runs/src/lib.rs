@@ -169,7 +169,7 @@ fn database_flags(url: &str, reset_database: bool) -> (String, bool) {
 
 /// Replays a lockstep trace of a Postgres engine (`replay` of a pg-reference or pg-seed trace)
 /// where `db` says: on the database of `--database-url`, reset first as before each seed of a
-/// run on it, by the same rules (a database holding tables ledger-pg did not create is refused
+/// run on it, by the same rules (a database holding objects ledger-pg did not create is refused
 /// unless `--reset-database`); without it, as [`replay_on_pg`] does. The result, and the first
 /// divergence from the reference engine, as [`replay_on_pg`] gives them.
 pub fn replay_on_pg_at(

@@ -18,30 +18,49 @@ static RESET_ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 
 pub(crate) use ledger_pg::redacted;
 
-/// Drops everything in the `public` schema of the database at `opts`, on one connection:
-/// only if it holds nothing but ledger-pg's tables, unless `everything`.
+/// Drops everything in the `public` schema of the database at `opts`, on one connection and
+/// in one transaction: only if all of it is ledger-pg's, unless `everything`.
 async fn reset(opts: PgConnectOptions, everything: bool) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect_with(&opts).await?;
+    let has_public: bool =
+        sqlx::query_scalar("SELECT to_regnamespace('public') IS NOT NULL").fetch_one(&mut conn).await?;
+    if !has_public {
+        anyhow::bail!("it has no schema named public, where ledger-pg's tables go: create it (CREATE SCHEMA public)");
+    }
+    // One transaction: the check and the drop see the same objects (a refusal drops nothing).
+    sqlx::query("BEGIN").execute(&mut conn).await?;
     if !everything {
-        let foreign = ledger_pg::schema::foreign_relations(&mut conn).await?;
-        if !foreign.is_empty() {
-            let n = foreign.len();
-            let mut names: Vec<String> = foreign.into_iter().take(10).collect();
-            if n > names.len() {
-                names.push(format!("and {} more", n - names.len()));
-            }
-            anyhow::bail!(
-                "it holds {n} table(s) ledger-pg did not create ({}); a run drops \
-                 everything in the public schema before each seed, so it refuses: give it a throwaway \
-                 database, or add --reset-database to drop them",
-                names.join(", ")
-            );
+        let foreign = ledger_pg::schema::foreign_objects(&mut conn).await?;
+        if !foreign.objects.is_empty() {
+            anyhow::bail!("{}", refusal(&foreign));
         }
     }
     sqlx::query("DROP SCHEMA public CASCADE").execute(&mut conn).await?;
     sqlx::query("CREATE SCHEMA public").execute(&mut conn).await?;
+    sqlx::query("COMMIT").execute(&mut conn).await?;
     conn.close().await?;
     Ok(())
+}
+
+/// Why a database holding `foreign` objects is refused, naming the first ten.
+fn refusal(foreign: &ledger_pg::schema::Foreign) -> String {
+    let n = foreign.objects.len();
+    let mut names: Vec<String> = foreign.objects.iter().take(10).cloned().collect();
+    if n > names.len() {
+        names.push(format!("and {} more", n - names.len()));
+    }
+    let why = if foreign.unrecorded_ledger_pg {
+        ": its _sqlx_migrations are ledger-pg's, of a version that kept no record of what it made, so its tables \
+         cannot be told from a user's"
+    } else {
+        ""
+    };
+    format!(
+        "it holds {n} object(s) ledger-pg did not create ({}){why}; a run drops everything in the public schema \
+         (and what depends on it) before each seed, so it refuses: give it a throwaway database, or add \
+         --reset-database to drop them",
+        names.join(", ")
+    )
 }
 
 /// Where each seed's fresh database comes from.

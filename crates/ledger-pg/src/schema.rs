@@ -3,7 +3,9 @@
 //! There are two: the seed's tables (`sql/seed_tables.sql`), and the reference schema
 //! (`sql/reference_schema.sql`) followed by every function of `sql/functions/`, one file per
 //! function (a trigger function's file also creates its triggers), in the order of the list in
-//! `reference_schema!` below. `sqlx::migrate!` embeds a directory of whole migrations and
+//! `reference_schema!` below. Each ends by recording the objects it made in
+//! `ledger_pg_objects` (made by the first), which is how a run given a database tells
+//! ledger-pg's objects from a user's ([`foreign_objects`]). `sqlx::migrate!` embeds a directory of whole migrations and
 //! cannot assemble one from several files, so the migrations are made here with
 //! `include_str!` and `concat!`: the text is fixed at compile time, and so is its checksum.
 //!
@@ -21,36 +23,95 @@ use std::pin::Pin;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
-/// Every table and view the migrations create in the `public` schema (`_sqlx_migrations` is
-/// sqlx's record of them): what a run may drop from a database it was given. Checked against
-/// a migrated server by `tests/postgres/schema.rs`.
-pub const RELATIONS: &[&str] = &[
-    "_sqlx_migrations",
-    "free_tier_grants",
-    "grants",
-    "identities",
-    "ledger_config",
-    "nostr_identities",
-    "pool",
-    "pool_journal",
-    "pool_stripes",
-    "processed_payments",
-    "refused_reservations",
-    "requests",
-    "reservations",
-    "timmy_config",
-];
+/// The objects of `public`, and the objects anywhere that depend on them, as a `WITH RECURSIVE
+/// under_public (classid, objid, objsubid)` clause for the statement that follows it.
+const UNDER_PUBLIC: &str = include_str!("../sql/under_public.sql");
 
-/// The tables and views of the `public` schema that are not in [`RELATIONS`], sorted: what a
-/// database holds that ledger-pg did not create.
-pub async fn foreign_relations(conn: &mut sqlx::PgConnection) -> Result<Vec<String>, sqlx::Error> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'f', 'p') ORDER BY 1",
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(names.into_iter().filter(|n| !RELATIONS.contains(&n.as_str())).collect())
+/// The table that records what the migrations made (the first migration makes it).
+const OBJECTS_TABLE: &str = include_str!("../sql/ledger_pg_objects.sql");
+
+/// The end of every migration: the objects it made, recorded (after [`UNDER_PUBLIC`]).
+const OBJECTS_RECORD: &str = include_str!("../sql/ledger_pg_objects_record.sql");
+
+/// What a database given to a run holds that ledger-pg did not make ([`foreign_objects`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Foreign {
+    /// Each object of `public` that is not in ledger-pg's record, and each object elsewhere
+    /// that depends on one of `public`, described as PostgreSQL describes it (`table
+    /// customers`, `function f()`, `view other.v`), sorted. An object's own parts (a table's
+    /// indexes, its row type) are not listed beside it.
+    pub objects: Vec<String>,
+    /// True when the database holds no record of ledger-pg's (`ledger_pg_objects`) but looks
+    /// like a database an earlier ledger-pg migrated (its `_sqlx_migrations` lists ledger-pg's
+    /// migrations): its tables are likely ledger-pg's, and cannot be told from a user's.
+    pub unrecorded_ledger_pg: bool,
+}
+
+/// What the database holds that ledger-pg did not make: every object of `public` (a table, a
+/// view, a sequence, a function, a type, an extension, ...) that ledger-pg's migrations did not
+/// record as theirs (`ledger_pg_objects`, by catalog identity, not by name), and everything
+/// elsewhere that depends on `public` (a view reading one of its tables, a foreign key into
+/// one): what dropping ledger-pg's objects would drop with them. A database where ledger-pg
+/// never ran has no record, so everything there is foreign. Default privileges of the schema
+/// are not objects to drop (the schema is kept with them).
+pub async fn foreign_objects(conn: &mut sqlx::PgConnection) -> Result<Foreign, sqlx::Error> {
+    let mut recorded: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.ledger_pg_objects') IS NOT NULL").fetch_one(&mut *conn).await?;
+    if recorded {
+        // The record is ledger-pg's when it records itself.
+        recorded = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM public.ledger_pg_objects \
+             WHERE classid = 'pg_class'::regclass AND objid = 'public.ledger_pg_objects'::regclass AND objsubid = 0)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+    }
+    let ours = if recorded {
+        "EXISTS (SELECT 1 FROM public.ledger_pg_objects o \
+         WHERE o.classid = u.classid AND o.objid = u.objid AND o.objsubid = u.objsubid)"
+    } else {
+        "false"
+    };
+    // What is named: not an object's parts (an internal or automatic dependency on another
+    // foreign object: a table's index, row type, constraints), a view for its rewrite rule
+    // (which is what depends on a table it reads), and a relation rather than its columns.
+    let sql = format!(
+        "{UNDER_PUBLIC}, \
+         foreign_objects AS (SELECT DISTINCT u.classid, u.objid, u.objsubid FROM under_public u \
+             WHERE u.classid <> 'pg_default_acl'::regclass AND NOT {ours}), \
+         shown AS (SELECT DISTINCT \
+                 CASE WHEN r.oid IS NULL THEN f.classid ELSE 'pg_class'::regclass END AS classid, \
+                 coalesce(r.ev_class, f.objid) AS objid, \
+                 CASE WHEN r.oid IS NULL THEN f.objsubid ELSE 0 END AS objsubid \
+             FROM foreign_objects f \
+             LEFT JOIN pg_rewrite r ON f.classid = 'pg_rewrite'::regclass AND r.oid = f.objid \
+                 AND r.rulename = '_RETURN' \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_depend d JOIN foreign_objects p \
+                 ON p.classid = d.refclassid AND p.objid = d.refobjid AND p.objsubid IN (0, d.refobjsubid) \
+                 WHERE d.classid = f.classid AND d.objid = f.objid AND d.objsubid = f.objsubid \
+                   AND d.deptype IN ('i', 'a') AND (p.classid, p.objid) <> (f.classid, f.objid))) \
+         SELECT pg_describe_object(s.classid, s.objid, s.objsubid) FROM shown s \
+         WHERE s.objsubid = 0 OR NOT EXISTS (SELECT 1 FROM shown w \
+             WHERE (w.classid, w.objid, w.objsubid) = (s.classid, s.objid, 0)) \
+         ORDER BY 1"
+    );
+    let objects: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut *conn).await?;
+    let mut unrecorded_ledger_pg = false;
+    if !recorded && !objects.is_empty() {
+        let has_migrations: bool = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+        if has_migrations {
+            let migrated: Vec<(i64, String)> =
+                sqlx::query_as("SELECT version, description::text FROM public._sqlx_migrations ORDER BY version")
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let ours: Vec<(i64, String)> =
+                migrations().iter().map(|m| (m.version, m.description.to_string())).collect();
+            unrecorded_ledger_pg = !migrated.is_empty() && migrated.iter().all(|row| ours.contains(row));
+        }
+    }
+    Ok(Foreign { objects, unrecorded_ledger_pg })
 }
 
 /// Defines [`FUNCTIONS`] and [`REFERENCE_SCHEMA`] from one list of function names, so that
@@ -119,12 +180,17 @@ pub fn function_source(name: &str) -> Option<&'static str> {
 /// The seed's tables, as the TypeScript service uses them.
 const SEED_TABLES: &str = include_str!("../sql/seed_tables.sql");
 
-/// Every migration, in version order.
+/// Every migration, in version order. Each ends by recording the objects it made
+/// ([`foreign_objects`] tells them from a user's); the first makes the record's table first.
 fn migrations() -> Vec<Migration> {
-    let migration = |version, description: &'static str, sql: &'static str| {
-        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+    let migration = |version, description: &'static str, parts: &[&str]| {
+        let sql = parts.concat();
+        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Owned(sql), false)
     };
-    vec![migration(1, "seed tables", SEED_TABLES), migration(2, "reference schema", REFERENCE_SCHEMA)]
+    vec![
+        migration(1, "seed tables", &[OBJECTS_TABLE, SEED_TABLES, UNDER_PUBLIC, OBJECTS_RECORD]),
+        migration(2, "reference schema", &[REFERENCE_SCHEMA, UNDER_PUBLIC, OBJECTS_RECORD]),
+    ]
 }
 
 /// The embedded migrations as a source for [`sqlx::migrate::Migrator::new`].

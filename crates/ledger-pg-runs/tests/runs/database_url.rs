@@ -89,3 +89,86 @@ fn an_empty_database_url_is_taken_as_unset() {
     let err = audit(&[]).expect_err("the audit has no database");
     assert_eq!(format!("{err:#}"), "audit needs --database-url URL (or DATABASE_URL)");
 }
+
+/// The first column of every row `sql` returns on the database `opts` names, as text.
+fn texts(opts: sqlx::postgres::PgConnectOptions, sql: &str) -> Vec<String> {
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect_with(&opts).await.expect("a connection");
+            let rows: Vec<Option<String>> =
+                sqlx::query_scalar(&sql).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            conn.close().await.expect("close");
+            rows.into_iter().map(|r| r.unwrap_or_else(|| "NULL".to_owned())).collect()
+        })
+    })
+    .join()
+    .expect("the SQL thread")
+}
+
+/// A database holding a user's objects of any kind is refused, naming them, and kept: tables
+/// named as ledger-pg's (`requests`, `identities`, `ledger_config`) with rows, a sequence, a
+/// function, an enum type, and a view in another schema that reads a table of `public`.
+/// Before, only table names were checked: all of these were dropped, and the run exited 0.
+/// `--reset-database` drops them; a database of ledger-pg's own objects is reset without
+/// asking; one where a user added a function to ledger-pg's is refused again.
+#[test]
+fn a_database_holding_a_users_objects_of_any_kind_is_refused_and_kept() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_database_holding_a_users_objects_of_any_kind_is_refused_and_kept"),
+        TIME_LIMIT,
+    );
+    let pg = ledger_pg::testpg::TestPg::new().expect("a throwaway PostgreSQL must start");
+    let users = "CREATE TABLE requests (note text); INSERT INTO requests VALUES ('keep me'); \
+                 CREATE TABLE identities (email text); INSERT INTO identities VALUES ('a@example.com'); \
+                 CREATE TABLE ledger_config (k text, v text); INSERT INTO ledger_config VALUES ('mine', 'too'); \
+                 CREATE SEQUENCE invoice_no; \
+                 CREATE FUNCTION my_total() RETURNS int LANGUAGE sql AS 'SELECT 1'; \
+                 CREATE TYPE mood AS ENUM ('ok'); \
+                 CREATE SCHEMA reports; CREATE VIEW reports.notes AS SELECT note FROM requests;";
+    crate::run_sql(pg.connect_options(), users);
+    let kept = |pg: &ledger_pg::testpg::TestPg| {
+        texts(
+            pg.connect_options(),
+            "SELECT concat_ws(' ', (SELECT note FROM requests), (SELECT email FROM identities), \
+             (SELECT v FROM ledger_config), to_regclass('invoice_no'), to_regproc('my_total'), to_regtype('mood'), \
+             to_regclass('reports.notes'))",
+        )
+    };
+    let all_kept = ["keep me a@example.com too invoice_no my_total mood reports.notes".to_owned()];
+    let args = PgArgs { database_url: Some(pg.url().to_owned()), ..PgArgs::default() };
+    let err = try_run(&args, "users-objects").expect_err("a database with a user's objects must be refused");
+    let msg = format!("{err:#}");
+    for name in [
+        "table requests",
+        "table identities",
+        "table ledger_config",
+        "sequence invoice_no",
+        "function my_total()",
+        "type mood",
+        "view reports.notes",
+        "--reset-database",
+    ] {
+        assert!(msg.contains(name), "the refusal names {name}: {msg}");
+    }
+    assert_eq!(kept(&pg), all_kept, "the user's objects were dropped");
+
+    let reset = PgArgs { reset_database: true, ..args.clone() };
+    let r = try_run(&reset, "users-objects").expect("--reset-database runs");
+    assert!(r.violations.is_empty(), "{:#?}", r.violations);
+    let gone = texts(
+        pg.connect_options(),
+        "SELECT concat_ws(' ', to_regclass('invoice_no'), to_regproc('my_total'), to_regtype('mood'), \
+         to_regclass('reports.notes'), (SELECT count(*) FROM pg_attribute \
+             WHERE attrelid = 'requests'::regclass AND attname = 'note'))",
+    );
+    assert_eq!(gone, ["0"], "--reset-database drops everything");
+    // ledger-pg's own objects (the run above made them) are reset without asking.
+    try_run(&args, "users-objects").expect("ledger-pg's own objects are reset without asking");
+    // A function a user added beside them is not.
+    crate::run_sql(pg.connect_options(), "CREATE FUNCTION my_total() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    let err = try_run(&args, "users-objects").expect_err("a user's function must be refused");
+    assert!(format!("{err:#}").contains("function my_total()"), "{err:#}");
+}

@@ -3,6 +3,7 @@
 use ledger_core::{Config, TimeMs};
 use ledger_pg::batch::N_STRIPES;
 use ledger_pg::reference;
+use ledger_pg::schema::Foreign;
 use ledger_pg::testpg::TestPg;
 use sqlx::PgPool;
 
@@ -48,26 +49,107 @@ async fn migrating_again_changes_nothing() {
     assert_eq!(applied, [(1, "seed tables".to_string()), (2, "reference schema".to_string())]);
 }
 
-/// `schema::RELATIONS` is exactly what the migrations create: a run given a database drops
-/// only those without asking, so a table missing from the list would make it refuse its own
-/// schema, and an extra name would let it drop a user's table of that name.
+/// The objects of `public` on a freshly migrated database, and what depends on them, are all
+/// recorded as ledger-pg's: a run given a database resets its own schema without asking.
 #[tokio::test]
-async fn relations_are_what_the_migrations_create() {
+async fn the_migrations_record_every_object_they_make() {
     let _limit = ledger_pg::testpg::TimeLimit::new(
-        concat!(module_path!(), "::relations_are_what_the_migrations_create"),
+        concat!(module_path!(), "::the_migrations_record_every_object_they_make"),
         TIME_LIMIT,
     );
     let (pg, pool) = migrated().await;
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'f', 'p') ORDER BY 1",
+    let mut conn = pg.connect().await.unwrap();
+    assert_eq!(ledger_pg::schema::foreign_objects(&mut conn).await.unwrap(), Foreign::default());
+    let recorded: Vec<String> =
+        sqlx::query_scalar("SELECT pg_describe_object(classid, objid, objsubid) FROM ledger_pg_objects ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for name in [
+        "table _sqlx_migrations",
+        "table ledger_pg_objects",
+        "table requests",
+        "table free_tier_grants",
+        "view pool",
+        "sequence pool_journal_seq_seq",
+        "type sats",
+        "type ledger_result",
+        "function ledger_decide(bigint,text,bigint,bigint)",
+        "trigger pool_journal_move on table pool_journal",
+        "index reservations_outstanding_by_deadline",
+    ] {
+        assert!(recorded.iter().any(|r| r == name), "{name} is not recorded: {recorded:?}");
+    }
+    // Traffic and a genesis add rows, not objects.
+    reference::genesis(&pool, &Config::default(), TimeMs(0)).await.expect("genesis");
+    assert_eq!(ledger_pg::schema::foreign_objects(&mut conn).await.unwrap(), Foreign::default());
+}
+
+/// What a user made is foreign, whatever its kind and whatever its name: a table named as one
+/// of ledger-pg's, a sequence, a function, a type, an index on one of ledger-pg's tables, a
+/// view in another schema that reads one; before, only a table or view of a name not
+/// ledger-pg's was.
+#[tokio::test]
+async fn whatever_a_user_made_in_public_or_on_it_is_foreign() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::whatever_a_user_made_in_public_or_on_it_is_foreign"),
+        TIME_LIMIT,
+    );
+    // ledger-pg never ran here: a table named `requests` is the user's.
+    let pg = TestPg::new().expect("a throwaway PostgreSQL must start for these tests");
+    let mut conn = pg.connect().await.unwrap();
+    sqlx::raw_sql("CREATE TABLE requests (note text); INSERT INTO requests VALUES ('mine');")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let foreign = ledger_pg::schema::foreign_objects(&mut conn).await.unwrap();
+    assert_eq!(foreign.objects, ["table requests"]);
+    assert!(!foreign.unrecorded_ledger_pg);
+
+    // On a migrated database: objects of every kind, and one of ledger-pg's tables replaced by
+    // the user's own of the same name.
+    let (pg, pool) = migrated().await;
+    let mut conn = pg.connect().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE SEQUENCE invoice_no; \
+         CREATE FUNCTION my_total() RETURNS int LANGUAGE sql AS 'SELECT 1'; \
+         CREATE TYPE mood AS ENUM ('ok'); \
+         CREATE INDEX my_index ON grants (pubkey); \
+         CREATE SCHEMA reports; CREATE VIEW reports.big_grants AS SELECT * FROM grants; \
+         CREATE TABLE reports.owing (request_id bigint REFERENCES requests (request_id)); \
+         DROP TABLE identities CASCADE; CREATE TABLE identities (email text); \
+         INSERT INTO identities VALUES ('a@example.com');",
     )
-    .fetch_all(&pool)
+    .execute(&pool)
     .await
     .unwrap();
-    assert_eq!(names, ledger_pg::schema::RELATIONS);
+    let foreign = ledger_pg::schema::foreign_objects(&mut conn).await.unwrap();
+    assert_eq!(
+        foreign.objects,
+        [
+            "constraint owing_request_id_fkey on table reports.owing",
+            "function my_total()",
+            "index my_index",
+            "sequence invoice_no",
+            "table identities",
+            "type mood",
+            "view reports.big_grants",
+        ]
+    );
+}
+
+/// A database an earlier ledger-pg migrated, which kept no record, is told apart in the
+/// refusal: its tables are likely ledger-pg's, but cannot be told from a user's.
+#[tokio::test]
+async fn a_database_migrated_without_a_record_is_said_to_be_so() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_database_migrated_without_a_record_is_said_to_be_so"),
+        TIME_LIMIT,
+    );
+    let (pg, pool) = migrated().await;
+    sqlx::query("DROP TABLE ledger_pg_objects").execute(&pool).await.unwrap();
     let mut conn = pg.connect().await.unwrap();
-    assert!(ledger_pg::schema::foreign_relations(&mut conn).await.unwrap().is_empty());
-    sqlx::query("CREATE TABLE customers (id int)").execute(&pool).await.unwrap();
-    assert_eq!(ledger_pg::schema::foreign_relations(&mut conn).await.unwrap(), ["customers"]);
+    let foreign = ledger_pg::schema::foreign_objects(&mut conn).await.unwrap();
+    assert!(foreign.unrecorded_ledger_pg, "{foreign:?}");
+    assert!(foreign.objects.iter().any(|o| o == "table requests"), "{foreign:?}");
 }

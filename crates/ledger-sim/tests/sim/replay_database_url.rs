@@ -108,7 +108,7 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
     let out = shell(replay, &[]);
     let all = text(&out);
     assert_eq!(out.code, 2, "{all}");
-    assert!(all.contains("ledger-pg did not create (precious)") && all.contains("--reset-database"), "{all}");
+    assert!(all.contains("ledger-pg did not create (table precious)") && all.contains("--reset-database"), "{all}");
     assert!(tables(&rt, &pool).contains(&"precious".to_owned()), "a refused replay dropped nothing");
 
     // With --reset-database it replays there, and finds what the run found.
