@@ -20,7 +20,7 @@ pub struct PgArgs {
     #[arg(long)]
     pub database_url: Option<String>,
     /// With --database-url: drop everything in the database's `public` schema before each
-    /// seed, objects ledger-pg did not create included.
+    /// seed, objects ledger-pg did not create included (the schema itself is kept).
     #[arg(long)]
     pub reset_database: bool,
     /// Run N concurrent clients (1 to 256) on a connection pool instead of the lockstep
@@ -162,7 +162,7 @@ pub struct ReplayDbArgs {
     #[arg(long)]
     pub database_url: Option<String>,
     /// With --database-url: drop everything in the database's `public` schema before the
-    /// replay, objects ledger-pg did not create included.
+    /// replay, objects ledger-pg did not create included (the schema itself is kept).
     #[arg(long)]
     pub reset_database: bool,
 }

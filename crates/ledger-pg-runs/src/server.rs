@@ -19,7 +19,8 @@ static RESET_ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 pub(crate) use ledger_pg::redacted;
 
 /// Drops everything in the `public` schema of the database at `opts`, on one connection and
-/// in one transaction: only if all of it is ledger-pg's, unless `everything`.
+/// in one transaction: only if all of it is ledger-pg's, unless `everything`. The schema is
+/// kept, with its owner and privileges.
 async fn reset(opts: PgConnectOptions, everything: bool) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect_with(&opts).await?;
     let has_public: bool =
@@ -35,8 +36,7 @@ async fn reset(opts: PgConnectOptions, everything: bool) -> anyhow::Result<()> {
             anyhow::bail!("{}", refusal(&foreign));
         }
     }
-    sqlx::query("DROP SCHEMA public CASCADE").execute(&mut conn).await?;
-    sqlx::query("CREATE SCHEMA public").execute(&mut conn).await?;
+    ledger_pg::schema::drop_public_objects(&mut conn).await?;
     sqlx::query("COMMIT").execute(&mut conn).await?;
     conn.close().await?;
     Ok(())

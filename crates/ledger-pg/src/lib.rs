@@ -57,8 +57,10 @@ pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateEr
 }
 
 /// Drops everything in the `public` schema, migrations included, so that a run can start from
-/// genesis on a database it owns. Destructive: for throwaway databases only.
+/// genesis on a database it owns; the schema itself is kept, with its owner and privileges
+/// ([`schema::drop_public_objects`]). Destructive: for throwaway databases only (a run given a
+/// database first checks, with [`schema::foreign_objects`], that all of it is ledger-pg's).
 pub async fn reset_database(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(pool).await?;
-    Ok(())
+    let mut conn = pool.acquire().await?;
+    schema::drop_public_objects(&mut conn).await
 }

@@ -114,6 +114,21 @@ pub async fn foreign_objects(conn: &mut sqlx::PgConnection) -> Result<Foreign, s
     Ok(Foreign { objects, unrecorded_ledger_pg })
 }
 
+/// Drops every object of `public` and, by `CASCADE`, everything elsewhere that depends on one,
+/// in one server-side block: the schema itself is kept, with its owner, its privileges, its
+/// default privileges and its comment (dropping and creating it again would make the
+/// connecting role its owner and leave PUBLIC without `USAGE`). Run it in a transaction with
+/// [`foreign_objects`] to drop only ledger-pg's objects.
+pub async fn drop_public_objects(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(DROP_PUBLIC_OBJECTS).execute(conn).await?;
+    Ok(())
+}
+
+/// [`drop_public_objects`]: each object that depends on the schema `public` itself, one at a
+/// time (extensions first, which take their members with them), until none is left; each
+/// drop may take others with it, so the next is looked up again.
+const DROP_PUBLIC_OBJECTS: &str = include_str!("../sql/drop_public_objects.sql");
+
 /// Defines [`FUNCTIONS`] and [`REFERENCE_SCHEMA`] from one list of function names, so that
 /// the two cannot disagree.
 macro_rules! reference_schema {

@@ -172,3 +172,38 @@ fn a_database_holding_a_users_objects_of_any_kind_is_refused_and_kept() {
     let err = try_run(&args, "users-objects").expect_err("a user's function must be refused");
     assert!(format!("{err:#}").contains("function my_total()"), "{err:#}");
 }
+
+/// A run's reset keeps the `public` schema's owner and privileges (on PostgreSQL 15,
+/// `pg_database_owner` and `USAGE` for PUBLIC), so a role that may only read can still audit.
+/// Before, the schema was dropped and made again: owned by the run's role, no `USAGE` for
+/// anyone else, and the read-only role's audit failed.
+#[test]
+fn a_run_keeps_the_public_schemas_owner_and_privileges() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_run_keeps_the_public_schemas_owner_and_privileges"),
+        TIME_LIMIT,
+    );
+    // A cluster of its own: the test makes a role.
+    let pg = ledger_pg::testpg::TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start");
+    let schema = |pg: &ledger_pg::testpg::TestPg| {
+        texts(
+            pg.connect_options(),
+            "SELECT nspowner::regrole::text || ' ' || coalesce(nspacl::text, 'default') FROM pg_namespace \
+             WHERE nspname = 'public'",
+        )
+    };
+    let before = schema(&pg);
+    let args = PgArgs { database_url: Some(pg.url().to_owned()), ..PgArgs::default() };
+    try_run(&args, "schema-privileges").expect("the first run");
+    try_run(&args, "schema-privileges").expect("a run that resets the first one's objects");
+    assert_eq!(schema(&pg), before, "the public schema's owner and privileges");
+
+    crate::run_sql(
+        pg.connect_options(),
+        "CREATE ROLE ledger_reader LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ledger_reader",
+    );
+    let port = pg.connect_options().get_port();
+    let url = format!("postgres://ledger_reader@127.0.0.1:{port}/{}", pg.database_name());
+    let clean = audit(&["--database-url", &url]).expect("the read-only role audits");
+    assert!(clean, "no invariant broke");
+}

@@ -153,3 +153,56 @@ async fn a_database_migrated_without_a_record_is_said_to_be_so() {
     assert!(foreign.unrecorded_ledger_pg, "{foreign:?}");
     assert!(foreign.objects.iter().any(|o| o == "table requests"), "{foreign:?}");
 }
+
+/// Dropping everything in `public` keeps the schema as it was: its owner and its privileges
+/// (on PostgreSQL 15, `pg_database_owner` and `USAGE` for PUBLIC), so that a role that may
+/// only read still can after a reset. Before, the schema was dropped and made again, owned by
+/// the connecting role and with no privilege for anyone else.
+#[tokio::test]
+async fn dropping_everything_keeps_the_schema_its_owner_and_privileges() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::dropping_everything_keeps_the_schema_its_owner_and_privileges"),
+        TIME_LIMIT,
+    );
+    let (pg, pool) = migrated().await;
+    let schema_state = || async {
+        sqlx::query_as::<_, (String, Option<String>, i64)>(
+            "SELECT n.nspowner::regrole::text, n.nspacl::text, \
+             (SELECT count(*) FROM pg_depend d WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid) \
+             FROM pg_namespace n WHERE n.nspname = 'public'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = schema_state().await;
+    assert!(before.2 > 0, "the migrations made objects in public");
+    sqlx::raw_sql(
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC; \
+         DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN \
+             CREATE EXTENSION pg_trgm SCHEMA public; END IF; END $$; \
+         CREATE TABLE customers (id int); CREATE SCHEMA reports; CREATE VIEW reports.c AS SELECT * FROM customers;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut conn = pg.connect().await.unwrap();
+    ledger_pg::schema::drop_public_objects(&mut conn).await.expect("everything is dropped");
+    let after = schema_state().await;
+    assert_eq!((&after.0, &after.1), (&before.0, &before.1), "the schema's owner and privileges");
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend \
+         WHERE refclassid = 'pg_namespace'::regclass AND refobjid = 'public'::regnamespace",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(left.iter().all(|l| l.starts_with("default privileges")), "left in public: {left:?}");
+    assert_eq!(ledger_pg::schema::foreign_objects(&mut conn).await.unwrap(), Foreign::default());
+    let view: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('reports.c')::text").fetch_one(&pool).await.unwrap();
+    assert_eq!(view, None, "what depended on public went with it");
+    // And the schema takes ledger-pg's migrations again.
+    ledger_pg::migrate(&pool).await.expect("migrate again");
+    assert_eq!(ledger_pg::schema::foreign_objects(&mut conn).await.unwrap(), Foreign::default());
+}
