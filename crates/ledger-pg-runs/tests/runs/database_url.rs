@@ -28,6 +28,7 @@ fn try_run(args: &PgArgs, name: &str) -> anyhow::Result<ledger_simulator::report
         fail_fast: false,
         trace_dir: &dir,
         max_replays: 10,
+        shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
         exec: None,
         stop: None,
     };
