@@ -11,7 +11,9 @@
 //! planner's model (no churn, one distribution for every tier, tiers move at the end of a
 //! day by at most one step):
 //!
-//! - `days`, `start_ms`: the UTC days from the first request's to the last's.
+//! - `days`, `start_ms`: the UTC days from the first request's to the last's; `start_ms` is
+//!   midnight (UTC) of the first, so that the hourly weights, counted from each day's start,
+//!   are UTC hours.
 //! - `requests.per_user_per_day`: the requests of each user on each day after the day the
 //!   user is first seen (zeros included; the first day is left out because it is seen only
 //!   because it has a request). `fixed` when every count is equal, otherwise `poisson`
@@ -53,10 +55,10 @@ use std::fmt::Write as _;
 use ledger_core::{Tier, DAY_MS};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poisson};
 
-use crate::history::{HistoryRow, Served};
+use crate::history::{utc, HistoryRow, Served};
 use crate::scenario::{
     fmt_f64, Dist, DistKind, PlanScenario, TierRates, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_LOGNORMAL_SIGMA,
-    MAX_PER_USER_PER_DAY, MAX_POISSON_MEAN, MAX_POPULATION, MAX_START_MS,
+    MAX_PER_USER_PER_DAY, MAX_POISSON_MEAN, MAX_POPULATION, MAX_START_MS, MIN_START_MS,
 };
 
 /// The largest `cost.actual_pct`, as the fitted distributions hold it.
@@ -174,6 +176,16 @@ pub enum FitError {
         /// Midnight (UTC) of the first request's day.
         start_ms: u64,
     },
+    /// A first day before the earliest a scenario may start on: a history whose first request
+    /// is on the day of Bitcoin's genesis block, after it.
+    #[error(
+        "{origin}: the history starts on 2009-01-03, the day of Bitcoin's genesis block, and a scenario's \
+         days start at midnight no earlier than 2009-01-04 ({MIN_START_MS}): leave that day's requests out"
+    )]
+    StartsTooEarly {
+        /// The file.
+        origin: String,
+    },
     /// Users seen on so few of their days that the model, which has no churn, needs more
     /// users than a scenario may have to explain them.
     #[error(
@@ -253,6 +265,9 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     }
     if start_ms > MAX_START_MS {
         return Err(FitError::StartsTooLate { origin: origin.to_owned(), start_ms });
+    }
+    if start_ms < MIN_START_MS {
+        return Err(FitError::StartsTooEarly { origin: origin.to_owned() });
     }
     let days = span as u32;
     let users = UserDays::of(rows, start_ms);
@@ -865,7 +880,12 @@ impl Fitted {
         line(w, "# Keys marked \"not in the history\" are at their defaults: set them.");
         line(w, &format!("name = {:?}", s.name));
         kv(w, "days", s.days, "the UTC days from the first request's to the last's");
-        kv(w, "start_ms", s.start_ms, "midnight (UTC) of the first request's day");
+        kv(
+            w,
+            "start_ms",
+            s.start_ms,
+            &format!("{}: midnight (UTC) of the first request's day, the plan's day 0", utc(s.start_ms)),
+        );
         kv(w, "seeds", s.seeds, "default");
         kv(w, "pool_initial_sats", d.pool_initial_sats, "not in the history: the default");
         kv(w, "credit_pct", fmt_f64(d.credit_pct), "not in the history: the default");

@@ -19,7 +19,7 @@
 //!
 //! | column | meaning |
 //! |---|---|
-//! | `time_ms` | when the request was decided, milliseconds since the Unix epoch (UTC), at most `4417804799999` ([`MAX_TIME_MS`]: the last millisecond of a 3650-day scenario starting at the latest a scenario may, 2100-01-01); rows are in time order (equal times allowed) |
+//! | `time_ms` | when the request was decided, milliseconds since the Unix epoch (UTC), at least `1231006505000` ([`MIN_TIME_MS`]: Bitcoin's genesis block, 2009-01-03T18:15:05Z; an earlier time is most often seconds read as milliseconds) and at most `4417804799999` ([`MAX_TIME_MS`]: the last millisecond of a 3650-day scenario starting at the latest a scenario may, 2100-01-01); rows are in time order (equal times allowed) |
 //! | `user` | an opaque id of the user, 1 to 64 bytes without white space, control characters, quotes or commas (a hash of the public key will do) |
 //! | `tier` | the user's tier when the request was decided: `new`, `established`, `trusted` or `elite` |
 //! | `kind` | `job` (asynchronous: invoice, then work) or `session` (synchronous: work, then invoice) |
@@ -44,7 +44,8 @@
 //! panics and reads nothing partially.
 //!
 //! Its bounds are the planner's: everything `plan --history-out` writes for a valid scenario
-//! reads back, at the scenario's extremes too.
+//! reads back, at the scenario's extremes too (a scenario starts no earlier than
+//! [`crate::scenario::MIN_START_MS`], after [`MIN_TIME_MS`]).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -56,6 +57,11 @@ use crate::scenario::{MAX_ACTUAL_PCT, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_START_MS}
 
 /// The header line, exactly.
 pub const HEADER: &str = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid";
+
+/// The earliest `time_ms`: 2009-01-03T18:15:05Z, the time of Bitcoin's genesis block. No sat
+/// was paid before it, so an earlier time is a mistake, most often seconds since the epoch
+/// read as milliseconds (1728000000 s is 2024-10-04; as ms, 1970-01-21).
+pub const MIN_TIME_MS: u64 = 1_231_006_505_000;
 
 /// The largest `time_ms`: the last millisecond of the longest scenario starting at the
 /// latest, so that every history the planner writes reads back.
@@ -355,7 +361,8 @@ fn parse_row(line_text: &str, origin: &str, line: usize) -> Result<HistoryRow, H
             _ => Err(fail(column, value, &range)),
         }
     };
-    let time_ms = number("time_ms", fields[0], 0, MAX_TIME_MS)?;
+    let time_ms =
+        parse_time(fields[0]).map_err(|reason| HistoryError::field(origin, line, "time_ms", fields[0], reason))?;
     let user = fields[1];
     if user.is_empty()
         || user.len() > MAX_USER_LEN
@@ -402,6 +409,65 @@ fn parse_row(line_text: &str, origin: &str, line: usize) -> Result<HistoryRow, H
         }
     }
     Ok(HistoryRow { time_ms, user: user.to_owned(), tier, session, estimate_sats, actual_sats, outcome, paid })
+}
+
+/// A `time_ms` field, or why not, with what the value would be in another unit when that
+/// is the likely mistake (seconds or microseconds since the epoch).
+fn parse_time(value: &str) -> Result<u64, String> {
+    let range = format!("must be a whole number in {MIN_TIME_MS}..={MAX_TIME_MS}");
+    let whole = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    if !whole(value) {
+        // 1740960013.035: seconds with their milliseconds after a point.
+        return Err(match value.split_once('.') {
+            Some((s, ms)) if whole(s) && whole(ms) => format!(
+                "{range}: time_ms is whole milliseconds since the epoch; seconds with a fraction? write \
+                 them times 1000"
+            ),
+            _ => range,
+        });
+    }
+    let Ok(v) = value.parse::<u64>() else {
+        return Err(range);
+    };
+    if v < MIN_TIME_MS {
+        return Err(format!(
+            "reads as {}, before Bitcoin's genesis block ({}), when no sat had been paid: time_ms is \
+             milliseconds since the epoch (UTC); seconds? multiply by 1000",
+            utc(v),
+            utc(MIN_TIME_MS)
+        ));
+    }
+    if v > MAX_TIME_MS {
+        let micros = v / 1000 <= MAX_TIME_MS && v / 1000 >= MIN_TIME_MS;
+        return Err(format!("{range}{}", if micros { "; microseconds? divide by 1000" } else { "" }));
+    }
+    Ok(v)
+}
+
+/// `ms` since the Unix epoch as a UTC date and time, `1970-01-21T00:00:00Z` (with `.123`
+/// when the milliseconds are not 0).
+pub fn utc(ms: u64) -> String {
+    let ms_of_day = ms % DAY_MS;
+    let (secs, milli) = (ms_of_day / 1000, ms_of_day % 1000);
+    let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let fraction = if milli == 0 { String::new() } else { format!(".{milli:03}") };
+    format!("{}T{time}{fraction}Z", utc_date(ms))
+}
+
+/// The UTC date of `ms` since the Unix epoch, `2025-03-03`.
+pub fn utc_date(ms: u64) -> String {
+    // Howard Hinnant's days_from_civil inverted (public domain): the proleptic Gregorian
+    // calendar by 400-year eras of 146097 days, counted from 0000-03-01.
+    let z = ms / DAY_MS + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! | `days` | `30` | days to simulate, `1..=3650` |
 //! | `seeds` | `20` | Monte Carlo runs per configuration, `1..=100000` (`--seeds` overrides) |
 //! | `seed` | `1` | first seed, at most `9223372036854775807` (the largest TOML integer); run `k` uses seed `seed + k` |
-//! | `start_ms` | `1704067200000` | virtual time of day 0, midnight (2024-01-01 UTC), at most `4102444800000` (2100-01-01) |
+//! | `start_ms` | `1704067200000` | virtual time of day 0, midnight (2024-01-01 UTC), at least `1231027200000` (2009-01-04, the first midnight after Bitcoin's genesis block: a history reads no earlier time), at most `4102444800000` (2100-01-01) |
 //! | `pool_initial_sats` | `10000` | the pool's genesis balance (`FREE_TIER_POOL_INITIAL_SATS`), `0..=1000000000000000` |
 //! | `credit_pct` | `10` | share of every paid invoice credited to the pool, `0..=100`, at most two decimals (`FREE_TIER_POOL_CREDIT_PCT`) |
 //! | `reservation_ttl_ms` | `600000` | how long a reservation may stay outstanding before `expire`, `1..=2592000000` (30 days) |
@@ -98,6 +98,12 @@ pub const MAX_DAYS: u32 = 3650;
 
 /// The most Monte Carlo runs per configuration.
 pub const MAX_SEEDS: u32 = 100_000;
+
+/// The earliest `start_ms`: 2009-01-04 UTC, the first midnight after Bitcoin's genesis block
+/// (2009-01-03T18:15:05Z), before which no sat was paid and which a history's times may not
+/// precede ([`crate::history::MIN_TIME_MS`]): so what a run writes with `--history-out` reads
+/// back, and a fitted `start_ms` (a midnight) is one a scenario takes.
+pub const MIN_START_MS: u64 = 1_231_027_200_000;
 
 /// The latest `start_ms`: 2100-01-01 UTC.
 pub const MAX_START_MS: u64 = 4_102_444_800_000;
@@ -646,7 +652,18 @@ impl PlanScenario {
         c.range_u("days", u64::from(self.days), 1, u64::from(MAX_DAYS));
         c.range_u("seeds", u64::from(self.seeds), 1, u64::from(MAX_SEEDS));
         c.range_u("seed", self.seed, 0, MAX_SEED);
-        c.range_u("start_ms", self.start_ms, 0, MAX_START_MS);
+        if self.start_ms < MIN_START_MS {
+            c.fail(
+                "start_ms",
+                self.start_ms,
+                format!(
+                    "before {MIN_START_MS} (2009-01-04, the first midnight after Bitcoin's genesis block, \
+                     before which no sat was paid): start_ms is milliseconds since the epoch; seconds? \
+                     multiply by 1000"
+                ),
+            );
+        }
+        c.range_u("start_ms", self.start_ms, MIN_START_MS, MAX_START_MS);
         let p = &self.population;
         for (name, v) in ["new", "established", "trusted", "elite"].iter().zip(p.by_tier()) {
             c.range_u(&format!("population.{name}"), v, 0, MAX_POPULATION);
@@ -872,7 +889,14 @@ mod tests {
             (
                 format!("start_ms = {MAX_START_MS}"),
                 format!("start_ms = {}", MAX_START_MS + 1),
-                "s.toml:1: start_ms = 4102444800001: must be in 0..=4102444800000",
+                "s.toml:1: start_ms = 4102444800001: must be in 1231027200000..=4102444800000",
+            ),
+            (
+                format!("start_ms = {MIN_START_MS}"),
+                format!("start_ms = {}", MIN_START_MS - 1),
+                "s.toml:1: start_ms = 1231027199999: before 1231027200000 (2009-01-04, the first midnight after \
+                 Bitcoin's genesis block, before which no sat was paid): start_ms is milliseconds since the \
+                 epoch; seconds? multiply by 1000",
             ),
             (
                 format!("[population]\nnew = 0\nestablished = 0\ntrusted = 0\nelite = {MAX_POPULATION}"),
@@ -974,6 +998,7 @@ mod tests {
             (scenario_doc, format!("`1..={MAX_SEEDS}`")),
             (scenario_doc, format!("at most `{MAX_SEED}` (the largest TOML integer)")),
             (scenario_doc, format!("at most `{MAX_START_MS}` (2100-01-01)")),
+            (scenario_doc, format!("at least `{MIN_START_MS}` (2009-01-04")),
             (scenario_doc, format!("(total `1..={MAX_POPULATION}`)")),
             (scenario_doc, format!("a [`Dist`] in `0..={MAX_PER_USER_PER_DAY}`")),
             (scenario_doc, format!("`M <= {MAX_POISSON_MEAN}`")),

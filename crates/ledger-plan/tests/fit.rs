@@ -390,7 +390,7 @@ fn a_history_written_at_the_scenarios_extremes_reads_back() {
     );
     check(
         format!("{},u1,new,job,25,21,free,\n", history::MAX_TIME_MS + 1).as_bytes(),
-        r#"h.csv:3: time_ms = "4417804800000": must be a whole number in 0..=4417804799999"#,
+        r#"h.csv:3: time_ms = "4417804800000": must be a whole number in 1231006505000..=4417804799999"#,
     );
 }
 
@@ -419,8 +419,8 @@ fn a_history_beyond_the_scenarios_ranges_still_gives_a_scenario_that_loads() {
 #[test]
 fn a_history_longer_than_a_scenario_is_refused() {
     let text = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid\n\
-                0,a,new,job,1,1,free,\n\
-                400000000000,a,new,job,1,1,free,\n";
+                1300000000000,a,new,job,1,1,free,\n\
+                1700000000000,a,new,job,1,1,free,\n";
     let rows = history::read(text.as_bytes(), "long.csv").unwrap();
     let e = fit::fit(&rows, "long.csv").unwrap_err();
     assert_eq!(e.to_string(), "long.csv: the history spans 4630 days; a scenario holds at most 3650");
@@ -473,7 +473,7 @@ fn a_bad_history_is_refused_naming_file_line_column_and_value() {
     );
     check(
         b"99999999999999,u1,new,job,25,21,free,\n",
-        r#"h.csv:3: time_ms = "99999999999999": must be a whole number in 0..=4417804799999"#,
+        r#"h.csv:3: time_ms = "99999999999999": must be a whole number in 1231006505000..=4417804799999"#,
     );
     check(
         b"1704067212346,u 1,new,job,25,21,free,\n",
@@ -615,4 +615,55 @@ fn random_histories_fit_to_scenarios_that_load() {
             Err(e) => assert!(matches!(e, FitError::TooManyUsers { .. }), "case {case}: {e}"),
         }
     }
+}
+
+/// A time in seconds (1728000000, read as milliseconds: 1970-01-21) is refused as before
+/// Bitcoin's genesis block, naming the date it reads as and the likely mistake; so are seconds
+/// with a fraction and microseconds, each with its own hint. Genesis itself reads.
+#[test]
+fn a_time_in_seconds_or_microseconds_is_refused_naming_the_date_it_reads_as() {
+    let read = |time: &str| {
+        let text = format!("{}\n{time},u1,new,job,25,21,free,\n", history::HEADER);
+        history::read(text.as_bytes(), "h.csv").map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        read("1728000000").unwrap_err(),
+        "h.csv:2: time_ms = \"1728000000\": reads as 1970-01-21T00:00:00Z, before Bitcoin's genesis block \
+         (2009-01-03T18:15:05Z), when no sat had been paid: time_ms is milliseconds since the epoch (UTC); \
+         seconds? multiply by 1000"
+    );
+    assert_eq!(
+        read("1231006504999").unwrap_err(),
+        "h.csv:2: time_ms = \"1231006504999\": reads as 2009-01-03T18:15:04.999Z, before Bitcoin's genesis block \
+         (2009-01-03T18:15:05Z), when no sat had been paid: time_ms is milliseconds since the epoch (UTC); \
+         seconds? multiply by 1000"
+    );
+    assert_eq!(read(&history::MIN_TIME_MS.to_string()).unwrap()[0].time_ms, 1_231_006_505_000);
+    assert_eq!(
+        read("1740960013.035").unwrap_err(),
+        "h.csv:2: time_ms = \"1740960013.035\": must be a whole number in 1231006505000..=4417804799999: time_ms \
+         is whole milliseconds since the epoch; seconds with a fraction? write them times 1000"
+    );
+    assert_eq!(
+        read("1740960013035000").unwrap_err(),
+        "h.csv:2: time_ms = \"1740960013035000\": must be a whole number in 1231006505000..=4417804799999; \
+         microseconds? divide by 1000"
+    );
+    // The first request on the day of the genesis block: no scenario starts on that day.
+    let rows = read("1231006505000").unwrap();
+    assert_eq!(
+        fit::fit(&rows, "h.csv").unwrap_err().to_string(),
+        "h.csv: the history starts on 2009-01-03, the day of Bitcoin's genesis block, and a scenario's days start \
+         at midnight no earlier than 2009-01-04 (1231027200000): leave that day's requests out"
+    );
+    // A scenario refuses a start the history could not read back, and its earliest start does.
+    let e = PlanScenario::from_toml_str("start_ms = 1728000000", "s.toml").unwrap_err().to_string();
+    assert!(e.contains("start_ms = 1728000000: before 1231027200000 (2009-01-04"), "{e}");
+    let s = scenario(&format!(
+        "days = 2\nstart_ms = {}\n[population]\nnew = 5\nestablished = 0\ntrusted = 0\nelite = 0\n",
+        scenario::MIN_START_MS
+    ));
+    let rows = generate(&s);
+    assert_eq!(history::read(history::write(&rows).as_bytes(), "early.csv").unwrap(), rows);
+    assert_eq!(fit::fit(&rows, "early.csv").unwrap().start_ms, scenario::MIN_START_MS);
 }

@@ -24,6 +24,7 @@ mod merge_runs_hostile;
 mod merge_runs_interrupted;
 mod pg_hostile;
 mod plan_fit;
+mod plan_fit_export;
 mod plan_hostile;
 mod plan_solve;
 mod python_reference;
