@@ -55,7 +55,7 @@ use std::fmt::Write as _;
 use ledger_core::{Tier, DAY_MS};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poisson};
 
-use crate::history::{utc, HistoryRow, Served};
+use crate::history::{utc, HistoryRow, Repeats, Served};
 use crate::scenario::{
     fmt_f64, Dist, DistKind, PlanScenario, TierRates, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_LOGNORMAL_SIGMA,
     MAX_PER_USER_PER_DAY, MAX_POISSON_MEAN, MAX_POPULATION, MAX_START_MS, MIN_START_MS,
@@ -152,6 +152,8 @@ pub struct Fitted {
     pub decay_per_day: [Option<Estimate>; 4],
     /// Day-to-day tier changes of more than one step (the model has none).
     pub tier_jumps: u64,
+    /// Rows that repeat an earlier row in every field, read as they are ([`Fitted::with_repeats`]).
+    pub repeats: Option<Repeats>,
 }
 
 /// A history the planner's scenario cannot hold.
@@ -327,6 +329,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         promote_per_day,
         decay_per_day,
         tier_jumps,
+        repeats: None,
     })
 }
 
@@ -816,6 +819,23 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
 }
 
 impl Fitted {
+    /// The fit, saying that the history it came from had `repeats` (read as they are, as
+    /// [`crate::history::read_with`] gives them).
+    pub fn with_repeats(mut self, repeats: Option<Repeats>) -> Fitted {
+        self.repeats = repeats;
+        self
+    }
+
+    /// What a reader of the scenario must know before trusting it, one paragraph each: rows
+    /// read twice. Written at the top of the TOML.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(r) = self.repeats {
+            out.push(format!("WARNING: {r}, fitted as they are (--allow-duplicate-rows)."));
+        }
+        out
+    }
+
     /// The scenario: fitted values (rounded to four digits) where the history has them,
     /// defaults elsewhere.
     pub fn scenario(&self) -> PlanScenario {
@@ -878,6 +898,10 @@ impl Fitted {
         );
         line(w, "# fitted from), the standard error (se) of each parameter, and a test of the fit.");
         line(w, "# Keys marked \"not in the history\" are at their defaults: set them.");
+        for warning in self.warnings() {
+            line(w, "#");
+            paragraph(w, &warning);
+        }
         line(w, &format!("name = {:?}", s.name));
         kv(w, "days", s.days, "the UTC days from the first request's to the last's");
         kv(
@@ -1038,6 +1062,20 @@ fn share_note(e: Option<Estimate>, of: &str) -> String {
         Some(e) => format!("n = {} {of}; se {}", e.n, fmt_se(e.se, false)),
         None => format!("not fitted: no {of}; the default"),
     }
+}
+
+/// `text` as comment lines of at most about 100 characters.
+fn paragraph(w: &mut String, text: &str) {
+    let mut current = String::from("#");
+    for word in text.split(' ') {
+        if current.len() + 1 + word.len() > 100 && current.len() > 1 {
+            line(w, &current);
+            current = String::from("#");
+        }
+        current.push(' ');
+        current.push_str(word);
+    }
+    line(w, &current);
 }
 
 fn line(w: &mut String, text: &str) {

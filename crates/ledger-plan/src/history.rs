@@ -29,7 +29,9 @@
 //! | `paid` | `true` or `false`: whether the user paid the partial or full invoice; empty for `free` |
 //!
 //! A row that contradicts itself is refused: a `free` row with `paid`, a `partial` or
-//! `gated` row without it, an `actual_sats` on a row whose invoice was not paid.
+//! `gated` row without it, an `actual_sats` on a row whose invoice was not paid. So is a row
+//! that repeats an earlier row in every field ([`HistoryError::RepeatedRows`]: what an export
+//! written twice into one file looks like), unless the caller allows it ([`read_with`]).
 //!
 //! ```text
 //! time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid
@@ -45,10 +47,15 @@
 //!
 //! Its bounds are the planner's: everything `plan --history-out` writes for a valid scenario
 //! reads back, at the scenario's extremes too (a scenario starts no earlier than
-//! [`crate::scenario::MIN_START_MS`], after [`MIN_TIME_MS`]).
+//! [`crate::scenario::MIN_START_MS`], after [`MIN_TIME_MS`]). Two rows alike in every field
+//! are possible in a run's history (one user's two requests drawn in the same millisecond
+//! with the same fields) but have not come up in any committed scenario's; they read with
+//! [`read_with`].
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use ledger_core::{Tier, DAY_MS};
@@ -78,7 +85,7 @@ pub const MAX_QUOTED_CHARS: usize = 64;
 pub const MAX_USER_LEN: usize = 64;
 
 /// How a request was served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Served {
     /// Free: the pool paid.
     Free,
@@ -100,7 +107,7 @@ impl Served {
 }
 
 /// One request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HistoryRow {
     /// When it was decided, ms since the Unix epoch.
     pub time_ms: u64,
@@ -144,6 +151,19 @@ pub enum HistoryError {
         line: usize,
         /// What is wrong.
         reason: String,
+    },
+    /// Rows that repeat an earlier row in every field.
+    #[error(
+        "{origin}: {repeats}: an export written twice into one file, or two exports that overlap, count \
+         each of those requests twice; remove the repeated rows (awk 'NR == 1 || !seen[$0]++' {origin} > \
+         once.csv), or, if they are distinct requests alike to the millisecond, fit them as they are with \
+         --allow-duplicate-rows"
+    )]
+    RepeatedRows {
+        /// The file.
+        origin: String,
+        /// How many, and the first.
+        repeats: Repeats,
     },
     /// A field with a value it cannot take.
     #[error("{origin}:{line}: {column} = {value:?}{}: {reason}", cut_note(value, *value_bytes))]
@@ -228,8 +248,51 @@ pub fn write_row(out: &mut String, r: &HistoryRow) {
     .expect("writing to a String cannot fail");
 }
 
-/// Reads a history from the bytes of a file; `origin` names it in errors.
+/// Reads a history from the bytes of a file; `origin` names it in errors. Rows that repeat an
+/// earlier row in every field are refused ([`HistoryError::RepeatedRows`]); [`read_with`]
+/// can take them.
 pub fn read(bytes: &[u8], origin: &str) -> Result<Vec<HistoryRow>, HistoryError> {
+    read_with(bytes, origin, false).map(|h| h.rows)
+}
+
+/// A history as read: its rows, and the rows that repeat an earlier one, if they were allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct History {
+    /// The rows, in time order.
+    pub rows: Vec<HistoryRow>,
+    /// Rows that repeat an earlier row in every field (read as they are).
+    pub repeats: Option<Repeats>,
+}
+
+/// Rows that repeat an earlier row in every field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repeats {
+    /// How many rows repeat an earlier one (a history written twice over has as many as rows).
+    pub count: u64,
+    /// The line of the first row that repeats an earlier one.
+    pub line: usize,
+    /// The line of the earlier row it repeats.
+    pub of_line: usize,
+}
+
+impl std::fmt::Display for Repeats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows = if self.count == 1 { "row repeats" } else { "rows repeat" };
+        write!(
+            f,
+            "{} {rows} an earlier row in every field (the first: line {} repeats line {})",
+            self.count, self.line, self.of_line
+        )
+    }
+}
+
+/// Reads a history as [`read`] does; with `allow_repeats`, rows that repeat an earlier row in
+/// every field are read as they are and counted in [`History::repeats`] instead of refused.
+///
+/// Rows are in time order, so a row can only repeat one with the same `time_ms`, and those are
+/// the rows just above it: the check keeps a hash of each row of the current millisecond, not a
+/// copy, and its memory is that of the largest number of rows sharing a millisecond.
+pub fn read_with(bytes: &[u8], origin: &str, allow_repeats: bool) -> Result<History, HistoryError> {
     if bytes.is_empty() {
         return Err(HistoryError::Empty { origin: origin.to_owned() });
     }
@@ -253,10 +316,12 @@ pub fn read(bytes: &[u8], origin: &str) -> Result<Vec<HistoryRow>, HistoryError>
             reason: format!("header {}: expected {HEADER:?}", quoted(&header)),
         });
     }
-    let mut rows = Vec::new();
+    let mut rows: Vec<HistoryRow> = Vec::new();
+    let mut same_ms = SameMillisecond::default();
+    let mut repeats: Option<Repeats> = None;
     for (line, raw) in lines {
         let row = parse_row(&text(line, raw)?, origin, line)?;
-        if let Some(prev) = rows.last().map(|r: &HistoryRow| r.time_ms) {
+        if let Some(prev) = rows.last().map(|r| r.time_ms) {
             if row.time_ms < prev {
                 return Err(HistoryError::field(
                     origin,
@@ -267,12 +332,46 @@ pub fn read(bytes: &[u8], origin: &str) -> Result<Vec<HistoryRow>, HistoryError>
                 ));
             }
         }
+        if let Some(earlier) = same_ms.earlier(&rows, &row) {
+            let r = repeats.get_or_insert(Repeats { count: 0, line, of_line: earlier + 2 });
+            r.count += 1;
+        }
         rows.push(row);
     }
     if rows.is_empty() {
         return Err(HistoryError::NoRows { origin: origin.to_owned() });
     }
-    Ok(rows)
+    match repeats {
+        Some(repeats) if !allow_repeats => Err(HistoryError::RepeatedRows { origin: origin.to_owned(), repeats }),
+        _ => Ok(History { rows, repeats }),
+    }
+}
+
+/// The rows of the current millisecond, by a hash of each: the rows above that a new row
+/// could repeat.
+#[derive(Default)]
+struct SameMillisecond {
+    time_ms: Option<u64>,
+    /// Hash of a row, and the indexes of the rows with that hash.
+    seen: BTreeMap<u64, Vec<usize>>,
+}
+
+impl SameMillisecond {
+    /// The index in `rows` of an earlier row that `row` repeats, if any; `row` is then
+    /// remembered as the next row of `rows`.
+    fn earlier(&mut self, rows: &[HistoryRow], row: &HistoryRow) -> Option<usize> {
+        if self.time_ms != Some(row.time_ms) {
+            self.time_ms = Some(row.time_ms);
+            self.seen.clear();
+        }
+        // std's `DefaultHasher::new()` has fixed keys: the same hash on every run.
+        let mut hasher = std::hash::DefaultHasher::new();
+        row.hash(&mut hasher);
+        let with_hash = self.seen.entry(hasher.finish()).or_default();
+        let earlier = with_hash.iter().copied().find(|&i| rows[i] == *row);
+        with_hash.push(rows.len());
+        earlier
+    }
 }
 
 /// The fields of a line, split at commas, each unquoted if it was quoted as RFC 4180 quotes

@@ -667,3 +667,43 @@ fn a_time_in_seconds_or_microseconds_is_refused_naming_the_date_it_reads_as() {
     assert_eq!(history::read(history::write(&rows).as_bytes(), "early.csv").unwrap(), rows);
     assert_eq!(fit::fit(&rows, "early.csv").unwrap().start_ms, scenario::MIN_START_MS);
 }
+
+/// The fixture's rows, each `k`-th of them written twice: refused, naming how many rows repeat
+/// and the first pair of lines; read as they are when allowed, and said at the top of the
+/// scenario. A row alike but for one field is no repeat.
+#[test]
+fn rows_repeating_an_earlier_row_are_refused_unless_allowed() {
+    let text = std::fs::read_to_string(FIXTURE_CSV).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(101, lines[100]);
+    lines.insert(2001, lines[2000]);
+    let doubled = lines.join("\n") + "\n";
+    let e = history::read(doubled.as_bytes(), "h.csv").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "h.csv: 2 rows repeat an earlier row in every field (the first: line 102 repeats line 101): an export \
+         written twice into one file, or two exports that overlap, count each of those requests twice; remove the \
+         repeated rows (awk 'NR == 1 || !seen[$0]++' h.csv > once.csv), or, if they are distinct requests alike to \
+         the millisecond, fit them as they are with --allow-duplicate-rows"
+    );
+    let read = history::read_with(doubled.as_bytes(), "h.csv", true).unwrap();
+    assert_eq!(read.repeats, Some(history::Repeats { count: 2, line: 102, of_line: 101 }));
+    assert_eq!(read.rows.len(), 19_948);
+    let f = fit::fit(&read.rows, "h.csv").unwrap().with_repeats(read.repeats);
+    assert_eq!(
+        f.warnings(),
+        ["WARNING: 2 rows repeat an earlier row in every field (the first: line 102 repeats line 101), fitted as \
+          they are (--allow-duplicate-rows)."]
+    );
+    assert!(f.toml().contains("\n#\n# WARNING: 2 rows repeat an earlier row in every field"), "{}", f.toml());
+    // The whole history twice over, sorted: every row repeats one.
+    let mut twice: Vec<&str> = text.lines().skip(1).flat_map(|l| [l, l]).collect();
+    twice.sort_by_key(|l| l.split(',').next().unwrap().parse::<u64>().unwrap());
+    let twice = format!("{}\n{}\n", history::HEADER, twice.join("\n"));
+    let read = history::read_with(twice.as_bytes(), "h.csv", true).unwrap();
+    assert_eq!(read.repeats.map(|r| (r.count, r.line, r.of_line)), Some((19_946, 3, 2)));
+    // The same user, time and fields but for the estimate: two requests, read.
+    let text =
+        format!("{}\n1704067212345,u1,new,job,25,21,free,\n1704067212345,u1,new,job,26,21,free,\n", history::HEADER);
+    assert_eq!(history::read(text.as_bytes(), "h.csv").unwrap().len(), 2);
+}

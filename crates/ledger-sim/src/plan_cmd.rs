@@ -30,6 +30,11 @@ pub struct PlanArgs {
     /// Where `--fit` writes the scenario [default: stdout]; written whole or not at all.
     #[arg(long = "out", value_name = "S.toml", requires = "fit")]
     pub fit_out: Option<PathBuf>,
+    /// With `--fit`: fit rows that repeat an earlier row in every field as they are (distinct
+    /// requests alike to the millisecond), said at the top of the scenario, instead of refusing
+    /// the history (an export written twice into one file counts each request twice).
+    #[arg(long, requires = "fit")]
+    pub allow_duplicate_rows: bool,
     /// Write the history of one run (the scenario's first seed) to FILE.csv, one row per
     /// request in the format `--fit` reads, instead of planning.
     #[arg(long, value_name = "FILE.csv", conflicts_with_all = ["seeds", "sweep", "shard", "solve", "json", "csv", "report", "no_carry"])]
@@ -178,11 +183,12 @@ fn check_memory(per_run: u64, n_items: usize, results: u64) -> anyhow::Result<()
 /// `ledger-sim plan`: true when no invariant broke.
 pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
     if let Some(history) = &args.fit {
-        return fit_cmd(history, args.fit_out.as_deref());
+        return fit_cmd(history, args.fit_out.as_deref(), args.allow_duplicate_rows);
     }
     // clap lets `--out` through without `--fit` when a scenario is given (`--fit` conflicts
     // with it, which clap takes to excuse the requirement).
     anyhow::ensure!(args.fit_out.is_none(), "--out names where --fit writes its scenario: give --fit HISTORY.csv");
+    anyhow::ensure!(!args.allow_duplicate_rows, "--allow-duplicate-rows is for --fit: give --fit HISTORY.csv");
     let scenario = args.scenario.as_deref().expect("clap asks for a scenario without --fit");
     let origin = scenario.display().to_string();
     // A key set and also swept, solved for or varied over would be set for nothing.
@@ -382,18 +388,23 @@ pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
 }
 
 /// `plan --fit HISTORY.csv`: the fitted scenario to `out` (written whole, and only when the
-/// whole history was read and fitted) or stdout.
-fn fit_cmd(history: &Path, out: Option<&Path>) -> anyhow::Result<bool> {
+/// whole history was read and fitted) or stdout; what the fit warns of (days the history
+/// lacks, tiers the model cannot tell apart, rows repeated) on stderr too, where it is seen
+/// when the scenario goes to a file.
+fn fit_cmd(history: &Path, out: Option<&Path>, allow_duplicate_rows: bool) -> anyhow::Result<bool> {
     let bytes = crate::input::read_bytes(history)?;
     // After the read, so that an --out naming the history itself is refused before the fit.
     if let Some(path) = out {
         crate::input::check_output("--out", path)?;
     }
-    let rows = ledger_plan::history::read(&bytes, &history.display().to_string())?;
+    let read = ledger_plan::history::read_with(&bytes, &history.display().to_string(), allow_duplicate_rows)?;
     // The scenario names the file, not the directory it was read from.
     let name = history.file_name().map_or_else(|| history.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let fitted = ledger_plan::fit::fit(&rows, &name)?;
+    let fitted = ledger_plan::fit::fit(&read.rows, &name)?.with_repeats(read.repeats);
     let toml = fitted.toml();
+    for warning in fitted.warnings() {
+        ledger_exec::say!("{}: {warning}", history.display());
+    }
     ledger_plan::scenario::PlanScenario::from_toml_str(&toml, "the fitted scenario")
         .map_err(|e| anyhow::anyhow!("{}: the fitted scenario is not valid ({e})", history.display()))?;
     match out {

@@ -1,5 +1,6 @@
-//! `plan --fit` on histories as real exports come: in seconds instead of milliseconds. What
-//! the reader refuses exits 2 naming where.
+//! `plan --fit` on histories as real exports come: written twice over, in seconds instead of
+//! milliseconds. What the reader refuses exits 2 naming where; what the fit warns of is said on
+//! stderr and at the top of the scenario, where a reader of either sees it.
 
 use crate::common::{root, scratch, sim_in};
 
@@ -11,6 +12,42 @@ fn fixture_lines() -> Vec<String> {
 
 fn write(dir: &str, name: &str, lines: &[String]) {
     std::fs::write(format!("{dir}/{name}"), lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn rows_written_twice_exit_two_unless_allowed_and_then_are_said() {
+    let dir = scratch("plan-fit-repeats");
+    let mut lines = fixture_lines();
+    let again = lines[500].clone();
+    lines.insert(501, again);
+    write(&dir, "twice.csv", &lines);
+    let (code, stdout, err) = sim_in(dir.as_ref(), &["plan", "--fit", "twice.csv", "--out", "s.toml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("twice.csv: 1 row repeats an earlier row in every field (the first: line 502 repeats line 501)"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-duplicate-rows"), "{err}");
+    assert!(stdout.is_empty() && !std::path::Path::new(&format!("{dir}/s.toml")).exists());
+
+    let args = ["plan", "--fit", "twice.csv", "--allow-duplicate-rows", "--out", "s.toml"];
+    let (code, _, err) = sim_in(dir.as_ref(), &args);
+    assert_eq!(code, 0, "{err}");
+    let said =
+        "WARNING: 1 row repeats an earlier row in every field (the first: line 502 repeats line 501), fitted as \
+                they are (--allow-duplicate-rows).";
+    assert!(err.contains(&format!("twice.csv: {said}")), "{err}");
+    let toml = std::fs::read_to_string(format!("{dir}/s.toml")).unwrap();
+    assert!(toml.contains("# WARNING: 1 row repeats an earlier row"), "{toml}");
+    // The scenario it wrote plans as it is.
+    let (code, _, err) = sim_in(dir.as_ref(), &["plan", "s.toml", "--seeds", "1", "--days", "2"]);
+    assert_eq!(code, 0, "{err}");
+
+    // The flag belongs to --fit.
+    let fixture = root().join("fixtures/history/fit-small.toml");
+    let (code, _, err) = sim_in(dir.as_ref(), &["plan", fixture.to_str().unwrap(), "--allow-duplicate-rows"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--allow-duplicate-rows is for --fit"), "{err}");
 }
 
 #[test]
