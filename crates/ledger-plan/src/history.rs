@@ -11,11 +11,15 @@
 //! never holds a comma, a quote, a line break or white space, so it needs no quoting; a
 //! field may still be quoted as RFC 4180 quotes it (`"u17"`, `""` for an empty one), as an
 //! exporter that quotes every field writes it, and is read as what is inside the quotes. The
-//! first line is this header, exactly (each name quoted or not):
+//! first line is the header: these eight names (each quoted or not), in this order or any
+//! other, each column found by its name:
 //!
 //! ```text
 //! time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid
 //! ```
+//!
+//! Empty lines at the very end of the file end it (some exporters and editors leave them);
+//! one between rows is an error.
 //!
 //! | column | meaning |
 //! |---|---|
@@ -227,7 +231,7 @@ pub fn write(rows: &[HistoryRow]) -> String {
     out
 }
 
-/// Appends `r` to `out` as a line of CSV (after the [`HEADER`] line, as [`write`] writes it).
+/// Appends `r` to `out` as a line of CSV (after the [`HEADER`] line, as [`write()`] writes it).
 pub fn write_row(out: &mut String, r: &HistoryRow) {
     let actual = r.actual_sats.map(|a| a.to_string()).unwrap_or_default();
     let paid = match r.paid {
@@ -293,12 +297,15 @@ impl std::fmt::Display for Repeats {
 /// the rows just above it: the check keeps a hash of each row of the current millisecond, not a
 /// copy, and its memory is that of the largest number of rows sharing a millisecond.
 pub fn read_with(bytes: &[u8], origin: &str, allow_repeats: bool) -> Result<History, HistoryError> {
-    if bytes.is_empty() {
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
+    // Empty lines at the very end (a final newline, or a few more, as some exporters and
+    // editors leave them) end the file; one between rows is an error below.
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    if lines.is_empty() {
         return Err(HistoryError::Empty { origin: origin.to_owned() });
     }
-    // A final newline ends the last line; it does not begin another.
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    let mut lines = body.split(|b| *b == b'\n').enumerate().map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)));
     let text = |line: usize, raw: &[u8]| -> Result<String, HistoryError> {
         String::from_utf8(raw.to_vec()).map_err(|e| HistoryError::Line {
             origin: origin.to_owned(),
@@ -306,29 +313,26 @@ pub fn read_with(bytes: &[u8], origin: &str, allow_repeats: bool) -> Result<Hist
             reason: format!("not UTF-8 text (byte {} of the line)", e.utf8_error().valid_up_to() + 1),
         })
     };
-    let (_, header) = lines.next().expect("split yields at least one piece");
-    let header = text(1, header)?;
-    let names = split_fields(header.trim_start_matches('\u{feff}'));
-    if !names.is_ok_and(|names| names.iter().map(|n| &**n).eq(HEADER.split(','))) {
-        return Err(HistoryError::Line {
-            origin: origin.to_owned(),
-            line: 1,
-            reason: format!("header {}: expected {HEADER:?}", quoted(&header)),
-        });
-    }
+    let header = text(1, lines[0])?;
+    let columns = Columns::of(header.trim_start_matches('\u{feff}'), origin)?;
     let mut rows: Vec<HistoryRow> = Vec::new();
     let mut same_ms = SameMillisecond::default();
     let mut repeats: Option<Repeats> = None;
-    for (line, raw) in lines {
-        let row = parse_row(&text(line, raw)?, origin, line)?;
+    for (i, raw) in lines.iter().enumerate().skip(1) {
+        let line = i + 1;
+        let row = parse_row(&text(line, raw)?, &columns, origin, line)?;
         if let Some(prev) = rows.last().map(|r| r.time_ms) {
             if row.time_ms < prev {
+                let k = columns.at[0] + 1;
                 return Err(HistoryError::field(
                     origin,
                     line,
                     "time_ms",
                     &row.time_ms.to_string(),
-                    format!("before the line above's {prev}: rows must be in time order"),
+                    format!(
+                        "before the line above's {prev}: rows must be in time order; sort them, the header \
+                         first: (head -n 1 {origin}; tail -n +2 {origin} | sort -s -t, -k{k},{k}n) > sorted.csv"
+                    ),
                 ));
             }
         }
@@ -371,6 +375,51 @@ impl SameMillisecond {
         let earlier = with_hash.iter().copied().find(|&i| rows[i] == *row);
         with_hash.push(rows.len());
         earlier
+    }
+}
+
+/// Where each column is on a line: the header's names matched to [`HEADER`]'s.
+struct Columns {
+    /// The field holding each of [`HEADER`]'s columns, in [`HEADER`]'s order.
+    at: [usize; 8],
+    /// The header as the file names its columns, for errors.
+    names: String,
+}
+
+impl Columns {
+    /// The columns the header names, each of [`HEADER`]'s once, in any order.
+    fn of(header: &str, origin: &str) -> Result<Columns, HistoryError> {
+        let fail = |reason: String| HistoryError::Line { origin: origin.to_owned(), line: 1, reason };
+        let all = "the columns of a history are time_ms, user, tier, kind, estimate_sats, actual_sats, outcome \
+                   and paid, in any order";
+        if header.contains('\r') {
+            return Err(fail(format!(
+                "header {}: a carriage return (\\r) inside the line: the file's lines end in a bare CR, as \
+                 old Mac software writes them, so it reads as one line; end them in \\n (tr '\\r' '\\n' < \
+                 {origin} > fixed.csv)",
+                quoted(header)
+            )));
+        }
+        let names = split_fields(header).map_err(|reason| fail(format!("header: {reason}")))?;
+        let mut at = [usize::MAX; 8];
+        for (field, name) in names.iter().enumerate() {
+            let Some(column) = HEADER.split(',').position(|c| c == name) else {
+                return Err(fail(format!("header: unknown column {} (field {}): {all}", quoted(name), field + 1)));
+            };
+            if at[column] != usize::MAX {
+                return Err(fail(format!(
+                    "header: column {name:?} twice (fields {} and {})",
+                    at[column] + 1,
+                    field + 1
+                )));
+            }
+            at[column] = field;
+        }
+        if let Some(missing) = at.iter().position(|f| *f == usize::MAX) {
+            let name = HEADER.split(',').nth(missing).expect("8 columns");
+            return Err(fail(format!("header: no column {name:?}: {all}")));
+        }
+        Ok(Columns { at, names: names.join(",") })
     }
 }
 
@@ -435,18 +484,18 @@ fn split_fields(line_text: &str) -> Result<Vec<Cow<'_, str>>, String> {
     }
 }
 
-fn parse_row(line_text: &str, origin: &str, line: usize) -> Result<HistoryRow, HistoryError> {
-    let fields =
+fn parse_row(line_text: &str, columns: &Columns, origin: &str, line: usize) -> Result<HistoryRow, HistoryError> {
+    let in_file =
         split_fields(line_text).map_err(|reason| HistoryError::Line { origin: origin.to_owned(), line, reason })?;
-    let fields: Vec<&str> = fields.iter().map(|f| &**f).collect();
-    if fields.len() != 8 {
+    if in_file.len() != 8 {
         let reason = if line_text.is_empty() {
-            "an empty line: every line after the header is a request".to_owned()
+            "an empty line: every line after the header is a request (empty lines may only end the file)".to_owned()
         } else {
-            format!("{} fields, expected 8 ({HEADER})", fields.len())
+            format!("{} fields, expected 8 ({})", in_file.len(), columns.names)
         };
         return Err(HistoryError::Line { origin: origin.to_owned(), line, reason });
     }
+    let fields: [&str; 8] = columns.at.map(|i| &*in_file[i]);
     let fail = |column: &'static str, value: &str, reason: &str| {
         HistoryError::field(origin, line, column, value, reason.to_owned())
     };
@@ -650,9 +699,13 @@ mod tests {
             error("\"1704067212345\",u17,\"established\",job,\"25,21\",free,"),
             "h.csv:2: 7 fields, expected 8 (time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid)"
         );
-        assert!(read(b"\"time_ms\",user,\"tier,kind\",estimate_sats,actual_sats,outcome,paid\n", "h.csv")
-            .unwrap_err()
-            .to_string()
-            .starts_with("h.csv:1: header "));
+        // A quoted name holding a comma is one name, and no column's.
+        assert_eq!(
+            read(b"\"time_ms\",user,\"tier,kind\",estimate_sats,actual_sats,outcome,paid\n", "h.csv")
+                .unwrap_err()
+                .to_string(),
+            "h.csv:1: header: unknown column \"tier,kind\" (field 3): the columns of a history are time_ms, user, \
+             tier, kind, estimate_sats, actual_sats, outcome and paid, in any order"
+        );
     }
 }

@@ -464,12 +464,13 @@ fn a_bad_history_is_refused_naming_file_line_column_and_value() {
     );
     check(
         b"\n1704067212346,u1,new,job,25,21,free,\n",
-        "h.csv:3: an empty line: every line after the header is a request",
+        "h.csv:3: an empty line: every line after the header is a request (empty lines may only end the file)",
     );
     check(b"1704067212346,u1,new,job,25,\xff21,free,\n", "h.csv:3: not UTF-8 text (byte 29 of the line)");
     check(
         b"1704067212344,u1,new,job,25,21,free,\n",
-        r#"h.csv:3: time_ms = "1704067212344": before the line above's 1704067212345: rows must be in time order"#,
+        "h.csv:3: time_ms = \"1704067212344\": before the line above's 1704067212345: rows must be in time order; \
+         sort them, the header first: (head -n 1 h.csv; tail -n +2 h.csv | sort -s -t, -k1,1n) > sorted.csv",
     );
     check(
         b"99999999999999,u1,new,job,25,21,free,\n",
@@ -505,7 +506,8 @@ fn a_bad_history_is_refused_naming_file_line_column_and_value() {
     );
     assert_eq!(
         read(b"time,user\n1,a\n"),
-        r#"h.csv:1: header "time,user": expected "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid""#
+        "h.csv:1: header: unknown column \"time\" (field 1): the columns of a history are time_ms, user, tier, kind, \
+         estimate_sats, actual_sats, outcome and paid, in any order"
     );
     assert_eq!(read(b"\xfe\xff"), "h.csv:1: not UTF-8 text (byte 1 of the line)");
 }
@@ -522,7 +524,13 @@ fn an_error_quotes_at_most_the_beginning_of_a_huge_field() {
         ),
     );
     let e = history::read(format!("{huge}\n1,u,new,job,1,,free,\n").as_bytes(), "h.csv").unwrap_err().to_string();
-    assert_eq!(e, format!(r#"h.csv:1: header "{}"... (2000000 bytes): expected "{}""#, &huge[..64], history::HEADER));
+    assert_eq!(
+        e,
+        format!(
+            r#"h.csv:1: header: unknown column "{}"... (2000000 bytes) (field 1): the columns of a history are time_ms, user, tier, kind, estimate_sats, actual_sats, outcome and paid, in any order"#,
+            &huge[..64]
+        )
+    );
     // Characters, not bytes: a multi-byte character is never cut.
     let wide = "é".repeat(100);
     check(
@@ -706,4 +714,64 @@ fn rows_repeating_an_earlier_row_are_refused_unless_allowed() {
     let text =
         format!("{}\n1704067212345,u1,new,job,25,21,free,\n1704067212345,u1,new,job,26,21,free,\n", history::HEADER);
     assert_eq!(history::read(text.as_bytes(), "h.csv").unwrap().len(), 2);
+}
+
+/// The columns in another order, empty lines at the very end (LF or CRLF): read as the plain
+/// history. A column missing, unknown or named twice is refused naming it; lines ending in a
+/// bare CR are named as such.
+#[test]
+fn a_header_in_any_order_and_empty_lines_at_the_end_are_read() {
+    let text = std::fs::read_to_string(FIXTURE_CSV).unwrap();
+    let plain = history::read(text.as_bytes(), "h.csv").unwrap();
+    // user first, then time_ms, the rest reversed.
+    let order = [1usize, 0, 7, 6, 5, 4, 3, 2];
+    let reordered: String = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            order.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",") + "\n"
+        })
+        .collect();
+    assert!(reordered.starts_with("user,time_ms,paid,outcome,"));
+    assert_eq!(history::read(reordered.as_bytes(), "h.csv").unwrap(), plain);
+    assert_eq!(history::read(format!("{text}\n\n").as_bytes(), "h.csv").unwrap(), plain);
+    assert_eq!(history::read(format!("{}\r\n\r\n", text.replace('\n', "\r\n")).as_bytes(), "h.csv").unwrap(), plain);
+
+    let error = |text: &str| history::read(text.as_bytes(), "h.csv").unwrap_err().to_string();
+    let all = "the columns of a history are time_ms, user, tier, kind, estimate_sats, actual_sats, outcome and \
+               paid, in any order";
+    assert_eq!(
+        error("time_ms,user,tier,kind,estimate_sats,actual_sats,outcome\n1,u,new,job,1,,free\n"),
+        format!("h.csv:1: header: no column \"paid\": {all}")
+    );
+    assert_eq!(
+        error("time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid,region\n"),
+        format!("h.csv:1: header: unknown column \"region\" (field 9): {all}")
+    );
+    assert_eq!(
+        error("time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,user\n"),
+        "h.csv:1: header: column \"user\" twice (fields 2 and 8)"
+    );
+    assert_eq!(
+        error(&text.replace('\n', "\r")),
+        format!(
+            "h.csv:1: header {:?}... ({} bytes): a carriage return (\\r) inside the line: the file's lines end in a \
+             bare CR, as old Mac software writes them, so it reads as one line; end them in \\n (tr '\\r' '\\n' < \
+             h.csv > fixed.csv)",
+            &text.replace('\n', "\r")[..64],
+            // The last CR ends the line.
+            text.len() - 1
+        )
+    );
+    // An empty line anywhere but at the end is refused.
+    let lines: Vec<&str> = text.lines().collect();
+    let mid = format!("{}\n\n{}\n", lines[..3].join("\n"), lines[3..].join("\n"));
+    assert_eq!(
+        error(&mid),
+        "h.csv:4: an empty line: every line after the header is a request (empty lines may only end the file)"
+    );
+    // The error for rows out of order gives the sort for the file's own time column.
+    let swapped = "user,time_ms,tier,kind,estimate_sats,actual_sats,outcome,paid\n\
+                   u1,1704067212346,new,job,25,21,free,\nu1,1704067212345,new,job,25,21,free,\n";
+    assert!(error(swapped).ends_with("| sort -s -t, -k2,2n) > sorted.csv"), "{}", error(swapped));
 }
