@@ -21,12 +21,11 @@
 //!   (maximum likelihood over the rounding bins, by Nelder-Mead), whichever has the smaller
 //!   AIC; quality: a chi-square test of the binned counts. Counts above
 //!   [`MAX_PER_USER_PER_DAY`] are clamped to it, said in the comment.
-//! - `population`: the users active on day 0 per tier, divided by the share of user-days with
-//!   a request (a user is active on a day with that probability, independently); growth:
-//!   the slope of a least-squares line through the logarithm of the active users of each day.
-//!   A history that needs more than [`MAX_POPULATION`] users this way (users seen once and
-//!   never again, which a model without churn reads as users rarely active) is refused,
-//!   saying so ([`FitError::TooManyUsers`]).
+//! - `population` and its growth: from every day, on a weekly cycle, each tier over its own
+//!   share of days active (the module `population` says how and why). A history that needs
+//!   more than [`MAX_POPULATION`] users this way (users seen once and never again, which a
+//!   model without churn reads as users rarely active) is refused, saying so
+//!   ([`FitError::TooManyUsers`]).
 //! - `requests.hourly_weights`: the share of requests in each UTC hour, times 24; quality: a
 //!   chi-square test that the cycle is the same every day.
 //! - `cost.estimate_sats`: a rounded log-normal by maximum likelihood, clamped at the largest
@@ -46,6 +45,9 @@
 //!   that their sum stays at most 1, as the scenario requires (1/11 and 10/11 are written
 //!   0.09091 and 0.909), said beside it.
 //!
+//! What the model cannot hold, the fit says at the top of the scenario ([`Fitted::warnings`]):
+//! rows read twice ([`Fitted::with_repeats`]).
+//!
 //! Every standard error is that of the estimator at the fitted value (the inverse of the
 //! observed information for maximum likelihood, the delta method otherwise).
 
@@ -56,10 +58,15 @@ use ledger_core::{Tier, DAY_MS};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poisson};
 
 use crate::history::{utc, HistoryRow, Repeats, Served};
+
+mod population;
+
 use crate::scenario::{
     fmt_f64, Dist, DistKind, PlanScenario, TierRates, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_LOGNORMAL_SIGMA,
     MAX_PER_USER_PER_DAY, MAX_POISSON_MEAN, MAX_POPULATION, MAX_START_MS, MIN_START_MS,
 };
+pub use population::MIN_ACTIVE_DAYS;
+use population::{UserDay, WEEKDAYS};
 
 /// The largest `cost.actual_pct`, as the fitted distributions hold it.
 const MAX_ACTUAL_PCT: f64 = crate::scenario::MAX_ACTUAL_PCT as f64;
@@ -122,12 +129,29 @@ pub struct Fitted {
     pub days: u32,
     /// Users per tier at day 0 ([`Tier::ALL`] order).
     pub population: [Estimate; 4],
-    /// Users active on day 0 per tier.
-    pub active_day0: [u64; 4],
-    /// The share of user-days with a request, which scales active users to users.
-    pub active_share: Option<Estimate>,
+    /// Users at day 0, all tiers.
+    pub users: Estimate,
+    /// Active users per tier on the day the tiers are split by ([`Fitted::first_day`]).
+    pub active_first_day: [u64; 4],
+    /// The day the users are split into tiers by: the first day fitted (day 0 unless the
+    /// history holds it only in part).
+    pub first_day: u32,
+    /// Each tier's share of user-days with a request, which scales its active users to users
+    /// (`None`: fewer than [`MIN_ACTIVE_DAYS`] active user-days, the share of all tiers used).
+    pub active_share: [Option<Estimate>; 4],
+    /// Each tier's share as measured, however few its days (`None`: no user-day).
+    pub measured_share: [Option<Estimate>; 4],
+    /// Each tier's active user-days after its users' first.
+    pub active_days: [u64; 4],
+    /// Active users on each day of the week against the week's mean, Monday first, when the
+    /// history covers every day of the week twice.
+    pub weekly: Option<[f64; 7]>,
+    /// Days the population and the requests per user per day were fitted on.
+    pub days_fitted: u32,
     /// Growth, percent per day.
     pub growth_pct_per_day: Option<Estimate>,
+    /// Rows that repeat an earlier row in every field, read as they are ([`Fitted::with_repeats`]).
+    pub repeats: Option<Repeats>,
     /// Requests per user per day.
     pub per_user_per_day: Option<DistFit>,
     /// Share of requests in each UTC hour.
@@ -152,8 +176,6 @@ pub struct Fitted {
     pub decay_per_day: [Option<Estimate>; 4],
     /// Day-to-day tier changes of more than one step (the model has none).
     pub tier_jumps: u64,
-    /// Rows that repeat an earlier row in every field, read as they are ([`Fitted::with_repeats`]).
-    pub repeats: Option<Repeats>,
 }
 
 /// A history the planner's scenario cannot hold.
@@ -191,7 +213,7 @@ pub enum FitError {
     /// Users seen on so few of their days that the model, which has no churn, needs more
     /// users than a scenario may have to explain them.
     #[error(
-        "{origin}: the fit needs {users} users, more than a scenario's {MAX_POPULATION}: {active_day0} users \
+        "{origin}: the fit needs {users} users, more than a scenario's {MAX_POPULATION}: {active} users \
          are active on day 0, but only {active_user_days} of the {user_days} user-days after a user's first \
          have a request, and the planner's model has no churn, so it reads users who left as users who are \
          rarely active; fit a stretch of the history in which users come back"
@@ -201,8 +223,8 @@ pub enum FitError {
         origin: String,
         /// Users the fit needs at day 0.
         users: u64,
-        /// Users active on day 0.
-        active_day0: u64,
+        /// Users active on day 0 (the first day fitted).
+        active: u64,
         /// User-days after a user's first with a request.
         active_user_days: u64,
         /// User-days after a user's first.
@@ -213,13 +235,13 @@ pub enum FitError {
 /// What the history says about each user, day by day.
 struct UserDays {
     /// Per user: (day, requests, tier of the first request, tier of the last), in day order.
-    days: Vec<Vec<(u32, u64, Tier, Tier)>>,
+    days: Vec<Vec<UserDay>>,
 }
 
 impl UserDays {
     fn of(rows: &[HistoryRow], start_ms: u64) -> UserDays {
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut days: Vec<Vec<(u32, u64, Tier, Tier)>> = Vec::new();
+        let mut days: Vec<Vec<UserDay>> = Vec::new();
         for r in rows {
             let day = ((r.time_ms - start_ms) / DAY_MS) as u32;
             let n = index.len();
@@ -275,17 +297,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     let users = UserDays::of(rows, start_ms);
     let counts = users.counts(days);
     let n_user_days: u64 = counts.values().sum();
-    let active_share = Estimate::share(n_user_days - counts.get(&0).copied().unwrap_or(0), n_user_days);
-    let mut active_day0 = [0u64; 4];
-    let mut active_by_day = vec![0u64; days as usize];
-    for user in &users.days {
-        if user[0].0 == 0 {
-            active_day0[user[0].2.index()] += 1;
-        }
-        for d in user {
-            active_by_day[d.0 as usize] += 1;
-        }
-    }
+    let pop = population::fit(&users.days, days, start_ms);
     let n = rows.len() as u64;
     let kind = |served: Served| rows.iter().filter(move |r| r.outcome == served);
     let paid = |served: Served| {
@@ -296,14 +308,13 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     let failed = ran.iter().filter(|r| r.actual_sats.is_none()).count() as u64;
     let (promote_per_day, decay_per_day, tier_jumps) = tier_moves(&users);
     let (hourly_share, hourly_homogeneity_p) = hourly(rows, start_ms, days);
-    let population = population(active_day0, active_share);
-    let n_fitted: u64 = population.iter().map(|e| e.value.round() as u64).sum();
+    let n_fitted: u64 = pop.users.iter().map(|e| e.value.round() as u64).sum();
     if n_fitted > MAX_POPULATION {
         return Err(FitError::TooManyUsers {
             origin: origin.to_owned(),
             users: n_fitted,
-            active_day0: active_day0.iter().sum(),
-            active_user_days: active_share.map_or(0, |q| (q.value * q.n as f64).round() as u64),
+            active: pop.active_first_day.iter().sum(),
+            active_user_days: n_user_days - counts.get(&0).copied().unwrap_or(0),
             user_days: n_user_days,
         });
     }
@@ -313,10 +324,17 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         n_users: users.days.len() as u64,
         start_ms,
         days,
-        population,
-        active_day0,
-        active_share,
-        growth_pct_per_day: growth(&active_by_day),
+        population: pop.users,
+        users: pop.total,
+        active_first_day: pop.active_first_day,
+        first_day: pop.first_day,
+        active_share: pop.active_share,
+        measured_share: pop.measured_share,
+        active_days: pop.active_days,
+        weekly: pop.weekly,
+        days_fitted: pop.days_fitted,
+        growth_pct_per_day: pop.growth_pct_per_day,
+        repeats: None,
         per_user_per_day: (n_user_days > 0).then(|| fit_counts(&counts)),
         hourly_share,
         hourly_homogeneity_p,
@@ -329,38 +347,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         promote_per_day,
         decay_per_day,
         tier_jumps,
-        repeats: None,
     })
-}
-
-/// Users per tier at day 0: the active ones scaled by the share of user-days with a request.
-fn population(active_day0: [u64; 4], active: Option<Estimate>) -> [Estimate; 4] {
-    active_day0.map(|k| {
-        let Some(q) = active.filter(|q| q.value > 0.0) else {
-            return Estimate { value: k as f64, se: 0.0, n: k };
-        };
-        let users = k as f64 / q.value;
-        // Binomial(users, q) scaled by 1/q, and q's own error by the delta method.
-        let var = users * (1.0 - q.value) / q.value + (users * q.se / q.value).powi(2);
-        Estimate { value: users, se: var.sqrt(), n: k }
-    })
-}
-
-/// Percent per day from a least-squares line through ln(active users) by day.
-fn growth(active_by_day: &[u64]) -> Option<Estimate> {
-    let points: Vec<(f64, f64)> =
-        active_by_day.iter().enumerate().filter(|(_, a)| **a > 0).map(|(d, a)| (d as f64, (*a as f64).ln())).collect();
-    if points.len() < 3 {
-        return None;
-    }
-    let m = points.len() as f64;
-    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / m, points.iter().map(|p| p.1).sum::<f64>() / m);
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let slope = sxy / sxx;
-    let rss: f64 = points.iter().map(|p| (p.1 - my - slope * (p.0 - mx)).powi(2)).sum();
-    let se_slope = (rss / (m - 2.0) / sxx).sqrt();
-    Some(Estimate { value: slope.exp_m1() * 100.0, se: slope.exp() * se_slope * 100.0, n: points.len() as u64 })
 }
 
 /// Shares of each UTC hour, and the p-value of a chi-square test that days share one cycle.
@@ -935,27 +922,64 @@ impl Fitted {
 
     fn toml_population(&self, w: &mut String, s: &PlanScenario) {
         line(w, "\n[population]");
-        match self.active_share {
-            Some(q) => line(
+        let users = s.population.by_tier();
+        let day = if self.first_day == 0 { "day 0".to_owned() } else { format!("day {}", self.first_day) };
+        if self.active_share.iter().all(Option::is_none) {
+            line(w, "# users active on day 0 (no day after a user's first: none unseen can be counted)");
+            for (i, tier) in Tier::ALL.iter().enumerate() {
+                kv(w, tier.as_str(), users[i], &format!("{} active on day 0", self.active_first_day[i]));
+            }
+        } else {
+            let cycle = match self.weekly {
+                Some(m) => {
+                    let days: Vec<String> = WEEKDAYS.iter().zip(m).map(|(d, m)| format!("{d} {m:.2}")).collect();
+                    format!(
+                        ", with a weekly cycle (active users by UTC day of the week against the week's mean: {}; \
+                         the planner draws every day at the mean)",
+                        days.join(", ")
+                    )
+                }
+                None => " (no weekly cycle: fewer than two of each day of the week)".to_owned(),
+            };
+            let over = if self.days_fitted == self.days {
+                format!("{} days", self.days)
+            } else {
+                format!("the {} days of {} the history holds whole", self.days_fitted, self.days)
+            };
+            paragraph(
                 w,
                 &format!(
-                    "# users active on day 0, divided by the share of user-days with a request ({:.4}, se {}, n = {})",
-                    q.value,
-                    fmt_se(q.se, false),
-                    q.n
+                    "{:.1} users at day 0 (se {:.1}): the users each day shows (each tier's active users over the \
+                     tier's share of user-days with a request) fitted by a log-linear trend over {over}{cycle}, \
+                     its level at day 0; split into tiers as {day}'s users are. A user's day without a request \
+                     counts in the tier of their last request.",
+                    self.users.value, self.users.se
                 ),
-            ),
-            None => line(w, "# users active on day 0 (one day of history: none unseen can be counted)"),
-        }
-        let users = s.population.by_tier();
-        for (i, tier) in Tier::ALL.iter().enumerate() {
-            let e = self.population[i];
-            let note = format!("{} active on day 0; se {:.1}", self.active_day0[i], e.se);
-            kv(w, tier.as_str(), users[i], &note);
+            );
+            for (i, tier) in Tier::ALL.iter().enumerate() {
+                let e = self.population[i];
+                let note = match self.active_share[i] {
+                    Some(q) => format!(
+                        "{} active on {day}, active on {:.2} % of user-days (se {} %, n = {}); se {:.1}",
+                        self.active_first_day[i],
+                        q.value * 100.0,
+                        fmt_se(q.se * 100.0, false),
+                        q.n,
+                        e.se
+                    ),
+                    None if self.active_first_day[i] > 0 => format!(
+                        "{} active on {day}, over the share of all tiers: {} active user-days of the tier after \
+                         its users' first, too few for its own (at least {MIN_ACTIVE_DAYS}); se {:.1}",
+                        self.active_first_day[i], self.active_days[i], e.se
+                    ),
+                    None => format!("none active on {day}"),
+                };
+                kv(w, tier.as_str(), users[i], &note);
+            }
         }
         let note = match self.growth_pct_per_day {
             Some(g) => format!(
-                "se {}; least squares through ln(active users) over {} days{}",
+                "se {}; the slope of the same fit, through each tier's active users over its share, over {} days{}",
                 fmt_se(g.se, false),
                 g.n,
                 if g.value < 0.0 {
@@ -984,7 +1008,7 @@ impl Fitted {
             w,
             &format!(
                 "# n = {} requests by UTC hour, times 24 (mean 1); largest se of a weight {}; {homogeneity}",
-                self.n_requests,
+                self.hourly_share[0].n,
                 fmt_se(worst, false)
             ),
         );
