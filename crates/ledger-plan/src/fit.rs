@@ -16,7 +16,7 @@
 //!   are UTC hours.
 //! - `requests.per_user_per_day`: the requests of each user on each day after the day the
 //!   user is first seen (zeros included; the first day is left out because it is seen only
-//!   because it has a request). `fixed` when every count is equal, otherwise `poisson`
+//!   because it has a request; so are the days the history lacks, [`Gaps`]). `fixed` when every count is equal, otherwise `poisson`
 //!   (maximum likelihood: the mean) or a rounded `lognormal` clamped at the largest count
 //!   (maximum likelihood over the rounding bins, by Nelder-Mead), whichever has the smaller
 //!   AIC; quality: a chi-square test of the binned counts. Counts above
@@ -46,7 +46,8 @@
 //!   0.09091 and 0.909), said beside it.
 //!
 //! What the model cannot hold, the fit says at the top of the scenario ([`Fitted::warnings`]):
-//! rows read twice ([`Fitted::with_repeats`]).
+//! days the history lacks, wholly or in part ([`Gaps`]), rows read twice
+//! ([`Fitted::with_repeats`]).
 //!
 //! Every standard error is that of the estimator at the fitted value (the inverse of the
 //! observed information for maximum likelihood, the delta method otherwise).
@@ -57,7 +58,7 @@ use std::fmt::Write as _;
 use ledger_core::{Tier, DAY_MS};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poisson};
 
-use crate::history::{utc, HistoryRow, Repeats, Served};
+use crate::history::{utc, utc_date, HistoryRow, Repeats, Served};
 
 mod population;
 
@@ -65,7 +66,7 @@ use crate::scenario::{
     fmt_f64, Dist, DistKind, PlanScenario, TierRates, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_LOGNORMAL_SIGMA,
     MAX_PER_USER_PER_DAY, MAX_POISSON_MEAN, MAX_POPULATION, MAX_START_MS, MIN_START_MS,
 };
-pub use population::MIN_ACTIVE_DAYS;
+pub use population::{Gaps, LowDay, LOW_DAY_MIN_MEDIAN, LOW_DAY_SHARE, MIN_ACTIVE_DAYS};
 use population::{UserDay, WEEKDAYS};
 
 /// The largest `cost.actual_pct`, as the fitted distributions hold it.
@@ -150,6 +151,8 @@ pub struct Fitted {
     pub days_fitted: u32,
     /// Growth, percent per day.
     pub growth_pct_per_day: Option<Estimate>,
+    /// Days within the history's range without a request, or far below the days around them.
+    pub gaps: Gaps,
     /// Rows that repeat an earlier row in every field, read as they are ([`Fitted::with_repeats`]).
     pub repeats: Option<Repeats>,
     /// Requests per user per day.
@@ -260,18 +263,18 @@ impl UserDays {
         UserDays { days }
     }
 
-    /// Requests per user-day on the days after each user's first, zeros included.
-    fn counts(&self, n_days: u32) -> BTreeMap<u64, u64> {
+    /// Requests per user-day on the days after each user's first, zeros included, but for the
+    /// days `left_out` marks (which the history lacks, wholly or in part).
+    fn counts(&self, n_days: u32, left_out: &[bool]) -> BTreeMap<u64, u64> {
         let mut hist = BTreeMap::new();
         for user in &self.days {
             let first = user[0].0;
             let mut seen = user[1..].iter().peekable();
             for day in first + 1..n_days {
-                let n = match seen.peek() {
-                    Some(d) if d.0 == day => seen.next().map_or(0, |d| d.1),
-                    _ => 0,
-                };
-                *hist.entry(n).or_insert(0) += 1;
+                let n = seen.next_if(|d| d.0 == day).map_or(0, |d| d.1);
+                if !left_out[day as usize] {
+                    *hist.entry(n).or_insert(0) += 1;
+                }
             }
         }
         hist
@@ -295,9 +298,15 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     }
     let days = span as u32;
     let users = UserDays::of(rows, start_ms);
-    let counts = users.counts(days);
+    let mut requests_by_day = vec![0u64; days as usize];
+    for r in rows {
+        requests_by_day[((r.time_ms - start_ms) / DAY_MS) as usize] += 1;
+    }
+    let gaps = Gaps::of(&requests_by_day);
+    let left_out = gaps.left_out(days);
+    let counts = users.counts(days, &left_out);
     let n_user_days: u64 = counts.values().sum();
-    let pop = population::fit(&users.days, days, start_ms);
+    let pop = population::fit(&users.days, days, start_ms, &left_out);
     let n = rows.len() as u64;
     let kind = |served: Served| rows.iter().filter(move |r| r.outcome == served);
     let paid = |served: Served| {
@@ -307,7 +316,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     let ran: Vec<&HistoryRow> = rows.iter().filter(|r| r.outcome == Served::Free || r.paid == Some(true)).collect();
     let failed = ran.iter().filter(|r| r.actual_sats.is_none()).count() as u64;
     let (promote_per_day, decay_per_day, tier_jumps) = tier_moves(&users);
-    let (hourly_share, hourly_homogeneity_p) = hourly(rows, start_ms, days);
+    let (hourly_share, hourly_homogeneity_p) = hourly(rows, start_ms, days, &left_out);
     let n_fitted: u64 = pop.users.iter().map(|e| e.value.round() as u64).sum();
     if n_fitted > MAX_POPULATION {
         return Err(FitError::TooManyUsers {
@@ -334,6 +343,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         weekly: pop.weekly,
         days_fitted: pop.days_fitted,
         growth_pct_per_day: pop.growth_pct_per_day,
+        gaps,
         repeats: None,
         per_user_per_day: (n_user_days > 0).then(|| fit_counts(&counts)),
         hourly_share,
@@ -351,13 +361,21 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
 }
 
 /// Shares of each UTC hour, and the p-value of a chi-square test that days share one cycle.
-fn hourly(rows: &[HistoryRow], start_ms: u64, days: u32) -> ([Estimate; 24], Option<f64>) {
+/// The days `left_out` marks (held only in part) are not counted: an export that starts in the
+/// evening would otherwise add a day of evenings.
+fn hourly(rows: &[HistoryRow], start_ms: u64, days: u32, left_out: &[bool]) -> ([Estimate; 24], Option<f64>) {
     let mut table = vec![[0u64; 24]; days as usize];
     for r in rows {
         let t = r.time_ms - start_ms;
         table[(t / DAY_MS) as usize][((t % DAY_MS) / 3_600_000) as usize] += 1;
     }
-    let n = rows.len() as u64;
+    for (d, out) in left_out.iter().enumerate() {
+        if *out {
+            table[d] = [0; 24];
+        }
+    }
+    let n: u64 = table.iter().flatten().sum();
+    assert!(n > 0, "the busiest day is never left out: a day is left out only for fewer requests than others");
     let by_hour: [u64; 24] = std::array::from_fn(|h| table.iter().map(|d| d[h]).sum());
     let shares = by_hour.map(|k| Estimate::share(k, n).expect("n > 0"));
     let by_day: Vec<u64> = table.iter().map(|d| d.iter().sum()).collect();
@@ -814,11 +832,56 @@ impl Fitted {
     }
 
     /// What a reader of the scenario must know before trusting it, one paragraph each: rows
-    /// read twice. Written at the top of the TOML.
+    /// repeated, days the history lacks. Written at the top of the TOML.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(r) = self.repeats {
             out.push(format!("WARNING: {r}, fitted as they are (--allow-duplicate-rows)."));
+        }
+        let day = |d: u32| utc_date(self.start_ms + u64::from(d) * DAY_MS);
+        let g = &self.gaps;
+        if !g.missing.is_empty() {
+            let m = g.median_requests;
+            let why = if m >= 20.0 {
+                format!(
+                    "The days with requests have {m:.0} each (the median), so these are most likely missing from \
+                     the export rather than quiet"
+                )
+            } else {
+                format!(
+                    "The days with requests have {m:.0} each (the median): a service this quiet can have a day \
+                     without any, as a Poisson count of mean {m:.0} is 0 with probability {:.2}",
+                    (-m).exp()
+                )
+            };
+            out.push(format!(
+                "WARNING: {} of the {} days have no request: {}. {why}. The fit leaves them out: they are not \
+                 counted as days on which users asked for nothing (which would lower the requests per user per \
+                 day and raise the population).",
+                g.missing.len(),
+                self.days,
+                day_ranges(&g.missing, day)
+            ));
+        }
+        if !g.low.is_empty() {
+            let listed: Vec<String> = g
+                .low
+                .iter()
+                .take(10)
+                .map(|l| format!("{} (day {}: {} requests against {:.0})", day(l.day), l.day, l.requests, l.around))
+                .collect();
+            let more = if g.low.len() > 10 { format!(" and {} more", g.low.len() - 10) } else { String::new() };
+            out.push(format!(
+                "WARNING: {} day(s) have far fewer requests than the days around them (under {} of the median of \
+                 the {} days each side): {}{more}. An export that starts or ends in the middle of a day, or lost \
+                 hours, looks like this. The fit leaves them out of the population, its growth, the requests per \
+                 user per day and the hourly cycle, as days the history holds only in part; their requests are \
+                 still fitted for cost and payment.",
+                g.low.len(),
+                LOW_DAY_SHARE,
+                7,
+                listed.join(", ")
+            ));
         }
         out
     }
@@ -1079,6 +1142,33 @@ impl Fitted {
             );
         }
     }
+}
+
+/// Days as dates, runs of consecutive days as one range: `2025-03-13 to 2025-03-22 (days 10 to
+/// 19)`; at most ten runs, then how many more.
+fn day_ranges(days: &[u32], date: impl Fn(u32) -> String) -> String {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &d in days {
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == d => run.1 = d,
+            _ => runs.push((d, d)),
+        }
+    }
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(10)
+        .map(|&(a, b)| {
+            if a == b {
+                format!("{} (day {a})", date(a))
+            } else {
+                format!("{} to {} (days {a} to {b})", date(a), date(b))
+            }
+        })
+        .collect();
+    if runs.len() > 10 {
+        parts.push(format!("and {} more runs of days", runs.len() - 10));
+    }
+    parts.join(", ")
 }
 
 fn share_note(e: Option<Estimate>, of: &str) -> String {

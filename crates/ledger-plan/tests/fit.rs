@@ -776,6 +776,44 @@ fn a_header_in_any_order_and_empty_lines_at_the_end_are_read() {
     assert!(error(swapped).ends_with("| sort -s -t, -k2,2n) > sorted.csv"), "{}", error(swapped));
 }
 
+/// Ten days missing from the middle of the fixture: said at the top of the scenario, with the
+/// days, and left out of the fit, which finds what the whole history shows (within the
+/// standard errors) instead of half the requests per user per day and more users.
+#[test]
+fn days_missing_from_a_history_are_said_and_not_read_as_days_without_requests() {
+    let s = scenario(&std::fs::read_to_string(FIXTURE_TOML).unwrap());
+    let rows = history::read(&std::fs::read(FIXTURE_CSV).unwrap(), "fit-small.csv").unwrap();
+    let day = |r: &HistoryRow| (r.time_ms - s.start_ms) / ledger_core::DAY_MS;
+    let gapped: Vec<HistoryRow> = rows.iter().filter(|r| !(10..20).contains(&day(r))).cloned().collect();
+    let f = fit::fit(&gapped, "gapped.csv").unwrap();
+    assert_eq!(f.gaps.missing, (10..20).collect::<Vec<u32>>());
+    let toml = f.toml();
+    assert!(
+        toml.contains("# WARNING: 10 of the 28 days have no request: 2024-01-11 to 2024-01-20 (days 10 to 19)."),
+        "{toml}"
+    );
+    assert_eq!(f.warnings().len(), 1, "{:?}", f.warnings());
+    let mut c = compare(&f, &s);
+    c.failures.retain(|f| !f.starts_with("tiers."));
+    c.finish();
+    check_toml_loads(&f);
+}
+
+/// The first day of the fixture cut to its last 3 hours, as an export starting in the
+/// evening: said, and left out of the per-day measures.
+#[test]
+fn a_day_with_far_fewer_requests_than_the_days_around_it_is_said_and_left_out() {
+    let s = scenario(&std::fs::read_to_string(FIXTURE_TOML).unwrap());
+    let rows = history::read(&std::fs::read(FIXTURE_CSV).unwrap(), "fit-small.csv").unwrap();
+    let evening = s.start_ms + 21 * 3_600_000;
+    let cut: Vec<HistoryRow> = rows.iter().filter(|r| r.time_ms >= evening).cloned().collect();
+    let f = fit::fit(&cut, "cut.csv").unwrap();
+    assert_eq!(f.gaps.low.iter().map(|l| l.day).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(f.first_day, 1);
+    assert!(f.toml().contains("# WARNING: 1 day(s) have far fewer requests than the days around them"), "{}", f.toml());
+    check_toml_loads(&f);
+}
+
 /// SplitMix64 from `seed`: a fixed sequence without a dependency.
 fn rng(seed: u64) -> impl FnMut() -> f64 {
     let mut state = seed;

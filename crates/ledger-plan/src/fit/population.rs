@@ -1,4 +1,5 @@
-//! The population and its growth, fitted from every day of a history.
+//! The population and its growth, fitted from every day of a history, and the days the
+//! history lacks.
 //!
 //! A user is seen only on the days they make a request, so the users there are is the users
 //! active on a day divided by the share of days a user is active. Both are measured from every
@@ -18,15 +19,108 @@
 //! Standard errors are the regression's (its dispersion estimated from the days), the
 //! shares' (clustered by user, so that users more active than others are read as such, and
 //! moved one at a time to see what they move), and the first day's mix (binomial).
+//!
+//! A day within the history's range without any request is read as a day the export lacks,
+//! not as a day on which nobody asked for anything: it is left out of these measures and of
+//! the requests per user per day. So is a day with far fewer requests than the days around it
+//! ([`LOW_DAY_SHARE`]), which is what an export that lost part of a day looks like.
 
 use ledger_core::{Tier, DAY_MS};
 
 use super::Estimate;
 
+/// A day with fewer requests than this share of the median of the days around it is
+/// [`Gaps::low`] when those days have at least [`LOW_DAY_MIN_MEDIAN`] requests: a weekend
+/// day of a service 35 % quieter at weekends is well above it, a day half of whose hours
+/// an export lost is below.
+pub const LOW_DAY_SHARE: f64 = 0.25;
+
+/// The fewest requests the days around a day must have (their median) for the day to be
+/// judged low: a Poisson count of mean 40 falls below 10 with probability 2e-9, so a day
+/// flagged is no chance quiet day of a small service.
+pub const LOW_DAY_MIN_MEDIAN: f64 = 40.0;
+
 /// The fewest active user-days (after each user's first) a tier needs for its own share of
 /// days active: with fewer, it takes the share of all tiers. A tier seen on one later day out
 /// of a hundred would otherwise have a hundred times the users it shows, on one observation.
 pub const MIN_ACTIVE_DAYS: u64 = 10;
+
+/// Days on each side of a day that it is compared with.
+const AROUND: u32 = 7;
+
+/// Days the history lacks or holds only part of.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gaps {
+    /// Days (from day 0) without any request, inside the history's range.
+    pub missing: Vec<u32>,
+    /// Days with requests, but far fewer than the days around them.
+    pub low: Vec<LowDay>,
+    /// The median requests of a day, over the days with any.
+    pub median_requests: f64,
+}
+
+/// A day with far fewer requests than the days around it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LowDay {
+    /// The day, from day 0.
+    pub day: u32,
+    /// Its requests.
+    pub requests: u64,
+    /// The median requests of the days around it.
+    pub around: f64,
+}
+
+impl Gaps {
+    /// The days with no request and those far below the days around them, from the requests of
+    /// each day.
+    pub fn of(requests_by_day: &[u64]) -> Gaps {
+        let n_days = requests_by_day.len() as u32;
+        let missing: Vec<u32> = (0..n_days).filter(|&d| requests_by_day[d as usize] == 0).collect();
+        let mut low = Vec::new();
+        for d in 0..n_days {
+            let requests = requests_by_day[d as usize];
+            if requests == 0 {
+                continue;
+            }
+            let around: Vec<u64> = (d.saturating_sub(AROUND)..(d + AROUND + 1).min(n_days))
+                .filter(|&e| e != d)
+                .map(|e| requests_by_day[e as usize])
+                .filter(|&k| k > 0)
+                .collect();
+            if around.len() < 4 {
+                continue;
+            }
+            let around = median(around);
+            if around >= LOW_DAY_MIN_MEDIAN && (requests as f64) < LOW_DAY_SHARE * around {
+                low.push(LowDay { day: d, requests, around });
+            }
+        }
+        let median_requests = median(requests_by_day.iter().copied().filter(|&k| k > 0).collect());
+        Gaps { missing, low, median_requests }
+    }
+
+    /// Whether each day is left out of the per-day measures: missing, or low.
+    pub fn left_out(&self, n_days: u32) -> Vec<bool> {
+        let mut out = vec![false; n_days as usize];
+        for d in self.missing.iter().copied().chain(self.low.iter().map(|l| l.day)) {
+            out[d as usize] = true;
+        }
+        out
+    }
+}
+
+fn median(mut v: Vec<u64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m] as f64
+    } else {
+        (v[m - 1] + v[m]) as f64 / 2.0
+    }
+}
 
 /// The UTC day of the week of the day beginning at `day_ms`, Monday 0 to Sunday 6.
 pub(super) fn weekday(day_ms: u64) -> usize {
@@ -69,9 +163,9 @@ pub(super) struct PopulationFit {
 pub(super) type UserDay = (u32, u64, Tier, Tier);
 
 /// Fits the population to the users' days (each user's days in order, as
-/// [`super::UserDays`] holds them) over `n_days` days from `start_ms`.
-pub(super) fn fit(users: &[Vec<UserDay>], n_days: u32, start_ms: u64) -> PopulationFit {
-    let left_out = vec![false; n_days as usize];
+/// [`super::UserDays`] holds them) over `n_days` days from `start_ms`, leaving out the days
+/// `left_out` marks.
+pub(super) fn fit(users: &[Vec<UserDay>], n_days: u32, start_ms: u64, left_out: &[bool]) -> PopulationFit {
     let mut active = vec![[0u64; 4]; n_days as usize];
     for user in users {
         for d in user {
@@ -112,7 +206,7 @@ pub(super) fn fit(users: &[Vec<UserDay>], n_days: u32, start_ms: u64) -> Populat
         _ => [1.0; 7],
     };
     let day_weight: Vec<f64> = (0..n_days).map(|d| weekly[weekday_of(d)]).collect();
-    let (measured, active_days) = active_shares(users, n_days, &left_out, &day_weight);
+    let (measured, active_days) = active_shares(users, n_days, left_out, &day_weight);
     // A tier with fewer than MIN_ACTIVE_DAYS active user-days after its users' first (none
     // at all: a share of 0, and users without end) takes the share of all tiers; with none at
     // all (one day), 1.
@@ -448,5 +542,19 @@ mod tests {
         // All zeros: nothing to fit.
         let zeros: Vec<Observation> = (0..5).map(|d| Observation { y: 0.0, x: vec![1.0, f64::from(d)] }).collect();
         assert!(quasi_poisson(&zeros).is_none());
+    }
+
+    #[test]
+    fn a_missing_day_and_a_day_far_below_its_neighbours_are_found() {
+        let mut by_day = vec![100u64; 20];
+        by_day[5] = 0;
+        by_day[9] = 20;
+        by_day[12] = 60;
+        let g = Gaps::of(&by_day);
+        assert_eq!(g.missing, vec![5]);
+        assert_eq!(g.low, vec![LowDay { day: 9, requests: 20, around: 100.0 }]);
+        // A small service: a day of 2 among days of 10 is no gap to speak of.
+        let g = Gaps::of(&[10, 12, 9, 2, 11, 10, 13, 9]);
+        assert!(g.low.is_empty() && g.missing.is_empty());
     }
 }

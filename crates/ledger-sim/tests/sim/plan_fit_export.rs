@@ -1,6 +1,6 @@
-//! `plan --fit` on histories as real exports come: written twice over, in seconds instead of
-//! milliseconds. What the reader refuses exits 2 naming where; what the fit warns of is said on
-//! stderr and at the top of the scenario, where a reader of either sees it.
+//! `plan --fit` on histories as real exports come: written twice over, with days missing, in
+//! seconds instead of milliseconds. What the reader refuses exits 2 naming where; what the fit
+//! warns of is said on stderr and at the top of the scenario, where a reader of either sees it.
 
 use crate::common::{root, scratch, sim_in};
 
@@ -48,6 +48,28 @@ fn rows_written_twice_exit_two_unless_allowed_and_then_are_said() {
     let (code, _, err) = sim_in(dir.as_ref(), &["plan", fixture.to_str().unwrap(), "--allow-duplicate-rows"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--allow-duplicate-rows is for --fit"), "{err}");
+}
+
+#[test]
+fn days_missing_from_the_export_are_said_on_stderr_and_in_the_scenario() {
+    let dir = scratch("plan-fit-gap");
+    let lines = fixture_lines();
+    // Days 10 to 19 of the fixture (it starts at 2024-01-01T00:00:00Z).
+    let (from, to) = (1_704_067_200_000u64 + 10 * 86_400_000, 1_704_067_200_000u64 + 20 * 86_400_000);
+    let kept: Vec<String> = lines
+        .into_iter()
+        .filter(|l| l.split(',').next().unwrap().parse::<u64>().map_or(true, |t| !(from..to).contains(&t)))
+        .collect();
+    write(&dir, "gap.csv", &kept);
+    let (code, toml, err) = sim_in(dir.as_ref(), &["plan", "--fit", "gap.csv"]);
+    assert_eq!(code, 0, "{err}");
+    let said = "WARNING: 10 of the 28 days have no request: 2024-01-11 to 2024-01-20 (days 10 to 19).";
+    assert!(err.contains(&format!("gap.csv: {said}")), "{err}");
+    assert!(
+        toml.contains("# WARNING: 10 of the 28 days have no request: 2024-01-11 to 2024-01-20 (days 10 to"),
+        "{toml}"
+    );
+    assert!(toml.find("# WARNING").unwrap() < toml.find("\nname = ").unwrap(), "at the top:\n{toml}");
 }
 
 #[test]
