@@ -46,8 +46,8 @@
 //!   0.09091 and 0.909), said beside it.
 //!
 //! What the model cannot hold, the fit says at the top of the scenario ([`Fitted::warnings`]):
-//! days the history lacks, wholly or in part ([`Gaps`]), rows read twice
-//! ([`Fitted::with_repeats`]).
+//! days the history lacks, wholly or in part ([`Gaps`]), tiers that differ in what the model
+//! draws alike for all of them ([`TierContrast`]), rows read twice ([`Fitted::with_repeats`]).
 //!
 //! Every standard error is that of the estimator at the fitted value (the inverse of the
 //! observed information for maximum likelihood, the delta method otherwise).
@@ -61,6 +61,7 @@ use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poi
 use crate::history::{utc, utc_date, HistoryRow, Repeats, Served};
 
 mod population;
+mod tiers;
 
 use crate::scenario::{
     fmt_f64, Dist, DistKind, PlanScenario, TierRates, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_LOGNORMAL_SIGMA,
@@ -68,6 +69,7 @@ use crate::scenario::{
 };
 pub use population::{Gaps, LowDay, LOW_DAY_MIN_MEDIAN, LOW_DAY_SHARE, MIN_ACTIVE_DAYS};
 use population::{UserDay, WEEKDAYS};
+pub use tiers::{Test, TierContrast, TierFigures, P_CLEAR, RATIO_CLEAR};
 
 /// The largest `cost.actual_pct`, as the fitted distributions hold it.
 const MAX_ACTUAL_PCT: f64 = crate::scenario::MAX_ACTUAL_PCT as f64;
@@ -155,6 +157,8 @@ pub struct Fitted {
     pub gaps: Gaps,
     /// Rows that repeat an earlier row in every field, read as they are ([`Fitted::with_repeats`]).
     pub repeats: Option<Repeats>,
+    /// How the tiers compare in what the model draws alike for all of them.
+    pub tiers: TierContrast,
     /// Requests per user per day.
     pub per_user_per_day: Option<DistFit>,
     /// Share of requests in each UTC hour.
@@ -345,6 +349,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         growth_pct_per_day: pop.growth_pct_per_day,
         gaps,
         repeats: None,
+        tiers: TierContrast::of(rows, &users.days, &left_out, &pop.measured_share, &pop.active_days),
         per_user_per_day: (n_user_days > 0).then(|| fit_counts(&counts)),
         hourly_share,
         hourly_homogeneity_p,
@@ -883,6 +888,7 @@ impl Fitted {
                 listed.join(", ")
             ));
         }
+        out.extend(self.tiers.warning());
         out
     }
 

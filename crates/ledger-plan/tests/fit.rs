@@ -882,7 +882,8 @@ fn weekly_service(start_ms: u64, days: u64, seed: u64) -> Vec<HistoryRow> {
 /// Three windows of three weeks of one kind of service, starting on a Monday, a Saturday and a
 /// Sunday, fit to the same users (each tier within 3.5 of its standard errors of the truth)
 /// and growth, whatever the weekday: the population comes from every day, on a weekly cycle,
-/// and each tier's from its own share of days active.
+/// and each tier's from its own share of days active. The tiers differ, which the scenario
+/// cannot hold: that is said, naming the tier whose cost the plan understates.
 #[test]
 fn the_population_is_the_same_whatever_weekday_the_history_starts_on() {
     // 2025-03-03 is a Monday.
@@ -903,7 +904,14 @@ fn the_population_is_the_same_whatever_weekday_the_history_starts_on() {
         let weekly = f.weekly.expect("three weeks: a weekly cycle");
         let (weekday, weekend) = (weekly[0], weekly[6]);
         assert!((weekend / weekday - 0.65).abs() < 0.05, "{name}: {weekly:?}");
+        let warning = f.warnings().join("\n");
+        assert!(warning.contains("WARNING: the tiers differ"), "{name}: {warning}");
+        assert!(warning.contains("The plan understates what trusted users ("), "{name}: {warning}");
+        assert!(warning.contains("It overstates what new users ("), "{name}: {warning}");
         c.finish();
         check_toml_loads(&f);
     }
+    // The planner's own model has one traffic for all tiers: no warning.
+    let rows = history::read(&std::fs::read(FIXTURE_CSV).unwrap(), "fit-small.csv").unwrap();
+    assert!(fit::fit(&rows, "fit-small.csv").unwrap().warnings().is_empty());
 }
