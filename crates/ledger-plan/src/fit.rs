@@ -34,7 +34,8 @@
 //!   succeeded, with an estimate of at least [`MIN_ESTIMATE_FOR_PCT`] sats (below it the
 //!   rounding of the actual cost dominates); `fixed` when one percentage explains every
 //!   row, otherwise `uniform` (by moments, the rounding's variance taken out) or
-//!   `lognormal`, whichever is closer in Kolmogorov-Smirnov distance.
+//!   `lognormal`, whichever is closer in Kolmogorov-Smirnov distance; a few percentages far
+//!   outside the rest are left out, said in the comment ([`MAX_FAR_SHARE`]).
 //! - `cost.work_failure`: the share of requests whose work ran (free, or invoice paid) with
 //!   no actual cost recorded.
 //! - `payment.gate_paid`, `payment.partial_paid`, `requests.session_share`: shares, with a
@@ -732,10 +733,18 @@ fn fit_estimates(rows: &[HistoryRow]) -> DistFit {
     }
 }
 
-/// Actual over estimate, in percent: fixed, uniform or log-normal.
+/// Actual over estimate, in percent: fixed, uniform or log-normal ([`fit_pct`]), fitted
+/// without the few percentages that lie far outside the rest, said in the comment.
+///
+/// One row whose actual cost is 500 % of its estimate among two thousand between 60 % and
+/// 110 % widens a uniform fitted by moments until a log-normal fits better, and the log-normal's
+/// `max` is the largest seen: one row would turn the planner's costs into another family with
+/// a tail to 500 %. Such values are judged on ln(percent), against its quartiles (so that a
+/// log-normal's own tail is not judged: beyond 3 interquartile ranges lies a share of 1e-6 of
+/// it); at most [`MAX_FAR_SHARE`] of the values (at least one) are left out, as errors of the
+/// export more likely than costs to plan for; more are part of the distribution and fitted.
 fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
-    // (percentage, half the width of its rounding interval)
-    let mut pct: Vec<(f64, f64)> = rows
+    let mut pct: Vec<Pct> = rows
         .iter()
         .filter(|r| r.estimate_sats >= MIN_ESTIMATE_FOR_PCT)
         .filter_map(|r| {
@@ -746,16 +755,76 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
         return None;
     }
     pct.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let fences = far_fences(&pct);
+    let inside = |p: &Pct| fences.is_none_or(|(lo, hi)| p.0 <= 0.0 || (lo..=hi).contains(&p.0.ln()));
+    let (kept, far): (Vec<Pct>, Vec<Pct>) = pct.iter().partition(|p| inside(p));
+    if far.is_empty() {
+        return Some(fit_pct(&pct));
+    }
+    let (k, n) = (far.len(), pct.len());
+    let mut shown: Vec<String> = far.iter().take(5).map(|p| format!("{} %", round4(p.0))).collect();
+    if k > 5 {
+        shown.push("...".to_owned());
+    }
+    let which = format!(
+        "{k} of the {n} percentages {} far outside the rest (beyond 3 interquartile ranges of ln(percent) from its \
+         quartiles: {})",
+        if k == 1 { "lies" } else { "lie" },
+        shown.join(", ")
+    );
+    if k as f64 > (n as f64 * MAX_FAR_SHARE).max(1.0) {
+        let mut with = fit_pct(&pct);
+        with.quality = format!(
+            "{}; {which}: more than {} % of them, so part of the distribution, and fitted with them",
+            with.quality,
+            MAX_FAR_SHARE * 100.0
+        );
+        return Some(with);
+    }
+    let with = fit_pct(&pct);
+    let mut without = fit_pct(&kept);
+    without.quality = format!(
+        "{}; {which}: left out of this fit, as likelier errors of the export than costs to plan for; with them \
+         it would be {}",
+        without.quality,
+        dist_toml(&with.dist)
+    );
+    Some(without)
+}
+
+/// A percentage of actual over estimate, and half the width of its rounding interval (the
+/// actual cost is a whole number of sats).
+type Pct = (f64, f64);
+
+/// The largest share of the percentages of `cost.actual_pct` the fit leaves out as far outside
+/// the rest; more are read as part of the distribution.
+pub const MAX_FAR_SHARE: f64 = 0.01;
+
+/// The range of ln(percent) within 3 interquartile ranges of its quartiles, over the positive
+/// percentages of `pct` (sorted); `None` when there are fewer than 20 or no spread between the
+/// quartiles to judge by.
+fn far_fences(pct: &[Pct]) -> Option<(f64, f64)> {
+    let logs: Vec<f64> = pct.iter().filter(|p| p.0 > 0.0).map(|p| p.0.ln()).collect();
+    if logs.len() < 20 {
+        return None;
+    }
+    let (q1, q3) = (logs[logs.len() / 4], logs[logs.len() * 3 / 4]);
+    let iqr = q3 - q1;
+    (iqr > 0.0).then_some((q1 - 3.0 * iqr, q3 + 3.0 * iqr))
+}
+
+/// Percentages (sorted, at least one) as a fixed, uniform or log-normal distribution.
+fn fit_pct(pct: &[Pct]) -> DistFit {
     let n = pct.len() as u64;
     let nf = n as f64;
     let (lo_max, hi_min) = pct.iter().fold((f64::MIN, f64::MAX), |(l, h), (p, w)| (l.max(p - w), h.min(p + w)));
     if lo_max <= hi_min {
         let value = round4(((lo_max + hi_min) / 2.0).clamp(0.0, MAX_ACTUAL_PCT));
-        return Some(DistFit {
+        return DistFit {
             dist: Dist::fixed(value),
             params: vec![("value", est(value, (hi_min - lo_max) / 2.0, n))],
             quality: format!("n = {n} requests; every actual cost is {value} % of its estimate, give or take rounding"),
-        });
+        };
     }
     let mean = pct.iter().map(|p| p.0).sum::<f64>() / nf;
     let m2 = pct.iter().map(|p| (p.0 - mean).powi(2)).sum::<f64>() / nf;
@@ -800,7 +869,7 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
     );
     let floor = format!("n = {n} requests whose work ran, with estimates of at least {MIN_ESTIMATE_FOR_PCT} sats");
     if d_uniform <= d_logn {
-        return Some(DistFit {
+        return DistFit {
             dist: Dist::uniform(round4(umin), round4(umax)),
             params: vec![("min", est(umin, se_end, n)), ("max", est(umax, se_end, n))],
             quality: format!(
@@ -808,12 +877,12 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
                 fmt_se(se_end, false),
                 fmt_p(p_ks(d_uniform, n_ks))
             ),
-        });
+        };
     }
     let median = lmu.exp();
     let max = pct[pct.len() - 1].0.ceil().min(MAX_ACTUAL_PCT);
     let (se_mu, se_sigma) = (lsigma / nf.sqrt(), lsigma / (2.0 * nf).sqrt());
-    Some(DistFit {
+    DistFit {
         dist: Dist {
             max: Some(max),
             ..Dist::lognormal(round4(median).min(MAX_ACTUAL_PCT), round4(lsigma).min(MAX_LOGNORMAL_SIGMA), None)
@@ -825,7 +894,7 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
             fmt_se(se_sigma, false),
             fmt_p(p_ks(d_logn, n_ks))
         ),
-    })
+    }
 }
 
 impl Fitted {

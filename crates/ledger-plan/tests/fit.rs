@@ -915,3 +915,25 @@ fn the_population_is_the_same_whatever_weekday_the_history_starts_on() {
     let rows = history::read(&std::fs::read(FIXTURE_CSV).unwrap(), "fit-small.csv").unwrap();
     assert!(fit::fit(&rows, "fit-small.csv").unwrap().warnings().is_empty());
 }
+
+/// One actual cost 500 times its estimate among the fixture's: the fit stays uniform 60-110,
+/// and its comment says what was left out and what it would have made of the fit.
+#[test]
+fn one_actual_cost_far_outside_the_rest_does_not_turn_the_fit_and_is_said() {
+    let mut rows = history::read(&std::fs::read(FIXTURE_CSV).unwrap(), "fit-small.csv").unwrap();
+    let r = rows.iter_mut().find(|r| r.actual_sats.is_some() && r.estimate_sats >= 10).unwrap();
+    r.actual_sats = Some(r.estimate_sats * 500);
+    let f = fit::fit(&rows, "one.csv").unwrap();
+    let pct = f.actual_pct.as_ref().unwrap();
+    assert_eq!(pct.dist.dist, DistKind::Uniform, "{}", pct.quality);
+    assert!(
+        pct.quality.contains(
+            "1 of the 12090 percentages lies far outside the rest (beyond 3 interquartile ranges of \
+             ln(percent) from its quartiles: 50000 %): left out of this fit, as likelier errors of the export than \
+             costs to plan for; with them it would be { dist = \"lognormal\""
+        ),
+        "{}",
+        pct.quality
+    );
+    check_toml_loads(&f);
+}
