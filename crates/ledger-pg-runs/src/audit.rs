@@ -62,6 +62,21 @@ async fn audit_bounded(opts: PgConnectOptions, shown: String) -> anyhow::Result<
 }
 
 async fn audit_db(mut conn: sqlx::PgConnection) -> anyhow::Result<AuditReport> {
+    // Not while a ledger-sim run holds the database: it drops and makes the ledger's tables
+    // again before each seed, so the audit would judge half-made books, or find no tables.
+    // Shared: audits do not keep each other out, and a run that starts meanwhile is refused.
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1)")
+        .bind(crate::server::RUN_LOCK_KEY)
+        .fetch_one(&mut conn)
+        .await?;
+    if !taken {
+        let holders = crate::server::lock_holders(&mut conn).await;
+        let holders = if holders.is_empty() { String::new() } else { format!(" ({holders})") };
+        anyhow::bail!(
+            "a ledger-sim run is using this database{holders}: it resets the ledger's tables before each seed, so \
+             an audit now would judge half-made books; audit it once the run has ended"
+        );
+    }
     // One snapshot for every check: a live database's books are consistent in each snapshot,
     // not across several.
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut conn).await?;
@@ -130,6 +145,7 @@ pub fn audit_cmd(args: &AuditArgs) -> anyhow::Result<bool> {
         ("statement_timeout", AUDIT_TIMEOUT.as_millis().to_string()),
         ("search_path", "public".to_owned()),
     ]);
+    let opts = opts.application_name(&format!("ledger-sim audit (pid {})", std::process::id()));
     let report = block_on(audit_bounded(opts, shown))??;
     let mut out = std::io::stdout().lock();
     use std::io::Write;

@@ -483,10 +483,14 @@ async fn deadlocks_since(admin: &PgPool, before: u64) -> u64 {
 async fn count_deadlocks_since(admin: &PgPool, before: u64) -> anyhow::Result<u64> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
+        // The run's lock on a given database (`server::RunLock`) stays connected: not one of
+        // the pool's connections, whose statistics are awaited here.
         let others: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name <> $1",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name <> $1 \
+             AND application_name NOT LIKE $2 || '%'",
         )
         .bind(ADMIN_APP)
+        .bind(server::RUN_LOCK_APP)
         .fetch_one(admin)
         .await?;
         if others == 0 {

@@ -21,8 +21,14 @@ pub(crate) use ledger_pg::redacted;
 /// Drops everything in the `public` schema of the database at `opts`, on one connection and
 /// in one transaction: only if all of it is ledger-pg's, unless `everything`. The schema is
 /// kept, with its owner and privileges.
-async fn reset(opts: PgConnectOptions, everything: bool) -> anyhow::Result<()> {
+async fn reset(opts: PgConnectOptions, everything: bool, lock: i32) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect_with(&opts).await?;
+    if !still_held(&mut conn, lock).await? {
+        anyhow::bail!(
+            "the run's hold on it is gone (its server process {lock} holds no ledger-sim lock any more: its \
+             connection was closed, or the server restarted); another run could be resetting it too"
+        );
+    }
     let has_public: bool =
         sqlx::query_scalar("SELECT to_regnamespace('public') IS NOT NULL").fetch_one(&mut conn).await?;
     if !has_public {
@@ -63,10 +69,170 @@ fn refusal(foreign: &ledger_pg::schema::Foreign) -> String {
     )
 }
 
+/// The session-level advisory lock a run holds on a database it was given (`--database-url`),
+/// for the whole run, and that `audit` takes shared while it reads: "ledgrsim" as a big-endian
+/// 64-bit key. A second run on the same database is refused at once, as an audit is while a
+/// run holds it: two runs would reset each other's tables before each seed and report each
+/// other's data as violations.
+pub(crate) const RUN_LOCK_KEY: i64 = i64::from_be_bytes(*b"ledgrsim");
+
+/// The `application_name` of the connection that holds a run's lock, which a refused run or
+/// audit names: `ledger-sim run (pid N)`, N the process id of the run.
+pub(crate) const RUN_LOCK_APP: &str = "ledger-sim run";
+
+/// The holders of [`RUN_LOCK_KEY`] on the database of `conn`, described for a message: the
+/// server process, its `application_name` (a ledger-sim run or audit names its process id
+/// there), its role and its client's address. Empty when none can be read.
+pub(crate) async fn lock_holders(conn: &mut PgConnection) -> String {
+    /// A holder: server process, application_name, role, client address, lock mode.
+    type Holder = (i32, Option<String>, Option<String>, Option<String>, String);
+    let rows: Vec<Holder> = sqlx::query_as(
+        "SELECT l.pid, a.application_name, a.usename::text, host(a.client_addr), l.mode \
+         FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.classid = ($1 >> 32)::oid AND l.objid = ($1 & 4294967295)::oid \
+         ORDER BY l.pid",
+    )
+    .bind(RUN_LOCK_KEY)
+    .fetch_all(conn)
+    .await
+    .unwrap_or_default();
+    let described: Vec<String> = rows
+        .into_iter()
+        .map(|(pid, app, user, addr, mode)| {
+            let mut d = format!("server process {pid}");
+            match app.filter(|a| !a.is_empty()) {
+                Some(app) => d.push_str(&format!(", application_name {app:?}")),
+                None => d.push_str(", application_name not readable"),
+            }
+            if let Some(user) = user {
+                d.push_str(&format!(", role {user}"));
+            }
+            d.push_str(&format!(
+                ", {}",
+                addr.map_or_else(|| "over a local socket".to_owned(), |a| format!("from {a}"))
+            ));
+            if mode == "ShareLock" {
+                d.push_str(", reading");
+            }
+            d
+        })
+        .collect();
+    described.join("; ")
+}
+
+/// True when the server process `pid` still holds [`RUN_LOCK_KEY`] on the database of `conn`.
+async fn still_held(conn: &mut PgConnection, pid: i32) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $2 \
+         AND mode = 'ExclusiveLock' AND objsubid = 1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid)",
+    )
+    .bind(RUN_LOCK_KEY)
+    .bind(pid)
+    .fetch_one(conn)
+    .await
+}
+
+/// A run's hold on a database it was given: [`RUN_LOCK_KEY`], taken on a connection of its
+/// own, on a thread of its own, and kept until this is dropped (or the process ends, which
+/// closes the connection).
+pub(crate) struct RunLock {
+    /// The server process of the connection that holds it.
+    backend_pid: i32,
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunLock {
+    /// Takes the lock on the database at `opts` (`shown` in messages), or says who holds it.
+    fn take(opts: PgConnectOptions, shown: String) -> anyhow::Result<RunLock> {
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel::<anyhow::Result<i32>>();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("ledger-sim run lock".to_owned()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = taken_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let conn = match tokio::time::timeout(CONNECT_TIMEOUT, lock(opts, &shown)).await {
+                    Ok(Ok((conn, pid))) => {
+                        let _ = taken_tx.send(Ok(pid));
+                        conn
+                    }
+                    Ok(Err(e)) => {
+                        let _ = taken_tx.send(Err(e));
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = taken_tx.send(Err(anyhow::anyhow!(
+                            "taking the run's lock on the database at {shown}: no answer within {} s",
+                            CONNECT_TIMEOUT.as_secs()
+                        )));
+                        return;
+                    }
+                };
+                // Held until the run lets go (or ends).
+                let _ = released.await;
+                let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
+            });
+        })?;
+        match taken_rx.recv() {
+            Ok(Ok(backend_pid)) => Ok(RunLock { backend_pid, release: Some(release), thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(anyhow::anyhow!("the thread taking the run's lock on the database ended"))
+            }
+        }
+    }
+}
+
+/// Connects to the database at `opts` and takes [`RUN_LOCK_KEY`] there, at once or not at all.
+async fn lock(opts: PgConnectOptions, shown: &str) -> anyhow::Result<(PgConnection, i32)> {
+    let app = format!("{RUN_LOCK_APP} (pid {})", std::process::id());
+    let mut conn = PgConnection::connect_with(&opts.application_name(&app)).await?;
+    let (taken, pid): (bool, i32) = sqlx::query_as("SELECT pg_try_advisory_lock($1), pg_backend_pid()")
+        .bind(RUN_LOCK_KEY)
+        .fetch_one(&mut conn)
+        .await?;
+    if !taken {
+        let holders = lock_holders(&mut conn).await;
+        let _ = conn.close().await;
+        let holders = if holders.is_empty() { String::new() } else { format!(" ({holders})") };
+        anyhow::bail!(
+            "the database at {shown} is in use by another ledger-sim run or audit{holders}: two runs on one database \
+             reset each other's tables before each seed and report each other's data as violations, so this run \
+             does not start; wait for the other to end, or give each run a database of its own"
+        );
+    }
+    Ok((conn, pid))
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Where each seed's fresh database comes from.
 pub(crate) enum Server {
-    /// A database the user gave: reset before each seed (everything in it, if the user said so).
-    Url { url: String, reset_everything: bool },
+    /// A database the user gave: reset before each seed (everything in it, if the user said so),
+    /// held by the run's [`RunLock`] from its first reset to the end of the run.
+    Url { url: String, reset_everything: bool, lock: std::sync::Mutex<Option<Arc<RunLock>>> },
     /// Fresh databases on `DATABASE_URL`'s server or the shared throwaway cluster, kept alive
     /// by `_keep` for the whole run.
     Test { _keep: Box<TestPg> },
@@ -78,6 +244,9 @@ pub(crate) enum Server {
 pub(crate) struct Db {
     pub(crate) url: String,
     pub(crate) test: Option<Arc<TestPg>>,
+    /// A given database's lock, kept as long as the database is used (as long as the server,
+    /// for a run; as long as its child, for an `exec` run, which keeps only this).
+    _lock: Option<Arc<RunLock>>,
 }
 
 impl Server {
@@ -85,7 +254,11 @@ impl Server {
         if let Some(url) = &args.database_url {
             // A garbled URL is refused before any connection (sqlx would try localhost).
             ledger_pg::database_url_options("--database-url", url).map_err(anyhow::Error::msg)?;
-            return Ok(Server::Url { url: url.clone(), reset_everything: args.reset_database });
+            return Ok(Server::Url {
+                url: url.clone(),
+                reset_everything: args.reset_database,
+                lock: std::sync::Mutex::new(None),
+            });
         }
         if args.restart_server_at.is_some() || args.crash_server_at.is_some() {
             return Ok(Server::Private(args.durability()));
@@ -126,10 +299,23 @@ impl Server {
     /// server.
     pub(crate) fn fresh(&self) -> anyhow::Result<Db> {
         match self {
-            Server::Url { url, reset_everything } => {
+            Server::Url { url, reset_everything, lock } => {
                 let everything = *reset_everything;
                 let shown = redacted(url);
                 let opts = ledger_pg::database_url_options("--database-url", url).map_err(anyhow::Error::msg)?;
+                // The run's hold on the database, taken before its first reset and kept to its end.
+                let lock = {
+                    let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    match &*held {
+                        Some(l) => Arc::clone(l),
+                        None => {
+                            let l = Arc::new(RunLock::take(opts.clone(), shown.clone())?);
+                            *held = Some(Arc::clone(&l));
+                            l
+                        }
+                    }
+                };
+                let backend_pid = lock.backend_pid;
                 // Said once, in words that fit a whole run (a reset before every seed and every
                 // replay) and a single `replay` or `exec` (one reset): each reset is bounded the
                 // same way, and one that runs out of time says so itself.
@@ -143,7 +329,7 @@ impl Server {
                 block_on(async move {
                     // One connection, not a pool: a refused connection is reported as such at
                     // once, rather than as a pool that timed out.
-                    match tokio::time::timeout(CONNECT_TIMEOUT, reset(opts, everything)).await {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, reset(opts, everything, backend_pid)).await {
                         // A context, not `{e:#}`: the error's own message already holds its source, and the
                         // binary prints the chain leaving out a cause its message repeats.
                         Ok(done) => done.map_err(|e| e.context(format!("resetting the database at {shown}"))),
@@ -153,16 +339,16 @@ impl Server {
                         )),
                     }
                 })??;
-                Ok(Db { url: url.clone(), test: None })
+                Ok(Db { url: url.clone(), test: None, _lock: Some(lock) })
             }
             Server::Test { .. } => {
                 let t = TestPg::new().map_err(|e| anyhow::anyhow!("cannot create a database: {e}"))?;
-                Ok(Db { url: t.url().to_owned(), test: Some(Arc::new(t)) })
+                Ok(Db { url: t.url().to_owned(), test: Some(Arc::new(t)), _lock: None })
             }
             Server::Private(durability) => {
                 let t = TestPg::new_private_cluster_with(*durability)
                     .map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
-                Ok(Db { url: t.url().to_owned(), test: Some(Arc::new(t)) })
+                Ok(Db { url: t.url().to_owned(), test: Some(Arc::new(t)), _lock: None })
             }
         }
     }

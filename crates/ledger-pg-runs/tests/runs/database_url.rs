@@ -208,3 +208,104 @@ fn a_run_keeps_the_public_schemas_owner_and_privileges() {
     let clean = audit(&["--database-url", &url]).expect("the read-only role audits");
     assert!(clean, "no invariant broke");
 }
+
+/// The advisory lock a ledger-sim run holds on a database it was given.
+const RUN_LOCK_KEY: i64 = i64::from_be_bytes(*b"ledgrsim");
+
+/// Two runs on one `--database-url` reset each other's tables before each seed and reported
+/// each other's data as violations (I3, I4, I7, divergences). A run now holds an advisory lock
+/// on the database for its whole run: a second run is refused at once, naming the database
+/// and the holder, and so is an audit (which would judge half-made books); once the run ends,
+/// both may go. The holder may be a run of another machine: the lock is the server's.
+#[test]
+fn a_second_run_on_a_database_in_use_is_refused_at_once_and_so_is_an_audit() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_second_run_on_a_database_in_use_is_refused_at_once_and_so_is_an_audit"),
+        TIME_LIMIT,
+    );
+    let pg = ledger_pg::testpg::TestPg::new().expect("a throwaway PostgreSQL must start");
+    let args = PgArgs { database_url: Some(pg.url().to_owned()), ..PgArgs::default() };
+    let shown = ledger_pg::redacted(pg.url());
+    let holding = |pid: &str| {
+        texts(
+            pg.connect_options(),
+            &format!(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ({RUN_LOCK_KEY}::bigint >> 32)::oid \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND l.objid = ({RUN_LOCK_KEY}::bigint & 4294967295)::oid AND a.application_name LIKE '%{pid}%'"
+            ),
+        )
+    };
+
+    // A run of this process, stopped once the checks are made.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            let scenario = Scenario { n_users: 10, n_steps: 200, max_in_flight: 16, ..Scenario::default() };
+            let dir = std::env::temp_dir().join(format!("ledger-sim-pg-test-{}-in-use", std::process::id()));
+            let run = PgRun {
+                kind: EngineKind::PgReference,
+                scenario: &scenario,
+                scenario_file: None,
+                seeds: (0, 10_000),
+                scheduler: SchedulerKind::Random,
+                fail_fast: false,
+                trace_dir: &dir,
+                max_replays: 10,
+                exec: None,
+                stop: Some(&stop),
+            };
+            ledger_pg_runs::run(&run, &args)
+        });
+        let me = format!("(pid {})", std::process::id());
+        let waited = std::time::Instant::now();
+        while holding(&me).is_empty() {
+            assert!(waited.elapsed() < std::time::Duration::from_secs(60), "the first run never took its lock");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let started = std::time::Instant::now();
+        let err = try_run(&args, "in-use").expect_err("a second run on a database in use must be refused");
+        let msg = format!("{err:#}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "refused at once: {:?}", started.elapsed());
+        for said in [
+            format!("the database at {shown} is in use by another ledger-sim run"),
+            format!("application_name \"ledger-sim run {me}\""),
+            "server process ".to_owned(),
+        ] {
+            assert!(msg.contains(&said), "the refusal says {said:?}: {msg}");
+        }
+        let err = audit(&["--database-url", pg.url()]).expect_err("an audit during a run must be refused");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("a ledger-sim run is using this database") && msg.contains(&me), "{msg}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let r = first.join().expect("the first run's thread").expect("the first run ends well");
+        assert!(r.violations.is_empty(), "the first run was not disturbed: {:#?}", r.violations);
+    });
+    assert!(holding("").is_empty(), "the run let go of the database");
+    audit(&["--database-url", pg.url()]).expect("an audit after the run");
+
+    // A lock held by a run elsewhere (any session of the server) keeps this run out too.
+    let other = std::thread::spawn({
+        let opts = pg.connect_options().application_name("ledger-sim run (pid 4242)");
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect_with(&opts).await.unwrap();
+                let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(RUN_LOCK_KEY)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                assert!(taken);
+                conn
+            })
+        }
+    })
+    .join()
+    .unwrap();
+    let err = try_run(&args, "in-use").expect_err("a run while another holds the database");
+    assert!(format!("{err:#}").contains("application_name \"ledger-sim run (pid 4242)\""), "{err:#}");
+    drop(other);
+}
