@@ -253,6 +253,7 @@ fn a_second_run_on_a_database_in_use_is_refused_at_once_and_so_is_an_audit() {
                 fail_fast: false,
                 trace_dir: &dir,
                 max_replays: 10,
+                shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
                 exec: None,
                 stop: Some(&stop),
             };
