@@ -149,6 +149,11 @@ pub(crate) struct RunLock {
 impl RunLock {
     /// Takes the lock on the database at `opts` (`shown` in messages), or says who holds it.
     fn take(opts: PgConnectOptions, shown: String) -> anyhow::Result<RunLock> {
+        // A wait on the server, said before it starts (one that never answers is given up).
+        ledger_exec::say!(
+            "ledger-sim: taking the run's lock on the database at {shown} (waiting at most {} s)",
+            CONNECT_TIMEOUT.as_secs()
+        );
         let (taken_tx, taken_rx) = std::sync::mpsc::channel::<anyhow::Result<i32>>();
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("ledger-sim run lock".to_owned()).spawn(move || {
