@@ -168,6 +168,40 @@ fn server_children(parent: u32, names: &[&str]) -> Vec<u32> {
     found
 }
 
+/// Every child of process `parent`, from `/proc`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut found: Vec<u32> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// Whether process `pid` is alive (not gone, not a zombie) and a PostgreSQL process: its
+/// command line holds `postgres` (the postmaster's is the program's path, a child's its title
+/// `postgres: ...`). A process id read earlier is signalled only if this still holds, so that
+/// a number the system gave to another process since is never hit.
+fn alive_postgres(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, None | Some("Z" | "X")) {
+        return false;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmdline).contains("postgres")
+}
+
+/// How long [`Cluster::stop_now`] gives `pg_ctl stop -m immediate` before it kills what is
+/// left of the server with SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// Sends `sig` (`-KILL`, `-STOP`, `-CONT`) to the processes `pids` (ours, or the cluster
 /// owner's when we are root).
 fn signal(sig: &str, pids: &[u32]) -> Result<Output, TestPgError> {
@@ -333,18 +367,36 @@ impl Cluster {
     /// Starts a watchdog, detached from this process, that stops the server and removes the
     /// directory once this process is gone: a run or a test killed by a signal (which runs no
     /// `Drop`) leaves no server behind. It checks once a second; after a normal exit it finds
-    /// nothing left to do. Without `setsid` there is no watchdog, only `Drop`.
+    /// nothing left to do. It stops the server as [`Cluster::stop_now`] does, a hung one
+    /// included: the postmaster named by `postmaster.pid` (if its command line names this data
+    /// directory) and its children are continued, `pg_ctl stop -m immediate` is given
+    /// [`STOP_WAIT`], and what is left of them is killed. Without `setsid` there is no
+    /// watchdog, only `Drop`.
     fn watch_owner(&self) {
         let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
         let data = self.dir.join("data").to_string_lossy().into_owned();
         let owner = if running_as_root() { "runuser -u postgres -- " } else { "" };
+        // `kids` reads each process's parent from /proc/N/stat (the field after the state,
+        // past the command name's closing parenthesis); `pg` keeps the processes that are
+        // still PostgreSQL's.
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             if [ -f {data}/postmaster.pid ]; then {owner}{pg_ctl} -D {data} -m immediate stop; fi; rm -rf {dir}",
+             pm=$(head -n 1 {data}/postmaster.pid 2>/dev/null); \
+             if [ -n \"$pm\" ] && tr '\\0' ' ' < /proc/$pm/cmdline 2>/dev/null | grep -qF -- {data}; then \
+               kids=$(for s in /proc/[0-9]*/stat; do read -r line < \"$s\" 2>/dev/null || continue; \
+                 rest=${{line##*\") \"}}; set -- $rest; [ \"$2\" = \"$pm\" ] && {{ p=${{s#/proc/}}; echo ${{p%/stat}}; }}; \
+                 done); \
+               pg() {{ for p in \"$@\"; do tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q postgres && echo $p; \
+                 done; }}; \
+               kill -CONT $pm $kids 2>/dev/null; \
+               {owner}{pg_ctl} -D {data} -m immediate -w -t {wait} stop; \
+               left=$(pg $pm $kids); if [ -n \"$left\" ]; then kill -KILL $left 2>/dev/null; fi; \
+             fi; rm -rf {dir}",
             pid = std::process::id(),
             data = quote(&data),
             pg_ctl = quote(&self.pg_ctl.to_string_lossy()),
             dir = quote(&self.dir.to_string_lossy()),
+            wait = STOP_WAIT.as_secs(),
         );
         let _ = Command::new("setsid")
             .args(["-f", "sh", "-c", &script])
@@ -458,6 +510,50 @@ impl Cluster {
         }
     }
 
+    /// Stops the server at once and for certain, even one that hangs: stopped by SIGSTOP (a
+    /// debugger, a job-control stop, a test of hangs), its processes would never handle
+    /// `pg_ctl stop`'s signal and would stay, stopped, after their directory is removed. So
+    /// the postmaster and its children are continued (SIGCONT) first, `pg_ctl stop -m
+    /// immediate` is given [`STOP_WAIT`], and whatever is left of them then is killed
+    /// (SIGKILL), waited for at most 5 s more. Only the postmaster of this cluster's
+    /// `postmaster.pid` (its command line names this data directory) and its children are
+    /// signalled.
+    fn stop_now(&self) {
+        let data = self.dir.join("data");
+        let data_str = data.to_string_lossy().into_owned();
+        let Ok(postmaster) = self.postmaster_pid() else { return };
+        let cmdline = std::fs::read(format!("/proc/{postmaster}/cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(&data_str) || !alive_postgres(postmaster) {
+            return;
+        }
+        // Read before anything dies: a child whose postmaster is gone is the init process's.
+        let family: Vec<u32> = std::iter::once(postmaster).chain(children_of(postmaster)).collect();
+        let _ = signal("-CONT", &family);
+        let _ = run_as_owner_bounded(
+            running_as_root(),
+            &self.pg_ctl,
+            &["-D", &data_str, "-m", "immediate", "-w", "-t", &STOP_WAIT.as_secs().to_string(), "stop"],
+            &format!("stopping the throwaway cluster in {data_str}"),
+            STOP_WAIT + Duration::from_secs(5),
+            SLOW_AFTER,
+        );
+        let started = Instant::now();
+        loop {
+            let left: Vec<u32> = family.iter().copied().filter(|&pid| alive_postgres(pid)).collect();
+            if left.is_empty() || started.elapsed() > Duration::from_secs(5) {
+                if !left.is_empty() {
+                    say(format_args!(
+                        "ledger-pg: the throwaway PostgreSQL in {} left processes {left:?} after SIGKILL",
+                        self.dir.display()
+                    ));
+                }
+                return;
+            }
+            let _ = signal("-KILL", &left);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn admin_options(&self) -> PgConnectOptions {
         PgConnectOptions::new().host("127.0.0.1").port(self.port).username("postgres").database("postgres")
     }
@@ -466,11 +562,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.signal_stalled("-KILL");
-        let data = self.dir.join("data");
-        if data.join("postmaster.pid").exists() {
-            let data_str = data.to_string_lossy().into_owned();
-            let _ = run_as_owner(running_as_root(), &self.pg_ctl, &["-D", &data_str, "-m", "immediate", "-w", "stop"]);
-        }
+        self.stop_now();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

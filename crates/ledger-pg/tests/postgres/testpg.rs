@@ -134,3 +134,133 @@ fn a_crash_loses_acknowledged_commits_only_where_the_settings_allow_and_then_all
     let e = shared.stall_wal_writer().unwrap_err().to_string();
     assert!(e.contains("LosesAcknowledged") || e.contains("DATABASE_URL"), "{e}");
 }
+
+/// The process ids of `pg`'s server: its postmaster (the parent of a backend) and every child
+/// of it, from `/proc`.
+fn server_processes(pg: &TestPg) -> Vec<u32> {
+    let opts = pg.connect_options();
+    let postmaster = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect_with(&opts).await.expect("a connection");
+            let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await.unwrap();
+            let postmaster = parent(u32::try_from(backend).unwrap()).expect("the backend's parent");
+            conn.close().await.expect("close");
+            postmaster
+        })
+    })
+    .join()
+    .expect("the query thread");
+    let mut all = vec![postmaster];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+            if parent(pid) == Some(postmaster) {
+                all.push(pid);
+            }
+        }
+    }
+    all
+}
+
+/// The parent of process `pid`.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The state of process `pid` (`T` stopped, `S` sleeping, ...), `None` when it is gone or a
+/// zombie.
+fn state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_owned();
+    (state != "Z" && state != "X").then_some(state)
+}
+
+fn kill(sig: &str, pids: &[u32]) {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let _ = std::process::Command::new("kill").arg(sig).args(&pids).status();
+}
+
+/// Which of `pids` (a server's, taken before) are still alive; those are ended (continued and
+/// killed) before the test says so, so that a failure leaves no stopped server behind.
+fn left_alive_then_ended(pids: &[u32]) -> Vec<(u32, String)> {
+    let left: Vec<(u32, String)> = pids.iter().filter_map(|&p| state(p).map(|s| (p, s))).collect();
+    if !left.is_empty() {
+        let pids: Vec<u32> = left.iter().map(|(p, _)| *p).collect();
+        kill("-CONT", &pids);
+        kill("-KILL", &pids);
+    }
+    left
+}
+
+/// A throwaway cluster whose processes are all stopped (SIGSTOP) is still ended when it is
+/// dropped, in bounded time: its processes are continued, `pg_ctl stop` is given 10 s, and
+/// what is left is killed. Before, `pg_ctl stop` waited its 60 s, failed, and the stopped
+/// processes stayed, their data directory removed under them.
+#[test]
+fn a_hung_cluster_is_ended_when_dropped() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_hung_cluster_is_ended_when_dropped"),
+        std::time::Duration::from_secs(300),
+    );
+    let pg = TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start");
+    let pids = server_processes(&pg);
+    assert!(pids.len() >= 4, "a postmaster and its children: {pids:?}");
+    kill("-STOP", &pids);
+    let started = std::time::Instant::now();
+    drop(pg);
+    let took = started.elapsed();
+    let left = left_alive_then_ended(&pids);
+    assert_eq!(left, Vec::new(), "processes of the dropped cluster still there (pid, state)");
+    assert!(took < std::time::Duration::from_secs(40), "the drop took {took:?}");
+}
+
+/// Set in the environment of a copy of this test binary that runs one test's child part.
+const CHILD: &str = "LEDGER_PG_TEST_CHILD";
+
+/// The same when the process that started the cluster is killed (no `Drop` runs): its
+/// watchdog ends the hung server. Before, the watchdog's `pg_ctl stop` failed the same way.
+#[test]
+fn a_hung_cluster_is_ended_by_its_watchdog_when_its_process_is_killed() {
+    let name = "testpg::a_hung_cluster_is_ended_by_its_watchdog_when_its_process_is_killed";
+    if std::env::var_os(CHILD).is_some() {
+        // The child: a cluster, its processes stopped, then wait to be killed.
+        let pg = TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start");
+        let pids = server_processes(&pg);
+        kill("-STOP", &pids);
+        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+        println!("SERVER PROCESSES {}", pids.join(" "));
+        std::thread::sleep(std::time::Duration::from_secs(600));
+        return;
+    }
+    let _limit = ledger_pg::testpg::TimeLimit::new(name, std::time::Duration::from_secs(300));
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the test binary runs again");
+    let out = std::io::BufReader::new(child.stdout.take().expect("its stdout"));
+    let pids: Vec<u32> = out
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            // After libtest's `test NAME ... `, on the same line.
+            let (_, pids) = l.split_once("SERVER PROCESSES ")?;
+            Some(pids.split(' ').map(|n| n.parse().unwrap()).collect())
+        })
+        .expect("the child says its server's processes");
+    assert!(pids.len() >= 4, "a postmaster and its children: {pids:?}");
+    child.kill().expect("the child is killed");
+    child.wait().expect("the child is gone");
+    // The watchdog looks once a second, then gives pg_ctl 10 s.
+    let started = std::time::Instant::now();
+    while pids.iter().any(|&p| state(p).is_some()) && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let left = left_alive_then_ended(&pids);
+    assert_eq!(left, Vec::new(), "processes of the cluster still there 60 s after its owner died (pid, state)");
+}
