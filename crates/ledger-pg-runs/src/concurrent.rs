@@ -517,7 +517,8 @@ pub(crate) fn concurrent_run(
             break;
         }
         let db = server.fresh()?;
-        let r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks, mutant)?;
+        let mut r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks, mutant)?;
+        server_fault_reached(seed, args, &mut r);
         let bad = !r.violations.is_empty() || r.deadlocks > 0 || r.n_engine_errors > 0;
         per_seed.push((seed, r));
         if bad && run.fail_fast {
@@ -552,6 +553,28 @@ fn pg_engine_error(n: u64, first: &str) -> String {
          deadlock) on each of {ENGINE_ERROR_ATTEMPTS} tries and were given up; the database answered, the \
          implementation failed; the first: {first}"
     )
+}
+
+/// Says so when `r`, seed `seed`, ended before the call of `--crash-server-at` or
+/// `--restart-server-at`, as a lockstep run does: on stderr, and in the report, where the
+/// fault's mark is then counted at 0 (the coverage lists it as never reached) rather than left
+/// out, so that a run whose server was never crashed does not read as one that checked I7
+/// across a crash.
+fn server_fault_reached(seed: u64, args: &PgArgs, r: &mut ConcSeed) {
+    let asked = [
+        ("--crash-server-at", args.crash_server_at, Mark::ServerCrash, "crashed"),
+        ("--restart-server-at", args.restart_server_at, Mark::ServerRestart, "restarted"),
+    ];
+    for (flag, at, mark, done) in asked {
+        let Some(at) = at else { continue };
+        if r.marks.get(mark.name()).copied().unwrap_or(0) == 0 {
+            ledger_exec::say!(
+                "ledger-sim: seed {seed} ended after {} calls, before {flag} {at}: its server was never {done}",
+                r.n_calls
+            );
+            r.marks.insert(mark.name(), 0);
+        }
+    }
 }
 
 /// The report of a concurrent run's seeds: for each invariant broken, the first seed's

@@ -290,6 +290,25 @@ fn a_crash_of_a_durable_server_loses_nothing_acknowledged() {
     }
 }
 
+/// A concurrent run whose seed ends before its `--crash-server-at` (or `--restart-server-at`)
+/// call never crashes its server: the report says so, the fault's mark at 0 (listed as never
+/// reached), as stderr does. Before, the mark was left out and the run read as one that had
+/// judged I7 across a crash.
+#[test]
+fn a_concurrent_seed_that_ends_before_its_server_fault_says_so() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_concurrent_seed_that_ends_before_its_server_fault_says_so"),
+        TIME_LIMIT,
+    );
+    let crash = PgArgs { crash_server_at: Some(1_000_000), ..concurrent(4) };
+    let restart = PgArgs { restart_server_at: Some(1_000_000), ..concurrent(4) };
+    for (args, fault) in [(crash, "server_crash"), (restart, "server_restart")] {
+        let r = run(EngineKind::PgReference, &scenario(10, 100), (0, 1), &args, "fault-not-reached");
+        assert_eq!(r.coverage.0.get(fault), Some(&0), "{:?}", r.coverage);
+        assert_eq!(invariants(&r), Vec::<&str>::new(), "{:#?}", r.violations);
+    }
+}
+
 /// A lockstep run whose durable server is crashed (SIGKILL to the postmaster, crash recovery)
 /// between two steps goes on and is compared with the reference step by step: every command
 /// acknowledged before the crash survived it, so the run's trace is that of the same run
