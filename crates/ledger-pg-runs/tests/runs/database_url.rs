@@ -259,6 +259,15 @@ fn a_second_run_on_a_database_in_use_is_refused_at_once_and_so_is_an_audit() {
             };
             ledger_pg_runs::run(&run, &args)
         });
+        // The first run stops at its next seed however this ends, so that a failed check
+        // below fails the test instead of waiting for 10,000 seeds.
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stopping = StopOnDrop(&stop);
         let me = format!("(pid {})", std::process::id());
         let waited = std::time::Instant::now();
         while holding(&me).is_empty() {
@@ -279,7 +288,7 @@ fn a_second_run_on_a_database_in_use_is_refused_at_once_and_so_is_an_audit() {
         let err = audit(&["--database-url", pg.url()]).expect_err("an audit during a run must be refused");
         let msg = format!("{err:#}");
         assert!(msg.contains("a ledger-sim run is using this database") && msg.contains(&me), "{msg}");
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stopping);
         let r = first.join().expect("the first run's thread").expect("the first run ends well");
         assert!(r.violations.is_empty(), "the first run was not disturbed: {:#?}", r.violations);
     });
