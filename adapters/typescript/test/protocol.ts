@@ -113,6 +113,18 @@ for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
   }
   expect("now_ms of 1200 digits and a fraction", code(await c.raw(121n, `{"id":121,"type":"call","now_ms":${digits(1200)}.5,"call":{"call":"expire"}}`)), "malformed");
   expect("now_ms -0", code(await c.raw(122n, `{"id":122,"type":"call","now_ms":-0,"call":{"call":"expire"}}`)), "reply");
+  // Where nothing moves, `fresh` is not read, and SPEC.md §9.2 recommends `true` for a first
+  // answer, a refusal included, and `false` for a repeat (an insufficient_funds remembered,
+  // R-PARTIAL-7).
+  await call(c, T, { call: "set_tier", pubkey: P2, tier: "established" });
+  await call(c, T, { call: "decide", request_id: 20n, pubkey: P2, estimated_sats: 100n });
+  const short = { reply: "refused", refusal: "insufficient_funds", available_sats: 50n };
+  expect("a first insufficient_funds", await call(c, T, { call: "reserve_partial", request_id: 20n, pubkey: P2, amount_sats: 100n }), { fresh: true, ...short });
+  expect("the same, remembered", await call(c, T, { call: "reserve_partial", request_id: 20n, pubkey: P2, amount_sats: 100n }), { fresh: false, ...short });
+  expect("an expire that closes nothing", await call(c, T, { call: "expire" }), { fresh: true, reply: "ok", outcome: "expired", released: [] });
+  expect("an unknown request", await call(c, T, { call: "reserve_partial", request_id: 21n, pubkey: P2, amount_sats: 1n }), {
+    fresh: true, reply: "refused", refusal: "unknown_request",
+  });
   // 2^63-1 exactly, through the credit's 77-bit product: floor((2^63-1) * 1234 / 10000) of an
   // empty genesis... judged on genesis plus credits: 10000 + that fits.
   expect("max paid", await call(c, MAX, { call: "credit", payment_id: MAX, paid_sats: MAX }), {

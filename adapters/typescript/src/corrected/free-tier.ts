@@ -99,7 +99,9 @@ type IdentityRow = typeof identities.$inferSelect;
 type RequestRow = typeof requests.$inferSelect;
 
 const ok = <T extends Outcome>(fresh: boolean, o: T): Answer<T> => ({ fresh, reply: o });
-const refuse = (r: Refusal): Answer<never> => ({ fresh: false, reply: r });
+/** A refusal moves nothing, so `fresh` is not read (SPEC.md §9.2); it says, as recommended,
+ * whether this is a first answer (`true`) or a remembered one repeated (R-PARTIAL-7, `false`). */
+const refuse = (r: Refusal, fresh = true): Answer<never> => ({ fresh, reply: r });
 
 const min = (a: bigint, b: bigint) => (a < b ? a : b);
 /** The SQLSTATE of a failure, looking through drizzle's wrapping (`cause`). */
@@ -302,7 +304,7 @@ export class FreeTierLedger {
         .select({ available: refusedReservations.availableSats })
         .from(refusedReservations)
         .where(and(eq(refusedReservations.requestId, requestId), eq(refusedReservations.amountSats, amount)));
-      if (before) return refuse({ reply: "refused", refusal: "insufficient_funds", available_sats: before.available });
+      if (before) return refuse({ reply: "refused", refusal: "insufficient_funds", available_sats: before.available }, false);
       const [identity] = await tx.select().from(identities).where(eq(identities.pubkey, pubkey)).for("update");
       if (!identity) return refuse({ reply: "refused", refusal: "unknown_identity" });
       const available = min(remaining(p, identity, now), p.poolSats);
@@ -432,7 +434,7 @@ export class FreeTierLedger {
         .where(and(eq(reservations.state, "outstanding"), lt(reservations.deadlineMs, now)))
         .orderBy(asc(reservations.deadlineMs), asc(reservations.requestId))
         .for("update");
-      if (due.length === 0) return ok(false, { reply: "ok", outcome: "expired", released: [] });
+      if (due.length === 0) return ok(true, { reply: "ok", outcome: "expired", released: [] });
       let total = 0n;
       const perIdentity = new Map<string, bigint>();
       for (const d of due) {
