@@ -8,8 +8,8 @@
 //! and payment take: those keys are written at their defaults, marked so.
 //!
 //! What each key is fitted from, and the assumptions that make the fit right for the
-//! planner's model (no churn, one distribution for every tier, tiers move at the end of a
-//! day by at most one step):
+//! planner's model (no churn, one distribution of estimates for every tier, tiers move at the
+//! end of a day by at most one step):
 //!
 //! - `days`, `start_ms`: the UTC days from the first request's to the last's; `start_ms` is
 //!   midnight (UTC) of the first, so that the hourly weights, counted from each day's start,
@@ -21,6 +21,10 @@
 //!   (maximum likelihood over the rounding bins, by Nelder-Mead), whichever has the smaller
 //!   AIC; quality: a chi-square test of the binned counts. Counts above
 //!   [`MAX_PER_USER_PER_DAY`] are clamped to it, said in the comment.
+//! - `requests.per_user_per_day_by_tier`: when the tiers differ in it
+//!   ([`TierContrast::requests_differ`]), the same fit of each tier's own user-days (a day
+//!   counts in the tier of the user's first request that day, or without one, of the last
+//!   before it), for each tier with enough of them.
 //! - `population` and its growth: from every day, on a weekly cycle, each tier over its own
 //!   share of days active (the module `population` says how and why). A history that needs
 //!   more than [`MAX_POPULATION`] users this way (users seen once and never again, which a
@@ -70,6 +74,7 @@ use crate::scenario::{
 };
 pub use population::{Gaps, LowDay, LOW_DAY_MIN_MEDIAN, LOW_DAY_SHARE, MIN_ACTIVE_DAYS};
 use population::{UserDay, WEEKDAYS};
+use tiers::MIN_DAYS as MIN_TIER_DAYS;
 pub use tiers::{Test, TierContrast, TierFigures, P_CLEAR, RATIO_CLEAR};
 
 /// The largest `cost.actual_pct`, as the fitted distributions hold it.
@@ -162,6 +167,10 @@ pub struct Fitted {
     pub tiers: TierContrast,
     /// Requests per user per day.
     pub per_user_per_day: Option<DistFit>,
+    /// Requests per user per day of each tier's users on the days they have it ([`Tier::ALL`]
+    /// order), when the tiers clearly differ in it ([`TierContrast::requests_differ`]): each
+    /// tier with enough active user-days gets its own.
+    pub per_user_per_day_by_tier: [Option<DistFit>; 4],
     /// Share of requests in each UTC hour.
     pub hourly_share: [Estimate; 24],
     /// p-value of the chi-square test that every day has the same cycle.
@@ -284,6 +293,30 @@ impl UserDays {
         }
         hist
     }
+
+    /// [`UserDays::counts`] by the tier the user has that day: on a day with requests, that of
+    /// its first; on a day without, that of the last request before it.
+    fn counts_by_tier(&self, n_days: u32, left_out: &[bool]) -> [BTreeMap<u64, u64>; 4] {
+        let mut hist: [BTreeMap<u64, u64>; 4] = Default::default();
+        for user in &self.days {
+            let (first, mut tier) = (user[0].0, user[0].3);
+            let mut seen = user[1..].iter().peekable();
+            for day in first + 1..n_days {
+                let (n, today) = match seen.next_if(|d| d.0 == day) {
+                    Some(d) => {
+                        let today = d.2;
+                        tier = d.3;
+                        (d.1, today)
+                    }
+                    None => (0, tier),
+                };
+                if !left_out[day as usize] {
+                    *hist[today.index()].entry(n).or_insert(0) += 1;
+                }
+            }
+        }
+        hist
+    }
 }
 
 /// Fits a scenario to `rows` (in time order, as [`crate::history::read`] gives them);
@@ -332,6 +365,13 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
             user_days: n_user_days,
         });
     }
+    let tiers = TierContrast::of(rows, &users.days, &left_out, &pop.measured_share, &pop.active_days);
+    let per_user_per_day_by_tier = if tiers.requests_differ() {
+        let by_tier = users.counts_by_tier(days, &left_out);
+        std::array::from_fn(|t| (pop.active_days[t] >= MIN_TIER_DAYS).then(|| fit_counts(&by_tier[t])))
+    } else {
+        Default::default()
+    };
     Ok(Fitted {
         origin: origin.to_owned(),
         n_requests: n,
@@ -350,8 +390,9 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         growth_pct_per_day: pop.growth_pct_per_day,
         gaps,
         repeats: None,
-        tiers: TierContrast::of(rows, &users.days, &left_out, &pop.measured_share, &pop.active_days),
+        tiers,
         per_user_per_day: (n_user_days > 0).then(|| fit_counts(&counts)),
+        per_user_per_day_by_tier,
         hourly_share,
         hourly_homogeneity_p,
         session_share: Estimate::share(rows.iter().filter(|r| r.session).count() as u64, n).expect("n > 0"),
@@ -957,7 +998,7 @@ impl Fitted {
                 listed.join(", ")
             ));
         }
-        out.extend(self.tiers.warning());
+        out.extend(self.tiers.warning(self.per_user_per_day_by_tier.iter().any(Option::is_some)));
         out
     }
 
@@ -972,6 +1013,9 @@ impl Fitted {
         s.population.growth_pct_per_day = self.growth_pct_per_day.map_or(0.0, |g| round4(g.value.clamp(0.0, 100.0)));
         if let Some(d) = &self.per_user_per_day {
             s.requests.per_user_per_day = d.dist.clone();
+        }
+        for (tier, d) in Tier::ALL.into_iter().zip(&self.per_user_per_day_by_tier) {
+            s.requests.per_user_per_day_by_tier.set(tier, d.as_ref().map(|d| d.dist.clone()));
         }
         s.requests.hourly_weights = self.hourly_share.iter().map(|e| round4(e.value * 24.0)).collect();
         s.requests.even = false;
@@ -1155,6 +1199,33 @@ impl Fitted {
         kv(w, "even", false, "arrivals drawn from the cycle");
         let e = self.session_share;
         kv(w, "session_share", fmt_f64(s.requests.session_share), &format!("n = {}; se {}", e.n, fmt_se(e.se, false)));
+        if self.per_user_per_day_by_tier.iter().any(Option::is_some) {
+            line(w, "\n[requests.per_user_per_day_by_tier]");
+            let tests: Vec<String> = [
+                ("requests per active user-day by Kruskal-Wallis", self.tiers.requests),
+                ("days active by chi-square", self.tiers.activity),
+            ]
+            .into_iter()
+            .filter_map(|(what, t)| t.map(|t| (what, fmt_p(t.p))))
+            .map(|(what, p)| if p.starts_with('<') { format!("{what} p {p}") } else { format!("{what} p = {p}") })
+            .collect();
+            line(
+                w,
+                &format!(
+                    "# The tiers differ in requests per user per day ({}): each tier with at least \
+                     {MIN_TIER_DAYS} active user-days, fitted on the days its users have it; a tier not named \
+                     here draws from per_user_per_day.",
+                    tests.join("; ")
+                ),
+            );
+            let own = s.requests.per_user_per_day_by_tier.by_tier();
+            for (i, d) in self.per_user_per_day_by_tier.iter().enumerate() {
+                if let (Some(d), Some(dist)) = (d, own[i]) {
+                    line(w, &format!("# {}", d.quality));
+                    line(w, &format!("{} = {}", Tier::ALL[i], dist_toml(dist)));
+                }
+            }
+        }
     }
 
     fn toml_cost(&self, w: &mut String, s: &PlanScenario) {

@@ -157,7 +157,8 @@ impl Sampler {
 /// scenario alike, draw for draw.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DayDraw {
-    per_user: Sampler,
+    /// Per tier ([`Tier::ALL`] order): its own `per_user_per_day_by_tier`, else the common one.
+    per_user: [Sampler; 4],
     /// The daily cycle as a cumulative distribution over the 24 hours: a request's hour is
     /// the first whose value exceeds a uniform draw (the last is infinite, so no rounding of
     /// the sum leaves a draw without an hour).
@@ -177,19 +178,22 @@ impl DayDraw {
         }
         hour_cdf[23] = f64::INFINITY;
         DayDraw {
-            per_user: Sampler::new(&requests.per_user_per_day, PER_USER_PER_DAY_RANGE),
+            per_user: requests
+                .per_user_per_day_by_tier
+                .by_tier()
+                .map(|own| Sampler::new(own.unwrap_or(&requests.per_user_per_day), PER_USER_PER_DAY_RANGE)),
             hour_cdf,
             even: requests.even,
         }
     }
 
-    /// A day's requests of `n_users` users, user by user in order: each user's count
-    /// (rounded, at least 0), then each request's millisecond of the day, evenly spaced over
-    /// the day when `even`, else an hour from the cycle and a uniform millisecond within it;
-    /// `push(ms_of_day, user)` takes each.
-    pub(crate) fn draw(&self, rng: &mut ChaCha8Rng, n_users: u32, mut push: impl FnMut(u64, u32)) {
-        for user in 0..n_users {
-            let n = self.per_user.draw(rng).round().max(0.0) as u64;
+    /// A day's requests of the users whose tiers are `users`, user by user in order: each
+    /// user's count (from its tier's distribution, rounded, at least 0), then each request's
+    /// millisecond of the day, evenly spaced over the day when `even`, else an hour from the
+    /// cycle and a uniform millisecond within it; `push(ms_of_day, user)` takes each.
+    pub(crate) fn draw(&self, rng: &mut ChaCha8Rng, users: &[Tier], mut push: impl FnMut(u64, u32)) {
+        for (user, tier) in (0..u32::try_from(users.len()).expect("fewer than 2^32 users")).zip(users) {
+            let n = self.per_user[tier.index()].draw(rng).round().max(0.0) as u64;
             for k in 0..n {
                 let ms_of_day = if self.even {
                     (2 * k + 1) * DAY_MS / (2 * n)
@@ -471,7 +475,12 @@ fn sizes(s: &PlanScenario) -> (usize, usize) {
     let users0: u64 = s.population.by_tier().iter().sum();
     let growth = (1.0 + s.population.growth_pct_per_day / 100.0).powf(f64::from(s.days));
     let n_users = (users0 as f64 * growth).ceil().min(1e8) as usize;
-    let per_day = expected(&s.requests.per_user_per_day, PER_USER_PER_DAY_RANGE).max(0.0);
+    // The busiest tier's, as if every user were of it: an upper bound, which is what a
+    // reservation of room wants.
+    let per_day = std::iter::once(&s.requests.per_user_per_day)
+        .chain(s.requests.per_user_per_day_by_tier.by_tier().into_iter().flatten())
+        .map(|d| expected(d, PER_USER_PER_DAY_RANGE).max(0.0))
+        .fold(0.0, f64::max);
     let n_requests = (n_users as f64 * per_day * f64::from(s.days) * 1.05).ceil().min(1e12) as usize;
     (n_users, n_requests)
 }
@@ -566,8 +575,7 @@ impl Run<'_> {
     /// keys orders them as `(time, user)` pairs would be, at the cost of sorting integers.
     fn draw_arrivals(&mut self, out: &mut Vec<u64>) {
         out.clear();
-        let n_users = u32::try_from(self.users.len()).expect("fewer than 2^32 users");
-        self.day_draw.draw(&mut self.rng, n_users, |ms_of_day, user| out.push(ms_of_day << 32 | u64::from(user)));
+        self.day_draw.draw(&mut self.rng, &self.users, |ms_of_day, user| out.push(ms_of_day << 32 | u64::from(user)));
         out.sort_unstable();
     }
 

@@ -34,6 +34,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `per_user_per_day` | `{ dist = "poisson", mean = 2 }` | requests each user sends per day, a [`Dist`] in `0..=10000` (rounded to whole requests) |
+//! | `per_user_per_day_by_tier` | none | a table of `per_user_per_day` for the users of some tiers (`new`, `established`, `trusted`, `elite`), each a [`Dist`] in `0..=10000`; a tier not named draws from `per_user_per_day`. A user draws from the distribution of the tier it has that day |
 //! | `hourly_weights` | 24 × `1` | the daily cycle: relative traffic of each hour (UTC), 24 non-negative numbers with a positive sum |
 //! | `even` | `false` | deterministic arrivals: a user's `n` requests of a day are spaced evenly (at `(2k+1)/2n` of the day) instead of drawn from the cycle |
 //! | `session_share` | `0.3` | share of requests that are synchronous sessions (the rest are asynchronous jobs), `0..=1` |
@@ -380,6 +381,10 @@ impl Dist {
 pub struct Requests {
     /// Requests per user per day.
     pub per_user_per_day: Dist,
+    /// Requests per user per day of the users of one tier, where it differs from
+    /// `per_user_per_day`.
+    #[serde(skip_serializing_if = "TierDists::is_empty")]
+    pub per_user_per_day_by_tier: TierDists,
     /// Relative traffic of each hour of the day.
     pub hourly_weights: Vec<f64>,
     /// Evenly spaced arrivals instead of random ones.
@@ -392,10 +397,51 @@ impl Default for Requests {
     fn default() -> Requests {
         Requests {
             per_user_per_day: Dist::poisson(2.0),
+            per_user_per_day_by_tier: TierDists::default(),
             hourly_weights: vec![1.0; 24],
             even: false,
             session_share: 0.3,
         }
+    }
+}
+
+/// A distribution for some tiers, each one absent where the tier takes the common one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierDists {
+    /// `new`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Dist>,
+    /// `established`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub established: Option<Dist>,
+    /// `trusted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted: Option<Dist>,
+    /// `elite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elite: Option<Dist>,
+}
+
+impl TierDists {
+    /// The tiers' own distributions in [`Tier::ALL`] order.
+    pub fn by_tier(&self) -> [Option<&Dist>; 4] {
+        [self.new.as_ref(), self.established.as_ref(), self.trusted.as_ref(), self.elite.as_ref()]
+    }
+
+    /// Whether no tier has one of its own.
+    pub fn is_empty(&self) -> bool {
+        self.by_tier().iter().all(Option::is_none)
+    }
+
+    /// Sets `tier`'s.
+    pub fn set(&mut self, tier: Tier, dist: Option<Dist>) {
+        *match tier {
+            Tier::New => &mut self.new,
+            Tier::Established => &mut self.established,
+            Tier::Trusted => &mut self.trusted,
+            Tier::Elite => &mut self.elite,
+        } = dist;
     }
 }
 
@@ -675,6 +721,11 @@ impl PlanScenario {
         c.range("population.growth_pct_per_day", p.growth_pct_per_day, 0.0, 100.0);
         let r = &self.requests;
         r.per_user_per_day.check("requests.per_user_per_day", PER_USER_PER_DAY_RANGE, &mut c);
+        for (tier, d) in Tier::ALL.iter().zip(r.per_user_per_day_by_tier.by_tier()) {
+            if let Some(d) = d {
+                d.check(&format!("requests.per_user_per_day_by_tier.{tier}"), PER_USER_PER_DAY_RANGE, &mut c);
+            }
+        }
         if r.hourly_weights.len() != 24 {
             c.fail("requests.hourly_weights", format!("{} numbers", r.hourly_weights.len()), "must hold 24 numbers");
         } else if r.hourly_weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))

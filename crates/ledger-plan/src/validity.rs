@@ -299,8 +299,7 @@ impl Sim<'_> {
     /// distribution, each time from the daily cycle (or evenly spaced).
     fn arrivals(&mut self, day_start_ms: u64) -> Vec<(u64, u32)> {
         let mut out = Vec::new();
-        let n_users = u32::try_from(self.tiers.len()).expect("fewer than 2^32 users");
-        self.day_draw.draw(&mut self.rng, n_users, |ms_of_day, user| out.push((day_start_ms + ms_of_day, user)));
+        self.day_draw.draw(&mut self.rng, &self.tiers, |ms_of_day, user| out.push((day_start_ms + ms_of_day, user)));
         out.sort_unstable();
         out
     }

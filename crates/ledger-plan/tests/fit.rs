@@ -209,6 +209,47 @@ fn the_kinds_of_distribution_are_told_apart() {
     check_toml_loads(&f);
 }
 
+/// Tiers that send different traffic, as a scenario's `per_user_per_day_by_tier` draws it: each
+/// tier's distribution is fitted back within [`Z`] of its standard error, on the days its
+/// users have it (tiers move at the end of a day), and the estimates, drawn alike for every
+/// tier, raise no warning.
+#[test]
+fn each_tiers_own_traffic_is_fitted_back() {
+    let s = scenario(
+        r#"
+        days = 21
+        seed = 5
+        [population]
+        new = 400
+        established = 200
+        trusted = 100
+        elite = 0
+        [requests]
+        per_user_per_day = { dist = "poisson", mean = 3 }
+        [requests.per_user_per_day_by_tier]
+        new = { dist = "poisson", mean = 1 }
+        trusted = { dist = "poisson", mean = 9 }
+        "#,
+    );
+    let f = fit::fit(&generate(&s), "tiers.csv").unwrap();
+    let mut c = Compare::default();
+    for (i, mean) in [(0, 1.0), (1, 3.0), (2, 9.0)] {
+        c.dist(
+            &format!("per_user_per_day_by_tier.{}", Tier::ALL[i]),
+            f.per_user_per_day_by_tier[i].as_ref(),
+            &Dist::poisson(mean),
+        );
+    }
+    for (i, truth) in [(0, 400.0), (1, 200.0), (2, 100.0)] {
+        c.check(&format!("population.{}", Tier::ALL[i]), Some(f.population[i]), truth, MAX_REL_SE);
+    }
+    c.finish();
+    assert!(f.warnings().is_empty(), "{:?}", f.warnings());
+    let toml = f.toml();
+    assert!(toml.contains("[requests.per_user_per_day_by_tier]"), "{toml}");
+    check_toml_loads(&f);
+}
+
 /// A history of two requests on one day: what it cannot show stays at the defaults, and the
 /// scenario still loads.
 #[test]
@@ -882,8 +923,9 @@ fn weekly_service(start_ms: u64, days: u64, seed: u64) -> Vec<HistoryRow> {
 /// Three windows of three weeks of one kind of service, starting on a Monday, a Saturday and a
 /// Sunday, fit to the same users (each tier within 3.5 of its standard errors of the truth)
 /// and growth, whatever the weekday: the population comes from every day, on a weekly cycle,
-/// and each tier's from its own share of days active. The tiers differ, which the scenario
-/// cannot hold: that is said, naming the tier whose cost the plan understates.
+/// and each tier's from its own share of days active. The tiers differ: their requests per
+/// user per day are fitted per tier, and their estimates, which the scenario cannot hold per
+/// tier, are said to differ.
 #[test]
 fn the_population_is_the_same_whatever_weekday_the_history_starts_on() {
     // 2025-03-03 is a Monday.
@@ -904,10 +946,38 @@ fn the_population_is_the_same_whatever_weekday_the_history_starts_on() {
         let weekly = f.weekly.expect("three weeks: a weekly cycle");
         let (weekday, weekend) = (weekly[0], weekly[6]);
         assert!((weekend / weekday - 0.65).abs() < 0.05, "{name}: {weekly:?}");
+        // Each tier's requests per user-day, fitted on its own: what the scenario draws for
+        // it (the mean of 100,000 draws, rounded as a day's count is) is within 10 % of the truth (its chance of a day active, times its requests on
+        // such a day, times the week's mean of 0.9).
+        let (mut drawn, mut truth) = ([0.0; 3], [0.0; 3]);
+        for (i, (active, per_active)) in [(0.5, 1.5), (0.7, 3.0), (0.9, 6.0)].into_iter().enumerate() {
+            let own =
+                f.per_user_per_day_by_tier[i].as_ref().unwrap_or_else(|| panic!("{name}: {} not fitted", Tier::ALL[i]));
+            let sampler = model::Sampler::new(&own.dist, scenario::PER_USER_PER_DAY_RANGE);
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(i as u64);
+            drawn[i] = (0..100_000).map(|_| sampler.draw(&mut rng).round().max(0.0)).sum::<f64>() / 100_000.0;
+            truth[i] = active * per_active * 0.9;
+        }
+        // Neither family the fit knows (Poisson, a rounded log-normal) is this service's (a day
+        // active or not, then a geometric count), so the means are not the truth's; but the
+        // tiers are told apart, in order, each within a third of its truth.
+        for i in 0..3 {
+            assert!((drawn[i] / truth[i] - 1.0).abs() < 0.34, "{name}: {drawn:?} against {truth:?}");
+        }
+        assert!(drawn[0] < drawn[1] && drawn[1] < drawn[2], "{name}: {drawn:?}");
+        assert!(f.per_user_per_day_by_tier[3].is_none(), "{name}: no elite user");
+        // What the scenario still draws alike for every tier, the estimates, is said.
         let warning = f.warnings().join("\n");
-        assert!(warning.contains("WARNING: the tiers differ"), "{name}: {warning}");
-        assert!(warning.contains("The plan understates what trusted users ("), "{name}: {warning}");
-        assert!(warning.contains("It overstates what new users ("), "{name}: {warning}");
+        assert!(warning.contains("WARNING: the tiers differ in their estimates"), "{name}: {warning}");
+        let ratio = |tier: &str| -> f64 {
+            let at = warning.find(&format!("{tier}: ")).unwrap_or_else(|| panic!("{name}: no {tier}: {warning}"));
+            let rest = &warning[at..];
+            let end = rest.find(" times the mean").unwrap();
+            rest[..end].rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        // Estimates of 15, 30 and 60 sats (medians): a quarter, half and the double of the mean.
+        assert!(ratio("trusted") > 1.5 && ratio("new") < 0.5, "{name}: {warning}");
+        assert!(!warning.contains("requests on a day active"), "{name}: {warning}");
         c.finish();
         check_toml_loads(&f);
     }

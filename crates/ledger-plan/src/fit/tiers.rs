@@ -2,11 +2,14 @@
 //! tier: how often a user comes, how many requests a day they come, and how large the
 //! estimates are.
 //!
-//! The model has one distribution of requests per user per day and one of estimates for all
-//! tiers, so a history whose trusted users ask for twice what new users do is planned as if
-//! every user asked for the average: the plan then understates what the busier tier costs
-//! (its free sats, its invoices, the pool's draw through its budget) and overstates the other.
-//! The fit cannot change the model; it measures the difference and says so.
+//! A scenario can give each tier its own distribution of requests per user per day
+//! (`requests.per_user_per_day_by_tier`), and the fit gives one to each tier when the tiers
+//! differ in it ([`TierContrast::requests_differ`]). The model has one distribution of
+//! estimates for all tiers, so a history whose trusted users ask for larger requests than new
+//! users do is planned as if every request were of the average: the plan then understates what
+//! the costlier tier takes (its free sats, its invoices, the pool's draw through its budget)
+//! and overstates the other. The fit cannot change that; it measures the difference and says
+//! so.
 //!
 //! Each quantity is tested across tiers (Kruskal-Wallis on the requests of each active
 //! user-day and on the estimates, a chi-square test on the days active), with its effect size;
@@ -29,8 +32,9 @@ pub const P_CLEAR: f64 = 0.001;
 /// difference to matter.
 pub const RATIO_CLEAR: f64 = 1.25;
 
-/// The fewest active user-days a tier needs for its ratio to count.
-const MIN_DAYS: u64 = 30;
+/// The fewest active user-days a tier needs for its ratio to count, and for a distribution of
+/// requests per user per day of its own.
+pub(crate) const MIN_DAYS: u64 = 30;
 
 /// What one tier shows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,6 +51,11 @@ pub struct TierFigures {
     pub requests: u64,
     /// Its estimated sats per user-day over what the model draws for every tier.
     pub ratio: f64,
+    /// Its requests per user-day over those of all tiers (`ratio` is this times
+    /// `estimate_ratio`).
+    pub traffic_ratio: f64,
+    /// Its mean estimate over that of all tiers.
+    pub estimate_ratio: f64,
 }
 
 /// A test across tiers.
@@ -110,15 +119,16 @@ impl TierContrast {
             let k: f64 = shares.iter().flatten().map(|q| q.value * q.n as f64).sum();
             (n > 0).then(|| k / n as f64)
         };
-        let model = all_share.unwrap_or(1.0)
-            * if all_per_day.is_empty() { 0.0 } else { mean(&all_per_day).0 }
-            * mean(&all_estimates).0;
+        let model_traffic = all_share.unwrap_or(1.0) * if all_per_day.is_empty() { 0.0 } else { mean(&all_per_day).0 };
+        let model_estimate = mean(&all_estimates).0;
+        let model = model_traffic * model_estimate;
         let tiers = std::array::from_fn(|t| {
             let (mean_estimate, requests) = mean(&estimates[t]);
             (requests > 0 && !per_day[t].is_empty()).then(|| {
                 let (requests_per_active_day, active) = mean(&per_day[t]);
                 let active_share = shares[t].map(|q| q.value);
-                let own = active_share.or(all_share).unwrap_or(1.0) * requests_per_active_day * mean_estimate;
+                let traffic = active_share.or(all_share).unwrap_or(1.0) * requests_per_active_day;
+                let own = traffic * mean_estimate;
                 TierFigures {
                     active_share,
                     requests_per_active_day,
@@ -126,6 +136,8 @@ impl TierContrast {
                     mean_estimate,
                     requests,
                     ratio: own / model,
+                    traffic_ratio: traffic / model_traffic,
+                    estimate_ratio: mean_estimate / model_estimate,
                 }
             })
         });
@@ -141,81 +153,59 @@ impl TierContrast {
         }
     }
 
-    /// Whether the tiers clearly differ: a test below [`P_CLEAR`], and a tier with at least
-    /// 30 active user-days whose estimated sats per user-day are [`RATIO_CLEAR`] times the
-    /// model's or more, or as much less.
-    pub fn clear(&self) -> bool {
-        let tested = [self.requests, self.estimates, self.activity].iter().flatten().any(|t| t.p < P_CLEAR);
-        let far = self
-            .tiers
-            .iter()
-            .flatten()
-            .any(|f| f.active_days >= MIN_DAYS && (f.ratio >= RATIO_CLEAR || f.ratio <= 1.0 / RATIO_CLEAR));
-        tested && far
+    /// Whether the tiers clearly differ in requests per user-day (how often their users come,
+    /// or how much on a day they do): a test of either below [`P_CLEAR`], and a tier with at
+    /// least [`MIN_DAYS`] active user-days whose requests per user-day are [`RATIO_CLEAR`]
+    /// times those of all tiers or more, or as much less. The fit then gives each such tier a
+    /// distribution of its own (`requests.per_user_per_day_by_tier`).
+    pub fn requests_differ(&self) -> bool {
+        let tested = [self.requests, self.activity].iter().flatten().any(|t| t.p < P_CLEAR);
+        tested && self.tiers.iter().flatten().any(|f| f.active_days >= MIN_DAYS && far(f.traffic_ratio))
     }
 
-    /// The warning, when the tiers clearly differ.
-    pub fn warning(&self) -> Option<String> {
-        if !self.clear() {
-            return None;
-        }
-        let mut by_tier = Vec::new();
-        for (t, f) in self.tiers.iter().enumerate() {
-            let Some(f) = f else { continue };
-            let share = f.active_share.map_or("a share not measured".to_owned(), |q| format!("{:.0} %", q * 100.0));
-            by_tier.push(format!(
-                "{}: active on {share} of days, {:.2} requests on a day active, estimates of {:.1} sats on \
-                 average: {:.2} times the estimated sats per user-day the plan draws",
-                Tier::ALL[t],
-                f.requests_per_active_day,
-                f.mean_estimate,
-                f.ratio
-            ));
-        }
-        let test = |what: &str, t: Option<Test>, effect: &str| {
-            t.map(|t| format!("{what} (p {}, {effect} {:.3})", p_words(t.p), t.effect))
-        };
-        let tests: Vec<String> = [
-            test("requests per active user-day by Kruskal-Wallis", self.requests, "epsilon-squared"),
-            test("estimates by Kruskal-Wallis", self.estimates, "epsilon-squared"),
-            test("days active by chi-square", self.activity, "Cramer's V"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let counted: Vec<(Tier, f64)> = self
+    /// The warning, when the tiers clearly differ in what the fitted scenario draws alike for
+    /// them, their estimates (the scenario can hold each tier's requests per user per day:
+    /// `requests_by_tier` says whether the fit gave them).
+    pub fn warning(&self, requests_by_tier: bool) -> Option<String> {
+        let t = self.estimates.filter(|t| t.p < P_CLEAR)?;
+        let counted: Vec<(Tier, &TierFigures)> = self
             .tiers
             .iter()
             .enumerate()
-            .filter_map(|(t, f)| f.filter(|f| f.active_days >= MIN_DAYS).map(|f| (Tier::ALL[t], f.ratio)))
+            .filter_map(|(i, f)| f.as_ref().filter(|f| f.active_days >= MIN_DAYS).map(|f| (Tier::ALL[i], f)))
             .collect();
-        let names = |keep: &dyn Fn(f64) -> bool| {
-            counted
-                .iter()
-                .filter(|(_, r)| keep(*r))
-                .map(|(t, r)| format!("{t} users ({r:.2} times what it draws for them)"))
-                .collect::<Vec<_>>()
+        if !counted.iter().any(|(_, f)| far(f.estimate_ratio)) {
+            return None;
+        }
+        let by_tier: Vec<String> = counted
+            .iter()
+            .map(|(tier, f)| {
+                format!("{tier}: {:.1} sats on average, {:.2} times the mean", f.mean_estimate, f.estimate_ratio)
+            })
+            .collect();
+        let traffic = if requests_by_tier {
+            "Requests per user per day are fitted per tier ([requests.per_user_per_day_by_tier]); the plan \
+             still draws every tier's estimates alike"
+        } else {
+            "The tiers' requests per user per day do not differ enough to be fitted per tier; the plan draws \
+             every tier's estimates alike"
         };
-        let (under, over) = (names(&|r| r >= RATIO_CLEAR), names(&|r| r <= 1.0 / RATIO_CLEAR));
-        let mut meaning = String::new();
-        if !under.is_empty() {
-            meaning += &format!(
-                " The plan understates what {} ask for: their free sats, partial offers and invoices, and the \
-                 pool's draw through their budget, are planned too low.",
-                under.join(" and ")
-            );
-        }
-        if !over.is_empty() {
-            meaning += &format!(" It overstates what {} ask for, the same way.", over.join(" and "));
-        }
         Some(format!(
-            "WARNING: the tiers differ, and the planner's model draws requests per user per day and estimates \
-             from one distribution for every tier (what this scenario holds: the average over all). By tier: {}. \
-             Tested across tiers: {}.{meaning} To see a tier's own figures, fit a history of its rows alone.",
+            "WARNING: the tiers differ in their estimates, and the planner's model draws estimates from one \
+             distribution for every tier (what this scenario holds: the average over all). By tier: {}. Tested \
+             across tiers by Kruskal-Wallis (p {}, epsilon-squared {:.3}). {traffic}, so it understates the sats \
+             of the tiers above 1 and overstates the others'. To see a tier's own figures, fit a history of its \
+             rows alone.",
             by_tier.join("; "),
-            tests.join("; ")
+            p_words(t.p),
+            t.effect
         ))
     }
+}
+
+/// Whether a ratio to all tiers is far enough from 1 to matter for a plan.
+fn far(ratio: f64) -> bool {
+    ratio >= RATIO_CLEAR || ratio <= 1.0 / RATIO_CLEAR
 }
 
 fn p_words(p: f64) -> String {
