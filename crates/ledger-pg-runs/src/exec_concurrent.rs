@@ -16,19 +16,22 @@
 //! child is killed only when no call is in flight. So an error answer is always the
 //! implementation's own: a call that keeps failing until it has been sent [`MAX_ATTEMPTS`]
 //! times is given up and reported as the implementation's failure (`engine_error`, with the calls and
-//! their errors), as the Postgres runs report an error the SQL raised.
+//! their errors), as the Postgres runs report an error the SQL raised. A child that leaves
+//! calls without an answer for `--exec-timeout` has hung: a finding of that seed (`no_answer`,
+//! naming the calls and the bound, the seed's calls written), not judged further; its process
+//! group is killed and the same command started again for the next seed.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ledger_core::{Config, Decision, Sats, TimeMs};
 use ledger_exec::protocol::{RequestBody, ResponseBody};
-use ledger_exec::{reply_movements, Api, Child, Observation, StateKind};
+use ledger_exec::{reply_movements, Api, Child, ExecError, FailureKind, Observation, StateKind};
 use ledger_harness::{Call, Invariant, Observed, Reply, Violation};
 use ledger_simulator::caller::{Caller as FlowCaller, Close, Event as CallerEvent, Next};
 use ledger_simulator::coverage::Mark;
 use ledger_simulator::exec::EPOCH;
-use ledger_simulator::report::RunReport;
+use ledger_simulator::report::{Reduction, RunReport, ViolationReport};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -79,6 +82,8 @@ struct Seed<'a> {
     /// Calls given up because the implementation failed every try: how many, and the first
     /// few described.
     engine_errors: (u64, Vec<String>),
+    /// The flow each slot holds (the last one it was given).
+    slot_flows: BTreeMap<usize, u32>,
     config: &'a Config,
 }
 
@@ -153,6 +158,86 @@ impl Seed<'_> {
                 anyhow::bail!("`{}` answered observe with {}", self.child.command(), ledger_exec::child::kind(&other))
             }
         }
+    }
+
+    /// `seed` ended because the child did not answer `waiting` within `secs`: the seed's
+    /// result (not judged: what the child showed is no longer its state), the finding's
+    /// detail, a line per call left without an answer, and the seed's calls, those last
+    /// among them (failed, with `fault` `no_answer`).
+    fn no_answer(&mut self, seed: u64, waiting: &str, secs: u64) -> (ConcSeed, String, Vec<String>, Vec<OpRecord>) {
+        let command = self.child.command().to_owned();
+        let error = format!("no answer within {secs} s (--exec-timeout)");
+        let mut steps = Vec::new();
+        for (id, (purpose, call, now, invoked)) in std::mem::take(&mut self.in_flight) {
+            let flow = self.flow_of(purpose);
+            let request = serde_json::to_string(&RequestBody::Call { now_ms: now, call: call.clone() })
+                .unwrap_or_else(|_| call.name().to_owned());
+            steps.push(ledger_harness::text::shown(&format!(
+                "flow {flow}: {request} (request id {id} on the wire{})",
+                if matches!(purpose, Purpose::Duplicate(_)) { ", a duplicate delivery" } else { "" }
+            )));
+            self.clock += 1;
+            self.ops.push(OpRecord {
+                flow,
+                call,
+                reply: Reply::Failed { error: error.clone() },
+                movements: Vec::new(),
+                now,
+                invoked,
+                completed: self.clock,
+                fault: Some("no_answer"),
+            });
+        }
+        let what = if steps.is_empty() {
+            // A request asked alone (the reset, a set_tier, the final sweep or observe).
+            format!("did not answer {waiting} within {secs} s (--exec-timeout)")
+        } else {
+            format!(
+                "left {} call(s) without an answer within {secs} s (--exec-timeout), the first: {}",
+                steps.len(),
+                steps[0]
+            )
+        };
+        let detail = ledger_harness::text::shown(&format!(
+            "seed {seed}: `{command}` {what}; its process group was killed after {} call(s) of the seed, which is \
+             not judged past them (the calls, the last unanswered, are in the trace)",
+            self.n_sent
+        ));
+        let ops = std::mem::take(&mut self.ops);
+        self.violations.clear();
+        let r = ConcSeed {
+            violations: Vec::new(),
+            n_calls: self.n_sent,
+            n_requests: 0,
+            marks: std::mem::take(&mut self.marks),
+            ops: Vec::new(),
+            deadlocks: 0,
+            n_engine_errors: 0,
+            engine_errors: Vec::new(),
+        };
+        self.engine_errors = (0, Vec::new());
+        (r, detail, steps, ops)
+    }
+
+    /// The flow a request in flight is for.
+    fn flow_of(&self, purpose: Purpose) -> u32 {
+        match purpose {
+            Purpose::Duplicate(flow) => flow,
+            Purpose::Call(slot) => self.slot_flows.get(&slot).copied().unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Kills the child that stopped answering in `seed`, with its process group, and starts
+    /// the same command again for the next seed.
+    fn revive(&mut self, seed: u64) -> anyhow::Result<()> {
+        let (command, env, timeout) =
+            (self.child.command().to_owned(), self.child.env().to_vec(), self.child.timeout());
+        ledger_exec::say!(
+            "ledger-sim: `{command}` no longer answers (seed {seed}): killing its process group and starting it again"
+        );
+        self.child.kill();
+        self.child = Child::start(&command, &env, self.config, timeout)?;
+        Ok(())
     }
 
     /// Drained, observed, killed with SIGKILL, started again and observed again: what it
@@ -251,6 +336,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
                     );
                     let rng = ChaCha8Rng::seed_from_u64(seed ^ (u64::from(flow.id) << 20) ^ 0x9e37_79b9);
                     *slot = Some(Active { flow, caller, rng, now, n_calls: 0, waiting: None });
+                    s.slot_flows.insert(i, flow.id);
                 }
                 let a = slot.as_mut().expect("filled above");
                 if a.waiting.is_some() || quiescing {
@@ -439,18 +525,47 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         marks: BTreeMap::new(),
         violations: Vec::new(),
         engine_errors: (0, Vec::new()),
+        slot_flows: BTreeMap::new(),
         config: &config,
     };
     let mut per_seed = Vec::new();
+    // The seeds in which the implementation stopped answering: the seed, the finding's
+    // detail, the calls left without an answer, and the calls of the seed.
+    let mut no_answers: Vec<(u64, String, Vec<String>, Vec<OpRecord>)> = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
         if run.stopping() {
             break;
         }
         s.killed = false;
         s.n_sent = 0;
-        let (flows, users, closes) = exec_seed(&mut s, run, seed, n as usize)?;
+        let ran = exec_seed(&mut s, run, seed, n as usize).and_then(|w| Ok((w, s.observe()?)));
+        let ((flows, users, closes), observed) = match ran {
+            Ok(done) => done,
+            Err(e) => {
+                let Some(ExecError::Timeout { waiting, secs, .. }) = e.downcast_ref::<ExecError>() else {
+                    return Err(e);
+                };
+                // The implementation stopped answering: its finding, not an error of the run.
+                let mut r = s.no_answer(seed, waiting, *secs);
+                r.0.n_requests = draw_workload(run.scenario, seed).1.len() as u64;
+                no_answers.push((seed, r.1, r.2, r.3));
+                per_seed.push((seed, r.0));
+                if run.fail_fast {
+                    break;
+                }
+                if seed + 1 < run.seeds.1 && !run.stopping() {
+                    s.revive(seed).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{e}; it was started again because it did not answer in seed {seed} (a no_answer finding), \
+                             so the seeds after it cannot run"
+                        )
+                    })?;
+                }
+                continue;
+            }
+        };
+        let observed = Observed::from(observed);
         let movements: Vec<_> = s.ops.iter().flat_map(|o| o.movements.iter().copied()).collect();
-        let observed = Observed::from(s.observe()?);
         let mut violations = std::mem::take(&mut s.violations);
         violations.extend(history_checks(
             &movements,
@@ -505,5 +620,37 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         ))
     };
     let words = EngineErrorWords { title: "the implementation kept failing a call", detail: &detail };
-    concurrent_report(run, name, n, &per_seed, started.elapsed(), &again, &words)
+    let mut report = concurrent_report(run, name, n, &per_seed, started.elapsed(), &again, &words)?;
+    if let Some((seed, detail, steps, ops)) = no_answers.first() {
+        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}-no-answer.jsonl"));
+        write_ops(ops, &path)?;
+        report.violations.push(ViolationReport {
+            invariant: FailureKind::NoAnswer.id().to_owned(),
+            name: FailureKind::NoAnswer.name().to_owned(),
+            seed: *seed,
+            seeds: no_answers.iter().map(|a| a.0).collect(),
+            detail: detail.clone(),
+            shrunk_flows: 0,
+            shrunk_events: 0,
+            reduction: Reduction::None,
+            steps: steps.clone(),
+            trace: path.display().to_string(),
+            replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
+        });
+    }
+    Ok(report)
+}
+
+/// The calls of a concurrent run as JSON Lines, one [`OpRecord`] a line.
+fn write_ops(ops: &[OpRecord], path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("making the directory {}: {e}", dir.display()))?;
+    }
+    let mut buf = Vec::new();
+    for op in ops {
+        serde_json::to_writer(&mut buf, op)?;
+        buf.push(b'\n');
+    }
+    std::fs::write(path, buf).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
 }

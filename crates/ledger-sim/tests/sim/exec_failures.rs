@@ -297,3 +297,55 @@ fn a_call_that_always_crashes_under_concurrency_is_a_finding() {
     let detail = violation(&json(&out), "engine_error")["detail"].as_str().unwrap().to_owned();
     assert!(detail.contains(r#"the final sweep: {"type":"call""#) && detail.contains("crash: no sweeper"), "{detail}");
 }
+
+/// Under concurrency an implementation that stops answering (here it sleeps on every record
+/// of an overrun) has hung in that seed: a finding (`no_answer`, exit 1), naming the seed, the
+/// calls left without an answer and the bound waited, with the seed's calls written and the
+/// command that runs it again; its process group is killed and the next seed gets a new child.
+#[test]
+fn a_hang_under_concurrency_is_a_finding_and_the_next_seed_gets_a_new_child() {
+    let dir = scratch("concurrent-hang");
+    let exec = failing_on_overruns(&dir, "hang", "sleep 30");
+    let junit = format!("{dir}/junit.xml");
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--exec-timeout",
+        "1",
+        "--seeds",
+        "0..3",
+        "--users",
+        "40",
+        "--steps",
+        "600",
+        "--concurrency",
+        "4",
+        "--trace-dir",
+        &dir,
+        "--json",
+        "--junit",
+        &junit,
+    ]);
+    assert_eq!(code, 1, "a finding, not an error: {out}{err}");
+    let r = json(&out);
+    assert_eq!(r["seeds"], "0..3", "the run goes on past a hang: {out}");
+    let hang = violation(&r, "no_answer");
+    assert!(hang["seeds"].as_array().unwrap().len() > 1, "a new child after a hang, that hangs again: {hang}");
+    let seed = hang["seed"].as_u64().unwrap();
+    let detail = hang["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("seed {seed}: `{exec}` left ")), "{detail}");
+    assert!(detail.contains("call(s) without an answer within 1 s (--exec-timeout)"), "{detail}");
+    assert!(detail.contains(r#""call":{"call":"record""#) && detail.contains("on the wire"), "{detail}");
+    let steps = hang["steps"].as_array().unwrap();
+    assert!(!steps.is_empty() && steps.iter().all(|s| s.as_str().unwrap().starts_with("flow ")), "{steps:?}");
+    let trace = std::fs::read_to_string(hang["trace"].as_str().unwrap()).unwrap();
+    assert!(trace.lines().last().unwrap().contains(r#""fault":"no_answer""#), "{trace}");
+    let replay = hang["replay"].as_str().unwrap();
+    assert!(replay.contains("--concurrency 4") && replay.ends_with(&format!("--seed {seed}")), "{replay}");
+    assert!(err.contains(&format!("no longer answers (seed {seed}): killing its process group")), "{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"type="no_answer""#), "{xml}");
+}
