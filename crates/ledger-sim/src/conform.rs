@@ -37,12 +37,18 @@ pub struct ConformArgs {
     #[arg(
         long,
         value_name = "DIR",
-        conflicts_with_all = ["command", "exec_db", "exec_timeout", "vectors", "cases", "json"],
+        conflicts_with_all = ["command", "exec_db", "exec_timeout", "vectors", "cases", "json", "junit"],
     )]
     pub write_vectors: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the verdict as JUnit XML to FILE: one test case per case of the vectors,
+    /// passed, failed (with what differed and the command that replays it) or skipped (not
+    /// run: another `--case` was asked). Refused before any work for a directory or a file
+    /// the command reads; written whole, then renamed into place.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// How many of the steps before a failing one the text shows (the case's `reset` aside);
@@ -66,12 +72,24 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
         }
         None => (built_in()?, "built in".to_owned()),
     };
+    // Every case, to be listed in --junit whether it ran or not.
+    let every: Vec<(String, String)> =
+        files.iter().flat_map(|(f, s)| s.iter().map(move |s| (f.clone(), s.header.case.clone()))).collect();
+    if let Some(path) = &args.junit {
+        if let Some(dir) = &args.vectors {
+            every.iter().for_each(|(f, _)| crate::input::will_read(&dir.join(f)));
+        }
+        crate::input::check_output("--junit", path)?;
+    }
     // Before the implementation is started: a name no case has is refused without the work.
     let files = selected(files, &args.cases, &from)?;
     let config = files[0].1.first().map(|s| s.header.config).unwrap_or_default();
     let (mut child, _db) = ledger_pg_runs::start_exec(&exec, &config)?;
     let report = ledger_exec::conform::conform(&mut child, &files)?;
     let shown = Shown { args, exec: &exec, name: &child.hello().name, from: &from };
+    if let Some(path) = &args.junit {
+        crate::junit::write(path, &shown.junit(&report, &every))?;
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         crate::child_args::write_json(&mut out, &shown.json(&report))?;
@@ -190,6 +208,41 @@ impl Shown<'_> {
         }
         lines.push(format!("  replay:   {}", self.replay(f)));
         lines
+    }
+
+    /// The report as JUnit XML: one case per case of `every` (file, case), in their order.
+    fn junit(&self, report: &Report, every: &[(String, String)]) -> String {
+        let cases: Vec<crate::junit::Case> = every
+            .iter()
+            .map(|(file, case)| {
+                let failed = report.failures.iter().find(|f| &f.file == file && &f.case == case);
+                let run = self.args.cases.is_empty() || self.args.cases.contains(case);
+                crate::junit::Case {
+                    name: format!("{file} {case}"),
+                    failure: failed.map(|f| {
+                        let message = ledger_harness::text::shown(&format!("line {}: {}", f.line, f.detail()));
+                        let rules = if f.rules.is_empty() { "conformance".to_owned() } else { f.rules.join(" ") };
+                        let body: Vec<String> = self.block(f).iter().map(|l| ledger_harness::text::shown(l)).collect();
+                        (message, rules, body.join("\n") + "\n")
+                    }),
+                    skipped: (!run).then(|| "not run: --case asked for other cases".to_owned()),
+                    output: None,
+                }
+            })
+            .collect();
+        let properties = [
+            ("implementation", ledger_harness::text::shown(self.name)),
+            ("vectors", self.from.to_owned()),
+            ("cases", report.cases.to_string()),
+            ("steps", report.steps.to_string()),
+        ];
+        crate::junit::render_cases(&self.suite_name(every.len()), &properties, &cases)
+    }
+
+    /// The JUnit suite's name: what ran, the same on every run of the same command.
+    fn suite_name(&self, n_cases: usize) -> String {
+        let vectors = if self.args.vectors.is_some() { "vectors from --vectors" } else { "built-in vectors" };
+        format!("ledger-sim conform exec-reference ({vectors}, {n_cases} cases)")
     }
 
     /// The report as one JSON object.

@@ -321,3 +321,44 @@ fn the_readmes_failing_case_is_the_real_output() {
     assert_eq!(code, 1, "`{command}`: {out}{err}");
     assert_eq!(out.trim_end(), shown, "the README's example of `conform` is stale");
 }
+
+/// `conform --junit FILE`: one test case per case of the vectors, a failing case failed with
+/// what differed and its replay command, a case another `--case` left out skipped; a path that
+/// is a directory or one of the vectors read is refused before the implementation starts, and
+/// nothing is written then.
+#[test]
+fn conform_writes_junit_one_case_per_vector_case() {
+    let dir = scratch("conform-junit");
+    let junit = format!("{dir}/out/junit.xml");
+    let exec = broken(CREDIT_BUG);
+    let (code, out, err) = sim(&["conform", "--exec", &exec, "--junit", &junit]);
+    assert_eq!(code, 1, "{out}{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let cases = json(&sim(&["conform", "--exec", &exec, "--json"]).1)["cases"].as_u64().unwrap();
+    assert!(xml.contains(&format!("tests=\"{cases}\" failures=\"")), "{xml}");
+    assert!(xml.contains(r#"<testsuite name="ledger-sim conform exec-reference (built-in vectors, "#), "{xml}");
+    assert!(xml.contains(r#"name="commands.jsonl credit/credited">"#), "{xml}");
+    assert!(xml.contains(r#"type="R-CREDIT-1""#) && xml.contains("credit: the reply differs"), "{xml}");
+    assert!(xml.contains("replay:   ledger-sim conform --exec"), "{xml}");
+    assert!(xml.contains(r#"skipped="0""#), "{xml}");
+    // Only one case asked: every other is skipped, and this one passes.
+    let serve = format!("'{SIM}' serve");
+    let (code, out, err) = sim(&["conform", "--exec", &serve, "--case", "window/exactly-24h", "--junit", &junit]);
+    assert_eq!(code, 0, "{out}{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(&format!(r#"tests="{cases}" failures="0" errors="0" skipped="{}""#, cases - 1)), "{xml}");
+    assert!(xml.contains(r#" window/exactly-24h"/>"#), "the case asked passes: {xml}");
+    assert!(xml.contains(r#"<skipped message="not run: --case asked for other cases"/>"#), "{xml}");
+    // A directory, or one of the vectors read: refused before the implementation starts.
+    let vectors = format!("{dir}/vectors");
+    assert_eq!(sim(&["conform", "--write-vectors", &vectors]).0, 0);
+    let input = format!("{vectors}/commands.jsonl");
+    let before = std::fs::read(&input).unwrap();
+    for (path, says) in [(dir.as_str(), "a directory"), (input.as_str(), "the same file as the input")] {
+        let (code, out, err) = sim(&["conform", "--exec", &serve, "--vectors", &vectors, "--junit", path]);
+        assert_eq!(code, 2, "{path}: {out}{err}");
+        assert!(err.contains(&format!("--junit {path}: {says}")), "{err}");
+        assert!(!err.contains("starting") && out.is_empty(), "refused before the work: {out}{err}");
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
