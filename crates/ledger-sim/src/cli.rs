@@ -526,15 +526,12 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         });
         let checked = Invariant::judged_for(&report.engine);
         if let Some(path) = &args.junit {
+            let shard = shard_of.as_ref().map(|s| format!("(shard {}/{} of {})", s.index, s.count, s.seeds));
+            let suite =
+                crate::junit::suite_name("run", &report.engine, report.deterministic, &report.seeds, shard.as_deref());
             crate::junit::write(
                 path,
-                &crate::junit::render_judged(
-                    &report.engine,
-                    &report.seeds,
-                    &checked,
-                    &report.violations,
-                    &report.coverage,
-                ),
+                &crate::junit::render_judged(&suite, &report.seeds, &checked, &report.violations, &report.coverage),
             )?;
         }
         let ok = report.violations.is_empty();
@@ -625,9 +622,12 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     };
     if let Some(path) = &args.junit {
         let checked = Invariant::judged_for(&report.engine);
+        let shard = shard_of.as_ref().map(|s| format!("(shard {}/{} of {})", s.index, s.count, s.seeds));
+        let suite =
+            crate::junit::suite_name("run", &report.engine, report.deterministic, &report.seeds, shard.as_deref());
         crate::junit::write(
             path,
-            &crate::junit::render_judged(&report.engine, &report.seeds, &checked, &report.violations, &report.coverage),
+            &crate::junit::render_judged(&suite, &report.seeds, &checked, &report.violations, &report.coverage),
         )?;
     }
     let ok = report.violations.is_empty();

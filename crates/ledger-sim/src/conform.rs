@@ -242,7 +242,7 @@ impl Shown<'_> {
     /// The JUnit suite's name: what ran, the same on every run of the same command.
     fn suite_name(&self, n_cases: usize) -> String {
         let vectors = if self.args.vectors.is_some() { "vectors from --vectors" } else { "built-in vectors" };
-        format!("ledger-sim conform exec-reference ({vectors}, {n_cases} cases)")
+        format!("ledger-sim conform: exec-reference, {vectors}, {n_cases} cases")
     }
 
     /// The report as one JSON object.

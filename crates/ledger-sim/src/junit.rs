@@ -165,6 +165,17 @@ pub fn render_judged(
     render_cases(name, &[("seeds", seeds.to_owned())], &cases)
 }
 
+/// The suite's name: what ran, so that a CI's dashboard keeps lockstep runs, concurrent runs
+/// and merged fleets apart, and the same for every run of the same command: `ledger-sim run:
+/// exec-reference (concurrency 8), concurrent, seeds 0..20`, `ledger-sim merge-runs:
+/// reference, lockstep, seeds 0..1000 from 4 shard(s)`. `what` is the subcommand, `deterministic`
+/// the report's (false only for a concurrent run), `shards` what was merged or which shard ran.
+pub fn suite_name(what: &str, engine: &str, deterministic: bool, seeds: &str, shards: Option<&str>) -> String {
+    let mode = if deterministic { "lockstep" } else { "concurrent" };
+    let shards = shards.map(|s| format!(" {s}")).unwrap_or_default();
+    format!("ledger-sim {what}: {engine}, {mode}, seeds {seeds}{shards}")
+}
+
 /// Writes `xml` to `path` whole or not at all.
 pub fn write(path: &Path, xml: &str) -> anyhow::Result<()> {
     crate::input::write_whole("--junit", path, xml.as_bytes())
@@ -258,6 +269,17 @@ mod tests {
         assert!(xml.contains("name=\"crash the implementation failed\">"), "{xml}");
         assert!(xml.contains("type=\"engine_error\""), "{xml}");
         assert!(xml.contains("replay: ledger-sim replay t.jsonl --exec svc"), "{xml}");
+    }
+
+    /// Lockstep, concurrent and merged runs are suites of their own names.
+    #[test]
+    fn suite_names_say_what_ran() {
+        let lockstep = suite_name("run", "exec-reference", true, "0..20", None);
+        let concurrent = suite_name("run", "exec-reference (concurrency 8)", false, "0..20", None);
+        let merged = suite_name("merge-runs", "exec-reference", true, "0..20", Some("from 4 shard(s)"));
+        assert_eq!(lockstep, "ledger-sim run: exec-reference, lockstep, seeds 0..20");
+        assert_eq!(concurrent, "ledger-sim run: exec-reference (concurrency 8), concurrent, seeds 0..20");
+        assert_eq!(merged, "ledger-sim merge-runs: exec-reference, lockstep, seeds 0..20 from 4 shard(s)");
     }
 
     /// A counterexample only cut at its first violation is not called shrunk.

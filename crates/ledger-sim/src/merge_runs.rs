@@ -734,7 +734,10 @@ pub fn merge_runs_cmd(args: MergeRunsArgs) -> anyhow::Result<bool> {
         if let Some(n) = merged["coverage"]["linearizability_undecided"].as_u64() {
             unjudged.0.insert("linearizability_undecided", n);
         }
-        crate::junit::write(path, &crate::junit::render_judged(engine, seeds, &checked, &reports, &unjudged))?;
+        let deterministic = merged["deterministic"].as_bool().unwrap_or(true);
+        let shards = format!("from {} shard(s)", merged["shards"].as_u64().unwrap_or(args.files.len() as u64));
+        let suite = crate::junit::suite_name("merge-runs", engine, deterministic, seeds, Some(&shards));
+        crate::junit::write(path, &crate::junit::render_judged(&suite, seeds, &checked, &reports, &unjudged))?;
     }
     let text = serde_json::to_string_pretty(&merged)?;
     let mut out = std::io::stdout().lock();

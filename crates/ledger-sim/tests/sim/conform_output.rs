@@ -336,7 +336,7 @@ fn conform_writes_junit_one_case_per_vector_case() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     let cases = json(&sim(&["conform", "--exec", &exec, "--json"]).1)["cases"].as_u64().unwrap();
     assert!(xml.contains(&format!("tests=\"{cases}\" failures=\"")), "{xml}");
-    assert!(xml.contains(r#"<testsuite name="ledger-sim conform exec-reference (built-in vectors, "#), "{xml}");
+    assert!(xml.contains(r#"<testsuite name="ledger-sim conform: exec-reference, built-in vectors, "#), "{xml}");
     assert!(xml.contains(r#"name="commands.jsonl credit/credited">"#), "{xml}");
     assert!(xml.contains(r#"type="R-CREDIT-1""#) && xml.contains("credit: the reply differs"), "{xml}");
     assert!(xml.contains("replay:   ledger-sim conform --exec"), "{xml}");

@@ -348,4 +348,6 @@ fn a_hang_under_concurrency_is_a_finding_and_the_next_seed_gets_a_new_child() {
     assert!(err.contains(&format!("no longer answers (seed {seed}): killing its process group")), "{err}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains(r#"type="no_answer""#), "{xml}");
+    let suite = r#"<testsuite name="ledger-sim run: exec-reference (concurrency 4), concurrent, seeds 0..3""#;
+    assert!(xml.contains(suite), "{xml}");
 }

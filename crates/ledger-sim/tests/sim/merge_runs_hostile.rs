@@ -347,3 +347,37 @@ fn the_merged_junit_says_where_i8_was_not_judged() {
         assert!(xml.contains(said), "{xml}");
     }
 }
+
+/// The JUnit suite says what ran: a lockstep run, a shard of a fleet and the merged fleet each
+/// have a name of their own (mode, engine, seeds, shards), the same on every run.
+#[test]
+fn junit_suites_of_a_run_a_shard_and_a_fleet_are_named_apart() {
+    use crate::common::{root, scratch, sim_in};
+    let d = scratch("junit-suite-names");
+    let suite = |path: &str| {
+        let xml = std::fs::read_to_string(path).unwrap();
+        let start = xml.find("<testsuite name=\"").unwrap() + "<testsuite name=\"".len();
+        xml[start..start + xml[start..].find('"').unwrap()].to_owned()
+    };
+    let small = ["--users", "10", "--steps", "100"];
+    let whole = format!("{d}/whole.xml");
+    let (code, out, err) = sim_in(&root(), &[&["run", "--seeds", "0..4", "--junit", &whole][..], &small].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(suite(&whole), "ledger-sim run: reference, lockstep, seeds 0..4");
+    let mut shards = Vec::new();
+    for i in 1..=2 {
+        let (json, xml) = (format!("{d}/shard{i}.json"), format!("{d}/shard{i}.xml"));
+        let shard = format!("{i}/2");
+        let args = ["run", "--seeds", "0..4", "--shard", &shard, "--json", "--junit", &xml];
+        let (code, out, err) = sim_in(&root(), &[&args[..], &small].concat());
+        assert_eq!(code, 0, "{err}");
+        std::fs::write(&json, out).unwrap();
+        shards.push(json);
+        let seeds = if i == 1 { "0..2" } else { "2..4" };
+        assert_eq!(suite(&xml), format!("ledger-sim run: reference, lockstep, seeds {seeds} (shard {i}/2 of 0..4)"));
+    }
+    let merged = format!("{d}/merged.xml");
+    let (code, _, err) = sim_in(&root(), &["merge-runs", &shards[0], &shards[1], "--junit", &merged]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(suite(&merged), "ledger-sim merge-runs: reference, lockstep, seeds 0..4 from 2 shard(s)");
+}
