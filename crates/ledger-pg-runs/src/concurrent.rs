@@ -612,6 +612,7 @@ pub(crate) fn concurrent_report(
             name: title.to_owned(),
             seed: *seed,
             seeds: seeds.iter().map(|(s, _)| *s).collect(),
+            seeds_unlisted: 0,
             detail,
             shrunk_flows: 0,
             shrunk_events: 0,

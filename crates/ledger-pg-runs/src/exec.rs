@@ -333,6 +333,7 @@ fn failure_report(
         name: f.kind.name().to_owned(),
         seed: first.seed,
         seeds: seeds.iter().map(|s| s.seed).collect(),
+        seeds_unlisted: 0,
         detail,
         shrunk_flows: h.flows.len(),
         shrunk_events: h.events.len(),

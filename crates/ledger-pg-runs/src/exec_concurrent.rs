@@ -629,6 +629,7 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             name: FailureKind::NoAnswer.name().to_owned(),
             seed: *seed,
             seeds: no_answers.iter().map(|a| a.0).collect(),
+            seeds_unlisted: 0,
             detail: detail.clone(),
             shrunk_flows: 0,
             shrunk_events: 0,

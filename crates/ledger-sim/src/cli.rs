@@ -818,6 +818,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
                 name: v.invariant.name().to_owned(),
                 seed: h.seed,
                 seeds: vec![h.seed],
+                seeds_unlisted: 0,
                 detail: v.to_string(),
                 shrunk_flows: report.flows,
                 shrunk_events: report.events,

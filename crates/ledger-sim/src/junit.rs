@@ -116,7 +116,7 @@ pub fn render_judged(
     let undecided = coverage.0.get("linearizability_undecided").copied().unwrap_or(0);
     let unjudged = |inv: &Invariant| (*inv == Invariant::I8 && undecided > 0).then_some(undecided);
     let failure = |v: &ViolationReport| {
-        let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.seeds.len(), v.detail);
+        let message = format!("seed {} ({} seed(s) broke it): {}", v.seed, v.n_seeds(), v.detail);
         let how = v.how_reduced().unwrap_or_else(|| "not shrunk (real concurrency)".to_owned());
         let mut body = format!("{}\n\n{how}:\n", v.detail);
         for s in &v.steps {
@@ -193,6 +193,7 @@ mod tests {
             name: "charge reduction equals debit".into(),
             seed: 7,
             seeds: vec![7, 9],
+            seeds_unlisted: 0,
             detail: "reduced by 5 < debit 10 & more".into(),
             shrunk_flows: 1,
             shrunk_events: 4,
@@ -255,6 +256,7 @@ mod tests {
             name: name.into(),
             seed: 4,
             seeds: vec![4, 6],
+            seeds_unlisted: 0,
             detail: "at engine step 2 (event 3): `svc` answered record with an indefinite error".into(),
             shrunk_flows: 1,
             shrunk_events: 1,
@@ -290,6 +292,7 @@ mod tests {
             name: "daily budget".into(),
             seed: 3,
             seeds: vec![3],
+            seeds_unlisted: 0,
             detail: "over budget [not shrunk: cut after event 40, its first violation]".into(),
             shrunk_flows: 12,
             shrunk_events: 41,

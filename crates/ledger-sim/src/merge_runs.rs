@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use ledger_simulator::report::MAX_BREAKING;
 use serde_json::{json, Map, Value};
 
 /// `ledger-sim merge-runs` arguments.
@@ -207,6 +208,16 @@ fn add(sum: u64, name: &str, v: &Value, what: &str) -> anyhow::Result<u64> {
 }
 
 /// Adds every count of the object `v` into `sum`, key by key.
+/// A finding's `seeds_unlisted`: 0 when absent (as a run writes it when every seed is listed).
+fn unlisted(v: &Value, name: &str) -> anyhow::Result<u64> {
+    match v.get("seeds_unlisted") {
+        None => Ok(0),
+        Some(n) => {
+            n.as_u64().ok_or_else(|| anyhow::anyhow!("{name}: seeds_unlisted {n} is not a whole number of seeds"))
+        }
+    }
+}
+
 fn add_counts(sum: &mut BTreeMap<String, u64>, name: &str, v: &Value, what: &str) -> anyhow::Result<()> {
     let Value::Object(counts) = v else { anyhow::bail!("{name}: {what} is not an object") };
     for (k, v) in counts {
@@ -678,8 +689,29 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<Merged> {
                     if let Some(Value::Array(seeds)) = kept.get_mut("seeds") {
                         seeds.extend(more);
                     }
+                    let unlisted = unlisted(kept, &p.name)?.checked_add(unlisted(v, &p.name)?);
+                    kept["seeds_unlisted"] =
+                        json!(unlisted
+                            .ok_or_else(|| anyhow::anyhow!("{}: seeds_unlisted overflows when added", p.name))?);
                 }
             }
+        }
+    }
+    // As one run lists them: the first MAX_BREAKING seeds, the rest counted.
+    for v in violations.values_mut() {
+        let cut = match v.get_mut("seeds") {
+            Some(Value::Array(seeds)) if seeds.len() > MAX_BREAKING => seeds.split_off(MAX_BREAKING).len() as u64,
+            _ => 0,
+        };
+        let total = unlisted(v, "the merged report")? + cut;
+        match v.as_object_mut() {
+            Some(o) if total > 0 => {
+                o.insert("seeds_unlisted".to_owned(), json!(total));
+            }
+            Some(o) => {
+                o.remove("seeds_unlisted");
+            }
+            None => {}
         }
     }
     let ok = violations.is_empty();

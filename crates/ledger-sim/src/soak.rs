@@ -171,6 +171,7 @@ pub fn soak(
         .into_iter()
         .map(|(inv, mut v)| {
             v.seeds = out.breaking.get(&inv).cloned().unwrap_or_default();
+            v.seeds_unlisted = out.unlisted.get(&inv).copied().unwrap_or(0);
             v
         })
         .collect();

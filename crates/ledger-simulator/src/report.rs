@@ -124,8 +124,12 @@ pub struct ViolationReport {
     pub name: String,
     /// The first seed that broke it.
     pub seed: u64,
-    /// Every seed that broke it.
+    /// The seeds that broke it, in seed order: the first [`MAX_BREAKING`].
     pub seeds: Vec<u64>,
+    /// How many more seeds broke it than `seeds` lists (0, and then not written, unless more
+    /// than [`MAX_BREAKING`] did).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seeds_unlisted: u64,
     /// The numbers, from the shrunk counterexample.
     pub detail: String,
     /// Flows of the counterexample, however it was reduced.
@@ -144,7 +148,16 @@ pub struct ViolationReport {
     pub replay: String,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl ViolationReport {
+    /// How many seeds broke it, listed or not.
+    pub fn n_seeds(&self) -> u64 {
+        self.seeds.len() as u64 + self.seeds_unlisted
+    }
+
     /// What was done to make its counterexample short, as the text report and JUnit say it
     /// before its steps: `shrunk to 2 flow(s), 5 event(s)`, `cut to ...`; `None` when there is
     /// nothing to say (no trace and no steps).
@@ -213,6 +226,8 @@ pub struct SeedsRun {
     pub violating: Vec<(u64, RunResult, Option<History>)>,
     /// The seeds that broke each invariant, in seed order: at most [`MAX_BREAKING`] listed.
     pub breaking: BTreeMap<Invariant, Vec<u64>>,
+    /// How many more seeds broke each invariant than `breaking` lists.
+    pub unlisted: BTreeMap<Invariant, u64>,
     /// How many seeds broke any invariant.
     pub n_violating: u64,
     /// How many seeds reached each mark, by name (every mark a default in-memory run is
@@ -277,8 +292,13 @@ impl SeedsRun {
             }
             let seeds = self.breaking.entry(inv).or_default();
             first_for_some |= seeds.is_empty();
-            if seeds.last() != Some(&seed) && seeds.len() < MAX_BREAKING {
+            if seeds.last() == Some(&seed) {
+                continue;
+            }
+            if seeds.len() < MAX_BREAKING {
                 seeds.push(seed);
+            } else {
+                *self.unlisted.entry(inv).or_insert(0) += 1;
             }
         }
         if first_for_some {
@@ -568,6 +588,7 @@ pub fn counterexamples(
             name: inv.name().to_owned(),
             seed,
             seeds: breaking,
+            seeds_unlisted: run.unlisted.get(&inv).copied().unwrap_or(0),
             detail,
             shrunk_flows: h.flows.len(),
             shrunk_events: h.events.len(),
@@ -677,7 +698,7 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
     }
     for v in &r.violations {
         writeln!(out)?;
-        writeln!(out, "VIOLATION {} {} (seed {}; {} seed(s) broke it)", v.invariant, v.name, v.seed, v.seeds.len())?;
+        writeln!(out, "VIOLATION {} {} (seed {}; {} seed(s) broke it)", v.invariant, v.name, v.seed, v.n_seeds())?;
         writeln!(out, "  {}", v.detail)?;
         match v.how_reduced() {
             Some(how) if is_concurrent(v) => writeln!(out, "  {how}; the first of them:")?,
@@ -759,6 +780,7 @@ mod tests {
             name: "budget never exceeded".into(),
             seed: 3,
             seeds: vec![3],
+            seeds_unlisted: 0,
             detail: "window absorbed 60 + reserved 0 = 60 > 50".into(),
             shrunk_flows,
             shrunk_events: 2 * shrunk_flows,
