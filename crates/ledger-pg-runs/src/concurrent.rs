@@ -189,7 +189,11 @@ impl Ctx {
     /// that has no answer within [`CALL_TIMEOUT`] fails (and is retried like any failed call:
     /// every command is idempotent by its ids), so that no wait on the server is unbounded.
     async fn send(&self, call: &Call, now: TimeMs, kill: bool) -> (Reply, Vec<Movement>) {
-        match tokio::time::timeout(CALL_TIMEOUT, self.send_unbounded(call, now, kill)).await {
+        let what = format!(
+            "a call (each is sent again when it fails, until every call has failed for {} s)",
+            self.outage.give_up_after().as_secs()
+        );
+        match ledger_pg::wait::announced(&what, CALL_TIMEOUT, self.send_unbounded(call, now, kill)).await {
             Ok(answered) => answered,
             Err(_) => {
                 self.mark(Mark::CallTimedOut);
@@ -683,13 +687,33 @@ fn fault_flags(args: &PgArgs) -> String {
     s
 }
 
+/// How long one step of a seed's setup (migrations, genesis) or its end may wait on the database.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long reading the final state for a seed's checks may take.
+const FINAL_CHECKS_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `fut`, a step of a seed's setup or end that waits on the database: at most `limit`, said on
+/// stderr when it waits past [`ledger_pg::wait::SAY_AFTER`], and an error saying `what` it was
+/// when it runs out of time.
+async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match ledger_pg::wait::announced(what, limit, fut).await {
+        Ok(done) => done,
+        Err(e) => Err(anyhow::anyhow!("waiting for the database to answer {what}: {e}")),
+    }
+}
+
 /// How long closing a connection pool may wait for its connections to come back.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Closes `pool`, waiting at most [`CLOSE_TIMEOUT`] for its checked-out connections; `what`
 /// names it in the error.
 async fn close_pool(pool: &PgPool, what: &str) -> anyhow::Result<()> {
-    if tokio::time::timeout(CLOSE_TIMEOUT, pool.close()).await.is_err() {
+    if ledger_pg::wait::announced(&format!("the closing of {what}"), CLOSE_TIMEOUT, pool.close()).await.is_err() {
         anyhow::bail!(
             "closing {what}: {} connection(s) still checked out after {} s",
             pool.size().saturating_sub(u32::try_from(pool.num_idle()).unwrap_or(u32::MAX)),
@@ -749,23 +773,28 @@ fn concurrent_seed(
         let pool = PgPoolOptions::new()
             .max_connections(n_tasks + 4)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(calls_options(&opts))
-            .await?;
+            .connect_with(calls_options(&opts));
+        let pool = bounded("a new connection (the run's pool)", ACQUIRE_TIMEOUT, async { Ok(pool.await?) }).await?;
         let admin = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(opts.clone().application_name(ADMIN_APP))
-            .await?;
-        ledger_pg::migrate(&pool).await?;
-        let deadlocks_before = server_deadlocks(&admin).await?;
+            .connect_with(opts.clone().application_name(ADMIN_APP));
+        let admin = bounded("a new connection (the admin pool)", ACQUIRE_TIMEOUT, async { Ok(admin.await?) }).await?;
+        bounded("the migrations", STEP_TIMEOUT, async { Ok(ledger_pg::migrate(&pool).await?) }).await?;
+        let deadlocks_before =
+            bounded("a read of the server's deadlock count", STEP_TIMEOUT, server_deadlocks(&admin)).await?;
         if let Some(sql) = &mutant {
             // `--pg-mutant`: one of the schema's functions replaced, before any traffic.
-            sqlx::raw_sql(sql).execute(&pool).await.map_err(|e| anyhow::anyhow!("installing --pg-mutant: {e}"))?;
+            bounded("--pg-mutant's SQL", STEP_TIMEOUT, async {
+                sqlx::raw_sql(sql).execute(&pool).await.map_err(|e| anyhow::anyhow!("installing --pg-mutant: {e}"))
+            })
+            .await?;
         }
         let client = match kind {
             EngineKind::PgSeed => Client::Seed(SeedClient::new(pool.clone(), config)),
             _ => {
-                reference::genesis(&pool, &config, TimeMs(0)).await?;
+                bounded("genesis", STEP_TIMEOUT, async { Ok(reference::genesis(&pool, &config, TimeMs(0)).await?) })
+                    .await?;
                 let batcher = match args.batch_lanes {
                     Some(lanes) => {
                         Some(Batcher::new(pool.clone(), BatcherOptions { lanes, ..BatcherOptions::default() })?)
@@ -806,7 +835,8 @@ fn concurrent_seed(
             // The schema and the identities are the test's setup, not its traffic: on disk
             // before the crash, whatever the server's settings, so that a crash judges only
             // what the traffic was acknowledged.
-            sqlx::query("CHECKPOINT").execute(&ctx.admin).await?;
+            bounded("a CHECKPOINT", STEP_TIMEOUT, async { Ok(sqlx::query("a CHECKPOINT").execute(&ctx.admin).await?) })
+                .await?;
             if args.durability() == Durability::LosesAcknowledged {
                 // From here to the crash, what the server acknowledges stays in its memory:
                 // the crash loses it for certain, not only when its timing falls so.
@@ -887,12 +917,21 @@ fn concurrent_seed(
             anyhow::bail!("the final expire never succeeded");
         }
         let closes = std::mem::take(&mut *closes.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut violations = final_checks(&ctx.client, &ctx.pool, &ctx.ops, &config, &users, &flows, &closes).await?;
+        let mut violations = bounded(
+            "the reads of the final checks",
+            FINAL_CHECKS_TIMEOUT,
+            final_checks(&ctx.client, &ctx.pool, &ctx.ops, &config, &users, &flows, &closes),
+        )
+        .await?;
         if matches!(ctx.client, Client::Reference(..)) {
             // A crash of a server that is not durable may lose what it acknowledged: the
             // answers after it need not fit any order, and I7 says why.
             let crashed = ctx.crash_at.is_some_and(|n| ctx.n_calls.load(Ordering::Relaxed) >= n);
-            if !crashed || durability(&ctx.pool).await?.is_none() {
+            if !crashed
+                || bounded("a read of the server's durability settings", STEP_TIMEOUT, durability(&ctx.pool))
+                    .await?
+                    .is_none()
+            {
                 let (judged, mark) =
                     linearizability(&config, &users, &ctx.ops.lock().unwrap_or_else(|p| p.into_inner()));
                 violations.extend(judged);
@@ -908,7 +947,10 @@ fn concurrent_seed(
         drop(client);
         close_pool(&pool, "the run's connection pool").await?;
         // A crash of the server resets its statistics: then nothing is counted.
-        let deadlocks = deadlocks_since(&admin, deadlocks_before).await;
+        let deadlocks = bounded("a read of the server's deadlock count", STEP_TIMEOUT, async {
+            Ok(deadlocks_since(&admin, deadlocks_before).await)
+        })
+        .await?;
         close_pool(&admin, "the admin connection pool").await?;
         Ok::<_, anyhow::Error>(ConcSeed {
             violations,

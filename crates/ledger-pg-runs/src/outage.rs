@@ -38,6 +38,11 @@ impl Outage {
         Outage { give_up_after, state: Mutex::new(State::default()), gave_up: AtomicBool::new(false) }
     }
 
+    /// How long calls may fail before the run gives up.
+    pub(crate) fn give_up_after(&self) -> Duration {
+        self.give_up_after
+    }
+
     /// A call failed with `error`. True when the run should give up now.
     pub(crate) fn failed(&self, error: &str) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -334,7 +334,10 @@ impl Server {
                 block_on(async move {
                     // One connection, not a pool: a refused connection is reported as such at
                     // once, rather than as a pool that timed out.
-                    match tokio::time::timeout(CONNECT_TIMEOUT, reset(opts, everything, backend_pid)).await {
+                    // Said again when it hangs: the line above may be many seeds ago.
+                    let what = format!("the reset of the database at {shown}");
+                    match ledger_pg::wait::announced(&what, CONNECT_TIMEOUT, reset(opts, everything, backend_pid)).await
+                    {
                         // A context, not `{e:#}`: the error's own message already holds its source, and the
                         // binary prints the chain leaving out a cause its message repeats.
                         Ok(done) => done.map_err(|e| e.context(format!("resetting the database at {shown}"))),

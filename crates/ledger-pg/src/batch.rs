@@ -39,6 +39,11 @@ use crate::reference::{self, bigint, is_connection_lost, sats_arg, Applied, PgEr
 /// How many batches a lane keeps the batch lock exclusively after one needed every stripe.
 pub const EXCLUSIVE_STREAK: u32 = 16;
 
+/// How long a lane waits for a batch's answer (its one transaction, commit included) before
+/// it fails every command of the batch as a lost connection and drops the connection: the
+/// server's own `statement_timeout` of a run's connections (30 s) and some room.
+pub const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
+
 /// The shape of a [`Batcher`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatcherOptions {
@@ -417,7 +422,8 @@ impl Lane {
             Some(conn) => conn,
             None => self.conn.insert(self.pool.acquire().await.map_err(|e| BatchError::Other(PgError::Sql(e)))?),
         };
-        let rows = sqlx::query(&format!("{SELECT_RESULT} ledger_apply_batch($1, $2, $3, $4, $5, $6, $7)"))
+        let sql = format!("{SELECT_RESULT} ledger_apply_batch($1, $2, $3, $4, $5, $6, $7)");
+        let query = sqlx::query(&sql)
             .bind(&args.kinds)
             .bind(&args.ids)
             .bind(&args.pubkeys)
@@ -425,8 +431,20 @@ impl Lane {
             .bind(&args.amounts)
             .bind(&args.nows)
             .bind(exclusive)
-            .fetch_all(&mut **conn)
-            .await;
+            .fetch_all(&mut **conn);
+        let what = format!("a batch of {} command(s) (one transaction and its commit)", jobs.len());
+        let rows = match crate::wait::announced(&what, BATCH_TIMEOUT, query).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // A connection in the middle of a statement cannot be given back: dropped, not
+                // closed (closing waits on the server too). The next batch takes another.
+                if let Some(conn) = self.conn.take() {
+                    drop(conn.detach());
+                }
+                let lost = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what}: {e}"));
+                return Err(BatchError::Other(PgError::Sql(sqlx::Error::Io(lost))));
+            }
+        };
         let rows = match rows {
             Ok(rows) => rows,
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("LDB01") => {

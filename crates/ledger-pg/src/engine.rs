@@ -42,9 +42,13 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(40);
 /// How long a step waits for a connection: a dead server fails the step, not the run.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `fut`, failed as a lost connection when the server has not answered within [`ANSWER_TIMEOUT`].
-async fn answered<T, E: Into<PgError>>(fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, PgError> {
-    match tokio::time::timeout(ANSWER_TIMEOUT, fut).await {
+/// `fut`, failed as a lost connection when the server has not answered within [`ANSWER_TIMEOUT`];
+/// a wait past [`crate::wait::SAY_AFTER`] says on stderr `what` it waits for, and how long.
+async fn answered<T, E: Into<PgError>>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, PgError> {
+    match crate::wait::announced(what, ANSWER_TIMEOUT, fut).await {
         Ok(r) => r.map_err(Into::into),
         Err(_) => Err(PgError::Sql(no_answer())),
     }
@@ -53,9 +57,14 @@ async fn answered<T, E: Into<PgError>>(fut: impl std::future::Future<Output = Re
 /// The error of a server that did not answer within [`ANSWER_TIMEOUT`]: an I/O error, so that
 /// [`reference::is_connection_lost`] takes it for what it is.
 fn no_answer() -> sqlx::Error {
+    no_answer_within(ANSWER_TIMEOUT)
+}
+
+/// [`no_answer`] after `limit`.
+fn no_answer_within(limit: Duration) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(
         std::io::ErrorKind::TimedOut,
-        format!("no answer from the server within {} s", ANSWER_TIMEOUT.as_secs()),
+        format!("no answer from the server within {} s", limit.as_secs()),
     ))
 }
 
@@ -116,9 +125,17 @@ async fn connect_and_migrate(opts: PgConnectOptions, watch: &Arc<Watch>) -> Resu
                 Ok(())
             })
         })
-        .connect_with(opts)
-        .await?;
-    answered(async { crate::migrate(&pool).await.map_err(|e| PgError::Protocol(format!("migrations: {e}"))) }).await?;
+        .connect_with(opts);
+    // The pool's first connection is bounded by its acquire timeout (this bound only backs it
+    // up); said like any other wait.
+    let pool = match crate::wait::announced("a new connection (a lockstep run's)", ACQUIRE_TIMEOUT, pool).await {
+        Ok(pool) => pool?,
+        Err(e) => return Err(PgError::Sql(no_answer_within(e.0))),
+    };
+    answered("the migrations", async {
+        crate::migrate(&pool).await.map_err(|e| PgError::Protocol(format!("migrations: {e}")))
+    })
+    .await?;
     Ok(pool)
 }
 
@@ -140,7 +157,7 @@ impl PgReferenceEngine {
         let watch = Arc::default();
         let pool = rt.block_on(async {
             let pool = connect_and_migrate(opts, &watch).await?;
-            answered(reference::genesis(&pool, &config, TimeMs(0))).await?;
+            answered("genesis", reference::genesis(&pool, &config, TimeMs(0))).await?;
             Ok::<_, PgError>(pool)
         })?;
         Ok(PgReferenceEngine { rt, pool, config, last_observed: Mutex::new(Observed::default()), watch })
@@ -172,7 +189,7 @@ impl PgReferenceEngine {
 
     /// The read-only I1/I2/I5 audit of the database ([`reference::audit`]).
     pub fn audit(&self) -> Result<Vec<reference::AuditFinding>, PgError> {
-        self.rt.block_on(answered(reference::audit(&self.pool)))
+        self.rt.block_on(answered("the audit", reference::audit(&self.pool)))
     }
 }
 
@@ -192,7 +209,10 @@ impl Engine for PgReferenceEngine {
     }
 
     fn step(&mut self, op: &mut Command, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
-        let applied = self.rt.block_on(answered(reference::apply(&self.pool, op, now)));
+        let applied = self.rt.block_on(answered(
+            "a lockstep step (one statement and its commit)",
+            reference::apply(&self.pool, op, now),
+        ));
         Some(match applied {
             Ok(applied) => {
                 journal.extend(applied.movements);
@@ -205,7 +225,7 @@ impl Engine for PgReferenceEngine {
     fn observe(&self) -> Observed {
         let mut last = self.last_observed.lock().unwrap_or_else(|p| p.into_inner());
         // A failed read (a killed connection) keeps the last state seen, and says so.
-        match self.rt.block_on(answered(reference::totals(&self.pool))) {
+        match self.rt.block_on(answered("a read of the state (the pool's totals)", reference::totals(&self.pool))) {
             Ok(t) => {
                 *last = Observed {
                     pool_sats: i128::from(t.balance_sats),
@@ -224,6 +244,7 @@ impl Engine for PgReferenceEngine {
         let v: Option<i64> = self
             .rt
             .block_on(answered(
+                "a read of a daily remaining",
                 sqlx::query_scalar("SELECT ledger_daily_remaining(i, $2) FROM identities i WHERE pubkey = $1")
                     .bind(pubkey.to_string())
                     .bind(now_ms)
@@ -576,8 +597,12 @@ impl Engine for PgSeedEngine {
 
     fn step(&mut self, op: &mut SeedOp, now: TimeMs, journal: &mut Vec<Movement>) -> Option<Reply> {
         // The timer is made inside the runtime: it needs its clock.
-        match self.rt.block_on(async { tokio::time::timeout(ANSWER_TIMEOUT, self.client.step(op, now, journal)).await })
-        {
+        let step = self.client.step(op, now, journal);
+        match self.rt.block_on(crate::wait::announced(
+            "a lockstep step (a round trip of the seed)",
+            ANSWER_TIMEOUT,
+            step,
+        )) {
             Ok(reply) => reply,
             Err(_) => Some(Reply::Failed { error: reference::failed_reply(&PgError::Sql(no_answer())) }),
         }
@@ -586,7 +611,7 @@ impl Engine for PgSeedEngine {
     fn observe(&self) -> Observed {
         let mut last = self.last_observed.lock().unwrap_or_else(|p| p.into_inner());
         // A failed read (a killed connection) keeps the last state seen, and says so.
-        match self.rt.block_on(answered(self.client.observe())) {
+        match self.rt.block_on(answered("a read of the state", self.client.observe())) {
             Ok(observed) => *last = observed,
             Err(e) => self.watch.note(read_failed("the state", &e)),
         }
@@ -596,7 +621,7 @@ impl Engine for PgSeedEngine {
     fn daily_remaining(&self, pubkey: &Pubkey, now: TimeMs) -> Option<Sats> {
         let identity = self
             .rt
-            .block_on(answered(async {
+            .block_on(answered("a read of a daily remaining", async {
                 let mut conn = self.client.pool.acquire().await?;
                 seed::get_identity(&mut conn, &pubkey.to_string()).await
             }))

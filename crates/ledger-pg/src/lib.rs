@@ -47,6 +47,7 @@ pub mod reference;
 pub mod schema;
 pub mod seed;
 pub mod testpg;
+pub mod wait;
 
 pub use redact::{database_url_options, redacted, redacted_text};
 

@@ -253,3 +253,147 @@ mod silent_server {
         assert_bounded_failure(code, &text, port);
     }
 }
+
+mod silenced_server {
+    //! A server that stops answering in the middle of a run (a postmaster stopped by SIGSTOP, a
+    //! lost network): the run reaches a real throwaway cluster through a proxy of the test's own,
+    //! which, once the run is under way, stops forwarding and holds every connection (and every
+    //! new one) without a word. Every wait of the run on the database is bounded and says on
+    //! stderr what it waits for and how long it waits at most, before it gives up: a lockstep run
+    //! waited 40 s, a batched run 60 s, without a line. Needs PostgreSQL and fails (never skips)
+    //! when a throwaway cluster cannot start.
+
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use ledger_pg::testpg::{TestPg, TimeLimit};
+
+    use super::Running;
+
+    /// No test here may take longer than this.
+    const TIME_LIMIT: Duration = Duration::from_secs(420);
+
+    /// The longest the run may take after the server went silent before the test calls it hung:
+    /// its own bounds (a statement 40 s, a call 30 s then `--give-up-after`) are well inside it.
+    const HUNG_AFTER: Duration = Duration::from_secs(240);
+
+    /// Copies `from` to `to` until `silent`; then holds both, forwarding nothing.
+    fn pipe(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>) {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if silent.load(Ordering::SeqCst) {
+                    // Held, never answered, until the test process ends.
+                    let _held = (from, to);
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// A proxy on a loopback port to the server on `upstream`, and the switch that silences it.
+    fn proxy(upstream: u16) -> (u16, Arc<AtomicBool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let silent = Arc::new(AtomicBool::new(false));
+        let switch = Arc::clone(&silent);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for client in listener.incoming().flatten() {
+                if silent.load(Ordering::SeqCst) {
+                    held.push(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else { continue };
+                pipe(client, server, Arc::clone(&silent));
+                pipe(s2, c2, Arc::clone(&silent));
+            }
+        });
+        (port, switch)
+    }
+
+    /// Waits (at most two minutes) until the database at `pg` has `n` movements in its journal.
+    fn wait_for_traffic(pg: &TestPg, n: i64) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let started = Instant::now();
+        loop {
+            let seen: Option<i64> = rt.block_on(async {
+                let mut conn = pg.connect().await.ok()?;
+                sqlx::query_scalar("SELECT count(*) FROM pool_journal").fetch_one(&mut conn).await.ok()
+            });
+            if seen.is_some_and(|seen| seen >= n) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "the run never wrote {n} movements");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `ledger-sim run --engine pg-reference args` through the proxy, silences it once the
+    /// run has written some movements, and returns the run's exit code and stderr.
+    fn run_and_silence(args: &[&str]) -> (i32, String) {
+        let pg = TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start for this test");
+        let upstream: u16 =
+            pg.url().rsplit(':').next().and_then(|p| p.split('/').next()?.parse().ok()).expect("a port");
+        let (port, silent) = proxy(upstream);
+        let url = format!("postgres://postgres@127.0.0.1:{port}/{}", pg.database_name());
+        let running = Running::spawn(
+            Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
+                .args(["run", "--engine", "pg-reference", "--users", "50", "--steps", "4000", "--seeds", "0..50"])
+                .args(["--database-url", &url])
+                .args(args)
+                .env_remove("DATABASE_URL"),
+        );
+        wait_for_traffic(&pg, 100);
+        silent.store(true, Ordering::SeqCst);
+        let ended = running.wait(Instant::now(), HUNG_AFTER, "the run did not end after its server went silent");
+        (ended.code, ended.stderr)
+    }
+
+    /// The run ended on the silent server, and said what it waited for before it gave up.
+    fn assert_announced_then_gave_up(code: i32, text: &str) {
+        assert_eq!(code, 2, "{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        let said = text.find("waiting for the database to answer");
+        let gave_up = text.find("error:");
+        assert!(said.is_some(), "the wait on the silent server was never said:\n{text}");
+        assert!(gave_up.is_some(), "the run must end with an error:\n{text}");
+        assert!(said < gave_up, "the wait was said only after it was given up:\n{text}");
+        assert!(text.contains("no answer"), "the error must say the server did not answer:\n{text}");
+    }
+
+    #[test]
+    fn a_lockstep_run_says_what_it_waits_for_when_its_server_goes_silent() {
+        let _limit = TimeLimit::new(
+            concat!(module_path!(), "::a_lockstep_run_says_what_it_waits_for_when_its_server_goes_silent"),
+            TIME_LIMIT,
+        );
+        let (code, text) = run_and_silence(&[]);
+        assert_announced_then_gave_up(code, &text);
+    }
+
+    #[test]
+    fn a_batched_run_says_what_it_waits_for_when_its_server_goes_silent() {
+        let _limit = TimeLimit::new(
+            concat!(module_path!(), "::a_batched_run_says_what_it_waits_for_when_its_server_goes_silent"),
+            TIME_LIMIT,
+        );
+        let (code, text) = run_and_silence(&["--concurrency", "8", "--batch-lanes", "2", "--give-up-after", "5"]);
+        assert_announced_then_gave_up(code, &text);
+        assert!(text.contains("a batch of"), "the batch's wait must be said:\n{text}");
+    }
+}
