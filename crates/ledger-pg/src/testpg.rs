@@ -28,8 +28,23 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 #[derive(Debug, thiserror::Error)]
 pub enum TestPgError {
     /// A PostgreSQL program (`initdb`, `pg_ctl`) is not installed where we looked.
-    #[error("cannot find the PostgreSQL program {0} (set PG_BIN to its directory)")]
+    #[error(
+        "cannot find the PostgreSQL program {0} under /usr/lib/postgresql/*/bin or on PATH (set PG_BIN to its \
+         directory)"
+    )]
     MissingProgram(&'static str),
+    /// PG_BIN is set, and does not hold the program: nothing else is searched.
+    #[error(
+        "PG_BIN is set to {}, which holds no PostgreSQL program {program}: set PG_BIN to the directory of \
+         PostgreSQL's initdb and pg_ctl, or unset it to search /usr/lib/postgresql/*/bin and PATH",
+        ledger_harness::text::shown(&format!("{dir:?}"))
+    )]
+    MissingInPgBin {
+        /// The program looked for.
+        program: &'static str,
+        /// PG_BIN's value.
+        dir: PathBuf,
+    },
     /// A program ran and failed; its output is attached.
     #[error("{program} failed: {output}")]
     Program {
@@ -100,19 +115,43 @@ static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
 
 fn find_program(name: &'static str) -> Result<PathBuf, TestPgError> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os("PG_BIN") {
-        candidates.push(PathBuf::from(dir).join(name));
+    find_program_in(name, std::env::var_os("PG_BIN"), std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))
+}
+
+/// Where `name` is: in `pg_bin` (PG_BIN) alone when that is set and not empty, and otherwise
+/// under `lib/*/bin` (newest major version first), then in each directory of `path` (PATH).
+/// A PG_BIN that does not hold the program is an error naming it, never a fall back to another
+/// PostgreSQL: a user who sets it means that one. An empty PG_BIN (`PG_BIN=` in a CI template)
+/// is taken as unset.
+fn find_program_in(
+    name: &'static str,
+    pg_bin: Option<std::ffi::OsString>,
+    path: Option<std::ffi::OsString>,
+    lib: &Path,
+) -> Result<PathBuf, TestPgError> {
+    if let Some(dir) = pg_bin.filter(|d| !d.is_empty()) {
+        let program = PathBuf::from(&dir).join(name);
+        return if program.is_file() {
+            Ok(program)
+        } else {
+            Err(TestPgError::MissingInPgBin { program: name, dir: PathBuf::from(dir) })
+        };
     }
-    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+    let mut candidates = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(lib) {
         let mut versions: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        // Newest major version first.
-        versions.sort();
+        // Newest major version first (as numbers: 9.6 is older than 10).
+        versions.sort_by_key(|v| {
+            let n = v.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let major = n.split('.').next().and_then(|m| m.parse::<u64>().ok());
+            (major, n.to_owned())
+        });
         versions.reverse();
         candidates.extend(versions.into_iter().map(|v| v.join("bin").join(name)));
     }
-    candidates.push(PathBuf::from("/usr/local/bin").join(name));
-    candidates.push(PathBuf::from("/usr/bin").join(name));
+    if let Some(path) = path {
+        candidates.extend(std::env::split_paths(&path).filter(|d| !d.as_os_str().is_empty()).map(|d| d.join(name)));
+    }
     candidates.into_iter().find(|p| p.is_file()).ok_or(TestPgError::MissingProgram(name))
 }
 
@@ -992,6 +1031,46 @@ mod tests {
         assert_eq!(database_url_from(Some("".into())).unwrap(), None);
         assert_eq!(database_url_from(None).unwrap(), None);
         assert_eq!(database_url_from(Some("postgres://u@h/db".into())).unwrap().as_deref(), Some("postgres://u@h/db"));
+    }
+
+    #[test]
+    fn pg_bin_is_the_only_place_looked_at_when_set() {
+        use std::os::unix::ffi::OsStringExt;
+        let root = std::env::temp_dir().join(format!("ledger-pg-find-{}", std::process::id()));
+        let (lib, pg_bin, on_path) = (root.join("lib"), root.join("pg bin"), root.join("path"));
+        for d in [lib.join("9.6/bin"), lib.join("16/bin"), pg_bin.clone(), on_path.clone()] {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        for f in [lib.join("9.6/bin/initdb"), lib.join("16/bin/initdb"), on_path.join("pg_ctl"), pg_bin.join("initdb")]
+        {
+            std::fs::write(f, "").unwrap();
+        }
+        let path = Some(std::env::join_paths([Path::new("/no/such/dir"), &on_path]).unwrap());
+        // Unset or empty: the newest version under lib, then PATH.
+        for unset in [None, Some("".into())] {
+            assert_eq!(
+                find_program_in("initdb", unset.clone(), path.clone(), &lib).unwrap(),
+                lib.join("16/bin/initdb")
+            );
+            assert_eq!(find_program_in("pg_ctl", unset, path.clone(), &lib).unwrap(), on_path.join("pg_ctl"));
+        }
+        // Set: PG_BIN alone, a missing program an error naming it (no fall back to lib or PATH).
+        let set = Some(pg_bin.clone().into_os_string());
+        assert_eq!(find_program_in("initdb", set.clone(), path.clone(), &lib).unwrap(), pg_bin.join("initdb"));
+        let e = find_program_in("pg_ctl", set, path.clone(), &lib).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("PG_BIN is set to {:?}, which holds no PostgreSQL program pg_ctl", pg_bin)),
+            "{e}"
+        );
+        let e = find_program_in("initdb", Some("/nonexistent".into()), path.clone(), &lib).unwrap_err().to_string();
+        assert!(e.starts_with("PG_BIN is set to \"/nonexistent\", which holds no"), "{e}");
+        // Not UTF-8: a path like any other, named in the error.
+        let odd = std::ffi::OsString::from_vec(b"/no/caf\xe9".to_vec());
+        let e = find_program_in("initdb", Some(odd), path.clone(), &lib).unwrap_err().to_string();
+        assert!(e.starts_with("PG_BIN is set to \"/no/caf\\xE9\""), "{e}");
+        let e = find_program_in("postgres", None, path, &lib).unwrap_err().to_string();
+        assert!(e.contains("on PATH (set PG_BIN"), "{e}");
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -397,3 +397,29 @@ mod silenced_server {
         assert!(text.contains("a batch of"), "the batch's wait must be said:\n{text}");
     }
 }
+
+mod pg_bin {
+    //! `PG_BIN` names the one directory the throwaway cluster's programs come from: one that does
+    //! not hold them is an error naming it, not a quiet fall back to the machine's PostgreSQL.
+
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use super::Running;
+
+    #[test]
+    fn a_run_with_a_pg_bin_that_holds_no_postgresql_is_refused_naming_it() {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-sim"));
+        cmd.args(["run", "--engine", "pg-reference", "--seeds", "0..1", "--users", "5", "--steps", "20"])
+            .env_remove("DATABASE_URL")
+            .env("PG_BIN", "/nonexistent/pg/bin");
+        let ended = Running::spawn(&mut cmd).wait(Instant::now(), Duration::from_secs(240), "the run hung");
+        assert_eq!(ended.code, 2, "{}", ended.stderr);
+        assert!(
+            ended.stderr.contains("PG_BIN is set to \"/nonexistent/pg/bin\", which holds no PostgreSQL program initdb"),
+            "{}",
+            ended.stderr
+        );
+        assert!(!ended.stderr.contains("starting a throwaway PostgreSQL"), "{}", ended.stderr);
+    }
+}
