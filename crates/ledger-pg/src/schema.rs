@@ -95,7 +95,23 @@ pub async fn foreign_objects(conn: &mut sqlx::PgConnection) -> Result<Foreign, s
              WHERE (w.classid, w.objid, w.objsubid) = (s.classid, s.objid, 0)) \
          ORDER BY 1"
     );
-    let objects: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut *conn).await?;
+    let mut objects: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut *conn).await?;
+    if recorded {
+        // A column a user added to one of ledger-pg's tables (`ALTER TABLE requests ADD COLUMN
+        // note text`) has no pg_depend row of its own when its type is built in, so the walk
+        // above does not see it: its pg_attribute row was written by another transaction than
+        // the one that made the table (ledger-pg's migrations never alter a table they made
+        // earlier). A reset would drop its data with the table.
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT pg_describe_object('pg_class'::regclass, c.oid, a.attnum)              FROM public.ledger_pg_objects o              JOIN pg_class c ON c.oid = o.objid AND c.relkind IN ('r', 'p')              JOIN pg_depend t ON t.classid = 'pg_class'::regclass AND t.objid = c.oid AND t.objsubid = 0                  AND t.refclassid = 'pg_namespace'::regclass              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND a.xmin::text <> t.xmin::text              ORDER BY 1",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        // A foreign column's default is a part of it, named with it.
+        objects.retain(|o| !columns.iter().any(|c| o.strip_prefix("default value for ") == Some(c.as_str())));
+        objects.extend(columns);
+        objects.sort();
+    }
     let mut unrecorded_ledger_pg = false;
     if !recorded && !objects.is_empty() {
         let has_migrations: bool = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")

@@ -138,6 +138,28 @@ async fn whatever_a_user_made_in_public_or_on_it_is_foreign() {
     );
 }
 
+/// A column a user added to one of ledger-pg's tables, and filled, is foreign: a reset would
+/// drop its data with the table (it was not seen: a built-in type gives a column no pg_depend
+/// row). ledger-pg's own columns are not, after a run has written rows.
+#[tokio::test]
+async fn a_column_a_user_added_to_a_ledger_pg_table_is_foreign() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_column_a_user_added_to_a_ledger_pg_table_is_foreign"),
+        TIME_LIMIT,
+    );
+    let (pg, pool) = migrated().await;
+    reference::genesis(&pool, &Config::default(), TimeMs(0)).await.unwrap();
+    let mut conn = pg.connect().await.unwrap();
+    sqlx::raw_sql("VACUUM ANALYZE").execute(&mut conn).await.unwrap();
+    assert_eq!(ledger_pg::schema::foreign_objects(&mut conn).await.unwrap(), Foreign::default());
+    sqlx::raw_sql("ALTER TABLE requests ADD COLUMN note text; ALTER TABLE grants ADD COLUMN why text DEFAULT 'x';")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let foreign = ledger_pg::schema::foreign_objects(&mut conn).await.unwrap();
+    assert_eq!(foreign.objects, ["column note of table requests", "column why of table grants"]);
+}
+
 /// A database an earlier ledger-pg migrated, which kept no record, is told apart in the
 /// refusal: its tables are likely ledger-pg's, but cannot be told from a user's.
 #[tokio::test]
