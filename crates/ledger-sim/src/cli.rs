@@ -508,7 +508,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             exec: Some(&args.exec),
             stop: Some(interrupt.flag()),
         };
-        let report = ledger_pg_runs::run(&run, &args.pg)?;
+        let mut report = ledger_pg_runs::run(&run, &args.pg)?;
         // `report.seeds` is the range the report covers, `A..B`: shorter than asked when the
         // run stopped early (at a violation with --fail-fast, or by a signal).
         let ran_to = report.seeds.rsplit_once("..").and_then(|(_, end)| end.parse().ok()).unwrap_or(seeds.1);
@@ -545,7 +545,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             };
             serde_json::to_writer_pretty(&mut out, &full)?;
             writeln!(out)?;
+            say_replays_from_anywhere(&report);
         } else {
+            replays_from_anywhere(&mut report);
             // The faults the run injects below the workload: the scenario's own (its
             // `lost_ack` is the simulated worker's) say nothing of them.
             let injected = injected_faults(&args);
@@ -557,7 +559,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
         return ended(&mut out, interrupted, ok);
     } else if args.pg.is_set() {
-        anyhow::bail!("--database-url, --concurrency and the Postgres faults need --engine pg-reference|pg-seed");
+        let engine =
+            clap::ValueEnum::to_possible_value(&args.engine).map(|v| v.get_name().to_owned()).unwrap_or_default();
+        anyhow::bail!("{} (this run's engine is {engine})", pg_flags_refused(&args.pg));
     }
     let interrupt = crate::interrupt::Interrupt::install()?;
     // A soak shrinks each invariant's counterexample when it finds it; a run, at its end.
@@ -608,7 +612,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
                 sharded: args.shard.is_some(),
             }
         });
-    let report = RunReport {
+    let mut report = RunReport {
         engine: engine.name(),
         scheduler: Some(scheduler),
         seeds: format!("{}..{ran_to}", seeds.0),
@@ -645,11 +649,39 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         };
         serde_json::to_writer_pretty(&mut out, &full)?;
         writeln!(out)?;
+        say_replays_from_anywhere(&report);
     } else {
+        replays_from_anywhere(&mut report);
         print_report_with(&mut out, &report, &describe(&scenario), &steer_lines(&done))?;
         ledger_exec::say!("{} steps in {:.2?} ({} steps/s)", steps, elapsed, report.steps_per_sec);
     }
     ended(&mut out, interrupted, ok)
+}
+
+/// The directory the run started in, which relative paths in its report are relative to
+/// (the run never changes it).
+fn start_dir() -> Option<PathBuf> {
+    std::env::current_dir().ok()
+}
+
+/// The text report's replay commands (and a concurrent finding's run again) made to work
+/// pasted into a shell in any directory: the report with `--json` and `--junit` keeps them
+/// relative to the directory the run started in, the same bytes wherever that is.
+fn replays_from_anywhere(report: &mut RunReport) {
+    let Some(start) = start_dir() else { return };
+    for v in &mut report.violations {
+        v.replay = ledger_simulator::report::from_anywhere(&v.replay, &v.trace, &start);
+    }
+}
+
+/// With `--json`, each finding's replay command that works pasted in any directory, on
+/// stderr (the report's own is relative to the directory the run started in).
+fn say_replays_from_anywhere(report: &RunReport) {
+    let Some(start) = start_dir() else { return };
+    for v in &report.violations {
+        let command = ledger_simulator::report::from_anywhere(&v.replay, &v.trace, &start);
+        ledger_exec::say!("ledger-sim: {} (seed {}), from any directory: {command}", v.invariant, v.seed);
+    }
 }
 
 /// How a run whose report is printed on `out` ends: by the signal that stopped it, if one did
@@ -861,6 +893,47 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
     Ok(report.violations.is_empty() && divergence.is_none() && failure.is_none())
 }
 
+/// What a run on an in-memory engine says of the Postgres and concurrency flags given: each
+/// flag with the engines that take it (`--concurrency` and `--lost-ack` are the exec engine's
+/// too, `--database-url` an exec run's with `--exec-db`).
+fn pg_flags_refused(pg: &ledger_pg_runs::PgArgs) -> String {
+    let mut said: Vec<(&str, &str)> = Vec::new();
+    let mut given = |set: bool, flag: &'static str, engines: &'static str| {
+        if set {
+            said.push((flag, engines));
+        }
+    };
+    let everywhere = "--engine pg-reference, pg-seed or exec";
+    given(pg.database_url.is_some(), "--database-url", "--engine pg-reference or pg-seed, or exec with --exec-db");
+    given(pg.reset_database, "--reset-database", "--database-url on --engine pg-reference or pg-seed");
+    given(pg.concurrency.is_some(), "--concurrency", everywhere);
+    given(pg.lost_ack != 0.0, "--lost-ack", everywhere);
+    let pg_only = "--engine pg-reference or pg-seed";
+    given(pg.kill_connections != 0.0, "--kill-connections", pg_only);
+    given(pg.restart_server_at.is_some(), "--restart-server-at", pg_only);
+    given(pg.crash_server_at.is_some(), "--crash-server-at", pg_only);
+    given(pg.batch_lanes.is_some(), "--batch-lanes", "--engine pg-reference");
+    given(pg.give_up_after.is_some(), "--give-up-after", pg_only);
+    given(pg.pg_mutant.is_some(), "--pg-mutant", pg_only);
+    said.iter().map(|(flag, engines)| format!("{flag} needs {engines}")).collect::<Vec<_>>().join("; ")
+}
+
+/// The exec options given, as the command line spells them.
+fn exec_flags_given(exec: &ledger_pg_runs::ExecArgs) -> Vec<&'static str> {
+    let mut flags = Vec::new();
+    for (set, flag) in [
+        (exec.command.is_some(), "--exec"),
+        (exec.exec_db, "--exec-db"),
+        (exec.exec_timeout.is_some(), "--exec-timeout"),
+        (exec.kill_child_at.is_some(), "--kill-child-at"),
+    ] {
+        if set {
+            flags.push(flag);
+        }
+    }
+    flags
+}
+
 /// Replays a history on the engine it names: in memory, on PostgreSQL (the database of
 /// `--database-url` reset first, or a fresh one; with the SQL of `--pg-mutant` installed), or
 /// on an implementation of the engine protocol. The result, and the divergence from the
@@ -874,8 +947,21 @@ fn replay_any(
     log: bool,
 ) -> anyhow::Result<(RunResult, Option<String>, Option<String>)> {
     let spec = EngineSpec::from_name(&h.engine)?;
+    if exec.kill_child_at.is_some() {
+        // A replay runs one call at a time; the kill is a concurrent run's fault.
+        anyhow::bail!(
+            "--kill-child-at is not taken by replay: a replay sends one call at a time, and the kill is a fault \
+             of a concurrent run (`run --engine exec --concurrency N --kill-child-at N`)"
+        );
+    }
     if spec.kind != EngineKind::Exec && exec.is_set() {
-        anyhow::bail!("--exec replays an exec trace; this trace is of {}", h.engine);
+        let given = exec_flags_given(exec);
+        anyhow::bail!(
+            "{} {} an exec trace on its implementation; this trace is of {}",
+            given.join(", "),
+            if given.len() == 1 { "replays" } else { "replay" },
+            h.engine
+        );
     }
     if !matches!(spec.kind, EngineKind::PgReference | EngineKind::PgSeed) && db.is_set() {
         anyhow::bail!(

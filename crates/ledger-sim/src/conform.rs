@@ -118,8 +118,9 @@ impl Shown<'_> {
         self.args.vectors.as_ref().map(|dir| dir.join(&f.file))
     }
 
-    /// The command that runs `f`'s case alone on the same implementation, quoted for a POSIX
-    /// shell, with every password hidden (so it runs as printed only when there was none).
+    /// The command that runs `f`'s case alone on the same implementation, from the directory
+    /// conform ran in (`(cd DIR && ledger-sim conform ...)`), quoted for a POSIX shell, with
+    /// every password hidden (so it runs as printed only when there was none).
     fn replay(&self, f: &Failure) -> String {
         let quote = ledger_simulator::report::shell_quote;
         let mut command = format!("ledger-sim conform {}", self.exec.replay_flags());
@@ -128,7 +129,13 @@ impl Shown<'_> {
             command.push_str(&format!(" --vectors {}", quote(&absolute.display().to_string())));
         }
         command.push_str(&format!(" --case {}", quote(&f.case)));
-        ledger_harness::text::redacted_text(&command)
+        let command = ledger_harness::text::redacted_text(&command);
+        // The command of `--exec` may name files relative to where conform ran: it is run
+        // from there, so that the line works pasted in any directory.
+        match std::env::current_dir() {
+            Ok(start) => ledger_simulator::report::from_anywhere(&command, "", &start),
+            Err(_) => command,
+        }
     }
 
     /// The report as text: a block per failing case, then the summary.

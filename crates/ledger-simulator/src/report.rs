@@ -163,10 +163,12 @@ impl ViolationReport {
     /// nothing to say (no trace and no steps).
     pub fn how_reduced(&self) -> Option<String> {
         let (n_flows, n_events) = (self.shrunk_flows, self.shrunk_events);
-        if n_flows == 0 && n_events == 0 {
-            // A concurrent run's finding: its calls are listed, not shrunk. A report written
-            // before `reduction` says so only by these counts.
-            return (!self.steps.is_empty()).then(|| "not shrunk (real concurrency)".to_owned());
+        if self.is_concurrent() {
+            // A concurrent run's finding: its calls are listed, not shrunk.
+            return Some("not shrunk (real concurrency)".to_owned());
+        }
+        if n_flows == 0 && n_events == 0 && self.steps.is_empty() {
+            return None;
         }
         Some(match self.reduction {
             Reduction::Shrunk => format!("shrunk to {n_flows} flow(s), {n_events} event(s)"),
@@ -177,6 +179,21 @@ impl ViolationReport {
         })
     }
 }
+
+impl ViolationReport {
+    /// A concurrent run's finding: its calls are listed, not shrunk, and it has no replay (its
+    /// `replay` says so and how to run the seed again). A counterexample shrunk to no flow
+    /// and no event (the final sweep alone broke it) is not one: it replays.
+    pub fn is_concurrent(&self) -> bool {
+        self.shrunk_flows == 0
+            && self.shrunk_events == 0
+            && !self.steps.is_empty()
+            && self.replay.starts_with(NOT_REPLAYABLE)
+    }
+}
+
+/// How the `replay` of a concurrent finding begins.
+pub const NOT_REPLAYABLE: &str = "not replayable (real concurrency)";
 
 /// What `run` prints with `--json`.
 #[derive(Debug, Serialize)]
@@ -701,7 +718,7 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
         writeln!(out, "VIOLATION {} {} (seed {}; {} seed(s) broke it)", v.invariant, v.name, v.seed, v.n_seeds())?;
         writeln!(out, "  {}", v.detail)?;
         match v.how_reduced() {
-            Some(how) if is_concurrent(v) => writeln!(out, "  {how}; the first of them:")?,
+            Some(how) if v.is_concurrent() => writeln!(out, "  {how}; the first of them:")?,
             Some(how) => writeln!(out, "  {how}:")?,
             None => {}
         }
@@ -717,7 +734,7 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
             "next: `--engine seed` to watch the original service break I2-I6; `--seeds 0..1000` for more \
              seeds; `--json` for machines; see README.md"
         )?;
-    } else if !r.violations.is_empty() && r.violations.iter().all(is_concurrent) {
+    } else if !r.violations.is_empty() && r.violations.iter().all(ViolationReport::is_concurrent) {
         writeln!(
             out,
             "next: a concurrent finding has no replay; run its command above again to see it come back, \
@@ -741,16 +758,41 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-/// The command that replays the trace at `path`, with the path made absolute and quoted, so
-/// that it works pasted into a shell in any directory.
+/// The command that replays the trace at `path`, the path as the run has it (relative to the
+/// directory the run started in when the trace directory was given relative, as by default)
+/// and quoted: what a report with `--json` or `--junit` holds, the same bytes wherever the run
+/// started. [`from_anywhere`] gives the form that works pasted in any directory.
 pub fn replay_command(path: &Path) -> String {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    format!("ledger-sim replay {}", shell_quote(&absolute.display().to_string()))
+    format!("ledger-sim replay {}", shell_quote(&path.display().to_string()))
 }
 
-/// A concurrent run's finding: its calls are listed, not shrunk, and it has no replay.
-fn is_concurrent(v: &ViolationReport) -> bool {
-    v.shrunk_flows == 0 && v.shrunk_events == 0 && !v.steps.is_empty()
+/// `command` (a finding's `replay`, whose trace is `trace`; or the run again of a concurrent
+/// finding) in a form that works pasted into a shell in any directory, for a run started in
+/// `start`: with the options of an implementation or a mutant (`--exec`, `--pg-mutant`), whose
+/// own paths are relative to where the run started, `(cd START && COMMAND)`; otherwise with
+/// the trace's path made absolute.
+pub fn from_anywhere(command: &str, trace: &str, start: &Path) -> String {
+    let in_start = |c: &str| format!("(cd {} && {c})", shell_quote(&start.display().to_string()));
+    const AGAIN: &str = "run again: ";
+    if command.starts_with(NOT_REPLAYABLE) {
+        return match command.find(AGAIN) {
+            Some(i) => format!("{}{}", &command[..i + AGAIN.len()], in_start(&command[i + AGAIN.len()..])),
+            None => command.to_owned(),
+        };
+    }
+    if !command.starts_with("ledger-sim ") {
+        return command.to_owned();
+    }
+    if command.contains(" --exec ") || command.contains(" --pg-mutant ") || command.contains(" --vectors ") {
+        return in_start(command);
+    }
+    let given = format!("ledger-sim replay {}", shell_quote(trace));
+    match command.strip_prefix(&given) {
+        Some(rest) if Path::new(trace).is_relative() => {
+            format!("ledger-sim replay {}{rest}", shell_quote(&start.join(trace).display().to_string()))
+        }
+        _ => command.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -852,14 +894,49 @@ mod tests {
         assert_eq!(old.how_reduced().as_deref(), Some("shrunk to 1 flow(s), 2 event(s)"));
     }
 
-    /// A replay command works pasted anywhere: the path absolute, quoted when it must be.
+    /// A replay command in a report names the trace as the run has it, whatever the directory
+    /// (the same bytes from any directory); quoted when it must be.
     #[test]
-    fn replay_commands_are_absolute_and_quoted() {
-        let here = std::env::current_dir().unwrap();
+    fn replay_commands_name_the_trace_as_given_and_quoted() {
         let plain = replay_command(Path::new("tr/seed-seed0-I2.jsonl"));
-        assert_eq!(plain, format!("ledger-sim replay {}/tr/seed-seed0-I2.jsonl", here.display()));
+        assert_eq!(plain, "ledger-sim replay tr/seed-seed0-I2.jsonl");
         let odd = replay_command(Path::new("/tmp/my traces/it's.jsonl"));
         assert_eq!(odd, "ledger-sim replay '/tmp/my traces/it'\\''s.jsonl'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    /// The form printed for a person works pasted in any directory: the trace absolute, and a
+    /// command with an implementation's options run from the directory the run started in.
+    #[test]
+    fn replay_commands_from_anywhere() {
+        let start = Path::new("/work/my dir");
+        let plain = replay_command(Path::new("tr/a.jsonl"));
+        assert_eq!(from_anywhere(&plain, "tr/a.jsonl", start), "ledger-sim replay '/work/my dir/tr/a.jsonl'");
+        let absolute = replay_command(Path::new("/t/a.jsonl"));
+        assert_eq!(from_anywhere(&absolute, "/t/a.jsonl", start), "ledger-sim replay /t/a.jsonl");
+        let exec = format!("{plain} --exec 'python3 adapter.py'");
+        assert_eq!(
+            from_anywhere(&exec, "tr/a.jsonl", start),
+            "(cd '/work/my dir' && ledger-sim replay tr/a.jsonl --exec 'python3 adapter.py')"
+        );
+        let again = format!("{NOT_REPLAYABLE}; run again: ledger-sim run --engine exec --exec svc --seed 3");
+        assert_eq!(
+            from_anywhere(&again, "t.jsonl", start),
+            format!(
+                "{NOT_REPLAYABLE}; run again: (cd '/work/my dir' && ledger-sim run --engine exec --exec svc --seed 3)"
+            )
+        );
+    }
+
+    /// A counterexample shrunk to no flow and no event (the final sweep alone breaks it) is
+    /// called shrunk, and the last line points at its replay: it is no concurrent finding.
+    #[test]
+    fn a_counterexample_of_nothing_is_shrunk_not_concurrent() {
+        let empty = ViolationReport { shrunk_events: 0, ..finding(0, "ledger-sim replay t.jsonl") };
+        assert!(!empty.is_concurrent());
+        let t = text(vec![empty]);
+        assert!(t.contains("  shrunk to 0 flow(s), 0 event(s):"), "{t}");
+        assert!(!t.contains("real concurrency"), "{t}");
+        assert!(t.contains("next: run a replay command above"), "{t}");
     }
 }

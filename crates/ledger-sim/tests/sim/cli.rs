@@ -685,7 +685,7 @@ fn a_negative_value_is_refused_by_its_options_parser() {
         (&["run"], "--seeds", "-1..3", "bad range start \"-1\""),
         (&["run", "--seeds", "0..4"], "--shard", "-1/2", "invalid value '-1/2' for '--shard"),
         (&["plan", scenario, "--json"], "--shard", "-1/2", "invalid value '-1/2' for '--shard"),
-        (&["run"], "--kill-connections", "-0.5", "the Postgres faults need --engine pg-reference|pg-seed"),
+        (&["run"], "--kill-connections", "-0.5", "--kill-connections needs --engine pg-reference or pg-seed"),
         (&pg_run, "--concurrency", "-1", "invalid value '-1' for '--concurrency"),
         (&pg_run, "--kill-connections", "-0.5", "--kill-connections -0.5: must be a probability in 0..=1"),
         (&pg_run, "--lost-ack", "-1e-3", "--lost-ack -0.001: must be a probability in 0..=1"),

@@ -111,7 +111,8 @@ fn a_failing_case_is_told_in_the_protocols_json_and_replays_alone() {
     // The replay command runs that case alone, on the same implementation, and fails the same.
     let replay = labelled(b, "replay:");
     assert!(
-        replay.starts_with("ledger-sim conform --exec ") && replay.ends_with(" --case credit/credited"),
+        replay.starts_with(&format!("(cd {} && ledger-sim conform --exec ", root().display()))
+            && replay.ends_with(" --case credit/credited)"),
         "{replay}"
     );
     let (code, again, err) = shell(replay);
@@ -211,7 +212,7 @@ fn a_wrong_total_or_standing_names_each_field_that_differs() {
     let absolute = std::path::absolute(&vectors).unwrap();
     assert!(replay.contains("DATABASE_URL=postgres://u:***@127.0.0.1/none"), "{replay}");
     assert!(
-        replay.ends_with(&format!(" --exec-timeout 30s --vectors {} --case decide/free", absolute.display())),
+        replay.ends_with(&format!(" --exec-timeout 30s --vectors {} --case decide/free)", absolute.display())),
         "{replay}"
     );
     assert!(!out.contains("--write-vectors DIR"), "the vectors are files already: {out}");
@@ -319,6 +320,8 @@ fn the_readmes_failing_case_is_the_real_output() {
     let (command, shown) = readme[start + 2..end].split_once('\n').expect("a command and its output");
     let (code, out, err) = shell(command);
     assert_eq!(code, 1, "`{command}`: {out}{err}");
+    // The replay runs from the directory conform ran in: the README names it so.
+    let out = out.replace(&format!("(cd {} && ", root().display()), "(cd /path/to/checkout && ");
     assert_eq!(out.trim_end(), shown, "the README's example of `conform` is stale");
 }
 
@@ -339,7 +342,7 @@ fn conform_writes_junit_one_case_per_vector_case() {
     assert!(xml.contains(r#"<testsuite name="ledger-sim conform: exec-reference, built-in vectors, "#), "{xml}");
     assert!(xml.contains(r#"name="commands.jsonl credit/credited">"#), "{xml}");
     assert!(xml.contains(r#"type="R-CREDIT-1""#) && xml.contains("credit: the reply differs"), "{xml}");
-    assert!(xml.contains("replay:   ledger-sim conform --exec"), "{xml}");
+    assert!(xml.contains("replay:   (cd ") && xml.contains(" ledger-sim conform --exec"), "{xml}");
     assert!(xml.contains(r#"skipped="0""#), "{xml}");
     // Only one case asked: every other is skipped, and this one passes.
     let serve = format!("'{SIM}' serve");

@@ -29,6 +29,7 @@ mod plan_fit_export;
 mod plan_hostile;
 mod plan_solve;
 mod python_reference;
+mod replay_anywhere;
 mod replay_database_url;
 mod replay_trace;
 mod typescript;
