@@ -39,13 +39,19 @@ running() {
     [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]
 }
 
+# As ledger-sim looks: PG_BIN alone when it is set (and not empty), else the newest
+# /usr/lib/postgresql/N/bin (compared as version numbers), else PATH.
 find_bin() {
     local name="$1" d
-    if [[ -n "${PG_BIN:-}" && -x "$PG_BIN/$name" ]]; then echo "$PG_BIN/$name"; return; fi
-    for d in /usr/lib/postgresql/*/bin; do
+    if [[ -n "${PG_BIN:-}" ]]; then
+        [[ -x "$PG_BIN/$name" ]] || die "PG_BIN is set to '$PG_BIN', which holds no PostgreSQL program $name"
+        echo "$PG_BIN/$name"
+        return
+    fi
+    while IFS= read -r d; do
         if [[ -x "$d/$name" ]]; then echo "$d/$name"; return; fi
-    done
-    command -v "$name" || die "cannot find $name (set PG_BIN to the PostgreSQL bin directory)"
+    done < <(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r)
+    command -v "$name" || die "cannot find $name under /usr/lib/postgresql/*/bin or on PATH (set PG_BIN to the PostgreSQL bin directory)"
 }
 
 # Runs a command as the cluster owner: `postgres` when we are root, ourselves otherwise.
