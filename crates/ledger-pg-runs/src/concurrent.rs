@@ -835,7 +835,7 @@ fn concurrent_seed(
             // The schema and the identities are the test's setup, not its traffic: on disk
             // before the crash, whatever the server's settings, so that a crash judges only
             // what the traffic was acknowledged.
-            bounded("a CHECKPOINT", STEP_TIMEOUT, async { Ok(sqlx::query("a CHECKPOINT").execute(&ctx.admin).await?) })
+            bounded("a CHECKPOINT", STEP_TIMEOUT, async { Ok(sqlx::query("CHECKPOINT").execute(&ctx.admin).await?) })
                 .await?;
             if args.durability() == Durability::LosesAcknowledged {
                 // From here to the crash, what the server acknowledges stays in its memory:
