@@ -3,8 +3,9 @@
 //! It describes a population and its traffic over many days, not interleavings: how many
 //! users of each tier there are and how the population grows, how many requests each sends
 //! per day and when, what requests cost, how users answer invoices, how tiers change, and
-//! the ledger's configuration. Every key has a default, so an empty file is a (small) valid
-//! scenario. Unknown keys are errors naming the key and line (`deny_unknown_fields`); values
+//! the ledger's configuration. Every key has a default, but a file that sets no key at all
+//! (empty, or only comments) is refused as a truncated file or a mistake: to plan the defaults,
+//! set one key to its default (`days = 30`). Unknown keys are errors naming the key and line (`deny_unknown_fields`); values
 //! out of range are errors naming the dotted key and, when it is in the file, its line.
 //!
 //! # Fields
@@ -587,6 +588,16 @@ pub enum PlanError {
         /// What toml said.
         message: String,
     },
+    /// A file that sets no key: empty, or only white space, comments and empty tables.
+    #[error(
+        "{origin}: the scenario is empty (it sets no key: only white space, comments or empty tables), as a \
+         file emptied by mistake is (`plan s.toml --json > s.toml` empties s.toml before the plan reads it); \
+         to plan the default scenario, set one of its keys to its default, e.g. `days = 30`"
+    )]
+    Empty {
+        /// The file.
+        origin: String,
+    },
     /// A value out of its range.
     #[error("{origin}{line}: {key} = {value}: {reason}", line = line.map(|l| format!(":{l}")).unwrap_or_default())]
     Range {
@@ -681,6 +692,9 @@ fn compact(message: &str) -> String {
 impl PlanScenario {
     /// Parse and validate a scenario; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<PlanScenario, PlanError> {
+        if ledger_simulator::scenario::sets_no_key(text) {
+            return Err(PlanError::Empty { origin: origin.to_owned() });
+        }
         let s: PlanScenario = toml::from_str(text)
             .map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: compact(&e.to_string()) })?;
         s.validate(origin, Some(text))?;
@@ -865,6 +879,9 @@ pub fn set_number(doc: &mut toml::Table, key: &str, value: &str) -> Result<(), P
     }
     let v = if let Ok(i) = value.parse::<i64>() {
         toml::Value::Integer(i)
+    } else if let Some(negative) = whole_number_sign(value) {
+        // A whole number judged by its digits, never read as a float that drops some of them.
+        return Err(PlanError::Sweep(format!("{key}={value}: out of range: {}", out_of_range(doc, key, negative))));
     } else if let Ok(f) = value.parse::<f64>() {
         toml::Value::Float(f)
     } else {
@@ -887,6 +904,35 @@ pub fn set_number(doc: &mut toml::Table, key: &str, value: &str) -> Result<(), P
     }
     table.insert(last.to_owned(), v);
     Ok(())
+}
+
+/// `Some(negative)` when `value` is written as a whole number (digits, a sign at most).
+fn whole_number_sign(value: &str) -> Option<bool> {
+    let (negative, digits) = match value.as_bytes().first() {
+        Some(b'-') => (true, &value[1..]),
+        Some(b'+') => (false, &value[1..]),
+        _ => (false, value),
+    };
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(negative)
+}
+
+/// Why a whole number beyond TOML's integers is out of range for `key`: the key's own bound,
+/// found by setting it to TOML's extreme integer on that side, or else TOML's bound.
+fn out_of_range(doc: &toml::Table, key: &str, negative: bool) -> String {
+    let extreme = if negative { i64::MIN } else { i64::MAX };
+    let mut probe = doc.clone();
+    if set_number(&mut probe, key, &extreme.to_string()).is_ok() {
+        if let Err(PlanError::Range { key: k, reason, .. }) = from_table(probe, "probe") {
+            if k == key {
+                return reason;
+            }
+        }
+    }
+    if negative {
+        format!("below {extreme}, the smallest TOML integer")
+    } else {
+        format!("above {extreme}, the largest TOML integer")
+    }
 }
 
 /// A scenario from a TOML document with sweep overrides applied; `label` names it in errors.
@@ -919,6 +965,33 @@ mod tests {
     /// The error of `text`, or `ok`.
     fn check(text: &str) -> String {
         PlanScenario::from_toml_str(text, "s.toml").map_or_else(|e| e.to_string(), |_| "ok".to_owned())
+    }
+
+    #[test]
+    fn a_scenario_that_sets_no_key_is_refused_as_empty() {
+        for text in ["", "\n  \n", "# days = 3\n", "[budget]\n# trusted = 5\n"] {
+            assert!(check(text).starts_with("s.toml: the scenario is empty"), "{text:?}: {}", check(text));
+        }
+        assert_eq!(check("days = 30\n"), "ok");
+    }
+
+    #[test]
+    fn a_whole_number_beyond_toml_is_out_of_range_for_its_key() {
+        let doc = toml::Table::try_from(PlanScenario::from_toml_str("days = 30", "s.toml").unwrap()).unwrap();
+        let set = |key: &str, value: &str| set_number(&mut doc.clone(), key, value).unwrap_err().to_string();
+        assert_eq!(
+            set("budget.trusted", "9223372036854775808"),
+            "--sweep budget.trusted=9223372036854775808: out of range: must be in 0..=1000000000000"
+        );
+        assert_eq!(set("seed", "9223372036854775808"), "--sweep seed: the number of runs cannot be swept");
+        assert_eq!(
+            set("credit_pct", "-99999999999999999999"),
+            "--sweep credit_pct=-99999999999999999999: out of range: a percentage cannot be negative"
+        );
+        // A float is still a float.
+        let mut d = doc.clone();
+        set_number(&mut d, "credit_pct", "1e3").unwrap();
+        assert_eq!(d["credit_pct"], toml::Value::Float(1000.0));
     }
 
     /// Every bound is the constant that states it, and inclusive: a scenario at it loads, one

@@ -190,7 +190,7 @@ fn a_defaulted_distribution_can_be_swept() {
 fn sweeps_name_bad_keys_and_values() {
     let bad = |s: &str| {
         let sweep = vec![parse_sweep(s).unwrap()];
-        Plan::new("", "s.toml", &[], sweep).unwrap_err().to_string()
+        Plan::new("days = 30\n", "s.toml", &[], sweep).unwrap_err().to_string()
     };
     assert!(bad("budget.platinum=1,2").contains("unknown field `platinum`"), "{}", bad("budget.platinum=1,2"));
     // Named as given, whichever value is refused.
@@ -206,7 +206,7 @@ fn sweeps_name_bad_keys_and_values() {
     assert_eq!(bad("seeds=1,2"), "--sweep seeds: the number of runs cannot be swept");
     let not_numeric = bad("requests.even=1");
     assert_eq!(not_numeric, "--sweep requests.even: not a numeric key");
-    let p = plan("", &[("seeds", "1")], &["credit_pct=5,12.5", "budget.trusted=100,400"]);
+    let p = plan("days = 30\n", &[("seeds", "1")], &["credit_pct=5,12.5", "budget.trusted=100,400"]);
     let labels: Vec<&str> = p.configs.iter().map(|c| c.label.as_str()).collect();
     assert_eq!(
         labels,

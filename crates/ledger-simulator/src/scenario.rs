@@ -1,8 +1,9 @@
 //! The `run` scenario: population, traffic, costs, fault rates and the ledger's config.
 //!
-//! A scenario is TOML. Every key has a default, so an empty file is the default scenario;
-//! unknown keys and out-of-range values are errors that name the key (and, from TOML, the
-//! line).
+//! A scenario is TOML. Every key has a default; a file that sets no key at all (empty, or only
+//! comments) is refused, as a truncated file or a mistake (the defaults are what a run without
+//! a scenario runs). Unknown keys and out-of-range values are errors that name the key and,
+//! when it is in the file, its line.
 
 use ledger_core::{Config, Tier};
 
@@ -141,11 +142,33 @@ pub enum ScenarioError {
         /// What toml said.
         message: String,
     },
+    /// A file that sets no key: empty, or only white space, comments and empty tables.
+    #[error(
+        "{path}: the scenario is empty (it sets no key: only white space, comments or empty tables); a file \
+         emptied by mistake (`run --scenario s.toml > s.toml` empties s.toml before the run reads it) would \
+         run the 10000-user default; to run the default scenario, run without --scenario"
+    )]
+    Empty {
+        /// The file.
+        path: String,
+    },
+    /// A value of the `[ledger]` table that the ledger's configuration refuses, at its line.
+    #[error("{path}{line}: ledger.{message}", line = line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Ledger {
+        /// The file.
+        path: String,
+        /// The 1-based line of the key, when it is found.
+        line: Option<usize>,
+        /// What the configuration said (it starts with the key).
+        message: String,
+    },
     /// A value out of its range.
-    #[error("{path}: {key} = {value}: {reason}")]
+    #[error("{path}{line}: {key} = {value}: {reason}", line = line.map(|l| format!(":{l}")).unwrap_or_default())]
     Range {
         /// The file.
         path: String,
+        /// The 1-based line of the key in the file, when it is there.
+        line: Option<usize>,
         /// The key.
         key: &'static str,
         /// The value.
@@ -166,9 +189,19 @@ pub const MAX_STEPS: u64 = 100_000_000;
 impl Scenario {
     /// Parse and validate a scenario; `path` names it in errors.
     pub fn from_toml_str(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
-        let s: Scenario =
-            toml::from_str(text).map_err(|e| ScenarioError::Toml { path: path.to_owned(), message: e.to_string() })?;
-        s.validate(path)?;
+        if sets_no_key(text) {
+            return Err(ScenarioError::Empty { path: path.to_owned() });
+        }
+        let s: Scenario = toml::from_str(text).map_err(|e| {
+            ledger_error(text, path, &e)
+                .unwrap_or_else(|| ScenarioError::Toml { path: path.to_owned(), message: e.to_string() })
+        })?;
+        s.validate(path).map_err(|e| match e {
+            ScenarioError::Range { path, line: None, key, value, reason } => {
+                ScenarioError::Range { line: line_of(text, key), path, key, value, reason }
+            }
+            e => e,
+        })?;
         Ok(s)
     }
 
@@ -176,7 +209,9 @@ impl Scenario {
     /// a run either fits in memory or is refused up front, never aborted by a failed
     /// allocation.
     pub fn validate(&self, path: &str) -> Result<(), ScenarioError> {
-        let err = |key, value: String, reason| Err(ScenarioError::Range { path: path.to_owned(), key, value, reason });
+        let err = |key, value: String, reason| {
+            Err(ScenarioError::Range { path: path.to_owned(), line: None, key, value, reason })
+        };
         if !(1..=MAX_USERS).contains(&self.n_users) {
             return err(
                 "n_users",
@@ -212,6 +247,7 @@ impl Scenario {
             if !(0.0..=1.0).contains(&v) {
                 return Err(ScenarioError::Range {
                     path: path.to_owned(),
+                    line: None,
                     key: fault.scenario_key(),
                     value: v.to_string(),
                     reason: "a rate must be in 0..=1",
@@ -256,12 +292,94 @@ impl Scenario {
     }
 }
 
+/// Whether the TOML `text` sets no key at all: it is empty, or holds only white space,
+/// comments and empty tables. Text that does not parse sets something (its parser says what is
+/// wrong with it).
+pub fn sets_no_key(text: &str) -> bool {
+    fn empty(t: &toml::Table) -> bool {
+        t.values().all(|v| matches!(v, toml::Value::Table(t) if empty(t)))
+    }
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| empty(&t))
+}
+
+/// The keys of the `[ledger]` table whose values the ledger's configuration checks as a whole
+/// (after every key is read): its errors start with the key, and toml places them at the
+/// table's header.
+const LEDGER_CHECKED: [&str; 3] = ["credit_pct", "credit_bps", "reservation_ttl_ms"];
+
+/// A toml error `e` that the ledger's configuration raised, placed at the line of the key it
+/// names rather than the `[ledger]` header.
+fn ledger_error(text: &str, path: &str, e: &toml::de::Error) -> Option<ScenarioError> {
+    let message = e.message().trim();
+    let key = LEDGER_CHECKED.iter().filter_map(|k| message.find(k).map(|at| (at, *k))).min()?.1;
+    let at = e.span()?.start;
+    // The line the error is on, whole: the table's header, or `ledger = { ... }`.
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let header = text.get(start..)?.lines().next()?.trim_start();
+    if !(header.starts_with("[ledger") || header.starts_with("ledger")) {
+        return None;
+    }
+    let line = line_of(text, &format!("ledger.{key}")).or_else(|| Some(text[..at].lines().count().max(1)));
+    Some(ScenarioError::Ledger { path: path.to_owned(), line, message: message.to_owned() })
+}
+
+/// The 1-based line of the dotted `key` in the TOML `text`: where it is set, else the header
+/// of the deepest table holding it that the file names.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let mut table = String::new();
+    let mut best: Option<(usize, usize)> = None;
+    let mut consider = |name: &str, line: usize| {
+        if (key == name || key.starts_with(&format!("{name}."))) && best.is_none_or(|(len, _)| name.len() > len) {
+            best = Some((name.len(), line));
+        }
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if let Some(h) = line.strip_prefix('[') {
+            table = h.trim_end_matches(']').trim().replace(' ', "");
+            consider(&table, i + 1);
+            continue;
+        }
+        let Some((k, _)) = line.split_once('=') else { continue };
+        let k = k.trim().replace(' ', "");
+        let full = if table.is_empty() { k } else { format!("{table}.{k}") };
+        consider(&full, i + 1);
+    }
+    best.map(|(_, line)| line)
+}
+
 /// The tier a user starts with, `None` for a user the trust service does not know.
 pub type StartTier = Option<Tier>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scenario_that_sets_no_key_is_refused_as_empty() {
+        for text in ["", " \n\t\n", "# n_users = 40\n", "[ledger]\n[faults]\n# crash = 0\n"] {
+            let e = Scenario::from_toml_str(text, "s.toml").unwrap_err().to_string();
+            assert!(e.starts_with("s.toml: the scenario is empty"), "{text:?}: {e}");
+        }
+        assert_eq!(Scenario::from_toml_str("n_users = 40", "s.toml").unwrap().n_users, 40);
+    }
+
+    #[test]
+    fn a_bad_ledger_key_is_named_at_its_own_line() {
+        let e = |text: &str| Scenario::from_toml_str(text, "s.toml").unwrap_err().to_string();
+        assert_eq!(
+            e("n_users = 4\n[ledger]\npool_initial_sats = 5\ncredit_pct = 12.345\n"),
+            "s.toml:4: ledger.credit_pct=\"12.345\": at most two decimals (a basis point) are allowed"
+        );
+        assert_eq!(
+            e("n_users = 4\nledger = { reservation_ttl_ms = 0 }\n"),
+            "s.toml:2: ledger.reservation_ttl_ms: must be at least 1"
+        );
+        assert_eq!(
+            e("n_steps = 1\n\n[tiers]\nnew = -1.0\n").lines().next().unwrap().split(" = ").next(),
+            Some("s.toml:3: tiers")
+        );
+    }
 
     #[test]
     fn a_reservation_ttl_beyond_the_bound_is_refused_naming_the_key() {
@@ -274,7 +392,7 @@ mod tests {
             let e = Scenario::from_toml_str(&at(ttl), "s.toml").unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!(
-                    "s.toml: ledger.reservation_ttl_ms = {ttl}: must be at most 31536000000 (365 days)"
+                    "s.toml:2: ledger.reservation_ttl_ms = {ttl}: must be at most 31536000000 (365 days)"
                 )),
                 "{e}"
             );
