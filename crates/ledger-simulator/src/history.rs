@@ -343,6 +343,13 @@ fn is_concurrent_call(line: &str) -> bool {
         .is_ok_and(|o| o.contains_key("call") && o.contains_key("invoked"))
 }
 
+/// Whether `line` is the header of a conformance trace (what `check-trace` and `conform` read),
+/// which a reader of a run's traces is given by mistake.
+fn is_conformance_header(line: &str) -> bool {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line)
+        .is_ok_and(|o| o.get("format").and_then(|f| f.as_str()) == Some("ledger-conformance"))
+}
+
 impl History {
     /// Write as JSON Lines, version [`TRACE_VERSION`], footer last.
     pub fn write_jsonl(&self, out: impl Write) -> std::io::Result<()> {
@@ -399,13 +406,26 @@ impl History {
                 continue;
             }
             let parsed: Line = serde_json::from_str(text).map_err(|e| match reading {
+                None if is_conformance_header(text) => bad(
+                    "this is a conformance trace (\"format\": \"ledger-conformance\"), which `ledger-sim check-trace` \
+                     checks; replay reads the trace a run writes (\"format\": \"ledger-sim-trace\")"
+                        .to_owned(),
+                ),
                 None if is_concurrent_call(text) => {
                     bad("this is the call history of a concurrent run (one call a line, with when it was invoked and \
                      completed), not a trace: a concurrent run cannot be replayed, its calls interleaved as they \
                      ran; run the seed again with the command its report gives"
                         .to_owned())
                 }
-                _ => bad(e.to_string()),
+                _ => match ledger_harness::conformance::integer_beyond_64_bits(text) {
+                    // serde_json reads such digits as a float: say what is wrong with them.
+                    Some((key, digits)) if e.to_string().contains("floating point") => bad(format!(
+                        "{}{digits} is out of range: a number of a trace is a whole number in 0..={}",
+                        key.map(|k| format!("\"{k}\": ")).unwrap_or_default(),
+                        u64::MAX
+                    )),
+                    _ => bad(e.to_string()),
+                },
             })?;
             match (parsed, reading.as_mut()) {
                 (Line::Header { format, version, engine, seed, step_ms, config }, None) => {
@@ -414,6 +434,8 @@ impl History {
                             "unsupported trace {format:?} version {version} (this reader reads \"ledger-sim-trace\" versions 1 to {TRACE_VERSION})"
                         )));
                     }
+                    // An engine no replay knows is refused here, at its line, not when replayed.
+                    crate::report::EngineSpec::from_name(&engine).map_err(|e| bad(format!("engine: {e}")))?;
                     let config = Config::try_from(config).map_err(|e| bad(format!("config: {e}")))?;
                     check_header(step_ms, &config).map_err(bad)?;
                     let h = History {

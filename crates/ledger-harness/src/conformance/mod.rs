@@ -559,6 +559,47 @@ fn blank_bad_numbers(text: &str) -> (String, Option<String>) {
     (String::from_utf8(out).expect("ASCII replaced by ASCII"), first)
 }
 
+/// The first whole number of the JSON `text` that no 64-bit integer holds (beyond
+/// `i64::MIN..=u64::MAX`), as written, with the key it is the value of (`None` in an array of
+/// the top level): serde_json reads such a number as a float and calls it one, which hides
+/// that the digits were simply too many.
+pub fn integer_beyond_64_bits(text: &str) -> Option<(Option<String>, String)> {
+    let bytes = text.as_bytes();
+    let (mut in_string, mut string_start) = (false, 0);
+    let (mut last_string, mut key): (Option<&str>, Option<&str>) = (None, None);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' if in_string => {
+                in_string = false;
+                last_string = text.get(string_start..i);
+            }
+            b'"' => (in_string, string_start) = (true, i + 1),
+            b':' if !in_string => key = last_string,
+            b'-' | b'0'..=b'9' if !in_string => {
+                let len = bytes[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .unwrap_or(bytes.len() - i);
+                let token = &text[i..i + len];
+                let digits = token.strip_prefix('-').unwrap_or(token);
+                if !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && token.parse::<u64>().is_err()
+                    && token.parse::<i64>().is_err()
+                {
+                    return Some((key.map(str::to_owned), token.to_owned()));
+                }
+                i += len - 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Digits only, without a leading zero (but `0` itself).
 fn is_plain(token: &str) -> bool {
     token.bytes().all(|b| b.is_ascii_digit()) && (token == "0" || !token.starts_with('0'))
