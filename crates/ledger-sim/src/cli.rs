@@ -245,6 +245,14 @@ pub fn main() -> ExitCode {
 fn check_environment() -> anyhow::Result<()> {
     if let Some(v) = std::env::var_os("RAYON_NUM_THREADS") {
         let text = v.to_string_lossy();
+        if text.trim().is_empty() {
+            // As a CI template exports it when it has no value: unset, as for DATABASE_URL (the
+            // thread pool reads it so too).
+            ledger_exec::say!(
+                "ledger-sim: RAYON_NUM_THREADS is set but empty: ignored, as if unset (one thread per core)"
+            );
+            return Ok(());
+        }
         let threads = text.trim().parse::<usize>();
         anyhow::ensure!(
             threads.is_ok(),

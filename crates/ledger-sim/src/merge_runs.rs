@@ -194,7 +194,25 @@ fn trace_hash(p: &Part) -> anyhow::Result<Option<u64>> {
 }
 
 fn u64_of(name: &str, v: &Value, what: &str) -> anyhow::Result<u64> {
-    v.as_u64().ok_or_else(|| anyhow::anyhow!("{name}: {what} is not a whole number"))
+    match v.as_i64() {
+        Some(n) if n < 0 => anyhow::bail!("{name}: {what} is negative ({n}): a count is a whole number from 0"),
+        _ => v.as_u64().ok_or_else(|| anyhow::anyhow!("{name}: {what} is not a whole number")),
+    }
+}
+
+/// Refuses a key of the counts `v` that names no coverage mark: a report no run of this build
+/// wrote (edited, or of another version), whose sums would count what nothing measured.
+fn check_marks(name: &str, v: &Value, what: &str) -> anyhow::Result<()> {
+    if let Value::Object(counts) = v {
+        for k in counts.keys() {
+            anyhow::ensure!(
+                ledger_simulator::coverage::Mark::ALL.iter().any(|m| m.name() == k),
+                "{name}: {what} counts {k:?}, which is no coverage mark a run writes (an edited report, or one of \
+                 another version)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `sum + v[what]`, refused when `v` is not a count or the sum does not fit a `u64`.
@@ -670,15 +688,26 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<Merged> {
     let mut seeds_reaching: Option<BTreeMap<String, u64>> = Some(BTreeMap::new());
     for p in &parts {
         match (&mut seeds_reaching, p.report.get("seeds_reaching")) {
-            (Some(sum), Some(marks)) => add_counts(sum, &p.name, marks, "seeds_reaching")?,
+            (Some(sum), Some(marks)) => {
+                check_marks(&p.name, marks, "seeds_reaching")?;
+                add_counts(sum, &p.name, marks, "seeds_reaching")?
+            }
             _ => seeds_reaching = None,
         }
         steps = add(steps, &p.name, &p.report["steps"], "steps")?;
         requests = add(requests, &p.name, &p.report["requests"], "requests")?;
+        check_marks(&p.name, &p.report["coverage"], "coverage")?;
         add_counts(&mut coverage, &p.name, &p.report["coverage"], "coverage")?;
         let Value::Array(vs) = &p.report["violations"] else { anyhow::bail!("{}: violations is not a list", p.name) };
         for v in vs {
             let inv = v["invariant"].as_str().unwrap_or_default().to_owned();
+            anyhow::ensure!(
+                ledger_harness::Invariant::ALL.iter().any(|i| i.id() == inv),
+                "{}: a violation of invariant {}, which is none of I1 to I8 (an edited report, or one of another \
+                 version)",
+                p.name,
+                v["invariant"]
+            );
             match violations.get_mut(&inv) {
                 // Parts are in seed order: the first one to break it keeps its counterexample.
                 None => {

@@ -380,7 +380,20 @@ pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<bool> {
     let mut parts = Vec::new();
     for f in &args.files {
         let text = crate::input::read_text(f)?;
-        let p: PlanOutput = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        let p: PlanOutput =
+            serde_json::from_str(&text).map_err(|e| match serde_json::from_str::<serde_json::Value>(&text) {
+                // A run's report, given to the merge of plans: said as such, not as a field of it.
+                Ok(serde_json::Value::Object(o))
+                    if ["engine", "trace_hash", "coverage"].iter().all(|k| o.contains_key(*k)) =>
+                {
+                    anyhow::anyhow!(
+                    "{}: a run report (`ledger-sim run --json`), which `ledger-sim merge-runs` merges; `merge` merges \
+                     the reports of `plan --shard I/N --json`",
+                    f.display()
+                )
+                }
+                _ => anyhow::anyhow!("{}: {e}", f.display()),
+            })?;
         parts.push((f.display().to_string(), p));
     }
     let out = merge_named(parts)?;

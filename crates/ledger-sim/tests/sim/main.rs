@@ -19,6 +19,7 @@ mod exec_shrink_bound;
 mod exec_stop;
 mod gone_reader;
 mod hostile;
+mod input_refusals;
 mod interrupted_run;
 mod killed_run;
 mod merge_runs_hostile;
