@@ -351,3 +351,33 @@ fn a_hang_under_concurrency_is_a_finding_and_the_next_seed_gets_a_new_child() {
     let suite = r#"<testsuite name="ledger-sim run: exec-reference (concurrency 4), concurrent, seeds 0..3""#;
     assert!(xml.contains(suite), "{xml}");
 }
+
+/// An implementation that crashes when a user's tier is set: the finding is on `set_tier`, and
+/// its trace, shrunk, still fails there (the shrink keeps the user whose setup fails, though no
+/// flow names it), so that `replay` shows the same failure.
+#[test]
+fn a_crash_in_a_users_setup_shrinks_to_a_trace_that_fails_the_same_way() {
+    let dir = scratch("setup-crash");
+    let script = format!("{dir}/crash-on-tier.sh");
+    let text = [
+        format!("'{SIM}' serve | while IFS= read -r line; do"),
+        r#"  case "$line" in"#.to_owned(),
+        format!(r#"    *'"outcome":"tier_set"'*) {CRASH} ;;"#),
+        r#"    *) printf '%s\n' "$line" ;;"#.to_owned(),
+        "  esac".to_owned(),
+        "done\n".to_owned(),
+    ]
+    .join("\n");
+    std::fs::write(&script, text).unwrap();
+    let exec = format!("sh {script}");
+    let args = ["run", "--engine", "exec", "--exec", &exec, "--seeds", "0..1", "--users", "5", "--steps", "50"];
+    let (code, out, err) = sim(&[&args[..], &["--trace-dir", &dir, "--json", "--max-replays", "200"]].concat());
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    let crash = violation(&r, "crash");
+    assert!(crash["detail"].as_str().unwrap().contains("answered set_tier with an indefinite error"), "{crash}");
+    let trace = format!("{dir}/{}", crash["trace"].as_str().unwrap().rsplit('/').next().unwrap());
+    let (code, replayed, err) = sim(&["replay", &trace, "--exec", &exec]);
+    assert_eq!(code, 1, "{replayed}{err}");
+    assert!(replayed.contains("answered set_tier with an indefinite error"), "{replayed}");
+}
