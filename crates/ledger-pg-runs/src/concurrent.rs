@@ -723,7 +723,8 @@ async fn close_pool(pool: &PgPool, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_ops(ops: &[OpRecord], path: &Path) -> anyhow::Result<()> {
+/// The calls of a concurrent run as JSON Lines, one [`OpRecord`] a line.
+pub(crate) fn write_ops(ops: &[OpRecord], path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("making the directory {}: {e}", dir.display()))?;
     }

@@ -37,7 +37,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::args::{ExecArgs, PgArgs, PgRun};
 use crate::checks::{history_checks, linearizability};
-use crate::concurrent::{concurrent_report, draw_workload, ConcSeed, EngineErrorWords, ENGINE_ERRORS_KEPT};
+use crate::concurrent::{concurrent_report, draw_workload, write_ops, ConcSeed, EngineErrorWords, ENGINE_ERRORS_KEPT};
 use crate::exec::{report_name, start};
 use crate::record::{ConcFlow, OpRecord};
 
@@ -640,18 +640,4 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         });
     }
     Ok(report)
-}
-
-/// The calls of a concurrent run as JSON Lines, one [`OpRecord`] a line.
-fn write_ops(ops: &[OpRecord], path: &std::path::Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("making the directory {}: {e}", dir.display()))?;
-    }
-    let mut buf = Vec::new();
-    for op in ops {
-        serde_json::to_writer(&mut buf, op)?;
-        buf.push(b'\n');
-    }
-    std::fs::write(path, buf).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(())
 }
