@@ -831,8 +831,8 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
         crate::input::check_output("--junit", junit)?;
     }
     let h = History::read_jsonl(&bytes[..], &path)?;
-
-    let spec = EngineSpec::from_name(&h.engine)?;
+    // An engine no replay knows is named at its line (the header's), before anything starts.
+    let spec = EngineSpec::from_name(&h.engine).map_err(|e| anyhow::anyhow!("{path}:1: engine: {e}"))?;
     let mutant = args.pg_mutant.as_deref().map(|path| ledger_pg_runs::load_pg_mutant(path, spec.kind)).transpose()?;
     let (r, divergence, failure) = replay_any(&h, &args.exec, &args.db, mutant.as_deref(), true)?;
     let report = ReplayReport {

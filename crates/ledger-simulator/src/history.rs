@@ -434,8 +434,6 @@ impl History {
                             "unsupported trace {format:?} version {version} (this reader reads \"ledger-sim-trace\" versions 1 to {TRACE_VERSION})"
                         )));
                     }
-                    // An engine no replay knows is refused here, at its line, not when replayed.
-                    crate::report::EngineSpec::from_name(&engine).map_err(|e| bad(format!("engine: {e}")))?;
                     let config = Config::try_from(config).map_err(|e| bad(format!("config: {e}")))?;
                     check_header(step_ms, &config).map_err(bad)?;
                     let h = History {

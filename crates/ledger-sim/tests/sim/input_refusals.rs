@@ -86,7 +86,13 @@ fn an_error_names_its_file_and_the_line_of_its_key() {
     let engine = header.find("\"engine\":\"seed\"").unwrap();
     let rest = &trace[header.len() + 1..];
     let renamed = format!("{}\"engine\":\"nosuch\"{}\n{rest}", &header[..engine], &header[engine + 15..]);
-    std::fs::write(dir.join("engine.jsonl"), renamed).unwrap();
+    // With the footer's hash of the lines as they now are: the engine is what is wrong.
+    let body: String =
+        renamed.lines().filter(|l| !l.contains("\"line\":\"footer\"")).map(|l| format!("{l}\n")).collect();
+    let footer = renamed.lines().find(|l| l.contains("\"line\":\"footer\"")).unwrap();
+    let old = footer.split("\"sha256\":\"").nth(1).unwrap().split('"').next().unwrap();
+    let sha256 = ledger_harness::conformance::Sha256Hex::of(body.as_bytes());
+    std::fs::write(dir.join("engine.jsonl"), format!("{body}{}\n", footer.replace(old, &sha256.to_string()))).unwrap();
     let err = refused(dir, &["replay", "engine.jsonl"]);
     assert!(err.contains("engine.jsonl:1: engine: unknown engine \"nosuch\""), "{err}");
 
