@@ -171,6 +171,10 @@ pub struct Fitted {
     /// order), when the tiers clearly differ in it ([`TierContrast::requests_differ`]): each
     /// tier with enough active user-days gets its own.
     pub per_user_per_day_by_tier: [Option<DistFit>; 4],
+    /// The history's mean requests per user-day, as fitted for `per_user_per_day` (all tiers)
+    /// and for each tier of `per_user_per_day_by_tier`: what the fitted distribution should
+    /// draw on average ([`Fitted::warnings`] says when it does not).
+    pub count_means: (Option<f64>, [Option<f64>; 4]),
     /// Share of requests in each UTC hour.
     pub hourly_share: [Estimate; 24],
     /// p-value of the chi-square test that every day has the same cycle.
@@ -366,9 +370,13 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         });
     }
     let tiers = TierContrast::of(rows, &users.days, &left_out, &pop.measured_share, &pop.active_days);
-    let per_user_per_day_by_tier = if tiers.requests_differ() {
+    let (per_user_per_day_by_tier, means_by_tier) = if tiers.requests_differ() {
         let by_tier = users.counts_by_tier(days, &left_out);
-        std::array::from_fn(|t| (pop.active_days[t] >= MIN_TIER_DAYS).then(|| fit_counts(&by_tier[t])))
+        let own = |t: usize| pop.active_days[t] >= MIN_TIER_DAYS;
+        (
+            std::array::from_fn(|t| own(t).then(|| fit_counts(&by_tier[t]))),
+            std::array::from_fn(|t| own(t).then(|| histogram_mean(&by_tier[t]))),
+        )
     } else {
         Default::default()
     };
@@ -393,6 +401,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         tiers,
         per_user_per_day: (n_user_days > 0).then(|| fit_counts(&counts)),
         per_user_per_day_by_tier,
+        count_means: ((n_user_days > 0).then(|| histogram_mean(&counts)), means_by_tier),
         hourly_share,
         hourly_homogeneity_p,
         session_share: Estimate::share(rows.iter().filter(|r| r.session).count() as u64, n).expect("n > 0"),
@@ -659,6 +668,33 @@ fn fmt_p(p: f64) -> String {
 fn est(value: f64, se: f64, n: u64) -> Estimate {
     Estimate { value, se, n }
 }
+
+/// The mean of a histogram of counts (count, how many).
+fn histogram_mean(hist: &BTreeMap<u64, u64>) -> f64 {
+    let n: u64 = hist.values().sum();
+    hist.iter().map(|(&k, &c)| k as f64 * c as f64).sum::<f64>() / n as f64
+}
+
+/// The mean requests per user per day that the planner draws from `d` (clamped to the key's
+/// range and rounded, as [`crate::model::Sampler`] and the day's draw do).
+fn drawn_count_mean(d: &Dist) -> f64 {
+    match d.dist {
+        DistKind::Fixed => d.value.unwrap_or(0.0).clamp(0.0, MAX_PER_USER_PER_DAY as f64).round(),
+        DistKind::Poisson => d.mean.unwrap_or(0.0),
+        DistKind::Uniform => (d.min.unwrap_or(0.0) + d.max.unwrap_or(0.0)) / 2.0,
+        DistKind::Lognormal => {
+            let (median, sigma) = (d.median.unwrap_or(1.0), d.sigma.unwrap_or(0.0));
+            let hi = d.max.unwrap_or(MAX_PER_USER_PER_DAY as f64).min(MAX_PER_USER_PER_DAY as f64) as u64;
+            if sigma <= 0.0 {
+                return median.min(hi as f64).round();
+            }
+            (0..=hi).map(|k| k as f64 * rounded_mass(median.ln(), sigma, 0, hi, k)).sum()
+        }
+    }
+}
+
+/// How far, as a share, the drawn mean may be from the history's before the fit says so.
+const COUNT_MEAN_SLACK: f64 = 0.05;
 
 /// Requests per user per day: fixed, Poisson or a rounded log-normal.
 fn fit_counts(hist: &BTreeMap<u64, u64>) -> DistFit {
@@ -996,6 +1032,40 @@ impl Fitted {
                 LOW_DAY_SHARE,
                 7,
                 listed.join(", ")
+            ));
+        }
+        let mut off = Vec::new();
+        let fits = std::iter::once((
+            "requests.per_user_per_day".to_owned(),
+            self.per_user_per_day.as_ref(),
+            self.count_means.0,
+        ))
+        .chain(Tier::ALL.iter().enumerate().map(|(i, t)| {
+            (
+                format!("requests.per_user_per_day_by_tier.{t}"),
+                self.per_user_per_day_by_tier[i].as_ref(),
+                self.count_means.1[i],
+            )
+        }));
+        for (key, fit, mean) in fits {
+            if let (Some(fit), Some(mean)) = (fit, mean) {
+                let drawn = drawn_count_mean(&fit.dist);
+                if mean > 0.0 && (drawn / mean - 1.0).abs() > COUNT_MEAN_SLACK {
+                    off.push(format!(
+                        "{key} draws {drawn:.3} requests per user-day on average, the history has {mean:.3} ({:+.1} %)",
+                        (drawn / mean - 1.0) * 100.0
+                    ));
+                }
+            }
+        }
+        if !off.is_empty() {
+            out.push(format!(
+                "WARNING: the requests per user per day of this history have a shape neither fitted family \
+                 (Poisson, a rounded log-normal) follows, and the closer one draws a mean off by more than {:.0} %: \
+                 {}. The plan's traffic, and what the pool pays for it, is off by as much; set the key's \
+                 distribution by hand (a Poisson of the history's mean keeps the mean), and compare.",
+                COUNT_MEAN_SLACK * 100.0,
+                off.join("; ")
             ));
         }
         out.extend(self.tiers.warning(self.per_user_per_day_by_tier.iter().any(Option::is_some)));
@@ -1369,6 +1439,30 @@ fn dist_toml(d: &Dist) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The mean the fit says a count distribution draws is the mean of what the planner's
+    /// sampler draws, rounded as a day's count is: within 1 % of 200,000 draws.
+    #[test]
+    fn the_drawn_count_mean_is_what_the_sampler_draws() {
+        use rand::SeedableRng;
+        for (i, d) in [
+            Dist::lognormal(0.6, 1.3, Some(40.0)),
+            Dist::lognormal(3.0, 0.4, Some(12.0)),
+            Dist::lognormal(0.2, 2.0, None),
+            Dist::poisson(2.5),
+            Dist::fixed(3.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sampler = crate::model::Sampler::new(&d, crate::scenario::PER_USER_PER_DAY_RANGE);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+            let n = 200_000;
+            let mean = (0..n).map(|_| sampler.draw(&mut rng).round().max(0.0)).sum::<f64>() / f64::from(n);
+            let said = drawn_count_mean(&d);
+            assert!((said - mean).abs() <= 0.01 * mean, "{d:?}: said {said}, drawn {mean}");
+        }
+    }
 
     /// Every pair of shares k/n and m/n with k + m <= n keeps its sum at most 1 after
     /// rounding, each within one step of the fourth digit of its share.
