@@ -17,20 +17,32 @@ const CHILD: &str = "LEDGER_PG_RUNS_TEST_CHILD";
 
 /// A small lockstep run of pg-reference on `args`.
 fn try_run(args: &PgArgs, name: &str) -> anyhow::Result<ledger_simulator::report::RunReport> {
-    let scenario = Scenario { n_users: 10, n_steps: 60, max_in_flight: 16, ..Scenario::default() };
+    lockstep_run(args, name, 60, (0, 1), None)
+}
+
+/// A lockstep run of pg-reference on `args` of `n_steps` a seed over `seeds`, which `stop`,
+/// when given, ends at its next seed.
+fn lockstep_run(
+    args: &PgArgs,
+    name: &str,
+    n_steps: u64,
+    seeds: (u64, u64),
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<ledger_simulator::report::RunReport> {
+    let scenario = Scenario { n_users: 10, n_steps, max_in_flight: 16, ..Scenario::default() };
     let dir = std::env::temp_dir().join(format!("ledger-sim-pg-test-{}-{name}", std::process::id()));
     let run = PgRun {
         kind: EngineKind::PgReference,
         scenario: &scenario,
         scenario_file: None,
-        seeds: (0, 1),
+        seeds,
         scheduler: SchedulerKind::Random,
         fail_fast: false,
         trace_dir: &dir,
         max_replays: 10,
         shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
         exec: None,
-        stop: None,
+        stop,
     };
     ledger_pg_runs::run(&run, args)
 }
@@ -241,24 +253,7 @@ fn a_second_run_on_a_database_in_use_is_refused_at_once_and_so_is_an_audit() {
     // A run of this process, stopped once the checks are made.
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let first = scope.spawn(|| {
-            let scenario = Scenario { n_users: 10, n_steps: 200, max_in_flight: 16, ..Scenario::default() };
-            let dir = std::env::temp_dir().join(format!("ledger-sim-pg-test-{}-in-use", std::process::id()));
-            let run = PgRun {
-                kind: EngineKind::PgReference,
-                scenario: &scenario,
-                scenario_file: None,
-                seeds: (0, 10_000),
-                scheduler: SchedulerKind::Random,
-                fail_fast: false,
-                trace_dir: &dir,
-                max_replays: 10,
-                shrink_for: Some(ledger_pg_runs::SHRINK_ON_ENGINE),
-                exec: None,
-                stop: Some(&stop),
-            };
-            ledger_pg_runs::run(&run, &args)
-        });
+        let first = scope.spawn(|| lockstep_run(&args, "in-use", 200, (0, 10_000), Some(&stop)));
         // The first run stops at its next seed however this ends, so that a failed check
         // below fails the test instead of waiting for 10,000 seeds.
         struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
