@@ -8,8 +8,7 @@
 //! and payment take: those keys are written at their defaults, marked so.
 //!
 //! What each key is fitted from, and the assumptions that make the fit right for the
-//! planner's model (no churn, one distribution of estimates for every tier, tiers move at the
-//! end of a day by at most one step):
+//! planner's model (no churn, tiers move at the end of a day by at most one step):
 //!
 //! - `days`, `start_ms`: the UTC days from the first request's to the last's; `start_ms` is
 //!   midnight (UTC) of the first, so that the hourly weights, counted from each day's start,
@@ -34,6 +33,9 @@
 //!   chi-square test that the cycle is the same every day.
 //! - `cost.estimate_sats`: a rounded log-normal by maximum likelihood, clamped at the largest
 //!   estimate; quality: the Kolmogorov-Smirnov distance.
+//! - `cost.estimate_sats_by_tier`: when the tiers differ in their estimates
+//!   ([`TierContrast::estimates_differ`]), the same fit of each tier's own requests (in the
+//!   tier the row gives), for each tier with enough of them.
 //! - `cost.actual_pct`: `100 * actual / estimate` of the requests whose work ran and
 //!   succeeded, with an estimate of at least [`MIN_ESTIMATE_FOR_PCT`] sats (below it the
 //!   rounding of the actual cost dominates); `fixed` when one percentage explains every
@@ -51,8 +53,8 @@
 //!   0.09091 and 0.909), said beside it.
 //!
 //! What the model cannot hold, the fit says at the top of the scenario ([`Fitted::warnings`]):
-//! days the history lacks, wholly or in part ([`Gaps`]), tiers that differ in what the model
-//! draws alike for all of them ([`TierContrast`]), rows read twice ([`Fitted::with_repeats`]).
+//! days the history lacks, wholly or in part ([`Gaps`]), counts whose mean the fitted family
+//! misses, rows read twice ([`Fitted::with_repeats`]).
 //!
 //! Every standard error is that of the estimator at the fitted value (the inverse of the
 //! observed information for maximum likelihood, the delta method otherwise).
@@ -75,6 +77,7 @@ use crate::scenario::{
 pub use population::{Gaps, LowDay, LOW_DAY_MIN_MEDIAN, LOW_DAY_SHARE, MIN_ACTIVE_DAYS};
 use population::{UserDay, WEEKDAYS};
 use tiers::MIN_DAYS as MIN_TIER_DAYS;
+use tiers::MIN_REQUESTS as MIN_TIER_REQUESTS;
 pub use tiers::{Test, TierContrast, TierFigures, P_CLEAR, RATIO_CLEAR};
 
 /// The largest `cost.actual_pct`, as the fitted distributions hold it.
@@ -163,7 +166,7 @@ pub struct Fitted {
     pub gaps: Gaps,
     /// Rows that repeat an earlier row in every field, read as they are ([`Fitted::with_repeats`]).
     pub repeats: Option<Repeats>,
-    /// How the tiers compare in what the model draws alike for all of them.
+    /// How the tiers compare in their traffic and their estimates.
     pub tiers: TierContrast,
     /// Requests per user per day.
     pub per_user_per_day: Option<DistFit>,
@@ -183,6 +186,10 @@ pub struct Fitted {
     pub session_share: Estimate,
     /// Estimated cost.
     pub estimate_sats: DistFit,
+    /// Estimated cost of each tier's requests ([`Tier::ALL`] order), when the tiers clearly
+    /// differ in it ([`TierContrast::estimates_differ`]): each tier with enough requests gets
+    /// its own.
+    pub estimate_sats_by_tier: [Option<DistFit>; 4],
     /// Actual cost in percent of the estimate.
     pub actual_pct: Option<DistFit>,
     /// Share of requests whose work ran and failed.
@@ -380,6 +387,10 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     } else {
         Default::default()
     };
+    let estimate_sats_by_tier = std::array::from_fn(|t| {
+        let own = tiers.estimates_differ() && tiers.tiers[t].is_some_and(|f| f.requests >= MIN_TIER_REQUESTS);
+        own.then(|| fit_estimates(rows.iter().filter(|r| r.tier.index() == t)))
+    });
     Ok(Fitted {
         origin: origin.to_owned(),
         n_requests: n,
@@ -406,6 +417,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         hourly_homogeneity_p,
         session_share: Estimate::share(rows.iter().filter(|r| r.session).count() as u64, n).expect("n > 0"),
         estimate_sats: fit_estimates(rows),
+        estimate_sats_by_tier,
         actual_pct: fit_actual_pct(rows),
         work_failure: Estimate::share(failed, ran.len() as u64),
         gate_paid: paid(Served::Gated),
@@ -770,12 +782,13 @@ fn p_ks(d: f64, n: u64) -> f64 {
 }
 
 /// Estimates: fixed or a rounded log-normal on `1..=max seen`.
-fn fit_estimates(rows: &[HistoryRow]) -> DistFit {
+fn fit_estimates<'a>(rows: impl IntoIterator<Item = &'a HistoryRow>) -> DistFit {
     let mut hist = BTreeMap::new();
+    let mut n = 0u64;
     for r in rows {
         *hist.entry(r.estimate_sats).or_insert(0u64) += 1;
+        n += 1;
     }
-    let n = rows.len() as u64;
     let hi = *hist.keys().next_back().expect("a row");
     if hist.len() == 1 {
         return DistFit {
@@ -1068,7 +1081,6 @@ impl Fitted {
                 off.join("; ")
             ));
         }
-        out.extend(self.tiers.warning(self.per_user_per_day_by_tier.iter().any(Option::is_some)));
         out
     }
 
@@ -1091,6 +1103,9 @@ impl Fitted {
         s.requests.even = false;
         s.requests.session_share = round4(self.session_share.value);
         s.cost.estimate_sats = self.estimate_sats.dist.clone();
+        for (tier, d) in Tier::ALL.into_iter().zip(&self.estimate_sats_by_tier) {
+            s.cost.estimate_sats_by_tier.set(tier, d.as_ref().map(|d| d.dist.clone()));
+        }
         if let Some(d) = &self.actual_pct {
             s.cost.actual_pct = d.dist.clone();
         }
@@ -1310,6 +1325,37 @@ impl Fitted {
         kv(w, "work_ms", s.cost.work_ms, "not in the history: the default");
         let note = share_note(self.work_failure, "requests whose work ran (free or paid)");
         kv(w, "work_failure", fmt_f64(s.cost.work_failure), &note);
+        if self.estimate_sats_by_tier.iter().any(Option::is_some) {
+            line(w, "\n[cost.estimate_sats_by_tier]");
+            let test = self.tiers.estimates.map_or(String::new(), |t| {
+                let p = fmt_p(t.p);
+                let p = if p.starts_with('<') { format!("p {p}") } else { format!("p = {p}") };
+                format!(" (Kruskal-Wallis {p}, epsilon-squared {:.3})", t.effect)
+            });
+            let means: Vec<String> = Tier::ALL
+                .iter()
+                .zip(&self.tiers.tiers)
+                .filter_map(|(tier, f)| {
+                    f.map(|f| format!("{tier} {:.1} sats, {:.2} times the mean", f.mean_estimate, f.estimate_ratio))
+                })
+                .collect();
+            line(
+                w,
+                &format!(
+                    "# The tiers differ in their estimates{test}; mean estimate: {}. Each tier with at least \
+                     {MIN_TIER_REQUESTS} requests, fitted on its own; a tier not named here draws from \
+                     estimate_sats.",
+                    means.join("; ")
+                ),
+            );
+            let own = s.cost.estimate_sats_by_tier.by_tier();
+            for (i, d) in self.estimate_sats_by_tier.iter().enumerate() {
+                if let (Some(d), Some(dist)) = (d, own[i]) {
+                    line(w, &format!("# {}", d.quality));
+                    line(w, &format!("{} = {}", Tier::ALL[i], dist_toml(dist)));
+                }
+            }
+        }
     }
 
     fn toml_payment(&self, w: &mut String, s: &PlanScenario) {

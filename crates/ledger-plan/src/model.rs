@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::history::{HistoryRow, Served};
 use super::scenario::{
-    Dist, DistKind, OnRefused, PlanScenario, Requests, TierMoves, ACTUAL_PCT_RANGE, ESTIMATE_SATS_RANGE,
+    Dist, DistKind, OnRefused, PlanScenario, Requests, TierDists, TierMoves, ACTUAL_PCT_RANGE, ESTIMATE_SATS_RANGE,
     PER_USER_PER_DAY_RANGE,
 };
 
@@ -178,10 +178,11 @@ impl DayDraw {
         }
         hour_cdf[23] = f64::INFINITY;
         DayDraw {
-            per_user: requests
-                .per_user_per_day_by_tier
-                .by_tier()
-                .map(|own| Sampler::new(own.unwrap_or(&requests.per_user_per_day), PER_USER_PER_DAY_RANGE)),
+            per_user: tier_samplers(
+                &requests.per_user_per_day,
+                &requests.per_user_per_day_by_tier,
+                PER_USER_PER_DAY_RANGE,
+            ),
             hour_cdf,
             even: requests.even,
         }
@@ -206,6 +207,12 @@ impl DayDraw {
             }
         }
     }
+}
+
+/// A sampler per tier ([`Tier::ALL`] order): the tier's own distribution in `by_tier`, else
+/// `common`, each for the range `range` ([`Sampler::new`]).
+pub(crate) fn tier_samplers(common: &Dist, by_tier: &TierDists, range: (f64, f64)) -> [Sampler; 4] {
+    by_tier.by_tier().map(|own| Sampler::new(own.unwrap_or(common), range))
 }
 
 /// The users a growing population gains at the start of a day: `growth_pct_per_day` of those
@@ -291,7 +298,8 @@ struct Run<'a> {
     day: u32,
     out: SeedResult,
     day_draw: DayDraw,
-    estimate: Sampler,
+    /// Per tier ([`Tier::ALL`] order): its own `estimate_sats_by_tier`, else the common one.
+    estimate: [Sampler; 4],
     actual_pct: Sampler,
     /// Takes the row of every request decided, for `plan --history-out`; `None` (no cost)
     /// otherwise.
@@ -401,7 +409,7 @@ fn run_recorded<'a>(
             first_violation: None,
         },
         day_draw: DayDraw::new(&s.requests),
-        estimate: Sampler::new(&s.cost.estimate_sats, ESTIMATE_SATS_RANGE),
+        estimate: tier_samplers(&s.cost.estimate_sats, &s.cost.estimate_sats_by_tier, ESTIMATE_SATS_RANGE),
         actual_pct: Sampler::new(&s.cost.actual_pct, ACTUAL_PCT_RANGE),
         history,
         row: None,
@@ -599,7 +607,8 @@ impl Run<'_> {
         let s = self.s;
         // In the scenario's range of estimates, 1..=1e9, and of percentages, 0..=1000 (the
         // samplers clamp to them), so an actual cost is at most 1e10.
-        let estimated = sats(self.estimate.draw(&mut self.rng).round() as u64);
+        let tier = self.users[user as usize];
+        let estimated = sats(self.estimate[tier.index()].draw(&mut self.rng).round() as u64);
         let pct = self.actual_pct.draw(&mut self.rng);
         let actual = sats((estimated.to_u64() as f64 * pct / 100.0).round() as u64);
         let session = self.rng.gen::<f64>() < s.requests.session_share;
@@ -610,7 +619,7 @@ impl Run<'_> {
             self.row = Some(HistoryRow {
                 time_ms: now_ms,
                 user: format!("u{user}"),
-                tier: self.users[user as usize],
+                tier,
                 session,
                 estimate_sats: estimated.to_u64(),
                 actual_sats: (!fails).then(|| actual.to_u64()),

@@ -45,6 +45,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `estimate_sats` | `{ dist = "lognormal", median = 30, sigma = 0.8, max = 2000 }` | the estimated cost `decide` sees, a [`Dist`] in `1..=1000000000` (rounded, at least 1) |
+//! | `estimate_sats_by_tier` | none | a table of `estimate_sats` for the requests of users of some tiers (`new`, `established`, `trusted`, `elite`), each a [`Dist`] in `1..=1000000000`; a tier not named draws from `estimate_sats`. A request draws from the distribution of the tier its user has when it arrives |
 //! | `actual_pct` | `{ dist = "uniform", min = 60, max = 110 }` | the actual cost as a percentage of the estimate, a [`Dist`] in `0..=1000` |
 //! | `work_ms` | `30000` | how long work runs (reservations are held meanwhile), `0..=86400000` |
 //! | `work_failure` | `0.02` | probability that work fails (the reservation is released), `0..=1` |
@@ -452,6 +453,10 @@ impl TierDists {
 pub struct Cost {
     /// Estimated cost in sats.
     pub estimate_sats: Dist,
+    /// Estimated cost in sats of the requests of users of one tier, where it differs from
+    /// `estimate_sats`.
+    #[serde(skip_serializing_if = "TierDists::is_empty")]
+    pub estimate_sats_by_tier: TierDists,
     /// Actual cost in percent of the estimate.
     pub actual_pct: Dist,
     /// Work duration.
@@ -464,6 +469,7 @@ impl Default for Cost {
     fn default() -> Cost {
         Cost {
             estimate_sats: Dist::lognormal(30.0, 0.8, Some(2000.0)),
+            estimate_sats_by_tier: TierDists::default(),
             actual_pct: Dist::uniform(60.0, 110.0),
             work_ms: 30_000,
             work_failure: 0.02,
@@ -754,6 +760,11 @@ impl PlanScenario {
         }
         c.range("requests.session_share", r.session_share, 0.0, 1.0);
         self.cost.estimate_sats.check("cost.estimate_sats", ESTIMATE_SATS_RANGE, &mut c);
+        for (tier, d) in Tier::ALL.iter().zip(self.cost.estimate_sats_by_tier.by_tier()) {
+            if let Some(d) = d {
+                d.check(&format!("cost.estimate_sats_by_tier.{tier}"), ESTIMATE_SATS_RANGE, &mut c);
+            }
+        }
         self.cost.actual_pct.check("cost.actual_pct", ACTUAL_PCT_RANGE, &mut c);
         c.range_u("cost.work_ms", self.cost.work_ms, 0, MAX_DELAY_MS);
         c.range("cost.work_failure", self.cost.work_failure, 0.0, 1.0);

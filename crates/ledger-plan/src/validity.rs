@@ -38,7 +38,7 @@ use ledger_simulator::history::{Declines, Event, Flow, FlowKind, History};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::model::{tier_move, DayDraw, Growth, Sampler, FREE, GATED, PARTIAL};
+use super::model::{tier_move, tier_samplers, DayDraw, Growth, Sampler, FREE, GATED, PARTIAL};
 use super::scenario::{OnRefused, PlanScenario, ACTUAL_PCT_RANGE, ESTIMATE_SATS_RANGE};
 
 /// Virtual time of one scheduler step: the simulator's default (`step_ms` of `ledger-sim
@@ -105,7 +105,8 @@ struct Sim<'a> {
     user_of: Vec<u32>,
     out: SimSeed,
     day_draw: DayDraw,
-    estimate: Sampler,
+    /// Per tier, as the planner's ([`tier_samplers`]).
+    estimate: [Sampler; 4],
     actual_pct: Sampler,
     ready: Vec<u32>,
 }
@@ -148,7 +149,7 @@ pub fn run_simulated(s: &PlanScenario, seed: u64) -> SimSeed {
             violations: Vec::new(),
         },
         day_draw: DayDraw::new(&s.requests),
-        estimate: Sampler::new(&s.cost.estimate_sats, ESTIMATE_SATS_RANGE),
+        estimate: tier_samplers(&s.cost.estimate_sats, &s.cost.estimate_sats_by_tier, ESTIMATE_SATS_RANGE),
         actual_pct: Sampler::new(&s.cost.actual_pct, ACTUAL_PCT_RANGE),
         ready: Vec::new(),
     };
@@ -277,7 +278,7 @@ impl Sim<'_> {
     fn arrive(&mut self, user: u32) {
         let s = self.s;
         let rng = &mut self.rng;
-        let estimated = self.estimate.draw(rng).round().max(1.0) as u64;
+        let estimated = self.estimate[self.tiers[user as usize].index()].draw(rng).round().max(1.0) as u64;
         let pct = self.actual_pct.draw(rng);
         let actual = (estimated as f64 * pct / 100.0).round() as u64;
         let session = rng.gen::<f64>() < s.requests.session_share;

@@ -1,28 +1,27 @@
-//! Whether the tiers of a history differ in what the planner's model draws alike for every
-//! tier: how often a user comes, how many requests a day they come, and how large the
+//! Whether the tiers of a history differ in what a scenario draws alike for every tier unless
+//! told otherwise: how often a user comes, how many requests a day they come, and how large the
 //! estimates are.
 //!
 //! A scenario can give each tier its own distribution of requests per user per day
-//! (`requests.per_user_per_day_by_tier`), and the fit gives one to each tier when the tiers
-//! differ in it ([`TierContrast::requests_differ`]). The model has one distribution of
-//! estimates for all tiers, so a history whose trusted users ask for larger requests than new
-//! users do is planned as if every request were of the average: the plan then understates what
-//! the costlier tier takes (its free sats, its invoices, the pool's draw through its budget)
-//! and overstates the other. The fit cannot change that; it measures the difference and says
-//! so.
+//! (`requests.per_user_per_day_by_tier`) and of estimates (`cost.estimate_sats_by_tier`), and
+//! the fit gives one to each tier when the tiers differ in it
+//! ([`TierContrast::requests_differ`], [`TierContrast::estimates_differ`]). Planned with one
+//! distribution for all, a history whose trusted users ask for more, or larger, requests than
+//! new users do would be planned as if every user were the average: the plan would understate
+//! what the busier or costlier tier takes (its free sats, its invoices, the pool's draw through
+//! its budget) and overstate the other.
 //!
 //! Each quantity is tested across tiers (Kruskal-Wallis on the requests of each active
 //! user-day and on the estimates, a chi-square test on the days active), with its effect size;
 //! the difference is "clear" when a test finds it (p < [`P_CLEAR`]) and it is large enough to
-//! matter for a plan: a tier's estimated sats per user-day at least [`RATIO_CLEAR`] times, or
-//! at most its inverse, what the model draws for every tier.
+//! matter for a plan: a tier's requests per user-day, or its mean estimate, at least
+//! [`RATIO_CLEAR`] times, or at most its inverse, that of all tiers.
 
 use std::collections::BTreeMap;
 
-use ledger_core::Tier;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
-use super::{fmt_p, Estimate, UserDay};
+use super::{Estimate, UserDay};
 use crate::history::HistoryRow;
 
 /// The p-value under which a test's difference counts.
@@ -35,6 +34,10 @@ pub const RATIO_CLEAR: f64 = 1.25;
 /// The fewest active user-days a tier needs for its ratio to count, and for a distribution of
 /// requests per user per day of its own.
 pub(crate) const MIN_DAYS: u64 = 30;
+
+/// The fewest requests a tier needs for its ratio of estimates to count, and for a
+/// distribution of estimates of its own.
+pub(crate) const MIN_REQUESTS: u64 = 100;
 
 /// What one tier shows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -73,7 +76,7 @@ pub struct Test {
 /// How the tiers compare.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TierContrast {
-    /// Per tier ([`Tier::ALL`] order), those with requests.
+    /// Per tier ([`ledger_core::Tier::ALL`] order), those with requests.
     pub tiers: [Option<TierFigures>; 4],
     /// Requests per active user-day across tiers.
     pub requests: Option<Test>,
@@ -163,58 +166,20 @@ impl TierContrast {
         tested && self.tiers.iter().flatten().any(|f| f.active_days >= MIN_DAYS && far(f.traffic_ratio))
     }
 
-    /// The warning, when the tiers clearly differ in what the fitted scenario draws alike for
-    /// them, their estimates (the scenario can hold each tier's requests per user per day:
-    /// `requests_by_tier` says whether the fit gave them).
-    pub fn warning(&self, requests_by_tier: bool) -> Option<String> {
-        let t = self.estimates.filter(|t| t.p < P_CLEAR)?;
-        let counted: Vec<(Tier, &TierFigures)> = self
-            .tiers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| f.as_ref().filter(|f| f.active_days >= MIN_DAYS).map(|f| (Tier::ALL[i], f)))
-            .collect();
-        if !counted.iter().any(|(_, f)| far(f.estimate_ratio)) {
-            return None;
-        }
-        let by_tier: Vec<String> = counted
-            .iter()
-            .map(|(tier, f)| {
-                format!("{tier}: {:.1} sats on average, {:.2} times the mean", f.mean_estimate, f.estimate_ratio)
-            })
-            .collect();
-        let traffic = if requests_by_tier {
-            "Requests per user per day are fitted per tier ([requests.per_user_per_day_by_tier]); the plan \
-             still draws every tier's estimates alike"
-        } else {
-            "The tiers' requests per user per day do not differ enough to be fitted per tier; the plan draws \
-             every tier's estimates alike"
-        };
-        Some(format!(
-            "WARNING: the tiers differ in their estimates, and the planner's model draws estimates from one \
-             distribution for every tier (what this scenario holds: the average over all). By tier: {}. Tested \
-             across tiers by Kruskal-Wallis (p {}, epsilon-squared {:.3}). {traffic}, so it understates the sats \
-             of the tiers above 1 and overstates the others'. To see a tier's own figures, fit a history of its \
-             rows alone.",
-            by_tier.join("; "),
-            p_words(t.p),
-            t.effect
-        ))
+    /// Whether the tiers clearly differ in their estimates: the Kruskal-Wallis test of them
+    /// below [`P_CLEAR`], and a tier with at least [`MIN_REQUESTS`] requests whose mean
+    /// estimate is [`RATIO_CLEAR`] times that of all tiers or more, or as much less. The fit
+    /// then gives each tier with at least [`MIN_REQUESTS`] requests a distribution of its own
+    /// (`cost.estimate_sats_by_tier`).
+    pub fn estimates_differ(&self) -> bool {
+        self.estimates.is_some_and(|t| t.p < P_CLEAR)
+            && self.tiers.iter().flatten().any(|f| f.requests >= MIN_REQUESTS && far(f.estimate_ratio))
     }
 }
 
 /// Whether a ratio to all tiers is far enough from 1 to matter for a plan.
 fn far(ratio: f64) -> bool {
     ratio >= RATIO_CLEAR || ratio <= 1.0 / RATIO_CLEAR
-}
-
-fn p_words(p: f64) -> String {
-    let p = fmt_p(p);
-    if p.starts_with('<') {
-        p
-    } else {
-        format!("= {p}")
-    }
 }
 
 /// The Kruskal-Wallis test of groups given as histograms (value, count), ties given their
