@@ -15,10 +15,12 @@
 //!   are UTC hours.
 //! - `requests.per_user_per_day`: the requests of each user on each day after the day the
 //!   user is first seen (zeros included; the first day is left out because it is seen only
-//!   because it has a request; so are the days the history lacks, [`Gaps`]). `fixed` when every count is equal, otherwise `poisson`
-//!   (maximum likelihood: the mean) or a rounded `lognormal` clamped at the largest count
-//!   (maximum likelihood over the rounding bins, by Nelder-Mead), whichever has the smaller
-//!   AIC; quality: a chi-square test of the binned counts. Counts above
+//!   because it has a request; so are the days the history lacks, [`Gaps`]). `fixed` when
+//!   every count is equal, otherwise `poisson` (maximum likelihood: the mean), `negbinomial`
+//!   when the counts vary more than a Poisson's (the mean, and the shape by maximum likelihood:
+//!   see `fit_negbinomial`) or a rounded `lognormal` clamped at the largest count (maximum
+//!   likelihood over the rounding bins, by Nelder-Mead), whichever has the smallest AIC;
+//!   quality: a chi-square test of the binned counts. Counts above
 //!   [`MAX_PER_USER_PER_DAY`] are clamped to it, said in the comment.
 //! - `requests.per_user_per_day_by_tier`: when the tiers differ in it
 //!   ([`TierContrast::requests_differ`]), the same fit of each tier's own user-days (a day
@@ -63,7 +65,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use ledger_core::{Tier, DAY_MS};
-use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, Poisson};
+use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, NegativeBinomial, Poisson};
 
 use crate::history::{utc, utc_date, HistoryRow, Repeats, Served};
 
@@ -72,13 +74,14 @@ mod tiers;
 
 use crate::scenario::{
     fmt_f64, Dist, DistKind, PlanScenario, TierRates, MAX_DAYS, MAX_ESTIMATE_SATS, MAX_LOGNORMAL_SIGMA,
-    MAX_PER_USER_PER_DAY, MAX_POISSON_MEAN, MAX_POPULATION, MAX_START_MS, MIN_START_MS,
+    MAX_PER_USER_PER_DAY, MAX_POISSON_MEAN, MAX_POPULATION, MAX_START_MS, MIN_START_MS, NEGBINOMIAL_SHAPE_RANGE,
 };
 pub use population::{Gaps, LowDay, LOW_DAY_MIN_MEDIAN, LOW_DAY_SHARE, MIN_ACTIVE_DAYS};
 use population::{UserDay, WEEKDAYS};
-use tiers::MIN_DAYS as MIN_TIER_DAYS;
-use tiers::MIN_REQUESTS as MIN_TIER_REQUESTS;
-pub use tiers::{Test, TierContrast, TierFigures, P_CLEAR, RATIO_CLEAR};
+pub use tiers::{
+    Test, TierContrast, TierFigures, MIN_DAYS as TIER_MIN_ACTIVE_DAYS, MIN_REQUESTS as TIER_MIN_REQUESTS, P_CLEAR,
+    RATIO_CLEAR,
+};
 
 /// The largest `cost.actual_pct`, as the fitted distributions hold it.
 const MAX_ACTUAL_PCT: f64 = crate::scenario::MAX_ACTUAL_PCT as f64;
@@ -379,7 +382,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
     let tiers = TierContrast::of(rows, &users.days, &left_out, &pop.measured_share, &pop.active_days);
     let (per_user_per_day_by_tier, means_by_tier) = if tiers.requests_differ() {
         let by_tier = users.counts_by_tier(days, &left_out);
-        let own = |t: usize| pop.active_days[t] >= MIN_TIER_DAYS;
+        let own = |t: usize| pop.active_days[t] >= TIER_MIN_ACTIVE_DAYS;
         (
             std::array::from_fn(|t| own(t).then(|| fit_counts(&by_tier[t]))),
             std::array::from_fn(|t| own(t).then(|| histogram_mean(&by_tier[t]))),
@@ -388,7 +391,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         Default::default()
     };
     let estimate_sats_by_tier = std::array::from_fn(|t| {
-        let own = tiers.estimates_differ() && tiers.tiers[t].is_some_and(|f| f.requests >= MIN_TIER_REQUESTS);
+        let own = tiers.estimates_differ() && tiers.tiers[t].is_some_and(|f| f.requests >= TIER_MIN_REQUESTS);
         own.then(|| fit_estimates(rows.iter().filter(|r| r.tier.index() == t)))
     });
     Ok(Fitted {
@@ -692,7 +695,9 @@ fn histogram_mean(hist: &BTreeMap<u64, u64>) -> f64 {
 fn drawn_count_mean(d: &Dist) -> f64 {
     match d.dist {
         DistKind::Fixed => d.value.unwrap_or(0.0).clamp(0.0, MAX_PER_USER_PER_DAY as f64).round(),
-        DistKind::Poisson => d.mean.unwrap_or(0.0),
+        // A negative binomial's draws past the largest count, clamped to it, are below 1e-12 of
+        // them at every mean and shape a fit gives.
+        DistKind::Poisson | DistKind::Negbinomial => d.mean.unwrap_or(0.0),
         DistKind::Uniform => (d.min.unwrap_or(0.0) + d.max.unwrap_or(0.0)) / 2.0,
         DistKind::Lognormal => {
             let (median, sigma) = (d.median.unwrap_or(1.0), d.sigma.unwrap_or(0.0));
@@ -708,7 +713,64 @@ fn drawn_count_mean(d: &Dist) -> f64 {
 /// How far, as a share, the drawn mean may be from the history's before the fit says so.
 const COUNT_MEAN_SLACK: f64 = 0.05;
 
-/// Requests per user per day: fixed, Poisson or a rounded log-normal.
+/// The negative binomial of `mean` and `shape` as `statrs` has it: the failures before the
+/// `shape`-th success, at a success probability of `shape / (shape + mean)`.
+fn negbinomial(mean: f64, shape: f64) -> NegativeBinomial {
+    NegativeBinomial::new(shape, shape / (shape + mean)).expect("a positive shape and a probability")
+}
+
+/// The log-likelihood of the counts `hist` under the negative binomial of `mean` and `shape`.
+fn negbinomial_ll(hist: &BTreeMap<u64, u64>, mean: f64, shape: f64) -> f64 {
+    let d = negbinomial(mean, shape);
+    hist.iter().map(|(&k, &c)| c as f64 * d.ln_pmf(k)).sum()
+}
+
+/// The negative binomial of the counts `hist` by maximum likelihood: the mean is the counts'
+/// mean (the estimator of the mean at any shape, so a negative binomial keeps the history's
+/// mean), the shape the maximum of the likelihood at that mean, found on a grid of its
+/// logarithm over [`NEGBINOMIAL_SHAPE_RANGE`] and refined by golden section. Returns the shape,
+/// its standard error (from the curvature of the log-likelihood; the mean and the shape are
+/// orthogonal parameters, so neither's error depends on the other's) and the log-likelihood.
+/// `None` when the counts vary no more than a Poisson's (`var <= mean`): the likelihood then
+/// grows without end with the shape, toward the Poisson.
+fn fit_negbinomial(hist: &BTreeMap<u64, u64>, mean: f64, var: f64) -> Option<(f64, f64, f64)> {
+    if !(mean > 0.0 && var > mean) {
+        return None;
+    }
+    let (lo, hi) = (NEGBINOMIAL_SHAPE_RANGE.0.ln(), NEGBINOMIAL_SHAPE_RANGE.1.ln());
+    let ll = |t: f64| negbinomial_ll(hist, mean, t.exp());
+    let step = 0.25;
+    let n_steps = ((hi - lo) / step).ceil() as usize;
+    let grid = |i: usize| (lo + i as f64 * step).min(hi);
+    let best =
+        (0..=n_steps).map(|i| (i, ll(grid(i)))).fold((0, f64::NEG_INFINITY), |b, x| if x.1 > b.1 { x } else { b });
+    let (mut a, mut b) = (grid(best.0.saturating_sub(1)), grid((best.0 + 1).min(n_steps)));
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+    let (mut fc, mut fd) = (ll(c), ll(d));
+    for _ in 0..60 {
+        if fc >= fd {
+            (b, d, fd) = (d, c, fc);
+            c = b - g * (b - a);
+            fc = ll(c);
+        } else {
+            (a, c, fc) = (c, d, fd);
+            d = a + g * (b - a);
+            fd = ll(d);
+        }
+    }
+    let t = (a + b) / 2.0;
+    let shape = t.exp();
+    let at = negbinomial_ll(hist, mean, shape);
+    let h = shape * 1e-4;
+    let curvature =
+        (negbinomial_ll(hist, mean, shape + h) - 2.0 * at + negbinomial_ll(hist, mean, shape - h)) / (h * h);
+    let se = if curvature < 0.0 { (-1.0 / curvature).sqrt() } else { f64::INFINITY };
+    Some((shape, se, at))
+}
+
+/// Requests per user per day: fixed, or whichever of a Poisson, a negative binomial and a
+/// rounded log-normal has the smallest AIC.
 fn fit_counts(hist: &BTreeMap<u64, u64>) -> DistFit {
     let n: u64 = hist.values().sum();
     let nf = n as f64;
@@ -731,12 +793,33 @@ fn fit_counts(hist: &BTreeMap<u64, u64>) -> DistFit {
     let poisson = Poisson::new(mean.max(1e-9)).expect("positive mean");
     let ll_poisson: f64 = hist.iter().map(|(&k, &c)| c as f64 * poisson.ln_pmf(k)).sum();
     let (x, se, ll_logn) = fit_rounded_lognormal(hist, 0, hi);
+    let nb = fit_negbinomial(hist, mean, var);
     let (aic_poisson, aic_logn) = (2.0 - 2.0 * ll_poisson, 6.0 - 2.0 * ll_logn);
+    let aic_nb = nb.map_or(f64::INFINITY, |(_, _, ll)| 4.0 - 2.0 * ll);
+    let aic_logn = if se[0].is_finite() { aic_logn } else { f64::INFINITY };
     let why = format!(
-        "dispersion var/mean = {:.2}; AIC poisson {aic_poisson:.1}, lognormal {aic_logn:.1}",
-        var / mean.max(1e-9)
+        "dispersion var/mean = {:.2}; AIC poisson {aic_poisson:.1}, negbinomial {}, lognormal {aic_logn:.1}",
+        var / mean.max(1e-9),
+        if aic_nb.is_finite() { format!("{aic_nb:.1}") } else { "- (var <= mean)".to_owned() }
     );
-    if aic_poisson <= aic_logn || !se[0].is_finite() {
+    if let Some((shape, shape_se, _)) = nb.filter(|_| aic_nb < aic_poisson && aic_nb <= aic_logn) {
+        let m = round4(mean).min(MAX_POISSON_MEAN);
+        let r = round4(shape).clamp(NEGBINOMIAL_SHAPE_RANGE.0, NEGBINOMIAL_SHAPE_RANGE.1);
+        let d = negbinomial(mean, shape);
+        let tail = |k: u64| if k == hi { d.sf(hi - 1) } else { d.pmf(k) };
+        let gof = chi2_fit(hist, 0, hi, 2, tail);
+        let mean_se = (mean * (1.0 + mean / shape) / nf).sqrt();
+        return DistFit {
+            dist: Dist::negbinomial(m, r),
+            params: vec![("mean", est(mean, mean_se, n)), ("shape", est(shape, shape_se, n))],
+            quality: format!(
+                "n = {n} user-days; mean se {}, shape se {}; {gof}; {why}{clamped}",
+                fmt_se(mean_se, false),
+                fmt_se(shape_se, false)
+            ),
+        };
+    }
+    if aic_poisson <= aic_logn {
         let m = round4(mean).min(MAX_POISSON_MEAN);
         let tail = |k: u64| if k == hi { poisson.sf(hi - 1) } else { poisson.pmf(k) };
         let gof = chi2_fit(hist, 0, hi, 1, tail);
@@ -1073,10 +1156,11 @@ impl Fitted {
         }
         if !off.is_empty() {
             out.push(format!(
-                "WARNING: the requests per user per day of this history have a shape neither fitted family \
-                 (Poisson, a rounded log-normal) follows, and the closer one draws a mean off by more than {:.0} %: \
-                 {}. The plan's traffic, and what the pool pays for it, is off by as much; set the key's \
-                 distribution by hand (a Poisson of the history's mean keeps the mean), and compare.",
+                "WARNING: the requests per user per day of this history have a shape no fitted family \
+                 (Poisson, negative binomial, a rounded log-normal) follows, and the closest one draws a mean off \
+                 by more than {:.0} %: {}. The plan's traffic, and what the pool pays for it, is off by as much; \
+                 set the key's distribution by hand (a negative binomial or a Poisson of the history's mean keeps \
+                 the mean; the comment above the key gives the negative binomial's AIC), and compare.",
                 COUNT_MEAN_SLACK * 100.0,
                 off.join("; ")
             ));
@@ -1298,7 +1382,7 @@ impl Fitted {
                 w,
                 &format!(
                     "# The tiers differ in requests per user per day ({}): each tier with at least \
-                     {MIN_TIER_DAYS} active user-days, fitted on the days its users have it; a tier not named \
+                     {TIER_MIN_ACTIVE_DAYS} active user-days, fitted on the days its users have it; a tier not named \
                      here draws from per_user_per_day.",
                     tests.join("; ")
                 ),
@@ -1343,7 +1427,7 @@ impl Fitted {
                 w,
                 &format!(
                     "# The tiers differ in their estimates{test}; mean estimate: {}. Each tier with at least \
-                     {MIN_TIER_REQUESTS} requests, fitted on its own; a tier not named here draws from \
+                     {TIER_MIN_REQUESTS} requests, fitted on its own; a tier not named here draws from \
                      estimate_sats.",
                     means.join("; ")
                 ),
@@ -1469,12 +1553,19 @@ fn dist_toml(d: &Dist) -> String {
         DistKind::Fixed => "fixed",
         DistKind::Uniform => "uniform",
         DistKind::Poisson => "poisson",
+        DistKind::Negbinomial => "negbinomial",
         DistKind::Lognormal => "lognormal",
     };
     let mut parts = vec![format!("dist = \"{kind}\"")];
-    for (name, v) in
-        [("value", d.value), ("mean", d.mean), ("median", d.median), ("sigma", d.sigma), ("min", d.min), ("max", d.max)]
-    {
+    for (name, v) in [
+        ("value", d.value),
+        ("mean", d.mean),
+        ("shape", d.shape),
+        ("median", d.median),
+        ("sigma", d.sigma),
+        ("min", d.min),
+        ("max", d.max),
+    ] {
         if let Some(v) = v {
             parts.push(format!("{name} = {}", fmt_f64(v)));
         }
@@ -1496,6 +1587,8 @@ mod tests {
             Dist::lognormal(3.0, 0.4, Some(12.0)),
             Dist::lognormal(0.2, 2.0, None),
             Dist::poisson(2.5),
+            Dist::negbinomial(2.5, 0.4),
+            Dist::negbinomial(0.7, 3.0),
             Dist::fixed(3.0),
         ]
         .into_iter()

@@ -102,6 +102,16 @@ pub enum Sampler {
         /// The largest value drawn.
         max: f64,
     },
+    /// Negative binomial: a Poisson draw whose mean is a draw of `gamma`, clamped to
+    /// `min..=max`.
+    NegBinomial {
+        /// The distribution of the Poisson's mean.
+        gamma: rand_distr::Gamma<f64>,
+        /// The smallest value drawn.
+        min: f64,
+        /// The largest value drawn.
+        max: f64,
+    },
     /// Log-normal, clamped to `min..=max`.
     LogNormal {
         /// The distribution of the value before clamping.
@@ -131,6 +141,12 @@ impl Sampler {
                 min: lo,
                 max: hi,
             },
+            DistKind::Negbinomial if g(d.mean) == 0.0 => Sampler::Fixed(within(0.0)),
+            DistKind::Negbinomial => Sampler::NegBinomial {
+                gamma: rand_distr::Gamma::new(g(d.shape), g(d.mean) / g(d.shape)).expect("validated shape"),
+                min: lo,
+                max: hi,
+            },
             DistKind::Lognormal => Sampler::LogNormal {
                 dist: rand_distr::LogNormal::new(g(d.median).ln(), g(d.sigma)).expect("validated sigma"),
                 min: within(d.min.unwrap_or(lo)),
@@ -146,6 +162,17 @@ impl Sampler {
             Sampler::Uniform(a, b) if a == b => *a,
             Sampler::Uniform(a, b) => rng.gen_range(*a..=*b),
             Sampler::Poisson { dist, min, max } => dist.sample(rng).clamp(*min, *max),
+            Sampler::NegBinomial { gamma, min, max } => {
+                // A mean past 1e12 draws a count past every key's range, which is clamped to
+                // its end anyway (and `rand_distr` takes no Poisson mean near 2^64).
+                let mean = gamma.sample(rng).min(1e12);
+                let n = if mean > 0.0 {
+                    rand_distr::Poisson::new(mean).expect("positive, finite").sample(rng)
+                } else {
+                    0.0
+                };
+                n.clamp(*min, *max)
+            }
             Sampler::LogNormal { dist, min, max } => dist.sample(rng).clamp(*min, *max),
         }
     }
@@ -513,7 +540,7 @@ fn expected(d: &Dist, (lo, hi): (f64, f64)) -> f64 {
         DistKind::Uniform => (g(d.min) + g(d.max)) / 2.0,
         // Less what the draws clamped at `hi` lose: at most 0.4 standard deviations (a mean
         // at `hi`), 13 requests in 1,000, nothing for a table's size.
-        DistKind::Poisson => g(d.mean),
+        DistKind::Poisson | DistKind::Negbinomial => g(d.mean),
         DistKind::Lognormal => clamped_lognormal_mean(
             d.median.unwrap_or(1.0),
             d.sigma.unwrap_or(0.0),
@@ -983,6 +1010,7 @@ mod tests {
             (Dist::lognormal(30.0, 0.0, None), ESTIMATE_SATS_RANGE),
             (Dist::uniform(60.0, 110.0), ACTUAL_PCT_RANGE),
             (Dist::poisson(3.0), PER_USER_PER_DAY_RANGE),
+            (Dist::negbinomial(3.0, 0.5), PER_USER_PER_DAY_RANGE),
         ];
         for (i, (d, range)) in cases.into_iter().enumerate() {
             let sampler = Sampler::new(&d, range);

@@ -81,7 +81,11 @@
 //!
 //! A [`Dist`] is an inline table with a `dist` kind and its parameters:
 //! `{ dist = "fixed", value = V }`, `{ dist = "uniform", min = A, max = B }`,
-//! `{ dist = "poisson", mean = M }` (`M <= 1000`), or
+//! `{ dist = "poisson", mean = M }` (`M <= 1000`),
+//! `{ dist = "negbinomial", mean = M, shape = R }` (a negative binomial: a Poisson whose mean
+//! is itself drawn from a gamma distribution of mean `M` and shape `R`, so that its variance is
+//! `M + M^2 / R`; `M <= 1000`, `0.001 <= R <= 1000000`; counts that vary more than a Poisson's,
+//! such as users who come on some days and not others), or
 //! `{ dist = "lognormal", median = M, sigma = S, min = A, max = B }` (`min` and `max`
 //! optional clamps, by default the ends of the key's range; `S <= 5`). A parameter the kind
 //! does not use is an error. Every draw stays in its key's range: one beyond it (a
@@ -123,6 +127,10 @@ pub const MAX_PER_USER_PER_DAY: u64 = 10_000;
 
 /// The largest `mean` of a `poisson` distribution.
 pub const MAX_POISSON_MEAN: f64 = 1000.0;
+
+/// The smallest and the largest `shape` of a `negbinomial` distribution: from counts almost all
+/// zero or huge, to a Poisson's.
+pub const NEGBINOMIAL_SHAPE_RANGE: (f64, f64) = (0.001, 1_000_000.0);
 
 /// The largest `sigma` of a `lognormal` distribution.
 pub const MAX_LOGNORMAL_SIGMA: f64 = 5.0;
@@ -255,6 +263,8 @@ pub enum DistKind {
     Uniform,
     /// Poisson with `mean`.
     Poisson,
+    /// Negative binomial with `mean` and `shape`: Poisson with a gamma-distributed mean.
+    Negbinomial,
     /// Log-normal with `median` and `sigma` (of the underlying normal), clamped to `min..=max`.
     Lognormal,
 }
@@ -268,9 +278,12 @@ pub struct Dist {
     /// `fixed`: the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
-    /// `poisson`: the mean.
+    /// `poisson`, `negbinomial`: the mean.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
+    /// `negbinomial`: the shape of the gamma distribution of the Poisson's mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<f64>,
     /// `lognormal`: the median.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub median: Option<f64>,
@@ -288,7 +301,16 @@ pub struct Dist {
 impl Dist {
     /// `{ dist = "fixed", value = v }`.
     pub fn fixed(v: f64) -> Dist {
-        Dist { dist: DistKind::Fixed, value: Some(v), mean: None, median: None, sigma: None, min: None, max: None }
+        Dist {
+            dist: DistKind::Fixed,
+            value: Some(v),
+            mean: None,
+            shape: None,
+            median: None,
+            sigma: None,
+            min: None,
+            max: None,
+        }
     }
 
     /// `{ dist = "uniform", min, max }`.
@@ -299,6 +321,11 @@ impl Dist {
     /// `{ dist = "poisson", mean }`.
     pub fn poisson(mean: f64) -> Dist {
         Dist { dist: DistKind::Poisson, value: None, mean: Some(mean), ..Dist::fixed(0.0) }
+    }
+
+    /// `{ dist = "negbinomial", mean, shape }`.
+    pub fn negbinomial(mean: f64, shape: f64) -> Dist {
+        Dist { dist: DistKind::Negbinomial, value: None, mean: Some(mean), shape: Some(shape), ..Dist::fixed(0.0) }
     }
 
     /// `{ dist = "lognormal", median, sigma, max }`.
@@ -319,6 +346,7 @@ impl Dist {
         let params = [
             ("value", self.value),
             ("mean", self.mean),
+            ("shape", self.shape),
             ("median", self.median),
             ("sigma", self.sigma),
             ("min", self.min),
@@ -328,6 +356,7 @@ impl Dist {
             DistKind::Fixed => (&["value"], &[]),
             DistKind::Uniform => (&["min", "max"], &[]),
             DistKind::Poisson => (&["mean"], &[]),
+            DistKind::Negbinomial => (&["mean", "shape"], &[]),
             DistKind::Lognormal => (&["median", "sigma"], &["min", "max"]),
         };
         for (name, v) in params {
@@ -345,6 +374,7 @@ impl Dist {
                     let (a, b) = match name {
                         "sigma" => (0.0, MAX_LOGNORMAL_SIGMA),
                         "mean" => (0.0, hi.min(MAX_POISSON_MEAN)),
+                        "shape" => NEGBINOMIAL_SHAPE_RANGE,
                         "median" => (f64::MIN_POSITIVE, hi),
                         _ => (lo, hi),
                     };
@@ -372,6 +402,7 @@ impl Dist {
             DistKind::Fixed => "fixed",
             DistKind::Uniform => "uniform",
             DistKind::Poisson => "poisson",
+            DistKind::Negbinomial => "negbinomial",
             DistKind::Lognormal => "lognormal",
         }
     }

@@ -3,7 +3,9 @@
 //! Poisson draws are binned and compared with the Poisson probabilities by a chi-square test,
 //! at means on both sides of every switch a sampler might make (12, where `rand_distr` moves
 //! from multiplying uniforms to rejection, and 30, where the planner once switched to a
-//! rounded normal); log-normal draws by a Kolmogorov-Smirnov test against the log-normal CDF.
+//! rounded normal); negative binomial draws (a Poisson of a gamma-distributed mean) likewise
+//! against the negative binomial probabilities, from counts almost all zero to a near-Poisson;
+//! log-normal draws by a Kolmogorov-Smirnov test against the log-normal CDF.
 //! Each test runs at a 0.1 % level on a fixed seed, so it is deterministic; a last test shows
 //! the chi-square test has the power to see the old rounded-normal approximation.
 
@@ -11,20 +13,24 @@ use ledger_plan::model::Sampler;
 use ledger_plan::scenario::{Dist, ACTUAL_PCT_RANGE, ESTIMATE_SATS_RANGE, PER_USER_PER_DAY_RANGE};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, LogNormal, Poisson};
+use statrs::distribution::{ChiSquared, ContinuousCDF, Discrete, DiscreteCDF, LogNormal, NegativeBinomial, Poisson};
 
 /// The level of every test here.
 const ALPHA: f64 = 0.001;
 
 /// The chi-square statistic of `draws` against Poisson(`mean`), and its degrees of freedom.
-/// Bins are single values from the left, each holding at least 5 expected draws; the last
-/// bin takes the right tail, and a left remainder joins the first bin.
 fn chi_square_poisson(draws: &[f64], mean: f64) -> (f64, usize) {
+    chi_square_discrete(draws, &Poisson::new(mean).unwrap())
+}
+
+/// The chi-square statistic of `draws` against the distribution `p` on the whole numbers, and
+/// its degrees of freedom. Bins are single values from the left, each holding at least 5
+/// expected draws; the last bin takes the right tail, and a left remainder joins the first bin.
+fn chi_square_discrete(draws: &[f64], p: &(impl Discrete<u64, f64> + DiscreteCDF<u64, f64>)) -> (f64, usize) {
     let n = draws.len() as f64;
-    let p = Poisson::new(mean).unwrap();
     let mut counts = std::collections::BTreeMap::<u64, u64>::new();
     for &x in draws {
-        assert!(x >= 0.0 && x.fract() == 0.0, "a Poisson draw is a whole number: {x}");
+        assert!(x >= 0.0 && x.fract() == 0.0, "a count is a whole number: {x}");
         *counts.entry(x as u64).or_default() += 1;
     }
     // Bin edges: [lo, hi) in k, built left to right.
@@ -83,6 +89,34 @@ fn poisson_draws_fit_the_poisson_distribution_at_every_mean() {
 #[test]
 fn a_poisson_mean_of_zero_draws_zero() {
     assert!(draws(&Dist::poisson(0.0), 1000, 1).iter().all(|&x| x == 0.0));
+    assert!(draws(&Dist::negbinomial(0.0, 2.0), 1000, 1).iter().all(|&x| x == 0.0));
+}
+
+/// `statrs`'s negative binomial counts failures before the `r`-th success at probability
+/// `p`: its mean `r (1 - p) / p` is the scenario's `mean` at `p = shape / (shape + mean)`.
+#[test]
+fn negbinomial_draws_fit_the_negbinomial_distribution() {
+    for (i, (mean, shape)) in
+        [(0.5, 0.05), (0.5, 0.3), (3.0, 1.0), (3.0, 20.0), (20.0, 0.8), (150.0, 5.0), (1000.0, 1e6)]
+            .into_iter()
+            .enumerate()
+    {
+        let x = draws(&Dist::negbinomial(mean, shape), 200_000, 31 + i as u64);
+        let d = NegativeBinomial::new(shape, shape / (shape + mean)).unwrap();
+        let (stat, df) = chi_square_discrete(&x, &d);
+        let critical = chi_square_critical(df);
+        eprintln!("negbinomial mean {mean} shape {shape}: chi-square {stat:.1} on {df} df (critical {critical:.1})");
+        assert!(df >= 1, "mean {mean} shape {shape}: too few bins");
+        assert!(stat < critical, "mean {mean} shape {shape}: chi-square {stat:.1} on {df} df is above {critical:.1}");
+        let drawn = x.iter().sum::<f64>() / x.len() as f64;
+        let se = (mean * (1.0 + mean / shape) / x.len() as f64).sqrt();
+        assert!((drawn - mean).abs() < 4.0 * se, "mean {mean} shape {shape}: drew {drawn} on average");
+    }
+    // A Poisson of the same mean is told apart from a negative binomial of shape 20 (variance
+    // 3.45 against 3).
+    let x = draws(&Dist::negbinomial(3.0, 20.0), 200_000, 5);
+    let (stat, df) = chi_square_poisson(&x, 3.0);
+    assert!(stat > chi_square_critical(df), "a negative binomial passed for a Poisson: chi-square {stat:.1}");
 }
 
 #[test]

@@ -33,11 +33,11 @@ pub const RATIO_CLEAR: f64 = 1.25;
 
 /// The fewest active user-days a tier needs for its ratio to count, and for a distribution of
 /// requests per user per day of its own.
-pub(crate) const MIN_DAYS: u64 = 30;
+pub const MIN_DAYS: u64 = 30;
 
 /// The fewest requests a tier needs for its ratio of estimates to count, and for a
 /// distribution of estimates of its own.
-pub(crate) const MIN_REQUESTS: u64 = 100;
+pub const MIN_REQUESTS: u64 = 100;
 
 /// What one tier shows.
 #[derive(Clone, Copy, Debug, PartialEq)]
