@@ -26,6 +26,7 @@ PUBKEY_RE = re.compile(r"^[0-9a-f]{64}$")
 # the object: an `"id"` further in could be one nested in a value, or cut short.
 ID_RE = re.compile(rb'\A[ \t\r]*\{[ \t\r]*"id"[ \t\r]*:[ \t\r]*(\d{1,20})[ \t\r]*,')
 ID_MAX = 2 ** 64 - 1                   # §9.1: an id is an integer in 0..=2^64-1
+CONFIG_KEYS = ("budget_sats", "pool_initial_sats", "credit_bps", "reservation_ttl_ms")
 JSON_WHITE_SPACE = b" \t\r"           # §9.1: a line of JSON white space only is no request
 
 
@@ -135,6 +136,11 @@ class Checker:
     def config(self, msg):
         c = self.obj(msg, "config")
         b = self.obj(c, "budget_sats")
+        # A config's keys are all known (SPEC.md §9.1): a misspelt setting is never ignored.
+        for obj, keys, where in ((c, CONFIG_KEYS, "config"), (b, TIERS, "config.budget_sats")):
+            for k in obj:
+                if k not in keys:
+                    raise Malformed("%s: unknown key %r" % (where, k))
         cfg = {
             "budget_sats": {t: self.int(b, t) for t in TIERS},
             "pool_initial_sats": self.int(c, "pool_initial_sats"),

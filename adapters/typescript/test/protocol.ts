@@ -83,6 +83,14 @@ for (const [name, command] of [["corrected", CORRECTED], ["seed", SEED]]) {
   expect("reset", (await c.request({ type: "reset", config: config() })).type, "reset_ok");
   expect("other protocol", (await c.request({ type: "hello", protocol: 2n, config: config() })).code, "not_supported");
   expect("unknown type", (await c.request({ type: "frobnicate" })).code, "malformed");
+  // A config within 0..=2^63-1 but beyond the ledger's limits, or with a key this protocol
+  // does not define, is malformed; an integer beyond 2^63-1 is out_of_range (SPEC.md §9.2).
+  expect("credit_bps 10001", (await c.request({ type: "reset", config: config({ credit_bps: 10001n }) })).code, "malformed");
+  expect("ttl 0", (await c.request({ type: "reset", config: config({ reservation_ttl_ms: 0n }) })).code, "malformed");
+  expect("unknown config key", (await c.request({ type: "reset", config: config({ credit_pct: 10n }) })).code, "malformed");
+  expect("pool 2^63", (await c.request({ type: "reset", config: config({ pool_initial_sats: 9223372036854775808n }) })).code, "out_of_range");
+  // Any other object may carry keys this version does not define: they are ignored.
+  expect("unknown call key", await call(c, T, { call: "expire", note: "later version" }), { fresh: true, reply: "ok", outcome: "expired", released: [] });
   expect("unknown call", await call(c, T, { call: "frobnicate" }), { error: "malformed", definite: true });
   expect("missing field", await call(c, T, { call: "decide", request_id: 1n, pubkey: P1 }), { error: "malformed", definite: true });
   expect("bad pubkey", await call(c, T, { call: "set_tier", pubkey: "AB", tier: "elite" }), { error: "malformed", definite: true });

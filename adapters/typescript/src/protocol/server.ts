@@ -141,15 +141,26 @@ function obj(v: Json, where: string): JsonObject {
   return v as JsonObject;
 }
 
+/** A config's keys are all known (SPEC.md section 9.1): a misspelt setting is never ignored. */
+function onlyKeys(o: JsonObject, keys: readonly string[], where: string): void {
+  for (const k of Object.keys(o)) {
+    if (!keys.includes(k)) throw new ProtocolError("malformed", `${where}: unknown key ${JSON.stringify(k)}`);
+  }
+}
+
 export function readConfig(v: Json): LedgerConfig {
   const c = obj(v, "config");
+  onlyKeys(c, ["budget_sats", "pool_initial_sats", "credit_bps", "reservation_ttl_ms"], "config");
   const b = obj(field(c, "budget_sats", "config"), "config.budget_sats");
+  onlyKeys(b, TIERS, "config.budget_sats");
   const budget = {} as Record<Tier, bigint>;
   for (const t of TIERS) budget[t] = int(b, t, "config.budget_sats", MAX_I64);
   const credit_bps = int(c, "credit_bps", "config", MAX_I64);
-  if (credit_bps > 10000n) throw new ProtocolError("out_of_range", "config: credit_bps above 10000");
+  // Within 0..=2^63-1 but beyond the ledger's limits (SPEC.md section 1): an invalid config,
+  // `malformed`, as SPEC.md section 9.2 says; `out_of_range` is for integers beyond 2^63-1.
+  if (credit_bps > 10000n) throw new ProtocolError("malformed", "config: credit_bps above 10000");
   const reservation_ttl_ms = int(c, "reservation_ttl_ms", "config", MAX_I64);
-  if (reservation_ttl_ms < 1n) throw new ProtocolError("out_of_range", "config: reservation_ttl_ms below 1");
+  if (reservation_ttl_ms < 1n) throw new ProtocolError("malformed", "config: reservation_ttl_ms below 1");
   return { budget_sats: budget, pool_initial_sats: int(c, "pool_initial_sats", "config", MAX_I64), credit_bps, reservation_ttl_ms };
 }
 
