@@ -2,15 +2,21 @@
 //! calls applied in process to the reference, then sent to the child one at a time (lockstep),
 //! then with many in flight; each figure in calls per second, and the ratio to the in-process
 //! reference measured in the same run.
+//!
+//! The speed of a wrong implementation means nothing: a `reference` implementation's every
+//! reply is compared with the in-process reference's (outside the timed loop's own work: the
+//! expected replies are computed before it), and the first that differs ends the benchmark
+//! with it ([`BenchReport::wrong_answer`]). A `seed` implementation answers another API, so its
+//! replies are not compared ([`BenchReport::answers_checked`] is false).
 
 use std::time::{Duration, Instant};
 
 use ledger_core::{Config, Ledger, PaymentId, RequestId, Sats, Tier, TimeMs};
-use ledger_harness::Call;
+use ledger_harness::{Call, Reply};
 use serde::Serialize;
 
 use crate::child::{Child, ExecError};
-use crate::protocol::{RequestBody, ResponseBody};
+use crate::protocol::{Api, RequestBody, ResponseBody};
 
 /// Users the calls are spread over.
 const USERS: u64 = 100;
@@ -59,8 +65,28 @@ pub struct BenchReport {
     pub implementation: String,
     /// The command.
     pub command: String,
-    /// Calls per second of each mode.
+    /// Calls per second of each mode: those measured before a wrong answer, if one came.
     pub figures: Vec<Figure>,
+    /// Whether every reply was compared with the reference's (a `reference` implementation's).
+    pub answers_checked: bool,
+    /// The first reply that was not the reference's, which ended the benchmark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wrong_answer: Option<WrongAnswer>,
+}
+
+/// A reply that was not the reference's.
+#[derive(Clone, Debug, Serialize)]
+pub struct WrongAnswer {
+    /// The measurement it came in.
+    pub mode: String,
+    /// The call's place in the workload, from 0 (each measurement starts from a reset).
+    pub call_index: usize,
+    /// The call, in the protocol's JSON.
+    pub call: serde_json::Value,
+    /// The reference's reply, in the protocol's JSON.
+    pub expected: serde_json::Value,
+    /// The implementation's, in the protocol's JSON.
+    pub got: serde_json::Value,
 }
 
 fn figure(mode: String, calls: usize, took: Duration, baseline: Option<f64>) -> Figure {
@@ -80,10 +106,29 @@ fn unexpected(child: &Child, body: &ResponseBody) -> ExecError {
     ExecError::Handshake { command: child.command().to_owned(), why: format!("answered with {body:?}") }
 }
 
-fn check(child: &Child, body: &ResponseBody) -> Result<(), ExecError> {
-    match body {
-        ResponseBody::Reply { .. } => Ok(()),
-        other => Err(unexpected(child, other)),
+/// A reply to the call at `index`: `Ok(None)` when it is the reference's (or not compared:
+/// `expected` is empty), `Ok(Some(..))` when it is not.
+fn check(
+    child: &Child,
+    body: &ResponseBody,
+    mode: &str,
+    index: usize,
+    calls: &[Call],
+    expected: &[Reply],
+) -> Result<Option<WrongAnswer>, ExecError> {
+    let ResponseBody::Reply { reply, .. } = body else { return Err(unexpected(child, body)) };
+    match expected.get(index) {
+        Some(want) if want != reply => {
+            let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
+            Ok(Some(WrongAnswer {
+                mode: mode.to_owned(),
+                call_index: index,
+                call: json(serde_json::to_value(&calls[index])),
+                expected: json(serde_json::to_value(want)),
+                got: json(serde_json::to_value(reply)),
+            }))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -100,42 +145,67 @@ pub fn bench(child: &mut Child, config: Config, calls: &[Call], in_flight: usize
     }
     let base = figure("in-process reference".into(), calls.len(), started.elapsed(), None);
     let baseline = Some(base.calls_per_sec);
+    let answers_checked = child.hello().api == Api::Reference;
+    let expected: Vec<Reply> = if answers_checked {
+        let mut ledger = Ledger::new(config);
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| Reply::from(ledger.apply(&call.to_command(), at(i), &mut journal)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut report = BenchReport {
+        implementation: child.hello().name.clone(),
+        command: child.command().to_owned(),
+        figures: vec![base],
+        answers_checked,
+        wrong_answer: None,
+    };
 
     reset(child, config)?;
+    let mode = "protocol, lockstep (one call at a time)";
     let started = Instant::now();
     for (i, call) in calls.iter().enumerate() {
         let r = child.ask(RequestBody::Call { now_ms: at(i), call: call.clone() })?;
-        check(child, &r.body)?;
+        if let Some(wrong) = check(child, &r.body, mode, i, calls, &expected)? {
+            report.wrong_answer = Some(wrong);
+            return Ok(report);
+        }
     }
-    let lockstep = figure("protocol, lockstep (one call at a time)".into(), calls.len(), started.elapsed(), baseline);
+    report.figures.push(figure(mode.into(), calls.len(), started.elapsed(), baseline));
 
     reset(child, config)?;
     let window = in_flight.max(1);
+    let mode = format!("protocol, {window} in flight");
     let started = Instant::now();
     let mut next = 0;
     let mut answered = 0;
+    // The id of the first call: the child numbers its requests in order.
+    let mut first_id = None;
     while answered < calls.len() {
         // Refill the window once half of it has come back, in one write: the child then reads
         // many requests a wake-up, as a busy service does.
         if child.in_flight() <= window / 2 {
             while next < calls.len() && child.in_flight() < window {
-                child.send(RequestBody::Call { now_ms: at(next), call: calls[next].clone() })?;
+                let id = child.send(RequestBody::Call { now_ms: at(next), call: calls[next].clone() })?;
+                first_id.get_or_insert(id);
                 next += 1;
             }
             child.flush()?;
         }
-        let r = child.recv()?;
-        check(child, &r.body)?;
-        answered += 1;
-        while let Some(r) = child.recv_ready()? {
-            check(child, &r.body)?;
+        let mut r = Some(child.recv()?);
+        while let Some(response) = r {
+            let index = usize::try_from(response.id - first_id.expect("a call sent")).expect("an index of a call");
+            if let Some(wrong) = check(child, &response.body, &mode, index, calls, &expected)? {
+                report.wrong_answer = Some(wrong);
+                return Ok(report);
+            }
             answered += 1;
+            r = child.recv_ready()?;
         }
     }
-    let pipelined = figure(format!("protocol, {window} in flight"), calls.len(), started.elapsed(), baseline);
-    Ok(BenchReport {
-        implementation: child.hello().name.clone(),
-        command: child.command().to_owned(),
-        figures: vec![base, lockstep, pipelined],
-    })
+    report.figures.push(figure(mode, calls.len(), started.elapsed(), baseline));
+    Ok(report)
 }

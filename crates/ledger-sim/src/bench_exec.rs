@@ -1,5 +1,8 @@
 //! `ledger-sim bench-exec --exec COMMAND`: calls per second over the engine protocol
 //! ([`ledger_exec::bench`]), with the in-process reference as the baseline of the same run.
+//! A `reference` implementation's replies are compared with the reference's: the first that
+//! differs ends the benchmark, is printed, and the exit code is 1 (a wrong implementation's
+//! speed is no figure).
 
 use std::io::Write;
 
@@ -39,9 +42,14 @@ pub fn bench_exec_cmd(args: &BenchExecArgs) -> anyhow::Result<bool> {
     if args.json {
         crate::child_args::write_json(&mut out, &report)?;
     } else {
+        let checked = if report.answers_checked {
+            "every reply compared with the reference's"
+        } else {
+            "replies not compared: a seed implementation answers another API"
+        };
         writeln!(
             out,
-            "bench-exec {} ({:?}), {} calls a measurement",
+            "bench-exec {} ({:?}), {} calls a measurement, {checked}",
             report.command, report.implementation, args.calls
         )?;
         for f in &report.figures {
@@ -51,6 +59,28 @@ pub fn bench_exec_cmd(args: &BenchExecArgs) -> anyhow::Result<bool> {
                 f.mode, f.calls_per_sec, f.slower_than_in_process
             )?;
         }
+    }
+    if let Some(w) = &report.wrong_answer {
+        // On stderr too with --json, so that a script that keeps only stdout still sees why.
+        let text = format!(
+            "bench-exec: {} answered call {} of the workload ({}) differently from the reference:\n  \
+             sent     {}\n  expected {}\n  got      {}\n\
+             The benchmark stops here: the speed of an implementation that answers wrongly is no figure. \
+             `ledger-sim conform --exec {}` names the rule it breaks.",
+            report.implementation,
+            w.call_index,
+            w.mode,
+            w.call,
+            w.expected,
+            w.got,
+            ledger_simulator::report::shell_quote(&report.command)
+        );
+        if args.json {
+            eprintln!("{text}");
+        } else {
+            writeln!(out, "{text}")?;
+        }
+        return Ok(false);
     }
     Ok(true)
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod audit;
+mod bench_exec;
 mod breaking_count;
 mod check_trace;
 mod cli;
