@@ -16,6 +16,16 @@ use crate::protocol::{
     Observation, Request, RequestBody, Response, ResponseBody, StateKind, PROTOCOL_VERSION,
 };
 
+/// A JSON error of one request line: `serde_json` places it at a line and column of the text
+/// it read, which is always line 1 of that one line; the column is what locates it.
+fn within_line(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) {
+        Some(what) => format!("{what} (column {})", e.column()),
+        None => text,
+    }
+}
+
 /// Serves the reference engine on `input`/`output` until end of input. A line that is not a
 /// request (not UTF-8, or longer than 16 MiB, included) is answered with a `malformed` error
 /// when its `id` can be read (for a line too long, when it comes before the cut), and reported
@@ -80,7 +90,7 @@ fn answer_line(
     log: &mut impl Write,
 ) -> std::io::Result<Option<Response>> {
     let request = match not_utf8 {
-        None => serde_json::from_str::<Request>(line).map_err(|e| e.to_string()).and_then(|request| {
+        None => serde_json::from_str::<Request>(line).map_err(|e| within_line(&e)).and_then(|request| {
             request_names_are_sound(line)?;
             Ok(request)
         }),
