@@ -733,8 +733,7 @@ pub(crate) fn write_ops(ops: &[OpRecord], path: &Path) -> anyhow::Result<()> {
         serde_json::to_writer(&mut buf, op)?;
         buf.push(b'\n');
     }
-    std::fs::write(path, buf).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(())
+    ledger_simulator::files::write_whole(path, &buf).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn concurrent_seed(

@@ -126,7 +126,7 @@ struct RunArgs {
     #[arg(long)]
     fail_fast: bool,
     /// Where counterexample traces are written.
-    #[arg(long, default_value = DEFAULT_TRACE_DIR)]
+    #[arg(long, default_value = DEFAULT_TRACE_DIR, value_parser = crate::input::trace_dir_arg)]
     trace_dir: PathBuf,
     /// Replays the shrinker may spend per counterexample (default 3000). Not with
     /// --concurrency: a concurrent finding is not shrunk.

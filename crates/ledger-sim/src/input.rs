@@ -74,7 +74,20 @@ fn read_bytes_at_most(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     }
     remember_input(path, &meta);
     let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{shown}: {}", words(&e)))?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // A file larger than the memory free now (a sparse file of gigabytes takes no disk) is
+    // refused, not read into an allocation whose failure would abort the process.
+    let free = crate::memory::available();
+    if free.is_some_and(|free| meta.len() > free / 2) {
+        anyhow::bail!(
+            "{shown}: {} bytes, more than half the memory free now ({} bytes); it would not be read and parsed",
+            meta.len(),
+            free.unwrap_or(0)
+        );
+    }
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(meta.len() as usize)
+        .map_err(|_| anyhow::anyhow!("{shown}: {} bytes, more than this process can hold in memory now", meta.len()))?;
     // Bounded even if the file grows while it is read.
     file.take(max + 1).read_to_end(&mut bytes).map_err(|e| anyhow::anyhow!("{shown}: {}", words(&e)))?;
     if bytes.len() as u64 > max {
@@ -99,17 +112,14 @@ pub fn words(e: &std::io::Error) -> String {
     s.find(" (os error").map_or(s.clone(), |i| s[..i].to_owned())
 }
 
-/// A temporary name in `path`'s directory.
-pub fn temp_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
 /// Where an output for `path` really goes: through a symlink to the file it names, so that
-/// the rename of [`write_whole`] replaces that file and not the link. Refuses, naming `flag`,
-/// what is not a regular file (a device, a pipe, a directory: renaming over `/dev/null`
-/// replaces the device for everyone on the machine), a link to nothing, and a file the command
-/// read as an input.
+/// the rename of [`write_whole`] replaces that file and not the link, when the link is the
+/// user's own. Refuses, naming `flag`, what is not a regular file (a device, a pipe, a
+/// directory: renaming over `/dev/null` replaces the device for everyone on the machine), a
+/// link to nothing, a link another user owns (in a directory others write into, such a link
+/// would have this process, perhaps root, replace any file it names; the kernel's
+/// `protected_symlinks` refuses to follow one in a sticky directory for the same reason), and
+/// a file the command read as an input.
 pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
     let shown = path.display();
     // `out/` or `out/.` names a directory, existing or not: no file can be renamed to it,
@@ -120,8 +130,18 @@ pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
         anyhow::bail!("{flag} {shown}: a directory's name; give a file name");
     }
     let target = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)
-            .map_err(|e| anyhow::anyhow!("{flag} {shown}: a symbolic link to nothing ({})", words(&e)))?,
+        Ok(m) if m.file_type().is_symlink() => {
+            let me = ledger_simulator::files::effective_uid();
+            if me.is_some_and(|me| me != m.uid()) {
+                anyhow::bail!(
+                    "{flag} {shown}: a symbolic link owned by another user (uid {}); an output is never written \
+                     through someone else's link (remove it, or give the file it names)",
+                    m.uid()
+                );
+            }
+            std::fs::canonicalize(path)
+                .map_err(|e| anyhow::anyhow!("{flag} {shown}: a symbolic link to nothing ({})", words(&e)))?
+        }
         _ => path.to_path_buf(),
     };
     match std::fs::metadata(&target) {
@@ -148,19 +168,22 @@ pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
+/// `--trace-dir`'s value: a relative directory whose name begins with `-` is given as `./-...`,
+/// so that the replay commands printed with its traces' paths cannot read it as an option.
+pub fn trace_dir_arg(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("an empty directory name".to_owned());
+    }
+    Ok(if s.starts_with('-') { PathBuf::from(format!("./{s}")) } else { PathBuf::from(s) })
+}
+
 /// Checks, before any work, that `flag`'s output can be written at `path`: a regular file or
 /// none yet (see [`output_target`]), in a directory that takes a new file.
 pub fn check_output(flag: &str, path: &Path) -> anyhow::Result<()> {
     let target = output_target(flag, path)?;
-    takes_a_file(&temp_beside(&target))
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    ledger_simulator::files::takes_a_file(dir)
         .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write beside it ({})", path.display(), words(&e)))
-}
-
-/// Whether a file can be made at `probe`: it is made, empty, and removed.
-fn takes_a_file(probe: &Path) -> std::io::Result<()> {
-    std::fs::write(probe, b"")?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
 }
 
 /// Checks, before any work, that files can be written into the directory `dir` (made when they
@@ -182,7 +205,7 @@ pub fn check_directory(flag: &str, dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    takes_a_file(&existing.join(format!(".ledger-sim-probe.{}.tmp", std::process::id())))
+    ledger_simulator::files::takes_a_file(existing)
         .map_err(|e| anyhow::anyhow!("{flag} {shown}: cannot write into {} ({})", existing.display(), words(&e)))
 }
 
@@ -191,13 +214,8 @@ pub fn check_directory(flag: &str, dir: &Path) -> anyhow::Result<()> {
 /// pipe, see [`output_target`]).
 pub fn write_whole(flag: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let target = output_target(flag, path)?;
-    let tmp = temp_beside(&target);
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &target));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("{flag} {}: {}", path.display(), words(&e));
-    }
-    Ok(())
+    ledger_simulator::files::write_whole(&target, bytes)
+        .map_err(|e| anyhow::anyhow!("{flag} {}: {}", path.display(), words(&e)))
 }
 
 #[cfg(test)]

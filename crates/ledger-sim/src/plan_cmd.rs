@@ -449,7 +449,7 @@ fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Pa
     let plan = Plan::new(text, origin, overrides, Vec::new())?;
     check_memory(plan.bytes_per_run(), 1, 0)?;
     let target = crate::input::output_target(FLAG, path)?;
-    let tmp = crate::input::temp_beside(&target);
+    let tmp = ledger_simulator::files::temp_name_beside(&target);
     let failed = |e: std::io::Error| {
         let _ = std::fs::remove_file(&tmp);
         anyhow::anyhow!("{FLAG} {}: {}", path.display(), crate::input::words(&e))
@@ -458,7 +458,8 @@ fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Pa
     remove_on_signal(tmp.clone()).map_err(failed)?;
     // And a panic of the run (a bug) unwinds through this guard, which removes it too.
     let _unfinished = Unfinished(&tmp);
-    let file = std::fs::File::create(&tmp).map_err(failed)?;
+    // `O_EXCL`: never a file or a link someone else put at the name.
+    let file = ledger_simulator::files::open_new(&tmp).map_err(failed)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut written: Result<u64, std::io::Error> =
         out.write_all(format!("{}\n", ledger_plan::history::HEADER).as_bytes()).map(|()| 0);

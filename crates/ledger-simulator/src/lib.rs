@@ -40,6 +40,7 @@ pub mod caller;
 pub mod coverage;
 pub mod exec;
 pub mod fault;
+pub mod files;
 pub mod gen;
 pub mod history;
 pub mod report;

@@ -623,16 +623,10 @@ pub fn write_trace(h: &History, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("making the directory {}: {e}", dir.display()))?;
     }
-    let tmp = path.with_extension("jsonl.tmp");
     let mut buf = Vec::new();
     h.write_jsonl(&mut buf)?;
-    let written = std::fs::write(&tmp, &buf).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        // Nothing left behind: not the temporary file, whichever step failed.
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("{}: {e}", path.display());
-    }
-    Ok(())
+    // Nothing left behind on failure: not the temporary file, whichever step failed.
+    crate::files::write_whole(path, &buf).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Replays a history on the in-memory engine it names; a Postgres engine's history is

@@ -18,6 +18,7 @@ mod exec_failures;
 mod exec_own_bug;
 mod exec_shrink_bound;
 mod exec_stop;
+mod files_hostile;
 mod gone_reader;
 mod hostile;
 mod input_refusals;
