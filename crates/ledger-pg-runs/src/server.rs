@@ -20,8 +20,15 @@ pub(crate) use ledger_pg::redacted;
 
 /// Drops everything in the `public` schema of the database at `opts`, on one connection and
 /// in one transaction: only if all of it is ledger-pg's, unless `everything`. The schema is
-/// kept, with its owner and privileges.
-async fn reset(opts: PgConnectOptions, everything: bool, lock: i32) -> anyhow::Result<()> {
+/// kept, with its owner and privileges. `announce` is called once the database has passed
+/// every check, before anything is dropped: a refusal is the first thing said about it, never
+/// a reset that then does not happen.
+async fn reset(
+    opts: PgConnectOptions,
+    everything: bool,
+    lock: i32,
+    announce: impl FnOnce() + Send,
+) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect_with(&opts).await?;
     if !still_held(&mut conn, lock).await? {
         anyhow::bail!(
@@ -42,6 +49,7 @@ async fn reset(opts: PgConnectOptions, everything: bool, lock: i32) -> anyhow::R
             anyhow::bail!("{}", refusal(&foreign));
         }
     }
+    announce();
     ledger_pg::schema::drop_public_objects(&mut conn).await?;
     sqlx::query("COMMIT").execute(&mut conn).await?;
     conn.close().await?;
@@ -323,21 +331,26 @@ impl Server {
                 let backend_pid = lock.backend_pid;
                 // Said once, in words that fit a whole run (a reset before every seed and every
                 // replay) and a single `replay` or `exec` (one reset): each reset is bounded the
-                // same way, and one that runs out of time says so itself.
-                if !RESET_ANNOUNCED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    ledger_exec::say!(
-                        "ledger-sim: resetting the database at {shown} before each run on it, a seed's or a replay's \
-                         (waiting at most {} s each time)",
-                        CONNECT_TIMEOUT.as_secs()
-                    );
-                }
+                // same way, and one that runs out of time says so itself. Said once the database
+                // has passed the checks, so that a database that is refused is never announced
+                // as being reset first.
+                let announced = shown.clone();
+                let announce = move || {
+                    if !RESET_ANNOUNCED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        ledger_exec::say!(
+                            "ledger-sim: resetting the database at {announced} before each run on it, a seed's or a \
+                             replay's (waiting at most {} s each time)",
+                            CONNECT_TIMEOUT.as_secs()
+                        );
+                    }
+                };
                 block_on(async move {
                     // One connection, not a pool: a refused connection is reported as such at
                     // once, rather than as a pool that timed out.
                     // Said again when it hangs: the line above may be many seeds ago.
                     let what = format!("the reset of the database at {shown}");
-                    match ledger_pg::wait::announced(&what, CONNECT_TIMEOUT, reset(opts, everything, backend_pid)).await
-                    {
+                    let resetting = reset(opts, everything, backend_pid, announce);
+                    match ledger_pg::wait::announced(&what, CONNECT_TIMEOUT, resetting).await {
                         // A context, not `{e:#}`: the error's own message already holds its source, and the
                         // binary prints the chain leaving out a cause its message repeats.
                         Ok(done) => done.map_err(|e| e.context(format!("resetting the database at {shown}"))),

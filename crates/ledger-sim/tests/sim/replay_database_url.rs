@@ -54,6 +54,11 @@ fn tables(rt: &tokio::runtime::Runtime, pool: &sqlx::PgPool) -> Vec<String> {
     .unwrap()
 }
 
+/// The line a run or a replay says once before it first resets the database at `url`.
+fn announced_reset(url: &str) -> String {
+    format!("ledger-sim: resetting the database at {url} before each run on it")
+}
+
 #[test]
 fn a_counterexample_found_on_a_database_url_replays_on_it() {
     let _limit = TimeLimit::new(
@@ -109,6 +114,7 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
     let all = text(&out);
     assert_eq!(out.code, 2, "{all}");
     assert!(all.contains("ledger-pg did not create (table precious)") && all.contains("--reset-database"), "{all}");
+    assert!(!all.contains(&announced_reset(&bare)), "a refused replay announces no reset: {all}");
     assert!(tables(&rt, &pool).contains(&"precious".to_owned()), "a refused replay dropped nothing");
 
     // With --reset-database it replays there, and finds what the run found.
@@ -117,7 +123,7 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
     assert_eq!(out.code, 1, "{all}");
     let replayed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(replayed["violations"].as_array().unwrap().iter().any(|v| v["invariant"] == invariant), "{all}");
-    assert!(all.contains(&format!("resetting the database at {bare}")), "{all}");
+    assert!(all.contains(&announced_reset(&bare)), "{all}");
     let after = tables(&rt, &pool);
     assert!(!after.contains(&"precious".to_owned()) && after.contains(&"timmy_config".to_owned()), "{after:?}");
 
@@ -173,4 +179,55 @@ fn replay_refuses_a_garbled_database_url_and_a_reset_without_one() {
     assert_eq!(out.code, 2, "{all}");
     assert!(all.contains("--database-url and --reset-database replay a pg-reference or pg-seed trace"), "{all}");
     assert!(!all.contains(PASSWORD), "{all}");
+}
+
+/// A run given a database that holds a table ledger-pg did not create refuses it before it
+/// says anything of a reset: the refusal is the first thing said about the database, and the
+/// table is kept. Before, stderr said "resetting the database at ..." and then refused. The
+/// same database, once the table is gone, is announced and reset as usual.
+#[test]
+fn a_run_refuses_a_database_holding_a_users_table_before_announcing_a_reset() {
+    let _limit = TimeLimit::new(
+        "replay_database_url::a_run_refuses_a_database_holding_a_users_table_before_announcing_a_reset (a \
+         throwaway server and two short pg-reference runs on it)",
+        std::time::Duration::from_secs(420),
+    );
+    let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
+    let url = pg.url().to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let pool = rt.block_on(pg.pool()).unwrap();
+    rt.block_on(sqlx::raw_sql("CREATE TABLE precious (x int)").execute(&pool)).unwrap();
+    let dir = std::env::temp_dir().join(format!("ledger-sim-refused-first-{}", std::process::id()));
+    let dir = dir.to_str().unwrap();
+    let args = [
+        "run",
+        "--engine",
+        "pg-reference",
+        "--database-url",
+        &url,
+        "--seeds",
+        "0..1",
+        "--users",
+        "10",
+        "--steps",
+        "50",
+        "--trace-dir",
+        dir,
+    ];
+    let out = sim(&args, &[]);
+    let all = text(&out);
+    assert_eq!(out.code, 2, "{all}");
+    let refusal = "it holds 1 object(s) ledger-pg did not create (table precious)";
+    assert!(out.stderr.contains(refusal), "{all}");
+    assert!(!out.stderr.contains(&announced_reset(&url)), "the refusal comes before any reset is announced: {all}");
+    assert!(tables(&rt, &pool).contains(&"precious".to_owned()), "a refused run dropped nothing");
+
+    // Without the table, the reset is announced (once) and done.
+    rt.block_on(sqlx::raw_sql("DROP TABLE precious").execute(&pool)).unwrap();
+    let out = sim(&args, &[]);
+    let all = text(&out);
+    assert_eq!(out.code, 0, "{all}");
+    assert_eq!(out.stderr.matches(&announced_reset(&url)).count(), 1, "{all}");
+    assert!(tables(&rt, &pool).contains(&"timmy_config".to_owned()), "the run made ledger-pg's tables");
+    rt.block_on(pool.close());
 }
