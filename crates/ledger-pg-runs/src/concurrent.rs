@@ -520,7 +520,8 @@ pub(crate) fn concurrent_run(
         if run.stopping() {
             break;
         }
-        let db = server.fresh()?;
+        // A seed's private cluster given up for a signal: the run reports the seeds before it.
+        let Some(db) = server.fresh_unless_stopped(run.stop)? else { break };
         let mut r = concurrent_seed(run.kind, run.scenario, seed, &db, args, n_tasks, mutant)?;
         server_fault_reached(seed, args, &mut r);
         let bad = !r.violations.is_empty() || r.deadlocks > 0 || r.n_engine_errors > 0;

@@ -47,7 +47,7 @@ pub struct ChildDb {
 pub(crate) fn start(exec: &ExecArgs, pg: &PgArgs, config: &Config) -> anyhow::Result<(Child, ChildDb)> {
     let command = exec.command()?;
     let timeout = exec.timeout()?;
-    let db = if exec.exec_db { Some(Server::new(pg)?.fresh()?) } else { None };
+    let db = if exec.exec_db { Some(Server::new(pg, None)?.fresh()?) } else { None };
     let env: Vec<(String, String)> = db.iter().map(|d| ("DATABASE_URL".to_owned(), d.url.clone())).collect();
     ledger_exec::say!(
         "ledger-sim: starting `{command}`{} (waiting at most {} s for its hello)",

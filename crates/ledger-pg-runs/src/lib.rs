@@ -118,7 +118,7 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
              between steps in lockstep; pg-seed's commands take several round trips, use --concurrency N"
         );
     }
-    let server = Server::new(args)?;
+    let server = Server::new(args, run.stop)?;
     let mut report = match args.concurrency {
         Some(n) => concurrent_run(run, args, &server, n, mutant.as_deref()),
         None => lockstep_run(run, &server, args.crash_server_at, mutant.as_deref().zip(args.pg_mutant.as_deref())),
@@ -183,7 +183,7 @@ pub fn replay_on_pg_at(
     if db.database_url.is_none() {
         return replay_on_pg(kind, h, log, mutant);
     }
-    let server = Server::new(&db.as_run())?;
+    let server = Server::new(&db.as_run(), None)?;
     let (r, d) = server
         .fresh()
         .and_then(|fresh| lockstep::lockstep_replay(kind, &fresh.url, h, log, mutant))

@@ -288,7 +288,8 @@ pub(crate) fn lockstep_run(
         if run.stopping() {
             break;
         }
-        let db = server.fresh()?;
+        // A seed's private cluster given up for a signal: the run reports the seeds before it.
+        let Some(db) = server.fresh_unless_stopped(run.stop)? else { break };
         let crash = match (crash_at, &db.test) {
             (Some(at), Some(pg)) => Some((at, Arc::clone(pg))),
             (Some(_), None) => anyhow::bail!("--crash-server-at needs a private cluster"),
@@ -1016,6 +1017,10 @@ impl<'a> ConfirmOn<'a> {
                     self.keep = Some(TestPg::new().map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?);
                 }
                 replay_pg(kind, h, log, mutant)
+            }
+            // A run stopped before its server was made ran no seed, and has nothing to confirm.
+            Server::Stopped => {
+                anyhow::bail!("the run was stopped before its PostgreSQL was made: nothing to replay on")
             }
         }
     }

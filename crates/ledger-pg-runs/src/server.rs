@@ -1,6 +1,7 @@
 //! Where each seed's database comes from: a URL the user gave, fresh databases on a shared
 //! throwaway cluster, or a private cluster per seed; and a side runtime to block on.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -251,6 +252,9 @@ pub(crate) enum Server {
     Test { _keep: Box<TestPg> },
     /// A private cluster per seed (for server restarts and crashes).
     Private(Durability),
+    /// None: the run was stopped (a signal) while its throwaway cluster was being made, which
+    /// was given up; no seed runs.
+    Stopped,
 }
 
 /// One seed's database.
@@ -263,7 +267,11 @@ pub(crate) struct Db {
 }
 
 impl Server {
-    pub(crate) fn new(args: &PgArgs) -> anyhow::Result<Server> {
+    /// Where the seeds of a run on `args` get their databases. A throwaway cluster, if one is
+    /// needed, is made here, and given up when `stop` is set meanwhile (a signal to the run):
+    /// `initdb` killed, no server left running, its directory removed, said on stderr, and the
+    /// run's server [`Server::Stopped`].
+    pub(crate) fn new(args: &PgArgs, stop: Option<&AtomicBool>) -> anyhow::Result<Server> {
         if let Some(url) = &args.database_url {
             // A garbled URL is refused before any connection (sqlx would try localhost).
             ledger_pg::database_url_options("--database-url", url).map_err(anyhow::Error::msg)?;
@@ -286,8 +294,14 @@ impl Server {
                 ledger_pg::testpg::ADMIN_TIMEOUT.as_secs()
             );
         }
-        let keep = TestPg::new().map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
-        Ok(Server::Test { _keep: Box::new(keep) })
+        match TestPg::new_unless_stopped(stop) {
+            Ok(keep) => Ok(Server::Test { _keep: Box::new(keep) }),
+            Err(e) if e.is_stopped() => {
+                ledger_exec::say!("ledger-sim: {e}");
+                Ok(Server::Stopped)
+            }
+            Err(e) => Err(anyhow::anyhow!("cannot start PostgreSQL: {e}")),
+        }
     }
 
     /// `e`, an error of a run on this server, naming the database unless it already does.
@@ -299,6 +313,7 @@ impl Server {
                 None => "a fresh database of a throwaway PostgreSQL".to_owned(),
             },
             Server::Private(_) => "a private throwaway PostgreSQL".to_owned(),
+            Server::Stopped => "no PostgreSQL (the run was stopped while one was made)".to_owned(),
         };
         let shown = format!("{e:#}");
         match self {
@@ -311,6 +326,14 @@ impl Server {
     /// A database for one seed or replay: the given one reset, or a fresh one on the throwaway
     /// server.
     pub(crate) fn fresh(&self) -> anyhow::Result<Db> {
+        self.fresh_unless_stopped(None)?
+            .ok_or_else(|| anyhow::anyhow!("the run was stopped while its throwaway PostgreSQL was made"))
+    }
+
+    /// As [`Server::fresh`], for a seed of a run that `stop` stops: `None` when the run's
+    /// cluster was given up ([`Server::Stopped`]), or when `stop` was set while the seed's own
+    /// private cluster was made (given up the same way, and said on stderr).
+    pub(crate) fn fresh_unless_stopped(&self, stop: Option<&AtomicBool>) -> anyhow::Result<Option<Db>> {
         match self {
             Server::Url { url, reset_everything, lock } => {
                 let everything = *reset_everything;
@@ -360,17 +383,21 @@ impl Server {
                         )),
                     }
                 })??;
-                Ok(Db { url: url.clone(), test: None, _lock: Some(lock) })
+                Ok(Some(Db { url: url.clone(), test: None, _lock: Some(lock) }))
             }
             Server::Test { .. } => {
                 let t = TestPg::new().map_err(|e| anyhow::anyhow!("cannot create a database: {e}"))?;
-                Ok(Db { url: t.url().to_owned(), test: Some(Arc::new(t)), _lock: None })
+                Ok(Some(Db { url: t.url().to_owned(), test: Some(Arc::new(t)), _lock: None }))
             }
-            Server::Private(durability) => {
-                let t = TestPg::new_private_cluster_with(*durability)
-                    .map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
-                Ok(Db { url: t.url().to_owned(), test: Some(Arc::new(t)), _lock: None })
-            }
+            Server::Private(durability) => match TestPg::new_private_cluster_unless_stopped(*durability, stop) {
+                Ok(t) => Ok(Some(Db { url: t.url().to_owned(), test: Some(Arc::new(t)), _lock: None })),
+                Err(e) if e.is_stopped() => {
+                    ledger_exec::say!("ledger-sim: {e}");
+                    Ok(None)
+                }
+                Err(e) => Err(anyhow::anyhow!("cannot start PostgreSQL: {e}")),
+            },
+            Server::Stopped => Ok(None),
         }
     }
 }
@@ -417,7 +444,7 @@ impl crate::args::ReplayDbArgs {
         let args = self.as_run();
         args.validate()?;
         if args.database_url.is_some() {
-            Server::new(&args)?;
+            Server::new(&args, None)?;
         }
         Ok(())
     }

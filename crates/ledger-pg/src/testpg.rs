@@ -17,7 +17,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +67,11 @@ pub enum TestPgError {
     /// The server refused a connection or a statement.
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The caller asked to stop (a signal to the run, [`TestPg::new_unless_stopped`]) while a
+    /// throwaway cluster was being made (`what`): the program at work was killed, no server was
+    /// left running, and the cluster's directory is removed.
+    #[error("stopped while {0}: no server was left running, and the cluster's directory is removed")]
+    Stopped(String),
     /// The server at `server` (its URL, without a password) failed `what`, or did not answer in
     /// time.
     #[error("{what} on {server}: {cause}")]
@@ -88,6 +93,18 @@ pub const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60
 /// answers a connection in milliseconds (as `audit` assumes, with the same bound), so one that
 /// accepts it and says nothing is given up on well before a slow `CREATE DATABASE` would be.
 pub const ADMIN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl TestPgError {
+    /// Whether this is [`TestPgError::Stopped`]: the caller's stop, not a failure.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, TestPgError::Stopped(_))
+    }
+}
+
+/// Whether `stop` is given and set.
+fn stopping(stop: Option<&AtomicBool>) -> bool {
+    stop.is_some_and(|stop| stop.load(Ordering::Relaxed))
+}
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestPgError {
     let what = what.into();
@@ -268,7 +285,10 @@ const SLOW_AFTER: Duration = Duration::from_secs(5);
 /// Like [`run_as_owner`], for at most `limit`. A program still running after `slow_after` is
 /// announced on stderr, saying what it is `doing` and how long it is waited for; one still
 /// running at `limit` is killed with its process group (`runuser` and the program under it)
-/// and is an error naming the program, what it was doing and the bound.
+/// and is an error naming the program, what it was doing and the bound. One still running
+/// when `stop` is set is killed the same way, within 20 ms, and is [`TestPgError::Stopped`]:
+/// the program runs in a process group of its own, which a terminal's Ctrl-C does not reach,
+/// so the caller's stop is the only way a signal to the process gets to it.
 fn run_as_owner_bounded(
     as_root: bool,
     program: &Path,
@@ -276,6 +296,7 @@ fn run_as_owner_bounded(
     doing: &str,
     limit: Duration,
     slow_after: Duration,
+    stop: Option<&AtomicBool>,
 ) -> Result<Output, TestPgError> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
@@ -309,7 +330,8 @@ fn run_as_owner_bounded(
             break status;
         }
         let waited = started.elapsed();
-        if waited >= limit {
+        let stopped = stopping(stop);
+        if waited >= limit || stopped {
             // The whole group: SIGKILL to `runuser` alone would leave the program running.
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
@@ -318,6 +340,9 @@ fn run_as_owner_bounded(
                 .status();
             let _ = child.kill();
             let _ = child.wait();
+            if stopped {
+                return Err(TestPgError::Stopped(format!("{doing} ({name} was killed)")));
+            }
             return Err(TestPgError::Program {
                 program: format!("{} {}", program.display(), args.join(" ")),
                 output: format!("{name} was still {doing} after {} s, its bound; it was killed", limit.as_secs_f64()),
@@ -344,7 +369,11 @@ fn free_port() -> Result<u16, TestPgError> {
 }
 
 impl Cluster {
-    fn start(durability: Durability) -> Result<Cluster, TestPgError> {
+    /// Makes and starts a cluster, unless `stop` is set first: it is looked at while `initdb`
+    /// runs (which is then killed), before each start of the server, and once it has started
+    /// (which is then stopped). Stopped, it is [`TestPgError::Stopped`], and dropping the
+    /// half-made cluster removes its directory.
+    fn start(durability: Durability, stop: Option<&AtomicBool>) -> Result<Cluster, TestPgError> {
         let initdb = find_program("initdb")?;
         let pg_ctl = find_program("pg_ctl")?;
         let as_root = running_as_root();
@@ -360,14 +389,23 @@ impl Cluster {
         }
         let data = cluster.dir.join("data");
         let data_str = data.to_string_lossy().into_owned();
+        let creating = format!("creating the throwaway cluster in {data_str}");
+        if stopping(stop) {
+            return Err(TestPgError::Stopped(creating));
+        }
         run_as_owner_bounded(
             as_root,
             &initdb,
             &["-D", &data_str, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
-            &format!("creating the throwaway cluster in {data_str}"),
+            &creating,
             INITDB_WAIT,
             SLOW_AFTER,
+            stop,
         )?;
+        let starting = format!("starting the throwaway PostgreSQL in {dir_str}");
+        if stopping(stop) {
+            return Err(TestPgError::Stopped(format!("{creating} (initdb had just finished)")));
+        }
         // Trust only the private socket and loopback; the file is owned by the cluster owner.
         let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(io_err("writing pg_hba.conf"))?;
@@ -377,6 +415,9 @@ impl Cluster {
         ));
         // A port found free can be taken before the server binds it; try a few.
         for attempt in 0..5 {
+            if stopping(stop) {
+                return Err(TestPgError::Stopped(starting));
+            }
             if attempt > 0 {
                 say(format_args!("ledger-pg: the throwaway PostgreSQL did not start; trying again on another port"));
             }
@@ -387,6 +428,10 @@ impl Cluster {
                 durability.settings()
             );
             match cluster.pg_ctl_start() {
+                // Started as the stop came: dropping the cluster stops it at once.
+                Ok(_) if stopping(stop) => {
+                    return Err(TestPgError::Stopped(format!("{starting} (it had just started, and is stopped)")));
+                }
                 Ok(_) => {
                     cluster.watch_owner();
                     return Ok(cluster);
@@ -575,6 +620,7 @@ impl Cluster {
             &format!("stopping the throwaway cluster in {data_str}"),
             STOP_WAIT + Duration::from_secs(5),
             SLOW_AFTER,
+            None,
         );
         let started = Instant::now();
         loop {
@@ -623,9 +669,19 @@ impl TestPg {
     ///
     /// Blocking; it may be called from inside or outside a tokio runtime.
     pub fn new() -> Result<TestPg, TestPgError> {
+        TestPg::new_unless_stopped(None)
+    }
+
+    /// Like [`TestPg::new`], for a run that a signal may stop (its flag, `stop`): when the
+    /// throwaway cluster has to be made, and `stop` is set while it is, `initdb` is killed (or
+    /// the server, if it had just started, stopped), the directory is removed, and the result
+    /// is [`TestPgError::Stopped`]. `initdb` runs in a process group of its own, where a
+    /// terminal's Ctrl-C does not reach it: without this it ran to its end and the server was
+    /// started after the signal.
+    pub fn new_unless_stopped(stop: Option<&AtomicBool>) -> Result<TestPg, TestPgError> {
         match database_url_env()? {
             Some(url) => TestPg::on_server("DATABASE_URL", &url, "ledger_test"),
-            None => TestPg::on_cluster(shared_cluster()?),
+            None => TestPg::on_cluster(shared_cluster(stop)?),
         }
     }
 
@@ -642,13 +698,22 @@ impl TestPg {
     /// Like [`TestPg::new`], but on a cluster of its own that no other `TestPg` shares, even
     /// when `DATABASE_URL` is set: for tests that restart or break the server.
     pub fn new_private_cluster() -> Result<TestPg, TestPgError> {
-        TestPg::on_cluster(Arc::new(Cluster::start(Durability::Fast)?))
+        TestPg::new_private_cluster_with(Durability::Fast)
     }
 
     /// Like [`TestPg::new_private_cluster`], with the given [`Durability`]: a crash test needs
     /// a server that keeps what it acknowledged.
     pub fn new_private_cluster_with(durability: Durability) -> Result<TestPg, TestPgError> {
-        TestPg::on_cluster(Arc::new(Cluster::start(durability)?))
+        TestPg::new_private_cluster_unless_stopped(durability, None)
+    }
+
+    /// Like [`TestPg::new_private_cluster_with`], given up as [`TestPg::new_unless_stopped`]
+    /// is when `stop` is set while the cluster is made.
+    pub fn new_private_cluster_unless_stopped(
+        durability: Durability,
+        stop: Option<&AtomicBool>,
+    ) -> Result<TestPg, TestPgError> {
+        TestPg::on_cluster(Arc::new(Cluster::start(durability, stop)?))
     }
 
     fn on_cluster(cluster: Arc<Cluster>) -> Result<TestPg, TestPgError> {
@@ -829,12 +894,12 @@ fn database_url_from(value: Option<std::ffi::OsString>) -> Result<Option<String>
     }
 }
 
-fn shared_cluster() -> Result<Arc<Cluster>, TestPgError> {
+fn shared_cluster(stop: Option<&AtomicBool>) -> Result<Arc<Cluster>, TestPgError> {
     let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = shared.upgrade() {
         return Ok(c);
     }
-    let c = Arc::new(Cluster::start(Durability::Fast)?);
+    let c = Arc::new(Cluster::start(Durability::Fast, stop)?);
     *shared = Arc::downgrade(&c);
     Ok(c)
 }
@@ -988,6 +1053,7 @@ mod tests {
             "creating the throwaway cluster in /x/data",
             Duration::from_secs(1),
             Duration::from_millis(200),
+            None,
         )
         .unwrap_err()
         .to_string();
@@ -1009,16 +1075,79 @@ mod tests {
         assert!(gone, "the background sleep {pid} outlived its group");
     }
 
+    /// A stop set while the program runs kills it with its group at once, long before its
+    /// bound, and is the caller's stop, not a failure of the program.
+    #[test]
+    fn a_bounded_program_is_killed_with_its_group_when_stopped() {
+        let pid_file = std::env::temp_dir().join(format!("ledger-pg-stopped-{}", std::process::id()));
+        let script = format!("sleep 60 & echo $! > '{}'; sleep 60", pid_file.display());
+        let stop = Arc::new(AtomicBool::new(false));
+        let setter = {
+            let (stop, pid_file) = (Arc::clone(&stop), pid_file.clone());
+            std::thread::spawn(move || {
+                // Set once the program has started its own child, at most 30 s on.
+                let started = Instant::now();
+                let written = || std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'));
+                while !written() && started.elapsed() < Duration::from_secs(30) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let started = Instant::now();
+        let e = run_as_owner_bounded(
+            false,
+            Path::new("sh"),
+            &["-c", &script],
+            "creating the throwaway cluster in /x/data",
+            Duration::from_secs(120),
+            Duration::from_secs(120),
+            Some(&stop),
+        )
+        .unwrap_err();
+        setter.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
+        assert!(e.is_stopped(), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "stopped while creating the throwaway cluster in /x/data (sh was killed): no server was left running, \
+             and the cluster's directory is removed"
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let _ = std::fs::remove_file(&pid_file);
+        let gone = (0..100).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            std::thread::sleep(Duration::from_millis(20));
+            matches!(state, None | Some("Z" | "X"))
+        });
+        assert!(gone, "the background sleep {pid} outlived its group");
+        // Set before the program would start: it is not left running either.
+        let e = run_as_owner_bounded(
+            false,
+            Path::new("sleep"),
+            &["60"],
+            "sleeping",
+            Duration::from_secs(120),
+            Duration::from_secs(120),
+            Some(&stop),
+        )
+        .unwrap_err();
+        assert!(e.is_stopped(), "{e}");
+    }
+
     #[test]
     fn a_bounded_program_that_ends_in_time_is_run_as_before() {
         let bound = Duration::from_secs(30);
-        let out = run_as_owner_bounded(false, Path::new("echo"), &["made"], "echoing", bound, bound).unwrap();
+        let out = run_as_owner_bounded(false, Path::new("echo"), &["made"], "echoing", bound, bound, None).unwrap();
         assert_eq!(out.stdout, b"made\n");
-        let e = run_as_owner_bounded(false, Path::new("sh"), &["-c", "echo no >&2; exit 3"], "failing", bound, bound)
-            .unwrap_err()
-            .to_string();
+        let e =
+            run_as_owner_bounded(false, Path::new("sh"), &["-c", "echo no >&2; exit 3"], "failing", bound, bound, None)
+                .unwrap_err()
+                .to_string();
         assert_eq!(e, "sh -c echo no >&2; exit 3 failed: no\n");
-        let e = run_as_owner_bounded(false, Path::new("/no/such/initdb"), &[], "missing", bound, bound).unwrap_err();
+        let e =
+            run_as_owner_bounded(false, Path::new("/no/such/initdb"), &[], "missing", bound, bound, None).unwrap_err();
         assert!(e.to_string().starts_with("running /no/such/initdb: "), "{e}");
     }
 

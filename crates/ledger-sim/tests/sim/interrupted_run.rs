@@ -292,3 +292,91 @@ fn a_second_signal_stops_an_exec_run_and_its_child_at_once() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The processes whose command line holds `text`, from `/proc` (a zombie included).
+fn processes_naming(text: &str) -> Vec<u32> {
+    let mut found: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(text).then_some(pid)
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// Whether process `pid` is alive: there, and not a zombie.
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X"))
+}
+
+/// A signal that comes while `initdb` makes a Postgres run's throwaway cluster stops the run
+/// there: `initdb` is killed, no server is started, the cluster's directory is removed, and the
+/// run reports no seed and exits as any run a signal stopped does (128 + its number). Before,
+/// `initdb` ran to its end and the server was started, to be stopped again a moment later.
+#[test]
+fn a_signal_while_initdb_runs_starts_no_server_and_leaves_no_directory() {
+    // The run's temporary directory is one of this test's own: its cluster is made there, and
+    // nothing else is.
+    let tmp = scratch("interrupted-initdb");
+    let mut cmd = Command::new(SIM);
+    cmd.args(["run", "--engine", "pg-reference", "--users", "50", "--steps", "500", "--seeds", "0..100000", "--json"])
+        .current_dir(root())
+        .env_remove("DATABASE_URL")
+        .env("TMPDIR", &tmp);
+    let started = Instant::now();
+    let run = Running::spawn(&mut cmd);
+    wait_for_handler(run.id(), 15);
+    // `initdb` (and `runuser` above it, when the tests run as root) names the data directory
+    // it makes under `tmp`.
+    let initdb = loop {
+        let found: Vec<u32> = processes_naming(&format!("{tmp}/ledger-pg-"))
+            .into_iter()
+            .filter(|&pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains("initdb") && alive(pid)
+            })
+            .collect();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the run never ran initdb in {tmp} within 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    send("TERM", run.id());
+    let ended = run.wait(started, Duration::from_secs(120), "a run stopped during initdb did not end within 120 s");
+    assert_eq!(ended.code, 128 + 15, "SIGTERM: {}", ended.stderr);
+    assert!(
+        !ended.stderr.contains("starting a throwaway PostgreSQL"),
+        "no server is started after the signal: {}",
+        ended.stderr
+    );
+    let report = json(&ended.stdout);
+    assert_eq!(report["interrupted_by"], "SIGTERM", "{}", ended.stderr);
+    assert_eq!(report["seeds"], "0..0", "{}", ended.stderr);
+    let said = "stopped by SIGTERM: the report covers seeds 0..0 of 0..100000 (`--seeds 0..100000` runs the rest)";
+    assert!(ended.stderr.contains(said), "{}", ended.stderr);
+    // Nothing of the cluster outlives the run: initdb is killed, no process names its
+    // directory (a server), and the directory is gone.
+    let ended_at = Instant::now();
+    while initdb.iter().any(|&pid| alive(pid)) || !processes_naming(&format!("{tmp}/ledger-pg-")).is_empty() {
+        assert!(
+            ended_at.elapsed() < Duration::from_secs(10),
+            "initdb {initdb:?} or a server of the cluster outlived the run by 10 s: {:?}",
+            processes_naming(&format!("{tmp}/ledger-pg-"))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<String> = std::fs::read_dir(&tmp)
+        .expect("the run's temporary directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("ledger-pg-"))
+        .collect();
+    assert!(left.is_empty(), "the run left {left:?} in {tmp}: {}", ended.stderr);
+}
