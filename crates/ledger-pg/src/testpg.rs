@@ -12,6 +12,13 @@
 //! of them is dropped. Failing to start is an error, never a skip: a test that needs Postgres and
 //! cannot have it must fail.
 //!
+//! On a server that outlives the process (`DATABASE_URL`'s, or one given to
+//! [`TestPg::on_server`]) each database is dropped with its [`TestPg`], and marked when made
+//! (`COMMENT ON DATABASE`, [`Maker`]) with the host, the boot and the process that made it: a
+//! process killed before it could drop its databases (SIGKILL, a second Ctrl-C) leaves them, and
+//! the next process that makes one on the same server drops those whose maker is gone (see
+//! [`sweep`]). A database without the marker, or made on another host, is never dropped.
+//!
 //! `scripts/pg-throwaway.sh` does the same from the shell.
 
 use std::io::Write as _;
@@ -742,10 +749,24 @@ impl TestPg {
             )));
         }
         let create = format!("CREATE DATABASE \"{db_name}\"");
+        // On a server that outlives us, marked as ours, so that a later process may drop it if
+        // we are killed before we can; a database that cannot be marked is not kept.
+        let maker = Maker::of_this_process().filter(|_| cluster.is_none());
+        let mark = maker.as_ref().map(|m| format!("COMMENT ON DATABASE \"{db_name}\" IS '{}'", m.marker()));
+        let drop = format!("DROP DATABASE IF EXISTS \"{db_name}\"");
         block_on_side_thread("creating a database", admin.clone(), move |mut conn| async move {
             sqlx::query(&create).execute(&mut conn).await?;
+            if let Some(mark) = mark {
+                if let Err(e) = sqlx::query(&mark).execute(&mut conn).await {
+                    let _ = sqlx::query(&drop).execute(&mut conn).await;
+                    return Err(e);
+                }
+            }
             conn.close().await
         })?;
+        if let Some(maker) = maker {
+            sweep_once(&admin, base_url, maker);
+        }
         Ok(TestPg { cluster, admin, db_name, url })
     }
 
@@ -902,6 +923,209 @@ fn shared_cluster(stop: Option<&AtomicBool>) -> Result<Arc<Cluster>, TestPgError
     let c = Arc::new(Cluster::start(Durability::Fast, stop)?);
     *shared = Arc::downgrade(&c);
     Ok(c)
+}
+
+/// The fixed start of the comment that marks a database as a throwaway of ledger-pg's, which a
+/// later process may drop once its maker is gone ([`sweep`]). Never put on any other database.
+pub const MARKER: &str = "ledger-pg throwaway database (a later ledger-pg process on the same host drops it once \
+                          the process that made it is gone):";
+
+/// Who made a throwaway database, as its marker says: the host (its machine id and host name),
+/// the boot (the kernel's boot id), the process id namespace, and the process (its id, and its
+/// start time in clock ticks after boot, so that a process given the same id later is not
+/// taken for it). A value that could not be read is `-`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Maker {
+    /// `/etc/machine-id` (or `/var/lib/dbus/machine-id`).
+    pub machine: String,
+    /// The host name (`/proc/sys/kernel/hostname`).
+    pub host: String,
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub boot: String,
+    /// The process id namespace (`/proc/self/ns/pid`, `pid:[N]`).
+    pub pidns: String,
+    /// The process id.
+    pub pid: u32,
+    /// The process's start time, field 22 of `/proc/PID/stat`.
+    pub start: u64,
+}
+
+/// `text` (a file's contents), trimmed, keeping only what a marker's value may hold (letters,
+/// digits, `-._:[]`; anything else becomes `_`), or `-` when there is nothing.
+fn marker_value(text: Option<String>) -> String {
+    let value: String = text
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-._:[]".contains(c) { c } else { '_' })
+        .collect();
+    if value.is_empty() {
+        "-".to_owned()
+    } else {
+        value
+    }
+}
+
+/// The state and the start time of process `pid`, from `/proc/PID/stat`; `Err` when it cannot
+/// be read.
+fn state_and_start(pid: u32) -> std::io::Result<(String, Option<u64>)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // After the command name's closing parenthesis: the state (field 3), and the start time
+    // (field 22) 19 fields on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("").to_owned();
+    let start = fields.nth(18).and_then(|f| f.parse().ok());
+    Ok((state, start))
+}
+
+impl Maker {
+    /// This process, or `None` when what would tell its databases from another host's, boot's
+    /// or process's cannot be read (its databases are then not marked, and it drops none).
+    pub fn of_this_process() -> Option<Maker> {
+        static THIS: std::sync::OnceLock<Option<Maker>> = std::sync::OnceLock::new();
+        THIS.get_or_init(|| {
+            let read = |path: &str| std::fs::read_to_string(path).ok();
+            let maker = Maker {
+                machine: marker_value(read("/etc/machine-id").or_else(|| read("/var/lib/dbus/machine-id"))),
+                host: marker_value(read("/proc/sys/kernel/hostname")),
+                boot: marker_value(read("/proc/sys/kernel/random/boot_id")),
+                pidns: marker_value(std::fs::read_link("/proc/self/ns/pid").ok().map(|p| p.display().to_string())),
+                pid: std::process::id(),
+                start: state_and_start(std::process::id()).ok()?.1?,
+            };
+            let known = (maker.machine != "-" || maker.host != "-") && maker.boot != "-" && maker.pidns != "-";
+            known.then_some(maker)
+        })
+        .clone()
+    }
+
+    /// The comment that marks a database this maker made: [`MARKER`], then its fields.
+    pub fn marker(&self) -> String {
+        let Maker { machine, host, boot, pidns, pid, start } = self;
+        format!("{MARKER} machine={machine} host={host} boot={boot} pidns={pidns} pid={pid} start={start}")
+    }
+
+    /// The maker a comment names, if it is a marker with every field.
+    pub fn parse(comment: &str) -> Option<Maker> {
+        let fields = comment.strip_prefix(MARKER)?;
+        let mut found: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for field in fields.split_whitespace() {
+            let (key, value) = field.split_once('=')?;
+            if found.insert(key, value).is_some() {
+                return None;
+            }
+        }
+        let text = |key: &str| found.get(key).map(|v| (*v).to_owned());
+        let maker = Maker {
+            machine: text("machine")?,
+            host: text("host")?,
+            boot: text("boot")?,
+            pidns: text("pidns")?,
+            pid: text("pid")?.parse().ok()?,
+            start: text("start")?.parse().ok()?,
+        };
+        (found.len() == 6).then_some(maker)
+    }
+
+    /// Whether `self` ran on the same host, since the same boot, in the same process id
+    /// namespace as `other`: where its process id means what it says.
+    pub fn same_place(&self, other: &Maker) -> bool {
+        self.machine == other.machine && self.host == other.host && self.boot == other.boot && self.pidns == other.pidns
+    }
+
+    /// Whether its process is known to be gone (asked on this host): no process has its id, or
+    /// the one that has it started at another time, or it is a zombie. When `/proc` does not
+    /// show every user's processes (`hidepid`, pid 1 not seen) or its process cannot be read,
+    /// it is taken as alive.
+    pub fn gone(&self) -> bool {
+        if !Path::new("/proc/1").exists() {
+            return false;
+        }
+        match state_and_start(self.pid) {
+            Ok((state, start)) => matches!(state.as_str(), "Z" | "X") || start.is_some_and(|s| s != self.start),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => !Path::new(&format!("/proc/{}", self.pid)).exists(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The servers this process has swept (by [`server_of`]): once each is enough, the databases
+/// it finds are those of processes that ended before it started.
+static SWEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// [`sweep`] the server of `admin` (`url`, printed redacted), the first time this process makes
+/// a database there. A sweep that fails is said on stderr, and the database is made all the
+/// same.
+fn sweep_once(admin: &PgConnectOptions, url: &str, us: Maker) {
+    let key = server_of(admin);
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.contains(&key) {
+            return;
+        }
+        swept.push(key);
+    }
+    if let Err(e) = sweep(admin.clone(), crate::redacted(url), us) {
+        say(format_args!(
+            "ledger-pg: could not look for databases left on {} by killed processes: {}",
+            crate::redacted(url),
+            crate::redacted_text(&e.to_string())
+        ));
+    }
+}
+
+/// Drops, on the server of `admin` (`shown`, a URL without its password), the databases that
+/// ledger-pg processes of this host killed before they could drop them left there: each
+/// database whose comment is a [`MARKER`] naming a maker of the same host, boot and process id
+/// namespace as `us` ([`Maker::same_place`]), whose process is gone ([`Maker::gone`]), whose
+/// name holds its process id as ours do (`PREFIX_PID_N_NANOS`), which the role may drop, and
+/// that nothing is connected to (`pg_stat_activity`; a plain `DROP DATABASE`, without `FORCE`,
+/// fails rather than cut a connection made in between). Each drop is said on stderr, one line
+/// a database, saying why. A database without the marker (a user's) or from another host (a
+/// server shared by several machines' CI) is never touched. One admin connection, bounded as
+/// every other ([`ADMIN_CONNECT_TIMEOUT`], [`ADMIN_TIMEOUT`] in all).
+fn sweep(admin: PgConnectOptions, shown: String, us: Maker) -> Result<(), TestPgError> {
+    block_on_side_thread("looking for databases left by killed processes", admin, move |mut conn| async move {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database') FROM pg_database d \
+             WHERE left(shobj_description(d.oid, 'pg_database'), length($1)) = $1 \
+               AND d.datname <> current_database() AND pg_has_role(d.datdba, 'MEMBER') \
+             ORDER BY 1",
+        )
+        .bind(MARKER)
+        .fetch_all(&mut conn)
+        .await?;
+        for (name, comment) in rows {
+            let Some(maker) = Maker::parse(&comment) else { continue };
+            let ours_in_name = name.contains(&format!("_{}_", maker.pid)) && !name.contains('"');
+            if !ours_in_name || !maker.same_place(&us) || !maker.gone() {
+                continue;
+            }
+            let connected: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+                .bind(&name)
+                .fetch_one(&mut conn)
+                .await?;
+            if connected > 0 {
+                continue;
+            }
+            match sqlx::query(&format!("DROP DATABASE \"{name}\"")).execute(&mut conn).await {
+                Ok(_) => say(format_args!(
+                    "ledger-pg: dropped the database {name} on {shown}: made by process {} of this host since its \
+                     last boot, which is gone (killed before it could drop it), and nothing is connected to it",
+                    maker.pid
+                )),
+                // Dropped by another process sweeping at the same time.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {}
+                Err(e) => say(format_args!(
+                    "ledger-pg: could not drop the database {name} on {shown}, left by process {} which is gone: {}",
+                    maker.pid,
+                    crate::redacted_text(&e.to_string())
+                )),
+            }
+        }
+        conn.close().await
+    })
 }
 
 /// A time limit on a test that waits on a server: if the guard is still alive after `limit`,
@@ -1200,6 +1424,45 @@ mod tests {
         let e = find_program_in("postgres", None, path, &lib).unwrap_err().to_string();
         assert!(e.contains("on PATH (set PG_BIN"), "{e}");
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A marker names its maker, and only a marker with every field, once each, is read as one;
+    /// this process is alive, a child that ended is gone, and so is one whose id another
+    /// process now has (a start time of its own).
+    #[test]
+    fn a_marker_names_its_maker_and_a_gone_maker_is_told_from_a_live_one() {
+        let us = Maker::of_this_process().expect("this host's identity is readable");
+        assert_eq!(us.pid, std::process::id());
+        let marker = us.marker();
+        assert!(marker.starts_with(MARKER) && marker.ends_with(&format!(" pid={} start={}", us.pid, us.start)));
+        assert_eq!(Maker::parse(&marker), Some(us.clone()));
+        assert!(us.same_place(&us) && !us.gone(), "{us:?}");
+        for bad in [
+            "a user's comment".to_owned(),
+            marker.replace(" start=", " begun="),
+            format!("{marker} pid=1"),
+            format!("{marker} note=x"),
+            marker.replace(&format!(" pid={}", us.pid), " pid=x"),
+            marker.replacen(MARKER, "ledger-pg throwaway database:", 1),
+        ] {
+            assert_eq!(Maker::parse(&bad), None, "{bad}");
+        }
+        let elsewhere = Maker { host: "ci-2".into(), ..us.clone() };
+        assert!(!us.same_place(&elsewhere));
+        let rebooted = Maker { boot: "00000000-0000-0000-0000-000000000000".into(), ..us.clone() };
+        assert!(!us.same_place(&rebooted));
+
+        let mut child = Command::new("true").spawn().expect("true runs");
+        let pid = child.id();
+        let start = state_and_start(pid).ok().and_then(|(_, start)| start);
+        child.wait().expect("true ends");
+        let ended = Maker { pid, start: start.unwrap_or(0), ..us.clone() };
+        assert!(ended.gone(), "{ended:?}");
+        let reused = Maker { start: us.start + 1, ..us.clone() };
+        assert!(reused.gone(), "another process with its id: {reused:?}");
+        assert_eq!(marker_value(Some(" 3d12:[x]\n".into())), "3d12:[x]");
+        assert_eq!(marker_value(Some("a b'c".into())), "a_b_c");
+        assert_eq!(marker_value(None), "-");
     }
 
     #[test]
