@@ -461,6 +461,24 @@ impl Child {
         Ok(id)
     }
 
+    /// Sends `line` as it is, which a run never does (a line the protocol's error rules are
+    /// about, `protocol_cases`). With `what`, it is a request with the next id (which `line`
+    /// must carry): an answer to it is awaited like any other's. Without, no answer is
+    /// awaited (a line of white space) and no id is used.
+    pub fn send_raw(&mut self, line: &str, what: Option<&'static str>) -> Result<Option<u64>, ExecError> {
+        let stdin = self.stdin.as_mut().expect("open until drop");
+        let written = stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n"));
+        if let Err(source) = written {
+            return Err(ExecError::Write { command: self.command.clone(), source, status: self.status() });
+        }
+        Ok(what.map(|what| {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.in_flight.insert(id, Sent { what, now_ms: None });
+            id
+        }))
+    }
+
     /// Sends what was buffered.
     pub fn flush(&mut self) -> Result<(), ExecError> {
         self.stdin.as_mut().expect("open until drop").flush().map_err(|source| ExecError::Write {

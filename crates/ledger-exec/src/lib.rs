@@ -16,6 +16,7 @@ pub mod child;
 pub mod conform;
 pub mod engine;
 pub mod protocol;
+pub mod protocol_cases;
 pub mod serve;
 
 /// `eprintln!` that never panics: writes one line to stderr and ignores a failure to.

@@ -3,5 +3,6 @@
 //!
 //! One module: `cargo test -p ledger-exec --release --test protocol serve_spec::`.
 
+mod cases;
 mod schema;
 mod serve_spec;
