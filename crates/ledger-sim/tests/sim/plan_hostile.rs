@@ -212,12 +212,19 @@ fn history_out_stopped_by_a_signal_leaves_nothing_behind() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let tmp = format!("{dir}/.h.csv.{}.tmp", child.id());
+    // The temporary file's name: `.h.csv.PID.` and a part no other process can guess.
+    let tmp = format!(".h.csv.{}.", child.id());
+    let written = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&tmp) && e.metadata().is_ok_and(|m| m.len() > 0))
+    };
     let started = std::time::Instant::now();
     // Rows in it, not only a file by its name: the check before the run makes and removes an
-    // empty probe of the same name before the signal is handled, and a SIGINT then would
-    // kill the process between the two.
-    while std::fs::metadata(&tmp).map_or(true, |m| m.len() == 0) {
+    // empty probe beside it before the signal is handled, and a SIGINT then would kill the
+    // process between the two.
+    while !written() {
         assert!(child.try_wait().unwrap().is_none(), "ended before it wrote {tmp}");
         assert!(started.elapsed() < crate::common::CHILD_LIMIT, "no {tmp}");
         std::thread::sleep(std::time::Duration::from_millis(1));
