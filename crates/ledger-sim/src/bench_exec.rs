@@ -76,7 +76,7 @@ pub fn bench_exec_cmd(args: &BenchExecArgs) -> anyhow::Result<bool> {
             ledger_simulator::report::shell_quote(&report.command)
         );
         if args.json {
-            eprintln!("{text}");
+            ledger_exec::say!("{text}");
         } else {
             writeln!(out, "{text}")?;
         }
