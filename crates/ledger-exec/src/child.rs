@@ -168,17 +168,22 @@ pub enum ExecError {
         /// What was awaited.
         waiting: String,
     },
-    /// It wrote a line that is not a response.
+    /// It wrote a line that is not a response (or not one to a request in flight): the
+    /// implementation's failure, which a run reports as a finding (`bad_answer`).
     #[error("`{command}` wrote line {line_no} that is not a response of protocol {PROTOCOL_VERSION} ({why}){}", quoted(.line))]
     Garbled {
         /// The command.
         command: String,
         /// Line number of its output, from 1.
         line_no: u64,
-        /// Why.
+        /// Why, with what an amount out of range says of I1 ([`crate::protocol::amount_out_of_range`]).
         why: String,
-        /// The line, cut to 300 characters.
+        /// The line, shown safely and shortened when long ([`line_shown`]); empty for a line
+        /// that could not be kept (one too long to read whole, or not UTF-8).
         line: String,
+        /// The id the line names at its top level, when one can be made out: the request it
+        /// meant to answer.
+        id: Option<u64>,
     },
     /// It did not answer in time.
     #[error("`{command}` did not answer {waiting} within {secs} s")]
@@ -208,6 +213,23 @@ fn quoted(line: &str) -> String {
     } else {
         format!(": {line}")
     }
+}
+
+/// The longest part of a line a message quotes: a line longer than this is shown by its
+/// first characters and its length.
+const LINE_SHOWN: usize = 300;
+
+/// `line` as a message quotes it: every password hidden and every control character escaped
+/// (hidden first, then cut: a URL cut before its `@` would no longer show as one), whole when
+/// it is at most [`LINE_SHOWN`] characters, else its first ones, `...` and its length.
+pub fn line_shown(line: &str) -> String {
+    let shown = ledger_harness::text::shown(line.trim_end());
+    let n = shown.chars().count();
+    if n <= LINE_SHOWN {
+        return shown;
+    }
+    let head: String = shown.chars().take(LINE_SHOWN - 60).collect();
+    format!("{head}... ({n} characters)")
 }
 
 /// The longest line read from the other side of the protocol: 16 MiB.
@@ -434,6 +456,13 @@ impl Child {
         self.broken
     }
 
+    /// Marks it as failed: it answered in a way no further request can be trusted to (a reply
+    /// of the wrong kind, say), so that a run that goes on starts another child
+    /// ([`Child::is_broken`]).
+    pub fn set_broken(&mut self) {
+        self.broken = true;
+    }
+
     /// Says where the run is (`seed 3, engine step 412`) with what is awaited, in the lines
     /// on stderr and the errors that name a request: the request ids are the harness's own
     /// numbering, which the person reading cannot place. Empty: nothing said.
@@ -549,6 +578,7 @@ impl Child {
                         line_no: self.line_no + 1,
                         why: e.to_string(),
                         line: String::new(),
+                        id: None,
                     })
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -587,9 +617,12 @@ impl Child {
         let garbled = |why: String, line: &str| ExecError::Garbled {
             command: self.command.clone(),
             line_no: self.line_no,
-            why,
-            // Hidden first, then cut: a URL cut before its `@` would no longer show as one.
-            line: ledger_harness::text::shown(line.trim_end()).chars().take(300).collect(),
+            why: match crate::protocol::amount_out_of_range(line) {
+                Some(evidence) => format!("{why}; {evidence}"),
+                None => why,
+            },
+            line: line_shown(line),
+            id: crate::protocol::top_level_id(line),
         };
         let mut response: Response = serde_json::from_str(&text).map_err(|e| garbled(e.to_string(), &text))?;
         tags_are_names(&text).map_err(|e| garbled(e, &text))?;

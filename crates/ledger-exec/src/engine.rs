@@ -10,9 +10,9 @@
 //! last one it was told ([`LastFresh`]) for a comparison with the reference to name it.
 //!
 //! Lockstep injects no fault, so an implementation that fails a request on its own (an
-//! indefinite error, an exit, no answer in time) has failed at that step: the engine stops
-//! there and says where ([`Failure`]), for the run to report it as a finding. A failure of
-//! the protocol itself (a line that is not a response) stops it as an error ([`Halt`]).
+//! indefinite error, an exit, no answer in time, a line that is not a response of the protocol
+//! to it) has failed at that step: the engine stops there and says where ([`Failure`]), for
+//! the run to report it as a finding.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
@@ -23,20 +23,19 @@ use ledger_core::{Config, ConfigJson, Decision, Movement, Outcome, Pubkey, Reque
 use ledger_harness::{Call, Engine, Observed, Reply};
 
 use crate::child::{error_text, kind, Child, ExecError};
-use crate::protocol::{Api, Observation, RequestBody, Response, ResponseBody};
+use crate::protocol::{Api, Observation, RequestBody, Response, ResponseBody, PROTOCOL_VERSION};
 
 /// Why a lockstep run on a child had to stop, once it has ([`Halt`]).
 pub type Stop = Arc<Mutex<Option<Halt>>>;
 
-/// Why a lockstep run on a child stopped.
+/// Why a lockstep run on a child stopped: the implementation failed a request, a finding of
+/// the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Halt {
     /// What happened, naming the command.
     pub why: String,
-    /// Where and how the implementation failed a request on its own, when it did: a finding
-    /// of the run. `None`: the child broke the protocol (a line that is not a response, an
-    /// outcome of another call) or refused a `reset`, which the run cannot judge past.
-    pub failure: Option<Failure>,
+    /// Where and how the implementation failed.
+    pub failure: Failure,
 }
 
 /// How an implementation failed a request of a lockstep run on its own. Lockstep injects no
@@ -50,17 +49,23 @@ pub enum FailureKind {
     Crash,
     /// It did not answer within the run's bound on each answer (`--exec-timeout`).
     NoAnswer,
+    /// It answered with a line that is not a response of the protocol to the request: not
+    /// JSON, a number outside the protocol's range (a negative amount, a pool beyond 2^63-1),
+    /// the id of no request in flight, an answer of another kind (an outcome of another call),
+    /// or an error where the run needs an answer to go on (a refused `reset` or `observe`).
+    BadAnswer,
 }
 
 impl FailureKind {
-    /// Both, in the order reports list them.
-    pub const ALL: [FailureKind; 2] = [FailureKind::Crash, FailureKind::NoAnswer];
+    /// Every kind, in the order reports list them.
+    pub const ALL: [FailureKind; 3] = [FailureKind::Crash, FailureKind::NoAnswer, FailureKind::BadAnswer];
 
-    /// Its id in reports: `crash`, `no_answer`.
+    /// Its id in reports: `crash`, `no_answer`, `bad_answer`.
     pub const fn id(self) -> &'static str {
         match self {
             FailureKind::Crash => "crash",
             FailureKind::NoAnswer => "no_answer",
+            FailureKind::BadAnswer => "bad_answer",
         }
     }
 
@@ -71,7 +76,38 @@ impl FailureKind {
                 "the implementation failed in the middle of a request (an indefinite error, or it exited)"
             }
             FailureKind::NoAnswer => "the implementation did not answer a request within --exec-timeout",
+            FailureKind::BadAnswer => {
+                "the implementation answered a request with a line that is not a protocol 1 answer to it"
+            }
         }
+    }
+
+    /// The kind of failure an error of the child is, and what the implementation did, in
+    /// words that name `what` it was sent (`record`, `observe`, `reset`). `None` for an error
+    /// of the harness's own (the child could not be started).
+    pub fn of_error(e: &ExecError, what: &str) -> Option<(FailureKind, String)> {
+        Some(match e {
+            ExecError::Timeout { secs, .. } => {
+                (FailureKind::NoAnswer, format!("did not answer {what} within {secs} s (--exec-timeout)"))
+            }
+            ExecError::Eof { status, .. } => {
+                (FailureKind::Crash, format!("closed its output{status} before answering {what}"))
+            }
+            ExecError::Write { source, status, .. } => {
+                (FailureKind::Crash, format!("stopped reading its input ({source}){status} when sent {what}"))
+            }
+            ExecError::Garbled { why, line, .. } => {
+                let wrote = if line.is_empty() { String::new() } else { format!(": {line}") };
+                (
+                    FailureKind::BadAnswer,
+                    format!(
+                        "answered {what} with a line that is not a response of protocol {PROTOCOL_VERSION} ({why}){wrote}"
+                    ),
+                )
+            }
+            ExecError::Handshake { why, .. } => (FailureKind::BadAnswer, why.clone()),
+            ExecError::Spawn { .. } => return None,
+        })
     }
 }
 
@@ -101,13 +137,13 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// Where it failed, in a run's words: `engine step 37 (event 412)`, or for an
-    /// observation `the observe after event 412`.
+    /// Where it failed, in a run's words: `engine step 37 (event 412)`, for an observation
+    /// `the observe after event 412`, for the reset that begins a seed `the reset`.
     pub fn place(&self) -> String {
-        if self.what == "observe" {
-            format!("the observe after event {}", self.event)
-        } else {
-            format!("engine step {} (event {})", self.step, self.event)
+        match self.what {
+            "observe" => format!("the observe after event {}", self.event),
+            "reset" => "the reset".to_owned(),
+            _ => format!("engine step {} (event {})", self.step, self.event),
         }
     }
 
@@ -148,11 +184,11 @@ pub struct ExecEngine<'a> {
 }
 
 impl<'a> ExecEngine<'a> {
-    /// Resets the child to genesis under `config`. A failure stops the run (in `stop`) and
-    /// every step then fails at once.
-    pub fn reset(child: &'a RefCell<Child>, config: Config, stop: Stop) -> ExecEngine<'a> {
+    /// The engine of one seed (or replay) on `child` under `config`, its failures told in
+    /// `stop`; nothing is sent until [`ExecEngine::reset`].
+    pub fn on(child: &'a RefCell<Child>, config: Config, stop: Stop) -> ExecEngine<'a> {
         let api = child.borrow().hello().api;
-        let engine = ExecEngine {
+        ExecEngine {
             child,
             config,
             api,
@@ -164,18 +200,29 @@ impl<'a> ExecEngine<'a> {
             loud: true,
             n_steps: 0,
             n_observed: Cell::new(0),
-        };
-        child.borrow_mut().set_context(String::new());
-        let answer = child.borrow_mut().ask(RequestBody::Reset { config: ConfigJson::from(config) });
-        match answer {
-            Ok(r) => match r.body {
+        }
+    }
+
+    /// Resets the child to genesis under the engine's configuration. An answer other than
+    /// `reset_ok` is the implementation's failure, at the seed's start (told in its `stop`),
+    /// and every step then fails at once.
+    pub fn reset(self) -> ExecEngine<'a> {
+        let engine = self;
+        let reset = RequestBody::Reset { config: ConfigJson::from(engine.config) };
+        if let Ok(r) = engine.ask(reset.clone()) {
+            match r.body {
                 ResponseBody::ResetOk => {}
                 ResponseBody::Error { code, text, .. } => {
-                    engine.halt(format!("refused reset: {}", error_text(code, &text)))
+                    let failed = if code.is_definite() { FailureKind::BadAnswer } else { FailureKind::Crash };
+                    engine.fail(failed, &reset, r.id, format!("refused reset: {}", error_text(code, &text)));
                 }
-                other => engine.halt(format!("answered reset with {}", kind(&other))),
-            },
-            Err(e) => engine.halt_on(e),
+                other => engine.fail(
+                    FailureKind::BadAnswer,
+                    &reset,
+                    r.id,
+                    format!("answered reset with {}: {}", kind(&other), answer_text(r.id, &other)),
+                ),
+            }
         }
         engine
     }
@@ -201,23 +248,6 @@ impl<'a> ExecEngine<'a> {
         self.stop.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    fn halt(&self, why: String) {
-        let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
-        if stop.is_none() {
-            let command = self.child.borrow().command().to_owned();
-            crate::say!("ledger-sim: `{command}` {why}; the lockstep run stops here");
-            *stop = Some(Halt { why: format!("`{command}` {why}"), failure: None });
-        }
-    }
-
-    fn halt_on(&self, e: ExecError) {
-        let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
-        if stop.is_none() {
-            crate::say!("ledger-sim: {e}; the lockstep run stops here");
-            *stop = Some(Halt { why: e.to_string(), failure: None });
-        }
-    }
-
     /// The implementation failed `body` (request `id`) on its own, as `how` says: the seed is
     /// judged up to here ([`Failure`]).
     fn fail(&self, kind: FailureKind, body: &RequestBody, id: u64, how: String) {
@@ -225,10 +255,8 @@ impl<'a> ExecEngine<'a> {
         if stop.is_some() {
             return;
         }
-        let (what, request) = match body {
-            RequestBody::Call { call, .. } => (call.name(), serde_json::to_string(body).unwrap_or_default()),
-            _ => ("observe", serde_json::to_string(body).unwrap_or_default()),
-        };
+        let what = sent_what(body);
+        let request = serde_json::to_string(body).unwrap_or_default();
         let failure = Failure {
             kind,
             step: self.n_steps,
@@ -238,7 +266,14 @@ impl<'a> ExecEngine<'a> {
             id,
             how: ledger_harness::text::shown(&how),
         };
-        let command = self.child.borrow().command().to_owned();
+        let command = {
+            let mut child = self.child.borrow_mut();
+            if kind == FailureKind::BadAnswer {
+                // What it answers next cannot be trusted: the next seed gets a new child.
+                child.set_broken();
+            }
+            child.command().to_owned()
+        };
         let seed = self.seed.map_or(String::new(), |s| format!("seed {s}, "));
         let then = if self.seed.is_some() {
             "the seed is judged up to this step, and the run goes on with the next"
@@ -248,16 +283,17 @@ impl<'a> ExecEngine<'a> {
         if self.loud {
             crate::say!("ledger-sim: {seed}{}: `{command}` {} ({}); {then}", failure.place(), failure.how, kind.id());
         }
-        *stop = Some(Halt { why: failure.describe(&command), failure: Some(failure) });
+        *stop = Some(Halt { why: failure.describe(&command), failure });
     }
 
     /// Sends `body` alone and waits for its answer, the child told where the run is (for
     /// what it says while it waits). An answer it could not give, its error: a wait that
-    /// timed out or an exit is the implementation's failure ([`ExecEngine::fail`]), anything
-    /// else stops the run ([`ExecEngine::halt_on`]).
+    /// timed out, an exit, a line that is not a response to it: the implementation's failure
+    /// ([`ExecEngine::fail`]).
     fn ask(&self, body: RequestBody) -> Result<Response, String> {
         let mut child = self.child.borrow_mut();
         let context = match (&body, self.seed) {
+            (RequestBody::Reset { .. }, _) => String::new(),
             (RequestBody::Call { .. }, Some(seed)) => format!("seed {seed}, engine step {}", self.n_steps),
             (RequestBody::Call { .. }, None) => format!("engine step {}", self.n_steps),
             (_, Some(seed)) => format!("seed {seed} after event {}", self.n_observed.get()),
@@ -265,36 +301,18 @@ impl<'a> ExecEngine<'a> {
         };
         child.set_context(context);
         let id = child.next_id();
-        let what = match &body {
-            RequestBody::Call { call, .. } => call.name(),
-            _ => "observe",
-        };
+        let what = sent_what(&body);
         let answer = child.send(body.clone()).and_then(|_| child.flush()).and_then(|()| child.recv());
         drop(child);
         answer.map_err(|e| {
-            let text = e.to_string();
-            match e {
-                ExecError::Timeout { secs, .. } => self.fail(
-                    FailureKind::NoAnswer,
-                    &body,
-                    id,
-                    format!("did not answer {what} within {secs} s (--exec-timeout)"),
-                ),
-                ExecError::Eof { status, .. } => self.fail(
-                    FailureKind::Crash,
-                    &body,
-                    id,
-                    format!("closed its output{status} before answering {what}"),
-                ),
-                ExecError::Write { source, status, .. } => self.fail(
-                    FailureKind::Crash,
-                    &body,
-                    id,
-                    format!("stopped reading its input ({source}){status} when sent {what}"),
-                ),
-                e => self.halt_on(e),
-            }
-            text
+            // What the step's line says: what the implementation did, without the line number
+            // of its output or the request's id, which depend on what the child served before.
+            let (kind, how) = FailureKind::of_error(&e, what)
+                // Not the implementation's doing (none arises once it has started): the seed
+                // is judged up to here as for a crash.
+                .unwrap_or_else(|| (FailureKind::Crash, e.to_string()));
+            self.fail(kind, &body, id, how.clone());
+            ledger_harness::text::shown(&how)
         })
     }
 
@@ -314,7 +332,7 @@ impl<'a> ExecEngine<'a> {
                     match self.movements(call, outcome, fresh) {
                         Ok(moved) => journal.extend(moved),
                         Err(why) => {
-                            self.halt(why.clone());
+                            self.fail(FailureKind::BadAnswer, &sent, id, why.clone());
                             return failed(why);
                         }
                     }
@@ -332,8 +350,8 @@ impl<'a> ExecEngine<'a> {
                 failed(error)
             }
             other => {
-                let why = format!("answered a call with {}", kind(&other));
-                self.halt(why.clone());
+                let why = format!("answered {} with {}: {}", call.name(), kind(&other), answer_text(id, &other));
+                self.fail(FailureKind::BadAnswer, &sent, id, why.clone());
                 failed(why)
             }
         }
@@ -351,6 +369,24 @@ impl<'a> ExecEngine<'a> {
         };
         reply_movements(self.api, call, outcome, fresh, holder)
     }
+}
+
+/// What a request is, in the words of a failure: the call's name, `observe`, `reset` or
+/// `hello`.
+fn sent_what(body: &RequestBody) -> &'static str {
+    match body {
+        RequestBody::Call { call, .. } => call.name(),
+        RequestBody::Observe => "observe",
+        RequestBody::Reset { .. } => "reset",
+        RequestBody::Hello { .. } => "hello",
+    }
+}
+
+/// An answer as the protocol writes it (`{"id":7,"type":"observed",...}`), shown safely and
+/// shortened when long, for a failure that quotes what the implementation wrote.
+pub fn answer_text(id: u64, body: &ResponseBody) -> String {
+    let line = serde_json::to_string(&Response { id, body: body.clone() }).unwrap_or_default();
+    crate::child::line_shown(&line)
 }
 
 /// The pool movements an implementation of `api` made, by its answer `outcome` to `call`
@@ -466,9 +502,19 @@ impl Engine for ExecEngine<'_> {
                         self.fail(FailureKind::Crash, &RequestBody::Observe, id, how);
                     }
                     ResponseBody::Error { code, text, .. } => {
-                        self.halt(format!("could not be observed: {}", error_text(code, &text)))
+                        let how = format!(
+                            "answered observe with an error ({}): a lockstep run injects no fault, and cannot judge \
+                             a state it is not shown",
+                            error_text(code, &text)
+                        );
+                        self.fail(FailureKind::BadAnswer, &RequestBody::Observe, id, how);
                     }
-                    other => self.halt(format!("answered observe with {}", kind(&other))),
+                    other => self.fail(
+                        FailureKind::BadAnswer,
+                        &RequestBody::Observe,
+                        id,
+                        format!("answered observe with {}: {}", kind(&other), answer_text(id, &other)),
+                    ),
                 }
             }
         }

@@ -93,6 +93,30 @@ pub fn integer_out_of_range(request: &str) -> Option<String> {
     })
 }
 
+/// The first amount (the value of a key that ends in `_sats`) that the response `line` writes
+/// outside `0..=`[`MAX_NUMBER`], in words that say what it is evidence of: a negative amount
+/// or one beyond 2^63-1 is a pool that went below zero or an amount that overflowed, I1
+/// (SPEC.md §6). `None` when it has none (or is not JSON enough to tell).
+pub fn amount_out_of_range(line: &str) -> Option<String> {
+    find_scalar(line, |keys, _, text| {
+        let amount = keys.last().is_some_and(|k| k.ends_with("_sats"));
+        (amount && integer_outside(text)?).then(|| {
+            let what = if text.starts_with('-') { "a negative amount" } else { "an amount beyond 2^63-1" };
+            format!(
+                "{} is {}: {what}, evidence that I1 broke (the pool never negative, and no amount overflows)",
+                keys.join("."),
+                shortened(text)
+            )
+        })
+    })
+}
+
+/// The `id` a response `line` names at its top level, when it is an integer of 64 bits: the
+/// request a line the harness cannot read meant to answer.
+pub fn top_level_id(line: &str) -> Option<u64> {
+    find_scalar(line, |keys, _, text| (keys.len() == 1 && keys[0] == "id").then(|| text.parse::<u64>().ok())).flatten()
+}
+
 /// `Some(true)` for an integer written outside `0..=`[`MAX_NUMBER`], `Some(false)` for one inside
 /// it (`-0` included), `None` for any other scalar (a string, a number with a fraction or an
 /// exponent). Judged on its digits, however many: never through a float, which would read

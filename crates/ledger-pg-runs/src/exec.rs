@@ -10,12 +10,14 @@
 //! the harness's books, and the invariants judged on them, follow `fresh` (SPEC.md §9.2).
 //!
 //! Lockstep injects no fault, so an implementation that fails a request on its own (an
-//! indefinite error or an exit, `crash`; no answer within `--exec-timeout`, `no_answer`) has
-//! failed at that step of that seed: a finding of the run, as a broken invariant is
+//! indefinite error or an exit, `crash`; no answer within `--exec-timeout`, `no_answer`; a
+//! line that is not a response of the protocol to the request, `bad_answer`) has failed at
+//! that step of that seed: a finding of the run, as a broken invariant is
 //! ([`ledger_exec::Failure`]). The seed is judged up to that step, its trace is cut there
-//! (a crash is then shrunk on the implementation) and confirmed by a replay, and the run goes
-//! on with the next seed, from a reset, or from a new child when the old one no longer
-//! answers.
+//! (a crash or a bad answer is then shrunk on the implementation) and confirmed by a replay,
+//! and the run goes on with the next seed, from a reset, or from a new child when the old one
+//! failed. A child that cannot be started again ends the seeds there; the findings made are
+//! reported, unconfirmed where a replay would have needed it.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
@@ -89,20 +91,54 @@ pub(crate) fn report_name(api: Api) -> &'static str {
     }
 }
 
-/// The implementation's failure that stopped the engine ([`Failure`]), if one did; an error
-/// when the child broke the protocol or refused a reset, which a run cannot judge past.
-fn halted(stop: &Stop) -> anyhow::Result<Option<Failure>> {
-    match stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        Some(Halt { failure: Some(f), .. }) => Ok(Some(f)),
-        Some(Halt { why, failure: None }) => anyhow::bail!("{why}; a lockstep run cannot be judged past it"),
-        None => Ok(None),
+/// The implementation's failure that stopped the engine ([`Failure`]), if one did.
+fn halted(stop: &Stop) -> Option<Failure> {
+    stop.lock().unwrap_or_else(|p| p.into_inner()).take().map(|Halt { failure, .. }| failure)
+}
+
+/// The implementation of a lockstep run: its child, and why it could not be started again,
+/// once it could not (every later replay is then not run).
+struct Implementation<'c> {
+    child: &'c RefCell<Child>,
+    gone: RefCell<Option<String>>,
+}
+
+impl<'c> Implementation<'c> {
+    fn new(child: &'c RefCell<Child>) -> Implementation<'c> {
+        Implementation { child, gone: RefCell::new(None) }
+    }
+
+    /// Why it could not be started again, if it could not.
+    fn gone(&self) -> Option<String> {
+        self.gone.borrow().clone()
+    }
+
+    /// A child that failed ([`Child::is_broken`]) replaced by a new one ([`revive`]); false
+    /// (with why kept, said on stderr) when none could be started: the implementation is gone
+    /// for the rest of the run.
+    fn ready(&self, config: &Config) -> bool {
+        if self.gone.borrow().is_some() {
+            return false;
+        }
+        match revive(self.child, config) {
+            Ok(()) => true,
+            Err(e) => {
+                let why = ledger_harness::text::shown(&format!("{e:#}"));
+                ledger_exec::say!(
+                    "ledger-sim: {why}; it was started again because it failed, and since it cannot be, the run \
+                     stops its seeds here and reports what it found"
+                );
+                *self.gone.borrow_mut() = Some(why);
+                false
+            }
+        }
     }
 }
 
-/// A child that no longer answers (it hung or exited: [`Child::is_broken`]) is killed with
-/// its process group and started again with the same command and environment, so that the
-/// next seed or replay has one (it resets it first; a durable one's state is returned to
-/// genesis by that reset).
+/// A child that failed (it hung, exited or wrote what is not an answer: [`Child::is_broken`])
+/// is killed with its process group and started again with the same command and environment,
+/// so that the next seed or replay has one (it resets it first; a durable one's state is
+/// returned to genesis by that reset).
 fn revive(child: &RefCell<Child>, config: &Config) -> anyhow::Result<()> {
     if !child.borrow().is_broken() {
         return Ok(());
@@ -111,7 +147,7 @@ fn revive(child: &RefCell<Child>, config: &Config) -> anyhow::Result<()> {
         let c = child.borrow();
         (c.command().to_owned(), c.env().to_vec(), c.timeout())
     };
-    ledger_exec::say!("ledger-sim: `{command}` no longer answers: killing its process group and starting it again");
+    ledger_exec::say!("ledger-sim: `{command}` failed: killing its process group and starting it again");
     child.borrow_mut().kill();
     let fresh = Child::start(&command, &env, config, timeout)?;
     *child.borrow_mut() = fresh;
@@ -143,23 +179,37 @@ fn judged_until(mut r: RunResult, d: Option<Divergence>, f: &Failure) -> (RunRes
     (r, d.filter(|d| d.event < f.event))
 }
 
-/// Replays `h` on the child from a reset (a new child first if the last one no longer
-/// answers): the result and, for the reference API, the first divergence from the
-/// reference, and where the implementation failed a request on its own, if it did (the
-/// result then judged up to it: [`judged_until`]), said on stderr when `loud`.
+/// Replays `h` on the child from a reset (a new child first if the last one failed): the
+/// result and, for the reference API, the first divergence from the reference, and where the
+/// implementation failed a request on its own, if it did (the result then judged up to it:
+/// [`judged_until`]), said on stderr when `loud`. Nothing is replayed once the implementation
+/// cannot be started again ([`Implementation::gone`]): the result is then empty, breaking
+/// nothing.
 fn replay_on(
-    child: &RefCell<Child>,
+    implementation: &Implementation<'_>,
     h: &History,
     log: bool,
     loud: bool,
-) -> anyhow::Result<(RunResult, Option<Divergence>, Option<Failure>)> {
+) -> (RunResult, Option<Divergence>, Option<Failure>) {
     let c = h.config;
-    revive(child, &c)?;
+    let child = implementation.child;
+    if !implementation.ready(&c) {
+        let nothing = RunResult {
+            violations: Vec::new(),
+            first_event: Default::default(),
+            n_events: 0,
+            n_requests: 0,
+            coverage: Default::default(),
+            trace_hash: 0,
+            log: Vec::new(),
+        };
+        return (nothing, None, None);
+    }
     let stop = Stop::default();
     let found = Arc::new(Mutex::new(None));
     let api = child.borrow().hello().api;
-    let engine = ExecEngine::reset(child, c, Arc::clone(&stop));
-    let engine = if loud { engine } else { engine.quiet() };
+    let engine = ExecEngine::on(child, c, Arc::clone(&stop));
+    let engine = if loud { engine } else { engine.quiet() }.reset();
     let r = match api {
         Api::Reference => {
             let fresh = engine.last_fresh();
@@ -171,13 +221,13 @@ fn replay_on(
             replay(once(engine, c), h, log)
         }
     };
-    let failure = halted(&stop)?;
+    let failure = halted(&stop);
     let d = found.lock().unwrap_or_else(|p| p.into_inner()).take();
     let (r, d) = match &failure {
         Some(f) => judged_until(r, d, f),
         None => (r, d),
     };
-    Ok((r, d, failure))
+    (r, d, failure)
 }
 
 /// A seed in which the implementation failed a request on its own: where, and the seed's
@@ -197,19 +247,19 @@ pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> 
         ledger_exec::child::finish_seed_on_first_signal();
     }
     let child = RefCell::new(child);
+    let implementation = Implementation::new(&child);
     let api = child.borrow().hello().api;
     let name = report_name(api);
     let mut runs = Vec::new();
     let mut failed = Vec::new();
     for seed in run.seeds.0..run.seeds.1 {
-        if run.stopping() {
+        if run.stopping() || !implementation.ready(&run.scenario.ledger) {
             break;
         }
-        revive(&child, &run.scenario.ledger)?;
         let c = ledger_simulator::gen::seed_config(run.scenario, seed);
         let stop = Stop::default();
         let found = Arc::new(Mutex::new(None));
-        let engine = ExecEngine::reset(&child, c, Arc::clone(&stop)).in_seed(seed);
+        let engine = ExecEngine::on(&child, c, Arc::clone(&stop)).in_seed(seed).reset();
         let (result, history) = match api {
             Api::Reference => {
                 let fresh = engine.last_fresh();
@@ -221,7 +271,7 @@ pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> 
                 run_seed(once(engine, c), name, run.scenario, seed, run.scheduler)
             }
         };
-        let failure = halted(&stop)?;
+        let failure = halted(&stop);
         let divergence = found.lock().unwrap_or_else(|p| p.into_inner()).take();
         let (result, divergence) = match &failure {
             Some(f) => judged_until(result, divergence, f),
@@ -243,13 +293,28 @@ pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> 
     // A signal from here on cuts the shrinking of a crash short, as it does an invariant's
     // (`lockstep_report`); one that stopped the seeds does not.
     let shrinking = PgRun { stop: run.stop.filter(|stop| !stop.load(Ordering::Relaxed)), ..*run };
+    let stopped_early = implementation.gone();
     let mut report = lockstep_report(run, name, &runs, started.elapsed(), twin, &mut |h| {
-        replay_on(&child, h, true, false).map(|(r, d, _)| (r, d))
+        let (r, d, _) = replay_on(&implementation, h, true, false);
+        Ok((r, d))
     })?;
     for kind in FailureKind::ALL {
         let mine: Vec<&FailedSeed> = failed.iter().filter(|f| f.failure.kind == kind).collect();
         if !mine.is_empty() {
-            report.violations.push(failure_report(&shrinking, name, &mine, &child)?);
+            report.violations.push(failure_report(&shrinking, name, &mine, &implementation)?);
+        }
+    }
+    if let Some(why) = implementation.gone() {
+        // Said on each finding: a CI reads the report, not stderr.
+        let when = match &stopped_early {
+            Some(_) => format!("the run stopped its seeds there (the report covers seeds {})", report.seeds),
+            None => "its counterexamples could not all be replayed".to_owned(),
+        };
+        for v in &mut report.violations {
+            v.detail.push_str(&format!(
+                " [the implementation could not be started again ({why}): {when}; what needed a replay on it is \
+                 not confirmed]"
+            ));
         }
     }
     Ok(report)
@@ -257,19 +322,19 @@ pub(crate) fn exec_lockstep(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs) -> 
 
 /// The finding of the seeds `seeds` in which the implementation failed a request on its own,
 /// one kind of failure: the first seed's history cut after the event where it failed, a
-/// `crash` then shrunk on the implementation while it fails the same way (the same kind of
-/// failure, of the same request) within the run's bounds ([`PgRun::shrink_for`] and
-/// `--max-replays` replays; a `no_answer` is not: each replay that reproduces it waits `--exec-timeout`),
-/// confirmed by a replay whose steps the report shows.
+/// `crash` or a `bad_answer` then shrunk on the implementation while it fails the same way (the
+/// same kind of failure, of the same request) within the run's bounds ([`PgRun::shrink_for`]
+/// and `--max-replays` replays; a `no_answer` is not: each replay that reproduces it waits
+/// `--exec-timeout`), confirmed by a replay whose steps the report shows.
 fn failure_report(
     run: &PgRun<'_>,
     engine: &str,
     seeds: &[&FailedSeed],
-    child: &RefCell<Child>,
+    implementation: &Implementation<'_>,
 ) -> anyhow::Result<ViolationReport> {
     let first = seeds[0];
     let f = &first.failure;
-    let command = child.borrow().command().to_owned();
+    let command = implementation.child.borrow().command().to_owned();
     let same = |again: &Option<Failure>| again.as_ref().is_some_and(|g| g.kind == f.kind && g.what == f.what);
     let mut h = first.history.clone();
     h.engine = engine.to_owned();
@@ -279,14 +344,17 @@ fn failure_report(
         h = cut_after(&h, at);
         reduction = Reduction::Cut;
     }
-    let (mut replayed, _, mut again) = replay_on(child, &h, true, false)?;
-    if !same(&again) {
+    let (mut replayed, _, mut again) = replay_on(implementation, &h, true, false);
+    if implementation.gone().is_some() {
+        // Said on the finding by the run (`exec_lockstep`).
+        again = None;
+    } else if !same(&again) {
         // Not the trace's doing alone (the implementation depends on what it served before
         // the seed, or on time): the trace is kept, as the steps that led to it.
         note = Some("not confirmed: a replay of its trace did not fail so, and another run may not either".to_owned());
         again = None;
         replayed.log.clear();
-    } else if f.kind == FailureKind::Crash {
+    } else if f.kind != FailureKind::NoAnswer {
         let before = (h.flows.len(), h.events.len());
         ledger_exec::say!(
             "ledger-sim: shrinking the {} of seed {} ({} flow(s), {} event(s)) on `{command}` itself ({})",
@@ -297,7 +365,8 @@ fn failure_report(
             shrink_bounds(run)
         );
         let started = Instant::now();
-        let mut fails = |c: &History| -> anyhow::Result<bool> { Ok(same(&replay_on(child, c, false, false)?.2)) };
+        let mut fails =
+            |c: &History| -> anyhow::Result<bool> { Ok(same(&replay_on(implementation, c, false, false).2)) };
         let (n_replays, end) = shrink_by(&mut h, &mut fails, run, started)?;
         let done = end == ShrinkEnd::Done;
         ledger_exec::say!(
@@ -310,7 +379,7 @@ fn failure_report(
         );
         if done || (h.flows.len(), h.events.len()) != before {
             reduction = Reduction::Shrunk;
-            (replayed, _, again) = replay_on(child, &h, true, false)?;
+            (replayed, _, again) = replay_on(implementation, &h, true, false);
         }
         if !done {
             note =
@@ -360,7 +429,11 @@ pub fn replay_on_exec(
     if want != "exec" && want != have {
         anyhow::bail!("the trace was written by {want}, but `{}` speaks the API of {have}", child.borrow().command());
     }
-    let (r, d, f) = replay_on(&child, h, log, true)?;
+    let implementation = Implementation::new(&child);
+    let (r, d, f) = replay_on(&implementation, h, log, true);
+    if let Some(why) = implementation.gone() {
+        anyhow::bail!("{why}");
+    }
     let command = child.borrow().command().to_owned();
     let failure = f.map(|f| format!("{} {}: {}", f.kind.id(), f.kind.name(), f.describe(&command)));
     Ok((r, d.map(|d| format!("at engine step {}: {}", d.step, d.detail)), failure))

@@ -18,13 +18,18 @@
 //! times is given up and reported as the implementation's failure (`engine_error`, with the calls and
 //! their errors), as the Postgres runs report an error the SQL raised. A child that leaves
 //! calls without an answer for `--exec-timeout` has hung: a finding of that seed (`no_answer`,
-//! naming the calls and the bound, the seed's calls written), not judged further; its process
-//! group is killed and the same command started again for the next seed.
+//! naming the calls and the bound, the seed's calls written), not judged further; one that
+//! exits (`crash`) or writes a line that is not a response of the protocol to a request in
+//! flight (`bad_answer`: not JSON, a number out of the protocol's range, the id of no request
+//! in flight, an answer of another kind) likewise, the line quoted. Its process group is
+//! killed and the same command started again for the next seed; when it cannot be, the seeds
+//! stop there and what was found is reported.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ledger_core::{Config, Decision, Sats, TimeMs};
+use ledger_exec::engine::answer_text;
 use ledger_exec::protocol::{RequestBody, ResponseBody};
 use ledger_exec::{reply_movements, Api, Child, ExecError, FailureKind, Observation, StateKind};
 use ledger_harness::{Call, Invariant, Observed, Reply, Violation};
@@ -43,6 +48,30 @@ use crate::record::{ConcFlow, OpRecord};
 
 /// A call that keeps failing this many times kills its flow, and is reported (`engine_error`).
 const MAX_ATTEMPTS: u32 = 60;
+
+/// An answer a concurrent run cannot go on from: of another kind than the request's, an
+/// outcome of another call, an error where the run needs an answer (the setup's `set_tier`,
+/// the `reset`, the final `observe`). The implementation's failure (`bad_answer`), in words
+/// that follow its command.
+#[derive(Debug)]
+struct Misanswered(String);
+
+impl std::fmt::Display for Misanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Misanswered {}
+
+/// `bad_answer`: `request` was answered with `body` (under `id`), which the run cannot use.
+fn misanswered(request: &str, id: u64, body: &ResponseBody) -> anyhow::Error {
+    anyhow::Error::new(Misanswered(format!(
+        "answered {request} with {}: {}",
+        ledger_exec::child::kind(body),
+        answer_text(id, body)
+    )))
+}
 
 /// One flow in flight.
 struct Active<'f> {
@@ -132,8 +161,9 @@ impl Seed<'_> {
         fault: Option<&'static str>,
     ) -> anyhow::Result<()> {
         let movements = match &reply {
-            Reply::Ok(outcome) => reply_movements(self.api, call, outcome, fresh, None)
-                .map_err(|e| anyhow::anyhow!("`{}` {e}", self.child.command()))?,
+            Reply::Ok(outcome) => {
+                reply_movements(self.api, call, outcome, fresh, None).map_err(|e| anyhow::Error::new(Misanswered(e)))?
+            }
             _ => Vec::new(),
         };
         self.clock += 1;
@@ -152,21 +182,56 @@ impl Seed<'_> {
     }
 
     fn observe(&mut self) -> anyhow::Result<Observation> {
-        match self.child.ask(RequestBody::Observe)?.body {
+        let r = self.child.ask(RequestBody::Observe)?;
+        match r.body {
             ResponseBody::Observed(o) => Ok(o),
-            other => {
-                anyhow::bail!("`{}` answered observe with {}", self.child.command(), ledger_exec::child::kind(&other))
-            }
+            other => Err(misanswered("observe", r.id, &other)),
         }
     }
 
-    /// `seed` ended because the child did not answer `waiting` within `secs`: the seed's
-    /// result (not judged: what the child showed is no longer its state), the finding's
-    /// detail, a line per call left without an answer, and the seed's calls, those last
-    /// among them (failed, with `fault` `no_answer`).
-    fn no_answer(&mut self, seed: u64, waiting: &str, secs: u64) -> (ConcSeed, String, Vec<String>, Vec<OpRecord>) {
+    /// What the implementation did wrong when `e` ended a seed, if `e` is its failure (not the
+    /// harness's): the kind of failure and, in words that follow its command, what it did. A
+    /// line it wrote that names a request in flight names it.
+    fn failure_of(&self, e: &anyhow::Error) -> Option<(FailureKind, String)> {
+        if let Some(m) = e.downcast_ref::<Misanswered>() {
+            return Some((FailureKind::BadAnswer, m.0.clone()));
+        }
+        let e = e.downcast_ref::<ExecError>()?;
+        let (kind, how) = match e {
+            ExecError::Timeout { waiting, secs, .. } => {
+                (FailureKind::NoAnswer, format!("did not answer {waiting} within {secs} s (--exec-timeout)"))
+            }
+            ExecError::Eof { waiting, .. } => FailureKind::of_error(e, waiting)?,
+            ExecError::Garbled { id: Some(id), .. } if self.in_flight.contains_key(id) => {
+                let (purpose, call, now, _) = &self.in_flight[id];
+                let request = serde_json::to_string(&RequestBody::Call { now_ms: *now, call: call.clone() })
+                    .unwrap_or_else(|_| call.name().to_owned());
+                let what = format!("flow {}'s {request} (request id {id} on the wire)", self.flow_of(*purpose));
+                FailureKind::of_error(e, &what)?
+            }
+            _ => FailureKind::of_error(e, "a request")?,
+        };
+        Some((kind, how))
+    }
+
+    /// `seed` ended because the child failed as `how` says (`kind`; for a `no_answer`, the
+    /// calls it left without an answer within `secs`): the seed's result (not judged: what the
+    /// child showed is no longer its state), the finding's detail, a line per call left without
+    /// an answer, and the seed's calls, those last among them (failed, with the kind as their
+    /// `fault`).
+    fn failed(
+        &mut self,
+        seed: u64,
+        kind: FailureKind,
+        how: &str,
+        secs: u64,
+    ) -> (ConcSeed, String, Vec<String>, Vec<OpRecord>) {
         let command = self.child.command().to_owned();
-        let error = format!("no answer within {secs} s (--exec-timeout)");
+        let error = match kind {
+            FailureKind::NoAnswer => format!("no answer within {secs} s (--exec-timeout)"),
+            FailureKind::Crash => "no answer: the implementation exited".to_owned(),
+            FailureKind::BadAnswer => "no answer the harness could read".to_owned(),
+        };
         let mut steps = Vec::new();
         for (id, (purpose, call, now, invoked)) in std::mem::take(&mut self.in_flight) {
             let flow = self.flow_of(purpose);
@@ -185,18 +250,19 @@ impl Seed<'_> {
                 now,
                 invoked,
                 completed: self.clock,
-                fault: Some("no_answer"),
+                fault: Some(kind.id()),
             });
         }
-        let what = if steps.is_empty() {
+        let what = match (kind, steps.first()) {
             // A request asked alone (the reset, a set_tier, the final sweep or observe).
-            format!("did not answer {waiting} within {secs} s (--exec-timeout)")
-        } else {
-            format!(
-                "left {} call(s) without an answer within {secs} s (--exec-timeout), the first: {}",
-                steps.len(),
-                steps[0]
-            )
+            (_, None) => how.to_owned(),
+            (FailureKind::NoAnswer, Some(first)) => format!(
+                "left {} call(s) without an answer within {secs} s (--exec-timeout), the first: {first}",
+                steps.len()
+            ),
+            (_, Some(first)) => {
+                format!("{how}; {} call(s) were left without an answer, the first: {first}", steps.len())
+            }
         };
         let detail = ledger_harness::text::shown(&format!(
             "seed {seed}: `{command}` {what}; its process group was killed after {} call(s) of the seed, which is \
@@ -227,13 +293,18 @@ impl Seed<'_> {
         }
     }
 
-    /// Kills the child that stopped answering in `seed`, with its process group, and starts
+    /// Kills the child that failed in `seed` (`kind`), with its process group, and starts
     /// the same command again for the next seed.
-    fn revive(&mut self, seed: u64) -> anyhow::Result<()> {
+    fn revive(&mut self, seed: u64, kind: FailureKind) -> anyhow::Result<()> {
         let (command, env, timeout) =
             (self.child.command().to_owned(), self.child.env().to_vec(), self.child.timeout());
+        let why = match kind {
+            FailureKind::NoAnswer => "no longer answers",
+            FailureKind::Crash => "exited",
+            FailureKind::BadAnswer => "wrote what is not an answer",
+        };
         ledger_exec::say!(
-            "ledger-sim: `{command}` no longer answers (seed {seed}): killing its process group and starting it again"
+            "ledger-sim: `{command}` {why} (seed {seed}): killing its process group and starting it again"
         );
         self.child.kill();
         self.child = Child::start(&command, &env, self.config, timeout)?;
@@ -292,16 +363,18 @@ type Workload = (Vec<ConcFlow>, BTreeMap<u32, ledger_core::Tier>, BTreeMap<u32, 
 fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) -> anyhow::Result<Workload> {
     let s = seed_state;
     let (users, flows) = draw_workload(run.scenario, seed);
-    match s.child.ask(RequestBody::Reset { config: (*s.config).into() })?.body {
+    let reset = s.child.ask(RequestBody::Reset { config: (*s.config).into() })?;
+    match reset.body {
         ResponseBody::ResetOk => {}
-        other => anyhow::bail!("`{}` answered reset with {}", s.child.command(), ledger_exec::child::kind(&other)),
+        other => return Err(misanswered("reset", reset.id, &other)),
     }
     // The trust service's identities, before any traffic.
     for (&user, &tier) in &users {
         let call = Call::SetTier { pubkey: ledger_harness::user_pubkey(u64::from(user)), tier };
-        match s.child.ask(RequestBody::Call { now_ms: EPOCH, call })?.body {
+        let answer = s.child.ask(RequestBody::Call { now_ms: EPOCH, call })?;
+        match answer.body {
             ResponseBody::Reply { reply: Reply::Ok(_), .. } => {}
-            other => anyhow::bail!("set_tier of user {user} answered {other:?}"),
+            other => return Err(misanswered(&format!("set_tier of user#{user}"), answer.id, &other)),
         }
     }
     let mut slots: Vec<Option<Active<'_>>> = (0..n).map(|_| None).collect();
@@ -389,7 +462,16 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
             break;
         }
         let response = s.child.recv()?;
-        let (purpose, call, now, invoked) = s.in_flight.remove(&response.id).expect("the child checks ids in flight");
+        let Some((purpose, call, now, invoked)) = s.in_flight.get(&response.id).cloned() else {
+            unreachable!("the child checks that a response answers a request in flight")
+        };
+        if !matches!(response.body, ResponseBody::Reply { .. } | ResponseBody::Error { .. }) {
+            // Still in flight: the finding names it among the calls left without an answer.
+            let request = serde_json::to_string(&RequestBody::Call { now_ms: now, call: call.clone() })
+                .unwrap_or_else(|_| call.name().to_owned());
+            return Err(misanswered(&request, response.id, &response.body));
+        }
+        s.in_flight.remove(&response.id);
         let (reply, fresh) = match response.body {
             ResponseBody::Reply { fresh, reply } => (reply, fresh),
             ResponseBody::Error { code, text, .. } => {
@@ -400,7 +482,7 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
                 // whether the first attempt applied.
                 (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false)
             }
-            other => anyhow::bail!("`{}` answered a call with {}", s.child.command(), ledger_exec::child::kind(&other)),
+            _ => unreachable!("checked above"),
         };
         let slot = match purpose {
             Purpose::Duplicate(flow) => {
@@ -454,12 +536,17 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
     for _ in 0..MAX_ATTEMPTS {
         s.clock += 1;
         let invoked = s.clock;
-        let (reply, fresh) = match s.child.ask(RequestBody::Call { now_ms: end, call: Call::Expire })?.body {
+        let sweep = RequestBody::Call { now_ms: end, call: Call::Expire };
+        let answer = s.child.ask(sweep.clone())?;
+        let (reply, fresh) = match answer.body {
             ResponseBody::Reply { fresh, reply } => (reply, fresh),
             ResponseBody::Error { code, text, .. } => {
                 (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false)
             }
-            other => anyhow::bail!("`{}` answered expire with {}", s.child.command(), ledger_exec::child::kind(&other)),
+            other => {
+                let request = serde_json::to_string(&sweep).unwrap_or_else(|_| "expire".to_owned());
+                return Err(misanswered(&format!("the final sweep {request}"), answer.id, &other));
+            }
         };
         last_error = match &reply {
             Reply::Failed { error } => Some(error.clone()),
@@ -475,6 +562,16 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
         s.gave_up(None, &Call::Expire, end, (MAX_ATTEMPTS, MAX_ATTEMPTS), &error);
     }
     Ok((flows, users, closes))
+}
+
+/// A seed in which the implementation failed (`kind`): the finding's detail, a line per call
+/// left without an answer, and the calls of the seed.
+struct FailedSeed {
+    kind: FailureKind,
+    seed: u64,
+    detail: String,
+    steps: Vec<String>,
+    ops: Vec<OpRecord>,
 }
 
 /// `run --engine exec --concurrency N`.
@@ -529,9 +626,12 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         config: &config,
     };
     let mut per_seed = Vec::new();
-    // The seeds in which the implementation stopped answering: the seed, the finding's
-    // detail, the calls left without an answer, and the calls of the seed.
-    let mut no_answers: Vec<(u64, String, Vec<String>, Vec<OpRecord>)> = Vec::new();
+    // The seeds in which the implementation failed (it hung, exited, or wrote what is not an
+    // answer).
+    let mut failures: Vec<FailedSeed> = Vec::new();
+    // Why the implementation could not be started again after a failure, if it could not.
+    let mut gone = None;
+    let secs = s.child.timeout().as_secs();
     for seed in run.seeds.0..run.seeds.1 {
         if run.stopping() {
             break;
@@ -542,24 +642,26 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         let ((flows, users, closes), observed) = match ran {
             Ok(done) => done,
             Err(e) => {
-                let Some(ExecError::Timeout { waiting, secs, .. }) = e.downcast_ref::<ExecError>() else {
-                    return Err(e);
-                };
-                // The implementation stopped answering: its finding, not an error of the run.
-                let mut r = s.no_answer(seed, waiting, *secs);
+                let Some((kind, how)) = s.failure_of(&e) else { return Err(e) };
+                // The implementation failed: its finding, not an error of the run.
+                let mut r = s.failed(seed, kind, &how, secs);
                 r.0.n_requests = draw_workload(run.scenario, seed).1.len() as u64;
-                no_answers.push((seed, r.1, r.2, r.3));
+                failures.push(FailedSeed { kind, seed, detail: r.1, steps: r.2, ops: r.3 });
                 per_seed.push((seed, r.0));
                 if run.fail_fast {
                     break;
                 }
                 if seed + 1 < run.seeds.1 && !run.stopping() {
-                    s.revive(seed).map_err(|e| {
-                        anyhow::anyhow!(
-                            "{e}; it was started again because it did not answer in seed {seed} (a no_answer finding), \
-                             so the seeds after it cannot run"
-                        )
-                    })?;
+                    if let Err(e) = s.revive(seed, kind) {
+                        let why = ledger_harness::text::shown(&format!("{e:#}"));
+                        ledger_exec::say!(
+                            "ledger-sim: {why}; it was started again because it failed in seed {seed} (a {} finding), \
+                             and since it cannot be, the run stops its seeds here and reports what it found",
+                            kind.id()
+                        );
+                        gone = Some((seed, why));
+                        break;
+                    }
                 }
                 continue;
             }
@@ -621,14 +723,18 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
     };
     let words = EngineErrorWords { title: "the implementation kept failing a call", detail: &detail };
     let mut report = concurrent_report(run, name, n, &per_seed, started.elapsed(), &again, &words)?;
-    if let Some((seed, detail, steps, ops)) = no_answers.first() {
-        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}-no-answer.jsonl"));
+    for kind in FailureKind::ALL {
+        let mine: Vec<&FailedSeed> = failures.iter().filter(|f| f.kind == kind).collect();
+        let Some(FailedSeed { seed, detail, steps, ops, .. }) = mine.first() else { continue };
+        // `no-answer`, `crash`, `bad-answer`.
+        let file = kind.id().replace('_', "-");
+        let path = run.trace_dir.join(format!("{name}-concurrent-seed{seed}-{file}.jsonl"));
         write_ops(ops, &path)?;
         report.violations.push(ViolationReport {
-            invariant: FailureKind::NoAnswer.id().to_owned(),
-            name: FailureKind::NoAnswer.name().to_owned(),
+            invariant: kind.id().to_owned(),
+            name: kind.name().to_owned(),
             seed: *seed,
-            seeds: no_answers.iter().map(|a| a.0).collect(),
+            seeds: mine.iter().map(|f| f.seed).collect(),
             seeds_unlisted: 0,
             detail: detail.clone(),
             shrunk_flows: 0,
@@ -638,6 +744,16 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             trace: path.display().to_string(),
             replay: format!("not replayable (real concurrency); run again: {again} --seed {seed}"),
         });
+    }
+    if let Some((seed, why)) = gone {
+        // Said on each finding: a CI reads the report, not stderr.
+        for v in &mut report.violations {
+            v.detail.push_str(&format!(
+                " [the implementation could not be started again after seed {seed} ({why}): the run stopped its seeds \
+                 there (the report covers seeds {})]",
+                report.seeds
+            ));
+        }
     }
     Ok(report)
 }

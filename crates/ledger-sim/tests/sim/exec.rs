@@ -355,12 +355,40 @@ fn misbehaving(child: &str, says: &[&str]) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// [`misbehaving`] for a child that starts (its `hello` answered) and misbehaves in the seed:
+/// the implementation's failure, a finding of `kind` (exit 1) whose detail holds every one of
+/// `says`, never an error of the tool.
+fn misbehaving_in_a_seed(child: &str, kind: &str, says: &[&str]) {
+    let (code, out, err) = sim_in_within(
+        &root(),
+        &[
+            &["run", "--engine", "exec", "--exec", child, "--exec-timeout", "2", "--users", "5", "--steps", "50"][..],
+            &["--max-replays", "20", "--trace-dir", &scratch("misbehaving"), "--json"],
+        ]
+        .concat(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{child}: a finding, not an error: {out}{err}");
+    let r = json(&out);
+    let found = r["violations"].as_array().unwrap().iter().find(|v| v["invariant"] == kind);
+    let detail = found.unwrap_or_else(|| panic!("{child}: no {kind} in {out}"))["detail"].as_str().unwrap();
+    for s in says {
+        assert!(detail.contains(s), "{child}: expected {s:?} in: {detail}");
+    }
+    assert!(!err.contains("panicked") && !err.contains("error:"), "{err}");
+}
+
 #[test]
 fn a_child_that_misbehaves_ends_the_run_with_an_error_naming_it() {
     // Never answers: bounded by --exec-timeout (hello waits longer, so answer hello first).
+    // Past its hello, that is the implementation's failure: a finding of the seed.
     let hello =
         r#"{"id":0,"type":"hello_ok","protocol":1,"name":"x","api":"reference","clock":"harness","state":"memory"}"#;
-    misbehaving(&format!("read l; echo '{hello}'; sleep 30"), &["did not answer request 1 (reset) within 2 s"]);
+    misbehaving_in_a_seed(
+        &format!("read l; echo '{hello}'; sleep 30"),
+        "no_answer",
+        &["seed 0 at the reset: ", "did not answer reset within 2 s (--exec-timeout)"],
+    );
     // Garbage instead of a response: the line is named.
     misbehaving("read l; echo 'this is not json'; sleep 30", &["line 1", "this is not json"]);
     // Exits at once.
@@ -386,9 +414,10 @@ fn a_child_that_misbehaves_ends_the_run_with_an_error_naming_it() {
         &format!("read l; echo '{}'; sleep 30", hello.replace(r#""type":"hello_ok""#, r#""type":0"#)),
         &["line 1", r#""type": 0 is a number, not the name of a variant"#],
     );
-    misbehaving(
+    misbehaving_in_a_seed(
         &format!(r#"{} | sed -u 's/"outcome":"tier_set"/"outcome":0/'"#, serve()),
-        &[r#""outcome": 0 is a number, not the name of a variant"#],
+        "bad_answer",
+        &[r#""outcome": 0 is a number, not the name of a variant"#, "answered set_tier with a line that is not"],
     );
     // No such command.
     misbehaving("/nonexistent/adapter", &["exit status: 127"]);
@@ -408,7 +437,8 @@ fn an_implementations_text_and_the_command_never_show_a_password_or_an_escape() 
         &["run", "--engine", "exec", "--exec", &child, "--exec-timeout", "2", "--users", "5", "--steps", "50"],
         Duration::from_secs(60),
     );
-    assert_eq!(code, 2, "{out}{err}");
+    // A crash at the reset is the implementation's failure: a finding of the seed.
+    assert_eq!(code, 1, "{out}{err}");
     assert!(
         err.contains("refused reset: crash: connect to postgres://admin:***@db/x failed \\u{1b}[31m password=***"),
         "{err}"

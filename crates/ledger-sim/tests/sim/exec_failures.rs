@@ -1,13 +1,16 @@
 //! An implementation that fails a request on its own, through the binary: in lockstep a crash
-//! (an indefinite error, an exit) or a hang (no answer within `--exec-timeout`) is a finding of
-//! the run on that seed at that step, with a trace that replays it, and the run goes on with
-//! the next seed; under concurrency a call the implementation keeps failing until the run
-//! gives it up is a finding (`engine_error`), never a pass. Every child is bounded: a hang
-//! sleeps at most 30 s, and the run kills its process group after `--exec-timeout`.
+//! (an indefinite error, an exit), a hang (no answer within `--exec-timeout`) or a line that is
+//! not a response of the protocol to the request (`bad_answer`: not JSON, a negative amount, a
+//! pool beyond 2^63-1, another id, another kind of answer) is a finding of the run on that seed
+//! at that step, with a trace that replays it, and the run goes on with the next seed; under
+//! concurrency a call the implementation keeps failing until the run gives it up is a finding
+//! (`engine_error`), never a pass, and so are a hang and a line out of the protocol. Never an
+//! error of the tool (exit 2). Every child is bounded: a hang sleeps at most 30 s, and the run
+//! kills its process group after `--exec-timeout`.
 
 use std::time::Duration;
 
-use crate::common::{json, root, scratch, sim_in_within, SIM};
+use crate::common::{broken, json, root, scratch, sim_in_within, SIM};
 
 /// Runs `ledger-sim ARGS` from the repository's root, killed (the test failing) after 120 s.
 fn sim(args: &[&str]) -> (i32, String, String) {
@@ -168,7 +171,7 @@ fn a_hang_in_lockstep_is_a_finding_and_the_next_seed_gets_a_new_child() {
     assert!(detail.starts_with(&format!("seed {seed} at engine step ")), "{detail}");
     assert!(detail.contains("did not answer record within 1 s (--exec-timeout)"), "{detail}");
     assert!(detail.contains(r#""call":{"call":"record""#), "{detail}");
-    assert!(err.contains("no longer answers: killing its process group and starting it again"), "{err}");
+    assert!(err.contains("failed: killing its process group and starting it again"), "{err}");
     assert!(!err.contains("did not answer request "), "named by seed and step: {err}");
     let trace = hang["trace"].as_str().unwrap();
     let (code, replayed, err) = sim(&["replay", trace, "--exec", &exec, "--exec-timeout", "1"]);
@@ -380,4 +383,179 @@ fn a_crash_in_a_users_setup_shrinks_to_a_trace_that_fails_the_same_way() {
     let (code, replayed, err) = sim(&["replay", &trace, "--exec", &exec]);
     assert_eq!(code, 1, "{replayed}{err}");
     assert!(replayed.contains("answered set_tier with an indefinite error"), "{replayed}");
+}
+
+/// The answer of an implementation whose pool went below zero: a refusal that quotes a
+/// negative amount, which protocol 1 cannot carry (amounts are in `0..=2^63-1`).
+const NEGATIVE: &str = concat!(
+    r#"id=${line#'{"id":'}; id=${id%%,*}; "#,
+    r#"printf '{"id":%s,"type":"reply","fresh":true,"reply":{"reply":"refused","refusal":"insufficient_funds","available_sats":-1}}\n' "$id""#,
+);
+
+/// An implementation that answers a call with a line protocol 1 cannot read (here a refusal
+/// quoting a negative amount) has failed at that step: a finding of the run (`bad_answer`,
+/// exit 1, never the tool's exit 2), naming the seed, the step, the request it answered and
+/// the line it wrote, saying that a negative amount is evidence that I1 broke; the run goes on
+/// with the next seed on a new child, its trace replays it, and the text, JSON and JUnit
+/// reports carry it.
+#[test]
+fn a_line_out_of_the_protocol_in_lockstep_is_a_finding_with_a_trace_that_replays_it() {
+    let dir = scratch("lockstep-bad-answer");
+    let exec = failing_on_overruns(&dir, "negative", NEGATIVE);
+    let junit = format!("{dir}/junit.xml");
+    let args = ["run", "--engine", "exec", "--exec", &exec, "--seeds", "0..4", "--users", "40", "--steps", "600"];
+    let bounded = [&args[..], &["--max-replays", "60", "--trace-dir", &dir]].concat();
+    let (code, out, err) = sim(&[&bounded[..], &["--json", "--junit", &junit]].concat());
+    assert_eq!(code, 1, "a finding, not an error: {out}{err}");
+    let r = json(&out);
+    assert_eq!(r["seeds"], "0..4", "the run goes on past a bad answer: {out}");
+    let bad = violation(&r, "bad_answer");
+    let seeds = bad["seeds"].as_array().unwrap();
+    assert!(!seeds.is_empty() && seeds.len() < 4, "some seeds answer so, not all: {bad}");
+    let seed = bad["seed"].as_u64().unwrap();
+    let detail = bad["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("seed {seed} at engine step ")), "{detail}");
+    assert!(detail.contains("answered record with a line that is not a response of protocol 1 ("), "{detail}");
+    assert!(
+        detail
+            .contains("reply.available_sats is -1: a negative amount, evidence that I1 broke (the pool never negative"),
+        "{detail}"
+    );
+    assert!(detail.contains(r#""refusal":"insufficient_funds","available_sats":-1}}"#), "the line it wrote: {detail}");
+    assert!(detail.contains(r#"the request sent: {"type":"call","now_ms":"#), "{detail}");
+    assert!(detail.contains(r#""call":{"call":"record""#), "{detail}");
+    assert!(!err.contains("error:"), "{err}");
+    let steps: Vec<&str> = bad["steps"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(steps.last().is_some_and(|s| s.contains("record(") && s.contains("available_sats\":-1")), "{steps:?}");
+    // The trace replays it on the implementation: a finding of the replay too.
+    let trace = bad["trace"].as_str().unwrap();
+    assert!(bad["replay"].as_str().unwrap().contains(" --exec "), "{bad}");
+    let (code, replayed, err) = sim(&["replay", trace, "--exec", &exec]);
+    assert_eq!(code, 1, "{replayed}{err}");
+    assert!(replayed.contains("VIOLATION bad_answer ") && replayed.contains("evidence that I1 broke"), "{replayed}");
+    // JUnit carries it as a failed case.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"type="bad_answer""#) && xml.contains("available_sats"), "{xml}");
+    // The text report names it like a broken invariant, with its trace and replay.
+    let (code, text, _) = sim(&bounded);
+    assert_eq!(code, 1);
+    assert!(
+        text.contains(
+            "VIOLATION bad_answer the implementation answered a request with a line that is not a protocol 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  trace:  ") && text.contains("  replay: "), "{text}");
+    // --fail-fast stops at the first seed that answers so, and reports it.
+    let (code, out, err) = sim(&[&bounded[..], &["--json", "--fail-fast"]].concat());
+    assert_eq!(code, 1, "{out}{err}");
+    let r = json(&out);
+    assert_eq!(r["seeds"], format!("0..{}", seed + 1), "{out}");
+    assert_eq!(violation(&r, "bad_answer")["seeds"], serde_json::json!([seed]), "{out}");
+}
+
+/// Every kind of line that is not a protocol 1 answer to the request is the implementation's
+/// finding (`bad_answer`, exit 1): one that is not JSON, one naming an id not in flight, an
+/// answer of another kind, and an observed pool beyond 2^63-1 (an overflow: evidence of I1).
+#[test]
+fn every_line_out_of_the_protocol_is_a_finding_in_lockstep() {
+    let dir = scratch("lockstep-bad-lines");
+    let id = r#"id=${line#'{"id":'}; id=${id%%,*}; "#;
+    let cases = [
+        (
+            "not-json",
+            r"printf 'Traceback (most recent call last): KeyError pool\n'".to_owned(),
+            "(expected value at line 1 column 1): Traceback (most recent call last): KeyError pool",
+        ),
+        (
+            "other-id",
+            r#"printf '{"id":999999,"type":"reset_ok"}\n'"#.to_owned(),
+            "(id 999999 is not a request in flight): {\"id\":999999,\"type\":\"reset_ok\"}",
+        ),
+        (
+            "other-kind",
+            format!(r#"{id}printf '{{"id":%s,"type":"reset_ok"}}\n' "$id""#),
+            "answered record with reset_ok: {\"id\":",
+        ),
+    ];
+    let run = |exec: &str| {
+        let args = ["run", "--engine", "exec", "--exec", exec, "--seeds", "0..3", "--users", "40", "--steps", "600"];
+        sim(&[&args[..], &["--max-replays", "20", "--trace-dir", &dir, "--json"]].concat())
+    };
+    for (name, then, says) in cases {
+        let exec = failing_on_overruns(&dir, name, &then);
+        let (code, out, err) = run(&exec);
+        assert_eq!(code, 1, "{name}: a finding, not an error: {out}{err}");
+        let r = json(&out);
+        assert_eq!(r["seeds"], "0..3", "{name}: {out}");
+        let detail = violation(&r, "bad_answer")["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(says), "{name}: {detail}");
+    }
+    // Every observed pool shown one beyond what 64 signed bits hold.
+    let exec = broken(r#"s/"type":"observed","pool_sats":[0-9]*/"type":"observed","pool_sats":9223372036854775808/"#);
+    let (code, out, err) = run(&exec);
+    assert_eq!(code, 1, "a finding, not an error: {out}{err}");
+    let r = json(&out);
+    let bad = violation(&r, "bad_answer");
+    assert_eq!(bad["seeds"], serde_json::json!([0, 1, 2]), "a new child for each seed, which answers so again: {bad}");
+    let detail = bad["detail"].as_str().unwrap();
+    assert!(detail.contains("at the observe after event "), "{detail}");
+    assert!(
+        detail.contains("pool_sats is 9223372036854775808: an amount beyond 2^63-1, evidence that I1 broke"),
+        "{detail}"
+    );
+}
+
+/// Under concurrency, a line that is not a protocol 1 answer (a refusal quoting a negative
+/// amount) is a finding of that seed (`bad_answer`, exit 1): the request it answered, the line
+/// it wrote, the calls left in flight and the seed's calls written, the command that runs the
+/// seed again; its process group is killed and the next seed gets a new child.
+#[test]
+fn a_line_out_of_the_protocol_under_concurrency_is_a_finding_and_the_next_seed_gets_a_new_child() {
+    let dir = scratch("concurrent-bad-answer");
+    let exec = failing_on_overruns(&dir, "negative", NEGATIVE);
+    let junit = format!("{dir}/junit.xml");
+    let (code, out, err) = sim(&[
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--seeds",
+        "0..3",
+        "--users",
+        "40",
+        "--steps",
+        "600",
+        "--concurrency",
+        "4",
+        "--trace-dir",
+        &dir,
+        "--json",
+        "--junit",
+        &junit,
+    ]);
+    assert_eq!(code, 1, "a finding, not an error: {out}{err}");
+    let r = json(&out);
+    assert_eq!(r["seeds"], "0..3", "the run goes on past it: {out}");
+    let bad = violation(&r, "bad_answer");
+    assert!(bad["seeds"].as_array().unwrap().len() > 1, "a new child, that answers so again: {bad}");
+    let seed = bad["seed"].as_u64().unwrap();
+    let detail = bad["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("seed {seed}: `{exec}` answered flow ")), "{detail}");
+    assert!(
+        detail.contains(r#"'s {"type":"call","now_ms":"#) && detail.contains(r#""call":{"call":"record""#),
+        "{detail}"
+    );
+    assert!(detail.contains("with a line that is not a response of protocol 1 ("), "{detail}");
+    assert!(detail.contains("reply.available_sats is -1: a negative amount, evidence that I1 broke"), "{detail}");
+    assert!(detail.contains(r#""available_sats":-1}}"#), "the line it wrote: {detail}");
+    let trace = std::fs::read_to_string(bad["trace"].as_str().unwrap()).unwrap();
+    assert!(trace.lines().last().unwrap().contains(r#""fault":"bad_answer""#), "{trace}");
+    let replay = bad["replay"].as_str().unwrap();
+    assert!(replay.contains("--concurrency 4") && replay.ends_with(&format!("--seed {seed}")), "{replay}");
+    assert!(err.contains(&format!("wrote what is not an answer (seed {seed}): killing its process group")), "{err}");
+    assert!(!err.contains("error:"), "{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"type="bad_answer""#), "{xml}");
 }
