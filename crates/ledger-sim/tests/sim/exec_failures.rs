@@ -559,3 +559,39 @@ fn a_line_out_of_the_protocol_under_concurrency_is_a_finding_and_the_next_seed_g
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains(r#"type="bad_answer""#), "{xml}");
 }
+
+/// An implementation that fails in a seed and then cannot be started again (its second start
+/// exits before its hello) ends the seeds there, but the finding already made is reported
+/// (exit 1, the report covering the seeds run, the finding saying why the run stopped), in
+/// lockstep and under concurrency: never thrown away for an error of the tool.
+#[test]
+fn a_child_that_cannot_be_started_again_keeps_the_findings_made() {
+    let dir = scratch("once");
+    let serves = failing_on_overruns(&dir, "negative", NEGATIVE);
+    let script = format!("{dir}/once.sh");
+    let marker = format!("{dir}/started");
+    std::fs::write(
+        &script,
+        format!("if [ -e '{marker}' ]; then echo 'cannot start twice' >&2; exit 3; fi\ntouch '{marker}'\n{serves}\n"),
+    )
+    .unwrap();
+    let exec = format!("sh {script}");
+    for concurrency in [None, Some("4")] {
+        let _ = std::fs::remove_file(&marker);
+        let mut args = vec!["run", "--engine", "exec", "--exec", &exec, "--seeds", "0..4", "--users", "40"];
+        args.extend(["--steps", "600", "--trace-dir", &dir, "--json"]);
+        if let Some(n) = concurrency {
+            args.extend(["--concurrency", n]);
+        }
+        let (code, out, err) = sim(&args);
+        assert_eq!(code, 1, "{concurrency:?}: the finding made, not an error: {out}{err}");
+        let r = json(&out);
+        let bad = violation(&r, "bad_answer");
+        let seed = bad["seed"].as_u64().unwrap();
+        assert_eq!(r["seeds"], format!("0..{}", seed + 1), "{concurrency:?}: the seeds run: {out}");
+        let detail = bad["detail"].as_str().unwrap();
+        assert!(detail.contains("[the implementation could not be started again "), "{detail}");
+        assert!(detail.contains("exit status: 3") && detail.contains("the run stopped its seeds there"), "{detail}");
+        assert!(!err.contains("error:"), "{err}");
+    }
+}
