@@ -7,6 +7,10 @@
 //! expected and the answer received, each as a line of JSON, and every field that differs,
 //! named by its path in that JSON. The requests of the case before the failing one come with
 //! it, so that the case can be followed without the vector file.
+//!
+//! An implementation that fails a request of a case on its own (it exits, does not answer
+//! within the bound, or writes a line that is not a protocol 1 answer to it) fails that case
+//! ([`Broke`]); the next case runs on a new child, started with the same command.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +22,7 @@ use ledger_harness::conformance::Segment;
 use ledger_harness::{Call, Reply};
 
 use crate::child::{Child, ExecError};
+use crate::engine::FailureKind;
 use crate::protocol::{Api, IdentityView, Observation, Request, RequestBody, Response, ResponseBody};
 use crate::serve::is_fresh;
 
@@ -45,13 +50,53 @@ pub struct Failure {
     /// does not read it (SPEC.md §9.2); an observation holds only what the implementation
     /// chose to show.
     pub expected: String,
-    /// The answer received, as JSON (an error's text with any password hidden).
+    /// The answer received, as JSON (an error's text with any password hidden); `null` when
+    /// the implementation gave none it could read ([`Failure::broke`]).
     pub got: String,
     /// Each field of `expected` that `got` does not match, in the order `expected` has them.
     pub differs: Vec<Difference>,
     /// The requests of the case before the failing step (its `reset` first; the `observe`
     /// after each step is not listed), each with its line in the file.
     pub before: Vec<SentLine>,
+    /// How the implementation failed the request on its own, when it did: it crashed, hung or
+    /// wrote a line that is not an answer to it.
+    pub broke: Option<Broke>,
+}
+
+/// How an implementation failed a request of a case on its own: no answer to compare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broke {
+    /// `crash` (it exited), `no_answer` (not within `--exec-timeout`) or `bad_answer` (a line
+    /// that is not a protocol 1 answer to the request).
+    pub kind: FailureKind,
+    /// What it did, naming the request (`did not answer record within 10 s (--exec-timeout)`),
+    /// the line it wrote quoted.
+    pub how: String,
+    /// The line it wrote, shown safely and shortened when long, for a `bad_answer` whose line
+    /// could be kept.
+    pub line: Option<String>,
+}
+
+impl Broke {
+    /// The failure `e` of the implementation when it was sent `what`; `None` for an error of
+    /// the harness's own (a child that could not be started).
+    fn of(e: &ExecError, what: &str) -> Option<Broke> {
+        let (kind, how) = FailureKind::of_error(e, what)?;
+        let line = match e {
+            ExecError::Garbled { line, .. } if !line.is_empty() => Some(line.clone()),
+            _ => None,
+        };
+        Some(Broke { kind, how: ledger_harness::text::shown(&how), line })
+    }
+
+    /// What failed, in a few words, for the head of a failing case.
+    fn what(&self) -> &'static str {
+        match self.kind {
+            FailureKind::Crash => "the implementation exited before answering (crash)",
+            FailureKind::NoAnswer => "no answer within --exec-timeout (no_answer)",
+            FailureKind::BadAnswer => "the answer is not a protocol 1 response (bad_answer)",
+        }
+    }
 }
 
 /// A request sent, with the line of the vector file it came from.
@@ -84,13 +129,13 @@ impl std::fmt::Display for Difference {
 }
 
 impl Failure {
-    /// The failure in one line: what differed and each field.
+    /// The failure in one line: what differed and each field, or what the implementation did.
     pub fn detail(&self) -> String {
         let fields: Vec<String> = self.differs.iter().map(Difference::to_string).collect();
-        if fields.is_empty() {
-            self.what.clone()
-        } else {
-            format!("{}: {}", self.what, fields.join("; "))
+        match &self.broke {
+            Some(broke) => format!("{}: {}", self.what, broke.how),
+            None if fields.is_empty() => self.what.clone(),
+            None => format!("{}: {}", self.what, fields.join("; ")),
         }
     }
 }
@@ -104,6 +149,11 @@ pub struct Report {
     pub steps: usize,
     /// One per failing case.
     pub failures: Vec<Failure>,
+    /// The cases not run (file, case), and why: the implementation failed a case and could
+    /// not be started again.
+    pub not_run: Vec<(String, String)>,
+    /// Why the cases of [`Report::not_run`] were not.
+    pub stopped: Option<String>,
 }
 
 /// The call a conformance step's command is, with the fields only the seed's API reads filled
@@ -235,7 +285,10 @@ fn redacted(response: Response) -> Response {
     }
 }
 
-/// Runs every case of `files` on `child`, which must speak the reference API.
+/// Runs every case of `files` on `child`, which must speak the reference API. A case in which
+/// the implementation failed on its own ([`Broke`]) fails, and the next runs on a new child
+/// started with the same command (left in `child`); when none can be started, the cases left
+/// are not run ([`Report::not_run`]).
 pub fn conform(child: &mut Child, files: &[(String, Vec<Segment>)]) -> Result<Report, ExecError> {
     if child.hello().api != Api::Reference {
         return Err(ExecError::Handshake {
@@ -246,6 +299,29 @@ pub fn conform(child: &mut Child, files: &[(String, Vec<Segment>)]) -> Result<Re
     let mut report = Report::default();
     for (file, segments) in files {
         for segment in segments {
+            if report.stopped.is_some() {
+                report.not_run.push((file.clone(), segment.header.case.clone()));
+                continue;
+            }
+            if child.is_broken() {
+                let (command, env, timeout) = (child.command().to_owned(), child.env().to_vec(), child.timeout());
+                let last = report.failures.last().map_or_else(String::new, |f| f.case.clone());
+                crate::say!(
+                    "ledger-sim: `{command}` failed in case {last}: killing its process group and starting it again"
+                );
+                match Child::start(&command, &env, &segment.header.config, timeout) {
+                    Ok(fresh) => *child = fresh,
+                    Err(e) => {
+                        let why = ledger_harness::text::shown(&format!(
+                            "{e}; it was started again because it failed in case {last}, and could not be"
+                        ));
+                        crate::say!("ledger-sim: {why}: the cases after it are not run");
+                        report.stopped = Some(why);
+                        report.not_run.push((file.clone(), segment.header.case.clone()));
+                        continue;
+                    }
+                }
+            }
             report.cases += 1;
             let (steps, failure) = run_case(child, file, segment)?;
             report.steps += steps;
@@ -253,6 +329,20 @@ pub fn conform(child: &mut Child, files: &[(String, Vec<Segment>)]) -> Result<Re
         }
     }
     Ok(report)
+}
+
+/// Sends `body` alone and waits for its answer, sent under the id it returns; an answer the
+/// implementation could not give is its failure ([`Broke`]), an error of the harness's own an
+/// error.
+fn ask(child: &mut Child, body: RequestBody, what: &str) -> Result<(u64, Result<Response, Broke>), ExecError> {
+    let id = child.next_id();
+    match child.ask(body) {
+        Ok(answer) => Ok((id, Ok(answer))),
+        Err(e) => match Broke::of(&e, what) {
+            Some(broke) => Ok((id, Err(broke))),
+            None => Err(e),
+        },
+    }
 }
 
 /// Runs one case from its `reset` to its first failing step: the steps run, and the failure.
@@ -272,9 +362,32 @@ fn run_case(child: &mut Child, file: &str, segment: &Segment) -> Result<(usize, 
             got: judged.got,
             differs: judged.differs,
             before: Vec::new(),
+            broke: None,
         };
+    // A request the implementation failed: what was expected, and `null` for what came.
+    let broken = |line: usize,
+                  step: usize,
+                  what: String,
+                  sent: String,
+                  observe: Option<String>,
+                  expected: String,
+                  broke: Broke| {
+        let what = format!("{what}{}", broke.what());
+        let judged = Judged { expected, got: "null".to_owned(), differs: Vec::new() };
+        Failure { broke: Some(broke), ..fail(line, step, what, sent, observe, judged) }
+    };
     let reset = RequestBody::Reset { config: header.config.into() };
-    let answer = child.ask(reset.clone())?;
+    let (id, answer) = ask(child, reset.clone(), "reset")?;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(broke) => {
+            let expected = text(&Response { id, body: ResponseBody::ResetOk });
+            return Ok((
+                0,
+                Some(broken(segment.line, 0, "reset: ".to_owned(), wire(id, reset), None, expected, broke)),
+            ));
+        }
+    };
     let reset = wire(answer.id, reset);
     if answer.body != ResponseBody::ResetOk {
         let expected = Response { id: answer.id, body: ResponseBody::ResetOk };
@@ -292,7 +405,15 @@ fn run_case(child: &mut Child, file: &str, segment: &Segment) -> Result<(usize, 
         }
         let (want, fresh) = expected_reply(&mut reference, &mut journal, step);
         let call = RequestBody::Call { now_ms: step.now, call: call_of(&step.command, &holders) };
-        let answer = child.ask(call.clone())?;
+        let (id, answer) = ask(child, call.clone(), name)?;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(broke) => {
+                let expected = text(&ExpectedReply { id, kind: "reply", fresh, reply: &want });
+                let failure = broken(*line, n + 1, format!("{name}: "), wire(id, call), None, expected, broke);
+                return Ok((n + 1, Some(Failure { before, ..failure })));
+            }
+        };
         let sent = wire(answer.id, call);
         let expected = ExpectedReply { id: answer.id, kind: "reply", fresh, reply: &want };
         let judged = judge(&expected, &redacted(answer), "response");
@@ -304,7 +425,18 @@ fn run_case(child: &mut Child, file: &str, segment: &Segment) -> Result<(usize, 
             };
             return Ok((n + 1, Some(Failure { before, ..fail(*line, n + 1, what, sent, None, judged) })));
         }
-        let answer = child.ask(RequestBody::Observe)?;
+        let (id, answer) = ask(child, RequestBody::Observe, "observe")?;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(broke) => {
+                let observe = wire(id, RequestBody::Observe);
+                let expected =
+                    text(&Response { id, body: ResponseBody::Observed(Observation::of_totals(&step.totals)) });
+                let what = format!("after {name}: observe: ");
+                let failure = broken(*line, n + 1, what, sent, Some(observe), expected, broke);
+                return Ok((n + 1, Some(Failure { before, ..failure })));
+            }
+        };
         let observe = wire(answer.id, RequestBody::Observe);
         if let Some((what, judged)) = judge_observed(step, answer) {
             let failure = fail(*line, n + 1, format!("after {name}: {what}"), sent, Some(observe), judged);

@@ -151,15 +151,26 @@ impl Shown<'_> {
             out,
             "{}",
             ledger_harness::text::shown(&format!(
-                "conform {} ({:?}, vectors {}): {} cases, {} steps, {} failed",
+                "conform {} ({:?}, vectors {}): {} cases, {} steps, {} failed{}",
                 self.exec.command.as_deref().unwrap_or(""),
                 self.name,
                 self.from,
                 report.cases,
                 report.steps,
-                report.failures.len()
+                report.failures.len(),
+                match report.not_run.len() {
+                    0 => String::new(),
+                    n => format!(", {n} not run"),
+                }
             ))
         )?;
+        if let Some(why) = &report.stopped {
+            writeln!(
+                out,
+                "{}",
+                ledger_harness::text::shown(&format!("{} case(s) not run: {why}", report.not_run.len()))
+            )?;
+        }
         if !report.failures.is_empty() {
             let by_rule: Vec<String> =
                 failed_rules(&report.failures).iter().map(|(rule, n)| format!("{rule} ({n})")).collect();
@@ -192,7 +203,11 @@ impl Shown<'_> {
             lines.push(format!("  then:     {observe}"));
         }
         lines.push(format!("  expected: {}", f.expected));
-        lines.push(format!("  got:      {}", f.got));
+        match &f.broke {
+            // No answer to show: what the implementation did, the line it wrote quoted.
+            Some(broke) => lines.push(format!("  got:      ({}) {}", broke.kind.id(), broke.how)),
+            None => lines.push(format!("  got:      {}", f.got)),
+        }
         for (i, d) in f.differs.iter().enumerate() {
             lines.push(format!("  {}{d}", if i == 0 { "differs:  " } else { "          " }));
         }
@@ -224,14 +239,25 @@ impl Shown<'_> {
             .map(|(file, case)| {
                 let failed = report.failures.iter().find(|f| &f.file == file && &f.case == case);
                 let run = self.args.cases.is_empty() || self.args.cases.contains(case);
+                // A case the implementation could not be started again for fails: a CI must
+                // not read a case that never ran as passed, nor as merely skipped.
+                let not_run = report.not_run.iter().any(|(f, c)| f == file && c == case);
+                let not_run = not_run.then(|| {
+                    let why = report.stopped.as_deref().unwrap_or_default();
+                    let message = ledger_harness::text::shown(&format!("not run: {why}"));
+                    (message.clone(), "not_run".to_owned(), message + "\n")
+                });
                 crate::junit::Case {
                     name: format!("{file} {case}"),
-                    failure: failed.map(|f| {
-                        let message = ledger_harness::text::shown(&format!("line {}: {}", f.line, f.detail()));
-                        let rules = if f.rules.is_empty() { "conformance".to_owned() } else { f.rules.join(" ") };
-                        let body: Vec<String> = self.block(f).iter().map(|l| ledger_harness::text::shown(l)).collect();
-                        (message, rules, body.join("\n") + "\n")
-                    }),
+                    failure: failed
+                        .map(|f| {
+                            let message = ledger_harness::text::shown(&format!("line {}: {}", f.line, f.detail()));
+                            let rules = if f.rules.is_empty() { "conformance".to_owned() } else { f.rules.join(" ") };
+                            let body: Vec<String> =
+                                self.block(f).iter().map(|l| ledger_harness::text::shown(l)).collect();
+                            (message, rules, body.join("\n") + "\n")
+                        })
+                        .or(not_run),
                     skipped: (!run).then(|| "not run: --case asked for other cases".to_owned()),
                     output: None,
                 }
@@ -263,6 +289,8 @@ impl Shown<'_> {
             "failed": report.failures.len(),
             "failed_rules": failed_rules(&report.failures),
             "failures": failures,
+            "not_run": report.not_run.iter().map(|(file, case)| serde_json::json!({"file": file, "case": case})).collect::<Vec<_>>(),
+            "stopped": report.stopped,
         })
     }
 
@@ -296,6 +324,11 @@ impl Shown<'_> {
             "observe": f.observe.as_deref().map(value),
             "expected": value(&f.expected),
             "got": value(&f.got),
+            "implementation_failed": f.broke.as_ref().map(|b| serde_json::json!({
+                "kind": b.kind.id(),
+                "how": b.how,
+                "line": b.line,
+            })),
             "differs": differs,
             "before": before,
             "replay": self.replay(f),

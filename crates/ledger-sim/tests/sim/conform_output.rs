@@ -365,3 +365,111 @@ fn conform_writes_junit_one_case_per_vector_case() {
     }
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
+
+/// `ledger-sim serve` behind a shell loop that answers every `credited` outcome with `then`
+/// (a shell command that exits, hangs or prints a line): its command line.
+fn failing_on_credits(dir: &str, name: &str, then: &str) -> String {
+    let script = format!("{dir}/{name}.sh");
+    let text = [
+        format!("'{SIM}' serve | while IFS= read -r line; do"),
+        r#"  case "$line" in"#.to_owned(),
+        format!(r#"    *'"outcome":"credited"'*) {then} ;;"#),
+        r#"    *) printf '%s\n' "$line" ;;"#.to_owned(),
+        "  esac".to_owned(),
+        "done\n".to_owned(),
+    ]
+    .join("\n");
+    std::fs::write(&script, text).unwrap();
+    format!("sh {script}")
+}
+
+/// An implementation that crashes, hangs or writes a line that is not a protocol 1 answer in
+/// a case fails that case (exit 1, never the tool's exit 2): named, with its rules, the request
+/// it was answering, what it did (the line it wrote, quoted) and the command that replays the
+/// case; the next case runs on a new child, the summary counts it, and `--json` and `--junit`
+/// carry it beside every other case.
+#[test]
+fn a_crash_a_hang_or_a_bad_line_fails_its_case_and_the_next_runs_on_a_new_child() {
+    let dir = scratch("conform-broke");
+    let junit = format!("{dir}/junit.xml");
+    let negative =
+        broken(r#"s/"outcome":"credited","credited_sats":[1-9][0-9]*/"outcome":"credited","credited_sats":-5/"#);
+    for (kind, exec, how) in [
+        ("crash", failing_on_credits(&dir, "exit", "kill 0"), "closed its output (it exited: "),
+        (
+            "no_answer",
+            failing_on_credits(&dir, "hang", "sleep 30"),
+            "did not answer credit within 1 s (--exec-timeout)",
+        ),
+        (
+            "bad_answer",
+            failing_on_credits(&dir, "garbage", "echo 'Traceback (most recent call last): KeyError'"),
+            "answered credit with a line that is not a response of protocol 1 (expected value at line 1 column 1): \
+             Traceback (most recent call last): KeyError",
+        ),
+        ("bad_answer", negative, "reply.credited_sats is -5: a negative amount, evidence that I1 broke"),
+    ] {
+        let args = ["conform", "--exec", &exec, "--exec-timeout", "1", "--case", "credit/credited"];
+        let args = [&args[..], &["--case", "window/exactly-24h"]].concat();
+        let (code, out, err) = sim(&[&args[..], &["--json", "--junit", &junit]].concat());
+        assert_eq!(code, 1, "{kind}: a failed case, not an error: {out}{err}");
+        assert!(!err.contains("error:"), "{kind}: {err}");
+        let r = json(&out);
+        assert_eq!((r["cases"].as_u64(), r["failed"].as_u64()), (Some(2), Some(1)), "{kind}: {out}");
+        let f = &r["failures"][0];
+        assert_eq!(f["case"], "credit/credited", "{kind}: {f}");
+        assert_eq!(f["rules"], serde_json::json!(["R-CREDIT-1"]), "{kind}: {f}");
+        assert_eq!(f["sent"]["call"]["call"], "credit", "{kind}: {f}");
+        assert_eq!(f["expected"]["reply"]["outcome"], "credited", "{kind}: {f}");
+        assert_eq!(f["got"], serde_json::Value::Null, "{kind}: {f}");
+        assert_eq!(f["implementation_failed"]["kind"], kind, "{kind}: {f}");
+        assert!(f["detail"].as_str().unwrap().contains(how), "{kind}: {f}");
+        assert!(f["replay"].as_str().unwrap().contains(" --case credit/credited"), "{kind}: {f}");
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains(r#" failures="1" errors="0""#), "{kind}: {xml}");
+        assert!(xml.contains(r#"type="R-CREDIT-1""#) && xml.contains(how), "{kind}: {xml}");
+        assert!(xml.contains(r#" window/exactly-24h"/>"#), "{kind}: the next case passes on a new child: {xml}");
+    }
+    // The text names the case, the request and what the implementation did, and replays it.
+    let exec = failing_on_credits(&dir, "exit", "kill 0");
+    let (code, out, err) = sim(&["conform", "--exec", &exec, "--case", "credit/credited", "--case", "decide/free"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let b = block(&out, "credit/credited");
+    assert!(b.lines().next().unwrap().ends_with(": credit: the implementation exited before answering (crash)"), "{b}");
+    assert_eq!(labelled(b, "rules:"), "R-CREDIT-1", "{b}");
+    assert!(labelled(b, "sent:").contains(r#""call":{"call":"credit""#), "{b}");
+    assert!(labelled(b, "got:").starts_with("(crash) closed its output (it exited: "), "{b}");
+    assert!(out.contains(": 2 cases, ") && out.contains(" 1 failed\n"), "{out}");
+    let (code, again, err) = shell(labelled(b, "replay:"));
+    assert_eq!(code, 1, "{again}{err}");
+    assert!(again.contains(": credit: the implementation exited before answering (crash)"), "{again}");
+}
+
+/// An implementation that fails a case and then cannot be started again: that case fails, the
+/// cases after it are not run, and each is a failed JUnit case saying why (exit 1, with the
+/// report, never the tool's exit 2).
+#[test]
+fn a_child_that_cannot_be_started_again_leaves_the_cases_after_it_failed_not_run() {
+    let dir = scratch("conform-once");
+    let exits = failing_on_credits(&dir, "exit", "kill 0");
+    let marker = format!("{dir}/started");
+    let script = format!("{dir}/once.sh");
+    std::fs::write(
+        &script,
+        format!("if [ -e '{marker}' ]; then echo 'cannot start twice' >&2; exit 3; fi\ntouch '{marker}'\n{exits}\n"),
+    )
+    .unwrap();
+    let junit = format!("{dir}/junit.xml");
+    let exec = format!("sh {script}");
+    let args = ["conform", "--exec", &exec, "--case", "credit/credited", "--case", "window/exactly-24h"];
+    let (code, out, err) = sim(&[&args[..], &["--junit", &junit]].concat());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(": 1 cases, 1 steps, 1 failed, 1 not run\n"), "{out}");
+    assert!(out.contains("1 case(s) not run: `sh ") && out.contains("exit status: 3"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"failures="2""#) && xml.contains(r#"type="not_run""#), "{xml}");
+    assert!(
+        xml.contains("not run: `sh ") && xml.contains("it was started again because it failed in case credit/credited"),
+        "{xml}"
+    );
+}
