@@ -55,7 +55,9 @@ enum Command {
     /// "message"}}). A version 2 trace must end with its footer, so a cut one is refused; a
     /// version 1 trace has none, and the output says that a cut cannot be detected. The first
     /// 10 violations of each invariant are listed, and all are counted ("violation_counts";
-    /// "... and N more I2 violations").
+    /// "... and N more I2 violations"). A balance of a step's totals out of the format's range
+    /// but within 64 bits (a pool of -42) is what the implementation claims: a divergence and
+    /// a broken I1 (exit 1), not bad input.
     #[command(allow_negative_numbers = true)]
     CheckTrace(crate::check_trace::CheckTraceArgs),
     /// Capacity planning: many simulated days under chosen budgets and credit percentages.

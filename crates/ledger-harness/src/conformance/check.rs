@@ -12,6 +12,10 @@
 //! invariant at every step: the report keeps the first [`VIOLATIONS_KEPT`] of each and counts
 //! them all.
 //!
+//! A balance of a step's `totals` that the format cannot hold (a negative pool, one beyond
+//! 2^63-1) is what the implementation claims it had, not malformed input: the step diverges
+//! from the reference there, and the invariants judge the claim (a negative pool breaks I1).
+//!
 //! Exit codes as for `run`: 0 when the trace matches and no invariant broke, 1 otherwise, 2 on
 //! input that is not a valid trace (the error names the line).
 
@@ -168,12 +172,25 @@ impl Claims {
     }
 }
 
-fn observed(b: &Balances) -> Observed {
+/// What a step claims it stores: its balances, those written out of range (`claimed`) as
+/// written.
+fn observed(b: &Balances, claimed: &[(String, i128)]) -> Observed {
+    let claim =
+        |key: &str, read: ledger_core::Sats| claimed.iter().find(|(k, _)| k == key).map_or(read.to_i128(), |&(_, v)| v);
     Observed {
-        pool_sats: b.pool_sats.to_i128(),
-        reserved_sats: Some(b.reserved_sats.to_i128()),
-        granted_sats: b.absorbed_sats.to_i128(),
+        pool_sats: claim("pool_sats", b.pool_sats),
+        reserved_sats: Some(claim("reserved_sats", b.reserved_sats)),
+        granted_sats: claim("absorbed_sats", b.absorbed_sats),
         n_grants: b.n_grants,
+    }
+}
+
+/// A balance claimed out of range, as JSON: it is within 64 bits (signed when negative).
+fn claim_json(v: i128) -> serde_json::Value {
+    match (i64::try_from(v), u64::try_from(v)) {
+        (Ok(v), _) => v.into(),
+        (_, Ok(v)) => v.into(),
+        _ => serde_json::Value::Null,
     }
 }
 
@@ -181,10 +198,12 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
-/// The fields of one step where the trace and the reference differ.
+/// The fields of one step where the trace and the reference differ; `claimed`, the step's
+/// balances written out of range, as written.
 fn diff_step(
     expect: &Expect,
     totals: &Balances,
+    claimed: &[(String, i128)],
     identity: Option<&Option<Standing>>,
     ref_expect: &Expect,
     ref_totals: &Balances,
@@ -194,7 +213,13 @@ fn diff_step(
     if expect != ref_expect {
         fields.push(FieldDiff { field: "expect".into(), trace: json(expect), reference: json(ref_expect) });
     }
-    if let (serde_json::Value::Object(t), serde_json::Value::Object(r)) = (json(totals), json(ref_totals)) {
+    let mut trace_totals = json(totals);
+    if let serde_json::Value::Object(t) = &mut trace_totals {
+        for (key, v) in claimed {
+            t.insert(key.clone(), claim_json(*v));
+        }
+    }
+    if let (serde_json::Value::Object(t), serde_json::Value::Object(r)) = (trace_totals, json(ref_totals)) {
         for (k, tv) in &t {
             if Some(tv) != r.get(k) {
                 let reference = r.get(k).cloned().unwrap_or_default();
@@ -212,7 +237,7 @@ fn diff_step(
 
 /// Checks a trace given as bytes. `Err` is bad input (not a valid trace), naming the line.
 pub fn check_bytes(file: &str, bytes: &[u8], context: usize) -> Result<CheckReport, conformance::ReadError> {
-    let trace = conformance::read_trace(bytes)?;
+    let trace = conformance::read_trace_claims(bytes)?;
     let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     let mut report = CheckReport {
         file: file.to_owned(),
@@ -225,12 +250,18 @@ pub fn check_bytes(file: &str, bytes: &[u8], context: usize) -> Result<CheckRepo
         violation_counts: BTreeMap::new(),
     };
     for seg in &trace.segments {
-        check_segment(seg, &lines, context, &mut report);
+        check_segment(seg, &trace.claimed_totals, &lines, context, &mut report);
     }
     Ok(report)
 }
 
-fn check_segment(seg: &Segment, lines: &[&[u8]], context: usize, report: &mut CheckReport) {
+fn check_segment(
+    seg: &Segment,
+    claimed_totals: &BTreeMap<usize, Vec<(String, i128)>>,
+    lines: &[&[u8]],
+    context: usize,
+    report: &mut CheckReport,
+) {
     let config = seg.header.config;
     let mut ledger = Ledger::new(config);
     let mut checker = Checker::new(&config);
@@ -250,6 +281,7 @@ fn check_segment(seg: &Segment, lines: &[&[u8]], context: usize, report: &mut Ch
         n_seen = checker.violations().len();
     };
     for (line, step) in &seg.steps {
+        let claimed = claimed_totals.get(line).map_or(&[][..], Vec::as_slice);
         // The reference's answer.
         let ref_expect = Expect::from(ledger.apply(&step.command, step.now, &mut Vec::new()));
         let ref_totals = Balances::from(ledger.totals());
@@ -257,7 +289,8 @@ fn check_segment(seg: &Segment, lines: &[&[u8]], context: usize, report: &mut Ch
         let ref_identity = named.and_then(|p| ledger.identity(&p)).map(Standing::from);
         if report.divergence.is_none() {
             let identity = named.map(|_| &step.identity);
-            let fields = diff_step(&step.expect, &step.totals, identity, &ref_expect, &ref_totals, &ref_identity);
+            let fields =
+                diff_step(&step.expect, &step.totals, claimed, identity, &ref_expect, &ref_totals, &ref_identity);
             if !fields.is_empty() {
                 report.divergence = Some(Divergence {
                     line: *line,
@@ -281,7 +314,7 @@ fn check_segment(seg: &Segment, lines: &[&[u8]], context: usize, report: &mut Ch
         }
         let movements = claims.movements(&step.command, &step.expect);
         checker.on_movements(&movements, step.now);
-        checker.after_step(&observed(&step.totals));
+        checker.after_step(&observed(&step.totals, claimed));
         take_violations(&checker, *line, report);
     }
     // The drain: a segment that ends with an expire and nothing reserved must have ended

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Every number in a line is an integer in `0..=i64::MAX` (so that every value fits a
-//! PostgreSQL `BIGINT`); anything else is refused with [`ErrorKind::NumberOutOfRange`]. An
+//! PostgreSQL `BIGINT`); anything else is refused with [`ErrorKind::NumberOutOfRange`] (but for
+//! the balances of a step's `totals` read by [`read_trace_claims`], for `check-trace`). An
 //! object may not name a key twice. The reader never panics: every input gives a trace or a
 //! [`ReadError`] naming the line. Version 1 (no footer, no `rules`) is still read; the writer
 //! writes version 2.
@@ -250,6 +251,12 @@ pub struct Trace {
     /// Its footer, checked; `None` in version 1, which has none: there, a trace cut at a line
     /// boundary cannot be told from a whole one.
     pub footer: Option<Footer>,
+    /// The balances of a step's `totals` written outside `0..=`[`MAX_NUMBER`] (a negative
+    /// pool, a balance beyond what a `BIGINT` holds, within 64 bits), by the step's line, each
+    /// with its key (`pool_sats`): what [`read_trace_claims`] takes as the implementation's
+    /// claim (the step reads with 0 there) instead of refusing the line. Always empty from
+    /// [`read_trace`].
+    pub claimed_totals: BTreeMap<usize, Vec<(String, i128)>>,
 }
 
 /// A header and its steps, each with its 1-based line number.
@@ -342,11 +349,28 @@ type LineResult<T> = Result<T, (ErrorKind, String)>;
 /// [`ErrorKind::MissingHeader`]. What needs the whole file (one version per file, unique case
 /// names, the footer's counts and hash, nothing after it) is checked by [`read_trace`].
 pub fn parse_line(line_no: usize, text: &str) -> Result<Line, ReadError> {
-    parse_line_inner(text, line_no == 1).map_err(|(kind, message)| ReadError { line: line_no, kind, message })
+    parse_line_inner(text, line_no == 1, None).map_err(|(kind, message)| ReadError { line: line_no, kind, message })
 }
 
-fn parse_line_inner(text: &str, first: bool) -> LineResult<Line> {
-    let (obj, unreadable) = read_object(text)?;
+/// [`parse_line`]; with `claimed`, a step's balances (its `totals`' `*_sats`) written outside
+/// `0..=`[`MAX_NUMBER`] but within 64 bits are pushed onto it, each with its key, and read as 0,
+/// instead of refusing the line ([`read_trace_claims`]).
+fn parse_line_inner(text: &str, first: bool, claimed: Option<&mut Vec<(String, i128)>>) -> LineResult<Line> {
+    let (mut obj, unreadable) = read_object(text)?;
+    if let (Some(claimed), false) = (claimed, obj.contains_key("format") || obj.contains_key("footer")) {
+        if let Some(Value::Object(totals)) = obj.get_mut("totals") {
+            for (key, value) in totals.iter_mut().filter(|(k, _)| k.ends_with("_sats")) {
+                let Value::Number(n) = value else { continue };
+                let claim = match (n.as_i64(), n.as_u64()) {
+                    (Some(v), _) if v < 0 => i128::from(v),
+                    (_, Some(v)) if v > MAX_NUMBER => i128::from(v),
+                    _ => continue,
+                };
+                claimed.push((key.clone(), claim));
+                *value = Value::from(0u64);
+            }
+        }
+    }
     if first && !obj.contains_key("format") {
         return Err(err(
             ErrorKind::MissingHeader,
@@ -869,11 +893,23 @@ pub fn read_bytes(bytes: &[u8]) -> Result<Vec<Segment>, ReadError> {
 /// has the same version; case names are unique. A version 2 trace ends with its footer,
 /// whose counts and hash must match the lines before it. Stops at the first bad line.
 pub fn read_trace(bytes: &[u8]) -> Result<Trace, ReadError> {
+    read_trace_with(bytes, Reader::default())
+}
+
+/// [`read_trace`] for a trace another implementation wrote of what it did (`ledger-sim
+/// check-trace`): a balance of a step's `totals` written outside `0..=`[`MAX_NUMBER`] but within
+/// 64 bits (`"pool_sats":-42`) is its claim, kept in [`Trace::claimed_totals`] for the checker
+/// to hold against the reference and the invariants, not a reason to refuse the line. Every
+/// other line is read as [`read_trace`] reads it.
+pub fn read_trace_claims(bytes: &[u8]) -> Result<Trace, ReadError> {
+    read_trace_with(bytes, Reader { claims: true, ..Reader::default() })
+}
+
+fn read_trace_with(bytes: &[u8], mut reader: Reader) -> Result<Trace, ReadError> {
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     if body.is_empty() {
         return Err(ReadError { line: 1, kind: ErrorKind::MissingHeader, message: "the trace is empty".into() });
     }
-    let mut reader = Reader::default();
     let mut offset = 0;
     let mut n_lines = 0;
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
@@ -899,6 +935,10 @@ struct Reader {
     cases: BTreeMap<String, usize>,
     /// The footer, with its line.
     footer: Option<(usize, Footer)>,
+    /// Whether a step's balances out of range are claims ([`read_trace_claims`]).
+    claims: bool,
+    /// Those claims, by line.
+    claimed: BTreeMap<usize, Vec<(String, i128)>>,
 }
 
 impl Reader {
@@ -911,7 +951,12 @@ impl Reader {
             ));
         }
         let text = std::str::from_utf8(raw).map_err(|_| err(ErrorKind::NotJson, "the line is not UTF-8"))?;
-        match parse_line_inner(text, line_no == 1)? {
+        let mut claimed = Vec::new();
+        let line = parse_line_inner(text, line_no == 1, self.claims.then_some(&mut claimed))?;
+        if !claimed.is_empty() {
+            self.claimed.insert(line_no, claimed);
+        }
+        match line {
             Line::Header { version, header } => {
                 let (first_version, first_line) = *self.version.get_or_insert((version, line_no));
                 if version != first_version {
@@ -979,7 +1024,12 @@ impl Reader {
                 message: format!("the trace ends after line {n_lines} without its footer: it was cut short"),
             });
         }
-        Ok(Trace { version, segments: self.segments, footer: self.footer.map(|(_, f)| f) })
+        Ok(Trace {
+            version,
+            segments: self.segments,
+            footer: self.footer.map(|(_, f)| f),
+            claimed_totals: self.claimed,
+        })
     }
 }
 

@@ -189,3 +189,64 @@ fn a_version_1_trace_is_checked_and_said_to_be_uncut_only_by_trust() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((&v["version"], &v["footer"]), (&serde_json::json!(2), &serde_json::json!(true)));
 }
+
+/// A trace is another implementation's record of what it did: a pool it claims below zero
+/// (`"pool_sats":-42`), or beyond what 64 signed bits hold, is a divergence from the reference
+/// at that line and a broken I1 (exit 1, in --json and --junit), not malformed input. A line
+/// that is malformed is still refused (exit 2): an amount written as a string, totals without
+/// a key, a negative amount in a command.
+#[test]
+fn a_negative_or_overflowing_pool_is_a_divergence_and_breaks_i1() {
+    let text = commands_jsonl();
+    let i = text.find("\"case\":\"decide/free\"").unwrap();
+    let (head, tail) = text.split_at(i);
+    let line = head.lines().count() + 2;
+    for (pool, says) in [
+        ("-42", "I1 pool never negative: pool balance -42 out of 0..=Sats::MAX"),
+        ("9223372036854775808", "I1 pool never negative: pool balance 9223372036854775808 out of 0..=Sats::MAX"),
+    ] {
+        let tampered = format!("{head}{}", tail.replacen("\"pool_sats\":9960", &format!("\"pool_sats\":{pool}"), 1));
+        let path = tmp(&format!("pool{pool}.jsonl"), &sealed(&tampered));
+        let junit = tmp(&format!("pool{pool}.xml"), "");
+        let out = sim(&["check-trace", "--json", &path, "--junit", &junit]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{pool}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = &v["divergence"];
+        assert_eq!((&d["line"], &d["case"]), (&serde_json::json!(line), &serde_json::json!("decide/free")), "{v}");
+        assert_eq!(d["fields"][0]["field"], "totals.pool_sats", "{v}");
+        assert_eq!(d["fields"][0]["trace"].to_string(), pool, "{v}");
+        assert_eq!(d["fields"][0]["reference"], 9960, "{v}");
+        let violations = v["violations"].as_array().unwrap();
+        let i1 = violations.iter().find(|x| x["invariant"] == "I1").unwrap_or_else(|| panic!("no I1: {v}"));
+        assert_eq!(i1["line"], line, "{v}");
+        assert!(i1["detail"].as_str().unwrap().contains(says), "{i1}");
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains(r#"type="divergence""#) && xml.contains(r#"type="I1""#), "{xml}");
+        // And in text.
+        let out = sim(&["check-trace", &path]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains(&format!("DIVERGENCE at line {line} (case decide/free)")), "{stdout}");
+        assert!(stdout.contains(&format!("  totals.pool_sats: trace {pool} / reference 9960")), "{stdout}");
+        assert!(stdout.contains(&format!("VIOLATION line {line} (case decide/free): {says}")), "{stdout}");
+    }
+    // Malformed lines are still refused, naming the line.
+    for (name, from, to, kind) in [
+        ("string-pool", "\"pool_sats\":9960", "\"pool_sats\":\"-42\"", "bad_field"),
+        ("no-pool", "\"pool_sats\":9960,", "", "bad_field"),
+        ("negative-estimate", "\"estimated_sats\":40", "\"estimated_sats\":-40", "number_out_of_range"),
+        ("negative-zero-pool", "\"pool_sats\":9960", "\"pool_sats\":-0", "number_out_of_range"),
+        ("pool-beyond-64-bits", "\"pool_sats\":9960", "\"pool_sats\":18446744073709551616", "number_out_of_range"),
+    ] {
+        let tampered = format!("{head}{}", tail.replacen(from, to, 1));
+        let out = sim(&["check-trace", "--json", &tmp(&format!("{name}.jsonl"), &sealed(&tampered))]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", String::from_utf8_lossy(&out.stdout));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (&v["error"]["line"], &v["error"]["kind"]),
+            (&serde_json::json!(line), &serde_json::json!(kind)),
+            "{name}: {v}"
+        );
+    }
+}
