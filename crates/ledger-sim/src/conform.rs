@@ -93,6 +93,11 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
     let mut out = std::io::stdout().lock();
     if args.json {
         crate::child_args::write_json(&mut out, &shown.json(&report))?;
+        // The report's replays run from the directory conform ran in; stderr gives each in a
+        // form that works pasted anywhere, as `run` does.
+        for f in &report.failures {
+            ledger_exec::say!("ledger-sim: {}, from any directory: {}", f.case, shown.replay(f));
+        }
     } else {
         shown.text(&mut out, &report)?;
     }
@@ -118,24 +123,35 @@ impl Shown<'_> {
         self.args.vectors.as_ref().map(|dir| dir.join(&f.file))
     }
 
-    /// The command that runs `f`'s case alone on the same implementation, from the directory
-    /// conform ran in (`(cd DIR && ledger-sim conform ...)`), quoted for a POSIX shell, with
-    /// every password hidden (so it runs as printed only when there was none).
+    /// The command that runs `f`'s case alone on the same implementation, quoted for a POSIX
+    /// shell, with every password hidden (so it runs as printed only when there was none):
+    /// from the directory conform ran in, its `--vectors` as given, so that `--json` and
+    /// `--junit` hold the same bytes from any directory, as `run`'s do.
+    fn replay_here(&self, f: &Failure) -> String {
+        self.replay_with(f, self.args.vectors.clone())
+    }
+
+    /// [`Shown::replay_here`] in a form that works pasted anywhere, for a person: run from the
+    /// directory conform ran in (`(cd DIR && ledger-sim conform ...)`, since the command of
+    /// `--exec` may name files relative to it), its `--vectors` made absolute.
     fn replay(&self, f: &Failure) -> String {
-        let quote = ledger_simulator::report::shell_quote;
-        let mut command = format!("ledger-sim conform {}", self.exec.replay_flags());
-        if let Some(dir) = &self.args.vectors {
-            let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-            command.push_str(&format!(" --vectors {}", quote(&absolute.display().to_string())));
-        }
-        command.push_str(&format!(" --case {}", quote(&f.case)));
-        let command = ledger_harness::text::redacted_text(&command);
-        // The command of `--exec` may name files relative to where conform ran: it is run
-        // from there, so that the line works pasted in any directory.
+        let absolute = self.args.vectors.as_ref().map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
+        let command = self.replay_with(f, absolute);
         match std::env::current_dir() {
             Ok(start) => ledger_simulator::report::from_anywhere(&command, "", &start),
             Err(_) => command,
         }
+    }
+
+    /// `ledger-sim conform` with the run's options, `vectors` and `f`'s case.
+    fn replay_with(&self, f: &Failure, vectors: Option<PathBuf>) -> String {
+        let quote = ledger_simulator::report::shell_quote;
+        let mut command = format!("ledger-sim conform {}", self.exec.replay_flags());
+        if let Some(dir) = vectors {
+            command.push_str(&format!(" --vectors {}", quote(&dir.display().to_string())));
+        }
+        command.push_str(&format!(" --case {}", quote(&f.case)));
+        ledger_harness::text::redacted_text(&command)
     }
 
     /// The report as text: a block per failing case, then the summary.
@@ -143,7 +159,7 @@ impl Shown<'_> {
         for f in &report.failures {
             // The case's name is the vectors' and the answers are the implementation's:
             // passwords are hidden and control characters shown as escapes.
-            for line in self.block(f) {
+            for line in self.block(f, format!("  replay:   {}", self.replay(f))) {
                 writeln!(out, "{}", ledger_harness::text::shown(&line))?;
             }
         }
@@ -190,8 +206,8 @@ impl Shown<'_> {
         Ok(())
     }
 
-    /// One failing case as lines of text.
-    fn block(&self, f: &Failure) -> Vec<String> {
+    /// One failing case as lines of text, the last `replay`, the line that gives its replay.
+    fn block(&self, f: &Failure, replay: String) -> Vec<String> {
         let location = self.path(f).map_or_else(|| f.file.clone(), |p| p.display().to_string());
         let rules = if f.rules.is_empty() { "(the case names none)".to_owned() } else { f.rules.join(", ") };
         let mut lines = vec![
@@ -228,7 +244,7 @@ impl Shown<'_> {
                 lines.push(shown_line("          ", s));
             }
         }
-        lines.push(format!("  replay:   {}", self.replay(f)));
+        lines.push(replay);
         lines
     }
 
@@ -253,8 +269,9 @@ impl Shown<'_> {
                         .map(|f| {
                             let message = ledger_harness::text::shown(&format!("line {}: {}", f.line, f.detail()));
                             let rules = if f.rules.is_empty() { "conformance".to_owned() } else { f.rules.join(" ") };
+                            let replay = format!("  {} {}", crate::junit::REPLAY_LABEL, self.replay_here(f));
                             let body: Vec<String> =
-                                self.block(f).iter().map(|l| ledger_harness::text::shown(l)).collect();
+                                self.block(f, replay).iter().map(|l| ledger_harness::text::shown(l)).collect();
                             (message, rules, body.join("\n") + "\n")
                         })
                         .or(not_run),
@@ -331,7 +348,7 @@ impl Shown<'_> {
             })),
             "differs": differs,
             "before": before,
-            "replay": self.replay(f),
+            "replay": self.replay_here(f),
         })
     }
 }

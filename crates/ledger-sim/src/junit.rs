@@ -11,6 +11,12 @@ use ledger_harness::Invariant;
 use ledger_simulator::coverage::Coverage;
 use ledger_simulator::report::ViolationReport;
 
+/// How the line of a failure's body that gives its replay command begins. The command runs
+/// from the directory the command that wrote the file was started in: its paths (the trace,
+/// `--vectors`, those in `--exec`) are relative to it, so that the file holds the same bytes
+/// wherever that is (the text report gives one that works pasted anywhere).
+pub const REPLAY_LABEL: &str = "replay (from the directory the run started in):";
+
 /// The text of XML character data or an attribute value.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -123,7 +129,7 @@ pub fn render_judged(
             body.push_str(s);
             body.push('\n');
         }
-        let _ = write!(body, "\ntrace:  {}\nreplay: {}\n", v.trace, v.replay);
+        let _ = write!(body, "\ntrace:  {}\n{REPLAY_LABEL} {}\n", v.trace, v.replay);
         (message, v.invariant.clone(), body)
     };
     let mut cases: Vec<Case> = checked
@@ -207,7 +213,7 @@ mod tests {
         assert!(xml.contains("name=\"I1 pool never negative\"/>"), "{xml}");
         assert!(xml.contains("debit 10 &amp; more"), "{xml}");
         assert!(xml.contains("decide -&gt; &lt;free&gt;"), "{xml}");
-        assert!(xml.contains("replay: ledger-sim replay t.jsonl"), "{xml}");
+        assert!(xml.contains("replay (from the directory the run started in): ledger-sim replay t.jsonl"), "{xml}");
         assert!(!xml.contains("& more"), "{xml}");
         assert!(xml.contains("shrunk to 1 flow(s), 4 event(s):"), "{xml}");
     }
@@ -270,7 +276,10 @@ mod tests {
         assert!(xml.contains("tests=\"3\" failures=\"2\""), "{xml}");
         assert!(xml.contains("name=\"crash the implementation failed\">"), "{xml}");
         assert!(xml.contains("type=\"engine_error\""), "{xml}");
-        assert!(xml.contains("replay: ledger-sim replay t.jsonl --exec svc"), "{xml}");
+        assert!(
+            xml.contains("replay (from the directory the run started in): ledger-sim replay t.jsonl --exec svc"),
+            "{xml}"
+        );
     }
 
     /// Lockstep, concurrent and merged runs are suites of their own names.

@@ -342,7 +342,11 @@ fn a_soak_writes_junit_and_fails_on_any_violation() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("broke at seed") && err.contains("ledger-sim replay"), "{err}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("<failure") && xml.contains("replay: ledger-sim replay"), "{xml}");
+    // The replay runs from where the run started (its trace relative to it), and says so.
+    assert!(
+        xml.contains("<failure") && xml.contains("replay (from the directory the run started in): ledger-sim replay"),
+        "{xml}"
+    );
 
     for (args, says) in [
         (vec!["run", "--for", "0s"], "--for"),

@@ -124,9 +124,12 @@ fn a_failing_case_is_told_in_the_protocols_json_and_replays_alone() {
         assert_eq!(labelled(b_again, label), labelled(b, label));
     }
 
-    // --json carries the same as data, and is the same on every run.
+    // --json carries the same as data, and is the same on every run; its replay runs from the
+    // directory conform ran in (the same bytes from any directory), and stderr gives the one
+    // that works pasted anywhere.
     let (code, text, err) = sim(&["conform", "--exec", &exec, "--json"]);
     assert_eq!(code, 1, "{text}{err}");
+    assert!(err.contains(&format!("ledger-sim: credit/credited, from any directory: {replay}")), "{err}");
     let (_, text_again, _) = sim(&["conform", "--exec", &exec, "--json"]);
     assert_eq!(text, text_again, "the report is deterministic");
     let r = json(&text);
@@ -143,7 +146,8 @@ fn a_failing_case_is_told_in_the_protocols_json_and_replays_alone() {
     assert_eq!(f["before"][0]["line"], line - 2);
     assert_eq!(f["before"][0]["request"]["type"], "reset");
     assert_eq!(f["before"][1]["request"]["call"]["paid_sats"], 1000);
-    assert_eq!(f["replay"], replay);
+    let here = replay.strip_prefix(&format!("(cd {} && ", root().display())).and_then(|r| r.strip_suffix(')'));
+    assert_eq!(f["replay"].as_str(), here, "{f}");
     assert!(f["detail"].as_str().unwrap().contains("reply.credited_sats: expected 25, got 125"), "{f}");
     assert!(r["failed_rules"]["R-CREDIT-1"].as_u64().unwrap() >= 1, "{r}");
 }
@@ -342,7 +346,9 @@ fn conform_writes_junit_one_case_per_vector_case() {
     assert!(xml.contains(r#"<testsuite name="ledger-sim conform: exec-reference, built-in vectors, "#), "{xml}");
     assert!(xml.contains(r#"name="commands.jsonl credit/credited">"#), "{xml}");
     assert!(xml.contains(r#"type="R-CREDIT-1""#) && xml.contains("credit: the reply differs"), "{xml}");
-    assert!(xml.contains("replay:   (cd ") && xml.contains(" ledger-sim conform --exec"), "{xml}");
+    // Its replay runs from the directory conform ran in, and says so, as run's JUnit does.
+    assert!(xml.contains("  replay (from the directory the run started in): ledger-sim conform --exec "), "{xml}");
+    assert!(!xml.contains("(cd ") && !xml.contains(&root().display().to_string()), "{xml}");
     assert!(xml.contains(r#"skipped="0""#), "{xml}");
     // Only one case asked: every other is skipped, and this one passes.
     let serve = format!("'{SIM}' serve");
@@ -472,4 +478,34 @@ fn a_child_that_cannot_be_started_again_leaves_the_cases_after_it_failed_not_run
         xml.contains("not run: `sh ") && xml.contains("it was started again because it failed in case credit/credited"),
         "{xml}"
     );
+}
+
+/// `conform --junit` and `--json` hold the same bytes from any directory, as `run`'s do: the
+/// replay and the vectors' paths are relative to the directory conform ran in (the text report
+/// gives a replay that works pasted anywhere).
+#[test]
+fn conform_junit_and_json_are_the_same_bytes_from_any_directory() {
+    let exec = broken(CREDIT_BUG);
+    let mut reports = Vec::new();
+    for name in ["conform-anywhere-a", "conform-anywhere-b"] {
+        let dir = scratch(name);
+        assert_eq!(sim_in(Path::new(&dir), &["conform", "--write-vectors", "v"]).0, 0);
+        let args = ["conform", "--exec", &exec, "--vectors", "v", "--case", "credit/credited"];
+        let (code, out, err) = sim_in(Path::new(&dir), &[&args[..], &["--json", "--junit", "j.xml"]].concat());
+        assert_eq!(code, 1, "{out}{err}");
+        let xml = std::fs::read_to_string(Path::new(&dir).join("j.xml")).unwrap();
+        assert!(!xml.contains(&dir) && !out.contains(&dir), "{xml}{out}");
+        assert!(err.contains(&format!("from any directory: (cd {dir} && ledger-sim conform ")), "{err}");
+        reports.push((out, xml));
+    }
+    assert_eq!(reports[0].0, reports[1].0, "the JSON report depends on the directory");
+    assert_eq!(reports[0].1, reports[1].1, "the JUnit file depends on the directory");
+    let replay = json(&reports[0].0)["failures"][0]["replay"].as_str().unwrap().to_owned();
+    assert!(
+        replay.starts_with("ledger-sim conform --exec ") && replay.ends_with(" --vectors v --case credit/credited"),
+        "{replay}"
+    );
+    let xml = &reports[0].1;
+    let line = xml.lines().find(|l| l.contains("replay (from the directory the run started in): ")).expect("a replay");
+    assert!(line.ends_with(" --vectors v --case credit/credited"), "{xml}");
 }
