@@ -871,6 +871,31 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<bool> {
                 replay: ledger_simulator::report::replay_command(&args.file),
             });
         }
+        // A divergence and an implementation's own failure are failed cases too: a CI must not
+        // read a replay that exits 1 as passed.
+        let failed = failure.as_deref().and_then(|f| {
+            let kind = ledger_exec::FailureKind::ALL.into_iter().find(|k| f.starts_with(&format!("{} ", k.id())))?;
+            Some((kind.id(), kind.name().to_owned(), f.to_owned()))
+        });
+        let diverged = divergence
+            .as_ref()
+            .map(|d| ("divergence", format!("{} disagrees with the reference engine", h.engine), d.clone()));
+        for (invariant, name, detail) in diverged.into_iter().chain(failed) {
+            reports.push(ViolationReport {
+                invariant: invariant.to_owned(),
+                name,
+                seed: h.seed,
+                seeds: vec![h.seed],
+                seeds_unlisted: 0,
+                detail,
+                shrunk_flows: report.flows,
+                shrunk_events: report.events,
+                reduction: Default::default(),
+                steps: report.steps.clone(),
+                trace: path.clone(),
+                replay: ledger_simulator::report::replay_command(&args.file),
+            });
+        }
         let seeds = format!("{}..{}", h.seed, h.seed.saturating_add(1));
         crate::junit::write(junit, &crate::junit::render(&h.engine, &seeds, &checked, &reports))?;
     }

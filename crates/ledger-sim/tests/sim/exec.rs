@@ -92,6 +92,14 @@ fn a_repeat_answered_as_fresh_is_caught_in_lockstep_and_replayed() {
     let (code, out, err) = sim(&["replay", trace, "--exec", &exec]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("VIOLATION") || out.contains("DIVERGENCE"), "{out}");
+    // The divergence's trace replayed with --junit fails its case: a CI does not read a replay
+    // that exits 1 as passed.
+    let diverged = violations.iter().find(|v| v["invariant"] == "divergence").expect("a divergence");
+    let junit = format!("{dir}/replay.xml");
+    let (code, out, err) = sim(&["replay", diverged["trace"].as_str().unwrap(), "--exec", &exec, "--junit", &junit]);
+    assert_eq!(code, 1, "{out}{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"type="divergence""#) && !xml.contains(r#"failures="0""#), "{xml}");
     // A replay of an exec trace without --exec says what it needs.
     let (code, _, err) = sim(&["replay", trace]);
     assert_eq!(code, 2);

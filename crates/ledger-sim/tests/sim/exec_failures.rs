@@ -433,6 +433,12 @@ fn a_line_out_of_the_protocol_in_lockstep_is_a_finding_with_a_trace_that_replays
     let (code, replayed, err) = sim(&["replay", trace, "--exec", &exec]);
     assert_eq!(code, 1, "{replayed}{err}");
     assert!(replayed.contains("VIOLATION bad_answer ") && replayed.contains("evidence that I1 broke"), "{replayed}");
+    // The replay's JUnit fails it too: a CI does not read a replay that exits 1 as passed.
+    let replay_junit = format!("{dir}/replay.xml");
+    let (code, replayed, err) = sim(&["replay", trace, "--exec", &exec, "--junit", &replay_junit]);
+    assert_eq!(code, 1, "{replayed}{err}");
+    let xml = std::fs::read_to_string(&replay_junit).unwrap();
+    assert!(xml.contains(r#"type="bad_answer""#) && !xml.contains(r#"failures="0""#), "{xml}");
     // JUnit carries it as a failed case.
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains(r#"type="bad_answer""#) && xml.contains("available_sats"), "{xml}");
