@@ -133,6 +133,19 @@ impl<V: Default> IdMap<V> {
         }
     }
 
+    /// Take the value of `k` out, if it has one. The vector keeps its length: a later
+    /// insert of `k` finds its slot again.
+    pub fn remove(&mut self, k: u64) -> Option<V> {
+        if self.in_dense(k) {
+            self.present[(k / 64) as usize] &= !(1 << (k % 64));
+            self.len -= 1;
+            return Some(std::mem::take(&mut self.dense[k as usize]));
+        }
+        let v = self.sparse.remove(&k)?;
+        self.len -= 1;
+        Some(v)
+    }
+
     /// Every `(id, value)`, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         let dense = self.dense.iter().enumerate().map(|(k, v)| (k as u64, v)).filter(|(k, _)| self.in_dense(*k));
@@ -159,6 +172,14 @@ mod tests {
         }
         m.insert(3, 1);
         model.insert(3, 1);
+        // Taken out of either side, and put back.
+        for k in [7, 1 << 40, 39_999] {
+            assert_eq!(m.remove(k), model.remove(&k));
+            assert_eq!(m.get(k), None);
+            assert_eq!(m.remove(k), None);
+        }
+        m.insert(7, 70);
+        model.insert(7, 70);
         assert_eq!(m.len(), model.len());
         for (k, v) in &model {
             assert_eq!(m.get(*k), Some(v));

@@ -56,7 +56,7 @@ pub use config::{Budgets, Config, ConfigError, ConfigJson};
 pub use idmap::IdMap;
 pub use ids::{PaymentId, Pubkey, PubkeyError, RequestId, Tier, TimeMs, DAY_MS};
 pub use journal::{implied_movements, Movement};
-pub use reference::Ledger;
+pub use reference::{Ledger, Undo};
 pub use sats::{AmountError, Bps, Sats};
 pub use snapshot::{RestoreError, Snapshot};
 pub use spec::Rule;

@@ -79,6 +79,34 @@ impl Default for Request {
     }
 }
 
+/// What [`Ledger::undo`] needs to take back one command ([`Ledger::apply_undoable`]).
+#[derive(Clone, Debug)]
+pub struct Undo<V: Variant = Exact>(UndoKind<V>);
+
+// Nearly every undo is of the large kind: boxing it would allocate once per command tried.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+enum UndoKind<V: Variant> {
+    /// A sweep's: the whole ledger before it.
+    Whole(Box<Ledger<V>>),
+    /// Any other command's: what it could change.
+    Parts(Parts),
+}
+
+/// The records a command other than a sweep could change, as they were before it.
+#[derive(Clone, Debug)]
+struct Parts {
+    totals: Totals,
+    n_identities: u32,
+    /// The identity the command names and the one its request holds.
+    identities: [Option<(IdentityIdx, Identity)>; 2],
+    /// The command's request (a command adds its request's unknown pubkey only with the
+    /// request).
+    request: Option<(RequestId, Option<Request>)>,
+    payment: Option<(PaymentId, Option<(Sats, Sats)>)>,
+    n_deadlines: usize,
+}
+
 /// The reference ledger. `V` is [`Exact`], the rules as specified, unless a test harness
 /// names a deliberately wrong [`Variant`].
 #[derive(Clone, Debug)]
@@ -434,6 +462,97 @@ impl<V: Variant> Ledger<V> {
             Command::Credit { payment_id, paid_sats } => self.credit(payment_id, paid_sats, journal),
             Command::Expire => Ok(self.expire(now, journal)),
         }
+    }
+
+    /// [`Ledger::apply`], and what [`Ledger::undo`] needs to take the command back: a search
+    /// over orders of commands (a linearizability check) tries a command and takes it back in
+    /// time proportional to what the command touched, not to the ledger's size, and keeps, for
+    /// each command it has placed, only the few records that command could change.
+    pub fn apply_undoable(
+        &mut self,
+        command: &Command,
+        now: TimeMs,
+        journal: &mut Vec<Movement>,
+    ) -> (Result<Outcome, Refusal>, Undo<V>) {
+        let undo = self.undo_for(command);
+        (self.apply(command, now, journal), undo)
+    }
+
+    /// Takes back the command `undo` was made for, which must be the last command applied
+    /// that has not been taken back (undos are taken back last first): the ledger is again
+    /// what it was before it, in every answer it gives and every record it shows.
+    pub fn undo(&mut self, undo: Undo<V>) {
+        let parts = match undo.0 {
+            UndoKind::Whole(before) => {
+                *self = *before;
+                return;
+            }
+            UndoKind::Parts(parts) => parts,
+        };
+        let Parts { totals, n_identities, identities, request, payment, n_deadlines } = parts;
+        if self.deadlines.len() > n_deadlines {
+            // The command reserved: its request's deadline is the one it added.
+            let (request_id, ..) = request.as_ref().expect("only a command with a request reserves");
+            let deadline = self.requests.get(request_id.0).and_then(|r| r.reservation).map(|r| r.deadline);
+            let key = (deadline.expect("a deadline belongs to a reservation"), *request_id);
+            let at = self.deadlines.iter().rposition(|k| *k == key).expect("the deadline the command added");
+            self.deadlines.remove(at);
+        }
+        debug_assert_eq!(self.deadlines.len(), n_deadlines, "a command adds at most one deadline");
+        self.totals = totals;
+        for (idx, identity) in identities.into_iter().flatten() {
+            self.identities[idx as usize].1 = identity;
+        }
+        while self.identities.len() > n_identities as usize {
+            let (pubkey, _) = self.identities.pop().expect("longer than before");
+            self.identity_index.remove(&pubkey);
+        }
+        if let Some((request_id, before)) = request {
+            match before {
+                Some(r) => self.requests.insert(request_id.0, r),
+                None => {
+                    self.requests.remove(request_id.0);
+                    self.unknown_pubkeys.remove(&request_id);
+                }
+            }
+        }
+        if let Some((payment_id, before)) = payment {
+            match before {
+                Some(p) => self.payments.insert(payment_id.0, p),
+                None => {
+                    self.payments.remove(payment_id.0);
+                }
+            }
+        }
+    }
+
+    /// What `command` could change, as it is now. A sweep may close any reservation, so it
+    /// keeps the whole ledger; any other command changes at most the totals, one request (a
+    /// new one with its unknown pubkey), one payment, the identities it names or its request
+    /// holds (or adds one), and adds at most one deadline.
+    fn undo_for(&self, command: &Command) -> Undo<V> {
+        let (request_id, pubkey, payment_id) = match *command {
+            Command::SetTier { pubkey, .. } => (None, Some(pubkey), None),
+            Command::Decide { request_id, pubkey, .. } | Command::ReservePartial { request_id, pubkey, .. } => {
+                (Some(request_id), Some(pubkey), None)
+            }
+            Command::Release { request_id } | Command::Record { request_id, .. } => (Some(request_id), None, None),
+            Command::Credit { payment_id, .. } => (None, None, Some(payment_id)),
+            Command::Expire => return Undo(UndoKind::Whole(Box::new(self.clone()))),
+        };
+        let request = request_id.map(|r| (r, self.requests.get(r.0).cloned()));
+        let named = pubkey.and_then(|p| self.identity_index.get(&p).copied());
+        let holder = request.as_ref().and_then(|(_, r)| r.as_ref()).map(|r| r.identity);
+        let holder = holder.filter(|&idx| idx != NO_IDENTITY && Some(idx) != named);
+        let saved = |idx: Option<IdentityIdx>| idx.map(|idx| (idx, self.identities[idx as usize].1));
+        Undo(UndoKind::Parts(Parts {
+            totals: self.totals,
+            n_identities: IdentityIdx::try_from(self.identities.len()).expect("fewer than 2^32 - 1 identities"),
+            identities: [saved(named), saved(holder)],
+            request,
+            payment: payment_id.map(|p| (p, self.payments.get(p.0).copied())),
+            n_deadlines: self.deadlines.len(),
+        }))
     }
 
     fn set_tier(&mut self, pubkey: Pubkey, tier: Tier, now: TimeMs) -> Outcome {
