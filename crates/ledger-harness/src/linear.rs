@@ -21,10 +21,14 @@
 //! before it in the list); placing it applies it to the reference and requires its answer; a
 //! return of an unplaced call means the last placement was wrong, so the search backtracks.
 //! Configurations already explored (the set of placed calls and the reference's state, both
-//! hashed to 64 bits each) are not explored again. The reference is cloned for each attempt;
-//! to keep memory linear in the history rather than quadratic, the stack keeps a copy of the
-//! state only every [`CHECKPOINT_EVERY`] placements and replays the placements between when it
-//! backtracks past one.
+//! hashed to 64 bits each) are not explored again; that memo holds at most [`MEMO_CAP`]
+//! configurations and is emptied when full (it only saves work: a configuration explored again
+//! fails again). Each attempt applies the call to the one reference state the search keeps and
+//! takes it back when it does not fit or when the search backtracks ([`Ledger::apply_undoable`]):
+//! each placed call keeps only the few records it could change, so the search's memory is linear
+//! in the history and an attempt costs what the call touches, not a copy of the reference (a
+//! copy per attempt, and one per 64 placed calls kept for backtracking, made a 10,000-flow
+//! history take 700 MB and its time grow with the square of its length).
 //!
 //! The search is exponential in the worst case (overlapping calls whose answers match in many
 //! orders, in a history that is not linearizable). It stops after a budget of attempts and then
@@ -42,13 +46,14 @@ use std::hash::Hasher;
 use rustc_hash::{FxHashSet, FxHasher};
 use serde::{Deserialize, Serialize};
 
-use ledger_core::{Decision, Ledger, Outcome, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs};
+use ledger_core::{Decision, Ledger, Outcome, PaymentId, Pubkey, RequestId, Sats, Tier, TimeMs, Undo};
 
 use crate::engine::{Call, Reply};
 use crate::users::Named;
 
-/// The stack keeps a copy of the reference's state once per this many placed calls.
-pub const CHECKPOINT_EVERY: usize = 64;
+/// Configurations the memo of a search holds at most; when full it is emptied. About 36 MB:
+/// the memo of a search within [`DEFAULT_BUDGET`] never comes near it.
+pub const MEMO_CAP: usize = 1_800_000;
 
 /// Attempts the search makes before it gives up on a history of any size (a run's default).
 pub const DEFAULT_BUDGET: u64 = 400_000;
@@ -139,6 +144,11 @@ pub enum BadHistory {
 /// Checks `history`, which started from `initial` (the reference after the run's setup).
 /// `budget` bounds the placements the search attempts ([`DEFAULT_BUDGET`] for a run).
 pub fn check(initial: &Ledger, history: &[Op], budget: u64) -> Result<Verdict, BadHistory> {
+    check_with_memo(initial, history, budget, MEMO_CAP)
+}
+
+/// [`check`] with a memo of at most `memo_cap` configurations.
+fn check_with_memo(initial: &Ledger, history: &[Op], budget: u64, memo_cap: usize) -> Result<Verdict, BadHistory> {
     for (index, op) in history.iter().enumerate() {
         if op.answered() && op.completed < op.invoked {
             return Err(BadHistory::AnsweredBeforeSent {
@@ -158,12 +168,13 @@ pub fn check(initial: &Ledger, history: &[Op], budget: u64) -> Result<Verdict, B
     let n_parts = parts.len();
     for (part, in_work) in parts {
         let all: Vec<usize> = (0..part.len()).collect();
-        match search(initial, &part, &all, budget - explored) {
+        match search(initial, &part, &all, budget - explored, memo_cap) {
             Search::Ordered { explored: e } => explored += e,
             Search::OutOfBudget { explored: e } => return Ok(Verdict::Undecided { explored: explored + e }),
             Search::Stuck { explored: e, deepest } => {
                 let to_history = |i: usize| origin[in_work[i]];
-                let mut ops: Vec<usize> = reduce(initial, &part, &deepest).into_iter().map(to_history).collect();
+                let mut ops: Vec<usize> =
+                    reduce(initial, &part, &deepest, memo_cap).into_iter().map(to_history).collect();
                 ops.sort_by_key(|&i| (history[i].invoked, i));
                 return Ok(Verdict::NotLinearizable(Box::new(Witness {
                     ops,
@@ -374,15 +385,15 @@ struct Entry {
     time: u64,
 }
 
-/// A placed call: the candidates of the configuration it was placed from and how many of them
-/// were tried, the hashes before it, and (every [`CHECKPOINT_EVERY`] frames) the state before it.
+/// A placed call: how many of the candidates of the configuration it was placed from were
+/// tried (the candidates themselves are computed again on the way back: the list is then as it
+/// was), the hashes before it, and what takes it back off the reference.
 struct Frame {
     op: usize,
-    cands: Vec<usize>,
     tried: usize,
     placed_hash: u64,
     state_hash: u64,
-    before: Option<Ledger>,
+    undo: Undo,
 }
 
 /// The doubly linked list of entries, with the head at 0 and the tail at `n + 1`.
@@ -457,10 +468,11 @@ impl List {
     }
 }
 
-/// The reference's answer to `op` on `state`.
-fn apply(state: &mut Ledger, op: &Op) -> Reply {
+/// The reference's answer to `op` on `state`, and what takes `op` back off `state`.
+fn apply_undoable(state: &mut Ledger, op: &Op) -> (Reply, Undo) {
     let mut journal = Vec::new();
-    Reply::from(state.apply(&op.call.to_command(), op.now, &mut journal))
+    let (result, undo) = state.apply_undoable(&op.call.to_command(), op.now, &mut journal);
+    (Reply::from(result), undo)
 }
 
 /// A 64-bit mix (splitmix64's finaliser), so that XORed hashes do not cancel by structure.
@@ -522,14 +534,16 @@ struct Keys {
 }
 
 impl Keys {
+    /// Every record a call of `ops` can change: its request, the identity it names or its
+    /// request was decided for, its payment. The others never change in the search, and
+    /// leaving them out of the hash leaves it a function of the state.
     fn of(initial: &Ledger, ops: &[&Op]) -> Keys {
-        let mut k = Keys {
-            requests: Vec::new(),
-            pubkeys: initial.snapshot().identities.iter().map(|(p, _)| *p).collect(),
-            payments: Vec::new(),
-        };
+        let mut k = Keys { requests: Vec::new(), pubkeys: Vec::new(), payments: Vec::new() };
         for op in ops {
-            k.requests.extend(op.call.request_id());
+            if let Some(r) = op.call.request_id() {
+                k.requests.push(r);
+                k.pubkeys.extend(initial.request(r).map(|record| record.pubkey));
+            }
             match &op.call {
                 Call::SetTier { pubkey, .. } | Call::Decide { pubkey, .. } | Call::ReservePartial { pubkey, .. } => {
                     k.pubkeys.push(*pubkey)
@@ -579,22 +593,22 @@ fn totals_hash(state: &Ledger) -> u64 {
     hash_of(4, &"totals", &state.totals())
 }
 
-/// The state hash after `op` moved `before` to `after`, from the hash before it (which
-/// includes `before`'s totals).
-fn rehash(keys: &Keys, hash: u64, op: &Op, before: &Ledger, after: &Ledger) -> u64 {
-    let t = touched(&op.call, before);
+/// The part of the state hash that a call touching `t` can change, in `state`: the state hash
+/// after the call is the one before it with this part of the state before it XORed out and this
+/// part of the state after it XORed in.
+fn touched_hash(keys: &Keys, t: &Touched, state: &Ledger) -> u64 {
     if t.everything {
-        return keys.parts(after) ^ totals_hash(after);
+        return keys.parts(state) ^ totals_hash(state);
     }
-    let mut h = hash ^ totals_hash(before) ^ totals_hash(after);
+    let mut h = totals_hash(state);
     if let Some(r) = t.request {
-        h ^= request_hash(before, r) ^ request_hash(after, r);
+        h ^= request_hash(state, r);
     }
     for p in &t.pubkeys {
-        h ^= identity_hash(before, p) ^ identity_hash(after, p);
+        h ^= identity_hash(state, p);
     }
     if let Some(p) = t.payment {
-        h ^= payment_hash(before, p) ^ payment_hash(after, p);
+        h ^= payment_hash(state, p);
     }
     h
 }
@@ -627,7 +641,7 @@ fn merged(history: &[Op]) -> (Vec<Op>, Vec<usize>) {
 }
 
 /// The search over the calls `subset` (indices into `history`) of `history`.
-fn search(initial: &Ledger, history: &[Op], subset: &[usize], budget: u64) -> Search {
+fn search(initial: &Ledger, history: &[Op], subset: &[usize], budget: u64, memo_cap: usize) -> Search {
     let ops: Vec<&Op> = subset.iter().map(|&i| &history[i]).collect();
     let keys = Keys::of(initial, &ops);
     let mut list = List::new(&ops);
@@ -636,7 +650,8 @@ fn search(initial: &Ledger, history: &[Op], subset: &[usize], budget: u64) -> Se
     let mut state_hash = keys.parts(&state) ^ totals_hash(&state);
     let mut placed_hash = 0u64;
     let mut seen: FxHashSet<(u64, u64)> = FxHashSet::default();
-    let mut stack: Vec<Frame> = Vec::new();
+    // As deep as the search can go, allocated once: no growth, no slack.
+    let mut stack: Vec<Frame> = Vec::with_capacity(ops.len());
     let mut deepest: Option<Deepest> = None;
     let mut explored = 0u64;
     // The configuration being explored: its candidates and the next one to try.
@@ -654,26 +669,23 @@ fn search(initial: &Ledger, history: &[Op], subset: &[usize], budget: u64) -> Se
                 return Search::OutOfBudget { explored };
             }
             explored += 1;
-            let mut after = state.clone();
-            let reply = apply(&mut after, ops[op]);
+            let touches = touched(&ops[op].call, &state);
+            let touched_before = touched_hash(&keys, &touches, &state);
+            let (reply, undo) = apply_undoable(&mut state, ops[op]);
             if ops[op].answered() && reply != ops[op].reply {
+                state.undo(undo);
                 continue;
             }
             let new_placed = placed_hash ^ placed_key[op];
-            let new_state = rehash(&keys, state_hash, ops[op], &state, &after);
+            let new_state = state_hash ^ touched_before ^ touched_hash(&keys, &touches, &state);
+            if seen.len() >= memo_cap {
+                seen.clear();
+            }
             if !seen.insert((new_placed, new_state)) {
+                state.undo(undo);
                 continue;
             }
-            let before = std::mem::replace(&mut state, after);
-            let keep = stack.len() % CHECKPOINT_EVERY == 0;
-            stack.push(Frame {
-                op,
-                cands: std::mem::take(&mut cands),
-                tried,
-                placed_hash,
-                state_hash,
-                before: keep.then_some(before),
-            });
+            stack.push(Frame { op, tried, placed_hash, state_hash, undo });
             placed_hash = new_placed;
             state_hash = new_state;
             list.lift(op);
@@ -683,28 +695,19 @@ fn search(initial: &Ledger, history: &[Op], subset: &[usize], budget: u64) -> Se
         }
         // No candidate leads anywhere: `blocked_by` can never be placed after what is placed.
         if deepest.as_ref().is_none_or(|d| stack.len() > d.depth) {
-            let expected = apply(&mut state.clone(), ops[blocked_by]);
+            let (expected, undo) = apply_undoable(&mut state, ops[blocked_by]);
+            state.undo(undo);
             deepest = Some(Deepest { depth: stack.len(), op: subset[blocked_by], expected });
         }
         let Some(frame) = stack.pop() else {
             return Search::Stuck { explored, deepest: deepest.expect("set just above") };
         };
         list.unlift(frame.op);
+        state.undo(frame.undo);
         placed_hash = frame.placed_hash;
         state_hash = frame.state_hash;
-        state = match frame.before {
-            Some(before) => before,
-            None => {
-                // Replay from the last checkpoint below this frame.
-                let from = stack.iter().rposition(|f| f.before.is_some()).expect("frame 0 keeps its state");
-                let mut s = stack[from].before.clone().expect("just found");
-                for f in &stack[from..] {
-                    apply(&mut s, ops[f.op]);
-                }
-                s
-            }
-        };
-        cands = frame.cands;
+        // The list is as it was when the frame's call was placed: so are its candidates.
+        candidates(&list, &ops, &mut cands);
         tried = frame.tried;
         blocker = Some(frame.op);
     }
@@ -745,7 +748,7 @@ fn candidates(list: &List, ops: &[&Op], cands: &mut Vec<usize>) -> Option<usize>
 /// A small sub-history around the stuck call that has no serial order either, for the same
 /// reason: the stuck call's flow, or the flows whose calls overlap it, then fewer flows, then
 /// fewer calls. Falls back to the whole history when no smaller one is shown within the budgets.
-fn reduce(initial: &Ledger, history: &[Op], deepest: &Deepest) -> Vec<usize> {
+fn reduce(initial: &Ledger, history: &[Op], deepest: &Deepest, memo_cap: usize) -> Vec<usize> {
     let stuck = deepest.op;
     let mut checks = 0usize;
     // A sub-history shows the same thing when the same call is the one that cannot be placed
@@ -754,7 +757,7 @@ fn reduce(initial: &Ledger, history: &[Op], deepest: &Deepest) -> Vec<usize> {
     let mut fails = |subset: &[usize]| {
         checks += 1;
         checks <= SHRINK_CHECKS
-            && matches!(search(initial, history, subset, SHRINK_BUDGET),
+            && matches!(search(initial, history, subset, SHRINK_BUDGET, memo_cap),
                 Search::Stuck { deepest: d, .. } if d.op == stuck && d.expected == deepest.expected)
     };
     let flow = history[stuck].flow;
@@ -829,6 +832,11 @@ mod tests {
 
     fn sats(v: u64) -> Sats {
         Sats::new(v).unwrap()
+    }
+
+    /// The reference's answer to `op` on `state`.
+    fn apply(state: &mut Ledger, op: &Op) -> Reply {
+        Reply::from(state.apply(&op.call.to_command(), op.now, &mut Vec::new()))
     }
 
     fn user() -> Pubkey {
@@ -963,5 +971,76 @@ mod tests {
         let replies = serial(&l, &[decide(1, 10), decide(2, 10)]);
         let h = vec![op(1, decide(1, 10), replies[0].clone(), 0, 9), op(2, decide(2, 10), replies[1].clone(), 1, 8)];
         assert!(matches!(check(&l, &h, 1).unwrap(), Verdict::Undecided { explored: 1 }));
+    }
+
+    /// Decides and records of three users on a pool they drain, applied one at a time, each
+    /// answered within a window around its turn that overlaps its neighbours': linearizable by
+    /// construction, and searched as a whole (the pool decides the answers).
+    fn overlapping(seed: u64, n: u64) -> (Ledger, Vec<Op>) {
+        let l = initial(400);
+        let mut l2 = l.clone();
+        for k in 2..4 {
+            let set = ledger_core::Command::SetTier { pubkey: crate::users::user_pubkey(k), tier: Tier::Elite };
+            l2.apply(&set, TimeMs(0), &mut Vec::new()).unwrap();
+        }
+        let mut x = seed;
+        let mut rnd = move |m: u64| {
+            x = mix(x.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            x % m
+        };
+        let mut state = l2.clone();
+        let mut h = Vec::new();
+        for i in 0..n {
+            let r = i / 2 + 1;
+            let pubkey = crate::users::user_pubkey(1 + r % 3);
+            let call = if i % 2 == 0 {
+                Call::Decide { request_id: RequestId(r), pubkey, estimated_sats: sats(20 + rnd(60)) }
+            } else {
+                Call::Record { request_id: RequestId(r), pubkey, actual_sats: sats(rnd(50)), reserved_sats: sats(0) }
+            };
+            let mut o = op(r as u32, call, Reply::Failed { error: String::new() }, 0, 0);
+            o.reply = apply(&mut state, &o);
+            // Its turn is at 100 i; its window reaches up to two turns either side.
+            (o.invoked, o.completed) = (100 * i + 200 - rnd(200), 100 * i + 200 + rnd(200));
+            h.push(o);
+        }
+        h.sort_by_key(|o| o.invoked);
+        (l2, h)
+    }
+
+    /// The memo only saves work: emptied as often as it fills, even at every configuration,
+    /// the search reaches the same verdict, or runs out of its budget trying (never the other
+    /// verdict).
+    #[test]
+    fn an_emptied_memo_changes_no_verdict() {
+        for seed in 0..16 {
+            let (l, mut h) = overlapping(seed, 40);
+            let verdict = |h: &[Op], cap| check_with_memo(&l, h, 40_000, cap).unwrap();
+            let full = verdict(&h, MEMO_CAP);
+            assert!(matches!(full, Verdict::Linearizable { .. }), "{full:?}");
+            for cap in [1, 7, 64] {
+                let got = verdict(&h, cap);
+                let decided = cap == 64 || !matches!(got, Verdict::Undecided { .. });
+                assert!(!decided || matches!(got, Verdict::Linearizable { .. }), "seed {seed}, memo of {cap}: {got:?}");
+            }
+            // One answer changed: the same call is the one that cannot be placed.
+            let i = (seed as usize * 7) % h.len();
+            h[i].reply = match h[i].reply {
+                Reply::Refused(_) => {
+                    Reply::Ok(Outcome::Decided { decision: Decision::Free { reserved_sats: sats(1) } })
+                }
+                _ => Reply::Refused(Refusal::NotReserved),
+            };
+            let Verdict::NotLinearizable(w) = verdict(&h, MEMO_CAP) else { panic!("seed {seed}: must be caught") };
+            for cap in [1, 7, 64] {
+                match verdict(&h, cap) {
+                    Verdict::NotLinearizable(v) => {
+                        assert_eq!((v.stuck, &v.expected), (w.stuck, &w.expected), "seed {seed}, memo of {cap}")
+                    }
+                    Verdict::Undecided { .. } if cap < 64 => {}
+                    got => panic!("seed {seed}, memo of {cap}: {got:?}"),
+                }
+            }
+        }
     }
 }
