@@ -162,7 +162,10 @@ fn check_with_memo(initial: &Ledger, history: &[Op], budget: u64, memo_cap: usiz
     let (work, origin) = merged(history);
     let parts = match partitions(initial, &work) {
         Some(parts) => parts,
-        None => vec![(work.clone(), (0..work.len()).collect())],
+        None => {
+            let all = (0..work.len()).collect();
+            vec![(work, all)]
+        }
     };
     let mut explored = 0u64;
     let n_parts = parts.len();
@@ -389,8 +392,8 @@ struct Entry {
 /// tried (the candidates themselves are computed again on the way back: the list is then as it
 /// was), the hashes before it, and what takes it back off the reference.
 struct Frame {
-    op: usize,
-    tried: usize,
+    op: u32,
+    tried: u32,
     placed_hash: u64,
     state_hash: u64,
     undo: Undo,
@@ -558,6 +561,10 @@ impl Keys {
         k.pubkeys.dedup();
         k.payments.sort_unstable();
         k.payments.dedup();
+        // Held while the search runs: without the room the repeats took.
+        k.requests.shrink_to_fit();
+        k.pubkeys.shrink_to_fit();
+        k.payments.shrink_to_fit();
         k
     }
 
@@ -685,7 +692,8 @@ fn search(initial: &Ledger, history: &[Op], subset: &[usize], budget: u64, memo_
                 state.undo(undo);
                 continue;
             }
-            stack.push(Frame { op, tried, placed_hash, state_hash, undo });
+            let placed = u32::try_from(op).expect("fewer than 2^32 calls");
+            stack.push(Frame { op: placed, tried: tried as u32, placed_hash, state_hash, undo });
             placed_hash = new_placed;
             state_hash = new_state;
             list.lift(op);
@@ -702,14 +710,14 @@ fn search(initial: &Ledger, history: &[Op], subset: &[usize], budget: u64, memo_
         let Some(frame) = stack.pop() else {
             return Search::Stuck { explored, deepest: deepest.expect("set just above") };
         };
-        list.unlift(frame.op);
+        list.unlift(frame.op as usize);
         state.undo(frame.undo);
         placed_hash = frame.placed_hash;
         state_hash = frame.state_hash;
         // The list is as it was when the frame's call was placed: so are its candidates.
         candidates(&list, &ops, &mut cands);
-        tried = frame.tried;
-        blocker = Some(frame.op);
+        tried = frame.tried as usize;
+        blocker = Some(frame.op as usize);
     }
 }
 
