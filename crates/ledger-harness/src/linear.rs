@@ -51,12 +51,25 @@ use ledger_core::{Decision, Ledger, Outcome, PaymentId, Pubkey, RequestId, Sats,
 use crate::engine::{Call, Reply};
 use crate::users::Named;
 
-/// Configurations the memo of a search holds at most; when full it is emptied. About 36 MB:
-/// the memo of a search within [`DEFAULT_BUDGET`] never comes near it.
+/// Configurations the memo of a search holds at most; when full it is emptied. About 36 MB: a
+/// search within [`DEFAULT_BUDGET`] never fills it; the search of a longer history ([`run_budget`])
+/// may, and then explores some configurations again.
 pub const MEMO_CAP: usize = 1_800_000;
 
 /// Attempts the search makes before it gives up on a history of any size (a run's default).
 pub const DEFAULT_BUDGET: u64 = 400_000;
+
+/// Attempts a run's search may make per call of a history longer than [`DEFAULT_BUDGET`]
+/// allows for ([`run_budget`]).
+pub const BUDGET_PER_CALL: u64 = 4;
+
+/// The attempts a run gives the search of a history of `n_calls` calls: [`DEFAULT_BUDGET`], or
+/// [`BUDGET_PER_CALL`] a call when that is more. A search places each call at least once, so a
+/// fixed budget would give up on any history longer than it whatever its answers; an attempt
+/// costs what its call touches, so this keeps the search's time linear in the history.
+pub fn run_budget(n_calls: usize) -> u64 {
+    DEFAULT_BUDGET.max(BUDGET_PER_CALL.saturating_mul(n_calls as u64))
+}
 
 /// Attempts each check of a candidate sub-history may make while a witness is reduced.
 const SHRINK_BUDGET: u64 = 5_000;
@@ -142,7 +155,7 @@ pub enum BadHistory {
 }
 
 /// Checks `history`, which started from `initial` (the reference after the run's setup).
-/// `budget` bounds the placements the search attempts ([`DEFAULT_BUDGET`] for a run).
+/// `budget` bounds the placements the search attempts ([`run_budget`] for a run).
 pub fn check(initial: &Ledger, history: &[Op], budget: u64) -> Result<Verdict, BadHistory> {
     check_with_memo(initial, history, budget, MEMO_CAP)
 }
@@ -979,6 +992,13 @@ mod tests {
         let replies = serial(&l, &[decide(1, 10), decide(2, 10)]);
         let h = vec![op(1, decide(1, 10), replies[0].clone(), 0, 9), op(2, decide(2, 10), replies[1].clone(), 1, 8)];
         assert!(matches!(check(&l, &h, 1).unwrap(), Verdict::Undecided { explored: 1 }));
+    }
+
+    #[test]
+    fn a_run_gives_a_long_history_attempts_in_proportion_to_its_length() {
+        assert_eq!(run_budget(0), DEFAULT_BUDGET);
+        assert_eq!(run_budget(100_000), DEFAULT_BUDGET);
+        assert_eq!(run_budget(416_634), 4 * 416_634);
     }
 
     /// Decides and records of three users on a pool they drain, applied one at a time, each

@@ -219,7 +219,7 @@ pub(crate) fn linearizability(
         })
         .collect();
     let violation = |request_id, detail| vec![Violation { invariant: Invariant::I8, request_id, detail }];
-    match linear::check(&initial, &history, linear::DEFAULT_BUDGET) {
+    match linear::check(&initial, &history, linear::run_budget(history.len())) {
         Ok(Verdict::Linearizable { parts, .. }) => {
             (Vec::new(), if parts > 1 { Mark::LinearizableByIdentity } else { Mark::LinearizableWhole })
         }
