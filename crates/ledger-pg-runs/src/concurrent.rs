@@ -22,6 +22,7 @@ use crate::args::{engine_name, PgArgs, PgRun};
 use crate::checks::{durability, final_checks, linearizability};
 use crate::client::Client;
 use crate::outage::Outage;
+use crate::progress::{Progress, Where, PROGRESS_EVERY};
 use crate::record::{ConcFlow, OpRecord};
 use crate::server::{self, redacted, Db, Server};
 use ledger_simulator::caller::{Caller as FlowCaller, Close, Event as CallerEvent, Next};
@@ -471,6 +472,19 @@ async fn watch_deadlocks(admin: PgPool, seed: u64, before: u64) {
     }
 }
 
+/// Says on stderr every [`PROGRESS_EVERY`], while the traffic of `seed` runs, where it is: its
+/// steps `done` of `n_steps`, the calls answered and those in flight.
+async fn watch_progress(ctx: Arc<Ctx>, done: Arc<AtomicU64>, seed: u64, n_steps: u64) {
+    let progress = Progress::new(seed, n_steps);
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let answered = ctx.ops.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        // The clock ticks once as a call is sent and once as it is answered.
+        let in_flight = ctx.clock.load(Ordering::SeqCst).saturating_sub(2 * answered);
+        ledger_exec::say!("{}", progress.line(Where { done: done.load(Ordering::Relaxed), answered, in_flight }));
+    }
+}
+
 /// The deadlocks the server broke since `before`, once every connection of the run's pool
 /// (closed) has ended: a backend counts its last deadlocks when it exits. A failure to read
 /// them is said on stderr and counts none: statistics never fail a run.
@@ -847,13 +861,16 @@ fn concurrent_seed(
             }
         }
         let watch = tokio::spawn(watch_deadlocks(ctx.admin.clone(), seed, deadlocks_before));
+        let done = Arc::new(AtomicU64::new(0));
+        let progress = Progress::new(seed, flows.len() as u64);
+        let watch_steps = tokio::spawn(watch_progress(Arc::clone(&ctx), Arc::clone(&done), seed, flows.len() as u64));
         let flows = Arc::new(flows);
         let next = Arc::new(AtomicU64::new(0));
         let closes = Arc::new(Mutex::new(BTreeMap::new()));
         let tasks: Vec<_> = (0..n_tasks)
             .map(|_| {
-                let (ctx, flows, next, closes) =
-                    (Arc::clone(&ctx), Arc::clone(&flows), Arc::clone(&next), Arc::clone(&closes));
+                let (ctx, flows, next, closes, done) =
+                    (Arc::clone(&ctx), Arc::clone(&flows), Arc::clone(&next), Arc::clone(&closes), Arc::clone(&done));
                 tokio::spawn(async move {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -869,6 +886,7 @@ fn concurrent_seed(
                         if let Some(close) = caller.run().await {
                             closes.lock().unwrap_or_else(|p| p.into_inner()).insert(flow.id, close);
                         }
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                 })
             })
@@ -877,6 +895,7 @@ fn concurrent_seed(
             t.await?;
         }
         watch.abort();
+        watch_steps.abort();
         if ctx.outage.gave_up() {
             return Err(ctx.outage.error());
         }
@@ -918,6 +937,7 @@ fn concurrent_seed(
             anyhow::bail!("the final expire never succeeded");
         }
         let closes = std::mem::take(&mut *closes.lock().unwrap_or_else(|p| p.into_inner()));
+        progress.checking(ctx.ops.lock().unwrap_or_else(|p| p.into_inner()).len());
         let mut violations = bounded(
             "the reads of the final checks",
             FINAL_CHECKS_TIMEOUT,

@@ -44,6 +44,7 @@ use crate::args::{ExecArgs, PgArgs, PgRun};
 use crate::checks::{history_checks, linearizability};
 use crate::concurrent::{concurrent_report, draw_workload, write_ops, ConcSeed, EngineErrorWords, ENGINE_ERRORS_KEPT};
 use crate::exec::{report_name, start};
+use crate::progress::{Progress, Where};
 use crate::record::{ConcFlow, OpRecord};
 
 /// A call that keeps failing this many times kills its flow, and is reported (`engine_error`).
@@ -359,8 +360,15 @@ fn sats(v: u64) -> Sats {
 /// A seed's flows, its users' tiers, and how each flow that finished closed.
 type Workload = (Vec<ConcFlow>, BTreeMap<u32, ledger_core::Tier>, BTreeMap<u32, Close>);
 
-/// One seed on the child (reset to genesis under the scenario's configuration first).
-fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) -> anyhow::Result<Workload> {
+/// One seed on the child (reset to genesis under the scenario's configuration first), saying
+/// where it is every few seconds (`progress`).
+fn exec_seed(
+    seed_state: &mut Seed<'_>,
+    run: &PgRun<'_>,
+    seed: u64,
+    n: usize,
+    progress: &mut Progress,
+) -> anyhow::Result<Workload> {
     let s = seed_state;
     let (users, flows) = draw_workload(run.scenario, seed);
     let reset = s.child.ask(RequestBody::Reset { config: (*s.config).into() })?;
@@ -461,6 +469,11 @@ fn exec_seed(seed_state: &mut Seed<'_>, run: &PgRun<'_>, seed: u64, n: usize) ->
             }
             break;
         }
+        progress.tick(|| Where {
+            done: (next_flow - slots.iter().filter(|a| a.is_some()).count()) as u64,
+            answered: s.ops.len() as u64,
+            in_flight: s.in_flight.len() as u64,
+        });
         let response = s.child.recv()?;
         let Some((purpose, call, now, invoked)) = s.in_flight.get(&response.id).cloned() else {
             unreachable!("the child checks that a response answers a request in flight")
@@ -638,7 +651,8 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         }
         s.killed = false;
         s.n_sent = 0;
-        let ran = exec_seed(&mut s, run, seed, n as usize).and_then(|w| Ok((w, s.observe()?)));
+        let mut progress = Progress::new(seed, run.scenario.n_steps);
+        let ran = exec_seed(&mut s, run, seed, n as usize, &mut progress).and_then(|w| Ok((w, s.observe()?)));
         let ((flows, users, closes), observed) = match ran {
             Ok(done) => done,
             Err(e) => {
@@ -666,6 +680,7 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
                 continue;
             }
         };
+        progress.checking(s.ops.len());
         let observed = Observed::from(observed);
         let movements: Vec<_> = s.ops.iter().flat_map(|o| o.movements.iter().copied()).collect();
         let mut violations = std::mem::take(&mut s.violations);
@@ -678,6 +693,8 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
             &flows,
             &closes,
         ));
+        // Not held while the history is searched.
+        drop(movements);
         if api == Api::Reference {
             let (judged, mark) = linearizability(&config, &users, &s.ops);
             violations.extend(judged);

@@ -63,6 +63,7 @@ mod exec_concurrent;
 mod lockstep;
 mod outage;
 mod pg_mutant;
+mod progress;
 mod record;
 mod server;
 
