@@ -106,6 +106,42 @@ impl Running {
     }
 }
 
+impl Running {
+    /// [`Running::wait`], watching the child's peak resident memory (`VmHWM` of its
+    /// `/proc/PID/status`, read every few milliseconds until it ends; a peak only grows): past
+    /// `bound_kb` the child is killed and the test fails, saying so, long before a run whose
+    /// memory grows without bound takes the machine's. How it ended, and its peak in kB.
+    #[cfg(target_os = "linux")]
+    pub fn wait_watching_memory(mut self, since: Instant, limit: Duration, bound_kb: u64, what: &str) -> (Ended, u64) {
+        let status_file = format!("/proc/{}/status", self.child.id());
+        let mut peak = 0;
+        loop {
+            let hwm = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            });
+            peak = peak.max(hwm.unwrap_or(0));
+            if peak > bound_kb {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let (_, stderr) = self.output.take().expect("waited for once");
+                panic!(
+                    "{what}: its peak resident memory reached {peak} kB, over the bound of {bound_kb} kB; it was \
+                     killed; its stderr:\n{}",
+                    stderr.join().unwrap_or_default()
+                );
+            }
+            if self.child.try_wait().expect("waiting for ledger-sim").is_some() {
+                return (self.wait(since, limit, what), peak);
+            }
+            if since.elapsed() > limit {
+                return (self.wait(since, limit, what), peak);
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if self.output.is_some() {
