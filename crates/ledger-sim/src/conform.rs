@@ -49,6 +49,13 @@ pub struct ConformArgs {
     /// the command reads; written whole, then renamed into place.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// After the vectors, the protocol's error rules (SPEC.md §9.1, §9.2) on a new child: lines
+    /// a run never sends (an unknown type, a key named twice, `1e3`, an integer beyond 2^63-1,
+    /// a line of white space, an invalid config...), each with the answer SPEC.md requires.
+    /// Their verdict is printed after the vectors' (in `--json` as `protocol_errors`), and a
+    /// case answered otherwise fails the command.
+    #[arg(long)]
+    pub protocol_errors: bool,
 }
 
 /// How many of the steps before a failing one the text shows (the case's `reset` aside);
@@ -86,13 +93,27 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
     let config = files[0].1.first().map(|s| s.header.config).unwrap_or_default();
     let (mut child, _db) = ledger_pg_runs::start_exec(&exec, &config)?;
     let report = ledger_exec::conform::conform(&mut child, &files)?;
+    let protocol = if args.protocol_errors {
+        // A child of its own: whatever the vectors left it in, and however they ended.
+        let (mut fresh, db) = ledger_pg_runs::start_exec(&exec, &config)?;
+        let outcome = ledger_exec::protocol_cases::run(&mut fresh);
+        drop(fresh);
+        drop(db);
+        Some(outcome)
+    } else {
+        None
+    };
     let shown = Shown { args, exec: &exec, name: &child.hello().name, from: &from };
     if let Some(path) = &args.junit {
         crate::junit::write(path, &shown.junit(&report, &every))?;
     }
     let mut out = std::io::stdout().lock();
     if args.json {
-        crate::child_args::write_json(&mut out, &shown.json(&report))?;
+        let mut json = shown.json(&report);
+        if let Some(p) = &protocol {
+            json["protocol_errors"] = serde_json::to_value(p)?;
+        }
+        crate::child_args::write_json(&mut out, &json)?;
         // The report's replays run from the directory conform ran in; stderr gives each in a
         // form that works pasted anywhere, as `run` does.
         for f in &report.failures {
@@ -100,11 +121,34 @@ pub fn conform_cmd(args: &ConformArgs) -> anyhow::Result<bool> {
         }
     } else {
         shown.text(&mut out, &report)?;
+        if let Some(p) = &protocol {
+            for f in &p.failed {
+                let lines = [
+                    format!("FAILED {}: {}", f.case, f.spec),
+                    format!("  sent:     {}", f.sent),
+                    format!("  expected: {}", f.expected),
+                    format!("  got:      {}", f.got),
+                ];
+                for line in lines {
+                    writeln!(out, "{}", ledger_harness::text::shown(&line))?;
+                }
+            }
+            let not_run = match p.not_run.len() {
+                0 => String::new(),
+                n => format!(", {n} not run (after an answer the harness could not take)"),
+            };
+            writeln!(
+                out,
+                "protocol error rules (SPEC.md §9.1, §9.2): {} cases, {} failed{not_run}",
+                p.passed.len() + p.failed.len() + p.not_run.len(),
+                p.failed.len()
+            )?;
+        }
     }
     // The implementation goes before its database.
     drop(child);
     drop(_db);
-    Ok(report.failures.is_empty())
+    Ok(report.failures.is_empty() && protocol.is_none_or(|p| p.failed.is_empty()))
 }
 
 /// What a report is shown with: the run's options, for each failure's file and replay command.

@@ -102,3 +102,34 @@ fn a_misread_daily_window_fails_conform() {
     assert!(r["failed"].as_u64().unwrap() > 0, "{r}");
     assert!(r.to_string().contains("window/"), "a case of the daily window is named: {r}");
 }
+
+/// `conform --protocol-errors`: the Python reference answers the protocol's error rules as
+/// SPEC.md requires; one that ignores an unknown key of a config (a misspelt setting taken
+/// silently) fails that case, named, with exit 1, though every vector passes.
+#[test]
+fn the_protocol_error_rules_are_checked_with_protocol_errors() {
+    let (code, out, err) = sim(&["conform", "--exec", ADAPTER, "--protocol-errors", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = json(&out);
+    assert_eq!(r["protocol_errors"]["failed"], serde_json::json!([]), "{r}");
+    assert!(r["protocol_errors"]["passed"].as_array().unwrap().len() >= 19, "{r}");
+
+    let dir = scratch("python-reference-config-key");
+    for file in ["adapter.py", "ledger.py"] {
+        let text = std::fs::read_to_string(root().join("examples/python-reference").join(file)).unwrap();
+        let text = if file == "adapter.py" {
+            let rule = r#"raise Malformed("%s: unknown key %r" % (where, k))"#;
+            assert!(text.contains(rule), "the config's key check in adapter.py");
+            text.replace(rule, "pass")
+        } else {
+            text
+        };
+        std::fs::write(format!("{dir}/{file}"), text).unwrap();
+    }
+    let exec = format!("python3 {dir}/adapter.py");
+    let (code, out, err) = sim(&["conform", "--exec", &exec, "--protocol-errors"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(" 0 failed\n"), "every vector passes: {out}");
+    assert!(out.contains("FAILED protocol/config-unknown-key"), "{out}");
+    assert!(out.contains("protocol error rules (SPEC.md §9.1, §9.2): 19 cases, 1 failed"), "{out}");
+}
