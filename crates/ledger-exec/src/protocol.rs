@@ -529,6 +529,29 @@ mod tests {
         assert_eq!(round_trip_request(r#"{"id":14,"type":"observe"}"#).body, RequestBody::Observe);
     }
 
+    /// A response's amount outside `0..=2^63-1` is named by its keys, as evidence of I1; the
+    /// id a line names at its top level is the request it meant to answer.
+    #[test]
+    fn an_amount_out_of_range_is_evidence_of_i1_and_the_id_is_read_from_the_top_level() {
+        let negative = r#"{"id":3,"type":"reply","fresh":true,"reply":{"reply":"refused","refusal":"insufficient_funds","available_sats":-1}}"#;
+        assert_eq!(
+            amount_out_of_range(negative).as_deref(),
+            Some(
+                "reply.available_sats is -1: a negative amount, evidence that I1 broke (the pool never negative, \
+                 and no amount overflows)"
+            )
+        );
+        let beyond = amount_out_of_range(r#"{"id":3,"type":"observed","pool_sats":9223372036854775808}"#);
+        assert!(beyond.is_some_and(|b| b.starts_with("pool_sats is 9223372036854775808: an amount beyond 2^63-1")));
+        // A count is no amount, and an amount in range says nothing.
+        assert_eq!(amount_out_of_range(r#"{"id":3,"type":"observed","pool_sats":5,"n_grants":-1}"#), None);
+        assert_eq!(amount_out_of_range("Traceback (most recent call last)"), None);
+        assert_eq!(top_level_id(r#"{"type":"reply","id":42,"reply":{"id":7}}"#), Some(42));
+        assert_eq!(top_level_id(r#"{"reply":{"id":7},"id":-1}"#), None);
+        assert_eq!(top_level_id(r#"{"id":"7"}"#), None);
+        assert_eq!(top_level_id("not json"), None);
+    }
+
     #[test]
     fn responses_are_the_lines_spec_md_shows() {
         let r: Response = serde_json::from_str(
