@@ -40,6 +40,63 @@ const SAY_AFTER: Duration = Duration::from_secs(2);
 /// How long a child may take to exit once its input is closed before its group is killed.
 pub const EXIT_GRACE: Duration = Duration::from_secs(2);
 
+/// What names a database to a process: `DATABASE_URL` and libpq's environment variables.
+/// None of them reaches an implementation from the environment of the run unless the run
+/// passes it on (`--exec-env NAME`, or `DATABASE_URL` of `--exec-db`'s fresh database): every
+/// seed starts with a `reset`, which an implementation carries out on whatever database they
+/// name, a user's own included.
+pub const DATABASE_ENV: &[&str] = &[
+    "DATABASE_URL",
+    "PGAPPNAME",
+    "PGCHANNELBINDING",
+    "PGCLIENTENCODING",
+    "PGCONNECT_TIMEOUT",
+    "PGDATA",
+    "PGDATABASE",
+    "PGDATESTYLE",
+    "PGGEQO",
+    "PGGSSENCMODE",
+    "PGGSSLIB",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGKRBSRVNAME",
+    "PGLOADBALANCEHOSTS",
+    "PGLOCALEDIR",
+    "PGOPTIONS",
+    "PGPASSFILE",
+    "PGPASSWORD",
+    "PGPORT",
+    "PGREQUIREAUTH",
+    "PGREQUIREPEER",
+    "PGREQUIRESSL",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGSSLCERT",
+    "PGSSLCOMPRESSION",
+    "PGSSLCRL",
+    "PGSSLCRLDIR",
+    "PGSSLKEY",
+    "PGSSLMAXPROTOCOLVERSION",
+    "PGSSLMINPROTOCOLVERSION",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLSNI",
+    "PGSYSCONFDIR",
+    "PGTARGETSESSIONATTRS",
+    "PGTZ",
+    "PGUSER",
+];
+
+/// The names of [`DATABASE_ENV`] set in this process's environment that `env` does not give:
+/// what [`Child::start`] withholds from a child started with `env`.
+pub fn withheld_database_env(env: &[(String, String)]) -> Vec<&'static str> {
+    DATABASE_ENV
+        .iter()
+        .copied()
+        .filter(|name| std::env::var_os(name).is_some() && !env.iter().any(|(k, _)| k == name))
+        .collect()
+}
+
 /// After this long waiting for a child to exit, say on stderr what the run waits for.
 const SAY_EXIT_AFTER: Duration = Duration::from_millis(500);
 
@@ -320,8 +377,9 @@ pub struct Child {
 }
 
 impl Child {
-    /// Starts `command` (with `env` added to its environment), says hello with `config` and
-    /// checks the answer. Responses are awaited at most `timeout` each.
+    /// Starts `command` (with `env` added to its environment, and none of [`DATABASE_ENV`] but
+    /// what `env` gives), says hello with `config` and checks the answer. Responses are
+    /// awaited at most `timeout` each.
     pub fn start(
         command: &str,
         env: &[(String, String)],
@@ -332,7 +390,11 @@ impl Child {
         // the registry from its start, so that a signal to the run stops it.
         stop_children_on_signals();
         let mut live = live();
-        let mut process = Process::new("sh")
+        let mut process = Process::new("sh");
+        for name in withheld_database_env(env) {
+            process.env_remove(name);
+        }
+        let mut process = process
             .arg("-c")
             .arg(command)
             .process_group(0)

@@ -191,6 +191,12 @@ pub struct ExecArgs {
     /// server, or on the server of --database-url's database).
     #[arg(long)]
     pub exec_db: bool,
+    /// Pass the variable NAME of this environment on to the implementation (repeatable).
+    /// `DATABASE_URL` and libpq's `PG*` variables reach it only this way (or `DATABASE_URL`
+    /// by --exec-db): every seed starts with a reset, which it carries out on the database
+    /// they name.
+    #[arg(long = "exec-env", value_name = "NAME")]
+    pub exec_env: Vec<String>,
     /// How long each answer of the implementation may take: 1 s to 1 h, default 10 s; seconds
     /// (`3`) or a duration (`3s`, `1500ms`, `2m`, `1h`). The answer to `hello` may take at
     /// least 60 s (a child may install its tables first).
@@ -206,7 +212,46 @@ pub struct ExecArgs {
 impl ExecArgs {
     /// True when any exec option was given.
     pub fn is_set(&self) -> bool {
-        self.command.is_some() || self.exec_db || self.exec_timeout.is_some() || self.kill_child_at.is_some()
+        self.command.is_some()
+            || self.exec_db
+            || !self.exec_env.is_empty()
+            || self.exec_timeout.is_some()
+            || self.kill_child_at.is_some()
+    }
+
+    /// What `--exec-env` passes on, `(NAME, value)`, in the order given, once each; an error
+    /// names a variable that is not set, not UTF-8 or not a name, or `DATABASE_URL` with
+    /// `--exec-db` (which gives its own).
+    pub fn passed_env(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for name in &self.exec_env {
+            if name.is_empty() || name.contains(['=', '\0']) || name.starts_with(|c: char| c.is_ascii_digit()) {
+                anyhow::bail!(
+                    "--exec-env {}: not a variable's name (give the name alone, such as --exec-env DATABASE_URL; \
+                     its value is taken from this environment)",
+                    shell_quote(&ledger_harness::text::redacted_text(name))
+                );
+            }
+            if self.exec_db && name == "DATABASE_URL" {
+                anyhow::bail!(
+                    "--exec-env DATABASE_URL with --exec-db: --exec-db gives the implementation a fresh database in \
+                     DATABASE_URL; give one or the other"
+                );
+            }
+            let value = match std::env::var(name) {
+                Ok(value) => value,
+                Err(std::env::VarError::NotPresent) => {
+                    anyhow::bail!("--exec-env {name}: {name} is not set in this environment")
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    anyhow::bail!("--exec-env {name}: {name} is not UTF-8 in this environment")
+                }
+            };
+            if !out.iter().any(|(k, _)| k == name) {
+                out.push((name.clone(), value));
+            }
+        }
+        Ok(out)
     }
 
     /// The bound on each answer.
@@ -236,6 +281,9 @@ impl ExecArgs {
         let mut out = format!("--exec {}", shell_quote(&command));
         if self.exec_db {
             out.push_str(" --exec-db");
+        }
+        for name in &self.exec_env {
+            out.push_str(&format!(" --exec-env {}", shell_quote(name)));
         }
         if let Some(d) = self.exec_timeout {
             out.push_str(&format!(" --exec-timeout {}", duration_flag(d)));

@@ -45,12 +45,28 @@ pub struct ChildDb {
     _db: Option<Db>,
 }
 
-/// Starts the implementation of `exec`, with a fresh database in `DATABASE_URL` if asked.
+/// Whether the variables withheld from an implementation ([`ledger_exec::child::DATABASE_ENV`])
+/// were named on stderr: once a process, not at every start.
+static WITHHELD_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts the implementation of `exec`, with a fresh database in `DATABASE_URL` if asked and
+/// the variables of `--exec-env`.
 pub(crate) fn start(exec: &ExecArgs, pg: &PgArgs, config: &Config) -> anyhow::Result<(Child, ChildDb)> {
     let command = exec.command()?;
     let timeout = exec.timeout()?;
+    let passed = exec.passed_env()?;
     let db = if exec.exec_db { Some(Server::new(pg, None)?.fresh()?) } else { None };
-    let env: Vec<(String, String)> = db.iter().map(|d| ("DATABASE_URL".to_owned(), d.url.clone())).collect();
+    let mut env: Vec<(String, String)> = db.iter().map(|d| ("DATABASE_URL".to_owned(), d.url.clone())).collect();
+    env.extend(passed);
+    let withheld = ledger_exec::child::withheld_database_env(&env);
+    if !withheld.is_empty() && !WITHHELD_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        ledger_exec::say!(
+            "ledger-sim: `{command}` starts without {} of this environment (each seed begins with a reset, which \
+             it would carry out on the database they name): --exec-env NAME passes one on, --exec-db gives it a \
+             fresh database",
+            withheld.join(", ")
+        );
+    }
     ledger_exec::say!(
         "ledger-sim: starting `{command}`{} (waiting at most {} s for its hello)",
         if db.is_some() { " with a fresh database in DATABASE_URL" } else { "" },

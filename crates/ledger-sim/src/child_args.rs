@@ -13,6 +13,11 @@ pub struct ChildArgs {
     /// Give the implementation a fresh PostgreSQL database in `DATABASE_URL`.
     #[arg(long)]
     pub exec_db: bool,
+    /// Pass the variable NAME of this environment on to the implementation (repeatable).
+    /// `DATABASE_URL` and libpq's `PG*` variables reach it only this way (or `DATABASE_URL`
+    /// by --exec-db).
+    #[arg(long = "exec-env", value_name = "NAME")]
+    pub exec_env: Vec<String>,
     /// How long each answer may take: 1 s to 1 h, default 10 s; seconds (`3`) or a duration
     /// (`3s`, `1500ms`, `2m`, `1h`).
     // `-1s` is a value for the parser to refuse, not an unknown option.
@@ -26,11 +31,13 @@ impl ChildArgs {
         let exec = ledger_pg_runs::ExecArgs {
             command: Some(self.command.clone()),
             exec_db: self.exec_db,
+            exec_env: self.exec_env.clone(),
             exec_timeout: self.exec_timeout,
             kill_child_at: None,
         };
         exec.timeout()?;
         exec.command()?;
+        exec.passed_env()?;
         Ok(exec)
     }
 }

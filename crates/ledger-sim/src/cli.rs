@@ -485,6 +485,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     if args.engine == EngineKind::Exec {
         args.exec.command()?;
         args.exec.timeout()?;
+        args.exec.passed_env()?;
         // An exec run's only database is the one it gives the child: a URL would go unused.
         if args.pg.database_url.is_some() && !args.exec.exec_db {
             anyhow::bail!(
@@ -493,7 +494,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             );
         }
     } else if args.exec.is_set() {
-        anyhow::bail!("--exec, --exec-db and --exec-timeout need --engine exec");
+        anyhow::bail!("--exec, --exec-db, --exec-env and --exec-timeout need --engine exec");
     }
     if pg {
         // An --exec child is stopped by the signal thread of `ledger_exec::child` (on the
@@ -959,6 +960,7 @@ fn exec_flags_given(exec: &ledger_pg_runs::ExecArgs) -> Vec<&'static str> {
     for (set, flag) in [
         (exec.command.is_some(), "--exec"),
         (exec.exec_db, "--exec-db"),
+        (!exec.exec_env.is_empty(), "--exec-env"),
         (exec.exec_timeout.is_some(), "--exec-timeout"),
         (exec.kill_child_at.is_some(), "--kill-child-at"),
     ] {

@@ -37,7 +37,7 @@ pub struct ConformArgs {
     #[arg(
         long,
         value_name = "DIR",
-        conflicts_with_all = ["command", "exec_db", "exec_timeout", "vectors", "cases", "json", "junit"],
+        conflicts_with_all = ["command", "exec_db", "exec_env", "exec_timeout", "vectors", "cases", "json", "junit"],
     )]
     pub write_vectors: Option<PathBuf>,
     /// Print one JSON object instead of text.

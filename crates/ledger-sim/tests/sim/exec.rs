@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{broken, json, root, scratch, sim_in, sim_in_within, SIM};
+use crate::common::{broken, json, root, scratch, sim_env_within, sim_in, sim_in_within, SIM};
 
 fn serve() -> String {
     format!("'{SIM}' serve")
@@ -613,4 +613,83 @@ fn the_python_example_is_the_seed_model_one_call_at_a_time() {
         assert_eq!(got, want, "seed {seed}");
         assert_eq!(code, if want.is_empty() { 0 } else { 1 });
     }
+}
+
+/// An implementation resets its state at every seed, on whatever database its environment
+/// names: `DATABASE_URL` and libpq's variables of the run's environment reach it only when
+/// passed on by name (`--exec-env`), and stderr names (never shows) what was withheld.
+#[test]
+fn a_users_database_variables_reach_an_implementation_only_when_passed_on() {
+    let dir = scratch("exec-env");
+    let seen = format!("{dir}/child.env");
+    let child = format!("env > '{seen}'; exec '{SIM}' serve");
+    let env = [("DATABASE_URL", "postgres://me:hunter2@prod/ledger"), ("PGPASSWORD", "s3cr3t"), ("PGHOST", "prod")];
+    let quick = ["--users", "5", "--steps", "50"];
+    let limit = Duration::from_secs(120);
+    let (code, out, err) =
+        sim_env_within(&root(), &[&["run", "--engine", "exec", "--exec", &child][..], &quick].concat(), &env, limit);
+    assert_eq!(code, 0, "{out}{err}");
+    let child_env = std::fs::read_to_string(&seen).unwrap();
+    for name in ["DATABASE_URL=", "PGPASSWORD=", "PGHOST="] {
+        assert!(!child_env.lines().any(|l| l.starts_with(name)), "{name} reached the child:\n{child_env}");
+    }
+    assert!(err.contains("starts without DATABASE_URL, PGHOST, PGPASSWORD of this environment"), "{err}");
+    for secret in ["hunter2", "s3cr3t"] {
+        assert!(!err.contains(secret) && !out.contains(secret), "{secret} shown: {err}");
+    }
+
+    // Passed on by name: that one, and only that one.
+    let args = [&["run", "--engine", "exec", "--exec-env", "DATABASE_URL", "--exec", &child][..], &quick].concat();
+    let (code, out, err) = sim_env_within(&root(), &args, &env, limit);
+    assert_eq!(code, 0, "{out}{err}");
+    let child_env = std::fs::read_to_string(&seen).unwrap();
+    assert!(child_env.lines().any(|l| l == "DATABASE_URL=postgres://me:hunter2@prod/ledger"), "{child_env}");
+    assert!(!child_env.lines().any(|l| l.starts_with("PGPASSWORD=")), "{child_env}");
+    assert!(err.contains("starts without PGHOST, PGPASSWORD of this environment"), "{err}");
+    assert!(!err.contains("hunter2") && !err.contains("s3cr3t"), "{err}");
+
+    // A finding's replay passes the same variables on.
+    let credit = r#"s/"credited_sats":\([1-9][0-9]*\)/"credited_sats":1\1/"#;
+    let buggy = format!("env > '{seen}'; {}", broken(credit));
+    let args = [
+        "run",
+        "--engine",
+        "exec",
+        "--exec-env",
+        "PGHOST",
+        "--exec",
+        &buggy,
+        "--users",
+        "20",
+        "--steps",
+        "2000",
+        "--trace-dir",
+        &dir,
+    ];
+    let (code, out, err) = sim_env_within(&root(), &args, &env, limit);
+    assert_eq!(code, 1, "{out}{err}");
+    let replay = out.lines().find(|l| l.contains("replay:")).unwrap_or_else(|| panic!("no replay line: {out}"));
+    assert!(replay.contains("--exec-env PGHOST"), "{replay}");
+
+    // Refused before any work, exit 2, naming what is wrong.
+    for (flag, says) in [
+        (
+            "NOT_SET_ANYWHERE_4711",
+            "--exec-env NOT_SET_ANYWHERE_4711: NOT_SET_ANYWHERE_4711 is not set in this environment",
+        ),
+        ("DATABASE_URL=postgres://x", "not a variable's name"),
+        ("", "not a variable's name"),
+    ] {
+        let args = [&["run", "--engine", "exec", "--exec-env", flag, "--exec", &child][..], &quick].concat();
+        let (code, out, err) = sim_env_within(&root(), &args, &env, limit);
+        assert_eq!(code, 2, "{flag}: {out}{err}");
+        assert!(err.contains(says), "{flag}: {err}");
+    }
+    let (code, _, err) = sim_env_within(&root(), &["run", "--exec-env", "PGHOST"], &env, limit);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--exec-env and --exec-timeout need --engine exec"), "{err}");
+    let args = ["conform", "--exec", &child, "--exec-db", "--exec-env", "DATABASE_URL"];
+    let (code, _, err) = sim_env_within(&root(), &args, &env, limit);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("give one or the other"), "{err}");
 }

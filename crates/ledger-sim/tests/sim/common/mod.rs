@@ -30,6 +30,16 @@ pub fn sim_in_within(dir: &Path, args: &[&str], limit: Duration) -> (i32, String
     (ended.code, ended.stdout, ended.stderr)
 }
 
+/// [`sim_in_within`] with `env` set in the environment of `ledger-sim` (and `DATABASE_URL`
+/// removed unless `env` sets it).
+pub fn sim_env_within(dir: &Path, args: &[&str], env: &[(&str, &str)], limit: Duration) -> (i32, String, String) {
+    let mut cmd = Command::new(SIM);
+    cmd.args(args).current_dir(dir).env_remove("DATABASE_URL").envs(env.iter().copied());
+    let what = format!("ledger-sim {} did not end within {} s", args.join(" "), limit.as_secs());
+    let ended = Running::spawn(&mut cmd).wait(Instant::now(), limit, &what);
+    (ended.code, ended.stdout, ended.stderr)
+}
+
 /// The repository's root.
 pub fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root")
