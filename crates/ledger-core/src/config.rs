@@ -253,7 +253,7 @@ impl TryFrom<ConfigToml> for Config {
             c.pool_initial_sats = v;
         }
         match (raw.credit_pct, raw.credit_bps) {
-            (Some(_), Some(_)) => return Err("give credit_pct or credit_bps, not both".into()),
+            (Some(_), Some(_)) => return Err("credit_pct and credit_bps are both given: give one".into()),
             (Some(v), None) => {
                 let text = match v {
                     toml::Value::Integer(i) => i.to_string(),

@@ -134,5 +134,6 @@ fn junit_xml(report: &CheckReport) -> String {
     }
     let props =
         [("file", report.file.clone()), ("segments", report.segments.to_string()), ("steps", report.steps.to_string())];
-    crate::junit::render_cases("check-trace", &props, &cases)
+    // Named as `run`'s and `conform`'s suites are: the command, then what it read.
+    crate::junit::render_cases(&format!("ledger-sim check-trace: {}", report.file), &props, &cases)
 }

@@ -34,7 +34,8 @@ pub struct Cli {
 // `--shard`, `--seeds`, the Postgres and exec options).
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run seeds of a scenario against an engine and check I1-I6 after every step.
+    /// Run seeds of a scenario against an engine and check the invariants after every step (I1-I6
+    /// and I8; I7 across a PostgreSQL server's crash or an implementation's kill).
     #[command(allow_negative_numbers = true)]
     Run(Box<RunArgs>),
     /// Replay a saved trace and report its violations.
@@ -65,7 +66,8 @@ enum Command {
     Plan(crate::plan_cmd::PlanArgs),
     /// Combine `plan --shard I/N --json` outputs into the report of the whole plan.
     Merge(crate::plan_cmd::MergeArgs),
-    /// Combine `run --seeds A..B --shard I/N --json` reports into the report of the range.
+    /// Combine `run --seeds A..B --shard I/N --json` reports into the report of the range (JSON,
+    /// as `run --json` prints it).
     MergeRuns(crate::merge_runs::MergeRunsArgs),
     /// Serve the reference engine over the engine protocol (SPEC.md §9) on stdin/stdout.
     ///
@@ -199,7 +201,12 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 
 /// Entry point: parse, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `replay` shares `run`'s exec options, but refuses `--kill-child-at` (a replay sends one
+    // call at a time): its help does not offer it.
+    let command = <Cli as clap::CommandFactory>::command()
+        .mut_subcommand("replay", |replay| replay.mut_arg("kill_child_at", |arg| arg.hide(true)));
+    let parsed = command.try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -332,7 +339,10 @@ fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
     let mut s = match &args.scenario {
         Some(path) => {
             let text = crate::input::read_scenario(path)?;
-            Scenario::from_toml_str(&text, &path.display().to_string())?
+            let shown = path.display().to_string();
+            Scenario::from_toml_str(&text, &shown).map_err(|e| {
+                crate::input::other_kind(&text, &shown, crate::input::ScenarioKind::Run).unwrap_or_else(|| e.into())
+            })?
         }
         None => Scenario::default(),
     };
@@ -342,7 +352,16 @@ fn load_scenario(args: &RunArgs) -> anyhow::Result<Scenario> {
     if let Some(n) = args.steps {
         s.n_steps = n;
     }
-    s.validate("command line")?;
+    s.validate("command line").map_err(|e| match e {
+        // A value of --users or --steps is named as the flag that gave it.
+        ledger_simulator::scenario::ScenarioError::Range { key, value, reason, .. }
+            if (key == "n_users" && args.users.is_some()) || (key == "n_steps" && args.steps.is_some()) =>
+        {
+            let flag = if key == "n_users" { "--users" } else { "--steps" };
+            anyhow::anyhow!("{flag} {value}: {reason}")
+        }
+        e => e.into(),
+    })?;
     Ok(s)
 }
 

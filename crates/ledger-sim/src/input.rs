@@ -59,6 +59,78 @@ pub fn read_scenario(path: &Path) -> anyhow::Result<String> {
     text_of(path, read_bytes_at_most(path, MAX_SCENARIO)?)
 }
 
+/// The two kinds of scenario file, each read by its own command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScenarioKind {
+    /// `run --scenario FILE`: the simulator's steps and faults.
+    Run,
+    /// `plan FILE`: days of traffic for capacity planning.
+    Plan,
+}
+
+/// Top-level keys only a run scenario has, and only a plan scenario has (`tiers` is both's).
+const RUN_ONLY_KEYS: [&str; 12] = [
+    "n_users",
+    "n_steps",
+    "max_in_flight",
+    "step_ms",
+    "session_share",
+    "estimate_min_sats",
+    "estimate_max_sats",
+    "actual_min_pct",
+    "actual_max_pct",
+    "swarm",
+    "faults",
+    "ledger",
+];
+const PLAN_ONLY_KEYS: [&str; 14] = [
+    "name",
+    "days",
+    "seeds",
+    "seed",
+    "start_ms",
+    "population",
+    "requests",
+    "cost",
+    "payment",
+    "budget",
+    "pool_initial_sats",
+    "credit_pct",
+    "reservation_ttl_ms",
+    "partial",
+];
+
+/// The error for a scenario `text` (of the file `shown`) given to the command of the other
+/// kind than `wanted`: one that sets keys of the other kind only. `None` when it sets any key
+/// of `wanted`'s kind, or does not parse (its own error says why).
+pub fn other_kind(text: &str, shown: &str, wanted: ScenarioKind) -> Option<anyhow::Error> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    // An empty table says nothing of the kind (an empty scenario has its own error).
+    let set = |k: &str| table.get(k).is_some_and(|v| !matches!(v, toml::Value::Table(t) if t.is_empty()));
+    let has = |keys: &[&'static str]| keys.iter().copied().filter(|k| set(k)).collect::<Vec<_>>();
+    let (own, other) = match wanted {
+        ScenarioKind::Run => (has(&RUN_ONLY_KEYS), has(&PLAN_ONLY_KEYS)),
+        ScenarioKind::Plan => (has(&PLAN_ONLY_KEYS), has(&RUN_ONLY_KEYS)),
+    };
+    if !own.is_empty() || other.is_empty() {
+        return None;
+    }
+    let keys = other.iter().take(3).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    let quoted = ledger_simulator::report::shell_quote(shown);
+    Some(match wanted {
+        ScenarioKind::Run => anyhow::anyhow!(
+            "{shown}: a plan scenario (it sets {keys}), which `ledger-sim plan {quoted}` reads; `run --scenario` \
+             takes a run scenario (`n_users`, `n_steps`, `[faults]`, `[ledger]`), such as \
+             fixtures/scenarios/ci-small.toml"
+        ),
+        ScenarioKind::Plan => anyhow::anyhow!(
+            "{shown}: a run scenario (it sets {keys}), which `ledger-sim run --scenario {quoted}` reads; `plan` \
+             takes a plan scenario (`days`, `[population]`, `[requests]`, `[cost]`), such as \
+             fixtures/scenarios/plan-launch.toml"
+        ),
+    })
+}
+
 /// The bytes of the file at `path`, refused when it has more than `max`.
 fn read_bytes_at_most(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     let shown = path.display();

@@ -45,6 +45,10 @@ pub struct MergeRunsArgs {
     /// Also write the verdict as JUnit XML.
     #[arg(long, value_name = "FILE.xml")]
     pub junit: Option<PathBuf>,
+    /// The merged report is always one JSON object, as `run --json` prints it: taken for
+    /// symmetry with `run` and `merge`, and changes nothing.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What a concurrent run of an older `run` wrote for its trace hash, which it has not; it now

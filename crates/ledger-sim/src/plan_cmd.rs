@@ -205,7 +205,11 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
             "--set {set}: the same key is given to --sweep, --solve or --over, which set it in turn; leave out one"
         );
     }
-    let text = ledger_plan::with_settings(&crate::input::read_scenario(scenario)?, &origin, &args.set)?;
+    let text = crate::input::read_scenario(scenario)?;
+    if let Some(e) = crate::input::other_kind(&text, &origin, crate::input::ScenarioKind::Plan) {
+        return Err(e);
+    }
+    let text = ledger_plan::with_settings(&text, &origin, &args.set)?;
     let mut overrides = Vec::new();
     if let Some(n) = args.seeds {
         overrides.push(("seeds", n.to_string()));

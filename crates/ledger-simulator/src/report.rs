@@ -723,10 +723,17 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
         writeln!(out, "  replay: {}", v.replay)?;
     }
     if r.violations.is_empty() && r.engine == "reference" {
+        // `A..B`, or one seed's number.
+        let n_seeds = r.seeds.split_once("..").and_then(|(a, b)| Some(b.parse::<u64>().ok()? - a.parse::<u64>().ok()?));
+        let more = if n_seeds.unwrap_or(1) < 1000 {
+            "`--seeds 0..1000` for more seeds".to_owned()
+        } else {
+            "`--for 10m` to run fresh seeds for ten minutes".to_owned()
+        };
         writeln!(
             out,
-            "next: `--engine seed` to watch the original service break I2-I6; `--seeds 0..1000` for more \
-             seeds; `--json` for machines; see README.md"
+            "next: `--engine seed` to watch the original service break I2-I6; {more}; `--json` for machines; see \
+             README.md"
         )?;
     } else if !r.violations.is_empty() && r.violations.iter().all(ViolationReport::is_concurrent) {
         writeln!(

@@ -101,6 +101,7 @@ fn a_double_credit_is_caught_as_divergence_and_violation() {
     // The same verdict for a CI's test view: the divergence and I2 fail, the rest pass.
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("tests=\"7\" failures=\"2\""), "{xml}");
+    assert!(xml.contains("<testsuite name=\"ledger-sim check-trace: /"), "{xml}");
     assert!(xml.contains("type=\"divergence\"") && xml.contains("type=\"I2\""), "{xml}");
 }
 

@@ -137,6 +137,44 @@ fn the_wrong_kind_of_file_is_named_with_the_command_that_reads_it() {
         err.contains("run.json: a run report (`ledger-sim run --json`), which `ledger-sim merge-runs` merges"),
         "{err}"
     );
+    // merge-runs prints JSON whatever is asked, and takes --json as run and merge do.
+    let (code, merged, err) = sim_in(dir, &["merge-runs", "run.json", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(crate::common::json(&merged)["seeds"], "0..1", "{merged}");
+
+    // A scenario of the other kind: named as such, with the command that reads it.
+    let plan = root().join("fixtures/scenarios/plan-launch.toml").display().to_string();
+    let err = refused(dir, &["run", "--scenario", &plan]);
+    assert!(err.contains("plan-launch.toml: a plan scenario (it sets `name`, `days`, `seeds`)"), "{err}");
+    assert!(err.contains(&format!("which `ledger-sim plan {plan}` reads")), "{err}");
+    let err = refused(dir, &["plan", &scenario]);
+    assert!(err.contains("ci-small.toml: a run scenario (it sets `n_users`, `n_steps`"), "{err}");
+    assert!(err.contains(&format!("which `ledger-sim run --scenario {scenario}` reads")), "{err}");
+    // One that sets keys of both kinds keeps the parser's own error, at its line.
+    std::fs::write(dir.join("mixed.toml"), "n_users = 5\ndays = 3\n").unwrap();
+    let err = refused(dir, &["run", "--scenario", "mixed.toml"]);
+    assert!(err.contains("line 2") && err.contains("unknown field `days`"), "{err}");
+}
+
+/// A value given by a flag is named as that flag, not as the scenario key it sets; a key the
+/// ledger's configuration refuses as a whole reads as a sentence after its table's name.
+#[test]
+fn a_flags_bad_value_is_named_as_the_flag() {
+    let dir = scratch("flag-names");
+    let dir = Path::new(&dir);
+    let err = refused(dir, &["run", "--users", "0"]);
+    assert!(err.contains("--users 0: must be in 1..=10000000"), "{err}");
+    let err = refused(dir, &["run", "--steps", "0"]);
+    assert!(err.contains("--steps 0: must be in 1..=100000000"), "{err}");
+    std::fs::write(dir.join("both.toml"), "[ledger]\ncredit_pct = 10\ncredit_bps = 1000\n").unwrap();
+    let err = refused(dir, &["run", "--scenario", "both.toml"]);
+    assert!(err.contains("both.toml:2: ledger.credit_pct and credit_bps are both given: give one"), "{err}");
+    // replay takes --exec's options but not --kill-child-at, and its help does not offer it.
+    let (code, help, _) = sim_in(dir, &["replay", "--help"]);
+    assert_eq!(code, 0);
+    assert!(help.contains("--exec-timeout") && !help.contains("--kill-child-at"), "{help}");
+    let (_, help, _) = sim_in(dir, &["run", "--help"]);
+    assert!(help.contains("--kill-child-at"), "{help}");
 }
 
 #[test]
