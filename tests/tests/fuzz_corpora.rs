@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+#[path = "../../fuzz/src/engine_protocol.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod engine_protocol;
 #[path = "../../fuzz/src/history_csv.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod history_csv;
@@ -51,4 +54,9 @@ fn the_scenario_toml_corpus_still_passes() {
 #[test]
 fn the_history_csv_corpus_still_passes() {
     assert!(replay("history_csv", history_csv::run) > 0, "an empty corpus proves nothing");
+}
+
+#[test]
+fn the_engine_protocol_corpus_still_passes() {
+    assert!(replay("engine_protocol", engine_protocol::run) > 0, "an empty corpus proves nothing");
 }
