@@ -191,8 +191,14 @@ impl RunLock {
                         return;
                     }
                 };
-                // Held until the run lets go (or ends).
+                // Held until the run lets go (or ends). Let go of explicitly before the
+                // connection closes: a closed connection's backend releases its locks only as it
+                // exits, after the close has returned, and a run started right after this one
+                // (a replay printed by it) would find the lock still held.
                 let _ = released.await;
+                let mut conn = conn;
+                let unlock = sqlx::query("SELECT pg_advisory_unlock($1)").bind(RUN_LOCK_KEY).execute(&mut conn);
+                let _ = tokio::time::timeout(CONNECT_TIMEOUT, unlock).await;
                 let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
             });
         })?;
@@ -210,14 +216,24 @@ impl RunLock {
     }
 }
 
-/// Connects to the database at `opts` and takes [`RUN_LOCK_KEY`] there, at once or not at all.
+/// How long a run tries again for the lock before it calls the database in use.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Connects to the database at `opts` and takes [`RUN_LOCK_KEY`] there, within
+/// [`LOCK_GRACE`] or not at all.
 async fn lock(opts: PgConnectOptions, shown: &str) -> anyhow::Result<(PgConnection, i32)> {
     let app = format!("{RUN_LOCK_APP} (pid {})", std::process::id());
     let mut conn = PgConnection::connect_with(&opts.application_name(&app)).await?;
-    let (taken, pid): (bool, i32) = sqlx::query_as("SELECT pg_try_advisory_lock($1), pg_backend_pid()")
-        .bind(RUN_LOCK_KEY)
-        .fetch_one(&mut conn)
-        .await?;
+    let try_lock = || sqlx::query_as("SELECT pg_try_advisory_lock($1), pg_backend_pid()").bind(RUN_LOCK_KEY);
+    let (mut taken, pid): (bool, i32) = try_lock().fetch_one(&mut conn).await?;
+    // A run that has just ended (killed, so that its lock went with its backend's exit, which
+    // the server finishes after the run's process is gone) may hold it a moment longer: tried
+    // again for up to LOCK_GRACE before the database is called in use.
+    let grace = std::time::Instant::now();
+    while !taken && grace.elapsed() < LOCK_GRACE {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        taken = try_lock().fetch_one(&mut conn).await?.0;
+    }
     if !taken {
         let holders = lock_holders(&mut conn).await;
         let _ = conn.close().await;
