@@ -706,11 +706,17 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<Merged> {
         for v in vs {
             let inv = v["invariant"].as_str().unwrap_or_default().to_owned();
             anyhow::ensure!(
-                ledger_harness::Invariant::ALL.iter().any(|i| i.id() == inv),
-                "{}: a violation of invariant {}, which is none of I1 to I8 (an edited report, or one of another \
-                 version)",
+                is_finding(&inv),
+                "{}: a violation of invariant {}, which is none of I1 to I8 nor another finding a run reports ({}) \
+                 (an edited report, or one of another version)",
                 p.name,
-                v["invariant"]
+                v["invariant"],
+                OTHER_FINDINGS
+                    .iter()
+                    .copied()
+                    .chain(ledger_exec::FailureKind::ALL.map(|k| k.id()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             match violations.get_mut(&inv) {
                 // Parts are in seed order: the first one to break it keeps its counterexample.
@@ -776,6 +782,19 @@ pub fn merge(files: &[PathBuf]) -> anyhow::Result<Merged> {
         merged["interrupted_by"] = json!(crate::interrupt::name(stop.signal));
     }
     Ok(Merged { report: merged, ok, stopped })
+}
+
+/// The findings a run reports besides a broken invariant and an exec implementation's own
+/// failure ([`ledger_exec::FailureKind`]): a divergence from the reference, and a concurrent
+/// run's call given up (`engine_error`) or deadlock the server broke.
+const OTHER_FINDINGS: [&str; 3] = ["divergence", "engine_error", "deadlock"];
+
+/// Whether `id` names what a run reports: an invariant, or another finding of a run (a shard
+/// report's findings are merged, never refused as unknown).
+fn is_finding(id: &str) -> bool {
+    ledger_harness::Invariant::ALL.iter().any(|i| i.id() == id)
+        || OTHER_FINDINGS.contains(&id)
+        || ledger_exec::FailureKind::ALL.iter().any(|k| k.id() == id)
 }
 
 /// `ledger-sim merge-runs`: prints the merged report as JSON; true when no invariant broke. A

@@ -381,3 +381,52 @@ fn junit_suites_of_a_run_a_shard_and_a_fleet_are_named_apart() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(suite(&merged), "ledger-sim merge-runs: reference, lockstep, seeds 0..4 from 2 shard(s)");
 }
+
+/// Shards of an exec run merge their findings that are no invariant (a divergence, an
+/// implementation's `bad_answer`, `crash` or `no_answer`, a concurrent run's `engine_error`):
+/// each in the merged report and as a failed case of its JUnit (exit 1), never refused as an
+/// unknown invariant (exit 2), which threw the fleet's findings away.
+#[test]
+fn findings_that_are_no_invariant_merge() {
+    let finding = |id: &str, seed: u64| {
+        json!({
+            "invariant": id, "name": format!("{id} found"), "seed": seed, "seeds": [seed],
+            "detail": format!("seed {seed}: what {id} says"), "shrunk_flows": 1, "shrunk_events": 1,
+            "reduction": "shrunk", "steps": [], "trace": format!("t/{id}-{seed}.jsonl"),
+            "replay": format!("ledger-sim replay t/{id}-{seed}.jsonl --exec svc"),
+        })
+    };
+    // An exec run's report: no seeds_reaching, as a lockstep run on a child writes none.
+    let exec = |seeds: &str, found: Vec<Value>| {
+        let mut r = report(seeds, json!({"engine": "exec-reference", "violations": found}));
+        let o = r.as_object_mut().unwrap();
+        o.remove("seeds_reaching");
+        o.remove("never_reached");
+        r
+    };
+    let d = dir();
+    let junit = d.join("findings.xml");
+    let files: Vec<String> = [
+        ("exec-a.json", exec("0..2", vec![finding("bad_answer", 0), finding("divergence", 1)])),
+        ("exec-b.json", exec("2..4", vec![finding("bad_answer", 3), finding("crash", 2), finding("no_answer", 3)])),
+    ]
+    .iter()
+    .map(|(name, r)| {
+        let f = d.join(name);
+        std::fs::write(&f, serde_json::to_vec_pretty(r).unwrap()).unwrap();
+        f.display().to_string()
+    })
+    .collect();
+    let out = Command::new(SIM).arg("merge-runs").args(&files).arg("--junit").arg(&junit).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> =
+        merged["violations"].as_array().unwrap().iter().map(|v| v["invariant"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["bad_answer", "crash", "divergence", "no_answer"], "{merged}");
+    assert_eq!(merged["violations"][0]["seeds"], json!([0, 3]), "{merged}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    for id in ids {
+        assert!(xml.contains(&format!("type=\"{id}\"")), "{id}: {xml}");
+    }
+}
