@@ -12,9 +12,14 @@
 # socket, the log, the port and the URL, so that two invocations never share a cluster;
 # `url`, `restart` and `stop` act on the one named by $PG_THROWAWAY_DIR, which `start` tells you
 # to export. Set PG_THROWAWAY_DIR before `start` to choose the directory yourself (it must not
-# hold a cluster). The server listens on 127.0.0.1 only, on a free port, with trust
-# authentication for loopback and the unix socket in the state directory. When run as root,
-# initdb and the server run as the `postgres` user, because initdb refuses root.
+# hold a cluster). The server listens on 127.0.0.1 only, on a free port, and on the unix socket
+# in the state directory (mode 700: no other user may enter it), with password authentication
+# (SCRAM) for both: the superuser's password is random, made for the cluster, given to initdb in
+# a file only the owner may read (removed once read), and carried by the URL that `start` prints
+# and keeps in $PG_THROWAWAY_DIR/url (mode 600); keep it to yourself. initdb, pg_ctl and the server
+# run with a cleared environment (PATH and the locale's and time zone's variables alone), so
+# nothing of yours (PGPASSWORD, cloud keys) reaches the server's. When run as root, initdb and the
+# server run as the `postgres` user, because initdb refuses root.
 #
 # The server is fast and not durable (fsync, synchronous_commit and full_page_writes off): a
 # crash may lose what it acknowledged. PG_THROWAWAY_DURABLE=1 at `start` turns all three on.
@@ -54,12 +59,24 @@ find_bin() {
     command -v "$name" || die "cannot find $name under /usr/lib/postgresql/*/bin or on PATH (set PG_BIN to the PostgreSQL bin directory)"
 }
 
-# Runs a command as the cluster owner: `postgres` when we are root, ourselves otherwise.
+# The environment the cluster's programs get: PATH, and the locale's and time zone's variables;
+# nothing else of ours (runuser keeps what it is given, and the server keeps pg_ctl's).
+kept_env() {
+    local v
+    KEPT_ENV=("PATH=${PATH:-/usr/bin:/bin}")
+    for v in LANG LANGUAGE TZ $(compgen -v LC_ || true); do
+        if [[ -n "${!v+set}" ]]; then KEPT_ENV+=("$v=${!v}"); fi
+    done
+}
+
+# Runs a command as the cluster owner (`postgres` when we are root, ourselves otherwise), with
+# a cleared environment but for kept_env's.
 as_owner() {
+    kept_env
     if [[ "$(id -u)" == 0 ]]; then
-        runuser -u postgres -- "$@"
+        env -i "${KEPT_ENV[@]}" runuser -u postgres -- "$@"
     else
-        "$@"
+        env -i "${KEPT_ENV[@]}" "$@"
     fi
 }
 
@@ -87,13 +104,23 @@ cmd_start() {
     fi
     mkdir -p "$DIR"
     chmod 700 "$DIR"
-    if [[ "$(id -u)" == 0 ]]; then chown postgres: "$DIR"; fi
-    as_owner "$initdb" -D "$DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C \
-        >"$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
-    # Trust only loopback and the private socket; nothing else may connect.
+    # A random password, handed to initdb in a file only the owner may read.
+    local password
+    password=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    [[ ${#password} == 64 ]] || die "could not read a password from /dev/urandom"
+    (umask 077; printf '%s\n' "$password" >"$DIR/pwfile")
+    if [[ "$(id -u)" == 0 ]]; then chown postgres: "$DIR/pwfile" "$DIR"; fi
+    if ! as_owner "$initdb" -D "$DIR/data" -U postgres --auth=scram-sha-256 --pwfile="$DIR/pwfile" \
+        --encoding=UTF8 --locale=C >"$DIR/initdb.log" 2>&1; then
+        rm -f "$DIR/pwfile"
+        cat "$DIR/initdb.log" >&2
+        die "initdb failed"
+    fi
+    rm -f "$DIR/pwfile"
+    # Loopback and the private socket only, each with the password.
     as_owner tee "$DIR/data/pg_hba.conf" >/dev/null <<'EOF'
-local all all trust
-host  all all 127.0.0.1/32 trust
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
 EOF
     port=$(free_port)
     if [[ "${PG_THROWAWAY_DURABLE:-0}" == 1 ]]; then
@@ -101,11 +128,13 @@ EOF
     else
         settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     fi
-    echo "-c listen_addresses=127.0.0.1 -p $port -k $DIR $settings -c max_connections=200" >"$DIR/options"
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $DIR -c unix_socket_permissions=0700 $settings -c max_connections=200" \
+        >"$DIR/options"
     as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$(cat "$DIR/options")" \
         start >/dev/null || { cat "$DIR/server.log" >&2; die "pg_ctl start failed"; }
     echo "$port" >"$DIR/port"
-    echo "postgres://postgres@127.0.0.1:$port/postgres" >"$DIR/url"
+    # The URL carries the password: readable by us alone.
+    (umask 077; echo "postgres://postgres:$password@127.0.0.1:$port/postgres" >"$DIR/url")
     cat "$DIR/url"
     echo "pg-throwaway: cluster in $DIR; for url, restart and stop: export PG_THROWAWAY_DIR=$DIR" >&2
 }

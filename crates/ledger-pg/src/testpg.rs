@@ -2,10 +2,14 @@
 //!
 //! [`TestPg::new`] gives each caller a fresh, empty database. The database lives on the server
 //! named by `DATABASE_URL` when that variable is set, and otherwise on a private cluster that this
-//! module creates with the machine's `initdb` and `pg_ctl`: a temporary directory, a free
-//! loopback port, trust authentication for `127.0.0.1` only, the unix socket inside the
-//! directory. When the process runs as root, the cluster runs as the `postgres` user, because
-//! `initdb` refuses root.
+//! module creates with the machine's `initdb` and `pg_ctl`: a temporary directory that only its
+//! owner may enter (mode 0700), a free loopback port, the unix socket inside the directory, and
+//! password authentication (SCRAM) for every connection, socket or loopback, with a random
+//! password made for the cluster, which its URLs carry ([`TestPg::url`]): another local user can
+//! neither connect nor read its files. `initdb`, `pg_ctl` and the server run with a cleared
+//! environment (`PATH`, the locale's and the time zone's variables, nothing else), so that
+//! nothing of ours (`PGPASSWORD`, a CI job's keys) is in the server's. When the process runs as
+//! root, the cluster runs as the `postgres` user, because `initdb` refuses root.
 //!
 //! The private cluster is shared by every [`TestPg`] alive at the same time in one process (tests
 //! run in parallel, and `initdb` costs a second or two), and is stopped and removed when the last
@@ -124,6 +128,8 @@ struct Cluster {
     dir: PathBuf,
     pg_ctl: PathBuf,
     port: u16,
+    /// The superuser's password (`postgres`), random, made with the cluster.
+    password: String,
     /// The server's command-line options (`pg_ctl start -o`).
     options: String,
     durability: Durability,
@@ -184,15 +190,43 @@ fn running_as_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
-/// `program` as the cluster owner would run it (under `runuser -u postgres` when we are root).
+/// The variables of our environment that the cluster's programs get: `PATH`, and the locale's
+/// and the time zone's (`LANG`, `LANGUAGE`, `LC_*`, `TZ`); nothing else. `runuser` keeps the
+/// environment it is given, and the server keeps `pg_ctl`'s: everything else of ours (root's
+/// `PGPASSWORD`, a CI job's cloud keys) would be in the server's `/proc/PID/environ`, and in
+/// what `COPY ... TO PROGRAM` runs.
+fn kept_environment() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            let name = name.to_string_lossy();
+            matches!(name.as_ref(), "PATH" | "LANG" | "LANGUAGE" | "TZ") || name.starts_with("LC_")
+        })
+        .collect()
+}
+
+/// `program` as the cluster owner would run it (under `runuser -u postgres` when we are root),
+/// with a cleared environment but for [`kept_environment`].
 fn owner_command(as_root: bool, program: &Path) -> Command {
-    if as_root {
+    let mut c = if as_root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
     } else {
         Command::new(program)
-    }
+    };
+    c.env_clear().envs(kept_environment());
+    c
+}
+
+/// A random password for a throwaway cluster's superuser: 32 bytes of the kernel's random
+/// source, in hex (nothing in it needs escaping in a URL or a file).
+fn random_password() -> Result<String, TestPgError> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(io_err("reading /dev/urandom for the throwaway cluster's password"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// `out` of `program args`, or the error of a program that failed, with what it printed.
@@ -386,13 +420,46 @@ impl Cluster {
         let as_root = running_as_root();
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("ledger-pg-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        // A new directory (never one that was there, or a link), that only its owner may enter:
+        // the data, the socket and the log are no other user's business.
+        {
+            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(format!("creating {}", dir.display())))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err(format!("making {} private", dir.display())))?;
+        }
+        let password = random_password()?;
         // From here on, dropping `cluster` removes the directory (and stops a started server).
-        let mut cluster =
-            Cluster { dir, pg_ctl, port: 0, options: String::new(), durability, stalled: Mutex::new(Vec::new()) };
+        let mut cluster = Cluster {
+            dir,
+            pg_ctl,
+            port: 0,
+            password,
+            options: String::new(),
+            durability,
+            stalled: Mutex::new(Vec::new()),
+        };
         let dir_str = cluster.dir.to_string_lossy().into_owned();
+        // The password reaches initdb in a file only the cluster owner may read, made before the
+        // directory is given to the owner (so in a directory no one else can write), and removed
+        // once initdb has read it: never on a command line, which every local user can read.
+        let pwfile = cluster.dir.join("pwfile");
+        let pwfile_str = pwfile.to_string_lossy().into_owned();
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&pwfile)
+                .map_err(io_err(format!("creating {pwfile_str}")))?;
+            writeln!(file, "{}", cluster.password).map_err(io_err(format!("writing {pwfile_str}")))?;
+        }
         if as_root {
-            run_as_owner(false, Path::new("chown"), &["postgres:", &dir_str])?;
+            run_as_owner(false, Path::new("chown"), &["postgres:", &pwfile_str, &dir_str])?;
         }
         let data = cluster.dir.join("data");
         let data_str = data.to_string_lossy().into_owned();
@@ -400,21 +467,33 @@ impl Cluster {
         if stopping(stop) {
             return Err(TestPgError::Stopped(creating));
         }
-        run_as_owner_bounded(
+        let made = run_as_owner_bounded(
             as_root,
             &initdb,
-            &["-D", &data_str, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+            &[
+                "-D",
+                &data_str,
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                &format!("--pwfile={pwfile_str}"),
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
             &creating,
             INITDB_WAIT,
             SLOW_AFTER,
             stop,
-        )?;
+        );
+        let _ = std::fs::remove_file(&pwfile);
+        made?;
         let starting = format!("starting the throwaway PostgreSQL in {dir_str}");
         if stopping(stop) {
             return Err(TestPgError::Stopped(format!("{creating} (initdb had just finished)")));
         }
-        // Trust only the private socket and loopback; the file is owned by the cluster owner.
-        let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
+        // The private socket and loopback only, each with the password.
+        let hba = "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n";
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(io_err("writing pg_hba.conf"))?;
         let mut last_err = None;
         say(format_args!(
@@ -430,7 +509,8 @@ impl Cluster {
             }
             cluster.port = free_port()?;
             cluster.options = format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {dir_str} {} -c max_connections=300",
+                "-c listen_addresses=127.0.0.1 -p {} -k {dir_str} -c unix_socket_permissions=0700 {} \
+                 -c max_connections=300",
                 cluster.port,
                 durability.settings()
             );
@@ -491,6 +571,8 @@ impl Cluster {
         );
         let _ = Command::new("setsid")
             .args(["-f", "sh", "-c", &script])
+            .env_clear()
+            .envs(kept_environment())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -647,7 +729,12 @@ impl Cluster {
     }
 
     fn admin_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new().host("127.0.0.1").port(self.port).username("postgres").database("postgres")
+        PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .username("postgres")
+            .password(&self.password)
+            .database("postgres")
     }
 }
 
@@ -725,7 +812,8 @@ impl TestPg {
 
     fn on_cluster(cluster: Arc<Cluster>) -> Result<TestPg, TestPgError> {
         let admin = cluster.admin_options();
-        let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+        // With the password (hex: nothing to escape); printed only through `redacted`.
+        let url = format!("postgres://postgres:{}@127.0.0.1:{}/postgres", cluster.password, cluster.port);
         TestPg::on(Some(cluster), admin, &url, "the throwaway cluster", "ledger_test")
     }
 
@@ -770,7 +858,8 @@ impl TestPg {
         Ok(TestPg { cluster, admin, db_name, url })
     }
 
-    /// The `postgres://` URL of the fresh database.
+    /// The `postgres://` URL of the fresh database. On a throwaway cluster it carries the
+    /// cluster's password: show it only through [`crate::redacted`].
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -213,10 +213,11 @@ fn a_run_keeps_the_public_schemas_owner_and_privileges() {
 
     crate::run_sql(
         pg.connect_options(),
-        "CREATE ROLE ledger_reader LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ledger_reader",
+        "CREATE ROLE ledger_reader LOGIN PASSWORD 'reader-pw'; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO ledger_reader",
     );
     let port = pg.connect_options().get_port();
-    let url = format!("postgres://ledger_reader@127.0.0.1:{port}/{}", pg.database_name());
+    let url = format!("postgres://ledger_reader:reader-pw@127.0.0.1:{port}/{}", pg.database_name());
     let clean = audit(&["--database-url", &url]).expect("the read-only role audits");
     assert!(clean, "no invariant broke");
 }

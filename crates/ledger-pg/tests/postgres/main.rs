@@ -11,6 +11,7 @@ mod conformance;
 mod deadlock_free;
 mod engines;
 mod hostile_server;
+mod private_cluster;
 mod reference_sql;
 mod schema;
 mod seed_sql;

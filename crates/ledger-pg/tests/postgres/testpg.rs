@@ -4,6 +4,13 @@
 
 use ledger_pg::testpg::{Durability, TestPg};
 
+/// The password carried by a `postgres://user:password@...` URL (a throwaway cluster's).
+fn password_in(url: &str) -> &str {
+    let authority = url.strip_prefix("postgres://").expect("a postgres:// URL");
+    let userinfo = &authority[..authority.rfind('@').expect("a user")];
+    userinfo.split_once(':').expect("a password in the URL").1
+}
+
 /// Whether the database `name` exists on the server of `pg`.
 fn exists(pg: &TestPg, name: &str) -> bool {
     let (opts, name) = (pg.connect_options(), name.to_owned());
@@ -47,10 +54,12 @@ fn a_fresh_database_on_a_given_server_is_made_and_dropped_there() {
 fn a_url_that_cannot_reach_a_fresh_database_is_refused_saying_why() {
     let server = TestPg::new().expect("a throwaway PostgreSQL must start");
     // The database named in the query wins over the path: a fresh one would never be reached.
-    let url = format!("{}?dbname=postgres", server.url().replace("postgres@", "postgres:hunter2pw@"));
+    // The throwaway cluster's URL carries its password, which is never shown.
+    let url = format!("{}?dbname=postgres", server.url());
+    let password = password_in(server.url());
     let e = TestPg::on_server("--database-url", &url, "ledger_confirm").unwrap_err().to_string();
     assert!(e.starts_with("--database-url ") && e.contains("names its database in its query"), "{e}");
-    assert!(!e.contains("hunter2pw"), "the password is never shown: {e}");
+    assert!(!e.contains(password), "the password is never shown: {e}");
 
     let e = TestPg::on_server("DATABASE_URL", "gar:bage//x", "ledger_test").unwrap_err().to_string();
     assert!(e.starts_with("DATABASE_URL ") && e.contains("not a PostgreSQL URL"), "{e}");
@@ -430,9 +439,8 @@ fn databases_left_by_killed_processes_are_dropped_by_the_next_one_and_no_other()
     // A server of its own: no other test makes databases on it meanwhile.
     let server = TestPg::new_private_cluster().expect("a throwaway PostgreSQL must start");
     let url = server.url().to_owned();
-    // Given with a password (the server trusts loopback and ignores it), never printed.
-    let with_password = url.replacen("postgres://postgres@", "postgres://postgres:hunter2pw@", 1);
-    assert!(with_password.contains("hunter2pw"), "{with_password}");
+    // The URL carries the cluster's password, which is never printed.
+    let password = password_in(&url).to_owned();
 
     // Three processes that made a database there, all alive as each makes its own (each
     // process sweeps when it first makes one); two are then killed.
@@ -480,8 +488,8 @@ fn databases_left_by_killed_processes_are_dropped_by_the_next_one_and_no_other()
     open.recv_timeout(std::time::Duration::from_secs(60)).expect("connected within 60 s");
 
     // The next process to make a database there: the killed one's goes, and nothing else.
-    let (stderr, made) = make_one(name, &with_password);
-    assert!(!stderr.contains("hunter2pw"), "the password is never shown: {stderr}");
+    let (stderr, made) = make_one(name, &url);
+    assert!(!stderr.contains(&password), "the password is never shown: {stderr}");
     let lines = dropped_lines(&stderr);
     assert_eq!(lines.len(), 1, "one line per database dropped: {stderr}");
     assert!(lines[0].contains(&format!("{left} on postgres://postgres:***@")), "{stderr}");

@@ -15,7 +15,7 @@ fn a_killed_run_leaves_no_server_running() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // "ledger-sim: connecting to postgres://postgres@127.0.0.1:PORT/..." names the server.
+    // "ledger-sim: connecting to postgres://postgres:***@127.0.0.1:PORT/..." names the server.
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

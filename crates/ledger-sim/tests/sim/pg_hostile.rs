@@ -74,7 +74,7 @@ mod killed_server {
         );
         assert!(ended.stdout.is_empty(), "a report was printed for a run that failed:\n{}", ended.stdout);
         assert!(
-            text.contains("the database at postgres://postgres@127.0.0.1:"),
+            text.contains("the database at postgres://postgres:***@127.0.0.1:"),
             "the error must name the database:\n{text}"
         );
         let written: Vec<_> =
@@ -350,7 +350,9 @@ mod silenced_server {
         let upstream: u16 =
             pg.url().rsplit(':').next().and_then(|p| p.split('/').next()?.parse().ok()).expect("a port");
         let (port, silent) = proxy(upstream);
-        let url = format!("postgres://postgres@127.0.0.1:{port}/{}", pg.database_name());
+        // The cluster's own URL (its password with it), through the proxy's port.
+        let url = pg.url().replacen(&format!("@127.0.0.1:{upstream}/"), &format!("@127.0.0.1:{port}/"), 1);
+        assert_ne!(url, pg.url(), "the URL goes through the proxy");
         let running = Running::spawn(
             Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
                 .args(["run", "--engine", "pg-reference", "--users", "50", "--steps", "4000", "--seeds", "0..50"])

@@ -54,9 +54,17 @@ fn tables(rt: &tokio::runtime::Runtime, pool: &sqlx::PgPool) -> Vec<String> {
     .unwrap()
 }
 
-/// The line a run or a replay says once before it first resets the database at `url`.
+/// The line a run or a replay says once before it first resets the database at `url` (shown
+/// without its password).
 fn announced_reset(url: &str) -> String {
-    format!("ledger-sim: resetting the database at {url} before each run on it")
+    format!("ledger-sim: resetting the database at {} before each run on it", ledger_pg::redacted(url))
+}
+
+/// The password carried by a `postgres://user:password@...` URL (a throwaway cluster's).
+fn password_in(url: &str) -> &str {
+    let authority = url.strip_prefix("postgres://").expect("a postgres:// URL");
+    let userinfo = &authority[..authority.rfind('@').expect("a user")];
+    userinfo.split_once(':').expect("a password in the URL").1
 }
 
 #[test]
@@ -67,11 +75,13 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
         std::time::Duration::from_secs(600),
     );
     let pg = TestPg::new().expect("a throwaway PostgreSQL must start for this test");
-    // The throwaway server trusts local connections: a password in the URL is accepted and
-    // not needed, so the replay the run prints (without it) still connects.
-    let url = pg.url().replacen("postgres://postgres@", &format!("postgres://postgres:{PASSWORD}@"), 1);
-    assert!(url.contains(PASSWORD), "{url}");
-    let bare = pg.url().to_owned();
+    // The throwaway server's URL carries its password; the replay the run prints leaves it out,
+    // and is given it in PGPASSWORD, as the run says.
+    let url = pg.url().to_owned();
+    let password = password_in(&url).to_owned();
+    let bare = url.replacen(&format!(":{password}@"), "@", 1);
+    assert_ne!(bare, url);
+    let with_password = [("PGPASSWORD", password.as_str())];
     let dir = std::env::temp_dir().join(format!("ledger-sim-replay-url-{}", std::process::id()));
     let dir = dir.to_str().unwrap();
     let out = sim(
@@ -97,7 +107,7 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
     );
     let all = text(&out);
     assert_eq!(out.code, 1, "{all}");
-    assert!(!all.contains(PASSWORD), "{all}");
+    assert!(!all.contains(&password), "{all}");
     assert!(all.contains("without its password: give it in PGPASSWORD"), "{all}");
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let first = &report["violations"][0];
@@ -110,7 +120,7 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let pool = rt.block_on(pg.pool()).unwrap();
     rt.block_on(sqlx::raw_sql("CREATE TABLE precious (x int)").execute(&pool)).unwrap();
-    let out = shell(replay, &[]);
+    let out = shell(replay, &with_password);
     let all = text(&out);
     assert_eq!(out.code, 2, "{all}");
     assert!(all.contains("ledger-pg did not create (table precious)") && all.contains("--reset-database"), "{all}");
@@ -118,7 +128,7 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
     assert!(tables(&rt, &pool).contains(&"precious".to_owned()), "a refused replay dropped nothing");
 
     // With --reset-database it replays there, and finds what the run found.
-    let out = shell(&format!("{replay} --reset-database --json"), &[]);
+    let out = shell(&format!("{replay} --reset-database --json"), &with_password);
     let all = text(&out);
     assert_eq!(out.code, 1, "{all}");
     let replayed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -128,14 +138,17 @@ fn a_counterexample_found_on_a_database_url_replays_on_it() {
     assert!(!after.contains(&"precious".to_owned()) && after.contains(&"timmy_config".to_owned()), "{after:?}");
 
     // The replay as printed, again: the database now holds ledger-pg's tables only.
-    let out = shell(replay, &[]);
+    let out = shell(replay, &with_password);
     assert_eq!(out.code, 1, "{}", text(&out));
+    // Without the password it cannot connect, and says so without printing one.
+    let out = shell(replay, &[]);
+    assert_eq!(out.code, 2, "{}", text(&out));
 
     // Given with its password, which is never printed.
     let out = sim(&["replay", trace, "--database-url", &url], &[]);
     let all = text(&out);
     assert_eq!(out.code, 1, "{all}");
-    assert!(!all.contains(PASSWORD) && all.contains("postgres://postgres:***@"), "{all}");
+    assert!(!all.contains(&password) && all.contains("postgres://postgres:***@"), "{all}");
     rt.block_on(pool.close());
 }
 
