@@ -11,9 +11,12 @@
 # Each `start` makes a directory of its own (mktemp, mode 700) holding the data directory, the
 # socket, the log, the port and the URL, so that two invocations never share a cluster;
 # `url`, `restart` and `stop` act on the one named by $PG_THROWAWAY_DIR, which `start` tells you
-# to export. Set PG_THROWAWAY_DIR before `start` to choose the directory yourself (it must not
-# hold a cluster). The server listens on 127.0.0.1 only, on a free port, and on the unix socket
-# in the state directory (mode 700: no other user may enter it), with password authentication
+# to export. Set PG_THROWAWAY_DIR before `start` to choose the directory yourself (a new or
+# empty directory of yours). Root writes nothing into the directory once it is the cluster
+# owner's (`postgres`): its own files are written before, and the rest as the owner.
+#
+# The server listens on 127.0.0.1 only, on a free port, and on the unix socket in the state
+# directory (mode 700: no other user may enter it), with password authentication
 # (SCRAM) for both: the superuser's password is random, made for the cluster, given to initdb in
 # a file only the owner may read (removed once read), and carried by the URL that `start` prints
 # and keeps in $PG_THROWAWAY_DIR/url (mode 600); keep it to yourself. initdb, pg_ctl and the server
@@ -94,26 +97,49 @@ free_port() {
 
 cmd_start() {
     if [[ -n "${DATABASE_URL:-}" ]]; then echo "$DATABASE_URL"; return; fi
-    local initdb pg_ctl port settings
+    local initdb pg_ctl port settings options password url log
     initdb=$(find_bin initdb)
     pg_ctl=$(find_bin pg_ctl)
     if [[ -z "$DIR" ]]; then
         DIR=$(mktemp -d /tmp/pg-throwaway.XXXXXX)
     elif [[ -e "$DIR/data" ]]; then
-        die "$DIR already holds a cluster ($(cat "$DIR/url" 2>/dev/null)): \`restart\` or \`stop\` it"
+        die "$DIR already holds a cluster: \`restart\` or \`stop\` it"
+    elif [[ -L "$DIR" ]]; then
+        die "$DIR is a symbolic link: set PG_THROWAWAY_DIR to a new or empty directory of yours"
     fi
     mkdir -p "$DIR"
+    [[ -d "$DIR" && ! -L "$DIR" && -O "$DIR" ]] || die "$DIR is not a directory of yours"
+    [[ -z "$(ls -A "$DIR")" ]] || die "$DIR is not empty: set PG_THROWAWAY_DIR to a new or empty directory"
     chmod 700 "$DIR"
-    # A random password, handed to initdb in a file only the owner may read.
-    local password
+    # Everything of ours is written now, while the directory is ours alone (mode 700), each file
+    # new (noclobber) and readable by us alone: once the directory is the cluster owner's, a
+    # file there may be a link the owner planted, so nothing more is written there but as the
+    # owner, and what is read back must be ours (own_file).
     password=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
     [[ ${#password} == 64 ]] || die "could not read a password from /dev/urandom"
-    (umask 077; printf '%s\n' "$password" >"$DIR/pwfile")
+    port=$(free_port)
+    if [[ "${PG_THROWAWAY_DURABLE:-0}" == 1 ]]; then
+        settings="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+    else
+        settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    fi
+    options="-c listen_addresses=127.0.0.1 -p $port -k $DIR -c unix_socket_permissions=0700 $settings -c max_connections=200"
+    # The URL carries the password.
+    url="postgres://postgres:$password@127.0.0.1:$port/postgres"
+    (
+        umask 077
+        set -C
+        printf '%s\n' "$password" >"$DIR/pwfile"
+        printf '%s\n' "$options" >"$DIR/options"
+        printf '%s\n' "$port" >"$DIR/port"
+        printf '%s\n' "$url" >"$DIR/url"
+    ) || die "cannot write the cluster's files in $DIR"
+    # The password reaches initdb in a file only the owner may read, removed once read.
     if [[ "$(id -u)" == 0 ]]; then chown postgres: "$DIR/pwfile" "$DIR"; fi
-    if ! as_owner "$initdb" -D "$DIR/data" -U postgres --auth=scram-sha-256 --pwfile="$DIR/pwfile" \
-        --encoding=UTF8 --locale=C >"$DIR/initdb.log" 2>&1; then
+    if ! log=$(as_owner "$initdb" -D "$DIR/data" -U postgres --auth=scram-sha-256 --pwfile="$DIR/pwfile" \
+        --encoding=UTF8 --locale=C 2>&1); then
         rm -f "$DIR/pwfile"
-        cat "$DIR/initdb.log" >&2
+        printf '%s\n' "$log" >&2
         die "initdb failed"
     fi
     rm -f "$DIR/pwfile"
@@ -122,21 +148,17 @@ cmd_start() {
 local all all scram-sha-256
 host  all all 127.0.0.1/32 scram-sha-256
 EOF
-    port=$(free_port)
-    if [[ "${PG_THROWAWAY_DURABLE:-0}" == 1 ]]; then
-        settings="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
-    else
-        settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    fi
-    echo "-c listen_addresses=127.0.0.1 -p $port -k $DIR -c unix_socket_permissions=0700 $settings -c max_connections=200" \
-        >"$DIR/options"
-    as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$(cat "$DIR/options")" \
-        start >/dev/null || { cat "$DIR/server.log" >&2; die "pg_ctl start failed"; }
-    echo "$port" >"$DIR/port"
-    # The URL carries the password: readable by us alone.
-    (umask 077; echo "postgres://postgres:$password@127.0.0.1:$port/postgres" >"$DIR/url")
-    cat "$DIR/url"
+    as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$options" \
+        start >/dev/null || { as_owner cat "$DIR/server.log" >&2; die "pg_ctl start failed"; }
+    printf '%s\n' "$url"
     echo "pg-throwaway: cluster in $DIR; for url, restart and stop: export PG_THROWAWAY_DIR=$DIR" >&2
+}
+
+# Prints the file $1 of the cluster's directory, which `start` wrote: refused unless it is a
+# file of ours (not a link, not the owner's) once the directory is the cluster owner's.
+own_file() {
+    [[ -f "$1" && ! -L "$1" && -O "$1" ]] || die "$1 is not the file \`start\` wrote (not a file of yours)"
+    cat -- "$1"
 }
 
 cmd_restart() {
@@ -144,30 +166,31 @@ cmd_restart() {
     need_dir
     if running; then
         echo "pg-throwaway: the server in $DIR is running" >&2
-        cat "$DIR/url"
+        own_file "$DIR/url"
         return
     fi
     # The killed postmaster's backends exit once they notice; until the last one has, the old
     # shared memory is in use and the server refuses to start. Try for 30 s.
-    local pg_ctl
+    local pg_ctl options
     pg_ctl=$(find_bin pg_ctl)
+    options=$(own_file "$DIR/options")
     for _ in $(seq 1 30); do
-        if as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$(cat "$DIR/options")" \
+        if as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$options" \
             start >/dev/null 2>&1; then
-            cat "$DIR/url"
+            own_file "$DIR/url"
             return
         fi
         sleep 1
     done
-    tail -n 20 "$DIR/server.log" >&2
+    as_owner tail -n 20 "$DIR/server.log" >&2
     die "the server in $DIR did not start again within 30 s"
 }
 
 cmd_url() {
     if [[ -n "${DATABASE_URL:-}" ]]; then echo "$DATABASE_URL"; return; fi
     need_dir
-    [[ -f "$DIR/url" ]] || die "no cluster in $DIR (run start first)"
-    cat "$DIR/url"
+    [[ -e "$DIR/url" ]] || die "no cluster in $DIR (run start first)"
+    own_file "$DIR/url"
 }
 
 cmd_stop() {

@@ -218,6 +218,27 @@ fn owner_command(as_root: bool, program: &Path) -> Command {
     c
 }
 
+/// Writes `text` to `path`, a file in a directory of the cluster owner's, as the owner does
+/// (`runuser -u postgres` when we are root): whatever the owner put at `path` (a link to
+/// `/etc/shadow`), the write can do no more than the owner may. Root writing there itself
+/// would follow a link the owner planted.
+fn write_as_owner(as_root: bool, path: &Path, text: &str) -> Result<(), TestPgError> {
+    use std::process::Stdio;
+    let shown = path.display().to_string();
+    let mut child = owner_command(as_root, Path::new("sh"))
+        .args(["-c", "umask 077 && cat > \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_err(format!("writing {shown}")))?;
+    let written = child.stdin.take().map_or(Ok(()), |mut stdin| stdin.write_all(text.as_bytes()));
+    let out = child.wait_with_output().map_err(io_err(format!("writing {shown}")))?;
+    written.map_err(io_err(format!("writing {shown}")))?;
+    finished(Path::new("sh"), &["-c", &format!("cat > {shown}")], out).map(|_| ())
+}
+
 /// A random password for a throwaway cluster's superuser: 32 bytes of the kernel's random
 /// source, in hex (nothing in it needs escaping in a URL or a file).
 fn random_password() -> Result<String, TestPgError> {
@@ -494,7 +515,7 @@ impl Cluster {
         }
         // The private socket and loopback only, each with the password.
         let hba = "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n";
-        std::fs::write(data.join("pg_hba.conf"), hba).map_err(io_err("writing pg_hba.conf"))?;
+        write_as_owner(as_root, &data.join("pg_hba.conf"), hba)?;
         let mut last_err = None;
         say(format_args!(
             "ledger-pg: starting a throwaway PostgreSQL in {dir_str} (pg_ctl waits at most {PG_CTL_WAIT_S} s)"
