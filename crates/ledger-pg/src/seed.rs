@@ -343,7 +343,7 @@ pub struct SeedFinding {
 /// `ledger-sim` does) for one snapshot.
 pub async fn audit(conn: &mut PgConnection) -> Result<Vec<SeedFinding>, sqlx::Error> {
     let mut findings = Vec::new();
-    let pool: Vec<Option<String>> = sqlx::query_scalar("SELECT value FROM timmy_config WHERE key = $1")
+    let pool: Vec<Option<String>> = sqlx::query_scalar("SELECT value FROM public.timmy_config WHERE key = $1")
         .bind(POOL_KEY)
         .fetch_all(&mut *conn)
         .await?;
@@ -367,9 +367,9 @@ pub async fn audit(conn: &mut PgConnection) -> Result<Vec<SeedFinding>, sqlx::Er
         }
     }
     let nulls: Vec<(String, String)> = sqlx::query_as(
-        "SELECT 'request_hash', coalesce('grant ' || id, 'the row at ' || ctid) FROM free_tier_grants \
+        "SELECT 'request_hash', coalesce('grant ' || id, 'the row at ' || ctid) FROM public.free_tier_grants \
          WHERE request_hash IS NULL \
-         UNION ALL SELECT 'sats_absorbed', coalesce('grant ' || id, 'the row at ' || ctid) FROM free_tier_grants \
+         UNION ALL SELECT 'sats_absorbed', coalesce('grant ' || id, 'the row at ' || ctid) FROM public.free_tier_grants \
          WHERE sats_absorbed IS NULL ORDER BY 1, 2",
     )
     .fetch_all(&mut *conn)
@@ -383,7 +383,7 @@ pub async fn audit(conn: &mut PgConnection) -> Result<Vec<SeedFinding>, sqlx::Er
     let rows: Vec<(String, i64, String)> = sqlx::query_as(
         "SELECT request_hash, count(*), \
          coalesce((CASE WHEN count(sats_absorbed) = count(*) THEN sum(sats_absorbed::numeric) END)::text, 'NULL') \
-         FROM free_tier_grants WHERE request_hash IS NOT NULL \
+         FROM public.free_tier_grants WHERE request_hash IS NOT NULL \
          GROUP BY request_hash HAVING count(*) > 1 ORDER BY request_hash",
     )
     .fetch_all(&mut *conn)
@@ -394,7 +394,7 @@ pub async fn audit(conn: &mut PgConnection) -> Result<Vec<SeedFinding>, sqlx::Er
             detail: format!("request {hash} recorded {n} times, absorbing {sum} sats"),
         });
     }
-    let negative: i64 = sqlx::query_scalar("SELECT count(*) FROM free_tier_grants WHERE sats_absorbed < 0")
+    let negative: i64 = sqlx::query_scalar("SELECT count(*) FROM public.free_tier_grants WHERE sats_absorbed < 0")
         .fetch_one(&mut *conn)
         .await?;
     if negative > 0 {
