@@ -14,13 +14,15 @@ use ledger_simulator::scenario::Scenario;
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct PgArgs {
     /// The PostgreSQL database to run on. It is reset (ledger-pg's objects are dropped) before
-    /// each seed; a database holding other objects in `public` is refused unless
+    /// each seed; a database holding other objects in `public`, or whose ledger-pg tables hold
+    /// rows when no run reset it before (a service's live ledger), is refused unless
     /// --reset-database is given. Without it, each seed gets a fresh database on `DATABASE_URL`'s server, or on a
     /// private throwaway cluster.
     #[arg(long)]
     pub database_url: Option<String>,
     /// With --database-url: drop everything in the database's `public` schema before each
-    /// seed, objects ledger-pg did not create included (the schema itself is kept).
+    /// seed, objects ledger-pg did not create and a ledger's data included (the schema itself is
+    /// kept).
     #[arg(long)]
     pub reset_database: bool,
     /// Run N concurrent clients (1 to 256) on a connection pool instead of the lockstep
@@ -155,14 +157,15 @@ impl PgArgs {
 pub struct ReplayDbArgs {
     /// The PostgreSQL database to replay on (a pg-reference or pg-seed trace), as `run
     /// --database-url` runs on it: it is reset (ledger-pg's objects are dropped) before the
-    /// replay; a database holding other objects in `public` is refused unless --reset-database
-    /// is given.
+    /// replay; a database holding other objects in `public`, or whose ledger-pg tables hold rows
+    /// when no run reset it before, is refused unless --reset-database is given.
     /// Without it, the replay gets a fresh database on `DATABASE_URL`'s server, or on a private
     /// throwaway cluster.
     #[arg(long)]
     pub database_url: Option<String>,
     /// With --database-url: drop everything in the database's `public` schema before the
-    /// replay, objects ledger-pg did not create included (the schema itself is kept).
+    /// replay, objects ledger-pg did not create and a ledger's data included (the schema itself
+    /// is kept).
     #[arg(long)]
     pub reset_database: bool,
 }

@@ -45,16 +45,119 @@ async fn reset(
     // One transaction: the check and the drop see the same objects (a refusal drops nothing).
     sqlx::query("BEGIN").execute(&mut conn).await?;
     if !everything {
-        let foreign = ledger_pg::schema::foreign_objects(&mut conn).await?;
+        let marked = reset_before(&mut conn).await?;
+        let mut foreign = ledger_pg::schema::foreign_objects(&mut conn).await?;
+        if marked {
+            // The sign of an earlier run's reset is no user's object.
+            let marks = [format!("table {RESET_MARK_TABLE}"), format!("table public.{RESET_MARK_TABLE}")];
+            foreign.objects.retain(|o| !marks.contains(o));
+        }
         if !foreign.objects.is_empty() {
             anyhow::bail!("{}", refusal(&foreign));
+        }
+        if !marked {
+            let data = ledger_rows(&mut conn).await?;
+            if !data.is_empty() {
+                anyhow::bail!("{}", data_refusal(&data));
+            }
         }
     }
     announce();
     ledger_pg::schema::drop_public_objects(&mut conn).await?;
+    // The sign that ledger-sim reset it, which a later run's reset looks for (and drops with the
+    // rest, and leaves again).
+    let create = format!("CREATE TABLE public.{RESET_MARK_TABLE} (note text NOT NULL)");
+    sqlx::query(&create).execute(&mut conn).await?;
+    let insert = format!("INSERT INTO public.{RESET_MARK_TABLE} (note) VALUES ($1)");
+    sqlx::query(&insert).bind(RESET_MARK).execute(&mut conn).await?;
     sqlx::query("COMMIT").execute(&mut conn).await?;
     conn.close().await?;
     Ok(())
+}
+
+/// The table a run's reset of a database it was given leaves in `public`, holding one row,
+/// [`RESET_MARK`]: written by ledger-sim's reset alone, never by `ledger_pg::migrate`, it tells a
+/// database ledger-sim reset before (whose ledger's rows are a run's) from a live ledger that a
+/// service migrated (whose rows are its users'), which a run refuses to reset unless it is told
+/// to (`--reset-database`).
+pub(crate) const RESET_MARK_TABLE: &str = "ledger_sim_reset";
+
+/// The row of [`RESET_MARK_TABLE`].
+pub(crate) const RESET_MARK: &str = "ledger-sim reset this database before a run on it (--database-url): a later run \
+                                     resets it again, dropping everything in its public schema, without asking";
+
+/// Whether the database of `conn` carries the sign of an earlier run's reset: the table
+/// [`RESET_MARK_TABLE`], an ordinary table of one text column `note`, holding [`RESET_MARK`].
+async fn reset_before(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    let shaped: bool = sqlx::query_scalar(
+        "SELECT coalesce((SELECT c.relkind = 'r' AND ARRAY(SELECT a.attname::text || ' ' || \
+                 format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) \
+                 = ARRAY['note text'] \
+             FROM pg_class c WHERE c.oid = to_regclass($1)), false)",
+    )
+    .bind(format!("public.{RESET_MARK_TABLE}"))
+    .fetch_one(&mut *conn)
+    .await?;
+    if !shaped {
+        return Ok(false);
+    }
+    let marked = format!("SELECT EXISTS (SELECT 1 FROM public.{RESET_MARK_TABLE} WHERE note = $1)");
+    sqlx::query_scalar(&marked).bind(RESET_MARK).fetch_one(&mut *conn).await
+}
+
+/// The most rows of a table [`ledger_rows`] counts.
+const ROWS_COUNTED: i64 = 1000;
+
+/// ledger-pg's tables (those its record names, but the record itself and sqlx's
+/// `_sqlx_migrations`) that hold rows, each with how many (at most [`ROWS_COUNTED`] counted).
+async fn ledger_rows(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let recorded: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.ledger_pg_objects') IS NOT NULL").fetch_one(&mut *conn).await?;
+    if !recorded {
+        return Ok(Vec::new());
+    }
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, format('%I.%I', n.nspname, c.relname) FROM public.ledger_pg_objects o \
+         JOIN pg_class c ON o.classid = 'pg_class'::regclass AND o.objid = c.oid AND o.objsubid = 0 \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND c.relname NOT IN ('ledger_pg_objects', '_sqlx_migrations') \
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut holding = Vec::new();
+    for (name, qualified) in tables {
+        let count = format!("SELECT count(*) FROM (SELECT 1 FROM {qualified} LIMIT {}) counted", ROWS_COUNTED + 1);
+        let n: i64 = sqlx::query_scalar(&count).fetch_one(&mut *conn).await?;
+        if n > 0 {
+            holding.push((name, n));
+        }
+    }
+    Ok(holding)
+}
+
+/// Why a database whose ledger-pg tables hold `data` (table, rows), and that no run reset
+/// before, is refused.
+fn data_refusal(data: &[(String, i64)]) -> String {
+    let tables: Vec<String> = data
+        .iter()
+        .map(|(name, n)| {
+            if *n > ROWS_COUNTED {
+                format!("{name}: more than {ROWS_COUNTED} rows")
+            } else {
+                format!("{name}: {n} row{}", if *n == 1 { "" } else { "s" })
+            }
+        })
+        .collect();
+    format!(
+        "it holds a ledger's data in ledger-pg's tables ({}) and no sign that a ledger-sim run reset it before \
+         (the table {RESET_MARK_TABLE} a run's reset leaves): it may be a live ledger that a service made with \
+         ledger_pg::migrate. A run drops everything in the public schema before each seed, so it refuses: give it \
+         a throwaway database, or add --reset-database to drop the data (once, for a database that an earlier \
+         ledger-sim, which left no sign, reset)",
+        tables.join(", ")
+    )
 }
 
 /// Why a database holding `foreign` objects is refused, naming the first ten.

@@ -186,6 +186,96 @@ fn a_database_holding_a_users_objects_of_any_kind_is_refused_and_kept() {
     assert!(format!("{err:#}").contains("function my_total()"), "{err:#}");
 }
 
+/// A live ledger that a service made with `ledger_pg::migrate` holds exactly ledger-pg's
+/// objects; a run on it is refused while its tables hold rows, naming them and saying why, and
+/// the rows are kept, unless `--reset-database` is given. The harness's own reset leaves a sign
+/// (`ledger_sim_reset`), and a database that carries it is reset without asking, as before, rows
+/// and all; an empty one that a service migrated is reset without asking too. Before, a run reset
+/// the live ledger with one line on stderr.
+#[test]
+fn a_live_ledger_made_by_migrate_is_refused_unless_reset_database() {
+    let _limit = ledger_pg::testpg::TimeLimit::new(
+        concat!(module_path!(), "::a_live_ledger_made_by_migrate_is_refused_unless_reset_database"),
+        TIME_LIMIT,
+    );
+    let pg = ledger_pg::testpg::TestPg::new().expect("a throwaway PostgreSQL must start");
+    let opts = pg.connect_options();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async move {
+            use ledger_core::{Command as LedgerCommand, Config, Sats, Tier, TimeMs};
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+            ledger_pg::migrate(&pool).await.expect("migrate");
+            ledger_pg::reference::genesis(&pool, &Config::default(), TimeMs(0)).await.expect("genesis");
+            let pubkey = ledger_harness::user_pubkey(1);
+            let cmd = LedgerCommand::SetTier { pubkey, tier: Tier::Elite };
+            ledger_pg::reference::apply(&pool, &cmd, TimeMs(1)).await.expect("set_tier");
+            let rid = ledger_core::RequestId(1);
+            let cmd = LedgerCommand::Decide { request_id: rid, pubkey, estimated_sats: Sats::new(100).unwrap() };
+            ledger_pg::reference::apply(&pool, &cmd, TimeMs(2)).await.expect("decide");
+            pool.close().await;
+        })
+    })
+    .join()
+    .expect("the service's thread");
+    let kept = |pg: &ledger_pg::testpg::TestPg| {
+        texts(
+            pg.connect_options(),
+            "SELECT concat_ws(' ', (SELECT count(*) FROM ledger_config), (SELECT count(*) FROM identities), \
+             (SELECT count(*) FROM requests))",
+        )
+    };
+    let live = ["1 1 1".to_owned()];
+    assert_eq!(kept(&pg), live);
+    let args = PgArgs { database_url: Some(pg.url().to_owned()), ..PgArgs::default() };
+    let err = try_run(&args, "live-ledger").expect_err("a live ledger must be refused");
+    let msg = format!("{err:#}");
+    for said in [
+        "it holds a ledger's data in ledger-pg's tables (",
+        "identities: 1 row",
+        "ledger_config: 1 row",
+        "requests: 1 row",
+        "no sign that a ledger-sim run reset it before",
+        "ledger_pg::migrate",
+        "--reset-database",
+    ] {
+        assert!(msg.contains(said), "the refusal says {said:?}: {msg}");
+    }
+    assert!(!msg.contains("_sqlx_migrations") && !msg.contains("ledger_pg_objects"), "{msg}");
+    assert_eq!(kept(&pg), live, "the live ledger's rows were dropped");
+
+    // Told to, it resets it; and, the sign left, the next run resets it without asking.
+    let reset = PgArgs { reset_database: true, ..args.clone() };
+    try_run(&reset, "live-ledger").expect("--reset-database runs");
+    assert_eq!(
+        texts(pg.connect_options(), "SELECT note FROM ledger_sim_reset"),
+        ["ledger-sim reset this database before a run on it (--database-url): a later run resets it again, \
+          dropping everything in its public schema, without asking"
+            .to_owned()]
+    );
+    try_run(&args, "live-ledger").expect("a database the harness reset is reset without asking");
+    try_run(&args, "live-ledger").expect("again");
+    // Without the sign (its row gone), it is a database of someone else's again.
+    crate::run_sql(pg.connect_options(), "DELETE FROM ledger_sim_reset");
+    try_run(&args, "live-ledger").expect_err("a database without the sign, holding rows, is refused");
+
+    // A migrated database whose tables hold no rows loses nothing: reset without asking.
+    let empty = ledger_pg::testpg::TestPg::new().expect("a throwaway PostgreSQL must start");
+    let opts = empty.connect_options();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async move {
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+            ledger_pg::migrate(&pool).await.expect("migrate");
+            pool.close().await;
+        })
+    })
+    .join()
+    .expect("the migration's thread");
+    let args = PgArgs { database_url: Some(empty.url().to_owned()), ..PgArgs::default() };
+    try_run(&args, "empty-ledger").expect("an empty migrated database is reset without asking");
+}
+
 /// A run's reset keeps the `public` schema's owner and privileges (on PostgreSQL 15,
 /// `pg_database_owner` and `USAGE` for PUBLIC), so a role that may only read can still audit.
 /// Before, the schema was dropped and made again: owned by the run's role, no `USAGE` for
