@@ -3,48 +3,103 @@
 //! (a terminal's escape sequences, a right-to-left override) are shown as escapes, not obeyed.
 
 /// `url` with its password, if any, replaced by `***` (in the authority, `user:secret@`, or
-/// as a `password=` parameter), for messages: a secret is never printed. In a garbled URL
+/// as a `...password=` parameter, its key percent-decoded and of any case), for messages: a
+/// secret is never printed. The user's part ends at the last `@` of the URL. In a garbled URL
 /// (no `://`), everything from the first `:` to the last `@` is hidden.
+///
+/// This is the lenient form, for a URL quoted in free text ([`redacted_text`]); a URL given as
+/// one (an option's value) is shown by `ledger_pg::redacted`, which shows less of one that does
+/// not parse.
 pub fn redacted(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://").map(|i| i + 3) {
-        let rest = &out[scheme_end..];
-        // The user's part ends at the last `@` (before a fragment), not at the first `/` or
-        // `?`: a password written without percent-encoding may hold either
-        // (`u:pa/ss@h/db`). An `@` later in the URL hides a little more than the password,
-        // never less.
-        let fragment = rest.find('#').unwrap_or(rest.len());
-        if let Some(at) = rest[..fragment].rfind('@') {
-            if let Some(colon) = rest[..at].find(':') {
-                out = format!("{}{}:***{}", &out[..scheme_end], &rest[..colon], &rest[at..]);
-            }
-        }
-    } else {
-        // Garbled (`postgres:u:secret@h`, `u:secret@h`): where the user ends is unknown, so
-        // everything from the first `:` to the last `@` is hidden.
-        let head_end = out.find('?').unwrap_or(out.len());
-        if let Some(at) = out[..head_end].rfind('@') {
-            if let Some(colon) = out[..at].find(':') {
-                out = format!("{}***{}", &out[..=colon], &out[at..]);
-            }
+    // What is hidden, as byte ranges of `url`: each of the user's part's password and each
+    // password parameter's value, found in `url` as given (either may hold the other's
+    // delimiters), then written `***` where they meet or overlap as one.
+    let mut hidden: Vec<(usize, usize)> = Vec::new();
+    let user_start = url.find("://").map_or(0, |i| i + 3);
+    // The user's part ends at the last `@`, not at the first `/`, `?` or `#`: a password
+    // written without percent-encoding may hold any of them (`u:pa/ss@h/db`, `u:p#ss@h/db`,
+    // `u:p@ss@h/db`). An `@` later in the URL (in its query) hides a little more than the
+    // password, never less. In a garbled URL (`postgres:u:secret@h`, `u:secret@h`), where the
+    // user's part starts is unknown: everything from the first `:` to the last `@`.
+    if let Some(at) = url[user_start..].rfind('@').map(|i| user_start + i) {
+        if let Some(colon) = url[user_start..at].find(':').map(|i| user_start + i) {
+            hidden.push((colon + 1, at));
         }
     }
-    // Its parameters (`?password=`, `&sslpassword=`), each whole up to the next `&` or `#`
-    // (a `,` or `;` may be in a password); and a libpq key/value string's (`host=h
-    // password=secret`).
-    if let Some(query) = out.find('?') {
-        let (head, rest) = out.split_at(query + 1);
-        let (params, fragment) = rest.split_at(rest.find('#').unwrap_or(rest.len()));
-        let params: Vec<String> = params
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => format!("{key}=***"),
-                _ => p.to_owned(),
-            })
-            .collect();
-        out = format!("{head}{}{fragment}", params.join("&"));
+    // Its parameters (`?password=`, `&sslpassword=`, `?pass%77ord=`, `?PASSWORD=`), each
+    // whole up to the next `&` (a `#`, `,` or `;` may be in a password), with any part after
+    // it that is no `key=value` (a raw `&` in the password). The query starts at the first `?`,
+    // which may be in the user's password (hidden above either way).
+    if let Some(q) = url.find('?') {
+        let mut start = q + 1;
+        let mut hiding: Option<usize> = None;
+        for p in url[q + 1..].split('&') {
+            let end = start + p.len();
+            match p.split_once('=') {
+                Some((key, _)) if is_password_key(key) => {
+                    if let Some(from) = hiding.take() {
+                        hidden.push((from, start - 1));
+                    }
+                    hiding = Some(start + key.len() + 1);
+                }
+                None if hiding.is_some() => {}
+                _ => {
+                    if let Some(from) = hiding.take() {
+                        hidden.push((from, start - 1));
+                    }
+                }
+            }
+            start = end + 1;
+        }
+        if let Some(from) = hiding {
+            hidden.push((from, url.len()));
+        }
     }
+    hidden.sort_unstable();
+    let mut out = String::with_capacity(url.len());
+    let mut shown_to = 0;
+    let mut i = 0;
+    while i < hidden.len() {
+        let (from, mut to) = hidden[i];
+        while i + 1 < hidden.len() && hidden[i + 1].0 <= to {
+            to = to.max(hidden[i + 1].1);
+            i += 1;
+        }
+        let from = from.max(shown_to);
+        out.push_str(&url[shown_to..from]);
+        out.push_str("***");
+        shown_to = to.max(from);
+        i += 1;
+    }
+    out.push_str(&url[shown_to..]);
+    // And a libpq key/value string's (`host=h password=secret`).
     hidden_passwords(&out)
+}
+
+/// Whether the key of a URL's parameter names a password (`password`, `sslpassword`, any
+/// case), read as a server reads it: percent-escapes decoded (`pass%77ord`), `+` a space.
+pub fn is_password_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(hi), Some(lo)) => {
+                decoded.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b'+', ..) => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (b, ..) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).to_ascii_lowercase().contains("password")
 }
 
 /// `text` with the password of every URL in it replaced by `***` (see [`redacted`]): for any
@@ -254,6 +309,40 @@ mod tests {
         assert_eq!(redacted("u:hunter2@h:5/db?sslmode=disable"), "u:***@h:5/db?sslmode=disable");
         assert_eq!(redacted("gar:bage//x"), "gar:bage//x");
         assert_eq!(redacted("gar:bage//x?password=s"), "gar:bage//x?password=***");
+        // A raw `@`, `#`, `/` or `?` in the password: the user's part ends at the last `@`.
+        assert_eq!(redacted("postgres://u:p@ss@host/db"), "postgres://u:***@host/db");
+        assert_eq!(redacted("postgres://u:p#ss@host/db"), "postgres://u:***@host/db");
+        assert_eq!(redacted("postgres://u:5#ss@host:7/db"), "postgres://u:***@host:7/db");
+        assert_eq!(redacted("postgres://u:p@s#s/w?o@rd@host/db?x=1"), "postgres://u:***@host/db?x=1");
+        assert_eq!(redacted("postgres:u:p#s@s@h/db"), "postgres:***@h/db");
+        // An `@` in the query hides more than the password, never less.
+        assert_eq!(redacted("postgres://u:pw@h/db?application_name=a@b"), "postgres://u:***@b");
+        assert_eq!(redacted("postgres://h/db?application_name=a@b"), "postgres://h/db?application_name=a@b");
+    }
+
+    #[test]
+    fn password_parameters_are_hidden_whatever_their_key_looks_like() {
+        for (url, shown) in [
+            ("postgres://h/db?password=x", "postgres://h/db?password=***"),
+            ("postgres://h/db?PASSWORD=x&sslmode=require", "postgres://h/db?PASSWORD=***&sslmode=require"),
+            ("postgres://h/db?pass%77ord=x", "postgres://h/db?pass%77ord=***"),
+            ("postgres://h/db?%50ASS%57ORD=x&a=1", "postgres://h/db?%50ASS%57ORD=***&a=1"),
+            ("postgres://h/db?ssl%70assword=x", "postgres://h/db?ssl%70assword=***"),
+            // A raw `&` in the password: what follows it up to the next `key=` is hidden too.
+            ("postgres://h/db?password=a&b&sslmode=require", "postgres://h/db?password=***&sslmode=require"),
+            // An `@` in a parameter's password, and a password parameter in the user's password:
+            // both are hidden, and what lies between.
+            ("postgres://u@h:1/db?pass%77ord=S@h:1%23c@etXYZ", "postgres://u@h:***"),
+            ("postgres://u:a?b=c&password=@h/db", "postgres://u:***"),
+            ("postgres://u:pw@h/db?password=x@y&a=1", "postgres://u:***&a=1"),
+            // A malformed escape is no password key, and is kept.
+            ("postgres://h/db?pass%7word=x", "postgres://h/db?pass%7word=x"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+            assert_eq!(redacted_text(&format!("at {url} then")), format!("at {shown} then"), "{url}");
+        }
+        assert!(super::is_password_key("pass%77ord") && super::is_password_key("SslPassword"));
+        assert!(!super::is_password_key("passfile") && !super::is_password_key("pass%2"));
     }
 
     #[test]
@@ -281,7 +370,9 @@ mod tests {
         // In a URL's query a parameter is hidden whole, up to the next `&` or `#`.
         for (url, shown) in [
             ("postgres://h/db?password=ab,cd&x=1", "postgres://h/db?password=***&x=1"),
-            ("postgres://h/db?sslpassword=a;b)c#frag", "postgres://h/db?sslpassword=***#frag"),
+            // A `#` in a password's value is no fragment: hidden with the rest.
+            ("postgres://h/db?sslpassword=a;b)c#frag", "postgres://h/db?sslpassword=***"),
+            ("postgres://h/db?password=ab#cd&x=1", "postgres://h/db?password=***&x=1"),
             ("postgres://h/db?PassWord=\"b", "postgres://h/db?PassWord=***"),
         ] {
             assert_eq!(redacted(url), shown, "{url}");

@@ -74,7 +74,7 @@ pub use audit::{audit_cmd, AuditArgs};
 pub use differential::{DiffOp, Differential, Divergence};
 pub use exec::{replay_on_exec, start_exec, ChildDb};
 /// Every URL password in a message replaced by `***` (for the command line's error output).
-pub use ledger_pg::redacted_text;
+pub use ledger_pg::{has_password, redacted_text};
 pub use lockstep::{replay_on_pg, SHRINK_ON_ENGINE};
 pub use pg_mutant::load_pg_mutant;
 
@@ -146,8 +146,8 @@ pub fn run(run: &PgRun<'_>, args: &PgArgs) -> anyhow::Result<RunReport> {
 /// runs on the database a run used; the URL without its password (which is never printed: it
 /// is given again in `PGPASSWORD` or `~/.pgpass`), and whether it had one.
 fn database_flags(url: &str, reset_database: bool) -> (String, bool) {
-    // `redacted` writes a password as `user:***@` or `password=***` (`sslpassword=***`): all
-    // are left out.
+    // `redacted` writes a password as `user:***@` or `KEY=***` (`password`, `sslpassword`,
+    // `pass%77ord`, of any case): all are left out.
     let shown = ledger_pg::redacted(url);
     let (head, query) = match shown.split_once('?') {
         Some((head, query)) => (head, Some(query)),
@@ -155,7 +155,10 @@ fn database_flags(url: &str, reset_database: bool) -> (String, bool) {
     };
     let mut bare = head.replacen(":***@", "@", 1);
     if let Some(query) = query {
-        let kept: Vec<&str> = query.split('&').filter(|p| !p.to_ascii_lowercase().ends_with("password=***")).collect();
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.split_once('=').is_some_and(|(k, v)| v == "***" && ledger_harness::text::is_password_key(k)))
+            .collect();
         if !kept.is_empty() {
             bare = format!("{bare}?{}", kept.join("&"));
         }
@@ -218,6 +221,13 @@ mod tests {
                 true,
             ),
             ("postgres://u@h/db?sslmode=require", false, " --database-url 'postgres://u@h/db?sslmode=require'", false),
+            (
+                "postgres://u@h/db?PASS%77ORD=hunter2&sslmode=require",
+                false,
+                " --database-url 'postgres://u@h/db?sslmode=require'",
+                true,
+            ),
+            ("postgres://u:hun@ter#2@h/db", false, " --database-url postgres://u@h/db", true),
         ] {
             assert_eq!(database_flags(url, reset), (flags.to_owned(), hidden), "{url}");
         }

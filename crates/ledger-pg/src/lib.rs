@@ -49,7 +49,7 @@ pub mod seed;
 pub mod testpg;
 pub mod wait;
 
-pub use redact::{database_url_options, redacted, redacted_text};
+pub use redact::{database_url_options, has_password, redacted, redacted_text, UNPARSEABLE};
 
 /// Applies every pending migration: the seed's tables (version 1), and the reference schema
 /// with all of its functions (version 2), both embedded at compile time from `sql/`.

@@ -208,11 +208,18 @@ pub fn main() -> ExitCode {
     let parsed = command.try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
     let cli = match parsed {
         Ok(cli) => cli,
+        // An error may quote an argument (`unexpected argument 'postgres://u:secret@h/db'`):
+        // said with every password hidden, as every line on stderr is.
+        Err(e) if e.use_stderr() => {
+            ledger_exec::say!("{}", e.render().to_string().trim_end());
+            return ExitCode::from(2);
+        }
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
         }
     };
+    warn_of_passwords_on_the_command_line(matches!(cli.command, Command::Audit(_)));
     if let Err(e) = check_environment() {
         ledger_exec::say!("ledger-sim: error: {e}");
         return ExitCode::from(2);
@@ -274,6 +281,33 @@ fn check_environment() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Warns, once, when a `--database-url` on the command line carries a password (in the URL's
+/// user part or a `password=` parameter): a command line is every local user's to read while
+/// the program runs (`/proc/PID/cmdline`, `ps`), and a shell keeps it in its history. The URL
+/// never needs one: `PGPASSFILE` (`~/.pgpass`) and `PGPASSWORD` give it, and `audit` reads
+/// `DATABASE_URL` when `--database-url` is not given.
+fn warn_of_passwords_on_the_command_line(audit: bool) {
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let given = args.iter().enumerate().filter_map(|(i, a)| match a.strip_prefix("--database-url") {
+        Some("") => args.get(i + 1).map(String::as_str),
+        Some(v) => v.strip_prefix('='),
+        None => None,
+    });
+    if given.into_iter().any(ledger_pg_runs::has_password) {
+        let instead = if audit {
+            "give the whole URL in DATABASE_URL instead (audit reads it when --database-url is not given), or leave \
+             the password out of it and give it in PGPASSFILE"
+        } else {
+            "leave the password out of the URL and give it in PGPASSFILE"
+        };
+        ledger_exec::say!(
+            "ledger-sim: warning: --database-url holds a password, which every local user can read while this runs \
+             (/proc/PID/cmdline, ps) and your shell's history keeps: {instead} (a file of yours, mode 0600, \
+             ~/.pgpass when unset, lines HOST:PORT:DATABASE:USER:PASSWORD) or PGPASSWORD"
+        );
+    }
 }
 
 /// Says which of the seed's environment variables (`FREE_TIER_BUDGET_TRUSTED`, ...) are set:

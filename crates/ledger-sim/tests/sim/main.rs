@@ -13,6 +13,7 @@ mod check_trace;
 mod cli;
 mod concurrent_scale;
 mod conform_output;
+mod database_url_secrets;
 mod determinism;
 mod exec;
 mod exec_failures;
