@@ -183,8 +183,8 @@ fn refusal(foreign: &ledger_pg::schema::Foreign) -> String {
 
 /// The session-level advisory lock a run holds on a database it was given (`--database-url`),
 /// for the whole run, and that `audit` takes shared while it reads: "ledgrsim" as a big-endian
-/// 64-bit key. A second run on the same database is refused at once, as an audit is while a
-/// run holds it: two runs would reset each other's tables before each seed and report each
+/// 64-bit key. A second run on the same database is refused once it has tried for
+/// [`LOCK_GRACE`], as an audit is at once while a run holds it: two runs would reset each other's tables before each seed and report each
 /// other's data as violations.
 pub(crate) const RUN_LOCK_KEY: i64 = i64::from_be_bytes(*b"ledgrsim");
 
