@@ -258,6 +258,7 @@ pub(crate) fn history_checks(
     let mut books: BTreeMap<RequestId, Book> = BTreeMap::new();
     let mut absorbed_by: BTreeMap<Pubkey, i128> = BTreeMap::new();
     let (mut credits, mut debits, mut returned, mut absorbed) = (0i128, 0i128, 0i128, 0i128);
+    let mut credited: BTreeMap<ledger_core::PaymentId, Vec<i128>> = BTreeMap::new();
     for m in movements {
         match *m {
             Movement::Debit { request_id, amount_sats, .. } => {
@@ -279,7 +280,17 @@ pub(crate) fn history_checks(
                 b.absorbed += absorbed_sats.to_i128();
                 b.n_records += 1;
             }
-            Movement::Credit { amount_sats, .. } => credits += amount_sats.to_i128(),
+            Movement::Credit { payment_id, amount_sats } => {
+                credits += amount_sats.to_i128();
+                credited.entry(payment_id).or_default().push(amount_sats.to_i128());
+            }
+        }
+    }
+    // A payment is credited once: a second credit of it (a delivery answered as fresh again)
+    // keeps the sums above balanced, pool and journal inflated alike, so it is looked for here.
+    for (payment_id, amounts) in &credited {
+        for a in amounts.iter().skip(1) {
+            violate(Invariant::I2, None, format!("payment {} credited again: +{a} sats", payment_id.0));
         }
     }
     let initial = config.pool_initial_sats.to_i128();

@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ledger_core::{Config, Decision, Sats, TimeMs};
+use ledger_core::{Config, Decision, Movement, Sats, TimeMs};
 use ledger_exec::engine::answer_text;
 use ledger_exec::protocol::{RequestBody, ResponseBody};
 use ledger_exec::{reply_movements, Api, Child, ExecError, FailureKind, Observation, StateKind};
@@ -49,6 +49,11 @@ use crate::record::{ConcFlow, OpRecord};
 
 /// A call that keeps failing this many times kills its flow, and is reported (`engine_error`).
 const MAX_ATTEMPTS: u32 = 60;
+
+/// A call's successful answers are dropped as lost acknowledgements (`--lost-ack`) at most this
+/// many times in a row: the next is delivered, so that every call ends however high the rate
+/// (at `--lost-ack 1` each call is sent this many times and once more).
+const MAX_LOST_ACKS: u32 = 8;
 
 /// An answer a concurrent run cannot go on from: of another kind than the request's, an
 /// outcome of another call, an error where the run needs an answer (the setup's `set_tier`,
@@ -81,9 +86,28 @@ struct Active<'f> {
     rng: ChaCha8Rng,
     now: TimeMs,
     n_calls: u8,
-    /// The call awaiting its answer, its attempts so far, how many of them failed, and the
-    /// fault it carries.
-    waiting: Option<(Call, u32, u32, Option<&'static str>)>,
+    /// The call awaiting its answer and what its tries came to so far.
+    waiting: Option<(Call, Tries)>,
+}
+
+/// What the tries of one call came to so far.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tries {
+    /// Sent and answered.
+    attempts: u32,
+    /// Answered with an error.
+    failures: u32,
+    /// Successes dropped as lost acknowledgements.
+    lost: u32,
+    /// An indefinite error answered a try, and no answer was booked as the one that applied
+    /// the call: a later success that is a repeat (`fresh: false`) is the proof that the try
+    /// which failed applied it, and carries its movements.
+    maybe_applied: bool,
+    /// An answer was booked as the one that applied the call (fresh, or proof of a try that
+    /// failed): whatever the tries after it say, the call has applied once.
+    booked: bool,
+    /// The fault of the try in flight (`retry` after the first).
+    fault: Option<&'static str>,
 }
 
 /// What a request in flight is for.
@@ -377,12 +401,27 @@ fn exec_seed(
         other => return Err(misanswered("reset", reset.id, &other)),
     }
     // The trust service's identities, before any traffic.
+    // An error answer is tried again, as a flow's call is (a set_tier is idempotent): one that
+    // fails every try leaves the seed without its users, the implementation's failure.
     for (&user, &tier) in &users {
         let call = Call::SetTier { pubkey: ledger_harness::user_pubkey(u64::from(user)), tier };
-        let answer = s.child.ask(RequestBody::Call { now_ms: EPOCH, call })?;
-        match answer.body {
-            ResponseBody::Reply { reply: Reply::Ok(_), .. } => {}
-            other => return Err(misanswered(&format!("set_tier of user#{user}"), answer.id, &other)),
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let answer = s.child.ask(RequestBody::Call { now_ms: EPOCH, call: call.clone() })?;
+            match answer.body {
+                ResponseBody::Reply { reply: Reply::Ok(_), .. } => break,
+                ResponseBody::Error { code, .. } if tries < MAX_ATTEMPTS => {
+                    if !code.is_definite() {
+                        s.mark(Mark::IndefiniteError);
+                    }
+                    s.mark(Mark::FailedCallRetried);
+                }
+                other => {
+                    let what = format!("set_tier of user#{user} (try {tries} of at most {MAX_ATTEMPTS})");
+                    return Err(misanswered(&what, answer.id, &other));
+                }
+            }
         }
     }
     let mut slots: Vec<Option<Active<'_>>> = (0..n).map(|_| None).collect();
@@ -429,7 +468,7 @@ fn exec_seed(
                         let call = call.clone();
                         a.n_calls = a.n_calls.saturating_add(1);
                         a.now = a.now.plus_ms(1);
-                        a.waiting = Some((call.clone(), 0, 0, None));
+                        a.waiting = Some((call.clone(), Tries::default()));
                         let now = a.now;
                         s.send(Purpose::Call(i), call, now)?;
                         break;
@@ -485,15 +524,15 @@ fn exec_seed(
             return Err(misanswered(&request, response.id, &response.body));
         }
         s.in_flight.remove(&response.id);
-        let (reply, fresh) = match response.body {
-            ResponseBody::Reply { fresh, reply } => (reply, fresh),
+        let (reply, fresh, indefinite) = match response.body {
+            ResponseBody::Reply { fresh, reply } => (reply, fresh, false),
             ResponseBody::Error { code, text, .. } => {
                 if !code.is_definite() {
                     s.mark(Mark::IndefiniteError);
                 }
                 // Retried like any failed call; for the reference API the retry's `fresh` tells
                 // whether the first attempt applied.
-                (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false)
+                (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false, !code.is_definite())
             }
             _ => unreachable!("checked above"),
         };
@@ -506,27 +545,46 @@ fn exec_seed(
         };
         let a = slots[slot].as_mut().expect("a slot with a call in flight holds its flow");
         let f = a.flow;
-        let (_, attempts, failures, fault) = a.waiting.take().expect("waiting for this answer");
+        let (_, mut tries) = a.waiting.take().expect("waiting for this answer");
+        tries.attempts += 1;
         if let Reply::Failed { error } = &reply {
             let error = error.clone();
-            s.record(f.id, &call, (now, invoked), reply, false, fault)?;
-            if attempts + 1 >= MAX_ATTEMPTS {
-                // No fault of the run's fails a call: the implementation failed it every time.
-                s.gave_up(Some(f.id), &call, now, (failures + 1, attempts + 1), &error);
+            s.record(f.id, &call, (now, invoked), reply, false, tries.fault)?;
+            tries.failures += 1;
+            tries.maybe_applied |= indefinite && !tries.booked;
+            if tries.attempts >= MAX_ATTEMPTS {
+                // No fault of the run fails a call: the implementation failed it every time.
+                s.gave_up(Some(f.id), &call, now, (tries.failures, tries.attempts), &error);
                 slots[slot] = None;
                 continue;
             }
             s.mark(Mark::FailedCallRetried);
-            a.waiting = Some((call.clone(), attempts + 1, failures + 1, Some("retry")));
+            tries.fault = Some("retry");
+            a.waiting = Some((call.clone(), tries));
             s.send(Purpose::Call(slot), call, now)?;
             continue;
         }
-        let lost = s.lost_ack > 0.0 && a.rng.gen_bool(s.lost_ack);
-        s.record(f.id, &call, (now, invoked), reply.clone(), fresh, if lost { Some("lost_ack") } else { fault })?;
+        // A repeat answering a call that an indefinite error may have applied: that try did
+        // apply it (a definite error applies nothing, and no other delivery of the call has
+        // been sent yet), so its movements are this answer's, booked once.
+        let booked = fresh || (tries.maybe_applied && matches!(reply, Reply::Ok(_)));
+        tries.maybe_applied &= !booked;
+        tries.booked |= booked;
+        let lost = s.lost_ack > 0.0 && tries.lost < MAX_LOST_ACKS && a.rng.gen_bool(s.lost_ack);
+        s.record(
+            f.id,
+            &call,
+            (now, invoked),
+            reply.clone(),
+            booked,
+            if lost { Some("lost_ack") } else { tries.fault },
+        )?;
         if lost {
             // The answer is lost on its way: the caller sends the same call again.
             s.mark(Mark::LostAckRetry);
-            a.waiting = Some((call.clone(), attempts + 1, failures, Some("retry")));
+            tries.lost += 1;
+            tries.fault = Some("retry");
+            a.waiting = Some((call.clone(), tries));
             s.send(Purpose::Call(slot), call, now)?;
             continue;
         }
@@ -546,6 +604,9 @@ fn exec_seed(
     // Traffic stopped: let every deadline pass and sweep (the seed's expire does nothing).
     let end = EPOCH.plus_ms(10 * u64::try_from(flows.len()).unwrap_or(0) + s.config.reservation_ttl_ms + 1000);
     let mut last_error = None;
+    // A try answered with an indefinite error may have swept: what it expired is then what the
+    // books still held, less what the try that succeeds expires itself.
+    let mut maybe_swept = false;
     for _ in 0..MAX_ATTEMPTS {
         s.clock += 1;
         let invoked = s.clock;
@@ -554,6 +615,7 @@ fn exec_seed(
         let (reply, fresh) = match answer.body {
             ResponseBody::Reply { fresh, reply } => (reply, fresh),
             ResponseBody::Error { code, text, .. } => {
+                maybe_swept |= !code.is_definite();
                 (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false)
             }
             other => {
@@ -567,6 +629,14 @@ fn exec_seed(
         };
         s.record(u32::MAX, &Call::Expire, (end, invoked), reply, fresh, None)?;
         if last_error.is_none() {
+            if maybe_swept && s.api == Api::Reference {
+                let swept = held_after(&s.ops);
+                if let Some(last) = s.ops.last_mut() {
+                    last.movements.extend(
+                        swept.into_iter().map(|(request_id, held)| Movement::Expire { request_id, amount_sats: held }),
+                    );
+                }
+            }
             break;
         }
     }
@@ -575,6 +645,29 @@ fn exec_seed(
         s.gave_up(None, &Call::Expire, end, (MAX_ATTEMPTS, MAX_ATTEMPTS), &error);
     }
     Ok((flows, users, closes))
+}
+
+/// What the movements of `ops` leave held, per request: debited and not yet returned or
+/// absorbed (the reservations a sweep after every deadline expires).
+fn held_after(ops: &[OpRecord]) -> BTreeMap<ledger_core::RequestId, Sats> {
+    let mut held: BTreeMap<ledger_core::RequestId, i128> = BTreeMap::new();
+    for m in ops.iter().flat_map(|op| &op.movements) {
+        match *m {
+            Movement::Debit { request_id, amount_sats, .. } => {
+                *held.entry(request_id).or_default() += amount_sats.to_i128()
+            }
+            Movement::Release { request_id, amount_sats } | Movement::Expire { request_id, amount_sats } => {
+                *held.entry(request_id).or_default() -= amount_sats.to_i128()
+            }
+            Movement::Record { request_id, absorbed_sats, returned_sats, .. } => {
+                *held.entry(request_id).or_default() -= absorbed_sats.to_i128() + returned_sats.to_i128()
+            }
+            Movement::Credit { .. } => {}
+        }
+    }
+    held.into_iter()
+        .filter_map(|(r, h)| u64::try_from(h).ok().filter(|&h| h > 0).and_then(|h| Sats::new(h).ok()).map(|h| (r, h)))
+        .collect()
 }
 
 /// A seed in which the implementation failed (`kind`): the finding's detail, a line per call

@@ -697,8 +697,18 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
     for line in extra {
         writeln!(out, "  {line}")?;
     }
-    let checked: Vec<String> =
-        Invariant::judged_for(&r.engine).iter().map(|i| format!("{} {}", i.id(), i.name())).collect();
+    // Seeds whose linearizability search ran out of its budget: their answers were not judged
+    // against the rules (I8), which the verdict must not claim.
+    let unjudged = r.coverage.0.get("linearizability_undecided").copied().unwrap_or(0);
+    let checked: Vec<String> = Invariant::judged_for(&r.engine)
+        .iter()
+        .map(|i| match i {
+            Invariant::I8 if unjudged > 0 => {
+                format!("{} {} (not judged in {unjudged} seed(s), below)", i.id(), i.name())
+            }
+            _ => format!("{} {}", i.id(), i.name()),
+        })
+        .collect();
     if r.violations.is_empty() {
         let when = if r.engine.contains("(concurrency") {
             "checked on the history of calls and the final state"
@@ -706,6 +716,15 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
             "checked after every step"
         };
         writeln!(out, "no invariant broke ({}; {when})", checked.join(", "))?;
+    }
+    if unjudged > 0 {
+        writeln!(
+            out,
+            "I8 NOT JUDGED in {unjudged} seed(s): the linearizability search found no serial order of the seed's \
+             calls and ruled none out within its budget, so their answers were not checked against the rules \
+             (`linearizability_undecided` in the coverage); fewer calls in flight (--concurrency) or fewer \
+             --steps judges them"
+        )?;
     }
     for v in &r.violations {
         writeln!(out)?;
@@ -735,7 +754,7 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
             "next: `--engine seed` to watch the original service break I2-I6; {more}; `--json` for machines; see \
              README.md"
         )?;
-    } else if !r.violations.is_empty() && r.violations.iter().all(ViolationReport::is_concurrent) {
+    } else if !r.violations.is_empty() && r.violations.iter().all(|v| v.replay.starts_with(NOT_REPLAYABLE)) {
         writeln!(
             out,
             "next: a concurrent finding has no replay; run its command above again to see it come back, \
@@ -868,6 +887,55 @@ mod tests {
         assert!(t.contains("no invariant broke") && !t.contains("next: a concurrent finding"), "{t}");
         // A concurrent run has no trace hash, and says so.
         assert!(t.contains("4 requests, no trace hash (not deterministic)"), "{t}");
+    }
+
+    /// A concurrent finding whose calls were not listed (an implementation's own failure, its
+    /// seed ended before the history was judged) has no replay either: the last line says to
+    /// run its command again, not to replay.
+    #[test]
+    fn a_finding_without_a_replay_is_never_told_to_be_replayed() {
+        let failed = ViolationReport {
+            steps: Vec::new(),
+            shrunk_flows: 3,
+            ..finding(0, "not replayable (real concurrency); run again: ledger-sim run --seed 3")
+        };
+        let t = text(vec![failed]);
+        assert!(t.contains("next: a concurrent finding has no replay"), "{t}");
+        assert!(!t.contains("run a replay command"), "{t}");
+    }
+
+    /// Seeds whose linearizability search ran out of its budget are not said to keep I8: the
+    /// verdict names them, with or without findings.
+    #[test]
+    fn seeds_not_judged_for_linearizability_are_said_so() {
+        let r_text = |violations: Vec<ViolationReport>, unjudged: u64| {
+            let mut coverage = Coverage::default();
+            if unjudged > 0 {
+                coverage.0.insert("linearizability_undecided", unjudged);
+            }
+            let r = RunReport {
+                engine: "exec-reference (concurrency 256)".into(),
+                scheduler: None,
+                seeds: "0..4".into(),
+                steps: 10,
+                requests: 4,
+                violations,
+                coverage,
+                trace_hash: None,
+                deterministic: false,
+                steps_per_sec: 1,
+            };
+            let mut out = Vec::new();
+            print_report(&mut out, &r, "run").unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let t = r_text(Vec::new(), 3);
+        assert!(t.contains("I8 every answer is the one the rules give (not judged in 3 seed(s), below)"), "{t}");
+        assert!(t.contains("\nI8 NOT JUDGED in 3 seed(s): "), "{t}");
+        let t = r_text(vec![finding(1, "ledger-sim replay t.jsonl")], 1);
+        assert!(t.contains("\nI8 NOT JUDGED in 1 seed(s): "), "{t}");
+        let t = r_text(Vec::new(), 0);
+        assert!(!t.contains("NOT JUDGED") && !t.contains("not judged"), "{t}");
     }
 
     /// A counterexample only cut at its first violation says "cut to", not "shrunk to"; one

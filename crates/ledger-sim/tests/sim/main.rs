@@ -11,6 +11,7 @@ mod bench_exec;
 mod breaking_count;
 mod check_trace;
 mod cli;
+mod concurrent_faults;
 mod concurrent_scale;
 mod conform_output;
 mod database_url_secrets;

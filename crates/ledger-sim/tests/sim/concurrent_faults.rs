@@ -1,0 +1,144 @@
+//! A concurrent run judges what a service did, not how its answers reached the harness: a
+//! correct service that applies a call and then answers an indefinite error, or sheds load
+//! with a definite one during the setup, is no finding; one that credits a payment twice and
+//! says so is, however the sums balance; and a run ends however high `--lost-ack` is.
+//!
+//! The services are `ledger-sim serve` (correct) behind a proxy (`PROXY`, Python) that
+//! rewrites its traffic, deterministically: every Nth answer or call.
+
+use std::time::Duration;
+
+use crate::common::{root, scratch, sim_in_within, SIM};
+
+/// `proxy.py MODE N`: `ledger-sim serve` behind a rewrite of its traffic.
+/// - `indefinite N`: every Nth answer to a call (not a set_tier), the final sweep's included,
+///   is replaced by `timeout` (indefinite): the call was applied, its answer lost.
+/// - `unavailable N`: every Nth set_tier is answered `unavailable` (definite) and not sent on.
+/// - `double-credit`: a credit of a payment already sent is sent on under a new payment id, so
+///   the service credits it again and answers it as fresh.
+const PROXY: &str = r#"
+import json, subprocess, sys, threading
+mode, every = sys.argv[1], int(sys.argv[2])
+child = subprocess.Popen([sys.argv[3], "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+lock = threading.Lock()
+calls = {}
+def out(line):
+    with lock:
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+def answers():
+    n = 0
+    for line in child.stdout:
+        msg = json.loads(line)
+        with lock:
+            name = calls.pop(msg.get("id"), None)
+        if mode == "indefinite" and msg.get("type") == "reply" and name not in (None, "set_tier"):
+            n += 1
+            if n % every == 0:
+                line = (json.dumps({"id": msg["id"], "type": "error", "code": "timeout", "definite": False,
+                                    "text": "applied; the answer was lost"}) + "\n").encode()
+        out(line)
+    sys.exit(0)
+threading.Thread(target=answers, daemon=True).start()
+setups, paid = 0, set()
+for line in sys.stdin.buffer:
+    if not line.strip():
+        continue
+    msg = json.loads(line)
+    call = msg.get("call", {}).get("call") if msg.get("type") == "call" else None
+    if mode == "unavailable" and call == "set_tier":
+        setups += 1
+        if setups % every == 0:
+            out((json.dumps({"id": msg["id"], "type": "error", "code": "unavailable", "definite": True,
+                             "text": "shedding load"}) + "\n").encode())
+            continue
+    if mode == "double-credit" and call == "credit":
+        payment = msg["call"]["payment_id"]
+        if payment in paid:
+            msg["call"]["payment_id"] = payment + 10**12
+            line = (json.dumps(msg) + "\n").encode()
+        paid.add(payment)
+    with lock:
+        calls[msg.get("id")] = call
+    child.stdin.write(line)
+    child.stdin.flush()
+child.stdin.close()
+child.wait()
+"#;
+
+/// `run --engine exec` of `ledger-sim serve` behind the proxy in `mode`, on the small scenario,
+/// under `--concurrency 8` and `extra`: exit code, stdout, stderr.
+fn proxied(mode: &str, every: u32, extra: &[&str]) -> (i32, String, String) {
+    let dir = scratch(&format!("proxy-{mode}"));
+    let proxy = format!("{dir}/proxy.py");
+    std::fs::write(&proxy, PROXY).unwrap();
+    let exec = format!("python3 '{proxy}' {mode} {every} '{SIM}'");
+    let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
+    let mut args = vec![
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--scenario",
+        &scenario,
+        "--concurrency",
+        "8",
+        "--trace-dir",
+        &dir,
+    ];
+    args.extend_from_slice(extra);
+    sim_in_within(&root(), &args, Duration::from_secs(240))
+}
+
+#[test]
+fn a_call_applied_then_answered_with_an_indefinite_error_is_no_finding() {
+    for lost_ack in ["0", "0.1"] {
+        let (code, out, err) = proxied("indefinite", 7, &["--seeds", "0..4", "--lost-ack", lost_ack, "--json"]);
+        assert_eq!(code, 0, "--lost-ack {lost_ack}: {out}{err}");
+        let r = crate::common::json(&out);
+        assert!(r["coverage"]["indefinite_error"].as_u64().unwrap() > 20, "{out}");
+    }
+}
+
+#[test]
+fn a_definite_error_in_the_setup_is_retried_not_a_finding() {
+    let (code, out, err) = proxied("unavailable", 5, &["--seeds", "0..3", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = crate::common::json(&out);
+    assert!(r["coverage"]["failed_call_retried"].as_u64().unwrap() >= 3 * 40 / 5, "{out}");
+}
+
+#[test]
+fn a_payment_credited_twice_is_caught_however_the_sums_balance() {
+    let (code, out, err) = proxied("double-credit", 0, &["--seeds", "0..4", "--lost-ack", "0.2"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("VIOLATION I2 conservation"), "{out}");
+    assert!(out.contains("credited again: +"), "{out}");
+}
+
+#[test]
+fn every_answer_lost_still_ends() {
+    let serve = format!("'{SIM}' serve");
+    let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
+    let args = [
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &serve,
+        "--scenario",
+        &scenario,
+        "--seeds",
+        "0..2",
+        "--concurrency",
+        "8",
+        "--lost-ack",
+        "1",
+        "--json",
+    ];
+    let (code, out, err) = sim_in_within(&root(), &args, Duration::from_secs(120));
+    assert_eq!(code, 0, "{out}{err}");
+    let r = crate::common::json(&out);
+    assert!(r["coverage"]["lost_ack_retry"].as_u64().unwrap() > 1000, "{out}");
+}
