@@ -86,6 +86,8 @@ struct Active<'f> {
     rng: ChaCha8Rng,
     now: TimeMs,
     n_calls: u8,
+    /// The call in flight was delivered twice at once (a duplicate sent with its first try).
+    duplicated: bool,
     /// The call awaiting its answer and what its tries came to so far.
     waiting: Option<(Call, Tries)>,
 }
@@ -99,13 +101,6 @@ struct Tries {
     failures: u32,
     /// Successes dropped as lost acknowledgements.
     lost: u32,
-    /// An indefinite error answered a try, and no answer was booked as the one that applied
-    /// the call: a later success that is a repeat (`fresh: false`) is the proof that the try
-    /// which failed applied it, and carries its movements.
-    maybe_applied: bool,
-    /// An answer was booked as the one that applied the call (fresh, or proof of a try that
-    /// failed): whatever the tries after it say, the call has applied once.
-    booked: bool,
     /// The fault of the try in flight (`retry` after the first).
     fault: Option<&'static str>,
 }
@@ -115,8 +110,9 @@ struct Tries {
 enum Purpose {
     /// The call of the flow in this slot.
     Call(usize),
-    /// A second delivery of a flow's call (nobody waits for it).
-    Duplicate(u32),
+    /// A second delivery of a flow's call, its flow and the call's number in it (nobody
+    /// waits for it).
+    Duplicate(u32, u8),
 }
 
 struct Seed<'a> {
@@ -138,6 +134,11 @@ struct Seed<'a> {
     engine_errors: (u64, Vec<String>),
     /// The flow each slot holds (the last one it was given).
     slot_flows: BTreeMap<usize, u32>,
+    /// The reference API: the calls (flow, the call's number in it) one of whose answers was
+    /// booked as the one that applied it ([`Seed::books`]).
+    booked: std::collections::BTreeSet<(u32, u8)>,
+    /// The reference API: each call answered as fresh, how many times, and the call.
+    fresh: BTreeMap<(u32, u8), (u32, Call)>,
     config: &'a Config,
 }
 
@@ -165,6 +166,42 @@ impl Seed<'_> {
                 )
             };
             e.1.push(ledger_harness::text::shown(&format!("{who}: {request} {how}")));
+        }
+    }
+
+    /// Whether a success answering `call` (number `key.1` of flow `key.0`) carries the call's
+    /// movements. Of the reference API, the first success of a call does, whether it says
+    /// `fresh` or is a repeat: a repeat first is the proof that a try which got no answer
+    /// (an indefinite error) or a delivery whose answer is still to come applied it; every
+    /// later success is a repeat of what is booked. A service that answers a repeat it never
+    /// applied is then caught by the books (I2), and one that applies a call twice by the
+    /// second `fresh` ([`Seed::fresh_twice`]). A seed API's answer always carries its own.
+    fn books(&mut self, key: (u32, u8), call: &Call, fresh: bool) -> bool {
+        if self.api != Api::Reference {
+            return true;
+        }
+        if fresh {
+            self.fresh.entry(key).or_insert_with(|| (0, call.clone())).0 += 1;
+        }
+        self.booked.insert(key)
+    }
+
+    /// I8: calls answered as fresh more than once (a repeat must say `fresh: false`): applied
+    /// twice, or a repeat said to be new.
+    fn fresh_twice(&mut self) {
+        for (&(flow, _), (n, call)) in &self.fresh {
+            if *n > 1 {
+                let request = serde_json::to_string(call).unwrap_or_else(|_| call.name().to_owned());
+                self.violations.push(Violation {
+                    invariant: ledger_harness::Invariant::I8,
+                    request_id: call.request_id(),
+                    detail: format!(
+                        "flow {flow}'s {request} was answered as fresh {n} times: a repeat of a call is answered \
+                         `fresh: false` with the first outcome, so it was applied more than once or a repeat \
+                         was said to be new"
+                    ),
+                });
+            }
         }
     }
 
@@ -264,7 +301,7 @@ impl Seed<'_> {
                 .unwrap_or_else(|_| call.name().to_owned());
             steps.push(ledger_harness::text::shown(&format!(
                 "flow {flow}: {request} (request id {id} on the wire{})",
-                if matches!(purpose, Purpose::Duplicate(_)) { ", a duplicate delivery" } else { "" }
+                if matches!(purpose, Purpose::Duplicate(..)) { ", a duplicate delivery" } else { "" }
             )));
             self.clock += 1;
             self.ops.push(OpRecord {
@@ -313,7 +350,7 @@ impl Seed<'_> {
     /// The flow a request in flight is for.
     fn flow_of(&self, purpose: Purpose) -> u32 {
         match purpose {
-            Purpose::Duplicate(flow) => flow,
+            Purpose::Duplicate(flow, _) => flow,
             Purpose::Call(slot) => self.slot_flows.get(&slot).copied().unwrap_or(u32::MAX),
         }
     }
@@ -394,6 +431,8 @@ fn exec_seed(
     progress: &mut Progress,
 ) -> anyhow::Result<Workload> {
     let s = seed_state;
+    s.booked.clear();
+    s.fresh.clear();
     let (users, flows) = draw_workload(run.scenario, seed);
     let reset = s.child.ask(RequestBody::Reset { config: (*s.config).into() })?;
     match reset.body {
@@ -455,7 +494,7 @@ fn exec_seed(
                         now,
                     );
                     let rng = ChaCha8Rng::seed_from_u64(seed ^ (u64::from(flow.id) << 20) ^ 0x9e37_79b9);
-                    *slot = Some(Active { flow, caller, rng, now, n_calls: 0, waiting: None });
+                    *slot = Some(Active { flow, caller, rng, now, n_calls: 0, duplicated: false, waiting: None });
                     s.slot_flows.insert(i, flow.id);
                 }
                 let a = slot.as_mut().expect("filled above");
@@ -470,7 +509,16 @@ fn exec_seed(
                         a.now = a.now.plus_ms(1);
                         a.waiting = Some((call.clone(), Tries::default()));
                         let now = a.now;
-                        s.send(Purpose::Call(i), call, now)?;
+                        // At-least-once delivery: half of the duplicates arrive while the call
+                        // itself is in flight, the others after its answer (below).
+                        let dup = f.duplicate == Some(a.n_calls)
+                            || (f.duplicate_credit && matches!(call, Call::Credit { .. }));
+                        a.duplicated = dup && a.rng.gen_bool(0.5);
+                        s.send(Purpose::Call(i), call.clone(), now)?;
+                        if a.duplicated {
+                            s.mark(Mark::DuplicateDelivered);
+                            s.send(Purpose::Duplicate(f.id, a.n_calls), call, now)?;
+                        }
                         break;
                     }
                     Next::Work => a.caller.handle_work(!f.work_fails),
@@ -524,21 +572,22 @@ fn exec_seed(
             return Err(misanswered(&request, response.id, &response.body));
         }
         s.in_flight.remove(&response.id);
-        let (reply, fresh, indefinite) = match response.body {
-            ResponseBody::Reply { fresh, reply } => (reply, fresh, false),
+        let (reply, fresh) = match response.body {
+            ResponseBody::Reply { fresh, reply } => (reply, fresh),
             ResponseBody::Error { code, text, .. } => {
                 if !code.is_definite() {
                     s.mark(Mark::IndefiniteError);
                 }
                 // Retried like any failed call; for the reference API the retry's `fresh` tells
                 // whether the first attempt applied.
-                (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false, !code.is_definite())
+                (Reply::Failed { error: ledger_exec::child::error_text(code, &text) }, false)
             }
             _ => unreachable!("checked above"),
         };
         let slot = match purpose {
-            Purpose::Duplicate(flow) => {
-                s.record(flow, &call, (now, invoked), reply, fresh, Some("duplicate"))?;
+            Purpose::Duplicate(flow, n) => {
+                let booked = matches!(reply, Reply::Ok(_)) && s.books((flow, n), &call, fresh);
+                s.record(flow, &call, (now, invoked), reply, booked, Some("duplicate"))?;
                 continue;
             }
             Purpose::Call(slot) => slot,
@@ -551,7 +600,6 @@ fn exec_seed(
             let error = error.clone();
             s.record(f.id, &call, (now, invoked), reply, false, tries.fault)?;
             tries.failures += 1;
-            tries.maybe_applied |= indefinite && !tries.booked;
             if tries.attempts >= MAX_ATTEMPTS {
                 // No fault of the run fails a call: the implementation failed it every time.
                 s.gave_up(Some(f.id), &call, now, (tries.failures, tries.attempts), &error);
@@ -564,12 +612,7 @@ fn exec_seed(
             s.send(Purpose::Call(slot), call, now)?;
             continue;
         }
-        // A repeat answering a call that an indefinite error may have applied: that try did
-        // apply it (a definite error applies nothing, and no other delivery of the call has
-        // been sent yet), so its movements are this answer's, booked once.
-        let booked = fresh || (tries.maybe_applied && matches!(reply, Reply::Ok(_)));
-        tries.maybe_applied &= !booked;
-        tries.booked |= booked;
+        let booked = s.books((f.id, a.n_calls), &call, fresh);
         let lost = s.lost_ack > 0.0 && tries.lost < MAX_LOST_ACKS && a.rng.gen_bool(s.lost_ack);
         s.record(
             f.id,
@@ -589,10 +632,10 @@ fn exec_seed(
             continue;
         }
         let dup = f.duplicate == Some(a.n_calls) || (f.duplicate_credit && matches!(call, Call::Credit { .. }));
-        if dup {
+        if dup && !a.duplicated {
             // At-least-once delivery: the same call arrives again.
             s.mark(Mark::DuplicateDelivered);
-            s.send(Purpose::Duplicate(f.id), call.clone(), now)?;
+            s.send(Purpose::Duplicate(f.id, a.n_calls), call.clone(), now)?;
         }
         if f.crash_after == Some(a.n_calls) {
             s.mark(Mark::WorkerCrash);
@@ -729,6 +772,8 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         violations: Vec::new(),
         engine_errors: (0, Vec::new()),
         slot_flows: BTreeMap::new(),
+        booked: Default::default(),
+        fresh: BTreeMap::new(),
         config: &config,
     };
     let mut per_seed = Vec::new();
@@ -776,6 +821,7 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         progress.checking(s.ops.len());
         let observed = Observed::from(observed);
         let movements: Vec<_> = s.ops.iter().flat_map(|o| o.movements.iter().copied()).collect();
+        s.fresh_twice();
         let mut violations = std::mem::take(&mut s.violations);
         violations.extend(history_checks(
             &movements,
