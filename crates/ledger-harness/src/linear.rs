@@ -316,7 +316,18 @@ pub fn describe(history: &[Op], witness: &Witness) -> String {
         show_reply(&witness.expected),
         witness.ops.len()
     );
-    for &i in &witness.ops {
+    // A long sub-history is shown around the call that could not be placed: the calls sent
+    // nearest to it, which are the ones it raced (all of them are in the trace).
+    let shown: Vec<usize> = if witness.ops.len() <= WITNESS_SHOWN {
+        witness.ops.clone()
+    } else {
+        let mut nearest = witness.ops.clone();
+        nearest.sort_by_key(|&i| (i.abs_diff(witness.stuck), i));
+        nearest.truncate(WITNESS_SHOWN);
+        nearest.sort_unstable();
+        nearest
+    };
+    for &i in &shown {
         let op = &history[i];
         let window = if op.answered() {
             format!("[{}, {}]", op.invoked, op.completed)
@@ -326,8 +337,19 @@ pub fn describe(history: &[Op], witness: &Witness) -> String {
         let _ = write!(s, " {window} flow {}: {} -> {};", op.flow, show_call(&op.call), show_reply(&op.reply));
     }
     s.pop();
+    if shown.len() < witness.ops.len() {
+        let _ = write!(
+            s,
+            "; shown: the {} sent nearest to it, of {} (every call of the seed is in its trace)",
+            shown.len(),
+            witness.ops.len()
+        );
+    }
     s
 }
+
+/// The calls of a sub-history with no serial order that [`describe`] lists at most.
+const WITNESS_SHOWN: usize = 30;
 
 /// A call as the witness shows it: `decide(request 1, user#1, 10 sats)`.
 fn show_call(call: &Call) -> String {
@@ -874,6 +896,32 @@ mod tests {
 
     fn op(flow: u32, call: Call, reply: Reply, invoked: u64, completed: u64) -> Op {
         Op { flow, call, now: TimeMs(1_000), reply, invoked, completed }
+    }
+
+    /// A sub-history of hundreds of calls is shown by the 30 sent nearest to the call that
+    /// could not be placed, saying how many there were: never a line of every call.
+    #[test]
+    fn a_long_witness_is_shown_around_the_call_it_could_not_place() {
+        let history: Vec<Op> = (0..500u64)
+            .map(|i| op(i as u32, decide(i + 1, 10), Reply::Failed { error: "x".into() }, 2 * i, 2 * i + 1))
+            .collect();
+        let witness = Witness {
+            ops: (0..500).collect(),
+            stuck: 400,
+            expected: Reply::Failed { error: "y".into() },
+            depth: 399,
+            explored: 1,
+        };
+        let text = describe(&history, &witness);
+        assert!(text.contains("has 500 call(s):"), "{text}");
+        assert!(text.ends_with("; shown: the 30 sent nearest to it, of 500 (every call of the seed is in its trace)"));
+        assert!(
+            text.contains("flow 400: decide(request 401") && text.contains("flow 385:") && text.contains("flow 414:")
+        );
+        assert!(!text.contains("flow 384:") && !text.contains("flow 415:") && !text.contains("flow 0:"), "{text}");
+        let short = Witness { ops: (395..405).collect(), ..witness };
+        let text = describe(&history, &short);
+        assert!(!text.contains("shown:") && text.contains("flow 395:") && text.contains("flow 404:"), "{text}");
     }
 
     fn decide(r: u64, est: u64) -> Call {
