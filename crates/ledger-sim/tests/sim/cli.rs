@@ -68,7 +68,7 @@ fn bad_input_exits_two_naming_what_and_where() {
         (&["run", "--seed", "1", "--shard", "1/2"][..], "cannot be used with"),
         (&["run", "--seeds", "0..3", "--shard", "1/4"][..], "fewer seeds than shards"),
         (&["run", "--seeds", "0..3", "--shard", "4/4"][..], "fewer seeds than shards"),
-        (&["run", "--steps", "0"][..], "n_steps = 0: must be in 1..=100000000"),
+        (&["run", "--steps", "0"][..], "--steps 0: must be in 1..=100000000"),
         (&["run", "--engine", "seed", "--trace-dir", not_a_dir.to_str().unwrap()][..], "not a directory"),
     ] {
         let out = sim(args);
