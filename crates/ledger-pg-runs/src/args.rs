@@ -37,6 +37,11 @@ pub struct PgArgs {
     /// and retries.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub lost_ack: f64,
+    /// Concurrent mode, the reference API: the attempts the linearizability search (I8) may
+    /// make on a seed's history, 1000 to 10^10 (default 400,000, about 3 s, or 4 a call of a
+    /// longer history). A seed whose search runs out is not judged, and the verdict says so.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub linearizability_budget: Option<u64>,
     /// Concurrent mode: restart the server after this many calls (a private cluster only).
     #[arg(long, allow_hyphen_values = true)]
     pub restart_server_at: Option<u64>,
@@ -68,7 +73,16 @@ pub struct PgArgs {
     pub pg_mutant: Option<PathBuf>,
 }
 
+/// The bounds of `--linearizability-budget`.
+const LINEARIZABILITY_BUDGET_MIN: u64 = 1_000;
+const LINEARIZABILITY_BUDGET_MAX: u64 = 10_000_000_000;
+
 impl PgArgs {
+    /// The attempts the linearizability search may make on a history of `n_calls` calls.
+    pub(crate) fn linear_budget(&self, n_calls: usize) -> u64 {
+        self.linearizability_budget.unwrap_or_else(|| ledger_harness::linear::run_budget(n_calls))
+    }
+
     /// True when any Postgres option was given.
     pub fn is_set(&self) -> bool {
         self.database_url.is_some()
@@ -76,6 +90,7 @@ impl PgArgs {
             // Any value but 0 was given (a negative one or NaN too, to be refused).
             || self.kill_connections != 0.0
             || self.lost_ack != 0.0
+            || self.linearizability_budget.is_some()
             || self.restart_server_at.is_some()
             || self.crash_server_at.is_some()
             || self.batch_lanes.is_some()
@@ -127,6 +142,19 @@ impl PgArgs {
             }
             if !(1..=86_400).contains(&secs) {
                 anyhow::bail!("--give-up-after {secs}: must be 1 to 86400 seconds");
+            }
+        }
+        if let Some(n) = self.linearizability_budget {
+            if self.concurrency.is_none() {
+                anyhow::bail!(
+                    "--linearizability-budget needs --concurrency N (a lockstep run judges I8 at every step)"
+                );
+            }
+            if !(LINEARIZABILITY_BUDGET_MIN..=LINEARIZABILITY_BUDGET_MAX).contains(&n) {
+                anyhow::bail!(
+                    "--linearizability-budget {n}: must be {LINEARIZABILITY_BUDGET_MIN} to {LINEARIZABILITY_BUDGET_MAX} \
+                     attempts"
+                );
             }
         }
         if self.reset_database && self.database_url.is_none() {

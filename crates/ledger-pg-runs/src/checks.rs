@@ -201,6 +201,7 @@ pub(crate) fn linearizability(
     config: &Config,
     users: &BTreeMap<u32, Tier>,
     ops: &[OpRecord],
+    budget: impl FnOnce(usize) -> u64,
 ) -> (Vec<Violation>, Mark) {
     let mut initial = Ledger::new(*config);
     for (&user, &tier) in users {
@@ -219,7 +220,7 @@ pub(crate) fn linearizability(
         })
         .collect();
     let violation = |request_id, detail| vec![Violation { invariant: Invariant::I8, request_id, detail }];
-    match linear::check(&initial, &history, linear::run_budget(history.len())) {
+    match linear::check(&initial, &history, budget(history.len())) {
         Ok(Verdict::Linearizable { parts, .. }) => {
             (Vec::new(), if parts > 1 { Mark::LinearizableByIdentity } else { Mark::LinearizableWhole })
         }
@@ -228,7 +229,7 @@ pub(crate) fn linearizability(
         }
         Ok(Verdict::Undecided { explored }) => {
             ledger_exec::say!(
-                "ledger-sim: linearizability not judged: no serial order of the {} calls found within {explored} attempts (the search's budget), and none ruled out",
+                "ledger-sim: linearizability not judged: no serial order of the {} calls found within {explored} attempts (the search's budget: --linearizability-budget), and none ruled out",
                 history.len()
             );
             (Vec::new(), Mark::LinearizabilityUndecided)

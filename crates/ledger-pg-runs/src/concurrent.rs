@@ -687,6 +687,9 @@ fn fault_flags(args: &PgArgs) -> String {
     if args.lost_ack > 0.0 {
         s.push_str(&format!(" --lost-ack {}", args.lost_ack));
     }
+    if let Some(n) = args.linearizability_budget {
+        s.push_str(&format!(" --linearizability-budget {n}"));
+    }
     if let Some(n) = args.restart_server_at {
         s.push_str(&format!(" --restart-server-at {n}"));
     }
@@ -954,7 +957,9 @@ fn concurrent_seed(
                     .is_none()
             {
                 let (judged, mark) =
-                    linearizability(&config, &users, &ctx.ops.lock().unwrap_or_else(|p| p.into_inner()));
+                    linearizability(&config, &users, &ctx.ops.lock().unwrap_or_else(|p| p.into_inner()), |n| {
+                        args.linear_budget(n)
+                    });
                 violations.extend(judged);
                 ctx.mark(mark);
             }

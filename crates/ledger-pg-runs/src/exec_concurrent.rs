@@ -835,7 +835,7 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
         // Not held while the history is searched.
         drop(movements);
         if api == Api::Reference {
-            let (judged, mark) = linearizability(&config, &users, &s.ops);
+            let (judged, mark) = linearizability(&config, &users, &s.ops, |n| args.linear_budget(n));
             violations.extend(judged);
             s.mark(mark);
         }
@@ -865,6 +865,9 @@ pub(crate) fn exec_concurrent(run: &PgRun<'_>, args: &PgArgs, exec: &ExecArgs, n
     );
     if args.lost_ack > 0.0 {
         again.push_str(&format!(" --lost-ack {}", args.lost_ack));
+    }
+    if let Some(n) = args.linearizability_budget {
+        again.push_str(&format!(" --linearizability-budget {n}"));
     }
     if let Some(k) = exec.kill_child_at {
         again.push_str(&format!(" --kill-child-at {k}"));

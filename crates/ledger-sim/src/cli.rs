@@ -997,6 +997,7 @@ fn pg_flags_refused(pg: &ledger_pg_runs::PgArgs) -> String {
     given(pg.reset_database, "--reset-database", "--database-url on --engine pg-reference or pg-seed");
     given(pg.concurrency.is_some(), "--concurrency", everywhere);
     given(pg.lost_ack != 0.0, "--lost-ack", everywhere);
+    given(pg.linearizability_budget.is_some(), "--linearizability-budget", everywhere);
     let pg_only = "--engine pg-reference or pg-seed";
     given(pg.kill_connections != 0.0, "--kill-connections", pg_only);
     given(pg.restart_server_at.is_some(), "--restart-server-at", pg_only);

@@ -723,7 +723,7 @@ pub fn print_report_with(out: &mut impl Write, r: &RunReport, what: &str, extra:
             "I8 NOT JUDGED in {unjudged} seed(s): the linearizability search found no serial order of the seed's \
              calls and ruled none out within its budget, so their answers were not checked against the rules \
              (`linearizability_undecided` in the coverage); fewer calls in flight (--concurrency) or fewer \
-             --steps judges them"
+             --steps judges them, and --linearizability-budget N gives the search more attempts"
         )?;
     }
     for v in &r.violations {

@@ -169,6 +169,17 @@ fn a_flags_bad_value_is_named_as_the_flag() {
     std::fs::write(dir.join("both.toml"), "[ledger]\ncredit_pct = 10\ncredit_bps = 1000\n").unwrap();
     let err = refused(dir, &["run", "--scenario", "both.toml"]);
     assert!(err.contains("both.toml:2: ledger.credit_pct and credit_bps are both given: give one"), "{err}");
+    for (args, says) in [
+        (&["run", "--linearizability-budget", "5000"][..], "--linearizability-budget needs --engine pg-reference"),
+        (&["run", "--engine", "exec", "--exec", "x", "--linearizability-budget", "5000"][..], "needs --concurrency N"),
+        (
+            &["run", "--engine", "exec", "--exec", "x", "--concurrency", "2", "--linearizability-budget", "999"][..],
+            "--linearizability-budget 999: must be 1000 to 10000000000 attempts",
+        ),
+    ] {
+        let err = refused(dir, args);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
     // replay takes --exec's options but not --kill-child-at, and its help does not offer it.
     let (code, help, _) = sim_in(dir, &["replay", "--help"]);
     assert_eq!(code, 0);
