@@ -95,22 +95,9 @@ free_port() {
     die "no free port found"
 }
 
-cmd_start() {
-    if [[ -n "${DATABASE_URL:-}" ]]; then echo "$DATABASE_URL"; return; fi
-    local initdb pg_ctl port settings options password url log
-    initdb=$(find_bin initdb)
-    pg_ctl=$(find_bin pg_ctl)
-    if [[ -z "$DIR" ]]; then
-        DIR=$(mktemp -d /tmp/pg-throwaway.XXXXXX)
-    elif [[ -e "$DIR/data" ]]; then
-        die "$DIR already holds a cluster: \`restart\` or \`stop\` it"
-    elif [[ -L "$DIR" ]]; then
-        die "$DIR is a symbolic link: set PG_THROWAWAY_DIR to a new or empty directory of yours"
-    fi
-    mkdir -p "$DIR"
-    [[ -d "$DIR" && ! -L "$DIR" && -O "$DIR" ]] || die "$DIR is not a directory of yours"
-    [[ -z "$(ls -A "$DIR")" ]] || die "$DIR is not empty: set PG_THROWAWAY_DIR to a new or empty directory"
-    chmod 700 "$DIR"
+# One try of `start` in the empty directory $DIR, with initdb $1 and pg_ctl $2: fails when the
+# server does not start (its log says why). Sets port, password, options and url.
+start_once() {
     # Everything of ours is written now, while the directory is ours alone (mode 700), each file
     # new (noclobber) and readable by us alone: once the directory is the cluster owner's, a
     # file there may be a link the owner planted, so nothing more is written there but as the
@@ -136,7 +123,7 @@ cmd_start() {
     ) || die "cannot write the cluster's files in $DIR"
     # The password reaches initdb in a file only the owner may read, removed once read.
     if [[ "$(id -u)" == 0 ]]; then chown postgres: "$DIR/pwfile" "$DIR"; fi
-    if ! log=$(as_owner "$initdb" -D "$DIR/data" -U postgres --auth=scram-sha-256 --pwfile="$DIR/pwfile" \
+    if ! log=$(as_owner "$1" -D "$DIR/data" -U postgres --auth=scram-sha-256 --pwfile="$DIR/pwfile" \
         --encoding=UTF8 --locale=C 2>&1); then
         rm -f "$DIR/pwfile"
         printf '%s\n' "$log" >&2
@@ -148,8 +135,44 @@ cmd_start() {
 local all all scram-sha-256
 host  all all 127.0.0.1/32 scram-sha-256
 EOF
-    as_owner "$pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$options" \
-        start >/dev/null || { as_owner cat "$DIR/server.log" >&2; die "pg_ctl start failed"; }
+    as_owner "$2" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$options" start >/dev/null
+}
+
+cmd_start() {
+    if [[ -n "${DATABASE_URL:-}" ]]; then echo "$DATABASE_URL"; return; fi
+    local initdb pg_ctl
+    initdb=$(find_bin initdb)
+    pg_ctl=$(find_bin pg_ctl)
+    if [[ -z "$DIR" ]]; then
+        DIR=$(mktemp -d /tmp/pg-throwaway.XXXXXX)
+    elif [[ -e "$DIR/data" ]]; then
+        die "$DIR already holds a cluster: \`restart\` or \`stop\` it"
+    elif [[ -L "$DIR" ]]; then
+        die "$DIR is a symbolic link: set PG_THROWAWAY_DIR to a new or empty directory of yours"
+    fi
+    mkdir -p "$DIR"
+    [[ -d "$DIR" && ! -L "$DIR" && -O "$DIR" ]] || die "$DIR is not a directory of yours"
+    [[ -z "$(ls -A "$DIR")" ]] || die "$DIR is not empty: set PG_THROWAWAY_DIR to a new or empty directory"
+    chmod 700 "$DIR"
+    # The port is free when picked, but another server can take it before this one binds it
+    # (initdb runs in between): a start that cannot bind its port starts over, from an empty
+    # directory, on another port.
+    local try
+    for try in 1 2 3 4 5; do
+        if start_once "$initdb" "$pg_ctl"; then
+            break
+        fi
+        if [[ $try == 5 ]] || ! as_owner grep -q "could not bind\|Address already in use" "$DIR/server.log"; then
+            as_owner cat "$DIR/server.log" >&2
+            die "pg_ctl start failed"
+        fi
+        echo "pg-throwaway: port $port was taken before the server bound it; starting over on another" >&2
+        # Nothing in it is followed: rm removes links, not what they point at.
+        rm -rf "${DIR:?}/data" "$DIR/server.log" "$DIR/options" "$DIR/port" "$DIR/url" "$DIR/pwfile"
+        [[ -z "$(ls -A "$DIR")" ]] || die "$DIR holds files this script did not make; not starting over"
+        if [[ "$(id -u)" == 0 ]]; then chown root: "$DIR"; fi
+        chmod 700 "$DIR"
+    done
     printf '%s\n' "$url"
     echo "pg-throwaway: cluster in $DIR; for url, restart and stop: export PG_THROWAWAY_DIR=$DIR" >&2
 }
