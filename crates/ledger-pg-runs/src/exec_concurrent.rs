@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ledger_core::{Config, Decision, Movement, Sats, TimeMs};
+use ledger_core::{Config, Decision, Movement, Outcome, Sats, TimeMs};
 use ledger_exec::engine::answer_text;
 use ledger_exec::protocol::{RequestBody, ResponseBody};
 use ledger_exec::{reply_movements, Api, Child, ExecError, FailureKind, Observation, StateKind};
@@ -400,9 +400,59 @@ impl Seed<'_> {
                 ),
             });
         }
+        if self.api == Api::Reference {
+            self.repeat_acknowledged(&command)?;
+        }
+        Ok(())
+    }
+
+    /// I7 beyond the totals, after a kill: every call acknowledged before it (the last
+    /// [`REPEATED_AFTER_KILL`] of them with a request or payment id) is sent again, and must be
+    /// answered as a repeat (`fresh: false`) with the outcome it was first answered: a service
+    /// that lost a request's or a payment's record answers it as new, or differently, even when
+    /// its totals survived. The repeats change nothing, and are not part of the history.
+    fn repeat_acknowledged(&mut self, command: &str) -> anyhow::Result<()> {
+        let mut first: BTreeMap<String, (Call, TimeMs, Outcome)> = BTreeMap::new();
+        for op in &self.ops {
+            if let (Reply::Ok(outcome), false) = (&op.reply, matches!(op.call, Call::SetTier { .. } | Call::Expire)) {
+                let key = serde_json::to_string(&op.call).unwrap_or_default();
+                first.entry(key).or_insert_with(|| (op.call.clone(), op.now, outcome.clone()));
+            }
+        }
+        let mut calls: Vec<(Call, TimeMs, Outcome)> = first.into_values().collect();
+        calls.sort_by_key(|(_, now, _)| *now);
+        let skip = calls.len().saturating_sub(REPEATED_AFTER_KILL);
+        let (mut lost, mut shown) = (0u64, Vec::new());
+        for (call, now, outcome) in calls.into_iter().skip(skip) {
+            let answer = self.child.ask(RequestBody::Call { now_ms: now, call: call.clone() })?;
+            let kept =
+                matches!(&answer.body, ResponseBody::Reply { fresh: false, reply: Reply::Ok(o) } if *o == outcome);
+            if !kept {
+                lost += 1;
+                if shown.len() < 5 {
+                    let request = serde_json::to_string(&call).unwrap_or_else(|_| call.name().to_owned());
+                    let before = serde_json::to_string(&outcome).unwrap_or_default();
+                    shown.push(format!("{request} answered {before}, then {}", answer_text(answer.id, &answer.body)));
+                }
+            }
+        }
+        if lost > 0 {
+            self.violations.push(Violation {
+                invariant: Invariant::I7,
+                request_id: None,
+                detail: ledger_harness::text::shown(&format!(
+                    "`{command}`, killed and started again, answered {lost} call(s) acknowledged before the kill \
+                     otherwise than as a repeat of their first answer: {}",
+                    shown.join("; ")
+                )),
+            });
+        }
         Ok(())
     }
 }
+
+/// The acknowledged calls a kill's I7 check sends again, at most: the latest.
+const REPEATED_AFTER_KILL: usize = 5_000;
 
 fn show(o: &Observation) -> String {
     format!(

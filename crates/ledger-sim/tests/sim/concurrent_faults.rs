@@ -145,3 +145,83 @@ fn every_answer_lost_still_ends() {
     let r = crate::common::json(&out);
     assert!(r["coverage"]["lost_ack_retry"].as_u64().unwrap() > 1000, "{out}");
 }
+
+/// `durable.py MODE JOURNAL SIM`: `ledger-sim serve` made durable by a journal of the requests
+/// that change it (a reset starts it again), replayed into a new `serve` when it starts.
+/// - `keep`: a correct durable implementation.
+/// - `renumber-credits`: the replay gives each credit a new payment id: the totals survive a
+///   kill, the payments' records do not.
+const DURABLE: &str = r#"
+import json, os, subprocess, sys
+mode, journal, sim = sys.argv[1], sys.argv[2], sys.argv[3]
+child = subprocess.Popen([sim, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def ask(line):
+    child.stdin.write(line)
+    child.stdin.flush()
+    return child.stdout.readline()
+for line in sys.stdin.buffer:
+    if not line.strip():
+        continue
+    msg = json.loads(line)
+    kind = msg.get("type")
+    if kind == "hello":
+        answer = json.loads(ask(line))
+        answer["state"] = "durable"
+        if os.path.exists(journal):
+            for old in open(journal, "rb"):
+                was = json.loads(old)
+                if mode == "renumber-credits" and was.get("type") == "call" and was["call"]["call"] == "credit":
+                    was["call"]["payment_id"] += 10**12
+                ask((json.dumps(was) + "\n").encode())
+        sys.stdout.buffer.write((json.dumps(answer) + "\n").encode())
+        sys.stdout.buffer.flush()
+        continue
+    if kind in ("reset", "call"):
+        with open(journal, "wb" if kind == "reset" else "ab") as j:
+            j.write(line)
+    sys.stdout.buffer.write(ask(line))
+    sys.stdout.buffer.flush()
+"#;
+
+/// `run --engine exec --concurrency 8 --kill-child-at 300` of `serve` made durable (`DURABLE`).
+fn durable(mode: &str) -> (i32, String, String) {
+    let dir = scratch(&format!("durable-{mode}"));
+    let script = format!("{dir}/durable.py");
+    std::fs::write(&script, DURABLE).unwrap();
+    let _ = std::fs::remove_file(format!("{dir}/journal"));
+    let exec = format!("python3 '{script}' {mode} '{dir}/journal' '{SIM}'");
+    let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
+    let args = [
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        &exec,
+        "--scenario",
+        &scenario,
+        "--concurrency",
+        "8",
+        "--kill-child-at",
+        "300",
+        "--seeds",
+        "0..3",
+        "--trace-dir",
+        &dir,
+    ];
+    sim_in_within(&root(), &args, Duration::from_secs(240))
+}
+
+/// After a kill, every call acknowledged before it must be answered as a repeat of its first
+/// answer: a durable service that keeps its totals and loses its payments' records is I7.
+#[test]
+fn a_kill_that_loses_records_but_keeps_totals_is_i7() {
+    let (code, out, err) = durable("keep");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("child_killed") && !out.contains("VIOLATION"), "{out}");
+    let (code, out, err) = durable("renumber-credits");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("VIOLATION I7"), "{out}");
+    assert!(out.contains("acknowledged before the kill otherwise than as a repeat of their first answer"), "{out}");
+    assert!(out.contains(r#"{"call":"credit","payment_id""#), "{out}");
+    assert!(!out.contains("showed pool"), "the totals survived the kill: {out}");
+}
