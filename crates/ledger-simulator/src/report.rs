@@ -854,6 +854,11 @@ mod tests {
     }
 
     fn text(violations: Vec<ViolationReport>) -> String {
+        text_with(violations, Coverage::default())
+    }
+
+    /// [`text`] of a run whose coverage is `coverage`.
+    fn text_with(violations: Vec<ViolationReport>, coverage: Coverage) -> String {
         let r = RunReport {
             engine: "pg-reference (concurrency 8)".into(),
             scheduler: None,
@@ -861,7 +866,7 @@ mod tests {
             steps: 10,
             requests: 4,
             violations,
-            coverage: Coverage::default(),
+            coverage,
             trace_hash: None,
             deterministic: false,
             steps_per_sec: 1,
@@ -913,21 +918,7 @@ mod tests {
             if unjudged > 0 {
                 coverage.0.insert("linearizability_undecided", unjudged);
             }
-            let r = RunReport {
-                engine: "exec-reference (concurrency 256)".into(),
-                scheduler: None,
-                seeds: "0..4".into(),
-                steps: 10,
-                requests: 4,
-                violations,
-                coverage,
-                trace_hash: None,
-                deterministic: false,
-                steps_per_sec: 1,
-            };
-            let mut out = Vec::new();
-            print_report(&mut out, &r, "run").unwrap();
-            String::from_utf8(out).unwrap()
+            text_with(violations, coverage)
         };
         let t = r_text(Vec::new(), 3);
         assert!(t.contains("I8 every answer is the one the rules give (not judged in 3 seed(s), below)"), "{t}");

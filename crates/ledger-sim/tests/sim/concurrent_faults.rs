@@ -66,6 +66,27 @@ child.stdin.close()
 child.wait()
 "#;
 
+/// `run --engine exec --exec EXEC` on the small scenario under `--concurrency 8`, its traces in
+/// `dir`, and `extra`: exit code, stdout, stderr.
+fn concurrent_run(dir: &str, exec: &str, extra: &[&str]) -> (i32, String, String) {
+    let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
+    let mut args = vec![
+        "run",
+        "--engine",
+        "exec",
+        "--exec",
+        exec,
+        "--scenario",
+        &scenario,
+        "--concurrency",
+        "8",
+        "--trace-dir",
+        dir,
+    ];
+    args.extend_from_slice(extra);
+    sim_in_within(&root(), &args, Duration::from_secs(240))
+}
+
 /// `run --engine exec` of `ledger-sim serve` behind the proxy in `mode`, on the small scenario,
 /// under `--concurrency 8` and `extra`: exit code, stdout, stderr.
 fn proxied(mode: &str, every: u32, extra: &[&str]) -> (i32, String, String) {
@@ -73,22 +94,7 @@ fn proxied(mode: &str, every: u32, extra: &[&str]) -> (i32, String, String) {
     let proxy = format!("{dir}/proxy.py");
     std::fs::write(&proxy, PROXY).unwrap();
     let exec = format!("python3 '{proxy}' {mode} {every} '{SIM}'");
-    let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
-    let mut args = vec![
-        "run",
-        "--engine",
-        "exec",
-        "--exec",
-        &exec,
-        "--scenario",
-        &scenario,
-        "--concurrency",
-        "8",
-        "--trace-dir",
-        &dir,
-    ];
-    args.extend_from_slice(extra);
-    sim_in_within(&root(), &args, Duration::from_secs(240))
+    concurrent_run(&dir, &exec, extra)
 }
 
 #[test]
@@ -190,25 +196,7 @@ fn durable(mode: &str) -> (i32, String, String) {
     std::fs::write(&script, DURABLE).unwrap();
     let _ = std::fs::remove_file(format!("{dir}/journal"));
     let exec = format!("python3 '{script}' {mode} '{dir}/journal' '{SIM}'");
-    let scenario = root().join("fixtures/scenarios/ci-small.toml").display().to_string();
-    let args = [
-        "run",
-        "--engine",
-        "exec",
-        "--exec",
-        &exec,
-        "--scenario",
-        &scenario,
-        "--concurrency",
-        "8",
-        "--kill-child-at",
-        "300",
-        "--seeds",
-        "0..3",
-        "--trace-dir",
-        &dir,
-    ];
-    sim_in_within(&root(), &args, Duration::from_secs(240))
+    concurrent_run(&dir, &exec, &["--kill-child-at", "300", "--seeds", "0..3"])
 }
 
 /// After a kill, every call acknowledged before it must be answered as a repeat of its first
