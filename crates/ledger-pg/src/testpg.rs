@@ -424,6 +424,15 @@ fn run_as_owner_bounded(
     finished(program, args, out)
 }
 
+/// How many lines of a throwaway server's log a failure quotes.
+const SERVER_LOG_TAIL: usize = 20;
+
+/// The bytes free to an unprivileged user on the file system of `path` (`df`'s "Avail").
+fn free_space(path: &Path) -> Option<u64> {
+    let fs = rustix::fs::statvfs(path).ok()?;
+    fs.f_bavail.checked_mul(fs.f_frsize)
+}
+
 fn free_port() -> Result<u16, TestPgError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port"))?;
     let port = listener.local_addr().map_err(io_err("finding a free port"))?.port();
@@ -749,6 +758,23 @@ impl Cluster {
         }
     }
 
+    /// The last `lines` lines of the server's log, headed by where it is and the free space
+    /// there (a full disk crashes a server over and over, and each crash's recovery turns
+    /// connections away), or why it could not be read.
+    fn log_tail(&self, lines: usize) -> String {
+        let path = self.dir.join("server.log");
+        let free = free_space(&self.dir).map_or_else(String::new, |b| format!(", {} MB free there", b >> 20));
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let all: Vec<&str> = text.lines().collect();
+                let tail = all[all.len().saturating_sub(lines)..].join("\n");
+                format!("the end of the server's log ({}{free}):\n{tail}", path.display())
+            }
+            Err(e) => format!("the server's log ({}{free}) could not be read: {e}", path.display()),
+        }
+    }
+
     fn admin_options(&self) -> PgConnectOptions {
         PgConnectOptions::new()
             .host("127.0.0.1")
@@ -863,7 +889,7 @@ impl TestPg {
         let maker = Maker::of_this_process().filter(|_| cluster.is_none());
         let mark = maker.as_ref().map(|m| format!("COMMENT ON DATABASE \"{db_name}\" IS '{}'", m.marker()));
         let drop = format!("DROP DATABASE IF EXISTS \"{db_name}\"");
-        block_on_side_thread("creating a database", admin.clone(), move |mut conn| async move {
+        let created = block_on_side_thread("creating a database", admin.clone(), move |mut conn| async move {
             sqlx::query(&create).execute(&mut conn).await?;
             if let Some(mark) = mark {
                 if let Err(e) = sqlx::query(&mark).execute(&mut conn).await {
@@ -872,7 +898,17 @@ impl TestPg {
                 }
             }
             conn.close().await
-        })?;
+        });
+        if let (Err(TestPgError::Server { what, server, cause }), Some(cluster)) = (&created, &cluster) {
+            // Why a server we started fails is in its log (a crash, a full disk, a killed
+            // backend), not in the client's error: say its end.
+            return Err(TestPgError::Server {
+                what: what.clone(),
+                server: server.clone(),
+                cause: format!("{cause}\n{}", cluster.log_tail(SERVER_LOG_TAIL)),
+            });
+        }
+        created?;
         if let Some(maker) = maker {
             sweep_once(&admin, base_url, maker);
         }
@@ -1573,6 +1609,21 @@ mod tests {
         assert_eq!(marker_value(Some(" 3d12:[x]\n".into())), "3d12:[x]");
         assert_eq!(marker_value(Some("a b'c".into())), "a_b_c");
         assert_eq!(marker_value(None), "-");
+    }
+
+    /// A throwaway server that turns a new database away is quoted: the end of its log, where
+    /// a crash or a full disk would say so, and the free space beside it. Needs PostgreSQL, as
+    /// the tests under tests/postgres do.
+    #[test]
+    fn a_database_a_throwaway_server_cannot_make_quotes_its_log() {
+        let cluster = Arc::new(Cluster::start(Durability::Fast, None).expect("a throwaway PostgreSQL must start"));
+        cluster.kill().expect("SIGKILL to the postmaster");
+        let err = TestPg::on_cluster(Arc::clone(&cluster)).expect_err("a killed server makes no database").to_string();
+        assert!(err.starts_with("creating a database on postgres://postgres@127.0.0.1:"), "{err}");
+        assert!(!err.contains(&cluster.password), "{err}");
+        assert!(err.contains("the end of the server's log ("), "{err}");
+        assert!(err.contains("MB free there):\n"), "{err}");
+        assert!(err.contains("database system is ready to accept connections"), "{err}");
     }
 
     #[test]
