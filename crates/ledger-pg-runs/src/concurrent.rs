@@ -473,15 +473,20 @@ async fn watch_deadlocks(admin: PgPool, seed: u64, before: u64) {
 }
 
 /// Says on stderr every [`PROGRESS_EVERY`], while the traffic of `seed` runs, where it is: its
-/// steps `done` of `n_steps`, the calls answered and those in flight.
+/// steps `done` of `n_steps`, the calls answered (and how many of them with an error) and those
+/// in flight.
 async fn watch_progress(ctx: Arc<Ctx>, done: Arc<AtomicU64>, seed: u64, n_steps: u64) {
     let progress = Progress::new(seed, n_steps);
     loop {
         tokio::time::sleep(PROGRESS_EVERY).await;
-        let answered = ctx.ops.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        let (answered, failed) = {
+            let ops = ctx.ops.lock().unwrap_or_else(|p| p.into_inner());
+            (ops.len() as u64, ops.iter().filter(|op| matches!(op.reply, Reply::Failed { .. })).count() as u64)
+        };
         // The clock ticks once as a call is sent and once as it is answered.
         let in_flight = ctx.clock.load(Ordering::SeqCst).saturating_sub(2 * answered);
-        ledger_exec::say!("{}", progress.line(Where { done: done.load(Ordering::Relaxed), answered, in_flight }));
+        let at = Where { done: done.load(Ordering::Relaxed), answered, failed, in_flight };
+        ledger_exec::say!("{}", progress.line(at));
     }
 }
 

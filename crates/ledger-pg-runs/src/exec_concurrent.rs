@@ -609,6 +609,7 @@ fn exec_seed(
         progress.tick(|| Where {
             done: (next_flow - slots.iter().filter(|a| a.is_some()).count()) as u64,
             answered: s.ops.len() as u64,
+            failed: s.ops.iter().filter(|op| matches!(op.reply, Reply::Failed { .. })).count() as u64,
             in_flight: s.in_flight.len() as u64,
         });
         let response = s.child.recv()?;

@@ -15,6 +15,9 @@ pub(crate) struct Where {
     pub(crate) done: u64,
     /// Calls answered (an answer dropped as a lost acknowledgement counts).
     pub(crate) answered: u64,
+    /// Of those, the answers that were errors (the call is sent again): all of the latest
+    /// when the server is down, which a count of answers alone hid.
+    pub(crate) failed: u64,
     /// Calls sent and not answered yet.
     pub(crate) in_flight: u64,
 }
@@ -44,8 +47,9 @@ impl Progress {
 
     /// The line that says where the seed is.
     pub(crate) fn line(&self, at: Where) -> String {
+        let failed = if at.failed > 0 { format!(" ({} of them errors)", at.failed) } else { String::new() };
         format!(
-            "ledger-sim: seed {}: {} of {} steps done, {} calls answered, {} in flight ({} s)",
+            "ledger-sim: seed {}: {} of {} steps done, {} calls answered{failed}, {} in flight ({} s)",
             self.seed,
             at.done,
             self.n_steps,
@@ -88,9 +92,16 @@ mod tests {
         assert!(p.due(t2));
         assert!(!p.due(t3));
         assert!(p.due(t4));
-        let line = p.line(Where { done: 1_234, answered: 2_900, in_flight: 32 });
+        let line = p.line(Where { done: 1_234, answered: 2_900, failed: 0, in_flight: 32 });
         assert!(
             line.starts_with("ledger-sim: seed 3: 1234 of 200000 steps done, 2900 calls answered, 32 in flight ("),
+            "{line}"
+        );
+        let line = p.line(Where { done: 1_234, answered: 2_900, failed: 16, in_flight: 32 });
+        assert!(
+            line.starts_with(
+                "ledger-sim: seed 3: 1234 of 200000 steps done, 2900 calls answered (16 of them errors), 32 in flight ("
+            ),
             "{line}"
         );
     }
