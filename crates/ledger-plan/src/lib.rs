@@ -113,6 +113,7 @@ pub fn with_settings(text: &str, origin: &str, settings: &[String]) -> Result<St
         return Ok(text.to_owned());
     }
     let mut doc = document(text, origin, &[])?;
+    let mut given: Vec<(&str, &str)> = Vec::new();
     for setting in settings {
         let (key, value) = setting
             .split_once('=')
@@ -121,10 +122,23 @@ pub fn with_settings(text: &str, origin: &str, settings: &[String]) -> Result<St
         if matches!(key, "seeds" | "days") {
             return Err(PlanError::Set(format!("{setting}: give --{key} {value}")));
         }
-        set_number(&mut doc, key, value).map_err(|e| match e {
-            PlanError::Sweep(why) => PlanError::Set(why),
-            e => e,
-        })?;
+        // The same key twice is a mistake or a leftover: neither should win unsaid.
+        if let Some((_, first)) = given.iter().find(|(k, _)| *k == key) {
+            return Err(PlanError::Set(format!("{key} is given twice (={first}, then ={value}): give it once")));
+        }
+        given.push((key, value));
+        if key == "seed" {
+            // The first seed: not swept (it says which runs, not what is run), but set.
+            let v: i64 = value.parse().map_err(|_| {
+                PlanError::Set(format!("{setting}: the first seed is a whole number in 0..=9223372036854775807"))
+            })?;
+            doc.insert("seed".to_owned(), toml::Value::Integer(v));
+        } else {
+            set_number(&mut doc, key, value).map_err(|e| match e {
+                PlanError::Sweep(why) => PlanError::Set(why),
+                e => e,
+            })?;
+        }
         from_table(doc.clone(), &format!("--set {setting}"))?;
     }
     let scenario = from_table(doc, "--set")?;

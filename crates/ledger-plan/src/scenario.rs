@@ -984,10 +984,33 @@ pub fn from_table(doc: toml::Table, label: &str) -> Result<PlanScenario, PlanErr
         // parser's are.
         .map_err(|e| PlanError::Toml {
             origin: label.to_owned(),
-            message: compact(&e.to_string().trim().replace('\n', " ")),
+            message: plain_counts(&compact(&e.to_string().trim().replace('\n', " "))),
         })?;
     s.validate(label, None)?;
     Ok(s)
+}
+
+/// serde's words for a count given a fraction or a negative number (`invalid type: floating
+/// point `100.0`, expected u64 in `budget.trusted``), in a user's: what was given, and that
+/// the key counts in whole numbers from 0. Any other message is kept.
+fn plain_counts(message: &str) -> String {
+    let unsigned = [", expected u64", ", expected u32", ", expected u16", ", expected u8"];
+    let Some((head, tail)) = unsigned.iter().find_map(|u| message.split_once(u)) else {
+        return message.to_owned();
+    };
+    let quoted = |prefix: &str| head.strip_prefix(prefix).and_then(|r| r.strip_suffix('`'));
+    if let Some(v) = quoted("invalid type: floating point `") {
+        let why = match v.parse::<f64>() {
+            Ok(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => format!("{v} is written as a fraction: give {f:.0}"),
+            Ok(f) if f.fract() == 0.0 => format!("{v} is too large"),
+            _ => format!("{v} is not a whole number"),
+        };
+        format!("{why}: this key counts in whole numbers, 0 or more{tail}")
+    } else if let Some(v) = quoted("invalid value: integer `") {
+        format!("{v} is negative: this key counts in whole numbers, 0 or more{tail}")
+    } else {
+        message.to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -1015,6 +1038,28 @@ mod tests {
             assert!(check(text).starts_with("s.toml: the scenario is empty"), "{text:?}: {}", check(text));
         }
         assert_eq!(check("days = 30\n"), "ok");
+    }
+
+    #[test]
+    fn a_fraction_or_a_negative_number_for_a_count_is_said_in_words() {
+        let doc = toml::Table::try_from(PlanScenario::from_toml_str("days = 30", "s.toml").unwrap()).unwrap();
+        let read = |value: &str| {
+            let mut d = doc.clone();
+            set_number(&mut d, "budget.trusted", value).unwrap();
+            from_table(d, "--set budget.trusted").unwrap_err().to_string()
+        };
+        assert_eq!(
+            read("1e2"),
+            "--set budget.trusted: 100.0 is written as a fraction: give 100: this key counts in whole numbers, 0 \
+             or more in `budget.trusted`"
+        );
+        assert!(read("2.5").contains(": 2.5 is not a whole number: "), "{}", read("2.5"));
+        assert!(read("1e300").contains(": 1e300 is too large: "), "{}", read("1e300"));
+        assert_eq!(
+            read("-5"),
+            "--set budget.trusted: -5 is negative: this key counts in whole numbers, 0 or more in `budget.trusted`"
+        );
+        assert_eq!(plain_counts("missing field `x`"), "missing field `x`");
     }
 
     #[test]

@@ -426,6 +426,16 @@ impl Solver {
         }
         for text in targets {
             let target = Target::parse(text, solver.base.days)?;
+            if let Some((first, _)) = solver
+                .targets
+                .iter()
+                .find(|(t, _)| (&t.metric, t.op, t.value) == (&target.metric, target.op, target.value))
+            {
+                return Err(PlanError::Target(format!(
+                    "{text:?}: the same target as {:?}, given before: give it once (each target gets a verdict)",
+                    first.text
+                )));
+            }
             let limit = target.limit();
             if limit <= 0.0 || limit >= 1.0 {
                 return Err(PlanError::Target(format!(
@@ -584,6 +594,12 @@ impl Solver {
             }
         }
         Ok(s)
+    }
+
+    /// Each target (as given) with the fewest seeds its sequential test needs to decide that a
+    /// value meets it ([`SprtSpec::trials_to_meet`]), and its seed cap.
+    pub fn seeds_to_meet(&self) -> Vec<(String, u64, u64)> {
+        self.targets.iter().map(|(t, spec)| (t.text.clone(), spec.trials_to_meet(), spec.max_trials)).collect()
     }
 
     /// The range solved over.

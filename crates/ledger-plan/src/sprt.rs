@@ -66,6 +66,16 @@ impl SprtSpec {
         }
         Ok(SprtSpec { p0, p1, alpha, beta, max_trials })
     }
+
+    /// The fewest trials after which the test can decide `Meets`: as many trials without the
+    /// event as take the log-likelihood ratio from 0 down to its lower boundary. A cap below it
+    /// never decides that a value meets (140 at 0.04 against 0.06, alpha and beta 0.05).
+    pub fn trials_to_meet(&self) -> u64 {
+        let t = Sprt::new(*self);
+        // Both logarithms are negative; the quotient is a count a few ulps off a whole number
+        // at worst, hence the nudge before the ceiling.
+        ((t.lower / t.step_none) - 1e-9).ceil().max(1.0) as u64
+    }
 }
 
 /// A test in progress.
@@ -163,6 +173,17 @@ mod tests {
         }
         assert_eq!(t.observe(false), Some(Decision::Meets));
         assert_eq!(t.trials(), 140);
+    }
+
+    #[test]
+    fn the_trials_to_meet_are_those_no_events_take() {
+        for (p0, p1, alpha, beta) in [(0.04, 0.06, 0.05, 0.05), (0.03, 0.07, 0.2, 0.2), (0.2, 0.4, 0.01, 0.1)] {
+            let spec = SprtSpec::new(p0, p1, alpha, beta, 100_000).unwrap();
+            let mut t = Sprt::new(spec);
+            let n = (1..).find(|_| t.observe(false).is_some()).unwrap();
+            assert_eq!((spec.trials_to_meet(), t.decision()), (n, Some(Decision::Meets)), "{spec:?}");
+        }
+        assert_eq!(spec().trials_to_meet(), 140);
     }
 
     #[test]

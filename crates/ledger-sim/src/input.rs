@@ -230,14 +230,68 @@ pub fn output_target(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
             input.display()
         );
     }
-    // The directory it goes in, made when missing (`--junit target/ledger-sim/junit.xml` in a
-    // fresh checkout).
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            anyhow::anyhow!("{flag} {shown}: cannot make the directory {} ({})", dir.display(), words(&e))
-        })?;
-    }
     Ok(target)
+}
+
+/// The directories missing above `target`, nearest the root first, and the directory that is
+/// there: `target`'s parent (with nothing missing) or its nearest existing ancestor. A file in
+/// the way is named, as the directory that cannot be made.
+fn missing_parents(flag: &str, path: &Path, target: &Path) -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
+    let mut missing = Vec::new();
+    let mut dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    loop {
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => anyhow::bail!(
+                "{flag} {}: cannot make the directory {} ({} is a file, not a directory)",
+                path.display(),
+                missing.last().unwrap_or(&dir).display(),
+                dir.display()
+            ),
+            Err(_) => {
+                missing.push(dir.clone());
+                match dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    Some(up) => dir = up.to_path_buf(),
+                    None => {
+                        dir = PathBuf::from(".");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    missing.reverse();
+    Ok((missing, dir))
+}
+
+/// Makes the directories missing above `target` (`--junit target/ledger-sim/junit.xml` in a
+/// fresh checkout), saying so on stderr (a mistyped directory is seen at once), and returns
+/// them, nearest the root first, for [`remove_made`] should the write fail.
+pub fn make_parents(flag: &str, path: &Path, target: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let (missing, _) = missing_parents(flag, path, target)?;
+    let mut made = Vec::new();
+    for dir in &missing {
+        if let Err(e) = std::fs::create_dir(dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                remove_made(&made);
+                anyhow::bail!("{flag} {}: cannot make the directory {} ({})", path.display(), dir.display(), words(&e));
+            }
+        } else {
+            made.push(dir.clone());
+        }
+    }
+    if let Some(last) = made.last() {
+        ledger_exec::say!("{flag}: made the directory {}", last.display());
+    }
+    Ok(made)
+}
+
+/// Removes the directories [`make_parents`] made (when still empty), deepest first: an output
+/// that could not be written leaves nothing behind.
+pub fn remove_made(made: &[PathBuf]) {
+    for dir in made.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// `--trace-dir`'s value: a relative directory whose name begins with `-` is given as `./-...`,
@@ -251,11 +305,25 @@ pub fn trace_dir_arg(s: &str) -> Result<PathBuf, String> {
 
 /// Checks, before any work, that `flag`'s output can be written at `path`: a regular file or
 /// none yet (see [`output_target`]), in a directory that takes a new file.
+///
+/// A directory missing above it is not made here (a command that then fails would leave it
+/// behind): the nearest one that is there must take new entries, and the write makes the rest.
 pub fn check_output(flag: &str, path: &Path) -> anyhow::Result<()> {
     let target = output_target(flag, path)?;
-    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    ledger_simulator::files::takes_a_file(dir)
-        .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write beside it ({})", path.display(), words(&e)))
+    let (missing, dir) = missing_parents(flag, path, &target)?;
+    ledger_simulator::files::takes_a_file(&dir).map_err(|e| {
+        if missing.is_empty() {
+            anyhow::anyhow!("{flag} {}: cannot write beside it ({})", path.display(), words(&e))
+        } else {
+            anyhow::anyhow!(
+                "{flag} {}: cannot make the directory {} in {} ({})",
+                path.display(),
+                missing[0].display(),
+                dir.display(),
+                words(&e)
+            )
+        }
+    })
 }
 
 /// Checks, before any work, that files can be written into the directory `dir` (made when they
@@ -286,8 +354,11 @@ pub fn check_directory(flag: &str, dir: &Path) -> anyhow::Result<()> {
 /// pipe, see [`output_target`]).
 pub fn write_whole(flag: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let target = output_target(flag, path)?;
-    ledger_simulator::files::write_whole(&target, bytes)
-        .map_err(|e| anyhow::anyhow!("{flag} {}: {}", path.display(), words(&e)))
+    let made = make_parents(flag, path, &target)?;
+    ledger_simulator::files::write_whole(&target, bytes).map_err(|e| {
+        remove_made(&made);
+        anyhow::anyhow!("{flag} {}: {}", path.display(), words(&e))
+    })
 }
 
 #[cfg(test)]
@@ -331,11 +402,24 @@ mod tests {
         }
         let e = check_output("--report", &d).unwrap_err().to_string();
         assert!(e.contains("a directory"), "{e}");
-        // A missing directory is made; one that cannot be (a file is in the way) is named.
+        // A missing directory is not made by the check (a command that fails after it would
+        // leave it behind), only by the write; one that cannot be (a file is in the way) is
+        // named.
         check_output("--out", &d.join("no/such/dir/x.toml")).unwrap();
-        assert!(d.join("no/such/dir").is_dir());
-        let e = check_output("--out", &d.join("a.toml/x.toml")).unwrap_err().to_string();
-        assert!(e.contains("--out") && e.contains("cannot make the directory"), "{e}");
+        assert!(!d.join("no").exists(), "the check made nothing");
+        write_whole("--out", &d.join("no/such/dir/x.toml"), b"x").unwrap();
+        assert_eq!(std::fs::read(d.join("no/such/dir/x.toml")).unwrap(), b"x");
+        for path in [d.join("a.toml/x.toml"), d.join("a.toml/deeper/x.toml")] {
+            let e = check_output("--out", &path).unwrap_err().to_string();
+            assert!(e.contains("--out") && e.contains("cannot make the directory") && e.contains("is a file"), "{e}");
+            let e = write_whole("--out", &path, b"x").unwrap_err().to_string();
+            assert!(e.contains("cannot make the directory"), "{e}");
+        }
+        // A write that fails after making directories (a file name too long for the file
+        // system) removes them.
+        let e = write_whole("--out", &d.join("made/for").join("x".repeat(300)), b"x").unwrap_err().to_string();
+        assert!(e.starts_with("--out "), "{e}");
+        assert!(!d.join("made").exists(), "left behind: {e}");
         // A directory's name, existing or not, before any work (the rename at its end would fail).
         for name in ["nodir/", "nodir/.", "nodir/..", "."] {
             let path = if name == "." { PathBuf::from(".") } else { PathBuf::from(format!("{}/{name}", d.display())) };

@@ -159,9 +159,12 @@ fn check_memory(per_run: u64, n_items: usize, results: u64) -> anyhow::Result<()
     if need.saturating_add(results) > available && results > need {
         anyhow::bail!(
             "this plan's results need about {:.1} GiB ({n_items} runs, each keeping its balances by day until \
-             the plan is printed), more than the {:.1} GiB available: plan fewer seeds, configurations or days, \
+             the plan is printed), and with the {threads} run(s) in progress at a time (about {:.1} GiB) about \
+             {:.1} GiB in all, more than the {:.1} GiB available: plan fewer seeds, configurations or days, \
              or split it with --shard I/N --json and combine the parts with `ledger-sim merge`",
             gib(results),
+            gib(need),
+            gib(need.saturating_add(results)),
             gib(available),
         );
     }
@@ -231,6 +234,15 @@ pub fn plan_cmd(args: PlanArgs) -> anyhow::Result<bool> {
             carry: !args.no_carry,
         };
         let solver = Solver::new(&text, &origin, &overrides, range, &args.targets, options)?;
+        // A cap below what any "meets" takes spends the whole search on values it can only
+        // call failing or undecided: refused before any work.
+        if let Some((target, need, cap)) = solver.seeds_to_meet().into_iter().find(|(_, need, cap)| cap < need) {
+            anyhow::bail!(
+                "--max-seeds {cap}: the test of {target:?} needs at least {need} seeds to decide that a value meets \
+                 it (that many without the event; more with any), so no value could be shown to meet it; give \
+                 --max-seeds {need} or more (the default is 2000), or a looser test (--band, --alpha, --beta)"
+            );
+        }
         let frontier = args.over.as_deref().map(|o| Frontier::new(&solver, parse_over(o)?)).transpose()?;
         if let Some(path) = &args.out.report {
             crate::input::check_output("--report", path)?;
@@ -453,9 +465,11 @@ fn history_cmd(text: &str, origin: &str, overrides: &[(&str, String)], path: &Pa
     let plan = Plan::new(text, origin, overrides, Vec::new())?;
     check_memory(plan.bytes_per_run(), 1, 0)?;
     let target = crate::input::output_target(FLAG, path)?;
+    let made = crate::input::make_parents(FLAG, path, &target)?;
     let tmp = ledger_simulator::files::temp_name_beside(&target);
     let failed = |e: std::io::Error| {
         let _ = std::fs::remove_file(&tmp);
+        crate::input::remove_made(&made);
         anyhow::anyhow!("{FLAG} {}: {}", path.display(), crate::input::words(&e))
     };
     // Before the file is made, so that no signal comes between.

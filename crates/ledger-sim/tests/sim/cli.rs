@@ -190,6 +190,29 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
         (vec!["plan", scenario, "--days", "2", "--report", missing.to_str().unwrap()], "cannot make the directory"),
         (vec!["plan", scenario, "--days", "2", "--report", "/dev/full"], "not a regular file"),
         (vec!["plan", scenario, "--days", "2", "--sweep", "credit_pct=10", "--sweep", "credit_pct=20"], "swept twice"),
+        (
+            vec!["plan", scenario, "--days", "2", "--set", "credit_pct=10", "--set", "credit_pct=20"],
+            "--set credit_pct is given twice (=10, then =20): give it once",
+        ),
+        (
+            vec!["plan", scenario, "--days", "2", "--set", "budget.trusted=100.0"],
+            "100.0 is written as a fraction: give 100: this key counts in whole numbers, 0 or more",
+        ),
+        (vec!["plan", scenario, "--days", "2", "--set", "budget.trusted=-5"], "-5 is negative"),
+        (vec!["plan", scenario, "--days", "2", "--set", "seed=x"], "the first seed is a whole number"),
+        (
+            vec![
+                "plan",
+                scenario,
+                "--target",
+                "p_dry <= 0.05",
+                "--target",
+                "p_dry(day=90) <= 0.05",
+                "--solve",
+                "credit_pct=0..100",
+            ],
+            "the same target as \"p_dry <= 0.05\", given before",
+        ),
         (vec!["plan", big.to_str().unwrap(), "--seeds", "1"], "GiB is available"),
         (vec!["plan", &tiny, "--json", "--sweep", &thousand], "results need about"),
         (

@@ -248,7 +248,7 @@ fn errors_write_huge_and_tiny_numbers_compactly() {
     for (args, said) in [
         (
             vec!["--solve", "pool_initial_sats=0..1e300"],
-            "ledger-sim: error: --solve pool_initial_sats=0..1e300: invalid type: floating point `1e300`, expected u64",
+            "ledger-sim: error: --solve pool_initial_sats=0..1e300: 1e300 is too large: this key counts in whole numbers",
         ),
         (
             vec!["--solve", "pool_initial_sats=0..1000", "--resolution", "1e-300"],
@@ -284,6 +284,10 @@ fn set_changes_the_scenario_as_an_edited_file_would() {
     assert_eq!(set["scenario"]["credit_pct"], 12.5);
     assert_eq!(set, run(&edited, &[]), "--set runs what the edited file runs");
     assert_ne!(set, run(base, &[]), "and not the file as it is");
+    // The first seed is set, not swept: the runs of other seeds.
+    let seeded = run(base, &["--set", "seed=5"]);
+    assert_eq!(seeded["scenario"]["seed"], 5);
+    assert_ne!(seeded["runs"], run(base, &[])["runs"], "other seeds, other runs");
     for (args, said) in [
         (vec!["--set", "credit_pct=500"], "--set credit_pct=500: credit_pct = 500: percentage over 100"),
         (vec!["--set", "budget.gold=5"], "--set budget.gold=5: unknown field `gold`, expected one of"),

@@ -137,6 +137,11 @@ fn bad_input_exits_two_before_any_work_and_writes_no_report() {
         (vec!["--solve", "credit_pct=0..100", "--over", "budget.trusted=10,10"], "budget.trusted"),
         (vec!["--solve", "credit_pct=0..100", "--alpha", "0.9"], "alpha = 0.9"),
         (vec!["--solve", "credit_pct=0..100", "--max-seeds", "0"], "seed cap"),
+        (
+            vec!["--solve", "credit_pct=0..100", "--max-seeds", "139"],
+            "--max-seeds 139: the test of \"p_dry(day=7) <= 0.05\" needs at least 140 seeds to decide that a value \
+             meets it",
+        ),
         (vec!["--solve", "days=1..10"], "set them with --days"),
         (vec!["--solve", "credit_pct=0..100", "--over", "days=5,6"], "set them with --days"),
         (vec!["--solve", "credit_pct=0..100", "--seeds", "5"], "--seeds 5 does not apply"),
@@ -169,14 +174,16 @@ fn bad_input_exits_two_before_any_work_and_writes_no_report() {
 fn undecided_verdicts_say_so_and_narrow_ranges_solve() {
     let dir = scratch("plan-solve-undecided");
     let s = scenario(&dir);
-    let args = ["plan", &s, "--target", "p_dry <= 0.3", "--solve", "budget.trusted=0..10", "--resolution", "3"];
-    let (code, text, err) = sim("2", &[&args[..], &["--max-seeds", "10"]].concat());
+    // Near the boundary, where the chance of the event is inside the band at both ends: the
+    // smallest cap that could decide a "meets" (140 seeds without the event) decides neither.
+    let args = ["plan", &s, "--target", TARGET, "--solve", "credit_pct=14..16", "--resolution", "1"];
+    let (code, text, err) = sim("2", &[&args[..], &["--max-seeds", "140"]].concat());
     assert_eq!(code, 0, "{err}");
     let verdict = text.lines().next().unwrap();
-    assert!(verdict.contains("after the 10-seed cap: raise --max-seeds"), "{verdict}");
-    assert!(verdict.contains("no budget.trusted in 0..10 is shown to meet it: undecided at 0 and 10"), "{verdict}");
+    assert!(verdict.contains("after the 140-seed cap: raise --max-seeds"), "{verdict}");
+    assert!(verdict.contains("no credit_pct in 14..16 is shown to meet it: undecided at 14 and 16"), "{verdict}");
     assert!(!verdict.contains("confidence"), "{verdict}");
-    let (_, out, _) = sim("2", &[&args[..], &["--max-seeds", "10", "--json"]].concat());
+    let (_, out, _) = sim("2", &[&args[..], &["--max-seeds", "140", "--json"]].concat());
     let v = json(&out);
     let result = &v["results"][0];
     assert!(!result["undecided_at"].as_array().unwrap().is_empty(), "{result}");
