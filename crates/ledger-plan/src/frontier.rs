@@ -29,8 +29,10 @@ pub fn parse_over(s: &str) -> Result<Axis, PlanError> {
         return Err(fail("no values"));
     }
     for v in &values {
-        if !v.parse::<f64>().is_ok_and(f64::is_finite) {
-            return Err(fail(&format!("{v:?} is not a number")));
+        match v.parse::<f64>() {
+            Ok(x) if x.is_finite() => {}
+            Ok(x) if x.is_infinite() => return Err(fail(&format!("{v:?} is out of range (not a finite number)"))),
+            _ => return Err(fail(&format!("{v:?} is not a number"))),
         }
     }
     Ok(Axis { key: key.trim().to_owned(), values })

@@ -57,6 +57,7 @@ pub fn parse_solve(s: &str) -> Result<SolveRange, PlanError> {
     let number = |v: &str| -> Result<f64, PlanError> {
         match v.trim().replace('_', "").parse::<f64>() {
             Ok(x) if x.is_finite() => Ok(x),
+            Ok(x) if x.is_infinite() => Err(fail(&format!("{:?} is out of range (not a finite number)", v.trim()))),
             _ => Err(fail(&format!("{:?} is not a number", v.trim()))),
         }
     };
@@ -1147,6 +1148,8 @@ mod tests {
             ("credit_pct=9..2", "empty range"),
             ("credit_pct=a..2", "\"a\" is not a number"),
             ("credit_pct=0..NaN", "\"NaN\" is not a number"),
+            ("credit_pct=0..1e400", "\"1e400\" is out of range (not a finite number)"),
+            ("credit_pct=-inf..1", "\"-inf\" is out of range (not a finite number)"),
         ] {
             let e = parse_solve(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
