@@ -5,7 +5,9 @@
 //! user per day, the daily cycle, sessions against jobs), costs (estimates, actual over
 //! estimate, work failures), how users answer invoices, the tier mix and its drift, and
 //! growth. It does not show the pool, the budgets, the credit percentage or how long work
-//! and payment take: those keys are written at their defaults, marked so.
+//! and payment take: those keys are written at their defaults, marked so; but a tier's budget
+//! the history shows too small (a free request above it) is raised to the largest free
+//! estimate of the tier, a lower bound (`largest_free`), said beside it.
 //!
 //! What each key is fitted from, and the assumptions that make the fit right for the
 //! planner's model (no churn, tiers move at the end of a day by at most one step):
@@ -39,7 +41,8 @@
 //!   ([`TierContrast::estimates_differ`]), the same fit of each tier's own requests (in the
 //!   tier the row gives), for each tier with enough of them.
 //! - `cost.actual_pct`: `100 * actual / estimate` of the requests whose work ran and
-//!   succeeded, with an estimate of at least [`MIN_ESTIMATE_FOR_PCT`] sats (below it the
+//!   succeeded, free or paid (not an unpaid session's: the planner records none), with an
+//!   estimate of at least [`MIN_ESTIMATE_FOR_PCT`] sats (below it the
 //!   rounding of the actual cost dominates); `fixed` when one percentage explains every
 //!   row, otherwise `uniform` (by moments, the rounding's variance taken out) or
 //!   `lognormal`, whichever is closer in Kolmogorov-Smirnov distance; a few percentages far
@@ -47,7 +50,8 @@
 //! - `cost.work_failure`: the share of requests whose work ran (free, or invoice paid) with
 //!   no actual cost recorded.
 //! - `payment.gate_paid`, `payment.partial_paid`, `requests.session_share`: shares, with a
-//!   binomial standard error.
+//!   binomial standard error (for none or all of them, where it is 0, the rule of three's 95 %
+//!   bound instead).
 //! - `tiers`: over pairs of consecutive days on which a user is active, the share that moved
 //!   one tier up (down) from each tier. A tier no user of which is active on two consecutive
 //!   days keeps its default, marked "not fitted". A tier's promotion and decay are rounded so
@@ -55,8 +59,9 @@
 //!   0.09091 and 0.909), said beside it.
 //!
 //! What the model cannot hold, the fit says at the top of the scenario ([`Fitted::warnings`]):
-//! days the history lacks, wholly or in part ([`Gaps`]), counts whose mean the fitted family
-//! misses, rows read twice ([`Fitted::with_repeats`]).
+//! days the history lacks, wholly or in part ([`Gaps`]), counts or actual costs whose mean the
+//! fitted family misses, tier moves the model cannot make ([`UnmodelledMoves`]), default
+//! budgets the history contradicts, rows read twice ([`Fitted::with_repeats`]).
 //!
 //! Every standard error is that of the estimator at the fitted value (the inverse of the
 //! observed information for maximum likelihood, the delta method otherwise).
@@ -102,6 +107,8 @@ pub struct Estimate {
 }
 
 impl Estimate {
+    /// `k` of `n` as a share, with its binomial standard error (0 for none or all: the
+    /// scenario's comment gives the rule of three's bound instead, `share_uncertainty`).
     fn share(k: u64, n: u64) -> Option<Estimate> {
         (n > 0).then(|| {
             let p = k as f64 / n as f64;
@@ -195,6 +202,10 @@ pub struct Fitted {
     pub estimate_sats_by_tier: [Option<DistFit>; 4],
     /// Actual cost in percent of the estimate.
     pub actual_pct: Option<DistFit>,
+    /// The history's mean actual cost in percent of the estimate, over the requests
+    /// `actual_pct` was fitted on: what it should draw on average ([`Fitted::warnings`] says
+    /// when it does not).
+    pub actual_pct_mean: Option<PctMean>,
     /// Share of requests whose work ran and failed.
     pub work_failure: Option<Estimate>,
     /// Share of full invoices paid.
@@ -207,6 +218,68 @@ pub struct Fitted {
     pub decay_per_day: [Option<Estimate>; 4],
     /// Day-to-day tier changes of more than one step (the model has none).
     pub tier_jumps: u64,
+    /// Tier changes between a user's requests that the planner's model cannot make.
+    pub unmodelled_moves: UnmodelledMoves,
+    /// Per tier ([`Tier::ALL`] order), the largest estimate a user of the tier was given free,
+    /// and the line of its first such request: the tier's daily budget is at least that much
+    /// (a free decision reserves the whole estimate within what remains of the budget).
+    pub largest_free: [Option<(u64, usize)>; 4],
+}
+
+/// Tier changes between two consecutive requests of a user that the planner's model cannot
+/// make: it moves a user at most one tier step at the end of a day, so a change within a day,
+/// or of more steps than the ends of day between the two requests (new on one day, trusted the
+/// next), is none of its moves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnmodelledMoves {
+    /// Changes within a UTC day.
+    pub within_day: u64,
+    /// Changes of more steps than the ends of day between the two requests.
+    pub too_far: u64,
+    /// The first, in the order of the later request's line.
+    pub first: Option<UnmodelledMove>,
+}
+
+/// One tier change the model cannot make: the user, and each of the two requests' line (in
+/// the file, the header being line 1), tier and UTC day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnmodelledMove {
+    /// The user.
+    pub user: String,
+    /// The earlier request: line, tier, day (0 the first day of the history).
+    pub from: (usize, Tier, u32),
+    /// The later request.
+    pub to: (usize, Tier, u32),
+}
+
+impl UnmodelledMoves {
+    /// The moves of `rows` (in time order; row `i` on line `i + 2` of its file) the model cannot
+    /// make.
+    fn of(rows: &[HistoryRow], start_ms: u64) -> UnmodelledMoves {
+        let mut out = UnmodelledMoves::default();
+        let mut last: BTreeMap<&str, (usize, Tier, u32)> = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            let here = (i + 2, r.tier, ((r.time_ms - start_ms) / DAY_MS) as u32);
+            if let Some(before) = last.insert(r.user.as_str(), here) {
+                let steps = (r.tier.index() as i64 - before.1.index() as i64).unsigned_abs();
+                let ends_of_day = u64::from(here.2 - before.2);
+                if steps > ends_of_day {
+                    if ends_of_day == 0 {
+                        out.within_day += 1;
+                    } else {
+                        out.too_far += 1;
+                    }
+                    out.first.get_or_insert_with(|| UnmodelledMove { user: r.user.clone(), from: before, to: here });
+                }
+            }
+        }
+        out
+    }
+
+    /// How many.
+    pub fn count(&self) -> u64 {
+        self.within_day + self.too_far
+    }
 }
 
 /// A history the planner's scenario cannot hold.
@@ -394,6 +467,7 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         let own = tiers.estimates_differ() && tiers.tiers[t].is_some_and(|f| f.requests >= TIER_MIN_REQUESTS);
         own.then(|| fit_estimates(rows.iter().filter(|r| r.tier.index() == t)))
     });
+    let actual_pct = fit_actual_pct(rows);
     Ok(Fitted {
         origin: origin.to_owned(),
         n_requests: n,
@@ -421,14 +495,41 @@ pub fn fit(rows: &[HistoryRow], origin: &str) -> Result<Fitted, FitError> {
         session_share: Estimate::share(rows.iter().filter(|r| r.session).count() as u64, n).expect("n > 0"),
         estimate_sats: fit_estimates(rows),
         estimate_sats_by_tier,
-        actual_pct: fit_actual_pct(rows),
+        actual_pct: actual_pct.as_ref().map(|(d, _)| d.clone()),
+        actual_pct_mean: actual_pct.map(|(_, m)| m),
         work_failure: Estimate::share(failed, ran.len() as u64),
         gate_paid: paid(Served::Gated),
         partial_paid: paid(Served::Partial),
         promote_per_day,
         decay_per_day,
         tier_jumps,
+        unmodelled_moves: UnmodelledMoves::of(rows, start_ms),
+        largest_free: largest_free(rows),
     })
+}
+
+/// The default daily budgets, in [`Tier::ALL`] order.
+fn default_budgets() -> [u64; 4] {
+    let b = PlanScenario::default().budget;
+    [b.new, b.established, b.trusted, b.elite]
+}
+
+/// Per tier, the largest estimate served free and the line (row `i` on line `i + 2`) of its
+/// first request. A free decision reserves the whole estimate, and only when what remains of
+/// the tier's daily budget covers it, so the budget is at least the largest: a lower bound the
+/// history gives. A tighter one, a user's free total within the ledger's 24-hour window, it does
+/// not: the window absorbs `min(actual, reserved)` when the work is recorded, at a time the
+/// history lacks, and opens at the first absorption 24 hours or more after the last opened, so
+/// neither what a window holds nor where it starts can be read from the requests.
+fn largest_free(rows: &[HistoryRow]) -> [Option<(u64, usize)>; 4] {
+    let mut out: [Option<(u64, usize)>; 4] = [None; 4];
+    for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.outcome == Served::Free) {
+        let tier = &mut out[r.tier.index()];
+        if tier.is_none_or(|(most, _)| r.estimate_sats > most) {
+            *tier = Some((r.estimate_sats, i + 2));
+        }
+    }
+    out
 }
 
 /// Shares of each UTC hour, and the p-value of a chi-square test that days share one cycle.
@@ -713,6 +814,52 @@ fn drawn_count_mean(d: &Dist) -> f64 {
 /// How far, as a share, the drawn mean may be from the history's before the fit says so.
 const COUNT_MEAN_SLACK: f64 = 0.05;
 
+/// The fewest percentages of `cost.actual_pct` whose mean the fit compares with what the
+/// fitted distribution draws: below it, the history's own mean is too uncertain for a gap of
+/// [`COUNT_MEAN_SLACK`] to mean anything. (A gap within 3 standard deviations of what chance
+/// gives a log-normal, `pct_mean_noise`, is not said either.)
+pub const MIN_PCT_FOR_MEAN: u64 = 200;
+
+/// The standard deviation of the gap between a log-normal's mean by maximum likelihood and
+/// the percentages' own mean `m`, were they log-normal (of the fitted sigma): the variance of
+/// the mean less that of the efficient estimator, `m^2 (e^(s^2) - 1 - s^2 - s^4 / 2) / n`. A
+/// heavy tail moves the two apart by chance (at sigma 1.2 and 200 percentages, by 6 % of the
+/// mean), which is no sign that the family misses. 0 for another family: a uniform by moments
+/// and a fixed value keep the mean.
+fn pct_mean_noise(fit: &DistFit, m: PctMean) -> f64 {
+    match (fit.dist.dist, fit.param("sigma")) {
+        (DistKind::Lognormal, Some(sigma)) => {
+            let s2 = sigma.value * sigma.value;
+            m.mean * ((s2.exp() - 1.0 - s2 - s2 * s2 / 2.0).max(0.0) / m.n as f64).sqrt()
+        }
+        _ => 0.0,
+    }
+}
+
+/// The mean percentage the planner draws from `cost.actual_pct` = `d` (clamped to its range,
+/// and a log-normal to its `min` and `max`, as [`crate::model::Sampler`] draws it).
+fn drawn_pct_mean(d: &Dist) -> f64 {
+    let within = |v: f64| v.clamp(0.0, MAX_ACTUAL_PCT);
+    match d.dist {
+        DistKind::Fixed => within(d.value.unwrap_or(0.0)),
+        DistKind::Uniform => (within(d.min.unwrap_or(0.0)) + within(d.max.unwrap_or(0.0))) / 2.0,
+        DistKind::Poisson | DistKind::Negbinomial => within(d.mean.unwrap_or(0.0)),
+        DistKind::Lognormal => {
+            let (mu, sigma) = (d.median.unwrap_or(1.0).ln(), d.sigma.unwrap_or(0.0));
+            let (a, b) = (within(d.min.unwrap_or(0.0)), within(d.max.unwrap_or(MAX_ACTUAL_PCT)));
+            if sigma <= 0.0 {
+                return d.median.unwrap_or(1.0).clamp(a, b);
+            }
+            // The draws below `a` and above `b` are clamped to them; those between, by the
+            // log-normal's partial expectation: exp(mu + sigma^2 / 2) times the mass between
+            // them of the log-normal of mu + sigma^2.
+            a * lognormal_mass(mu, sigma, 0.0, a)
+                + b * lognormal_mass(mu, sigma, b, f64::INFINITY)
+                + (mu + sigma * sigma / 2.0).exp() * lognormal_mass(mu + sigma * sigma, sigma, a, b)
+        }
+    }
+}
+
 /// The negative binomial of `mean` and `shape` as `statrs` has it: the failures before the
 /// `shape`-th success, at a success probability of `shape / (shape + mean)`.
 fn negbinomial(mean: f64, shape: f64) -> NegativeBinomial {
@@ -916,10 +1063,17 @@ fn fit_estimates<'a>(rows: impl IntoIterator<Item = &'a HistoryRow>) -> DistFit 
 /// log-normal's own tail is not judged: beyond 3 interquartile ranges lies a share of 1e-6 of
 /// it); at most [`MAX_FAR_SHARE`] of the values (at least one) are left out, as errors of the
 /// export more likely than costs to plan for; more are part of the distribution and fitted.
-fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
-    let mut pct: Vec<Pct> = rows
-        .iter()
-        .filter(|r| r.estimate_sats >= MIN_ESTIMATE_FOR_PCT)
+///
+/// The actual costs of unpaid sessions (work that ran before an invoice the user did not pay)
+/// are left out: the planner's model has a user who declines an invoice decline it at the
+/// decision, before any work, and records no actual cost for it (`--history-out` writes none),
+/// so its `actual_pct` is drawn for the requests whose work ran to be paid for or free. The
+/// comment says how many were left out.
+fn fit_actual_pct(rows: &[HistoryRow]) -> Option<(DistFit, PctMean)> {
+    let priced = rows.iter().filter(|r| r.estimate_sats >= MIN_ESTIMATE_FOR_PCT && r.actual_sats.is_some());
+    let unpaid = priced.clone().filter(|r| r.paid == Some(false)).count();
+    let mut pct: Vec<Pct> = priced
+        .filter(|r| r.paid != Some(false))
         .filter_map(|r| {
             r.actual_sats.map(|a| (100.0 * a as f64 / r.estimate_sats as f64, 50.0 / r.estimate_sats as f64))
         })
@@ -927,12 +1081,26 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
     if pct.is_empty() {
         return None;
     }
+    let (mut fitted, mean) = fit_actual_pct_of(&mut pct);
+    if unpaid > 0 {
+        fitted.quality = format!(
+            "{}; {unpaid} actual cost(s) of unpaid sessions left out (the planner records none: its users decline \
+             an invoice before the work)",
+            fitted.quality
+        );
+    }
+    Some((fitted, mean))
+}
+
+/// [`fit_actual_pct`] of the percentages `pct`, at least one, and the mean of those it was
+/// fitted on.
+fn fit_actual_pct_of(pct: &mut [Pct]) -> (DistFit, PctMean) {
     pct.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let fences = far_fences(&pct);
+    let fences = far_fences(pct);
     let inside = |p: &Pct| fences.is_none_or(|(lo, hi)| p.0 <= 0.0 || (lo..=hi).contains(&p.0.ln()));
     let (kept, far): (Vec<Pct>, Vec<Pct>) = pct.iter().partition(|p| inside(p));
     if far.is_empty() {
-        return Some(fit_pct(&pct));
+        return (fit_pct(pct), PctMean::of(pct));
     }
     let (k, n) = (far.len(), pct.len());
     let mut shown: Vec<String> = far.iter().take(5).map(|p| format!("{} %", round4(p.0))).collect();
@@ -946,15 +1114,15 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
         shown.join(", ")
     );
     if k as f64 > (n as f64 * MAX_FAR_SHARE).max(1.0) {
-        let mut with = fit_pct(&pct);
+        let mut with = fit_pct(pct);
         with.quality = format!(
             "{}; {which}: more than {} % of them, so part of the distribution, and fitted with them",
             with.quality,
             MAX_FAR_SHARE * 100.0
         );
-        return Some(with);
+        return (with, PctMean::of(pct));
     }
-    let with = fit_pct(&pct);
+    let with = fit_pct(pct);
     let mut without = fit_pct(&kept);
     without.quality = format!(
         "{}; {which}: left out of this fit, as likelier errors of the export than costs to plan for; with them \
@@ -962,7 +1130,23 @@ fn fit_actual_pct(rows: &[HistoryRow]) -> Option<DistFit> {
         without.quality,
         dist_toml(&with.dist)
     );
-    Some(without)
+    (without, PctMean::of(&kept))
+}
+
+/// The mean of the percentages of actual over estimate a fit of `cost.actual_pct` used, and
+/// how many there were.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PctMean {
+    /// The mean, in percent.
+    pub mean: f64,
+    /// The percentages it is the mean of.
+    pub n: u64,
+}
+
+impl PctMean {
+    fn of(pct: &[Pct]) -> PctMean {
+        PctMean { mean: pct.iter().map(|p| p.0).sum::<f64>() / pct.len() as f64, n: pct.len() as u64 }
+    }
 }
 
 /// A percentage of actual over estimate, and half the width of its rounding interval (the
@@ -1079,7 +1263,8 @@ impl Fitted {
     }
 
     /// What a reader of the scenario must know before trusting it, one paragraph each: rows
-    /// repeated, days the history lacks. Written at the top of the TOML.
+    /// repeated, days the history lacks, tier moves the model cannot make, budgets raised,
+    /// means the fitted families miss. Written at the top of the TOML.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(r) = self.repeats {
@@ -1129,6 +1314,66 @@ impl Fitted {
                 7,
                 listed.join(", ")
             ));
+        }
+        let moves = &self.unmodelled_moves;
+        if let Some(m) = &moves.first {
+            let kinds: Vec<String> =
+                [(moves.within_day, "within a day"), (moves.too_far, "of more steps than the days between them")]
+                    .into_iter()
+                    .filter(|(k, _)| *k > 0)
+                    .map(|(k, what)| format!("{k} {what}"))
+                    .collect();
+            let at = |(line, tier, d): (usize, Tier, u32)| format!("{tier} on line {line} ({}, day {d})", day(d));
+            out.push(format!(
+                "WARNING: {} tier change(s) between a user's requests that the planner's model cannot make (it \
+                 moves a user at most one tier, at the end of a day): {}. The first: user {}, {}, then {}. The fit \
+                 reads each request in the tier its row gives; a change within a day is not counted as a move, and \
+                 one of more than a step between consecutive days neither as a promotion nor a decay, so \
+                 tiers.promote_per_day and decay_per_day do not count them: the plan moves its users less than this \
+                 history shows.",
+                moves.count(),
+                kinds.join(", "),
+                m.user,
+                at(m.from),
+                at(m.to)
+            ));
+        }
+        let raised: Vec<String> = Tier::ALL
+            .iter()
+            .zip(self.budgets())
+            .zip(default_budgets())
+            .filter_map(|((tier, (v, raised)), default)| {
+                raised.map(|at| format!("{tier} {default} to {v} (a free request of {v} sats on line {at})"))
+            })
+            .collect();
+        if !raised.is_empty() {
+            out.push(format!(
+                "WARNING: the history gives users free requests larger than the default daily budget of their \
+                 tier, which that budget cannot give: [budget] is raised from the default to the largest free \
+                 estimate of the tier, {}. That is a lower bound of each budget, not the budget (the history \
+                 does not show what remained of it); set [budget] to the service's own.",
+                raised.join(", ")
+            ));
+        }
+        if let (Some(fit), Some(m)) = (&self.actual_pct, self.actual_pct_mean) {
+            let drawn = drawn_pct_mean(&fit.dist);
+            if m.n >= MIN_PCT_FOR_MEAN
+                && m.mean > 0.0
+                && (drawn / m.mean - 1.0).abs() > COUNT_MEAN_SLACK
+                && (drawn - m.mean).abs() > 3.0 * pct_mean_noise(fit, m)
+            {
+                out.push(format!(
+                    "WARNING: cost.actual_pct draws {drawn:.2} % of the estimate on average, the history's {} \
+                     requests it was fitted on have {:.2} % ({:+.1} %): the fitted {} misses their mean by more \
+                     than {:.0} %, and the sats the plan's requests absorb are off by as much. Set the key by hand \
+                     (a uniform of the history's mean keeps it), and compare.",
+                    m.n,
+                    m.mean,
+                    (drawn / m.mean - 1.0) * 100.0,
+                    dist_toml(&fit.dist),
+                    COUNT_MEAN_SLACK * 100.0
+                ));
+            }
         }
         let mut off = Vec::new();
         let fits = std::iter::once((
@@ -1201,7 +1446,20 @@ impl Fitted {
         let rates = |r: [f64; 4]| TierRates { new: r[0], established: r[1], trusted: r[2], elite: r[3] };
         s.tiers.promote_per_day = rates(up);
         s.tiers.decay_per_day = rates(down);
+        let budgets = self.budgets().map(|(b, _)| b);
+        [s.budget.new, s.budget.established, s.budget.trusted, s.budget.elite] = budgets;
         s
+    }
+
+    /// Each tier's daily budget as the scenario gets it: the default, or, when the history shows
+    /// a user of the tier given free a request above it (which that budget cannot give), the
+    /// largest such estimate, a lower bound of the budget, with the line of its request.
+    fn budgets(&self) -> [(u64, Option<usize>); 4] {
+        let defaults = default_budgets();
+        std::array::from_fn(|t| match self.largest_free[t] {
+            Some((most, line)) if most > defaults[t] => (most, Some(line)),
+            _ => (defaults[t], None),
+        })
     }
 
     /// Promotion and decay per tier as the scenario gets them: fitted, rounded so that
@@ -1257,12 +1515,27 @@ impl Fitted {
         self.toml_cost(w, &s);
         self.toml_payment(w, &s);
         self.toml_tiers(w, &s);
-        line(w, "\n[budget]  # not in the history: the defaults");
-        let b = &d.budget;
-        for (name, v) in
-            ["new", "established", "trusted", "elite"].iter().zip([b.new, b.established, b.trusted, b.elite])
-        {
-            line(w, &format!("{name} = {v}"));
+        let budgets = self.budgets();
+        if budgets.iter().all(|(_, raised)| raised.is_none()) {
+            line(w, "\n[budget]  # not in the history: the defaults");
+        } else {
+            line(w, "\n[budget]  # not in the history: the defaults, but where the history shows one too small");
+        }
+        let defaults = default_budgets();
+        for (i, (tier, (v, raised))) in Tier::ALL.iter().zip(budgets).enumerate() {
+            match raised {
+                None => line(w, &format!("{tier} = {v}")),
+                Some(at) => kv(
+                    w,
+                    tier.as_str(),
+                    v,
+                    &format!(
+                        "raised from the default {}: a user of the tier was given a request of {v} sats free (line \
+                         {at}), which a smaller daily budget cannot give; a lower bound, not the budget: set it",
+                        defaults[i]
+                    ),
+                ),
+            }
         }
         line(w, "\n[partial]  # not in the history: the defaults");
         line(w, &format!("enabled = {}", d.partial.enabled));
@@ -1367,7 +1640,7 @@ impl Fitted {
         line(w, &format!("hourly_weights = [{}]", weights.join(", ")));
         kv(w, "even", false, "arrivals drawn from the cycle");
         let e = self.session_share;
-        kv(w, "session_share", fmt_f64(s.requests.session_share), &format!("n = {}; se {}", e.n, fmt_se(e.se, false)));
+        kv(w, "session_share", fmt_f64(s.requests.session_share), &format!("n = {}; {}", e.n, share_uncertainty(e)));
         if self.per_user_per_day_by_tier.iter().any(Option::is_some) {
             line(w, "\n[requests.per_user_per_day_by_tier]");
             let tests: Vec<String> = [
@@ -1465,9 +1738,12 @@ impl Fitted {
                 parts.push(format!("{tier} = {}", fmt_f64(rates.by_tier()[i])));
                 match fitted[i] {
                     Some(e) => notes.push(format!(
-                        "{tier} n = {} se {}{}",
+                        "{tier} n = {}{}{}",
                         e.n,
-                        fmt_se(e.se, false),
+                        match share_uncertainty(e) {
+                            se if se.starts_with("se ") => format!(" {se}"),
+                            bound => format!(": {bound}"),
+                        },
                         if adjusted[i] { " (rounded down: promotion + decay at most 1)" } else { "" }
                     )),
                     None => unfitted.push(tier.as_str()),
@@ -1519,8 +1795,23 @@ fn day_ranges(days: &[u32], date: impl Fn(u32) -> String) -> String {
 
 fn share_note(e: Option<Estimate>, of: &str) -> String {
     match e {
-        Some(e) => format!("n = {} {of}; se {}", e.n, fmt_se(e.se, false)),
+        Some(e) => format!("n = {} {of}; {}", e.n, share_uncertainty(e)),
         None => format!("not fitted: no {of}; the default"),
+    }
+}
+
+/// How uncertain a share fitted as a proportion is, for its comment: `se 0.0045`; or, for none
+/// or all of its `n` (where the binomial standard error is 0, a certainty no sample gives), the
+/// rule of three's 95 % bound: below 3/n for none, above 1 - 3/n for all.
+fn share_uncertainty(e: Estimate) -> String {
+    let bound = 3.0 / e.n as f64;
+    let too_few = if bound >= 1.0 { ": too few to bound it" } else { "" };
+    if e.value == 0.0 {
+        format!("none, 95 % upper bound {} (rule of three, 3/n{too_few})", fmt_f64(round4(bound.min(1.0))))
+    } else if e.value == 1.0 {
+        format!("all, 95 % lower bound {} (rule of three, 1 - 3/n{too_few})", fmt_f64(round4((1.0 - bound).max(0.0))))
+    } else {
+        format!("se {}", fmt_se(e.se, false))
     }
 }
 
@@ -1600,6 +1891,31 @@ mod tests {
             let mean = (0..n).map(|_| sampler.draw(&mut rng).round().max(0.0)).sum::<f64>() / f64::from(n);
             let said = drawn_count_mean(&d);
             assert!((said - mean).abs() <= 0.01 * mean, "{d:?}: said {said}, drawn {mean}");
+        }
+    }
+
+    /// The mean the fit says `cost.actual_pct` draws is the mean of what the planner's sampler
+    /// draws: within 0.5 % of 200,000 draws, clamped log-normals among them.
+    #[test]
+    fn the_drawn_pct_mean_is_what_the_sampler_draws() {
+        use rand::SeedableRng;
+        for (i, d) in [
+            Dist { max: Some(400.0), ..Dist::lognormal(90.0, 0.2, None) },
+            Dist { max: Some(150.0), ..Dist::lognormal(80.0, 0.9, None) },
+            Dist { min: Some(50.0), max: Some(120.0), ..Dist::lognormal(60.0, 0.5, None) },
+            Dist::lognormal(300.0, 1.5, None),
+            Dist::uniform(60.0, 110.0),
+            Dist::fixed(95.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sampler = crate::model::Sampler::new(&d, crate::scenario::ACTUAL_PCT_RANGE);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+            let n = 200_000;
+            let mean = (0..n).map(|_| sampler.draw(&mut rng)).sum::<f64>() / f64::from(n);
+            let said = drawn_pct_mean(&d);
+            assert!((said - mean).abs() <= 0.005 * mean, "{d:?}: said {said}, drawn {mean}");
         }
     }
 

@@ -28,12 +28,14 @@
 //! | `tier` | the user's tier when the request was decided: `new`, `established`, `trusted` or `elite` |
 //! | `kind` | `job` (asynchronous: invoice, then work) or `session` (synchronous: work, then invoice) |
 //! | `estimate_sats` | the estimate the decision was made on, `1..=1000000000` |
-//! | `actual_sats` | the actual cost recorded when the work ran and succeeded, `0..=10000000000` ([`MAX_ACTUAL_SATS`]: the largest estimate at the largest `cost.actual_pct`, 1000 %); empty when no work ran (an invoice not paid) or it failed |
+//! | `actual_sats` | the actual cost recorded when the work ran and succeeded, `0..=10000000000` ([`MAX_ACTUAL_SATS`]: the largest estimate at the largest `cost.actual_pct`, 1000 %); empty when no work ran (a job's invoice not paid) or it failed |
 //! | `outcome` | the decision as served: `free`, `partial` (a reduced invoice was offered) or `gated` (the full invoice) |
 //! | `paid` | `true` or `false`: whether the user paid the partial or full invoice; empty for `free` |
 //!
 //! A row that contradicts itself is refused: a `free` row with `paid`, a `partial` or
-//! `gated` row without it, an `actual_sats` on a row whose invoice was not paid. So is a row
+//! `gated` row without it, an `actual_sats` on a job whose invoice was not paid (its work runs
+//! only after payment). A session runs its work first and is invoiced after, so an unpaid
+//! session may have an actual cost: it is read. So is a row
 //! that repeats an earlier row in every field ([`HistoryError::RepeatedRows`]: what an export
 //! written twice into one file looks like), unless the caller allows it ([`read_with`]).
 //!
@@ -547,24 +549,34 @@ fn parse_row(line_text: &str, columns: &Columns, origin: &str, line: usize) -> R
         ("false", _) => Some(false),
         (v, _) => return Err(fail("paid", v, "must be true or false for a partial or gated request")),
     };
-    if paid == Some(false) {
+    // A job's work runs only once its invoice is paid; a session's runs first and is invoiced
+    // after, so an unpaid session may have cost what it cost.
+    if paid == Some(false) && !session {
         if let Some(a) = actual_sats {
             return Err(fail(
                 "actual_sats",
                 &a.to_string(),
-                "the invoice was not paid, so no work ran: leave it empty",
+                "the invoice of a job was not paid, so its work never ran: leave it empty (a session, whose \
+                 work runs before its invoice, may have one)",
             ));
         }
     }
     Ok(HistoryRow { time_ms, user: user.to_owned(), tier, session, estimate_sats, actual_sats, outcome, paid })
 }
 
-/// A `time_ms` field, or why not, with what the value would be in another unit when that
-/// is the likely mistake (seconds or microseconds since the epoch).
+/// A `time_ms` field, or why not, with what the value would be in another unit or form when
+/// that is the likely mistake: seconds, microseconds or nanoseconds since the epoch, an ISO 8601
+/// date and time, a number in scientific notation.
 fn parse_time(value: &str) -> Result<u64, String> {
     let range = format!("must be a whole number in {MIN_TIME_MS}..={MAX_TIME_MS}");
     let whole = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
     if !whole(value) {
+        if let Some(hint) = iso_hint(value) {
+            return Err(format!("{range}: {hint}"));
+        }
+        if let Some(hint) = scientific_hint(value) {
+            return Err(format!("{range}: {hint}"));
+        }
         // 1740960013.035: seconds with their milliseconds after a point.
         return Err(match value.split_once('.') {
             Some((s, ms)) if whole(s) && whole(ms) => format!(
@@ -586,10 +598,126 @@ fn parse_time(value: &str) -> Result<u64, String> {
         ));
     }
     if v > MAX_TIME_MS {
-        let micros = v / 1000 <= MAX_TIME_MS && v / 1000 >= MIN_TIME_MS;
-        return Err(format!("{range}{}", if micros { "; microseconds? divide by 1000" } else { "" }));
+        let within = |ms: u64| (MIN_TIME_MS..=MAX_TIME_MS).contains(&ms);
+        let hint = if within(v / 1000) {
+            "; microseconds? divide by 1000"
+        } else if within(v / 1_000_000) {
+            "; nanoseconds (19 digits)? divide by 1000000"
+        } else {
+            ""
+        };
+        return Err(format!("{range}{hint}"));
     }
     Ok(v)
+}
+
+/// What to say of a `time_ms` written as an ISO 8601 date and time (`2025-03-10T12:00:00Z`,
+/// `2025-03-10 12:00:00.250+01:00`, `2025-03-10`): how to convert it, and what it is in
+/// milliseconds when it names its zone. `None` for a value that does not start as a date.
+fn iso_hint(value: &str) -> Option<String> {
+    let b = value.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !(digits(0..4) && b.get(4) == Some(&b'-') && digits(5..7) && b.get(7) == Some(&b'-') && digits(8..10)) {
+        return None;
+    }
+    let command = format!("date -d '{value}' +%s%3N");
+    let zoned = value[10..].contains(['Z', '+', '-']);
+    let reads = match iso_ms(value) {
+        Some(ms) if (MIN_TIME_MS..=MAX_TIME_MS).contains(&ms) => format!(" (this one is {ms})"),
+        None if !zoned => " (a time without a zone, Z or +01:00, is read by date in the machine's own zone)".to_owned(),
+        _ => String::new(),
+    };
+    Some(format!(
+        "an ISO 8601 date and time, where time_ms is milliseconds since the epoch (UTC): convert it, \
+         with GNU date: {command}{reads}"
+    ))
+}
+
+/// The milliseconds since the epoch of `YYYY-MM-DD[(T| )HH:MM[:SS[.fff...]]](Z|(+|-)HH[:]MM)`:
+/// `None` for anything else (a time without a zone among it), or a time before the epoch.
+fn iso_ms(value: &str) -> Option<u64> {
+    let num = |s: &str| -> Option<u64> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (year, month, day) = (num(value.get(0..4)?)?, num(value.get(5..7)?)?, num(value.get(8..10)?)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1970 {
+        return None;
+    }
+    let rest = &value[10..];
+    let at = rest.find(['Z', '+', '-'])?;
+    let (time, zone) = (&rest[..at], &rest[at..]);
+    let offset_min: i64 = match zone {
+        "Z" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let hm = z[1..].replace(':', "");
+            if hm.len() != 4 {
+                return None;
+            }
+            let (h, m) = (num(&hm[..2])?, num(&hm[2..])?);
+            sign * (h * 60 + m) as i64
+        }
+    };
+    let mut ms_of_day = 0u64;
+    if !time.is_empty() {
+        let time = time.strip_prefix(['T', ' '])?;
+        let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+        let parts: Vec<&str> = hms.split(':').collect();
+        if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
+            return None;
+        }
+        let (h, m) = (num(parts[0])?, num(parts[1])?);
+        let sec = if parts.len() == 3 { num(parts[2])? } else { 0 };
+        if h > 23 || m > 59 || sec > 59 || (time.contains('.') && num(fraction).is_none()) {
+            return None;
+        }
+        // Milliseconds, the digits past them cut as `date +%3N` cuts them.
+        let milli = format!("{fraction:0<3}")[..3].parse::<u64>().ok()?;
+        ms_of_day = ((h * 60 + m) * 60 + sec) * 1000 + milli;
+    }
+    // Howard Hinnant's days_from_civil (public domain), the inverse of `utc_date`.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * DAY_MS + ms_of_day).checked_add_signed(-offset_min * 60_000)
+}
+
+/// What to say of a `time_ms` written in scientific notation (`1.7e12`, as a spreadsheet
+/// shows a large number): the number in full, and how much of it the notation rounded away.
+/// `None` for a value that is not such a number.
+fn scientific_hint(value: &str) -> Option<String> {
+    let (mantissa, exponent) = value.split_once(['e', 'E'])?;
+    let exponent: i32 = exponent.strip_prefix('+').unwrap_or(exponent).parse().ok()?;
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    if int.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || exponent > 30 {
+        return None;
+    }
+    let said = "scientific notation, as a spreadsheet shows a large number; write time_ms in full, whole \
+                milliseconds (a number format without an exponent)";
+    let Some(zeros) = u32::try_from(exponent - frac.len() as i32).ok() else {
+        return Some(format!("{said}: this one is not even a whole number"));
+    };
+    let full = format!("{}{}", digits.trim_start_matches('0'), "0".repeat(zeros as usize));
+    let significant = digits.trim_start_matches('0').len();
+    let rounded = if zeros > 0 {
+        format!(
+            ", but it keeps only {significant} significant digit(s): every time is rounded to {} ms, and the \
+             export must be made again with the whole numbers",
+            10u64.checked_pow(zeros).map_or_else(|| format!("1e{zeros}"), |u| u.to_string())
+        )
+    } else {
+        String::new()
+    };
+    Some(format!("{said}: this one is {full}{rounded}"))
 }
 
 /// `ms` since the Unix epoch as a UTC date and time, `1970-01-21T00:00:00Z` (with `.123`

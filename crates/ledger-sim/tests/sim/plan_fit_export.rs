@@ -99,3 +99,48 @@ fn a_history_in_seconds_exits_two_naming_the_date_it_reads_as() {
     );
     assert!(stdout.is_empty(), "{stdout}");
 }
+
+/// The operator's audit, end to end: an unpaid session with an actual cost is read; a user who
+/// jumps two tiers overnight, and a free request above its tier's default budget, are said on
+/// stderr and at the top of the scenario, which plans as it is; times written as ISO 8601 or in
+/// scientific notation exit 2 with their own hint, and nothing is written.
+#[test]
+fn audit_histories_are_read_warned_of_or_refused_with_a_hint() {
+    let dir = scratch("plan-fit-audit");
+    let header = "time_ms,user,tier,kind,estimate_sats,actual_sats,outcome,paid".to_owned();
+    let lines = [
+        header.clone(),
+        "1741564801000,a,new,session,40,35,gated,false".to_owned(),
+        "1741564802000,b,established,job,310,290,free,".to_owned(),
+        "1741651201000,a,trusted,job,30,25,free,".to_owned(),
+        "1741651202000,b,established,job,30,25,free,".to_owned(),
+    ];
+    write(&dir, "audit.csv", &lines);
+    let (code, toml, err) = sim_in(dir.as_ref(), &["plan", "--fit", "audit.csv"]);
+    assert_eq!(code, 0, "{err}");
+    for said in [
+        "audit.csv: WARNING: 1 tier change(s) between a user's requests that the planner's model cannot make",
+        "The first: user a, new on line 2 (2025-03-10, day 0), then trusted on line 4 (2025-03-11, day 1).",
+        "audit.csv: WARNING: the history gives users free requests larger than the default daily budget",
+        "established 50 to 310 (a free request of 310 sats on line 3)",
+    ] {
+        assert!(err.contains(said), "{said}\n{err}");
+    }
+    assert!(toml.contains("# WARNING: 1 tier change(s)") && toml.contains("# WARNING: the history gives users"));
+    assert!(toml.contains("\nestablished = 310  # raised from the default 50"), "{toml}");
+    std::fs::write(format!("{dir}/audit.toml"), &toml).unwrap();
+    let (code, _, err) = sim_in(dir.as_ref(), &["plan", "audit.toml", "--seeds", "1", "--days", "2"]);
+    assert_eq!(code, 0, "{err}");
+
+    for (time, hint) in [
+        ("2025-03-10T12:00:00Z", "date -d '2025-03-10T12:00:00Z' +%s%3N (this one is 1741608000000)"),
+        ("1.7e12", "scientific notation"),
+        ("1741608000000000000", "nanoseconds (19 digits)? divide by 1000000"),
+    ] {
+        write(&dir, "bad.csv", &[header.clone(), format!("{time},a,new,job,25,21,free,")]);
+        let (code, stdout, err) = sim_in(dir.as_ref(), &["plan", "--fit", "bad.csv", "--out", "bad.toml"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(&format!("bad.csv:2: time_ms = \"{time}\": ")) && err.contains(hint), "{err}");
+        assert!(stdout.is_empty() && !std::path::Path::new(&format!("{dir}/bad.toml")).exists());
+    }
+}
