@@ -620,7 +620,9 @@ fn iso_hint(value: &str) -> Option<String> {
     if !(digits(0..4) && b.get(4) == Some(&b'-') && digits(5..7) && b.get(7) == Some(&b'-') && digits(8..10)) {
         return None;
     }
-    let command = format!("date -d '{value}' +%s%3N");
+    // The value itself in the command, unless it is too long to echo or would end its quotes.
+    let shown = if value.len() <= 40 && !value.contains(['\'', '\\']) { value } else { "TIME" };
+    let command = format!("date -d '{shown}' +%s%3N");
     let zoned = value[10..].contains(['Z', '+', '-']);
     let reads = match iso_ms(value) {
         Some(ms) if (MIN_TIME_MS..=MAX_TIME_MS).contains(&ms) => format!(" (this one is {ms})"),
@@ -703,11 +705,18 @@ fn scientific_hint(value: &str) -> Option<String> {
     }
     let said = "scientific notation, as a spreadsheet shows a large number; write time_ms in full, whole \
                 milliseconds (a number format without an exponent)";
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > 30 {
+        return Some(said.to_owned());
+    }
     let Some(zeros) = u32::try_from(exponent - frac.len() as i32).ok() else {
         return Some(format!("{said}: this one is not even a whole number"));
     };
-    let full = format!("{}{}", digits.trim_start_matches('0'), "0".repeat(zeros as usize));
-    let significant = digits.trim_start_matches('0').len();
+    if significant.is_empty() {
+        return Some(format!("{said}: this one is 0"));
+    }
+    let full = format!("{significant}{}", "0".repeat(zeros as usize));
+    let significant = significant.len();
     let rounded = if zeros > 0 {
         format!(
             ", but it keeps only {significant} significant digit(s): every time is rounded to {} ms, and the \

@@ -1333,4 +1333,11 @@ fn a_time_in_iso_8601_nanoseconds_or_scientific_notation_gets_its_own_hint() {
     );
     assert!(read("1.741608000250E+12").ends_with("this one is 1741608000250"));
     assert!(read("1.7e-3").ends_with("this one is not even a whole number"));
+    // A huge value is quoted by its beginning, and no hint echoes it whole.
+    for huge in [format!("2025-03-10T{}", "1".repeat(100_000)), format!("1.{}e12", "7".repeat(100_000))] {
+        let e = read(&huge);
+        assert!(e.len() < 600, "{e}");
+        assert!(e.contains("date -d 'TIME' +%s%3N") || e.ends_with("(a number format without an exponent)"), "{e}");
+    }
+    assert!(read("2025-03-10T12:00:00'Z").contains("date -d 'TIME' +%s%3N"));
 }
