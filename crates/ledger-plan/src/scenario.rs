@@ -732,8 +732,10 @@ impl PlanScenario {
         if ledger_simulator::scenario::sets_no_key(text) {
             return Err(PlanError::Empty { origin: origin.to_owned() });
         }
-        let s: PlanScenario = toml::from_str(text)
-            .map_err(|e| PlanError::Toml { origin: origin.to_owned(), message: compact(&e.to_string()) })?;
+        let s: PlanScenario = toml::from_str(text).map_err(|e| PlanError::Toml {
+            origin: origin.to_owned(),
+            message: plain_counts(&compact(&e.to_string())),
+        })?;
         s.validate(origin, Some(text))?;
         Ok(s)
     }
@@ -998,16 +1000,25 @@ fn plain_counts(message: &str) -> String {
     let Some((head, tail)) = unsigned.iter().find_map(|u| message.split_once(u)) else {
         return message.to_owned();
     };
+    // A file's message quotes the line first (`TOML parse error at line 3 ... ^^^`), serde's
+    // words on the last line.
+    let (snippet, head) = head.rsplit_once('\n').map_or(("", head), |(s, h)| (s, h));
+    let snippet = if snippet.is_empty() { String::new() } else { format!("{snippet}\n") };
     let quoted = |prefix: &str| head.strip_prefix(prefix).and_then(|r| r.strip_suffix('`'));
+    // serde names the key at the end (` in `budget.trusted``) when it is not in a file.
+    let counts = match tail.strip_prefix(" in `").and_then(|k| k.strip_suffix('`')) {
+        Some(key) => format!("{key} counts in whole numbers, 0 or more"),
+        None => format!("this key counts in whole numbers, 0 or more{tail}"),
+    };
     if let Some(v) = quoted("invalid type: floating point `") {
         let why = match v.parse::<f64>() {
             Ok(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => format!("{v} is written as a fraction: give {f:.0}"),
             Ok(f) if f.fract() == 0.0 => format!("{v} is too large"),
             _ => format!("{v} is not a whole number"),
         };
-        format!("{why}: this key counts in whole numbers, 0 or more{tail}")
+        format!("{snippet}{why}: {counts}")
     } else if let Some(v) = quoted("invalid value: integer `") {
-        format!("{v} is negative: this key counts in whole numbers, 0 or more{tail}")
+        format!("{snippet}{v} is negative: {counts}")
     } else {
         message.to_owned()
     }
@@ -1050,14 +1061,14 @@ mod tests {
         };
         assert_eq!(
             read("1e2"),
-            "--set budget.trusted: 100.0 is written as a fraction: give 100: this key counts in whole numbers, 0 \
-             or more in `budget.trusted`"
+            "--set budget.trusted: 100.0 is written as a fraction: give 100: budget.trusted counts in whole \
+             numbers, 0 or more"
         );
         assert!(read("2.5").contains(": 2.5 is not a whole number: "), "{}", read("2.5"));
         assert!(read("1e300").contains(": 1e300 is too large: "), "{}", read("1e300"));
         assert_eq!(
             read("-5"),
-            "--set budget.trusted: -5 is negative: this key counts in whole numbers, 0 or more in `budget.trusted`"
+            "--set budget.trusted: -5 is negative: budget.trusted counts in whole numbers, 0 or more"
         );
         assert_eq!(plain_counts("missing field `x`"), "missing field `x`");
     }

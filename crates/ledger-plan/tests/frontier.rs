@@ -96,7 +96,10 @@ fn bad_second_keys_and_values_are_refused_before_any_work() {
         ("budget.established=10,10.0", "10 and 10.0 are the same value"),
         ("budget.platinum=1,2", "unknown field `platinum`"),
         ("payment.gate_paid=0.5,1.5", "--over payment.gate_paid=1.5: payment.gate_paid = 1.5: must be in 0..=1"),
-        ("budget.trusted=0.5", "invalid type: floating point"),
+        (
+            "budget.trusted=0.5",
+            "--over budget.trusted=0.5: 0.5 is not a whole number: budget.trusted counts in whole numbers",
+        ),
         ("seeds=1,2", "--over seeds: the number of runs cannot be swept"),
         ("requests.even=0,1", "--over requests.even: not a numeric key"),
         // The days are the horizon, not a key to vary.

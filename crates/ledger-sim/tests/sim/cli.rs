@@ -196,7 +196,7 @@ fn plan_refuses_bad_outputs_repeated_sweeps_and_plans_too_big_before_any_work() 
         ),
         (
             vec!["plan", scenario, "--days", "2", "--set", "budget.trusted=100.0"],
-            "100.0 is written as a fraction: give 100: this key counts in whole numbers, 0 or more",
+            "100.0 is written as a fraction: give 100: budget.trusted counts in whole numbers, 0 or more",
         ),
         (vec!["plan", scenario, "--days", "2", "--set", "budget.trusted=-5"], "-5 is negative"),
         (vec!["plan", scenario, "--days", "2", "--set", "seed=x"], "the first seed is a whole number"),

@@ -248,7 +248,8 @@ fn errors_write_huge_and_tiny_numbers_compactly() {
     for (args, said) in [
         (
             vec!["--solve", "pool_initial_sats=0..1e300"],
-            "ledger-sim: error: --solve pool_initial_sats=0..1e300: 1e300 is too large: this key counts in whole numbers",
+            "ledger-sim: error: --solve pool_initial_sats=0..1e300: 1e300 is too large: pool_initial_sats counts in whole numbers, \
+             0 or more",
         ),
         (
             vec!["--solve", "pool_initial_sats=0..1000", "--resolution", "1e-300"],
