@@ -3,7 +3,10 @@
 //! targets) is escaped.
 //!
 //! The answer comes first: a solve's verdict line per target, a frontier's table, a plan's
-//! count of configurations that never ran dry. Then the charts, in a grid that fills the
+//! count of configurations that never ran dry, naming those that ran dry and those with a thin
+//! margin. A plan's overview follows (the map of depletion across a sweep, then the table, with
+//! each configuration's lowest p5), and its charts are drawn for 12 configurations at most
+//! (the rest are in the table). Then the charts, in a grid that fills the
 //! page's width, two a row (the last of an odd number across the page, drawn wider, so that
 //! no row is left with a blank half): the pool's balance by day (p5-p95 band and median, on
 //! a logarithmic scale in sats so that a pool that dies on day 1 shows its fall, not a flat
@@ -30,6 +33,10 @@ const BAND: &str = "#90caf9";
 const MEDIAN: &str = "#0d47a1";
 const TARGET: &str = "#6a1b9a";
 const DRY: &str = "#c62828";
+/// A configuration with a thin margin: amber, the badge's background; darker, the line and
+/// words on its chart, which read on white.
+const THIN: &str = "#f9a825";
+const THIN_INK: &str = "#b26a00";
 
 /// `s` with the characters that mean something in HTML or an attribute escaped.
 pub fn esc(s: &str) -> String {
@@ -74,6 +81,13 @@ fn tick_step(max: f64, n: f64) -> f64 {
         10.0
     };
     nice * mag
+}
+
+/// The days on a balance chart's axis to `days`: about six, on whole days only (a step of 1,
+/// 2, 5, 10, ... days).
+fn day_ticks(days: u32) -> Vec<u32> {
+    let step = tick_step(f64::from(days), 6.0).max(1.0).round() as usize;
+    (0..=days).step_by(step).collect()
 }
 
 /// Ticks from `lo` to `hi`, about `n` of them, on round values.
@@ -278,7 +292,7 @@ enum Mark {
     /// A day, as a vertical line.
     Day { day: u32, label: String, color: &'static str },
     /// A balance, as a horizontal line.
-    Sats { sats: f64, label: String },
+    Sats { sats: f64, label: String, color: &'static str },
 }
 
 /// The marks a target puts on a balance chart.
@@ -295,6 +309,7 @@ fn target_marks(target: &Target) -> Vec<Mark> {
             Mark::Sats {
                 sats: target.value,
                 label: format!("target p{pct} {} {} sats", op_sign(target), short(target.value)),
+                color: TARGET,
             },
             Mark::Day { day, label: format!("day {day}"), color: TARGET },
         ],
@@ -339,8 +354,8 @@ impl PoolChart<'_> {
         for v in self.scale.ticks() {
             f.y_tick(&mut o, self.scale.f(v), &short(v));
         }
-        for d in ticks(0.0, f64::from(days), 6.0) {
-            f.x_tick(&mut o, d / f64::from(days), &fmt_f64(d));
+        for d in day_ticks(days) {
+            f.x_tick(&mut o, f64::from(d) / f64::from(days), &d.to_string());
         }
         // Day 0 is the starting balance; day d the balance at the end of day d.
         let pt = |d: usize, v: u64| format!("{:.1},{:.1}", dx(d as f64), sy(v as f64));
@@ -363,14 +378,14 @@ impl PoolChart<'_> {
         // its line, else below it, else at the left end; a day's beside its line at the top (on
         // the side with room first), else a row lower, else across the line.
         let mut lines: Vec<(f64, String, &str)> = Vec::new();
-        let mut levels: Vec<(f64, &str)> = Vec::new();
+        let mut levels: Vec<(f64, &str, &str)> = Vec::new();
         if let Some((day, share)) = self.dry {
-            lines.push((dx(f64::from(day) - 0.5), format!("dry: median day {day} ({} % of seeds)", pct1(share)), DRY));
+            lines.push((dx(f64::from(day)), format!("dry: median day {day} ({} % of seeds)", pct1(share)), DRY));
         }
         for m in &self.marks {
             match m {
                 Mark::Day { day, label, color } => lines.push((dx(f64::from(*day)), label.clone(), color)),
-                Mark::Sats { sats, label } => levels.push((sy(*sats), label)),
+                Mark::Sats { sats, label, color } => levels.push((sy(*sats), label, color)),
             }
         }
         for &(x, _, color) in &lines {
@@ -381,10 +396,10 @@ impl PoolChart<'_> {
                 f.t + f.ph(),
             );
         }
-        for &(y, _) in &levels {
+        for &(y, _, color) in &levels {
             let _ = write!(
                 o,
-                r##"<line x1="{}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{TARGET}" stroke-dasharray="4,3"/>"##,
+                r##"<line x1="{}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-dasharray="4,3"/>"##,
                 f.l,
                 f.l + f.pw(),
             );
@@ -401,7 +416,7 @@ impl PoolChart<'_> {
             }
         }
         let (right, left) = (f.l + f.pw() - 4.0, f.l + 4.0);
-        for &(y, label) in &levels {
+        for &(y, label, color) in &levels {
             let candidates = [
                 (right, y - 4.0, Anchor::End),
                 (right, y + 11.0, Anchor::End),
@@ -409,7 +424,7 @@ impl PoolChart<'_> {
                 (left, y + 11.0, Anchor::Start),
             ];
             let spot = labels.place(&candidates, label);
-            labels.text(&mut o, spot, label, &format!(r#"class="m" fill="{TARGET}""#));
+            labels.text(&mut o, spot, label, &format!(r#"class="m" fill="{color}""#));
         }
         for (x, label, color) in &lines {
             let (after, before) = ((x + 4.0, Anchor::Start), (x - 4.0, Anchor::End));
@@ -630,7 +645,8 @@ svg text{{font-size:11px}} svg text:not([fill]){{fill:#424242}} svg text.t{{font
 .verdict{{font-size:15px;margin:6px 0;padding:8px 12px;border-left:5px solid #9e9e9e;background:#fafafa}}
 .verdict.met{{border-color:{FREE}}} .verdict.not{{border-color:{DRY}}}
 .badge{{display:inline-block;font-size:12px;font-weight:700;color:#fff;background:#9e9e9e;border-radius:3px;padding:1px 7px;margin-right:8px}}
-.met .badge{{background:{FREE}}} .not .badge{{background:{DRY}}}
+.met .badge{{background:{FREE}}} .not .badge{{background:{DRY}}} .verdict.thin{{border-color:{THIN}}} .thin .badge{{background:{THIN};color:#212121}}
+.note{{font-size:13px;margin:4px 0}} .tag{{display:inline-block;font-size:10px;font-weight:700;border-radius:3px;padding:0 5px;margin-left:6px;white-space:nowrap}} .tag.thin{{background:{THIN};color:#212121}}
 </style></head><body>"#,
         esc(title),
         esc(name)
@@ -689,32 +705,26 @@ pub fn render(out: &PlanOutput) -> String {
         &format!(" · {} seeds per configuration · {} configuration(s){sweep}", s.seeds, out.configs.len()),
         &out.sweep.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(),
     );
-    let alive: Vec<&Summary> = out.summaries.iter().filter(|x| x.depletion_probability == 0.0).collect();
-    let dry_first = out.summaries.iter().filter_map(|x| x.depletion_day_min).min();
-    let (class, badge) = if alive.len() == out.summaries.len() { ("met", "never dry") } else { ("not", "ran dry") };
-    let _ = write!(
-        o,
-        r#"<div class="verdict {class}"><span class="badge">{badge}</span>{} of {} configuration(s) kept the pool from running dry in all {} seeds over {} days{}{}</div>"#,
-        alive.len(),
-        out.summaries.len(),
-        s.seeds,
-        s.days,
-        if alive.is_empty() || alive.len() == out.summaries.len() {
-            String::new()
-        } else {
-            format!(": {}", esc(&alive.iter().map(|x| x.label.as_str()).collect::<Vec<_>>().join("; ")))
-        },
-        dry_first.map_or(String::new(), |d| format!(". The earliest a pool ran dry: day {d}."))
-    );
-    o.push_str("<h2>Summary</h2><div class=\"scroll\"><table><tr><th>configuration</th><th>P(dry)</th><th>dry day p50</th><th>pool end p5, sats</th><th>p50</th><th>p95</th><th>free</th><th>partial</th><th>gated</th><th>absorbed, sats</th><th>paid</th><th>credited</th><th>peak locked</th><th>violations</th></tr>");
-    for x in &out.summaries {
+    let initial: Vec<u64> = out.summaries.iter().map(|x| initial_of(out, x)).collect();
+    let thin: Vec<bool> = out.summaries.iter().zip(&initial).map(|(x, &i)| thin_margin(x, i)).collect();
+    o.push_str(&plan_headline(out, &initial, &thin));
+    // The overview first: the map of depletion across the sweep, then the table.
+    if !out.sweep.is_empty() {
+        o.push_str(r#"<h2>Probability of depletion across the sweep</h2><p class="muted">Each cell a configuration: the share of seeds in which the pool ran dry (green none, red all) and the median balance on the last day.</p><div class="flow">"#);
+        o.push_str(&heatmaps(out));
+        o.push_str("</div>");
+    }
+    o.push_str("<h2>Summary</h2><div class=\"scroll\"><table><tr><th>configuration</th><th>P(dry)</th><th>dry day p50</th><th>lowest p5, sats (of start)</th><th>pool end p5, sats</th><th>p50</th><th>p95</th><th>free</th><th>partial</th><th>gated</th><th>absorbed, sats</th><th>paid</th><th>credited</th><th>peak locked</th><th>violations</th></tr>");
+    for ((x, &start), &thin) in out.summaries.iter().zip(&initial).zip(&thin) {
         let last = |v: &Vec<u64>| v.last().map_or("-".to_owned(), |v| thousands(*v));
         let _ = write!(
             o,
-            "<tr><td class=\"l\">{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
+            "<tr><td class=\"l\">{}{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
             esc_cell(&x.label),
+            if thin { r#" <span class="tag thin">thin margin</span>"# } else { "" },
             x.depletion_probability * 100.0,
             x.depletion_day_p50.map_or("-".to_owned(), |d| d.to_string()),
+            lowest_words(x, start),
             last(&x.pool_p5),
             last(&x.pool_p50),
             last(&x.pool_p95),
@@ -729,46 +739,247 @@ pub fn render(out: &PlanOutput) -> String {
             x.violations
         );
     }
-    o.push_str("</table></div><p class=\"muted\">Amounts are means per seed over the whole run. P(dry): share of seeds in which some request was gated because the pool was empty.</p>");
+    let _ = write!(
+        o,
+        "</table></div><p class=\"muted\">Amounts are means per seed over the whole run. P(dry): share of seeds in which some request was gated because the pool was empty. Lowest p5: the lowest over the days of the pool's 5th percentile over seeds, and its share of the starting pool. {}</p>",
+        THIN_RULE
+    );
+    let shown = charted(out, &initial);
     let top =
         out.summaries.iter().flat_map(|x| x.pool_p95.iter().copied()).chain([s.pool_initial_sats]).max().unwrap_or(1);
     let scale = SatsScale::holding(top);
-    let n = out.summaries.len();
-    o.push_str(r#"<h2>Pool balance by day</h2><p class="muted">End-of-day balance in sats on a logarithmic scale (0 at the bottom, each power of ten the same height, one scale for all): shaded p5–p95 over seeds, line the median; red, the median day the pool ran dry.</p><div class="grid">"#);
-    for (i, x) in out.summaries.iter().enumerate() {
+    let n = shown.len();
+    let _ = write!(
+        o,
+        r#"<h2>Pool balance by day</h2>{}<p class="muted">End-of-day balance in sats on a logarithmic scale (0 at the bottom, each power of ten the same height, one scale for all): shaded p5–p95 over seeds, line the median; red, the median day the pool ran dry{}.</p><div class="grid">"#,
+        charted_words(out, &shown, &initial),
+        if shown.iter().any(|&k| thin[k]) {
+            "; amber, 5 % of the starting pool, on a chart with a thin margin"
+        } else {
+            ""
+        }
+    );
+    for (i, &k) in shown.iter().enumerate() {
+        let x = &out.summaries[k];
         let wide = across(i, n);
         let band = PoolBand { p5: x.pool_p5.clone(), p50: x.pool_p50.clone(), p95: x.pool_p95.clone() };
+        let marks = if thin[k] {
+            let sats = THIN_MARGIN * initial[k] as f64;
+            vec![Mark::Sats { sats, label: format!("thin margin: p5 below {} sats", short(sats)), color: THIN_INK }]
+        } else {
+            Vec::new()
+        };
         let chart = PoolChart {
-            title: x.label.clone(),
+            title: if thin[k] { format!("{} · thin margin", x.label) } else { x.label.clone() },
             band: &band,
-            initial_sats: s.pool_initial_sats,
+            initial_sats: initial[k],
             days: s.days,
             scale,
             dry: x.depletion_day_p50.map(|d| (d, x.depletion_probability)),
-            marks: Vec::new(),
+            marks,
             w: if wide { 900.0 } else { 420.0 },
             h: if wide { 300.0 } else { 230.0 },
         };
         figure(&mut o, wide, &chart.render());
     }
-    if !out.sweep.is_empty() {
-        // A row of their own: the maps are drawn at their size, side by side.
-        o.push_str(r#"<figure class="fixed wide"><p class="muted" style="margin-top:0"><b>Probability of depletion across the sweep</b></p><div class="flow">"#);
-        o.push_str(&heatmaps(out));
-        o.push_str("</div></figure>");
-    }
     o.push_str("</div>");
     let _ = write!(
         o,
-        r#"<h2>Served by tier</h2><p class="muted key">Share of requests decided<span style="background:{FREE}"></span>free<span style="background:{PARTIAL}"></span>partial<span style="background:{GATED}"></span>gated (charged in full) — requests per seed in brackets.</p><div class="grid">"#
+        r#"<h2>Served by tier</h2><p class="muted key">{}Share of requests decided<span style="background:{FREE}"></span>free<span style="background:{PARTIAL}"></span>partial<span style="background:{GATED}"></span>gated (charged in full) — requests per seed in brackets.</p><div class="grid">"#,
+        if n < out.summaries.len() { "The configurations drawn above. " } else { "" }
     );
-    for (i, x) in out.summaries.iter().enumerate() {
+    for (i, &k) in shown.iter().enumerate() {
         let wide = across(i, n);
-        figure(&mut o, wide, &tier_chart(x, wide));
+        figure(&mut o, wide, &tier_chart(&out.summaries[k], wide));
     }
     o.push_str("</div>");
     close_page(&mut o, &out.format);
     o
+}
+
+/// A configuration has a thin margin when it never ran dry but the lowest p5 of its pool over
+/// the days fell below this share of its starting pool.
+const THIN_MARGIN: f64 = 0.05;
+
+/// [`THIN_MARGIN`] in words, as a plan's page states it.
+const THIN_RULE: &str = "Thin margin: never ran dry, but the lowest p5 fell below 5 % of the starting pool.";
+
+/// The most configurations a plan's page draws charts for; the rest are in its table.
+const MAX_CHARTS: usize = 12;
+
+/// The most configurations a headline names before "and N more".
+const MAX_NAMED: usize = 5;
+
+/// The starting pool of a configuration: its value of a swept `pool_initial_sats`, else the
+/// scenario's.
+fn initial_of(out: &PlanOutput, x: &Summary) -> u64 {
+    let Some(axis) = out.sweep.iter().position(|a| a.key == "pool_initial_sats") else {
+        return out.scenario.pool_initial_sats;
+    };
+    out.configs
+        .iter()
+        .find(|c| c.index == x.config)
+        .and_then(|c| out.sweep[axis].values.get(*c.at.get(axis)?))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(out.scenario.pool_initial_sats, |v| v as u64)
+}
+
+/// The lowest p5 of the pool over the days (the starting pool when there are none).
+fn lowest_p5(x: &Summary, initial: u64) -> u64 {
+    x.pool_p5.iter().copied().min().unwrap_or(initial)
+}
+
+/// The lowest p5 as a share of the starting pool (of 1 sat when it starts empty).
+fn margin(x: &Summary, initial: u64) -> f64 {
+    lowest_p5(x, initial) as f64 / initial.max(1) as f64
+}
+
+/// Whether a configuration never ran dry but its margin was thin (see [`THIN_MARGIN`]).
+fn thin_margin(x: &Summary, initial: u64) -> bool {
+    x.depletion_probability == 0.0 && (lowest_p5(x, initial) as f64) < THIN_MARGIN * initial as f64
+}
+
+/// A table's lowest p5: `1,234 (4.3 %)`.
+fn lowest_words(x: &Summary, initial: u64) -> String {
+    let low = lowest_p5(x, initial);
+    if initial == 0 {
+        thousands(low)
+    } else {
+        // Rounded down, so that a share under the rule's 5 % never reads as 5 %.
+        let share = 100.0 * low as f64 / initial as f64;
+        let share = if share >= 10.0 { share.floor() } else { (share * 10.0).floor() / 10.0 };
+        format!("{} ({} %)", thousands(low), fmt_f64(share))
+    }
+}
+
+/// The first [`MAX_NAMED`] of `names` joined, then "and N more", escaped.
+fn named(names: &[String]) -> String {
+    let mut o = esc(&names.iter().take(MAX_NAMED).cloned().collect::<Vec<_>>().join("; "));
+    if names.len() > MAX_NAMED {
+        let _ = write!(o, " and {} more", names.len() - MAX_NAMED);
+    }
+    o
+}
+
+/// The configurations, riskiest first: those that ran dry, most often first (then the
+/// earliest median day), then those that never did, the lowest p5 against the starting pool
+/// first; the table's order between equals.
+fn by_risk(out: &PlanOutput, initial: &[u64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..out.summaries.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&out.summaries[a], &out.summaries[b]);
+        let dry = |s: &Summary| s.depletion_probability > 0.0;
+        dry(y)
+            .cmp(&dry(x))
+            .then(y.depletion_probability.total_cmp(&x.depletion_probability))
+            .then(x.depletion_day_p50.unwrap_or(u32::MAX).cmp(&y.depletion_day_p50.unwrap_or(u32::MAX)))
+            .then(margin(x, initial[a]).total_cmp(&margin(y, initial[b])))
+            .then(a.cmp(&b))
+    });
+    order
+}
+
+/// The plan's answer: how many configurations never ran dry and which, which ran dry (the
+/// riskiest first), which of those that never did had a thin margin, and the earliest day a
+/// pool ran dry; each list at most [`MAX_NAMED`] names long.
+fn plan_headline(out: &PlanOutput, initial: &[u64], thin: &[bool]) -> String {
+    let s = &out.scenario;
+    let n = out.summaries.len();
+    let alive: Vec<String> =
+        out.summaries.iter().filter(|x| x.depletion_probability == 0.0).map(|x| x.label.clone()).collect();
+    let dry: Vec<String> = by_risk(out, initial)
+        .into_iter()
+        .map(|i| &out.summaries[i])
+        .filter(|x| x.depletion_probability > 0.0)
+        .map(|x| {
+            let day = x.depletion_day_p50.map_or(String::new(), |d| format!(", median day {d}"));
+            format!("{} ({} %{day})", x.label, pct1(x.depletion_probability))
+        })
+        .collect();
+    let thin: Vec<String> = out.summaries.iter().zip(thin).filter(|(_, &t)| t).map(|(x, _)| x.label.clone()).collect();
+    let (class, badge) = if !dry.is_empty() {
+        ("not", "ran dry")
+    } else if !thin.is_empty() {
+        ("thin", "thin margin")
+    } else {
+        ("met", "never dry")
+    };
+    let mut o = format!(
+        r#"<div class="verdict {class}"><span class="badge">{badge}</span>{} of {n} configuration(s) kept the pool from running dry in all {} seeds over {} days"#,
+        alive.len(),
+        s.seeds,
+        s.days
+    );
+    if !alive.is_empty() && !dry.is_empty() {
+        let _ = write!(o, ": {}", named(&alive));
+    }
+    o.push('.');
+    if !thin.is_empty() {
+        let _ = write!(
+            o,
+            " {} of them with a thin margin (the lowest p5 below 5 % of the starting pool): {}.",
+            thin.len(),
+            named(&thin)
+        );
+    }
+    if !dry.is_empty() {
+        let _ = write!(o, " {} ran dry, the most often first: {}.", dry.len(), named(&dry));
+    }
+    if let Some(d) = out.summaries.iter().filter_map(|x| x.depletion_day_min).min() {
+        let _ = write!(o, " The earliest a pool ran dry: day {d}.");
+    }
+    o.push_str("</div>");
+    o
+}
+
+/// The configurations a plan's page draws charts for, in the table's order: every one up to
+/// [`MAX_CHARTS`]; past that the riskiest and the safest ([`by_risk`]), then, in turn from
+/// either side of the line between running dry and not, the never-dry ones with the thinnest
+/// margin and the dry ones that ran dry least often.
+fn charted(out: &PlanOutput, initial: &[u64]) -> Vec<usize> {
+    let n = out.summaries.len();
+    if n <= MAX_CHARTS {
+        return (0..n).collect();
+    }
+    let order = by_risk(out, initial);
+    let line = out.summaries.iter().filter(|x| x.depletion_probability > 0.0).count();
+    let mut picked = vec![order[0], order[n - 1]];
+    let (mut safe, mut dry) = (order[line..].iter(), order[..line].iter().rev());
+    while picked.len() < MAX_CHARTS {
+        for next in [safe.next(), dry.next()].into_iter().flatten() {
+            if picked.len() < MAX_CHARTS && !picked.contains(next) {
+                picked.push(*next);
+            }
+        }
+    }
+    picked.sort_unstable();
+    picked
+}
+
+/// What a plan's page says of the balance charts it draws: nothing when it draws every
+/// configuration; else which it draws and that the rest are in the table.
+fn charted_words(out: &PlanOutput, shown: &[usize], initial: &[u64]) -> String {
+    let n = out.summaries.len();
+    if shown.len() == n {
+        return String::new();
+    }
+    let order = by_risk(out, initial);
+    let dry = out.summaries.iter().filter(|x| x.depletion_probability > 0.0).count();
+    let rest = shown.len() - 2;
+    let nearest = if dry == 0 {
+        format!("the {rest} with the thinnest margins (the lowest p5 against the starting pool)")
+    } else if dry == n {
+        format!("the {rest} that ran dry least often")
+    } else {
+        format!("the {rest} nearest the line between running dry and not, from either side in turn: the never-dry ones with the thinnest margins (the lowest p5 against the starting pool) and those that ran dry least often")
+    };
+    format!(
+        "<p class=\"note\"><b>{} of {n} configurations drawn</b>: the riskiest ({}), the safest ({}) and, of the rest, {nearest}. The other {} are in the table above.</p>",
+        shown.len(),
+        esc(&out.summaries[order[0]].label),
+        esc(&out.summaries[order[n - 1]].label),
+        n - shown.len()
+    )
 }
 
 /// The verdict of one target as a line with a badge.
@@ -939,6 +1150,8 @@ struct Labels {
     taken: Vec<(Rect, bool)>,
     /// What a label had better not cover but may (a curve), rather than a point or a label.
     crossed: Vec<Rect>,
+    /// The thin lines that tie labels to their points, from the point to the label.
+    leaders: Vec<((f64, f64), (f64, f64))>,
 }
 
 impl Labels {
@@ -947,6 +1160,7 @@ impl Labels {
             bounds: Rect { x0: f.l, y0: f.t, x1: f.l + f.pw(), y1: f.t + f.ph() },
             taken: Vec::new(),
             crossed: Vec::new(),
+            leaders: Vec::new(),
         }
     }
 
@@ -969,6 +1183,48 @@ impl Labels {
         self.place_box(candidates, |&(x, y, anchor)| Rect::of_text(x, y, anchor, text))
     }
 
+    /// How many leaders a label whose box is `r` would cross, and, with its own leader `tie`
+    /// (from the point it names), how many leaders, labels and points other than its own
+    /// that leader would cross.
+    fn tangles(&self, r: &Rect, tie: Option<((f64, f64), (f64, f64))>) -> f64 {
+        let mut n = self.leaders.iter().filter(|l| segment_meets_rect(l.0, l.1, r)).count();
+        if let Some((from, to)) = tie {
+            n += self.leaders.iter().filter(|l| segments_cross((from, to), **l)).count();
+            // Not the point's own dot, nor another it starts inside of (dots drawn over it).
+            let own = |t: &Rect| t.x0 <= from.0 && from.0 <= t.x1 && t.y0 <= from.1 && from.1 <= t.y1;
+            n += self.taken.iter().filter(|(t, label)| (*label || !own(t)) && segment_meets_rect(from, to, t)).count();
+        }
+        n as f64
+    }
+
+    /// The first free place of `candidates` for the number `text` of the point at `(x, y)`,
+    /// tied to it by a leader (see [`leader`]) at every place from `beside` on: a place free of
+    /// what [`Labels::place_box`] avoids, whose label crosses no leader and whose leader crosses
+    /// no other leader, label or point; else the least covering, then the least tangled.
+    fn place_tied(
+        &mut self,
+        candidates: &[(f64, f64, Anchor)],
+        beside: usize,
+        (x, y): (f64, f64),
+        text: &str,
+    ) -> (f64, f64, Anchor) {
+        let tied = |c: &(f64, f64, Anchor)| {
+            let i = candidates.iter().position(|d| d == c).unwrap_or(0);
+            (i >= beside).then(|| leader((x, y), *c))
+        };
+        let tangles: Vec<f64> =
+            candidates.iter().map(|c| self.tangles(&Rect::of_text(c.0, c.1, c.2, text), tied(c))).collect();
+        let spot = self.place_scored(
+            candidates,
+            |&(x, y, anchor)| Rect::of_text(x, y, anchor, text),
+            |c| candidates.iter().position(|d| d == c).map_or(0.0, |i| tangles[i]),
+        );
+        if let Some(l) = tied(&spot) {
+            self.leaders.push(l);
+        }
+        spot
+    }
+
     /// The first free place of `candidates` for something whose box at a place is `size`'s
     /// (or the least covering one), taken.
     fn place_box(
@@ -976,21 +1232,32 @@ impl Labels {
         candidates: &[(f64, f64, Anchor)],
         size: impl Fn(&(f64, f64, Anchor)) -> Rect,
     ) -> (f64, f64, Anchor) {
+        self.place_scored(candidates, size, |_| 0.0)
+    }
+
+    /// [`Labels::place_box`] with `tangled` (a count of leaders crossed) weighed after what a
+    /// place covers and before the rest.
+    fn place_scored(
+        &mut self,
+        candidates: &[(f64, f64, Anchor)],
+        size: impl Fn(&(f64, f64, Anchor)) -> Rect,
+        tangled: impl Fn(&(f64, f64, Anchor)) -> f64,
+    ) -> (f64, f64, Anchor) {
         let cost = |c: &(f64, f64, Anchor)| {
             let r = size(c);
             let covered = r.outside(&self.bounds) + self.taken.iter().map(|(t, _)| r.overlap(t)).sum::<f64>();
             let crossed = self.crossed.iter().map(|t| r.overlap(t)).sum::<f64>();
             let apart = r.widened(LABEL_GAP);
             let crowded = self.taken.iter().filter(|(_, label)| *label).map(|(t, _)| apart.overlap(t)).sum::<f64>();
-            (covered, crossed, crowded)
+            (covered, tangled(c), crossed, crowded)
         };
         let spot = candidates
             .iter()
-            .find(|c| cost(c) == (0.0, 0.0, 0.0))
+            .find(|c| cost(c) == (0.0, 0.0, 0.0, 0.0))
             .or_else(|| {
                 candidates.iter().min_by(|a, b| {
                     let (a, b) = (cost(a), cost(b));
-                    a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.total_cmp(&b.2))
+                    a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.total_cmp(&b.2)).then(a.3.total_cmp(&b.3))
                 })
             })
             .copied()
@@ -1003,6 +1270,38 @@ impl Labels {
     fn text(&self, o: &mut String, (x, y, anchor): (f64, f64, Anchor), text: &str, attrs: &str) {
         let _ = write!(o, r#"<text x="{x:.1}" y="{y:.1}" {attrs} text-anchor="{}">{}</text>"#, anchor.svg(), esc(text));
     }
+}
+
+/// The thin line from the dot at `(x, y)` to its number at `spot`: from the dot's edge, on
+/// the way from its centre, to the middle of the number's nearer side.
+fn leader((x, y): (f64, f64), spot: (f64, f64, Anchor)) -> ((f64, f64), (f64, f64)) {
+    let to = (spot.2.tie_x(spot.0), if spot.1 < y { spot.1 + 2.5 } else { spot.1 - 8.0 });
+    let d = (to.0 - x).hypot(to.1 - y).max(1e-9);
+    ((x + DOT_R * (to.0 - x) / d, y + DOT_R * (to.1 - y) / d), to)
+}
+
+/// Whether segments `a` and `b` cross (touching ends do not count).
+fn segments_cross(a: ((f64, f64), (f64, f64)), b: ((f64, f64), (f64, f64))) -> bool {
+    let side = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| (q.0 - p.0) * (r.1 - p.1) - (q.1 - p.1) * (r.0 - p.0);
+    let (d1, d2) = (side(a.0, a.1, b.0), side(a.0, a.1, b.1));
+    let (d3, d4) = (side(b.0, b.1, a.0), side(b.0, b.1, a.1));
+    d1 * d2 < 0.0 && d3 * d4 < 0.0
+}
+
+/// Whether the segment from `a` to `b` passes through the inside of `r` (its ends, a unit
+/// from each, aside; an edge grazed by less than half a unit aside).
+fn segment_meets_rect(a: (f64, f64), b: (f64, f64), r: &Rect) -> bool {
+    let len = (b.0 - a.0).hypot(b.1 - a.1);
+    if len <= 2.0 {
+        return false;
+    }
+    let n = (len * 2.0).ceil() as u32;
+    (0..=n).any(|k| {
+        let t = f64::from(k) / f64::from(n);
+        let d = t * len;
+        let (x, y) = (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
+        d >= 1.0 && len - d >= 1.0 && x > r.x0 + 0.5 && x < r.x1 - 0.5 && y > r.y0 + 0.5 && y < r.y1 - 0.5
+    })
 }
 
 /// The values a solve tested for one target: the share of seeds with the bad event at each,
@@ -1137,29 +1436,27 @@ fn steps_chart(r: &TargetResult, range: &SolveRange, zoomed: bool, wide: bool) -
             (x - 6.0, y + 13.0, Anchor::End),
         ];
         let beside = candidates.len();
-        // Then farther up or down, a line of text at a time: values crowded together stack
-        // their numbers above (or below) the crowd.
+        // Then farther up or down, a line of text at a time, and to either side: values crowded
+        // together fan their numbers out above (or below) the crowd, each tied to its dot by a
+        // line that crosses no other line, number or dot.
         for k in 1..=12 {
             let d = 11.0 * f64::from(k);
-            candidates.extend([
-                (x, y - 7.0 - d, Anchor::Middle),
-                (x + 3.0, y - 7.0 - d, Anchor::Start),
-                (x - 3.0, y - 7.0 - d, Anchor::End),
-                (x, y + 15.0 + d, Anchor::Middle),
-                (x + 3.0, y + 15.0 + d, Anchor::Start),
-                (x - 3.0, y + 15.0 + d, Anchor::End),
-            ]);
+            for (y, anchor) in [(y - 7.0 - d, Anchor::Middle), (y + 15.0 + d, Anchor::Middle)] {
+                candidates.push((x, y, anchor));
+                for j in 1..=4 {
+                    let dx = 9.0 * f64::from(j);
+                    candidates.extend([(x + dx, y, anchor), (x - dx, y, anchor)]);
+                }
+            }
         }
         let number = n.to_string();
-        let spot = labels.place(&candidates, &number);
+        let spot = labels.place_tied(&candidates, beside, (x, y), &number);
         if !candidates[..beside].contains(&spot) {
             // A number away from its dot is tied to it by a thin line.
-            // From the dot's edge to the middle of the number's nearer side.
-            let tx = spot.2.tie_x(spot.0);
-            let (ey, ty) = if spot.1 < y { (y - DOT_R, spot.1 + 2.5) } else { (y + DOT_R, spot.1 - 8.0) };
+            let ((x1, y1), (x2, y2)) = leader((x, y), spot);
             let _ = write!(
                 o,
-                r##"<line x1="{x:.1}" y1="{ey:.1}" x2="{tx:.1}" y2="{ty:.1}" stroke="#9e9e9e" stroke-width="0.6"/>"##
+                r##"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="#9e9e9e" stroke-width="0.6"/>"##
             );
         }
         labels.text(&mut o, spot, &number, r#"class="n""#);
@@ -1817,6 +2114,116 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The leaders of `svg` (its lines 0.6 units wide), each from its point to its label.
+    fn leaders(svg: &str) -> Vec<((f64, f64), (f64, f64))> {
+        svg.split("<line")
+            .skip(1)
+            .map(|piece| piece.split_once("/>").unwrap().0)
+            .filter(|tag| tag.contains(r#"stroke-width="0.6""#))
+            .map(|tag| ((num(tag, "x1"), num(tag, "y1")), (num(tag, "x2"), num(tag, "y2"))))
+            .collect()
+    }
+
+    /// What no leader of `svg` may do: cross another leader, or run through a text or a dot
+    /// other than its own (the text it ends at, the dots it starts from).
+    fn tangles(svg: &str) -> Vec<String> {
+        let (texts, dots) = boxes(svg);
+        let near =
+            |r: &Rect, (x, y): (f64, f64)| x >= r.x0 - 0.6 && x <= r.x1 + 0.6 && y >= r.y0 - 0.6 && y <= r.y1 + 0.6;
+        let all = leaders(svg);
+        let mut found = Vec::new();
+        for (i, &(a, b)) in all.iter().enumerate() {
+            let own = texts.iter().find(|(_, r)| near(r, b)).map_or("?".to_owned(), |(t, _)| t.clone());
+            for (t, r) in &texts {
+                if !near(r, b) && segment_meets_rect(a, b, r) {
+                    found.push(format!("the leader of {own:?} runs through {t:?}"));
+                }
+            }
+            for d in dots.iter().filter(|d| !near(d, a)) {
+                if segment_meets_rect(a, b, d) {
+                    found.push(format!(
+                        "the leader of {own:?} runs through the dot at {:.1},{:.1}",
+                        (d.x0 + d.x1) / 2.0,
+                        (d.y0 + d.y1) / 2.0
+                    ));
+                }
+            }
+            for &other in &all[i + 1..] {
+                if segments_cross((a, b), other) {
+                    found.push(format!(
+                        "the leader of {own:?} crosses the one from {:.1},{:.1}",
+                        other.0 .0, other.0 .1
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// The numbers of values tested close together fan out above (or below) them, each tied to
+    /// its dot by a leader that crosses no other leader and runs through no other number or
+    /// dot: on the README's solve, the tipping point's and a crowd of four values a step apart,
+    /// two tested twice, on the chart of the whole range and near the answer.
+    #[test]
+    fn no_leader_of_the_values_tested_crosses_another() {
+        use Decision::{Fails, Meets};
+        use Level::{Scout, Sure};
+        let (mut crowd, range) = launch_solve();
+        crowd.steps = vec![step(0.0, Scout, Fails, 2, 2), step(100.0, Scout, Meets, 33, 0)];
+        for k in 0..4u32 {
+            let v = 52.0 + f64::from(k);
+            crowd.steps.push(step(v, Scout, if k < 2 { Fails } else { Meets }, 33, u64::from(4 - 2 * k.min(2))));
+        }
+        crowd.steps.extend([step(53.0, Sure, Fails, 280, 21), step(54.0, Sure, Meets, 242, 5)]);
+        crowd.verdict = Verdict::Between { meets_at: 54.0, fails_at: 53.0, fails_decided: true };
+        let mut leaders_seen = 0;
+        for (r, range) in [launch_solve(), tipping_solve(), (crowd, range)] {
+            let near = near_the_answer(&r, &range, 0.5).expect("the values crowd together");
+            for (shown, zoomed, wide) in [(&range, false, false), (&range, false, true), (&near, true, false)] {
+                let svg = steps_chart(&r, shown, zoomed, wide);
+                let at = format!("{}, {}..{}", r.target.text, shown.lo, shown.hi);
+                assert_eq!(tangles(&svg), Vec::<String>::new(), "{at}: {svg}");
+                assert_eq!(overlaps(&svg), Vec::<String>::new(), "{at}: {svg}");
+                leaders_seen += leaders(&svg).len();
+            }
+        }
+        assert!(leaders_seen >= 10, "the crowds stack their numbers: {leaders_seen} leaders");
+    }
+
+    /// A balance chart's days fall on whole days only, however few (no day 2.5), and the
+    /// median day a pool ran dry is marked on that day, where its balance is drawn.
+    #[test]
+    fn day_ticks_are_whole_days_and_the_dry_mark_is_on_its_day() {
+        assert_eq!(day_ticks(1), vec![0, 1]);
+        assert_eq!(day_ticks(3), vec![0, 1, 2, 3]);
+        assert_eq!(day_ticks(5), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(day_ticks(10), vec![0, 2, 4, 6, 8, 10]);
+        assert_eq!(day_ticks(90), vec![0, 20, 40, 60, 80]);
+        for days in 1..=120 {
+            let t = day_ticks(days);
+            assert!(t.len() >= 2 && t.len() <= 11 && t[0] == 0 && *t.last().unwrap() <= days, "{days}: {t:?}");
+        }
+        let band = PoolBand { p5: vec![5, 0, 0], p50: vec![50, 0, 0], p95: vec![500, 10, 0] };
+        let svg = PoolChart {
+            title: "t".to_owned(),
+            band: &band,
+            initial_sats: 1000,
+            days: 3,
+            scale: SatsScale::holding(1000),
+            dry: Some((2, 0.5)),
+            marks: Vec::new(),
+            w: 420.0,
+            h: 230.0,
+        }
+        .render();
+        let f = Frame::new(420.0, 230.0);
+        let (texts, _) = boxes(&svg);
+        let days: Vec<&str> = texts.iter().filter(|(_, r)| r.y0 > f.t + f.ph()).map(|(t, _)| t.as_str()).collect();
+        assert_eq!(days, ["0", "1", "2", "3", "day"], "{svg}");
+        let x = f.x(2.0 / 3.0);
+        assert!(svg.contains(&format!(r#"<line x1="{x:.1}" x2="{x:.1}" y1="26" y2="196.0" stroke="{DRY}""#)), "{svg}");
     }
 
     /// A range one step wide, both ends tested (`--solve credit_pct=71..72`): the dots at the

@@ -328,9 +328,10 @@ fn no_chart_row_is_left_half_blank() {
         let plan = Plan::new(&small(), "small.toml", &[], vec![sweep]).unwrap().run(None, None);
         let page = html::render(&plan);
         no_row_half_blank(&page);
-        // The balance charts and the map of depletion, then the shares by tier.
+        // The balance charts (the map of depletion comes before the table, out of the grid),
+        // then the shares by tier.
         let [balance, tiers] = &grids(&page)[..] else { panic!("two grids") };
-        assert_eq!((balance.len(), tiers.len()), (n + 1, n));
+        assert_eq!((balance.len(), tiers.len()), (n, n));
         assert_eq!(tiers.last(), Some(&(n % 2 == 1)), "{n}");
     }
     let unswept = Plan::new(&small(), "small.toml", &[], Vec::new()).unwrap().run(None, None);
@@ -369,4 +370,127 @@ fn answer_tables_wrap_inside_the_page() {
     assert!(solve.contains(r#"<figure class="wide"><div class="scroll"><table"#), "the solve's table in its box");
     // No grid cell grows past its column for what is in it.
     assert!(solve.contains(".grid>*{min-width:0}"));
+}
+
+/// A plan of the small scenario over `credit_pct` (0 to 70 by 5: 15 configurations, the
+/// lowest of which run dry) and, with `pools`, the starting pool too.
+fn many(pools: bool) -> ledger_plan::report::PlanOutput {
+    let credits: Vec<String> = (0..15).map(|k| (5 * k).to_string()).collect();
+    let mut sweeps = vec![parse_sweep(&format!("credit_pct={}", credits.join(","))).unwrap()];
+    if pools {
+        sweeps.push(parse_sweep("pool_initial_sats=300,2000").unwrap());
+    }
+    Plan::new(&small(), "small.toml", &[], sweeps).unwrap().run(None, None)
+}
+
+/// The verdict line of a page.
+fn headline(page: &str) -> &str {
+    let at = page.find(r#"<div class="verdict"#).expect("a verdict");
+    &page[at..at + page[at..].find("</div>").unwrap()]
+}
+
+/// The headline names the configurations that ran dry, the most often first, five at most and
+/// then how many more, as well as those that never did.
+#[test]
+fn a_plans_headline_names_the_configurations_that_ran_dry() {
+    let out = many(false);
+    let dry: Vec<_> = out.summaries.iter().filter(|x| x.depletion_probability > 0.0).collect();
+    assert!(dry.len() > 5 && dry.len() < out.summaries.len(), "{} dry of {}", dry.len(), out.summaries.len());
+    let page = html::render(&out);
+    let line = headline(&page);
+    assert!(line.contains(&format!("{} ran dry, the most often first: ", dry.len())), "{line}");
+    assert!(line.contains(&format!(" and {} more.", dry.len() - 5)), "{line}");
+    let mut worst = dry.clone();
+    worst.sort_by(|a, b| b.depletion_probability.total_cmp(&a.depletion_probability));
+    assert!(line.contains(&format!("{} (100 %", worst[0].label)), "{line}");
+    // Five names of those that ran dry, none of those that did not among them.
+    let named = line.split("the most often first: ").nth(1).unwrap();
+    assert_eq!(named.matches("credit_pct=").count(), 5, "{named}");
+    // With a single configuration that ran dry, it is named with its share and median day.
+    let dead = small()
+        .replace("pool_initial_sats = 2000", "pool_initial_sats = 100")
+        .replace("credit_pct = 10", "credit_pct = 0");
+    let one = html::render(&Plan::new(&dead, "dead.toml", &[], Vec::new()).unwrap().run(None, None));
+    assert!(
+        headline(&one).contains("1 ran dry, the most often first: base (100 %, median day 1)."),
+        "{}",
+        headline(&one)
+    );
+}
+
+/// With more configurations than charts, the overview comes first (the map of depletion, then
+/// the table), and the page draws twelve balance charts, says which and that the rest are in
+/// the table: the riskiest, the safest and those nearest the line between running dry and
+/// not, in the table's order, the same for the shares by tier.
+#[test]
+fn many_configurations_put_the_overview_first_and_draw_twelve_charts() {
+    let out = many(true);
+    assert_eq!(out.summaries.len(), 30);
+    let page = html::render(&out);
+    let (map, table, charts) = (
+        page.find("<h2>Probability of depletion across the sweep</h2>").expect("the map"),
+        page.find("<h2>Summary</h2>").unwrap(),
+        page.find("<h2>Pool balance by day</h2>").unwrap(),
+    );
+    assert!(map < table && table < charts, "map {map}, table {table}, charts {charts}");
+    assert!(page.contains(r#"<p class="note"><b>12 of 30 configurations drawn</b>: the riskiest ("#), "the note");
+    assert!(page.contains("The other 18 are in the table above."), "the rest");
+    let [balance, tiers] = &grids(&page)[..] else { panic!("two grids") };
+    assert_eq!((balance.len(), tiers.len()), (12, 12));
+    no_row_half_blank(&page);
+    // Every configuration in the table.
+    assert_eq!(page.matches("<tr><td class=\"l\">").count(), 30);
+    // The charts drawn: the riskiest and the safest among them, and they straddle the line.
+    let titles: Vec<&str> =
+        page.split(r#"<text x="4" y="16" class="t">"#).skip(1).map(|t| t.split_once("</text>").unwrap().0).collect();
+    let label = |i: usize| out.summaries[i].label.clone();
+    let dry = |i: usize| out.summaries[i].depletion_probability > 0.0;
+    let drawn: Vec<usize> = (0..30).filter(|&i| titles.iter().any(|t| t.starts_with(&label(i)))).collect();
+    assert_eq!(drawn.len(), 12, "{titles:?}");
+    assert!(drawn.iter().any(|&i| dry(i)) && drawn.iter().any(|&i| !dry(i)), "{drawn:?}");
+    // The same page from the same output.
+    assert_eq!(html::render(&out), page);
+}
+
+/// A configuration that never ran dry but whose pool's lowest p5 fell below 5 % of its start
+/// gets an amber "thin margin" badge in the table and on its chart, the headline names it,
+/// the page states the rule, and the table has every configuration's lowest p5.
+#[test]
+fn a_thin_margin_is_marked_and_its_rule_stated() {
+    let mut out = many(false);
+    // A configuration that never ran dry, given a wide margin (its p5 at 2,000 sats every
+    // day), then made to dip to 90 (4.5 % of 2,000) on day 3.
+    let thin = out.summaries.iter().position(|x| x.depletion_probability == 0.0).expect("one never dry");
+    let days = out.summaries[thin].pool_p5.len();
+    out.summaries[thin].pool_p5 = vec![2000; days];
+    let badge = r#"<span class="tag thin">thin margin</span>"#;
+    let before = html::render(&out).matches(badge).count();
+    out.summaries[thin].pool_p5[2] = 90;
+    let page = html::render(&out);
+    assert_eq!(page.matches(badge).count(), before + 1, "a badge more");
+    let mine = format!("{} {badge}", out.summaries[thin].label);
+    let at = page.find(&mine).expect("the badge beside its configuration");
+    let row = &page[at..at + page[at..].find("</tr>").unwrap()];
+    assert!(row.contains("<td>90 (4.5 %)</td>"), "{row}");
+    assert!(page.contains("Thin margin: never ran dry, but the lowest p5 fell below 5 % of the starting pool."));
+    assert!(page.contains("<th>lowest p5, sats (of start)</th>"));
+    let line = headline(&page);
+    assert!(line.contains(" of them with a thin margin (the lowest p5 below 5 % of the starting pool): "), "{line}");
+    assert!(line.contains(&out.summaries[thin].label), "{line}");
+    assert!(page.contains(&format!("{} · thin margin</text>", out.summaries[thin].label)), "the chart's title");
+    assert!(page.contains(">thin margin: p5 below 100 sats</text>"), "the chart's line");
+    // All never dry, one thin: the verdict is amber.
+    let mut all_safe = out.clone();
+    for (i, x) in all_safe.summaries.iter_mut().enumerate() {
+        if i != thin {
+            (x.depletion_probability, x.depletion_day_min, x.depletion_day_p50) = (0.0, None, None);
+            x.pool_p5 = vec![2000; days];
+        }
+    }
+    let all = html::render(&all_safe);
+    assert!(
+        headline(&all).starts_with(r#"<div class="verdict thin"><span class="badge">thin margin</span>"#),
+        "{}",
+        headline(&all)
+    );
 }
