@@ -633,7 +633,7 @@ fn open_page(o: &mut String, s: &PlanScenario, title: &str, extra: &str, varied:
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · {}</title><style>
 body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:20px 24px;color:#212121;max-width:1240px;overflow-wrap:break-word}}
 h1{{font-size:21px;margin:0 0 2px}} h2{{font-size:16px;margin:22px 0 8px;border-bottom:1px solid #e0e0e0;padding-bottom:2px}}
-table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}}
+table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 5px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}}
 td:first-child,th:first-child{{text-align:left}} th{{white-space:normal;vertical-align:bottom}} td.l,th.l{{text-align:left}} td.l{{white-space:normal;min-width:4em}} .nw{{white-space:nowrap}}
 .scroll{{overflow-x:auto;max-width:100%}}
 .grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(max(360px,40%),1fr));gap:12px 18px;align-items:start}}
