@@ -741,7 +741,7 @@ pub fn render(out: &PlanOutput) -> String {
     }
     let _ = write!(
         o,
-        "</table></div><p class=\"muted\">Amounts are means per seed over the whole run. P(dry): share of seeds in which some request was gated because the pool was empty. Lowest p5: the lowest over the days of the pool's 5th percentile over seeds, and its share of the starting pool. {}</p>",
+        "</table></div><p class=\"muted\">Amounts are means per seed over the whole run. P(dry): share of seeds in which some request was gated because the pool was empty. Lowest p5: the lowest over the days of the pool's 5th percentile over seeds at the end of each day, and its share of the starting pool; within a day the pool can fall lower, and a pool that ran dry may have refilled from the day's payments by its end, so a configuration that ran dry can still show a large lowest p5. {}</p>",
         THIN_RULE
     );
     let shown = charted(out, &initial);
