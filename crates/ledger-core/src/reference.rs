@@ -4,8 +4,8 @@
 //! one step, which is what makes it the oracle: every invariant of SPEC.md §6 holds after
 //! every command, whatever the order, repetition or timing of commands.
 //!
-//! Lookups use `FxHashMap` for speed; nothing iterates a hash map into an outcome, so its
-//! order cannot leak. Deadlines are kept in a sorted queue, so `expire` is ordered by
+//! Lookups use `FxHashMap` and, for identities by pubkey, [`KeyIndex`], for speed; nothing
+//! iterates a hash table into an outcome, so its order cannot leak. Deadlines are kept in a sorted queue, so `expire` is ordered by
 //! `(deadline, request_id)`.
 
 use std::collections::VecDeque;
@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::idmap::IdMap;
 use crate::ids::{PaymentId, Pubkey, RequestId, Tier, TimeMs};
 use crate::journal::Movement;
+use crate::keyindex::KeyIndex;
 use crate::rules;
 use crate::sats::Sats;
 use crate::snapshot::{
@@ -115,7 +116,8 @@ pub struct Ledger<V: Variant = Exact> {
     totals: Totals,
     /// Identities by index, so a request reaches its identity without hashing a pubkey.
     identities: Vec<(Pubkey, Identity)>,
-    identity_index: FxHashMap<Pubkey, IdentityIdx>,
+    /// The slot in `identities` of each pubkey.
+    identity_index: KeyIndex,
     requests: IdMap<Request>,
     unknown_pubkeys: FxHashMap<RequestId, Pubkey>,
     payments: IdMap<(Sats, Sats)>,
@@ -167,7 +169,7 @@ impl Ledger {
                 if pool >= estimated_sats || self.requests.get(request_id.0).is_some() {
                     return false;
                 }
-                let Some(&idx) = self.identity_index.get(&pubkey) else { return false };
+                let Some(idx) = self.idx_of(&pubkey) else { return false };
                 let identity = &self.identities[idx as usize].1;
                 let standing =
                     rules::Standing { budget: self.budget_of(identity), remaining: || self.remaining(identity, now) };
@@ -190,7 +192,8 @@ impl Ledger {
         }
         let mut ledger = Ledger::new(snapshot.config);
         ledger.totals = snapshot.totals;
-        for (idx, (pubkey, _)) in snapshot.identities.iter().enumerate() {
+        ledger.identities = snapshot.identities;
+        for idx in 0..ledger.identities.len() {
             let idx = IdentityIdx::try_from(idx).ok().filter(|i| *i != NO_IDENTITY).ok_or_else(|| {
                 RestoreError::DoesNotAddUp {
                     what: "identities".into(),
@@ -198,11 +201,11 @@ impl Ledger {
                     computed: u128::from(NO_IDENTITY),
                 }
             })?;
-            if ledger.identity_index.insert(*pubkey, idx).is_some() {
+            let pubkey = ledger.identities[idx as usize].0;
+            if ledger.identity_index.insert(&pubkey, idx, |i| &ledger.identities[i as usize].0).is_some() {
                 return Err(RestoreError::Duplicate { what: format!("identity {pubkey}") });
             }
         }
-        ledger.identities = snapshot.identities;
         let mut reserved_by = vec![0u128; ledger.identities.len()];
         let (mut reserved, mut absorbed, mut overrun, mut credited, mut n_grants) = (0u128, 0u128, 0u128, 0u128, 0u128);
         let mut deadlines = Vec::new();
@@ -211,7 +214,7 @@ impl Ledger {
             if ledger.requests.get(id.0).is_some() {
                 return Err(RestoreError::Duplicate { what: format!("request {}", id.0) });
             }
-            let idx = ledger.identity_index.get(&r.pubkey).copied();
+            let idx = ledger.idx_of(&r.pubkey);
             let reservation = match r.reservation {
                 None => None,
                 Some(res) => {
@@ -299,7 +302,7 @@ impl<V: Variant> Ledger<V> {
             config,
             totals: Totals { pool_sats: config.pool_initial_sats, ..Totals::default() },
             identities: Vec::new(),
-            identity_index: FxHashMap::default(),
+            identity_index: KeyIndex::default(),
             requests: IdMap::default(),
             unknown_pubkeys: FxHashMap::default(),
             payments: IdMap::default(),
@@ -312,7 +315,7 @@ impl<V: Variant> Ledger<V> {
     /// `n_requests`) before the tables grow (see [`Ledger::with_capacity`]).
     pub fn reserve(&mut self, n_identities: usize, n_requests: usize) {
         self.identities.reserve(n_identities);
-        self.identity_index.reserve(n_identities);
+        self.identity_index.reserve(n_identities, |i| &self.identities[i as usize].0);
         self.requests.reserve(n_requests);
         self.deadlines.reserve(n_requests);
     }
@@ -337,6 +340,12 @@ impl<V: Variant> Ledger<V> {
         fresh.payments.clear();
         fresh.deadlines.clear();
         *self = fresh;
+    }
+
+    /// The slot in `identities` of `pubkey`'s identity, if it has one.
+    #[inline]
+    fn idx_of(&self, pubkey: &Pubkey) -> Option<IdentityIdx> {
+        self.identity_index.get(pubkey, |i| &self.identities[i as usize].0)
     }
 
     /// The tier budget that applies to `identity`.
@@ -388,7 +397,7 @@ impl<V: Variant> Ledger<V> {
 
     /// An identity's standing.
     pub fn identity(&self, pubkey: &Pubkey) -> Option<Identity> {
-        let idx = *self.identity_index.get(pubkey)?;
+        let idx = self.idx_of(pubkey)?;
         Some(self.identities[idx as usize].1)
     }
 
@@ -504,8 +513,10 @@ impl<V: Variant> Ledger<V> {
             self.identities[idx as usize].1 = identity;
         }
         while self.identities.len() > n_identities as usize {
-            let (pubkey, _) = self.identities.pop().expect("longer than before");
-            self.identity_index.remove(&pubkey);
+            // Out of the index first: the index reads the key from the table.
+            let (pubkey, _) = *self.identities.last().expect("longer than before");
+            self.identity_index.remove(&pubkey, |i| &self.identities[i as usize].0);
+            self.identities.pop();
         }
         if let Some((request_id, before)) = request {
             match before {
@@ -541,7 +552,7 @@ impl<V: Variant> Ledger<V> {
             Command::Expire => return Undo(UndoKind::Whole(Box::new(self.clone()))),
         };
         let request = request_id.map(|r| (r, self.requests.get(r.0).cloned()));
-        let named = pubkey.and_then(|p| self.identity_index.get(&p).copied());
+        let named = pubkey.and_then(|p| self.idx_of(&p));
         let holder = request.as_ref().and_then(|(_, r)| r.as_ref()).map(|r| r.identity);
         let holder = holder.filter(|&idx| idx != NO_IDENTITY && Some(idx) != named);
         let saved = |idx: Option<IdentityIdx>| idx.map(|idx| (idx, self.identities[idx as usize].1));
@@ -556,7 +567,7 @@ impl<V: Variant> Ledger<V> {
     }
 
     fn set_tier(&mut self, pubkey: Pubkey, tier: Tier, now: TimeMs) -> Outcome {
-        if let Some(&idx) = self.identity_index.get(&pubkey) {
+        if let Some(idx) = self.idx_of(&pubkey) {
             let identity = &mut self.identities[idx as usize].1;
             let previous = identity.tier;
             identity.tier = tier;
@@ -570,7 +581,7 @@ impl<V: Variant> Ledger<V> {
         let absorbed_reset_at = if self.breaks(Rule::TierCreates) { TimeMs(0) } else { now };
         let identity = Identity { tier, sats_absorbed_today: Sats::ZERO, absorbed_reset_at, reserved_sats: Sats::ZERO };
         self.identities.push((pubkey, identity));
-        self.identity_index.insert(pubkey, idx);
+        self.identity_index.insert(&pubkey, idx, |i| &self.identities[i as usize].0);
         Outcome::TierSet { previous: None }
     }
 
@@ -619,12 +630,12 @@ impl<V: Variant> Ledger<V> {
                 return Err(Refusal::ExistsWithDifferentEstimate { estimated_sats: first });
             }
             if self.breaks(Rule::DecideRepeat) {
-                let idx = self.identity_index.get(&pubkey).copied().unwrap_or(NO_IDENTITY);
+                let idx = self.idx_of(&pubkey).unwrap_or(NO_IDENTITY);
                 return Ok(Outcome::Decided { decision: self.decision_for(idx, estimated, now) });
             }
             return Ok(Outcome::Decided { decision: request.decision });
         }
-        let idx = self.identity_index.get(&pubkey).copied().unwrap_or(NO_IDENTITY);
+        let idx = self.idx_of(&pubkey).unwrap_or(NO_IDENTITY);
         let decision = self.variant.decision(self.decision_for(idx, estimated, now));
         let reservation = match decision {
             Decision::Free { reserved_sats } => {
@@ -743,7 +754,7 @@ impl<V: Variant> Ledger<V> {
             return Err(Refusal::UnknownIdentity);
         }
         // The identity may have been created since the decision.
-        let Some(&idx) = self.identity_index.get(&pubkey) else {
+        let Some(idx) = self.idx_of(&pubkey) else {
             if self.breaks(Rule::RefusalsForgotten) {
                 let request = self.requests.get_mut(request_id.0).expect("looked up above");
                 request.refused.get_or_insert_with(Default::default).push((amount, Sats::ZERO));

@@ -12,7 +12,8 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use ledger_core::{
-    Command, Config, IdMap, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs, DAY_MS,
+    Command, Config, IdMap, KeyIndex, Movement, Outcome, PaymentId, Pubkey, Refusal, RequestId, Sats, Tier, TimeMs,
+    DAY_MS,
 };
 
 use crate::engine::{Observed, Reply};
@@ -248,7 +249,8 @@ pub struct Checker {
     identities: Vec<IdentityBook>,
     /// The pubkey of each identity book.
     pubkeys: Vec<Pubkey>,
-    identity_index: FxHashMap<Pubkey, IdentityIdx>,
+    /// The book of each pubkey, by its slot in `pubkeys` and `identities`.
+    identity_index: KeyIndex,
     /// Paid sats of each payment, with [`CREDITED`] set once it was credited.
     payments: IdMap<u64>,
     violations: Vec<Violation>,
@@ -281,7 +283,7 @@ impl Checker {
             wide: FxHashMap::default(),
             identities: Vec::new(),
             pubkeys: Vec::new(),
-            identity_index: FxHashMap::default(),
+            identity_index: KeyIndex::default(),
             payments: IdMap::default(),
             violations: Vec::new(),
             first_step_of: [None; Invariant::ALL.len()],
@@ -307,7 +309,7 @@ impl Checker {
         self.payments.reserve(n_requests);
         self.identities.reserve(n_identities);
         self.pubkeys.reserve(n_identities);
-        self.identity_index.reserve(n_identities);
+        self.identity_index.reserve(n_identities, |i| &self.pubkeys[i as usize]);
     }
 
     /// Back to [`Checker::new`] under `config`, keeping the room of its books (see
@@ -355,14 +357,15 @@ impl Checker {
 
     /// The index of `pubkey`'s book, made (not yet created by a tier) on first sight.
     fn identity_idx(&mut self, pubkey: Pubkey) -> IdentityIdx {
-        let (identities, pubkeys) = (&mut self.identities, &mut self.pubkeys);
-        *self.identity_index.entry(pubkey).or_insert_with(|| {
-            let idx = IdentityIdx::try_from(identities.len()).expect("fewer than 2^32 - 1 identities");
-            assert!(idx != NO_IDENTITY, "identity table full");
-            identities.push(IdentityBook { tier: None, window_start: TimeMs(0), window_absorbed: 0, outstanding: 0 });
-            pubkeys.push(pubkey);
-            idx
-        })
+        if let Some(idx) = self.identity_index.get(&pubkey, |i| &self.pubkeys[i as usize]) {
+            return idx;
+        }
+        let idx = IdentityIdx::try_from(self.identities.len()).expect("fewer than 2^32 - 1 identities");
+        assert!(idx != NO_IDENTITY, "identity table full");
+        self.identities.push(IdentityBook { tier: None, window_start: TimeMs(0), window_absorbed: 0, outstanding: 0 });
+        self.pubkeys.push(pubkey);
+        self.identity_index.insert(&pubkey, idx, |i| &self.pubkeys[i as usize]);
+        idx
     }
 
     /// [`Checker::identity_idx`] of `pubkey`, without hashing it when `request_id` is
@@ -420,7 +423,7 @@ impl Checker {
     /// `pubkey`'s daily window by the checker's own books: `(start, absorbed in it,
     /// outstanding, tier)`, once a tier created the identity.
     pub fn window_of(&self, pubkey: &Pubkey) -> Option<(TimeMs, i128, i128, Tier)> {
-        let book = self.identities.get(*self.identity_index.get(pubkey)? as usize)?;
+        let book = self.identities.get(self.identity_index.get(pubkey, |i| &self.pubkeys[i as usize])? as usize)?;
         Some((book.window_start, book.window_absorbed, book.outstanding, book.tier?))
     }
 
