@@ -7,7 +7,8 @@
 //! and once on the identity. [`KeyIndex`] holds only the 4-byte slot numbers, hashed by the
 //! key the slot holds, which it reads from the table itself: 5,000 identities take 32 KB of
 //! index, and a lookup reads the one identity it was after to compare the key. Measured on
-//! `ledger-sim plan fixtures/scenarios/plan-launch.toml` (README, "Speed").
+//! `ledger-sim plan fixtures/scenarios/plan-launch.toml` (README, "A planning question, end to
+//! end").
 //!
 //! Nothing iterates the index, so its order cannot reach an outcome.
 
