@@ -225,6 +225,9 @@ impl RequestBook {
 
 #[derive(Clone, Copy, Debug)]
 struct IdentityBook {
+    /// Whose book it is: beside the rest, so that finding a book by its pubkey
+    /// ([`KeyIndex`] compares the key) and reading it touch the same cache lines.
+    pubkey: Pubkey,
     /// `None` for a pubkey the journal named but no `on_tier` created.
     tier: Option<Tier>,
     window_start: TimeMs,
@@ -247,9 +250,7 @@ pub struct Checker {
     /// Sums of requests whose book is [`WIDE`].
     wide: FxHashMap<RequestId, Sums>,
     identities: Vec<IdentityBook>,
-    /// The pubkey of each identity book.
-    pubkeys: Vec<Pubkey>,
-    /// The book of each pubkey, by its slot in `pubkeys` and `identities`.
+    /// The book of each pubkey, by its slot in `identities`.
     identity_index: KeyIndex,
     /// Paid sats of each payment, with [`CREDITED`] set once it was credited.
     payments: IdMap<u64>,
@@ -282,7 +283,6 @@ impl Checker {
             requests: IdMap::default(),
             wide: FxHashMap::default(),
             identities: Vec::new(),
-            pubkeys: Vec::new(),
             identity_index: KeyIndex::default(),
             payments: IdMap::default(),
             violations: Vec::new(),
@@ -308,8 +308,7 @@ impl Checker {
         self.requests.reserve(n_requests);
         self.payments.reserve(n_requests);
         self.identities.reserve(n_identities);
-        self.pubkeys.reserve(n_identities);
-        self.identity_index.reserve(n_identities, |i| &self.pubkeys[i as usize]);
+        self.identity_index.reserve(n_identities, |i| &self.identities[i as usize].pubkey);
     }
 
     /// Back to [`Checker::new`] under `config`, keeping the room of its books (see
@@ -320,13 +319,11 @@ impl Checker {
         std::mem::swap(&mut fresh.requests, &mut self.requests);
         std::mem::swap(&mut fresh.wide, &mut self.wide);
         std::mem::swap(&mut fresh.identities, &mut self.identities);
-        std::mem::swap(&mut fresh.pubkeys, &mut self.pubkeys);
         std::mem::swap(&mut fresh.identity_index, &mut self.identity_index);
         std::mem::swap(&mut fresh.payments, &mut self.payments);
         fresh.requests.clear();
         fresh.wide.clear();
         fresh.identities.clear();
-        fresh.pubkeys.clear();
         fresh.identity_index.clear();
         fresh.payments.clear();
         *self = fresh;
@@ -357,14 +354,19 @@ impl Checker {
 
     /// The index of `pubkey`'s book, made (not yet created by a tier) on first sight.
     fn identity_idx(&mut self, pubkey: Pubkey) -> IdentityIdx {
-        if let Some(idx) = self.identity_index.get(&pubkey, |i| &self.pubkeys[i as usize]) {
+        if let Some(idx) = self.identity_index.get(&pubkey, |i| &self.identities[i as usize].pubkey) {
             return idx;
         }
         let idx = IdentityIdx::try_from(self.identities.len()).expect("fewer than 2^32 - 1 identities");
         assert!(idx != NO_IDENTITY, "identity table full");
-        self.identities.push(IdentityBook { tier: None, window_start: TimeMs(0), window_absorbed: 0, outstanding: 0 });
-        self.pubkeys.push(pubkey);
-        self.identity_index.insert(&pubkey, idx, |i| &self.pubkeys[i as usize]);
+        self.identities.push(IdentityBook {
+            pubkey,
+            tier: None,
+            window_start: TimeMs(0),
+            window_absorbed: 0,
+            outstanding: 0,
+        });
+        self.identity_index.insert(&pubkey, idx, |i| &self.identities[i as usize].pubkey);
         idx
     }
 
@@ -372,7 +374,9 @@ impl Checker {
     /// already tied to it (a record after its debit).
     fn identity_idx_of(&mut self, request_id: RequestId, pubkey: Pubkey) -> IdentityIdx {
         match self.requests.get(request_id.0) {
-            Some(book) if self.pubkeys.get(book.identity as usize) == Some(&pubkey) => book.identity,
+            Some(book) if self.identities.get(book.identity as usize).is_some_and(|i| i.pubkey == pubkey) => {
+                book.identity
+            }
             _ => self.identity_idx(pubkey),
         }
     }
@@ -382,7 +386,7 @@ impl Checker {
         let idx = self.identity_idx(pubkey);
         let book = &mut self.identities[idx as usize];
         if book.tier.is_none() {
-            *book = IdentityBook { tier: None, window_start: now, window_absorbed: 0, outstanding: 0 };
+            *book = IdentityBook { pubkey, tier: None, window_start: now, window_absorbed: 0, outstanding: 0 };
         }
         book.tier = Some(tier);
     }
@@ -423,7 +427,8 @@ impl Checker {
     /// `pubkey`'s daily window by the checker's own books: `(start, absorbed in it,
     /// outstanding, tier)`, once a tier created the identity.
     pub fn window_of(&self, pubkey: &Pubkey) -> Option<(TimeMs, i128, i128, Tier)> {
-        let book = self.identities.get(self.identity_index.get(pubkey, |i| &self.pubkeys[i as usize])? as usize)?;
+        let book =
+            self.identities.get(self.identity_index.get(pubkey, |i| &self.identities[i as usize].pubkey)? as usize)?;
         Some((book.window_start, book.window_absorbed, book.outstanding, book.tier?))
     }
 
